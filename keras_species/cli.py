@@ -1,0 +1,57 @@
+"""The ``keras-species`` command: one subcommand per stage, each defined beside its stage.
+
+Every subcommand module exposes ``configure_parser(parser)`` and ``run_cli(args) -> int``; it is
+imported only when its subcommand runs, so ``keras-species --help`` stays fast (no TensorFlow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "audit": ("keras_species.data.audit", "scan a data set: modes, sizes, corrupt files, duplicates, counts"),
+    "split": ("keras_species.data.splits", "split a data set (stratified, group-aware, multi-label, k-fold) into a CSV"),
+    "shard": ("keras_species.data.shards", "write a data set to TFRecord shards"),
+    "models": ("keras_species.models.listing", "list the backbones of the registry"),
+    "runs": ("keras_species.training.runs", "list past runs as one table"),
+    "predict": ("keras_species.predict", "predict images with a trained model"),
+    "export": ("keras_species.export", "export a model to .keras, SavedModel or TFLite"),
+}
+
+
+def _available() -> dict[str, tuple[str, str]]:
+    found = {}
+    for name, (module, helptext) in COMMANDS.items():
+        if importlib.util.find_spec(module) is not None:
+            found[name] = (module, helptext)
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``keras-species``; returns the process exit code."""
+    commands = _available()
+    parser = argparse.ArgumentParser(prog="keras-species", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, helptext) in commands.items():
+        sub.add_parser(name, help=helptext, add_help=False)
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
+        if argv and argv[0] not in ("-h", "--help"):
+            parser.print_usage(sys.stderr)
+            print(f"keras-species: unknown command {argv[0]!r}; choose from {', '.join(commands)}", file=sys.stderr)
+            return 2
+        parser.print_help()
+        return 0
+    name = argv[0]
+    module = importlib.import_module(commands[name][0])
+    cmd_parser = argparse.ArgumentParser(prog=f"keras-species {name}", description=commands[name][1])
+    module.configure_parser(cmd_parser)
+    args = cmd_parser.parse_args(argv[1:])
+    return int(module.run_cli(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

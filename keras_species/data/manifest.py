@@ -1,0 +1,329 @@
+"""The Manifest: the one description of an image collection that every later stage reads.
+
+A Manifest holds file paths, labels (int class indices for single-label data, a multi-hot
+matrix for multi-label data), class names with stable indices, and optional group ids and split
+names. Readers for folders, CSVs and iNat/COCO JSON live in :mod:`keras_species.data.sources`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+UNLABELLED = -1
+"""Label value of an image without a label (single-label manifests, e.g. R1's unlabelled set)."""
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+class ManifestError(ValueError):
+    """Raised when a manifest or its source is inconsistent; the message says what to fix."""
+
+
+@dataclass
+class Manifest:
+    """Image paths with their labels, classes, groups and splits.
+
+    Args:
+        paths: image file paths (absolute after loading through a reader).
+        labels: ``(N,)`` int class indices (``-1`` = unlabelled) for single-label data, or an
+            ``(N, C)`` 0/1 matrix for multi-label data.
+        class_names: class names; index ``i`` of a label means ``class_names[i]``.
+        groups: optional group id per image (e.g. the fish tracking id); a group never sits on
+            two sides of a group-aware split.
+        splits: optional split name per image (``train``/``val``/``test`` or a fold name).
+        source: where the manifest came from (for reports).
+
+    Example:
+        >>> m = Manifest(["a.png", "b.png"], np.array([0, 1]), ["cod", "eel"])
+        >>> m.num_classes, m.multilabel, m.class_counts().tolist()
+        (2, False, [1, 1])
+    """
+
+    paths: list[str]
+    labels: np.ndarray
+    class_names: list[str]
+    groups: list[str] | None = None
+    splits: list[str] | None = None
+    source: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.paths = [str(p) for p in self.paths]
+        self.class_names = [str(c) for c in self.class_names]
+        labels = np.asarray(self.labels)
+        if labels.ndim == 1:
+            labels = labels.astype(np.int64)
+        elif labels.ndim == 2:
+            labels = labels.astype(np.uint8)
+        else:
+            raise ManifestError(f"labels must be 1-D (class index) or 2-D (multi-hot), got shape {labels.shape}")
+        self.labels = labels
+        n = len(self.paths)
+        if len(labels) != n:
+            raise ManifestError(f"{n} paths but {len(labels)} labels")
+        if len(set(self.class_names)) != len(self.class_names):
+            dup = sorted({c for c in self.class_names if self.class_names.count(c) > 1})
+            raise ManifestError(f"duplicate class names {dup}: class names must be unique")
+        if labels.ndim == 2 and labels.shape[1] != len(self.class_names):
+            raise ManifestError(
+                f"multi-hot labels have {labels.shape[1]} columns but there are "
+                f"{len(self.class_names)} class names"
+            )
+        if labels.ndim == 1 and n and (labels.max() >= len(self.class_names) or labels.min() < UNLABELLED):
+            bad = labels[(labels >= len(self.class_names)) | (labels < UNLABELLED)][0]
+            raise ManifestError(f"label index {bad} is outside 0..{len(self.class_names) - 1}")
+        for name, column in (("groups", self.groups), ("splits", self.splits)):
+            if column is not None:
+                if len(column) != n:
+                    raise ManifestError(f"{n} paths but {len(column)} {name}")
+        if self.groups is not None:
+            self.groups = [str(g) for g in self.groups]
+        if self.splits is not None:
+            self.splits = [str(s) for s in self.splits]
+
+    # ------------------------------------------------------------------ basic views
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def multilabel(self) -> bool:
+        """True when labels are a multi-hot matrix."""
+        return self.labels.ndim == 2
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def labelled_mask(self) -> np.ndarray:
+        """Boolean mask of images that carry a label (always all True for multi-label)."""
+        if self.multilabel:
+            return np.ones(len(self), dtype=bool)
+        return self.labels != UNLABELLED
+
+    def class_counts(self) -> np.ndarray:
+        """Images per class (multi-label: images carrying each tag)."""
+        if self.multilabel:
+            return self.labels.sum(axis=0).astype(np.int64)
+        labelled = self.labels[self.labels != UNLABELLED]
+        return np.bincount(labelled, minlength=self.num_classes).astype(np.int64)
+
+    def label_matrix(self) -> np.ndarray:
+        """Labels as an ``(N, C)`` 0/1 matrix (one-hot for single-label; unlabelled rows are 0)."""
+        if self.multilabel:
+            return self.labels.copy()
+        out = np.zeros((len(self), self.num_classes), dtype=np.uint8)
+        rows = np.flatnonzero(self.labels != UNLABELLED)
+        out[rows, self.labels[rows]] = 1
+        return out
+
+    def label_names(self, i: int) -> list[str]:
+        """Class names of image ``i`` (empty list when unlabelled or tag-free)."""
+        if self.multilabel:
+            return [self.class_names[j] for j in np.flatnonzero(self.labels[i])]
+        k = int(self.labels[i])
+        return [] if k == UNLABELLED else [self.class_names[k]]
+
+    def stratify_key(self) -> np.ndarray:
+        """One label per image for stratification: the class index, or the label-set string."""
+        if self.multilabel:
+            return np.array(["".join(map(str, row)) for row in self.labels])
+        return self.labels
+
+    # ------------------------------------------------------------------ selection
+    def subset(self, index: Sequence[int] | np.ndarray) -> Manifest:
+        """A new manifest with the rows ``index`` (int indices or a boolean mask); classes kept."""
+        idx = np.asarray(index)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        idx = idx.astype(np.int64)
+        pick = lambda seq: None if seq is None else [seq[i] for i in idx]  # noqa: E731
+        return Manifest(
+            paths=[self.paths[i] for i in idx],
+            labels=self.labels[idx],
+            class_names=list(self.class_names),
+            groups=pick(self.groups),
+            splits=pick(self.splits),
+            source=self.source,
+            extra=dict(self.extra),
+        )
+
+    def split(self, name: str) -> Manifest:
+        """Rows whose split is ``name`` (e.g. ``"train"``)."""
+        if self.splits is None:
+            raise ManifestError("this manifest has no split: run keras_species.data.splits first")
+        mask = np.array([s == name for s in self.splits], dtype=bool)
+        return self.subset(mask)
+
+    def with_splits(self, splits: Sequence[str]) -> Manifest:
+        """A copy with the split column replaced."""
+        m = self.subset(np.arange(len(self)))
+        if len(splits) != len(self):
+            raise ManifestError(f"{len(self)} images but {len(splits)} split names")
+        m.splits = [str(s) for s in splits]
+        return m
+
+    def select_classes(self, keep: Sequence[str]) -> Manifest:
+        """Keep only images of the classes ``keep`` and re-index them in that order.
+
+        Single-label: images of other classes are dropped. Multi-label: other columns are dropped,
+        images keep their remaining tags (possibly none).
+        """
+        missing = [c for c in keep if c not in self.class_names]
+        if missing:
+            raise ManifestError(f"classes {missing} are not in this manifest ({self.class_names})")
+        old = [self.class_names.index(c) for c in keep]
+        if self.multilabel:
+            m = self.subset(np.arange(len(self)))
+            m.labels = self.labels[:, old]
+            m.class_names = list(keep)
+            return m
+        remap = np.full(self.num_classes + 1, UNLABELLED, dtype=np.int64)
+        for new_i, old_i in enumerate(old):
+            remap[old_i] = new_i
+        mask = np.isin(self.labels, old)
+        m = self.subset(mask)
+        m.labels = remap[m.labels]
+        m.class_names = list(keep)
+        return m
+
+    def merge(self, other: Manifest) -> Manifest:
+        """Concatenate two manifests of the same label type, uniting their class lists.
+
+        Classes of ``self`` keep their indices; new classes of ``other`` are appended (R2's
+        "add a 10th class from another source").
+        """
+        if self.multilabel != other.multilabel:
+            raise ManifestError("cannot merge a single-label and a multi-label manifest")
+        names = list(self.class_names) + [c for c in other.class_names if c not in self.class_names]
+        index = {c: i for i, c in enumerate(names)}
+        if self.multilabel:
+            a = np.zeros((len(self), len(names)), np.uint8)
+            a[:, : self.num_classes] = self.labels
+            b = np.zeros((len(other), len(names)), np.uint8)
+            for j, c in enumerate(other.class_names):
+                b[:, index[c]] = other.labels[:, j]
+            labels = np.concatenate([a, b])
+        else:
+            remap = np.array([index[c] for c in other.class_names] + [UNLABELLED], dtype=np.int64)
+            labels = np.concatenate([self.labels, remap[other.labels]])
+        both = lambda x, y, n1, n2: (  # noqa: E731
+            None if x is None and y is None else (x or [""] * n1) + (y or [""] * n2)
+        )
+        return Manifest(
+            paths=self.paths + other.paths,
+            labels=labels,
+            class_names=names,
+            groups=both(self.groups, other.groups, len(self), len(other)),
+            splits=both(self.splits, other.splits, len(self), len(other)),
+            source=f"{self.source}+{other.source}",
+        )
+
+    # ------------------------------------------------------------------ persistence
+    def to_csv(self, path: str | os.PathLike) -> str:
+        """Write ``path,labels[,group][,split]`` rows (labels ``;``-separated names).
+
+        The file reloads with :meth:`Manifest.from_csv` and keeps class order in a header comment.
+        """
+        path = os.fspath(path)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        cols = ["path", "labels"]
+        if self.groups is not None:
+            cols.append("group")
+        if self.splits is not None:
+            cols.append("split")
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            f.write("# classes: " + json.dumps(self.class_names) + f" multilabel: {json.dumps(self.multilabel)}\n")
+            w = csv.writer(f)
+            w.writerow(cols)
+            for i, p in enumerate(self.paths):
+                row = [p, ";".join(self.label_names(i))]
+                if self.groups is not None:
+                    row.append(self.groups[i])
+                if self.splits is not None:
+                    row.append(self.splits[i])
+                w.writerow(row)
+        return path
+
+    @classmethod
+    def from_csv(cls, path: str | os.PathLike) -> Manifest:
+        """Read a file written by :meth:`to_csv` (for arbitrary CSVs use ``sources.from_csv``)."""
+        path = os.fspath(path)
+        with open(path, encoding="utf-8", newline="") as f:
+            first = f.readline()
+            if not first.startswith("# classes: "):
+                raise ManifestError(
+                    f"{path} is not a keras-species manifest CSV (no '# classes:' header); "
+                    "read it with keras_species.data.sources.from_csv instead"
+                )
+            head = first[len("# classes: "):]
+            names_json, _, flag = head.rpartition(" multilabel: ")
+            class_names = json.loads(names_json)
+            multilabel = json.loads(flag)
+            rows = list(csv.DictReader(f))
+        index = {c: i for i, c in enumerate(class_names)}
+        if multilabel:
+            labels = np.zeros((len(rows), len(class_names)), np.uint8)
+            for r, row in enumerate(rows):
+                for name in filter(None, row["labels"].split(";")):
+                    labels[r, index[name]] = 1
+        else:
+            labels = np.array([index[row["labels"]] if row["labels"] else UNLABELLED for row in rows], np.int64)
+        return cls(
+            paths=[row["path"] for row in rows],
+            labels=labels,
+            class_names=class_names,
+            groups=[row["group"] for row in rows] if rows and "group" in rows[0] else None,
+            splits=[row["split"] for row in rows] if rows and "split" in rows[0] else None,
+            source=path,
+        )
+
+    def to_json(self, path: str | os.PathLike) -> str:
+        """Write the manifest as one JSON document (reload with :meth:`from_json`)."""
+        path = os.fspath(path)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        doc = {
+            "format": "keras-species-manifest/1",
+            "class_names": self.class_names,
+            "multilabel": self.multilabel,
+            "paths": self.paths,
+            "labels": self.labels.tolist(),
+            "groups": self.groups,
+            "splits": self.splits,
+            "source": self.source,
+        }
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(doc, f)
+        return path
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> Manifest:
+        """Read a file written by :meth:`to_json`."""
+        path = os.fspath(path)
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+        if doc.get("format") != "keras-species-manifest/1":
+            raise ManifestError(f"{path} is not a keras-species manifest JSON")
+        return cls(
+            paths=doc["paths"],
+            labels=np.array(doc["labels"]),
+            class_names=doc["class_names"],
+            groups=doc.get("groups"),
+            splits=doc.get("splits"),
+            source=doc.get("source", path),
+        )
+
+    def summary(self) -> str:
+        """One line: images, classes, label type, splits."""
+        kind = "multi-label" if self.multilabel else "single-label"
+        text = f"{len(self)} images, {self.num_classes} classes ({kind})"
+        if self.splits is not None:
+            names, counts = np.unique(self.splits, return_counts=True)
+            text += ", splits " + " ".join(f"{n}={c}" for n, c in zip(names, counts))
+        return text

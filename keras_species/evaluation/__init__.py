@@ -1,0 +1,1 @@
+"""Evaluation: metrics, thresholds, test-time augmentation, plots and run reports."""

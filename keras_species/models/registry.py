@@ -1,0 +1,83 @@
+"""Backbone registry: one entry per name with its builder, input size, preprocessing and weights.
+
+Family modules (``applications.py``, ``resnet.py``, ``efficientnet_lite.py``) register their
+entries with :func:`register_backbone` when :mod:`keras_species.models` is imported. A recipe asks
+for ``--backbone convnext_tiny`` and gets the right preprocessing without knowing the family.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+
+BackboneBuilder = Callable[..., keras.Model]
+"""``builder(input_shape, weights) -> keras.Model``: a headless backbone taking *preprocessed*
+input (as named by the entry's ``preprocessing``) and returning its last feature map."""
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One registry entry.
+
+    Args:
+        name: registry name, lower case (``"resnet50"``, ``"efficientnet_lite0"``).
+        family: family name for listings (``"ResNet"``, ``"ConvNeXt"``).
+        builder: ``builder(input_shape, weights)`` returning a headless ``keras.Model``.
+        default_size: the input size the weights were trained at.
+        preprocessing: name of the preprocessing the backbone expects, resolved by
+            :func:`keras_species.models.preprocessing.preprocessing_layer` (``"none"`` when the
+            backbone contains its own, ``"tf"`` for [-1, 1], ``"torch"``, ``"caffe"``).
+        weight_sources: what ``weights`` may be besides ``None`` and a local file
+            (e.g. ``("imagenet",)``) and where it comes from, for listings.
+        weights_origin: a short human text, e.g. ``"keras.applications download"``.
+    """
+
+    name: str
+    family: str
+    builder: BackboneBuilder
+    default_size: int = 224
+    preprocessing: str = "none"
+    weight_sources: tuple[str, ...] = ("imagenet",)
+    weights_origin: str = ""
+
+
+_REGISTRY: dict[str, BackboneSpec] = {}
+
+
+def register_backbone(spec: BackboneSpec) -> BackboneSpec:
+    """Add ``spec`` to the registry (a name may be registered once)."""
+    key = spec.name.lower()
+    if key in _REGISTRY:
+        raise ValueError(f"backbone {spec.name!r} is already registered")
+    _REGISTRY[key] = spec
+    return spec
+
+
+def get_backbone(name: str) -> BackboneSpec:
+    """The registry entry ``name`` (case-insensitive).
+
+    Raises:
+        KeyError: with the closest names when ``name`` is unknown.
+    """
+    key = name.lower().replace("-", "_")
+    if key not in _REGISTRY:
+        import difflib
+
+        close = difflib.get_close_matches(key, list(_REGISTRY), n=5)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise KeyError(f"unknown backbone {name!r}.{hint} `keras-species models` lists all names.")
+    return _REGISTRY[key]
+
+
+def list_backbones(family: str | None = None) -> list[BackboneSpec]:
+    """All registry entries (optionally of one family), sorted by family then name.
+
+    Example:
+        >>> import keras_species.models as m
+        >>> "resnet18" in [s.name for s in m.list_backbones()]
+        True
+    """
+    specs = [s for s in _REGISTRY.values() if family is None or s.family.lower() == family.lower()]
+    return sorted(specs, key=lambda s: (s.family, s.name))

@@ -1,0 +1,1 @@
+"""Training: phase plans, schedules, callbacks, run folders, cross-validation, feature caches."""

@@ -1,0 +1,1 @@
+"""Runnable recipes, one per report approach: ``python -m recipes.<name> --help``."""

@@ -1,0 +1,62 @@
+"""Shared fixtures: tiny generated image sets (made with PIL in a temp folder) and shared data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def _class_image(rng: np.random.Generator, k: int, size: tuple[int, int]) -> np.ndarray:
+    """An RGB image whose colour and stripe pattern depend on class ``k`` (learnable)."""
+    w, h = size
+    base = np.array([(k * 97) % 256, (k * 53 + 80) % 256, (k * 29 + 160) % 256], np.float32)
+    img = np.ones((h, w, 3), np.float32) * base
+    stripes = (np.arange(w) // (2 + k)) % 2
+    img[:, stripes == 1] *= 0.5
+    img += rng.normal(0, 12, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def write_image_folder(
+    root: Path,
+    classes: tuple[str, ...] = ("cod", "eel", "ray"),
+    per_class: int = 6,
+    size: tuple[int, int] = (40, 32),
+    groups_per_class: int = 3,
+    seed: int = 0,
+    ext: str = "png",
+) -> Path:
+    """Write ``root/<class>/fish_<group>_<frame>.<ext>`` images; returns ``root``."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for k, name in enumerate(classes):
+        (root / name).mkdir(exist_ok=True)
+        for i in range(per_class):
+            group = k * 100 + i % groups_per_class
+            arr = _class_image(rng, k, size)
+            Image.fromarray(arr).save(root / name / f"fish_{group}_{i}.{ext}")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    """Three classes x 6 PNG images of 40x32 px, file names ``fish_<group>_<i>.png``."""
+    return write_image_folder(tmp_path / "images")
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """``../shared/data``; the test is skipped when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is absent")
+    return SHARED_DATA
