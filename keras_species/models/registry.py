@@ -32,6 +32,11 @@ class BackboneSpec:
         weight_sources: what ``weights`` may be besides ``None`` and a local file
             (e.g. ``("imagenet",)``) and where it comes from, for listings.
         weights_origin: a short human text, e.g. ``"keras.applications download"``.
+        params: parameter count of the headless backbone (``count_params()``, BatchNorm
+            statistics included), measured by building it with ``weights=None``.
+        blocks: layer-name prefixes of the backbone's blocks in order (``"conv5_block3_"``);
+            a layer belongs to the block of its longest matching prefix. Used by
+            ``freezing.set_trainable(..., unit="blocks")``; ``None`` when names carry no blocks.
     """
 
     name: str
@@ -41,6 +46,8 @@ class BackboneSpec:
     preprocessing: str = "none"
     weight_sources: tuple[str, ...] = ("imagenet",)
     weights_origin: str = ""
+    params: int | None = None
+    blocks: tuple[str, ...] | None = None
 
 
 _REGISTRY: dict[str, BackboneSpec] = {}

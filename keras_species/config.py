@@ -1,0 +1,392 @@
+"""Recipe configs: a dataclass is the single source of a recipe's settings.
+
+``config_parser(Config)`` turns it into an ``argparse`` parser (every field a ``--flag`` with its
+type, default and the help text from ``field(metadata={"help": ...})``; bools as ``--x/--no-x``;
+tuples and lists as several values; ``Literal`` as choices; ``Optional`` accepting ``none``),
+``parse_config(Config, argv)`` reads ``--config file.json`` first and lets flags override it, and
+``config_to_dict`` gives the JSON written to a run's ``config.json`` (which ``--config`` also
+reads back, so a run can be repeated from its folder). ``seed_everything`` seeds a run.
+
+No TensorFlow import at module level (``--help`` stays fast).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import enum
+import functools
+import json
+import operator
+import os
+import random
+import types
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePath
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+import numpy as np
+
+_NONE_WORDS = ("none", "None", "null")
+
+
+def config_to_dict(config: Any) -> Any:
+    """A JSON-ready copy of ``config``: dataclasses → dicts, tuples → lists, paths → strings.
+
+    Args:
+        config: a dataclass instance, dict, list or scalar (numpy scalars and arrays included).
+
+    Returns:
+        Plain dicts, lists, strings, numbers, bools and None.
+
+    Example:
+        >>> @dataclasses.dataclass
+        ... class C:
+        ...     size: tuple[int, int] = (224, 224)
+        ...     out: Path = Path("runs")
+        >>> config_to_dict(C())
+        {'size': [224, 224], 'out': 'runs'}
+    """
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return {f.name: config_to_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    if isinstance(config, Mapping):
+        return {str(k): config_to_dict(v) for k, v in config.items()}
+    if isinstance(config, (list, tuple, set, frozenset)):
+        return [config_to_dict(v) for v in config]
+    if isinstance(config, PurePath):
+        return str(config)
+    if isinstance(config, enum.Enum):
+        return config_to_dict(config.value)
+    if isinstance(config, np.ndarray):
+        return config.tolist()
+    if isinstance(config, np.generic):
+        return config.item()
+    if isinstance(config, (str, int, float, bool)) or config is None:
+        return config
+    if isinstance(config, type):
+        return config.__name__
+    return repr(config)
+
+
+def _is_optional(tp: Any) -> tuple[bool, Any]:
+    if get_origin(tp) in (Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if len(args) < len(get_args(tp)):
+            return True, functools.reduce(operator.or_, args)
+    return False, tp
+
+
+def _scalar_converter(tp: Any):
+    """A function str → value for a scalar type (None when ``tp`` is not scalar)."""
+    if tp is bool:
+        return _parse_bool
+    if tp in (int, float, str):
+        return tp
+    if isinstance(tp, type) and issubclass(tp, PurePath):
+        return Path
+    if get_origin(tp) is Literal:
+        values = get_args(tp)
+
+        def literal(text: str):
+            for v in values:
+                if str(v) == text:
+                    return v
+            raise argparse.ArgumentTypeError(f"{text!r} is not one of {[str(v) for v in values]}")
+
+        literal.__name__ = "choice"
+        return literal
+    if get_origin(tp) in (Union, types.UnionType):
+        convs = [_scalar_converter(a) for a in get_args(tp)]
+        if all(convs):
+            order = sorted(convs, key=lambda c: c is str)  # try str last
+
+            def union(text: str):
+                for conv in order:
+                    try:
+                        return conv(text)
+                    except (TypeError, ValueError, argparse.ArgumentTypeError):
+                        continue
+                raise argparse.ArgumentTypeError(f"cannot read {text!r} as {tp}")
+
+            union.__name__ = str(tp)
+            return union
+    if tp is Any:
+        return _json_or_str
+    return None
+
+
+def _parse_bool(text: str) -> bool:
+    low = str(text).lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def _json_or_str(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _optional(conv):
+    def inner(text: str):
+        if text in _NONE_WORDS:
+            return None
+        return conv(text)
+
+    inner.__name__ = getattr(conv, "__name__", "value")
+    return inner
+
+
+def _sequence_item(tp: Any) -> tuple[Any, Any] | None:
+    """(item type, nargs) for tuple/list types, else None."""
+    origin = get_origin(tp)
+    if origin in (tuple,):
+        args = get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return args[0], "+"
+        if args and len(set(args)) == 1:
+            return args[0], len(args)
+        return Any, "+"
+    if origin in (list, Sequence, set, frozenset) or tp in (list, tuple):
+        args = get_args(tp)
+        return (args[0] if args else Any), "+"
+    return None
+
+
+def _dataclass_type(tp: Any) -> type | None:
+    return tp if isinstance(tp, type) and dataclasses.is_dataclass(tp) else None
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    """Convert a JSON value (from a config file) to the field type ``tp``."""
+    optional, inner = _is_optional(tp)
+    if value is None:
+        if optional or tp is Any:
+            return None
+        raise ValueError(f"{where}: null is not allowed (type {tp})")
+    tp = inner
+    sub = _dataclass_type(tp)
+    if sub is not None:
+        if isinstance(value, sub):
+            return value
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{where}: expected an object for {sub.__name__}, got {value!r}")
+        hints = get_type_hints(sub)
+        known = {f.name for f in dataclasses.fields(sub) if f.init}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {unknown} for {sub.__name__}; known: {sorted(known)}")
+        return sub(**{k: _coerce(hints[k], v, f"{where}.{k}") for k, v in value.items()})
+    seq = _sequence_item(tp)
+    if seq is not None:
+        item, nargs = seq
+        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+            value = [value]
+        items = [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        if isinstance(nargs, int) and len(items) != nargs:
+            raise ValueError(f"{where}: expected {nargs} values, got {len(items)}")
+        return tuple(items) if get_origin(tp) is tuple or tp is tuple else list(items)
+    if get_origin(tp) is Literal:
+        if value not in get_args(tp):
+            raise ValueError(f"{where}: {value!r} is not one of {list(get_args(tp))}")
+        return value
+    if tp is bool:
+        return value if isinstance(value, bool) else _parse_bool(value)
+    if tp is float and isinstance(value, (int, float)):
+        return float(value)
+    if tp is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(tp, type) and issubclass(tp, PurePath):
+        return Path(value)
+    if tp in (int, str) and not isinstance(value, tp):
+        raise ValueError(f"{where}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def config_parser(
+    config_cls: type, *, prog: str | None = None, description: str | None = None
+) -> argparse.ArgumentParser:
+    """An ``argparse`` parser with one ``--flag`` per field of the dataclass ``config_cls``.
+
+    Field ``x_y`` becomes ``--x-y``; its help is ``field(metadata={"help": ...})`` plus the
+    default. bool → ``--x/--no-x``; ``tuple[int, int]`` → two values; ``tuple[str, ...]`` /
+    ``list[str]`` → one or more values; ``Literal[...]`` → choices; ``X | None`` also accepts
+    ``none``; a nested dataclass or ``dict`` takes a JSON object. ``--config FILE.json`` loads
+    values first (see ``parse_config``). Fields without a default are required (by flag or file).
+
+    Args:
+        config_cls: the config dataclass.
+        prog: program name for usage lines.
+        description: parser description (default: the dataclass docstring's first line).
+
+    Returns:
+        The parser; its parsed namespace holds only the flags given (defaults are applied by
+        ``parse_config``).
+
+    Example:
+        >>> @dataclasses.dataclass
+        ... class C:
+        ...     epochs: int = dataclasses.field(default=5, metadata={"help": "epochs"})
+        >>> config_parser(C).parse_args(["--epochs", "3"]).epochs
+        3
+    """
+    if not dataclasses.is_dataclass(config_cls):
+        raise TypeError(f"config_parser needs a dataclass, got {config_cls!r}")
+    doc = (config_cls.__doc__ or "").strip().splitlines()
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description or (doc[0] if doc else None),
+        argument_default=argparse.SUPPRESS,
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE.json",
+        help="read settings from a JSON file (a dict of fields, or a run's config.json); "
+        "flags given after it override it",
+    )
+    hints = get_type_hints(config_cls)
+    for f in dataclasses.fields(config_cls):
+        if not f.init:
+            continue
+        tp = hints[f.name]
+        flag = "--" + f.name.replace("_", "-")
+        default = _field_default(f)
+        text = f.metadata.get("help", "")
+        if default is dataclasses.MISSING:
+            text = f"{text} (required)".strip()
+        else:
+            shown = json.dumps(config_to_dict(default)) if not isinstance(default, str) else default
+            text = f"{text} (default: {shown})".strip()
+        text = text.replace("%", "%%")
+        optional, inner = _is_optional(tp)
+        kwargs: dict[str, Any] = {"dest": f.name, "help": text}
+        if inner is bool and not optional:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+            continue
+        seq = _sequence_item(inner)
+        if seq is not None and _dataclass_type(seq[0]) is None:
+            item, nargs = seq
+            conv = _scalar_converter(item) or _json_or_str
+            kwargs["nargs"] = nargs if not optional else ("*" if nargs == "+" else nargs)
+            kwargs["type"] = _optional(conv) if optional else conv
+            kwargs["metavar"] = f.name.upper()
+        elif _scalar_converter(inner) is not None:
+            conv = _scalar_converter(inner)
+            kwargs["type"] = _optional(conv) if optional else conv
+            if get_origin(inner) is Literal:
+                kwargs["metavar"] = "{" + ",".join(str(v) for v in get_args(inner)) + "}"
+        else:  # nested dataclass, dict, list of dataclasses: a JSON value
+            kwargs["type"] = _optional(json.loads) if optional else json.loads
+            kwargs["metavar"] = "JSON"
+        parser.add_argument(flag, **kwargs)
+    return parser
+
+
+def parse_config(
+    config_cls: type,
+    argv: Sequence[str] | None = None,
+    *,
+    parser: argparse.ArgumentParser | None = None,
+):
+    """Build a ``config_cls`` from defaults, then ``--config FILE.json``, then the other flags.
+
+    Args:
+        config_cls: the config dataclass.
+        argv: command-line arguments (default: ``sys.argv[1:]``).
+        parser: a parser from ``config_parser`` (made here when None).
+
+    Returns:
+        A ``config_cls`` instance.
+
+    Raises:
+        SystemExit: (via argparse) for a bad flag, an unreadable file, an unknown key in the
+            file, or a missing required field; the message names the file/key and the fix.
+
+    Example:
+        >>> @dataclasses.dataclass
+        ... class C:
+        ...     lr: float = 1e-3
+        ...     size: tuple[int, int] = (224, 224)
+        >>> parse_config(C, ["--size", "128", "96"])
+        C(lr=0.001, size=(128, 96))
+    """
+    parser = parser or config_parser(config_cls)
+    ns = vars(parser.parse_args(argv))
+    hints = get_type_hints(config_cls)
+    known = {f.name: f for f in dataclasses.fields(config_cls) if f.init}
+    values: dict[str, Any] = {}
+    path = ns.pop("config", None)
+    if path is not None:
+        try:
+            with open(path) as fh:
+                data = json.load(fh)
+        except (OSError, json.JSONDecodeError) as err:
+            parser.error(f"--config {path}: cannot read it as JSON ({err})")
+        if isinstance(data, dict) and isinstance(data.get("config"), dict) and "recipe" in data:
+            data = data["config"]  # a run folder's config.json
+        if not isinstance(data, dict):
+            parser.error(f"--config {path}: expected a JSON object of settings")
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            parser.error(
+                f"--config {path}: unknown setting(s) {unknown}; remove them or rename to one "
+                f"of: {', '.join(sorted(known))}"
+            )
+        for key, value in data.items():
+            try:
+                values[key] = _coerce(hints[key], value, f"{path}: {key}")
+            except ValueError as err:
+                parser.error(str(err))
+    for key, value in ns.items():
+        try:
+            values[key] = _coerce(hints[key], value, f"--{key.replace('_', '-')}")
+        except ValueError as err:
+            parser.error(str(err))
+    missing = [n for n, f in known.items() if n not in values and _field_default(f) is dataclasses.MISSING]
+    if missing:
+        parser.error(f"missing required setting(s): {', '.join('--' + m.replace('_', '-') for m in missing)}")
+    return config_cls(**values)
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed Python's ``random``, NumPy and Keras/TensorFlow; optionally make TF ops deterministic.
+
+    ``keras.utils.set_random_seed`` seeds the three generators; ``deterministic=True`` also calls
+    ``tf.config.experimental.enable_op_determinism()`` (slower; some GPU ops then raise instead
+    of running non-deterministically). ``PYTHONHASHSEED`` is set for child processes.
+
+    Args:
+        seed: the seed.
+        deterministic: turn on TensorFlow op determinism.
+
+    Returns:
+        None.
+
+    Example:
+        >>> seed_everything(42, deterministic=True)  # doctest: +SKIP
+    """
+    import keras
+
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+__all__ = ["config_parser", "parse_config", "config_to_dict", "seed_everything"]

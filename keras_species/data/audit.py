@@ -1,0 +1,798 @@
+"""Audit a data set before training (R5's and R2's data sections), and clean it.
+
+:func:`audit` reads every image of a :class:`~keras_species.data.manifest.Manifest` in parallel
+and reports what a training run would trip over: class counts and imbalance, the majority-class
+baseline, image modes and formats, sizes and distinct resolutions, corrupt files with the reason,
+exact duplicates (and duplicates across splits, i.e. leakage), non-RGB and animated files, and
+extensions that lie about the content. :func:`clean` turns the report into a cleaned manifest
+under a policy; nothing is ever deleted from disk.
+
+Example:
+    >>> from keras_species.data import sources
+    >>> report = audit(sources.load("demo"), "runs/audit")          # doctest: +SKIP
+    >>> cleaned, dropped = clean(sources.load("demo"), report)      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sys
+import time
+import warnings
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from keras_species.data.images import ImageInfo, needs_conversion, probe, read_image
+from keras_species.data.manifest import UNLABELLED, Manifest
+
+POLICIES = ("convert", "drop_non_rgb")
+"""Cleaning policies: keep non-RGB images (the pipeline converts them) or drop them (R5)."""
+
+MAX_SAMPLE_GRIDS = 30
+"""At most this many per-class sample grids are drawn (the largest classes first)."""
+
+SAMPLES_PER_GRID = 8
+
+_LIST_CAP_MD = 50  # rows of long lists shown in audit.md (audit.json has them all)
+
+
+# ---------------------------------------------------------------------------------- progress
+class _Progress:
+    """A one-line stderr progress bar (keras.utils.Progbar would import TensorFlow for a scan)."""
+
+    def __init__(self, total: int, enabled: bool, label: str = "audit") -> None:
+        self.total, self.enabled, self.label = total, enabled and total > 0, label
+        self.done, self.start, self._last = 0, time.perf_counter(), 0.0
+        # redraw 5x a second on a terminal, every 10 s in a log file (CI)
+        self.every = 0.2 if sys.stderr.isatty() else 10.0
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if now - self._last < self.every and self.done < self.total:
+            return
+        self._last = now
+        frac = self.done / self.total
+        rate = self.done / max(now - self.start, 1e-9)
+        bar = "#" * int(30 * frac)
+        sys.stderr.write(("\r" if self.every < 1 else "") + f"{self.label} [{bar:<30}] {self.done}/{self.total} {rate:6.0f} img/s")
+        if self.done >= self.total or self.every >= 1:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+# ---------------------------------------------------------------------------------- report
+@dataclass
+class AuditReport:
+    """What :func:`audit` found. Every field but ``files`` is written to ``audit.json``.
+
+    Attributes:
+        source: where the manifest came from.
+        n_images: rows in the manifest.
+        class_names: the classes, in index order.
+        multilabel: True for multi-hot labels.
+        class_counts: images per class (multi-label: images per tag).
+        n_unlabelled: images without a label (multi-label: without any tag).
+        label_cardinality: multi-label only: ``{"0": images with no tag, "1": ..., ...}``.
+        split_counts: images per split when the manifest has splits.
+        modes: images per PIL mode (``RGB``, ``L``, ``P``, ``CMYK``, ``I;16``...).
+        formats: images per format found by content (``JPEG``, ``PNG``...).
+        size: ``{"width": {min, max, mean, median}, "height": {...}}`` over readable images.
+        n_resolutions: distinct ``(width, height)`` pairs.
+        top_resolutions: the most common ``[width, height, count]`` (up to 10).
+        corrupt: ``{path, reason}`` for every file that cannot be read.
+        duplicates: groups of byte-identical files: ``{sha1, paths, labels, conflicting_labels}``.
+        n_duplicate_rows: manifest rows that repeat the same path.
+        cross_split_duplicates: duplicate groups that sit on more than one split (leakage):
+            ``{sha1, paths, splits}``.
+        imbalance_ratio: largest / smallest non-empty class count.
+        empty_classes: classes without any image.
+        majority_baseline: accuracy of always predicting the most frequent class (multi-label:
+            exact-match accuracy of always predicting the most frequent label set).
+        majority_label: that class, or the label set joined with ``;`` (``""`` = no tag).
+        non_rgb: ``{path, mode}`` of readable images whose mode is not RGB.
+        animated: ``{path, n_frames}`` of animations / multi-page files (first frame is used).
+        n_extension_mismatch: files whose extension does not fit their content.
+        extension_mismatch: ``{path, format}`` of those files.
+        n_needs_conversion: files the pipeline must read through PIL (mode, animation, format,
+            EXIF orientation).
+        n_exif_rotated: photos with an EXIF orientation other than upright.
+        total_bytes: size of all files.
+        seconds: wall time of the scan.
+        workers: threads used.
+        plots: plot files written by :meth:`save` (relative to the output folder).
+        notes: remarks for the reader (e.g. capped sample grids).
+        files: per-file :class:`~keras_species.data.images.ImageInfo` (not in the JSON).
+    """
+
+    source: str = ""
+    n_images: int = 0
+    class_names: list[str] = field(default_factory=list)
+    multilabel: bool = False
+    class_counts: dict[str, int] = field(default_factory=dict)
+    n_unlabelled: int = 0
+    label_cardinality: dict[str, int] | None = None
+    split_counts: dict[str, int] | None = None
+    modes: dict[str, int] = field(default_factory=dict)
+    formats: dict[str, int] = field(default_factory=dict)
+    size: dict[str, dict[str, float]] = field(default_factory=dict)
+    n_resolutions: int = 0
+    top_resolutions: list[list[int]] = field(default_factory=list)
+    corrupt: list[dict[str, str]] = field(default_factory=list)
+    duplicates: list[dict[str, Any]] = field(default_factory=list)
+    n_duplicate_rows: int = 0
+    cross_split_duplicates: list[dict[str, Any]] = field(default_factory=list)
+    imbalance_ratio: float | None = None
+    empty_classes: list[str] = field(default_factory=list)
+    majority_baseline: float | None = None
+    majority_label: str | None = None
+    non_rgb: list[dict[str, str]] = field(default_factory=list)
+    animated: list[dict[str, Any]] = field(default_factory=list)
+    n_extension_mismatch: int = 0
+    extension_mismatch: list[dict[str, str]] = field(default_factory=list)
+    n_needs_conversion: int = 0
+    n_exif_rotated: int = 0
+    total_bytes: int = 0
+    seconds: float = 0.0
+    workers: int = 0
+    plots: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    files: dict[str, ImageInfo] = field(default_factory=dict, repr=False)
+
+    # -------------------------------------------------------------- serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """The report as a JSON-ready dict (without the per-file ``files``)."""
+        out = {k: v for k, v in self.__dict__.items() if k != "files"}
+        out["n_corrupt"] = len(self.corrupt)
+        out["n_non_rgb"] = len(self.non_rgb)
+        out["n_animated"] = len(self.animated)
+        out["n_duplicate_groups"] = len(self.duplicates)
+        out["n_cross_split_duplicates"] = len(self.cross_split_duplicates)
+        return out
+
+    def to_json(self, path: str | os.PathLike) -> str:
+        """Write the report as JSON.
+
+        Args:
+            path: the output file (folders are created).
+
+        Returns:
+            The path written.
+        """
+        path = os.fspath(path)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, indent=2, ensure_ascii=False)
+        return path
+
+    def to_markdown(self) -> str:
+        """The report as Markdown (tables, problem lists, links to the plots).
+
+        Returns:
+            The Markdown text (what :meth:`save` writes to ``audit.md``).
+        """
+        return _markdown(self)
+
+    def save(self, out_dir: str | os.PathLike, manifest: Manifest | None = None, *, plots: bool = True) -> str:
+        """Write ``audit.json``, ``audit.md`` and ``files.csv``, and the plots into ``plots/``.
+
+        Args:
+            out_dir: the output folder (created).
+            manifest: the audited manifest; needed for the per-class sample grids.
+            plots: draw the plots (matplotlib, Agg backend).
+
+        Returns:
+            The path of ``audit.md``.
+        """
+        out_dir = os.fspath(out_dir)
+        os.makedirs(out_dir, exist_ok=True)
+        if plots:
+            self.plots, notes = _write_plots(self, manifest, os.path.join(out_dir, "plots"))
+            self.notes = [n for n in self.notes if not n.startswith("sample grids")] + notes
+        _write_files_csv(self, os.path.join(out_dir, "files.csv"))
+        self.to_json(os.path.join(out_dir, "audit.json"))
+        md = os.path.join(out_dir, "audit.md")
+        with open(md, "w", encoding="utf-8") as f:
+            f.write(self.to_markdown())
+        return md
+
+    def summary(self) -> str:
+        """A few lines for the terminal: images, classes, problems, baseline."""
+        lines = [
+            f"{self.n_images} images, {len(self.class_names)} classes"
+            f" ({'multi-label' if self.multilabel else 'single-label'}), scanned in {self.seconds:.1f} s",
+            "modes: " + ", ".join(f"{k} {v}" for k, v in self.modes.items()),
+            f"corrupt: {len(self.corrupt)}, non-RGB: {len(self.non_rgb)}, animated: {len(self.animated)}, "
+            f"extension mismatch: {self.n_extension_mismatch}",
+            f"duplicate groups: {len(self.duplicates)}"
+            + (f", across splits: {len(self.cross_split_duplicates)}" if self.split_counts else ""),
+        ]
+        if self.majority_baseline is not None:
+            ratio = "n/a" if self.imbalance_ratio is None else f"{self.imbalance_ratio:.2f}"
+            lines.append(
+                f"majority baseline: {self.majority_baseline:.3f} ({self.majority_label or 'no tag'}), "
+                f"imbalance ratio {ratio}"
+            )
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------- audit
+def audit(
+    manifest: Manifest,
+    out_dir: str | os.PathLike | None = None,
+    *,
+    workers: int | None = None,
+    progress: bool = True,
+    plots: bool = True,
+) -> AuditReport:
+    """Scan every image of ``manifest`` and report counts, modes, sizes and problems.
+
+    Files are read in a thread pool (PIL releases the GIL while decoding); each is fully decoded
+    (truncation only shows then) and hashed (exact duplicates).
+
+    Args:
+        manifest: the data set.
+        out_dir: when given, the report is saved there (``audit.json``, ``audit.md``,
+            ``files.csv``, ``plots/``).
+        workers: threads; default ``min(32, cpu_count + 4)``.
+        progress: show a progress bar on stderr.
+        plots: draw plots when saving.
+
+    Returns:
+        The :class:`AuditReport`.
+
+    Example:
+        >>> m = Manifest(["a.png", "b.png"], np.array([0, 0]), ["cod"])     # doctest: +SKIP
+        >>> audit(m, progress=False).majority_baseline                        # doctest: +SKIP
+        1.0
+    """
+    start = time.perf_counter()
+    unique = list(dict.fromkeys(manifest.paths))
+    workers = int(workers or min(32, (os.cpu_count() or 1) + 4))
+    infos: dict[str, ImageInfo] = {}
+    bar = _Progress(len(unique), progress)
+    import PIL.Image
+
+    with warnings.catch_warnings():
+        # Oversized images are reported as corrupt with the fix; PIL's warning would only repeat it.
+        warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)
+        if workers <= 1 or len(unique) <= 1:
+            for p in unique:
+                infos[p] = probe(p)
+                bar.update()
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                futures = {pool.submit(probe, p): p for p in unique}
+                for fut in as_completed(futures):
+                    infos[futures[fut]] = fut.result()
+                    bar.update()
+
+    report = _summarise(manifest, infos)
+    report.workers = workers
+    report.seconds = round(time.perf_counter() - start, 3)
+    if out_dir is not None:
+        report.save(out_dir, manifest, plots=plots)
+    return report
+
+
+def _label_key(manifest: Manifest, i: int) -> str:
+    return ";".join(manifest.label_names(i))
+
+
+def _summarise(manifest: Manifest, infos: dict[str, ImageInfo]) -> AuditReport:
+    r = AuditReport(
+        source=manifest.source,
+        n_images=len(manifest),
+        class_names=list(manifest.class_names),
+        multilabel=manifest.multilabel,
+        files=infos,
+    )
+    # ---- labels
+    counts = manifest.class_counts()
+    r.class_counts = {c: int(n) for c, n in zip(manifest.class_names, counts)}
+    r.empty_classes = [c for c, n in r.class_counts.items() if n == 0]
+    non_empty = [n for n in counts if n > 0]
+    if non_empty:
+        r.imbalance_ratio = round(float(max(non_empty)) / float(min(non_empty)), 4)
+    if manifest.multilabel:
+        card = manifest.labels.sum(axis=1)
+        r.label_cardinality = {str(k): int(v) for k, v in sorted(Counter(card.tolist()).items())}
+        r.n_unlabelled = int((card == 0).sum())
+        if len(manifest):
+            sets = Counter(_label_key(manifest, i) for i in range(len(manifest)))
+            label, n = max(sets.items(), key=lambda kv: (kv[1], kv[0] == ""))
+            r.majority_label, r.majority_baseline = label, round(n / len(manifest), 6)
+    else:
+        labelled = manifest.labels != UNLABELLED
+        r.n_unlabelled = int((~labelled).sum())
+        if labelled.any():
+            k = int(np.argmax(counts))
+            r.majority_label = manifest.class_names[k]
+            r.majority_baseline = round(float(counts[k]) / float(labelled.sum()), 6)
+    if manifest.splits is not None:
+        r.split_counts = dict(sorted(Counter(manifest.splits).items()))
+
+    # ---- per file (unique paths)
+    readable = [info for info in infos.values() if info.ok]
+    r.modes = dict(Counter(i.mode for i in readable).most_common())
+    r.formats = dict(Counter(i.format for i in readable).most_common())
+    r.total_bytes = int(sum(i.bytes for i in infos.values()))
+    if readable:
+        w = np.array([i.width for i in readable], np.float64)
+        h = np.array([i.height for i in readable], np.float64)
+        stats = lambda a: {  # noqa: E731
+            "min": int(a.min()), "max": int(a.max()),
+            "mean": round(float(a.mean()), 1), "median": float(np.median(a)),
+        }
+        r.size = {"width": stats(w), "height": stats(h)}
+        res = Counter((i.width, i.height) for i in readable)
+        r.n_resolutions = len(res)
+        r.top_resolutions = [[a, b, n] for (a, b), n in res.most_common(10)]
+    order = {p: k for k, p in enumerate(dict.fromkeys(manifest.paths))}
+    by_path = sorted(infos.values(), key=lambda i: order.get(i.path, len(order)))
+    r.corrupt = [{"path": i.path, "reason": i.error} for i in by_path if not i.ok]
+    r.non_rgb = [{"path": i.path, "mode": i.mode} for i in by_path if i.ok and i.mode != "RGB"]
+    r.animated = [{"path": i.path, "n_frames": i.n_frames} for i in by_path if i.ok and i.animated]
+    r.extension_mismatch = [
+        {"path": i.path, "format": i.format} for i in by_path if i.format and not i.extension_matches
+    ]
+    r.n_extension_mismatch = len(r.extension_mismatch)
+    r.n_needs_conversion = sum(1 for i in readable if needs_conversion(i))
+    r.n_exif_rotated = sum(1 for i in readable if i.orientation not in (0, 1))
+
+    # ---- duplicates (byte-identical files; empty files are corrupt, not duplicates)
+    r.n_duplicate_rows = len(manifest) - len(order)
+    rows_by_hash: dict[str, list[int]] = defaultdict(list)
+    for row, p in enumerate(manifest.paths):
+        info = infos.get(p)
+        if info is not None and info.sha1 and info.bytes > 0:
+            rows_by_hash[info.sha1].append(row)
+    for sha1, rows in rows_by_hash.items():
+        if len(rows) < 2:
+            continue
+        labels = [_label_key(manifest, i) for i in rows]
+        group: dict[str, Any] = {
+            "sha1": sha1,
+            "paths": [manifest.paths[i] for i in rows],
+            "labels": labels,
+            "conflicting_labels": len(set(labels)) > 1,
+        }
+        if manifest.splits is not None:
+            splits = [manifest.splits[i] for i in rows]
+            group["splits"] = splits
+            if len(set(splits)) > 1:
+                r.cross_split_duplicates.append(
+                    {"sha1": sha1, "paths": group["paths"], "splits": splits}
+                )
+        r.duplicates.append(group)
+    n_conflict = sum(1 for g in r.duplicates if g["conflicting_labels"])
+    if n_conflict:
+        r.notes.append(
+            f"{n_conflict} duplicate group(s) carry conflicting labels: fix the labels or drop "
+            "the copies (clean(..., drop=[...]))"
+        )
+    if r.cross_split_duplicates:
+        r.notes.append(
+            f"{len(r.cross_split_duplicates)} duplicate group(s) sit on more than one split: "
+            "test scores will be optimistic (leakage); drop the copies or re-split"
+        )
+    return r
+
+
+# ---------------------------------------------------------------------------------- clean
+def _read_drop_list(drop: str | os.PathLike | Iterable[str]) -> list[str]:
+    if isinstance(drop, (str, os.PathLike)):
+        path = os.fspath(drop)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"drop list {path} not found: pass a text file with one path or file name per line, "
+                "or a list of paths"
+            )
+        with open(path, encoding="utf-8") as f:
+            lines = [ln.strip() for ln in f]
+        return [ln for ln in lines if ln and not ln.startswith("#")]
+    return [os.fspath(d).strip() for d in drop if os.fspath(d).strip()]
+
+
+def _norm(p: str) -> str:
+    return os.path.normcase(os.path.normpath(os.path.abspath(p)))
+
+
+def _match_drop_entries(manifest: Manifest, entries: Sequence[str]) -> tuple[dict[int, str], list[str]]:
+    """Map rows to the drop entry that names them; also return entries matching no row."""
+    by_abs: dict[str, list[int]] = defaultdict(list)
+    by_name: dict[str, list[int]] = defaultdict(list)
+    norm_paths = []
+    for i, p in enumerate(manifest.paths):
+        n = _norm(p)
+        norm_paths.append(n.replace(os.sep, "/"))
+        by_abs[n].append(i)
+        by_name[os.path.basename(p)].append(i)
+    hits: dict[int, str] = {}
+    unknown: list[str] = []
+    for entry in entries:
+        rows = list(by_abs.get(_norm(entry), []))
+        if not rows and os.sep not in entry and "/" not in entry:
+            rows = list(by_name.get(entry, []))
+        if not rows:  # a relative path such as "ants/x.jpg": match it as a path suffix
+            suffix = "/" + entry.replace("\\", "/").lstrip("./")
+            rows = [i for i, n in enumerate(norm_paths) if n.endswith(suffix)]
+        if not rows:
+            unknown.append(entry)
+        for i in rows:
+            hits.setdefault(i, entry)
+    return hits, unknown
+
+
+def clean(
+    manifest: Manifest,
+    report: AuditReport,
+    *,
+    policy: str = "convert",
+    drop: str | os.PathLike | Iterable[str] | None = None,
+) -> tuple[Manifest, list[dict[str, str]]]:
+    """Drop corrupt files, optionally non-RGB ones and a user's list; nothing is deleted on disk.
+
+    Args:
+        manifest: the audited manifest.
+        report: its :class:`AuditReport`.
+        policy: ``"convert"`` keeps non-RGB images (the pipeline converts them to RGB);
+            ``"drop_non_rgb"`` drops them (R5). Corrupt files are dropped under both.
+        drop: files to leave out (R3's cleaning list): a list of paths / file names / relative
+            paths, or the path of a text file with one per line (``#`` starts a comment).
+            Entries that match no image are listed in a warning.
+
+    Returns:
+        ``(cleaned manifest, dropped)`` where ``dropped`` is a list of ``{path, reason}``.
+
+    Example:
+        >>> cleaned, dropped = clean(m, report, policy="drop_non_rgb", drop=["bad 1.jpg"])  # doctest: +SKIP
+    """
+    if policy not in POLICIES:
+        raise ValueError(f"unknown cleaning policy {policy!r}: choose one of {', '.join(POLICIES)}")
+    reasons: dict[str, str] = {c["path"]: f"corrupt: {c['reason']}" for c in report.corrupt}
+    if policy == "drop_non_rgb":
+        for item in report.non_rgb:
+            reasons.setdefault(item["path"], f"non-RGB mode {item['mode']} (policy drop_non_rgb)")
+    row_reason: dict[int, str] = {}
+    for i, p in enumerate(manifest.paths):
+        if p in reasons:
+            row_reason[i] = reasons[p]
+    if drop is not None:
+        hits, unknown = _match_drop_entries(manifest, _read_drop_list(drop))
+        for i, entry in hits.items():
+            row_reason.setdefault(i, f"in the drop list ({entry})")
+        if unknown:
+            shown = ", ".join(unknown[:20]) + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else "")
+            warnings.warn(
+                f"{len(unknown)} drop-list entr{'y' if len(unknown) == 1 else 'ies'} match no image "
+                f"of the manifest: {shown}. Check the spelling (paths, or bare file names)",
+                UserWarning,
+                stacklevel=2,
+            )
+    keep = np.array([i not in row_reason for i in range(len(manifest))], dtype=bool)
+    cleaned = manifest.subset(keep)
+    dropped = [{"path": manifest.paths[i], "reason": row_reason[i]} for i in sorted(row_reason)]
+    cleaned.extra["cleaning"] = {"policy": policy, "n_dropped": len(dropped)}
+    return cleaned, dropped
+
+
+# ---------------------------------------------------------------------------------- files.csv
+def _write_files_csv(report: AuditReport, path: str) -> None:
+    import csv
+
+    cols = ["path", "format", "mode", "width", "height", "n_frames", "bytes", "orientation", "sha1", "error"]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        for info in report.files.values():
+            d = info.to_dict()
+            w.writerow(["" if d[c] is None else d[c] for c in cols])
+
+
+# ---------------------------------------------------------------------------------- markdown
+def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    def cell(v: Any) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    out += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def _capped(items: list, render, headers: Sequence[str]) -> str:
+    text = _table(headers, (render(x) for x in items[:_LIST_CAP_MD]))
+    if len(items) > _LIST_CAP_MD:
+        text += f"\n\n… and {len(items) - _LIST_CAP_MD} more (all in `audit.json`)."
+    return text
+
+
+def _markdown(r: AuditReport) -> str:
+    kind = "multi-label" if r.multilabel else "single-label"
+    md = [f"# Data audit: {r.source or 'manifest'}", ""]
+    fmt_ratio = "n/a" if r.imbalance_ratio is None else f"{r.imbalance_ratio:.2f}"
+    baseline = "n/a" if r.majority_baseline is None else f"{r.majority_baseline:.4f} (`{r.majority_label or 'no tag'}`)"
+    rows = [
+        ("images", r.n_images),
+        ("classes", f"{len(r.class_names)} ({kind})"),
+        ("unlabelled" if not r.multilabel else "no tag", r.n_unlabelled),
+        ("majority-class baseline" if not r.multilabel else "majority label-set baseline (exact match)", baseline),
+        ("imbalance ratio (largest / smallest class)", fmt_ratio),
+        ("corrupt / unreadable", len(r.corrupt)),
+        ("non-RGB", len(r.non_rgb)),
+        ("animated / multi-page", len(r.animated)),
+        ("extension does not fit content", r.n_extension_mismatch),
+        ("read through PIL by the pipeline", r.n_needs_conversion),
+        ("EXIF-rotated photos", r.n_exif_rotated),
+        ("duplicate groups (byte-identical)", len(r.duplicates)),
+        ("repeated manifest rows", r.n_duplicate_rows),
+        ("distinct resolutions", r.n_resolutions),
+        ("total size", f"{r.total_bytes / 1e6:.1f} MB"),
+        ("scan time", f"{r.seconds:.1f} s with {r.workers} threads"),
+    ]
+    if r.split_counts is not None:
+        rows.insert(3, ("splits", ", ".join(f"{k} {v}" for k, v in r.split_counts.items())))
+        rows.append(("duplicate groups across splits (leakage)", len(r.cross_split_duplicates)))
+    md += [_table(["", "value"], rows), ""]
+    if r.notes:
+        md += ["## Notes", ""] + [f"- {n}" for n in r.notes] + [""]
+
+    md += ["## Classes", ""]
+    total = max(sum(r.class_counts.values()), 1)
+    items = sorted(r.class_counts.items(), key=lambda kv: -kv[1])
+    md.append(_capped(items, lambda kv: (kv[0], kv[1], f"{100 * kv[1] / total:.1f}%"), ["class", "images", "share"]))
+    if r.empty_classes:
+        md += ["", f"Classes without images: {', '.join(r.empty_classes)}."]
+    if r.label_cardinality is not None:
+        md += ["", "Labels per image:", "", _table(["labels", "images"], r.label_cardinality.items())]
+    if "class_distribution.png" in " ".join(r.plots):
+        md += ["", "![class distribution](plots/class_distribution.png)"]
+
+    md += ["", "## Image modes and formats", ""]
+    md.append(_table(["mode", "images"], r.modes.items()))
+    md += ["", _table(["format", "images"], r.formats.items()), ""]
+    md += [
+        "Policies: `convert` (default) keeps non-RGB images and converts them to RGB when reading "
+        "(palette and alpha onto white, grey replicated, CMYK through its ICC profile, 16-bit scaled "
+        "by /257, first frame of animations); `drop_non_rgb` drops them (R5).",
+        "",
+    ]
+
+    if r.size:
+        md += ["## Sizes", ""]
+        md.append(_table(
+            ["", "min", "median", "mean", "max"],
+            [(k, v["min"], v["median"], v["mean"], v["max"]) for k, v in r.size.items()],
+        ))
+        md += ["", f"{r.n_resolutions} distinct resolutions; the most common:", ""]
+        md.append(_table(["width", "height", "images"], r.top_resolutions))
+        if "resolutions.png" in " ".join(r.plots):
+            md += ["", "![resolutions](plots/resolutions.png)"]
+        md.append("")
+
+    md += ["## Problems", ""]
+    if r.corrupt:
+        md += [f"### Corrupt or unreadable ({len(r.corrupt)}) — always dropped by `clean`", ""]
+        md += [_capped(r.corrupt, lambda c: (f"`{c['path']}`", c["reason"]), ["file", "reason"]), ""]
+    if r.non_rgb:
+        md += [f"### Non-RGB ({len(r.non_rgb)})", ""]
+        md += [_capped(r.non_rgb, lambda c: (f"`{c['path']}`", c["mode"]), ["file", "mode"]), ""]
+    if r.animated:
+        md += [f"### Animated / multi-page ({len(r.animated)}) — the first frame is used", ""]
+        md += [_capped(r.animated, lambda c: (f"`{c['path']}`", c["n_frames"]), ["file", "frames"]), ""]
+    if r.extension_mismatch:
+        md += [f"### Extension does not fit the content ({r.n_extension_mismatch}) — read by content", ""]
+        md += [_capped(r.extension_mismatch, lambda c: (f"`{c['path']}`", c["format"]), ["file", "format"]), ""]
+    if r.duplicates:
+        md += [f"### Exact duplicates ({len(r.duplicates)} groups)", ""]
+        md += [_capped(
+            r.duplicates,
+            lambda g: ("<br>".join(f"`{p}`" for p in g["paths"]), " / ".join(g["labels"]) or "no tag",
+                       "yes" if g["conflicting_labels"] else "", " / ".join(g.get("splits", []))),
+            ["files", "labels", "conflicting", "splits"],
+        ), ""]
+    if r.cross_split_duplicates:
+        md += [f"### Duplicates across splits ({len(r.cross_split_duplicates)}) — leakage", ""]
+        md += [_capped(
+            r.cross_split_duplicates,
+            lambda g: ("<br>".join(f"`{p}`" for p in g["paths"]), " / ".join(g["splits"])),
+            ["files", "splits"],
+        ), ""]
+    if not (r.corrupt or r.non_rgb or r.animated or r.extension_mismatch or r.duplicates):
+        md += ["None found.", ""]
+
+    grids = [p for p in r.plots if os.path.basename(p).startswith("samples_")]
+    if grids:
+        md += ["## Samples", ""]
+        md += [f"![{os.path.basename(p)}]({p})" for p in grids]
+        md.append("")
+    md += [
+        "## Cleaning",
+        "",
+        "`keras-species audit DATA --clean-manifest clean.csv [--policy convert|drop_non_rgb] "
+        "[--drop-list list.txt]` writes a manifest without the dropped files; nothing is deleted "
+        "from disk.",
+        "",
+    ]
+    return "\n".join(md)
+
+
+# ---------------------------------------------------------------------------------- plots
+def _safe_name(name: str) -> str:
+    s = re.sub(r"[^\w.-]+", "_", name, flags=re.UNICODE).strip("._")
+    return s or "class"
+
+
+def _thumbnail(path: str, size: int = 128) -> np.ndarray | None:
+    from PIL import Image
+
+    try:
+        arr = read_image(path)
+    except Exception:  # unreadable files are listed as corrupt already
+        return None
+    im = Image.fromarray(arr)
+    im.thumbnail((size, size))
+    return np.asarray(im)
+
+
+def _write_plots(r: AuditReport, manifest: Manifest | None, plot_dir: str) -> tuple[list[str], list[str]]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    if matplotlib.get_backend().lower() != "agg":
+        plt.switch_backend("Agg")
+    os.makedirs(plot_dir, exist_ok=True)
+    written: list[str] = []
+    notes: list[str] = []
+
+    # class distribution
+    items = sorted(r.class_counts.items(), key=lambda kv: -kv[1])
+    if items:
+        n = len(items)
+        fig, ax = plt.subplots(figsize=(8, min(max(2.5, 0.25 * n + 1), 40)))
+        ax.barh(range(n), [v for _, v in items], color="#4c72b0")
+        ax.set_yticks(range(n))
+        ax.set_yticklabels([k for k, _ in items] if n <= 150 else [""] * n, fontsize=8 if n > 30 else 10)
+        ax.invert_yaxis()
+        ax.set_xlabel("images (multi-label: images with the tag)" if r.multilabel else "images")
+        ax.set_title(f"Class distribution ({n} classes, imbalance {r.imbalance_ratio or float('nan'):.1f}x)")
+        fig.tight_layout()
+        fig.savefig(os.path.join(plot_dir, "class_distribution.png"), dpi=100)
+        plt.close(fig)
+        written.append("plots/class_distribution.png")
+
+    # resolutions
+    res = Counter((i.width, i.height) for i in r.files.values() if i.ok)
+    if res:
+        (ws, hs), cs = zip(*res.keys()), np.array(list(res.values()), np.float64)
+        fig, ax = plt.subplots(figsize=(6, 5))
+        ax.scatter(ws, hs, s=10 + 60 * np.sqrt(cs / cs.max()), alpha=0.5, color="#dd8452", edgecolors="none")
+        ax.set_xlabel("width (px)")
+        ax.set_ylabel("height (px)")
+        ax.set_title(f"Image resolutions ({len(res)} distinct; marker area ~ count)")
+        fig.tight_layout()
+        fig.savefig(os.path.join(plot_dir, "resolutions.png"), dpi=100)
+        plt.close(fig)
+        written.append("plots/resolutions.png")
+
+    # sample grids, one per class (largest classes first, capped)
+    if manifest is not None and len(manifest):
+        ok = {p for p, i in r.files.items() if i.ok}
+        matrix = manifest.label_matrix()
+        order = [c for c, _ in items if r.class_counts[c] > 0]
+        if len(order) > MAX_SAMPLE_GRIDS:
+            notes.append(
+                f"sample grids drawn for the {MAX_SAMPLE_GRIDS} largest of {len(order)} classes only"
+            )
+            order = order[:MAX_SAMPLE_GRIDS]
+        used: set[str] = set()
+        for cname in order:
+            k = manifest.class_names.index(cname)
+            rows = [i for i in np.flatnonzero(matrix[:, k]) if manifest.paths[i] in ok]
+            if not rows:
+                continue
+            pick = np.linspace(0, len(rows) - 1, min(SAMPLES_PER_GRID, len(rows))).round().astype(int)
+            thumbs = [(manifest.paths[rows[j]], _thumbnail(manifest.paths[rows[j]])) for j in pick]
+            thumbs = [(p, t) for p, t in thumbs if t is not None]
+            if not thumbs:
+                continue
+            cols = min(4, len(thumbs))
+            nrows = math.ceil(len(thumbs) / cols)
+            fig, axes = plt.subplots(nrows, cols, figsize=(2.2 * cols, 2.4 * nrows + 0.4), squeeze=False)
+            for ax in axes.ravel():
+                ax.axis("off")
+            for ax, (p, t) in zip(axes.ravel(), thumbs):
+                ax.imshow(t)
+                ax.set_title(os.path.basename(p)[:22], fontsize=7)
+            fig.suptitle(f"{cname} ({r.class_counts[cname]} images)")
+            fig.tight_layout()
+            base = _safe_name(cname)
+            name = base
+            n_same = 1
+            while name in used:
+                n_same += 1
+                name = f"{base}_{n_same}"
+            used.add(name)
+            fig.savefig(os.path.join(plot_dir, f"samples_{name}.png"), dpi=80)
+            plt.close(fig)
+            written.append(f"plots/samples_{name}.png")
+    return written, notes
+
+
+# ---------------------------------------------------------------------------------- CLI
+def configure_parser(parser) -> None:
+    """Add the ``keras-species audit`` arguments to ``parser`` (an ``argparse.ArgumentParser``)."""
+    parser.add_argument(
+        "data", nargs="?", default="demo",
+        help="the data: 'demo' (default), a folder of class subfolders, a CSV, an iNat/COCO JSON "
+        "or a saved manifest",
+    )
+    parser.add_argument("--out", default="audit", help="output folder for audit.json, audit.md and plots/ (default: audit)")
+    parser.add_argument(
+        "--policy", choices=POLICIES, default="convert",
+        help="cleaning policy: convert non-RGB images when reading (default) or drop them (R5)",
+    )
+    parser.add_argument("--drop-list", default=None, help="text file with one path or file name per line to leave out")
+    parser.add_argument("--group-regex", default=None, help=r"regex whose first group is the group id, e.g. 'fish_(\d+)_'")
+    parser.add_argument("--workers", type=int, default=None, help="reader threads (default: CPU count + 4, at most 32)")
+    parser.add_argument("--no-plots", action="store_true", help="skip the plots")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--max-pixels", type=int, default=None,
+        help="decompression-bomb limit in pixels per image (default: PIL's, about 89 megapixels)",
+    )
+    parser.add_argument(
+        "--clean-manifest", default=None,
+        help="write the cleaned manifest (corrupt files and the policy's/drop list's files left out) to this CSV",
+    )
+
+
+def run_cli(args) -> int:
+    """Run ``keras-species audit`` with parsed ``args``; returns the exit code (0 = done)."""
+    from keras_species.data import sources
+    from keras_species.data.images import set_max_pixels
+
+    if args.max_pixels is not None:
+        set_max_pixels(args.max_pixels)
+    kwargs = {"group_regex": args.group_regex} if args.group_regex else {}
+    try:
+        manifest = sources.load(args.data, **kwargs)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"keras-species audit: {e}", file=sys.stderr)
+        return 2
+    report = audit(manifest, None, workers=args.workers, progress=not args.no_progress)
+    md = report.save(args.out, manifest, plots=not args.no_plots)
+    print(report.summary())
+    try:
+        cleaned, dropped = clean(manifest, report, policy=args.policy, drop=args.drop_list)
+    except FileNotFoundError as e:
+        print(f"keras-species audit: {e}", file=sys.stderr)
+        return 2
+    print(f"clean (policy {args.policy}{', drop list' if args.drop_list else ''}): "
+          f"keeps {len(cleaned)}, drops {len(dropped)}")
+    if dropped:
+        import csv
+
+        dropped_csv = os.path.join(args.out, "dropped.csv")
+        with open(dropped_csv, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=["path", "reason"])
+            w.writeheader()
+            w.writerows(dropped)
+        print(f"dropped files and reasons: {dropped_csv}")
+    if args.clean_manifest:
+        cleaned.to_csv(args.clean_manifest)
+        print(f"cleaned manifest: {args.clean_manifest}")
+    print(f"report: {md}")
+    return 0

@@ -1,0 +1,318 @@
+"""Augmentation presets of the five reports, built from core ``keras.layers``.
+
+Every preset is a ``keras.Sequential`` of Keras' own random preprocessing layers, so it runs in
+both places:
+
+- in the ``tf.data`` pipeline, on the CPU, one image at a time
+  (``make_dataset(..., training=True, augment="r4")``), which keeps the accelerator free and
+  suits small models and feature caches;
+- inside the model, on the accelerator, a batch at a time (:func:`augment_in_model`); the layers
+  are the identity at inference (``training=False``), so the saved model predicts unchanged.
+
+Presets (``**overrides`` change any field, e.g. ``augmentation("r1", rotation=15)``):
+
+=============== =======================================================================
+``none``        no augmentation (returns ``None``)
+``r1``          horizontal flip (p = 0.5), rotation ±30°, black fill (R1, torchvision's default)
+``r1_pseudo``   horizontal flip, rotation ±45° (R1's pseudo-labelled set)
+``r3``          rotation over the full circle with reflect fill, horizontal + vertical flips,
+                contrast ±20% (R3: plants photographed from above)
+``r4``          random resized crop (8–100% of the area, aspect 3/4–4/3) back to the input
+                size, horizontal flip, rotation ±25°, reflect fill (R4, fastai's defaults)
+``r5``          rotation ±40°, shift ±20%, zoom ±20%, horizontal flip, nearest fill (R5, the
+                classic ``ImageDataGenerator`` settings)
+``randaugment`` ``keras.layers.RandAugment`` (2 ops, magnitude 0.5, value range 0–255)
+=============== =======================================================================
+
+Batch-level mixing (:func:`batch_augmentation`): ``keras.layers.MixUp`` and ``keras.layers.CutMix``
+mix whole batches and produce soft labels; the pipeline applies them after batching.
+
+Core Keras 3 has no random *resized* crop (``RandomCrop`` cuts a fixed size, ``RandomZoom``
+keeps the aspect ratio in a symmetric range), so :class:`RandomResizedCrop` is the one layer
+written here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import keras
+from keras import ops
+
+PRESETS: tuple[str, ...] = ("none", "r1", "r1_pseudo", "r3", "r4", "r5", "randaugment")
+
+_FIELDS: dict[str, object] = {
+    "crop_area": None,  # (min, max) area fraction of RandomResizedCrop
+    "crop_ratio": (3 / 4, 4 / 3),  # aspect ratio range of RandomResizedCrop
+    "flip": None,  # "horizontal", "vertical" or "horizontal_and_vertical"
+    "rotation": None,  # degrees: a float (±) or a (min, max) pair
+    "translation": None,  # fraction of height and width
+    "zoom": None,  # fraction (± zoom)
+    "contrast": None,  # contrast factor
+    "fill_mode": "reflect",  # fill of rotation/shift/zoom: reflect, constant, nearest, wrap
+    "randaugment_ops": None,  # RandAugment: number of ops per image
+    "randaugment_magnitude": 0.5,  # RandAugment: factor
+}
+
+_PRESET_FIELDS: dict[str, dict[str, object]] = {
+    "r1": {"flip": "horizontal", "rotation": 30.0, "fill_mode": "constant"},
+    "r1_pseudo": {"flip": "horizontal", "rotation": 45.0, "fill_mode": "constant"},
+    "r3": {"rotation": 180.0, "flip": "horizontal_and_vertical", "contrast": 0.2, "fill_mode": "reflect"},
+    "r4": {"crop_area": (0.08, 1.0), "flip": "horizontal", "rotation": 25.0, "fill_mode": "reflect"},
+    "r5": {"rotation": 40.0, "translation": 0.2, "zoom": 0.2, "flip": "horizontal", "fill_mode": "nearest"},
+    "randaugment": {"randaugment_ops": 2, "randaugment_magnitude": 0.5},
+}
+
+
+@keras.saving.register_keras_serializable(package="keras_species")
+class RandomResizedCrop(keras.layers.Layer):
+    """Crop a random area fraction and aspect ratio of each image, resized back (Inception/R4).
+
+    Written here because core Keras 3 lacks it. Built on ``keras.ops`` only (one
+    ``ops.image.affine_transform`` per batch), so it runs in ``tf.data`` on the CPU and inside a
+    model on an accelerator. Each image gets its own crop: area ``s ~ U(scale)`` of the image,
+    log aspect ``~ U(log ratio)``; a crop wider or taller than the image is clipped to it (instead
+    of torchvision's ten retries), then placed uniformly at random. At inference the layer is
+    the identity (or a plain resize when ``height``/``width`` differ from the input).
+
+    Args:
+        height, width: output size; ``None`` keeps the input size (the image is resized to the
+            output size first when they differ).
+        scale: range of the crop's area as a fraction of the image.
+        ratio: range of the crop's aspect ratio (width / height).
+        interpolation: ``"bilinear"`` or ``"nearest"``.
+        seed: random seed.
+
+    Example:
+        >>> layer = RandomResizedCrop(scale=(0.08, 1.0), seed=0)
+        >>> layer(keras.ops.ones((2, 64, 64, 3)), training=True).shape
+        (2, 64, 64, 3)
+    """
+
+    def __init__(
+        self,
+        height: int | None = None,
+        width: int | None = None,
+        scale: Sequence[float] = (0.08, 1.0),
+        ratio: Sequence[float] = (3 / 4, 4 / 3),
+        interpolation: str = "bilinear",
+        seed: int | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        if (height is None) != (width is None):
+            raise ValueError("give both height and width, or neither")
+        lo, hi = float(scale[0]), float(scale[1])
+        if not 0.0 < lo <= hi <= 1.0:
+            raise ValueError(f"scale={tuple(scale)} must satisfy 0 < min <= max <= 1")
+        if not 0.0 < float(ratio[0]) <= float(ratio[1]):
+            raise ValueError(f"ratio={tuple(ratio)} must satisfy 0 < min <= max")
+        self.height = height
+        self.width = width
+        self.scale = (lo, hi)
+        self.ratio = (float(ratio[0]), float(ratio[1]))
+        self.interpolation = interpolation
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self._allow_non_tensor_positional_args = True
+
+    def _crop(self, x):
+        shape = ops.shape(x)
+        b = shape[0]
+        h = ops.cast(shape[1], "float32")
+        w = ops.cast(shape[2], "float32")
+        area = keras.random.uniform((b,), self.scale[0], self.scale[1], seed=self.seed_generator)
+        log_r = keras.random.uniform(
+            (b,), math.log(self.ratio[0]), math.log(self.ratio[1]), seed=self.seed_generator
+        )
+        r = ops.exp(log_r)
+        crop_w = ops.minimum(ops.sqrt(area * h * w * r), w)
+        crop_h = ops.minimum(ops.sqrt(area * h * w / r), h)
+        x0 = keras.random.uniform((b,), 0.0, 1.0, seed=self.seed_generator) * (w - crop_w)
+        y0 = keras.random.uniform((b,), 0.0, 1.0, seed=self.seed_generator) * (h - crop_h)
+        sx, sy = crop_w / w, crop_h / h
+        zero = ops.zeros_like(sx)
+        # output pixel centre (xo + .5) maps to input x0 + (xo + .5) * sx, in pixel-centre terms
+        transform = ops.stack(
+            [sx, zero, x0 + 0.5 * sx - 0.5, zero, sy, y0 + 0.5 * sy - 0.5, zero, zero], axis=1
+        )
+        return ops.image.affine_transform(
+            x, transform, interpolation=self.interpolation, fill_mode="nearest"
+        )
+
+    def call(self, inputs, training=True):
+        x = ops.cast(inputs, self.compute_dtype)
+        unbatched = len(x.shape) == 3
+        if unbatched:
+            x = ops.expand_dims(x, 0)
+        if self.height is not None:
+            x = ops.image.resize(x, (self.height, self.width), interpolation="bilinear", antialias=True)
+        if training:
+            x = ops.cast(self._crop(ops.cast(x, "float32")), self.compute_dtype)
+        return x[0] if unbatched else x
+
+    def compute_output_shape(self, input_shape):
+        shape = list(input_shape)
+        if self.height is not None:
+            shape[-3], shape[-2] = self.height, self.width
+        return tuple(shape)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            {
+                "height": self.height,
+                "width": self.width,
+                "scale": list(self.scale),
+                "ratio": list(self.ratio),
+                "interpolation": self.interpolation,
+                "seed": self.seed,
+            }
+        )
+        return config
+
+
+def preset_fields(preset: str, **overrides) -> dict[str, object]:
+    """The resolved settings of a preset after ``overrides`` (see the module table).
+
+    Args:
+        preset: one of :data:`PRESETS`.
+        **overrides: any of ``crop_area``, ``crop_ratio``, ``flip``, ``rotation`` (degrees),
+            ``translation``, ``zoom``, ``contrast``, ``fill_mode``, ``randaugment_ops``,
+            ``randaugment_magnitude``.
+
+    Returns:
+        A dict of every field.
+
+    Example:
+        >>> preset_fields("r1")["rotation"]
+        30.0
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown augmentation preset {preset!r}; choose one of {PRESETS}")
+    unknown = sorted(set(overrides) - set(_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown augmentation settings {unknown}; valid: {sorted(_FIELDS)}")
+    fields = dict(_FIELDS)
+    fields.update(_PRESET_FIELDS.get(preset, {}))
+    fields.update(overrides)
+    return fields
+
+
+def augmentation(preset: str, *, seed: int | None = None, **overrides) -> keras.Sequential | None:
+    """An augmentation preset as a ``keras.Sequential`` of core Keras random layers.
+
+    Args:
+        preset: ``"none"``, ``"r1"``, ``"r1_pseudo"``, ``"r3"``, ``"r4"``, ``"r5"`` or
+            ``"randaugment"`` (see the module docstring).
+        seed: base seed; layer ``i`` gets ``seed + i``.
+        **overrides: settings to change (see :func:`preset_fields`); e.g. ``rotation=15``.
+
+    Returns:
+        The ``Sequential`` (input: a batch of float 0–255 RGB images of any size), or ``None``
+        for ``"none"``.
+
+    Example:
+        >>> aug = augmentation("r4", seed=0)
+        >>> aug(keras.ops.ones((2, 32, 32, 3)) * 100, training=True).shape
+        (2, 32, 32, 3)
+    """
+    f = preset_fields(preset, **overrides)
+    layers: list[keras.layers.Layer] = []
+
+    def next_seed() -> int | None:
+        return None if seed is None else seed + len(layers)
+
+    fill = str(f["fill_mode"])
+    if f["crop_area"] is not None:
+        layers.append(RandomResizedCrop(scale=f["crop_area"], ratio=f["crop_ratio"], seed=next_seed(), name="random_resized_crop"))
+    if f["flip"]:
+        layers.append(keras.layers.RandomFlip(str(f["flip"]), seed=next_seed(), name="random_flip"))
+    if f["rotation"]:
+        rot = f["rotation"]
+        factor = (rot[0] / 360.0, rot[1] / 360.0) if isinstance(rot, Sequence) else float(rot) / 360.0
+        layers.append(keras.layers.RandomRotation(factor, fill_mode=fill, seed=next_seed(), name="random_rotation"))
+    if f["translation"]:
+        t = float(f["translation"])
+        layers.append(keras.layers.RandomTranslation(t, t, fill_mode=fill, seed=next_seed(), name="random_translation"))
+    if f["zoom"]:
+        z = float(f["zoom"])
+        layers.append(keras.layers.RandomZoom((-z, z), fill_mode=fill, seed=next_seed(), name="random_zoom"))
+    if f["contrast"]:
+        layers.append(
+            keras.layers.RandomContrast(float(f["contrast"]), value_range=(0, 255), seed=next_seed(), name="random_contrast")
+        )
+    if f["randaugment_ops"]:
+        layers.append(
+            keras.layers.RandAugment(
+                value_range=(0, 255),
+                num_ops=int(f["randaugment_ops"]),
+                factor=float(f["randaugment_magnitude"]),
+                seed=next_seed(),
+                name="rand_augment",
+            )
+        )
+    if not layers:
+        return None
+    # a free batch and image size: the same object serves single images (tf.data) and batches
+    return keras.Sequential([keras.Input((None, None, 3)), *layers], name=f"augment_{preset}")
+
+
+def batch_augmentation(name: str, alpha: float | None = None, *, seed: int | None = None) -> keras.layers.Layer:
+    """A batch-level mixing layer: ``keras.layers.MixUp`` or ``keras.layers.CutMix``.
+
+    Called on ``{"images": (B, H, W, 3), "labels": (B, C) float}`` it returns both mixed; labels
+    become soft (each row still sums to 1 for one-hot input). The pipeline applies it after
+    batching (``make_dataset(..., batch_augment="mixup")``).
+
+    Args:
+        name: ``"mixup"`` or ``"cutmix"``.
+        alpha: Beta-distribution parameter (MixUp ``alpha``, default 0.2; CutMix ``factor``,
+            default 1.0).
+        seed: random seed.
+
+    Returns:
+        The Keras layer.
+
+    Example:
+        >>> layer = batch_augmentation("mixup", 0.4, seed=0)
+        >>> type(layer).__name__
+        'MixUp'
+    """
+    key = name.lower().replace("_", "").replace("-", "")
+    if key == "mixup":
+        return keras.layers.MixUp(alpha=0.2 if alpha is None else alpha, seed=seed)
+    if key == "cutmix":
+        return keras.layers.CutMix(factor=1.0 if alpha is None else alpha, seed=seed)
+    raise ValueError(f"unknown batch augmentation {name!r}; choose 'mixup' or 'cutmix'")
+
+
+def augment_in_model(
+    model: keras.Model, augment: str | keras.layers.Layer, *, seed: int | None = None, name: str | None = None
+) -> keras.Model:
+    """Wrap ``model`` so that it augments its input itself (on the accelerator, batch-wise).
+
+    The augmentation layers are active only in training (``fit``); ``predict``/``evaluate`` and
+    the saved ``.keras`` file see the identity, so the wrapped model can be saved and served as
+    is. Use this instead of the pipeline's ``augment=`` when the CPU is the bottleneck.
+
+    Args:
+        model: a model taking float 0–255 RGB images.
+        augment: a preset name (see :func:`augmentation`) or a Keras layer.
+        seed: seed of a preset.
+        name: name of the new model (default ``model.name``).
+
+    Returns:
+        A functional model: ``Input`` named ``image`` → augmentation → ``model``.
+
+    Example:
+        >>> base = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
+        ...                          keras.layers.Dense(2)])
+        >>> augment_in_model(base, "r1", seed=0).output_shape
+        (None, 2)
+    """
+    layer = augmentation(augment, seed=seed) if isinstance(augment, str) else augment
+    inputs = keras.Input(shape=model.input_shape[1:], name="image")
+    x = inputs if layer is None else layer(inputs)
+    return keras.Model(inputs, model(x), name=name or model.name)

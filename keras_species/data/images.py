@@ -1,0 +1,465 @@
+"""Robust image reading with PIL: every mode to 8-bit RGB, and a clear error for every bad file.
+
+Shared by the audit (:func:`probe`), prediction and the pipeline's fallback path
+(:func:`read_image`). TensorFlow's own decoders are faster but handle only plain 8-bit RGB/grey
+JPEG, PNG, GIF and BMP and ignore EXIF orientation; :func:`needs_conversion` tells the pipeline
+which files must go through :func:`read_image` instead.
+
+Conversions done by :func:`read_image`:
+
+- palette (``P``/``PA``): expanded; a transparent colour becomes white;
+- alpha (``LA``, ``RGBA``, ``La``, ``RGBa``): composited onto a **white** background (species
+  cut-outs on transparent backgrounds then look like product shots, not like black silhouettes);
+- grey (``L``, ``1``): replicated to three channels;
+- ``CMYK`` (including Adobe's inverted CMYK JPEGs, which PIL un-inverts on reading): converted
+  through the embedded ICC profile when there is one, else with PIL's plain formula;
+- 16-bit (``I;16``, ``I;16B``, ``I;16L``, ``I``): scaled by the bit range (``value / 257``), not
+  clipped; 32-bit float ``F``: ``[0, 1]`` data times 255, ``[0, 255]`` data as is, anything else
+  min–max stretched;
+- animated GIF / WebP / APNG and multi-page TIFF: the first frame;
+- EXIF orientation applied (``ImageOps.exif_transpose``), as phone photos expect.
+
+Decompression bombs: an image with more pixels than the limit (PIL's
+``Image.MAX_IMAGE_PIXELS`` by default, about 89 megapixels) raises :class:`ImageReadError`
+instead of PIL's easy-to-miss ``DecompressionBombWarning``; raise the limit with
+:func:`set_max_pixels` or resize the file. Truncated files raise too, as long as PIL's
+``ImageFile.LOAD_TRUNCATED_IMAGES`` keeps its default ``False`` (set to ``True`` it fills the
+missing part with grey silently).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
+)
+"""File extensions treated as images (compare lower-cased, e.g. with :func:`is_image_file`)."""
+
+FORMAT_EXTENSIONS: dict[str, frozenset[str]] = {
+    "JPEG": frozenset({".jpg", ".jpeg", ".jpe", ".jfif"}),
+    "MPO": frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".mpo"}),
+    "PNG": frozenset({".png", ".apng"}),
+    "GIF": frozenset({".gif"}),
+    "BMP": frozenset({".bmp", ".dib"}),
+    "WEBP": frozenset({".webp"}),
+    "TIFF": frozenset({".tif", ".tiff"}),
+}
+"""Extensions that match each PIL format (used to count extension mismatches)."""
+
+TF_DECODABLE_FORMATS: frozenset[str] = frozenset({"JPEG", "MPO", "PNG", "GIF", "BMP"})
+"""Formats ``tf.io.decode_image`` reads; other formats must go through :func:`read_image`."""
+
+SIXTEEN_BIT_MODES: frozenset[str] = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I;16S", "I"})
+_ALPHA_MODES = frozenset({"LA", "La", "RGBA", "RGBa", "PA"})
+
+_max_pixels: int | None = None  # None: follow PIL's Image.MAX_IMAGE_PIXELS
+_unlimited = False
+
+
+class ImageReadError(ValueError):
+    """An image file that cannot be read; the message names the file, the reason and the fix.
+
+    Args:
+        path: the file.
+        reason: what is wrong with it (e.g. ``"empty file (0 bytes)"``).
+        fix: what to do about it; a sensible default is used when omitted.
+
+    Example:
+        >>> str(ImageReadError("a.jpg", "empty file (0 bytes)"))[:39]
+        'cannot read image a.jpg: empty file (0 '
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str, fix: str | None = None) -> None:
+        self.path = os.fspath(path)
+        self.reason = reason
+        self.fix = fix or (
+            "replace the file with a good copy, or leave it out (audit + clean drop unreadable "
+            "files; `keras-species audit DATA --clean-manifest OUT.csv` writes a manifest without them)"
+        )
+        super().__init__(f"cannot read image {self.path}: {reason}. Fix: {self.fix}")
+
+    def __reduce__(self):  # keep the exception picklable (process pools, tf.py_function)
+        return (type(self), (self.path, self.reason, self.fix))
+
+
+@dataclass
+class ImageInfo:
+    """What :func:`probe` found out about one file (``error`` is ``None`` when it decodes).
+
+    Attributes:
+        path: the file.
+        format: PIL's format name by content (``"JPEG"``, ``"PNG"``...), ``None`` if unknown.
+        mode: PIL's mode (``"RGB"``, ``"L"``, ``"P"``, ``"CMYK"``, ``"I;16"``...).
+        width, height: size in pixels as stored (before EXIF rotation).
+        n_frames: number of frames (more than 1 for animations and multi-page TIFFs).
+        bytes: file size.
+        error: why the file cannot be read, or ``None``.
+        sha1: hex digest of the file bytes (exact-duplicate detection).
+        orientation: the EXIF orientation tag (1 = upright).
+    """
+
+    path: str
+    format: str | None = None
+    mode: str | None = None
+    width: int = 0
+    height: int = 0
+    n_frames: int = 1
+    bytes: int = 0
+    error: str | None = None
+    sha1: str | None = None
+    orientation: int = 1
+
+    @property
+    def ok(self) -> bool:
+        """True when the file decoded completely."""
+        return self.error is None
+
+    @property
+    def animated(self) -> bool:
+        """True for an animation or multi-page file (MPO camera JPEGs are not counted)."""
+        return self.n_frames > 1 and self.format != "MPO"
+
+    @property
+    def extension_matches(self) -> bool:
+        """True when the file extension fits the format found in its content (or is unknown)."""
+        if self.format is None or self.format not in FORMAT_EXTENSIONS:
+            return True
+        return os.path.splitext(self.path)[1].lower() in FORMAT_EXTENSIONS[self.format]
+
+    def to_dict(self) -> dict:
+        """The fields as a JSON-ready dict."""
+        return asdict(self)
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    """True when ``path`` ends in one of :data:`IMAGE_EXTENSIONS` (any case).
+
+    Example:
+        >>> is_image_file("ants/IMG 1.JPG"), is_image_file("notes.txt")
+        (True, False)
+    """
+    return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
+
+
+def set_max_pixels(n: int | None) -> None:
+    """Set the decompression-bomb limit (pixels per image) for reading and probing.
+
+    Also sets PIL's ``Image.MAX_IMAGE_PIXELS`` so that PIL itself does not refuse an image this
+    limit allows. ``None`` removes the limit (only for files you trust).
+
+    Args:
+        n: the most pixels (width x height) an image may have, or ``None`` for no limit.
+
+    Example:
+        >>> set_max_pixels(200_000_000)   # 200-megapixel scans
+        >>> get_max_pixels()
+        200000000
+        >>> set_max_pixels(89_478_485)    # back to PIL's default
+    """
+    global _max_pixels, _unlimited
+    if n is not None and int(n) <= 0:
+        raise ValueError(f"max pixels must be positive or None, got {n}")
+    _max_pixels = None if n is None else int(n)
+    _unlimited = n is None
+    Image.MAX_IMAGE_PIXELS = _max_pixels
+
+
+def get_max_pixels() -> int | None:
+    """The current decompression-bomb limit in pixels (``None`` = no limit).
+
+    Returns:
+        The value set with :func:`set_max_pixels`, else PIL's ``Image.MAX_IMAGE_PIXELS``.
+    """
+    if _unlimited:
+        return None
+    return _max_pixels if _max_pixels is not None else Image.MAX_IMAGE_PIXELS
+
+
+def _too_big_message(w: int, h: int, limit: int) -> tuple[str, str]:
+    reason = (
+        f"{w}x{h} = {w * h:,} pixels is over the decompression-bomb limit of {limit:,} pixels"
+    )
+    fix = (
+        "if the file is trusted, raise the limit with "
+        f"keras_species.data.images.set_max_pixels({w * h}) (or read_image(..., max_pixels=...)), "
+        "or resize the file"
+    )
+    return reason, fix
+
+
+def _describe_non_image(data: bytes) -> str:
+    head = data[:64]
+    if head.lstrip().startswith((b"<!DOCTYPE", b"<html", b"<HTML", b"<?xml")):
+        return "not an image: the file is an HTML/XML page (a failed download?)"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not an image PIL recognises (unknown or unsupported format)"
+    if text.isprintable() or all(c.isprintable() or c.isspace() for c in text):
+        return f"not an image: the file is text starting {text[:30]!r}"
+    return "not an image PIL recognises (unknown or unsupported format)"
+
+
+def _open(data: bytes, path: str, limit: int | None) -> Image.Image:
+    """Open image bytes lazily; raise ImageReadError for empty, unknown and oversized files."""
+    if not data:
+        raise ImageReadError(path, "empty file (0 bytes)")
+    try:
+        # Over PIL's limit, Image.open warns (DecompressionBombWarning); the check below then
+        # turns the oversized image into an error instead of letting the warning be the only sign.
+        im = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as e:
+        reason = f"too large for PIL's decompression-bomb limit ({e})"
+        raise ImageReadError(
+            path,
+            reason,
+            "if the file is trusted, raise the limit with "
+            "keras_species.data.images.set_max_pixels(n), or resize the file",
+        ) from e
+    except UnidentifiedImageError as e:
+        raise ImageReadError(path, _describe_non_image(data)) from e
+    except (OSError, ValueError, SyntaxError) as e:
+        raise ImageReadError(path, f"broken image header ({e})") from e
+    w, h = im.size
+    if limit is not None and w * h > limit:
+        reason, fix = _too_big_message(w, h, limit)
+        raise ImageReadError(path, reason, fix)
+    return im
+
+
+def _read_bytes(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError as e:
+        raise ImageReadError(
+            path, "file not found", "check the path (and the manifest's root folder)"
+        ) from e
+    except IsADirectoryError as e:
+        raise ImageReadError(path, "is a folder, not a file", "point to an image file") from e
+    except OSError as e:
+        raise ImageReadError(path, f"cannot open the file ({e.strerror or e})") from e
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        return int(im.getexif().get(0x0112, 1) or 1)
+    except Exception:  # a broken EXIF block must not make the image unreadable
+        return 1
+
+
+def probe(path: str | os.PathLike, *, max_pixels: int | None = None) -> ImageInfo:
+    """Inspect one file completely (header, every pixel of the first frame, hash); never raises.
+
+    The first frame is fully decoded because truncation only shows when the pixel data runs out.
+
+    Args:
+        path: the image file.
+        max_pixels: decompression-bomb limit; default :func:`get_max_pixels`.
+
+    Returns:
+        An :class:`ImageInfo`; ``info.error`` says why the file cannot be read (else ``None``).
+
+    Example:
+        >>> info = probe("ants/imageNotFound.gif")   # doctest: +SKIP
+        >>> info.format, info.mode, info.error       # doctest: +SKIP
+        ('GIF', 'P', None)
+    """
+    path = os.fspath(path)
+    info = ImageInfo(path=path)
+    limit = get_max_pixels() if max_pixels is None else max_pixels
+    try:
+        data = _read_bytes(path)
+        info.bytes = len(data)
+        info.sha1 = hashlib.sha1(data).hexdigest()
+        im = _open(data, path, None)
+        info.format = im.format
+        info.mode = im.mode
+        info.width, info.height = im.size
+        info.n_frames = int(getattr(im, "n_frames", 1) or 1)
+        info.orientation = _orientation(im)
+        if limit is not None and info.width * info.height > limit:
+            reason, fix = _too_big_message(info.width, info.height, limit)
+            raise ImageReadError(path, reason, fix)
+        try:
+            im.load()
+        except OSError as e:
+            raise ImageReadError(path, _load_reason(e)) from e
+        except Exception as e:  # decoder bugs on hostile files: report, never crash the audit
+            raise ImageReadError(path, f"cannot decode ({type(e).__name__}: {e})") from e
+    except ImageReadError as e:
+        info.error = e.reason
+    except Exception as e:  # noqa: BLE001 - probe never raises, by contract
+        info.error = f"{type(e).__name__}: {e}"
+    return info
+
+
+def _load_reason(e: Exception) -> str:
+    text = str(e)
+    if "truncated" in text.lower():
+        return f"truncated file ({text}); the download or copy was cut short"
+    return f"cannot decode the pixel data ({text})"
+
+
+def needs_conversion(info: ImageInfo) -> bool:
+    """True when TensorFlow's decoders would get this file wrong and PIL must read it.
+
+    That is: any mode other than 8-bit RGB (palette, grey, alpha, CMYK, 16-bit...), animated or
+    multi-page files, formats ``tf.io.decode_image`` lacks (WebP, TIFF), and photos whose EXIF
+    orientation is not upright (TensorFlow ignores it).
+
+    Args:
+        info: the result of :func:`probe`.
+
+    Returns:
+        Whether to route the file through :func:`read_image`.
+
+    Example:
+        >>> needs_conversion(ImageInfo("a.png", format="PNG", mode="P"))
+        True
+    """
+    if info.mode != "RGB":  # palette, grey, alpha, CMYK, 16-bit, unknown
+        return True
+    if info.animated:
+        return True
+    if info.format is not None and info.format not in TF_DECODABLE_FORMATS:
+        return True
+    return info.orientation not in (0, 1)
+
+
+def _white_composite(im: Image.Image) -> Image.Image:
+    rgba = im.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def _cmyk_to_rgb(im: Image.Image) -> Image.Image:
+    icc = im.info.get("icc_profile")
+    if icc:
+        try:
+            from PIL import ImageCms
+
+            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            dst = ImageCms.createProfile("sRGB")
+            out = ImageCms.profileToProfile(im, src, dst, outputMode="RGB")
+            if out is not None:
+                return out
+        except Exception:  # a broken or unsupported profile: fall back to the plain formula
+            pass
+    return im.convert("RGB")
+
+
+def _scale_to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:
+    """Scale one-channel high-depth pixels to 0..255 by their bit range (not by clipping)."""
+    if mode == "F":
+        arr = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+        if lo >= 0.0 and hi <= 1.0:
+            out = arr * 255.0
+        elif lo >= 0.0 and hi <= 255.0:
+            out = arr
+        else:
+            out = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    arr = arr.astype(np.int64)
+    if mode == "I" and arr.size and (arr.max() > 65535 or arr.min() < 0):
+        # true 32-bit data: stretch its own range
+        lo, hi = int(arr.min()), int(arr.max())
+        out = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros(arr.shape)
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    if mode == "I;16S":
+        arr = np.clip(arr, 0, 32767) * 2
+    # 16-bit data (I;16*, and PIL's "I" for 16-bit PNG/TIFF): 65535 -> 255, 257 per step
+    return np.clip(np.rint(arr / 257.0), 0, 255).astype(np.uint8)
+
+
+def _to_rgb(im: Image.Image, path: str) -> Image.Image | np.ndarray:
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode == "P":
+        if "transparency" in im.info:
+            return _white_composite(im)
+        return im.convert("RGB")
+    if mode in _ALPHA_MODES:
+        if mode == "PA":
+            im = im.convert("RGBA")
+        return _white_composite(im)
+    if mode in ("L", "1"):
+        return im.convert("L").convert("RGB")
+    if mode == "CMYK":
+        return _cmyk_to_rgb(im)
+    if mode in SIXTEEN_BIT_MODES or mode == "F":
+        grey = _scale_to_uint8(np.asarray(im), mode)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    try:
+        return im.convert("RGB")
+    except (ValueError, OSError) as e:
+        raise ImageReadError(
+            path,
+            f"image mode {mode!r} cannot be converted to RGB ({e})",
+            "convert the file to 8-bit RGB (e.g. with an image editor) or leave it out",
+        ) from e
+
+
+def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.ndarray:
+    """Read any supported image as an ``(H, W, 3)`` uint8 RGB array (first frame, upright).
+
+    The format is found from the content, so a PNG named ``.jpg`` reads fine. See the module
+    docstring for how each mode is converted (alpha is composited onto white).
+
+    Args:
+        path: the image file.
+        max_pixels: decompression-bomb limit for this call; default :func:`get_max_pixels`.
+            If it is above PIL's ``Image.MAX_IMAGE_PIXELS``, use :func:`set_max_pixels` instead.
+
+    Returns:
+        A C-contiguous ``uint8`` array of shape ``(height, width, 3)``.
+
+    Raises:
+        ImageReadError: empty, truncated, non-image, oversized or undecodable files, with the
+            file, the reason and the fix in the message.
+
+    Example:
+        >>> rgb = read_image("bees/ant photos.jpg")   # doctest: +SKIP
+        >>> rgb.shape[-1], rgb.dtype                  # doctest: +SKIP
+        (3, dtype('uint8'))
+    """
+    path = os.fspath(path)
+    limit = get_max_pixels() if max_pixels is None else max_pixels
+    data = _read_bytes(path)
+    im = _open(data, path, limit)
+    try:
+        if getattr(im, "n_frames", 1) > 1:
+            im.seek(0)
+        im.load()
+    except OSError as e:
+        raise ImageReadError(path, _load_reason(e)) from e
+    except Exception as e:
+        raise ImageReadError(path, f"cannot decode ({type(e).__name__}: {e})") from e
+    try:
+        # frame 0 only: copy() detaches it from the (possibly animated) file
+        frame = im.copy() if getattr(im, "n_frames", 1) > 1 else im
+        try:
+            upright = ImageOps.exif_transpose(frame)
+        except Exception:  # a malformed EXIF block: keep the stored orientation
+            upright = frame
+        if upright is None:
+            upright = frame
+        out = _to_rgb(upright, path)
+    except ImageReadError:
+        raise
+    except Exception as e:
+        raise ImageReadError(path, f"cannot convert to RGB ({type(e).__name__}: {e})") from e
+    arr = np.asarray(out, dtype=np.uint8)
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise ImageReadError(path, f"unexpected decoded shape {arr.shape}")
+    return np.ascontiguousarray(arr)
+

@@ -1,0 +1,714 @@
+"""The tf.data input pipeline: a Manifest in, batches of ``(images, labels[, weights])`` out.
+
+Order of the stages (each one a ``tf.data`` or ``keras.layers`` building block)::
+
+    check files (cheap header probe) → decode → RGB → resize (antialiased) → cache (uint8)
+    → shuffle → augment (per image) → batch → batch-augment (MixUp/CutMix) → prefetch
+
+Images come out as ``float32`` ``(B, H, W, 3)`` RGB in ``0..255``. Model-specific preprocessing
+(scaling to ``[-1, 1]``, ImageNet mean/std, ...) is *not* done here: every model of keras-species
+carries its own preprocessing layer, so the same dataset feeds any backbone.
+
+Decoding. Every file is classified once, up front, by a cheap check (extension and PIL header,
+plus the file's last bytes to catch truncation); this costs well under a millisecond a file and
+keeps the per-image graph free of Python:
+
+- fast path: ``tf.io.decode_image(channels=3, expand_animations=False)`` for 8-bit RGB and grey
+  JPEG, PNG, GIF (first frame) and BMP;
+- 16-bit PNG: ``tf.io.decode_png(dtype=uint16)`` divided by 257 (still in the graph);
+- PIL fallback (:func:`keras_species.data.images.read_image` through ``tf.numpy_function``) for
+  what TensorFlow gets wrong: CMYK JPEG, palette images with transparency, alpha (composited on
+  white, as ``read_image`` does), EXIF-rotated JPEGs, WebP, TIFF and other PIL formats;
+- unreadable files (empty, truncated, not an image, decompression bomb) are left out with a
+  warning naming each one (``on_error="skip"``) or raise
+  :class:`~keras_species.data.images.ImageReadError` (``on_error="raise"``). As a last safety net
+  a file that passes the check but still fails to decode is dropped by ``Dataset.ignore_errors``,
+  so a bad image never ends an epoch.
+
+The cache holds the resized images as ``uint8`` (a quarter of the memory of ``float32``; the
+rounding is below half a grey level).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError
+
+LABEL_MODES = ("auto", "sparse", "onehot", "multihot", "none")
+RESIZE_MODES = ("stretch", "pad", "crop")
+
+KIND_FAST = 0
+"""Decoded by ``tf.io.decode_image`` (8-bit JPEG/PNG/GIF/BMP, RGB or grey)."""
+KIND_PNG16 = 1
+"""16-bit PNG: ``tf.io.decode_png(dtype=uint16) / 257``."""
+KIND_PIL = 2
+"""Read by :func:`keras_species.data.images.read_image` in ``tf.numpy_function``."""
+KIND_BAD = -1
+"""Unreadable: left out (``on_error="skip"``) or raised (``on_error="raise"``)."""
+
+_TAILS = {"JPEG": b"\xff\xd9", "MPO": b"\xff\xd9", "PNG": b"IEND", "GIF": b"\x3b"}
+_FAST_FORMATS = frozenset({"JPEG", "PNG", "GIF", "BMP"})
+
+
+# ---------------------------------------------------------------------------------- file check
+def _full_check(path: str) -> tuple[int, str]:
+    """Decode the whole file with PIL: for files whose header or tail looks wrong."""
+    from keras_species.data.images import ImageReadError, read_image
+
+    try:
+        read_image(path)
+    except ImageReadError as e:
+        return KIND_BAD, e.reason
+    return KIND_PIL, ""
+
+
+def classify_file(path: str) -> tuple[int, str]:
+    """Decide, cheaply, how one image file is decoded.
+
+    Reads the PIL header and the last bytes of the file (no pixel decoding). Only files whose
+    end looks truncated are decoded fully here, with PIL, to confirm.
+
+    Args:
+        path: the image file.
+
+    Returns:
+        ``(kind, reason)``: ``kind`` is :data:`KIND_FAST`, :data:`KIND_PNG16`, :data:`KIND_PIL`
+        or :data:`KIND_BAD`; ``reason`` says why a file is bad (else ``""``).
+
+    Example:
+        >>> classify_file("cod/fish_1_0.png")   # doctest: +SKIP
+        (0, '')
+    """
+    from PIL import Image
+
+    from keras_species.data.images import get_max_pixels
+
+    try:
+        size = os.path.getsize(path)
+    except OSError as e:
+        return KIND_BAD, f"cannot open the file ({e.strerror or e})"
+    if size == 0:
+        return KIND_BAD, "empty file (0 bytes)"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(32)
+            f.seek(max(0, size - 64))
+            tail = f.read()
+            f.seek(0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                im = Image.open(f)
+                fmt, mode, info = im.format, im.mode, im.info
+                width, height = im.size
+                orientation = 1
+                if fmt in ("JPEG", "MPO"):
+                    try:
+                        orientation = int(im.getexif().get(0x0112, 1) or 1)
+                    except Exception:  # a broken EXIF block: PIL's reader decides later
+                        orientation = 0
+    except Exception as e:  # noqa: BLE001 - any failure to open means "not a readable image"
+        text = str(e) or type(e).__name__
+        if "cannot identify image file" in text:
+            text = "not an image file (PIL cannot identify it)"
+        return KIND_BAD, text
+    limit = get_max_pixels()
+    if limit is not None and width * height > limit:
+        return KIND_BAD, f"{width}x{height} pixels is above the decompression-bomb limit {limit}"
+    marker = _TAILS.get(fmt or "")
+    if marker is not None and marker not in tail:
+        return _full_check(path)
+    if fmt not in _FAST_FORMATS and fmt != "MPO":
+        return KIND_PIL, ""
+    if fmt == "PNG" and head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 16:
+        # 16-bit PNG (IHDR bit depth); alpha still needs PIL's white composite
+        return (KIND_PIL, "") if head[25] in (4, 6) or "transparency" in info else (KIND_PNG16, "")
+    if mode not in ("RGB", "L") and not (mode == "P" and "transparency" not in info):
+        return KIND_PIL, ""  # CMYK, alpha, transparent palette, 1-bit, I;16, ...
+    if fmt == "BMP" and mode != "RGB":
+        return KIND_PIL, ""  # TF decodes only 24/32-bit BMP
+    if orientation != 1:
+        return KIND_PIL, ""  # TF ignores EXIF orientation
+    return KIND_FAST, ""
+
+
+def check_files(paths: Sequence[str], workers: int | None = None) -> tuple[np.ndarray, dict[str, str]]:
+    """Classify every file with :func:`classify_file` (threads: the check is mostly I/O).
+
+    Args:
+        paths: image files.
+        workers: threads; default ``min(8, os.cpu_count())``.
+
+    Returns:
+        ``(kinds, bad)``: an int array of kinds and ``{path: reason}`` for unreadable files.
+
+    Example:
+        >>> kinds, bad = check_files(manifest.paths)   # doctest: +SKIP
+    """
+    workers = workers or min(8, os.cpu_count() or 1)
+    if len(paths) < 64 or workers == 1:
+        results = [classify_file(p) for p in paths]
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            results = list(pool.map(classify_file, paths, chunksize=32))
+    kinds = np.array([k for k, _ in results], dtype=np.int32)
+    bad = {p: r for p, (k, r) in zip(paths, results) if k == KIND_BAD}
+    return kinds, bad
+
+
+def _report_bad(bad: dict[str, str], on_error: str) -> None:
+    if not bad:
+        return
+    if on_error == "raise":
+        from keras_species.data.images import ImageReadError
+
+        path, reason = next(iter(bad.items()))
+        raise ImageReadError(path, reason, "remove the file or pass on_error='skip'")
+    lines = "\n".join(f"  {p}: {r}" for p, r in bad.items())
+    warnings.warn(
+        f"skipping {len(bad)} unreadable image(s) (run `keras-species audit` for a full report):\n{lines}",
+        stacklevel=3,
+    )
+
+
+# ---------------------------------------------------------------------------------- labels
+def resolve_label_mode(label_mode: str, multilabel: bool, any_labelled: bool, soft: bool) -> str:
+    """The label mode ``"auto"`` stands for, given the data and whether labels must be float.
+
+    Args:
+        label_mode: one of :data:`LABEL_MODES`.
+        multilabel: the manifest is multi-label.
+        any_labelled: some image carries a label.
+        soft: label smoothing or MixUp/CutMix is on (labels must be float vectors).
+
+    Returns:
+        ``"sparse"``, ``"onehot"``, ``"multihot"`` or ``"none"``.
+
+    Example:
+        >>> resolve_label_mode("auto", False, True, soft=True)
+        'onehot'
+    """
+    if label_mode not in LABEL_MODES:
+        raise ValueError(f"label_mode={label_mode!r}: choose one of {LABEL_MODES}")
+    if label_mode != "auto":
+        return label_mode
+    if multilabel:
+        return "multihot"
+    if not any_labelled:
+        return "none"
+    return "onehot" if soft else "sparse"
+
+
+def encode_labels(manifest: Manifest, label_mode: str, label_smoothing: float = 0.0) -> np.ndarray | None:
+    """Labels of ``manifest`` as the arrays the pipeline yields.
+
+    Args:
+        manifest: the images.
+        label_mode: ``"sparse"`` (int32 class index), ``"onehot"`` (float32, smoothed:
+            ``y (1 - s) + s / C``), ``"multihot"`` (float32, smoothed like Keras'
+            ``BinaryCrossentropy``: ``y (1 - s) + s / 2``) or ``"none"``.
+        label_smoothing: ``s`` above, in ``[0, 1)``.
+
+    Returns:
+        The label array, or ``None`` for ``"none"``.
+
+    Raises:
+        ManifestError: unlabelled images with a label mode other than ``"none"``, or a
+            multi-label manifest with ``"sparse"``/``"onehot"``.
+
+    Example:
+        >>> encode_labels(Manifest(["a"], np.array([1]), ["x", "y"]), "onehot", 0.1).tolist()
+        [[0.05000000074505806, 0.949999988079071]]
+    """
+    if label_mode == "none":
+        return None
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing={label_smoothing} must be in [0, 1)")
+    if not manifest.multilabel and (manifest.labels == UNLABELLED).any():
+        n = int((manifest.labels == UNLABELLED).sum())
+        first = manifest.paths[int(np.flatnonzero(manifest.labels == UNLABELLED)[0])]
+        raise ManifestError(
+            f"{n} unlabelled image(s) (e.g. {first}) with label_mode={label_mode!r}: "
+            "drop them (manifest.subset(manifest.labelled_mask)) or use label_mode='none'"
+        )
+    if label_mode == "sparse":
+        if manifest.multilabel:
+            raise ManifestError("a multi-label manifest needs label_mode='multihot' (or 'auto')")
+        if label_smoothing:
+            raise ValueError("label smoothing needs float labels: use label_mode='onehot'")
+        return manifest.labels.astype(np.int32)
+    if label_mode == "onehot":
+        if manifest.multilabel:
+            raise ManifestError("a multi-label manifest needs label_mode='multihot' (or 'auto')")
+        y = manifest.label_matrix().astype(np.float32)
+        return y * (1.0 - label_smoothing) + label_smoothing / manifest.num_classes
+    if label_mode == "multihot":
+        y = manifest.label_matrix().astype(np.float32)
+        return y * (1.0 - label_smoothing) + label_smoothing / 2.0
+    raise ValueError(f"label_mode={label_mode!r}: choose one of {LABEL_MODES}")
+
+
+# ---------------------------------------------------------------------------------- weights
+def _load_weight_mode(mode: str | dict | os.PathLike) -> str | dict:
+    if isinstance(mode, dict):
+        return mode
+    text = os.fspath(mode)
+    if text == "balanced":
+        return text
+    if os.path.isfile(text):
+        with open(text, encoding="utf-8") as f:
+            doc = json.load(f)
+        if not isinstance(doc, dict):
+            raise ValueError(f"{text}: expected a JSON object {{class name: weight}}")
+        return doc
+    raise ValueError(f"class weight mode {text!r}: use 'balanced', a dict or a JSON file path")
+
+
+def class_balance_weights(
+    manifest: Manifest,
+    mode: str | dict[str, float] | os.PathLike = "balanced",
+    *,
+    normalize: bool = True,
+) -> np.ndarray:
+    """Per-sample weights that balance the classes, to pass as the pipeline's ``sample_weights``.
+
+    Why not Keras' ``class_weight``: Keras 3 refuses ``class_weight`` for models with more than
+    one output, and for one-hot, multi-hot or soft (MixUp/CutMix, label smoothing) targets it
+    takes the ``argmax`` of the label to find "the" class, which gives wrong weights for every
+    multi-label or mixed sample. A per-sample weight computed here and yielded by the dataset is
+    exact in all these cases.
+
+    Single-label (``"balanced"``): ``n / (C * count_c)``, sklearn's
+    ``compute_class_weight("balanced")`` over the classes present. Multi-label: each sample's
+    positive tags are counted as sklearn's "samples" (a tag-free row counts once for a "no tag"
+    pseudo-class), giving one inverse-frequency weight per tag; a sample gets the **mean** of
+    its positive tags' weights (the mean rather than the max, so that a common tag beside a rare
+    one tempers the weight instead of the image counting as fully rare), and a tag-free sample
+    the weight of the "no tag" set. Unlabelled single-label rows get 1.
+
+    Args:
+        manifest: the (training) images.
+        mode: ``"balanced"``, a dict ``{class name: weight}`` (missing classes weigh 1; the key
+            ``"__none__"`` sets the weight of tag-free multi-label rows), or the path of a JSON
+            file holding such a dict.
+        normalize: rescale so that the mean weight over labelled samples is 1 (keeps the
+            learning rate's meaning).
+
+    Returns:
+        ``float32`` array of shape ``(N,)``.
+
+    Example:
+        >>> m = Manifest(list("abcd"), np.array([0, 0, 0, 1]), ["cod", "eel"])
+        >>> class_balance_weights(m).round(3).tolist()
+        [0.667, 0.667, 0.667, 2.0]
+    """
+    from sklearn.utils.class_weight import compute_class_weight
+
+    mode = _load_weight_mode(mode)
+    n = len(manifest)
+    names = manifest.class_names
+    if isinstance(mode, dict):
+        unknown = [k for k in mode if k not in names and k != "__none__"]
+        if unknown:
+            raise ValueError(f"class weights for unknown classes {unknown}; classes are {names}")
+        table = np.array([float(mode.get(c, 1.0)) for c in names], np.float64)
+        none_weight = float(mode.get("__none__", 1.0))
+    else:
+        if manifest.multilabel:
+            rows, cols = np.nonzero(manifest.labels)
+            free = manifest.labels.sum(axis=1) == 0
+            y = np.concatenate([cols, np.full(int(free.sum()), manifest.num_classes)])
+        else:
+            y = manifest.labels[manifest.labels != UNLABELLED]
+        if y.size == 0:
+            return np.ones(n, np.float32)
+        present = np.unique(y)
+        w = compute_class_weight("balanced", classes=present, y=y)
+        full = np.ones(manifest.num_classes + 1, np.float64)
+        full[present] = w
+        table, none_weight = full[:-1], float(full[-1])
+    if manifest.multilabel:
+        lab = manifest.labels.astype(np.float64)
+        k = lab.sum(axis=1)
+        out = np.where(k > 0, (lab @ table) / np.maximum(k, 1), none_weight)
+        labelled = np.ones(n, bool)
+    else:
+        labelled = manifest.labels != UNLABELLED
+        out = np.ones(n, np.float64)
+        out[labelled] = table[manifest.labels[labelled]]
+    if normalize and labelled.any():
+        out[labelled] /= out[labelled].mean()
+    return out.astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------- graph pieces
+def _size(image_size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(image_size, int | np.integer):
+        return int(image_size), int(image_size)
+    h, w = image_size
+    return int(h), int(w)
+
+
+def check_resize(image_size: int | Sequence[int], resize: str) -> tuple[int, int]:
+    """Validate a resize request up front (before any graph is built).
+
+    Args:
+        image_size: output ``size`` or ``(height, width)``.
+        resize: one of :data:`RESIZE_MODES`.
+
+    Returns:
+        ``(height, width)``.
+
+    Example:
+        >>> check_resize(128, "pad")
+        (128, 128)
+    """
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"resize={resize!r}: choose one of {RESIZE_MODES}")
+    h, w = _size(image_size)
+    if h < 1 or w < 1:
+        raise ValueError(f"image_size={image_size!r} must be positive")
+    return h, w
+
+
+def resize_image(image, image_size: int | Sequence[int], resize: str = "stretch"):
+    """Resize one ``(H, W, 3)`` float image with bilinear interpolation, antialiased when shrinking.
+
+    Written with ``tf.image`` rather than ``keras.layers.Resizing`` for one reason: TensorFlow's
+    antialiased kernel costs about twice the plain bilinear one, and on an enlargement (most
+    small crops) it gives the same pixels (to 1e-3), so it is used only when an axis shrinks.
+
+    Args:
+        image: ``(H, W, 3)`` float32 tensor.
+        image_size: output ``size`` or ``(height, width)``.
+        resize: ``"stretch"`` (aspect ratio not kept), ``"pad"`` (whole image, scaled to fit and
+            centred on black) or ``"crop"`` (centre crop to the output aspect ratio, then scale).
+
+    Returns:
+        ``(height, width, 3)`` float32 tensor.
+
+    Example:
+        >>> resize_image(tf.zeros((30, 60, 3)), 32, "pad").shape   # doctest: +SKIP
+        TensorShape([32, 32, 3])
+    """
+    import tensorflow as tf
+
+    h, w = check_resize(image_size, resize)
+    shape = tf.shape(image)
+    in_h, in_w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
+
+    def scale(img, size):
+        shrink = tf.logical_or(tf.shape(img)[0] > size[0], tf.shape(img)[1] > size[1])
+        return tf.cond(
+            shrink,
+            lambda: tf.image.resize(img, size, antialias=True),
+            lambda: tf.image.resize(img, size),
+        )
+
+    if resize == "stretch":
+        out = scale(image, tf.constant([h, w]))
+    elif resize == "pad":
+        factor = tf.minimum(h / in_h, w / in_w)
+        new_h = tf.clip_by_value(tf.cast(tf.round(in_h * factor), tf.int32), 1, h)
+        new_w = tf.clip_by_value(tf.cast(tf.round(in_w * factor), tf.int32), 1, w)
+        out = scale(image, tf.stack([new_h, new_w]))
+        out = tf.image.pad_to_bounding_box(out, (h - new_h) // 2, (w - new_w) // 2, h, w)
+    else:
+        target = w / h
+        crop_w = tf.cast(tf.minimum(in_w, tf.round(in_h * target)), tf.int32)
+        crop_h = tf.cast(tf.minimum(in_h, tf.round(in_w / target)), tf.int32)
+        crop_w, crop_h = tf.maximum(crop_w, 1), tf.maximum(crop_h, 1)
+        top = (shape[0] - crop_h) // 2
+        left = (shape[1] - crop_w) // 2
+        out = scale(image[top : top + crop_h, left : left + crop_w], tf.constant([h, w]))
+    out.set_shape([h, w, 3])
+    return out
+
+
+def _pil_read(path: bytes) -> np.ndarray:
+    from keras_species.data.images import read_image
+
+    return read_image(path.decode("utf-8"))
+
+
+def _decoder(kinds_present: set[int]):
+    """A graph function ``(path, kind) -> (H, W, 3) float32``; only the branches needed."""
+    import tensorflow as tf
+
+    def fast(data, path):
+        img = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
+        return tf.cast(img, tf.float32)
+
+    def png16(data, path):
+        return tf.cast(tf.io.decode_png(data, channels=3, dtype=tf.uint16), tf.float32) / 257.0
+
+    def pil(data, path):
+        img = tf.numpy_function(_pil_read, [path], tf.uint8, stateful=False)
+        return tf.cast(tf.reshape(img, tf.stack([tf.shape(img)[0], tf.shape(img)[1], 3])), tf.float32)
+
+    table = {KIND_FAST: fast, KIND_PNG16: png16, KIND_PIL: pil}
+    used = sorted(k for k in kinds_present if k in table)
+
+    def decode(path, kind):
+        if used == [KIND_PIL]:
+            img = pil(None, path)
+        else:
+            data = tf.io.read_file(path)
+            if len(used) == 1:
+                img = table[used[0]](data, path)
+            else:
+                branches = {k: (lambda f=table[k]: f(data, path)) for k in used}
+                img = tf.switch_case(kind, branches)
+        img.set_shape([None, None, 3])
+        return img
+
+    return decode
+
+
+def _map(ds, fn, calls, deterministic: bool):
+    if calls is None:  # sequential: order of the random draws fixed
+        return ds.map(fn)
+    return ds.map(fn, num_parallel_calls=calls, deterministic=deterministic)
+
+
+def _first(*t):
+    return t[0]
+
+
+def _resolve_cache(cache: bool | str | os.PathLike) -> str | None:
+    if cache is False or cache is None:
+        return None
+    if cache is True:
+        return ""
+    path = os.fspath(cache)
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    return path
+
+
+def finish_dataset(
+    ds,
+    *,
+    n: int,
+    has_labels: bool,
+    has_weights: bool,
+    batch_size: int,
+    training: bool,
+    augment=None,
+    batch_augment=None,
+    cache: bool | str | os.PathLike = True,
+    shuffle_buffer: int | None = None,
+    seed: int | None = None,
+    deterministic: bool | None = None,
+    drop_remainder: bool = False,
+    num_parallel_calls: int | None = None,
+):
+    """Cache → shuffle → augment → batch → batch-augment → prefetch, shared with the shard reader.
+
+    Args:
+        ds: a dataset of ``(image uint8 (H, W, 3), label?, weight?)`` tuples, already resized.
+        n: number of elements (for the default shuffle buffer).
+        has_labels, has_weights: what the tuples hold after the image.
+        batch_size, training, augment, batch_augment, cache, shuffle_buffer, seed,
+            deterministic, drop_remainder, num_parallel_calls: see :func:`make_dataset`.
+
+    Returns:
+        The batched, prefetched ``tf.data.Dataset`` yielding float32 images.
+
+    Example:
+        >>> finish_dataset(ds, n=10, has_labels=True, has_weights=False, batch_size=4,
+        ...                training=False)   # doctest: +SKIP
+    """
+    import tensorflow as tf
+
+    from keras_species.data import augment as augment_mod
+
+    autotune = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
+    if deterministic is None:
+        deterministic = not training
+    cache_path = _resolve_cache(cache)
+    if cache_path is not None:
+        ds = ds.cache(cache_path)
+    if training:
+        buffer = shuffle_buffer or max(1, min(n, 10_000))
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+
+    def to_float(*t):
+        return (tf.cast(t[0], tf.float32),) + tuple(t[1:])
+
+    ds = ds.map(to_float, num_parallel_calls=autotune, deterministic=deterministic)
+    if isinstance(augment, str):
+        augment = augment_mod.augmentation(augment, seed=seed)
+    if augment is not None and training:
+        layer = augment
+
+        def aug(*t):
+            img = layer(t[0][None], training=True)[0]  # Keras layers expect a batch axis
+            img = tf.clip_by_value(tf.cast(img, tf.float32), 0.0, 255.0)
+            return (img,) + tuple(t[1:])
+
+        # a stateful random layer gives the same draws only if images reach it in a fixed order
+        ds = _map(ds, aug, None if deterministic else autotune, deterministic)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune,
+                  deterministic=deterministic)
+    if isinstance(batch_augment, str):
+        batch_augment = augment_mod.batch_augmentation(batch_augment, seed=seed)
+    if batch_augment is not None and training:
+        if not has_labels:
+            raise ValueError("batch_augment (MixUp/CutMix) needs labels: label_mode cannot be 'none'")
+        mixer = batch_augment
+
+        def mix(*t):
+            img, y = t[0], tf.cast(t[1], tf.float32)
+            if has_weights:  # mix the weights with the labels' coefficients (one linear mix)
+                y = tf.concat([y, tf.cast(t[2], tf.float32)[:, None]], axis=-1)
+            out = mixer({"images": img, "labels": y}, training=True)
+            img2, y2 = tf.cast(out["images"], tf.float32), tf.cast(out["labels"], tf.float32)
+            if has_weights:
+                return img2, y2[:, :-1], y2[:, -1]
+            return img2, y2
+
+        ds = _map(ds, mix, None if deterministic else autotune, deterministic)
+    if not has_labels:
+        ds = ds.map(_first)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = bool(deterministic)
+    return ds.with_options(options)
+
+
+# ---------------------------------------------------------------------------------- make_dataset
+def make_dataset(
+    manifest: Manifest,
+    image_size: int | Sequence[int],
+    batch_size: int = 32,
+    *,
+    training: bool = False,
+    label_mode: str = "auto",
+    label_smoothing: float = 0.0,
+    resize: str = "stretch",
+    augment=None,
+    batch_augment=None,
+    cache: bool | str | os.PathLike = True,
+    shuffle_buffer: int | None = None,
+    sample_weights: np.ndarray | str | dict | None = None,
+    seed: int | None = None,
+    deterministic: bool | None = None,
+    drop_remainder: bool = False,
+    num_parallel_calls: int | None = None,
+    on_error: str = "skip",
+):
+    """A ``tf.data.Dataset`` of ``(images, labels[, sample_weights])`` batches from a manifest.
+
+    Images are ``float32`` ``(B, H, W, 3)`` RGB in ``0..255`` (no model preprocessing). See the
+    module docstring for the decoding paths and the order of the stages.
+
+    Args:
+        manifest: the images and labels.
+        image_size: output ``size`` or ``(height, width)``.
+        batch_size: images per batch.
+        training: shuffle, augment and batch-augment (all off when ``False``; the order of the
+            manifest is then kept, minus skipped files).
+        label_mode: ``"auto"`` (multi-hot for multi-label; one-hot when smoothing or
+            ``batch_augment`` is on; else sparse; ``"none"`` when nothing is labelled),
+            ``"sparse"``, ``"onehot"``, ``"multihot"`` or ``"none"`` (yield images only).
+        label_smoothing: see :func:`encode_labels`.
+        resize: ``"stretch"``, ``"pad"`` or ``"crop"`` (see :func:`resize_image`).
+        augment: a Keras layer/``Sequential`` applied to each image, or a preset name of
+            :func:`keras_species.data.augment.augmentation` (seeded with ``seed``). Applied only
+            when ``training``. To augment on the accelerator instead, leave this ``None`` and put
+            the same layer inside the model (``augment.augment_in_model``).
+        batch_augment: ``keras.layers.MixUp``/``CutMix`` (or ``"mixup"``/``"cutmix"``) applied
+            to whole batches; labels become soft (float) and sample weights are mixed alike.
+        cache: ``True`` (memory), ``False``, or a file path prefix (``tf.data`` file cache; the
+            first epoch must run to its end once to complete it).
+        shuffle_buffer: default ``min(N, 10000)``.
+        sample_weights: ``None``, a per-image array aligned with ``manifest``, ``"balanced"``, a
+            dict ``{class: weight}`` or a JSON path (see :func:`class_balance_weights`).
+        seed: seeds the shuffle and preset augmentations.
+        deterministic: ``tf.data.Options().deterministic``; default ``not training``. When
+            ``True``, a seed gives the same order and the same augmentation on every run (the
+            augmentation map then runs in one thread).
+        drop_remainder: drop the last incomplete batch.
+        num_parallel_calls: parallelism of the maps; default ``tf.data.AUTOTUNE``.
+        on_error: ``"skip"`` (leave unreadable files out, with a warning naming each) or
+            ``"raise"`` (:class:`~keras_species.data.images.ImageReadError`).
+
+    Returns:
+        The ``tf.data.Dataset``.
+
+    Example:
+        >>> from keras_species.data import sources
+        >>> m = sources.load("demo")                                    # doctest: +SKIP
+        >>> ds = make_dataset(m, 128, 32, training=True, augment="r1",
+        ...                   sample_weights="balanced", seed=0)        # doctest: +SKIP
+        >>> images, labels, weights = next(iter(ds))                    # doctest: +SKIP
+    """
+    import tensorflow as tf
+
+    if on_error not in ("skip", "raise"):
+        raise ValueError(f"on_error={on_error!r}: choose 'skip' or 'raise'")
+    if len(manifest) == 0:
+        raise ManifestError("the manifest holds no images")
+    soft = bool(label_smoothing) or batch_augment is not None
+    mode = resolve_label_mode(label_mode, manifest.multilabel, bool(manifest.labelled_mask.any()), soft)
+    labels = encode_labels(manifest, mode, label_smoothing)
+    weights = None
+    if sample_weights is not None:
+        if isinstance(sample_weights, np.ndarray | list | tuple):
+            weights = np.asarray(sample_weights, np.float32)
+            if weights.shape != (len(manifest),):
+                raise ValueError(f"sample_weights has shape {weights.shape}, expected ({len(manifest)},)")
+        else:
+            weights = class_balance_weights(manifest, sample_weights)
+    if mode == "none" and weights is not None:
+        raise ValueError("sample_weights need labels: label_mode cannot be 'none'")
+
+    kinds, bad = check_files(manifest.paths)
+    _report_bad(bad, on_error)
+    keep = np.flatnonzero(kinds != KIND_BAD)
+    if keep.size == 0:
+        raise ManifestError(f"none of the {len(manifest)} images can be read (see the warning above)")
+    paths = [manifest.paths[i] for i in keep]
+    columns: list = [tf.constant(paths), tf.constant(kinds[keep])]
+    if labels is not None:
+        columns.append(labels[keep])
+    if weights is not None:
+        columns.append(weights[keep])
+
+    autotune = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
+    det = (not training) if deterministic is None else deterministic
+    decode = _decoder(set(np.unique(kinds[keep]).tolist()))
+    check_resize(image_size, resize)
+
+    def load(path, kind, *rest):
+        img = resize_image(decode(path, kind), image_size, resize)
+        img = tf.cast(tf.clip_by_value(tf.round(img), 0.0, 255.0), tf.uint8)
+        return (img,) + rest
+
+    ds = tf.data.Dataset.from_tensor_slices(tuple(columns))
+    ds = ds.map(load, num_parallel_calls=autotune, deterministic=det)
+    if on_error == "skip":
+        ds = ds.ignore_errors(log_warning=True)
+    return finish_dataset(
+        ds,
+        n=int(keep.size),
+        has_labels=labels is not None,
+        has_weights=weights is not None,
+        batch_size=batch_size,
+        training=training,
+        augment=augment,
+        batch_augment=batch_augment,
+        cache=cache,
+        shuffle_buffer=shuffle_buffer,
+        seed=seed,
+        deterministic=det,
+        drop_remainder=drop_remainder,
+        num_parallel_calls=num_parallel_calls,
+    )

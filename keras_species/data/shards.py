@@ -1,0 +1,462 @@
+"""TFRecord shards: a Manifest written once to ``tf.train.Example`` files, read back by tf.data.
+
+For collections too large for one disk or one machine: :func:`write_shards` decodes every image
+once (any mode PIL reads, see :mod:`keras_species.data.images`), optionally shrinks it so its
+longest side is ``image_size`` (aspect kept), and stores the encoded bytes with the labels, the
+group and the source path. :func:`shard_dataset` reads the shards from a local folder or any
+``tf.io.gfile`` URL (``gs://bucket/shards/``) and yields exactly what
+:func:`keras_species.data.pipeline.make_dataset` yields.
+
+Layout of ``out_dir``::
+
+    shard-00000-of-00004.tfrecord ... shard-00003-of-00004.tfrecord
+    shards.json    # class names, label type, per-shard counts, label-set counts, skipped files
+
+Each ``tf.train.Example`` holds ``image`` (JPEG/PNG/GIF/BMP bytes), ``label`` (int64 list: the
+class index, or the indices of the positive tags; empty when unlabelled or tag-free), ``group``,
+``path`` and ``index`` (row of the manifest).
+
+Sharding across workers: pass ``num_workers``/``worker_index`` for an explicit file-level split
+(worker ``i`` reads files ``i, i + n, i + 2n, ...``; nothing is read twice, and every worker
+needs at least one file, so write at least as many shards as workers). Without them, the dataset
+carries ``AutoShardPolicy.FILE``, so ``tf.distribute`` (``MultiWorkerMirroredStrategy``,
+``strategy.experimental_distribute_dataset``) splits the files across workers itself.
+
+Command line::
+
+    keras-species shard [DATA] --out DIR [--image-size N] [--shard-size N] [--quality Q]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+import sys
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError
+
+SIDECAR = "shards.json"
+FORMAT = "keras-species-shards/1"
+
+
+# ---------------------------------------------------------------------------------- writing
+def _encode(path: str, kind: int, image_size: int | None, quality: int) -> tuple[bytes | None, str]:
+    """Encoded bytes of one image (the original file when no conversion or shrinking is needed)."""
+    from PIL import Image
+
+    from keras_species.data.images import ImageReadError, read_image
+    from keras_species.data.pipeline import KIND_FAST
+
+    try:
+        if kind == KIND_FAST:
+            with Image.open(path) as im:
+                longest = max(im.size)
+            if image_size is None or longest <= image_size:
+                with open(path, "rb") as f:
+                    return f.read(), ""
+        arr = read_image(path)
+        im = Image.fromarray(arr)
+        longest = max(im.size)
+        if image_size is not None and longest > image_size:
+            s = image_size / longest
+            size = (max(1, round(im.width * s)), max(1, round(im.height * s)))
+            im = im.resize(size, Image.Resampling.BICUBIC)  # PIL filters (antialiases) downscales
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=quality)
+        return buf.getvalue(), ""
+    except ImageReadError as e:
+        return None, e.reason
+    except OSError as e:
+        return None, f"cannot read the file ({e})"
+
+
+def _label_indices(manifest: Manifest, i: int) -> list[int]:
+    if manifest.multilabel:
+        return np.flatnonzero(manifest.labels[i]).tolist()
+    k = int(manifest.labels[i])
+    return [] if k == UNLABELLED else [k]
+
+
+def _example(image: bytes, labels: list[int], group: str, path: str, index: int):
+    import tensorflow as tf
+
+    feature = {
+        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image])),
+        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=labels)),
+        "group": tf.train.Feature(bytes_list=tf.train.BytesList(value=[group.encode("utf-8")])),
+        "path": tf.train.Feature(bytes_list=tf.train.BytesList(value=[path.encode("utf-8")])),
+        "index": tf.train.Feature(int64_list=tf.train.Int64List(value=[index])),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+def write_shards(
+    manifest: Manifest,
+    out_dir: str | os.PathLike,
+    *,
+    image_size: int | None = None,
+    shard_size: int = 1000,
+    quality: int = 95,
+    workers: int | None = None,
+) -> list[str]:
+    """Write ``manifest`` to TFRecord shards plus a ``shards.json`` sidecar.
+
+    Files TensorFlow decodes as they are (8-bit RGB/grey JPEG, PNG, GIF, BMP) and that need no
+    shrinking are stored byte for byte; the others (CMYK, 16-bit, alpha, WebP, ... or larger than
+    ``image_size``) are converted to RGB by PIL and stored as JPEG at ``quality``. Unreadable
+    files are left out with a warning and listed under ``skipped`` in the sidecar.
+
+    Args:
+        manifest: the images.
+        out_dir: a local folder or a ``tf.io.gfile`` URL (``gs://...``); created if needed.
+        image_size: shrink so that the longest side is at most this (aspect kept; never
+            enlarged); ``None`` keeps the original size.
+        shard_size: images per shard file.
+        quality: JPEG quality of re-encoded images.
+        workers: reader threads; default ``min(8, os.cpu_count())``.
+
+    Returns:
+        The shard file paths, in order.
+
+    Example:
+        >>> files = write_shards(sources.load("demo"), "shards/", image_size=256)  # doctest: +SKIP
+    """
+    import tensorflow as tf
+
+    from keras_species.data.pipeline import check_files
+
+    if shard_size < 1:
+        raise ValueError(f"shard_size={shard_size} must be at least 1")
+    if len(manifest) == 0:
+        raise ManifestError("the manifest holds no images")
+    out_dir = os.fspath(out_dir)
+    tf.io.gfile.makedirs(out_dir)
+    kinds, skipped = check_files(manifest.paths, workers)
+    todo = [i for i in range(len(manifest)) if manifest.paths[i] not in skipped]
+    workers = workers or min(8, os.cpu_count() or 1)
+
+    def job(i: int):
+        return i, _encode(manifest.paths[i], int(kinds[i]), image_size, quality)
+
+    results: list[tuple[int, bytes]] = []
+    with ThreadPoolExecutor(workers) as pool:
+        for i, (data, reason) in pool.map(job, todo):
+            if data is None:
+                skipped[manifest.paths[i]] = reason
+            else:
+                results.append((i, data))
+    n_good = len(results)
+    if n_good == 0:
+        raise ManifestError(f"none of the {len(manifest)} images could be read; nothing written")
+    n_shards = math.ceil(n_good / shard_size)
+    files, counts = [], []
+    label_sets: Counter[str] = Counter()
+    for s in range(n_shards):
+        name = f"shard-{s:05d}-of-{n_shards:05d}.tfrecord"
+        path = out_dir.rstrip("/") + "/" + name
+        chunk = results[s * shard_size : (s + 1) * shard_size]
+        with tf.io.TFRecordWriter(path) as writer:
+            for i, data in chunk:
+                labels = _label_indices(manifest, i)
+                label_sets[";".join(map(str, labels))] += 1
+                group = manifest.groups[i] if manifest.groups is not None else ""
+                writer.write(_example(data, labels, group, manifest.paths[i], i).SerializeToString())
+        files.append(path)
+        counts.append(len(chunk))
+    unlabelled = 0 if manifest.multilabel else label_sets.get("", 0)
+    doc = {
+        "format": FORMAT,
+        "class_names": manifest.class_names,
+        "multilabel": manifest.multilabel,
+        "n_images": n_good,
+        "n_unlabelled": unlabelled,
+        "image_size": image_size,
+        "quality": quality,
+        "shards": [{"file": os.path.basename(f), "n": c} for f, c in zip(files, counts)],
+        "label_sets": dict(sorted(label_sets.items())),
+        "source": manifest.source,
+        "skipped": skipped,
+    }
+    with tf.io.gfile.GFile(out_dir.rstrip("/") + "/" + SIDECAR, "w") as f:
+        f.write(json.dumps(doc, indent=1))
+    if skipped:
+        lines = "\n".join(f"  {p}: {r}" for p, r in skipped.items())
+        warnings.warn(f"left {len(skipped)} unreadable image(s) out of the shards:\n{lines}", stacklevel=2)
+    return files
+
+
+# ---------------------------------------------------------------------------------- reading
+def _locate(pattern_or_dir: str) -> tuple[list[str], str]:
+    import tensorflow as tf
+
+    target = os.fspath(pattern_or_dir)
+    if tf.io.gfile.isdir(target):
+        folder = target.rstrip("/")
+        files = tf.io.gfile.glob(folder + "/*.tfrecord")
+    else:
+        folder = target.rsplit("/", 1)[0] if "/" in target else "."
+        files = tf.io.gfile.glob(target)
+    if not files:
+        raise FileNotFoundError(f"no shard files match {target!r}; write them with `keras-species shard`")
+    sidecar = folder + "/" + SIDECAR
+    if not tf.io.gfile.exists(sidecar):
+        raise FileNotFoundError(f"{sidecar} is missing: it holds the class names written by write_shards")
+    return sorted(files), sidecar
+
+
+def read_sidecar(pattern_or_dir: str | os.PathLike) -> dict:
+    """The ``shards.json`` written by :func:`write_shards` for a shard folder or file pattern.
+
+    Args:
+        pattern_or_dir: the folder, or a glob pattern of shard files inside it.
+
+    Returns:
+        The sidecar as a dict (``class_names``, ``multilabel``, ``n_images``, ``shards``...).
+
+    Example:
+        >>> read_sidecar("gs://bucket/fish-shards")["class_names"]   # doctest: +SKIP
+    """
+    import tensorflow as tf
+
+    _, sidecar = _locate(os.fspath(pattern_or_dir))
+    with tf.io.gfile.GFile(sidecar) as f:
+        doc = json.load(f)
+    if doc.get("format") != FORMAT:
+        raise ManifestError(f"{sidecar} is not a keras-species shard description")
+    return doc
+
+
+def _weight_table(doc: dict, mode) -> dict[str, float]:
+    """Per label set weight, computed by class_balance_weights over the sets' counts."""
+    from keras_species.data.pipeline import class_balance_weights
+
+    keys = list(doc["label_sets"])
+    counts = np.array([doc["label_sets"][k] for k in keys], np.int64)
+    c = len(doc["class_names"])
+    if doc["multilabel"]:
+        rows = np.zeros((len(keys), c), np.uint8)
+        for r, k in enumerate(keys):
+            for j in filter(None, k.split(";")):
+                rows[r, int(j)] = 1
+    else:
+        rows = np.array([int(k) if k else UNLABELLED for k in keys], np.int64)
+    expanded = np.repeat(rows, counts, axis=0)
+    fake = Manifest([""] * len(expanded), expanded, doc["class_names"])
+    w = class_balance_weights(fake, mode)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    return {k: float(w[s]) for k, s in zip(keys, starts)}
+
+
+def shard_dataset(
+    pattern_or_dir: str | os.PathLike,
+    image_size: int | Sequence[int],
+    batch_size: int = 32,
+    *,
+    training: bool = False,
+    label_mode: str = "auto",
+    label_smoothing: float = 0.0,
+    resize: str = "stretch",
+    augment=None,
+    batch_augment=None,
+    cache: bool | str | os.PathLike = False,
+    shuffle_buffer: int | None = None,
+    sample_weights: str | dict | None = None,
+    seed: int | None = None,
+    deterministic: bool | None = None,
+    drop_remainder: bool = False,
+    num_parallel_calls: int | None = None,
+    num_workers: int | None = None,
+    worker_index: int | None = None,
+):
+    """Read shards written by :func:`write_shards` as ``make_dataset`` would read the images.
+
+    Yields ``(images float32 (B, H, W, 3) 0–255 RGB, labels[, sample_weights])``, with the same
+    label modes, resize modes, augmentation and batch augmentation as
+    :func:`keras_species.data.pipeline.make_dataset`. When ``training``, the file order is
+    shuffled each epoch and records are interleaved from several files before the element shuffle.
+
+    Args:
+        pattern_or_dir: a shard folder or a glob pattern (local or ``gs://``...).
+        image_size, batch_size, training, label_mode, label_smoothing, resize, augment,
+            batch_augment, shuffle_buffer, seed, deterministic, drop_remainder,
+            num_parallel_calls: as in ``make_dataset``.
+        cache: default ``False`` here (shards are meant for data larger than memory).
+        sample_weights: ``"balanced"``, a ``{class: weight}`` dict or a JSON path, computed from
+            the label-set counts in ``shards.json`` exactly as ``class_balance_weights`` would.
+        num_workers, worker_index: explicit file-level split across workers (see the module
+            docstring); leave ``None`` under ``tf.distribute`` (auto-shard by FILE).
+
+    Returns:
+        The ``tf.data.Dataset``.
+
+    Example:
+        >>> ds = shard_dataset("gs://bucket/fish-shards", 224, 64, training=True,
+        ...                    augment="r1", num_workers=4, worker_index=0)   # doctest: +SKIP
+    """
+    import tensorflow as tf
+
+    from keras_species.data.pipeline import (
+        check_resize,
+        encode_labels,
+        finish_dataset,
+        resize_image,
+        resolve_label_mode,
+    )
+
+    files, _ = _locate(os.fspath(pattern_or_dir))
+    doc = read_sidecar(pattern_or_dir)
+    c = len(doc["class_names"])
+    multilabel = bool(doc["multilabel"])
+    soft = bool(label_smoothing) or batch_augment is not None
+    any_labelled = doc["n_unlabelled"] < doc["n_images"]
+    mode = resolve_label_mode(label_mode, multilabel, any_labelled, soft)
+    if mode != "none" and doc["n_unlabelled"]:
+        raise ManifestError(
+            f"{doc['n_unlabelled']} unlabelled image(s) in these shards with label_mode={mode!r}: "
+            "use label_mode='none', or write shards of the labelled images only"
+        )
+    # validate the mode/smoothing pair with the in-memory encoder on a one-row manifest
+    probe_labels = np.zeros((1, c), np.uint8) if multilabel else np.zeros(1, np.int64)
+    encode_labels(Manifest(["x"], probe_labels, doc["class_names"]), mode, label_smoothing)
+    if sample_weights is not None and mode == "none":
+        raise ValueError("sample_weights need labels: label_mode cannot be 'none'")
+    table = None
+    if sample_weights is not None:
+        weights = _weight_table(doc, sample_weights)
+        table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(list(weights), tf.string), tf.constant(list(weights.values()), tf.float32)
+            ),
+            default_value=1.0,
+        )
+
+    n = int(doc["n_images"])
+    options = tf.data.Options()
+    if num_workers is not None:
+        if worker_index is None or not 0 <= worker_index < num_workers:
+            raise ValueError(f"worker_index={worker_index} must be in 0..{num_workers - 1}")
+        if len(files) < num_workers:
+            raise ValueError(
+                f"{len(files)} shard file(s) for {num_workers} workers: write more shards "
+                "(smaller --shard-size) so that every worker gets at least one"
+            )
+        files = files[worker_index::num_workers]
+        sizes = {s["file"]: s["n"] for s in doc["shards"]}
+        n = sum(sizes.get(os.path.basename(f), 0) for f in files) or n
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    else:
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.FILE
+
+    autotune = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
+    det = (not training) if deterministic is None else deterministic
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if training:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    if training:  # records of several files mixed, read in parallel
+        ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
+                           num_parallel_calls=autotune, deterministic=det)
+    else:  # files one after the other: the order of the manifest
+        ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=1)
+    spec = {"image": tf.io.FixedLenFeature([], tf.string), "label": tf.io.VarLenFeature(tf.int64)}
+    check_resize(image_size, resize)
+    s = float(label_smoothing)
+
+    def load(record):
+        ex = tf.io.parse_single_example(record, spec)
+        img = tf.io.decode_image(ex["image"], channels=3, expand_animations=False)
+        img.set_shape([None, None, 3])
+        img = resize_image(tf.cast(img, tf.float32), image_size, resize)
+        img = tf.cast(tf.clip_by_value(tf.round(img), 0.0, 255.0), tf.uint8)
+        idx = tf.sparse.to_dense(ex["label"])
+        out = [img]
+        if mode == "sparse":
+            out.append(tf.cast(idx[0], tf.int32))
+        elif mode == "onehot":
+            out.append(tf.one_hot(idx[0], c) * (1.0 - s) + s / c)
+        elif mode == "multihot":
+            hot = tf.minimum(tf.reduce_sum(tf.one_hot(idx, c), axis=0), 1.0)
+            out.append(hot * (1.0 - s) + s / 2.0)
+        if table is not None:
+            key = tf.strings.reduce_join(tf.strings.as_string(idx), separator=";")
+            out.append(table.lookup(key))
+        return tuple(out)
+
+    ds = ds.map(load, num_parallel_calls=autotune, deterministic=det).ignore_errors(log_warning=True)
+    ds = finish_dataset(
+        ds,
+        n=n,
+        has_labels=mode != "none",
+        has_weights=table is not None,
+        batch_size=batch_size,
+        training=training,
+        augment=augment,
+        batch_augment=batch_augment,
+        cache=cache,
+        shuffle_buffer=shuffle_buffer,
+        seed=seed,
+        deterministic=det,
+        drop_remainder=drop_remainder,
+        num_parallel_calls=num_parallel_calls,
+    )
+    return ds.with_options(options)
+
+
+# ---------------------------------------------------------------------------------- CLI
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``keras-species shard``.
+
+    Args:
+        parser: the subcommand's parser.
+
+    Example:
+        >>> p = argparse.ArgumentParser(); configure_parser(p)
+        >>> p.parse_args(["--out", "s"]).data
+        'demo'
+    """
+    parser.add_argument("data", nargs="?", default="demo",
+                        help="a class-folder directory, CSV, iNat/COCO JSON, saved manifest, or 'demo' (default)")
+    parser.add_argument("--out", required=True, help="output folder (local or a tf.io.gfile URL such as gs://...)")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="shrink so the longest side is at most N pixels (aspect kept); default: keep")
+    parser.add_argument("--shard-size", type=int, default=1000, help="images per shard file (default 1000)")
+    parser.add_argument("--quality", type=int, default=95, help="JPEG quality of re-encoded images (default 95)")
+    parser.add_argument("--workers", type=int, default=None, help="reader threads (default: up to 8)")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Run ``keras-species shard``; returns the exit code.
+
+    Args:
+        args: parsed by a parser set up with :func:`configure_parser`.
+
+    Returns:
+        0 on success, 2 when the data cannot be read.
+
+    Example:
+        >>> run_cli(argparse.Namespace(data="demo", out="shards", image_size=128,
+        ...         shard_size=200, quality=95, workers=None))   # doctest: +SKIP
+        0
+    """
+    from keras_species.data import sources
+
+    try:
+        manifest = sources.load(args.data)
+        files = write_shards(manifest, args.out, image_size=args.image_size,
+                             shard_size=args.shard_size, quality=args.quality, workers=args.workers)
+    except (ManifestError, FileNotFoundError, ValueError) as e:
+        print(f"keras-species shard: error: {e}", file=sys.stderr)
+        return 2
+    doc = read_sidecar(args.out)
+    print(f"wrote {doc['n_images']} of {len(manifest)} images ({manifest.summary()}) "
+          f"to {len(files)} shard file(s) in {args.out}")
+    print(f"description: {args.out.rstrip('/')}/{SIDECAR}")
+    return 0

@@ -1,0 +1,702 @@
+"""Readers that turn an image collection into a :class:`~keras_species.data.manifest.Manifest`.
+
+Sources: a folder of class subfolders (:func:`from_folder`), a CSV with a path column and a label
+column, a ``;``-separated label-set column or one 0/1 column per class (:func:`from_csv`), an
+iNaturalist/COCO-style JSON (:func:`from_coco_json`), a saved manifest, or the embedded demo.
+:func:`load` picks the reader from what it is given. Every reader returns absolute paths; problems
+with the data raise :class:`ManifestError` naming the file or value and the fix, and harmless
+oddities (skipped files, duplicate rows, a single class) are reported with ``warnings.warn``.
+
+Example:
+    >>> from keras_species.data import sources
+    >>> m = sources.load("demo")
+    >>> m.summary()
+    '300 images, 6 classes (single-label)'
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp")
+"""File extensions read as images (case-insensitive)."""
+
+PATH_COLUMNS = ("path", "filepath", "file_path", "filename", "file_name", "file", "image", "image_path")
+LABEL_COLUMNS = ("label", "class", "species", "category")
+LABELSET_COLUMNS = ("labels", "tags")
+SPLIT_ALIASES = {
+    "train": "train", "training": "train", "trn": "train",
+    "val": "val", "valid": "val", "validation": "val", "dev": "val", "development": "val",
+    "test": "test", "testing": "test", "tst": "test",
+}
+_SHOW = 5  # how many offending items an error message lists
+
+
+def normalise_split_name(name: str) -> str:
+    """Map split spellings to ``train``/``val``/``test`` (others are kept, lower-cased).
+
+    Args:
+        name: a split name as written in a CSV (``"Validation"``, ``"valid"``, ``"dev"``...).
+
+    Returns:
+        ``"train"``, ``"val"``, ``"test"``, or the stripped lower-case name.
+
+    Example:
+        >>> normalise_split_name(" Valid "), normalise_split_name("fold3")
+        ('val', 'fold3')
+    """
+    key = str(name).strip().lower()
+    return SPLIT_ALIASES.get(key, key)
+
+
+def groups_from_regex(paths: Sequence[str], regex: str) -> list[str]:
+    """Group id per path from a regex searched in the file name.
+
+    The first capture group is the id (the whole match when the regex has none). A file name that
+    does not match becomes its own group (its path), with one warning giving the count.
+
+    Args:
+        paths: file paths.
+        regex: e.g. ``r"fish_(\\d+)_"`` for Fish4Knowledge tracking ids.
+
+    Returns:
+        One group id string per path.
+
+    Example:
+        >>> groups_from_regex(["a/fish_12_3.png", "b/fish_12_9.png"], r"fish_(\\d+)_")
+        ['12', '12']
+    """
+    try:
+        pattern = re.compile(regex)
+    except re.error as e:
+        raise ManifestError(f"group_regex {regex!r} is not a valid regular expression: {e}") from e
+    groups, misses = [], []
+    for p in paths:
+        match = pattern.search(os.path.basename(p))
+        if match is None:
+            misses.append(p)
+            groups.append(p)
+        else:
+            groups.append(match.group(1) if pattern.groups else match.group(0))
+    if misses:
+        warnings.warn(
+            f"group_regex {regex!r} matched no group in {len(misses)} of {len(paths)} file names "
+            f"(e.g. {_names(misses)}); each of those files is its own group",
+            stacklevel=2,
+        )
+    return groups
+
+
+def _names(items: Iterable, n: int = _SHOW) -> str:
+    items = list(items)
+    text = ", ".join(repr(str(x)) for x in items[:n])
+    return text + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".") or name.startswith("__MACOSX") or name == "Thumbs.db"
+
+
+def _norm_exts(extensions: Iterable[str] | None) -> tuple[str, ...]:
+    if extensions is None:
+        return IMAGE_EXTENSIONS
+    return tuple(("." + e.lower().lstrip(".")) for e in extensions)
+
+
+# ---------------------------------------------------------------------------------- folders
+def from_folder(
+    root: str | os.PathLike,
+    *,
+    group_regex: str | None = None,
+    extensions: Iterable[str] | None = None,
+) -> Manifest:
+    """Read a folder with one subfolder per class (``root/<class>/**/<image>``).
+
+    Class names are the subfolder names, sorted; images are found recursively inside each class
+    folder. Hidden files and folders are ignored; files whose extension is not an image extension
+    are skipped with one warning giving the count (``manifest.extra["skipped"]`` lists them).
+    Class folders without images are warned about and are not classes. A single class is allowed
+    (e.g. an unlabelled pool) with a warning; splitting and training need two or more.
+
+    Args:
+        root: the folder.
+        group_regex: optional regex over the file name whose first group is the group id
+            (``r"fish_(\\d+)_"`` for Fish4Knowledge tracking ids).
+        extensions: image extensions to accept (default :data:`IMAGE_EXTENSIONS`).
+
+    Returns:
+        A single-label Manifest with absolute paths.
+
+    Raises:
+        ManifestError: ``root`` is not a folder, has no class subfolders (e.g. the images sit at
+            its top level), or no class folder holds an image.
+
+    Example:
+        >>> m = from_folder("data/fish", group_regex=r"fish_(\\d+)_")   # doctest: +SKIP
+        >>> m.class_names                                              # doctest: +SKIP
+        ['cod', 'eel']
+    """
+    root_path = Path(root).expanduser().absolute()
+    if not root_path.is_dir():
+        raise ManifestError(f"{root_path} is not a folder: give a folder with one subfolder per class")
+    exts = _norm_exts(extensions)
+    entries = sorted(os.listdir(root_path))
+    class_dirs = [e for e in entries if not _is_hidden(e) and (root_path / e).is_dir()]
+    top_images = [e for e in entries if not _is_hidden(e) and (root_path / e).is_file()
+                  and os.path.splitext(e)[1].lower() in exts]
+    if not class_dirs:
+        if top_images:
+            raise ManifestError(
+                f"{root_path} holds {len(top_images)} images at its top level (e.g. "
+                f"{_names(top_images, 3)}) but no class subfolders: move each class's images into "
+                f"its own subfolder ({root_path}/<class name>/...), or describe them in a CSV and "
+                "use sources.from_csv"
+            )
+        raise ManifestError(
+            f"{root_path} has no class subfolders: put the images of each class in "
+            f"{root_path}/<class name>/"
+        )
+    if top_images:
+        warnings.warn(
+            f"{len(top_images)} images at the top level of {root_path} are ignored (e.g. "
+            f"{_names(top_images, 3)}): only images inside class subfolders are read",
+            stacklevel=2,
+        )
+    paths: list[str] = []
+    labels: list[int] = []
+    class_names: list[str] = []
+    empty: list[str] = []
+    skipped: list[str] = []
+    n_hidden = 0
+    for name in class_dirs:
+        found: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(root_path / name, followlinks=True):
+            n_hidden += sum(_is_hidden(d) for d in dirnames)
+            dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
+            for f in filenames:
+                full = os.path.join(dirpath, f)
+                if _is_hidden(f):
+                    n_hidden += 1
+                elif os.path.splitext(f)[1].lower() in exts:
+                    found.append(full)
+                else:
+                    skipped.append(full)
+        if not found:
+            empty.append(name)
+            continue
+        class_names.append(name)
+        found.sort()
+        paths.extend(found)
+        labels.extend([len(class_names) - 1] * len(found))
+    if skipped:
+        warnings.warn(
+            f"skipped {len(skipped)} non-image files under {root_path} (extension not in "
+            f"{', '.join(exts)}), e.g. {_names(skipped, 3)}"
+            + (f"; also ignored {n_hidden} hidden files/folders" if n_hidden else ""),
+            stacklevel=2,
+        )
+    if empty:
+        warnings.warn(
+            f"class folders without images are not classes: {_names(empty, 20)} (in {root_path})",
+            stacklevel=2,
+        )
+    if not class_names:
+        raise ManifestError(
+            f"no images found in the class folders of {root_path} ({_names(class_dirs, 10)}); "
+            f"accepted extensions are {', '.join(exts)} (pass extensions=... for others)"
+        )
+    if len(class_names) == 1:
+        warnings.warn(
+            f"{root_path} has a single class ({class_names[0]!r}): fine for an unlabelled pool, "
+            "but splitting and training a classifier need at least 2 classes",
+            stacklevel=2,
+        )
+    groups = groups_from_regex(paths, group_regex) if group_regex else None
+    m = Manifest(paths, np.array(labels, np.int64), class_names, groups=groups, source=str(root_path))
+    m.extra["skipped"] = skipped
+    m.extra["empty_classes"] = empty
+    return m
+
+
+# ---------------------------------------------------------------------------------- CSV
+def _read_csv_rows(path: str) -> tuple[list[str], list[dict[str, str]], int]:
+    """Header and rows of a CSV (leading ``#`` comment lines skipped); returns the first data line."""
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        lines = f.read().splitlines()
+    skip = 0
+    while skip < len(lines) and (lines[skip].startswith("#") or not lines[skip].strip()):
+        skip += 1
+    if skip >= len(lines):
+        raise ManifestError(f"{path} has no header row: the first line must name the columns")
+    try:
+        dialect = csv.Sniffer().sniff(lines[skip], delimiters=",;\t")
+        delimiter = dialect.delimiter
+    except csv.Error:
+        delimiter = ","
+    if delimiter == ";" and "," in lines[skip]:
+        delimiter = ","
+    reader = csv.reader(lines[skip:], delimiter=delimiter)
+    header = [h.strip() for h in next(reader)]
+    rows = []
+    for values in reader:
+        if not any(v.strip() for v in values):
+            rows.append(None)
+            continue
+        rows.append({h: (values[i].strip() if i < len(values) else "") for i, h in enumerate(header)})
+    return header, rows, skip + 2
+
+
+def _find_column(header: Sequence[str], wanted: str | None, candidates: Sequence[str], what: str,
+                 path: str, required: bool = True) -> str | None:
+    lower = {h.lower(): h for h in header}
+    if wanted is not None:
+        if wanted in header:
+            return wanted
+        if wanted.lower() in lower:
+            return lower[wanted.lower()]
+        raise ManifestError(f"{path} has no {what} column {wanted!r}; its columns are {list(header)}")
+    for c in candidates:
+        if c in lower:
+            return lower[c]
+    if required:
+        raise ManifestError(
+            f"{path}: no {what} column found (looked for {', '.join(candidates)}); its columns are "
+            f"{list(header)}: pass the column name ({what}_col=...)"
+        )
+    return None
+
+
+def _binary(value: str) -> int | None:
+    v = value.strip().lower()
+    if v in ("1", "1.0", "true", "yes"):
+        return 1
+    if v in ("0", "0.0", "false", "no", ""):
+        return 0
+    return None
+
+
+def from_csv(
+    path: str | os.PathLike,
+    *,
+    path_col: str | None = None,
+    label_col: str | None = None,
+    labels_col: str | None = None,
+    class_columns: Sequence[str] | str | None = None,
+    split_col: str | None = None,
+    group_col: str | None = None,
+    group_regex: str | None = None,
+    root: str | os.PathLike | None = None,
+    path_format: str | None = None,
+    class_names: Sequence[str] | None = None,
+    on_missing: str = "error",
+) -> Manifest:
+    """Read a CSV that lists image files and their labels.
+
+    The label layout is one of: one label per row (``label_col``; single-label), a ``;``-separated
+    label set (``labels_col``; multi-label), or one 0/1 column per class (``class_columns``;
+    multi-label; ``"auto"`` takes every 0/1 column). When none is given, a column named
+    ``label``/``class``/``species``/``category`` is a single label, one named ``labels``/``tags``
+    is a label set, and otherwise all 0/1 columns are class columns. An empty label means
+    unlabelled (single-label) or no tag (multi-label). Split names are normalised
+    (``valid``/``validation``/``dev`` -> ``val``). Relative paths are resolved against ``root``
+    (default: the CSV's folder, or its ``images/`` subfolder when the files are there).
+
+    Args:
+        path: the CSV (``,``, ``;`` or tab separated; UTF-8; leading ``#`` lines ignored).
+        path_col: the path column (auto: path, filepath, filename, file, image, ...).
+        label_col: the single-label column.
+        labels_col: the ``;``-separated label-set column (multi-label).
+        class_columns: list of 0/1 class columns, or ``"auto"`` (multi-label).
+        split_col: the split column (auto-detected when named ``split``).
+        group_col: a column of group ids (e.g. a specimen, site or video id).
+        group_regex: alternatively, a regex over the file name whose first group is the group id.
+        root: folder the relative paths are relative to.
+        path_format: build the path from several columns, e.g. ``"{class}/{file}"``.
+        class_names: the allowed classes in index order; a label outside it is an error listing
+            the rows. Default: the sorted distinct labels (or the class columns in CSV order).
+        on_missing: ``"error"`` (default) or ``"skip"`` rows whose file does not exist.
+
+    Returns:
+        A Manifest (single- or multi-label) with absolute paths; ``splits`` when the CSV has a
+        split column, ``groups`` when ``group_col``/``group_regex`` is given.
+
+    Raises:
+        ManifestError: a column is missing, a label is not in ``class_names``, files are missing
+            (``on_missing="error"``), or duplicate rows disagree on the label or split.
+
+    Example:
+        >>> m = from_csv("aquarium/labels.csv")                   # doctest: +SKIP
+        >>> m = from_csv("hymenoptera/split.csv", path_format="{class}/{file}")  # doctest: +SKIP
+    """
+    path = os.fspath(Path(path).expanduser().absolute())
+    if on_missing not in ("error", "skip"):
+        raise ManifestError(f"on_missing must be 'error' or 'skip', got {on_missing!r}")
+    if not os.path.isfile(path):
+        raise ManifestError(f"CSV file {path} does not exist")
+    if group_col is not None and group_regex is not None:
+        raise ManifestError("pass either group_col or group_regex, not both")
+    given_modes = [x is not None for x in (label_col, labels_col, class_columns)]
+    if sum(given_modes) > 1:
+        raise ManifestError("pass only one of label_col, labels_col and class_columns")
+    header, raw_rows, first_line = _read_csv_rows(path)
+    line_of = [first_line + i for i, r in enumerate(raw_rows) if r is not None]
+    rows = [r for r in raw_rows if r is not None]
+    if not rows:
+        raise ManifestError(f"{path} has a header but no rows")
+
+    # --- paths
+    used: set[str] = set()  # path/split/group columns: never label columns
+    if path_format is not None:
+        fields = [f for f in re.findall(r"{([^{}:!]+)", path_format)]
+        missing_cols = [f for f in fields if f not in header]
+        if missing_cols:
+            raise ManifestError(f"path_format {path_format!r} names columns {missing_cols} that {path} lacks; its columns are {header}")
+        try:
+            rel_paths = [path_format.format_map(r) for r in rows]
+        except (ValueError, IndexError) as e:
+            raise ManifestError(f"path_format {path_format!r} is not a valid format string: {e}") from e
+    else:
+        pcol = _find_column(header, path_col, PATH_COLUMNS, "path", path)
+        rel_paths = [r[pcol] for r in rows]
+        used.add(pcol)
+    empty_path = [line_of[i] for i, p in enumerate(rel_paths) if not p]
+    if empty_path:
+        raise ManifestError(f"{path}: empty file path on line(s) {empty_path[:_SHOW]}")
+
+    # --- split and group columns
+    scol = _find_column(header, split_col, ("split",), "split", path, required=split_col is not None)
+    if scol:
+        used.add(scol)
+    gcol = _find_column(header, group_col, (), "group", path) if group_col is not None else None
+    if gcol:
+        used.add(gcol)
+
+    # --- label layout
+    if label_col is None and labels_col is None and class_columns is None:
+        lower = {h.lower(): h for h in header if h not in used}
+        auto_single = next((lower[c] for c in LABEL_COLUMNS if c in lower), None)
+        auto_set = next((lower[c] for c in LABELSET_COLUMNS if c in lower), None)
+        if auto_set is not None:
+            labels_col = auto_set
+        elif auto_single is not None:
+            label_col = auto_single
+        else:
+            class_columns = "auto"
+    allowed = list(class_names) if class_names is not None else None
+    bad: list[tuple[int, str]] = []
+    if label_col is not None:
+        lcol = _find_column(header, label_col, (), "label", path)
+        values = [r[lcol] for r in rows]
+        names = allowed if allowed is not None else sorted({v for v in values if v})
+        index = {c: i for i, c in enumerate(names)}
+        bad = [(line_of[i], v) for i, v in enumerate(values) if v and v not in index]
+        labels = np.array([index.get(v, UNLABELLED) if v else UNLABELLED for v in values], np.int64)
+    elif labels_col is not None:
+        lcol = _find_column(header, labels_col, (), "labels", path)
+        sets = [[t.strip() for t in r[lcol].split(";") if t.strip()] for r in rows]
+        names = allowed if allowed is not None else sorted({t for s in sets for t in s})
+        index = {c: i for i, c in enumerate(names)}
+        labels = np.zeros((len(rows), len(names)), np.uint8)
+        for i, tags in enumerate(sets):
+            for t in tags:
+                if t in index:
+                    labels[i, index[t]] = 1
+                else:
+                    bad.append((line_of[i], t))
+    else:
+        if isinstance(class_columns, str):
+            if class_columns != "auto":
+                raise ManifestError(f"class_columns must be a list of column names or 'auto', got {class_columns!r}")
+            cols = [h for h in header if h not in used
+                    and all(_binary(r[h]) is not None for r in rows) and any(r[h] for r in rows)]
+            if not cols:
+                raise ManifestError(
+                    f"{path}: found no label column (label/class/species/category, labels/tags) and "
+                    f"no 0/1 class columns among {header}: pass label_col=, labels_col= or class_columns="
+                )
+        else:
+            cols = [_find_column(header, c, (), "class", path) for c in class_columns]
+        if allowed is not None:
+            bad.extend((0, c) for c in cols if c not in allowed)
+            names = allowed
+        else:
+            names = list(cols)
+        index = {c: i for i, c in enumerate(names)}
+        labels = np.zeros((len(rows), len(names)), np.uint8)
+        not_binary = []
+        for i, r in enumerate(rows):
+            for c in cols:
+                b = _binary(r[c])
+                if b is None:
+                    not_binary.append((line_of[i], c, r[c]))
+                elif b and c in index:
+                    labels[i, index[c]] = 1
+        if not_binary:
+            shown = "; ".join(f"line {ln} column {c!r} = {v!r}" for ln, c, v in not_binary[:_SHOW])
+            raise ManifestError(f"{path}: class columns must hold 0 or 1, found {len(not_binary)} other values ({shown})")
+    if bad:
+        if class_columns is not None:
+            raise ManifestError(
+                f"{path}: class columns {[v for _, v in bad]} are not in class_names {names}; "
+                "add them to class_names or leave class_names out"
+            )
+        shown = "; ".join(f"line {ln}: {v!r}" for ln, v in bad[:_SHOW])
+        raise ManifestError(
+            f"{path}: {len(bad)} labels are not in the class list {names} ({shown}"
+            f"{' ...' if len(bad) > _SHOW else ''}); fix the rows or add the classes to class_names"
+        )
+
+    # --- resolve paths against root
+    base = Path(root).expanduser().absolute() if root is not None else Path(path).parent
+    abs_paths = [os.path.normpath(p if os.path.isabs(p) else os.path.join(base, p)) for p in rel_paths]
+    exists = np.array([os.path.isfile(p) for p in abs_paths], bool)
+    if root is None and not exists.all() and (base / "images").is_dir():
+        alt = [os.path.normpath(p if os.path.isabs(p) else os.path.join(base, "images", p)) for p in rel_paths]
+        alt_exists = np.array([os.path.isfile(p) for p in alt], bool)
+        if alt_exists.sum() > exists.sum():
+            abs_paths, exists, base = alt, alt_exists, base / "images"
+    keep = np.ones(len(rows), bool)
+    if not exists.all():
+        missing = [abs_paths[i] for i in np.flatnonzero(~exists)]
+        if on_missing == "error":
+            raise ManifestError(
+                f"{path}: {len(missing)} of {len(rows)} listed files do not exist under {base} "
+                f"(e.g. {_names(missing)}); pass root= the folder the paths are relative to, or "
+                "on_missing='skip' to leave those rows out"
+            )
+        warnings.warn(
+            f"{path}: skipped {len(missing)} rows whose file does not exist (e.g. {_names(missing, 3)})",
+            stacklevel=2,
+        )
+        keep &= exists
+
+    splits = [normalise_split_name(r[scol]) for r in rows] if scol else None
+    groups = [r[gcol] for r in rows] if gcol else None
+
+    # --- duplicate rows
+    first_seen: dict[str, int] = {}
+    dropped: list[str] = []
+    conflicts: list[str] = []
+    for i in np.flatnonzero(keep):
+        p = abs_paths[i]
+        j = first_seen.get(p)
+        if j is None:
+            first_seen[p] = i
+            continue
+        same_label = np.array_equal(labels[i], labels[j])
+        same_split = splits is None or splits[i] == splits[j]
+        if same_label and same_split:
+            keep[i] = False
+            dropped.append(p)
+        else:
+            what = "label" if not same_label else "split"
+            conflicts.append(f"{rel_paths[i]!r} (lines {line_of[j]} and {line_of[i]} differ in {what})")
+    if conflicts:
+        raise ManifestError(
+            f"{path}: {len(conflicts)} files are listed twice with different labels or splits: "
+            + "; ".join(conflicts[:_SHOW]) + ". Keep one row per file (for several labels per file "
+            "use a ';'-separated labels column)"
+        )
+    if dropped:
+        warnings.warn(
+            f"{path}: dropped {len(dropped)} duplicate rows (same file, same label), e.g. {_names(dropped, 3)}",
+            stacklevel=2,
+        )
+
+    idx = np.flatnonzero(keep)
+    kept_paths = [abs_paths[i] for i in idx]
+    if group_regex is not None:
+        groups_out = groups_from_regex(kept_paths, group_regex)
+    else:
+        groups_out = [groups[i] for i in idx] if groups is not None else None
+    m = Manifest(
+        paths=kept_paths,
+        labels=labels[idx],
+        class_names=names,
+        groups=groups_out,
+        splits=[splits[i] for i in idx] if splits is not None else None,
+        source=path,
+    )
+    if m.num_classes == 1:
+        warnings.warn(f"{path} has a single class ({names[0]!r}); splitting and training need at least 2",
+                      stacklevel=2)
+    return m
+
+
+# ---------------------------------------------------------------------------------- COCO / iNat
+def from_coco_json(
+    path: str | os.PathLike,
+    *,
+    image_root: str | os.PathLike | None = None,
+    multilabel: bool | None = None,
+    group_regex: str | None = None,
+) -> Manifest:
+    """Read an iNaturalist (2017–2021) or COCO-style annotation JSON.
+
+    Uses ``images`` (``id``, ``file_name``), ``annotations`` (``image_id``, ``category_id``) and
+    ``categories`` (``id``, ``name``). Classes are the categories sorted by id (ids need not be
+    contiguous); their indices are stable across files sharing the category list. Images without
+    an annotation are unlabelled (single-label) or tag-free (multi-label). File existence is not
+    checked here (iNat has millions of files); ``audit`` reports missing ones.
+
+    Args:
+        path: the JSON file.
+        image_root: folder that ``file_name`` is relative to (default: the JSON's folder).
+        multilabel: ``None`` (auto: multi-label when an image carries several distinct
+            categories), ``True`` or ``False`` (then an image with several categories is an error).
+        group_regex: optional regex over the file name giving group ids.
+
+    Returns:
+        A Manifest with absolute paths.
+
+    Example:
+        >>> m = from_coco_json("inat2021/val.json", image_root="inat2021")   # doctest: +SKIP
+    """
+    path = os.fspath(Path(path).expanduser().absolute())
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ManifestError(f"{path} is not valid JSON: {e}") from e
+    if not isinstance(doc, dict) or "images" not in doc or "categories" not in doc:
+        raise ManifestError(
+            f"{path} is not an iNat/COCO annotation file: it needs 'images', 'annotations' and "
+            "'categories' lists"
+        )
+    base = Path(image_root).expanduser().absolute() if image_root is not None else Path(path).parent
+    cats = sorted(doc["categories"], key=lambda c: c["id"])
+    names = [str(c.get("name", c["id"])) for c in cats]
+    counts: dict[str, int] = {}
+    for n in names:
+        counts[n] = counts.get(n, 0) + 1
+    names = [n if counts[n] == 1 else f"{n} ({c['id']})" for n, c in zip(names, cats)]
+    cat_index = {c["id"]: i for i, c in enumerate(cats)}
+    images = doc["images"]
+    img_index = {}
+    for i, im in enumerate(images):
+        if im["id"] in img_index:
+            raise ManifestError(f"{path}: image id {im['id']!r} appears twice in 'images'")
+        img_index[im["id"]] = i
+    tags: list[set[int]] = [set() for _ in images]
+    for a in doc.get("annotations", []) or []:
+        if a.get("category_id") is None:
+            continue
+        if a["image_id"] not in img_index:
+            raise ManifestError(f"{path}: annotation {a.get('id')!r} refers to unknown image id {a['image_id']!r}")
+        if a["category_id"] not in cat_index:
+            raise ManifestError(
+                f"{path}: annotation {a.get('id')!r} refers to category id {a['category_id']!r} that "
+                "is not in 'categories'"
+            )
+        tags[img_index[a["image_id"]]].add(cat_index[a["category_id"]])
+    several = [i for i, t in enumerate(tags) if len(t) > 1]
+    if multilabel is None:
+        multilabel = bool(several)
+    elif not multilabel and several:
+        raise ManifestError(
+            f"{path}: {len(several)} images carry several categories (e.g. "
+            f"{images[several[0]]['file_name']!r}): pass multilabel=True"
+        )
+    paths = [os.path.normpath(os.path.join(base, im["file_name"])) for im in images]
+    if multilabel:
+        labels = np.zeros((len(images), len(names)), np.uint8)
+        for i, t in enumerate(tags):
+            labels[i, sorted(t)] = 1
+    else:
+        labels = np.array([next(iter(t)) if t else UNLABELLED for t in tags], np.int64)
+    groups = groups_from_regex(paths, group_regex) if group_regex else None
+    return Manifest(paths, labels, names, groups=groups, source=path)
+
+
+# ---------------------------------------------------------------------------------- dispatch
+def _is_manifest_csv(path: str) -> bool:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
+        return f.readline().startswith("# classes: ")
+
+
+def _is_manifest_json(path: str) -> bool:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return "keras-species-manifest/" in f.read(4096)
+
+
+def _options_for(reader, kw: dict, source) -> dict:
+    """``kw`` checked against ``reader``'s keyword arguments (a clear error instead of TypeError)."""
+    import inspect
+
+    accepted = set(inspect.signature(reader).parameters) - {"path", "root"} | (
+        {"root"} if reader is from_csv else set())
+    unknown = sorted(set(kw) - accepted)
+    if unknown:
+        raise ManifestError(
+            f"{source}: option(s) {unknown} do not apply to {reader.__name__}; it accepts {sorted(accepted)}"
+        )
+    return kw
+
+
+def load(source: str | os.PathLike | Manifest, **kw) -> Manifest:
+    """Load any supported source as a Manifest.
+
+    Args:
+        source: ``"demo"`` (the embedded fish demo), a folder of class subfolders, a ``.csv``
+            (a saved manifest when it starts with ``# classes:``, else :func:`from_csv`), a
+            ``.json`` (a saved manifest, else :func:`from_coco_json`), or a Manifest (returned).
+        **kw: passed to the reader (e.g. ``group_regex``, ``path_format``, ``root``).
+            ``group_regex`` also applies to saved manifests (replacing their groups).
+
+    Returns:
+        The Manifest.
+
+    Raises:
+        ManifestError: the source does not exist or its kind is not recognised.
+
+    Example:
+        >>> m = load("demo")
+        >>> m.num_classes, m.groups[0] == m.groups[0]
+        (6, True)
+    """
+    if isinstance(source, Manifest):
+        return source
+    group_regex = kw.get("group_regex")
+    if str(source) == "demo":
+        from keras_species.data.demo import load_demo
+
+        m = load_demo()
+        if group_regex:
+            m.groups = groups_from_regex(m.paths, group_regex)
+        return m
+    p = Path(source).expanduser()
+    if p.is_dir():
+        return from_folder(p, **_options_for(from_folder, kw, source))
+    if not p.exists():
+        raise ManifestError(
+            f"{source} does not exist: give 'demo', a folder of class subfolders, a CSV, an "
+            "iNat/COCO JSON or a saved manifest"
+        )
+    suffix = p.suffix.lower()
+    if suffix in (".csv", ".tsv", ".txt"):
+        if _is_manifest_csv(str(p)):
+            m = Manifest.from_csv(p)
+        else:
+            return from_csv(p, **_options_for(from_csv, kw, source))
+    elif suffix == ".json":
+        if _is_manifest_json(str(p)):
+            m = Manifest.from_json(p)
+        else:
+            return from_coco_json(p, **_options_for(from_coco_json, kw, source))
+    else:
+        raise ManifestError(
+            f"{source}: unknown kind of source (extension {suffix!r}); give a folder, a .csv or a .json"
+        )
+    if group_regex:
+        m.groups = groups_from_regex(m.paths, group_regex)
+    return m

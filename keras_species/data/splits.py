@@ -1,0 +1,615 @@
+"""Splits of a Manifest: stratified, group-aware, iterative multi-label, systematic, k-fold.
+
+Every function returns a new Manifest whose ``splits`` column is filled (``train``/``val``/``test``
+or ``fold0``..) and is deterministic given ``seed``; save it with :func:`save_split` so that a run
+can be reproduced. Which tool does the work:
+
+- single-label ratio split: per-class allocation (below; sklearn's ``StratifiedShuffleSplit``
+  allocates counts globally and refuses classes with one image, while R3/R5 ask for per-class
+  ratios);
+- multi-label ratio split and k-fold: ``iterstrat`` (iterative stratification, Sechidis 2011);
+- single-label k-fold: ``sklearn.model_selection.StratifiedKFold`` / ``StratifiedGroupKFold``;
+- group-aware ratio split (and multi-label group k-fold): a greedy group assignment, because
+  sklearn has no stratified group split with unequal ratios.
+
+Rules for small classes (single-label ratio split): a class with fewer images than there are
+splits goes wholly to the first split (``train``) with a warning; any other class gets
+``round(n * ratio)`` images per split (largest remainder) and at least one image in every split.
+Unlabelled images (label ``-1``) are spread like a class of their own.
+
+Example:
+    >>> from keras_species.data import sources, splits
+    >>> m = splits.stratified_split(sources.load("demo"), (0.7, 0.15, 0.15), group_aware=True)
+    >>> splits.leakage(m)["groups"]
+    {}
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError
+
+DEFAULT_RATIOS = (0.7, 0.15, 0.15)
+DEFAULT_NAMES = ("train", "val", "test")
+
+
+# ---------------------------------------------------------------------------------- helpers
+def _check_ratios(ratios: Sequence[float], names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    r = np.asarray(ratios, dtype=np.float64)
+    if r.ndim != 1 or len(r) not in (2, 3):
+        raise ManifestError(f"ratios must have 2 or 3 values (train, val[, test]), got {list(ratios)}")
+    if (r <= 0).any():
+        raise ManifestError(f"every ratio must be > 0, got {list(ratios)}")
+    if abs(r.sum() - 1.0) > 1e-6:
+        raise ManifestError(f"ratios must sum to 1, got {list(ratios)} (sum {r.sum():.4g})")
+    if len(names) < len(r):
+        raise ManifestError(f"{len(r)} ratios but only {len(names)} split names {list(names)}")
+    names = [str(n) for n in names[: len(r)]]
+    if len(set(names)) != len(names):
+        raise ManifestError(f"split names must differ, got {names}")
+    return r, names
+
+
+def _check_classes(m: Manifest, what: str) -> None:
+    present = int((m.class_counts() > 0).sum())
+    if present < 2:
+        raise ManifestError(
+            f"{what} needs at least 2 classes with images, this data has {present} "
+            f"({m.class_names}): add another class folder / label"
+        )
+
+
+def _require_groups(m: Manifest) -> list[str]:
+    if m.groups is None:
+        raise ManifestError(
+            "a group-aware split needs group ids: load the data with group_regex=... (e.g. "
+            r"r'fish_(\d+)_') or a CSV group column (group_col=...)"
+        )
+    return list(m.groups)
+
+
+def _strata(m: Manifest) -> np.ndarray:
+    """Integer stratum per row: the class (single-label, -1 kept) or the label-set (multi-label)."""
+    _, inv = np.unique(m.stratify_key(), return_inverse=True)
+    return inv.reshape(-1)
+
+
+def _allocate(n: int, ratios: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Images per split for a class of ``n``: largest remainder (ties broken at random), then at
+    least one per split."""
+    k = len(ratios)
+    raw = n * ratios
+    counts = np.floor(raw + 1e-9).astype(int)
+    rest = n - counts.sum()
+    order = np.lexsort((rng.random(k), -np.round(raw - counts, 9)))
+    counts[order[:rest]] += 1
+    for s in range(k):
+        if counts[s] == 0:
+            counts[int(np.argmax(counts))] -= 1
+            counts[s] += 1
+    return counts
+
+
+def _warn_absent(m: Manifest, names: Sequence[str]) -> None:
+    counts = m.class_counts()
+    for name in names:
+        part = m.split(name).class_counts()
+        absent = [c for c, total, here in zip(m.class_names, counts, part) if total > 0 and here == 0]
+        if absent:
+            warnings.warn(
+                f"split {name!r} has no image of {len(absent)} classes: "
+                f"{', '.join(absent[:10])}{' ...' if len(absent) > 10 else ''} "
+                "(too few images or groups for these ratios)",
+                stacklevel=3,
+            )
+
+
+def _target_matrix(m: Manifest) -> np.ndarray:
+    """``(N, C+1)`` label matrix with a last column marking rows that carry no label."""
+    y = m.label_matrix().astype(np.float64)
+    none = (y.sum(axis=1) == 0).astype(np.float64)[:, None]
+    return np.concatenate([y, none], axis=1)
+
+
+def _greedy_groups(y: np.ndarray, groups: Sequence[str], ratios: np.ndarray, seed: int) -> np.ndarray:
+    """Assign whole groups to splits, keeping every label's share close to ``ratios``.
+
+    Groups are visited largest first (ties in a seeded random order); each goes to the split where
+    it most lowers the squared relative error of per-label counts and of split sizes. Written by
+    hand because sklearn's StratifiedGroupKFold only makes equal folds.
+    """
+    uniq, inv = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+    inv = inv.reshape(-1)
+    g = len(uniq)
+    v = np.zeros((g, y.shape[1]))
+    np.add.at(v, inv, y)
+    size = np.bincount(inv, minlength=g).astype(np.float64)
+    total = v.sum(axis=0)
+    n = float(len(inv))
+    target = np.outer(ratios, total)
+    target_size = ratios * n
+    w = 1.0 / np.maximum(total, 1.0) ** 2
+    have = np.zeros_like(target)
+    have_size = np.zeros(len(ratios))
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(g)
+    order = order[np.argsort(-size[order], kind="stable")]
+    where = np.zeros(g, dtype=np.int64)
+    for gi in order:
+        vg = v[gi]
+        cost = ((vg * (2 * (have - target) + vg)) * w).sum(axis=1)
+        cost += size[gi] * (2 * (have_size - target_size) + size[gi]) / n**2
+        s = int(np.argmin(cost))
+        where[gi] = s
+        have[s] += vg
+        have_size[s] += size[gi]
+    return where[inv]
+
+
+# ---------------------------------------------------------------------------------- ratio splits
+def stratified_split(
+    m: Manifest,
+    ratios: Sequence[float] = DEFAULT_RATIOS,
+    *,
+    seed: int = 0,
+    group_aware: bool = False,
+    names: Sequence[str] = DEFAULT_NAMES,
+) -> Manifest:
+    """Split per class by ``ratios`` (e.g. 70/15/15, 80/10/10, 60/20/20).
+
+    Single-label: per-class allocation (see the module notes for small classes). Multi-label:
+    iterative stratification (``iterstrat.MultilabelStratifiedShuffleSplit``, applied twice for
+    three splits), which keeps each label's share close to the ratios. ``group_aware=True``: whole
+    groups are assigned (no group on two sides), approximately stratified by label.
+
+    Args:
+        m: the manifest (at least 2 classes).
+        ratios: 2 or 3 positive ratios summing to 1 (train, val[, test]).
+        seed: random seed; the same seed and manifest give the same split.
+        group_aware: keep each group (``m.groups``) on one side.
+        names: split names, in the order of ``ratios``.
+
+    Returns:
+        A copy of ``m`` with ``splits`` filled.
+
+    Example:
+        >>> from keras_species.data import sources
+        >>> m = stratified_split(sources.load("demo"), (0.8, 0.2), seed=1)
+        >>> m.summary()
+        '300 images, 6 classes (single-label), splits train=240 val=60'
+    """
+    r, names = _check_ratios(ratios, names)
+    _check_classes(m, "a stratified split")
+    n = len(m)
+    where = np.zeros(n, dtype=np.int64)
+    if group_aware:
+        where = _greedy_groups(_target_matrix(m), _require_groups(m), r, seed)
+    elif m.multilabel:
+        from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+
+        y = _target_matrix(m)
+        rest = np.arange(n)
+        for s in range(len(r) - 1, 0, -1):
+            share = r[s] / r[: s + 1].sum()
+            splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=share, random_state=seed)
+            keep, take = next(splitter.split(np.zeros(len(rest)), y[rest]))
+            where[rest[take]] = s
+            rest = rest[keep]
+    else:
+        rng = np.random.default_rng(seed)
+        small = []
+        order = np.argsort(np.asarray(m.paths), kind="stable")
+        labels = m.labels[order]
+        for c in np.unique(labels):
+            rows = order[labels == c]
+            if len(rows) < len(r):
+                where[rows] = 0
+                if c != UNLABELLED:
+                    small.append(f"{m.class_names[c]} ({len(rows)})")
+                continue
+            rows = rows[rng.permutation(len(rows))]
+            counts = _allocate(len(rows), r, rng)
+            where[rows] = np.repeat(np.arange(len(r)), counts)
+        if small:
+            warnings.warn(
+                f"classes with fewer than {len(r)} images all go to {names[0]!r}: {', '.join(small)}",
+                stacklevel=2,
+            )
+    out = m.with_splits([names[i] for i in where])
+    _warn_absent(out, names[1:])
+    return out
+
+
+def systematic_split(
+    m: Manifest,
+    *,
+    k: int = 2,
+    n: int = 10,
+    names: Sequence[str] = ("val", "train"),
+) -> Manifest:
+    """R1's systematic split: within each class, sorted by path, the first ``k`` of every ``n``.
+
+    Args:
+        m: the manifest (at least 2 classes).
+        k: images per run that go to ``names[0]``.
+        n: run length.
+        names: (held-out split, remaining split); default ``("val", "train")``.
+
+    Returns:
+        A copy of ``m`` with ``splits`` filled (10 images per class, k=2, n=10 -> 2 val, 8 train).
+
+    Example:
+        >>> from keras_species.data import sources
+        >>> m = systematic_split(sources.load("demo"), k=2, n=10)
+        >>> m.summary()
+        '300 images, 6 classes (single-label), splits train=240 val=60'
+    """
+    if not (isinstance(k, int | np.integer) and isinstance(n, int | np.integer) and 0 < k < n):
+        raise ManifestError(f"systematic split needs integers 0 < k < n, got k={k}, n={n}")
+    if len(names) != 2 or names[0] == names[1]:
+        raise ManifestError(f"systematic split needs two different split names, got {list(names)}")
+    _check_classes(m, "a systematic split")
+    strata = _strata(m)
+    out = [names[1]] * len(m)
+    for s in np.unique(strata):
+        rows = np.flatnonzero(strata == s)
+        rows = rows[np.argsort(np.asarray(m.paths)[rows], kind="stable")]
+        for pos, i in enumerate(rows):
+            if pos % n < k:
+                out[i] = names[0]
+    return m.with_splits(out)
+
+
+# ---------------------------------------------------------------------------------- k-fold
+def _fold_index(m: Manifest, k: int, seed: int, group_aware: bool) -> np.ndarray:
+    if not isinstance(k, int | np.integer) or k < 2:
+        raise ManifestError(f"k-fold needs k >= 2, got {k}")
+    _check_classes(m, "k-fold cross-validation")
+    if k > len(m):
+        raise ManifestError(f"k={k} folds but only {len(m)} images")
+    fold = np.zeros(len(m), dtype=np.int64)
+    x = np.zeros(len(m))
+    try:
+        if group_aware:
+            groups = _require_groups(m)
+            n_groups = len(set(groups))
+            if n_groups < k:
+                raise ManifestError(f"k={k} folds but only {n_groups} groups: lower k or use finer groups")
+            if m.multilabel:
+                return _greedy_groups(_target_matrix(m), groups, np.full(k, 1.0 / k), seed)
+            from sklearn.model_selection import StratifiedGroupKFold
+
+            splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+            parts = splitter.split(x, m.labels, groups)
+        elif m.multilabel:
+            from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+            splitter = MultilabelStratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+            parts = splitter.split(x, _target_matrix(m))
+        else:
+            from sklearn.model_selection import StratifiedKFold
+
+            splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+            parts = splitter.split(x, m.labels)
+        for i, (_, val) in enumerate(parts):
+            fold[val] = i
+    except ValueError as e:
+        if isinstance(e, ManifestError):
+            raise
+        raise ManifestError(f"cannot make {k} stratified folds: {e}") from e
+    return fold
+
+
+def assign_folds(m: Manifest, k: int = 5, *, seed: int = 0, group_aware: bool = False) -> Manifest:
+    """One manifest whose splits are ``fold0`` .. ``fold{k-1}`` (stratified, optionally by group).
+
+    Args:
+        m: the manifest (at least 2 classes).
+        k: number of folds.
+        seed: random seed.
+        group_aware: keep each group in one fold (``StratifiedGroupKFold``; greedy for multi-label).
+
+    Returns:
+        A copy of ``m`` with ``splits`` = fold names.
+
+    Example:
+        >>> from keras_species.data import sources
+        >>> sorted(set(assign_folds(sources.load("demo"), 3).splits))
+        ['fold0', 'fold1', 'fold2']
+    """
+    fold = _fold_index(m, k, seed, group_aware)
+    return m.with_splits([f"fold{i}" for i in fold])
+
+
+def kfold(m: Manifest, k: int = 5, *, seed: int = 0, group_aware: bool = False) -> list[Manifest]:
+    """``k`` manifests; in the ``i``-th, fold ``i`` is ``val`` and the others are ``train``.
+
+    Single-label: ``StratifiedKFold`` (``StratifiedGroupKFold`` when ``group_aware``);
+    multi-label: ``MultilabelStratifiedKFold``. Every image is in ``val`` exactly once.
+
+    Args:
+        m: the manifest (at least 2 classes).
+        k: number of folds.
+        seed: random seed.
+        group_aware: keep each group in one fold.
+
+    Returns:
+        A list of ``k`` manifests with ``splits`` in ``{"train", "val"}``.
+
+    Example:
+        >>> from keras_species.data import sources
+        >>> folds = kfold(sources.load("demo"), 5)
+        >>> [len(f.split("val")) for f in folds]
+        [60, 60, 60, 60, 60]
+    """
+    fold = _fold_index(m, k, seed, group_aware)
+    return [m.with_splits(np.where(fold == i, "val", "train").tolist()) for i in range(k)]
+
+
+# ---------------------------------------------------------------------------------- others
+def top_classes(m: Manifest, *, fraction: float | None = None, count: int | None = None) -> Manifest:
+    """R5: keep only the most frequent classes, re-indexed (ties broken by class name).
+
+    Args:
+        m: the manifest.
+        fraction: share of classes to keep (``0.1`` keeps 100 of 1,003: rounded down, at least 1).
+        count: alternatively, how many classes to keep.
+
+    Returns:
+        The manifest restricted to those classes, in their original relative order, with indices
+        ``0..K-1`` (single-label: other images dropped; multi-label: other columns dropped).
+        Existing splits are kept.
+
+    Example:
+        >>> from keras_species.data import sources
+        >>> top_classes(sources.load("demo"), count=2).num_classes
+        2
+    """
+    if (fraction is None) == (count is None):
+        raise ManifestError("pass exactly one of fraction= and count=")
+    c = m.num_classes
+    if fraction is not None:
+        if not 0 < fraction <= 1:
+            raise ManifestError(f"fraction must be in (0, 1], got {fraction}")
+        keep_n = max(1, math.floor(fraction * c + 1e-9))
+    else:
+        if not 1 <= int(count) <= c:
+            raise ManifestError(f"count must be between 1 and {c} (the number of classes), got {count}")
+        keep_n = int(count)
+    counts = m.class_counts()
+    ranked = sorted(range(c), key=lambda i: (-int(counts[i]), m.class_names[i]))
+    chosen = set(ranked[:keep_n])
+    return m.select_classes([name for i, name in enumerate(m.class_names) if i in chosen])
+
+
+def given_split(m: Manifest) -> Manifest:
+    """Keep the split that came with the data (a CSV ``split`` column), after checking it.
+
+    Args:
+        m: a manifest whose ``splits`` came from its source.
+
+    Returns:
+        A copy with normalised split names (``valid``/``validation``/``dev`` -> ``val``).
+
+    Raises:
+        ManifestError: no split column, unknown split names, or no ``train`` plus ``val``/``test``.
+
+    Example:
+        >>> m = given_split(sources.from_csv("labels.csv"))   # doctest: +SKIP
+    """
+    from keras_species.data.sources import normalise_split_name
+
+    if m.splits is None:
+        raise ManifestError(
+            f"{m.source or 'this data'} has no split column: add a 'split' column (train/val/test) "
+            "to the CSV (or pass split_col=...), or make a split with stratified_split"
+        )
+    splits = [normalise_split_name(s) for s in m.splits]
+    unknown = sorted({s for s in splits if s not in DEFAULT_NAMES})
+    if unknown:
+        rows = [i for i, s in enumerate(splits) if s in unknown][:5]
+        raise ManifestError(
+            f"split names {unknown} are not train/val/test (e.g. rows {rows}: "
+            f"{[m.paths[i] for i in rows[:2]]}); fix the split column"
+        )
+    present = set(splits)
+    if "train" not in present or not present & {"val", "test"}:
+        raise ManifestError(
+            f"the given split has {sorted(present)}: it needs 'train' and at least one of 'val'/'test'"
+        )
+    return m.with_splits(splits)
+
+
+def leakage(m: Manifest) -> dict[str, dict[str, list[str]]]:
+    """Groups and identical paths that sit on more than one side of a split.
+
+    Args:
+        m: a manifest with ``splits``.
+
+    Returns:
+        ``{"groups": {group: [splits...]}, "paths": {path: [splits...]}}``, only entries on two
+        or more sides (empty dicts mean no leakage; ``groups`` is empty when ``m`` has none).
+
+    Example:
+        >>> from keras_species.data import sources
+        >>> leakage(stratified_split(sources.load("demo"), group_aware=True))
+        {'groups': {}, 'paths': {}}
+    """
+    if m.splits is None:
+        raise ManifestError("leakage needs a manifest with splits")
+
+    def shared(keys: Sequence[str]) -> dict[str, list[str]]:
+        sides: dict[str, set[str]] = {}
+        for key, s in zip(keys, m.splits):
+            sides.setdefault(key, set()).add(s)
+        return {key: sorted(v) for key, v in sides.items() if len(v) > 1}
+
+    return {
+        "groups": shared(m.groups) if m.groups is not None else {},
+        "paths": shared([os.path.normcase(os.path.abspath(p)) for p in m.paths]),
+    }
+
+
+def save_split(m: Manifest, path: str | os.PathLike) -> str:
+    """Write the split manifest to a CSV (``Manifest.to_csv``) to reproduce a run.
+
+    Args:
+        m: a manifest with ``splits``.
+        path: the CSV to write.
+
+    Returns:
+        The path written.
+
+    Example:
+        >>> save_split(stratified_split(sources.load("demo")), "split.csv")   # doctest: +SKIP
+    """
+    if m.splits is None:
+        raise ManifestError("this manifest has no split to save: split it first")
+    return m.to_csv(path)
+
+
+def load_split(path: str | os.PathLike) -> Manifest:
+    """Read a CSV written by :func:`save_split`.
+
+    Args:
+        path: the CSV.
+
+    Returns:
+        The manifest with its splits.
+
+    Example:
+        >>> m = load_split("split.csv")                  # doctest: +SKIP
+    """
+    m = Manifest.from_csv(path)
+    if m.splits is None:
+        raise ManifestError(f"{path} has no split column: it was not written by save_split")
+    return m
+
+
+def split_table(m: Manifest) -> str:
+    """A per-class, per-split count table (plain text) of a split manifest.
+
+    Args:
+        m: a manifest with ``splits``.
+
+    Returns:
+        The table, one row per class plus a total row.
+
+    Example:
+        >>> print(split_table(stratified_split(sources.load("demo"))))   # doctest: +SKIP
+    """
+    if m.splits is None:
+        raise ManifestError("split_table needs a manifest with splits")
+    order = {n: i for i, n in enumerate(DEFAULT_NAMES)}
+    cols = sorted(set(m.splits), key=lambda s: (order.get(s, 3), len(s), s))
+    per = {s: m.split(s) for s in cols}
+    counts = {s: per[s].class_counts() for s in cols}
+    rows = [[name] + [str(int(counts[s][j])) for s in cols] + [str(int(sum(counts[s][j] for s in cols)))]
+            for j, name in enumerate(m.class_names)]
+    if not m.multilabel and (m.labels == UNLABELLED).any():
+        un = [int((per[s].labels == UNLABELLED).sum()) for s in cols]
+        rows.append(["(unlabelled)"] + [str(u) for u in un] + [str(sum(un))])
+    rows.append(["images"] + [str(len(per[s])) for s in cols] + [str(len(m))])
+    header = ["class"] + cols + ["total"]
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+    fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    lines = [fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------- CLI
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``keras-species split``.
+
+    Args:
+        parser: the subcommand's parser.
+
+    Example:
+        >>> p = argparse.ArgumentParser(); configure_parser(p)
+        >>> p.parse_args(["demo", "--ratios", "0.8", "0.2"]).ratios
+        [0.8, 0.2]
+    """
+    parser.add_argument("data", nargs="?", default="demo",
+                        help="'demo' (default), a folder of class subfolders, a CSV, an iNat/COCO JSON or a saved manifest")
+    parser.add_argument("--ratios", type=float, nargs="+", default=list(DEFAULT_RATIOS),
+                        help="train val [test] ratios summing to 1 (default 0.7 0.15 0.15)")
+    parser.add_argument("--group-regex", default=None,
+                        help=r"regex over the file name whose first group is the group id, e.g. 'fish_(\d+)_'")
+    parser.add_argument("--path-format", default=None,
+                        help="CSV only: build paths from columns, e.g. '{class}/{file}'")
+    ga = parser.add_mutually_exclusive_group()
+    ga.add_argument("--group-aware", dest="group_aware", action="store_true", default=None,
+                    help="keep each group on one side (the default when the data has groups)")
+    ga.add_argument("--no-group-aware", dest="group_aware", action="store_false",
+                    help="ignore groups when splitting")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--systematic", type=int, nargs=2, metavar=("K", "N"), default=None,
+                      help="R1: first K of every N images per class (sorted by path) go to val")
+    mode.add_argument("--kfold", type=int, metavar="K", default=None,
+                      help="assign K stratified folds (splits fold0..fold{K-1})")
+    mode.add_argument("--given", action="store_true", help="keep the split column given in the CSV")
+    parser.add_argument("--top-classes", type=float, metavar="FRACTION", default=None,
+                        help="R5: first keep only the most frequent FRACTION of classes (e.g. 0.1)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--out", default="split.csv", help="CSV to write (default split.csv)")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Run ``keras-species split``: load, split, print the table, write the CSV.
+
+    Args:
+        args: parsed arguments (see :func:`configure_parser`).
+
+    Returns:
+        0 on success, 2 on bad input (the message is printed to stderr).
+
+    Example:
+        >>> p = argparse.ArgumentParser(); configure_parser(p)
+        >>> run_cli(p.parse_args(["demo", "--out", "split.csv"]))   # doctest: +SKIP
+        0
+    """
+    from keras_species.data import sources
+
+    kw = {}
+    if args.group_regex:
+        kw["group_regex"] = args.group_regex
+    if args.path_format:
+        kw["path_format"] = args.path_format
+    try:
+        m = sources.load(args.data, **kw)
+        if args.top_classes is not None:
+            m = top_classes(m, fraction=args.top_classes)
+        group_aware = m.groups is not None if args.group_aware is None else args.group_aware
+        if args.given:
+            out, how = given_split(m), "given split"
+        elif args.systematic is not None:
+            k, n = args.systematic
+            out, how = systematic_split(m, k=k, n=n), f"systematic: first {k} of every {n} per class -> val"
+        elif args.kfold is not None:
+            out = assign_folds(m, args.kfold, seed=args.seed, group_aware=group_aware)
+            how = f"{args.kfold}-fold" + (" group-aware" if group_aware else "") + f", seed {args.seed}"
+        else:
+            out = stratified_split(m, args.ratios, seed=args.seed, group_aware=group_aware)
+            how = ("group-aware " if group_aware else "") + "stratified " + "/".join(
+                f"{r:g}" for r in args.ratios) + f", seed {args.seed}"
+        path = save_split(out, args.out)
+    except (ManifestError, OSError) as e:
+        print(f"keras-species split: {e}", file=sys.stderr)
+        return 2
+    print(f"{out.summary()} ({how})")
+    print(split_table(out))
+    leaks = leakage(out)
+    if out.groups is not None:
+        print(f"groups on two sides: {len(leaks['groups'])}")
+    if leaks["paths"]:
+        print(f"files on two sides: {len(leaks['paths'])}")
+    print(f"wrote {path}")
+    return 0

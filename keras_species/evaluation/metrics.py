@@ -1,0 +1,336 @@
+"""Test-set scores from arrays of labels and probabilities, as JSON-ready dicts.
+
+Everything here is computed with ``sklearn.metrics``; this module only validates the arrays,
+handles classes absent from the test labels, and turns numpy values into plain Python ones.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from sklearn import metrics as skm
+
+from keras_species.evaluation.thresholds import apply_thresholds
+
+__all__ = [
+    "single_label_metrics",
+    "multilabel_metrics",
+    "unique_correct_wrong",
+    "majority_class",
+]
+
+
+def _num(x: float | np.floating | None) -> float | None:
+    """A plain float, or ``None`` for NaN/inf/None (JSON has no NaN)."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def _check_names(class_names: Sequence[str] | None, num_classes: int) -> list[str]:
+    if class_names is None:
+        return [str(i) for i in range(num_classes)]
+    names = [str(n) for n in class_names]
+    if len(names) != num_classes:
+        raise ValueError(
+            f"class_names has {len(names)} names but probs has {num_classes} columns; "
+            "pass one name per output column, in the model's output order"
+        )
+    return names
+
+
+def _check_probs(probs: np.ndarray, n: int) -> np.ndarray:
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2:
+        raise ValueError(f"probs must be (N, C); got shape {probs.shape}")
+    if probs.shape[0] != n:
+        raise ValueError(
+            f"y_true has {n} samples but probs has {probs.shape[0]} rows; "
+            "pass predictions for exactly the labelled samples"
+        )
+    if not np.all(np.isfinite(probs)):
+        raise ValueError("probs contains NaN or inf; check the model output (diverged training?)")
+    return probs
+
+
+def majority_class(
+    y_true: np.ndarray, num_classes: int, train_counts: Sequence[int] | np.ndarray | None = None
+) -> tuple[int, str]:
+    """The majority class index and where it came from (``"train"`` counts or ``"test"`` labels).
+
+    Args:
+        y_true: ``(N,)`` int test labels.
+        num_classes: number of classes ``C``.
+        train_counts: optional ``(C,)`` per-class counts of the training split.
+
+    Returns:
+        ``(class_index, source)``.
+
+    Example:
+        >>> majority_class(np.array([0, 1, 1]), 3)
+        (1, 'test')
+    """
+    if train_counts is not None:
+        counts = np.asarray(train_counts, dtype=np.int64)
+        if counts.shape != (num_classes,):
+            raise ValueError(
+                f"train_counts must have one count per class ({num_classes}); got shape {counts.shape}"
+            )
+        return int(np.argmax(counts)), "train"
+    counts = np.bincount(np.asarray(y_true, dtype=np.int64), minlength=num_classes)
+    return int(np.argmax(counts)), "test"
+
+
+def single_label_metrics(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    class_names: Sequence[str] | None = None,
+    *,
+    top_k: Sequence[int] = (1, 5),
+    train_counts: Sequence[int] | np.ndarray | None = None,
+) -> dict:
+    """Scores of a single-label classifier, JSON-ready.
+
+    Args:
+        y_true: ``(N,)`` int class indices in ``[0, C)``.
+        probs: ``(N, C)`` class probabilities (softmax outputs, or a TTA mean of them).
+        class_names: ``C`` names in output order (default ``"0".."C-1"``).
+        top_k: top-k accuracies to report; only ``k < C`` are computed (``top1_accuracy`` always).
+        train_counts: ``(C,)`` training-split class counts; the majority baseline then predicts the
+            most frequent *training* class, as a deployed baseline would. Without it, the most
+            frequent test class.
+
+    Returns:
+        A dict with ``task``, ``n``, ``num_classes``, ``accuracy``, ``top{k}_accuracy``,
+        ``precision/recall/f1_{macro,micro,weighted}``, ``per_class`` (list of dicts with
+        ``name, precision, recall, f1, support, roc_auc, average_precision``),
+        ``confusion_matrix`` (rows = true, columns = predicted), ``log_loss``,
+        ``roc_auc_ovr_macro``, ``average_precision_macro``, ``absent_classes`` (names with no
+        test sample; AUC/AP are averaged over the present classes only), ``auc_note``,
+        ``majority_baseline``, ``majority_class``, ``majority_source``.
+
+    Example:
+        >>> m = single_label_metrics(np.array([0, 1]), np.array([[0.9, 0.1], [0.2, 0.8]]), ["a", "b"])
+        >>> m["accuracy"]
+        1.0
+    """
+    y_true = np.asarray(y_true)
+    if y_true.ndim != 1:
+        raise ValueError(
+            f"y_true must be (N,) class indices; got shape {y_true.shape} "
+            "(multi-hot labels go to multilabel_metrics, one-hot labels need argmax first)"
+        )
+    y_true = y_true.astype(np.int64)
+    probs = _check_probs(probs, len(y_true))
+    n, c = probs.shape
+    if n == 0:
+        raise ValueError("no samples to evaluate (empty test split?)")
+    if y_true.min() < 0 or y_true.max() >= c:
+        raise ValueError(
+            f"y_true must lie in [0, {c}); got values in [{y_true.min()}, {y_true.max()}] "
+            "(unlabelled samples, -1, must be removed before evaluation)"
+        )
+    names = _check_names(class_names, c)
+    labels = list(range(c))
+    y_pred = probs.argmax(axis=1)
+
+    out: dict = {"task": "single_label", "n": int(n), "num_classes": int(c), "class_names": names}
+    out["accuracy"] = float(skm.accuracy_score(y_true, y_pred))
+    out["top1_accuracy"] = out["accuracy"]
+    for k in top_k:
+        if 1 < k < c:
+            out[f"top{k}_accuracy"] = float(
+                skm.top_k_accuracy_score(y_true, probs, k=k, labels=labels)
+            )
+
+    for avg in ("macro", "micro", "weighted"):
+        p, r, f, _ = skm.precision_recall_fscore_support(
+            y_true, y_pred, labels=labels, average=avg, zero_division=0
+        )
+        out[f"precision_{avg}"] = float(p)
+        out[f"recall_{avg}"] = float(r)
+        out[f"f1_{avg}"] = float(f)
+    with warnings.catch_warnings():  # "y_pred contains classes not in y_true" is expected here
+        warnings.simplefilter("ignore")
+        out["balanced_accuracy"] = float(skm.balanced_accuracy_score(y_true, y_pred))
+
+    # log loss needs rows summing to one; a TTA mean or float16 output may drift slightly.
+    clipped = np.clip(probs, 1e-15, None)
+    out["log_loss"] = float(
+        skm.log_loss(y_true, clipped / clipped.sum(axis=1, keepdims=True), labels=labels)
+    )
+
+    # One-vs-rest AUC / AP per class; a class without test samples has neither, so the macro
+    # averages run over present classes only (sklearn's multiclass AUC would raise instead).
+    onehot = np.eye(c, dtype=np.int64)[y_true]
+    support = onehot.sum(axis=0)
+    present = support > 0
+    scorable = present & (support < n)
+    auc = np.full(c, np.nan)
+    ap = np.full(c, np.nan)
+    for j in np.flatnonzero(scorable):
+        auc[j] = skm.roc_auc_score(onehot[:, j], probs[:, j])
+        ap[j] = skm.average_precision_score(onehot[:, j], probs[:, j])
+    out["roc_auc_ovr_macro"] = _num(np.mean(auc[scorable])) if scorable.any() else None
+    out["average_precision_macro"] = _num(np.mean(ap[scorable])) if scorable.any() else None
+    out["absent_classes"] = [names[j] for j in np.flatnonzero(~present)]
+    if not scorable.any():
+        out["auc_note"] = "AUC/AP undefined: the test labels hold a single class"
+    elif out["absent_classes"]:
+        out["auc_note"] = (
+            f"AUC/AP averaged over {int(scorable.sum())} of {c} classes; "
+            f"no test samples for: {', '.join(out['absent_classes'])}"
+        )
+    else:
+        out["auc_note"] = f"AUC/AP averaged over all {c} classes"
+
+    p, r, f, s = skm.precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, average=None, zero_division=0
+    )
+    out["per_class"] = [
+        {
+            "name": names[j],
+            "precision": float(p[j]),
+            "recall": float(r[j]),
+            "f1": float(f[j]),
+            "support": int(s[j]),
+            "roc_auc": _num(auc[j]),
+            "average_precision": _num(ap[j]),
+        }
+        for j in range(c)
+    ]
+    out["confusion_matrix"] = skm.confusion_matrix(y_true, y_pred, labels=labels).tolist()
+
+    maj, source = majority_class(y_true, c, train_counts)
+    out["majority_baseline"] = float(np.mean(y_true == maj))
+    out["majority_class"] = names[maj]
+    out["majority_source"] = source
+    return out
+
+
+def multilabel_metrics(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    class_names: Sequence[str] | None = None,
+    *,
+    thresholds: float | Sequence[float] | np.ndarray = 0.5,
+) -> dict:
+    """Scores of a multi-label (sigmoid) classifier at the given thresholds, JSON-ready (R4).
+
+    Args:
+        y_true: ``(N, C)`` 0/1 multi-hot labels.
+        probs: ``(N, C)`` per-tag probabilities.
+        class_names: ``C`` tag names in output order.
+        thresholds: one global threshold or ``(C,)`` per-class thresholds
+            (see :mod:`keras_species.evaluation.thresholds`).
+
+    Returns:
+        A dict with ``task``, ``n``, ``exact_match`` (subset accuracy), ``hamming_loss``,
+        ``f1_micro/macro/samples``, ``precision_micro``, ``recall_micro``, ``map`` (macro AP over
+        tags with positives), ``per_class`` (``name, average_precision, f1, precision, recall,
+        support, threshold``), ``thresholds``, ``absent_classes``, ``label_cardinality``, and the
+        "predict no tag" baseline: ``no_tag_exact_match``, ``no_tag_f1_micro`` (0),
+        ``no_tag_hamming_loss``.
+
+    Example:
+        >>> y = np.array([[1, 0], [0, 0]])
+        >>> multilabel_metrics(y, np.array([[0.9, 0.2], [0.1, 0.3]]), ["a", "b"])["exact_match"]
+        1.0
+    """
+    y_true = np.asarray(y_true)
+    if y_true.ndim != 2:
+        raise ValueError(f"y_true must be (N, C) multi-hot; got shape {y_true.shape}")
+    if not np.isin(y_true, (0, 1)).all():
+        raise ValueError("multi-label y_true must hold only 0 and 1")
+    y_true = y_true.astype(np.int64)
+    probs = _check_probs(probs, len(y_true))
+    if probs.shape != y_true.shape:
+        raise ValueError(f"y_true {y_true.shape} and probs {probs.shape} must have the same shape")
+    n, c = probs.shape
+    if n == 0:
+        raise ValueError("no samples to evaluate (empty test split?)")
+    names = _check_names(class_names, c)
+    thr = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (c,)).copy()
+    y_pred = apply_thresholds(probs, thr)
+
+    out: dict = {"task": "multilabel", "n": int(n), "num_classes": int(c), "class_names": names}
+    out["exact_match"] = float(skm.accuracy_score(y_true, y_pred))
+    out["hamming_loss"] = float(skm.hamming_loss(y_true, y_pred))
+    for avg in ("micro", "macro", "samples"):
+        out[f"f1_{avg}"] = float(skm.f1_score(y_true, y_pred, average=avg, zero_division=0))
+    out["precision_micro"] = float(
+        skm.precision_score(y_true, y_pred, average="micro", zero_division=0)
+    )
+    out["recall_micro"] = float(skm.recall_score(y_true, y_pred, average="micro", zero_division=0))
+    out["label_cardinality"] = float(y_true.sum(axis=1).mean())
+
+    support = y_true.sum(axis=0)
+    has_pos = support > 0
+    ap = np.full(c, np.nan)
+    for j in np.flatnonzero(has_pos):
+        ap[j] = skm.average_precision_score(y_true[:, j], probs[:, j])
+    out["map"] = _num(np.mean(ap[has_pos])) if has_pos.any() else None
+    out["absent_classes"] = [names[j] for j in np.flatnonzero(~has_pos)]
+    p, r, f, _ = skm.precision_recall_fscore_support(
+        y_true, y_pred, average=None, zero_division=0
+    )
+    out["per_class"] = [
+        {
+            "name": names[j],
+            "average_precision": _num(ap[j]),
+            "f1": float(f[j]),
+            "precision": float(p[j]),
+            "recall": float(r[j]),
+            "support": int(support[j]),
+            "threshold": float(thr[j]),
+        }
+        for j in range(c)
+    ]
+    out["thresholds"] = [float(t) for t in thr]
+
+    none = np.zeros_like(y_true)
+    out["no_tag_exact_match"] = float(skm.accuracy_score(y_true, none))
+    out["no_tag_f1_micro"] = float(skm.f1_score(y_true, none, average="micro", zero_division=0))
+    out["no_tag_hamming_loss"] = float(skm.hamming_loss(y_true, none))
+    return out
+
+
+def unique_correct_wrong(correct: Mapping[str, np.ndarray]) -> dict:
+    """Per model, the samples only it got right and the samples only it got wrong (R2's table).
+
+    Args:
+        correct: model name -> ``(N,)`` bool array, True where that model's prediction is correct;
+            all arrays index the same test samples.
+
+    Returns:
+        ``{name: {"unique_correct": int, "unique_wrong": int, "unique_correct_indices": [...],
+        "unique_wrong_indices": [...]}}``. With a single model every correct sample is unique.
+
+    Example:
+        >>> r = unique_correct_wrong({"a": np.array([1, 0, 1], bool), "b": np.array([0, 0, 1], bool)})
+        >>> r["a"]["unique_correct"], r["b"]["unique_wrong"]  # both: sample 0
+        (1, 1)
+    """
+    if not correct:
+        raise ValueError("pass at least one model's correctness array")
+    names = list(correct)
+    lengths = {k: np.asarray(correct[k]).size for k in names}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"correctness arrays differ in length: {lengths}; use one test set")
+    mat = np.stack([np.asarray(correct[k]).astype(bool).ravel() for k in names])
+    n_right = mat.sum(axis=0)
+    m = len(names)
+    out = {}
+    for i, name in enumerate(names):
+        only_right = mat[i] & (n_right == 1)
+        only_wrong = ~mat[i] & (n_right == m - 1)
+        out[name] = {
+            "unique_correct": int(only_right.sum()),
+            "unique_wrong": int(only_wrong.sum()),
+            "unique_correct_indices": np.flatnonzero(only_right).tolist(),
+            "unique_wrong_indices": np.flatnonzero(only_wrong).tolist(),
+        }
+    return out

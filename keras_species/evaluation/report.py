@@ -1,0 +1,389 @@
+"""The run folder's ``predictions.csv``, ``metrics.json`` and ``report.md`` (DESIGN.md, "A run folder")."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from keras_species.evaluation.thresholds import apply_thresholds
+
+__all__ = ["to_jsonable", "write_predictions_csv", "write_metrics_json", "render_report"]
+
+PathLike = str | os.PathLike
+
+
+def to_jsonable(obj):
+    """``obj`` with numpy scalars/arrays, paths and tuples made JSON-safe; NaN/inf become None.
+
+    Args:
+        obj: nested dicts/lists of Python and numpy values.
+
+    Returns:
+        The same structure of plain Python values.
+
+    Example:
+        >>> to_jsonable({"a": np.float32(0.5), "b": np.array([1, 2]), "c": float("nan")})
+        {'a': 0.5, 'b': [1, 2], 'c': None}
+    """
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, (list, tuple, set)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if obj is None or isinstance(obj, str):
+        return obj
+    return str(obj)
+
+
+def write_metrics_json(path: PathLike, metrics: Mapping) -> Path:
+    """Write ``metrics`` as indented JSON (numpy-safe, NaN as null).
+
+    Args:
+        path: file to write (parents are created).
+        metrics: e.g. ``{"test": single_label_metrics(...), "val": ...}``.
+
+    Returns:
+        The path written.
+
+    Example:
+        >>> write_metrics_json(run_dir / "metrics.json", {"test": m})  # doctest: +SKIP
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(to_jsonable(metrics), indent=2, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def write_predictions_csv(
+    path: PathLike,
+    paths: Sequence[PathLike],
+    y_true: np.ndarray | None,
+    probs: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    multilabel: bool = False,
+    thresholds: float | Sequence[float] | np.ndarray | None = None,
+    top_k: int = 5,
+) -> Path:
+    """One row per image: path, true and predicted labels, confidence, and every class probability.
+
+    Single-label columns: ``path, true, pred, confidence, correct, top{k}`` (``name:prob`` joined by
+    ``;``), ``p_<class>``. Multi-label: ``path, true, pred`` (tags joined by ``;``),
+    ``exact_match``, ``p_<class>``. ``true``/``correct`` are empty when ``y_true`` is None or a
+    label is ``-1`` (unlabelled).
+
+    Args:
+        path: CSV file to write.
+        paths: ``N`` image paths.
+        y_true: ``(N,)`` class indices / ``(N, C)`` multi-hot, or None.
+        probs: ``(N, C)`` probabilities.
+        class_names: ``C`` names.
+        multilabel: multi-label outputs (sigmoid).
+        thresholds: multi-label decision threshold(s), default 0.5.
+        top_k: how many top classes the ``top{k}`` column lists (single-label).
+
+    Returns:
+        The path written.
+
+    Example:
+        >>> write_predictions_csv(run_dir / "predictions.csv", paths, y, probs, names)  # doctest: +SKIP
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    n, c = probs.shape
+    if len(paths) != n or len(class_names) != c:
+        raise ValueError(
+            f"{len(paths)} paths, {n}x{c} probs and {len(class_names)} class names do not match"
+        )
+    if y_true is not None and len(y_true) != n:
+        raise ValueError(f"y_true has {len(y_true)} rows but probs has {n}")
+    names = [str(x) for x in class_names]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prob_cols = [f"p_{x}" for x in names]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        if multilabel:
+            pred = apply_thresholds(probs, 0.5 if thresholds is None else thresholds)
+            w.writerow(["path", "true", "pred", "exact_match", *prob_cols])
+            for i in range(n):
+                tags = ";".join(names[j] for j in np.flatnonzero(pred[i]))
+                if y_true is None:
+                    true, exact = "", ""
+                else:
+                    yt = np.asarray(y_true[i]).astype(int)
+                    true = ";".join(names[j] for j in np.flatnonzero(yt))
+                    exact = int(np.array_equal(yt > 0, pred[i] > 0))
+                w.writerow([os.fspath(paths[i]), true, tags, exact,
+                            *(f"{p:.6g}" for p in probs[i])])
+        else:
+            k = max(1, min(top_k, c))
+            w.writerow(["path", "true", "pred", "confidence", "correct", f"top{k}", *prob_cols])
+            order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+            for i in range(n):
+                p = int(order[i, 0])
+                label = -1 if y_true is None else int(y_true[i])
+                true = names[label] if label >= 0 else ""
+                correct = int(label == p) if label >= 0 else ""
+                top = ";".join(f"{names[j]}:{probs[i, j]:.4f}" for j in order[i])
+                w.writerow([os.fspath(paths[i]), true, names[p], f"{probs[i, p]:.6g}", correct,
+                            top, *(f"{q:.6g}" for q in probs[i])])
+    return path
+
+
+def _fmt(v, digits: int = 4) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (int, np.integer)):
+        return f"{int(v):,}" if abs(int(v)) >= 10000 else str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):.{digits}f}" if math.isfinite(float(v)) else "–"
+    s = str(v).replace("|", "\\|").replace("\n", " ")
+    return s if len(s) <= 80 else s[:77] + "..."
+
+
+def _flatten(d: Mapping, prefix: str = "") -> list[tuple[str, object]]:
+    items: list[tuple[str, object]] = []
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            items += _flatten(v, key + ".")
+        else:
+            items.append((key, v))
+    return items
+
+
+def _main_metrics(metrics: Mapping) -> tuple[Mapping, dict]:
+    """The test metrics and the other top-level metric blocks (``{"test": ..., "val": ...}``)."""
+    if isinstance(metrics.get("test"), Mapping):
+        others = {k: v for k, v in metrics.items() if k != "test" and isinstance(v, Mapping)}
+        return metrics["test"], others
+    return metrics, {}
+
+
+def _headline(m: Mapping) -> list[str]:
+    lines = ["| metric | model | baseline |", "|---|---:|---:|"]
+    if m.get("task") == "multilabel":
+        base = "predict no tag"
+        rows = [
+            ("micro F1", m.get("f1_micro"), m.get("no_tag_f1_micro")),
+            ("exact match", m.get("exact_match"), m.get("no_tag_exact_match")),
+            ("Hamming loss", m.get("hamming_loss"), m.get("no_tag_hamming_loss")),
+            ("macro F1", m.get("f1_macro"), None),
+            ("mAP (macro AP)", m.get("map"), None),
+        ]
+    else:
+        base = f"majority class ({m.get('majority_class', '?')}, from {m.get('majority_source', '?')})"
+        rows = [
+            ("accuracy", m.get("accuracy"), m.get("majority_baseline")),
+            ("top-5 accuracy", m.get("top5_accuracy"), None),
+            ("macro F1", m.get("f1_macro"), None),
+            ("macro ROC AUC (OvR)", m.get("roc_auc_ovr_macro"), None),
+            ("macro average precision", m.get("average_precision_macro"), None),
+            ("log loss", m.get("log_loss"), None),
+        ]
+    for name, v, b in rows:
+        if v is not None:
+            lines.append(f"| {name} | {_fmt(v)} | {_fmt(b) if b is not None else ''} |")
+    lines.append("")
+    lines.append(f"Baseline: {base}. Test samples: {m.get('n', '?')}.")
+    return lines
+
+
+def _per_class(m: Mapping, n_rare: int) -> list[str]:
+    pcs = list(m.get("per_class") or [])
+    if not pcs:
+        return []
+    multilabel = m.get("task") == "multilabel"
+    supports = sorted({int(r.get("support", 0)) for r in pcs})
+    cutoff = supports[min(n_rare, len(supports)) - 1] if len(pcs) > n_rare else -1
+    rare = sorted(range(len(pcs)), key=lambda i: (pcs[i].get("support", 0), i))[:n_rare]
+    rare = set(rare) if cutoff >= 0 else set()
+    extra = ("AP", "average_precision") if multilabel else ("AUC", "roc_auc")
+    head = f"| class | precision | recall | F1 | support | {extra[0]} |"
+    if multilabel:
+        head += " threshold |"
+    lines = [head, "|---|---:|---:|---:|---:|---:|" + ("---:|" if multilabel else "")]
+    for i, r in enumerate(pcs):
+        name = _fmt(r.get("name"))
+        if i in rare:
+            name = f"**{name}** (rare)"
+        row = (f"| {name} | {_fmt(r.get('precision'), 3)} | {_fmt(r.get('recall'), 3)} | "
+               f"{_fmt(r.get('f1'), 3)} | {r.get('support', '')} | {_fmt(r.get(extra[1]), 3)} |")
+        if multilabel:
+            row += f" {_fmt(r.get('threshold'), 3)} |"
+        lines.append(row)
+    if rare:
+        lines += ["", f"The {len(rare)} rarest classes (fewest test samples) are in bold."]
+    return lines
+
+
+def _history_summary(history) -> list[str]:
+    from keras_species.evaluation.plots import load_history
+
+    rows = load_history(history)
+    if not rows:
+        return []
+    phases: list[str] = []
+    for r in rows:
+        ph = str(r.get("phase", ""))
+        if ph and (not phases or phases[-1] != ph):
+            phases.append(ph)
+    out = [f"Epochs run: {len(rows)}" + (f" in phases {', '.join(phases)}." if phases else ".")]
+    vl = [(r["val_loss"], i) for i, r in enumerate(rows) if isinstance(r.get("val_loss"), float)]
+    if vl:
+        best, i = min(vl)
+        where = f" (phase {rows[i]['phase']})" if "phase" in rows[i] else ""
+        acc = rows[i].get("val_accuracy", rows[i].get("val_acc"))
+        acc_s = f", val accuracy {_fmt(acc)}" if isinstance(acc, float) else ""
+        out.append(f"Lowest val loss {best:.4f} at epoch {i + 1} of the run{where}{acc_s}.")
+    return out
+
+
+_PLOT_SECTIONS = (
+    ("confusion_matrix", "Confusion matrix"),
+    ("per_class_f1", "Per-class F1"),
+    ("learning_curves", "Learning curves"),
+    ("confident_mistakes", "Confident mistakes"),
+    ("uncertain_predictions", "Uncertain predictions"),
+    ("pr_curves", "Precision–recall curves"),
+    ("roc_curves", "ROC curves"),
+    ("threshold_curve", "Scores vs threshold"),
+)
+
+
+def render_report(
+    run_dir: PathLike,
+    *,
+    title: str,
+    config: Mapping | None = None,
+    metrics: Mapping | None = None,
+    history=None,
+    plots: Mapping[str, PathLike] | None = None,
+    extra_sections: Sequence[tuple[str, str]] = (),
+    n_rare: int = 3,
+) -> str:
+    """Write ``run_dir/report.md`` and return its markdown.
+
+    Sections: configuration, headline results against the baseline (majority class, or
+    "predict no tag" for multi-label), other metric blocks (e.g. ``val``, ``tta``), the per-class
+    table with the rarest classes in bold, training summary, figures (confusion matrix, per-class
+    F1, learning curves, mistake grids, curves, then any other plot), ``extra_sections`` and notes.
+    Image links are relative to ``run_dir``; plots whose file does not exist are listed in the
+    notes instead of linked.
+
+    Args:
+        run_dir: the run folder.
+        title: report title.
+        config: resolved config (nested dicts are flattened to ``a.b`` keys).
+        metrics: ``single_label_metrics``/``multilabel_metrics`` output, or
+            ``{"test": that, "val": ..., ...}`` as in ``metrics.json``.
+        history: ``history.csv`` path or rows (see ``plots.load_history``), or None.
+        plots: figure name -> PNG path (known names: ``confusion_matrix``, ``per_class_f1``,
+            ``learning_curves``, ``confident_mistakes``, ``uncertain_predictions``,
+            ``pr_curves``, ``roc_curves``, ``threshold_curve``; others go under "Other figures").
+        extra_sections: ``(heading, markdown)`` pairs appended before the notes (e.g. a
+            comparison table).
+        n_rare: how many of the rarest classes to highlight.
+
+    Returns:
+        The markdown text written to ``run_dir/report.md``.
+
+    Example:
+        >>> render_report(run_dir, title="quickstart", config=cfg, metrics={"test": m},
+        ...               history=run_dir / "history.csv",
+        ...               plots={"confusion_matrix": run_dir / "plots/confusion_matrix.png"})  # doctest: +SKIP
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    main, others = _main_metrics(metrics or {})
+    notes: list[str] = []
+    md: list[str] = [f"# {title}", ""]
+
+    if config:
+        md += ["## Configuration", "", "| setting | value |", "|---|---|"]
+        md += [f"| {k} | {_fmt(v)} |" for k, v in _flatten(config)]
+        md.append("")
+
+    if main:
+        md += ["## Results (test)", "", *_headline(main), ""]
+    for name, block in others.items():
+        flat = [(k, v) for k, v in _flatten(block)
+                if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)]
+        if flat:
+            md += [f"### {name}", "", "| metric | value |", "|---|---:|"]
+            md += [f"| {k} | {_fmt(v)} |" for k, v in flat[:40]]
+            md.append("")
+
+    per_class = _per_class(main, n_rare)
+    if per_class:
+        md += ["## Per-class results", "", *per_class, ""]
+
+    summary = _history_summary(history) if history is not None else []
+    if summary:
+        md += ["## Training", "", *summary, ""]
+
+    plots = dict(plots or {})
+    order = [k for k, _ in _PLOT_SECTIONS if k in plots] + [
+        k for k in plots if k not in dict(_PLOT_SECTIONS)
+    ]
+    figures: list[str] = []
+    other_heading_done = False
+    for key in order:
+        p = Path(plots[key])
+        if not p.is_absolute():
+            p = run_dir / p if (run_dir / p).exists() else p.resolve()
+        if not p.exists():
+            notes.append(f"Figure `{key}` was not written ({plots[key]}).")
+            continue
+        rel = Path(os.path.relpath(p.resolve(), run_dir.resolve())).as_posix()
+        heading = dict(_PLOT_SECTIONS).get(key)
+        if heading is None:
+            if not other_heading_done:
+                figures += ["### Other figures", ""]
+                other_heading_done = True
+            figures += [f"![{key}]({rel})", ""]
+        else:
+            figures += [f"### {heading}", "", f"![{key}]({rel})", ""]
+    if figures:
+        md += ["## Figures", "", *figures]
+
+    for heading, body in extra_sections:
+        md += [f"## {heading}", "", body.rstrip(), ""]
+
+    if main.get("auc_note") and main.get("absent_classes"):
+        notes.append(main["auc_note"] + ".")
+    elif main.get("absent_classes"):
+        notes.append("Classes without test positives: " + ", ".join(main["absent_classes"]) + ".")
+    if main.get("task") == "multilabel" and main.get("thresholds"):
+        thr = sorted(set(main["thresholds"]))
+        notes.append("Decision threshold: " + (f"{thr[0]:.3f} for every tag." if len(thr) == 1
+                                               else "per class (see the table)."))
+    if main.get("majority_source") == "test":
+        notes.append("The majority baseline uses the most frequent test class "
+                     "(training counts were not given).")
+    if notes:
+        md += ["## Notes", "", *[f"- {n}" for n in notes], ""]
+
+    text = "\n".join(md).rstrip() + "\n"
+    (run_dir / "report.md").write_text(text)
+    return text

@@ -1,0 +1,169 @@
+"""Decision thresholds for multi-label (sigmoid) outputs: one global threshold or one per class.
+
+R4 tunes both on the validation split and reports both on test: a single threshold optimised for
+micro-F1, and per-class thresholds that each maximise that class's own F1. Scores come from
+``sklearn.metrics``; the search over a fixed grid is written here because sklearn has no
+threshold search for multi-label outputs (``TunedThresholdClassifierCV`` wraps estimators only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from sklearn import metrics as skm
+
+__all__ = [
+    "DEFAULT_GRID",
+    "SCORERS",
+    "apply_thresholds",
+    "score_predictions",
+    "tune_global_threshold",
+    "tune_per_class_thresholds",
+]
+
+DEFAULT_GRID = np.round(np.linspace(0.05, 0.95, 91), 6)
+
+SCORERS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "micro_f1": lambda y, p: skm.f1_score(y, p, average="micro", zero_division=0),
+    "macro_f1": lambda y, p: skm.f1_score(y, p, average="macro", zero_division=0),
+    "samples_f1": lambda y, p: skm.f1_score(y, p, average="samples", zero_division=0),
+    "exact_match": lambda y, p: skm.accuracy_score(y, p),
+}
+
+
+def apply_thresholds(
+    probs: np.ndarray, thresholds: float | Sequence[float] | np.ndarray
+) -> np.ndarray:
+    """0/1 predictions: ``probs >= threshold`` per column.
+
+    Args:
+        probs: ``(N, C)`` probabilities.
+        thresholds: a float, or ``(C,)`` per-class thresholds.
+
+    Returns:
+        ``(N, C)`` uint8 array of 0/1.
+
+    Example:
+        >>> apply_thresholds(np.array([[0.2, 0.7]]), [0.1, 0.8]).tolist()
+        [[1, 0]]
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    thr = np.asarray(thresholds, dtype=np.float64)
+    if thr.ndim > 1 or (thr.ndim == 1 and probs.ndim >= 1 and thr.shape[0] != probs.shape[-1]):
+        raise ValueError(
+            f"thresholds must be a float or one value per class ({probs.shape[-1]}); "
+            f"got shape {thr.shape}"
+        )
+    return (probs >= thr).astype(np.uint8)
+
+
+def score_predictions(y_true: np.ndarray, y_pred: np.ndarray, metric: str = "micro_f1") -> float:
+    """One of :data:`SCORERS` (``micro_f1``, ``macro_f1``, ``samples_f1``, ``exact_match``).
+
+    Args:
+        y_true: ``(N, C)`` 0/1 labels.
+        y_pred: ``(N, C)`` 0/1 predictions.
+        metric: scorer name.
+
+    Returns:
+        The score as a float.
+
+    Example:
+        >>> score_predictions(np.array([[1, 0]]), np.array([[1, 0]]))
+        1.0
+    """
+    if metric not in SCORERS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {sorted(SCORERS)}")
+    return float(SCORERS[metric](y_true, y_pred))
+
+
+def _check(y_true: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y_true = np.asarray(y_true).astype(np.int64)
+    probs = np.asarray(probs, dtype=np.float64)
+    if y_true.ndim != 2 or y_true.shape != probs.shape:
+        raise ValueError(
+            f"y_true and probs must both be (N, C); got {y_true.shape} and {probs.shape}"
+        )
+    return y_true, probs
+
+
+def tune_global_threshold(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    metric: str = "micro_f1",
+    grid: Sequence[float] | np.ndarray = DEFAULT_GRID,
+) -> tuple[float, float]:
+    """The single threshold of ``grid`` that maximises ``metric`` over all classes.
+
+    Ties go to the threshold closest to 0.5 (the untuned default).
+
+    Args:
+        y_true: ``(N, C)`` 0/1 validation labels.
+        probs: ``(N, C)`` validation probabilities.
+        metric: ``micro_f1`` (R4), ``macro_f1``, ``samples_f1`` or ``exact_match``.
+        grid: candidate thresholds.
+
+    Returns:
+        ``(threshold, score)``.
+
+    Example:
+        >>> t, s = tune_global_threshold(np.array([[1], [0]]), np.array([[0.3], [0.1]]))
+        >>> 0.1 < t <= 0.3, s
+        (True, 1.0)
+    """
+    y_true, probs = _check(y_true, probs)
+    grid = np.asarray(grid, dtype=np.float64)
+    scores = np.array([score_predictions(y_true, apply_thresholds(probs, t), metric) for t in grid])
+    best = np.flatnonzero(scores == scores.max())
+    i = best[np.argmin(np.abs(grid[best] - 0.5))]
+    return float(grid[i]), float(scores[i])
+
+
+def tune_per_class_thresholds(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    metric: str = "micro_f1",
+    grid: Sequence[float] | np.ndarray = DEFAULT_GRID,
+    *,
+    global_threshold: float | None = None,
+) -> tuple[np.ndarray, float]:
+    """Per-class thresholds: each class's threshold maximises that class's F1.
+
+    Classes without positives in ``y_true`` keep the global threshold (tuned with ``metric`` when
+    ``global_threshold`` is None). The global threshold is always a candidate and wins ties, so a
+    class's F1 is never below its F1 at the global threshold.
+
+    Args:
+        y_true: ``(N, C)`` 0/1 validation labels.
+        probs: ``(N, C)`` validation probabilities.
+        metric: the overall score returned (and used to tune the global fallback).
+        grid: candidate thresholds.
+        global_threshold: fallback threshold; tuned when None.
+
+    Returns:
+        ``(thresholds (C,), score)`` where ``score`` is ``metric`` with those thresholds.
+
+    Example:
+        >>> y = np.array([[1, 0], [0, 1], [0, 0]])
+        >>> p = np.array([[0.2, 0.1], [0.1, 0.9], [0.05, 0.6]])
+        >>> thr, s = tune_per_class_thresholds(y, p)
+        >>> s
+        1.0
+    """
+    y_true, probs = _check(y_true, probs)
+    if global_threshold is None:
+        global_threshold, _ = tune_global_threshold(y_true, probs, metric, grid)
+    cand = np.unique(np.append(np.asarray(grid, dtype=np.float64), global_threshold))
+    n, c = probs.shape
+    thr = np.full(c, float(global_threshold))
+    for j in range(c):
+        if y_true[:, j].sum() == 0:
+            continue
+        # One sklearn call scores every candidate: column g holds the predictions at cand[g].
+        preds = (probs[:, j : j + 1] >= cand[None, :]).astype(np.int64)
+        truth = np.repeat(y_true[:, j : j + 1], len(cand), axis=1)
+        f1 = skm.f1_score(truth, preds, average=None, zero_division=0)
+        best = np.flatnonzero(f1 == f1.max())
+        thr[j] = cand[best[np.argmin(np.abs(cand[best] - global_threshold))]]
+    return thr, score_predictions(y_true, apply_thresholds(probs, thr), metric)

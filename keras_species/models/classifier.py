@@ -1,0 +1,162 @@
+"""Classifiers from the registry: raw 0–255 RGB in, class scores out.
+
+Layout every recipe relies on::
+
+    Input "image" (H, W, 3) float 0–255 RGB
+      → layer "preprocessing"   (what the backbone expects, see preprocessing.py)
+      → nested model "backbone" (headless, from the registry)
+      → head layers             (heads.py)
+      → output layer "label"    (float32)
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+
+from keras_species.models.heads import HeadConfig, build_head
+from keras_species.models.preprocessing import preprocessing_layer
+from keras_species.models.registry import get_backbone
+
+
+def _size(input_size: int | tuple[int, int] | None, default: int) -> tuple[int, int]:
+    if input_size is None:
+        return default, default
+    if isinstance(input_size, int):
+        return input_size, input_size
+    h, w = input_size
+    return int(h), int(w)
+
+
+def build_backbone(
+    backbone: str,
+    input_size: int | tuple[int, int] | None = None,
+    weights: str | os.PathLike | None = None,
+) -> keras.Model:
+    """The registry's headless backbone ``backbone``, named ``"backbone"``.
+
+    Args:
+        backbone: registry name (``keras-species models`` lists them).
+        input_size: ``H`` or ``(H, W)``; the entry's default size when ``None``.
+        weights: ``None``, ``"imagenet"`` or a local ``.weights.h5``/``.h5`` file.
+
+    Returns:
+        A ``keras.Model`` taking *preprocessed* input and returning the last feature map.
+
+    Example:
+        >>> build_backbone("resnet18", 64).output.shape
+        (None, 2, 2, 512)
+    """
+    spec = get_backbone(backbone)
+    h, w = _size(input_size, spec.default_size)
+    model = spec.builder((h, w, 3), weights)
+    model.name = "backbone"  # renamed in place: a re-wrapped functional does not reload
+    return model
+
+
+def build_classifier(
+    backbone: str,
+    num_classes: int,
+    *,
+    input_size: int | tuple[int, int] | None = None,
+    weights: str | os.PathLike | None = None,
+    head: HeadConfig | None = None,
+    output: str = "softmax",
+    name: str | None = None,
+) -> keras.Model:
+    """A classifier: ``image`` → ``preprocessing`` → ``backbone`` → head → ``label``.
+
+    Build it inside ``training.precision.precision_policy(...)`` for mixed precision.
+
+    Args:
+        backbone: registry name, e.g. ``"convnext_tiny"``, ``"resnet18"``.
+        num_classes: number of classes (tags for multi-label).
+        input_size: ``H`` or ``(H, W)``; the backbone's default size when ``None``.
+        weights: ``None``, ``"imagenet"`` or a local weights file for the backbone.
+        head: the head (``HeadConfig()``: average pooling, linear) .
+        output: ``"softmax"``, ``"sigmoid"`` or ``"logits"``.
+        name: model name; ``"{backbone}_classifier"`` by default.
+
+    Returns:
+        A functional ``keras.Model`` taking float 0–255 RGB ``(B, H, W, 3)``.
+
+    Example:
+        >>> m = build_classifier("resnet18", 5, input_size=64)
+        >>> [m.layers[i].name for i in range(3)]
+        ['image', 'preprocessing', 'backbone']
+    """
+    spec = get_backbone(backbone)
+    h, w = _size(input_size, spec.default_size)
+    inputs = keras.Input((h, w, 3), name="image")
+    x = preprocessing_layer(spec.preprocessing, "preprocessing")(inputs)
+    x = build_backbone(spec.name, (h, w), weights)(x)
+    outputs = build_head(x, num_classes, head, output, name="label")
+    return keras.Model(inputs, outputs, name=name or f"{spec.name}_classifier")
+
+
+def backbone_of(model: keras.Model) -> keras.Model:
+    """The nested ``"backbone"`` model of a classifier or feature extractor.
+
+    Args:
+        model: a model built by :func:`build_classifier` or :func:`feature_extractor`.
+
+    Returns:
+        The backbone (shared, not a copy: changing it changes ``model``).
+
+    Example:
+        >>> backbone_of(build_classifier("resnet18", 2, input_size=32)).name
+        'backbone'
+    """
+    try:
+        return model.get_layer("backbone")
+    except ValueError as err:
+        raise ValueError(f"model {model.name!r} has no nested model named 'backbone'") from err
+
+
+def feature_extractor(
+    backbone: str,
+    input_size: int | tuple[int, int] | None = None,
+    weights: str | os.PathLike | None = None,
+    pooling: str = "avg",
+) -> keras.Model:
+    """``image`` (0–255 RGB) → ``preprocessing`` → ``backbone`` → pooled ``features``.
+
+    Used to compute backbone features once and cache them (R2's DenseNet features for
+    SVM/RF/XGBoost, R5's VGG16 feature extraction).
+
+    Args:
+        backbone: registry name.
+        input_size: ``H`` or ``(H, W)``; the backbone's default size when ``None``.
+        weights: ``None``, ``"imagenet"`` or a local weights file.
+        pooling: ``"avg"``, ``"max"``, ``"avgmax"`` or ``"flatten"``.
+
+    Returns:
+        A ``keras.Model`` whose output, named ``features``, is float32 ``(B, D)``.
+
+    Example:
+        >>> feature_extractor("resnet18", 32).output.shape
+        (None, 512)
+    """
+    spec = get_backbone(backbone)
+    h, w = _size(input_size, spec.default_size)
+    inputs = keras.Input((h, w, 3), name="image")
+    x = preprocessing_layer(spec.preprocessing, "preprocessing")(inputs)
+    x = build_backbone(spec.name, (h, w), weights)(x)
+    if pooling == "avg":
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    elif pooling == "max":
+        x = keras.layers.GlobalMaxPooling2D(name="pool")(x)
+    elif pooling == "avgmax":
+        x = keras.layers.Concatenate(name="pool")(
+            [
+                keras.layers.GlobalAveragePooling2D(name="avg_pool")(x),
+                keras.layers.GlobalMaxPooling2D(name="max_pool")(x),
+            ]
+        )
+    elif pooling == "flatten":
+        x = keras.layers.Flatten(name="pool")(x)
+    else:
+        raise ValueError(f"pooling={pooling!r}; choose avg, max, avgmax or flatten")
+    outputs = keras.layers.Activation("linear", dtype="float32", name="features")(x)
+    return keras.Model(inputs, outputs, name=f"{spec.name}_features")

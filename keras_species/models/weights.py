@@ -1,0 +1,233 @@
+"""Where a backbone's weights come from: ``None``, a local file, or ``"imagenet"``.
+
+``"imagenet"`` for a ``keras.applications`` entry is the very file Keras itself would download
+(same name, URL and hash), fetched with ``keras.utils.get_file`` into Keras's cache
+(``$KERAS_HOME/models/`` or ``~/.keras/models/``). Before any download, :func:`resolve_weights`
+looks in the cache and, when the file is not there, probes the download host with a 3-second
+socket connection: offline, it raises :class:`WeightsUnavailableError` at once, naming the file,
+its URL, the cache folder and how to pass a local file. It never hangs and never falls back to a
+random initialisation.
+
+A local file is loaded with :func:`load_weights_file`:
+
+* ``.weights.h5`` (Keras 3, e.g. ``backbone_of(model).save_weights("b.weights.h5")``): loaded
+  strictly; the architecture must match.
+* ``.h5`` (legacy HDF5, e.g. the ``*_notop.h5`` file Keras downloads, copied by hand): loaded in
+  layer order like ``keras.applications`` does; when that fails (e.g. the file of the full model
+  *with* its classification top), loaded by layer name with ``by_name=True,
+  skip_mismatch=True`` so the top's layers are skipped. An error is raised if no layer matched.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import keras
+import numpy as np
+
+from keras_species.models.registry import BackboneSpec, get_backbone
+
+PROBE_TIMEOUT_S = 3.0
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Weights that were asked for cannot be had (offline, missing file, no source)."""
+
+
+@dataclass(frozen=True)
+class KerasWeightsFile:
+    """The headless (``include_top=False``) ImageNet file a ``keras.applications`` model loads.
+
+    Args:
+        file_name: file name in Keras's cache (``{size}`` is replaced by the input size when
+            ``sizes`` is given, as for MobileNetV2).
+        origin: download URL (same ``{size}`` rule).
+        file_hash: the hash Keras checks, or ``None`` when Keras checks none.
+        sizes: input sizes that have their own file; any other size uses ``default_size``.
+        default_size: the size used when the input size is not in ``sizes``.
+    """
+
+    file_name: str
+    origin: str
+    file_hash: str | None = None
+    sizes: tuple[int, ...] = ()
+    default_size: int = 224
+
+    def for_size(self, size: int | None) -> KerasWeightsFile:
+        """This entry with ``{size}`` filled in for an input of ``size`` pixels."""
+        if not self.sizes:
+            return self
+        rows = size if size in self.sizes else self.default_size
+        return KerasWeightsFile(
+            self.file_name.format(size=rows), self.origin.format(size=rows), self.file_hash
+        )
+
+
+_KERAS_FILES: dict[str, KerasWeightsFile] = {}
+
+
+def register_keras_weights(name: str, file: KerasWeightsFile) -> None:
+    """Record the Keras ImageNet file of registry entry ``name`` (used by ``applications.py``)."""
+    _KERAS_FILES[name.lower()] = file
+
+
+def keras_weights_file(name: str, size: int | None = None) -> KerasWeightsFile | None:
+    """The Keras ImageNet file of entry ``name`` at input ``size``, or ``None`` if it has none."""
+    file = _KERAS_FILES.get(name.lower())
+    return None if file is None else file.for_size(size)
+
+
+def keras_cache_dir() -> Path:
+    """Keras's download cache: ``$KERAS_HOME/models``, else ``~/.keras/models``.
+
+    Falls back to ``/tmp/.keras/models`` when the home folder is not writable, as Keras does.
+    """
+    home = os.environ.get("KERAS_HOME")
+    if not home:
+        base = os.path.expanduser("~")
+        if not os.access(base, os.W_OK):
+            base = "/tmp"
+        home = os.path.join(base, ".keras")
+    return Path(home).expanduser() / "models"
+
+
+def host_reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to ``url``'s host opens within ``timeout`` seconds."""
+    parsed = urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _spec(spec_or_name: BackboneSpec | str) -> BackboneSpec:
+    return get_backbone(spec_or_name) if isinstance(spec_or_name, str) else spec_or_name
+
+
+def resolve_weights(
+    spec_or_name: BackboneSpec | str, weights: str | os.PathLike | None, size: int | None = None
+) -> str | None:
+    """Check ``weights`` for a backbone and return what its builder should load.
+
+    Args:
+        spec_or_name: the registry entry or its name.
+        weights: ``None``, a local ``.weights.h5``/``.h5`` path, or ``"imagenet"``.
+        size: the input size (MobileNetV2 has one ImageNet file per size).
+
+    Returns:
+        ``None`` (random initialisation), the path of a local file to load (for ``"imagenet"``
+        on a ``keras.applications`` entry: the file in Keras's cache, downloaded if needed), or
+        ``"imagenet"`` unchanged for an entry whose family module fetches its own weights.
+
+    Raises:
+        WeightsUnavailableError: a missing local file, an offline ``"imagenet"`` whose file is not
+            cached, or an entry with no ImageNet source.
+
+    Example:
+        >>> resolve_weights("resnet18", None) is None
+        True
+    """
+    if weights is None:
+        return None
+    spec = _spec(spec_or_name)
+    text = os.fspath(weights)
+    if text.lower() != "imagenet":
+        path = Path(text).expanduser()
+        if not path.name.endswith((".weights.h5", ".h5", ".hdf5")):
+            raise WeightsUnavailableError(
+                f"weights={text!r} for {spec.name}: expected None, 'imagenet' or a path to a "
+                "'.weights.h5' or '.h5' file"
+            )
+        if not path.is_file():
+            raise WeightsUnavailableError(
+                f"weights file {str(path)!r} for {spec.name} does not exist; check the path, or "
+                "pass weights=None for a random initialisation"
+            )
+        return str(path)
+    file = keras_weights_file(spec.name, size)
+    if file is None:
+        if "imagenet" in spec.weight_sources:
+            return "imagenet"
+        raise WeightsUnavailableError(
+            f"{spec.name} has no 'imagenet' weights source ({spec.weights_origin or 'none'}); "
+            "pass a local converted file instead, e.g. --weights /path/"
+            f"{spec.name}.weights.h5 (saved with backbone.save_weights), or weights=None"
+        )
+    cache = keras_cache_dir()
+    cached = cache / file.file_name
+    if cached.is_file():
+        return str(cached)
+    if not host_reachable(file.origin):
+        raise WeightsUnavailableError(
+            f"ImageNet weights for {spec.name} are not in Keras's cache and "
+            f"{urlparse(file.origin).hostname} cannot be reached (offline?).\n"
+            f"  file:  {file.file_name}\n  url:   {file.origin}\n  cache: {cached}\n"
+            "Either download the file elsewhere and copy it to that cache path "
+            "(set KERAS_HOME to use another cache folder), or pass it directly, e.g. "
+            f"--weights /path/{file.file_name} (weights='/path/{file.file_name}'), "
+            "or use weights=None to train from scratch."
+        )
+    return keras.utils.get_file(
+        file.file_name,
+        file.origin,
+        cache_subdir="models",
+        cache_dir=str(cache.parent),
+        file_hash=file.file_hash,
+    )
+
+
+def _changed_layers(model: keras.Model, before: list[list[np.ndarray]]) -> int:
+    count = 0
+    for layer, old in zip(model.layers, before):
+        new = layer.get_weights()
+        if any(not np.array_equal(a, b) for a, b in zip(old, new)):
+            count += 1
+    return count
+
+
+def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:
+    """Load a local weights file into a backbone built with ``weights=None``.
+
+    Args:
+        model: the backbone.
+        path: a ``.weights.h5`` file (strict load) or a legacy ``.h5``/``.hdf5`` file (layer
+            order first, then by layer name skipping mismatches, e.g. for a file with a top).
+
+    Raises:
+        WeightsUnavailableError: when the file does not fit the backbone.
+
+    Example:
+        >>> # backbone.save_weights("b.weights.h5"); load_weights_file(other_backbone, "b.weights.h5")
+    """
+    text = os.fspath(path)
+    if text.endswith(".weights.h5"):
+        try:
+            model.load_weights(text)
+        except (ValueError, KeyError) as err:
+            raise WeightsUnavailableError(
+                f"weights file {text!r} does not fit backbone {model.name!r}: {err}"
+            ) from err
+        return
+    try:
+        model.load_weights(text)
+        return
+    except (ValueError, KeyError):
+        pass
+    before = [layer.get_weights() for layer in model.layers]
+    try:
+        model.load_weights(text, by_name=True, skip_mismatch=True)
+    except (ValueError, KeyError) as err:
+        raise WeightsUnavailableError(
+            f"legacy weights file {text!r} does not fit backbone {model.name!r}: {err}"
+        ) from err
+    if _changed_layers(model, before) == 0:
+        raise WeightsUnavailableError(
+            f"no layer of backbone {model.name!r} matched a layer name in {text!r}; is it the "
+            "file of another architecture?"
+        )

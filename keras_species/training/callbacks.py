@@ -1,0 +1,286 @@
+"""Callbacks Keras lacks: learning-rate logging, atomic checkpoints, a phase-aware history.
+
+Everything else a plan uses comes from ``keras.callbacks`` (EarlyStopping, TensorBoard,
+TerminateOnNaN, BackupAndRestore). Keras 3.15 adds ``learning_rate`` to the epoch logs only from
+``LearningRateScheduler``, ``ReduceLROnPlateau`` and ``TensorBoard``; ``LearningRateLogger`` fills
+the same key in every other case (and leaves it alone when one of those set it).
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+
+LR_KEY = "learning_rate"
+"""The logs / history column holding the learning rate (the key Keras' own callbacks use)."""
+
+FIRST_COLUMNS = ("epoch", "phase", LR_KEY)
+
+
+def base_optimizer(optimizer):
+    """The optimizer that holds the hyper-parameters (unwraps ``LossScaleOptimizer``).
+
+    Args:
+        optimizer: a Keras optimizer, possibly wrapped for mixed-precision loss scaling.
+
+    Returns:
+        The inner optimizer, or ``optimizer`` itself.
+
+    Example:
+        >>> base_optimizer(keras.optimizers.Adam()).name
+        'adam'
+    """
+    return getattr(optimizer, "inner_optimizer", optimizer)
+
+
+def current_learning_rate(optimizer) -> float:
+    """The optimizer's learning rate now (a schedule is evaluated at the current step).
+
+    Args:
+        optimizer: a Keras optimizer (wrapped or not).
+
+    Returns:
+        The learning rate as a Python float.
+
+    Example:
+        >>> current_learning_rate(keras.optimizers.SGD(0.1))
+        0.1...
+    """
+    opt = base_optimizer(optimizer)
+    return float(keras.ops.convert_to_numpy(opt.learning_rate))
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    """Adds the learning rate at the end of each epoch to the logs as ``learning_rate``.
+
+    Keras reports it only through LearningRateScheduler / ReduceLROnPlateau / TensorBoard; a value
+    already put there by one of them is kept. Place it before the callbacks that read the logs.
+
+    Example:
+        >>> model.fit(x, y, callbacks=[LearningRateLogger()])  # doctest: +SKIP
+    """
+
+    def __init__(self, key: str = LR_KEY):
+        super().__init__()
+        self.key = key
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and self.key not in logs:
+            logs[self.key] = current_learning_rate(self.model.optimizer)
+
+
+def _fsync(path: str) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def atomic_save_model(model: keras.Model, path: str | os.PathLike) -> Path:
+    """Save ``model`` to ``path`` (a ``.keras`` file) so that ``path`` is never half-written.
+
+    The model is written to a temporary file in the same folder, synced, then moved over ``path``
+    with ``os.replace`` (atomic on POSIX and Windows when source and target share a file system).
+
+    Args:
+        model: the model to save.
+        path: the target ``.keras`` file.
+
+    Returns:
+        ``path`` as a ``Path``.
+
+    Example:
+        >>> atomic_save_model(model, "runs/x/final.keras")  # doctest: +SKIP
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        model.save(tmp, overwrite=True)
+        _fsync(str(tmp))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """``keras.callbacks.ModelCheckpoint`` whose file is never left half-written.
+
+    ModelCheckpoint writes straight into its target, so a run killed while saving leaves a
+    truncated ``best.keras``; this subclass points the parent at a temporary file in the same
+    folder and moves it over the target with ``os.replace`` once it is complete. Stale temporary
+    files of a killed run are removed when training begins.
+
+    Args:
+        filepath: the target file (``.keras`` or ``.weights.h5``; no ``{epoch}`` placeholders).
+        **kwargs: as ``keras.callbacks.ModelCheckpoint`` (monitor, mode, save_best_only,
+            save_weights_only, initial_value_threshold, verbose).
+
+    Example:
+        >>> ckpt = AtomicModelCheckpoint("run/best.keras", monitor="val_accuracy",
+        ...                              save_best_only=True)  # doctest: +SKIP
+    """
+
+    def __init__(self, filepath: str | os.PathLike, **kwargs):
+        filepath = os.fspath(filepath)
+        super().__init__(filepath, **kwargs)
+        self.target = filepath
+        name = os.path.basename(filepath)
+        stem, suffix = (
+            (name[: -len(".weights.h5")], ".weights.h5")
+            if name.endswith(".weights.h5")
+            else os.path.splitext(name)
+        )
+        self._tmp_prefix = os.path.join(os.path.dirname(filepath) or ".", f".{stem}.tmp-")
+        self._tmp = f"{self._tmp_prefix}{os.getpid()}{suffix}"
+
+    def on_train_begin(self, logs=None):
+        for stale in glob.glob(glob.escape(self._tmp_prefix) + "*"):
+            os.remove(stale)
+        super().on_train_begin(logs)
+
+    def _atomic(self, save, *args) -> None:
+        self.filepath = self._tmp
+        try:
+            save(*args)
+        except BaseException:
+            if os.path.exists(self._tmp):
+                os.remove(self._tmp)
+            raise
+        finally:
+            self.filepath = self.target
+        if os.path.exists(self._tmp):
+            _fsync(self._tmp)
+            os.replace(self._tmp, self.target)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._atomic(super().on_epoch_end, epoch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._atomic(super().on_train_batch_end, batch, logs)
+
+
+def _parse(value: str):
+    if value == "":
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return int(number) if number.is_integer() and "." not in value and "e" not in value else number
+
+
+def read_history(path: str | os.PathLike) -> list[dict]:
+    """Rows of a ``history.csv`` written by ``HistoryWriter`` (numbers parsed, blanks → None).
+
+    Args:
+        path: the CSV file; a missing file gives ``[]``.
+
+    Returns:
+        One dict per epoch.
+
+    Example:
+        >>> read_history("runs/quickstart/demo/history.csv")[0]["phase"]  # doctest: +SKIP
+        'head'
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        rows = [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    for row in rows:
+        if isinstance(row.get("phase"), (int, float)):
+            row["phase"] = str(row["phase"])
+    return rows
+
+
+def write_history(path: str | os.PathLike, rows: Sequence[dict]) -> Path:
+    """Write history rows to CSV atomically: ``epoch, phase, learning_rate``, then the rest.
+
+    Args:
+        path: target CSV.
+        rows: one dict per epoch; columns are the union of their keys (blank where absent).
+
+    Returns:
+        ``path`` as a ``Path``.
+
+    Example:
+        >>> write_history("h.csv", [{"epoch": 1, "phase": "head", "loss": 0.5}])  # doctest: +SKIP
+    """
+    path = Path(path)
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    rest = [k for k in keys if k not in FIRST_COLUMNS]
+    train_cols = sorted(k for k in rest if not k.startswith("val_"))
+    val_cols = sorted(k for k in rest if k.startswith("val_"))
+    columns = [c for c in FIRST_COLUMNS if c in keys or c != LR_KEY] + train_cols + val_cols
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def _scalar(value):
+    try:
+        number = float(keras.ops.convert_to_numpy(value))
+    except (TypeError, ValueError):
+        return value
+    if not math.isfinite(number):
+        return str(number)
+    # Metrics are float32: keep the shortest decimal that round-trips it (0.01, not 0.00999..).
+    return float(str(np.float32(number)))
+
+
+class HistoryWriter(keras.callbacks.Callback):
+    """One ``history.csv`` across phases and restarts: a ``phase`` column, global epochs from 1.
+
+    Written by hand because ``keras.callbacks.CSVLogger`` fixes its columns at the first epoch
+    of the first phase and, on resume, cannot drop the rows of an epoch that was logged but not
+    backed up before the kill (that epoch runs again and would appear twice). Here the rows are
+    kept in memory, the rows at or after the epoch a ``fit`` actually starts from are dropped,
+    and the whole (small) file is rewritten atomically after each epoch.
+
+    Args:
+        path: the CSV file (read back first, so a resumed run appends to its history).
+        phase: the phase name written in the ``phase`` column.
+        rows: rows to start from instead of reading ``path``.
+
+    Example:
+        >>> model.fit(ds, epochs=3, callbacks=[HistoryWriter("run/history.csv", "head")])  # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | os.PathLike, phase: str, rows: list[dict] | None = None):
+        super().__init__()
+        self.path = Path(path)
+        self.phase = phase
+        self.rows: list[dict] = list(rows) if rows is not None else read_history(self.path)
+        self._started = False
+
+    def on_train_begin(self, logs=None):
+        self._started = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self._started:
+            # ``epoch`` is where this fit really starts (after BackupAndRestore's restore):
+            # rows of later epochs belong to an interrupted attempt and are replaced.
+            self.rows = [r for r in self.rows if int(r["epoch"]) <= epoch]
+            self._started = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1, "phase": self.phase}
+        row.update({k: _scalar(v) for k, v in (logs or {}).items()})
+        self.rows = [r for r in self.rows if int(r["epoch"]) != epoch + 1] + [row]
+        write_history(self.path, self.rows)

@@ -1,0 +1,677 @@
+"""Feature extraction with an on-disk cache, and classifiers trained on the cached features.
+
+A frozen backbone is run over a manifest's images once; its pooled features are saved to
+``<cache_dir>/<key>.npz``. The key hashes everything the features depend on: the backbone name,
+the weights' identity (``None``, ``"imagenet"``, or a file's path + size + mtime), the input size,
+the pooling, the dataset function and the ordered file list with each file's size and mtime. Any
+change recomputes; the same input loads from the cache. Then train a dense head
+(:func:`train_dense_head`, R5's feature-extraction classifier) or a scikit-learn classifier
+(:func:`train_sklearn`, R2's DenseNet121 features → SVM / Random Forest / XGBoost) on them.
+
+Epochs on cached features take milliseconds where an epoch through a frozen backbone takes
+minutes on a CPU (``benchmarks/feature_cache.py`` measures the ratio), which is what makes
+pretrained backbones practical without a GPU. No augmentation happens on this path: the features
+are computed once, as R5's variant (a) did.
+
+Example:
+    >>> from keras_species.data import sources
+    >>> m = sources.load("demo")                                     # doctest: +SKIP
+    >>> fs = extract_features(m, "efficientnet_lite0", weights="imagenet")  # doctest: +SKIP
+    >>> train, val = fs.split("train"), fs.split("val")              # doctest: +SKIP
+    >>> clf = train_sklearn(train.features, train.labels, "logreg")  # doctest: +SKIP
+    >>> head = train_dense_head(train.features, train.labels, val.features, val.labels)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import numbers
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from keras_species.data.manifest import UNLABELLED, Manifest
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+FEATURE_CACHE_VERSION = 1
+"""Bumped when the cache layout or the way images are read changes; part of every key."""
+
+DEFAULT_CACHE_DIR = "~/.cache/keras_species/features"
+
+SKLEARN_CLASSIFIERS = ("logreg", "svc", "rf", "hgb", "xgb")
+
+DatasetFn = Callable[[Manifest, tuple[int, int], int], "tf.data.Dataset"]
+"""``dataset_fn(manifest, (h, w), batch_size)`` yielding batches of float 0–255 RGB images (or
+``(images, ...)`` tuples) in manifest order, one per readable file."""
+
+
+@dataclass
+class FeatureSet:
+    """Features of a manifest's images, row-aligned with its labels and paths.
+
+    Args:
+        features: ``(N, D)`` float32 features.
+        labels: the manifest's labels of those rows (``(N,)`` int, ``-1`` = unlabelled, or
+            ``(N, C)`` multi-hot).
+        paths: the image paths of those rows.
+        key: the cache key the features were stored under.
+        splits: the manifest's split name per row, if it has splits.
+        skipped: paths of the manifest that could not be read (no row for them).
+        cache_path: the ``.npz`` file, or ``None`` when caching was off.
+        from_cache: whether the features were loaded rather than computed.
+    """
+
+    features: np.ndarray
+    labels: np.ndarray
+    paths: list[str]
+    key: str
+    splits: list[str] | None = None
+    skipped: list[str] = field(default_factory=list)
+    cache_path: str | None = None
+    from_cache: bool = False
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def subset(self, index: Sequence[int] | np.ndarray) -> FeatureSet:
+        """The rows ``index`` (ints or a boolean mask) as a new FeatureSet."""
+        index = np.asarray(index)
+        if index.dtype == bool:
+            index = np.flatnonzero(index)
+        return FeatureSet(
+            self.features[index], self.labels[index], [self.paths[i] for i in index], self.key,
+            None if self.splits is None else [self.splits[i] for i in index],
+            list(self.skipped), self.cache_path, self.from_cache,
+        )
+
+    def split(self, name: str) -> FeatureSet:
+        """The rows of split ``name`` (``"train"``, ``"val"``, ``"test"``, ``"fold0"``…)."""
+        if self.splits is None:
+            raise ValueError("these features have no splits: split the manifest before extracting")
+        rows = [i for i, s in enumerate(self.splits) if s == name]
+        if not rows:
+            raise ValueError(f"no rows in split {name!r}; splits present: {sorted(set(self.splits))}")
+        return self.subset(rows)
+
+    def labelled(self) -> FeatureSet:
+        """The rows that have a label (single-label ``!= -1``; multi-label rows are all kept)."""
+        if self.labels.ndim == 2:
+            return self
+        return self.subset(self.labels != UNLABELLED)
+
+
+# ----------------------------------------------------------------------------------------------
+# Cache key
+
+
+def _file_identity(path: str) -> list[Any]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return [path, -1, -1]  # a missing file is part of the key; extraction skips it
+    return [path, st.st_size, st.st_mtime_ns]
+
+
+def weights_identity(weights: str | os.PathLike | None) -> Any:
+    """What identifies ``weights`` in a cache key.
+
+    Args:
+        weights: ``None``, ``"imagenet"`` (or another named source), or a local weights file.
+
+    Returns:
+        ``None``, the source name, or ``[absolute path, size, mtime_ns]`` for a file.
+
+    Example:
+        >>> weights_identity(None), weights_identity("imagenet")
+        (None, 'imagenet')
+    """
+    if weights is None:
+        return None
+    w = os.fspath(weights)
+    if os.path.exists(os.path.expanduser(w)):
+        return _file_identity(os.path.abspath(os.path.expanduser(w)))
+    return w
+
+
+def model_identity(model: keras.Model) -> dict[str, Any]:
+    """Identity of a ready extractor: its name, shapes and a SHA-256 of its weight values.
+
+    Args:
+        model: a ``keras.Model`` mapping images to features.
+
+    Returns:
+        A JSON-ready dict; two models with different weights get different identities.
+
+    Example:
+        >>> import keras
+        >>> m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        >>> sorted(model_identity(m))
+        ['input_shape', 'name', 'output_shape', 'weights_sha256']
+    """
+    h = hashlib.sha256()
+    for v in model.weights:
+        arr = np.asarray(v.numpy() if hasattr(v, "numpy") else v)
+        h.update(str(arr.shape).encode())
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return {
+        "name": model.name,
+        "input_shape": list(model.input_shape),
+        "output_shape": list(model.output_shape),
+        "weights_sha256": h.hexdigest(),
+    }
+
+
+def feature_cache_key(
+    paths: Sequence[str],
+    *,
+    backbone: str | None,
+    weights: Any,
+    input_size: tuple[int, int],
+    pooling: str | None,
+    extractor: keras.Model | None = None,
+    dataset_fn: DatasetFn | None = None,
+) -> str:
+    """The cache key of a feature extraction (a 24-hex-digit SHA-256 prefix).
+
+    Args:
+        paths: the ordered image paths.
+        backbone: registry name (ignored when ``extractor`` is given).
+        weights: as for :func:`extract_features`.
+        input_size: ``(height, width)``.
+        pooling: ``"avg"``, ``"max"``… or ``None``.
+        extractor: a ready model; its :func:`model_identity` replaces backbone and weights.
+        dataset_fn: a custom dataset function; its qualified name is part of the key.
+
+    Returns:
+        The key; every changed part (including a file's size or mtime) changes it.
+
+    Example:
+        >>> k = feature_cache_key([], backbone="resnet18", weights=None, input_size=(224, 224),
+        ...                       pooling="avg")
+        >>> len(k)
+        24
+    """
+    parts: dict[str, Any] = {
+        "version": FEATURE_CACHE_VERSION,
+        "input_size": [int(input_size[0]), int(input_size[1])],
+        "pooling": pooling,
+        "dataset_fn": None if dataset_fn is None else (
+            f"{getattr(dataset_fn, '__module__', '')}.{getattr(dataset_fn, '__qualname__', repr(dataset_fn))}"
+        ),
+    }
+    if extractor is not None:
+        parts["extractor"] = model_identity(extractor)
+    else:
+        parts["backbone"] = backbone.lower() if backbone else None
+        parts["weights"] = weights_identity(weights)
+    h = hashlib.sha256(json.dumps(parts, sort_keys=True).encode())
+    for p in paths:
+        h.update(json.dumps(_file_identity(os.fspath(p))).encode())
+        h.update(b"\n")
+    return h.hexdigest()[:24]
+
+
+# ----------------------------------------------------------------------------------------------
+# Images → features
+
+
+def _size(input_size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(input_size, numbers.Integral):
+        return int(input_size), int(input_size)
+    h, w = (int(v) for v in input_size)
+    return h, w
+
+
+def _readable_dataset(
+    paths: Sequence[str], size: tuple[int, int], batch_size: int, skipped: list[int]
+) -> tf.data.Dataset:
+    """Decode + resize with :func:`keras_species.data.images.read_image`, recording the rows of
+    unreadable files in ``skipped`` (used when the data pipeline is not available)."""
+    import tensorflow as tf
+
+    from keras_species.data.images import ImageReadError, read_image
+
+    def gen():  # noqa: ANN202
+        skipped.clear()
+        for i, p in enumerate(paths):
+            try:
+                yield read_image(p)
+            except (ImageReadError, OSError):
+                skipped.append(i)
+
+    ds = tf.data.Dataset.from_generator(
+        gen, output_signature=tf.TensorSpec((None, None, 3), tf.uint8)
+    )
+    ds = ds.map(lambda x: tf.image.resize(tf.cast(x, tf.float32), size), num_parallel_calls=2)
+    return ds.batch(batch_size).prefetch(1)
+
+
+def _pipeline_dataset(
+    manifest: Manifest, size: tuple[int, int], batch_size: int
+) -> tuple[tf.data.Dataset, list[int]] | None:
+    """The library's data pipeline in inference mode and the rows its file check leaves out,
+    or ``None`` when the pipeline module is not installed."""
+    try:
+        from keras_species.data.pipeline import check_files, make_dataset
+    except ModuleNotFoundError as err:
+        if err.name != "keras_species.data.pipeline":
+            raise
+        return None
+    _, bad = check_files(manifest.paths)
+    ds = make_dataset(manifest, size, batch_size, training=False, label_mode="none", cache=False)
+    return ds, [i for i, p in enumerate(manifest.paths) if p in bad]
+
+
+def _unreadable_rows(paths: Sequence[str]) -> list[int]:
+    from keras_species.data.images import ImageReadError, read_image
+
+    bad = []
+    for i, p in enumerate(paths):
+        try:
+            read_image(p)
+        except (ImageReadError, OSError):
+            bad.append(i)
+    return bad
+
+
+def _images_only(ds: tf.data.Dataset) -> tf.data.Dataset:
+    spec = ds.element_spec
+    if isinstance(spec, tuple):
+        return ds.map(lambda *xs: xs[0])
+    return ds
+
+
+def _run_extractor(
+    extractor: keras.Model,
+    manifest: Manifest,
+    size: tuple[int, int],
+    batch_size: int,
+    dataset_fn: DatasetFn | None,
+    verbose: int,
+) -> tuple[np.ndarray, list[int]]:
+    """Features of the readable rows and the row indices that were kept."""
+    skipped: list[int] = []
+    exact = False  # True when `skipped` is known to list exactly the rows the dataset leaves out
+    if dataset_fn is not None:
+        ds = dataset_fn(manifest, size, batch_size)
+    else:
+        made = _pipeline_dataset(manifest, size, batch_size)
+        if made is None:
+            ds, exact = _readable_dataset(manifest.paths, size, batch_size, skipped), True
+        else:
+            ds, skipped = made
+    feats = extractor.predict(_images_only(ds), verbose=verbose)
+    feats = np.asarray(feats, np.float32).reshape(len(feats), -1)
+    n = len(manifest)
+    if not exact and len(feats) != n - len(skipped):
+        # a file passed the header check but failed to decode: find every unreadable row
+        skipped = _unreadable_rows(manifest.paths)
+    bad = set(skipped)
+    kept = [i for i in range(n) if i not in bad]
+    if len(kept) != len(feats):
+        raise RuntimeError(
+            f"the dataset gave {len(feats)} images for {n} manifest rows ({len(skipped)} "
+            "unreadable); it must yield every readable file once, in manifest order "
+            "(training=False, no shuffling, no repeat)"
+        )
+    return feats, kept
+
+
+def _default_extractor(
+    backbone: str, size: tuple[int, int], weights: Any, pooling: str | None
+) -> keras.Model:
+    from keras_species.models.classifier import feature_extractor
+
+    return feature_extractor(backbone, size, weights, pooling=pooling)
+
+
+def _save(path: Path, **arrays: np.ndarray) -> None:
+    """Write ``path`` atomically (a temp file in the same folder, then ``os.replace``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def extract_features(
+    manifest: Manifest,
+    backbone: str | None = None,
+    *,
+    input_size: int | Sequence[int] | None = None,
+    weights: str | os.PathLike | None = None,
+    batch_size: int = 32,
+    cache_dir: str | os.PathLike | None = DEFAULT_CACHE_DIR,
+    pooling: str = "avg",
+    extractor: keras.Model | None = None,
+    dataset_fn: DatasetFn | None = None,
+    verbose: int = 0,
+) -> FeatureSet:
+    """Run a frozen backbone over a manifest's images once, caching the features on disk.
+
+    Args:
+        manifest: the images (all splits at once is best: :meth:`FeatureSet.split` selects).
+        backbone: registry name (``keras_species.models.list_backbones()``); the extractor is
+            ``keras_species.models.classifier.feature_extractor(backbone, size, weights,
+            pooling)``, taking 0–255 RGB and carrying its own preprocessing.
+        input_size: ``H`` or ``(H, W)``; default the backbone's (or the extractor's) input size.
+        weights: ``None``, ``"imagenet"``, or a local weights file (identified by path, size and
+            mtime in the key).
+        batch_size: images per forward pass.
+        cache_dir: folder of ``<key>.npz`` files; ``None`` turns caching off.
+        pooling: pooling of the backbone's last feature map (``"avg"``, ``"max"``).
+        extractor: a ready ``keras.Model`` image (0–255) → features, used instead of
+            ``backbone``/``weights``; the key then hashes its weight values.
+        dataset_fn: ``dataset_fn(manifest, (h, w), batch_size)`` replacing the library's
+            pipeline (``make_dataset(..., training=False, label_mode="none")``); it must yield
+            every readable image once, in manifest order.
+        verbose: Keras ``predict`` verbosity.
+
+    Returns:
+        A :class:`FeatureSet`: ``(N, D)`` float32 features aligned with ``labels``/``paths``
+        (unreadable files are left out and listed in ``skipped``).
+
+    Example:
+        >>> fs = extract_features(manifest, "mobilenet_v2", input_size=224)  # doctest: +SKIP
+        >>> fs.features.shape, fs.from_cache                                 # doctest: +SKIP
+        ((80, 1280), False)
+    """
+    if extractor is None and backbone is None:
+        raise ValueError("pass a registry `backbone` name or a ready `extractor` model")
+    if len(manifest) == 0:
+        raise ValueError("the manifest has no images: nothing to extract features from")
+    if input_size is None:
+        if extractor is not None:
+            input_size = tuple(extractor.input_shape[1:3])
+            if None in input_size:
+                raise ValueError("the extractor has no fixed input size: pass input_size=(H, W)")
+        else:
+            from keras_species.models import get_backbone
+
+            input_size = get_backbone(backbone).default_size
+    size = _size(input_size)
+    key = feature_cache_key(
+        manifest.paths, backbone=backbone, weights=weights, input_size=size, pooling=pooling,
+        extractor=extractor, dataset_fn=dataset_fn,
+    )
+    path = None if cache_dir is None else Path(os.path.expanduser(os.fspath(cache_dir))) / f"{key}.npz"
+
+    def result(feats: np.ndarray, kept: list[int], from_cache: bool) -> FeatureSet:
+        kept_set = set(kept)
+        return FeatureSet(
+            features=feats,
+            labels=manifest.labels[kept],
+            paths=[manifest.paths[i] for i in kept],
+            key=key,
+            splits=None if manifest.splits is None else [manifest.splits[i] for i in kept],
+            skipped=[p for i, p in enumerate(manifest.paths) if i not in kept_set],
+            cache_path=None if path is None else str(path),
+            from_cache=from_cache,
+        )
+
+    if path is not None and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                feats, kept = z["features"], z["kept"].tolist()
+            if len(feats) == len(kept) and (not kept or max(kept) < len(manifest)):
+                return result(feats.astype(np.float32, copy=False), kept, True)
+        except (OSError, ValueError, KeyError):
+            pass  # an unreadable cache file is recomputed and overwritten
+
+    if extractor is None:
+        extractor = _default_extractor(backbone, size, weights, pooling)
+    feats, kept = _run_extractor(extractor, manifest, size, batch_size, dataset_fn, verbose)
+    if path is not None:
+        _save(path, features=feats, kept=np.asarray(kept, np.int64),
+              paths=np.asarray(manifest.paths, dtype=str), key=np.asarray(key))
+    return result(feats, kept, False)
+
+
+# ----------------------------------------------------------------------------------------------
+# Classifiers on features
+
+
+def _check_single_label(features: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(features, np.float32)
+    y = np.asarray(y)
+    if x.ndim != 2:
+        raise ValueError(f"features must be (N, D), got shape {x.shape}")
+    if len(x) != len(y):
+        raise ValueError(f"{len(x)} feature rows but {len(y)} labels")
+    if y.ndim != 1:
+        raise ValueError(
+            f"labels of shape {y.shape}: scikit-learn classifiers here take single-label (N,) "
+            "class indices; for multi-label data use train_dense_head (sigmoid output)"
+        )
+    if (y == UNLABELLED).any():
+        raise ValueError(
+            f"{int((y == UNLABELLED).sum())} rows are unlabelled (-1): train on "
+            "FeatureSet.labelled() rows only"
+        )
+    return x, y.astype(np.int64)
+
+
+def train_sklearn(
+    features_train: np.ndarray, y_train: np.ndarray, classifier: str = "logreg", **kw: Any
+) -> Any:
+    """Fit a scikit-learn (or XGBoost) classifier on features (R2: SVM, Random Forest, XGBoost).
+
+    Args:
+        features_train: ``(N, D)`` features.
+        y_train: ``(N,)`` class indices (no ``-1``).
+        classifier: ``"logreg"`` (StandardScaler + LogisticRegression), ``"svc"``
+            (StandardScaler + SVC with probabilities), ``"rf"`` (RandomForestClassifier),
+            ``"hgb"`` (HistGradientBoostingClassifier) or ``"xgb"`` (xgboost.XGBClassifier).
+        **kw: keyword arguments of the estimator (``C=``, ``n_estimators=``…);
+            ``random_state`` defaults to 0.
+
+    Returns:
+        The fitted estimator (``predict``, ``predict_proba`` with columns ``classes_``).
+
+    Raises:
+        ImportError: ``"xgb"`` without the ``xgboost`` package, saying how to install it.
+
+    Example:
+        >>> x = np.r_[np.zeros((5, 2)), np.ones((5, 2))]; y = np.r_[[0] * 5, [1] * 5]
+        >>> train_sklearn(x, y, "logreg").predict_proba(x).shape
+        (10, 2)
+    """
+    x, y = _check_single_label(features_train, y_train)
+    name = classifier.lower()
+    if name == "xgb":
+        try:
+            from xgboost import XGBClassifier
+        except ModuleNotFoundError as err:
+            raise ImportError(
+                "classifier='xgb' needs XGBoost: `pip install xgboost` (or use 'hgb', "
+                "scikit-learn's histogram gradient boosting, which needs nothing more)"
+            ) from err
+        classes = np.unique(y)
+        if not np.array_equal(classes, np.arange(len(classes))):
+            raise ValueError(
+                f"XGBoost needs classes 0..K-1 all present in training, got {classes.tolist()}"
+            )
+        kw.setdefault("random_state", 0)
+        return XGBClassifier(**kw).fit(x, y)
+
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    kw.setdefault("random_state", 0)
+    if name == "logreg":
+        kw.setdefault("max_iter", 2000)
+        est = make_pipeline(StandardScaler(), LogisticRegression(**kw))
+    elif name == "svc":
+        kw.setdefault("probability", True)
+        est = make_pipeline(StandardScaler(), SVC(**kw))
+    elif name == "rf":
+        kw.setdefault("n_estimators", 300)
+        est = RandomForestClassifier(**kw)
+    elif name == "hgb":
+        est = HistGradientBoostingClassifier(**kw)
+    else:
+        raise ValueError(f"classifier={classifier!r}: choose one of {SKLEARN_CLASSIFIERS}")
+    return est.fit(x, y)
+
+
+def build_dense_head(
+    input_dim: int,
+    num_classes: int,
+    *,
+    units: Sequence[int] = (256,),
+    dropout: float = 0.5,
+    output: str = "softmax",
+) -> keras.Model:
+    """A dense classifier on feature vectors: ``units`` × (Dense ReLU → Dropout) → Dense C.
+
+    Args:
+        input_dim: feature size ``D``.
+        num_classes: output units.
+        units: hidden layer sizes (R5: one Dense 256).
+        dropout: dropout rate after each hidden layer (R5: 0.5).
+        output: ``"softmax"``, ``"sigmoid"`` (multi-label) or ``"logits"``.
+
+    Returns:
+        A functional model, input ``features`` ``(None, D)``, output layer ``label`` (float32).
+
+    Example:
+        >>> build_dense_head(1280, 10).output_shape
+        (None, 10)
+    """
+    import keras
+
+    if output not in ("softmax", "sigmoid", "logits"):
+        raise ValueError(f"output={output!r}: choose 'softmax', 'sigmoid' or 'logits'")
+    inputs = keras.Input((input_dim,), name="features")
+    x = inputs
+    for i, u in enumerate(units, start=1):
+        x = keras.layers.Dense(u, activation="relu", name=f"head_dense{i}")(x)
+        if dropout > 0:
+            x = keras.layers.Dropout(dropout, name=f"head_dropout{i}")(x)
+    out = keras.layers.Dense(
+        num_classes, activation=None if output == "logits" else output, dtype="float32",
+        name="label",
+    )(x)
+    return keras.Model(inputs, out, name="dense_head")
+
+
+def train_dense_head(
+    features_train: np.ndarray,
+    y_train: np.ndarray,
+    features_val: np.ndarray | None = None,
+    y_val: np.ndarray | None = None,
+    *,
+    num_classes: int | None = None,
+    units: Sequence[int] = (256,),
+    dropout: float = 0.5,
+    epochs: int = 30,
+    batch_size: int = 32,
+    optimizer: str = "rmsprop",
+    lr: float = 1e-3,
+    sample_weight: np.ndarray | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: int = 0,
+) -> keras.Model:
+    """Train R5's feature-extraction classifier: a dense head on cached features.
+
+    Args:
+        features_train: ``(N, D)`` features.
+        y_train: ``(N,)`` class indices (softmax, sparse cross-entropy) or ``(N, C)`` multi-hot
+            (sigmoid, binary cross-entropy).
+        features_val: optional validation features.
+        y_val: their labels.
+        num_classes: output units; default ``max(y) + 1`` (or ``C`` for multi-hot).
+        units: hidden layer sizes.
+        dropout: dropout after each hidden layer.
+        epochs: training epochs.
+        batch_size: batch size.
+        optimizer: ``"rmsprop"`` (R5), ``"adam"``, ``"adamw"`` or ``"sgd"``.
+        lr: learning rate.
+        sample_weight: optional per-row weights (class balance).
+        callbacks: Keras callbacks (early stopping, CSV logger…).
+        verbose: Keras ``fit`` verbosity.
+
+    Returns:
+        The trained model (``model.history.history`` holds the per-epoch losses and metrics).
+
+    Example:
+        >>> x = np.r_[np.zeros((8, 4)), np.ones((8, 4))].astype("float32")
+        >>> head = train_dense_head(x, np.r_[[0] * 8, [1] * 8], epochs=2)
+        >>> head.predict(x, verbose=0).shape
+        (16, 2)
+    """
+    import keras
+
+    x = np.asarray(features_train, np.float32)
+    y = np.asarray(y_train)
+    multilabel = y.ndim == 2
+    if not multilabel:
+        x, y = _check_single_label(x, y)
+    elif len(x) != len(y):
+        raise ValueError(f"{len(x)} feature rows but {len(y)} labels")
+    if num_classes is None:
+        num_classes = y.shape[1] if multilabel else int(y.max()) + 1
+    model = build_dense_head(
+        x.shape[1], num_classes, units=units, dropout=dropout,
+        output="sigmoid" if multilabel else "softmax",
+    )
+    optimizers = {
+        "rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam,
+        "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD,
+    }
+    if optimizer.lower() not in optimizers:
+        raise ValueError(f"optimizer={optimizer!r}: choose one of {sorted(optimizers)}")
+    if multilabel:
+        loss, metrics = "binary_crossentropy", [keras.metrics.BinaryAccuracy(name="accuracy")]
+    else:
+        loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
+    model.compile(optimizers[optimizer.lower()](learning_rate=lr), loss=loss, metrics=metrics)
+    val = None
+    if features_val is not None and y_val is not None:
+        xv, yv = np.asarray(features_val, np.float32), np.asarray(y_val)
+        if not multilabel:
+            xv, yv = _check_single_label(xv, yv)
+        val = (xv, yv)
+    model.fit(
+        x, y, validation_data=val, epochs=epochs, batch_size=batch_size,
+        sample_weight=sample_weight, callbacks=list(callbacks), verbose=verbose,
+    )
+    return model
+
+
+def attach_head(extractor: keras.Model, head: keras.Model, name: str = "feature_classifier") -> keras.Model:
+    """One deployable model image → label: the extractor followed by a head trained on its features.
+
+    Args:
+        extractor: the model that produced the features (image 0–255 → ``(B, D)``).
+        head: a model from :func:`train_dense_head` / :func:`build_dense_head`.
+        name: the combined model's name.
+
+    Returns:
+        A functional model with the extractor's ``image`` input and the head's output.
+
+    Example:
+        >>> full = attach_head(extractor, head)   # doctest: +SKIP
+        >>> full.save("classifier.keras")         # doctest: +SKIP
+    """
+    import keras
+
+    inputs = keras.Input(extractor.input_shape[1:], name="image")
+    return keras.Model(inputs, head(extractor(inputs)), name=name)

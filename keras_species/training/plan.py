@@ -1,0 +1,619 @@
+"""Training plans: a list of phases, each with its own trainable layers, optimiser and schedule.
+
+``train(model, [Phase(...), Phase(...)], train_ds, val_ds, run_dir)`` runs the phases one after
+the other on one model: it sets the trainable layers (``models.freezing.set_trainable``),
+recompiles with a new optimiser, and fits with global epoch numbers (phase 2 continues at the
+epoch where phase 1 stopped). All phases share one ``history.csv`` (``epoch, phase,
+learning_rate``, metrics), one TensorBoard log and one ``best.keras`` (the best epoch on the
+phase's monitor over the whole run, written atomically). Early stopping restores the best
+weights of a phase before the next begins. ``resume=True`` continues a killed run from its last
+finished epoch: ``keras.callbacks.BackupAndRestore`` per phase for the epoch inside a phase,
+``state.json`` and ``checkpoints/phase<i>.weights.h5`` for the phases already done.
+
+R3's two-phase transfer::
+
+    phases = [
+        Phase("head", epochs=10, trainable="frozen", learning_rate=1e-3,
+              early_stopping_patience=10),
+        Phase("fine_tune", epochs=20, trainable="all", learning_rate=1e-4,
+              early_stopping_patience=10),
+    ]
+    result = train(model, phases, train_ds, val_ds, "runs/convnext_transfer/demo")
+
+R4's one-cycle SGD: ``Phase("one_cycle", epochs=20, trainable="all", optimizer="sgd",
+momentum=0.9, weight_decay=1e-4, learning_rate=0.01, schedule="onecycle")`` with ``task="multi"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import shutil
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import keras
+import tensorflow as tf
+
+from keras_species.training.callbacks import (
+    AtomicModelCheckpoint,
+    HistoryWriter,
+    LearningRateLogger,
+    read_history,
+)
+from keras_species.training.runs import RunFolder
+from keras_species.training.schedules import CyclicLR, OneCycle
+
+Task = Literal["single", "multi", "custom"]
+TRAINABLE_MODES = ("frozen", "head", "all", "last_n")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+SCHEDULES = ("constant", "onecycle", "cyclic", "cosine")
+DEFAULT_MONITOR = {"single": "val_accuracy", "multi": "val_micro_f1", "custom": "val_loss"}
+
+
+@dataclass
+class Phase:
+    """One phase of a training plan.
+
+    Args:
+        name: shown in the ``phase`` column of the history.
+        epochs: maximum epochs of this phase.
+        trainable: which layers train: ``"frozen"`` / ``"head"`` (backbone frozen, head trains),
+            ``"all"``, ``"last_n"`` (the last ``n`` units of the backbone), a callable
+            ``f(model)`` for anything else, or None to keep the previous phase's setting.
+        n: for ``"last_n"``, how many units.
+        unit: what ``n`` counts: ``"layers"``, ``"blocks"`` or ``"conv"``.
+        train_batchnorm: let BatchNormalization layers of the backbone train (default: they
+            stay frozen, in inference mode, when fine-tuning a pretrained backbone).
+        optimizer: ``"adam"``, ``"adamw"``, ``"sgd"``, ``"rmsprop"``, or a Keras optimizer.
+        learning_rate: a float (the peak for ``onecycle`` / ``cyclic``) or a
+            ``keras.optimizers.schedules.LearningRateSchedule``.
+        schedule: ``"constant"``, ``"onecycle"`` (``schedules.OneCycle``; params: pct_start,
+            div_factor, final_div_factor, base_momentum, max_momentum, cycle_momentum),
+            ``"cyclic"`` (``schedules.CyclicLR``; params: base_lr, step_size, mode, gamma) or
+            ``"cosine"`` (``keras.optimizers.schedules.CosineDecay``; params: alpha,
+            warmup_epochs). ``schedule_params["steps_per_epoch"]`` is needed only when the
+            training dataset's cardinality is unknown.
+        schedule_params: parameters of the schedule (see above).
+        momentum: SGD / RMSprop momentum (Adam: ``beta_1``); None → 0.9 for SGD, the Keras
+            default otherwise.
+        weight_decay: decoupled weight decay (Keras applies it for every optimiser); None →
+            none (AdamW: Keras' default 0.004).
+        clipnorm: clip each gradient to this norm.
+        label_smoothing: for the default cross-entropy losses.
+        loss: a loss (or a dict per output); None → by task: categorical cross-entropy
+            (single; integer labels are one-hot encoded on the fly), binary cross-entropy
+            (multi). Required for ``task="custom"``.
+        loss_weights: per-output loss weights (multi-output models).
+        metrics: metrics (or a dict per output); None → by task: accuracy, top-5 accuracy
+            (more than 5 classes) and AUC (single); micro-F1 (``micro_f1``), binary accuracy
+            and AUC (multi).
+        from_logits: whether the model outputs logits; None → detected from the output layer's
+            activation.
+        callbacks: extra callbacks for this phase.
+        monitor: the quantity for the checkpoint and early stopping (``"val_accuracy"``,
+            ``"val_loss"``, ``"val_micro_f1"``, ``"val_auc"`` ...); None → by task
+            (``val_accuracy`` / ``val_micro_f1`` / ``val_loss``).
+        early_stopping_patience: epochs without improvement before stopping (R3: 10); None →
+            no early stopping.
+        restore_best: end the phase with the weights of its best epoch on ``monitor``.
+
+    Example:
+        >>> Phase("fine_tune", epochs=20, trainable="last_n", n=2, unit="blocks",
+        ...       learning_rate=1e-4, early_stopping_patience=10).optimizer
+        'adam'
+    """
+
+    name: str = "train"
+    epochs: int = 10
+    trainable: str | Callable[[keras.Model], Any] | None = None
+    n: int = 0
+    unit: str = "layers"
+    train_batchnorm: bool = False
+    optimizer: str | keras.optimizers.Optimizer = "adam"
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = 1e-3
+    schedule: str = "constant"
+    schedule_params: dict = field(default_factory=dict)
+    momentum: float | None = None
+    weight_decay: float | None = None
+    clipnorm: float | None = None
+    label_smoothing: float = 0.0
+    loss: Any = None
+    loss_weights: Any = None
+    metrics: Any = None
+    from_logits: bool | None = None
+    callbacks: Sequence[keras.callbacks.Callback] = ()
+    monitor: str | None = None
+    early_stopping_patience: int | None = None
+    restore_best: bool = True
+
+    def __post_init__(self):
+        if isinstance(self.trainable, str) and self.trainable not in TRAINABLE_MODES:
+            raise ValueError(
+                f"Phase {self.name!r}: trainable={self.trainable!r}; use one of "
+                f"{TRAINABLE_MODES}, a callable, or None"
+            )
+        if isinstance(self.optimizer, str) and self.optimizer.lower() not in OPTIMIZERS:
+            raise ValueError(
+                f"Phase {self.name!r}: optimizer={self.optimizer!r}; use one of {OPTIMIZERS} "
+                "or a keras.optimizers.Optimizer"
+            )
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"Phase {self.name!r}: schedule={self.schedule!r}; use one of {SCHEDULES}")
+        if self.schedule != "constant" and not isinstance(self.learning_rate, (int, float)):
+            raise ValueError(
+                f"Phase {self.name!r}: schedule={self.schedule!r} needs a float learning_rate "
+                f"(its peak), got {self.learning_rate!r}"
+            )
+        if self.epochs < 1:
+            raise ValueError(f"Phase {self.name!r}: epochs must be >= 1, got {self.epochs}")
+
+    def describe(self) -> dict:
+        """A JSON-ready summary of the phase (objects shown by class name), for ``config.json``.
+
+        Returns:
+            A dict of the phase's fields.
+        """
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (str, int, float, bool)) or value is None:
+                out[f.name] = value
+            elif isinstance(value, dict):
+                out[f.name] = {k: v if isinstance(v, (str, int, float, bool)) else repr(v) for k, v in value.items()}
+            elif isinstance(value, (list, tuple)):
+                out[f.name] = [type(v).__name__ for v in value]
+            else:
+                out[f.name] = getattr(value, "__name__", type(value).__name__)
+        return out
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` returns.
+
+    Attributes:
+        history: one dict per epoch over all phases (``epoch``, ``phase``, ``learning_rate``,
+            the metrics), as in ``history.csv``.
+        best_path: ``run_dir/best.keras`` when a checkpoint was written, else None.
+        model: the trained model (weights of the last phase's best epoch when ``restore_best``).
+        run_dir: the run folder.
+    """
+
+    history: list[dict]
+    best_path: Path | None
+    model: keras.Model
+    run_dir: Path
+
+
+def monitor_mode(monitor: str) -> str:
+    """``"min"`` for losses and errors, ``"max"`` for everything else (accuracy, AUC, F1).
+
+    Args:
+        monitor: a logs key such as ``val_loss`` or ``val_micro_f1``.
+
+    Returns:
+        ``"min"`` or ``"max"``.
+
+    Example:
+        >>> monitor_mode("val_loss"), monitor_mode("val_accuracy")
+        ('min', 'max')
+    """
+    low = monitor.lower()
+    return "min" if any(w in low for w in ("loss", "error", "mse", "mae", "crossentropy")) else "max"
+
+
+def _output_layers(model: keras.Model) -> list:
+    names = list(getattr(model, "output_names", None) or [])
+    layers = []
+    for name in names:
+        try:
+            layers.append(model.get_layer(name))
+        except ValueError:
+            continue
+    return layers or [model.layers[-1]]
+
+
+def outputs_logits(model: keras.Model) -> bool:
+    """Whether the model's (first) output layer has no activation, i.e. outputs logits.
+
+    Args:
+        model: a Keras model.
+
+    Returns:
+        True when the output layer's activation is linear (or there is none on a Dense/Conv).
+
+    Example:
+        >>> outputs_logits(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))
+        True
+    """
+    layer = _output_layers(model)[0]
+    act = getattr(layer, "activation", None)
+    if act is None:
+        return False
+    return getattr(act, "__name__", str(act)) == "linear"
+
+
+def _num_classes(model: keras.Model) -> int | None:
+    outputs = model.outputs
+    if len(outputs) != 1:
+        return None
+    return int(outputs[0].shape[-1])
+
+
+def default_loss(task: Task, *, label_smoothing: float = 0.0, from_logits: bool = False):
+    """The loss a phase uses when it names none.
+
+    Args:
+        task: ``"single"`` (categorical cross-entropy on one-hot/soft labels) or ``"multi"``
+            (binary cross-entropy).
+        label_smoothing: label smoothing.
+        from_logits: whether predictions are logits.
+
+    Returns:
+        A Keras loss.
+
+    Example:
+        >>> default_loss("multi").name
+        'binary_crossentropy'
+    """
+    if task == "single":
+        return keras.losses.CategoricalCrossentropy(
+            from_logits=from_logits, label_smoothing=label_smoothing
+        )
+    if task == "multi":
+        return keras.losses.BinaryCrossentropy(
+            from_logits=from_logits, label_smoothing=label_smoothing
+        )
+    raise ValueError(f"task={task!r} has no default loss; give Phase(loss=...)")
+
+
+def default_metrics(task: Task, num_classes: int | None, *, from_logits: bool = False) -> list:
+    """The metrics a phase uses when it names none.
+
+    Single-label: ``accuracy``, ``top5_accuracy`` (when more than 5 classes), ``auc``.
+    Multi-label: ``micro_f1`` (``keras.metrics.F1Score(average="micro", threshold=0.5)``),
+    ``binary_accuracy``, ``auc`` (per-label AUC averaged).
+
+    Args:
+        task: ``"single"`` or ``"multi"`` (``"custom"`` gives ``[]``).
+        num_classes: number of outputs.
+        from_logits: whether predictions are logits (micro-F1 needs probabilities and is then
+            left out with a warning).
+
+    Returns:
+        A list of Keras metrics.
+
+    Example:
+        >>> [m.name for m in default_metrics("single", 10)]
+        ['accuracy', 'top5_accuracy', 'auc']
+    """
+    if task == "single":
+        metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+        if num_classes is not None and num_classes > 5:
+            metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy"))
+        metrics.append(keras.metrics.AUC(name="auc", from_logits=from_logits))
+        return metrics
+    if task == "multi":
+        metrics = []
+        if from_logits:
+            warnings.warn("multi-label model outputs logits: micro_f1 needs probabilities and is left out", stacklevel=2)
+        else:
+            metrics.append(keras.metrics.F1Score(average="micro", threshold=0.5, name="micro_f1"))
+        metrics.append(
+            keras.metrics.BinaryAccuracy(name="binary_accuracy", threshold=0.0 if from_logits else 0.5)
+        )
+        metrics.append(
+            keras.metrics.AUC(name="auc", multi_label=True, num_labels=num_classes, from_logits=from_logits)
+        )
+        return metrics
+    return []
+
+
+def _steps_per_epoch(ds: tf.data.Dataset, phase: Phase) -> int:
+    if "steps_per_epoch" in phase.schedule_params:
+        return int(phase.schedule_params["steps_per_epoch"])
+    n = int(ds.cardinality())
+    if n < 1:
+        raise ValueError(
+            f"Phase {phase.name!r}: schedule {phase.schedule!r} needs the number of batches per "
+            "epoch, but the training dataset's cardinality is unknown; pass "
+            "schedule_params={'steps_per_epoch': N} or "
+            "ds.apply(tf.data.experimental.assert_cardinality(N))"
+        )
+    return n
+
+
+def make_optimizer(phase: Phase, steps_per_epoch: int | None = None):
+    """The optimizer of a phase and the callbacks its schedule needs.
+
+    Args:
+        phase: the phase.
+        steps_per_epoch: batches per epoch (for ``onecycle``, ``cyclic``, ``cosine``).
+
+    Returns:
+        ``(optimizer, callbacks)``.
+
+    Example:
+        >>> opt, cbs = make_optimizer(Phase(optimizer="sgd", learning_rate=0.01,
+        ...                                 schedule="onecycle"), steps_per_epoch=10)
+        >>> type(opt).__name__, type(cbs[0]).__name__
+        ('SGD', 'OneCycle')
+    """
+    params = dict(phase.schedule_params)
+    params.pop("steps_per_epoch", None)
+    callbacks: list[keras.callbacks.Callback] = []
+    lr: Any = phase.learning_rate
+    if phase.schedule != "constant" and steps_per_epoch is None:
+        raise ValueError(f"Phase {phase.name!r}: schedule {phase.schedule!r} needs steps_per_epoch")
+    total = (steps_per_epoch or 0) * phase.epochs
+    if phase.schedule == "onecycle":
+        sched = OneCycle(float(phase.learning_rate), total_steps=total, **params)
+        lr = sched.lr_at(0)
+        callbacks.append(sched)
+    elif phase.schedule == "cyclic":
+        base = params.pop("base_lr", float(phase.learning_rate) / 10.0)
+        step_size = params.pop("step_size", 2 * steps_per_epoch)
+        sched = CyclicLR(base, float(phase.learning_rate), step_size, **params)
+        lr = sched.lr_at(0)
+        callbacks.append(sched)
+    elif phase.schedule == "cosine":
+        warmup = int(params.pop("warmup_epochs", 0) * steps_per_epoch)
+        alpha = params.pop("alpha", 0.0)
+        if params:
+            raise ValueError(f"Phase {phase.name!r}: unknown cosine schedule params {sorted(params)}")
+        if warmup:
+            lr = keras.optimizers.schedules.CosineDecay(
+                0.0, max(1, total - warmup), alpha=alpha,
+                warmup_target=float(phase.learning_rate), warmup_steps=warmup,
+            )
+        else:
+            lr = keras.optimizers.schedules.CosineDecay(float(phase.learning_rate), total, alpha=alpha)
+    if not isinstance(phase.optimizer, str):
+        if phase.schedule != "constant":
+            phase.optimizer.learning_rate = lr
+        return phase.optimizer, callbacks
+    name = phase.optimizer.lower()
+    common: dict[str, Any] = {"learning_rate": lr, "clipnorm": phase.clipnorm}
+    if phase.weight_decay is not None:
+        common["weight_decay"] = phase.weight_decay
+    if name == "adam":
+        opt = keras.optimizers.Adam(**common, **({"beta_1": phase.momentum} if phase.momentum is not None else {}))
+    elif name == "adamw":
+        opt = keras.optimizers.AdamW(**common, **({"beta_1": phase.momentum} if phase.momentum is not None else {}))
+    elif name == "sgd":
+        opt = keras.optimizers.SGD(**common, momentum=0.9 if phase.momentum is None else phase.momentum)
+    else:
+        opt = keras.optimizers.RMSprop(**common, momentum=phase.momentum or 0.0)
+    return opt, callbacks
+
+
+def _prepare(ds: tf.data.Dataset | None, task: Task, num_classes: int | None):
+    """One-hot integer labels (single) / float labels (multi), sample weights passed through."""
+    if ds is None or task == "custom":
+        return ds
+    spec = ds.element_spec
+    if not isinstance(spec, tuple) or len(spec) < 2 or not isinstance(spec[1], tf.TensorSpec):
+        return ds
+    label = spec[1]
+    if task == "single" and label.shape.rank == 1 and label.dtype.is_integer:
+        if num_classes is None:
+            raise ValueError("integer labels need a model with one output to know the class count")
+
+        def encode(x, y, *rest):
+            return (x, tf.one_hot(tf.cast(y, tf.int32), num_classes), *rest)
+
+        return ds.map(encode, num_parallel_calls=tf.data.AUTOTUNE)
+    if task == "multi" and label.dtype != tf.float32:
+
+        def to_float(x, y, *rest):
+            return (x, tf.cast(y, tf.float32), *rest)
+
+        return ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds
+
+
+def _apply_trainable(model: keras.Model, phase: Phase) -> None:
+    if phase.trainable is None:
+        return
+    if callable(phase.trainable):
+        phase.trainable(model)
+        return
+    from keras_species.models.freezing import set_trainable
+
+    mode = "frozen" if phase.trainable == "head" else phase.trainable
+    set_trainable(model, mode, n=phase.n, unit=phase.unit, train_batchnorm=phase.train_batchnorm)
+
+
+def _atomic_save_weights(model: keras.Model, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name[: -len('.weights.h5')]}.tmp-{os.getpid()}.weights.h5")
+    model.save_weights(tmp, overwrite=True)
+    os.replace(tmp, path)
+
+
+def _best_so_far(rows: list[dict], monitor: str, mode: str) -> float | None:
+    values = [r[monitor] for r in rows if isinstance(r.get(monitor), (int, float))]
+    if not values:
+        return None
+    return min(values) if mode == "min" else max(values)
+
+
+class _PhaseEnd(keras.callbacks.Callback):
+    """Saves the weights and ``state.json`` when a phase's fit ends (after EarlyStopping has
+    restored the best weights and before BackupAndRestore deletes its backup)."""
+
+    def __init__(self, run: RunFolder, index: int, phases: Sequence[Phase], history: HistoryWriter):
+        super().__init__()
+        self.run, self.index, self.phases, self.history = run, index, phases, history
+
+    def on_train_end(self, logs=None):
+        _atomic_save_weights(self.model, self.run.phase_weights_path(self.index))
+        epoch = max((int(r["epoch"]) for r in self.history.rows), default=0)
+        self.run.write_state(
+            {
+                "phase_index": self.index + 1,
+                "epoch": epoch,
+                "phases": [p.name for p in self.phases],
+                "finished": self.index + 1 == len(self.phases),
+            }
+        )
+
+
+def train(
+    model: keras.Model,
+    phases: Sequence[Phase],
+    train_ds: tf.data.Dataset,
+    val_ds: tf.data.Dataset | None,
+    run_dir: str | os.PathLike | RunFolder,
+    *,
+    task: Task = "single",
+    resume: bool = False,
+    verbose: int | str = 1,
+    extra_callbacks: Sequence[keras.callbacks.Callback] = (),
+    tensorboard: bool | None = None,
+) -> TrainResult:
+    """Run the phases of a plan on ``model``; write history, checkpoints and state to ``run_dir``.
+
+    Each phase: set the trainable layers, compile with a new optimiser (inside the model's
+    distribution strategy scope), fit from the global epoch where the previous phase stopped.
+    Callbacks per phase, in order: the schedule (one-cycle / cyclic), ``LearningRateLogger``,
+    ``keras.callbacks.TerminateOnNaN``, the phase's and ``extra_callbacks``, ``HistoryWriter``
+    (``history.csv``), ``AtomicModelCheckpoint`` (``best.keras``, best on the monitor over the
+    whole run), ``keras.callbacks.EarlyStopping`` (patience, best weights restored),
+    ``keras.callbacks.TensorBoard``, the phase-end state writer, and
+    ``keras.callbacks.BackupAndRestore`` last (so an epoch counts as done only after everything
+    else about it is on disk).
+
+    Args:
+        model: a built Keras model (for resume: built the same way as the first time).
+        phases: the plan.
+        train_ds: yields ``(images, labels[, sample_weights])``; integer labels of a
+            single-label task are one-hot encoded here, multi-hot labels cast to float.
+        val_ds: validation data (None: monitors fall back to training metrics).
+        run_dir: the run folder.
+        task: ``"single"``, ``"multi"`` or ``"custom"`` (loss and metrics given by the phases).
+        resume: continue an interrupted run in ``run_dir``; without it, history, state,
+            backups and ``best.keras`` left in ``run_dir`` are removed first.
+        verbose: passed to ``fit``.
+        extra_callbacks: callbacks added to every phase.
+        tensorboard: write TensorBoard logs to ``run_dir/tensorboard``; None → when the
+            ``tensorboard`` package is installed (``tf.summary`` needs it).
+
+    Returns:
+        ``TrainResult(history, best_path, model, run_dir)``.
+
+    Example:
+        >>> result = train(model, [Phase("head", 5, trainable="frozen"),
+        ...                        Phase("all", 5, trainable="all", learning_rate=1e-4)],
+        ...                train_ds, val_ds, "runs/demo/x")  # doctest: +SKIP
+        >>> result.history[-1]["phase"]  # doctest: +SKIP
+        'all'
+    """
+    if task not in DEFAULT_MONITOR:
+        raise ValueError(f"task={task!r}; use 'single', 'multi' or 'custom'")
+    if not phases:
+        raise ValueError("train() needs at least one Phase")
+    if tensorboard is None:
+        tensorboard = importlib.util.find_spec("tensorboard") is not None
+    elif tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise ImportError("tensorboard=True needs the tensorboard package: pip install tensorboard")
+    run = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
+    run.mkdir()
+    state = run.read_state() if resume else {}
+    if not resume:
+        run.reset_training()
+    start_phase = int(state.get("phase_index", 0))
+    if state.get("phases") and list(state["phases"]) != [p.name for p in phases]:
+        raise ValueError(
+            f"cannot resume {run.path}: its phases were {state['phases']}, the plan now has "
+            f"{[p.name for p in phases]}; use the same plan or start without --resume"
+        )
+    rows = read_history(run.history_path) if resume else []
+    epoch = int(state.get("epoch", 0))
+    if start_phase > 0:
+        for p in phases[:start_phase]:
+            _apply_trainable(model, p)
+        model.load_weights(run.phase_weights_path(start_phase - 1))
+        for i in range(start_phase):
+            shutil.rmtree(run.backup_dir(i), ignore_errors=True)
+
+    num_classes = _num_classes(model)
+    train_ds = _prepare(train_ds, task, num_classes)
+    val_ds = _prepare(val_ds, task, num_classes)
+    strategy = model.distribute_strategy
+
+    for index in range(start_phase, len(phases)):
+        phase = phases[index]
+        _apply_trainable(model, phase)
+        from_logits = outputs_logits(model) if phase.from_logits is None else phase.from_logits
+        steps = _steps_per_epoch(train_ds, phase) if phase.schedule != "constant" else None
+        with strategy.scope():
+            optimizer, schedule_callbacks = make_optimizer(phase, steps)
+            loss = phase.loss or default_loss(task, label_smoothing=phase.label_smoothing, from_logits=from_logits)
+            metrics = phase.metrics if phase.metrics is not None else default_metrics(task, num_classes, from_logits=from_logits)
+            model.compile(optimizer=optimizer, loss=loss, metrics=metrics, loss_weights=phase.loss_weights)
+
+        monitor = phase.monitor or DEFAULT_MONITOR[task]
+        if val_ds is None and monitor.startswith("val_"):
+            monitor = monitor[len("val_"):]
+        mode = monitor_mode(monitor)
+        history = HistoryWriter(run.history_path, phase.name, rows=rows)
+        callbacks: list[keras.callbacks.Callback] = [
+            *schedule_callbacks,
+            LearningRateLogger(),
+            keras.callbacks.TerminateOnNaN(),
+            *phase.callbacks,
+            *extra_callbacks,
+            history,
+            AtomicModelCheckpoint(
+                run.best_model_path,
+                monitor=monitor,
+                mode=mode,
+                save_best_only=True,
+                initial_value_threshold=_best_so_far(rows, monitor, mode),
+            ),
+        ]
+        if phase.early_stopping_patience is not None or phase.restore_best:
+            callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor=monitor,
+                    mode=mode,
+                    patience=phase.early_stopping_patience
+                    if phase.early_stopping_patience is not None
+                    else phase.epochs + 1,
+                    restore_best_weights=phase.restore_best,
+                    verbose=1 if verbose else 0,
+                )
+            )
+        if tensorboard:
+            callbacks.append(
+                keras.callbacks.TensorBoard(str(run.tensorboard_dir), write_graph=False, profile_batch=0)
+            )
+        callbacks.append(_PhaseEnd(run, index, phases, history))
+        callbacks.append(keras.callbacks.BackupAndRestore(str(run.backup_dir(index))))
+        # BackupAndRestore stores the restored epoch on the model and fit() prefers it to
+        # ``initial_epoch``; clear what an earlier phase's restore left there.
+        model._initial_epoch = None
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=epoch + phase.epochs,
+            initial_epoch=epoch,
+            callbacks=callbacks,
+            verbose=verbose,
+            shuffle=False,  # tf.data datasets are shuffled by the pipeline
+        )
+        model._initial_epoch = None
+        rows = history.rows
+        epoch = max((int(r["epoch"]) for r in rows), default=epoch)
+
+    rows = read_history(run.history_path)
+    if (run.path / "backup").is_dir() and not any((run.path / "backup").iterdir()):
+        (run.path / "backup").rmdir()
+    best = run.best_model_path if run.best_model_path.is_file() else None
+    return TrainResult(history=rows, best_path=best, model=model, run_dir=run.path)

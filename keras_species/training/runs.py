@@ -1,0 +1,381 @@
+"""Run folders (``runs/<recipe>/<name>/``), their listing, and the ``keras-species runs`` command.
+
+A run folder holds everything one training run produced::
+
+    config.json        resolved config + recipe, name, creation time, library versions
+    history.csv        one row per epoch over all phases: epoch, phase, learning_rate, metrics
+    tensorboard/       TensorBoard logs (``tensorboard --logdir runs``)
+    best.keras         the best epoch on the plan's monitor (written atomically)
+    metrics.json       evaluation scores, a ``test`` object among them
+    predictions.csv    per-sample predictions on the test split
+    report.md, plots/  the human-readable report and its figures
+    state.json         resume state: next phase, epochs done, finished
+    backup/phase<i>/   keras.callbacks.BackupAndRestore files of the phase in progress
+    checkpoints/       weights at the end of each finished phase (what a resume starts from)
+
+No TensorFlow import at module level: ``keras-species runs`` only reads JSON and CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import shutil
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from keras_species.config import config_to_dict
+
+CONFIG = "config.json"
+HISTORY = "history.csv"
+TENSORBOARD = "tensorboard"
+BEST_MODEL = "best.keras"
+METRICS = "metrics.json"
+PREDICTIONS = "predictions.csv"
+REPORT = "report.md"
+PLOTS = "plots"
+STATE = "state.json"
+BACKUP = "backup"
+CHECKPOINTS = "checkpoints"
+
+KEY_SETTINGS = (
+    "image_size",
+    "input_size",
+    "batch_size",
+    "epochs",
+    "head_epochs",
+    "fine_tune_epochs",
+    "optimizer",
+    "learning_rate",
+    "head_learning_rate",
+    "fine_tune_learning_rate",
+    "schedule",
+    "unfreeze",
+    "augment",
+    "class_weight",
+    "label_smoothing",
+    "mixed_precision",
+    "seed",
+)
+"""Config keys shown (when present) in the ``settings`` column of ``keras-species runs``."""
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON atomically (temporary file + ``os.replace``).
+
+    Args:
+        path: target file.
+        obj: JSON-ready object (dataclasses, paths and tuples are converted).
+
+    Returns:
+        ``path`` as a ``Path``.
+
+    Example:
+        >>> write_json(tmp_path / "x.json", {"a": 1})  # doctest: +SKIP
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        json.dump(config_to_dict(obj), f, indent=2, sort_keys=False, allow_nan=True)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def read_json(path: str | os.PathLike, default: Any = None) -> Any:
+    """Read a JSON file; ``default`` when it is absent.
+
+    Args:
+        path: the file.
+        default: returned when the file does not exist.
+
+    Returns:
+        The parsed JSON.
+
+    Example:
+        >>> read_json("runs/r/x/metrics.json", {})  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.is_file():
+        return default
+    with open(path) as f:
+        return json.load(f)
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0]}
+    for dist in ("keras-species", "keras", "tensorflow", "numpy", "scikit-learn"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+class RunFolder:
+    """The folder of one training run and the names of the files in it.
+
+    Args:
+        path: the run folder (created by ``mkdir`` / ``create``).
+
+    Example:
+        >>> run = RunFolder.create("quickstart", name="demo", root=tmp_path)  # doctest: +SKIP
+        >>> run.write_config(config)  # doctest: +SKIP
+        >>> run.best_model_path.name
+        'best.keras'
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    @classmethod
+    def create(
+        cls,
+        recipe: str,
+        name: str | None = None,
+        root: str | os.PathLike = "runs",
+    ) -> RunFolder:
+        """``root/recipe/name`` (``name`` defaults to a timestamp), created if absent.
+
+        Args:
+            recipe: the recipe's name (first folder level).
+            name: the run's name; None gives ``YYYYmmdd-HHMMSS`` (made unique with a suffix).
+            root: where runs live.
+
+        Returns:
+            The ``RunFolder``; an existing named folder is reused (that is how ``--resume``
+            finds its run).
+        """
+        base = Path(root) / recipe
+        if name is None:
+            stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+            name, k = stamp, 2
+            while (base / name).exists():
+                name, k = f"{stamp}-{k}", k + 1
+        run = cls(base / name)
+        run.mkdir()
+        return run
+
+    def mkdir(self) -> RunFolder:
+        """Create the folder (and ``plots/``); returns self."""
+        self.plots_dir.mkdir(parents=True, exist_ok=True)
+        return self
+
+    config_path = property(lambda self: self.path / CONFIG)
+    history_path = property(lambda self: self.path / HISTORY)
+    tensorboard_dir = property(lambda self: self.path / TENSORBOARD)
+    best_model_path = property(lambda self: self.path / BEST_MODEL)
+    metrics_path = property(lambda self: self.path / METRICS)
+    predictions_path = property(lambda self: self.path / PREDICTIONS)
+    report_path = property(lambda self: self.path / REPORT)
+    plots_dir = property(lambda self: self.path / PLOTS)
+    state_path = property(lambda self: self.path / STATE)
+
+    def backup_dir(self, phase_index: int) -> Path:
+        """``backup/phase<i>``: the BackupAndRestore folder of phase ``i``."""
+        return self.path / BACKUP / f"phase{phase_index}"
+
+    def phase_weights_path(self, phase_index: int) -> Path:
+        """``checkpoints/phase<i>.weights.h5``: the weights at the end of phase ``i``."""
+        return self.path / CHECKPOINTS / f"phase{phase_index}.weights.h5"
+
+    def write_config(self, config: Any, *, recipe: str | None = None, name: str | None = None) -> Path:
+        """Write ``config.json``: the resolved config plus recipe, name, date and versions.
+
+        The creation date of an existing ``config.json`` is kept (a resumed run keeps its date).
+
+        Args:
+            config: a dataclass or dict (converted with ``config_to_dict``).
+            recipe: recipe name (default: the parent folder's name).
+            name: run name (default: the folder's name).
+
+        Returns:
+            The path of ``config.json``.
+        """
+        old = read_json(self.config_path, {}) or {}
+        payload = {
+            "recipe": recipe or old.get("recipe") or self.path.parent.name,
+            "name": name or old.get("name") or self.path.name,
+            "created": old.get("created") or _dt.datetime.now().isoformat(timespec="seconds"),
+            "config": config_to_dict(config),
+            "versions": _versions(),
+        }
+        return write_json(self.config_path, payload)
+
+    def read_config(self) -> dict:
+        """``config.json`` as written by ``write_config`` (``{}`` when absent)."""
+        return read_json(self.config_path, {}) or {}
+
+    def write_metrics(self, metrics: dict) -> Path:
+        """Write ``metrics.json`` (e.g. ``{"test": {...}, "val": {...}}``)."""
+        return write_json(self.metrics_path, metrics)
+
+    def read_metrics(self) -> dict:
+        """``metrics.json`` (``{}`` when absent)."""
+        return read_json(self.metrics_path, {}) or {}
+
+    def read_state(self) -> dict:
+        """``state.json``: ``phase_index`` (next phase), ``epoch`` (epochs done), ``finished``."""
+        return read_json(self.state_path, {}) or {}
+
+    def write_state(self, state: dict) -> Path:
+        """Write ``state.json`` atomically."""
+        return write_json(self.state_path, state)
+
+    def read_history(self) -> list[dict]:
+        """Rows of ``history.csv`` (``[]`` when absent)."""
+        from keras_species.training.callbacks import read_history
+
+        return read_history(self.history_path)
+
+    def reset_training(self) -> None:
+        """Remove what a previous training in this folder left (history, state, backups,
+        phase checkpoints, best.keras, TensorBoard logs): a run started without ``--resume``."""
+        for name in (HISTORY, STATE, BEST_MODEL):
+            (self.path / name).unlink(missing_ok=True)
+        for name in (BACKUP, CHECKPOINTS, TENSORBOARD):
+            shutil.rmtree(self.path / name, ignore_errors=True)
+
+    def summary(self) -> dict:
+        """One row of ``list_runs``: recipe, date, name, backbone, settings, status, test scores."""
+        cfg = self.read_config()
+        conf = cfg.get("config") or {}
+        test = (self.read_metrics().get("test") or {}) if self.metrics_path.is_file() else {}
+        state = self.read_state()
+        history = self.read_history()
+        if state.get("finished"):
+            status = "done"
+        elif history or state:
+            status = "stopped"
+        else:
+            status = "new"
+        settings = []
+        for key in KEY_SETTINGS:
+            if key in conf and conf[key] is not None:
+                value = conf[key]
+                if isinstance(value, list):
+                    value = "x".join(str(v) for v in value)
+                settings.append(f"{key}={value}")
+        return {
+            "path": str(self.path),
+            "recipe": cfg.get("recipe", self.path.parent.name),
+            "date": cfg.get("created", ""),
+            "name": cfg.get("name", self.path.name),
+            "backbone": conf.get("backbone") or conf.get("arch") or "",
+            "settings": " ".join(settings),
+            "status": status,
+            "epochs": len(history),
+            "test_accuracy": test.get("accuracy", test.get("exact_match")),
+            "test_micro_f1": test.get("f1_micro", test.get("micro_f1")),
+            "test_top5": test.get("top5_accuracy"),
+        }
+
+
+def list_runs(root: str | os.PathLike = "runs") -> list[dict]:
+    """Every run folder under ``root`` (any depth; a folder with a ``config.json`` naming a
+    recipe), one summary dict each, sorted by date (oldest first).
+
+    Args:
+        root: the runs folder, a recipe folder, or one run folder.
+
+    Returns:
+        ``RunFolder.summary()`` dicts: path, recipe, date, name, backbone, settings, status,
+        epochs, test_accuracy, test_micro_f1, test_top5.
+
+    Example:
+        >>> [r["name"] for r in list_runs("runs")]  # doctest: +SKIP
+        ['20250101-120000', 'demo']
+    """
+    root = Path(root)
+    if not root.exists():
+        return []
+    found = []
+    for cfg in sorted(root.rglob(CONFIG)):
+        if BACKUP in cfg.parts or TENSORBOARD in cfg.parts:
+            continue
+        data = read_json(cfg, {})
+        if isinstance(data, dict) and "recipe" in data:
+            found.append(RunFolder(cfg.parent).summary())
+    return sorted(found, key=lambda r: (r["date"], r["path"]))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def format_runs(rows: list[dict]) -> str:
+    """The runs as one plain-text table (recipe, date, name, backbone, status, epochs, settings,
+    test accuracy, micro-F1, top-5).
+
+    Args:
+        rows: ``list_runs`` output.
+
+    Returns:
+        The table as a string (a line saying so when there are no runs).
+
+    Example:
+        >>> print(format_runs(list_runs("runs")))  # doctest: +SKIP
+    """
+    if not rows:
+        return "no runs found"
+    columns = [
+        ("recipe", "recipe"),
+        ("date", "date"),
+        ("name", "name"),
+        ("backbone", "backbone"),
+        ("status", "status"),
+        ("epochs", "epochs"),
+        ("test_accuracy", "test acc"),
+        ("test_micro_f1", "micro-F1"),
+        ("test_top5", "top-5"),
+        ("settings", "settings"),
+    ]
+    table = [[label for _, label in columns]]
+    for row in rows:
+        cells = []
+        for key, _ in columns:
+            value = row.get(key)
+            if key == "date" and value:
+                value = str(value).replace("T", " ")[:16]
+            cells.append(_cell(value))
+        table.append(cells)
+    widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``keras-species runs [DIR]``."""
+    parser.add_argument("dir", nargs="?", default="runs", help="runs folder (default: runs)")
+    parser.add_argument("--recipe", default=None, help="only runs of this recipe")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON instead")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Print the runs under ``args.dir`` as one table sorted by date; returns the exit code."""
+    rows = list_runs(args.dir)
+    if args.recipe:
+        rows = [r for r in rows if r["recipe"] == args.recipe]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(format_runs(rows))
+    return 0

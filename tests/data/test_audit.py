@@ -1,0 +1,275 @@
+"""Tests for keras_species.data.audit: the report's figures, the saved files and clean()."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_species.data.audit import AuditReport, audit, clean, configure_parser
+from keras_species.data.manifest import UNLABELLED, Manifest
+
+
+def _folder_manifest(root: Path, classes=("cod", "eel", "ray")) -> Manifest:
+    paths, labels = [], []
+    for k, c in enumerate(classes):
+        for p in sorted((root / c).iterdir()):
+            paths.append(str(p))
+            labels.append(k)
+    return Manifest(paths, np.array(labels), list(classes), source=str(root))
+
+
+@pytest.fixture
+def messy(tmp_path: Path) -> tuple[Manifest, dict[str, str]]:
+    """Two classes: good RGB files plus one of each kind of trouble, and one exact duplicate."""
+    root = tmp_path / "messy data"
+    (root / "cod").mkdir(parents=True)
+    (root / "eel").mkdir()
+    files: dict[str, str] = {}
+    rng = np.random.default_rng(1)
+    for i in range(4):
+        p = root / "cod" / f"cod {i}.png"
+        Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)).save(p)
+        files[f"cod{i}"] = str(p)
+    for i in range(2):
+        p = root / "eel" / f"anguille_é_{i}.jpg"
+        Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(p)
+        files[f"eel{i}"] = str(p)
+    dup = root / "eel" / "copy of cod 0.png"
+    shutil.copyfile(files["cod0"], dup)
+    files["dup"] = str(dup)
+    empty = root / "eel" / "empty.jpg"
+    empty.write_bytes(b"")
+    files["empty"] = str(empty)
+    text = root / "eel" / "notes.jpg"
+    text.write_text("not an image")
+    files["text"] = str(text)
+    grey = root / "eel" / "grey.png"
+    Image.new("L", (10, 12), 90).save(grey)
+    files["grey"] = str(grey)
+    cmyk = root / "cod" / "cmyk.jpg"
+    Image.new("CMYK", (12, 12), (0, 255, 255, 0)).save(cmyk)
+    files["cmyk"] = str(cmyk)
+    gif = root / "cod" / "anim.gif"
+    frames = [Image.new("RGB", (8, 8), c) for c in ((255, 0, 0), (0, 255, 0))]
+    frames[0].save(gif, save_all=True, append_images=frames[1:])
+    files["gif"] = str(gif)
+    pngjpg = root / "cod" / "really png.jpg"
+    Image.new("RGB", (8, 8), (9, 9, 9)).save(pngjpg, format="PNG")
+    files["pngjpg"] = str(pngjpg)
+    cod = [files[k] for k in ("cod0", "cod1", "cod2", "cod3", "cmyk", "gif", "pngjpg")]
+    eel = [files[k] for k in ("eel0", "eel1", "dup", "empty", "text", "grey")]
+    m = Manifest(cod + eel, np.array([0] * len(cod) + [1] * len(eel)), ["cod", "eel"], source=str(root))
+    return m, files
+
+
+def test_audit_figures(messy):
+    m, files = messy
+    r = audit(m, progress=False, workers=3)
+    assert r.n_images == 13
+    assert r.class_counts == {"cod": 7, "eel": 6}
+    assert r.majority_label == "cod" and r.majority_baseline == pytest.approx(7 / 13, abs=1e-6)
+    assert r.imbalance_ratio == pytest.approx(7 / 6, abs=1e-3)
+    corrupt = {c["path"]: c["reason"] for c in r.corrupt}
+    assert set(corrupt) == {files["empty"], files["text"]}
+    assert "0 bytes" in corrupt[files["empty"]] and "text" in corrupt[files["text"]]
+    assert r.modes["RGB"] == 8 and r.modes["L"] == 1 and r.modes["CMYK"] == 1 and r.modes["P"] == 1
+    assert r.formats["PNG"] == 7 and r.formats["JPEG"] == 3 and r.formats["GIF"] == 1
+    assert {d["path"] for d in r.non_rgb} == {files["grey"], files["cmyk"], files["gif"]}
+    assert [a["path"] for a in r.animated] == [files["gif"]]
+    assert r.n_extension_mismatch == 1 and r.extension_mismatch[0]["path"] == files["pngjpg"]
+    assert len(r.duplicates) == 1
+    group = r.duplicates[0]
+    assert sorted(group["paths"]) == sorted([files["cod0"], files["dup"]])
+    assert group["conflicting_labels"] and sorted(group["labels"]) == ["cod", "eel"]
+    assert r.size["width"]["min"] == 8 and r.size["width"]["max"] == 30
+    assert r.n_resolutions == 5  # 30x20, 24x24, 10x12, 12x12, 8x8 (the gif and the png)
+    assert r.cross_split_duplicates == []
+
+
+def test_duplicates_across_splits(image_folder):
+    m = _folder_manifest(image_folder)
+    copy = Path(m.paths[0]).with_name("copy.png")
+    shutil.copyfile(m.paths[0], copy)
+    m = Manifest(m.paths + [str(copy)], np.append(m.labels, m.labels[0]), m.class_names)
+    splits = ["train"] * (len(m) - 1) + ["test"]
+    r = audit(m.with_splits(splits), progress=False)
+    assert len(r.cross_split_duplicates) == 1
+    assert sorted(r.cross_split_duplicates[0]["splits"]) == ["test", "train"]
+    assert not r.duplicates[0]["conflicting_labels"]
+    assert r.split_counts == {"test": 1, "train": len(m) - 1}
+    assert any("leakage" in n for n in r.notes)
+    # same copy, same split: a duplicate, but no leakage
+    r2 = audit(m.with_splits(["train"] * len(m)), progress=False)
+    assert len(r2.duplicates) == 1 and r2.cross_split_duplicates == []
+
+
+def test_majority_baseline_with_unlabelled(image_folder):
+    m = _folder_manifest(image_folder)  # 3 x 6
+    labels = m.labels.copy()
+    labels[:4] = UNLABELLED  # cod keeps 2, eel 6, ray 6
+    r = audit(Manifest(m.paths, labels, m.class_names), progress=False)
+    assert r.n_unlabelled == 4
+    assert r.majority_baseline == pytest.approx(6 / 14, abs=1e-6)
+    assert r.imbalance_ratio == pytest.approx(3.0)
+
+
+def test_multilabel_baseline_and_cardinality(image_folder):
+    m = _folder_manifest(image_folder)
+    y = np.zeros((len(m), 3), np.uint8)
+    y[:5, 0] = 1  # 5 x {cod}
+    y[5:7, :2] = 1  # 2 x {cod, eel}
+    # remaining 11 rows: no tag (the R4 "no tag" baseline)
+    r = audit(Manifest(m.paths, y, m.class_names), progress=False)
+    assert r.multilabel and r.n_unlabelled == 11
+    assert r.majority_label == "" and r.majority_baseline == pytest.approx(11 / 18, abs=1e-6)
+    assert r.label_cardinality == {"0": 11, "1": 5, "2": 2}
+    assert r.class_counts == {"cod": 7, "eel": 2, "ray": 0}
+    assert r.empty_classes == ["ray"] and r.imbalance_ratio == pytest.approx(3.5)
+
+
+def test_save_writes_json_md_and_plots(messy, tmp_path):
+    m, _ = messy
+    out = tmp_path / "out"
+    r = audit(m, out, progress=False)
+    doc = json.loads((out / "audit.json").read_text(encoding="utf-8"))
+    for key in ("n_images", "class_counts", "modes", "formats", "size", "n_resolutions", "corrupt",
+                "duplicates", "cross_split_duplicates", "imbalance_ratio", "majority_baseline",
+                "non_rgb", "animated", "n_extension_mismatch", "n_unlabelled"):
+        assert key in doc, key
+    assert doc["n_images"] == 13 and doc["n_corrupt"] == 2 and "files" not in doc
+    plots = out / "plots"
+    for name in ("class_distribution.png", "resolutions.png", "samples_cod.png", "samples_eel.png"):
+        assert (plots / name).stat().st_size > 1000, name
+    md = (out / "audit.md").read_text(encoding="utf-8")
+    assert "notes.jpg" in md and "Corrupt" in md and "samples_cod.png" in md
+    assert (out / "files.csv").read_text(encoding="utf-8").count("\n") == 14
+    assert r.plots and isinstance(r, AuditReport)
+
+
+def test_sample_grids_are_capped(tmp_path, monkeypatch):
+    from keras_species.data import audit as audit_mod
+
+    monkeypatch.setattr(audit_mod, "MAX_SAMPLE_GRIDS", 2)
+    root = tmp_path / "four"
+    for c in ("a", "b", "c", "d"):
+        (root / c).mkdir(parents=True)
+        Image.new("RGB", (8, 8), (10, 20, 30)).save(root / c / f"{c}.png")
+    m = _folder_manifest(root, ("a", "b", "c", "d"))
+    r = audit(m, tmp_path / "out", progress=False)
+    assert len(list((tmp_path / "out" / "plots").glob("samples_*.png"))) == 2
+    assert any("2 largest of 4" in n for n in r.notes)
+    assert "2 largest of 4" in (tmp_path / "out" / "audit.md").read_text(encoding="utf-8")
+
+
+def test_no_plots(image_folder, tmp_path):
+    audit(_folder_manifest(image_folder), tmp_path / "o", progress=False, plots=False)
+    assert (tmp_path / "o" / "audit.json").exists() and not (tmp_path / "o" / "plots").exists()
+
+
+def test_clean_policies(messy):
+    m, files = messy
+    r = audit(m, progress=False)
+    kept, dropped = clean(m, r)
+    assert len(kept) == 11
+    assert {d["path"] for d in dropped} == {files["empty"], files["text"]}
+    assert all(d["reason"].startswith("corrupt") for d in dropped)
+    kept2, dropped2 = clean(m, r, policy="drop_non_rgb")
+    assert len(kept2) == 8
+    assert {d["path"] for d in dropped2} >= {files["grey"], files["cmyk"], files["gif"]}
+    assert all(Path(p).exists() for p in m.paths)  # nothing deleted from disk
+    assert kept2.class_names == m.class_names and kept2.extra["cleaning"]["n_dropped"] == 5
+    with pytest.raises(ValueError, match="drop_non_rgb"):
+        clean(m, r, policy="delete")
+
+
+def test_clean_drop_list(messy, tmp_path):
+    m, files = messy
+    r = audit(m, progress=False)
+    listing = tmp_path / "drop.txt"
+    listing.write_text(
+        "# R3-style cleaning list\n"
+        "cod 1.png\n"  # a bare file name
+        f"{files['eel0']}\n"  # a full path
+        "eel/grey.png\n"  # a relative path
+        "ghost.jpg\n",  # unknown
+        encoding="utf-8",
+    )
+    with pytest.warns(UserWarning, match="ghost.jpg"):
+        kept, dropped = clean(m, r, drop=listing)
+    reasons = {d["path"]: d["reason"] for d in dropped}
+    assert {files["cod1"], files["eel0"], files["grey"]} <= set(reasons)
+    assert "drop list" in reasons[files["cod1"]]
+    assert len(kept) == len(m) - 5  # 2 corrupt + 3 listed
+    kept2, _ = clean(m, r, drop=[files["cod2"]])
+    assert files["cod2"] not in kept2.paths
+    with pytest.raises(FileNotFoundError, match="drop list"):
+        clean(m, r, drop=str(tmp_path / "missing.txt"))
+
+
+def test_cli_parser_defaults():
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    args = parser.parse_args([])
+    assert args.data == "demo" and args.policy == "convert" and not args.no_plots
+    args = parser.parse_args(["folder", "--out", "o", "--policy", "drop_non_rgb", "--no-plots",
+                              "--clean-manifest", "c.csv", "--drop-list", "d.txt", "--workers", "2"])
+    assert (args.out, args.policy, args.clean_manifest, args.workers) == ("o", "drop_non_rgb", "c.csv", 2)
+
+
+@pytest.mark.shared_data
+def test_hymenoptera_audit(shared_data, tmp_path):
+    root = shared_data / "hymenoptera"
+    if not root.is_dir():
+        pytest.skip("hymenoptera is absent from ../shared/data")
+    m = _folder_manifest(root, ("ants", "bees"))
+    r = audit(m, tmp_path / "audit", progress=False, plots=False)
+    gif = str(root / "ants" / "imageNotFound.gif")
+    assert {"path": gif, "mode": "P"} in r.non_rgb
+    assert r.corrupt == []
+    spaced = [p for p in m.paths if " " in Path(p).name]
+    assert spaced and all(r.files[p].ok for p in spaced)
+    assert r.n_images == len(m) and r.modes.get("P", 0) >= 1
+    kept, dropped = clean(m, r, policy="drop_non_rgb")
+    assert gif in {d["path"] for d in dropped} and len(kept) == len(m) - len(r.non_rgb)
+
+
+def test_run_cli_writes_report_and_clean_manifest(messy, tmp_path, monkeypatch, capsys):
+    import sys
+    import types
+
+    import keras_species.data as data_pkg
+    from keras_species.data.audit import run_cli
+
+    m, files = messy
+    calls = []
+    fake = types.ModuleType("keras_species.data.sources")
+
+    def load(source, **kw):
+        calls.append((source, kw))
+        return m
+
+    fake.load = load
+    monkeypatch.setitem(sys.modules, "keras_species.data.sources", fake)
+    monkeypatch.setattr(data_pkg, "sources", fake, raising=False)
+    drop = tmp_path / "drop.txt"
+    drop.write_text("cod 3.png\n", encoding="utf-8")
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    out, cleaned_csv = tmp_path / "report", tmp_path / "clean.csv"
+    args = parser.parse_args([m.source, "--out", str(out), "--policy", "drop_non_rgb", "--no-plots",
+                              "--no-progress", "--drop-list", str(drop), "--group-regex", r"(\d)",
+                              "--clean-manifest", str(cleaned_csv)])
+    assert run_cli(args) == 0
+    assert calls == [(m.source, {"group_regex": r"(\d)"})]
+    text = capsys.readouterr().out
+    assert "13 images" in text and "corrupt: 2" in text and "audit.md" in text
+    assert "keeps 7, drops 6" in text
+    cleaned = Manifest.from_csv(cleaned_csv)
+    assert len(cleaned) == 7 and files["cod3"] not in cleaned.paths
+    assert (out / "audit.json").exists() and (out / "dropped.csv").exists()

@@ -1,0 +1,102 @@
+"""Tests of keras_species.data.augment: presets, RandomResizedCrop, MixUp/CutMix, in-model use."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_species  # noqa: F401  (registers the layers for safe_mode reloading)
+from keras_species.data.augment import (
+    PRESETS,
+    RandomResizedCrop,
+    augment_in_model,
+    augmentation,
+    batch_augmentation,
+    preset_fields,
+)
+
+
+def images(n=4, size=32, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (n, size, size, 3)).astype("float32")
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_each_preset_runs_batched_and_in_tf_data(preset):
+    aug = augmentation(preset, seed=1)
+    if preset == "none":
+        assert aug is None
+        return
+    x = images()
+    out = np.asarray(aug(x, training=True))
+    assert out.shape == x.shape
+    assert not np.allclose(out, x)  # it changed something
+    np.testing.assert_allclose(np.asarray(aug(x, training=False)), x, atol=1e-4)  # identity
+    ds = tf.data.Dataset.from_tensor_slices(x).map(lambda t: aug(t[None], training=True)[0])
+    assert [e.shape for e in ds.as_numpy_iterator()] == [(32, 32, 3)] * 4
+
+
+def test_preset_settings_and_overrides():
+    assert preset_fields("r1")["rotation"] == 30.0
+    assert preset_fields("r1_pseudo")["rotation"] == 45.0
+    assert preset_fields("r4")["crop_area"] == (0.08, 1.0)
+    r3 = augmentation("r3", rotation=90)
+    rot = r3.get_layer("random_rotation")
+    assert rot.fill_mode == "reflect" and np.allclose(rot.get_config()["factor"], (-0.25, 0.25))
+    with pytest.raises(ValueError, match="unknown augmentation preset"):
+        augmentation("r9")
+    with pytest.raises(ValueError, match="unknown augmentation settings"):
+        augmentation("r1", rotate=5)
+
+
+def test_random_resized_crop_output_size_and_crop():
+    # a horizontal ramp: a crop of a small area spans a narrower range of values
+    ramp = np.tile(np.linspace(0, 255, 64, dtype="float32")[None, :, None], (64, 1, 3))[None]
+    layer = RandomResizedCrop(scale=(0.1, 0.1), ratio=(1.0, 1.0), seed=0)
+    out = np.asarray(layer(np.repeat(ramp, 3, 0), training=True))
+    assert out.shape == (3, 64, 64, 3)
+    spans = out[:, 32, -1, 0] - out[:, 32, 0, 0]
+    assert np.all(spans < 255 * 0.45) and np.all(spans > 255 * 0.2)  # width sqrt(0.1) ~ 0.32
+    sized = RandomResizedCrop(48, 40, seed=0)
+    assert sized(ramp, training=True).shape == (1, 48, 40, 3)
+    assert sized(ramp, training=False).shape == (1, 48, 40, 3)
+    np.testing.assert_allclose(np.asarray(RandomResizedCrop()(ramp, training=False)), ramp)
+    assert RandomResizedCrop(seed=0)(ramp[0], training=True).shape == (64, 64, 3)  # unbatched
+
+
+def test_model_with_crop_saves_and_reloads_safe_mode(tmp_path):
+    inputs = keras.Input((32, 32, 3), name="image")
+    x = augmentation("r4", seed=0)(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="label")(x))
+    path = tmp_path / "m.keras"
+    model.save(path)
+    again = keras.saving.load_model(path, safe_mode=True)
+    layer = again.get_layer("augment_r4").get_layer("random_resized_crop")
+    assert isinstance(layer, RandomResizedCrop)
+    assert layer.get_config()["scale"] == [0.08, 1.0]
+    x = images()
+    np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5)
+
+
+def test_mixup_and_cutmix_soft_labels():
+    x = images(8)
+    y = keras.ops.one_hot(np.arange(8) % 3, 3)
+    for name in ("mixup", "cutmix"):
+        layer = batch_augmentation(name, seed=0)
+        out = layer({"images": x, "labels": y}, training=True)
+        labels = np.asarray(out["labels"])
+        np.testing.assert_allclose(labels.sum(1), 1.0, rtol=1e-5)
+        assert ((labels > 1e-3) & (labels < 1 - 1e-3)).any(), name
+        assert np.asarray(out["images"]).shape == x.shape
+    with pytest.raises(ValueError, match="mixup"):
+        batch_augmentation("mosaic")
+
+
+def test_augment_in_model_is_identity_at_inference():
+    base = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    wrapped = augment_in_model(base, "r3", seed=0)
+    x = images(2, 16)
+    np.testing.assert_allclose(wrapped.predict(x, verbose=0), base.predict(x, verbose=0), rtol=1e-5)
+    assert not np.allclose(np.asarray(wrapped(x, training=True)), np.asarray(base(x)))

@@ -1,0 +1,251 @@
+"""Tests for keras_species.data.images: every bad or unusual file a new user might have."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_species.data import images
+from keras_species.data.images import (
+    IMAGE_EXTENSIONS,
+    ImageInfo,
+    ImageReadError,
+    is_image_file,
+    needs_conversion,
+    probe,
+    read_image,
+)
+
+
+def _rgb(h: int = 16, w: int = 20, colour=(200, 30, 40)) -> Image.Image:
+    return Image.new("RGB", (w, h), colour)
+
+
+def _truncated(tmp_path: Path, fmt: str) -> Path:
+    rng = np.random.default_rng(0)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, fmt)
+    data = buf.getvalue()
+    path = tmp_path / f"cut.{fmt.lower()}"
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def test_extensions_and_is_image_file():
+    assert {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"} <= IMAGE_EXTENSIONS
+    assert is_image_file("a/B.JPG") and is_image_file("x.TiFf")
+    assert not is_image_file("notes.txt")
+
+
+def test_plain_rgb_roundtrip(tmp_path):
+    p = tmp_path / "a.png"
+    _rgb().save(p)
+    arr = read_image(p)
+    assert arr.shape == (16, 20, 3) and arr.dtype == np.uint8
+    assert tuple(arr[0, 0]) == (200, 30, 40)
+    info = probe(p)
+    assert info.ok and (info.format, info.mode, info.width, info.height) == ("PNG", "RGB", 20, 16)
+    assert info.sha1 and info.bytes == p.stat().st_size
+    assert not needs_conversion(info)
+
+
+def test_zero_byte_file(tmp_path):
+    p = tmp_path / "empty.jpg"
+    p.write_bytes(b"")
+    with pytest.raises(ImageReadError) as e:
+        read_image(p)
+    assert e.value.path == str(p) and "0 bytes" in e.value.reason
+    assert str(p) in str(e.value) and "Fix:" in str(e.value)
+    assert "0 bytes" in probe(p).error
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_truncated_files_are_reported(tmp_path, fmt):
+    p = _truncated(tmp_path, fmt)
+    with pytest.raises(ImageReadError, match="truncated"):
+        read_image(p)
+    info = probe(p)
+    assert not info.ok and "truncated" in info.error
+    assert info.format == fmt  # the header was readable
+
+
+def test_text_file_named_jpg(tmp_path):
+    p = tmp_path / "photo.jpg"
+    p.write_text("this is not an image\n")
+    with pytest.raises(ImageReadError, match="text"):
+        read_image(p)
+    assert "not an image" in probe(p).error
+
+
+def test_html_page_named_jpg(tmp_path):
+    p = tmp_path / "download.jpg"
+    p.write_text("<!DOCTYPE html><html><body>404</body></html>")
+    assert "HTML" in probe(p).error
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ImageReadError, match="not found"):
+        read_image(tmp_path / "nope.png")
+    assert probe(tmp_path / "nope.png").error == "file not found"
+
+
+def test_png_named_jpg_is_read_by_content(tmp_path):
+    p = tmp_path / "really_png.jpg"
+    _rgb(colour=(1, 2, 3)).save(p, format="PNG")
+    assert tuple(read_image(p)[5, 5]) == (1, 2, 3)
+    info = probe(p)
+    assert info.format == "PNG" and not info.extension_matches
+
+
+def test_animated_gif_first_frame(tmp_path):
+    p = tmp_path / "anim.gif"
+    frames = [_rgb(colour=(255, 0, 0)), _rgb(colour=(0, 0, 255)), _rgb(colour=(0, 255, 0))]
+    frames[0].save(p, save_all=True, append_images=frames[1:], duration=50, loop=0)
+    arr = read_image(p)
+    assert arr.shape == (16, 20, 3)
+    r, g, b = arr[8, 10].astype(int)
+    assert r > 200 and g < 50 and b < 50  # red, the first frame
+    info = probe(p)
+    assert info.n_frames == 3 and info.animated and needs_conversion(info)
+
+
+def test_cmyk_jpeg_stays_red(tmp_path):
+    p = tmp_path / "cmyk.jpg"
+    Image.new("CMYK", (16, 16), (0, 255, 255, 0)).save(p, quality=95)  # PIL writes Adobe CMYK
+    info = probe(p)
+    assert info.mode == "CMYK" and needs_conversion(info)
+    r, g, b = read_image(p)[8, 8].astype(int)
+    assert r > 220 and g < 40 and b < 40
+
+
+def test_16bit_png_is_scaled_not_clipped(tmp_path):
+    p = tmp_path / "g16.png"
+    Image.fromarray(np.array([[65535, 32768], [0, 257]], np.uint16)).save(p)
+    info = probe(p)
+    assert info.mode.startswith("I") and needs_conversion(info)
+    arr = read_image(p)
+    assert arr.shape == (2, 2, 3)
+    assert arr[0, 0, 0] == 255 and abs(int(arr[0, 1, 0]) - 128) <= 1
+    assert arr[1, 0, 0] == 0 and arr[1, 1, 0] == 1
+    assert (arr[..., 0] == arr[..., 2]).all()
+
+
+def test_palette_png_with_transparency_composites_on_white(tmp_path):
+    p = tmp_path / "pal.png"
+    im = Image.new("P", (10, 10), 0)
+    im.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    im.paste(1, (0, 0, 5, 10))  # left half red, right half index 0 (transparent)
+    im.save(p, transparency=0)
+    assert probe(p).mode == "P"
+    arr = read_image(p)
+    assert tuple(arr[5, 2]) == (255, 0, 0)
+    assert tuple(arr[5, 8]) == (255, 255, 255)
+
+
+def test_palette_without_transparency(tmp_path):
+    p = tmp_path / "pal.gif"
+    _rgb(colour=(0, 128, 255)).convert("P").save(p)
+    r, g, b = read_image(p)[3, 3].astype(int)
+    assert b > 200 and r < 50
+
+
+@pytest.mark.parametrize("mode", ["LA", "RGBA"])
+def test_alpha_composited_on_white(tmp_path, mode):
+    p = tmp_path / f"{mode}.png"
+    if mode == "LA":
+        im = Image.merge("LA", [Image.new("L", (8, 8), 0), Image.new("L", (8, 8), 0)])
+        im.paste((0, 255), (0, 0, 4, 8))  # left: opaque black, right: transparent
+    else:
+        im = Image.new("RGBA", (8, 8), (0, 0, 255, 0))
+        im.paste((0, 0, 255, 255), (0, 0, 4, 8))
+        im.putpixel((6, 6), (0, 0, 0, 128))  # half-transparent black over white -> grey
+    im.save(p)
+    arr = read_image(p)
+    assert tuple(arr[4, 7]) == (255, 255, 255)
+    if mode == "LA":
+        assert tuple(arr[4, 1]) == (0, 0, 0)
+    else:
+        assert tuple(arr[4, 1]) == (0, 0, 255)
+        assert 120 <= arr[6, 6, 0] <= 135
+
+
+def test_grey_and_bilevel(tmp_path):
+    Image.new("L", (6, 4), 77).save(tmp_path / "l.png")
+    Image.new("1", (6, 4), 1).save(tmp_path / "one.png")
+    assert (read_image(tmp_path / "l.png") == 77).all()
+    assert (read_image(tmp_path / "one.png") == 255).all()
+
+
+def test_float_tiff(tmp_path):
+    p = tmp_path / "f.tif"
+    Image.fromarray(np.array([[0.0, 0.5], [1.0, 0.25]], np.float32), mode="F").save(p)
+    arr = read_image(p)
+    assert arr[0, 0, 0] == 0 and arr[1, 0, 0] == 255 and abs(int(arr[0, 1, 0]) - 128) <= 1
+    assert needs_conversion(probe(p))  # TIFF and mode F: through PIL
+
+
+def test_exif_orientation_applied(tmp_path):
+    p = tmp_path / "rot.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise on display
+    _rgb(h=10, w=30).save(p, exif=exif)
+    info = probe(p)
+    assert info.orientation == 6 and needs_conversion(info)
+    assert read_image(p).shape == (30, 10, 3)
+
+
+def test_huge_image_over_lowered_limit(tmp_path):
+    p = tmp_path / "big.png"
+    Image.new("RGB", (100, 100)).save(p)
+    with pytest.raises(ImageReadError) as e:
+        read_image(p, max_pixels=5000)
+    msg = str(e.value)
+    assert "10,000 pixels" in msg and "set_max_pixels" in msg and str(p) in msg
+    info = probe(p, max_pixels=5000)
+    assert not info.ok and (info.width, info.height) == (100, 100)
+    assert read_image(p, max_pixels=20000).shape == (100, 100, 3)
+
+
+def test_set_max_pixels_global_and_pil_hard_limit(tmp_path):
+    p = tmp_path / "big.png"
+    Image.new("RGB", (200, 200)).save(p)  # 40,000 px: over 2x the limit, PIL itself refuses
+    old = Image.MAX_IMAGE_PIXELS
+    try:
+        images.set_max_pixels(5000)
+        assert images.get_max_pixels() == 5000 and Image.MAX_IMAGE_PIXELS == 5000
+        with pytest.raises(ImageReadError, match="set_max_pixels"):
+            read_image(p)
+        assert not probe(p).ok
+        images.set_max_pixels(50_000)
+        assert read_image(p).shape == (200, 200, 3)
+    finally:
+        images.set_max_pixels(old)
+    assert images.get_max_pixels() == old
+
+
+def test_names_with_spaces_and_non_ascii(tmp_path):
+    folder = tmp_path / "raie manta é"
+    folder.mkdir()
+    p = folder / "poisson clown ñ 鱼.png"
+    _rgb().save(p)
+    assert read_image(p).shape == (16, 20, 3)
+    assert probe(p).ok
+
+
+def test_error_is_picklable():
+    import pickle
+
+    e = pickle.loads(pickle.dumps(ImageReadError("a b.jpg", "empty file (0 bytes)")))
+    assert e.path == "a b.jpg" and e.reason == "empty file (0 bytes)"
+
+
+def test_needs_conversion_rules():
+    assert not needs_conversion(ImageInfo("a.jpg", format="JPEG", mode="RGB"))
+    assert needs_conversion(ImageInfo("a.jpg", format="JPEG", mode="L"))
+    assert needs_conversion(ImageInfo("a.webp", format="WEBP", mode="RGB"))
+    assert needs_conversion(ImageInfo("a.gif", format="GIF", mode="RGB", n_frames=4))
+    assert not needs_conversion(ImageInfo("a.jpg", format="MPO", mode="RGB", n_frames=2))

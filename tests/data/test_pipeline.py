@@ -1,0 +1,260 @@
+"""Tests of keras_species.data.pipeline: decoding paths, resize modes, labels, weights, cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError
+from keras_species.data.pipeline import (
+    KIND_BAD,
+    KIND_FAST,
+    KIND_PIL,
+    KIND_PNG16,
+    class_balance_weights,
+    classify_file,
+    make_dataset,
+)
+
+
+def folder_manifest(root: Path) -> Manifest:
+    paths = sorted(str(p) for p in root.glob("*/*.*"))
+    classes = sorted({Path(p).parent.name for p in paths})
+    labels = np.array([classes.index(Path(p).parent.name) for p in paths])
+    return Manifest(paths, labels, classes)
+
+
+def solid(path: Path, colour, size=(40, 20), mode="RGB", **save) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, colour).save(path, **save)
+    return path
+
+
+def one(ds):
+    return [tuple(t.numpy() for t in batch) if isinstance(batch, tuple) else batch.numpy() for batch in ds]
+
+
+# --------------------------------------------------------------------------- shapes and resize
+def test_shapes_dtypes_and_range(image_folder):
+    m = folder_manifest(image_folder)
+    ds = make_dataset(m, 24, 5)
+    batches = one(ds)
+    assert [b[0].shape for b in batches] == [(5, 24, 24, 3)] * 3 + [(3, 24, 24, 3)]
+    x, y = batches[0]
+    assert x.dtype == np.float32 and y.dtype == np.int32
+    assert 0.0 <= x.min() and x.max() <= 255.0 and x.max() > 1.5  # 0-255, not 0-1
+    # training=False keeps the manifest's order
+    labels = np.concatenate([b[1] for b in batches])
+    np.testing.assert_array_equal(labels, m.labels)
+
+
+def test_resize_pad_keeps_aspect_with_black_border(tmp_path):
+    p = solid(tmp_path / "a" / "wide.png", (200, 100, 50), size=(40, 20))  # 2:1
+    m = Manifest([str(p)], np.array([0]), ["a"])
+    (x, _), = one(make_dataset(m, 32, 1, resize="pad", cache=False))
+    img = x[0]
+    assert img.shape == (32, 32, 3)
+    assert np.all(img[:6] == 0) and np.all(img[-6:] == 0)  # 8 rows of padding top and bottom
+    np.testing.assert_allclose(img[12:20, 4:28], np.broadcast_to([200, 100, 50], (8, 24, 3)), atol=1)
+
+
+def test_resize_stretch_and_crop(tmp_path):
+    # left half red, right half blue, 40x20: centre crop keeps the middle, stretch keeps all
+    arr = np.zeros((20, 40, 3), np.uint8)
+    arr[:, :20] = (255, 0, 0)
+    arr[:, 20:] = (0, 0, 255)
+    (tmp_path / "a").mkdir()
+    Image.fromarray(arr).save(tmp_path / "a" / "x.png")
+    m = Manifest([str(tmp_path / "a" / "x.png")], np.array([0]), ["a"])
+    (s, _), = one(make_dataset(m, 20, 1, resize="stretch", cache=False))
+    (c, _), = one(make_dataset(m, 20, 1, resize="crop", cache=False))
+    assert s.shape == c.shape == (1, 20, 20, 3)
+    assert s[0, 10, 1, 0] > 250 and s[0, 10, 18, 2] > 250  # edges of the full image
+    # the crop covers x in 10..30 of the original: still red left, blue right, no black border
+    assert c[0, 10, 0, 0] > 250 and c[0, 10, 19, 2] > 250 and c.min() == 0 and c.max() == 255
+
+
+# --------------------------------------------------------------------------- decoding paths
+def test_classify_and_decode_special_files(tmp_path):
+    d = tmp_path / "a"
+    d.mkdir()
+    # CMYK JPEG: TF would read the raw ink values as RGB
+    Image.new("CMYK", (32, 32), (0, 255, 255, 0)).save(d / "cmyk.jpg", quality=95)  # pure red ink
+    # 16-bit grey PNG at 50% grey
+    Image.fromarray(np.full((32, 32), 32896, np.uint16)).save(d / "grey16.png")
+    # GIF with two frames: first red, second green
+    frames = [Image.new("RGB", (32, 32), c).convert("P") for c in ((255, 0, 0), (0, 255, 0))]
+    frames[0].save(d / "anim.gif", save_all=True, append_images=frames[1:])
+    # palette with transparency: PIL composites the transparent colour on white
+    pal = Image.new("P", (32, 32), 0)
+    pal.putpalette([0, 0, 0] + [10, 20, 30] * 255)
+    pal.save(d / "pal.png", transparency=0)
+    solid(d / "plain.bmp", (1, 2, 3), size=(32, 32))
+    assert classify_file(str(d / "cmyk.jpg"))[0] == KIND_PIL
+    assert classify_file(str(d / "grey16.png"))[0] == KIND_PNG16
+    assert classify_file(str(d / "anim.gif"))[0] == KIND_FAST
+    assert classify_file(str(d / "pal.png"))[0] == KIND_PIL
+    assert classify_file(str(d / "plain.bmp"))[0] == KIND_FAST
+    names = ["cmyk.jpg", "grey16.png", "anim.gif", "pal.png", "plain.bmp"]
+    m = Manifest([str(d / n) for n in names], np.zeros(5, int), ["a"])
+    (x, _), = one(make_dataset(m, 16, 5, cache=False))
+    centre = x[:, 8, 8]
+    assert centre[0, 0] > 200 and centre[0, 1] < 60 and centre[0, 2] < 60  # red, not cyan
+    np.testing.assert_allclose(centre[1], [128, 128, 128], atol=1)  # 32896 / 257 = 128
+    assert centre[2, 0] > 200 and centre[2, 1] < 50  # first GIF frame (red)
+    np.testing.assert_allclose(centre[3], [255, 255, 255], atol=1)
+    np.testing.assert_allclose(centre[4], [1, 2, 3], atol=1)
+
+
+def test_16bit_rgb_png_scaled_by_257(tmp_path):
+    import tensorflow as tf
+
+    arr = np.zeros((16, 16, 3), np.uint16)
+    arr[..., 0], arr[..., 1], arr[..., 2] = 65535, 257 * 100, 0
+    (tmp_path / "a").mkdir()
+    tf.io.write_file(str(tmp_path / "a" / "rgb16.png"), tf.io.encode_png(tf.constant(arr)))
+    path = str(tmp_path / "a" / "rgb16.png")
+    assert classify_file(path)[0] == KIND_PNG16
+    (x, _), = one(make_dataset(Manifest([path], np.array([0]), ["a"]), 8, 1, cache=False))
+    np.testing.assert_allclose(x[0, 4, 4], [255, 100, 0], atol=0.5)
+
+
+def test_bad_files_are_skipped_with_a_warning(tmp_path):
+    from tests.conftest import write_image_folder
+
+    root = write_image_folder(tmp_path / "imgs", per_class=3, ext="jpg")
+    bad_dir = root / "cod"
+    (bad_dir / "empty.jpg").write_bytes(b"")
+    (bad_dir / "text.jpg").write_text("this is not an image")
+    good = (bad_dir / "fish_0_0.jpg").read_bytes()
+    (bad_dir / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    m = folder_manifest(root)
+    with pytest.warns(UserWarning) as record:
+        ds = make_dataset(m, 16, 4, training=True, seed=0)
+    text = " ".join(str(w.message) for w in record)
+    for name in ("empty.jpg", "text.jpg", "truncated.jpg"):
+        assert name in text
+    n = sum(int(x.shape[0]) for x, _ in ds)
+    assert n == len(m) - 3  # the epoch completes with the good images
+
+
+def test_bad_file_raises_when_asked(tmp_path):
+    from keras_species.data.images import ImageReadError
+
+    p = tmp_path / "a" / "empty.png"
+    p.parent.mkdir()
+    p.write_bytes(b"")
+    assert classify_file(str(p))[0] == KIND_BAD
+    with pytest.raises(ImageReadError, match="empty.png"):
+        make_dataset(Manifest([str(p)], np.array([0]), ["a"]), 8, on_error="raise")
+
+
+# --------------------------------------------------------------------------- labels
+def test_label_modes_and_smoothing(image_folder):
+    m = folder_manifest(image_folder)
+    (_, y), *_ = one(make_dataset(m, 8, 18, label_mode="onehot", label_smoothing=0.3))
+    assert y.dtype == np.float32 and y.shape == (18, 3)
+    np.testing.assert_allclose(y.sum(1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(np.sort(np.unique(y.round(4))), [0.1, 0.8])  # 0.3/3, 0.7+0.1
+    (_, y), *_ = one(make_dataset(m, 8, 18, label_mode="multihot"))
+    np.testing.assert_array_equal(y, m.label_matrix())
+    x, *_ = one(make_dataset(m, 8, 18, label_mode="none"))
+    assert x.shape == (18, 8, 8, 3)  # images only
+    with pytest.raises(ValueError, match="label smoothing"):
+        make_dataset(m, 8, label_mode="sparse", label_smoothing=0.1)
+
+
+def test_multilabel_smoothing_and_unlabelled(image_folder):
+    m = folder_manifest(image_folder)
+    multi = Manifest(m.paths, m.label_matrix() | np.eye(3, dtype=np.uint8)[np.zeros(len(m), int)], m.class_names)
+    (_, y), *_ = one(make_dataset(multi, 8, 18, label_smoothing=0.2))
+    np.testing.assert_allclose(np.unique(y.round(4)), [0.1, 0.9])
+    unl = Manifest(m.paths, np.where(np.arange(len(m)) % 2, m.labels, UNLABELLED), m.class_names)
+    with pytest.raises(ManifestError, match="unlabelled"):
+        make_dataset(unl, 8)
+    with pytest.raises(ManifestError, match="unlabelled"):
+        make_dataset(unl, 8, label_mode="onehot")
+    assert one(make_dataset(unl, 8, 18, label_mode="none"))[0].shape[0] == 18
+
+
+# --------------------------------------------------------------------------- weights
+def test_balanced_weights_single_label():
+    m = Manifest([f"{i}.png" for i in range(8)], np.array([0] * 6 + [1] * 2), ["cod", "eel"])
+    w = class_balance_weights(m)
+    # sklearn: n / (C * count) = 8/12 and 8/4; already mean 1
+    np.testing.assert_allclose(w, [8 / 12] * 6 + [2.0] * 2, rtol=1e-6)
+    np.testing.assert_allclose(w.mean(), 1.0, rtol=1e-6)
+    wd = class_balance_weights(m, {"eel": 3.0})
+    np.testing.assert_allclose(wd[-1] / wd[0], 3.0, rtol=1e-6)
+    np.testing.assert_allclose(wd.mean(), 1.0, rtol=1e-6)
+    with pytest.raises(ValueError, match="unknown classes"):
+        class_balance_weights(m, {"shark": 2.0})
+
+
+def test_balanced_weights_multilabel(tmp_path):
+    labels = np.array([[1, 0], [1, 0], [1, 1], [0, 0]], np.uint8)
+    m = Manifest([f"{i}.png" for i in range(4)], labels, ["cod", "eel"])
+    w = class_balance_weights(m, normalize=False)
+    # exploded tags: cod x3, eel x1, none x1 -> M=5, K=3: cod 5/9, eel 5/3, none 5/3
+    np.testing.assert_allclose(w, [5 / 9, 5 / 9, (5 / 9 + 5 / 3) / 2, 5 / 3], rtol=1e-6)
+    wn = class_balance_weights(m)
+    np.testing.assert_allclose(wn.mean(), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(wn / w, wn[0] / w[0], rtol=1e-6)
+    path = tmp_path / "w.json"
+    path.write_text('{"eel": 4.0, "__none__": 2.0}')
+    wj = class_balance_weights(m, str(path), normalize=False)
+    np.testing.assert_allclose(wj, [1.0, 1.0, 2.5, 2.0])
+
+
+def test_sample_weights_are_yielded(image_folder):
+    m = folder_manifest(image_folder).subset(np.arange(10))  # 6 cod + 4 eel
+    (_, y, w), = one(make_dataset(m, 8, 10, sample_weights="balanced"))
+    np.testing.assert_allclose(w, class_balance_weights(m), rtol=1e-6)
+    (_, _, w2), = one(make_dataset(m, 8, 10, sample_weights=np.arange(10, dtype=np.float32)))
+    np.testing.assert_array_equal(w2, np.arange(10))
+
+
+# --------------------------------------------------------------------------- cache, order, augment
+def test_cache_to_file_and_determinism(image_folder, tmp_path):
+    m = folder_manifest(image_folder)
+    kw = dict(training=True, augment="r1", seed=3, deterministic=True, cache=False)
+    a = one(make_dataset(m, 16, 6, **kw))
+    b = one(make_dataset(m, 16, 6, **kw))
+    for (xa, ya), (xb, yb) in zip(a, b):
+        np.testing.assert_array_equal(ya, yb)
+        np.testing.assert_array_equal(xa, xb)
+    c = one(make_dataset(m, 16, 6, **{**kw, "seed": 4}))
+    assert not all(np.array_equal(p[1], q[1]) for p, q in zip(a, c))
+    cache = tmp_path / "cache" / "train"
+    ds = make_dataset(m, 16, 6, cache=str(cache))
+    first, second = one(ds), one(ds)
+    assert list(cache.parent.iterdir())  # the cache files exist
+    for (x1, y1), (x2, y2) in zip(first, second):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(y1, y2)
+
+
+def test_augment_and_mixup(image_folder):
+    m = folder_manifest(image_folder)
+    plain = one(make_dataset(m, 16, 18, cache=False))[0][0]
+    ds = make_dataset(m, 16, 18, training=True, augment="r3", batch_augment="mixup",
+                      sample_weights="balanced", seed=0, deterministic=True)
+    x, y, w = one(ds)[0]
+    assert x.shape == (18, 16, 16, 3) and y.shape == (18, 3) and w.shape == (18,)
+    np.testing.assert_allclose(y.sum(1), 1.0, rtol=1e-5)
+    assert ((y > 0.01) & (y < 0.99)).any()  # soft labels
+    assert 0.0 <= x.min() and x.max() <= 255.0
+    assert not np.allclose(np.sort(x.ravel()), np.sort(plain.ravel()))
+
+
+def test_shared_fish_first_batch(shared_data):
+    root = shared_data / "fish4knowledge23"
+    if not root.is_dir():
+        pytest.skip("fish4knowledge23 is absent")
+    paths = sorted(str(p) for p in root.glob("*/*.png"))[:40]
+    m = Manifest(paths, np.zeros(len(paths), int), ["fish"])
+    (x, y), *_ = one(make_dataset(m, 32, 40))
+    assert x.shape == (40, 32, 32, 3)

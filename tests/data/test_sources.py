@@ -1,0 +1,284 @@
+"""Readers: class folders, CSVs (three label layouts), iNat/COCO JSON, load() dispatch, bad input."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_species.data import sources
+from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError
+from tests.conftest import write_image_folder
+
+
+def _png(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 6), (10, 20, 30)).save(path)
+    return path
+
+
+# ------------------------------------------------------------------------- folders
+def test_from_folder_reads_classes_paths_and_groups(image_folder: Path) -> None:
+    m = sources.from_folder(image_folder, group_regex=r"fish_(\d+)_")
+    assert m.class_names == ["cod", "eel", "ray"]
+    assert len(m) == 18 and m.class_counts().tolist() == [6, 6, 6]
+    assert all(Path(p).is_absolute() and Path(p).is_file() for p in m.paths)
+    assert set(m.groups) == {"0", "1", "2", "100", "101", "102", "200", "201", "202"}
+    assert m.labels[0] == 0 and Path(m.paths[0]).parent.name == "cod"
+
+
+def test_from_folder_recursive_skips_hidden_and_non_images(image_folder: Path) -> None:
+    _png(image_folder / "cod" / "sub" / "deep.png")
+    (image_folder / "cod" / ".DS_Store").write_bytes(b"x")
+    (image_folder / "eel" / "notes.txt").write_text("not an image")
+    (image_folder / ".hidden_class").mkdir()
+    _png(image_folder / ".hidden_class" / "a.png")
+    with pytest.warns(UserWarning, match=r"skipped 1 non-image files.*notes\.txt"):
+        m = sources.from_folder(image_folder)
+    assert m.class_names == ["cod", "eel", "ray"]
+    assert m.class_counts().tolist() == [7, 6, 6]
+    assert any(p.endswith("deep.png") for p in m.paths)
+    assert len(m.extra["skipped"]) == 1
+
+
+def test_from_folder_empty_class_folder_warns_and_is_not_a_class(image_folder: Path) -> None:
+    (image_folder / "empty_one").mkdir()
+    with pytest.warns(UserWarning, match="empty_one"):
+        m = sources.from_folder(image_folder)
+    assert "empty_one" not in m.class_names and m.num_classes == 3
+
+
+def test_from_folder_single_class_warns(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "one", classes=("cod",), per_class=3)
+    with pytest.warns(UserWarning, match="single class"):
+        m = sources.from_folder(root)
+    assert m.num_classes == 1 and len(m) == 3
+
+
+def test_from_folder_images_at_top_level_is_a_clear_error(tmp_path: Path) -> None:
+    _png(tmp_path / "flat" / "a.png")
+    with pytest.raises(ManifestError, match="top level.*subfolder"):
+        sources.from_folder(tmp_path / "flat")
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(ManifestError, match="no class subfolders"):
+        sources.from_folder(tmp_path / "nothing")
+    with pytest.raises(ManifestError, match="not a folder"):
+        sources.from_folder(tmp_path / "missing")
+
+
+def test_from_folder_only_empty_class_folders_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "d" / "cod").mkdir(parents=True)
+    (tmp_path / "d" / "cod" / "readme.txt").write_text("x")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ManifestError, match="no images found"):
+            sources.from_folder(tmp_path / "d")
+
+
+def test_from_folder_names_with_spaces_and_non_ascii(tmp_path: Path) -> None:
+    _png(tmp_path / "d" / "pez espada" / "foto 1.png")
+    _png(tmp_path / "d" / "Gründling" / "bild_ä.png")
+    _png(tmp_path / "d" / "Gründling" / "魚.png")
+    m = sources.from_folder(tmp_path / "d")
+    assert m.class_names == sorted(["pez espada", "Gründling"])
+    assert m.class_counts()[m.class_names.index("Gründling")] == 2
+    assert all(Path(p).is_file() for p in m.paths)
+
+
+# ------------------------------------------------------------------------- CSV
+def test_from_csv_single_label_with_split_group_and_normalised_names(image_folder: Path) -> None:
+    csv_path = image_folder / "labels.csv"
+    csv_path.write_text(
+        "Filename,Species,Split,site\n"
+        "cod/fish_0_0.png,cod,Train,a\n"
+        "eel/fish_100_0.png,eel,valid,b\n"
+        "ray/fish_200_0.png,ray,Validation,c\n"
+        "ray/fish_200_3.png,,dev,c\n"
+        "cod/fish_1_1.png,cod,TEST,a\n",
+        encoding="utf-8",
+    )
+    m = sources.from_csv(csv_path, group_col="site")
+    assert m.class_names == ["cod", "eel", "ray"]
+    assert m.labels.tolist() == [0, 1, 2, UNLABELLED, 0]
+    assert m.splits == ["train", "val", "val", "val", "test"]
+    assert m.groups == ["a", "b", "c", "c", "a"]
+    assert m.paths[0] == str(image_folder / "cod" / "fish_0_0.png")
+
+
+def test_from_csv_labelset_column_is_multilabel(image_folder: Path) -> None:
+    csv_path = image_folder / "tags.csv"
+    csv_path.write_text("path,labels\ncod/fish_0_0.png,cod;eel\neel/fish_100_0.png,eel\nray/fish_200_0.png,\n")
+    m = sources.from_csv(csv_path)
+    assert m.multilabel and m.class_names == ["cod", "eel"]
+    assert m.labels.tolist() == [[1, 1], [0, 1], [0, 0]]
+
+
+def test_from_csv_class_columns_auto_and_explicit(image_folder: Path) -> None:
+    csv_path = image_folder / "onehot.csv"
+    csv_path.write_text("image,split,shark,eel\ncod/fish_0_0.png,train,1,0\neel/fish_100_0.png,test,1,1\n")
+    m = sources.from_csv(csv_path)
+    assert m.multilabel and m.class_names == ["shark", "eel"]
+    assert m.labels.tolist() == [[1, 0], [1, 1]]
+    with pytest.warns(UserWarning, match="single class"):
+        m2 = sources.from_csv(csv_path, class_columns=["eel"])
+    assert m2.class_names == ["eel"] and m2.labels[:, 0].tolist() == [0, 1]
+    csv_path.write_text("image,shark\ncod/fish_0_0.png,2\n")
+    with pytest.raises(ManifestError, match="0 or 1"):
+        sources.from_csv(csv_path, class_columns=["shark"])
+    with pytest.raises(ManifestError, match="no 0/1 class columns"):
+        sources.from_csv(csv_path)
+
+
+def test_from_csv_path_format_and_images_subfolder(tmp_path: Path) -> None:
+    write_image_folder(tmp_path / "images", per_class=2)
+    (tmp_path / "split.csv").write_text("split,class,file\ntrain,cod,fish_0_0.png\nval,eel,fish_101_1.png\n")
+    m = sources.from_csv(tmp_path / "split.csv", path_format="{class}/{file}")
+    assert m.paths == [str(tmp_path / "images" / "cod" / "fish_0_0.png"),
+                       str(tmp_path / "images" / "eel" / "fish_101_1.png")]
+    assert m.labels.tolist() == [0, 1] and m.splits == ["train", "val"]
+    with pytest.raises(ManifestError, match="nope"):
+        sources.from_csv(tmp_path / "split.csv", path_format="{nope}/{file}")
+
+
+def test_from_csv_missing_files_error_lists_paths_and_fix_or_skip(image_folder: Path) -> None:
+    csv_path = image_folder / "labels.csv"
+    csv_path.write_text("path,label\ncod/fish_0_0.png,cod\ncod/gone_1.png,cod\neel/gone_2.png,eel\n")
+    with pytest.raises(ManifestError, match=r"2 of 3 listed files do not exist.*gone_1\.png.*on_missing='skip'"):
+        sources.from_csv(csv_path)
+    with pytest.warns(UserWarning, match="skipped 2 rows"):
+        m = sources.from_csv(csv_path, on_missing="skip")
+    assert len(m) == 1 and m.paths[0].endswith("fish_0_0.png")
+
+
+def test_from_csv_label_not_in_class_list_lists_rows(image_folder: Path) -> None:
+    csv_path = image_folder / "labels.csv"
+    csv_path.write_text("path,label\ncod/fish_0_0.png,cod\neel/fish_100_0.png,shark\n")
+    with pytest.raises(ManifestError, match=r"line 3: 'shark'"):
+        sources.from_csv(csv_path, class_names=["cod", "eel"])
+    m = sources.from_csv(csv_path, class_names=["eel", "shark", "cod"])
+    assert m.class_names == ["eel", "shark", "cod"] and m.labels.tolist() == [2, 1]
+
+
+def test_from_csv_duplicate_rows(image_folder: Path) -> None:
+    csv_path = image_folder / "labels.csv"
+    csv_path.write_text("path,label\ncod/fish_0_0.png,cod\ncod/fish_0_0.png,cod\neel/fish_100_0.png,eel\n")
+    with pytest.warns(UserWarning, match="dropped 1 duplicate"):
+        m = sources.from_csv(csv_path)
+    assert len(m) == 2
+    csv_path.write_text("path,label\ncod/fish_0_0.png,cod\n./cod/fish_0_0.png,eel\n")
+    with pytest.raises(ManifestError, match=r"listed twice.*lines 2 and 3"):
+        sources.from_csv(csv_path)
+
+
+def test_from_csv_missing_columns_are_named(image_folder: Path) -> None:
+    csv_path = image_folder / "labels.csv"
+    csv_path.write_text("where,what\ncod/fish_0_0.png,cod\n")
+    with pytest.raises(ManifestError, match="no path column"):
+        sources.from_csv(csv_path)
+    with pytest.raises(ManifestError, match="no label column 'kind'"):
+        sources.from_csv(csv_path, path_col="where", label_col="kind")
+    with pytest.warns(UserWarning, match="single class"):
+        m = sources.from_csv(csv_path, path_col="where", label_col="what")
+    assert m.class_names == ["cod"]
+
+
+def test_from_csv_non_ascii_and_spaces(tmp_path: Path) -> None:
+    _png(tmp_path / "d" / "pez espada" / "foto 1.png")
+    _png(tmp_path / "d" / "Gründling" / "魚.png")
+    (tmp_path / "d" / "labels.csv").write_text(
+        "path,label\npez espada/foto 1.png,pez espada\nGründling/魚.png,Gründling\n", encoding="utf-8")
+    m = sources.from_csv(tmp_path / "d" / "labels.csv")
+    assert sorted(m.class_names) == ["Gründling", "pez espada"]
+    assert all(Path(p).is_file() for p in m.paths)
+
+
+# ------------------------------------------------------------------------- COCO / iNat JSON
+def _coco(tmp_path: Path, annotations: list[dict]) -> Path:
+    doc = {
+        "images": [{"id": 10, "file_name": "train/a.jpg"}, {"id": 11, "file_name": "train/b.jpg"},
+                   {"id": 12, "file_name": "train/c.jpg"}],
+        "annotations": annotations,
+        "categories": [{"id": 907, "name": "Salmo trutta"}, {"id": 3, "name": "Esox lucius"}],
+    }
+    path = tmp_path / "inat.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_from_coco_json_single_label_non_contiguous_ids(tmp_path: Path) -> None:
+    path = _coco(tmp_path, [{"id": 1, "image_id": 10, "category_id": 907},
+                            {"id": 2, "image_id": 11, "category_id": 3}])
+    m = sources.from_coco_json(path)
+    assert m.class_names == ["Esox lucius", "Salmo trutta"]  # sorted by category id (3, 907)
+    assert not m.multilabel and m.labels.tolist() == [1, 0, UNLABELLED]
+    assert m.paths[0] == str(tmp_path / "train" / "a.jpg")
+    assert sources.from_coco_json(path, image_root=tmp_path / "x").paths[0] == str(tmp_path / "x" / "train" / "a.jpg")
+
+
+def test_from_coco_json_several_categories_is_multilabel(tmp_path: Path) -> None:
+    path = _coco(tmp_path, [{"id": 1, "image_id": 10, "category_id": 907},
+                            {"id": 2, "image_id": 10, "category_id": 3},
+                            {"id": 3, "image_id": 11, "category_id": 3}])
+    m = sources.from_coco_json(path)
+    assert m.multilabel and m.labels.tolist() == [[1, 1], [1, 0], [0, 0]]
+    with pytest.raises(ManifestError, match="multilabel=True"):
+        sources.from_coco_json(path, multilabel=False)
+    bad = _coco(tmp_path, [{"id": 1, "image_id": 10, "category_id": 5}])
+    with pytest.raises(ManifestError, match="category id 5"):
+        sources.from_coco_json(bad)
+
+
+# ------------------------------------------------------------------------- load()
+def test_load_dispatches_on_source_kind(image_folder: Path, tmp_path: Path) -> None:
+    m = sources.load(image_folder, group_regex=r"fish_(\d+)_")
+    assert m.num_classes == 3 and m.groups is not None
+    saved_csv = m.to_csv(tmp_path / "saved.csv")
+    saved_json = m.to_json(tmp_path / "saved.json")
+    for saved in (saved_csv, saved_json):
+        back = sources.load(saved)
+        assert back.paths == m.paths and back.labels.tolist() == m.labels.tolist()
+        assert back.groups == m.groups
+    plain = tmp_path / "plain.csv"
+    plain.write_text(f"path,label\n{m.paths[0]},cod\n")
+    with pytest.warns(UserWarning, match="single class"):
+        assert sources.load(plain).paths == [m.paths[0]]
+    coco = _coco(tmp_path, [{"id": 1, "image_id": 10, "category_id": 3}])
+    assert sources.load(coco).class_names == ["Esox lucius", "Salmo trutta"]
+    assert isinstance(sources.load(m), Manifest)
+    with pytest.raises(ManifestError, match="does not exist"):
+        sources.load(tmp_path / "nowhere")
+    with pytest.raises(ManifestError, match=r"\['path_format'\] do not apply to from_folder"):
+        sources.load(image_folder, path_format="{class}/{file}")
+
+
+def test_group_regex_without_match_makes_own_groups() -> None:
+    with pytest.warns(UserWarning, match="matched no group in 1 of 2"):
+        g = sources.groups_from_regex(["/a/fish_7_1.png", "/a/other.png"], r"fish_(\d+)_")
+    assert g == ["7", "/a/other.png"]
+    with pytest.raises(ManifestError, match="not a valid regular expression"):
+        sources.groups_from_regex(["a"], "(")
+
+
+# ------------------------------------------------------------------------- shared data
+@pytest.mark.shared_data
+def test_shared_aquarium_multilabel_csv(shared_data: Path) -> None:
+    m = sources.load(shared_data / "aquarium_multilabel" / "labels.csv")
+    assert len(m) == 638 and m.num_classes == 7 and m.multilabel
+    counts = {s: m.splits.count(s) for s in set(m.splits)}
+    assert counts == {"train": 448, "val": 127, "test": 63}
+    assert all(Path(p).is_file() for p in m.paths[:20])
+    per_image = m.labels.sum(axis=1)
+    assert np.bincount(per_image).tolist()[:4] == [1, 439, 152, 46]
+
+
+@pytest.mark.shared_data
+def test_shared_hymenoptera_split_csv_with_path_format(shared_data: Path) -> None:
+    m = sources.from_csv(shared_data / "hymenoptera" / "split.csv", path_format="{class}/{file}")
+    assert m.class_names == ["ants", "bees"]
+    assert set(m.splits) == {"train", "val"}
+    spaced = [p for p in m.paths if Path(p).name == "ant photos.jpg"]
+    assert len(spaced) == 1 and Path(spaced[0]).is_file()

@@ -1,0 +1,228 @@
+"""Splits: per-class ratios, group-aware, iterative multi-label, systematic, k-fold, top classes."""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from keras_species.data import sources, splits
+from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError
+
+
+def _single(n_per_class: tuple[int, ...] = (40, 30, 20), groups_of: int = 0) -> Manifest:
+    paths, labels, groups = [], [], []
+    for c, n in enumerate(n_per_class):
+        for i in range(n):
+            paths.append(f"/data/c{c}/img_{i:03d}.png")
+            labels.append(c)
+            groups.append(f"{c}-{i // groups_of}" if groups_of else f"{c}-{i}")
+    return Manifest(paths, np.array(labels), [f"c{c}" for c in range(len(n_per_class))], groups=groups)
+
+
+def _multi(n: int = 400, seed: int = 0) -> Manifest:
+    rng = np.random.default_rng(seed)
+    y = (rng.random((n, 5)) < np.array([0.5, 0.3, 0.2, 0.1, 0.05])).astype(np.uint8)
+    groups = [str(i // 4) for i in range(n)]
+    return Manifest([f"/m/{i:04d}.jpg" for i in range(n)], y, list("abcde"), groups=groups)
+
+
+def _share(m: Manifest, name: str) -> np.ndarray:
+    return m.split(name).class_counts() / np.maximum(m.class_counts(), 1)
+
+
+# ------------------------------------------------------------------------- ratio splits
+@pytest.mark.parametrize("ratios", [(0.7, 0.15, 0.15), (0.8, 0.1, 0.1), (0.6, 0.2, 0.2), (0.8, 0.2)])
+def test_stratified_split_ratios_per_class(ratios: tuple[float, ...]) -> None:
+    m = splits.stratified_split(_single(), ratios, seed=3)
+    names = ["train", "val", "test"][: len(ratios)]
+    for name, r in zip(names, ratios):
+        counts = m.split(name).class_counts()
+        assert np.all(np.abs(counts - r * m.class_counts()) <= 1), (name, counts)
+    assert len(m) == 90 and set(m.splits) == set(names)
+
+
+def test_stratified_split_is_deterministic_given_seed() -> None:
+    m = _single()
+    a = splits.stratified_split(m, seed=7).splits
+    assert a == splits.stratified_split(m, seed=7).splits
+    assert a != splits.stratified_split(m, seed=8).splits
+    shuffled = m.subset(np.random.default_rng(0).permutation(len(m)))
+    b = splits.stratified_split(shuffled, seed=7)
+    assert dict(zip(b.paths, b.splits)) == dict(zip(m.paths, a))  # row order does not matter
+
+
+@pytest.mark.filterwarnings("ignore:split .* has no image")
+def test_small_classes_go_to_train_with_warning_and_one_per_split_when_possible() -> None:
+    m = _single((30, 2, 3))
+    with pytest.warns(UserWarning, match=r"fewer than 3 images all go to 'train': c1 \(2\)"):
+        s = splits.stratified_split(m, (0.7, 0.15, 0.15))
+    assert s.split("train").class_counts()[1] == 2
+    assert [s.split(n).class_counts()[2] for n in ("train", "val", "test")] == [1, 1, 1]
+
+
+def test_bad_ratios_and_single_class_are_clear_errors() -> None:
+    m = _single()
+    with pytest.raises(ManifestError, match="sum to 1"):
+        splits.stratified_split(m, (0.7, 0.2, 0.2))
+    with pytest.raises(ManifestError, match="2 or 3 values"):
+        splits.stratified_split(m, (1.0,))
+    one = Manifest(["/a.png", "/b.png", "/c.png"], np.zeros(3), ["cod"])
+    for call in (lambda: splits.stratified_split(one), lambda: splits.kfold(one, 2),
+                 lambda: splits.systematic_split(one)):
+        with pytest.raises(ManifestError, match="at least 2 classes"):
+            call()
+
+
+def test_unlabelled_images_are_spread_like_a_class() -> None:
+    m = _single((20, 20))
+    m.labels[:10] = UNLABELLED
+    s = splits.stratified_split(m, (0.8, 0.2))
+    assert (s.split("val").labels == UNLABELLED).sum() == 2
+
+
+def test_group_aware_split_keeps_groups_on_one_side_and_is_stratified() -> None:
+    m = _single((120, 80, 60), groups_of=4)
+    s = splits.stratified_split(m, (0.7, 0.15, 0.15), group_aware=True, seed=1)
+    assert splits.leakage(s)["groups"] == {}
+    for name, r in (("train", 0.7), ("val", 0.15), ("test", 0.15)):
+        assert np.all(np.abs(_share(s, name) - r) < 0.06), (name, _share(s, name))
+    assert s.splits == splits.stratified_split(m, group_aware=True, seed=1).splits
+    with pytest.raises(ManifestError, match="group_regex"):
+        splits.stratified_split(Manifest(m.paths, m.labels, m.class_names), group_aware=True)
+
+
+def test_leakage_reports_groups_and_paths_on_two_sides() -> None:
+    m = Manifest(["/a.png", "/b.png", "/a.png"], np.array([0, 1, 0]), ["x", "y"],
+                 groups=["g1", "g1", "g2"], splits=["train", "val", "test"])
+    leaks = splits.leakage(m)
+    assert leaks["groups"] == {"g1": ["train", "val"]}
+    assert leaks["paths"] == {"/a.png": ["test", "train"]}
+
+
+def test_multilabel_iterative_stratification_keeps_each_label_share() -> None:
+    m = _multi()
+    s = splits.stratified_split(m, (0.8, 0.2), seed=0)
+    assert abs(len(s.split("val")) - 80) <= 6  # iterative stratification favours label shares over size
+    assert np.all(np.abs(_share(s, "val") - 0.2) < 0.05), _share(s, "val")
+    s3 = splits.stratified_split(m, (0.6, 0.2, 0.2), seed=0, group_aware=True)
+    assert splits.leakage(s3)["groups"] == {}
+    assert np.all(np.abs(_share(s3, "test") - 0.2) < 0.08), _share(s3, "test")
+
+
+# ------------------------------------------------------------------------- systematic
+def test_systematic_split_first_two_of_every_ten_per_class() -> None:
+    m = _single((10, 10, 25))
+    m = m.subset(np.random.default_rng(0).permutation(len(m)))  # order of rows must not matter
+    s = splits.systematic_split(m, k=2, n=10)
+    val = s.split("val")
+    assert val.class_counts().tolist() == [2, 2, 6]  # 25 images: runs 0-9, 10-19, 20-24
+    assert sorted(p for p in val.paths if "/c0/" in p) == ["/data/c0/img_000.png", "/data/c0/img_001.png"]
+    with pytest.raises(ManifestError, match="0 < k < n"):
+        splits.systematic_split(m, k=10, n=10)
+
+
+# ------------------------------------------------------------------------- k-fold
+@pytest.mark.parametrize("kind", ["single", "group", "multi", "multigroup"])
+def test_kfold_validates_every_image_exactly_once(kind: str) -> None:
+    m = _multi(200) if kind.startswith("multi") else _single((40, 30, 20), groups_of=3)
+    folds = splits.kfold(m, 5, seed=2, group_aware=kind.endswith("group"))
+    assert len(folds) == 5
+    val_count = np.zeros(len(m), int)
+    for f in folds:
+        assert set(f.splits) == {"train", "val"}
+        val_count += np.array([s == "val" for s in f.splits])
+        if kind.endswith("group"):
+            assert splits.leakage(f)["groups"] == {}
+    assert (val_count == 1).all()
+    sizes = [len(f.split("val")) for f in folds]
+    assert max(sizes) - min(sizes) <= 0.1 * len(m)
+    assert [f.splits for f in folds] == [f.splits for f in splits.kfold(m, 5, seed=2, group_aware=kind.endswith("group"))]
+
+
+def test_assign_folds_names_and_errors() -> None:
+    m = _single()
+    a = splits.assign_folds(m, 3, seed=0)
+    assert sorted(set(a.splits)) == ["fold0", "fold1", "fold2"]
+    for c in range(3):
+        per_fold = [sum(1 for s, y in zip(a.splits, a.labels) if s == f"fold{i}" and y == c) for i in range(3)]
+        assert max(per_fold) - min(per_fold) <= 1
+    with pytest.raises(ManifestError, match="k >= 2"):
+        splits.assign_folds(m, 1)
+    with pytest.raises(ManifestError, match="only 2 groups"):
+        splits.assign_folds(_single((4, 4), groups_of=4), 3, group_aware=True)
+
+
+# ------------------------------------------------------------------------- top classes, given split
+def test_top_classes_keeps_most_frequent_with_name_ties() -> None:
+    m = _single((5, 9, 5, 2, 9))  # c1, c4 = 9; then c0, c2 tie at 5 -> c0 by name
+    t = splits.top_classes(m, count=3)
+    assert t.class_names == ["c0", "c1", "c4"]
+    assert t.class_counts().tolist() == [5, 9, 9] and len(t) == 23
+    assert splits.top_classes(m, fraction=0.4).class_names == ["c1", "c4"]
+    with pytest.raises(ManifestError, match="exactly one"):
+        splits.top_classes(m)
+
+
+def test_given_split_validation() -> None:
+    m = _single((4, 4))
+    ok = m.with_splits(["train"] * 6 + ["Validation", "test"])
+    assert splits.given_split(ok).splits[-2:] == ["val", "test"]
+    with pytest.raises(ManifestError, match="no split column"):
+        splits.given_split(m)
+    with pytest.raises(ManifestError, match="needs 'train'"):
+        splits.given_split(m.with_splits(["train"] * 8))
+    with pytest.raises(ManifestError, match=r"\['holdout'\]"):
+        splits.given_split(m.with_splits(["train"] * 7 + ["holdout"]))
+
+
+def test_save_and_load_split_roundtrip(tmp_path: Path) -> None:
+    m = splits.stratified_split(_single(), seed=4)
+    path = splits.save_split(m, tmp_path / "split.csv")
+    back = splits.load_split(path)
+    assert back.paths == m.paths and back.splits == m.splits and back.groups == m.groups
+    assert back.labels.tolist() == m.labels.tolist()
+    with pytest.raises(ManifestError, match="no split"):
+        splits.save_split(_single(), tmp_path / "x.csv")
+
+
+# ------------------------------------------------------------------------- CLI
+def _cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    splits.configure_parser(parser)
+    return splits.run_cli(parser.parse_args(argv))
+
+
+def test_cli_split_image_folder_is_group_aware_and_prints_table(image_folder: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "split.csv"
+    assert _cli([str(image_folder), "--ratios", "0.5", "0.5", "--group-regex", r"fish_(\d+)_",
+                 "--seed", "1", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "group-aware" in text and "groups on two sides: 0" in text and "cod" in text
+    m = splits.load_split(out)
+    assert len(m) == 18 and splits.leakage(m)["groups"] == {}
+    assert _cli([str(image_folder), "--kfold", "3", "--out", str(out)]) == 0
+    assert sorted(set(splits.load_split(out).splits)) == ["fold0", "fold1", "fold2"]
+    assert _cli([str(tmp_path / "nowhere"), "--out", str(out)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------- shared data
+@pytest.mark.shared_data
+def test_shared_fish_group_split_puts_no_tracking_id_on_two_sides(shared_data: Path) -> None:
+    m = sources.load(shared_data / "fish4knowledge23", group_regex=r"fish_(\d+)_")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        s = splits.stratified_split(m, (0.7, 0.15, 0.15), group_aware=True, seed=0)
+    assert splits.leakage(s) == {"groups": {}, "paths": {}}
+    share = s.split("train").class_counts().sum() / len(s)
+    assert 0.65 < share < 0.75
+
+
+@pytest.mark.shared_data
+def test_shared_aquarium_given_split(shared_data: Path) -> None:
+    m = splits.given_split(sources.load(shared_data / "aquarium_multilabel" / "labels.csv"))
+    assert [len(m.split(n)) for n in ("train", "val", "test")] == [448, 127, 63]

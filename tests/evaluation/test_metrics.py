@@ -1,0 +1,130 @@
+"""Tests of keras_species/evaluation/metrics.py against hand-computed values and sklearn."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from keras_species.evaluation.metrics import (
+    majority_class,
+    multilabel_metrics,
+    single_label_metrics,
+    unique_correct_wrong,
+)
+
+NAMES = ["cod", "eel", "ray"]
+# y_pred = argmax = [0, 1, 1, 2, 0, 2]; correct at 0, 1, 3, 5 -> accuracy 4/6.
+Y = np.array([0, 0, 1, 2, 2, 2])
+P = np.array(
+    [
+        [0.7, 0.2, 0.1],
+        [0.3, 0.6, 0.1],
+        [0.1, 0.8, 0.1],
+        [0.1, 0.2, 0.7],
+        [0.5, 0.1, 0.4],
+        [0.2, 0.3, 0.5],
+    ]
+)
+
+
+def test_single_label_hand_values() -> None:
+    m = single_label_metrics(Y, P, NAMES, top_k=(1, 2, 5))
+    assert m["n"] == 6 and m["task"] == "single_label"
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    # top-2: sample 1 (true 0 second), sample 4 (true 2 second) -> all 6 right.
+    assert m["top2_accuracy"] == pytest.approx(1.0)
+    assert "top5_accuracy" not in m  # k >= C is skipped
+    assert m["confusion_matrix"] == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+    cod, eel, ray = m["per_class"]
+    assert (cod["precision"], cod["recall"], cod["support"]) == (0.5, 0.5, 2)
+    assert (eel["precision"], eel["recall"]) == (0.5, 1.0)
+    assert ray["precision"] == 1.0 and ray["recall"] == pytest.approx(2 / 3)
+    assert m["f1_micro"] == pytest.approx(4 / 6)
+    assert m["log_loss"] == pytest.approx(skm.log_loss(Y, P))
+    assert m["roc_auc_ovr_macro"] == pytest.approx(skm.roc_auc_score(Y, P, multi_class="ovr"))
+    assert m["average_precision_macro"] == pytest.approx(
+        skm.average_precision_score(np.eye(3)[Y], P, average="macro")
+    )
+    assert m["f1_weighted"] == pytest.approx(skm.f1_score(Y, P.argmax(1), average="weighted"))
+    # majority of the test labels is "ray" (3/6)
+    assert m["majority_class"] == "ray" and m["majority_baseline"] == pytest.approx(0.5)
+    json.dumps(m)  # JSON-ready
+
+
+def test_majority_baseline_uses_train_counts() -> None:
+    m = single_label_metrics(Y, P, NAMES, train_counts=[10, 50, 5])
+    assert m["majority_class"] == "eel" and m["majority_source"] == "train"
+    assert m["majority_baseline"] == pytest.approx(1 / 6)
+    assert majority_class(Y, 3) == (2, "test")
+
+
+def test_absent_class_is_reported_not_fatal() -> None:
+    names = ["a", "b", "c", "d"]
+    y = np.array([0, 1, 2, 0, 1, 2])
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(4), size=6)
+    m = single_label_metrics(y, p, names)
+    assert m["absent_classes"] == ["d"]
+    assert "3 of 4" in m["auc_note"]
+    expected = np.mean([skm.roc_auc_score(y == k, p[:, k]) for k in range(3)])
+    assert m["roc_auc_ovr_macro"] == pytest.approx(expected)
+    assert m["per_class"][3]["roc_auc"] is None and m["per_class"][3]["support"] == 0
+    assert np.isfinite(m["log_loss"])
+    json.dumps(m, allow_nan=False)
+
+
+def test_single_class_test_set_has_no_auc() -> None:
+    m = single_label_metrics(np.array([1, 1]), np.array([[0.2, 0.8], [0.6, 0.4]]), ["a", "b"])
+    assert m["roc_auc_ovr_macro"] is None and m["accuracy"] == 0.5
+
+
+def test_bad_input_messages() -> None:
+    with pytest.raises(ValueError, match="class_names"):
+        single_label_metrics(Y, P, ["a", "b"])
+    with pytest.raises(ValueError, match="unlabelled"):
+        single_label_metrics(np.array([-1, 0, 0, 0, 0, 0]), P, NAMES)
+    with pytest.raises(ValueError, match="rows"):
+        single_label_metrics(Y[:3], P, NAMES)
+
+
+def test_multilabel_values_and_no_tag_baseline() -> None:
+    y = np.array([[1, 0, 0], [0, 0, 0], [1, 1, 0], [0, 0, 0]])
+    p = np.array([[0.9, 0.2, 0.1], [0.1, 0.6, 0.1], [0.8, 0.7, 0.3], [0.2, 0.1, 0.1]])
+    m = multilabel_metrics(y, p, NAMES)
+    pred = (p >= 0.5).astype(int)
+    assert m["exact_match"] == pytest.approx(0.75)  # sample 1 has a false "eel"
+    assert m["hamming_loss"] == pytest.approx(1 / 12)
+    assert m["f1_micro"] == pytest.approx(skm.f1_score(y, pred, average="micro"))
+    assert m["f1_samples"] == pytest.approx(skm.f1_score(y, pred, average="samples", zero_division=0))
+    assert m["precision_micro"] == pytest.approx(3 / 4) and m["recall_micro"] == 1.0
+    # ray has no positives: no AP, excluded from mAP
+    assert m["absent_classes"] == ["ray"] and m["per_class"][2]["average_precision"] is None
+    assert m["map"] == pytest.approx(np.mean([1.0, skm.average_precision_score(y[:, 1], p[:, 1])]))
+    assert m["no_tag_exact_match"] == pytest.approx(0.5) and m["no_tag_f1_micro"] == 0.0
+    assert m["no_tag_hamming_loss"] == pytest.approx(3 / 12)
+    json.dumps(m, allow_nan=False)
+
+
+def test_multilabel_per_class_thresholds() -> None:
+    y = np.array([[1, 0], [0, 1]])
+    p = np.array([[0.3, 0.2], [0.1, 0.9]])
+    assert multilabel_metrics(y, p)["exact_match"] == 0.5
+    m = multilabel_metrics(y, p, thresholds=[0.25, 0.5])
+    assert m["exact_match"] == 1.0 and m["thresholds"] == [0.25, 0.5]
+
+
+def test_unique_correct_wrong_hand_example() -> None:
+    correct = {
+        "a": np.array([1, 1, 0, 0, 1, 0], bool),
+        "b": np.array([1, 0, 0, 1, 1, 0], bool),
+        "c": np.array([1, 0, 1, 1, 0, 0], bool),
+    }
+    r = unique_correct_wrong(correct)
+    assert r["a"]["unique_correct_indices"] == [1] and r["a"]["unique_wrong_indices"] == [3]
+    assert r["b"]["unique_correct"] == 0 and r["b"]["unique_wrong"] == 0
+    assert r["c"]["unique_correct_indices"] == [2] and r["c"]["unique_wrong_indices"] == [4]
+    with pytest.raises(ValueError, match="length"):
+        unique_correct_wrong({"a": np.ones(2, bool), "b": np.ones(3, bool)})

@@ -1,0 +1,92 @@
+"""Tests of keras_species/evaluation/report.py: predictions CSV, metrics JSON and report.md."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from keras_species.evaluation import plots
+from keras_species.evaluation.metrics import multilabel_metrics, single_label_metrics
+from keras_species.evaluation.report import (
+    render_report,
+    write_metrics_json,
+    write_predictions_csv,
+)
+
+NAMES = ["cod", "eel", "ray", "pike"]
+Y = np.array([0, 0, 0, 1, 1, 1, 2, 2, 3, 0])
+P = np.eye(4)[[0, 0, 1, 1, 1, 2, 2, 2, 3, 0]] * 0.7 + 0.075
+
+
+def test_predictions_csv_single_and_multilabel(tmp_path: Path) -> None:
+    paths = [f"img_{i}.png" for i in range(len(Y))]
+    out = write_predictions_csv(tmp_path / "predictions.csv", paths, Y, P, NAMES, top_k=2)
+    rows = list(csv.DictReader(open(out)))
+    assert len(rows) == 10 and rows[2]["true"] == "cod" and rows[2]["pred"] == "eel"
+    assert rows[2]["correct"] == "0" and rows[0]["correct"] == "1"
+    assert rows[0]["top2"].startswith("cod:0.7750;")
+    assert float(rows[0]["p_cod"]) == np.float64(0.775)
+    unl = write_predictions_csv(tmp_path / "u.csv", paths[:2], None, P[:2], NAMES)
+    assert list(csv.DictReader(open(unl)))[0]["true"] == ""
+
+    y = np.array([[1, 0], [0, 0]])
+    p = np.array([[0.9, 0.4], [0.2, 0.1]])
+    ml = write_predictions_csv(tmp_path / "ml.csv", ["a", "b"], y, p, ["x", "z"],
+                               multilabel=True, thresholds=[0.5, 0.3])
+    r = list(csv.DictReader(open(ml)))
+    assert r[0]["pred"] == "x;z" and r[0]["exact_match"] == "0" and r[1]["pred"] == ""
+
+
+def test_metrics_json_is_numpy_safe(tmp_path: Path) -> None:
+    path = write_metrics_json(tmp_path / "metrics.json",
+                              {"test": {"a": np.float32(0.5), "b": np.arange(3), "c": np.nan,
+                                        "d": np.int64(4), "e": np.bool_(True)}})
+    assert json.loads(path.read_text()) == {"test": {"a": 0.5, "b": [0, 1, 2], "c": None,
+                                                     "d": 4, "e": True}}
+
+
+def test_report_has_tables_and_links_existing_files(tmp_path: Path) -> None:
+    run = tmp_path / "runs" / "demo" / "r1"
+    m = single_label_metrics(Y, P, NAMES, train_counts=[40, 30, 20, 3])
+    cm = plots.plot_confusion_matrix(m["confusion_matrix"], NAMES, run / "plots" / "confusion_matrix.png")
+    lc = plots.plot_learning_curves(
+        [{"phase": "frozen", "loss": 1.0, "val_loss": 0.9, "lr": 1e-3},
+         {"phase": "unfrozen", "loss": 0.5, "val_loss": 0.6, "lr": 1e-4}],
+        run / "plots" / "learning_curves.png",
+    )
+    text = render_report(
+        run,
+        title="demo run",
+        config={"backbone": "efficientnet_lite0", "phases": {"frozen": {"lr": 1e-3}}},
+        metrics={"test": m, "val": {"accuracy": 0.9}},
+        history=[{"phase": "frozen", "val_loss": 0.9}, {"phase": "unfrozen", "val_loss": 0.6}],
+        plots={"confusion_matrix": cm, "learning_curves": lc,
+               "confident_mistakes": run / "plots" / "never_written.png"},
+        extra_sections=[("TTA", "| mode | acc |\n|---|---|\n| plain | 0.8 |")],
+    )
+    assert (run / "report.md").read_text() == text
+    assert "## Configuration" in text and "| phases.frozen.lr | 0.0010 |" in text
+    assert "| accuracy | 0.8000 | 0.4000 |" in text  # majority train class "cod": 4/10
+    assert "## Per-class results" in text and "**pike** (rare)" in text
+    assert "| cod | 1.000 | 0.750 |" in text
+    assert "### val" in text and "## TTA" in text
+    assert "Lowest val loss 0.6000 at epoch 2" in text
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert links == ["plots/confusion_matrix.png", "plots/learning_curves.png"]
+    for link in links:
+        assert (run / link).is_file()
+    assert "never_written.png" in text.split("## Notes")[1]
+
+
+def test_report_multilabel_headline(tmp_path: Path) -> None:
+    y = np.array([[1, 0], [0, 0], [0, 1], [0, 0]])
+    p = np.array([[0.9, 0.1], [0.2, 0.1], [0.3, 0.8], [0.1, 0.2]])
+    m = multilabel_metrics(y, p, ["fish", "coral"], thresholds=0.4)
+    text = render_report(tmp_path, title="ml", config={}, metrics=m, history=None, plots={})
+    assert "| micro F1 | 1.0000 | 0.0000 |" in text
+    assert "| exact match | 1.0000 | 0.5000 |" in text
+    assert "predict no tag" in text and "0.400 for every tag" in text

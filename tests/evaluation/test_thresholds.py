@@ -1,0 +1,62 @@
+"""Tests of keras_species/evaluation/thresholds.py on constructed examples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from keras_species.evaluation.thresholds import (
+    apply_thresholds,
+    score_predictions,
+    tune_global_threshold,
+    tune_per_class_thresholds,
+)
+
+
+def _two_scales(n: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Class 0 separates at 0.3, class 1 at 0.7: no single threshold is perfect."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, size=(n, 2))
+    p = np.empty((n, 2))
+    p[:, 0] = np.where(y[:, 0] == 1, rng.uniform(0.32, 0.45, n), rng.uniform(0.0, 0.28, n))
+    p[:, 1] = np.where(y[:, 1] == 1, rng.uniform(0.75, 0.95, n), rng.uniform(0.4, 0.68, n))
+    return y, p
+
+
+def test_apply_thresholds() -> None:
+    p = np.array([[0.2, 0.5, 0.8]])
+    assert apply_thresholds(p, 0.5).tolist() == [[0, 1, 1]]
+    assert apply_thresholds(p, [0.1, 0.6, 0.9]).tolist() == [[1, 0, 0]]
+    with pytest.raises(ValueError, match="one value per class"):
+        apply_thresholds(p, [0.5, 0.5])
+
+
+def test_global_tuning_beats_default() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, size=(60, 3))
+    p = np.where(y == 1, rng.uniform(0.3, 0.45, y.shape), rng.uniform(0.0, 0.25, y.shape))
+    default = score_predictions(y, apply_thresholds(p, 0.5))
+    t, s = tune_global_threshold(y, p)
+    assert default == 0.0 and s == pytest.approx(1.0)
+    assert 0.25 < t <= 0.3
+    t_em, s_em = tune_global_threshold(y, p, metric="exact_match")
+    assert s_em == 1.0
+    with pytest.raises(ValueError, match="unknown metric"):
+        tune_global_threshold(y, p, metric="auc")
+
+
+def test_per_class_beats_global() -> None:
+    y, p = _two_scales()
+    t, s_global = tune_global_threshold(y, p)
+    thr, s_per = tune_per_class_thresholds(y, p)
+    assert s_global < 1.0
+    assert s_per == pytest.approx(1.0) and s_per >= s_global
+    assert 0.28 < thr[0] <= 0.32 and 0.68 <= thr[1] <= 0.75
+
+
+def test_class_without_positives_keeps_global() -> None:
+    y, p = _two_scales()
+    y = np.c_[y, np.zeros(len(y), int)]
+    p = np.c_[p, np.full(len(y), 0.1)]
+    thr, _ = tune_per_class_thresholds(y, p, global_threshold=0.42)
+    assert thr[2] == pytest.approx(0.42)

@@ -1,0 +1,133 @@
+"""Recipe configs: a dataclass → argparse, JSON config files, flags overriding them, seeds."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pytest
+
+from keras_species.config import config_parser, config_to_dict, parse_config, seed_everything
+
+
+@dataclass
+class Head:
+    units: tuple[int, ...] = (512, 256, 128)
+    dropout: float = 0.0
+
+
+@dataclass
+class Config:
+    """A test recipe."""
+
+    data: str = field(default="demo", metadata={"help": "data source"})
+    backbone: str = field(default="convnext_tiny", metadata={"help": "registry name"})
+    image_size: tuple[int, int] = field(default=(224, 224), metadata={"help": "H W"})
+    epochs: int = field(default=10, metadata={"help": "epochs per phase"})
+    learning_rate: float = field(default=1e-3, metadata={"help": "phase-1 lr (100% of it)"})
+    weights: str | None = field(default="imagenet", metadata={"help": "weights"})
+    augment: bool = field(default=True, metadata={"help": "augmentation"})
+    mixed_precision: Literal["auto", "float16", "bfloat16", "off"] = "auto"
+    classes: list[str] = field(default_factory=list, metadata={"help": "keep these classes"})
+    out: Path = Path("runs")
+    seed: int | None = 0
+    head: Head = field(default_factory=Head)
+
+
+def test_parser_has_every_field_with_help():
+    parser = config_parser(Config)
+    text = parser.format_help()
+    for flag in ("--data", "--backbone", "--image-size", "--epochs", "--learning-rate",
+                 "--weights", "--augment", "--no-augment", "--mixed-precision", "--classes",
+                 "--out", "--seed", "--head", "--config"):
+        assert flag in text
+    assert "registry name (default: convnext_tiny)" in text
+    assert "(100% of it)" in text
+    assert "{auto,float16,bfloat16,off}" in text
+
+
+def test_defaults_and_flags():
+    assert parse_config(Config, []) == Config()
+    cfg = parse_config(Config, [
+        "--image-size", "128", "96", "--epochs", "3", "--no-augment", "--weights", "none",
+        "--mixed-precision", "off", "--classes", "cod", "eel", "--out", "/tmp/r",
+        "--head", '{"units": [64], "dropout": 0.2}', "--learning-rate", "1e-4",
+    ])
+    assert cfg.image_size == (128, 96) and cfg.epochs == 3 and cfg.augment is False
+    assert cfg.weights is None and cfg.mixed_precision == "off"
+    assert cfg.classes == ["cod", "eel"] and cfg.out == Path("/tmp/r")
+    assert cfg.head == Head(units=(64,), dropout=0.2) and cfg.learning_rate == 1e-4
+
+
+def test_bad_flags_exit(capsys):
+    with pytest.raises(SystemExit):
+        parse_config(Config, ["--mixed-precision", "half"])
+    with pytest.raises(SystemExit):
+        parse_config(Config, ["--epochs", "many"])
+    with pytest.raises(SystemExit):
+        parse_config(Config, ["--image-size", "1"])
+    capsys.readouterr()
+
+
+def test_config_file_then_flags_override(tmp_path, capsys):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"epochs": 7, "image_size": [64, 64], "backbone": "resnet18",
+                                "head": {"units": [32]}, "weights": None}))
+    cfg = parse_config(Config, ["--config", str(path), "--epochs", "2"])
+    assert cfg.epochs == 2 and cfg.image_size == (64, 64) and cfg.backbone == "resnet18"
+    assert cfg.head == Head(units=(32,)) and cfg.weights is None
+    cfg = parse_config(Config, ["--epochs", "2", "--config", str(path)])
+    assert cfg.epochs == 2  # flags win wherever they stand
+
+    # a run folder's config.json (written by RunFolder.write_config) is accepted as it is
+    run_cfg = tmp_path / "config.json"
+    run_cfg.write_text(json.dumps({"recipe": "x", "config": config_to_dict(cfg)}))
+    assert parse_config(Config, ["--config", str(run_cfg)]) == cfg
+
+    path.write_text(json.dumps({"epoch": 3}))
+    with pytest.raises(SystemExit):
+        parse_config(Config, ["--config", str(path)])
+    assert "unknown setting(s) ['epoch']" in capsys.readouterr().err
+    path.write_text(json.dumps({"image_size": [1, 2, 3]}))
+    with pytest.raises(SystemExit):
+        parse_config(Config, ["--config", str(path)])
+    assert "expected 2 values" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_config(Config, ["--config", str(tmp_path / "nope.json")])
+    assert "nope.json" in capsys.readouterr().err
+
+
+def test_required_field():
+    @dataclass
+    class Needs:
+        data: str
+        epochs: int = 1
+
+    with pytest.raises(SystemExit):
+        parse_config(Needs, [])
+    assert parse_config(Needs, ["--data", "x"]).data == "x"
+
+
+def test_config_to_dict_is_json_ready():
+    d = config_to_dict(Config(out=Path("a/b")))
+    assert d["image_size"] == [224, 224] and d["out"] == "a/b" and d["head"]["units"] == [512, 256, 128]
+    assert config_to_dict({"x": np.float32(0.5), "y": np.arange(2)}) == {"x": 0.5, "y": [0, 1]}
+    json.dumps(d)
+
+
+def test_seed_everything_repeats_random_streams(monkeypatch):
+    import keras
+    import tensorflow as tf
+
+    calls = []  # op determinism is process-wide and cannot be undone: record the call only
+    monkeypatch.setattr(tf.config.experimental, "enable_op_determinism", lambda: calls.append(1))
+    seed_everything(123)
+    a = (random.random(), np.random.rand(), float(keras.random.uniform(())))
+    assert calls == []
+    seed_everything(123, deterministic=True)
+    b = (random.random(), np.random.rand(), float(keras.random.uniform(())))
+    assert a == b and calls == [1]

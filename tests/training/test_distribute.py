@@ -1,0 +1,93 @@
+"""tf.distribute helpers; MirroredStrategy over two logical CPUs runs in its own process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from keras_species.training.distribute import get_strategy, scale_batch, split_cpu
+
+
+class _Replicas:
+    num_replicas_in_sync = 4
+
+
+def test_scale_batch_and_default_strategy():
+    assert scale_batch(32, _Replicas()) == 128
+    strategy = get_strategy("none")
+    assert strategy.num_replicas_in_sync == 1 and scale_batch(32, strategy) == 32
+    assert get_strategy("auto").num_replicas_in_sync == 1  # no GPUs in the tests
+    with pytest.raises(ValueError, match="unknown"):
+        get_strategy("horovod")
+
+
+def test_split_cpu_after_initialisation_explains():
+    import tensorflow as tf
+
+    tf.constant(1.0)  # devices are initialised now
+    n = len(tf.config.list_logical_devices("CPU"))
+    assert len(split_cpu(n)) == n  # asking for what is there is fine
+    with pytest.raises(RuntimeError, match="before TensorFlow initialises"):
+        split_cpu(n + 3)
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from keras_species.training.distribute import get_strategy, scale_batch, split_cpu
+
+    devices = split_cpu(2)  # first thing: before TensorFlow touches a device
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    from keras_species.training.plan import Phase, train
+
+    strategy = get_strategy("mirrored")
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        inp = keras.Input((8, 8, 3), name="image")
+        b_in = keras.Input((8, 8, 3))
+        y = keras.layers.Conv2D(4, 3, padding="same")(b_in)
+        y = keras.layers.BatchNormalization()(y)
+        backbone = keras.Model(b_in, keras.layers.ReLU()(y), name="backbone")
+        x = keras.layers.GlobalAveragePooling2D()(backbone(inp))
+        model = keras.Model(inp, keras.layers.Dense(3, activation="softmax", name="label")(x))
+    batch = scale_batch(4, strategy)
+    labels = np.arange(32) % 3
+    images = (np.random.default_rng(0).random((32, 8, 8, 3)) * 50 + labels[:, None, None, None] * 60)
+    ds = tf.data.Dataset.from_tensor_slices((images.astype("float32"), labels)).batch(batch)
+    phases = [
+        Phase("adam", epochs=1, learning_rate=1e-2),
+        Phase("sgd", epochs=1, optimizer="sgd", learning_rate=0.05, schedule="onecycle"),
+    ]
+    result = train(model, phases, ds, ds, sys.argv[1], verbose=0)
+    print(json.dumps({
+        "devices": devices,
+        "replicas": strategy.num_replicas_in_sync,
+        "batch": batch,
+        "strategy": type(model.distribute_strategy).__name__,
+        "epochs": [r["epoch"] for r in result.history],
+        "loss": [r["loss"] for r in result.history],
+    }))
+    """
+)
+
+
+def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
+    script = tmp_path / "mirrored.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "run")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(out["devices"]) == 2 and out["replicas"] == 2 and out["batch"] == 8
+    assert out["strategy"] == "MirroredStrategy"
+    assert out["epochs"] == [1, 2] and all(v == v for v in out["loss"])  # finite, no NaN

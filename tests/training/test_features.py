@@ -1,0 +1,210 @@
+"""Feature cache (hit, miss, invalidation), scikit-learn classifiers and the dense head."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from keras_species.data.manifest import Manifest
+from keras_species.training.features import (
+    attach_head,
+    extract_features,
+    feature_cache_key,
+    train_dense_head,
+    train_sklearn,
+)
+from tests.conftest import write_image_folder
+
+SIZE = 32
+
+
+def _manifest(root: Path) -> Manifest:
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    paths, labels = [], []
+    for k, c in enumerate(classes):
+        for f in sorted((root / c).iterdir()):
+            paths.append(str(f))
+            labels.append(k)
+    splits = ["train" if i % 3 else "val" for i in range(len(paths))]
+    return Manifest(paths, np.array(labels), classes, splits=splits)
+
+
+def _extractor(seed: int = 0) -> keras.Model:
+    """A tiny image (0–255) → 6 pooled features model standing in for a frozen backbone."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((SIZE, SIZE, 3), name="image")
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(6, 3, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, x, name="tiny_extractor")
+
+
+@pytest.fixture
+def manifest(tmp_path: Path) -> Manifest:
+    return _manifest(write_image_folder(tmp_path / "images", per_class=4))
+
+
+def test_cache_miss_then_hit(manifest: Manifest, tmp_path: Path) -> None:
+    ext = _extractor()
+    cache = tmp_path / "cache"
+    first = extract_features(manifest, extractor=ext, cache_dir=cache, batch_size=5)
+    assert not first.from_cache
+    assert first.features.shape == (12, 6) and first.features.dtype == np.float32
+    assert first.paths == manifest.paths and first.labels.tolist() == manifest.labels.tolist()
+    assert Path(first.cache_path) == cache / f"{first.key}.npz" and Path(first.cache_path).is_file()
+
+    again = extract_features(manifest, extractor=ext, cache_dir=cache, batch_size=5)
+    assert again.from_cache and again.key == first.key
+    np.testing.assert_array_equal(again.features, first.features)
+    assert [p.name for p in cache.iterdir()] == [f"{first.key}.npz"]  # no temp files left
+
+    # rows stay aligned with the manifest: one image alone gives the same features as its row
+    alone = extract_features(manifest.subset([4]), extractor=ext, cache_dir=None)
+    np.testing.assert_allclose(alone.features[0], first.features[4], atol=1e-5)
+    assert alone.paths == [manifest.paths[4]]
+
+
+def test_changed_inputs_recompute(manifest: Manifest, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    base = extract_features(manifest, extractor=_extractor(0), cache_dir=cache)
+    # other weights, other file list, other pooling → other key, recomputed
+    other = extract_features(manifest, extractor=_extractor(1), cache_dir=cache)
+    assert other.key != base.key and not other.from_cache
+    fewer = extract_features(manifest.subset(range(6)), extractor=_extractor(0), cache_dir=cache)
+    assert fewer.key != base.key and not fewer.from_cache and len(fewer) == 6
+    args = {"backbone": "resnet18", "weights": None, "input_size": (SIZE, SIZE)}
+    assert feature_cache_key(manifest.paths, pooling="avg", **args) != feature_cache_key(
+        manifest.paths, pooling="max", **args)
+    assert feature_cache_key(manifest.paths, pooling="avg", **args) != feature_cache_key(
+        manifest.paths, pooling="avg", **dict(args, weights="imagenet"))
+    assert feature_cache_key(manifest.paths, pooling="avg", **args) != feature_cache_key(
+        manifest.paths, pooling="avg", **dict(args, input_size=(64, 64)))
+
+
+def test_weights_file_identity_in_key(manifest: Manifest, tmp_path: Path) -> None:
+    w = tmp_path / "b.weights.h5"
+    w.write_bytes(b"x" * 10)
+    args = {"backbone": "resnet18", "input_size": (SIZE, SIZE), "pooling": "avg"}
+    k1 = feature_cache_key(manifest.paths, weights=str(w), **args)
+    assert k1 == feature_cache_key(manifest.paths, weights=str(w), **args)
+    w.write_bytes(b"y" * 11)
+    assert feature_cache_key(manifest.paths, weights=str(w), **args) != k1
+
+
+def test_changed_file_invalidates(manifest: Manifest, tmp_path: Path) -> None:
+    from PIL import Image
+
+    ext, cache = _extractor(), tmp_path / "cache"
+    before = extract_features(manifest, extractor=ext, cache_dir=cache)
+    target = manifest.paths[2]
+    Image.fromarray(np.full((32, 40, 3), 250, np.uint8)).save(target)  # new content
+    st = os.stat(target)
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    after = extract_features(manifest, extractor=ext, cache_dir=cache)
+    assert after.key != before.key and not after.from_cache
+    assert not np.allclose(after.features[2], before.features[2])
+    np.testing.assert_allclose(after.features[5], before.features[5], atol=1e-6)
+    assert extract_features(manifest, extractor=ext, cache_dir=cache).from_cache
+
+
+def test_unreadable_file_is_skipped_and_splits_follow(manifest: Manifest, tmp_path: Path) -> None:
+    Path(manifest.paths[3]).write_bytes(b"not an image")
+    fs = extract_features(manifest, extractor=_extractor(), cache_dir=tmp_path / "c")
+    assert fs.skipped == [manifest.paths[3]]
+    assert len(fs) == 11 and manifest.paths[3] not in fs.paths
+    assert fs.labels.tolist() == np.delete(manifest.labels, 3).tolist()
+    cached = extract_features(manifest, extractor=_extractor(), cache_dir=tmp_path / "c")
+    assert cached.from_cache and cached.skipped == fs.skipped and cached.paths == fs.paths
+    train = fs.split("train")
+    assert set(train.splits) == {"train"} and len(train) + len(fs.split("val")) == 11
+
+
+def test_no_cache_dir_and_custom_dataset_fn(manifest: Manifest) -> None:
+    import tensorflow as tf
+
+    def constant_images(m: Manifest, size: tuple[int, int], batch: int) -> tf.data.Dataset:
+        return tf.data.Dataset.from_tensor_slices(np.zeros((len(m), *size, 3), "float32")).batch(batch)
+
+    fs = extract_features(manifest, extractor=_extractor(), cache_dir=None, dataset_fn=constant_images)
+    assert fs.cache_path is None and not fs.from_cache
+    assert np.allclose(fs.features, fs.features[0])  # every row the same constant image
+    with pytest.raises(ValueError, match="backbone"):
+        extract_features(manifest)
+
+
+def test_registry_backbone_if_available(manifest: Manifest, tmp_path: Path) -> None:
+    pytest.importorskip("keras_species.models.classifier")
+    from keras_species.models import list_backbones
+
+    names = [s.name for s in list_backbones()]
+    name = next((n for n in ("resnet18", "mobilenet_v2", "efficientnet_lite0") if n in names), None)
+    if name is None:
+        pytest.skip("no small backbone registered")
+    fs = extract_features(manifest, name, input_size=SIZE, cache_dir=tmp_path / "c")
+    assert fs.features.shape[0] == 12 and fs.features.ndim == 2
+    again = extract_features(manifest, name, input_size=SIZE, cache_dir=tmp_path / "c")
+    assert again.from_cache and again.key == fs.key
+
+
+def _blobs(n_per: int = 40, dim: int = 12, k: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 4, (k, dim))
+    x = np.concatenate([c + rng.normal(0, 1, (n_per, dim)) for c in centres]).astype("float32")
+    return x, np.repeat(np.arange(k), n_per)
+
+
+@pytest.mark.parametrize("name", ["logreg", "svc", "rf", "hgb"])
+def test_sklearn_classifiers(name: str) -> None:
+    x, y = _blobs()
+    kw = {"n_estimators": 20} if name == "rf" else {"max_iter": 20} if name == "hgb" else {}
+    clf = train_sklearn(x, y, name, **kw)
+    proba = clf.predict_proba(x)
+    assert proba.shape == (len(x), 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+    assert (clf.predict(x) == y).mean() > 0.9
+
+
+def test_sklearn_errors() -> None:
+    x, y = _blobs()
+    with pytest.raises(ValueError, match="choose one of"):
+        train_sklearn(x, y, "knn")
+    with pytest.raises(ValueError, match="unlabelled"):
+        train_sklearn(x, np.where(np.arange(len(y)) == 0, -1, y))
+    try:
+        import xgboost  # noqa: F401
+    except ModuleNotFoundError:
+        with pytest.raises(ImportError, match="pip install xgboost"):
+            train_sklearn(x, y, "xgb")
+    else:
+        assert train_sklearn(x, y, "xgb", n_estimators=10).predict_proba(x).shape == (len(x), 3)
+
+
+def test_dense_head_learns_separable_features(tmp_path: Path) -> None:
+    keras.utils.set_random_seed(0)
+    x, y = _blobs()
+    xv, yv = _blobs(seed=0)
+    head = train_dense_head(x, y, xv, yv, units=(32,), epochs=15, lr=1e-2)
+    assert head.get_layer("label").dtype_policy.name == "float32"
+    assert head.history.history["val_accuracy"][-1] >= 0.95
+    assert (head.predict(x, verbose=0).argmax(1) == y).mean() >= 0.95
+
+    multi = (np.eye(3)[y] + np.eye(3)[(y + 1) % 3]).clip(0, 1)
+    mh = train_dense_head(x, multi, epochs=15, lr=1e-2, optimizer="adam")
+    assert mh.get_layer("label").activation.__name__ == "sigmoid"
+    assert ((mh.predict(x, verbose=0) > 0.5) == multi).mean() > 0.9
+
+
+def test_attach_head_makes_one_model(tmp_path: Path) -> None:
+    ext = _extractor()
+    head = train_dense_head(np.random.rand(6, 6).astype("float32"), np.array([0, 1, 2] * 2), epochs=1)
+    full = attach_head(ext, head)
+    x = np.random.default_rng(0).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
+    np.testing.assert_allclose(full.predict(x, verbose=0), head.predict(ext.predict(x, verbose=0), verbose=0),
+                               atol=1e-5)
+    full.save(tmp_path / "full.keras")
+    again = keras.saving.load_model(tmp_path / "full.keras", safe_mode=True)
+    np.testing.assert_allclose(again.predict(x, verbose=0), full.predict(x, verbose=0), atol=1e-5)

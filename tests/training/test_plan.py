@@ -1,0 +1,227 @@
+"""Training plans: phases, freezing, one history, best checkpoint, early stopping."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_species.training.callbacks import read_history
+from keras_species.training.plan import (
+    Phase,
+    default_metrics,
+    make_optimizer,
+    monitor_mode,
+    outputs_logits,
+    train,
+)
+
+SIZE = 16
+HAS_FREEZING = importlib.util.find_spec("keras_species.models.freezing") is not None
+
+
+def tiny_model(num_classes: int = 3, output: str = "softmax", size: int = SIZE) -> keras.Model:
+    """Input "image" → "preprocessing" → nested "backbone" (conv + BN) → GAP → "label"."""
+    inp = keras.Input((size, size, 3), name="image")
+    x = keras.layers.Rescaling(1 / 255.0, name="preprocessing")(inp)
+    b_in = keras.Input((size, size, 3))
+    y = keras.layers.Conv2D(4, 3, padding="same", name="conv")(b_in)
+    y = keras.layers.BatchNormalization(name="bn")(y)
+    y = keras.layers.ReLU()(y)
+    backbone = keras.Model(b_in, y, name="backbone")
+    x = keras.layers.GlobalAveragePooling2D()(backbone(x))
+    act = None if output == "logits" else output
+    out = keras.layers.Dense(num_classes, activation=act, name="label", dtype="float32")(x)
+    return keras.Model(inp, out)
+
+
+def tiny_data(n: int = 48, num_classes: int = 3, seed: int = 0, multi: bool = False):
+    """Images whose brightness depends on the class; integer (or multi-hot) labels."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % num_classes
+    x = (rng.random((n, SIZE, SIZE, 3)) * 60 + y[:, None, None, None] * 80).astype("float32")
+    if multi:
+        hot = np.zeros((n, num_classes), np.uint8)
+        hot[np.arange(n), y] = 1
+        hot[::4, 0] = 1
+        return x, hot
+    return x, y
+
+
+def dataset(x, y, batch: int = 16, weights=None) -> tf.data.Dataset:
+    parts = (x, y) if weights is None else (x, y, weights)
+    return tf.data.Dataset.from_tensor_slices(parts).batch(batch)
+
+
+def _freeze(model):
+    model.get_layer("backbone").trainable = False
+
+
+def _unfreeze(model):
+    model.get_layer("backbone").trainable = True
+
+
+# The library's freezing API when it is there; the same effect by hand otherwise.
+FROZEN = "frozen" if HAS_FREEZING else _freeze
+ALL = "all" if HAS_FREEZING else _unfreeze
+
+
+def _backbone_state(model):
+    bb = model.get_layer("backbone")
+    return {
+        "kernel": bb.get_layer("conv").kernel.numpy().copy(),
+        "moving_mean": bb.get_layer("bn").moving_mean.numpy().copy(),
+        "gamma": bb.get_layer("bn").gamma.numpy().copy(),
+    }
+
+
+class _Snapshot(keras.callbacks.Callback):
+    """Backbone state at the end of every epoch (to check what each phase changed)."""
+
+    def __init__(self):
+        super().__init__()
+        self.states = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.states.append(_backbone_state(self.model))
+
+
+def test_two_phases_frozen_then_all(tmp_path):
+    keras.utils.set_random_seed(1)
+    model = tiny_model()
+    before = _backbone_state(model)
+    x, y = tiny_data()
+    snap = _Snapshot()
+    phases = [
+        Phase("head", epochs=2, trainable=FROZEN, learning_rate=1e-2),
+        Phase("fine_tune", epochs=2, trainable=ALL, learning_rate=1e-3, train_batchnorm=True,
+              monitor="val_loss", restore_best=False),
+    ]
+    result = train(model, phases, dataset(x, y), dataset(x, y), tmp_path / "run", verbose=0,
+                   extra_callbacks=[snap])
+
+    # phase 1: backbone frozen, BN moving statistics untouched; phase 2: both change
+    for state in snap.states[:2]:
+        np.testing.assert_array_equal(state["kernel"], before["kernel"])
+        np.testing.assert_array_equal(state["moving_mean"], before["moving_mean"])
+    assert not np.allclose(snap.states[-1]["kernel"], before["kernel"])
+    assert not np.allclose(snap.states[-1]["moving_mean"], before["moving_mean"])
+
+    rows = result.history
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert [r["phase"] for r in rows] == ["head", "head", "fine_tune", "fine_tune"]
+    assert [r["learning_rate"] for r in rows] == pytest.approx([1e-2, 1e-2, 1e-3, 1e-3])
+    assert {"loss", "accuracy", "auc", "val_loss", "val_accuracy"} <= set(rows[0])
+    assert read_history(tmp_path / "run" / "history.csv") == rows
+    assert result.best_path == tmp_path / "run" / "best.keras"
+    state = result.run_dir / "state.json"
+    assert '"finished": true' in state.read_text()
+
+
+def test_best_checkpoint_is_the_best_epoch(tmp_path):
+    keras.utils.set_random_seed(2)
+    model = tiny_model()
+    x, y = tiny_data()
+    phases = [
+        Phase("good", epochs=2, learning_rate=1e-2, monitor="val_loss"),
+        # a learning rate far too high: the last epochs are worse than the best one
+        Phase("diverge", epochs=2, optimizer="sgd", momentum=0.0, learning_rate=50.0,
+              monitor="val_loss", restore_best=False),
+    ]
+    result = train(model, phases, dataset(x, y), dataset(x, y), tmp_path / "run", verbose=0)
+    losses = [r["val_loss"] for r in result.history]
+    best = keras.saving.load_model(result.best_path, safe_mode=True)
+    onehot = keras.ops.one_hot(y, 3)
+    got = float(best.evaluate(x, onehot, batch_size=16, verbose=0, return_dict=True)["loss"])
+    assert got == pytest.approx(min(losses), rel=1e-4)
+    assert min(losses) < losses[-1]
+
+
+class _Sabotage(keras.callbacks.Callback):
+    """From the 2nd epoch on, bias the output towards class 0: validation loss jumps up."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch >= 1:
+            self.model.get_layer("label").bias.assign([10.0, 0.0, 0.0])
+
+
+def test_early_stopping_stops_and_restores_best_weights(tmp_path):
+    keras.utils.set_random_seed(3)
+    model = tiny_model()
+    x, y = tiny_data()
+    phase = Phase("only", epochs=10, learning_rate=0.0, monitor="val_loss",
+                  early_stopping_patience=2, callbacks=[_Sabotage()])
+    result = train(model, [phase], dataset(x, y), dataset(x, y), tmp_path / "run", verbose=0)
+    assert len(result.history) == 3  # best at epoch 1, no improvement for 2 epochs → stop
+    np.testing.assert_allclose(model.get_layer("label").bias.numpy(), 0.0)  # best weights back
+    got = model.evaluate(x, keras.ops.one_hot(y, 3), verbose=0, return_dict=True)["loss"]
+    assert got == pytest.approx(result.history[0]["val_loss"], rel=1e-4)
+
+
+def test_multilabel_defaults_and_sample_weights(tmp_path):
+    keras.utils.set_random_seed(4)
+    model = tiny_model(num_classes=4, output="sigmoid")
+    x, y = tiny_data(num_classes=4, multi=True)
+    w = np.linspace(0.5, 2.0, len(x)).astype("float32")
+    phase = Phase("one_cycle", epochs=2, optimizer="sgd", momentum=0.9, weight_decay=1e-4,
+                  learning_rate=0.01, schedule="onecycle")
+    result = train(model, [phase], dataset(x, y, weights=w), dataset(x, y), tmp_path / "run",
+                   task="multi", verbose=0)
+    row = result.history[-1]
+    assert {"micro_f1", "val_micro_f1", "binary_accuracy", "val_auc"} <= set(row)
+    assert 0.0 <= row["val_micro_f1"] <= 1.0
+    # one-cycle: the last epoch ends near the minimum learning rate
+    assert result.history[-1]["learning_rate"] < 1e-6 < result.history[0]["learning_rate"]
+
+
+def test_logits_model_and_cosine_schedule(tmp_path):
+    keras.utils.set_random_seed(5)
+    model = tiny_model(output="logits")
+    assert outputs_logits(model) and not outputs_logits(tiny_model())
+    x, y = tiny_data()
+    phase = Phase("cos", epochs=3, learning_rate=1e-2, schedule="cosine", label_smoothing=0.1)
+    result = train(model, [phase], dataset(x, y), None, tmp_path / "run", verbose=0)
+    lrs = [r["learning_rate"] for r in result.history]
+    assert lrs[0] > lrs[1] > lrs[2]
+    assert "val_loss" not in result.history[0]  # no validation set: monitors fall back
+    assert result.best_path is not None
+
+
+def test_rerun_without_resume_starts_fresh(tmp_path):
+    x, y = tiny_data(n=16)
+    for _ in range(2):
+        keras.utils.set_random_seed(6)
+        result = train(tiny_model(), [Phase("p", epochs=1)], dataset(x, y), dataset(x, y),
+                       tmp_path / "run", verbose=0)
+    assert [r["epoch"] for r in result.history] == [1]
+
+
+def test_phase_validation_and_helpers():
+    with pytest.raises(ValueError, match="trainable"):
+        Phase(trainable="some")
+    with pytest.raises(ValueError, match="optimizer"):
+        Phase(optimizer="lion")
+    with pytest.raises(ValueError, match="schedule"):
+        Phase(schedule="step")
+    with pytest.raises(ValueError, match="float learning_rate"):
+        Phase(schedule="onecycle", learning_rate=keras.optimizers.schedules.ExponentialDecay(1e-3, 10, 0.9))
+    assert monitor_mode("val_loss") == "min" and monitor_mode("val_micro_f1") == "max"
+    assert [m.name for m in default_metrics("single", 3)] == ["accuracy", "auc"]
+    assert [m.name for m in default_metrics("single", 8)] == ["accuracy", "top5_accuracy", "auc"]
+    assert [m.name for m in default_metrics("multi", 8)][0] == "micro_f1"
+    opt, cbs = make_optimizer(Phase(optimizer="rmsprop", learning_rate=1e-4))
+    assert type(opt).__name__ == "RMSprop" and cbs == []
+    opt, cbs = make_optimizer(Phase(optimizer="adamw", weight_decay=1e-3, schedule="cyclic",
+                                    learning_rate=1e-2), steps_per_epoch=5)
+    assert opt.weight_decay == pytest.approx(1e-3) and cbs[0].step_size == 10
+    assert Phase("x", trainable=_freeze).describe()["trainable"] == "_freeze"
+
+
+def test_custom_task_needs_a_loss(tmp_path):
+    x, y = tiny_data(n=16)
+    with pytest.raises(ValueError, match="loss"):
+        train(tiny_model(), [Phase("p", epochs=1)], dataset(x, y), None, tmp_path / "r",
+              task="custom", verbose=0)

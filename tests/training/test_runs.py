@@ -1,0 +1,226 @@
+"""Run folders, the runs listing / CLI, and resuming a run killed with SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from keras_species.training.callbacks import write_history
+from keras_species.training.runs import RunFolder, format_runs, list_runs, read_json, write_json
+
+
+@dataclass
+class _Cfg:
+    backbone: str = "efficientnet_lite0"
+    image_size: tuple[int, int] = (224, 224)
+    epochs: int = 5
+    batch_size: int = 32
+    seed: int = 0
+    out: Path = Path("runs")
+
+
+def test_run_folder_layout_and_config(tmp_path):
+    run = RunFolder.create("quickstart", name="demo", root=tmp_path)
+    assert run.path == tmp_path / "quickstart" / "demo" and run.plots_dir.is_dir()
+    assert run.best_model_path.name == "best.keras" and run.history_path.name == "history.csv"
+    assert run.backup_dir(1) == run.path / "backup" / "phase1"
+    assert run.phase_weights_path(0).name == "phase0.weights.h5"
+    run.write_config(_Cfg())
+    first = run.read_config()
+    assert first["recipe"] == "quickstart" and first["name"] == "demo"
+    assert first["config"]["image_size"] == [224, 224] and "keras" in first["versions"]
+    time.sleep(1.1)
+    run.write_config(_Cfg(epochs=9))
+    again = run.read_config()
+    assert again["created"] == first["created"] and again["config"]["epochs"] == 9
+    a = RunFolder.create("quickstart", root=tmp_path)
+    b = RunFolder.create("quickstart", root=tmp_path)
+    assert a.path != b.path and a.path.parent == b.path.parent
+    assert RunFolder.create("quickstart", name="demo", root=tmp_path).path == run.path
+    write_json(run.path / "x.json", {"p": Path("a"), "t": (1, 2)})
+    assert read_json(run.path / "x.json") == {"p": "a", "t": [1, 2]}
+    assert read_json(run.path / "none.json", {}) == {}
+
+
+def _fake_run(root, recipe, name, created, test=None, finished=True, **cfg):
+    run = RunFolder.create(recipe, name=name, root=root)
+    write_json(run.config_path, {"recipe": recipe, "name": name, "created": created,
+                                 "config": {**vars(_Cfg()), **cfg, "out": "runs"}})
+    write_history(run.history_path, [{"epoch": 1, "phase": "head", "loss": 1.0},
+                                     {"epoch": 2, "phase": "all", "loss": 0.5}])
+    run.write_state({"phase_index": 2, "epoch": 2, "finished": finished})
+    if test is not None:
+        run.write_metrics({"test": test})
+    return run
+
+
+def test_list_runs_table_and_cli(tmp_path, capsys):
+    root = tmp_path / "runs"
+    _fake_run(root, "convnext_transfer", "b", "2025-02-01T10:00:00",
+              {"accuracy": 0.9475, "top5_accuracy": 1.0}, backbone="convnext_tiny")
+    _fake_run(root, "quickstart", "a", "2025-01-01T09:30:00", {"accuracy": 0.81})
+    _fake_run(root, "multilabel", "c", "2025-03-01T08:00:00",
+              {"exact_match": 0.69, "f1_micro": 0.771}, finished=False, backbone="resnet34")
+    (root / "quickstart" / "a" / "tensorboard").mkdir()
+    (root / "quickstart" / "a" / "tensorboard" / "config.json").write_text("{}")
+
+    rows = list_runs(root)
+    assert [r["name"] for r in rows] == ["a", "b", "c"]  # by date
+    assert rows[1]["test_accuracy"] == 0.9475 and rows[1]["test_top5"] == 1.0
+    assert rows[2]["test_micro_f1"] == 0.771 and rows[2]["status"] == "stopped"
+    assert rows[0]["status"] == "done" and rows[0]["epochs"] == 2
+    assert "image_size=224x224" in rows[0]["settings"] and "seed=0" in rows[0]["settings"]
+    assert list_runs(root / "quickstart")[0]["name"] == "a"
+    assert list_runs(tmp_path / "missing") == []
+
+    table = format_runs(rows)
+    lines = table.splitlines()
+    assert lines[0].split()[:4] == ["recipe", "date", "name", "backbone"]
+    assert "0.948" in lines[3] and "convnext_tiny" in lines[3] and "2025-02-01 10:00" in lines[3]
+    assert "0.771" in lines[4]
+    assert format_runs([]) == "no runs found"
+
+    from keras_species.cli import main
+
+    assert main(["runs", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert out.index("quickstart") < out.index("convnext_transfer") < out.index("multilabel")
+    assert main(["runs", str(root), "--recipe", "quickstart", "--json"]) == 0
+    assert [r["name"] for r in json.loads(capsys.readouterr().out)] == ["a"]
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys, time
+    import numpy as np
+    import keras
+    import tensorflow as tf
+    from keras_species.training.plan import Phase, train
+
+    run_dir, log = sys.argv[1], sys.argv[2]
+    resume = "--resume" in sys.argv
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16, 16, 3), name="image")
+    x = keras.layers.Rescaling(1 / 255.0, name="preprocessing")(inp)
+    b_in = keras.Input((16, 16, 3))
+    y = keras.layers.Conv2D(4, 3, padding="same")(b_in)
+    y = keras.layers.BatchNormalization()(y)
+    backbone = keras.Model(b_in, keras.layers.ReLU()(y), name="backbone")
+    x = keras.layers.GlobalAveragePooling2D()(backbone(x))
+    model = keras.Model(inp, keras.layers.Dense(3, activation="softmax", name="label")(x))
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(48) % 3
+    images = (rng.random((48, 16, 16, 3)) * 60 + labels[:, None, None, None] * 80).astype("float32")
+    ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(16)
+
+    def checksum(m):
+        return float(sum(np.abs(w).astype("float64").sum() for w in m.get_weights()))
+
+    class Mark(keras.callbacks.Callback):
+        def _log(self, **kw):
+            with open(log, "a") as f:
+                f.write(json.dumps({"pid": os.getpid(), **kw}) + "\\n")
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._log(begin=epoch, sum=checksum(self.model))
+            time.sleep(0.5)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._log(end=epoch, sum=checksum(self.model))
+
+    phases = [
+        Phase("head", epochs=3, learning_rate=1e-2),
+        Phase("all", epochs=3, optimizer="sgd", learning_rate=0.05, schedule="onecycle"),
+    ]
+    train(model, phases, ds, ds, run_dir, resume=resume, verbose=0, extra_callbacks=[Mark()])
+    """
+)
+
+
+def _events(log: Path) -> list[dict]:
+    if not log.is_file():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
+
+def _start(script, run_dir, log, stderr, resume):
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    args = [sys.executable, str(script), str(run_dir), str(log)] + (["--resume"] if resume else [])
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+
+
+def _kill_when_begun(proc, log, epoch, timeout=240.0):
+    """SIGKILL ``proc`` once it has begun ``epoch`` (so every earlier epoch is fully done)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(e.get("pid") == proc.pid and e.get("begin") == epoch for e in _events(log)):
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=60)
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"training process exited early with code {proc.returncode}")
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail(f"epoch {epoch} never began within {timeout}s")
+
+
+def _assert_best_loadable(run_dir: Path):
+    import keras
+
+    best = run_dir / "best.keras"
+    if best.exists():
+        keras.saving.load_model(best, safe_mode=True)
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill(tmp_path):
+    script = tmp_path / "train_script.py"
+    script.write_text(SCRIPT)
+    run_dir, log = tmp_path / "run", tmp_path / "events.jsonl"
+    with open(tmp_path / "stderr.txt", "w") as err:
+        # 1st process: killed in phase "head" once 2 epochs are done (BackupAndRestore path)
+        proc = _start(script, run_dir, log, err, resume=False)
+        _kill_when_begun(proc, log, epoch=2)
+        assert proc.returncode == -signal.SIGKILL
+        _assert_best_loadable(run_dir)
+        # 2nd process: resumes at epoch 3; killed as phase "all" begins (state.json path)
+        proc = _start(script, run_dir, log, err, resume=True)
+        _kill_when_begun(proc, log, epoch=3)
+        _assert_best_loadable(run_dir)
+        # 3rd process: resumes phase "all" from the phase checkpoint and finishes
+        proc = _start(script, run_dir, log, err, resume=True)
+        assert proc.wait(timeout=300) == 0, (tmp_path / "stderr.txt").read_text()[-3000:]
+
+    events = _events(log)
+    pids = list(dict.fromkeys(e["pid"] for e in events))
+    assert len(pids) == 3
+    begun = {p: [e["begin"] for e in events if e["pid"] == p and "begin" in e] for p in pids}
+    assert begun[pids[0]] == [0, 1, 2]
+    assert begun[pids[1]] == [2, 3]  # continued at its last finished epoch, not from 0
+    assert begun[pids[2]] == [3, 4, 5]
+
+    def sum_of(pid, key, epoch):
+        return next(e["sum"] for e in events if e["pid"] == pid and e.get(key) == epoch)
+
+    # the restored weights are the ones the killed process had
+    assert sum_of(pids[1], "begin", 2) == pytest.approx(sum_of(pids[0], "end", 1), rel=1e-6)
+    assert sum_of(pids[2], "begin", 3) == pytest.approx(sum_of(pids[1], "begin", 3), rel=1e-6)
+
+    run = RunFolder(run_dir)
+    rows = run.read_history()
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5, 6]  # each epoch exactly once
+    assert [r["phase"] for r in rows] == ["head"] * 3 + ["all"] * 3
+    assert run.read_state()["finished"] is True
+    assert not (run_dir / "backup").exists()
+    _assert_best_loadable(run_dir)
+    assert list_runs(tmp_path) == []  # no config.json written by train() alone
