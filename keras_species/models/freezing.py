@@ -173,7 +173,7 @@ def set_trainable(
                 keep = False
             layer.trainable = keep
     first = next(
-        (layer.name for layer in layers[start:] if layer.trainable and layer.weights), None
+        (layer.name for layer in layers[start:] if layer.trainable_weights), None
     )
     return {
         "mode": mode,

@@ -443,6 +443,28 @@ def _best_so_far(rows: list[dict], monitor: str, mode: str) -> float | None:
     return min(values) if mode == "min" else max(values)
 
 
+class _RunCheckpoint(AtomicModelCheckpoint):
+    """``best.keras`` over the whole run: the bar to beat is the best value in the history
+    rows kept when the fit starts (earlier phases, and epochs done before a resume)."""
+
+    def __init__(self, history: HistoryWriter, filepath, **kwargs):
+        super().__init__(filepath, **kwargs)
+        self.history = history
+        self._seeded = False
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._seeded = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)
+        if not self._seeded:  # after HistoryWriter dropped the rows of an interrupted epoch
+            best = _best_so_far(self.history.rows, self.monitor, self.mode)
+            if best is not None:
+                self.best = best
+            self._seeded = True
+
+
 class _PhaseEnd(keras.callbacks.Callback):
     """Saves the weights and ``state.json`` when a phase's fit ends (after EarlyStopping has
     restored the best weights and before BackupAndRestore deletes its backup)."""
@@ -570,13 +592,7 @@ def train(
             *phase.callbacks,
             *extra_callbacks,
             history,
-            AtomicModelCheckpoint(
-                run.best_model_path,
-                monitor=monitor,
-                mode=mode,
-                save_best_only=True,
-                initial_value_threshold=_best_so_far(rows, monitor, mode),
-            ),
+            _RunCheckpoint(history, run.best_model_path, monitor=monitor, mode=mode, save_best_only=True),
         ]
         if phase.early_stopping_patience is not None or phase.restore_best:
             callbacks.append(

@@ -190,13 +190,22 @@ def test_logits_model_and_cosine_schedule(tmp_path):
     assert result.best_path is not None
 
 
-def test_rerun_without_resume_starts_fresh(tmp_path):
+def test_rerun_without_resume_starts_fresh_and_resume_of_finished_run(tmp_path):
     x, y = tiny_data(n=16)
+    plan = [Phase("p", epochs=1)]
     for _ in range(2):
         keras.utils.set_random_seed(6)
-        result = train(tiny_model(), [Phase("p", epochs=1)], dataset(x, y), dataset(x, y),
-                       tmp_path / "run", verbose=0)
-    assert [r["epoch"] for r in result.history] == [1]
+        done = train(tiny_model(), plan, dataset(x, y), dataset(x, y), tmp_path / "run", verbose=0)
+    assert [r["epoch"] for r in done.history] == [1]
+    # resuming a finished run trains nothing and gives back the trained weights
+    again = train(tiny_model(), plan, dataset(x, y), dataset(x, y), tmp_path / "run",
+                  resume=True, verbose=0)
+    assert again.history == done.history
+    for a, b in zip(again.model.get_weights(), done.model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="phases were"):
+        train(tiny_model(), [Phase("other", epochs=1)], dataset(x, y), None, tmp_path / "run",
+              resume=True, verbose=0)
 
 
 def test_phase_validation_and_helpers():

@@ -1,0 +1,530 @@
+"""Export a trained classifier to ``.keras``, a TensorFlow SavedModel or TFLite, and ``keras-species export``.
+
+Formats:
+
+- ``keras``: the Keras 3 archive (``model.save``). The label map lives in the model's
+  ``ClassifierOutput`` layer; the file reloads with ``keras.saving.load_model(path,
+  safe_mode=True)`` in a process that imports only ``keras`` and ``keras_species``.
+- ``saved_model``: a ``tf.Module`` written with ``tf.saved_model.save``, not Keras's
+  ``model.export(format="tf_saved_model")`` (that gives one plain float signature at the model's
+  fixed size; a ``tf.Module`` lets us add the signatures below). Signatures:
+
+  - ``serve`` (also ``serving_default``): ``images`` uint8 ``[None, None, None, 3]`` of *any* size.
+    Each batch is resized to the model's input size exactly as the training pipeline does it
+    (bilinear, antialiased, rounded back to 0–255 integers; skipped when the size already
+    matches).
+  - ``serve_float``: ``images`` float32 0–255 ``[None, None, None, 3]``, resized the same way but
+    not rounded.
+  - ``metadata``: no input; ``class_names``, ``image_size``, ``multilabel``, ``thresholds``.
+
+  ``serve``/``serve_float`` return ``probabilities`` ``[B, C]`` float32, ``class_names``
+  ``[C]`` string, ``top_class`` ``[B]`` string, ``top_probability`` ``[B]``, and for multi-label
+  models ``thresholds`` ``[C]`` and ``predicted`` ``[B, C]`` bool (``probabilities >= thresholds``).
+  A copy of the label map is written to ``labels.json`` inside the folder.
+- ``tflite``: converted with ``tf.lite.TFLiteConverter.from_concrete_functions`` from the Keras
+  model; input float32 0–255 ``[1, H, W, 3]`` at the model's fixed size (batch resizable with
+  ``interpreter.resize_tensor_input``; the caller resizes images, as :mod:`keras_species.predict`
+  does), output the ``[B, C]`` probabilities. ``quantize``: ``None`` (float32), ``"float16"``
+  (float16 weights), ``"int8"``: dynamic-range (int8 weights, float activations) without
+  ``representative_data``; full-integer (int8 weights and activations, float32 input/output
+  kept for a drop-in interface) with it. The label map goes to ``labels.json`` next to the
+  ``.tflite`` file; it is *not* written into the TFLite metadata (that needs the ``tflite-support``
+  metadata writers, which are not a dependency).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import keras
+
+    from keras_species.models.labels import LabelMap
+
+__all__ = [
+    "FORMATS",
+    "QUANTIZE",
+    "ExportError",
+    "configure_parser",
+    "export_model",
+    "is_saved_model",
+    "label_output_model",
+    "load_keras_model",
+    "model_image_size",
+    "resolve_model_path",
+    "run_cli",
+]
+
+FORMATS = ("keras", "saved_model", "tflite")
+QUANTIZE = ("float16", "int8")
+LABELS_JSON = "labels.json"
+BEST_MODEL = "best.keras"
+PathLike = str | os.PathLike
+
+
+class ExportError(ValueError):
+    """A model path or export option that cannot be used; the message says what to pass."""
+
+
+# ------------------------------------------------------------------------------- model resolution
+def is_saved_model(path: PathLike) -> bool:
+    """Whether ``path`` is a TensorFlow SavedModel folder (holds ``saved_model.pb``).
+
+    Args:
+        path: a path.
+
+    Returns:
+        ``True`` for a SavedModel folder.
+
+    Example:
+        >>> is_saved_model("runs/r1/demo/saved_model")  # doctest: +SKIP
+        True
+    """
+    p = Path(path)
+    return p.is_dir() and (p / "saved_model.pb").is_file()
+
+
+def resolve_model_path(path: PathLike) -> Path:
+    """The model file or folder that ``path`` names: a ``.keras`` file, a SavedModel folder, or a
+    run folder (its ``best.keras``).
+
+    Args:
+        path: a ``.keras``/``.h5`` file, a SavedModel folder or a run folder.
+
+    Returns:
+        The ``.keras`` file or the SavedModel folder.
+
+    Raises:
+        ExportError: nothing usable at ``path``.
+
+    Example:
+        >>> resolve_model_path("runs/r1/demo")  # doctest: +SKIP
+        PosixPath('runs/r1/demo/best.keras')
+    """
+    p = Path(path)
+    if p.is_file():
+        return p
+    if is_saved_model(p):
+        return p
+    if p.is_dir():
+        if (p / BEST_MODEL).is_file():
+            return p / BEST_MODEL
+        if is_saved_model(p / "saved_model"):
+            return p / "saved_model"
+        kinds = sorted(q.name for q in p.glob("*.keras"))
+        hint = f" It holds {', '.join(kinds)}: pass one of them." if kinds else ""
+        raise ExportError(
+            f"{p} is neither a SavedModel folder (no saved_model.pb) nor a run folder "
+            f"(no {BEST_MODEL}).{hint}"
+        )
+    raise ExportError(f"model {p} does not exist: pass a .keras file, a SavedModel or a run folder")
+
+
+def load_keras_model(model_or_path: keras.Model | PathLike) -> keras.Model:
+    """A Keras model from a model, a ``.keras`` file or a run folder (``safe_mode=True``).
+
+    Args:
+        model_or_path: a ``keras.Model``, a ``.keras`` file or a run folder.
+
+    Returns:
+        The ``keras.Model``.
+
+    Raises:
+        ExportError: a SavedModel folder (export from the ``.keras`` it came from) or a bad path.
+
+    Example:
+        >>> model = load_keras_model("runs/r1/demo")  # doctest: +SKIP
+    """
+    import keras
+
+    import keras_species  # noqa: F401  (registers the custom layers)
+
+    if isinstance(model_or_path, keras.Model):
+        return model_or_path
+    path = resolve_model_path(model_or_path)
+    if is_saved_model(path):
+        raise ExportError(
+            f"{path} is a SavedModel; export works from the Keras model: pass the .keras file or "
+            "the run folder it came from"
+        )
+    return keras.saving.load_model(path, safe_mode=True)
+
+
+def label_output_model(model: keras.Model) -> keras.Model:
+    """``model`` reduced to its class output: itself for one output, else the ``label`` output.
+
+    Args:
+        model: a classifier, or a multi-output model (the autoencoder) with an output ``label``.
+
+    Returns:
+        A model with one ``(B, C)`` output.
+
+    Example:
+        >>> label_output_model(build_autoencoder(3, 32)).output.shape  # doctest: +SKIP
+        (None, 3)
+    """
+    import keras
+
+    if len(model.outputs) == 1:
+        return model
+    try:
+        out = model.get_layer("label").output
+    except ValueError:
+        names = list(getattr(model, "output_names", []) or [])
+        raise ExportError(f"model {model.name!r} has outputs {names} and none named 'label'") from None
+    return keras.Model(model.inputs, out, name=f"{model.name}_label")
+
+
+def model_image_size(
+    model: keras.Model, image_size: int | Sequence[int] | None = None
+) -> tuple[int, int]:
+    """The ``(height, width)`` the model takes: its fixed input size, or ``image_size``.
+
+    Args:
+        model: a Keras model taking ``(B, H, W, 3)`` images.
+        image_size: needed when the model's input size is not fixed; must match it otherwise.
+
+    Returns:
+        ``(height, width)``.
+
+    Example:
+        >>> model_image_size(model)  # doctest: +SKIP
+        (224, 224)
+    """
+    shape = tuple(model.input_shape)
+    if len(shape) != 4 or shape[-1] != 3:
+        raise ExportError(f"model {model.name!r} takes input {shape}; expected (B, H, W, 3) images")
+    fixed = shape[1:3]
+    want = None
+    if image_size is not None:
+        want = (int(image_size), int(image_size)) if np.isscalar(image_size) else tuple(
+            int(v) for v in image_size
+        )
+    if None in fixed:
+        if want is None:
+            raise ExportError(
+                f"model {model.name!r} takes images of any size {shape}; pass image_size= "
+                "(--image-size) the size to resize to"
+            )
+        return want
+    if want is not None and want != tuple(fixed):
+        raise ExportError(
+            f"image_size={want} but model {model.name!r} takes {tuple(fixed)}; leave it out"
+        )
+    return int(fixed[0]), int(fixed[1])
+
+
+def _label_map_for(model: keras.Model, labels: LabelMap | Sequence[str] | PathLike | None):
+    from keras_species.models.labels import LabelMap, label_map, load_labels_json
+
+    if labels is None:
+        return label_map(model)
+    if isinstance(labels, LabelMap):
+        return labels
+    if isinstance(labels, (str, os.PathLike)):
+        return load_labels_json(labels)
+    return LabelMap([str(c) for c in labels])
+
+
+# ------------------------------------------------------------------------------------ SavedModel
+def _serving_module(model: keras.Model, lmap: LabelMap, size: tuple[int, int]):
+    """A ``tf.Module`` holding ``model`` with the ``serve``/``serve_float``/``metadata`` functions."""
+    import tensorflow as tf
+
+    h, w = size
+    class_names = tf.constant(lmap.class_names)
+    thresholds = tf.constant(lmap.threshold_array(), tf.float32)
+    multilabel, logits = lmap.multilabel, lmap.logits
+
+    def resize(x):
+        shape = tf.shape(x)
+        same = tf.logical_and(tf.equal(shape[1], h), tf.equal(shape[2], w))
+        x = tf.cond(
+            same,
+            lambda: x,
+            lambda: tf.image.resize(x, (h, w), method="bilinear", antialias=True),
+        )
+        return tf.ensure_shape(x, [None, h, w, 3])
+
+    def outputs(x):
+        p = tf.cast(module.model(x, training=False), tf.float32)
+        if logits:
+            p = tf.sigmoid(p) if multilabel else tf.nn.softmax(p, axis=-1)
+        top = tf.argmax(p, axis=-1)
+        out = {
+            "probabilities": p,
+            "class_names": tf.identity(class_names),
+            "top_class": tf.gather(class_names, top),
+            "top_probability": tf.reduce_max(p, axis=-1),
+        }
+        if multilabel:
+            out["thresholds"] = tf.identity(thresholds)
+            out["predicted"] = p >= thresholds
+        return out
+
+    spec_u8 = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
+    spec_f32 = tf.TensorSpec([None, None, None, 3], tf.float32, name="images")
+
+    @tf.function(input_signature=[spec_u8])
+    def serve(images):
+        x = resize(tf.cast(images, tf.float32))
+        return outputs(tf.clip_by_value(tf.round(x), 0.0, 255.0))  # as the training pipeline
+
+    @tf.function(input_signature=[spec_f32])
+    def serve_float(images):
+        return outputs(resize(images))
+
+    @tf.function(input_signature=[])
+    def metadata():
+        return {
+            "class_names": tf.identity(class_names),
+            "image_size": tf.constant([h, w], tf.int32),
+            "multilabel": tf.constant(multilabel),
+            "thresholds": tf.identity(thresholds),
+        }
+
+    module = tf.Module(name="keras_species_classifier")
+    module.model = model  # tracks the Keras 3 variables
+    module.serve = serve
+    module.serve_float = serve_float
+    module.metadata = metadata
+    return module
+
+
+def _write_saved_model(model, lmap, size, out: Path) -> Path:
+    import tensorflow as tf
+
+    module = _serving_module(model, lmap, size)
+    signatures = {
+        "serve": module.serve.get_concrete_function(),
+        "serving_default": module.serve.get_concrete_function(),
+        "serve_float": module.serve_float.get_concrete_function(),
+        "metadata": module.metadata.get_concrete_function(),
+    }
+    tf.saved_model.save(module, os.fspath(out), signatures=signatures)
+    lmap.write_json(out / LABELS_JSON)
+    return out
+
+
+# ---------------------------------------------------------------------------------------- TFLite
+def _representative_images(
+    data, size: tuple[int, int], count: int
+) -> Iterable[np.ndarray]:
+    """Up to ``count`` float32 ``(1, H, W, 3)`` images from a folder/paths/array/dataset."""
+    import tensorflow as tf
+
+    if isinstance(data, np.ndarray):
+        arr = data[None] if data.ndim == 3 else data
+        for img in arr[:count]:
+            yield np.asarray(tf.image.resize(img[None].astype(np.float32), size, antialias=True))
+        return
+    if isinstance(data, tf.data.Dataset):
+        n = 0
+        for el in data:
+            batch = el[0] if isinstance(el, (tuple, list)) else el
+            batch = batch if batch.shape.rank == 4 else batch[None]
+            for img in batch:
+                yield np.asarray(tf.cast(img[None], tf.float32))
+                n += 1
+                if n >= count:
+                    return
+        return
+    from keras_species.predict import image_dataset
+
+    n = 0
+    for _, images, errors in image_dataset(data, size, batch_size=1):
+        if errors.numpy()[0]:
+            continue
+        yield images.numpy().astype(np.float32)
+        n += 1
+        if n >= count:
+            return
+
+
+def _write_tflite(
+    model, lmap, size, out: Path, quantize: str | None, representative_data, count: int
+) -> Path:
+    import tensorflow as tf
+
+    h, w = size
+    multilabel, logits = lmap.multilabel, lmap.logits
+
+    @tf.function(input_signature=[tf.TensorSpec([1, h, w, 3], tf.float32, name="image")])
+    def probabilities(image):
+        p = tf.cast(model(image, training=False), tf.float32)
+        if logits:
+            p = tf.sigmoid(p) if multilabel else tf.nn.softmax(p, axis=-1)
+        return {"probabilities": p}
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [probabilities.get_concrete_function()], model
+    )
+    if quantize == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantize == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if representative_data is not None:
+            images = list(_representative_images(representative_data, size, count))
+            if not images:
+                raise ExportError("representative_data holds no readable image")
+
+            def gen():
+                for img in images:
+                    yield [img]
+
+            converter.representative_dataset = gen
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    data = converter.convert()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+    lmap.write_json(out.parent / LABELS_JSON)
+    return out
+
+
+# ------------------------------------------------------------------------------------ export_model
+def export_model(
+    model_or_path: keras.Model | PathLike,
+    out: PathLike,
+    *,
+    format: str = "keras",
+    quantize: str | None = None,
+    representative_data=None,
+    image_size: int | Sequence[int] | None = None,
+    labels: LabelMap | Sequence[str] | PathLike | None = None,
+    representative_count: int = 100,
+) -> Path:
+    """Write a classifier as ``.keras``, a SavedModel with any-size uint8/float signatures, or TFLite.
+
+    See the module docstring for what each format holds.
+
+    Args:
+        model_or_path: a ``keras.Model``, a ``.keras`` file or a run folder (its ``best.keras``).
+        out: the ``.keras`` file, the SavedModel folder, or the ``.tflite`` file to write
+            (``labels.json`` goes beside it).
+        format: ``"keras"``, ``"saved_model"`` or ``"tflite"``.
+        quantize: TFLite only: ``None``, ``"float16"`` or ``"int8"``.
+        representative_data: TFLite ``int8`` only: images for full-integer quantization (a
+            folder, a list of paths, a CSV, an ``(N, H, W, 3)`` 0–255 array or a
+            ``tf.data.Dataset`` of images); without it ``int8`` is dynamic-range.
+        image_size: ``H`` or ``(H, W)``, only for models whose input size is not fixed.
+        labels: the label map for a model without a ``ClassifierOutput`` layer: class names, a
+            ``labels.json`` or a ``LabelMap`` (otherwise read from the model).
+        representative_count: how many representative images to use at most.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ExportError: a bad format/quantize combination or a model that cannot be exported.
+        keras_species.models.labels.LabelMapError: no label map in the model and none passed.
+
+    Example:
+        >>> export_model("runs/r1/demo", "exported/fish", format="saved_model")  # doctest: +SKIP
+        >>> export_model("runs/r1/demo", "exported/fish_int8.tflite", format="tflite",
+        ...              quantize="int8", representative_data="data/val")   # doctest: +SKIP
+    """
+    if format not in FORMATS:
+        raise ExportError(f"format={format!r}; choose one of {', '.join(FORMATS)}")
+    if quantize is not None and quantize not in QUANTIZE:
+        raise ExportError(f"quantize={quantize!r}; choose one of {', '.join(QUANTIZE)} or None")
+    if quantize is not None and format != "tflite":
+        raise ExportError(f"quantize={quantize!r} applies to format='tflite' only")
+    if representative_data is not None and quantize != "int8":
+        raise ExportError("representative_data is used by quantize='int8' only")
+    out = Path(out)
+    model = load_keras_model(model_or_path)
+    if format == "keras":
+        if out.suffix != ".keras":
+            raise ExportError(f"out={out}: a Keras archive must end in .keras")
+        if labels is not None:
+            from keras_species.models.labels import attach_label_map
+
+            lmap = _label_map_for(model, labels)
+            model = attach_label_map(
+                model, lmap.class_names, multilabel=lmap.multilabel, thresholds=lmap.thresholds,
+                logits=lmap.logits,
+            )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        model.save(out)
+        return out
+    lmap = _label_map_for(model, labels)
+    model = label_output_model(model)
+    if model.output_shape[-1] != lmap.num_classes:
+        raise ExportError(
+            f"model {model.name!r} has {model.output_shape[-1]} outputs but the label map "
+            f"{lmap.num_classes} class names"
+        )
+    size = model_image_size(model, image_size)
+    if format == "saved_model":
+        return _write_saved_model(model, lmap, size, out)
+    if out.suffix != ".tflite":
+        raise ExportError(f"out={out}: a TFLite file must end in .tflite")
+    return _write_tflite(model, lmap, size, out, quantize, representative_data, representative_count)
+
+
+# ------------------------------------------------------------------------------------------- CLI
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``keras-species export``.
+
+    Args:
+        parser: the subcommand's parser.
+
+    Example:
+        >>> configure_parser(argparse.ArgumentParser())
+    """
+    parser.add_argument("model", help="a .keras file or a run folder (its best.keras)")
+    parser.add_argument("--format", choices=FORMATS, default="saved_model",
+                        help="output format (default: saved_model)")
+    parser.add_argument("--quantize", choices=QUANTIZE, default=None,
+                        help="TFLite only: float16 weights, or int8 (dynamic-range; full-integer "
+                             "with --representative)")
+    parser.add_argument("--representative", default=None, metavar="IMAGES",
+                        help="int8 only: a folder / CSV of images for full-integer quantization")
+    parser.add_argument("--representative-count", type=int, default=100, metavar="N",
+                        help="representative images to use at most (default 100)")
+    parser.add_argument("--out", required=True,
+                        help="the .keras file, SavedModel folder or .tflite file to write")
+    parser.add_argument("--image-size", type=int, nargs="+", default=None, metavar="PX",
+                        help="H or H W, for models whose input size is not fixed")
+    parser.add_argument("--labels", default=None, metavar="LABELS_JSON",
+                        help="labels.json for a model without a stored label map")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Run ``keras-species export`` with parsed ``args``.
+
+    Args:
+        args: from :func:`configure_parser`.
+
+    Returns:
+        The exit code (0 on success, 2 for a bad model or option).
+
+    Example:
+        >>> run_cli(parser.parse_args(["runs/r1/demo", "--format", "tflite",
+        ...                            "--out", "fish.tflite"]))  # doctest: +SKIP
+        0
+    """
+    from keras_species.models.labels import LabelMapError
+
+    size = None
+    if args.image_size:
+        size = args.image_size[0] if len(args.image_size) == 1 else tuple(args.image_size[:2])
+    try:
+        path = export_model(
+            args.model, args.out, format=args.format, quantize=args.quantize,
+            representative_data=args.representative, image_size=size, labels=args.labels,
+            representative_count=args.representative_count,
+        )
+    except (ExportError, LabelMapError) as err:
+        print(f"keras-species export: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
