@@ -11,8 +11,8 @@ Formats:
 
   - ``serve`` (also ``serving_default``): ``images`` uint8 ``[None, None, None, 3]`` of *any* size.
     Each batch is resized to the model's input size exactly as the training pipeline does it
-    (bilinear, antialiased, rounded back to 0–255 integers; skipped when the size already
-    matches).
+    (``data.pipeline.resize_image``, "stretch": bilinear, antialiased when an axis shrinks,
+    rounded back to 0–255 integers; skipped when the size already matches).
   - ``serve_float``: ``images`` float32 0–255 ``[None, None, None, 3]``, resized the same way but
     not rounded.
   - ``metadata``: no input; ``class_names``, ``image_size``, ``multilabel``, ``thresholds``.
@@ -22,7 +22,9 @@ Formats:
   models ``thresholds`` ``[C]`` and ``predicted`` ``[B, C]`` bool (``probabilities >= thresholds``).
   A copy of the label map is written to ``labels.json`` inside the folder.
 - ``tflite``: converted with ``tf.lite.TFLiteConverter.from_concrete_functions`` from the Keras
-  model; input float32 0–255 ``[1, H, W, 3]`` at the model's fixed size (batch resizable with
+  model's probabilities function with its variables frozen into constants (TensorFlow's
+  ``convert_variables_to_constants_v2``; without it the converter keeps Keras 3 variables as
+  resource variables, so float16 leaves the weights in float32 and int8 calibration fails); input float32 0–255 ``[1, H, W, 3]`` at the model's fixed size (batch resizable with
   ``interpreter.resize_tensor_input``; the caller resizes images, as :mod:`keras_species.predict`
   does), output the ``[B, C]`` probabilities. ``quantize``: ``None`` (float32), ``"float16"``
   (float16 weights), ``"int8"``: dynamic-range (int8 weights, float activations) without
@@ -37,6 +39,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -244,12 +247,19 @@ def _serving_module(model: keras.Model, lmap: LabelMap, size: tuple[int, int]):
     multilabel, logits = lmap.multilabel, lmap.logits
 
     def resize(x):
+        # The rule of ``data.pipeline.resize_image`` ("stretch"), on a whole batch: bilinear,
+        # antialiased when an axis shrinks; nothing to do when the size already matches.
         shape = tf.shape(x)
         same = tf.logical_and(tf.equal(shape[1], h), tf.equal(shape[2], w))
+        shrink = tf.logical_or(shape[1] > h, shape[2] > w)
         x = tf.cond(
             same,
             lambda: x,
-            lambda: tf.image.resize(x, (h, w), method="bilinear", antialias=True),
+            lambda: tf.cond(
+                shrink,
+                lambda: tf.image.resize(x, (h, w), antialias=True),
+                lambda: tf.image.resize(x, (h, w)),
+            ),
         )
         return tf.ensure_shape(x, [None, h, w, 3])
 
@@ -322,8 +332,10 @@ def _representative_images(
 
     if isinstance(data, np.ndarray):
         arr = data[None] if data.ndim == 3 else data
+        from keras_species.data.pipeline import resize_image
+
         for img in arr[:count]:
-            yield np.asarray(tf.image.resize(img[None].astype(np.float32), size, antialias=True))
+            yield np.asarray(resize_image(tf.constant(img, tf.float32), size))[None]
         return
     if isinstance(data, tf.data.Dataset):
         n = 0
@@ -363,9 +375,25 @@ def _write_tflite(
             p = tf.sigmoid(p) if multilabel else tf.nn.softmax(p, axis=-1)
         return {"probabilities": p}
 
-    converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [probabilities.get_concrete_function()], model
+    # The variables are frozen into constants first: both from_concrete_functions and
+    # from_saved_model keep Keras 3 variables as VAR_HANDLE/READ_VARIABLE ops (TF 2.21), which
+    # leaves float16 weights unquantized and makes full-integer calibration fail.
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
     )
+
+    frozen = convert_variables_to_constants_v2(probabilities.get_concrete_function())
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+    data = _convert(converter, quantize, representative_data, size, count)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+    lmap.write_json(out.parent / LABELS_JSON)
+    return out
+
+
+def _convert(converter, quantize: str | None, representative_data, size, count: int) -> bytes:
+    import tensorflow as tf
+
     if quantize == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
@@ -382,11 +410,9 @@ def _write_tflite(
 
             converter.representative_dataset = gen
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    data = converter.convert()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(data)
-    lmap.write_json(out.parent / LABELS_JSON)
-    return out
+    with warnings.catch_warnings():  # "Statistics for quantized inputs were expected": float input
+        warnings.simplefilter("ignore", UserWarning)
+        return converter.convert()
 
 
 # ------------------------------------------------------------------------------------ export_model

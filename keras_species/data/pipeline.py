@@ -779,6 +779,7 @@ def make_dataset(
     decode = _decoder(set(np.unique(kinds[keep]).tolist()))
     check_resize(image_size, resize)
 
+    @tf.autograph.experimental.do_not_convert  # plain graph code: skip AutoGraph's tracing cost
     def load(path, kind, *rest):
         img = resize_image(decode(path, kind), image_size, resize)
         img = tf.cast(tf.clip_by_value(tf.round(img), 0.0, 255.0), tf.uint8)

@@ -370,6 +370,7 @@ def shard_dataset(
     check_resize(image_size, resize)
     s = float(label_smoothing)
 
+    @tf.autograph.experimental.do_not_convert  # plain graph code: skip AutoGraph's tracing cost
     def load(record):
         ex = tf.io.parse_single_example(record, spec)
         img = tf.io.decode_image(ex["image"], channels=3, expand_animations=False)

@@ -3,8 +3,8 @@
 ``"imagenet"`` for a ``keras.applications`` entry is the very file Keras itself would download
 (same name, URL and hash), fetched with ``keras.utils.get_file`` into Keras's cache
 (``$KERAS_HOME/models/`` or ``~/.keras/models/``). Before any download, :func:`resolve_weights`
-looks in the cache and, when the file is not there, probes the download host with a 3-second
-socket connection: offline, it raises :class:`WeightsUnavailableError` at once, naming the file,
+looks in the cache and, when the file is not there, probes the download URL with a 3-second
+HTTP ``HEAD`` request: offline, it raises :class:`WeightsUnavailableError` at once, naming the file,
 its URL, the cache folder and how to pass a local file. It never hangs and never falls back to a
 random initialisation.
 
@@ -20,8 +20,10 @@ A local file is loaded with :func:`load_weights_file`:
 
 from __future__ import annotations
 
+import http.client
 import os
-import socket
+import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -96,13 +98,17 @@ def keras_cache_dir() -> Path:
 
 
 def host_reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
-    """Whether a TCP connection to ``url``'s host opens within ``timeout`` seconds."""
-    parsed = urlparse(url)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    """Whether an HTTP ``HEAD`` of ``url`` answers without error within ``timeout`` seconds.
+
+    A request rather than a bare TCP connection: sandboxes and captive gateways may accept any
+    connection yet deliver nothing. It goes through ``urllib`` like Keras's own download, so
+    ``HTTPS_PROXY`` settings apply to both.
+    """
+    request = urllib.request.Request(url, method="HEAD")
     try:
-        with socket.create_connection((parsed.hostname, port), timeout=timeout):
-            return True
-    except OSError:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status < 400
+    except (OSError, ValueError, http.client.HTTPException):
         return False
 
 
@@ -207,12 +213,19 @@ def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:
     """
     text = os.fspath(path)
     if text.endswith(".weights.h5"):
-        try:
-            model.load_weights(text)
-        except (ValueError, KeyError) as err:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                model.load_weights(text)
+            except (ValueError, KeyError) as err:
+                raise WeightsUnavailableError(
+                    f"weights file {text!r} does not fit backbone {model.name!r}: {err}"
+                ) from err
+        skipped = [str(w.message) for w in caught if "Skipping" in str(w.message)]
+        if skipped:  # Keras loads what it can and warns: a partial load is a wrong model
             raise WeightsUnavailableError(
-                f"weights file {text!r} does not fit backbone {model.name!r}: {err}"
-            ) from err
+                f"weights file {text!r} does not fit backbone {model.name!r}: {skipped[0]}"
+            )
         return
     try:
         model.load_weights(text)

@@ -231,41 +231,13 @@ def _size(input_size: int | Sequence[int]) -> tuple[int, int]:
     return h, w
 
 
-def _readable_dataset(
-    paths: Sequence[str], size: tuple[int, int], batch_size: int, skipped: list[int]
-) -> tf.data.Dataset:
-    """Decode + resize with :func:`keras_species.data.images.read_image`, recording the rows of
-    unreadable files in ``skipped`` (used when the data pipeline is not available)."""
-    import tensorflow as tf
-
-    from keras_species.data.images import ImageReadError, read_image
-
-    def gen():  # noqa: ANN202
-        skipped.clear()
-        for i, p in enumerate(paths):
-            try:
-                yield read_image(p)
-            except (ImageReadError, OSError):
-                skipped.append(i)
-
-    ds = tf.data.Dataset.from_generator(
-        gen, output_signature=tf.TensorSpec((None, None, 3), tf.uint8)
-    )
-    ds = ds.map(lambda x: tf.image.resize(tf.cast(x, tf.float32), size), num_parallel_calls=2)
-    return ds.batch(batch_size).prefetch(1)
-
-
 def _pipeline_dataset(
     manifest: Manifest, size: tuple[int, int], batch_size: int
-) -> tuple[tf.data.Dataset, list[int]] | None:
-    """The library's data pipeline in inference mode and the rows its file check leaves out,
-    or ``None`` when the pipeline module is not installed."""
-    try:
-        from keras_species.data.pipeline import check_files, make_dataset
-    except ModuleNotFoundError as err:
-        if err.name != "keras_species.data.pipeline":
-            raise
-        return None
+) -> tuple[tf.data.Dataset, list[int]]:
+    """The library's data pipeline in inference mode (manifest order, images only) and the rows
+    its file check leaves out."""
+    from keras_species.data.pipeline import check_files, make_dataset
+
     _, bad = check_files(manifest.paths)
     ds = make_dataset(manifest, size, batch_size, training=False, label_mode="none", cache=False)
     return ds, [i for i, p in enumerate(manifest.paths) if p in bad]
@@ -290,6 +262,23 @@ def _images_only(ds: tf.data.Dataset) -> tf.data.Dataset:
     return ds
 
 
+def _predict(extractor: keras.Model, ds: tf.data.Dataset, steps: int, verbose: int) -> np.ndarray:
+    """Batch by batch ``predict_on_batch`` (``model.predict`` warns "ran out of data" on every
+    dataset of unknown length, which skipping unreadable files makes)."""
+    import keras
+
+    bar = keras.utils.Progbar(steps, unit_name="batch") if verbose else None
+    out = []
+    for i, x in enumerate(ds, start=1):
+        y = np.asarray(extractor.predict_on_batch(x), np.float32)
+        out.append(y.reshape(len(y), -1))
+        if bar is not None:
+            bar.update(i)
+    if not out:
+        return np.zeros((0, 0), np.float32)
+    return np.concatenate(out)
+
+
 def _run_extractor(
     extractor: keras.Model,
     manifest: Manifest,
@@ -299,20 +288,13 @@ def _run_extractor(
     verbose: int,
 ) -> tuple[np.ndarray, list[int]]:
     """Features of the readable rows and the row indices that were kept."""
-    skipped: list[int] = []
-    exact = False  # True when `skipped` is known to list exactly the rows the dataset leaves out
     if dataset_fn is not None:
-        ds = dataset_fn(manifest, size, batch_size)
+        ds, skipped = dataset_fn(manifest, size, batch_size), []
     else:
-        made = _pipeline_dataset(manifest, size, batch_size)
-        if made is None:
-            ds, exact = _readable_dataset(manifest.paths, size, batch_size, skipped), True
-        else:
-            ds, skipped = made
-    feats = extractor.predict(_images_only(ds), verbose=verbose)
-    feats = np.asarray(feats, np.float32).reshape(len(feats), -1)
+        ds, skipped = _pipeline_dataset(manifest, size, batch_size)
     n = len(manifest)
-    if not exact and len(feats) != n - len(skipped):
+    feats = _predict(extractor, _images_only(ds), -(-n // batch_size), verbose)
+    if len(feats) != n - len(skipped):
         # a file passed the header check but failed to decode: find every unreadable row
         skipped = _unreadable_rows(manifest.paths)
     bad = set(skipped)
@@ -379,7 +361,7 @@ def extract_features(
         dataset_fn: ``dataset_fn(manifest, (h, w), batch_size)`` replacing the library's
             pipeline (``make_dataset(..., training=False, label_mode="none")``); it must yield
             every readable image once, in manifest order.
-        verbose: Keras ``predict`` verbosity.
+        verbose: show a progress bar while extracting.
 
     Returns:
         A :class:`FeatureSet`: ``(N, D)`` float32 features aligned with ``labels``/``paths``

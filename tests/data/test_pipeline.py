@@ -258,3 +258,21 @@ def test_shared_fish_first_batch(shared_data):
     m = Manifest(paths, np.zeros(len(paths), int), ["fish"])
     (x, y), *_ = one(make_dataset(m, 32, 40))
     assert x.shape == (40, 32, 32, 3)
+
+
+def test_exif_rotated_jpeg_goes_through_pil_upright(tmp_path):
+    arr = np.zeros((20, 40, 3), np.uint8)
+    arr[:, :20] = (255, 0, 0)  # left half red as stored
+    im = Image.fromarray(arr)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: display turns it 90 degrees clockwise
+    (tmp_path / "a").mkdir()
+    path = tmp_path / "a" / "rot.jpg"
+    im.save(path, exif=exif, quality=95)
+    plain = tmp_path / "a" / "plain.jpg"
+    im.save(plain, quality=95)
+    assert classify_file(str(path))[0] == KIND_PIL
+    assert classify_file(str(plain))[0] == KIND_FAST
+    (x, _), = one(make_dataset(Manifest([str(path)], np.array([0]), ["a"]), (40, 20), 1, cache=False))
+    # upright: 40 high, 20 wide, the red half now on top
+    assert x[0, 5, 10, 0] > 200 and x[0, 35, 10, 0] < 50

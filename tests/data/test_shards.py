@@ -101,3 +101,16 @@ def test_cli_parser_defaults():
     configure_parser(p)
     args = p.parse_args(["--out", "x", "--image-size", "64"])
     assert (args.data, args.image_size, args.shard_size) == ("demo", 64, 1000)
+
+
+def test_cli_writes_shards_of_a_folder(image_folder, tmp_path, capsys):
+    from keras_species.data.shards import run_cli
+
+    p = argparse.ArgumentParser()
+    configure_parser(p)
+    args = p.parse_args([str(image_folder), "--out", str(tmp_path / "out"), "--shard-size", "10"])
+    assert run_cli(args) == 0
+    assert "18 of 18 images" in capsys.readouterr().out
+    assert read_sidecar(tmp_path / "out")["n_images"] == 18
+    bad = p.parse_args([str(tmp_path / "missing"), "--out", str(tmp_path / "o2")])
+    assert run_cli(bad) == 2

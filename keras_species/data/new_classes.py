@@ -1,0 +1,146 @@
+"""Adding classes from another source to a split data set (R2's "10th class with few images").
+
+R2 adds a tenth class from another source (171 training, 34 test images) to a nine-class data set
+and retrains. To compare the old classes before and after, their split must not move: the new
+class's images are split on their own, by the same ratios, and appended; every image that was in
+a split stays there.
+
+- :func:`load_class_dirs` reads the new images: a folder of images is one class named after the
+  folder; a folder of class subfolders is read by ``sources.from_folder``.
+- :func:`add_classes` merges them into a split manifest (``Manifest.merge``: old classes keep their
+  indices, new ones are appended) and splits only the new rows (``splits.stratified_split``, so
+  the small-class rules and the group-aware option are the library's).
+
+Example:
+    >>> from keras_species.data import sources, splits
+    >>> base = splits.stratified_split(sources.load("demo"), seed=0)      # doctest: +SKIP
+    >>> new = load_class_dirs(["extra/zebrasoma_flavescens"])           # doctest: +SKIP
+    >>> m = add_classes(base, new, ratios=(0.7, 0.15, 0.15), seed=0)    # doctest: +SKIP
+    >>> m.class_names[-1]                                               # doctest: +SKIP
+    'zebrasoma_flavescens'
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from keras_species.data import sources, splits
+from keras_species.data.images import is_image_file
+from keras_species.data.manifest import Manifest, ManifestError
+
+__all__ = ["load_class_dirs", "add_classes"]
+
+
+def _one_dir(path: Path, group_regex: str | None) -> Manifest:
+    if not path.is_dir():
+        raise ManifestError(
+            f"--add-class {path}: not a folder; give a folder of the new class's images (its "
+            "name is the class name) or a folder with one subfolder per new class"
+        )
+    direct = sorted(
+        str(p.absolute()) for p in path.iterdir()
+        if p.is_file() and not p.name.startswith(".") and is_image_file(p)
+    )
+    if not direct:
+        return sources.from_folder(path, group_regex=group_regex)
+    groups = sources.groups_from_regex(direct, group_regex) if group_regex else None
+    return Manifest(direct, np.zeros(len(direct), np.int64), [path.name], groups=groups,
+                    source=str(path))
+
+
+def load_class_dirs(
+    dirs: Sequence[str | os.PathLike], *, group_regex: str | None = None
+) -> Manifest:
+    """Read the images of one or more new classes.
+
+    Args:
+        dirs: folders; a folder holding image files is one class named after the folder, a
+            folder of subfolders holds one class per subfolder.
+        group_regex: regex of the group id in file names (e.g. tracking ids); without it every
+            image is its own group.
+
+    Returns:
+        A single-label Manifest of the new classes, groups filled.
+
+    Raises:
+        ManifestError: a folder is missing, holds no images, or two folders name the same class.
+
+    Example:
+        >>> load_class_dirs(["extra/zebrasoma"]).class_names   # doctest: +SKIP
+        ['zebrasoma']
+    """
+    if not dirs:
+        raise ManifestError("no folders of new classes given")
+    merged: Manifest | None = None
+    for d in dirs:
+        m = _one_dir(Path(d).expanduser(), group_regex)
+        if m.groups is None:
+            m.groups = list(m.paths)
+        if merged is not None:
+            clash = sorted(set(m.class_names) & set(merged.class_names))
+            if clash:
+                raise ManifestError(f"classes {clash} come from more than one --add-class folder")
+            merged = merged.merge(m)
+        else:
+            merged = m
+    return merged
+
+
+def add_classes(
+    base: Manifest,
+    new: Manifest,
+    *,
+    ratios: Sequence[float] = splits.DEFAULT_RATIOS,
+    seed: int = 0,
+    group_aware: bool = False,
+    names: Sequence[str] = splits.DEFAULT_NAMES,
+) -> Manifest:
+    """Append the new classes' images to a split manifest, splitting only them.
+
+    Args:
+        base: the split manifest (``splits`` filled); its rows keep their split.
+        new: images of classes that ``base`` does not have (:func:`load_class_dirs`).
+        ratios: split ratios of the new images (those of ``base``'s split).
+        seed: seed of the new images' split.
+        group_aware: keep each group of the new images on one side.
+        names: split names, in the order of ``ratios``.
+
+    Returns:
+        ``base.merge(new)`` with splits: ``base``'s unchanged, the new rows split per class by
+        ``ratios`` (a class with fewer images than splits goes wholly to the first split).
+
+    Raises:
+        ManifestError: ``base`` has no split, ``new`` is multi-label or unlabelled, or a new
+            class already exists in ``base``.
+
+    Example:
+        >>> m = add_classes(base, new, ratios=(0.8, 0.2), names=("train", "test"))  # doctest: +SKIP
+    """
+    if base.splits is None:
+        raise ManifestError("add_classes needs a split base manifest: split it first")
+    if new.multilabel or base.multilabel:
+        raise ManifestError("add_classes merges single-label data only")
+    if len(new) == 0 or not new.labelled_mask.all():
+        raise ManifestError("the new classes' manifest must hold labelled images")
+    clash = sorted(set(new.class_names) & set(base.class_names))
+    if clash:
+        raise ManifestError(
+            f"{clash} already are classes of the data; --add-class adds new classes only "
+            "(rename the folder if it is a different class)"
+        )
+    if new.groups is None:
+        new = new.subset(np.arange(len(new)))
+        new.groups = list(new.paths)
+    if base.groups is None:
+        base = base.subset(np.arange(len(base)))
+        base.groups = list(base.paths)
+    merged = base.merge(new)
+    n_old = len(base)
+    # Split the merged data (one call, so the library's per-class rules and group handling apply)
+    # and keep that split for the new rows only; a new single class cannot be split alone.
+    fresh = splits.stratified_split(merged, ratios, seed=seed, group_aware=group_aware, names=names)
+    return merged.with_splits(list(base.splits) + list(fresh.splits[n_old:]))

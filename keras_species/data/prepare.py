@@ -1,0 +1,349 @@
+"""The data stages every training recipe runs first: load → audit → clean → split → datasets.
+
+:func:`prepare_data` turns a source (``"demo"``, a folder, a CSV, an iNat/COCO JSON, a saved
+manifest) into a split :class:`~keras_species.data.manifest.Manifest`, auditing and cleaning it on
+the way and saving the split so that a run can be repeated or resumed on exactly the same images.
+:func:`build_datasets` makes the ``tf.data`` pipelines of the train/val/test splits with the
+recipe's image size, augmentation and class weights.
+
+Example:
+    >>> prepared = prepare_data("demo", split="group", seed=42, audit_dir=None)  # doctest: +SKIP
+    >>> ds = build_datasets(prepared.manifest, 224, 32, augment="r1")            # doctest: +SKIP
+    >>> images, labels, weights = next(iter(ds.train))                            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from keras_species.data import audit as audit_mod
+from keras_species.data import sources, splits
+from keras_species.data.manifest import Manifest, ManifestError
+
+SPLIT_KINDS = ("auto", "stratified", "group", "given", "systematic")
+"""How :func:`prepare_data` splits: ``auto`` keeps a split that came with the data, else makes a
+group-aware split when the data has groups, else a stratified one."""
+
+CLASS_WEIGHT_HELP = "balanced, none, or a JSON file {class name: weight}"
+
+
+@dataclass
+class PreparedData:
+    """What :func:`prepare_data` returns.
+
+    Attributes:
+        manifest: the cleaned manifest with ``splits`` filled.
+        audit: the audit of the loaded data (None when skipped or reloaded from a split file).
+        dropped: ``{path, reason}`` of every image left out by cleaning.
+        split_kind: the split actually made (``stratified``, ``group``, ``given``,
+            ``systematic``) or ``loaded`` (read back from ``split_file``).
+        split_file: where the split was saved (None when not saved).
+        leakage: groups and paths found on more than one side (empty dicts: none).
+    """
+
+    manifest: Manifest
+    audit: audit_mod.AuditReport | None = None
+    dropped: list[dict[str, str]] = field(default_factory=list)
+    split_kind: str = ""
+    split_file: Path | None = None
+    leakage: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+
+    @property
+    def train_counts(self) -> np.ndarray:
+        """Images per class in the ``train`` split (the majority baseline uses them)."""
+        return self.manifest.split("train").class_counts()
+
+    def split_table(self) -> str:
+        """The per-class, per-split count table (plain text)."""
+        return splits.split_table(self.manifest)
+
+    def summary(self) -> str:
+        """A few lines for the terminal and the report: images, split, cleaning, leakage."""
+        lines = [f"{self.manifest.summary()} ({self.split_kind} split)"]
+        if self.dropped:
+            lines.append(f"cleaning dropped {len(self.dropped)} image(s)")
+        if self.leakage.get("groups") or self.leakage.get("paths"):
+            lines.append(
+                f"LEAKAGE: {len(self.leakage.get('groups', {}))} group(s) and "
+                f"{len(self.leakage.get('paths', {}))} path(s) sit on more than one side"
+            )
+        return "\n".join(lines)
+
+
+def _split(m: Manifest, kind: str, ratios: Sequence[float], seed: int) -> tuple[Manifest, str]:
+    if kind == "auto":
+        if m.splits is not None and all(s for s in m.splits):
+            kind = "given"
+        elif m.groups is not None:
+            kind = "group"
+        else:
+            kind = "stratified"
+    if kind == "given":
+        return splits.given_split(m), kind
+    if kind == "systematic":
+        return splits.systematic_split(m), kind
+    if kind == "group":
+        return splits.stratified_split(m, ratios, seed=seed, group_aware=True), kind
+    if kind == "stratified":
+        return splits.stratified_split(m, ratios, seed=seed), kind
+    raise ValueError(f"split={kind!r}: choose one of {', '.join(SPLIT_KINDS)}")
+
+
+def prepare_data(
+    source: str | os.PathLike | Manifest,
+    *,
+    group_regex: str | None = None,
+    split: str = "auto",
+    ratios: Sequence[float] = splits.DEFAULT_RATIOS,
+    seed: int = 0,
+    audit: bool = True,
+    audit_dir: str | os.PathLike | None = None,
+    clean_policy: str = "convert",
+    drop: str | os.PathLike | Sequence[str] | None = None,
+    top_classes: float | int | None = None,
+    split_file: str | os.PathLike | None = None,
+    progress: bool = False,
+    load_options: dict[str, Any] | None = None,
+) -> PreparedData:
+    """Load a source, audit it, clean it, keep the top classes, split it and save the split.
+
+    When ``split_file`` exists already (a resumed run), the split is read back from it and
+    nothing else is done, so a resumed run trains and tests on exactly the same images.
+
+    Args:
+        source: ``"demo"``, a folder of class subfolders, a CSV, an iNat/COCO JSON, a saved
+            manifest, or a Manifest.
+        group_regex: regex whose first group is an image's group id (frames of one animal);
+            the demo's tracking ids are used without it.
+        split: one of :data:`SPLIT_KINDS`.
+        ratios: train/val/test ratios (70/15/15 default; R3 also used 80/10/10).
+        seed: the split's seed.
+        audit: scan the images (modes, sizes, corrupt files, duplicates) and drop corrupt ones.
+        audit_dir: where the audit report is written (``audit.md``, ``audit.json``, plots).
+        clean_policy: ``"convert"`` (keep non-RGB images; the pipeline converts them) or
+            ``"drop_non_rgb"`` (R5).
+        drop: R3's cleaning list: paths or file names to leave out, or a text file of them.
+        top_classes: keep only the most frequent classes: a fraction in (0, 1) (R5: 0.1) or a
+            count (an int >= 1).
+        split_file: CSV to save the split to (``splits.save_split``), or to read it back from.
+        progress: show the audit's progress bar.
+        load_options: extra keyword arguments for ``sources.load`` (e.g. ``path_format``).
+
+    Returns:
+        A :class:`PreparedData`.
+
+    Raises:
+        ManifestError: a bad source, too few classes to split, or a bad ``top_classes``.
+
+    Example:
+        >>> p = prepare_data("demo", split="group", seed=1, audit=False)
+        >>> p.split_kind, p.leakage["groups"]
+        ('group', {})
+    """
+    if split not in SPLIT_KINDS:
+        raise ValueError(f"split={split!r}: choose one of {', '.join(SPLIT_KINDS)}")
+    if split_file is not None and Path(split_file).is_file():
+        m = splits.load_split(split_file)
+        return PreparedData(m, None, [], "loaded", Path(split_file), splits.leakage(m))
+
+    options = dict(load_options or {})
+    if group_regex:
+        options["group_regex"] = group_regex
+    m = sources.load(source, **options)
+    if len(m) == 0:
+        raise ManifestError(f"{source}: no images found")
+    report = None
+    dropped: list[dict[str, str]] = []
+    if audit:
+        report = audit_mod.audit(m, audit_dir, progress=progress)
+        m, dropped = audit_mod.clean(m, report, policy=clean_policy, drop=drop)
+    elif drop is not None or clean_policy != "convert":
+        warnings.warn(
+            "audit=False: the drop list and the cleaning policy need the audit; they are applied "
+            "with an empty audit (only the drop list takes effect)",
+            stacklevel=2,
+        )
+        m, dropped = audit_mod.clean(m, audit_mod.AuditReport(), policy=clean_policy, drop=drop)
+    if top_classes is not None:
+        if isinstance(top_classes, float) and top_classes < 1:
+            m = splits.top_classes(m, fraction=top_classes)
+        else:
+            m = splits.top_classes(m, count=int(top_classes))
+    m, kind = _split(m, split, ratios, seed)
+    saved = None
+    if split_file is not None:
+        Path(split_file).parent.mkdir(parents=True, exist_ok=True)
+        splits.save_split(m, split_file)
+        saved = Path(split_file)
+    return PreparedData(m, report, dropped, kind, saved, splits.leakage(m))
+
+
+@dataclass
+class Datasets:
+    """The ``tf.data`` pipelines of one split manifest (see :func:`build_datasets`).
+
+    Attributes:
+        train: shuffled, augmented batches of ``(images, labels[, sample_weights])``.
+        val: batches of ``(images, labels)`` in manifest order (None without a ``val`` split).
+        test: batches of ``(images, labels)`` in manifest order (None without a ``test`` split).
+        image_size: ``(height, width)``.
+        batch_size: the (global) batch size.
+        class_weight: the ``class_weight`` setting used (``balanced``, ``none`` or a file).
+        class_weights: per-class weight of the training samples (None when ``none``).
+    """
+
+    train: Any
+    val: Any
+    test: Any
+    image_size: tuple[int, int]
+    batch_size: int
+    class_weight: str = "none"
+    class_weights: dict[str, float] | None = None
+
+
+def class_weight_setting(value: str | os.PathLike | dict | None) -> str | dict | None:
+    """What ``--class-weight balanced|none|FILE.json`` means for ``make_dataset(sample_weights=)``.
+
+    Args:
+        value: ``"balanced"``, ``"none"``/None, a dict ``{class: weight}``, or a JSON file path.
+
+    Returns:
+        ``"balanced"``, None, the dict, or the path as a string.
+
+    Raises:
+        ValueError: a path that does not exist.
+
+    Example:
+        >>> class_weight_setting("none") is None, class_weight_setting("balanced")
+        (True, 'balanced')
+    """
+    if value is None or isinstance(value, dict):
+        return value
+    text = os.fspath(value)
+    if text.lower() in ("none", "off", ""):
+        return None
+    if text.lower() == "balanced":
+        return "balanced"
+    if not Path(text).expanduser().is_file():
+        raise ValueError(
+            f"class weights {text!r}: give 'balanced', 'none' or an existing JSON file "
+            '{"class name": weight, ...}'
+        )
+    return str(Path(text).expanduser())
+
+
+def _cache_for(cache: str | bool, split_name: str) -> bool | str:
+    if isinstance(cache, bool):
+        return cache
+    low = cache.lower()
+    if low in ("memory", "true", "yes"):
+        return True
+    if low in ("none", "off", "false", "no"):
+        return False
+    Path(cache).mkdir(parents=True, exist_ok=True)
+    return str(Path(cache) / split_name)
+
+
+def build_datasets(
+    manifest: Manifest,
+    image_size: int | Sequence[int],
+    batch_size: int = 32,
+    *,
+    augment: str | Any = "none",
+    batch_augment: str | None = None,
+    class_weight: str | os.PathLike | dict | None = "none",
+    label_smoothing: float = 0.0,
+    cache: str | bool = "memory",
+    seed: int | None = None,
+    deterministic: bool = False,
+    resize: str = "stretch",
+) -> Datasets:
+    """``tf.data`` pipelines of the ``train``, ``val`` and ``test`` splits of ``manifest``.
+
+    Labels are integer indices (single-label; the training plan one-hot encodes them and applies
+    label smoothing in the loss) or multi-hot. Class weights are per-sample weights yielded by
+    the training dataset (``pipeline.class_balance_weights``), correct for one-hot, multi-hot
+    and MixUp labels where Keras' ``class_weight`` is not. Validation and test data are neither
+    shuffled, augmented nor weighted.
+
+    Args:
+        manifest: a manifest with ``splits`` (at least ``train``).
+        image_size: side or ``(height, width)``.
+        batch_size: global batch size (``distribute.scale_batch`` for several replicas).
+        augment: preset name of ``augment.augmentation`` (``r1``, ``r3``...) or a Keras layer.
+        batch_augment: ``"mixup"``/``"cutmix"`` or None.
+        class_weight: ``"balanced"``, ``"none"``, a dict or a JSON file (R3 tilted the weights
+            further toward its rarest class with such a file).
+        label_smoothing: label smoothing *in the pipeline* (one-hot float labels). Recipes
+            leave this at 0 and smooth in the loss (``Phase.label_smoothing``); use only one.
+        cache: ``"memory"``, ``"none"``, or a folder for ``tf.data`` file caches (one per split).
+        seed: seeds the shuffle and the augmentation.
+        deterministic: the same order and augmentation on every run with the same seed.
+        resize: ``"stretch"``, ``"pad"`` or ``"crop"``.
+
+    Returns:
+        A :class:`Datasets`.
+
+    Example:
+        >>> from keras_species.data import sources, splits
+        >>> m = splits.stratified_split(sources.load("demo"), seed=0)
+        >>> ds = build_datasets(m, 64, 16, class_weight="balanced")  # doctest: +SKIP
+        >>> ds.train.element_spec[0].shape                          # doctest: +SKIP
+        TensorShape([None, 64, 64, 3])
+    """
+    from keras_species.data.pipeline import class_balance_weights, make_dataset
+
+    if manifest.splits is None:
+        raise ManifestError("build_datasets needs a split manifest: run prepare_data first")
+    size = (int(image_size), int(image_size)) if isinstance(image_size, int | np.integer) else (
+        int(image_size[0]), int(image_size[1]))
+    present = set(manifest.splits)
+    if "train" not in present:
+        raise ManifestError(f"the manifest has no 'train' split (it has {sorted(present)})")
+    weights_mode = class_weight_setting(class_weight)
+    train_m = manifest.split("train")
+    label_mode = "auto"
+    det = True if deterministic else None
+    train = make_dataset(
+        train_m, size, batch_size, training=True, label_mode=label_mode,
+        label_smoothing=label_smoothing, resize=resize, augment=None if augment == "none" else augment,
+        batch_augment=batch_augment, cache=_cache_for(cache, "train"), sample_weights=weights_mode,
+        seed=seed, deterministic=det,
+    )
+
+    def plain(name: str):
+        if name not in present:
+            return None
+        return make_dataset(
+            manifest.split(name), size, batch_size, training=False, label_mode=label_mode,
+            resize=resize, cache=_cache_for(cache, name), seed=seed,
+        )
+
+    per_class = None
+    if weights_mode is not None:
+        w = class_balance_weights(train_m, weights_mode)
+        per_class = {}
+        for j, name in enumerate(train_m.class_names):
+            rows = (train_m.labels[:, j] > 0) if train_m.multilabel else (train_m.labels == j)
+            if rows.any():
+                per_class[name] = round(float(np.mean(w[rows])), 4)
+    label = "none" if weights_mode is None else (
+        weights_mode if isinstance(weights_mode, str) else "custom")
+    return Datasets(train, plain("val"), plain("test"), size, int(batch_size), label, per_class)
+
+
+__all__ = [
+    "SPLIT_KINDS",
+    "PreparedData",
+    "prepare_data",
+    "Datasets",
+    "build_datasets",
+    "class_weight_setting",
+]

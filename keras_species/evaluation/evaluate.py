@@ -1,0 +1,436 @@
+"""Evaluate a trained model on a split and write the run folder's results.
+
+:func:`evaluate_and_report` is the last stage of every training recipe: it predicts the test
+split (optionally with test-time augmentation), scores it with
+:mod:`keras_species.evaluation.metrics` (single- or multi-label), and writes ``metrics.json``
+(a ``test`` object, plus ``val`` and ``test_tta`` when available), ``predictions.csv``, the
+figures in ``plots/`` and ``report.md``. :func:`predict_manifest` is the prediction step alone.
+
+Example:
+    >>> ev = evaluate_and_report(model, prepared.manifest, run, history=run.history_path,
+    ...                          train_counts=prepared.train_counts, config=cfg)  # doctest: +SKIP
+    >>> ev.test["accuracy"], ev.test["majority_baseline"]                        # doctest: +SKIP
+    (0.93, 0.18)
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from keras_species.data.manifest import Manifest, ManifestError
+from keras_species.evaluation import metrics as metrics_mod
+from keras_species.evaluation import plots as plots_mod
+from keras_species.evaluation import report as report_mod
+from keras_species.evaluation import thresholds as thresholds_mod
+
+THRESHOLD_MODES = ("global", "per_class")
+"""Multi-label thresholds tuned on the validation split (R4): one for all tags, or one per tag."""
+
+VAL_SUMMARY_KEYS = (
+    "n", "accuracy", "top5_accuracy", "f1_macro", "log_loss", "roc_auc_ovr_macro",
+    "exact_match", "f1_micro", "hamming_loss", "map",
+)
+
+
+@dataclass
+class Predictions:
+    """Model outputs on the readable images of a manifest.
+
+    Attributes:
+        manifest: the rows predicted (unreadable files left out), in order.
+        probs: ``(N, C)`` probabilities.
+    """
+
+    manifest: Manifest
+    probs: np.ndarray
+
+    @property
+    def labelled(self) -> np.ndarray:
+        """Mask of rows that carry a label (the rows that are scored)."""
+        return self.manifest.labelled_mask
+
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate_and_report` returns.
+
+    Attributes:
+        metrics: everything written to ``metrics.json`` (``test``, maybe ``val``, ``test_tta``).
+        predictions: the test predictions.
+        plots: figure name → PNG path.
+        report_path: ``report.md``.
+        metrics_path: ``metrics.json``.
+        predictions_path: ``predictions.csv``.
+        thresholds: the multi-label thresholds used (None for single-label).
+    """
+
+    metrics: dict
+    predictions: Predictions
+    plots: dict[str, Path] = field(default_factory=dict)
+    report_path: Path | None = None
+    metrics_path: Path | None = None
+    predictions_path: Path | None = None
+    thresholds: np.ndarray | float | None = None
+
+    @property
+    def test(self) -> dict:
+        """The ``test`` metrics."""
+        return self.metrics["test"]
+
+    def headline(self) -> str:
+        """One line: the main test score against its baseline.
+
+        Returns:
+            e.g. ``"test accuracy 0.933 vs majority baseline 0.178 (45 test images)"``.
+        """
+        t = self.test
+        if t.get("task") == "multilabel":
+            return (
+                f"test micro-F1 {t['f1_micro']:.3f}, exact match {t['exact_match']:.3f} vs "
+                f"'no tag' baseline {t['no_tag_exact_match']:.3f} ({t['n']} test images)"
+            )
+        return (
+            f"test accuracy {t['accuracy']:.3f} vs majority baseline {t['majority_baseline']:.3f} "
+            f"({t['n']} test images)"
+        )
+
+
+def _select_output(model, out: Any, output: str | int | None) -> np.ndarray:
+    if isinstance(out, Mapping):
+        key = output if isinstance(output, str) else "label"
+        if key not in out:
+            raise ValueError(f"model outputs {sorted(out)}; pass output= one of them")
+        return np.asarray(out[key])
+    if isinstance(out, (list, tuple)):
+        names = list(getattr(model, "output_names", None) or [])
+        if isinstance(output, int):
+            return np.asarray(out[output])
+        key = output or "label"
+        if key in names:
+            return np.asarray(out[names.index(key)])
+        raise ValueError(f"model has outputs {names}; pass output= the classifier's name or index")
+    return np.asarray(out)
+
+
+def _image_size(model, image_size: int | Sequence[int] | None) -> tuple[int, int]:
+    if image_size is not None:
+        if isinstance(image_size, int | np.integer):
+            return int(image_size), int(image_size)
+        return int(image_size[0]), int(image_size[1])
+    shape = model.inputs[0].shape
+    if shape[1] is None or shape[2] is None:
+        raise ValueError("the model takes any image size: pass image_size=")
+    return int(shape[1]), int(shape[2])
+
+
+def predict_manifest(
+    model,
+    manifest: Manifest,
+    *,
+    image_size: int | Sequence[int] | None = None,
+    batch_size: int = 32,
+    tta: str | Sequence[str] | None = None,
+    output: str | int | None = None,
+    resize: str = "stretch",
+) -> Predictions:
+    """Predict every readable image of ``manifest`` (in order) with ``model``.
+
+    Args:
+        model: a Keras model taking float 0–255 RGB images.
+        manifest: the images (e.g. ``m.split("test")``).
+        image_size: input size; the model's input shape when None.
+        batch_size: images per batch.
+        tta: None, or a test-time augmentation preset / transform names
+            (``evaluation.tta``: ``"hflip"``, ``"flips"``, ``"flips_rot90"``, ``"five_crop"``).
+        output: for multi-output models, the classifier output's name or index (``"label"``).
+        resize: how images are resized (``pipeline.resize_image``).
+
+    Returns:
+        :class:`Predictions` (unreadable files are left out with a warning).
+
+    Example:
+        >>> p = predict_manifest(model, m.split("test"))  # doctest: +SKIP
+        >>> p.probs.shape                                  # doctest: +SKIP
+        (45, 6)
+    """
+    from keras_species.data.pipeline import KIND_BAD, check_files, make_dataset
+
+    if len(manifest) == 0:
+        raise ManifestError("no images to predict (empty split?)")
+    kinds, bad = check_files(manifest.paths)
+    if bad:
+        warnings.warn(
+            f"{len(bad)} unreadable image(s) left out of the evaluation: "
+            + ", ".join(list(bad)[:5]) + (" ..." if len(bad) > 5 else ""),
+            stacklevel=2,
+        )
+        manifest = manifest.subset(kinds != KIND_BAD)
+    size = _image_size(model, image_size)
+    ds = make_dataset(
+        manifest, size, batch_size, training=False, label_mode="none", cache=False,
+        resize=resize, on_error="raise",
+    )
+    if tta:
+        from keras_species.evaluation.tta import predict_tta
+
+        probs = predict_tta(model, ds, transforms=tta, batch_size=batch_size, output=output)
+    else:
+        probs = _select_output(model, model.predict(ds, verbose=0), output)
+    probs = np.asarray(probs, dtype=np.float32)
+    if len(probs) != len(manifest):
+        raise RuntimeError(
+            f"{len(probs)} predictions for {len(manifest)} images: an image failed to decode "
+            "during prediction; run `keras-species audit` on the data"
+        )
+    return Predictions(manifest, probs)
+
+
+def score(
+    pred: Predictions,
+    class_names: Sequence[str] | None = None,
+    *,
+    train_counts: Sequence[int] | np.ndarray | None = None,
+    thresholds: float | np.ndarray = 0.5,
+) -> dict:
+    """Metrics of labelled predictions (``single_label_metrics`` / ``multilabel_metrics``).
+
+    Args:
+        pred: predictions of :func:`predict_manifest`.
+        class_names: output names (default: the manifest's classes).
+        train_counts: training class counts for the majority baseline (single-label).
+        thresholds: multi-label decision threshold(s).
+
+    Returns:
+        The metrics dict.
+
+    Example:
+        >>> score(predict_manifest(model, test))["accuracy"]  # doctest: +SKIP
+        0.91
+    """
+    m = pred.manifest
+    names = list(class_names or m.class_names)
+    mask = pred.labelled
+    if not mask.any():
+        raise ManifestError("no labelled images to score in this split")
+    if m.multilabel:
+        return metrics_mod.multilabel_metrics(
+            m.labels[mask], pred.probs[mask], names, thresholds=thresholds
+        )
+    return metrics_mod.single_label_metrics(
+        m.labels[mask], pred.probs[mask], names, train_counts=train_counts
+    )
+
+
+def _tune(val: Predictions | None, mode: float | str | np.ndarray | Sequence[float]):
+    """Thresholds to apply, and a note for the report."""
+    if not isinstance(mode, str):
+        return np.asarray(mode, dtype=float) if np.ndim(mode) else float(mode), None
+    if mode not in THRESHOLD_MODES:
+        raise ValueError(f"thresholds={mode!r}: a float, per-class values, or one of {THRESHOLD_MODES}")
+    if val is None or not val.labelled.any():
+        return 0.5, f"No validation split to tune '{mode}' thresholds on: 0.5 used."
+    y, p = val.manifest.labels, val.probs
+    if mode == "global":
+        t, s = thresholds_mod.tune_global_threshold(y, p)
+        return t, f"Global threshold {t:.3f} tuned on the validation split (val micro-F1 {s:.3f})."
+    t, s = thresholds_mod.tune_per_class_thresholds(y, p)
+    return t, f"Per-class thresholds tuned on the validation split (val micro-F1 {s:.3f})."
+
+
+def _plots(
+    plots_dir: Path,
+    pred: Predictions,
+    m: dict,
+    names: list[str],
+    history,
+    val: Predictions | None,
+    thresholds,
+) -> tuple[dict[str, Path], list[str]]:
+    """Draw every figure; one that fails is noted, never fatal."""
+    out: dict[str, Path] = {}
+    notes: list[str] = []
+    mask = pred.labelled
+    y = pred.manifest.labels[mask]
+    probs = pred.probs[mask]
+    paths = [p for p, keep in zip(pred.manifest.paths, mask) if keep]
+    jobs: list[tuple[str, Any]] = []
+    rows = plots_mod.load_history(history) if history is not None else []
+    if rows:
+        jobs.append(("learning_curves", lambda p: plots_mod.plot_learning_curves(rows, p)))
+    f1 = [r["f1"] for r in m["per_class"]]
+    support = [r["support"] for r in m["per_class"]]
+    jobs.append(("per_class_f1", lambda p: plots_mod.plot_per_class_f1(names, f1, p, support=support)))
+    if m.get("task") == "multilabel":
+        jobs.append(("pr_curves", lambda p: plots_mod.plot_pr_curves(y, probs, names, p)))
+        ref = val if val is not None and val.labelled.any() else pred
+        chosen = float(thresholds) if np.ndim(thresholds) == 0 else None
+        jobs.append(("threshold_curve", lambda p: plots_mod.plot_threshold_curve(
+            ref.manifest.labels, ref.probs, p, chosen=chosen)))
+    else:
+        jobs.append(("confusion_matrix", lambda p: plots_mod.plot_confusion_matrix(m["confusion_matrix"], names, p)))
+        jobs.append(("confident_mistakes", lambda p: plots_mod.plot_confident_mistakes(paths, y, probs, names, p)))
+        jobs.append(("uncertain_predictions", lambda p: plots_mod.plot_uncertain_predictions(paths, y, probs, names, p)))
+        jobs.append(("pr_curves", lambda p: plots_mod.plot_pr_curves(y, probs, names, p)))
+    for name, draw in jobs:
+        try:
+            out[name] = Path(draw(plots_dir / f"{name}.png"))
+        except (ValueError, IndexError, OSError) as err:
+            notes.append(f"Figure `{name}` could not be drawn: {err}")
+    return out, notes
+
+
+def evaluate_and_report(
+    model,
+    manifest: Manifest,
+    run_folder: str | os.PathLike,
+    *,
+    split: str = "test",
+    image_size: int | Sequence[int] | None = None,
+    batch_size: int = 32,
+    class_names: Sequence[str] | None = None,
+    train_counts: Sequence[int] | np.ndarray | None = None,
+    history=None,
+    config: Mapping | Any | None = None,
+    title: str | None = None,
+    tta: str | Sequence[str] | None = None,
+    thresholds: float | str | Sequence[float] = 0.5,
+    output: str | int | None = None,
+    extra_metrics: Mapping | None = None,
+    extra_sections: Sequence[tuple[str, str]] = (),
+    plots: bool = True,
+) -> Evaluation:
+    """Predict the test split, score it, and write metrics, predictions, plots and report.
+
+    Files written in ``run_folder``: ``metrics.json`` (``{"test": ..., "val": summary,
+    "test_tta": ... , **extra_metrics}``), ``predictions.csv`` (one row per test image),
+    ``plots/*.png`` (learning curves with phase boundaries, confusion matrix, per-class F1,
+    confident mistakes, uncertain predictions, precision–recall curves; multi-label: per-class
+    F1, PR curves, scores vs threshold) and ``report.md``.
+
+    Args:
+        model: the trained model (float 0–255 RGB in, probabilities out).
+        manifest: a split manifest (its ``split`` rows are evaluated and its ``val`` rows are
+            summarised / used for threshold tuning), or a manifest without splits that *is*
+            the test set.
+        run_folder: the run folder (a path or ``training.runs.RunFolder``).
+        split: the split to evaluate.
+        image_size: input size; the model's input shape when None.
+        batch_size: prediction batch size.
+        class_names: output names (default: the manifest's classes).
+        train_counts: training class counts, so the majority baseline predicts the most
+            frequent *training* class (default: the manifest's ``train`` split when present).
+        history: ``history.csv`` path or rows, for the learning curves and the report.
+        config: the run's config (dataclass or dict) for the report's configuration table.
+        title: report title (default: the run folder's recipe and name).
+        tta: also score test-time augmentation (``evaluation.tta`` presets), as ``test_tta``.
+        thresholds: multi-label: a float, per-class values, or ``"global"`` / ``"per_class"``
+            tuned on the validation split (R4).
+        output: for multi-output models, the classifier output (``"label"``).
+        extra_metrics: more top-level blocks for ``metrics.json`` (e.g. ``{"timing": ...}``).
+        extra_sections: ``(heading, markdown)`` sections appended to the report.
+        plots: draw the figures.
+
+    Returns:
+        An :class:`Evaluation`.
+
+    Raises:
+        ManifestError: the split is missing or holds no labelled image.
+
+    Example:
+        >>> ev = evaluate_and_report(model, m, "runs/quickstart/demo", history=
+        ...                          "runs/quickstart/demo/history.csv")  # doctest: +SKIP
+        >>> print(ev.headline())                                        # doctest: +SKIP
+    """
+    from keras_species.config import config_to_dict
+
+    run_dir = Path(os.fspath(run_folder))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    has_splits = manifest.splits is not None
+    if has_splits:
+        if split not in set(manifest.splits):
+            raise ManifestError(
+                f"the manifest has no {split!r} split (it has {sorted(set(manifest.splits))})"
+            )
+        test_m = manifest.split(split)
+        if train_counts is None and "train" in set(manifest.splits):
+            train_counts = manifest.split("train").class_counts()
+    else:
+        test_m = manifest
+    names = list(class_names or manifest.class_names)
+
+    pred = predict_manifest(model, test_m, image_size=image_size, batch_size=batch_size, output=output)
+    val_pred = None
+    if has_splits and split != "val" and "val" in set(manifest.splits):
+        val_pred = predict_manifest(
+            model, manifest.split("val"), image_size=image_size, batch_size=batch_size, output=output
+        )
+    notes: list[str] = []
+    thr: float | np.ndarray | None = None
+    if manifest.multilabel:
+        thr, note = _tune(val_pred, thresholds)
+        if note:
+            notes.append(note)
+    test = score(pred, names, train_counts=train_counts, thresholds=0.5 if thr is None else thr)
+    results: dict[str, Any] = {"test": test}
+    if val_pred is not None and val_pred.labelled.any():
+        val = score(val_pred, names, train_counts=train_counts, thresholds=0.5 if thr is None else thr)
+        results["val"] = {k: val[k] for k in VAL_SUMMARY_KEYS if k in val}
+    if tta:
+        tta_pred = predict_manifest(
+            model, test_m, image_size=image_size, batch_size=batch_size, tta=tta, output=output
+        )
+        tta_m = score(tta_pred, names, train_counts=train_counts, thresholds=0.5 if thr is None else thr)
+        keep = ("n", "accuracy", "top5_accuracy", "f1_macro", "log_loss", "exact_match", "f1_micro", "map")
+        results["test_tta"] = {"transforms": tta if isinstance(tta, str) else list(tta)}
+        results["test_tta"].update({k: tta_m[k] for k in keep if k in tta_m})
+    for key, block in (extra_metrics or {}).items():
+        if key in results:
+            raise ValueError(f"extra_metrics key {key!r} would replace the {key!r} metrics")
+        results[key] = block
+
+    metrics_path = report_mod.write_metrics_json(run_dir / "metrics.json", results)
+    predictions_path = report_mod.write_predictions_csv(
+        run_dir / "predictions.csv", pred.manifest.paths,
+        pred.manifest.labels, pred.probs, names, multilabel=manifest.multilabel,
+        thresholds=thr,
+    )
+    figures: dict[str, Path] = {}
+    if plots:
+        figures, plot_notes = _plots(run_dir / "plots", pred, test, names, history, val_pred, thr)
+        notes += plot_notes
+    sections = list(extra_sections)
+    if notes:
+        sections.append(("Evaluation notes", "\n".join(f"- {n}" for n in notes)))
+    if title is None:
+        title = f"{run_dir.parent.name} — {run_dir.name}"
+    cfg = config_to_dict(config) if config is not None else None
+    report_mod.render_report(
+        run_dir, title=title, config=cfg, metrics=results, history=history,
+        plots=figures, extra_sections=sections,
+    )
+    return Evaluation(
+        metrics=results,
+        predictions=pred,
+        plots=figures,
+        report_path=run_dir / "report.md",
+        metrics_path=Path(metrics_path),
+        predictions_path=Path(predictions_path),
+        thresholds=thr,
+    )
+
+
+__all__ = [
+    "THRESHOLD_MODES",
+    "Predictions",
+    "Evaluation",
+    "predict_manifest",
+    "score",
+    "evaluate_and_report",
+]

@@ -1,0 +1,690 @@
+"""Predict images with a trained classifier, streaming, and the ``keras-species predict`` command.
+
+``predict(MODEL, INPUT)``: MODEL is a ``keras.Model``, a ``.keras`` file, a SavedModel folder
+written by :func:`keras_species.export.export_model` (its ``serve`` signature is used), or a run
+folder (its ``best.keras``). INPUT is an image file, a folder (searched recursively, image
+extensions only, sorted), a CSV with a path column (``path``, ``filepath``, ``filename``, ``file``,
+``image``...; relative paths are relative to the CSV's folder) or a list of paths.
+
+Streaming: the paths are enumerated lazily by a Python generator, fed to ``tf.data``
+(``from_generator``), decoded in a parallel map (PIL, :func:`keras_species.data.images.read_image`:
+every mode to RGB, EXIF orientation), resized exactly as the training pipeline does it
+(``pipeline.resize_image``: bilinear, antialiased when shrinking, rounded to 0–255), batched and prefetched two
+batches ahead. Memory holds a few batches of images, never the whole input; only the ``(N, C)``
+probabilities are kept (and not even those with ``keep_probabilities=False``, as the CLI does).
+
+Unreadable files are skipped, not fatal: they appear in the output CSV in input order with an
+empty prediction and the reason in the ``error`` column (one file for everything; filter with
+``error != ""``), in :attr:`PredictionResult.skipped`, and in a warning.
+
+Output CSV columns. Single-label: ``path, label_1, prob_1, ..., label_k, prob_k, error`` (top-k,
+most probable first). Multi-label: ``path, labels, probabilities, top_label, top_probability,
+error``, where ``labels``/``probabilities`` list the classes at or above their threshold (the
+thresholds saved in the model, or ``thresholds=``), most probable first, joined by ``;``.
+``all_probabilities=True`` (``--all-probabilities``) adds one ``p_<class>`` column per class.
+
+The label map (class names, multi-label flag, thresholds) comes from the model itself
+(``keras_species.models.labels``); a model without one needs ``labels=`` (class names or a
+``labels.json``), or a ``labels.json`` beside the model file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+    from keras_species.models.labels import LabelMap
+
+__all__ = [
+    "PATH_COLUMNS",
+    "PredictionBatch",
+    "PredictionResult",
+    "configure_parser",
+    "image_dataset",
+    "iter_image_paths",
+    "iter_predictions",
+    "open_predictor",
+    "predict",
+    "run_cli",
+]
+
+PathLike = str | os.PathLike
+PATH_COLUMNS = ("path", "filepath", "file_path", "filename", "file_name", "file", "image", "image_path")
+LABELS_JSON = "labels.json"
+
+
+# ------------------------------------------------------------------------------------------ inputs
+def _is_image(path: str) -> bool:
+    from keras_species.data.images import IMAGE_EXTENSIONS
+
+    return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _iter_folder(root: str) -> Iterator[str]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if not name.startswith(".") and _is_image(name):
+                yield os.path.join(dirpath, name)
+
+
+def _iter_csv(path: str) -> Iterator[str]:
+    base = os.path.dirname(os.path.abspath(path))
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        lines = (line for line in f if not line.startswith("#"))
+        reader = csv.DictReader(lines)
+        fields = {name.strip().lower(): name for name in reader.fieldnames or []}
+        col = next((fields[c] for c in PATH_COLUMNS if c in fields), None)
+        if col is None:
+            raise ValueError(
+                f"{path} has no path column (columns: {reader.fieldnames}); name one of "
+                f"{', '.join(PATH_COLUMNS)}"
+            )
+        for row in reader:
+            p = (row.get(col) or "").strip()
+            if p:
+                yield p if os.path.isabs(p) else os.path.join(base, p)
+
+
+def iter_image_paths(inputs: PathLike | Sequence[PathLike]) -> Iterator[str]:
+    """The image paths named by ``inputs``, lazily (nothing is listed ahead).
+
+    Args:
+        inputs: an image file, a folder (recursive; image extensions only; sorted), a ``.csv``
+            with a path column, or a list/tuple of image paths.
+
+    Returns:
+        An iterator of path strings.
+
+    Raises:
+        FileNotFoundError: ``inputs`` does not exist.
+
+    Example:
+        >>> next(iter_image_paths("photos"))  # doctest: +SKIP
+        'photos/cod/001.jpg'
+    """
+    if isinstance(inputs, (list, tuple)):
+        for p in inputs:
+            yield os.fspath(p)
+        return
+    path = os.fspath(inputs)
+    if os.path.isdir(path):
+        yield from _iter_folder(path)
+    elif os.path.isfile(path):
+        if path.lower().endswith((".csv", ".tsv")):
+            yield from _iter_csv(path)
+        else:
+            yield path
+    else:
+        raise FileNotFoundError(f"input {path} does not exist: pass an image, a folder or a CSV")
+
+
+def _read(path: bytes) -> tuple[np.ndarray, bytes]:
+    """``(image uint8 (H, W, 3), b"")`` or ``(1x1 black image, reason)`` for an unreadable file."""
+    from keras_species.data import images
+
+    p = path.decode("utf-8")
+    try:
+        return images.read_image(p), b""
+    except images.ImageReadError as err:
+        return np.zeros((1, 1, 3), np.uint8), (err.reason or str(err)).encode("utf-8")
+    except Exception as err:  # noqa: BLE001  anything else is a skipped file, never a crash
+        return np.zeros((1, 1, 3), np.uint8), f"{type(err).__name__}: {err}".encode()
+
+
+def image_dataset(
+    inputs: PathLike | Sequence[PathLike],
+    image_size: int | Sequence[int],
+    batch_size: int = 32,
+    *,
+    resize: str = "stretch",
+) -> tf.data.Dataset:
+    """A lazy ``tf.data.Dataset`` of ``(paths [B], images uint8 [B, H, W, 3], errors [B])``.
+
+    Decoding and resizing are those of the training pipeline (PIL reading,
+    ``pipeline.resize_image``, rounded to 0–255). An unreadable file gives a black image and its reason in
+    ``errors`` (empty string for good files), so rows stay in input order.
+
+    Args:
+        inputs: see :func:`iter_image_paths`.
+        image_size: ``S`` or ``(H, W)``.
+        batch_size: images per batch.
+        resize: ``"stretch"``, ``"pad"`` or ``"crop"`` (see ``pipeline.resize_image``).
+
+    Returns:
+        The dataset (two batches prefetched).
+
+    Example:
+        >>> for paths, images, errors in image_dataset("photos", 224, 64):  # doctest: +SKIP
+        ...     pass
+    """
+    import tensorflow as tf
+
+    from keras_species.data.pipeline import check_resize, resize_image
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+    if not isinstance(inputs, (list, tuple)):
+        inputs = os.fspath(inputs)
+        if not os.path.exists(inputs):
+            raise FileNotFoundError(f"input {inputs} does not exist: pass an image, a folder or a CSV")
+    size = check_resize(image_size, resize)
+
+    def load(path):
+        img, err = tf.numpy_function(_read, [path], (tf.uint8, tf.string), stateful=False)
+        img = tf.reshape(img, tf.stack([tf.shape(img)[0], tf.shape(img)[1], 3]))
+        img = resize_image(tf.cast(img, tf.float32), size, resize)
+        img = tf.cast(tf.clip_by_value(tf.round(img), 0.0, 255.0), tf.uint8)
+        err = tf.reshape(err, [])
+        return path, img, err
+
+    ds = tf.data.Dataset.from_generator(
+        lambda: iter_image_paths(inputs), output_signature=tf.TensorSpec([], tf.string)
+    )
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size).prefetch(2)
+
+
+# ---------------------------------------------------------------------------------------- models
+class _Predictor:
+    """A loaded model: input size, label map, and ``(uint8 batch) -> probabilities``."""
+
+    image_size: tuple[int, int]
+    label_map: LabelMap
+
+    def probabilities(self, images) -> np.ndarray:
+        raise TypeError("use a subclass")
+
+    def tta_model(self):
+        """A callable ``model(x_float, training=False) -> outputs`` for ``predict_tta``."""
+        raise TypeError("use a subclass")
+
+    def tta_probabilities(self, outputs: np.ndarray) -> np.ndarray:
+        """The mean TTA outputs of :meth:`tta_model` as probabilities."""
+        return self.label_map.probabilities(outputs)
+
+
+class _KerasPredictor(_Predictor):
+    def __init__(self, model: keras.Model, lmap: LabelMap, image_size=None) -> None:
+        import tensorflow as tf
+
+        from keras_species.export import label_output_model, model_image_size
+
+        self.model = label_output_model(model)
+        self.label_map = lmap
+        self.image_size = model_image_size(self.model, image_size)
+        h, w = self.image_size
+        spec = tf.TensorSpec([None, h, w, 3], tf.uint8)
+        self._fn = tf.function(
+            lambda x: self.model(tf.cast(x, tf.float32), training=False), input_signature=[spec]
+        )
+
+    def probabilities(self, images) -> np.ndarray:
+        return self.label_map.probabilities(self._fn(images).numpy())
+
+    def tta_model(self):
+        return self.model
+
+
+class _SavedModelPredictor(_Predictor):
+    def __init__(self, path: Path, labels, image_size=None) -> None:
+        import tensorflow as tf
+
+        from keras_species.models.labels import LabelMap
+
+        self.loaded = tf.saved_model.load(os.fspath(path))
+        sigs = self.loaded.signatures
+        if "metadata" in sigs and "serve" in sigs:  # written by keras_species.export
+            meta = {k: v.numpy() for k, v in sigs["metadata"]().items()}
+            names = [c.decode("utf-8") for c in meta["class_names"]]
+            multilabel = bool(meta["multilabel"])
+            self.label_map = LabelMap(names, multilabel, meta["thresholds"].tolist() if multilabel else None)
+            self.image_size = tuple(int(v) for v in meta["image_size"])
+            self._serve, self._float = sigs["serve"], sigs["serve_float"]
+            self._key, self._uint8 = "probabilities", True
+            return
+        # a plain SavedModel (e.g. Keras model.export): one float image input, labels from outside
+        name = "serve" if "serve" in sigs else "serving_default"
+        if name not in sigs:
+            raise ValueError(f"SavedModel {path} has no 'serve'/'serving_default' signature")
+        fn = sigs[name]
+        spec = list(fn.structured_input_signature[1].values())
+        if len(spec) != 1 or spec[0].shape.rank != 4:
+            raise ValueError(f"SavedModel {path} signature {name!r} does not take one image batch")
+        shape = spec[0].shape.as_list()
+        self.image_size = _fixed_size(shape[1:3], image_size, str(path))
+        self.label_map = _external_labels(labels, path)
+        self._serve = self._float = fn
+        self._input = next(iter(fn.structured_input_signature[1]))
+        self._dtype = spec[0].dtype
+        self._key, self._uint8 = None, False
+
+    def _call(self, fn, x):
+        import tensorflow as tf
+
+        if self._key is not None:
+            return fn(images=x)[self._key]
+        out = fn(**{self._input: tf.cast(x, self._dtype)})
+        return out["label"] if "label" in out else next(iter(out.values()))
+
+    def probabilities(self, images) -> np.ndarray:
+        out = self._call(self._serve, images).numpy()
+        return out if self._key is not None else self.label_map.probabilities(out)
+
+    def tta_probabilities(self, outputs: np.ndarray) -> np.ndarray:
+        return outputs if self._key is not None else self.label_map.probabilities(outputs)
+
+    def tta_model(self):
+        predictor = self
+
+        def model(x, training=False):
+            return predictor._call(predictor._float, x)
+
+        return model
+
+
+def _fixed_size(shape, image_size, what: str) -> tuple[int, int]:
+    if image_size is not None:
+        return (int(image_size), int(image_size)) if np.isscalar(image_size) else tuple(
+            int(v) for v in image_size
+        )
+    if None in shape:
+        raise ValueError(f"{what} takes images of any size; pass image_size=")
+    return int(shape[0]), int(shape[1])
+
+
+def _external_labels(labels, model_path: Path | None) -> LabelMap:
+    """The label map from ``labels`` or a ``labels.json`` next to the model."""
+    from keras_species.models.labels import LabelMap, LabelMapError, load_labels_json
+
+    if isinstance(labels, LabelMap):
+        return labels
+    if isinstance(labels, (str, os.PathLike)):
+        return load_labels_json(labels)
+    if labels is not None:
+        return LabelMap([str(c) for c in labels])
+    if model_path is not None:
+        for cand in (model_path / LABELS_JSON, model_path.parent / LABELS_JSON):
+            if cand.is_file():
+                return load_labels_json(cand)
+    raise LabelMapError(
+        f"model {model_path} carries no label map: pass labels= (class names or a labels.json; "
+        "--labels on the command line) or put a labels.json next to the model"
+    )
+
+
+def open_predictor(
+    model_or_path: keras.Model | PathLike,
+    *,
+    labels: LabelMap | Sequence[str] | PathLike | None = None,
+    image_size: int | Sequence[int] | None = None,
+) -> _Predictor:
+    """Load a model for :func:`predict` (Keras model, ``.keras``, SavedModel or run folder).
+
+    Args:
+        model_or_path: the model or its path.
+        labels: label map for a model that carries none (class names or a ``labels.json``).
+        image_size: input size for models whose size is not fixed.
+
+    Returns:
+        A predictor with ``image_size``, ``label_map`` and ``probabilities(uint8_batch)``.
+
+    Example:
+        >>> open_predictor("runs/r1/demo").label_map.class_names  # doctest: +SKIP
+        ['cod', 'eel', 'ray']
+    """
+    import keras
+
+    import keras_species  # noqa: F401  (registers the custom layers)
+    from keras_species.export import is_saved_model, load_keras_model, resolve_model_path
+    from keras_species.models.labels import LabelMapError, label_map
+
+    path = None
+    if not isinstance(model_or_path, keras.Model):
+        path = resolve_model_path(model_or_path)
+        if is_saved_model(path):
+            return _SavedModelPredictor(path, labels, image_size)
+    model = load_keras_model(path if path is not None else model_or_path)
+    if labels is not None:
+        lmap = _external_labels(labels, None)
+    else:
+        try:
+            lmap = label_map(model)
+        except LabelMapError:
+            if path is None:
+                raise
+            lmap = _external_labels(None, path)
+    return _KerasPredictor(model, lmap, image_size)
+
+
+# ------------------------------------------------------------------------------------ prediction
+@dataclass
+class PredictionBatch:
+    """One batch of predictions.
+
+    Args:
+        paths: the batch's paths (unreadable ones included, in input order).
+        probabilities: ``(B, C)`` float32; rows of unreadable files are NaN.
+        errors: ``B`` reasons, ``""`` for predicted images.
+    """
+
+    paths: list[str]
+    probabilities: np.ndarray
+    errors: list[str]
+
+
+@dataclass
+class PredictionResult:
+    """What :func:`predict` returns.
+
+    Args:
+        paths: the predicted images, in input order (skipped files left out).
+        probabilities: ``(N, C)`` float32, or ``None`` with ``keep_probabilities=False``.
+        class_names: ``C`` class names.
+        multilabel: multi-label model (thresholded) or single-label (argmax).
+        thresholds: ``(C,)`` thresholds used (multi-label), else ``None``.
+        skipped: ``(path, reason)`` of each unreadable file.
+        out: the CSV written, if any.
+        count: number of predicted images.
+
+    Example:
+        >>> result = predict("best.keras", "photos")  # doctest: +SKIP
+        >>> result.top_k(3)[0]                         # doctest: +SKIP
+        [('cod', 0.91), ('eel', 0.06), ('ray', 0.02)]
+    """
+
+    paths: list[str]
+    probabilities: np.ndarray | None
+    class_names: list[str]
+    multilabel: bool
+    thresholds: np.ndarray | None
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    out: Path | None = None
+    count: int = 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def _probs(self) -> np.ndarray:
+        if self.probabilities is None:
+            raise ValueError("probabilities were not kept (keep_probabilities=False); read the CSV")
+        return self.probabilities
+
+    def top_k(self, k: int = 5) -> list[list[tuple[str, float]]]:
+        """The ``k`` most probable ``(class, probability)`` of each image.
+
+        Args:
+            k: how many.
+
+        Returns:
+            One list per image, most probable first.
+        """
+        probs = self._probs()
+        order = np.argsort(-probs, axis=1, kind="stable")[:, : max(1, k)]
+        return [[(self.class_names[j], float(p[j])) for j in o] for p, o in zip(probs, order)]
+
+    def labels(self) -> list[str] | list[list[str]]:
+        """Predicted label per image (single-label) or label set (multi-label, thresholds).
+
+        Returns:
+            Class names.
+        """
+        probs = self._probs()
+        if not self.multilabel:
+            return [self.class_names[j] for j in probs.argmax(axis=1)]
+        return [[self.class_names[j] for j in np.flatnonzero(p >= self.thresholds)] for p in probs]
+
+
+def _thresholds(lmap: LabelMap, override) -> np.ndarray | None:
+    if not lmap.multilabel:
+        return None
+    if override is None:
+        return lmap.threshold_array()
+    from keras_species.models.labels import _check_thresholds
+
+    t = _check_thresholds(override, lmap.num_classes)
+    return np.broadcast_to(np.asarray(t, np.float32), (lmap.num_classes,)).copy()
+
+
+def iter_predictions(
+    predictor: _Predictor,
+    inputs: PathLike | Sequence[PathLike],
+    *,
+    batch_size: int = 32,
+    tta: str | Sequence[str] | None = None,
+) -> Iterator[PredictionBatch]:
+    """Predict ``inputs`` batch by batch, lazily (a generator: nothing runs until iterated).
+
+    Args:
+        predictor: from :func:`open_predictor`.
+        inputs: see :func:`iter_image_paths`.
+        batch_size: images per batch.
+        tta: ``None`` or a ``evaluation.tta`` preset/transform list (``"flips"``...).
+
+    Returns:
+        An iterator of :class:`PredictionBatch`.
+
+    Example:
+        >>> p = open_predictor("best.keras")                       # doctest: +SKIP
+        >>> for batch in iter_predictions(p, "photos", batch_size=64):  # doctest: +SKIP
+        ...     print(batch.paths[0], batch.probabilities[0].max())
+    """
+    from keras_species.evaluation.tta import predict_tta
+
+    tta_model = predictor.tta_model() if tta is not None else None
+    for paths, images, errors in image_dataset(inputs, predictor.image_size, batch_size):
+        errs = [e.decode("utf-8") for e in errors.numpy()]
+        if tta_model is not None:
+            raw = predict_tta(tta_model, images.numpy(), transforms=tta, batch_size=batch_size)
+            probs = predictor.tta_probabilities(raw)
+        else:
+            probs = predictor.probabilities(images)
+        probs = np.array(probs, np.float32)
+        bad = np.array([bool(e) for e in errs])
+        probs[bad] = np.nan
+        yield PredictionBatch([p.decode("utf-8") for p in paths.numpy()], probs, errs)
+
+
+class _CsvWriter:
+    """Streams prediction rows to a CSV (see the module docstring for the columns)."""
+
+    def __init__(self, path: Path, class_names, multilabel: bool, thresholds, top_k: int,
+                 all_probabilities: bool) -> None:
+        self.names = list(class_names)
+        self.multilabel, self.thresholds = multilabel, thresholds
+        self.k = max(1, min(top_k, len(self.names)))
+        self.all = all_probabilities
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(path, "w", newline="")
+        self.writer = csv.writer(self.file)
+        if multilabel:
+            head = ["path", "labels", "probabilities", "top_label", "top_probability"]
+        else:
+            head = ["path"] + [c for i in range(1, self.k + 1) for c in (f"label_{i}", f"prob_{i}")]
+        self.width = len(head) - 1
+        self.writer.writerow(head + ["error"] + ([f"p_{c}" for c in self.names] if self.all else []))
+
+    def write(self, batch: PredictionBatch) -> None:
+        for path, p, err in zip(batch.paths, batch.probabilities, batch.errors):
+            if err:
+                self.writer.writerow([path] + [""] * self.width + [err]
+                                     + ([""] * len(self.names) if self.all else []))
+                continue
+            order = np.argsort(-p, kind="stable")
+            if self.multilabel:
+                above = [j for j in order if p[j] >= self.thresholds[j]]
+                row = [path, ";".join(self.names[j] for j in above),
+                       ";".join(f"{p[j]:.6g}" for j in above),
+                       self.names[order[0]], f"{p[order[0]]:.6g}"]
+            else:
+                row = [path] + [v for j in order[: self.k] for v in (self.names[j], f"{p[j]:.6g}")]
+            self.writer.writerow(row + [""] + ([f"{q:.6g}" for q in p] if self.all else []))
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def predict(
+    model_or_path: keras.Model | PathLike,
+    inputs: PathLike | Sequence[PathLike],
+    *,
+    out: PathLike | None = None,
+    top_k: int = 5,
+    tta: str | Sequence[str] | None = None,
+    batch_size: int = 32,
+    image_size: int | Sequence[int] | None = None,
+    thresholds: float | Sequence[float] | None = None,
+    labels: LabelMap | Sequence[str] | PathLike | None = None,
+    keep_probabilities: bool = True,
+    all_probabilities: bool = False,
+) -> PredictionResult:
+    """Predict every image of ``inputs`` in batches, optionally streaming rows to a CSV.
+
+    Args:
+        model_or_path: a ``keras.Model``, a ``.keras`` file, a SavedModel folder from
+            ``keras_species.export`` or a run folder (its ``best.keras``).
+        inputs: an image, a folder (recursive), a CSV with a path column, or a list of paths.
+        out: CSV to write (columns in the module docstring); ``None`` for none.
+        top_k: classes per row in the CSV (single-label).
+        tta: test-time augmentation preset or transforms of ``evaluation.tta`` (``"flips"``,
+            ``"flips_rot90"``, ``"five_crop"``...); ``None`` for plain inference.
+        batch_size: images per batch.
+        image_size: resize size; default the model's input size (needed only for models whose
+            size is not fixed).
+        thresholds: multi-label thresholds overriding those saved in the model.
+        labels: label map for a model that carries none (class names or ``labels.json``).
+        keep_probabilities: keep the ``(N, C)`` probabilities in the result (``False`` keeps
+            memory flat for huge inputs; the CSV still has every row).
+        all_probabilities: add a ``p_<class>`` column per class to the CSV.
+
+    Returns:
+        A :class:`PredictionResult`.
+
+    Example:
+        >>> r = predict("runs/r1/demo", "new_photos", out="predictions.csv", top_k=3)  # doctest: +SKIP
+        >>> r.labels()[:2], r.skipped                                                  # doctest: +SKIP
+        (['cod', 'ray'], [('new_photos/broken.jpg', 'empty file (0 bytes)')])
+    """
+    predictor = open_predictor(model_or_path, labels=labels, image_size=image_size)
+    lmap = predictor.label_map
+    thr = _thresholds(lmap, thresholds)
+    writer = None
+    if out is not None:
+        writer = _CsvWriter(Path(out), lmap.class_names, lmap.multilabel, thr, top_k,
+                            all_probabilities)
+    paths: list[str] = []
+    chunks: list[np.ndarray] = []
+    skipped: list[tuple[str, str]] = []
+    count = 0
+    try:
+        for batch in iter_predictions(predictor, inputs, batch_size=batch_size, tta=tta):
+            if writer is not None:
+                writer.write(batch)
+            ok = np.array([not e for e in batch.errors], bool)
+            skipped += [(p, e) for p, e in zip(batch.paths, batch.errors) if e]
+            count += int(ok.sum())
+            if keep_probabilities:
+                paths += [p for p, good in zip(batch.paths, ok) if good]
+                chunks.append(batch.probabilities[ok])
+    finally:
+        if writer is not None:
+            writer.close()
+    if skipped:
+        listing = "; ".join(f"{p}: {e}" for p, e in skipped[:10])
+        more = f" (and {len(skipped) - 10} more)" if len(skipped) > 10 else ""
+        warnings.warn(f"skipped {len(skipped)} unreadable file(s): {listing}{more}", stacklevel=2)
+    probs = None
+    if keep_probabilities:
+        probs = (np.concatenate(chunks) if chunks
+                 else np.zeros((0, lmap.num_classes), np.float32))
+    return PredictionResult(
+        paths=paths, probabilities=probs, class_names=list(lmap.class_names),
+        multilabel=lmap.multilabel, thresholds=thr, skipped=skipped,
+        out=Path(out) if out is not None else None, count=count,
+    )
+
+
+# ------------------------------------------------------------------------------------------- CLI
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``keras-species predict``.
+
+    Args:
+        parser: the subcommand's parser.
+
+    Example:
+        >>> configure_parser(argparse.ArgumentParser())
+    """
+    parser.add_argument("model", help="a .keras file, a SavedModel folder or a run folder")
+    parser.add_argument("input", help="an image, a folder (recursive) or a CSV with a path column")
+    parser.add_argument("--out", default="predictions.csv",
+                        help="CSV to write (default predictions.csv)")
+    parser.add_argument("--top-k", type=int, default=5, help="classes per row (single-label)")
+    parser.add_argument("--tta", nargs="?", const="flips", default=None, metavar="PRESET",
+                        help="test-time augmentation: flips (default when given), hflip, "
+                             "flips_rot90, five_crop")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--image-size", type=int, nargs="+", default=None, metavar="PX",
+                        help="H or H W, for models whose input size is not fixed")
+    parser.add_argument("--thresholds", type=float, nargs="+", default=None,
+                        help="multi-label thresholds (one, or one per class) overriding the saved ones")
+    parser.add_argument("--labels", default=None, metavar="LABELS_JSON",
+                        help="labels.json for a model that carries no label map")
+    parser.add_argument("--all-probabilities", action="store_true",
+                        help="add a p_<class> column per class")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Run ``keras-species predict`` with parsed ``args``.
+
+    Args:
+        args: from :func:`configure_parser`.
+
+    Returns:
+        The exit code: 0 (skipped files are listed, not an error), 2 for a bad model/input.
+
+    Example:
+        >>> run_cli(parser.parse_args(["best.keras", "photos", "--out", "p.csv"]))  # doctest: +SKIP
+        0
+    """
+    from keras_species.export import ExportError
+    from keras_species.models.labels import LabelMapError
+
+    size = None
+    if args.image_size:
+        size = args.image_size[0] if len(args.image_size) == 1 else tuple(args.image_size[:2])
+    thr = None
+    if args.thresholds:
+        thr = args.thresholds[0] if len(args.thresholds) == 1 else args.thresholds
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            result = predict(
+                args.model, args.input, out=args.out, top_k=args.top_k, tta=args.tta,
+                batch_size=args.batch_size, image_size=size, thresholds=thr, labels=args.labels,
+                keep_probabilities=False, all_probabilities=args.all_probabilities,
+            )
+    except (ExportError, LabelMapError, FileNotFoundError, ValueError) as err:
+        print(f"keras-species predict: {err}", file=sys.stderr)
+        return 2
+    print(f"predicted {result.count} image(s) -> {result.out}")
+    if result.skipped:
+        print(f"skipped {len(result.skipped)} unreadable file(s) (reason in the 'error' column):",
+              file=sys.stderr)
+        for p, e in result.skipped[:20]:
+            print(f"  {p}: {e}", file=sys.stderr)
+        if len(result.skipped) > 20:
+            print(f"  ... and {len(result.skipped) - 20} more", file=sys.stderr)
+    return 0

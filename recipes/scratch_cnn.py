@@ -1,0 +1,354 @@
+"""Scratch CNNs with k-fold cross-validation (R2's scratch models; R3's and R5's too).
+
+Method (R2, "A Large Scale Fish Dataset"): hold out a test split; on the remaining train+val
+images run 5-fold cross-validation of a CNN trained from random initialisation (R2: 4 blocks of
+Conv 32/64/128/256 → ReLU → MaxPool, Flatten → Dense 1024 → Dense C, with batch norm and an extra
+conv per block in its best variant), keeping each fold's epoch of lowest validation loss. Report
+every fold's validation and test accuracy/loss and the test score of the *mean* of the five fold
+models' predictions, with and without test-time augmentation; top-1 and top-5 accuracy,
+precision, recall, the confusion matrix, confident mistakes and uncertain predictions.
+``--ablation`` runs R2's grid (batch norm × extra conv, plus the regularised variant: dropout after
+each block and one block fewer) and compares the variants in one table. ``--add-class DIR``
+(repeatable) adds a class from another source, split on its own so that the original classes'
+test images stay the same, and reports its precision/recall next to the original classes'.
+
+``--arch`` takes any scratch model of the zoo (``r2_cnn``, ``r3_cnn``, ``r4_vgg``, ``r5_shallow``,
+``r5_deep``, ``r5_regularised``; ``keras_species.models.scratch``).
+
+Run::
+
+    python -m recipes.scratch_cnn --data demo --image-size 64 --epochs 10
+    python -m recipes.scratch_cnn --ablation --k 5
+    python -m recipes.scratch_cnn --add-class extra/zebrasoma_flavescens
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from keras_species.recipe import RunResult, RunSettings, data_section, recipe_main, start_run
+
+RECIPE = "scratch_cnn"
+SCRATCH_NAMES = ("r2_cnn", "r3_cnn", "r4_vgg", "r5_shallow", "r5_deep", "r5_regularised")
+
+
+def _help(text: str) -> dict:
+    return {"help": text}
+
+
+@dataclass
+class ScratchCNNConfig(RunSettings):
+    """Scratch CNN with k-fold cross-validation, the ensemble of folds, TTA and added classes (R2)."""
+
+    data: str = field(default="demo", metadata=_help(
+        "'demo', a folder of class subfolders, a CSV, an iNat/COCO JSON or a saved manifest"))
+    group_regex: str | None = field(default=None, metadata=_help(
+        "regex of the group id in file names (e.g. 'fish_(\\d+)_'); the demo has its own"))
+    split: Literal["auto", "stratified", "group", "given", "systematic"] = field(
+        default="auto", metadata=_help("how the test split is held out (auto: group-aware when "
+                                       "the data has groups)"))
+    ratios: tuple[float, float, float] = field(default=(0.69, 0.17, 0.14), metadata=_help(
+        "train/val/test ratios (R2: 6480/1620/1330); train+val are cross-validated"))
+    audit: bool = field(default=True, metadata=_help("audit the images and drop corrupt ones"))
+    arch: str = field(default="r2_cnn", metadata=_help(
+        "scratch model: " + ", ".join(SCRATCH_NAMES)))
+    batch_norm: bool = field(default=True, metadata=_help(
+        "r2_cnn: batch norm after each conv (R2's best: on)"))
+    extra_conv: bool = field(default=True, metadata=_help(
+        "r2_cnn: a second same-size conv per block (R2's best: on)"))
+    dropout: float | None = field(default=None, metadata=_help(
+        "dropout of the arch (r2_cnn: after each block; none = the arch's default)"))
+    blocks: int | None = field(default=None, metadata=_help(
+        "r2_cnn: conv blocks (4; the regularised variant 3); none = the arch's default"))
+    arch_flags: dict = field(default_factory=dict, metadata=_help(
+        "other flags of the arch as JSON, e.g. '{\"dense_units\": 512}'"))
+    image_size: int = field(default=224, metadata=_help("input side in pixels (R2: 224)"))
+    batch_size: int = field(default=32, metadata=_help("batch size per replica"))
+    epochs: int = field(default=10, metadata=_help("epochs per fold"))
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = field(
+        default="adam", metadata=_help("optimizer (R5 used rmsprop)"))
+    learning_rate: float = field(default=1e-3, metadata=_help("learning rate"))
+    monitor: str = field(default="val_loss", metadata=_help(
+        "each fold keeps its best epoch on this (R2: lowest val loss)"))
+    early_stopping_patience: int | None = field(default=None, metadata=_help(
+        "epochs without improvement before a fold stops (R3: 10); none = off"))
+    augment: str = field(default="none", metadata=_help(
+        "training augmentation preset (R2's data came pre-augmented: none; R5: r5)"))
+    class_weight: str = field(default="none", metadata=_help(
+        "balanced, none, or a JSON file {class name: weight}"))
+    k: int = field(default=5, metadata=_help("cross-validation folds (R2: 5)"))
+    group_aware: bool = field(default=True, metadata=_help(
+        "keep each group (e.g. one fish's frames) inside one fold, when the data has groups"))
+    tta: str = field(default="flips", metadata=_help(
+        "test-time augmentation preset scored next to plain inference (hflip, flips, "
+        "flips_rot90, five_crop; none = off)"))
+    ablation: bool = field(default=False, metadata=_help(
+        "run R2's grid: batch norm x extra conv (r2_cnn), plus the regularised variant"))
+    ablation_regularised: bool = field(default=True, metadata=_help(
+        "with --ablation, add R2's regularised variant (dropout after each block, 3 blocks)"))
+    regularised_dropout: float = field(default=0.25, metadata=_help(
+        "dropout of the regularised variant"))
+    add_class: list[str] = field(default_factory=list, metadata=_help(
+        "folder of a new class's images from another source (repeatable); split on its own"))
+    cache: Literal["memory", "none"] = field(default="memory", metadata=_help(
+        "keep decoded images in memory between epochs and folds, or not"))
+
+
+@dataclass
+class ScratchCNNResult(RunResult):
+    """:class:`~keras_species.recipe.RunResult` plus the cross-validations.
+
+    Attributes:
+        cv: variant name → its :class:`~keras_species.training.crossval.CVResult`.
+        comparison: the ablation table's rows (empty without ``--ablation``).
+        chosen: the variant the report details (lowest mean validation loss).
+        added_classes: names of the classes added with ``--add-class``.
+    """
+
+    cv: dict = field(default_factory=dict, repr=False)
+    comparison: list[dict] = field(default_factory=list)
+    chosen: str = ""
+    added_classes: list[str] = field(default_factory=list)
+
+
+def variants(config: ScratchCNNConfig) -> dict[str, dict[str, Any]]:
+    """The architectures to cross-validate: name → flags of ``build_scratch``.
+
+    Without ``ablation``: the configured model. With it (``r2_cnn`` only): R2's grid, batch norm
+    on/off × one or two convs per block, plus the regularised variant (two convs, batch norm,
+    dropout after each block, three blocks).
+
+    Args:
+        config: the recipe's config.
+
+    Returns:
+        An ordered dict of variant name → flags.
+
+    Example:
+        >>> list(variants(ScratchCNNConfig(ablation=True)))
+        ['1conv', '1conv_bn', '2conv', '2conv_bn', '2conv_bn_regularised']
+    """
+    from keras_species.models.scratch import SCRATCH_ARCHS
+
+    arch = config.arch.lower().replace("-", "_")
+    if arch not in SCRATCH_ARCHS:
+        raise ValueError(f"--arch {config.arch!r}: choose one of {sorted(SCRATCH_ARCHS)}")
+    known = SCRATCH_ARCHS[arch].flags
+    flags: dict[str, Any] = {}
+    for name in ("batch_norm", "extra_conv"):
+        if name in known:
+            flags[name] = getattr(config, name)
+    for name in ("dropout", "blocks"):
+        value = getattr(config, name)
+        if value is not None:
+            if name not in known:
+                raise ValueError(f"--{name} does not apply to {arch} (its flags: {sorted(known)})")
+            flags[name] = value
+    flags.update(config.arch_flags)
+    if not config.ablation:
+        return {arch: flags}
+    if not {"batch_norm", "extra_conv"} <= set(known):
+        raise ValueError(f"--ablation varies batch norm and extra conv: use --arch r2_cnn, not {arch}")
+    grid: dict[str, dict[str, Any]] = {}
+    for extra in (False, True):
+        for bn in (False, True):
+            name = ("2conv" if extra else "1conv") + ("_bn" if bn else "")
+            grid[name] = {**flags, "batch_norm": bn, "extra_conv": extra}
+    if config.ablation_regularised:
+        grid["2conv_bn_regularised"] = {**flags, "batch_norm": True, "extra_conv": True,
+                                        "dropout": config.regularised_dropout, "blocks": 3}
+    return grid
+
+
+def _merge_repeated(argv: Sequence[str], flag: str) -> list[str]:
+    """``--flag a --flag b`` → ``--flag a b`` (the config parser keeps only the last list)."""
+    values: list[str] = []
+    rest: list[str] = []
+    i = 0
+    argv = list(argv)
+    while i < len(argv):
+        if argv[i] == flag:
+            i += 1
+            while i < len(argv) and not argv[i].startswith("--"):
+                values.append(argv[i])
+                i += 1
+        elif argv[i].startswith(flag + "="):
+            values.append(argv[i].split("=", 1)[1])
+            i += 1
+        else:
+            rest.append(argv[i])
+            i += 1
+    return rest + ([flag, *values] if values else [])
+
+
+def run(config: ScratchCNNConfig) -> ScratchCNNResult:
+    """Cross-validate the scratch model(s), score the ensembles of folds, write the report.
+
+    Args:
+        config: the settings.
+
+    Returns:
+        A :class:`ScratchCNNResult`; the run folder holds ``config.json``, ``split.csv``, one
+        folder per variant (``<variant>/fold<i>/`` with ``history.csv`` and ``best.keras``,
+        ``folds.csv``, ``crossval_probs.npz``), ``best.keras`` (the chosen variant's ensemble of
+        folds), ``history.csv`` (its folds one after the other), ``metrics.json``,
+        ``predictions.csv``, ``plots/``, ``comparison.csv`` (with ``--ablation``) and
+        ``report.md``.
+    """
+    import numpy as np
+
+    from keras_species.data import splits
+    from keras_species.data.new_classes import add_classes, load_class_dirs
+    from keras_species.data.prepare import class_weight_setting, prepare_data
+    from keras_species.evaluation.compare import compare_models, comparison_table
+    from keras_species.evaluation.evaluate import evaluate_and_report
+    from keras_species.evaluation.tables import metrics_side_by_side, per_class_by_origin
+    from keras_species.models.scratch import build_scratch
+    from keras_species.training.callbacks import atomic_save_model, write_history
+    from keras_species.training.crossval import cross_validate, fold_ensemble
+    from keras_species.training.distribute import get_strategy, scale_batch
+    from keras_species.training.plan import Phase
+    from keras_species.training.precision import precision_policy
+
+    started = time.perf_counter()
+    grid = variants(config)  # a bad --arch or flag fails before any data is read
+    run_folder, config = start_run(RECIPE, config)
+    split_file = run_folder.path / "split.csv"
+    prepared = prepare_data(
+        config.data, group_regex=config.group_regex, split=config.split, ratios=config.ratios,
+        seed=config.seed, audit=config.audit, audit_dir=run_folder.path / "audit",
+        split_file=split_file,
+    )
+    m = prepared.manifest
+    added: list[str] = []
+    if config.add_class:
+        new = load_class_dirs(config.add_class, group_regex=config.group_regex)
+        added = list(new.class_names)
+        if not set(added) <= set(m.class_names):  # a resumed run has them in its split already
+            m = add_classes(m, new, ratios=config.ratios, seed=config.seed,
+                            group_aware=prepared.split_kind == "group")
+            splits.save_split(m, split_file)
+        prepared = dataclasses.replace(prepared, manifest=m, leakage=splits.leakage(m))
+    in_trainval = np.array([s in ("train", "val") for s in m.splits])
+    trainval, test = m.subset(in_trainval), m.split("test")
+    group_aware = config.group_aware and m.groups is not None
+
+    strategy = get_strategy(config.strategy)
+    batch = scale_batch(config.batch_size, strategy)
+    arch = config.arch.lower().replace("-", "_")
+    tta = None if config.tta.lower() == "none" else config.tta
+    phases = [Phase(
+        "train", epochs=config.epochs, optimizer=config.optimizer,
+        learning_rate=config.learning_rate, monitor=config.monitor,
+        early_stopping_patience=config.early_stopping_patience,
+    )]
+
+    def builder(flags: dict[str, Any]):
+        def build():
+            with precision_policy(config.mixed_precision), strategy.scope():
+                return build_scratch(arch, m.num_classes, config.image_size, **flags)
+        return build
+
+    results, params = {}, {}
+    for name, flags in grid.items():
+        params[name] = builder(flags)().count_params()
+        results[name] = cross_validate(
+            builder(flags), trainval, test, k=config.k, seed=config.seed, group_aware=group_aware,
+            phases=phases, image_size=config.image_size, batch_size=batch,
+            augment=None if config.augment == "none" else config.augment,
+            sample_weights=class_weight_setting(config.class_weight),
+            cache=config.cache == "memory", tta=tta, run_dir=run_folder.path / name,
+            resume=config.resume, verbose=config.verbose,
+        )
+
+    # The report details the variant of lowest mean validation loss (chosen without the test set).
+    chosen = min(results, key=lambda n: results[n].summary()["val_loss_mean"])
+    cv = results[chosen]
+    comparison: list[dict] = []
+    sections = [data_section(prepared)]
+    if len(results) > 1:
+        comparison = compare_models({
+            n: {"probs": r.ensemble_probs, "y_true": r.y_test, "params": params[n],
+                "val_loss": r.summary()["val_loss_mean"],
+                "val_acc": r.summary()["val_accuracy_mean"]}
+            for n, r in results.items()
+        })
+        for row in comparison:
+            r = results[row["model"]]
+            row["flags"] = grid[row["model"]]
+            row["test_acc_tta"] = r.ensemble_tta["accuracy"] if r.ensemble_tta else None
+        columns = ["model", "params", "val_loss", "val_acc", "test_loss", "test_acc",
+                   "test_acc_tta", "top5", "macro_auc", "unique_correct", "unique_wrong"]
+        columns = [c for c in columns if any(row.get(c) is not None for row in comparison)]
+        with open(run_folder.path / "comparison.csv", "w") as f:
+            f.write(",".join(columns) + "\n")
+            for row in comparison:
+                f.write(",".join("" if row.get(c) is None else str(row[c]) for c in columns) + "\n")
+        sections.append((
+            "Ablation (ensemble of folds on the test set)",
+            f"Validation columns: mean over the {config.k} folds. Test columns: the mean of the "
+            f"fold models' probabilities. The report details `{chosen}` (lowest mean val loss).\n\n"
+            + comparison_table(comparison, columns=columns),
+        ))
+    sections.append((
+        f"Cross-validation of {chosen} ({cv.k} folds)",
+        f"Each fold model keeps its epoch of best `{config.monitor}`. The **ensemble** row scores "
+        f"the mean of the {cv.k} fold models' test probabilities (the model saved as "
+        "`best.keras` and evaluated below).\n\n" + cv.fold_table_markdown(),
+    ))
+    if cv.ensemble_tta is not None:
+        sections.append((
+            f"Plain inference vs test-time augmentation ({', '.join(cv.tta)})",
+            metrics_side_by_side({"plain": cv.ensemble, "TTA": cv.ensemble_tta}),
+        ))
+    if added:
+        sections.append((
+            "Added classes",
+            f"{', '.join(added)} added from {', '.join(config.add_class)} and split on their "
+            "own; the original classes' test images are unchanged.\n\n"
+            + per_class_by_origin(cv.ensemble["per_class"], added),
+        ))
+
+    ensemble = fold_ensemble(cv.load_models(), name=f"{arch}_fold_ensemble")
+    atomic_save_model(ensemble, run_folder.best_model_path)
+    history = cv.history_rows()
+    write_history(run_folder.history_path, history)
+    evaluated = m.with_splits(["train" if t else s for t, s in zip(in_trainval, m.splits)])
+    ev = evaluate_and_report(
+        ensemble, evaluated, run_folder, image_size=config.image_size, batch_size=batch,
+        history=run_folder.history_path, config=config, tta=tta,
+        title=f"scratch_cnn — {arch} ({chosen}), {cv.k}-fold ensemble",
+        extra_metrics={
+            "crossval": cv.summary(),
+            "folds": cv.fold_rows(),
+            "variants": {n: r.summary() for n, r in results.items()},
+            **({"comparison": comparison} if comparison else {}),
+            **({"added_classes": added} if added else {}),
+        },
+        extra_sections=sections,
+    )
+    run_folder.write_state({"finished": True, "variants": list(results)})
+    return ScratchCNNResult(
+        run_dir=run_folder.path, report_path=Path(ev.report_path), metrics=ev.metrics,
+        history=history, best_model_path=run_folder.best_model_path,
+        seconds=time.perf_counter() - started,
+        headline=f"{chosen}: {ev.headline()}, {cv.k}-fold ensemble", model=ensemble,
+        cv=results, comparison=comparison, chosen=chosen, added_classes=added,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m recipes.scratch_cnn``: parse the flags, run, print where the report is."""
+    argv = _merge_repeated(sys.argv[1:] if argv is None else argv, "--add-class")
+    return recipe_main(ScratchCNNConfig, run, argv, prog="python -m recipes.scratch_cnn",
+                       description=__doc__.splitlines()[0])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

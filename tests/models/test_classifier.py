@@ -1,0 +1,67 @@
+"""Classifier layout: image → preprocessing → backbone → head → label; feature extractor."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from keras_species.models.classifier import (
+    backbone_of,
+    build_backbone,
+    build_classifier,
+    feature_extractor,
+)
+from keras_species.models.heads import HeadConfig
+
+
+@pytest.fixture(scope="module")
+def r18():
+    return build_classifier(
+        "resnet18", 5, input_size=(32, 48), head=HeadConfig(units=(8,)), output="sigmoid"
+    )
+
+
+def test_layout(r18):
+    assert r18.input.name.startswith("image") or r18.layers[0].name == "image"
+    assert [la.name for la in r18.layers[:3]] == ["image", "preprocessing", "backbone"]
+    assert r18.layers[-1].name == "label"
+    assert tuple(r18.input.shape) == (None, 32, 48, 3)
+    assert tuple(r18.output.shape) == (None, 5)
+    assert isinstance(backbone_of(r18), keras.Model)
+    assert r18.name == "resnet18_classifier"
+
+
+def test_preprocessing_is_inside_the_model(r18):
+    layer = r18.get_layer("preprocessing")  # "torch" for ResNet18
+    x = np.full((1, 2, 2, 3), 255.0, "float32")
+    expected = (1.0 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    np.testing.assert_allclose(np.asarray(layer(x))[0, 0, 0], expected, rtol=1e-5)
+
+
+def test_default_input_size_is_the_entry_default():
+    model = build_classifier("resnet18", 2)
+    assert tuple(model.input.shape) == (None, 224, 224, 3)
+
+
+def test_backbone_of_rejects_other_models():
+    inputs = keras.Input((4,))
+    with pytest.raises(ValueError, match="backbone"):
+        backbone_of(keras.Model(inputs, keras.layers.Dense(1)(inputs)))
+
+
+@pytest.mark.parametrize("pooling,width", [("avg", 512), ("avgmax", 1024), ("flatten", 512)])
+def test_feature_extractor(pooling, width):
+    model = feature_extractor("resnet18", 32, pooling=pooling)
+    assert model.layers[0].name == "image" and model.layers[-1].name == "features"
+    features = model(np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32"))
+    assert tuple(features.shape) == (2, width)
+
+
+def test_build_backbone_is_named_backbone():
+    assert build_backbone("resnet18", 32).name == "backbone"
+
+
+def test_unknown_backbone_suggests_names():
+    with pytest.raises(KeyError, match="resnet18"):
+        build_classifier("resnet_18x", 2)

@@ -1,0 +1,162 @@
+"""Weights: offline "imagenet" fails fast and clearly; local files load; Keras's file table holds."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from keras_species.models import get_backbone, list_backbones
+from keras_species.models import weights as W
+from keras_species.models.classifier import backbone_of, build_backbone, build_classifier
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """An empty Keras cache and no network (any connection attempt fails)."""
+
+    def refuse(*args, **kwargs):
+        raise OSError("network is unreachable (test)")
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    return tmp_path / "keras_home" / "models"
+
+
+def test_offline_imagenet_fails_fast_with_instructions(offline):
+    start = time.monotonic()
+    with pytest.raises(W.WeightsUnavailableError) as info:
+        build_classifier("vgg16", 2, input_size=32, weights="imagenet")
+    assert time.monotonic() - start < 10
+    message = str(info.value)
+    name = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    assert name in message
+    assert f"https://storage.googleapis.com/tensorflow/keras-applications/vgg16/{name}" in message
+    assert str(offline / name) in message
+    assert "--weights" in message and "KERAS_HOME" in message
+
+
+def test_probe_gives_up_within_its_timeout():
+    start = time.monotonic()
+    # a non-routable address: the connection times out, or a gateway accepts it but never answers
+    assert W.host_reachable("http://10.255.255.1:9/", timeout=1.0) is False
+    assert time.monotonic() - start < 5
+
+
+def test_cached_file_is_used_without_network(offline):
+    offline.mkdir(parents=True)
+    cached = offline / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    cached.write_bytes(b"")
+    assert W.resolve_weights("vgg16", "imagenet") == str(cached)
+
+
+def test_mobilenet_v2_file_depends_on_input_size():
+    assert "_1.0_128_no_top.h5" in W.keras_weights_file("mobilenet_v2", 128).file_name
+    assert "_1.0_224_no_top.h5" in W.keras_weights_file("mobilenet_v2", 100).file_name
+
+
+def test_missing_local_file_is_named(tmp_path):
+    path = tmp_path / "nope.weights.h5"
+    with pytest.raises(W.WeightsUnavailableError, match="nope.weights.h5"):
+        W.resolve_weights("resnet18", path)
+    with pytest.raises(W.WeightsUnavailableError, match="expected None"):
+        W.resolve_weights("resnet18", tmp_path / "weights.bin")
+
+
+def test_local_weights_round_trip(tmp_path):
+    source = build_backbone("resnet18", 32)
+    path = tmp_path / "r18.weights.h5"
+    source.save_weights(path)
+    model = build_classifier("resnet18", 2, input_size=32, weights=str(path))
+    for a, b in zip(source.weights, backbone_of(model).weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path):
+    path = tmp_path / "r18.weights.h5"
+    build_backbone("resnet18", 32).save_weights(path)
+    with pytest.raises(W.WeightsUnavailableError, match="does not fit"):
+        build_backbone("vgg16", 32, weights=str(path))
+
+
+def test_legacy_h5_with_top_loads_by_layer_name(tmp_path):
+    backbone = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
+    x = keras.layers.Flatten(name="flatten")(backbone.output)
+    x = keras.layers.Dense(10, name="predictions")(x)
+    full = keras.Model(backbone.input, x)
+    legacy = tmp_path / "vgg16_full.h5"
+    full.save(legacy)  # legacy HDF5, with its top
+    loaded = build_backbone("vgg16", 32, weights=str(legacy))
+    for layer in (la for la in backbone.layers if la.weights):
+        for a, b in zip(layer.weights, loaded.get_layer(layer.name).weights):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.slow
+def test_efficientnet_legacy_file_matches_keras_imagenet_build(tmp_path, monkeypatch):
+    """Our fold of Keras's ImageNet-only rescaling gives Keras's own ImageNet model."""
+    from keras.src.utils import file_utils
+
+    source = keras.applications.EfficientNetB0(
+        include_top=False, weights=None, input_shape=(32, 32, 3)
+    )
+    norm = [la for la in source.layers if isinstance(la, keras.layers.Normalization)][0]
+    values = norm.get_weights()  # mean, variance, count, as in Keras's ImageNet file
+    values[0][...] = [0.485, 0.456, 0.406]
+    values[1][...] = np.square([0.229, 0.224, 0.225])
+    norm.set_weights(values)
+    legacy = tmp_path / "efficientnetb0_notop.h5"
+    source.save(legacy)
+    monkeypatch.setattr(file_utils, "get_file", lambda *a, **k: str(legacy))
+    reference = keras.applications.EfficientNetB0(
+        include_top=False, weights="imagenet", input_shape=(32, 32, 3)
+    )
+    ours = build_backbone("efficientnet_b0", 32, weights=str(legacy))
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(reference(x)), atol=1e-4)
+
+
+class _Requested(Exception):
+    pass
+
+
+def _keras_entries():
+    names = [s.name for s in list_backbones() if W.keras_weights_file(s.name) is not None]
+    return [n if n == "vgg16" else pytest.param(n, marks=pytest.mark.slow) for n in names]
+
+
+@pytest.mark.parametrize("name", _keras_entries())
+def test_file_table_is_what_keras_requests(name, monkeypatch):
+    """The recorded file name, URL and hash are those keras.applications asks get_file for."""
+    from keras.src.utils import file_utils
+
+    seen = {}
+
+    def record(fname=None, origin=None, *args, **kwargs):
+        seen.update(fname=fname, origin=origin, file_hash=kwargs.get("file_hash"))
+        raise _Requested
+
+    monkeypatch.setattr(file_utils, "get_file", record)
+    spec = get_backbone(name)
+    constructor = getattr(keras.applications, _CONSTRUCTORS[spec.name])
+    size = spec.default_size
+    with pytest.raises(_Requested):
+        constructor(include_top=False, weights="imagenet", input_shape=(size, size, 3))
+    expected = W.keras_weights_file(name, size)
+    assert (seen["fname"], seen["origin"], seen["file_hash"]) == (
+        expected.file_name,
+        expected.origin,
+        expected.file_hash,
+    )
+
+
+def _constructors() -> dict[str, str]:
+    from keras_species.models.applications import _APPS
+
+    return {app.name: app.constructor for app in _APPS}
+
+
+_CONSTRUCTORS = _constructors()

@@ -1,0 +1,115 @@
+"""recipes.scratch_cnn end to end on generated images: folds, ensemble, TTA, ablation, added class."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from recipes import scratch_cnn
+from recipes.scratch_cnn import ScratchCNNConfig, _merge_repeated, run, variants
+from tests.conftest import write_image_folder
+
+CLASSES = ("cod", "eel", "ray", "gar", "ide", "koi")  # 6 classes: top-5 accuracy is defined
+
+
+def _tiny(tmp_path: Path, **kw) -> ScratchCNNConfig:
+    data = write_image_folder(tmp_path / "data", classes=CLASSES, per_class=6, size=(24, 24))
+    base = dict(data=str(data), out=tmp_path / "runs", name="t", image_size=32, batch_size=16,
+                epochs=1, k=2, audit=False, verbose=0, tta="hflip", mixed_precision="off",
+                ratios=(0.5, 0.17, 0.33))
+    base.update(kw)
+    return ScratchCNNConfig(**base)
+
+
+def test_help_lists_every_field():
+    out = subprocess.run([sys.executable, "-m", "recipes.scratch_cnn", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    for f in ScratchCNNConfig.__dataclass_fields__:
+        assert "--" + f.replace("_", "-") in out, f
+    assert "--config" in out
+
+
+def test_variants_are_r2s_grid():
+    assert variants(ScratchCNNConfig()) == {"r2_cnn": {"batch_norm": True, "extra_conv": True}}
+    grid = variants(ScratchCNNConfig(ablation=True, regularised_dropout=0.3))
+    assert list(grid) == ["1conv", "1conv_bn", "2conv", "2conv_bn", "2conv_bn_regularised"]
+    assert grid["2conv_bn_regularised"] == {"batch_norm": True, "extra_conv": True,
+                                            "dropout": 0.3, "blocks": 3}
+    assert variants(ScratchCNNConfig(arch="r5_shallow")) == {"r5_shallow": {}}
+    with pytest.raises(ValueError, match="r2_cnn"):
+        variants(ScratchCNNConfig(arch="r5_deep", ablation=True))
+    with pytest.raises(ValueError, match="does not apply"):
+        variants(ScratchCNNConfig(arch="r5_deep", blocks=3))
+    with pytest.raises(ValueError, match="choose one of"):
+        variants(ScratchCNNConfig(arch="vgg99"))
+
+
+def test_add_class_flag_is_repeatable():
+    argv = _merge_repeated(["--add-class", "a", "--k", "2", "--add-class=b"], "--add-class")
+    assert argv == ["--k", "2", "--add-class", "a", "b"]
+
+
+def test_cross_validated_run_with_tta_and_added_class(tmp_path):
+    new = write_image_folder(tmp_path / "extra", classes=("zander",), per_class=6, size=(24, 24),
+                             seed=3)
+    base_cfg = _tiny(tmp_path, name="base")
+    base = run(base_cfg)
+    result = run(_tiny(tmp_path, add_class=[str(new / "zander")]))
+    d = result.run_dir
+    for name in ("config.json", "split.csv", "best.keras", "history.csv", "metrics.json",
+                 "predictions.csv", "report.md", "plots/confusion_matrix.png",
+                 "plots/confident_mistakes.png", "plots/uncertain_predictions.png",
+                 "r2_cnn/folds.csv", "r2_cnn/crossval_probs.npz", "r2_cnn/fold1/best.keras"):
+        assert (d / name).exists(), name
+    with open(d / "r2_cnn" / "folds.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["fold"] for r in rows] == ["0", "1", "mean", "ensemble"]
+    assert rows[-1]["test_accuracy_tta"] != ""
+    metrics = json.loads((d / "metrics.json").read_text())
+    # the evaluated best.keras is the ensemble of folds: its score is the ensemble's
+    assert metrics["test"]["accuracy"] == pytest.approx(
+        metrics["crossval"]["ensemble_test_accuracy"], abs=1e-6)
+    assert "top5_accuracy" in metrics["test"] and "test_tta" in metrics
+    assert [r["name"] for r in metrics["test"]["per_class"]][-1] == "zander"
+    assert metrics["added_classes"] == ["zander"]
+    # the original classes' test images did not move when the class was added
+    def test_rows(path):
+        with open(path) as f:
+            return {r["path"] for r in csv.DictReader(line for line in f if not line.startswith("#"))
+                    if r["split"] == "test"}
+    old, new_split = test_rows(base.run_dir / "split.csv"), test_rows(d / "split.csv")
+    assert old < new_split and all("zander" in p for p in new_split - old)
+    report = (d / "report.md").read_text()
+    for text in ("Cross-validation of r2_cnn (2 folds)", "**ensemble**", "test acc (TTA)",
+                 "Plain inference vs test-time augmentation", "top-5 accuracy",
+                 "Added classes", "**zander** | added", "mean of 6 original",
+                 "Confident mistakes", "Uncertain predictions", "Confusion matrix"):
+        assert text in report, text
+
+
+def test_ablation_writes_one_comparison_table(tmp_path):
+    result = run(_tiny(tmp_path, ablation=True, ablation_regularised=False, tta="none",
+                       image_size=32))
+    assert [r["model"] for r in result.comparison] == ["1conv", "1conv_bn", "2conv", "2conv_bn"]
+    for row in result.comparison:
+        for key in ("params", "val_loss", "val_acc", "test_loss", "test_acc", "top5",
+                    "unique_correct", "unique_wrong"):
+            assert row.get(key) is not None, key
+    assert result.chosen in {r["model"] for r in result.comparison}
+    report = (result.run_dir / "report.md").read_text()
+    assert "Ablation" in report and "#unique correct" in report
+    assert "Plain inference vs test-time" not in report
+    with open(result.run_dir / "comparison.csv") as f:
+        assert len(list(csv.DictReader(f))) == 4
+
+
+def test_cli_reports_a_bad_source_without_traceback(tmp_path, capsys):
+    code = scratch_cnn.main(["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r"),
+                             "--no-audit"])
+    assert code == 2
+    assert "does not exist" in capsys.readouterr().err
