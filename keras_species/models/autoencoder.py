@@ -20,8 +20,8 @@ pooling, 128 values, 33k parameters) is the choice for very few labelled images 
 
 Joint training with unlabelled images uses Keras per-output sample weights: rows with label −1
 get a dummy class and weight 0 on ``label``, so they add nothing to the classification loss or its
-gradient (:func:`autoencoder_targets`, :func:`joint_targets` for arrays, :func:`autoencoder_batch`
-for ``tf.data``, :func:`compile_autoencoder`).
+gradient (:func:`autoencoder_targets`, :func:`joint_targets` for arrays,
+:func:`autoencoder_dataset` / :func:`autoencoder_batch` for ``tf.data``, :func:`compile_autoencoder`).
 
 Example:
     >>> import numpy as np
@@ -36,13 +36,13 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
 from keras import layers
 
-from keras_species.data.manifest import UNLABELLED
+from keras_species.data.manifest import UNLABELLED, Manifest
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -202,16 +202,17 @@ def joint_targets(
 
 
 def autoencoder_batch(
-    images: tf.Tensor, labels: tf.Tensor
+    images: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor | None = None
 ) -> tuple[tf.Tensor, dict[str, tf.Tensor], dict[str, tf.Tensor]]:
-    """Turn a pipeline batch ``(images 0–255, labels with -1)`` into a joint-training batch.
+    """Turn a batch ``(images 0–255, labels[, label weights])`` into a joint-training batch.
 
-    Use it as ``dataset.map(autoencoder_batch)`` on the batches of
-    ``keras_species.data.pipeline.make_dataset(...)`` with integer labels.
+    Use it as ``dataset.map(autoencoder_batch)``; :func:`autoencoder_dataset` does this on the
+    library's pipeline.
 
     Args:
         images: ``(B, H, W, 3)`` float 0–255 tensor.
-        labels: ``(B,)`` int tensor, ``-1`` for unlabelled rows.
+        labels: ``(B,)`` int tensor; ``-1`` marks unlabelled rows when ``weights`` is ``None``.
+        weights: optional ``(B,)`` label weights (0 for unlabelled rows), used as they are.
 
     Returns:
         ``(images, y, sample_weight)`` as in :func:`joint_targets`, as tensors.
@@ -227,12 +228,54 @@ def autoencoder_batch(
     labels = tf.cast(labels, tf.int64)
     labelled = tf.not_equal(labels, UNLABELLED)
     targets = tf.where(labelled, labels, tf.zeros_like(labels))
+    label_w = tf.cast(labelled, tf.float32) if weights is None else tf.cast(weights, tf.float32)
     images = tf.cast(images, tf.float32)
-    weights = {
+    sample_weight = {
         "reconstruction": tf.ones(tf.stack([tf.shape(labels)[0], 1, 1]), tf.float32),
-        "label": tf.cast(labelled, tf.float32),
+        "label": label_w,
     }
-    return images, {"reconstruction": images / 255.0, "label": targets}, weights
+    return images, {"reconstruction": images / 255.0, "label": targets}, sample_weight
+
+
+def autoencoder_dataset(
+    manifest: Manifest, image_size: int | Sequence[int], batch_size: int = 128, **pipeline_kw: Any
+) -> tf.data.Dataset:
+    """Joint-training batches from a manifest mixing labelled and unlabelled (``-1``) images.
+
+    The pipeline needs a class for every row, so unlabelled rows get the dummy class 0 and a
+    per-sample weight 0 (``make_dataset(..., label_mode="sparse", sample_weights=mask)``); the
+    batches are then mapped by :func:`autoencoder_batch`.
+
+    Args:
+        manifest: single-label manifest; labels ``-1`` for unlabelled images.
+        image_size: ``H`` or ``(H, W)`` (divisible by 8 for :func:`build_autoencoder`).
+        batch_size: images per batch (R1: 128).
+        **pipeline_kw: more arguments of ``keras_species.data.pipeline.make_dataset``
+            (``training``, ``augment``, ``seed``, ``cache``…), not ``label_mode`` or
+            ``sample_weights``.
+
+    Returns:
+        A ``tf.data.Dataset`` of ``(images, {"reconstruction", "label"}, sample weights)``.
+
+    Example:
+        >>> ds = autoencoder_dataset(manifest, 224, 128, training=True, augment="r1")  # doctest: +SKIP
+        >>> model.fit(ds, epochs=40)                                                  # doctest: +SKIP
+    """
+    import dataclasses
+
+    from keras_species.data.pipeline import make_dataset
+
+    if manifest.multilabel:
+        raise ValueError("the autoencoder's classifier is single-label: pass a single-label manifest")
+    for k in ("label_mode", "sample_weights"):
+        if k in pipeline_kw:
+            raise ValueError(f"autoencoder_dataset sets {k} itself; leave it out")
+    targets, weights = autoencoder_targets(manifest.labels)
+    filled = dataclasses.replace(manifest, labels=targets)
+    ds = make_dataset(
+        filled, image_size, batch_size, label_mode="sparse", sample_weights=weights, **pipeline_kw
+    )
+    return ds.map(autoencoder_batch)
 
 
 def compile_autoencoder(

@@ -8,6 +8,7 @@ import pytest
 
 from keras_species.models.autoencoder import (
     autoencoder_batch,
+    autoencoder_dataset,
     autoencoder_targets,
     build_autoencoder,
     compile_autoencoder,
@@ -131,3 +132,23 @@ def test_autoencoder_batch_on_tf_data() -> None:
     compile_autoencoder(model)
     hist = model.fit(ds, epochs=1, verbose=0)
     assert np.isfinite(hist.history["loss"][0])
+
+
+def test_autoencoder_dataset_from_a_manifest_with_unlabelled_rows(tmp_path) -> None:
+    from keras_species.data.manifest import Manifest
+    from tests.conftest import write_image_folder
+
+    root = write_image_folder(tmp_path / "img", per_class=2)
+    paths = sorted(str(p) for p in root.rglob("*.png"))
+    labels = np.array([0, -1, 1, -1, 2, 2])
+    ds = autoencoder_dataset(Manifest(paths, labels, ["cod", "eel", "ray"]), 32, 6, cache=False)
+    images, targets, weights = next(iter(ds))
+    assert images.shape == (6, 32, 32, 3)
+    assert targets["label"].numpy().tolist() == [0, 0, 1, 0, 2, 2]
+    assert weights["label"].numpy().tolist() == [1.0, 0.0, 1.0, 0.0, 1.0, 1.0]
+    np.testing.assert_allclose(targets["reconstruction"].numpy(), images.numpy() / 255.0, rtol=1e-6)
+    model = build_autoencoder(3, 32, **SMALL)
+    compile_autoencoder(model)
+    assert np.isfinite(model.fit(ds, epochs=1, verbose=0).history["loss"][0])
+    with pytest.raises(ValueError, match="label_mode"):
+        autoencoder_dataset(Manifest(paths, labels, ["cod", "eel", "ray"]), 32, label_mode="none")

@@ -123,6 +123,18 @@ def test_unreadable_file_is_skipped_and_splits_follow(manifest: Manifest, tmp_pa
     assert set(train.splits) == {"train"} and len(train) + len(fs.split("val")) == 11
 
 
+def test_file_failing_only_at_decode_keeps_rows_aligned(manifest: Manifest, tmp_path: Path) -> None:
+    data = bytearray(Path(manifest.paths[7]).read_bytes())
+    i = data.index(b"IDAT") + 12
+    data[i:i + 40] = b"\x00" * 40  # header and tail intact, pixel data broken
+    Path(manifest.paths[7]).write_bytes(bytes(data))
+    ext = _extractor()
+    fs = extract_features(manifest, extractor=ext, cache_dir=None)
+    assert fs.skipped == [manifest.paths[7]] and len(fs) == 11
+    alone = extract_features(manifest.subset([8]), extractor=ext, cache_dir=None)
+    np.testing.assert_allclose(fs.features[7], alone.features[0], atol=1e-5)  # row 8 moved up
+
+
 def test_no_cache_dir_and_custom_dataset_fn(manifest: Manifest) -> None:
     import tensorflow as tf
 

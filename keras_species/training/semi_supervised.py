@@ -1,0 +1,589 @@
+"""Semi-supervised training (R1): a labelled set, an unlabelled pool, and pseudo-labels.
+
+R1 had 150 labelled fish images and 43,156 unlabelled ones. This module holds what its method
+needs besides ordinary training:
+
+- the unlabelled pool: :func:`load_unlabelled` reads a folder of images (flat, or with class
+  subfolders whose names then serve as *true* labels, kept apart from training), and
+  :func:`hide_labels` turns a labelled set into a small labelled set plus a pool whose true labels
+  are known, so that pseudo-label accuracy can be measured;
+- joint autoencoder training (model 2): :func:`joint_dataset` mixes labelled and unlabelled
+  images; every image trains the reconstruction, and the classification loss of an unlabelled
+  image is masked by a per-output sample weight of 0 (``models.autoencoder.autoencoder_targets``);
+  :func:`train_joint` fits it with the run folder's history and ``best.keras``;
+- pseudo-labelling (models 3 and 4): :func:`pseudo_label` keeps the pool's predictions at or
+  above a confidence threshold and reports, per class, how many were kept and, where the true
+  labels are known, how many were right;
+- the combined set: :func:`mixed_dataset` trains on labelled and pseudo-labelled images with a
+  different augmentation for each (R1: rotation ±30° vs ±45°).
+
+Example:
+    >>> labelled, pool, truth = hide_labels(sources.load("demo"), 0.8, seed=0)  # doctest: +SKIP
+    >>> model = build_autoencoder(labelled.num_classes, 64)                    # doctest: +SKIP
+    >>> ds = joint_dataset(labelled, pool, 64, 32, augment="r1")               # doctest: +SKIP
+    >>> kept, stats = pseudo_label(model, pool, threshold=0.8, true_labels=truth)  # doctest: +SKIP
+    >>> print(stats.to_markdown())                                             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+    from keras_species.training.plan import TrainResult
+
+JOINT_MONITOR = "val_label_accuracy"
+"""What :func:`train_joint` keeps the best epoch on: accuracy of the ``label`` output on val."""
+
+
+# ---------------------------------------------------------------------------------- the pool
+def hide_labels(
+    manifest: Manifest, fraction: float, *, seed: int = 0
+) -> tuple[Manifest, Manifest, np.ndarray]:
+    """Split a labelled set into a small labelled set and an "unlabelled" pool with known truth.
+
+    Per class, ``round((1 - fraction) * n)`` images (at least one) stay labelled, chosen at
+    random; the others lose their labels. Their true labels are returned separately so that they
+    never reach training but can score the pseudo-labels.
+
+    Args:
+        manifest: a single-label manifest (every image labelled).
+        fraction: share of each class's images whose labels are hidden, in ``[0, 1)``.
+        seed: seed of the choice.
+
+    Returns:
+        ``(labelled, pool, true_labels)``: the labelled manifest, the pool (labels all ``-1``,
+        same classes), and the pool's true labels ``(M,)``, aligned with the pool's rows.
+
+    Raises:
+        ManifestError: a multi-label manifest, unlabelled rows, or a fraction outside [0, 1).
+
+    Example:
+        >>> m = Manifest([f"{i}.png" for i in range(10)], np.array([0] * 5 + [1] * 5), ["a", "b"])
+        >>> lab, pool, truth = hide_labels(m, 0.8, seed=0)
+        >>> len(lab), len(pool), truth.tolist()[:2], set(pool.labels.tolist())
+        (2, 8, [0, 0], {-1})
+    """
+    if manifest.multilabel:
+        raise ManifestError("hide_labels needs a single-label manifest (R1's fish species)")
+    if not 0 <= fraction < 1:
+        raise ManifestError(f"fraction of hidden labels must be in [0, 1), got {fraction}")
+    if not manifest.labelled_mask.all():
+        raise ManifestError(
+            f"{int((~manifest.labelled_mask).sum())} image(s) are already unlabelled: hide_labels "
+            "needs a fully labelled set (pass the unlabelled images as the pool instead)"
+        )
+    rng = np.random.default_rng(seed)
+    keep = np.zeros(len(manifest), bool)
+    for k in range(manifest.num_classes):
+        rows = np.flatnonzero(manifest.labels == k)
+        if len(rows) == 0:
+            continue
+        n_keep = max(1, int(round((1 - fraction) * len(rows))))
+        keep[rng.choice(rows, n_keep, replace=False)] = True
+    labelled = manifest.subset(keep)
+    pool = manifest.subset(~keep)
+    truth = pool.labels.copy()
+    pool.labels = np.full(len(pool), UNLABELLED, np.int64)
+    pool.splits = None
+    return labelled, pool, truth
+
+
+def load_unlabelled(
+    source: str | os.PathLike, class_names: Sequence[str]
+) -> tuple[Manifest, np.ndarray | None]:
+    """Read a pool of unlabelled images for a labelled set with ``class_names``.
+
+    A folder whose subfolders are all class names of the labelled set is read as a labelled
+    folder whose labels are *hidden* (returned as the true labels); any other folder is searched
+    recursively for images, which are unlabelled. A CSV/JSON/manifest source goes through
+    ``sources.load`` and its labels, if any, become the true labels.
+
+    Args:
+        source: a folder of images, or any source ``sources.load`` reads.
+        class_names: the labelled set's classes (the pool's rows use their indices).
+
+    Returns:
+        ``(pool, true_labels)``: a manifest with every label ``-1`` and the classes
+        ``class_names``, and ``(M,)`` true labels (``-1`` where unknown) or None when none is
+        known.
+
+    Raises:
+        ManifestError: the source does not exist or holds no image.
+
+    Example:
+        >>> pool, truth = load_unlabelled("unlabelled_fish/", ["cod", "eel"])  # doctest: +SKIP
+    """
+    from keras_species.data import sources
+
+    names = [str(c) for c in class_names]
+    root = Path(source).expanduser()
+    truth: np.ndarray | None = None
+    if root.is_dir():
+        subdirs = [d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
+        if subdirs and set(subdirs) <= set(names):
+            with warnings.catch_warnings():  # one class folder is a fine pool
+                warnings.simplefilter("ignore")
+                m = sources.from_folder(root)
+            index = {c: i for i, c in enumerate(names)}
+            truth = np.array([index[m.class_names[k]] for k in m.labels], np.int64)
+            paths = m.paths
+        else:
+            exts = sources.IMAGE_EXTENSIONS
+            paths = sorted(
+                str(Path(dirpath, f).absolute())
+                for dirpath, dirnames, files in os.walk(root, followlinks=True)
+                for f in files
+                if not f.startswith(".") and os.path.splitext(f)[1].lower() in exts
+                and not any(part.startswith(".") for part in Path(dirpath).relative_to(root).parts)
+            )
+    else:
+        m = sources.load(source)
+        paths = m.paths
+        if not m.multilabel and m.labelled_mask.any():
+            index = {c: i for i, c in enumerate(names)}
+            truth = np.array(
+                [index.get(m.class_names[k], UNLABELLED) if k != UNLABELLED else UNLABELLED
+                 for k in m.labels], np.int64)
+    if not paths:
+        raise ManifestError(
+            f"{source}: no images found for the unlabelled pool (extensions "
+            f"{', '.join(sources.IMAGE_EXTENSIONS)})"
+        )
+    pool = Manifest(paths, np.full(len(paths), UNLABELLED, np.int64), names, source=str(source))
+    if truth is not None and not (truth != UNLABELLED).any():
+        truth = None
+    return pool, truth
+
+
+# ------------------------------------------------------------------------- joint training
+def joint_dataset(
+    labelled: Manifest,
+    unlabelled: Manifest | None,
+    image_size: int | Sequence[int],
+    batch_size: int = 128,
+    *,
+    training: bool = True,
+    augment: str | Any | None = "r1",
+    cache: bool | str = True,
+    seed: int | None = None,
+    deterministic: bool | None = None,
+) -> tf.data.Dataset:
+    """Batches for the two-output autoencoder: ``(images, targets, sample_weights)``.
+
+    Labelled and unlabelled images are shuffled together (R1 augments both alike). Targets are
+    ``{"reconstruction": images / 255, "label": class index}`` and sample weights
+    ``{"reconstruction": 1, "label": 1 if labelled else 0}``: an unlabelled image trains the
+    reconstruction only (``models.autoencoder.autoencoder_targets``; its dummy class 0 gets
+    weight 0).
+
+    Args:
+        labelled: labelled images (labels ``>= 0``; unlabelled rows are allowed and masked).
+        unlabelled: the pool (labels ignored: every row is treated as unlabelled), or None.
+        image_size: side or ``(height, width)``.
+        batch_size: batch size (R1: 128).
+        training: shuffle and augment (False for validation: order kept, no augmentation).
+        augment: augmentation preset or layer (R1: ``"r1"``).
+        cache: cache decoded images (``make_dataset``).
+        seed: shuffle / augmentation seed.
+        deterministic: see ``make_dataset``.
+
+    Returns:
+        A ``tf.data.Dataset`` for ``model.fit``.
+
+    Example:
+        >>> ds = joint_dataset(labelled, pool, 64, 32, seed=0)  # doctest: +SKIP
+        >>> x, y, w = next(iter(ds)); sorted(y)                  # doctest: +SKIP
+        ['label', 'reconstruction']
+    """
+    import tensorflow as tf
+
+    from keras_species.data.pipeline import make_dataset
+    from keras_species.models.autoencoder import autoencoder_targets
+
+    if labelled.multilabel:
+        raise ManifestError("the autoencoder's classifier is single-label (softmax)")
+    m = labelled
+    if unlabelled is not None and len(unlabelled):
+        pool = Manifest(unlabelled.paths, np.full(len(unlabelled), UNLABELLED, np.int64),
+                        labelled.class_names, source=unlabelled.source)
+        m = Manifest(labelled.paths + pool.paths, np.r_[labelled.labels, pool.labels],
+                     labelled.class_names, source=f"{labelled.source}+{pool.source}")
+    targets, weights = autoencoder_targets(m.labels)
+    if not weights.any():
+        raise ManifestError("no labelled image: the classifier of the autoencoder cannot learn")
+    m = Manifest(m.paths, targets, m.class_names, source=m.source)
+    ds = make_dataset(
+        m, image_size, batch_size, training=training, label_mode="sparse",
+        augment=(None if augment in (None, "none") else augment) if training else None,
+        cache=cache, sample_weights=weights, seed=seed, deterministic=deterministic,
+    )
+
+    def to_joint(images, labels, label_weights):
+        images = tf.cast(images, tf.float32)
+        n = tf.shape(images)[0]
+        y = {"reconstruction": images / 255.0, "label": tf.cast(labels, tf.int64)}
+        w = {"reconstruction": tf.ones(tf.stack([n, 1, 1]), tf.float32),
+             "label": tf.cast(label_weights, tf.float32)}
+        return images, y, w
+
+    return ds.map(to_joint, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def train_joint(
+    model: keras.Model,
+    train_ds: tf.data.Dataset,
+    val_ds: tf.data.Dataset | None,
+    run_dir: str | os.PathLike,
+    *,
+    epochs: int = 40,
+    learning_rate: float = 1e-4,
+    reconstruction_weight: float = 1.0,
+    label_weight: float = 1.0,
+    monitor: str = JOINT_MONITOR,
+    verbose: int = 2,
+) -> TrainResult:
+    """Train the autoencoder jointly (R1 model 2: Adam 1e-4, 40 epochs), keeping its best epoch.
+
+    ``training.plan.train`` compiles with plain ``metrics``, which ignore sample weights and
+    would count the masked rows in the training accuracy; this compiles with
+    ``models.autoencoder.compile_autoencoder`` (weighted accuracy on ``label``) and fits with the
+    plan's callbacks: ``history.csv`` (phase ``joint``, with the learning rate), ``best.keras``
+    (best ``monitor``, written atomically) and the best weights restored at the end.
+
+    Args:
+        model: from ``models.autoencoder.build_autoencoder``.
+        train_ds: :func:`joint_dataset` batches.
+        val_ds: :func:`joint_dataset` batches of labelled validation images (``training=False``),
+            or None (then the training accuracy is monitored).
+        run_dir: folder of ``history.csv`` and ``best.keras``.
+        epochs: epochs.
+        learning_rate: Adam learning rate.
+        reconstruction_weight: weight of the MSE term.
+        label_weight: weight of the cross-entropy term.
+        monitor: the quantity the best epoch is chosen on.
+        verbose: ``fit`` verbosity.
+
+    Returns:
+        A ``training.plan.TrainResult`` (``model`` holds the best epoch's weights).
+
+    Example:
+        >>> result = train_joint(model, train_ds, val_ds, "runs/r1/x/model2", epochs=2)  # doctest: +SKIP
+    """
+    import keras
+
+    from keras_species.models.autoencoder import compile_autoencoder
+    from keras_species.training.callbacks import (
+        AtomicModelCheckpoint,
+        HistoryWriter,
+        LearningRateLogger,
+        read_history,
+    )
+    from keras_species.training.plan import TrainResult, monitor_mode
+    from keras_species.training.runs import RunFolder
+
+    run = RunFolder(run_dir).mkdir()
+    run.reset_training()
+    compile_autoencoder(model, learning_rate=learning_rate,
+                        reconstruction_weight=reconstruction_weight, label_weight=label_weight)
+    if val_ds is None and monitor.startswith("val_"):
+        monitor = monitor[len("val_"):]
+    mode = monitor_mode(monitor)
+    callbacks = [
+        LearningRateLogger(),
+        keras.callbacks.TerminateOnNaN(),
+        HistoryWriter(run.history_path, "joint", rows=[]),
+        AtomicModelCheckpoint(run.best_model_path, monitor=monitor, mode=mode, save_best_only=True),
+        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=epochs + 1,
+                                      restore_best_weights=True),
+    ]
+    model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks,
+              verbose=verbose)
+    best = run.best_model_path if run.best_model_path.is_file() else None
+    shutil.rmtree(run.path / "backup", ignore_errors=True)
+    return TrainResult(history=read_history(run.history_path), best_path=best, model=model,
+                       run_dir=run.path)
+
+
+# --------------------------------------------------------------------------- pseudo-labels
+@dataclass
+class PseudoLabelStats:
+    """How many pseudo-labels were kept per class and, where the truth is known, how many are right.
+
+    Attributes:
+        threshold: the confidence threshold.
+        n_pool: images predicted (readable images of the pool).
+        n_kept: images at or above the threshold.
+        n_known: kept images whose true label is known.
+        n_correct: kept images whose pseudo-label equals the true label.
+        accuracy: ``n_correct / n_known`` (None when no truth is known).
+        accuracy_all: accuracy of the argmax over the whole pool, threshold ignored (None when no
+            truth is known): what the threshold buys.
+        per_class: one dict per class: ``name``, ``kept``, ``known``, ``correct``, ``accuracy``
+            (the precision of that class's pseudo-labels) and ``true_in_pool`` (pool images of
+            that true class, when known).
+        unreadable: pool files that could not be read (left out).
+    """
+
+    threshold: float
+    n_pool: int
+    n_kept: int
+    n_known: int = 0
+    n_correct: int = 0
+    accuracy: float | None = None
+    accuracy_all: float | None = None
+    per_class: list[dict] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (for ``metrics.json``)."""
+        return {
+            "threshold": self.threshold, "n_pool": self.n_pool, "n_kept": self.n_kept,
+            "kept_fraction": self.n_kept / self.n_pool if self.n_pool else 0.0,
+            "n_known": self.n_known, "n_correct": self.n_correct, "accuracy": self.accuracy,
+            "accuracy_all": self.accuracy_all, "per_class": self.per_class,
+            "unreadable": self.unreadable,
+        }
+
+    def to_markdown(self) -> str:
+        """A markdown table: per class kept / known / correct / accuracy, and the totals."""
+        known = self.accuracy is not None
+
+        def fmt(v):
+            return "–" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+        head = "| class | kept |" + (" true in pool | known | correct | accuracy |" if known else "")
+        lines = [head, "|---|---:|" + ("---:|---:|---:|---:|" if known else "")]
+        for r in self.per_class:
+            row = f"| {r['name']} | {r['kept']} |"
+            if known:
+                row += (f" {fmt(r['true_in_pool'])} | {r['known']} | {r['correct']} |"
+                        f" {fmt(r['accuracy'])} |")
+            lines.append(row)
+        total = f"| **all** | **{self.n_kept}** of {self.n_pool} |"
+        if known:
+            total += f" {self.n_pool} | {self.n_known} | {self.n_correct} | **{fmt(self.accuracy)}** |"
+        lines.append(total)
+        return "\n".join(lines) + "\n"
+
+
+class PseudoLabels(NamedTuple):
+    """What :func:`pseudo_label` returns (unpacks as ``kept, stats``).
+
+    Attributes:
+        manifest: the kept images with their predicted labels (``extra["confidence"]`` holds
+            their confidences as a list, aligned with the rows).
+        stats: :class:`PseudoLabelStats`.
+    """
+
+    manifest: Manifest
+    stats: PseudoLabelStats
+
+
+def pseudo_label(
+    model: keras.Model,
+    manifest_unlabelled: Manifest,
+    *,
+    threshold: float = 0.8,
+    true_labels: Sequence[int] | np.ndarray | None = None,
+    image_size: int | Sequence[int] | None = None,
+    batch_size: int = 64,
+    output: str | int | None = "label",
+) -> PseudoLabels:
+    """Label the pool with ``model`` and keep the predictions of confidence ``>= threshold`` (R1).
+
+    Args:
+        model: a classifier (float 0–255 RGB in, softmax out), or the autoencoder (its
+            ``label`` output is used).
+        manifest_unlabelled: the pool. Its labels are never used for the prediction; where they
+            are ``>= 0`` (a labelled set passed as a pool) they are the true labels.
+        threshold: minimum top-class probability of a kept prediction (R1: 0.8).
+        true_labels: ``(M,)`` true labels aligned with the pool (``-1`` where unknown), e.g.
+            from :func:`hide_labels`; overrides the manifest's labels.
+        image_size: input size (default: the model's).
+        batch_size: prediction batch size.
+        output: the classifier output of a multi-output model.
+
+    Returns:
+        :class:`PseudoLabels` ``(manifest, stats)``: the kept images labelled with their
+        predicted class, and the per-class statistics.
+
+    Raises:
+        ManifestError: an empty or multi-label pool, or ``true_labels`` of the wrong length.
+
+    Example:
+        >>> kept, stats = pseudo_label(model, pool, threshold=0.8, true_labels=truth)  # doctest: +SKIP
+        >>> stats.n_kept, stats.accuracy                                            # doctest: +SKIP
+        (143, 0.93)
+    """
+    from keras_species.evaluation.evaluate import predict_manifest
+
+    pool = manifest_unlabelled
+    if len(pool) == 0:
+        raise ManifestError("the unlabelled pool is empty: nothing to pseudo-label")
+    if pool.multilabel:
+        raise ManifestError("pseudo-labelling here is single-label (R1): the pool is multi-label")
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    truth = np.asarray(pool.labels if true_labels is None else true_labels, np.int64)
+    if truth.shape != (len(pool),):
+        raise ManifestError(f"{len(truth)} true labels for a pool of {len(pool)} images")
+    hidden = Manifest(pool.paths, np.full(len(pool), UNLABELLED, np.int64), pool.class_names,
+                      groups=pool.groups, source=pool.source)
+    pred = predict_manifest(model, hidden, image_size=image_size, batch_size=batch_size,
+                            output=output)
+    position = {}
+    for i, p in enumerate(pool.paths):
+        position.setdefault(p, []).append(i)
+    rows = np.array([position[p].pop(0) for p in pred.manifest.paths], np.int64)
+    unreadable = sorted(set(pool.paths) - set(pred.manifest.paths))
+    probs = pred.probs
+    predicted = probs.argmax(axis=1)
+    confidence = probs.max(axis=1)
+    keep = confidence >= threshold
+    truth = truth[rows]
+    known = truth != UNLABELLED
+    c = pool.num_classes
+    per_class = []
+    for k in range(c):
+        mine = keep & (predicted == k)
+        mk = mine & known
+        correct = int((truth[mk] == k).sum())
+        per_class.append({
+            "name": pool.class_names[k],
+            "kept": int(mine.sum()),
+            "known": int(mk.sum()),
+            "correct": correct,
+            "accuracy": correct / int(mk.sum()) if mk.any() else None,
+            "true_in_pool": int((truth == k).sum()) if known.any() else None,
+        })
+    kk = keep & known
+    n_correct = int((predicted[kk] == truth[kk]).sum())
+    stats = PseudoLabelStats(
+        threshold=float(threshold), n_pool=len(rows), n_kept=int(keep.sum()),
+        n_known=int(kk.sum()), n_correct=n_correct,
+        accuracy=n_correct / int(kk.sum()) if kk.any() else None,
+        accuracy_all=float((predicted[known] == truth[known]).mean()) if known.any() else None,
+        per_class=per_class, unreadable=unreadable,
+    )
+    kept_rows = rows[keep]
+    kept = Manifest(
+        [pool.paths[i] for i in kept_rows], predicted[keep].astype(np.int64), pool.class_names,
+        groups=None if pool.groups is None else [pool.groups[i] for i in kept_rows],
+        source=f"pseudo-labels of {pool.source or 'the pool'}",
+    )
+    kept.extra["confidence"] = [float(v) for v in confidence[keep]]
+    return PseudoLabels(kept, stats)
+
+
+def write_pseudo_labels(result: PseudoLabels | tuple[Manifest, PseudoLabelStats], path: str | os.PathLike) -> Path:
+    """Write the kept pseudo-labels as a CSV ``path,label,confidence`` (reload with ``sources``).
+
+    Args:
+        result: :func:`pseudo_label`'s result.
+        path: the CSV to write.
+
+    Returns:
+        The path written.
+
+    Example:
+        >>> write_pseudo_labels(pseudo_label(model, pool), "run/pseudo_labels.csv")  # doctest: +SKIP
+    """
+    import csv
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    m = result[0]
+    conf = m.extra.get("confidence", [None] * len(m))
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "confidence"])
+        for p, k, c in zip(m.paths, m.labels, conf):
+            w.writerow([p, m.class_names[int(k)], "" if c is None else f"{c:.4f}"])
+    return path
+
+
+# ------------------------------------------------------------------------- the combined set
+def mixed_dataset(
+    parts: Sequence[tuple[Manifest, str | Any | None]],
+    image_size: int | Sequence[int],
+    batch_size: int = 64,
+    *,
+    cache: bool | str = True,
+    seed: int | None = None,
+    deterministic: bool | None = None,
+) -> tf.data.Dataset:
+    """Training batches drawn from several manifests, each with its own augmentation.
+
+    R1's combined set augments the labelled images with rotation ±30° (``r1``) and the
+    pseudo-labelled ones with ±45° (``r1_pseudo``). Each part is a shuffled, augmented
+    ``make_dataset`` stream; the streams are interleaved at random in proportion to their sizes
+    (``tf.data.Dataset.sample_from_datasets``) and re-batched, so an epoch holds every image once.
+
+    Args:
+        parts: ``(manifest, augmentation preset or layer or None)`` pairs (labelled, integer
+            labels).
+        image_size: side or ``(height, width)``.
+        batch_size: batch size (R1: 64).
+        cache: cache decoded images.
+        seed: shuffle / augmentation / interleaving seed.
+        deterministic: see ``make_dataset``.
+
+    Returns:
+        A ``tf.data.Dataset`` of ``(images, labels)``.
+
+    Example:
+        >>> ds = mixed_dataset([(labelled, "r1"), (pseudo, "r1_pseudo")], 224, 64, seed=0)  # doctest: +SKIP
+    """
+    import tensorflow as tf
+
+    from keras_species.data.pipeline import make_dataset
+
+    parts = [(m, a) for m, a in parts if len(m)]
+    if not parts:
+        raise ManifestError("mixed_dataset: every part is empty")
+    streams, sizes = [], []
+    for i, (m, aug) in enumerate(parts):
+        ds = make_dataset(
+            m, image_size, batch_size, training=True, label_mode="sparse",
+            augment=None if aug in (None, "none") else aug, cache=cache,
+            seed=None if seed is None else seed + i, deterministic=deterministic,
+        )
+        streams.append(ds.unbatch())
+        sizes.append(len(m))
+    total = sum(sizes)
+    if len(streams) == 1:
+        mixed = streams[0]
+    else:
+        mixed = tf.data.Dataset.sample_from_datasets(
+            streams, weights=[s / total for s in sizes], seed=seed,
+            stop_on_empty_dataset=False,
+        )
+    return mixed.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+__all__ = [
+    "JOINT_MONITOR",
+    "hide_labels",
+    "load_unlabelled",
+    "joint_dataset",
+    "train_joint",
+    "PseudoLabelStats",
+    "PseudoLabels",
+    "pseudo_label",
+    "write_pseudo_labels",
+    "mixed_dataset",
+]

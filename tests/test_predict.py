@@ -1,0 +1,223 @@
+"""Prediction: inputs (file, folder, CSV, list), models (Keras, .keras, run folder, SavedModel),
+streaming, skipped files, multi-label thresholds, TTA and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import warnings
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from keras_species import cli
+from keras_species.data import images as images_mod
+from keras_species.data.pipeline import resize_image
+from keras_species.evaluation.tta import predict_tta
+from keras_species.export import export_model
+from keras_species.models.labels import ClassifierOutput, LabelMap, LabelMapError
+from keras_species.predict import (
+    image_dataset,
+    iter_image_paths,
+    iter_predictions,
+    open_predictor,
+    predict,
+)
+from tests.conftest import write_image_folder
+
+NAMES = ["cod", "eel", "ray"]
+SIZE = 16
+
+
+def _tiny_model(activation: str = "softmax", thresholds=None, seed: int = 0) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((SIZE, SIZE, 3), name="image")
+    x = keras.layers.Rescaling(1 / 255.0, name="preprocessing")(inp)
+    x = keras.layers.Conv2D(4, 3, strides=2, activation="relu", name="conv")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dense(3, name="label_logits")(x)
+    out = ClassifierOutput(activation, NAMES, thresholds=thresholds, name="label")(x)
+    return keras.Model(inp, out, name="tiny")
+
+
+def _expected(model, paths) -> np.ndarray:
+    """The probabilities from the training pipeline's decoding: read_image + resize_image + round."""
+    x = []
+    for p in paths:
+        img = resize_image(tf.constant(images_mod.read_image(p), tf.float32), SIZE).numpy()
+        x.append(np.clip(np.round(img), 0, 255))
+    return np.asarray(model(np.stack(x).astype(np.float32)))
+
+
+def _read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def model() -> keras.Model:
+    return _tiny_model()
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    """3 classes x 4 images (40x32) in sub-folders, one empty .png, one .txt (ignored)."""
+    root = write_image_folder(tmp_path / "imgs", per_class=4)
+    (root / "eel" / "broken.png").write_bytes(b"")
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_iter_image_paths_inputs(folder, tmp_path):
+    paths = list(iter_image_paths(folder))
+    assert len(paths) == 13 and all(p.endswith(".png") for p in paths)
+    assert paths == sorted(paths)
+    assert list(iter_image_paths(paths[0])) == [paths[0]]
+    rel = [str(Path(p).relative_to(tmp_path)) for p in paths[:3]]
+    (tmp_path / "list.csv").write_text("id,filepath\n" + "".join(f"{i},{p}\n" for i, p in enumerate(rel)))
+    assert list(iter_image_paths(tmp_path / "list.csv")) == [str(tmp_path / p) for p in rel]
+    (tmp_path / "nopath.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="path column"):
+        list(iter_image_paths(tmp_path / "nopath.csv"))
+    with pytest.raises(FileNotFoundError):
+        list(iter_image_paths(tmp_path / "missing"))
+
+
+def test_predict_folder_writes_csv_and_skips_unreadable(model, folder, tmp_path):
+    out = tmp_path / "pred.csv"
+    with pytest.warns(UserWarning, match="skipped 1 unreadable"):
+        result = predict(model, folder, out=out, top_k=2, batch_size=5)
+    good = [p for p in iter_image_paths(folder) if not p.endswith("broken.png")]
+    assert result.count == len(result) == 12 and result.paths == good
+    assert result.skipped == [(str(folder / "eel" / "broken.png"), "empty file (0 bytes)")]
+    np.testing.assert_allclose(result.probabilities, _expected(model, good), atol=1e-5)
+    rows = _read_csv(out)
+    assert list(rows[0]) == ["path", "label_1", "prob_1", "label_2", "prob_2", "error"]
+    assert [r["path"] for r in rows] == list(iter_image_paths(folder))  # input order, bad included
+    bad = [r for r in rows if r["error"]]
+    assert len(bad) == 1 and bad[0]["label_1"] == "" and "empty" in bad[0]["error"]
+    for row, probs in zip([r for r in rows if not r["error"]], result.probabilities):
+        order = np.argsort(-probs)
+        assert [row["label_1"], row["label_2"]] == [NAMES[order[0]], NAMES[order[1]]]
+        assert float(row["prob_1"]) == pytest.approx(probs[order[0]], abs=1e-5)
+        assert float(row["prob_1"]) >= float(row["prob_2"])
+    assert result.labels() == [NAMES[i] for i in result.probabilities.argmax(1)]
+    assert result.top_k(1)[0][0][0] == result.labels()[0]
+
+
+def test_model_paths_run_folder_and_saved_model_agree(model, folder, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "best.keras")
+    sm = export_model(model, tmp_path / "sm", format="saved_model")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        by_model = predict(model, folder)
+        by_file = predict(run / "best.keras", folder)
+        by_run = predict(run, folder)
+        by_sm = predict(sm, folder, all_probabilities=True, out=tmp_path / "sm.csv")
+    for other in (by_file, by_run, by_sm):
+        assert other.paths == by_model.paths and other.class_names == NAMES
+        assert np.abs(other.probabilities - by_model.probabilities).max() <= 1e-5
+    rows = _read_csv(tmp_path / "sm.csv")
+    assert [k for k in rows[0] if k.startswith("p_")] == ["p_cod", "p_eel", "p_ray"]
+
+
+def test_multilabel_uses_saved_thresholds_and_override(tmp_path):
+    root = write_image_folder(tmp_path / "ml", per_class=2)
+    model = _tiny_model("sigmoid", thresholds=[0.0, 1.0, 0.5], seed=1)
+    result = predict(model, root, out=tmp_path / "ml.csv")
+    assert result.multilabel and result.thresholds.tolist() == [0.0, 1.0, 0.5]
+    rows = _read_csv(tmp_path / "ml.csv")
+    assert list(rows[0]) == ["path", "labels", "probabilities", "top_label", "top_probability", "error"]
+    for row, probs, labels in zip(rows, result.probabilities, result.labels()):
+        expect = [NAMES[j] for j in np.argsort(-probs) if probs[j] >= [0.0, 1.0, 0.5][j]]
+        assert row["labels"].split(";") == expect and sorted(labels) == sorted(expect)
+        assert "cod" in labels and "eel" not in labels
+        assert len(row["probabilities"].split(";")) == len(expect)
+    lowered = predict(model, root, thresholds=0.0)
+    assert all(set(lab) == set(NAMES) for lab in lowered.labels())
+
+
+def test_tta_is_the_mean_over_transforms(model, tmp_path):
+    root = write_image_folder(tmp_path / "t", per_class=2)
+    paths = list(iter_image_paths(root))
+    result = predict(model, root, tta="flips")
+    base = np.stack([
+        np.clip(np.round(resize_image(tf.constant(images_mod.read_image(p), tf.float32), SIZE).numpy()), 0, 255)
+        for p in paths
+    ])
+    expected = predict_tta(model, base, transforms="flips")
+    np.testing.assert_allclose(result.probabilities, expected, atol=1e-5)
+    plain = predict(model, root)
+    assert np.abs(plain.probabilities - expected).max() > 1e-6  # TTA changed something
+    sm = export_model(model, tmp_path / "sm", format="saved_model")
+    np.testing.assert_allclose(predict(sm, root, tta="flips").probabilities, expected, atol=1e-5)
+
+
+def test_streams_lazily_with_bounded_read_ahead(model, tmp_path, monkeypatch):
+    root = tmp_path / "many"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(300):
+        Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(root / f"{i:03d}.png")
+    reads: list[str] = []
+    real = images_mod.read_image
+
+    def counting(path, **kw):
+        reads.append(path)
+        return real(path, **kw)
+
+    monkeypatch.setattr(images_mod, "read_image", counting)
+    predictor = open_predictor(model)
+    batches = iter_predictions(predictor, root, batch_size=8)
+    assert reads == []  # a generator: nothing read before iteration
+    first = next(batches)
+    assert len(first.paths) == 8
+    assert len(reads) < 120, len(reads)  # read-ahead is a few batches, not the folder
+    total = 8 + sum(len(b.paths) for b in batches)
+    assert total == 300 and len(reads) == 300
+    result = predict(model, root, keep_probabilities=False, out=tmp_path / "many.csv",
+                     batch_size=64)
+    assert result.probabilities is None and result.count == 300
+    assert len(_read_csv(tmp_path / "many.csv")) == 300
+    with pytest.raises(ValueError, match="not kept"):
+        result.top_k()
+
+
+def test_image_dataset_yields_uint8_batches(folder):
+    paths, imgs, errors = next(iter(image_dataset(folder, (SIZE, 20), batch_size=4)))
+    assert imgs.dtype == tf.uint8 and tuple(imgs.shape) == (4, SIZE, 20, 3)
+    assert paths.shape == (4,) and errors.shape == (4,)
+
+
+def test_model_without_label_map(tmp_path, folder):
+    inp = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.GlobalAveragePooling2D()(inp)
+    plain = keras.Model(inp, keras.layers.Dense(3, activation="softmax", name="label")(x))
+    with pytest.raises(LabelMapError, match="labels"):
+        predict(plain, folder)
+    plain.save(tmp_path / "plain.keras")
+    LabelMap(["a", "b", "c"]).write_json(tmp_path / "labels.json")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        result = predict(tmp_path / "plain.keras", folder)
+        assert result.class_names == ["a", "b", "c"]
+        assert predict(plain, folder, labels=["x", "y", "z"]).class_names == ["x", "y", "z"]
+
+
+def test_cli(model, folder, tmp_path, capsys):
+    model.save(tmp_path / "m.keras")
+    out = tmp_path / "cli.csv"
+    code = cli.main(["predict", str(tmp_path / "m.keras"), str(folder), "--out", str(out),
+                     "--top-k", "3", "--batch-size", "4", "--tta"])
+    assert code == 0
+    rows = _read_csv(out)
+    assert len(rows) == 13 and "label_3" in rows[0]
+    err = capsys.readouterr().err
+    assert "skipped 1 unreadable" in err and "broken.png" in err
+    assert cli.main(["predict", str(tmp_path / "nope.keras"), str(folder)]) == 2
+    assert cli.main(["predict", str(tmp_path / "m.keras"), str(tmp_path / "none")]) == 2

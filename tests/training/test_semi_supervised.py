@@ -1,0 +1,138 @@
+"""training.semi_supervised: hidden labels, the pool, masked joint training, pseudo-labels."""
+
+from __future__ import annotations
+
+import csv
+
+import keras
+import numpy as np
+import pytest
+
+from keras_species.data import sources
+from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError
+from keras_species.models.autoencoder import build_autoencoder
+from keras_species.training.semi_supervised import (
+    hide_labels,
+    joint_dataset,
+    load_unlabelled,
+    mixed_dataset,
+    pseudo_label,
+    train_joint,
+    write_pseudo_labels,
+)
+from tests.conftest import write_image_folder
+
+
+class _Fixed(keras.layers.Layer):
+    """Outputs a fixed probability row per image, chosen by the image's mean red value."""
+
+    def __init__(self, table, **kw):
+        super().__init__(**kw)
+        self.table = np.asarray(table, np.float32)
+
+    def call(self, x):
+        red = keras.ops.mean(x[..., 0], axis=(1, 2))
+        idx = keras.ops.cast(keras.ops.clip(red / 256.0 * len(self.table), 0, len(self.table) - 1), "int32")
+        return keras.ops.take(keras.ops.convert_to_tensor(self.table), idx, axis=0)
+
+
+def _solid_images(tmp_path, reds):
+    from PIL import Image
+
+    paths = []
+    for i, r in enumerate(reds):
+        p = tmp_path / f"img_{i}.png"
+        Image.fromarray(np.full((8, 8, 3), (r, 0, 0), np.uint8)).save(p)
+        paths.append(str(p))
+    return paths
+
+
+def test_hide_labels_keeps_a_share_per_class_and_returns_the_truth():
+    m = Manifest([f"{i}.png" for i in range(30)], np.repeat([0, 1, 2], 10), ["a", "b", "c"])
+    lab, pool, truth = hide_labels(m, 0.8, seed=1)
+    assert lab.class_counts().tolist() == [2, 2, 2]
+    assert len(pool) == 24 and (pool.labels == UNLABELLED).all()
+    original = dict(zip(m.paths, m.labels))
+    assert [original[p] for p in pool.paths] == truth.tolist()
+    assert not set(lab.paths) & set(pool.paths)
+    with pytest.raises(ManifestError, match="fraction"):
+        hide_labels(m, 1.0)
+
+
+def test_load_unlabelled_flat_folder_and_class_folders(tmp_path):
+    flat = tmp_path / "flat"
+    (flat / "sub").mkdir(parents=True)
+    _solid_images(flat, [10, 20])
+    _solid_images(flat / "sub", [30])
+    (flat / "notes.txt").write_text("x")
+    pool, truth = load_unlabelled(flat, ["cod", "eel"])
+    assert len(pool) == 3 and truth is None and (pool.labels == UNLABELLED).all()
+    folder = write_image_folder(tmp_path / "classes", classes=("eel",), per_class=2)
+    pool, truth = load_unlabelled(folder, ["cod", "eel"])
+    assert truth.tolist() == [1, 1] and pool.class_names == ["cod", "eel"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ManifestError, match="no images"):
+        load_unlabelled(tmp_path / "empty", ["cod"])
+
+
+def test_pseudo_label_accuracy_equals_the_true_agreement(tmp_path):
+    # red 0-63 -> class 0 (0.9), 64-127 -> class 1 (0.6), 128-191 -> class 1 (0.95), 192+ -> class 0 (0.85)
+    table = [[0.9, 0.1], [0.4, 0.6], [0.05, 0.95], [0.85, 0.15]]
+    inp = keras.Input((8, 8, 3), name="image")
+    model = keras.Model(inp, _Fixed(table)(inp))
+    reds = [10, 20, 100, 150, 160, 200, 210]
+    truth = np.array([0, 1, 1, 1, 0, 1, -1])
+    pool = Manifest(_solid_images(tmp_path, reds), np.full(7, -1), ["cod", "eel"])
+    kept, stats = pseudo_label(model, pool, threshold=0.8, true_labels=truth, batch_size=4)
+    pred = np.array([0, 0, 1, 1, 1, 0, 0])
+    conf = np.array([0.9, 0.9, 0.6, 0.95, 0.95, 0.85, 0.85])
+    keep = conf >= 0.8
+    known = keep & (truth >= 0)
+    assert stats.n_kept == keep.sum() == len(kept) == 6
+    assert kept.labels.tolist() == pred[keep].tolist()
+    assert stats.n_known == known.sum()
+    assert stats.accuracy == pytest.approx((pred[known] == truth[known]).mean())
+    per = {r["name"]: r for r in stats.per_class}
+    assert per["cod"]["kept"] == 4 and per["cod"]["correct"] == 1 and per["cod"]["known"] == 3
+    assert per["eel"]["kept"] == 2 and per["eel"]["accuracy"] == pytest.approx(0.5)
+    assert stats.accuracy_all == pytest.approx((pred[truth >= 0] == truth[truth >= 0]).mean())
+    assert "| **all** |" in stats.to_markdown()
+    out = write_pseudo_labels((kept, stats), tmp_path / "pl.csv")
+    rows = list(csv.DictReader(open(out)))
+    assert len(rows) == 6 and rows[0]["label"] == "cod"
+    # A labelled set passed as the pool: its own labels are the truth.
+    lab = Manifest(pool.paths[:6], truth[:6], ["cod", "eel"])
+    _, s2 = pseudo_label(model, lab, threshold=0.0)
+    assert s2.accuracy == pytest.approx((pred[:6] == truth[:6]).mean())
+
+
+def test_joint_training_masks_the_unlabelled_rows(tmp_path):
+    folder = write_image_folder(tmp_path / "d", classes=("cod", "eel"), per_class=6, size=(16, 16))
+    m = sources.load(folder)
+    lab, pool, truth = hide_labels(m, 0.5, seed=0)
+    ds = joint_dataset(lab, pool, 16, 4, seed=0)
+    n_lab = n_unlab = 0
+    for x, y, w in ds:
+        assert x.shape[1:] == (16, 16, 3) and w["reconstruction"].shape[1:] == (1, 1)
+        lw = w["label"].numpy()
+        n_lab += int((lw == 1).sum())
+        n_unlab += int((lw == 0).sum())
+        assert float(y["reconstruction"].numpy().max()) <= 1.0
+    assert (n_lab, n_unlab) == (len(lab), len(pool))
+    model = build_autoencoder(2, 16, filters=(4, 8, 8), dense_units=8)
+    val = joint_dataset(lab, None, 16, 4, training=False)
+    result = train_joint(model, ds, val, tmp_path / "run", epochs=1, learning_rate=1e-3, verbose=0)
+    assert result.best_path is not None and result.best_path.is_file()
+    row = result.history[0]
+    assert {"val_label_accuracy", "reconstruction_loss", "learning_rate"} <= set(row)
+    kept, stats = pseudo_label(result.model, pool, threshold=0.0, true_labels=truth)
+    assert stats.n_kept == len(pool) and stats.accuracy is not None
+
+
+def test_mixed_dataset_yields_every_image_once(tmp_path):
+    folder = write_image_folder(tmp_path / "d", classes=("cod", "eel"), per_class=5, size=(16, 16))
+    m = sources.load(folder)
+    a, b = m.subset(np.arange(4)), m.subset(np.arange(4, 10))
+    ds = mixed_dataset([(a, "r1"), (b, "r1_pseudo")], 16, 3, seed=0)
+    labels = np.concatenate([y.numpy() for _, y in ds])
+    assert sorted(labels.tolist()) == sorted(m.labels.tolist())
