@@ -12,10 +12,16 @@ Measures, on one dataset (default: the embedded fish demo, 300 images):
 and prints images/s of each and the ratio frozen epoch / head epoch. Speed does not depend on the
 weights' values, so the backbone is built with ``weights=None`` (no download, no weight file).
 
+``--quickstart`` also runs the README's quick start (``recipes.quickstart`` with its defaults:
+EfficientNet-Lite0 with its real ImageNet weights, two phases, on the demo data) and reports its
+wall time, CPU time, test accuracy against the majority baseline and the number of test images:
+the figures the README quotes.
+
 Usage::
 
     python benchmarks/feature_cache.py                      # demo data, 224 px
     python benchmarks/feature_cache.py --data DIR --backbone resnet18 --size 160 --json out.json
+    python benchmarks/feature_cache.py --quickstart --json bench.json   # + the quick start result
 """
 
 from __future__ import annotations
@@ -109,6 +115,44 @@ def run(data: str, backbone: str | None, size: int, batch_size: int, head_epochs
     }
 
 
+def quickstart_result(out: str = "runs", name: str | None = None) -> dict:
+    """Run the quick start with its defaults and return the README's figures.
+
+    Args:
+        out: the runs folder (``--out`` of the recipe).
+        name: the run's name (default: a timestamp).
+
+    Returns:
+        ``wall_s``, ``cpu_s`` (user + system time of this process), ``test_accuracy``,
+        ``majority_baseline``, ``test_images``, ``val_accuracy``, ``epochs``, ``report`` and the
+        settings that matter (backbone, weights, image size, epochs per phase).
+    """
+    from recipes.quickstart import QuickstartConfig
+    from recipes.quickstart import run as run_quickstart
+
+    config = QuickstartConfig(out=out, name=name)
+    t, cpu = time.perf_counter(), time.process_time()
+    result = run_quickstart(config)
+    wall, cpu = time.perf_counter() - t, time.process_time() - cpu
+    test = result.test
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "cpu_count": os.cpu_count(),
+        "test_accuracy": test["accuracy"],
+        "majority_baseline": test["majority_baseline"],
+        "test_images": test["n"],
+        "val_accuracy": result.metrics.get("val", {}).get("accuracy"),
+        "epochs": len(result.history),
+        "report": str(result.report_path),
+        "backbone": config.backbone,
+        "weights": config.weights,
+        "image_size": config.image_size,
+        "head_epochs": config.head_epochs,
+        "fine_tune_epochs": config.fine_tune_epochs,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point; prints a table (and writes JSON with ``--json``)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -118,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--head-epochs", type=int, default=20, help="head epochs averaged over")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.add_argument("--quickstart", action="store_true",
+                   help="also run the quick start (a few minutes) and report its result")
+    p.add_argument("--out", default="runs", help="runs folder of the quick start run")
     args = p.parse_args(argv)
     # Keras warns at the end of every epoch over a dataset of unknown length (the pipeline's).
     warnings.filterwarnings("ignore", message="Your input ran out of data")
@@ -135,6 +182,14 @@ def main(argv: list[str] | None = None) -> int:
     for name, s, ips in rows:
         print(f"{name:<38}{s:>10.3f}{ips:>12.1f}")
     print(f"ratio frozen epoch / head epoch: {r['ratio_frozen_over_head']:.0f}x")
+    if args.quickstart:
+        q = quickstart_result(args.out)
+        r["quickstart"] = q
+        print(f"\nquick start ({q['backbone']}, weights={q['weights']}, {q['image_size']} px, "
+              f"{q['head_epochs']} + {q['fine_tune_epochs']} epochs): {q['wall_s']:.0f} s wall, "
+              f"{q['cpu_s']:.0f} s CPU on {q['cpu_count']} CPUs")
+        print(f"test accuracy {q['test_accuracy']:.3f} vs majority baseline "
+              f"{q['majority_baseline']:.3f} on {q['test_images']} test images; report: {q['report']}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(r, f, indent=2)

@@ -155,8 +155,8 @@ def image_dataset(
     """A lazy ``tf.data.Dataset`` of ``(paths [B], images uint8 [B, H, W, 3], errors [B])``.
 
     Decoding and resizing are those of the training pipeline (PIL reading,
-    ``pipeline.resize_image``, rounded to 0–255). An unreadable file gives a black image and its reason in
-    ``errors`` (empty string for good files), so rows stay in input order.
+    ``pipeline.resize_image``, rounded to 0–255). An unreadable file gives a black image and its
+    reason in ``errors`` (empty string for good files), so rows stay in input order.
 
     Args:
         inputs: see :func:`iter_image_paths`.
@@ -578,6 +578,10 @@ def predict(
         >>> r.labels()[:2], r.skipped                                                  # doctest: +SKIP
         (['cod', 'ray'], [('new_photos/broken.jpg', 'empty file (0 bytes)')])
     """
+    if tta is not None:
+        from keras_species.evaluation.tta import resolve_transforms
+
+        tta = resolve_transforms(tta.split(",") if isinstance(tta, str) and "," in tta else tta)
     predictor = open_predictor(model_or_path, labels=labels, image_size=image_size)
     lmap = predictor.label_map
     thr = _thresholds(lmap, thresholds)
@@ -632,9 +636,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="predictions.csv",
                         help="CSV to write (default predictions.csv)")
     parser.add_argument("--top-k", type=int, default=5, help="classes per row (single-label)")
-    parser.add_argument("--tta", nargs="?", const="flips", default=None, metavar="PRESET",
-                        help="test-time augmentation: flips (default when given), hflip, "
-                             "flips_rot90, five_crop")
+    parser.add_argument("--tta", default=None, metavar="PRESET",
+                        help="test-time augmentation preset: hflip, flips, flips_rot90, five_crop "
+                             "(or transforms joined by commas, e.g. identity,rot90)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--image-size", type=int, nargs="+", default=None, metavar="PX",
                         help="H or H W, for models whose input size is not fixed")

@@ -176,7 +176,7 @@ def start_run(recipe: str, config: Any) -> tuple[RunFolder, Any]:
         given = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
         changed = [
             f.name for f in dataclasses.fields(stored)
-            if f.name not in RUN_CONTROL_FIELDS + ("resume",)
+            if f.name not in RUN_CONTROL_FIELDS
             and config_to_dict(getattr(stored, f.name)) != config_to_dict(given[f.name])
             and config_to_dict(given[f.name]) != config_to_dict(_default(type(config), f.name))
         ]
@@ -187,8 +187,8 @@ def start_run(recipe: str, config: Any) -> tuple[RunFolder, Any]:
                 stacklevel=2,
             )
         keep = {n: given[n] for n in RUN_CONTROL_FIELDS if n in given}
-        keep["name"] = run.path.name
-        config = dataclasses.replace(stored, resume=True, **keep)
+        keep.update(name=run.path.name, resume=True)
+        config = dataclasses.replace(stored, **keep)
     else:
         run = RunFolder.create(recipe, name=config.name, root=out)
         for stale in ("split.csv", "metrics.json", "predictions.csv", "report.md"):
@@ -559,6 +559,8 @@ def recipe_main(
     """
     parser = config_parser(config_cls, prog=prog, description=description)
     config = parse_config(config_cls, argv, parser=parser)
+    # Keras warns after every epoch over a dataset of unknown length (the pipeline skips bad files)
+    warnings.filterwarnings("ignore", message="Your input ran out of data")
     try:
         result = run(config)
     except _user_errors() as err:

@@ -327,8 +327,8 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
         extra_metrics={
             "crossval": cv.summary(),
             "folds": cv.fold_rows(),
-            "variants": {n: r.summary() for n, r in results.items()},
-            **({"comparison": comparison} if comparison else {}),
+            **({"variants": {n: r.summary() for n, r in results.items()},
+                "comparison": comparison} if comparison else {}),
             **({"added_classes": added} if added else {}),
         },
         extra_sections=sections,

@@ -209,15 +209,28 @@ def test_model_without_label_map(tmp_path, folder):
         assert predict(plain, folder, labels=["x", "y", "z"]).class_names == ["x", "y", "z"]
 
 
+def test_plain_keras_saved_model_with_labels(model, folder, tmp_path):
+    model.export(str(tmp_path / "plain_sm"), format="tf_saved_model", verbose=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        with pytest.raises(LabelMapError, match="labels"):
+            predict(tmp_path / "plain_sm", folder)
+        result = predict(tmp_path / "plain_sm", folder, labels=NAMES)
+        expected = predict(model, folder)
+    assert result.class_names == NAMES
+    assert np.abs(result.probabilities - expected.probabilities).max() <= 1e-5
+
+
 def test_cli(model, folder, tmp_path, capsys):
     model.save(tmp_path / "m.keras")
     out = tmp_path / "cli.csv"
     code = cli.main(["predict", str(tmp_path / "m.keras"), str(folder), "--out", str(out),
-                     "--top-k", "3", "--batch-size", "4", "--tta"])
+                     "--top-k", "3", "--batch-size", "4", "--tta", "flips"])
     assert code == 0
     rows = _read_csv(out)
     assert len(rows) == 13 and "label_3" in rows[0]
     err = capsys.readouterr().err
     assert "skipped 1 unreadable" in err and "broken.png" in err
     assert cli.main(["predict", str(tmp_path / "nope.keras"), str(folder)]) == 2
+    assert cli.main(["predict", str(tmp_path / "m.keras"), str(folder), "--tta", "spin"]) == 2
     assert cli.main(["predict", str(tmp_path / "m.keras"), str(tmp_path / "none")]) == 2

@@ -132,12 +132,13 @@ def add_classes(
             f"{clash} already are classes of the data; --add-class adds new classes only "
             "(rename the folder if it is a different class)"
         )
-    if new.groups is None:
-        new = new.subset(np.arange(len(new)))
-        new.groups = list(new.paths)
+    if group_aware and base.groups is None:
+        raise ManifestError("group_aware=True needs group ids in the base manifest")
+    new = new.subset(np.arange(len(new)))
     if base.groups is None:
-        base = base.subset(np.arange(len(base)))
-        base.groups = list(base.paths)
+        new.groups = None  # the result has groups only when the base data had them
+    elif new.groups is None:
+        new.groups = list(new.paths)  # each new image its own group
     merged = base.merge(new)
     n_old = len(base)
     # Split the merged data (one call, so the library's per-class rules and group handling apply)

@@ -364,6 +364,8 @@ def evaluate_and_report(
     else:
         test_m = manifest
     names = list(class_names or manifest.class_names)
+    if isinstance(history, (str, os.PathLike)) and not Path(history).is_file():
+        history = None  # no epoch was run (e.g. evaluating a loaded model)
 
     pred = predict_manifest(model, test_m, image_size=image_size, batch_size=batch_size, output=output)
     val_pred = None

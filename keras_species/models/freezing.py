@@ -172,9 +172,7 @@ def set_trainable(
             if isinstance(layer, keras.layers.BatchNormalization) and freeze_bn:
                 keep = False
             layer.trainable = keep
-    first = next(
-        (layer.name for layer in layers[start:] if layer.trainable_weights), None
-    )
+    first = next((layer.name for layer in layers[start:] if layer.trainable_weights), None)
     return {
         "mode": mode,
         "unit": unit if mode == "last_n" else None,

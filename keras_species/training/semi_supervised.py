@@ -311,7 +311,7 @@ def train_joint(
                                       restore_best_weights=True),
     ]
     model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks,
-              verbose=verbose)
+              verbose=verbose, shuffle=False)
     best = run.best_model_path if run.best_model_path.is_file() else None
     shutil.rmtree(run.path / "backup", ignore_errors=True)
     return TrainResult(history=read_history(run.history_path), best_path=best, model=model,

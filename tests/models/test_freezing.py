@@ -63,7 +63,12 @@ def test_frozen_batchnorm_statistics_do_not_move(r18):
 def test_last_4_conv_layers_of_vgg16(vgg16):
     """R5: fine-tune the last 4 conv layers of VGG16 plus the dense top."""
     summary = set_trainable(vgg16, "last_n", n=4, unit="conv")
-    assert _trainable_names(vgg16) == ["block4_conv3", "block5_conv1", "block5_conv2", "block5_conv3"]
+    assert _trainable_names(vgg16) == [
+        "block4_conv3",
+        "block5_conv1",
+        "block5_conv2",
+        "block5_conv3",
+    ]
     assert summary["first_trainable_backbone_layer"] == "block4_conv3"
     assert _head_trainable(vgg16)
 
@@ -81,14 +86,18 @@ def test_last_layers_skip_batchnorm(r18):
     assert _trainable_names(r18) == ["stage4_block2_conv1", "stage4_block2_conv2"]
     set_trainable(r18, "last_n", n=2, unit="layers", train_batchnorm=True)
     assert _trainable_names(r18) == [
-        "stage4_block2_conv1", "stage4_block2_bn1", "stage4_block2_conv2", "stage4_block2_bn2",
+        "stage4_block2_conv1",
+        "stage4_block2_bn1",
+        "stage4_block2_conv2",
+        "stage4_block2_bn2",
     ]
 
 
 def test_last_zero_equals_frozen(vgg16):
-    assert set_trainable(vgg16, "last_n", n=0)["trainable_params"] == set_trainable(
-        vgg16, "frozen"
-    )["trainable_params"]
+    assert (
+        set_trainable(vgg16, "last_n", n=0)["trainable_params"]
+        == set_trainable(vgg16, "frozen")["trainable_params"]
+    )
 
 
 def test_model_without_backbone():

@@ -30,8 +30,9 @@ def test_matches_keras_preprocess_input(backbone, module):
     np.testing.assert_allclose(np.asarray(layer(X)), expected, rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize("backbone", ["convnext_tiny", "efficientnet_b0", "efficientnetv2_b0",
-                                      "mobilenet_v3_small"])
+@pytest.mark.parametrize(
+    "backbone", ["convnext_tiny", "efficientnet_b0", "efficientnetv2_b0", "mobilenet_v3_small"]
+)
 def test_backbones_with_their_own_preprocessing(backbone):
     assert get_backbone(backbone).preprocessing == "none"
 

@@ -24,8 +24,11 @@ def _trainable(model) -> int:
 
 @pytest.mark.parametrize(
     "name",
-    ["resnet18", pytest.param("resnet34", marks=pytest.mark.slow),
-     pytest.param("wide_resnet50_2", marks=pytest.mark.slow)],
+    [
+        "resnet18",
+        pytest.param("resnet34", marks=pytest.mark.slow),
+        pytest.param("wide_resnet50_2", marks=pytest.mark.slow),
+    ],
 )
 def test_parameter_count_matches_torchvision(name):
     model = build_backbone(name, 64)

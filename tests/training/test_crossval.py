@@ -20,6 +20,16 @@ from keras_species.training.crossval import (
 from tests.conftest import write_image_folder
 
 
+@pytest.fixture(autouse=True)
+def eager():
+    """Tiny runs: executing eagerly is faster than tracing the train step of every fold."""
+    import tensorflow as tf
+
+    tf.config.run_functions_eagerly(True)
+    yield
+    tf.config.run_functions_eagerly(False)
+
+
 def _data(tmp_path, per_class=8):
     root = write_image_folder(tmp_path / "img", per_class=per_class, groups_per_class=4)
     m = sources.load(root, group_regex=r"fish_(\d+)_")

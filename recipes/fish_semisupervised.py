@@ -1,0 +1,396 @@
+"""Semi-supervised fish classification: few labelled images, many unlabelled ones (R1).
+
+Method (R1: 15 species, 150 labelled and 43,156 unlabelled images):
+
+- Data: a small labelled set (``--labelled``) and a pool of unlabelled images (``--unlabelled``,
+  a folder). By default the embedded fish demo with the labels of 80% of each class's images
+  hidden (``--hide-labels 0.8``): those images form the pool, and because their true labels are
+  known the report can measure how accurate the pseudo-labels are. Images 224×224, scaled to
+  [-1, 1] by the models (R1's (x − 0.5)/0.5; the ResNets use their own ImageNet scaling).
+- Validation split of the labelled set: *systematic*, the first 2 of every 10 images of a class
+  (sorted by file name) → 2 per class, 80/20. R1 had no test split: every model is scored on this
+  validation split (and, when the pool's true labels are known, on the pool too).
+- Model 1: ResNet18 (ImageNet) with a linear head, Adam 1e-2, 30 epochs, batch 32, the epoch of
+  best validation accuracy kept. Augmentation: horizontal flip, rotation ±30° (``r1``).
+- Model 2: the convolutional autoencoder with a classifier on its encoding, trained jointly: MSE
+  reconstruction on every image (labelled and unlabelled), cross-entropy only on labelled ones
+  (the classification loss of an unlabelled image is masked by a per-output sample weight of 0);
+  Adam 1e-4, 40 epochs, batch 128, same augmentation.
+- Models 3 and 4: model 2 labels the pool; predictions of confidence ≥ 0.8 are kept
+  (``pseudo_labels.csv``; kept counts and their accuracy per class in the report). The kept images
+  plus the labelled training images form the combined set (random 75/25 split, batch 64;
+  pseudo-labelled images augmented with rotation ±45°, ``r1_pseudo``). Phase 1 fine-tunes the
+  whole ResNet50 (model 3) / ResNet18 (model 4) on it, Adam 1e-5, 25 epochs; phase 2 starts from
+  the best phase-1 epoch and trains only the classifier on the small labelled set, Adam 1e-2, 30
+  epochs. BatchNorm layers of the backbones stay in inference mode (``--train-batchnorm``).
+
+``--stages 1,2,3,4`` picks the models (3 and 4 need model 2's pseudo-labels: stage 2 then runs
+too). Offline, ResNet18's ImageNet weights come from a converted local file (``--weights
+FILE``); ``--weights none`` trains from scratch.
+
+Run::
+
+    python -m recipes.fish_semisupervised --weights none --image-size 64 --stages 1,2,4
+    python -m recipes.fish_semisupervised --labelled fish_labelled/ --unlabelled fish_pool/
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from keras_species.recipe import (
+    RunResult,
+    RunSettings,
+    check_weights,
+    data_section,
+    load_best_model,
+    recipe_main,
+    start_run,
+    weights_setting,
+)
+
+RECIPE = "fish_semisupervised"
+R1_SCORES = {"model1": 0.810, "model2": 0.837, "model3": 0.905, "model4": 0.864}
+"""R1's validation accuracies (on its data), shown next to ours."""
+
+
+def _h(text: str) -> dict:
+    return {"help": text}
+
+
+@dataclass
+class FishSemiSupervisedConfig(RunSettings):
+    """R1: ResNet18, a jointly trained autoencoder, and pseudo-labelled fine-tuning."""
+
+    # data
+    labelled: str = field(default="demo", metadata=_h("labelled images: demo, a folder of class folders, a CSV, a COCO JSON"))
+    unlabelled: str | None = field(default=None, metadata=_h("folder of unlabelled images (class subfolders, if any, are kept as hidden true labels)"))
+    hide_labels: float | None = field(default=None, metadata=_h(
+        "hide the labels of this share of each class of --labelled and use those images as the pool "
+        "(none: 0.8 without --unlabelled, 0 with it)"))
+    group_regex: str | None = field(default=None, metadata=_h("regex whose first group is an image's group id"))
+    stages: str = field(default="1,2,3,4", metadata=_h("models to train, e.g. 1,2,3,4 or 2,4 (3 and 4 need 2)"))
+    image_size: int = field(default=224, metadata=_h("input side in pixels (R1: 224; a multiple of 8)"))
+    weights: str = field(default="imagenet", metadata=_h("backbone weights of models 1, 3, 4: imagenet, none, or a local .weights.h5"))
+    augment: str = field(default="r1", metadata=_h("augmentation of labelled (and unlabelled) images: flip + rotation 30"))
+    pseudo_augment: str = field(default="r1_pseudo", metadata=_h("augmentation of pseudo-labelled images: flip + rotation 45"))
+    cache: Literal["memory", "none"] = field(default="memory", metadata=_h("keep decoded images in memory"))
+    train_batchnorm: bool = field(default=False, metadata=_h("let the backbones' BatchNorm layers train"))
+    # model 1
+    model1_backbone: str = field(default="resnet18", metadata=_h("model 1 backbone"))
+    model1_epochs: int = field(default=30, metadata=_h("model 1 epochs"))
+    model1_learning_rate: float = field(default=1e-2, metadata=_h("model 1 Adam learning rate"))
+    batch_size: int = field(default=32, metadata=_h("batch size of models 1 and phase 2 (labelled set)"))
+    # model 2
+    ae_filters: tuple[int, int, int] = field(default=(32, 64, 128), metadata=_h("encoder conv filters"))
+    ae_dense_units: int = field(default=256, metadata=_h("hidden Dense units of the autoencoder's classifier"))
+    ae_pooling: Literal["flatten", "avg"] = field(default="flatten", metadata=_h("how the classifier reads the encoding"))
+    ae_epochs: int = field(default=40, metadata=_h("model 2 epochs"))
+    ae_learning_rate: float = field(default=1e-4, metadata=_h("model 2 Adam learning rate"))
+    ae_batch_size: int = field(default=128, metadata=_h("model 2 batch size"))
+    ae_label_weight: float = field(default=1.0, metadata=_h("weight of the cross-entropy term (MSE has 1)"))
+    # models 3 and 4
+    pseudo_threshold: float = field(default=0.8, metadata=_h("keep pseudo-labels of at least this confidence"))
+    combined_val_fraction: float = field(default=0.25, metadata=_h("validation share of the combined set (random split)"))
+    combined_batch_size: int = field(default=64, metadata=_h("batch size on the combined set"))
+    model3_backbone: str = field(default="resnet50", metadata=_h("model 3 backbone"))
+    model4_backbone: str = field(default="resnet18", metadata=_h("model 4 backbone"))
+    phase1_epochs: int = field(default=25, metadata=_h("phase 1 epochs (whole network, combined set)"))
+    phase1_learning_rate: float = field(default=1e-5, metadata=_h("phase 1 Adam learning rate"))
+    phase2_epochs: int = field(default=30, metadata=_h("phase 2 epochs (classifier only, labelled set)"))
+    phase2_learning_rate: float = field(default=1e-2, metadata=_h("phase 2 Adam learning rate"))
+
+
+@dataclass
+class FishSemiSupervisedResult(RunResult):
+    """:class:`~keras_species.recipe.RunResult` plus the per-model rows and the pseudo-labels.
+
+    Attributes:
+        models: one row per model run (``model``, ``val_acc``, ``val_loss``, ``pool_acc``...).
+        pseudo_labels: ``PseudoLabelStats.to_dict()`` (None when stage 2 did not run).
+        best: name of the model of best validation accuracy.
+    """
+
+    models: list[dict] = field(default_factory=list)
+    pseudo_labels: dict | None = None
+    best: str = ""
+
+
+def stage_list(stages: str | int | Sequence[int | str]) -> list[int]:
+    """The stages to run, sorted, with stage 2 added when 3 or 4 need its pseudo-labels.
+
+    Args:
+        stages: e.g. ``"1,2,3,4"``, ``"1 3"`` or ``(1, 4)``.
+
+    Returns:
+        The sorted stage numbers.
+
+    Raises:
+        ValueError: a stage outside 1–4.
+
+    Example:
+        >>> stage_list("1,4")
+        [1, 2, 4]
+    """
+    if isinstance(stages, str | int):
+        stages = [stages]
+    out: set[int] = set()
+    for s in stages:
+        for part in str(s).replace(",", " ").split():
+            if part not in ("1", "2", "3", "4"):
+                raise ValueError(f"--stages {part!r}: choose among 1, 2, 3, 4")
+            out.add(int(part))
+    if not out:
+        raise ValueError("--stages is empty: choose among 1, 2, 3, 4")
+    if out & {3, 4}:
+        out.add(2)
+    return sorted(out)
+
+
+def _pool(config: FishSemiSupervisedConfig):
+    """Labelled manifest, pool and the pool's true labels (None when unknown)."""
+    import numpy as np
+
+    from keras_species.data import sources
+    from keras_species.training.semi_supervised import hide_labels, load_unlabelled
+
+    options = {"group_regex": config.group_regex} if config.group_regex else {}
+    m = sources.load(config.labelled, **options)
+    m = m.subset(m.labelled_mask)
+    fraction = config.hide_labels
+    if fraction is None:
+        fraction = 0.0 if config.unlabelled else 0.8
+    pool, truth = None, None
+    if fraction > 0:
+        m, pool, truth = hide_labels(m, fraction, seed=config.seed)
+    if config.unlabelled:
+        extra, extra_truth = load_unlabelled(config.unlabelled, m.class_names)
+        if pool is None:
+            pool, truth = extra, extra_truth
+        else:
+            t2 = extra_truth if extra_truth is not None else np.full(len(extra), -1)
+            pool = pool.merge(extra)
+            truth = np.r_[truth, t2]
+    if pool is None:
+        raise ValueError("no unlabelled pool: give --unlabelled or --hide-labels > 0")
+    return m, pool, truth
+
+
+def run(config: FishSemiSupervisedConfig | None = None) -> FishSemiSupervisedResult:
+    """Train the models of ``config.stages`` and write the comparison report.
+
+    Args:
+        config: the settings (default: R1's).
+
+    Returns:
+        A :class:`FishSemiSupervisedResult`. The run folder holds ``config.json``, ``split.csv``,
+        ``model<i>/`` per model (``history.csv``, ``best.keras``, ``metrics.json``,
+        ``predictions.csv``, ``plots/``, ``report.md``; models 3/4 with ``phase1/`` and
+        ``phase2/``), ``pseudo_labels.csv``, ``best.keras`` (the model of best validation
+        accuracy, with its class names), ``metrics.json`` and ``report.md``.
+
+    Example:
+        >>> result = run(FishSemiSupervisedConfig(weights="none", image_size=64))  # doctest: +SKIP
+    """
+    import numpy as np
+
+    from keras_species.config import config_to_dict
+    from keras_species.data import splits
+    from keras_species.data.manifest import Manifest
+    from keras_species.data.pipeline import make_dataset
+    from keras_species.data.prepare import build_datasets, prepare_data
+    from keras_species.evaluation.compare import comparison_table
+    from keras_species.evaluation.evaluate import evaluate_and_report
+    from keras_species.evaluation.report import render_report, write_metrics_json
+    from keras_species.models.autoencoder import build_autoencoder
+    from keras_species.models.labels import attach_label_map, find_output_layer
+    from keras_species.training.callbacks import atomic_save_model, write_history
+    from keras_species.training.plan import Phase, train
+    from keras_species.training.semi_supervised import (
+        joint_dataset,
+        mixed_dataset,
+        pseudo_label,
+        train_joint,
+        write_pseudo_labels,
+    )
+    from keras_species.training.transfer import build_transfer_model
+
+    config = config or FishSemiSupervisedConfig()
+    started = time.perf_counter()
+    stages = stage_list(config.stages)
+    backbones = {1: config.model1_backbone, 3: config.model3_backbone, 4: config.model4_backbone}
+    weights = weights_setting(config.weights)
+    for s in stages:
+        if s in backbones:
+            check_weights(backbones[s], weights, config.image_size)
+    run_folder, config = start_run(RECIPE, config)
+    root = run_folder.path
+
+    labelled, pool, truth = _pool(config)
+    prepared = prepare_data(labelled, split="systematic", seed=config.seed,
+                            audit_dir=root / "audit", split_file=root / "split.csv")
+    m = prepared.manifest
+    names = m.class_names
+    size = config.image_size
+    cache = config.cache == "memory"
+    print(f"{prepared.summary()}\nunlabelled pool: {len(pool)} images"
+          + ("" if truth is None else f" ({int((truth >= 0).sum())} with hidden true labels)"))
+    ds = build_datasets(m, size, config.batch_size, augment=config.augment, cache=config.cache,
+                        seed=config.seed, deterministic=config.deterministic)
+
+    rows: list[dict] = []
+    models: dict[str, Any] = {}
+
+    def score(name: str, model, folder: Path, title: str, history, output=None, params=None):
+        ev = evaluate_and_report(
+            model, m, folder, split="val", image_size=size, batch_size=config.batch_size,
+            history=history, title=title, output=output,
+        )
+        row = {"model": name, "params": params or int(model.count_params()),
+               "val_acc": ev.test["accuracy"], "val_loss": ev.test["log_loss"],
+               "r1_val_acc": R1_SCORES[name], "report": f"[{name}/report.md]({name}/report.md)"}
+        if truth is not None:
+            _, s = pseudo_label(model, pool, threshold=0.0, true_labels=truth, image_size=size,
+                                output=output)
+            row["pool_acc"] = s.accuracy
+        rows.append(row)
+        models[name] = model
+        print(f"{name}: val accuracy {row['val_acc']:.3f}"
+              + (f", pool accuracy {row['pool_acc']:.3f}" if row.get("pool_acc") is not None else ""))
+
+    def classifier(backbone: str):
+        model, _ = build_transfer_model(backbone, m.num_classes, input_size=size, weights=weights,
+                                        precision=config.mixed_precision)
+        return model
+
+    def phase(name: str, epochs: int, trainable: str, lr: float) -> Phase:
+        return Phase(name, epochs=epochs, trainable=trainable, optimizer="adam", learning_rate=lr,
+                     monitor="val_accuracy", train_batchnorm=config.train_batchnorm)
+
+    if 1 in stages:
+        model = classifier(config.model1_backbone)
+        trained = train(model, [phase("train", config.model1_epochs, "all", config.model1_learning_rate)],
+                        ds.train, ds.val, root / "model1", resume=config.resume, verbose=config.verbose)
+        score("model1", load_best_model(trained.best_path, trained.model), root / "model1",
+              f"Model 1: {config.model1_backbone}, linear head", root / "model1" / "history.csv")
+
+    pseudo = None
+    if 2 in stages:
+        ae = build_autoencoder(m.num_classes, size, filters=config.ae_filters,
+                               dense_units=config.ae_dense_units, pooling=config.ae_pooling)
+        joint_train = joint_dataset(m.split("train"), pool, size, config.ae_batch_size,
+                                    augment=config.augment, cache=cache, seed=config.seed)
+        joint_val = joint_dataset(m.split("val"), None, size, config.ae_batch_size, training=False)
+        trained = train_joint(ae, joint_train, joint_val, root / "model2", epochs=config.ae_epochs,
+                              learning_rate=config.ae_learning_rate,
+                              label_weight=config.ae_label_weight, verbose=config.verbose)
+        ae = load_best_model(trained.best_path, trained.model)
+        score("model2", ae, root / "model2", "Model 2: autoencoder + classifier, trained jointly",
+              root / "model2" / "history.csv", output="label")
+        pseudo = pseudo_label(ae, pool, threshold=config.pseudo_threshold, true_labels=truth,
+                              image_size=size)
+        write_pseudo_labels(pseudo, root / "pseudo_labels.csv")
+        print(f"pseudo-labels: {pseudo.stats.n_kept} of {pseudo.stats.n_pool} kept"
+              + ("" if pseudo.stats.accuracy is None else f", accuracy {pseudo.stats.accuracy:.3f}"))
+
+    for s in (3, 4):
+        if s not in stages:
+            continue
+        name = f"model{s}"
+        backbone = backbones[s]
+        train_m = m.split("train")
+        combined = Manifest(train_m.paths + pseudo.manifest.paths,
+                            np.r_[train_m.labels, pseudo.manifest.labels], names)
+        frac = config.combined_val_fraction
+        combined = splits.stratified_split(combined, (1 - frac, frac), seed=config.seed,
+                                           names=("train", "val"))
+        is_pseudo = np.arange(len(combined)) >= len(train_m)
+        ctrain = np.array([sp == "train" for sp in combined.splits])
+        train_ds = mixed_dataset(
+            [(combined.subset(ctrain & ~is_pseudo), config.augment),
+             (combined.subset(ctrain & is_pseudo), config.pseudo_augment)],
+            size, config.combined_batch_size, cache=cache, seed=config.seed,
+        )
+        val_ds = make_dataset(combined.split("val"), size, config.combined_batch_size,
+                              training=False, cache=cache)
+        model = classifier(backbone)
+        p1 = train(model, [phase("phase1", config.phase1_epochs, "all", config.phase1_learning_rate)],
+                   train_ds, val_ds, root / name / "phase1", resume=config.resume, verbose=config.verbose)
+        p2 = train(p1.model, [phase("phase2", config.phase2_epochs, "frozen", config.phase2_learning_rate)],
+                   ds.train, ds.val, root / name / "phase2", resume=config.resume, verbose=config.verbose)
+        offset = max((int(r["epoch"]) for r in p1.history), default=0)
+        history = list(p1.history) + [{**r, "epoch": int(r["epoch"]) + offset} for r in p2.history]
+        write_history(root / name / "history.csv", history)
+        score(name, load_best_model(p2.best_path, p2.model), root / name,
+              f"Model {s}: {backbone}, pseudo-labelled fine-tuning then head on the labelled set",
+              root / name / "history.csv")
+
+    best = max(rows, key=lambda r: r["val_acc"])
+    export = models[best["model"]]
+    if find_output_layer(export) is None:
+        export = attach_label_map(export, names, output="label")
+    atomic_save_model(export, run_folder.best_model_path)
+
+    columns = ["model", "params", "val_loss", "val_acc"] + (
+        ["pool_acc"] if truth is not None else []) + ["r1_val_acc", "report"]
+    sections = [data_section(prepared)]
+    sections[0] = ("Data", sections[0][1] + (
+        f"\n\nUnlabelled pool: {len(pool)} images"
+        + ("" if truth is None else f", {int((truth >= 0).sum())} of them with hidden true labels")
+        + ". The systematic split takes no account of groups (as R1): frames of one fish may sit "
+        "on both sides."))
+    sections.append((
+        "Models",
+        "Scores on the labelled validation split (R1's score; R1 had no test split). "
+        + ("`pool_acc`: accuracy on the unlabelled pool, whose true labels are hidden from "
+           "training (transductive). " if truth is not None else "")
+        + "`r1_val_acc`: R1's score on its own data, for reference.\n\n"
+        + comparison_table(rows, columns=columns)
+        + f"\nBest on validation accuracy: **{best['model']}** (saved as `best.keras`).",
+    ))
+    if pseudo is not None:
+        st = pseudo.stats
+        text = (f"Model 2 labelled {st.n_pool} pool images; {st.n_kept} had a confidence of at "
+                f"least {st.threshold:g} and were kept (`pseudo_labels.csv`).")
+        if st.accuracy is not None:
+            text += (f" Their accuracy against the hidden true labels: **{st.accuracy:.3f}** "
+                     f"(all pool predictions, no threshold: {st.accuracy_all:.3f}).")
+        sections.append(("Pseudo-labels", text + "\n\n" + st.to_markdown()))
+    metrics = {
+        "models": rows,
+        "best": best["model"],
+        "val": next(r for r in rows if r["model"] == best["model"]),
+        "pseudo_labels": None if pseudo is None else pseudo.stats.to_dict(),
+        "stages": stages,
+    }
+    write_metrics_json(root / "metrics.json", metrics)
+    render_report(root, title=f"{RECIPE} (R1) — {root.name}", config=config_to_dict(config),
+                  extra_sections=sections)
+    run_folder.write_state({"finished": True, "stages": stages})
+    headline = (f"best: {best['model']} val accuracy {best['val_acc']:.3f} ("
+                + ", ".join(f"{r['model']} {r['val_acc']:.3f}" for r in rows) + ")")
+    if pseudo is not None and pseudo.stats.accuracy is not None:
+        headline += f"; pseudo-labels kept {pseudo.stats.n_kept}, accuracy {pseudo.stats.accuracy:.3f}"
+    return FishSemiSupervisedResult(
+        run_dir=root, report_path=root / "report.md", metrics=metrics,
+        history=[], best_model_path=run_folder.best_model_path,
+        seconds=time.perf_counter() - started, headline=headline, model=export,
+        models=rows, pseudo_labels=metrics["pseudo_labels"], best=best["model"],
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m recipes.fish_semisupervised [flags]``; returns the exit code."""
+    return recipe_main(FishSemiSupervisedConfig, run, argv, prog="python -m recipes.fish_semisupervised",
+                       description=__doc__.splitlines()[0])
+
+
+__all__ = ["RECIPE", "FishSemiSupervisedConfig", "FishSemiSupervisedResult", "stage_list", "run", "main"]
+
+if __name__ == "__main__":
+    sys.exit(main())

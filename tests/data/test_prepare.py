@@ -1,0 +1,104 @@
+"""prepare_data (load → audit → clean → split → saved split) and build_datasets."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from keras_species.data.manifest import ManifestError
+from keras_species.data.prepare import (
+    build_datasets,
+    class_weight_setting,
+    prepare_data,
+)
+from tests.conftest import write_image_folder
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """3 classes x 10 images, 5 groups per class (file names fish_<group>_<i>.png)."""
+    return write_image_folder(tmp_path / "fish", per_class=10, groups_per_class=5, size=(24, 20))
+
+
+def test_group_split_keeps_groups_on_one_side_and_saves_the_split(folder, tmp_path):
+    split_file = tmp_path / "run" / "split.csv"
+    p = prepare_data(folder, group_regex=r"fish_(\d+)_", split="auto", seed=3,
+                     audit_dir=tmp_path / "audit", split_file=split_file)
+    assert p.split_kind == "group"
+    assert p.leakage["groups"] == {} and p.leakage["paths"] == {}
+    assert set(p.manifest.splits) == {"train", "val", "test"}
+    assert (tmp_path / "audit" / "audit.md").is_file()
+    assert p.audit is not None and p.audit.n_images == 30
+    assert split_file.is_file() and p.split_file == split_file
+    assert p.train_counts.sum() == len(p.manifest.split("train"))
+    assert "group split" in p.summary()
+    # a second call reads the same split back (a resumed run), without auditing again
+    again = prepare_data(folder, group_regex=r"fish_(\d+)_", seed=99, split_file=split_file)
+    assert again.split_kind == "loaded" and again.audit is None
+    assert again.manifest.splits == p.manifest.splits
+    assert again.manifest.paths == p.manifest.paths
+
+
+def test_stratified_without_groups_and_ratios(folder):
+    p = prepare_data(folder, split="auto", ratios=(0.8, 0.1, 0.1), seed=0, audit=False)
+    assert p.split_kind == "stratified"
+    counts = {s: p.manifest.splits.count(s) for s in ("train", "val", "test")}
+    assert counts == {"train": 24, "val": 3, "test": 3}
+
+
+def test_cleaning_drops_corrupt_files_and_the_drop_list(folder, tmp_path):
+    bad = folder / "cod" / "fish_0_99.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    listed = sorted((folder / "eel").iterdir())[0]
+    drop = tmp_path / "drop.txt"
+    drop.write_text(f"# stray objects\n{listed.name}\n")
+    p = prepare_data(folder, split="stratified", seed=0, drop=drop)
+    dropped = {d["path"] for d in p.dropped}
+    assert any(x.endswith("fish_0_99.png") for x in dropped)
+    assert any(x.endswith(listed.name) for x in dropped)
+    assert len(p.manifest) == 29  # 31 files: the corrupt one and the listed one dropped
+    assert not any(x.endswith("fish_0_99.png") for x in p.manifest.paths)
+
+
+def test_top_classes_and_bad_split_kind(folder):
+    p = prepare_data(folder, split="stratified", top_classes=2, audit=False)
+    assert p.manifest.num_classes == 2
+    with pytest.raises(ValueError, match="split="):
+        prepare_data(folder, split="random")
+    with pytest.raises(ManifestError):
+        prepare_data(folder / "nope")
+
+
+def test_class_weight_setting(tmp_path):
+    assert class_weight_setting("none") is None
+    assert class_weight_setting(None) is None
+    assert class_weight_setting("Balanced") == "balanced"
+    path = tmp_path / "w.json"
+    path.write_text(json.dumps({"cod": 3.0}))
+    assert class_weight_setting(path) == str(path)
+    with pytest.raises(ValueError, match="balanced"):
+        class_weight_setting(tmp_path / "missing.json")
+
+
+def test_build_datasets_shapes_weights_and_splits(folder, tmp_path):
+    p = prepare_data(folder, split="stratified", seed=0, audit=False)
+    path = tmp_path / "w.json"
+    path.write_text(json.dumps({"ray": 4.0}))
+    ds = build_datasets(p.manifest, 16, 8, augment="r1", class_weight=path, seed=0)
+    images, labels, weights = next(iter(ds.train))
+    assert images.shape[1:] == (16, 16, 3) and images.dtype.name == "float32"
+    assert labels.shape == (8,) and weights.shape == (8,)
+    assert ds.class_weight == str(path)
+    assert ds.class_weights["ray"] > ds.class_weights["cod"]
+    x, y = next(iter(ds.test))  # no weights, no augmentation, manifest order
+    assert x.shape[1:] == (16, 16, 3)
+    np.testing.assert_array_equal(y.numpy(), p.manifest.split("test").labels[: len(y)])
+    plain = build_datasets(p.manifest, (16, 12), 4, class_weight="none", cache="none")
+    assert len(next(iter(plain.train))) == 2 and plain.class_weights is None
+    assert plain.image_size == (16, 12)
+    two = p.manifest.with_splits(["train" if s == "train" else "val" for s in p.manifest.splits])
+    assert build_datasets(two, 16, 4).test is None
+    with pytest.raises(ManifestError, match="split"):
+        build_datasets(p.manifest.with_splits(["val"] * len(p.manifest)), 16, 4)

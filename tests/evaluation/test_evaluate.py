@@ -1,0 +1,120 @@
+"""evaluate_and_report: predictions, metrics.json, predictions.csv, plots and report.md."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from keras_species.data.manifest import Manifest, ManifestError
+from keras_species.data.sources import from_folder
+from keras_species.data.splits import stratified_split
+from keras_species.evaluation.evaluate import evaluate_and_report, predict_manifest
+from tests.conftest import write_image_folder
+
+SIZE = 16
+
+
+def colour_model(num_classes: int = 3, activation: str = "softmax") -> keras.Model:
+    """Mean colour → Dense: fits the generated images' class colours in a few steps."""
+    inp = keras.Input((SIZE, SIZE, 3), name="image")
+    x = keras.layers.Rescaling(1 / 255.0)(inp)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    out = keras.layers.Dense(num_classes, activation=activation, name="label", dtype="float32")(x)
+    return keras.Model(inp, out)
+
+
+@pytest.fixture
+def split_manifest(tmp_path) -> Manifest:
+    root = write_image_folder(tmp_path / "fish", per_class=8, size=(SIZE, SIZE))
+    return stratified_split(from_folder(root), (0.5, 0.25, 0.25), seed=0)
+
+
+def _history(path):
+    path.write_text(
+        "epoch,phase,learning_rate,loss,accuracy,val_loss,val_accuracy\n"
+        "1,head,0.001,1.1,0.4,1.0,0.5\n2,head,0.001,0.9,0.6,0.8,0.6\n"
+        "3,fine_tune,0.0001,0.7,0.8,0.7,0.7\n"
+    )
+    return path
+
+
+def test_single_label_run_folder(split_manifest, tmp_path):
+    run = tmp_path / "runs" / "quickstart" / "t"
+    ev = evaluate_and_report(
+        colour_model(), split_manifest, run, batch_size=4,
+        history=_history(tmp_path / "history.csv"), config={"backbone": "colour", "seed": 0},
+        tta="hflip", extra_metrics={"run": {"train_seconds": 1.5}},
+        extra_sections=[("Data", "30 fish")],
+    )
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics) == {"test", "val", "test_tta", "run"}
+    test = metrics["test"]
+    for key in ("accuracy", "top1_accuracy", "f1_macro", "precision_macro", "recall_weighted",
+                "confusion_matrix", "log_loss", "roc_auc_ovr_macro", "average_precision_macro",
+                "majority_baseline", "per_class"):
+        assert key in test
+    assert test["n"] == len(split_manifest.split("test"))
+    assert test["majority_source"] == "train"  # train counts taken from the split manifest
+    assert metrics["test_tta"]["transforms"] == "hflip" and "accuracy" in metrics["test_tta"]
+    assert metrics["val"]["n"] == len(split_manifest.split("val"))
+    rows = list(csv.DictReader(open(run / "predictions.csv")))
+    assert [r["path"] for r in rows] == split_manifest.split("test").paths
+    assert {"true", "pred", "confidence", "correct", "p_cod"} <= set(rows[0])
+    for name in ("learning_curves", "confusion_matrix", "per_class_f1", "confident_mistakes",
+                 "uncertain_predictions", "pr_curves"):
+        assert (run / "plots" / f"{name}.png").is_file(), name
+        assert name in ev.plots
+    report = (run / "report.md").read_text()
+    assert "## Results (test)" in report and "majority class" in report
+    assert "## Data" in report and "30 fish" in report
+    assert "plots/confusion_matrix.png" in report
+    assert ev.headline().startswith("test accuracy")
+    assert ev.test is metrics["test"] or ev.test == metrics["test"]
+
+
+def test_multilabel_thresholds_tuned_on_val(tmp_path):
+    rng = np.random.default_rng(0)
+    root = write_image_folder(tmp_path / "fish", per_class=6, size=(SIZE, SIZE))
+    single = from_folder(root)
+    hot = np.zeros((len(single), 3), np.uint8)
+    hot[np.arange(len(single)), single.labels] = 1
+    hot[rng.random(len(single)) < 0.3, 0] = 1
+    m = Manifest(single.paths, hot, single.class_names)
+    m = m.with_splits(["train", "val", "test"] * (len(m) // 3))
+    run = tmp_path / "run"
+    ev = evaluate_and_report(colour_model(activation="sigmoid"), m, run, thresholds="global")
+    test = ev.test
+    assert test["task"] == "multilabel"
+    assert {"exact_match", "hamming_loss", "f1_micro", "map", "no_tag_exact_match"} <= set(test)
+    assert isinstance(ev.thresholds, float) and 0 < ev.thresholds < 1
+    assert test["thresholds"] == [ev.thresholds] * 3
+    assert "tuned on the validation split" in (run / "report.md").read_text()
+    assert (run / "plots" / "threshold_curve.png").is_file()
+    assert not (run / "plots" / "confusion_matrix.png").exists()
+    assert ev.headline().startswith("test micro-F1")
+
+
+def test_unsplit_manifest_is_the_test_set_and_bad_files_are_left_out(tmp_path):
+    root = write_image_folder(tmp_path / "fish", per_class=3, size=(SIZE, SIZE))
+    (root / "cod" / "broken.png").write_bytes(b"not an image")
+    m = from_folder(root)
+    with pytest.warns(UserWarning, match="unreadable"):
+        pred = predict_manifest(colour_model(), m, batch_size=4)
+    assert len(pred.manifest) == len(m) - 1 and pred.probs.shape == (len(m) - 1, 3)
+    with pytest.warns(UserWarning, match="unreadable"):
+        ev = evaluate_and_report(colour_model(), m, tmp_path / "r", plots=False,
+                                 history=tmp_path / "no_history.csv")
+    assert ev.test["majority_source"] == "test"
+    assert not (tmp_path / "r" / "plots").exists() or not any((tmp_path / "r" / "plots").iterdir())
+
+
+def test_missing_split_and_unlabelled_errors(split_manifest, tmp_path):
+    with pytest.raises(ManifestError, match="no 'holdout' split"):
+        evaluate_and_report(colour_model(), split_manifest, tmp_path / "r", split="holdout")
+    unlabelled = Manifest(split_manifest.paths, np.full(len(split_manifest), -1), split_manifest.class_names)
+    with pytest.raises(ManifestError, match="no labelled"):
+        evaluate_and_report(colour_model(), unlabelled, tmp_path / "r")

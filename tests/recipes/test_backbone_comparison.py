@@ -1,0 +1,92 @@
+"""recipes.backbone_comparison end to end: two tiny backbones, one table, scatter plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from recipes import backbone_comparison
+from recipes.backbone_comparison import BackboneComparisonConfig, backbone_names, run
+from tests.conftest import write_image_folder
+
+CLASSES = ("cod", "eel", "ray", "gar", "ide", "koi")
+
+
+@pytest.fixture(autouse=True)
+def eager():
+    """Tiny runs: executing eagerly is faster than tracing each backbone's train step."""
+    import tensorflow as tf
+
+    tf.config.run_functions_eagerly(True)
+    yield
+    tf.config.run_functions_eagerly(False)
+
+
+def test_help_lists_every_field(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        backbone_comparison.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for f in BackboneComparisonConfig.__dataclass_fields__:
+        assert "--" + f.replace("_", "-") in out, f
+    assert "--config" in out
+
+
+def test_defaults_are_r2s():
+    c = BackboneComparisonConfig()
+    assert backbone_names(c.backbones) == ["vgg16", "mobilenet_v2", "resnet50", "densenet121"]
+    assert (c.head_epochs, c.fine_tune_epochs, c.monitor, c.weights) == (5, 2, "val_loss",
+                                                                           "imagenet")
+    assert backbone_names(["a,b", "c", "a"]) == ["a", "b", "c"]
+
+
+def test_offline_imagenet_fails_at_once(tmp_path, monkeypatch, capsys):
+    from keras_species.models import weights as weights_mod
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty_keras_home"))
+    monkeypatch.setattr(weights_mod, "host_reachable", lambda *a, **k: False)
+    code = backbone_comparison.main(["--backbones", "mobilenet_v2,resnet50", "--out",
+                                     str(tmp_path / "runs"), "--name", "x"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "ImageNet weights for mobilenet_v2" in err and "cannot be reached" in err
+    assert not (tmp_path / "runs" / "backbone_comparison" / "x").exists()  # nothing started
+
+
+def test_two_backbones_one_table(tmp_path):
+    data = write_image_folder(tmp_path / "data", classes=CLASSES, per_class=6, size=(24, 24))
+    config = BackboneComparisonConfig(
+        data=str(data), out=tmp_path / "runs", name="t", backbones=("resnet18,mobilenet_v3_small",),
+        weights="none", image_size=32, batch_size=16, head_epochs=1, fine_tune_epochs=1,
+        audit=False, verbose=0, mixed_precision="off", ratios=(0.5, 0.17, 0.33),
+    )
+    result = run(config)
+    d = result.run_dir
+    assert [r["model"] for r in result.comparison] == ["resnet18", "mobilenet_v3_small"]
+    for row in result.comparison:
+        for key in ("params", "val_loss", "val_acc", "test_loss", "test_acc", "top5", "macro_auc",
+                    "unique_correct", "unique_wrong"):
+            assert row.get(key) is not None, key
+    # each sample counted as "unique" is right (or wrong) for exactly one of the two models
+    n = result.test["n"]
+    a, b = result.comparison
+    assert a["unique_correct"] == b["unique_wrong"] and a["unique_wrong"] == b["unique_correct"]
+    assert a["unique_correct"] + a["unique_wrong"] <= n
+    assert result.best in ("resnet18", "mobilenet_v3_small")
+    for name in ("config.json", "split.csv", "comparison.csv", "best.keras", "history.csv",
+                 "metrics.json", "report.md", "plots/accuracy_vs_loss.png",
+                 "plots/top5_vs_auc.png", "resnet18/report.md", "resnet18/history.csv",
+                 "mobilenet_v3_small/best.keras", "mobilenet_v3_small/metrics.json"):
+        assert (d / name).exists(), name
+    with open(d / "resnet18" / "history.csv") as f:
+        history = list(csv.DictReader(f))
+    assert [r["phase"] for r in history] == ["head", "fine_tune"] and history[0]["learning_rate"]
+    metrics = json.loads((d / "metrics.json").read_text())
+    assert metrics["best_backbone"] == result.best and len(metrics["comparison"]) == 2
+    report = (d / "report.md").read_text()
+    for text in ("Backbone comparison", "#parameters", "#unique correct", "#unique errors",
+                 "macro AUC", "top-5", "accuracy_vs_loss.png", "top5_vs_auc.png",
+                 "[resnet18](resnet18/report.md)"):
+        assert text in report, text

@@ -1,0 +1,98 @@
+"""recipes.fish_semisupervised end to end on generated fish: hidden labels, pseudo-labels, models."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from recipes.fish_semisupervised import FishSemiSupervisedConfig, run, stage_list
+from tests.conftest import write_image_folder
+
+CLASSES = ("cod", "eel", "ray")
+
+
+def _config(tmp_path: Path, **kw) -> FishSemiSupervisedConfig:
+    data = write_image_folder(tmp_path / "data", classes=CLASSES, per_class=10, size=(24, 24))
+    base = dict(
+        labelled=str(data), hide_labels=0.5, out=tmp_path / "runs", name="t", weights="none",
+        image_size=32, batch_size=8, model1_epochs=1, ae_epochs=1, ae_batch_size=8,
+        ae_filters=(4, 8, 8), ae_dense_units=8, ae_pooling="avg", phase1_epochs=1,
+        phase2_epochs=1, combined_batch_size=8, model3_backbone="resnet18", verbose=0,
+        mixed_precision="off",
+    )
+    base.update(kw)
+    return FishSemiSupervisedConfig(**base)
+
+
+def test_help_lists_every_field():
+    out = subprocess.run([sys.executable, "-m", "recipes.fish_semisupervised", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    for f in FishSemiSupervisedConfig.__dataclass_fields__:
+        assert "--" + f.replace("_", "-") in out, f
+    assert "--config" in out
+
+
+def test_defaults_are_r1s_settings():
+    c = FishSemiSupervisedConfig()
+    assert (c.model1_backbone, c.model1_learning_rate, c.model1_epochs) == ("resnet18", 1e-2, 30)
+    assert (c.ae_learning_rate, c.ae_epochs, c.ae_batch_size) == (1e-4, 40, 128)
+    assert (c.pseudo_threshold, c.model3_backbone, c.phase1_learning_rate) == (0.8, "resnet50", 1e-5)
+    assert (c.phase2_learning_rate, c.augment, c.pseudo_augment) == (1e-2, "r1", "r1_pseudo")
+
+
+def test_stage_list():
+    assert stage_list("1,2,3,4") == [1, 2, 3, 4]
+    assert stage_list("3") == [2, 3]
+    assert stage_list((1,)) == [1]
+    with pytest.raises(ValueError, match="choose among"):
+        stage_list("5")
+
+
+def test_reported_pseudo_label_accuracy_equals_the_true_agreement(tmp_path):
+    config = _config(tmp_path, stages="2", pseudo_threshold=0.34)
+    result = run(config)
+    root = result.run_dir
+    truth = {}
+    for name in CLASSES:
+        for p in (tmp_path / "data" / name).iterdir():
+            truth[str(p.absolute())] = name
+    rows = list(csv.DictReader(open(root / "pseudo_labels.csv")))
+    assert all(float(r["confidence"]) >= 0.34 for r in rows)
+    stats = result.pseudo_labels
+    assert stats["n_pool"] == 15 and stats["n_kept"] == len(rows)
+    if rows:
+        agree = sum(truth[r["path"]] == r["label"] for r in rows) / len(rows)
+        assert stats["accuracy"] == pytest.approx(agree)
+    kept_per_class = {c["name"]: c["kept"] for c in stats["per_class"]}
+    for name in CLASSES:
+        assert kept_per_class[name] == sum(r["label"] == name for r in rows)
+    # The labelled images never reach the pool.
+    labelled = {r["path"] for r in csv.DictReader(
+        line for line in open(root / "split.csv") if not line.startswith("#"))}
+    assert not labelled & {r["path"] for r in rows}
+    report = result.report_path.read_text()
+    assert "## Pseudo-labels" in report and "| **all** |" in report and "model2" in report
+    metrics = json.loads((root / "metrics.json").read_text())
+    assert metrics["best"] == "model2" and metrics["models"][0]["pool_acc"] is not None
+    assert (root / "model2" / "report.md").is_file() and result.best_model_path.is_file()
+
+    from keras_species.predict import predict
+
+    pred = predict(root, [r for r in truth][:2])
+    assert pred.class_names == list(CLASSES)
+
+
+def test_pseudo_labelled_fine_tuning_runs_model_2_then_4(tmp_path):
+    result = run(_config(tmp_path, stages="4", pseudo_threshold=0.0))
+    root = result.run_dir
+    assert [r["model"] for r in result.models] == ["model2", "model4"]
+    assert (root / "model4" / "phase1" / "history.csv").is_file()
+    assert (root / "model4" / "phase2" / "best.keras").is_file()
+    phases = [r["phase"] for r in csv.DictReader(open(root / "model4" / "history.csv"))]
+    assert phases == ["phase1", "phase2"]
+    assert "model4/report.md" in result.report_path.read_text()

@@ -1,0 +1,107 @@
+"""recipes.multilabel_resnet end to end on a generated multi-label CSV: thresholds and baseline."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recipes.multilabel_resnet import MultilabelResNetConfig, one_cycle_phase, run
+
+TAGS = ("fish", "shark", "ray")
+
+
+def write_multilabel_csv(root: Path, n: int = 36, seed: int = 0, with_split: bool = False) -> Path:
+    """Images whose colour channels carry the tags (tag j on → channel j bright); a CSV of sets."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        tags = rng.random(3) < 0.4
+        if i % 6 == 0:
+            tags[:] = False  # some images carry no tag
+        img = np.full((20, 20, 3), 40, np.uint8)
+        img[..., tags] = 220
+        img = np.clip(img + rng.normal(0, 10, img.shape), 0, 255).astype(np.uint8)
+        name = f"img_{i:03d}.png"
+        Image.fromarray(img).save(root / "images" / name)
+        split = ("train", "train", "train", "train", "valid", "test")[i % 6]
+        row = {"filename": name, "labels": ";".join(t for t, on in zip(TAGS, tags) if on)}
+        if with_split:
+            row["split"] = split
+        rows.append(row)
+    path = root / "labels.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def _config(tmp_path: Path, **kw) -> MultilabelResNetConfig:
+    base = dict(out=tmp_path / "runs", name="t", backbone="resnet18", weights="none",
+                image_size=32, batch_size=8, epochs=1, audit=False, verbose=0,
+                mixed_precision="off")
+    base.update(kw)
+    return MultilabelResNetConfig(**base)
+
+
+def test_help_lists_every_field():
+    out = subprocess.run([sys.executable, "-m", "recipes.multilabel_resnet", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    for f in MultilabelResNetConfig.__dataclass_fields__:
+        assert "--" + f.replace("_", "-") in out, f
+
+
+def test_one_cycle_phase_is_r4s_schedule():
+    p = one_cycle_phase(MultilabelResNetConfig())
+    assert (p.optimizer, p.learning_rate, p.weight_decay, p.schedule) == ("sgd", 0.01, 1e-4, "onecycle")
+    sp = p.schedule_params
+    assert 0.01 / sp["div_factor"] / sp["final_div_factor"] == pytest.approx(1e-7)
+    assert (sp["base_momentum"], sp["max_momentum"]) == (0.85, 0.95)
+
+
+def test_thresholds_are_tuned_saved_and_reported(tmp_path):
+    data = write_multilabel_csv(tmp_path / "d", with_split=True)
+    result = run(_config(tmp_path, data=str(data), thresholds="per_class", sanity=("untrained",)))
+    root = result.run_dir
+    metrics = json.loads((root / "metrics.json").read_text())
+    thr = metrics["thresholds"]
+    assert thr["chosen"] == "per_class" and len(thr["saved"]) == 3
+    assert thr["saved"] == [thr["per_class"][t] for t in sorted(TAGS)]
+    assert metrics["test"]["thresholds"] == pytest.approx(thr["saved"])
+    assert set(thr["scores"]) == {"fixed", "global", "per_class"}
+    # The "predict no tag" baseline is reported next to the model.
+    rows = {r["model"]: r for r in metrics["threshold_comparison"]}
+    assert "baseline: predict no tag" in rows and "sanity: untrained" in rows
+    assert rows["baseline: predict no tag"]["test_micro_f1"] == 0.0
+    assert metrics["test"]["no_tag_exact_match"] == pytest.approx(
+        rows["baseline: predict no tag"]["test_exact_match"])
+    report = result.report_path.read_text()
+    assert "## Threshold tuning" in report and "predict no tag" in report
+    # Saved with the model and used by predict.
+    from keras_species.models.labels import label_map
+    from keras_species.predict import predict
+    import keras
+
+    model = keras.saving.load_model(root / "best.keras", compile=False, safe_mode=True)
+    assert label_map(model).thresholds == pytest.approx(thr["saved"])
+    pred = predict(root, str(tmp_path / "d" / "images"))
+    assert pred.multilabel and list(pred.thresholds) == pytest.approx(thr["saved"])
+
+
+def test_iterative_stratification_without_a_split_column(tmp_path):
+    data = write_multilabel_csv(tmp_path / "d", n=30, seed=1)
+    result = run(_config(tmp_path, data=str(data), split="stratified", sanity=("head_only",)))
+    splits = [r["split"] for r in csv.DictReader(
+        line for line in open(result.run_dir / "split.csv") if not line.startswith("#"))]
+    assert {"train", "val", "test"} == set(splits)
+    assert isinstance(result.metrics["thresholds"]["global"], float)
+    assert any(r["model"] == "sanity: head only" for r in result.threshold_rows)

