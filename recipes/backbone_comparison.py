@@ -88,6 +88,8 @@ class BackboneComparisonConfig(RunSettings):
     class_weight: str = field(default="none", metadata=_help(
         "balanced, none, or a JSON file {class name: weight}"))
     cache: str = field(default="memory", metadata=_help("dataset cache: memory, none or a folder"))
+    backbone_plots: bool = field(default=True, metadata=_help(
+        "draw each backbone's own figures in its folder (the best one's are drawn anyway)"))
 
 
 @dataclass
@@ -193,6 +195,7 @@ def run(config: BackboneComparisonConfig) -> BackboneComparisonResult:
         ev = evaluate_and_report(
             best, m, sub, image_size=config.image_size, batch_size=batch,
             history=trained.history, config=config, title=f"{RECIPE} — {name}",
+            plots=config.backbone_plots,
         )
         val = ev.metrics.get("val", {})
         results[name] = {

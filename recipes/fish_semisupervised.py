@@ -157,6 +157,7 @@ def _pool(config: FishSemiSupervisedConfig):
     import numpy as np
 
     from keras_species.data import sources
+    from keras_species.data.manifest import ManifestError
     from keras_species.training.semi_supervised import hide_labels, load_unlabelled
 
     options = {"group_regex": config.group_regex} if config.group_regex else {}
@@ -177,7 +178,7 @@ def _pool(config: FishSemiSupervisedConfig):
             pool = pool.merge(extra)
             truth = np.r_[truth, t2]
     if pool is None:
-        raise ValueError("no unlabelled pool: give --unlabelled or --hide-labels > 0")
+        raise ManifestError("no unlabelled pool: give --unlabelled FOLDER or --hide-labels > 0")
     return m, pool, truth
 
 

@@ -61,6 +61,7 @@ def test_two_backbones_one_table(tmp_path):
         data=str(data), out=tmp_path / "runs", name="t", backbones=("resnet18,mobilenet_v3_small",),
         weights="none", image_size=32, batch_size=16, head_epochs=1, fine_tune_epochs=1,
         audit=False, verbose=0, mixed_precision="off", ratios=(0.5, 0.17, 0.33),
+        backbone_plots=False,
     )
     result = run(config)
     d = result.run_dir
@@ -88,5 +89,6 @@ def test_two_backbones_one_table(tmp_path):
     report = (d / "report.md").read_text()
     for text in ("Backbone comparison", "#parameters", "#unique correct", "#unique errors",
                  "macro AUC", "top-5", "accuracy_vs_loss.png", "top5_vs_auc.png",
+                 "Confusion matrix", "Confident mistakes",
                  "[resnet18](resnet18/report.md)"):
         assert text in report, text

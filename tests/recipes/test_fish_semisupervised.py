@@ -96,3 +96,13 @@ def test_pseudo_labelled_fine_tuning_runs_model_2_then_4(tmp_path):
     phases = [r["phase"] for r in csv.DictReader(open(root / "model4" / "history.csv"))]
     assert phases == ["phase1", "phase2"]
     assert "model4/report.md" in result.report_path.read_text()
+
+
+@pytest.mark.slow
+def test_all_four_models(tmp_path):
+    result = run(_config(tmp_path, stages="1,2,3,4", pseudo_threshold=0.0))
+    assert [r["model"] for r in result.models] == ["model1", "model2", "model3", "model4"]
+    assert result.best in {"model1", "model2", "model3", "model4"}
+    report = result.report_path.read_text()
+    for name in ("model1", "model2", "model3", "model4"):
+        assert f"{name}/report.md" in report

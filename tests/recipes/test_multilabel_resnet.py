@@ -87,9 +87,10 @@ def test_thresholds_are_tuned_saved_and_reported(tmp_path):
     report = result.report_path.read_text()
     assert "## Threshold tuning" in report and "predict no tag" in report
     # Saved with the model and used by predict.
+    import keras
+
     from keras_species.models.labels import label_map
     from keras_species.predict import predict
-    import keras
 
     model = keras.saving.load_model(root / "best.keras", compile=False, safe_mode=True)
     assert label_map(model).thresholds == pytest.approx(thr["saved"])

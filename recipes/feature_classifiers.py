@@ -1,0 +1,323 @@
+"""Classical classifiers on cached backbone features (R2 section D: DenseNet121 → SVC / RF / XGBoost).
+
+Method (R2): run a pretrained backbone (DenseNet121, ImageNet weights) once over every image and
+keep its pooled features (cached on disk: a second run, or another classifier, reads them back);
+fit scikit-learn classifiers on the training split's features: an SVM, a random forest, gradient
+boosting (XGBoost when installed, and scikit-learn's HistGradientBoosting) and logistic
+regression; report accuracy, precision, recall and the confusion matrix of each, and compare them
+in the same table as the backbone comparison (val/test loss and accuracy, top-5, macro AUC,
+unique correct/wrong test samples) with R5's scatter plots. The classifier of best validation
+accuracy gets the full report (per-class table, confusion matrix, confident mistakes, uncertain
+predictions) and is saved as ``classifier.joblib``.
+
+Run::
+
+    python -m recipes.feature_classifiers --data demo
+    python -m recipes.feature_classifiers --backbone efficientnet_lite0 --classifiers svc,logreg
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from keras_species.recipe import (
+    RunResult,
+    RunSettings,
+    check_weights,
+    data_section,
+    recipe_main,
+    start_run,
+    weights_setting,
+)
+
+RECIPE = "feature_classifiers"
+CLASSIFIER_NAMES = {
+    "svc": "SVC (RBF)",
+    "rf": "Random forest",
+    "hgb": "HistGradientBoosting",
+    "xgb": "XGBoost",
+    "logreg": "Logistic regression",
+}
+
+
+def _help(text: str) -> dict:
+    return {"help": text}
+
+
+@dataclass
+class FeatureClassifiersConfig(RunSettings):
+    """Backbone features (cached) → SVC, random forest, gradient boosting, logistic regression (R2 D)."""
+
+    data: str = field(default="demo", metadata=_help(
+        "'demo', a folder of class subfolders, a CSV, an iNat/COCO JSON or a saved manifest"))
+    group_regex: str | None = field(default=None, metadata=_help(
+        "regex of the group id in file names (e.g. 'fish_(\\d+)_'); the demo has its own"))
+    split: Literal["auto", "stratified", "group", "given", "systematic"] = field(
+        default="auto", metadata=_help("how the data is split (auto: group-aware when the data "
+                                       "has groups)"))
+    ratios: tuple[float, float, float] = field(default=(0.69, 0.17, 0.14), metadata=_help(
+        "train/val/test ratios (R2: 6480/1620/1330)"))
+    audit: bool = field(default=True, metadata=_help("audit the images and drop corrupt ones"))
+    backbone: str = field(default="densenet121", metadata=_help(
+        "registry name of the feature extractor (R2: densenet121)"))
+    weights: str = field(default="imagenet", metadata=_help(
+        "imagenet, none (random init) or a local weights file"))
+    image_size: int | None = field(default=None, metadata=_help(
+        "input side in pixels (none: the backbone's own, 224 for densenet121)"))
+    batch_size: int = field(default=32, metadata=_help("images per forward pass"))
+    pooling: Literal["avg", "max", "avgmax"] = field(default="avg", metadata=_help(
+        "pooling of the last feature map"))
+    feature_cache: str = field(default="~/.cache/keras_species/features", metadata=_help(
+        "folder of cached features (none: no cache)"))
+    classifiers: tuple[str, ...] = field(default=("svc", "rf", "hgb", "xgb", "logreg"),
+                                         metadata=_help(
+        "svc, rf, hgb, xgb (skipped when xgboost is not installed), logreg; space- or "
+        "comma-separated"))
+    classifier_params: dict = field(default_factory=dict, metadata=_help(
+        "estimator arguments as JSON, e.g. '{\"svc\": {\"C\": 10}, \"rf\": {\"n_estimators\": 500}}'"))
+    fit_on: Literal["train", "train+val"] = field(default="train", metadata=_help(
+        "fit on the training split (val scores the choice) or on train+val"))
+
+
+@dataclass
+class FeatureClassifiersResult(RunResult):
+    """:class:`~keras_species.recipe.RunResult` plus the per-classifier results.
+
+    Attributes:
+        comparison: one row per classifier (``evaluation.compare.COLUMNS`` keys plus
+            ``precision_macro``, ``recall_macro``, ``f1_macro``, ``fit_seconds``).
+        per_classifier: classifier → its ``single_label_metrics`` on the test split.
+        best: the classifier of best validation accuracy.
+        skipped: classifier → why it was skipped (e.g. xgboost not installed).
+        features_from_cache: whether the features were read from the cache.
+    """
+
+    comparison: list[dict] = field(default_factory=list)
+    per_classifier: dict = field(default_factory=dict, repr=False)
+    best: str = ""
+    skipped: dict = field(default_factory=dict)
+    features_from_cache: bool = False
+
+
+def classifier_names(classifiers: Sequence[str]) -> list[str]:
+    """Classifier keys from ``--classifiers svc,rf hgb`` (commas and spaces both separate).
+
+    Args:
+        classifiers: the field's values.
+
+    Returns:
+        Known keys in order, without duplicates.
+
+    Raises:
+        ValueError: an unknown key.
+
+    Example:
+        >>> classifier_names(["svc,rf", "logreg"])
+        ['svc', 'rf', 'logreg']
+    """
+    names: list[str] = []
+    for item in classifiers:
+        for name in str(item).split(","):
+            name = name.strip().lower()
+            if not name or name in names:
+                continue
+            if name not in CLASSIFIER_NAMES:
+                raise ValueError(f"--classifiers: {name!r} is unknown; choose from "
+                                 f"{', '.join(CLASSIFIER_NAMES)}")
+            names.append(name)
+    if not names:
+        raise ValueError("--classifiers: give at least one classifier")
+    return names
+
+
+def _probs(estimator: Any, features, num_classes: int):
+    """``predict_proba`` placed in all ``num_classes`` columns (a class absent from the training
+    rows has no column of its own in scikit-learn)."""
+    import numpy as np
+
+    out = np.zeros((len(features), num_classes), np.float64)
+    out[:, np.asarray(estimator.classes_, np.int64)] = estimator.predict_proba(features)
+    return out
+
+
+def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
+    """Extract (or read cached) features, fit each classifier, compare them, write the report.
+
+    Args:
+        config: the settings.
+
+    Returns:
+        A :class:`FeatureClassifiersResult`; the run folder holds ``config.json``, ``split.csv``,
+        ``comparison.csv``, ``metrics.json`` (``test``: the best classifier; ``classifiers``:
+        every classifier's scores), ``predictions.csv`` and ``classifier.joblib`` of the best
+        classifier, ``plots/`` (a confusion matrix per classifier, the scatter plots, the best
+        classifier's figures) and ``report.md``.
+    """
+    import joblib
+    import numpy as np
+
+    from keras_species.data.prepare import prepare_data
+    from keras_species.evaluation import plots
+    from keras_species.evaluation import report as report_mod
+    from keras_species.evaluation.compare import compare_models, comparison_table
+    from keras_species.evaluation.metrics import single_label_metrics
+    from keras_species.training.crossval import probs_scores
+    from keras_species.training.features import extract_features, train_sklearn
+
+    started = time.perf_counter()
+    names = classifier_names(config.classifiers)
+    weights = weights_setting(config.weights)
+    check_weights(config.backbone, weights, config.image_size)  # offline ImageNet fails now
+    run_folder, config = start_run(RECIPE, config)
+    prepared = prepare_data(
+        config.data, group_regex=config.group_regex, split=config.split, ratios=config.ratios,
+        seed=config.seed, audit=config.audit, audit_dir=run_folder.path / "audit",
+        split_file=run_folder.path / "split.csv",
+    )
+    m = prepared.manifest
+    cache = None if config.feature_cache.lower() == "none" else config.feature_cache
+    t0 = time.perf_counter()
+    fs = extract_features(m, config.backbone, input_size=config.image_size, weights=weights,
+                          batch_size=config.batch_size, cache_dir=cache, pooling=config.pooling,
+                          verbose=0 if config.verbose == 0 else 1).labelled()
+    extract_seconds = time.perf_counter() - t0
+    train, val, test = fs.split("train"), fs.split("val"), fs.split("test")
+    if config.fit_on == "train+val":
+        train = fs.subset([s in ("train", "val") for s in fs.splits])
+    c, class_names = m.num_classes, list(m.class_names)
+    train_counts = np.bincount(train.labels, minlength=c)
+
+    skipped: dict[str, str] = {}
+    results: dict[str, dict] = {}
+    per_clf: dict[str, dict] = {}
+    estimators: dict[str, Any] = {}
+    cm_plots: list[str] = []
+    for name in names:
+        if name == "xgb" and importlib.util.find_spec("xgboost") is None:
+            skipped[name] = "xgboost is not installed (`pip install xgboost`)"
+            continue
+        params = {"random_state": config.seed, **config.classifier_params.get(name, {})}
+        t0 = time.perf_counter()
+        estimators[name] = train_sklearn(train.features, train.labels, name, **params)
+        fit_seconds = time.perf_counter() - t0
+        p_val = _probs(estimators[name], val.features, c)
+        p_test = _probs(estimators[name], test.features, c)
+        vs = probs_scores(val.labels, p_val, c)
+        per_clf[name] = single_label_metrics(test.labels, p_test, class_names,
+                                             train_counts=train_counts)
+        results[name] = {"probs": p_test, "y_true": test.labels, "val_loss": vs["loss"],
+                         "val_acc": vs["accuracy"], "fit_seconds": fit_seconds}
+        png = plots.plot_confusion_matrix(
+            per_clf[name]["confusion_matrix"], class_names,
+            run_folder.plots_dir / f"confusion_matrix_{name}.png",
+            title=f"Confusion matrix — {CLASSIFIER_NAMES[name]}")
+        cm_plots.append(f"![{name}](plots/{Path(png).name})")
+    if not results:
+        raise ValueError(f"no classifier could run: {skipped}")
+
+    rows = compare_models(results)
+    for row in rows:
+        mt = per_clf[row["model"]]
+        row.update(precision_macro=mt["precision_macro"], recall_macro=mt["recall_macro"],
+                   f1_macro=mt["f1_macro"], fit_seconds=results[row["model"]]["fit_seconds"])
+    columns = ["model", "val_loss", "val_acc", "test_loss", "test_acc", "top5", "macro_auc",
+               "unique_correct", "unique_wrong"]
+    columns = [k for k in columns if any(r.get(k) is not None for r in rows)]
+    scores = ["model", "test_acc", "precision_macro", "recall_macro", "f1_macro", "fit_seconds"]
+    with open(run_folder.path / "comparison.csv", "w") as f:
+        keys = columns + scores[2:]
+        f.write(",".join(keys) + "\n")
+        for row in rows:
+            f.write(",".join("" if row.get(k) is None else str(row[k]) for k in keys) + "\n")
+    plots.plot_accuracy_vs_loss(rows, run_folder.plots_dir / "accuracy_vs_loss.png")
+    plots.plot_top5_vs_auc(rows, run_folder.plots_dir / "top5_vs_auc.png")
+
+    # The full report is the classifier of best validation accuracy (chosen without the test set).
+    best = max(rows, key=lambda r: (r["val_acc"], -r["val_loss"]))["model"]
+    joblib.dump(estimators[best], run_folder.path / "classifier.joblib")
+    test_m = per_clf[best]
+    probs = results[best]["probs"]
+    report_mod.write_predictions_csv(run_folder.predictions_path, test.paths, test.labels, probs,
+                                     class_names)
+    figures = {
+        "confusion_matrix": plots.plot_confusion_matrix(
+            test_m["confusion_matrix"], class_names, run_folder.plots_dir / "confusion_matrix.png"),
+        "per_class_f1": plots.plot_per_class_f1(
+            class_names, [r["f1"] for r in test_m["per_class"]],
+            run_folder.plots_dir / "per_class_f1.png",
+            support=[r["support"] for r in test_m["per_class"]]),
+        "confident_mistakes": plots.plot_confident_mistakes(
+            test.paths, test.labels, probs, class_names,
+            run_folder.plots_dir / "confident_mistakes.png"),
+        "uncertain_predictions": plots.plot_uncertain_predictions(
+            test.paths, test.labels, probs, class_names,
+            run_folder.plots_dir / "uncertain_predictions.png"),
+        "pr_curves": plots.plot_pr_curves(test.labels, probs, class_names,
+                                          run_folder.plots_dir / "pr_curves.png"),
+    }
+    source = "read from the cache" if fs.from_cache else f"computed in {extract_seconds:.1f} s"
+    method = (
+        f"Features: `{config.backbone}` (weights `{config.weights}`, {config.pooling} pooling), "
+        f"{fs.features.shape[1]} values per image, {source}"
+        + (f" (`{fs.cache_path}`)" if fs.cache_path else "") + f". Classifiers fitted on "
+        f"{config.fit_on} ({len(train)} images); validation {len(val)}, test {len(test)}."
+    )
+    sections = [
+        ("Classifiers on backbone features", method + "\n\n" + comparison_table(rows, columns=columns)
+         + "\n![accuracy_vs_loss](plots/accuracy_vs_loss.png)\n\n"
+         "![top5_vs_auc](plots/top5_vs_auc.png)\n"),
+        ("Accuracy, precision and recall per classifier (test)",
+         comparison_table(rows, columns=scores)
+         + f"\nMacro averages. The sections above detail **{best}** (best validation accuracy).\n"),
+        ("Confusion matrix per classifier", "\n\n".join(cm_plots)),
+        data_section(prepared),
+    ]
+    if skipped:
+        sections.append(("Skipped classifiers",
+                         "\n".join(f"- {k}: {v}" for k, v in skipped.items())))
+    metrics = {
+        "test": test_m,
+        "val": {"accuracy": results[best]["val_acc"], "log_loss": results[best]["val_loss"]},
+        "classifiers": {n: {k: per_clf[n][k] for k in ("accuracy", "precision_macro",
+                                                       "recall_macro", "f1_macro", "log_loss",
+                                                       "confusion_matrix")}
+                        for n in per_clf},
+        "comparison": [{k: v for k, v in r.items()} for r in rows],
+        "best_classifier": best,
+        "features": {"backbone": config.backbone, "dim": int(fs.features.shape[1]),
+                     "from_cache": fs.from_cache, "seconds": extract_seconds,
+                     "skipped_images": fs.skipped},
+    }
+    report_mod.write_metrics_json(run_folder.metrics_path, metrics)
+    from keras_species.config import config_to_dict
+
+    report_mod.render_report(
+        run_folder.path, title=f"{RECIPE} — {config.backbone} features (best: {best})",
+        config=config_to_dict(config), metrics=metrics, plots=figures, extra_sections=sections,
+    )
+    run_folder.write_state({"finished": True, "classifiers": list(results)})
+    return FeatureClassifiersResult(
+        run_dir=run_folder.path, report_path=run_folder.report_path, metrics=metrics, history=[],
+        best_model_path=None, seconds=time.perf_counter() - started,
+        headline=(f"best {best}: test accuracy {test_m['accuracy']:.3f} vs majority baseline "
+                  f"{test_m['majority_baseline']:.3f} ({test_m['n']} test images)"),
+        model=estimators[best], comparison=rows, per_classifier=per_clf, best=best,
+        skipped=skipped, features_from_cache=fs.from_cache,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m recipes.feature_classifiers``: parse the flags, run, print the report path."""
+    return recipe_main(FeatureClassifiersConfig, run, argv,
+                       prog="python -m recipes.feature_classifiers",
+                       description=__doc__.splitlines()[0])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""recipes.feature_classifiers end to end: cached features, several classifiers, one table."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from recipes import feature_classifiers
+from recipes.feature_classifiers import FeatureClassifiersConfig, classifier_names, run
+from tests.conftest import write_image_folder
+
+CLASSES = ("cod", "eel", "ray", "gar", "ide", "koi")
+
+
+def test_help_lists_every_field(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        feature_classifiers.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for f in FeatureClassifiersConfig.__dataclass_fields__:
+        assert "--" + f.replace("_", "-") in out, f
+    assert "--config" in out
+
+
+def test_defaults_are_r2s():
+    c = FeatureClassifiersConfig()
+    assert (c.backbone, c.weights) == ("densenet121", "imagenet")
+    assert classifier_names(c.classifiers) == ["svc", "rf", "hgb", "xgb", "logreg"]
+    with pytest.raises(ValueError, match="unknown"):
+        classifier_names(["svm"])
+
+
+def test_offline_imagenet_fails_at_once(tmp_path, monkeypatch, capsys):
+    from keras_species.models import weights as weights_mod
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty_keras_home"))
+    monkeypatch.setattr(weights_mod, "host_reachable", lambda *a, **k: False)
+    code = feature_classifiers.main(["--out", str(tmp_path / "runs"), "--name", "x"])
+    assert code == 2
+    assert "ImageNet weights for densenet121" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "feature_classifiers" / "x").exists()
+
+
+def test_classifiers_on_cached_features(tmp_path):
+    data = write_image_folder(tmp_path / "data", classes=CLASSES, per_class=6, size=(24, 24))
+    config = FeatureClassifiersConfig(
+        data=str(data), out=tmp_path / "runs", name="t", backbone="resnet18", weights="none",
+        image_size=32, batch_size=16, audit=False, verbose=0, mixed_precision="off",
+        ratios=(0.5, 0.17, 0.33), feature_cache=str(tmp_path / "cache"),
+        classifier_params={"rf": {"n_estimators": 20}, "hgb": {"max_iter": 10}},
+    )
+    result = run(config)
+    ran = ["svc", "rf", "hgb", "logreg"]
+    if importlib.util.find_spec("xgboost") is not None:
+        ran.insert(3, "xgb")
+    else:
+        assert "xgboost" in result.skipped["xgb"]
+    assert [r["model"] for r in result.comparison] == ran
+    for row in result.comparison:
+        for key in ("val_loss", "val_acc", "test_loss", "test_acc", "top5", "macro_auc",
+                    "unique_correct", "unique_wrong", "precision_macro", "recall_macro"):
+            assert row.get(key) is not None, key
+    assert not result.features_from_cache
+    d = result.run_dir
+    for name in ("config.json", "split.csv", "comparison.csv", "metrics.json", "predictions.csv",
+                 "classifier.joblib", "report.md", "plots/confusion_matrix.png",
+                 "plots/confusion_matrix_svc.png", "plots/confusion_matrix_logreg.png",
+                 "plots/accuracy_vs_loss.png", "plots/top5_vs_auc.png",
+                 "plots/confident_mistakes.png", "plots/uncertain_predictions.png"):
+        assert (d / name).exists(), name
+    metrics = json.loads((d / "metrics.json").read_text())
+    assert metrics["best_classifier"] == result.best
+    assert set(metrics["classifiers"]) == set(ran)
+    assert len(metrics["classifiers"]["rf"]["confusion_matrix"]) == len(CLASSES)
+    assert metrics["test"]["accuracy"] == metrics["classifiers"][result.best]["accuracy"]
+    report = (d / "report.md").read_text()
+    for text in ("Classifiers on backbone features", "#unique correct", "#unique errors",
+                 "Accuracy, precision and recall per classifier", "precision_macro",
+                 "Confusion matrix per classifier", "confusion_matrix_rf.png", "top-5"):
+        assert text in report, text
+    # a second run reads the features back from the cache
+    again = run(FeatureClassifiersConfig(**{**config.__dict__, "name": "t2",
+                                            "classifiers": ("logreg",)}))
+    assert again.features_from_cache and [r["model"] for r in again.comparison] == ["logreg"]

@@ -1,0 +1,91 @@
+"""recipes.inaturalist_vgg16 end to end on a generated iNat/COCO JSON (with non-RGB images)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recipes.inaturalist_vgg16 import INaturalistVGG16Config, run
+
+SPECIES = ("Danaus plexippus", "Apis mellifera", "Bombus terrestris", "Vanessa cardui")
+
+
+def write_coco(root: Path, per_class=(6, 6, 6, 3), seed: int = 0) -> tuple[Path, list[str]]:
+    """A COCO/iNat JSON; the three big classes get one greyscale (L) or CMYK JPEG each."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    (root / "train").mkdir(parents=True, exist_ok=True)
+    images, annotations, odd = [], [], []
+    for k, n in enumerate(per_class):
+        for i in range(n):
+            arr = np.full((24, 28, 3), (k * 60 % 256, 200 - k * 40, 90), np.uint8)
+            arr = np.clip(arr + rng.normal(0, 8, arr.shape), 0, 255).astype(np.uint8)
+            img = Image.fromarray(arr)
+            if i == 0 and k < 3:
+                img = img.convert("L" if k % 2 == 0 else "CMYK")
+            file_name = f"train/{k}_{i}.jpg"
+            img.save(root / file_name, quality=95)
+            if i == 0 and k < 3:
+                odd.append(str((root / file_name).absolute()))
+            image_id = len(images) + 1
+            images.append({"id": image_id, "file_name": file_name, "width": 28, "height": 24})
+            annotations.append({"id": image_id, "image_id": image_id, "category_id": 10 + k})
+    doc = {"images": images, "annotations": annotations,
+           "categories": [{"id": 10 + k, "name": n} for k, n in enumerate(SPECIES)]}
+    path = root / "train2017.json"
+    path.write_text(json.dumps(doc))
+    return path, odd
+
+
+def test_help_lists_every_field():
+    out = subprocess.run([sys.executable, "-m", "recipes.inaturalist_vgg16", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    for f in INaturalistVGG16Config.__dataclass_fields__:
+        assert "--" + f.replace("_", "-") in out, f
+
+
+def test_defaults_are_r5s_settings():
+    c = INaturalistVGG16Config()
+    assert (c.top_classes, c.ratios, c.image_size, c.clean_policy) == (
+        0.1, (0.6, 0.2, 0.2), 200, "drop_non_rgb")
+    assert (c.stages, c.unfreeze_conv, c.augment, c.batch_size) == ("a,b,c", 4, "r5", 128)
+
+
+def test_stages_and_scratch_on_a_coco_json(tmp_path):
+    data, odd = write_coco(tmp_path / "inat")
+    config = INaturalistVGG16Config(
+        data=str(data), top_classes_count=3, out=tmp_path / "runs", name="t", weights="none",
+        image_size=32, batch_size=8, features_epochs=1, frozen_epochs=1, fine_tune_epochs=1,
+        scratch="shallow", scratch_epochs=1, feature_cache=str(tmp_path / "features"),
+        verbose=0, mixed_precision="off",
+    )
+    result = run(config)
+    root = result.run_dir
+    # The non-RGB images were dropped and the rarest class left out (top 3 classes).
+    split_paths = [line.split(",")[0] for line in (root / "split.csv").read_text().splitlines()[2:]]
+    assert not set(odd) & set(split_paths) and len(split_paths) == 15
+    dropped = (root / "report.md").read_text()
+    assert "Cleaning dropped 3 image(s)" in dropped
+    names = [r["model"] for r in result.comparison]
+    assert names == ["a_features", "b_frozen", "c_fine_tune", "scratch_shallow"]
+    for r in result.comparison:
+        assert r["test_acc"] is not None and r["test_loss"] is not None
+    for fig in ("accuracy_vs_loss.png", "top5_vs_auc.png", "pr_curves_a_features.png"):
+        assert (root / "plots" / fig).is_file(), fig
+    report = result.report_path.read_text()
+    assert "## Models compared" in report and "accuracy_vs_loss.png" in report
+    assert (root / "c_fine_tune" / "history.csv").is_file()
+    assert (root / "a_features" / "model.keras").is_file()
+    assert result.metrics["test"]["n"] == 3
+    assert list(tmp_path.joinpath("features").glob("*.npz"))
+
+
+def test_unknown_stage_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="choose among"):
+        run(INaturalistVGG16Config(data="x.json", stages="a,z", out=tmp_path))
