@@ -143,6 +143,10 @@ def run(config: BackboneComparisonConfig) -> BackboneComparisonResult:
         ``predictions.csv``, ``plots/``, ``report.md``), ``comparison.csv``, the scatter plots
         ``plots/accuracy_vs_loss.png`` and ``plots/top5_vs_auc.png``, ``best.keras`` and
         ``history.csv`` of the backbone of lowest validation loss, and ``report.md``.
+
+    Example:
+        >>> result = run(BackboneComparisonConfig(backbones=("resnet18",), weights="none"))  # doctest: +SKIP
+        >>> print(result.headline)  # doctest: +SKIP
     """
     from keras_species.data.prepare import build_datasets, prepare_data
     from keras_species.evaluation import plots
@@ -255,7 +259,11 @@ def run(config: BackboneComparisonConfig) -> BackboneComparisonResult:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m recipes.backbone_comparison``: parse the flags, run, print the report path."""
+    """``python -m recipes.backbone_comparison``: parse the flags, run, print the report path.
+
+    Example:
+        >>> main(["--help"])  # doctest: +SKIP
+    """
     return recipe_main(BackboneComparisonConfig, run, argv,
                        prog="python -m recipes.backbone_comparison",
                        description=__doc__.splitlines()[0])

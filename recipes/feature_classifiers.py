@@ -158,6 +158,10 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
         every classifier's scores), ``predictions.csv`` and ``classifier.joblib`` of the best
         classifier, ``plots/`` (a confusion matrix per classifier, the scatter plots, the best
         classifier's figures) and ``report.md``.
+
+    Example:
+        >>> result = run(FeatureClassifiersConfig(backbone="efficientnet_lite0"))  # doctest: +SKIP
+        >>> print(result.headline)  # doctest: +SKIP
     """
     import joblib
     import numpy as np
@@ -313,7 +317,11 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m recipes.feature_classifiers``: parse the flags, run, print the report path."""
+    """``python -m recipes.feature_classifiers``: parse the flags, run, print the report path.
+
+    Example:
+        >>> main(["--help"])  # doctest: +SKIP
+    """
     return recipe_main(FeatureClassifiersConfig, run, argv,
                        prog="python -m recipes.feature_classifiers",
                        description=__doc__.splitlines()[0])

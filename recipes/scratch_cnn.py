@@ -200,6 +200,10 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
         folds), ``history.csv`` (its folds one after the other), ``metrics.json``,
         ``predictions.csv``, ``plots/``, ``comparison.csv`` (with ``--ablation``) and
         ``report.md``.
+
+    Example:
+        >>> result = run(ScratchCNNConfig(data="demo", image_size=64, k=3))  # doctest: +SKIP
+        >>> print(result.headline)  # doctest: +SKIP
     """
     import numpy as np
 
@@ -217,8 +221,9 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
     from keras_species.training.precision import precision_policy
 
     started = time.perf_counter()
-    grid = variants(config)  # a bad --arch or flag fails before any data is read
+    variants(config)  # a bad --arch or flag fails before any data is read
     run_folder, config = start_run(RECIPE, config)
+    grid = variants(config)  # of the config in force (a resumed run's stored one)
     split_file = run_folder.path / "split.csv"
     prepared = prepare_data(
         config.data, group_regex=config.group_regex, split=config.split, ratios=config.ratios,
@@ -344,7 +349,11 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m recipes.scratch_cnn``: parse the flags, run, print where the report is."""
+    """``python -m recipes.scratch_cnn``: parse the flags, run, print where the report is.
+
+    Example:
+        >>> main(["--help"])  # doctest: +SKIP
+    """
     argv = _merge_repeated(sys.argv[1:] if argv is None else argv, "--add-class")
     return recipe_main(ScratchCNNConfig, run, argv, prog="python -m recipes.scratch_cnn",
                        description=__doc__.splitlines()[0])

@@ -43,6 +43,7 @@ import numpy as np
 from keras import layers
 
 from keras_species.data.manifest import UNLABELLED, Manifest
+from keras_species.models.labels import classification_output
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -58,6 +59,7 @@ def build_autoencoder(
     dense_units: int = 256,
     pooling: str = "flatten",
     output: str = "softmax",
+    class_names: Sequence[str] | None = None,
 ) -> keras.Model:
     """Build R1's convolutional autoencoder with a classifier (one model, two outputs).
 
@@ -69,6 +71,7 @@ def build_autoencoder(
         dense_units: units of the classifier's hidden Dense layer (ReLU).
         pooling: how the classifier reads the encoding: ``"flatten"`` (R1) or ``"avg"``.
         output: ``"softmax"`` or ``"logits"`` for the ``label`` output.
+        class_names: class names kept in the ``label`` output layer (its label map).
 
     Returns:
         An uncompiled functional ``keras.Model`` named ``autoencoder`` with dict outputs
@@ -112,10 +115,7 @@ def build_autoencoder(
         layers.GlobalAveragePooling2D(name="avg_pool")(encoding)
     )
     c = layers.Dense(dense_units, activation="relu", name="classifier_dense")(c)
-    label = layers.Dense(
-        num_classes, activation="softmax" if output == "softmax" else None, dtype="float32",
-        name="label",
-    )(c)
+    label = classification_output(c, num_classes, output, class_names=class_names)
     return keras.Model(
         inputs, {"reconstruction": reconstruction, "label": label}, name="autoencoder"
     )
@@ -301,7 +301,7 @@ def compile_autoencoder(
     Example:
         >>> compile_autoencoder(build_autoencoder(3, 32, filters=(8, 16, 32)))
     """
-    from_logits = model.get_layer("label").get_config().get("activation") != "softmax"
+    from_logits = bool(model.get_layer("label").get_config().get("logits"))
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss={

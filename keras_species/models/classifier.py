@@ -12,6 +12,7 @@ Layout every recipe relies on::
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import keras
 
@@ -64,6 +65,8 @@ def build_classifier(
     head: HeadConfig | None = None,
     output: str = "softmax",
     name: str | None = None,
+    class_names: Sequence[str] | None = None,
+    multilabel: bool | None = None,
 ) -> keras.Model:
     """A classifier: ``image`` → ``preprocessing`` → ``backbone`` → head → ``label``.
 
@@ -77,6 +80,9 @@ def build_classifier(
         head: the head (``HeadConfig()``: average pooling, linear) .
         output: ``"softmax"``, ``"sigmoid"`` or ``"logits"``.
         name: model name; ``"{backbone}_classifier"`` by default.
+        class_names: class names kept in the output layer (the label map that travels with the
+            model to ``predict`` and ``export``); ``class_0``… when not given.
+        multilabel: for ``output="logits"``: whether prediction applies sigmoid per class.
 
     Returns:
         A functional ``keras.Model`` taking float 0–255 RGB ``(B, H, W, 3)``.
@@ -91,7 +97,9 @@ def build_classifier(
     inputs = keras.Input((h, w, 3), name="image")
     x = preprocessing_layer(spec.preprocessing, "preprocessing")(inputs)
     x = build_backbone(spec.name, (h, w), weights)(x)
-    outputs = build_head(x, num_classes, head, output, name="label")
+    outputs = build_head(
+        x, num_classes, head, output, name="label", class_names=class_names, multilabel=multilabel
+    )
     return keras.Model(inputs, outputs, name=name or f"{spec.name}_classifier")
 
 

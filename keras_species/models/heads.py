@@ -6,9 +6,12 @@ softmax/sigmoid outputs and losses stay numerically sound and the model returns 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from keras import layers
+
+from keras_species.models.labels import classification_output
 
 POOLINGS = ("avg", "flatten", "avgmax")
 OUTPUTS = ("softmax", "sigmoid", "logits")
@@ -65,6 +68,9 @@ def build_head(
     config: HeadConfig | None = None,
     output: str = "softmax",
     name: str = "label",
+    *,
+    class_names: Sequence[str] | None = None,
+    multilabel: bool | None = None,
 ):
     """Apply a head to the symbolic feature map ``x`` and return the output tensor.
 
@@ -73,8 +79,11 @@ def build_head(
         num_classes: number of outputs.
         config: the head; ``HeadConfig()`` (global average pooling, linear) by default.
         output: ``"softmax"`` (single-label), ``"sigmoid"`` (multi-label) or ``"logits"``.
-        name: name of the output layer (a float32 ``Activation``, or the float32 ``Dense`` for
-            logits). The final Dense of softmax/sigmoid heads is named ``{name}_logits``.
+        name: name of the output layer, a float32
+            :class:`~keras_species.models.labels.ClassifierOutput` carrying the label map; the
+            final Dense before it is named ``{name}_logits``.
+        class_names: class names stored in the output layer (``class_0``… when not given).
+        multilabel: for ``output="logits"``: whether the logits are per-class (sigmoid).
 
     Returns:
         The float32 output tensor ``(B, num_classes)``.
@@ -101,7 +110,6 @@ def build_head(
         x = layers.Activation(config.activation, name=f"head_act{i}")(x)
         if config.dropout:
             x = layers.Dropout(config.dropout, name=f"head_dropout{i}")(x)
-    if output == "logits":
-        return layers.Dense(num_classes, dtype="float32", name=name)(x)
-    x = layers.Dense(num_classes, dtype="float32", name=f"{name}_logits")(x)
-    return layers.Activation(output, dtype="float32", name=name)(x)
+    return classification_output(
+        x, num_classes, output, class_names=class_names, multilabel=multilabel, name=name
+    )

@@ -145,6 +145,49 @@ class ClassifierOutput(keras.layers.Layer):
         return config
 
 
+def classification_output(
+    x,
+    num_classes: int,
+    output: str = "softmax",
+    *,
+    class_names: Sequence[str] | None = None,
+    multilabel: bool | None = None,
+    name: str = "label",
+):
+    """The last two layers of every classifier: ``Dense`` ``{name}_logits`` → :class:`ClassifierOutput`.
+
+    Heads, scratch CNNs, the autoencoder and feature heads all end here, so every model carries
+    its label map and computes its output in float32.
+
+    Args:
+        x: the symbolic input of the final Dense layer.
+        num_classes: output units.
+        output: ``"softmax"`` (single-label), ``"sigmoid"`` (multi-label) or ``"logits"``.
+        class_names: one name per class; ``class_0``… when not given.
+        multilabel: for ``"logits"``: whether prediction applies sigmoid (True) or softmax.
+        name: name of the output layer.
+
+    Returns:
+        The float32 output tensor ``(B, num_classes)``.
+
+    Example:
+        >>> import keras
+        >>> inp = keras.Input((8,))
+        >>> out = classification_output(inp, 2, "softmax", class_names=["cod", "eel"])
+        >>> keras.Model(inp, out).get_layer("label").class_names
+        ['cod', 'eel']
+    """
+    if output not in ("softmax", "sigmoid", "logits"):
+        raise LabelMapError(f"output={output!r}; choose 'softmax', 'sigmoid' or 'logits'")
+    names = list(class_names) if class_names is not None else [f"class_{i}" for i in range(num_classes)]
+    if len(names) != num_classes:
+        raise LabelMapError(f"{len(names)} class names for {num_classes} outputs")
+    logits = keras.layers.Dense(num_classes, dtype="float32", name=f"{name}_logits")(x)
+    if output == "logits":
+        return ClassifierOutput("linear", names, multilabel=bool(multilabel), logits=True, name=name)(logits)
+    return ClassifierOutput(output, names, name=name)(logits)
+
+
 @dataclass(frozen=True)
 class LabelMap:
     """What the outputs of a classifier mean.

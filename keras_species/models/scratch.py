@@ -43,6 +43,8 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
+from keras_species.models.labels import classification_output
+
 OUTPUTS = ("softmax", "sigmoid", "logits")
 
 # Pixel scalings, applied to 0–255 input by a Rescaling layer inside the model.
@@ -60,7 +62,8 @@ class ScratchArch:
         default_size: the report's input size (square), used when ``input_size`` is ``None``.
         pixels: the pixel range the model's ``Rescaling`` maps 0–255 input to.
         description: one line on the layout.
-        builder: ``builder(x, num_classes, output, **flags) -> output tensor`` (internal).
+        builder: ``builder(x, num_classes, output, **flags) -> tensor`` feeding the output layer
+            (internal).
     """
 
     name: str
@@ -79,10 +82,13 @@ class ScratchArch:
         }
 
 
-def _output(x: keras.KerasTensor, num_classes: int, output: str) -> keras.KerasTensor:
-    """Final Dense layer named ``label`` in float32 with the requested activation."""
-    activation = None if output == "logits" else output
-    return layers.Dense(num_classes, activation=activation, dtype="float32", name="label")(x)
+def _output(
+    x: keras.KerasTensor, num_classes: int, output: str, class_names: Sequence[str] | None = None
+) -> keras.KerasTensor:
+    """Dense ``label_logits`` → float32 ``ClassifierOutput`` ``label`` carrying the label map."""
+    return classification_output(
+        x, num_classes, output, class_names=class_names, multilabel=output == "sigmoid"
+    )
 
 
 def _conv_bn_relu(
@@ -132,7 +138,7 @@ def _r2_cnn(
             x = layers.Dropout(dropout, name=f"block{b}_dropout")(x)
     x = layers.Flatten(name="flatten")(x)
     x = _dense_stack(x, (dense_units,), 0.0)
-    return _output(x, num_classes, output)
+    return x
 
 
 def _r3_cnn(
@@ -151,7 +157,7 @@ def _r3_cnn(
         x = layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
     x = layers.Flatten(name="flatten")(x)
     x = _dense_stack(x, dense_units, dropout)
-    return _output(x, num_classes, output)
+    return x
 
 
 def _r4_vgg(
@@ -173,7 +179,7 @@ def _r4_vgg(
         x = layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
     x = layers.Flatten(name="flatten")(x)
     x = _dense_stack(x, dense_units, dropout)
-    return _output(x, num_classes, output)
+    return x
 
 
 def _r5_cnn(
@@ -192,7 +198,7 @@ def _r5_cnn(
         x = layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
     x = layers.Flatten(name="flatten")(x)
     x = _dense_stack(x, dense_units, dropout)
-    return _output(x, num_classes, output)
+    return x
 
 
 def _r5_shallow(
@@ -302,6 +308,7 @@ def build_scratch(
     input_size: int | Sequence[int] | None = None,
     *,
     output: str = "softmax",
+    class_names: Sequence[str] | None = None,
     **flags: object,
 ) -> keras.Model:
     """Build a scratch CNN of the reports.
@@ -312,6 +319,7 @@ def build_scratch(
         num_classes: units of the output layer.
         input_size: ``H`` (square) or ``(H, W)``; ``None`` takes the report's size.
         output: ``"softmax"`` (single-label), ``"sigmoid"`` (multi-label, R4) or ``"logits"``.
+        class_names: class names kept in the output layer (``class_0``… when not given).
         **flags: the architecture's flags (``SCRATCH_ARCHS[arch].flags`` lists them), e.g.
             ``r2_cnn``: ``batch_norm``, ``extra_conv``, ``dropout``, ``blocks``.
 
@@ -344,5 +352,5 @@ def build_scratch(
     scaling = _SYMMETRIC if spec.pixels == "[-1, 1]" else _UNIT
     inputs = keras.Input((h, w, 3), name="image")
     x = layers.Rescaling(**scaling, name="preprocessing")(inputs)
-    out = spec.builder(x, num_classes, output, **flags)
-    return keras.Model(inputs, out, name=key)
+    features = spec.builder(x, num_classes, output, **flags)
+    return keras.Model(inputs, _output(features, num_classes, output, class_names), name=key)

@@ -520,6 +520,7 @@ def build_dense_head(
     units: Sequence[int] = (256,),
     dropout: float = 0.5,
     output: str = "softmax",
+    class_names: Sequence[str] | None = None,
 ) -> keras.Model:
     """A dense classifier on feature vectors: ``units`` × (Dense ReLU → Dropout) → Dense C.
 
@@ -529,6 +530,7 @@ def build_dense_head(
         units: hidden layer sizes (R5: one Dense 256).
         dropout: dropout rate after each hidden layer (R5: 0.5).
         output: ``"softmax"``, ``"sigmoid"`` (multi-label) or ``"logits"``.
+        class_names: class names kept in the output layer (``class_0``… when not given).
 
     Returns:
         A functional model, input ``features`` ``(None, D)``, output layer ``label`` (float32).
@@ -539,6 +541,8 @@ def build_dense_head(
     """
     import keras
 
+    from keras_species.models.labels import classification_output
+
     if output not in ("softmax", "sigmoid", "logits"):
         raise ValueError(f"output={output!r}: choose 'softmax', 'sigmoid' or 'logits'")
     inputs = keras.Input((input_dim,), name="features")
@@ -547,10 +551,9 @@ def build_dense_head(
         x = keras.layers.Dense(u, activation="relu", name=f"head_dense{i}")(x)
         if dropout > 0:
             x = keras.layers.Dropout(dropout, name=f"head_dropout{i}")(x)
-    out = keras.layers.Dense(
-        num_classes, activation=None if output == "logits" else output, dtype="float32",
-        name="label",
-    )(x)
+    out = classification_output(
+        x, num_classes, output, class_names=class_names, multilabel=output == "sigmoid"
+    )
     return keras.Model(inputs, out, name="dense_head")
 
 

@@ -232,6 +232,8 @@ def outputs_logits(model: keras.Model) -> bool:
         True
     """
     layer = _output_layers(model)[0]
+    if hasattr(layer, "logits"):  # keras_species ClassifierOutput: it says so itself
+        return bool(layer.logits)
     act = getattr(layer, "activation", None)
     if act is None:
         return False

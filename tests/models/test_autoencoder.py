@@ -98,10 +98,11 @@ def test_unlabelled_rows_add_no_classification_loss_or_gradient() -> None:
     assert res["label_loss"] == pytest.approx(0.0, abs=1e-7)
 
     # ... and a training step leaves the classifier untouched (zero gradient) ...
-    head = [v.numpy().copy() for v in model.get_layer("label").weights]
+    head = [v.numpy().copy() for v in model.get_layer("label_logits").weights]
+    assert head  # the classifier's last Dense: kernel and bias
     encoder = model.get_layer("encoder_conv1").kernel.numpy().copy()
     model.fit(x, y, sample_weight=sw, epochs=1, batch_size=4, verbose=0)
-    for before, v in zip(head, model.get_layer("label").weights):
+    for before, v in zip(head, model.get_layer("label_logits").weights):
         np.testing.assert_array_equal(before, v.numpy())
     assert not np.array_equal(encoder, model.get_layer("encoder_conv1").kernel.numpy())
 
@@ -114,7 +115,7 @@ def test_unlabelled_rows_add_no_classification_loss_or_gradient() -> None:
     assert a["loss"] == pytest.approx(b["loss"])
     assert a["label_loss"] > 0
     model.fit(x, y, sample_weight=sw, epochs=1, batch_size=4, verbose=0)
-    assert not np.array_equal(head[0], model.get_layer("label").kernel.numpy())
+    assert not np.array_equal(head[0], model.get_layer("label_logits").kernel.numpy())
 
 
 def test_autoencoder_batch_on_tf_data() -> None:

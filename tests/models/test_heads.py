@@ -36,7 +36,11 @@ def test_outputs():
     sig = np.asarray(_head(output="sigmoid")(x))
     assert ((sig > 0) & (sig < 1)).all() and not np.allclose(sig.sum(axis=1), 1.0)
     logits = _head(output="logits")
-    assert logits.layers[-1].name == "label" and isinstance(logits.layers[-1], keras.layers.Dense)
+    out = logits.layers[-1]
+    assert out.name == "label" and out.logits and out.activation == "linear"
+    assert isinstance(logits.get_layer("label_logits"), keras.layers.Dense)
+    raw = np.asarray(logits(x))
+    assert (raw < 0).any()  # logits, not probabilities
 
 
 @pytest.mark.parametrize("policy", ["float16", "bfloat16"])

@@ -94,12 +94,12 @@ def test_dense_dropout_of_r3_r4_r5() -> None:
 def test_outputs_and_errors() -> None:
     x = _images()
     assert (
-        build_scratch("r4_vgg", 4, 32, output="sigmoid").get_layer("label").activation.__name__
+        build_scratch("r4_vgg", 4, 32, output="sigmoid").get_layer("label").activation
         == "sigmoid"
     )
     logits = build_scratch("r5_shallow", 4, (32, 48), output="logits")
     assert logits.input_shape == (None, 32, 48, 3)
-    assert logits.get_layer("label").activation.__name__ == "linear"
+    assert logits.get_layer("label").activation == "linear" and logits.get_layer("label").logits
     assert tuple(build_scratch("r5_shallow", 4, 32, output="logits")(x).shape) == (2, 4)
     with pytest.raises(KeyError, match="r2_cnn"):
         build_scratch("nope", 3)

@@ -1,0 +1,35 @@
+"""Report tables: metric blocks side by side, per-class scores by origin."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from keras_species.evaluation.metrics import single_label_metrics
+from keras_species.evaluation.tables import metrics_side_by_side, per_class_by_origin
+
+
+def test_side_by_side_with_difference_and_missing_rows():
+    text = metrics_side_by_side({"plain": {"accuracy": 0.855, "log_loss": 0.4},
+                                 "TTA": {"accuracy": 0.87}})
+    lines = text.splitlines()
+    assert lines[0] == "| metric | plain | TTA | TTA − plain |"
+    assert "| top-1 accuracy | 0.8550 | 0.8700 | +0.0150 |" in lines
+    assert "| log loss | 0.4000 | – | – |" in lines
+    assert not any("top-5" in line for line in lines)  # no block has it
+    three = metrics_side_by_side({"a": {"accuracy": 1}, "b": {"accuracy": 1}, "c": {"accuracy": 0}})
+    assert "−" not in three.splitlines()[0]
+    with pytest.raises(ValueError):
+        metrics_side_by_side({})
+
+
+def test_per_class_by_origin_means():
+    y = np.array([0, 0, 1, 1, 2, 2])
+    probs = np.eye(3)[[0, 1, 1, 1, 2, 0]]
+    m = single_label_metrics(y, probs, ["cod", "eel", "zander"])
+    text = per_class_by_origin(m["per_class"], ["zander"])
+    assert "| **zander** | added | 1.000 | 0.500 | 0.667 | 2 |" in text
+    assert "| *mean of 2 original* | original | 0.583 | 0.750 | 0.650 | 4 |" in text
+    assert "| *mean of 1 added* | added | 1.000 | 0.500 | 0.667 | 2 |" in text
+    with pytest.raises(ValueError, match="not in"):
+        per_class_by_origin(m["per_class"], ["pike"])
