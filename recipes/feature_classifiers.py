@@ -171,6 +171,7 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
     from keras_species.evaluation import report as report_mod
     from keras_species.evaluation.compare import compare_models, comparison_table
     from keras_species.evaluation.metrics import single_label_metrics
+    from keras_species.evaluation.tables import metrics_side_by_side
     from keras_species.training.crossval import probs_scores
     from keras_species.training.features import extract_features, train_sklearn
 
@@ -277,8 +278,10 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
          + "\n![accuracy_vs_loss](plots/accuracy_vs_loss.png)\n\n"
          "![top5_vs_auc](plots/top5_vs_auc.png)\n"),
         ("Accuracy, precision and recall per classifier (test)",
-         comparison_table(rows, columns=scores)
-         + f"\nMacro averages. The sections above detail **{best}** (best validation accuracy).\n"),
+         metrics_side_by_side(per_clf, difference=False)
+         + "\nPrecision, recall and F1 are macro averages over the classes. Fit time: "
+         + ", ".join(f"{r['model']} {r['fit_seconds']:.2f} s" for r in rows)
+         + f". The sections above detail **{best}** (best validation accuracy).\n"),
         ("Confusion matrix per classifier", "\n\n".join(cm_plots)),
         data_section(prepared),
     ]

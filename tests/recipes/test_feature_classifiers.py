@@ -77,7 +77,8 @@ def test_classifiers_on_cached_features(tmp_path):
     assert metrics["test"]["accuracy"] == metrics["classifiers"][result.best]["accuracy"]
     report = (d / "report.md").read_text()
     for text in ("Classifiers on backbone features", "#unique correct", "#unique errors",
-                 "Accuracy, precision and recall per classifier", "precision_macro",
+                 "Accuracy, precision and recall per classifier", "| macro precision |",
+                 "| metric | svc | rf |",
                  "Confusion matrix per classifier", "confusion_matrix_rf.png", "top-5"):
         assert text in report, text
     # a second run reads the features back from the cache
