@@ -283,7 +283,8 @@ def run(config: FishSemiSupervisedConfig | None = None) -> FishSemiSupervisedRes
     pseudo = None
     if 2 in stages:
         ae = build_autoencoder(m.num_classes, size, filters=config.ae_filters,
-                               dense_units=config.ae_dense_units, pooling=config.ae_pooling)
+                               dense_units=config.ae_dense_units, pooling=config.ae_pooling,
+                               class_names=names)
         joint_train = joint_dataset(m.split("train"), pool, size, config.ae_batch_size,
                                     augment=config.augment, cache=cache, seed=config.seed)
         joint_val = joint_dataset(m.split("val"), None, size, config.ae_batch_size, training=False)
@@ -333,7 +334,8 @@ def run(config: FishSemiSupervisedConfig | None = None) -> FishSemiSupervisedRes
 
     best = max(rows, key=lambda r: r["val_acc"])
     export = models[best["model"]]
-    if find_output_layer(export) is None:
+    layer = find_output_layer(export)
+    if layer is None or list(layer.class_names) != list(names):  # a model built without names
         export = attach_label_map(export, names, output="label")
     atomic_save_model(export, run_folder.best_model_path)
 

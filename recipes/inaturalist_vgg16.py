@@ -223,7 +223,8 @@ def run(config: INaturalistVGG16Config | None = None) -> INaturalistResult:
         record("a_features", full)
 
     if "b" in stages:
-        model = build_classifier("vgg16", c, input_size=size, weights=weights, head=head)
+        model = build_classifier("vgg16", c, input_size=size, weights=weights, head=head,
+                                 class_names=names)
         b = train(model, [rmsprop("frozen_base", config.frozen_epochs, config.frozen_learning_rate)],
                   augmented.train, augmented.val, root / "b_frozen", resume=config.resume,
                   verbose=config.verbose)
@@ -237,7 +238,7 @@ def run(config: INaturalistVGG16Config | None = None) -> INaturalistResult:
             record("c_fine_tune", load_best_model(fine.best_path, fine.model))
 
     for name in scratch:
-        model = build_scratch(f"r5_{name}", c, size)
+        model = build_scratch(f"r5_{name}", c, size, class_names=names)
         ds = augmented if name == "regularised" else plain
         s = train(model, [rmsprop("train", config.scratch_epochs, config.scratch_learning_rate, "all")],
                   ds.train, ds.val, root / f"scratch_{name}", resume=config.resume,
@@ -269,7 +270,8 @@ def run(config: INaturalistVGG16Config | None = None) -> INaturalistResult:
 
     best = max(rows, key=lambda r: r.get("val_acc") or 0.0)["model"]
     export = models[best]
-    if find_output_layer(export) is None:
+    layer = find_output_layer(export)
+    if layer is None or list(layer.class_names) != list(names):  # a model built without names
         export = attach_label_map(export, names)
     atomic_save_model(export, run_folder.best_model_path)
 

@@ -290,8 +290,9 @@ def run(config: MultilabelResNetConfig | None = None) -> MultilabelResult:
     chosen = settings[config.thresholds]
 
     # The chosen thresholds travel inside the model: predict() applies them.
-    export = best if find_output_layer(best) is not None else attach_label_map(
-        best, names, multilabel=True)
+    layer = find_output_layer(best)
+    export = best if layer is not None and list(layer.class_names) == list(names) else (
+        attach_label_map(best, names, multilabel=True))  # a model built without names
     set_thresholds(export, chosen)
     atomic_save_model(export, run_folder.best_model_path)
 

@@ -84,6 +84,10 @@ def test_stages_and_scratch_on_a_coco_json(tmp_path):
     assert (root / "a_features" / "model.keras").is_file()
     assert result.metrics["test"]["n"] == 3
     assert list(tmp_path.joinpath("features").glob("*.npz"))
+    from keras_species.predict import predict
+
+    pred = predict(root, split_paths[:2])
+    assert set(pred.class_names) == set(SPECIES[:3])
 
 
 def test_unknown_stage_is_refused(tmp_path):

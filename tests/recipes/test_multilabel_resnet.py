@@ -94,6 +94,7 @@ def test_thresholds_are_tuned_saved_and_reported(tmp_path):
 
     model = keras.saving.load_model(root / "best.keras", compile=False, safe_mode=True)
     assert label_map(model).thresholds == pytest.approx(thr["saved"])
+    assert label_map(model).class_names == sorted(TAGS)
     pred = predict(root, str(tmp_path / "d" / "images"))
     assert pred.multilabel and list(pred.thresholds) == pytest.approx(thr["saved"])
 
