@@ -445,6 +445,7 @@ def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunRe
         multilabel=multilabel,
         precision=config.mixed_precision,
         strategy=strategy,
+        class_names=prepared.manifest.class_names,
     )
     phases = transfer_phases(
         head_epochs=config.head_epochs,

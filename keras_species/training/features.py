@@ -573,6 +573,7 @@ def train_dense_head(
     sample_weight: np.ndarray | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int = 0,
+    class_names: Sequence[str] | None = None,
 ) -> keras.Model:
     """Train R5's feature-extraction classifier: a dense head on cached features.
 
@@ -592,6 +593,7 @@ def train_dense_head(
         sample_weight: optional per-row weights (class balance).
         callbacks: Keras callbacks (early stopping, CSV logger…).
         verbose: Keras ``fit`` verbosity.
+        class_names: class names stored in the head's output layer (its label map).
 
     Returns:
         The trained model (``model.history.history`` holds the per-epoch losses and metrics).
@@ -615,7 +617,7 @@ def train_dense_head(
         num_classes = y.shape[1] if multilabel else int(y.max()) + 1
     model = build_dense_head(
         x.shape[1], num_classes, units=units, dropout=dropout,
-        output="sigmoid" if multilabel else "softmax",
+        output="sigmoid" if multilabel else "softmax", class_names=class_names,
     )
     optimizers = {
         "rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam,

@@ -130,6 +130,7 @@ def build_transfer_model(
     multilabel: bool = False,
     precision: str = "off",
     strategy: Any = None,
+    class_names: Sequence[str] | None = None,
 ):
     """A registry classifier built under a precision policy and inside a strategy's scope.
 
@@ -147,6 +148,7 @@ def build_transfer_model(
         precision: ``auto``, ``float16``, ``bfloat16`` or ``off``
             (``training.precision.precision_policy``).
         strategy: a ``tf.distribute.Strategy`` (None: the default strategy).
+        class_names: class names stored in the model's output layer (its label map).
 
     Returns:
         ``(model, policy)``: the ``keras.Model`` and the dtype policy it was built under.
@@ -174,6 +176,7 @@ def build_transfer_model(
             weights=weights,
             head=head,
             output="sigmoid" if multilabel else "softmax",
+            class_names=class_names,
         )
     return model, policy
 
