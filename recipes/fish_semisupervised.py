@@ -209,7 +209,6 @@ def run(config: FishSemiSupervisedConfig | None = None) -> FishSemiSupervisedRes
     from keras_species.evaluation.evaluate import evaluate_and_report
     from keras_species.evaluation.report import render_report, write_metrics_json
     from keras_species.models.autoencoder import build_autoencoder
-    from keras_species.models.labels import attach_label_map, find_output_layer
     from keras_species.training.callbacks import atomic_save_model, write_history
     from keras_species.training.plan import Phase, train
     from keras_species.training.semi_supervised import (
@@ -266,7 +265,7 @@ def run(config: FishSemiSupervisedConfig | None = None) -> FishSemiSupervisedRes
 
     def classifier(backbone: str):
         model, _ = build_transfer_model(backbone, m.num_classes, input_size=size, weights=weights,
-                                        precision=config.mixed_precision)
+                                        precision=config.mixed_precision, class_names=names)
         return model
 
     def phase(name: str, epochs: int, trainable: str, lr: float) -> Phase:
@@ -333,11 +332,7 @@ def run(config: FishSemiSupervisedConfig | None = None) -> FishSemiSupervisedRes
               root / name / "history.csv")
 
     best = max(rows, key=lambda r: r["val_acc"])
-    export = models[best["model"]]
-    layer = find_output_layer(export)
-    if layer is None or list(layer.class_names) != list(names):  # a model built without names
-        export = attach_label_map(export, names, output="label")
-    atomic_save_model(export, run_folder.best_model_path)
+    atomic_save_model(models[best["model"]], run_folder.best_model_path)
 
     columns = ["model", "params", "val_loss", "val_acc"] + (
         ["pool_acc"] if truth is not None else []) + ["r1_val_acc", "report"]
@@ -382,7 +377,7 @@ def run(config: FishSemiSupervisedConfig | None = None) -> FishSemiSupervisedRes
     return FishSemiSupervisedResult(
         run_dir=root, report_path=root / "report.md", metrics=metrics,
         history=[], best_model_path=run_folder.best_model_path,
-        seconds=time.perf_counter() - started, headline=headline, model=export,
+        seconds=time.perf_counter() - started, headline=headline, model=models[best["model"]],
         models=rows, pseudo_labels=metrics["pseudo_labels"], best=best["model"],
     )
 

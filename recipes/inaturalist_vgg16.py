@@ -146,7 +146,6 @@ def run(config: INaturalistVGG16Config | None = None) -> INaturalistResult:
     from keras_species.evaluation.metrics import single_label_metrics
     from keras_species.models.classifier import build_classifier, feature_extractor
     from keras_species.models.heads import HeadConfig
-    from keras_species.models.labels import attach_label_map, find_output_layer
     from keras_species.models.scratch import build_scratch
     from keras_species.training.callbacks import atomic_save_model
     from keras_species.training.features import attach_head, extract_features, train_dense_head
@@ -214,7 +213,7 @@ def run(config: INaturalistVGG16Config | None = None) -> INaturalistResult:
             tr.features, tr.labels, va.features, va.labels, num_classes=c, units=config.head_units,
             dropout=config.head_dropout, epochs=config.features_epochs, batch_size=batch,
             optimizer="rmsprop", lr=config.features_learning_rate, callbacks=[stop],
-            verbose=config.verbose,
+            verbose=config.verbose, class_names=names,
         )
         (root / "a_features").mkdir(exist_ok=True)
         atomic_save_model(dense, root / "a_features" / "head.keras")
@@ -269,11 +268,7 @@ def run(config: INaturalistVGG16Config | None = None) -> INaturalistResult:
             notes.append(f"PR curves of {name}: {err}")
 
     best = max(rows, key=lambda r: r.get("val_acc") or 0.0)["model"]
-    export = models[best]
-    layer = find_output_layer(export)
-    if layer is None or list(layer.class_names) != list(names):  # a model built without names
-        export = attach_label_map(export, names)
-    atomic_save_model(export, run_folder.best_model_path)
+    atomic_save_model(models[best], run_folder.best_model_path)
 
     figure_md = "\n\n".join(
         f"![{k}]({Path(p).relative_to(root).as_posix()})" for k, p in figures.items())
@@ -303,7 +298,7 @@ def run(config: INaturalistVGG16Config | None = None) -> INaturalistResult:
     return INaturalistResult(
         run_dir=root, report_path=ev.report_path, metrics=ev.metrics, history=[],
         best_model_path=run_folder.best_model_path, seconds=time.perf_counter() - started,
-        headline=f"{best}: {ev.headline()}", model=export, comparison=rows, best=best,
+        headline=f"{best}: {ev.headline()}", model=models[best], comparison=rows, best=best,
     )
 
 

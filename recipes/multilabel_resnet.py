@@ -183,7 +183,7 @@ def run(config: MultilabelResNetConfig | None = None) -> MultilabelResult:
     from keras_species.evaluation.compare import comparison_table
     from keras_species.evaluation.evaluate import evaluate_and_report, predict_manifest
     from keras_species.evaluation.metrics import multilabel_metrics
-    from keras_species.models.labels import attach_label_map, find_output_layer, set_thresholds
+    from keras_species.models.labels import set_thresholds
     from keras_species.training.callbacks import atomic_save_model
     from keras_species.training.distribute import get_strategy, scale_batch
     from keras_species.training.plan import train
@@ -227,7 +227,7 @@ def run(config: MultilabelResNetConfig | None = None) -> MultilabelResult:
         model, policy = build_transfer_model(
             config.backbone, m.num_classes, input_size=config.image_size, weights=weights,
             head_dropout=config.head_dropout, multilabel=True, precision=config.mixed_precision,
-            strategy=strategy)
+            strategy=strategy, class_names=m.class_names)
         return model, policy
 
     val_m, test_m = m.split("val"), m.split("test")
@@ -290,11 +290,8 @@ def run(config: MultilabelResNetConfig | None = None) -> MultilabelResult:
     chosen = settings[config.thresholds]
 
     # The chosen thresholds travel inside the model: predict() applies them.
-    layer = find_output_layer(best)
-    export = best if layer is not None and list(layer.class_names) == list(names) else (
-        attach_label_map(best, names, multilabel=True))  # a model built without names
-    set_thresholds(export, chosen)
-    atomic_save_model(export, run_folder.best_model_path)
+    set_thresholds(best, chosen)
+    atomic_save_model(best, run_folder.best_model_path)
 
     thresholds_block = {
         "chosen": config.thresholds,
@@ -346,7 +343,7 @@ def run(config: MultilabelResNetConfig | None = None) -> MultilabelResult:
     return MultilabelResult(
         run_dir=root, report_path=evaluation.report_path, metrics=evaluation.metrics,
         history=list(trained.history), best_model_path=run_folder.best_model_path,
-        seconds=time.perf_counter() - started, headline=headline, model=export,
+        seconds=time.perf_counter() - started, headline=headline, model=best,
         threshold_rows=rows, thresholds=thresholds_block["saved"],
     )
 
