@@ -190,7 +190,7 @@ def run(config: BackboneComparisonConfig) -> BackboneComparisonResult:
         model, _ = build_transfer_model(
             name, m.num_classes, input_size=config.image_size, weights=weights,
             head_units=config.head_units, head_dropout=config.head_dropout,
-            precision=config.mixed_precision, strategy=strategy,
+            precision=config.mixed_precision, strategy=strategy, class_names=m.class_names,
         )
         sub = run_folder.path / name
         trained = train(model, phases, datasets.train, datasets.val, sub,

@@ -257,7 +257,9 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
     def builder(flags: dict[str, Any]):
         def build():
             with precision_policy(config.mixed_precision), strategy.scope():
-                return build_scratch(arch, m.num_classes, config.image_size, **flags)
+                return build_scratch(
+                    arch, m.num_classes, config.image_size, class_names=m.class_names, **flags
+                )
         return build
 
     results, params = {}, {}
