@@ -28,7 +28,7 @@ NOTEBOOKS = [
     "03_multilabel_thresholds.ipynb",
     "04_semi_supervised.ipynb",
 ]
-CELL_TIMEOUT = 600  # seconds per cell; the slowest cell (training) takes well under a minute
+CELL_TIMEOUT = 600  # seconds per cell; the slowest cell (training) takes under a minute
 KERNEL_NAME = "keras-species-test"
 
 
@@ -43,7 +43,7 @@ def _kernel_manager(tmp_path: Path):
         "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "keras-species tests",
         "language": "python",
-        "env": {"TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "module://matplotlib_inline.backend_inline"},
+        "env": {"TF_CPP_MIN_LOG_LEVEL": "2"},
     }
     (spec_dir / "kernel.json").write_text(json.dumps(spec))
     ksm = KernelSpecManager(kernel_dirs=[str(tmp_path / "kernels")])
@@ -60,6 +60,7 @@ def _failing_cell(nb) -> str:
     return "unknown cell"
 
 
+@pytest.mark.slow  # the four take about 3-4 minutes together on a 2-core CPU
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_runs(name: str, tmp_path: Path) -> None:
     path = NOTEBOOK_DIR / name

@@ -197,14 +197,12 @@ def classify_file(path: str, max_pixels: int | None | bool = False) -> tuple[int
     kind = _raw_kind(head, tail, max_pixels)
     if kind is not None:
         return kind, ""
-    return _classify_with_pil(path, size)
+    return _classify_with_pil(path, size, max_pixels)
 
 
-def _classify_with_pil(path: str, size: int) -> tuple[int, str]:
+def _classify_with_pil(path: str, size: int, limit: int | None) -> tuple[int, str]:
     """The general check: PIL's header parse (every format PIL knows)."""
     from PIL import Image
-
-    from keras_species.data.images import get_max_pixels
 
     try:
         with open(path, "rb") as f:
@@ -228,7 +226,6 @@ def _classify_with_pil(path: str, size: int) -> tuple[int, str]:
         if "cannot identify image file" in text:
             text = "not an image file (PIL cannot identify it)"
         return KIND_BAD, text
-    limit = get_max_pixels()
     if limit is not None and width * height > limit:
         return KIND_BAD, f"{width}x{height} pixels is above the decompression-bomb limit {limit}"
     marker = _TAILS.get(fmt or "")

@@ -276,3 +276,55 @@ def test_exif_rotated_jpeg_goes_through_pil_upright(tmp_path):
     (x, _), = one(make_dataset(Manifest([str(path)], np.array([0]), ["a"]), (40, 20), 1, cache=False))
     # upright: 40 high, 20 wide, the red half now on top
     assert x[0, 5, 10, 0] > 200 and x[0, 35, 10, 0] < 50
+
+
+# --------------------------------------------------------------------------- resize kernels, cache
+def test_resize_antialiases_only_when_shrinking():
+    import tensorflow as tf
+
+    from keras_species.data.pipeline import resize_image, to_uint8
+
+    # one-pixel black/white columns: shrunk 3x without antialiasing they alias to bold stripes
+    stripes = np.zeros((60, 90, 3), np.uint8)
+    stripes[:, 1::2] = 255
+    small = resize_image(tf.constant(stripes), 30).numpy()
+    plain = tf.image.resize(stripes.astype(np.float32), (30, 30)).numpy()
+    assert plain.std() > 100  # what a plain bilinear shrink gives
+    assert small.std() < 45 and abs(small.mean() - 127.5) < 10
+    np.testing.assert_allclose(
+        small, tf.image.resize(stripes.astype(np.float32), (30, 30), antialias=True).numpy(), atol=1e-3
+    )
+    # enlarging (and one axis shrinking, one growing): the same pixels as tf.image.resize
+    rng = np.random.default_rng(0)
+    for shape in ((20, 30, 3), (50, 10, 3)):
+        img = rng.integers(0, 256, shape).astype(np.uint8)
+        ref = tf.image.resize(img.astype(np.float32), (40, 40), antialias=shape[0] > 40)
+        got = resize_image(tf.constant(img), 40)
+        np.testing.assert_allclose(got.numpy(), ref.numpy(), atol=1e-3)  # uint8 read as it is
+        np.testing.assert_allclose(resize_image(tf.constant(img, tf.float32), 40), got, atol=1e-3)
+    assert to_uint8(tf.constant([0.0, 0.49, 0.5, 254.5, 255.0])).numpy().tolist() == [0, 0, 1, 255, 255]
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_cached_epoch_reads_no_file(image_folder, training):
+    m = folder_manifest(image_folder)
+    ds = make_dataset(m, 16, 5, training=training, seed=0)
+    first = one(ds)
+    for p in m.paths:  # a second epoch that decoded again would now lose every image
+        Path(p).unlink()
+    second = one(ds)
+    assert sum(len(b[1]) for b in second) == len(m)
+    if training:  # reshuffled: the same images, in another order
+        key = lambda batches: sorted(x.tobytes() for b in batches for x in b[0])  # noqa: E731
+        assert key(first) == key(second)
+    else:  # evaluation: the cached batches, in the manifest's order
+        for (x1, y1), (x2, y2) in zip(first, second):
+            np.testing.assert_array_equal(x1, x2)
+            np.testing.assert_array_equal(y1, y2)
+
+
+def test_decompression_bomb_limit_in_the_check(tmp_path):
+    p = solid(tmp_path / "a" / "big.png", (1, 2, 3), size=(40, 20))
+    assert classify_file(str(p))[0] == KIND_FAST
+    kind, reason = classify_file(str(p), max_pixels=100)
+    assert kind == KIND_BAD and "decompression-bomb" in reason
