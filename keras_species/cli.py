@@ -1,7 +1,9 @@
 """The ``keras-species`` command: one subcommand per stage, each defined beside its stage.
 
 Every subcommand module exposes ``configure_parser(parser)`` and ``run_cli(args) -> int``; it is
-imported only when its subcommand runs, so ``keras-species --help`` stays fast (no TensorFlow).
+imported only when its subcommand runs. (``import keras_species`` itself imports Keras, hence
+TensorFlow, because it registers the library's layers for ``.keras`` loading: even ``--help``
+takes the few seconds of that import.)
 """
 
 from __future__ import annotations

@@ -60,3 +60,18 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is absent")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def eager_tf():
+    """Run Keras train/predict steps eagerly for the tests of one module.
+
+    The end-to-end tests train on a few dozen images for an epoch or two: tracing each model's
+    train, test and predict functions costs far more than running those few batches eagerly.
+    Module-scoped, so module-scoped fixtures that train (e.g. one shared tiny run) get it too.
+    """
+    import tensorflow as tf
+
+    tf.config.run_functions_eagerly(True)
+    yield
+    tf.config.run_functions_eagerly(False)

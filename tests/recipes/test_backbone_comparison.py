@@ -13,15 +13,7 @@ from tests.conftest import write_image_folder
 
 CLASSES = ("cod", "eel", "ray", "gar", "ide", "koi")
 
-
-@pytest.fixture(autouse=True)
-def eager():
-    """Tiny runs: executing eagerly is faster than tracing each backbone's train step."""
-    import tensorflow as tf
-
-    tf.config.run_functions_eagerly(True)
-    yield
-    tf.config.run_functions_eagerly(False)
+pytestmark = pytest.mark.usefixtures("eager_tf")  # tiny runs: eager beats tracing each model
 
 
 def test_help_lists_every_field(capsys):

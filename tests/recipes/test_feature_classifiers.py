@@ -11,6 +11,8 @@ from recipes import feature_classifiers
 from recipes.feature_classifiers import FeatureClassifiersConfig, classifier_names, run
 from tests.conftest import write_image_folder
 
+pytestmark = pytest.mark.usefixtures("eager_tf")  # tiny runs: eager beats tracing each model
+
 CLASSES = ("cod", "eel", "ray", "gar", "ide", "koi")
 
 

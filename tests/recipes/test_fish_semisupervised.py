@@ -13,6 +13,8 @@ import pytest
 from recipes.fish_semisupervised import FishSemiSupervisedConfig, run, stage_list
 from tests.conftest import write_image_folder
 
+pytestmark = pytest.mark.usefixtures("eager_tf")  # tiny runs: eager beats tracing each model
+
 CLASSES = ("cod", "eel", "ray")
 
 

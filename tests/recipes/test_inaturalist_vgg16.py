@@ -12,6 +12,8 @@ import pytest
 
 from recipes.inaturalist_vgg16 import INaturalistVGG16Config, run
 
+pytestmark = pytest.mark.usefixtures("eager_tf")  # tiny runs: eager beats tracing each model
+
 SPECIES = ("Danaus plexippus", "Apis mellifera", "Bombus terrestris", "Vanessa cardui")
 
 

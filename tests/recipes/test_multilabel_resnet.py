@@ -13,6 +13,8 @@ import pytest
 
 from recipes.multilabel_resnet import MultilabelResNetConfig, one_cycle_phase, run
 
+pytestmark = pytest.mark.usefixtures("eager_tf")  # tiny runs: eager beats tracing each model
+
 TAGS = ("fish", "shark", "ray")
 
 

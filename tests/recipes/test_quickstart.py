@@ -52,7 +52,7 @@ def test_config_file_then_flags(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
+def tiny_run(tmp_path_factory, eager_tf):
     """The quick start on 3 x 10 generated images at 32 px, one epoch per phase, real weights."""
     root = tmp_path_factory.mktemp("qs")
     data = write_image_folder(root / "fish", per_class=10, groups_per_class=5, size=(40, 32))

@@ -14,15 +14,7 @@ from tests.conftest import write_image_folder
 
 CLASSES = ("cod", "eel", "ray", "gar", "ide", "koi")  # 6 classes: top-5 accuracy is defined
 
-
-@pytest.fixture(autouse=True)
-def eager():
-    """Tiny runs: executing eagerly is faster than tracing the train step of every fold."""
-    import tensorflow as tf
-
-    tf.config.run_functions_eagerly(True)
-    yield
-    tf.config.run_functions_eagerly(False)
+pytestmark = pytest.mark.usefixtures("eager_tf")  # tiny runs: eager beats tracing each model
 
 
 def _tiny(tmp_path: Path, **kw) -> ScratchCNNConfig:

@@ -19,15 +19,7 @@ from keras_species.training.crossval import (
 )
 from tests.conftest import write_image_folder
 
-
-@pytest.fixture(autouse=True)
-def eager():
-    """Tiny runs: executing eagerly is faster than tracing the train step of every fold."""
-    import tensorflow as tf
-
-    tf.config.run_functions_eagerly(True)
-    yield
-    tf.config.run_functions_eagerly(False)
+pytestmark = pytest.mark.usefixtures("eager_tf")  # tiny runs: eager beats tracing each model
 
 
 def _data(tmp_path, per_class=8):
