@@ -456,7 +456,7 @@ def train_sklearn(
         features_train: ``(N, D)`` features.
         y_train: ``(N,)`` class indices (no ``-1``).
         classifier: ``"logreg"`` (StandardScaler + LogisticRegression), ``"svc"``
-            (StandardScaler + SVC with probabilities), ``"rf"`` (RandomForestClassifier),
+            (StandardScaler + SVC, probabilities by Platt scaling), ``"rf"`` (RandomForestClassifier),
             ``"hgb"`` (HistGradientBoostingClassifier) or ``"xgb"`` (xgboost.XGBClassifier).
         **kw: keyword arguments of the estimator (``C=``, ``n_estimators=``…);
             ``random_state`` defaults to 0.
@@ -501,8 +501,18 @@ def train_sklearn(
         kw.setdefault("max_iter", 2000)
         est = make_pipeline(StandardScaler(), LogisticRegression(**kw))
     elif name == "svc":
-        kw.setdefault("probability", True)
-        est = make_pipeline(StandardScaler(), SVC(**kw))
+        if kw.pop("probability", True):
+            # SVC(probability=True) is deprecated since scikit-learn 1.9; this is its documented
+            # replacement (Platt scaling of cross-validated decision values, one final SVC).
+            from sklearn.calibration import CalibratedClassifierCV
+
+            counts = np.bincount(y)
+            folds = int(max(2, min(5, counts[counts > 0].min())))
+            est = make_pipeline(
+                StandardScaler(), CalibratedClassifierCV(SVC(**kw), cv=folds, ensemble=False)
+            )
+        else:
+            est = make_pipeline(StandardScaler(), SVC(**kw))
     elif name == "rf":
         kw.setdefault("n_estimators", 300)
         est = RandomForestClassifier(**kw)
