@@ -1,7 +1,7 @@
 """Recipe configs: a dataclass is the single source of a recipe's settings.
 
 ``config_parser(Config)`` turns it into an ``argparse`` parser (every field a ``--flag`` with its
-type, default and the help text from ``field(metadata={"help": ...})``; bools as ``--x/--no-x``;
+type, default and the help text from ``field(metadata=flag_help(...))``; bools as ``--x/--no-x``;
 tuples and lists as several values; ``Literal`` as choices; ``Optional`` accepting ``none``),
 ``parse_config(Config, argv)`` reads ``--config file.json`` first and lets flags override it, and
 ``config_to_dict`` gives the JSON written to a run's ``config.json`` (which ``--config`` also
@@ -215,6 +215,25 @@ def _field_default(f: dataclasses.Field) -> Any:
     return dataclasses.MISSING
 
 
+def flag_help(text: str) -> dict[str, str]:
+    """The ``metadata`` of a config field whose ``--flag`` has ``text`` as its help.
+
+    Args:
+        text: the flag's help (``config_parser`` appends the default).
+
+    Returns:
+        ``{"help": text}``, for ``dataclasses.field(metadata=...)``.
+
+    Example:
+        >>> flag_help("epochs of phase 1")
+        {'help': 'epochs of phase 1'}
+        >>> @dataclasses.dataclass
+        ... class C:
+        ...     epochs: int = dataclasses.field(default=5, metadata=flag_help("epochs of phase 1"))
+    """
+    return {"help": text}
+
+
 def config_parser(
     config_cls: type, *, prog: str | None = None, description: str | None = None
 ) -> argparse.ArgumentParser:
@@ -389,4 +408,4 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-__all__ = ["config_parser", "parse_config", "config_to_dict", "seed_everything"]
+__all__ = ["flag_help", "config_parser", "parse_config", "config_to_dict", "seed_everything"]

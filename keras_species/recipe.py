@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from keras_species.config import config_parser, config_to_dict, parse_config, seed_everything
+from keras_species.config import flag_help as _help
 from keras_species.training.runs import RunFolder, list_runs
 
 RUN_CONTROL_FIELDS = ("out", "name", "resume", "verbose")
@@ -46,10 +47,6 @@ RUN_CONTROL_FIELDS = ("out", "name", "resume", "verbose")
 
 class RunSetupError(RuntimeError):
     """A run cannot start or resume as asked (e.g. ``--resume`` with nothing to resume)."""
-
-
-def _help(text: str) -> dict:
-    return {"help": text}
 
 
 @dataclass

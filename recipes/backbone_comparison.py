@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from keras_species.config import flag_help as _help
 from keras_species.recipe import (
     RunResult,
     RunSettings,
@@ -40,10 +41,6 @@ from keras_species.recipe import (
 
 RECIPE = "backbone_comparison"
 R2_BACKBONES = ("vgg16", "mobilenet_v2", "resnet50", "densenet121")
-
-
-def _help(text: str) -> dict:
-    return {"help": text}
 
 
 @dataclass

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from keras_species.config import flag_help as _help
 from keras_species.recipe import (
     RunResult,
     RunSettings,
@@ -44,10 +45,6 @@ CLASSIFIER_NAMES = {
     "xgb": "XGBoost",
     "logreg": "Logistic regression",
 }
-
-
-def _help(text: str) -> dict:
-    return {"help": text}
 
 
 @dataclass

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from keras_species.config import flag_help as _h
 from keras_species.recipe import (
     RunResult,
     RunSettings,
@@ -57,10 +58,6 @@ from keras_species.recipe import (
 RECIPE = "fish_semisupervised"
 R1_SCORES = {"model1": 0.810, "model2": 0.837, "model3": 0.905, "model4": 0.864}
 """R1's validation accuracies (on its data), shown next to ours."""
-
-
-def _h(text: str) -> dict:
-    return {"help": text}
 
 
 @dataclass

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from keras_species.config import flag_help as _h
 from keras_species.recipe import (
     RunResult,
     RunSettings,
@@ -52,10 +53,6 @@ SCRATCH = ("shallow", "deep", "regularised")
 R5_SCORES = {"a_features": 0.33, "b_frozen": 0.26, "c_fine_tune": 0.37, "scratch_shallow": 0.11,
              "scratch_deep": 0.17, "scratch_regularised": 0.24}
 """R5's test accuracies (on its data), shown next to ours."""
-
-
-def _h(text: str) -> dict:
-    return {"help": text}
 
 
 @dataclass

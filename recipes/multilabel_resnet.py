@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from keras_species.config import flag_help as _h
 from keras_species.recipe import (
     RunResult,
     RunSettings,
@@ -47,10 +48,6 @@ from keras_species.recipe import (
 RECIPE = "multilabel_resnet"
 SANITY_CHECKS = ("untrained", "head_only")
 THRESHOLD_CHOICES = ("global", "per_class", "fixed")
-
-
-def _h(text: str) -> dict:
-    return {"help": text}
 
 
 @dataclass

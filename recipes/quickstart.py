@@ -33,13 +33,10 @@ import sys
 from dataclasses import dataclass, field
 from typing import Literal
 
+from keras_species.config import flag_help as _h
 from keras_species.recipe import RunResult, RunSettings, recipe_main, run_transfer
 
 RECIPE = "quickstart"
-
-
-def _h(text: str) -> dict:
-    return {"help": text}
 
 
 @dataclass

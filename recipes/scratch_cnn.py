@@ -32,14 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from keras_species.config import flag_help as _help
 from keras_species.recipe import RunResult, RunSettings, data_section, recipe_main, start_run
 
 RECIPE = "scratch_cnn"
 SCRATCH_NAMES = ("r2_cnn", "r3_cnn", "r4_vgg", "r5_shallow", "r5_deep", "r5_regularised")
-
-
-def _help(text: str) -> dict:
-    return {"help": text}
 
 
 @dataclass

@@ -517,6 +517,15 @@ def _capped(items: list, render, headers: Sequence[str]) -> str:
     return text
 
 
+def _file_problems(heading: str, items: list, key: str, column: str) -> list[str]:
+    """A ``### heading`` section listing each file of ``items`` with its ``key`` value under
+    ``column``; no lines when ``items`` is empty."""
+    if not items:
+        return []
+    rows = _capped(items, lambda c: (f"`{c['path']}`", c[key]), ["file", column])
+    return [f"### {heading}", "", rows, ""]
+
+
 def _markdown(r: AuditReport) -> str:
     kind = "multi-label" if r.multilabel else "single-label"
     md = [f"# Data audit: {r.source or 'manifest'}", ""]
@@ -581,18 +590,13 @@ def _markdown(r: AuditReport) -> str:
         md.append("")
 
     md += ["## Problems", ""]
-    if r.corrupt:
-        md += [f"### Corrupt or unreadable ({len(r.corrupt)}) — always dropped by `clean`", ""]
-        md += [_capped(r.corrupt, lambda c: (f"`{c['path']}`", c["reason"]), ["file", "reason"]), ""]
-    if r.non_rgb:
-        md += [f"### Non-RGB ({len(r.non_rgb)})", ""]
-        md += [_capped(r.non_rgb, lambda c: (f"`{c['path']}`", c["mode"]), ["file", "mode"]), ""]
-    if r.animated:
-        md += [f"### Animated / multi-page ({len(r.animated)}) — the first frame is used", ""]
-        md += [_capped(r.animated, lambda c: (f"`{c['path']}`", c["n_frames"]), ["file", "frames"]), ""]
-    if r.extension_mismatch:
-        md += [f"### Extension does not fit the content ({r.n_extension_mismatch}) — read by content", ""]
-        md += [_capped(r.extension_mismatch, lambda c: (f"`{c['path']}`", c["format"]), ["file", "format"]), ""]
+    md += _file_problems(f"Corrupt or unreadable ({len(r.corrupt)}) — always dropped by `clean`",
+                         r.corrupt, "reason", "reason")
+    md += _file_problems(f"Non-RGB ({len(r.non_rgb)})", r.non_rgb, "mode", "mode")
+    md += _file_problems(f"Animated / multi-page ({len(r.animated)}) — the first frame is used",
+                         r.animated, "n_frames", "frames")
+    md += _file_problems(f"Extension does not fit the content ({r.n_extension_mismatch}) — read by "
+                         "content", r.extension_mismatch, "format", "format")
     if r.duplicates:
         md += [f"### Exact duplicates ({len(r.duplicates)} groups)", ""]
         md += [_capped(

@@ -112,6 +112,23 @@ def _dense_stack(
     return x
 
 
+def _plain_cnn(
+    x: keras.KerasTensor,
+    *,
+    filters: Sequence[int],
+    dense_units: Sequence[int],
+    dropout: float,
+) -> keras.KerasTensor:
+    """Keras-book style CNN body (R3, R5): Conv 3×3 ReLU → MaxPool per filter count, Flatten,
+    Dense ReLU [→ Dropout] per unit count; the output layer is added by :func:`build_scratch`."""
+    for b, f in enumerate(filters, start=1):
+        x = _conv_bn_relu(x, f, f"block{b}", False)
+        x = layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = _dense_stack(x, dense_units, dropout)
+    return x
+
+
 def _r2_cnn(
     x: keras.KerasTensor,
     num_classes: int,
@@ -152,12 +169,7 @@ def _r3_cnn(
 ) -> keras.KerasTensor:
     """R3: 4 × (Conv 3×3 → ReLU → MaxPool), Flatten → Dense 256 → Dropout → Dense 128 →
     Dropout → Dense C (3 Dense layers). The report gives no unit counts; 256/128 are ours."""
-    for b, f in enumerate(filters, start=1):
-        x = _conv_bn_relu(x, f, f"block{b}", False)
-        x = layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
-    x = layers.Flatten(name="flatten")(x)
-    x = _dense_stack(x, dense_units, dropout)
-    return x
+    return _plain_cnn(x, filters=filters, dense_units=dense_units, dropout=dropout)
 
 
 def _r4_vgg(
@@ -182,25 +194,6 @@ def _r4_vgg(
     return x
 
 
-def _r5_cnn(
-    x: keras.KerasTensor,
-    num_classes: int,
-    output: str,
-    *,
-    filters: Sequence[int],
-    dense_units: Sequence[int],
-    dropout: float,
-) -> keras.KerasTensor:
-    """R5 (Keras-book style): Conv 3×3 ReLU → MaxPool per filter count, Flatten, Dense ReLU
-    [→ Dropout], Dense C."""
-    for b, f in enumerate(filters, start=1):
-        x = _conv_bn_relu(x, f, f"block{b}", False)
-        x = layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
-    x = layers.Flatten(name="flatten")(x)
-    x = _dense_stack(x, dense_units, dropout)
-    return x
-
-
 def _r5_shallow(
     x: keras.KerasTensor,
     num_classes: int,
@@ -211,7 +204,7 @@ def _r5_shallow(
     dropout: float = 0.0,
 ) -> keras.KerasTensor:
     """R5 shallow CNN: 2 convs 8/16 (each + MaxPool), Dense 16, Dense C."""
-    return _r5_cnn(x, num_classes, output, filters=filters, dense_units=dense_units, dropout=dropout)
+    return _plain_cnn(x, filters=filters, dense_units=dense_units, dropout=dropout)
 
 
 def _r5_deep(
@@ -226,7 +219,7 @@ def _r5_deep(
     """R5 deeper CNN: 4 convs 16/32/64/128 (each + MaxPool), Dense 256, Dense C. At 200×200 the
     flattened map is 12×12×128 = 18,432 values and the model has 4,841,988 parameters with 100
     classes (the report's "~5M")."""
-    return _r5_cnn(x, num_classes, output, filters=filters, dense_units=dense_units, dropout=dropout)
+    return _plain_cnn(x, filters=filters, dense_units=dense_units, dropout=dropout)
 
 
 def _r5_regularised(
@@ -240,7 +233,7 @@ def _r5_regularised(
 ) -> keras.KerasTensor:
     """R5 regularised CNN: the deeper CNN with dropout 0.5 after its dense layers (train it with
     the pipeline's ``augment="r5"``)."""
-    return _r5_cnn(x, num_classes, output, filters=filters, dense_units=dense_units, dropout=dropout)
+    return _plain_cnn(x, filters=filters, dense_units=dense_units, dropout=dropout)
 
 
 SCRATCH_ARCHS: dict[str, ScratchArch] = {
