@@ -9,8 +9,8 @@ if present, else the embedded ``demo`` set). Contenders, each one full pass over
 
 - ``bare``: the limit. The same decoding and resizing work as the pipeline and nothing else, as
   fast as ``tf.data`` can do it: ``tf.io.read_file`` → ``tf.io.decode_image(channels=3)`` →
-  :func:`keras_species.data.pipeline.resize_image` (bilinear, antialiased when shrinking: the
-  same kernels) in one map with ``AUTOTUNE`` parallelism and ``deterministic=False``, then batch
+  :func:`keras_species.data.pipeline.resize_image` (area-averaged where it shrinks, bilinear
+  where it grows: the same kernels) in one map with ``AUTOTUNE`` parallelism and ``deterministic=False``, then batch
   and prefetch, from a ready list of paths. No file check, no cache, no labels, no rounding to
   ``uint8``. (An eager Python loop would be a slower, flattering baseline: it decodes on one
   thread.)
@@ -21,11 +21,12 @@ if present, else the embedded ``demo`` set). Contenders, each one full pass over
   that nothing is decoded again.
 - ``keras utility``: ``keras.utils.image_dataset_from_directory`` at the same size and batch,
   ``shuffle=False`` (the same fixed order as ours), including its own listing of the folder. Note
-  that it does less work per image than we do: it never antialiases (``tf.image.resize`` without
-  ``antialias``), and it has no file check and no cache.
+  that it never antialiases (plain bilinear ``tf.image.resize``: a shrunk image aliases), and it
+  has no file check and no cache.
 - ``bare, never antialiased`` (information, no target): the bare loop with plain
   ``tf.image.resize``, i.e. the per-image work of the Keras utility; the gap between it and
-  ``bare`` is the price of antialiasing the images that shrink.
+  ``bare`` is the price of antialiasing the images that shrink (area averaging costs about what
+  plain bilinear does).
 - ``training first/cached epoch`` (information, no target): ``make_dataset(training=True,
   seed=0)``, no augmentation: cached single images, reshuffled each epoch, then batched.
 

@@ -11,8 +11,8 @@ Formats:
 
   - ``serve`` (also ``serving_default``): ``images`` uint8 ``[None, None, None, 3]`` of *any* size.
     Each batch is resized to the model's input size exactly as the training pipeline does it
-    (``data.pipeline.resize_image``, "stretch": bilinear, antialiased when an axis shrinks,
-    rounded back to 0–255 integers; skipped when the size already matches).
+    (``data.pipeline.resize_image``, "stretch": area-averaged when the image shrinks, bilinear
+    when it grows, rounded back to 0–255 integers; skipped when the size already matches).
   - ``serve_float``: ``images`` float32 0–255 ``[None, None, None, 3]``, resized the same way but
     not rounded.
   - ``metadata``: no input; ``class_names``, ``image_size``, ``multilabel``, ``thresholds``.
@@ -241,26 +241,20 @@ def _serving_module(model: keras.Model, lmap: LabelMap, size: tuple[int, int]):
     """A ``tf.Module`` holding ``model`` with the ``serve``/``serve_float``/``metadata`` functions."""
     import tensorflow as tf
 
+    from keras_species.data.pipeline import scale_images
+
     h, w = size
     class_names = tf.constant(lmap.class_names)
     thresholds = tf.constant(lmap.threshold_array(), tf.float32)
     multilabel, logits = lmap.multilabel, lmap.logits
 
     def resize(x):
-        # The rule of ``data.pipeline.resize_image`` ("stretch"), on a whole batch: bilinear,
-        # antialiased when an axis shrinks; nothing to do when the size already matches.
+        # The rule of ``data.pipeline.resize_image`` ("stretch"), on a whole batch; nothing to
+        # do when the size already matches.
         shape = tf.shape(x)
         same = tf.logical_and(tf.equal(shape[1], h), tf.equal(shape[2], w))
-        shrink = tf.logical_or(shape[1] > h, shape[2] > w)
-        x = tf.cond(
-            same,
-            lambda: x,
-            lambda: tf.cond(
-                shrink,
-                lambda: tf.image.resize(x, (h, w), antialias=True),
-                lambda: tf.image.resize(x, (h, w)),
-            ),
-        )
+        x = tf.cond(same, lambda: tf.cast(x, tf.float32),
+                    lambda: scale_images(x, tf.constant([h, w])))
         return tf.ensure_shape(x, [None, h, w, 3])
 
     def outputs(x):

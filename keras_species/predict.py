@@ -9,7 +9,7 @@ extensions only, sorted), a CSV with a path column (``path``, ``filepath``, ``fi
 Streaming: the paths are enumerated lazily by a Python generator, fed to ``tf.data``
 (``from_generator``), decoded in a parallel map (PIL, :func:`keras_species.data.images.read_image`:
 every mode to RGB, EXIF orientation), resized exactly as the training pipeline does it
-(``pipeline.resize_image``: bilinear, antialiased when shrinking, rounded to 0–255), batched and prefetched two
+(``pipeline.resize_image``: area-averaged where the image shrinks, bilinear where it grows, rounded to 0–255), batched and prefetched two
 batches ahead. Memory holds a few batches of images, never the whole input; only the ``(N, C)``
 probabilities are kept (and not even those with ``keep_probabilities=False``, as the CLI does).
 

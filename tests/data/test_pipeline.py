@@ -291,17 +291,26 @@ def test_resize_antialiases_only_when_shrinking():
     plain = tf.image.resize(stripes.astype(np.float32), (30, 30)).numpy()
     assert plain.std() > 100  # what a plain bilinear shrink gives
     assert small.std() < 45 and abs(small.mean() - 127.5) < 10
+    # both axes shrink: area averaging, i.e. each output pixel is the mean of its footprint
     np.testing.assert_allclose(
-        small, tf.image.resize(stripes.astype(np.float32), (30, 30), antialias=True).numpy(), atol=1e-3
+        small, tf.image.resize(stripes.astype(np.float32), (30, 30), method="area").numpy(), atol=1e-3
     )
-    # enlarging (and one axis shrinking, one growing): the same pixels as tf.image.resize
+    block = stripes[:2, :3].astype(np.float32).mean(axis=(0, 1))
+    np.testing.assert_allclose(small[0, 0], block, atol=1e-3)
+    # enlarging: plain bilinear; one axis shrinking, one growing: area on the first, then
+    # bilinear on the second; the same size: the image itself
     rng = np.random.default_rng(0)
-    for shape in ((20, 30, 3), (50, 10, 3)):
+    for shape in ((20, 30, 3), (50, 10, 3), (40, 40, 3)):
         img = rng.integers(0, 256, shape).astype(np.uint8)
-        ref = tf.image.resize(img.astype(np.float32), (40, 40), antialias=shape[0] > 40)
+        f = img.astype(np.float32)
+        if shape[0] > 40:
+            f = tf.image.resize(f, (40, shape[1]), method="area")
+        ref = tf.image.resize(f, (40, 40))
         got = resize_image(tf.constant(img), 40)
         np.testing.assert_allclose(got.numpy(), ref.numpy(), atol=1e-3)  # uint8 read as it is
         np.testing.assert_allclose(resize_image(tf.constant(img, tf.float32), 40), got, atol=1e-3)
+    same = rng.integers(0, 256, (40, 40, 3)).astype(np.uint8)
+    np.testing.assert_allclose(resize_image(tf.constant(same), 40).numpy(), same, atol=1e-3)
     assert to_uint8(tf.constant([0.0, 0.49, 0.5, 254.5, 255.0])).numpy().tolist() == [0, 0, 1, 255, 255]
 
 

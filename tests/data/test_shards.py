@@ -38,8 +38,9 @@ def test_round_trip_labels_and_images(image_folder, tmp_path):
     (x, y), (xr, yr) = got[0], ref[0]
     np.testing.assert_array_equal(y, yr)  # order and labels kept
     assert x.shape == (18, 16, 16, 3) and x.dtype == np.float32
-    # 40x32 stored at 24x19 as JPEG q95, then resized: close to the direct pipeline
-    assert np.abs(x - xr).mean() < 6.0
+    # 40x32 stored at 24x19 as JPEG q95 (PIL bicubic), then resized: two resamplings of noisy
+    # stripes, close to the direct pipeline's one (mean error under 3% of the range)
+    assert np.abs(x - xr).mean() < 7.5
 
 
 def test_small_images_are_stored_byte_for_byte(image_folder, tmp_path):
