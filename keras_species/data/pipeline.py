@@ -489,6 +489,11 @@ def check_resize(image_size: int | Sequence[int], resize: str) -> tuple[int, int
     return h, w
 
 
+#: Names the resizing rule of :func:`scale_images`; change it whenever the rule changes, so that
+#: caches of anything computed from resized images (e.g. cached features) are recomputed.
+RESIZE_RULE = "area-then-bilinear/1"
+
+
 def scale_images(images, size):
     """Resize a batch ``(B, H, W, 3)`` (uint8 or float) to ``size``, ``float32`` out.
 

@@ -3,8 +3,8 @@
 A frozen backbone is run over a manifest's images once; its pooled features are saved to
 ``<cache_dir>/<key>.npz``. The key hashes everything the features depend on: the backbone name,
 the weights' identity (``None``, ``"imagenet"``, or a file's path + size + mtime), the input size,
-the pooling, the dataset function and the ordered file list with each file's size and mtime. Any
-change recomputes; the same input loads from the cache. Then train a dense head
+the pooling, the dataset function, the pipeline's resizing rule and the ordered file list with
+each file's size and mtime. Any change recomputes; the same input loads from the cache. Then train a dense head
 (:func:`train_dense_head`, R5's feature-extraction classifier) or a scikit-learn classifier
 (:func:`train_sklearn`, R2's DenseNet121 features → SVM / Random Forest / XGBoost) on them.
 
@@ -200,8 +200,11 @@ def feature_cache_key(
         >>> len(k)
         24
     """
+    from keras_species.data.pipeline import RESIZE_RULE
+
     parts: dict[str, Any] = {
         "version": FEATURE_CACHE_VERSION,
+        "resize_rule": RESIZE_RULE,
         "input_size": [int(input_size[0]), int(input_size[1])],
         "pooling": pooling,
         "dataset_fn": None if dataset_fn is None else (

@@ -85,6 +85,16 @@ def test_changed_inputs_recompute(manifest: Manifest, tmp_path: Path) -> None:
         manifest.paths, pooling="avg", **dict(args, input_size=(64, 64)))
 
 
+def test_resize_rule_in_key(manifest: Manifest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Features of differently resized images are different features: the rule is in the key."""
+    from keras_species.data import pipeline
+
+    args = {"backbone": "resnet18", "weights": None, "input_size": (SIZE, SIZE), "pooling": "avg"}
+    before = feature_cache_key(manifest.paths, **args)
+    monkeypatch.setattr(pipeline, "RESIZE_RULE", "another rule")
+    assert feature_cache_key(manifest.paths, **args) != before
+
+
 def test_weights_file_identity_in_key(manifest: Manifest, tmp_path: Path) -> None:
     w = tmp_path / "b.weights.h5"
     w.write_bytes(b"x" * 10)
