@@ -12,7 +12,7 @@ Formats:
   - ``serve`` (also ``serving_default``): ``images`` uint8 ``[None, None, None, 3]`` of *any* size.
     Each batch is resized to the model's input size exactly as the training pipeline does it
     (``data.pipeline.resize_image``, "stretch": area-averaged when the image shrinks, bilinear
-    when it grows, rounded back to 0–255 integers; skipped when the size already matches).
+    when it grows, rounded back to 0–255 integers; unchanged when the size already matches).
   - ``serve_float``: ``images`` float32 0–255 ``[None, None, None, 3]``, resized the same way but
     not rounded.
   - ``metadata``: no input; ``class_names``, ``image_size``, ``multilabel``, ``thresholds``.
@@ -249,13 +249,9 @@ def _serving_module(model: keras.Model, lmap: LabelMap, size: tuple[int, int]):
     multilabel, logits = lmap.multilabel, lmap.logits
 
     def resize(x):
-        # The rule of ``data.pipeline.resize_image`` ("stretch"), on a whole batch; nothing to
-        # do when the size already matches.
-        shape = tf.shape(x)
-        same = tf.logical_and(tf.equal(shape[1], h), tf.equal(shape[2], w))
-        x = tf.cond(same, lambda: tf.cast(x, tf.float32),
-                    lambda: scale_images(x, tf.constant([h, w])))
-        return tf.ensure_shape(x, [None, h, w, 3])
+        # The rule of ``data.pipeline.resize_image`` ("stretch"), on a whole batch (an exact copy
+        # when the size already matches).
+        return tf.ensure_shape(scale_images(x, tf.constant([h, w])), [None, h, w, 3])
 
     def outputs(x):
         p = tf.cast(module.model(x, training=False), tf.float32)

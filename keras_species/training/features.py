@@ -4,9 +4,10 @@ A frozen backbone is run over a manifest's images once; its pooled features are 
 ``<cache_dir>/<key>.npz``. The key hashes everything the features depend on: the backbone name,
 the weights' identity (``None``, ``"imagenet"``, or a file's path + size + mtime), the input size,
 the pooling, the dataset function, the pipeline's resizing rule and the ordered file list with
-each file's size and mtime. Any change recomputes; the same input loads from the cache. Then train a dense head
-(:func:`train_dense_head`, R5's feature-extraction classifier) or a scikit-learn classifier
-(:func:`train_sklearn`, R2's DenseNet121 features → SVM / Random Forest / XGBoost) on them.
+each file's size and mtime. Any change recomputes; the same input loads from the cache. Then
+train a dense head (:func:`train_dense_head`, R5's feature-extraction classifier) or a
+scikit-learn classifier (:func:`train_sklearn`, R2's DenseNet121 features → SVM / Random Forest /
+XGBoost) on them.
 
 Epochs on cached features take milliseconds where an epoch through a frozen backbone takes
 minutes on a CPU (``benchmarks/feature_cache.py`` measures the ratio), which is what makes
