@@ -118,7 +118,7 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
     files of a killed run are removed when training begins.
 
     Args:
-        filepath: the target file (``.keras`` or ``.weights.h5``; no ``{epoch}`` placeholders).
+        filepath: the target file (``.keras`` or ``.weights.h5``; no ``{epoch}`` name templates).
         **kwargs: as ``keras.callbacks.ModelCheckpoint`` (monitor, mode, save_best_only,
             save_weights_only, initial_value_threshold, verbose).
 
