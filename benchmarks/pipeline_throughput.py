@@ -11,7 +11,8 @@ if present, else the embedded ``demo`` set). Contenders, each one full pass over
   fast as ``tf.data`` can do it: ``tf.io.read_file`` → ``tf.io.decode_image(channels=3)`` →
   :func:`keras_species.data.pipeline.resize_image` (area-averaged where it shrinks, bilinear
   where it grows: the same kernels) in one map with ``AUTOTUNE`` parallelism and ``deterministic=False``, then batch
-  and prefetch, from a ready list of paths. No file check, no cache, no labels, no rounding to
+  and prefetch, from a ready list of paths, with the pipeline's ``dataset_options`` (autotuner
+  off, so that deleting the iterator does not wait: see ``benchmarks/iterator_teardown.py``). No file check, no cache, no labels, no rounding to
   ``uint8``. (An eager Python loop would be a slower, flattering baseline: it decodes on one
   thread.)
 - ``first epoch``: ``sources.load(DATA)`` (listing the folder) + ``make_dataset(training=False,
@@ -32,7 +33,8 @@ if present, else the embedded ``demo`` set). Contenders, each one full pass over
 
 Every file is read once before timing, so that all contenders start from the OS page cache, and
 TensorFlow's runtime is started once on 64 images (a one-time cost of the process). Building
-each pipeline (tracing its functions, our file check) is inside its timing.
+each pipeline (tracing its functions, our file check) is inside its timing, and so is the
+deletion of each pass's iterator at its end (a user pays it too).
 Targets: first epoch >= 0.9x bare, cached epoch >= 10x first epoch, first epoch >= 1.0x the Keras
 utility. Each contender runs ``--repeats`` times (fresh pipelines, interleaved, so that load from
 other processes hits all alike); the table shows the best and the median wall-clock rate and the
@@ -79,7 +81,7 @@ def bare_dataset(paths: list[str], size: int, batch: int, antialias: bool = True
     """
     import tensorflow as tf
 
-    from keras_species.data.pipeline import resize_image
+    from keras_species.data.pipeline import dataset_options, resize_image
 
     def load(path):
         img = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
@@ -88,7 +90,7 @@ def bare_dataset(paths: list[str], size: int, batch: int, antialias: bool = True
 
     ds = tf.data.Dataset.from_tensor_slices(paths)
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
-    return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
+    return ds.batch(batch).prefetch(tf.data.AUTOTUNE).with_options(dataset_options(deterministic=False))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -241,7 +241,7 @@ def _serving_module(model: keras.Model, lmap: LabelMap, size: tuple[int, int]):
     """A ``tf.Module`` holding ``model`` with the ``serve``/``serve_float``/``metadata`` functions."""
     import tensorflow as tf
 
-    from keras_species.data.pipeline import scale_images
+    from keras_species.data.pipeline import scale_images, to_uint8
 
     h, w = size
     class_names = tf.constant(lmap.class_names)
@@ -275,7 +275,7 @@ def _serving_module(model: keras.Model, lmap: LabelMap, size: tuple[int, int]):
     @tf.function(input_signature=[spec_u8])
     def serve(images):
         x = resize(tf.cast(images, tf.float32))
-        return outputs(tf.clip_by_value(tf.round(x), 0.0, 255.0))  # as the training pipeline
+        return outputs(tf.cast(to_uint8(x), tf.float32))  # rounded as the training pipeline
 
     @tf.function(input_signature=[spec_f32])
     def serve_float(images):

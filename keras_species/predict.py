@@ -173,7 +173,7 @@ def image_dataset(
     """
     import tensorflow as tf
 
-    from keras_species.data.pipeline import check_resize, resize_image
+    from keras_species.data.pipeline import check_resize, dataset_options, resize_image, to_uint8
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
@@ -186,8 +186,7 @@ def image_dataset(
     def load(path):
         img, err = tf.numpy_function(_read, [path], (tf.uint8, tf.string), stateful=False)
         img = tf.reshape(img, tf.stack([tf.shape(img)[0], tf.shape(img)[1], 3]))
-        img = resize_image(tf.cast(img, tf.float32), size, resize)
-        img = tf.cast(tf.clip_by_value(tf.round(img), 0.0, 255.0), tf.uint8)
+        img = to_uint8(resize_image(img, size, resize))
         err = tf.reshape(err, [])
         return path, img, err
 
@@ -195,7 +194,7 @@ def image_dataset(
         lambda: iter_image_paths(inputs), output_signature=tf.TensorSpec([], tf.string)
     )
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.batch(batch_size).prefetch(2)
+    return ds.batch(batch_size).prefetch(2).with_options(dataset_options(deterministic=True))
 
 
 # ---------------------------------------------------------------------------------------- models

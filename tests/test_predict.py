@@ -48,7 +48,7 @@ def _expected(model, paths) -> np.ndarray:
     x = []
     for p in paths:
         img = resize_image(tf.constant(images_mod.read_image(p), tf.float32), SIZE).numpy()
-        x.append(np.clip(np.round(img), 0, 255))
+        x.append(np.floor(img + 0.5))
     return np.asarray(model(np.stack(x).astype(np.float32)))
 
 
@@ -84,6 +84,13 @@ def test_iter_image_paths_inputs(folder, tmp_path):
         list(iter_image_paths(tmp_path / "nopath.csv"))
     with pytest.raises(FileNotFoundError):
         list(iter_image_paths(tmp_path / "missing"))
+
+
+def test_image_dataset_keeps_order_without_the_autotuner(folder):
+    ds = image_dataset(folder, SIZE, 4)
+    assert ds.options().autotune.enabled is False and ds.options().deterministic is True
+    seen = [p.decode() for paths, _, _ in ds for p in paths.numpy()]
+    assert seen == list(iter_image_paths(folder))
 
 
 def test_predict_folder_writes_csv_and_skips_unreadable(model, folder, tmp_path):
@@ -147,7 +154,7 @@ def test_tta_is_the_mean_over_transforms(model, tmp_path):
     paths = list(iter_image_paths(root))
     result = predict(model, root, tta="flips")
     base = np.stack([
-        np.clip(np.round(resize_image(tf.constant(images_mod.read_image(p), tf.float32), SIZE).numpy()), 0, 255)
+        np.floor(resize_image(tf.constant(images_mod.read_image(p)), SIZE).numpy() + 0.5)
         for p in paths
     ])
     expected = predict_tta(model, base, transforms="flips")

@@ -310,6 +310,7 @@ def shard_dataset(
         finish_dataset,
         resize_image,
         resolve_label_mode,
+        to_uint8,
     )
 
     files, _ = _locate(os.fspath(pattern_or_dir))
@@ -375,8 +376,7 @@ def shard_dataset(
         ex = tf.io.parse_single_example(record, spec)
         img = tf.io.decode_image(ex["image"], channels=3, expand_animations=False)
         img.set_shape([None, None, 3])
-        img = resize_image(tf.cast(img, tf.float32), image_size, resize)
-        img = tf.cast(tf.clip_by_value(tf.round(img), 0.0, 255.0), tf.uint8)
+        img = to_uint8(resize_image(img, image_size, resize))
         idx = tf.sparse.to_dense(ex["label"])
         out = [img]
         if mode == "sparse":

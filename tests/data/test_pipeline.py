@@ -237,6 +237,15 @@ def test_cache_to_file_and_determinism(image_folder, tmp_path):
         np.testing.assert_array_equal(y1, y2)
 
 
+@pytest.mark.parametrize("training", [False, True])
+def test_autotuner_off_and_order_switch(image_folder, training):
+    # the autotuner makes deleting an iterator wait (see dataset_options): every dataset turns it off
+    ds = make_dataset(folder_manifest(image_folder), 16, 4, training=training, seed=0)
+    assert ds.options().autotune.enabled is False
+    assert ds.options().deterministic is (not training)
+    assert make_dataset(folder_manifest(image_folder), 16, 4, deterministic=False).options().deterministic is False
+
+
 def test_augment_and_mixup(image_folder):
     m = folder_manifest(image_folder)
     plain = one(make_dataset(m, 16, 18, cache=False))[0][0]

@@ -33,7 +33,9 @@ def test_round_trip_labels_and_images(image_folder, tmp_path):
     doc = read_sidecar(tmp_path / "shards")
     assert doc["class_names"] == m.class_names and doc["n_images"] == 18
     assert [s["n"] for s in doc["shards"]] == [5, 5, 5, 3]
-    got = batches(shard_dataset(tmp_path / "shards", 16, 18))
+    ds = shard_dataset(tmp_path / "shards", 16, 18)
+    assert ds.options().autotune.enabled is False  # as make_dataset (see dataset_options)
+    got = batches(ds)
     ref = batches(make_dataset(m, 16, 18, cache=False))
     (x, y), (xr, yr) = got[0], ref[0]
     np.testing.assert_array_equal(y, yr)  # order and labels kept
