@@ -498,7 +498,11 @@ def iter_predictions(
 
 
 class _CsvWriter:
-    """Streams prediction rows to a CSV (see the module docstring for the columns)."""
+    """Streams prediction rows to a CSV (see the module docstring for the columns).
+
+    Rows go to ``NAME.part`` beside the file, renamed to the file only when every input was
+    read, so that a failed run never leaves a partial CSV or replaces an earlier one.
+    """
 
     def __init__(self, path: Path, class_names, multilabel: bool, thresholds, top_k: int,
                  all_probabilities: bool) -> None:
@@ -507,7 +511,8 @@ class _CsvWriter:
         self.k = max(1, min(top_k, len(self.names)))
         self.all = all_probabilities
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(path, "w", newline="")
+        self.path, self.part = path, path.with_name(path.name + ".part")
+        self.file = open(self.part, "w", newline="")
         self.writer = csv.writer(self.file)
         if multilabel:
             head = ["path", "labels", "probabilities", "top_label", "top_probability"]
@@ -532,8 +537,12 @@ class _CsvWriter:
                 row = [path] + [v for j in order[: self.k] for v in (self.names[j], f"{p[j]:.6g}")]
             self.writer.writerow(row + [""] + ([f"{q:.6g}" for q in p] if self.all else []))
 
-    def close(self) -> None:
+    def close(self, complete: bool) -> None:
         self.file.close()
+        if complete:
+            os.replace(self.part, self.path)
+        else:
+            self.part.unlink(missing_ok=True)
 
 
 def predict(
@@ -592,6 +601,7 @@ def predict(
     chunks: list[np.ndarray] = []
     skipped: list[tuple[str, str]] = []
     count = 0
+    complete = False
     try:
         for batch in iter_predictions(predictor, inputs, batch_size=batch_size, tta=tta):
             if writer is not None:
@@ -602,9 +612,10 @@ def predict(
             if keep_probabilities:
                 paths += [p for p, good in zip(batch.paths, ok) if good]
                 chunks.append(batch.probabilities[ok])
+        complete = True
     finally:
         if writer is not None:
-            writer.close()
+            writer.close(complete)
     if skipped:
         listing = "; ".join(f"{p}: {e}" for p, e in skipped[:10])
         more = f" (and {len(skipped) - 10} more)" if len(skipped) > 10 else ""

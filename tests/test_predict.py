@@ -228,7 +228,7 @@ def test_plain_keras_saved_model_with_labels(model, folder, tmp_path):
     assert np.abs(result.probabilities - expected.probabilities).max() <= 1e-5
 
 
-def test_cli(model, folder, tmp_path, capsys):
+def test_cli(model, folder, tmp_path, capsys, monkeypatch):
     model.save(tmp_path / "m.keras")
     out = tmp_path / "cli.csv"
     code = cli.main(["predict", str(tmp_path / "m.keras"), str(folder), "--out", str(out),
@@ -238,6 +238,11 @@ def test_cli(model, folder, tmp_path, capsys):
     assert len(rows) == 13 and "label_3" in rows[0]
     err = capsys.readouterr().err
     assert "skipped 1 unreadable" in err and "broken.png" in err
+    # failures leave the default predictions.csv of an earlier run as it was, and no partial file
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "predictions.csv").write_text("earlier\n")
     assert cli.main(["predict", str(tmp_path / "nope.keras"), str(folder)]) == 2
     assert cli.main(["predict", str(tmp_path / "m.keras"), str(folder), "--tta", "spin"]) == 2
     assert cli.main(["predict", str(tmp_path / "m.keras"), str(tmp_path / "none")]) == 2
+    assert (tmp_path / "predictions.csv").read_text() == "earlier\n"
+    assert not list(tmp_path.glob("*.part"))

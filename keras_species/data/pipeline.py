@@ -148,17 +148,22 @@ def _raw_kind(head: bytes, tail: bytes, limit: int | None) -> int | None:
     return None
 
 
-def _read_ends(path: str) -> tuple[bytes, bytes, int]:
-    """First 64 KiB, last 64 bytes and size of a file, with raw ``os`` calls (no buffered file
-    object: its set-up costs more than the two reads of a small image)."""
+_HEAD = 4096
+"""Bytes read from the start of a file by the check: a PNG's IHDR, most JPEG frame headers."""
+_LONG_HEAD = 65536
+"""Read again for JPEGs whose frame header lies further in (after a large EXIF block)."""
+
+
+def _read_ends(path: str, head_bytes: int = _HEAD) -> tuple[bytes, bytes, int]:
+    """First ``head_bytes``, last 64 bytes and size of a file, with raw ``os`` calls (no
+    buffered file object: its set-up costs more than the two reads of a small image)."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     try:
-        head = os.read(fd, 65536)
-        if len(head) < 65536:
+        head = os.read(fd, head_bytes)
+        if len(head) < head_bytes:
             return head, head[-64:], len(head)
-        size = os.fstat(fd).st_size
-        os.lseek(fd, max(0, size - 64), os.SEEK_SET)
-        return head, os.read(fd, 64), size
+        end = os.lseek(fd, -64, os.SEEK_END)
+        return head, os.read(fd, 64), end + 64
     finally:
         os.close(fd)
 
@@ -166,8 +171,9 @@ def _read_ends(path: str) -> tuple[bytes, bytes, int]:
 def classify_file(path: str, max_pixels: int | None | bool = False) -> tuple[int, str]:
     """Decide, cheaply, how one image file is decoded.
 
-    Plain PNG and JPEG files are recognised from their first 64 KiB and last 64 bytes (IHDR, or
-    the JPEG markers up to the frame header and the EXIF orientation); anything else goes
+    Plain PNG and JPEG files are recognised from their first 4 KiB (64 KiB for a JPEG whose
+    frame header lies further in) and last 64 bytes (IHDR, or the JPEG markers up to the frame
+    header and the EXIF orientation); anything else goes
     through PIL's header parse. No pixel is decoded, except for files whose end looks truncated,
     which PIL decodes fully to confirm.
 
@@ -195,6 +201,12 @@ def classify_file(path: str, max_pixels: int | None | bool = False) -> tuple[int
     if size == 0:
         return KIND_BAD, "empty file (0 bytes)"
     kind = _raw_kind(head, tail, max_pixels)
+    if kind is None and len(head) < size and head[:3] == b"\xff\xd8\xff":
+        try:  # a JPEG whose frame header lies past the first bytes (a large EXIF block)
+            head = _read_ends(path, _LONG_HEAD)[0]
+        except OSError as e:
+            return KIND_BAD, f"cannot open the file ({e.strerror or e})"
+        kind = _raw_kind(head, tail, max_pixels)
     if kind is not None:
         return kind, ""
     return _classify_with_pil(path, size, max_pixels)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from keras_species.data import pipeline as pipeline_mod
 from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError
 from keras_species.data.pipeline import (
     KIND_BAD,
@@ -107,6 +108,19 @@ def test_classify_and_decode_special_files(tmp_path):
     assert centre[2, 0] > 200 and centre[2, 1] < 50  # first GIF frame (red)
     np.testing.assert_allclose(centre[3], [255, 255, 255], atol=1)
     np.testing.assert_allclose(centre[4], [1, 2, 3], atol=1)
+
+
+@pytest.mark.parametrize(("orientation", "kind"), [(1, KIND_FAST), (6, KIND_PIL)])
+def test_jpeg_with_a_large_exif_block_is_read_without_pil(tmp_path, monkeypatch, orientation, kind):
+    # the frame header lies past the first 4 KiB: the check reads further instead of asking PIL
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 12000  # ImageDescription
+    exif[0x0112] = orientation
+    path = tmp_path / "big_exif.jpg"
+    Image.new("RGB", (48, 32), (200, 10, 10)).save(path, exif=exif.tobytes(), quality=95)
+    assert path.read_bytes().find(b"\xff\xc0") > 12000
+    monkeypatch.setattr(pipeline_mod, "_classify_with_pil", lambda *a: pytest.fail("PIL was used"))
+    assert classify_file(str(path)) == (kind, "")
 
 
 def test_16bit_rgb_png_scaled_by_257(tmp_path):
