@@ -658,7 +658,7 @@ def _map(ds, fn, calls, deterministic: bool):
     return ds.map(fn, num_parallel_calls=calls, deterministic=deterministic)
 
 
-def _first(*t):
+def _first(*t):  # used under do_not_convert (see finish_dataset)
     return t[0]
 
 
@@ -753,6 +753,7 @@ def finish_dataset(
         buffer = shuffle_buffer or max(1, min(n, 10_000))
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
 
+    @tf.autograph.experimental.do_not_convert  # plain graph code: AutoGraph's conversion is pure cost
     def to_float(*t):
         return (tf.cast(t[0], tf.float32),) + tuple(t[1:])
 
@@ -795,7 +796,7 @@ def finish_dataset(
 
         ds = _map(ds, mix, None if deterministic else autotune, deterministic)
     if not has_labels:
-        ds = ds.map(_first)
+        ds = ds.map(tf.autograph.experimental.do_not_convert(_first))
     return ds.prefetch(tf.data.AUTOTUNE).with_options(dataset_options(deterministic))
 
 
