@@ -1,0 +1,143 @@
+"""Where the first epoch's time goes: the pipeline with parts left out, beside the Keras utility.
+
+Usage::
+
+    python benchmarks/pipeline_breakdown.py [DATA] [--image-size 128] [--batch-size 32] [--repeats 7]
+
+Companion of ``pipeline_throughput.py`` (same data default). Each row is one full pass over the
+images, from a ready list of paths (no listing, no file check, except in the last row), all with
+the autotuner off, interleaved over ``--repeats`` runs; the table shows the median wall-clock and
+CPU ms per image, the ratio of the first row's CPU time to the row's, and minor page faults per
+image (fresh memory touched for the first time, ``getrusage``):
+
+- ``keras-like``: what ``keras.utils.image_dataset_from_directory`` does per image
+  (``decode_image`` then plain bilinear ``tf.image.resize`` to float32), zipped with the labels,
+  batched.
+- ``uint8 batches``: our decoding and resizing (``pipeline.resize_image``), rounded to uint8
+  (``pipeline.to_uint8``), batched (what ``make_dataset`` does before its cache).
+- ``+ cache``: the same, then the memory cache of uint8 batches.
+- ``+ cache + float32``: then the cast of each batch to float32 (``make_dataset``'s graph).
+- ``make_dataset``: the real thing, including listing the folder and the file check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "fish4knowledge23"
+ROWS = ("keras-like", "uint8 batches", "+ cache", "+ cache + float32", "make_dataset")
+
+
+def _build(row: str, folder: str, manifest, size: int, batch: int):
+    import tensorflow as tf
+
+    from keras_species.data import sources
+    from keras_species.data.pipeline import (
+        KIND_FAST,
+        _decoder,
+        dataset_options,
+        make_dataset,
+        resize_image,
+        to_uint8,
+    )
+
+    autotune = tf.data.AUTOTUNE
+    labels = manifest.labels.astype(np.int32)
+    if row == "make_dataset":
+        return make_dataset(sources.load(folder), size, batch)
+    if row == "keras-like":
+
+        def keras_load(path):
+            img = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+            img.set_shape([None, None, 3])
+            return tf.image.resize(img, (size, size))
+
+        images = tf.data.Dataset.from_tensor_slices(manifest.paths).map(keras_load, num_parallel_calls=autotune)
+        ds = tf.data.Dataset.zip((images, tf.data.Dataset.from_tensor_slices(labels))).batch(batch)
+        return ds.prefetch(autotune).with_options(dataset_options())
+    decode = _decoder({KIND_FAST})
+
+    @tf.autograph.experimental.do_not_convert
+    def load(path, kind, label):
+        return to_uint8(resize_image(decode(path, kind), size)), label
+
+    kinds = np.full(len(manifest), KIND_FAST, np.int32)
+    ds = tf.data.Dataset.from_tensor_slices((manifest.paths, kinds, labels))
+    ds = ds.map(load, num_parallel_calls=autotune, deterministic=True).ignore_errors(log_warning=True)
+    ds = ds.batch(batch, num_parallel_calls=autotune, deterministic=True)
+    if row != "uint8 batches":
+        ds = ds.cache()
+    if row == "+ cache + float32":
+        ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=autotune, deterministic=True)
+    return ds.prefetch(autotune).with_options(dataset_options())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the passes and print the table.
+
+    Args:
+        argv: command-line arguments (default ``sys.argv[1:]``).
+
+    Returns:
+        0, or 2 when the data cannot be found.
+
+    Example:
+        >>> main(["demo", "--repeats", "1"])   # doctest: +SKIP
+    """
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", nargs="?", default=None, help="class-folder directory or 'demo'")
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from keras_species.data import sources
+    from keras_species.data.demo import demo_root
+
+    data = args.data or (str(DEFAULT_DATA) if DEFAULT_DATA.is_dir() else "demo")
+    folder = str(demo_root() if data == "demo" else Path(data))
+    if not Path(folder).is_dir():
+        print(f"{folder} is not a folder of class subfolders", file=sys.stderr)
+        return 2
+    manifest = sources.load(folder)
+    for p in manifest.paths:  # warm the page cache for every row alike
+        with open(p, "rb") as f:
+            f.read()
+    n = len(manifest)
+    print(f"data: {folder} ({n} images), image size {args.image_size}, batch {args.batch_size}, "
+          f"{os.cpu_count()} CPU cores, {args.repeats} interleaved repeats")
+
+    def one_pass(row: str) -> tuple[float, float, float]:
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        t, c = time.perf_counter(), time.process_time()
+        for _ in _build(row, folder, manifest, args.image_size, args.batch_size):
+            pass
+        wall, used = time.perf_counter() - t, time.process_time() - c
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+        return 1000 * wall / n, 1000 * used / n, faults / n
+
+    for row in ROWS[:2]:  # start TensorFlow's runtime and trace once, untimed
+        one_pass(row)
+    got: dict[str, list[tuple[float, float, float]]] = {row: [] for row in ROWS}
+    for _ in range(max(1, args.repeats)):
+        for row in ROWS:
+            got[row].append(one_pass(row))
+    med = {row: np.median(np.array(v), axis=0) for row, v in got.items()}
+    first_cpu = med[ROWS[0]][1]
+    print(f"  {'':<18}  {'wall ms/img':>11}  {'CPU ms/img':>10}  {'keras-like CPU / row':>20}  {'faults/img':>10}")
+    for row in ROWS:
+        wall, used, faults = med[row]
+        print(f"  {row:<18}  {wall:11.3f}  {used:10.3f}  {first_cpu / used:19.2f}x  {faults:10.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

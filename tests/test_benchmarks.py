@@ -1,0 +1,40 @@
+"""Smoke tests of the pipeline benchmarks: they run on a tiny folder and print their tables."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_image_folder
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+pytestmark = pytest.mark.slow
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pipeline_throughput_prints_ratios(tmp_path, capsys):
+    root = write_image_folder(tmp_path / "imgs", per_class=24)
+    assert _load("pipeline_throughput").main([str(root), "--image-size", "32", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "cached epoch yields the first epoch's pixels: yes" in out
+    assert out.count("target >=") == 3
+
+
+def test_pipeline_breakdown_prints_every_row(tmp_path, capsys):
+    root = write_image_folder(tmp_path / "imgs", per_class=24)
+    assert _load("pipeline_breakdown").main([str(root), "--image-size", "32", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    for row in ("keras-like", "uint8 batches", "+ cache", "+ cache + float32", "make_dataset"):
+        assert f"\n  {row} " in out
+
+
+def test_benchmarks_refuse_a_missing_folder(tmp_path):
+    assert _load("pipeline_breakdown").main([str(tmp_path / "none")]) == 2
