@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/pipeline_breakdown.py [DATA] [--image-size 128] [--batch-size 32] [--repeats 7]
 
-Companion of ``pipeline_throughput.py`` (same data default). Each row is one full pass over the
+Companion of ``pipeline_throughput.py`` (same arguments and data default). Each row is one full pass over the
 images, from a ready list of paths (no listing, no file check, except in the last row), all with
 the autotuner off, interleaved over ``--repeats`` runs; the table shows the median wall-clock and
 CPU ms per image, the ratio of the first row's CPU time to the row's, and minor page faults per
@@ -22,17 +22,16 @@ image (fresh memory touched for the first time, ``getrusage``):
 
 from __future__ import annotations
 
-import argparse
 import os
 import resource
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "fish4knowledge23"
+# run as a script (python benchmarks/pipeline_breakdown.py), so benchmarks/ is on sys.path
+from pipeline_throughput import data_folder, data_parser
+
 ROWS = ("keras-like", "uint8 batches", "+ cache", "+ cache + float32", "make_dataset")
 
 
@@ -92,25 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     Example:
         >>> main(["demo", "--repeats", "1"])   # doctest: +SKIP
     """
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", nargs="?", default=None, help="class-folder directory or 'demo'")
-    parser.add_argument("--image-size", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=7)
-    args = parser.parse_args(argv)
+    args = data_parser(__doc__.splitlines()[0], repeats=7).parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from keras_species.data import sources
-    from keras_species.data.demo import demo_root
 
-    data = args.data or (str(DEFAULT_DATA) if DEFAULT_DATA.is_dir() else "demo")
-    folder = str(demo_root() if data == "demo" else Path(data))
-    if not Path(folder).is_dir():
-        print(f"{folder} is not a folder of class subfolders", file=sys.stderr)
+    folder = data_folder(args.data)
+    if folder is None:
         return 2
     manifest = sources.load(folder)
-    for p in manifest.paths:  # warm the page cache for every row alike
-        with open(p, "rb") as f:
-            f.read()
     n = len(manifest)
     print(f"data: {folder} ({n} images), image size {args.image_size}, batch {args.batch_size}, "
           f"{os.cpu_count()} CPU cores, {args.repeats} interleaved repeats")

@@ -96,6 +96,55 @@ def bare_dataset(paths: list[str], size: int, batch: int, antialias: bool = True
     return ds.batch(batch).prefetch(tf.data.AUTOTUNE).with_options(dataset_options(deterministic=False))
 
 
+def data_parser(description: str, repeats: int) -> argparse.ArgumentParser:
+    """The arguments of the pipeline benchmarks: DATA, --image-size, --batch-size, --repeats.
+
+    Args:
+        description: the parser's description.
+        repeats: default of ``--repeats``.
+
+    Returns:
+        The parser.
+
+    Example:
+        >>> data_parser("x", 3).parse_args([]).image_size
+        128
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("data", nargs="?", default=None, help="class-folder directory or 'demo'")
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=repeats, help="runs per contender (interleaved)")
+    return parser
+
+
+def data_folder(data: str | None) -> str | None:
+    """The class-folder directory a benchmark reads, with every file read once (page cache).
+
+    Args:
+        data: a folder, ``"demo"``, or ``None`` (``../shared/data/fish4knowledge23`` beside the
+            repository if present, else the demo set).
+
+    Returns:
+        The folder, or ``None`` (after a message on stderr) when it does not exist.
+
+    Example:
+        >>> data_folder("demo")   # doctest: +SKIP
+    """
+    from keras_species.data import sources
+    from keras_species.data.demo import demo_root
+
+    data = data or (str(DEFAULT_DATA) if DEFAULT_DATA.is_dir() else "demo")
+    folder = str(demo_root() if data == "demo" else Path(data))
+    if not Path(folder).is_dir():
+        print(f"{folder} is not a folder of class subfolders", file=sys.stderr)
+        return None
+    for p in sources.load(folder).paths:  # warm the page cache for every contender alike
+        with open(p, "rb") as f:
+            f.read()
+    return folder
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the table; returns the exit code (0 even when a target fails).
 
@@ -108,12 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     Example:
         >>> main(["demo", "--image-size", "64"])   # doctest: +SKIP
     """
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", nargs="?", default=None, help="class-folder directory or 'demo'")
-    parser.add_argument("--image-size", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3, help="runs per contender (interleaved)")
-    args = parser.parse_args(argv)
+    args = data_parser(__doc__.splitlines()[0], repeats=3).parse_args(argv)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
@@ -121,18 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
 
     from keras_species.data import sources
-    from keras_species.data.demo import demo_root
     from keras_species.data.pipeline import make_dataset
 
-    data = args.data or (str(DEFAULT_DATA) if DEFAULT_DATA.is_dir() else "demo")
-    folder = str(demo_root() if data == "demo" else Path(data))
-    if not Path(folder).is_dir():
-        print(f"{folder} is not a folder of class subfolders", file=sys.stderr)
+    folder = data_folder(args.data)
+    if folder is None:
         return 2
     paths = sources.load(folder).paths
-    for p in paths:  # warm the page cache for every contender alike
-        with open(p, "rb") as f:
-            f.read()
     size, batch = args.image_size, args.batch_size
     print(f"data: {folder} ({len(paths)} images), image size {size}, batch {batch}, "
           f"TF {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU cores, "
