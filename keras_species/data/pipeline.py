@@ -677,14 +677,14 @@ def dataset_options(deterministic: bool = True):
     """The ``tf.data.Options`` of every keras-species dataset: the order switch, autotuning off.
 
     Autotuning is off because, in TensorFlow 2.21 (seen on CPU), deleting an iterator whose
-    autotuner runs waits for the autotuner's next wake-up, and its interval doubles while the
-    iterator lives: measured waits of 1.2 s after a 1 s pass, 2.1 s after 3 s, 4.2 s after 6 s
-    and 8.5 s after 12 s (``benchmarks/iterator_teardown.py``). Keras' ``fit`` deletes one
-    iterator at the end of every epoch, ``evaluate`` and ``predict`` one per call. With
-    autotuning off, ``AUTOTUNE`` parallelism means one call per CPU core (what the autotuner
-    settles on for a decode-bound map: same throughput measured) and prefetch buffers still
-    grow on demand. To turn it back on: ``ds.with_options(opts)`` with
-    ``opts.autotune.enabled = True``.
+    autotuner runs can wait for the autotuner's next wake-up, and that interval doubles while
+    the iterator lives: waits of up to 1.2 s after a 1 s pass, 2.1 s after 3 s, 4.2 s after
+    6 s and 8.5 s after 12 s were measured, none with autotuning off
+    (``benchmarks/iterator_teardown.py`` re-measures it, with ``fit``). Keras' ``fit`` deletes
+    one iterator at the end of every epoch, ``evaluate`` and ``predict`` one per call. With
+    autotuning off, ``AUTOTUNE`` parallelism falls back to one call per CPU core, which gave the
+    same throughput on decode-bound maps here. To turn it back on: ``ds.with_options(opts)``
+    with ``opts.autotune.enabled = True``.
 
     Args:
         deterministic: keep the order of elements (``Options.deterministic``).
