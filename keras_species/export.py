@@ -274,7 +274,7 @@ def _serving_module(model: keras.Model, lmap: LabelMap, size: tuple[int, int]):
 
     @tf.function(input_signature=[spec_u8])
     def serve(images):
-        x = resize(tf.cast(images, tf.float32))
+        x = resize(images)  # read as uint8, as the training pipeline does (no float copy)
         return outputs(tf.cast(to_uint8(x), tf.float32))  # rounded as the training pipeline
 
     @tf.function(input_signature=[spec_f32])
