@@ -93,12 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = data_parser(__doc__.splitlines()[0], repeats=7).parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from keras_species.data import sources
-
-    folder = data_folder(args.data)
-    if folder is None:
+    found = data_folder(args.data)
+    if found is None:
         return 2
-    manifest = sources.load(folder)
+    folder, manifest = found
     n = len(manifest)
     print(f"data: {folder} ({n} images), image size {args.image_size}, batch {args.batch_size}, "
           f"{os.cpu_count()} CPU cores, {args.repeats} interleaved repeats")

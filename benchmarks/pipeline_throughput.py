@@ -118,18 +118,20 @@ def data_parser(description: str, repeats: int) -> argparse.ArgumentParser:
     return parser
 
 
-def data_folder(data: str | None) -> str | None:
-    """The class-folder directory a benchmark reads, with every file read once (page cache).
+def data_folder(data: str | None):
+    """The class-folder directory a benchmark reads and its manifest, every file read once
+    (page cache).
 
     Args:
         data: a folder, ``"demo"``, or ``None`` (``../shared/data/fish4knowledge23`` beside the
             repository if present, else the demo set).
 
     Returns:
-        The folder, or ``None`` (after a message on stderr) when it does not exist.
+        ``(folder, manifest)``, or ``None`` (after a message on stderr) when the folder does not
+        exist.
 
     Example:
-        >>> data_folder("demo")   # doctest: +SKIP
+        >>> folder, manifest = data_folder("demo")   # doctest: +SKIP
     """
     from keras_species.data import sources
     from keras_species.data.demo import demo_root
@@ -139,10 +141,11 @@ def data_folder(data: str | None) -> str | None:
     if not Path(folder).is_dir():
         print(f"{folder} is not a folder of class subfolders", file=sys.stderr)
         return None
-    for p in sources.load(folder).paths:  # warm the page cache for every contender alike
+    manifest = sources.load(folder)
+    for p in manifest.paths:  # warm the page cache for every contender alike
         with open(p, "rb") as f:
             f.read()
-    return folder
+    return folder, manifest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,10 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     from keras_species.data import sources
     from keras_species.data.pipeline import make_dataset
 
-    folder = data_folder(args.data)
-    if folder is None:
+    found = data_folder(args.data)
+    if found is None:
         return 2
-    paths = sources.load(folder).paths
+    folder, paths = found[0], found[1].paths
     size, batch = args.image_size, args.batch_size
     print(f"data: {folder} ({len(paths)} images), image size {size}, batch {batch}, "
           f"TF {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU cores, "
