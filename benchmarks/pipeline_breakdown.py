@@ -14,7 +14,8 @@ image (fresh memory touched for the first time, ``getrusage``):
   (``decode_image`` then plain bilinear ``tf.image.resize`` to float32), zipped with the labels,
   batched.
 - ``uint8 batches``: our decoding and resizing (``pipeline.resize_image``), rounded to uint8
-  (``pipeline.to_uint8``), batched (what ``make_dataset`` does before its cache).
+  (``pipeline.to_uint8``), with ``pipeline.decode_calls()`` calls in flight, batched (what
+  ``make_dataset`` does before its cache).
 - ``+ cache``: the same, then the memory cache of uint8 batches.
 - ``+ cache + float32``: then the cast of each batch to float32 (``make_dataset``'s graph).
 - ``make_dataset``: the real thing, including listing the folder and the file check.
@@ -43,6 +44,7 @@ def _build(row: str, folder: str, manifest, size: int, batch: int):
         KIND_FAST,
         _decoder,
         dataset_options,
+        decode_calls,
         make_dataset,
         resize_image,
         to_uint8,
@@ -70,7 +72,7 @@ def _build(row: str, folder: str, manifest, size: int, batch: int):
 
     kinds = np.full(len(manifest), KIND_FAST, np.int32)
     ds = tf.data.Dataset.from_tensor_slices((manifest.paths, kinds, labels))
-    ds = ds.map(load, num_parallel_calls=autotune, deterministic=True).ignore_errors(log_warning=True)
+    ds = ds.map(load, num_parallel_calls=decode_calls(), deterministic=True).ignore_errors(log_warning=True)
     ds = ds.batch(batch, num_parallel_calls=autotune, deterministic=True)
     if row != "uint8 batches":
         ds = ds.cache()

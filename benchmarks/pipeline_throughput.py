@@ -10,11 +10,12 @@ if present, else the embedded ``demo`` set). Contenders, each one full pass over
 - ``bare``: the limit. The same decoding and resizing work as the pipeline and nothing else, as
   fast as ``tf.data`` can do it: ``tf.io.read_file`` → ``tf.io.decode_image(channels=3)`` →
   :func:`keras_species.data.pipeline.resize_image` (area-averaged where it shrinks, bilinear
-  where it grows: the same kernels) in one map with ``AUTOTUNE`` parallelism and ``deterministic=False``, then batch
-  and prefetch, from a ready list of paths, with the pipeline's ``dataset_options`` (autotuner
-  off, so that deleting the iterator does not wait: see ``benchmarks/iterator_teardown.py``). No file check, no cache, no labels, no rounding to
-  ``uint8``. (An eager Python loop would be a slower, flattering baseline: it decodes on one
-  thread.)
+  where it grows: the same kernels) in one map with ``deterministic=False`` and as many calls
+  in flight as the pipeline's (``pipeline.decode_calls()``), then batch and prefetch, from a
+  ready list of paths, with the pipeline's ``dataset_options`` (autotuner off, so that deleting
+  the iterator does not wait: see ``benchmarks/iterator_teardown.py``). No file check, no
+  cache, no labels, no rounding to ``uint8``, and no order to keep. (An eager Python loop
+  would be a slower, flattering baseline: it decodes on one thread.)
 - ``first epoch``: ``sources.load(DATA)`` (listing the folder) + ``make_dataset(training=False,
   cache=True)`` (the up-front file check, building the graph) + one pass that fills the cache.
 - ``cached epoch``: the second pass over that same dataset, served from the memory cache. The
@@ -84,7 +85,7 @@ def bare_dataset(paths: list[str], size: int, batch: int, antialias: bool = True
     """
     import tensorflow as tf
 
-    from keras_species.data.pipeline import dataset_options, resize_image
+    from keras_species.data.pipeline import dataset_options, decode_calls, resize_image
 
     def load(path):
         img = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
@@ -92,7 +93,7 @@ def bare_dataset(paths: list[str], size: int, batch: int, antialias: bool = True
         return resize_image(img, size) if antialias else tf.image.resize(img, (size, size))
 
     ds = tf.data.Dataset.from_tensor_slices(paths)
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    ds = ds.map(load, num_parallel_calls=decode_calls(), deterministic=False)
     return ds.batch(batch).prefetch(tf.data.AUTOTUNE).with_options(dataset_options(deterministic=False))
 
 

@@ -306,6 +306,7 @@ def shard_dataset(
 
     from keras_species.data.pipeline import (
         check_resize,
+        decode_calls,
         encode_labels,
         finish_dataset,
         resize_image,
@@ -391,7 +392,8 @@ def shard_dataset(
             out.append(table.lookup(key))
         return tuple(out)
 
-    ds = ds.map(load, num_parallel_calls=autotune, deterministic=det).ignore_errors(log_warning=True)
+    ds = ds.map(load, num_parallel_calls=decode_calls(num_parallel_calls), deterministic=det)
+    ds = ds.ignore_errors(log_warning=True)
     ds = finish_dataset(
         ds,
         n=n,

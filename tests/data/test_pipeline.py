@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +12,14 @@ from PIL import Image
 from keras_species.data import pipeline as pipeline_mod
 from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError
 from keras_species.data.pipeline import (
+    DECODE_CALLS_PER_CORE,
     KIND_BAD,
     KIND_FAST,
     KIND_PIL,
     KIND_PNG16,
     class_balance_weights,
     classify_file,
+    decode_calls,
     make_dataset,
 )
 
@@ -258,6 +261,29 @@ def test_autotuner_off_and_order_switch(image_folder, training):
     assert ds.options().autotune.enabled is False
     assert ds.options().deterministic is (not training)
     assert make_dataset(folder_manifest(image_folder), 16, 4, deterministic=False).options().deterministic is False
+
+
+def _decode_map_calls(ds) -> list[int]:
+    """``num_parallel_calls`` of every parallel map in ``ds``'s graph whose function decodes."""
+    import tensorflow as tf
+
+    graph = tf.compat.v1.GraphDef.FromString(ds._as_serialized_graph().numpy())
+    nodes = {n.name: n for n in graph.node}
+    decoders = {f.signature.name for f in graph.library.function
+                if any(n.op == "DecodeImage" for n in f.node_def)}
+    return [int(tf.make_ndarray(nodes[n.input[-1]].attr["value"].tensor))
+            for n in graph.node if n.op == "ParallelMapDatasetV2" and n.attr["f"].func.name in decoders]
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_decode_map_keeps_several_calls_per_core_in_flight(image_folder, training):
+    # an ordered map with one call per core idles a core behind each big image (see decode_calls)
+    m = folder_manifest(image_folder)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert decode_calls() == DECODE_CALLS_PER_CORE * cores > cores
+    assert decode_calls(3) == 3
+    assert _decode_map_calls(make_dataset(m, 16, 4, training=training, seed=0)) == [decode_calls()]
+    assert _decode_map_calls(make_dataset(m, 16, 4, training=training, seed=0, num_parallel_calls=3)) == [3]
 
 
 def test_augment_and_mixup(image_folder):
