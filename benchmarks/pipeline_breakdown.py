@@ -16,7 +16,10 @@ image (fresh memory touched for the first time, ``getrusage``):
 - ``uint8 batches``: our decoding and resizing (``pipeline.resize_image``), rounded to uint8
   (``pipeline.to_uint8``), with ``pipeline.decode_calls()`` calls in flight, batched (what
   ``make_dataset`` does before its cache).
-- ``+ cache``: the same, then the memory cache of uint8 batches.
+- ``uint8, 1 call/core``: the same with one decode call in flight per core (what ``AUTOTUNE``
+  means with the autotuner off, and what the pipeline did before ``decode_calls``): in this
+  ordered map a core idles behind each big image.
+- ``+ cache``: the same as ``uint8 batches``, then the memory cache of uint8 batches.
 - ``+ cache + float32``: then the cast of each batch to float32 (``make_dataset``'s graph).
 - ``make_dataset``: the real thing, including listing the folder and the file check.
 """
@@ -33,7 +36,8 @@ import numpy as np
 # run as a script (python benchmarks/pipeline_breakdown.py), so benchmarks/ is on sys.path
 from pipeline_throughput import data_folder, data_parser
 
-ROWS = ("keras-like", "uint8 batches", "+ cache", "+ cache + float32", "make_dataset")
+ONE_CALL = "uint8, 1 call/core"
+ROWS = ("keras-like", ONE_CALL, "uint8 batches", "+ cache", "+ cache + float32", "make_dataset")
 
 
 def _build(row: str, folder: str, manifest, size: int, batch: int):
@@ -41,6 +45,7 @@ def _build(row: str, folder: str, manifest, size: int, batch: int):
 
     from keras_species.data import sources
     from keras_species.data.pipeline import (
+        DECODE_CALLS_PER_CORE,
         KIND_FAST,
         _decoder,
         dataset_options,
@@ -72,9 +77,10 @@ def _build(row: str, folder: str, manifest, size: int, batch: int):
 
     kinds = np.full(len(manifest), KIND_FAST, np.int32)
     ds = tf.data.Dataset.from_tensor_slices((manifest.paths, kinds, labels))
-    ds = ds.map(load, num_parallel_calls=decode_calls(), deterministic=True).ignore_errors(log_warning=True)
+    calls = decode_calls() // DECODE_CALLS_PER_CORE if row == ONE_CALL else decode_calls()
+    ds = ds.map(load, num_parallel_calls=calls, deterministic=True).ignore_errors(log_warning=True)
     ds = ds.batch(batch, num_parallel_calls=autotune, deterministic=True)
-    if row != "uint8 batches":
+    if row.startswith("+ cache"):
         ds = ds.cache()
     if row == "+ cache + float32":
         ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=autotune, deterministic=True)
@@ -112,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
         return 1000 * wall / n, 1000 * used / n, faults / n
 
-    for row in ROWS[:2]:  # start TensorFlow's runtime and trace once, untimed
+    for row in ROWS[:3]:  # start TensorFlow's runtime and trace once, untimed
         one_pass(row)
     got: dict[str, list[tuple[float, float, float]]] = {row: [] for row in ROWS}
     for _ in range(max(1, args.repeats)):
