@@ -467,6 +467,55 @@ class _RunCheckpoint(AtomicModelCheckpoint):
             self._seeded = True
 
 
+class _RunEarlyStopping(keras.callbacks.EarlyStopping):
+    """``keras.callbacks.EarlyStopping`` whose count survives a restart in the middle of a phase.
+
+    Keras' callback holds its best value, its patience count and the best weights in memory, so
+    a resumed phase would count its patience again from zero and restore the best of the epochs
+    after the restart only. Here they are rebuilt when the fit starts: the best value and the
+    count from the phase's rows of ``history.csv``, the best weights (``restore_best_weights``)
+    from ``best_weights_path``, which is rewritten at each new best epoch of the phase.
+    """
+
+    def __init__(self, history: HistoryWriter, phase: str, best_weights_path: Path, **kwargs):
+        super().__init__(**kwargs)
+        self.history, self.phase, self.best_weights_path = history, phase, Path(best_weights_path)
+        self._seeded = False
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._seeded = False
+
+    def _improves(self, value: float, best: float | None) -> bool:
+        """Keras' rule: better than ``best`` by more than ``min_delta``."""
+        if best is None:
+            return True
+        delta = abs(self.min_delta)
+        return value + delta < best if self.mode == "min" else value - delta > best
+
+    def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)
+        if self._seeded:  # once per fit, after HistoryWriter dropped an interrupted epoch's rows
+            return
+        self._seeded = True
+        done = [r for r in self.history.rows
+                if r.get("phase") == self.phase and isinstance(r.get(self.monitor), (int, float))]
+        for row in done:
+            self.wait += 1
+            if self._improves(row[self.monitor], self.best):
+                self.best, self.best_epoch, self.wait = row[self.monitor], int(row["epoch"]) - 1, 0
+        if done and self.restore_best_weights and self.best_weights_path.is_file():
+            current = self.model.get_weights()
+            self.model.load_weights(self.best_weights_path)
+            self.best_weights = self.model.get_weights()
+            self.model.set_weights(current)
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if self.restore_best_weights and self.best_epoch == epoch and self.best_weights is not None:
+            _atomic_save_weights(self.model, self.best_weights_path)
+
+
 class _PhaseEnd(keras.callbacks.Callback):
     """Saves the weights and ``state.json`` when a phase's fit ends (after EarlyStopping has
     restored the best weights and before BackupAndRestore deletes its backup)."""
@@ -477,6 +526,7 @@ class _PhaseEnd(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         _atomic_save_weights(self.model, self.run.phase_weights_path(self.index))
+        self.run.phase_best_weights_path(self.index).unlink(missing_ok=True)
         epoch = max((int(r["epoch"]) for r in self.history.rows), default=0)
         self.run.write_state(
             {
@@ -508,7 +558,8 @@ def train(
     Callbacks per phase, in order: the schedule (one-cycle / cyclic), ``LearningRateLogger``,
     ``keras.callbacks.TerminateOnNaN``, the phase's and ``extra_callbacks``, ``HistoryWriter``
     (``history.csv``), ``AtomicModelCheckpoint`` (``best.keras``, best on the monitor over the
-    whole run), ``keras.callbacks.EarlyStopping`` (patience, best weights restored),
+    whole run), ``keras.callbacks.EarlyStopping`` (patience, best weights restored; its count
+    and best weights survive a resume in the middle of the phase),
     ``keras.callbacks.TensorBoard``, the phase-end state writer, and
     ``keras.callbacks.BackupAndRestore`` last (so an epoch counts as done only after everything
     else about it is on disk).
@@ -565,6 +616,7 @@ def train(
         model.load_weights(run.phase_weights_path(start_phase - 1))
         for i in range(start_phase):
             shutil.rmtree(run.backup_dir(i), ignore_errors=True)
+            run.phase_best_weights_path(i).unlink(missing_ok=True)
 
     num_classes = _num_classes(model)
     train_ds = _prepare(train_ds, task, num_classes)
@@ -598,7 +650,10 @@ def train(
         ]
         if phase.early_stopping_patience is not None or phase.restore_best:
             callbacks.append(
-                keras.callbacks.EarlyStopping(
+                _RunEarlyStopping(
+                    history,
+                    phase.name,
+                    run.phase_best_weights_path(index),
                     monitor=monitor,
                     mode=mode,
                     patience=phase.early_stopping_patience

@@ -11,6 +11,7 @@ A run folder holds everything one training run produced::
     report.md, plots/  the human-readable report and its figures
     state.json         resume state: next phase, epochs done, finished
     backup/phase<i>/   keras.callbacks.BackupAndRestore files of the phase in progress
+    backup/phase<i>.best.weights.h5   best weights of the phase in progress (early stopping)
     checkpoints/       weights at the end of each finished phase (what a resume starts from)
 
 No TensorFlow import at module level: ``keras-species runs`` only reads JSON and CSV.
@@ -187,6 +188,11 @@ class RunFolder:
     def backup_dir(self, phase_index: int) -> Path:
         """``backup/phase<i>``: the BackupAndRestore folder of phase ``i``."""
         return self.path / BACKUP / f"phase{phase_index}"
+
+    def phase_best_weights_path(self, phase_index: int) -> Path:
+        """``backup/phase<i>.best.weights.h5``: the best weights so far of phase ``i`` while it
+        runs (early stopping restores them, also after a resume)."""
+        return self.path / BACKUP / f"phase{phase_index}.best.weights.h5"
 
     def phase_weights_path(self, phase_index: int) -> Path:
         """``checkpoints/phase<i>.weights.h5``: the weights at the end of phase ``i``."""

@@ -161,6 +161,45 @@ def test_early_stopping_stops_and_restores_best_weights(tmp_path):
     assert got == pytest.approx(result.history[0]["val_loss"], rel=1e-4)
 
 
+class _Crash(keras.callbacks.Callback):
+    """Ends the process's training abruptly as ``epoch`` begins (as a kill would)."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("crash_at", [None, 2])
+def test_early_stopping_count_and_best_weights_survive_a_resume(tmp_path, crash_at):
+    # best at epoch 1, then worse: with patience 3 the phase stops after epoch 4 and restores
+    # epoch 1's weights, whether or not the run was interrupted after epoch 2 and resumed
+    x, y = tiny_data()
+
+    def phase(*extra):
+        return Phase("only", epochs=10, learning_rate=0.0, monitor="val_loss",
+                     early_stopping_patience=3, callbacks=[_Sabotage(), *extra])
+
+    keras.utils.set_random_seed(3)
+    run = tmp_path / "run"
+    if crash_at is not None:
+        with pytest.raises(KeyboardInterrupt):
+            train(tiny_model(), [phase(_Crash(crash_at))], dataset(x, y), dataset(x, y), run, verbose=0)
+        assert (run / "backup" / "phase0.best.weights.h5").is_file()
+        assert [r["epoch"] for r in read_history(run / "history.csv")] == [1, 2]
+        keras.utils.set_random_seed(30)  # a different initialisation: the backup must win
+    result = train(tiny_model(), [phase()], dataset(x, y), dataset(x, y), run,
+                   resume=crash_at is not None, verbose=0)
+    assert [r["epoch"] for r in result.history] == [1, 2, 3, 4]
+    np.testing.assert_allclose(result.model.get_layer("label").bias.numpy(), 0.0)  # epoch 1's
+    got = result.model.evaluate(x, keras.ops.one_hot(y, 3), verbose=0, return_dict=True)["loss"]
+    assert got == pytest.approx(result.history[0]["val_loss"], rel=1e-4)
+    assert not (run / "backup").exists()
+
+
 def test_multilabel_defaults_and_sample_weights(tmp_path):
     keras.utils.set_random_seed(4)
     model = tiny_model(num_classes=4, output="sigmoid")
