@@ -727,7 +727,8 @@ def decode_calls(num_parallel_calls: int | None = None) -> int:
     image it waits until the big one ahead of it is taken, because finished results count
     against the calls in flight. Keeping :data:`DECODE_CALLS_PER_CORE` calls per core in flight
     lets it go on with the next images; the threads are still one per core, only running calls
-    hold a decoded image, and finished ones are already resized.
+    hold a decoded image, and finished ones are already resized. (Not for maps whose work holds
+    the GIL, such as ``predict``'s PIL reading: there more calls only contend for it.)
 
     Args:
         num_parallel_calls: an explicit count (returned as is), or ``None`` for the default.
