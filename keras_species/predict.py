@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from keras_species.atomic import commit, temporary_path
+
 if TYPE_CHECKING:
     import keras
     import tensorflow as tf
@@ -502,8 +504,9 @@ def iter_predictions(
 class _CsvWriter:
     """Streams prediction rows to a CSV (see the module docstring for the columns).
 
-    Rows go to ``NAME.part`` beside the file, renamed to the file only when every input was
-    read, so that a failed run never leaves a partial CSV or replaces an earlier one.
+    Rows go to a temporary sibling (:func:`keras_species.atomic.temporary_path`), moved over the
+    file only when every input was read, so that a failed run never leaves a partial CSV or
+    replaces an earlier one.
     """
 
     def __init__(self, path: Path, class_names, multilabel: bool, thresholds, top_k: int,
@@ -513,7 +516,7 @@ class _CsvWriter:
         self.k = max(1, min(top_k, len(self.names)))
         self.all = all_probabilities
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.path, self.part = path, path.with_name(path.name + ".part")
+        self.path, self.part = path, temporary_path(path)
         self.file = open(self.part, "w", newline="")
         self.writer = csv.writer(self.file)
         if multilabel:
@@ -542,7 +545,7 @@ class _CsvWriter:
     def close(self, complete: bool) -> None:
         self.file.close()
         if complete:
-            os.replace(self.part, self.path)
+            commit(self.part, self.path)
         else:
             self.part.unlink(missing_ok=True)
 

@@ -245,4 +245,4 @@ def test_cli(model, folder, tmp_path, capsys, monkeypatch):
     assert cli.main(["predict", str(tmp_path / "m.keras"), str(folder), "--tta", "spin"]) == 2
     assert cli.main(["predict", str(tmp_path / "m.keras"), str(tmp_path / "none")]) == 2
     assert (tmp_path / "predictions.csv").read_text() == "earlier\n"
-    assert not list(tmp_path.glob("*.part"))
+    assert not list(tmp_path.glob(".predictions.tmp-*"))  # no temporary file left either

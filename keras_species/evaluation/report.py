@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_species.atomic import atomic_path
 from keras_species.evaluation.thresholds import apply_thresholds
 
 __all__ = ["to_jsonable", "write_predictions_csv", "write_metrics_json", "render_report"]
@@ -65,10 +66,8 @@ def write_metrics_json(path: PathLike, metrics: Mapping) -> Path:
         >>> write_metrics_json(run_dir / "metrics.json", {"test": m})  # doctest: +SKIP
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(to_jsonable(metrics), indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(to_jsonable(metrics), indent=2, allow_nan=False) + "\n")
     return path
 
 

@@ -40,6 +40,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from keras_species.atomic import atomic_path
 from keras_species.models.preprocessing import preprocessing_layer
 from keras_species.models.registry import BackboneSpec, register_backbone
 from keras_species.models.torch_state_dict import load_state_dict
@@ -394,10 +395,8 @@ def _imagenet_cache_file(variant: str, include_top: bool) -> tuple[Path, Path]:
 def _save_cache(model: keras.Model, target: Path) -> None:
     """Write the converted weights atomically; a read-only cache only costs a reconversion."""
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f"{target.name[: -len('.weights.h5')]}.tmp{os.getpid()}.weights.h5")
-        model.save_weights(tmp)
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp:
+            model.save_weights(tmp)
     except OSError as err:
         import warnings
 

@@ -9,7 +9,6 @@ the same key in every other case (and leaves it alone when one of those set it).
 from __future__ import annotations
 
 import csv
-import glob
 import math
 import os
 from collections.abc import Sequence
@@ -17,6 +16,8 @@ from pathlib import Path
 
 import keras
 import numpy as np
+
+from keras_species.atomic import atomic_path, remove_stale_temporaries
 
 LR_KEY = "learning_rate"
 """The logs / history column holding the learning rate (the key Keras' own callbacks use)."""
@@ -76,11 +77,6 @@ class LearningRateLogger(keras.callbacks.Callback):
             logs[self.key] = current_learning_rate(self.model.optimizer)
 
 
-def _fsync(path: str) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
 def atomic_save_model(model: keras.Model, path: str | os.PathLike) -> Path:
     """Save ``model`` to ``path`` (a ``.keras`` file) so that ``path`` is never half-written.
 
@@ -98,14 +94,8 @@ def atomic_save_model(model: keras.Model, path: str | os.PathLike) -> Path:
         >>> atomic_save_model(model, "runs/x/final.keras")  # doctest: +SKIP
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    try:
+    with atomic_path(path) as tmp:
         model.save(tmp, overwrite=True)
-        _fsync(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
@@ -131,33 +121,18 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
         filepath = os.fspath(filepath)
         super().__init__(filepath, **kwargs)
         self.target = filepath
-        name = os.path.basename(filepath)
-        stem, suffix = (
-            (name[: -len(".weights.h5")], ".weights.h5")
-            if name.endswith(".weights.h5")
-            else os.path.splitext(name)
-        )
-        self._tmp_prefix = os.path.join(os.path.dirname(filepath) or ".", f".{stem}.tmp-")
-        self._tmp = f"{self._tmp_prefix}{os.getpid()}{suffix}"
 
     def on_train_begin(self, logs=None):
-        for stale in glob.glob(glob.escape(self._tmp_prefix) + "*"):
-            os.remove(stale)
+        remove_stale_temporaries(self.target)
         super().on_train_begin(logs)
 
     def _atomic(self, save, *args) -> None:
-        self.filepath = self._tmp
-        try:
-            save(*args)
-        except BaseException:
-            if os.path.exists(self._tmp):
-                os.remove(self._tmp)
-            raise
-        finally:
-            self.filepath = self.target
-        if os.path.exists(self._tmp):
-            _fsync(self._tmp)
-            os.replace(self._tmp, self.target)
+        with atomic_path(self.target) as tmp:  # replaces the target only if the parent saved
+            self.filepath = str(tmp)
+            try:
+                save(*args)
+            finally:
+                self.filepath = self.target
 
     def on_epoch_end(self, epoch, logs=None):
         self._atomic(super().on_epoch_end, epoch, logs)
@@ -221,15 +196,11 @@ def write_history(path: str | os.PathLike, rows: Sequence[dict]) -> Path:
     train_cols = sorted(k for k in rest if not k.startswith("val_"))
     val_cols = sorted(k for k in rest if k.startswith("val_"))
     columns = [c for c in FIRST_COLUMNS if c in keys or c != LR_KEY] + train_cols + val_cols
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
     return path
 
 

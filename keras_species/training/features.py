@@ -29,7 +29,6 @@ import hashlib
 import json
 import numbers
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from keras_species.atomic import atomic_path
 from keras_species.data.manifest import UNLABELLED, Manifest
 
 if TYPE_CHECKING:
@@ -322,16 +322,8 @@ def _default_extractor(
 
 def _save(path: Path, **arrays: np.ndarray) -> None:
     """Write ``path`` atomically (a temp file in the same folder, then ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def extract_features(

@@ -39,6 +39,7 @@ from typing import Any, Literal
 import keras
 import tensorflow as tf
 
+from keras_species.atomic import atomic_path
 from keras_species.training.callbacks import (
     AtomicModelCheckpoint,
     HistoryWriter,
@@ -432,10 +433,8 @@ def _apply_trainable(model: keras.Model, phase: Phase) -> None:
 
 
 def _atomic_save_weights(model: keras.Model, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name[: -len('.weights.h5')]}.tmp-{os.getpid()}.weights.h5")
-    model.save_weights(tmp, overwrite=True)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        model.save_weights(tmp, overwrite=True)
 
 
 def _best_so_far(rows: list[dict], monitor: str, mode: str) -> float | None:

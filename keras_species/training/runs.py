@@ -29,6 +29,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from keras_species.atomic import atomic_path
 from keras_species.config import config_to_dict
 
 CONFIG = "config.json"
@@ -79,14 +80,9 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
         >>> write_json(tmp_path / "x.json", {"a": 1})  # doctest: +SKIP
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(config_to_dict(obj), f, indent=2, sort_keys=False, allow_nan=True)
         f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
     return path
 
 

@@ -1,0 +1,113 @@
+"""Files that are never seen half-written: write a temporary sibling, then ``os.replace`` it.
+
+Every file the library writes while a user or another process may read it (run state, history,
+checkpoints, metrics, predictions, cached features and weights) goes through :func:`atomic_path`,
+so a killed or failed run leaves either the previous file or the new one, never a truncated one.
+The temporary sibling is named ``.{stem}.tmp-{pid}{suffix}`` in the same folder (``os.replace``
+is atomic only within one file system), keeping the suffix because Keras checks it
+(``.keras``, ``.weights.h5``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+_DOUBLE_SUFFIXES = (".weights.h5",)
+
+
+def _split(name: str) -> tuple[str, str]:
+    for suffix in _DOUBLE_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)], suffix
+    stem, suffix = os.path.splitext(name)
+    return stem, suffix
+
+
+def temporary_path(path: str | os.PathLike) -> Path:
+    """The temporary sibling that stands for ``path`` while it is written.
+
+    Args:
+        path: the target file.
+
+    Returns:
+        ``.{stem}.tmp-{pid}{suffix}`` in the same folder.
+
+    Example:
+        >>> temporary_path("/runs/x/best.keras").name == f".best.tmp-{os.getpid()}.keras"
+        True
+    """
+    path = Path(path)
+    stem, suffix = _split(path.name)
+    return path.with_name(f".{stem}.tmp-{os.getpid()}{suffix}")
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary siblings of ``path`` that killed processes left behind.
+
+    Args:
+        path: the target file.
+
+    Returns:
+        The files removed.
+
+    Example:
+        >>> remove_stale_temporaries("runs/x/best.keras")   # doctest: +SKIP
+        []
+    """
+    path = Path(path)
+    stem, suffix = _split(path.name)
+    pattern = os.path.join(glob.escape(str(path.parent)), glob.escape(f".{stem}.tmp-") + "*" + glob.escape(suffix))
+    removed = []
+    for stale in glob.glob(pattern):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(stale)
+            removed.append(Path(stale))
+    return removed
+
+
+def commit(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Flush ``tmp`` to disk and move it over ``path`` in one step.
+
+    Args:
+        tmp: the complete temporary file.
+        path: the target file.
+
+    Example:
+        >>> commit(temporary_path("out.csv"), "out.csv")   # doctest: +SKIP
+    """
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A path to write ``path``'s new content to; it replaces ``path`` when the block ends well.
+
+    The folder is created if needed. If the block raises, the temporary file is removed and
+    ``path`` is untouched. A block that writes nothing leaves ``path`` untouched too (a
+    checkpoint that decided not to save).
+
+    Args:
+        path: the target file.
+
+    Yields:
+        The temporary sibling (:func:`temporary_path`).
+
+    Example:
+        >>> with atomic_path(run_dir / "metrics.json") as tmp:   # doctest: +SKIP
+        ...     tmp.write_text("{}")
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(path)
+    try:
+        yield tmp
+        if tmp.exists():
+            commit(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
