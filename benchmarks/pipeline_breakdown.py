@@ -72,11 +72,10 @@ def _build(row: str, folder: str, manifest, size: int, batch: int):
     decode = _decoder({KIND_FAST})
 
     @tf.autograph.experimental.do_not_convert
-    def load(path, kind, label):
-        return to_uint8(resize_image(decode(path, kind), size)), label
+    def load(path, label):  # one kind: no kinds column, as in make_dataset
+        return to_uint8(resize_image(decode(path, None), size)), label
 
-    kinds = np.full(len(manifest), KIND_FAST, np.int32)
-    ds = tf.data.Dataset.from_tensor_slices((manifest.paths, kinds, labels))
+    ds = tf.data.Dataset.from_tensor_slices((manifest.paths, labels))
     calls = decode_calls() // DECODE_CALLS_PER_CORE if row == ONE_CALL else decode_calls()
     ds = ds.map(load, num_parallel_calls=calls, deterministic=True).ignore_errors(log_warning=True)
     ds = ds.batch(batch, num_parallel_calls=autotune, deterministic=True)

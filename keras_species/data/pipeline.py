@@ -632,6 +632,8 @@ def _decoder(kinds_present: set[int]):
     """A graph function ``(path, kind) -> (H, W, 3)`` image; only the branches needed.
 
     The image is ``uint8`` when one 8-bit kind is present (the usual case), else ``float32``.
+    The function's ``needs_kind`` attribute says whether it reads ``kind`` (only when several
+    kinds are present: the dataset then carries the kinds column, else it leaves it out).
     """
     import tensorflow as tf
 
@@ -661,6 +663,7 @@ def _decoder(kinds_present: set[int]):
         img.set_shape([None, None, 3])
         return img
 
+    decode.needs_kind = len(used) > 1
     return decode
 
 
@@ -936,18 +939,21 @@ def make_dataset(
     if keep.size == 0:
         raise ManifestError(f"none of the {len(manifest)} images can be read (see the warning above)")
     paths = [manifest.paths[i] for i in keep]
-    columns: list = [tf.constant(paths), tf.constant(kinds[keep])]
+    decode = _decoder(set(np.unique(kinds[keep]).tolist()))
+    columns: list = [tf.constant(paths)]
+    if decode.needs_kind:
+        columns.append(tf.constant(kinds[keep]))
     if labels is not None:
         columns.append(labels[keep])
     if weights is not None:
         columns.append(weights[keep])
 
     det = (not training) if deterministic is None else deterministic
-    decode = _decoder(set(np.unique(kinds[keep]).tolist()))
     check_resize(image_size, resize)
 
     @tf.autograph.experimental.do_not_convert  # plain graph code: skip AutoGraph's tracing cost
-    def load(path, kind, *rest):
+    def load(path, *rest):
+        kind, rest = (rest[0], rest[1:]) if decode.needs_kind else (None, rest)
         return (to_uint8(resize_image(decode(path, kind), image_size, resize)),) + rest
 
     ds = tf.data.Dataset.from_tensor_slices(tuple(columns))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from tests.conftest import write_image_folder
 
 def _png(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (8, 6), (10, 20, 30)).save(path)
+    Image.new("RGB", (8, 6), (10, 20, 30)).save(path, format="PNG")
     return path
 
 
@@ -43,6 +44,23 @@ def test_from_folder_recursive_skips_hidden_and_non_images(image_folder: Path) -
     assert m.class_counts().tolist() == [7, 6, 6]
     assert any(p.endswith("deep.png") for p in m.paths)
     assert len(m.extra["skipped"]) == 1
+
+
+def test_from_folder_extension_rules(image_folder: Path) -> None:
+    # the listing spells out its own extension test: case-insensitive last suffix only
+    _png(image_folder / "cod" / "UPPER.PNG")
+    _png(image_folder / "cod" / "two.dots.png")
+    _png(image_folder / "cod" / "png")  # no extension at all
+    _png(image_folder / "cod" / "trailing.")
+    _png(image_folder / "cod" / "x.png.txt")
+    with pytest.warns(UserWarning, match="skipped 3 non-image files"):
+        m = sources.from_folder(image_folder)
+    names = {Path(p).name for p in m.paths}
+    assert {"UPPER.PNG", "two.dots.png"} <= names
+    assert not names & {"png", "trailing.", "x.png.txt"}
+    assert sorted(Path(p).name for p in m.extra["skipped"]) == ["png", "trailing.", "x.png.txt"]
+    cod = [p for p in m.paths if Path(p).parent.name == "cod"]
+    assert cod == sorted(cod) and all(p == os.path.join(image_folder.absolute(), "cod", Path(p).name) for p in cod)
 
 
 def test_from_folder_empty_class_folder_warns_and_is_not_a_class(image_folder: Path) -> None:
