@@ -43,7 +43,10 @@ least CPU time per image (all threads, ``time.process_time``), a figure that con
 less. Targets are judged on the best rates; the median-rate ratio and the CPU ratio (the other's
 CPU ms over ours) are printed beside them. Medians include the runs where an iterator's deletion
 waited for TensorFlow's autotuner (the Keras utility runs with it on; see
-``benchmarks/iterator_teardown.py``), best rates mostly do not.
+``benchmarks/iterator_teardown.py``), best rates mostly do not. The last column pairs the two
+contenders round by round (the ratio of their rates in the same round, where both met the same
+machine state) and prints the median and the range of those ratios: on a shared machine whose
+speed drifts between rounds this says more about the spread than best-vs-best does.
 """
 
 from __future__ import annotations
@@ -232,11 +235,13 @@ def main(argv: list[str] | None = None) -> int:
         ("first epoch / keras utility", FIRST, UTILITY, 1.0),
     ]
     median = {name: float(np.median(r)) for name, r in rates.items()}
-    print(f"  {'ratio (best wall; median wall; CPU)':<{width}}")
+    print(f"  {'ratio (best wall; median wall; CPU; paired by round)':<{width}}")
     for name, a, b, target in checks:
         ratio, cpu_ratio = best[a] / best[b], cpu[b] / cpu[a]
+        paired = np.array(rates[a]) / np.array(rates[b])
         mark = "ok" if ratio >= target else "BELOW TARGET"
         print(f"  {name:<{width}}  {ratio:9.2f}x  {median[a] / median[b]:6.2f}x  {cpu_ratio:5.2f}x  "
+              f"{float(np.median(paired)):5.2f}x [{paired.min():.2f}-{paired.max():.2f}]  "
               f"target >= {target:g}x (best wall): {mark}")
     return 0
 

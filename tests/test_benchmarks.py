@@ -31,6 +31,7 @@ def test_pipeline_throughput_prints_ratios(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "cached epoch yields the first epoch's pixels: yes" in out
     assert out.count("target >=") == 3
+    assert out.count("x [") == 3  # the paired-by-round ratios with their range
 
 
 def test_pipeline_breakdown_prints_every_row(tmp_path, capsys):
