@@ -124,7 +124,7 @@ def _image_files(folder: Path, exts: tuple[str, ...]) -> tuple[list[str], list[s
             if _is_hidden(f):
                 n_hidden += 1
                 continue
-            dot = f.rfind(".")  # the name is not hidden, so a dot at 0 cannot occur
+            dot = f.rfind(".")  # -1: no extension (a leading dot was skipped as hidden above)
             (found if dot > 0 and f[dot:].lower() in exts else skipped).append(prefix + f)
     found.sort()
     return found, skipped, n_hidden
