@@ -45,8 +45,26 @@ def temporary_path(path: str | os.PathLike) -> Path:
     return path.with_name(f".{stem}.tmp-{os.getpid()}{suffix}")
 
 
+def _writer_running(pid: int) -> bool:
+    """Whether another process with this id runs on this machine (POSIX; elsewhere ``False``,
+    because ``os.kill`` there would end the process instead of probing it)."""
+    if pid == os.getpid() or os.name != "posix":
+        return False  # this process's own temporaries are removed when its block ends
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
 def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     """Delete the temporary siblings of ``path`` that killed processes left behind.
+
+    A temporary file whose writer (the process id in its name) still runs on this machine is
+    kept: another process may be writing the same target at this moment. Process ids are not
+    checked on Windows.
 
     Args:
         path: the target file.
@@ -60,9 +78,13 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     """
     path = Path(path)
     stem, suffix = _split(path.name)
-    pattern = os.path.join(glob.escape(str(path.parent)), glob.escape(f".{stem}.tmp-") + "*" + glob.escape(suffix))
+    prefix = f".{stem}.tmp-"
+    pattern = os.path.join(glob.escape(str(path.parent)), glob.escape(prefix) + "*" + glob.escape(suffix))
     removed = []
     for stale in glob.glob(pattern):
+        pid = os.path.basename(stale)[len(prefix) : len(os.path.basename(stale)) - len(suffix)]
+        if not pid.isdigit() or _writer_running(int(pid)):
+            continue  # not a name temporary_path gives, or its writer is still at work
         with contextlib.suppress(FileNotFoundError):
             os.remove(stale)
             removed.append(Path(stale))

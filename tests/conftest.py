@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +54,14 @@ def write_image_folder(
 def image_folder(tmp_path: Path) -> Path:
     """Three classes x 6 PNG images of 40x32 px, file names ``fish_<group>_<i>.png``."""
     return write_image_folder(tmp_path / "images")
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    """The id of a process that has just ended (for temporary files left by a killed run)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
 
 
 @pytest.fixture

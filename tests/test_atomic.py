@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -34,12 +36,27 @@ def test_atomic_path_replaces_on_success_only(tmp_path):
     assert sorted(p.name for p in target.parent.iterdir()) == ["metrics.json"]
 
 
-def test_remove_stale_temporaries_only_removes_the_targets_own(tmp_path):
-    names = [".best.tmp-123.keras", ".best.tmp-9.keras", ".other.tmp-123.keras", "best.keras",
-             ".best.tmp-123.json"]
+def test_remove_stale_temporaries_only_removes_the_targets_own(tmp_path, dead_pid):
+    names = [f".best.tmp-{dead_pid}.keras", f".best.tmp-{os.getpid()}.keras", f".other.tmp-{dead_pid}.keras",
+             "best.keras", f".best.tmp-{dead_pid}.json", ".best.tmp-x1.keras"]
     for name in names:
         (tmp_path / name).write_text("x")
     removed = remove_stale_temporaries(tmp_path / "best.keras")
-    assert sorted(p.name for p in removed) == [".best.tmp-123.keras", ".best.tmp-9.keras"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".best.tmp-123.json", ".other.tmp-123.keras",
-                                                          "best.keras"]
+    assert sorted(p.name for p in removed) == sorted([f".best.tmp-{dead_pid}.keras", f".best.tmp-{os.getpid()}.keras"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f".best.tmp-{dead_pid}.json", ".best.tmp-x1.keras",
+                                                                 f".other.tmp-{dead_pid}.keras", "best.keras"])
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process ids are checked on POSIX only")
+def test_remove_stale_temporaries_keeps_a_running_writers_file(tmp_path, dead_pid):
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / f".best.tmp-{writer.pid}.keras").write_text("being written")
+        (tmp_path / f".best.tmp-{dead_pid}.keras").write_text("left by a killed run")
+        removed = remove_stale_temporaries(tmp_path / "best.keras")
+        assert [p.name for p in removed] == [f".best.tmp-{dead_pid}.keras"]
+        assert (tmp_path / f".best.tmp-{writer.pid}.keras").read_text() == "being written"
+    finally:
+        writer.kill()
+        writer.wait()
+    assert [p.name for p in remove_stale_temporaries(tmp_path / "best.keras")] == [f".best.tmp-{writer.pid}.keras"]

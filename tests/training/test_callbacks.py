@@ -48,11 +48,11 @@ def test_learning_rate_logger_adds_and_keeps():
     assert current_learning_rate(keras.optimizers.Adam(schedule)) == pytest.approx(1.0)
 
 
-def test_atomic_checkpoint_saves_best_and_leaves_no_temp(tmp_path):
+def test_atomic_checkpoint_saves_best_and_leaves_no_temp(tmp_path, dead_pid):
     model = _model()
     x, y = _xy()
     target = tmp_path / "best.keras"
-    (tmp_path / ".best.tmp-999.keras").write_bytes(b"half a file")  # left by a killed run
+    (tmp_path / f".best.tmp-{dead_pid}.keras").write_bytes(b"half a file")  # left by a killed run
     ckpt = AtomicModelCheckpoint(target, monitor="loss", mode="min", save_best_only=True)
     model.fit(x, y, epochs=3, verbose=0, callbacks=[ckpt])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.keras"]
