@@ -286,7 +286,8 @@ def run(config: FishSemiSupervisedConfig | None = None) -> FishSemiSupervisedRes
         joint_val = joint_dataset(m.split("val"), None, size, config.ae_batch_size, training=False)
         trained = train_joint(ae, joint_train, joint_val, root / "model2", epochs=config.ae_epochs,
                               learning_rate=config.ae_learning_rate,
-                              label_weight=config.ae_label_weight, verbose=config.verbose)
+                              label_weight=config.ae_label_weight, resume=config.resume,
+                              verbose=config.verbose)
         ae = load_best_model(trained.best_path, trained.model)
         score("model2", ae, root / "model2", "Model 2: autoencoder + classifier, trained jointly",
               root / "model2" / "history.csv", output="label")

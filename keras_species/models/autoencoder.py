@@ -278,6 +278,38 @@ def autoencoder_dataset(
     return ds.map(autoencoder_batch)
 
 
+def joint_objective(
+    model: keras.Model, *, reconstruction_weight: float = 1.0, label_weight: float = 1.0
+) -> dict:
+    """The losses and metrics of R1's joint training, as keyword arguments of ``compile``.
+
+    MSE on ``reconstruction`` plus sparse cross-entropy on ``label`` (from logits when the
+    model's ``label`` layer outputs logits), and the ``label`` accuracy as a weighted metric, so
+    that the masked (unlabelled) rows do not count in it.
+
+    Args:
+        model: a model from :func:`build_autoencoder`.
+        reconstruction_weight: weight of the MSE term in the total loss.
+        label_weight: weight of the cross-entropy term.
+
+    Returns:
+        ``{"loss": ..., "loss_weights": ..., "weighted_metrics": ...}``.
+
+    Example:
+        >>> sorted(joint_objective(build_autoencoder(3, 32, filters=(8, 16, 32))))
+        ['loss', 'loss_weights', 'weighted_metrics']
+    """
+    from_logits = bool(model.get_layer("label").get_config().get("logits"))
+    return {
+        "loss": {
+            "reconstruction": keras.losses.MeanSquaredError(),
+            "label": keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
+        },
+        "loss_weights": {"reconstruction": reconstruction_weight, "label": label_weight},
+        "weighted_metrics": {"label": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]},
+    }
+
+
 def compile_autoencoder(
     model: keras.Model,
     *,
@@ -294,20 +326,14 @@ def compile_autoencoder(
         label_weight: weight of the cross-entropy term.
 
     Returns:
-        None; ``model`` is compiled with accuracy on ``label``. Losses are averaged over the whole
-        batch, masked rows counting as zeros, so the classification term of a batch scales with
-        its share of labelled rows.
+        None; ``model`` is compiled with :func:`joint_objective` (accuracy on ``label``). Losses
+        are averaged over the whole batch, masked rows counting as zeros, so the classification
+        term of a batch scales with its share of labelled rows.
 
     Example:
         >>> compile_autoencoder(build_autoencoder(3, 32, filters=(8, 16, 32)))
     """
-    from_logits = bool(model.get_layer("label").get_config().get("logits"))
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss={
-            "reconstruction": keras.losses.MeanSquaredError(),
-            "label": keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
-        },
-        loss_weights={"reconstruction": reconstruction_weight, "label": label_weight},
-        weighted_metrics={"label": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]},
+        **joint_objective(model, reconstruction_weight=reconstruction_weight, label_weight=label_weight),
     )

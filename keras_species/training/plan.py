@@ -93,6 +93,9 @@ class Phase:
         metrics: metrics (or a dict per output); None → by task: accuracy, top-5 accuracy
             (more than 5 classes) and AUC (single); micro-F1 (``micro_f1``), binary accuracy
             and AUC (multi).
+        weighted_metrics: metrics weighted by the sample weights (or a dict per output), as
+            ``compile(weighted_metrics=...)``; e.g. accuracy on the labelled rows only when the
+            unlabelled ones carry a weight of 0.
         from_logits: whether the model outputs logits; None → detected from the output layer's
             activation.
         callbacks: extra callbacks for this phase.
@@ -126,6 +129,7 @@ class Phase:
     loss: Any = None
     loss_weights: Any = None
     metrics: Any = None
+    weighted_metrics: Any = None
     from_logits: bool | None = None
     callbacks: Sequence[keras.callbacks.Callback] = ()
     monitor: str | None = None
@@ -631,7 +635,8 @@ def train(
             optimizer, schedule_callbacks = make_optimizer(phase, steps)
             loss = phase.loss or default_loss(task, label_smoothing=phase.label_smoothing, from_logits=from_logits)
             metrics = phase.metrics if phase.metrics is not None else default_metrics(task, num_classes, from_logits=from_logits)
-            model.compile(optimizer=optimizer, loss=loss, metrics=metrics, loss_weights=phase.loss_weights)
+            model.compile(optimizer=optimizer, loss=loss, metrics=metrics, loss_weights=phase.loss_weights,
+                          weighted_metrics=phase.weighted_metrics)
 
         monitor = phase.monitor or DEFAULT_MONITOR[task]
         if val_ds is None and monitor.startswith("val_"):

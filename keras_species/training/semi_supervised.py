@@ -28,7 +28,6 @@ Example:
 from __future__ import annotations
 
 import os
-import shutil
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -254,27 +253,31 @@ def train_joint(
     reconstruction_weight: float = 1.0,
     label_weight: float = 1.0,
     monitor: str = JOINT_MONITOR,
+    resume: bool = False,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int = 2,
 ) -> TrainResult:
     """Train the autoencoder jointly (R1 model 2: Adam 1e-4, 40 epochs), keeping its best epoch.
 
-    ``training.plan.train`` compiles with plain ``metrics``, which ignore sample weights and
-    would count the masked rows in the training accuracy; this compiles with
-    ``models.autoencoder.compile_autoencoder`` (weighted accuracy on ``label``) and fits with the
-    plan's callbacks: ``history.csv`` (phase ``joint``, with the learning rate), ``best.keras``
-    (best ``monitor``, written atomically) and the best weights restored at the end.
+    One phase (``joint``) of ``training.plan.train`` with the losses and the weighted ``label``
+    accuracy of ``models.autoencoder.joint_objective`` (plain ``metrics`` ignore sample weights
+    and would count the masked rows), so it writes what every run writes (``history.csv`` with
+    the learning rate, ``best.keras`` on ``monitor``, ``state.json``) and resumes like one.
 
     Args:
-        model: from ``models.autoencoder.build_autoencoder``.
+        model: from ``models.autoencoder.build_autoencoder`` (for resume: built the same way).
         train_ds: :func:`joint_dataset` batches.
         val_ds: :func:`joint_dataset` batches of labelled validation images (``training=False``),
             or None (then the training accuracy is monitored).
-        run_dir: folder of ``history.csv`` and ``best.keras``.
+        run_dir: the run folder.
         epochs: epochs.
         learning_rate: Adam learning rate.
         reconstruction_weight: weight of the MSE term.
         label_weight: weight of the cross-entropy term.
         monitor: the quantity the best epoch is chosen on.
+        resume: continue an interrupted run in ``run_dir`` from its last finished epoch (a
+            finished run trains nothing); without it, what ``run_dir`` holds is started afresh.
+        callbacks: extra Keras callbacks.
         verbose: ``fit`` verbosity.
 
     Returns:
@@ -283,39 +286,14 @@ def train_joint(
     Example:
         >>> result = train_joint(model, train_ds, val_ds, "runs/r1/x/model2", epochs=2)  # doctest: +SKIP
     """
-    import keras
+    from keras_species.models.autoencoder import joint_objective
+    from keras_species.training.plan import Phase, train
 
-    from keras_species.models.autoencoder import compile_autoencoder
-    from keras_species.training.callbacks import (
-        AtomicModelCheckpoint,
-        HistoryWriter,
-        LearningRateLogger,
-        read_history,
-    )
-    from keras_species.training.plan import TrainResult, monitor_mode
-    from keras_species.training.runs import RunFolder
-
-    run = RunFolder(run_dir).mkdir()
-    run.reset_training()
-    compile_autoencoder(model, learning_rate=learning_rate,
-                        reconstruction_weight=reconstruction_weight, label_weight=label_weight)
-    if val_ds is None and monitor.startswith("val_"):
-        monitor = monitor[len("val_"):]
-    mode = monitor_mode(monitor)
-    callbacks = [
-        LearningRateLogger(),
-        keras.callbacks.TerminateOnNaN(),
-        HistoryWriter(run.history_path, "joint", rows=[]),
-        AtomicModelCheckpoint(run.best_model_path, monitor=monitor, mode=mode, save_best_only=True),
-        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=epochs + 1,
-                                      restore_best_weights=True),
-    ]
-    model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks,
-              verbose=verbose, shuffle=False)
-    best = run.best_model_path if run.best_model_path.is_file() else None
-    shutil.rmtree(run.path / "backup", ignore_errors=True)
-    return TrainResult(history=read_history(run.history_path), best_path=best, model=model,
-                       run_dir=run.path)
+    objective = joint_objective(model, reconstruction_weight=reconstruction_weight, label_weight=label_weight)
+    phase = Phase("joint", epochs=epochs, optimizer="adam", learning_rate=learning_rate,
+                  monitor=monitor, callbacks=tuple(callbacks), from_logits=False, **objective)
+    return train(model, [phase], train_ds, val_ds, run_dir, task="custom", resume=resume,
+                 verbose=verbose)
 
 
 # --------------------------------------------------------------------------- pseudo-labels

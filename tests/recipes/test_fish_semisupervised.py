@@ -89,6 +89,16 @@ def test_reported_pseudo_label_accuracy_equals_the_true_agreement(tmp_path):
     assert pred.class_names == list(CLASSES)
 
 
+def test_resume_keeps_the_joint_autoencoders_finished_training(tmp_path):
+    first = run(_config(tmp_path, stages="2", pseudo_threshold=0.0))
+    history = (first.run_dir / "model2" / "history.csv").read_text()
+    state = json.loads((first.run_dir / "model2" / "state.json").read_text())
+    assert state["finished"] and state["phases"] == ["joint"]
+    again = run(_config(tmp_path, stages="2", pseudo_threshold=0.0, resume=True))
+    assert again.run_dir == first.run_dir
+    assert (again.run_dir / "model2" / "history.csv").read_text() == history  # not trained again
+
+
 def test_pseudo_labelled_fine_tuning_runs_model_2_then_4(tmp_path):
     result = run(_config(tmp_path, stages="4", pseudo_threshold=0.0))
     root = result.run_dir

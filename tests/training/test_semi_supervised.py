@@ -129,6 +129,41 @@ def test_joint_training_masks_the_unlabelled_rows(tmp_path):
     assert stats.n_kept == len(pool) and stats.accuracy is not None
 
 
+def test_joint_training_resumes_after_a_kill(tmp_path):
+    folder = write_image_folder(tmp_path / "d", classes=("cod", "eel"), per_class=6, size=(16, 16))
+    lab, pool, _ = hide_labels(sources.load(folder), 0.5, seed=0)
+    ds, val = joint_dataset(lab, pool, 16, 4, seed=0), joint_dataset(lab, None, 16, 4, training=False)
+    run = tmp_path / "run"
+    started: list[int] = []
+
+    def kill_at(epoch):
+        def hook(e, logs=None):
+            started.append(e)
+            if e == epoch:
+                raise KeyboardInterrupt  # as a kill would, after epoch ``epoch`` - 1 finished
+
+        return keras.callbacks.LambdaCallback(on_epoch_begin=hook)
+
+    keras.utils.set_random_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        train_joint(build_autoencoder(2, 16, filters=(4, 8, 8), dense_units=8), ds, val, run, epochs=3,
+                    learning_rate=1e-3, callbacks=[kill_at(1)], verbose=0)
+    assert (run / "best.keras").is_file()
+    first_epoch = next(csv.DictReader(open(run / "history.csv")))
+    started.clear()
+    result = train_joint(build_autoencoder(2, 16, filters=(4, 8, 8), dense_units=8), ds, val, run, epochs=3,
+                         learning_rate=1e-3, resume=True, callbacks=[kill_at(-1)], verbose=0)
+    assert started == [1, 2]  # epoch 1 (0-based 0) was not trained again
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]
+    assert {r["phase"] for r in result.history} == {"joint"}
+    assert result.history[0]["loss"] == pytest.approx(float(first_epoch["loss"]))
+    assert not (run / "backup").exists() and result.best_path == run / "best.keras"
+    started.clear()  # a finished run trains nothing when resumed
+    again = train_joint(build_autoencoder(2, 16, filters=(4, 8, 8), dense_units=8), ds, val, run, epochs=3,
+                        resume=True, callbacks=[kill_at(-1)], verbose=0)
+    assert started == [] and again.history == result.history
+
+
 def test_mixed_dataset_yields_every_image_once(tmp_path):
     folder = write_image_folder(tmp_path / "d", classes=("cod", "eel"), per_class=5, size=(16, 16))
     m = sources.load(folder)
