@@ -82,7 +82,8 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     pattern = os.path.join(glob.escape(str(path.parent)), glob.escape(prefix) + "*" + glob.escape(suffix))
     removed = []
     for stale in glob.glob(pattern):
-        pid = os.path.basename(stale)[len(prefix) : len(os.path.basename(stale)) - len(suffix)]
+        name = os.path.basename(stale)
+        pid = name[len(prefix) : len(name) - len(suffix)]
         if not pid.isdigit() or _writer_running(int(pid)):
             continue  # not a name temporary_path gives, or its writer is still at work
         with contextlib.suppress(FileNotFoundError):

@@ -290,6 +290,7 @@ def train_joint(
     from keras_species.training.plan import Phase, train
 
     objective = joint_objective(model, reconstruction_weight=reconstruction_weight, label_weight=label_weight)
+    # from_logits only picks default losses and metrics; the objective gives its own
     phase = Phase("joint", epochs=epochs, optimizer="adam", learning_rate=learning_rate,
                   monitor=monitor, callbacks=tuple(callbacks), from_logits=False, **objective)
     return train(model, [phase], train_ds, val_ds, run_dir, task="custom", resume=resume,

@@ -136,6 +136,9 @@ def test_joint_training_resumes_after_a_kill(tmp_path):
     run = tmp_path / "run"
     started: list[int] = []
 
+    def model():
+        return build_autoencoder(2, 16, filters=(4, 8, 8), dense_units=8)
+
     def kill_at(epoch):
         def hook(e, logs=None):
             started.append(e)
@@ -146,21 +149,19 @@ def test_joint_training_resumes_after_a_kill(tmp_path):
 
     keras.utils.set_random_seed(0)
     with pytest.raises(KeyboardInterrupt):
-        train_joint(build_autoencoder(2, 16, filters=(4, 8, 8), dense_units=8), ds, val, run, epochs=3,
-                    learning_rate=1e-3, callbacks=[kill_at(1)], verbose=0)
+        train_joint(model(), ds, val, run, epochs=3, learning_rate=1e-3, callbacks=[kill_at(1)], verbose=0)
     assert (run / "best.keras").is_file()
     first_epoch = next(csv.DictReader(open(run / "history.csv")))
     started.clear()
-    result = train_joint(build_autoencoder(2, 16, filters=(4, 8, 8), dense_units=8), ds, val, run, epochs=3,
-                         learning_rate=1e-3, resume=True, callbacks=[kill_at(-1)], verbose=0)
+    result = train_joint(model(), ds, val, run, epochs=3, learning_rate=1e-3, resume=True,
+                         callbacks=[kill_at(-1)], verbose=0)
     assert started == [1, 2]  # epoch 1 (0-based 0) was not trained again
     assert [r["epoch"] for r in result.history] == [1, 2, 3]
     assert {r["phase"] for r in result.history} == {"joint"}
     assert result.history[0]["loss"] == pytest.approx(float(first_epoch["loss"]))
     assert not (run / "backup").exists() and result.best_path == run / "best.keras"
     started.clear()  # a finished run trains nothing when resumed
-    again = train_joint(build_autoencoder(2, 16, filters=(4, 8, 8), dense_units=8), ds, val, run, epochs=3,
-                        resume=True, callbacks=[kill_at(-1)], verbose=0)
+    again = train_joint(model(), ds, val, run, epochs=3, resume=True, callbacks=[kill_at(-1)], verbose=0)
     assert started == [] and again.history == result.history
 
 
