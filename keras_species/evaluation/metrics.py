@@ -2,6 +2,13 @@
 
 Everything here is computed with ``sklearn.metrics``; this module only validates the arrays,
 handles classes absent from the test labels, and turns numpy values into plain Python ones.
+
+Macro averages run over the classes that occur in the test labels or in the predictions. A class
+with neither has nothing to score: sklearn would count it as F1 = 0 when given the full class
+list (its ``zero_division`` value), which pulls the mean down for a class the model got right
+(it predicted none of it, and there was none). Single-label scores then equal sklearn's own
+default (``labels=None``: the classes in ``y_true`` or ``y_pred``); multi-label ones leave out
+the tags without a positive and without a prediction (:func:`keras_species.evaluation.thresholds.multilabel_macro_f1`).
 """
 
 from __future__ import annotations
@@ -12,7 +19,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from sklearn import metrics as skm
 
-from keras_species.evaluation.thresholds import apply_thresholds
+from keras_species.evaluation.thresholds import (
+    apply_thresholds,
+    multilabel_macro_f1,
+    occurring_tags,
+)
 
 __all__ = [
     "single_label_metrics",
@@ -146,9 +157,11 @@ def single_label_metrics(
                 skm.top_k_accuracy_score(y_true, probs, k=k, labels=labels)
             )
 
+    scored = np.union1d(y_true, y_pred)  # see the module docstring: no phantom zeros
+    out["macro_classes"] = int(scored.size)
     for avg in ("macro", "micro", "weighted"):
         p, r, f, _ = skm.precision_recall_fscore_support(
-            y_true, y_pred, labels=labels, average=avg, zero_division=0
+            y_true, y_pred, labels=scored, average=avg, zero_division=0
         )
         out[f"precision_{avg}"] = float(p)
         out[f"recall_{avg}"] = float(r)
@@ -259,8 +272,10 @@ def multilabel_metrics(
     out: dict = {"task": "multilabel", "n": int(n), "num_classes": int(c), "class_names": names}
     out["exact_match"] = float(skm.accuracy_score(y_true, y_pred))
     out["hamming_loss"] = float(skm.hamming_loss(y_true, y_pred))
-    for avg in ("micro", "macro", "samples"):
+    for avg in ("micro", "samples"):
         out[f"f1_{avg}"] = float(skm.f1_score(y_true, y_pred, average=avg, zero_division=0))
+    out["f1_macro"] = multilabel_macro_f1(y_true, y_pred)
+    out["macro_classes"] = int(occurring_tags(y_true, y_pred).size)
     out["precision_micro"] = float(
         skm.precision_score(y_true, y_pred, average="micro", zero_division=0)
     )

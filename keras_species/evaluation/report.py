@@ -373,6 +373,11 @@ def render_report(
         notes.append(main["auc_note"] + ".")
     elif main.get("absent_classes"):
         notes.append("Classes without test positives: " + ", ".join(main["absent_classes"]) + ".")
+    if main.get("macro_classes") is not None and main["macro_classes"] < main.get("num_classes", 0):
+        notes.append(
+            f"Macro averages run over the {main['macro_classes']} of {main['num_classes']} classes "
+            "that occur in the test labels or the predictions (a class with neither has no score)."
+        )
     if main.get("task") == "multilabel" and main.get("thresholds"):
         thr = sorted(set(main["thresholds"]))
         notes.append("Decision threshold: " + (f"{thr[0]:.3f} for every tag." if len(thr) == 1

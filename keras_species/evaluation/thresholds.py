@@ -17,6 +17,8 @@ __all__ = [
     "DEFAULT_GRID",
     "SCORERS",
     "apply_thresholds",
+    "multilabel_macro_f1",
+    "occurring_tags",
     "score_predictions",
     "tune_global_threshold",
     "tune_per_class_thresholds",
@@ -24,9 +26,50 @@ __all__ = [
 
 DEFAULT_GRID = np.round(np.linspace(0.05, 0.95, 91), 6)
 
+
+def occurring_tags(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Indices of the tags with a positive label or a positive prediction.
+
+    Args:
+        y_true: ``(N, C)`` 0/1 labels.
+        y_pred: ``(N, C)`` 0/1 predictions.
+
+    Returns:
+        The column indices, ascending.
+
+    Example:
+        >>> occurring_tags(np.array([[1, 0, 0]]), np.array([[0, 0, 1]])).tolist()
+        [0, 2]
+    """
+    return np.flatnonzero((np.asarray(y_true).sum(axis=0) + np.asarray(y_pred).sum(axis=0)) > 0)
+
+
+def multilabel_macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Macro F1 of multi-hot predictions over the tags that occur in the labels or predictions.
+
+    A tag with no positive and no prediction is left out (sklearn's ``average="macro"`` over all
+    columns would count it as 0); when no tag occurs at all, every answer was right: 1.0.
+
+    Args:
+        y_true: ``(N, C)`` 0/1 labels.
+        y_pred: ``(N, C)`` 0/1 predictions.
+
+    Returns:
+        The mean F1 over the occurring tags.
+
+    Example:
+        >>> multilabel_macro_f1(np.array([[1, 0], [0, 0]]), np.array([[1, 0], [0, 0]]))
+        1.0
+    """
+    tags = occurring_tags(y_true, y_pred)
+    if tags.size == 0:
+        return 1.0
+    return float(skm.f1_score(y_true, y_pred, labels=tags, average="macro", zero_division=0))
+
+
 SCORERS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "micro_f1": lambda y, p: skm.f1_score(y, p, average="micro", zero_division=0),
-    "macro_f1": lambda y, p: skm.f1_score(y, p, average="macro", zero_division=0),
+    "macro_f1": multilabel_macro_f1,
     "samples_f1": lambda y, p: skm.f1_score(y, p, average="samples", zero_division=0),
     "exact_match": lambda y, p: skm.accuracy_score(y, p),
 }

@@ -14,6 +14,7 @@ from keras_species.evaluation.metrics import (
     single_label_metrics,
     unique_correct_wrong,
 )
+from keras_species.evaluation.thresholds import multilabel_macro_f1
 
 NAMES = ["cod", "eel", "ray"]
 # y_pred = argmax = [0, 1, 1, 2, 0, 2]; correct at 0, 1, 3, 5 -> accuracy 4/6.
@@ -76,6 +77,25 @@ def test_absent_class_is_reported_not_fatal() -> None:
     json.dumps(m, allow_nan=False)
 
 
+def test_macro_scores_leave_out_a_class_with_no_sample_and_no_prediction() -> None:
+    names = ["a", "b", "c", "dead"]
+    y = np.array([0, 1, 2, 0, 1, 2])
+    pred = np.array([0, 1, 2, 0, 2, 2])
+    probs = np.eye(4)[pred] * 0.9 + 0.025
+    m = single_label_metrics(y, probs, names)
+    # sklearn's own default (labels=None) scores the classes in y_true or y_pred: a, b, c
+    assert m["f1_macro"] == pytest.approx(skm.f1_score(y, pred, average="macro"))
+    assert m["f1_macro"] > skm.f1_score(y, pred, labels=[0, 1, 2, 3], average="macro", zero_division=0)
+    assert m["precision_macro"] == pytest.approx(skm.precision_score(y, pred, average="macro"))
+    assert m["recall_macro"] == pytest.approx(skm.recall_score(y, pred, average="macro"))
+    assert m["macro_classes"] == 3 and m["per_class"][3]["support"] == 0
+    # a class predicted but absent from the test labels still counts (its precision is 0)
+    pred2 = np.array([0, 1, 2, 0, 3, 2])
+    m2 = single_label_metrics(y, np.eye(4)[pred2] * 0.9 + 0.025, names)
+    assert m2["macro_classes"] == 4
+    assert m2["f1_macro"] == pytest.approx(skm.f1_score(y, pred2, average="macro", zero_division=0))
+
+
 def test_single_class_test_set_has_no_auc() -> None:
     m = single_label_metrics(np.array([1, 1]), np.array([[0.2, 0.8], [0.6, 0.4]]), ["a", "b"])
     assert m["roc_auc_ovr_macro"] is None and m["accuracy"] == 0.5
@@ -105,7 +125,18 @@ def test_multilabel_values_and_no_tag_baseline() -> None:
     assert m["map"] == pytest.approx(np.mean([1.0, skm.average_precision_score(y[:, 1], p[:, 1])]))
     assert m["no_tag_exact_match"] == pytest.approx(0.5) and m["no_tag_f1_micro"] == 0.0
     assert m["no_tag_hamming_loss"] == pytest.approx(3 / 12)
+    # ray has no positive and no prediction: macro F1 over cod and eel only
+    assert m["macro_classes"] == 2
+    assert m["f1_macro"] == pytest.approx(skm.f1_score(y[:, :2], pred[:, :2], average="macro"))
+    assert m["f1_macro"] > skm.f1_score(y, pred, average="macro", zero_division=0)
     json.dumps(m, allow_nan=False)
+
+
+def test_multilabel_macro_f1_counts_a_false_tag_and_an_all_empty_answer() -> None:
+    y = np.array([[1, 0], [0, 0]])
+    assert multilabel_macro_f1(y, np.array([[1, 0], [0, 0]])) == 1.0
+    assert multilabel_macro_f1(y, np.array([[1, 0], [0, 1]])) == 0.5  # a false "b" scores 0
+    assert multilabel_macro_f1(np.zeros((2, 2)), np.zeros((2, 2))) == 1.0  # nothing to find
 
 
 def test_multilabel_per_class_thresholds() -> None:

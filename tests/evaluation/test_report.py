@@ -90,3 +90,14 @@ def test_report_multilabel_headline(tmp_path: Path) -> None:
     assert "| micro F1 | 1.0000 | 0.0000 |" in text
     assert "| exact match | 1.0000 | 0.5000 |" in text
     assert "predict no tag" in text and "0.400 for every tag" in text
+
+
+def test_report_notes_a_class_left_out_of_the_macro_averages(tmp_path: Path) -> None:
+    y = np.array([0, 1, 0, 1])  # no "ray" or "pike" in the test labels; "ray" is predicted once
+    p = np.eye(4)[[0, 1, 2, 1]] * 0.7 + 0.075
+    text = render_report(tmp_path, title="t", config={}, metrics=single_label_metrics(y, p, NAMES),
+                         history=None, plots={})
+    assert "Macro averages run over the 3 of 4 classes" in text.split("## Notes")[1]
+    full = single_label_metrics(np.array([0, 1, 2, 3]), np.eye(4) * 0.7 + 0.075, NAMES)
+    assert "Macro averages" not in render_report(tmp_path, title="t", config={}, metrics=full,
+                                                 history=None, plots={})
