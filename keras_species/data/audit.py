@@ -453,7 +453,9 @@ def clean(
             Entries that match no image are listed in a warning.
 
     Returns:
-        ``(cleaned manifest, dropped)`` where ``dropped`` is a list of ``{path, reason}``.
+        ``(cleaned manifest, dropped)`` where ``dropped`` is a list of ``{path, reason}``. The
+        class list is kept as it is (stable indices); a class left without any image is warned
+        about and named in ``cleaned.extra["cleaning"]["emptied_classes"]``.
 
     Example:
         >>> cleaned, dropped = clean(m, report, policy="drop_non_rgb", drop=["bad 1.jpg"])  # doctest: +SKIP
@@ -483,7 +485,19 @@ def clean(
     keep = np.array([i not in row_reason for i in range(len(manifest))], dtype=bool)
     cleaned = manifest.subset(keep)
     dropped = [{"path": manifest.paths[i], "reason": row_reason[i]} for i in sorted(row_reason)]
-    cleaned.extra["cleaning"] = {"policy": policy, "n_dropped": len(dropped)}
+    emptied = [name for name, before, after in
+               zip(manifest.class_names, manifest.class_counts(), cleaned.class_counts())
+               if before > 0 and after == 0]
+    if emptied:
+        warnings.warn(
+            f"cleaning leaves {len(emptied)} class(es) without any image: {', '.join(emptied)} "
+            "(every file of each was dropped; the reasons are in the dropped list). A model would "
+            "still get an output for each that it can never learn: fix or replace those files, or "
+            "take the class out of the data",
+            UserWarning,
+            stacklevel=2,
+        )
+    cleaned.extra["cleaning"] = {"policy": policy, "n_dropped": len(dropped), "emptied_classes": emptied}
     return cleaned, dropped
 
 
@@ -784,8 +798,10 @@ def run_cli(args) -> int:
     except FileNotFoundError as e:
         print(f"keras-species audit: {e}", file=sys.stderr)
         return 2
+    emptied = cleaned.extra["cleaning"]["emptied_classes"]
     print(f"clean (policy {args.policy}{', drop list' if args.drop_list else ''}): "
-          f"keeps {len(cleaned)}, drops {len(dropped)}")
+          f"keeps {len(cleaned)}, drops {len(dropped)}"
+          + (f"; classes left without images: {', '.join(emptied)}" if emptied else ""))
     if dropped:
         import csv
 

@@ -188,6 +188,20 @@ def test_clean_policies(messy):
         clean(m, r, policy="delete")
 
 
+def test_clean_warns_about_a_class_left_without_images(tmp_path):
+    root = tmp_path / "d"
+    for c in ("cod", "eel"):
+        (root / c).mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(root / "cod" / "a.png")
+    (root / "eel" / "empty.jpg").write_bytes(b"")
+    (root / "eel" / "notes.jpg").write_text("not an image")
+    m = _folder_manifest(root, ("cod", "eel"))
+    with pytest.warns(UserWarning, match=r"1 class\(es\) without any image: eel"):
+        kept, dropped = clean(m, audit(m, progress=False))
+    assert kept.class_names == ["cod", "eel"] and len(kept) == 1 and len(dropped) == 2
+    assert kept.extra["cleaning"]["emptied_classes"] == ["eel"]
+
+
 def test_clean_drop_list(messy, tmp_path):
     m, files = messy
     r = audit(m, progress=False)
