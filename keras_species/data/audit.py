@@ -752,18 +752,15 @@ def _write_plots(r: AuditReport, manifest: Manifest | None, plot_dir: str) -> tu
 # ---------------------------------------------------------------------------------- CLI
 def configure_parser(parser) -> None:
     """Add the ``keras-species audit`` arguments to ``parser`` (an ``argparse.ArgumentParser``)."""
-    parser.add_argument(
-        "data", nargs="?", default="demo",
-        help="the data: 'demo' (default), a folder of class subfolders, a CSV, an iNat/COCO JSON "
-        "or a saved manifest",
-    )
+    from keras_species.data.sources import add_source_arguments
+
+    add_source_arguments(parser)
     parser.add_argument("--out", default="audit", help="output folder for audit.json, audit.md and plots/ (default: audit)")
     parser.add_argument(
         "--policy", choices=POLICIES, default="convert",
         help="cleaning policy: convert non-RGB images when reading (default) or drop them (R5)",
     )
     parser.add_argument("--drop-list", default=None, help="text file with one path or file name per line to leave out")
-    parser.add_argument("--group-regex", default=None, help=r"regex whose first group is the group id, e.g. 'fish_(\d+)_'")
     parser.add_argument("--workers", type=int, default=None, help="reader threads (default: CPU count + 4, at most 32)")
     parser.add_argument("--no-plots", action="store_true", help="skip the plots")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -784,9 +781,8 @@ def run_cli(args) -> int:
 
     if args.max_pixels is not None:
         set_max_pixels(args.max_pixels)
-    kwargs = {"group_regex": args.group_regex} if args.group_regex else {}
     try:
-        manifest = sources.load(args.data, **kwargs)
+        manifest = sources.load(args.data, **sources.source_options(args))
     except (ValueError, FileNotFoundError) as e:
         print(f"keras-species audit: {e}", file=sys.stderr)
         return 2

@@ -425,8 +425,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         >>> p.parse_args(["--out", "s"]).data
         'demo'
     """
-    parser.add_argument("data", nargs="?", default="demo",
-                        help="a class-folder directory, CSV, iNat/COCO JSON, saved manifest, or 'demo' (default)")
+    from keras_species.data.sources import add_source_arguments
+
+    add_source_arguments(parser)
     parser.add_argument("--out", required=True, help="output folder (local or a tf.io.gfile URL such as gs://...)")
     parser.add_argument("--image-size", type=int, default=None,
                         help="shrink so the longest side is at most N pixels (aspect kept); default: keep")
@@ -452,7 +453,7 @@ def run_cli(args: argparse.Namespace) -> int:
     from keras_species.data import sources
 
     try:
-        manifest = sources.load(args.data)
+        manifest = sources.load(args.data, **sources.source_options(args))
         files = write_shards(manifest, args.out, image_size=args.image_size,
                              shard_size=args.shard_size, quality=args.quality, workers=args.workers)
     except (ManifestError, FileNotFoundError, ValueError) as e:

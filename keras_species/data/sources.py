@@ -485,7 +485,8 @@ def from_csv(
             raise ManifestError(
                 f"{path}: {len(missing)} of {len(rows)} listed files do not exist under {base} "
                 f"(e.g. {_names(missing)}); pass root= the folder the paths are relative to, or "
-                "on_missing='skip' to leave those rows out"
+                "on_missing='skip' to leave those rows out (on the command line: --root DIR, "
+                "--on-missing skip)"
             )
         warnings.warn(
             f"{path}: skipped {len(missing)} rows whose file does not exist (e.g. {_names(missing, 3)})",
@@ -663,8 +664,9 @@ def load(source: str | os.PathLike | Manifest, **kw) -> Manifest:
         source: ``"demo"`` (the embedded fish demo), a folder of class subfolders, a ``.csv``
             (a saved manifest when it starts with ``# classes:``, else :func:`from_csv`), a
             ``.json`` (a saved manifest, else :func:`from_coco_json`), or a Manifest (returned).
-        **kw: passed to the reader (e.g. ``group_regex``, ``path_format``, ``root``).
-            ``group_regex`` also applies to saved manifests (replacing their groups).
+        **kw: passed to the reader (e.g. ``group_regex``, ``path_format``, ``root``; for an
+            iNat/COCO JSON ``root`` stands for ``image_root``). ``group_regex`` also applies to
+            saved manifests (replacing their groups).
 
     Returns:
         The Manifest.
@@ -705,6 +707,9 @@ def load(source: str | os.PathLike | Manifest, **kw) -> Manifest:
         if _is_manifest_json(str(p)):
             m = Manifest.from_json(p)
         else:
+            if "root" in kw:  # one name on the command line for "where relative paths start"
+                kw = {**kw, "image_root": kw["root"]}
+                del kw["root"]
             return from_coco_json(p, **_options_for(from_coco_json, kw, source))
     else:
         raise ManifestError(
@@ -713,3 +718,54 @@ def load(source: str | os.PathLike | Manifest, **kw) -> Manifest:
     if group_regex:
         m.groups = groups_from_regex(m.paths, group_regex)
     return m
+
+
+# ---------------------------------------------------------------------------------- CLI
+def add_source_arguments(parser) -> None:
+    """Add the ``DATA`` argument and the options of reading it to a subcommand's parser.
+
+    Shared by ``keras-species audit``, ``split`` and ``shard``: ``--group-regex``,
+    ``--path-format`` (CSV), ``--root`` (CSV and iNat/COCO JSON) and ``--on-missing`` (CSV).
+
+    Args:
+        parser: an ``argparse.ArgumentParser``.
+
+    Example:
+        >>> import argparse
+        >>> p = argparse.ArgumentParser(); add_source_arguments(p)
+        >>> source_options(p.parse_args(["list.csv", "--on-missing", "skip"]))
+        {'on_missing': 'skip'}
+    """
+    parser.add_argument("data", nargs="?", default="demo",
+                        help="the data: 'demo' (default), a folder of class subfolders, a CSV, an "
+                        "iNat/COCO JSON or a saved manifest")
+    parser.add_argument("--group-regex", default=None,
+                        help=r"regex over the file name whose first group is the group id, e.g. 'fish_(\d+)_'")
+    parser.add_argument("--path-format", default=None,
+                        help="CSV only: build paths from columns, e.g. '{class}/{file}'")
+    parser.add_argument("--root", default=None,
+                        help="CSV or iNat/COCO JSON: the folder its relative paths start from "
+                        "(default: the file's folder)")
+    parser.add_argument("--on-missing", choices=("error", "skip"), default=None,
+                        help="CSV only: rows whose file does not exist stop with an error (default) "
+                        "or are left out with a warning")
+
+
+def source_options(args) -> dict:
+    """The keyword arguments of :func:`load` given on the command line (see
+    :func:`add_source_arguments`); options left unset are left out.
+
+    Args:
+        args: the parsed ``argparse.Namespace``.
+
+    Returns:
+        A dict for ``load(args.data, **options)``.
+
+    Example:
+        >>> import argparse
+        >>> source_options(argparse.Namespace(group_regex=None, path_format=None, root="img",
+        ...                                   on_missing=None))
+        {'root': 'img'}
+    """
+    names = ("group_regex", "path_format", "root", "on_missing")
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}

@@ -537,14 +537,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         >>> p.parse_args(["demo", "--ratios", "0.8", "0.2"]).ratios
         [0.8, 0.2]
     """
-    parser.add_argument("data", nargs="?", default="demo",
-                        help="'demo' (default), a folder of class subfolders, a CSV, an iNat/COCO JSON or a saved manifest")
+    from keras_species.data.sources import add_source_arguments
+
+    add_source_arguments(parser)
     parser.add_argument("--ratios", type=float, nargs="+", default=list(DEFAULT_RATIOS),
                         help="train val [test] ratios summing to 1 (default 0.7 0.15 0.15)")
-    parser.add_argument("--group-regex", default=None,
-                        help=r"regex over the file name whose first group is the group id, e.g. 'fish_(\d+)_'")
-    parser.add_argument("--path-format", default=None,
-                        help="CSV only: build paths from columns, e.g. '{class}/{file}'")
     ga = parser.add_mutually_exclusive_group()
     ga.add_argument("--group-aware", dest="group_aware", action="store_true", default=None,
                     help="keep each group on one side (the default when the data has groups)")
@@ -578,13 +575,8 @@ def run_cli(args: argparse.Namespace) -> int:
     """
     from keras_species.data import sources
 
-    kw = {}
-    if args.group_regex:
-        kw["group_regex"] = args.group_regex
-    if args.path_format:
-        kw["path_format"] = args.path_format
     try:
-        m = sources.load(args.data, **kw)
+        m = sources.load(args.data, **sources.source_options(args))
         if args.top_classes is not None:
             m = top_classes(m, fraction=args.top_classes)
         group_aware = m.groups is not None if args.group_aware is None else args.group_aware

@@ -258,6 +258,7 @@ def test_run_cli_writes_report_and_clean_manifest(messy, tmp_path, monkeypatch, 
     import types
 
     import keras_species.data as data_pkg
+    from keras_species.data import sources
     from keras_species.data.audit import run_cli
 
     m, files = messy
@@ -269,6 +270,7 @@ def test_run_cli_writes_report_and_clean_manifest(messy, tmp_path, monkeypatch, 
         return m
 
     fake.load = load
+    fake.add_source_arguments, fake.source_options = sources.add_source_arguments, sources.source_options
     monkeypatch.setitem(sys.modules, "keras_species.data.sources", fake)
     monkeypatch.setattr(data_pkg, "sources", fake, raising=False)
     drop = tmp_path / "drop.txt"
@@ -287,3 +289,20 @@ def test_run_cli_writes_report_and_clean_manifest(messy, tmp_path, monkeypatch, 
     cleaned = Manifest.from_csv(cleaned_csv)
     assert len(cleaned) == 7 and files["cod3"] not in cleaned.paths
     assert (out / "audit.json").exists() and (out / "dropped.csv").exists()
+
+
+def test_run_cli_on_a_csv_with_a_missing_file_says_which_flag_skips_it(tmp_path, capsys):
+    from keras_species.data.audit import run_cli
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    listing = tmp_path / "list.csv"
+    listing.write_text("path,label\na.png,cod\ngone.png,cod\n", encoding="utf-8")
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    common = ["--out", str(tmp_path / "audit"), "--no-plots", "--no-progress"]
+    assert run_cli(parser.parse_args([str(listing), *common])) == 2
+    err = capsys.readouterr().err
+    assert "gone.png" in err and "--on-missing skip" in err
+    with pytest.warns(UserWarning, match="skipped 1 rows"):
+        assert run_cli(parser.parse_args([str(listing), *common, "--on-missing", "skip"])) == 0
+    assert "1 images" in capsys.readouterr().out

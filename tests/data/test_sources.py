@@ -273,6 +273,20 @@ def test_load_dispatches_on_source_kind(image_folder: Path, tmp_path: Path) -> N
         sources.load(image_folder, path_format="{class}/{file}")
 
 
+def test_command_line_source_options(tmp_path: Path) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    sources.add_source_arguments(parser)
+    args = parser.parse_args(["list.csv", "--root", "img", "--on-missing", "skip"])
+    assert sources.source_options(args) == {"root": "img", "on_missing": "skip"}
+    assert sources.source_options(parser.parse_args([])) == {}
+    # --root is the image root of an iNat/COCO JSON
+    coco = _coco(tmp_path, [{"id": 1, "image_id": 10, "category_id": 3}])
+    m = sources.load(coco, root=str(tmp_path / "x"))
+    assert m.paths[0] == str(tmp_path / "x" / "train" / "a.jpg")
+
+
 def test_group_regex_without_match_makes_own_groups() -> None:
     with pytest.warns(UserWarning, match="matched no group in 1 of 2"):
         g = sources.groups_from_regex(["/a/fish_7_1.png", "/a/other.png"], r"fish_(\d+)_")
