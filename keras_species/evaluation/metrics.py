@@ -117,10 +117,11 @@ def single_label_metrics(
     Returns:
         A dict with ``task``, ``n``, ``num_classes``, ``accuracy``, ``top{k}_accuracy``,
         ``precision/recall/f1_{macro,micro,weighted}``, ``per_class`` (list of dicts with
-        ``name, precision, recall, f1, support, roc_auc, average_precision``),
+        ``name, precision, recall, f1, support, predicted, roc_auc, average_precision``),
         ``confusion_matrix`` (rows = true, columns = predicted), ``log_loss``,
         ``roc_auc_ovr_macro``, ``average_precision_macro``, ``absent_classes`` (names with no
         test sample; AUC/AP are averaged over the present classes only), ``auc_note``,
+        ``macro_classes`` (how many classes the macro P/R/F1 average over),
         ``majority_baseline``, ``majority_class``, ``majority_source``.
 
     Example:
@@ -203,6 +204,7 @@ def single_label_metrics(
     p, r, f, s = skm.precision_recall_fscore_support(
         y_true, y_pred, labels=labels, average=None, zero_division=0
     )
+    n_pred = np.bincount(y_pred, minlength=c)
     out["per_class"] = [
         {
             "name": names[j],
@@ -210,6 +212,7 @@ def single_label_metrics(
             "recall": float(r[j]),
             "f1": float(f[j]),
             "support": int(s[j]),
+            "predicted": int(n_pred[j]),
             "roc_auc": _num(auc[j]),
             "average_precision": _num(ap[j]),
         }
@@ -242,7 +245,8 @@ def multilabel_metrics(
 
     Returns:
         A dict with ``task``, ``n``, ``exact_match`` (subset accuracy), ``hamming_loss``,
-        ``f1_micro/macro/samples``, ``precision_micro``, ``recall_micro``, ``map`` (macro AP over
+        ``f1_micro/macro/samples`` (``macro_classes``: the tags the macro F1 averages over),
+        ``precision_micro``, ``recall_micro``, ``map`` (macro AP over
         tags with positives), ``per_class`` (``name, average_precision, f1, precision, recall,
         support, threshold``), ``thresholds``, ``absent_classes``, ``label_cardinality``, and the
         "predict no tag" baseline: ``no_tag_exact_match``, ``no_tag_f1_micro`` (0),

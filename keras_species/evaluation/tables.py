@@ -92,7 +92,8 @@ def per_class_by_origin(
 
     Returns:
         The markdown table: one row per class (added classes in bold), then one "mean" row per
-        origin (unweighted means over its classes).
+        origin (unweighted means over its classes, leaving out a class with no test sample and
+        no prediction, as the macro averages of :mod:`keras_species.evaluation.metrics` do).
 
     Example:
         >>> rows = [{"name": "a", "precision": 1.0, "recall": 0.5, "f1": 0.67, "support": 2},
@@ -117,6 +118,7 @@ def per_class_by_origin(
             f"{float(r['f1']):.3f} | {int(r.get('support', 0))} |"
         )
     for origin, rows in groups.items():
+        rows = [r for r in rows if int(r.get("support", 0)) or int(r.get("predicted", 1))]
         if not rows:
             continue
         mean = {k: sum(float(r[k]) for r in rows) / len(rows) for k in ("precision", "recall", "f1")}

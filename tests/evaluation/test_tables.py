@@ -33,3 +33,13 @@ def test_per_class_by_origin_means():
     assert "| *mean of 1 added* | added | 1.000 | 0.500 | 0.667 | 2 |" in text
     with pytest.raises(ValueError, match="not in"):
         per_class_by_origin(m["per_class"], ["pike"])
+
+
+def test_per_class_by_origin_mean_leaves_out_a_class_never_seen_nor_predicted():
+    y = np.array([0, 0, 1, 1, 2, 2])
+    probs = np.eye(4)[[0, 1, 1, 1, 2, 0]] * 0.9 + 0.025  # "ray": no test sample, never predicted
+    m = single_label_metrics(y, probs, ["cod", "eel", "zander", "ray"])
+    assert m["per_class"][3]["predicted"] == 0 and m["per_class"][1]["predicted"] == 3
+    text = per_class_by_origin(m["per_class"], ["zander"])
+    assert "| ray | original | 0.000 | 0.000 | 0.000 | 0 |" in text
+    assert "| *mean of 2 original* | original | 0.583 | 0.750 | 0.650 | 4 |" in text
