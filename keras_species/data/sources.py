@@ -708,8 +708,8 @@ def load(source: str | os.PathLike | Manifest, **kw) -> Manifest:
             m = Manifest.from_json(p)
         else:
             if "root" in kw:  # one name on the command line for "where relative paths start"
-                kw = {**kw, "image_root": kw["root"]}
-                del kw["root"]
+                kw = dict(kw)
+                kw["image_root"] = kw.pop("root")
             return from_coco_json(p, **_options_for(from_coco_json, kw, source))
     else:
         raise ManifestError(
