@@ -6,6 +6,8 @@ plus ``run(config) -> RunResult`` that composes the library's stages. This modul
 - :class:`RunSettings`: the run-control fields every recipe config inherits (``--out``,
   ``--name``, ``--resume``, ``--seed``, ``--deterministic``, ``--mixed-precision``,
   ``--strategy``, ``--verbose``);
+- :class:`SourceSettings`: the options of reading a CSV or JSON source (``--path-format``,
+  ``--root``, ``--on-missing``), as the ``keras-species`` data commands take them;
 - :func:`start_run`: the run folder (new, or the one to resume, whose stored config then wins),
   seeding, and ``config.json``;
 - :func:`check_weights`: fail at once, before any data is read, when the weights asked for cannot
@@ -83,6 +85,52 @@ class RunSettings:
         default="auto", metadata=_help("tf.distribute strategy; batch_size is per replica")
     )
     verbose: int = field(default=2, metadata=_help("Keras fit verbosity: 0, 1 (bar) or 2 (a line per epoch)"))
+
+
+@dataclass
+class SourceSettings:
+    """How a recipe reads a CSV or iNat/COCO JSON source: the reading options that
+    ``keras-species audit``, ``split`` and ``shard`` take too (inherit it beside
+    :class:`RunSettings`; the recipe keeps its own ``data`` and ``group_regex`` fields).
+
+    Attributes:
+        path_format: CSV only: build each path from columns, e.g. ``"{class}/{file}"``.
+        root: CSV or iNat/COCO JSON: the folder its relative paths start from (default: the
+            file's folder).
+        on_missing: CSV only: rows whose file does not exist stop the run (``"error"``) or are
+            left out with a warning (``"skip"``).
+    """
+
+    path_format: str | None = field(default=None, metadata=_help(
+        "CSV only: build paths from columns, e.g. '{class}/{file}'"))
+    root: str | None = field(default=None, metadata=_help(
+        "CSV or iNat/COCO JSON: the folder its relative paths start from (null: the file's own folder)"))
+    on_missing: Literal["error", "skip"] = field(default="error", metadata=_help(
+        "CSV only: rows whose file does not exist stop the run, or are left out with a warning"))
+
+    def load_options(self, **extra: Any) -> dict[str, Any]:
+        """The keyword arguments of ``sources.load`` this config asks for (unset ones left out,
+        so that a folder source, which takes none of them, still loads).
+
+        Args:
+            **extra: further reader options (e.g. ``labels_col``); ``None`` values are dropped.
+
+        Returns:
+            A dict for ``sources.load(data, **options)`` (``group_regex`` too, when the config
+            has one).
+
+        Example:
+            >>> SourceSettings(root="images", on_missing="skip").load_options()
+            {'root': 'images', 'on_missing': 'skip'}
+        """
+        options = {
+            "group_regex": getattr(self, "group_regex", None),
+            "path_format": self.path_format,
+            "root": self.root,
+            "on_missing": None if self.on_missing == "error" else self.on_missing,
+            **extra,
+        }
+        return {k: v for k, v in options.items() if v is not None}
 
 
 @dataclass
@@ -311,7 +359,8 @@ def finish_run(run: RunFolder, evaluation: Any, trained: Any, started: float, mo
 
 
 def data_section(prepared: Any, datasets: Any = None) -> tuple[str, str]:
-    """A report section about the data: the split table, cleaning, leakage, class weights.
+    """A report section about the data: the split table, files not read, cleaning, leakage,
+    class weights.
 
     Args:
         prepared: ``data.prepare.PreparedData``.
@@ -337,11 +386,13 @@ def data_section(prepared: Any, datasets: Any = None) -> tuple[str, str]:
             f"Audit: {a.n_images} images, {len(a.corrupt)} corrupt, {len(a.non_rgb)} non-RGB, "
             f"{len(a.duplicates)} duplicate groups (see `audit/audit.md`)."
         )
-    if prepared.dropped:
-        lines.append(f"Cleaning dropped {len(prepared.dropped)} image(s):")
-        lines += [f"- `{d['path']}`: {d['reason']}" for d in prepared.dropped[:20]]
-        if len(prepared.dropped) > 20:
-            lines.append(f"- ... and {len(prepared.dropped) - 20} more")
+    for heading, rows in (("{n} file(s) left out when reading the source:", prepared.not_read),
+                          ("Cleaning dropped {n} image(s):", prepared.dropped)):
+        if rows:
+            lines.append(heading.format(n=len(rows)))
+            lines += [f"- `{d['path']}`: {d['reason']}" for d in rows[:20]]
+            if len(rows) > 20:
+                lines.append(f"- ... and {len(rows) - 20} more")
     if datasets is not None and datasets.class_weights:
         weights = ", ".join(f"{k} {v:.3g}" for k, v in datasets.class_weights.items())
         lines.append(f"Class weights ({datasets.class_weight}), per-sample mean by class: {weights}.")
@@ -349,13 +400,14 @@ def data_section(prepared: Any, datasets: Any = None) -> tuple[str, str]:
 
 
 TRANSFER_FIELDS = (
-    "data", "group_regex", "split", "ratios", "drop", "clean_policy", "backbone", "weights",
-    "image_size", "batch_size", "augment", "class_weight", "label_smoothing", "cache",
-    "head_units", "head_dropout", "head_epochs", "fine_tune_epochs", "head_learning_rate",
-    "fine_tune_learning_rate", "optimizer", "unfreeze", "unfreeze_n", "train_batchnorm",
-    "monitor", "early_stopping_patience", "evaluate_model", "tta",
+    "data", "group_regex", "path_format", "root", "on_missing", "split", "ratios", "drop",
+    "clean_policy", "backbone", "weights", "image_size", "batch_size", "augment", "class_weight",
+    "label_smoothing", "cache", "head_units", "head_dropout", "head_epochs", "fine_tune_epochs",
+    "head_learning_rate", "fine_tune_learning_rate", "optimizer", "unfreeze", "unfreeze_n",
+    "train_batchnorm", "monitor", "early_stopping_patience", "evaluate_model", "tta",
 )
-"""The settings :func:`run_transfer` reads from a config (besides :class:`RunSettings`)."""
+"""The settings :func:`run_transfer` reads from a config (besides :class:`RunSettings`; the
+reading options come from :class:`SourceSettings`)."""
 
 
 def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunResult:
@@ -392,7 +444,8 @@ def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunRe
     """
     missing = [n for n in TRANSFER_FIELDS if not hasattr(config, n)]
     if missing:
-        raise TypeError(f"run_transfer: the config lacks the settings {missing}")
+        raise TypeError(f"run_transfer: the config lacks the settings {missing} (a config class "
+                        "inherits the reading options from SourceSettings)")
     started = time.perf_counter()
     if not config.resume:
         check_weights(config.backbone, config.weights, config.image_size)
@@ -410,7 +463,7 @@ def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunRe
     strategy = get_strategy(config.strategy)
     prepared = prepare_data(
         config.data,
-        group_regex=config.group_regex,
+        load_options=config.load_options(),
         split=config.split,
         ratios=config.ratios,
         seed=config.seed,

@@ -31,6 +31,7 @@ from keras_species.config import flag_help as _help
 from keras_species.recipe import (
     RunResult,
     RunSettings,
+    SourceSettings,
     check_weights,
     data_section,
     load_best_model,
@@ -44,7 +45,7 @@ R2_BACKBONES = ("vgg16", "mobilenet_v2", "resnet50", "densenet121")
 
 
 @dataclass
-class BackboneComparisonConfig(RunSettings):
+class BackboneComparisonConfig(SourceSettings, RunSettings):
     """Compare backbones on one data set with one two-phase transfer plan (R2 part 3)."""
 
     data: str = field(default="demo", metadata=_help(
@@ -162,7 +163,7 @@ def run(config: BackboneComparisonConfig) -> BackboneComparisonResult:
         check_weights(name, weights, config.image_size)
     run_folder, config = start_run(RECIPE, config)
     prepared = prepare_data(
-        config.data, group_regex=config.group_regex, split=config.split, ratios=config.ratios,
+        config.data, load_options=config.load_options(), split=config.split, ratios=config.ratios,
         seed=config.seed, audit=config.audit, audit_dir=run_folder.path / "audit",
         split_file=run_folder.path / "split.csv",
     )

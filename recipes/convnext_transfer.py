@@ -41,13 +41,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from keras_species.config import flag_help as _h
-from keras_species.recipe import RunResult, RunSettings, recipe_main, run_transfer
+from keras_species.recipe import RunResult, RunSettings, SourceSettings, recipe_main, run_transfer
 
 RECIPE = "convnext_transfer"
 
 
 @dataclass
-class ConvNeXtTransferConfig(RunSettings):
+class ConvNeXtTransferConfig(SourceSettings, RunSettings):
     """R3's two-phase ConvNeXt transfer learning with class weights and early stopping."""
 
     # data

@@ -30,6 +30,7 @@ from keras_species.config import flag_help as _help
 from keras_species.recipe import (
     RunResult,
     RunSettings,
+    SourceSettings,
     check_weights,
     data_section,
     recipe_main,
@@ -48,7 +49,7 @@ CLASSIFIER_NAMES = {
 
 
 @dataclass
-class FeatureClassifiersConfig(RunSettings):
+class FeatureClassifiersConfig(SourceSettings, RunSettings):
     """Backbone features (cached) → SVC, random forest, gradient boosting, logistic regression (R2 D)."""
 
     data: str = field(default="demo", metadata=_help(
@@ -178,7 +179,7 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
     check_weights(config.backbone, weights, config.image_size)  # offline ImageNet fails now
     run_folder, config = start_run(RECIPE, config)
     prepared = prepare_data(
-        config.data, group_regex=config.group_regex, split=config.split, ratios=config.ratios,
+        config.data, load_options=config.load_options(), split=config.split, ratios=config.ratios,
         seed=config.seed, audit=config.audit, audit_dir=run_folder.path / "audit",
         split_file=run_folder.path / "split.csv",
     )

@@ -47,6 +47,7 @@ from keras_species.config import flag_help as _h
 from keras_species.recipe import (
     RunResult,
     RunSettings,
+    SourceSettings,
     check_weights,
     data_section,
     load_best_model,
@@ -61,7 +62,7 @@ R1_SCORES = {"model1": 0.810, "model2": 0.837, "model3": 0.905, "model4": 0.864}
 
 
 @dataclass
-class FishSemiSupervisedConfig(RunSettings):
+class FishSemiSupervisedConfig(SourceSettings, RunSettings):
     """R1: ResNet18, a jointly trained autoencoder, and pseudo-labelled fine-tuning."""
 
     # data
@@ -157,8 +158,7 @@ def _pool(config: FishSemiSupervisedConfig):
     from keras_species.data.manifest import ManifestError
     from keras_species.training.semi_supervised import hide_labels, load_unlabelled
 
-    options = {"group_regex": config.group_regex} if config.group_regex else {}
-    m = sources.load(config.labelled, **options)
+    m = sources.load(config.labelled, **config.load_options())
     m = m.subset(m.labelled_mask)
     fraction = config.hide_labels
     if fraction is None:

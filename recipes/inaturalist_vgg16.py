@@ -39,6 +39,7 @@ from keras_species.config import flag_help as _h
 from keras_species.recipe import (
     RunResult,
     RunSettings,
+    SourceSettings,
     check_weights,
     data_section,
     load_best_model,
@@ -56,7 +57,7 @@ R5_SCORES = {"a_features": 0.33, "b_frozen": 0.26, "c_fine_tune": 0.37, "scratch
 
 
 @dataclass
-class INaturalistVGG16Config(RunSettings):
+class INaturalistVGG16Config(SourceSettings, RunSettings):
     """R5: VGG16 feature extraction, frozen base with augmentation, fine-tuning of 4 conv layers."""
 
     # data
@@ -166,7 +167,7 @@ def run(config: INaturalistVGG16Config | None = None) -> INaturalistResult:
 
     top = config.top_classes_count if config.top_classes_count else config.top_classes
     prepared = prepare_data(
-        config.data, group_regex=config.group_regex, split="stratified", ratios=config.ratios,
+        config.data, load_options=config.load_options(), split="stratified", ratios=config.ratios,
         seed=config.seed, audit_dir=root / "audit", clean_policy=config.clean_policy,
         top_classes=top, split_file=root / "split.csv",
     )

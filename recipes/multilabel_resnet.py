@@ -37,6 +37,7 @@ from keras_species.config import flag_help as _h
 from keras_species.recipe import (
     RunResult,
     RunSettings,
+    SourceSettings,
     check_weights,
     data_section,
     load_best_model,
@@ -51,7 +52,7 @@ THRESHOLD_CHOICES = ("global", "per_class", "fixed")
 
 
 @dataclass
-class MultilabelResNetConfig(RunSettings):
+class MultilabelResNetConfig(SourceSettings, RunSettings):
     """R4: multi-label ResNet, SGD + one-cycle, thresholds tuned on validation."""
 
     # data
@@ -203,7 +204,7 @@ def run(config: MultilabelResNetConfig | None = None) -> MultilabelResult:
     prepared = prepare_data(
         config.data, split=config.split, ratios=config.ratios, seed=config.seed,
         audit=config.audit, audit_dir=root / "audit", split_file=root / "split.csv",
-        load_options={"labels_col": config.labels_col} if config.labels_col else None,
+        load_options=config.load_options(labels_col=config.labels_col),
     )
     m = prepared.manifest
     if not m.multilabel:

@@ -34,13 +34,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from keras_species.config import flag_help as _h
-from keras_species.recipe import RunResult, RunSettings, recipe_main, run_transfer
+from keras_species.recipe import RunResult, RunSettings, SourceSettings, recipe_main, run_transfer
 
 RECIPE = "quickstart"
 
 
 @dataclass
-class QuickstartConfig(RunSettings):
+class QuickstartConfig(SourceSettings, RunSettings):
     """Quick start: EfficientNet-Lite0 (ImageNet, offline) fine-tuned on the fish demo."""
 
     # data

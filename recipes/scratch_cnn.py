@@ -33,14 +33,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 from keras_species.config import flag_help as _help
-from keras_species.recipe import RunResult, RunSettings, data_section, recipe_main, start_run
+from keras_species.recipe import (
+    RunResult,
+    RunSettings,
+    SourceSettings,
+    data_section,
+    recipe_main,
+    start_run,
+)
 
 RECIPE = "scratch_cnn"
 SCRATCH_NAMES = ("r2_cnn", "r3_cnn", "r4_vgg", "r5_shallow", "r5_deep", "r5_regularised")
 
 
 @dataclass
-class ScratchCNNConfig(RunSettings):
+class ScratchCNNConfig(SourceSettings, RunSettings):
     """Scratch CNN with k-fold cross-validation, the ensemble of folds, TTA and added classes (R2)."""
 
     data: str = field(default="demo", metadata=_help(
@@ -223,7 +230,7 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
     grid = variants(config)  # of the config in force (a resumed run's stored one)
     split_file = run_folder.path / "split.csv"
     prepared = prepare_data(
-        config.data, group_regex=config.group_regex, split=config.split, ratios=config.ratios,
+        config.data, load_options=config.load_options(), split=config.split, ratios=config.ratios,
         seed=config.seed, audit=config.audit, audit_dir=run_folder.path / "audit",
         split_file=split_file,
     )

@@ -15,6 +15,7 @@ from keras_species.recipe import (
     RunResult,
     RunSettings,
     RunSetupError,
+    SourceSettings,
     check_weights,
     recipe_main,
     run_transfer,
@@ -119,3 +120,36 @@ def test_run_transfer_needs_the_transfer_fields(tmp_path):
     with pytest.raises(TypeError, match="lacks the settings"):
         run_transfer("toy", ToyConfig(out=tmp_path))
     assert "backbone" in TRANSFER_FIELDS and "fine_tune_learning_rate" in TRANSFER_FIELDS
+
+
+@dataclasses.dataclass
+class ReadingConfig(SourceSettings, RunSettings):
+    """A toy recipe that reads a data source."""
+
+    data: str = "demo"
+    group_regex: str | None = None
+
+
+def test_source_settings_give_the_reading_options_that_are_set():
+    from keras_species.config import parse_config
+
+    assert ReadingConfig().load_options() == {}  # a folder source takes none of them
+    config = parse_config(ReadingConfig, ["--root", "img", "--on-missing", "skip",
+                                          "--group-regex", r"fish_(\d+)_"])
+    assert config.load_options(labels_col=None, extra=1) == {
+        "group_regex": r"fish_(\d+)_", "root": "img", "on_missing": "skip", "extra": 1}
+    with pytest.raises(SystemExit):
+        parse_config(ReadingConfig, ["--on-missing", "ignore"])
+
+
+@pytest.mark.parametrize("name", ["backbone_comparison", "convnext_transfer", "feature_classifiers",
+                                  "fish_semisupervised", "inaturalist_vgg16", "multilabel_resnet",
+                                  "quickstart", "scratch_cnn"])
+def test_every_recipe_takes_the_reading_options(name):
+    import importlib
+
+    module = importlib.import_module(f"recipes.{name}")
+    configs = [c for c in vars(module).values()
+               if isinstance(c, type) and c.__module__ == module.__name__ and dataclasses.is_dataclass(c)
+               and issubclass(c, RunSettings)]
+    assert configs and all(issubclass(c, SourceSettings) for c in configs)

@@ -42,6 +42,9 @@ class PreparedData:
         manifest: the cleaned manifest with ``splits`` filled.
         audit: the audit of the loaded data (None when skipped or reloaded from a split file).
         dropped: ``{path, reason}`` of every image left out by cleaning.
+        not_read: ``{path, reason}`` of every file the source named or held but that was not
+            read: CSV rows whose file does not exist (``on_missing="skip"``) and files of a
+            class folder whose extension is not an image's (see :func:`files_not_read`).
         split_kind: the split actually made (``stratified``, ``group``, ``given``,
             ``systematic``) or ``loaded`` (read back from ``split_file``).
         split_file: where the split was saved (None when not saved).
@@ -54,6 +57,7 @@ class PreparedData:
     split_kind: str = ""
     split_file: Path | None = None
     leakage: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    not_read: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def train_counts(self) -> np.ndarray:
@@ -67,6 +71,8 @@ class PreparedData:
     def summary(self) -> str:
         """A few lines for the terminal and the report: images, split, cleaning, leakage."""
         lines = [f"{self.manifest.summary()} ({self.split_kind} split)"]
+        if self.not_read:
+            lines.append(f"left out {len(self.not_read)} file(s) when reading the source")
         if self.dropped:
             lines.append(f"cleaning dropped {len(self.dropped)} image(s)")
         if self.leakage.get("groups") or self.leakage.get("paths"):
@@ -75,6 +81,30 @@ class PreparedData:
                 f"{len(self.leakage.get('paths', {}))} path(s) sit on more than one side"
             )
         return "\n".join(lines)
+
+
+def files_not_read(m: Manifest) -> list[dict[str, str]]:
+    """The files a freshly loaded source named or held but did not read, with the reason.
+
+    The readers warn about them as they load; this keeps them for the run's report. Written by
+    hand: the readers record them in ``manifest.extra`` (``missing`` from a CSV read with
+    ``on_missing="skip"``, ``skipped`` from a class folder).
+
+    Args:
+        m: a manifest as :func:`sources.load` returned it.
+
+    Returns:
+        ``[{"path": ..., "reason": ...}, ...]`` (empty when everything was read).
+
+    Example:
+        >>> files_not_read(sources.load("demo"))
+        []
+    """
+    reasons = {
+        "missing": "listed in the CSV, but the file does not exist (--on-missing skip)",
+        "skipped": "in a class folder, but its extension is not an image extension",
+    }
+    return [{"path": p, "reason": why} for key, why in reasons.items() for p in m.extra.get(key, [])]
 
 
 def _split(m: Manifest, kind: str, ratios: Sequence[float], seed: int) -> tuple[Manifest, str]:
@@ -159,6 +189,7 @@ def prepare_data(
     m = sources.load(source, **options)
     if len(m) == 0:
         raise ManifestError(f"{source}: no images found")
+    not_read = files_not_read(m)
     report = None
     dropped: list[dict[str, str]] = []
     if audit:
@@ -182,7 +213,7 @@ def prepare_data(
         Path(split_file).parent.mkdir(parents=True, exist_ok=True)
         splits.save_split(m, split_file)
         saved = Path(split_file)
-    return PreparedData(m, report, dropped, kind, saved, splits.leakage(m))
+    return PreparedData(m, report, dropped, kind, saved, splits.leakage(m), not_read)
 
 
 @dataclass

@@ -341,7 +341,9 @@ def from_csv(
 
     Returns:
         A Manifest (single- or multi-label) with absolute paths; ``splits`` when the CSV has a
-        split column, ``groups`` when ``group_col``/``group_regex`` is given.
+        split column, ``groups`` when ``group_col``/``group_regex`` is given;
+        ``manifest.extra["missing"]`` lists the files of the rows skipped with
+        ``on_missing="skip"``.
 
     Raises:
         ManifestError: a column is missing, a label is not in ``class_names``, files are missing
@@ -493,6 +495,8 @@ def from_csv(
             stacklevel=2,
         )
         keep &= exists
+    else:
+        missing = []
 
     splits = [normalise_split_name(r[scol]) for r in rows] if scol else None
     groups = [r[gcol] for r in rows] if gcol else None
@@ -541,6 +545,7 @@ def from_csv(
         splits=[splits[i] for i in idx] if splits is not None else None,
         source=path,
     )
+    m.extra["missing"] = missing
     if m.num_classes == 1:
         warnings.warn(f"{path} has a single class ({names[0]!r}); splitting and training need at least 2",
                       stacklevel=2)
@@ -651,10 +656,20 @@ def _options_for(reader, kw: dict, source) -> dict:
         {"root"} if reader is from_csv else set())
     unknown = sorted(set(kw) - accepted)
     if unknown:
+        kind = {"from_folder": "a folder of class subfolders", "from_csv": "a CSV",
+                "from_coco_json": "an iNat/COCO JSON"}[reader.__name__]
         raise ManifestError(
-            f"{source}: option(s) {unknown} do not apply to {reader.__name__}; it accepts {sorted(accepted)}"
+            f"{source} is read as {kind}, to which {_option_names(unknown)} do(es) not apply: "
+            f"leave it out (the options for {kind}: {_option_names(sorted(accepted))})"
         )
     return kw
+
+
+def _option_names(names: Iterable[str]) -> str:
+    """Reader options as a user may have given them: ``root (--root)``, ``extensions``."""
+    flags = {"group_regex": "--group-regex", "path_format": "--path-format", "root": "--root",
+             "image_root": "--root", "on_missing": "--on-missing"}
+    return ", ".join(f"{n} ({flags[n]})" if n in flags else n for n in names)
 
 
 def load(source: str | os.PathLike | Manifest, **kw) -> Manifest:

@@ -7,10 +7,12 @@ import json
 import numpy as np
 import pytest
 
+from keras_species.data import sources
 from keras_species.data.manifest import ManifestError
 from keras_species.data.prepare import (
     build_datasets,
     class_weight_setting,
+    files_not_read,
     prepare_data,
 )
 from tests.conftest import write_image_folder
@@ -60,6 +62,28 @@ def test_cleaning_drops_corrupt_files_and_the_drop_list(folder, tmp_path):
     assert any(x.endswith(listed.name) for x in dropped)
     assert len(p.manifest) == 29  # 31 files: the corrupt one and the listed one dropped
     assert not any(x.endswith("fish_0_99.png") for x in p.manifest.paths)
+
+
+def test_files_not_read_are_kept_for_the_report(folder, tmp_path):
+    from keras_species.recipe import data_section
+
+    (folder / "cod" / "notes.txt").write_text("caught at dawn")
+    with pytest.warns(UserWarning, match="non-image files"):
+        p = prepare_data(folder, split="stratified", seed=0, audit=False)
+    assert [d["path"] for d in p.not_read] == [str(folder / "cod" / "notes.txt")]
+    assert "extension" in p.not_read[0]["reason"] and "left out 1 file(s)" in p.summary()
+
+    listing = tmp_path / "list.csv"
+    images = sorted(folder.rglob("*.png"))
+    listing.write_text("path,label\n" + "".join(f"{f},{f.parent.name}\n" for f in images)
+                       + f"{folder / 'eel' / 'gone.png'},eel\n")
+    with pytest.warns(UserWarning, match="does not exist"):
+        p = prepare_data(listing, split="stratified", seed=0, audit=False,
+                         load_options={"on_missing": "skip"})
+    assert [d["path"] for d in p.not_read] == [str(folder / "eel" / "gone.png")]
+    assert "does not exist" in p.not_read[0]["reason"] and len(p.manifest) == len(images)
+    assert "1 file(s) left out when reading the source:" in data_section(p)[1]
+    assert files_not_read(sources.load("demo")) == []  # nothing to leave out
 
 
 def test_top_classes_and_bad_split_kind(folder):

@@ -269,7 +269,7 @@ def test_load_dispatches_on_source_kind(image_folder: Path, tmp_path: Path) -> N
     assert isinstance(sources.load(m), Manifest)
     with pytest.raises(ManifestError, match="does not exist"):
         sources.load(tmp_path / "nowhere")
-    with pytest.raises(ManifestError, match=r"\['path_format'\] do not apply to from_folder"):
+    with pytest.raises(ManifestError, match=r"read as a folder of class subfolders, to which path_format \(--path-format\) do"):
         sources.load(image_folder, path_format="{class}/{file}")
 
 

@@ -119,3 +119,22 @@ def test_cli_reports_a_bad_source_without_traceback(tmp_path, capsys):
                              "--no-audit"])
     assert code == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_reads_a_csv_with_a_missing_file_when_told_to_skip_it(tmp_path, capsys):
+    data = write_image_folder(tmp_path / "data", classes=CLASSES[:3], per_class=6, size=(24, 24))
+    rows = [(str(f.relative_to(tmp_path)), f.parent.name) for f in sorted(data.rglob("*.png"))]
+    listing = tmp_path / "list.csv"
+    with open(listing, "w", newline="") as f:
+        csv.writer(f).writerows([("path", "label"), *rows, ("data/cod/gone.png", "cod")])
+    flags = ["--data", str(listing), "--out", str(tmp_path / "r"), "--no-audit", "--k", "2",
+             "--epochs", "1", "--image-size", "32", "--tta", "none", "--verbose", "0",
+             "--mixed-precision", "off", "--arch", "r5_shallow"]
+    assert scratch_cnn.main(flags) == 2
+    assert "--on-missing skip" in capsys.readouterr().err  # the error names a flag this command has
+    with pytest.warns(UserWarning, match="skipped 1 rows whose file does not exist"):
+        assert scratch_cnn.main([*flags, "--on-missing", "skip", "--name", "skip"]) == 0
+    report = (tmp_path / "r" / "scratch_cnn" / "skip" / "report.md").read_text()
+    assert "1 file(s) left out when reading the source:" in report and "gone.png" in report
+    stored = json.loads((tmp_path / "r" / "scratch_cnn" / "skip" / "config.json").read_text())
+    assert stored["config"]["on_missing"] == "skip"  # a resumed run reads the source alike
