@@ -179,6 +179,11 @@ def _stored_config(config_cls: type, run: RunFolder):
         ) from err
 
 
+_opened: list[RunFolder] = []
+"""The run folder that the running recipe opened (``start_run`` sets it), for ``recipe_main`` to
+mark it failed when the recipe stops with an error."""
+
+
 def start_run(recipe: str, config: Any) -> tuple[RunFolder, Any]:
     """Open the run folder, seed everything and write ``config.json``.
 
@@ -238,6 +243,8 @@ def start_run(recipe: str, config: Any) -> tuple[RunFolder, Any]:
         run = RunFolder.create(recipe, name=config.name, root=out)
         for stale in ("split.csv", "metrics.json", "predictions.csv", "report.md"):
             (run.path / stale).unlink(missing_ok=True)
+    run.failure_path.unlink(missing_ok=True)  # a new attempt
+    _opened[:] = [run]
     seed_everything(config.seed, config.deterministic)
     run.write_config(config, recipe=recipe, name=run.path.name)
     return run, config
@@ -593,7 +600,9 @@ def recipe_main(
     """The command line of a recipe: parse flags (and ``--config``), run, print the result.
 
     Errors a user can fix (weights unavailable offline, a bad data source, an unreadable image,
-    nothing to resume) print their message without a traceback and return exit code 2.
+    nothing to resume) print their message without a traceback and return exit code 2. When the
+    recipe had opened its run folder, any error is also written to its ``failed.json``
+    (``keras-species runs`` lists the run as ``failed``, with the message).
 
     Args:
         config_cls: the recipe's config dataclass.
@@ -612,16 +621,20 @@ def recipe_main(
     config = parse_config(config_cls, argv, parser=parser)
     # Keras warns after every epoch over a dataset of unknown length (the pipeline skips bad files)
     warnings.filterwarnings("ignore", message="Your input ran out of data")
+    _opened.clear()
     try:
         result = run(config)
-    except _user_errors() as err:
+    except Exception as err:
+        user_error = isinstance(err, _user_errors()) or (
+            isinstance(err, KeyError) and "backbone" in str(err))  # an unknown backbone name
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        print(f"{prog or 'recipe'}: error: {message}", file=sys.stderr)
-        return 2
-    except KeyError as err:  # an unknown backbone name: the registry's message
-        if "backbone" not in str(err):
+        if _opened:  # the run folder says why it has no results (keras-species runs shows it)
+            _opened[0].write_failure(message if user_error else f"{type(err).__name__}: {message}")
+        if not user_error:
             raise
-        print(f"{prog or 'recipe'}: error: {err.args[0]}", file=sys.stderr)
+        print(f"{prog or 'recipe'}: error: {message}", file=sys.stderr)
+        if _opened:
+            print(f"(run folder {_opened[0].path} is marked failed)", file=sys.stderr)
         return 2
     print()
     print(f"run folder: {result.run_dir}")

@@ -116,6 +116,38 @@ def test_recipe_main_prints_user_errors_without_traceback(tmp_path, capsys):
         recipe_main(ToyConfig, bug, [])
 
 
+def test_a_run_that_stops_with_an_error_is_marked_failed(tmp_path, capsys):
+    from keras_species.data.manifest import ManifestError
+    from keras_species.training.runs import format_runs
+
+    def bad_data(config):
+        start_run("toy", config)
+        raise ManifestError("list.csv: 1 of 3 listed files do not exist")
+
+    flags = ["--out", str(tmp_path), "--name", "t"]
+    assert recipe_main(ToyConfig, bad_data, flags, prog="toy") == 2
+    assert "marked failed" in capsys.readouterr().err
+    (row,) = list_runs(tmp_path)
+    assert row["status"] == "failed" and row["error"] == "list.csv: 1 of 3 listed files do not exist"
+    assert "toy/t: list.csv: 1 of 3 listed files do not exist" in format_runs([row])
+
+    def bug(config):
+        start_run("toy", config)
+        raise ZeroDivisionError("division by zero")
+
+    with pytest.raises(ZeroDivisionError):
+        recipe_main(ToyConfig, bug, flags)
+    assert list_runs(tmp_path)[0]["error"] == "ZeroDivisionError: division by zero"
+
+    def ok(config):
+        run, _ = start_run("toy", config)
+        return RunResult(run.path, run.path / "report.md", {"test": {}}, [], None, 1.0)
+
+    assert recipe_main(ToyConfig, ok, flags) == 0  # a new attempt clears the mark
+    (row,) = list_runs(tmp_path)
+    assert row["status"] == "new" and row["error"] is None and "failed runs" not in format_runs([row])
+
+
 def test_run_transfer_needs_the_transfer_fields(tmp_path):
     with pytest.raises(TypeError, match="lacks the settings"):
         run_transfer("toy", ToyConfig(out=tmp_path))

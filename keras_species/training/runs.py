@@ -43,6 +43,7 @@ PLOTS = "plots"
 STATE = "state.json"
 BACKUP = "backup"
 CHECKPOINTS = "checkpoints"
+FAILURE = "failed.json"
 
 KEY_SETTINGS = (
     "image_size",
@@ -180,6 +181,7 @@ class RunFolder:
     report_path = property(lambda self: self.path / REPORT)
     plots_dir = property(lambda self: self.path / PLOTS)
     state_path = property(lambda self: self.path / STATE)
+    failure_path = property(lambda self: self.path / FAILURE)
 
     def backup_dir(self, phase_index: int) -> Path:
         """``backup/phase<i>``: the BackupAndRestore folder of phase ``i``."""
@@ -237,6 +239,26 @@ class RunFolder:
         """Write ``state.json`` atomically."""
         return write_json(self.state_path, state)
 
+    def write_failure(self, message: str) -> Path:
+        """Write ``failed.json``: why the run stopped with an error (``keras-species runs`` then
+        shows it as ``failed``; starting or resuming the run removes it).
+
+        Args:
+            message: the error, as the user saw it.
+
+        Returns:
+            The path written.
+
+        Example:
+            >>> RunFolder("runs/quickstart/x").write_failure("no images found")  # doctest: +SKIP
+        """
+        stamp = _dt.datetime.now().isoformat(timespec="seconds")
+        return write_json(self.failure_path, {"error": message, "when": stamp})
+
+    def read_failure(self) -> dict:
+        """``failed.json`` (``{}`` when the run has not failed)."""
+        return read_json(self.failure_path, {}) or {}
+
     def read_history(self) -> list[dict]:
         """Rows of ``history.csv`` (``[]`` when absent)."""
         from keras_species.training.callbacks import read_history
@@ -258,8 +280,11 @@ class RunFolder:
         test = (self.read_metrics().get("test") or {}) if self.metrics_path.is_file() else {}
         state = self.read_state()
         history = self.read_history()
+        failure = self.read_failure()
         if state.get("finished"):
             status = "done"
+        elif failure:
+            status = "failed"
         elif history or state:
             status = "stopped"
         else:
@@ -279,6 +304,7 @@ class RunFolder:
             "backbone": conf.get("backbone") or conf.get("arch") or "",
             "settings": " ".join(settings),
             "status": status,
+            "error": failure.get("error"),
             "epochs": len(history),
             "test_accuracy": test.get("accuracy", test.get("exact_match")),
             "test_micro_f1": test.get("f1_micro", test.get("micro_f1")),
@@ -294,7 +320,8 @@ def list_runs(root: str | os.PathLike = "runs") -> list[dict]:
         root: the runs folder, a recipe folder, or one run folder.
 
     Returns:
-        ``RunFolder.summary()`` dicts: path, recipe, date, name, backbone, settings, status,
+        ``RunFolder.summary()`` dicts: path, recipe, date, name, backbone, settings, status
+        (``done``, ``failed``, ``stopped`` or ``new``), error (of a failed run, else None),
         epochs, test_accuracy, test_micro_f1, test_top5.
 
     Example:
@@ -324,7 +351,7 @@ def _cell(value: Any) -> str:
 
 def format_runs(rows: list[dict]) -> str:
     """The runs as one plain-text table (recipe, date, name, backbone, status, epochs, settings,
-    test accuracy, micro-F1, top-5).
+    test accuracy, micro-F1, top-5), then the error of each failed run.
 
     Args:
         rows: ``list_runs`` output.
@@ -361,6 +388,12 @@ def format_runs(rows: list[dict]) -> str:
     widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    failed = [r for r in rows if r.get("error") and r.get("status") == "failed"]
+    if failed:
+        lines += ["", "failed runs (failed.json in the run folder):"]
+        for r in failed:
+            error = " ".join(str(r["error"]).split())
+            lines.append(f"  {r['recipe']}/{r['name']}: {error[:150]}{' ...' if len(error) > 150 else ''}")
     return "\n".join(lines)
 
 
