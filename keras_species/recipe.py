@@ -30,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import sys
 import time
@@ -589,6 +590,23 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (WeightsUnavailableError, ManifestError, ImageReadError, RunSetupError, FileNotFoundError)
 
 
+class _PerModelRetracing(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning for Keras's own step
+    functions. Each model that a recipe trains or predicts (folds, ensembles, backbones) has its
+    own ``predict``/``train`` function, traced once; TensorFlow counts them together because they
+    share one Python function, and warns of a retracing that is not there."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("triggered tf.function retracing" in message and "TensorFlowTrainer.make_" in message)
+
+
+def _quiet_per_model_retracing() -> None:
+    logger = logging.getLogger("tensorflow")
+    if not any(isinstance(f, _PerModelRetracing) for f in logger.filters):
+        logger.addFilter(_PerModelRetracing())
+
+
 def recipe_main(
     config_cls: type,
     run: Callable[[Any], RunResult],
@@ -621,6 +639,7 @@ def recipe_main(
     config = parse_config(config_cls, argv, parser=parser)
     # Keras warns after every epoch over a dataset of unknown length (the pipeline skips bad files)
     warnings.filterwarnings("ignore", message="Your input ran out of data")
+    _quiet_per_model_retracing()
     _opened.clear()
     try:
         result = run(config)

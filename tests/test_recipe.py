@@ -185,3 +185,21 @@ def test_every_recipe_takes_the_reading_options(name):
                if isinstance(c, type) and c.__module__ == module.__name__ and dataclasses.is_dataclass(c)
                and issubclass(c, RunSettings)]
     assert configs and all(issubclass(c, SourceSettings) for c in configs)
+
+
+def test_recipes_drop_only_the_per_model_retracing_warning():
+    import logging
+
+    from keras_species.recipe import _PerModelRetracing
+
+    def record(message):
+        return logging.LogRecord("tensorflow", logging.WARNING, __file__, 1, message, None, None)
+
+    keras_step = ("5 out of the last 5 calls to <function TensorFlowTrainer.make_predict_function."
+                  "<locals>.one_step_on_data_distributed at 0x7f> triggered tf.function retracing.")
+    user_fn = "5 out of the last 5 calls to <function my_step at 0x7f> triggered tf.function retracing."
+    keep = _PerModelRetracing()
+    assert not keep.filter(record(keras_step))
+    assert keep.filter(record(user_fn)) and keep.filter(record("another warning"))
+    recipe_main(ToyConfig, lambda c: RunResult(Path("."), Path("r.md"), {}, [], None, 0.0), [])
+    assert sum(isinstance(f, _PerModelRetracing) for f in logging.getLogger("tensorflow").filters) == 1
