@@ -34,6 +34,7 @@ import logging
 import os
 import sys
 import time
+import traceback
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -590,6 +591,43 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (WeightsUnavailableError, ManifestError, ImageReadError, RunSetupError, FileNotFoundError)
 
 
+_OWN_CODE = (Path(__file__).resolve().parent, Path(__file__).resolve().parents[1] / "recipes")
+
+
+def is_user_error(err: BaseException) -> bool:
+    """Whether a recipe's error is one a user can fix from its message alone.
+
+    Those are the error types of bad data, offline weights and runs (``ManifestError``,
+    ``ImageReadError``, ``WeightsUnavailableError``, ``RunSetupError``, ``FileNotFoundError``),
+    an unknown backbone name, and every ``ValueError`` raised by keras-species or a recipe itself:
+    the library checks its arguments with messages that name the value and what to give (a
+    setting such as ``--augment foo`` or ``--head-dropout 1.5`` reaches it unchanged). A
+    ``ValueError`` raised inside NumPy, Keras or TensorFlow is not one (it may be a bug).
+
+    Args:
+        err: the exception.
+
+    Returns:
+        True when the message alone is what the user needs.
+
+    Example:
+        >>> from keras_species.models.heads import HeadConfig
+        >>> try:
+        ...     HeadConfig(dropout=1.5)
+        ... except ValueError as err:
+        ...     is_user_error(err)
+        True
+    """
+    if isinstance(err, _user_errors()):
+        return True
+    if isinstance(err, KeyError):
+        return "backbone" in str(err)  # the registry's message for an unknown name
+    if not isinstance(err, ValueError) or err.__traceback__ is None:
+        return False
+    raised_in = Path(traceback.extract_tb(err.__traceback__)[-1].filename).resolve()
+    return any(raised_in.is_relative_to(folder) for folder in _OWN_CODE)
+
+
 class _PerModelRetracing(logging.Filter):
     """Drops TensorFlow's "triggered tf.function retracing" warning for Keras's own step
     functions. Each model that a recipe trains or predicts (folds, ensembles, backbones) has its
@@ -617,9 +655,10 @@ def recipe_main(
 ) -> int:
     """The command line of a recipe: parse flags (and ``--config``), run, print the result.
 
-    Errors a user can fix (weights unavailable offline, a bad data source, an unreadable image,
-    nothing to resume) print their message without a traceback and return exit code 2. When the
-    recipe had opened its run folder, any error is also written to its ``failed.json``
+    Errors a user can fix (:func:`is_user_error`: weights unavailable offline, a bad data
+    source, an unreadable image, a setting the library rejects, nothing to resume) print their
+    message without a traceback and return exit code 2. When the recipe had opened its run
+    folder, any error is also written to its ``failed.json`` with the traceback
     (``keras-species runs`` lists the run as ``failed``, with the message).
 
     Args:
@@ -644,11 +683,11 @@ def recipe_main(
     try:
         result = run(config)
     except Exception as err:
-        user_error = isinstance(err, _user_errors()) or (
-            isinstance(err, KeyError) and "backbone" in str(err))  # an unknown backbone name
+        user_error = is_user_error(err)
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         if _opened:  # the run folder says why it has no results (keras-species runs shows it)
-            _opened[0].write_failure(message if user_error else f"{type(err).__name__}: {message}")
+            _opened[0].write_failure(message if user_error else f"{type(err).__name__}: {message}",
+                                     "".join(traceback.format_exception(err)))
         if not user_error:
             raise
         print(f"{prog or 'recipe'}: error: {message}", file=sys.stderr)
@@ -673,6 +712,8 @@ __all__ = [
     "load_best_model",
     "finish_run",
     "data_section",
+    "is_user_error",
+    "SourceSettings",
     "TRANSFER_FIELDS",
     "run_transfer",
     "recipe_main",

@@ -115,6 +115,23 @@ def test_recipe_main_prints_user_errors_without_traceback(tmp_path, capsys):
     with pytest.raises(RuntimeError):
         recipe_main(ToyConfig, bug, [])
 
+    def bad_setting(config):  # the library's own argument check: its message is for the user
+        from keras_species.data.augment import augmentation
+
+        augmentation("r9")
+
+    assert recipe_main(ToyConfig, bad_setting, [], prog="toy") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("toy: error: unknown augmentation preset 'r9'") and "Traceback" not in err
+
+    def numpy_bug(config):  # a ValueError from NumPy may be a bug: the traceback stays
+        import numpy as np
+
+        np.zeros(3).reshape(4)
+
+    with pytest.raises(ValueError, match="reshape"):
+        recipe_main(ToyConfig, numpy_bug, [])
+
 
 def test_a_run_that_stops_with_an_error_is_marked_failed(tmp_path, capsys):
     from keras_species.data.manifest import ManifestError
@@ -138,6 +155,8 @@ def test_a_run_that_stops_with_an_error_is_marked_failed(tmp_path, capsys):
     with pytest.raises(ZeroDivisionError):
         recipe_main(ToyConfig, bug, flags)
     assert list_runs(tmp_path)[0]["error"] == "ZeroDivisionError: division by zero"
+    failure = json.loads((tmp_path / "toy" / "t" / "failed.json").read_text())
+    assert "Traceback" in failure["traceback"] and "in bug" in failure["traceback"]
 
     def ok(config):
         run, _ = start_run("toy", config)

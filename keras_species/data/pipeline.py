@@ -43,6 +43,7 @@ Measured with ``benchmarks/pipeline_throughput.py``.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import warnings
 from collections.abc import Sequence
@@ -789,6 +790,8 @@ def finish_dataset(
 
     from keras_species.data import augment as augment_mod
 
+    if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number >= 1 (--batch-size), got {batch_size!r}")
     autotune = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
     if deterministic is None:
         deterministic = not training

@@ -156,6 +156,10 @@ class Phase:
             )
         if self.epochs < 1:
             raise ValueError(f"Phase {self.name!r}: epochs must be >= 1, got {self.epochs}")
+        if isinstance(self.learning_rate, (int, float)) and not self.learning_rate >= 0:
+            raise ValueError(  # a negative rate climbs the loss (0 is allowed: weights stay put)
+                f"Phase {self.name!r}: learning_rate must be >= 0, got {self.learning_rate}"
+            )
 
     def describe(self) -> dict:
         """A JSON-ready summary of the phase (objects shown by class name), for ``config.json``.
@@ -468,6 +472,14 @@ class _RunCheckpoint(AtomicModelCheckpoint):
             if best is not None:
                 self.best = best
             self._seeded = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and self.monitor not in logs:  # Keras only warns, and never saves
+            raise ValueError(
+                f"monitor {self.monitor!r} (--monitor) is not a quantity this run logs; choose one "
+                f"of {', '.join(sorted(k for k in logs if k != 'learning_rate'))}"
+            )
+        super().on_epoch_end(epoch, logs)
 
 
 class _RunEarlyStopping(keras.callbacks.EarlyStopping):

@@ -239,12 +239,14 @@ class RunFolder:
         """Write ``state.json`` atomically."""
         return write_json(self.state_path, state)
 
-    def write_failure(self, message: str) -> Path:
+    def write_failure(self, message: str, trace: str | None = None) -> Path:
         """Write ``failed.json``: why the run stopped with an error (``keras-species runs`` then
         shows it as ``failed``; starting or resuming the run removes it).
 
         Args:
             message: the error, as the user saw it.
+            trace: the formatted traceback (kept for a bug report; the user is shown only the
+                message of an error they can fix).
 
         Returns:
             The path written.
@@ -253,7 +255,7 @@ class RunFolder:
             >>> RunFolder("runs/quickstart/x").write_failure("no images found")  # doctest: +SKIP
         """
         stamp = _dt.datetime.now().isoformat(timespec="seconds")
-        return write_json(self.failure_path, {"error": message, "when": stamp})
+        return write_json(self.failure_path, {"error": message, "when": stamp, "traceback": trace})
 
     def read_failure(self) -> dict:
         """``failed.json`` (``{}`` when the run has not failed)."""

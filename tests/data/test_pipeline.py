@@ -55,6 +55,13 @@ def test_shapes_dtypes_and_range(image_folder):
     np.testing.assert_array_equal(labels, m.labels)
 
 
+@pytest.mark.parametrize("batch_size", [0, -4, 2.5, True])
+def test_a_batch_size_that_cannot_work_is_refused(image_folder, batch_size):
+    with pytest.raises(ValueError, match=r"batch_size must be a whole number >= 1 \(--batch-size\)"):
+        make_dataset(folder_manifest(image_folder), 24, batch_size)
+    assert one(make_dataset(folder_manifest(image_folder), 24, np.int64(9)))[0][0].shape[0] == 9
+
+
 def test_resize_pad_keeps_aspect_with_black_border(tmp_path):
     p = solid(tmp_path / "a" / "wide.png", (200, 100, 50), size=(40, 20))  # 2:1
     m = Manifest([str(p)], np.array([0]), ["a"])

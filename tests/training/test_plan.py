@@ -140,6 +140,14 @@ def test_best_checkpoint_is_the_best_epoch(tmp_path):
     assert min(losses) < losses[-1]
 
 
+def test_a_monitor_the_run_does_not_log_stops_it_with_the_names_it_logs(tmp_path):
+    x, y = tiny_data(n=16)
+    phases = [Phase("head", epochs=2, learning_rate=1e-2, monitor="val_acc")]  # Keras 2's name
+    with pytest.raises(ValueError, match=r"'val_acc' \(--monitor\) is not a quantity.*val_accuracy"):
+        train(tiny_model(), phases, dataset(x, y), dataset(x, y), tmp_path / "run", verbose=0)
+    assert len(read_history(tmp_path / "run" / "history.csv")) == 1  # stopped after one epoch
+
+
 class _Sabotage(keras.callbacks.Callback):
     """From the 2nd epoch on, bias the output towards class 0: validation loss jumps up."""
 
@@ -254,6 +262,9 @@ def test_phase_validation_and_helpers():
         Phase(optimizer="lion")
     with pytest.raises(ValueError, match="schedule"):
         Phase(schedule="step")
+    for rate in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="learning_rate must be >= 0"):
+            Phase(learning_rate=rate)
     with pytest.raises(ValueError, match="float learning_rate"):
         Phase(schedule="onecycle", learning_rate=keras.optimizers.schedules.ExponentialDecay(1e-3, 10, 0.9))
     assert monitor_mode("val_loss") == "min" and monitor_mode("val_micro_f1") == "max"
