@@ -59,11 +59,14 @@ def _check_ratios(ratios: Sequence[float], names: Sequence[str]) -> tuple[np.nda
 
 
 def _check_classes(m: Manifest, what: str) -> None:
-    present = int((m.class_counts() > 0).sum())
-    if present < 2:
+    counts = m.class_counts()
+    present = [n for n, c in zip(m.class_names, counts) if c > 0]
+    if len(present) < 2:
+        held = f"only {present}" if present else f"none of its {len(m.class_names)} classes"
         raise ManifestError(
-            f"{what} needs at least 2 classes with images, this data has {present} "
-            f"({m.class_names}): add another class folder / label"
+            f"{what} needs at least 2 classes with images; this data has images of {held}"
+            + ("" if len(m) else " (no image is left: see the warnings above)")
+            + ": add another class folder / label"
         )
 
 

@@ -224,6 +224,10 @@ def _coco(tmp_path: Path, annotations: list[dict]) -> Path:
     }
     path = tmp_path / "inat.json"
     path.write_text(json.dumps(doc))
+    for root in (tmp_path, tmp_path / "x"):  # the reader checks a sample of the files exists
+        (root / "train").mkdir(parents=True, exist_ok=True)
+        for image in doc["images"]:
+            (root / image["file_name"]).touch()
     return path
 
 
@@ -235,6 +239,14 @@ def test_from_coco_json_single_label_non_contiguous_ids(tmp_path: Path) -> None:
     assert not m.multilabel and m.labels.tolist() == [1, 0, UNLABELLED]
     assert m.paths[0] == str(tmp_path / "train" / "a.jpg")
     assert sources.from_coco_json(path, image_root=tmp_path / "x").paths[0] == str(tmp_path / "x" / "train" / "a.jpg")
+
+
+def test_from_coco_json_with_a_wrong_image_root_says_which_flag_sets_it(tmp_path: Path) -> None:
+    path = _coco(tmp_path, [{"id": 1, "image_id": 10, "category_id": 907}])
+    with pytest.raises(ManifestError, match=r"none of 3 images sampled from its 3 exists under .*--root DIR"):
+        sources.from_coco_json(path, image_root=tmp_path / "nowhere")
+    (tmp_path / "train" / "a.jpg").unlink()  # some missing: the audit reports them, no error here
+    assert len(sources.from_coco_json(path)) == 3
 
 
 def test_from_coco_json_several_categories_is_multilabel(tmp_path: Path) -> None:

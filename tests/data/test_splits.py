@@ -73,8 +73,11 @@ def test_bad_ratios_and_single_class_are_clear_errors() -> None:
     one = Manifest(["/a.png", "/b.png", "/c.png"], np.zeros(3), ["cod"])
     for call in (lambda: splits.stratified_split(one), lambda: splits.kfold(one, 2),
                  lambda: splits.systematic_split(one)):
-        with pytest.raises(ManifestError, match="at least 2 classes"):
+        with pytest.raises(ManifestError, match=r"at least 2 classes with images; this data has images of only \['cod'\]"):
             call()
+    emptied = Manifest([], np.zeros(0, np.int64), ["cod", "eel"])  # cleaning dropped every file
+    with pytest.raises(ManifestError, match="none of its 2 classes .no image is left"):
+        splits.stratified_split(emptied)
 
 
 def test_unlabelled_images_are_spread_like_a_class() -> None:
