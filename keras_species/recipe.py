@@ -43,6 +43,7 @@ from typing import Any, Literal
 
 from keras_species.config import config_parser, config_to_dict, parse_config, seed_everything
 from keras_species.config import flag_help as _help
+from keras_species.terminal import is_own_code, use_short_warnings
 from keras_species.training.runs import RunFolder, list_runs
 
 RUN_CONTROL_FIELDS = ("out", "name", "resume", "verbose")
@@ -591,9 +592,6 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (WeightsUnavailableError, ManifestError, ImageReadError, RunSetupError, FileNotFoundError)
 
 
-_OWN_CODE = (Path(__file__).resolve().parent, Path(__file__).resolve().parents[1] / "recipes")
-
-
 def is_user_error(err: BaseException) -> bool:
     """Whether a recipe's error is one a user can fix from its message alone.
 
@@ -624,8 +622,7 @@ def is_user_error(err: BaseException) -> bool:
         return "backbone" in str(err)  # the registry's message for an unknown name
     if not isinstance(err, ValueError) or err.__traceback__ is None:
         return False
-    raised_in = Path(traceback.extract_tb(err.__traceback__)[-1].filename).resolve()
-    return any(raised_in.is_relative_to(folder) for folder in _OWN_CODE)
+    return is_own_code(traceback.extract_tb(err.__traceback__)[-1].filename)
 
 
 class _PerModelRetracing(logging.Filter):
@@ -679,6 +676,7 @@ def recipe_main(
     # Keras warns after every epoch over a dataset of unknown length (the pipeline skips bad files)
     warnings.filterwarnings("ignore", message="Your input ran out of data")
     _quiet_per_model_retracing()
+    use_short_warnings()
     _opened.clear()
     try:
         result = run(config)
