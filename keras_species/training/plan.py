@@ -362,6 +362,12 @@ def make_optimizer(phase: Phase, steps_per_epoch: int | None = None):
     if phase.schedule != "constant" and steps_per_epoch is None:
         raise ValueError(f"Phase {phase.name!r}: schedule {phase.schedule!r} needs steps_per_epoch")
     total = (steps_per_epoch or 0) * phase.epochs
+    if phase.schedule == "onecycle" and total < 2:
+        raise ValueError(
+            f"Phase {phase.name!r}: a one-cycle schedule needs at least 2 training steps, and "
+            f"{phase.epochs} epoch(s) of {steps_per_epoch} batch(es) give {total}: train for more "
+            "epochs (--epochs) or use smaller batches (--batch-size)"
+        )
     if phase.schedule == "onecycle":
         sched = OneCycle(float(phase.learning_rate), total_steps=total, **params)
         lr = sched.lr_at(0)

@@ -262,6 +262,8 @@ def test_phase_validation_and_helpers():
         Phase(optimizer="lion")
     with pytest.raises(ValueError, match="schedule"):
         Phase(schedule="step")
+    with pytest.raises(ValueError, match=r"1 epoch\(s\) of 1 batch\(es\) give 1: train for more epochs"):
+        make_optimizer(Phase("one", epochs=1, schedule="onecycle", learning_rate=0.1), steps_per_epoch=1)
     for rate in (-1.0, float("nan")):
         with pytest.raises(ValueError, match="learning_rate must be >= 0"):
             Phase(learning_rate=rate)
