@@ -35,7 +35,22 @@ def _available() -> dict[str, tuple[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``keras-species``; returns the process exit code."""
+    """Entry point of ``keras-species``; returns the process exit code.
+
+    An error a user can fix (:func:`keras_species.recipe.is_user_error`: bad data, a missing
+    input, an output that cannot be written, a value the library refuses) prints its message
+    without a traceback and returns 2; any other error keeps its traceback.
+
+    Args:
+        argv: the arguments (default ``sys.argv[1:]``).
+
+    Returns:
+        The exit code.
+
+    Example:
+        >>> main(["split", "demo", "--out", "split.csv"])   # doctest: +SKIP
+        0
+    """
     commands = _available()
     parser = argparse.ArgumentParser(prog="keras-species", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -55,7 +70,15 @@ def main(argv: list[str] | None = None) -> int:
     cmd_parser = argparse.ArgumentParser(prog=f"keras-species {name}", description=commands[name][1])
     module.configure_parser(cmd_parser)
     args = cmd_parser.parse_args(argv[1:])
-    return int(module.run_cli(args) or 0)
+    try:
+        return int(module.run_cli(args) or 0)
+    except Exception as err:  # what a subcommand did not catch itself
+        from keras_species.recipe import is_user_error
+
+        if not is_user_error(err):
+            raise
+        print(f"keras-species {name}: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

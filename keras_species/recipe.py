@@ -589,15 +589,16 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from keras_species.data.manifest import ManifestError
     from keras_species.models.weights import WeightsUnavailableError
 
-    return (WeightsUnavailableError, ManifestError, ImageReadError, RunSetupError, FileNotFoundError)
+    return (WeightsUnavailableError, ManifestError, ImageReadError, RunSetupError, OSError)
 
 
 def is_user_error(err: BaseException) -> bool:
     """Whether a recipe's error is one a user can fix from its message alone.
 
     Those are the error types of bad data, offline weights and runs (``ManifestError``,
-    ``ImageReadError``, ``WeightsUnavailableError``, ``RunSetupError``, ``FileNotFoundError``),
-    an unknown backbone name, and every ``ValueError`` raised by keras-species or a recipe itself:
+    ``ImageReadError``, ``WeightsUnavailableError``, ``RunSetupError``), ``OSError`` (a missing
+    input, an output folder that cannot be written: the message names the path), an unknown
+    backbone name, and every ``ValueError`` raised by keras-species or a recipe itself:
     the library checks its arguments with messages that name the value and what to give (a
     setting such as ``--augment foo`` or ``--head-dropout 1.5`` reaches it unchanged). A
     ``ValueError`` raised inside NumPy, Keras or TensorFlow is not one (it may be a bug).

@@ -219,6 +219,17 @@ def test_export_from_a_run_folder_and_cli(model, tmp_path):
     assert cli.main(["export", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
 
 
+def test_cli_prints_an_error_no_subcommand_caught_without_a_traceback(model, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "best.keras")
+    code = cli.main(["export", str(run), "--format", "tflite", "--quantize", "int8", "--out",
+                     str(tmp_path / "m.tflite"), "--representative", str(tmp_path / "nowhere")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.startswith("keras-species export: input ") and "nowhere does not exist" in err
+
+
 def test_bad_options_raise(model, tmp_path):
     with pytest.raises(ExportError, match="format"):
         export_model(model, tmp_path / "m", format="onnx")

@@ -783,7 +783,8 @@ def run_cli(args) -> int:
         set_max_pixels(args.max_pixels)
     try:
         manifest = sources.load(args.data, **sources.source_options(args))
-    except (ValueError, FileNotFoundError) as e:
+        os.makedirs(args.out, exist_ok=True)  # before the scan: an output that cannot be made fails now
+    except (ValueError, OSError) as e:
         print(f"keras-species audit: {e}", file=sys.stderr)
         return 2
     report = audit(manifest, None, workers=args.workers, progress=not args.no_progress)

@@ -306,3 +306,13 @@ def test_run_cli_on_a_csv_with_a_missing_file_says_which_flag_skips_it(tmp_path,
     with pytest.warns(UserWarning, match="skipped 1 rows"):
         assert run_cli(parser.parse_args([str(listing), *common, "--on-missing", "skip"])) == 0
     assert "1 images" in capsys.readouterr().out
+
+
+def test_command_with_an_output_folder_that_cannot_be_made(image_folder, tmp_path, capsys):
+    from keras_species import cli
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    assert cli.main(["audit", str(image_folder), "--out", str(blocker / "audit")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("keras-species audit: ") and "a_file" in err and "Traceback" not in err
