@@ -517,7 +517,10 @@ class _CsvWriter:
         self.all = all_probabilities
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self.part = path, temporary_path(path)
-        self.file = open(self.part, "w", newline="")
+        try:
+            self.file = open(self.part, "w", newline="")
+        except OSError as err:  # name the file asked for, not its temporary sibling
+            raise OSError(err.errno, f"cannot write the predictions to {path}: {err.strerror}") from err
         self.writer = csv.writer(self.file)
         if multilabel:
             head = ["path", "labels", "probabilities", "top_label", "top_probability"]

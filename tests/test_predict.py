@@ -246,3 +246,7 @@ def test_cli(model, folder, tmp_path, capsys, monkeypatch):
     assert cli.main(["predict", str(tmp_path / "m.keras"), str(tmp_path / "none")]) == 2
     assert (tmp_path / "predictions.csv").read_text() == "earlier\n"
     assert not list(tmp_path.glob(".predictions.tmp-*"))  # no temporary file left either
+    if Path("/proc/self").is_dir():  # a folder where no file can be made (even by root)
+        capsys.readouterr()
+        assert cli.main(["predict", str(tmp_path / "m.keras"), str(folder), "--out", "/proc/p.csv"]) == 2
+        assert "cannot write the predictions to /proc/p.csv" in capsys.readouterr().err
