@@ -86,9 +86,9 @@ class PreparedData:
 def files_not_read(m: Manifest) -> list[dict[str, str]]:
     """The files a freshly loaded source named or held but did not read, with the reason.
 
-    The readers warn about them as they load; this keeps them for the run's report. Written by
-    hand: the readers record them in ``manifest.extra`` (``missing`` from a CSV read with
-    ``on_missing="skip"``, ``skipped`` from a class folder).
+    The readers warn about them as they load and record them in ``manifest.extra``
+    (``missing`` from a CSV read with ``on_missing="skip"``, ``skipped`` from a class folder);
+    this keeps them, with the reason, for the run's report.
 
     Args:
         m: a manifest as :func:`sources.load` returned it.
