@@ -136,6 +136,11 @@ def write_shards(
 
     if shard_size < 1:
         raise ValueError(f"shard_size={shard_size} must be at least 1")
+    if image_size is not None and image_size < 1:
+        raise ValueError(f"image_size={image_size} (--image-size) must be at least 1, or left out "
+                         "to keep every image's size")
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality={quality} (--quality) must be a JPEG quality from 1 to 100")
     if len(manifest) == 0:
         raise ManifestError("the manifest holds no images")
     out_dir = os.fspath(out_dir)

@@ -99,6 +99,14 @@ def test_bad_file_left_out(image_folder, tmp_path):
     assert doc["n_images"] == 18 and any("broken.png" in p for p in doc["skipped"])
 
 
+@pytest.mark.parametrize("option, match", [({"image_size": 0}, "--image-size"), ({"quality": 0}, "--quality"),
+                                           ({"quality": 101}, "from 1 to 100")])
+def test_settings_that_cannot_work_are_refused_before_any_work(image_folder, tmp_path, option, match):
+    with pytest.raises(ValueError, match=match):
+        write_shards(folder_manifest(image_folder), tmp_path / "s", **option)
+    assert not (tmp_path / "s").exists()
+
+
 def test_cli_parser_defaults():
     p = argparse.ArgumentParser()
     configure_parser(p)
