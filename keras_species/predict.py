@@ -57,6 +57,7 @@ __all__ = [
     "configure_parser",
     "image_dataset",
     "iter_image_paths",
+    "files_not_predicted",
     "iter_predictions",
     "open_predictor",
     "predict",
@@ -75,12 +76,36 @@ def _is_image(path: str) -> bool:
     return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
 
 
-def _iter_folder(root: str) -> Iterator[str]:
+def _folder_files(root: str) -> Iterator[tuple[str, bool]]:
+    """``(path, has an image extension)`` of every visible file under ``root``, sorted."""
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         for name in sorted(filenames):
-            if not name.startswith(".") and _is_image(name):
-                yield os.path.join(dirpath, name)
+            if not name.startswith("."):
+                yield os.path.join(dirpath, name), _is_image(name)
+
+
+def _iter_folder(root: str) -> Iterator[str]:
+    return (path for path, image in _folder_files(root) if image)
+
+
+def files_not_predicted(inputs: PathLike | Sequence[PathLike]) -> list[str]:
+    """The files of an input folder that :func:`iter_image_paths` passes over: their extension
+    is not an image extension (``.heic``, ``.txt``, ...). Hidden files are not listed.
+
+    Args:
+        inputs: as for :func:`iter_image_paths`; only a folder can hold such files.
+
+    Returns:
+        Their paths, sorted as the folder is walked (empty for a file, a CSV or a list).
+
+    Example:
+        >>> files_not_predicted("photos")  # doctest: +SKIP
+        ['photos/notes.txt']
+    """
+    if isinstance(inputs, (list, tuple)) or not os.path.isdir(os.fspath(inputs)):
+        return []
+    return [path for path, image in _folder_files(os.fspath(inputs)) if not image]
 
 
 def _iter_csv(path: str) -> Iterator[str]:
@@ -402,6 +427,8 @@ class PredictionResult:
         skipped: ``(path, reason)`` of each unreadable file.
         out: the CSV written, if any.
         count: number of predicted images.
+        not_images: files of an input folder left out for their extension
+            (:func:`files_not_predicted`).
 
     Example:
         >>> result = predict("best.keras", "photos")  # doctest: +SKIP
@@ -417,6 +444,7 @@ class PredictionResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     out: Path | None = None
     count: int = 0
+    not_images: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return self.count
@@ -636,6 +664,7 @@ def predict(
         paths=paths, probabilities=probs, class_names=list(lmap.class_names),
         multilabel=lmap.multilabel, thresholds=thr, skipped=skipped,
         out=Path(out) if out is not None else None, count=count,
+        not_images=files_not_predicted(inputs),
     )
 
 
@@ -709,4 +738,8 @@ def run_cli(args: argparse.Namespace) -> int:
             print(f"  {p}: {e}", file=sys.stderr)
         if len(result.skipped) > 20:
             print(f"  ... and {len(result.skipped) - 20} more", file=sys.stderr)
+    if result.not_images:
+        names = ", ".join(result.not_images[:5]) + (" ..." if len(result.not_images) > 5 else "")
+        print(f"left out {len(result.not_images)} file(s) whose extension is not an image "
+              f"extension: {names}", file=sys.stderr)
     return 0

@@ -231,6 +231,8 @@ def test_plain_keras_saved_model_with_labels(model, folder, tmp_path):
 def test_cli(model, folder, tmp_path, capsys, monkeypatch):
     model.save(tmp_path / "m.keras")
     out = tmp_path / "cli.csv"
+    notes = folder / "notes.txt"
+    notes.write_text("caught at dawn")  # not an image by its extension: left out, and said so
     code = cli.main(["predict", str(tmp_path / "m.keras"), str(folder), "--out", str(out),
                      "--top-k", "3", "--batch-size", "4", "--tta", "flips"])
     assert code == 0
@@ -238,6 +240,8 @@ def test_cli(model, folder, tmp_path, capsys, monkeypatch):
     assert len(rows) == 13 and "label_3" in rows[0]
     err = capsys.readouterr().err
     assert "skipped 1 unreadable" in err and "broken.png" in err
+    assert f"left out 1 file(s) whose extension is not an image extension: {notes}" in err
+    notes.unlink()
     # failures leave the default predictions.csv of an earlier run as it was, and no partial file
     monkeypatch.chdir(tmp_path)
     (tmp_path / "predictions.csv").write_text("earlier\n")
