@@ -55,6 +55,7 @@ __all__ = [
     "FORMATS",
     "QUANTIZE",
     "ExportError",
+    "check_keras_archive",
     "configure_parser",
     "export_model",
     "is_saved_model",
@@ -157,7 +158,44 @@ def load_keras_model(model_or_path: keras.Model | PathLike) -> keras.Model:
             f"{path} is a SavedModel; export works from the Keras model: pass the .keras file or "
             "the run folder it came from"
         )
+    check_keras_archive(path)
     return keras.saving.load_model(path, safe_mode=True)
+
+
+def check_keras_archive(path: PathLike) -> None:
+    """Refuse a ``.keras`` file that is not a Keras archive, before Keras reads it.
+
+    Written by hand because Keras answers "File not found ... ensure the file is an accessible
+    `.keras` zip file" for a file that exists but is truncated, empty or no zip at all, and a
+    bare ``KeyError`` for a zip without ``config.json``. Files of other suffixes (``.h5``) are
+    left to Keras.
+
+    Args:
+        path: the model file.
+
+    Raises:
+        ExportError: ``path`` ends in ``.keras`` but is no zip archive holding ``config.json``.
+
+    Example:
+        >>> check_keras_archive("runs/r1/demo/best.keras")  # doctest: +SKIP
+    """
+    import zipfile
+
+    p = Path(path)
+    if p.suffix != ".keras" or not p.is_file():
+        return
+    fix = "copy it again, or save it anew from its run folder (best.keras)"
+    size = p.stat().st_size
+    if not zipfile.is_zipfile(p):
+        what = "is empty (0 bytes)" if size == 0 else f"is not a zip archive ({size} bytes; truncated?)"
+        raise ExportError(f"model {p} {what}: a .keras file is a zip archive written by Keras; {fix}")
+    try:
+        with zipfile.ZipFile(p) as z:
+            names = set(z.namelist())
+    except (zipfile.BadZipFile, OSError) as err:
+        raise ExportError(f"model {p} cannot be read as a zip archive ({err}); {fix}") from None
+    if "config.json" not in names:
+        raise ExportError(f"model {p} is a zip archive but not a Keras model (it holds no config.json); {fix}")
 
 
 def label_output_model(model: keras.Model) -> keras.Model:

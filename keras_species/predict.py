@@ -710,8 +710,7 @@ def run_cli(args: argparse.Namespace) -> int:
         >>> run_cli(parser.parse_args(["best.keras", "photos", "--out", "p.csv"]))  # doctest: +SKIP
         0
     """
-    from keras_species.export import ExportError
-    from keras_species.models.labels import LabelMapError
+    from keras_species.recipe import is_user_error
 
     size = None
     if args.image_size:
@@ -727,7 +726,9 @@ def run_cli(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size, image_size=size, thresholds=thr, labels=args.labels,
                 keep_probabilities=False, all_probabilities=args.all_probabilities,
             )
-    except (ExportError, LabelMapError, FileNotFoundError, ValueError) as err:
+    except (OSError, ValueError) as err:  # ExportError and LabelMapError are ValueErrors
+        if not is_user_error(err):
+            raise  # from inside Keras/TensorFlow: the traceback may be needed
         print(f"keras-species predict: {err}", file=sys.stderr)
         return 2
     print(f"predicted {result.count} image(s) -> {result.out}")

@@ -8,6 +8,7 @@ dynamic-range 1.5e-3, int8 full-integer 5.7e-3. Asserted tolerances: 1e-5, 1e-5,
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -22,7 +23,7 @@ from PIL import Image
 from keras_species import cli
 from keras_species.data.images import read_image
 from keras_species.data.pipeline import resize_image
-from keras_species.export import ExportError, export_model, label_output_model
+from keras_species.export import ExportError, export_model, label_output_model, load_keras_model
 from keras_species.models.labels import ClassifierOutput, LabelMapError
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated")
@@ -228,6 +229,31 @@ def test_cli_prints_an_error_no_subcommand_caught_without_a_traceback(model, tmp
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert err.startswith("keras-species export: input ") and "nowhere does not exist" in err
+
+
+@pytest.mark.parametrize("broken", ["empty", "garbage", "truncated", "zip without config"])
+def test_a_broken_keras_file_is_named_with_what_is_wrong(model, tmp_path, broken, capsys):
+    import zipfile
+
+    good = tmp_path / "good.keras"
+    model.save(good)
+    path = tmp_path / f"{broken.replace(' ', '_')}.keras"
+    if broken == "zip without config":
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("notes.txt", "not a model")
+    else:
+        data = {"empty": b"", "garbage": b"not a model",
+                "truncated": good.read_bytes()[: good.stat().st_size // 2]}[broken]
+        path.write_bytes(data)
+    expected = {"empty": "is empty (0 bytes)", "garbage": "is not a zip archive",
+                "truncated": "is not a zip archive", "zip without config": "holds no config.json"}
+    with pytest.raises(ExportError, match=re.escape(expected[broken])):
+        load_keras_model(path)
+    # Keras alone says "File not found" for such files; the command names the file instead
+    assert cli.main(["export", str(path), "--out", str(tmp_path / "m.tflite")]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and expected[broken] in err and "Traceback" not in err
+    assert load_keras_model(good).name == model.name  # a good archive passes the check
 
 
 def test_bad_options_raise(model, tmp_path):

@@ -250,7 +250,24 @@ def test_cli(model, folder, tmp_path, capsys, monkeypatch):
     assert cli.main(["predict", str(tmp_path / "m.keras"), str(tmp_path / "none")]) == 2
     assert (tmp_path / "predictions.csv").read_text() == "earlier\n"
     assert not list(tmp_path.glob(".predictions.tmp-*"))  # no temporary file left either
+    (tmp_path / "broken.keras").write_bytes(b"")  # named with what is wrong, not Keras' "not found"
+    capsys.readouterr()
+    assert cli.main(["predict", str(tmp_path / "broken.keras"), str(folder)]) == 2
+    assert "broken.keras is empty (0 bytes)" in capsys.readouterr().err
     if Path("/proc/self").is_dir():  # a folder where no file can be made (even by root)
         capsys.readouterr()
         assert cli.main(["predict", str(tmp_path / "m.keras"), str(folder), "--out", "/proc/p.csv"]) == 2
         assert "cannot write the predictions to /proc/p.csv" in capsys.readouterr().err
+
+
+def test_cli_keeps_the_traceback_of_an_error_from_inside_a_library(model, folder, tmp_path, monkeypatch):
+    import keras_species.predict as predict_module
+
+    model.save(tmp_path / "m.keras")
+
+    def numpy_fails(*args, **kwargs):
+        return np.reshape(np.zeros(3), (2, 2))  # a ValueError raised in NumPy, not by keras-species
+
+    monkeypatch.setattr(predict_module, "predict", numpy_fails)
+    with pytest.raises(ValueError, match="reshape"):
+        cli.main(["predict", str(tmp_path / "m.keras"), str(folder), "--out", str(tmp_path / "p.csv")])

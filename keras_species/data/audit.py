@@ -778,6 +778,7 @@ def run_cli(args) -> int:
     """Run ``keras-species audit`` with parsed ``args``; returns the exit code (0 = done)."""
     from keras_species.data import sources
     from keras_species.data.images import set_max_pixels
+    from keras_species.recipe import is_user_error
 
     if args.max_pixels is not None:
         set_max_pixels(args.max_pixels)
@@ -785,6 +786,8 @@ def run_cli(args) -> int:
         manifest = sources.load(args.data, **sources.source_options(args))
         os.makedirs(args.out, exist_ok=True)  # before the scan: an output that cannot be made fails now
     except (ValueError, OSError) as e:
+        if not is_user_error(e):
+            raise  # from inside a library: the traceback may be needed
         print(f"keras-species audit: {e}", file=sys.stderr)
         return 2
     report = audit(manifest, None, workers=args.workers, progress=not args.no_progress)
