@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from collections.abc import Sequence
@@ -180,8 +181,7 @@ def prepare_data(
     if split not in SPLIT_KINDS:
         raise ValueError(f"split={split!r}: choose one of {', '.join(SPLIT_KINDS)}")
     if split_file is not None and Path(split_file).is_file():
-        m = splits.load_split(split_file)
-        return PreparedData(m, None, [], "loaded", Path(split_file), splits.leakage(m))
+        return _read_back(Path(split_file))
 
     options = dict(load_options or {})
     if group_regex:
@@ -213,7 +213,59 @@ def prepare_data(
         Path(split_file).parent.mkdir(parents=True, exist_ok=True)
         splits.save_split(m, split_file)
         saved = Path(split_file)
+        _write_sidecar(saved, kind, report, dropped, not_read)
     return PreparedData(m, report, dropped, kind, saved, splits.leakage(m), not_read)
+
+
+def sidecar_path(split_file: str | os.PathLike) -> Path:
+    """Where :func:`prepare_data` keeps, beside a saved split, what a resumed run reports again:
+    the audit's figures, the images cleaning dropped, the files not read (``split.csv`` →
+    ``split.prepared.json``).
+
+    Args:
+        split_file: the split CSV.
+
+    Returns:
+        The JSON file's path.
+
+    Example:
+        >>> sidecar_path("runs/r/split.csv").name
+        'split.prepared.json'
+    """
+    p = Path(split_file)
+    return p.with_name(p.stem + ".prepared.json")
+
+
+def _write_sidecar(split_file: Path, kind: str, report: audit_mod.AuditReport | None,
+                   dropped: list[dict[str, str]], not_read: list[dict[str, str]]) -> None:
+    from keras_species.training.runs import write_json
+
+    write_json(sidecar_path(split_file), {
+        "split_kind": kind, "audit": report.to_dict() if report is not None else None,
+        "dropped": dropped, "not_read": not_read,
+    })
+
+
+def _read_back(split_file: Path) -> PreparedData:
+    """A saved split, with its audit, cleaning and not-read lists when the sidecar is there (a
+    split saved by ``keras-species split`` or an older run has none: those stay empty)."""
+    from keras_species.training.runs import read_json
+
+    m = splits.load_split(split_file)
+    report, dropped, not_read = None, [], []
+    side = sidecar_path(split_file)
+    if side.is_file():
+        try:
+            data = read_json(side, {})
+        except (OSError, ValueError) as err:
+            warnings.warn(f"{side} cannot be read ({err}); the report leaves out the audit, "
+                          "cleaning and files not read of this run", stacklevel=3)
+            data = {}
+        if data.get("audit") is not None:
+            names = {f.name for f in dataclasses.fields(audit_mod.AuditReport)}
+            report = audit_mod.AuditReport(**{k: v for k, v in data["audit"].items() if k in names})
+        dropped, not_read = list(data.get("dropped", [])), list(data.get("not_read", []))
+    return PreparedData(m, report, dropped, "loaded", split_file, splits.leakage(m), not_read)
 
 
 @dataclass

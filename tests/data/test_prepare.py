@@ -36,9 +36,11 @@ def test_group_split_keeps_groups_on_one_side_and_saves_the_split(folder, tmp_pa
     assert split_file.is_file() and p.split_file == split_file
     assert p.train_counts.sum() == len(p.manifest.split("train"))
     assert "group split" in p.summary()
-    # a second call reads the same split back (a resumed run), without auditing again
+    # a second call reads the same split back (a resumed run), without auditing again: the
+    # audit's figures come back from the sidecar
     again = prepare_data(folder, group_regex=r"fish_(\d+)_", seed=99, split_file=split_file)
-    assert again.split_kind == "loaded" and again.audit is None
+    assert again.split_kind == "loaded" and again.audit is not None
+    assert again.audit.to_dict() == p.audit.to_dict()
     assert again.manifest.splits == p.manifest.splits
     assert again.manifest.paths == p.manifest.paths
 
@@ -84,6 +86,35 @@ def test_files_not_read_are_kept_for_the_report(folder, tmp_path):
     assert "does not exist" in p.not_read[0]["reason"] and len(p.manifest) == len(images)
     assert "1 file(s) left out when reading the source:" in data_section(p)[1]
     assert files_not_read(sources.load("demo")) == []  # nothing to leave out
+
+
+def test_a_resumed_run_reports_its_audit_cleaning_and_files_not_read_again(folder, tmp_path):
+    from keras_species.data.prepare import sidecar_path
+    from keras_species.recipe import data_section
+
+    (folder / "cod" / "fish_0_99.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (folder / "cod" / "notes.txt").write_text("caught at dawn")
+    split_file = tmp_path / "run" / "split.csv"
+    with pytest.warns(UserWarning, match="non-image files"):
+        first = prepare_data(folder, split="stratified", seed=0, audit_dir=tmp_path / "run" / "audit",
+                             split_file=split_file, progress=False)
+    assert len(first.dropped) == 1 and len(first.not_read) == 1
+    again = prepare_data(folder, split="stratified", seed=0, split_file=split_file)
+    assert again.split_kind == "loaded"
+    assert again.dropped == first.dropped and again.not_read == first.not_read
+    assert again.audit.corrupt == first.audit.corrupt
+    section = data_section(again)[1]
+    assert "1 file(s) left out when reading the source:" in section and "notes.txt" in section
+    assert "Cleaning dropped 1 image(s):" in section and "fish_0_99.png" in section
+    assert "Audit: 31 images, 1 corrupt" in section
+    # a split without the sidecar (made by `keras-species split`) reads back as before
+    sidecar_path(split_file).unlink()
+    plain = prepare_data(folder, split_file=split_file)
+    assert plain.audit is None and plain.dropped == [] and plain.not_read == []
+    sidecar_path(split_file).write_text("{not json")
+    with pytest.warns(UserWarning, match="cannot be read"):
+        broken = prepare_data(folder, split_file=split_file)
+    assert broken.audit is None and broken.manifest.paths == first.manifest.paths
 
 
 def test_top_classes_and_bad_split_kind(folder):
