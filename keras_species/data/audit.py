@@ -81,7 +81,10 @@ class AuditReport:
         n_images: rows in the manifest.
         class_names: the classes, in index order.
         multilabel: True for multi-hot labels.
-        class_counts: images per class (multi-label: images per tag).
+        class_counts: images per class (multi-label: images per tag), over every row.
+        readable_class_counts: the same over the rows whose file can be read: what training
+            sees once cleaning has dropped the corrupt files (equal to ``class_counts`` when
+            nothing is corrupt).
         n_unlabelled: images without a label (multi-label: without any tag).
         label_cardinality: multi-label only: ``{"0": images with no tag, "1": ..., ...}``.
         split_counts: images per split when the manifest has splits.
@@ -120,6 +123,7 @@ class AuditReport:
     class_names: list[str] = field(default_factory=list)
     multilabel: bool = False
     class_counts: dict[str, int] = field(default_factory=dict)
+    readable_class_counts: dict[str, int] = field(default_factory=dict)
     n_unlabelled: int = 0
     label_cardinality: dict[str, int] | None = None
     split_counts: dict[str, int] | None = None
@@ -324,6 +328,9 @@ def _summarise(manifest: Manifest, infos: dict[str, ImageInfo]) -> AuditReport:
 
     # ---- per file (unique paths)
     readable = [info for info in infos.values() if info.ok]
+    rows_ok = np.array([p in infos and infos[p].ok for p in manifest.paths], dtype=bool)
+    ok_counts = manifest.subset(rows_ok).class_counts()
+    r.readable_class_counts = {c: int(n) for c, n in zip(manifest.class_names, ok_counts)}
     r.modes = dict(Counter(i.mode for i in readable).most_common())
     r.formats = dict(Counter(i.format for i in readable).most_common())
     r.total_bytes = int(sum(i.bytes for i in infos.values()))
@@ -573,7 +580,15 @@ def _markdown(r: AuditReport) -> str:
     md += ["## Classes", ""]
     total = max(sum(r.class_counts.values()), 1)
     items = sorted(r.class_counts.items(), key=lambda kv: -kv[1])
-    md.append(_capped(items, lambda kv: (kv[0], kv[1], f"{100 * kv[1] / total:.1f}%"), ["class", "images", "share"]))
+    ok = r.readable_class_counts
+    if ok and ok != r.class_counts:  # corrupt files: say what is left of each class
+        md.append(_capped(
+            items, lambda kv: (kv[0], kv[1], f"{100 * kv[1] / total:.1f}%", ok.get(kv[0], 0)),
+            ["class", "images", "share", "readable"],
+        ))
+    else:
+        md.append(_capped(items, lambda kv: (kv[0], kv[1], f"{100 * kv[1] / total:.1f}%"),
+                          ["class", "images", "share"]))
     if r.empty_classes:
         md += ["", f"Classes without images: {', '.join(r.empty_classes)}."]
     if r.label_cardinality is not None:

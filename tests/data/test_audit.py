@@ -73,6 +73,8 @@ def test_audit_figures(messy):
     r = audit(m, progress=False, workers=3)
     assert r.n_images == 13
     assert r.class_counts == {"cod": 7, "eel": 6}
+    assert r.readable_class_counts == {"cod": 7, "eel": 4}  # the empty file and the text file
+    assert "| class | images | share | readable |" in r.to_markdown()
     assert r.majority_label == "cod" and r.majority_baseline == pytest.approx(7 / 13, abs=1e-6)
     assert r.imbalance_ratio == pytest.approx(7 / 6, abs=1e-3)
     corrupt = {c["path"]: c["reason"] for c in r.corrupt}
@@ -131,6 +133,10 @@ def test_multilabel_baseline_and_cardinality(image_folder):
     assert r.label_cardinality == {"0": 11, "1": 5, "2": 2}
     assert r.class_counts == {"cod": 7, "eel": 2, "ray": 0}
     assert r.empty_classes == ["ray"] and r.imbalance_ratio == pytest.approx(3.5)
+    Path(m.paths[5]).write_bytes(b"")  # a {cod, eel} image turns corrupt: one tag of each less
+    r = audit(Manifest(m.paths, y, m.class_names), progress=False)
+    assert r.class_counts == {"cod": 7, "eel": 2, "ray": 0}
+    assert r.readable_class_counts == {"cod": 6, "eel": 1, "ray": 0}
 
 
 def test_save_writes_json_md_and_plots(messy, tmp_path):
