@@ -215,14 +215,17 @@ def _field_default(f: dataclasses.Field) -> Any:
     return dataclasses.MISSING
 
 
-def flag_help(text: str) -> dict[str, str]:
+def flag_help(text: str, after: str | None = None) -> dict[str, str]:
     """The ``metadata`` of a config field whose ``--flag`` has ``text`` as its help.
 
     Args:
         text: the flag's help (``config_parser`` appends the default).
+        after: list the flag right after the flag of this field in ``--help`` (a mixin's
+            fields come before the subclass's in dataclass order; this puts, say, the reading
+            options after ``--data``). Fields the config lacks are ignored.
 
     Returns:
-        ``{"help": text}``, for ``dataclasses.field(metadata=...)``.
+        ``{"help": text}`` (and ``"after"``), for ``dataclasses.field(metadata=...)``.
 
     Example:
         >>> flag_help("epochs of phase 1")
@@ -231,7 +234,28 @@ def flag_help(text: str) -> dict[str, str]:
         ... class C:
         ...     epochs: int = dataclasses.field(default=5, metadata=flag_help("epochs of phase 1"))
     """
-    return {"help": text}
+    return {"help": text} if after is None else {"help": text, "after": after}
+
+
+def _flag_order(fields: list[dataclasses.Field]) -> list[dataclasses.Field]:
+    """``fields`` in dataclass order, each one with ``metadata["after"]`` moved behind the field
+    it names (several behind one keep their order)."""
+    names = {f.name for f in fields}
+    moved: dict[str, list[dataclasses.Field]] = {}
+    for f in fields:
+        if f.metadata.get("after") in names:
+            moved.setdefault(f.metadata["after"], []).append(f)
+    out: list[dataclasses.Field] = []
+
+    def place(f: dataclasses.Field) -> None:
+        out.append(f)
+        for g in moved.get(f.name, []):
+            place(g)
+
+    for f in fields:
+        if f.metadata.get("after") not in names:
+            place(f)
+    return out
 
 
 def config_parser(
@@ -276,9 +300,7 @@ def config_parser(
         "flags given after it override it",
     )
     hints = get_type_hints(config_cls)
-    for f in dataclasses.fields(config_cls):
-        if not f.init:
-            continue
+    for f in _flag_order([f for f in dataclasses.fields(config_cls) if f.init]):
         tp = hints[f.name]
         flag = "--" + f.name.replace("_", "-")
         default = _field_default(f)

@@ -105,11 +105,13 @@ class SourceSettings:
     """
 
     path_format: str | None = field(default=None, metadata=_help(
-        "CSV only: build paths from columns, e.g. '{class}/{file}'"))
+        "CSV only: build paths from columns, e.g. '{class}/{file}'", after="data"))
     root: str | None = field(default=None, metadata=_help(
-        "CSV or iNat/COCO JSON: the folder its relative paths start from (null: the file's own folder)"))
+        "CSV or iNat/COCO JSON: the folder its relative paths start from (null: the file's own folder)",
+        after="data"))
     on_missing: Literal["error", "skip"] = field(default="error", metadata=_help(
-        "CSV only: rows whose file does not exist stop the run, or are left out with a warning"))
+        "CSV only: rows whose file does not exist stop the run, or are left out with a warning",
+        after="data"))
 
     def load_options(self, **extra: Any) -> dict[str, Any]:
         """The keyword arguments of ``sources.load`` this config asks for (unset ones left out,

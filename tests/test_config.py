@@ -50,6 +50,25 @@ def test_parser_has_every_field_with_help():
     assert "{auto,float16,bfloat16,off}" in text
 
 
+def test_a_mixin_field_can_be_listed_after_a_field_of_the_subclass():
+    from keras_species.config import flag_help
+
+    @dataclass
+    class Reading:
+        root: str | None = field(default=None, metadata=flag_help("image root", after="data"))
+        strict: bool = field(default=False, metadata=flag_help("strict", after="root"))
+        lost: int = field(default=0, metadata=flag_help("follows a field that is not there", after="nope"))
+
+    @dataclass
+    class Recipe(Reading):
+        data: str = field(default="demo", metadata=flag_help("data source"))
+        epochs: int = 1
+
+    flags = [a.option_strings[0] for a in config_parser(Recipe)._actions if a.option_strings]
+    assert flags == ["-h", "--config", "--lost", "--data", "--root", "--strict", "--epochs"]
+    assert parse_config(Recipe, ["--root", "imgs", "--strict"]) == Recipe(root="imgs", strict=True)
+
+
 def test_defaults_and_flags():
     assert parse_config(Config, []) == Config()
     cfg = parse_config(Config, [
