@@ -408,6 +408,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Print the runs under ``args.dir`` as one table sorted by date; returns the exit code."""
+    if not Path(args.dir).is_dir():  # a typo in the folder is not "no runs"
+        if args.dir == "runs":  # the default, in a folder where no recipe has run yet
+            print("no runs found (no runs folder here; recipes write their runs under --out, default: runs)")
+            return 0
+        print(f"keras-species runs: {args.dir} is not a folder: give the folder that the recipes' "
+              "--out named (default: runs)", file=sys.stderr)
+        return 2
     rows = list_runs(args.dir)
     if args.recipe:
         rows = [r for r in rows if r["recipe"] == args.recipe]
