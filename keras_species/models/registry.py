@@ -7,7 +7,7 @@ for ``--backbone convnext_tiny`` and gets the right preprocessing without knowin
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import keras
@@ -37,6 +37,9 @@ class BackboneSpec:
         blocks: layer-name prefixes of the backbone's blocks in order (``"conv5_block3_"``);
             a layer belongs to the block of its longest matching prefix. Used by
             ``freezing.set_trainable(..., unit="blocks")``; ``None`` when names carry no blocks.
+        min_size: the smallest input side the backbone takes (its downsampling needs it; 32 for
+            most of ``keras.applications``, 71/75 for Xception/InceptionV3). See
+            :func:`check_input_size`.
     """
 
     name: str
@@ -48,6 +51,28 @@ class BackboneSpec:
     weights_origin: str = ""
     params: int | None = None
     blocks: tuple[str, ...] | None = None
+    min_size: int = 1
+
+
+def check_input_size(spec: BackboneSpec, image_size: int | Sequence[int]) -> None:
+    """Refuse an input smaller than the backbone takes, with the flag that fixes it.
+
+    Args:
+        spec: the registry entry.
+        image_size: the side, or ``(height, width[, channels])``.
+
+    Raises:
+        ValueError: a side below ``spec.min_size``.
+
+    Example:
+        >>> check_input_size(get_backbone("resnet18"), 64)
+    """
+    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size[:2]
+    if min(int(h), int(w)) < spec.min_size:
+        raise ValueError(
+            f"{spec.name} needs an input of at least {spec.min_size}×{spec.min_size} px; got "
+            f"{int(h)}×{int(w)}: give an image size of {spec.min_size} or more (--image-size)"
+        )
 
 
 _REGISTRY: dict[str, BackboneSpec] = {}
