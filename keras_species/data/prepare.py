@@ -41,7 +41,8 @@ class PreparedData:
 
     Attributes:
         manifest: the cleaned manifest with ``splits`` filled.
-        audit: the audit of the loaded data (None when skipped or reloaded from a split file).
+        audit: the audit of the loaded data (None when skipped, or when reloaded from a split
+            file that has no :func:`sidecar_path` beside it).
         dropped: ``{path, reason}`` of every image left out by cleaning.
         not_read: ``{path, reason}`` of every file the source named or held but that was not
             read: CSV rows whose file does not exist (``on_missing="skip"``) and files of a
@@ -163,7 +164,8 @@ def prepare_data(
         drop: R3's cleaning list: paths or file names to leave out, or a text file of them.
         top_classes: keep only the most frequent classes: a fraction in (0, 1) (R5: 0.1) or a
             count (an int >= 1).
-        split_file: CSV to save the split to (``splits.save_split``), or to read it back from.
+        split_file: CSV to save the split to (``splits.save_split``), or to read it back from
+            (with the audit, cleaning and not-read lists kept beside it: :func:`sidecar_path`).
         progress: show the audit's progress bar.
         load_options: extra keyword arguments for ``sources.load`` (e.g. ``path_format``).
 
