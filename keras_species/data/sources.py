@@ -182,8 +182,8 @@ def from_folder(
             raise ManifestError(
                 f"{root_path} holds {len(top_images)} images at its top level (e.g. "
                 f"{_names(top_images, 3)}) but no class subfolders: move each class's images into "
-                f"its own subfolder ({root_path}/<class name>/...), or describe them in a CSV and "
-                "use sources.from_csv"
+                f"its own subfolder ({root_path}/<class name>/...), or list them in a CSV with a path "
+                "and a label column and give that CSV as the data (sources.from_csv)"
             )
         raise ManifestError(
             f"{root_path} has no class subfolders: put the images of each class in "
