@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import numbers
 import os
 import sys
 import warnings
@@ -481,6 +482,11 @@ class PredictionResult:
 
 def _thresholds(lmap: LabelMap, override) -> np.ndarray | None:
     if not lmap.multilabel:
+        if override is not None:  # would be ignored: say so rather than predict as if it applied
+            raise ValueError(
+                f"thresholds={override!r}: thresholds apply to multi-label (sigmoid) models, and "
+                "this model is single-label: leave --thresholds out (its CSV lists the top-k classes)"
+            )
         return None
     if override is None:
         return lmap.threshold_array()
@@ -602,13 +608,14 @@ def predict(
             ``keras_species.export`` or a run folder (its ``best.keras``).
         inputs: an image, a folder (recursive), a CSV with a path column, or a list of paths.
         out: CSV to write (columns in the module docstring); ``None`` for none.
-        top_k: classes per row in the CSV (single-label).
+        top_k: classes per row in the CSV (single-label; more than the model has gives them all).
         tta: test-time augmentation preset or transforms of ``evaluation.tta`` (``"flips"``,
             ``"flips_rot90"``, ``"five_crop"``...); ``None`` for plain inference.
         batch_size: images per batch.
         image_size: resize size; default the model's input size (needed only for models whose
             size is not fixed).
-        thresholds: multi-label thresholds overriding those saved in the model.
+        thresholds: multi-label thresholds overriding those saved in the model (a single-label
+            model refuses them: they would not apply).
         labels: label map for a model that carries none (class names or ``labels.json``).
         keep_probabilities: keep the ``(N, C)`` probabilities in the result (``False`` keeps
             memory flat for huge inputs; the CSV still has every row).
@@ -626,6 +633,8 @@ def predict(
         from keras_species.evaluation.tta import resolve_transforms
 
         tta = resolve_transforms(tta.split(",") if isinstance(tta, str) and "," in tta else tta)
+    if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
+        raise ValueError(f"top_k must be a whole number >= 1 (--top-k), got {top_k!r}")
     predictor = open_predictor(model_or_path, labels=labels, image_size=image_size)
     lmap = predictor.label_map
     thr = _thresholds(lmap, thresholds)

@@ -115,6 +115,18 @@ def test_predict_folder_writes_csv_and_skips_unreadable(model, folder, tmp_path)
     assert result.top_k(1)[0][0][0] == result.labels()[0]
 
 
+def test_settings_that_would_not_apply_are_refused(model, folder, tmp_path):
+    with pytest.raises(ValueError, match="thresholds apply to multi-label"):
+        predict(model, folder, thresholds=0.5)  # softmax model: it would be ignored
+    for k in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="top_k must be a whole number >= 1"):
+            predict(model, folder, top_k=k)
+    out = tmp_path / "all.csv"
+    with pytest.warns(UserWarning, match="skipped 1 unreadable"):
+        predict(model, folder, out=out, top_k=np.int64(50))  # more than the classes: all of them
+    assert list(_read_csv(out)[0])[-3:] == [f"label_{len(NAMES)}", f"prob_{len(NAMES)}", "error"]
+
+
 def test_model_paths_run_folder_and_saved_model_agree(model, folder, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
