@@ -84,7 +84,12 @@ def transfer_phases(
     if head_epochs == 0 and fine_tune_epochs == 0:
         raise ValueError("head_epochs and fine_tune_epochs are both 0: nothing to train")
     if unfreeze == "last_n" and unfreeze_n < 1:
-        raise ValueError("unfreeze='last_n' needs unfreeze_n >= 1 (how many units train)")
+        raise ValueError("unfreeze='last_n' needs unfreeze_n >= 1 (how many units train; --unfreeze-n)")
+    if unfreeze != "last_n" and unfreeze_n:  # it would be ignored
+        raise ValueError(
+            f"unfreeze_n={unfreeze_n} counts the units that --unfreeze last_n trains, but "
+            f"unfreeze={unfreeze!r}: add --unfreeze last_n, or leave --unfreeze-n out"
+        )
     common: dict[str, Any] = {
         "optimizer": optimizer,
         "weight_decay": weight_decay,

@@ -34,6 +34,8 @@ def test_variants_last_n_none_and_single_phases():
         ({"head_epochs": 0, "fine_tune_epochs": 0}, "nothing to train"),
         ({"unfreeze": "half"}, "unfreeze="),
         ({"unfreeze": "last_n"}, "unfreeze_n"),
+        ({"unfreeze": "all", "unfreeze_n": 3}, "add --unfreeze last_n"),  # would be ignored
+        ({"unfreeze": "none", "unfreeze_n": 3}, "add --unfreeze last_n"),
         ({"head_epochs": -1}, ">= 0"),
     ],
 )
