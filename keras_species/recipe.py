@@ -426,6 +426,25 @@ TRANSFER_FIELDS = (
 reading options come from :class:`SourceSettings`)."""
 
 
+def _transfer_plan(config: Any) -> list:
+    """The two phases of :func:`run_transfer` from a config's settings (``transfer_phases``)."""
+    from keras_species.training.transfer import transfer_phases
+
+    return transfer_phases(
+        head_epochs=config.head_epochs,
+        fine_tune_epochs=config.fine_tune_epochs,
+        head_learning_rate=config.head_learning_rate,
+        fine_tune_learning_rate=config.fine_tune_learning_rate,
+        optimizer=config.optimizer,
+        unfreeze=config.unfreeze,
+        unfreeze_n=config.unfreeze_n,
+        train_batchnorm=config.train_batchnorm,
+        label_smoothing=config.label_smoothing,
+        monitor=config.monitor,
+        early_stopping_patience=config.early_stopping_patience,
+    )
+
+
 def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunResult:
     """Transfer learning end to end: the method of the ``quickstart`` and ``convnext_transfer``
     recipes (and of any recipe whose config has the :data:`TRANSFER_FIELDS`).
@@ -465,6 +484,7 @@ def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunRe
     started = time.perf_counter()
     if not config.resume:
         check_weights(config.backbone, config.weights, config.image_size)
+        _transfer_plan(config)  # a bad plan (say --unfreeze-n without last_n) fails before any data is read
     run, config = start_run(recipe, config)
     if config.resume:
         check_weights(config.backbone, config.weights, config.image_size)
@@ -474,7 +494,7 @@ def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunRe
     from keras_species.evaluation.evaluate import evaluate_and_report
     from keras_species.training.distribute import get_strategy, scale_batch
     from keras_species.training.plan import train
-    from keras_species.training.transfer import build_transfer_model, transfer_phases
+    from keras_species.training.transfer import build_transfer_model
 
     strategy = get_strategy(config.strategy)
     prepared = prepare_data(
@@ -513,19 +533,7 @@ def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunRe
         strategy=strategy,
         class_names=prepared.manifest.class_names,
     )
-    phases = transfer_phases(
-        head_epochs=config.head_epochs,
-        fine_tune_epochs=config.fine_tune_epochs,
-        head_learning_rate=config.head_learning_rate,
-        fine_tune_learning_rate=config.fine_tune_learning_rate,
-        optimizer=config.optimizer,
-        unfreeze=config.unfreeze,
-        unfreeze_n=config.unfreeze_n,
-        train_batchnorm=config.train_batchnorm,
-        label_smoothing=config.label_smoothing,
-        monitor=config.monitor,
-        early_stopping_patience=config.early_stopping_patience,
-    )
+    phases = _transfer_plan(config)
     print(
         f"{config.backbone} (weights={weights_setting(config.weights)}), {config.image_size} px, "
         f"{model.count_params():,} parameters, policy {policy}, "

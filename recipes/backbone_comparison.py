@@ -161,6 +161,16 @@ def run(config: BackboneComparisonConfig) -> BackboneComparisonResult:
         raise ValueError("--weights FILE fits one backbone only; use imagenet or none to compare")
     for name in names:  # offline ImageNet or a missing file fails here, before any training
         check_weights(name, weights, config.image_size)
+
+    def plan(c: BackboneComparisonConfig) -> list:
+        return transfer_phases(
+            head_epochs=c.head_epochs, fine_tune_epochs=c.fine_tune_epochs,
+            head_learning_rate=c.head_learning_rate, fine_tune_learning_rate=c.fine_tune_learning_rate,
+            optimizer=c.optimizer, unfreeze=c.unfreeze, unfreeze_n=c.unfreeze_n,
+            train_batchnorm=c.train_batchnorm, monitor=c.monitor,
+        )
+
+    plan(config)  # a bad plan fails before any data is read, too
     run_folder, config = start_run(RECIPE, config)
     prepared = prepare_data(
         config.data, load_options=config.load_options(), split=config.split, ratios=config.ratios,
@@ -174,13 +184,7 @@ def run(config: BackboneComparisonConfig) -> BackboneComparisonResult:
         m, config.image_size, batch, augment=config.augment, class_weight=config.class_weight,
         cache=config.cache, seed=config.seed, deterministic=config.deterministic,
     )
-    phases = transfer_phases(
-        head_epochs=config.head_epochs, fine_tune_epochs=config.fine_tune_epochs,
-        head_learning_rate=config.head_learning_rate,
-        fine_tune_learning_rate=config.fine_tune_learning_rate, optimizer=config.optimizer,
-        unfreeze=config.unfreeze, unfreeze_n=config.unfreeze_n,
-        train_batchnorm=config.train_batchnorm, monitor=config.monitor,
-    )
+    phases = plan(config)
 
     results: dict[str, dict] = {}
     runs: dict[str, Path] = {}
