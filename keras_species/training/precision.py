@@ -9,6 +9,7 @@ variables in float32; the heads' final Dense and activation are float32
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -53,7 +54,8 @@ def resolve_policy(mode: str = "auto") -> str:
             ``"float32"``...) is returned unchanged.
 
     Returns:
-        ``"mixed_float16"``, ``"mixed_bfloat16"`` or ``"float32"``.
+        ``"mixed_float16"``, ``"mixed_bfloat16"`` or ``"float32"``. Asking for float16 where
+        no GPU is visible warns: training steps are two orders of magnitude slower on a CPU.
 
     Example:
         >>> resolve_policy("bfloat16")
@@ -62,11 +64,17 @@ def resolve_policy(mode: str = "auto") -> str:
     key = mode.lower()
     if key == "auto":
         return "mixed_float16" if gpu_available() else "float32"
-    if key in _POLICIES:
-        return _POLICIES[key]
-    if key in ("mixed_float16", "mixed_bfloat16", "float32"):
-        return key
-    raise ValueError(f"precision mode {mode!r}; choose one of {', '.join(MODES)}")
+    policy = _POLICIES.get(key, key)
+    if policy not in ("mixed_float16", "mixed_bfloat16", "float32"):
+        raise ValueError(f"precision mode {mode!r}; choose one of {', '.join(MODES)}")
+    if policy == "mixed_float16" and not gpu_available():
+        warnings.warn(
+            "mixed_float16 without a GPU: a CPU has no float16 arithmetic, and training steps "
+            "crawl (a ResNet-18 step at 64 px, batch 32, took 41 s against 0.29 s in float32 on "
+            "2 CPU cores, 140x). Use --mixed-precision auto (float32 on a CPU) or off.",
+            stacklevel=2,
+        )
+    return policy
 
 
 @contextmanager

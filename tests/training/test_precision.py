@@ -11,15 +11,25 @@ from keras_species.training.precision import precision_policy, resolve_policy
 
 
 def test_resolve_policy(monkeypatch):
-    assert resolve_policy("float16") == "mixed_float16"
-    assert resolve_policy("bfloat16") == "mixed_bfloat16"
-    assert resolve_policy("off") == "float32"
+    import warnings
+
     import keras_species.training.precision as P
 
     monkeypatch.setattr(P, "gpu_available", lambda: True)
     assert resolve_policy("auto") == "mixed_float16"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # float16 where a GPU is: no warning
+        assert resolve_policy("float16") == "mixed_float16"
     monkeypatch.setattr(P, "gpu_available", lambda: False)
-    assert resolve_policy("auto") == "float32"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nor for what runs at its normal speed on a CPU
+        assert resolve_policy("auto") == "float32"
+        assert resolve_policy("bfloat16") == "mixed_bfloat16"
+        assert resolve_policy("off") == "float32"
+        assert resolve_policy("float32") == "float32"
+    for mode in ("float16", "mixed_float16"):
+        with pytest.warns(UserWarning, match="mixed_float16 without a GPU"):
+            assert resolve_policy(mode) == "mixed_float16"
     with pytest.raises(ValueError, match="auto"):
         resolve_policy("half")
 
