@@ -45,9 +45,20 @@ def temporary_path(path: str | os.PathLike) -> Path:
     return path.with_name(f".{stem}.tmp-{os.getpid()}{suffix}")
 
 
-def _writer_running(pid: int) -> bool:
+def process_running(pid: int) -> bool:
     """Whether another process with this id runs on this machine (POSIX; elsewhere ``False``,
-    because ``os.kill`` there would end the process instead of probing it)."""
+    because ``os.kill`` there would end the process instead of probing it).
+
+    Args:
+        pid: a process id.
+
+    Returns:
+        ``False`` for this process itself and for ids no process has.
+
+    Example:
+        >>> process_running(os.getpid())
+        False
+    """
     if pid == os.getpid() or os.name != "posix":
         return False  # this process's own temporaries are removed when its block ends
     try:
@@ -84,7 +95,7 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     for stale in glob.glob(pattern):
         name = os.path.basename(stale)
         pid = name[len(prefix) : len(name) - len(suffix)]
-        if not pid.isdigit() or _writer_running(int(pid)):
+        if not pid.isdigit() or process_running(int(pid)):
             continue  # not a name temporary_path gives, or its writer is still at work
         with contextlib.suppress(FileNotFoundError):
             os.remove(stale)

@@ -684,15 +684,21 @@ def _first(*t):  # used under do_not_convert (see finish_dataset)
     return t[0]
 
 
-def _resolve_cache(cache: bool | str | os.PathLike) -> str | None:
+def _resolve_cache(cache: bool | str | os.PathLike, content: dict | None) -> str | None:
+    """``""`` for the memory cache, a keyed file prefix (:mod:`keras_species.data.file_cache`),
+    or ``None``."""
     if cache is False or cache is None:
         return None
     if cache is True:
         return ""
-    path = os.fspath(cache)
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    return path
+    if content is None:
+        raise ValueError(
+            f"cache={os.fspath(cache)!r}: a file cache needs cache_content, the description of "
+            "what the elements depend on (so that it is never read back for other data)"
+        )
+    from keras_species.data.file_cache import keyed_cache_path
+
+    return keyed_cache_path(cache, content)
 
 
 def dataset_options(deterministic: bool = True):
@@ -772,6 +778,7 @@ def finish_dataset(
     deterministic: bool | None = None,
     drop_remainder: bool = False,
     num_parallel_calls: int | None = None,
+    cache_content: dict | None = None,
 ):
     """Cache → shuffle → augment → batch → batch-augment → prefetch, shared with the shard reader.
 
@@ -784,6 +791,9 @@ def finish_dataset(
         has_labels, has_weights: what the tuples hold after the image.
         batch_size, training, augment, batch_augment, cache, shuffle_buffer, seed,
             deterministic, drop_remainder, num_parallel_calls: see :func:`make_dataset`.
+        cache_content: for a file ``cache``, a JSON-ready description of what ``ds``'s elements
+            depend on (files, labels, size...); it keys the cache file, together with the
+            batching when the cache holds batches.
 
     Returns:
         The batched, prefetched ``tf.data.Dataset`` yielding float32 images.
@@ -801,7 +811,9 @@ def finish_dataset(
     autotune = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
     if deterministic is None:
         deterministic = not training
-    cache_path = _resolve_cache(cache)
+    if cache_content is not None and not training:  # the cache holds batches
+        cache_content = {**cache_content, "batch_size": int(batch_size), "drop_remainder": bool(drop_remainder)}
+    cache_path = _resolve_cache(cache, None if cache_content is None else {**cache_content, "training": training})
     if cache_path is not None and training:  # cache single images: each epoch reshuffles them
         ds = ds.cache(cache_path)
     if training:
@@ -899,7 +911,9 @@ def make_dataset(
         batch_augment: ``keras.layers.MixUp``/``CutMix`` (or ``"mixup"``/``"cutmix"``) applied
             to whole batches; labels become soft (float) and sample weights are mixed alike.
         cache: ``True`` (memory), ``False``, or a file path prefix (``tf.data`` file cache; the
-            first epoch must run to its end once to complete it).
+            first epoch must run to its end once to complete it). The files are written at
+            ``<prefix>-<key>``, keyed by the content (:mod:`keras_species.data.file_cache`), so
+            that a cache is never read back for other files, labels or sizes.
         shuffle_buffer: default ``min(N, 10000)``.
         sample_weights: ``None``, a per-image array aligned with ``manifest``, ``"balanced"``, a
             dict ``{class: weight}`` or a JSON path (see :func:`class_balance_weights`).
@@ -965,6 +979,16 @@ def make_dataset(
         kind, rest = (rest[0], rest[1:]) if decode.needs_kind else (None, rest)
         return (to_uint8(resize_image(decode(path, kind), image_size, resize)),) + rest
 
+    content = None
+    if cache not in (True, False, None):  # a file cache: key it by all that its elements hold
+        from keras_species.data.file_cache import file_fingerprint
+
+        content = {
+            "reader": "make_dataset", "resize_rule": RESIZE_RULE, "image_size": image_size,
+            "resize": resize, "files": file_fingerprint(paths),
+            "labels": None if labels is None else _array_digest(labels[keep]),
+            "weights": None if weights is None else _array_digest(weights[keep]),
+        }
     ds = tf.data.Dataset.from_tensor_slices(tuple(columns))
     ds = ds.map(load, num_parallel_calls=decode_calls(num_parallel_calls), deterministic=det)
     if on_error == "skip":
@@ -984,4 +1008,12 @@ def make_dataset(
         deterministic=det,
         drop_remainder=drop_remainder,
         num_parallel_calls=num_parallel_calls,
+        cache_content=content,
     )
+
+
+def _array_digest(a: np.ndarray) -> str:
+    import hashlib
+
+    a = np.ascontiguousarray(a)
+    return hashlib.sha1(f"{a.dtype}{a.shape}".encode() + a.tobytes()).hexdigest()

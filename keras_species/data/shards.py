@@ -310,6 +310,7 @@ def shard_dataset(
     import tensorflow as tf
 
     from keras_species.data.pipeline import (
+        RESIZE_RULE,
         check_resize,
         decode_calls,
         encode_labels,
@@ -399,6 +400,17 @@ def shard_dataset(
 
     ds = ds.map(load, num_parallel_calls=decode_calls(num_parallel_calls), deterministic=det)
     ds = ds.ignore_errors(log_warning=True)
+    content = None
+    if cache not in (True, False, None):  # a file cache: key it by all that its elements hold
+        from keras_species.data.file_cache import file_fingerprint
+
+        content = {
+            "reader": "shard_dataset", "resize_rule": RESIZE_RULE, "image_size": image_size,
+            "resize": resize, "files": file_fingerprint(files), "label_mode": mode,
+            "label_smoothing": s, "weights": None if table is None else sorted(weights.items()),
+            # training reads the files in a shuffled, interleaved order: the cache holds that order
+            "seed": seed if training else None,
+        }
     ds = finish_dataset(
         ds,
         n=n,
@@ -414,6 +426,7 @@ def shard_dataset(
         deterministic=det,
         drop_remainder=drop_remainder,
         num_parallel_calls=num_parallel_calls,
+        cache_content=content,
     )
     return ds.with_options(options)
 

@@ -45,6 +45,20 @@ def test_round_trip_labels_and_images(image_folder, tmp_path):
     assert np.abs(x - xr).mean() < 6.5  # 6.1 measured with area averaging (under 6.0 with the triangle filter)
 
 
+def test_a_file_cache_of_shards_is_keyed_by_their_content(image_folder, tmp_path):
+    m = folder_manifest(image_folder)
+    write_shards(m, tmp_path / "a", shard_size=100)
+    write_shards(m.subset(m.labels == 0), tmp_path / "b", shard_size=100)
+    cache = str(tmp_path / "cache" / "shards")
+    (xa, ya), = batches(shard_dataset(tmp_path / "a", 16, 18, cache=cache))
+    (xb, yb), = batches(shard_dataset(tmp_path / "b", 16, 18, cache=cache))  # not a's cache
+    assert len(ya) == 18 and yb.tolist() == [0] * int((m.labels == 0).sum())
+    (x20, _), = batches(shard_dataset(tmp_path / "a", 20, 18, cache=cache))
+    assert x20.shape == (18, 20, 20, 3)
+    (xa2, _), = batches(shard_dataset(tmp_path / "a", 16, 18, cache=cache))  # a's, read back
+    np.testing.assert_array_equal(xa2, xa)
+
+
 def test_small_images_are_stored_byte_for_byte(image_folder, tmp_path):
     import tensorflow as tf
 

@@ -1,0 +1,136 @@
+"""``tf.data`` file caches that cannot serve another data set's images or block a restart.
+
+``Dataset.cache(prefix)`` trusts whatever lies at ``prefix``: a cache written for another split,
+image size or seed is read back without a word (other images, other labels), and a process
+killed while it wrote one leaves ``<prefix>_0.lockfile``, on which every later run stops with
+``AlreadyExistsError``. Neither is handled by tf.data, hence this module:
+
+- :func:`keyed_cache_path` appends a key to the user's prefix, a hash of everything the cached
+  elements depend on (files with their size and modification time, labels, weights, image size,
+  resizing, batching), so that a cache is only ever read back for the same content;
+- it also removes the lock (and the half-written files) that a killed process left on that
+  prefix, using an owner file ``<prefix>.owner`` with the writer's process id. The lock of a
+  process that still runs on this machine is kept, as is any lock this module did not record.
+
+Example:
+    >>> prefix = keyed_cache_path("cache/train", {"size": 224, "files": ["a.jpg"]})  # doctest: +SKIP
+    >>> ds = ds.cache(prefix)                                                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import hashlib
+import json
+import os
+import socket
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from keras_species.atomic import process_running
+
+__all__ = ["file_fingerprint", "keyed_cache_path", "release_stale_lock"]
+
+
+def file_fingerprint(paths: Iterable[str]) -> str:
+    """A hash of file names with their size and modification time (``tf.io.gfile`` paths too).
+
+    Args:
+        paths: the files.
+
+    Returns:
+        A hex SHA-1: it changes when a file is added, removed, renamed, rewritten or touched.
+
+    Example:
+        >>> len(file_fingerprint([__file__]))
+        40
+    """
+    digest = hashlib.sha1()
+    for p in paths:
+        p = os.fspath(p)
+        try:
+            st = os.stat(p)
+            size, mtime = st.st_size, st.st_mtime_ns
+        except OSError:
+            size, mtime = _gfile_stat(p)
+        digest.update(f"{p}\0{size}\0{mtime}\n".encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+def _gfile_stat(path: str) -> tuple[int, int]:
+    """Size and modification time of a ``gs://`` (or other ``tf.io.gfile``) file; ``(-1, -1)``
+    when it cannot be read (the cache key then changes when it comes back)."""
+    try:
+        import tensorflow as tf
+
+        st = tf.io.gfile.stat(path)
+        return int(st.length), int(st.mtime_nsec)
+    except Exception:  # noqa: BLE001 - an unreadable file only makes the key differ
+        return -1, -1
+
+
+def keyed_cache_path(prefix: str | os.PathLike, content: Mapping[str, Any]) -> str:
+    """The file-cache prefix for ``content``: ``<prefix>-<16 hex digits>``, lock released.
+
+    Args:
+        prefix: the user's cache prefix (e.g. ``cache/train``); its folder is created.
+        content: JSON-ready description of what the cached elements depend on.
+
+    Returns:
+        The prefix to pass to ``Dataset.cache``.
+
+    Example:
+        >>> p = keyed_cache_path("/tmp/c/train", {"size": 64})   # doctest: +SKIP
+        >>> p.startswith("/tmp/c/train-")                        # doctest: +SKIP
+        True
+    """
+    text = json.dumps(content, sort_keys=True, default=str)
+    path = f"{os.fspath(prefix)}-{hashlib.sha1(text.encode()).hexdigest()[:16]}"
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    release_stale_lock(path)
+    if not _locks(path):  # nobody writes it now: this process may, so it owns the lock to come
+        with contextlib.suppress(OSError):
+            with open(f"{path}.owner", "w", encoding="utf-8") as f:
+                json.dump({"pid": os.getpid(), "host": socket.gethostname()}, f)
+    return path
+
+
+def _locks(path: str) -> list[str]:
+    return glob.glob(glob.escape(path) + "_*.lockfile")
+
+
+def release_stale_lock(path: str) -> list[str]:
+    """Remove the lock and half-written files that a killed writer left on cache ``path``.
+
+    Only when ``<path>.owner`` names a process of this machine that no longer runs: a running
+    writer's lock, and a lock without an owner file, are left to tf.data.
+
+    Args:
+        path: the cache prefix (as from :func:`keyed_cache_path`).
+
+    Returns:
+        The files removed.
+
+    Example:
+        >>> release_stale_lock("cache/train-0123456789abcdef")   # doctest: +SKIP
+        []
+    """
+    locks = _locks(path)
+    if not locks:
+        return []
+    try:
+        with open(f"{path}.owner", encoding="utf-8") as f:
+            owner = json.load(f)
+        pid, host = int(owner["pid"]), str(owner["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    if host != socket.gethostname() or pid == os.getpid() or process_running(pid):
+        return []
+    stale = locks + glob.glob(glob.escape(path) + "_*.tempstate*")
+    removed = []
+    for name in stale:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(name)
+            removed.append(name)
+    return removed

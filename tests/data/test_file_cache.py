@@ -1,0 +1,107 @@
+"""File caches: keyed by their content (never read back for other data), stale locks released."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from keras_species.data.file_cache import file_fingerprint, keyed_cache_path, release_stale_lock
+from keras_species.data.manifest import Manifest
+from keras_species.data.pipeline import finish_dataset, make_dataset
+from tests.conftest import write_image_folder
+
+
+@pytest.fixture
+def manifest(tmp_path):
+    root = write_image_folder(tmp_path / "fish", classes=("cod", "eel"), per_class=4, size=(24, 20))
+    paths = sorted(str(p) for p in root.glob("*/*.png"))
+    labels = np.array([0 if "/cod/" in p else 1 for p in paths])
+    return Manifest(paths, labels, ["cod", "eel"])
+
+
+def _labels(ds) -> np.ndarray:
+    return np.concatenate([y.numpy() for _, y in ds])
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_a_file_cache_is_never_read_back_for_other_data(manifest, tmp_path, training):
+    cache = str(tmp_path / "cache" / "split")
+    cod, eel = manifest.subset(manifest.labels == 0), manifest.subset(manifest.labels == 1)
+    kw = dict(training=training, cache=cache, seed=0)
+    assert set(_labels(make_dataset(cod, 16, 2, **kw)).tolist()) == {0}
+    # the same prefix for the other class: tf.data alone would serve the cod images again
+    assert set(_labels(make_dataset(eel, 16, 2, **kw)).tolist()) == {1}
+    (x, _), *_ = list(make_dataset(cod, 20, 2, **kw))  # another size: no shape clash either
+    assert x.shape[1:] == (20, 20, 3)
+    assert len(list((tmp_path / "cache").glob("split-*.index"))) == 3
+    again = make_dataset(cod, 16, 2, **kw)  # the same content: the same cache, read back
+    assert len(list((tmp_path / "cache").glob("split-*.index"))) == 3
+    assert set(_labels(again).tolist()) == {0}
+
+
+def test_the_key_follows_files_labels_and_batching(manifest, tmp_path):
+    base = file_fingerprint(manifest.paths)
+    assert file_fingerprint(manifest.paths) == base
+    os.utime(manifest.paths[0], ns=(0, 10**9))  # the file was rewritten or touched
+    assert file_fingerprint(manifest.paths) != base
+    prefix = tmp_path / "c" / "x"
+    assert keyed_cache_path(prefix, {"a": 1}) == keyed_cache_path(prefix, {"a": 1})
+    assert keyed_cache_path(prefix, {"a": 1}) != keyed_cache_path(prefix, {"a": 2})
+    relabelled = Manifest(manifest.paths, 1 - manifest.labels, manifest.class_names)
+    make_dataset(manifest, 16, 2, training=False, cache=str(prefix))
+    make_dataset(relabelled, 16, 2, training=False, cache=str(prefix))
+    make_dataset(manifest, 16, 4, training=False, cache=str(prefix))  # batches are cached
+    assert len(list(prefix.parent.glob("x-*.owner"))) == 2 + 3
+
+
+def _write_lock(path: str, owner_pid: int | None) -> list[str]:
+    """The files a killed tf.data cache writer leaves (names as TensorFlow 2.21 writes them)."""
+    lock, temp = f"{path}_0.lockfile", f"{path}_0.data-00000-of-00001.tempstate123"
+    for name in (lock, temp):
+        with open(name, "w") as f:
+            f.write("Created at: 1796194390")
+    if owner_pid is not None:
+        with open(f"{path}.owner", "w") as f:
+            json.dump({"pid": owner_pid, "host": socket.gethostname()}, f)
+    return [lock, temp]
+
+
+def _dead_pid() -> int:
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    return int(done.stdout)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process ids are checked on POSIX only")
+def test_the_lock_of_a_killed_writer_is_released(manifest, tmp_path):
+    prefix = str(tmp_path / "cache" / "val")
+    make_dataset(manifest, 16, 2, training=False, cache=prefix)
+    (owner,) = (tmp_path / "cache").glob("val-*.owner")
+    path = str(owner)[: -len(".owner")]  # the keyed prefix
+    left = _write_lock(path, _dead_pid())  # as if a run had been killed while writing it
+    labels = _labels(make_dataset(manifest, 16, 2, training=False, cache=prefix))  # no AlreadyExistsError
+    assert labels.tolist() == manifest.labels.tolist()
+    assert not any(os.path.exists(p) for p in left)
+    # a writer that still runs (the test's parent process) keeps its lock, and so does a lock
+    # without an owner file: that is tf.data's own "concurrent caching iterator" case
+    kept = _write_lock(path, os.getppid())
+    assert release_stale_lock(path) == [] and all(os.path.exists(p) for p in kept)
+    os.remove(f"{path}.owner")
+    assert release_stale_lock(path) == [] and all(os.path.exists(p) for p in kept)
+
+
+def test_finish_dataset_needs_the_content_of_a_file_cache(tmp_path):
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((np.zeros((2, 4, 4, 3), np.uint8), np.zeros(2, np.int32)))
+    with pytest.raises(ValueError, match="cache_content"):
+        finish_dataset(ds, n=2, has_labels=True, has_weights=False, batch_size=1, training=False,
+                       cache=str(tmp_path / "c"))
+    finish_dataset(ds, n=2, has_labels=True, has_weights=False, batch_size=1, training=False,
+                   cache=str(tmp_path / "c"), cache_content={"test": 1})
