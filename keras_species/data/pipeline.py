@@ -684,12 +684,28 @@ def _first(*t):  # used under do_not_convert (see finish_dataset)
     return t[0]
 
 
+def is_file_cache(cache: bool | str | os.PathLike | None) -> bool:
+    """Whether a ``cache=`` setting asks for a ``tf.data`` file cache (a path prefix).
+
+    Args:
+        cache: ``True``/``""`` (memory), ``False``/``None`` (none), or a path prefix.
+
+    Returns:
+        True for a path prefix.
+
+    Example:
+        >>> is_file_cache(True), is_file_cache("cache/train")
+        (False, True)
+    """
+    return cache not in (True, False, None, "")
+
+
 def _resolve_cache(cache: bool | str | os.PathLike, content: dict | None) -> str | None:
     """``""`` for the memory cache, a keyed file prefix (:mod:`keras_species.data.file_cache`),
     or ``None``."""
     if cache is False or cache is None:
         return None
-    if cache is True:
+    if not is_file_cache(cache):  # True, or "": tf.data's own spelling of the memory cache
         return ""
     if content is None:
         raise ValueError(
@@ -980,7 +996,7 @@ def make_dataset(
         return (to_uint8(resize_image(decode(path, kind), image_size, resize)),) + rest
 
     content = None
-    if cache not in (True, False, None):  # a file cache: key it by all that its elements hold
+    if is_file_cache(cache):  # key the file cache by all that its elements hold
         from keras_species.data.file_cache import file_fingerprint
 
         content = {

@@ -315,6 +315,7 @@ def shard_dataset(
         decode_calls,
         encode_labels,
         finish_dataset,
+        is_file_cache,
         resize_image,
         resolve_label_mode,
         to_uint8,
@@ -401,7 +402,7 @@ def shard_dataset(
     ds = ds.map(load, num_parallel_calls=decode_calls(num_parallel_calls), deterministic=det)
     ds = ds.ignore_errors(log_warning=True)
     content = None
-    if cache not in (True, False, None):  # a file cache: key it by all that its elements hold
+    if is_file_cache(cache):  # key the file cache by all that its elements hold
         from keras_species.data.file_cache import file_fingerprint
 
         content = {
