@@ -185,14 +185,14 @@ def check_keras_archive(path: PathLike) -> None:
     if p.suffix != ".keras" or not p.is_file():
         return
     fix = "copy it again, or save it anew from its run folder (best.keras)"
-    size = p.stat().st_size
-    if not zipfile.is_zipfile(p):
-        what = "is empty (0 bytes)" if size == 0 else f"is not a zip archive ({size} bytes; truncated?)"
-        raise ExportError(f"model {p} {what}: a .keras file is a zip archive written by Keras; {fix}")
     try:
         with zipfile.ZipFile(p) as z:
             names = set(z.namelist())
-    except (zipfile.BadZipFile, OSError) as err:
+    except zipfile.BadZipFile:
+        size = p.stat().st_size
+        what = "is empty (0 bytes)" if size == 0 else f"is not a zip archive ({size} bytes; truncated?)"
+        raise ExportError(f"model {p} {what}: a .keras file is a zip archive written by Keras; {fix}") from None
+    except OSError as err:
         raise ExportError(f"model {p} cannot be read as a zip archive ({err}); {fix}") from None
     if "config.json" not in names:
         raise ExportError(f"model {p} is a zip archive but not a Keras model (it holds no config.json); {fix}")

@@ -30,11 +30,34 @@ from typing import Any
 
 from keras_species.atomic import process_running
 
-__all__ = ["file_fingerprint", "keyed_cache_path", "release_stale_lock"]
+__all__ = [
+    "array_fingerprint", "file_fingerprint", "file_identity", "keyed_cache_path", "release_stale_lock",
+]
+
+
+def file_identity(path: str) -> list[Any]:
+    """What identifies a local file's content in a cache key: ``[path, size, mtime_ns]``.
+
+    Args:
+        path: the file.
+
+    Returns:
+        ``[path, size, mtime_ns]``, or ``[path, -1, -1]`` when it cannot be stat'ed (a missing
+        file is part of the key too).
+
+    Example:
+        >>> file_identity("/no/such/file")
+        ['/no/such/file', -1, -1]
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return [path, -1, -1]
+    return [path, st.st_size, st.st_mtime_ns]
 
 
 def file_fingerprint(paths: Iterable[str]) -> str:
-    """A hash of file names with their size and modification time (``tf.io.gfile`` paths too).
+    """A hash of :func:`file_identity` over files (``tf.io.gfile`` paths such as ``gs://`` too).
 
     Args:
         paths: the files.
@@ -48,26 +71,43 @@ def file_fingerprint(paths: Iterable[str]) -> str:
     """
     digest = hashlib.sha1()
     for p in paths:
-        p = os.fspath(p)
-        try:
-            st = os.stat(p)
-            size, mtime = st.st_size, st.st_mtime_ns
-        except OSError:
-            size, mtime = _gfile_stat(p)
-        digest.update(f"{p}\0{size}\0{mtime}\n".encode("utf-8", "surrogatepass"))
+        ident = file_identity(os.fspath(p))
+        if ident[1] == -1:  # not a local file: ask tf.io.gfile
+            ident[1:] = _gfile_stat(ident[0])
+        digest.update(json.dumps(ident).encode())
+        digest.update(b"\n")
     return digest.hexdigest()
 
 
-def _gfile_stat(path: str) -> tuple[int, int]:
+def array_fingerprint(a: Any) -> str:
+    """A hash of an array's dtype, shape and values (labels, weights in a cache key).
+
+    Args:
+        a: an array-like.
+
+    Returns:
+        A hex SHA-1.
+
+    Example:
+        >>> array_fingerprint([1, 2]) == array_fingerprint([1, 2]) != array_fingerprint([2, 1])
+        True
+    """
+    import numpy as np
+
+    a = np.ascontiguousarray(a)
+    return hashlib.sha1(f"{a.dtype}{a.shape}".encode() + a.tobytes()).hexdigest()
+
+
+def _gfile_stat(path: str) -> list[int]:
     """Size and modification time of a ``gs://`` (or other ``tf.io.gfile``) file; ``(-1, -1)``
     when it cannot be read (the cache key then changes when it comes back)."""
     try:
         import tensorflow as tf
 
         st = tf.io.gfile.stat(path)
-        return int(st.length), int(st.mtime_nsec)
+        return [int(st.length), int(st.mtime_nsec)]
     except Exception:  # noqa: BLE001 - an unreadable file only makes the key differ
-        return -1, -1
+        return [-1, -1]
 
 
 def keyed_cache_path(prefix: str | os.PathLike, content: Mapping[str, Any]) -> str:

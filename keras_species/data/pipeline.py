@@ -827,9 +827,10 @@ def finish_dataset(
     autotune = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
     if deterministic is None:
         deterministic = not training
-    if cache_content is not None and not training:  # the cache holds batches
-        cache_content = {**cache_content, "batch_size": int(batch_size), "drop_remainder": bool(drop_remainder)}
-    cache_path = _resolve_cache(cache, None if cache_content is None else {**cache_content, "training": training})
+    key = None if cache_content is None else {**cache_content, "training": training}
+    if key is not None and not training:  # the cache holds batches
+        key.update(batch_size=int(batch_size), drop_remainder=bool(drop_remainder))
+    cache_path = _resolve_cache(cache, key)
     if cache_path is not None and training:  # cache single images: each epoch reshuffles them
         ds = ds.cache(cache_path)
     if training:
@@ -997,13 +998,13 @@ def make_dataset(
 
     content = None
     if is_file_cache(cache):  # key the file cache by all that its elements hold
-        from keras_species.data.file_cache import file_fingerprint
+        from keras_species.data.file_cache import array_fingerprint, file_fingerprint
 
         content = {
             "reader": "make_dataset", "resize_rule": RESIZE_RULE, "image_size": image_size,
             "resize": resize, "files": file_fingerprint(paths),
-            "labels": None if labels is None else _array_digest(labels[keep]),
-            "weights": None if weights is None else _array_digest(weights[keep]),
+            "labels": None if labels is None else array_fingerprint(labels[keep]),
+            "weights": None if weights is None else array_fingerprint(weights[keep]),
         }
     ds = tf.data.Dataset.from_tensor_slices(tuple(columns))
     ds = ds.map(load, num_parallel_calls=decode_calls(num_parallel_calls), deterministic=det)
@@ -1026,10 +1027,3 @@ def make_dataset(
         num_parallel_calls=num_parallel_calls,
         cache_content=content,
     )
-
-
-def _array_digest(a: np.ndarray) -> str:
-    import hashlib
-
-    a = np.ascontiguousarray(a)
-    return hashlib.sha1(f"{a.dtype}{a.shape}".encode() + a.tobytes()).hexdigest()

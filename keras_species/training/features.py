@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from keras_species.atomic import atomic_path
+from keras_species.data.file_cache import file_identity
 from keras_species.data.manifest import UNLABELLED, Manifest
 
 if TYPE_CHECKING:
@@ -114,14 +115,6 @@ class FeatureSet:
 # Cache key
 
 
-def _file_identity(path: str) -> list[Any]:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return [path, -1, -1]  # a missing file is part of the key; extraction skips it
-    return [path, st.st_size, st.st_mtime_ns]
-
-
 def weights_identity(weights: str | os.PathLike | None) -> Any:
     """What identifies ``weights`` in a cache key.
 
@@ -139,7 +132,7 @@ def weights_identity(weights: str | os.PathLike | None) -> Any:
         return None
     w = os.fspath(weights)
     if os.path.exists(os.path.expanduser(w)):
-        return _file_identity(os.path.abspath(os.path.expanduser(w)))
+        return file_identity(os.path.abspath(os.path.expanduser(w)))
     return w
 
 
@@ -219,7 +212,7 @@ def feature_cache_key(
         parts["weights"] = weights_identity(weights)
     h = hashlib.sha256(json.dumps(parts, sort_keys=True).encode())
     for p in paths:
-        h.update(json.dumps(_file_identity(os.fspath(p))).encode())
+        h.update(json.dumps(file_identity(os.fspath(p))).encode())
         h.update(b"\n")
     return h.hexdigest()[:24]
 
