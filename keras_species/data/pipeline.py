@@ -656,6 +656,7 @@ def _decoder(kinds_present: set[int]):
 
     table = {KIND_FAST: fast, KIND_PNG16: png16, KIND_PIL: pil}
     used = sorted(k for k in kinds_present if k in table)
+    branch_of_kind = tf.constant([used.index(k) if k in used else 0 for k in range(max(table) + 1)])
 
     def decode(path, kind):
         if used == [KIND_PIL]:
@@ -665,8 +666,9 @@ def _decoder(kinds_present: set[int]):
             if len(used) == 1:  # the common case: no branch; uint8 straight into the resize
                 img = table[used[0]](data, path)
             else:  # one branch per kind present; float32 so that all branches agree
-                branches = {k: (lambda f=table[k]: tf.cast(f(data, path), tf.float32)) for k in used}
-                img = tf.switch_case(kind, branches)
+                branches = [lambda f=table[k]: tf.cast(f(data, path), tf.float32) for k in used]
+                # switch_case wants branch indices 0..n-1; the kinds present may be {0, 2}
+                img = tf.switch_case(tf.gather(branch_of_kind, kind), branches)
         img.set_shape([None, None, 3])
         return img
 

@@ -120,6 +120,24 @@ def test_classify_and_decode_special_files(tmp_path):
     np.testing.assert_allclose(centre[4], [1, 2, 3], atol=1)
 
 
+@pytest.mark.parametrize(
+    "names", [("plain.jpg", "rgba.png"), ("grey16.png", "rgba.png"), ("plain.jpg", "grey16.png")]
+)
+def test_any_two_decoding_paths_mix_in_one_dataset(tmp_path, names):
+    # the kinds present are {0, 2} or {1, 2} as often as {0, 1}: each must pick its own branch
+    d = tmp_path / "a"
+    solid(d / "plain.jpg", (200, 10, 10), size=(32, 32), quality=95)
+    Image.fromarray(np.full((32, 32), 32896, np.uint16)).save(d / "grey16.png")
+    solid(d / "rgba.png", (10, 200, 10, 255), size=(32, 32), mode="RGBA")
+    expected = {"plain.jpg": [200, 10, 10], "grey16.png": [128, 128, 128], "rgba.png": [10, 200, 10]}
+    paths = [str(d / n) for n in names for _ in range(2)]
+    assert len({classify_file(p)[0] for p in paths}) == 2
+    m = Manifest(paths, np.zeros(4, int), ["a"])
+    (x, _), = one(make_dataset(m, 16, 4, cache=False))
+    for centre, name in zip(x[:, 8, 8], [n for n in names for _ in range(2)]):
+        np.testing.assert_allclose(centre, expected[name], atol=3)
+
+
 @pytest.mark.parametrize(("orientation", "kind"), [(1, KIND_FAST), (6, KIND_PIL)])
 def test_jpeg_with_a_large_exif_block_is_read_without_pil(tmp_path, monkeypatch, orientation, kind):
     # the frame header lies past the first 4 KiB: the check reads further instead of asking PIL
