@@ -115,6 +115,28 @@ def _scalar_converter(tp: Any):
     return None
 
 
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: a whole number >= 1 (thread counts, sizes, limits).
+
+    Args:
+        text: the flag's value.
+
+    Returns:
+        The number.
+
+    Example:
+        >>> positive_int("4")
+        4
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
 def _parse_bool(text: str) -> bool:
     low = str(text).lower()
     if low in ("1", "true", "yes", "on"):

@@ -767,6 +767,7 @@ def _write_plots(r: AuditReport, manifest: Manifest | None, plot_dir: str) -> tu
 # ---------------------------------------------------------------------------------- CLI
 def configure_parser(parser) -> None:
     """Add the ``keras-species audit`` arguments to ``parser`` (an ``argparse.ArgumentParser``)."""
+    from keras_species.config import positive_int
     from keras_species.data.sources import add_source_arguments
 
     add_source_arguments(parser)
@@ -776,11 +777,11 @@ def configure_parser(parser) -> None:
         help="cleaning policy: convert non-RGB images when reading (default) or drop them (R5)",
     )
     parser.add_argument("--drop-list", default=None, help="text file with one path or file name per line to leave out")
-    parser.add_argument("--workers", type=int, default=None, help="reader threads (default: CPU count + 4, at most 32)")
+    parser.add_argument("--workers", type=positive_int, default=None, help="reader threads (default: CPU count + 4, at most 32)")
     parser.add_argument("--no-plots", action="store_true", help="skip the plots")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
-        "--max-pixels", type=int, default=None,
+        "--max-pixels", type=positive_int, default=None,
         help="decompression-bomb limit in pixels per image (default: PIL's, about 89 megapixels)",
     )
     parser.add_argument(

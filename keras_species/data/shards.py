@@ -34,7 +34,6 @@ import io
 import json
 import math
 import os
-import sys
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -46,6 +45,7 @@ from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError
 
 SIDECAR = "shards.json"
 FORMAT = "keras-species-shards/1"
+STALE_PATTERN = "shard-?????-of-?????.tfrecord"  # the names write_shards gives
 
 
 # ---------------------------------------------------------------------------------- writing
@@ -139,11 +139,15 @@ def write_shards(
     if image_size is not None and image_size < 1:
         raise ValueError(f"image_size={image_size} (--image-size) must be at least 1, or left out "
                          "to keep every image's size")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers={workers} (--workers) must be at least 1")
     if not 1 <= quality <= 100:
         raise ValueError(f"quality={quality} (--quality) must be a JPEG quality from 1 to 100")
     if len(manifest) == 0:
         raise ManifestError("the manifest holds no images")
     out_dir = os.fspath(out_dir)
+    if tf.io.gfile.exists(out_dir) and not tf.io.gfile.isdir(out_dir):
+        raise NotADirectoryError(f"{out_dir} (--out) is a file: give a folder for the shards")
     tf.io.gfile.makedirs(out_dir)
     kinds, skipped = check_files(manifest.paths, workers)
     todo = [i for i in range(len(manifest)) if manifest.paths[i] not in skipped]
@@ -193,6 +197,12 @@ def write_shards(
     }
     with tf.io.gfile.GFile(out_dir.rstrip("/") + "/" + SIDECAR, "w") as f:
         f.write(json.dumps(doc, indent=1))
+    # shards of an earlier write into this folder (another count or data set) would be read too
+    stale = sorted(set(tf.io.gfile.glob(out_dir.rstrip("/") + "/" + STALE_PATTERN)) - set(files))
+    for path in stale:
+        tf.io.gfile.remove(path)
+    if stale:
+        warnings.warn(f"removed {len(stale)} shard file(s) of an earlier write from {out_dir}", stacklevel=2)
     if skipped:
         lines = "\n".join(f"  {p}: {r}" for p, r in skipped.items())
         warnings.warn(f"left {len(skipped)} unreadable image(s) out of the shards:\n{lines}", stacklevel=2)
@@ -200,22 +210,47 @@ def write_shards(
 
 
 # ---------------------------------------------------------------------------------- reading
-def _locate(pattern_or_dir: str) -> tuple[list[str], str]:
+def _locate(pattern_or_dir: str) -> tuple[list[str], dict]:
+    """The shard files to read and the sidecar describing them.
+
+    A folder means the files its ``shards.json`` lists (a ``.tfrecord`` it does not list, say one
+    left by another write, is not read); a glob pattern may pick some of them, and only those.
+    """
     import tensorflow as tf
 
     target = os.fspath(pattern_or_dir)
-    if tf.io.gfile.isdir(target):
-        folder = target.rstrip("/")
-        files = tf.io.gfile.glob(folder + "/*.tfrecord")
-    else:
-        folder = target.rsplit("/", 1)[0] if "/" in target else "."
-        files = tf.io.gfile.glob(target)
-    if not files:
-        raise FileNotFoundError(f"no shard files match {target!r}; write them with `keras-species shard`")
+    is_dir = tf.io.gfile.isdir(target)
+    folder = target.rstrip("/") if is_dir else (target.rsplit("/", 1)[0] if "/" in target else ".")
     sidecar = folder + "/" + SIDECAR
     if not tf.io.gfile.exists(sidecar):
+        if not is_dir and not tf.io.gfile.glob(target):
+            raise FileNotFoundError(f"no shard files match {target!r}; write them with `keras-species shard`")
         raise FileNotFoundError(f"{sidecar} is missing: it holds the class names written by write_shards")
-    return sorted(files), sidecar
+    with tf.io.gfile.GFile(sidecar) as f:
+        doc = json.load(f)
+    if doc.get("format") != FORMAT:
+        raise ManifestError(f"{sidecar} is not a keras-species shard description")
+    listed = [folder + "/" + s["file"] for s in doc["shards"]]
+    if is_dir:
+        missing = [f for f in listed if not tf.io.gfile.exists(f)]
+        if missing:
+            raise FileNotFoundError(
+                f"{len(missing)} shard file(s) listed in {sidecar} are missing, e.g. {missing[0]}; "
+                "write the shards again with `keras-species shard`"
+            )
+        return listed, doc
+    files = tf.io.gfile.glob(target)
+    if not files:
+        raise FileNotFoundError(f"no shard files match {target!r}; write them with `keras-species shard`")
+    names = {s["file"] for s in doc["shards"]}
+    foreign = [f for f in files if os.path.basename(f) not in names]
+    if foreign:
+        raise ManifestError(
+            f"{target!r} matches {len(foreign)} file(s) that {sidecar} does not list, e.g. {foreign[0]} "
+            "(left by another write?): their labels may belong to other classes; narrow the pattern "
+            "or pass the folder"
+        )
+    return sorted(files), doc
 
 
 def read_sidecar(pattern_or_dir: str | os.PathLike) -> dict:
@@ -230,14 +265,7 @@ def read_sidecar(pattern_or_dir: str | os.PathLike) -> dict:
     Example:
         >>> read_sidecar("gs://bucket/fish-shards")["class_names"]   # doctest: +SKIP
     """
-    import tensorflow as tf
-
-    _, sidecar = _locate(os.fspath(pattern_or_dir))
-    with tf.io.gfile.GFile(sidecar) as f:
-        doc = json.load(f)
-    if doc.get("format") != FORMAT:
-        raise ManifestError(f"{sidecar} is not a keras-species shard description")
-    return doc
+    return _locate(os.fspath(pattern_or_dir))[1]
 
 
 def _weight_table(doc: dict, mode) -> dict[str, float]:
@@ -321,8 +349,7 @@ def shard_dataset(
         to_uint8,
     )
 
-    files, _ = _locate(os.fspath(pattern_or_dir))
-    doc = read_sidecar(pattern_or_dir)
+    files, doc = _locate(os.fspath(pattern_or_dir))
     c = len(doc["class_names"])
     multilabel = bool(doc["multilabel"])
     soft = bool(label_smoothing) or batch_augment is not None
@@ -444,6 +471,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         >>> p.parse_args(["--out", "s"]).data
         'demo'
     """
+    from keras_species.config import positive_int
     from keras_species.data.sources import add_source_arguments
 
     add_source_arguments(parser)
@@ -452,7 +480,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="shrink so the longest side is at most N pixels (aspect kept); default: keep")
     parser.add_argument("--shard-size", type=int, default=1000, help="images per shard file (default 1000)")
     parser.add_argument("--quality", type=int, default=95, help="JPEG quality of re-encoded images (default 95)")
-    parser.add_argument("--workers", type=int, default=None, help="reader threads (default: up to 8)")
+    parser.add_argument("--workers", type=positive_int, default=None, help="reader threads (default: up to 8)")
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -462,7 +490,8 @@ def run_cli(args: argparse.Namespace) -> int:
         args: parsed by a parser set up with :func:`configure_parser`.
 
     Returns:
-        0 on success, 2 when the data cannot be read.
+        0 on success. Errors a user can fix are raised, and ``keras-species`` prints them
+        as one line with exit code 2 (:func:`keras_species.cli.main`).
 
     Example:
         >>> run_cli(argparse.Namespace(data="demo", out="shards", image_size=128,
@@ -471,13 +500,9 @@ def run_cli(args: argparse.Namespace) -> int:
     """
     from keras_species.data import sources
 
-    try:
-        manifest = sources.load(args.data, **sources.source_options(args))
-        files = write_shards(manifest, args.out, image_size=args.image_size,
-                             shard_size=args.shard_size, quality=args.quality, workers=args.workers)
-    except (ManifestError, FileNotFoundError, ValueError) as e:
-        print(f"keras-species shard: error: {e}", file=sys.stderr)
-        return 2
+    manifest = sources.load(args.data, **sources.source_options(args))  # errors: keras_species.cli
+    files = write_shards(manifest, args.out, image_size=args.image_size,
+                         shard_size=args.shard_size, quality=args.quality, workers=args.workers)
     doc = read_sidecar(args.out)
     print(f"wrote {doc['n_images']} of {len(manifest)} images ({manifest.summary()}) "
           f"to {len(files)} shard file(s) in {args.out}")

@@ -114,7 +114,7 @@ def test_bad_file_left_out(image_folder, tmp_path):
 
 
 @pytest.mark.parametrize("option, match", [({"image_size": 0}, "--image-size"), ({"quality": 0}, "--quality"),
-                                           ({"quality": 101}, "from 1 to 100")])
+                                           ({"quality": 101}, "from 1 to 100"), ({"workers": 0}, "--workers")])
 def test_settings_that_cannot_work_are_refused_before_any_work(image_folder, tmp_path, option, match):
     with pytest.raises(ValueError, match=match):
         write_shards(folder_manifest(image_folder), tmp_path / "s", **option)
@@ -137,5 +137,41 @@ def test_cli_writes_shards_of_a_folder(image_folder, tmp_path, capsys):
     assert run_cli(args) == 0
     assert "18 of 18 images" in capsys.readouterr().out
     assert read_sidecar(tmp_path / "out")["n_images"] == 18
-    bad = p.parse_args([str(tmp_path / "missing"), "--out", str(tmp_path / "o2")])
-    assert run_cli(bad) == 2
+
+
+def test_cli_errors_are_one_line_naming_the_input(image_folder, tmp_path, capsys):
+    from keras_species.cli import main
+
+    assert main(["shard", str(tmp_path / "missing"), "--out", str(tmp_path / "o2")]) == 2
+    assert capsys.readouterr().err.startswith(f"keras-species shard: {tmp_path / 'missing'}")
+    (tmp_path / "afile").write_text("x")
+    assert main(["shard", str(image_folder), "--out", str(tmp_path / "afile")]) == 2
+    assert "afile (--out) is a file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["shard", str(image_folder), "--out", str(tmp_path / "o3"), "--workers", "0"])
+    assert "--workers: '0' must be at least 1" in capsys.readouterr().err
+
+
+def test_a_second_write_replaces_the_first_and_only_listed_shards_are_read(image_folder, tmp_path):
+    import tensorflow as tf
+
+    m = folder_manifest(image_folder)
+    out = tmp_path / "s"
+    assert len(write_shards(m, out, shard_size=5)) == 4
+    one_class = m.subset(m.labels == 0)
+    with pytest.warns(UserWarning, match="removed 4 shard file"):
+        files = write_shards(one_class, out, shard_size=100)
+    assert sorted(p.name for p in out.glob("*.tfrecord")) == ["shard-00000-of-00001.tfrecord"] == [
+        Path(f).name for f in files]
+    (_, y), = batches(shard_dataset(out, 16, 64))
+    assert y.tolist() == [0] * len(one_class)
+    # a .tfrecord that shards.json does not list: not read from the folder, refused by a pattern
+    with tf.io.TFRecordWriter(str(out / "other.tfrecord")) as w:
+        w.write(b"not an example")
+    (_, y), = batches(shard_dataset(out, 16, 64))
+    assert len(y) == len(one_class)
+    with pytest.raises(ValueError, match=r"does not list, e.g. .*other.tfrecord"):
+        shard_dataset(str(out / "*.tfrecord"), 16, 64)
+    (out / "shard-00000-of-00001.tfrecord").unlink()
+    with pytest.raises(FileNotFoundError, match="listed in .*shards.json are missing"):
+        shard_dataset(out, 16, 64)
