@@ -405,8 +405,9 @@ def _read_drop_list(drop: str | os.PathLike | Iterable[str]) -> list[str]:
                 f"drop list {path} not found: pass a text file with one path or file name per line, "
                 "or a list of paths"
             )
-        with open(path, encoding="utf-8") as f:
-            lines = [ln.strip() for ln in f]
+        from keras_species.data.text import read_text
+
+        lines = [ln.strip() for ln in read_text(path).splitlines()]
         return [ln for ln in lines if ln and not ln.startswith("#")]
     return [os.fspath(d).strip() for d in drop if os.fspath(d).strip()]
 

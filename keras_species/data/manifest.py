@@ -8,6 +8,7 @@ names. Readers for folders, CSVs and iNat/COCO JSON live in :mod:`keras_species.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from collections.abc import Sequence
@@ -233,6 +234,13 @@ class Manifest:
         """
         path = os.fspath(path)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        if self.multilabel:
+            joined = [c for c in self.class_names if ";" in c]
+            if joined:
+                raise ManifestError(
+                    f"class name {joined[0]!r} holds ';', which separates the tags of a multi-label "
+                    "manifest CSV: rename the class, or save with to_json"
+                )
         cols = ["path", "labels"]
         if self.groups is not None:
             cols.append("group")
@@ -254,27 +262,45 @@ class Manifest:
     @classmethod
     def from_csv(cls, path: str | os.PathLike) -> Manifest:
         """Read a file written by :meth:`to_csv` (for arbitrary CSVs use ``sources.from_csv``)."""
+        from keras_species.data.text import read_text
+
         path = os.fspath(path)
-        with open(path, encoding="utf-8", newline="") as f:
-            first = f.readline()
-            if not first.startswith("# classes: "):
-                raise ManifestError(
-                    f"{path} is not a keras-species manifest CSV (no '# classes:' header); "
-                    "read it with keras_species.data.sources.from_csv instead"
-                )
-            head = first[len("# classes: "):]
-            names_json, _, flag = head.rpartition(" multilabel: ")
+        f = io.StringIO(read_text(path), newline="")
+        first = f.readline()
+        if not first.startswith("# classes: "):
+            raise ManifestError(
+                f"{path} is not a keras-species manifest CSV (no '# classes:' header); "
+                "read it with keras_species.data.sources.from_csv instead"
+            )
+        head = first[len("# classes: "):]
+        names_json, _, flag = head.rpartition(" multilabel: ")
+        try:
             class_names = json.loads(names_json)
             multilabel = json.loads(flag)
-            rows = list(csv.DictReader(f))
+        except json.JSONDecodeError:
+            raise ManifestError(
+                f"{path}: its first line {first.strip()!r} must read '# classes: [\"a\", ...] "
+                "multilabel: false' as keras-species wrote it; restore it"
+            ) from None
+        rows = list(csv.DictReader(f))
         index = {c: i for i, c in enumerate(class_names)}
+
+        def label_index(r: int, name: str) -> int:
+            if name not in index:
+                raise ManifestError(
+                    f"{path}, row {r + 3}: label {name!r} is not one of the classes in its first "
+                    f"line ({', '.join(map(repr, class_names))}); correct the label or add the class"
+                )
+            return index[name]
+
         if multilabel:
             labels = np.zeros((len(rows), len(class_names)), np.uint8)
             for r, row in enumerate(rows):
                 for name in filter(None, row["labels"].split(";")):
-                    labels[r, index[name]] = 1
+                    labels[r, label_index(r, name)] = 1
         else:
-            labels = np.array([index[row["labels"]] if row["labels"] else UNLABELLED for row in rows], np.int64)
+            labels = np.array([label_index(r, row["labels"]) if row["labels"] else UNLABELLED
+                               for r, row in enumerate(rows)], np.int64)
         return cls(
             paths=[row["path"] for row in rows],
             labels=labels,
@@ -305,9 +331,10 @@ class Manifest:
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> Manifest:
         """Read a file written by :meth:`to_json`."""
+        from keras_species.data.text import read_text
+
         path = os.fspath(path)
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
+        doc = json.loads(read_text(path))
         if doc.get("format") != "keras-species-manifest/1":
             raise ManifestError(f"{path} is not a keras-species manifest JSON")
         return cls(

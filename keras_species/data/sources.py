@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError
+from keras_species.data.text import read_text
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp")
 """File extensions read as images (case-insensitive)."""
@@ -244,8 +245,7 @@ def from_folder(
 # ---------------------------------------------------------------------------------- CSV
 def _read_csv_rows(path: str) -> tuple[list[str], list[dict[str, str]], int]:
     """Header and rows of a CSV (leading ``#`` comment lines skipped); returns the first data line."""
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        lines = f.read().splitlines()
+    lines = read_text(path).splitlines()
     skip = 0
     while skip < len(lines) and (lines[skip].startswith("#") or not lines[skip].strip()):
         skip += 1
@@ -553,6 +553,25 @@ def from_csv(
 
 
 # ---------------------------------------------------------------------------------- COCO / iNat
+def _coco_entries(doc: dict, key: str, required: dict[str, tuple[type, ...]], path: str) -> list[dict]:
+    """``doc[key]`` checked to be a list of objects with the ``required`` keys and value types."""
+    entries = doc.get(key) or []
+    if not isinstance(entries, list):
+        raise ManifestError(f"{path}: {key!r} must be a list of objects, not a {type(entries).__name__}")
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ManifestError(f"{path}: {key}[{i}] must be an object, not {entry!r}")
+        for name, types_ in required.items():
+            value = entry.get(name)
+            if not isinstance(value, types_) or isinstance(value, bool):
+                what = "has no" if value is None else f"has {value!r} as its"
+                raise ManifestError(
+                    f"{path}: {key}[{i}] {what} {name!r}; it needs one "
+                    f"({' or '.join(t.__name__ for t in types_)}), as iNat/COCO files give"
+                )
+    return entries
+
+
 def from_coco_json(
     path: str | os.PathLike,
     *,
@@ -584,8 +603,7 @@ def from_coco_json(
     """
     path = os.fspath(Path(path).expanduser().absolute())
     try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
+        doc = json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise ManifestError(f"{path} is not valid JSON: {e}") from e
     if not isinstance(doc, dict) or "images" not in doc or "categories" not in doc:
@@ -594,23 +612,31 @@ def from_coco_json(
             "'categories' lists"
         )
     base = Path(image_root).expanduser().absolute() if image_root is not None else Path(path).parent
-    cats = sorted(doc["categories"], key=lambda c: c["id"])
+    cats = _coco_entries(doc, "categories", {"id": (int, str)}, path)
+    if len({type(c["id"]) for c in cats}) > 1:
+        raise ManifestError(f"{path}: 'categories' ids mix numbers and strings: make them all one kind")
+    if not cats:
+        raise ManifestError(f"{path}: 'categories' is empty: a data set needs at least one class")
+    cats = sorted(cats, key=lambda c: c["id"])
     names = [str(c.get("name", c["id"])) for c in cats]
     counts: dict[str, int] = {}
     for n in names:
         counts[n] = counts.get(n, 0) + 1
     names = [n if counts[n] == 1 else f"{n} ({c['id']})" for n, c in zip(names, cats)]
     cat_index = {c["id"]: i for i, c in enumerate(cats)}
-    images = doc["images"]
+    images = _coco_entries(doc, "images", {"id": (int, str), "file_name": (str,)}, path)
     img_index = {}
     for i, im in enumerate(images):
         if im["id"] in img_index:
             raise ManifestError(f"{path}: image id {im['id']!r} appears twice in 'images'")
         img_index[im["id"]] = i
     tags: list[set[int]] = [set() for _ in images]
-    for a in doc.get("annotations", []) or []:
+    for a in _coco_entries(doc, "annotations", {}, path):
         if a.get("category_id") is None:
             continue
+        if "image_id" not in a:
+            raise ManifestError(f"{path}: annotation {a.get('id')!r} has no 'image_id': every "
+                                "annotation names the image it labels")
         if a["image_id"] not in img_index:
             raise ManifestError(f"{path}: annotation {a.get('id')!r} refers to unknown image id {a['image_id']!r}")
         if a["category_id"] not in cat_index:

@@ -214,6 +214,25 @@ def test_from_csv_non_ascii_and_spaces(tmp_path: Path) -> None:
     assert all(Path(p).is_file() for p in m.paths)
 
 
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_from_csv_with_a_byte_order_mark_is_read(tmp_path: Path, encoding: str) -> None:
+    _png(tmp_path / "Gründling" / "a.png")
+    (tmp_path / "l.csv").write_text("path,label\nGründling/a.png,Gründling\n", encoding=encoding)
+    with pytest.warns(UserWarning, match="single class"):
+        assert sources.from_csv(tmp_path / "l.csv").class_names == ["Gründling"]
+
+
+def test_a_text_file_that_is_not_utf8_is_named_with_the_fix(tmp_path: Path) -> None:
+    _png(tmp_path / "caf" / "a.png")
+    (tmp_path / "l.csv").write_bytes("path,label\ncaf/a.png,café\n".encode("cp1252"))
+    with pytest.raises(ManifestError, match=r"l.csv is not UTF-8 text \(byte 0xe9 on line 2\): re-save it as UTF-8"):
+        sources.from_csv(tmp_path / "l.csv")
+    m = Manifest([str(tmp_path / "caf" / "a.png")], np.array([0]), ["café"])
+    saved = tmp_path / "saved.json"
+    saved.write_bytes(b"\xef\xbb\xbf" + Path(m.to_json(tmp_path / "x.json")).read_bytes())  # Notepad's BOM
+    assert sources.load(saved).class_names == ["café"]
+
+
 # ------------------------------------------------------------------------- COCO / iNat JSON
 def _coco(tmp_path: Path, annotations: list[dict]) -> Path:
     doc = {
@@ -260,6 +279,25 @@ def test_from_coco_json_several_categories_is_multilabel(tmp_path: Path) -> None
     bad = _coco(tmp_path, [{"id": 1, "image_id": 10, "category_id": 5}])
     with pytest.raises(ManifestError, match="category id 5"):
         sources.from_coco_json(bad)
+
+
+@pytest.mark.parametrize(("change", "match"), [
+    (lambda d: d["images"][1].pop("file_name"), r"images\[1\] has no 'file_name'; it needs one \(str\)"),
+    (lambda d: d["images"][0].update(file_name=None), r"images\[0\] has no 'file_name'"),
+    (lambda d: d["images"][2].pop("id"), r"images\[2\] has no 'id'; it needs one \(int or str\)"),
+    (lambda d: d["categories"][0].pop("id"), r"categories\[0\] has no 'id'"),
+    (lambda d: d["categories"][0].update(id="907"), "ids mix numbers and strings"),
+    (lambda d: d.update(categories=[]), "'categories' is empty"),
+    (lambda d: d.update(images={"a": 1}), "'images' must be a list of objects, not a dict"),
+    (lambda d: d["annotations"][0].pop("image_id"), "annotation 1 has no 'image_id'"),
+])
+def test_from_coco_json_with_a_missing_key_names_the_entry(tmp_path: Path, change, match) -> None:
+    path = _coco(tmp_path, [{"id": 1, "image_id": 10, "category_id": 907}])
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ManifestError, match=match):
+        sources.from_coco_json(path)
 
 
 # ------------------------------------------------------------------------- load()

@@ -1,0 +1,27 @@
+"""read_text: UTF-8 with or without a BOM, UTF-16 with one, anything else named with the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from keras_species.data.manifest import ManifestError
+from keras_species.data.text import read_text
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be"])
+def test_the_encodings_editors_write_are_read(tmp_path: Path, encoding: str) -> None:
+    path = tmp_path / "t.txt"
+    data = "path,label\r\nä.jpg,Gründling\r\n".encode(encoding)
+    if encoding in ("utf-16-le", "utf-16-be"):  # with the byte-order mark an editor writes
+        data = ("\ufeff" + "path,label\r\nä.jpg,Gründling\r\n").encode(encoding)
+    path.write_bytes(data)
+    assert read_text(path) == "path,label\r\nä.jpg,Gründling\r\n"
+
+
+def test_windows_1252_is_named_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "drop.txt"
+    path.write_bytes("a.jpg\nb.jpg\nré.jpg\n".encode("cp1252"))
+    with pytest.raises(ManifestError, match=r"drop.txt is not UTF-8 text \(byte 0xe9 on line 3\)"):
+        read_text(path)
