@@ -108,19 +108,30 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".") or name.startswith("__MACOSX") or name == "Thumbs.db"
 
 
-def _image_files(folder: Path, exts: tuple[str, ...]) -> tuple[list[str], list[str], int]:
-    """Image files under ``folder`` (recursive, links followed), the other files, hidden count.
+def _image_files(folder: Path, exts: tuple[str, ...]) -> tuple[list[str], list[str], int, list[str]]:
+    """Image files under ``folder`` (recursive, links followed), the other files, hidden count,
+    and the folder links left out because they lead back to ``folder`` or above it (a loop, which
+    ``os.walk`` would follow until the path is too long) or to a folder already read.
 
     The per-file tests are spelled out (no ``os.path.join``/``splitext`` calls): listing is
     part of every first epoch, and those calls were most of its cost on large folders.
     """
     found: list[str] = []
     skipped: list[str] = []
+    loops: list[str] = []
     n_hidden = 0
+    real_folder = os.path.realpath(folder)
+    linked: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         n_hidden += sum(_is_hidden(d) for d in dirnames)
         dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
         prefix = dirpath + os.sep
+        for d in [d for d in dirnames if os.path.islink(prefix + d)]:
+            real = os.path.realpath(prefix + d)
+            if real in linked or real == real_folder or real_folder.startswith(real + os.sep):
+                dirnames.remove(d)
+                loops.append(prefix + d)
+            linked.add(real)
         for f in filenames:
             if _is_hidden(f):
                 n_hidden += 1
@@ -128,7 +139,7 @@ def _image_files(folder: Path, exts: tuple[str, ...]) -> tuple[list[str], list[s
             dot = f.rfind(".")  # -1: no extension (a leading dot was skipped as hidden above)
             (found if dot > 0 and f[dot:].lower() in exts else skipped).append(prefix + f)
     found.sort()
-    return found, skipped, n_hidden
+    return found, skipped, n_hidden, loops
 
 
 def _norm_exts(extensions: Iterable[str] | None) -> tuple[str, ...]:
@@ -201,9 +212,11 @@ def from_folder(
     class_names: list[str] = []
     empty: list[str] = []
     skipped: list[str] = []
+    loops: list[str] = []
     n_hidden = 0
     for name in class_dirs:
-        found, not_images, hidden = _image_files(root_path / name, exts)
+        found, not_images, hidden, class_loops = _image_files(root_path / name, exts)
+        loops.extend(class_loops)
         skipped.extend(not_images)
         n_hidden += hidden
         if not found:
@@ -217,6 +230,13 @@ def from_folder(
             f"skipped {len(skipped)} non-image files under {root_path} (extension not in "
             f"{', '.join(exts)}), e.g. {_names(skipped, 3)}"
             + (f"; also ignored {n_hidden} hidden files/folders" if n_hidden else ""),
+            stacklevel=2,
+        )
+    if loops:
+        warnings.warn(
+            f"did not follow {len(loops)} folder link(s) that lead back to their class folder or "
+            f"above it (a loop), or to a folder already read: {_names(loops, 3)}; their images "
+            "would be read again, under the wrong class",
             stacklevel=2,
         )
     if empty:

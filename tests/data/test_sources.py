@@ -97,6 +97,19 @@ def test_from_folder_only_empty_class_folders_is_an_error(tmp_path: Path) -> Non
             sources.from_folder(tmp_path / "d")
 
 
+def test_from_folder_does_not_follow_a_link_loop(tmp_path: Path) -> None:
+    for c in ("a", "b"):
+        _png(tmp_path / "d" / c / "x.png")
+    _png(tmp_path / "elsewhere" / "y.png")
+    os.symlink("..", tmp_path / "d" / "a" / "up")  # a loop: a/up/a/up/... and b under a
+    os.symlink(tmp_path / "elsewhere", tmp_path / "d" / "b" / "more")  # a real folder: followed
+    os.symlink(tmp_path / "elsewhere", tmp_path / "d" / "b" / "same")  # the same one again: not
+    with pytest.warns(UserWarning, match=r"did not follow 2 folder link\(s\).*a/up.*b/same"):
+        m = sources.from_folder(tmp_path / "d")
+    assert [os.path.relpath(p, tmp_path / "d") for p in m.paths] == ["a/x.png", "b/more/y.png", "b/x.png"]
+    assert m.labels.tolist() == [0, 1, 1]
+
+
 def test_from_folder_names_with_spaces_and_non_ascii(tmp_path: Path) -> None:
     _png(tmp_path / "d" / "pez espada" / "foto 1.png")
     _png(tmp_path / "d" / "Gründling" / "bild_ä.png")
