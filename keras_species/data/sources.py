@@ -98,6 +98,26 @@ def groups_from_regex(paths: Sequence[str], regex: str) -> list[str]:
     return groups
 
 
+def class_order(names: Iterable[str]) -> list[str]:
+    """Distinct class names in the order their indices take: sorted, numerically when every name
+    is a whole number (class ids ``0, 1, 2, 10`` keep index = id order, not ``0, 1, 10, 2``).
+
+    Args:
+        names: class names, repeats allowed.
+
+    Returns:
+        The distinct names, ordered.
+
+    Example:
+        >>> class_order(["10", "2", "0", "1", "2"]), class_order(["eel", "cod"])
+        (['0', '1', '2', '10'], ['cod', 'eel'])
+    """
+    distinct = set(names)
+    if distinct and all(re.fullmatch(r"[+-]?\d+", n) for n in distinct):
+        return sorted(distinct, key=lambda n: (int(n), n))
+    return sorted(distinct)
+
+
 def _names(items: Iterable, n: int = _SHOW) -> str:
     items = list(items)
     text = ", ".join(repr(str(x)) for x in items[:n])
@@ -157,7 +177,8 @@ def from_folder(
 ) -> Manifest:
     """Read a folder with one subfolder per class (``root/<class>/**/<image>``).
 
-    Class names are the subfolder names, sorted; images are found recursively inside each class
+    Class names are the subfolder names, sorted (numerically when all are whole numbers:
+    :func:`class_order`); images are found recursively inside each class
     folder. Hidden files and folders are ignored; files whose extension is not an image extension
     are skipped with one warning giving the count (``manifest.extra["skipped"]`` lists them).
     Class folders without images are warned about and are not classes. A single class is allowed
@@ -186,7 +207,7 @@ def from_folder(
         raise ManifestError(f"{root_path} is not a folder: give a folder with one subfolder per class")
     exts = _norm_exts(extensions)
     entries = sorted(os.listdir(root_path))
-    class_dirs = [e for e in entries if not _is_hidden(e) and (root_path / e).is_dir()]
+    class_dirs = class_order(e for e in entries if not _is_hidden(e) and (root_path / e).is_dir())
     top_images = [e for e in entries if not _is_hidden(e) and (root_path / e).is_file()
                   and os.path.splitext(e)[1].lower() in exts]
     if not class_dirs:
@@ -356,7 +377,7 @@ def from_csv(
         root: folder the relative paths are relative to.
         path_format: build the path from several columns, e.g. ``"{class}/{file}"``.
         class_names: the allowed classes in index order; a label outside it is an error listing
-            the rows. Default: the sorted distinct labels (or the class columns in CSV order).
+            the rows. Default: the distinct labels in :func:`class_order` (or the class columns in CSV order).
         on_missing: ``"error"`` (default) or ``"skip"`` rows whose file does not exist.
 
     Returns:
@@ -432,14 +453,14 @@ def from_csv(
     if label_col is not None:
         lcol = _find_column(header, label_col, (), "label", path)
         values = [r[lcol] for r in rows]
-        names = allowed if allowed is not None else sorted({v for v in values if v})
+        names = allowed if allowed is not None else class_order(v for v in values if v)
         index = {c: i for i, c in enumerate(names)}
         bad = [(line_of[i], v) for i, v in enumerate(values) if v and v not in index]
         labels = np.array([index.get(v, UNLABELLED) if v else UNLABELLED for v in values], np.int64)
     elif labels_col is not None:
         lcol = _find_column(header, labels_col, (), "labels", path)
         sets = [[t.strip() for t in r[lcol].split(";") if t.strip()] for r in rows]
-        names = allowed if allowed is not None else sorted({t for s in sets for t in s})
+        names = allowed if allowed is not None else class_order(t for s in sets for t in s)
         index = {c: i for i, c in enumerate(names)}
         labels = np.zeros((len(rows), len(names)), np.uint8)
         for i, tags in enumerate(sets):

@@ -217,6 +217,18 @@ def test_from_csv_missing_columns_are_named(image_folder: Path) -> None:
     assert m.class_names == ["cod"]
 
 
+def test_whole_number_class_names_take_their_numeric_order(tmp_path: Path) -> None:
+    for c in ("0", "1", "2", "10"):
+        _png(tmp_path / "d" / c / "x.png")
+    assert sources.from_folder(tmp_path / "d").class_names == ["0", "1", "2", "10"]
+    (tmp_path / "d" / "l.csv").write_text("path,label\n10/x.png,10\n2/x.png,2\n0/x.png,0\n1/x.png,1\n")
+    m = sources.from_csv(tmp_path / "d" / "l.csv")
+    assert m.class_names == ["0", "1", "2", "10"] and m.labels.tolist() == [3, 2, 0, 1]
+    (tmp_path / "d" / "t.csv").write_text("path,tags\n10/x.png,10;2\n2/x.png,1\n")
+    assert sources.from_csv(tmp_path / "d" / "t.csv").class_names == ["1", "2", "10"]
+    assert sources.class_order(["b10", "b2", "a"]) == ["a", "b10", "b2"]  # not all numbers: text order
+
+
 def test_from_csv_non_ascii_and_spaces(tmp_path: Path) -> None:
     _png(tmp_path / "d" / "pez espada" / "foto 1.png")
     _png(tmp_path / "d" / "Gründling" / "魚.png")
