@@ -64,7 +64,8 @@ def groups_from_regex(paths: Sequence[str], regex: str) -> list[str]:
     """Group id per path from a regex searched in the file name.
 
     The first capture group is the id (the whole match when the regex has none). A file name that
-    does not match becomes its own group (its path), with one warning giving the count.
+    does not match, or whose id comes out empty (an optional group), becomes its own group (its
+    path), with one warning giving the count.
 
     Args:
         paths: file paths.
@@ -81,21 +82,24 @@ def groups_from_regex(paths: Sequence[str], regex: str) -> list[str]:
         pattern = re.compile(regex)
     except re.error as e:
         raise ManifestError(f"group_regex {regex!r} is not a valid regular expression: {e}") from e
-    groups, misses = [], []
+    groups = []
     for p in paths:
         match = pattern.search(os.path.basename(p))
-        if match is None:
-            misses.append(p)
-            groups.append(p)
-        else:
-            groups.append(match.group(1) if pattern.groups else match.group(0))
+        groups.append((match.group(1) if pattern.groups else match.group(0)) if match else None)
+    return _own_groups_where_empty(groups, paths, f"group_regex {regex!r} matched no group in")
+
+
+def _own_groups_where_empty(groups: Sequence[str | None], paths: Sequence[str], what: str) -> list[str]:
+    """``groups`` with each empty or missing id replaced by the file's path (its own group), and
+    one warning giving the count: files without an id must not all fall into one group."""
+    misses = [p for g, p in zip(groups, paths) if not g]
     if misses:
         warnings.warn(
-            f"group_regex {regex!r} matched no group in {len(misses)} of {len(paths)} file names "
-            f"(e.g. {_names(misses)}); each of those files is its own group",
-            stacklevel=2,
+            f"{what} {len(misses)} of {len(paths)} file names (e.g. {_names(misses)}); each of "
+            "those files is its own group",
+            stacklevel=3,
         )
-    return groups
+    return [g if g else p for g, p in zip(groups, paths)]
 
 
 def class_order(names: Iterable[str]) -> list[str]:
@@ -577,7 +581,9 @@ def from_csv(
     if group_regex is not None:
         groups_out = groups_from_regex(kept_paths, group_regex)
     else:
-        groups_out = [groups[i] for i in idx] if groups is not None else None
+        groups_out = _own_groups_where_empty(
+            [groups[i] for i in idx], kept_paths, f"{path}: the group column {gcol!r} is empty for"
+        ) if groups is not None else None
     m = Manifest(
         paths=kept_paths,
         labels=labels[idx],
@@ -740,6 +746,17 @@ def _options_for(reader, kw: dict, source) -> dict:
     return kw
 
 
+def _only_group_regex(kw: dict, source, kind: str) -> None:
+    """A source whose paths and labels are fixed (the demo, a saved manifest) takes only
+    ``group_regex``; any other reading option would be silently ignored, so it is refused."""
+    unknown = sorted(set(kw) - {"group_regex"})
+    if unknown:
+        raise ManifestError(
+            f"{source} is read as {kind}, to which {_option_names(unknown)} do(es) not apply: "
+            f"leave it out (its paths and labels are fixed; only group_regex (--group-regex) applies)"
+        )
+
+
 def _option_names(names: Iterable[str]) -> str:
     """Reader options as a user may have given them: ``root (--root)``, ``extensions``."""
     flags = {"group_regex": "--group-regex", "path_format": "--path-format", "root": "--root",
@@ -775,6 +792,7 @@ def load(source: str | os.PathLike | Manifest, **kw) -> Manifest:
     if str(source) == "demo":
         from keras_species.data.demo import load_demo
 
+        _only_group_regex(kw, source, "the embedded demo set")
         m = load_demo()
         if group_regex:
             m.groups = groups_from_regex(m.paths, group_regex)
@@ -790,11 +808,13 @@ def load(source: str | os.PathLike | Manifest, **kw) -> Manifest:
     suffix = p.suffix.lower()
     if suffix in (".csv", ".tsv", ".txt"):
         if _is_manifest_csv(str(p)):
+            _only_group_regex(kw, source, "a saved manifest")
             m = Manifest.from_csv(p)
         else:
             return from_csv(p, **_options_for(from_csv, kw, source))
     elif suffix == ".json":
         if _is_manifest_json(str(p)):
+            _only_group_regex(kw, source, "a saved manifest")
             m = Manifest.from_json(p)
         else:
             if "root" in kw:  # one name on the command line for "where relative paths start"

@@ -370,6 +370,31 @@ def test_group_regex_without_match_makes_own_groups() -> None:
         sources.groups_from_regex(["a"], "(")
 
 
+@pytest.mark.parametrize("regex", [r"(x)?\d", r"z*"])
+def test_group_regex_matching_an_empty_id_makes_own_groups(regex: str) -> None:
+    paths = ["/a/fish_7_1.png", "/a/fish_8_2.png"]
+    with pytest.warns(UserWarning, match="matched no group in 2 of 2"):
+        assert sources.groups_from_regex(paths, regex) == paths  # not one group '' or 'None'
+
+
+def test_empty_group_column_cells_are_own_groups(image_folder: Path) -> None:
+    m = sources.from_folder(image_folder)
+    lines = ["path,label,site"] + [
+        f"{p},{m.class_names[y]},{'s1' if i < 2 else ''}" for i, (p, y) in enumerate(zip(m.paths[:5], m.labels))]
+    (image_folder / "l.csv").write_text("\n".join(lines) + "\n")
+    with pytest.warns(UserWarning, match=r"group column 'site' is empty for 3 of 5"):
+        g = sources.from_csv(image_folder / "l.csv", group_col="site").groups
+    assert g == ["s1", "s1"] + m.paths[2:5]
+
+
+def test_options_that_a_demo_or_saved_manifest_would_ignore_are_refused(tmp_path: Path) -> None:
+    saved = sources.load("demo").to_csv(tmp_path / "m.csv")
+    for source in ("demo", saved):
+        with pytest.raises(ManifestError, match=r"path_format \(--path-format\), root \(--root\) do\(es\) not apply"):
+            sources.load(source, root="/nowhere", path_format="{file}")
+        assert sources.load(source, group_regex=r"fish_(\d+)_").groups is not None
+
+
 # ------------------------------------------------------------------------- shared data
 @pytest.mark.shared_data
 def test_shared_aquarium_multilabel_csv(shared_data: Path) -> None:
