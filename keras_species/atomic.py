@@ -118,11 +118,49 @@ def commit(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
+def check_output_file(path: str | os.PathLike, flag: str | None = None) -> Path:
+    """Make sure ``path`` can take a file before the work that fills it: its folder is made, and
+    a ``path`` that is a folder, or a folder on its way that is a file, is named now (the final
+    ``os.replace`` would otherwise fail after the work, with an ``[Errno 21]`` that names no
+    option).
+
+    Args:
+        path: the output file.
+        flag: the command-line option that gave it (``"--out"``), named in the message.
+
+    Returns:
+        ``path`` as a Path.
+
+    Raises:
+        IsADirectoryError, NotADirectoryError: as above; ``PermissionError`` when the folder
+            cannot be made.
+
+    Example:
+        >>> check_output_file("results/predictions.csv", "--out")   # doctest: +SKIP
+        PosixPath('results/predictions.csv')
+    """
+    path = Path(path)
+    given = f"{path} ({flag})" if flag else str(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{given} is a folder: give a file name, e.g. {path / 'out.csv'}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(f"{given} cannot be written: {parent} is a file, not a folder")
+            break
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except PermissionError as err:
+        raise PermissionError(err.errno, f"{given} cannot be written: no permission to make "
+                              f"{path.parent}") from None
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A path to write ``path``'s new content to; it replaces ``path`` when the block ends well.
 
-    The folder is created if needed. If the block raises, the temporary file is removed and
+    The folder is created if needed (:func:`check_output_file`). If the block raises, the temporary file is removed and
     ``path`` is untouched. A block that writes nothing leaves ``path`` untouched too (a
     checkpoint that decided not to save).
 
@@ -136,8 +174,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         >>> with atomic_path(run_dir / "metrics.json") as tmp:   # doctest: +SKIP
         ...     tmp.write_text("{}")
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = check_output_file(path)
     tmp = temporary_path(path)
     try:
         yield tmp

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from keras_species.atomic import commit, temporary_path
+from keras_species.atomic import check_output_file, commit, temporary_path
 
 if TYPE_CHECKING:
     import keras
@@ -549,7 +549,7 @@ class _CsvWriter:
         self.multilabel, self.thresholds = multilabel, thresholds
         self.k = max(1, min(top_k, len(self.names)))
         self.all = all_probabilities
-        path.parent.mkdir(parents=True, exist_ok=True)
+        check_output_file(path, "--out")
         self.path, self.part = path, temporary_path(path)
         try:
             self.file = open(self.part, "w", newline="")

@@ -8,7 +8,12 @@ import sys
 
 import pytest
 
-from keras_species.atomic import atomic_path, remove_stale_temporaries, temporary_path
+from keras_species.atomic import (
+    atomic_path,
+    check_output_file,
+    remove_stale_temporaries,
+    temporary_path,
+)
 
 
 def test_temporary_path_is_a_hidden_sibling_that_keeps_the_suffix(tmp_path):
@@ -60,3 +65,15 @@ def test_remove_stale_temporaries_keeps_a_running_writers_file(tmp_path, dead_pi
         writer.kill()
         writer.wait()
     assert [p.name for p in remove_stale_temporaries(tmp_path / "best.keras")] == [f".best.tmp-{writer.pid}.keras"]
+
+
+def test_an_output_that_cannot_take_a_file_is_named_before_any_work(tmp_path):
+    assert check_output_file(tmp_path / "new" / "deeper" / "out.csv") == tmp_path / "new" / "deeper" / "out.csv"
+    assert (tmp_path / "new" / "deeper").is_dir()
+    with pytest.raises(IsADirectoryError, match=r"\(--out\) is a folder: give a file name, e.g. .*out.csv"):
+        check_output_file(tmp_path / "new", "--out")
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(NotADirectoryError, match=r"f/sub/out.csv cannot be written: .*f is a file"):
+        check_output_file(tmp_path / "f" / "sub" / "out.csv")
+    with pytest.raises(IsADirectoryError), atomic_path(tmp_path / "new") as tmp:
+        pytest.fail(f"the block ran: {tmp}")

@@ -127,6 +127,14 @@ def test_settings_that_would_not_apply_are_refused(model, folder, tmp_path):
     assert list(_read_csv(out)[0])[-3:] == [f"label_{len(NAMES)}", f"prob_{len(NAMES)}", "error"]
 
 
+def test_an_out_that_is_a_folder_fails_before_predicting(model, folder, tmp_path):
+    out = tmp_path / "results"
+    out.mkdir()
+    with pytest.raises(IsADirectoryError, match=r"results \(--out\) is a folder: give a file name"):
+        predict(model, folder, out=out)  # os.replace would refuse it after every prediction
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != folder.name) == ["results"]
+
+
 def test_model_paths_run_folder_and_saved_model_agree(model, folder, tmp_path):
     run = tmp_path / "run"
     run.mkdir()

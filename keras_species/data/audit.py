@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from keras_species.data.images import ImageInfo, needs_conversion, probe, read_image
-from keras_species.data.manifest import UNLABELLED, Manifest
+from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError
 
 POLICIES = ("convert", "drop_non_rgb")
 """Cleaning policies: keep non-RGB images (the pipeline converts them) or drop them (R5)."""
@@ -260,6 +260,11 @@ def audit(
         >>> audit(m, progress=False).majority_baseline                        # doctest: +SKIP
         1.0
     """
+    if len(manifest) == 0:
+        raise ManifestError(
+            f"{manifest.source or 'the manifest'} holds no images, so there is nothing to audit "
+            "(were all its rows skipped as missing files? check the paths or --root)"
+        )
     start = time.perf_counter()
     unique = list(dict.fromkeys(manifest.paths))
     workers = int(workers or min(32, (os.cpu_count() or 1) + 4))
@@ -793,6 +798,7 @@ def configure_parser(parser) -> None:
 
 def run_cli(args) -> int:
     """Run ``keras-species audit`` with parsed ``args``; returns the exit code (0 = done)."""
+    from keras_species.atomic import check_output_file
     from keras_species.data import sources
     from keras_species.data.images import set_max_pixels
     from keras_species.recipe import is_user_error
@@ -801,7 +807,13 @@ def run_cli(args) -> int:
         set_max_pixels(args.max_pixels)
     try:
         manifest = sources.load(args.data, **sources.source_options(args))
-        os.makedirs(args.out, exist_ok=True)  # before the scan: an output that cannot be made fails now
+        # before the scan: an output that cannot be made, or a drop list that cannot be read, fails now
+        if os.path.isfile(args.out):
+            raise NotADirectoryError(f"{args.out} (--out) is a file: give a folder for the report")
+        os.makedirs(args.out, exist_ok=True)
+        if args.clean_manifest:
+            check_output_file(args.clean_manifest, "--clean-manifest")
+        drop = _read_drop_list(args.drop_list) if args.drop_list else None
     except (ValueError, OSError) as e:
         if not is_user_error(e):
             raise  # from inside a library: the traceback may be needed
@@ -810,11 +822,7 @@ def run_cli(args) -> int:
     report = audit(manifest, None, workers=args.workers, progress=not args.no_progress)
     md = report.save(args.out, manifest, plots=not args.no_plots)
     print(report.summary())
-    try:
-        cleaned, dropped = clean(manifest, report, policy=args.policy, drop=args.drop_list)
-    except FileNotFoundError as e:
-        print(f"keras-species audit: {e}", file=sys.stderr)
-        return 2
+    cleaned, dropped = clean(manifest, report, policy=args.policy, drop=drop)
     emptied = cleaned.extra["cleaning"]["emptied_classes"]
     print(f"clean (policy {args.policy}{', drop list' if args.drop_list else ''}): "
           f"keeps {len(cleaned)}, drops {len(dropped)}"

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from keras_species.atomic import check_output_file
+
 UNLABELLED = -1
 """Label value of an image without a label (single-label manifests, e.g. R1's unlabelled set)."""
 
@@ -232,8 +234,7 @@ class Manifest:
 
         The file reloads with :meth:`Manifest.from_csv` and keeps class order in a header comment.
         """
-        path = os.fspath(path)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        path = os.fspath(check_output_file(path))
         if self.multilabel:
             joined = [c for c in self.class_names if ";" in c]
             if joined:
@@ -312,8 +313,7 @@ class Manifest:
 
     def to_json(self, path: str | os.PathLike) -> str:
         """Write the manifest as one JSON document (reload with :meth:`from_json`)."""
-        path = os.fspath(path)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        path = os.fspath(check_output_file(path))
         doc = {
             "format": "keras-species-manifest/1",
             "class_names": self.class_names,

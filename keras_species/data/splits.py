@@ -576,9 +576,11 @@ def run_cli(args: argparse.Namespace) -> int:
         >>> run_cli(p.parse_args(["demo", "--out", "split.csv"]))   # doctest: +SKIP
         0
     """
+    from keras_species.atomic import check_output_file
     from keras_species.data import sources
 
     try:
+        check_output_file(args.out, "--out")  # before reading: a bad --out fails now
         m = sources.load(args.data, **sources.source_options(args))
         if args.top_classes is not None:
             m = top_classes(m, fraction=args.top_classes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -322,3 +323,34 @@ def test_command_with_an_output_folder_that_cannot_be_made(image_folder, tmp_pat
     assert cli.main(["audit", str(image_folder), "--out", str(blocker / "audit")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("keras-species audit: ") and "a_file" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("extra", "match"), [
+    (["--drop-list", "{tmp}/missing.txt"], "drop list .*missing.txt not found"),
+    (["--clean-manifest", "{tmp}"], r"\(--clean-manifest\) is a folder: give a file name"),
+    (["--clean-manifest", "{tmp}/a_file/clean.csv"], r"\(--clean-manifest\) cannot be written: .*a_file is a file"),
+    (["--out", "{tmp}/a_file"], r"a_file \(--out\) is a file"),
+])
+def test_outputs_and_inputs_that_cannot_work_fail_before_the_scan(image_folder, tmp_path, capsys,
+                                                                   monkeypatch, extra, match):
+    from keras_species import cli
+    from keras_species.data import audit as audit_mod
+
+    (tmp_path / "a_file").write_text("x")
+    monkeypatch.setattr(audit_mod, "audit", lambda *a, **k: pytest.fail("scanned before failing"))
+    argv = ["audit", str(image_folder), "--out", str(tmp_path / "audit"), "--no-plots", "--no-progress"]
+    assert cli.main(argv + [e.format(tmp=tmp_path) for e in extra]) == 2
+    assert re.search(match, capsys.readouterr().err)
+
+
+def test_a_source_with_no_images_left_is_not_audited(tmp_path, capsys):
+    from keras_species import cli
+
+    listing = tmp_path / "list.csv"
+    listing.write_text("path,label\ngone.png,cod\nalso_gone.png,eel\n", encoding="utf-8")
+    with pytest.warns(UserWarning, match="skipped 2 rows"):
+        code = cli.main(["audit", str(listing), "--on-missing", "skip", "--out", str(tmp_path / "a"),
+                         "--no-plots", "--no-progress"])
+    assert code == 2
+    assert "holds no images, so there is nothing to audit" in capsys.readouterr().err
+    assert not (tmp_path / "a" / "audit.json").exists()

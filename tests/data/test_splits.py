@@ -211,6 +211,8 @@ def test_cli_split_image_folder_is_group_aware_and_prints_table(image_folder: Pa
     assert sorted(set(splits.load_split(out).splits)) == ["fold0", "fold1", "fold2"]
     assert _cli([str(tmp_path / "nowhere"), "--out", str(out)]) == 2
     assert "does not exist" in capsys.readouterr().err
+    assert _cli([str(image_folder), "--out", str(tmp_path)]) == 2
+    assert f"{tmp_path} (--out) is a folder: give a file name" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------- shared data
