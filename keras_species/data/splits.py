@@ -39,6 +39,9 @@ from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError
 
 DEFAULT_RATIOS = (0.7, 0.15, 0.15)
 DEFAULT_NAMES = ("train", "val", "test")
+RATIO_SUM_TOLERANCE = 0.01 + 1e-9
+"""How far ratios may sum from 1 (rounded to two decimals, as ``0.33 0.33 0.33``); they are
+rescaled to sum 1."""
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -46,10 +49,11 @@ def _check_ratios(ratios: Sequence[float], names: Sequence[str]) -> tuple[np.nda
     r = np.asarray(ratios, dtype=np.float64)
     if r.ndim != 1 or len(r) not in (2, 3):
         raise ManifestError(f"ratios must have 2 or 3 values (train, val[, test]), got {list(ratios)}")
-    if (r <= 0).any():
-        raise ManifestError(f"every ratio must be > 0, got {list(ratios)}")
-    if abs(r.sum() - 1.0) > 1e-6:
+    if not np.isfinite(r).all() or (r <= 0).any():
+        raise ManifestError(f"every ratio must be a number > 0, got {list(ratios)}")
+    if abs(r.sum() - 1.0) > RATIO_SUM_TOLERANCE:
         raise ManifestError(f"ratios must sum to 1, got {list(ratios)} (sum {r.sum():.4g})")
+    r = r / r.sum()  # rounded thirds (0.33 0.33 0.33) are meant as thirds
     if len(names) < len(r):
         raise ManifestError(f"{len(r)} ratios but only {len(names)} split names {list(names)}")
     names = [str(n) for n in names[: len(r)]]
@@ -543,14 +547,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     from keras_species.data.sources import add_source_arguments
 
     add_source_arguments(parser)
-    parser.add_argument("--ratios", type=float, nargs="+", default=list(DEFAULT_RATIOS),
-                        help="train val [test] ratios summing to 1 (default 0.7 0.15 0.15)")
     ga = parser.add_mutually_exclusive_group()
     ga.add_argument("--group-aware", dest="group_aware", action="store_true", default=None,
                     help="keep each group on one side (the default when the data has groups)")
     ga.add_argument("--no-group-aware", dest="group_aware", action="store_false",
                     help="ignore groups when splitting")
-    mode = parser.add_mutually_exclusive_group()
+    mode = parser.add_mutually_exclusive_group()  # --ratios applies only to the ratio split
+    mode.add_argument("--ratios", type=float, nargs="+", default=list(DEFAULT_RATIOS),
+                      help="train val [test] ratios summing to 1, within 0.01 (default 0.7 0.15 0.15)")
     mode.add_argument("--systematic", type=int, nargs=2, metavar=("K", "N"), default=None,
                       help="R1: first K of every N images per class (sorted by path) go to val")
     mode.add_argument("--kfold", type=int, metavar="K", default=None,
@@ -558,7 +562,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     mode.add_argument("--given", action="store_true", help="keep the split column given in the CSV")
     parser.add_argument("--top-classes", type=float, metavar="FRACTION", default=None,
                         help="R5: first keep only the most frequent FRACTION of classes (e.g. 0.1)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="random seed of the ratio split and --kfold (default 0)")
     parser.add_argument("--out", default="split.csv", help="CSV to write (default split.csv)")
 
 
@@ -585,18 +590,22 @@ def run_cli(args: argparse.Namespace) -> int:
         if args.top_classes is not None:
             m = top_classes(m, fraction=args.top_classes)
         group_aware = m.groups is not None if args.group_aware is None else args.group_aware
+        if args.seed is not None and (args.given or args.systematic is not None):
+            raise ManifestError(f"--seed does not apply to --{'given' if args.given else 'systematic'}, "
+                                "which draws nothing at random: leave it out")
+        seed = 0 if args.seed is None else args.seed
         if args.given:
             out, how = given_split(m), "given split"
         elif args.systematic is not None:
             k, n = args.systematic
             out, how = systematic_split(m, k=k, n=n), f"systematic: first {k} of every {n} per class -> val"
         elif args.kfold is not None:
-            out = assign_folds(m, args.kfold, seed=args.seed, group_aware=group_aware)
-            how = f"{args.kfold}-fold" + (" group-aware" if group_aware else "") + f", seed {args.seed}"
+            out = assign_folds(m, args.kfold, seed=seed, group_aware=group_aware)
+            how = f"{args.kfold}-fold" + (" group-aware" if group_aware else "") + f", seed {seed}"
         else:
-            out = stratified_split(m, args.ratios, seed=args.seed, group_aware=group_aware)
+            out = stratified_split(m, args.ratios, seed=seed, group_aware=group_aware)
             how = ("group-aware " if group_aware else "") + "stratified " + "/".join(
-                f"{r:g}" for r in args.ratios) + f", seed {args.seed}"
+                f"{r:g}" for r in args.ratios) + f", seed {seed}"
         path = save_split(out, args.out)
     except (ManifestError, OSError) as e:
         print(f"keras-species split: {e}", file=sys.stderr)

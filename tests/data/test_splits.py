@@ -70,6 +70,12 @@ def test_bad_ratios_and_single_class_are_clear_errors() -> None:
         splits.stratified_split(m, (0.7, 0.2, 0.2))
     with pytest.raises(ManifestError, match="2 or 3 values"):
         splits.stratified_split(m, (1.0,))
+    for bad in ((float("nan"), 0.5, 0.5), (0.5, float("inf"), 0.5), (1.2, -0.1, -0.1)):
+        with pytest.raises(ManifestError, match="every ratio must be a number > 0"):
+            splits.stratified_split(m, bad)
+    thirds = splits.stratified_split(m, (0.33, 0.33, 0.33), seed=0)  # rounded thirds: thirds
+    exact = splits.stratified_split(m, (1 / 3, 1 / 3, 1 / 3), seed=0)
+    assert thirds.splits == exact.splits
     one = Manifest(["/a.png", "/b.png", "/c.png"], np.zeros(3), ["cod"])
     for call in (lambda: splits.stratified_split(one), lambda: splits.kfold(one, 2),
                  lambda: splits.systematic_split(one)):
@@ -212,6 +218,12 @@ def test_cli_split_image_folder_is_group_aware_and_prints_table(image_folder: Pa
     assert _cli([str(tmp_path / "nowhere"), "--out", str(out)]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert _cli([str(image_folder), "--out", str(tmp_path)]) == 2
+    capsys.readouterr()
+    with pytest.raises(SystemExit):  # --ratios would be ignored by the other modes
+        _cli([str(image_folder), "--systematic", "1", "3", "--ratios", "0.5", "0.5", "--out", str(out)])
+    assert "argument --ratios: not allowed with argument --systematic" in capsys.readouterr().err
+    assert _cli([str(image_folder), "--systematic", "1", "3", "--seed", "3", "--out", str(out)]) == 2
+    assert "--seed does not apply to --systematic" in capsys.readouterr().err
     assert f"{tmp_path} (--out) is a folder: give a file name" in capsys.readouterr().err
 
 
