@@ -218,13 +218,12 @@ def test_cli_split_image_folder_is_group_aware_and_prints_table(image_folder: Pa
     assert _cli([str(tmp_path / "nowhere"), "--out", str(out)]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert _cli([str(image_folder), "--out", str(tmp_path)]) == 2
-    capsys.readouterr()
+    assert f"{tmp_path} (--out) is a folder: give a file name" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # --ratios would be ignored by the other modes
         _cli([str(image_folder), "--systematic", "1", "3", "--ratios", "0.5", "0.5", "--out", str(out)])
     assert "argument --ratios: not allowed with argument --systematic" in capsys.readouterr().err
     assert _cli([str(image_folder), "--systematic", "1", "3", "--seed", "3", "--out", str(out)]) == 2
     assert "--seed does not apply to --systematic" in capsys.readouterr().err
-    assert f"{tmp_path} (--out) is a folder: give a file name" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------- shared data
