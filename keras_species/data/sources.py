@@ -305,12 +305,25 @@ def _read_csv_rows(path: str) -> tuple[list[str], list[dict[str, str]], int]:
         delimiter = ","
     reader = csv.reader(lines[skip:], delimiter=delimiter)
     header = [h.strip() for h in next(reader)]
+    twice = sorted({h for h in header if h and header.count(h) > 1})
+    if twice:
+        raise ManifestError(f"{path}: column {twice[0]!r} appears more than once in the header; "
+                            "rename or remove the copies")
     rows = []
+    too_long = []
     for values in reader:
         if not any(v.strip() for v in values):
             rows.append(None)
             continue
+        if any(v.strip() for v in values[len(header):]):
+            too_long.append(skip + reader.line_num)
         rows.append({h: (values[i].strip() if i < len(values) else "") for i, h in enumerate(header)})
+    if too_long:
+        raise ManifestError(
+            f"{path}: {len(too_long)} row(s) hold more fields than the header's {len(header)} "
+            f"columns (line {', line '.join(map(str, too_long[:_SHOW]))}): a path or label that "
+            f"contains {delimiter!r} must be quoted, as in \"a{delimiter} b.jpg\""
+        )
     return header, rows, skip + 2
 
 
@@ -518,6 +531,9 @@ def from_csv(
 
     # --- resolve paths against root
     base = Path(root).expanduser().absolute() if root is not None else Path(path).parent
+    if os.sep == "/":  # a CSV written on Windows: img\cat\1.jpg
+        rel_paths = [p.replace("\\", "/") if "\\" in p and not os.path.isfile(os.path.join(base, p)) else p
+                     for p in rel_paths]
     abs_paths = [os.path.normpath(p if os.path.isabs(p) else os.path.join(base, p)) for p in rel_paths]
     exists = np.array([os.path.isfile(p) for p in abs_paths], bool)
     if root is None and not exists.all() and (base / "images").is_dir():

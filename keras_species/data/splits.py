@@ -416,8 +416,9 @@ def given_split(m: Manifest) -> Manifest:
 
     if m.splits is None:
         raise ManifestError(
-            f"{m.source or 'this data'} has no split column: add a 'split' column (train/val/test) "
-            "to the CSV (or pass split_col=...), or make a split with stratified_split"
+            f"{m.source or 'this data'} has no given split: only a CSV can carry one, in a 'split' "
+            "column (train/val/test; sources.from_csv(split_col=...) for another name); or make a "
+            "split by ratios instead (leave out --given; stratified_split in Python)"
         )
     splits = [normalise_split_name(s) for s in m.splits]
     unknown = sorted({s for s in splits if s not in DEFAULT_NAMES})

@@ -229,6 +229,28 @@ def test_whole_number_class_names_take_their_numeric_order(tmp_path: Path) -> No
     assert sources.class_order(["b10", "b2", "a"]) == ["a", "b10", "b2"]  # not all numbers: text order
 
 
+def test_from_csv_rows_that_do_not_fit_the_header_are_named(tmp_path: Path) -> None:
+    _png(tmp_path / "cat" / "a, b.png")
+    _png(tmp_path / "dog" / "c.png")
+    csv_path = tmp_path / "l.csv"
+    csv_path.write_text("# made by hand\npath,label\ndog/c.png,dog\ncat/a, b.png,cat\n")
+    with pytest.raises(ManifestError, match=r"1 row\(s\) hold more fields than the header's 2 columns \(line 4\).*quoted"):
+        sources.from_csv(csv_path)
+    csv_path.write_text('path,label\ndog/c.png,dog,\n"cat/a, b.png",cat\n')  # a trailing empty field is fine
+    assert sources.from_csv(csv_path).class_names == ["cat", "dog"]
+    csv_path.write_text("path,label,label\ndog/c.png,dog,cat\n")
+    with pytest.raises(ManifestError, match="column 'label' appears more than once"):
+        sources.from_csv(csv_path)
+
+
+def test_from_csv_written_on_windows_has_its_separators_read(tmp_path: Path) -> None:
+    _png(tmp_path / "img" / "cat" / "a.png")
+    _png(tmp_path / "img" / "dog" / "b.png")
+    (tmp_path / "l.csv").write_text("path,label\r\nimg\\cat\\a.png,cat\r\nimg\\dog\\b.png,dog\r\n")
+    m = sources.from_csv(tmp_path / "l.csv")
+    assert m.paths == [str(tmp_path / "img" / "cat" / "a.png"), str(tmp_path / "img" / "dog" / "b.png")]
+
+
 def test_from_csv_non_ascii_and_spaces(tmp_path: Path) -> None:
     _png(tmp_path / "d" / "pez espada" / "foto 1.png")
     _png(tmp_path / "d" / "Gründling" / "魚.png")
