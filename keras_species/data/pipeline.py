@@ -482,10 +482,16 @@ def class_balance_weights(
 
 # ---------------------------------------------------------------------------------- graph pieces
 def _size(image_size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(image_size, int | np.integer):
+    if isinstance(image_size, int | np.integer) and not isinstance(image_size, bool):
         return int(image_size), int(image_size)
-    h, w = image_size
-    return int(h), int(w)
+    try:
+        h, w = image_size
+        if int(h) == h and int(w) == w:
+            return int(h), int(w)
+    except (TypeError, ValueError):
+        pass
+    raise ValueError(f"image_size={image_size!r} must be a whole number or a (height, width) pair "
+                     "(--image-size N)")
 
 
 def check_resize(image_size: int | Sequence[int], resize: str) -> tuple[int, int]:

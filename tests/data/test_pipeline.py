@@ -62,6 +62,12 @@ def test_a_batch_size_that_cannot_work_is_refused(image_folder, batch_size):
     assert one(make_dataset(folder_manifest(image_folder), 24, np.int64(9)))[0][0].shape[0] == 9
 
 
+@pytest.mark.parametrize("size", [(32,), (32, 32, 3), "32", 32.5, True, (32, 2.5)])
+def test_an_image_size_that_is_not_a_size_is_named(image_folder, size):
+    with pytest.raises(ValueError, match=r"must be a whole number or a \(height, width\) pair"):
+        make_dataset(folder_manifest(image_folder), size, 4)
+
+
 def test_resize_pad_keeps_aspect_with_black_border(tmp_path):
     p = solid(tmp_path / "a" / "wide.png", (200, 100, 50), size=(40, 20))  # 2:1
     m = Manifest([str(p)], np.array([0]), ["a"])
