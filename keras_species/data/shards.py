@@ -340,6 +340,7 @@ def shard_dataset(
     from keras_species.data.pipeline import (
         RESIZE_RULE,
         check_resize,
+        decode_8bit,
         decode_calls,
         encode_labels,
         finish_dataset,
@@ -409,7 +410,7 @@ def shard_dataset(
     @tf.autograph.experimental.do_not_convert  # plain graph code: skip AutoGraph's tracing cost
     def load(record):
         ex = tf.io.parse_single_example(record, spec)
-        img = tf.io.decode_image(ex["image"], channels=3, expand_animations=False)
+        img = decode_8bit(ex["image"])
         img.set_shape([None, None, 3])
         img = to_uint8(resize_image(img, image_size, resize))
         idx = tf.sparse.to_dense(ex["label"])

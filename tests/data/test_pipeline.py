@@ -126,6 +126,25 @@ def test_classify_and_decode_special_files(tmp_path):
     np.testing.assert_allclose(centre[4], [1, 2, 3], atol=1)
 
 
+def test_jpegs_decode_to_the_pixels_pil_gives(tmp_path):
+    # predict reads with PIL: training must see the same pixels (TF's default DCT differs)
+    import tensorflow as tf
+
+    from keras_species.data.images import read_image
+    from keras_species.data.pipeline import decode_8bit
+
+    rng = np.random.default_rng(0)
+    arr = (rng.random((48, 64, 3)) * 255).astype(np.uint8)
+    Image.fromarray(arr).save(tmp_path / "noisy.jpg", quality=90)  # 4:2:0 chroma
+    data = tf.io.read_file(str(tmp_path / "noisy.jpg"))
+    np.testing.assert_array_equal(decode_8bit(data).numpy(), read_image(str(tmp_path / "noisy.jpg")))
+    fast = tf.io.decode_image(data, channels=3).numpy().astype(int)
+    assert np.abs(fast - read_image(str(tmp_path / "noisy.jpg")).astype(int)).max() > 0  # why it matters
+    m = Manifest([str(tmp_path / "noisy.jpg")], np.array([0]), ["a"])
+    (x, _), = one(make_dataset(m, (48, 64), 1, cache=False))
+    np.testing.assert_array_equal(x[0], read_image(str(tmp_path / "noisy.jpg")).astype(np.float32))
+
+
 @pytest.mark.parametrize(
     "names", [("plain.jpg", "rgba.png"), ("grey16.png", "rgba.png"), ("plain.jpg", "grey16.png")]
 )
