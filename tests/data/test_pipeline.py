@@ -319,8 +319,14 @@ def _decode_map_calls(ds) -> list[int]:
 
     graph = tf.compat.v1.GraphDef.FromString(ds._as_serialized_graph().numpy())
     nodes = {n.name: n for n in graph.node}
-    decoders = {f.signature.name for f in graph.library.function
-                if any(n.op == "DecodeImage" for n in f.node_def)}
+    functions = {f.signature.name: f for f in graph.library.function}
+
+    def decodes(f, seen=()) -> bool:  # itself, or through a branch of tf.cond (decode_8bit)
+        called = {a.func.name for n in f.node_def for a in n.attr.values() if a.func.name}
+        return any(n.op in ("DecodeImage", "DecodeJpeg") for n in f.node_def) or any(
+            decodes(functions[c], seen + (f.signature.name,)) for c in called - set(seen) if c in functions)
+
+    decoders = {name for name, f in functions.items() if decodes(f)}
     return [int(tf.make_ndarray(nodes[n.input[-1]].attr["value"].tensor))
             for n in graph.node if n.op == "ParallelMapDatasetV2" and n.attr["f"].func.name in decoders]
 
