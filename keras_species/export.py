@@ -29,8 +29,8 @@ Formats:
   does), output the ``[B, C]`` probabilities. ``quantize``: ``None`` (float32), ``"float16"``
   (float16 weights), ``"int8"``: dynamic-range (int8 weights, float activations) without
   ``representative_data``; full-integer (int8 weights and activations, float32 input/output
-  kept for a drop-in interface) with it. The label map goes to ``labels.json`` next to the
-  ``.tflite`` file; it is *not* written into the TFLite metadata (that needs the ``tflite-support``
+  kept for a drop-in interface) with it. The label map goes to ``<name>.labels.json`` next to
+  the ``.tflite`` file (:func:`tflite_labels_path`); it is *not* written into the TFLite metadata (that needs the ``tflite-support``
   metadata writers, which are not a dependency).
 """
 
@@ -415,8 +415,26 @@ def _write_tflite(
     data = _convert(converter, quantize, representative_data, size, count)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(data)
-    lmap.write_json(out.parent / LABELS_JSON)
+    lmap.write_json(tflite_labels_path(out))
     return out
+
+
+def tflite_labels_path(tflite: str | os.PathLike) -> Path:
+    """Where the label map of a ``.tflite`` file goes: ``<name>.labels.json`` beside it, so that
+    two models exported into one folder keep their own class names.
+
+    Args:
+        tflite: the ``.tflite`` file.
+
+    Returns:
+        The path of its label map.
+
+    Example:
+        >>> tflite_labels_path("exports/fish.tflite").name
+        'fish.labels.json'
+    """
+    tflite = Path(tflite)
+    return tflite.with_name(tflite.stem + ".labels.json")
 
 
 def _convert(converter, quantize: str | None, representative_data, size, count: int) -> bytes:

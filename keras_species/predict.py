@@ -210,6 +210,11 @@ def image_dataset(
         if not os.path.exists(inputs):
             raise FileNotFoundError(f"input {inputs} does not exist: pass an image, a folder or a CSV")
     size = check_resize(image_size, resize)
+    # the first path now, in Python: a CSV without a path column fails here with its message,
+    # not inside the dataset's generator (where TensorFlow wraps it in a traceback)
+    if next(iter(iter_image_paths(inputs)), None) is None:
+        warnings.warn(f"no images found in {inputs if isinstance(inputs, str) else 'the list given'}: "
+                      "nothing to predict", stacklevel=2)
 
     def load(path):
         img, err = tf.numpy_function(_read, [path], (tf.uint8, tf.string), stateful=False)

@@ -46,7 +46,7 @@ from keras_species.config import flag_help as _help
 from keras_species.terminal import is_own_code, use_short_warnings
 from keras_species.training.runs import RunFolder, list_runs
 
-RUN_CONTROL_FIELDS = ("out", "name", "resume", "verbose")
+RUN_CONTROL_FIELDS = ("out", "name", "resume", "overwrite", "verbose")
 """Fields a resumed run takes from the command line; every other setting comes from its folder."""
 
 
@@ -63,6 +63,8 @@ class RunSettings:
         name: the run's name (default: a timestamp).
         resume: continue the run ``--name`` (default: the latest run of the recipe) from its
             last finished epoch; its stored config is used.
+        overwrite: start the run ``--name`` over although its folder holds a run already
+            (without it, and without ``resume``, :func:`start_run` refuses such a folder).
         seed: seeds Python, NumPy, Keras, the split and the data order.
         deterministic: TensorFlow op determinism (slower).
         mixed_precision: ``auto`` (float16 on a GPU, off on a CPU), ``float16``, ``bfloat16``,
@@ -78,6 +80,11 @@ class RunSettings:
         default=False,
         metadata=_help("continue run --name (default: the latest run of this recipe) from its "
                        "last finished epoch, with its stored config"),
+    )
+    overwrite: bool = field(
+        default=False,
+        metadata=_help("start run --name over when that folder already holds a run (its model, "
+                       "history and results are replaced); without it such a run is refused"),
     )
     seed: int = field(default=42, metadata=_help("seed of Python, NumPy, Keras, split and data order"))
     deterministic: bool = field(default=False, metadata=_help("TensorFlow op determinism (slower)"))
@@ -192,8 +199,9 @@ mark it failed when the recipe stops with an error."""
 def start_run(recipe: str, config: Any) -> tuple[RunFolder, Any]:
     """Open the run folder, seed everything and write ``config.json``.
 
-    Without ``resume``: a new folder ``<out>/<recipe>/<name or timestamp>``; an existing folder
-    of that name is started over (its training files, split and results are removed). With
+    Without ``resume``: a new folder ``<out>/<recipe>/<name or timestamp>``. A folder of that
+    name that holds a run already (a ``config.json``) is refused, unless ``overwrite``: then it
+    is started over (its training files, split and results are removed; a new date). With
     ``resume``: the folder ``--name`` or, without a name, the latest run of the recipe under
     ``out``; its stored config replaces ``config`` except for :data:`RUN_CONTROL_FIELDS`, so a
     resumed run continues exactly the run it was (a differing setting is reported).
@@ -206,7 +214,8 @@ def start_run(recipe: str, config: Any) -> tuple[RunFolder, Any]:
         ``(run folder, the config in force)``.
 
     Raises:
-        RunSetupError: ``resume`` with no run to resume.
+        RunSetupError: ``resume`` with no run to resume, or a run already in folder ``name``
+            without ``resume`` or ``overwrite``.
 
     Example:
         >>> run, config = start_run("quickstart", QuickstartConfig(name="demo"))  # doctest: +SKIP
@@ -245,6 +254,15 @@ def start_run(recipe: str, config: Any) -> tuple[RunFolder, Any]:
         keep.update(name=run.path.name, resume=True)
         config = dataclasses.replace(stored, **keep)
     else:
+        existing = out / recipe / config.name / "config.json" if config.name else None
+        if existing is not None and existing.is_file():
+            if not getattr(config, "overwrite", False):
+                raise RunSetupError(
+                    f"{existing.parent} holds a run already: continue it with --resume, start it "
+                    "over with --overwrite (its model and results are replaced), or choose "
+                    "another --name"
+                )
+            existing.unlink()  # a run started over gets a new date
         run = RunFolder.create(recipe, name=config.name, root=out)
         for stale in ("split.csv", "metrics.json", "predictions.csv", "report.md"):
             (run.path / stale).unlink(missing_ok=True)

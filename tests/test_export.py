@@ -172,7 +172,7 @@ def test_tflite_parity(model, images, tmp_path, quantize):
     kw = {"quantize": "int8", "representative_data": images["folder"]} if quantize == "int8_full" \
         else {"quantize": quantize}
     path = export_model(model, tmp_path / f"tiny_{quantize}.tflite", format="tflite", **kw)
-    assert json.loads((tmp_path / "labels.json").read_text())["class_names"] == NAMES
+    assert json.loads((tmp_path / f"tiny_{quantize}.labels.json").read_text())["class_names"] == NAMES
     x = np.concatenate([images["same"], np.stack([_pipeline_resize(i) for i in images["big"]])])
     got = _run_tflite(path, x)
     diff = float(np.abs(got - _keras_probs(model, x)).max())
@@ -216,7 +216,7 @@ def test_export_from_a_run_folder_and_cli(model, tmp_path):
     assert cli.main(["export", str(run), "--format", "tflite", "--out",
                      str(tmp_path / "cli" / "m.tflite")]) == 0
     assert (tmp_path / "cli" / "m.tflite").stat().st_size > 0
-    assert (tmp_path / "cli" / "labels.json").is_file()
+    assert (tmp_path / "cli" / "m.labels.json").is_file()  # its own: a second model keeps its own
     assert cli.main(["export", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
 
 

@@ -127,6 +127,16 @@ def test_settings_that_would_not_apply_are_refused(model, folder, tmp_path):
     assert list(_read_csv(out)[0])[-3:] == [f"label_{len(NAMES)}", f"prob_{len(NAMES)}", "error"]
 
 
+def test_inputs_without_images_are_named_before_the_dataset_runs(model, tmp_path):
+    bad = tmp_path / "in.csv"
+    bad.write_text("foo,bar\n1,2\n")
+    with pytest.raises(ValueError, match=r"in.csv has no path column \(columns: \['foo', 'bar'\]\)"):
+        predict(model, bad)  # a ValueError of ours (one line on the command line), not TensorFlow's
+    (tmp_path / "empty").mkdir()
+    with pytest.warns(UserWarning, match="no images found in .*empty: nothing to predict"):
+        assert predict(model, tmp_path / "empty").count == 0
+
+
 def test_an_out_that_is_a_folder_fails_before_predicting(model, folder, tmp_path):
     out = tmp_path / "results"
     out.mkdir()

@@ -90,9 +90,17 @@ def test_start_run_new_resume_latest_and_by_name(tmp_path):
     with pytest.warns(UserWarning, match="--image-size"):
         run, resumed = start_run("toy", ToyConfig(out=tmp_path, name="a", resume=True, image_size=99))
     assert run.path == first.path and resumed.image_size == 32
-    # starting "a" again without --resume removes what the old run left
-    start_run("toy", ToyConfig(out=tmp_path, name="a"))
+    # starting "a" again without --resume is refused: it would replace a run's results
+    with pytest.raises(RunSetupError, match=r"holds a run already: continue it with --resume, start it over with --overwrite"):
+        start_run("toy", ToyConfig(out=tmp_path, name="a"))
+    assert (first.path / "split.csv").exists()
+    # with --overwrite it starts over: what the old run left is removed, and it gets a new date
+    old_date = json.loads(first.config_path.read_text())["created"]
+    json.dump({**json.loads(first.config_path.read_text()), "created": "2000-01-01T00:00:00"},
+              open(first.config_path, "w"))
+    start_run("toy", ToyConfig(out=tmp_path, name="a", overwrite=True))
     assert not (first.path / "split.csv").exists()
+    assert json.loads(first.config_path.read_text())["created"] >= old_date > "2000"
     assert {r["name"] for r in list_runs(tmp_path)} == {"a", "b"}
 
 
