@@ -200,8 +200,8 @@ def start_run(recipe: str, config: Any) -> tuple[RunFolder, Any]:
     """Open the run folder, seed everything and write ``config.json``.
 
     Without ``resume``: a new folder ``<out>/<recipe>/<name or timestamp>``. A folder of that
-    name that holds a run already (a ``config.json``) is refused, unless ``overwrite``: then it
-    is started over (its training files, split and results are removed; a new date). With
+    name that holds a run already (a ``config.json``) is refused, unless ``overwrite`` or the
+    run failed (the same command run again after a fix): then it is started over (its training files, split and results are removed; a new date). With
     ``resume``: the folder ``--name`` or, without a name, the latest run of the recipe under
     ``out``; its stored config replaces ``config`` except for :data:`RUN_CONTROL_FIELDS`, so a
     resumed run continues exactly the run it was (a differing setting is reported).
@@ -255,8 +255,9 @@ def start_run(recipe: str, config: Any) -> tuple[RunFolder, Any]:
         config = dataclasses.replace(stored, **keep)
     else:
         existing = out / recipe / config.name / "config.json" if config.name else None
+        failed = existing is not None and RunFolder(existing.parent).failure_path.is_file()
         if existing is not None and existing.is_file():
-            if not getattr(config, "overwrite", False):
+            if not (failed or getattr(config, "overwrite", False)):
                 raise RunSetupError(
                     f"{existing.parent} holds a run already: continue it with --resume, start it "
                     "over with --overwrite (its model and results are replaced), or choose "
