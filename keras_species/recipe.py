@@ -201,7 +201,8 @@ def start_run(recipe: str, config: Any) -> tuple[RunFolder, Any]:
 
     Without ``resume``: a new folder ``<out>/<recipe>/<name or timestamp>``. A folder of that
     name that holds a run already (a ``config.json``) is refused, unless ``overwrite`` or the
-    run failed (the same command run again after a fix): then it is started over (its training files, split and results are removed; a new date). With
+    run failed (the same command run again after a fix): then it is started over (its
+    training files, split and results are removed; a new date). With
     ``resume``: the folder ``--name`` or, without a name, the latest run of the recipe under
     ``out``; its stored config replaces ``config`` except for :data:`RUN_CONTROL_FIELDS`, so a
     resumed run continues exactly the run it was (a differing setting is reported).
