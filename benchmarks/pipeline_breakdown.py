@@ -34,7 +34,7 @@ import time
 import numpy as np
 
 # run as a script (python benchmarks/pipeline_breakdown.py), so benchmarks/ is on sys.path
-from pipeline_throughput import data_folder, data_parser
+from pipeline_throughput import data_folder, data_parser, malloc_settings
 
 ONE_CALL = "uint8, 1 call/core"
 ROWS = ("keras-like", ONE_CALL, "uint8 batches", "+ cache", "+ cache + float32", "make_dataset")
@@ -100,13 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = data_parser(__doc__.splitlines()[0], repeats=7).parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    malloc = malloc_settings()
     found = data_folder(args.data)
     if found is None:
         return 2
     folder, manifest = found
     n = len(manifest)
     print(f"data: {folder} ({n} images), image size {args.image_size}, batch {args.batch_size}, "
-          f"{os.cpu_count()} CPU cores, {args.repeats} interleaved repeats")
+          f"{os.cpu_count()} CPU cores, {args.repeats} interleaved repeats, malloc {malloc}")
 
     def one_pass(row: str) -> tuple[float, float, float]:
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -158,6 +159,25 @@ def data_folder(data: str | None):
     return folder, manifest
 
 
+def malloc_settings() -> str:
+    """Apply keras-species' malloc settings now, before any contender runs, and describe them.
+
+    The settings are process-wide and ``make_dataset`` applies them on its first call, so a
+    contender timed before it would run under other settings (see
+    ``keras_species.data.allocator``; ``KERAS_SPECIES_MALLOC=system`` runs all on glibc's own).
+
+    Returns:
+        ``"tuned"`` or ``"glibc defaults (<why>)"``, for the header line.
+
+    Example:
+        >>> malloc_settings() in ("tuned", "glibc defaults (not glibc)")   # doctest: +SKIP
+        True
+    """
+    from keras_species.data.allocator import tune_malloc, user_chose_malloc
+
+    return "tuned" if tune_malloc() else f"glibc defaults ({user_chose_malloc() or 'not glibc'})"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the table; returns the exit code (0 even when a target fails).
 
@@ -180,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     from keras_species.data import sources
     from keras_species.data.pipeline import make_dataset
 
+    malloc = malloc_settings()
     found = data_folder(args.data)
     if found is None:
         return 2
@@ -187,17 +208,20 @@ def main(argv: list[str] | None = None) -> int:
     size, batch = args.image_size, args.batch_size
     print(f"data: {folder} ({len(paths)} images), image size {size}, batch {batch}, "
           f"TF {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU cores, "
-          f"{max(1, args.repeats)} interleaved repeats")
+          f"{max(1, args.repeats)} interleaved repeats, malloc {malloc}")
 
     rates: dict[str, list[float]] = {}
     cpu: dict[str, float] = {}
+    faults: dict[str, list[float]] = {}
 
     def timed(name: str, fn) -> object:
+        f = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         t, c = time.perf_counter(), time.process_time()
         out, n = fn()
         wall, used = time.perf_counter() - t, time.process_time() - c
         rates.setdefault(name, []).append(n / wall)
         cpu[name] = min(cpu.get(name, float("inf")), 1000.0 * used / n)
+        faults.setdefault(name, []).append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f) / n)
         return out
 
     def ours(training: bool):
@@ -231,9 +255,10 @@ def main(argv: list[str] | None = None) -> int:
 
     best = {name: max(r) for name, r in rates.items()}
     width = max(map(len, best))
-    print(f"  {'':<{width}}  {'best img/s':>10}  {'median':>8}  {'CPU ms/image':>12}")
+    print(f"  {'':<{width}}  {'best img/s':>10}  {'median':>8}  {'CPU ms/image':>12}  {'faults/image':>12}")
     for name, r in rates.items():
-        print(f"  {name:<{width}}  {best[name]:10.0f}  {float(np.median(r)):8.0f}  {cpu[name]:12.3f}")
+        print(f"  {name:<{width}}  {best[name]:10.0f}  {float(np.median(r)):8.0f}  {cpu[name]:12.3f}  "
+              f"{float(np.median(faults[name])):12.1f}")
     print(f"  cached epoch yields the first epoch's pixels: {'yes' if same else 'NO'}")
     checks = [
         ("first epoch / bare", FIRST, BARE, 0.9),

@@ -201,6 +201,7 @@ def image_dataset(
     """
     import tensorflow as tf
 
+    from keras_species.data.allocator import tune_malloc
     from keras_species.data.pipeline import check_resize, dataset_options, resize_image, to_uint8
 
     if batch_size < 1:
@@ -210,12 +211,14 @@ def image_dataset(
         if not os.path.exists(inputs):
             raise FileNotFoundError(f"input {inputs} does not exist: pass an image, a folder or a CSV")
     size = check_resize(image_size, resize)
+    tune_malloc()  # as the training pipeline: freed batches stay in the process
     # the first path now, in Python: a CSV without a path column fails here with its message,
     # not inside the dataset's generator (where TensorFlow wraps it in a traceback)
     if next(iter(iter_image_paths(inputs)), None) is None:
         warnings.warn(f"no images found in {inputs if isinstance(inputs, str) else 'the list given'}: "
                       "nothing to predict", stacklevel=2)
 
+    @tf.autograph.experimental.do_not_convert  # plain graph code, as the training pipeline's
     def load(path):
         img, err = tf.numpy_function(_read, [path], (tf.uint8, tf.string), stateful=False)
         img = tf.reshape(img, tf.stack([tf.shape(img)[0], tf.shape(img)[1], 3]))

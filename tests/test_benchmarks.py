@@ -32,6 +32,7 @@ def test_pipeline_throughput_prints_ratios(tmp_path, capsys):
     assert "cached epoch yields the first epoch's pixels: yes" in out
     assert out.count("target >=") == 3
     assert out.count("x [") == 3  # the paired-by-round ratios with their range
+    assert "faults/image" in out and ", malloc " in out
 
 
 def test_pipeline_breakdown_prints_every_row(tmp_path, capsys):

@@ -419,6 +419,29 @@ def test_resize_antialiases_only_when_shrinking():
     assert to_uint8(tf.constant([0.0, 0.49, 0.5, 254.5, 255.0])).numpy().tolist() == [0, 0, 1, 255, 255]
 
 
+def test_to_uint8_rounds_half_up_and_clips_in_one_kernel():
+    import tensorflow as tf
+
+    from keras_species.data.pipeline import to_uint8
+
+    rng = np.random.default_rng(0)
+    halves = np.arange(0, 255.5, 0.5, dtype=np.float32)
+    near = np.arange(0.5, 255, 1, dtype=np.float32)
+    x = np.concatenate([
+        halves, (rng.random(200_000) * 255).astype(np.float32),
+        np.nextafter(near, np.float32(0)), np.nextafter(near, np.float32(300)),
+        np.float32([-3.0, -1e-6, 255.00002, 300.0]),
+    ]).astype(np.float32)
+    expected = np.clip(np.floor(x + np.float32(0.5)), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(to_uint8(tf.constant(x)).numpy(), expected)  # eager
+    np.testing.assert_array_equal(tf.function(to_uint8)(tf.constant(x)).numpy(), expected)
+    images = x[: x.size // 48 * 48].reshape(-1, 4, 4, 3)
+    got = np.concatenate([b.numpy() for b in tf.data.Dataset.from_tensor_slices(images)
+                          .map(to_uint8, num_parallel_calls=2).batch(64)])
+    np.testing.assert_array_equal(got.reshape(-1), expected[: got.size])  # in a tf.data map
+    assert to_uint8(tf.zeros((2, 3, 3))).dtype == tf.uint8
+
+
 @pytest.mark.parametrize("training", [False, True])
 def test_cached_epoch_reads_no_file(image_folder, training):
     m = folder_manifest(image_folder)
