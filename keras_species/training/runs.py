@@ -20,6 +20,7 @@ No TensorFlow import at module level: ``keras-species runs`` only reads JSON and
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime as _dt
 import json
 import os
@@ -107,6 +108,51 @@ def read_json(path: str | os.PathLike, default: Any = None) -> Any:
         return json.load(f)
 
 
+def read_json_object(path: str | os.PathLike) -> tuple[dict, str | None]:
+    """Read a JSON file that should hold an object, without raising on a damaged file.
+
+    ``keras-species runs`` lists every run even when one of its files is truncated, empty,
+    not UTF-8 or not a JSON object; this says why instead of raising.
+
+    Args:
+        path: the file.
+
+    Returns:
+        ``(object, None)`` when it reads, ``({}, None)`` when the file is absent, and
+        ``({}, reason)`` when it cannot be read, ``reason`` one short line such as
+        ``"not valid JSON (Expecting value at line 1 column 9)"``.
+
+    Example:
+        >>> read_json_object("runs/quickstart/demo/metrics.json")  # doctest: +SKIP
+        ({'test': {'accuracy': 0.81}}, None)
+    """
+    path = Path(path)
+    if not path.exists():
+        return {}, None
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as err:
+        return {}, f"not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start})"
+    except OSError as err:  # a folder of that name, no permission, an I/O error
+        return {}, f"cannot be read ({err.strerror or type(err).__name__})"
+    if not text.strip():
+        return {}, "empty file"
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        return {}, f"not valid JSON ({err.msg} at line {err.lineno} column {err.colno})"
+    if not isinstance(data, dict):
+        return {}, f"holds a JSON {_json_type(data)}, not an object"
+    return data, None
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type (``array``, ``string``, ``number``...)."""
+    names = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
 def _versions() -> dict[str, str]:
     out = {"python": sys.version.split()[0]}
     for dist in ("keras-species", "keras", "tensorflow", "numpy", "scikit-learn"):
@@ -126,7 +172,7 @@ class RunFolder:
     Example:
         >>> run = RunFolder.create("quickstart", name="demo", root=tmp_path)  # doctest: +SKIP
         >>> run.write_config(config)  # doctest: +SKIP
-        >>> run.best_model_path.name
+        >>> run.best_model_path.name  # doctest: +SKIP
         'best.keras'
     """
 
@@ -275,17 +321,59 @@ class RunFolder:
         for name in (BACKUP, CHECKPOINTS, TENSORBOARD):
             shutil.rmtree(self.path / name, ignore_errors=True)
 
-    def summary(self) -> dict:
-        """One row of ``list_runs``: recipe, date, name, backbone, settings, status, test scores."""
-        cfg = self.read_config()
-        conf = cfg.get("config") or {}
-        test = (self.read_metrics().get("test") or {}) if self.metrics_path.is_file() else {}
-        state = self.read_state()
-        history = self.read_history()
-        failure = self.read_failure()
-        if state.get("finished"):
+    def summary(self, root: str | os.PathLike | None = None) -> dict:
+        """One row of ``list_runs``: run folder, recipe, date, backbone, settings, status, scores.
+
+        A file that cannot be read (truncated, empty, not UTF-8, not a JSON object) does not
+        raise: the row gets status ``unreadable`` and ``problem`` names the file and why, and
+        the other columns show what the readable files hold.
+
+        Args:
+            root: the folder the runs are listed from; ``run`` is the run folder relative to it
+                (default, or when the run folder is ``root`` itself: the folder's name).
+
+        Returns:
+            A dict: run, path, recipe, date, name (the config's), backbone, settings, status
+            (``done``, ``failed``, ``stopped``, ``new`` or ``unreadable``), error (of a failed
+            run), problem (of an unreadable one), epochs, test_accuracy, test_micro_f1,
+            test_top5.
+
+        Example:
+            >>> RunFolder("runs/quickstart/demo").summary("runs")["run"]  # doctest: +SKIP
+            'quickstart/demo'
+        """
+        problems: list[str] = []
+
+        def read(path: Path) -> dict:
+            data, reason = read_json_object(path)
+            if reason:
+                problems.append(f"{path.name}: {reason}")
+            return data
+
+        def member(data: dict, key: str, file: str) -> dict:
+            value = data.get(key)
+            if value is None:
+                return {}
+            if not isinstance(value, dict):
+                problems.append(f"{file}: {key!r} holds a JSON {_json_type(value)}, not an object")
+                return {}
+            return value
+
+        cfg = read(self.config_path)
+        conf = member(cfg, "config", CONFIG)
+        test = member(read(self.metrics_path), "test", METRICS)
+        state = read(self.state_path)
+        failure = read(self.failure_path)
+        try:
+            history = self.read_history()
+        except (OSError, ValueError, TypeError, csv.Error) as err:  # UnicodeDecodeError is a ValueError
+            problems.append(f"{HISTORY}: cannot be read ({' '.join(str(err).split()) or type(err).__name__})")
+            history = []
+        if problems:
+            status = "unreadable"
+        elif state.get("finished"):
             status = "done"
-        elif failure:
+        elif failure or self.failure_path.exists():
             status = "failed"
         elif history or state:
             status = "stopped"
@@ -298,48 +386,77 @@ class RunFolder:
                 if isinstance(value, list):
                     value = "x".join(str(v) for v in value)
                 settings.append(f"{key}={value}")
+        recipe = cfg.get("recipe")
         return {
+            "run": self.run_id(root),
             "path": str(self.path),
-            "recipe": cfg.get("recipe", self.path.parent.name),
-            "date": cfg.get("created", ""),
+            "recipe": recipe if isinstance(recipe, str) and recipe else self.path.parent.name,
+            "date": str(cfg.get("created") or ""),
             "name": cfg.get("name", self.path.name),
             "backbone": conf.get("backbone") or conf.get("arch") or "",
             "settings": " ".join(settings),
             "status": status,
             "error": failure.get("error"),
+            "problem": "; ".join(problems) or None,
             "epochs": len(history),
             "test_accuracy": test.get("accuracy", test.get("exact_match")),
             "test_micro_f1": test.get("f1_micro", test.get("micro_f1")),
             "test_top5": test.get("top5_accuracy"),
         }
 
+    def run_id(self, root: str | os.PathLike | None = None) -> str:
+        """The run folder relative to ``root``, the name that tells two runs apart.
+
+        Args:
+            root: the runs folder (or a recipe folder) the run lies under.
+
+        Returns:
+            ``"<recipe>/<name>"`` for ``root="runs"``, ``"<name>"`` for a recipe folder; the
+            folder's own name when ``root`` is None, the run folder itself or not above it.
+
+        Example:
+            >>> RunFolder("runs/quickstart/demo").run_id("runs")
+            'quickstart/demo'
+        """
+        if root is not None:
+            try:
+                relative = self.path.relative_to(root)
+            except ValueError:
+                relative = None
+            if relative is not None and relative.parts:
+                return relative.as_posix()
+        return self.path.name
+
 
 def list_runs(root: str | os.PathLike = "runs") -> list[dict]:
     """Every run folder under ``root`` (any depth; a folder with a ``config.json`` naming a
-    recipe), one summary dict each, sorted by date (oldest first).
+    recipe, or one that cannot be read), one summary dict each, sorted by date (oldest first).
 
     Args:
         root: the runs folder, a recipe folder, or one run folder.
 
     Returns:
-        ``RunFolder.summary()`` dicts: path, recipe, date, name, backbone, settings, status
-        (``done``, ``failed``, ``stopped`` or ``new``), error (of a failed run, else None),
-        epochs, test_accuracy, test_micro_f1, test_top5.
+        ``RunFolder.summary(root)`` dicts: run (the folder relative to ``root``), path, recipe,
+        date, name, backbone, settings, status (``done``, ``failed``, ``stopped``, ``new`` or
+        ``unreadable``), error (of a failed run, else None), problem (of an unreadable run: the
+        file and why, else None), epochs, test_accuracy, test_micro_f1, test_top5. A run with
+        a damaged ``config.json`` is listed too (without a date, so first).
 
     Example:
-        >>> [r["name"] for r in list_runs("runs")]  # doctest: +SKIP
-        ['20250101-120000', 'demo']
+        >>> [r["run"] for r in list_runs("runs")]  # doctest: +SKIP
+        ['quickstart/20250101-120000', 'quickstart/demo']
     """
     root = Path(root)
     if not root.exists():
         return []
     found = []
     for cfg in sorted(root.rglob(CONFIG)):
-        if BACKUP in cfg.parts or TENSORBOARD in cfg.parts:
+        inside = cfg.relative_to(root).parts  # not the parts of root: it may lie under a "backup"
+        if BACKUP in inside or TENSORBOARD in inside:
             continue
-        data = read_json(cfg, {})
-        if isinstance(data, dict) and "recipe" in data:
-            found.append(RunFolder(cfg.parent).summary())
+        data, reason = read_json_object(cfg)
+        if reason or "recipe" in data:  # a damaged config.json is listed, as "unreadable"
+            found.append(RunFolder(cfg.parent).summary(root))
     return sorted(found, key=lambda r: (r["date"], r["path"]))
 
 
@@ -352,8 +469,9 @@ def _cell(value: Any) -> str:
 
 
 def format_runs(rows: list[dict]) -> str:
-    """The runs as one plain-text table (recipe, date, name, backbone, status, epochs, settings,
-    test accuracy, micro-F1, top-5), then the error of each failed run.
+    """The runs as one plain-text table (recipe, date, run folder, backbone, status, epochs,
+    test accuracy, micro-F1, top-5, settings), then the error of each failed run and the file
+    that could not be read of each unreadable run, one line each.
 
     Args:
         rows: ``list_runs`` output.
@@ -369,7 +487,7 @@ def format_runs(rows: list[dict]) -> str:
     columns = [
         ("recipe", "recipe"),
         ("date", "date"),
-        ("name", "name"),
+        ("run", "run"),
         ("backbone", "backbone"),
         ("status", "status"),
         ("epochs", "epochs"),
@@ -395,8 +513,18 @@ def format_runs(rows: list[dict]) -> str:
         lines += ["", "failed runs (failed.json in the run folder):"]
         for r in failed:
             error = " ".join(str(r["error"]).split())
-            lines.append(f"  {r['recipe']}/{r['name']}: {error[:150]}{' ...' if len(error) > 150 else ''}")
+            lines.append(f"  {_row_id(r)}: {error[:150]}{' ...' if len(error) > 150 else ''}")
+    unreadable = [r for r in rows if r.get("problem")]
+    if unreadable:
+        lines += ["", "unreadable runs (a file in the run folder is damaged; the row shows the rest):"]
+        for r in unreadable:
+            lines.append(f"  {_row_id(r)}: {' '.join(str(r['problem']).split())}")
     return "\n".join(lines)
+
+
+def _row_id(row: dict) -> str:
+    """A row's run folder (rows made before ``run`` existed: recipe/name)."""
+    return str(row.get("run") or f"{row.get('recipe')}/{row.get('name')}")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

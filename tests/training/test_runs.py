@@ -84,7 +84,7 @@ def test_list_runs_table_and_cli(tmp_path, capsys):
 
     table = format_runs(rows)
     lines = table.splitlines()
-    assert lines[0].split()[:4] == ["recipe", "date", "name", "backbone"]
+    assert lines[0].split()[:4] == ["recipe", "date", "run", "backbone"]
     assert "0.948" in lines[3] and "convnext_tiny" in lines[3] and "2025-02-01 10:00" in lines[3]
     assert "0.771" in lines[4]
     assert format_runs([]) == "no runs found"
@@ -98,6 +98,79 @@ def test_list_runs_table_and_cli(tmp_path, capsys):
     assert [r["name"] for r in json.loads(capsys.readouterr().out)] == ["a"]
     assert main(["runs", str(tmp_path / "rnus")]) == 2  # a typo is not "no runs"
     assert "rnus is not a folder" in capsys.readouterr().err
+
+
+def test_runs_are_told_apart_by_folder(tmp_path, capsys):
+    root = tmp_path / "runs"
+    for folder, created in (("first", "2025-01-01T09:00:00"), ("second", "2025-01-02T09:00:00")):
+        run = _fake_run(root, "quickstart", folder, created, {"accuracy": 0.5})
+        config = run.read_config()
+        write_json(run.config_path, {**config, "name": "demo"})  # the same name in both configs
+
+    rows = list_runs(root)
+    assert [r["run"] for r in rows] == ["quickstart/first", "quickstart/second"]
+    assert [r["name"] for r in rows] == ["demo", "demo"]  # the config's name is kept in the rows
+    assert [r["run"] for r in list_runs(root / "quickstart")] == ["first", "second"]
+    assert [r["run"] for r in list_runs(root / "quickstart" / "first")] == ["first"]
+
+    from keras_species.cli import main
+
+    assert main(["runs", str(root)]) == 0
+    body = capsys.readouterr().out.splitlines()[2:]
+    assert [line.split()[3] for line in body] == ["quickstart/first", "quickstart/second"]
+
+
+def test_list_runs_under_a_folder_named_backup(tmp_path):
+    root = tmp_path / "backup" / "runs"  # only backup/ *inside* a run folder is skipped
+    _fake_run(root, "quickstart", "a", "2025-01-01T09:30:00")
+    assert [r["run"] for r in list_runs(root)] == ["quickstart/a"]
+
+
+DAMAGED = {
+    "truncated": b'{"recipe": "quickstart", "crea',
+    "empty": b"",
+    "not utf-8": b"\xff\xfe{\x00}",
+    "an array": b"[1, 2]",
+}
+
+
+@pytest.mark.parametrize("file", ["config.json", "metrics.json", "state.json", "failed.json"])
+@pytest.mark.parametrize("damage", list(DAMAGED))
+def test_list_runs_goes_on_past_a_damaged_file(tmp_path, capsys, file, damage):
+    root = tmp_path / "runs"
+    _fake_run(root, "quickstart", "good", "2025-01-01T09:30:00", {"accuracy": 0.81})
+    bad = _fake_run(root, "quickstart", "bad", "2025-01-02T09:30:00", {"accuracy": 0.7})
+    (bad.path / file).write_bytes(DAMAGED[damage])
+    reason = {"truncated": "not valid JSON", "empty": "empty file", "not utf-8": "not UTF-8",
+              "an array": "holds a JSON array, not an object"}[damage]
+
+    rows = {r["run"]: r for r in list_runs(root)}
+    assert rows["quickstart/good"]["status"] == "done" and rows["quickstart/good"]["problem"] is None
+    assert rows["quickstart/bad"]["status"] == "unreadable"
+    assert rows["quickstart/bad"]["problem"].startswith(f"{file}: {reason}")
+    assert rows["quickstart/bad"]["epochs"] == 2  # what could be read is still shown
+
+    from keras_species.cli import main
+
+    assert main(["runs", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "Traceback" not in out and "quickstart/good" in out
+    footer = out.split("unreadable runs")[1].splitlines()[1:]
+    assert len(footer) == 1 and footer[0].startswith(f"  quickstart/bad: {file}: {reason}")
+    assert main(["runs", str(root), "--json"]) == 0
+    by_run = {r["run"]: r for r in json.loads(capsys.readouterr().out)}
+    assert by_run["quickstart/bad"]["status"] == "unreadable"
+
+
+def test_list_runs_damaged_history_and_members(tmp_path):
+    root = tmp_path / "runs"
+    run = _fake_run(root, "quickstart", "a", "2025-01-01T09:30:00")
+    run.history_path.write_bytes(b"epoch,phase\n1,\xff\n")
+    run.write_metrics({"test": [0.5]})
+    row = list_runs(root)[0]
+    assert row["status"] == "unreadable" and row["epochs"] == 0
+    assert row["problem"].startswith("metrics.json: 'test' holds a JSON array, not an object; history.csv:")
+    assert len(format_runs([row]).split("unreadable runs")[1].splitlines()) == 2  # one line
 
 
 SCRIPT = textwrap.dedent(
