@@ -5,7 +5,8 @@ checkpoints, metrics, predictions, cached features and weights) goes through :fu
 so a killed or failed run leaves either the previous file or the new one, never a truncated one.
 The temporary sibling is named ``.{stem}.tmp-{pid}{suffix}`` in the same folder (``os.replace``
 is atomic only within one file system), keeping the suffix because Keras checks it
-(``.keras``, ``.weights.h5``).
+(``.keras``, ``.weights.h5``). A folder written as a whole (an exported SavedModel) goes through
+:func:`atomic_folder` the same way: it is written complete beside its target, then moved in.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,7 +100,10 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
         if not pid.isdigit() or process_running(int(pid)):
             continue  # not a name temporary_path gives, or its writer is still at work
         with contextlib.suppress(FileNotFoundError):
-            os.remove(stale)
+            if os.path.isdir(stale) and not os.path.islink(stale):  # from atomic_folder
+                shutil.rmtree(stale)
+            else:
+                os.remove(stale)
             removed.append(Path(stale))
     return removed
 
@@ -118,7 +123,9 @@ def commit(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
-def check_output_file(path: str | os.PathLike, flag: str | None = None) -> Path:
+def check_output_file(
+    path: str | os.PathLike, flag: str | None = None, example: str = "out.csv"
+) -> Path:
     """Make sure ``path`` can take a file before the work that fills it: its folder is made, and
     a ``path`` that is a folder, or a folder on its way that is a file, is named now (the final
     ``os.replace`` would otherwise fail after the work, with an ``[Errno 21]`` that names no
@@ -127,6 +134,7 @@ def check_output_file(path: str | os.PathLike, flag: str | None = None) -> Path:
     Args:
         path: the output file.
         flag: the command-line option that gave it (``"--out"``), named in the message.
+        example: a file name the message suggests inside a ``path`` that is a folder.
 
     Returns:
         ``path`` as a Path.
@@ -142,7 +150,13 @@ def check_output_file(path: str | os.PathLike, flag: str | None = None) -> Path:
     path = Path(path)
     given = f"{path} ({flag})" if flag else str(path)
     if path.is_dir():
-        raise IsADirectoryError(f"{given} is a folder: give a file name, e.g. {path / 'out.csv'}")
+        raise IsADirectoryError(f"{given} is a folder: give a file name, e.g. {path / example}")
+    _make_parent(path, given)
+    return path
+
+
+def _make_parent(path: Path, given: str) -> None:
+    """Make ``path``'s folder, naming a file on the way or a folder that cannot be made."""
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
@@ -153,6 +167,40 @@ def check_output_file(path: str | os.PathLike, flag: str | None = None) -> Path:
     except PermissionError as err:
         raise PermissionError(err.errno, f"{given} cannot be written: no permission to make "
                               f"{path.parent}") from None
+
+
+def check_output_folder(
+    path: str | os.PathLike, flag: str | None = None, example: str | None = None
+) -> Path:
+    """The folder counterpart of :func:`check_output_file`, before the work that fills ``path``:
+    a ``path`` that is a file, or a folder on its way that is a file, is named now, and the
+    folder that will hold it is made. Whether an existing folder may be replaced is the
+    caller's decision (:func:`atomic_folder` refuses a non-empty one unless told to replace it).
+
+    Args:
+        path: the output folder.
+        flag: the command-line option that gave it (``"--out"``), named in the message.
+        example: a folder name the message suggests instead of a file (default
+            ``<name>_folder`` beside it).
+
+    Returns:
+        ``path`` as a Path.
+
+    Raises:
+        FileExistsError: ``path`` is a file. NotADirectoryError, PermissionError: as in
+            :func:`check_output_file`.
+
+    Example:
+        >>> check_output_folder("exports/fish_savedmodel", "--out")   # doctest: +SKIP
+        PosixPath('exports/fish_savedmodel')
+    """
+    path = Path(path)
+    given = f"{path} ({flag})" if flag else str(path)
+    if path.exists() and not path.is_dir():
+        suggestion = example or str(path.with_name(f"{path.stem}_folder"))
+        raise FileExistsError(f"{given} is a file, and a folder is written there: give a folder "
+                              f"name, e.g. {suggestion}")
+    _make_parent(path, given)
     return path
 
 
@@ -182,3 +230,66 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             commit(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for dirpath, _, filenames in os.walk(folder):
+        for name in filenames:
+            with open(os.path.join(dirpath, name), "rb") as f:
+                os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike, *, replace: bool = False) -> Iterator[Path]:
+    """A folder to write ``path``'s new content to; it takes ``path``'s place when the block
+    ends well, so ``path`` never holds a half-written or mixed set of files.
+
+    The new folder is the hidden sibling :func:`temporary_path` names. When the block ends well
+    its files are flushed to disk and it is renamed to ``path``. An existing ``path`` (only with
+    ``replace=True`` unless it is empty) is first renamed aside and deleted once the new folder
+    is in place; if the block raises, the new folder is deleted and ``path`` is untouched.
+    Temporary folders that killed processes left beside ``path`` are deleted first
+    (:func:`remove_stale_temporaries`).
+
+    Args:
+        path: the target folder.
+        replace: replace a ``path`` that holds files; without it such a folder is refused
+            before the block runs (an empty folder is always taken).
+
+    Yields:
+        The empty temporary folder.
+
+    Raises:
+        FileExistsError: ``path`` holds files and ``replace`` is False, or ``path`` is a file.
+
+    Example:
+        >>> with atomic_folder("exports/fish_savedmodel") as tmp:   # doctest: +SKIP
+        ...     tf.saved_model.save(module, str(tmp))
+    """
+    path = check_output_folder(path)
+    if not replace and path.is_dir() and any(path.iterdir()):
+        raise FileExistsError(f"{path} holds files already: choose a new or empty folder")
+    remove_stale_temporaries(path)
+    tmp = temporary_path(path)
+    if tmp.is_dir():  # this process's own, from a block that was interrupted
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        yield tmp
+        _fsync_tree(tmp)
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            if old.exists():  # left by an earlier process of this id that was killed here
+                shutil.rmtree(old)
+            os.replace(path, old)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                os.replace(old, path)  # put the earlier folder back
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -32,6 +32,15 @@ Formats:
   kept for a drop-in interface) with it. The label map goes to ``<name>.labels.json`` next to
   the ``.tflite`` file (:func:`tflite_labels_path`); it is *not* written into the TFLite metadata (that needs the ``tflite-support``
   metadata writers, which are not a dependency).
+
+The model is checked before Keras reads it (:func:`resolve_model_path`, :func:`check_model_file`):
+a ``.tflite``, a ``config.json``, an image or a weights-only ``.h5`` given as the model is named
+with what to pass instead, in one line. ``out`` is checked before the model is loaded
+(:func:`check_export_out`), and every output appears complete or not at all: files (``.keras``,
+``.tflite`` and its labels) go through :func:`keras_species.atomic.atomic_path` and replace an
+earlier file; a SavedModel is written to a hidden sibling folder and moved in complete
+(:func:`keras_species.atomic.atomic_folder`). An existing SavedModel at ``out`` is replaced only
+with ``overwrite=True`` (``--overwrite``); a folder holding anything else is refused.
 """
 
 from __future__ import annotations
@@ -46,6 +55,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from keras_species.atomic import atomic_folder, atomic_path, check_output_file, check_output_folder
+
 if TYPE_CHECKING:
     import keras
 
@@ -56,6 +67,8 @@ __all__ = [
     "QUANTIZE",
     "ExportError",
     "check_keras_archive",
+    "check_export_out",
+    "check_model_file",
     "configure_parser",
     "export_model",
     "is_saved_model",
@@ -95,18 +108,48 @@ def is_saved_model(path: PathLike) -> bool:
     return p.is_dir() and (p / "saved_model.pb").is_file()
 
 
-def resolve_model_path(path: PathLike) -> Path:
+def _accepted(saved_model: bool) -> str:
+    """What a model path may be, for the messages."""
+    if saved_model:
+        return ("a .keras file, a SavedModel folder written by keras-species export, or a run "
+                "folder (its best.keras)")
+    return "a .keras file or a run folder (its best.keras)"
+
+
+def _enclosing_model_folder(path: Path) -> tuple[Path, str] | None:
+    """``(folder, "SavedModel"|"run")`` when ``path`` lies in one (up to two levels up)."""
+    for folder in list(path.parents)[:2]:
+        if is_saved_model(folder):
+            return folder, "SavedModel"
+        if (folder / BEST_MODEL).is_file():
+            return folder, "run"
+    return None
+
+
+def _inside_fix(folder: Path, kind: str, saved_model: bool) -> str:
+    """What to pass instead of a path inside a run or SavedModel ``folder``."""
+    if kind == "run":
+        return f"pass the run folder {folder} itself (its {BEST_MODEL} is read)"
+    if saved_model:
+        return f"pass the SavedModel folder {folder} itself"
+    return "export works from the Keras model: pass the .keras file or the run folder it came from"
+
+
+def resolve_model_path(path: PathLike, *, saved_model: bool = True) -> Path:
     """The model file or folder that ``path`` names: a ``.keras`` file, a SavedModel folder, or a
-    run folder (its ``best.keras``).
+    run folder (its ``best.keras``), checked before Keras or TensorFlow reads it
+    (:func:`check_model_file`).
 
     Args:
         path: a ``.keras``/``.h5`` file, a SavedModel folder or a run folder.
+        saved_model: whether a SavedModel folder is accepted (``predict`` reads one; ``export``
+            works from the Keras model it came from).
 
     Returns:
-        The ``.keras`` file or the SavedModel folder.
+        The ``.keras`` (or legacy ``.h5``) file or the SavedModel folder.
 
     Raises:
-        ExportError: nothing usable at ``path``.
+        ExportError: nothing usable at ``path``; the message says what it is and what to pass.
 
     Example:
         >>> resolve_model_path("runs/r1/demo")  # doctest: +SKIP
@@ -114,21 +157,96 @@ def resolve_model_path(path: PathLike) -> Path:
     """
     p = Path(path)
     if p.is_file():
+        check_model_file(p, saved_model=saved_model)
         return p
-    if is_saved_model(p):
-        return p
+    if not is_saved_model(p) and (p / BEST_MODEL).is_file():  # a run folder
+        check_model_file(p / BEST_MODEL, saved_model=saved_model)
+        return p / BEST_MODEL
+    for candidate in (p, p / "saved_model"):  # a SavedModel, or a run folder holding one
+        if is_saved_model(candidate):
+            if not saved_model:
+                raise ExportError(
+                    f"{candidate} is a SavedModel; export works from the Keras model: pass the "
+                    ".keras file or the run folder it came from"
+                )
+            return candidate
     if p.is_dir():
-        if (p / BEST_MODEL).is_file():
-            return p / BEST_MODEL
-        if is_saved_model(p / "saved_model"):
-            return p / "saved_model"
         kinds = sorted(q.name for q in p.glob("*.keras"))
         hint = f" It holds {', '.join(kinds)}: pass one of them." if kinds else ""
+        inside = _enclosing_model_folder(p)
+        if inside is not None and not hint:
+            folder, kind = inside
+            hint = f" It lies inside the {kind} folder {folder}: {_inside_fix(folder, kind, saved_model)}."
         raise ExportError(
             f"{p} is neither a SavedModel folder (no saved_model.pb) nor a run folder "
             f"(no {BEST_MODEL}).{hint}"
         )
-    raise ExportError(f"model {p} does not exist: pass a .keras file, a SavedModel or a run folder")
+    raise ExportError(f"model {p} does not exist: pass {_accepted(saved_model)}")
+
+
+def check_model_file(path: PathLike, *, saved_model: bool = True) -> None:
+    """Refuse a file that is not a Keras model before Keras reads it, saying what it is.
+
+    Keras answers any other file (a ``.tflite``, a ``config.json``, an image) with a traceback
+    ending in "File format not supported", and a weights-only ``.weights.h5`` with "No model
+    config found". A ``.keras`` file is checked by :func:`check_keras_archive`; an ``.h5``/``.hdf5``
+    file must be HDF5 and hold a model config (a legacy Keras model, which Keras still reads).
+
+    Args:
+        path: the file given as the model.
+        saved_model: whether the message may suggest a SavedModel folder (see
+            :func:`resolve_model_path`).
+
+    Raises:
+        ExportError: ``path`` is no Keras model file; the message names it and what to pass.
+
+    Example:
+        >>> check_model_file("exports/fish.tflite")  # doctest: +SKIP
+        ExportError: model exports/fish.tflite is a TFLite model, which keras-species does not read: ...
+    """
+    from keras_species.data.images import is_image_file
+
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".keras":
+        check_keras_archive(p)
+        return
+    if suffix in (".h5", ".hdf5"):
+        _check_h5_model(p, saved_model)
+        return
+    accepted = _accepted(saved_model)
+    inside = _enclosing_model_folder(p)
+    if inside is not None:
+        folder, kind = inside
+        fix = _inside_fix(folder, kind, saved_model)
+        raise ExportError(f"model {p} is a file inside the {kind} folder {folder}: {fix}")
+    if suffix == ".tflite":
+        what = "is a TFLite model, which keras-species does not read"
+        fix = "pass the .keras file or the run folder it was exported from"
+    elif is_image_file(p):
+        what, fix = "is an image, not a model", f"pass {accepted}"
+    else:
+        kind = f"a {suffix} file" if suffix else "a file without an extension"
+        what, fix = f"is {kind}, not a Keras model", f"pass {accepted}"
+    raise ExportError(f"model {p} {what}: {fix}")
+
+
+def _check_h5_model(p: Path, saved_model: bool) -> None:
+    """Refuse an ``.h5`` file that is not HDF5, or that holds weights but no model."""
+    import h5py
+
+    if not h5py.is_hdf5(p):
+        size = p.stat().st_size
+        what = "is empty (0 bytes)" if size == 0 else f"is not an HDF5 file ({size} bytes; truncated?)"
+        raise ExportError(f"model {p} {what}: a legacy Keras .h5 model is an HDF5 file; copy it "
+                          f"again, or pass {_accepted(saved_model)}")
+    with h5py.File(p, "r") as f:
+        has_model = "model_config" in f.attrs
+    if not has_model:
+        raise ExportError(
+            f"model {p} holds weights only (no model config): pass the .keras file saved with "
+            "it, or build the model and call model.load_weights on it"
+        )
 
 
 def load_keras_model(model_or_path: keras.Model | PathLike) -> keras.Model:
@@ -141,7 +259,8 @@ def load_keras_model(model_or_path: keras.Model | PathLike) -> keras.Model:
         The ``keras.Model``.
 
     Raises:
-        ExportError: a SavedModel folder (export from the ``.keras`` it came from) or a bad path.
+        ExportError: a SavedModel folder (export from the ``.keras`` it came from), a file that
+            is not a Keras model, or a bad path (:func:`resolve_model_path`).
 
     Example:
         >>> model = load_keras_model("runs/r1/demo")  # doctest: +SKIP
@@ -152,13 +271,7 @@ def load_keras_model(model_or_path: keras.Model | PathLike) -> keras.Model:
 
     if isinstance(model_or_path, keras.Model):
         return model_or_path
-    path = resolve_model_path(model_or_path)
-    if is_saved_model(path):
-        raise ExportError(
-            f"{path} is a SavedModel; export works from the Keras model: pass the .keras file or "
-            "the run folder it came from"
-        )
-    check_keras_archive(path)
+    path = resolve_model_path(model_or_path, saved_model=False)
     return keras.saving.load_model(path, safe_mode=True)
 
 
@@ -336,7 +449,7 @@ def _serving_module(model: keras.Model, lmap: LabelMap, size: tuple[int, int]):
     return module
 
 
-def _write_saved_model(model, lmap, size, out: Path) -> Path:
+def _write_saved_model(model, lmap, size, out: Path, replace: bool) -> Path:
     import tensorflow as tf
 
     module = _serving_module(model, lmap, size)
@@ -346,8 +459,9 @@ def _write_saved_model(model, lmap, size, out: Path) -> Path:
         "serve_float": module.serve_float.get_concrete_function(),
         "metadata": module.metadata.get_concrete_function(),
     }
-    tf.saved_model.save(module, os.fspath(out), signatures=signatures)
-    lmap.write_json(out / LABELS_JSON)
+    with atomic_folder(out, replace=replace) as tmp:
+        tf.saved_model.save(module, os.fspath(tmp), signatures=signatures)
+        lmap.write_json(tmp / LABELS_JSON)
     return out
 
 
@@ -413,9 +527,10 @@ def _write_tflite(
     frozen = convert_variables_to_constants_v2(probabilities.get_concrete_function())
     converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
     data = _convert(converter, quantize, representative_data, size, count)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(data)
-    lmap.write_json(tflite_labels_path(out))
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(data)
+    with atomic_path(tflite_labels_path(out)) as tmp:
+        lmap.write_json(tmp)
     return out
 
 
@@ -462,6 +577,66 @@ def _convert(converter, quantize: str | None, representative_data, size, count: 
 
 
 # ------------------------------------------------------------------------------------ export_model
+def check_export_out(out: PathLike, format: str, *, overwrite: bool = False) -> Path:
+    """Check where :func:`export_model` writes, before the model is loaded or converted.
+
+    A ``.keras`` or ``.tflite`` file must end in its suffix; an existing one is replaced whole
+    when the new one is complete (:func:`keras_species.atomic.atomic_path`), as every file the
+    library writes. A SavedModel is a folder, written beside ``out`` and moved in complete
+    (:func:`keras_species.atomic.atomic_folder`), so files of two exports never mix: ``out``
+    may be new or empty; an existing SavedModel there is replaced only with ``overwrite``; a
+    folder holding anything else, or a file, is refused (``overwrite`` never deletes what is
+    not a SavedModel).
+
+    Args:
+        out: the file or folder to write.
+        format: ``"keras"``, ``"saved_model"`` or ``"tflite"``.
+        overwrite: replace an existing SavedModel folder (``--overwrite``).
+
+    Returns:
+        ``out`` as a Path; its parent folder exists.
+
+    Raises:
+        ExportError: a name that does not fit the format, or a folder that would be mixed.
+        OSError: ``out`` cannot be written (a folder in place of a file, a file on its way);
+            the message names it.
+
+    Example:
+        >>> check_export_out("exports/fish.tflite", "tflite")  # doctest: +SKIP
+        PosixPath('exports/fish.tflite')
+    """
+    out = Path(out)
+    if format in ("keras", "tflite"):
+        suffix = f".{format}"
+        if out.suffix != suffix:
+            kind = "a Keras archive" if format == "keras" else "a TFLite file"
+            raise ExportError(f"out={out}: {kind} must end in {suffix}")
+        check_output_file(out, "--out", example=f"model{suffix}")
+        if format == "tflite":
+            check_output_file(tflite_labels_path(out), "--out")
+        return out
+    if out.suffix in (".keras", ".tflite"):
+        raise ExportError(
+            f"out={out} ends in {out.suffix}, but format is saved_model (the default of --format), "
+            f"which writes a folder: add --format {out.suffix[1:]}, or give a folder name"
+        )
+    check_output_folder(out, "--out", example=str(out.with_name(f"{out.stem}_savedmodel")))
+    if out.is_dir() and any(out.iterdir()):
+        if not is_saved_model(out):
+            names = sorted(q.name for q in out.iterdir())
+            shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+            raise ExportError(
+                f"{out} (--out) is a folder holding other files ({shown}), not a SavedModel: "
+                "give a new or empty folder for the SavedModel (--overwrite replaces only a SavedModel)"
+            )
+        if not overwrite:
+            raise ExportError(
+                f"{out} (--out) holds a SavedModel already: add --overwrite to replace it "
+                "(the new one takes its place when complete), or give another --out"
+            )
+    return out
+
+
 def export_model(
     model_or_path: keras.Model | PathLike,
     out: PathLike,
@@ -472,15 +647,18 @@ def export_model(
     image_size: int | Sequence[int] | None = None,
     labels: LabelMap | Sequence[str] | PathLike | None = None,
     representative_count: int = 100,
+    overwrite: bool = False,
 ) -> Path:
     """Write a classifier as ``.keras``, a SavedModel with any-size uint8/float signatures, or TFLite.
 
-    See the module docstring for what each format holds.
+    See the module docstring for what each format holds. The model path
+    (:func:`resolve_model_path`) and ``out`` (:func:`check_export_out`) are checked before any
+    work, and what is written appears complete or not at all.
 
     Args:
         model_or_path: a ``keras.Model``, a ``.keras`` file or a run folder (its ``best.keras``).
         out: the ``.keras`` file, the SavedModel folder, or the ``.tflite`` file to write
-            (``labels.json`` goes beside it).
+            (``<name>.labels.json`` goes beside it). An existing file is replaced.
         format: ``"keras"``, ``"saved_model"`` or ``"tflite"``.
         quantize: TFLite only: ``None``, ``"float16"`` or ``"int8"``.
         representative_data: TFLite ``int8`` only: images for full-integer quantization (a
@@ -490,12 +668,16 @@ def export_model(
         labels: the label map for a model without a ``ClassifierOutput`` layer: class names, a
             ``labels.json`` or a ``LabelMap`` (otherwise read from the model).
         representative_count: how many representative images to use at most.
+        overwrite: SavedModel only: replace the SavedModel already at ``out`` (refused without
+            it); files are replaced either way.
 
     Returns:
         The path written.
 
     Raises:
-        ExportError: a bad format/quantize combination or a model that cannot be exported.
+        ExportError: a bad format/quantize combination, an ``out`` that does not fit, or a
+            model that cannot be exported.
+        OSError: ``out`` cannot be written (see :func:`check_export_out`).
         keras_species.models.labels.LabelMapError: no label map in the model and none passed.
 
     Example:
@@ -511,11 +693,11 @@ def export_model(
         raise ExportError(f"quantize={quantize!r} applies to format='tflite' only")
     if representative_data is not None and quantize != "int8":
         raise ExportError("representative_data is used by quantize='int8' only")
-    out = Path(out)
-    model = load_keras_model(model_or_path)
+    if isinstance(model_or_path, (str, os.PathLike)):  # named first, as on the command line
+        model_or_path = resolve_model_path(model_or_path, saved_model=False)
+    out = check_export_out(out, format, overwrite=overwrite)
+    model = load_keras_model(model_or_path)  # the first heavy work: the checks above load nothing
     if format == "keras":
-        if out.suffix != ".keras":
-            raise ExportError(f"out={out}: a Keras archive must end in .keras")
         if labels is not None:
             from keras_species.models.labels import attach_label_map
 
@@ -524,8 +706,8 @@ def export_model(
                 model, lmap.class_names, multilabel=lmap.multilabel, thresholds=lmap.thresholds,
                 logits=lmap.logits,
             )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        model.save(out)
+        with atomic_path(out) as tmp:
+            model.save(tmp)
         return out
     lmap = _label_map_for(model, labels)
     model = label_output_model(model)
@@ -536,9 +718,7 @@ def export_model(
         )
     size = model_image_size(model, image_size)
     if format == "saved_model":
-        return _write_saved_model(model, lmap, size, out)
-    if out.suffix != ".tflite":
-        raise ExportError(f"out={out}: a TFLite file must end in .tflite")
+        return _write_saved_model(model, lmap, size, out, replace=overwrite)
     return _write_tflite(model, lmap, size, out, quantize, representative_data, representative_count)
 
 
@@ -552,7 +732,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     Example:
         >>> configure_parser(argparse.ArgumentParser())
     """
-    parser.add_argument("model", help="a .keras file or a run folder (its best.keras)")
+    parser.add_argument("model", help="a .keras file or a run folder (its best.keras); not a "
+                                      "SavedModel or .tflite (export from the .keras they came from)")
     parser.add_argument("--format", choices=FORMATS, default="saved_model",
                         help="output format (default: saved_model)")
     parser.add_argument("--quantize", choices=QUANTIZE, default=None,
@@ -563,7 +744,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--representative-count", type=int, default=100, metavar="N",
                         help="representative images to use at most (default 100)")
     parser.add_argument("--out", required=True,
-                        help="the .keras file, SavedModel folder or .tflite file to write")
+                        help="the .keras file, SavedModel folder or .tflite file to write "
+                             "(a file is replaced; a SavedModel folder must be new or empty)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="saved_model: replace the SavedModel already at --out (files are "
+                             "replaced either way)")
     parser.add_argument("--image-size", type=int, nargs="+", default=None, metavar="PX",
                         help="H or H W, for models whose input size is not fixed")
     parser.add_argument("--labels", default=None, metavar="LABELS_JSON",
@@ -593,7 +778,7 @@ def run_cli(args: argparse.Namespace) -> int:
         path = export_model(
             args.model, args.out, format=args.format, quantize=args.quantize,
             representative_data=args.representative, image_size=size, labels=args.labels,
-            representative_count=args.representative_count,
+            representative_count=args.representative_count, overwrite=args.overwrite,
         )
     except (ExportError, LabelMapError) as err:
         print(f"keras-species export: {err}", file=sys.stderr)

@@ -18,9 +18,12 @@ empty prediction and the reason in the ``error`` column (one file for everything
 ``error != ""``), in :attr:`PredictionResult.skipped`, and in a warning.
 
 Output CSV columns. Single-label: ``path, label_1, prob_1, ..., label_k, prob_k, error`` (top-k,
-most probable first). Multi-label: ``path, labels, probabilities, top_label, top_probability,
-error``, where ``labels``/``probabilities`` list the classes at or above their threshold (the
-thresholds saved in the model, or ``thresholds=``), most probable first, joined by ``;``.
+most probable first; ``top_k`` defaults to 5). Multi-label: ``path, labels, probabilities,
+top_label, top_probability, error``, where ``labels``/``probabilities`` list the classes at or
+above their threshold (the thresholds saved in the model, or ``thresholds=``), most probable
+first, joined by ``;``. Each setting applies to one kind of model and the other refuses it
+rather than ignore it: ``top_k`` to single-label models (a multi-label row holds every class
+that passes its threshold, however many), ``thresholds`` to multi-label ones.
 ``all_probabilities=True`` (``--all-probabilities``) adds one ``p_<class>`` column per class.
 
 The label map (class names, multi-label flag, thresholds) comes from the model itself
@@ -68,6 +71,7 @@ __all__ = [
 PathLike = str | os.PathLike
 PATH_COLUMNS = ("path", "filepath", "file_path", "filename", "file_name", "file", "image", "image_path")
 LABELS_JSON = "labels.json"
+DEFAULT_TOP_K = 5
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -488,6 +492,17 @@ class PredictionResult:
         return [[self.class_names[j] for j in np.flatnonzero(p >= self.thresholds)] for p in probs]
 
 
+def _check_top_k(lmap: LabelMap, top_k: int | None) -> None:
+    """Refuse ``top_k`` for a multi-label model, where it would be ignored."""
+    if lmap.multilabel and top_k is not None:
+        raise ValueError(
+            f"top_k={top_k!r}: top-k applies to single-label (softmax) models, and this model is "
+            "multi-label: its rows list every class at or above its threshold, so leave --top-k "
+            "out (--thresholds changes the thresholds; --all-probabilities adds every class's "
+            "probability)"
+        )
+
+
 def _thresholds(lmap: LabelMap, override) -> np.ndarray | None:
     if not lmap.multilabel:
         if override is not None:  # would be ignored: say so rather than predict as if it applied
@@ -600,7 +615,7 @@ def predict(
     inputs: PathLike | Sequence[PathLike],
     *,
     out: PathLike | None = None,
-    top_k: int = 5,
+    top_k: int | None = None,
     tta: str | Sequence[str] | None = None,
     batch_size: int = 32,
     image_size: int | Sequence[int] | None = None,
@@ -616,7 +631,9 @@ def predict(
             ``keras_species.export`` or a run folder (its ``best.keras``).
         inputs: an image, a folder (recursive), a CSV with a path column, or a list of paths.
         out: CSV to write (columns in the module docstring); ``None`` for none.
-        top_k: classes per row in the CSV (single-label; more than the model has gives them all).
+        top_k: classes per row in the CSV of a single-label model (default 5; more than the
+            model has gives them all). A multi-label model refuses it: its rows list the classes
+            at or above their thresholds (change those with ``thresholds``).
         tta: test-time augmentation preset or transforms of ``evaluation.tta`` (``"flips"``,
             ``"flips_rot90"``, ``"five_crop"``...); ``None`` for plain inference.
         batch_size: images per batch.
@@ -641,15 +658,18 @@ def predict(
         from keras_species.evaluation.tta import resolve_transforms
 
         tta = resolve_transforms(tta.split(",") if isinstance(tta, str) and "," in tta else tta)
-    if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
+    if top_k is not None and (
+        isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1
+    ):
         raise ValueError(f"top_k must be a whole number >= 1 (--top-k), got {top_k!r}")
     predictor = open_predictor(model_or_path, labels=labels, image_size=image_size)
     lmap = predictor.label_map
+    _check_top_k(lmap, top_k)
     thr = _thresholds(lmap, thresholds)
     writer = None
     if out is not None:
-        writer = _CsvWriter(Path(out), lmap.class_names, lmap.multilabel, thr, top_k,
-                            all_probabilities)
+        writer = _CsvWriter(Path(out), lmap.class_names, lmap.multilabel, thr,
+                            DEFAULT_TOP_K if top_k is None else top_k, all_probabilities)
     paths: list[str] = []
     chunks: list[np.ndarray] = []
     skipped: list[tuple[str, str]] = []
@@ -695,11 +715,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     Example:
         >>> configure_parser(argparse.ArgumentParser())
     """
-    parser.add_argument("model", help="a .keras file, a SavedModel folder or a run folder")
+    parser.add_argument("model", help="a .keras file, a SavedModel folder written by "
+                                      "keras-species export, or a run folder (its best.keras)")
     parser.add_argument("input", help="an image, a folder (recursive) or a CSV with a path column")
     parser.add_argument("--out", default="predictions.csv",
                         help="CSV to write (default predictions.csv)")
-    parser.add_argument("--top-k", type=int, default=5, help="classes per row (single-label)")
+    parser.add_argument("--top-k", type=int, default=None,
+                        help=f"classes per row, single-label models only (default {DEFAULT_TOP_K}); "
+                             "a multi-label model lists the classes at or above their thresholds")
     parser.add_argument("--tta", default=None, metavar="PRESET",
                         help="test-time augmentation preset: hflip, flips, flips_rot90, five_crop "
                              "(or transforms joined by commas, e.g. identity,rot90)")

@@ -9,8 +9,10 @@ import sys
 import pytest
 
 from keras_species.atomic import (
+    atomic_folder,
     atomic_path,
     check_output_file,
+    check_output_folder,
     remove_stale_temporaries,
     temporary_path,
 )
@@ -77,3 +79,52 @@ def test_an_output_that_cannot_take_a_file_is_named_before_any_work(tmp_path):
         check_output_file(tmp_path / "f" / "sub" / "out.csv")
     with pytest.raises(IsADirectoryError), atomic_path(tmp_path / "new") as tmp:
         pytest.fail(f"the block ran: {tmp}")
+
+
+def test_atomic_folder_moves_a_complete_folder_in_and_never_mixes(tmp_path):
+    target = tmp_path / "sub" / "export"
+    with atomic_folder(target) as tmp:  # creates the parent; the target appears only at the end
+        assert tmp.is_dir() and tmp.parent == target.parent and not target.exists()
+        (tmp / "a.txt").write_text("first")
+    assert sorted(p.name for p in target.iterdir()) == ["a.txt"]
+
+    with pytest.raises(FileExistsError, match="export holds files already"), atomic_folder(target):
+        pytest.fail("the block ran over a folder that holds files")
+
+    with pytest.raises(RuntimeError), atomic_folder(target, replace=True) as tmp:
+        (tmp / "b.txt").write_text("half")
+        raise RuntimeError("killed while writing")
+    assert sorted(p.name for p in target.iterdir()) == ["a.txt"]  # the earlier folder survives
+
+    with atomic_folder(target, replace=True) as tmp:
+        (tmp / "b.txt").write_text("second")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]  # replaced whole: no a.txt left
+    assert sorted(p.name for p in target.parent.iterdir()) == ["export"]  # no temporary, no old copy
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with atomic_folder(empty) as tmp:  # an empty folder is taken without replace
+        (tmp / "c.txt").write_text("x")
+    assert [p.name for p in empty.iterdir()] == ["c.txt"]
+
+
+def test_atomic_folder_removes_temporary_folders_of_killed_runs(tmp_path, dead_pid):
+    stale = tmp_path / f".export.tmp-{dead_pid}"
+    (stale / "variables").mkdir(parents=True)
+    (stale / "saved_model.pb").write_text("half")
+    assert remove_stale_temporaries(tmp_path / "export") == [stale]
+    assert not stale.exists()
+
+
+def test_an_output_folder_that_is_a_file_is_named_before_any_work(tmp_path):
+    assert check_output_folder(tmp_path / "new" / "out") == tmp_path / "new" / "out"
+    assert (tmp_path / "new").is_dir() and not (tmp_path / "new" / "out").exists()
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(FileExistsError, match=r"f \(--out\) is a file, and a folder is written there: "
+                                              r"give a folder name, e.g. .*f_folder"):
+        check_output_folder(tmp_path / "f", "--out")
+    with pytest.raises(NotADirectoryError, match=r"f/sub cannot be written: .*f is a file"):
+        check_output_folder(tmp_path / "f" / "sub")
+    with pytest.raises(FileExistsError), atomic_folder(tmp_path / "f") as tmp:
+        pytest.fail(f"the block ran: {tmp}")
+    assert (tmp_path / "f").read_text() == "x"

@@ -293,3 +293,104 @@ def test_multi_output_model_exports_its_label_output(tmp_path, images):
     out = tf.saved_model.load(str(path)).signatures["serve"](images=tf.constant(images["same"]))
     expected = np.asarray(two(images["same"].astype(np.float32))["label"])
     assert np.abs(out["probabilities"].numpy() - expected).max() <= 1e-5
+
+
+def test_a_file_that_is_not_a_keras_model_is_named_with_what_to_pass(model, saved_model, tmp_path, capsys):
+    """Keras answers each of these with a traceback ("File format not supported", "No model
+    config found", an h5py OSError naming no file); export names the file and what to pass."""
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "best.keras")
+    (run / "config.json").write_text("{}")
+    model.save_weights(tmp_path / "tiny.weights.h5")
+    Image.new("RGB", (8, 8)).save(tmp_path / "photo.png")
+    (tmp_path / "not.h5").write_bytes(b"garbage")
+    (tmp_path / "model").write_bytes(b"x")
+    cases = {
+        export_model(model, tmp_path / "fish.tflite", format="tflite"):
+            "is a TFLite model, which keras-species does not read: pass the .keras file or the "
+            "run folder it was exported from",
+        tmp_path / "fish.labels.json": "is a .json file, not a Keras model: pass a .keras file or a run folder",
+        tmp_path / "photo.png": "is an image, not a model: pass a .keras file or a run folder",
+        tmp_path / "model": "is a file without an extension, not a Keras model",
+        tmp_path / "tiny.weights.h5": "holds weights only (no model config): pass the .keras file saved with it",
+        tmp_path / "not.h5": "is not an HDF5 file (7 bytes; truncated?)",
+        run / "config.json": f"is a file inside the run folder {run}: pass the run folder {run} itself",
+        saved_model / "saved_model.pb": f"is a file inside the SavedModel folder {saved_model}: export "
+                                        "works from the Keras model",
+    }
+    for path, expected in cases.items():
+        with pytest.raises(ExportError, match=re.escape(f"model {path} {expected}")):
+            load_keras_model(path)
+        capsys.readouterr()
+        assert cli.main(["export", str(path), "--format", "tflite", "--out", str(tmp_path / "x.tflite")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"keras-species export: model {path} ") and expected in err, err
+        assert "Traceback" not in err and err.count("\n") == 1
+    with pytest.raises(ExportError, match=rf"variables is neither .* inside the SavedModel folder {saved_model}"):
+        load_keras_model(saved_model / "variables")
+    model.save(tmp_path / "legacy.h5")  # a legacy Keras .h5 model still loads
+    assert load_keras_model(tmp_path / "legacy.h5").get_layer("label").class_names == NAMES
+
+
+def test_saved_model_out_is_new_empty_or_replaced_whole_with_overwrite(model, tmp_path, capsys, monkeypatch):
+    model_file = tmp_path / "tiny.keras"
+    model.save(model_file)  # out is checked before the model is read:
+    monkeypatch.setattr(keras.saving, "load_model", lambda *a, **k: pytest.fail("the model was read"))
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(FileExistsError, match=r"afile \(--out\) is a file, and a folder is written there: "
+                                              r"give a folder name, e.g. .*afile_savedmodel"):
+        export_model(model_file, tmp_path / "afile", format="saved_model")
+    with pytest.raises(NotADirectoryError, match="afile is a file, not a folder"):
+        export_model(model_file, tmp_path / "afile" / "sm", format="saved_model")
+    with pytest.raises(ExportError, match=r"ends in .keras, but format is saved_model .*add --format keras"):
+        export_model(model_file, tmp_path / "fish.keras", format="saved_model")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep")
+    for overwrite in (False, True):  # --overwrite never deletes what is not a SavedModel
+        with pytest.raises(ExportError, match=r"other \(--out\) is a folder holding other files \(notes.txt\), "
+                                              "not a SavedModel"):
+            export_model(model_file, other, format="saved_model", overwrite=overwrite)
+    assert [p.name for p in other.iterdir()] == ["notes.txt"]
+    monkeypatch.undo()
+    model_file.unlink()
+
+    (tmp_path / "empty").mkdir()
+    sm = export_model(model, tmp_path / "empty", format="saved_model")  # an empty folder is taken
+    (sm / "stale.txt").write_text("from an earlier export")
+    with pytest.raises(ExportError, match=r"empty \(--out\) holds a SavedModel already: add --overwrite"):
+        export_model(model, sm, format="saved_model")
+    multilabel = _tiny_model("sigmoid", thresholds=[0.2, 0.5, 0.8], seed=3)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(tf.saved_model, "save", killed)
+        with pytest.raises(KeyboardInterrupt):
+            export_model(multilabel, sm, format="saved_model", overwrite=True)
+    assert (sm / "stale.txt").is_file()  # a failed export leaves the earlier one as it was
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "empty", "other"]  # no temporary
+    capsys.readouterr()
+    multilabel.save(tmp_path / "ml.keras")
+    assert cli.main(["export", str(tmp_path / "ml.keras"), "--format", "saved_model", "--out", str(sm)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert cli.main(["export", str(tmp_path / "ml.keras"), "--format", "saved_model", "--out", str(sm),
+                     "--overwrite"]) == 0
+    assert not (sm / "stale.txt").exists()  # replaced whole, not mixed
+    meta = tf.saved_model.load(str(sm)).signatures["metadata"]()
+    assert bool(meta["multilabel"]) and json.loads((sm / "labels.json").read_text())["multilabel"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "empty", "ml.keras", "other"]
+
+
+def test_file_outputs_are_checked_first_and_replaced_whole(model, tmp_path):
+    (tmp_path / "d.tflite").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"d.tflite \(--out\) is a folder: give a file name, e.g. "
+                                                r".*d.tflite/model.tflite"):
+        export_model(model, tmp_path / "d.tflite", format="tflite")  # before the conversion
+    out = tmp_path / "m.keras"
+    out.write_text("an earlier file")
+    export_model(model, out, format="keras")
+    assert load_keras_model(out).name == model.name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.tflite", "m.keras"]  # no temporary left

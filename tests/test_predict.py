@@ -4,6 +4,7 @@ streaming, skipped files, multi-label thresholds, TTA and the CLI."""
 from __future__ import annotations
 
 import csv
+import re
 import warnings
 from pathlib import Path
 
@@ -177,6 +178,47 @@ def test_multilabel_uses_saved_thresholds_and_override(tmp_path):
         assert len(row["probabilities"].split(";")) == len(expect)
     lowered = predict(model, root, thresholds=0.0)
     assert all(set(lab) == set(NAMES) for lab in lowered.labels())
+
+
+def test_multilabel_refuses_top_k_rather_than_ignore_it(model, tmp_path, capsys):
+    root = write_image_folder(tmp_path / "ml", per_class=1)
+    tagger = _tiny_model("sigmoid", thresholds=[0.0, 1.0, 0.5], seed=1)
+    with pytest.raises(ValueError, match=r"top_k=2: top-k applies to single-label .* this model is "
+                                         "multi-label: .* leave --top-k out"):
+        predict(tagger, root, top_k=2, out=tmp_path / "ml.csv")
+    assert not (tmp_path / "ml.csv").exists()
+    tagger.save(tmp_path / "tagger.keras")
+    code = cli.main(["predict", str(tmp_path / "tagger.keras"), str(root), "--top-k", "3",
+                     "--out", str(tmp_path / "ml.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("keras-species predict: top_k=3: top-k applies to single-label")
+    assert not (tmp_path / "ml.csv").exists()
+    assert cli.main(["predict", str(tmp_path / "tagger.keras"), str(root), "--out", str(tmp_path / "ml.csv")]) == 0
+    assert list(_read_csv(tmp_path / "ml.csv")[0])[:2] == ["path", "labels"]
+    predict(model, root, out=tmp_path / "single.csv")  # single-label: top-k defaults to 5 (all 3 here)
+    assert list(_read_csv(tmp_path / "single.csv")[0])[-3:] == ["label_3", "prob_3", "error"]
+
+
+def test_a_model_argument_that_is_no_model_is_named_in_one_line(model, folder, tmp_path, capsys):
+    sm = export_model(model, tmp_path / "sm", format="saved_model")
+    tflite = export_model(model, tmp_path / "fish.tflite", format="tflite")
+    photo = next(iter(iter_image_paths(folder)))
+    accepted = "pass a .keras file, a SavedModel folder written by keras-species export, or a run folder"
+    cases = {
+        tflite: "is a TFLite model, which keras-species does not read: pass the .keras file",
+        tmp_path / "fish.labels.json": f"is a .json file, not a Keras model: {accepted}",
+        photo: f"is an image, not a model: {accepted}",
+        sm / "saved_model.pb": f"is a file inside the SavedModel folder {sm}: pass the SavedModel folder {sm} itself",
+    }
+    for path, expected in cases.items():
+        with pytest.raises(ValueError, match=re.escape(f"model {path} {expected}")):
+            predict(path, folder)
+        capsys.readouterr()
+        assert cli.main(["predict", str(path), str(folder), "--out", str(tmp_path / "p.csv")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"keras-species predict: model {path} ")
+        assert expected in err and err.count("\n") == 1, err  # one line: no traceback
+    assert not (tmp_path / "p.csv").exists()
 
 
 def test_tta_is_the_mean_over_transforms(model, tmp_path):
