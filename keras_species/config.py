@@ -2,10 +2,11 @@
 
 ``config_parser(Config)`` turns it into an ``argparse`` parser (every field a ``--flag`` with its
 type, default and the help text from ``field(metadata=flag_help(...))``; bools as ``--x/--no-x``;
-tuples and lists as several values; ``Literal`` as choices; ``Optional`` accepting ``none``),
-``parse_config(Config, argv)`` reads ``--config file.json`` first and lets flags override it, and
-``config_to_dict`` gives the JSON written to a run's ``config.json`` (which ``--config`` also
-reads back, so a run can be repeated from its folder). ``seed_everything`` seeds a run.
+tuples and lists as several values, ``none`` for no value; ``Literal`` as choices; ``Optional``
+accepting ``none``), ``parse_config(Config, argv)`` reads ``--config file.json`` first and lets
+flags override it, and ``config_to_dict`` gives the JSON written to a run's ``config.json`` (which
+``--config`` also reads back, so a run can be repeated from its folder). ``seed_everything`` seeds
+a run.
 
 No TensorFlow import at module level (``--help`` stays fast).
 """
@@ -163,6 +164,37 @@ def _optional(conv):
     return inner
 
 
+class _Empty:
+    """What a lone ``none`` reads as in a flag of one or more values: the empty tuple or list."""
+
+    def __repr__(self) -> str:
+        return "none"
+
+
+_EMPTY = _Empty()
+
+
+def _none_as_empty(conv):
+    """An item converter of a ``nargs="+"`` flag that reads ``none`` as :data:`_EMPTY`."""
+
+    def inner(text: str):
+        if text in _NONE_WORDS:
+            return _EMPTY
+        return conv(text)
+
+    inner.__name__ = getattr(conv, "__name__", "value")
+    return inner
+
+
+def _empty_sequence(flag: str, value: Any) -> Any:
+    """``[_EMPTY]`` (the flag given as ``none``) → ``[]``; ``none`` beside other values is refused."""
+    if not isinstance(value, list) or not any(v is _EMPTY for v in value):
+        return value
+    if len(value) > 1:
+        raise ValueError(f"{flag}: 'none' (no values) cannot stand beside other values {value}")
+    return []
+
+
 def _sequence_item(tp: Any) -> tuple[Any, Any] | None:
     """(item type, nargs) for tuple/list types, else None."""
     origin = get_origin(tp)
@@ -287,8 +319,8 @@ def config_parser(
 
     Field ``x_y`` becomes ``--x-y``; its help is ``field(metadata={"help": ...})`` plus the
     default. bool → ``--x/--no-x``; ``tuple[int, int]`` → two values; ``tuple[str, ...]`` /
-    ``list[str]`` → one or more values; ``Literal[...]`` → choices; ``X | None`` also accepts
-    ``none``; a nested dataclass or ``dict`` takes a JSON object. ``--config FILE.json`` loads
+    ``list[str]`` → one or more values, or ``none`` for none (``--head-units none``);
+    ``Literal[...]`` → choices; ``X | None`` also accepts ``none``; a nested dataclass or ``dict`` takes a JSON object. ``--config FILE.json`` loads
     values first (see ``parse_config``). Fields without a default are required (by flag or file).
 
     Args:
@@ -343,7 +375,12 @@ def config_parser(
             item, nargs = seq
             conv = _scalar_converter(item) or _json_or_str
             kwargs["nargs"] = nargs if not optional else ("*" if nargs == "+" else nargs)
-            kwargs["type"] = _optional(conv) if optional else conv
+            if optional:
+                kwargs["type"] = _optional(conv)
+            elif nargs == "+":  # `--head-units none`: no values (a field whose default is (), say)
+                kwargs["type"] = _none_as_empty(conv)
+            else:
+                kwargs["type"] = conv
             kwargs["metavar"] = f.name.upper()
         elif _scalar_converter(inner) is not None:
             conv = _scalar_converter(inner)
@@ -413,8 +450,9 @@ def parse_config(
             except ValueError as err:
                 parser.error(str(err))
     for key, value in ns.items():
+        flag = f"--{key.replace('_', '-')}"
         try:
-            values[key] = _coerce(hints[key], value, f"--{key.replace('_', '-')}")
+            values[key] = _coerce(hints[key], _empty_sequence(flag, value), flag)
         except ValueError as err:
             parser.error(str(err))
     missing = [n for n, f in known.items() if n not in values and _field_default(f) is dataclasses.MISSING]

@@ -8,6 +8,9 @@ plus ``run(config) -> RunResult`` that composes the library's stages. This modul
   ``--strategy``, ``--verbose``);
 - :class:`SourceSettings`: the options of reading a CSV or JSON source (``--path-format``,
   ``--root``, ``--on-missing``), as the ``keras-species`` data commands take them;
+- :func:`check_settings`: refuse a bad value (``--seed -1``, ``--head-units 0``, ``--tta
+  bogus``...) in one line naming the flag and the fix, before the run folder exists or any data
+  is read (``RunSettings.check``, which :func:`recipe_main` and :func:`start_run` call);
 - :func:`start_run`: the run folder (new, or the one to resume, whose stored config then wins),
   seeding, and ``config.json``;
 - :func:`check_weights`: fail at once, before any data is read, when the weights asked for cannot
@@ -54,6 +57,23 @@ class RunSetupError(RuntimeError):
     """A run cannot start or resume as asked (e.g. ``--resume`` with nothing to resume)."""
 
 
+class SettingError(ValueError):
+    """A setting's value is refused before the run starts; the message names the flag and the fix."""
+
+
+MULTILABEL_HINT = (
+    "this recipe trains single-label classifiers only: for multi-label data use python -m "
+    "recipes.multilabel_resnet (it takes any registry backbone, --backbone)"
+)
+"""What a single-label recipe tells a user whose data is multi-label (``prepare_data(task=...)``)."""
+
+TEST_SPLIT_HINT = (
+    "this recipe scores its model on the held-out test split: give three --ratios (train val "
+    "test), or a split column with test rows"
+)
+"""Why a recipe needs a ``test`` split (``prepare_data(need_splits=...)``)."""
+
+
 @dataclass
 class RunSettings:
     """Run-control settings shared by every recipe config (inherit from it).
@@ -95,6 +115,25 @@ class RunSettings:
         default="auto", metadata=_help("tf.distribute strategy; batch_size is per replica")
     )
     verbose: int = field(default=2, metadata=_help("Keras fit verbosity: 0, 1 (bar) or 2 (a line per epoch)"))
+
+    def check(self) -> None:
+        """Refuse a bad setting now, before the run folder exists and before any data is read.
+
+        Runs :func:`check_settings` on every field; with ``resume`` only on the
+        :data:`RUN_CONTROL_FIELDS`, since a resumed run takes every other setting from its
+        folder. A recipe config whose own settings need more (say, the classifiers' arguments)
+        extends it: ``super().check()``, then its own checks unless ``self.resume``.
+
+        Raises:
+            SettingError: the first bad value, naming its flag and the fix.
+
+        Example:
+            >>> RunSettings(seed=-1).check()
+            Traceback (most recent call last):
+            ...
+            keras_species.recipe.SettingError: --seed -1: must be a whole number from 0 to 4294967295 (NumPy's range), e.g. --seed 42
+        """
+        check_settings(self, names=RUN_CONTROL_FIELDS if self.resume else None)
 
 
 @dataclass
@@ -215,12 +254,15 @@ def start_run(recipe: str, config: Any) -> tuple[RunFolder, Any]:
         ``(run folder, the config in force)``.
 
     Raises:
+        SettingError: a bad setting (``config.check()``: a resumed run checks only the
+            :data:`RUN_CONTROL_FIELDS` it takes from the command line), before anything is made.
         RunSetupError: ``resume`` with no run to resume, or a run already in folder ``name``
             without ``resume`` or ``overwrite``.
 
     Example:
         >>> run, config = start_run("quickstart", QuickstartConfig(name="demo"))  # doctest: +SKIP
     """
+    config.check()  # resumed: the command line's run-control settings (the stored ones were checked)
     out = Path(config.out)
     if config.resume:
         if config.name:
@@ -306,6 +348,234 @@ def weights_setting(value: str | os.PathLike | None) -> str | None:
     if text.lower() == "imagenet":
         return "imagenet"
     return text
+
+
+def monitor_setting(value: str | None) -> str | None:
+    """``--monitor auto|NAME`` as a training phase takes it.
+
+    Args:
+        value: ``"auto"`` (or None) for the task's own quantity (``val_accuracy`` single-label,
+            ``val_micro_f1`` multi-label), or a quantity the run logs.
+
+    Returns:
+        None for ``auto`` (``Phase(monitor=None)`` picks by task), else the name.
+
+    Example:
+        >>> monitor_setting("auto") is None, monitor_setting("val_loss")
+        (True, 'val_loss')
+    """
+    return None if value is None or value == "auto" else value
+
+
+# --------------------------------------------------------------------------- settings checks
+Check = Callable[[Any, Any], str | None]
+"""A settings check: ``check(value, config)`` gives the reason the value is refused, with its fix,
+or None when it is fine. A None value (an optional setting left unset) is never checked."""
+
+SEED_MAX = 2**32 - 1
+"""The largest seed NumPy takes (``np.random.seed``); seeds are whole numbers from 0."""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _whole(low: int, high: int | None = None, fix: str = "") -> Check:
+    """A whole number from ``low`` (to ``high``); ``fix`` ends the message."""
+
+    def check(value: Any, config: Any) -> str | None:
+        span = f"at least {low}" if high is None else f"from {low} to {high}"
+        if not isinstance(value, int) or isinstance(value, bool) or value < low or (
+            high is not None and value > high
+        ):
+            return f"must be a whole number {span}{fix}"
+        return None
+
+    return check
+
+
+def _each(item: Check, fix: str = "") -> Check:
+    """Every value of a sequence passes ``item``."""
+
+    def check(value: Any, config: Any) -> str | None:
+        for v in value:
+            bad = item(v, config)
+            if bad:
+                return f"each value {bad}{fix}"
+        return None
+
+    return check
+
+
+def _fraction(fix: str = "") -> Check:
+    """A number from 0 up to, but not including, 1 (dropout, label smoothing)."""
+
+    def check(value: Any, config: Any) -> str | None:
+        if not _is_number(value) or not 0 <= value < 1:
+            return f"must be a number from 0 up to (not including) 1{fix}"
+        return None
+
+    return check
+
+
+def _not_negative(value: Any, config: Any) -> str | None:
+    if not _is_number(value) or not value >= 0:
+        return "must be a number of 0 or more"
+    return None
+
+
+def _verbose(value: Any, config: Any) -> str | None:
+    if value not in (0, 1, 2) or isinstance(value, bool):
+        return "Keras's fit verbosity is 0 (silent), 1 (a progress bar) or 2 (a line per epoch)"
+    return None
+
+
+def _tta(value: Any, config: Any) -> str | None:
+    from keras_species.evaluation.tta import PRESETS, TRANSFORMS, resolve_transforms
+
+    if str(value).lower() == "none":
+        return None
+    try:
+        resolve_transforms(value)
+    except ValueError:
+        presets = ", ".join(p for p in PRESETS if p != "none")
+        return (f"not a test-time augmentation: choose a preset ({presets}), one transform "
+                f"({', '.join(TRANSFORMS)}), or none")
+    return None
+
+
+def _drop_list(value: Any, config: Any) -> str | None:
+    if not os.path.isfile(os.fspath(value)):
+        return "no such file: give a text file with one path or file name a line"
+    return None
+
+
+def _class_weight(value: Any, config: Any) -> str | None:
+    from keras_species.data.prepare import class_weight_setting
+
+    try:
+        class_weight_setting(value)
+    except ValueError:
+        return 'no such file: give balanced, none, or a JSON file {"class name": weight, ...}'
+    return None
+
+
+def _augment(value: Any, config: Any) -> str | None:
+    from keras_species.data.augment import PRESETS
+
+    if value not in PRESETS:
+        return f"not an augmentation preset: choose one of {', '.join(PRESETS)}"
+    return None
+
+
+def _split(value: Any, config: Any) -> str | None:
+    # every recipe that offers --split scores its model on a held-out test split
+    if value == "systematic":
+        return ("R1's systematic split makes train and val only, and this recipe scores its "
+                "model on a held-out test split: use --split auto, stratified or group")
+    return None
+
+
+def _ratios(value: Any, config: Any) -> str | None:
+    from keras_species.data.splits import RATIO_SUM_TOLERANCE
+
+    if getattr(config, "split", "auto") in ("given", "systematic"):
+        return None  # the split does not use them
+    ratios = list(value)
+    if (len(ratios) not in (2, 3) or not all(_is_number(r) and r > 0 for r in ratios)
+            or abs(sum(ratios) - 1.0) > RATIO_SUM_TOLERANCE):
+        return "give three numbers above 0 that sum to 1: train, val, test (e.g. 0.7 0.15 0.15)"
+    if len(ratios) == 2:  # every recipe with --ratios scores its model on a test split
+        return ("two ratios make train and val only, and this recipe scores its model on a "
+                "held-out test split: give three, train val test (e.g. 0.8 0.1 0.1)")
+    return None
+
+
+def _monitor(value: Any, config: Any) -> str | None:
+    from keras_species.training.plan import logged_quantities
+
+    if value == "auto":
+        return None
+    names = sorted(set(logged_quantities("single")) | set(logged_quantities("multi")))
+    if value not in names:
+        return (f"not a quantity a run logs: choose auto (val_accuracy single-label, val_micro_f1 "
+                f"multi-label) or one of {', '.join(names)}")
+    return None
+
+
+SETTING_CHECKS: dict[str, Check] = {
+    "seed": _whole(0, SEED_MAX, " (NumPy's range), e.g. --seed 42"),
+    "verbose": _verbose,
+    "batch_size": _whole(1),
+    "combined_batch_size": _whole(1),
+    "ae_batch_size": _whole(1),
+    "image_size": _whole(1, fix=" (pixels)"),
+    "k": _whole(2, fix=": cross-validation needs 2 folds or more"),
+    "epochs": _whole(1),
+    "head_epochs": _whole(0, fix=" (0 skips the phase)"),
+    "fine_tune_epochs": _whole(0, fix=" (0 skips the phase)"),
+    "head_units": _each(_whole(1), "; for a linear head give --head-units none"),
+    "head_dropout": _fraction(),
+    "dropout": _fraction(" (none: the arch's default)"),
+    "regularised_dropout": _fraction(),
+    "label_smoothing": _fraction(" (0 turns it off; 0.1 is usual)"),
+    "early_stopping_patience": _whole(0, fix=" (epochs without improvement); none turns early stopping off"),
+    **{name: _not_negative for name in (
+        "learning_rate", "head_learning_rate", "fine_tune_learning_rate", "final_learning_rate",
+        "features_learning_rate", "frozen_learning_rate", "scratch_learning_rate",
+        "model1_learning_rate", "ae_learning_rate", "phase1_learning_rate", "phase2_learning_rate",
+    )},
+    "split": _split,
+    "ratios": _ratios,
+    "monitor": _monitor,
+    "tta": _tta,
+    "augment": _augment,
+    "pseudo_augment": _augment,
+    "drop": _drop_list,
+    "class_weight": _class_weight,
+}
+"""The checks of :func:`check_settings`, by field name: a name means the same setting in every
+recipe config that has it (as :data:`TRANSFER_FIELDS` does), so one table checks them all."""
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value) if value else "none"
+    return str(value)
+
+
+def check_settings(config: Any, *, names: Sequence[str] | None = None) -> None:
+    """Refuse a bad setting in one line that names its flag and the fix, before anything runs.
+
+    Each field of ``config`` that :data:`SETTING_CHECKS` names is checked: seeds in NumPy's range,
+    ``verbose`` 0/1/2, sizes, epochs, folds and hidden widths whole numbers in range, dropout and
+    label smoothing in [0, 1), patience 0 or more, learning rates 0 or more, ``--ratios`` three
+    numbers summing to 1 (every recipe with ``--ratios`` scores a test split), ``--tta`` and
+    ``--augment`` known presets, ``--monitor`` a quantity the run logs (or ``auto``), ``--drop`` and
+    ``--class-weight`` files that exist. What depends on the data (is it multi-label? which
+    quantities does it log?) is checked once the data is read, before training.
+
+    Args:
+        config: a recipe config (any dataclass; fields the table does not name are left alone).
+        names: check only these fields (a resumed run: the ones it takes from the command line).
+
+    Raises:
+        SettingError: ``--flag VALUE: why, and what to give``.
+
+    Example:
+        >>> check_settings(RunSettings(verbose=7))
+        Traceback (most recent call last):
+        ...
+        keras_species.recipe.SettingError: --verbose 7: Keras's fit verbosity is 0 (silent), 1 (a progress bar) or 2 (a line per epoch)
+    """
+    for f in dataclasses.fields(config):
+        check = SETTING_CHECKS.get(f.name)
+        value = getattr(config, f.name)
+        if check is None or value is None or (names is not None and f.name not in names):
+            continue
+        reason = check(value, config)
+        if reason:
+            raise SettingError(f"--{f.name.replace('_', '-')} {_shown(value)}: {reason}")
 
 
 def check_weights(backbone: str, weights: str | os.PathLike | None, image_size: int | None = None) -> None:
@@ -395,8 +665,8 @@ def finish_run(run: RunFolder, evaluation: Any, trained: Any, started: float, mo
 
 
 def data_section(prepared: Any, datasets: Any = None) -> tuple[str, str]:
-    """A report section about the data: the split table, files not read, cleaning, leakage,
-    class weights.
+    """A report section about the data: the split table, files not read, cleaning (and the
+    drop-list lines that matched nothing), leakage, class weights.
 
     Args:
         prepared: ``data.prepare.PreparedData``.
@@ -422,8 +692,13 @@ def data_section(prepared: Any, datasets: Any = None) -> tuple[str, str]:
             f"Audit: {a.n_images} images, {len(a.corrupt)} corrupt, {len(a.non_rgb)} non-RGB, "
             f"{len(a.duplicates)} duplicate groups (see `audit/audit.md`)."
         )
+    unmatched = [{"path": entry, "reason": "matches no image of the data"}
+                 for entry in getattr(prepared, "unmatched_drop", [])]
     for heading, rows in (("{n} file(s) left out when reading the source:", prepared.not_read),
-                          ("Cleaning dropped {n} image(s):", prepared.dropped)):
+                          ("Cleaning dropped {n} image(s):", prepared.dropped),
+                          ("{n} line(s) of the drop list (--drop) matched no image, so nothing "
+                           "was dropped for them (check the spelling: a path, or a bare file "
+                           "name):", unmatched)):
         if rows:
             lines.append(heading.format(n=len(rows)))
             lines += [f"- `{d['path']}`: {d['reason']}" for d in rows[:20]]
@@ -446,8 +721,9 @@ TRANSFER_FIELDS = (
 reading options come from :class:`SourceSettings`)."""
 
 
-def _transfer_plan(config: Any) -> list:
-    """The two phases of :func:`run_transfer` from a config's settings (``transfer_phases``)."""
+def _transfer_plan(config: Any, monitor: str | None = None) -> list:
+    """The two phases of :func:`run_transfer` from a config's settings (``transfer_phases``);
+    ``monitor``: the resolved ``--monitor`` (None: by task)."""
     from keras_species.training.transfer import transfer_phases
 
     return transfer_phases(
@@ -460,9 +736,44 @@ def _transfer_plan(config: Any) -> list:
         unfreeze_n=config.unfreeze_n,
         train_batchnorm=config.train_batchnorm,
         label_smoothing=config.label_smoothing,
-        monitor=config.monitor,
+        monitor=monitor,
         early_stopping_patience=config.early_stopping_patience,
     )
+
+
+def resolve_monitor(monitor: str | None, *, multilabel: bool, num_classes: int) -> str | None:
+    """``--monitor`` for the data at hand: ``auto`` → None (the task's own quantity), else the
+    name, refused unless a run on this data logs it (checked after the data is read, before
+    training: a multi-label run logs ``val_micro_f1``, not ``val_accuracy``).
+
+    Args:
+        monitor: the setting (``"auto"``, None or a name such as ``val_loss``).
+        multilabel: whether the data is multi-label.
+        num_classes: classes (tags); ``top5_accuracy`` is logged with more than 5.
+
+    Returns:
+        None or the name, for ``Phase(monitor=...)``.
+
+    Raises:
+        SettingError: a quantity this data's run does not log, with the ones it does.
+
+    Example:
+        >>> resolve_monitor("auto", multilabel=True, num_classes=3) is None
+        True
+    """
+    from keras_species.training.plan import logged_quantities
+
+    name = monitor_setting(monitor)
+    if name is None:
+        return None
+    logged = logged_quantities("multi" if multilabel else "single", num_classes)
+    if name not in logged:
+        kind = "multi-label" if multilabel else f"single-label ({num_classes} classes)"
+        raise SettingError(
+            f"--monitor {name}: a run on {kind} data does not log it; use --monitor auto "
+            f"({'val_micro_f1' if multilabel else 'val_accuracy'} here) or one of {', '.join(logged)}"
+        )
+    return name
 
 
 def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunResult:
@@ -489,6 +800,8 @@ def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunRe
         The :class:`RunResult`.
 
     Raises:
+        SettingError: a bad setting (before any work); a ``--monitor`` that a run on this data
+            does not log (once the data is read, before training).
         WeightsUnavailableError: the weights cannot be had (raised before any work).
         TypeError: the config lacks some of the transfer fields.
 
@@ -503,6 +816,7 @@ def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunRe
                         "inherits the reading options from SourceSettings)")
     started = time.perf_counter()
     if not config.resume:
+        config.check()  # a bad value (say --head-units 0) fails first, naming its flag
         check_weights(config.backbone, config.weights, config.image_size)
         _transfer_plan(config)  # a bad plan (say --unfreeze-n without last_n) fails before any data is read
     run, config = start_run(recipe, config)
@@ -512,6 +826,7 @@ def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunRe
 
     from keras_species.data.prepare import build_datasets, prepare_data
     from keras_species.evaluation.evaluate import evaluate_and_report
+    from keras_species.models.freezing import describe_batchnorm
     from keras_species.training.distribute import get_strategy, scale_batch
     from keras_species.training.plan import train
     from keras_species.training.transfer import build_transfer_model
@@ -527,8 +842,13 @@ def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunRe
         clean_policy=config.clean_policy,
         drop=config.drop,
         split_file=run.path / "split.csv",
+        need_splits=("train", "test"),
+        need_hint=TEST_SPLIT_HINT,
     )
     print(prepared.summary())
+    multilabel = prepared.manifest.multilabel
+    monitor = resolve_monitor(config.monitor, multilabel=multilabel,
+                              num_classes=prepared.manifest.num_classes)
     batch_size = scale_batch(config.batch_size, strategy)
     datasets = build_datasets(
         prepared.manifest,
@@ -540,7 +860,6 @@ def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunRe
         seed=config.seed,
         deterministic=config.deterministic,
     )
-    multilabel = prepared.manifest.multilabel
     model, policy = build_transfer_model(
         config.backbone,
         prepared.manifest.num_classes,
@@ -553,7 +872,7 @@ def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunRe
         strategy=strategy,
         class_names=prepared.manifest.class_names,
     )
-    phases = _transfer_plan(config)
+    phases = _transfer_plan(config, monitor)
     print(
         f"{config.backbone} (weights={weights_setting(config.weights)}), {config.image_size} px, "
         f"{model.count_params():,} parameters, policy {policy}, "
@@ -584,11 +903,7 @@ def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunRe
         "Phases: " + "; ".join(
             f"{p.name}: {p.epochs} epochs max, trainable `{p.trainable}`, {p.optimizer} "
             f"lr {p.learning_rate:g}" for p in phases
-        ) + ". " + (
-            "BatchNorm layers of the backbone train during fine-tuning (train_batchnorm)."
-            if config.train_batchnorm
-            else "BatchNorm layers of the backbone stay frozen (inference mode) throughout."
-        ),
+        ) + ". " + describe_batchnorm(config.train_batchnorm, weights_setting(config.weights) is not None),
         f"Evaluated: `{'best.keras' if config.evaluate_model == 'best' and trained.best_path else 'last weights'}` "
         f"(best epoch on `{phases[0].monitor or ('val_micro_f1' if multilabel else 'val_accuracy')}`).",
     ]
@@ -623,14 +938,16 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from keras_species.data.manifest import ManifestError
     from keras_species.models.weights import WeightsUnavailableError
 
-    return (WeightsUnavailableError, ManifestError, ImageReadError, RunSetupError, OSError)
+    return (WeightsUnavailableError, ManifestError, ImageReadError, RunSetupError, SettingError,
+            OSError)
 
 
 def is_user_error(err: BaseException) -> bool:
     """Whether a recipe's error is one a user can fix from its message alone.
 
-    Those are the error types of bad data, offline weights and runs (``ManifestError``,
-    ``ImageReadError``, ``WeightsUnavailableError``, ``RunSetupError``), ``OSError`` (a missing
+    Those are the error types of bad data, offline weights, settings and runs (``ManifestError``,
+    ``ImageReadError``, ``WeightsUnavailableError``, ``SettingError``, ``RunSetupError``),
+    ``OSError`` (a missing
     input, an output folder that cannot be written: the message names the path), an unknown
     backbone name, and every ``ValueError`` raised by keras-species or a recipe itself:
     the library checks its arguments with messages that name the value and what to give (a
@@ -687,7 +1004,8 @@ def recipe_main(
 ) -> int:
     """The command line of a recipe: parse flags (and ``--config``), run, print the result.
 
-    Errors a user can fix (:func:`is_user_error`: weights unavailable offline, a bad data
+    The settings are checked first (``config.check()``: :func:`check_settings`). Errors a user
+    can fix (:func:`is_user_error`: a bad setting, weights unavailable offline, a bad data
     source, an unreadable image, a setting the library rejects, nothing to resume) print their
     message without a traceback and return exit code 2. When the recipe had opened its run
     folder, any error is also written to its ``failed.json`` with the traceback
@@ -714,6 +1032,8 @@ def recipe_main(
     use_short_warnings()
     _opened.clear()
     try:
+        if hasattr(config, "check"):
+            config.check()  # a bad value stops here, before the recipe does anything
         result = run(config)
     except Exception as err:
         user_error = is_user_error(err)
@@ -739,6 +1059,13 @@ __all__ = [
     "RunSettings",
     "RunResult",
     "RunSetupError",
+    "SettingError",
+    "SETTING_CHECKS",
+    "check_settings",
+    "monitor_setting",
+    "resolve_monitor",
+    "MULTILABEL_HINT",
+    "TEST_SPLIT_HINT",
     "start_run",
     "weights_setting",
     "check_weights",

@@ -29,12 +29,15 @@ from typing import Literal
 
 from keras_species.config import flag_help as _help
 from keras_species.recipe import (
+    MULTILABEL_HINT,
+    TEST_SPLIT_HINT,
     RunResult,
     RunSettings,
     SourceSettings,
     check_weights,
     data_section,
     load_best_model,
+    monitor_setting,
     recipe_main,
     start_run,
     weights_setting,
@@ -77,7 +80,7 @@ class BackboneComparisonConfig(SourceSettings, RunSettings):
     train_batchnorm: bool = field(default=False, metadata=_help(
         "let the backbone's BatchNorm layers train in phase 2 (default: frozen)"))
     monitor: str = field(default="val_loss", metadata=_help(
-        "checkpoint quantity (R2: lowest val loss)"))
+        "checkpoint quantity (R2: lowest val loss; auto: val_accuracy)"))
     head_units: tuple[int, ...] = field(default=(), metadata=_help(
         "hidden Dense widths of the head (R2: none, the last layer replaced)"))
     head_dropout: float = field(default=0.0, metadata=_help("dropout in the head"))
@@ -167,7 +170,7 @@ def run(config: BackboneComparisonConfig) -> BackboneComparisonResult:
             head_epochs=c.head_epochs, fine_tune_epochs=c.fine_tune_epochs,
             head_learning_rate=c.head_learning_rate, fine_tune_learning_rate=c.fine_tune_learning_rate,
             optimizer=c.optimizer, unfreeze=c.unfreeze, unfreeze_n=c.unfreeze_n,
-            train_batchnorm=c.train_batchnorm, monitor=c.monitor,
+            train_batchnorm=c.train_batchnorm, monitor=monitor_setting(c.monitor),
         )
 
     plan(config)  # a bad plan fails before any data is read, too
@@ -175,7 +178,8 @@ def run(config: BackboneComparisonConfig) -> BackboneComparisonResult:
     prepared = prepare_data(
         config.data, load_options=config.load_options(), split=config.split, ratios=config.ratios,
         seed=config.seed, audit=config.audit, audit_dir=run_folder.path / "audit",
-        split_file=run_folder.path / "split.csv",
+        split_file=run_folder.path / "split.csv", task="single", task_hint=MULTILABEL_HINT,
+        need_splits=("train", "test"), need_hint=TEST_SPLIT_HINT,
     )
     m = prepared.manifest
     strategy = get_strategy(config.strategy)
@@ -235,7 +239,7 @@ def run(config: BackboneComparisonConfig) -> BackboneComparisonResult:
         f"{p.epochs} epoch(s) {p.name} ({p.trainable}, lr {p.learning_rate:g})" for p in phases)
     section = (
         f"Same split and plan for every backbone: {phase_text}; weights `{config.weights}`; "
-        f"checkpoint on `{config.monitor}`. `#unique correct` / `#unique errors`: test samples "
+        f"checkpoint on `{monitor_setting(config.monitor) or 'val_accuracy'}`. `#unique correct` / `#unique errors`: test samples "
         "only that model got right / wrong. Each backbone's own report: "
         + ", ".join(f"[{n}]({n}/report.md)" for n in names) + ".\n\n" + table
         + "\n![accuracy_vs_loss](plots/accuracy_vs_loss.png)\n\n"

@@ -13,8 +13,8 @@ model reached 0.9475 test accuracy. Method (the defaults):
   above; horizontal and vertical flips; contrast ±20 %), balanced class weights for the rare
   species (per-sample weights; ``--class-weight FILE.json`` tilts them further, as R3 did).
   Phase 1: backbone frozen, Adam 1e-3. Phase 2: the whole backbone unfrozen (``--unfreeze
-  last_n --unfreeze-n K`` for the last K blocks), Adam 1e-4; BatchNorm layers stay frozen in
-  inference mode (ConvNeXt normalises with LayerNorm, which has no running statistics and trains
+  last_n --unfreeze-n K`` for the last K blocks), Adam 1e-4; pretrained BatchNorm layers stay frozen in
+  inference mode, untrained ones (``--weights none``) train (ConvNeXt normalises with LayerNorm, which has no running statistics and trains
   with the rest). Early stopping with patience 10 restores each phase's best weights; ``best.keras`` is
   the epoch with the best validation accuracy over the run.
 - Evaluation: ``best.keras`` on the test split with per-class F1 watched for the rare classes
@@ -79,7 +79,7 @@ class ConvNeXtTransferConfig(SourceSettings, RunSettings):
     unfreeze: Literal["all", "last_n", "none"] = field(default="all", metadata=_h("what phase 2 unfreezes (R3's best: all)"))
     unfreeze_n: int = field(default=0, metadata=_h("blocks unfrozen with --unfreeze last_n"))
     train_batchnorm: bool = field(default=False, metadata=_h("let the backbone's BatchNorm layers train in phase 2"))
-    monitor: str = field(default="val_accuracy", metadata=_h("checkpoint / early-stopping quantity (val_accuracy, val_loss)"))
+    monitor: str = field(default="auto", metadata=_h("checkpoint / early-stopping quantity: auto (R3: val_accuracy; val_micro_f1 for multi-label data), val_loss, val_auc..."))
     early_stopping_patience: int | None = field(default=10, metadata=_h("epochs without improvement before a phase stops (R3: 10)"))
     # evaluation
     evaluate_model: Literal["best", "last"] = field(default="best", metadata=_h("evaluate best.keras or the last weights"))

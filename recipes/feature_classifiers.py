@@ -21,15 +21,19 @@ from __future__ import annotations
 import importlib.util
 import sys
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from keras_species.config import flag_help as _help
 from keras_species.recipe import (
+    MULTILABEL_HINT,
+    TEST_SPLIT_HINT,
     RunResult,
     RunSettings,
+    SettingError,
     SourceSettings,
     check_weights,
     data_section,
@@ -81,6 +85,23 @@ class FeatureClassifiersConfig(SourceSettings, RunSettings):
         "estimator arguments as JSON, e.g. '{\"svc\": {\"C\": 10}, \"rf\": {\"n_estimators\": 500}}'"))
     fit_on: Literal["train", "train+val"] = field(default="train", metadata=_help(
         "fit on the training split (val scores the choice) or on train+val"))
+
+    def check(self) -> None:
+        """The shared checks (:func:`~keras_species.recipe.check_settings`), then
+        ``--classifiers`` and ``--classifier-params`` (:func:`check_classifier_params`), so that a
+        bad classifier argument stops the run before any feature is extracted.
+
+        Raises:
+            SettingError: a bad setting, naming its flag.
+            ValueError: an unknown classifier in ``--classifiers``.
+
+        Example:
+            >>> FeatureClassifiersConfig(classifier_params={"svc": {"C": 10}}).check()
+        """
+        super().check()
+        if not self.resume:  # a resumed run keeps its stored settings
+            check_classifier_params(classifier_names(self.classifiers), self.classifier_params,
+                                    seed=self.seed)
 
 
 @dataclass
@@ -134,6 +155,67 @@ def classifier_names(classifiers: Sequence[str]) -> list[str]:
     return names
 
 
+def check_classifier_params(names: Sequence[str], params: Any, *, seed: int = 0) -> None:
+    """Refuse ``--classifier-params`` that the classifiers would refuse, before any feature is
+    extracted (they used to fail with a scikit-learn ``TypeError`` after the extraction).
+
+    Each classifier's arguments are tried on a toy fit (12 random rows, 4 features, 3 classes):
+    an argument the estimator does not take, or a value scikit-learn's parameter validation
+    refuses, stops the run here. An error that depends on the data (more features asked for than
+    the toy set has, say) is left to the real fit.
+
+    Args:
+        names: the classifiers that run (:func:`classifier_names`).
+        params: the setting: ``{classifier: {argument: value}}``.
+        seed: the ``random_state`` the run passes.
+
+    Raises:
+        SettingError: not an object of objects, a key that is not a classifier, or an
+            argument or value the estimator refuses; the message names the classifier and the
+            fix. The arguments of a classifier that does not run are not checked (a warning
+            says they are not used).
+
+    Example:
+        >>> check_classifier_params(["logreg"], {"logreg": {"C": 10}})
+        >>> check_classifier_params(["logreg"], {"logreg": {"bogus": 1}})
+        Traceback (most recent call last):
+        ...
+        keras_species.recipe.SettingError: --classifier-params logreg: LogisticRegression.__init__() got an unexpected keyword argument 'bogus'
+    """
+    import numpy as np
+
+    from keras_species.training.features import train_sklearn
+
+    example = '\'{"svc": {"C": 10}, "rf": {"n_estimators": 500}}\''
+    if not isinstance(params, Mapping):
+        raise SettingError(f"--classifier-params {params!r}: give a JSON object of each "
+                           f"classifier's arguments, e.g. {example}")
+    for key, args in params.items():
+        if key not in CLASSIFIER_NAMES:
+            raise SettingError(f"--classifier-params: {key!r} is not a classifier; its keys are "
+                               f"classifier names ({', '.join(CLASSIFIER_NAMES)}), e.g. {example}")
+        if not isinstance(args, Mapping):
+            raise SettingError(f"--classifier-params {key}: {args!r} is not an object of "
+                               f"arguments, e.g. {example}")
+    idle = [key for key in params if key not in names]
+    if idle:  # say, a run's config.json given again with fewer --classifiers
+        warnings.warn(f"--classifier-params: the arguments of {', '.join(idle)} are not used, "
+                      f"since --classifiers runs {', '.join(names)}", stacklevel=2)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(12, 4)), np.repeat(np.arange(3), 4)
+    for key, args in params.items():
+        if key not in names:
+            continue
+        if key == "xgb" and importlib.util.find_spec("xgboost") is None:
+            continue  # skipped when the run comes to it
+        try:
+            train_sklearn(x, y, key, **{"random_state": seed, **args})
+        except TypeError as err:  # an unknown argument; scikit-learn's InvalidParameterError too
+            raise SettingError(f"--classifier-params {key}: {err}") from None
+        except ValueError:
+            pass  # depends on the data: the real fit decides
+
+
 def _probs(estimator: Any, features, num_classes: int):
     """``predict_proba`` placed in all ``num_classes`` columns (a class absent from the training
     rows has no column of its own in scikit-learn)."""
@@ -174,6 +256,7 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
     from keras_species.training.features import extract_features, train_sklearn
 
     started = time.perf_counter()
+    config.check()  # bad --classifiers / --classifier-params stop here (start_run checks again)
     names = classifier_names(config.classifiers)
     weights = weights_setting(config.weights)
     check_weights(config.backbone, weights, config.image_size)  # offline ImageNet fails now
@@ -181,7 +264,8 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
     prepared = prepare_data(
         config.data, load_options=config.load_options(), split=config.split, ratios=config.ratios,
         seed=config.seed, audit=config.audit, audit_dir=run_folder.path / "audit",
-        split_file=run_folder.path / "split.csv",
+        split_file=run_folder.path / "split.csv", task="single", task_hint=MULTILABEL_HINT,
+        need_splits=("train", "val", "test"), need_hint=TEST_SPLIT_HINT,
     )
     m = prepared.manifest
     cache = None if config.feature_cache.lower() == "none" else config.feature_cache

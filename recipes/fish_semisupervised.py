@@ -22,7 +22,8 @@ Method (R1: 15 species, 150 labelled and 43,156 unlabelled images):
   pseudo-labelled images augmented with rotation ±45°, ``r1_pseudo``). Phase 1 fine-tunes the
   whole ResNet50 (model 3) / ResNet18 (model 4) on it, Adam 1e-5, 25 epochs; phase 2 starts from
   the best phase-1 epoch and trains only the classifier on the small labelled set, Adam 1e-2, 30
-  epochs. BatchNorm layers of the backbones stay in inference mode (``--train-batchnorm``).
+  epochs. Pretrained BatchNorm layers of the backbones stay in inference mode (``--train-batchnorm``;
+  untrained ones, ``--weights none``, train from scratch).
 
 ``--stages 1,2,3,4`` picks the models (3 and 4 need model 2's pseudo-labels: stage 2 then runs
 too). Offline, ResNet18's ImageNet weights come from a converted local file (``--weights
@@ -45,6 +46,7 @@ from typing import Any, Literal
 
 from keras_species.config import flag_help as _h
 from keras_species.recipe import (
+    MULTILABEL_HINT,
     RunResult,
     RunSettings,
     SourceSettings,
@@ -156,9 +158,11 @@ def _pool(config: FishSemiSupervisedConfig):
 
     from keras_species.data import sources
     from keras_species.data.manifest import ManifestError
+    from keras_species.data.prepare import check_task
     from keras_species.training.semi_supervised import hide_labels, load_unlabelled
 
     m = sources.load(config.labelled, **config.load_options())
+    check_task(m, "single", config.labelled, MULTILABEL_HINT)
     m = m.subset(m.labelled_mask)
     fraction = config.hide_labels
     if fraction is None:

@@ -37,6 +37,8 @@ from typing import Any, Literal
 
 from keras_species.config import flag_help as _h
 from keras_species.recipe import (
+    MULTILABEL_HINT,
+    TEST_SPLIT_HINT,
     RunResult,
     RunSettings,
     SourceSettings,
@@ -169,7 +171,8 @@ def run(config: INaturalistVGG16Config | None = None) -> INaturalistResult:
     prepared = prepare_data(
         config.data, load_options=config.load_options(), split="stratified", ratios=config.ratios,
         seed=config.seed, audit_dir=root / "audit", clean_policy=config.clean_policy,
-        top_classes=top, split_file=root / "split.csv",
+        top_classes=top, split_file=root / "split.csv", task="single", task_hint=MULTILABEL_HINT,
+        need_splits=("train", "val", "test"), need_hint=TEST_SPLIT_HINT,
     )
     m = prepared.manifest
     names, c, size, batch = m.class_names, m.num_classes, config.image_size, config.batch_size

@@ -181,6 +181,7 @@ def run(config: MultilabelResNetConfig | None = None) -> MultilabelResult:
     from keras_species.evaluation.compare import comparison_table
     from keras_species.evaluation.evaluate import evaluate_and_report, predict_manifest
     from keras_species.evaluation.metrics import multilabel_metrics
+    from keras_species.models.freezing import describe_batchnorm
     from keras_species.models.labels import set_thresholds
     from keras_species.training.callbacks import atomic_save_model
     from keras_species.training.distribute import get_strategy, scale_batch
@@ -205,15 +206,13 @@ def run(config: MultilabelResNetConfig | None = None) -> MultilabelResult:
         config.data, split=config.split, ratios=config.ratios, seed=config.seed,
         audit=config.audit, audit_dir=root / "audit", split_file=root / "split.csv",
         load_options=config.load_options(labels_col=config.labels_col),
+        task="multi", task_hint=(
+            "this recipe needs label sets (a ';'-separated labels column or 0/1 tag columns); "
+            "for one class per image use python -m recipes.quickstart or convnext_transfer"),
+        need_splits=("train", "val", "test"),
+        need_hint="thresholds are tuned on val and applied to test",
     )
     m = prepared.manifest
-    if not m.multilabel:
-        raise ManifestError(f"{config.data} is single-label: this recipe needs label sets "
-                            "(a ';'-separated labels column or 0/1 tag columns)")
-    for need in ("train", "val", "test"):
-        if need not in set(m.splits):
-            raise ManifestError(f"the split has no {need!r} images ({m.summary()}); "
-                                "thresholds are tuned on val and applied to test")
     print(prepared.summary())
     strategy = get_strategy(config.strategy)
     batch = scale_batch(config.batch_size, strategy)
@@ -311,8 +310,7 @@ def run(config: MultilabelResNetConfig | None = None) -> MultilabelResult:
                   f"{config.learning_rate / config.div_factor:.2g} → {config.learning_rate:g} → "
                   f"{config.final_learning_rate:g}, momentum {config.max_momentum} → "
                   f"{config.base_momentum} → {config.max_momentum}; augmentation `{config.augment}`. "
-                  + ("BatchNorm layers train." if config.train_batchnorm
-                     else "BatchNorm layers of the backbone stay in inference mode.")),
+                  + describe_batchnorm(config.train_batchnorm, weights is not None)),
         ("Threshold tuning", (
             "Thresholds chosen on the validation split for micro-F1 and applied to the test "
             f"split. The model is saved with the **{config.thresholds}** setting "

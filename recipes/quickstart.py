@@ -11,7 +11,8 @@
 - Training: horizontal flips and rotations up to ±30° (R1's preset), balanced per-sample class
   weights; phase 1 trains the head with the backbone frozen (Adam 1e-3, 5 epochs); phase 2
   fine-tunes the whole backbone at a lower rate (Adam 1e-4, 3 epochs) with its BatchNorm layers
-  frozen. ``best.keras`` keeps the epoch with the best validation accuracy.
+  frozen (a backbone without pretrained weights, ``--weights none``, trains them from scratch). ``best.keras`` keeps the epoch with the best validation accuracy (``--monitor
+  auto``: validation micro-F1 when the data is multi-label).
 - Evaluation: ``best.keras`` on the held-out test fish: accuracy, top-k, per-class
   precision/recall/F1, confusion matrix, log loss, ROC AUC, average precision, against the
   majority-class baseline; ``report.md`` with the figures.
@@ -72,7 +73,7 @@ class QuickstartConfig(SourceSettings, RunSettings):
     unfreeze: Literal["all", "last_n", "none"] = field(default="all", metadata=_h("what phase 2 unfreezes"))
     unfreeze_n: int = field(default=0, metadata=_h("blocks unfrozen with --unfreeze last_n"))
     train_batchnorm: bool = field(default=False, metadata=_h("let the backbone's BatchNorm layers train in phase 2"))
-    monitor: str = field(default="val_accuracy", metadata=_h("checkpoint / early-stopping quantity"))
+    monitor: str = field(default="auto", metadata=_h("checkpoint / early-stopping quantity: auto (val_accuracy, or val_micro_f1 for multi-label data), val_loss, val_auc..."))
     early_stopping_patience: int | None = field(default=None, metadata=_h("epochs without improvement before a phase stops (none: off)"))
     # evaluation
     evaluate_model: Literal["best", "last"] = field(default="best", metadata=_h("evaluate best.keras or the last weights"))

@@ -34,10 +34,13 @@ from typing import Any, Literal
 
 from keras_species.config import flag_help as _help
 from keras_species.recipe import (
+    MULTILABEL_HINT,
+    TEST_SPLIT_HINT,
     RunResult,
     RunSettings,
     SourceSettings,
     data_section,
+    monitor_setting,
     recipe_main,
     start_run,
 )
@@ -79,7 +82,7 @@ class ScratchCNNConfig(SourceSettings, RunSettings):
         default="adam", metadata=_help("optimizer (R5 used rmsprop)"))
     learning_rate: float = field(default=1e-3, metadata=_help("learning rate"))
     monitor: str = field(default="val_loss", metadata=_help(
-        "each fold keeps its best epoch on this (R2: lowest val loss)"))
+        "each fold keeps its best epoch on this (R2: lowest val loss; auto: val_accuracy)"))
     early_stopping_patience: int | None = field(default=None, metadata=_help(
         "epochs without improvement before a fold stops (R3: 10); none = off"))
     augment: str = field(default="none", metadata=_help(
@@ -232,7 +235,8 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
     prepared = prepare_data(
         config.data, load_options=config.load_options(), split=config.split, ratios=config.ratios,
         seed=config.seed, audit=config.audit, audit_dir=run_folder.path / "audit",
-        split_file=split_file,
+        split_file=split_file, task="single", task_hint=MULTILABEL_HINT,
+        need_splits=("train", "test"), need_hint=TEST_SPLIT_HINT,
     )
     m = prepared.manifest
     added: list[str] = []
@@ -254,7 +258,7 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
     tta = None if config.tta.lower() == "none" else config.tta
     phases = [Phase(
         "train", epochs=config.epochs, optimizer=config.optimizer,
-        learning_rate=config.learning_rate, monitor=config.monitor,
+        learning_rate=config.learning_rate, monitor=monitor_setting(config.monitor),
         early_stopping_patience=config.early_stopping_patience,
     )]
 
@@ -309,7 +313,8 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
         ))
     sections.append((
         f"Cross-validation of {chosen} ({cv.k} folds)",
-        f"Each fold model keeps its epoch of best `{config.monitor}`. The **ensemble** row scores "
+        f"Each fold model keeps its epoch of best `{monitor_setting(config.monitor) or 'val_accuracy'}`. "
+        "The **ensemble** row scores "
         f"the mean of the {cv.k} fold models' test probabilities (the model saved as "
         "`best.keras` and evaluated below).\n\n" + cv.fold_table_markdown(),
     ))

@@ -92,6 +92,26 @@ def test_bad_flags_exit(capsys):
     capsys.readouterr()
 
 
+def test_a_flag_of_one_or_more_values_takes_none_for_no_value(capsys):
+    @dataclass
+    class Widths:
+        head_units: tuple[int, ...] = (512, 256)
+        classes: list[str] = field(default_factory=lambda: ["cod"])
+        size: tuple[int, int] = (8, 8)
+
+    # `--head-units none` used to stop with "invalid int value: 'none'" although the recipes'
+    # help promised it (a linear head where the default has hidden layers)
+    cfg = parse_config(Widths, ["--head-units", "none", "--classes", "None"])
+    assert cfg.head_units == () and cfg.classes == []
+    assert parse_config(Widths, ["--head-units", "64"]).head_units == (64,)
+    with pytest.raises(SystemExit):
+        parse_config(Widths, ["--head-units", "64", "none"])
+    assert "--head-units: 'none' (no values) cannot stand beside other values" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a fixed number of values has no empty form
+        parse_config(Widths, ["--size", "none", "none"])
+    capsys.readouterr()
+
+
 def test_config_file_then_flags_override(tmp_path, capsys):
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"epochs": 7, "image_size": [64, 64], "backbone": "resnet18",

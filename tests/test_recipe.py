@@ -241,3 +241,113 @@ def test_recipes_drop_only_the_per_model_retracing_warning():
     assert keep.filter(record(user_fn)) and keep.filter(record("another warning"))
     recipe_main(ToyConfig, lambda c: RunResult(Path("."), Path("r.md"), {}, [], None, 0.0), [])
     assert sum(isinstance(f, _PerModelRetracing) for f in logging.getLogger("tensorflow").filters) == 1
+
+
+# ------------------------------------------------------------------ settings checked up front
+BAD_SETTINGS = [
+    (["--head-units", "0"], "--head-units 0: each value must be a whole number at least 1; for "
+                            "a linear head give --head-units none"),
+    (["--seed", "-1"], "--seed -1: must be a whole number from 0 to 4294967295 (NumPy's range)"),
+    (["--seed", str(2**32)], "--seed 4294967296: must be a whole number from 0 to 4294967295"),
+    (["--ratios", "0.8", "0.2"], "--ratios 0.8 0.2: two ratios make train and val only, and this "
+                                 "recipe scores its model on a held-out test split: give three"),
+    (["--ratios", "0.8", "0.3", "0.1"], "--ratios 0.8 0.3 0.1: give three numbers above 0 that sum to 1"),
+    (["--split", "systematic"], "--split systematic: R1's systematic split makes train and val only"),
+    (["--tta", "bogus"], "--tta bogus: not a test-time augmentation: choose a preset (hflip, flips, "
+                         "flips_rot90, five_crop)"),
+    (["--label-smoothing", "2"], "--label-smoothing 2.0: must be a number from 0 up to (not including) 1"),
+    (["--early-stopping-patience", "-1"], "--early-stopping-patience -1: must be a whole number at "
+                                          "least 0 (epochs without improvement); none turns early "
+                                          "stopping off"),
+    (["--verbose", "7"], "--verbose 7: Keras's fit verbosity is 0 (silent), 1 (a progress bar) or 2"),
+    (["--monitor", "val_acc"], "--monitor val_acc: not a quantity a run logs: choose auto"),
+    (["--head-dropout", "1.5"], "--head-dropout 1.5: must be a number from 0 up to (not including) 1"),
+    (["--batch-size", "0"], "--batch-size 0: must be a whole number at least 1"),
+    (["--image-size", "0"], "--image-size 0: must be a whole number at least 1 (pixels)"),
+    (["--head-learning-rate=-1e-3"], "--head-learning-rate -0.001: must be a number of 0 or more"),
+    (["--drop", "no_such_list.txt"], "--drop no_such_list.txt: no such file: give a text file"),
+    (["--class-weight", "no_such.json"], "--class-weight no_such.json: no such file: give balanced, "
+                                         "none, or a JSON file"),
+]
+
+
+@pytest.mark.parametrize(("flags", "message"), BAD_SETTINGS, ids=[" ".join(f) for f, _ in BAD_SETTINGS])
+def test_a_bad_setting_is_refused_in_one_line_before_the_run_folder(flags, message, tmp_path, capsys):
+    # each of these used to fail with a Keras/NumPy traceback after the run folder existed, only
+    # after training (--ratios, --tta), or not at all (--label-smoothing 2, --verbose 7...)
+    from recipes import quickstart
+    from tests.conftest import write_image_folder
+
+    data = write_image_folder(tmp_path / "data", per_class=6, size=(24, 24))
+    tiny = ["--data", str(data), "--backbone", "resnet18", "--weights", "none", "--image-size",
+            "32", "--batch-size", "8", "--head-epochs", "1", "--fine-tune-epochs", "0"]
+    code = quickstart.main(["--out", str(tmp_path / "runs"), *tiny, *flags])  # the last flag wins
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith(f"python -m recipes.quickstart: error: {message}"), err
+    assert err.count("\n") == 1 and "Traceback" not in err  # one line
+    assert not (tmp_path / "runs").exists()  # no run folder, no data read
+
+
+@pytest.mark.parametrize("name", ["backbone_comparison", "convnext_transfer", "feature_classifiers",
+                                  "fish_semisupervised", "inaturalist_vgg16", "multilabel_resnet",
+                                  "quickstart", "scratch_cnn"])
+def test_every_recipe_checks_the_shared_settings_first(name, tmp_path, capsys):
+    import importlib
+
+    module = importlib.import_module(f"recipes.{name}")
+    for config_cls in [c for c in vars(module).values() if isinstance(c, type)
+                       and c.__module__ == module.__name__ and dataclasses.is_dataclass(c)
+                       and issubclass(c, RunSettings)]:
+        config_cls().check()  # the recipe's own defaults pass
+    for seed in ("-1", str(2**32)):
+        assert module.main(["--out", str(tmp_path), "--seed", seed]) == 2
+        assert f"error: --seed {seed}: must be a whole number from 0" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_settings_are_checked_from_python_too_and_a_resume_checks_its_run_control(tmp_path):
+    from keras_species.recipe import SettingError, check_settings, is_user_error
+    from recipes.quickstart import QuickstartConfig, run
+
+    with pytest.raises(SettingError, match=r"--head-units 64 0: each value must be"):
+        run(QuickstartConfig(out=tmp_path, head_units=(64, 0), weights="none"))
+    with pytest.raises(SettingError, match="--seed -1"):
+        start_run("toy", ToyConfig(out=tmp_path, seed=-1))
+    assert not tmp_path.joinpath("toy").exists() and not tmp_path.joinpath("quickstart").exists()
+    try:
+        check_settings(ToyConfig(verbose=True))  # a bool is not a verbosity
+    except SettingError as err:
+        assert is_user_error(err)
+    else:
+        raise AssertionError("verbose=True passed")
+    from recipes.scratch_cnn import ScratchCNNConfig
+
+    with pytest.raises(SettingError, match=r"--augment r9: not an augmentation preset: choose one "
+                                           r"of none, r1, r1_pseudo"):
+        check_settings(ScratchCNNConfig(augment="r9"))  # a free-text field, checked by name
+    with pytest.raises(SettingError, match="--k 1: must be a whole number at least 2"):
+        check_settings(ScratchCNNConfig(k=1))
+    check_settings(QuickstartConfig(tta="none", early_stopping_patience=0, head_units=()))
+    check_settings(QuickstartConfig(tta="vflip", split="given", ratios=(0.5, 0.5)))  # ratios unused
+    start_run("toy", ToyConfig(out=tmp_path, name="a"))
+    # a resumed run takes its settings from its folder: only the run-control ones are checked
+    with pytest.warns(UserWarning, match="ignored: --seed"):
+        _, resumed = start_run("toy", ToyConfig(out=tmp_path, name="a", resume=True, seed=-1))
+    assert resumed.seed == 42
+    with pytest.raises(SettingError, match="--verbose 3"):
+        start_run("toy", ToyConfig(out=tmp_path, name="a", resume=True, verbose=3))
+
+
+def test_the_monitor_is_resolved_from_the_data_before_training():
+    from keras_species.recipe import SettingError, monitor_setting, resolve_monitor
+
+    assert monitor_setting("auto") is None and monitor_setting("val_loss") == "val_loss"
+    assert resolve_monitor("auto", multilabel=True, num_classes=3) is None
+    assert resolve_monitor("val_micro_f1", multilabel=True, num_classes=3) == "val_micro_f1"
+    assert resolve_monitor("val_top5_accuracy", multilabel=False, num_classes=8) == "val_top5_accuracy"
+    with pytest.raises(SettingError, match=r"--monitor val_accuracy: a run on multi-label data does "
+                                           r"not log it; use --monitor auto \(val_micro_f1 here\)"):
+        resolve_monitor("val_accuracy", multilabel=True, num_classes=3)
+    with pytest.raises(SettingError, match=r"single-label \(3 classes\) data does not log it"):
+        resolve_monitor("val_top5_accuracy", multilabel=False, num_classes=3)

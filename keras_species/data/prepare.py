@@ -51,6 +51,8 @@ class PreparedData:
             ``systematic``) or ``loaded`` (read back from ``split_file``).
         split_file: where the split was saved (None when not saved).
         leakage: groups and paths found on more than one side (empty dicts: none).
+        unmatched_drop: the lines of the drop list that match no image (nothing was dropped
+            for them: a misspelt name, or a file that is not in the data).
     """
 
     manifest: Manifest
@@ -60,6 +62,7 @@ class PreparedData:
     split_file: Path | None = None
     leakage: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     not_read: list[dict[str, str]] = field(default_factory=list)
+    unmatched_drop: list[str] = field(default_factory=list)
 
     @property
     def train_counts(self) -> np.ndarray:
@@ -77,6 +80,9 @@ class PreparedData:
             lines.append(f"left out {len(self.not_read)} file(s) when reading the source")
         if self.dropped:
             lines.append(f"cleaning dropped {len(self.dropped)} image(s)")
+        if self.unmatched_drop:
+            lines.append(f"{len(self.unmatched_drop)} line(s) of the drop list match no image: "
+                         "nothing was dropped for them")
         if self.leakage.get("groups") or self.leakage.get("paths"):
             lines.append(
                 f"LEAKAGE: {len(self.leakage.get('groups', {}))} group(s) and "
@@ -107,6 +113,80 @@ def files_not_read(m: Manifest) -> list[dict[str, str]]:
         "skipped": "in a class folder, but its extension is not an image extension",
     }
     return [{"path": p, "reason": why} for key, why in reasons.items() for p in m.extra.get(key, [])]
+
+
+def unmatched_drop_entries(m: Manifest, drop: str | os.PathLike | Sequence[str] | None) -> list[str]:
+    """The entries of a drop list that name no image of ``m`` (``audit.clean`` drops nothing
+    for them, and only warns), for the run's report.
+
+    Args:
+        m: the manifest the drop list is applied to.
+        drop: paths or file names, or a text file of them (as ``audit.clean`` takes it).
+
+    Returns:
+        The entries that match no image, in the list's order (empty without a drop list).
+
+    Example:
+        >>> unmatched_drop_entries(sources.load("demo"), ["no_such_fish.png"])
+        ['no_such_fish.png']
+    """
+    if drop is None:
+        return []
+    # audit.clean matches the entries the same way; it reports the misses only as a warning
+    return audit_mod._match_drop_entries(m, audit_mod._read_drop_list(drop))[1]
+
+
+TASKS = ("any", "single", "multi")
+"""What :func:`prepare_data` accepts (``task=``): any labels, single-label only (one class per
+image) or multi-label only (a set of tags per image)."""
+
+
+def check_task(m: Manifest, task: str, source: Any, hint: str = "") -> None:
+    """Refuse data whose kind of labels the caller cannot train on, in one message.
+
+    Args:
+        m: the loaded manifest.
+        task: one of :data:`TASKS`.
+        source: what ``m`` was read from (named in the message).
+        hint: what to do instead (e.g. which recipe takes such data).
+
+    Raises:
+        ManifestError: single-label data where ``task="multi"``, or multi-label where
+            ``task="single"``.
+
+    Example:
+        >>> check_task(sources.load("demo"), "single", "demo")
+    """
+    if task not in TASKS:
+        raise ValueError(f"task={task!r}: choose one of {', '.join(TASKS)}")
+    if task == "any" or m.multilabel == (task == "multi"):
+        return
+    kind = (f"multi-label ({m.num_classes} tags, a set per image)" if m.multilabel
+            else f"single-label ({m.num_classes} classes, one per image)")
+    raise ManifestError(f"{source}: the data is {kind}" + (f"; {hint}" if hint else ""))
+
+
+def check_splits(m: Manifest, need: Sequence[str], hint: str = "") -> None:
+    """Refuse a split manifest that lacks a split the caller trains or scores on.
+
+    Args:
+        m: a manifest with ``splits``.
+        need: split names that must each hold an image (e.g. ``("train", "val", "test")``).
+        hint: why they are needed, or how to get them.
+
+    Raises:
+        ManifestError: a split of ``need`` holds no image; the message names it.
+
+    Example:
+        >>> check_splits(splits.stratified_split(sources.load("demo"), seed=0), ("train", "test"))
+    """
+    present = set(m.splits) if m.splits is not None else set()
+    missing = [s for s in need if s not in present]
+    if missing:
+        raise ManifestError(
+            f"the split has no {' and no '.join(repr(s) for s in missing)} images "
+            f"({m.summary()})" + (f": {hint}" if hint else "")
+        )
 
 
 def _split(m: Manifest, kind: str, ratios: Sequence[float], seed: int) -> tuple[Manifest, str]:
@@ -143,6 +223,10 @@ def prepare_data(
     split_file: str | os.PathLike | None = None,
     progress: bool = False,
     load_options: dict[str, Any] | None = None,
+    task: str = "any",
+    task_hint: str = "",
+    need_splits: Sequence[str] = (),
+    need_hint: str = "",
 ) -> PreparedData:
     """Load a source, audit it, clean it, keep the top classes, split it and save the split.
 
@@ -168,12 +252,20 @@ def prepare_data(
             (with the audit, cleaning and not-read lists kept beside it: :func:`sidecar_path`).
         progress: show the audit's progress bar.
         load_options: extra keyword arguments for ``sources.load`` (e.g. ``path_format``).
+        task: the labels the caller trains on (:data:`TASKS`); data of the other kind is
+            refused right after it is read, before the audit (:func:`check_task`).
+        task_hint: what to do with data of the other kind (ends the message).
+        need_splits: splits that must hold images (:func:`check_splits`), e.g. ``("train",
+            "val", "test")`` for a recipe that scores a test split; checked before the split is
+            saved.
+        need_hint: why they are needed or how to get them (ends the message).
 
     Returns:
         A :class:`PreparedData`.
 
     Raises:
-        ManifestError: a bad source, too few classes to split, or a bad ``top_classes``.
+        ManifestError: a bad source, too few classes to split, a bad ``top_classes``, labels
+            of the other ``task``, or a split of ``need_splits`` without images.
 
     Example:
         >>> p = prepare_data("demo", split="group", seed=1, audit=False)
@@ -183,7 +275,10 @@ def prepare_data(
     if split not in SPLIT_KINDS:
         raise ValueError(f"split={split!r}: choose one of {', '.join(SPLIT_KINDS)}")
     if split_file is not None and Path(split_file).is_file():
-        return _read_back(Path(split_file))
+        prepared = _read_back(Path(split_file))
+        check_task(prepared.manifest, task, split_file, task_hint)
+        check_splits(prepared.manifest, need_splits, need_hint)
+        return prepared
 
     options = dict(load_options or {})
     if group_regex:
@@ -191,7 +286,9 @@ def prepare_data(
     m = sources.load(source, **options)
     if len(m) == 0:
         raise ManifestError(f"{source}: no images found")
+    check_task(m, task, source, task_hint)
     not_read = files_not_read(m)
+    unmatched = unmatched_drop_entries(m, drop)
     report = None
     dropped: list[dict[str, str]] = []
     if audit:
@@ -210,19 +307,20 @@ def prepare_data(
         else:
             m = splits.top_classes(m, count=int(top_classes))
     m, kind = _split(m, split, ratios, seed)
+    check_splits(m, need_splits, need_hint)
     saved = None
     if split_file is not None:
         Path(split_file).parent.mkdir(parents=True, exist_ok=True)
         splits.save_split(m, split_file)
         saved = Path(split_file)
-        _write_sidecar(saved, kind, report, dropped, not_read)
-    return PreparedData(m, report, dropped, kind, saved, splits.leakage(m), not_read)
+        _write_sidecar(saved, kind, report, dropped, not_read, unmatched)
+    return PreparedData(m, report, dropped, kind, saved, splits.leakage(m), not_read, unmatched)
 
 
 def sidecar_path(split_file: str | os.PathLike) -> Path:
     """Where :func:`prepare_data` keeps, beside a saved split, what a resumed run reports again:
-    the audit's figures, the images cleaning dropped, the files not read (``split.csv`` →
-    ``split.prepared.json``).
+    the audit's figures, the images cleaning dropped, the files not read, the drop-list lines
+    that matched nothing (``split.csv`` → ``split.prepared.json``).
 
     Args:
         split_file: the split CSV.
@@ -239,12 +337,13 @@ def sidecar_path(split_file: str | os.PathLike) -> Path:
 
 
 def _write_sidecar(split_file: Path, kind: str, report: audit_mod.AuditReport | None,
-                   dropped: list[dict[str, str]], not_read: list[dict[str, str]]) -> None:
+                   dropped: list[dict[str, str]], not_read: list[dict[str, str]],
+                   unmatched_drop: list[str]) -> None:
     from keras_species.training.runs import write_json
 
     write_json(sidecar_path(split_file), {
         "split_kind": kind, "audit": report.to_dict() if report is not None else None,
-        "dropped": dropped, "not_read": not_read,
+        "dropped": dropped, "not_read": not_read, "unmatched_drop": unmatched_drop,
     })
 
 
@@ -254,7 +353,7 @@ def _read_back(split_file: Path) -> PreparedData:
     from keras_species.training.runs import read_json
 
     m = splits.load_split(split_file)
-    report, dropped, not_read = None, [], []
+    report, dropped, not_read, unmatched = None, [], [], []
     side = sidecar_path(split_file)
     if side.is_file():
         try:
@@ -267,7 +366,9 @@ def _read_back(split_file: Path) -> PreparedData:
             names = {f.name for f in dataclasses.fields(audit_mod.AuditReport)}
             report = audit_mod.AuditReport(**{k: v for k, v in data["audit"].items() if k in names})
         dropped, not_read = list(data.get("dropped", [])), list(data.get("not_read", []))
-    return PreparedData(m, report, dropped, "loaded", split_file, splits.leakage(m), not_read)
+        unmatched = list(data.get("unmatched_drop", []))
+    return PreparedData(m, report, dropped, "loaded", split_file, splits.leakage(m), not_read,
+                        unmatched)
 
 
 @dataclass
@@ -426,8 +527,12 @@ def build_datasets(
 
 __all__ = [
     "SPLIT_KINDS",
+    "TASKS",
     "PreparedData",
     "prepare_data",
+    "check_task",
+    "check_splits",
+    "unmatched_drop_entries",
     "Datasets",
     "build_datasets",
     "class_weight_setting",

@@ -12,10 +12,12 @@ Layout every recipe relies on::
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 
 import keras
 
+from keras_species.models.batchnorm import untrained_batchnorm
 from keras_species.models.heads import HeadConfig, build_head
 from keras_species.models.preprocessing import preprocessing_layer
 from keras_species.models.registry import get_backbone
@@ -131,7 +133,9 @@ def feature_extractor(
     """``image`` (0–255 RGB) → ``preprocessing`` → ``backbone`` → pooled ``features``.
 
     Used to compute backbone features once and cache them (R2's DenseNet features for
-    SVM/RF/XGBoost, R5's VGG16 feature extraction).
+    SVM/RF/XGBoost, R5's VGG16 feature extraction). Features are computed in inference mode, so a
+    backbone whose BatchNorm layers have no statistics (``weights=None``) warns: its features
+    are random, and near-constant for deep ones (EfficientNet-Lite, MobileNet).
 
     Args:
         backbone: registry name.
@@ -150,7 +154,17 @@ def feature_extractor(
     h, w = _size(input_size, spec.default_size)
     inputs = keras.Input((h, w, 3), name="image")
     x = preprocessing_layer(spec.preprocessing, "preprocessing")(inputs)
-    x = build_backbone(spec.name, (h, w), weights)(x)
+    model = build_backbone(spec.name, (h, w), weights)
+    untrained = untrained_batchnorm(model)
+    if untrained:  # features are computed in inference mode: these layers never normalise
+        warnings.warn(
+            f"feature_extractor({spec.name!r}, weights={weights!r}): {len(untrained)} BatchNorm "
+            "layers of the backbone have no statistics (moving mean 0, variance 1), so its "
+            "features are random and may be near-constant (EfficientNet-Lite0: std 7e-13); give "
+            "it pretrained weights (weights='imagenet' or a weights file; --weights).",
+            stacklevel=2,
+        )
+    x = model(x)
     if pooling == "avg":
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     elif pooling == "max":

@@ -4,16 +4,27 @@ In Keras 3 a ``BatchNormalization`` layer with ``trainable=False`` runs in infer
 uses and keeps its moving statistics). When fine-tuning a pretrained backbone the BatchNorm
 layers of the backbone therefore stay frozen unless ``train_batchnorm=True``.
 
+A BatchNorm layer that has never seen data (a backbone built with ``weights=None``) still holds
+its initial statistics, moving mean 0 and variance 1. In inference mode it does not normalise, and
+through a deep random network the features then shrink to almost nothing (EfficientNet-Lite0 and
+MobileNetV2 at init: feature std about 1e-12), so the model's output is constant. Such layers have
+no statistics to protect: wherever the backbone trains they train too, with batch statistics,
+whatever ``train_batchnorm`` says; freezing them (``"frozen"``, or the frozen part of
+``"last_n"``) is allowed but warns. (``models.batchnorm``: how they are found, and how
+``training.plan`` gives them usable moving statistics.)
+
 Changing ``trainable`` takes effect only when the model is compiled again: call
 ``model.compile(...)`` after :func:`set_trainable` (``training.plan`` does this per phase).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import keras
 
+from keras_species.models.batchnorm import untrained_batchnorm
 from keras_species.models.registry import list_backbones
 
 MODES = ("frozen", "all", "last_n")
@@ -41,6 +52,15 @@ def flat_layers(model: keras.layers.Layer) -> list[keras.layers.Layer]:
             out.extend(flat_layers(layer))
         else:
             out.append(layer)
+    return out
+
+
+def _nested_models(model: keras.layers.Layer) -> list[keras.Model]:
+    """The models nested in ``model``, at any depth (``flat_layers`` gives their leaves)."""
+    out: list[keras.Model] = []
+    for layer in getattr(model, "layers", []):
+        if isinstance(layer, keras.Model):
+            out += [layer, *_nested_models(layer)]
     return out
 
 
@@ -127,13 +147,19 @@ def set_trainable(
             ``"conv"`` (convolution layers; R5's last 4 conv layers of VGG16: ``n=4``).
             Everything after the first selected unit trains.
         train_batchnorm: let the backbone's BatchNorm layers train (batch statistics);
-            by default they stay frozen, in inference mode. In a model without a nested
-            backbone (nothing pretrained to protect) BatchNorm layers follow the selection.
+            by default they stay frozen, in inference mode. BatchNorm layers with nothing
+            pretrained to protect follow the selection whatever this says: those of a model
+            without a nested backbone, and those still holding their initial statistics
+            (``batchnorm.untrained_batchnorm``: a backbone built with ``weights=None``),
+            which in inference mode would make the features near-constant. Such layers left
+            frozen by the mode (``"frozen"``, the frozen part of ``"last_n"``) warn.
         blocks: block prefixes overriding the inferred ones.
 
     Returns:
         A summary: ``mode``, ``trainable_layers`` (layers with trainable weights),
-        ``trainable_params``, ``non_trainable_params``, ``first_trainable_backbone_layer``.
+        ``trainable_params``, ``non_trainable_params``, ``first_trainable_backbone_layer``,
+        ``train_batchnorm``, and ``untrained_batchnorm``: how many of the backbone's BatchNorm
+        layers hold their initial statistics (0 for a pretrained backbone).
 
     Example:
         >>> from keras_species.models.classifier import build_classifier
@@ -151,12 +177,15 @@ def set_trainable(
         backbone = None
     if backbone is None and mode == "frozen":
         raise ValueError(f"model {model.name!r} has no nested 'backbone' to freeze")
-    model.trainable = True
-    for layer in flat_layers(model):
+    # Nested models first: on TensorFlow, `x.trainable = v` is skipped when x.trainable is v
+    # already, so a backbone left frozen by an earlier call would not freeze (propagate) again.
+    for layer in [model, *_nested_models(model), *flat_layers(model)]:
         layer.trainable = True
     target = backbone if backbone is not None else model
     layers = flat_layers(target)
     freeze_bn = backbone is not None and not train_batchnorm
+    untrained = untrained_batchnorm(backbone) if backbone is not None else []
+    no_statistics = {id(layer) for layer in untrained}
     if mode == "frozen":
         backbone.trainable = False
         start = len(layers)
@@ -169,9 +198,12 @@ def set_trainable(
             start = _tail_start(layers, n, unit, blocks)
         for i, layer in enumerate(layers):
             keep = i >= start
-            if isinstance(layer, keras.layers.BatchNormalization) and freeze_bn:
+            if (isinstance(layer, keras.layers.BatchNormalization) and freeze_bn
+                    and id(layer) not in no_statistics):
                 keep = False
             layer.trainable = keep
+    if untrained:
+        _explain_untrained(mode, untrained, train_batchnorm)
     first = next((layer.name for layer in layers[start:] if layer.trainable_weights), None)
     return {
         "mode": mode,
@@ -182,4 +214,57 @@ def set_trainable(
         "non_trainable_params": _count(model.non_trainable_weights),
         "first_trainable_backbone_layer": first,
         "train_batchnorm": train_batchnorm,
+        "untrained_batchnorm": len(untrained),
     }
+
+
+def _explain_untrained(
+    mode: str, untrained: list[keras.layers.BatchNormalization], train_batchnorm: bool
+) -> None:
+    """Warn about the BatchNorm layers without statistics: frozen ones (near-constant features),
+    or, when all train, that they do so although ``train_batchnorm=False``."""
+    # Keras 3: freezing a model freezes its layers, so `trainable` alone says whether one trains
+    frozen = [layer for layer in untrained if not layer.trainable]
+    what = (
+        f"{len(untrained)} BatchNorm layers of the backbone have no statistics yet (moving mean 0, "
+        "variance 1: it was built without pretrained weights, weights=None)"
+    )
+    if frozen:
+        warnings.warn(
+            f"set_trainable(mode={mode!r}): {what} and {len(frozen)} of them are frozen, in "
+            "inference mode, where they do not normalise: the frozen layers' features are random "
+            "and may be near-constant (EfficientNet-Lite0: std 7e-13), so the head learns next to "
+            "nothing. Train the backbone whole (mode='all'; in a transfer recipe --head-epochs 0) "
+            "or give it pretrained weights (--weights imagenet or a weights file).",
+            stacklevel=3,
+        )
+    elif not train_batchnorm:
+        warnings.warn(
+            f"set_trainable(mode={mode!r}): {what}; they train from scratch with batch statistics "
+            "although train_batchnorm=False, since frozen they would make the features "
+            "near-constant.",
+            stacklevel=3,
+        )
+
+
+def describe_batchnorm(train_batchnorm: bool, pretrained: bool) -> str:
+    """What a transfer run's BatchNorm layers do, as one sentence for the run report.
+
+    Args:
+        train_batchnorm: the run let the backbone's BatchNorm layers train.
+        pretrained: the backbone was built with pretrained weights (not ``weights=None``).
+
+    Returns:
+        The sentence.
+
+    Example:
+        >>> describe_batchnorm(False, pretrained=False)[:40]
+        'The backbone has no pretrained weights: '
+    """
+    if not pretrained:
+        return ("The backbone has no pretrained weights: its BatchNorm layers train from scratch "
+                "wherever it trains, their moving statistics re-estimated on training batches "
+                "every epoch.")
+    if train_batchnorm:
+        return "BatchNorm layers of the backbone train when it does (train_batchnorm)."
+    return "BatchNorm layers of the backbone stay frozen (inference mode) throughout."

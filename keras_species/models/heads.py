@@ -48,6 +48,9 @@ class HeadConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout={self.dropout!r} must be in [0, 1)")
         object.__setattr__(self, "units", tuple(int(u) for u in self.units))
+        if any(u < 1 for u in self.units):
+            raise ValueError(f"units={self.units!r}: every hidden layer needs at least 1 unit "
+                             "(() for a linear head)")
 
 
 def _pool(x, pooling: str):

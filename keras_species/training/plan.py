@@ -40,6 +40,7 @@ import keras
 import tensorflow as tf
 
 from keras_species.atomic import atomic_path
+from keras_species.models.batchnorm import RecalibrateBatchNorm, untrained_batchnorm
 from keras_species.training.callbacks import (
     AtomicModelCheckpoint,
     HistoryWriter,
@@ -85,7 +86,7 @@ class Phase:
         weight_decay: decoupled weight decay (Keras applies it for every optimiser); None →
             none (AdamW: Keras' default 0.004).
         clipnorm: clip each gradient to this norm.
-        label_smoothing: for the default cross-entropy losses.
+        label_smoothing: for the default cross-entropy losses, in ``[0, 1)``.
         loss: a loss (or a dict per output); None → by task: categorical cross-entropy
             (single; integer labels are one-hot encoded on the fly), binary cross-entropy
             (multi). Required for ``task="custom"``.
@@ -102,8 +103,8 @@ class Phase:
         monitor: the quantity for the checkpoint and early stopping (``"val_accuracy"``,
             ``"val_loss"``, ``"val_micro_f1"``, ``"val_auc"`` ...); None → by task
             (``val_accuracy`` / ``val_micro_f1`` / ``val_loss``).
-        early_stopping_patience: epochs without improvement before stopping (R3: 10); None →
-            no early stopping.
+        early_stopping_patience: epochs without improvement before stopping (R3: 10), 0 or
+            more; None → no early stopping.
         restore_best: end the phase with the weights of its best epoch on ``monitor``.
 
     Example:
@@ -159,6 +160,15 @@ class Phase:
         if isinstance(self.learning_rate, (int, float)) and not self.learning_rate >= 0:
             raise ValueError(  # a negative rate climbs the loss (0 is allowed: weights stay put)
                 f"Phase {self.name!r}: learning_rate must be >= 0, got {self.learning_rate}"
+            )
+        if not 0.0 <= self.label_smoothing < 1.0:  # 1 makes every target uniform: nothing to learn
+            raise ValueError(
+                f"Phase {self.name!r}: label_smoothing must be in [0, 1), got {self.label_smoothing}"
+            )
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 0:
+            raise ValueError(
+                f"Phase {self.name!r}: early_stopping_patience must be >= 0 epochs (None: no early "
+                f"stopping), got {self.early_stopping_patience}"
             )
 
     def describe(self) -> dict:
@@ -325,6 +335,27 @@ def default_metrics(task: Task, num_classes: int | None, *, from_logits: bool = 
     return []
 
 
+def logged_quantities(task: Task, num_classes: int | None = None, *, validation: bool = True) -> list[str]:
+    """The quantities a phase with the default loss and metrics logs, i.e. what ``monitor`` may be.
+
+    Args:
+        task: ``"single"``, ``"multi"`` or ``"custom"`` (``loss`` only: its metrics are the
+            phase's own).
+        num_classes: number of outputs (``top5_accuracy`` is logged with more than 5 classes);
+            None counts as more than 5.
+        validation: also the ``val_`` names (logged when there is validation data).
+
+    Returns:
+        The names, training ones first.
+
+    Example:
+        >>> logged_quantities("multi", 3, validation=False)
+        ['loss', 'micro_f1', 'binary_accuracy', 'auc']
+    """
+    names = ["loss"] + [m.name for m in default_metrics(task, 6 if num_classes is None else num_classes)]
+    return names + [f"val_{n}" for n in names] if validation else names
+
+
 def _steps_per_epoch(ds: tf.data.Dataset, phase: Phase) -> int:
     if "steps_per_epoch" in phase.schedule_params:
         return int(phase.schedule_params["steps_per_epoch"])
@@ -444,6 +475,14 @@ def _apply_trainable(model: keras.Model, phase: Phase) -> None:
 
     mode = "frozen" if phase.trainable == "head" else phase.trainable
     set_trainable(model, mode, n=phase.n, unit=phase.unit, train_batchnorm=phase.train_batchnorm)
+
+
+def _untrained_backbone_batchnorm(model: keras.Model) -> list[keras.layers.BatchNormalization]:
+    """The BatchNorm layers of the nested ``backbone`` that have no statistics yet (weights=None)."""
+    try:
+        return untrained_batchnorm(model.get_layer("backbone"))
+    except ValueError:  # no nested backbone (a scratch CNN): nothing is recalibrated
+        return []
 
 
 def _atomic_save_weights(model: keras.Model, path: Path) -> None:
@@ -576,7 +615,12 @@ def train(
 
     Each phase: set the trainable layers, compile with a new optimiser (inside the model's
     distribution strategy scope), fit from the global epoch where the previous phase stopped.
-    Callbacks per phase, in order: the schedule (one-cycle / cyclic), ``LearningRateLogger``,
+    Callbacks per phase, in order: ``models.batchnorm.RecalibrateBatchNorm`` when BatchNorm
+    layers of the backbone train from scratch (a backbone built with ``weights=None``: their
+    moving statistics are set to their average over training batches every epoch, before
+    validation: those Keras keeps with momentum 0.99 still hold 0.99**k of their initial values
+    after k steps, which keeps the inference-mode output near-constant for hundreds of steps), the
+    schedule (one-cycle / cyclic), ``LearningRateLogger``,
     ``keras.callbacks.TerminateOnNaN``, the phase's and ``extra_callbacks``, ``HistoryWriter``
     (``history.csv``), ``AtomicModelCheckpoint`` (``best.keras``, best on the monitor over the
     whole run), ``keras.callbacks.EarlyStopping`` (patience, best weights restored; its count
@@ -646,7 +690,9 @@ def train(
 
     for index in range(start_phase, len(phases)):
         phase = phases[index]
+        untrained = _untrained_backbone_batchnorm(model)
         _apply_trainable(model, phase)
+        from_scratch = [layer for layer in untrained if layer.trainable]  # they train from scratch
         from_logits = outputs_logits(model) if phase.from_logits is None else phase.from_logits
         steps = _steps_per_epoch(train_ds, phase) if phase.schedule != "constant" else None
         with strategy.scope():
@@ -662,6 +708,8 @@ def train(
         mode = monitor_mode(monitor)
         history = HistoryWriter(run.history_path, phase.name, rows=rows)
         callbacks: list[keras.callbacks.Callback] = [
+            # first: checkpoints and backups must see the moving statistics it sets
+            *([RecalibrateBatchNorm(train_ds, from_scratch)] if from_scratch else []),
             *schedule_callbacks,
             LearningRateLogger(),
             keras.callbacks.TerminateOnNaN(),

@@ -7,6 +7,12 @@ overwritten by small batches of a small data set. :func:`transfer_phases` writes
 :class:`~keras_species.training.plan.Phase` objects; :func:`build_transfer_model` builds the
 classifier inside the run's precision policy and distribution strategy.
 
+Without pretrained weights (``weights=None``) there are no ImageNet statistics to keep: the
+backbone's BatchNorm layers train from scratch in phase 2 whatever ``train_batchnorm`` says, and
+their moving statistics are re-estimated every epoch (``models.freezing.set_trainable``,
+``models.batchnorm``). Phase 1 then trains the head on a frozen random backbone, whose features
+are near-constant for EfficientNet-Lite and MobileNet: it warns, and ``head_epochs=0`` skips it.
+
 Example:
     >>> phases = transfer_phases(head_epochs=5, fine_tune_epochs=3)
     >>> [(p.name, p.trainable, p.learning_rate) for p in phases]
@@ -56,7 +62,8 @@ def transfer_phases(
             ``"none"`` (phase 2 then trains the head only, at the lower rate).
         unfreeze_n: how many units for ``"last_n"``.
         unfreeze_unit: ``"blocks"``, ``"layers"`` or ``"conv"`` (what ``unfreeze_n`` counts).
-        train_batchnorm: let the backbone's BatchNorm layers train in phase 2 (default frozen).
+        train_batchnorm: let the backbone's BatchNorm layers train in phase 2 (default frozen;
+            those of a backbone without pretrained weights always train).
         weight_decay: decoupled weight decay for both phases.
         label_smoothing: label smoothing of the cross-entropy loss.
         monitor: checkpoint / early-stopping quantity (None: ``val_accuracy`` single-label,
@@ -144,7 +151,8 @@ def build_transfer_model(
         num_classes: classes (tags for multi-label).
         input_size: side or ``(height, width)``; the backbone's default when None.
         weights: ``"imagenet"``, None, or a local weights file (``models.weights``). Offline
-            ``"imagenet"`` raises ``WeightsUnavailableError`` before anything is built.
+            ``"imagenet"`` raises ``WeightsUnavailableError`` before anything is built. None
+            gives a random backbone, to train from scratch (see the module's docstring).
         head_units: hidden Dense widths (R3: ``(512, 256, 128)``).
         head_dropout: dropout after each hidden Dense (after pooling for a linear head).
         head_pooling: ``avg``, ``flatten`` or ``avgmax``.

@@ -117,6 +117,58 @@ def test_a_resumed_run_reports_its_audit_cleaning_and_files_not_read_again(folde
     assert broken.audit is None and broken.manifest.paths == first.manifest.paths
 
 
+def test_drop_list_lines_that_match_nothing_are_reported_and_kept_for_a_resume(folder, tmp_path):
+    from keras_species.recipe import data_section
+
+    listed = sorted((folder / "eel").iterdir())[0]
+    drop = tmp_path / "drop.txt"
+    drop.write_text(f"{listed.name}\nfish_9_misspelt.png\ncod/not_there.png\n")
+    split_file = tmp_path / "run" / "split.csv"
+    with pytest.warns(UserWarning, match="match no image"):
+        p = prepare_data(folder, split="stratified", seed=0, drop=drop, split_file=split_file,
+                         audit_dir=tmp_path / "run" / "audit")
+    assert [d["path"] for d in p.dropped] == [str(listed)]  # the one line that names a file
+    assert p.unmatched_drop == ["fish_9_misspelt.png", "cod/not_there.png"]
+    assert "2 line(s) of the drop list match no image" in p.summary()
+    section = data_section(p)[1]
+    assert "2 line(s) of the drop list (--drop) matched no image" in section
+    assert "- `fish_9_misspelt.png`: matches no image of the data" in section
+    again = prepare_data(folder, split="stratified", seed=0, drop=drop, split_file=split_file)
+    assert again.split_kind == "loaded" and again.unmatched_drop == p.unmatched_drop
+    assert prepare_data(folder, split="stratified", seed=0, audit=False).unmatched_drop == []
+
+
+def test_labels_of_the_other_kind_are_refused_before_the_audit(folder, tmp_path):
+    tags = tmp_path / "tags.csv"
+    images = sorted(folder.rglob("*.png"))
+    tags.write_text("path,labels\n" + "".join(f"{f},{f.parent.name};x\n" for f in images))
+    with pytest.raises(ManifestError, match=r"tags.csv: the data is multi-label \(4 tags, a set "
+                                            r"per image\); use the tagging recipe"):
+        prepare_data(tags, task="single", task_hint="use the tagging recipe",
+                     audit_dir=tmp_path / "audit")
+    assert not (tmp_path / "audit").exists()  # stopped before the audit
+    with pytest.raises(ManifestError, match=r"the data is single-label \(3 classes, one per image\)"):
+        prepare_data(folder, task="multi", audit=False)
+    assert prepare_data(tags, task="multi", audit=False).manifest.multilabel
+    with pytest.raises(ValueError, match="task='tags'"):
+        prepare_data(folder, task="tags", audit=False)
+
+
+def test_a_split_without_a_needed_split_is_refused_before_it_is_saved(folder, tmp_path):
+    split_file = tmp_path / "split.csv"
+    with pytest.raises(ManifestError, match=r"the split has no 'test' images .*: it is scored"):
+        prepare_data(folder, split="systematic", audit=False, split_file=split_file,
+                     need_splits=("train", "test"), need_hint="it is scored")
+    assert not split_file.exists()
+    with pytest.raises(ManifestError, match="no 'test' images"):
+        prepare_data(folder, ratios=(0.8, 0.2), audit=False, need_splits=("train", "val", "test"))
+    p = prepare_data(folder, split="stratified", audit=False, split_file=split_file,
+                     need_splits=("train", "val", "test"))
+    assert set(p.manifest.splits) == {"train", "val", "test"}
+    with pytest.raises(ManifestError, match="no 'holdout' images"):  # a resumed run checks too
+        prepare_data(folder, split_file=split_file, need_splits=("holdout",))
+
+
 def test_top_classes_and_bad_split_kind(folder):
     p = prepare_data(folder, split="stratified", top_classes=2, audit=False)
     assert p.manifest.num_classes == 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -65,3 +67,17 @@ def test_build_backbone_is_named_backbone():
 def test_unknown_backbone_suggests_names():
     with pytest.raises(KeyError, match="resnet18"):
         build_classifier("resnet_18x", 2)
+
+
+def test_feature_extractor_without_weights_warns_about_batchnorm_statistics(tmp_path):
+    """EfficientNet-Lite0 with weights=None computes features in inference mode with BatchNorm
+    layers that never saw data: near-constant features (std ~1e-12), said at once."""
+    with pytest.warns(UserWarning, match="49 BatchNorm layers of the backbone have no statistics"):
+        model = feature_extractor("efficientnet_lite0", 32, weights=None)
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    assert float(np.std(np.asarray(model(x)))) < 1e-6  # what the warning is about
+    weights = tmp_path / "vgg.weights.h5"
+    build_backbone("vgg16", 32).save_weights(str(weights))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        feature_extractor("vgg16", 32, weights=str(weights))  # no BatchNorm: nothing to say

@@ -1,19 +1,42 @@
-"""set_trainable: frozen / all / last_n (layers, blocks, conv), BatchNorm kept in inference mode."""
+"""set_trainable: frozen / all / last_n (layers, blocks, conv); BatchNorm of a pretrained backbone
+kept in inference mode, BatchNorm without statistics (weights=None) trained from scratch."""
 
 from __future__ import annotations
+
+import warnings
 
 import keras
 import numpy as np
 import pytest
 
-from keras_species.models.classifier import backbone_of, build_classifier
+from keras_species.models.batchnorm import untrained_batchnorm
+from keras_species.models.classifier import backbone_of, build_backbone, build_classifier
 from keras_species.models.freezing import flat_layers, set_trainable
 from keras_species.models.heads import HeadConfig
 
+X32 = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+
+
+def pretrained_file(name: str, folder, size: int = 32) -> str:
+    """A ``.weights.h5`` of backbone ``name`` whose BatchNorm layers hold learned-looking statistics
+    (what ImageNet weights look like to ``set_trainable``)."""
+    backbone = build_backbone(name, size)
+    rng = np.random.default_rng(1)
+    for layer in flat_layers(backbone):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            shape = tuple(layer.moving_mean.shape)
+            layer.moving_mean.assign(rng.normal(0, 0.1, shape).astype("float32"))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, shape).astype("float32"))
+    path = str(folder / f"{name}.weights.h5")
+    backbone.save_weights(path)
+    return path
+
 
 @pytest.fixture(scope="module")
-def r18():
-    return build_classifier("resnet18", 3, input_size=32, head=HeadConfig(units=(8,)))
+def r18(tmp_path_factory):
+    """ResNet18 with pretrained-like weights loaded from a file."""
+    weights = pretrained_file("resnet18", tmp_path_factory.mktemp("weights"))
+    return build_classifier("resnet18", 3, input_size=32, weights=weights, head=HeadConfig(units=(8,)))
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +81,17 @@ def test_frozen_batchnorm_statistics_do_not_move(r18):
     r18.fit(x, y, epochs=1, verbose=0)
     np.testing.assert_array_equal(np.asarray(bn.moving_mean), before_bn)
     assert not np.allclose(np.asarray(conv.kernel), before_conv)
+
+
+def test_frozen_again_after_unfreezing(r18):
+    """frozen → all → frozen: the last call freezes the backbone again (on TensorFlow, setting a
+    model's ``trainable`` to the value it already has does not reach its layers)."""
+    frozen = set_trainable(r18, "frozen")["trainable_params"]
+    set_trainable(r18, "all")
+    assert set_trainable(r18, "frozen")["trainable_params"] == frozen
+    assert _trainable_names(r18) == []
+    set_trainable(r18, "last_n", n=2)
+    assert set_trainable(r18, "frozen")["trainable_params"] == frozen
 
 
 def test_last_4_conv_layers_of_vgg16(vgg16):
@@ -117,3 +151,79 @@ def test_bad_arguments(vgg16):
         set_trainable(vgg16, "half")
     with pytest.raises(ValueError, match="unit"):
         set_trainable(vgg16, "last_n", n=1, unit="stages")
+
+
+def _no_statistics_warnings(record) -> list[str]:
+    return [str(w.message) for w in record if "no statistics" in str(w.message)]
+
+
+def test_pretrained_backbone_is_not_warned_about(r18):
+    assert untrained_batchnorm(backbone_of(r18)) == []
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        for mode in ("frozen", "all"):
+            assert set_trainable(r18, mode)["untrained_batchnorm"] == 0
+    assert _no_statistics_warnings(record) == []
+
+
+def _feature_std(model, training: bool) -> float:
+    """Feature std of the backbone on random images, as ``fit`` (training=True) or ``predict``
+    compute them; the BatchNorm statistics that a training-mode call moves are put back."""
+    backbone = backbone_of(model)
+    saved = backbone.get_weights()
+    features = backbone(model.get_layer("preprocessing")(X32), training=training)
+    backbone.set_weights(saved)
+    return float(np.std(np.asarray(features)))
+
+
+@pytest.fixture(scope="module")
+def random_lite0():
+    """EfficientNet-Lite0 with weights=None: every BatchNorm layer holds mean 0, variance 1."""
+    return build_classifier("efficientnet_lite0", 3, input_size=32, weights=None)
+
+
+@pytest.mark.filterwarnings("ignore:set_trainable")
+def test_random_backbone_batchnorm_trains_from_scratch(random_lite0):
+    """The bug: weights=None with BatchNorm frozen gave features of std ~1e-12 in training mode
+    too (the Keras 3 rule), i.e. a model that outputs the same for every image."""
+    bns = untrained_batchnorm(backbone_of(random_lite0))
+    assert len(bns) == 49
+    summary = set_trainable(random_lite0, "all")  # train_batchnorm=False, as recipes pass
+    assert _feature_std(random_lite0, training=True) > 0.1  # was 7e-13: dead
+    assert all(layer.trainable for layer in bns)
+    assert summary["untrained_batchnorm"] == 49
+    set_trainable(random_lite0, "frozen")
+    assert _feature_std(random_lite0, training=True) < 1e-6  # the collapse that is warned about
+
+
+def test_random_backbone_messages_name_the_fix(random_lite0):
+    with pytest.warns(UserWarning, match="no statistics") as record:
+        set_trainable(random_lite0, "all")
+    (message,) = _no_statistics_warnings(record)
+    assert "train from scratch" in message and "train_batchnorm=False" in message
+    with pytest.warns(UserWarning, match="49 of them are frozen") as record:
+        set_trainable(random_lite0, "frozen")
+    (message,) = _no_statistics_warnings(record)
+    assert "--weights imagenet" in message and "--head-epochs 0" in message
+
+
+def test_random_backbone_last_n_trains_tail_batchnorm_and_warns_about_the_rest(random_lite0):
+    with pytest.warns(UserWarning, match="of them are frozen"):
+        set_trainable(random_lite0, "last_n", n=1, unit="blocks")
+    names = _trainable_names(random_lite0)
+    assert "top_bn" in names and "top_conv" in names  # the tail's BatchNorm trains with it
+    assert not backbone_of(random_lite0).get_layer("stem_bn").trainable
+
+
+def test_statistics_learned_from_scratch_are_then_protected():
+    """Once its BatchNorm layers have statistics, a from-scratch backbone is fine-tuned like a
+    pretrained one (train_batchnorm=False freezes them again)."""
+    model = build_classifier("mobilenet_v2", 3, input_size=32, weights=None)
+    for layer in untrained_batchnorm(backbone_of(model)):
+        layer.moving_variance.assign(np.full(layer.moving_variance.shape, 0.5, "float32"))
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        set_trainable(model, "all")
+    assert _no_statistics_warnings(record) == []
+    bns = [la for la in flat_layers(backbone_of(model)) if isinstance(la, keras.layers.BatchNormalization)]
+    assert bns and not any(la.trainable for la in bns)

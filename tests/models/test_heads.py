@@ -60,3 +60,9 @@ def test_bad_arguments():
         HeadConfig(dropout=1.5)
     with pytest.raises(ValueError, match="output"):
         _head(output="relu")
+
+
+def test_head_units_below_one_are_refused():
+    with pytest.raises(ValueError, match="at least 1 unit"):
+        HeadConfig(units=(64, 0))
+    assert HeadConfig(units=()).units == ()

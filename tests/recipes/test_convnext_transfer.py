@@ -40,7 +40,8 @@ def test_defaults_are_r3s_best_configuration():
     assert (c.augment, c.class_weight) == ("r3", "balanced")
     assert (c.head_learning_rate, c.fine_tune_learning_rate, c.optimizer) == (1e-3, 1e-4, "adam")
     assert (c.unfreeze, c.train_batchnorm) == ("all", False)
-    assert (c.early_stopping_patience, c.monitor, c.evaluate_model) == (10, "val_accuracy", "best")
+    # auto: R3's validation accuracy on single-label data (validation micro-F1 on multi-label)
+    assert (c.early_stopping_patience, c.monitor, c.evaluate_model) == (10, "auto", "best")
     assert c.ratios == (0.7, 0.15, 0.15)
 
 

@@ -87,3 +87,31 @@ def test_classifiers_on_cached_features(tmp_path):
     again = run(FeatureClassifiersConfig(**{**config.__dict__, "name": "t2",
                                             "classifiers": ("logreg",)}))
     assert again.features_from_cache and [r["model"] for r in again.comparison] == ["logreg"]
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ('{"logreg": {"bogus": 1}}',
+     "--classifier-params logreg: LogisticRegression.__init__() got an unexpected keyword argument 'bogus'"),
+    ('{"logreg": {"C": "big"}}', "--classifier-params logreg: The 'C' parameter of LogisticRegression must be"),
+    ('{"lgreg": {"C": 1}}', "--classifier-params: 'lgreg' is not a classifier; its keys are classifier names"),
+    ('{"logreg": 3}', "--classifier-params logreg: 3 is not an object of arguments"),
+])
+def test_bad_classifier_params_stop_before_any_feature_is_extracted(params, message, tmp_path, capsys):
+    # they used to raise a scikit-learn TypeError after the extraction (or, for a misspelt
+    # classifier, to be ignored without a word), with the run folder made and the features computed
+    data = write_image_folder(tmp_path / "data", classes=CLASSES, per_class=3, size=(24, 24))
+    code = feature_classifiers.main([
+        "--data", str(data), "--out", str(tmp_path / "runs"), "--backbone", "resnet18",
+        "--weights", "none", "--image-size", "32", "--classifiers", "logreg,svc",
+        "--feature-cache", str(tmp_path / "cache"), "--classifier-params", params])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(f"python -m recipes.feature_classifiers: error: {message}"), err
+    assert "Traceback" not in err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()
+
+
+def test_classifier_params_of_a_classifier_that_does_not_run_are_named_in_a_warning():
+    from recipes.feature_classifiers import check_classifier_params
+
+    with pytest.warns(UserWarning, match="the arguments of rf are not used, since --classifiers runs logreg"):
+        check_classifier_params(["logreg"], {"rf": {"n_estimators": "many"}, "logreg": {"C": 2.0}})

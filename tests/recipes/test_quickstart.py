@@ -127,3 +127,26 @@ def test_resume_a_finished_and_a_killed_run(tiny_run):
     assert json.loads((killed / "state.json").read_text())["finished"] is True
     assert (killed / "metrics.json").is_file() and (killed / "best.keras").is_file()
     assert resumed.metrics["test"]["n"] == result.test["n"]
+
+
+def test_multilabel_data_gets_its_own_monitor(tmp_path, eager_tf):
+    # the default --monitor was val_accuracy, which a multi-label run does not log: the run
+    # stopped after its first epoch. auto picks val_micro_f1 from the data.
+    from tests.recipes.test_multilabel_resnet import write_multilabel_csv
+
+    data = write_multilabel_csv(tmp_path / "tags", n=24)
+    config = QuickstartConfig(
+        data=str(data), out=tmp_path / "runs", name="tags", backbone="resnet18", weights="none",
+        image_size=32, batch_size=8, head_epochs=0, fine_tune_epochs=1, verbose=0,
+    )
+    assert config.monitor == "auto"
+    result = run(config)
+    rows = list(csv.DictReader(open(result.run_dir / "history.csv")))
+    assert len(rows) == 1 and "val_micro_f1" in rows[0]
+    assert result.best_model_path is not None and "micro-F1" in result.headline
+    assert "(best epoch on `val_micro_f1`)" in result.report_path.read_text()
+    # a monitor given that this data's run does not log: refused before training
+    with pytest.raises(ValueError, match=r"--monitor val_accuracy: a run on multi-label data does not "
+                                         r"log it; use --monitor auto \(val_micro_f1 here\)"):
+        run(dataclasses.replace(config, name="acc", monitor="val_accuracy"))
+    assert not (tmp_path / "runs" / "quickstart" / "acc" / "history.csv").exists()

@@ -138,3 +138,23 @@ def test_cli_reads_a_csv_with_a_missing_file_when_told_to_skip_it(tmp_path, caps
     assert "1 file(s) left out when reading the source:" in report and "gone.png" in report
     stored = json.loads((tmp_path / "r" / "scratch_cnn" / "skip" / "config.json").read_text())
     assert stored["config"]["on_missing"] == "skip"  # a resumed run reads the source alike
+
+
+def test_multilabel_data_is_refused_in_one_line_naming_the_recipe_to_use(tmp_path, capsys):
+    # it used to stop with "cross_validate scores single-label data; the train+val manifest is
+    # multi-label", naming an internal function, after the audit and the split
+    from tests.recipes.test_multilabel_resnet import write_multilabel_csv
+
+    data = write_multilabel_csv(tmp_path / "tags")
+    code = scratch_cnn.main(["--data", str(data), "--out", str(tmp_path / "runs"), "--name", "t",
+                             "--image-size", "32", "--epochs", "1", "--k", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    first = err.splitlines()[0]
+    assert first == (f"python -m recipes.scratch_cnn: error: {data}: the data is multi-label "
+                     "(3 tags, a set per image); this recipe trains single-label classifiers "
+                     "only: for multi-label data use python -m recipes.multilabel_resnet (it "
+                     "takes any registry backbone, --backbone)")
+    assert "cross_validate" not in err
+    run_dir = tmp_path / "runs" / "scratch_cnn" / "t"
+    assert (run_dir / "failed.json").is_file() and not (run_dir / "audit").exists()

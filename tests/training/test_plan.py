@@ -13,6 +13,7 @@ from keras_species.training.callbacks import read_history
 from keras_species.training.plan import (
     Phase,
     default_metrics,
+    logged_quantities,
     make_optimizer,
     monitor_mode,
     outputs_logits,
@@ -279,6 +280,27 @@ def test_phase_validation_and_helpers():
                                     learning_rate=1e-2), steps_per_epoch=5)
     assert opt.weight_decay == pytest.approx(1e-3) and cbs[0].step_size == 10
     assert Phase("x", trainable=_freeze).describe()["trainable"] == "_freeze"
+
+
+def test_phase_refuses_label_smoothing_and_patience_out_of_range():
+    # label smoothing 2 used to train without a word; a negative patience reached Keras
+    for smoothing in (-0.1, 1.0, 2.0):
+        with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\)"):
+            Phase("head", label_smoothing=smoothing)
+    with pytest.raises(ValueError, match=r"early_stopping_patience must be >= 0 epochs \(None: no "
+                                         r"early stopping\), got -1"):
+        Phase("head", early_stopping_patience=-1)
+    assert Phase(label_smoothing=0.1, early_stopping_patience=0).early_stopping_patience == 0
+
+
+def test_logged_quantities_are_what_a_default_phase_logs():
+    assert logged_quantities("single", 3) == ["loss", "accuracy", "auc", "val_loss",
+                                              "val_accuracy", "val_auc"]
+    assert "val_top5_accuracy" in logged_quantities("single", 8)
+    assert "val_top5_accuracy" in logged_quantities("single")  # class count unknown: all of them
+    assert logged_quantities("multi", 3, validation=False) == ["loss", "micro_f1",
+                                                               "binary_accuracy", "auc"]
+    assert logged_quantities("custom") == ["loss", "val_loss"]
 
 
 def test_custom_task_needs_a_loss(tmp_path):

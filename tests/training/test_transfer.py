@@ -55,3 +55,34 @@ def test_build_transfer_model_head_and_outputs():
     assert names[:3] == ["image", "preprocessing", "backbone"]
     assert "head_dense1" in names and "head_dense2" in names
     assert model.get_layer("label").activation == "sigmoid"
+
+
+@pytest.mark.slow  # about 30 s on 2 CPU cores (tracing EfficientNet-Lite0's training step)
+@pytest.mark.filterwarnings("ignore:set_trainable")
+def test_backbone_without_weights_trains_from_scratch(tmp_path):
+    """weights=None on EfficientNet-Lite0 with the transfer plan: BatchNorm frozen at its initial
+    statistics made the features ~1e-12 and the output the same for every image. Now its BatchNorm
+    layers train from scratch and their statistics are recalibrated, so the model learns and
+    predicts (inference mode) something that depends on the image."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_species.models.batchnorm import untrained_batchnorm
+    from keras_species.models.classifier import backbone_of
+    from keras_species.training.plan import train
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    y = np.arange(32) % 2
+    x = (rng.uniform(0, 60, (32, 32, 32, 3)) + 150 * y[:, None, None, None]).astype("float32")
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    model, _ = build_transfer_model("efficientnet_lite0", 2, input_size=32, weights=None)
+    phases = transfer_phases(head_epochs=0, fine_tune_epochs=2, fine_tune_learning_rate=1e-3)
+    result = train(model, phases, ds, ds, tmp_path / "run", verbose=0)
+
+    probs = model.predict(x, verbose=0)
+    assert probs[:, 1].std() > 0.05  # was 0: one answer for every image
+    assert untrained_batchnorm(backbone_of(model)) == []  # every BatchNorm layer learned statistics
+    assert (probs.argmax(1) == y).mean() >= 0.75  # the best epoch's weights (restore_best)
+    assert max(row["val_accuracy"] for row in result.history) >= 0.75
