@@ -154,10 +154,12 @@ def _json_or_str(text: str):
         return text
 
 
-def _optional(conv):
+def _optional(conv, none: Any = None):
+    """A flag's converter that reads ``none`` (or ``null``...) as ``none``, else calls ``conv``."""
+
     def inner(text: str):
         if text in _NONE_WORDS:
-            return None
+            return none
         return conv(text)
 
     inner.__name__ = getattr(conv, "__name__", "value")
@@ -172,18 +174,6 @@ class _Empty:
 
 
 _EMPTY = _Empty()
-
-
-def _none_as_empty(conv):
-    """An item converter of a ``nargs="+"`` flag that reads ``none`` as :data:`_EMPTY`."""
-
-    def inner(text: str):
-        if text in _NONE_WORDS:
-            return _EMPTY
-        return conv(text)
-
-    inner.__name__ = getattr(conv, "__name__", "value")
-    return inner
 
 
 def _empty_sequence(flag: str, value: Any) -> Any:
@@ -378,7 +368,7 @@ def config_parser(
             if optional:
                 kwargs["type"] = _optional(conv)
             elif nargs == "+":  # `--head-units none`: no values (a field whose default is (), say)
-                kwargs["type"] = _none_as_empty(conv)
+                kwargs["type"] = _optional(conv, _EMPTY)  # a lone none: no values
             else:
                 kwargs["type"] = conv
             kwargs["metavar"] = f.name.upper()
