@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from keras_species.data import allocator
 from keras_species.data.allocator import OPT_OUT, user_chose_malloc
 
 
@@ -32,8 +33,12 @@ def test_the_user_s_own_malloc_settings_win():
 
 
 _PROBE = """
-import ctypes
-from keras_species.data.allocator import tune_malloc
+import ctypes, importlib.util, sys
+# the module alone, by its path: importing the package would start TensorFlow (seconds a probe)
+spec = importlib.util.spec_from_file_location("allocator", sys.argv[1])
+allocator = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(allocator)
+tune_malloc = allocator.tune_malloc
 
 class MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in (
@@ -57,7 +62,7 @@ def _probe(**env) -> list[str]:
     environ = {k: v for k, v in os.environ.items()
                if not k.startswith("MALLOC_") and k not in (OPT_OUT, "GLIBC_TUNABLES")}
     environ.update(env)
-    out = subprocess.run([sys.executable, "-c", _PROBE], env=environ, capture_output=True,
+    out = subprocess.run([sys.executable, "-c", _PROBE, allocator.__file__], env=environ, capture_output=True,
                          text=True, check=True).stdout
     return out.split()
 
