@@ -463,7 +463,8 @@ def clean(
             ``"drop_non_rgb"`` drops them (R5). Corrupt files are dropped under both.
         drop: files to leave out (R3's cleaning list): a list of paths / file names / relative
             paths, or the path of a text file with one per line (``#`` starts a comment).
-            Entries that match no image are listed in a warning.
+            Entries that match no image are listed in a warning and in
+            ``cleaned.extra["cleaning"]["unmatched_drop"]``.
 
     Returns:
         ``(cleaned manifest, dropped)`` where ``dropped`` is a list of ``{path, reason}``. The
@@ -483,6 +484,7 @@ def clean(
     for i, p in enumerate(manifest.paths):
         if p in reasons:
             row_reason[i] = reasons[p]
+    unknown: list[str] = []
     if drop is not None:
         hits, unknown = _match_drop_entries(manifest, _read_drop_list(drop))
         for i, entry in hits.items():
@@ -490,7 +492,8 @@ def clean(
         if unknown:
             shown = ", ".join(unknown[:20]) + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else "")
             warnings.warn(
-                f"{len(unknown)} drop-list entr{'y' if len(unknown) == 1 else 'ies'} match no image "
+                f"{len(unknown)} drop-list "
+                f"{'entry matches' if len(unknown) == 1 else 'entries match'} no image "
                 f"of the manifest: {shown}. Check the spelling (paths, or bare file names)",
                 UserWarning,
                 stacklevel=2,
@@ -510,7 +513,8 @@ def clean(
             UserWarning,
             stacklevel=2,
         )
-    cleaned.extra["cleaning"] = {"policy": policy, "n_dropped": len(dropped), "emptied_classes": emptied}
+    cleaned.extra["cleaning"] = {"policy": policy, "n_dropped": len(dropped), "emptied_classes": emptied,
+                                 "unmatched_drop": unknown}
     return cleaned, dropped
 
 

@@ -115,27 +115,6 @@ def files_not_read(m: Manifest) -> list[dict[str, str]]:
     return [{"path": p, "reason": why} for key, why in reasons.items() for p in m.extra.get(key, [])]
 
 
-def unmatched_drop_entries(m: Manifest, drop: str | os.PathLike | Sequence[str] | None) -> list[str]:
-    """The entries of a drop list that name no image of ``m`` (``audit.clean`` drops nothing
-    for them, and only warns), for the run's report.
-
-    Args:
-        m: the manifest the drop list is applied to.
-        drop: paths or file names, or a text file of them (as ``audit.clean`` takes it).
-
-    Returns:
-        The entries that match no image, in the list's order (empty without a drop list).
-
-    Example:
-        >>> unmatched_drop_entries(sources.load("demo"), ["no_such_fish.png"])
-        ['no_such_fish.png']
-    """
-    if drop is None:
-        return []
-    # audit.clean matches the entries the same way; it reports the misses only as a warning
-    return audit_mod._match_drop_entries(m, audit_mod._read_drop_list(drop))[1]
-
-
 TASKS = ("any", "single", "multi")
 """What :func:`prepare_data` accepts (``task=``): any labels, single-label only (one class per
 image) or multi-label only (a set of tags per image)."""
@@ -288,7 +267,6 @@ def prepare_data(
         raise ManifestError(f"{source}: no images found")
     check_task(m, task, source, task_hint)
     not_read = files_not_read(m)
-    unmatched = unmatched_drop_entries(m, drop)
     report = None
     dropped: list[dict[str, str]] = []
     if audit:
@@ -301,6 +279,8 @@ def prepare_data(
             stacklevel=2,
         )
         m, dropped = audit_mod.clean(m, audit_mod.AuditReport(), policy=clean_policy, drop=drop)
+    # the drop-list lines that named no image (clean only warns about them): for the report
+    unmatched = list(m.extra.get("cleaning", {}).get("unmatched_drop", []))
     if top_classes is not None:
         if isinstance(top_classes, float) and top_classes < 1:
             m = splits.top_classes(m, fraction=top_classes)
@@ -532,7 +512,6 @@ __all__ = [
     "prepare_data",
     "check_task",
     "check_splits",
-    "unmatched_drop_entries",
     "Datasets",
     "build_datasets",
     "class_weight_setting",
