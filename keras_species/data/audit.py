@@ -101,7 +101,8 @@ class AuditReport:
         imbalance_ratio: largest / smallest non-empty class count.
         empty_classes: classes without any image.
         majority_baseline: accuracy of always predicting the most frequent class (multi-label:
-            exact-match accuracy of always predicting the most frequent label set).
+            exact-match accuracy of always predicting the most frequent label set), over the
+            readable images (the ones a training run keeps; ``None`` when none is readable).
         majority_label: that class, or the label set joined with ``;`` (``""`` = no tag).
         non_rgb: ``{path, mode}`` of readable images whose mode is not RGB.
         animated: ``{path, n_frames}`` of animations / multi-page files (first frame is used).
@@ -313,28 +314,30 @@ def _summarise(manifest: Manifest, infos: dict[str, ImageInfo]) -> AuditReport:
     non_empty = [n for n in counts if n > 0]
     if non_empty:
         r.imbalance_ratio = round(float(max(non_empty)) / float(min(non_empty)), 4)
+    rows_ok = np.array([p in infos and infos[p].ok for p in manifest.paths], dtype=bool)
+    kept = manifest.subset(rows_ok)  # what a training run reads: the baseline counts only these
     if manifest.multilabel:
         card = manifest.labels.sum(axis=1)
         r.label_cardinality = {str(k): int(v) for k, v in sorted(Counter(card.tolist()).items())}
         r.n_unlabelled = int((card == 0).sum())
-        if len(manifest):
-            sets = Counter(_label_key(manifest, i) for i in range(len(manifest)))
+        if len(kept):
+            sets = Counter(_label_key(kept, i) for i in range(len(kept)))
             label, n = max(sets.items(), key=lambda kv: (kv[1], kv[0] == ""))
-            r.majority_label, r.majority_baseline = label, round(n / len(manifest), 6)
+            r.majority_label, r.majority_baseline = label, round(n / len(kept), 6)
     else:
-        labelled = manifest.labels != UNLABELLED
-        r.n_unlabelled = int((~labelled).sum())
-        if labelled.any():
-            k = int(np.argmax(counts))
+        r.n_unlabelled = int((manifest.labels == UNLABELLED).sum())
+        labelled_ok = kept.labels != UNLABELLED
+        if labelled_ok.any():
+            kept_counts = kept.class_counts()
+            k = int(np.argmax(kept_counts))
             r.majority_label = manifest.class_names[k]
-            r.majority_baseline = round(float(counts[k]) / float(labelled.sum()), 6)
+            r.majority_baseline = round(float(kept_counts[k]) / float(labelled_ok.sum()), 6)
     if manifest.splits is not None:
         r.split_counts = dict(sorted(Counter(manifest.splits).items()))
 
     # ---- per file (unique paths)
     readable = [info for info in infos.values() if info.ok]
-    rows_ok = np.array([p in infos and infos[p].ok for p in manifest.paths], dtype=bool)
-    ok_counts = manifest.subset(rows_ok).class_counts()
+    ok_counts = kept.class_counts()
     r.readable_class_counts = {c: int(n) for c, n in zip(manifest.class_names, ok_counts)}
     r.modes = dict(Counter(i.mode for i in readable).most_common())
     r.formats = dict(Counter(i.format for i in readable).most_common())
