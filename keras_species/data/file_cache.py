@@ -24,14 +24,17 @@ import glob
 import hashlib
 import json
 import os
+import re
 import socket
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from keras_species.atomic import process_running
 
 __all__ = [
-    "array_fingerprint", "file_fingerprint", "file_identity", "keyed_cache_path", "release_stale_lock",
+    "array_fingerprint", "file_fingerprint", "file_identity", "keyed_cache_path", "other_caches",
+    "release_stale_lock",
 ]
 
 
@@ -129,11 +132,80 @@ def keyed_cache_path(prefix: str | os.PathLike, content: Mapping[str, Any]) -> s
     path = f"{os.fspath(prefix)}-{hashlib.sha1(text.encode()).hexdigest()[:16]}"
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     release_stale_lock(path)
+    if not os.path.exists(f"{path}.index"):  # a new cache is about to be written
+        _warn_other_caches(os.fspath(prefix), path)
     if not _locks(path):  # nobody writes it now: this process may, so it owns the lock to come
         with contextlib.suppress(OSError):
             with open(f"{path}.owner", "w", encoding="utf-8") as f:
                 json.dump({"pid": os.getpid(), "host": socket.gethostname()}, f)
     return path
+
+
+def other_caches(prefix: str | os.PathLike, path: str | None = None) -> dict[str, int]:
+    """The keyed caches on ``prefix`` other than ``path``, with the bytes each takes on disk.
+
+    Each key of a prefix is one content (other files, labels, image size or batching): such a
+    cache is never read back for other content, so it only takes space until it is deleted.
+
+    Args:
+        prefix: the user's cache prefix (e.g. ``cache/train``).
+        path: the keyed prefix to leave out (the one in use), as from :func:`keyed_cache_path`.
+
+    Returns:
+        ``{keyed prefix: bytes}`` for every other key with cache files on disk (written or being
+        written), sorted by name.
+
+    Example:
+        >>> other_caches("/no/such/cache/train")
+        {}
+    """
+    prefix = os.fspath(prefix)
+    pattern = re.compile(re.escape(os.path.basename(prefix)) + r"-([0-9a-f]{16})(?:[._]|$)")
+    found: dict[str, int] = {}
+    written: set[str] = set()
+    for name in glob.glob(glob.escape(prefix) + "-" + "[0-9a-f]" * 16 + "*"):
+        match = pattern.match(os.path.basename(name))
+        keyed = f"{prefix}-{match.group(1)}" if match else None
+        if keyed is None or keyed == path:
+            continue
+        if ".data-" in name or name.endswith(".index"):
+            written.add(keyed)
+        with contextlib.suppress(OSError):
+            found[keyed] = found.get(keyed, 0) + os.path.getsize(name)
+    # a key with only its owner file (never iterated) holds no cache
+    return {k: n for k, n in sorted(found.items()) if k in written}
+
+
+_warned: set[str] = set()
+
+
+def _used_here(keyed: str) -> bool:
+    """Whether this process wrote or read the cache ``keyed`` (its owner file names it)."""
+    try:
+        with open(f"{keyed}.owner", encoding="utf-8") as f:
+            owner = json.load(f)
+        return int(owner["pid"]) == os.getpid() and str(owner["host"]) == socket.gethostname()
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _warn_other_caches(prefix: str, path: str) -> None:
+    # once a prefix and process; the caches of this process's other data sets (the folds of a
+    # cross-validation share one prefix) are in use, not left over
+    if prefix in _warned:
+        return
+    others = {k: n for k, n in other_caches(prefix, path).items() if not _used_here(k)}
+    if not others:
+        return
+    _warned.add(prefix)
+    size = sum(others.values())
+    names = ", ".join(os.path.basename(k) for k in list(others)[:3]) + (", ..." if len(others) > 3 else "")
+    warnings.warn(
+        f"cache {prefix}: {len(others)} cache(s) written for other content (other files, labels, "
+        f"image size or batching) still take {size / 1e6:.1f} MB ({names}); they are never read "
+        f"for this data. Delete {prefix}-<key>.* when you no longer need them.",
+        stacklevel=3,
+    )
 
 
 def _locks(path: str) -> list[str]:

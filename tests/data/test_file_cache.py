@@ -11,7 +11,12 @@ import sys
 import numpy as np
 import pytest
 
-from keras_species.data.file_cache import file_fingerprint, keyed_cache_path, release_stale_lock
+from keras_species.data.file_cache import (
+    file_fingerprint,
+    keyed_cache_path,
+    other_caches,
+    release_stale_lock,
+)
 from keras_species.data.manifest import Manifest
 from keras_species.data.pipeline import finish_dataset, make_dataset
 from tests.conftest import write_image_folder
@@ -43,6 +48,32 @@ def test_a_file_cache_is_never_read_back_for_other_data(manifest, tmp_path, trai
     again = make_dataset(cod, 16, 2, **kw)  # the same content: the same cache, read back
     assert len(list((tmp_path / "cache").glob("split-*.index"))) == 3
     assert set(_labels(again).tolist()) == {0}
+
+
+def test_caches_of_other_content_are_named_with_their_size(manifest, tmp_path, recwarn):
+    cache = str(tmp_path / "cache" / "train")
+    for _ in make_dataset(manifest, 16, 2, cache=cache):  # the first content, written
+        pass
+    for _ in make_dataset(manifest, 16, 4, cache=cache):  # in use by this process: no warning
+        pass
+    assert not [w for w in recwarn if "other content" in str(w.message)]
+    assert len(other_caches(cache)) == 2
+    first, size = next(iter(other_caches(cache).items()))
+    assert size > 16 * 16 * 3 * len(manifest)  # the cached uint8 pixels
+    for keyed in other_caches(cache):  # as if a process that has ended had written them
+        with open(f"{keyed}.owner", "w") as f:
+            json.dump({"pid": _dead_pid(), "host": socket.gethostname()}, f)
+    with pytest.warns(UserWarning, match=r"train: 2 cache\(s\) written for other content .* MB "
+                                         r"\(train-[0-9a-f]{16}, train-[0-9a-f]{16}\).*Delete "
+                                         r".*train-<key>"):
+        ds = make_dataset(manifest, 20, 2, cache=cache)  # another size: a new cache on that prefix
+    for _ in ds:
+        pass
+    assert len(other_caches(cache)) == 3 and first in other_caches(cache)
+    recwarn.clear()
+    make_dataset(manifest, 20, 2, cache=cache)  # read back, nothing new written: no warning
+    make_dataset(manifest, 24, 2, cache=cache)  # new, but the leftovers were named once already
+    assert not [w for w in recwarn if "other content" in str(w.message)]
 
 
 def test_the_key_follows_files_labels_and_batching(manifest, tmp_path):
