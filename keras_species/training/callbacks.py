@@ -9,8 +9,10 @@ the same key in every other case (and leaves it alone when one of those set it).
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -154,11 +156,23 @@ def _parse(value: str):
 def read_history(path: str | os.PathLike) -> list[dict]:
     """Rows of a ``history.csv`` written by ``HistoryWriter`` (numbers parsed, blanks → None).
 
+    ``HistoryWriter`` replaces the file atomically, but a copy, a sync tool or another writer
+    can leave its last line cut short: that line (fewer fields than the header, at the end)
+    is skipped with a warning naming the file and the line, since its epoch was not finished
+    (``BackupAndRestore`` runs it again on resume). Any other malformed line (a field count
+    that differs from the header's elsewhere, an epoch that is not a whole number) raises a
+    ``ValueError`` naming the file and the line: skipping it would drop a finished epoch's row
+    from the file the next time it is written.
+
     Args:
         path: the CSV file; a missing file gives ``[]``.
 
     Returns:
         One dict per epoch.
+
+    Raises:
+        ValueError: a malformed line, or a file that is not text; the message names the file,
+            the line and what to do.
 
     Example:
         >>> read_history("runs/quickstart/demo/history.csv")[0]["phase"]  # doctest: +SKIP
@@ -167,11 +181,31 @@ def read_history(path: str | os.PathLike) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         return []
-    with open(path, newline="") as f:
-        rows = [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
-    for row in rows:
+    try:
+        with open(path, newline="") as f:
+            text = f.read()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not text (byte 0x{err.object[err.start]:02x} at offset "
+                         f"{err.start}): restore it or delete it") from None
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, [])
+    lines = [(reader.line_num, fields) for fields in reader if fields]  # blank lines: no row
+    rows = []
+    for i, (line, fields) in enumerate(lines):
+        if len(fields) < len(header) and i == len(lines) - 1:
+            warnings.warn(f"{path}: line {line} is cut short ({len(fields)} of {len(header)} "
+                          "fields, as a write stopped midway leaves it); skipped", stacklevel=2)
+            continue
+        if len(fields) != len(header):
+            raise ValueError(f"{path}: line {line} has {len(fields)} fields where the header has "
+                             f"{len(header)}: fix or delete that line")
+        row = {k: _parse(v) for k, v in zip(header, fields)}
+        if "epoch" in row and (not isinstance(row["epoch"], int) or row["epoch"] < 1):
+            raise ValueError(f"{path}: line {line} has epoch {fields[header.index('epoch')]!r}, "
+                             "not a whole number from 1: fix or delete that line")
         if isinstance(row.get("phase"), (int, float)):
             row["phase"] = str(row["phase"])
+        rows.append(row)
     return rows
 
 

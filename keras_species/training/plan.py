@@ -598,6 +598,29 @@ class _PhaseEnd(keras.callbacks.Callback):
         )
 
 
+def verbose_problem(value: Any) -> str | None:
+    """Why ``value`` is not a ``fit`` verbosity this library takes, or None when it is.
+
+    ``0``, ``1`` and ``2`` are taken; Keras's ``"auto"`` is not (nor by ``--verbose``), nor
+    are booleans. The reason is the text ``--verbose 7`` is refused with.
+
+    Args:
+        value: the verbosity asked for.
+
+    Returns:
+        None, or the reason as one short line.
+
+    Example:
+        >>> verbose_problem(2) is None
+        True
+        >>> verbose_problem(7)
+        "Keras's fit verbosity is 0 (silent), 1 (a progress bar) or 2 (a line per epoch)"
+    """
+    if isinstance(value, bool) or value not in (0, 1, 2):
+        return "Keras's fit verbosity is 0 (silent), 1 (a progress bar) or 2 (a line per epoch)"
+    return None
+
+
 def train(
     model: keras.Model,
     phases: Sequence[Phase],
@@ -607,7 +630,7 @@ def train(
     *,
     task: Task = "single",
     resume: bool = False,
-    verbose: int | str = 1,
+    verbose: int = 1,
     extra_callbacks: Sequence[keras.callbacks.Callback] = (),
     tensorboard: bool | None = None,
 ) -> TrainResult:
@@ -637,9 +660,13 @@ def train(
         val_ds: validation data (None: monitors fall back to training metrics).
         run_dir: the run folder.
         task: ``"single"``, ``"multi"`` or ``"custom"`` (loss and metrics given by the phases).
-        resume: continue an interrupted run in ``run_dir``; without it, history, state,
-            backups and ``best.keras`` left in ``run_dir`` are removed first.
-        verbose: passed to ``fit``.
+        resume: continue an interrupted run in ``run_dir`` (where: ``RunFolder.resume_state``,
+            which rebuilds a damaged ``state.json`` from the checkpoints and history when they
+            show it beyond doubt, and otherwise stops with a message that says what to do);
+            without it, history, state, backups and ``best.keras`` left in ``run_dir`` are
+            removed first.
+        verbose: passed to ``fit``: 0, 1 or 2 (:func:`verbose_problem`; anything else raises
+            a ``ValueError`` before any work).
         extra_callbacks: callbacks added to every phase.
         tensorboard: write TensorBoard logs to ``run_dir/tensorboard``; None → when the
             ``tensorboard`` package is installed (``tf.summary`` needs it).
@@ -654,6 +681,9 @@ def train(
         >>> result.history[-1]["phase"]  # doctest: +SKIP
         'all'
     """
+    problem = verbose_problem(verbose)
+    if problem:
+        raise ValueError(f"verbose={verbose!r}: {problem}")
     if task not in DEFAULT_MONITOR:
         raise ValueError(f"task={task!r}; use 'single', 'multi' or 'custom'")
     if not phases:
@@ -664,15 +694,10 @@ def train(
         raise ImportError("tensorboard=True needs the tensorboard package: pip install tensorboard")
     run = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
     run.mkdir()
-    state = run.read_state() if resume else {}
+    state = run.resume_state([p.name for p in phases]) if resume else {}
     if not resume:
         run.reset_training()
     start_phase = int(state.get("phase_index", 0))
-    if state.get("phases") and list(state["phases"]) != [p.name for p in phases]:
-        raise ValueError(
-            f"cannot resume {run.path}: its phases were {state['phases']}, the plan now has "
-            f"{[p.name for p in phases]}; use the same plan or start without --resume"
-        )
     rows = read_history(run.history_path) if resume else []
     epoch = int(state.get("epoch", 0))
     if start_phase > 0:

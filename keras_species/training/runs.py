@@ -9,7 +9,7 @@ A run folder holds everything one training run produced::
     metrics.json       evaluation scores, a ``test`` object among them
     predictions.csv    per-sample predictions on the test split
     report.md, plots/  the human-readable report and its figures
-    state.json         resume state: next phase, epochs done, finished
+    state.json         resume state: next phase, epochs done, phase names, finished
     backup/phase<i>/   keras.callbacks.BackupAndRestore files of the phase in progress
     backup/phase<i>.best.weights.h5   best weights of the phase in progress (early stopping)
     checkpoints/       weights at the end of each finished phase (what a resume starts from)
@@ -26,6 +26,8 @@ import json
 import os
 import shutil
 import sys
+import warnings
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -153,6 +155,46 @@ def _json_type(value: Any) -> str:
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
+def _state_problem(state: dict, phases: int) -> str | None:
+    """Why a ``state.json`` object cannot say where to resume a plan of ``phases`` phases."""
+    index, epoch = state.get("phase_index", 0), state.get("epoch", 0)
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index <= phases:
+        return f"phase_index {index!r} is not a phase number from 0 to {phases}"
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        return f"epoch {epoch!r} is not a number of epochs"
+    return None
+
+
+def keep_damaged_copy(path: str | os.PathLike) -> Path:
+    """Copy a damaged file to ``<stem>.damaged<suffix>`` beside it before it is replaced.
+
+    A copy already there is never overwritten: one with the same bytes is reused, otherwise
+    ``<stem>.damaged-2<suffix>``, ``-3``... is taken.
+
+    Args:
+        path: the damaged file (e.g. ``runs/r/x/state.json``).
+
+    Returns:
+        The copy (e.g. ``runs/r/x/state.damaged.json``).
+
+    Example:
+        >>> keep_damaged_copy("runs/quickstart/demo/state.json").name  # doctest: +SKIP
+        'state.damaged.json'
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    k = 1
+    while True:
+        copy = path.with_name(f"{path.stem}.damaged{'' if k == 1 else f'-{k}'}{path.suffix}")
+        if not copy.exists():
+            with atomic_path(copy) as tmp:
+                tmp.write_bytes(data)
+            return copy
+        if copy.is_file() and copy.read_bytes() == data:
+            return copy
+        k += 1
+
+
 def _versions() -> dict[str, str]:
     out = {"python": sys.version.split()[0]}
     for dist in ("keras-species", "keras", "tensorflow", "numpy", "scikit-learn"):
@@ -246,6 +288,11 @@ class RunFolder:
         """Write ``config.json``: the resolved config plus recipe, name, date and versions.
 
         The creation date of an existing ``config.json`` is kept (a resumed run keeps its date).
+        That date (and the recipe and name when not given) is all that is taken from the old
+        file: the rest is written from ``config``. So a damaged old ``config.json`` (truncated,
+        empty, not UTF-8, not a JSON object) does not stop the run: it is kept as
+        ``config.damaged.json`` beside it (never overwritten), a warning names both files, and
+        ``config.json`` is written anew with today's date.
 
         Args:
             config: a dataclass or dict (converted with ``config_to_dict``).
@@ -254,8 +301,19 @@ class RunFolder:
 
         Returns:
             The path of ``config.json``.
+
+        Example:
+            >>> RunFolder("runs/quickstart/demo").write_config({"epochs": 5})  # doctest: +SKIP
+            PosixPath('runs/quickstart/demo/config.json')
         """
-        old = read_json(self.config_path, {}) or {}
+        old, reason = read_json_object(self.config_path)
+        if reason:
+            kept = keep_damaged_copy(self.config_path)
+            warnings.warn(
+                f"{self.config_path} is damaged ({reason}): kept as {kept.name}, and written anew "
+                "from this run's settings (its creation date is now)",
+                stacklevel=2,
+            )
         payload = {
             "recipe": recipe or old.get("recipe") or self.path.parent.name,
             "name": name or old.get("name") or self.path.name,
@@ -278,8 +336,121 @@ class RunFolder:
         return read_json(self.metrics_path, {}) or {}
 
     def read_state(self) -> dict:
-        """``state.json``: ``phase_index`` (next phase), ``epoch`` (epochs done), ``finished``."""
-        return read_json(self.state_path, {}) or {}
+        """``state.json``: ``phase_index`` (next phase), ``epoch`` (epochs done), ``phases``
+        (their names), ``finished``; ``{}`` when absent.
+
+        Raises:
+            ValueError: the file is damaged (the message names it and why); a resume reads it
+                with :meth:`resume_state`, which can do without it.
+        """
+        data, reason = read_json_object(self.state_path)
+        if reason:
+            raise ValueError(f"{self.state_path} is damaged ({reason})")
+        return data
+
+    def resume_state(self, phases: Sequence[str]) -> dict:
+        """Where a resumed training (``plan.train(resume=True)``) continues this run.
+
+        ``state.json`` says it when it reads. It is written atomically at the end of each
+        phase, so it is damaged only by something else (a disk error, a copy or sync tool, an
+        edit), and what it holds is also in the folder: phase ``i`` is done when its
+        ``checkpoints/phase<i>.weights.h5`` is there (written just before the state), and the
+        phases' rows in ``history.csv`` give the epoch where the last finished phase ended. So
+        when ``state.json`` is damaged, or missing while checkpoints are there, the state is
+        rebuilt from the folder and written to ``state.json``, with a warning; the damaged file
+        is first copied to ``state.damaged.json``. When the folder does not show where the run
+        stopped beyond doubt (a checkpoint missing before another, history rows of phases other
+        than the plan's, two phases in a row with one name), a ``ValueError`` says so and what
+        to do instead, and nothing is written. No file of the run is removed or lost.
+
+        Args:
+            phases: the names of the plan's phases, in order.
+
+        Returns:
+            ``{"phase_index": i, "epoch": n, "phases": [...], "finished": bool}``: the phases
+            before ``i`` are done, after ``n`` epochs (``0`` and ``0`` when none has ended);
+            the phase in progress continues from its backup.
+
+        Raises:
+            ValueError: the run had other phases than ``phases``; ``state.json`` names a phase
+                whose checkpoint is missing; or ``state.json`` is damaged and the folder does
+                not show where to continue. Each message names the file and the way out.
+
+        Example:
+            >>> RunFolder("runs/convnext_transfer/demo").resume_state(["head", "fine_tune"])  # doctest: +SKIP
+            {'phase_index': 1, 'epoch': 10, 'phases': ['head', 'fine_tune'], 'finished': False}
+        """
+        names = list(phases)
+        state, reason = read_json_object(self.state_path)
+        missing = not self.state_path.exists()
+        if not (reason or missing):
+            stored = state.get("phases")
+            if stored and stored != names:
+                raise ValueError(
+                    f"cannot resume {self.path}: its phases were {stored}, the plan now has "
+                    f"{names}; use the same plan or start without --resume"
+                )
+            reason = _state_problem(state, len(names))
+        if not (reason or missing):
+            index = state.get("phase_index", 0)
+            checkpoint = self.phase_weights_path(index - 1)
+            if index > 0 and not checkpoint.is_file():
+                raise ValueError(
+                    f"cannot resume {self.path}: {STATE} says phase {index} of {len(names)} "
+                    f"ended, but {checkpoint.relative_to(self.path)} is missing; put it back, or "
+                    "start the run over without --resume"
+                )
+            return state
+        if not (missing or self.state_path.is_file()):  # a folder: no state.json can replace it
+            rebuilt, why = None, "it cannot be replaced"
+        else:
+            rebuilt, why = self._state_from_files(names)
+        what = "missing" if missing else f"damaged ({reason})"
+        if rebuilt is None:
+            raise ValueError(
+                f"cannot resume {self.path}: {STATE} is {what} and {why}; restore {STATE} from "
+                "a backup, or start the run over without --resume (that removes its history "
+                "and checkpoints)"
+            )
+        if missing and rebuilt["phase_index"] == 0:
+            return rebuilt  # no phase has ended yet: the usual folder of a run killed early
+        index = rebuilt["phase_index"]
+        where = (f"all {len(names)} phases ended" if rebuilt["finished"] else
+                 f"resuming with phase {index + 1} of {len(names)} ({names[index]!r})")
+        if not missing:
+            what = f"damaged ({reason}; kept as {keep_damaged_copy(self.state_path).name})"
+        self.write_state(rebuilt)
+        warnings.warn(
+            f"{self.state_path} is {what}; rebuilt from {CHECKPOINTS}/ and {HISTORY}: {where}, "
+            f"after epoch {rebuilt['epoch']}",
+            stacklevel=2,
+        )
+        return rebuilt
+
+    def _state_from_files(self, names: list[str]) -> tuple[dict | None, str]:
+        """The state that the checkpoints and history show, or None and why they do not."""
+        suffix = ".weights.h5"
+        found = [p.name[len("phase"):-len(suffix)]
+                 for p in (self.path / CHECKPOINTS).glob(f"phase*{suffix}")]
+        done = sorted(int(i) for i in found if i.isdigit())
+        if done != list(range(len(done))) or len(done) > len(names):
+            return None, (f"{CHECKPOINTS}/ holds the weights of phases {done} of a "
+                          f"{len(names)}-phase plan")
+        if any(a == b for a, b in zip(names, names[1 : len(done) + 1])):
+            return None, f"two phases in a row are named alike, which {HISTORY} cannot tell apart"
+        spans: list[list] = []  # [phase name, last epoch] of each run of rows of one phase
+        for row in self.read_history():
+            if spans and spans[-1][0] == row.get("phase"):
+                spans[-1][1] = row.get("epoch")
+            else:
+                spans.append([row.get("phase"), row.get("epoch")])
+        logged = [name for name, _ in spans]
+        if len(spans) not in (len(done), len(done) + 1) or logged != names[: len(spans)]:
+            return None, (f"{HISTORY} holds rows of the phases {logged} while {CHECKPOINTS}/ "
+                          f"shows {len(done)} of {names} ended")
+        epoch = spans[len(done) - 1][1] if done else 0
+        return {"phase_index": len(done), "epoch": epoch, "phases": names,
+                "finished": len(done) == len(names)}, ""
 
     def write_state(self, state: dict) -> Path:
         """Write ``state.json`` atomically."""
@@ -308,7 +479,9 @@ class RunFolder:
         return read_json(self.failure_path, {}) or {}
 
     def read_history(self) -> list[dict]:
-        """Rows of ``history.csv`` (``[]`` when absent)."""
+        """Rows of ``history.csv`` (``[]`` when absent), as ``callbacks.read_history`` reads
+        them: a last line cut short is skipped with a warning; another malformed line raises a
+        ``ValueError`` that names the file and the line."""
         from keras_species.training.callbacks import read_history
 
         return read_history(self.history_path)

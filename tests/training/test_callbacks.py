@@ -126,3 +126,48 @@ def test_write_history_roundtrip(tmp_path):
     back = read_history(path)
     assert back[0] == rows[0] and back[1]["val_loss"] is None and np.isnan(back[1]["loss"])
     assert read_history(tmp_path / "missing.csv") == []
+
+
+HISTORY = "epoch,phase,loss\n1,head,0.5\n2,head,0.25\n"
+
+
+def test_read_history_skips_a_last_line_cut_short(tmp_path):
+    path = tmp_path / "history.csv"
+    for cut in ("3,all", "3,al", "3"):  # a write stopped midway through line 4
+        path.write_text(HISTORY + cut)
+        with pytest.warns(UserWarning, match=rf"history\.csv: line 4 is cut short \({cut.count(',') + 1}"
+                          r" of 3 fields, .*\); skipped"):
+            assert [r["epoch"] for r in read_history(path)] == [1, 2]
+    path.write_text(HISTORY + "\n\n")  # blank lines are no rows
+    assert len(read_history(path)) == 2
+
+    # a resumed run's writer goes on from the complete rows and rewrites the file without the cut
+    path.write_text(HISTORY + "3,he")
+    model = _model()
+    x, y = _xy()
+    with pytest.warns(UserWarning, match="cut short"):
+        writer = HistoryWriter(path, "head")
+    model.fit(x, y, epochs=3, initial_epoch=2, verbose=0, callbacks=[writer])
+    assert [(r["epoch"], r["phase"]) for r in read_history(path)] == [(1, "head"), (2, "head"), (3, "head")]
+
+
+@pytest.mark.parametrize("text, line, problem", [
+    (HISTORY.replace("1,head,0.5", "1,head"), 2, "has 2 fields where the header has 3"),
+    (HISTORY.replace("1,head,0.5", "1,head,0.5,0.1"), 2, "has 4 fields where the header has 3"),
+    (HISTORY + "3,all,0.1,9\n", 4, "has 4 fields where the header has 3"),
+    (HISTORY.replace("2,head", "two,head"), 3, "has epoch 'two', not a whole number from 1"),
+    (HISTORY.replace("2,head", ",head"), 3, "has epoch '', not a whole number from 1"),
+])
+def test_read_history_names_the_file_and_line_of_a_malformed_row(tmp_path, text, line, problem):
+    path = tmp_path / "history.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=rf"^{path}: line {line} {problem}: fix or delete that line$"):
+        read_history(path)
+    assert path.read_text() == text
+
+
+def test_read_history_of_a_file_that_is_not_text(tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_bytes(b"epoch,phase\n1,\xff\n")
+    with pytest.raises(ValueError, match=rf"^{path} is not text \(byte 0xff at offset 14\)"):
+        read_history(path)

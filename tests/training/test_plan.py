@@ -18,6 +18,7 @@ from keras_species.training.plan import (
     monitor_mode,
     outputs_logits,
     train,
+    verbose_problem,
 )
 
 SIZE = 16
@@ -308,3 +309,60 @@ def test_custom_task_needs_a_loss(tmp_path):
     with pytest.raises(ValueError, match="loss"):
         train(tiny_model(), [Phase("p", epochs=1)], dataset(x, y), None, tmp_path / "r",
               task="custom", verbose=0)
+
+
+def test_verbose_is_checked_before_any_work(tmp_path):
+    reason = "Keras's fit verbosity is 0 (silent), 1 (a progress bar) or 2 (a line per epoch)"
+    assert [verbose_problem(v) for v in (0, 1, 2)] == [None, None, None]
+    assert {verbose_problem(v) for v in (7, -1, "auto", "1", True, None)} == {reason}
+    x, y = tiny_data(n=16)
+    for value in (7, "auto"):
+        with pytest.raises(ValueError, match=rf"^verbose={value!r}: {reason.replace('(', '.').replace(')', '.')}$"):
+            train(tiny_model(), [Phase("p", epochs=1)], dataset(x, y), None, tmp_path / "run",
+                  verbose=value)
+    assert not (tmp_path / "run").exists()
+
+
+def _two_phase_plan(crash_at=None):
+    return [Phase("head", epochs=2, learning_rate=1e-2),
+            Phase("all", epochs=2, learning_rate=1e-3,
+                  callbacks=[_Crash(crash_at)] if crash_at is not None else [])]
+
+
+def test_resume_with_a_damaged_state_goes_on_from_the_checkpoints(tmp_path):
+    x, y = tiny_data(n=16)
+    run = tmp_path / "run"
+    keras.utils.set_random_seed(7)
+    with pytest.raises(KeyboardInterrupt):  # killed in phase "all" after its first epoch
+        train(tiny_model(), _two_phase_plan(crash_at=3), dataset(x, y), dataset(x, y), run, verbose=0)
+    (run / "state.json").write_text('{"phase_index": 1, "epo')  # damaged by something else
+    history = (run / "history.csv").read_bytes()
+    with pytest.warns(UserWarning, match=r"state\.json is damaged .*: resuming with phase 2 of 2 "
+                      r"\('all'\), after epoch 2"):
+        result = train(tiny_model(), _two_phase_plan(), dataset(x, y), dataset(x, y), run,
+                       resume=True, verbose=0)
+    assert [(r["epoch"], r["phase"]) for r in result.history] == [
+        (1, "head"), (2, "head"), (3, "all"), (4, "all")]
+    assert read_history(run / "history.csv")[:3] == _rows_of(history, tmp_path)  # kept
+    assert (run / "state.damaged.json").read_text() == '{"phase_index": 1, "epo'
+    assert '"finished": true' in (run / "state.json").read_text()
+
+
+def _rows_of(data: bytes, folder) -> list[dict]:
+    """The rows of a ``history.csv`` whose bytes were kept."""
+    (folder / "copy.csv").write_bytes(data)
+    return read_history(folder / "copy.csv")
+
+
+def test_resume_with_a_damaged_state_and_no_checkpoint_changes_nothing(tmp_path):
+    x, y = tiny_data(n=16)
+    run = tmp_path / "run"
+    train(tiny_model(), _two_phase_plan(), dataset(x, y), dataset(x, y), run, verbose=0)
+    (run / "state.json").write_text("")
+    (run / "checkpoints" / "phase0.weights.h5").rename(tmp_path / "phase0.weights.h5")
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(ValueError, match=r"state\.json is damaged \(empty file\) and .*restore "
+                       r"state\.json from a backup, or start the run over without --resume"):
+        train(tiny_model(), _two_phase_plan(), dataset(x, y), dataset(x, y), run, resume=True,
+              verbose=0)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before

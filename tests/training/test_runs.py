@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,6 +172,136 @@ def test_list_runs_damaged_history_and_members(tmp_path):
     assert row["status"] == "unreadable" and row["epochs"] == 0
     assert row["problem"].startswith("metrics.json: 'test' holds a JSON array, not an object; history.csv:")
     assert len(format_runs([row]).split("unreadable runs")[1].splitlines()) == 2  # one line
+
+
+def _stopped_run(tmp_path, phases_done=1, in_progress=True):
+    """A run of the plan ["head", "all"] stopped after ``phases_done`` phases (2 epochs each)."""
+    run = RunFolder.create("convnext_transfer", name="demo", root=tmp_path)
+    rows = []
+    for i, name in enumerate(["head", "all"][: phases_done + in_progress]):
+        rows += [{"epoch": 2 * i + e, "phase": name, "loss": 1.0 / (2 * i + e)} for e in (1, 2)]
+        if i < phases_done:
+            run.phase_weights_path(i).parent.mkdir(exist_ok=True)
+            run.phase_weights_path(i).write_bytes(b"weights of phase %d" % i)
+    write_history(run.history_path, rows[:-1] if in_progress else rows)
+    run.write_state({"phase_index": phases_done, "epoch": 2 * phases_done,
+                     "phases": ["head", "all"], "finished": phases_done == 2})
+    return run
+
+
+def _files(run):
+    return {p.relative_to(run.path).as_posix(): p.read_bytes()
+            for p in sorted(run.path.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGED) + ["no phase number"])
+def test_a_damaged_state_is_rebuilt_from_checkpoints_and_history(tmp_path, damage):
+    run = _stopped_run(tmp_path)
+    good = run.resume_state(["head", "all"])
+    assert good["phase_index"] == 1 and good["epoch"] == 2
+    bad = DAMAGED.get(damage, b'{"phase_index": "one", "epoch": 2}')
+    run.state_path.write_bytes(bad)
+    before = _files(run)
+    if damage in DAMAGED:
+        with pytest.raises(ValueError, match=r"state\.json is damaged \("):
+            run.read_state()
+    with pytest.warns(UserWarning, match=r"state\.json is damaged .*kept as state\.damaged\.json\); "
+                      r"rebuilt from checkpoints/ and history\.csv: resuming with phase 2 of 2 "
+                      r"\('all'\), after epoch 2"):
+        state = run.resume_state(["head", "all"])
+    assert state == {**good, "finished": False}
+    after = _files(run)
+    assert after.pop("state.damaged.json") == bad  # the damaged file is kept
+    assert json.loads(after.pop("state.json")) == state  # and state.json written anew
+    assert after == {k: v for k, v in before.items() if k != "state.json"}  # nothing else changed
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert run.resume_state(["head", "all"]) == state  # repaired: no warning again
+    run.state_path.write_bytes(bad)  # the same damage again: the same copy
+    with pytest.warns(UserWarning, match="kept as state.damaged.json"):
+        run.resume_state(["head", "all"])
+    assert not (run.path / "state.damaged-2.json").exists()
+
+
+def test_a_damaged_state_of_a_finished_run_and_a_missing_one(tmp_path):
+    run = _stopped_run(tmp_path, phases_done=2, in_progress=False)
+    run.state_path.write_bytes(DAMAGED["truncated"])
+    with pytest.warns(UserWarning, match="all 2 phases ended, after epoch 4"):
+        assert run.resume_state(["head", "all"])["finished"] is True
+    run.state_path.unlink()  # missing, phase checkpoints there: rebuilt too (no copy to keep)
+    with pytest.warns(UserWarning, match=r"state\.json is missing; rebuilt .*: all 2 phases ended"):
+        assert run.resume_state(["head", "all"])["phase_index"] == 2
+    assert run.read_state()["finished"] is True
+    fresh = _stopped_run(tmp_path / "new", phases_done=0)  # killed in its first phase
+    fresh.state_path.unlink()
+    assert fresh.resume_state(["head", "all"]) == {"phase_index": 0, "epoch": 0,
+                                                   "phases": ["head", "all"], "finished": False}
+
+
+@pytest.mark.parametrize("folder", ["no checkpoint", "other phases", "same names", "gap"])
+def test_a_damaged_state_the_folder_cannot_replace_stops_the_resume(tmp_path, folder):
+    run = _stopped_run(tmp_path)
+    plan = ["head", "all"]
+    if folder == "no checkpoint":
+        run.phase_weights_path(0).unlink()
+    elif folder == "other phases":
+        plan = ["warmup", "all"]
+    elif folder == "same names":
+        plan = ["head", "head"]
+    else:
+        run.phase_weights_path(1).write_bytes(b"x")
+        run.phase_weights_path(0).unlink()
+    run.state_path.write_bytes(DAMAGED["empty"])
+    before = _files(run)
+    with pytest.raises(ValueError, match=r"^cannot resume .*demo: state\.json is damaged \(empty "
+                       r"file\) and .*; restore state\.json from a backup, or start the run over "
+                       r"without --resume") as err:
+        run.resume_state(plan)
+    assert "\n" not in str(err.value)
+    assert _files(run) == before  # nothing written, nothing removed
+
+
+def test_a_state_naming_a_missing_checkpoint_or_other_phases(tmp_path):
+    run = _stopped_run(tmp_path)
+    with pytest.raises(ValueError, match="its phases were"):
+        run.resume_state(["head", "fine_tune"])
+    run.phase_weights_path(0).unlink()
+    with pytest.raises(ValueError, match=r"says phase 1 of 2 ended, but checkpoints/phase0\.weights"
+                       r"\.h5 is missing; put it back, or start the run over without --resume"):
+        run.resume_state(["head", "all"])
+
+
+@pytest.mark.parametrize("damage", list(DAMAGED))
+def test_write_config_keeps_a_damaged_config_aside(tmp_path, damage):
+    run = RunFolder.create("quickstart", name="demo", root=tmp_path)
+    run.config_path.write_bytes(DAMAGED[damage])
+    with pytest.warns(UserWarning, match=r"config\.json is damaged \(.*\): kept as "
+                      r"config\.damaged\.json, and written anew"):
+        run.write_config(_Cfg())
+    assert (run.path / "config.damaged.json").read_bytes() == DAMAGED[damage]
+    config = run.read_config()
+    assert config["recipe"] == "quickstart" and config["config"]["epochs"] == 5 and config["created"]
+    run.config_path.write_bytes(b"{]")  # damaged again, otherwise: the first copy is kept too
+    with pytest.warns(UserWarning, match="kept as config.damaged-2.json"):
+        run.write_config(_Cfg())
+    assert (run.path / "config.damaged.json").read_bytes() == DAMAGED[damage]
+    assert (run.path / "config.damaged-2.json").read_bytes() == b"{]"
+
+
+def test_run_history_with_a_cut_last_line_or_a_bad_line(tmp_path):
+    run = _fake_run(tmp_path / "runs", "quickstart", "a", "2025-01-01T09:30:00")
+    text = run.history_path.read_text()
+    run.history_path.write_text(text + "3,all")  # a write stopped midway
+    with pytest.warns(UserWarning, match=r"history\.csv: line 4 is cut short .*; skipped"):
+        assert [r["epoch"] for r in run.read_history()] == [1, 2]
+    with pytest.warns(UserWarning, match="cut short"):
+        row = list_runs(tmp_path / "runs")[0]
+    assert row["status"] == "done" and row["epochs"] == 2
+    lines = text.splitlines()
+    run.history_path.write_text("\n".join([lines[0], "1,head", lines[2]]) + "\n")
+    row = list_runs(tmp_path / "runs")[0]
+    assert row["status"] == "unreadable"
+    assert "line 2 has 2 fields where the header has 3: fix or delete that line" in row["problem"]
 
 
 SCRIPT = textwrap.dedent(
