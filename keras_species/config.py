@@ -259,7 +259,9 @@ def _field_default(f: dataclasses.Field) -> Any:
     return dataclasses.MISSING
 
 
-def flag_help(text: str, after: str | None = None) -> dict[str, str]:
+def flag_help(
+    text: str, after: str | None = None, refused: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """The ``metadata`` of a config field whose ``--flag`` has ``text`` as its help.
 
     Args:
@@ -267,9 +269,14 @@ def flag_help(text: str, after: str | None = None) -> dict[str, str]:
         after: list the flag right after the flag of this field in ``--help`` (a mixin's
             fields come before the subclass's in dataclass order; this puts, say, the reading
             options after ``--data``). Fields the config lacks are ignored.
+        refused: values a ``Literal`` field leaves out of its choices although a user may
+            expect them (say, a split kind that other commands take), each with why and what to
+            give instead: the flag, a ``--config`` file and ``check_settings`` refuse such a
+            value with that reason rather than a bare list of choices.
 
     Returns:
-        ``{"help": text}`` (and ``"after"``), for ``dataclasses.field(metadata=...)``.
+        ``{"help": text}`` (and ``"after"``, ``"refused"``), for
+        ``dataclasses.field(metadata=...)``.
 
     Example:
         >>> flag_help("epochs of phase 1")
@@ -278,7 +285,34 @@ def flag_help(text: str, after: str | None = None) -> dict[str, str]:
         ... class C:
         ...     epochs: int = dataclasses.field(default=5, metadata=flag_help("epochs of phase 1"))
     """
-    return {"help": text} if after is None else {"help": text, "after": after}
+    meta: dict[str, Any] = {"help": text}
+    if after is not None:
+        meta["after"] = after
+    if refused:
+        meta["refused"] = dict(refused)
+    return meta
+
+
+def refusal(f: dataclasses.Field, value: Any) -> str | None:
+    """Why the field ``f`` refuses ``value`` (its ``flag_help(refused=...)``), or None.
+
+    Args:
+        f: a config field.
+        value: a value given for it (flag text, JSON value or Python value).
+
+    Returns:
+        The reason, with what to give instead; None when ``value`` is not a refused one.
+
+    Example:
+        >>> @dataclasses.dataclass
+        ... class C:
+        ...     split: Literal["auto"] = dataclasses.field(
+        ...         default="auto", metadata=flag_help("split", refused={"systematic": "use auto"}))
+        >>> refusal(dataclasses.fields(C)[0], "systematic")
+        'use auto'
+    """
+    refused = f.metadata.get("refused") or {}
+    return refused.get(value) if isinstance(value, str) else None
 
 
 def _flag_order(fields: list[dataclasses.Field]) -> list[dataclasses.Field]:
@@ -300,6 +334,22 @@ def _flag_order(fields: list[dataclasses.Field]) -> list[dataclasses.Field]:
         if f.metadata.get("after") not in names:
             place(f)
     return out
+
+
+def _refusing(conv, f: dataclasses.Field):
+    """``conv`` that first refuses the values of ``f``'s ``flag_help(refused=...)`` with their
+    reason (``conv`` itself when there are none)."""
+    if not f.metadata.get("refused"):
+        return conv
+
+    def inner(text: str):
+        reason = refusal(f, text)
+        if reason:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a choice here: {reason}")
+        return conv(text)
+
+    inner.__name__ = getattr(conv, "__name__", "value")
+    return inner
 
 
 def config_parser(
@@ -373,7 +423,7 @@ def config_parser(
                 kwargs["type"] = conv
             kwargs["metavar"] = f.name.upper()
         elif _scalar_converter(inner) is not None:
-            conv = _scalar_converter(inner)
+            conv = _refusing(_scalar_converter(inner), f)
             kwargs["type"] = _optional(conv) if optional else conv
             if get_origin(inner) is Literal:
                 kwargs["metavar"] = "{" + ",".join(str(v) for v in get_args(inner)) + "}"
@@ -435,6 +485,9 @@ def parse_config(
                 f"of: {', '.join(sorted(known))}"
             )
         for key, value in data.items():
+            reason = refusal(known[key], value)
+            if reason:
+                parser.error(f"--config {path}: {key} {value!r} is not a choice here: {reason}")
             try:
                 values[key] = _coerce(hints[key], value, f"{path}: {key}")
             except ValueError as err:
@@ -480,4 +533,4 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-__all__ = ["flag_help", "config_parser", "parse_config", "config_to_dict", "seed_everything"]
+__all__ = ["flag_help", "refusal", "config_parser", "parse_config", "config_to_dict", "seed_everything"]

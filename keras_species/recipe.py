@@ -44,7 +44,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from keras_species.config import config_parser, config_to_dict, parse_config, seed_everything
+from keras_species.config import (
+    config_parser,
+    config_to_dict,
+    parse_config,
+    refusal,
+    seed_everything,
+)
 from keras_species.config import flag_help as _help
 from keras_species.terminal import is_own_code, use_short_warnings
 from keras_species.training.runs import RunFolder, list_runs
@@ -72,6 +78,13 @@ TEST_SPLIT_HINT = (
     "test), or a split column with test rows"
 )
 """Why a recipe needs a ``test`` split (``prepare_data(need_splits=...)``)."""
+
+TEST_SPLIT_REFUSED = {
+    "systematic": "R1's systematic split makes train and val only, and this recipe scores its "
+                  "model on a held-out test split: use --split auto, stratified or group",
+}
+"""The ``--split`` kinds that a recipe scored on a held-out test split leaves out of its choices,
+with why (``flag_help(..., refused=TEST_SPLIT_REFUSED)`` on its ``split`` field)."""
 
 
 @dataclass
@@ -424,9 +437,42 @@ def _not_negative(value: Any, config: Any) -> str | None:
     return None
 
 
+def _number(low: float, high: float | None = None, *, low_in: bool = True, high_in: bool = True,
+            fix: str = "") -> Check:
+    """A number from ``low`` (excluded unless ``low_in``) to ``high`` (None: no bound; excluded
+    unless ``high_in``); ``fix`` ends the message. ``_number(0, 1)``: a probability;
+    ``_number(0, 1, low_in=False, high_in=False)``: a share of a set that leaves both parts
+    non-empty; ``_number(0, low_in=False)``: a divisor."""
+
+    def check(value: Any, config: Any) -> str | None:
+        above = f"from {low}" if low_in else f"above {low}"
+        if high is None:
+            span = f"of {low} or more" if low_in else above
+        elif high_in:
+            span = f"{above} to {high}" if low_in else f"{above} and at most {high}"
+        else:
+            span = f"{above} up to (not including) {high}" if low_in else f"{above} and below {high}"
+        fits = _is_number(value) and (value >= low if low_in else value > low) and (
+            high is None or (value <= high if high_in else value < high))
+        return None if fits else f"must be a number {span}{fix}"
+
+    return check
+
+
 def _verbose(value: Any, config: Any) -> str | None:
-    if value not in (0, 1, 2) or isinstance(value, bool):
-        return "Keras's fit verbosity is 0 (silent), 1 (a progress bar) or 2 (a line per epoch)"
+    from keras_species.training.plan import verbose_problem  # the rule train() applies too
+
+    return verbose_problem(value)
+
+
+def _hide_labels(value: Any, config: Any) -> str | None:
+    bad = _fraction(" (the share of each class's labels hidden to make the unlabelled pool, "
+                    "e.g. 0.8)")(value, config)
+    if bad:
+        return bad
+    if value == 0 and not getattr(config, "unlabelled", None):
+        return ("hides no label, and without --unlabelled there is no unlabelled pool: give "
+                "--hide-labels above 0 (e.g. 0.8) or --unlabelled FOLDER")
     return None
 
 
@@ -465,14 +511,6 @@ def _augment(value: Any, config: Any) -> str | None:
 
     if value not in PRESETS:
         return f"not an augmentation preset: choose one of {', '.join(PRESETS)}"
-    return None
-
-
-def _split(value: Any, config: Any) -> str | None:
-    # every recipe that offers --split scores its model on a held-out test split
-    if value == "systematic":
-        return ("R1's systematic split makes train and val only, and this recipe scores its "
-                "model on a held-out test split: use --split auto, stratified or group")
     return None
 
 
@@ -520,12 +558,44 @@ SETTING_CHECKS: dict[str, Check] = {
     "regularised_dropout": _fraction(),
     "label_smoothing": _fraction(" (0 turns it off; 0.1 is usual)"),
     "early_stopping_patience": _whole(0, fix=" (epochs without improvement); none turns early stopping off"),
+    "unfreeze_n": _whole(0, fix=" (the units --unfreeze last_n trains)"),
+    "blocks": _whole(1, fix=" (conv blocks); none: the arch's default"),
     **{name: _not_negative for name in (
-        "learning_rate", "head_learning_rate", "fine_tune_learning_rate", "final_learning_rate",
+        "learning_rate", "head_learning_rate", "fine_tune_learning_rate",
         "features_learning_rate", "frozen_learning_rate", "scratch_learning_rate",
         "model1_learning_rate", "ae_learning_rate", "phase1_learning_rate", "phase2_learning_rate",
+        "weight_decay", "ae_label_weight",
     )},
-    "split": _split,
+    # multilabel_resnet's one cycle (SGD)
+    "final_learning_rate": _number(0, low_in=False, fix=" (the cycle's last learning rate, R4: "
+                                                        "1e-7; the schedule divides by it)"),
+    "div_factor": _number(0, low_in=False, fix=" (start learning rate = --learning-rate / it; "
+                                               "R4: 25)"),
+    "pct_start": _number(0, 1, low_in=False, high_in=False,
+                         fix=" (the share of the steps spent warming up; R4: 0.3)"),
+    "base_momentum": _fraction(" (SGD momentum at the peak learning rate; R4: 0.85)"),
+    "max_momentum": _fraction(" (SGD momentum at the start and end of the cycle; R4: 0.95)"),
+    "fixed_threshold": _number(0, 1, fix=" (a sigmoid probability, e.g. 0.5)"),
+    # fish_semisupervised (R1)
+    "hide_labels": _hide_labels,
+    "pseudo_threshold": _number(0, 1, fix=" (the least top-class probability of a kept "
+                                          "pseudo-label; R1: 0.8; 0 keeps them all)"),
+    "combined_val_fraction": _number(0, 1, low_in=False, high_in=False,
+                                     fix=" (the validation share of the combined set; R1: 0.25)"),
+    "ae_filters": _each(_whole(1), " (conv filters of the encoder's three blocks)"),
+    "ae_dense_units": _whole(1),
+    **{name: _whole(1, fix="; to skip a model leave it out of --stages") for name in (
+        "model1_epochs", "ae_epochs", "phase1_epochs", "phase2_epochs")},
+    # inaturalist_vgg16 (R5): its --fine-tune-epochs is checked by its config (stage c needs 1)
+    "top_classes": _number(0, 1, low_in=False, high_in=False,
+                           fix=" (the share of classes kept, R5: 0.1); to keep a number of "
+                               "classes give --top-classes-count N"),
+    "top_classes_count": _whole(2, fix=": a classifier needs 2 classes or more"),
+    "features_epochs": _whole(1, fix="; to skip stage a leave it out of --stages"),
+    "frozen_epochs": _whole(1, fix="; to skip stage b leave it out of --stages (stage c needs it)"),
+    "scratch_epochs": _whole(1, fix="; to train no scratch CNN leave --scratch empty"),
+    "unfreeze_conv": _whole(1, 13, fix=" (VGG16's conv layers unfrozen in stage c, counted from "
+                                       "the top; R5: 4)"),
     "ratios": _ratios,
     "monitor": _monitor,
     "tta": _tta,
@@ -548,12 +618,15 @@ def check_settings(config: Any, *, names: Sequence[str] | None = None) -> None:
     """Refuse a bad setting in one line that names its flag and the fix, before anything runs.
 
     Each field of ``config`` that :data:`SETTING_CHECKS` names is checked: seeds in NumPy's range,
-    ``verbose`` 0/1/2, sizes, epochs, folds and hidden widths whole numbers in range, dropout and
-    label smoothing in [0, 1), patience 0 or more, learning rates 0 or more, ``--ratios`` three
+    ``verbose`` 0/1/2, sizes, epochs, folds and hidden widths whole numbers in range, dropout,
+    label smoothing and momenta in [0, 1), probability thresholds in [0, 1], shares of a set in
+    (0, 1), patience 0 or more, learning rates and weight decay 0 or more, ``--ratios`` three
     numbers summing to 1 (every recipe with ``--ratios`` scores a test split), ``--tta`` and
     ``--augment`` known presets, ``--monitor`` a quantity the run logs (or ``auto``), ``--drop`` and
-    ``--class-weight`` files that exist. What depends on the data (is it multi-label? which
-    quantities does it log?) is checked once the data is read, before training.
+    ``--class-weight`` files that exist. A value that a field's ``flag_help(refused=...)`` names
+    (``--split systematic`` where a test split is scored: :data:`TEST_SPLIT_REFUSED`) is refused
+    with its reason. What depends on the data (is it multi-label? which quantities does it log?)
+    is checked once the data is read, before training.
 
     Args:
         config: a recipe config (any dataclass; fields the table does not name are left alone).
@@ -571,9 +644,9 @@ def check_settings(config: Any, *, names: Sequence[str] | None = None) -> None:
     for f in dataclasses.fields(config):
         check = SETTING_CHECKS.get(f.name)
         value = getattr(config, f.name)
-        if check is None or value is None or (names is not None and f.name not in names):
+        if value is None or (names is not None and f.name not in names):
             continue
-        reason = check(value, config)
+        reason = refusal(f, value) or (check(value, config) if check is not None else None)
         if reason:
             raise SettingError(f"--{f.name.replace('_', '-')} {_shown(value)}: {reason}")
 
@@ -1066,6 +1139,7 @@ __all__ = [
     "resolve_monitor",
     "MULTILABEL_HINT",
     "TEST_SPLIT_HINT",
+    "TEST_SPLIT_REFUSED",
     "start_run",
     "weights_setting",
     "check_weights",

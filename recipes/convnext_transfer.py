@@ -41,7 +41,14 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from keras_species.config import flag_help as _h
-from keras_species.recipe import RunResult, RunSettings, SourceSettings, recipe_main, run_transfer
+from keras_species.recipe import (
+    TEST_SPLIT_REFUSED,
+    RunResult,
+    RunSettings,
+    SourceSettings,
+    recipe_main,
+    run_transfer,
+)
 
 RECIPE = "convnext_transfer"
 
@@ -53,8 +60,9 @@ class ConvNeXtTransferConfig(SourceSettings, RunSettings):
     # data
     data: str = field(default="demo", metadata=_h("data source: demo, a folder of class folders, a CSV, an iNat/COCO JSON, a saved manifest"))
     group_regex: str | None = field(default=None, metadata=_h("regex whose first group is an image's group id"))
-    split: Literal["auto", "stratified", "group", "given", "systematic"] = field(
-        default="auto", metadata=_h("auto: the data's own split, else group-aware when it has groups, else stratified"))
+    split: Literal["auto", "stratified", "group", "given"] = field(
+        default="auto", metadata=_h("auto: the data's own split, else group-aware when it has groups, else stratified",
+                                    refused=TEST_SPLIT_REFUSED))
     ratios: tuple[float, ...] = field(default=(0.7, 0.15, 0.15), metadata=_h("train/val/test ratios (R3: 0.7 0.15 0.15, later 0.8 0.1 0.1)"))
     drop: str | None = field(default=None, metadata=_h("R3's cleaning: a text file of images to leave out (one path or file name a line)"))
     clean_policy: Literal["convert", "drop_non_rgb"] = field(default="convert", metadata=_h("non-RGB images: convert them, or drop them"))

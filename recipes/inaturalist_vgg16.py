@@ -41,6 +41,7 @@ from keras_species.recipe import (
     TEST_SPLIT_HINT,
     RunResult,
     RunSettings,
+    SettingError,
     SourceSettings,
     check_weights,
     data_section,
@@ -91,6 +92,26 @@ class INaturalistVGG16Config(SourceSettings, RunSettings):
     scratch: str = field(default="", metadata=_h("R5's scratch CNNs to add: shallow,deep,regularised (empty: none)"))
     scratch_epochs: int = field(default=50, metadata=_h("epochs of each scratch CNN"))
     scratch_learning_rate: float = field(default=1e-3, metadata=_h("RMSprop learning rate of the scratch CNNs"))
+
+    def check(self) -> None:
+        """The shared checks (:func:`~keras_species.recipe.check_settings`), then
+        ``--fine-tune-epochs`` at least 1: the shared rule lets 0 skip the transfer recipes'
+        phase 2, but here stage c is skipped by leaving it out of ``--stages``, and 0 epochs
+        would stop the run only after stage b's training.
+
+        Raises:
+            SettingError: a bad setting, naming its flag and the fix.
+
+        Example:
+            >>> INaturalistVGG16Config(fine_tune_epochs=0).check()
+            Traceback (most recent call last):
+            ...
+            keras_species.recipe.SettingError: --fine-tune-epochs 0: must be a whole number at least 1; to skip stage c leave it out of --stages, e.g. --stages a,b
+        """
+        super().check()
+        if not self.resume and self.fine_tune_epochs < 1:  # a resumed run keeps its stored settings
+            raise SettingError(f"--fine-tune-epochs {self.fine_tune_epochs}: must be a whole number "
+                               "at least 1; to skip stage c leave it out of --stages, e.g. --stages a,b")
 
 
 @dataclass

@@ -37,6 +37,7 @@ from keras_species.config import flag_help as _h
 from keras_species.recipe import (
     RunResult,
     RunSettings,
+    SettingError,
     SourceSettings,
     check_weights,
     data_section,
@@ -85,6 +86,25 @@ class MultilabelResNetConfig(SourceSettings, RunSettings):
         "thresholds saved with the model and used by predict: tuned global, tuned per class, or --fixed-threshold"))
     fixed_threshold: float = field(default=0.5, metadata=_h("the untuned threshold"))
     sanity: tuple[str, ...] = field(default=(), metadata=_h("sanity checks to add: untrained, head_only"))
+
+    def check(self) -> None:
+        """The shared checks (:func:`~keras_species.recipe.check_settings`), then
+        ``--learning-rate`` above 0: the shared rule allows 0 (a frozen phase elsewhere), but the
+        one cycle starts at ``learning_rate / div_factor`` and divides by it.
+
+        Raises:
+            SettingError: a bad setting, naming its flag and the fix.
+
+        Example:
+            >>> MultilabelResNetConfig(learning_rate=0.0).check()
+            Traceback (most recent call last):
+            ...
+            keras_species.recipe.SettingError: --learning-rate 0.0: must be a number above 0 (the cycle's peak learning rate, R4: 0.01; the schedule divides by it)
+        """
+        super().check()
+        if not self.resume and not self.learning_rate > 0:  # a resumed run keeps its stored settings
+            raise SettingError(f"--learning-rate {self.learning_rate}: must be a number above 0 (the "
+                               "cycle's peak learning rate, R4: 0.01; the schedule divides by it)")
 
 
 @dataclass

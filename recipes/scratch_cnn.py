@@ -36,6 +36,7 @@ from keras_species.config import flag_help as _help
 from keras_species.recipe import (
     MULTILABEL_HINT,
     TEST_SPLIT_HINT,
+    TEST_SPLIT_REFUSED,
     RunResult,
     RunSettings,
     SourceSettings,
@@ -57,9 +58,9 @@ class ScratchCNNConfig(SourceSettings, RunSettings):
         "'demo', a folder of class subfolders, a CSV, an iNat/COCO JSON or a saved manifest"))
     group_regex: str | None = field(default=None, metadata=_help(
         "regex of the group id in file names (e.g. 'fish_(\\d+)_'); the demo has its own"))
-    split: Literal["auto", "stratified", "group", "given", "systematic"] = field(
-        default="auto", metadata=_help("how the test split is held out (auto: group-aware when "
-                                       "the data has groups)"))
+    split: Literal["auto", "stratified", "group", "given"] = field(default="auto", metadata=_help(
+        "how the test split is held out (auto: group-aware when the data has groups)",
+        refused=TEST_SPLIT_REFUSED))
     ratios: tuple[float, float, float] = field(default=(0.69, 0.17, 0.14), metadata=_help(
         "train/val/test ratios (R2: 6480/1620/1330); train+val are cross-validated"))
     audit: bool = field(default=True, metadata=_help("audit the images and drop corrupt ones"))

@@ -140,6 +140,33 @@ def test_config_file_then_flags_override(tmp_path, capsys):
     assert "nope.json" in capsys.readouterr().err
 
 
+def test_a_refused_choice_is_left_out_of_the_help_and_refused_with_its_reason(tmp_path, capsys):
+    from keras_species.config import flag_help, refusal
+
+    why = "it makes no test split: use auto"
+
+    @dataclass
+    class Split:
+        split: Literal["auto", "given"] = field(
+            default="auto", metadata=flag_help("how to split", refused={"systematic": why}))
+
+    assert "{auto,given}" in config_parser(Split).format_help()
+    assert parse_config(Split, ["--split", "given"]).split == "given"
+    with pytest.raises(SystemExit):
+        parse_config(Split, ["--split", "systematic"])
+    assert f"argument --split: 'systematic' is not a choice here: {why}" in capsys.readouterr().err
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"split": "systematic"}))
+    with pytest.raises(SystemExit):
+        parse_config(Split, ["--config", str(path)])
+    assert f"--config {path}: split 'systematic' is not a choice here: {why}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # another value keeps the usual message
+        parse_config(Split, ["--split", "bogus"])
+    assert "'bogus' is not one of ['auto', 'given']" in capsys.readouterr().err
+    (f,) = Split.__dataclass_fields__.values()
+    assert refusal(f, "systematic") == why and refusal(f, "auto") is None and refusal(f, 3) is None
+
+
 def test_required_field():
     @dataclass
     class Needs:

@@ -252,7 +252,6 @@ BAD_SETTINGS = [
     (["--ratios", "0.8", "0.2"], "--ratios 0.8 0.2: two ratios make train and val only, and this "
                                  "recipe scores its model on a held-out test split: give three"),
     (["--ratios", "0.8", "0.3", "0.1"], "--ratios 0.8 0.3 0.1: give three numbers above 0 that sum to 1"),
-    (["--split", "systematic"], "--split systematic: R1's systematic split makes train and val only"),
     (["--tta", "bogus"], "--tta bogus: not a test-time augmentation: choose a preset (hflip, flips, "
                          "flips_rot90, five_crop)"),
     (["--label-smoothing", "2"], "--label-smoothing 2.0: must be a number from 0 up to (not including) 1"),
@@ -337,6 +336,156 @@ def test_settings_are_checked_from_python_too_and_a_resume_checks_its_run_contro
     assert resumed.seed == 42
     with pytest.raises(SettingError, match="--verbose 3"):
         start_run("toy", ToyConfig(out=tmp_path, name="a", resume=True, verbose=3))
+
+
+# the recipes' own numeric settings: (recipe, field values, the one-line message)
+RECIPE_SETTINGS = [
+    ("multilabel_resnet", {"base_momentum": 1.0}, "--base-momentum 1.0: must be a number from 0 up "
+     "to (not including) 1 (SGD momentum at the peak learning rate; R4: 0.85)"),
+    ("multilabel_resnet", {"max_momentum": -0.1}, "--max-momentum -0.1: must be a number from 0 up "
+     "to (not including) 1"),
+    ("multilabel_resnet", {"pct_start": 1.0}, "--pct-start 1.0: must be a number above 0 and below 1 "
+     "(the share of the steps spent warming up; R4: 0.3)"),
+    ("multilabel_resnet", {"div_factor": 0.0}, "--div-factor 0.0: must be a number above 0 (start "
+     "learning rate = --learning-rate / it; R4: 25)"),
+    ("multilabel_resnet", {"final_learning_rate": 0.0}, "--final-learning-rate 0.0: must be a number "
+     "above 0 (the cycle's last learning rate, R4: 1e-7; the schedule divides by it)"),
+    ("multilabel_resnet", {"learning_rate": 0.0}, "--learning-rate 0.0: must be a number above 0 "
+     "(the cycle's peak learning rate, R4: 0.01; the schedule divides by it)"),
+    ("multilabel_resnet", {"weight_decay": -1e-4}, "--weight-decay -0.0001: must be a number of 0 or more"),
+    ("multilabel_resnet", {"fixed_threshold": 1.5}, "--fixed-threshold 1.5: must be a number from 0 "
+     "to 1 (a sigmoid probability, e.g. 0.5)"),
+    ("fish_semisupervised", {"pseudo_threshold": 1.2}, "--pseudo-threshold 1.2: must be a number from "
+     "0 to 1 (the least top-class probability of a kept pseudo-label; R1: 0.8; 0 keeps them all)"),
+    ("fish_semisupervised", {"hide_labels": 1.0}, "--hide-labels 1.0: must be a number from 0 up to "
+     "(not including) 1 (the share of each class's labels hidden to make the unlabelled pool, e.g. 0.8)"),
+    ("fish_semisupervised", {"hide_labels": 0.0}, "--hide-labels 0.0: hides no label, and without "
+     "--unlabelled there is no unlabelled pool: give --hide-labels above 0 (e.g. 0.8) or "
+     "--unlabelled FOLDER"),
+    ("fish_semisupervised", {"combined_val_fraction": 0.0}, "--combined-val-fraction 0.0: must be a "
+     "number above 0 and below 1 (the validation share of the combined set; R1: 0.25)"),
+    ("fish_semisupervised", {"ae_filters": (32, 0, 8)}, "--ae-filters 32 0 8: each value must be a "
+     "whole number at least 1"),
+    ("fish_semisupervised", {"ae_dense_units": 0}, "--ae-dense-units 0: must be a whole number at least 1"),
+    ("fish_semisupervised", {"ae_label_weight": -1.0}, "--ae-label-weight -1.0: must be a number of 0 or more"),
+    ("fish_semisupervised", {"model1_epochs": 0}, "--model1-epochs 0: must be a whole number at least "
+     "1; to skip a model leave it out of --stages"),
+    ("fish_semisupervised", {"ae_epochs": 0}, "--ae-epochs 0: must be a whole number at least 1"),
+    ("fish_semisupervised", {"phase1_epochs": 0}, "--phase1-epochs 0: must be a whole number at least 1"),
+    ("fish_semisupervised", {"phase2_epochs": -2}, "--phase2-epochs -2: must be a whole number at least 1"),
+    ("inaturalist_vgg16", {"features_epochs": 0}, "--features-epochs 0: must be a whole number at "
+     "least 1; to skip stage a leave it out of --stages"),
+    ("inaturalist_vgg16", {"frozen_epochs": 0}, "--frozen-epochs 0: must be a whole number at least "
+     "1; to skip stage b leave it out of --stages (stage c needs it)"),
+    ("inaturalist_vgg16", {"fine_tune_epochs": 0}, "--fine-tune-epochs 0: must be a whole number at "
+     "least 1; to skip stage c leave it out of --stages, e.g. --stages a,b"),
+    ("inaturalist_vgg16", {"scratch_epochs": 0}, "--scratch-epochs 0: must be a whole number at least "
+     "1; to train no scratch CNN leave --scratch empty"),
+    ("inaturalist_vgg16", {"unfreeze_conv": 0}, "--unfreeze-conv 0: must be a whole number from 1 to "
+     "13 (VGG16's conv layers unfrozen in stage c, counted from the top; R5: 4)"),
+    ("inaturalist_vgg16", {"unfreeze_conv": 14}, "--unfreeze-conv 14: must be a whole number from 1 to 13"),
+    ("inaturalist_vgg16", {"top_classes": 1.0}, "--top-classes 1.0: must be a number above 0 and "
+     "below 1 (the share of classes kept, R5: 0.1); to keep a number of classes give "
+     "--top-classes-count N"),
+    ("inaturalist_vgg16", {"top_classes_count": 1}, "--top-classes-count 1: must be a whole number at "
+     "least 2: a classifier needs 2 classes or more"),
+    ("quickstart", {"unfreeze_n": -1}, "--unfreeze-n -1: must be a whole number at least 0 (the units "
+     "--unfreeze last_n trains)"),
+    ("backbone_comparison", {"unfreeze_n": -1}, "--unfreeze-n -1: must be a whole number at least 0"),
+    ("scratch_cnn", {"blocks": 0}, "--blocks 0: must be a whole number at least 1 (conv blocks); "
+     "none: the arch's default"),
+]
+
+
+def _recipe_config(name: str) -> type:
+    import importlib
+
+    module = importlib.import_module(f"recipes.{name}")
+    (config_cls,) = [c for c in vars(module).values() if isinstance(c, type)
+                     and c.__module__ == module.__name__ and dataclasses.is_dataclass(c)
+                     and issubclass(c, RunSettings)]
+    return config_cls
+
+
+@pytest.mark.parametrize(("name", "values", "message"), RECIPE_SETTINGS,
+                         ids=[f"{n}-{next(iter(v))}={next(iter(v.values()))}" for n, v, _ in RECIPE_SETTINGS])
+def test_a_recipes_own_numeric_setting_is_refused_up_front(name, values, message):
+    # each used to get through: to a traceback deep in training (--div-factor 0, --pct-start 1,
+    # --combined-val-fraction 0, --fine-tune-epochs 0 after stage b...), or to a silent nonsense
+    # run (--top-classes 1 kept one class, --base-momentum 1 never forgets a gradient...)
+    from keras_species.recipe import SettingError
+
+    with pytest.raises(SettingError) as err:
+        _recipe_config(name)(**values).check()
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def test_recipe_settings_at_their_bounds_pass():
+    from recipes.fish_semisupervised import FishSemiSupervisedConfig
+    from recipes.inaturalist_vgg16 import INaturalistVGG16Config
+    from recipes.multilabel_resnet import MultilabelResNetConfig
+
+    FishSemiSupervisedConfig(pseudo_threshold=0.0, hide_labels=0.0, unlabelled="pool").check()
+    FishSemiSupervisedConfig(pseudo_threshold=1.0, hide_labels=0.95, combined_val_fraction=0.5).check()
+    MultilabelResNetConfig(base_momentum=0.0, max_momentum=0.99, fixed_threshold=0.0, weight_decay=0.0,
+                           div_factor=0.5).check()
+    INaturalistVGG16Config(unfreeze_conv=13, top_classes=0.99, top_classes_count=2).check()
+    # a resumed run takes fine_tune_epochs from its folder: not checked from the command line
+    INaturalistVGG16Config(fine_tune_epochs=0, resume=True).check()
+
+
+def test_a_recipes_own_setting_is_refused_on_the_command_line_before_the_run_folder(tmp_path, capsys):
+    from recipes import fish_semisupervised, inaturalist_vgg16
+
+    for main, flags, message in (
+        (fish_semisupervised.main, ["--hide-labels", "1"], "--hide-labels 1.0: must be a number from 0"),
+        (inaturalist_vgg16.main, ["--data", "x.json", "--fine-tune-epochs", "0"],
+         "--fine-tune-epochs 0: must be a whole number at least 1; to skip stage c"),
+    ):
+        assert main(["--out", str(tmp_path), *flags]) == 2
+        err = capsys.readouterr().err
+        assert f"error: {message}" in err and err.count("\n") == 1, err
+    assert list(tmp_path.iterdir()) == []
+
+
+TEST_SPLIT_RECIPES = ["backbone_comparison", "convnext_transfer", "feature_classifiers", "quickstart",
+                      "scratch_cnn"]
+
+
+@pytest.mark.parametrize("name", TEST_SPLIT_RECIPES)
+def test_recipes_scored_on_a_test_split_do_not_offer_the_systematic_split(name, tmp_path, capsys):
+    import importlib
+    import typing
+
+    # --help listed `systematic` among the choices of --split, and every run refused it
+    config_cls = _recipe_config(name)
+    assert "systematic" not in typing.get_args(typing.get_type_hints(config_cls)["split"])
+    module = importlib.import_module(f"recipes.{name}")
+    with pytest.raises(SystemExit):
+        module.main(["--help"])
+    assert "--split {auto,stratified,group,given}" in capsys.readouterr().out
+    # given anyway, it is refused with the reason and the fix, before the run folder
+    with pytest.raises(SystemExit) as exit_:
+        module.main(["--out", str(tmp_path), "--split", "systematic"])
+    assert exit_.value.code == 2
+    assert ("error: argument --split: 'systematic' is not a choice here: R1's systematic split "
+            "makes train and val only, and this recipe scores its model on a held-out test split: "
+            "use --split auto, stratified or group") in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_systematic_split_is_refused_from_python_too():
+    from keras_species.recipe import SettingError, check_settings
+    from recipes.fish_semisupervised import FishSemiSupervisedConfig
+    from recipes.quickstart import QuickstartConfig
+
+    with pytest.raises(SettingError, match=r"^--split systematic: R1's systematic split makes train "
+                                           r"and val only, and this recipe scores its model on a "
+                                           r"held-out test split: use --split auto, stratified or group$"):
+        check_settings(QuickstartConfig(split="systematic"))  # type: ignore[arg-type]
+    # fish_semisupervised splits systematically itself: it has no --split to refuse
+    assert "split" not in FishSemiSupervisedConfig.__dataclass_fields__
+    FishSemiSupervisedConfig().check()
 
 
 def test_the_monitor_is_resolved_from_the_data_before_training():
