@@ -6,7 +6,9 @@ so a killed or failed run leaves either the previous file or the new one, never 
 The temporary sibling is named ``.{stem}.tmp-{pid}{suffix}`` in the same folder (``os.replace``
 is atomic only within one file system), keeping the suffix because Keras checks it
 (``.keras``, ``.weights.h5``). A folder written as a whole (an exported SavedModel) goes through
-:func:`atomic_folder` the same way: it is written complete beside its target, then moved in.
+:func:`atomic_folder` the same way: it is written complete beside its target, then moved in; an
+earlier folder it replaces is renamed aside to ``.{name}.old-{pid}`` for that moment, and one a
+killed process left there is put back or deleted by the next call (:func:`recover_old_folders`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import contextlib
 import glob
 import os
 import shutil
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,6 +111,82 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def old_folder_path(path: str | os.PathLike, pid: int | None = None) -> Path:
+    """Where :func:`atomic_folder` keeps the folder it replaces while the new one is moved in.
+
+    Args:
+        path: the target folder.
+        pid: the id of the process replacing it (default: this one).
+
+    Returns:
+        ``.{name}.old-{pid}`` in the same folder.
+
+    Example:
+        >>> old_folder_path("/exports/fish", 42).name
+        '.fish.old-42'
+    """
+    path = Path(path)
+    return path.with_name(f".{path.name}.old-{os.getpid() if pid is None else pid}")
+
+
+def _changed(path: Path) -> float:
+    """When ``path`` was last renamed or changed (its ctime), 0 when it is gone."""
+    try:
+        return path.stat().st_ctime
+    except OSError:
+        return 0.0
+
+
+def recover_old_folders(path: str | os.PathLike) -> list[Path]:
+    """Settle the earlier copies of folder ``path`` that :func:`atomic_folder` runs killed while
+    replacing it left behind (``.{name}.old-{pid}``, see :func:`old_folder_path`).
+
+    Killed between its two renames, a run leaves ``path`` missing and its only complete copy in
+    the old folder: that copy is renamed back to ``path``, with a warning naming both. Killed
+    after them, it leaves the old folder beside the complete new ``path``: it is deleted. An
+    empty folder in ``path``'s place counts as missing (the old copy is never lost to it). An old
+    folder whose process still runs on this machine is left alone (it is replacing ``path`` at
+    this moment; this process's own counts as stale, as in :func:`process_running`), and so is
+    every one when ``path`` is a file (nothing of this module wrote it).
+
+    Args:
+        path: the target folder.
+
+    Returns:
+        The old folders restored or deleted.
+
+    Example:
+        >>> recover_old_folders("exports/fish_savedmodel")   # doctest: +SKIP
+        []
+    """
+    path = Path(path)
+    prefix = f".{path.name}.old-"
+    pattern = os.path.join(glob.escape(str(path.parent)), glob.escape(prefix) + "*")
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        return []  # a file at path: not written by atomic_folder; check_output_folder names it
+    stale = []
+    for found in glob.glob(pattern):
+        old, pid = Path(found), os.path.basename(found)[len(prefix):]
+        if not pid.isdigit() or old.is_symlink() or not old.is_dir() or process_running(int(pid)):
+            continue  # not a name atomic_folder gives, or its process is still replacing path
+        stale.append((old, pid))
+    # the most recently renamed first: the newest earlier copy is the one to put back
+    stale.sort(key=lambda item: _changed(item[0]), reverse=True)
+    settled = []
+    for old, pid in stale:
+        if path.is_dir() and any(path.iterdir()):  # the new folder is complete: the old is spent
+            shutil.rmtree(old, ignore_errors=True)
+        else:  # killed between the renames: path is missing (or an empty folder in its place)
+            try:
+                os.replace(old, path)
+            except OSError:
+                continue  # another process restored it, or filled path, at this moment
+            warnings.warn(f"restored {path} from {old}, the earlier copy that a killed run "
+                          f"(process {pid}) left while replacing it", stacklevel=2)
+        settled.append(old)
+    return settled
+
+
 def commit(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
     """Flush ``tmp`` to disk and move it over ``path`` in one step.
 
@@ -176,6 +255,8 @@ def check_output_folder(
     a ``path`` that is a file, or a folder on its way that is a file, is named now, and the
     folder that will hold it is made. Whether an existing folder may be replaced is the
     caller's decision (:func:`atomic_folder` refuses a non-empty one unless told to replace it).
+    The earlier copy of ``path`` that a run killed while replacing it left beside it is put back
+    first, or deleted if that run's new folder is complete (:func:`recover_old_folders`).
 
     Args:
         path: the output folder.
@@ -201,6 +282,7 @@ def check_output_folder(
         raise FileExistsError(f"{given} is a file, and a folder is written there: give a folder "
                               f"name, e.g. {suggestion}")
     _make_parent(path, given)
+    recover_old_folders(path)
     return path
 
 
@@ -249,7 +331,9 @@ def atomic_folder(path: str | os.PathLike, *, replace: bool = False) -> Iterator
     ``replace=True`` unless it is empty) is first renamed aside and deleted once the new folder
     is in place; if the block raises, the new folder is deleted and ``path`` is untouched.
     Temporary folders that killed processes left beside ``path`` are deleted first
-    (:func:`remove_stale_temporaries`).
+    (:func:`remove_stale_temporaries`), and an earlier copy that one left renamed aside is put
+    back, or deleted beside a complete ``path`` (:func:`recover_old_folders`), before ``replace``
+    is considered: a restored folder that holds files is refused without ``replace``.
 
     Args:
         path: the target folder.
@@ -278,7 +362,7 @@ def atomic_folder(path: str | os.PathLike, *, replace: bool = False) -> Iterator
         yield tmp
         _fsync_tree(tmp)
         if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            old = old_folder_path(path)
             if old.exists():  # left by an earlier process of this id that was killed here
                 shutil.rmtree(old)
             os.replace(path, old)

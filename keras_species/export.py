@@ -33,6 +33,10 @@ Formats:
   the ``.tflite`` file (:func:`tflite_labels_path`); it is *not* written into the TFLite metadata (that needs the ``tflite-support``
   metadata writers, which are not a dependency).
 
+The format follows ``out`` unless it is given (:func:`export_format`): ``.keras`` is ``keras``,
+``.tflite`` is ``tflite``, any other name (a folder) is ``saved_model``; a format given that
+contradicts ``out`` (``--format keras --out m.tflite``) is refused before any work.
+
 The model is checked before Keras reads it (:func:`resolve_model_path`, :func:`check_model_file`):
 a ``.tflite``, a ``config.json``, an image or a weights-only ``.h5`` given as the model is named
 with what to pass instead, in one line. ``out`` is checked before the model is loaded
@@ -70,6 +74,7 @@ __all__ = [
     "check_export_out",
     "check_model_file",
     "configure_parser",
+    "export_format",
     "export_model",
     "is_saved_model",
     "label_output_model",
@@ -149,7 +154,9 @@ def resolve_model_path(path: PathLike, *, saved_model: bool = True) -> Path:
         The ``.keras`` (or legacy ``.h5``) file or the SavedModel folder.
 
     Raises:
-        ExportError: nothing usable at ``path``; the message says what it is and what to pass.
+        ExportError: nothing usable at ``path``; the message says what it is and what to pass
+            (the ``.keras`` files or SavedModels a folder holds, or the ``.tflite`` files it
+            holds instead of them, which keras-species does not read).
 
     Example:
         >>> resolve_model_path("runs/r1/demo")  # doctest: +SKIP
@@ -172,8 +179,15 @@ def resolve_model_path(path: PathLike, *, saved_model: bool = True) -> Path:
             return candidate
     if p.is_dir():
         kinds = sorted(q.name for q in p.glob("*.keras"))
+        if saved_model:  # SavedModel folders exported into it
+            kinds += sorted(q.parent.name for q in p.glob("*/saved_model.pb") if q.is_file())
         hint = f" It holds {', '.join(kinds)}: pass one of them." if kinds else ""
         inside = _enclosing_model_folder(p)
+        tflite = sorted(q.name for q in p.glob("*.tflite"))
+        if tflite and not kinds:  # e.g. the folder keras-species export wrote a .tflite into
+            fix = _inside_fix(*inside, saved_model) if inside is not None else None
+            none = "no .keras file or SavedModel" if saved_model else "no .keras file"
+            raise ExportError(f"{p} holds {none}, only {_tflite_fix(tflite, saved_model, fix)}")
         if inside is not None and not hint:
             folder, kind = inside
             hint = f" It lies inside the {kind} folder {folder}: {_inside_fix(folder, kind, saved_model)}."
@@ -221,14 +235,27 @@ def check_model_file(path: PathLike, *, saved_model: bool = True) -> None:
         fix = _inside_fix(folder, kind, saved_model)
         raise ExportError(f"model {p} is a file inside the {kind} folder {folder}: {fix}")
     if suffix == ".tflite":
-        what = "is a TFLite model, which keras-species does not read"
-        fix = "pass the .keras file or the run folder it was exported from"
-    elif is_image_file(p):
+        raise ExportError(f"model {p} {_tflite_fix([], saved_model)}")
+    if is_image_file(p):
         what, fix = "is an image, not a model", f"pass {accepted}"
     else:
         kind = f"a {suffix} file" if suffix else "a file without an extension"
         what, fix = f"is {kind}, not a Keras model", f"pass {accepted}"
     raise ExportError(f"model {p} {what}: {fix}")
+
+
+def _tflite_fix(names: list[str], saved_model: bool, fix: str | None = None) -> str:
+    """That the TFLite model(s) ``names`` (``[]``: the file given itself) cannot be read, and
+    what to pass instead (``fix``, or the model it was exported from)."""
+    if not names:
+        what = "is a TFLite model"
+    else:
+        what = f"the TFLite model{'s' if len(names) > 1 else ''} {', '.join(names)}"
+    if fix is None:
+        fix = "pass the .keras file or the run folder it was exported from"
+        if saved_model:
+            fix += ", or a SavedModel folder written by keras-species export (--out FOLDER)"
+    return f"{what}, which keras-species does not read: {fix}"
 
 
 def _check_h5_model(p: Path, saved_model: bool) -> None:
@@ -577,7 +604,70 @@ def _convert(converter, quantize: str | None, representative_data, size, count: 
 
 
 # ------------------------------------------------------------------------------------ export_model
-def check_export_out(out: PathLike, format: str, *, overwrite: bool = False) -> Path:
+_SUFFIX_FORMATS = {".keras": "keras", ".tflite": "tflite"}
+# model files export does not write: without --format, such an --out is refused, not made a folder
+_NOT_WRITTEN = (".h5", ".hdf5", ".onnx", ".pb", ".pt", ".pth", ".json", ".zip")
+
+
+def export_format(out: PathLike, format: str | None = None) -> str:
+    """The format to export to ``out``: ``format`` if given, else the one ``out`` names.
+
+    ``out`` ending in ``.keras`` means ``keras``, ``.tflite`` means ``tflite``; any other name
+    (no suffix, an existing folder) means ``saved_model``, a folder. A ``format`` that
+    contradicts ``out`` is refused, before any model is read.
+
+    Args:
+        out: the file or folder to write (``--out``).
+        format: ``"keras"``, ``"saved_model"``, ``"tflite"``, or ``None`` to follow ``out``.
+
+    Returns:
+        The format.
+
+    Raises:
+        ExportError: an unknown ``format``, one that contradicts ``out``, or (with no ``format``)
+            an ``out`` that names a model file export does not write (``.h5``, ``.onnx``...).
+
+    Example:
+        >>> export_format("exports/fish.tflite")
+        'tflite'
+        >>> export_format("exports/fish")
+        'saved_model'
+    """
+    out = Path(out)
+    suffix = out.suffix.lower()
+    named = _SUFFIX_FORMATS.get(suffix)
+    if format is None:
+        if named is not None:
+            return named
+        if suffix in _NOT_WRITTEN and not out.is_dir():
+            raise ExportError(
+                f"--out {out} ends in {out.suffix}, which export does not write: give a .keras or "
+                f".tflite file, or a folder for a SavedModel (e.g. {out.with_suffix('')})"
+            )
+        return "saved_model"
+    if format not in FORMATS:
+        raise ExportError(f"format={format!r}; choose one of {', '.join(FORMATS)}")
+    if named is not None and named != format:
+        fix = (f"give a folder name, e.g. --out {out.with_suffix('')}" if format == "saved_model"
+               else f"give --out {out.with_suffix('.' + format)}")
+        raise ExportError(
+            f"--format {format} contradicts --out {out} (a {out.suffix} name means --format "
+            f"{named}): leave --format out, or {fix}"
+        )
+    if format in _SUFFIX_FORMATS.values() and named is None:
+        if out.is_dir():
+            raise ExportError(f"--format {format} writes a file, but --out {out} is a folder: "
+                              f"give a file name, e.g. --out {out / f'model.{format}'}")
+        if not out.suffix:
+            raise ExportError(
+                f"--format {format} writes a file, but --out {out} is a folder name (no suffix): "
+                f"give --out {out.with_name(f'{out.name}.{format}')}, or leave --format out to "
+                "write a SavedModel folder"
+            )
+    return format
+
+
+def check_export_out(out: PathLike, format: str | None, *, overwrite: bool = False) -> Path:
     """Check where :func:`export_model` writes, before the model is loaded or converted.
 
     A ``.keras`` or ``.tflite`` file must end in its suffix; an existing one is replaced whole
@@ -590,14 +680,16 @@ def check_export_out(out: PathLike, format: str, *, overwrite: bool = False) -> 
 
     Args:
         out: the file or folder to write.
-        format: ``"keras"``, ``"saved_model"`` or ``"tflite"``.
+        format: ``"keras"``, ``"saved_model"`` or ``"tflite"``; ``None`` follows ``out``
+            (:func:`export_format`).
         overwrite: replace an existing SavedModel folder (``--overwrite``).
 
     Returns:
         ``out`` as a Path; its parent folder exists.
 
     Raises:
-        ExportError: a name that does not fit the format, or a folder that would be mixed.
+        ExportError: a name that does not fit or contradicts the format, or a folder that would
+            be mixed.
         OSError: ``out`` cannot be written (a folder in place of a file, a file on its way);
             the message names it.
 
@@ -605,6 +697,7 @@ def check_export_out(out: PathLike, format: str, *, overwrite: bool = False) -> 
         >>> check_export_out("exports/fish.tflite", "tflite")  # doctest: +SKIP
         PosixPath('exports/fish.tflite')
     """
+    format = export_format(out, format)
     out = Path(out)
     if format in ("keras", "tflite"):
         suffix = f".{format}"
@@ -615,11 +708,6 @@ def check_export_out(out: PathLike, format: str, *, overwrite: bool = False) -> 
         if format == "tflite":
             check_output_file(tflite_labels_path(out), "--out")
         return out
-    if out.suffix in (".keras", ".tflite"):
-        raise ExportError(
-            f"out={out} ends in {out.suffix}, but format is saved_model (the default of --format), "
-            f"which writes a folder: add --format {out.suffix[1:]}, or give a folder name"
-        )
     check_output_folder(out, "--out", example=str(out.with_name(f"{out.stem}_savedmodel")))
     if out.is_dir() and any(out.iterdir()):
         if not is_saved_model(out):
@@ -641,7 +729,7 @@ def export_model(
     model_or_path: keras.Model | PathLike,
     out: PathLike,
     *,
-    format: str = "keras",
+    format: str | None = None,
     quantize: str | None = None,
     representative_data=None,
     image_size: int | Sequence[int] | None = None,
@@ -659,7 +747,8 @@ def export_model(
         model_or_path: a ``keras.Model``, a ``.keras`` file or a run folder (its ``best.keras``).
         out: the ``.keras`` file, the SavedModel folder, or the ``.tflite`` file to write
             (``<name>.labels.json`` goes beside it). An existing file is replaced.
-        format: ``"keras"``, ``"saved_model"`` or ``"tflite"``.
+        format: ``"keras"``, ``"saved_model"`` or ``"tflite"``; ``None`` (the default) follows
+            ``out``: ``.keras``, ``.tflite``, else a SavedModel folder (:func:`export_format`).
         quantize: TFLite only: ``None``, ``"float16"`` or ``"int8"``.
         representative_data: TFLite ``int8`` only: images for full-integer quantization (a
             folder, a list of paths, a CSV, an ``(N, H, W, 3)`` 0–255 array or a
@@ -675,22 +764,23 @@ def export_model(
         The path written.
 
     Raises:
-        ExportError: a bad format/quantize combination, an ``out`` that does not fit, or a
-            model that cannot be exported.
+        ExportError: a bad format/quantize combination, a format that contradicts ``out``, an
+            ``out`` that does not fit, or a model that cannot be exported.
         OSError: ``out`` cannot be written (see :func:`check_export_out`).
         keras_species.models.labels.LabelMapError: no label map in the model and none passed.
 
     Example:
-        >>> export_model("runs/r1/demo", "exported/fish", format="saved_model")  # doctest: +SKIP
-        >>> export_model("runs/r1/demo", "exported/fish_int8.tflite", format="tflite",
+        >>> export_model("runs/r1/demo", "exported/fish")  # a SavedModel  # doctest: +SKIP
+        >>> export_model("runs/r1/demo", "exported/fish_int8.tflite",
         ...              quantize="int8", representative_data="data/val")   # doctest: +SKIP
     """
-    if format not in FORMATS:
-        raise ExportError(f"format={format!r}; choose one of {', '.join(FORMATS)}")
+    given = format
+    format = export_format(out, format)  # options first: nothing is read before they agree
     if quantize is not None and quantize not in QUANTIZE:
         raise ExportError(f"quantize={quantize!r}; choose one of {', '.join(QUANTIZE)} or None")
     if quantize is not None and format != "tflite":
-        raise ExportError(f"quantize={quantize!r} applies to format='tflite' only")
+        source = "" if given else f" (--out {out} means format {format}; give a .tflite file)"
+        raise ExportError(f"quantize={quantize!r} applies to format='tflite' only{source}")
     if representative_data is not None and quantize != "int8":
         raise ExportError("representative_data is used by quantize='int8' only")
     if isinstance(model_or_path, (str, os.PathLike)):  # named first, as on the command line
@@ -734,8 +824,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     """
     parser.add_argument("model", help="a .keras file or a run folder (its best.keras); not a "
                                       "SavedModel or .tflite (export from the .keras they came from)")
-    parser.add_argument("--format", choices=FORMATS, default="saved_model",
-                        help="output format (default: saved_model)")
+    parser.add_argument("--format", choices=FORMATS, default=None,
+                        help="output format (default: from --out: .keras is keras, .tflite is "
+                             "tflite, a folder is saved_model)")
     parser.add_argument("--quantize", choices=QUANTIZE, default=None,
                         help="TFLite only: float16 weights, or int8 (dynamic-range; full-integer "
                              "with --representative)")
@@ -744,8 +835,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--representative-count", type=int, default=100, metavar="N",
                         help="representative images to use at most (default 100)")
     parser.add_argument("--out", required=True,
-                        help="the .keras file, SavedModel folder or .tflite file to write "
-                             "(a file is replaced; a SavedModel folder must be new or empty)")
+                        help="the .keras file, SavedModel folder or .tflite file to write; it "
+                             "sets the format (a file is replaced; a SavedModel folder must be new "
+                             "or empty)")
     parser.add_argument("--overwrite", action="store_true",
                         help="saved_model: replace the SavedModel already at --out (files are "
                              "replaced either way)")
@@ -765,8 +857,7 @@ def run_cli(args: argparse.Namespace) -> int:
         The exit code (0 on success, 2 for a bad model or option).
 
     Example:
-        >>> run_cli(parser.parse_args(["runs/r1/demo", "--format", "tflite",
-        ...                            "--out", "fish.tflite"]))  # doctest: +SKIP
+        >>> run_cli(parser.parse_args(["runs/r1/demo", "--out", "fish.tflite"]))  # doctest: +SKIP
         0
     """
     from keras_species.models.labels import LabelMapError

@@ -2,9 +2,11 @@
 
 ``predict(MODEL, INPUT)``: MODEL is a ``keras.Model``, a ``.keras`` file, a SavedModel folder
 written by :func:`keras_species.export.export_model` (its ``serve`` signature is used), or a run
-folder (its ``best.keras``). INPUT is an image file, a folder (searched recursively, image
-extensions only, sorted), a CSV with a path column (``path``, ``filepath``, ``filename``, ``file``,
-``image``...; relative paths are relative to the CSV's folder) or a list of paths.
+folder (its ``best.keras``). A TFLite model is not read: a ``.tflite`` file, or a folder holding
+one but no ``.keras`` file or SavedModel, is refused in one line naming it and what to pass
+instead. INPUT is an image file, a folder (searched recursively, image extensions only, sorted),
+a CSV with a path column (``path``, ``filepath``, ``filename``, ``file``, ``image``...; relative
+paths are relative to the CSV's folder) or a list of paths.
 
 Streaming: the paths are enumerated lazily by a Python generator, fed to ``tf.data``
 (``from_generator``), decoded in a parallel map (PIL, :func:`keras_species.data.images.read_image`:
@@ -716,7 +718,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         >>> configure_parser(argparse.ArgumentParser())
     """
     parser.add_argument("model", help="a .keras file, a SavedModel folder written by "
-                                      "keras-species export, or a run folder (its best.keras)")
+                                      "keras-species export, or a run folder (its best.keras); "
+                                      "not a .tflite")
     parser.add_argument("input", help="an image, a folder (recursive) or a CSV with a path column")
     parser.add_argument("--out", default="predictions.csv",
                         help="CSV to write (default predictions.csv)")

@@ -13,6 +13,7 @@ from keras_species.atomic import (
     atomic_path,
     check_output_file,
     check_output_folder,
+    recover_old_folders,
     remove_stale_temporaries,
     temporary_path,
 )
@@ -128,3 +129,72 @@ def test_an_output_folder_that_is_a_file_is_named_before_any_work(tmp_path):
     with pytest.raises(FileExistsError), atomic_folder(tmp_path / "f") as tmp:
         pytest.fail(f"the block ran: {tmp}")
     assert (tmp_path / "f").read_text() == "x"
+
+
+def _old_copy(folder, text: str):
+    """An earlier copy of a folder renamed aside by atomic_folder (``.NAME.old-PID``)."""
+    (folder / "variables").mkdir(parents=True)
+    (folder / "saved_model.pb").write_text(text)
+    return folder
+
+
+def test_an_earlier_copy_left_by_a_run_killed_between_the_renames_is_put_back(tmp_path, dead_pid):
+    target = tmp_path / "export"
+    old = _old_copy(tmp_path / f".export.old-{dead_pid}", "previous")  # target is missing
+    with pytest.warns(UserWarning, match=rf"restored .*export from .*\.export\.old-{dead_pid}, the "
+                                         rf"earlier copy that a killed run \(process {dead_pid}\) left"):
+        assert check_output_folder(target) == target
+    assert (target / "saved_model.pb").read_text() == "previous" and (target / "variables").is_dir()
+    assert not old.exists()
+
+    _old_copy(old, "previous again")  # killed again; atomic_folder restores it before it decides
+    target.rename(tmp_path / "elsewhere")
+    with pytest.warns(UserWarning, match="restored"), pytest.raises(FileExistsError, match="holds files already"), \
+            atomic_folder(target):
+        pytest.fail("the block ran over the restored folder")
+    assert (target / "saved_model.pb").read_text() == "previous again"
+    with atomic_folder(target, replace=True) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "export"]
+    assert [p.name for p in target.iterdir()] == ["new.txt"]
+
+
+def test_an_earlier_copy_left_beside_a_complete_new_folder_is_removed(tmp_path, dead_pid):
+    target = tmp_path / "export"
+    target.mkdir()
+    (target / "saved_model.pb").write_text("new")
+    old = _old_copy(tmp_path / f".export.old-{dead_pid}", "previous")  # killed after the renames
+    unrelated = [_old_copy(tmp_path / f".other.old-{dead_pid}", "x"), _old_copy(tmp_path / ".export.old-x1", "x")]
+    assert recover_old_folders(target) == [old]
+    assert not old.exists() and (target / "saved_model.pb").read_text() == "new"
+    assert all(p.is_dir() for p in unrelated)
+
+    _old_copy(old, "previous")
+    with atomic_folder(target, replace=True) as tmp:
+        (tmp / "saved_model.pb").write_text("newer")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".export.old-x1", ".other.old-" + str(dead_pid), "export"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process ids are checked on POSIX only")
+def test_the_earlier_copy_of_a_running_process_is_left_alone(tmp_path):
+    target = tmp_path / "export"
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        old = _old_copy(tmp_path / f".export.old-{writer.pid}", "previous")
+        assert recover_old_folders(target) == [] and not target.exists()  # between its renames
+        target.mkdir()
+        (target / "saved_model.pb").write_text("new")
+        assert recover_old_folders(target) == [] and old.is_dir()  # about to delete it itself
+    finally:
+        writer.kill()
+        writer.wait()
+    assert recover_old_folders(target) == [old] and not old.exists()
+
+
+def test_an_earlier_copy_is_kept_when_a_file_took_the_folders_place(tmp_path, dead_pid):
+    target = tmp_path / "export"
+    target.write_text("a file")
+    old = _old_copy(tmp_path / f".export.old-{dead_pid}", "previous")
+    with pytest.raises(FileExistsError, match="is a file"):
+        check_output_folder(target)
+    assert recover_old_folders(target) == [] and old.is_dir() and target.read_text() == "a file"

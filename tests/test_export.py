@@ -343,7 +343,8 @@ def test_saved_model_out_is_new_empty_or_replaced_whole_with_overwrite(model, tm
         export_model(model_file, tmp_path / "afile", format="saved_model")
     with pytest.raises(NotADirectoryError, match="afile is a file, not a folder"):
         export_model(model_file, tmp_path / "afile" / "sm", format="saved_model")
-    with pytest.raises(ExportError, match=r"ends in .keras, but format is saved_model .*add --format keras"):
+    with pytest.raises(ExportError, match=r"--format saved_model contradicts --out .*fish.keras \(a .keras name "
+                                          r"means --format keras\): leave --format out, or give a folder name"):
         export_model(model_file, tmp_path / "fish.keras", format="saved_model")
     other = tmp_path / "other"
     other.mkdir()
@@ -394,3 +395,56 @@ def test_file_outputs_are_checked_first_and_replaced_whole(model, tmp_path):
     export_model(model, out, format="keras")
     assert load_keras_model(out).name == model.name
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.tflite", "m.keras"]  # no temporary left
+
+
+def test_the_format_follows_out_when_not_given(model, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "best.keras")
+    for out in ("m.keras", "m.tflite", "sm"):
+        assert cli.main(["export", str(run), "--out", str(tmp_path / out)]) == 0, capsys.readouterr().err
+    assert load_keras_model(tmp_path / "m.keras").get_layer("label").class_names == NAMES
+    assert _run_tflite(tmp_path / "m.tflite", np.zeros((1, SIZE, SIZE, 3))).shape == (1, 3)
+    assert (tmp_path / "m.labels.json").is_file()
+    assert "metadata" in tf.saved_model.load(str(tmp_path / "sm")).signatures
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras", "m.labels.json", "m.tflite", "run", "sm"]
+    with pytest.raises(ExportError, match=r"quantize='int8' applies to format='tflite' only \(--out .*sm2 means "
+                                          r"format saved_model; give a .tflite file\)"):
+        export_model(model, tmp_path / "sm2", quantize="int8")
+
+
+def test_a_format_that_contradicts_out_is_refused_before_any_work(model, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(keras.saving, "load_model", lambda *a, **k: pytest.fail("the model was read"))
+    model_file = tmp_path / "tiny.keras"
+    model_file.write_bytes(b"never read")
+    (tmp_path / "exports").mkdir()
+    cases = {
+        ("keras", "m.tflite"):
+            "--format keras contradicts --out {t}/m.tflite (a .tflite name means --format tflite): "
+            "leave --format out, or give --out {t}/m.keras",
+        ("tflite", "m.keras"):
+            "--format tflite contradicts --out {t}/m.keras (a .keras name means --format keras): "
+            "leave --format out, or give --out {t}/m.tflite",
+        ("saved_model", "m.tflite"):
+            "--format saved_model contradicts --out {t}/m.tflite (a .tflite name means --format tflite): "
+            "leave --format out, or give a folder name, e.g. --out {t}/m",
+        ("tflite", "fish"):
+            "--format tflite writes a file, but --out {t}/fish is a folder name (no suffix): give --out "
+            "{t}/fish.tflite, or leave --format out to write a SavedModel folder",
+        ("keras", "exports"):
+            "--format keras writes a file, but --out {t}/exports is a folder: give a file name, e.g. "
+            "--out {t}/exports/model.keras",
+        (None, "m.h5"):
+            "--out {t}/m.h5 ends in .h5, which export does not write: give a .keras or .tflite file, "
+            "or a folder for a SavedModel (e.g. {t}/m)",
+    }
+    for (format, out), expected in cases.items():
+        expected = expected.format(t=tmp_path)
+        with pytest.raises(ExportError, match=re.escape(expected)):  # named before the model, too
+            export_model(tmp_path / "missing.keras", tmp_path / out, format=format)
+        options = ["--format", format] if format else []
+        assert cli.main(["export", str(model_file), *options, "--out", str(tmp_path / out)]) == 2
+        err = capsys.readouterr().err
+        assert err == f"keras-species export: {expected}\n", err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exports", "tiny.keras"]  # nothing written
+    assert not any((tmp_path / "exports").iterdir())

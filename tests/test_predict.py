@@ -205,7 +205,8 @@ def test_a_model_argument_that_is_no_model_is_named_in_one_line(model, folder, t
     photo = next(iter(iter_image_paths(folder)))
     accepted = "pass a .keras file, a SavedModel folder written by keras-species export, or a run folder"
     cases = {
-        tflite: "is a TFLite model, which keras-species does not read: pass the .keras file",
+        tflite: "is a TFLite model, which keras-species does not read: pass the .keras file or the run "
+                "folder it was exported from, or a SavedModel folder written by keras-species export",
         tmp_path / "fish.labels.json": f"is a .json file, not a Keras model: {accepted}",
         photo: f"is an image, not a model: {accepted}",
         sm / "saved_model.pb": f"is a file inside the SavedModel folder {sm}: pass the SavedModel folder {sm} itself",
@@ -218,6 +219,32 @@ def test_a_model_argument_that_is_no_model_is_named_in_one_line(model, folder, t
         err = capsys.readouterr().err
         assert err.startswith(f"keras-species predict: model {path} ")
         assert expected in err and err.count("\n") == 1, err  # one line: no traceback
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_a_folder_holding_only_a_tflite_model_names_it_and_what_to_pass(folder, tmp_path, capsys):
+    """predict runs .keras files and SavedModels, not TFLite: a folder export wrote a .tflite
+    into is named with that file, not as "neither a SavedModel nor a run folder"."""
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    (exports / "fish.tflite").write_bytes(b"TFL3")  # never read: the names decide
+    (exports / "fish.labels.json").write_text("{}")
+    (exports / "labels.json").write_text("{}")
+    expected = (f"{exports} holds no .keras file or SavedModel, only the TFLite model fish.tflite, which "
+                "keras-species does not read: pass the .keras file or the run folder it was exported "
+                "from, or a SavedModel folder written by keras-species export (--out FOLDER)")
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        predict(exports, folder)
+    capsys.readouterr()
+    assert cli.main(["predict", str(exports), str(folder), "--out", str(tmp_path / "p.csv")]) == 2
+    assert capsys.readouterr().err == f"keras-species predict: {expected}\n"
+    (exports / "fish_int8.tflite").write_bytes(b"TFL3")
+    with pytest.raises(ValueError, match=r"only the TFLite models fish.tflite, fish_int8.tflite, which"):
+        predict(exports, folder)
+    (exports / "sm").mkdir()  # a SavedModel exported beside them is the one to pass
+    (exports / "sm" / "saved_model.pb").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"neither a SavedModel folder .* It holds sm: pass one of them"):
+        predict(exports, folder)
     assert not (tmp_path / "p.csv").exists()
 
 
