@@ -42,7 +42,10 @@ utility. Each contender runs ``--repeats`` times (fresh pipelines, interleaved, 
 other processes hits all alike); the table shows the best and the median wall-clock rate and the
 least CPU time per image (all threads, ``time.process_time``), a figure that contention disturbs
 less. Targets are judged on the best rates; the median-rate ratio and the CPU ratio (the other's
-CPU ms over ours) are printed beside them. Medians include the runs where an iterator's deletion
+CPU ms over ours) are printed beside them. The best rates come from later rounds, whose memory
+cache may reuse pages that an earlier round's cache freed (keras-species' malloc settings keep
+freed memory in the process), so the last line prints round 1 alone: what the first epoch of a
+fresh process meets, every page of its cache faulted in. Medians include the runs where an iterator's deletion
 waited for TensorFlow's autotuner (the Keras utility runs with it on; see
 ``benchmarks/iterator_teardown.py``), best rates mostly do not. The last column pairs the two
 contenders round by round (the ratio of their rates in the same round, where both met the same
@@ -274,6 +277,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:<{width}}  {ratio:9.2f}x  {median[a] / median[b]:6.2f}x  {cpu_ratio:5.2f}x  "
               f"{float(np.median(paired)):5.2f}x [{paired.min():.2f}-{paired.max():.2f}]  "
               f"target >= {target:g}x (best wall): {mark}")
+    # the best rates come from later rounds, whose caches may reuse the pages an earlier round
+    # freed (the malloc settings keep them); round 1 is what a fresh process's first epoch meets
+    print(f"  round 1 alone (fresh memory): first epoch / bare {rates[FIRST][0] / rates[BARE][0]:.2f}x, "
+          f"first epoch {faults[FIRST][0]:.1f} faults/image")
     return 0
 
 

@@ -33,6 +33,7 @@ def test_pipeline_throughput_prints_ratios(tmp_path, capsys):
     assert out.count("target >=") == 3
     assert out.count("x [") == 3  # the paired-by-round ratios with their range
     assert "faults/image" in out and ", malloc " in out
+    assert "round 1 alone (fresh memory): first epoch / bare " in out
 
 
 def test_pipeline_breakdown_prints_every_row(tmp_path, capsys):
