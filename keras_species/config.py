@@ -28,6 +28,8 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import numpy as np
 
+from keras_species.jsonfile import read_json_file
+
 _NONE_WORDS = ("none", "None", "null")
 
 
@@ -469,11 +471,10 @@ def parse_config(
     values: dict[str, Any] = {}
     path = ns.pop("config", None)
     if path is not None:
-        try:
-            with open(path) as fh:
-                data = json.load(fh)
-        except (OSError, json.JSONDecodeError) as err:
-            parser.error(f"--config {path}: cannot read it as JSON ({err})")
+        data, reason = read_json_file(path)
+        if reason:
+            parser.error(f"--config {path}: cannot read it as JSON ({reason}); give a JSON object "
+                         'of settings such as {"epochs": 5}, or a run folder\'s config.json')
         if isinstance(data, dict) and isinstance(data.get("config"), dict) and "recipe" in data:
             data = data["config"]  # a run folder's config.json
         if not isinstance(data, dict):

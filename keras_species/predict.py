@@ -118,19 +118,25 @@ def files_not_predicted(inputs: PathLike | Sequence[PathLike]) -> list[str]:
 def _iter_csv(path: str) -> Iterator[str]:
     base = os.path.dirname(os.path.abspath(path))
     with open(path, newline="", encoding="utf-8-sig") as f:
-        lines = (line for line in f if not line.startswith("#"))
-        reader = csv.DictReader(lines)
-        fields = {name.strip().lower(): name for name in reader.fieldnames or []}
-        col = next((fields[c] for c in PATH_COLUMNS if c in fields), None)
-        if col is None:
+        try:
+            lines = (line for line in f if not line.startswith("#"))
+            reader = csv.DictReader(lines)
+            fields = {name.strip().lower(): name for name in reader.fieldnames or []}
+            col = next((fields[c] for c in PATH_COLUMNS if c in fields), None)
+            if col is None:
+                raise ValueError(
+                    f"{path} has no path column (columns: {reader.fieldnames}); name one of "
+                    f"{', '.join(PATH_COLUMNS)}"
+                )
+            for row in reader:
+                p = (row.get(col) or "").strip()
+                if p:
+                    yield p if os.path.isabs(p) else os.path.join(base, p)
+        except UnicodeDecodeError as err:
             raise ValueError(
-                f"{path} has no path column (columns: {reader.fieldnames}); name one of "
-                f"{', '.join(PATH_COLUMNS)}"
-            )
-        for row in reader:
-            p = (row.get(col) or "").strip()
-            if p:
-                yield p if os.path.isabs(p) else os.path.join(base, p)
+                f"{path} is not UTF-8 text (byte 0x{err.object[err.start]:02x}): re-save it as "
+                "UTF-8 (in Excel: 'CSV UTF-8'; in an editor: encoding UTF-8)"
+            ) from None
 
 
 def iter_image_paths(inputs: PathLike | Sequence[PathLike]) -> Iterator[str]:

@@ -140,6 +140,22 @@ def test_config_file_then_flags_override(tmp_path, capsys):
     assert "nope.json" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("data, why", [
+    (b'{"epochs": 7, "backbone": "res', "not valid JSON (Unterminated string starting at line 1 column 27)"),
+    (b"", "empty file"),
+    (b'{"backbone": "r\xe9snet18"}', "not UTF-8 text (byte 0xe9 at offset 15)"),  # Latin-1
+])
+def test_a_damaged_config_file_is_one_message_naming_it(tmp_path, capsys, data, why):
+    path = tmp_path / "c.json"
+    path.write_bytes(data)
+    with pytest.raises(SystemExit):
+        parse_config(Config, ["--config", str(path)])
+    err = capsys.readouterr().err
+    assert f"error: --config {path}: cannot read it as JSON ({why}); give a JSON object of settings" in err
+    path.write_bytes(b'\xef\xbb\xbf{"epochs": 7}')  # UTF-8 with the byte-order mark Notepad writes
+    assert parse_config(Config, ["--config", str(path)]).epochs == 7
+
+
 def test_a_refused_choice_is_left_out_of_the_help_and_refused_with_its_reason(tmp_path, capsys):
     from keras_species.config import flag_help, refusal
 

@@ -282,6 +282,25 @@ def test_model_without_label_map_needs_labels(tmp_path, images):
                                _keras_probs(plain, images["same"]), atol=1e-6)
 
 
+def test_a_damaged_labels_json_is_one_line_and_nothing_is_written(model, tmp_path, capsys):
+    labels = tmp_path / "labels.json"
+    labels.write_bytes(b'{"class_names": ["cod", "eel", "r')  # cut short
+    out = tmp_path / "out" / "m.keras"
+    assert cli.main(["export", str(_saved(model, tmp_path)), "--out", str(out), "--labels", str(labels)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"keras-species export: {labels} cannot be read as a label map (not valid "
+                          "JSON (Unterminated string starting at line 1 column 32)): write")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def _saved(model: keras.Model, folder: Path) -> Path:
+    path = folder / "tiny.keras"
+    if not path.exists():
+        model.save(path)
+    return path
+
+
 def test_multi_output_model_exports_its_label_output(tmp_path, images):
     inp = keras.Input((SIZE, SIZE, 3), name="image")
     x = keras.layers.GlobalAveragePooling2D()(inp)

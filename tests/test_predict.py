@@ -4,6 +4,7 @@ streaming, skipped files, multi-label thresholds, TTA and the CLI."""
 from __future__ import annotations
 
 import csv
+import os
 import re
 import warnings
 from pathlib import Path
@@ -136,6 +137,19 @@ def test_inputs_without_images_are_named_before_the_dataset_runs(model, tmp_path
     (tmp_path / "empty").mkdir()
     with pytest.warns(UserWarning, match="no images found in .*empty: nothing to predict"):
         assert predict(model, tmp_path / "empty").count == 0
+
+
+def test_an_input_csv_that_is_not_utf8_is_one_line_naming_it(model, folder, tmp_path, capsys):
+    listed = tmp_path / "in.csv"
+    listed.write_bytes(b"path\n" + os.fsencode(next(iter_image_paths(folder))) + b"\nphoto_\xe9t\xe9.png\n")
+    with pytest.raises(ValueError, match=r"in\.csv is not UTF-8 text \(byte 0xe9\): re-save it as UTF-8"):
+        list(iter_image_paths(listed))
+    model.save(tmp_path / "m.keras")
+    assert cli.main(["predict", str(tmp_path / "m.keras"), str(listed), "--out", str(tmp_path / "p.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"keras-species predict: {listed} is not UTF-8 text (byte 0xe9)")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "p.csv").exists()
 
 
 def test_an_out_that_is_a_folder_fails_before_predicting(model, folder, tmp_path):

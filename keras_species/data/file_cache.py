@@ -30,7 +30,8 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from keras_species.atomic import process_running
+from keras_species.atomic import atomic_path, process_running
+from keras_species.jsonfile import read_json_file
 
 __all__ = [
     "array_fingerprint", "file_fingerprint", "file_identity", "keyed_cache_path", "other_caches",
@@ -135,9 +136,9 @@ def keyed_cache_path(prefix: str | os.PathLike, content: Mapping[str, Any]) -> s
     if not os.path.exists(f"{path}.index"):  # a new cache is about to be written
         _warn_other_caches(os.fspath(prefix), path)
     if not _locks(path):  # nobody writes it now: this process may, so it owns the lock to come
-        with contextlib.suppress(OSError):
-            with open(f"{path}.owner", "w", encoding="utf-8") as f:
-                json.dump({"pid": os.getpid(), "host": socket.gethostname()}, f)
+        owner = {"pid": os.getpid(), "host": socket.gethostname()}
+        with contextlib.suppress(OSError), atomic_path(f"{path}.owner") as tmp:
+            tmp.write_text(json.dumps(owner), encoding="utf-8")
     return path
 
 
@@ -179,14 +180,24 @@ def other_caches(prefix: str | os.PathLike, path: str | None = None) -> dict[str
 _warned: set[str] = set()
 
 
+def _read_owner(path: str) -> tuple[tuple[int, str] | None, str | None]:
+    """``((pid, host), None)`` from the owner file of cache ``path``; ``(None, None)`` when there
+    is none, ``(None, reason)`` when it is damaged (then it tells nothing, as if absent)."""
+    if not os.path.exists(f"{path}.owner"):
+        return None, None
+    owner, reason = read_json_file(f"{path}.owner", dict)
+    if reason:
+        return None, reason
+    pid, host = owner.get("pid"), owner.get("host")
+    if not isinstance(pid, int) or isinstance(pid, bool) or not isinstance(host, str):
+        return None, f"pid {pid!r} and host {host!r} do not name a process"
+    return (pid, host), None
+
+
 def _used_here(keyed: str) -> bool:
     """Whether this process wrote or read the cache ``keyed`` (its owner file names it)."""
-    try:
-        with open(f"{keyed}.owner", encoding="utf-8") as f:
-            owner = json.load(f)
-        return int(owner["pid"]) == os.getpid() and str(owner["host"]) == socket.gethostname()
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
+    owner, _ = _read_owner(keyed)
+    return owner == (os.getpid(), socket.gethostname())
 
 
 def _warn_other_caches(prefix: str, path: str) -> None:
@@ -231,12 +242,18 @@ def release_stale_lock(path: str) -> list[str]:
     locks = _locks(path)
     if not locks:
         return []
-    try:
-        with open(f"{path}.owner", encoding="utf-8") as f:
-            owner = json.load(f)
-        pid, host = int(owner["pid"]), str(owner["host"])
-    except (OSError, ValueError, KeyError, TypeError):
+    owner, reason = _read_owner(path)
+    if reason:
+        warnings.warn(
+            f"cache {path}: its owner file {path}.owner is damaged ({reason}), so it cannot tell "
+            f"whether the process that locked the cache still runs: the lock is left as without "
+            f"an owner file. If no other run writes this cache now, delete {path}_*.lockfile "
+            f"(or the whole cache {path}*)",
+            stacklevel=2,
+        )
+    if owner is None:
         return []
+    pid, host = owner
     if host != socket.gethostname() or pid == os.getpid() or process_running(pid):
         return []
     stale = locks + glob.glob(glob.escape(path) + "_*.tempstate*")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from keras_species.atomic import check_output_file
+from keras_species.jsonfile import json_type, kind_problem, parse_json
 
 UNLABELLED = -1
 """Label value of an image without a label (single-label manifests, e.g. R1's unlabelled set)."""
@@ -26,6 +27,11 @@ SPLIT_NAMES = ("train", "val", "test")
 
 class ManifestError(ValueError):
     """Raised when a manifest or its source is inconsistent; the message says what to fix."""
+
+
+_CSV_FIX = ("restore the file, or write it again (keras-species split; a recipe's split.csv: start "
+            "the run over with --overwrite)")
+"""How to mend a damaged manifest CSV (see :meth:`Manifest.from_csv`)."""
 
 
 @dataclass
@@ -275,15 +281,35 @@ class Manifest:
             )
         head = first[len("# classes: "):]
         names_json, _, flag = head.rpartition(" multilabel: ")
-        try:
-            class_names = json.loads(names_json)
-            multilabel = json.loads(flag)
-        except json.JSONDecodeError:
+        class_names, bad_names = parse_json(names_json)
+        multilabel, bad_flag = parse_json(flag)
+        if bad_names or bad_flag or not (isinstance(class_names, list) and isinstance(multilabel, bool)):
             raise ManifestError(
                 f"{path}: its first line {first.strip()!r} must read '# classes: [\"a\", ...] "
                 "multilabel: false' as keras-species wrote it; restore it"
-            ) from None
-        rows = list(csv.DictReader(f))
+            )
+        reader = csv.DictReader(f)
+        missing = [c for c in ("path", "labels") if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ManifestError(
+                f"{path}: its second line must name the columns path,labels[,group][,split] as "
+                f"keras-species wrote them, but {' and '.join(map(repr, missing))} "
+                f"{'is' if len(missing) == 1 else 'are'} missing "
+                f"({f'found {reader.fieldnames}' if reader.fieldnames else 'the line is missing'}); "
+                f"{_CSV_FIX}"
+            )
+        rows = list(reader)
+        for r, row in enumerate(rows):
+            # DictReader keys extra fields under None (empty ones: a spreadsheet's padding) and
+            # fills missing ones with None
+            extra = [v for v in row.pop(None, []) if v.strip()]
+            filled = [v for v in row.values() if v is not None]
+            if extra or len(filled) < len(row):
+                where = "the file is cut short there" if r == len(rows) - 1 else "the row is damaged"
+                raise ManifestError(
+                    f"{path}, row {r + 3}: {len(filled) + len(extra)} field(s) where the header "
+                    f"has {len(row)} ({','.join(reader.fieldnames)}); {where}: {_CSV_FIX}"
+                )
         index = {c: i for i, c in enumerate(class_names)}
 
         def label_index(r: int, name: str) -> int:
@@ -330,13 +356,26 @@ class Manifest:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> Manifest:
-        """Read a file written by :meth:`to_json`."""
+        """Read a file written by :meth:`to_json`.
+
+        Raises:
+            ManifestError: the file is not UTF-8, is damaged (truncated, empty, not a JSON
+                object) or lacks a field; the message names the file and why.
+        """
         from keras_species.data.text import read_text
 
         path = os.fspath(path)
-        doc = json.loads(read_text(path))
+        fix = "restore it, or write it again with Manifest.to_json from the data's source"
+        doc, reason = parse_json(read_text(path))
+        reason = reason or kind_problem(doc, dict)
+        if reason:
+            raise ManifestError(f"{path} cannot be read as a manifest ({reason}): {fix}")
         if doc.get("format") != "keras-species-manifest/1":
             raise ManifestError(f"{path} is not a keras-species manifest JSON")
+        for key in ("paths", "labels", "class_names"):
+            if not isinstance(doc.get(key), list):
+                found = "is missing" if key not in doc else f"holds a JSON {json_type(doc[key])}"
+                raise ManifestError(f"{path}: {key!r} {found}, not a list: {fix}")
         return cls(
             paths=doc["paths"],
             labels=np.array(doc["labels"]),

@@ -44,7 +44,6 @@ buffers for the next batch instead of faulting fresh pages in). Measured with
 
 from __future__ import annotations
 
-import json
 import numbers
 import os
 import warnings
@@ -54,6 +53,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError
+from keras_species.jsonfile import read_json_file
 
 LABEL_MODES = ("auto", "sparse", "onehot", "multihot", "none")
 RESIZE_MODES = ("stretch", "pad", "crop")
@@ -390,19 +390,31 @@ def encode_labels(manifest: Manifest, label_mode: str, label_smoothing: float = 
 
 
 # ---------------------------------------------------------------------------------- weights
+_WEIGHTS_FIX = ('write a JSON object {"class name": weight, ...} (weights are numbers >= 0), or '
+                "use --class-weight balanced or none")
+
+
 def _load_weight_mode(mode: str | dict | os.PathLike) -> str | dict:
+    """``"balanced"``, or the ``{class: weight}`` dict of ``mode`` (a dict or a JSON file),
+    checked: a damaged file or a weight that is not a number >= 0 is refused in one line."""
     if isinstance(mode, dict):
-        return mode
-    text = os.fspath(mode)
-    if text == "balanced":
-        return text
-    if os.path.isfile(text):
-        with open(text, encoding="utf-8") as f:
-            doc = json.load(f)
-        if not isinstance(doc, dict):
-            raise ValueError(f"{text}: expected a JSON object {{class name: weight}}")
-        return doc
-    raise ValueError(f"class weight mode {text!r}: use 'balanced', a dict or a JSON file path")
+        doc, where = mode, "class weights"
+    else:
+        text = os.fspath(mode)
+        if text == "balanced":
+            return text
+        if not os.path.isfile(text):
+            raise ValueError(f"class weight mode {text!r}: use 'balanced', a dict or a JSON file path")
+        doc, reason = read_json_file(text, dict)
+        if reason:
+            raise ValueError(f"class weights {text} cannot be read ({reason}): {_WEIGHTS_FIX}")
+        where = f"class weights {text}"
+    for name, weight in doc.items():
+        number = isinstance(weight, numbers.Real) and not isinstance(weight, bool)
+        if not number or not np.isfinite(weight) or weight < 0:
+            raise ValueError(f"{where}: the weight of {name!r} is {weight!r}, not a number >= 0; "
+                             f"{_WEIGHTS_FIX}")
+    return doc
 
 
 def class_balance_weights(

@@ -27,6 +27,7 @@ import numpy as np
 from keras_species.data import audit as audit_mod
 from keras_species.data import sources, splits
 from keras_species.data.manifest import Manifest, ManifestError
+from keras_species.jsonfile import json_type, read_json_object
 
 SPLIT_KINDS = ("auto", "stratified", "group", "given", "systematic")
 """How :func:`prepare_data` splits: ``auto`` keeps a split that came with the data, else makes a
@@ -330,23 +331,22 @@ def _write_sidecar(split_file: Path, kind: str, report: audit_mod.AuditReport | 
 def _read_back(split_file: Path) -> PreparedData:
     """A saved split, with its audit, cleaning and not-read lists when the sidecar is there (a
     split saved by ``keras-species split`` or an older run has none: those stay empty)."""
-    from keras_species.training.runs import read_json
-
     m = splits.load_split(split_file)
     report, dropped, not_read, unmatched = None, [], [], []
     side = sidecar_path(split_file)
-    if side.is_file():
-        try:
-            data = read_json(side, {})
-        except (OSError, ValueError) as err:
-            warnings.warn(f"{side} cannot be read ({err}); the report leaves out the audit, "
-                          "cleaning and files not read of this run", stacklevel=3)
-            data = {}
-        if data.get("audit") is not None:
-            names = {f.name for f in dataclasses.fields(audit_mod.AuditReport)}
-            report = audit_mod.AuditReport(**{k: v for k, v in data["audit"].items() if k in names})
-        dropped, not_read = list(data.get("dropped", [])), list(data.get("not_read", []))
-        unmatched = list(data.get("unmatched_drop", []))
+    data, reason = read_json_object(side)
+    kinds = {"audit": (dict, type(None)), "dropped": list, "not_read": list, "unmatched_drop": list}
+    wrong = [key for key, kind in kinds.items() if key in data and not isinstance(data[key], kind)]
+    if wrong:
+        reason, data = f"{wrong[0]!r} holds a JSON {json_type(data[wrong[0]])}", {}
+    if reason:
+        warnings.warn(f"{side} cannot be read ({reason}); the report leaves out the audit, "
+                      "cleaning and files not read of this run", stacklevel=3)
+    if data.get("audit") is not None:
+        names = {f.name for f in dataclasses.fields(audit_mod.AuditReport)}
+        report = audit_mod.AuditReport(**{k: v for k, v in data["audit"].items() if k in names})
+    dropped, not_read = list(data.get("dropped", [])), list(data.get("not_read", []))
+    unmatched = list(data.get("unmatched_drop", []))
     return PreparedData(m, report, dropped, "loaded", split_file, splits.leakage(m), not_read,
                         unmatched)
 

@@ -42,6 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError
+from keras_species.jsonfile import kind_problem, parse_json
 
 SIDECAR = "shards.json"
 FORMAT = "keras-species-shards/1"
@@ -226,9 +227,13 @@ def _locate(pattern_or_dir: str) -> tuple[list[str], dict]:
         if not is_dir and not tf.io.gfile.glob(target):
             raise FileNotFoundError(f"no shard files match {target!r}; write them with `keras-species shard`")
         raise FileNotFoundError(f"{sidecar} is missing: it holds the class names written by write_shards")
-    with tf.io.gfile.GFile(sidecar) as f:
-        doc = json.load(f)
-    if doc.get("format") != FORMAT:
+    with tf.io.gfile.GFile(sidecar, "rb") as f:
+        doc, reason = parse_json(f.read())
+    reason = reason or kind_problem(doc, dict)
+    if reason:
+        raise ManifestError(f"{sidecar} is damaged ({reason}): write the shards again with "
+                            "`keras-species shard`")
+    if doc.get("format") != FORMAT or not isinstance(doc.get("shards"), list):
         raise ManifestError(f"{sidecar} is not a keras-species shard description")
     listed = [folder + "/" + s["file"] for s in doc["shards"]]
     if is_dir:

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import csv
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -366,6 +367,12 @@ def evaluate_and_report(
     names = list(class_names or manifest.class_names)
     if isinstance(history, (str, os.PathLike)) and not Path(history).is_file():
         history = None  # no epoch was run (e.g. evaluating a loaded model)
+    history_note = None
+    try:  # read once, for the learning curves and the report; a damaged file costs only those
+        history = plots_mod.load_history(history) if history is not None else None
+    except (OSError, ValueError, csv.Error) as err:
+        history, history_note = None, (f"The training history cannot be read ({err}): the learning "
+                                       "curves and the training summary are left out.")
 
     pred = predict_manifest(model, test_m, image_size=image_size, batch_size=batch_size, output=output)
     val_pred = None
@@ -373,7 +380,7 @@ def evaluate_and_report(
         val_pred = predict_manifest(
             model, manifest.split("val"), image_size=image_size, batch_size=batch_size, output=output
         )
-    notes: list[str] = []
+    notes: list[str] = [history_note] if history_note else []
     thr: float | np.ndarray | None = None
     if manifest.multilabel:
         thr, note = _tune(val_pred, thresholds)

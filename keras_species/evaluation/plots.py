@@ -72,6 +72,9 @@ def load_history(history) -> list[dict]:
     Returns:
         A list of dicts; numeric strings become floats.
 
+    Raises:
+        ValueError: a CSV file that is not UTF-8 text (the message names it).
+
     Example:
         >>> load_history({"loss": [1.0, 0.5]})
         [{'loss': 1.0}, {'loss': 0.5}]
@@ -81,8 +84,13 @@ def load_history(history) -> list[dict]:
     if hasattr(history, "history") and isinstance(history.history, Mapping):
         history = history.history
     if isinstance(history, (str, os.PathLike)):
-        with open(history, newline="") as f:
-            rows = list(csv.DictReader(f))
+        try:
+            with open(history, newline="", encoding="utf-8") as f:
+                rows = list(csv.DictReader(f))
+        except UnicodeDecodeError as err:
+            byte = err.object[err.start]
+            raise ValueError(f"{os.fspath(history)} is not UTF-8 text (byte 0x{byte:02x}): restore it "
+                             "or delete it") from None
     elif isinstance(history, Mapping):
         keys = list(history)
         n = max((len(history[k]) for k in keys), default=0)

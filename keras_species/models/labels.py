@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from keras_species.jsonfile import json_type, read_json_file
+
 __all__ = [
     "ACTIVATIONS",
     "ClassifierOutput",
@@ -278,17 +280,27 @@ def load_labels_json(path: str | os.PathLike) -> LabelMap:
     Returns:
         The label map.
 
+    Raises:
+        LabelMapError: the file is missing, damaged (truncated, empty, not UTF-8) or holds no
+            list of class names; the message names the file, why, and what to write.
+
     Example:
         >>> load_labels_json("model_tflite/labels.json").class_names  # doctest: +SKIP
         ['cod', 'eel', 'ray']
     """
-    with open(path) as f:
-        data = json.load(f)
+    fix = ('write {"class_names": ["cod", ...]} or a list of names, or export the model again '
+           "(keras-species export writes its labels.json)")
+    data, reason = read_json_file(path, (dict, list))
+    if reason:
+        raise LabelMapError(f"{os.fspath(path)} cannot be read as a label map ({reason}): {fix}")
     if isinstance(data, list):
         data = {"class_names": data}
-    if not isinstance(data, dict) or not data.get("class_names"):
+    if not data.get("class_names"):
+        raise LabelMapError(f"{os.fspath(path)} holds no class names; {fix}")
+    if not isinstance(data["class_names"], list):
         raise LabelMapError(
-            f"{os.fspath(path)} holds no class names; write {{\"class_names\": [...]}} or a list"
+            f"{os.fspath(path)}: class_names holds a JSON {json_type(data['class_names'])}, not a "
+            f"list of names; {fix}"
         )
     names = [str(c) for c in data["class_names"]]
     return LabelMap(

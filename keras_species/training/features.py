@@ -29,6 +29,8 @@ import hashlib
 import json
 import numbers
 import os
+import warnings
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -319,6 +321,25 @@ def _save(path: Path, **arrays: np.ndarray) -> None:
         np.savez(f, **arrays)
 
 
+def _read_cache(path: Path, n: int) -> tuple[np.ndarray, list[int]] | None:
+    """The features and kept rows of a cache file, or None (with a warning) when it is damaged:
+    a cache is recomputed and overwritten then, never a reason to stop."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            feats, kept = z["features"], z["kept"]
+        if feats.ndim != 2 or kept.ndim != 1 or len(feats) != len(kept):
+            why = f"features of shape {feats.shape} for {kept.shape} kept rows"
+        elif len(kept) and not (kept.min() >= 0 and kept.max() < n):
+            why = f"kept rows outside the manifest's {n}"
+        else:
+            return feats.astype(np.float32, copy=False), kept.tolist()
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as err:
+        why = f"{type(err).__name__}: {' '.join(str(err).split()) or 'no message'}"
+    warnings.warn(f"feature cache {path} is damaged ({why}); the features are computed again and "
+                  "the file is overwritten", stacklevel=3)
+    return None
+
+
 def extract_features(
     manifest: Manifest,
     backbone: str | None = None,
@@ -395,13 +416,9 @@ def extract_features(
         )
 
     if path is not None and path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                feats, kept = z["features"], z["kept"].tolist()
-            if len(feats) == len(kept) and (not kept or max(kept) < len(manifest)):
-                return result(feats.astype(np.float32, copy=False), kept, True)
-        except (OSError, ValueError, KeyError):
-            pass  # an unreadable cache file is recomputed and overwritten
+        cached = _read_cache(path, len(manifest))
+        if cached is not None:
+            return result(*cached, True)
 
     if extractor is None:
         extractor = _default_extractor(backbone, size, weights, pooling)

@@ -34,6 +34,8 @@ from typing import Any
 
 from keras_species.atomic import atomic_path
 from keras_species.config import config_to_dict
+from keras_species.jsonfile import json_type as _json_type
+from keras_species.jsonfile import read_json_file, read_json_object
 
 CONFIG = "config.json"
 HISTORY = "history.csv"
@@ -98,7 +100,11 @@ def read_json(path: str | os.PathLike, default: Any = None) -> Any:
         default: returned when the file does not exist.
 
     Returns:
-        The parsed JSON.
+        The parsed JSON (any JSON value).
+
+    Raises:
+        ValueError: the file is damaged (truncated, empty, not UTF-8): the message names it
+            and why (:func:`keras_species.jsonfile.read_json_file`).
 
     Example:
         >>> read_json("runs/r/x/metrics.json", {})  # doctest: +SKIP
@@ -106,53 +112,10 @@ def read_json(path: str | os.PathLike, default: Any = None) -> Any:
     path = Path(path)
     if not path.is_file():
         return default
-    with open(path) as f:
-        return json.load(f)
-
-
-def read_json_object(path: str | os.PathLike) -> tuple[dict, str | None]:
-    """Read a JSON file that should hold an object, without raising on a damaged file.
-
-    ``keras-species runs`` lists every run even when one of its files is truncated, empty,
-    not UTF-8 or not a JSON object; this says why instead of raising.
-
-    Args:
-        path: the file.
-
-    Returns:
-        ``(object, None)`` when it reads, ``({}, None)`` when the file is absent, and
-        ``({}, reason)`` when it cannot be read, ``reason`` one short line such as
-        ``"not valid JSON (Expecting value at line 1 column 9)"``.
-
-    Example:
-        >>> read_json_object("runs/quickstart/demo/metrics.json")  # doctest: +SKIP
-        ({'test': {'accuracy': 0.81}}, None)
-    """
-    path = Path(path)
-    if not path.exists():
-        return {}, None
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except UnicodeDecodeError as err:
-        return {}, f"not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start})"
-    except OSError as err:  # a folder of that name, no permission, an I/O error
-        return {}, f"cannot be read ({err.strerror or type(err).__name__})"
-    if not text.strip():
-        return {}, "empty file"
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        return {}, f"not valid JSON ({err.msg} at line {err.lineno} column {err.colno})"
-    if not isinstance(data, dict):
-        return {}, f"holds a JSON {_json_type(data)}, not an object"
-    return data, None
-
-
-def _json_type(value: Any) -> str:
-    """The JSON name of a parsed value's type (``array``, ``string``, ``number``...)."""
-    names = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
-    return "null" if value is None else names.get(type(value), type(value).__name__)
+    data, reason = read_json_file(path)
+    if reason:
+        raise ValueError(f"{path} cannot be read as JSON ({reason})")
+    return data
 
 
 def _state_problem(state: dict, phases: int) -> str | None:
@@ -323,17 +286,54 @@ class RunFolder:
         }
         return write_json(self.config_path, payload)
 
+    def _read_object(self, path: Path, fix: str) -> dict:
+        """The JSON object in ``path`` (``{}`` when absent); a ``ValueError`` naming the file,
+        why it does not read and ``fix`` when it is damaged."""
+        data, reason = read_json_object(path)
+        if reason:
+            raise ValueError(f"{path} is damaged ({reason}): {fix}")
+        return data
+
     def read_config(self) -> dict:
-        """``config.json`` as written by ``write_config`` (``{}`` when absent)."""
-        return read_json(self.config_path, {}) or {}
+        """``config.json`` as written by ``write_config`` (``{}`` when absent).
+
+        Raises:
+            ValueError: the file is damaged (truncated, empty, not UTF-8, not a JSON object);
+                the message names it, why, and the way out: restore it, or start the run over
+                with ``--overwrite``.
+
+        Example:
+            >>> RunFolder("runs/quickstart/demo").read_config()["recipe"]  # doctest: +SKIP
+            'quickstart'
+        """
+        return self._read_object(
+            self.config_path,
+            "restore it from a backup, or start the run over with --overwrite (its model and "
+            "results are replaced)",
+        )
 
     def write_metrics(self, metrics: dict) -> Path:
         """Write ``metrics.json`` (e.g. ``{"test": {...}, "val": {...}}``)."""
         return write_json(self.metrics_path, metrics)
 
     def read_metrics(self) -> dict:
-        """``metrics.json`` (``{}`` when absent)."""
-        return read_json(self.metrics_path, {}) or {}
+        """``metrics.json`` (``{}`` when absent).
+
+        Raises:
+            ValueError: the file is damaged (truncated, empty, not UTF-8, not a JSON object);
+                the message names it, why, and the way out: the run's ``report.md`` holds the
+                same scores, and ``--resume`` evaluates a finished run again without training.
+
+        Example:
+            >>> RunFolder("runs/quickstart/demo").read_metrics()["test"]["accuracy"]  # doctest: +SKIP
+            0.81
+        """
+        return self._read_object(
+            self.metrics_path,
+            f"its scores are also in {REPORT}; to write it again, run the recipe with --resume "
+            f"--out {self.path.parent.parent} --name {self.path.name} (a finished run is "
+            "evaluated again, not trained)",
+        )
 
     def read_state(self) -> dict:
         """``state.json``: ``phase_index`` (next phase), ``epoch`` (epochs done), ``phases``
@@ -475,8 +475,22 @@ class RunFolder:
         return write_json(self.failure_path, {"error": message, "when": stamp, "traceback": trace})
 
     def read_failure(self) -> dict:
-        """``failed.json`` (``{}`` when the run has not failed)."""
-        return read_json(self.failure_path, {}) or {}
+        """``failed.json`` (``{}`` when the run has not failed).
+
+        Raises:
+            ValueError: the file is damaged (truncated, empty, not UTF-8, not a JSON object):
+                the run failed but its error is lost; the message names the file, why, and says
+                to run it again.
+
+        Example:
+            >>> RunFolder("runs/quickstart/x").read_failure().get("error")  # doctest: +SKIP
+            'no images found'
+        """
+        return self._read_object(
+            self.failure_path,
+            "the run failed, but its error is lost; run the same command again to see it "
+            "(that removes this file)",
+        )
 
     def read_history(self) -> list[dict]:
         """Rows of ``history.csv`` (``[]`` when absent), as ``callbacks.read_history`` reads

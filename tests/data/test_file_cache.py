@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -136,3 +137,21 @@ def test_finish_dataset_needs_the_content_of_a_file_cache(tmp_path):
                        cache=str(tmp_path / "c"))
     finish_dataset(ds, n=2, has_labels=True, has_weights=False, batch_size=1, training=False,
                    cache=str(tmp_path / "c"), cache_content={"test": 1})
+
+
+@pytest.mark.parametrize("owner", [b"", b'{"pid": 12', b'["pid", 12]', b'{"pid": "x", "host": 1}'])
+def test_a_damaged_owner_file_counts_as_none_with_a_warning(tmp_path, owner):
+    path = str(tmp_path / "cache" / "train-0123456789abcdef")
+    os.makedirs(os.path.dirname(path))
+    kept = _write_lock(path, None)
+    with open(f"{path}.owner", "wb") as f:
+        f.write(owner)
+    with pytest.warns(UserWarning, match=r"train-0123456789abcdef\.owner is damaged \(.+\), so it "
+                                         r"cannot tell whether the process that locked the cache "
+                                         r"still runs: .* delete .*train-0123456789abcdef_\*\.lockfile"):
+        assert release_stale_lock(path) == []
+    assert all(os.path.exists(p) for p in kept)  # left to tf.data, as a lock without an owner
+    os.remove(f"{path}.owner")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert release_stale_lock(path) == []  # no owner file at all: nothing to say

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -47,3 +48,56 @@ def test_a_multilabel_class_name_holding_the_tag_separator_is_refused(tmp_path: 
         m.to_csv(tmp_path / "m.csv")
     back = Manifest.from_json(m.to_json(tmp_path / "m.json"))
     assert back.class_names == ["a;b", "c"] and back.labels.tolist() == [[1, 0]]
+
+
+@pytest.mark.parametrize("cut", ["mid-row", "path only"])
+@pytest.mark.parametrize("multilabel", [False, True])
+def test_a_csv_cut_short_names_the_row(tmp_path: Path, cut: str, multilabel: bool) -> None:
+    path = Path(_manifest(multilabel).to_csv(tmp_path / "m.csv"))
+    text = path.read_text()
+    cut_at = text.rindex("/d/dog/c.jpg") + (len("/d/dog/c.jpg") if cut == "path only" else 4)
+    path.write_text(text[:cut_at])  # a copy or a write stopped in the last row
+    with pytest.raises(ManifestError, match=r"m\.csv, row 5: 1 field\(s\) where the header has 4 "
+                                            r"\(path,labels,group,split\); the file is cut short "
+                                            r"there: restore the file, or write it again"):
+        Manifest.from_csv(path)
+    path.write_text(text.replace("\n/d/cat/a.jpg,", "\n/d/cat/a.jpg,x,y,z,", 1))
+    with pytest.raises(ManifestError, match=r"m\.csv, row 3: 7 field\(s\) .*; the row is damaged"):
+        Manifest.from_csv(path)
+    first, rest = text.split("\n", 1)
+    path.write_text(first + "\n" + rest.replace("\n", ",,\n"))  # empty cells a spreadsheet adds
+    assert Manifest.from_csv(path).paths == _manifest().paths
+
+
+def test_a_csv_without_its_column_line_names_it(tmp_path: Path) -> None:
+    path = Path(_manifest().to_csv(tmp_path / "m.csv"))
+    first, header, rest = path.read_text().split("\n", 2)
+    path.write_text(f"{first}\n{header.replace('labels', 'label')}\n{rest}")
+    with pytest.raises(ManifestError, match=r"m\.csv: its second line must name the columns "
+                                            r"path,labels\[,group\]\[,split\] .* but 'labels' is missing"):
+        Manifest.from_csv(path)
+    path.write_text(first + "\n")
+    with pytest.raises(ManifestError, match=r"'path' and 'labels' are missing \(the line is missing\)"):
+        Manifest.from_csv(path)
+
+
+@pytest.mark.parametrize("data, why", [
+    (b'{"format": "keras-species-manifest/1", "paths": ["/a.j', r"not valid JSON \(Unterminated string"),
+    (b"", "empty file"),
+    (b'["keras-species-manifest/1"]', "holds a JSON array, not an object"),
+])
+def test_a_damaged_manifest_json_is_named(tmp_path: Path, data: bytes, why: str) -> None:
+    path = tmp_path / "m.json"
+    path.write_bytes(data)
+    with pytest.raises(ManifestError, match=rf"m\.json cannot be read as a manifest \({why}.*\): "
+                                            "restore it, or write it again with Manifest.to_json"):
+        Manifest.from_json(path)
+
+
+def test_a_manifest_json_without_a_field_is_named(tmp_path: Path) -> None:
+    path = Path(_manifest().to_json(tmp_path / "m.json"))
+    doc = json.loads(path.read_text())
+    del doc["labels"]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ManifestError, match=r"m\.json: 'labels' is missing, not a list"):
+        Manifest.from_json(path)

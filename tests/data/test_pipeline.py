@@ -276,6 +276,27 @@ def test_balanced_weights_multilabel(tmp_path):
     np.testing.assert_allclose(wj, [1.0, 1.0, 2.5, 2.0])
 
 
+@pytest.mark.parametrize("data, why", [
+    (b'{"cod": 1.0, "eel": 3',
+     r" cannot be read \(not valid JSON \(Expecting ',' delimiter at line 1 column 22\)\)"),
+    (b"", r" cannot be read \(empty file\)"),
+    (b'{"\xe9el": 3.0}', r" cannot be read \(not UTF-8 text \(byte 0xe9 at offset 2\)\)"),
+    (b"[1, 3]", r" cannot be read \(holds a JSON array, not an object\)"),
+    (b'{"eel": "heavy"}', r": the weight of 'eel' is 'heavy', not a number >= 0"),
+    (b'{"eel": null}', r": the weight of 'eel' is None, not a number >= 0"),
+    (b'{"eel": -2}', r": the weight of 'eel' is -2, not a number >= 0"),
+])
+def test_a_damaged_class_weight_file_is_named_with_what_to_write(tmp_path, data, why):
+    m = Manifest([f"{i}.png" for i in range(4)], np.array([0, 0, 0, 1]), ["cod", "eel"])
+    path = tmp_path / "w.json"
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match=rf"^class weights {path}{why}[:;] write a JSON object "
+                                         r'\{"class name": weight, \.\.\.\}'):
+        class_balance_weights(m, str(path))
+    with pytest.raises(ValueError, match=r"^class weights: the weight of 'eel' is True"):
+        class_balance_weights(m, {"eel": True})
+
+
 def test_sample_weights_are_yielded(image_folder):
     m = folder_manifest(image_folder).subset(np.arange(10))  # 6 cod + 4 eel
     (_, y, w), = one(make_dataset(m, 8, 10, sample_weights="balanced"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -115,6 +116,14 @@ def test_a_resumed_run_reports_its_audit_cleaning_and_files_not_read_again(folde
     with pytest.warns(UserWarning, match="cannot be read"):
         broken = prepare_data(folder, split_file=split_file)
     assert broken.audit is None and broken.manifest.paths == first.manifest.paths
+    for damaged, why in [("[1, 2]", "holds a JSON array, not an object"),
+                         ('{"audit": [1], "dropped": []}', "'audit' holds a JSON array"),
+                         ('{"dropped": {"a.png": "x"}}', "'dropped' holds a JSON object")]:
+        sidecar_path(split_file).write_text(damaged)
+        with pytest.warns(UserWarning, match=rf"split\.prepared\.json cannot be read \({re.escape(why)}\); "
+                                             "the report leaves out the audit"):
+            broken = prepare_data(folder, split_file=split_file)
+        assert broken.audit is None and broken.dropped == [] and broken.not_read == []
 
 
 def test_drop_list_lines_that_match_nothing_are_reported_and_kept_for_a_resume(folder, tmp_path):

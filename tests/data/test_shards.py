@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_species.data.manifest import Manifest
+from keras_species.data.manifest import Manifest, ManifestError
 from keras_species.data.pipeline import class_balance_weights, make_dataset
 from keras_species.data.shards import configure_parser, read_sidecar, shard_dataset, write_shards
 
@@ -175,3 +175,20 @@ def test_a_second_write_replaces_the_first_and_only_listed_shards_are_read(image
     (out / "shard-00000-of-00001.tfrecord").unlink()
     with pytest.raises(FileNotFoundError, match="listed in .*shards.json are missing"):
         shard_dataset(out, 16, 64)
+
+
+@pytest.mark.parametrize("data, why", [
+    (b'{"format": "keras-species-shards/1", "class_na', r"not valid JSON \(Unterminated string "
+                                                         r"starting at line 1 column 38\)"),
+    (b"", "empty file"),
+    (b'{"source": "caf\xe9"}', r"not UTF-8 text \(byte 0xe9 at offset 15\)"),
+    (b'["shard-00000-of-00001.tfrecord"]', "holds a JSON array, not an object"),
+])
+def test_a_damaged_shards_json_is_named_with_the_way_out(tmp_path, data, why):
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "shards.json").write_bytes(data)
+    with pytest.raises(ManifestError, match=rf"shards\.json is damaged \({why}\): write the shards "
+                                            "again with `keras-species shard`"):
+        read_sidecar(tmp_path / "s")
+    with pytest.raises(ManifestError, match=r"shards\.json is damaged"):
+        shard_dataset(tmp_path / "s", 16, 4)

@@ -112,6 +112,18 @@ def test_unsplit_manifest_is_the_test_set_and_bad_files_are_left_out(tmp_path):
     assert not (tmp_path / "r" / "plots").exists() or not any((tmp_path / "r" / "plots").iterdir())
 
 
+def test_a_damaged_history_costs_one_figure_not_the_evaluation(tmp_path):
+    root = write_image_folder(tmp_path / "fish", per_class=3, size=(SIZE, SIZE))
+    history = tmp_path / "history.csv"
+    history.write_bytes(b"epoch,phase,loss\n1,head,\xff\n")
+    ev = evaluate_and_report(colour_model(), from_folder(root), tmp_path / "r", history=history)
+    assert (tmp_path / "r" / "metrics.json").is_file() and "learning_curves" not in ev.plots
+    assert "confusion_matrix" in ev.plots
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "- The training history cannot be read (" in report and "history.csv is not UTF-8" in report
+    assert "## Training" not in report
+
+
 def test_missing_split_and_unlabelled_errors(split_manifest, tmp_path):
     with pytest.raises(ManifestError, match="no 'holdout' split"):
         evaluate_and_report(colour_model(), split_manifest, tmp_path / "r", split="holdout")

@@ -45,6 +45,14 @@ def test_learning_curves_from_csv_with_phases(tmp_path: Path) -> None:
         plots.plot_learning_curves([], tmp_path / "x.png")
 
 
+def test_a_history_csv_that_is_not_text_is_named(tmp_path: Path) -> None:
+    hist = tmp_path / "history.csv"
+    hist.write_bytes(b"epoch,loss\n1,0.5\n2,\xff\x00\n")
+    with pytest.raises(ValueError, match=r"history\.csv is not UTF-8 text \(byte 0xff\): restore it "
+                                         "or delete it"):
+        plots.load_history(hist)
+
+
 def test_confusion_f1_curves(tmp_path: Path) -> None:
     from sklearn.metrics import confusion_matrix, f1_score
 

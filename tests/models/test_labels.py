@@ -168,6 +168,25 @@ def test_labels_json_roundtrip(tmp_path):
         load_labels_json(tmp_path / "bad.json")
 
 
+@pytest.mark.parametrize("data, why", [
+    (b'{"class_names": ["cod", "e', r"not valid JSON \(Unterminated string starting at line 1 column 25\)"),
+    (b"", "empty file"),
+    (b'["cod", "\xe9el"]', r"not UTF-8 text \(byte 0xe9 at offset 9\)"),
+    (b"7", "holds a JSON number, not an object or an array"),
+])
+def test_a_damaged_labels_json_is_named_with_what_to_write(tmp_path, data, why):
+    path = tmp_path / "labels.json"
+    path.write_bytes(data)
+    with pytest.raises(LabelMapError, match=rf"labels\.json cannot be read as a label map \({why}\): "
+                                            r'write \{"class_names": \["cod", \.\.\.\]\} or a list'):
+        load_labels_json(path)
+    path.write_text('{"class_names": "cod, eel"}')
+    with pytest.raises(LabelMapError, match="class_names holds a JSON string, not a list of names"):
+        load_labels_json(path)
+    path.write_bytes(b'\xef\xbb\xbf["cod", "eel", "ray"]')  # UTF-8 with a byte-order mark reads
+    assert load_labels_json(path) == LabelMap(NAMES)
+
+
 def test_reloads_in_fresh_process_with_safe_mode(tmp_path):
     model = _model("sigmoid", thresholds=[0.3, 0.4, 0.5])
     path = tmp_path / "m.keras"

@@ -68,6 +68,26 @@ def test_cache_miss_then_hit(manifest: Manifest, tmp_path: Path) -> None:
     assert alone.paths == [manifest.paths[4]]
 
 
+@pytest.mark.parametrize("damage", ["empty", "cut short", "not a zip", "rows out of range"])
+def test_a_damaged_cache_file_is_recomputed_with_a_warning(
+    manifest: Manifest, tmp_path: Path, damage: str
+) -> None:
+    ext, cache = _extractor(), tmp_path / "cache"
+    first = extract_features(manifest, extractor=ext, cache_dir=cache, batch_size=6)
+    path = Path(first.cache_path)
+    good = path.read_bytes()
+    if damage == "rows out of range":
+        np.savez(path, features=first.features, kept=np.arange(len(first.features)) + 100)
+    else:
+        path.write_bytes({"empty": b"", "cut short": good[: len(good) // 2], "not a zip": b"PK\x03"}[damage])
+    with pytest.warns(UserWarning, match=rf"feature cache {path} is damaged \(.+\); the features are "
+                                         "computed again and the file is overwritten"):
+        again = extract_features(manifest, extractor=ext, cache_dir=cache, batch_size=6)
+    assert not again.from_cache
+    np.testing.assert_allclose(again.features, first.features, atol=1e-6)
+    assert extract_features(manifest, extractor=ext, cache_dir=cache, batch_size=6).from_cache  # mended
+
+
 def test_changed_inputs_recompute(manifest: Manifest, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     base = extract_features(manifest, extractor=_extractor(0), cache_dir=cache)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -142,7 +143,8 @@ def test_list_runs_goes_on_past_a_damaged_file(tmp_path, capsys, file, damage):
     _fake_run(root, "quickstart", "good", "2025-01-01T09:30:00", {"accuracy": 0.81})
     bad = _fake_run(root, "quickstart", "bad", "2025-01-02T09:30:00", {"accuracy": 0.7})
     (bad.path / file).write_bytes(DAMAGED[damage])
-    reason = {"truncated": "not valid JSON", "empty": "empty file", "not utf-8": "not UTF-8",
+    reason = {"truncated": "not valid JSON (Unterminated string starting at line 1 column 26)",
+              "empty": "empty file", "not utf-8": "not UTF-8",
               "an array": "holds a JSON array, not an object"}[damage]
 
     rows = {r["run"]: r for r in list_runs(root)}
@@ -286,6 +288,49 @@ def test_write_config_keeps_a_damaged_config_aside(tmp_path, damage):
         run.write_config(_Cfg())
     assert (run.path / "config.damaged.json").read_bytes() == DAMAGED[damage]
     assert (run.path / "config.damaged-2.json").read_bytes() == b"{]"
+
+
+READ_FIX = {
+    "config.json": ("read_config", r"restore it from a backup, or start the run over with "
+                                   r"--overwrite"),
+    "metrics.json": ("read_metrics", r"its scores are also in report\.md; to write it again, run "
+                                     r"the recipe with --resume --out .*runs --name bad \(a finished "
+                                     r"run is evaluated again, not trained\)"),
+    "failed.json": ("read_failure", r"the run failed, but its error is lost; run the same command "
+                                    r"again to see it"),
+}
+
+
+@pytest.mark.parametrize("file", list(READ_FIX))
+@pytest.mark.parametrize("damage", list(DAMAGED))
+def test_reading_a_damaged_run_file_names_it_why_and_the_way_out(tmp_path, capsys, file, damage):
+    run = _fake_run(tmp_path / "runs", "quickstart", "bad", "2025-01-02T09:30:00", {"accuracy": 0.7})
+    run.write_failure("no images found")
+    method, fix = READ_FIX[file]
+    assert getattr(run, method)()  # readable: the object
+    (run.path / file).write_bytes(DAMAGED[damage])
+    reason = {"truncated": r"not valid JSON \(Unterminated string starting at line 1 column 26\)",
+              "empty": "empty file", "not utf-8": r"not UTF-8 text \(byte 0xff at offset 0\)",
+              "an array": "holds a JSON array, not an object"}[damage]
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(run.path / file))} is damaged \({reason}\): {fix}") as err:
+        getattr(run, method)()
+    assert "\n" not in str(err.value)
+    (run.path / file).unlink()
+    assert getattr(run, method)() == {}  # absent: nothing to read
+
+    from keras_species.recipe import is_user_error
+
+    assert is_user_error(err.value)  # a command prints it in one line, without a traceback
+
+
+def test_read_json_names_a_damaged_file(tmp_path):
+    path = tmp_path / "x.json"
+    path.write_bytes(DAMAGED["truncated"])
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))} cannot be read as JSON \(not valid JSON "
+                                         r"\(Unterminated string starting at line 1 column 26\)\)$"):
+        read_json(path)
+    path.write_bytes(b"[1, 2]")
+    assert read_json(path) == [1, 2]  # any JSON value
 
 
 def test_run_history_with_a_cut_last_line_or_a_bad_line(tmp_path):
