@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from keras_species.atomic import check_output_file
+from keras_species.atomic import atomic_path, check_output_file
 from keras_species.jsonfile import json_type, kind_problem, parse_json
 
 UNLABELLED = -1
@@ -253,7 +253,8 @@ class Manifest:
             cols.append("group")
         if self.splits is not None:
             cols.append("split")
-        with open(path, "w", newline="", encoding="utf-8") as f:
+        # written beside and moved over: a killed run leaves the old file or the new, never half
+        with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
             f.write("# classes: " + json.dumps(self.class_names) + f" multilabel: {json.dumps(self.multilabel)}\n")
             w = csv.writer(f)
             w.writerow(cols)
@@ -350,7 +351,7 @@ class Manifest:
             "splits": self.splits,
             "source": self.source,
         }
-        with open(path, "w", encoding="utf-8") as f:
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
             json.dump(doc, f)
         return path
 

@@ -101,3 +101,23 @@ def test_a_manifest_json_without_a_field_is_named(tmp_path: Path) -> None:
     path.write_text(json.dumps(doc))
     with pytest.raises(ManifestError, match=r"m\.json: 'labels' is missing, not a list"):
         Manifest.from_json(path)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_a_write_that_fails_midway_leaves_the_earlier_file_whole(tmp_path: Path, monkeypatch, fmt: str) -> None:
+    # a run's split.csv is written this way: a crash midway used to leave it cut short
+    m = _manifest(multilabel=False)
+    path = tmp_path / f"split.{fmt}"
+    getattr(m, f"to_{fmt}")(path)
+    before = path.read_bytes()
+    import keras_species.data.manifest as manifest_module
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(manifest_module.csv if fmt == "csv" else manifest_module.json,
+                        "writer" if fmt == "csv" else "dump", broken)
+    with pytest.raises(OSError, match="disk full"):
+        getattr(m.subset(np.arange(2)), f"to_{fmt}")(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary left behind
