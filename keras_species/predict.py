@@ -5,8 +5,13 @@ written by :func:`keras_species.export.export_model` (its ``serve`` signature is
 folder (its ``best.keras``). A TFLite model is not read: a ``.tflite`` file, or a folder holding
 one but no ``.keras`` file or SavedModel, is refused in one line naming it and what to pass
 instead. INPUT is an image file, a folder (searched recursively, image extensions only, sorted),
-a CSV with a path column (``path``, ``filepath``, ``filename``, ``file``, ``image``...; relative
-paths are relative to the CSV's folder) or a list of paths.
+a CSV or a list of paths. A CSV is read, and its paths resolved, by the rules of the data readers
+(``sources.from_csv``, as ``audit``/``split`` and recipes read it): a path column named one of
+:data:`PATH_COLUMNS` (any case) or paths built from columns with ``path_format``
+(``--path-format '{class}/{file}'``); relative paths start at ``root`` (``--root``), by default the
+CSV's folder, or its ``images/`` subfolder when the files are there; ``,``, ``;`` or tab separated;
+a column named twice, a row with an empty path or a file that is not UTF-8 is refused naming the
+line. One output row per CSV row (blank rows aside), a missing file included (its error says so).
 
 Streaming: the paths are enumerated lazily by a Python generator, fed to ``tf.data``
 (``from_generator``), decoded in a parallel map (PIL, :func:`keras_species.data.images.read_image`:
@@ -17,7 +22,9 @@ probabilities are kept (and not even those with ``keep_probabilities=False``, as
 
 Unreadable files are skipped, not fatal: they appear in the output CSV in input order with an
 empty prediction and the reason in the ``error`` column (one file for everything; filter with
-``error != ""``), in :attr:`PredictionResult.skipped`, and in a warning.
+``error != ""``), in :attr:`PredictionResult.skipped`, and in a warning. On the command line a
+run that predicted nothing at all (every file unreadable, an empty folder or CSV) exits 2 with one
+line saying why; its output CSV is written all the same.
 
 Output CSV columns. Single-label: ``path, label_1, prob_1, ..., label_k, prob_k, error`` (top-k,
 most probable first; ``top_k`` defaults to 5). Multi-label: ``path, labels, probabilities,
@@ -39,6 +46,7 @@ import argparse
 import csv
 import numbers
 import os
+import re
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -49,6 +57,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from keras_species.atomic import check_output_file, commit, temporary_path
+from keras_species.data import sources
+from keras_species.data.manifest import ManifestError
+from keras_species.data.sources import PATH_COLUMNS
 
 if TYPE_CHECKING:
     import keras
@@ -71,7 +82,6 @@ __all__ = [
 ]
 
 PathLike = str | os.PathLike
-PATH_COLUMNS = ("path", "filepath", "file_path", "filename", "file_name", "file", "image", "image_path")
 LABELS_JSON = "labels.json"
 DEFAULT_TOP_K = 5
 
@@ -115,47 +125,107 @@ def files_not_predicted(inputs: PathLike | Sequence[PathLike]) -> list[str]:
     return [path for path, image in _folder_files(os.fspath(inputs)) if not image]
 
 
-def _iter_csv(path: str) -> Iterator[str]:
-    base = os.path.dirname(os.path.abspath(path))
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        try:
-            lines = (line for line in f if not line.startswith("#"))
-            reader = csv.DictReader(lines)
-            fields = {name.strip().lower(): name for name in reader.fieldnames or []}
-            col = next((fields[c] for c in PATH_COLUMNS if c in fields), None)
-            if col is None:
-                raise ValueError(
-                    f"{path} has no path column (columns: {reader.fieldnames}); name one of "
-                    f"{', '.join(PATH_COLUMNS)}"
-                )
-            for row in reader:
-                p = (row.get(col) or "").strip()
-                if p:
-                    yield p if os.path.isabs(p) else os.path.join(base, p)
-        except UnicodeDecodeError as err:
-            raise ValueError(
-                f"{path} is not UTF-8 text (byte 0x{err.object[err.start]:02x}): re-save it as "
-                "UTF-8 (in Excel: 'CSV UTF-8'; in an editor: encoding UTF-8)"
-            ) from None
+def _is_csv(inputs: PathLike | Sequence[PathLike]) -> bool:
+    """Whether ``inputs`` is a CSV file that lists the images (``.csv`` or ``.tsv``)."""
+    if isinstance(inputs, (list, tuple)):
+        return False
+    path = os.fspath(inputs)
+    return os.path.isfile(path) and path.lower().endswith((".csv", ".tsv"))
 
 
-def iter_image_paths(inputs: PathLike | Sequence[PathLike]) -> Iterator[str]:
-    """The image paths named by ``inputs``, lazily (nothing is listed ahead).
+def _csv_paths(path: str, root: PathLike | None = None, path_format: str | None = None) -> list[str]:
+    """The image paths a CSV lists, one per row, read as ``sources.from_csv`` reads a CSV.
+
+    The reading is ``sources._read_csv_rows``'s (``,``/``;``/tab, UTF-8 with or without BOM or
+    UTF-16 with BOM, leading ``#`` lines skipped, blank rows skipped; a column named twice, a row
+    longer than the header or a file that is not UTF-8 is refused naming the line) and the path
+    column is found as there (:data:`PATH_COLUMNS`, any case). Labels are not read.
 
     Args:
-        inputs: an image file, a folder (recursive; image extensions only; sorted), a ``.csv``
-            with a path column, or a list/tuple of image paths.
+        path: the CSV.
+        root: the folder relative paths start from (default: see ``sources.resolve_csv_paths``).
+        path_format: build each path from columns instead, e.g. ``"{class}/{file}"``.
 
     Returns:
-        An iterator of path strings.
+        Absolute paths in row order (a missing file keeps its row: it is reported when read).
+
+    Raises:
+        ManifestError: as above, no path column, or a row with an empty path.
+
+    Example:
+        >>> _csv_paths("hymenoptera/split.csv", path_format="{class}/{file}")[0]  # doctest: +SKIP
+        '/data/hymenoptera/ants/0013035.jpg'
+    """
+    path = os.path.abspath(path)
+    header, raw_rows, first_line = sources._read_csv_rows(path)
+    line_of = [first_line + i for i, r in enumerate(raw_rows) if r is not None]
+    rows = [r for r in raw_rows if r is not None]
+    if path_format is not None:
+        names = re.findall(r"{([^{}:!]+)", path_format)
+        lacking = [n for n in names if n not in header]
+        if lacking:
+            raise ManifestError(f"path_format {path_format!r} (--path-format) names columns {lacking} "
+                                f"that {path} lacks; its columns are {header}")
+        try:
+            rel_paths = [path_format.format_map(r) for r in rows]
+        except (ValueError, IndexError, KeyError) as err:
+            raise ManifestError(f"path_format {path_format!r} (--path-format) is not a valid format "
+                                f"string: {err}") from err
+    else:
+        col = sources._find_column(header, None, PATH_COLUMNS, "path", path, required=False)
+        if col is None:
+            raise ManifestError(
+                f"{path}: no path column found (looked for {', '.join(PATH_COLUMNS)}); its columns "
+                f"are {header}: name the column of file paths one of those, or build the paths from "
+                "columns with --path-format (path_format=), e.g. '{class}/{file}'"
+            )
+        rel_paths = [r[col] for r in rows]
+    empty = [line_of[i] for i, p in enumerate(rel_paths) if not p]
+    if empty:
+        raise ManifestError(f"{path}: empty file path on line(s) {empty[:5]}")
+    return sources.resolve_csv_paths(rel_paths, path, root)[0]
+
+
+def _check_csv_options(inputs: PathLike | Sequence[PathLike], root, path_format) -> None:
+    """Refuse ``root``/``path_format`` for an input that is not a CSV, where they would be ignored."""
+    given = [n for n, v in (("root", root), ("path_format", path_format)) if v is not None]
+    listed = isinstance(inputs, (list, tuple))
+    if given and not _is_csv(inputs) and (listed or os.path.exists(os.fspath(inputs))):
+        what = "a list of paths" if listed else os.fspath(inputs)
+        raise ValueError(f"{what} is not a CSV, to which {sources._option_names(given)} do(es) not "
+                         "apply: leave it out (it says where a CSV's relative paths start)")
+
+
+def iter_image_paths(
+    inputs: PathLike | Sequence[PathLike],
+    *,
+    root: PathLike | None = None,
+    path_format: str | None = None,
+) -> Iterator[str]:
+    """The image paths named by ``inputs``, lazily (a folder is walked as it is consumed; a CSV is
+    read whole when the first path is asked for).
+
+    Args:
+        inputs: an image file, a folder (recursive; image extensions only; sorted), a ``.csv``/
+            ``.tsv`` with a path column (:data:`PATH_COLUMNS`; read and resolved as
+            ``sources.from_csv`` does), or a list/tuple of image paths.
+        root: CSV only: the folder its relative paths start from (default: the CSV's folder, or
+            its ``images/`` subfolder when the files are there).
+        path_format: CSV only: build the paths from columns, e.g. ``"{class}/{file}"``.
+
+    Returns:
+        An iterator of path strings (one per CSV row, missing files included).
 
     Raises:
         FileNotFoundError: ``inputs`` does not exist.
+        ManifestError: a CSV that ``sources.from_csv`` would refuse (see :func:`_csv_paths`).
+        ValueError: ``root``/``path_format`` for an input that is not a CSV.
 
     Example:
         >>> next(iter_image_paths("photos"))  # doctest: +SKIP
         'photos/cod/001.jpg'
     """
+    _check_csv_options(inputs, root, path_format)
     if isinstance(inputs, (list, tuple)):
         for p in inputs:
             yield os.fspath(p)
@@ -163,11 +233,10 @@ def iter_image_paths(inputs: PathLike | Sequence[PathLike]) -> Iterator[str]:
     path = os.fspath(inputs)
     if os.path.isdir(path):
         yield from _iter_folder(path)
+    elif _is_csv(path):
+        yield from _csv_paths(path, root, path_format)
     elif os.path.isfile(path):
-        if path.lower().endswith((".csv", ".tsv")):
-            yield from _iter_csv(path)
-        else:
-            yield path
+        yield path
     else:
         raise FileNotFoundError(f"input {path} does not exist: pass an image, a folder or a CSV")
 
@@ -191,6 +260,8 @@ def image_dataset(
     batch_size: int = 32,
     *,
     resize: str = "stretch",
+    root: PathLike | None = None,
+    path_format: str | None = None,
 ) -> tf.data.Dataset:
     """A lazy ``tf.data.Dataset`` of ``(paths [B], images uint8 [B, H, W, 3], errors [B])``.
 
@@ -203,6 +274,8 @@ def image_dataset(
         image_size: ``S`` or ``(H, W)``.
         batch_size: images per batch.
         resize: ``"stretch"``, ``"pad"`` or ``"crop"`` (see ``pipeline.resize_image``).
+        root: CSV input only: the folder its relative paths start from.
+        path_format: CSV input only: build the paths from columns, e.g. ``"{class}/{file}"``.
 
     Returns:
         The dataset (two batches prefetched).
@@ -224,11 +297,14 @@ def image_dataset(
             raise FileNotFoundError(f"input {inputs} does not exist: pass an image, a folder or a CSV")
     size = check_resize(image_size, resize)
     tune_malloc()  # as the training pipeline: freed batches stay in the process
+    named = inputs if isinstance(inputs, str) else "the list given"
+    if _is_csv(inputs):  # read and resolved once (its paths are resolved together), here
+        inputs = list(iter_image_paths(inputs, root=root, path_format=path_format))
+        root = path_format = None
     # the first path now, in Python: a CSV without a path column fails here with its message,
     # not inside the dataset's generator (where TensorFlow wraps it in a traceback)
-    if next(iter(iter_image_paths(inputs)), None) is None:
-        warnings.warn(f"no images found in {inputs if isinstance(inputs, str) else 'the list given'}: "
-                      "nothing to predict", stacklevel=2)
+    if next(iter(iter_image_paths(inputs, root=root, path_format=path_format)), None) is None:
+        warnings.warn(f"no images found in {named}: nothing to predict", stacklevel=2)
 
     @tf.autograph.experimental.do_not_convert  # plain graph code, as the training pipeline's
     def load(path):
@@ -533,6 +609,8 @@ def iter_predictions(
     *,
     batch_size: int = 32,
     tta: str | Sequence[str] | None = None,
+    root: PathLike | None = None,
+    path_format: str | None = None,
 ) -> Iterator[PredictionBatch]:
     """Predict ``inputs`` batch by batch, lazily (a generator: nothing runs until iterated).
 
@@ -541,6 +619,8 @@ def iter_predictions(
         inputs: see :func:`iter_image_paths`.
         batch_size: images per batch.
         tta: ``None`` or a ``evaluation.tta`` preset/transform list (``"flips"``...).
+        root: CSV input only: the folder its relative paths start from.
+        path_format: CSV input only: build the paths from columns, e.g. ``"{class}/{file}"``.
 
     Returns:
         An iterator of :class:`PredictionBatch`.
@@ -553,7 +633,8 @@ def iter_predictions(
     from keras_species.evaluation.tta import predict_tta
 
     tta_model = predictor.tta_model() if tta is not None else None
-    for paths, images, errors in image_dataset(inputs, predictor.image_size, batch_size):
+    for paths, images, errors in image_dataset(inputs, predictor.image_size, batch_size,
+                                               root=root, path_format=path_format):
         errs = [e.decode("utf-8") for e in errors.numpy()]
         if tta_model is not None:
             raw = predict_tta(tta_model, images.numpy(), transforms=tta, batch_size=batch_size)
@@ -631,13 +712,16 @@ def predict(
     labels: LabelMap | Sequence[str] | PathLike | None = None,
     keep_probabilities: bool = True,
     all_probabilities: bool = False,
+    root: PathLike | None = None,
+    path_format: str | None = None,
 ) -> PredictionResult:
     """Predict every image of ``inputs`` in batches, optionally streaming rows to a CSV.
 
     Args:
         model_or_path: a ``keras.Model``, a ``.keras`` file, a SavedModel folder from
             ``keras_species.export`` or a run folder (its ``best.keras``).
-        inputs: an image, a folder (recursive), a CSV with a path column, or a list of paths.
+        inputs: an image, a folder (recursive), a CSV with a path column (see
+            :func:`iter_image_paths`), or a list of paths.
         out: CSV to write (columns in the module docstring); ``None`` for none.
         top_k: classes per row in the CSV of a single-label model (default 5; more than the
             model has gives them all). A multi-label model refuses it: its rows list the classes
@@ -653,9 +737,13 @@ def predict(
         keep_probabilities: keep the ``(N, C)`` probabilities in the result (``False`` keeps
             memory flat for huge inputs; the CSV still has every row).
         all_probabilities: add a ``p_<class>`` column per class to the CSV.
+        root: CSV input only: the folder its relative paths start from (default: the CSV's
+            folder, or its ``images/`` subfolder when the files are there).
+        path_format: CSV input only: build the paths from columns, e.g. ``"{class}/{file}"``.
 
     Returns:
-        A :class:`PredictionResult`.
+        A :class:`PredictionResult` (``count`` 0 when nothing could be predicted: the
+        command line then exits 2).
 
     Example:
         >>> r = predict("runs/r1/demo", "new_photos", out="predictions.csv", top_k=3)  # doctest: +SKIP
@@ -670,6 +758,7 @@ def predict(
         isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1
     ):
         raise ValueError(f"top_k must be a whole number >= 1 (--top-k), got {top_k!r}")
+    _check_csv_options(inputs, root, path_format)
     predictor = open_predictor(model_or_path, labels=labels, image_size=image_size)
     lmap = predictor.label_map
     _check_top_k(lmap, top_k)
@@ -684,7 +773,8 @@ def predict(
     count = 0
     complete = False
     try:
-        for batch in iter_predictions(predictor, inputs, batch_size=batch_size, tta=tta):
+        for batch in iter_predictions(predictor, inputs, batch_size=batch_size, tta=tta,
+                                      root=root, path_format=path_format):
             if writer is not None:
                 writer.write(batch)
             ok = np.array([not e for e in batch.errors], bool)
@@ -726,7 +816,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a .keras file, a SavedModel folder written by "
                                       "keras-species export, or a run folder (its best.keras); "
                                       "not a .tflite")
-    parser.add_argument("input", help="an image, a folder (recursive) or a CSV with a path column")
+    parser.add_argument("input", help="an image, a folder (recursive) or a CSV with a path column "
+                        f"(named {', '.join(PATH_COLUMNS)}; any case) or --path-format; relative "
+                        "paths start at --root, by default the CSV's folder, or its images/ "
+                        "subfolder when the files are there")
     parser.add_argument("--out", default="predictions.csv",
                         help="CSV to write (default predictions.csv)")
     parser.add_argument("--top-k", type=int, default=None,
@@ -744,6 +837,31 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="labels.json for a model that carries no label map")
     parser.add_argument("--all-probabilities", action="store_true",
                         help="add a p_<class> column per class")
+    parser.add_argument("--root", default=None, metavar="DIR",
+                        help="CSV input only: the folder its relative paths start from (default: "
+                        "the CSV's folder, or its images/ subfolder when the files are there)")
+    parser.add_argument("--path-format", default=None, metavar="FORMAT",
+                        help="CSV input only: build paths from columns, e.g. '{class}/{file}'")
+
+
+def _nothing_predicted(result: PredictionResult, inputs: str, csv_input: bool) -> str:
+    """The one line that says why a run predicted no image (``result.count == 0``)."""
+    if result.skipped:
+        n = len(result.skipped)
+        shown = "; ".join(f"{p}: {e}" for p, e in result.skipped[:3]) + (" ..." if n > 3 else "")
+        hint = ""
+        if csv_input and all(e == "file not found" for _, e in result.skipped):
+            hint = (" (if the CSV's paths start elsewhere, pass --root DIR; to build them from "
+                    "columns, --path-format, e.g. '{class}/{file}')")
+        return (f"nothing was predicted: none of the {n} file(s) could be read ({shown}){hint}; "
+                f"their rows, with the reason in the 'error' column, are in {result.out}")
+    if csv_input:
+        return f"nothing was predicted: {inputs} lists no files (a header but no rows)"
+    why = f"nothing was predicted: no images found in {inputs}"
+    if result.not_images:
+        why += (f" ({len(result.not_images)} file(s) whose extension is not an image extension, "
+                f"e.g. {', '.join(result.not_images[:3])})")
+    return why
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -753,7 +871,9 @@ def run_cli(args: argparse.Namespace) -> int:
         args: from :func:`configure_parser`.
 
     Returns:
-        The exit code: 0 (skipped files are listed, not an error), 2 for a bad model/input.
+        The exit code: 0 when at least one image was predicted (skipped files are listed, not an
+        error), 2 for a bad model/input or when nothing at all was predicted (the output CSV is
+        written all the same, with the error rows).
 
     Example:
         >>> run_cli(parser.parse_args(["best.keras", "photos", "--out", "p.csv"]))  # doctest: +SKIP
@@ -768,17 +888,24 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.thresholds:
         thr = args.thresholds[0] if len(args.thresholds) == 1 else args.thresholds
     try:
+        if args.out:  # predict labels.csv --out labels.csv would replace the user's CSV
+            sources.check_output_place(args.input, args.out, "--out")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             result = predict(
                 args.model, args.input, out=args.out, top_k=args.top_k, tta=args.tta,
                 batch_size=args.batch_size, image_size=size, thresholds=thr, labels=args.labels,
                 keep_probabilities=False, all_probabilities=args.all_probabilities,
+                root=args.root, path_format=args.path_format,
             )
     except (OSError, ValueError) as err:  # ExportError and LabelMapError are ValueErrors
         if not is_user_error(err):
             raise  # from inside Keras/TensorFlow: the traceback may be needed
         print(f"keras-species predict: {err}", file=sys.stderr)
+        return 2
+    if result.count == 0:
+        print(f"keras-species predict: {_nothing_predicted(result, args.input, _is_csv(args.input))}",
+              file=sys.stderr)
         return 2
     print(f"predicted {result.count} image(s) -> {result.out}")
     if result.skipped:

@@ -17,6 +17,8 @@ from PIL import Image
 
 from keras_species import cli
 from keras_species.data import images as images_mod
+from keras_species.data import sources
+from keras_species.data.manifest import ManifestError
 from keras_species.data.pipeline import resize_image
 from keras_species.evaluation.tta import predict_tta
 from keras_species.export import export_model
@@ -88,6 +90,128 @@ def test_iter_image_paths_inputs(folder, tmp_path):
         list(iter_image_paths(tmp_path / "missing"))
 
 
+def _two_layouts(tmp_path: Path) -> tuple[Path, Path]:
+    """The shared data sets' layouts: ``aq/labels.csv`` naming files in ``aq/images/`` (as
+    aquarium_multilabel), ``hy/split.csv`` with ``class`` and ``file`` columns (as hymenoptera)."""
+    aq = tmp_path / "aq"
+    write_image_folder(aq / "pool", per_class=1)
+    (aq / "images").mkdir()
+    lines = ["filename,split,labels"]
+    for i, img in enumerate(sorted((aq / "pool").rglob("*.png"))):
+        img.rename(aq / "images" / f"{i}.png")
+        lines.append(f"{i}.png,train,{NAMES[i]}")
+    (aq / "labels.csv").write_text("\n".join(lines) + "\n")
+    hy = write_image_folder(tmp_path / "hy", per_class=2)
+    rows = [f"train,{p.parent.name},{p.name}" for p in sorted(hy.rglob("*.png"))]
+    (hy / "split.csv").write_text("split,class,file\n" + "\n".join(rows) + "\n")
+    return aq / "labels.csv", hy / "split.csv"
+
+
+def test_a_csv_resolves_its_paths_as_the_data_readers_do(folder, tmp_path):
+    aq, hy = _two_layouts(tmp_path)
+    assert list(iter_image_paths(aq)) == sources.from_csv(aq).paths  # found in aq/images/
+    assert all(Path(p).is_file() for p in iter_image_paths(aq))
+    fmt = "{class}/{file}"
+    assert list(iter_image_paths(hy, path_format=fmt)) == sources.from_csv(hy, path_format=fmt).paths
+    # --root, and a CSV written on Windows (backslashes)
+    rel = [Path(p).relative_to(folder).as_posix() for p in iter_image_paths(folder)
+           if not p.endswith("broken.png")][::3]
+    listed = tmp_path / "elsewhere" / "list.csv"
+    listed.parent.mkdir()
+    listed.write_text("path,label\n" + "".join(f"{r.replace('/', chr(92))},{r.split('/')[0]}\n"
+                                               for r in rel))
+    expected = sources.from_csv(listed, root=folder).paths
+    assert list(iter_image_paths(listed, root=folder)) == expected == [str(folder / r) for r in rel]
+    with pytest.raises(ValueError, match=r"is not a CSV, to which root \(--root\) do\(es\) not apply"):
+        list(iter_image_paths(folder, root=tmp_path))
+    with pytest.raises(ValueError, match=r"path_format \(--path-format\) do\(es\) not apply"):
+        predict(_tiny_model(), [str(folder / rel[0])], path_format=fmt)
+
+
+def test_cli_predicts_the_data_sets_own_csvs(model, tmp_path, capsys):
+    aq, hy = _two_layouts(tmp_path)
+    model.save(tmp_path / "m.keras")
+    for args, n in (([str(aq)], 3), ([str(hy), "--path-format", "{class}/{file}"], 6),
+                    ([str(hy), "--root", str(hy.parent / "cod"), "--path-format", "{file}"], 6)):
+        out = tmp_path / "p.csv"
+        code = cli.main(["predict", str(tmp_path / "m.keras"), *args, "--out", str(out)])
+        rows = _read_csv(out)
+        errors = [r["error"] for r in rows if r["error"]]
+        if "--root" in args:  # only the cod files are under --root: the others keep their row
+            assert code == 0 and len(rows) == n and len(errors) == 4
+            assert set(errors) == {"file not found"}
+        else:
+            assert code == 0 and len(rows) == n and errors == [], (args, errors)
+    assert "nothing was predicted" not in capsys.readouterr().err
+
+
+def test_a_csv_is_read_by_the_data_readers_rules(folder, tmp_path):
+    good = [p for p in iter_image_paths(folder) if not p.endswith("broken.png")][:2]
+    twice = tmp_path / "twice.csv"
+    twice.write_text(f"path,label,path\n{good[0]},cod,{good[1]}\n")
+    with pytest.raises(ManifestError, match="column 'path' appears more than once"):
+        list(iter_image_paths(twice))
+    hole = tmp_path / "hole.csv"
+    hole.write_text(f"path,label\n{good[0]},cod\n,eel\n\n{good[1]},ray\n")
+    with pytest.raises(ManifestError, match=r"hole.csv: empty file path on line\(s\) \[3\]"):
+        list(iter_image_paths(hole))
+    semi = tmp_path / "semi.csv"
+    semi.write_text(f"path;label\n{good[0]};cod\n{good[1]};eel\n")
+    assert list(iter_image_paths(semi)) == good
+    many = tmp_path / "many.csv"
+    many.write_text(f"path,label\n{good[0]},cod,extra\n")
+    with pytest.raises(ManifestError, match=r"more fields than the header's 2 columns \(line 2\)"):
+        list(iter_image_paths(many))
+
+
+def test_cli_exits_2_when_nothing_was_predicted(model, folder, tmp_path, capsys):
+    model.save(tmp_path / "m.keras")
+    out = tmp_path / "p.csv"
+
+    def run(inputs: Path) -> tuple[int, str]:
+        capsys.readouterr()
+        code = cli.main(["predict", str(tmp_path / "m.keras"), str(inputs), "--out", str(out)])
+        captured = capsys.readouterr()
+        assert captured.out == "" and len(captured.err.strip().splitlines()) == 1, captured
+        return code, captured.err.strip()
+
+    missing = tmp_path / "missing.csv"
+    missing.write_text("filename\na.png\nb.png\nc.png\nd.png\n")
+    code, err = run(missing)
+    assert code == 2 and err.startswith(
+        f"keras-species predict: nothing was predicted: none of the 4 file(s) could be read "
+        f"({tmp_path / 'a.png'}: file not found; {tmp_path / 'b.png'}: file not found; "
+        f"{tmp_path / 'c.png'}: file not found ...) (if the CSV's paths start elsewhere, pass --root DIR")
+    assert err.endswith(f"their rows, with the reason in the 'error' column, are in {out}")
+    assert [r["error"] for r in _read_csv(out)] == ["file not found"] * 4  # written as before
+    (folder / "cod").rename(tmp_path / "cod")  # the broken file alone: unreadable, not missing
+    (folder / "ray").rename(tmp_path / "ray")
+    for img in (folder / "eel").glob("fish_*"):
+        img.unlink()
+    code, err = run(folder)
+    assert code == 2 and "none of the 1 file(s) could be read" in err and "--root" not in err
+    (folder / "eel" / "broken.png").unlink()
+    code, err = run(folder)
+    assert code == 2 and err == (
+        f"keras-species predict: nothing was predicted: no images found in {folder} (1 file(s) "
+        f"whose extension is not an image extension, e.g. {folder / 'notes.txt'})")
+    assert [r for r in _read_csv(out)] == []
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("path,label\n")
+    code, err = run(header_only)
+    assert code == 2 and err == (f"keras-species predict: nothing was predicted: {header_only} lists "
+                                 "no files (a header but no rows)")
+
+
+def test_help_names_the_csv_path_columns_and_options(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["predict", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "a CSV with a path column (named path, filepath, file_path, filename, file_name, file, " \
+           "image, image_path; any case) or --path-format" in text
+    assert "--root DIR" in text and "--path-format FORMAT" in text
+
+
 def test_image_dataset_keeps_order_without_the_autotuner(folder):
     ds = image_dataset(folder, SIZE, 4)
     assert ds.options().autotune.enabled is False and ds.options().deterministic is True
@@ -132,7 +256,8 @@ def test_settings_that_would_not_apply_are_refused(model, folder, tmp_path):
 def test_inputs_without_images_are_named_before_the_dataset_runs(model, tmp_path):
     bad = tmp_path / "in.csv"
     bad.write_text("foo,bar\n1,2\n")
-    with pytest.raises(ValueError, match=r"in.csv has no path column \(columns: \['foo', 'bar'\]\)"):
+    with pytest.raises(ValueError, match=r"in.csv: no path column found \(looked for path, filepath.*"
+                       r"its columns are \['foo', 'bar'\].*--path-format"):
         predict(model, bad)  # a ValueError of ours (one line on the command line), not TensorFlow's
     (tmp_path / "empty").mkdir()
     with pytest.warns(UserWarning, match="no images found in .*empty: nothing to predict"):
@@ -142,12 +267,12 @@ def test_inputs_without_images_are_named_before_the_dataset_runs(model, tmp_path
 def test_an_input_csv_that_is_not_utf8_is_one_line_naming_it(model, folder, tmp_path, capsys):
     listed = tmp_path / "in.csv"
     listed.write_bytes(b"path\n" + os.fsencode(next(iter_image_paths(folder))) + b"\nphoto_\xe9t\xe9.png\n")
-    with pytest.raises(ValueError, match=r"in\.csv is not UTF-8 text \(byte 0xe9\): re-save it as UTF-8"):
+    with pytest.raises(ValueError, match=r"in\.csv is not UTF-8 text \(byte 0xe9 on line 3\): re-save it"):
         list(iter_image_paths(listed))
     model.save(tmp_path / "m.keras")
     assert cli.main(["predict", str(tmp_path / "m.keras"), str(listed), "--out", str(tmp_path / "p.csv")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"keras-species predict: {listed} is not UTF-8 text (byte 0xe9)")
+    assert err.startswith(f"keras-species predict: {listed} is not UTF-8 text (byte 0xe9 on line 3)")
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "p.csv").exists()
 

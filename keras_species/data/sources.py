@@ -356,6 +356,42 @@ def _binary(value: str) -> int | None:
     return None
 
 
+def resolve_csv_paths(
+    rel_paths: Sequence[str], csv_path: str | os.PathLike, root: str | os.PathLike | None = None
+) -> tuple[list[str], np.ndarray, Path]:
+    """Absolute paths of a CSV's path entries: the one rule of :func:`from_csv` and ``predict``.
+
+    Relative paths start at ``root``, by default the CSV's folder, or its ``images/`` subfolder
+    when more of the files are there; a Windows path (``img\\cod\\1.jpg``) is read with ``/``.
+
+    Args:
+        rel_paths: the path cells, in row order.
+        csv_path: the CSV they come from.
+        root: the folder relative paths start at (``--root``); ``None``: as above.
+
+    Returns:
+        ``(paths, exists, base)``: normalised absolute paths, whether each is a file, and the
+        folder relative paths were read from.
+
+    Example:
+        >>> paths, exists, base = resolve_csv_paths(["cod/1.jpg"], "/data/labels.csv")
+        >>> paths
+        ['/data/cod/1.jpg']
+    """
+    base = Path(root).expanduser().absolute() if root is not None else Path(csv_path).parent
+    if os.sep == "/":  # a CSV written on Windows: img\\cat\\1.jpg
+        rel_paths = [p.replace("\\", "/") if "\\" in p and not os.path.isfile(os.path.join(base, p)) else p
+                     for p in rel_paths]
+    abs_paths = [os.path.normpath(p if os.path.isabs(p) else os.path.join(base, p)) for p in rel_paths]
+    exists = np.array([os.path.isfile(p) for p in abs_paths], bool)
+    if root is None and not exists.all() and (base / "images").is_dir():
+        alt = [os.path.normpath(p if os.path.isabs(p) else os.path.join(base, "images", p)) for p in rel_paths]
+        alt_exists = np.array([os.path.isfile(p) for p in alt], bool)
+        if alt_exists.sum() > exists.sum():
+            abs_paths, exists, base = alt, alt_exists, base / "images"
+    return abs_paths, exists, base
+
+
 def from_csv(
     path: str | os.PathLike,
     *,
@@ -529,18 +565,7 @@ def from_csv(
             f"{' ...' if len(bad) > _SHOW else ''}); fix the rows or add the classes to class_names"
         )
 
-    # --- resolve paths against root
-    base = Path(root).expanduser().absolute() if root is not None else Path(path).parent
-    if os.sep == "/":  # a CSV written on Windows: img\cat\1.jpg
-        rel_paths = [p.replace("\\", "/") if "\\" in p and not os.path.isfile(os.path.join(base, p)) else p
-                     for p in rel_paths]
-    abs_paths = [os.path.normpath(p if os.path.isabs(p) else os.path.join(base, p)) for p in rel_paths]
-    exists = np.array([os.path.isfile(p) for p in abs_paths], bool)
-    if root is None and not exists.all() and (base / "images").is_dir():
-        alt = [os.path.normpath(p if os.path.isabs(p) else os.path.join(base, "images", p)) for p in rel_paths]
-        alt_exists = np.array([os.path.isfile(p) for p in alt], bool)
-        if alt_exists.sum() > exists.sum():
-            abs_paths, exists, base = alt, alt_exists, base / "images"
+    abs_paths, exists, base = resolve_csv_paths(rel_paths, path, root)
     keep = np.ones(len(rows), bool)
     if not exists.all():
         missing = [abs_paths[i] for i in np.flatnonzero(~exists)]
@@ -844,6 +869,62 @@ def load(source: str | os.PathLike | Manifest, **kw) -> Manifest:
     if group_regex:
         m.groups = groups_from_regex(m.paths, group_regex)
     return m
+
+
+def output_place_problem(source: str | os.PathLike | Manifest, out: str | os.PathLike,
+                         *, folder: bool = False) -> str | None:
+    """Why an output would replace or grow into the data it is made from, or None.
+
+    An output file that *is* the source file (``split data.csv --out data.csv``, ``audit
+    data.csv --clean-manifest data.csv``) would replace the user's CSV and lose its other
+    columns. An output folder inside a source folder of class subfolders (``audit .`` run from
+    the data folder, with its default ``--out audit``; a recipe's ``--out runs`` there) is read
+    back by the next run as a class of its own (the report's plots become images of a class).
+
+    Args:
+        source: what :func:`load` reads (``"demo"``, a folder, a file, a Manifest).
+        out: the output file or folder.
+        folder: ``out`` is a folder the command fills (a report, run folders): it may not lie
+            inside a source folder. A file may (a ``split.csv`` beside the class folders is
+            never read as an image).
+
+    Returns:
+        None, or the reason with what to give instead, as one line to follow the output's name.
+
+    Example:
+        >>> output_place_problem("demo", "audit", folder=True) is None
+        True
+    """
+    if isinstance(source, Manifest) or str(source) == "demo":
+        return None
+    src, dest = Path(source).expanduser().resolve(), Path(out).expanduser().resolve()
+    if src.is_file() and dest == src:
+        return (f"is the data it is made from: writing it would replace {source} (and drop its "
+                f"other columns); give another file, e.g. {dest.stem}.out{dest.suffix}")
+    if folder and src.is_dir() and (dest == src or src in dest.parents):
+        return (f"is inside the data folder {source}: the next run would read what is written "
+                f"there as images of a class; give a folder outside it, e.g. "
+                f"{src.parent / (src.name + '-' + dest.name)}")
+    return None
+
+
+def check_output_place(source: str | os.PathLike | Manifest, out: str | os.PathLike, flag: str,
+                       *, folder: bool = False) -> None:
+    """Raise :func:`output_place_problem`'s reason as a ``ValueError`` naming ``flag``.
+
+    Args:
+        source, out, folder: see :func:`output_place_problem`.
+        flag: the option that gave ``out`` (``"--out"``).
+
+    Raises:
+        ValueError: ``<out> (<flag>) <reason>``.
+
+    Example:
+        >>> check_output_place("demo", "split.csv", "--out")
+    """
+    problem = output_place_problem(source, out, folder=folder)
+    if problem:
+        raise ValueError(f"{out} ({flag}) {problem}")
 
 
 # ---------------------------------------------------------------------------------- CLI
