@@ -115,6 +115,8 @@ class FeatureClassifiersResult(RunResult):
         per_classifier: classifier → its ``single_label_metrics`` on the test split.
         best: the classifier of best validation accuracy.
         skipped: classifier → why it was skipped (e.g. xgboost not installed).
+        fit_warnings: classifier → the library's warnings of its fit (e.g. an SVC calibrated on
+            its training rows, a class having a single training image).
         features_from_cache: whether the features were read from the cache.
     """
 
@@ -122,6 +124,7 @@ class FeatureClassifiersResult(RunResult):
     per_classifier: dict = field(default_factory=dict, repr=False)
     best: str = ""
     skipped: dict = field(default_factory=dict)
+    fit_warnings: dict = field(default_factory=dict)
     features_from_cache: bool = False
 
 
@@ -227,6 +230,39 @@ def _probs(estimator: Any, features, num_classes: int):
     return out
 
 
+def _fit(
+    name: str, train: Any, class_names: Sequence[str], params: Mapping[str, Any]
+) -> tuple[Any, list[str]]:
+    """``train_sklearn`` on the training features, and the library's warnings of that fit (they
+    are shown as usual, and kept for the report).
+
+    Args:
+        name: the classifier key.
+        train: the training :class:`~keras_species.training.features.FeatureSet`.
+        class_names: the manifest's class names (the warnings name classes).
+        params: the estimator's arguments.
+
+    Returns:
+        The fitted estimator and the messages of the library's own warnings.
+
+    Example:
+        >>> estimator, notes = _fit("logreg", fs.split("train"), ["cod", "eel"], {})  # doctest: +SKIP
+    """
+    from keras_species.terminal import is_own_code
+    from keras_species.training.features import train_sklearn
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        estimator = train_sklearn(train.features, train.labels, name, class_names=class_names,
+                                  **params)
+    notes = []
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if is_own_code(w.filename):
+            notes.append(str(w.message))
+    return estimator, notes
+
+
 def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
     """Extract (or read cached) features, fit each classifier, compare them, write the report.
 
@@ -254,7 +290,7 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
     from keras_species.evaluation.metrics import single_label_metrics
     from keras_species.evaluation.tables import metrics_side_by_side
     from keras_species.training.crossval import probs_scores
-    from keras_species.training.features import extract_features, train_sklearn
+    from keras_species.training.features import extract_features
 
     started = time.perf_counter()
     config.check()  # bad --classifiers / --classifier-params stop here (start_run checks again)
@@ -282,6 +318,7 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
     train_counts = np.bincount(train.labels, minlength=c)
 
     skipped: dict[str, str] = {}
+    fit_warnings: dict[str, list[str]] = {}
     results: dict[str, dict] = {}
     per_clf: dict[str, dict] = {}
     estimators: dict[str, Any] = {}
@@ -292,8 +329,10 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
             continue
         params = {"random_state": config.seed, **config.classifier_params.get(name, {})}
         t0 = time.perf_counter()
-        estimators[name] = train_sklearn(train.features, train.labels, name, **params)
+        estimators[name], notes = _fit(name, train, class_names, params)
         fit_seconds = time.perf_counter() - t0
+        if notes:
+            fit_warnings[name] = notes
         p_val = _probs(estimators[name], val.features, c)
         p_test = _probs(estimators[name], test.features, c)
         vs = probs_scores(val.labels, p_val, c)
@@ -371,6 +410,9 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
     if skipped:
         sections.append(("Skipped classifiers",
                          "\n".join(f"- {k}: {v}" for k, v in skipped.items())))
+    if fit_warnings:
+        sections.append(("Classifier warnings",
+                         "\n".join(f"- {m}" for notes in fit_warnings.values() for m in notes)))
     metrics = {
         "test": test_m,
         "val": {"accuracy": results[best]["val_acc"], "log_loss": results[best]["val_loss"]},
@@ -380,6 +422,7 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
                         for n in per_clf},
         "comparison": [{k: v for k, v in r.items()} for r in rows],
         "best_classifier": best,
+        "fit_warnings": fit_warnings,
         "features": {"backbone": config.backbone, "dim": int(fs.features.shape[1]),
                      "from_cache": fs.from_cache, "seconds": extract_seconds,
                      "skipped_images": fs.skipped},
@@ -398,7 +441,7 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
         headline=(f"best {best}: test accuracy {test_m['accuracy']:.3f} vs majority baseline "
                   f"{test_m['majority_baseline']:.3f} ({test_m['n']} test images)"),
         model=estimators[best], comparison=rows, per_classifier=per_clf, best=best,
-        skipped=skipped, features_from_cache=fs.from_cache,
+        skipped=skipped, fit_warnings=fit_warnings, features_from_cache=fs.from_cache,
     )
 
 

@@ -453,19 +453,111 @@ def _check_single_label(features: np.ndarray, y: np.ndarray) -> tuple[np.ndarray
     return x, y.astype(np.int64)
 
 
+def _small_classes(y: np.ndarray, below: int, class_names: Sequence[str] | None) -> list[str]:
+    """The classes of ``y`` with fewer than ``below`` rows, as ``'koi' (1 image)``."""
+    counts = np.bincount(y)
+    small = [k for k in np.flatnonzero(counts) if counts[k] < below]
+    return [
+        f"{repr(class_names[k]) if class_names is not None and k < len(class_names) else f'class {k}'}"
+        f" ({counts[k]} image{'s' if counts[k] != 1 else ''})"
+        for k in small
+    ]
+
+
+def _svc_with_probabilities(
+    y: np.ndarray, class_names: Sequence[str] | None, **kw: Any
+) -> Any:
+    """StandardScaler + SVC calibrated by Platt scaling (sigmoid) of its decision values.
+
+    ``SVC(probability=True)`` is deprecated since scikit-learn 1.9; ``CalibratedClassifierCV`` is
+    its documented replacement: cross-validated decision values (as many folds as the smallest
+    class allows, 2 to 5), one final SVC on every row. A class with a single training row leaves
+    no 2-fold split with that class on both sides (scikit-learn raises "Requesting 2-fold
+    cross-validation but provided less than 2 examples for at least one class"): then the sigmoid
+    is fitted on the training rows' own decision values (one SVC, no cross-validation), with a
+    warning naming the class, since those probabilities are overconfident.
+    """
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    counts = np.bincount(y)
+    smallest = int(counts[counts > 0].min())
+    if smallest >= 2:
+        cv: Any = min(5, smallest)
+    else:
+        lone = _small_classes(y, 2, class_names)
+        warnings.warn(
+            f"svc: {', '.join(lone)} in training: too few for the cross-validated calibration "
+            "of SVC probabilities (2 images per class at least); SVC is calibrated on its own "
+            "training rows instead, so its probabilities are overconfident. Add images to "
+            f"{'that class' if len(lone) == 1 else 'those classes'} for calibrated probabilities",
+            stacklevel=3,
+        )
+        rows = np.arange(len(y))
+        cv = [(rows, rows)]  # one "split": fit on every row, calibrate on the same rows
+    # ensemble=False: one SVC on every row; with the single split above, ensemble=True is that
+    # same model without fitting it twice
+    calibrated = CalibratedClassifierCV(SVC(**kw), cv=cv, ensemble=not isinstance(cv, int))
+    return make_pipeline(StandardScaler(), calibrated)
+
+
+def _hgb_validation_fits(
+    y: np.ndarray, kw: dict[str, Any], class_names: Sequence[str] | None
+) -> None:
+    """Turn HistGradientBoosting's early stopping off (with a warning) when its stratified
+    validation split cannot be made: a class with one row, or fewer validation rows than classes.
+
+    Early stopping is on by default above 10 000 rows (``early_stopping="auto"``) and then holds
+    out ``validation_fraction`` of the rows, stratified by class; scikit-learn raises "The least
+    populated class in y has only 1 member" otherwise.
+    """
+    n = len(y)
+    stopping = kw.get("early_stopping", "auto")
+    fraction = kw.get("validation_fraction", 0.1)
+    if fraction is None or not (stopping is True or (stopping == "auto" and n > 10_000)):
+        return
+    n_val = int(np.ceil(fraction * n)) if isinstance(fraction, float) else int(fraction)
+    n_classes = int((np.bincount(y) > 0).sum())
+    lone = _small_classes(y, 2, class_names)
+    if lone:
+        why = f"{', '.join(lone)} in training cannot be on both sides of its validation split"
+    elif n_val < n_classes or n - n_val < n_classes:
+        why = (f"its validation split ({n_val} of {n} rows) cannot hold each of the "
+               f"{n_classes} classes")
+    else:
+        return
+    warnings.warn(f"hgb: early stopping is off for this fit: {why}", stacklevel=3)
+    kw["early_stopping"] = False
+
+
 def train_sklearn(
-    features_train: np.ndarray, y_train: np.ndarray, classifier: str = "logreg", **kw: Any
+    features_train: np.ndarray,
+    y_train: np.ndarray,
+    classifier: str = "logreg",
+    *,
+    class_names: Sequence[str] | None = None,
+    **kw: Any,
 ) -> Any:
     """Fit a scikit-learn (or XGBoost) classifier on features (R2: SVM, Random Forest, XGBoost).
+
+    Every classifier fits a class with a single training row. ``"svc"`` then calibrates its
+    probabilities on its own training rows (cross-validation needs 2 rows per class) and
+    ``"hgb"`` turns its early stopping off (its validation split is stratified), each with a
+    warning naming the class.
 
     Args:
         features_train: ``(N, D)`` features.
         y_train: ``(N,)`` class indices (no ``-1``).
         classifier: ``"logreg"`` (StandardScaler + LogisticRegression), ``"svc"``
-            (StandardScaler + SVC, probabilities by Platt scaling), ``"rf"`` (RandomForestClassifier),
+            (StandardScaler + SVC, probabilities by Platt scaling, cross-validated with as many
+            folds as the smallest class allows, 2 to 5), ``"rf"`` (RandomForestClassifier),
             ``"hgb"`` (HistGradientBoostingClassifier) or ``"xgb"`` (xgboost.XGBClassifier).
+        class_names: names of the class indices, used in warnings (``class 3`` without them).
         **kw: keyword arguments of the estimator (``C=``, ``n_estimators=``…);
-            ``random_state`` defaults to 0.
+            ``random_state`` defaults to 0; ``probability=False`` gives an uncalibrated SVC
+            (no ``predict_proba``).
 
     Returns:
         The fitted estimator (``predict``, ``predict_proba`` with columns ``classes_``).
@@ -508,21 +600,14 @@ def train_sklearn(
         est = make_pipeline(StandardScaler(), LogisticRegression(**kw))
     elif name == "svc":
         if kw.pop("probability", True):
-            # SVC(probability=True) is deprecated since scikit-learn 1.9; this is its documented
-            # replacement (Platt scaling of cross-validated decision values, one final SVC).
-            from sklearn.calibration import CalibratedClassifierCV
-
-            counts = np.bincount(y)
-            folds = int(max(2, min(5, counts[counts > 0].min())))
-            est = make_pipeline(
-                StandardScaler(), CalibratedClassifierCV(SVC(**kw), cv=folds, ensemble=False)
-            )
+            est = _svc_with_probabilities(y, class_names, **kw)
         else:
             est = make_pipeline(StandardScaler(), SVC(**kw))
     elif name == "rf":
         kw.setdefault("n_estimators", 300)
         est = RandomForestClassifier(**kw)
     elif name == "hgb":
+        _hgb_validation_fits(y, kw, class_names)
         est = HistGradientBoostingClassifier(**kw)
     else:
         raise ValueError(f"classifier={classifier!r}: choose one of {SKLEARN_CLASSIFIERS}")

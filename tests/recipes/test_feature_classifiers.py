@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 
 import pytest
 
@@ -115,3 +116,27 @@ def test_classifier_params_of_a_classifier_that_does_not_run_are_named_in_a_warn
 
     with pytest.warns(UserWarning, match="the arguments of rf are not used, since --classifiers runs logreg"):
         check_classifier_params(["logreg"], {"rf": {"n_estimators": "many"}, "logreg": {"C": 2.0}})
+
+
+def test_a_class_with_one_image_runs_every_classifier_with_a_warning(tmp_path, capsys):
+    # svc used to stop the run after the feature extraction with scikit-learn's traceback
+    # "Requesting 2-fold cross-validation but provided less than 2 examples for at least one class"
+    data = write_image_folder(tmp_path / "data", classes=CLASSES[:3], per_class=6, size=(24, 24))
+    for f in sorted((data / "ray").iterdir())[1:]:
+        f.unlink()
+    message = ("svc: 'ray' (1 image) in training: too few for the cross-validated calibration of "
+               "SVC probabilities")
+    with pytest.warns(UserWarning, match=re.escape(message)):
+        code = feature_classifiers.main([
+            "--data", str(data), "--out", str(tmp_path / "runs"), "--name", "one", "--backbone",
+            "resnet18", "--weights", "none", "--image-size", "32", "--no-audit",
+            "--classifiers", "svc,rf,hgb,logreg", "--feature-cache", str(tmp_path / "cache"),
+            "--classifier-params", '{"rf": {"n_estimators": 20}, "hgb": {"max_iter": 10}}'])
+    err = capsys.readouterr().err
+    assert code == 0 and "Traceback" not in err, err
+    run_dir = tmp_path / "runs" / "feature_classifiers" / "one"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics["classifiers"]) == {"svc", "rf", "hgb", "logreg"}
+    assert metrics["fit_warnings"]["svc"][0].startswith(message)
+    report = (run_dir / "report.md").read_text()
+    assert "Classifier warnings" in report and message in report

@@ -250,3 +250,46 @@ def test_attach_head_makes_one_model(tmp_path: Path) -> None:
     full.save(tmp_path / "full.keras")
     again = keras.saving.load_model(tmp_path / "full.keras", safe_mode=True)
     np.testing.assert_allclose(again.predict(x, verbose=0), full.predict(x, verbose=0), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["logreg", "svc", "rf", "hgb"])
+def test_sklearn_classifiers_fit_a_class_with_one_training_row(name: str) -> None:
+    # svc used to raise scikit-learn's "Requesting 2-fold cross-validation but provided less
+    # than 2 examples for at least one class" (its probabilities are calibrated by CV)
+    x, y = _blobs(n_per=6)
+    x, y = x[:13], y[:13]  # 6 cod, 6 eel, 1 koi
+    kw = {"n_estimators": 20} if name == "rf" else {"max_iter": 20} if name == "hgb" else {}
+    if name == "svc":
+        with pytest.warns(UserWarning, match=r"svc: 'koi' \(1 image\) in training: too few for "
+                                             r"the cross-validated calibration"):
+            clf = train_sklearn(x, y, name, class_names=["cod", "eel", "koi"], **kw)
+    else:
+        clf = train_sklearn(x, y, name, class_names=["cod", "eel", "koi"], **kw)
+    proba = clf.predict_proba(x)
+    assert proba.shape == (13, 3) and clf.classes_.tolist() == [0, 1, 2]
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_svc_calibrates_with_as_many_folds_as_the_smallest_class_allows() -> None:
+    x, y = _blobs(n_per=6)
+    x, y = x[:15], y[:15]  # the smallest class has 3 rows: 3-fold calibration, no warning
+    calibrated = train_sklearn(x, y, "svc")[-1]
+    assert calibrated.cv == 3
+    assert train_sklearn(x, y, "svc", probability=False).predict(x).shape == (15,)
+
+
+def test_hgb_early_stopping_is_turned_off_when_its_validation_split_cannot_be_stratified() -> None:
+    # above 10 000 rows HistGradientBoosting stops early on a stratified 10 % split, which
+    # scikit-learn refuses for a class of one row ("The least populated class in y has only 1 member")
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(5000, np.int64), np.ones(5001, np.int64), [2]]
+    x = (rng.normal(size=(len(y), 3)) + y[:, None]).astype("float32")
+    with pytest.warns(UserWarning, match=r"hgb: early stopping is off for this fit: class 2 "
+                                         r"\(1 image\) in training cannot be on both sides"):
+        clf = train_sklearn(x, y, "hgb", max_iter=5)
+    assert clf.do_early_stopping_ is False and clf.predict_proba(x[:4]).shape == (4, 3)
+    # a validation split too small to hold every class
+    x2, y2 = _blobs(n_per=2, k=20)
+    with pytest.warns(UserWarning, match=r"its validation split \(4 of 40 rows\) cannot hold "
+                                         r"each of the 20 classes"):
+        train_sklearn(x2, y2, "hgb", max_iter=5, early_stopping=True)
