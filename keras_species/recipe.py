@@ -541,6 +541,24 @@ def _monitor(value: Any, config: Any) -> str | None:
     return None
 
 
+def _data(value: Any, config: Any) -> str | None:
+    if not isinstance(value, str) or value == "demo" or "://" in value:
+        return None
+    if not Path(value).expanduser().exists():
+        return ("does not exist: give demo, a folder of class subfolders, a CSV, an iNat/COCO "
+                "JSON or a saved manifest")
+    return None
+
+
+def _out(value: Any, config: Any) -> str | None:
+    from keras_species.data.sources import output_place_problem
+
+    data = getattr(config, "data", None)
+    if not isinstance(data, str) or "://" in data or not Path(data).expanduser().exists():
+        return None
+    return output_place_problem(data, value, folder=True)
+
+
 SETTING_CHECKS: dict[str, Check] = {
     "seed": _whole(0, SEED_MAX, " (NumPy's range), e.g. --seed 42"),
     "verbose": _verbose,
@@ -601,6 +619,8 @@ SETTING_CHECKS: dict[str, Check] = {
     "tta": _tta,
     "augment": _augment,
     "pseudo_augment": _augment,
+    "data": _data,
+    "out": _out,
     "drop": _drop_list,
     "class_weight": _class_weight,
 }

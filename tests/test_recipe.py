@@ -437,15 +437,18 @@ def test_recipe_settings_at_their_bounds_pass():
 def test_a_recipes_own_setting_is_refused_on_the_command_line_before_the_run_folder(tmp_path, capsys):
     from recipes import fish_semisupervised, inaturalist_vgg16
 
+    coco = tmp_path / "x.json"
+    coco.write_text("{}", encoding="utf-8")  # --data must exist (checked up front too)
+    out = tmp_path / "runs"
     for main, flags, message in (
         (fish_semisupervised.main, ["--hide-labels", "1"], "--hide-labels 1.0: must be a number from 0"),
-        (inaturalist_vgg16.main, ["--data", "x.json", "--fine-tune-epochs", "0"],
+        (inaturalist_vgg16.main, ["--data", str(coco), "--fine-tune-epochs", "0"],
          "--fine-tune-epochs 0: must be a whole number at least 1; to skip stage c"),
     ):
-        assert main(["--out", str(tmp_path), *flags]) == 2
+        assert main(["--out", str(out), *flags]) == 2
         err = capsys.readouterr().err
         assert f"error: {message}" in err and err.count("\n") == 1, err
-    assert list(tmp_path.iterdir()) == []
+    assert not out.exists()
 
 
 TEST_SPLIT_RECIPES = ["backbone_comparison", "convnext_transfer", "feature_classifiers", "quickstart",

@@ -813,8 +813,11 @@ def run_cli(args) -> int:
     if args.max_pixels is not None:
         set_max_pixels(args.max_pixels)
     try:
-        manifest = sources.load(args.data, **sources.source_options(args))
         # before the scan: an output that cannot be made, or a drop list that cannot be read, fails now
+        sources.check_output_place(args.data, args.out, "--out", folder=True)
+        if args.clean_manifest:
+            sources.check_output_place(args.data, args.clean_manifest, "--clean-manifest")
+        manifest = sources.load(args.data, **sources.source_options(args))
         if os.path.isfile(args.out):
             raise NotADirectoryError(f"{args.out} (--out) is a file: give a folder for the report")
         os.makedirs(args.out, exist_ok=True)

@@ -587,6 +587,7 @@ def run_cli(args: argparse.Namespace) -> int:
 
     try:
         check_output_file(args.out, "--out")  # before reading: a bad --out fails now
+        sources.check_output_place(args.data, args.out, "--out")
         m = sources.load(args.data, **sources.source_options(args))
         if args.top_classes is not None:
             m = top_classes(m, fraction=args.top_classes)

@@ -436,3 +436,32 @@ def test_shared_hymenoptera_split_csv_with_path_format(shared_data: Path) -> Non
     assert set(m.splits) == {"train", "val"}
     spaced = [p for p in m.paths if Path(p).name == "ant photos.jpg"]
     assert len(spaced) == 1 and Path(spaced[0]).is_file()
+
+
+def test_an_output_that_would_replace_or_grow_into_its_data_is_refused(image_folder, tmp_path, monkeypatch, capsys):
+    from keras_species import cli
+    from keras_species.data.sources import check_output_place, output_place_problem
+
+    table = tmp_path / "labels.csv"
+    table.write_text("path,label,notes\n", encoding="utf-8")
+    assert "is the data it is made from" in output_place_problem(table, tmp_path / "." / "labels.csv")
+    assert output_place_problem(table, tmp_path / "split.csv") is None
+    assert output_place_problem(image_folder, Path(image_folder) / "split.csv") is None  # a file beside
+    assert "inside the data folder" in output_place_problem(image_folder, Path(image_folder) / "runs",
+                                                            folder=True)
+    assert output_place_problem("demo", "audit", folder=True) is None
+    inside = str(Path(image_folder) / "x")
+    with pytest.raises(ValueError, match=r" \(--out\) is inside the data folder"):
+        check_output_place(image_folder, inside, "--out", folder=True)
+    check_output_place(image_folder, inside, "--out")  # a file there is fine
+    # on the command line: nothing is written, the CSV keeps its other columns
+    before = table.read_bytes()
+    assert cli.main(["split", str(table), "--out", str(table)]) == 2
+    assert cli.main(["audit", str(table), "--clean-manifest", str(table), "--out", str(tmp_path / "a")]) == 2
+    assert cli.main(["predict", str(tmp_path / "m.keras"), str(table), "--out", str(table)]) == 2
+    assert table.read_bytes() == before
+    monkeypatch.chdir(image_folder)  # `audit .` from inside the data, with its default --out audit
+    assert cli.main(["audit", ".", "--no-progress", "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("is the data it is made from") == 3 and "audit (--out) is inside the data folder ." in err
+    assert not (Path(image_folder) / "audit").exists()
