@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
 
     An error a user can fix (:func:`keras_species.recipe.is_user_error`: bad data, a missing
     input, an output that cannot be written, a value the library refuses) prints its message
-    without a traceback and returns 2; any other error keeps its traceback.
+    without a traceback and returns 2; any other error keeps its traceback. Ctrl-C prints one
+    line and returns 130.
 
     Args:
         argv: the arguments (default ``sys.argv[1:]``).
@@ -72,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     args = cmd_parser.parse_args(argv[1:])
     try:
         return int(module.run_cli(args) or 0)
+    except KeyboardInterrupt:  # Ctrl-C: one line, not TensorFlow's stack
+        print(f"keras-species {name}: interrupted", file=sys.stderr)
+        return 130
     except Exception as err:  # what a subcommand did not catch itself
         from keras_species.recipe import is_user_error
 

@@ -1102,7 +1102,8 @@ def recipe_main(
     source, an unreadable image, a setting the library rejects, nothing to resume) print their
     message without a traceback and return exit code 2. When the recipe had opened its run
     folder, any error is also written to its ``failed.json`` with the traceback
-    (``keras-species runs`` lists the run as ``failed``, with the message).
+    (``keras-species runs`` lists the run as ``failed``, with the message). Ctrl-C prints one
+    line saying how to continue the run (``--resume``) and returns 130.
 
     Args:
         config_cls: the recipe's config dataclass.
@@ -1128,17 +1129,26 @@ def recipe_main(
         if hasattr(config, "check"):
             config.check()  # a bad value stops here, before the recipe does anything
         result = run(config)
+    except KeyboardInterrupt:  # Ctrl-C: the run folder holds every finished epoch (it is 'stopped')
+        hint = ""
+        if _opened:
+            path = _opened[0].path
+            hint = (f"; {path} keeps every finished epoch: continue with --resume --out "
+                    f"{path.parent.parent} --name {path.name}")
+        print(f"{prog or 'recipe'}: interrupted{hint}", file=sys.stderr)
+        return 130
     except Exception as err:
         user_error = is_user_error(err)
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         if _opened:  # the run folder says why it has no results (keras-species runs shows it)
             _opened[0].write_failure(message if user_error else f"{type(err).__name__}: {message}",
                                      "".join(traceback.format_exception(err)))
-        if not user_error:
-            raise
-        print(f"{prog or 'recipe'}: error: {message}", file=sys.stderr)
+        if user_error:
+            print(f"{prog or 'recipe'}: error: {message}", file=sys.stderr)
         if _opened:
             print(f"(run folder {_opened[0].path} is marked failed)", file=sys.stderr)
+        if not user_error:
+            raise
         return 2
     print()
     print(f"run folder: {result.run_dir}")

@@ -171,8 +171,10 @@ def test_a_run_that_stops_with_an_error_is_marked_failed(tmp_path, capsys):
         start_run("toy", config)
         raise ZeroDivisionError("division by zero")
 
+    capsys.readouterr()
     with pytest.raises(ZeroDivisionError):
         recipe_main(ToyConfig, bug, flags)
+    assert "(run folder " in capsys.readouterr().err  # a bug marks it failed too, and says so
     assert list_runs(tmp_path)[0]["error"] == "ZeroDivisionError: division by zero"
     failure = json.loads((tmp_path / "toy" / "t" / "failed.json").read_text())
     assert "Traceback" in failure["traceback"] and "in bug" in failure["traceback"]
@@ -184,6 +186,28 @@ def test_a_run_that_stops_with_an_error_is_marked_failed(tmp_path, capsys):
     assert recipe_main(ToyConfig, ok, flags) == 0  # a new attempt clears the mark
     (row,) = list_runs(tmp_path)
     assert row["status"] == "new" and row["error"] is None and "failed runs" not in format_runs([row])
+
+
+def test_ctrl_c_prints_how_to_continue_instead_of_a_traceback(tmp_path, capsys, monkeypatch):
+    from keras_species import cli
+    from keras_species.data import splits
+
+    def interrupted(config):
+        start_run("toy", config)
+        raise KeyboardInterrupt
+
+    assert recipe_main(ToyConfig, interrupted, ["--out", str(tmp_path), "--name", "t"], prog="toy") == 130
+    err = capsys.readouterr().err
+    assert err == (f"toy: interrupted; {tmp_path / 'toy' / 't'} keeps every finished epoch: continue "
+                   f"with --resume --out {tmp_path} --name t\n")
+    assert not (tmp_path / "toy" / "t" / "failed.json").exists()  # stopped, not failed
+
+    def ctrl_c(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(splits, "run_cli", ctrl_c)
+    assert cli.main(["split", "demo"]) == 130
+    assert capsys.readouterr().err == "keras-species split: interrupted\n"
 
 
 def test_run_transfer_needs_the_transfer_fields(tmp_path):
