@@ -46,7 +46,6 @@ import argparse
 import csv
 import numbers
 import os
-import re
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -58,7 +57,6 @@ import numpy as np
 
 from keras_species.atomic import check_output_file, commit, temporary_path
 from keras_species.data import sources
-from keras_species.data.manifest import ManifestError
 from keras_species.data.sources import PATH_COLUMNS
 
 if TYPE_CHECKING:
@@ -160,29 +158,7 @@ def _csv_paths(path: str, root: PathLike | None = None, path_format: str | None 
     header, raw_rows, first_line = sources._read_csv_rows(path)
     line_of = [first_line + i for i, r in enumerate(raw_rows) if r is not None]
     rows = [r for r in raw_rows if r is not None]
-    if path_format is not None:
-        names = re.findall(r"{([^{}:!]+)", path_format)
-        lacking = [n for n in names if n not in header]
-        if lacking:
-            raise ManifestError(f"path_format {path_format!r} (--path-format) names columns {lacking} "
-                                f"that {path} lacks; its columns are {header}")
-        try:
-            rel_paths = [path_format.format_map(r) for r in rows]
-        except (ValueError, IndexError, KeyError) as err:
-            raise ManifestError(f"path_format {path_format!r} (--path-format) is not a valid format "
-                                f"string: {err}") from err
-    else:
-        col = sources._find_column(header, None, PATH_COLUMNS, "path", path, required=False)
-        if col is None:
-            raise ManifestError(
-                f"{path}: no path column found (looked for {', '.join(PATH_COLUMNS)}); its columns "
-                f"are {header}: name the column of file paths one of those, or build the paths from "
-                "columns with --path-format (path_format=), e.g. '{class}/{file}'"
-            )
-        rel_paths = [r[col] for r in rows]
-    empty = [line_of[i] for i, p in enumerate(rel_paths) if not p]
-    if empty:
-        raise ManifestError(f"{path}: empty file path on line(s) {empty[:5]}")
+    rel_paths, _ = sources.csv_path_cells(path, header, rows, line_of, path_format)
     return sources.resolve_csv_paths(rel_paths, path, root)[0]
 
 

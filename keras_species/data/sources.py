@@ -356,6 +356,61 @@ def _binary(value: str) -> int | None:
     return None
 
 
+def csv_path_cells(
+    path: str, header: Sequence[str], rows: Sequence[dict[str, str]], line_of: Sequence[int],
+    path_format: str | None = None, path_col: str | None = None,
+) -> tuple[list[str], str | None]:
+    """Each CSV row's file path as written: its path column, or ``path_format`` over its columns.
+
+    Shared by :func:`from_csv` and ``predict`` (one rule for every command).
+
+    Args:
+        path: the CSV (named in messages).
+        header: its column names.
+        rows: its rows (blank rows left out).
+        line_of: the file line of each row (named in messages).
+        path_format: build each path from columns, e.g. ``"{class}/{file}"``.
+        path_col: the path column; default: the first of :data:`PATH_COLUMNS` (any case).
+
+    Returns:
+        ``(cells, column)``: one path a row, and the column read (``None`` with ``path_format``).
+
+    Raises:
+        ManifestError: no path column (naming the columns and ``--path-format``), a format that
+            names missing columns or is not valid, or a row with an empty path.
+
+    Example:
+        >>> csv_path_cells("l.csv", ["class", "file"], [{"class": "cod", "file": "1.jpg"}], [2],
+        ...                "{class}/{file}")
+        (['cod/1.jpg'], None)
+    """
+    column = None
+    if path_format is not None:
+        fields = re.findall(r"{([^{}:!]+)", path_format)
+        missing_cols = [f for f in fields if f not in header]
+        if missing_cols:
+            raise ManifestError(f"path_format {path_format!r} (--path-format) names columns {missing_cols} "
+                                f"that {path} lacks; its columns are {list(header)}")
+        try:
+            cells = [path_format.format_map(r) for r in rows]
+        except (ValueError, IndexError, KeyError) as e:
+            raise ManifestError(f"path_format {path_format!r} (--path-format) is not a valid format "
+                                f"string: {e}") from e
+    else:
+        column = _find_column(header, path_col, PATH_COLUMNS, "path", path, required=path_col is not None)
+        if column is None:
+            raise ManifestError(
+                f"{path}: no path column found (looked for {', '.join(PATH_COLUMNS)}); its columns "
+                f"are {list(header)}: name the column of file paths one of those, or build the paths "
+                "from columns with --path-format (path_format=), e.g. '{class}/{file}'"
+            )
+        cells = [r[column] for r in rows]
+    empty = [line_of[i] for i, p in enumerate(cells) if not p]
+    if empty:
+        raise ManifestError(f"{path}: empty file path on line(s) {empty[:_SHOW]}")
+    return cells, column
+
+
 def resolve_csv_paths(
     rel_paths: Sequence[str], csv_path: str | os.PathLike, root: str | os.PathLike | None = None
 ) -> tuple[list[str], np.ndarray, Path]:
@@ -465,22 +520,9 @@ def from_csv(
 
     # --- paths
     used: set[str] = set()  # path/split/group columns: never label columns
-    if path_format is not None:
-        fields = [f for f in re.findall(r"{([^{}:!]+)", path_format)]
-        missing_cols = [f for f in fields if f not in header]
-        if missing_cols:
-            raise ManifestError(f"path_format {path_format!r} names columns {missing_cols} that {path} lacks; its columns are {header}")
-        try:
-            rel_paths = [path_format.format_map(r) for r in rows]
-        except (ValueError, IndexError) as e:
-            raise ManifestError(f"path_format {path_format!r} is not a valid format string: {e}") from e
-    else:
-        pcol = _find_column(header, path_col, PATH_COLUMNS, "path", path)
-        rel_paths = [r[pcol] for r in rows]
+    rel_paths, pcol = csv_path_cells(path, header, rows, line_of, path_format, path_col)
+    if pcol is not None:
         used.add(pcol)
-    empty_path = [line_of[i] for i, p in enumerate(rel_paths) if not p]
-    if empty_path:
-        raise ManifestError(f"{path}: empty file path on line(s) {empty_path[:_SHOW]}")
 
     # --- split and group columns
     scol = _find_column(header, split_col, ("split",), "split", path, required=split_col is not None)
