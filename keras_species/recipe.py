@@ -420,23 +420,6 @@ def _each(item: Check, fix: str = "") -> Check:
     return check
 
 
-def _fraction(fix: str = "") -> Check:
-    """A number from 0 up to, but not including, 1 (dropout, label smoothing)."""
-
-    def check(value: Any, config: Any) -> str | None:
-        if not _is_number(value) or not 0 <= value < 1:
-            return f"must be a number from 0 up to (not including) 1{fix}"
-        return None
-
-    return check
-
-
-def _not_negative(value: Any, config: Any) -> str | None:
-    if not _is_number(value) or not value >= 0:
-        return "must be a number of 0 or more"
-    return None
-
-
 def _number(low: float, high: float | None = None, *, low_in: bool = True, high_in: bool = True,
             fix: str = "") -> Check:
     """A number from ``low`` (excluded unless ``low_in``) to ``high`` (None: no bound; excluded
@@ -457,6 +440,14 @@ def _number(low: float, high: float | None = None, *, low_in: bool = True, high_
         return None if fits else f"must be a number {span}{fix}"
 
     return check
+
+
+def _fraction(fix: str = "") -> Check:
+    """A number from 0 up to, but not including, 1 (dropout, label smoothing)."""
+    return _number(0, 1, high_in=False, fix=fix)
+
+
+_not_negative = _number(0)  # learning rates, weight decay: "must be a number of 0 or more"
 
 
 def _verbose(value: Any, config: Any) -> str | None:
