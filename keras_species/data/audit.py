@@ -805,7 +805,7 @@ def configure_parser(parser) -> None:
 
 def run_cli(args) -> int:
     """Run ``keras-species audit`` with parsed ``args``; returns the exit code (0 = done)."""
-    from keras_species.atomic import check_output_file
+    from keras_species.atomic import check_output_file, check_output_folder
     from keras_species.data import sources
     from keras_species.data.images import set_max_pixels
     from keras_species.recipe import is_user_error
@@ -818,9 +818,7 @@ def run_cli(args) -> int:
         if args.clean_manifest:
             sources.check_output_place(args.data, args.clean_manifest, "--clean-manifest")
         manifest = sources.load(args.data, **sources.source_options(args))
-        if os.path.isfile(args.out):
-            raise NotADirectoryError(f"{args.out} (--out) is a file: give a folder for the report")
-        os.makedirs(args.out, exist_ok=True)
+        check_output_folder(args.out, "--out").mkdir(exist_ok=True)
         if args.clean_manifest:
             check_output_file(args.clean_manifest, "--clean-manifest")
         drop = _read_drop_list(args.drop_list) if args.drop_list else None

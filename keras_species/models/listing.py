@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 COLUMNS = ("Name", "Family", "Input", "Parameters", "Preprocessing", "Weights")
 
@@ -88,7 +89,8 @@ def run_cli(args: argparse.Namespace) -> int:
 
     if not list_backbones(args.family):
         families = sorted({s.family for s in list_backbones()})
-        print(f"no backbone of family {args.family!r}; families: {', '.join(families)}")
-        return 1
+        print(f"keras-species models: no backbone of family {args.family!r}; families: "
+              f"{', '.join(families)}", file=sys.stderr)
+        return 2  # a value the user can fix, as every command's
     print(markdown_table(args.family) if args.markdown else text_table(args.family), end="")
     return 0

@@ -732,7 +732,12 @@ def run_cli(args: argparse.Namespace) -> int:
         return 2
     rows = list_runs(args.dir)
     if args.recipe:
+        recipes = sorted({r["recipe"] for r in rows})
         rows = [r for r in rows if r["recipe"] == args.recipe]
+        if not rows and recipes and not args.json:  # a misspelt recipe is not "no runs"
+            print(f"no runs of recipe {args.recipe!r} under {args.dir}; its runs are of: "
+                  f"{', '.join(recipes)}")
+            return 0
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

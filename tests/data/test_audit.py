@@ -326,6 +326,7 @@ def test_command_with_an_output_folder_that_cannot_be_made(image_folder, tmp_pat
     assert cli.main(["audit", str(image_folder), "--out", str(blocker / "audit")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("keras-species audit: ") and "a_file" in err and "Traceback" not in err
+    assert "(--out) cannot be written" in err  # the flag is named, not a bare [Errno 20]
 
 
 @pytest.mark.parametrize(("extra", "match"), [

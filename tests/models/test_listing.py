@@ -32,8 +32,9 @@ def test_cli_lists_a_family(capsys):
 
 
 def test_cli_unknown_family(capsys):
-    assert main(["models", "--family", "NoSuchNet"]) == 1
-    assert "families" in capsys.readouterr().out
+    assert main(["models", "--family", "NoSuchNet"]) == 2  # a value the user can fix, as elsewhere
+    err = capsys.readouterr().err
+    assert err.startswith("keras-species models: no backbone of family 'NoSuchNet'; families: ")
 
 
 def test_text_table_is_aligned():

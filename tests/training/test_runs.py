@@ -98,6 +98,9 @@ def test_list_runs_table_and_cli(tmp_path, capsys):
     assert out.index("quickstart") < out.index("convnext_transfer") < out.index("multilabel")
     assert main(["runs", str(root), "--recipe", "quickstart", "--json"]) == 0
     assert [r["name"] for r in json.loads(capsys.readouterr().out)] == ["a"]
+    assert main(["runs", str(root), "--recipe", "quikstart"]) == 0  # a misspelt recipe
+    assert capsys.readouterr().out.startswith(
+        f"no runs of recipe 'quikstart' under {root}; its runs are of: convnext_transfer, ")
     assert main(["runs", str(tmp_path / "rnus")]) == 2  # a typo is not "no runs"
     assert "rnus is not a folder" in capsys.readouterr().err
 
