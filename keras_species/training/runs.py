@@ -286,12 +286,12 @@ class RunFolder:
         }
         return write_json(self.config_path, payload)
 
-    def _read_object(self, path: Path, fix: str) -> dict:
+    def _read_object(self, path: Path, fix: str | None = None) -> dict:
         """The JSON object in ``path`` (``{}`` when absent); a ``ValueError`` naming the file,
-        why it does not read and ``fix`` when it is damaged."""
+        why it does not read and ``fix`` (if any) when it is damaged."""
         data, reason = read_json_object(path)
         if reason:
-            raise ValueError(f"{path} is damaged ({reason}): {fix}")
+            raise ValueError(f"{path} is damaged ({reason})" + (f": {fix}" if fix else ""))
         return data
 
     def read_config(self) -> dict:
@@ -343,10 +343,7 @@ class RunFolder:
             ValueError: the file is damaged (the message names it and why); a resume reads it
                 with :meth:`resume_state`, which can do without it.
         """
-        data, reason = read_json_object(self.state_path)
-        if reason:
-            raise ValueError(f"{self.state_path} is damaged ({reason})")
-        return data
+        return self._read_object(self.state_path)
 
     def resume_state(self, phases: Sequence[str]) -> dict:
         """Where a resumed training (``plan.train(resume=True)``) continues this run.
