@@ -44,12 +44,15 @@ least CPU time per image (all threads, ``time.process_time``), a figure that con
 less. Targets are judged on the best rates; the median-rate ratio and the CPU ratio (the other's
 CPU ms over ours) are printed beside them. The best rates come from later rounds, whose memory
 cache may reuse pages that an earlier round's cache freed (keras-species' malloc settings keep
-freed memory in the process), so the last line prints round 1 alone: what the first epoch of a
-fresh process meets, every page of its cache faulted in. Medians include the runs where an iterator's deletion
-waited for TensorFlow's autotuner (the Keras utility runs with it on; see
-``benchmarks/iterator_teardown.py``), best rates mostly do not. The last column pairs the two
-contenders round by round (the ratio of their rates in the same round, where both met the same
-machine state) and prints the median and the range of those ratios: on a shared machine whose
+freed memory in the process), so a line prints round 1 alone: what the first epoch of a fresh
+process meets, every page of its cache faulted in. Two lines then price the first epoch's page
+faults beyond the bare loop's (median round and round 1) at this machine's cost of a
+first-touch fault, measured on the spot (:func:`fault_cost_us`), as a share of the bare loop's
+CPU per image. Medians include the runs where an iterator's deletion waited for TensorFlow's
+autotuner (the Keras utility runs with it on; see ``benchmarks/iterator_teardown.py``), best
+rates mostly do not. The ratio lines' last column pairs the two contenders round by round (the
+ratio of their rates in the same round, where both met the same machine state) and prints the
+median and the range of those ratios: on a shared machine whose
 speed drifts between rounds this says more about the spread than best-vs-best does.
 """
 
@@ -160,6 +163,46 @@ def data_folder(data: str | None):
         with open(p, "rb") as f:
             f.read()
     return folder, manifest
+
+
+def fault_cost_us(megabytes: int = 64, repeats: int = 3) -> float:
+    """Microseconds this machine spends on one first-touch page fault (fresh anonymous memory).
+
+    Written by hand because nothing reports it: the fastest of ``repeats`` passes that write one
+    byte in every page of a fresh ``megabytes`` mapping, less a second pass over the same pages
+    (the write itself), per page. On bare metal it is a few tenths of a microsecond; under a
+    hypervisor it can be several times that, and the first epoch's cache lives on fresh pages.
+
+    Args:
+        megabytes: size of the mapping touched.
+        repeats: passes (each on a fresh mapping).
+
+    Returns:
+        Microseconds a page.
+
+    Example:
+        >>> 0 < fault_cost_us(8, 1) < 1000
+        True
+    """
+    import mmap
+
+    import numpy as np
+
+    size, best = megabytes << 20, float("inf")
+    page = mmap.PAGESIZE
+    for _ in range(max(1, repeats)):
+        m = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        pages = np.frombuffer(m, dtype=np.uint8)[::page]
+        t = time.perf_counter()
+        pages[:] = 1  # first touch: one fault a page
+        first = time.perf_counter() - t
+        t = time.perf_counter()
+        pages[:] = 2  # the same writes, pages present
+        again = time.perf_counter() - t
+        del pages
+        m.close()
+        best = min(best, (first - again) / (size // page) * 1e6)
+    return max(best, 0.0)
 
 
 def malloc_settings() -> str:
@@ -281,6 +324,14 @@ def main(argv: list[str] | None = None) -> int:
     # freed (the malloc settings keep them); round 1 is what a fresh process's first epoch meets
     print(f"  round 1 alone (fresh memory): first epoch / bare {rates[FIRST][0] / rates[BARE][0]:.2f}x, "
           f"first epoch {faults[FIRST][0]:.1f} faults/image")
+    # what the first epoch's extra page faults cost on this machine (its cache is fresh memory)
+    per_fault = fault_cost_us()
+    for label, extra in (("the median round", float(np.median(faults[FIRST])) - float(np.median(faults[BARE]))),
+                         ("round 1", faults[FIRST][0] - faults[BARE][0])):
+        extra = max(extra, 0.0)
+        share = extra * per_fault / 1000.0 / cpu[BARE]
+        print(f"  page faults ({per_fault:.2f} us each here): first epoch's extra {extra:.1f}/image in "
+              f"{label} = {extra * per_fault:.0f} us/image, {share:.0%} of bare's CPU per image")
     return 0
 
 
