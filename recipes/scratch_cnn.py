@@ -24,7 +24,6 @@ Run::
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from collections.abc import Sequence
@@ -215,8 +214,6 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
     """
     import numpy as np
 
-    from keras_species.data import splits
-    from keras_species.data.new_classes import add_classes, load_class_dirs
     from keras_species.data.prepare import class_weight_setting, prepare_data
     from keras_species.evaluation.compare import compare_models, comparison_table
     from keras_species.evaluation.evaluate import evaluate_and_report
@@ -237,18 +234,14 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
         config.data, load_options=config.load_options(), split=config.split, ratios=config.ratios,
         seed=config.seed, audit=config.audit, audit_dir=run_folder.path / "audit",
         split_file=split_file, task="single", task_hint=MULTILABEL_HINT,
-        need_splits=("train", "test"), need_hint=TEST_SPLIT_HINT,
+        need_splits=("train", "test"), need_hint=TEST_SPLIT_HINT, add_class=config.add_class,
     )
     m = prepared.manifest
-    added: list[str] = []
-    if config.add_class:
-        new = load_class_dirs(config.add_class, group_regex=config.group_regex)
-        added = list(new.class_names)
-        if not set(added) <= set(m.class_names):  # a resumed run has them in its split already
-            m = add_classes(m, new, ratios=config.ratios, seed=config.seed,
-                            group_aware=prepared.split_kind == "group")
-            splits.save_split(m, split_file)
-        prepared = dataclasses.replace(prepared, manifest=m, leakage=splits.leakage(m))
+    added = prepared.added_classes
+    if config.add_class and not added:  # resumed from a split saved before the sidecar kept them
+        from keras_species.data.new_classes import load_class_dirs
+
+        added = [c for c in load_class_dirs(config.add_class).class_names if c in m.class_names]
     in_trainval = np.array([s in ("train", "val") for s in m.splits])
     trainval, test = m.subset(in_trainval), m.split("test")
     group_aware = config.group_aware and m.groups is not None

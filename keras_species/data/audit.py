@@ -42,6 +42,7 @@ MAX_SAMPLE_GRIDS = 30
 SAMPLES_PER_GRID = 8
 
 _LIST_CAP_MD = 50  # rows of long lists shown in audit.md (audit.json has them all)
+_SHOW_AMBIGUOUS = 5  # bare drop-list names (and their folders) named in the warning
 
 
 # ---------------------------------------------------------------------------------- progress
@@ -394,7 +395,7 @@ def _summarise(manifest: Manifest, infos: dict[str, ImageInfo]) -> AuditReport:
     if n_conflict:
         r.notes.append(
             f"{n_conflict} duplicate group(s) carry conflicting labels: fix the labels or drop "
-            "the copies (clean(..., drop=[...]))"
+            "the copies (--drop-list FILE, or clean(..., drop=[...]))"
         )
     if r.cross_split_duplicates:
         r.notes.append(
@@ -405,7 +406,27 @@ def _summarise(manifest: Manifest, infos: dict[str, ImageInfo]) -> AuditReport:
 
 
 # ---------------------------------------------------------------------------------- clean
-def _read_drop_list(drop: str | os.PathLike | Iterable[str]) -> list[str]:
+_QUOTES = ('"', "'")
+
+
+def _unquote(entry: str) -> str:
+    """``entry`` without one pair of matching surrounding quotes (``"a b.png"`` → ``a b.png``),
+    as names are pasted from spreadsheets and shells; other entries are returned as they are."""
+    if len(entry) >= 2 and entry[0] in _QUOTES and entry[-1] == entry[0]:
+        return entry[1:-1]
+    return entry
+
+
+def _read_drop_list(drop: str | os.PathLike | Iterable[str]) -> list[tuple[int, str]]:
+    """The entries of a drop list with where each was written.
+
+    Args:
+        drop: a text file with one entry per line (``#`` starts a comment), or a list of entries.
+
+    Returns:
+        ``(line, entry)`` pairs: the file's line number, or the position (from 1) in the list.
+        Blank lines and comments are left out; one pair of surrounding quotes is removed.
+    """
     if isinstance(drop, (str, os.PathLike)):
         path = os.fspath(drop)
         if not os.path.isfile(path):
@@ -415,17 +436,39 @@ def _read_drop_list(drop: str | os.PathLike | Iterable[str]) -> list[str]:
             )
         from keras_species.data.text import read_text
 
-        lines = [ln.strip() for ln in read_text(path).splitlines()]
-        return [ln for ln in lines if ln and not ln.startswith("#")]
-    return [os.fspath(d).strip() for d in drop if os.fspath(d).strip()]
+        numbered = [(n, ln.strip()) for n, ln in enumerate(read_text(path).splitlines(), start=1)]
+        numbered = [(n, ln) for n, ln in numbered if ln and not ln.startswith("#")]
+    else:
+        numbered = [(n, os.fspath(d).strip()) for n, d in enumerate(drop, start=1)]
+    unquoted = [(n, _unquote(e)) for n, e in numbered]
+    return [(n, e) for n, e in unquoted if e]
+
+
+def _drop_list_name(drop: str | os.PathLike | Iterable[str]) -> tuple[str, str]:
+    """How warnings name a drop list and a place in it: ``("drop list x.txt", "line")`` or
+    ``("the drop= list", "entry")``."""
+    if isinstance(drop, (str, os.PathLike)):
+        return f"drop list {os.fspath(drop)}", "line"
+    return "the drop= list", "entry"
 
 
 def _norm(p: str) -> str:
     return os.path.normcase(os.path.normpath(os.path.abspath(p)))
 
 
-def _match_drop_entries(manifest: Manifest, entries: Sequence[str]) -> tuple[dict[int, str], list[str]]:
-    """Map rows to the drop entry that names them; also return entries matching no row."""
+def _match_drop_entries(
+    manifest: Manifest, entries: Sequence[str]
+) -> tuple[dict[int, str], list[str], dict[str, list[str]]]:
+    """Map rows to the drop entry that names them.
+
+    An entry matches a manifest path written in full, then (a bare file name, without a folder)
+    every file of that name, then (a relative path such as ``ants/x.jpg``) every path ending
+    with it.
+
+    Returns:
+        ``(hits, unknown, ambiguous)``: row → entry; the entries matching no row; each bare
+        file name that matched files in more than one folder → those files.
+    """
     by_abs: dict[str, list[int]] = defaultdict(list)
     by_name: dict[str, list[int]] = defaultdict(list)
     norm_paths = []
@@ -436,10 +479,14 @@ def _match_drop_entries(manifest: Manifest, entries: Sequence[str]) -> tuple[dic
         by_name[os.path.basename(p)].append(i)
     hits: dict[int, str] = {}
     unknown: list[str] = []
+    ambiguous: dict[str, list[str]] = {}
     for entry in entries:
         rows = list(by_abs.get(_norm(entry), []))
         if not rows and os.sep not in entry and "/" not in entry:
             rows = list(by_name.get(entry, []))
+            files = list(dict.fromkeys(manifest.paths[i] for i in rows))
+            if len({os.path.dirname(f) for f in files}) > 1:
+                ambiguous[entry] = files
         if not rows:  # a relative path such as "ants/x.jpg": match it as a path suffix
             suffix = "/" + entry.replace("\\", "/").lstrip("./")
             rows = [i for i, n in enumerate(norm_paths) if n.endswith(suffix)]
@@ -447,7 +494,28 @@ def _match_drop_entries(manifest: Manifest, entries: Sequence[str]) -> tuple[dic
             unknown.append(entry)
         for i in rows:
             hits.setdefault(i, entry)
-    return hits, unknown
+    return hits, unknown, ambiguous
+
+
+def _warn_ambiguous_names(ambiguous: dict[str, list[str]], line_of: dict[str, int],
+                          list_name: str, place: str) -> None:
+    """One warning for the bare file names of a drop list that matched files in several folders."""
+    shown = []
+    for name, files in list(ambiguous.items())[:_SHOW_AMBIGUOUS]:
+        folders = list(dict.fromkeys(os.path.basename(os.path.dirname(f)) for f in files))
+        folder_text = ", ".join(folders[:_SHOW_AMBIGUOUS]) + (" ..." if len(folders) > _SHOW_AMBIGUOUS else "")
+        shown.append(f"{name!r} ({place} {line_of[name]}: {len(files)} files, in {folder_text})")
+    if len(ambiguous) > len(shown):
+        shown.append(f"and {len(ambiguous) - len(shown)} more")
+    first_name, first_files = next(iter(ambiguous.items()))
+    example = f"{os.path.basename(os.path.dirname(first_files[0]))}/{first_name}"
+    warnings.warn(
+        f"{list_name}: {len(ambiguous)} bare file name(s) match files in more than one folder, "
+        f"and every one of those files is dropped: {'; '.join(shown)}. To drop one file only, "
+        f"write its folder before the name on that {place}, e.g. {example!r}",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def clean(
@@ -466,8 +534,10 @@ def clean(
             ``"drop_non_rgb"`` drops them (R5). Corrupt files are dropped under both.
         drop: files to leave out (R3's cleaning list): a list of paths / file names / relative
             paths, or the path of a text file with one per line (``#`` starts a comment).
-            Entries that match no image are listed in a warning and in
-            ``cleaned.extra["cleaning"]["unmatched_drop"]``.
+            One pair of surrounding quotes is removed (``"a b.png"``). A bare file name drops
+            that name in every folder; when it matches files in more than one folder a warning
+            names it (write ``class/file`` to drop one). Entries that match no image are listed
+            in a warning and in ``cleaned.extra["cleaning"]["unmatched_drop"]``.
 
     Returns:
         ``(cleaned manifest, dropped)`` where ``dropped`` is a list of ``{path, reason}``. The
@@ -489,18 +559,26 @@ def clean(
             row_reason[i] = reasons[p]
     unknown: list[str] = []
     if drop is not None:
-        hits, unknown = _match_drop_entries(manifest, _read_drop_list(drop))
+        numbered = _read_drop_list(drop)
+        line_of: dict[str, int] = {}
+        for line, entry in numbered:
+            line_of.setdefault(entry, line)
+        hits, unknown, ambiguous = _match_drop_entries(manifest, [e for _, e in numbered])
         for i, entry in hits.items():
             row_reason.setdefault(i, f"in the drop list ({entry})")
+        list_name, place = _drop_list_name(drop)
         if unknown:
-            shown = ", ".join(unknown[:20]) + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else "")
+            shown = ", ".join(f"{e} ({place} {line_of[e]})" for e in unknown[:20])
+            shown += f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
             warnings.warn(
-                f"{len(unknown)} drop-list "
+                f"{list_name}: {len(unknown)} "
                 f"{'entry matches' if len(unknown) == 1 else 'entries match'} no image "
                 f"of the manifest: {shown}. Check the spelling (paths, or bare file names)",
                 UserWarning,
                 stacklevel=2,
             )
+        if ambiguous:
+            _warn_ambiguous_names(ambiguous, line_of, list_name, place)
     keep = np.array([i not in row_reason for i in range(len(manifest))], dtype=bool)
     cleaned = manifest.subset(keep)
     dropped = [{"path": manifest.paths[i], "reason": row_reason[i]} for i in sorted(row_reason)]
@@ -821,7 +899,8 @@ def run_cli(args) -> int:
         check_output_folder(args.out, "--out").mkdir(exist_ok=True)
         if args.clean_manifest:
             check_output_file(args.clean_manifest, "--clean-manifest")
-        drop = _read_drop_list(args.drop_list) if args.drop_list else None
+        if args.drop_list:
+            _read_drop_list(args.drop_list)  # a missing or undecodable list fails before the scan
     except (ValueError, OSError) as e:
         if not is_user_error(e):
             raise  # from inside a library: the traceback may be needed
@@ -830,7 +909,8 @@ def run_cli(args) -> int:
     report = audit(manifest, None, workers=args.workers, progress=not args.no_progress)
     md = report.save(args.out, manifest, plots=not args.no_plots)
     print(report.summary())
-    cleaned, dropped = clean(manifest, report, policy=args.policy, drop=drop)
+    # the file itself, not its entries: clean's warnings then name it and the lines
+    cleaned, dropped = clean(manifest, report, policy=args.policy, drop=args.drop_list)
     emptied = cleaned.extra["cleaning"]["emptied_classes"]
     print(f"clean (policy {args.policy}{', drop list' if args.drop_list else ''}): "
           f"keeps {len(cleaned)}, drops {len(dropped)}"

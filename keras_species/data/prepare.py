@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from keras_species.data import audit as audit_mod
-from keras_species.data import sources, splits
+from keras_species.data import new_classes, sources, splits
 from keras_species.data.manifest import Manifest, ManifestError
 from keras_species.jsonfile import json_type, read_json_object
 
@@ -54,6 +54,7 @@ class PreparedData:
         leakage: groups and paths found on more than one side (empty dicts: none).
         unmatched_drop: the lines of the drop list that match no image (nothing was dropped
             for them: a misspelt name, or a file that is not in the data).
+        added_classes: the classes added with ``add_class`` (``--add-class``).
     """
 
     manifest: Manifest
@@ -64,6 +65,7 @@ class PreparedData:
     leakage: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     not_read: list[dict[str, str]] = field(default_factory=list)
     unmatched_drop: list[str] = field(default_factory=list)
+    added_classes: list[str] = field(default_factory=list)
 
     @property
     def train_counts(self) -> np.ndarray:
@@ -207,6 +209,8 @@ def prepare_data(
     task_hint: str = "",
     need_splits: Sequence[str] = (),
     need_hint: str = "",
+    add_class: Sequence[str | os.PathLike] = (),
+    keep_unlabelled: bool = False,
 ) -> PreparedData:
     """Load a source, audit it, clean it, keep the top classes, split it and save the split.
 
@@ -239,6 +243,13 @@ def prepare_data(
             "val", "test")`` for a recipe that scores a test split; checked before the split is
             saved.
         need_hint: why they are needed or how to get them (ends the message).
+        add_class: folders of images of classes to add (``--add-class``,
+            :mod:`keras_species.data.new_classes`): audited and cleaned together with the data
+            (a new image identical to one of another class is a conflicting duplicate), then
+            split on their own and merged into the split.
+        keep_unlabelled: keep images without a label (single-label data: a CSV row with an
+            empty label cell, a COCO image without an annotation). By default they are left
+            out, listed in ``not_read`` with the reason, since training needs labels.
 
     Returns:
         A :class:`PreparedData`.
@@ -268,6 +279,18 @@ def prepare_data(
         raise ManifestError(f"{source}: no images found")
     check_task(m, task, source, task_hint)
     not_read = files_not_read(m)
+    unlabelled = ~m.labelled_mask
+    if unlabelled.any() and not keep_unlabelled:  # (recipes warn first: recipe.check_labelled_data)
+        not_read += [{"path": m.paths[i], "reason": "has no label (left out: training needs "
+                      "labelled images)"} for i in np.flatnonzero(unlabelled)]
+        m = m.subset(~unlabelled)
+        if len(m) == 0:
+            raise ManifestError(f"{source}: none of its images has a label: give them labels")
+    added: list[str] = []
+    if add_class:
+        new = new_classes.load_class_dirs(add_class, group_regex=options.get("group_regex"))
+        added = list(new.class_names)
+        m = new_classes.merge_for_audit(m, new)  # one audit and one cleaning cover the added images
     report = None
     dropped: list[dict[str, str]] = []
     if audit:
@@ -282,20 +305,25 @@ def prepare_data(
         m, dropped = audit_mod.clean(m, audit_mod.AuditReport(), policy=clean_policy, drop=drop)
     # the drop-list lines that named no image (clean only warns about them): for the report
     unmatched = list(m.extra.get("cleaning", {}).get("unmatched_drop", []))
+    if added:
+        m, new = new_classes.separate_added(m, added)
     if top_classes is not None:
         if isinstance(top_classes, float) and top_classes < 1:
             m = splits.top_classes(m, fraction=top_classes)
         else:
             m = splits.top_classes(m, count=int(top_classes))
     m, kind = _split(m, split, ratios, seed)
+    if added:  # split on their own (the data's split stays as it is), then merged in
+        m = new_classes.add_classes(m, new, ratios=ratios, seed=seed, group_aware=kind == "group")
     check_splits(m, need_splits, need_hint)
     saved = None
     if split_file is not None:
         Path(split_file).parent.mkdir(parents=True, exist_ok=True)
         splits.save_split(m, split_file)
         saved = Path(split_file)
-        _write_sidecar(saved, kind, report, dropped, not_read, unmatched)
-    return PreparedData(m, report, dropped, kind, saved, splits.leakage(m), not_read, unmatched)
+        _write_sidecar(saved, kind, report, dropped, not_read, unmatched, added)
+    return PreparedData(m, report, dropped, kind, saved, splits.leakage(m), not_read, unmatched,
+                        added)
 
 
 def sidecar_path(split_file: str | os.PathLike) -> Path:
@@ -319,12 +347,13 @@ def sidecar_path(split_file: str | os.PathLike) -> Path:
 
 def _write_sidecar(split_file: Path, kind: str, report: audit_mod.AuditReport | None,
                    dropped: list[dict[str, str]], not_read: list[dict[str, str]],
-                   unmatched_drop: list[str]) -> None:
+                   unmatched_drop: list[str], added_classes: list[str]) -> None:
     from keras_species.training.runs import write_json
 
     write_json(sidecar_path(split_file), {
         "split_kind": kind, "audit": report.to_dict() if report is not None else None,
         "dropped": dropped, "not_read": not_read, "unmatched_drop": unmatched_drop,
+        "added_classes": added_classes,
     })
 
 
@@ -335,7 +364,8 @@ def _read_back(split_file: Path) -> PreparedData:
     report, dropped, not_read, unmatched = None, [], [], []
     side = sidecar_path(split_file)
     data, reason = read_json_object(side)
-    kinds = {"audit": (dict, type(None)), "dropped": list, "not_read": list, "unmatched_drop": list}
+    kinds = {"audit": (dict, type(None)), "dropped": list, "not_read": list, "unmatched_drop": list,
+             "added_classes": list}
     wrong = [key for key, kind in kinds.items() if key in data and not isinstance(data[key], kind)]
     if wrong:
         reason, data = f"{wrong[0]!r} holds a JSON {json_type(data[wrong[0]])}", {}
@@ -347,8 +377,9 @@ def _read_back(split_file: Path) -> PreparedData:
         report = audit_mod.AuditReport(**{k: v for k, v in data["audit"].items() if k in names})
     dropped, not_read = list(data.get("dropped", [])), list(data.get("not_read", []))
     unmatched = list(data.get("unmatched_drop", []))
+    added = [str(c) for c in data.get("added_classes", [])]
     return PreparedData(m, report, dropped, "loaded", split_file, splits.leakage(m), not_read,
-                        unmatched)
+                        unmatched, added)
 
 
 @dataclass

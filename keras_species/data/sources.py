@@ -215,6 +215,11 @@ def from_folder(
     top_images = [e for e in entries if not _is_hidden(e) and (root_path / e).is_file()
                   and os.path.splitext(e)[1].lower() in exts]
     if not class_dirs:
+        from keras_species.data.shards import shard_folder_problem  # lazy: shards imports sources
+
+        shards = shard_folder_problem(root_path)
+        if shards:
+            raise ManifestError(shards)
         if top_images:
             raise ManifestError(
                 f"{root_path} holds {len(top_images)} images at its top level (e.g. "
@@ -288,9 +293,10 @@ def from_folder(
 
 
 # ---------------------------------------------------------------------------------- CSV
-def _read_csv_rows(path: str) -> tuple[list[str], list[dict[str, str]], int]:
-    """Header and rows of a CSV (leading ``#`` comment lines skipped); returns the first data line."""
-    lines = read_text(path).splitlines()
+def _read_csv_rows(path: str, text: str | None = None) -> tuple[list[str], list[dict[str, str]], int]:
+    """Header and rows of a CSV (leading ``#`` comment lines skipped); returns the first data line.
+    ``text`` is the file's text when the caller has read it already."""
+    lines = (read_text(path) if text is None else text).splitlines()
     skip = 0
     while skip < len(lines) and (lines[skip].startswith("#") or not lines[skip].strip()):
         skip += 1
@@ -354,6 +360,41 @@ def _binary(value: str) -> int | None:
     if v in ("0", "0.0", "false", "no", ""):
         return 0
     return None
+
+
+def _ends_with_line_end(text: str) -> bool:
+    """Whether the last line of ``text`` (blanks after it aside) ends with a line end."""
+    return text.rstrip(" \t").endswith(("\n", "\r"))
+
+
+_CUT_ADVICE = ("Check that line against the original: complete it, or add a line end after it if "
+               "it is whole")
+
+
+def _warn_if_last_label_cut(path: str, text: str, line: int, last: Sequence[str],
+                            others: Iterable[Sequence[str]]) -> None:
+    """Warn when the file ends without a line end and a label of its last row is in no other row
+    (``...,Abu`` for ``...,abudefduf_vaigiensis``): a one-image bogus class from a cut file."""
+    if not last or _ends_with_line_end(text):
+        return
+    seen = {label for labels in others for label in labels}
+    if not seen:  # a one-row file: nothing to compare with
+        return
+    lonely = [label for label in last if label not in seen]
+    if lonely:
+        warnings.warn(
+            f"{path}: line {line} is the last and has no line end, and its label {lonely[0]!r} "
+            "occurs in no other row: the file may be cut off there (an interrupted copy?), which "
+            f"makes {lonely[0]!r} a class of one image. {_CUT_ADVICE}",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _with_lines(lines: Sequence[int], values: Sequence[str], n: int = _SHOW) -> str:
+    """``line 3: 'a.png', line 7: 'b.png' and 2 more``."""
+    text = ", ".join(f"line {ln}: {str(v)!r}" for ln, v in zip(lines[:n], values[:n]))
+    return text + (f" and {len(values) - n} more" if len(values) > n else "")
 
 
 def csv_path_cells(
@@ -472,6 +513,8 @@ def from_csv(
     unlabelled (single-label) or no tag (multi-label). Split names are normalised
     (``valid``/``validation``/``dev`` -> ``val``). Relative paths are resolved against ``root``
     (default: the CSV's folder, or its ``images/`` subfolder when the files are there).
+    A file whose last line has no line end and a label (or a tag of its set) that no other row
+    has is warned about (a copy cut mid-label); messages about missing files name their lines.
 
     Args:
         path: the CSV (``,``, ``;`` or tab separated; UTF-8; leading ``#`` lines ignored).
@@ -512,7 +555,8 @@ def from_csv(
     given_modes = [x is not None for x in (label_col, labels_col, class_columns)]
     if sum(given_modes) > 1:
         raise ManifestError("pass only one of label_col, labels_col and class_columns")
-    header, raw_rows, first_line = _read_csv_rows(path)
+    text = read_text(path)
+    header, raw_rows, first_line = _read_csv_rows(path, text)
     line_of = [first_line + i for i, r in enumerate(raw_rows) if r is not None]
     rows = [r for r in raw_rows if r is not None]
     if not rows:
@@ -606,20 +650,32 @@ def from_csv(
             f"{path}: {len(bad)} labels are not in the class list {names} ({shown}"
             f"{' ...' if len(bad) > _SHOW else ''}); fix the rows or add the classes to class_names"
         )
+    if label_col is not None:  # a copy cut mid-label: "path/x.png,Abu" as the last, unended line
+        _warn_if_last_label_cut(path, text, line_of[-1], [values[-1]] if values[-1] else [],
+                                ([v] for v in values[:-1] if v))
+    elif labels_col is not None:
+        _warn_if_last_label_cut(path, text, line_of[-1], sets[-1], sets[:-1])
 
     abs_paths, exists, base = resolve_csv_paths(rel_paths, path, root)
     keep = np.ones(len(rows), bool)
     if not exists.all():
-        missing = [abs_paths[i] for i in np.flatnonzero(~exists)]
+        gone = np.flatnonzero(~exists)
+        missing = [abs_paths[i] for i in gone]
+        missing_lines = [line_of[i] for i in gone]
+        cut = ""  # a copy cut mid-path: the last, unended row's file is missing, others exist
+        if gone[-1] == len(rows) - 1 and exists.any() and not _ends_with_line_end(text):
+            cut = (f". Line {line_of[-1]} is the last and has no line end: the file may be cut "
+                   f"off there (an interrupted copy?). {_CUT_ADVICE}")
         if on_missing == "error":
             raise ManifestError(
                 f"{path}: {len(missing)} of {len(rows)} listed files do not exist under {base} "
-                f"(e.g. {_names(missing)}); pass root= the folder the paths are relative to, or "
-                "on_missing='skip' to leave those rows out (on the command line: --root DIR, "
-                "--on-missing skip)"
+                f"(e.g. {_with_lines(missing_lines, missing)}); pass root= the folder the paths "
+                "are relative to, or on_missing='skip' to leave those rows out (on the command "
+                f"line: --root DIR, --on-missing skip){cut}"
             )
         warnings.warn(
-            f"{path}: skipped {len(missing)} rows whose file does not exist (e.g. {_names(missing, 3)})",
+            f"{path}: skipped {len(missing)} rows whose file does not exist "
+            f"(e.g. {_with_lines(missing_lines, missing, 3)}){cut}",
             stacklevel=2,
         )
         keep &= exists

@@ -6,6 +6,7 @@ import argparse
 import json
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -233,6 +234,52 @@ def test_clean_drop_list(messy, tmp_path):
     assert files["cod2"] not in kept2.paths
     with pytest.raises(FileNotFoundError, match="drop list"):
         clean(m, r, drop=str(tmp_path / "missing.txt"))
+
+
+def _same_names_in_three_folders(root: Path) -> tuple[Manifest, AuditReport]:
+    """fish_1.png in cod/, eel/ and ray/; fish_2.png in eel/; cod/fish_3.png and ray/a b.png."""
+    rng = np.random.default_rng(3)
+    for rel in ("cod/fish_1.png", "eel/fish_1.png", "ray/fish_1.png", "eel/fish_2.png",
+                "cod/fish_3.png", "ray/a b.png"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(root / rel)
+    m = _folder_manifest(root)
+    return m, audit(m, progress=False)
+
+
+def test_drop_list_entries_in_quotes_are_unquoted(tmp_path):
+    m, r = _same_names_in_three_folders(tmp_path / "d")
+    listing = tmp_path / "drop.txt"
+    listing.write_text("\"eel/fish_2.png\"\n'a b.png'\n\"\"\n", encoding="utf-8")  # as pasted
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every entry matches: no "matches no image" warning
+        kept, dropped = clean(m, r, drop=listing)
+    assert sorted(Path(d["path"]).name for d in dropped) == ["a b.png", "fish_2.png"]
+    assert kept.extra["cleaning"]["unmatched_drop"] == []
+    _, dropped = clean(m, r, drop=["'eel/fish_2.png'", '"a b.png"'])  # the Python list, too
+    assert len(dropped) == 2
+    with pytest.warns(UserWarning, match="no image"):  # one quote only: kept as written
+        clean(m, r, drop=["'a b.png"])
+
+
+def test_bare_drop_name_in_several_folders_is_dropped_everywhere_with_a_warning(tmp_path):
+    m, r = _same_names_in_three_folders(tmp_path / "d")
+    listing = tmp_path / "drop.txt"
+    listing.write_text("# cleaning list\nfish_1.png\nfish_2.png\n", encoding="utf-8")
+    with pytest.warns(UserWarning) as caught:
+        kept, dropped = clean(m, r, drop=listing)
+    assert len(dropped) == 4 and len(kept) == 2  # today's rule: the name in every folder
+    named = [str(w.message) for w in caught if "bare file name" in str(w.message)]
+    assert len(named) == 1  # one warning; fish_2.png is in one folder only: not named in it
+    text = named[0]
+    assert str(listing) in text and "'fish_1.png' (line 2: 3 files, in cod, eel, ray)" in text
+    assert "fish_2.png" not in text and "'cod/fish_1.png'" in text
+    with pytest.warns(UserWarning, match=r"'fish_1\.png' \(entry 1: 3 files"):
+        clean(m, r, drop=["fish_1.png"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, dropped = clean(m, r, drop=["eel/fish_1.png"])  # the class/file form picks one
+    assert [d["path"] for d in dropped] == [str(tmp_path / "d" / "eel" / "fish_1.png")]
 
 
 def test_cli_parser_defaults():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -50,3 +52,37 @@ def test_add_classes_refuses_existing_classes_and_unsplit_data(tmp_path):
         add_classes(base, new)
     with pytest.raises(ManifestError, match="already"):
         add_classes(splits.stratified_split(base, seed=0), new)
+
+
+@pytest.mark.parametrize("group_regex", [None, r"fish_(\d+)_"])
+def test_one_audit_covers_the_added_classes(tmp_path, group_regex):
+    from keras_species.data.audit import audit, clean
+    from keras_species.data.new_classes import merge_for_audit, separate_added
+
+    base = sources.load(write_image_folder(tmp_path / "base", classes=("cod", "eel"), per_class=4),
+                        group_regex=group_regex)
+    extra = write_image_folder(tmp_path / "new", classes=("zander",), per_class=3, seed=1)
+    copy = extra / "zander" / "fish_500_9.png"
+    copy.write_bytes(Path(base.paths[0]).read_bytes())  # a cod image filed as a zander too
+    broken = extra / "zander" / "fish_501_9.png"
+    broken.write_bytes(b"not a png")
+    new = load_class_dirs([extra / "zander"], group_regex=group_regex)
+
+    both = merge_for_audit(base, new)
+    report = audit(both, progress=False, plots=False)
+    assert [sorted(g["labels"]) for g in report.duplicates] == [["cod", "zander"]]
+    assert report.duplicates[0]["conflicting_labels"] and str(copy) in report.duplicates[0]["paths"]
+    assert [c["path"] for c in report.corrupt] == [str(broken)]
+    assert report.class_counts == {"cod": 4, "eel": 4, "zander": 5}
+
+    cleaned, dropped = clean(both, report)
+    assert [d["path"] for d in dropped] == [str(broken)]
+    old, added = separate_added(cleaned, new.class_names)
+    assert (old.paths, old.class_names, old.groups) == (base.paths, base.class_names, base.groups)
+    assert old.labels.tolist() == base.labels.tolist()
+    assert added.class_names == ["zander"] and len(added) == 4 and added.splits is None
+    m = add_classes(splits.stratified_split(old, (0.5, 0.5), seed=0, names=("train", "test")),
+                    added, ratios=(0.5, 0.5), names=("train", "test"))
+    assert m.class_counts().tolist() == [4, 4, 4] and str(copy) in m.paths
+    with pytest.raises(ManifestError, match="already"):
+        merge_for_audit(base, sources.load(tmp_path / "base"))

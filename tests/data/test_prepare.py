@@ -218,3 +218,44 @@ def test_build_datasets_shapes_weights_and_splits(folder, tmp_path):
     assert build_datasets(two, 16, 4).test is None
     with pytest.raises(ManifestError, match="split"):
         build_datasets(p.manifest.with_splits(["val"] * len(p.manifest)), 16, 4)
+
+
+def test_added_classes_are_audited_with_the_data_and_kept_for_a_resume(folder, tmp_path):
+    import shutil
+
+    new = write_image_folder(tmp_path / "extra", classes=("zander",), per_class=6, size=(24, 20),
+                             seed=5)
+    copied = sorted((new / "zander").iterdir())[0]
+    original = sorted(p for p in folder.rglob("*.png"))[0]
+    shutil.copyfile(original, copied)  # an added image identical to one of another class
+    (new / "zander" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    split_file = tmp_path / "run" / "split.csv"
+    p = prepare_data(folder, split="stratified", seed=0, audit_dir=tmp_path / "audit",
+                     split_file=split_file, add_class=[new / "zander"])
+    assert any("conflicting labels" in note for note in p.audit.notes)
+    groups = [g for g in p.audit.duplicates if g["conflicting_labels"]]
+    assert len(groups) == 1 and {str(original), str(copied)} == set(groups[0]["paths"])
+    assert any(d["path"].endswith("broken.png") for d in p.dropped)  # dropped like any corrupt file
+    assert p.added_classes == ["zander"] and p.manifest.class_names[-1] == "zander"
+    zander = p.manifest.split("train").class_names.index("zander")
+    assert {s for s, y in zip(p.manifest.splits, p.manifest.labels) if y == zander} == {
+        "train", "val", "test"}
+    assert not any(path.endswith("broken.png") for path in p.manifest.paths)
+    again = prepare_data(folder, split="stratified", seed=0, split_file=split_file,
+                         add_class=[new / "zander"])  # a resumed run reads it all back
+    assert again.split_kind == "loaded" and again.added_classes == ["zander"]
+    assert again.manifest.paths == p.manifest.paths
+
+
+def test_images_without_a_label_are_left_out_and_listed_unless_kept(folder, tmp_path):
+    rows = [(p, "" if i % 5 == 0 else p.parent.name) for i, p in enumerate(sorted(folder.rglob("*.png")))]
+    data = tmp_path / "labels.csv"
+    data.write_text("path,label\n" + "".join(f"{p},{label}\n" for p, label in rows))
+    p = prepare_data(data, split="stratified", seed=0, audit=False)
+    missing = [r for r in p.not_read if "has no label" in r["reason"]]
+    assert len(missing) == 6 and len(p.manifest) == 24 and p.manifest.labelled_mask.all()
+    kept = prepare_data(data, split="stratified", seed=0, audit=False, keep_unlabelled=True)
+    assert len(kept.manifest) == 30 and int((~kept.manifest.labelled_mask).sum()) == 6
+    data.write_text("path,label\n" + "".join(f"{p},\n" for p, _ in rows))
+    with pytest.raises(ManifestError, match="none of its images has a label"):
+        prepare_data(data, audit=False)

@@ -185,6 +185,46 @@ def test_from_csv_missing_files_error_lists_paths_and_fix_or_skip(image_folder: 
     assert len(m) == 1 and m.paths[0].endswith("fish_0_0.png")
 
 
+_ROWS = "path,label\ncod/fish_0_0.png,cod\neel/fish_100_0.png,eel\n"
+
+
+def test_from_csv_warns_when_the_last_unended_line_has_a_label_found_nowhere_else(
+        image_folder: Path) -> None:
+    csv_path = image_folder / "labels.csv"
+    csv_path.write_text(_ROWS + "ray/fish_200_0.png,ra", encoding="utf-8")  # copy cut mid-label
+    with pytest.warns(UserWarning, match=r"line 4 is the last and has no line end, and its label "
+                                         r"'ra' occurs in no other row.*cut off.*add a line end"):
+        m = sources.from_csv(csv_path)
+    assert m.class_names == ["cod", "eel", "ra"]  # warned, not refused
+    csv_path.write_text("path,tags\ncod/fish_0_0.png,cod;eel\neel/fish_100_0.png,eel\n"
+                        "ray/fish_200_0.png,eel;co", encoding="utf-8")
+    with pytest.warns(UserWarning, match=r"label 'co' occurs in no other row"):
+        sources.from_csv(csv_path)
+    for text in (_ROWS + "ray/fish_200_0.png,ra\n",  # ends with a line end: a real class
+                 _ROWS + "ray/fish_200_0.png,eel",  # no line end, but a known label
+                 "path,label\nray/fish_200_0.png,ra"):  # one row: nothing to compare with
+        csv_path.write_text(text, encoding="utf-8")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            sources.from_csv(csv_path)
+        assert not [w for w in caught if "line end" in str(w.message)], text
+
+
+def test_from_csv_missing_file_names_its_line_and_a_cut_last_line(image_folder: Path) -> None:
+    csv_path = image_folder / "labels.csv"
+    csv_path.write_text(_ROWS + "ray/fish_2", encoding="utf-8")  # copy cut mid-path
+    with pytest.raises(ManifestError, match=r"line 4: '.*fish_2'.*--on-missing skip\)\. Line 4 "
+                                            r"is the last and has no line end.*cut off"):
+        sources.from_csv(csv_path)
+    with pytest.warns(UserWarning, match=r"skipped 1 rows .*line 4: .*Line 4 is the last"):
+        m = sources.from_csv(csv_path, on_missing="skip")
+    assert len(m) == 2
+    csv_path.write_text(_ROWS + "ray/fish_2\n", encoding="utf-8")  # ended: a missing file only
+    with pytest.raises(ManifestError, match=r"line 4: '.*fish_2'") as caught:
+        sources.from_csv(csv_path)
+    assert "cut off" not in str(caught.value)
+
+
 def test_from_csv_label_not_in_class_list_lists_rows(image_folder: Path) -> None:
     csv_path = image_folder / "labels.csv"
     csv_path.write_text("path,label\ncod/fish_0_0.png,cod\neel/fish_100_0.png,shark\n")
