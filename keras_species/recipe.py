@@ -12,7 +12,9 @@ plus ``run(config) -> RunResult`` that composes the library's stages. This modul
   bogus``...) in one line naming the flag and the fix, before the run folder exists or any data
   is read (``RunSettings.check``, which :func:`recipe_main` and :func:`start_run` call);
 - :func:`start_run`: the run folder (new, or the one to resume, whose stored config then wins),
-  seeding, and ``config.json``;
+  seeding, and ``config.json`` (its paths absolute: :func:`stored_settings`);
+- :func:`check_labelled_data`: before the run folder, refuse ``--data`` without any label and
+  warn once about the images without one (a recipe with ``--data`` trains on labelled images);
 - :func:`check_weights`: fail at once, before any data is read, when the weights asked for cannot
   be had (offline ``"imagenet"``, a missing file);
 - :func:`load_best_model`, :func:`finish_run` and :class:`RunResult`;
@@ -180,8 +182,8 @@ class SourceSettings:
             **extra: further reader options (e.g. ``labels_col``); ``None`` values are dropped.
 
         Returns:
-            A dict for ``sources.load(data, **options)`` (``group_regex`` too, when the config
-            has one).
+            A dict for ``sources.load(data, **options)`` (``group_regex`` and ``labels_col`` too,
+            when the config has them and they are set).
 
         Example:
             >>> SourceSettings(root="images", on_missing="skip").load_options()
@@ -189,6 +191,7 @@ class SourceSettings:
         """
         options = {
             "group_regex": getattr(self, "group_regex", None),
+            "labels_col": getattr(self, "labels_col", None),
             "path_format": self.path_format,
             "root": self.root,
             "on_missing": None if self.on_missing == "error" else self.on_missing,
@@ -228,7 +231,9 @@ class RunResult:
 
 
 def _latest_run(root: Path, recipe: str) -> Path | None:
-    rows = [r for r in list_runs(root / recipe) if r["recipe"] == recipe]
+    # a folder listed without its config.json (only a damaged state.json) is no run to resume
+    rows = [r for r in list_runs(root / recipe)
+            if r["recipe"] == recipe and (Path(r["path"]) / "config.json").is_file()]
     return Path(rows[-1]["path"]) if rows else None
 
 
@@ -254,10 +259,17 @@ def start_run(recipe: str, config: Any) -> tuple[RunFolder, Any]:
     Without ``resume``: a new folder ``<out>/<recipe>/<name or timestamp>``. A folder of that
     name that holds a run already (a ``config.json``) is refused, unless ``overwrite`` or the
     run failed (the same command run again after a fix): then it is started over (its
-    training files, split and results are removed; a new date). With
+    training files, split and results are removed; a new date). Before the folder is made, the
+    data of a recipe that trains on labelled images only is checked
+    (:func:`check_labelled_data`). With
     ``resume``: the folder ``--name`` or, without a name, the latest run of the recipe under
     ``out``; its stored config replaces ``config`` except for :data:`RUN_CONTROL_FIELDS`, so a
-    resumed run continues exactly the run it was (a differing setting is reported).
+    resumed run continues exactly the run it was (a differing setting is reported). A run that
+    finished already is evaluated again: one line says so.
+
+    ``config.json`` holds the settings with their paths absolute (:func:`stored_settings`), so
+    ``--config <run>/config.json`` works from any folder; the config returned keeps the paths
+    as given.
 
     Args:
         recipe: the recipe's name (the first folder level).
@@ -268,7 +280,8 @@ def start_run(recipe: str, config: Any) -> tuple[RunFolder, Any]:
 
     Raises:
         SettingError: a bad setting (``config.check()``: a resumed run checks only the
-            :data:`RUN_CONTROL_FIELDS` it takes from the command line), before anything is made.
+            :data:`RUN_CONTROL_FIELDS` it takes from the command line), or ``--data`` without
+            any labelled image, before anything is made.
         RunSetupError: ``resume`` with no run to resume, or a run already in folder ``name``
             without ``resume`` or ``overwrite``.
 
@@ -297,7 +310,8 @@ def start_run(recipe: str, config: Any) -> tuple[RunFolder, Any]:
         changed = [
             f.name for f in dataclasses.fields(stored)
             if f.name not in RUN_CONTROL_FIELDS
-            and config_to_dict(getattr(stored, f.name)) != config_to_dict(given[f.name])
+            and _absolute(f.name, config_to_dict(getattr(stored, f.name)))
+            != _absolute(f.name, config_to_dict(given[f.name]))
             and config_to_dict(given[f.name]) != config_to_dict(_default(type(config), f.name))
         ]
         if changed:
@@ -309,16 +323,22 @@ def start_run(recipe: str, config: Any) -> tuple[RunFolder, Any]:
         keep = {n: given[n] for n in RUN_CONTROL_FIELDS if n in given}
         keep.update(name=run.path.name, resume=True)
         config = dataclasses.replace(stored, **keep)
+        if run_finished(run):
+            print(f"{run.path} finished already: re-evaluating its model and rewriting "
+                  "metrics.json and report.md (to train it again, start it over with "
+                  "--overwrite instead of --resume)")
     else:
         existing = out / recipe / config.name / "config.json" if config.name else None
         failed = existing is not None and RunFolder(existing.parent).failure_path.is_file()
+        if existing is not None and existing.is_file() and not (
+                failed or getattr(config, "overwrite", False)):
+            raise RunSetupError(
+                f"{existing.parent} holds a run already: continue it with --resume, start it "
+                "over with --overwrite (its model and results are replaced), or choose "
+                "another --name"
+            )
+        check_labelled_data(config)  # reads the data: after the quick refusals, before the folder
         if existing is not None and existing.is_file():
-            if not (failed or getattr(config, "overwrite", False)):
-                raise RunSetupError(
-                    f"{existing.parent} holds a run already: continue it with --resume, start it "
-                    "over with --overwrite (its model and results are replaced), or choose "
-                    "another --name"
-                )
             existing.unlink()  # a run started over gets a new date
         run = RunFolder.create(recipe, name=config.name, root=out)
         for stale in ("split.csv", "metrics.json", "predictions.csv", "report.md"):
@@ -326,8 +346,151 @@ def start_run(recipe: str, config: Any) -> tuple[RunFolder, Any]:
     run.failure_path.unlink(missing_ok=True)  # a new attempt
     _opened[:] = [run]
     seed_everything(config.seed, config.deterministic)
-    run.write_config(config, recipe=recipe, name=run.path.name)
+    run.write_config(stored_settings(config), recipe=recipe, name=run.path.name)
     return run, config
+
+
+def run_finished(run: RunFolder) -> bool:
+    """Whether ``run`` finished: its ``metrics.json`` is there and its state says it is done
+    (what ``keras-species runs`` shows as ``done``). A state that cannot be read counts as not
+    finished (the resume rebuilds it from the folder).
+
+    Args:
+        run: a run folder.
+
+    Returns:
+        True when a ``--resume`` of it has nothing left to train and evaluates it again.
+
+    Example:
+        >>> run_finished(RunFolder("runs/quickstart/no_such_run"))
+        False
+    """
+    if not run.metrics_path.is_file():
+        return False
+    try:
+        return run.read_state().get("finished") is True
+    except ValueError:
+        return False
+
+
+# --------------------------------------------------------------------------- config.json paths
+PATH_SETTINGS: dict[str, tuple[str, ...]] = {
+    "out": (),
+    "data": ("demo",),
+    "labelled": ("demo",),
+    "unlabelled": (),
+    "add_class": (),
+    "root": (),
+    "drop": (),
+    "class_weight": ("balanced", "none", "off"),
+    "weights": ("imagenet", "none", "null", "random"),
+    "cache": ("memory", "none", "off", "true", "false", "yes", "no"),
+    "feature_cache": ("none",),
+}
+"""The settings that name a file or folder, by field name (as in :data:`SETTING_CHECKS`), each
+with the words it takes that are not paths (compared in lower case). :func:`stored_settings`
+writes them to ``config.json`` as absolute paths."""
+
+
+def _absolute(name: str, value: Any) -> Any:
+    """``value`` of the setting ``name`` with its paths absolute (a list: each item); anything
+    else as it is: a setting that holds no path, a word of :data:`PATH_SETTINGS` (``demo``,
+    ``balanced``...), a URL, a path from ``~`` or one that is absolute already."""
+    words = PATH_SETTINGS.get(name)
+    if words is None:
+        return value
+    if isinstance(value, list):
+        return [_absolute(name, v) for v in value]
+    if (not isinstance(value, str) or not value or value.lower() in words or "://" in value
+            or value.startswith("~")):
+        return value
+    return str(Path(value).absolute())
+
+
+def stored_settings(config: Any) -> dict[str, Any]:
+    """The settings of ``config`` as a run's ``config.json`` holds them: plain JSON values, the
+    paths of :data:`PATH_SETTINGS` made absolute (from the current folder), so that
+    ``--config <run>/config.json`` (and ``--resume``) read the same data from any folder.
+
+    Args:
+        config: a recipe config (a dataclass).
+
+    Returns:
+        A dict of JSON values (``config_to_dict``), paths absolute; ``demo``, ``balanced``,
+        ``imagenet``, ``memory``, ``none`` and the like unchanged.
+
+    Example:
+        >>> stored = stored_settings(RunSettings(out=Path("runs")))
+        >>> Path(stored["out"]).is_absolute(), stored["seed"]
+        (True, 42)
+    """
+    return {name: _absolute(name, value) for name, value in config_to_dict(config).items()}
+
+
+# --------------------------------------------------------------------------- labelled data
+SEMI_SUPERVISED_HINT = (
+    "to learn from unlabelled images too, use python -m recipes.fish_semisupervised --labelled "
+    "LABELLED_DATA --unlabelled UNLABELLED_DATA (a folder or CSV of the images without a label)"
+)
+"""Where a user whose data mixes labelled and unlabelled images can use both."""
+
+
+def check_labelled_data(config: Any) -> int:
+    """Before the run folder: refuse ``--data`` in which no image has a label, and warn once
+    about the images without one, which a recipe that trains on labelled images leaves out.
+
+    Every recipe whose config has a ``data`` setting trains on labelled images only (the
+    semi-supervised recipe, which learns from unlabelled images too, reads ``--labelled`` and
+    ``--unlabelled`` instead, and is not checked). Only a CSV or JSON source can hold images
+    without a label (a CSV row with an empty label cell, a COCO image without an annotation):
+    it is read with the config's reading options (its warnings are left to the run's own
+    reading); ``demo``, a folder of class folders and multi-label data are not checked.
+
+    Args:
+        config: a recipe config.
+
+    Returns:
+        How many images have no label (0 when not checked).
+
+    Raises:
+        SettingError: no image of the data has a label; the message names ``--data`` and what
+            to do.
+        ManifestError: the source cannot be read (the message says why), now rather than once
+            the run folder exists.
+
+    Example:
+        >>> check_labelled_data(RunSettings())  # no --data: nothing to check
+        0
+    """
+    data = getattr(config, "data", None)
+    if (not isinstance(data, str) or data == "demo" or "://" in data
+            or Path(data).expanduser().is_dir()):
+        return 0
+    from keras_species.data import sources
+
+    options = config.load_options() if isinstance(config, SourceSettings) else {}
+    with warnings.catch_warnings():  # the run reads the data again and warns then
+        warnings.simplefilter("ignore")
+        m = sources.load(data, **options)
+    if m.multilabel or len(m) == 0:  # tag-free is a negative; no image at all: prepare_data says so
+        return 0
+    unlabelled = ~m.labelled_mask
+    n = int(unlabelled.sum())
+    if n == len(m):
+        raise SettingError(
+            f"--data {data}: none of its {n} images has a label, and this recipe trains on "
+            "labelled images: give them labels (a CSV's label column, a COCO JSON's annotations) "
+            "or give --data the labelled data; " + SEMI_SUPERVISED_HINT
+        )
+    if n:
+        example = m.paths[int(unlabelled.argmax())]
+        warnings.warn(
+            f"{data}: {n} of {len(m)} images have no label (e.g. {example}); this recipe trains "
+            "on labelled images only, so they are left out: give them labels to train on them; "
+            + SEMI_SUPERVISED_HINT,
+            stacklevel=3,
+        )
+    return n
 
 
 def _default(config_cls: type, name: str) -> Any:
@@ -488,12 +651,23 @@ def _drop_list(value: Any, config: Any) -> str | None:
 
 
 def _class_weight(value: Any, config: Any) -> str | None:
+    """``--class-weight balanced|none|FILE``: a file must exist and hold weights (the pipeline's
+    own check: a JSON object of numbers >= 0). Its class names are checked once the data's
+    classes are known (``pipeline.class_balance_weights``)."""
+    from keras_species.data.pipeline import _load_weight_mode
     from keras_species.data.prepare import class_weight_setting
 
     try:
-        class_weight_setting(value)
+        mode = class_weight_setting(value)
     except ValueError:
         return 'no such file: give balanced, none, or a JSON file {"class name": weight, ...}'
+    if mode is None or mode == "balanced":
+        return None
+    try:
+        _load_weight_mode(mode)
+    except ValueError as err:  # "class weights FILE: why; fix": the flag and value lead already
+        where = "class weights" if isinstance(mode, dict) else f"class weights {mode}"
+        return str(err).removeprefix(where).lstrip(": ")
     return None
 
 
@@ -633,11 +807,13 @@ def check_settings(config: Any, *, names: Sequence[str] | None = None) -> None:
     label smoothing and momenta in [0, 1), probability thresholds in [0, 1], shares of a set in
     (0, 1), patience 0 or more, learning rates and weight decay 0 or more, ``--ratios`` three
     numbers summing to 1 (every recipe with ``--ratios`` scores a test split), ``--tta`` and
-    ``--augment`` known presets, ``--monitor`` a quantity the run logs (or ``auto``), ``--drop`` and
-    ``--class-weight`` files that exist. A value that a field's ``flag_help(refused=...)`` names
-    (``--split systematic`` where a test split is scored: :data:`TEST_SPLIT_REFUSED`) is refused
-    with its reason. What depends on the data (is it multi-label? which quantities does it log?)
-    is checked once the data is read, before training.
+    ``--augment`` known presets, ``--monitor`` a quantity the run logs (or ``auto``), ``--drop`` a
+    file that exists, ``--class-weight`` a file that exists and holds a JSON object of weights
+    >= 0 (its class names are checked once the data's classes are known). A value that a field's
+    ``flag_help(refused=...)`` names (``--split systematic`` where a test split is scored:
+    :data:`TEST_SPLIT_REFUSED`) is refused with its reason. What depends on the data (is it
+    multi-label? which quantities does it log? which classes does it have?) is checked once the
+    data is read, before training.
 
     Args:
         config: a recipe config (any dataclass; fields the table does not name are left alone).
@@ -906,7 +1082,8 @@ def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunRe
     run, config = start_run(recipe, config)
     if config.resume:
         check_weights(config.backbone, config.weights, config.image_size)
-        print(f"resuming {run.path}")
+        if not run_finished(run):  # a finished run: start_run said what happens
+            print(f"resuming {run.path}")
 
     from keras_species.data.prepare import build_datasets, prepare_data
     from keras_species.evaluation.evaluate import evaluate_and_report
@@ -1155,7 +1332,12 @@ __all__ = [
     "RunSetupError",
     "SettingError",
     "SETTING_CHECKS",
+    "PATH_SETTINGS",
+    "SEMI_SUPERVISED_HINT",
     "check_settings",
+    "check_labelled_data",
+    "run_finished",
+    "stored_settings",
     "monitor_setting",
     "resolve_monitor",
     "MULTILABEL_HINT",

@@ -527,3 +527,211 @@ def test_the_monitor_is_resolved_from_the_data_before_training():
         resolve_monitor("val_accuracy", multilabel=True, num_classes=3)
     with pytest.raises(SettingError, match=r"single-label \(3 classes\) data does not log it"):
         resolve_monitor("val_top5_accuracy", multilabel=False, num_classes=3)
+
+
+# ------------------------------------------------------------------ images without a label
+def _demo_csv(path: Path, *, every: int = 17, n: int = 40) -> Path:
+    """A ``path,label`` CSV of ``n`` demo images whose label cell is empty on every ``every``-th
+    row (``every=1``: on every row)."""
+    import csv
+
+    from keras_species.data.demo import demo_root
+
+    images = sorted(demo_root().glob("*/*"))[:n]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        rows = csv.writer(f)
+        rows.writerow(["path", "label"])
+        for i, image in enumerate(images):
+            rows.writerow([str(image), "" if i % every == 0 else image.parent.name])
+    return path
+
+
+def test_images_without_a_label_are_reported_in_one_warning_before_the_run_folder(tmp_path):
+    # a supervised recipe used to make its run folder, split the data with them, and fail at
+    # the first batch with "drop them (manifest.subset(manifest.labelled_mask))", a Python fix
+    import warnings
+
+    from keras_species.recipe import SEMI_SUPERVISED_HINT, check_labelled_data
+    from recipes.fish_semisupervised import FishSemiSupervisedConfig
+
+    data = _demo_csv(tmp_path / "labels.csv")  # rows 0, 17, 34 have no label
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run, _ = start_run("toy", ReadingConfig(out=tmp_path / "runs", name="t", data=str(data)))
+    (warning,) = [w for w in caught if issubclass(w.category, UserWarning)]
+    message = str(warning.message)
+    first_unlabelled = data.read_text().splitlines()[1].split(",")[0]  # row 0
+    assert message.startswith(f"{data}: 3 of 40 images have no label (e.g. {first_unlabelled}); "
+                              "this recipe trains on labelled images only, so they are left out: "
+                              "give them labels to train on them; to learn from unlabelled "
+                              "images too, use python -m recipes.fish_semisupervised "), message
+    assert message.endswith(SEMI_SUPERVISED_HINT) and "--unlabelled" in message
+    assert "\n" not in message and run.path.is_dir()
+    # the semi-supervised recipe learns from unlabelled images: its --labelled is not checked
+    assert check_labelled_data(FishSemiSupervisedConfig(labelled=str(data))) == 0
+    # a folder, the demo and multi-label data (a tag-free image is a negative) are not read
+    from tests.recipes.test_multilabel_resnet import write_multilabel_csv
+
+    tags = write_multilabel_csv(tmp_path / "tags", n=12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert check_labelled_data(ReadingConfig(data=str(tags))) == 0
+        assert check_labelled_data(ReadingConfig(data="demo")) == 0
+
+
+def test_data_without_any_label_is_refused_before_the_run_folder(tmp_path, capsys):
+    from recipes import quickstart
+
+    data = _demo_csv(tmp_path / "unlabelled.csv", every=1, n=12)
+    out = tmp_path / "runs"
+    code = quickstart.main(["--data", str(data), "--out", str(out), "--backbone", "resnet18",
+                            "--weights", "none", "--image-size", "32", "--head-epochs", "1",
+                            "--fine-tune-epochs", "0"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith(f"python -m recipes.quickstart: error: --data {data}: none of its 12 "
+                          "images has a label, and this recipe trains on labelled images: give "
+                          "them labels"), err
+    assert ("or give --data the labelled data; to learn from unlabelled images too, use python "
+            "-m recipes.fish_semisupervised --labelled LABELLED_DATA --unlabelled") in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------ config.json from anywhere
+@dataclasses.dataclass
+class PathsConfig(SourceSettings, RunSettings):
+    """A toy recipe with settings that name files and folders, and words that do not."""
+
+    data: str = "demo"
+    group_regex: str | None = None
+    drop: str | None = None
+    class_weight: str = "balanced"
+    weights: str = "imagenet"
+    cache: str = "memory"
+
+
+def test_config_json_stores_absolute_paths_usable_from_another_folder(tmp_path, monkeypatch):
+    # it stored --data and --out as typed: `--config runs/.../config.json` given from another
+    # folder looked for the data (and wrote the run) relative to that folder
+    import warnings
+
+    from keras_species.config import parse_config
+    from keras_species.recipe import check_settings
+    from tests.conftest import write_image_folder
+
+    here, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    write_image_folder(here / "fish", per_class=2, size=(8, 8))
+    (here / "drop.txt").write_text("nothing.png\n")
+    monkeypatch.chdir(here)
+    config = PathsConfig(out=Path("runs"), name="a", data="fish", drop="drop.txt", root="fish",
+                         cache="cache_dir")
+    _, in_force = start_run("toy", config)
+    assert in_force.data == "fish" and in_force.out == Path("runs")  # the run keeps them as given
+    config_json = here / "runs" / "toy" / "a" / "config.json"
+    stored = json.loads(config_json.read_text())["config"]
+    assert stored["data"] == str(here / "fish") and stored["out"] == str(here / "runs")
+    assert stored["drop"] == str(here / "drop.txt") and stored["root"] == str(here / "fish")
+    assert stored["cache"] == str(here / "cache_dir")
+    assert (stored["class_weight"], stored["weights"]) == ("balanced", "imagenet")  # not paths
+    # resumed with the same relative --data from the same folder: not reported as changed
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        start_run("toy", dataclasses.replace(config, resume=True))
+    # from another folder, the run's config.json reads the same data
+    monkeypatch.chdir(elsewhere)
+    again = parse_config(PathsConfig, ["--config", str(config_json)])
+    check_settings(again)  # --data exists, --drop exists
+    assert Path(again.data) == here / "fish" and Path(again.out) == here / "runs"
+    # 'demo' and the other words are stored as they are
+    run, _ = start_run("toy", PathsConfig(out=Path("runs"), name="b", weights="none",
+                                          class_weight="none", cache="none"))
+    stored = json.loads(run.config_path.read_text())["config"]
+    assert [stored[k] for k in ("data", "weights", "class_weight", "cache", "drop", "root")] == [
+        "demo", "none", "none", "none", None, None]
+    assert stored["out"] == str(elsewhere / "runs")
+
+
+# ------------------------------------------------------------------ --class-weight FILE content
+BAD_CLASS_WEIGHTS = [
+    ('{"cod": "heavy"}', "the weight of 'cod' is \"heavy\", not a number >= 0; write a JSON object "
+                         '{"class name": weight, ...} (weights are numbers >= 0), or use '
+                         "--class-weight balanced or none"),
+    ('{"cod": null}', "the weight of 'cod' is null, not a number >= 0"),
+    ('{"cod": 1, "eel": -2}', "the weight of 'eel' is -2, not a number >= 0"),
+    ('{"cod": true}', "the weight of 'cod' is true, not a number >= 0"),
+    ("[1, 2]", "cannot be read ("),
+    ('{"cod": 1', "cannot be read ("),
+]
+
+
+@pytest.mark.parametrize(("content", "message"), BAD_CLASS_WEIGHTS, ids=[c for c, _ in BAD_CLASS_WEIGHTS])
+def test_class_weight_file_content_is_checked_with_the_settings(content, message, tmp_path):
+    # it was read only when the datasets were built: after the run folder, the data reading and
+    # the audit
+    from keras_species.recipe import SettingError, check_settings
+    from recipes.quickstart import QuickstartConfig
+
+    weights = tmp_path / "weights.json"
+    weights.write_text(content)
+    with pytest.raises(SettingError) as err:
+        check_settings(QuickstartConfig(class_weight=str(weights)))
+    assert str(err.value).startswith(f"--class-weight {weights}: {message}"), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_a_bad_class_weight_file_stops_the_command_before_the_run_folder(tmp_path, capsys):
+    from keras_species.recipe import check_settings
+    from recipes import quickstart
+    from recipes.quickstart import QuickstartConfig
+
+    weights = tmp_path / "weights.json"
+    weights.write_text('{"cod": "heavy"}')
+    out = tmp_path / "runs"
+    assert quickstart.main(["--out", str(out), "--data", "demo", "--class-weight", str(weights),
+                            "--weights", "none", "--backbone", "resnet18"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"python -m recipes.quickstart: error: --class-weight {weights}: the weight of "
+                   "'cod' is \"heavy\", not a number >= 0; write a JSON object {\"class name\": "
+                   "weight, ...} (weights are numbers >= 0), or use --class-weight balanced or "
+                   "none\n")
+    assert not out.exists()
+    # class names are known once the data is read: an unknown one is refused then, not here
+    weights.write_text('{"no_such_fish": 2.0, "cod": 0}')
+    check_settings(QuickstartConfig(class_weight=str(weights)))
+
+
+# ------------------------------------------------------------------ --resume of a finished run
+def test_resuming_a_finished_run_says_it_is_evaluated_again(tmp_path, capsys):
+    # it re-evaluated and rewrote metrics.json and report.md without a word
+    run, _ = start_run("toy", ToyConfig(out=tmp_path, name="a"))
+    run.write_state({"phase_index": 1, "epoch": 3, "phases": ["head"], "finished": True})
+    run.write_metrics({"test": {"accuracy": 0.5}})
+    capsys.readouterr()
+    start_run("toy", ToyConfig(out=tmp_path, name="a", resume=True))
+    assert capsys.readouterr().out == (
+        f"{run.path} finished already: re-evaluating its model and rewriting metrics.json and "
+        "report.md (to train it again, start it over with --overwrite instead of --resume)\n")
+    # not finished (stopped, no metrics yet, a damaged state): a plain resume, no such line
+    for state, metrics in (({"finished": False}, True), ({"finished": True}, False), (None, True)):
+        run.metrics_path.unlink(missing_ok=True)
+        if metrics:
+            run.write_metrics({"test": {}})
+        if state is None:
+            run.state_path.write_text('{"finished": tr')
+        else:
+            run.write_state(state)
+        start_run("toy", ToyConfig(out=tmp_path, name="a", resume=True))
+        assert "finished already" not in capsys.readouterr().out, (state, metrics)
+
+
+def test_resume_without_a_name_skips_a_folder_that_has_no_config(tmp_path):
+    lost = tmp_path / "toy" / "lost"  # listed (a damaged state.json) but nothing to resume
+    lost.mkdir(parents=True)
+    (lost / "state.json").write_text("{not json")
+    assert [r["name"] for r in list_runs(tmp_path)] == ["lost"]
+    with pytest.raises(RunSetupError, match="no run of 'toy'"):
+        start_run("toy", ToyConfig(out=tmp_path, resume=True))
+    run, _ = start_run("toy", ToyConfig(out=tmp_path, name="a", image_size=32))
+    assert start_run("toy", ToyConfig(out=tmp_path, resume=True))[0].path == run.path

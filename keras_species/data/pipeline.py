@@ -44,6 +44,7 @@ buffers for the next batch instead of faulting fresh pages in). Measured with
 
 from __future__ import annotations
 
+import json
 import numbers
 import os
 import warnings
@@ -412,7 +413,8 @@ def _load_weight_mode(mode: str | dict | os.PathLike) -> str | dict:
     for name, weight in doc.items():
         number = isinstance(weight, numbers.Real) and not isinstance(weight, bool)
         if not number or not np.isfinite(weight) or weight < 0:
-            raise ValueError(f"{where}: the weight of {name!r} is {weight!r}, not a number >= 0; "
+            shown = repr(weight) if isinstance(mode, dict) else json.dumps(weight)  # a file: JSON
+            raise ValueError(f"{where}: the weight of {name!r} is {shown}, not a number >= 0; "
                              f"{_WEIGHTS_FIX}")
     return doc
 

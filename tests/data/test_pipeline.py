@@ -282,8 +282,8 @@ def test_balanced_weights_multilabel(tmp_path):
     (b"", r" cannot be read \(empty file\)"),
     (b'{"\xe9el": 3.0}', r" cannot be read \(not UTF-8 text \(byte 0xe9 at offset 2\)\)"),
     (b"[1, 3]", r" cannot be read \(holds a JSON array, not an object\)"),
-    (b'{"eel": "heavy"}', r": the weight of 'eel' is 'heavy', not a number >= 0"),
-    (b'{"eel": null}', r": the weight of 'eel' is None, not a number >= 0"),
+    (b'{"eel": "heavy"}', r': the weight of \'eel\' is "heavy", not a number >= 0'),
+    (b'{"eel": null}', r": the weight of 'eel' is null, not a number >= 0"),
     (b'{"eel": -2}', r": the weight of 'eel' is -2, not a number >= 0"),
 ])
 def test_a_damaged_class_weight_file_is_named_with_what_to_write(tmp_path, data, why):
