@@ -187,19 +187,32 @@ def recover_old_folders(path: str | os.PathLike) -> list[Path]:
     return settled
 
 
-def commit(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+def commit(tmp: str | os.PathLike, path: str | os.PathLike, flag: str | None = None) -> None:
     """Flush ``tmp`` to disk and move it over ``path`` in one step.
+
+    An ``OSError`` about ``tmp`` (``path`` became a folder, the disk is full) removes ``tmp`` and
+    is raised naming ``path`` (and ``flag``) and the system's reason, not the temporary name.
 
     Args:
         tmp: the complete temporary file.
         path: the target file.
+        flag: the command-line option that gave ``path`` (``"--out"``), named in messages.
+
+    Raises:
+        OSError: as above, or another error of the move.
 
     Example:
         >>> commit(temporary_path("out.csv"), "out.csv")   # doctest: +SKIP
     """
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        if not _names_temporary(err, Path(tmp)):
+            raise
+        _discard(Path(tmp))
+        raise _write_error(err, Path(path), Path(tmp), flag) from err
 
 
 def check_output_file(
@@ -286,32 +299,74 @@ def check_output_folder(
     return path
 
 
+def _names_temporary(err: OSError, tmp: Path) -> bool:
+    """Whether ``err`` is about the temporary sibling ``tmp`` (its file name, or its message)."""
+    names = {os.fspath(tmp), str(tmp.absolute())}
+    given = {os.fspath(n) for n in (err.filename, err.filename2) if isinstance(n, (str, os.PathLike))}
+    return bool(names & given) or any(name in str(err) for name in names)
+
+
+def _write_error(err: OSError, path: Path, tmp: Path, flag: str | None) -> OSError:
+    """``err`` (about the temporary sibling ``tmp``) told as an error of ``path``, the file the
+    user asked for: the message names ``path``, ``flag`` and the system's reason, not ``tmp``."""
+    reason = err.strerror or str(err).replace(os.fspath(tmp), os.fspath(path))
+    if flag:
+        message = (f"{path} ({flag}) cannot be written ({reason}): give another {flag}, in a "
+                   "folder you can write to that has free space")
+    else:
+        message = (f"{path} cannot be written ({reason}): make sure its folder can be written "
+                   "to and has free space")
+    try:
+        named = type(err)(message)
+    except TypeError:  # an OSError subclass with other arguments
+        named = OSError(message)
+    named.errno = err.errno
+    return named
+
+
+def _discard(tmp: Path) -> None:
+    """Remove the temporary file ``tmp`` if it is there (its folder may be gone, or a file)."""
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        tmp.unlink()
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, flag: str | None = None) -> Iterator[Path]:
     """A path to write ``path``'s new content to; it replaces ``path`` when the block ends well.
 
-    The folder is created if needed (:func:`check_output_file`). If the block raises, the temporary file is removed and
-    ``path`` is untouched. A block that writes nothing leaves ``path`` untouched too (a
-    checkpoint that decided not to save).
+    The folder is created if needed (:func:`check_output_file`). If the block raises, the
+    temporary file is removed and ``path`` is untouched. A block that writes nothing leaves
+    ``path`` untouched too (a checkpoint that decided not to save). An ``OSError`` about the
+    temporary file (its folder cannot be written, the disk is full, ``path`` became a folder)
+    is raised as the same kind of error naming ``path`` (and ``flag``) and the system's reason:
+    the temporary name means nothing to the user.
 
     Args:
         path: the target file.
+        flag: the command-line option that gave ``path`` (``"--out"``), named in messages.
 
     Yields:
         The temporary sibling (:func:`temporary_path`).
+
+    Raises:
+        OSError: as above, or an error of the block that is not about the temporary file.
 
     Example:
         >>> with atomic_path(run_dir / "metrics.json") as tmp:   # doctest: +SKIP
         ...     tmp.write_text("{}")
     """
-    path = check_output_file(path)
+    path = check_output_file(path, flag)
     tmp = temporary_path(path)
     try:
         yield tmp
         if tmp.exists():
-            commit(tmp, path)
+            commit(tmp, path, flag)
+    except OSError as err:
+        if not _names_temporary(err, tmp):
+            raise
+        raise _write_error(err, path, tmp, flag) from err  # its class and errno, path's name
     finally:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -322,7 +377,9 @@ def _fsync_tree(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_folder(path: str | os.PathLike, *, replace: bool = False) -> Iterator[Path]:
+def atomic_folder(
+    path: str | os.PathLike, *, replace: bool = False, flag: str | None = None
+) -> Iterator[Path]:
     """A folder to write ``path``'s new content to; it takes ``path``'s place when the block
     ends well, so ``path`` never holds a half-written or mixed set of files.
 
@@ -335,29 +392,37 @@ def atomic_folder(path: str | os.PathLike, *, replace: bool = False) -> Iterator
     back, or deleted beside a complete ``path`` (:func:`recover_old_folders`), before ``replace``
     is considered: a restored folder that holds files is refused without ``replace``.
 
+    An ``OSError`` about the temporary folder is raised naming ``path`` (and ``flag``) instead,
+    as in :func:`atomic_path`.
+
     Args:
         path: the target folder.
         replace: replace a ``path`` that holds files; without it such a folder is refused
             before the block runs (an empty folder is always taken).
+        flag: the command-line option that gave ``path`` (``"--out"``), named in messages.
 
     Yields:
         The empty temporary folder.
 
     Raises:
         FileExistsError: ``path`` holds files and ``replace`` is False, or ``path`` is a file.
+        OSError: the temporary folder cannot be made, filled or moved in (see above).
 
     Example:
         >>> with atomic_folder("exports/fish_savedmodel") as tmp:   # doctest: +SKIP
         ...     tf.saved_model.save(module, str(tmp))
     """
-    path = check_output_folder(path)
+    path = check_output_folder(path, flag)
     if not replace and path.is_dir() and any(path.iterdir()):
         raise FileExistsError(f"{path} holds files already: choose a new or empty folder")
     remove_stale_temporaries(path)
     tmp = temporary_path(path)
     if tmp.is_dir():  # this process's own, from a block that was interrupted
         shutil.rmtree(tmp)
-    tmp.mkdir()
+    try:
+        tmp.mkdir()
+    except OSError as err:
+        raise _write_error(err, path, tmp, flag) from err
     try:
         yield tmp
         _fsync_tree(tmp)
@@ -374,6 +439,10 @@ def atomic_folder(path: str | os.PathLike, *, replace: bool = False) -> Iterator
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+    except OSError as err:
+        if not _names_temporary(err, tmp):
+            raise
+        raise _write_error(err, path, tmp, flag) from err
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -44,7 +44,9 @@ with what to pass instead, in one line. ``out`` is checked before the model is l
 ``.tflite`` and its labels) go through :func:`keras_species.atomic.atomic_path` and replace an
 earlier file; a SavedModel is written to a hidden sibling folder and moved in complete
 (:func:`keras_species.atomic.atomic_folder`). An existing SavedModel at ``out`` is replaced only
-with ``overwrite=True`` (``--overwrite``); a folder holding anything else is refused.
+with ``overwrite=True`` (``--overwrite``); a folder holding anything else is refused. A final write
+that fails (a folder that cannot be written, a full disk) raises an ``OSError`` naming ``out``
+(``--out``) and the system's reason, not the temporary sibling, and leaves no temporary behind.
 """
 
 from __future__ import annotations
@@ -486,7 +488,7 @@ def _write_saved_model(model, lmap, size, out: Path, replace: bool) -> Path:
         "serve_float": module.serve_float.get_concrete_function(),
         "metadata": module.metadata.get_concrete_function(),
     }
-    with atomic_folder(out, replace=replace) as tmp:
+    with atomic_folder(out, replace=replace, flag="--out") as tmp:
         tf.saved_model.save(module, os.fspath(tmp), signatures=signatures)
         lmap.write_json(tmp / LABELS_JSON)
     return out
@@ -554,9 +556,9 @@ def _write_tflite(
     frozen = convert_variables_to_constants_v2(probabilities.get_concrete_function())
     converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
     data = _convert(converter, quantize, representative_data, size, count)
-    with atomic_path(out) as tmp:
+    with atomic_path(out, "--out") as tmp:
         tmp.write_bytes(data)
-    with atomic_path(tflite_labels_path(out)) as tmp:
+    with atomic_path(tflite_labels_path(out), "--out") as tmp:
         lmap.write_json(tmp)
     return out
 
@@ -796,7 +798,7 @@ def export_model(
                 model, lmap.class_names, multilabel=lmap.multilabel, thresholds=lmap.thresholds,
                 logits=lmap.logits,
             )
-        with atomic_path(out) as tmp:
+        with atomic_path(out, "--out") as tmp:
             model.save(tmp)
         return out
     lmap = _label_map_for(model, labels)

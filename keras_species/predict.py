@@ -5,13 +5,18 @@ written by :func:`keras_species.export.export_model` (its ``serve`` signature is
 folder (its ``best.keras``). A TFLite model is not read: a ``.tflite`` file, or a folder holding
 one but no ``.keras`` file or SavedModel, is refused in one line naming it and what to pass
 instead. INPUT is an image file, a folder (searched recursively, image extensions only, sorted),
-a CSV or a list of paths. A CSV is read, and its paths resolved, by the rules of the data readers
-(``sources.from_csv``, as ``audit``/``split`` and recipes read it): a path column named one of
-:data:`PATH_COLUMNS` (any case) or paths built from columns with ``path_format``
-(``--path-format '{class}/{file}'``); relative paths start at ``root`` (``--root``), by default the
-CSV's folder, or its ``images/`` subfolder when the files are there; ``,``, ``;`` or tab separated;
-a column named twice, a row with an empty path or a file that is not UTF-8 is refused naming the
-line. One output row per CSV row (blank rows aside), a missing file included (its error says so).
+a CSV, a text file of paths or a list of paths. A CSV is read, and its paths resolved, by the
+rules of the data readers (``sources.from_csv``, as ``audit``/``split`` and recipes read it): a
+path column named one of :data:`PATH_COLUMNS` (any case) or paths built from columns with
+``path_format`` (``--path-format '{class}/{file}'``); relative paths start at ``root``
+(``--root``), by default the CSV's folder, or its ``images/`` subfolder when the files are there;
+``,``, ``;`` or tab separated; a column named twice, a row with an empty path or a file that is
+not UTF-8 is refused naming the line. One output row per CSV row (blank rows aside), a missing
+file included (its error says so). A ``.txt`` or ``.lst`` file is a list of image paths, one per
+line (blank lines and ``#`` comments skipped), resolved as a CSV's paths (``--root``, by default
+the list's folder or its ``images/``) with one output row per line, missing files included; a
+``.txt`` whose first line is a header naming a path column is read as a CSV, as ``audit`` and
+``split`` read it.
 
 Streaming: the paths are enumerated lazily by a Python generator, fed to ``tf.data``
 (``from_generator``), decoded in a parallel map (PIL, :func:`keras_species.data.images.read_image`:
@@ -43,9 +48,11 @@ The label map (class names, multi-label flag, thresholds) comes from the model i
 from __future__ import annotations
 
 import argparse
+import codecs
 import csv
 import numbers
 import os
+import re
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -82,6 +89,9 @@ __all__ = [
 PathLike = str | os.PathLike
 LABELS_JSON = "labels.json"
 DEFAULT_TOP_K = 5
+LIST_EXTENSIONS = (".txt", ".lst")
+"""A text file of image paths, one per line (a ``.txt`` whose first line names a path column is
+a CSV)."""
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -123,12 +133,74 @@ def files_not_predicted(inputs: PathLike | Sequence[PathLike]) -> list[str]:
     return [path for path, image in _folder_files(os.fspath(inputs)) if not image]
 
 
+def _first_line(path: str) -> str:
+    """The first line of a text file that is neither blank nor a ``#`` comment ("" if none)."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)  # enough for a header line; a long list is not read twice
+    encoding = "utf-16" if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "utf-8-sig"
+    for line in head.decode(encoding, errors="replace").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            return line
+    return ""
+
+
+def _names_a_path_column(line: str) -> bool:
+    """Whether ``line`` is a CSV header with a path column (:data:`PATH_COLUMNS`, any case)."""
+    cells = (cell.strip().strip('"').lower() for cell in re.split(r"[,;\t]", line))
+    return any(cell in PATH_COLUMNS for cell in cells)
+
+
 def _is_csv(inputs: PathLike | Sequence[PathLike]) -> bool:
-    """Whether ``inputs`` is a CSV file that lists the images (``.csv`` or ``.tsv``)."""
+    """Whether ``inputs`` is a CSV file that lists the images: a ``.csv`` or ``.tsv``, or a
+    ``.txt`` whose first line is a header naming a path column (``audit``/``split`` read a
+    ``.txt`` as a CSV too)."""
     if isinstance(inputs, (list, tuple)):
         return False
     path = os.fspath(inputs)
-    return os.path.isfile(path) and path.lower().endswith((".csv", ".tsv"))
+    if not os.path.isfile(path):
+        return False
+    if path.lower().endswith((".csv", ".tsv")):
+        return True
+    return path.lower().endswith(".txt") and _names_a_path_column(_first_line(path))
+
+
+def _is_path_list(inputs: PathLike | Sequence[PathLike]) -> bool:
+    """Whether ``inputs`` is a text file of image paths, one per line: a ``.lst``, or a ``.txt``
+    that is not a CSV (:func:`_is_csv`)."""
+    if isinstance(inputs, (list, tuple)):
+        return False
+    path = os.fspath(inputs)
+    return (os.path.isfile(path) and path.lower().endswith(LIST_EXTENSIONS)
+            and not _is_csv(path))
+
+
+def _list_paths(path: str, root: PathLike | None = None) -> list[str]:
+    """The image paths a text list names, one per line, resolved as a CSV's paths are.
+
+    Blank lines and lines starting with ``#`` are skipped; spaces around a path are not part
+    of it. Relative paths start at ``root`` (``--root``), by default the list's folder, or its
+    ``images/`` subfolder when the files are there (``sources.resolve_csv_paths``).
+
+    Args:
+        path: the list (UTF-8, with or without BOM, or UTF-16 with BOM).
+        root: the folder relative paths start from.
+
+    Returns:
+        Absolute paths in line order (a missing file keeps its place: it is reported when read).
+
+    Raises:
+        ManifestError: the file is not UTF-8 text (the message names the line).
+
+    Example:
+        >>> _list_paths("new_photos.txt")[0]  # doctest: +SKIP
+        '/data/new_photos/IMG_0001.jpg'
+    """
+    from keras_species.data.text import read_text
+
+    path = os.path.abspath(path)
+    lines = (line.strip() for line in read_text(path).splitlines())
+    rel_paths = [line for line in lines if line and not line.startswith("#")]
+    return sources.resolve_csv_paths(rel_paths, path, root)[0]
 
 
 def _csv_paths(path: str, root: PathLike | None = None, path_format: str | None = None) -> list[str]:
@@ -163,13 +235,24 @@ def _csv_paths(path: str, root: PathLike | None = None, path_format: str | None 
 
 
 def _check_csv_options(inputs: PathLike | Sequence[PathLike], root, path_format) -> None:
-    """Refuse ``root``/``path_format`` for an input that is not a CSV, where they would be ignored."""
+    """Refuse ``root``/``path_format`` for an input they would not apply to (``root`` applies to
+    a CSV and a text list of paths, ``path_format`` to a CSV only)."""
     given = [n for n, v in (("root", root), ("path_format", path_format)) if v is not None]
     listed = isinstance(inputs, (list, tuple))
-    if given and not _is_csv(inputs) and (listed or os.path.exists(os.fspath(inputs))):
-        what = "a list of paths" if listed else os.fspath(inputs)
-        raise ValueError(f"{what} is not a CSV, to which {sources._option_names(given)} do(es) not "
-                         "apply: leave it out (it says where a CSV's relative paths start)")
+    if not given or _is_csv(inputs) or not (listed or os.path.exists(os.fspath(inputs))):
+        return
+    if _is_path_list(inputs):
+        if path_format is not None:
+            raise ValueError(
+                f"{os.fspath(inputs)} is read as a list of paths, one per line (its first line is "
+                f"not a CSV header naming a path column: {', '.join(PATH_COLUMNS)}), to which "
+                f"{sources._option_names(['path_format'])} does not apply: leave it out, or give "
+                "a CSV whose columns it names"
+            )
+        return
+    what = "a list of paths" if listed else os.fspath(inputs)
+    raise ValueError(f"{what} is not a CSV, to which {sources._option_names(given)} do(es) not "
+                     "apply: leave it out (it says where a CSV's relative paths start)")
 
 
 def iter_image_paths(
@@ -184,18 +267,22 @@ def iter_image_paths(
     Args:
         inputs: an image file, a folder (recursive; image extensions only; sorted), a ``.csv``/
             ``.tsv`` with a path column (:data:`PATH_COLUMNS`; read and resolved as
-            ``sources.from_csv`` does), or a list/tuple of image paths.
-        root: CSV only: the folder its relative paths start from (default: the CSV's folder, or
-            its ``images/`` subfolder when the files are there).
+            ``sources.from_csv`` does; a ``.txt`` whose first line names one is a CSV too), a
+            ``.txt``/``.lst`` list of image paths, one per line (blank and ``#`` lines skipped;
+            resolved as a CSV's), or a list/tuple of image paths.
+        root: CSV or text list only: the folder its relative paths start from (default: its
+            folder, or its ``images/`` subfolder when the files are there).
         path_format: CSV only: build the paths from columns, e.g. ``"{class}/{file}"``.
 
     Returns:
-        An iterator of path strings (one per CSV row, missing files included).
+        An iterator of path strings (one per CSV row or list line, missing files included).
 
     Raises:
         FileNotFoundError: ``inputs`` does not exist.
-        ManifestError: a CSV that ``sources.from_csv`` would refuse (see :func:`_csv_paths`).
-        ValueError: ``root``/``path_format`` for an input that is not a CSV.
+        ManifestError: a CSV that ``sources.from_csv`` would refuse (see :func:`_csv_paths`), or
+            a text list that is not UTF-8.
+        ValueError: ``root`` for an input that is neither a CSV nor a text list, or
+            ``path_format`` for one that is not a CSV.
 
     Example:
         >>> next(iter_image_paths("photos"))  # doctest: +SKIP
@@ -211,10 +298,13 @@ def iter_image_paths(
         yield from _iter_folder(path)
     elif _is_csv(path):
         yield from _csv_paths(path, root, path_format)
+    elif _is_path_list(path):
+        yield from _list_paths(path, root)
     elif os.path.isfile(path):
         yield path
     else:
-        raise FileNotFoundError(f"input {path} does not exist: pass an image, a folder or a CSV")
+        raise FileNotFoundError(f"input {path} does not exist: pass an image, a folder, a CSV or a "
+                                ".txt list of paths")
 
 
 def _read(path: bytes) -> tuple[np.ndarray, bytes]:
@@ -250,7 +340,7 @@ def image_dataset(
         image_size: ``S`` or ``(H, W)``.
         batch_size: images per batch.
         resize: ``"stretch"``, ``"pad"`` or ``"crop"`` (see ``pipeline.resize_image``).
-        root: CSV input only: the folder its relative paths start from.
+        root: CSV or text list input only: the folder its relative paths start from.
         path_format: CSV input only: build the paths from columns, e.g. ``"{class}/{file}"``.
 
     Returns:
@@ -270,11 +360,12 @@ def image_dataset(
     if not isinstance(inputs, (list, tuple)):
         inputs = os.fspath(inputs)
         if not os.path.exists(inputs):
-            raise FileNotFoundError(f"input {inputs} does not exist: pass an image, a folder or a CSV")
+            raise FileNotFoundError(f"input {inputs} does not exist: pass an image, a folder, a CSV "
+                                    "or a .txt list of paths")
     size = check_resize(image_size, resize)
     tune_malloc()  # as the training pipeline: freed batches stay in the process
     named = inputs if isinstance(inputs, str) else "the list given"
-    if _is_csv(inputs):  # read and resolved once (its paths are resolved together), here
+    if _is_csv(inputs) or _is_path_list(inputs):  # read and resolved once (together), here
         inputs = list(iter_image_paths(inputs, root=root, path_format=path_format))
         root = path_format = None
     # the first path now, in Python: a CSV without a path column fails here with its message,
@@ -670,7 +761,7 @@ class _CsvWriter:
     def close(self, complete: bool) -> None:
         self.file.close()
         if complete:
-            commit(self.part, self.path)
+            commit(self.part, self.path, "--out")  # a failed move names --out, not the temporary
         else:
             self.part.unlink(missing_ok=True)
 
@@ -696,8 +787,8 @@ def predict(
     Args:
         model_or_path: a ``keras.Model``, a ``.keras`` file, a SavedModel folder from
             ``keras_species.export`` or a run folder (its ``best.keras``).
-        inputs: an image, a folder (recursive), a CSV with a path column (see
-            :func:`iter_image_paths`), or a list of paths.
+        inputs: an image, a folder (recursive), a CSV with a path column, a ``.txt``/``.lst``
+            file of paths, one per line (see :func:`iter_image_paths`), or a list of paths.
         out: CSV to write (columns in the module docstring); ``None`` for none.
         top_k: classes per row in the CSV of a single-label model (default 5; more than the
             model has gives them all). A multi-label model refuses it: its rows list the classes
@@ -713,8 +804,8 @@ def predict(
         keep_probabilities: keep the ``(N, C)`` probabilities in the result (``False`` keeps
             memory flat for huge inputs; the CSV still has every row).
         all_probabilities: add a ``p_<class>`` column per class to the CSV.
-        root: CSV input only: the folder its relative paths start from (default: the CSV's
-            folder, or its ``images/`` subfolder when the files are there).
+        root: CSV or text list input only: the folder its relative paths start from (default:
+            its folder, or its ``images/`` subfolder when the files are there).
         path_format: CSV input only: build the paths from columns, e.g. ``"{class}/{file}"``.
 
     Returns:
@@ -792,10 +883,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a .keras file, a SavedModel folder written by "
                                       "keras-species export, or a run folder (its best.keras); "
                                       "not a .tflite")
-    parser.add_argument("input", help="an image, a folder (recursive) or a CSV with a path column "
-                        f"(named {', '.join(PATH_COLUMNS)}; any case) or --path-format; relative "
-                        "paths start at --root, by default the CSV's folder, or its images/ "
-                        "subfolder when the files are there")
+    parser.add_argument("input", help="an image, a folder (recursive), a CSV with a path column "
+                        f"(named {', '.join(PATH_COLUMNS)}; any case) or --path-format, or a .txt/"
+                        ".lst file of image paths, one per line (blank and # lines skipped); "
+                        "relative paths start at --root, by default the CSV's or list's folder, or "
+                        "its images/ subfolder when the files are there")
     parser.add_argument("--out", default="predictions.csv",
                         help="CSV to write (default predictions.csv)")
     parser.add_argument("--top-k", type=int, default=None,
@@ -814,25 +906,30 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--all-probabilities", action="store_true",
                         help="add a p_<class> column per class")
     parser.add_argument("--root", default=None, metavar="DIR",
-                        help="CSV input only: the folder its relative paths start from (default: "
-                        "the CSV's folder, or its images/ subfolder when the files are there)")
+                        help="CSV or .txt/.lst list input only: the folder its relative paths "
+                        "start from (default: its folder, or its images/ subfolder when the files "
+                        "are there)")
     parser.add_argument("--path-format", default=None, metavar="FORMAT",
                         help="CSV input only: build paths from columns, e.g. '{class}/{file}'")
 
 
-def _nothing_predicted(result: PredictionResult, inputs: str, csv_input: bool) -> str:
+def _nothing_predicted(result: PredictionResult, inputs: str) -> str:
     """The one line that says why a run predicted no image (``result.count == 0``)."""
+    csv_input, list_input = _is_csv(inputs), _is_path_list(inputs)
     if result.skipped:
         n = len(result.skipped)
         shown = "; ".join(f"{p}: {e}" for p, e in result.skipped[:3]) + (" ..." if n > 3 else "")
         hint = ""
-        if csv_input and all(e == "file not found" for _, e in result.skipped):
+        if (csv_input or list_input) and all(e == "file not found" for _, e in result.skipped):
             hint = (" (if the CSV's paths start elsewhere, pass --root DIR; to build them from "
-                    "columns, --path-format, e.g. '{class}/{file}')")
+                    "columns, --path-format, e.g. '{class}/{file}')" if csv_input else
+                    " (if the list's paths start elsewhere than its folder, pass --root DIR)")
         return (f"nothing was predicted: none of the {n} file(s) could be read ({shown}){hint}; "
                 f"their rows, with the reason in the 'error' column, are in {result.out}")
     if csv_input:
         return f"nothing was predicted: {inputs} lists no files (a header but no rows)"
+    if list_input:
+        return f"nothing was predicted: {inputs} lists no files (only blank or # lines)"
     why = f"nothing was predicted: no images found in {inputs}"
     if result.not_images:
         why += (f" ({len(result.not_images)} file(s) whose extension is not an image extension, "
@@ -880,8 +977,7 @@ def run_cli(args: argparse.Namespace) -> int:
         print(f"keras-species predict: {err}", file=sys.stderr)
         return 2
     if result.count == 0:
-        print(f"keras-species predict: {_nothing_predicted(result, args.input, _is_csv(args.input))}",
-              file=sys.stderr)
+        print(f"keras-species predict: {_nothing_predicted(result, args.input)}", file=sys.stderr)
         return 2
     print(f"predicted {result.count} image(s) -> {result.out}")
     if result.skipped:

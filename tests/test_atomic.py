@@ -13,6 +13,7 @@ from keras_species.atomic import (
     atomic_path,
     check_output_file,
     check_output_folder,
+    commit,
     recover_old_folders,
     remove_stale_temporaries,
     temporary_path,
@@ -198,3 +199,61 @@ def test_an_earlier_copy_is_kept_when_a_file_took_the_folders_place(tmp_path, de
     with pytest.raises(FileExistsError, match="is a file"):
         check_output_folder(target)
     assert recover_old_folders(target) == [] and old.is_dir() and target.read_text() == "a file"
+
+
+def test_a_final_write_that_fails_names_the_target_not_the_temporary(tmp_path):
+    target = tmp_path / "out" / "m.tflite"
+    # the target became a folder while the work ran: os.replace fails; the file written is removed
+    with pytest.raises(IsADirectoryError) as err, atomic_path(target, "--out") as tmp:
+        tmp.write_bytes(b"model")
+        target.mkdir()
+    message = str(err.value)
+    assert message.startswith(f"{target} (--out) cannot be written (Is a directory): give another --out")
+    assert ".tmp-" not in message and err.value.errno == 21
+    assert sorted(p.name for p in target.parent.iterdir()) == ["m.tflite"]  # no temporary left
+    # its folder became a file: the temporary cannot even be made (no flag: no option to name)
+    target.rmdir()
+    with pytest.raises(NotADirectoryError, match=rf"^{target} cannot be written \(Not a directory\): "
+                                                 "make sure its folder") as err, atomic_path(target) as tmp:
+        target.parent.rmdir()
+        target.parent.write_text("a file now")
+        tmp.write_bytes(b"model")
+    assert ".tmp-" not in str(err.value)
+    # an error of the block about another file is left as it was
+    (tmp_path / "out").unlink()
+    with pytest.raises(FileNotFoundError, match="elsewhere.txt") as err, atomic_path(target):
+        open(tmp_path / "elsewhere.txt").close()
+    assert "cannot be written" not in str(err.value)
+
+
+def test_a_folder_whose_temporary_cannot_be_made_or_filled_is_named(tmp_path, monkeypatch):
+    target = tmp_path / "export"
+    mkdir = type(target).mkdir
+
+    def refuse_the_temporary(self, *args, **kwargs):
+        if self.name.startswith(".export.tmp-"):
+            raise PermissionError(13, "Permission denied", str(self))
+        return mkdir(self, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(type(target), "mkdir", refuse_the_temporary)
+        with pytest.raises(PermissionError, match=rf"^{target} \(--out\) cannot be written \(Permission "
+                                                  r"denied\): give another --out"):
+            with atomic_folder(target, flag="--out"):
+                pytest.fail("the block ran")
+    with pytest.raises(PermissionError, match=rf"^{target} \(--out\) cannot be written") as err:
+        with atomic_folder(target, flag="--out") as tmp:  # a file inside it cannot be written
+            raise PermissionError(13, "Permission denied", str(tmp / "variables" / "variables.index"))
+    assert ".tmp-" not in str(err.value)
+    assert list(tmp_path.iterdir()) == []  # no temporary folder left
+
+
+def test_commit_that_fails_names_the_target_and_removes_the_temporary(tmp_path):
+    target = tmp_path / "predictions.csv"
+    target.mkdir()  # the move cannot replace a folder
+    tmp = temporary_path(target)
+    tmp.write_text("path,label\n")
+    with pytest.raises(OSError) as info:
+        commit(tmp, target, "--out")
+    assert str(info.value).startswith(f"{target} (--out) cannot be written (")
+    assert tmp.name not in str(info.value) and not tmp.exists()

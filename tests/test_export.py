@@ -416,6 +416,39 @@ def test_file_outputs_are_checked_first_and_replaced_whole(model, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.tflite", "m.keras"]  # no temporary left
 
 
+def test_a_final_write_that_fails_names_out_and_leaves_no_temporary(model, tmp_path, capsys, monkeypatch):
+    import keras_species.atomic as atomic_module
+    import keras_species.export as export_module
+
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "best.keras")
+    (tmp_path / "afile").write_text("x")  # a path under a regular file: named before any work
+    assert cli.main(["export", str(run), "--out", str(tmp_path / "afile" / "m.tflite")]) == 2
+    assert "afile/m.tflite (--out) cannot be written: " in capsys.readouterr().err
+    out = tmp_path / "exports" / "m.tflite"
+    commit = atomic_module.commit
+
+    def commit_onto_a_folder(tmp, path, *flag):
+        Path(path).mkdir()  # the final os.replace fails, as in a folder that cannot be written
+        commit(tmp, path, *flag)
+
+    monkeypatch.setattr(export_module, "_convert", lambda *args, **kwargs: b"tflite bytes")
+    with monkeypatch.context() as m:
+        m.setattr(atomic_module, "commit", commit_onto_a_folder)
+        assert cli.main(["export", str(run), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"keras-species export: {out} (--out) cannot be written (Is a directory): "
+                          "give another --out") and "Traceback" not in err
+    assert ".tmp-" not in err and ".m.tmp" not in err
+    assert [p.name for p in out.parent.iterdir()] == ["m.tflite"]  # no temporary left beside it
+    if Path("/proc/self").is_dir():  # a folder where no file can be made (even by root)
+        assert cli.main(["export", str(run), "--out", "/proc/m.tflite"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("keras-species export: /proc/m.tflite (--out) cannot be written (")
+        assert ".tmp-" not in err
+
+
 def test_the_format_follows_out_when_not_given(model, tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()

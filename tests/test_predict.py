@@ -203,6 +203,47 @@ def test_cli_exits_2_when_nothing_was_predicted(model, folder, tmp_path, capsys)
                                  "no files (a header but no rows)")
 
 
+def test_a_text_file_lists_images_one_per_line(model, folder, tmp_path, capsys):
+    good = [p for p in iter_image_paths(folder) if not p.endswith("broken.png")]
+    rel = [Path(p).relative_to(folder).as_posix() for p in good[:3]]
+    listed = folder / "new.txt"  # relative paths start at the list's folder
+    listed.write_text(f"# photos of the day\n{rel[0]}\n\n  {rel[1]}  \n{good[2]}\n# the end\n")
+    assert list(iter_image_paths(listed)) == good[:3]
+    elsewhere = tmp_path / "lists" / "new.lst"  # --root, and the .lst extension
+    elsewhere.parent.mkdir()
+    elsewhere.write_text("\n".join(rel) + "\n")
+    assert list(iter_image_paths(elsewhere, root=folder)) == good[:3]
+    with pytest.raises(ValueError, match=r"new\.lst is read as a list of paths, one per line .*path_format "
+                                         r"\(--path-format\) does not apply"):
+        list(iter_image_paths(elsewhere, path_format="{class}/{file}"))
+    csv_txt = tmp_path / "labels.txt"  # a .txt with a header naming a path column is a CSV
+    csv_txt.write_text("path,label\n" + "".join(f"{p},cod\n" for p in good[:2]))
+    assert list(iter_image_paths(csv_txt)) == good[:2]
+
+    model.save(tmp_path / "m.keras")
+    out = tmp_path / "p.csv"
+    assert cli.main(["predict", str(tmp_path / "m.keras"), str(listed), "--out", str(out)]) == 0
+    rows = _read_csv(out)
+    assert [r["path"] for r in rows] == good[:3] and all(r["label_1"] and not r["error"] for r in rows)
+    assert "predicted 3 image(s)" in capsys.readouterr().out
+    # missing files keep their row and are reported as a CSV's are
+    elsewhere.write_text("cod/none.png\n" + rel[0] + "\n")
+    assert cli.main(["predict", str(tmp_path / "m.keras"), str(elsewhere), "--root", str(folder),
+                     "--out", str(out)]) == 0
+    assert [r["error"] for r in _read_csv(out)] == ["file not found", ""]
+    assert f"{folder / 'cod' / 'none.png'}: file not found" in capsys.readouterr().err
+    code = cli.main(["predict", str(tmp_path / "m.keras"), str(elsewhere), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(
+        f"keras-species predict: nothing was predicted: none of the 2 file(s) could be read "
+        f"({elsewhere.parent / 'cod' / 'none.png'}: file not found; ")
+    assert "(if the list's paths start elsewhere than its folder, pass --root DIR)" in err
+    elsewhere.write_text("# nothing yet\n\n")
+    assert cli.main(["predict", str(tmp_path / "m.keras"), str(elsewhere), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (f"keras-species predict: nothing was predicted: {elsewhere} "
+                                       "lists no files (only blank or # lines)\n")
+
+
 def test_help_names_the_csv_path_columns_and_options(capsys):
     with pytest.raises(SystemExit):
         cli.main(["predict", "--help"])

@@ -25,6 +25,9 @@ carries ``AutoShardPolicy.FILE``, so ``tf.distribute`` (``MultiWorkerMirroredStr
 Command line::
 
     keras-species shard [DATA] --out DIR [--image-size N] [--shard-size N] [--quality Q]
+
+A shard folder is not a data source of ``audit``, ``split``, ``shard`` or a recipe's ``--data``
+(they read images): :func:`shard_folder_problem` says so, naming the data it was written from.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError
-from keras_species.jsonfile import kind_problem, parse_json
+from keras_species.jsonfile import kind_problem, parse_json, read_json_file
 
 SIDECAR = "shards.json"
 FORMAT = "keras-species-shards/1"
@@ -465,7 +468,57 @@ def shard_dataset(
     return ds.with_options(options)
 
 
+# ---------------------------------------------------------------------------------- sources
+def shard_folder_problem(folder: str | os.PathLike) -> str | None:
+    """Why ``folder`` cannot be read as images: it holds shards that :func:`write_shards` wrote.
+
+    ``audit``, ``split``, ``shard`` and the recipes' ``--data`` read images (a folder of class
+    subfolders, a CSV, an iNat/COCO JSON); a shard folder holds only ``.tfrecord`` files and
+    ``shards.json``, so a folder reader (``sources.from_folder``) would say it has no class
+    subfolders: this is the line to say instead.
+
+    Args:
+        folder: a local folder.
+
+    Returns:
+        None when ``folder`` holds no ``shards.json``; else one line naming the folder, the data
+        the shards were written from (the sidecar's ``source``, when it reads) and how the
+        shards are read instead.
+
+    Example:
+        >>> shard_folder_problem("shards/fish")[:52]   # doctest: +SKIP
+        'shards/fish is a folder of TFRecord shards written '
+    """
+    sidecar = os.path.join(os.fspath(folder), SIDECAR)
+    if not os.path.isfile(sidecar):
+        return None
+    doc, _ = read_json_file(sidecar, dict)  # a damaged sidecar: the line names no source
+    source = doc.get("source") if doc else None
+    origin = f" ({source})" if isinstance(source, str) and source else ""
+    return (f"{os.fspath(folder)} is a folder of TFRecord shards written by `keras-species shard` "
+            f"(it holds {SIDECAR}), not images: audit, split, shard and a recipe's --data read "
+            f"images, so give the data the shards were written from{origin}; read the shards "
+            f"themselves in Python with keras_species.data.shards.shard_dataset("
+            f"{os.fspath(folder)!r}, image_size, batch_size)")
+
+
 # ---------------------------------------------------------------------------------- CLI
+def _whole_number(low: int, high: int | None = None, hint: str = ""):
+    """An ``argparse`` type: a whole number from ``low`` (to ``high``); ``hint`` ends its message."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            limits = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"{text!r} must be {limits}" + (f" {hint}" if hint else ""))
+        return value
+
+    return parse
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``keras-species shard``.
 
@@ -482,10 +535,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
     add_source_arguments(parser)
     parser.add_argument("--out", required=True, help="output folder (local or a tf.io.gfile URL such as gs://...)")
-    parser.add_argument("--image-size", type=int, default=None,
+    # the numbers are checked here too, not only by write_shards: the message names the flag
+    # (--shard-size), not write_shards' argument (shard_size=)
+    parser.add_argument("--image-size", default=None, metavar="N",
+                        type=_whole_number(1, hint="(or leave it out to keep every image's size)"),
                         help="shrink so the longest side is at most N pixels (aspect kept); default: keep")
-    parser.add_argument("--shard-size", type=int, default=1000, help="images per shard file (default 1000)")
-    parser.add_argument("--quality", type=int, default=95, help="JPEG quality of re-encoded images (default 95)")
+    parser.add_argument("--shard-size", type=positive_int, default=1000, metavar="N",
+                        help="images per shard file, at least 1 (default 1000)")
+    parser.add_argument("--quality", type=_whole_number(1, 100, hint="(a JPEG quality)"), default=95,
+                        metavar="Q", help="JPEG quality of re-encoded images, 1 to 100 (default 95)")
     parser.add_argument("--workers", type=positive_int, default=None, help="reader threads (default: up to 8)")
 
 

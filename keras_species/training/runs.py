@@ -71,6 +71,10 @@ KEY_SETTINGS = (
 )
 """Config keys shown (when present) in the ``settings`` column of ``keras-species runs``."""
 
+TEST_SCORES = ("accuracy", "exact_match", "f1_micro", "micro_f1", "top5_accuracy")
+"""Keys of ``metrics.json``'s ``test`` object that ``keras-species runs`` shows (one at least is
+there in every ``test`` object that evaluation writes)."""
+
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON atomically (temporary file + ``os.replace``).
@@ -156,6 +160,22 @@ def keep_damaged_copy(path: str | os.PathLike) -> Path:
         if copy.is_file() and copy.read_bytes() == data:
             return copy
         k += 1
+
+
+def _scores_problem(metrics: dict) -> str | None:
+    """Why a ``metrics.json`` that reads as a JSON object holds no scores, or None.
+
+    An empty object, or a ``test`` object without any of :data:`TEST_SCORES`, is what an
+    evaluation never writes: the file was cut or edited, so the run is not shown as ``done``. A
+    ``metrics.json`` without a ``test`` object is a recipe's own (``fish_semisupervised`` scores
+    its models on ``val``) and is left alone.
+    """
+    if not metrics:
+        return "holds no scores (an empty JSON object)"
+    test = metrics.get("test")
+    if isinstance(test, dict) and not any(key in test for key in TEST_SCORES):
+        return f"'test' holds none of the scores listed ({', '.join(TEST_SCORES)})"
+    return None
 
 
 def _versions() -> dict[str, str]:
@@ -510,7 +530,10 @@ class RunFolder:
 
         A file that cannot be read (truncated, empty, not UTF-8, not a JSON object) does not
         raise: the row gets status ``unreadable`` and ``problem`` names the file and why, and
-        the other columns show what the readable files hold.
+        the other columns show what the readable files hold. So does a ``metrics.json`` that
+        holds no scores (``{}``, or a ``test`` object without any of :data:`TEST_SCORES`: the
+        run is not shown as ``done``), and a missing ``config.json`` (a folder listed for its
+        damaged ``state.json`` alone).
 
         Args:
             root: the folder the runs are listed from; ``run`` is the run folder relative to it
@@ -545,7 +568,13 @@ class RunFolder:
 
         cfg = read(self.config_path)
         conf = member(cfg, "config", CONFIG)
-        test = member(read(self.metrics_path), "test", METRICS)
+        known = len(problems)
+        metrics = read(self.metrics_path)
+        test = member(metrics, "test", METRICS)
+        if len(problems) == known and self.metrics_path.is_file():  # it reads: are scores in it?
+            why = _scores_problem(metrics)
+            if why:
+                problems.append(f"{METRICS}: {why}")
         state = read(self.state_path)
         failure = read(self.failure_path)
         try:
@@ -553,6 +582,8 @@ class RunFolder:
         except (OSError, ValueError, TypeError, csv.Error) as err:  # UnicodeDecodeError is a ValueError
             problems.append(f"{HISTORY}: cannot be read ({' '.join(str(err).split()) or type(err).__name__})")
             history = []
+        if not self.config_path.exists():  # every run writes it first: its settings are lost
+            problems.append(f"{CONFIG}: does not exist")
         if problems:
             status = "unreadable"
         elif state.get("finished"):
@@ -614,7 +645,8 @@ class RunFolder:
 
 def list_runs(root: str | os.PathLike = "runs") -> list[dict]:
     """Every run folder under ``root`` (any depth; a folder with a ``config.json`` naming a
-    recipe, or one that cannot be read), one summary dict each, sorted by date (oldest first).
+    recipe, or one that cannot be read, or a damaged ``state.json``), one summary dict each,
+    sorted by date (oldest first).
 
     Args:
         root: the runs folder, a recipe folder, or one run folder.
@@ -624,7 +656,8 @@ def list_runs(root: str | os.PathLike = "runs") -> list[dict]:
         date, name, backbone, settings, status (``done``, ``failed``, ``stopped``, ``new`` or
         ``unreadable``), error (of a failed run, else None), problem (of an unreadable run: the
         file and why, else None), epochs, test_accuracy, test_micro_f1, test_top5. A run with
-        a damaged ``config.json`` is listed too (without a date, so first).
+        a damaged ``config.json`` is listed too (without a date, so first), and so is a folder
+        with a damaged ``state.json`` and no ``config.json`` (its settings lost too).
 
     Example:
         >>> [r["run"] for r in list_runs("runs")]  # doctest: +SKIP
@@ -633,14 +666,25 @@ def list_runs(root: str | os.PathLike = "runs") -> list[dict]:
     root = Path(root)
     if not root.exists():
         return []
-    found = []
+
+    def in_run_folder(path: Path) -> bool:
+        inside = path.relative_to(root).parts  # not the parts of root: it may lie under a "backup"
+        return not (BACKUP in inside or TENSORBOARD in inside)
+
+    folders = []
     for cfg in sorted(root.rglob(CONFIG)):
-        inside = cfg.relative_to(root).parts  # not the parts of root: it may lie under a "backup"
-        if BACKUP in inside or TENSORBOARD in inside:
+        if not in_run_folder(cfg):
             continue
         data, reason = read_json_object(cfg)
         if reason or "recipe" in data:  # a damaged config.json is listed, as "unreadable"
-            found.append(RunFolder(cfg.parent).summary(root))
+            folders.append(cfg.parent)
+    for state in sorted(root.rglob(STATE)):
+        # a damaged state.json without a config.json beside it: a run that lost both is listed
+        # too, as "unreadable", rather than left out (train() alone writes no config.json, so a
+        # readable state.json alone is not a recipe's run)
+        if in_run_folder(state) and state.parent not in folders and read_json_object(state)[1]:
+            folders.append(state.parent)
+    found = [RunFolder(folder).summary(root) for folder in folders]
     return sorted(found, key=lambda r: (r["date"], r["path"]))
 
 
@@ -700,7 +744,8 @@ def format_runs(rows: list[dict]) -> str:
             lines.append(f"  {_row_id(r)}: {error[:150]}{' ...' if len(error) > 150 else ''}")
     unreadable = [r for r in rows if r.get("problem")]
     if unreadable:
-        lines += ["", "unreadable runs (a file in the run folder is damaged; the row shows the rest):"]
+        lines += ["", "unreadable runs (a file in the run folder is damaged or missing; the row shows "
+                  "the rest):"]
         for r in unreadable:
             lines.append(f"  {_row_id(r)}: {' '.join(str(r['problem']).split())}")
     return "\n".join(lines)

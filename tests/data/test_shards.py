@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from keras_species.data import sources
 from keras_species.data.manifest import Manifest, ManifestError
 from keras_species.data.pipeline import class_balance_weights, make_dataset
 from keras_species.data.shards import configure_parser, read_sidecar, shard_dataset, write_shards
@@ -192,3 +193,39 @@ def test_a_damaged_shards_json_is_named_with_the_way_out(tmp_path, data, why):
         read_sidecar(tmp_path / "s")
     with pytest.raises(ManifestError, match=r"shards\.json is damaged"):
         shard_dataset(tmp_path / "s", 16, 4)
+
+
+@pytest.mark.parametrize("flag, value, why", [
+    ("--shard-size", "0", "must be at least 1"), ("--shard-size", "-3", "must be at least 1"),
+    ("--image-size", "-5", "must be at least 1 (or leave it out to keep every image's size)"),
+    ("--quality", "0", "must be from 1 to 100 (a JPEG quality)"), ("--quality", "101", "must be from 1 to 100"),
+])
+def test_cli_names_the_flag_of_a_number_that_cannot_work(image_folder, tmp_path, capsys, flag, value, why):
+    from keras_species.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["shard", str(image_folder), "--out", str(tmp_path / "s"), flag, value])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}: '{value}' {why}" in err and "_size=" not in err and "quality=" not in err
+    assert not (tmp_path / "s").exists()  # refused before any work
+    with pytest.raises(ValueError, match=r"^shard_size=0 must be at least 1"):  # the API's own words
+        write_shards(folder_manifest(image_folder), tmp_path / "s", shard_size=0)
+
+
+def test_a_shard_folder_is_named_as_such(image_folder, tmp_path):
+    from keras_species.data.shards import shard_folder_problem
+
+    assert shard_folder_problem(image_folder) is None
+    m = folder_manifest(image_folder)
+    write_shards(m, tmp_path / "s", shard_size=100)
+    why = shard_folder_problem(tmp_path / "s")
+    assert why.startswith(f"{tmp_path / 's'} is a folder of TFRecord shards written by "
+                          "`keras-species shard` (it holds shards.json), not images: ")
+    assert f"give the data the shards were written from ({image_folder})" in why
+    assert "shard_dataset(" in why and "\n" not in why
+    with pytest.raises(ManifestError, match="is a folder of TFRecord shards"):
+        sources.load(tmp_path / "s")  # what audit, split and a recipe's --data meet
+    (tmp_path / "s" / "shards.json").write_bytes(b"")  # damaged: still a shard folder, no source named
+    why = shard_folder_problem(tmp_path / "s")
+    assert "give the data the shards were written from;" in why

@@ -478,3 +478,59 @@ def test_resume_after_sigkill(tmp_path):
     assert not (run_dir / "backup").exists()
     _assert_best_loadable(run_dir)
     assert list_runs(tmp_path) == []  # no config.json written by train() alone
+
+
+@pytest.mark.parametrize("damage", list(DAMAGED))
+def test_a_folder_whose_only_run_file_is_a_damaged_state_is_listed(tmp_path, capsys, damage):
+    root = tmp_path / "runs"
+    _fake_run(root, "quickstart", "good", "2025-01-01T09:30:00", {"accuracy": 0.81})
+    lost = root / "quickstart" / "lost"
+    lost.mkdir()
+    (lost / "state.json").write_bytes(DAMAGED[damage])
+    alone = RunFolder(root / "quickstart" / "train_alone").mkdir()  # train() alone: no config.json
+    alone.write_state({"phase_index": 1, "epoch": 2, "finished": False})
+    inner = _fake_run(root, "quickstart", "inner", "2025-01-02T09:30:00", {"accuracy": 0.7})
+    (inner.path / "backup" / "phase0").mkdir(parents=True)  # not a run folder of its own
+    (inner.path / "backup" / "phase0" / "state.json").write_bytes(DAMAGED[damage])
+
+    rows = {r["run"]: r for r in list_runs(root)}
+    assert sorted(rows) == ["quickstart/good", "quickstart/inner", "quickstart/lost"]
+    row = rows["quickstart/lost"]
+    assert row["status"] == "unreadable" and row["path"] == str(lost)
+    assert row["problem"].startswith("state.json: ") and row["problem"].endswith("; config.json: does not exist")
+    assert rows["quickstart/inner"]["status"] == "done"
+
+    from keras_species.cli import main
+
+    assert main(["runs", str(root)]) == 0
+    footer = capsys.readouterr().out.split("unreadable runs")[1].splitlines()[1:]
+    assert len(footer) == 1 and footer[0].startswith("  quickstart/lost: state.json: ")
+
+
+@pytest.mark.parametrize("metrics, why", [
+    ({}, "holds no scores (an empty JSON object)"),
+    ({"test": {}}, "'test' holds none of the scores listed (accuracy, exact_match, "),
+    ({"test": {"n": 12, "log_loss": 0.4}}, "'test' holds none of the scores listed"),
+])
+def test_a_metrics_file_without_scores_is_not_a_finished_run(tmp_path, capsys, metrics, why):
+    root = tmp_path / "runs"
+    run = _fake_run(root, "quickstart", "a", "2025-01-01T09:30:00", {"accuracy": 0.81})
+    assert list_runs(root)[0]["status"] == "done"
+    run.write_metrics(metrics)
+    row = list_runs(root)[0]
+    assert row["status"] == "unreadable" and row["test_accuracy"] is None
+    assert row["problem"] == f"metrics.json: {why}" or row["problem"].startswith(f"metrics.json: {why}")
+
+    from keras_species.cli import main
+
+    assert main(["runs", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert " done " not in out and f"  quickstart/a: metrics.json: {why}" in out
+
+
+def test_a_metrics_file_of_a_recipe_without_a_test_object_is_kept(tmp_path):
+    root = tmp_path / "runs"  # fish_semisupervised scores its models on val, with no test object
+    run = _fake_run(root, "fish_semisupervised", "a", "2025-01-01T09:30:00")
+    run.write_metrics({"models": [{"model": "m1", "val_acc": 0.7}], "best": "m1", "val": {"val_acc": 0.7}})
+    row = list_runs(root)[0]
+    assert row["status"] == "done" and row["problem"] is None and row["test_accuracy"] is None
