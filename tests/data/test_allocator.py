@@ -58,13 +58,14 @@ print(first, again, "mapped" if mapped >= 4 << 20 else "heap")
 """
 
 
-def _probe(script: str = _PROBE, **env) -> list[str]:
-    """Run ``script`` in a fresh interpreter, without the malloc settings of this one's
-    environment plus ``env``; its printed words."""
+def _probe(script: str = _PROBE, *args: str, **env) -> list[str]:
+    """Run ``script`` in a fresh interpreter (the allocator module's path and ``args`` as its
+    arguments), without the malloc settings of this one's environment plus ``env``; its printed
+    words."""
     environ = {k: v for k, v in os.environ.items()
                if not k.startswith("MALLOC_") and k not in (OPT_OUT, "GLIBC_TUNABLES")}
     environ.update(env)
-    out = subprocess.run([sys.executable, "-c", script, allocator.__file__], env=environ, capture_output=True,
+    out = subprocess.run([sys.executable, "-c", script, allocator.__file__, *args], env=environ, capture_output=True,
                          text=True, check=True).stdout
     return out.split()
 
@@ -89,19 +90,22 @@ libc.malloc.restype = ctypes.c_void_p
 libc.malloc.argtypes = [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
 libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
-SIZE = 19 << 20  # a float32 batch of 32 images at 224 px
+SIZE = int(sys.argv[2])  # a float32 batch: 19 MiB for 32 images at 224 px, 38.5 MB for 64
 faults = []
 
 def worker():  # a thread of its own: its blocks come from a per-thread arena (64 MiB heaps)
-    blocks = [libc.malloc(SIZE) for _ in range(4)]  # the fourth needs the arena's second heap
-    for block in blocks:
-        libc.memset(block, 1, SIZE)
-    libc.free(blocks[3])  # that heap is empty now
+    # 4 blocks of 19 MiB: the fourth needs the arena's second heap, which empties when it is
+    # freed; a block above 32 MiB after a 30 MiB one: the heap's top cannot hold it either
+    sizes = [SIZE] * 4 if SIZE < 32 << 20 else [30 << 20, SIZE]
+    blocks = [libc.malloc(size) for size in sizes]
+    for block, size in zip(blocks, sizes):
+        libc.memset(block, 1, size)
+    libc.free(blocks[-1])  # that heap is empty now (or the block was mapped and is unmapped)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     again = libc.malloc(SIZE)
     libc.memset(again, 1, SIZE)
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-    for block in blocks[:3] + [again]:
+    for block in blocks[:-1] + [again]:
         libc.free(block)
 
 thread = threading.Thread(target=worker)
@@ -115,8 +119,20 @@ print("fresh" if faults[0] > (SIZE >> 12) // 2 else "reused")
 def test_tune_malloc_keeps_an_emptied_per_thread_heap():
     # glibc unmaps a per-thread heap that empties, whatever the trim threshold: the next batch
     # would fault in every page again. The 64 MiB top pad keeps the heap and its pages.
-    assert _probe(_THREAD_PROBE) == ["reused"]
-    assert _probe(_THREAD_PROBE, **{OPT_OUT: "system"}) == ["fresh"]
+    assert _probe(_THREAD_PROBE, str(19 << 20)) == ["reused"]
+    assert _probe(_THREAD_PROBE, str(19 << 20), **{OPT_OUT: "system"}) == ["fresh"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not _glibc(), reason="glibc only")
+def test_tune_malloc_reuses_batches_above_the_largest_mmap_threshold():
+    # a float32 batch of 64 images at 224 px (38.5 MB) is above glibc's largest mmap threshold
+    # (32 MiB): mapped afresh every time unless blocks are never mapped on their own
+    size = str(64 * 224 * 224 * 3 * 4)
+    assert _probe(_THREAD_PROBE, size) == ["reused"]
+    assert _probe(_THREAD_PROBE, size, **{OPT_OUT: "system"}) == ["fresh"]
+    stop_18 = ("glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824:"
+               "glibc.malloc.top_pad=67108864")  # the settings before M_MMAP_MAX 0
+    assert _probe(_THREAD_PROBE, size, GLIBC_TUNABLES=stop_18) == ["fresh"]
 
 
 def test_tune_malloc_is_applied_by_the_pipeline(image_folder):
