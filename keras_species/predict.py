@@ -227,7 +227,7 @@ def _csv_paths(path: str, root: PathLike | None = None, path_format: str | None 
         '/data/hymenoptera/ants/0013035.jpg'
     """
     path = os.path.abspath(path)
-    header, raw_rows, first_line = sources._read_csv_rows(path)
+    header, raw_rows, first_line, _ = sources._read_csv_rows(path)
     line_of = [first_line + i for i, r in enumerate(raw_rows) if r is not None]
     rows = [r for r in raw_rows if r is not None]
     rel_paths, _ = sources.csv_path_cells(path, header, rows, line_of, path_format)

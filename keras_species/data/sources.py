@@ -293,8 +293,10 @@ def from_folder(
 
 
 # ---------------------------------------------------------------------------------- CSV
-def _read_csv_rows(path: str, text: str | None = None) -> tuple[list[str], list[dict[str, str]], int]:
-    """Header and rows of a CSV (leading ``#`` comment lines skipped); returns the first data line.
+def _read_csv_rows(path: str, text: str | None = None
+                   ) -> tuple[list[str], list[dict[str, str]], int, list[int]]:
+    """Header and rows of a CSV (leading ``#`` comment lines skipped), the first data line, and
+    the lines of the rows with fewer fields than the header (their missing cells read as "").
     ``text`` is the file's text when the caller has read it already."""
     lines = (read_text(path) if text is None else text).splitlines()
     skip = 0
@@ -316,13 +318,15 @@ def _read_csv_rows(path: str, text: str | None = None) -> tuple[list[str], list[
         raise ManifestError(f"{path}: column {twice[0]!r} appears more than once in the header; "
                             "rename or remove the copies")
     rows = []
-    too_long = []
+    too_long, short = [], []
     for values in reader:
         if not any(v.strip() for v in values):
             rows.append(None)
             continue
         if any(v.strip() for v in values[len(header):]):
             too_long.append(skip + reader.line_num)
+        elif len(values) < len(header):
+            short.append(skip + reader.line_num)
         rows.append({h: (values[i].strip() if i < len(values) else "") for i, h in enumerate(header)})
     if too_long:
         raise ManifestError(
@@ -330,7 +334,7 @@ def _read_csv_rows(path: str, text: str | None = None) -> tuple[list[str], list[
             f"columns (line {', line '.join(map(str, too_long[:_SHOW]))}): a path or label that "
             f"contains {delimiter!r} must be quoted, as in \"a{delimiter} b.jpg\""
         )
-    return header, rows, skip + 2
+    return header, rows, skip + 2, short
 
 
 def _find_column(header: Sequence[str], wanted: str | None, candidates: Sequence[str], what: str,
@@ -389,6 +393,25 @@ def _warn_if_last_label_cut(path: str, text: str, line: int, last: Sequence[str]
             UserWarning,
             stacklevel=3,
         )
+
+
+def _warn_short_class_rows(path: str, text: str, short: Sequence[int], width: int) -> None:
+    """Warn about rows of a 0/1 class-column CSV with fewer fields than the header: their missing
+    cells are read as 0, which drops tags silently (a hand-edited row, or a file cut off)."""
+    if not short:
+        return
+    lines = ", ".join(f"line {ln}" for ln in short[:_SHOW]) + (" ..." if len(short) > _SHOW else "")
+    cut = ""
+    if not _ends_with_line_end(text) and short[-1] == len(text.splitlines()):  # the last line
+        cut = (f" Line {short[-1]} is the last and has no line end: the file may be cut off "
+               f"there (an interrupted copy?). {_CUT_ADVICE}")
+    warnings.warn(
+        f"{path}: {len(short)} row(s) have fewer fields than the header's {width} columns "
+        f"({lines}): their missing class cells are read as 0 (no tag); complete those rows "
+        f"(write 0 where a class is absent).{cut}",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _with_lines(lines: Sequence[int], values: Sequence[str], n: int = _SHOW) -> str:
@@ -556,7 +579,7 @@ def from_csv(
     if sum(given_modes) > 1:
         raise ManifestError("pass only one of label_col, labels_col and class_columns")
     text = read_text(path)
-    header, raw_rows, first_line = _read_csv_rows(path, text)
+    header, raw_rows, first_line, short = _read_csv_rows(path, text)
     line_of = [first_line + i for i, r in enumerate(raw_rows) if r is not None]
     rows = [r for r in raw_rows if r is not None]
     if not rows:
@@ -639,6 +662,7 @@ def from_csv(
         if not_binary:
             shown = "; ".join(f"line {ln} column {c!r} = {v!r}" for ln, c, v in not_binary[:_SHOW])
             raise ManifestError(f"{path}: class columns must hold 0 or 1, found {len(not_binary)} other values ({shown})")
+        _warn_short_class_rows(path, text, short, len(header))
     if bad:
         if class_columns is not None:
             raise ManifestError(

@@ -505,3 +505,22 @@ def test_an_output_that_would_replace_or_grow_into_its_data_is_refused(image_fol
     err = capsys.readouterr().err
     assert err.count("is the data it is made from") == 3 and "audit (--out) is inside the data folder ." in err
     assert not (Path(image_folder) / "audit").exists()
+
+
+def test_from_csv_warns_about_short_rows_of_class_columns(tmp_path):
+    for name in ("a.png", "b.png", "c.png"):
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+    data = tmp_path / "tags.csv"
+    data.write_text("path,fish,coral,ray\na.png,1,0,1\nb.png,0,1\nc.png,1,1,0\n")
+    with pytest.warns(UserWarning, match=r"1 row\(s\) have fewer fields than the header's 4 "
+                                         r"columns \(line 3\): their missing class cells are read as 0"):
+        m = sources.from_csv(data)
+    assert m.labels.tolist() == [[1, 0, 1], [0, 1, 0], [1, 1, 0]]
+    data.write_text("path,fish,coral,ray\na.png,1,0,1\nb.png,0,1,0\nc.png,1")  # a copy cut short
+    with pytest.warns(UserWarning, match=r"Line 4 is the last and has no line end: the file may "
+                                         r"be cut off there"):
+        sources.from_csv(data)
+    data.write_text("path,fish,coral,ray\na.png,1,0,1\nb.png,0,1,0\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # complete rows: no warning
+        sources.from_csv(data)
