@@ -375,6 +375,12 @@ _CUT_ADVICE = ("Check that line against the original: complete it, or add a line
                "it is whole")
 
 
+def _cut_note(line: int) -> str:
+    """What a message adds when the row it names is the file's last and has no line end."""
+    return (f"Line {line} is the last and has no line end: the file may be cut off there (an "
+            f"interrupted copy?). {_CUT_ADVICE}")
+
+
 def _warn_if_last_label_cut(path: str, text: str, line: int, last: Sequence[str],
                             others: Iterable[Sequence[str]]) -> None:
     """Warn when the file ends without a line end and a label of its last row is in no other row
@@ -403,8 +409,7 @@ def _warn_short_class_rows(path: str, text: str, short: Sequence[int], width: in
     lines = ", ".join(f"line {ln}" for ln in short[:_SHOW]) + (" ..." if len(short) > _SHOW else "")
     cut = ""
     if not _ends_with_line_end(text) and short[-1] == len(text.splitlines()):  # the last line
-        cut = (f" Line {short[-1]} is the last and has no line end: the file may be cut off "
-               f"there (an interrupted copy?). {_CUT_ADVICE}")
+        cut = " " + _cut_note(short[-1])
     warnings.warn(
         f"{path}: {len(short)} row(s) have fewer fields than the header's {width} columns "
         f"({lines}): their missing class cells are read as 0 (no tag); complete those rows "
@@ -688,8 +693,7 @@ def from_csv(
         missing_lines = [line_of[i] for i in gone]
         cut = ""  # a copy cut mid-path: the last, unended row's file is missing, others exist
         if gone[-1] == len(rows) - 1 and exists.any() and not _ends_with_line_end(text):
-            cut = (f". Line {line_of[-1]} is the last and has no line end: the file may be cut "
-                   f"off there (an interrupted copy?). {_CUT_ADVICE}")
+            cut = ". " + _cut_note(line_of[-1])
         if on_missing == "error":
             raise ManifestError(
                 f"{path}: {len(missing)} of {len(rows)} listed files do not exist under {base} "
