@@ -118,6 +118,35 @@ def _scalar_converter(tp: Any):
     return None
 
 
+def whole_number(low: int, high: int | None = None, hint: str = ""):
+    """An ``argparse`` type: a whole number from ``low`` (to ``high``); ``hint`` ends its message.
+
+    Args:
+        low: the smallest value allowed.
+        high: the largest value allowed (None: no bound).
+        hint: words added to the message of a value out of range (e.g. what the number is).
+
+    Returns:
+        A function ``text -> int`` that raises ``argparse.ArgumentTypeError`` naming the value.
+
+    Example:
+        >>> whole_number(1, 100)("95")
+        95
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            limits = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"{text!r} must be {limits}" + (f" {hint}" if hint else ""))
+        return value
+
+    return parse
+
+
 def positive_int(text: str) -> int:
     """An ``argparse`` type: a whole number >= 1 (thread counts, sizes, limits).
 
@@ -131,13 +160,7 @@ def positive_int(text: str) -> int:
         >>> positive_int("4")
         4
     """
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
+    return whole_number(1)(text)
 
 
 def _parse_bool(text: str) -> bool:

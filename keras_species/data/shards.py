@@ -503,22 +503,6 @@ def shard_folder_problem(folder: str | os.PathLike) -> str | None:
 
 
 # ---------------------------------------------------------------------------------- CLI
-def _whole_number(low: int, high: int | None = None, hint: str = ""):
-    """An ``argparse`` type: a whole number from ``low`` (to ``high``); ``hint`` ends its message."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < low or (high is not None and value > high):
-            limits = f"from {low} to {high}" if high is not None else f"at least {low}"
-            raise argparse.ArgumentTypeError(f"{text!r} must be {limits}" + (f" {hint}" if hint else ""))
-        return value
-
-    return parse
-
-
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``keras-species shard``.
 
@@ -530,7 +514,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         >>> p.parse_args(["--out", "s"]).data
         'demo'
     """
-    from keras_species.config import positive_int
+    from keras_species.config import positive_int, whole_number
     from keras_species.data.sources import add_source_arguments
 
     add_source_arguments(parser)
@@ -538,11 +522,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     # the numbers are checked here too, not only by write_shards: the message names the flag
     # (--shard-size), not write_shards' argument (shard_size=)
     parser.add_argument("--image-size", default=None, metavar="N",
-                        type=_whole_number(1, hint="(or leave it out to keep every image's size)"),
+                        type=whole_number(1, hint="(or leave it out to keep every image's size)"),
                         help="shrink so the longest side is at most N pixels (aspect kept); default: keep")
     parser.add_argument("--shard-size", type=positive_int, default=1000, metavar="N",
                         help="images per shard file, at least 1 (default 1000)")
-    parser.add_argument("--quality", type=_whole_number(1, 100, hint="(a JPEG quality)"), default=95,
+    parser.add_argument("--quality", type=whole_number(1, 100, hint="(a JPEG quality)"), default=95,
                         metavar="Q", help="JPEG quality of re-encoded images, 1 to 100 (default 95)")
     parser.add_argument("--workers", type=positive_int, default=None, help="reader threads (default: up to 8)")
 
