@@ -24,6 +24,7 @@ import csv
 import datetime as _dt
 import json
 import os
+import shlex
 import shutil
 import sys
 import warnings
@@ -535,13 +536,29 @@ class RunFolder:
         run is not shown as ``done``), and a missing ``config.json`` (a folder listed for its
         damaged ``state.json`` alone).
 
+        The status, first that applies:
+
+        - ``unreadable``: a problem above;
+        - ``done``: evaluated (``metrics.json``) after its training finished (``state.json``),
+          or evaluated by a recipe that keeps no ``state.json`` in the run folder itself
+          (``inaturalist_vgg16`` trains its models in subfolders);
+        - ``failed``: ``failed.json`` is there (the recipe stopped with an error);
+        - ``not evaluated``: training finished but there is no ``metrics.json``: the run was
+          killed during its final evaluation; ``--resume`` evaluates it without training;
+        - ``stopped``: some training is logged (``history.csv``, ``state.json``) but it did
+          not finish; ``--resume`` continues it (the scores of an earlier evaluation, when
+          its ``metrics.json`` is still there, stay in the row until the resumed run is
+          evaluated again);
+        - ``new``: nothing trained yet.
+
         Args:
             root: the folder the runs are listed from; ``run`` is the run folder relative to it
                 (default, or when the run folder is ``root`` itself: the folder's name).
 
         Returns:
             A dict: run, path, recipe, date, name (the config's), backbone, settings, status
-            (``done``, ``failed``, ``stopped``, ``new`` or ``unreadable``), error (of a failed
+            (``done``, ``failed``, ``not evaluated``, ``stopped``, ``new`` or ``unreadable``),
+            training_finished (``state.json`` says the training finished), error (of a failed
             run), problem (of an unreadable one), epochs, test_accuracy, test_micro_f1,
             test_top5.
 
@@ -584,12 +601,18 @@ class RunFolder:
             history = []
         if not self.config_path.exists():  # every run writes it first: its settings are lost
             problems.append(f"{CONFIG}: does not exist")
+        # metrics.json is written by the evaluation only, after the training (a run started
+        # over loses its old one); here it reads and holds scores, as no problem was found
+        evaluated = self.metrics_path.is_file()
+        trained = state.get("finished") is True
         if problems:
             status = "unreadable"
-        elif state.get("finished"):
+        elif evaluated and (trained or not state):  # no state.json: a recipe that keeps none
             status = "done"
         elif failure or self.failure_path.exists():
             status = "failed"
+        elif trained:  # killed during the evaluation that ends every run (an error: failed)
+            status = "not evaluated"
         elif history or state:
             status = "stopped"
         else:
@@ -611,6 +634,7 @@ class RunFolder:
             "backbone": conf.get("backbone") or conf.get("arch") or "",
             "settings": " ".join(settings),
             "status": status,
+            "training_finished": trained,
             "error": failure.get("error"),
             "problem": "; ".join(problems) or None,
             "epochs": len(history),
@@ -653,9 +677,10 @@ def list_runs(root: str | os.PathLike = "runs") -> list[dict]:
 
     Returns:
         ``RunFolder.summary(root)`` dicts: run (the folder relative to ``root``), path, recipe,
-        date, name, backbone, settings, status (``done``, ``failed``, ``stopped``, ``new`` or
-        ``unreadable``), error (of a failed run, else None), problem (of an unreadable run: the
-        file and why, else None), epochs, test_accuracy, test_micro_f1, test_top5. A run with
+        date, name, backbone, settings, status (``done``, ``failed``, ``not evaluated``,
+        ``stopped``, ``new`` or ``unreadable``: see :meth:`RunFolder.summary`),
+        training_finished, error (of a failed run, else None), problem (of an unreadable run:
+        the file and why, else None), epochs, test_accuracy, test_micro_f1, test_top5. A run with
         a damaged ``config.json`` is listed too (without a date, so first), and so is a folder
         with a damaged ``state.json`` and no ``config.json`` (its settings lost too).
 
@@ -698,8 +723,10 @@ def _cell(value: Any) -> str:
 
 def format_runs(rows: list[dict]) -> str:
     """The runs as one plain-text table (recipe, date, run folder, backbone, status, epochs,
-    test accuracy, micro-F1, top-5, settings), then the error of each failed run and the file
-    that could not be read of each unreadable run, one line each.
+    test accuracy, micro-F1, top-5, settings), then the error of each failed run, the flags
+    that evaluate each ``not evaluated`` run, and the file that could not be read of each
+    unreadable run, one line each (a failed run whose training finished gets a second line:
+    the flags that evaluate it once the error is fixed).
 
     Args:
         rows: ``list_runs`` output.
@@ -742,6 +769,15 @@ def format_runs(rows: list[dict]) -> str:
         for r in failed:
             error = " ".join(str(r["error"]).split())
             lines.append(f"  {_row_id(r)}: {error[:150]}{' ...' if len(error) > 150 else ''}")
+            if r.get("training_finished"):
+                lines.append(f"    its training finished: once that is fixed, {_resume_hint(r)} "
+                             "evaluates it without training it again")
+    not_evaluated = [r for r in rows if r.get("status") == "not evaluated"]
+    if not_evaluated:
+        lines += ["", "not evaluated runs (training finished, but the run stopped before its "
+                  "evaluation wrote metrics.json; --resume evaluates it without training it again):"]
+        for r in not_evaluated:
+            lines.append(f"  {_row_id(r)}: {_resume_hint(r)}")
     unreadable = [r for r in rows if r.get("problem")]
     if unreadable:
         lines += ["", "unreadable runs (a file in the run folder is damaged or missing; the row shows "
@@ -754,6 +790,31 @@ def format_runs(rows: list[dict]) -> str:
 def _row_id(row: dict) -> str:
     """A row's run folder (rows made before ``run`` existed: recipe/name)."""
     return str(row.get("run") or f"{row.get('recipe')}/{row.get('name')}")
+
+
+def _resume_hint(row: dict) -> str:
+    """The command that resumes a listed run: ``python -m recipes.<recipe> --resume --out <out>
+    --name <folder>``.
+
+    A recipe's run folder is ``<out>/<recipe>/<name>``, so ``--out`` and ``--name`` are read
+    from the row's ``path`` (quoted for a shell when needed).
+
+    Args:
+        row: a ``list_runs`` row.
+
+    Returns:
+        E.g. ``"python -m recipes.quickstart --resume --out runs --name demo"``.
+
+    Example:
+        >>> _resume_hint({"recipe": "quickstart", "path": "runs/quickstart/demo"})
+        'python -m recipes.quickstart --resume --out runs --name demo'
+    """
+    path = Path(str(row.get("path") or ""))
+    if path.parts:
+        flags = f"--out {shlex.quote(str(path.parent.parent))} --name {shlex.quote(path.name)}"
+    else:  # a row made by hand, without its folder
+        flags = f"--name {shlex.quote(str(row.get('name')))}"
+    return f"python -m recipes.{row.get('recipe')} --resume {flags}"
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

@@ -337,7 +337,7 @@ def test_read_json_names_a_damaged_file(tmp_path):
 
 
 def test_run_history_with_a_cut_last_line_or_a_bad_line(tmp_path):
-    run = _fake_run(tmp_path / "runs", "quickstart", "a", "2025-01-01T09:30:00")
+    run = _fake_run(tmp_path / "runs", "quickstart", "a", "2025-01-01T09:30:00", {"accuracy": 0.8})
     text = run.history_path.read_text()
     run.history_path.write_text(text + "3,all")  # a write stopped midway
     with pytest.warns(UserWarning, match=r"history\.csv: line 4 is cut short .*; skipped"):
@@ -534,3 +534,70 @@ def test_a_metrics_file_of_a_recipe_without_a_test_object_is_kept(tmp_path):
     run.write_metrics({"models": [{"model": "m1", "val_acc": 0.7}], "best": "m1", "val": {"val_acc": 0.7}})
     row = list_runs(root)[0]
     assert row["status"] == "done" and row["problem"] is None and row["test_accuracy"] is None
+
+
+def test_a_finished_run_without_metrics_is_not_evaluated(tmp_path, capsys):
+    # killed during the final evaluation: state.json says finished, metrics.json never written
+    root = tmp_path / "runs"
+    _fake_run(root, "quickstart", "scored", "2025-01-01T09:30:00", {"accuracy": 0.81})
+    run = _fake_run(root, "quickstart", "killed in eval", "2025-01-02T09:30:00")
+    rows = {r["run"]: r for r in list_runs(root)}
+    row = rows["quickstart/killed in eval"]
+    assert row["status"] == "not evaluated" and row["training_finished"] is True
+    assert row["epochs"] == 2 and row["problem"] is None and row["error"] is None
+    assert row["test_accuracy"] is None and row["test_micro_f1"] is None and row["test_top5"] is None
+    assert rows["quickstart/scored"]["status"] == "done"
+
+    from keras_species.cli import main
+
+    assert main(["runs", str(root)]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if "quickstart/killed in eval " in x)
+    assert "not evaluated" in line and " done " not in line
+    assert "0.810" not in line and line.split("not evaluated")[1].split()[1:4] == ["-", "-", "-"]
+    footer = out.split("not evaluated runs (")[1].splitlines()
+    assert "--resume evaluates it without training it again" in footer[0]
+    assert footer[1:] == [f"  quickstart/killed in eval: python -m recipes.quickstart --resume --out "
+                          f"{root} --name 'killed in eval'"]
+    assert main(["runs", str(root), "--json"]) == 0
+    by_run = {r["run"]: r for r in json.loads(capsys.readouterr().out)}
+    assert by_run["quickstart/killed in eval"]["status"] == "not evaluated"
+
+    run.write_metrics({"test": {"accuracy": 0.79}})  # what the --resume writes
+    assert {r["run"]: r["status"] for r in list_runs(root)}["quickstart/killed in eval"] == "done"
+
+
+def test_a_run_whose_evaluation_failed_says_resume_evaluates_it(tmp_path):
+    root = tmp_path / "runs"
+    run = _fake_run(root, "quickstart", "a", "2025-01-01T09:30:00")
+    run.write_failure("test split: 3 images cannot be read")
+    (row,) = list_runs(root)
+    assert row["status"] == "failed" and row["training_finished"] is True
+    footer = format_runs([row]).split("failed runs")[1].splitlines()[1:]
+    assert footer == ["  quickstart/a: test split: 3 images cannot be read",
+                      "    its training finished: once that is fixed, python -m recipes.quickstart "
+                      f"--resume --out {root} --name a evaluates it without training it again"]
+    stopped = _fake_run(root, "quickstart", "b", "2025-01-02T09:30:00", finished=False)
+    stopped.write_failure("out of memory")  # failed in training: no such line
+    (_, row) = list_runs(root)
+    assert row["status"] == "failed" and row["training_finished"] is False
+    assert format_runs([row]).splitlines()[-1] == "  quickstart/b: out of memory"
+
+
+@pytest.mark.parametrize("folder, status", [
+    ("no state, no history", "done"),  # inaturalist_vgg16: its models train in subfolders
+    ("no state", "done"),  # a recipe killed between its evaluation and its last state.json
+    ("state not finished", "stopped"),  # --resume trains on, then evaluates again
+])
+def test_metrics_without_a_finished_state(tmp_path, folder, status):
+    root = tmp_path / "runs"
+    run = _fake_run(root, "inaturalist_vgg16", "a", "2025-01-01T09:30:00", {"accuracy": 0.6},
+                    finished=False)
+    if folder != "state not finished":
+        run.state_path.unlink()
+    if folder == "no state, no history":
+        run.history_path.unlink()
+    (row,) = list_runs(root)
+    assert row["status"] == status and row["test_accuracy"] == 0.6
+    assert row["training_finished"] is False and row["problem"] is None
+    assert "not evaluated runs" not in format_runs([row])
