@@ -16,7 +16,9 @@ file included (its error says so). A ``.txt`` or ``.lst`` file is a list of imag
 line (blank lines and ``#`` comments skipped), resolved as a CSV's paths (``--root``, by default
 the list's folder or its ``images/``) with one output row per line, missing files included; a
 ``.txt`` whose first line is a header naming a path column is read as a CSV, as ``audit`` and
-``split`` read it.
+``split`` read it (``sources.is_path_list``; the list is read by ``sources.read_path_list``).
+Messages about the files of a CSV or list that could not be read name their lines, and say so
+when the last line has no line end and its file is missing (a copy cut off there).
 
 Streaming: the paths are enumerated lazily by a Python generator, fed to ``tf.data``
 (``from_generator``), decoded in a parallel map (PIL, :func:`keras_species.data.images.read_image`:
@@ -48,11 +50,10 @@ The label map (class names, multi-label flag, thresholds) comes from the model i
 from __future__ import annotations
 
 import argparse
-import codecs
+import contextlib
 import csv
 import numbers
 import os
-import re
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -62,9 +63,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from keras_species.atomic import check_output_file, commit, temporary_path
+from keras_species.atomic import atomic_path
 from keras_species.data import sources
-from keras_species.data.sources import PATH_COLUMNS
+from keras_species.data.sources import PATH_COLUMNS, ListedFiles
 
 if TYPE_CHECKING:
     import keras
@@ -89,9 +90,6 @@ __all__ = [
 PathLike = str | os.PathLike
 LABELS_JSON = "labels.json"
 DEFAULT_TOP_K = 5
-LIST_EXTENSIONS = (".txt", ".lst")
-"""A text file of image paths, one per line (a ``.txt`` whose first line names a path column is
-a CSV)."""
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -128,127 +126,51 @@ def files_not_predicted(inputs: PathLike | Sequence[PathLike]) -> list[str]:
         >>> files_not_predicted("photos")  # doctest: +SKIP
         ['photos/notes.txt']
     """
-    if isinstance(inputs, (list, tuple)) or not os.path.isdir(os.fspath(inputs)):
+    if not isinstance(inputs, (str, os.PathLike)) or not os.path.isdir(os.fspath(inputs)):
         return []
     return [path for path, image in _folder_files(os.fspath(inputs)) if not image]
 
 
-def _first_line(path: str) -> str:
-    """The first line of a text file that is neither blank nor a ``#`` comment ("" if none)."""
-    with open(path, "rb") as f:
-        head = f.read(1 << 16)  # enough for a header line; a long list is not read twice
-    encoding = "utf-16" if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "utf-8-sig"
-    for line in head.decode(encoding, errors="replace").splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            return line
-    return ""
-
-
-def _names_a_path_column(line: str) -> bool:
-    """Whether ``line`` is a CSV header with a path column (:data:`PATH_COLUMNS`, any case)."""
-    cells = (cell.strip().strip('"').lower() for cell in re.split(r"[,;\t]", line))
-    return any(cell in PATH_COLUMNS for cell in cells)
-
-
-def _is_csv(inputs: PathLike | Sequence[PathLike]) -> bool:
+def _is_csv(inputs: PathLike | Sequence[PathLike] | ListedFiles) -> bool:
     """Whether ``inputs`` is a CSV file that lists the images: a ``.csv`` or ``.tsv``, or a
-    ``.txt`` whose first line is a header naming a path column (``audit``/``split`` read a
-    ``.txt`` as a CSV too)."""
-    if isinstance(inputs, (list, tuple)):
+    ``.txt`` whose first line is a header naming a path column (``sources.is_path_list``)."""
+    if not isinstance(inputs, (str, os.PathLike)):
         return False
     path = os.fspath(inputs)
     if not os.path.isfile(path):
         return False
-    if path.lower().endswith((".csv", ".tsv")):
-        return True
-    return path.lower().endswith(".txt") and _names_a_path_column(_first_line(path))
+    return path.lower().endswith((".csv", ".tsv")) or (
+        path.lower().endswith(".txt") and not sources.is_path_list(path))
 
 
-def _is_path_list(inputs: PathLike | Sequence[PathLike]) -> bool:
-    """Whether ``inputs`` is a text file of image paths, one per line: a ``.lst``, or a ``.txt``
-    that is not a CSV (:func:`_is_csv`)."""
-    if isinstance(inputs, (list, tuple)):
-        return False
-    path = os.fspath(inputs)
-    return (os.path.isfile(path) and path.lower().endswith(LIST_EXTENSIONS)
-            and not _is_csv(path))
+def _is_path_list(inputs: PathLike | Sequence[PathLike] | ListedFiles) -> bool:
+    """Whether ``inputs`` is a text file of image paths, one per line (``sources.is_path_list``)."""
+    return isinstance(inputs, (str, os.PathLike)) and sources.is_path_list(inputs)
 
 
-def _list_paths(path: str, root: PathLike | None = None) -> list[str]:
-    """The image paths a text list names, one per line, resolved as a CSV's paths are.
-
-    Blank lines and lines starting with ``#`` are skipped; spaces around a path are not part
-    of it. Relative paths start at ``root`` (``--root``), by default the list's folder, or its
-    ``images/`` subfolder when the files are there (``sources.resolve_csv_paths``).
-
-    Args:
-        path: the list (UTF-8, with or without BOM, or UTF-16 with BOM).
-        root: the folder relative paths start from.
-
-    Returns:
-        Absolute paths in line order (a missing file keeps its place: it is reported when read).
-
-    Raises:
-        ManifestError: the file is not UTF-8 text (the message names the line).
-
-    Example:
-        >>> _list_paths("new_photos.txt")[0]  # doctest: +SKIP
-        '/data/new_photos/IMG_0001.jpg'
-    """
-    from keras_species.data.text import read_text
-
-    path = os.path.abspath(path)
-    lines = (line.strip() for line in read_text(path).splitlines())
-    rel_paths = [line for line in lines if line and not line.startswith("#")]
-    return sources.resolve_csv_paths(rel_paths, path, root)[0]
-
-
-def _csv_paths(path: str, root: PathLike | None = None, path_format: str | None = None) -> list[str]:
-    """The image paths a CSV lists, one per row, read as ``sources.from_csv`` reads a CSV.
-
-    The reading is ``sources._read_csv_rows``'s (``,``/``;``/tab, UTF-8 with or without BOM or
-    UTF-16 with BOM, leading ``#`` lines skipped, blank rows skipped; a column named twice, a row
-    longer than the header or a file that is not UTF-8 is refused naming the line) and the path
-    column is found as there (:data:`PATH_COLUMNS`, any case). Labels are not read.
-
-    Args:
-        path: the CSV.
-        root: the folder relative paths start from (default: see ``sources.resolve_csv_paths``).
-        path_format: build each path from columns instead, e.g. ``"{class}/{file}"``.
-
-    Returns:
-        Absolute paths in row order (a missing file keeps its row: it is reported when read).
-
-    Raises:
-        ManifestError: as above, no path column, or a row with an empty path.
-
-    Example:
-        >>> _csv_paths("hymenoptera/split.csv", path_format="{class}/{file}")[0]  # doctest: +SKIP
-        '/data/hymenoptera/ants/0013035.jpg'
-    """
-    path = os.path.abspath(path)
-    header, raw_rows, first_line, _ = sources._read_csv_rows(path)
-    line_of = [first_line + i for i, r in enumerate(raw_rows) if r is not None]
-    rows = [r for r in raw_rows if r is not None]
-    rel_paths, _ = sources.csv_path_cells(path, header, rows, line_of, path_format)
-    return sources.resolve_csv_paths(rel_paths, path, root)[0]
+def _listed_files(inputs: PathLike | Sequence[PathLike] | ListedFiles, root: PathLike | None = None,
+                  path_format: str | None = None) -> ListedFiles | None:
+    """The files a CSV or a text list names, with their lines, read by the data readers' rules
+    (``sources.read_csv_paths``, ``sources.read_path_list``); ``None`` for any other input."""
+    if isinstance(inputs, ListedFiles):
+        return inputs
+    if _is_csv(inputs):
+        return sources.read_csv_paths(inputs, root, path_format)
+    if _is_path_list(inputs):
+        return sources.read_path_list(inputs, root)
+    return None
 
 
 def _check_csv_options(inputs: PathLike | Sequence[PathLike], root, path_format) -> None:
     """Refuse ``root``/``path_format`` for an input they would not apply to (``root`` applies to
     a CSV and a text list of paths, ``path_format`` to a CSV only)."""
     given = [n for n, v in (("root", root), ("path_format", path_format)) if v is not None]
-    listed = isinstance(inputs, (list, tuple))
+    listed = not isinstance(inputs, (str, os.PathLike))  # paths given, or a list read already
     if not given or _is_csv(inputs) or not (listed or os.path.exists(os.fspath(inputs))):
         return
     if _is_path_list(inputs):
         if path_format is not None:
-            raise ValueError(
-                f"{os.fspath(inputs)} is read as a list of paths, one per line (its first line is "
-                f"not a CSV header naming a path column: {', '.join(PATH_COLUMNS)}), to which "
-                f"{sources._option_names(['path_format'])} does not apply: leave it out, or give "
-                "a CSV whose columns it names"
-            )
+            raise ValueError(sources._list_options_problem(os.fspath(inputs), ["path_format"]))
         return
     what = "a list of paths" if listed else os.fspath(inputs)
     raise ValueError(f"{what} is not a CSV, to which {sources._option_names(given)} do(es) not "
@@ -256,7 +178,7 @@ def _check_csv_options(inputs: PathLike | Sequence[PathLike], root, path_format)
 
 
 def iter_image_paths(
-    inputs: PathLike | Sequence[PathLike],
+    inputs: PathLike | Sequence[PathLike] | ListedFiles,
     *,
     root: PathLike | None = None,
     path_format: str | None = None,
@@ -269,7 +191,8 @@ def iter_image_paths(
             ``.tsv`` with a path column (:data:`PATH_COLUMNS`; read and resolved as
             ``sources.from_csv`` does; a ``.txt`` whose first line names one is a CSV too), a
             ``.txt``/``.lst`` list of image paths, one per line (blank and ``#`` lines skipped;
-            resolved as a CSV's), or a list/tuple of image paths.
+            resolved as a CSV's), a list/tuple of image paths, or the ``sources.ListedFiles`` of
+            a CSV or list read already.
         root: CSV or text list only: the folder its relative paths start from (default: its
             folder, or its ``images/`` subfolder when the files are there).
         path_format: CSV only: build the paths from columns, e.g. ``"{class}/{file}"``.
@@ -293,13 +216,13 @@ def iter_image_paths(
         for p in inputs:
             yield os.fspath(p)
         return
+    listed = _listed_files(inputs, root, path_format)
+    if listed is not None:
+        yield from listed.paths
+        return
     path = os.fspath(inputs)
     if os.path.isdir(path):
         yield from _iter_folder(path)
-    elif _is_csv(path):
-        yield from _csv_paths(path, root, path_format)
-    elif _is_path_list(path):
-        yield from _list_paths(path, root)
     elif os.path.isfile(path):
         yield path
     else:
@@ -321,7 +244,7 @@ def _read(path: bytes) -> tuple[np.ndarray, bytes]:
 
 
 def image_dataset(
-    inputs: PathLike | Sequence[PathLike],
+    inputs: PathLike | Sequence[PathLike] | ListedFiles,
     image_size: int | Sequence[int],
     batch_size: int = 32,
     *,
@@ -357,7 +280,7 @@ def image_dataset(
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
-    if not isinstance(inputs, (list, tuple)):
+    if isinstance(inputs, (str, os.PathLike)):
         inputs = os.fspath(inputs)
         if not os.path.exists(inputs):
             raise FileNotFoundError(f"input {inputs} does not exist: pass an image, a folder, a CSV "
@@ -365,9 +288,10 @@ def image_dataset(
     size = check_resize(image_size, resize)
     tune_malloc()  # as the training pipeline: freed batches stay in the process
     named = inputs if isinstance(inputs, str) else "the list given"
-    if _is_csv(inputs) or _is_path_list(inputs):  # read and resolved once (together), here
-        inputs = list(iter_image_paths(inputs, root=root, path_format=path_format))
-        root = path_format = None
+    _check_csv_options(inputs, root, path_format)
+    listed = _listed_files(inputs, root, path_format)  # a CSV or list: read and resolved once, here
+    if listed is not None:
+        named, inputs, root, path_format = listed.source, listed.paths, None, None
     # the first path now, in Python: a CSV without a path column fails here with its message,
     # not inside the dataset's generator (where TensorFlow wraps it in a traceback)
     if next(iter(iter_image_paths(inputs, root=root, path_format=path_format)), None) is None:
@@ -593,6 +517,10 @@ class PredictionResult:
         count: number of predicted images.
         not_images: files of an input folder left out for their extension
             (:func:`files_not_predicted`).
+        skipped_lines: for a CSV or list input, the line of the input file that names each
+            skipped file (in the order of ``skipped``); empty for other inputs.
+        cut_note: for a CSV or list input, ``sources.ListedFiles.cut_note``: what messages
+            add when its last line has no line end and names a missing file (else ``""``).
 
     Example:
         >>> result = predict("best.keras", "photos")  # doctest: +SKIP
@@ -609,6 +537,8 @@ class PredictionResult:
     out: Path | None = None
     count: int = 0
     not_images: list[str] = field(default_factory=list)
+    skipped_lines: list[int] = field(default_factory=list)
+    cut_note: str = ""
 
     def __len__(self) -> int:
         return self.count
@@ -643,6 +573,14 @@ class PredictionResult:
         return [[self.class_names[j] for j in np.flatnonzero(p >= self.thresholds)] for p in probs]
 
 
+def _skipped_entries(result: PredictionResult) -> list[str]:
+    """One ``line 3: <path>: <reason>`` per skipped file (``<path>: <reason>`` for an input
+    without lines: a folder, a list of paths)."""
+    if result.skipped_lines:
+        return [f"line {n}: {p}: {e}" for n, (p, e) in zip(result.skipped_lines, result.skipped)]
+    return [f"{p}: {e}" for p, e in result.skipped]
+
+
 def _check_top_k(lmap: LabelMap, top_k: int | None) -> None:
     """Refuse ``top_k`` for a multi-label model, where it would be ignored."""
     if lmap.multilabel and top_k is not None:
@@ -672,7 +610,7 @@ def _thresholds(lmap: LabelMap, override) -> np.ndarray | None:
 
 def iter_predictions(
     predictor: _Predictor,
-    inputs: PathLike | Sequence[PathLike],
+    inputs: PathLike | Sequence[PathLike] | ListedFiles,
     *,
     batch_size: int = 32,
     tta: str | Sequence[str] | None = None,
@@ -715,26 +653,20 @@ def iter_predictions(
 
 
 class _CsvWriter:
-    """Streams prediction rows to a CSV (see the module docstring for the columns).
+    """Streams prediction rows to an open CSV file (see the module docstring for the columns).
 
-    Rows go to a temporary sibling (:func:`keras_species.atomic.temporary_path`), moved over the
-    file only when every input was read, so that a failed run never leaves a partial CSV or
-    replaces an earlier one.
+    :func:`predict` opens that file through :func:`keras_species.atomic.atomic_path`: rows go to
+    a temporary sibling, moved over ``--out`` only when every input was read, so that a failed
+    run never leaves a partial CSV or replaces an earlier one.
     """
 
-    def __init__(self, path: Path, class_names, multilabel: bool, thresholds, top_k: int,
+    def __init__(self, file, class_names, multilabel: bool, thresholds, top_k: int,
                  all_probabilities: bool) -> None:
         self.names = list(class_names)
         self.multilabel, self.thresholds = multilabel, thresholds
         self.k = max(1, min(top_k, len(self.names)))
         self.all = all_probabilities
-        check_output_file(path, "--out")
-        self.path, self.part = path, temporary_path(path)
-        try:
-            self.file = open(self.part, "w", newline="")
-        except OSError as err:  # name the file asked for, not its temporary sibling
-            raise OSError(err.errno, f"cannot write the predictions to {path}: {err.strerror}") from err
-        self.writer = csv.writer(self.file)
+        self.writer = csv.writer(file)
         if multilabel:
             head = ["path", "labels", "probabilities", "top_label", "top_probability"]
         else:
@@ -757,13 +689,6 @@ class _CsvWriter:
             else:
                 row = [path] + [v for j in order[: self.k] for v in (self.names[j], f"{p[j]:.6g}")]
             self.writer.writerow(row + [""] + ([f"{q:.6g}" for q in p] if self.all else []))
-
-    def close(self, complete: bool) -> None:
-        self.file.close()
-        if complete:
-            commit(self.part, self.path, "--out")  # a failed move names --out, not the temporary
-        else:
-            self.part.unlink(missing_ok=True)
 
 
 def predict(
@@ -826,48 +751,59 @@ def predict(
     ):
         raise ValueError(f"top_k must be a whole number >= 1 (--top-k), got {top_k!r}")
     _check_csv_options(inputs, root, path_format)
+    listed = _listed_files(inputs, root, path_format)  # a CSV or list: its lines name skipped files
+    source = inputs if listed is None else listed
+    if listed is not None:  # read and resolved once, here
+        root = path_format = None
     predictor = open_predictor(model_or_path, labels=labels, image_size=image_size)
     lmap = predictor.label_map
     _check_top_k(lmap, top_k)
     thr = _thresholds(lmap, thresholds)
-    writer = None
-    if out is not None:
-        writer = _CsvWriter(Path(out), lmap.class_names, lmap.multilabel, thr,
-                            DEFAULT_TOP_K if top_k is None else top_k, all_probabilities)
     paths: list[str] = []
     chunks: list[np.ndarray] = []
     skipped: list[tuple[str, str]] = []
-    count = 0
-    complete = False
-    try:
-        for batch in iter_predictions(predictor, inputs, batch_size=batch_size, tta=tta,
+    skipped_lines: list[int] = []
+    count = row = 0
+    with contextlib.ExitStack() as stack:
+        writer = None
+        if out is not None:  # a failure, even to open it, names --out, not the temporary sibling
+            part = stack.enter_context(atomic_path(out, "--out"))
+            file = stack.enter_context(open(part, "w", newline="", encoding="utf-8"))
+            writer = _CsvWriter(file, lmap.class_names, lmap.multilabel, thr,
+                                DEFAULT_TOP_K if top_k is None else top_k, all_probabilities)
+        for batch in iter_predictions(predictor, source, batch_size=batch_size, tta=tta,
                                       root=root, path_format=path_format):
             if writer is not None:
                 writer.write(batch)
             ok = np.array([not e for e in batch.errors], bool)
-            skipped += [(p, e) for p, e in zip(batch.paths, batch.errors) if e]
+            bad = np.flatnonzero(~ok)
+            skipped += [(batch.paths[i], batch.errors[i]) for i in bad]
+            if listed is not None:  # one batch row per listed row, in order
+                skipped_lines += [listed.lines[row + i] for i in bad]
+            row += len(batch.paths)
             count += int(ok.sum())
             if keep_probabilities:
                 paths += [p for p, good in zip(batch.paths, ok) if good]
                 chunks.append(batch.probabilities[ok])
-        complete = True
-    finally:
-        if writer is not None:
-            writer.close(complete)
-    if skipped:
-        listing = "; ".join(f"{p}: {e}" for p, e in skipped[:10])
-        more = f" (and {len(skipped) - 10} more)" if len(skipped) > 10 else ""
-        warnings.warn(f"skipped {len(skipped)} unreadable file(s): {listing}{more}", stacklevel=2)
     probs = None
     if keep_probabilities:
         probs = (np.concatenate(chunks) if chunks
                  else np.zeros((0, lmap.num_classes), np.float32))
-    return PredictionResult(
+    result = PredictionResult(
         paths=paths, probabilities=probs, class_names=list(lmap.class_names),
         multilabel=lmap.multilabel, thresholds=thr, skipped=skipped,
         out=Path(out) if out is not None else None, count=count,
-        not_images=files_not_predicted(inputs),
+        not_images=files_not_predicted(inputs), skipped_lines=skipped_lines,
+        cut_note=listed.cut_note() if listed is not None and skipped else "",
     )
+    if skipped:
+        where = f" listed in {listed.source}" if listed is not None else ""
+        listing = "; ".join(_skipped_entries(result)[:10])
+        more = f" (and {len(skipped) - 10} more)" if len(skipped) > 10 else ""
+        cut = f". {result.cut_note}" if result.cut_note else ""
+        warnings.warn(f"skipped {len(skipped)} unreadable file(s){where}: {listing}{more}{cut}",
+                      stacklevel=2)
+    return result
 
 
 # ------------------------------------------------------------------------------------------- CLI
@@ -918,14 +854,15 @@ def _nothing_predicted(result: PredictionResult, inputs: str) -> str:
     csv_input, list_input = _is_csv(inputs), _is_path_list(inputs)
     if result.skipped:
         n = len(result.skipped)
-        shown = "; ".join(f"{p}: {e}" for p, e in result.skipped[:3]) + (" ..." if n > 3 else "")
+        shown = "; ".join(_skipped_entries(result)[:3]) + (" ..." if n > 3 else "")
         hint = ""
         if (csv_input or list_input) and all(e == "file not found" for _, e in result.skipped):
             hint = (" (if the CSV's paths start elsewhere, pass --root DIR; to build them from "
                     "columns, --path-format, e.g. '{class}/{file}')" if csv_input else
                     " (if the list's paths start elsewhere than its folder, pass --root DIR)")
+        cut = f". {result.cut_note}" if result.cut_note else ""
         return (f"nothing was predicted: none of the {n} file(s) could be read ({shown}){hint}; "
-                f"their rows, with the reason in the 'error' column, are in {result.out}")
+                f"their rows, with the reason in the 'error' column, are in {result.out}{cut}")
     if csv_input:
         return f"nothing was predicted: {inputs} lists no files (a header but no rows)"
     if list_input:
@@ -981,12 +918,15 @@ def run_cli(args: argparse.Namespace) -> int:
         return 2
     print(f"predicted {result.count} image(s) -> {result.out}")
     if result.skipped:
-        print(f"skipped {len(result.skipped)} unreadable file(s) (reason in the 'error' column):",
-              file=sys.stderr)
-        for p, e in result.skipped[:20]:
-            print(f"  {p}: {e}", file=sys.stderr)
+        where = f" listed in {args.input}" if result.skipped_lines else ""
+        print(f"skipped {len(result.skipped)} unreadable file(s){where} (reason in the 'error' "
+              "column):", file=sys.stderr)
+        for entry in _skipped_entries(result)[:20]:
+            print(f"  {entry}", file=sys.stderr)
         if len(result.skipped) > 20:
             print(f"  ... and {len(result.skipped) - 20} more", file=sys.stderr)
+        if result.cut_note:
+            print(result.cut_note, file=sys.stderr)
     if result.not_images:
         names = ", ".join(result.not_images[:5]) + (" ..." if len(result.not_images) > 5 else "")
         print(f"left out {len(result.not_images)} file(s) whose extension is not an image "

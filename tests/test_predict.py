@@ -180,8 +180,9 @@ def test_cli_exits_2_when_nothing_was_predicted(model, folder, tmp_path, capsys)
     code, err = run(missing)
     assert code == 2 and err.startswith(
         f"keras-species predict: nothing was predicted: none of the 4 file(s) could be read "
-        f"({tmp_path / 'a.png'}: file not found; {tmp_path / 'b.png'}: file not found; "
-        f"{tmp_path / 'c.png'}: file not found ...) (if the CSV's paths start elsewhere, pass --root DIR")
+        f"(line 2: {tmp_path / 'a.png'}: file not found; line 3: {tmp_path / 'b.png'}: file not "
+        f"found; line 4: {tmp_path / 'c.png'}: file not found ...) (if the CSV's paths start "
+        "elsewhere, pass --root DIR")
     assert err.endswith(f"their rows, with the reason in the 'error' column, are in {out}")
     assert [r["error"] for r in _read_csv(out)] == ["file not found"] * 4  # written as before
     (folder / "cod").rename(tmp_path / "cod")  # the broken file alone: unreadable, not missing
@@ -236,12 +237,47 @@ def test_a_text_file_lists_images_one_per_line(model, folder, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.startswith(
         f"keras-species predict: nothing was predicted: none of the 2 file(s) could be read "
-        f"({elsewhere.parent / 'cod' / 'none.png'}: file not found; ")
+        f"(line 1: {elsewhere.parent / 'cod' / 'none.png'}: file not found; ")
     assert "(if the list's paths start elsewhere than its folder, pass --root DIR)" in err
     elsewhere.write_text("# nothing yet\n\n")
     assert cli.main(["predict", str(tmp_path / "m.keras"), str(elsewhere), "--out", str(out)]) == 2
     assert capsys.readouterr().err == (f"keras-species predict: nothing was predicted: {elsewhere} "
                                        "lists no files (only blank or # lines)\n")
+
+
+def test_unreadable_files_of_a_csv_or_list_are_named_with_their_lines(model, folder, tmp_path, capsys):
+    good = [p for p in iter_image_paths(folder) if not p.endswith("broken.png")]
+    broken = folder / "eel" / "broken.png"
+    listed = tmp_path / "in.csv"  # lines: comment, header, row, blank, rows..., a row cut mid-path
+    listed.write_text(f"# made by hand\npath,label\n{good[0]},cod\n\nnone.png,eel\n{good[1]},ray\n"
+                      f"{broken},eel\n{good[2][:-6]}")
+    out = tmp_path / "p.csv"
+    with pytest.warns(UserWarning) as caught:
+        result = predict(model, listed, out=out)
+    assert result.count == 2 and result.skipped_lines == [5, 7, 8]
+    assert re.fullmatch(
+        rf"skipped 3 unreadable file\(s\) listed in {re.escape(str(listed))}: line 5: .*none\.png: "
+        r"file not found; line 7: .*broken\.png: empty file \(0 bytes\); line 8: .*: file not found\. "
+        r"Line 8 is the last and has no line end: the file may be cut off there.*",
+        str(caught[-1].message)), str(caught[-1].message)
+    assert [r["error"] for r in _read_csv(out)] == ["", "file not found", "", "empty file (0 bytes)",
+                                                    "file not found"]  # the column as before
+    model.save(tmp_path / "m.keras")
+    capsys.readouterr()
+    assert cli.main(["predict", str(tmp_path / "m.keras"), str(listed), "--out", str(out)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"skipped 3 unreadable file(s) listed in {listed} (reason in the 'error' column):"
+    assert err[1] == f"  line 5: {tmp_path / 'none.png'}: file not found"
+    assert err[4].startswith("Line 8 is the last and has no line end")
+    # a text list: its lines counted with the blank and # lines; an ended last line is not cut
+    listed = tmp_path / "in.txt"
+    listed.write_text(f"# made by hand\n{good[0]}\n\nnone.png\n")
+    with pytest.warns(UserWarning, match=r"listed in .*in\.txt: line 4: .*none\.png: file not found$"):
+        result = predict(model, listed)
+    assert result.skipped_lines == [4] and result.cut_note == ""
+    with pytest.warns(UserWarning, match=rf"skipped 1 unreadable file\(s\): {re.escape(str(broken))}"):
+        result = predict(model, folder)  # no lines to name
+    assert result.skipped_lines == [] and result.skipped == [(str(broken), "empty file (0 bytes)")]
 
 
 def test_help_names_the_csv_path_columns_and_options(capsys):
@@ -536,7 +572,8 @@ def test_cli(model, folder, tmp_path, capsys, monkeypatch):
     if Path("/proc/self").is_dir():  # a folder where no file can be made (even by root)
         capsys.readouterr()
         assert cli.main(["predict", str(tmp_path / "m.keras"), str(folder), "--out", "/proc/p.csv"]) == 2
-        assert "cannot write the predictions to /proc/p.csv" in capsys.readouterr().err
+        err = capsys.readouterr().err  # named as atomic names every output, not its temporary
+        assert "/proc/p.csv (--out) cannot be written (" in err and ".tmp-" not in err
 
 
 def test_cli_keeps_the_traceback_of_an_error_from_inside_a_library(model, folder, tmp_path, monkeypatch):

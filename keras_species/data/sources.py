@@ -2,7 +2,8 @@
 
 Sources: a folder of class subfolders (:func:`from_folder`), a CSV with a path column and a label
 column, a ``;``-separated label-set column or one 0/1 column per class (:func:`from_csv`), an
-iNaturalist/COCO-style JSON (:func:`from_coco_json`), a saved manifest, or the embedded demo.
+iNaturalist/COCO-style JSON (:func:`from_coco_json`), a text list of image paths, one per line,
+without labels (:func:`from_path_list`), a saved manifest, or the embedded demo.
 :func:`load` picks the reader from what it is given. Every reader returns absolute paths; problems
 with the data raise :class:`ManifestError` naming the file or value and the fix, and harmless
 oddities (skipped files, duplicate rows, a single class) are reported with ``warnings.warn``.
@@ -22,6 +23,7 @@ import os
 import re
 import warnings
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +35,9 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".
 """File extensions read as images (case-insensitive)."""
 
 PATH_COLUMNS = ("path", "filepath", "file_path", "filename", "file_name", "file", "image", "image_path")
+LIST_EXTENSIONS = (".txt", ".lst")
+"""A text list of image paths, one per line (a ``.txt`` whose first line names a path column is a
+CSV: :func:`is_path_list`)."""
 LABEL_COLUMNS = ("label", "class", "species", "category")
 LABELSET_COLUMNS = ("labels", "tags")
 SPLIT_ALIASES = {
@@ -371,6 +376,12 @@ def _ends_with_line_end(text: str) -> bool:
     return text.rstrip(" \t").endswith(("\n", "\r"))
 
 
+def _last_line_ended(text: str, lines: Sequence[int]) -> bool:
+    """Whether the last entry, on line ``lines[-1]`` of ``text``, is not cut off: the file ends
+    with a line end, or other lines (a comment, a blank row) follow that entry."""
+    return _ends_with_line_end(text) or not lines or lines[-1] != len(text.splitlines())
+
+
 _CUT_ADVICE = ("Check that line against the original: complete it, or add a line end after it if "
                "it is whole")
 
@@ -514,6 +525,106 @@ def resolve_csv_paths(
         if alt_exists.sum() > exists.sum():
             abs_paths, exists, base = alt, alt_exists, base / "images"
     return abs_paths, exists, base
+
+
+@dataclass
+class ListedFiles:
+    """The image files a CSV or a path list names, in the order written, with the line of each.
+
+    Args:
+        source: the CSV or list file (absolute).
+        paths: normalised absolute paths, one per row or line (repeats and missing files kept).
+        lines: the file line of each path, for messages.
+        exists: whether each path is a file.
+        base: the folder relative paths were read from.
+        last_line_ended: ``False`` when the last path is on the file's last line and that line
+            has no line end (the file may be cut off in it).
+
+    Example:
+        >>> listed = read_path_list("new_photos.txt")   # doctest: +SKIP
+        >>> listed.lines[:2], listed.paths[0]            # doctest: +SKIP
+        ([2, 3], '/data/new_photos/IMG_0001.jpg')
+    """
+
+    source: str
+    paths: list[str]
+    lines: list[int]
+    exists: np.ndarray
+    base: Path
+    last_line_ended: bool = True
+
+    def cut_note(self) -> str:
+        """What a message about missing files adds when the file may be cut off in its last line:
+        that line has no line end, and its file is missing while another exists.
+
+        Returns:
+            The note (:func:`_cut_note`), or ``""``.
+
+        Example:
+            >>> ListedFiles("l.txt", ["/a.png", "/b"], [1, 2], np.array([True, False]), Path("/"),
+            ...             last_line_ended=False).cut_note()[:38]
+            'Line 2 is the last and has no line end'
+        """
+        if self.paths and not self.last_line_ended and not self.exists[-1] and self.exists.any():
+            return _cut_note(self.lines[-1])
+        return ""
+
+
+def read_csv_paths(
+    path: str | os.PathLike, root: str | os.PathLike | None = None, path_format: str | None = None
+) -> ListedFiles:
+    """The image paths a CSV lists, one per row, read and resolved as :func:`from_csv` reads them.
+
+    Labels are not read. Shared by ``predict`` (one rule for every command).
+
+    Args:
+        path: the CSV.
+        root: the folder relative paths start from (default: see :func:`resolve_csv_paths`).
+        path_format: build each path from columns instead, e.g. ``"{class}/{file}"``.
+
+    Returns:
+        The rows' files with their lines (blank rows left out; missing files kept).
+
+    Raises:
+        ManifestError: as :func:`from_csv` for its paths: no path column, a row with an empty path
+            or more fields than the header, a column named twice, a file that is not UTF-8.
+
+    Example:
+        >>> read_csv_paths("hymenoptera/split.csv", path_format="{class}/{file}").paths[0]  # doctest: +SKIP
+        '/data/hymenoptera/ants/0013035.jpg'
+    """
+    path = os.fspath(Path(path).expanduser().absolute())
+    text = read_text(path)
+    header, raw_rows, first_line, _ = _read_csv_rows(path, text)
+    line_of = [first_line + i for i, r in enumerate(raw_rows) if r is not None]
+    rows = [r for r in raw_rows if r is not None]
+    cells, _ = csv_path_cells(path, header, rows, line_of, path_format)
+    paths, exists, base = resolve_csv_paths(cells, path, root)
+    return ListedFiles(path, paths, line_of, exists, base, _last_line_ended(text, line_of))
+
+
+def _check_missing(listed: ListedFiles, on_missing: str, unit: str) -> list[str]:
+    """The files of ``listed`` that do not exist: refused (``on_missing="error"``) or warned about
+    (``"skip"``), naming their lines and a cut last line. ``unit``: what holds a path ("rows")."""
+    gone = np.flatnonzero(~listed.exists)
+    if not len(gone):
+        return []
+    missing = [listed.paths[i] for i in gone]
+    lines = [listed.lines[i] for i in gone]
+    cut = f". {listed.cut_note()}" if listed.cut_note() else ""
+    if on_missing == "error":
+        raise ManifestError(
+            f"{listed.source}: {len(missing)} of {len(listed.paths)} listed files do not exist under "
+            f"{listed.base} (e.g. {_with_lines(lines, missing)}); pass root= the folder the paths "
+            f"are relative to, or on_missing='skip' to leave those {unit} out (on the command "
+            f"line: --root DIR, --on-missing skip){cut}"
+        )
+    warnings.warn(
+        f"{listed.source}: skipped {len(missing)} {unit} whose file does not exist "
+        f"(e.g. {_with_lines(lines, missing, 3)}){cut}",
+        stacklevel=3,
+    )
+    return missing
 
 
 def from_csv(
@@ -686,29 +797,9 @@ def from_csv(
         _warn_if_last_label_cut(path, text, line_of[-1], sets[-1], sets[:-1])
 
     abs_paths, exists, base = resolve_csv_paths(rel_paths, path, root)
-    keep = np.ones(len(rows), bool)
-    if not exists.all():
-        gone = np.flatnonzero(~exists)
-        missing = [abs_paths[i] for i in gone]
-        missing_lines = [line_of[i] for i in gone]
-        cut = ""  # a copy cut mid-path: the last, unended row's file is missing, others exist
-        if gone[-1] == len(rows) - 1 and exists.any() and not _ends_with_line_end(text):
-            cut = ". " + _cut_note(line_of[-1])
-        if on_missing == "error":
-            raise ManifestError(
-                f"{path}: {len(missing)} of {len(rows)} listed files do not exist under {base} "
-                f"(e.g. {_with_lines(missing_lines, missing)}); pass root= the folder the paths "
-                "are relative to, or on_missing='skip' to leave those rows out (on the command "
-                f"line: --root DIR, --on-missing skip){cut}"
-            )
-        warnings.warn(
-            f"{path}: skipped {len(missing)} rows whose file does not exist "
-            f"(e.g. {_with_lines(missing_lines, missing, 3)}){cut}",
-            stacklevel=2,
-        )
-        keep &= exists
-    else:
-        missing = []
+    listed = ListedFiles(path, abs_paths, line_of, exists, base, _last_line_ended(text, line_of))
+    missing = _check_missing(listed, on_missing, "rows")
+    keep = exists.copy()  # all rows, or (on_missing="skip") those whose file exists
 
     splits = [normalise_split_name(r[scol]) for r in rows] if scol else None
     groups = [r[gcol] for r in rows] if gcol else None
@@ -764,6 +855,188 @@ def from_csv(
         warnings.warn(f"{path} has a single class ({names[0]!r}); splitting and training need at least 2",
                       stacklevel=2)
     return m
+
+
+# ---------------------------------------------------------------------------------- path lists
+def _names_a_path_column(line: str) -> bool:
+    """Whether ``line`` is a CSV header with a path column (:data:`PATH_COLUMNS`, any case)."""
+    cells = (cell.strip().strip('"').lower() for cell in re.split(r"[,;\t]", line))
+    return any(cell in PATH_COLUMNS for cell in cells)
+
+
+def _first_line(path: str) -> str:
+    """The first line of a text file that is neither blank nor a ``#`` comment ("" if none)."""
+    for line in read_text(path, limit=1 << 16).splitlines():  # a long list is not read twice
+        if line.strip() and not line.lstrip().startswith("#"):
+            return line
+    return ""
+
+
+def is_path_list(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is read as a list of image paths, one per line, rather than as a CSV.
+
+    A ``.lst`` file is one; a ``.txt`` file is one unless its first line (blank and ``#`` lines
+    aside) is a CSV header naming a path column (:data:`PATH_COLUMNS`, any case), as
+    ``path,label``. Every command decides so (``audit``, ``split``, ``predict``).
+
+    Args:
+        path: a file.
+
+    Returns:
+        ``False`` for other extensions and for a path that is not a file.
+
+    Raises:
+        ManifestError: the start of the ``.txt`` is not UTF-8 text.
+
+    Example:
+        >>> open("new.txt", "w").write("cod/1.jpg\\n")   # doctest: +SKIP
+        >>> is_path_list("new.txt")                      # doctest: +SKIP
+        True
+    """
+    path = os.fspath(path)
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in LIST_EXTENSIONS or not os.path.isfile(path):
+        return False
+    return suffix == ".lst" or not _names_a_path_column(_first_line(path))
+
+
+def _list_options_problem(source: str | os.PathLike, names: Sequence[str]) -> str:
+    """Why options (``path_format``...) do not apply to a path list, and what to do instead."""
+    why = ("a .lst file is one" if os.fspath(source).lower().endswith(".lst") else
+           f"its first line is not a CSV header naming a path column: {', '.join(PATH_COLUMNS)}")
+    return (f"{source} is read as a list of paths, one per line ({why}), to which "
+            f"{_option_names(names)} {'does' if len(names) == 1 else 'do'} not apply: leave "
+            f"{'it' if len(names) == 1 else 'them'} out (a list takes root (--root), on_missing "
+            "(--on-missing) and group_regex (--group-regex)), or give the data as a .csv file")
+
+
+def read_path_list(path: str | os.PathLike, root: str | os.PathLike | None = None) -> ListedFiles:
+    """The image paths a text list names, one per line, resolved as a CSV's paths are.
+
+    Blank lines and lines starting with ``#`` are skipped; spaces around a path are not part of
+    it. Relative paths start at ``root``, by default the list's folder, or its ``images/``
+    subfolder when the files are there (:func:`resolve_csv_paths`). Shared by
+    :func:`from_path_list` and ``predict``.
+
+    Args:
+        path: the list (UTF-8, with or without BOM, or UTF-16 with BOM).
+        root: the folder relative paths start from (``--root``).
+
+    Returns:
+        The files in line order with their lines (missing files and repeats kept).
+
+    Raises:
+        ManifestError: the file is not UTF-8 text (the message names the line).
+
+    Example:
+        >>> read_path_list("new_photos.txt").paths[0]  # doctest: +SKIP
+        '/data/new_photos/IMG_0001.jpg'
+    """
+    path = os.fspath(Path(path).expanduser().absolute())
+    text = read_text(path)
+    numbered = [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1)]
+    numbered = [(n, entry) for n, entry in numbered if entry and not entry.startswith("#")]
+    lines = [n for n, _ in numbered]
+    paths, exists, base = resolve_csv_paths([entry for _, entry in numbered], path, root)
+    return ListedFiles(path, paths, lines, exists, base, _last_line_ended(text, lines))
+
+
+def from_path_list(
+    path: str | os.PathLike,
+    *,
+    root: str | os.PathLike | None = None,
+    on_missing: str = "error",
+    group_regex: str | None = None,
+) -> Manifest:
+    """Read a text list of image paths, one per line, as an unlabelled Manifest.
+
+    The list is read by :func:`read_path_list` (blank and ``#`` lines skipped; relative paths
+    from ``root``, by default the list's folder or its ``images/`` subfolder). Every image is
+    unlabelled (``UNLABELLED``) and there are no classes: enough to audit the images or predict
+    them, not to split or train (those need labels: a CSV with a label column, or class
+    folders). Missing files are refused or skipped naming their lines, as :func:`from_csv` does
+    for rows; a file listed again is dropped with a warning.
+
+    Args:
+        path: the list (``.txt`` or ``.lst``; see :func:`is_path_list`).
+        root: the folder relative paths start from (``--root``).
+        on_missing: ``"error"`` (default) or ``"skip"`` lines whose file does not exist.
+        group_regex: optional regex over the file name whose first group is the group id.
+
+    Returns:
+        A single-label Manifest without classes, every label ``UNLABELLED``;
+        ``manifest.extra["missing"]`` lists the files skipped with ``on_missing="skip"``.
+
+    Raises:
+        ManifestError: the file does not exist, lists no path, is not UTF-8, or names files that
+            do not exist (``on_missing="error"``).
+
+    Example:
+        >>> m = from_path_list("new_photos.txt")   # doctest: +SKIP
+        >>> m.summary()                             # doctest: +SKIP
+        '120 images, 0 classes (single-label)'
+    """
+    if on_missing not in ("error", "skip"):
+        raise ManifestError(f"on_missing must be 'error' or 'skip', got {on_missing!r}")
+    path = os.fspath(Path(path).expanduser().absolute())
+    if not os.path.isfile(path):
+        raise ManifestError(f"list file {path} does not exist")
+    listed = read_path_list(path, root)
+    if not listed.paths:
+        raise ManifestError(f"{path} lists no files (only blank or # lines): write one image path "
+                            "per line")
+    missing = _check_missing(listed, on_missing, "lines")
+    first: dict[str, int] = {}
+    repeated: list[int] = []
+    for i in np.flatnonzero(listed.exists):
+        if listed.paths[i] in first:
+            repeated.append(i)
+        else:
+            first[listed.paths[i]] = i
+    if repeated:
+        warnings.warn(
+            f"{path}: dropped {len(repeated)} line(s) naming a file listed before, e.g. "
+            f"{_with_lines([listed.lines[i] for i in repeated], [listed.paths[i] for i in repeated], 3)}",
+            stacklevel=2,
+        )
+    paths = list(first)  # in line order: a dict keeps the order of insertion
+    groups = groups_from_regex(paths, group_regex) if group_regex else None
+    m = Manifest(paths, np.full(len(paths), UNLABELLED, np.int64), [], groups=groups, source=path)
+    m.extra["missing"] = missing
+    return m
+
+
+def require_labels(manifest: Manifest, command: str) -> Manifest:
+    """Refuse a manifest in which no image has a label, for a command that needs labels.
+
+    A path list (:func:`from_path_list`) is named as such. Multi-label data and an empty manifest
+    pass (an image without tags is a negative; an empty one is the command's to refuse).
+
+    Args:
+        manifest: the loaded data.
+        command: what needs the labels, as the user knows it (``"split"``).
+
+    Returns:
+        ``manifest``, unchanged.
+
+    Raises:
+        ManifestError: naming the source and what to give instead.
+
+    Example:
+        >>> require_labels(load("demo"), "split").num_classes
+        6
+    """
+    if len(manifest) == 0 or manifest.multilabel or manifest.labelled_mask.any():
+        return manifest
+    source = manifest.source or "the data"
+    if manifest.source and is_path_list(manifest.source):
+        what = f"{source} is a list of image paths, one per line, which has no labels"
+    else:
+        what = f"none of the {len(manifest)} images of {source} has a label"
+    raise ManifestError(
+        f"{what}, and {command} needs them: give a CSV with a path and a label column (e.g. "
+        "'path,label'), or a folder with one subfolder per class"
+    )
 
 
 # ---------------------------------------------------------------------------------- COCO / iNat
@@ -900,9 +1173,11 @@ def _options_for(reader, kw: dict, source) -> dict:
     """``kw`` checked against ``reader``'s keyword arguments (a clear error instead of TypeError)."""
     import inspect
 
-    accepted = set(inspect.signature(reader).parameters) - {"path", "root"} | (
-        {"root"} if reader is from_csv else set())
+    params = inspect.signature(reader).parameters.values()
+    accepted = {p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
     unknown = sorted(set(kw) - accepted)
+    if unknown and reader is from_path_list:
+        raise ManifestError(_list_options_problem(source, unknown))
     if unknown:
         kind = {"from_folder": "a folder of class subfolders", "from_csv": "a CSV",
                 "from_coco_json": "an iNat/COCO JSON"}[reader.__name__]
@@ -937,7 +1212,10 @@ def load(source: str | os.PathLike | Manifest, **kw) -> Manifest:
     Args:
         source: ``"demo"`` (the embedded fish demo), a folder of class subfolders, a ``.csv``
             (a saved manifest when it starts with ``# classes:``, else :func:`from_csv`), a
-            ``.json`` (a saved manifest, else :func:`from_coco_json`), or a Manifest (returned).
+            ``.json`` (a saved manifest, else :func:`from_coco_json`), a ``.txt``/``.lst`` list
+            of image paths, one per line (:func:`from_path_list`: unlabelled; a ``.txt`` whose
+            first line names a path column is a CSV, :func:`is_path_list`), or a Manifest
+            (returned).
         **kw: passed to the reader (e.g. ``group_regex``, ``path_format``, ``root``; for an
             iNat/COCO JSON ``root`` stands for ``image_root``). ``group_regex`` also applies to
             saved manifests (replacing their groups).
@@ -970,13 +1248,15 @@ def load(source: str | os.PathLike | Manifest, **kw) -> Manifest:
     if not p.exists():
         raise ManifestError(
             f"{source} does not exist: give 'demo', a folder of class subfolders, a CSV, an "
-            "iNat/COCO JSON or a saved manifest"
+            "iNat/COCO JSON, a saved manifest or a .txt/.lst list of image paths"
         )
     suffix = p.suffix.lower()
-    if suffix in (".csv", ".tsv", ".txt"):
+    if suffix in (".csv", ".tsv") + LIST_EXTENSIONS:
         if _is_manifest_csv(str(p)):
             _only_group_regex(kw, source, "a saved manifest")
             m = Manifest.from_csv(p)
+        elif is_path_list(p):
+            return from_path_list(p, **_options_for(from_path_list, kw, source))
         else:
             return from_csv(p, **_options_for(from_csv, kw, source))
     elif suffix == ".json":
@@ -990,7 +1270,8 @@ def load(source: str | os.PathLike | Manifest, **kw) -> Manifest:
             return from_coco_json(p, **_options_for(from_coco_json, kw, source))
     else:
         raise ManifestError(
-            f"{source}: unknown kind of source (extension {suffix!r}); give a folder, a .csv or a .json"
+            f"{source}: unknown kind of source (extension {suffix!r}); give a folder, a .csv, a "
+            ".json or a .txt/.lst list of image paths"
         )
     if group_regex:
         m.groups = groups_from_regex(m.paths, group_regex)
@@ -1058,7 +1339,8 @@ def add_source_arguments(parser) -> None:
     """Add the ``DATA`` argument and the options of reading it to a subcommand's parser.
 
     Shared by ``keras-species audit``, ``split`` and ``shard``: ``--group-regex``,
-    ``--path-format`` (CSV), ``--root`` (CSV and iNat/COCO JSON) and ``--on-missing`` (CSV).
+    ``--path-format`` (CSV), ``--root`` (CSV, path list and iNat/COCO JSON) and ``--on-missing``
+    (CSV and path list).
 
     Args:
         parser: an ``argparse.ArgumentParser``.
@@ -1071,17 +1353,18 @@ def add_source_arguments(parser) -> None:
     """
     parser.add_argument("data", nargs="?", default="demo",
                         help="the data: 'demo' (default), a folder of class subfolders, a CSV, an "
-                        "iNat/COCO JSON or a saved manifest")
+                        "iNat/COCO JSON, a saved manifest, or a .txt/.lst list of image paths, one "
+                        "per line (without labels, so not for split)")
     parser.add_argument("--group-regex", default=None,
                         help=r"regex over the file name whose first group is the group id, e.g. 'fish_(\d+)_'")
     parser.add_argument("--path-format", default=None,
                         help="CSV only: build paths from columns, e.g. '{class}/{file}'")
     parser.add_argument("--root", default=None,
-                        help="CSV or iNat/COCO JSON: the folder its relative paths start from "
-                        "(default: the file's folder)")
+                        help="CSV, path list or iNat/COCO JSON: the folder its relative paths "
+                        "start from (default: the file's folder)")
     parser.add_argument("--on-missing", choices=("error", "skip"), default=None,
-                        help="CSV only: rows whose file does not exist stop with an error (default) "
-                        "or are left out with a warning")
+                        help="CSV or path list: rows (lines) whose file does not exist stop with "
+                        "an error (default) or are left out with a warning")
 
 
 def source_options(args) -> dict:

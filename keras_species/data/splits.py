@@ -588,7 +588,7 @@ def run_cli(args: argparse.Namespace) -> int:
     try:
         check_output_file(args.out, "--out")  # before reading: a bad --out fails now
         sources.check_output_place(args.data, args.out, "--out")
-        m = sources.load(args.data, **sources.source_options(args))
+        m = sources.require_labels(sources.load(args.data, **sources.source_options(args)), "split")
         if args.top_classes is not None:
             m = top_classes(m, fraction=args.top_classes)
         group_aware = m.groups is not None if args.group_aware is None else args.group_aware

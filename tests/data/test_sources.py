@@ -387,6 +387,100 @@ def test_from_coco_json_with_a_missing_key_names_the_entry(tmp_path: Path, chang
         sources.from_coco_json(path)
 
 
+# ------------------------------------------------------------------------- path lists
+def test_a_path_list_loads_as_unlabelled_images(image_folder: Path, tmp_path: Path) -> None:
+    cod = sorted((image_folder / "cod").glob("*.png"))
+    listed = image_folder / "new.txt"  # relative paths start at the list's folder
+    listed.write_text(f"# photos of the day\ncod/{cod[0].name}\n\n  cod/{cod[1].name}  \n"
+                      f"{cod[2]}\n   # indented comment\ncod/{cod[0].name}\n", encoding="utf-8-sig")
+    with pytest.warns(UserWarning, match=r"new.txt: dropped 1 line\(s\) naming a file listed before, "
+                                         rf"e.g. line 7: '.*{cod[0].name}'"):
+        m = sources.load(listed)
+    assert m.paths == [str(p) for p in cod[:3]] and m.class_names == [] and not m.multilabel
+    assert m.labels.tolist() == [UNLABELLED] * 3 and m.source == str(listed)
+    elsewhere = tmp_path / "lists" / "new.lst"  # a .lst, --root, and group ids from the names
+    elsewhere.parent.mkdir()
+    elsewhere.write_text("\n".join(f"cod/{p.name}" for p in cod[:2]) + "\n", encoding="utf-16")
+    m = sources.load(elsewhere, root=str(image_folder), group_regex=r"fish_(\d+)_")
+    assert m.paths == [str(p) for p in cod[:2]] and m.groups == ["0", "0"]
+    (image_folder / "empty.lst").write_text("# nothing yet\n\n")
+    with pytest.raises(ManifestError, match=r"empty.lst lists no files \(only blank or # lines\)"):
+        sources.load(image_folder / "empty.lst")
+
+
+def test_a_txt_whose_first_line_names_a_path_column_is_a_csv(image_folder: Path) -> None:
+    table = image_folder / "labels.txt"
+    table.write_text("# made by hand\n\nFile;Species\ncod/fish_0_0.png;cod\neel/fish_100_0.png;eel\n",
+                     encoding="utf-8-sig")
+    assert sources.is_path_list(table) is False
+    assert sources.load(table).class_names == ["cod", "eel"]
+    table.write_text("class,name\ncod,fish_0_0.png\n")  # no path column: a list, as predict reads it
+    assert sources.is_path_list(table) is True
+    with pytest.raises(ManifestError, match=r"labels.txt is read as a list of paths, one per line \(its "
+                                            r"first line is not a CSV header naming a path column: "
+                                            r"path, .*\), to which path_format \(--path-format\) does "
+                                            r"not apply: .*give the data as a .csv file"):
+        sources.load(table, path_format="{class}/{name}")
+    table.rename(image_folder / "labels.csv")
+    with pytest.warns(UserWarning, match="single class"):
+        assert len(sources.load(image_folder / "labels.csv", path_format="{class}/{name}")) == 1
+
+
+def test_missing_files_of_a_path_list_are_named_with_their_lines(image_folder: Path) -> None:
+    listed = image_folder / "new.txt"
+    listed.write_text("cod/fish_0_0.png\n# gone:\ncod/gone.png\neel/fish_100_0.png\nray/fish_2")
+    with pytest.raises(ManifestError, match=r"new.txt: 2 of 4 listed files do not exist under .* \(e.g. "
+                                            r"line 3: '.*gone.png', line 5: '.*fish_2'\); pass root=.*"
+                                            r"leave those lines out .*--on-missing skip\)\. Line 5 is the "
+                                            r"last and has no line end.*cut off"):
+        sources.load(listed)
+    with pytest.warns(UserWarning, match=r"new.txt: skipped 2 lines whose file does not exist \(e.g. "
+                                         r"line 3: .*\)\. Line 5 is the last"):
+        m = sources.load(listed, on_missing="skip")
+    assert [Path(p).name for p in m.paths] == ["fish_0_0.png", "fish_100_0.png"]
+    assert [Path(p).name for p in m.extra["missing"]] == ["gone.png", "fish_2"]
+    for text in ("cod/fish_0_0.png\nray/fish_2\n",  # ended: a missing file only
+                 "cod/fish_0_0.png\nray/fish_2\n# a comment is the last line"):
+        listed.write_text(text)
+        with pytest.raises(ManifestError, match=r"line 2: '.*fish_2'") as caught:
+            sources.load(listed)
+        assert "cut off" not in str(caught.value)
+
+
+def test_audit_reads_a_path_list_and_split_refuses_it(image_folder: Path, tmp_path: Path, capsys) -> None:
+    from keras_species import cli
+
+    listed = image_folder / "new.txt"
+    listed.write_text("cod/fish_0_0.png\neel/fish_100_0.png\n")
+    out = tmp_path / "audit"
+    assert cli.main(["audit", str(listed), "--out", str(out), "--no-progress", "--no-plots",
+                     "--clean-manifest", str(tmp_path / "clean.csv")]) == 0
+    report = json.loads((out / "audit.json").read_text())
+    assert report["n_images"] == 2 and report["n_unlabelled"] == 2 and report["class_counts"] == {}
+    assert sources.load(tmp_path / "clean.csv").paths == sources.load(listed).paths
+    capsys.readouterr()
+    assert cli.main(["split", str(listed), "--out", str(tmp_path / "split.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("keras-species split: ") and "Traceback" not in err
+    assert f"{listed} is a list of image paths, one per line, which has no labels" in err
+    assert not (tmp_path / "split.csv").exists()
+
+
+def test_require_labels_names_a_path_list_and_what_to_give(image_folder: Path) -> None:
+    listed = image_folder / "new.lst"
+    listed.write_text("cod/fish_0_0.png\n")
+    with pytest.raises(ManifestError, match=rf"^{listed} is a list of image paths, one per line, which "
+                                            r"has no labels, and split needs them: give a CSV with a "
+                                            r"path and a label column"):
+        sources.require_labels(sources.load(listed), "split")
+    blank = image_folder / "blank.csv"
+    blank.write_text("path,label\ncod/fish_0_0.png,\n")
+    with pytest.raises(ManifestError, match=r"none of the 1 images of .*blank.csv has a label"):
+        sources.require_labels(sources.load(blank), "split")
+    m = sources.load(image_folder)
+    assert sources.require_labels(m, "split") is m
+
+
 # ------------------------------------------------------------------------- load()
 def test_load_dispatches_on_source_kind(image_folder: Path, tmp_path: Path) -> None:
     m = sources.load(image_folder, group_regex=r"fish_(\d+)_")

@@ -25,3 +25,21 @@ def test_windows_1252_is_named_with_its_line(tmp_path: Path) -> None:
     path.write_bytes("a.jpg\nb.jpg\nré.jpg\n".encode("cp1252"))
     with pytest.raises(ManifestError, match=r"drop.txt is not UTF-8 text \(byte 0xe9 on line 3\)"):
         read_text(path)
+
+
+def test_a_bad_byte_after_a_byte_order_mark_is_named_where_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "list.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + "a.jpg\nb.jpg\nré.jpg\n".encode("cp1252"))
+    with pytest.raises(ManifestError, match=r"list.txt is not UTF-8 text \(byte 0xe9 on line 3\)"):
+        read_text(path)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16"])
+def test_limit_reads_the_start_and_leaves_out_a_character_it_cuts(tmp_path: Path, encoding: str) -> None:
+    path = tmp_path / "long.txt"
+    text = "path,label\n" + "Gründling/ä.jpg,Gründling\n" * 1000
+    path.write_bytes(text.encode(encoding))
+    for limit in range(20, 40):  # some of these cut 'ü' or 'ä' (or a UTF-16 code unit) in two
+        start = read_text(path, limit=limit)
+        assert text.startswith(start) and len(text) - len(start) > 100, limit
+    assert read_text(path, limit=10**7) == read_text(path) == text
