@@ -15,6 +15,8 @@ plus ``run(config) -> RunResult`` that composes the library's stages. This modul
   seeding, and ``config.json`` (its paths absolute: :func:`stored_settings`);
 - :func:`check_labelled_data`: before the run folder, refuse ``--data`` without any label and
   warn once about the images without one (a recipe with ``--data`` trains on labelled images);
+  the recipe's ``prepare_data`` then uses that reading (``data.prepare.read_ahead``): a CSV or
+  JSON is parsed once;
 - :func:`check_weights`: fail at once, before any data is read, when the weights asked for cannot
   be had (offline ``"imagenet"``, a missing file);
 - :func:`load_best_model`, :func:`finish_run` and :class:`RunResult`;
@@ -327,6 +329,9 @@ def start_run(recipe: str, config: Any) -> tuple[RunFolder, Any]:
             print(f"{run.path} finished already: re-evaluating its model and rewriting "
                   "metrics.json and report.md (to train it again, start it over with "
                   "--overwrite instead of --resume)")
+        elif training_finished(run):
+            print(f"{run.path}: its training finished but it was not evaluated (no metrics.json): "
+                  "evaluating its model now (nothing is trained)")
     else:
         existing = out / recipe / config.name / "config.json" if config.name else None
         failed = existing is not None and RunFolder(existing.parent).failure_path.is_file()
@@ -350,10 +355,32 @@ def start_run(recipe: str, config: Any) -> tuple[RunFolder, Any]:
     return run, config
 
 
+def training_finished(run: RunFolder) -> bool:
+    """Whether ``run``'s state says its training finished (evaluated or not: ``keras-species
+    runs`` shows one without ``metrics.json`` as ``not evaluated``). A state that cannot be read
+    counts as not finished.
+
+    Args:
+        run: a run folder.
+
+    Returns:
+        True when a ``--resume`` of it has nothing left to train.
+
+    Example:
+        >>> training_finished(RunFolder("runs/quickstart/no_such_run"))
+        False
+    """
+    try:
+        return run.read_state().get("finished") is True
+    except ValueError:
+        return False
+
+
 def run_finished(run: RunFolder) -> bool:
-    """Whether ``run`` finished: its ``metrics.json`` is there and its state says it is done
-    (what ``keras-species runs`` shows as ``done``). A state that cannot be read counts as not
-    finished (the resume rebuilds it from the folder).
+    """Whether ``run`` finished: its ``metrics.json`` is there and its state says its training
+    is done (what ``keras-species runs`` shows as ``done`` for a recipe that keeps a
+    ``state.json``). A state that cannot be read counts as not finished (the resume rebuilds it
+    from the folder).
 
     Args:
         run: a run folder.
@@ -365,12 +392,7 @@ def run_finished(run: RunFolder) -> bool:
         >>> run_finished(RunFolder("runs/quickstart/no_such_run"))
         False
     """
-    if not run.metrics_path.is_file():
-        return False
-    try:
-        return run.read_state().get("finished") is True
-    except ValueError:
-        return False
+    return run.metrics_path.is_file() and training_finished(run)
 
 
 # --------------------------------------------------------------------------- config.json paths
@@ -443,8 +465,12 @@ def check_labelled_data(config: Any) -> int:
     semi-supervised recipe, which learns from unlabelled images too, reads ``--labelled`` and
     ``--unlabelled`` instead, and is not checked). Only a CSV or JSON source can hold images
     without a label (a CSV row with an empty label cell, a COCO image without an annotation):
-    it is read with the config's reading options (its warnings are left to the run's own
-    reading); ``demo``, a folder of class folders and multi-label data are not checked.
+    it is read with the config's reading options (``load_options()``), and its reader's
+    warnings (rows whose file is missing, a cut last line...) are shown now, once. The reading
+    is kept (``data.prepare.read_ahead``) for the recipe's ``prepare_data(config.data,
+    load_options=config.load_options())``, which uses it instead of parsing the file again.
+    ``demo`` and a folder of class folders are not read; multi-label data is read (and kept)
+    but not checked (a tag-free image is a negative).
 
     Args:
         config: a recipe config.
@@ -466,17 +492,16 @@ def check_labelled_data(config: Any) -> int:
     if (not isinstance(data, str) or data == "demo" or "://" in data
             or Path(data).expanduser().is_dir()):
         return 0
-    from keras_species.data import sources
+    from keras_species.data.prepare import forget_read_ahead, read_ahead
 
     options = config.load_options() if isinstance(config, SourceSettings) else {}
-    with warnings.catch_warnings():  # the run reads the data again and warns then
-        warnings.simplefilter("ignore")
-        m = sources.load(data, **options)
+    m = read_ahead(data, options)  # the run's prepare_data takes this reading: no second parse
     if m.multilabel or len(m) == 0:  # tag-free is a negative; no image at all: prepare_data says so
         return 0
     unlabelled = ~m.labelled_mask
     n = int(unlabelled.sum())
     if n == len(m):
+        forget_read_ahead()  # no run follows
         raise SettingError(
             f"--data {data}: none of its {n} images has a label, and this recipe trains on "
             "labelled images: give them labels (a CSV's label column, a COCO JSON's annotations) "
@@ -624,9 +649,14 @@ def _hide_labels(value: Any, config: Any) -> str | None:
                     "e.g. 0.8)")(value, config)
     if bad:
         return bad
-    if value == 0 and not getattr(config, "unlabelled", None):
+    labelled = getattr(config, "labelled", "demo")
+    # a CSV or JSON --labelled may hold images without a label: they are a pool (checked once read)
+    could_have_pool = (isinstance(labelled, str) and labelled != "demo"
+                       and not Path(labelled).expanduser().is_dir())
+    if value == 0 and not getattr(config, "unlabelled", None) and not could_have_pool:
         return ("hides no label, and without --unlabelled there is no unlabelled pool: give "
-                "--hide-labels above 0 (e.g. 0.8) or --unlabelled FOLDER")
+                "--hide-labels above 0 (e.g. 0.8) or --unlabelled FOLDER (or a --labelled CSV or "
+                "JSON whose images without a label make the pool)")
     return None
 
 
@@ -1082,7 +1112,7 @@ def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunRe
     run, config = start_run(recipe, config)
     if config.resume:
         check_weights(config.backbone, config.weights, config.image_size)
-        if not run_finished(run):  # a finished run: start_run said what happens
+        if not training_finished(run):  # a finished training: start_run said what happens
             print(f"resuming {run.path}")
 
     from keras_species.data.prepare import build_datasets, prepare_data
@@ -1337,6 +1367,7 @@ __all__ = [
     "check_settings",
     "check_labelled_data",
     "run_finished",
+    "training_finished",
     "stored_settings",
     "monitor_setting",
     "resolve_monitor",

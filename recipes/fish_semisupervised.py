@@ -7,6 +7,12 @@ Method (R1: 15 species, 150 labelled and 43,156 unlabelled images):
   hidden (``--hide-labels 0.8``): those images form the pool, and because their true labels are
   known the report can measure how accurate the pseudo-labels are. Images 224×224, scaled to
   [-1, 1] by the models (R1's (x − 0.5)/0.5; the ResNets use their own ImageNet scaling).
+- A ``--labelled`` CSV or COCO JSON may hold images without a label (an empty label cell, an
+  image without an annotation): they join the pool (with the ``--unlabelled`` images and those
+  whose labels ``--hide-labels`` hides, each image once), and the run says how many came from
+  ``--labelled``. With such images and no ``--unlabelled``, ``--hide-labels`` defaults to 0 (the
+  pool is there already; give it to hide labels as well). ``--labelled`` data without any label
+  is refused before the run folder is made.
 - Validation split of the labelled set: *systematic*, the first 2 of every 10 images of a class
   (sorted by file name) → 2 per class, 80/20. R1 had no test split: every model is scored on this
   validation split (and, when the pool's true labels are known, on the pool too).
@@ -33,6 +39,7 @@ Run::
 
     python -m recipes.fish_semisupervised --weights none --image-size 64 --stages 1,2,4
     python -m recipes.fish_semisupervised --labelled fish_labelled/ --unlabelled fish_pool/
+    python -m recipes.fish_semisupervised --labelled fish.csv   # its rows without a label: the pool
 """
 
 from __future__ import annotations
@@ -42,13 +49,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from keras_species.config import flag_help as _h
 from keras_species.recipe import (
     MULTILABEL_HINT,
     RunResult,
     RunSettings,
+    SettingError,
     SourceSettings,
     check_weights,
     data_section,
@@ -57,6 +65,9 @@ from keras_species.recipe import (
     start_run,
     weights_setting,
 )
+
+if TYPE_CHECKING:
+    from keras_species.training.semi_supervised import Pool
 
 RECIPE = "fish_semisupervised"
 R1_SCORES = {"model1": 0.810, "model2": 0.837, "model3": 0.905, "model4": 0.864}
@@ -68,11 +79,13 @@ class FishSemiSupervisedConfig(SourceSettings, RunSettings):
     """R1: ResNet18, a jointly trained autoencoder, and pseudo-labelled fine-tuning."""
 
     # data
-    labelled: str = field(default="demo", metadata=_h("labelled images: demo, a folder of class folders, a CSV, a COCO JSON"))
+    labelled: str = field(default="demo", metadata=_h(
+        "labelled images: demo, a folder of class folders, a CSV, a COCO JSON; its images without "
+        "a label (empty label cell, no annotation) join the unlabelled pool"))
     unlabelled: str | None = field(default=None, metadata=_h("folder of unlabelled images (class subfolders, if any, are kept as hidden true labels)"))
     hide_labels: float | None = field(default=None, metadata=_h(
-        "hide the labels of this share of each class of --labelled and use those images as the pool "
-        "(none: 0.8 without --unlabelled, 0 with it)"))
+        "hide the labels of this share of each class of --labelled and add those images to the pool "
+        "(none: 0 with --unlabelled or when --labelled has images without a label, else 0.8)"))
     group_regex: str | None = field(default=None, metadata=_h("regex whose first group is an image's group id"))
     stages: str = field(default="1,2,3,4", metadata=_h("models to train, e.g. 1,2,3,4 or 2,4 (3 and 4 need 2)"))
     image_size: int = field(default=224, metadata=_h("input side in pixels (R1: 224; a multiple of 8)"))
@@ -152,35 +165,56 @@ def stage_list(stages: str | int | Sequence[int | str]) -> list[int]:
     return sorted(out)
 
 
-def _pool(config: FishSemiSupervisedConfig):
-    """Labelled manifest, pool and the pool's true labels (None when unknown)."""
-    import numpy as np
+def hide_fraction(hide_labels: float | None, *, unlabelled: str | None, without_label: int) -> float:
+    """The share of labels hidden (``--hide-labels``; None: its default).
 
+    By default labels are hidden (0.8, R1's demo setting) only when nothing else makes a pool:
+    no ``--unlabelled`` and no image of ``--labelled`` without a label.
+
+    Args:
+        hide_labels: the setting (None: the default).
+        unlabelled: ``--unlabelled``.
+        without_label: how many images of ``--labelled`` have no label.
+
+    Returns:
+        The fraction for ``make_pool(hide_fraction=...)``.
+
+    Example:
+        >>> hide_fraction(None, unlabelled=None, without_label=0)  # R1's demo: hide 80%
+        0.8
+        >>> hide_fraction(None, unlabelled=None, without_label=5)  # those 5 are the pool
+        0.0
+    """
+    if hide_labels is not None:
+        return hide_labels
+    return 0.0 if unlabelled or without_label else 0.8
+
+
+def _pool(config: FishSemiSupervisedConfig) -> Pool:
+    """The labelled set and the unlabelled pool (``semi_supervised.Pool``): ``--labelled`` read
+    once (its images without a label join the pool), ``--hide-labels``, ``--unlabelled``."""
     from keras_species.data import sources
-    from keras_species.data.manifest import ManifestError
     from keras_species.data.prepare import check_task
-    from keras_species.training.semi_supervised import hide_labels, load_unlabelled
+    from keras_species.training.semi_supervised import make_pool
 
     m = sources.load(config.labelled, **config.load_options())
     check_task(m, "single", config.labelled, MULTILABEL_HINT)
-    m = m.subset(m.labelled_mask)
-    fraction = config.hide_labels
-    if fraction is None:
-        fraction = 0.0 if config.unlabelled else 0.8
-    pool, truth = None, None
-    if fraction > 0:
-        m, pool, truth = hide_labels(m, fraction, seed=config.seed)
-    if config.unlabelled:
-        extra, extra_truth = load_unlabelled(config.unlabelled, m.class_names)
-        if pool is None:
-            pool, truth = extra, extra_truth
-        else:
-            t2 = extra_truth if extra_truth is not None else np.full(len(extra), -1)
-            pool = pool.merge(extra)
-            truth = np.r_[truth, t2]
-    if pool is None:
-        raise ManifestError("no unlabelled pool: give --unlabelled FOLDER or --hide-labels > 0")
-    return m, pool, truth
+    without = int((~m.labelled_mask).sum())
+    if without == len(m):
+        raise SettingError(
+            f"--labelled {config.labelled}: none of its {len(m)} images has a label, and this "
+            "recipe trains on a few labelled images (and learns from unlabelled ones): give some "
+            "of them labels (a CSV's label column, a COCO JSON's annotations), or give --labelled "
+            "the labelled images and --unlabelled the others"
+        )
+    fraction = hide_fraction(config.hide_labels, unlabelled=config.unlabelled, without_label=without)
+    if fraction == 0 and not without and not config.unlabelled:
+        raise SettingError(
+            f"--hide-labels 0: every image of --labelled {config.labelled} has a label and there "
+            "is no --unlabelled, so there is no unlabelled pool: give --hide-labels above 0 "
+            "(e.g. 0.8) or --unlabelled FOLDER"
+        )
+    return make_pool(m, hide_fraction=fraction, unlabelled=config.unlabelled, seed=config.seed)
 
 
 def run(config: FishSemiSupervisedConfig | None = None) -> FishSemiSupervisedResult:
@@ -229,18 +263,24 @@ def run(config: FishSemiSupervisedConfig | None = None) -> FishSemiSupervisedRes
     for s in stages:
         if s in backbones:
             check_weights(backbones[s], weights, config.image_size)
+    if not config.resume:  # --labelled is read once, before the run folder: no label at all stops here
+        config.check()
+        parts = _pool(config)
     run_folder, config = start_run(RECIPE, config)
     root = run_folder.path
+    if config.resume:  # the stored settings make the same pool again
+        parts = _pool(config)
 
-    labelled, pool, truth = _pool(config)
-    prepared = prepare_data(labelled, split="systematic", seed=config.seed,
+    pool, truth = parts.pool, parts.truth
+    prepared = prepare_data(parts.labelled, split="systematic", seed=config.seed,
                             audit_dir=root / "audit", split_file=root / "split.csv")
     m = prepared.manifest
     names = m.class_names
     size = config.image_size
     cache = config.cache == "memory"
-    print(f"{prepared.summary()}\nunlabelled pool: {len(pool)} images"
-          + ("" if truth is None else f" ({int((truth >= 0).sum())} with hidden true labels)"))
+    pool_text = parts.describe("--labelled", "--unlabelled") + (
+        "" if truth is None else f"; {int((truth >= 0).sum())} with hidden true labels")
+    print(f"{prepared.summary()}\nunlabelled pool: {pool_text}")
     ds = build_datasets(m, size, config.batch_size, augment=config.augment, cache=config.cache,
                         seed=config.seed, deterministic=config.deterministic)
 
@@ -340,8 +380,8 @@ def run(config: FishSemiSupervisedConfig | None = None) -> FishSemiSupervisedRes
         ["pool_acc"] if truth is not None else []) + ["r1_val_acc", "report"]
     sections = [data_section(prepared)]
     sections[0] = ("Data", sections[0][1] + (
-        f"\n\nUnlabelled pool: {len(pool)} images"
-        + ("" if truth is None else f", {int((truth >= 0).sum())} of them with hidden true labels")
+        f"\n\nUnlabelled pool: {parts.describe('`--labelled`', '`--unlabelled`')}"
+        + ("" if truth is None else f"; {int((truth >= 0).sum())} of them with hidden true labels")
         + ". The systematic split takes no account of groups (as R1): frames of one fish may sit "
         "on both sides."))
     sections.append((
@@ -366,6 +406,7 @@ def run(config: FishSemiSupervisedConfig | None = None) -> FishSemiSupervisedRes
         "best": best["model"],
         "val": next(r for r in rows if r["model"] == best["model"]),
         "pseudo_labels": None if pseudo is None else pseudo.stats.to_dict(),
+        "pool": parts.counts(),
         "stages": stages,
     }
     write_metrics_json(root / "metrics.json", metrics)
@@ -390,7 +431,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                        description=__doc__.splitlines()[0])
 
 
-__all__ = ["RECIPE", "FishSemiSupervisedConfig", "FishSemiSupervisedResult", "stage_list", "run", "main"]
+__all__ = ["RECIPE", "FishSemiSupervisedConfig", "FishSemiSupervisedResult", "stage_list",
+           "hide_fraction", "run", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

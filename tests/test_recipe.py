@@ -558,7 +558,9 @@ def test_images_without_a_label_are_reported_in_one_warning_before_the_run_folde
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         run, _ = start_run("toy", ReadingConfig(out=tmp_path / "runs", name="t", data=str(data)))
-    (warning,) = [w for w in caught if issubclass(w.category, UserWarning)]
+    # the reader's own warnings (here: a single class) are shown by this reading too, once
+    (warning,) = [w for w in caught if issubclass(w.category, UserWarning)
+                  and "have no label" in str(w.message)]
     message = str(warning.message)
     first_unlabelled = data.read_text().splitlines()[1].split(",")[0]  # row 0
     assert message.startswith(f"{data}: 3 of 40 images have no label (e.g. {first_unlabelled}); "
@@ -713,8 +715,14 @@ def test_resuming_a_finished_run_says_it_is_evaluated_again(tmp_path, capsys):
     assert capsys.readouterr().out == (
         f"{run.path} finished already: re-evaluating its model and rewriting metrics.json and "
         "report.md (to train it again, start it over with --overwrite instead of --resume)\n")
-    # not finished (stopped, no metrics yet, a damaged state): a plain resume, no such line
-    for state, metrics in (({"finished": False}, True), ({"finished": True}, False), (None, True)):
+    # trained but killed during its evaluation: said so, and that nothing is trained
+    run.metrics_path.unlink()
+    start_run("toy", ToyConfig(out=tmp_path, name="a", resume=True))
+    assert capsys.readouterr().out == (
+        f"{run.path}: its training finished but it was not evaluated (no metrics.json): "
+        "evaluating its model now (nothing is trained)\n")
+    # not finished (stopped, a damaged state): a plain resume, no such line
+    for state, metrics in (({"finished": False}, True), ({"finished": False}, False), (None, True)):
         run.metrics_path.unlink(missing_ok=True)
         if metrics:
             run.write_metrics({"test": {}})
@@ -723,7 +731,7 @@ def test_resuming_a_finished_run_says_it_is_evaluated_again(tmp_path, capsys):
         else:
             run.write_state(state)
         start_run("toy", ToyConfig(out=tmp_path, name="a", resume=True))
-        assert "finished already" not in capsys.readouterr().out, (state, metrics)
+        assert "finished" not in capsys.readouterr().out, (state, metrics)
 
 
 def test_resume_without_a_name_skips_a_folder_that_has_no_config(tmp_path):
@@ -735,3 +743,54 @@ def test_resume_without_a_name_skips_a_folder_that_has_no_config(tmp_path):
         start_run("toy", ToyConfig(out=tmp_path, resume=True))
     run, _ = start_run("toy", ToyConfig(out=tmp_path, name="a", image_size=32))
     assert start_run("toy", ToyConfig(out=tmp_path, resume=True))[0].path == run.path
+
+
+# ------------------------------------------------------------------ --data is read once
+def test_a_recipe_parses_its_csv_data_once_and_warns_once(tmp_path, monkeypatch):
+    # check_labelled_data (before the run folder) and prepare_data both parsed --data: a large
+    # iNaturalist JSON twice; the first reading was silenced so that the second one warned
+    import warnings
+
+    from keras_species.data import sources
+    from keras_species.data.demo import demo_root
+    from recipes import quickstart
+
+    data = tmp_path / "labels.csv"
+    rows = ["path,label"]
+    for k, folder in enumerate(sorted(d for d in demo_root().iterdir() if d.is_dir())[:3]):
+        for i, image in enumerate(sorted(folder.iterdir())[:8]):
+            rows.append(f"{image},{'' if (k, i) in ((0, 0), (1, 3), (2, 5)) else folder.name}")
+    rows.append(f"{tmp_path / 'gone.png'},cod")  # a row whose file does not exist
+    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    calls: list[str] = []
+    load = sources.load
+
+    def counted(source, **kw):
+        calls.append(str(source))
+        return load(source, **kw)
+
+    class DataDone(Exception):
+        """Stops the run once the data stages are done (training is not what this tests)."""
+
+    def stop(*args, **kw):
+        raise DataDone
+
+    monkeypatch.setattr(sources, "load", counted)
+    monkeypatch.setattr("keras_species.data.prepare.build_datasets", stop)
+    out = tmp_path / "runs"
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(DataDone):
+        warnings.simplefilter("always")
+        quickstart.main(["--data", str(data), "--on-missing", "skip", "--out", str(out),
+                         "--name", "t", "--backbone", "resnet18", "--weights", "none",
+                         "--image-size", "32", "--head-epochs", "1", "--fine-tune-epochs", "0"])
+    assert calls == [str(data)]
+    messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    assert len([m for m in messages if "whose file does not exist" in m]) == 1, messages
+    assert len([m for m in messages if "have no label" in m]) == 1, messages
+    # the run still names the user's file, and lists what it did not read
+    run = out / "quickstart" / "t"
+    assert (run / "audit" / "audit.md").read_text().startswith(f"# Data audit: {data}")
+    side = json.loads((run / "split.prepared.json").read_text())
+    reasons = {Path(r["path"]).name: r["reason"] for r in side["not_read"]}
+    assert "does not exist" in reasons.pop("gone.png")
+    assert len(reasons) == 3 and all("has no label" in r for r in reasons.values())

@@ -4,7 +4,9 @@
 manifest) into a split :class:`~keras_species.data.manifest.Manifest`, auditing and cleaning it on
 the way and saving the split so that a run can be repeated or resumed on exactly the same images.
 :func:`build_datasets` makes the ``tf.data`` pipelines of the train/val/test splits with the
-recipe's image size, augmentation and class weights.
+recipe's image size, augmentation and class weights. :func:`read_ahead` reads a source before the
+run folder exists (a recipe's checks of the data) so that the :func:`prepare_data` that follows
+does not parse the file a second time.
 
 Example:
     >>> prepared = prepare_data("demo", split="group", seed=42, audit_dir=None)  # doctest: +SKIP
@@ -171,6 +173,110 @@ def check_splits(m: Manifest, need: Sequence[str], hint: str = "") -> None:
         )
 
 
+_ReadKey = tuple[str, int, int, str, tuple[tuple[str, str], ...]]
+_read_ahead: list[tuple[_ReadKey, Manifest]] = []
+"""The one reading that :func:`read_ahead` keeps for the next :func:`prepare_data` (at most one)."""
+
+
+def _read_key(source: Any, options: dict[str, Any]) -> _ReadKey | None:
+    """What identifies one reading of a file source: the file (resolved), its modification time
+    and size, the folder relative paths started from, and the reading options; None for a
+    source that is not a file (``"demo"``, a folder, a Manifest)."""
+    if isinstance(source, Manifest) or not isinstance(source, str | os.PathLike):
+        return None
+    if os.fspath(source) == "demo":
+        return None
+    path = Path(source).expanduser()
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    if not path.is_file():
+        return None
+    return (str(path.resolve()), info.st_mtime_ns, info.st_size, os.getcwd(),
+            tuple(sorted((k, repr(v)) for k, v in options.items())))
+
+
+def read_ahead(source: str | os.PathLike, load_options: dict[str, Any] | None = None) -> Manifest:
+    """Read a source now, and keep the reading for the :func:`prepare_data` call that follows.
+
+    A recipe that looks at its data before the run folder exists
+    (:func:`keras_species.recipe.check_labelled_data`) reads it with this. The next
+    :func:`prepare_data` of the same file with the same reading options then takes this manifest
+    instead of parsing the file again (a large iNaturalist JSON is parsed once, and the reader's
+    warnings, such as rows whose file is missing, are shown once: here). Only the latest reading
+    is kept, only until the next :func:`prepare_data` call (which uses it or drops it), and only
+    while the file's size and modification time are unchanged. ``"demo"`` and folders are read
+    but not kept (they are quick to read again).
+
+    Args:
+        source: a CSV, an iNat/COCO JSON or a saved manifest (anything ``sources.load`` reads).
+        load_options: keyword arguments of ``sources.load`` (e.g. ``{"root": "images"}``),
+            exactly as the recipe then gives them to :func:`prepare_data` (``load_options=``).
+
+    Returns:
+        The manifest read (do not change it: :func:`prepare_data` starts from it).
+
+    Raises:
+        ManifestError: the source cannot be read (the message says why).
+
+    Example:
+        >>> m = read_ahead("labels.csv", {"on_missing": "skip"})              # doctest: +SKIP
+        >>> p = prepare_data("labels.csv", load_options={"on_missing": "skip"})  # doctest: +SKIP
+        >>> # the CSV was parsed once; p names labels.csv as its source
+    """
+    options = dict(load_options or {})
+    m = sources.load(source, **options)
+    key = _read_key(source, options)
+    _read_ahead.clear()
+    if key is not None:
+        _read_ahead.append((key, m))
+    return m
+
+
+def forget_read_ahead() -> None:
+    """Drop the reading :func:`read_ahead` kept (a check refused the data: no run follows).
+
+    Example:
+        >>> forget_read_ahead()
+    """
+    _read_ahead.clear()
+
+
+def _take_read_ahead(source: Any, options: dict[str, Any]) -> Manifest | None:
+    """The manifest :func:`read_ahead` kept for this source and these options, or None; either
+    way nothing is kept afterwards (a reading serves the one call that follows it)."""
+    kept = _read_ahead[:1]
+    _read_ahead.clear()
+    if not kept:
+        return None
+    key = _read_key(source, options)
+    return kept[0][1] if key is not None and key == kept[0][0] else None
+
+
+def _source_name(source: str | os.PathLike | Manifest) -> str:
+    """How messages name a source: the path as given, or, for a Manifest, the file it was read
+    from (``manifest.source``).
+
+    Args:
+        source: what :func:`prepare_data` was given.
+
+    Returns:
+        The name (``"the manifest"`` for a Manifest that does not know its file).
+
+    Example:
+        >>> _source_name(Manifest(["a.png"], np.array([0]), ["cod"], source="fish.csv"))
+        'fish.csv'
+    """
+    if isinstance(source, Manifest):
+        return source.source or "the manifest"
+    return os.fspath(source)
+
+
+_FILE_OPTIONS = ("path_format", "root", "on_missing", "labels_col")
+"""Reading options that only mean something while a file is read (not for a Manifest)."""
+
+
 def _split(m: Manifest, kind: str, ratios: Sequence[float], seed: int) -> tuple[Manifest, str]:
     if kind == "auto":
         if m.splits is not None and all(s for s in m.splits):
@@ -219,7 +325,9 @@ def prepare_data(
 
     Args:
         source: ``"demo"``, a folder of class subfolders, a CSV, an iNat/COCO JSON, a saved
-            manifest, or a Manifest.
+            manifest, or a Manifest (messages, the audit and the report then name the file it
+            was read from, ``manifest.source``). A file that :func:`read_ahead` has just read
+            with the same ``load_options`` is not read again: that reading is used.
         group_regex: regex whose first group is an image's group id (frames of one animal);
             the demo's tracking ids are used without it.
         split: one of :data:`SPLIT_KINDS`.
@@ -236,6 +344,9 @@ def prepare_data(
             (with the audit, cleaning and not-read lists kept beside it: :func:`sidecar_path`).
         progress: show the audit's progress bar.
         load_options: extra keyword arguments for ``sources.load`` (e.g. ``path_format``).
+            With a Manifest source only ``group_regex`` applies (it replaces the groups); the
+            options of reading a file (``path_format``, ``root``, ``on_missing``,
+            ``labels_col``) are refused there: read the file with them instead.
         task: the labels the caller trains on (:data:`TASKS`); data of the other kind is
             refused right after it is read, before the audit (:func:`check_task`).
         task_hint: what to do with data of the other kind (ends the message).
@@ -257,6 +368,7 @@ def prepare_data(
     Raises:
         ManifestError: a bad source, too few classes to split, a bad ``top_classes``, labels
             of the other ``task``, or a split of ``need_splits`` without images.
+        ValueError: a bad ``split``, or file-reading ``load_options`` with a Manifest source.
 
     Example:
         >>> p = prepare_data("demo", split="group", seed=1, audit=False)
@@ -265,19 +377,24 @@ def prepare_data(
     """
     if split not in SPLIT_KINDS:
         raise ValueError(f"split={split!r}: choose one of {', '.join(SPLIT_KINDS)}")
+    options = dict(load_options or {})
+    if group_regex:
+        options["group_regex"] = group_regex
+    kept = _take_read_ahead(source, options)  # taken or dropped: a reading serves one call
     if split_file is not None and Path(split_file).is_file():
         prepared = _read_back(Path(split_file))
         check_task(prepared.manifest, task, split_file, task_hint)
         check_splits(prepared.manifest, need_splits, need_hint)
         return prepared
 
-    options = dict(load_options or {})
-    if group_regex:
-        options["group_regex"] = group_regex
-    m = sources.load(source, **options)
+    name = _source_name(source)
+    if isinstance(source, Manifest):
+        m = _with_options(source, options)
+    else:
+        m = kept if kept is not None else sources.load(source, **options)
     if len(m) == 0:
-        raise ManifestError(f"{source}: no images found")
-    check_task(m, task, source, task_hint)
+        raise ManifestError(f"{name}: no images found")
+    check_task(m, task, name, task_hint)
     not_read = files_not_read(m)
     unlabelled = ~m.labelled_mask
     if unlabelled.any() and not keep_unlabelled:  # (recipes warn first: recipe.check_labelled_data)
@@ -285,7 +402,7 @@ def prepare_data(
                       "labelled images)"} for i in np.flatnonzero(unlabelled)]
         m = m.subset(~unlabelled)
         if len(m) == 0:
-            raise ManifestError(f"{source}: none of its images has a label: give them labels")
+            raise ManifestError(f"{name}: none of its images has a label: give them labels")
     added: list[str] = []
     if add_class:
         new = new_classes.load_class_dirs(add_class, group_regex=options.get("group_regex"))
@@ -324,6 +441,21 @@ def prepare_data(
         _write_sidecar(saved, kind, report, dropped, not_read, unmatched, added)
     return PreparedData(m, report, dropped, kind, saved, splits.leakage(m), not_read, unmatched,
                         added)
+
+
+def _with_options(m: Manifest, options: dict[str, Any]) -> Manifest:
+    """A Manifest source with the ``load_options`` that apply to one: ``group_regex``."""
+    refused = [k for k in _FILE_OPTIONS if k in options]
+    if refused:
+        raise ValueError(
+            f"prepare_data: load_options {', '.join(refused)} apply while a file is read, and "
+            f"the source is a Manifest already ({_source_name(m)}): give the file's path as the "
+            "source, or read it with them (sources.load(path, **options))"
+        )
+    if options.get("group_regex"):
+        m = m.subset(np.arange(len(m)))
+        m.groups = sources.groups_from_regex(m.paths, options["group_regex"])
+    return m
 
 
 def sidecar_path(split_file: str | os.PathLike) -> Path:
@@ -541,6 +673,8 @@ __all__ = [
     "TASKS",
     "PreparedData",
     "prepare_data",
+    "read_ahead",
+    "forget_read_ahead",
     "check_task",
     "check_splits",
     "Datasets",

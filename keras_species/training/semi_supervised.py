@@ -4,9 +4,11 @@ R1 had 150 labelled fish images and 43,156 unlabelled ones. This module holds wh
 needs besides ordinary training:
 
 - the unlabelled pool: :func:`load_unlabelled` reads a folder of images (flat, or with class
-  subfolders whose names then serve as *true* labels, kept apart from training), and
+  subfolders whose names then serve as *true* labels, kept apart from training),
   :func:`hide_labels` turns a labelled set into a small labelled set plus a pool whose true labels
-  are known, so that pseudo-label accuracy can be measured;
+  are known, so that pseudo-label accuracy can be measured, and :func:`make_pool` puts a pool
+  together from all three: the images of the labelled data that have no label (a CSV row with an
+  empty label cell), hidden labels, and an unlabelled source, each image once;
 - joint autoencoder training (model 2): :func:`joint_dataset` mixes labelled and unlabelled
   images; every image trains the reconstruction, and the classification loss of an unlabelled
   image is masked by a per-output sample weight of 0 (``models.autoencoder.autoencoder_targets``);
@@ -166,6 +168,172 @@ def load_unlabelled(
     if truth is not None and not (truth != UNLABELLED).any():
         truth = None
     return pool, truth
+
+
+@dataclass
+class Pool:
+    """The labelled set and the unlabelled pool of a semi-supervised run (:func:`make_pool`).
+
+    Attributes:
+        labelled: the images that train with their labels (every label ``>= 0``).
+        pool: the unlabelled pool (labels all ``-1``, the labelled set's classes).
+        truth: the pool's true labels ``(M,)`` (``-1`` where unknown), or None when none is known.
+        from_labelled: pool images that are rows of the labelled data without a label.
+        hidden: pool images of the labelled data whose labels were hidden (``hide_fraction``).
+        from_unlabelled: pool images from the unlabelled source.
+        duplicates: images left out of the pool because they were in it already (the same
+            path twice) or are labelled images of the labelled set.
+    """
+
+    labelled: Manifest
+    pool: Manifest
+    truth: np.ndarray | None
+    from_labelled: int = 0
+    hidden: int = 0
+    from_unlabelled: int = 0
+    duplicates: int = 0
+
+    def counts(self) -> dict[str, int]:
+        """The pool's size and where its images came from (JSON-ready, for ``metrics.json``).
+
+        Returns:
+            ``{"images", "from_labelled", "hidden", "from_unlabelled", "duplicates"}``.
+
+        Example:
+            >>> Pool(Manifest([], np.zeros(0), []), Manifest(["a.png"], np.array([-1]), []),
+            ...      None, from_labelled=1).counts()["images"]
+            1
+        """
+        return {"images": len(self.pool), "from_labelled": self.from_labelled,
+                "hidden": self.hidden, "from_unlabelled": self.from_unlabelled,
+                "duplicates": self.duplicates}
+
+    def describe(self, labelled: str = "the labelled data",
+                 unlabelled: str = "the unlabelled source") -> str:
+        """Where the pool's images came from, in words (the terminal and the report).
+
+        Args:
+            labelled: how to name the labelled data (a recipe: ``"--labelled"``).
+            unlabelled: how to name the unlabelled source (a recipe: ``"--unlabelled"``).
+
+        Returns:
+            E.g. ``"40 images: 12 rows of --labelled without a label, 28 from --unlabelled"``.
+
+        Example:
+            >>> pool = Manifest(["a.png", "b.png"], np.array([-1, -1]), ["cod"])
+            >>> Pool(pool, pool, None, from_labelled=1, hidden=1).describe("--labelled")
+            '2 images: 1 row of --labelled without a label, 1 with its label hidden'
+        """
+        def n(count: int, one: str, many: str) -> str:
+            return f"{count} {one if count == 1 else many}"
+
+        parts = [text for count, text in (
+            (self.from_labelled, n(self.from_labelled, f"row of {labelled} without a label",
+                                   f"rows of {labelled} without a label")),
+            (self.hidden, n(self.hidden, "with its label hidden", "with their labels hidden")),
+            (self.from_unlabelled, f"{self.from_unlabelled} from {unlabelled}"),
+        ) if count]
+        text = n(len(self.pool), "image", "images") + (": " + ", ".join(parts) if parts else "")
+        if self.duplicates:
+            text += (f" ({n(self.duplicates, 'duplicate', 'duplicates')} left out: an image "
+                     "already in the pool, or a labelled one)")
+        return text
+
+
+def _path_key(path: str) -> str:
+    """One key per image file: its real path (relative paths made absolute, links followed)."""
+    return os.path.realpath(path)
+
+
+def make_pool(
+    manifest: Manifest,
+    *,
+    hide_fraction: float = 0.0,
+    unlabelled: str | os.PathLike | None = None,
+    seed: int = 0,
+) -> Pool:
+    """The labelled set and the unlabelled pool from a labelled source that may hold images
+    without a label, hidden labels, and an unlabelled source.
+
+    The pool is, in this order: the images of ``manifest`` without a label (their true labels
+    are unknown), the labelled images whose labels :func:`hide_labels` hides (``hide_fraction``
+    of each class; their true labels are kept apart), and the images of ``unlabelled``
+    (:func:`load_unlabelled`). An image is in the pool once (by its real path, links followed;
+    the first one is kept, with a true label if any of its copies has one), and never when it
+    is a labelled image of the labelled set.
+
+    Args:
+        manifest: a single-label manifest (rows without a label allowed).
+        hide_fraction: share of each class's labelled images whose labels are hidden, in
+            ``[0, 1)``.
+        unlabelled: a folder (or CSV/JSON) of unlabelled images, or None.
+        seed: seed of the choice of hidden labels.
+
+    Returns:
+        A :class:`Pool`.
+
+    Raises:
+        ManifestError: multi-label data, no image of ``manifest`` with a label, a fraction
+            outside [0, 1), or an empty pool (the message says what to give).
+
+    Example:
+        >>> m = Manifest(["a.png", "b.png", "c.png"], np.array([0, -1, 1]), ["cod", "eel"])
+        >>> parts = make_pool(m)
+        >>> len(parts.labelled), parts.pool.paths, parts.truth, parts.from_labelled
+        (2, ['b.png'], None, 1)
+    """
+    if manifest.multilabel:
+        raise ManifestError("a semi-supervised pool needs single-label data (R1's fish species)")
+    if not 0 <= hide_fraction < 1:
+        raise ManifestError(f"fraction of hidden labels must be in [0, 1), got {hide_fraction}")
+    name = manifest.source or "the labelled data"
+    has_label = manifest.labelled_mask
+    if not has_label.any():
+        raise ManifestError(
+            f"{name}: none of its {len(manifest)} images has a label; semi-supervised training "
+            "learns from a few labelled images and many unlabelled ones: give some of them labels"
+        )
+    labelled = manifest.subset(has_label)
+    without = manifest.subset(~has_label)
+    parts: list[tuple[str, Manifest, np.ndarray]] = [
+        ("from_labelled", without, np.full(len(without), UNLABELLED, np.int64))]
+    if hide_fraction > 0:
+        labelled, hidden, hidden_truth = hide_labels(labelled, hide_fraction, seed=seed)
+        parts.append(("hidden", hidden, hidden_truth))
+    if unlabelled is not None:
+        extra, extra_truth = load_unlabelled(unlabelled, labelled.class_names)
+        parts.append(("from_unlabelled", extra, extra_truth if extra_truth is not None
+                      else np.full(len(extra), UNLABELLED, np.int64)))
+    taken = {_path_key(p) for p in labelled.paths}  # a labelled image is not in the pool
+    row_of: dict[str, int] = {}
+    paths: list[str] = []
+    truth: list[int] = []
+    counts = {"from_labelled": 0, "hidden": 0, "from_unlabelled": 0}
+    duplicates = 0
+    for origin, part, part_truth in parts:
+        for path, label in zip(part.paths, part_truth.tolist()):
+            key = _path_key(path)
+            if key in taken or key in row_of:
+                duplicates += 1
+                if key in row_of and truth[row_of[key]] == UNLABELLED:
+                    truth[row_of[key]] = label  # a copy that knows its true label
+                continue
+            row_of[key] = len(paths)
+            paths.append(path)
+            truth.append(label)
+            counts[origin] += 1
+    if not paths:
+        why = (f"each of its {duplicates} image(s) is a labelled image of {name}" if duplicates
+               else f"every image of {name} has a label, no label is hidden and no unlabelled "
+                    "source is given")
+        raise ManifestError(f"no unlabelled pool: {why}: hide a share of the labels, or give "
+                            "unlabelled images")
+    sources = [m.source for _, m, _ in parts if len(m) and m.source]
+    pool = Manifest(paths, np.full(len(paths), UNLABELLED, np.int64), labelled.class_names,
+                    source="+".join(dict.fromkeys(sources)))
+    known = np.array(truth, np.int64)
+    return Pool(labelled, pool, known if (known != UNLABELLED).any() else None,
+                duplicates=duplicates, **counts)
 
 
 # ------------------------------------------------------------------------- joint training
@@ -558,6 +726,8 @@ __all__ = [
     "JOINT_MONITOR",
     "hide_labels",
     "load_unlabelled",
+    "Pool",
+    "make_pool",
     "joint_dataset",
     "train_joint",
     "PseudoLabelStats",

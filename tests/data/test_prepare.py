@@ -259,3 +259,106 @@ def test_images_without_a_label_are_left_out_and_listed_unless_kept(folder, tmp_
     data.write_text("path,label\n" + "".join(f"{p},\n" for p, _ in rows))
     with pytest.raises(ManifestError, match="none of its images has a label"):
         prepare_data(data, audit=False)
+
+
+def _labels_csv(folder, tmp_path, *, every=5):
+    """A ``path,label`` CSV of the folder's images, the label cell empty on every ``every``-th row,
+    and one last row whose file does not exist."""
+    images = sorted(folder.rglob("*.png"))
+    rows = [f"{p},{'' if i % every == 0 else p.parent.name}" for i, p in enumerate(images)]
+    data = tmp_path / "labels.csv"
+    data.write_text("path,label\n" + "\n".join(rows) + f"\n{tmp_path / 'gone.png'},cod\n")
+    return data
+
+
+def _count_loads(monkeypatch) -> list[str]:
+    calls: list[str] = []
+    load = sources.load
+
+    def counted(source, **kw):
+        calls.append(str(source))
+        return load(source, **kw)
+
+    monkeypatch.setattr(sources, "load", counted)
+    return calls
+
+
+def test_a_source_read_ahead_is_not_parsed_again_and_still_named(folder, tmp_path, monkeypatch):
+    import warnings
+
+    from keras_species.data.prepare import read_ahead
+
+    data = _labels_csv(folder, tmp_path)
+    calls = _count_loads(monkeypatch)
+    options = {"on_missing": "skip"}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ahead = read_ahead(data, options)
+        p = prepare_data(data, load_options=options, split="stratified", seed=0,
+                         audit_dir=tmp_path / "audit", split_file=tmp_path / "split.csv")
+    assert calls == [str(data)]
+    missing = [w for w in caught if "does not exist" in str(w.message)]
+    assert len(missing) == 1  # warned by the one reading
+    assert len(ahead) == 30 and len(p.manifest) == 24  # the unlabelled rows left out, as ever
+    assert (tmp_path / "audit" / "audit.md").read_text().startswith(f"# Data audit: {data}")
+    reasons = sorted(r["reason"].split(" (")[0] for r in p.not_read)
+    assert reasons == ["has no label"] * 6 + ["listed in the CSV, but the file does not exist"]
+    side = json.loads((tmp_path / "split.prepared.json").read_text())
+    assert side["not_read"] == p.not_read
+    # a reading serves the one prepare_data that follows it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepare_data(data, load_options=options, audit=False)
+    assert calls == [str(data)] * 2
+
+
+def test_a_read_ahead_is_not_used_for_other_options_or_a_changed_file(folder, tmp_path, monkeypatch):
+    import os
+    import warnings
+
+    from keras_species.data.prepare import forget_read_ahead, read_ahead
+
+    data = _labels_csv(folder, tmp_path)
+    calls = _count_loads(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        read_ahead(data, {"on_missing": "skip"})
+        prepare_data(data, load_options={"on_missing": "skip", "group_regex": r"fish_(\d+)_"},
+                     audit=False)
+        assert len(calls) == 2  # other options: read with them
+        read_ahead(data, {"on_missing": "skip"})
+        stat = data.stat()
+        data.write_text(data.read_text().replace(",cod\n", ",eel\n"))  # same size, new content
+        os.utime(data, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+        p = prepare_data(data, load_options={"on_missing": "skip"}, audit=False)
+        assert len(calls) == 4 and len(p.manifest) == 24  # the file changed: read again
+        read_ahead(data, {"on_missing": "skip"})
+        forget_read_ahead()
+        prepare_data(data, load_options={"on_missing": "skip"}, audit=False)
+        assert len(calls) == 6
+        read_ahead("demo")  # the demo and folders are quick to read again: not kept
+        prepare_data("demo", audit=False)
+        assert calls[-2:] == ["demo", "demo"]
+
+
+def test_a_manifest_source_is_named_by_its_file_and_takes_a_group_regex(folder, tmp_path):
+    import warnings
+
+    from keras_species.data.manifest import Manifest
+
+    data = _labels_csv(folder, tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = sources.load(data, on_missing="skip")
+    p = prepare_data(m, group_regex=r"fish_(\d+)_", split="auto", seed=0,
+                     audit_dir=tmp_path / "audit")
+    assert p.split_kind == "group" and p.leakage["groups"] == {}  # the regex gave the groups
+    assert (tmp_path / "audit" / "audit.md").read_text().startswith(f"# Data audit: {data}")
+    assert any("does not exist" in r["reason"] for r in p.not_read)  # the reader's list is kept
+    with pytest.raises(ManifestError, match=f"^{re.escape(str(data))}: none of its images has a label"):
+        prepare_data(m.subset(~m.labelled_mask), audit=False)
+    with pytest.raises(ManifestError, match=r"^the manifest: no images found"):
+        prepare_data(Manifest([], np.zeros(0, np.int64), ["cod"]), audit=False)
+    with pytest.raises(ValueError, match=r"load_options root, on_missing apply while a file is "
+                                         rf"read, and the source is a Manifest already \({re.escape(str(data))}\)"):
+        prepare_data(m, load_options={"root": "images", "on_missing": "skip"}, audit=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -15,6 +16,7 @@ from keras_species.training.semi_supervised import (
     hide_labels,
     joint_dataset,
     load_unlabelled,
+    make_pool,
     mixed_dataset,
     pseudo_label,
     train_joint,
@@ -73,6 +75,66 @@ def test_load_unlabelled_flat_folder_and_class_folders(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ManifestError, match="no images"):
         load_unlabelled(tmp_path / "empty", ["cod"])
+
+
+def test_make_pool_takes_the_images_without_a_label_hidden_ones_and_a_folder_once(tmp_path):
+    # the labelled data's images without a label were dropped (listed as not read) although
+    # they are exactly what the pool is for
+    folder = write_image_folder(tmp_path / "fish", per_class=6, size=(8, 8))
+    images = sorted(str(p) for p in folder.rglob("*.png"))  # cod 0-5, eel 6-11, ray 12-17
+    labels = np.repeat([0, 1, 2], 6)
+    labels[[0, 7, 14]] = UNLABELLED
+    m = Manifest(images, labels, ["cod", "eel", "ray"], source="fish.csv")
+    parts = make_pool(m)
+    assert parts.pool.paths == [images[0], images[7], images[14]] and parts.truth is None
+    assert len(parts.labelled) == 15 and parts.labelled.labelled_mask.all()
+    assert (parts.pool.labels == UNLABELLED).all() and parts.pool.class_names == m.class_names
+    assert parts.counts() == {"images": 3, "from_labelled": 3, "hidden": 0, "from_unlabelled": 0,
+                              "duplicates": 0}
+    assert parts.describe("--labelled") == "3 images: 3 rows of --labelled without a label"
+    # hidden labels as well, and an unlabelled class folder that repeats the pool image 7 (its
+    # class folder gives its true label) and the labelled image 8, and holds one new image
+    extra = tmp_path / "extra" / "eel"
+    extra.mkdir(parents=True)
+    (extra / "link_7.png").symlink_to(images[7])
+    (extra / "link_8.png").symlink_to(images[8])
+    (extra / "new.png").write_bytes(Path(images[9]).read_bytes())  # a copy: another image file
+    parts = make_pool(m, hide_fraction=0.5, unlabelled=tmp_path / "extra", seed=0)
+    assert parts.labelled.class_counts().tolist() == [2, 2, 2]
+    assert (parts.from_labelled, parts.hidden, parts.from_unlabelled) == (3, 9, 1)
+    assert parts.duplicates == 2 and len(parts.pool) == len(set(parts.pool.paths)) == 13
+    assert not set(parts.pool.paths) & set(parts.labelled.paths)
+    truth = dict(zip(parts.pool.paths, parts.truth.tolist()))
+    assert (truth[images[0]], truth[images[7]], truth[images[14]]) == (UNLABELLED, 1, UNLABELLED)
+    assert parts.describe() == ("13 images: 3 rows of the labelled data without a label, 9 with "
+                                "their labels hidden, 1 from the unlabelled source (2 duplicates "
+                                "left out: an image already in the pool, or a labelled one)")
+
+
+def test_make_pool_refuses_data_without_a_label_and_an_empty_pool(tmp_path):
+    folder = write_image_folder(tmp_path / "fish", classes=("cod", "eel"), per_class=3, size=(8, 8))
+    images = sorted(str(p) for p in folder.rglob("*.png"))  # cod 0-2, eel 3-5
+    # a CSV that lists image 2 again without a label (it is labelled: not in the pool) and image
+    # 5 twice without one (in the pool once)
+    m = Manifest(images + [images[2], images[5]], np.array([0, 0, 0, 1, 1, -1, -1, -1]),
+                 ["cod", "eel"], source="fish.csv")
+    parts = make_pool(m)
+    assert parts.pool.paths == [images[5]] and parts.duplicates == 2
+    with pytest.raises(ManifestError, match=r"^fish.csv: none of its 2 images has a label; "
+                                            r"semi-supervised training learns from a few labelled"):
+        make_pool(Manifest(images[:2], np.array([-1, -1]), ["cod"], source="fish.csv"))
+    with pytest.raises(ManifestError, match=r"^no unlabelled pool: every image of fish.csv has a "
+                                            r"label, no label is hidden"):
+        make_pool(m.subset(m.labelled_mask))
+    links = tmp_path / "links"
+    links.mkdir()
+    for i in range(5):  # links to the labelled images 0-4: nothing new for the pool
+        (links / f"{i}.png").symlink_to(images[i])
+    with pytest.raises(ManifestError, match=r"^no unlabelled pool: each of its 5 image\(s\) is a "
+                                            r"labelled image of fish.csv"):
+        make_pool(m.subset(m.labelled_mask), unlabelled=links)
+    with pytest.raises(ManifestError, match="single-label"):
+        make_pool(Manifest(images[:1], np.array([[1, 0]]), ["cod", "eel"]))
 
 
 def test_pseudo_label_accuracy_equals_the_true_agreement(tmp_path):
