@@ -8,8 +8,10 @@ DATA is a folder of class subfolders (default ``../shared/data/fish4knowledge23`
 if present, else the embedded ``demo`` set). Contenders, each one full pass over every image:
 
 - ``bare``: the limit. The same decoding and resizing work as the pipeline and nothing else, as
-  fast as ``tf.data`` can do it: ``tf.io.read_file`` → ``pipeline.decode_8bit`` (``tf.io.decode_image``, JPEGs with the accurate DCT) →
-  :func:`keras_species.data.pipeline.resize_image` (area-averaged where it shrinks, bilinear
+  fast as ``tf.data`` can do it: ``tf.io.read_file`` → the decoder that the pipeline builds for
+  the kinds of files present (``pipeline.check_files``, run once before timing, since the check
+  is the pipeline's own cost; for JPEGs and PNGs one ``DecodeJpeg`` kernel with the accurate DCT,
+  ``pipeline.decode_jpeg_png``) → :func:`keras_species.data.pipeline.resize_image` (area-averaged where it shrinks, bilinear
   where it grows: the same kernels) in one map with ``deterministic=False`` and as many calls
   in flight as the pipeline's (``pipeline.decode_calls()``), then batch and prefetch, from a
   ready list of paths, with the pipeline's ``dataset_options`` (autotuner off, so that deleting
@@ -89,26 +91,38 @@ def _epoch(ds, keep: bool = False) -> tuple[int, list]:
     return n, kept
 
 
-def bare_dataset(paths: list[str], size: int, batch: int, antialias: bool = True):
+def bare_dataset(paths: list[str], size: int, batch: int, antialias: bool = True,
+                 kinds=None):
     """The limit: read, decode and resize only (the pipeline's own resize), in a parallel map.
 
-    With ``antialias=False``: plain bilinear, the work that Keras' utility does per image.
+    ``kinds`` are ``pipeline.check_files``' kinds of ``paths`` (none bad): the files are decoded
+    with the decoder that ``make_dataset`` builds for them (default: every file a JPEG or PNG).
+    With ``antialias=False``: ``tf.io.decode_image`` and plain bilinear, the work that Keras'
+    utility does per image.
     """
+    import numpy as np
     import tensorflow as tf
 
-    from keras_species.data.pipeline import dataset_options, decode_8bit, decode_calls, resize_image
+    from keras_species.data.pipeline import (
+        KIND_FAST,
+        _decoder,
+        dataset_options,
+        decode_calls,
+        resize_image,
+    )
 
-    def load(path):
-        data = tf.io.read_file(path)
-        if antialias:  # the pipeline's kernels
-            img = decode_8bit(data)
-            img.set_shape([None, None, 3])
-            return resize_image(img, size)
-        img = tf.io.decode_image(data, channels=3, expand_animations=False)  # Keras' kernels
-        img.set_shape([None, None, 3])
+    kinds = np.full(len(paths), KIND_FAST, np.int32) if kinds is None else np.asarray(kinds, np.int32)
+    decode = _decoder(set(kinds.tolist()))  # the pipeline's kernels
+
+    def load(path, kind=None):
+        if antialias:
+            return resize_image(decode(path, kind), size)
+        img = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        img.set_shape([None, None, 3])  # Keras' kernels
         return tf.image.resize(img, (size, size))
 
-    ds = tf.data.Dataset.from_tensor_slices(paths)
+    # the kinds column only where the decoder reads it (mixed kinds), as in the pipeline
+    ds = tf.data.Dataset.from_tensor_slices((paths, kinds) if decode.needs_kind and antialias else paths)
     ds = ds.map(load, num_parallel_calls=decode_calls(), deterministic=False)
     return ds.batch(batch).prefetch(tf.data.AUTOTUNE).with_options(dataset_options(deterministic=False))
 
@@ -244,13 +258,15 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
 
     from keras_species.data import sources
-    from keras_species.data.pipeline import make_dataset
+    from keras_species.data.pipeline import KIND_BAD, check_files, make_dataset
 
     malloc = malloc_settings()
     found = data_folder(args.data)
     if found is None:
         return 2
     folder, paths = found[0], found[1].paths
+    kinds = check_files(paths)[0]  # the bare loop decodes what the pipeline keeps, as it does
+    paths, kinds = [p for p, k in zip(paths, kinds) if k != KIND_BAD], kinds[kinds != KIND_BAD]
     size, batch = args.image_size, args.batch_size
     print(f"data: {folder} ({len(paths)} images), image size {size}, batch {batch}, "
           f"TF {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU cores, "
@@ -284,13 +300,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         return None, _epoch(kds)[0]
 
-    _epoch(bare_dataset(paths[:64], size, batch))  # start TensorFlow's runtime once, untimed
+    _epoch(bare_dataset(paths[:64], size, batch, kinds=kinds[:64]))  # start TensorFlow's runtime once, untimed
     for _ in range(max(1, args.repeats)):
-        timed(BARE, lambda: (None, _epoch(bare_dataset(paths, size, batch))[0]))
+        timed(BARE, lambda: (None, _epoch(bare_dataset(paths, size, batch, kinds=kinds))[0]))
         ds = timed(FIRST, ours(False))
         timed(CACHED, lambda: (None, _epoch(ds)[0]))  # noqa: B023 - called at once
         timed(UTILITY, utility)
-        timed(BARE_PLAIN, lambda: (None, _epoch(bare_dataset(paths, size, batch, False))[0]))
+        timed(BARE_PLAIN, lambda: (None, _epoch(bare_dataset(paths, size, batch, False, kinds))[0]))
         train_ds = timed(TRAIN_FIRST, ours(True))
         timed(TRAIN_CACHED, lambda: (None, _epoch(train_ds)[0]))  # noqa: B023 - called at once
 

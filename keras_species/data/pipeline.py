@@ -18,8 +18,11 @@ hand, else PIL's header parse, plus the file's last bytes to catch truncation); 
 5 µs a file from the page cache (1–2% of decoding it; 4.5 µs on the 2,985 fish images here) and
 keeps the per-image graph free of Python:
 
-- fast path: :func:`decode_8bit` (``tf.io.decode_image``; JPEGs with PIL's accurate DCT) for 8-bit RGB and grey
-  JPEG, PNG, GIF (first frame) and BMP;
+- fast path: :func:`decode_jpeg_png`, one ``DecodeJpeg`` kernel with PIL's accurate DCT, for
+  8-bit RGB and grey JPEG and PNG (nearly every file of a species collection); 8-bit GIF (first
+  frame) and BMP: ``tf.io.decode_image``. When the data holds only one of these kinds (the usual
+  case) the graph has no branch at all: a ``tf.cond`` that sniffs the format, as
+  :func:`decode_8bit` must where nothing was checked, costs a branch per image (measured below);
 - 16-bit PNG: ``tf.io.decode_png(dtype=uint16)`` divided by 257 (still in the graph);
 - PIL fallback (:func:`keras_species.data.images.read_image` through ``tf.numpy_function``) for
   what TensorFlow gets wrong: CMYK JPEG, palette images with transparency, alpha (composited on
@@ -60,11 +63,14 @@ LABEL_MODES = ("auto", "sparse", "onehot", "multihot", "none")
 RESIZE_MODES = ("stretch", "pad", "crop")
 
 KIND_FAST = 0
-"""Decoded by ``tf.io.decode_image`` (8-bit JPEG/PNG/GIF/BMP, RGB or grey)."""
+"""8-bit JPEG or PNG, RGB or grey: :func:`decode_jpeg_png` (one kernel, no branch)."""
 KIND_PNG16 = 1
 """16-bit PNG: ``tf.io.decode_png(dtype=uint16) / 257``."""
 KIND_PIL = 2
 """Read by :func:`keras_species.data.images.read_image` in ``tf.numpy_function``."""
+KIND_GIF_BMP = 3
+"""8-bit GIF (first frame) or BMP: ``tf.io.decode_image`` (``DecodeJpeg`` refuses BMPs and
+animated GIFs)."""
 KIND_BAD = -1
 """Unreadable: left out (``on_error="skip"``) or raised (``on_error="raise"``)."""
 
@@ -195,7 +201,8 @@ def classify_file(path: str, max_pixels: int | None | bool = False) -> tuple[int
             (:func:`keras_species.data.images.get_max_pixels`).
 
     Returns:
-        ``(kind, reason)``: ``kind`` is :data:`KIND_FAST`, :data:`KIND_PNG16`, :data:`KIND_PIL`
+        ``(kind, reason)``: ``kind`` is :data:`KIND_FAST`, :data:`KIND_GIF_BMP`,
+        :data:`KIND_PNG16`, :data:`KIND_PIL`
         or :data:`KIND_BAD`; ``reason`` says why a file is bad (else ``""``).
 
     Example:
@@ -266,7 +273,7 @@ def _classify_with_pil(path: str, size: int, limit: int | None) -> tuple[int, st
         return KIND_PIL, ""  # TF decodes only 24/32-bit BMP
     if orientation != 1:
         return KIND_PIL, ""  # TF ignores EXIF orientation
-    return KIND_FAST, ""
+    return (KIND_GIF_BMP, "") if fmt in ("GIF", "BMP") else (KIND_FAST, "")
 
 
 def check_files(paths: Sequence[str], workers: int | None = None) -> tuple[np.ndarray, dict[str, str]]:
@@ -666,14 +673,41 @@ def _pil_read(path: bytes) -> np.ndarray:
     return read_image(path.decode("utf-8"))
 
 
+def decode_jpeg_png(data):
+    """Decode the bytes of an 8-bit JPEG or PNG to ``uint8 (H, W, 3)``, as PIL decodes them, in
+    one kernel.
+
+    ``DecodeJpeg`` reads PNGs too (TensorFlow's decoders share one kernel, which sniffs the
+    format), and for JPEGs it takes libjpeg's accurate integer DCT
+    (``dct_method="INTEGER_ACCURATE"``), PIL's own: ``tf.io.decode_image`` uses the fast one,
+    which differs from PIL by up to 21 levels a pixel (measured on the shared hymenoptera
+    photos), so ``predict`` (PIL) would not see the pixels that training saw. It refuses BMPs
+    and animated GIFs: use it where a check has ruled those out (:func:`make_dataset`), else
+    :func:`decode_8bit`.
+
+    Args:
+        data: a scalar string tensor, the file's bytes.
+
+    Returns:
+        ``uint8`` tensor ``(H, W, 3)``.
+
+    Example:
+        >>> decode_jpeg_png(tf.io.read_file("photo.jpg")).shape   # doctest: +SKIP
+        TensorShape([375, 500, 3])
+    """
+    import tensorflow as tf
+
+    return tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE")
+
+
 def decode_8bit(data):
     """Decode the bytes of an 8-bit JPEG/PNG/GIF (first frame)/BMP to ``uint8 (H, W, 3)``, as
-    PIL decodes them.
+    PIL decodes them, whatever the format: for bytes nobody checked (shards).
 
-    JPEGs use libjpeg's accurate integer DCT (``dct_method="INTEGER_ACCURATE"``), PIL's own;
-    ``tf.io.decode_image`` uses the fast one, which differs from PIL by up to 21 levels a pixel
-    (measured on the shared hymenoptera photos), so ``predict`` (PIL) would not see the pixels
-    that training saw. Everything that decodes in a graph (pipeline, shards) goes through here.
+    JPEGs use the accurate DCT, as in :func:`decode_jpeg_png`; other formats go through
+    ``tf.io.decode_image``. This costs a ``tf.cond`` a file, which a ``tf.data`` map runs as a
+    function call: on the fish images at 128 px, 10-40 µs an image more than
+    :func:`decode_jpeg_png` (paired runs, 1.5-5% of decoding and resizing one).
 
     Args:
         data: a scalar string tensor, the file's bytes.
@@ -689,7 +723,7 @@ def decode_8bit(data):
 
     return tf.cond(
         tf.io.is_jpeg(data),
-        lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
+        lambda: decode_jpeg_png(data),
         lambda: tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8),
     )
 
@@ -697,14 +731,18 @@ def decode_8bit(data):
 def _decoder(kinds_present: set[int]):
     """A graph function ``(path, kind) -> (H, W, 3)`` image; only the branches needed.
 
-    The image is ``uint8`` when one 8-bit kind is present (the usual case), else ``float32``.
+    The image is ``uint8``, or ``float32`` when 16-bit PNGs are present with other kinds (the
+    branches must agree).
     The function's ``needs_kind`` attribute says whether it reads ``kind`` (only when several
     kinds are present: the dataset then carries the kinds column, else it leaves it out).
     """
     import tensorflow as tf
 
     def fast(data, path):
-        return decode_8bit(data)
+        return decode_jpeg_png(data)
+
+    def gif_bmp(data, path):
+        return tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
 
     def png16(data, path):
         return tf.cast(tf.io.decode_png(data, channels=3, dtype=tf.uint16), tf.float32) / 257.0
@@ -713,7 +751,7 @@ def _decoder(kinds_present: set[int]):
         img = tf.numpy_function(_pil_read, [path], tf.uint8, stateful=False)
         return tf.reshape(img, tf.stack([tf.shape(img)[0], tf.shape(img)[1], 3]))
 
-    table = {KIND_FAST: fast, KIND_PNG16: png16, KIND_PIL: pil}
+    table = {KIND_FAST: fast, KIND_GIF_BMP: gif_bmp, KIND_PNG16: png16, KIND_PIL: pil}
     used = sorted(k for k in kinds_present if k in table)
     branch_of_kind = tf.constant([used.index(k) if k in used else 0 for k in range(max(table) + 1)])
 
@@ -724,8 +762,9 @@ def _decoder(kinds_present: set[int]):
             data = tf.io.read_file(path)
             if len(used) == 1:  # the common case: no branch; uint8 straight into the resize
                 img = table[used[0]](data, path)
-            else:  # one branch per kind present; float32 so that all branches agree
-                branches = [lambda f=table[k]: tf.cast(f(data, path), tf.float32) for k in used]
+            else:  # one branch per kind present, all of one dtype
+                dtype = tf.float32 if KIND_PNG16 in used else tf.uint8
+                branches = [lambda f=table[k]: tf.cast(f(data, path), dtype) for k in used]
                 # switch_case wants branch indices 0..n-1; the kinds present may be {0, 2}
                 img = tf.switch_case(tf.gather(branch_of_kind, kind), branches)
         img.set_shape([None, None, 3])

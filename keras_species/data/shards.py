@@ -58,10 +58,10 @@ def _encode(path: str, kind: int, image_size: int | None, quality: int) -> tuple
     from PIL import Image
 
     from keras_species.data.images import ImageReadError, read_image
-    from keras_species.data.pipeline import KIND_FAST
+    from keras_species.data.pipeline import KIND_FAST, KIND_GIF_BMP
 
     try:
-        if kind == KIND_FAST:
+        if kind in (KIND_FAST, KIND_GIF_BMP):  # read as they are by decode_8bit
             with Image.open(path) as im:
                 longest = max(im.size)
             if image_size is None or longest <= image_size:

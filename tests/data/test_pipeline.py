@@ -15,6 +15,7 @@ from keras_species.data.pipeline import (
     DECODE_CALLS_PER_CORE,
     KIND_BAD,
     KIND_FAST,
+    KIND_GIF_BMP,
     KIND_PIL,
     KIND_PNG16,
     class_balance_weights,
@@ -112,9 +113,9 @@ def test_classify_and_decode_special_files(tmp_path):
     solid(d / "plain.bmp", (1, 2, 3), size=(32, 32))
     assert classify_file(str(d / "cmyk.jpg"))[0] == KIND_PIL
     assert classify_file(str(d / "grey16.png"))[0] == KIND_PNG16
-    assert classify_file(str(d / "anim.gif"))[0] == KIND_FAST
+    assert classify_file(str(d / "anim.gif"))[0] == KIND_GIF_BMP
     assert classify_file(str(d / "pal.png"))[0] == KIND_PIL
-    assert classify_file(str(d / "plain.bmp"))[0] == KIND_FAST
+    assert classify_file(str(d / "plain.bmp"))[0] == KIND_GIF_BMP
     names = ["cmyk.jpg", "grey16.png", "anim.gif", "pal.png", "plain.bmp"]
     m = Manifest([str(d / n) for n in names], np.zeros(5, int), ["a"])
     (x, _), = one(make_dataset(m, 16, 5, cache=False))
@@ -145,16 +146,60 @@ def test_jpegs_decode_to_the_pixels_pil_gives(tmp_path):
     np.testing.assert_array_equal(x[0], read_image(str(tmp_path / "noisy.jpg")).astype(np.float32))
 
 
+def _graph_ops(ds) -> set[str]:
+    """Every op type in ``ds``'s graph, its functions included."""
+    import tensorflow as tf
+
+    graph = tf.compat.v1.GraphDef.FromString(ds._as_serialized_graph().numpy())
+    return {n.op for n in graph.node} | {n.op for f in graph.library.function for n in f.node_def}
+
+
+def test_jpegs_and_pngs_decode_in_one_kernel_with_no_branch(tmp_path):
+    # a branch in a tf.data map is a function call per image: the usual data set (JPEGs and
+    # PNGs, checked up front) must not pay one, and must still see PIL's pixels
+    import tensorflow as tf
+
+    from keras_species.data.images import read_image
+    from keras_species.data.pipeline import decode_8bit, decode_jpeg_png
+
+    rng = np.random.default_rng(1)
+    d = tmp_path / "a"
+    d.mkdir()
+    Image.fromarray((rng.random((24, 40, 3)) * 255).astype(np.uint8)).save(d / "noisy.jpg", quality=90)
+    Image.fromarray((rng.random((24, 40)) * 255).astype(np.uint8)).save(d / "grey.jpg")
+    Image.fromarray((rng.random((24, 40, 3)) * 255).astype(np.uint8)).save(d / "rgb.png")
+    Image.fromarray((rng.random((24, 40, 3)) * 255).astype(np.uint8)).convert("P").save(d / "palette.png")
+    paths = sorted(str(p) for p in d.iterdir())
+    assert {classify_file(p)[0] for p in paths} == {KIND_FAST}
+    for p in paths:
+        data = tf.io.read_file(p)
+        np.testing.assert_array_equal(decode_jpeg_png(data).numpy(), read_image(p))
+        np.testing.assert_array_equal(decode_jpeg_png(data).numpy(), decode_8bit(data).numpy())
+    ds = make_dataset(Manifest(paths, np.zeros(4, int), ["a"]), (24, 40), 4, cache=False)
+    ops = _graph_ops(ds)
+    assert "DecodeJpeg" in ops
+    assert not ops & {"If", "StatelessIf", "Case", "StatelessCase", "DecodeImage"}
+    (x, _), = one(ds)
+    for img, p in zip(x, paths):
+        np.testing.assert_array_equal(img, read_image(p).astype(np.float32))
+
+
 @pytest.mark.parametrize(
-    "names", [("plain.jpg", "rgba.png"), ("grey16.png", "rgba.png"), ("plain.jpg", "grey16.png")]
+    "names", [("plain.jpg", "rgba.png"), ("grey16.png", "rgba.png"), ("plain.jpg", "grey16.png"),
+              ("plain.jpg", "plain.bmp"), ("anim.gif", "plain.png"), ("plain.bmp", "grey16.png")]
 )
 def test_any_two_decoding_paths_mix_in_one_dataset(tmp_path, names):
     # the kinds present are {0, 2} or {1, 2} as often as {0, 1}: each must pick its own branch
     d = tmp_path / "a"
     solid(d / "plain.jpg", (200, 10, 10), size=(32, 32), quality=95)
+    solid(d / "plain.png", (10, 10, 200), size=(32, 32))
+    solid(d / "plain.bmp", (1, 2, 3), size=(32, 32))
+    frames = [Image.new("RGB", (32, 32), c).convert("P") for c in ((255, 0, 0), (0, 255, 0))]
+    frames[0].save(d / "anim.gif", save_all=True, append_images=frames[1:])
     Image.fromarray(np.full((32, 32), 32896, np.uint16)).save(d / "grey16.png")
     solid(d / "rgba.png", (10, 200, 10, 255), size=(32, 32), mode="RGBA")
-    expected = {"plain.jpg": [200, 10, 10], "grey16.png": [128, 128, 128], "rgba.png": [10, 200, 10]}
+    expected = {"plain.jpg": [200, 10, 10], "grey16.png": [128, 128, 128], "rgba.png": [10, 200, 10],
+                "plain.png": [10, 10, 200], "plain.bmp": [1, 2, 3], "anim.gif": [255, 0, 0]}
     paths = [str(d / n) for n in names for _ in range(2)]
     assert len({classify_file(p)[0] for p in paths}) == 2
     m = Manifest(paths, np.zeros(4, int), ["a"])
