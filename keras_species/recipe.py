@@ -155,25 +155,25 @@ class RunSettings:
 
 @dataclass
 class SourceSettings:
-    """How a recipe reads a CSV or iNat/COCO JSON source: the reading options that
+    """How a recipe reads a CSV, iNat/COCO JSON or path-list source: the reading options that
     ``keras-species audit``, ``split`` and ``shard`` take too (inherit it beside
     :class:`RunSettings`; the recipe keeps its own ``data`` and ``group_regex`` fields).
 
     Attributes:
         path_format: CSV only: build each path from columns, e.g. ``"{class}/{file}"``.
-        root: CSV or iNat/COCO JSON: the folder its relative paths start from (default: the
-            file's folder).
-        on_missing: CSV only: rows whose file does not exist stop the run (``"error"``) or are
-            left out with a warning (``"skip"``).
+        root: CSV, iNat/COCO JSON or ``.txt``/``.lst`` path list: the folder its relative paths
+            start from (default: the file's folder).
+        on_missing: CSV or path list: rows whose file does not exist stop the run
+            (``"error"``) or are left out with a warning (``"skip"``).
     """
 
     path_format: str | None = field(default=None, metadata=_help(
         "CSV only: build paths from columns, e.g. '{class}/{file}'", after="data"))
     root: str | None = field(default=None, metadata=_help(
-        "CSV or iNat/COCO JSON: the folder its relative paths start from (null: the file's own folder)",
+        "CSV, iNat/COCO JSON or .txt/.lst path list: the folder its relative paths start from (null: the file's own folder)",
         after="data"))
     on_missing: Literal["error", "skip"] = field(default="error", metadata=_help(
-        "CSV only: rows whose file does not exist stop the run, or are left out with a warning",
+        "CSV or .txt/.lst path list: rows whose file does not exist stop the run, or are left out with a warning",
         after="data"))
 
     def load_options(self, **extra: Any) -> dict[str, Any]:

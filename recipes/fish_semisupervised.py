@@ -2,10 +2,14 @@
 
 Method (R1: 15 species, 150 labelled and 43,156 unlabelled images):
 
-- Data: a small labelled set (``--labelled``) and a pool of unlabelled images (``--unlabelled``,
-  a folder). By default the embedded fish demo with the labels of 80% of each class's images
-  hidden (``--hide-labels 0.8``): those images form the pool, and because their true labels are
-  known the report can measure how accurate the pseudo-labels are. Images 224×224, scaled to
+- Data: a small labelled set (``--labelled``) and a pool of unlabelled images (``--unlabelled``:
+  a folder, a CSV, a .txt/.lst list of paths or a COCO JSON). ``--root``, ``--path-format`` and
+  ``--on-missing`` apply to whichever of the two takes them, and to both when both are files
+  that take them (one ``--root`` then serves both: give absolute paths in a file whose relative
+  paths start elsewhere); ``--group-regex`` applies to ``--labelled`` only. By default the
+  embedded fish demo with the labels of 80% of each class's images hidden (``--hide-labels
+  0.8``): those images form the pool, and because their true labels are known the report can
+  measure how accurate the pseudo-labels are. Images 224×224, scaled to
   [-1, 1] by the models (R1's (x − 0.5)/0.5; the ResNets use their own ImageNet scaling).
 - A ``--labelled`` CSV or COCO JSON may hold images without a label (an empty label cell, an
   image without an annotation): they join the pool (with the ``--unlabelled`` images and those
@@ -40,14 +44,15 @@ Run::
     python -m recipes.fish_semisupervised --weights none --image-size 64 --stages 1,2,4
     python -m recipes.fish_semisupervised --labelled fish_labelled/ --unlabelled fish_pool/
     python -m recipes.fish_semisupervised --labelled fish.csv   # its rows without a label: the pool
+    python -m recipes.fish_semisupervised --labelled fish_labelled/ --unlabelled pool.csv --root /data/pool
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -67,6 +72,7 @@ from keras_species.recipe import (
 )
 
 if TYPE_CHECKING:
+    from keras_species.data.sources import SourceKind
     from keras_species.training.semi_supervised import Pool
 
 RECIPE = "fish_semisupervised"
@@ -82,11 +88,16 @@ class FishSemiSupervisedConfig(SourceSettings, RunSettings):
     labelled: str = field(default="demo", metadata=_h(
         "labelled images: demo, a folder of class folders, a CSV, a COCO JSON; its images without "
         "a label (empty label cell, no annotation) join the unlabelled pool"))
-    unlabelled: str | None = field(default=None, metadata=_h("folder of unlabelled images (class subfolders, if any, are kept as hidden true labels)"))
+    unlabelled: str | None = field(default=None, metadata=_h(
+        "unlabelled images: a folder (class subfolders, if any, are kept as hidden true labels), "
+        "a CSV, a .txt/.lst list of paths or a COCO JSON; --root, --path-format and --on-missing "
+        "apply to whichever of --labelled and --unlabelled takes them (to both when both do: one "
+        "--root then serves both), --group-regex to --labelled only"))
     hide_labels: float | None = field(default=None, metadata=_h(
         "hide the labels of this share of each class of --labelled and add those images to the pool "
         "(none: 0 with --unlabelled or when --labelled has images without a label, else 0.8)"))
-    group_regex: str | None = field(default=None, metadata=_h("regex whose first group is an image's group id"))
+    group_regex: str | None = field(default=None, metadata=_h(
+        "regex whose first group is an image's group id (of --labelled: the pool is not split)"))
     stages: str = field(default="1,2,3,4", metadata=_h("models to train, e.g. 1,2,3,4 or 2,4 (3 and 4 need 2)"))
     image_size: int = field(default=224, metadata=_h("input side in pixels (R1: 224; a multiple of 8)"))
     weights: str = field(default="imagenet", metadata=_h("backbone weights of models 1, 3, 4: imagenet, none, or a local .weights.h5"))
@@ -190,14 +201,68 @@ def hide_fraction(hide_labels: float | None, *, unlabelled: str | None, without_
     return 0.0 if unlabelled or without_label else 0.8
 
 
+def reading_options(config: FishSemiSupervisedConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``sources.load`` options of ``--labelled`` and of ``--unlabelled``.
+
+    ``--root``, ``--path-format`` and ``--on-missing`` go to whichever of the two takes them
+    (a CSV, a path list, an iNat/COCO JSON: ``sources.source_kind``), to both when both do:
+    one ``--root`` then serves both files, so their relative paths must start from the same
+    folder. ``--group-regex`` goes to ``--labelled`` only (the pool is never split). Without
+    ``--unlabelled`` every option goes to ``--labelled``, whose reader refuses those that do not
+    apply.
+
+    Args:
+        config: the recipe's settings.
+
+    Returns:
+        ``(labelled_options, unlabelled_options)``.
+
+    Raises:
+        SettingError: an option that applies to neither source (naming its flag and both kinds).
+
+    Example:
+        >>> reading_options(FishSemiSupervisedConfig(unlabelled="pool.csv", root="images"))  # doctest: +SKIP
+        ({}, {'root': 'images'})
+    """
+    from keras_species.data import sources
+    from keras_species.training.semi_supervised import unlabelled_kind
+
+    options = config.load_options()
+    if not config.unlabelled:
+        return options, {}
+    labelled_kind = sources.source_kind(config.labelled)
+    pool_kind = unlabelled_kind(config.unlabelled)
+    labelled = {k: v for k, v in options.items() if k in labelled_kind.options}
+    pool = {k: v for k, v in options.items() if k in pool_kind.options}
+    unused = [k for k in options if k not in labelled and k not in pool]
+    if unused:
+        settings = {f.name for f in fields(config)}
+
+        def flags(names: Iterable[str]) -> str:
+            return ", ".join("--" + n.replace("_", "-") for n in names if n in settings)
+
+        def which(kind: SourceKind) -> str:
+            return f"read as {kind.kind}, which takes {flags(kind.options) or 'no reading option'}"
+
+        one = len(unused) == 1
+        raise SettingError(
+            f"{flags(unused)} {'applies' if one else 'apply'} to neither --labelled "
+            f"{config.labelled} ({which(labelled_kind)}) nor --unlabelled {config.unlabelled} "
+            f"({which(pool_kind)}): leave {'it' if one else 'them'} out"
+        )
+    return labelled, pool
+
+
 def _pool(config: FishSemiSupervisedConfig) -> Pool:
     """The labelled set and the unlabelled pool (``semi_supervised.Pool``): ``--labelled`` read
-    once (its images without a label join the pool), ``--hide-labels``, ``--unlabelled``."""
+    once (its images without a label join the pool), ``--hide-labels``, ``--unlabelled``, each
+    file read with the options that apply to it (:func:`reading_options`)."""
     from keras_species.data import sources
     from keras_species.data.prepare import check_task
     from keras_species.training.semi_supervised import make_pool
 
-    m = sources.load(config.labelled, **config.load_options())
+    labelled_options, unlabelled_options = reading_options(config)
+    m = sources.load(config.labelled, **labelled_options)
     check_task(m, "single", config.labelled, MULTILABEL_HINT)
     without = int((~m.labelled_mask).sum())
     if without == len(m):
@@ -214,7 +279,8 @@ def _pool(config: FishSemiSupervisedConfig) -> Pool:
             "is no --unlabelled, so there is no unlabelled pool: give --hide-labels above 0 "
             "(e.g. 0.8) or --unlabelled FOLDER"
         )
-    return make_pool(m, hide_fraction=fraction, unlabelled=config.unlabelled, seed=config.seed)
+    return make_pool(m, hide_fraction=fraction, unlabelled=config.unlabelled,
+                     unlabelled_options=unlabelled_options, seed=config.seed)
 
 
 def run(config: FishSemiSupervisedConfig | None = None) -> FishSemiSupervisedResult:
@@ -432,7 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = ["RECIPE", "FishSemiSupervisedConfig", "FishSemiSupervisedResult", "stage_list",
-           "hide_fraction", "run", "main"]
+           "hide_fraction", "reading_options", "run", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -72,6 +72,22 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture
+def source_loads(monkeypatch) -> list[str]:
+    """Count the readings of data: every ``sources.load`` call appends its source (as a str)."""
+    from keras_species.data import sources
+
+    calls: list[str] = []
+    load = sources.load
+
+    def counted(source, **kw):
+        calls.append(str(source))
+        return load(source, **kw)
+
+    monkeypatch.setattr(sources, "load", counted)
+    return calls
+
+
 @pytest.fixture(scope="module")
 def eager_tf():
     """Run Keras train/predict steps eagerly for the tests of one module.

@@ -746,12 +746,11 @@ def test_resume_without_a_name_skips_a_folder_that_has_no_config(tmp_path):
 
 
 # ------------------------------------------------------------------ --data is read once
-def test_a_recipe_parses_its_csv_data_once_and_warns_once(tmp_path, monkeypatch):
+def test_a_recipe_parses_its_csv_data_once_and_warns_once(tmp_path, monkeypatch, source_loads):
     # check_labelled_data (before the run folder) and prepare_data both parsed --data: a large
     # iNaturalist JSON twice; the first reading was silenced so that the second one warned
     import warnings
 
-    from keras_species.data import sources
     from keras_species.data.demo import demo_root
     from recipes import quickstart
 
@@ -762,12 +761,7 @@ def test_a_recipe_parses_its_csv_data_once_and_warns_once(tmp_path, monkeypatch)
             rows.append(f"{image},{'' if (k, i) in ((0, 0), (1, 3), (2, 5)) else folder.name}")
     rows.append(f"{tmp_path / 'gone.png'},cod")  # a row whose file does not exist
     data.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    calls: list[str] = []
-    load = sources.load
-
-    def counted(source, **kw):
-        calls.append(str(source))
-        return load(source, **kw)
+    calls = source_loads
 
     class DataDone(Exception):
         """Stops the run once the data stages are done (training is not what this tests)."""
@@ -775,7 +769,6 @@ def test_a_recipe_parses_its_csv_data_once_and_warns_once(tmp_path, monkeypatch)
     def stop(*args, **kw):
         raise DataDone
 
-    monkeypatch.setattr(sources, "load", counted)
     monkeypatch.setattr("keras_species.data.prepare.build_datasets", stop)
     out = tmp_path / "runs"
     with warnings.catch_warnings(record=True) as caught, pytest.raises(DataDone):

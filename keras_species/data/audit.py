@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from keras_species.data.images import ImageInfo, needs_conversion, probe, read_image
-from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError
+from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError, classes_phrase
 
 POLICIES = ("convert", "drop_non_rgb")
 """Cleaning policies: keep non-RGB images (the pipeline converts them) or drop them (R5)."""
@@ -215,8 +215,8 @@ class AuditReport:
     def summary(self) -> str:
         """A few lines for the terminal: images, classes, problems, baseline."""
         lines = [
-            f"{self.n_images} images, {len(self.class_names)} classes"
-            f" ({'multi-label' if self.multilabel else 'single-label'}), scanned in {self.seconds:.1f} s",
+            f"{self.n_images} images, {classes_phrase(len(self.class_names), self.multilabel)}, "
+            f"scanned in {self.seconds:.1f} s",
             "modes: " + ", ".join(f"{k} {v}" for k, v in self.modes.items()),
             f"corrupt: {len(self.corrupt)}, non-RGB: {len(self.non_rgb)}, animated: {len(self.animated)}, "
             f"extension mismatch: {self.n_extension_mismatch}",
@@ -639,13 +639,12 @@ def _file_problems(heading: str, items: list, key: str, column: str) -> list[str
 
 
 def _markdown(r: AuditReport) -> str:
-    kind = "multi-label" if r.multilabel else "single-label"
     md = [f"# Data audit: {r.source or 'manifest'}", ""]
     fmt_ratio = "n/a" if r.imbalance_ratio is None else f"{r.imbalance_ratio:.2f}"
     baseline = "n/a" if r.majority_baseline is None else f"{r.majority_baseline:.4f} (`{r.majority_label or 'no tag'}`)"
     rows = [
         ("images", r.n_images),
-        ("classes", f"{len(r.class_names)} ({kind})"),
+        ("classes", classes_phrase(len(r.class_names), r.multilabel)),
         ("unlabelled" if not r.multilabel else "no tag", r.n_unlabelled),
         ("majority-class baseline" if not r.multilabel else "majority label-set baseline (exact match)", baseline),
         ("imbalance ratio (largest / smallest class)", fmt_ratio),
@@ -672,7 +671,10 @@ def _markdown(r: AuditReport) -> str:
     total = max(sum(r.class_counts.values()), 1)
     items = sorted(r.class_counts.items(), key=lambda kv: -kv[1])
     ok = r.readable_class_counts
-    if ok and ok != r.class_counts:  # corrupt files: say what is left of each class
+    if not r.class_names:  # a list of image paths (sources.from_path_list): no table to show
+        md.append("The images have no labels: the source names no classes, so there are no "
+                  "images per class to count.")
+    elif ok and ok != r.class_counts:  # corrupt files: say what is left of each class
         md.append(_capped(
             items, lambda kv: (kv[0], kv[1], f"{100 * kv[1] / total:.1f}%", ok.get(kv[0], 0)),
             ["class", "images", "share", "readable"],

@@ -34,6 +34,26 @@ _CSV_FIX = ("restore the file, or write it again (keras-species split; a recipe'
 """How to mend a damaged manifest CSV (see :meth:`Manifest.from_csv`)."""
 
 
+def classes_phrase(num_classes: int, multilabel: bool) -> str:
+    """How summaries name the classes: ``"6 classes (single-label)"``, or ``"no labels"`` for
+    data without classes (a list of image paths).
+
+    Args:
+        num_classes: how many classes.
+        multilabel: whether the labels are multi-hot.
+
+    Returns:
+        The phrase.
+
+    Example:
+        >>> classes_phrase(6, False), classes_phrase(0, False)
+        ('6 classes (single-label)', 'no labels')
+    """
+    if not num_classes:
+        return "no labels"
+    return f"{num_classes} classes ({'multi-label' if multilabel else 'single-label'})"
+
+
 @dataclass
 class Manifest:
     """Image paths with their labels, classes, groups and splits.
@@ -387,9 +407,17 @@ class Manifest:
         )
 
     def summary(self) -> str:
-        """One line: images, classes, label type, splits."""
-        kind = "multi-label" if self.multilabel else "single-label"
-        text = f"{len(self)} images, {self.num_classes} classes ({kind})"
+        """One line: images, classes, label type, splits.
+
+        Returns:
+            E.g. ``"300 images, 6 classes (single-label), splits test=45 train=210 val=45"``;
+            a manifest without classes (a list of image paths) has ``"no labels"`` instead.
+
+        Example:
+            >>> Manifest(["a.png", "b.png"], np.array([-1, -1]), []).summary()
+            '2 images, no labels'
+        """
+        text = f"{len(self)} images, {classes_phrase(self.num_classes, self.multilabel)}"
         if self.splits is not None:
             names, counts = np.unique(self.splits, return_counts=True)
             text += ", splits " + " ".join(f"{n}={c}" for n, c in zip(names, counts))

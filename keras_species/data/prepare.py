@@ -254,29 +254,6 @@ def _take_read_ahead(source: Any, options: dict[str, Any]) -> Manifest | None:
     return kept[0][1] if key is not None and key == kept[0][0] else None
 
 
-def _source_name(source: str | os.PathLike | Manifest) -> str:
-    """How messages name a source: the path as given, or, for a Manifest, the file it was read
-    from (``manifest.source``).
-
-    Args:
-        source: what :func:`prepare_data` was given.
-
-    Returns:
-        The name (``"the manifest"`` for a Manifest that does not know its file).
-
-    Example:
-        >>> _source_name(Manifest(["a.png"], np.array([0]), ["cod"], source="fish.csv"))
-        'fish.csv'
-    """
-    if isinstance(source, Manifest):
-        return source.source or "the manifest"
-    return os.fspath(source)
-
-
-_FILE_OPTIONS = ("path_format", "root", "on_missing", "labels_col")
-"""Reading options that only mean something while a file is read (not for a Manifest)."""
-
-
 def _split(m: Manifest, kind: str, ratios: Sequence[float], seed: int) -> tuple[Manifest, str]:
     if kind == "auto":
         if m.splits is not None and all(s for s in m.splits):
@@ -344,9 +321,9 @@ def prepare_data(
             (with the audit, cleaning and not-read lists kept beside it: :func:`sidecar_path`).
         progress: show the audit's progress bar.
         load_options: extra keyword arguments for ``sources.load`` (e.g. ``path_format``).
-            With a Manifest source only ``group_regex`` applies (it replaces the groups); the
-            options of reading a file (``path_format``, ``root``, ``on_missing``,
-            ``labels_col``) are refused there: read the file with them instead.
+            With a Manifest source only ``group_regex`` applies (it replaces the groups, in a
+            copy); ``sources.load`` refuses the others there (``path_format``, ``root``...: read
+            the file with them instead).
         task: the labels the caller trains on (:data:`TASKS`); data of the other kind is
             refused right after it is read, before the audit (:func:`check_task`).
         task_hint: what to do with data of the other kind (ends the message).
@@ -366,9 +343,11 @@ def prepare_data(
         A :class:`PreparedData`.
 
     Raises:
-        ManifestError: a bad source, too few classes to split, a bad ``top_classes``, labels
-            of the other ``task``, or a split of ``need_splits`` without images.
-        ValueError: a bad ``split``, or file-reading ``load_options`` with a Manifest source.
+        ManifestError: a bad source, a ``load_options`` entry that does not apply to it (with a
+            Manifest source: any but ``group_regex``), too few classes to split, a bad
+            ``top_classes``, labels of the other ``task``, or a split of ``need_splits`` without
+            images.
+        ValueError: a bad ``split``.
 
     Example:
         >>> p = prepare_data("demo", split="group", seed=1, audit=False)
@@ -387,11 +366,8 @@ def prepare_data(
         check_splits(prepared.manifest, need_splits, need_hint)
         return prepared
 
-    name = _source_name(source)
-    if isinstance(source, Manifest):
-        m = _with_options(source, options)
-    else:
-        m = kept if kept is not None else sources.load(source, **options)
+    name = sources.source_name(source)
+    m = kept if kept is not None else sources.load(source, **options)
     if len(m) == 0:
         raise ManifestError(f"{name}: no images found")
     check_task(m, task, name, task_hint)
@@ -441,21 +417,6 @@ def prepare_data(
         _write_sidecar(saved, kind, report, dropped, not_read, unmatched, added)
     return PreparedData(m, report, dropped, kind, saved, splits.leakage(m), not_read, unmatched,
                         added)
-
-
-def _with_options(m: Manifest, options: dict[str, Any]) -> Manifest:
-    """A Manifest source with the ``load_options`` that apply to one: ``group_regex``."""
-    refused = [k for k in _FILE_OPTIONS if k in options]
-    if refused:
-        raise ValueError(
-            f"prepare_data: load_options {', '.join(refused)} apply while a file is read, and "
-            f"the source is a Manifest already ({_source_name(m)}): give the file's path as the "
-            "source, or read it with them (sources.load(path, **options))"
-        )
-    if options.get("group_regex"):
-        m = m.subset(np.arange(len(m)))
-        m.groups = sources.groups_from_regex(m.paths, options["group_regex"])
-    return m
 
 
 def sidecar_path(split_file: str | os.PathLike) -> Path:

@@ -22,9 +22,10 @@ import json
 import os
 import re
 import warnings
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -900,16 +901,6 @@ def is_path_list(path: str | os.PathLike) -> bool:
     return suffix == ".lst" or not _names_a_path_column(_first_line(path))
 
 
-def _list_options_problem(source: str | os.PathLike, names: Sequence[str]) -> str:
-    """Why options (``path_format``...) do not apply to a path list, and what to do instead."""
-    why = ("a .lst file is one" if os.fspath(source).lower().endswith(".lst") else
-           f"its first line is not a CSV header naming a path column: {', '.join(PATH_COLUMNS)}")
-    return (f"{source} is read as a list of paths, one per line ({why}), to which "
-            f"{_option_names(names)} {'does' if len(names) == 1 else 'do'} not apply: leave "
-            f"{'it' if len(names) == 1 else 'them'} out (a list takes root (--root), on_missing "
-            "(--on-missing) and group_regex (--group-regex)), or give the data as a .csv file")
-
-
 def read_path_list(path: str | os.PathLike, root: str | os.PathLike | None = None) -> ListedFiles:
     """The image paths a text list names, one per line, resolved as a CSV's paths are.
 
@@ -974,7 +965,7 @@ def from_path_list(
     Example:
         >>> m = from_path_list("new_photos.txt")   # doctest: +SKIP
         >>> m.summary()                             # doctest: +SKIP
-        '120 images, 0 classes (single-label)'
+        '120 images, no labels'
     """
     if on_missing not in ("error", "skip"):
         raise ManifestError(f"on_missing must be 'error' or 'skip', got {on_missing!r}")
@@ -1169,34 +1160,112 @@ def _is_manifest_json(path: str) -> bool:
         return "keras-species-manifest/" in f.read(4096)
 
 
-def _options_for(reader, kw: dict, source) -> dict:
-    """``kw`` checked against ``reader``'s keyword arguments (a clear error instead of TypeError)."""
+_FIXED = ("group_regex",)
+"""The one option of a source whose paths and labels are fixed (the demo, a saved manifest, a
+Manifest): its groups can be replaced."""
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    """What :func:`load` reads a source as, and the keyword options that apply to it.
+
+    One description serves :func:`load` (which refuses the other options) and callers that
+    share options between sources (a recipe's ``--root`` for ``--labelled`` and ``--unlabelled``).
+
+    Args:
+        kind: what the source is, as messages say it (``"a CSV"``, ``"the embedded demo set"``).
+        options: the options of :func:`load` that apply (``root``, ``on_missing``...).
+        note: what a message refusing other options says in brackets after ``leave it out``
+            (default: the options that apply).
+        lead: the words between the source's name and ``kind`` in messages.
+
+    Example:
+        >>> kind = source_kind("demo")
+        >>> kind.kind, kind.options
+        ('the embedded demo set', ('group_regex',))
+        >>> kind.problem("demo", ["root"])[:70]
+        'demo is read as the embedded demo set, to which root (--root) does not'
+    """
+
+    kind: str
+    options: tuple[str, ...]
+    note: str = ""
+    lead: str = "is read as"
+
+    def problem(self, name: str, unknown: Sequence[str]) -> str:
+        """The message refusing ``unknown`` options for the source called ``name``.
+
+        Args:
+            name: how the message names the source (its path, ``--unlabelled pool.csv``).
+            unknown: the options that do not apply.
+
+        Returns:
+            One line: the options, why they do not apply, and what to do.
+
+        Example:
+            >>> SourceKind("a CSV", ("root",)).problem("l.csv", ["extensions"])
+            'l.csv is read as a CSV, to which extensions does not apply: leave it out (the options for a CSV: root (--root))'
+        """
+        one = len(unknown) == 1
+        note = self.note or f"the options for {self.kind}: {_option_names(self.options) or 'none'}"
+        return (f"{name} {self.lead} {self.kind}, to which {_option_names(unknown)} "
+                f"{'does' if one else 'do'} not apply: leave {'it' if one else 'them'} out ({note})")
+
+    def check(self, name: str, options: Iterable[str]) -> None:
+        """Refuse the options that do not apply (instead of ignoring them or a ``TypeError``).
+
+        Args:
+            name: how the message names the source.
+            options: the option names given.
+
+        Raises:
+            ManifestError: :meth:`problem`'s message, when some option does not apply.
+
+        Example:
+            >>> source_kind("demo").check("demo", ["group_regex"])
+        """
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise ManifestError(self.problem(name, unknown))
+
+
+def _fixed(kind: str, read: Callable[[], Manifest]) -> tuple[SourceKind, Callable[..., Manifest]]:
+    """A source whose paths and labels are fixed (the demo, a saved manifest, a Manifest): only
+    ``group_regex`` applies; it gives a copy with the regex's groups (a Manifest given is left as
+    it is)."""
+
+    def read_regrouped(*, group_regex: str | None = None) -> Manifest:
+        m = read()
+        if group_regex:
+            m = m.subset(np.arange(len(m)))
+            m.groups = groups_from_regex(m.paths, group_regex)
+        return m
+
+    return SourceKind(kind, _FIXED, "its paths and labels are fixed; only group_regex "
+                      "(--group-regex) applies"), read_regrouped
+
+
+def _list_kind(source: str | os.PathLike) -> tuple[SourceKind, Callable[..., Manifest]]:
+    """A text list of paths, one per line (:func:`from_path_list`): its kind, saying why
+    ``source`` is read as one, and its reading."""
+    why = ("a .lst file is one" if os.fspath(source).lower().endswith(".lst") else
+           f"its first line is not a CSV header naming a path column: {', '.join(PATH_COLUMNS)}")
+    return _read_with(from_path_list, Path(source).expanduser(), f"a list of paths, one per line ({why})",
+                      note="a list takes root (--root), on_missing (--on-missing) and group_regex "
+                      "(--group-regex); for other options give the data as a .csv file")
+
+
+def _list_options_problem(source: str | os.PathLike, names: Sequence[str]) -> str:
+    """Why options (``path_format``...) do not apply to a path list, and what to do instead."""
+    return _list_kind(source)[0].problem(os.fspath(source), names)
+
+
+def _keyword_options(reader: Callable[..., Manifest]) -> tuple[str, ...]:
+    """The keyword-only arguments of a reader: the options :func:`load` passes to it."""
     import inspect
 
     params = inspect.signature(reader).parameters.values()
-    accepted = {p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
-    unknown = sorted(set(kw) - accepted)
-    if unknown and reader is from_path_list:
-        raise ManifestError(_list_options_problem(source, unknown))
-    if unknown:
-        kind = {"from_folder": "a folder of class subfolders", "from_csv": "a CSV",
-                "from_coco_json": "an iNat/COCO JSON"}[reader.__name__]
-        raise ManifestError(
-            f"{source} is read as {kind}, to which {_option_names(unknown)} do(es) not apply: "
-            f"leave it out (the options for {kind}: {_option_names(sorted(accepted))})"
-        )
-    return kw
-
-
-def _only_group_regex(kw: dict, source, kind: str) -> None:
-    """A source whose paths and labels are fixed (the demo, a saved manifest) takes only
-    ``group_regex``; any other reading option would be silently ignored, so it is refused."""
-    unknown = sorted(set(kw) - {"group_regex"})
-    if unknown:
-        raise ManifestError(
-            f"{source} is read as {kind}, to which {_option_names(unknown)} do(es) not apply: "
-            f"leave it out (its paths and labels are fixed; only group_regex (--group-regex) applies)"
-        )
+    return tuple(sorted(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY))
 
 
 def _option_names(names: Iterable[str]) -> str:
@@ -1204,6 +1273,96 @@ def _option_names(names: Iterable[str]) -> str:
     flags = {"group_regex": "--group-regex", "path_format": "--path-format", "root": "--root",
              "image_root": "--root", "on_missing": "--on-missing"}
     return ", ".join(f"{n} ({flags[n]})" if n in flags else n for n in names)
+
+
+def source_name(source: str | os.PathLike | Manifest) -> str:
+    """How messages name a source: the path as given, or, for a Manifest, the file it was read
+    from (``manifest.source``).
+
+    Args:
+        source: anything :func:`load` takes.
+
+    Returns:
+        The name (``"the manifest"`` for a Manifest that does not know its file).
+
+    Example:
+        >>> source_name(Manifest(["a.png"], np.array([0]), ["cod"], source="fish.csv"))
+        'fish.csv'
+    """
+    if isinstance(source, Manifest):
+        return source.source or "the manifest"
+    return os.fspath(source)
+
+
+def _reader(source: str | os.PathLike | Manifest) -> tuple[SourceKind, Callable[..., Manifest]]:
+    """How :func:`load` reads ``source``: its kind, and a function of the options that reads it."""
+    if isinstance(source, Manifest):
+        kind, read = _fixed("a Manifest, read already", lambda: source)
+        return replace(kind, lead="is given as", note=(
+            "they apply while a file is read: give the file's path instead, with them; only "
+            "group_regex (--group-regex) applies to a Manifest")), read
+    if str(source) == "demo":
+        from keras_species.data.demo import load_demo
+
+        return _fixed("the embedded demo set", load_demo)
+    p = Path(source).expanduser()
+    if p.is_dir():
+        return _read_with(from_folder, p, "a folder of class subfolders")
+    if not p.exists():
+        raise ManifestError(
+            f"{source} does not exist: give 'demo', a folder of class subfolders, a CSV, an "
+            "iNat/COCO JSON, a saved manifest or a .txt/.lst list of image paths"
+        )
+    suffix = p.suffix.lower()
+    if suffix in (".csv", ".tsv") + LIST_EXTENSIONS:
+        if _is_manifest_csv(str(p)):
+            return _fixed("a saved manifest", lambda: Manifest.from_csv(p))
+        if is_path_list(p):
+            return _list_kind(p)
+        return _read_with(from_csv, p, "a CSV")
+    if suffix == ".json":
+        if _is_manifest_json(str(p)):
+            return _fixed("a saved manifest", lambda: Manifest.from_json(p))
+        return _read_with(from_coco_json, p, "an iNat/COCO JSON", aliases={"root": "image_root"})
+    raise ManifestError(
+        f"{source}: unknown kind of source (extension {suffix!r}); give a folder, a .csv, a "
+        ".json or a .txt/.lst list of image paths"
+    )
+
+
+def _read_with(reader: Callable[..., Manifest], path: Path, kind: str, *, note: str = "",
+               aliases: dict[str, str] | None = None) -> tuple[SourceKind, Callable[..., Manifest]]:
+    """A file reader's kind (its keyword-only arguments are the options, plus ``aliases``: other
+    names of them; ``note``: see :class:`SourceKind`) and its reading of ``path``. An iNat/COCO
+    JSON's ``image_root`` is also ``root``: one name on the command line for "where relative
+    paths start"."""
+    aliases = aliases or {}
+
+    def read(**kw: Any) -> Manifest:
+        return reader(path, **{aliases.get(k, k): v for k, v in kw.items()})
+
+    return SourceKind(kind, tuple(sorted({*_keyword_options(reader), *aliases})), note), read
+
+
+def source_kind(source: str | os.PathLike | Manifest) -> SourceKind:
+    """What :func:`load` would read ``source`` as, and the options that apply to it.
+
+    Nothing is read but what tells the kind (a CSV's first line).
+
+    Args:
+        source: anything :func:`load` takes.
+
+    Returns:
+        A :class:`SourceKind`.
+
+    Raises:
+        ManifestError: the source does not exist or its kind is not recognised.
+
+    Example:
+        >>> "root" in source_kind("demo").options
+        False
+    """
+    return _reader(source)[0]
 
 
 def load(source: str | os.PathLike | Manifest, **kw) -> Manifest:
@@ -1215,67 +1374,30 @@ def load(source: str | os.PathLike | Manifest, **kw) -> Manifest:
             ``.json`` (a saved manifest, else :func:`from_coco_json`), a ``.txt``/``.lst`` list
             of image paths, one per line (:func:`from_path_list`: unlabelled; a ``.txt`` whose
             first line names a path column is a CSV, :func:`is_path_list`), or a Manifest
-            (returned).
+            (returned as it is, or as a copy with new groups).
         **kw: passed to the reader (e.g. ``group_regex``, ``path_format``, ``root``; for an
-            iNat/COCO JSON ``root`` stands for ``image_root``). ``group_regex`` also applies to
-            saved manifests (replacing their groups).
+            iNat/COCO JSON ``root`` stands for ``image_root``). The demo, a saved manifest and a
+            Manifest take only ``group_regex`` (it replaces their groups); an option that does
+            not apply to the source is refused rather than ignored (:func:`source_kind` says
+            which apply).
 
     Returns:
         The Manifest.
 
     Raises:
-        ManifestError: the source does not exist or its kind is not recognised.
+        ManifestError: the source does not exist, its kind is not recognised, or an option does
+            not apply to it (the message names the option, its flag, and the options that do).
 
     Example:
         >>> m = load("demo")
         >>> m.num_classes, m.groups[0] == m.groups[0]
         (6, True)
+        >>> load(m, group_regex=r"fish_(\\d+)_") is m   # a copy with the regex's groups
+        False
     """
-    if isinstance(source, Manifest):
-        return source
-    group_regex = kw.get("group_regex")
-    if str(source) == "demo":
-        from keras_species.data.demo import load_demo
-
-        _only_group_regex(kw, source, "the embedded demo set")
-        m = load_demo()
-        if group_regex:
-            m.groups = groups_from_regex(m.paths, group_regex)
-        return m
-    p = Path(source).expanduser()
-    if p.is_dir():
-        return from_folder(p, **_options_for(from_folder, kw, source))
-    if not p.exists():
-        raise ManifestError(
-            f"{source} does not exist: give 'demo', a folder of class subfolders, a CSV, an "
-            "iNat/COCO JSON, a saved manifest or a .txt/.lst list of image paths"
-        )
-    suffix = p.suffix.lower()
-    if suffix in (".csv", ".tsv") + LIST_EXTENSIONS:
-        if _is_manifest_csv(str(p)):
-            _only_group_regex(kw, source, "a saved manifest")
-            m = Manifest.from_csv(p)
-        elif is_path_list(p):
-            return from_path_list(p, **_options_for(from_path_list, kw, source))
-        else:
-            return from_csv(p, **_options_for(from_csv, kw, source))
-    elif suffix == ".json":
-        if _is_manifest_json(str(p)):
-            _only_group_regex(kw, source, "a saved manifest")
-            m = Manifest.from_json(p)
-        else:
-            if "root" in kw:  # one name on the command line for "where relative paths start"
-                kw = dict(kw)
-                kw["image_root"] = kw.pop("root")
-            return from_coco_json(p, **_options_for(from_coco_json, kw, source))
-    else:
-        raise ManifestError(
-            f"{source}: unknown kind of source (extension {suffix!r}); give a folder, a .csv, a "
-            ".json or a .txt/.lst list of image paths"
-        )
-    if group_regex:
-        m.groups = groups_from_regex(m.paths, group_regex)
-    return m
+    kind, read = _reader(source)
+    kind.check(source_name(source), kw)
+    return read(**kw)
 
 
 def output_place_problem(source: str | os.PathLike | Manifest, out: str | os.PathLike,

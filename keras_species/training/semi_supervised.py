@@ -4,7 +4,8 @@ R1 had 150 labelled fish images and 43,156 unlabelled ones. This module holds wh
 needs besides ordinary training:
 
 - the unlabelled pool: :func:`load_unlabelled` reads a folder of images (flat, or with class
-  subfolders whose names then serve as *true* labels, kept apart from training),
+  subfolders whose names then serve as *true* labels, kept apart from training) or a file that
+  lists them (a CSV, a path list: with ``sources.load``'s reading options such as ``root``),
   :func:`hide_labels` turns a labelled set into a small labelled set plus a pool whose true labels
   are known, so that pseudo-label accuracy can be measured, and :func:`make_pool` puts a pool
   together from all three: the images of the labelled data that have no label (a CSV row with an
@@ -32,7 +33,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     import keras
     import tensorflow as tf
 
+    from keras_species.data.sources import SourceKind
     from keras_species.training.plan import TrainResult
 
 JOINT_MONITOR = "val_label_accuracy"
@@ -103,19 +105,55 @@ def hide_labels(
     return labelled, pool, truth
 
 
+def unlabelled_kind(source: str | os.PathLike) -> SourceKind:
+    """What :func:`load_unlabelled` reads ``source`` as, and the ``sources.load`` options that
+    apply to it.
+
+    A folder is walked for images: no option applies. A file (a CSV, a ``.txt``/``.lst`` list of
+    paths, an iNat/COCO JSON, a saved manifest) is read by ``sources.load``: the options that
+    apply to it there, but ``group_regex`` (the pool is never split, so its images need no group
+    ids).
+
+    Args:
+        source: the unlabelled source.
+
+    Returns:
+        A ``sources.SourceKind`` (its ``check`` refuses the other options).
+
+    Raises:
+        ManifestError: the source does not exist or its kind is not recognised.
+
+    Example:
+        >>> unlabelled_kind("new_photos.txt").options   # doctest: +SKIP
+        ('on_missing', 'root')
+    """
+    from keras_species.data import sources
+
+    if Path(source).expanduser().is_dir():
+        return sources.SourceKind("a folder of images", (), note=(
+            "its images are found by walking it; reading options apply to a CSV, a .txt/.lst "
+            "list of paths or an iNat/COCO JSON"))
+    kind = sources.source_kind(source)
+    return replace(kind, options=tuple(o for o in kind.options if o != "group_regex"), note="")
+
+
 def load_unlabelled(
-    source: str | os.PathLike, class_names: Sequence[str]
+    source: str | os.PathLike, class_names: Sequence[str], **options: Any
 ) -> tuple[Manifest, np.ndarray | None]:
     """Read a pool of unlabelled images for a labelled set with ``class_names``.
 
     A folder whose subfolders are all class names of the labelled set is read as a labelled
     folder whose labels are *hidden* (returned as the true labels); any other folder is searched
-    recursively for images, which are unlabelled. A CSV/JSON/manifest source goes through
-    ``sources.load`` and its labels, if any, become the true labels.
+    recursively for images, which are unlabelled. A CSV, ``.txt``/``.lst`` list of paths,
+    iNat/COCO JSON or saved manifest goes through ``sources.load`` with ``options`` (say ``root``
+    when its relative paths start in another folder), and its labels, if any, become the true
+    labels.
 
     Args:
-        source: a folder of images, or any source ``sources.load`` reads.
+        source: a folder of images, or any file ``sources.load`` reads.
         class_names: the labelled set's classes (the pool's rows use their indices).
+        **options: ``sources.load`` options for a file source (``root``, ``path_format``,
+            ``on_missing``...; :func:`unlabelled_kind` says which apply). A folder takes none.
 
     Returns:
         ``(pool, true_labels)``: a manifest with every label ``-1`` and the classes
@@ -123,13 +161,16 @@ def load_unlabelled(
         known.
 
     Raises:
-        ManifestError: the source does not exist or holds no image.
+        ManifestError: the source does not exist or holds no image, or an option does not apply
+            to it (the message names the option and its flag).
 
     Example:
         >>> pool, truth = load_unlabelled("unlabelled_fish/", ["cod", "eel"])  # doctest: +SKIP
+        >>> pool, truth = load_unlabelled("pool.csv", ["cod", "eel"], root="/data/images")  # doctest: +SKIP
     """
     from keras_species.data import sources
 
+    unlabelled_kind(source).check(os.fspath(source), options)
     names = [str(c) for c in class_names]
     root = Path(source).expanduser()
     truth: np.ndarray | None = None
@@ -152,7 +193,7 @@ def load_unlabelled(
                 and not any(part.startswith(".") for part in Path(dirpath).relative_to(root).parts)
             )
     else:
-        m = sources.load(source)
+        m = sources.load(source, **options)
         paths = m.paths
         if not m.multilabel and m.labelled_mask.any():
             index = {c: i for i, c in enumerate(names)}
@@ -250,6 +291,7 @@ def make_pool(
     *,
     hide_fraction: float = 0.0,
     unlabelled: str | os.PathLike | None = None,
+    unlabelled_options: dict[str, Any] | None = None,
     seed: int = 0,
 ) -> Pool:
     """The labelled set and the unlabelled pool from a labelled source that may hold images
@@ -266,7 +308,10 @@ def make_pool(
         manifest: a single-label manifest (rows without a label allowed).
         hide_fraction: share of each class's labelled images whose labels are hidden, in
             ``[0, 1)``.
-        unlabelled: a folder (or CSV/JSON) of unlabelled images, or None.
+        unlabelled: a folder of unlabelled images, or a file of them (a CSV, a ``.txt``/``.lst``
+            list of paths, an iNat/COCO JSON), or None.
+        unlabelled_options: ``sources.load`` options for an ``unlabelled`` file (e.g.
+            ``{"root": "images"}``; :func:`load_unlabelled`).
         seed: seed of the choice of hidden labels.
 
     Returns:
@@ -274,7 +319,8 @@ def make_pool(
 
     Raises:
         ManifestError: multi-label data, no image of ``manifest`` with a label, a fraction
-            outside [0, 1), or an empty pool (the message says what to give).
+            outside [0, 1), an ``unlabelled_options`` entry that does not apply to
+            ``unlabelled``, or an empty pool (the message says what to give).
 
     Example:
         >>> m = Manifest(["a.png", "b.png", "c.png"], np.array([0, -1, 1]), ["cod", "eel"])
@@ -301,7 +347,8 @@ def make_pool(
         labelled, hidden, hidden_truth = hide_labels(labelled, hide_fraction, seed=seed)
         parts.append(("hidden", hidden, hidden_truth))
     if unlabelled is not None:
-        extra, extra_truth = load_unlabelled(unlabelled, labelled.class_names)
+        extra, extra_truth = load_unlabelled(unlabelled, labelled.class_names,
+                                             **(unlabelled_options or {}))
         parts.append(("from_unlabelled", extra, extra_truth if extra_truth is not None
                       else np.full(len(extra), UNLABELLED, np.int64)))
     taken = {_path_key(p) for p in labelled.paths}  # a labelled image is not in the pool

@@ -182,6 +182,23 @@ def test_no_plots(image_folder, tmp_path):
     assert (tmp_path / "o" / "audit.json").exists() and not (tmp_path / "o" / "plots").exists()
 
 
+def test_images_without_labels_get_one_line_instead_of_an_empty_class_table(messy, tmp_path):
+    # an unlabelled path list (sources.from_path_list) has no classes
+    from keras_species.data import sources
+
+    m, files = messy
+    listing = tmp_path / "new.txt"
+    listing.write_text("\n".join(files[k] for k in ("cod0", "cod1", "eel0")) + "\n")
+    audit(sources.load(listing), tmp_path / "out", progress=False, plots=False)
+    md = (tmp_path / "out" / "audit.md").read_text(encoding="utf-8")
+    classes = md.split("## Classes\n\n")[1].split("\n\n## ")[0]
+    assert classes == ("The images have no labels: the source names no classes, so there are no "
+                       "images per class to count.")
+    assert "| unlabelled | 3 |" in md and "## Image modes and formats" in md  # the rest is kept
+    labelled = audit(m, tmp_path / "labelled", progress=False, plots=False)
+    assert "| class | images | share |" in labelled.to_markdown()
+
+
 def test_clean_policies(messy):
     m, files = messy
     r = audit(m, progress=False)

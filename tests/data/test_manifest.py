@@ -121,3 +121,12 @@ def test_a_write_that_fails_midway_leaves_the_earlier_file_whole(tmp_path: Path,
         getattr(m.subset(np.arange(2)), f"to_{fmt}")(path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary left behind
+
+
+def test_summary_says_a_manifest_without_classes_has_no_labels() -> None:
+    # an unlabelled path list (sources.from_path_list) has no classes: not "0 classes (single-label)"
+    unlabelled = Manifest(["/d/a.jpg", "/d/b.jpg"], np.array([-1, -1]), [])
+    assert unlabelled.summary() == "2 images, no labels"
+    assert unlabelled.with_splits(["train", "val"]).summary() == "2 images, no labels, splits train=1 val=1"
+    assert _manifest().summary() == "3 images, 2 classes (single-label), splits test=1 train=1 val=1"
+    assert _manifest(multilabel=True).summary().startswith("3 images, 2 classes (multi-label)")

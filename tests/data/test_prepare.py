@@ -271,25 +271,13 @@ def _labels_csv(folder, tmp_path, *, every=5):
     return data
 
 
-def _count_loads(monkeypatch) -> list[str]:
-    calls: list[str] = []
-    load = sources.load
-
-    def counted(source, **kw):
-        calls.append(str(source))
-        return load(source, **kw)
-
-    monkeypatch.setattr(sources, "load", counted)
-    return calls
-
-
-def test_a_source_read_ahead_is_not_parsed_again_and_still_named(folder, tmp_path, monkeypatch):
+def test_a_source_read_ahead_is_not_parsed_again_and_still_named(folder, tmp_path, source_loads):
     import warnings
 
     from keras_species.data.prepare import read_ahead
 
     data = _labels_csv(folder, tmp_path)
-    calls = _count_loads(monkeypatch)
+    calls = source_loads
     options = {"on_missing": "skip"}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -312,14 +300,14 @@ def test_a_source_read_ahead_is_not_parsed_again_and_still_named(folder, tmp_pat
     assert calls == [str(data)] * 2
 
 
-def test_a_read_ahead_is_not_used_for_other_options_or_a_changed_file(folder, tmp_path, monkeypatch):
+def test_a_read_ahead_is_not_used_for_other_options_or_a_changed_file(folder, tmp_path, source_loads):
     import os
     import warnings
 
     from keras_species.data.prepare import forget_read_ahead, read_ahead
 
     data = _labels_csv(folder, tmp_path)
-    calls = _count_loads(monkeypatch)
+    calls = source_loads
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         read_ahead(data, {"on_missing": "skip"})
@@ -359,6 +347,8 @@ def test_a_manifest_source_is_named_by_its_file_and_takes_a_group_regex(folder, 
         prepare_data(m.subset(~m.labelled_mask), audit=False)
     with pytest.raises(ManifestError, match=r"^the manifest: no images found"):
         prepare_data(Manifest([], np.zeros(0, np.int64), ["cod"]), audit=False)
-    with pytest.raises(ValueError, match=r"load_options root, on_missing apply while a file is "
-                                         rf"read, and the source is a Manifest already \({re.escape(str(data))}\)"):
+    with pytest.raises(ManifestError, match=rf"^{re.escape(str(data))} is given as a Manifest, read "
+                                            r"already, to which on_missing \(--on-missing\), root "
+                                            r"\(--root\) do not apply: .*give the file's path"):
         prepare_data(m, load_options={"root": "images", "on_missing": "skip"}, audit=False)
+    assert m.groups is None  # the regex's groups went to a copy

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -546,9 +547,41 @@ def test_empty_group_column_cells_are_own_groups(image_folder: Path) -> None:
 def test_options_that_a_demo_or_saved_manifest_would_ignore_are_refused(tmp_path: Path) -> None:
     saved = sources.load("demo").to_csv(tmp_path / "m.csv")
     for source in ("demo", saved):
-        with pytest.raises(ManifestError, match=r"path_format \(--path-format\), root \(--root\) do\(es\) not apply"):
+        with pytest.raises(ManifestError, match=r"path_format \(--path-format\), root \(--root\) do not apply"):
             sources.load(source, root="/nowhere", path_format="{file}")
         assert sources.load(source, group_regex=r"fish_(\d+)_").groups is not None
+
+
+def test_a_manifest_takes_a_group_regex_in_a_copy_and_refuses_reading_options(image_folder: Path) -> None:
+    m = sources.load(image_folder)
+    assert sources.load(m) is m
+    regrouped = sources.load(m, group_regex=r"fish_(\d+)_")
+    assert regrouped is not m and m.groups is None  # the caller's manifest is left as it is
+    assert regrouped.groups == sources.groups_from_regex(m.paths, r"fish_(\d+)_")
+    assert regrouped.paths == m.paths and regrouped.labels.tolist() == m.labels.tolist()
+    with pytest.raises(ManifestError, match=rf"^{re.escape(str(image_folder))} is given as a Manifest, "
+                                            r"read already, to which path_format \(--path-format\) "
+                                            r"does not apply: leave it out \(they apply while a file is "
+                                            r"read: give the file's path instead"):
+        sources.load(m, path_format="{file}")
+    for option in ("root", "on_missing", "labels_col", "extensions"):  # none is silently ignored
+        with pytest.raises(ManifestError, match=rf"to which {option} .*does not apply"):
+            sources.load(m, **{option: "x"})
+
+
+def test_source_kind_names_the_options_load_takes(image_folder: Path, tmp_path: Path) -> None:
+    m = sources.load(image_folder)
+    listed = tmp_path / "new.lst"
+    listed.write_text(m.paths[0] + "\n")
+    coco = _coco(tmp_path, [{"id": 1, "image_id": 10, "category_id": 3}])
+    assert sources.source_kind("demo").options == ("group_regex",)
+    assert sources.source_kind(m).options == ("group_regex",)
+    assert set(sources.source_kind(listed).options) == {"group_regex", "on_missing", "root"}
+    assert {"root", "image_root"} <= set(sources.source_kind(coco).options)  # root: image_root
+    assert "root" not in sources.source_kind(image_folder).options
+    assert sources.source_kind(m.to_csv(tmp_path / "saved.csv")).kind == "a saved manifest"
+    with pytest.raises(ManifestError, match="does not exist"):
+        sources.source_kind(tmp_path / "nowhere")
 
 
 # ------------------------------------------------------------------------- shared data

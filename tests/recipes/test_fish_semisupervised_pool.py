@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import warnings
 from pathlib import Path
 
 import pytest
 
+from keras_species.data.manifest import ManifestError
 from keras_species.recipe import SettingError
-from recipes.fish_semisupervised import FishSemiSupervisedConfig, _pool, hide_fraction, main, run
+from recipes.fish_semisupervised import (
+    FishSemiSupervisedConfig,
+    _pool,
+    hide_fraction,
+    main,
+    reading_options,
+    run,
+)
 from tests.conftest import write_image_folder
 
 CLASSES = ("cod", "eel", "ray")
@@ -96,19 +105,10 @@ def test_labelled_data_without_any_label_is_refused_before_the_run_folder(tmp_pa
 
 
 @pytest.mark.usefixtures("eager_tf")
-def test_a_run_trains_on_the_labelled_rows_and_pseudo_labels_the_others(tmp_path, monkeypatch,
+def test_a_run_trains_on_the_labelled_rows_and_pseudo_labels_the_others(tmp_path, source_loads,
                                                                        capsys):
-    from keras_species.data import sources
-
     data, without = _labels_csv(tmp_path)
-    calls: list[str] = []
-    load = sources.load
-
-    def counted(source, **kw):
-        calls.append(str(source))
-        return load(source, **kw)
-
-    monkeypatch.setattr(sources, "load", counted)
+    calls = source_loads
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a tiny run's Keras and split notes
         result = run(_config(tmp_path, data))
@@ -127,3 +127,81 @@ def test_a_run_trains_on_the_labelled_rows_and_pseudo_labels_the_others(tmp_path
     assert "Unlabelled pool: 6 images: 6 rows of `--labelled` without a label." in report
     side = json.loads((root / "split.prepared.json").read_text())
     assert not any("has no label" in r["reason"] for r in side["not_read"])  # not "not read"
+
+
+def _pool_lists(tmp_path: Path) -> tuple[Path, Path, list[str]]:
+    """A folder of 4 images and, in another folder, a CSV and a .txt list naming them relative to
+    it (without labels); returns the image folder, the lists' folder and the image paths."""
+    images = write_image_folder(tmp_path / "pool_images", classes=("x",), per_class=4, size=(24, 24))
+    paths = sorted(str(p) for p in images.rglob("*.png"))
+    names = [str(Path(p).relative_to(images)) for p in paths]
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "pool.csv").write_text("path,label\n" + ",\n".join(names) + ",\n")
+    (lists / "pool.txt").write_text("\n".join(names) + "\n")
+    return images, lists, paths
+
+
+@pytest.mark.parametrize("listing", ["pool.csv", "pool.txt"])
+def test_root_and_on_missing_reach_an_unlabelled_csv_or_list(tmp_path, listing):
+    images, lists, paths = _pool_lists(tmp_path)
+    labelled = write_image_folder(tmp_path / "fish", classes=CLASSES, per_class=4, size=(24, 24))
+    pool = str(lists / listing)
+    # --labelled is a folder (it takes no --root): --root is the pool's
+    parts = _pool(_config(tmp_path, labelled, unlabelled=pool, root=str(images)))
+    assert sorted(parts.pool.paths) == paths and parts.from_unlabelled == 4
+    with pytest.raises(ManifestError, match=r"4 of 4 listed files do not exist .*--root DIR"):
+        _pool(_config(tmp_path, labelled, unlabelled=pool))  # read from lists/ without it
+    # the demo (the default --labelled) takes no --root either
+    assert _pool(_config(tmp_path, "demo", unlabelled=pool, root=str(images))).from_unlabelled == 4
+    with open(lists / listing, "a") as f:
+        f.write("gone.png\n")
+    with pytest.warns(UserWarning, match="skipped 1 (rows|lines) whose file does not exist"):
+        parts = _pool(_config(tmp_path, labelled, unlabelled=pool, root=str(images), on_missing="skip"))
+    assert sorted(parts.pool.paths) == paths
+
+
+def test_one_root_serves_both_when_both_are_files(tmp_path):
+    images, lists, paths = _pool_lists(tmp_path)
+    labelled = write_image_folder(images, classes=CLASSES, per_class=4, size=(24, 24))
+    rows = [f"{c}/{p.name},{c}" for c in CLASSES for p in sorted((labelled / c).iterdir())]
+    (lists / "fish.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    config = _config(tmp_path, lists / "fish.csv", unlabelled=str(lists / "pool.csv"), root=str(images))
+    assert reading_options(config) == ({"root": str(images)}, {"root": str(images)})
+    parts = _pool(config)
+    assert len(parts.labelled) == 12 and sorted(parts.pool.paths) == paths
+    # --group-regex is --labelled's only: the pool is never split
+    config = _config(tmp_path, lists / "fish.csv", unlabelled=str(lists / "pool.csv"),
+                     root=str(images), group_regex=r"fish_(\d+)_")
+    assert reading_options(config)[1] == {"root": str(images)}
+
+
+def test_an_option_that_neither_source_takes_is_refused_naming_its_flag(tmp_path, capsys):
+    images, lists, _ = _pool_lists(tmp_path)
+    labelled = write_image_folder(tmp_path / "fish", classes=CLASSES, per_class=4, size=(24, 24))
+    with pytest.raises(SettingError, match=(
+            rf"^--root applies to neither --labelled {re.escape(str(labelled))} \(read as a folder of "
+            r"class subfolders, which takes --group-regex\) nor --unlabelled "
+            rf"{re.escape(str(images))} \(read as a folder of images, which takes no reading "
+            r"option\): leave it out$")):
+        _pool(_config(tmp_path, labelled, unlabelled=str(images), root=str(tmp_path)))
+    with pytest.raises(SettingError, match=r"^--path-format applies to neither --labelled demo \(read "
+                                           r"as the embedded demo set, .*\) nor --unlabelled .*pool.txt "
+                                           r"\(read as a list of paths, one per line .*, which takes "
+                                           r"--on-missing, --root\)"):
+        _pool(_config(tmp_path, "demo", unlabelled=str(lists / "pool.txt"), path_format="{file}"))
+    # on the command line: the flag is named before any run folder is made
+    out = tmp_path / "runs"
+    assert main(["--unlabelled", str(images), "--root", str(tmp_path), "--out", str(out),
+                 "--weights", "none"]) == 2
+    assert "error: --root applies to neither --labelled demo" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_help_says_which_source_the_reading_options_apply_to(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert ("--root, --path-format and --on-missing apply to whichever of --labelled and "
+            "--unlabelled takes them (to both when both do: one --root then serves both), "
+            "--group-regex to --labelled only") in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import keras
@@ -75,6 +76,37 @@ def test_load_unlabelled_flat_folder_and_class_folders(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ManifestError, match="no images"):
         load_unlabelled(tmp_path / "empty", ["cod"])
+
+
+def test_load_unlabelled_reads_a_csv_or_path_list_with_the_reading_options(tmp_path):
+    # the pool's files lie in images/, while the CSV and the list name them relative to it
+    images = tmp_path / "images"
+    images.mkdir()
+    paths = _solid_images(images, [10, 20, 30])
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "pool.csv").write_text("file,label\nimg_0.png,eel\nimg_1.png,cod\n")
+    (lists / "pool.txt").write_text("img_0.png\nimg_2.png\ngone.png\n")
+    with pytest.raises(ManifestError, match=r"pool.csv: 2 of 2 listed files do not exist .*--root DIR"):
+        load_unlabelled(lists / "pool.csv", ["cod", "eel"])  # without root they start in lists/
+    pool, truth = load_unlabelled(lists / "pool.csv", ["cod", "eel"], root=str(images))
+    assert pool.paths == paths[:2] and truth.tolist() == [1, 0]
+    with pytest.warns(UserWarning, match=r"skipped 1 lines whose file does not exist"):
+        pool, truth = load_unlabelled(lists / "pool.txt", ["cod"], root=str(images), on_missing="skip")
+    assert pool.paths == [paths[0], paths[2]] and truth is None
+    # an option that does not apply is refused, naming its flag, not ignored
+    with pytest.raises(ManifestError, match=r"pool.txt is read as a list of paths, one per line .*, to "
+                                            r"which path_format \(--path-format\) does not apply"):
+        load_unlabelled(lists / "pool.txt", ["cod"], root=str(images), path_format="{file}")
+    with pytest.raises(ManifestError, match=r"to which group_regex \(--group-regex\) does not apply"):
+        load_unlabelled(lists / "pool.csv", ["cod"], root=str(images), group_regex=r"img_(\d)")
+    with pytest.raises(ManifestError, match=rf"^{re.escape(str(images))} is read as a folder of "
+                                            r"images, to which root \(--root\) does not apply"):
+        load_unlabelled(images, ["cod"], root=str(tmp_path))
+    # make_pool hands the options on
+    m = Manifest(paths[1:], np.array([0, 1]), ["cod", "eel"])
+    parts = make_pool(m, unlabelled=lists / "pool.csv", unlabelled_options={"root": str(images)})
+    assert parts.pool.paths == paths[:1] and parts.duplicates == 1
 
 
 def test_make_pool_takes_the_images_without_a_label_hidden_ones_and_a_folder_once(tmp_path):
