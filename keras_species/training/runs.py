@@ -14,6 +14,11 @@ A run folder holds everything one training run produced::
     backup/phase<i>.best.weights.h5   best weights of the phase in progress (early stopping)
     checkpoints/       weights at the end of each finished phase (what a resume starts from)
 
+A multi-model recipe (``backbone_comparison``, ``scratch_cnn``, ``fish_semisupervised``,
+``inaturalist_vgg16``) trains each of its models in a subfolder laid out like a run folder
+(``<backbone>/``, ``<variant>/fold<i>/``, ``model3/phase1/``...: :meth:`RunFolder.model_folders`)
+and writes the run folder's own ``state.json`` only at the end (or never).
+
 No TensorFlow import at module level: ``keras-species runs`` only reads JSON and CSV.
 """
 
@@ -50,6 +55,11 @@ STATE = "state.json"
 BACKUP = "backup"
 CHECKPOINTS = "checkpoints"
 FAILURE = "failed.json"
+AUDIT = "audit"
+
+NOT_MODEL_FOLDERS = frozenset({BACKUP, CHECKPOINTS, TENSORBOARD, PLOTS, AUDIT})
+"""Subfolders of a run folder that hold no model of its own (:meth:`RunFolder.model_folders`
+does not look into them)."""
 
 KEY_SETTINGS = (
     "image_size",
@@ -526,6 +536,63 @@ class RunFolder:
         for name in (BACKUP, CHECKPOINTS, TENSORBOARD):
             shutil.rmtree(self.path / name, ignore_errors=True)
 
+    def model_folders(self) -> list[dict]:
+        """The models that a multi-model recipe trains in subfolders of this run folder.
+
+        ``backbone_comparison`` (``<backbone>/``), ``scratch_cnn`` (``<variant>/fold<i>/``),
+        ``fish_semisupervised`` (``model1/``, ``model2/``, ``model3/phase1/``,
+        ``model3/phase2/``) and ``inaturalist_vgg16`` (``b_frozen/``, ``c_fine_tune/``,
+        ``scratch_<name>/``) train each model with ``plan.train`` in a folder of its own
+        (``history.csv``, ``state.json``, ``best.keras``); ``inaturalist_vgg16``'s
+        ``a_features/`` holds models saved whole once trained (``head.keras``,
+        ``model.keras``). A model folder is a subfolder holding one of these files; one that
+        holds model folders itself is not counted (``model3/history.csv`` joins its phases'
+        rows). :data:`NOT_MODEL_FOLDERS`, hidden folders (and files: an unfinished atomic
+        write) and subfolders with a ``config.json`` (runs of their own) are left out.
+
+        Returns:
+            One dict per model folder, sorted by folder: ``folder`` (relative to the run
+            folder, with ``/``), ``status`` (``trained``: its ``state.json`` says finished, or
+            it holds only models saved whole; ``stopped``: training logged but not finished,
+            or a ``state.json`` that cannot be read) and ``epochs`` (rows of its
+            ``history.csv``; 0 when it cannot be read). ``[]`` for a run that trains in the
+            run folder itself.
+
+        Example:
+            >>> RunFolder("runs/scratch_cnn/demo").model_folders()  # doctest: +SKIP
+            [{'folder': 'r2_cnn/fold0', 'status': 'trained', 'epochs': 10},
+             {'folder': 'r2_cnn/fold1', 'status': 'stopped', 'epochs': 4}]
+        """
+        logged: dict[Path, bool] = {}  # model folder -> holds a training record (not only models)
+        for here, subfolders, files in os.walk(self.path):
+            subfolders[:] = sorted(
+                name for name in subfolders
+                if name not in NOT_MODEL_FOLDERS and not name.startswith(".")
+                and not (Path(here) / name / CONFIG).is_file()
+            )
+            if Path(here) == self.path:
+                continue
+            record = any(name in files for name in (HISTORY, STATE, BEST_MODEL))
+            if record or any(n.endswith(".keras") and not n.startswith(".") for n in files):
+                logged[Path(here)] = record
+        found = []
+        for path, record in sorted(logged.items()):
+            if any(other != path and path in other.parents for other in logged):
+                continue  # it holds model folders: they are counted
+            sub = RunFolder(path)
+            state, reason = read_json_object(sub.state_path)
+            try:
+                epochs = len(sub.read_history())
+            except (OSError, ValueError, TypeError, csv.Error):
+                epochs = 0
+            finished = not reason and state.get("finished") is True
+            found.append({
+                "folder": path.relative_to(self.path).as_posix(),
+                "status": "trained" if finished or not record else "stopped",
+                "epochs": epochs,
+            })
+        return found
+
     def summary(self, root: str | os.PathLike | None = None) -> dict:
         """One row of ``list_runs``: run folder, recipe, date, backbone, settings, status, scores.
 
@@ -545,11 +612,20 @@ class RunFolder:
         - ``failed``: ``failed.json`` is there (the recipe stopped with an error);
         - ``not evaluated``: training finished but there is no ``metrics.json``: the run was
           killed during its final evaluation; ``--resume`` evaluates it without training;
-        - ``stopped``: some training is logged (``history.csv``, ``state.json``) but it did
-          not finish; ``--resume`` continues it (the scores of an earlier evaluation, when
-          its ``metrics.json`` is still there, stay in the row until the resumed run is
-          evaluated again);
+        - ``stopped``: some training is logged (``history.csv``, ``state.json``, or a model
+          folder of a multi-model recipe: :meth:`model_folders`) but it did not finish;
+          ``--resume`` continues it (the scores of an earlier evaluation, when its
+          ``metrics.json`` is still there, stay in the row until the resumed run is evaluated
+          again);
         - ``new``: nothing trained yet.
+
+        A multi-model recipe writes the run folder's own ``state.json`` only at the end, so a
+        run of it that is not done is read from its model folders: it is ``stopped`` (not
+        ``new``) once one of them holds training, its ``epochs`` are those of all its model
+        folders, and ``models`` lists them. A ``state.json`` saying finished while a model
+        folder's training is not is one left by an earlier run of the folder (started over
+        with ``--overwrite``, or after a failure): the run is ``stopped``, not ``not
+        evaluated``, and ``training_finished`` is False.
 
         Args:
             root: the folder the runs are listed from; ``run`` is the run folder relative to it
@@ -559,8 +635,9 @@ class RunFolder:
             A dict: run, path, recipe, date, name (the config's), backbone, settings, status
             (``done``, ``failed``, ``not evaluated``, ``stopped``, ``new`` or ``unreadable``),
             training_finished (``state.json`` says the training finished), error (of a failed
-            run), problem (of an unreadable one), epochs, test_accuracy, test_micro_f1,
-            test_top5.
+            run), problem (of an unreadable one), epochs, models (:meth:`model_folders` of a
+            run that is not done and trains its models in subfolders, else None),
+            test_accuracy, test_micro_f1, test_top5.
 
         Example:
             >>> RunFolder("runs/quickstart/demo").summary("runs")["run"]  # doctest: +SKIP
@@ -605,15 +682,20 @@ class RunFolder:
         # over loses its old one); here it reads and holds scores, as no problem was found
         evaluated = self.metrics_path.is_file()
         trained = state.get("finished") is True
+        # done: no state.json is a recipe that keeps none (inaturalist_vgg16)
+        done = not problems and evaluated and (trained or not state)
+        models = [] if problems or done else self.model_folders()
+        if trained and any(m["status"] == "stopped" for m in models):
+            trained = False  # a state.json of an earlier run of the folder: its models train again
         if problems:
             status = "unreadable"
-        elif evaluated and (trained or not state):  # no state.json: a recipe that keeps none
+        elif done:
             status = "done"
         elif failure or self.failure_path.exists():
             status = "failed"
         elif trained:  # killed during the evaluation that ends every run (an error: failed)
             status = "not evaluated"
-        elif history or state:
+        elif history or state or models:
             status = "stopped"
         else:
             status = "new"
@@ -637,7 +719,8 @@ class RunFolder:
             "training_finished": trained,
             "error": failure.get("error"),
             "problem": "; ".join(problems) or None,
-            "epochs": len(history),
+            "epochs": sum(m["epochs"] for m in models) if models else len(history),
+            "models": models or None,
             "test_accuracy": test.get("accuracy", test.get("exact_match")),
             "test_micro_f1": test.get("f1_micro", test.get("micro_f1")),
             "test_top5": test.get("top5_accuracy"),
@@ -680,7 +763,8 @@ def list_runs(root: str | os.PathLike = "runs") -> list[dict]:
         date, name, backbone, settings, status (``done``, ``failed``, ``not evaluated``,
         ``stopped``, ``new`` or ``unreadable``: see :meth:`RunFolder.summary`),
         training_finished, error (of a failed run, else None), problem (of an unreadable run:
-        the file and why, else None), epochs, test_accuracy, test_micro_f1, test_top5. A run with
+        the file and why, else None), epochs, models (the model folders of a multi-model run
+        that is not done, else None), test_accuracy, test_micro_f1, test_top5. A run with
         a damaged ``config.json`` is listed too (without a date, so first), and so is a folder
         with a damaged ``state.json`` and no ``config.json`` (its settings lost too).
 
@@ -721,10 +805,34 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _models_cell(models: list[dict] | None) -> str | None:
+    """The ``models`` cell of a row: ``"2 trained, 1 stopped"`` (None without model folders)."""
+    if not models:
+        return None
+    counts = {s: sum(m["status"] == s for m in models) for s in ("trained", "stopped")}
+    return ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+
+
+def _models_line(models: list[dict]) -> str:
+    """Which model folders trained and where each stopped one stopped, in one line."""
+    def folders(names: list[str]) -> str:
+        return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+    trained = [m["folder"] for m in models if m["status"] == "trained"]
+    stopped = [f"{m['folder']} after {m['epochs']} epoch{'' if m['epochs'] == 1 else 's'}"
+               for m in models if m["status"] == "stopped"]
+    parts = [f"{len(trained)} trained ({folders(trained)})"] if trained else []
+    if stopped:
+        parts.append(f"stopped: {folders(stopped)}")
+    return "; ".join(parts)
+
+
 def format_runs(rows: list[dict]) -> str:
     """The runs as one plain-text table (recipe, date, run folder, backbone, status, epochs,
-    test accuracy, micro-F1, top-5, settings), then the error of each failed run, the flags
-    that evaluate each ``not evaluated`` run, and the file that could not be read of each
+    models (only when a row has model folders: :meth:`RunFolder.model_folders`), test
+    accuracy, micro-F1, top-5, settings), then the error of each failed run, the model folders
+    of each stopped multi-model run with the command that continues it, the flags that
+    evaluate each ``not evaluated`` run, and the file that could not be read of each
     unreadable run, one line each (a failed run whose training finished gets a second line:
     the flags that evaluate it once the error is fixed).
 
@@ -746,6 +854,7 @@ def format_runs(rows: list[dict]) -> str:
         ("backbone", "backbone"),
         ("status", "status"),
         ("epochs", "epochs"),
+        *([("models", "models")] if any(row.get("models") for row in rows) else []),
         ("test_accuracy", "test acc"),
         ("test_micro_f1", "micro-F1"),
         ("test_top5", "top-5"),
@@ -758,6 +867,8 @@ def format_runs(rows: list[dict]) -> str:
             value = row.get(key)
             if key == "date" and value:
                 value = str(value).replace("T", " ")[:16]
+            elif key == "models":
+                value = _models_cell(value)
             cells.append(_cell(value))
         table.append(cells)
     widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
@@ -772,6 +883,14 @@ def format_runs(rows: list[dict]) -> str:
             if r.get("training_finished"):
                 lines.append(f"    its training finished: once that is fixed, {_resume_hint(r)} "
                              "evaluates it without training it again")
+    multi = [r for r in rows if r.get("status") == "stopped" and r.get("models")]
+    if multi:
+        lines += ["", "stopped runs that train their models in subfolders (the run folder's own "
+                  "files are written once all have trained; --config gives the recipe the run's "
+                  "settings):"]
+        for r in multi:
+            lines.append(f"  {_row_id(r)}: {_models_line(r['models'])}")
+            lines.append(f"    continue: {_resume_hint(r)}")
     not_evaluated = [r for r in rows if r.get("status") == "not evaluated"]
     if not_evaluated:
         lines += ["", "not evaluated runs (training finished, but the run stopped before its "
@@ -797,7 +916,12 @@ def _resume_hint(row: dict) -> str:
     --name <folder>``.
 
     A recipe's run folder is ``<out>/<recipe>/<name>``, so ``--out`` and ``--name`` are read
-    from the row's ``path`` (quoted for a shell when needed).
+    from the row's ``path`` (quoted for a shell when needed). A run with model folders (a
+    multi-model recipe) gets ``--config <run folder>/config.json`` too: ``backbone_comparison``,
+    ``fish_semisupervised`` and ``inaturalist_vgg16`` read their models, weights, stages (and
+    ``--data``) from the command line before ``--resume`` opens the run and reads its stored
+    settings, so without it their defaults are checked (ImageNet weights offline: an error;
+    no ``--data``: an error) and trained instead of the run's own.
 
     Args:
         row: a ``list_runs`` row.
@@ -808,13 +932,20 @@ def _resume_hint(row: dict) -> str:
     Example:
         >>> _resume_hint({"recipe": "quickstart", "path": "runs/quickstart/demo"})
         'python -m recipes.quickstart --resume --out runs --name demo'
+        >>> _resume_hint({"recipe": "scratch_cnn", "path": "runs/scratch_cnn/cv",
+        ...               "models": [{"folder": "r2_cnn/fold0", "status": "stopped", "epochs": 2}]})
+        'python -m recipes.scratch_cnn --config runs/scratch_cnn/cv/config.json --resume --out runs --name cv'
     """
     path = Path(str(row.get("path") or ""))
     if path.parts:
         flags = f"--out {shlex.quote(str(path.parent.parent))} --name {shlex.quote(path.name)}"
+        if row.get("models"):
+            flags = f"--config {shlex.quote(str(path / CONFIG))} --resume {flags}"
+        else:
+            flags = f"--resume {flags}"
     else:  # a row made by hand, without its folder
-        flags = f"--name {shlex.quote(str(row.get('name')))}"
-    return f"python -m recipes.{row.get('recipe')} --resume {flags}"
+        flags = f"--resume --name {shlex.quote(str(row.get('name')))}"
+    return f"python -m recipes.{row.get('recipe')} {flags}"
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

@@ -601,3 +601,226 @@ def test_metrics_without_a_finished_state(tmp_path, folder, status):
     assert row["status"] == status and row["test_accuracy"] == 0.6
     assert row["training_finished"] is False and row["problem"] is None
     assert "not evaluated runs" not in format_runs([row])
+
+
+# --------------------------------------------------------------------------- multi-model recipes
+# Laid out as the recipes write them (seen in real runs of backbone_comparison, scratch_cnn,
+# fish_semisupervised and inaturalist_vgg16 killed with SIGKILL): each model trains with
+# plan.train in a subfolder of its own, and the run folder's own state.json (history.csv,
+# best.keras) comes only once every model has trained, or never (inaturalist_vgg16).
+
+
+def _multi_run(root, recipe, name="demo", created="2025-04-01T09:00:00", **cfg):
+    """A multi-model recipe's run folder as ``start_run`` and ``prepare_data`` leave it."""
+    run = RunFolder.create(recipe, name=name, root=root)
+    settings = {k: v for k, v in vars(_Cfg()).items() if k != "backbone"}  # none: several
+    write_json(run.config_path, {"recipe": recipe, "name": name, "created": created,
+                                 "config": {**settings, **cfg, "out": str(root)}})
+    (run.path / "split.csv").write_text("path,label,split\n")
+    (run.path / "audit").mkdir()
+    (run.path / "audit" / "audit.json").write_text("{}")
+    return run
+
+
+def _model_folder(path, phases=(("head", 2), ("fine_tune", 2)), epochs=None, evaluated=False):
+    """A folder as ``plan.train`` leaves it after ``epochs`` epochs (default: all of them).
+
+    ``state.json`` and ``checkpoints/phase<i>.weights.h5`` are written at the end of each
+    phase; ``best.keras`` after the first epoch; a kill leaves a hidden temporary file.
+    ``evaluated``: the recipe's own report on the model (``metrics.json``...) as well.
+    """
+    total = sum(n for _, n in phases)
+    epochs = total if epochs is None else epochs
+    run = RunFolder(path).mkdir()
+    run.reset_training()  # train() without --resume: what an earlier training left goes first
+    (run.path / "tensorboard").mkdir()
+    (run.path / "tensorboard" / "events.out").write_bytes(b"x")
+    rows, ended = [], 0
+    for i, (phase, n) in enumerate(phases):
+        rows += [{"epoch": ended + e, "phase": phase, "loss": 1.0} for e in range(1, n + 1)]
+        ended += n
+        if ended <= epochs:
+            run.phase_weights_path(i).parent.mkdir(exist_ok=True)
+            run.phase_weights_path(i).write_bytes(b"weights")
+            run.write_state({"phase_index": i + 1, "epoch": ended,
+                             "phases": [p for p, _ in phases], "finished": i + 1 == len(phases)})
+    if epochs:
+        write_history(run.history_path, rows[:epochs])
+        run.best_model_path.write_bytes(b"model")
+    if epochs < total:
+        (run.path / f".best.tmp-{os.getpid()}.keras").write_bytes(b"cut")
+        (run.path / "backup").mkdir()
+        (run.path / "backup" / ".phase0.best.tmp-1.weights.h5").write_bytes(b"cut")
+    else:  # a training that ended: no temporary file left
+        (run.path / f".best.tmp-{os.getpid()}.keras").unlink(missing_ok=True)
+    if evaluated:
+        run.write_metrics({"test": {"accuracy": 0.5}, "val": {"accuracy": 0.5}})
+        (run.path / "report.md").write_text("# report\n")
+    return run
+
+
+def _finish_top(run, history_rows=2):
+    """What a multi-model recipe writes last: best.keras, history.csv, metrics.json, state.json."""
+    run.best_model_path.write_bytes(b"model")
+    write_history(run.history_path, [{"epoch": e, "phase": "head", "loss": 1.0}
+                                     for e in range(1, history_rows + 1)])
+    run.write_metrics({"test": {"accuracy": 0.9}})
+    run.write_state({"finished": True})
+
+
+def test_a_killed_backbone_comparison_is_stopped_not_new(tmp_path, capsys):
+    root = tmp_path / "runs"
+    run = _multi_run(root, "backbone_comparison", "bc", backbones=["mobilenet_v2,resnet18"])
+    _model_folder(run.path / "mobilenet_v2", evaluated=True)
+    _model_folder(run.path / "resnet18", epochs=1)  # killed in its 2nd epoch
+
+    (row,) = list_runs(root)
+    assert row["status"] == "stopped" and row["epochs"] == 5  # 4 + 1: its models' epochs
+    assert row["models"] == [{"folder": "mobilenet_v2", "status": "trained", "epochs": 4},
+                             {"folder": "resnet18", "status": "stopped", "epochs": 1}]
+    assert row["training_finished"] is False and row["problem"] is None
+
+    table = format_runs([row])
+    head, _, body = table.splitlines()[:3]
+    assert head.split()[4:8] == ["status", "epochs", "models", "test"]
+    assert "  stopped  5       1 trained, 1 stopped  -" in body
+    footer = table.split("stopped runs that train their models in subfolders")[1].splitlines()[1:]
+    config = root / "backbone_comparison" / "bc" / "config.json"
+    assert footer == [
+        "  backbone_comparison/bc: 1 trained (mobilenet_v2); stopped: resnet18 after 1 epoch",
+        f"    continue: python -m recipes.backbone_comparison --config {config} --resume "
+        f"--out {root} --name bc",
+    ]
+
+    from keras_species.cli import main
+
+    assert main(["runs", str(root), "--json"]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+    assert listed["status"] == "stopped" and len(listed["models"]) == 2
+
+
+def test_a_multi_model_run_killed_before_its_first_epoch_ended_is_new(tmp_path):
+    root = tmp_path / "runs"
+    run = _multi_run(root, "backbone_comparison", "bc")
+    _model_folder(run.path / "mobilenet_v2", epochs=0)  # plots/, tensorboard/ and nothing trained
+    (run.path / "mobilenet_v2" / f".best.tmp-{os.getpid()}.keras").write_bytes(b"cut")
+    (row,) = list_runs(root)
+    assert row["status"] == "new" and row["epochs"] == 0 and row["models"] is None
+    assert "models" not in format_runs([row]).splitlines()[0].split()
+
+
+def test_a_killed_scratch_cnn_counts_its_folds(tmp_path):
+    root = tmp_path / "runs"
+    run = _multi_run(root, "scratch_cnn", "cv", arch="r2_cnn", k=3)
+    _model_folder(run.path / "r2_cnn" / "fold0", phases=(("train", 2),))
+    _model_folder(run.path / "r2_cnn" / "fold1", phases=(("train", 2),), epochs=1)
+
+    (row,) = list_runs(root)
+    assert row["status"] == "stopped" and row["epochs"] == 3 and row["backbone"] == "r2_cnn"
+    assert [(m["folder"], m["status"]) for m in row["models"]] == [
+        ("r2_cnn/fold0", "trained"), ("r2_cnn/fold1", "stopped")]
+    assert "  scratch_cnn/cv: 1 trained (r2_cnn/fold0); stopped: r2_cnn/fold1 after 1 epoch" in (
+        format_runs([row]).splitlines())
+
+
+def test_a_killed_fish_semisupervised_counts_each_training(tmp_path):
+    root = tmp_path / "runs"
+    run = _multi_run(root, "fish_semisupervised", "f", stages=[1, 2, 4])
+    _model_folder(run.path / "model1", phases=(("train", 1),), evaluated=True)
+    _model_folder(run.path / "model2", phases=(("train", 1),), evaluated=True)
+    (run.path / "pseudo_labels.csv").write_text("path,label,confidence\n")
+    _model_folder(run.path / "model4" / "phase1", phases=(("phase1", 1),))
+    _model_folder(run.path / "model4" / "phase2", phases=(("phase2", 3),), epochs=1)
+
+    (row,) = list_runs(root)
+    assert row["status"] == "stopped" and row["epochs"] == 4
+    assert [m["folder"] for m in row["models"]] == ["model1", "model2", "model4/phase1",
+                                                    "model4/phase2"]
+    assert "3 trained, 1 stopped" in format_runs([row])
+    # both phases ended: model4/history.csv joins their rows; model4 is not a model of its own
+    _model_folder(run.path / "model4" / "phase2", phases=(("phase2", 3),))
+    write_history(run.path / "model4" / "history.csv", [{"epoch": 1, "phase": "phase1"}])
+    (row,) = list_runs(root)
+    assert row["status"] == "stopped" and len(row["models"]) == 4
+    assert {m["status"] for m in row["models"]} == {"trained"}
+    assert "4 trained  " in format_runs([row]) and "stopped:" not in format_runs([row])
+
+
+def test_inaturalist_models_saved_whole_count_as_trained(tmp_path):
+    root = tmp_path / "runs"
+    run = _multi_run(root, "inaturalist_vgg16", "i", stages=["a", "b"], scratch=["shallow"])
+    (run.path / "a_features").mkdir()  # (a): trained on cached features, saved whole
+    (run.path / "a_features" / "head.keras").write_bytes(b"model")
+    (run.path / "a_features" / "model.keras").write_bytes(b"model")
+    _model_folder(run.path / "b_frozen", phases=(("frozen_base", 1),))
+    _model_folder(run.path / "scratch_shallow", phases=(("train", 3),))
+    (run.path / "comparison.csv").write_text("model\n")  # killed in its final evaluation
+
+    (row,) = list_runs(root)
+    assert row["status"] == "stopped" and row["epochs"] == 4
+    assert [(m["folder"], m["status"], m["epochs"]) for m in row["models"]] == [
+        ("a_features", "trained", 0), ("b_frozen", "trained", 1), ("scratch_shallow", "trained", 3)]
+    line = "  inaturalist_vgg16/i: 3 trained (a_features, b_frozen, scratch_shallow)"
+    assert line in format_runs([row]).splitlines()
+    run.write_metrics({"test": {"accuracy": 0.6}})  # it keeps no state.json: done once evaluated
+    (row,) = list_runs(root)
+    assert row["status"] == "done" and row["models"] is None and row["epochs"] == 0
+
+
+def test_a_finished_multi_model_run_is_listed_as_before(tmp_path):
+    root = tmp_path / "runs"
+    run = _multi_run(root, "backbone_comparison", "bc")
+    for name in ("mobilenet_v2", "resnet18"):
+        _model_folder(run.path / name, evaluated=True)
+    _finish_top(run, history_rows=4)  # the best backbone's history.csv, copied
+    (row,) = list_runs(root)
+    assert row["status"] == "done" and row["epochs"] == 4 and row["models"] is None
+    assert row["test_accuracy"] == 0.9 and row["training_finished"] is True
+    table = format_runs([row])
+    assert "models" not in table.splitlines()[0].split() and "subfolders" not in table
+
+
+def test_a_state_left_by_a_run_started_over_is_not_not_evaluated(tmp_path):
+    # --overwrite (or a failed run started again) keeps the old top-level state.json while the
+    # models train again: the run is stopped, and nothing says it only needs evaluating
+    root = tmp_path / "runs"
+    run = _multi_run(root, "fish_semisupervised", "f")
+    _model_folder(run.path / "model1", phases=(("train", 3),))
+    _model_folder(run.path / "model2", phases=(("train", 1),), evaluated=True)
+    _finish_top(run)
+    run.metrics_path.unlink()  # start_run removes metrics.json, not state.json
+    (row,) = list_runs(root)
+    assert row["status"] == "not evaluated"  # every model trained: only the evaluation is missing
+    assert "--config" in format_runs([row]).split("not evaluated runs")[1]
+    _model_folder(run.path / "model1", phases=(("train", 3),), epochs=1)  # trains again
+    (row,) = list_runs(root)
+    assert row["status"] == "stopped" and row["training_finished"] is False
+    assert "not evaluated" not in format_runs([row])
+
+
+def test_a_failed_multi_model_run_shows_its_models(tmp_path):
+    root = tmp_path / "runs"
+    run = _multi_run(root, "scratch_cnn", "cv")
+    _model_folder(run.path / "r2_cnn" / "fold0", phases=(("train", 2),))
+    run.write_failure("out of memory")
+    (row,) = list_runs(root)
+    assert row["status"] == "failed" and row["epochs"] == 2 and len(row["models"]) == 1
+    table = format_runs([row])
+    assert "  failed  2       1 trained  " in table and "  scratch_cnn/cv: out of memory" in table
+    assert "subfolders" not in table  # the stopped runs' lines are for stopped runs
+
+
+def test_model_folders_skip_what_holds_no_model(tmp_path):
+    run = _multi_run(tmp_path / "runs", "backbone_comparison", "bc")
+    _model_folder(run.path / "vgg16", epochs=1)
+    (run.path / "vgg16" / "state.json").write_bytes(DAMAGED["truncated"])  # cannot say finished
+    (run.path / "plots" / "extra").mkdir()
+    (run.path / "plots" / "extra" / "best.keras").write_bytes(b"x")
+    (run.path / "audit" / "history.csv").write_text("epoch,phase\n1,head\n")
+    (run.path / ".hidden").mkdir()
+    (run.path / ".hidden" / "state.json").write_text("{}")
+    inner = _fake_run(run.path, "quickstart", "nested", "2025-01-01T09:00:00")  # a run of its own
+    assert inner.path.parent.parent == run.path
+    assert run.model_folders() == [{"folder": "vgg16", "status": "stopped", "epochs": 1}]
+    single = _stopped_run(tmp_path / "single")  # trains in the run folder itself
+    assert single.model_folders() == []
