@@ -604,9 +604,10 @@ def read_csv_paths(
     return ListedFiles(path, paths, line_of, exists, base, _last_line_ended(text, line_of))
 
 
-def _check_missing(listed: ListedFiles, on_missing: str, unit: str) -> list[str]:
-    """The files of ``listed`` that do not exist: refused (``on_missing="error"``) or warned about
-    (``"skip"``), naming their lines and a cut last line. ``unit``: what holds a path ("rows")."""
+def _check_missing(listed: ListedFiles, on_missing: str, unit: str, hint: str = "") -> list[str]:
+    """The files of ``listed`` that do not exist: refused (``on_missing="error"``, or ``"skip"``
+    when none exists: nothing would be left) or warned about (``"skip"``), naming their lines and
+    a cut last line. ``unit``: what holds a path ("rows"); ``hint``: the likely fix, put first."""
     gone = np.flatnonzero(~listed.exists)
     if not len(gone):
         return []
@@ -614,11 +615,15 @@ def _check_missing(listed: ListedFiles, on_missing: str, unit: str) -> list[str]
     lines = [listed.lines[i] for i in gone]
     cut = f". {listed.cut_note()}" if listed.cut_note() else ""
     if on_missing == "error":
+        fix = (f"pass root= the folder the paths are relative to, or on_missing='skip' to leave "
+               f"those {unit} out (on the command line: --root DIR, --on-missing skip)")
+    elif len(gone) == len(listed.paths):  # skipping them all would leave nothing to read
+        fix = (f"pass root= the folder the paths are relative to (on the command line: --root "
+               f"DIR): skipping the missing files (--on-missing skip) leaves none of the {unit}")
+    if on_missing == "error" or len(gone) == len(listed.paths):
         raise ManifestError(
             f"{listed.source}: {len(missing)} of {len(listed.paths)} listed files do not exist under "
-            f"{listed.base} (e.g. {_with_lines(lines, missing)}); pass root= the folder the paths "
-            f"are relative to, or on_missing='skip' to leave those {unit} out (on the command "
-            f"line: --root DIR, --on-missing skip){cut}"
+            f"{listed.base} (e.g. {_with_lines(lines, missing)}); {hint}{fix}{cut}"
         )
     warnings.warn(
         f"{listed.source}: skipped {len(missing)} {unit} whose file does not exist "
@@ -626,6 +631,19 @@ def _check_missing(listed: ListedFiles, on_missing: str, unit: str) -> list[str]
         stacklevel=3,
     )
     return missing
+
+
+def _class_folder_hint(base: Path, header: Sequence[str], rows: Sequence[dict], lcol: str,
+                       pcol: str) -> str:
+    """When a CSV's files lie in one folder per class (``<class>/<file>``, as the shared
+    hymenoptera ``split.csv``), the ``path_format`` that reads them, as the start of a message.
+    Written by hand: it checks the first rows only (up to 20), all of which must be found so."""
+    sample = rows[:20]
+    if not all(r[lcol] and r[pcol] and (base / r[lcol] / r[pcol]).is_file() for r in sample):
+        return ""
+    fmt = "{" + lcol + "}/{" + pcol + "}"
+    return (f"the files are in one folder per {lcol}: read them with path_format='{fmt}' (on the "
+            f"command line: --path-format '{fmt}'); else ")
 
 
 def from_csv(
@@ -755,9 +773,13 @@ def from_csv(
             cols = [h for h in header if h not in used
                     and all(_binary(r[h]) is not None for r in rows) and any(r[h] for r in rows)]
             if not cols:
+                others = [h for h in header if h not in used]
+                rename = f" (e.g. rename {others[0]!r} to 'label')" if len(others) == 1 else ""
                 raise ManifestError(
-                    f"{path}: found no label column (label/class/species/category, labels/tags) and "
-                    f"no 0/1 class columns among {header}: pass label_col=, labels_col= or class_columns="
+                    f"{path}: found no label column and no 0/1 class columns among {header}: name "
+                    f"the column of labels 'label' (or class, species, category; labels or tags for "
+                    f"';'-separated tag sets){rename}, or give one 0/1 column per class (in Python, "
+                    "label_col=, labels_col= or class_columns= name them)"
                 )
         else:
             cols = [_find_column(header, c, (), "class", path) for c in class_columns]
@@ -799,7 +821,10 @@ def from_csv(
 
     abs_paths, exists, base = resolve_csv_paths(rel_paths, path, root)
     listed = ListedFiles(path, abs_paths, line_of, exists, base, _last_line_ended(text, line_of))
-    missing = _check_missing(listed, on_missing, "rows")
+    hint = ""
+    if not exists.any() and path_format is None and pcol is not None and label_col is not None:
+        hint = _class_folder_hint(base, header, rows, lcol, pcol)
+    missing = _check_missing(listed, on_missing, "rows", hint)
     keep = exists.copy()  # all rows, or (on_missing="skip") those whose file exists
 
     splits = [normalise_split_name(r[scol]) for r in rows] if scol else None

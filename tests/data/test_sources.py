@@ -258,6 +258,35 @@ def test_from_csv_missing_columns_are_named(image_folder: Path) -> None:
     assert m.class_names == ["cod"]
 
 
+def test_a_csv_without_a_label_column_says_what_to_name_it(image_folder: Path) -> None:
+    # the command line has no --label-col: the message must say what to do there
+    csv_path = image_folder / "kinds.csv"
+    csv_path.write_text("path,kind\ncod/fish_0_0.png,cod\neel/fish_100_0.png,eel\n")
+    with pytest.raises(ManifestError, match=r"found no label column and no 0/1 class columns among "
+                                            r"\['path', 'kind'\]: name the column of labels 'label' .*"
+                                            r"\(e\.g\. rename 'kind' to 'label'\)"):
+        sources.from_csv(csv_path)
+
+
+def test_files_in_class_folders_suggest_the_path_format(image_folder: Path) -> None:
+    # the shared hymenoptera split.csv: split,class,file with the files in <class>/<file>
+    csv_path = image_folder / "split.csv"
+    csv_path.write_text("split,class,file\ntrain,cod,fish_0_0.png\ntest,eel,fish_100_0.png\n")
+    hint = (r"the files are in one folder per class: read them with path_format='\{class\}/\{file\}' "
+            r"\(on the command line: --path-format '\{class\}/\{file\}'\); else pass root=")
+    with pytest.raises(ManifestError, match=hint):
+        sources.from_csv(csv_path)
+    # skipping every missing file would leave nothing: refused, not an empty manifest
+    with pytest.raises(ManifestError, match=hint + r".*leaves none of the rows"):
+        sources.from_csv(csv_path, on_missing="skip")
+    assert len(sources.from_csv(csv_path, path_format="{class}/{file}")) == 2
+    # no such folders: no hint
+    (image_folder / "elsewhere.csv").write_text("class,file\ncod,nope.png\n")
+    with pytest.raises(ManifestError) as caught:
+        sources.from_csv(image_folder / "elsewhere.csv")
+    assert "path_format" not in str(caught.value) and "pass root=" in str(caught.value)
+
+
 def test_whole_number_class_names_take_their_numeric_order(tmp_path: Path) -> None:
     for c in ("0", "1", "2", "10"):
         _png(tmp_path / "d" / c / "x.png")
