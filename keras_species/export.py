@@ -281,11 +281,14 @@ def _check_h5_model(p: Path, saved_model: bool) -> None:
 def load_keras_model(model_or_path: keras.Model | PathLike) -> keras.Model:
     """A Keras model from a model, a ``.keras`` file or a run folder (``safe_mode=True``).
 
+    A file is loaded uncompiled: predicting and exporting need no optimizer, and its state (twice
+    the weights with Adam) is neither read nor shipped.
+
     Args:
         model_or_path: a ``keras.Model``, a ``.keras`` file or a run folder.
 
     Returns:
-        The ``keras.Model``.
+        The ``keras.Model`` (a given model as it is).
 
     Raises:
         ExportError: a SavedModel folder (export from the ``.keras`` it came from), a file that
@@ -301,7 +304,8 @@ def load_keras_model(model_or_path: keras.Model | PathLike) -> keras.Model:
     if isinstance(model_or_path, keras.Model):
         return model_or_path
     path = resolve_model_path(model_or_path, saved_model=False)
-    return keras.saving.load_model(path, safe_mode=True)
+    # uncompiled: predicting and shipping need no optimizer (its state is 2x the weights, Adam)
+    return keras.saving.load_model(path, compile=False, safe_mode=True)
 
 
 def check_keras_archive(path: PathLike) -> None:
@@ -798,6 +802,10 @@ def export_model(
                 model, lmap.class_names, multilabel=lmap.multilabel, thresholds=lmap.thresholds,
                 logits=lmap.logits,
             )
+        if getattr(model, "optimizer", None) is not None:  # a compiled model given in Python
+            import keras
+
+            model = keras.Model(model.inputs, model.outputs, name=model.name)  # same layers, no optimizer
         with atomic_path(out, "--out") as tmp:
             model.save(tmp)
         return out

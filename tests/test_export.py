@@ -209,6 +209,33 @@ def test_keras_export_reloads_in_fresh_process(model, images, tmp_path):
                                atol=1e-6)
 
 
+def _weight_groups(path: Path) -> set[str]:
+    """Top-level groups of a ``.keras`` file's weights (``layers``, ``optimizer``...)."""
+    import zipfile
+
+    import h5py
+
+    with zipfile.ZipFile(path) as z, z.open("model.weights.h5") as f, h5py.File(f, "r") as h5:
+        return set(h5.keys())
+
+
+def test_a_keras_export_ships_no_optimizer_state(images, tmp_path):
+    # a trained run's best.keras holds Adam's state (2x the weights): not for shipping
+    trained = _tiny_model(seed=3)
+    trained.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    trained.fit(images["same"].astype("float32"), np.arange(8) % 3, epochs=1, verbose=0)
+    trained.save(tmp_path / "best.keras")
+    assert "optimizer" in _weight_groups(tmp_path / "best.keras")
+    expected = _keras_probs(trained, images["same"])
+    for source, name in ((tmp_path / "best.keras", "from_file"), (trained, "in_memory")):
+        out = export_model(source, tmp_path / f"{name}.keras", format="keras")
+        assert "optimizer" not in _weight_groups(out), name
+        assert out.stat().st_size < (tmp_path / "best.keras").stat().st_size
+        again = keras.saving.load_model(out, safe_mode=True)
+        np.testing.assert_allclose(_keras_probs(again, images["same"]), expected, atol=1e-6)
+    assert trained.optimizer is not None  # the caller's model is left compiled
+
+
 def test_export_from_a_run_folder_and_cli(model, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
