@@ -53,7 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         0
     """
     commands = _available()
-    parser = argparse.ArgumentParser(prog="keras-species", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="keras-species",
+        description="Audit, split and shard image data sets, list runs, predict with and export "
+                    "trained species classifiers (training: python -m recipes.<name>, see the README).",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, helptext) in commands.items():
         sub.add_parser(name, help=helptext, add_help=False)

@@ -816,6 +816,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     Example:
         >>> configure_parser(argparse.ArgumentParser())
     """
+    from keras_species.config import positive_int
+
     parser.add_argument("model", help="a .keras file, a SavedModel folder written by "
                                       "keras-species export, or a run folder (its best.keras); "
                                       "not a .tflite")
@@ -832,7 +834,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", default=None, metavar="PRESET",
                         help="test-time augmentation preset: hflip, flips, flips_rot90, five_crop "
                              "(or transforms joined by commas, e.g. identity,rot90)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=positive_int, default=32,
+                        help="images per batch (default 32); lower it if memory runs short")
     parser.add_argument("--image-size", type=int, nargs="+", default=None, metavar="PX",
                         help="H or H W, for models whose input size is not fixed")
     parser.add_argument("--thresholds", type=float, nargs="+", default=None,

@@ -289,6 +289,15 @@ def test_help_names_the_csv_path_columns_and_options(capsys):
     assert "--root DIR" in text and "--path-format FORMAT" in text
 
 
+def test_a_batch_size_below_one_is_refused_naming_the_flag(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["predict", "model.keras", "photos", "--batch-size", "0"])
+    assert "argument --batch-size: '0' must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["predict", "--help"])
+    assert "images per batch (default 32)" in " ".join(capsys.readouterr().out.split())
+
+
 def test_image_dataset_keeps_order_without_the_autotuner(folder):
     ds = image_dataset(folder, SIZE, 4)
     assert ds.options().autotune.enabled is False and ds.options().deterministic is True
