@@ -1109,6 +1109,10 @@ def from_coco_json(
         doc = json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise ManifestError(f"{path} is not valid JSON: {e}") from e
+    if isinstance(doc, dict) and str(doc.get("format", "")).startswith("keras-species-shards/"):
+        from keras_species.data.shards import shard_folder_problem  # lazy: shards imports sources
+
+        raise ManifestError(shard_folder_problem(os.path.dirname(path)) or f"{path} describes shards")
     if not isinstance(doc, dict) or "images" not in doc or "categories" not in doc:
         raise ManifestError(
             f"{path} is not an iNat/COCO annotation file: it needs 'images', 'annotations' and "

@@ -226,6 +226,8 @@ def test_a_shard_folder_is_named_as_such(image_folder, tmp_path):
     assert "shard_dataset(" in why and "\n" not in why
     with pytest.raises(ManifestError, match="is a folder of TFRecord shards"):
         sources.load(tmp_path / "s")  # what audit, split and a recipe's --data meet
+    with pytest.raises(ManifestError, match="is a folder of TFRecord shards"):
+        sources.load(tmp_path / "s" / "shards.json")  # its sidecar given: not "not an iNat JSON"
     (tmp_path / "s" / "shards.json").write_bytes(b"")  # damaged: still a shard folder, no source named
     why = shard_folder_problem(tmp_path / "s")
     assert "give the data the shards were written from;" in why
