@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -423,10 +424,19 @@ def given_split(m: Manifest) -> Manifest:
     splits = [normalise_split_name(s) for s in m.splits]
     unknown = sorted({s for s in splits if s not in DEFAULT_NAMES})
     if unknown:
-        rows = [i for i, s in enumerate(splits) if s in unknown][:5]
+        examples = [m.paths[i] for i, s in enumerate(splits) if s in unknown][:2]
+        source = f"{m.source}: " if m.source else ""
+        if all(re.fullmatch(r"fold\d+", s) for s in unknown):  # `split --kfold`'s output
+            raise ManifestError(
+                f"{source}its split column holds k-fold folds ({', '.join(unknown)}), as "
+                "`keras-species split --kfold` writes them, not train/val/test: a model trained once "
+                "needs a train/val/test split (keras-species split DATA --ratios 0.7 0.15 0.15 "
+                "--out split.csv); for cross-validation give the data itself to python -m "
+                "recipes.scratch_cnn --k K, which makes its own folds"
+            )
         raise ManifestError(
-            f"split names {unknown} are not train/val/test (e.g. rows {rows}: "
-            f"{[m.paths[i] for i in rows[:2]]}); fix the split column"
+            f"{source}split names {unknown} are not train/val/test (e.g. {examples}): name them "
+            "train, val (or valid/validation/dev) and test in the split column"
         )
     present = set(splits)
     if "train" not in present or not present & {"val", "test"}:

@@ -184,8 +184,13 @@ def test_given_split_validation() -> None:
         splits.given_split(m)
     with pytest.raises(ManifestError, match="needs 'train'"):
         splits.given_split(m.with_splits(["train"] * 8))
-    with pytest.raises(ManifestError, match=r"\['holdout'\]"):
+    with pytest.raises(ManifestError, match=r"\['holdout'\] are not train/val/test .*: name them train, "
+                                            r"val \(or valid/validation/dev\) and test"):
         splits.given_split(m.with_splits(["train"] * 7 + ["holdout"]))
+    # `split --kfold`'s CSV given where a train/val/test split is needed: say what it is
+    with pytest.raises(ManifestError, match=r"k-fold folds \(fold0, fold1\), as `keras-species split "
+                                            r"--kfold` writes them.*--ratios 0\.7 0\.15 0\.15.*scratch_cnn"):
+        splits.given_split(m.with_splits(["fold0", "fold1"] * 4))
 
 
 def test_save_and_load_split_roundtrip(tmp_path: Path) -> None:
