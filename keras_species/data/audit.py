@@ -300,6 +300,32 @@ def _label_key(manifest: Manifest, i: int) -> str:
     return ";".join(manifest.label_names(i))
 
 
+def majority_label_set(labels: np.ndarray) -> tuple[np.ndarray, int]:
+    """The most frequent label set of multi-hot labels: the multi-label majority baseline.
+
+    The audit applies it to the whole data set; a training run applies it to the training split
+    and scores the set on the test split (``evaluation.metrics.multilabel_metrics``), so both
+    report the same baseline rule. Ties go to the empty set ("no tag"), then to the set seen first.
+
+    Args:
+        labels: ``(N, C)`` 0/1 multi-hot labels, ``N >= 1``.
+
+    Returns:
+        ``(row, count)``: the ``(C,)`` uint8 label set and how many rows carry it.
+
+    Example:
+        >>> majority_label_set(np.array([[1, 0], [1, 0], [0, 1]]))
+        (array([1, 0], dtype=uint8), 2)
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or len(labels) == 0:
+        raise ValueError(f"labels must be (N, C) multi-hot with N >= 1; got shape {labels.shape}")
+    sets, first, counts = np.unique(labels.astype(np.uint8), axis=0, return_index=True, return_counts=True)
+    in_order = np.argsort(first)  # max() keeps the first of equals: the set seen first
+    best = max(in_order, key=lambda k: (counts[k], not sets[k].any()))
+    return sets[best], int(counts[best])
+
+
 def _summarise(manifest: Manifest, infos: dict[str, ImageInfo]) -> AuditReport:
     r = AuditReport(
         source=manifest.source,
@@ -322,8 +348,8 @@ def _summarise(manifest: Manifest, infos: dict[str, ImageInfo]) -> AuditReport:
         r.label_cardinality = {str(k): int(v) for k, v in sorted(Counter(card.tolist()).items())}
         r.n_unlabelled = int((card == 0).sum())
         if len(kept):
-            sets = Counter(_label_key(kept, i) for i in range(len(kept)))
-            label, n = max(sets.items(), key=lambda kv: (kv[1], kv[0] == ""))
+            row, n = majority_label_set(kept.labels)
+            label = ";".join(kept.class_names[j] for j in np.flatnonzero(row))
             r.majority_label, r.majority_baseline = label, round(n / len(kept), 6)
     else:
         r.n_unlabelled = int((manifest.labels == UNLABELLED).sum())

@@ -88,14 +88,22 @@ class Evaluation:
     def headline(self) -> str:
         """One line: the main test score against its baseline.
 
+        Single-label: accuracy against always predicting the majority training class.
+        Multi-label: micro-F1 and exact match against always predicting the most frequent
+        training label set, scored the same way on the test split.
+
         Returns:
-            e.g. ``"test accuracy 0.933 vs majority baseline 0.178 (45 test images)"``.
+            e.g. ``"test accuracy 0.933 vs majority baseline 0.178 (45 test images)"``, or
+            ``"test micro-F1 0.179, exact match 0.032 vs majority label-set baseline {fish}
+            (from train): micro-F1 0.411, exact match 0.206 (63 test images)"``.
         """
         t = self.test
         if t.get("task") == "multilabel":
             return (
                 f"test micro-F1 {t['f1_micro']:.3f}, exact match {t['exact_match']:.3f} vs "
-                f"'no tag' baseline {t['no_tag_exact_match']:.3f} ({t['n']} test images)"
+                f"majority label-set baseline {report_mod.label_set_text(t['majority_label_set'])} "
+                f"(from {t['majority_source']}): micro-F1 {t['majority_f1_micro']:.3f}, "
+                f"exact match {t['majority_baseline']:.3f} ({t['n']} test images)"
             )
         return (
             f"test accuracy {t['accuracy']:.3f} vs majority baseline {t['majority_baseline']:.3f} "
@@ -199,6 +207,7 @@ def score(
     *,
     train_counts: Sequence[int] | np.ndarray | None = None,
     thresholds: float | np.ndarray = 0.5,
+    train_labels: np.ndarray | None = None,
 ) -> dict:
     """Metrics of labelled predictions (``single_label_metrics`` / ``multilabel_metrics``).
 
@@ -207,6 +216,8 @@ def score(
         class_names: output names (default: the manifest's classes).
         train_counts: training class counts for the majority baseline (single-label).
         thresholds: multi-label decision threshold(s).
+        train_labels: ``(M, C)`` training multi-hot labels for the majority label-set baseline
+            (multi-label).
 
     Returns:
         The metrics dict.
@@ -222,7 +233,7 @@ def score(
         raise ManifestError("no labelled images to score in this split")
     if m.multilabel:
         return metrics_mod.multilabel_metrics(
-            m.labels[mask], pred.probs[mask], names, thresholds=thresholds
+            m.labels[mask], pred.probs[mask], names, thresholds=thresholds, train_labels=train_labels
         )
     return metrics_mod.single_label_metrics(
         m.labels[mask], pred.probs[mask], names, train_counts=train_counts
@@ -297,6 +308,7 @@ def evaluate_and_report(
     batch_size: int = 32,
     class_names: Sequence[str] | None = None,
     train_counts: Sequence[int] | np.ndarray | None = None,
+    train_labels: np.ndarray | None = None,
     history=None,
     config: Mapping | Any | None = None,
     title: str | None = None,
@@ -327,6 +339,9 @@ def evaluate_and_report(
         class_names: output names (default: the manifest's classes).
         train_counts: training class counts, so the majority baseline predicts the most
             frequent *training* class (default: the manifest's ``train`` split when present).
+        train_labels: multi-label: ``(M, C)`` training labels, so the baseline predicts the most
+            frequent *training* label set (default: the manifest's ``train`` split when present;
+            without either, the most frequent test label set).
         history: ``history.csv`` path or rows, for the learning curves and the report.
         config: the run's config (dataclass or dict) for the report's configuration table.
         title: report title (default: the run folder's recipe and name).
@@ -360,8 +375,12 @@ def evaluate_and_report(
                 f"the manifest has no {split!r} split (it has {sorted(set(manifest.splits))})"
             )
         test_m = manifest.split(split)
-        if train_counts is None and "train" in set(manifest.splits):
-            train_counts = manifest.split("train").class_counts()
+        if "train" in set(manifest.splits):
+            train = manifest.split("train")
+            if train_counts is None:
+                train_counts = train.class_counts()
+            if train_labels is None and manifest.multilabel and len(train):
+                train_labels = train.labels
     else:
         test_m = manifest
     names = list(class_names or manifest.class_names)
@@ -386,16 +405,18 @@ def evaluate_and_report(
         thr, note = _tune(val_pred, thresholds)
         if note:
             notes.append(note)
-    test = score(pred, names, train_counts=train_counts, thresholds=0.5 if thr is None else thr)
+    scoring = {"train_counts": train_counts, "train_labels": train_labels,
+               "thresholds": 0.5 if thr is None else thr}
+    test = score(pred, names, **scoring)
     results: dict[str, Any] = {"test": test}
     if val_pred is not None and val_pred.labelled.any():
-        val = score(val_pred, names, train_counts=train_counts, thresholds=0.5 if thr is None else thr)
+        val = score(val_pred, names, **scoring)
         results["val"] = {k: val[k] for k in VAL_SUMMARY_KEYS if k in val}
     if tta:
         tta_pred = predict_manifest(
             model, test_m, image_size=image_size, batch_size=batch_size, tta=tta, output=output
         )
-        tta_m = score(tta_pred, names, train_counts=train_counts, thresholds=0.5 if thr is None else thr)
+        tta_m = score(tta_pred, names, **scoring)
         keep = ("n", "accuracy", "top5_accuracy", "f1_macro", "log_loss", "exact_match", "f1_micro", "map")
         results["test_tta"] = {"transforms": tta if isinstance(tta, str) else list(tta)}
         results["test_tta"].update({k: tta_m[k] for k in keep if k in tta_m})

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from sklearn import metrics as skm
 
+from keras_species.data.audit import majority_label_set
 from keras_species.evaluation.thresholds import (
     apply_thresholds,
     multilabel_macro_f1,
@@ -93,6 +94,28 @@ def majority_class(
         return int(np.argmax(counts)), "train"
     counts = np.bincount(np.asarray(y_true, dtype=np.int64), minlength=num_classes)
     return int(np.argmax(counts)), "test"
+
+
+def _constant_answer_scores(y_true: np.ndarray, answer: np.ndarray) -> tuple[float, float, float]:
+    """Exact match, micro-F1 and Hamming loss of giving one label set to every sample.
+
+    Args:
+        y_true: ``(N, C)`` 0/1 multi-hot labels.
+        answer: ``(C,)`` 0/1 label set predicted for every sample.
+
+    Returns:
+        ``(exact_match, f1_micro, hamming_loss)``.
+
+    Example:
+        >>> _constant_answer_scores(np.array([[1, 0], [0, 1]]), np.array([1, 0]))
+        (0.5, 0.5, 0.5)
+    """
+    pred = np.tile(np.asarray(answer, dtype=np.int64), (len(y_true), 1))
+    return (
+        float(skm.accuracy_score(y_true, pred)),
+        float(skm.f1_score(y_true, pred, average="micro", zero_division=0)),
+        float(skm.hamming_loss(y_true, pred)),
+    )
 
 
 def single_label_metrics(
@@ -233,6 +256,7 @@ def multilabel_metrics(
     class_names: Sequence[str] | None = None,
     *,
     thresholds: float | Sequence[float] | np.ndarray = 0.5,
+    train_labels: np.ndarray | None = None,
 ) -> dict:
     """Scores of a multi-label (sigmoid) classifier at the given thresholds, JSON-ready (R4).
 
@@ -242,20 +266,31 @@ def multilabel_metrics(
         class_names: ``C`` tag names in output order.
         thresholds: one global threshold or ``(C,)`` per-class thresholds
             (see :mod:`keras_species.evaluation.thresholds`).
+        train_labels: ``(M, C)`` multi-hot labels of the training split; the majority baseline
+            then always predicts their most frequent label set
+            (:func:`keras_species.data.audit.majority_label_set`, the audit's rule), as a deployed
+            baseline would. Without them, the most frequent test label set.
 
     Returns:
         A dict with ``task``, ``n``, ``exact_match`` (subset accuracy), ``hamming_loss``,
         ``f1_micro/macro/samples`` (``macro_classes``: the tags the macro F1 averages over),
         ``precision_micro``, ``recall_micro``, ``map`` (macro AP over
         tags with positives), ``per_class`` (``name, average_precision, f1, precision, recall,
-        support, threshold``), ``thresholds``, ``absent_classes``, ``label_cardinality``, and the
-        "predict no tag" baseline: ``no_tag_exact_match``, ``no_tag_f1_micro`` (0),
+        support, threshold``), ``thresholds``, ``absent_classes``, ``label_cardinality``; the
+        majority label-set baseline (the headline's): ``majority_baseline`` (its exact match),
+        ``majority_f1_micro``, ``majority_hamming_loss``, ``majority_label_set`` (tag names,
+        ``[]`` = no tag), ``majority_source`` (``"train"`` or ``"test"``); and the weaker
+        "predict no tag" one: ``no_tag_exact_match``, ``no_tag_f1_micro`` (0),
         ``no_tag_hamming_loss``.
 
     Example:
         >>> y = np.array([[1, 0], [0, 0]])
         >>> multilabel_metrics(y, np.array([[0.9, 0.2], [0.1, 0.3]]), ["a", "b"])["exact_match"]
         1.0
+        >>> train = np.array([[1, 0], [1, 0], [0, 1]])
+        >>> m = multilabel_metrics(y, np.array([[0.9, 0.2], [0.1, 0.3]]), ["a", "b"], train_labels=train)
+        >>> m["majority_label_set"], m["majority_baseline"]
+        (['a'], 0.5)
     """
     y_true = np.asarray(y_true)
     if y_true.ndim != 2:
@@ -310,10 +345,22 @@ def multilabel_metrics(
     ]
     out["thresholds"] = [float(t) for t in thr]
 
-    none = np.zeros_like(y_true)
-    out["no_tag_exact_match"] = float(skm.accuracy_score(y_true, none))
-    out["no_tag_f1_micro"] = float(skm.f1_score(y_true, none, average="micro", zero_division=0))
-    out["no_tag_hamming_loss"] = float(skm.hamming_loss(y_true, none))
+    if train_labels is not None:
+        train_labels = np.asarray(train_labels)
+        if train_labels.ndim != 2 or train_labels.shape[1] != c or len(train_labels) == 0:
+            raise ValueError(
+                f"train_labels must be (M, {c}) multi-hot with M >= 1, one column per tag; "
+                f"got shape {train_labels.shape}"
+            )
+    majority, _ = majority_label_set(y_true if train_labels is None else train_labels)
+    out["majority_baseline"], out["majority_f1_micro"], out["majority_hamming_loss"] = (
+        _constant_answer_scores(y_true, majority)
+    )
+    out["no_tag_exact_match"], out["no_tag_f1_micro"], out["no_tag_hamming_loss"] = (
+        _constant_answer_scores(y_true, np.zeros(c, np.int64))
+    )
+    out["majority_label_set"] = [names[j] for j in np.flatnonzero(majority)]
+    out["majority_source"] = "test" if train_labels is None else "train"
     return out
 
 

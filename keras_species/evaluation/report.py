@@ -14,7 +14,9 @@ import numpy as np
 from keras_species.atomic import atomic_path
 from keras_species.evaluation.thresholds import apply_thresholds
 
-__all__ = ["to_jsonable", "write_predictions_csv", "write_metrics_json", "render_report"]
+__all__ = [
+    "to_jsonable", "write_predictions_csv", "write_metrics_json", "render_report", "label_set_text",
+]
 
 PathLike = str | os.PathLike
 
@@ -179,14 +181,31 @@ def _main_metrics(metrics: Mapping) -> tuple[Mapping, dict]:
     return metrics, {}
 
 
+def label_set_text(names: Sequence[str]) -> str:
+    """A multi-label answer for people: its tags in braces, or ``{} (no tag)``.
+
+    Args:
+        names: the tag names of the set.
+
+    Returns:
+        e.g. ``"{fish, shark}"``.
+
+    Example:
+        >>> label_set_text(["fish"]), label_set_text([])
+        ('{fish}', '{} (no tag)')
+    """
+    return "{" + ", ".join(names) + "}" if len(names) else "{} (no tag)"
+
+
 def _headline(m: Mapping) -> list[str]:
     lines = ["| metric | model | baseline |", "|---|---:|---:|"]
     if m.get("task") == "multilabel":
-        base = "predict no tag"
+        base = (f"always predict the majority label set {label_set_text(m.get('majority_label_set', []))} "
+                f"(from {m.get('majority_source', '?')})")
         rows = [
-            ("micro F1", m.get("f1_micro"), m.get("no_tag_f1_micro")),
-            ("exact match", m.get("exact_match"), m.get("no_tag_exact_match")),
-            ("Hamming loss", m.get("hamming_loss"), m.get("no_tag_hamming_loss")),
+            ("micro F1", m.get("f1_micro"), m.get("majority_f1_micro")),
+            ("exact match", m.get("exact_match"), m.get("majority_baseline")),
+            ("Hamming loss", m.get("hamming_loss"), m.get("majority_hamming_loss")),
             ("macro F1", m.get("f1_macro"), None),
             ("mAP (macro AP)", m.get("map"), None),
         ]
@@ -283,8 +302,8 @@ def render_report(
 ) -> str:
     """Write ``run_dir/report.md`` and return its markdown.
 
-    Sections: configuration, headline results against the baseline (majority class, or
-    "predict no tag" for multi-label), other metric blocks (e.g. ``val``, ``tta``), the per-class
+    Sections: configuration, headline results against the baseline (majority class, or the
+    majority label set for multi-label), other metric blocks (e.g. ``val``, ``tta``), the per-class
     table with the rarest classes in bold, training summary, figures (confusion matrix, per-class
     F1, learning curves, mistake grids, curves, then any other plot), ``extra_sections`` and notes.
     Image links are relative to ``run_dir``; plots whose file does not exist are listed in the
@@ -383,8 +402,9 @@ def render_report(
         notes.append("Decision threshold: " + (f"{thr[0]:.3f} for every tag." if len(thr) == 1
                                                else "per class (see the table)."))
     if main.get("majority_source") == "test":
-        notes.append("The majority baseline uses the most frequent test class "
-                     "(training counts were not given).")
+        what = "label set" if main.get("task") == "multilabel" else "class"
+        notes.append(f"The majority baseline uses the most frequent test {what} "
+                     "(training labels were not given).")
     if notes:
         md += ["## Notes", "", *[f"- {n}" for n in notes], ""]
 

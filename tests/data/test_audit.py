@@ -416,9 +416,12 @@ def test_a_source_with_no_images_left_is_not_audited(tmp_path, capsys):
 
     listing = tmp_path / "list.csv"
     listing.write_text("path,label\ngone.png,cod\nalso_gone.png,eel\n", encoding="utf-8")
-    with pytest.warns(UserWarning, match="skipped 2 rows"):
-        code = cli.main(["audit", str(listing), "--on-missing", "skip", "--out", str(tmp_path / "a"),
-                         "--no-plots", "--no-progress"])
-    assert code == 2
-    assert "holds no images, so there is nothing to audit" in capsys.readouterr().err
+    code = cli.main(["audit", str(listing), "--on-missing", "skip", "--out", str(tmp_path / "a"),
+                     "--no-plots", "--no-progress"])
+    assert code == 2  # skipping every missing file would leave nothing: refused when read
+    assert "skipping the missing files (--on-missing skip) leaves none of the rows" in capsys.readouterr().err
     assert not (tmp_path / "a" / "audit.json").exists()
+    (tmp_path / "empty.csv").write_text("path,label\n", encoding="utf-8")  # no rows at all
+    assert cli.main(["audit", str(tmp_path / "empty.csv"), "--out", str(tmp_path / "b"),
+                     "--no-plots", "--no-progress"]) == 2
+    assert "has a header but no rows" in capsys.readouterr().err

@@ -98,6 +98,36 @@ def test_multilabel_thresholds_tuned_on_val(tmp_path):
     assert ev.headline().startswith("test micro-F1")
 
 
+def test_multilabel_headline_and_report_beat_no_tag_with_the_training_majority_set(tmp_path):
+    # Most images carry {cod} alone, in every split; a tag-free image is rare. The honest
+    # baseline always answers {cod} (the training split's most frequent set), not "no tag".
+    root = write_image_folder(tmp_path / "fish", per_class=6, size=(SIZE, SIZE))
+    single = from_folder(root)
+    n = len(single)
+    hot = np.zeros((n, 3), np.uint8)
+    hot[:, 0] = 1  # {cod}
+    hot[[1, 5], 1] = 1  # two {cod, eel}
+    hot[[2, 4], 0] = 0  # two tag-free: one in train, one in test
+    splits = (["train", "train", "test"] * n)[:n]
+    m = Manifest(single.paths, hot, single.class_names).with_splits(splits)
+    test_y = m.split("test").labels
+    expected = float(np.mean((test_y == [1, 0, 0]).all(axis=1)))
+    assert expected > 0.5 and float(np.mean(test_y.sum(axis=1) == 0)) < 0.2
+
+    ev = evaluate_and_report(colour_model(activation="sigmoid"), m, tmp_path / "run", plots=False)
+    test = json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]
+    assert test["majority_label_set"] == ["cod"] and test["majority_source"] == "train"
+    assert test["majority_baseline"] == pytest.approx(expected)
+    assert test["majority_baseline"] > test["no_tag_exact_match"]
+    headline = ev.headline()
+    assert "majority label-set baseline {cod} (from train)" in headline
+    assert f"exact match {expected:.3f} ({test['n']} test images)" in headline
+    assert f"micro-F1 {test['majority_f1_micro']:.3f}" in headline and "no tag" not in headline
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "Baseline: always predict the majority label set {cod} (from train)." in report
+    assert f"| exact match | {test['exact_match']:.4f} | {expected:.4f} |" in report
+
+
 def test_unsplit_manifest_is_the_test_set_and_bad_files_are_left_out(tmp_path):
     root = write_image_folder(tmp_path / "fish", per_class=3, size=(SIZE, SIZE))
     (root / "cod" / "broken.png").write_bytes(b"not an image")

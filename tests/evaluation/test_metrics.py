@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from keras_species.data.manifest import Manifest
 from keras_species.evaluation.metrics import (
     majority_class,
     multilabel_metrics,
@@ -130,6 +131,52 @@ def test_multilabel_values_and_no_tag_baseline() -> None:
     assert m["f1_macro"] == pytest.approx(skm.f1_score(y[:, :2], pred[:, :2], average="macro"))
     assert m["f1_macro"] > skm.f1_score(y, pred, average="macro", zero_division=0)
     json.dumps(m, allow_nan=False)
+
+
+def test_multilabel_baseline_is_the_majority_training_label_set() -> None:
+    # Training split: {cod} 4x, no tag 2x, {cod, eel} 1x -> the baseline always answers {cod}.
+    train = np.array([[1, 0, 0]] * 4 + [[0, 0, 0]] * 2 + [[1, 1, 0]])
+    # Test split: 3 of 5 rows are {cod}; only 1 carries no tag.
+    y = np.array([[1, 0, 0], [1, 0, 0], [0, 0, 0], [1, 0, 0], [0, 1, 1]])
+    p = np.full(y.shape, 0.1)
+    m = multilabel_metrics(y, p, NAMES, train_labels=train)
+    constant = np.tile([1, 0, 0], (5, 1))
+    assert m["majority_label_set"] == ["cod"] and m["majority_source"] == "train"
+    assert m["majority_baseline"] == pytest.approx(3 / 5)
+    assert m["majority_f1_micro"] == pytest.approx(skm.f1_score(y, constant, average="micro"))
+    assert m["majority_hamming_loss"] == pytest.approx(skm.hamming_loss(y, constant))
+    assert m["majority_baseline"] > m["no_tag_exact_match"] == pytest.approx(1 / 5)
+    # Without training labels: the most frequent *test* set, also {cod} here.
+    m_test = multilabel_metrics(y, p, NAMES)
+    assert m_test["majority_source"] == "test" and m_test["majority_label_set"] == ["cod"]
+    # The training set decides, not the test one: a {ray}-heavy training split -> {ray}.
+    m_ray = multilabel_metrics(y, p, NAMES, train_labels=np.array([[0, 0, 1]] * 3 + [[1, 0, 0]]))
+    assert m_ray["majority_label_set"] == ["ray"] and m_ray["majority_baseline"] == 0.0
+    with pytest.raises(ValueError, match="train_labels must be"):
+        multilabel_metrics(y, p, NAMES, train_labels=train[:, :2])
+    json.dumps(m, allow_nan=False)
+
+
+def test_multilabel_baseline_is_the_audits_majority_label_set(image_folder) -> None:
+    # One rule for both: auditing the training rows names the set the run's baseline predicts.
+    from keras_species.data.audit import audit
+    from keras_species.data.sources import from_folder
+
+    folder = from_folder(image_folder)
+    train = np.zeros((len(folder), 3), np.uint8)
+    train[:4, 0] = 1  # 4 x {cod}
+    train[4:9, 1:] = 1  # 5 x {eel, ray}
+    train[9:13, 2] = 1  # 4 x {ray}; the last 5 rows carry no tag: a tie with {eel, ray},
+    # which goes to "no tag" (the audit's rule)
+    report = audit(Manifest(folder.paths, train, NAMES), progress=False)
+    m = multilabel_metrics(train, np.zeros(train.shape), NAMES, train_labels=train)
+    assert report.majority_label == ";".join(m["majority_label_set"]) == ""
+    assert report.majority_baseline == pytest.approx(m["majority_baseline"])
+    train[13, 1:] = 1  # a sixth {eel, ray}: it wins outright
+    report = audit(Manifest(folder.paths, train, NAMES), progress=False)
+    m = multilabel_metrics(train, np.zeros(train.shape), NAMES, train_labels=train)
+    assert report.majority_label == ";".join(m["majority_label_set"]) == "eel;ray"
+    assert report.majority_baseline == pytest.approx(m["majority_baseline"]) == pytest.approx(6 / 18)
 
 
 def test_multilabel_macro_f1_counts_a_false_tag_and_an_all_empty_answer() -> None:

@@ -89,7 +89,22 @@ def test_report_multilabel_headline(tmp_path: Path) -> None:
     text = render_report(tmp_path, title="ml", config={}, metrics=m, history=None, plots={})
     assert "| micro F1 | 1.0000 | 0.0000 |" in text
     assert "| exact match | 1.0000 | 0.5000 |" in text
-    assert "predict no tag" in text and "0.400 for every tag" in text
+    # no training labels given: the most frequent *test* label set, here "no tag" (2 of 4)
+    assert "majority label set {} (no tag) (from test)" in text and "0.400 for every tag" in text
+    assert "most frequent test label set" in text.split("## Notes")[1]
+
+
+def test_report_multilabel_baseline_is_the_majority_training_label_set(tmp_path: Path) -> None:
+    # Training data mostly {fish}; on test, {fish} scores 3/5 exact match, "no tag" 1/5.
+    train = np.array([[1, 0]] * 4 + [[0, 0], [1, 1]])
+    y = np.array([[1, 0], [1, 0], [1, 0], [0, 0], [1, 1]])
+    p = np.full(y.shape, 0.1)  # a model that answers "no tag" everywhere
+    m = multilabel_metrics(y, p, ["fish", "coral"], train_labels=train)
+    text = render_report(tmp_path, title="ml", config={}, metrics=m, history=None, plots={})
+    assert "Baseline: always predict the majority label set {fish} (from train)." in text
+    assert "| exact match | 0.2000 | 0.6000 |" in text
+    assert "| micro F1 | 0.0000 | 0.8000 |" in text  # baseline: 4 TP, 1 FP, 1 FN -> 8/10
+    assert "| Hamming loss | 0.5000 | 0.2000 |" in text  # model misses all 5 tags of 10 cells
 
 
 def test_report_notes_a_class_left_out_of_the_macro_averages(tmp_path: Path) -> None:

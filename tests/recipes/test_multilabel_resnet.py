@@ -80,14 +80,16 @@ def test_thresholds_are_tuned_saved_and_reported(tmp_path):
     assert thr["saved"] == [thr["per_class"][t] for t in sorted(TAGS)]
     assert metrics["test"]["thresholds"] == pytest.approx(thr["saved"])
     assert set(thr["scores"]) == {"fixed", "global", "per_class"}
-    # The "predict no tag" baseline is reported next to the model.
+    # The majority label-set baseline (of the training split) is reported next to the model.
     rows = {r["model"]: r for r in metrics["threshold_comparison"]}
-    assert "baseline: predict no tag" in rows and "sanity: untrained" in rows
-    assert rows["baseline: predict no tag"]["test_micro_f1"] == 0.0
-    assert metrics["test"]["no_tag_exact_match"] == pytest.approx(
-        rows["baseline: predict no tag"]["test_exact_match"])
+    baseline = next(name for name in rows if name.startswith("baseline: majority label set "))
+    assert "sanity: untrained" in rows
+    assert metrics["test"]["majority_source"] == "train"
+    assert rows[baseline]["test_exact_match"] == pytest.approx(metrics["test"]["majority_baseline"])
+    assert rows[baseline]["test_micro_f1"] == pytest.approx(metrics["test"]["majority_f1_micro"])
+    assert "majority label-set baseline" in result.headline and "no tag' baseline" not in result.headline
     report = result.report_path.read_text()
-    assert "## Threshold tuning" in report and "predict no tag" in report
+    assert "## Threshold tuning" in report and "baseline: majority label set" in report
     # Saved with the model and used by predict.
     import keras
 
