@@ -13,6 +13,9 @@ plus ``run(config) -> RunResult`` that composes the library's stages. This modul
   is read (``RunSettings.check``, which :func:`recipe_main` and :func:`start_run` call);
 - :func:`start_run`: the run folder (new, or the one to resume, whose stored config then wins),
   seeding, and ``config.json`` (its paths absolute: :func:`stored_settings`);
+- :func:`open_run`: :func:`start_run` for a recipe that works out more from its settings (its
+  models, weights, stages) and checks it first: from the settings in force, a resumed run's
+  stored ones included;
 - :func:`check_labelled_data`: before the run folder, refuse ``--data`` without any label and
   warn once about the images without one (a recipe with ``--data`` trains on labelled images);
   the recipe's ``prepare_data`` then uses that reading (``data.prepare.read_ahead``): a CSV or
@@ -39,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shlex
 import sys
 import time
 import traceback
@@ -46,7 +50,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from keras_species.config import (
     config_parser,
@@ -255,13 +259,16 @@ _opened: list[RunFolder] = []
 mark it failed when the recipe stops with an error."""
 
 
-def start_run(recipe: str, config: Any) -> tuple[RunFolder, Any]:
+def start_run(
+    recipe: str, config: Any, *, check: Callable[[Any], Any] | None = None
+) -> tuple[RunFolder, Any]:
     """Open the run folder, seed everything and write ``config.json``.
 
     Without ``resume``: a new folder ``<out>/<recipe>/<name or timestamp>``. A folder of that
     name that holds a run already (a ``config.json``) is refused, unless ``overwrite`` or the
-    run failed (the same command run again after a fix): then it is started over (its
-    training files, split and results are removed; a new date). Before the folder is made, the
+    run failed (the same command run again after a fix): then it is started over
+    (:meth:`~keras_species.training.runs.RunFolder.start_over`: its training files, split,
+    results and model subfolders are removed; a new date). Before the folder is made, the
     data of a recipe that trains on labelled images only is checked
     (:func:`check_labelled_data`). With
     ``resume``: the folder ``--name`` or, without a name, the latest run of the recipe under
@@ -276,6 +283,9 @@ def start_run(recipe: str, config: Any) -> tuple[RunFolder, Any]:
     Args:
         recipe: the recipe's name (the first folder level).
         config: the recipe's config (a :class:`RunSettings` subclass instance).
+        check: called with the config in force before anything is made or changed: a new
+            run's first of all, a resumed run's stored one as soon as it is read (its errors
+            leave the run as it was). :func:`open_run` passes the recipe's own checks here.
 
     Returns:
         ``(run folder, the config in force)``.
@@ -290,6 +300,8 @@ def start_run(recipe: str, config: Any) -> tuple[RunFolder, Any]:
     Example:
         >>> run, config = start_run("quickstart", QuickstartConfig(name="demo"))  # doctest: +SKIP
     """
+    if check is not None and not config.resume:
+        check(config)  # a new run's own checks come first, as they did before the run folder
     config.check()  # resumed: the command line's run-control settings (the stored ones were checked)
     out = Path(config.out)
     if config.resume:
@@ -325,6 +337,8 @@ def start_run(recipe: str, config: Any) -> tuple[RunFolder, Any]:
         keep = {n: given[n] for n in RUN_CONTROL_FIELDS if n in given}
         keep.update(name=run.path.name, resume=True)
         config = dataclasses.replace(stored, **keep)
+        if check is not None:
+            check(config)  # the run's own settings: its weights, models, data
         if run_finished(run):
             print(f"{run.path} finished already: re-evaluating its model and rewriting "
                   "metrics.json and report.md (to train it again, start it over with "
@@ -346,13 +360,52 @@ def start_run(recipe: str, config: Any) -> tuple[RunFolder, Any]:
         if existing is not None and existing.is_file():
             existing.unlink()  # a run started over gets a new date
         run = RunFolder.create(recipe, name=config.name, root=out)
-        for stale in ("split.csv", "metrics.json", "predictions.csv", "report.md"):
-            (run.path / stale).unlink(missing_ok=True)
+        run.start_over()  # nothing of an earlier run here is listed or resumed as this one's
     run.failure_path.unlink(missing_ok=True)  # a new attempt
     _opened[:] = [run]
     seed_everything(config.seed, config.deterministic)
     run.write_config(stored_settings(config), recipe=recipe, name=run.path.name)
     return run, config
+
+
+Settings = TypeVar("Settings")
+Derived = TypeVar("Derived")
+
+
+def open_run(
+    recipe: str, config: Settings, resolve: Callable[[Settings], Derived]
+) -> tuple[RunFolder, Settings, Derived]:
+    """:func:`start_run` for a recipe that works out more from its settings than the fields
+    themselves (its models, weights, stages) and checks that before any work.
+
+    ``resolve(config)`` checks the settings (the weights can be had, ``--data`` is given, the
+    names are known...) and returns what the recipe derives from them. It is called once, on
+    the settings in force: a new run's, before the run folder is made (a bad setting or
+    offline ImageNet weights leave nothing behind); a resumed run's stored ones, as soon as
+    :func:`start_run` has read them from its ``config.json`` and before it changes the folder
+    (an error leaves the run ``stopped``, as it was). So ``--resume --out runs --name X``
+    alone continues run X with its own models and weights, never the command line's defaults.
+
+    Args:
+        recipe: the recipe's name (the first folder level).
+        config: the recipe's config as given.
+        resolve: the recipe's checks, returning what it derives from the settings.
+
+    Returns:
+        ``(run folder, the config in force, resolve(config in force))``.
+
+    Raises:
+        Whatever ``resolve`` and :func:`start_run` raise, before the run folder is changed.
+
+    Example:
+        >>> def backbones(c):  # doctest: +SKIP
+        ...     check_weights(c.backbone, c.weights, c.image_size)
+        ...     return [c.backbone]
+        >>> run, config, names = open_run("toy", ToyConfig(resume=True), backbones)  # doctest: +SKIP
+    """
+    derived: list[Derived] = []
+    run, config = start_run(recipe, config, check=lambda c: derived.append(resolve(c)))
+    return run, config, derived[0]
 
 
 def training_finished(run: RunFolder) -> bool:
@@ -1105,15 +1158,15 @@ def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunRe
         raise TypeError(f"run_transfer: the config lacks the settings {missing} (a config class "
                         "inherits the reading options from SourceSettings)")
     started = time.perf_counter()
-    if not config.resume:
-        config.check()  # a bad value (say --head-units 0) fails first, naming its flag
-        check_weights(config.backbone, config.weights, config.image_size)
-        _transfer_plan(config)  # a bad plan (say --unfreeze-n without last_n) fails before any data is read
-    run, config = start_run(recipe, config)
-    if config.resume:
-        check_weights(config.backbone, config.weights, config.image_size)
-        if not training_finished(run):  # a finished training: start_run said what happens
-            print(f"resuming {run.path}")
+
+    def checked(c: Any) -> None:  # a new run's settings, or a resumed run's stored ones
+        c.check()  # a bad value (say --head-units 0) fails first, naming its flag
+        check_weights(c.backbone, c.weights, c.image_size)
+        _transfer_plan(c)  # a bad plan (say --unfreeze-n without last_n) fails before any data is read
+
+    run, config, _ = open_run(recipe, config, checked)
+    if config.resume and not training_finished(run):  # a finished one: start_run said what happens
+        print(f"resuming {run.path}")
 
     from keras_species.data.prepare import build_datasets, prepare_data
     from keras_species.evaluation.evaluate import evaluate_and_report
@@ -1329,10 +1382,10 @@ def recipe_main(
         result = run(config)
     except KeyboardInterrupt:  # Ctrl-C: the run folder holds every finished epoch (it is 'stopped')
         hint = ""
-        if _opened:
+        if _opened:  # <out>/<recipe>/<name>; a resume takes every other setting from the run
             path = _opened[0].path
             hint = (f"; {path} keeps every finished epoch: continue with --resume --out "
-                    f"{path.parent.parent} --name {path.name}")
+                    f"{shlex.quote(str(path.parent.parent))} --name {shlex.quote(path.name)}")
         print(f"{prog or 'recipe'}: interrupted{hint}", file=sys.stderr)
         return 130
     except Exception as err:
@@ -1375,6 +1428,7 @@ __all__ = [
     "TEST_SPLIT_HINT",
     "TEST_SPLIT_REFUSED",
     "start_run",
+    "open_run",
     "weights_setting",
     "check_weights",
     "load_best_model",

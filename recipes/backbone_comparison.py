@@ -39,8 +39,8 @@ from keras_species.recipe import (
     data_section,
     load_best_model,
     monitor_setting,
+    open_run,
     recipe_main,
-    start_run,
     weights_setting,
 )
 
@@ -133,6 +133,62 @@ def backbone_names(backbones: Sequence[str]) -> list[str]:
     return names
 
 
+def plan(config: BackboneComparisonConfig) -> list:
+    """The two phases every backbone trains (``transfer_phases`` of the config's settings).
+
+    Args:
+        config: the settings.
+
+    Returns:
+        The ``Phase`` list (a bad plan, say ``--unfreeze-n`` without ``last_n``, raises).
+
+    Example:
+        >>> [p.name for p in plan(BackboneComparisonConfig())]
+        ['head', 'fine_tune']
+    """
+    from keras_species.training.transfer import transfer_phases
+
+    return transfer_phases(
+        head_epochs=config.head_epochs, fine_tune_epochs=config.fine_tune_epochs,
+        head_learning_rate=config.head_learning_rate,
+        fine_tune_learning_rate=config.fine_tune_learning_rate, optimizer=config.optimizer,
+        unfreeze=config.unfreeze, unfreeze_n=config.unfreeze_n,
+        train_batchnorm=config.train_batchnorm, monitor=monitor_setting(config.monitor),
+    )
+
+
+def checked_backbones(config: BackboneComparisonConfig) -> tuple[list[str], str | None]:
+    """The backbones to compare and their weights, checked before any data is read: the
+    weights can be had for each (offline ImageNet or a missing file fails here), a weights
+    file goes with one backbone only, and the plan is valid.
+
+    ``run`` calls it on the settings in force (:func:`~keras_species.recipe.open_run`): a
+    resumed run's stored ones, so ``--resume`` alone compares the run's own backbones.
+
+    Args:
+        config: the settings.
+
+    Returns:
+        ``(backbone names, weights as the registry takes them)``.
+
+    Raises:
+        ValueError: no backbone, or a weights file with several backbones.
+        WeightsUnavailableError: the weights of a backbone cannot be had.
+
+    Example:
+        >>> checked_backbones(BackboneComparisonConfig(backbones=("resnet18",), weights="none"))
+        (['resnet18'], None)
+    """
+    names = backbone_names(config.backbones)
+    weights = weights_setting(config.weights)
+    if weights not in (None, "imagenet") and len(names) > 1:
+        raise ValueError("--weights FILE fits one backbone only; use imagenet or none to compare")
+    for name in names:  # offline ImageNet or a missing file fails here, before any training
+        check_weights(name, weights, config.image_size)
+    plan(config)  # a bad plan fails before any data is read, too
+    return names, weights
+
+
 def run(config: BackboneComparisonConfig) -> BackboneComparisonResult:
     """Train every backbone with the same data and plan, compare them, write the report.
 
@@ -156,26 +212,11 @@ def run(config: BackboneComparisonConfig) -> BackboneComparisonResult:
     from keras_species.evaluation.evaluate import evaluate_and_report
     from keras_species.training.distribute import get_strategy, scale_batch
     from keras_species.training.plan import train
-    from keras_species.training.transfer import build_transfer_model, transfer_phases
+    from keras_species.training.transfer import build_transfer_model
 
     started = time.perf_counter()
-    names = backbone_names(config.backbones)
-    weights = weights_setting(config.weights)
-    if weights not in (None, "imagenet") and len(names) > 1:
-        raise ValueError("--weights FILE fits one backbone only; use imagenet or none to compare")
-    for name in names:  # offline ImageNet or a missing file fails here, before any training
-        check_weights(name, weights, config.image_size)
-
-    def plan(c: BackboneComparisonConfig) -> list:
-        return transfer_phases(
-            head_epochs=c.head_epochs, fine_tune_epochs=c.fine_tune_epochs,
-            head_learning_rate=c.head_learning_rate, fine_tune_learning_rate=c.fine_tune_learning_rate,
-            optimizer=c.optimizer, unfreeze=c.unfreeze, unfreeze_n=c.unfreeze_n,
-            train_batchnorm=c.train_batchnorm, monitor=monitor_setting(c.monitor),
-        )
-
-    plan(config)  # a bad plan fails before any data is read, too
-    run_folder, config = start_run(RECIPE, config)
+    # backbones and weights of the settings in force: a resumed run's stored ones
+    run_folder, config, (names, weights) = open_run(RECIPE, config, checked_backbones)
     prepared = prepare_data(
         config.data, load_options=config.load_options(), split=config.split, ratios=config.ratios,
         seed=config.seed, audit=config.audit, audit_dir=run_folder.path / "audit",

@@ -38,8 +38,8 @@ from keras_species.recipe import (
     SourceSettings,
     check_weights,
     data_section,
+    open_run,
     recipe_main,
-    start_run,
     weights_setting,
 )
 
@@ -220,6 +220,37 @@ def check_classifier_params(names: Sequence[str], params: Any, *, seed: int = 0)
             pass  # depends on the data: the real fit decides
 
 
+def checked_classifiers(config: FeatureClassifiersConfig) -> tuple[list[str], str | None]:
+    """The classifiers of ``config`` and the backbone's weights, checked before any feature is
+    extracted: the settings (``config.check()``: ``--classifiers``, ``--classifier-params``),
+    then the weights (offline ImageNet or a missing file fails here).
+
+    ``run`` calls it on the settings in force (:func:`~keras_species.recipe.open_run`): a
+    resumed run's stored ones, so ``--resume`` alone fits the run's own classifiers on its own
+    backbone's features.
+
+    Args:
+        config: the settings.
+
+    Returns:
+        ``(classifier keys, weights as the registry takes them)``.
+
+    Raises:
+        SettingError, ValueError: a bad setting or classifier name.
+        WeightsUnavailableError: the weights cannot be had.
+
+    Example:
+        >>> checked_classifiers(FeatureClassifiersConfig(backbone="resnet18", weights="none",
+        ...                                              classifiers=("logreg,svc",)))
+        (['logreg', 'svc'], None)
+    """
+    config.check()  # a resumed run: its run-control settings (the stored ones were checked)
+    names = classifier_names(config.classifiers)
+    weights = weights_setting(config.weights)
+    check_weights(config.backbone, weights, config.image_size)  # offline ImageNet fails now
+    return names, weights
+
+
 def _probs(estimator: Any, features, num_classes: int):
     """``predict_proba`` placed in all ``num_classes`` columns (a class absent from the training
     rows has no column of its own in scikit-learn)."""
@@ -293,11 +324,8 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
     from keras_species.training.features import extract_features
 
     started = time.perf_counter()
-    config.check()  # bad --classifiers / --classifier-params stop here (start_run checks again)
-    names = classifier_names(config.classifiers)
-    weights = weights_setting(config.weights)
-    check_weights(config.backbone, weights, config.image_size)  # offline ImageNet fails now
-    run_folder, config = start_run(RECIPE, config)
+    # of the settings in force: a resumed run's stored ones (its classifiers, backbone, weights)
+    run_folder, config, (names, weights) = open_run(RECIPE, config, checked_classifiers)
     prepared = prepare_data(
         config.data, load_options=config.load_options(), split=config.split, ratios=config.ratios,
         seed=config.seed, audit=config.audit, audit_dir=run_folder.path / "audit",

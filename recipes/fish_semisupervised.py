@@ -66,8 +66,8 @@ from keras_species.recipe import (
     check_weights,
     data_section,
     load_best_model,
+    open_run,
     recipe_main,
-    start_run,
     weights_setting,
 )
 
@@ -283,6 +283,58 @@ def _pool(config: FishSemiSupervisedConfig) -> Pool:
                      unlabelled_options=unlabelled_options, seed=config.seed)
 
 
+@dataclass
+class Plan:
+    """What a run works out from its settings before any training (:func:`checked_plan`).
+
+    Attributes:
+        stages: the models to train (:func:`stage_list`).
+        backbones: model number → backbone (models 1, 3 and 4).
+        weights: the backbones' weights as the registry takes them.
+        parts: the labelled set and the unlabelled pool (``semi_supervised.Pool``).
+    """
+
+    stages: list[int]
+    backbones: dict[int, str]
+    weights: str | None
+    parts: Pool
+
+
+def checked_plan(config: FishSemiSupervisedConfig) -> Plan:
+    """The stages, backbones and weights of ``config``, checked, and its labelled set and pool.
+
+    Checks, in this order: the stages, the weights of each backbone a stage trains (offline
+    ImageNet or a missing file fails here), the settings (``config.check()``), then
+    ``--labelled`` is read once (no label at all, or no pool, stops here). ``run`` calls it on
+    the settings in force (:func:`~keras_species.recipe.open_run`): a new run's before its run
+    folder is made, a resumed run's stored ones, so ``--resume`` alone trains the run's own
+    models with its own weights on the same pool.
+
+    Args:
+        config: the settings.
+
+    Returns:
+        The :class:`Plan`.
+
+    Raises:
+        ValueError: a stage outside 1–4; SettingError: a bad setting or no pool;
+        WeightsUnavailableError: the weights cannot be had.
+
+    Example:
+        >>> checked_plan(FishSemiSupervisedConfig(stages="2", weights="none")).stages  # doctest: +SKIP
+        [2]
+    """
+    stages = stage_list(config.stages)
+    backbones = {1: config.model1_backbone, 3: config.model3_backbone, 4: config.model4_backbone}
+    weights = weights_setting(config.weights)
+    for s in stages:
+        if s in backbones:
+            check_weights(backbones[s], weights, config.image_size)
+    config.check()  # a resumed run: its run-control settings (the stored ones were checked)
+    # --labelled is read once, before the run folder: no label at all stops here
+    return Plan(stages, backbones, weights, _pool(config))
+
+
 def run(config: FishSemiSupervisedConfig | None = None) -> FishSemiSupervisedResult:
     """Train the models of ``config.stages`` and write the comparison report.
 
@@ -323,19 +375,10 @@ def run(config: FishSemiSupervisedConfig | None = None) -> FishSemiSupervisedRes
 
     config = config or FishSemiSupervisedConfig()
     started = time.perf_counter()
-    stages = stage_list(config.stages)
-    backbones = {1: config.model1_backbone, 3: config.model3_backbone, 4: config.model4_backbone}
-    weights = weights_setting(config.weights)
-    for s in stages:
-        if s in backbones:
-            check_weights(backbones[s], weights, config.image_size)
-    if not config.resume:  # --labelled is read once, before the run folder: no label at all stops here
-        config.check()
-        parts = _pool(config)
-    run_folder, config = start_run(RECIPE, config)
+    # of the settings in force: a resumed run's stored ones make the same models and pool again
+    run_folder, config, plan = open_run(RECIPE, config, checked_plan)
     root = run_folder.path
-    if config.resume:  # the stored settings make the same pool again
-        parts = _pool(config)
+    stages, backbones, weights, parts = plan.stages, plan.backbones, plan.weights, plan.parts
 
     pool, truth = parts.pool, parts.truth
     prepared = prepare_data(parts.labelled, split="systematic", seed=config.seed,
@@ -497,8 +540,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                        description=__doc__.splitlines()[0])
 
 
-__all__ = ["RECIPE", "FishSemiSupervisedConfig", "FishSemiSupervisedResult", "stage_list",
-           "hide_fraction", "reading_options", "run", "main"]
+__all__ = ["RECIPE", "FishSemiSupervisedConfig", "FishSemiSupervisedResult", "Plan", "stage_list",
+           "hide_fraction", "reading_options", "checked_plan", "run", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -46,8 +46,8 @@ from keras_species.recipe import (
     check_weights,
     data_section,
     load_best_model,
+    open_run,
     recipe_main,
-    start_run,
     weights_setting,
 )
 
@@ -137,6 +137,46 @@ def _names(text: str, allowed: Sequence[str], flag: str) -> list[str]:
     return [a for a in allowed if a in parts]
 
 
+def checked_models(config: INaturalistVGG16Config) -> tuple[list[str], list[str], str | None]:
+    """The VGG16 stages and scratch CNNs of ``config`` and VGG16's weights, checked before any
+    data is read: ``--data`` is given, the names are known, something is to run, and VGG16's
+    weights can be had when a stage uses them (offline ImageNet fails here).
+
+    ``run`` calls it on the settings in force (:func:`~keras_species.recipe.open_run`): a
+    resumed run's stored ones, so ``--resume`` alone continues the run's own models on its own
+    data.
+
+    Args:
+        config: the settings.
+
+    Returns:
+        ``(stages, scratch CNNs, weights)``; stage ``b`` is added when ``c`` (which starts
+        from it) is asked for.
+
+    Raises:
+        ManifestError: no ``--data``. ValueError: an unknown stage or scratch CNN, or nothing
+        to run. WeightsUnavailableError: VGG16's weights cannot be had.
+
+    Example:
+        >>> checked_models(INaturalistVGG16Config(data="inat.json", stages="c", weights="none"))
+        (['b', 'c'], [], None)
+    """
+    from keras_species.data.manifest import ManifestError
+
+    if not config.data:
+        raise ManifestError("--data is required: an iNaturalist/COCO JSON or a folder of class folders")
+    stages = _names(config.stages, STAGES, "--stages")
+    if "c" in stages and "b" not in stages:
+        stages = _names("b," + ",".join(stages), STAGES, "--stages")  # (c) starts from (b)
+    scratch = _names(config.scratch, SCRATCH, "--scratch")
+    if not stages and not scratch:
+        raise ValueError("nothing to run: give --stages and/or --scratch")
+    weights = weights_setting(config.weights)
+    if stages:
+        check_weights("vgg16", weights, config.image_size)
+    return stages, scratch, weights
+
+
 def run(config: INaturalistVGG16Config | None = None) -> INaturalistResult:
     """Run R5's stages (and scratch CNNs), compare them on the test split, write the report.
 
@@ -159,7 +199,6 @@ def run(config: INaturalistVGG16Config | None = None) -> INaturalistResult:
     """
     import keras
 
-    from keras_species.data.manifest import ManifestError
     from keras_species.data.prepare import build_datasets, prepare_data
     from keras_species.evaluation import plots
     from keras_species.evaluation.compare import compare_models, comparison_table
@@ -174,18 +213,8 @@ def run(config: INaturalistVGG16Config | None = None) -> INaturalistResult:
 
     config = config or INaturalistVGG16Config()
     started = time.perf_counter()
-    if not config.data:
-        raise ManifestError("--data is required: an iNaturalist/COCO JSON or a folder of class folders")
-    stages = _names(config.stages, STAGES, "--stages")
-    if "c" in stages and "b" not in stages:
-        stages = _names("b," + ",".join(stages), STAGES, "--stages")  # (c) starts from (b)
-    scratch = _names(config.scratch, SCRATCH, "--scratch")
-    if not stages and not scratch:
-        raise ValueError("nothing to run: give --stages and/or --scratch")
-    weights = weights_setting(config.weights)
-    if stages:
-        check_weights("vgg16", weights, config.image_size)
-    run_folder, config = start_run(RECIPE, config)
+    # of the settings in force: a resumed run's stored ones (its data, stages and weights)
+    run_folder, config, (stages, scratch, weights) = open_run(RECIPE, config, checked_models)
     root = run_folder.path
 
     top = config.top_classes_count if config.top_classes_count else config.top_classes
@@ -330,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        description=__doc__.splitlines()[0])
 
 
-__all__ = ["RECIPE", "INaturalistVGG16Config", "INaturalistResult", "run", "main"]
+__all__ = ["RECIPE", "INaturalistVGG16Config", "INaturalistResult", "checked_models", "run", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

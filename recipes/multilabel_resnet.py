@@ -42,8 +42,8 @@ from keras_species.recipe import (
     check_weights,
     data_section,
     load_best_model,
+    open_run,
     recipe_main,
-    start_run,
     weights_setting,
 )
 
@@ -175,6 +175,38 @@ def _row(name: str, thr, val: dict | None, test: dict) -> dict:
     }
 
 
+def checked_weights(config: MultilabelResNetConfig) -> str | None:
+    """The checks made before any work, on the settings in force (:func:`open_run`): ``--data``
+    given, known ``--sanity`` checks, and the weights of the backbone at hand.
+
+    Args:
+        config: the settings (a resumed run's stored ones).
+
+    Returns:
+        The weights setting (``weights_setting(config.weights)``).
+
+    Raises:
+        ManifestError: no ``--data``. ValueError: an unknown sanity check.
+        WeightsUnavailableError: the weights cannot be had (offline ImageNet weights).
+
+    Example:
+        >>> checked_weights(MultilabelResNetConfig(data="labels.csv", weights="none")) is None
+        True
+    """
+    from keras_species.data.manifest import ManifestError
+
+    if not config.data:
+        raise ManifestError(
+            "--data is required: a multi-label CSV (e.g. ../shared/data/aquarium_multilabel/"
+            "labels.csv), a COCO JSON or a saved multi-label manifest")
+    bad = [s for s in config.sanity if s not in SANITY_CHECKS]
+    if bad:
+        raise ValueError(f"--sanity {bad}: choose among {', '.join(SANITY_CHECKS)}")
+    weights = weights_setting(config.weights)
+    check_weights(config.backbone, weights, config.image_size)
+    return weights
+
+
 def run(config: MultilabelResNetConfig | None = None) -> MultilabelResult:
     """Train, tune the thresholds on validation, score test, save the thresholds with the model.
 
@@ -195,7 +227,6 @@ def run(config: MultilabelResNetConfig | None = None) -> MultilabelResult:
     """
     import numpy as np
 
-    from keras_species.data.manifest import ManifestError
     from keras_species.data.prepare import build_datasets, prepare_data
     from keras_species.evaluation import thresholds as thr_mod
     from keras_species.evaluation.compare import comparison_table
@@ -211,16 +242,8 @@ def run(config: MultilabelResNetConfig | None = None) -> MultilabelResult:
 
     config = config or MultilabelResNetConfig()
     started = time.perf_counter()
-    if not config.data:
-        raise ManifestError(
-            "--data is required: a multi-label CSV (e.g. ../shared/data/aquarium_multilabel/"
-            "labels.csv), a COCO JSON or a saved multi-label manifest")
-    bad = [s for s in config.sanity if s not in SANITY_CHECKS]
-    if bad:
-        raise ValueError(f"--sanity {bad}: choose among {', '.join(SANITY_CHECKS)}")
-    weights = weights_setting(config.weights)
-    check_weights(config.backbone, weights, config.image_size)
-    run_folder, config = start_run(RECIPE, config)
+    # checked on the settings in force: a resumed run's stored ones (its --data, its weights)
+    run_folder, config, weights = open_run(RECIPE, config, checked_weights)
     root = run_folder.path
 
     prepared = prepare_data(

@@ -41,8 +41,8 @@ from keras_species.recipe import (
     SourceSettings,
     data_section,
     monitor_setting,
+    open_run,
     recipe_main,
-    start_run,
 )
 
 RECIPE = "scratch_cnn"
@@ -226,9 +226,9 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
     from keras_species.training.precision import precision_policy
 
     started = time.perf_counter()
-    variants(config)  # a bad --arch or flag fails before any data is read
-    run_folder, config = start_run(RECIPE, config)
-    grid = variants(config)  # of the config in force (a resumed run's stored one)
+    # a bad --arch or flag fails before any data is read; of the settings in force (a resumed
+    # run's stored ones)
+    run_folder, config, grid = open_run(RECIPE, config, variants)
     split_file = run_folder.path / "split.csv"
     prepared = prepare_data(
         config.data, load_options=config.load_options(), split=config.split, ratios=config.ratios,

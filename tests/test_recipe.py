@@ -787,3 +787,71 @@ def test_a_recipe_parses_its_csv_data_once_and_warns_once(tmp_path, monkeypatch,
     reasons = {Path(r["path"]).name: r["reason"] for r in side["not_read"]}
     assert "does not exist" in reasons.pop("gone.png")
     assert len(reasons) == 3 and all("has no label" in r for r in reasons.values())
+
+
+# ------------------------------------------------------------------ open_run, starting over
+def test_open_run_resolves_the_settings_in_force(tmp_path):
+    from keras_species.recipe import SettingError, open_run
+
+    seen = []
+
+    def backbones(config):
+        seen.append((config.backbone, config.image_size, (tmp_path / "toy" / "a").exists()))
+        if config.backbone == "bad":
+            raise SettingError("--backbone bad")
+        return [config.backbone]
+
+    # a new run: resolved from the given settings before its folder is made
+    run, _, names = open_run("toy", ToyConfig(out=tmp_path, name="a", backbone="vgg16",
+                                              image_size=32), backbones)
+    assert names == ["vgg16"] and seen == [("vgg16", 32, False)]
+    # a resume: from the run's stored settings, not the command line's defaults
+    run, config, names = open_run("toy", ToyConfig(out=tmp_path, name="a", resume=True), backbones)
+    assert names == ["vgg16"] and config.image_size == 32 and seen[-1] == ("vgg16", 32, True)
+    assert len(seen) == 2  # once per run
+    # a resumed run whose stored settings fail is left as it was: not marked failed
+    stored = json.loads(run.config_path.read_text())
+    stored["config"]["backbone"] = "bad"
+    run.config_path.write_text(json.dumps(stored))
+    before = run.config_path.read_text()
+
+    def resumed(config):
+        open_run("toy", config, backbones)
+
+    assert recipe_main(ToyConfig, resumed, ["--resume", "--out", str(tmp_path), "--name", "a"]) == 2
+    assert not run.failure_path.exists() and run.config_path.read_text() == before
+
+
+def test_starting_a_run_over_leaves_nothing_of_the_old_one(tmp_path):
+    # --overwrite used to keep the old state.json (listed 'not evaluated'), best.keras,
+    # history.csv and the model subfolders (a later --resume skipped training them)
+    from keras_species.training.callbacks import write_history
+
+    run, _ = start_run("toy", ToyConfig(out=tmp_path, name="a"))
+    rows = [{"epoch": 1, "phase": "head", "loss": 1.0}]
+    for folder in (run.path, run.path / "resnet18", run.path / "model4" / "phase1"):
+        folder.mkdir(parents=True, exist_ok=True)
+        write_history(folder / "history.csv", rows)
+        (folder / "best.keras").write_bytes(b"model")
+        (folder / "state.json").write_text('{"finished": true}')
+    (run.path / "model4" / "report.md").write_text("# model 4\n")
+    (run.path / "comparison.csv").write_text("model\n")
+    (run.path / "plots" / "accuracy_vs_loss.png").write_bytes(b"png")
+    (run.path / "notes.txt").write_text("mine")  # the user's: they stay
+    (run.path / "plots" / "notes.txt").write_text("mine")
+    assert list_runs(tmp_path)[0]["status"] == "not evaluated"
+
+    run, _ = start_run("toy", ToyConfig(out=tmp_path, name="a", overwrite=True))
+    left = sorted(p.relative_to(run.path).as_posix() for p in run.path.rglob("*"))
+    assert left == ["config.json", "notes.txt", "plots", "plots/notes.txt"]
+    assert list_runs(tmp_path)[0]["status"] == "new"
+
+
+def test_ctrl_c_hint_quotes_what_a_shell_would_split(tmp_path, capsys):
+    def interrupted(config):
+        start_run("toy", config)
+        raise KeyboardInterrupt
+
+    out = tmp_path / "my runs"
+    assert recipe_main(ToyConfig, interrupted, ["--out", str(out), "--name", "t 1"], prog="toy") == 130
+    assert capsys.readouterr().err.endswith(f"continue with --resume --out '{out}' --name 't 1'\n")

@@ -57,6 +57,13 @@ CHECKPOINTS = "checkpoints"
 FAILURE = "failed.json"
 AUDIT = "audit"
 
+RUN_RESULT_FILES = (
+    "split.csv", "split.prepared.json", METRICS, PREDICTIONS, REPORT, "comparison.csv",
+    "pseudo_labels.csv", "classifier.joblib",
+)
+"""The files of a run folder that hold its split and results (besides its training files and
+model subfolders), removed when a run is started over in it (:meth:`RunFolder.start_over`)."""
+
 NOT_MODEL_FOLDERS = frozenset({BACKUP, CHECKPOINTS, TENSORBOARD, PLOTS, AUDIT})
 """Subfolders of a run folder that hold no model of its own (:meth:`RunFolder.model_folders`
 does not look into them)."""
@@ -536,6 +543,38 @@ class RunFolder:
         for name in (BACKUP, CHECKPOINTS, TENSORBOARD):
             shutil.rmtree(self.path / name, ignore_errors=True)
 
+    def start_over(self) -> None:
+        """Remove what an earlier run in this folder wrote, for a run started over in it
+        (``--overwrite``, or a failed run started again): its training files
+        (:meth:`reset_training`), its split and results (:data:`RUN_RESULT_FILES`), the figures
+        of ``plots/`` (``*.png``) and every model subfolder of a multi-model recipe
+        (:meth:`model_folders` that hold a training record: ``history.csv``, ``state.json`` or
+        ``best.keras``), each with the folder of the run folder that holds it (``r2_cnn/`` of
+        ``r2_cnn/fold0/``, ``model4/`` of ``model4/phase1/``: its joined ``history.csv`` and
+        reports go too).
+
+        Without it a run started over kept the old run's ``state.json`` (listed ``not
+        evaluated``) and finished models (a later ``--resume`` skipped training them). Files
+        and folders no recipe writes stay, and so do folders holding only models saved whole
+        (``model.keras``; they may be a user's exports): ``config.json`` is the caller's.
+
+        Example:
+            >>> RunFolder("runs/backbone_comparison/demo").start_over()  # doctest: +SKIP
+        """
+        tops = {
+            self.path / Path(entry["folder"]).parts[0] for entry in self.model_folders()
+            if any((self.path / entry["folder"] / name).is_file()
+                   for name in (HISTORY, STATE, BEST_MODEL))
+        }
+        for top in sorted(tops):
+            shutil.rmtree(top, ignore_errors=True)
+        self.reset_training()
+        for name in RUN_RESULT_FILES:
+            (self.path / name).unlink(missing_ok=True)
+        if self.plots_dir.is_dir():
+            for figure in self.plots_dir.glob("*.png"):
+                figure.unlink(missing_ok=True)
+
     def model_folders(self) -> list[dict]:
         """The models that a multi-model recipe trains in subfolders of this run folder.
 
@@ -886,8 +925,8 @@ def format_runs(rows: list[dict]) -> str:
     multi = [r for r in rows if r.get("status") == "stopped" and r.get("models")]
     if multi:
         lines += ["", "stopped runs that train their models in subfolders (the run folder's own "
-                  "files are written once all have trained; --config gives the recipe the run's "
-                  "settings):"]
+                  "files are written once all have trained; --resume continues with the run's "
+                  "stored settings):"]
         for r in multi:
             lines.append(f"  {_row_id(r)}: {_models_line(r['models'])}")
             lines.append(f"    continue: {_resume_hint(r)}")
@@ -916,12 +955,9 @@ def _resume_hint(row: dict) -> str:
     --name <folder>``.
 
     A recipe's run folder is ``<out>/<recipe>/<name>``, so ``--out`` and ``--name`` are read
-    from the row's ``path`` (quoted for a shell when needed). A run with model folders (a
-    multi-model recipe) gets ``--config <run folder>/config.json`` too: ``backbone_comparison``,
-    ``fish_semisupervised`` and ``inaturalist_vgg16`` read their models, weights, stages (and
-    ``--data``) from the command line before ``--resume`` opens the run and reads its stored
-    settings, so without it their defaults are checked (ImageNet weights offline: an error;
-    no ``--data``: an error) and trained instead of the run's own.
+    from the row's ``path`` (quoted for a shell when needed). No other flag is needed: a resumed
+    run takes every setting (models, weights, stages, data) from its ``config.json``, in every
+    recipe (those that train several models too).
 
     Args:
         row: a ``list_runs`` row.
@@ -932,20 +968,16 @@ def _resume_hint(row: dict) -> str:
     Example:
         >>> _resume_hint({"recipe": "quickstart", "path": "runs/quickstart/demo"})
         'python -m recipes.quickstart --resume --out runs --name demo'
-        >>> _resume_hint({"recipe": "scratch_cnn", "path": "runs/scratch_cnn/cv",
+        >>> _resume_hint({"recipe": "scratch_cnn", "path": "runs/scratch_cnn/my cv",
         ...               "models": [{"folder": "r2_cnn/fold0", "status": "stopped", "epochs": 2}]})
-        'python -m recipes.scratch_cnn --config runs/scratch_cnn/cv/config.json --resume --out runs --name cv'
+        "python -m recipes.scratch_cnn --resume --out runs --name 'my cv'"
     """
     path = Path(str(row.get("path") or ""))
     if path.parts:
         flags = f"--out {shlex.quote(str(path.parent.parent))} --name {shlex.quote(path.name)}"
-        if row.get("models"):
-            flags = f"--config {shlex.quote(str(path / CONFIG))} --resume {flags}"
-        else:
-            flags = f"--resume {flags}"
     else:  # a row made by hand, without its folder
-        flags = f"--resume --name {shlex.quote(str(row.get('name')))}"
-    return f"python -m recipes.{row.get('recipe')} {flags}"
+        flags = f"--name {shlex.quote(str(row.get('name')))}"
+    return f"python -m recipes.{row.get('recipe')} --resume {flags}"
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

@@ -84,3 +84,29 @@ def test_two_backbones_one_table(tmp_path):
                  "Confusion matrix", "Confident mistakes",
                  "[resnet18](resnet18/report.md)"):
         assert text in report, text
+
+
+class _Stop(Exception):
+    """Raised where a test stops the run: once its settings are resolved, before any data."""
+
+
+def test_a_bare_resume_compares_the_runs_own_backbones(tmp_path, monkeypatch):
+    # --resume --out --name alone: the stored backbones and weights are checked and trained,
+    # not the defaults (before: vgg16, ..., densenet121 with ImageNet, offline an error)
+    from keras_species.data import prepare
+    from keras_species.recipe import start_run
+
+    stored = BackboneComparisonConfig(out=tmp_path, name="x", backbones=("resnet18",),
+                                      weights="none", image_size=32, audit=False)
+    start_run("backbone_comparison", stored)
+    checked = []
+    monkeypatch.setattr(backbone_comparison, "check_weights",
+                        lambda *args: checked.append(args))
+
+    def stop(*args, **kwargs):
+        raise _Stop
+
+    monkeypatch.setattr(prepare, "prepare_data", stop)
+    with pytest.raises(_Stop):
+        run(BackboneComparisonConfig(out=tmp_path, name="x", resume=True))
+    assert checked == [("resnet18", None, 32)]

@@ -140,3 +140,31 @@ def test_a_class_with_one_image_runs_every_classifier_with_a_warning(tmp_path, c
     assert metrics["fit_warnings"]["svc"][0].startswith(message)
     report = (run_dir / "report.md").read_text()
     assert "Classifier warnings" in report and message in report
+
+
+class _Stop(Exception):
+    """Raised where a test stops the run: once its settings are resolved, before any data."""
+
+
+def test_a_bare_resume_uses_the_runs_own_backbone_and_weights(tmp_path, monkeypatch):
+    # --resume --out --name alone: the stored backbone's weights are checked, not densenet121's
+    # ImageNet weights (offline an error); the stored classifiers run
+    from keras_species.data import prepare
+    from keras_species.recipe import start_run
+
+    start_run("feature_classifiers", FeatureClassifiersConfig(
+        out=tmp_path, name="x", backbone="resnet18", weights="none", image_size=32,
+        classifiers=("logreg",)))
+    checked = []
+    monkeypatch.setattr(feature_classifiers, "check_weights", lambda *args: checked.append(args))
+
+    def stop(*args, **kwargs):
+        raise _Stop
+
+    monkeypatch.setattr(prepare, "prepare_data", stop)
+    with pytest.raises(_Stop):
+        run(FeatureClassifiersConfig(out=tmp_path, name="x", resume=True))
+    assert checked == [("resnet18", None, 32)]
+    resumed = FeatureClassifiersConfig(out=tmp_path, name="x", resume=True)
+    assert feature_classifiers.open_run("feature_classifiers", resumed,
+                                        feature_classifiers.checked_classifiers)[2] == (["logreg"], None)

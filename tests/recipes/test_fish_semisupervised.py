@@ -118,3 +118,32 @@ def test_all_four_models(tmp_path):
     report = result.report_path.read_text()
     for name in ("model1", "model2", "model3", "model4"):
         assert f"{name}/report.md" in report
+
+
+class _Stop(Exception):
+    """Raised where a test stops the run: once its settings are resolved, before any data."""
+
+
+def test_a_bare_resume_trains_the_runs_own_stages_and_backbones(tmp_path, monkeypatch):
+    # --resume --out --name alone: the stored stages and weights are checked (before: the
+    # default stages 1-4 with ImageNet weights, offline an error) and the stored pool is made
+    from keras_species.data import prepare
+    from keras_species.recipe import start_run
+    from recipes import fish_semisupervised
+
+    start_run("fish_semisupervised", _config(tmp_path, stages="1", model1_backbone="mobilenet_v2"))
+    checked = []
+    monkeypatch.setattr(fish_semisupervised, "check_weights", lambda *args: checked.append(args))
+
+    def stop(*args, **kwargs):
+        raise _Stop
+
+    monkeypatch.setattr(prepare, "prepare_data", stop)
+    resumed = FishSemiSupervisedConfig(out=tmp_path / "runs", name="t", resume=True)
+    with pytest.raises(_Stop):
+        run(resumed)
+    assert checked == [("mobilenet_v2", None, 32)]
+    plan = fish_semisupervised.open_run("fish_semisupervised", resumed,
+                                        fish_semisupervised.checked_plan)[2]
+    assert plan.stages == [1] and plan.weights is None
+    assert len(plan.parts.pool) == 15  # --hide-labels 0.5 of the stored run, not the default 0.8

@@ -95,3 +95,37 @@ def test_stages_and_scratch_on_a_coco_json(tmp_path):
 def test_unknown_stage_is_refused(tmp_path):
     with pytest.raises(ValueError, match="choose among"):
         run(INaturalistVGG16Config(data="x.json", stages="a,z", out=tmp_path))
+
+
+class _Stop(Exception):
+    """Raised where a test stops the run: once its settings are resolved, before any data."""
+
+
+def test_a_bare_resume_continues_the_runs_own_data_and_stages(tmp_path, monkeypatch):
+    # --resume --out --name alone: the stored --data, stages and weights (before: "--data is
+    # required", and the default stages' ImageNet weights were checked)
+    from keras_species.data import prepare
+    from keras_species.recipe import start_run
+    from recipes import inaturalist_vgg16
+
+    data, _ = write_coco(tmp_path / "inat")
+    start_run("inaturalist_vgg16", INaturalistVGG16Config(
+        data=str(data), out=tmp_path / "runs", name="x", stages="c", weights="none",
+        image_size=32, scratch="deep"))
+    prepare.forget_read_ahead()  # the new run's labelled-data check kept its reading of the JSON
+    checked = []
+    monkeypatch.setattr(inaturalist_vgg16, "check_weights", lambda *args: checked.append(args))
+    seen = []
+
+    def stop(data, **kwargs):
+        seen.append(data)
+        raise _Stop
+
+    monkeypatch.setattr(prepare, "prepare_data", stop)
+    with pytest.raises(_Stop):
+        run(INaturalistVGG16Config(out=tmp_path / "runs", name="x", resume=True))
+    assert checked == [("vgg16", None, 32)] and seen == [str(data.absolute())]
+    resumed = INaturalistVGG16Config(out=tmp_path / "runs", name="x", resume=True)
+    _, _, derived = inaturalist_vgg16.open_run("inaturalist_vgg16", resumed,
+                                               inaturalist_vgg16.checked_models)
+    assert derived == (["b", "c"], ["deep"], None)

@@ -111,3 +111,30 @@ def test_iterative_stratification_without_a_split_column(tmp_path):
     assert {"train", "val", "test"} == set(splits)
     assert isinstance(result.metrics["thresholds"]["global"], float)
     assert any(r["model"] == "sanity: head only" for r in result.threshold_rows)
+
+
+class _Stop(Exception):
+    """Raised where a test stops the run: once its settings are resolved, before any data."""
+
+
+def test_a_bare_resume_continues_the_runs_own_data_and_weights(tmp_path, monkeypatch):
+    # --resume --out --name alone: the stored --data and weights (before: "--data is required")
+    from keras_species.data import prepare
+    from keras_species.recipe import start_run
+    from recipes import multilabel_resnet
+
+    data = write_multilabel_csv(tmp_path / "aq")
+    start_run("multilabel_resnet", _config(tmp_path, data=str(data), backbone="mobilenet_v2"))
+    prepare.forget_read_ahead()  # the new run's labelled-data check kept its reading of the CSV
+    checked = []
+    monkeypatch.setattr(multilabel_resnet, "check_weights", lambda *args: checked.append(args))
+    seen = []
+
+    def stop(data, **kwargs):
+        seen.append(data)
+        raise _Stop
+
+    monkeypatch.setattr(prepare, "prepare_data", stop)
+    with pytest.raises(_Stop):
+        run(MultilabelResNetConfig(out=tmp_path / "runs", name="t", resume=True))
+    assert checked == [("mobilenet_v2", None, 32)] and seen == [str(data.absolute())]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -685,11 +686,9 @@ def test_a_killed_backbone_comparison_is_stopped_not_new(tmp_path, capsys):
     assert head.split()[4:8] == ["status", "epochs", "models", "test"]
     assert "  stopped  5       1 trained, 1 stopped  -" in body
     footer = table.split("stopped runs that train their models in subfolders")[1].splitlines()[1:]
-    config = root / "backbone_comparison" / "bc" / "config.json"
-    assert footer == [
+    assert footer == [  # a bare --resume: the run's stored settings (no --config needed)
         "  backbone_comparison/bc: 1 trained (mobilenet_v2); stopped: resnet18 after 1 epoch",
-        f"    continue: python -m recipes.backbone_comparison --config {config} --resume "
-        f"--out {root} --name bc",
+        f"    continue: python -m recipes.backbone_comparison --resume --out {root} --name bc",
     ]
 
     from keras_species.cli import main
@@ -791,7 +790,9 @@ def test_a_state_left_by_a_run_started_over_is_not_not_evaluated(tmp_path):
     run.metrics_path.unlink()  # start_run removes metrics.json, not state.json
     (row,) = list_runs(root)
     assert row["status"] == "not evaluated"  # every model trained: only the evaluation is missing
-    assert "--config" in format_runs([row]).split("not evaluated runs")[1]
+    hint = format_runs([row]).split("not evaluated runs")[1]
+    assert f"python -m recipes.fish_semisupervised --resume --out {root} --name f" in hint
+    assert "--config" not in hint
     _model_folder(run.path / "model1", phases=(("train", 3),), epochs=1)  # trains again
     (row,) = list_runs(root)
     assert row["status"] == "stopped" and row["training_finished"] is False
@@ -824,3 +825,31 @@ def test_model_folders_skip_what_holds_no_model(tmp_path):
     assert run.model_folders() == [{"folder": "vgg16", "status": "stopped", "epochs": 1}]
     single = _stopped_run(tmp_path / "single")  # trains in the run folder itself
     assert single.model_folders() == []
+
+
+def test_start_over_removes_what_the_recipes_wrote_and_nothing_else(tmp_path):
+    # a run started over (--overwrite, a failed run started again) kept the old state.json and
+    # finished models: listed 'not evaluated', and a later --resume skipped training them
+    root = tmp_path / "runs"
+    run = _multi_run(root, "scratch_cnn", "cv")
+    _model_folder(run.path / "r2_cnn" / "fold0", phases=(("train", 2),))
+    (run.path / "r2_cnn" / "folds.csv").write_text("fold\n")
+    _model_folder(run.path / "model4" / "phase1", phases=(("phase1", 1),))
+    _model_folder(run.path / "model4" / "phase2", phases=(("phase2", 1),), epochs=0)
+    write_history(run.path / "model4" / "history.csv", [{"epoch": 1, "phase": "phase1"}])
+    _finish_top(run)
+    for name in ("predictions.csv", "report.md", "split.prepared.json", "comparison.csv",
+                 "pseudo_labels.csv", "plots/accuracy_vs_loss.png"):
+        (run.path / name).write_text("old")
+    mine = ["notes.md", "plots/sketch.svg", "export/model.keras", "audit/audit.json"]
+    for name in mine:
+        (run.path / name).parent.mkdir(exist_ok=True)
+        (run.path / name).write_text("kept")
+    assert list_runs(root)[0]["status"] == "done"
+
+    run.start_over()
+    files = sorted(p.relative_to(run.path).as_posix() for p in run.path.rglob("*") if p.is_file())
+    assert files == sorted(["config.json", *mine])  # models saved whole may be the user's
+    shutil.rmtree(run.path / "export")  # (listed as a trained model folder)
+    (row,) = list_runs(root)
+    assert row["status"] == "new" and row["models"] is None
