@@ -671,7 +671,9 @@ class RunFolder:
                 (default, or when the run folder is ``root`` itself: the folder's name).
 
         Returns:
-            A dict: run, path, recipe, date, name (the config's), backbone, settings, status
+            A dict: run, path, recipe, date, name (the config's), backbone (or backbones), weights
+            (``none`` for random initialisation; None when the recipe has no such setting), data
+            (the ``data`` or ``labelled`` setting, as stored), settings, status
             (``done``, ``failed``, ``not evaluated``, ``stopped``, ``new`` or ``unreadable``),
             training_finished (``state.json`` says the training finished), error (of a failed
             run), problem (of an unreadable one), epochs, models (:meth:`model_folders` of a
@@ -745,6 +747,8 @@ class RunFolder:
                 if isinstance(value, list):
                     value = "x".join(str(v) for v in value)
                 settings.append(f"{key}={value}")
+        data = conf.get("data") or conf.get("labelled")
+        backbones = conf.get("backbones")
         recipe = cfg.get("recipe")
         return {
             "run": self.run_id(root),
@@ -752,7 +756,10 @@ class RunFolder:
             "recipe": recipe if isinstance(recipe, str) and recipe else self.path.parent.name,
             "date": str(cfg.get("created") or ""),
             "name": cfg.get("name", self.path.name),
-            "backbone": conf.get("backbone") or conf.get("arch") or "",
+            "backbone": conf.get("backbone") or conf.get("arch") or (
+                ",".join(map(str, backbones)) if isinstance(backbones, list) else backbones or ""),
+            "weights": _weights_text(conf.get("weights")) if "weights" in conf else None,
+            "data": data if isinstance(data, str) else None,
             "settings": " ".join(settings),
             "status": status,
             "training_finished": trained,
@@ -866,10 +873,49 @@ def _models_line(models: list[dict]) -> str:
     return "; ".join(parts)
 
 
+def _weights_text(weights: Any) -> str:
+    """How the table shows a run's ``weights`` setting: ``none`` for random initialisation."""
+    return "none" if weights in (None, "", "none") else str(weights)
+
+
+def data_label(data: str | None) -> str:
+    """A short name for a run's data in the table: ``demo``, a folder's name, or a file with
+    its folder (``aquarium_multilabel/labels.csv``); the whole path is in ``--json``.
+
+    Args:
+        data: the ``data`` (or ``labelled``) setting of the run's ``config.json``.
+
+    Returns:
+        The label (``""`` without data).
+
+    Example:
+        >>> data_label("/data/aquarium_multilabel/labels.csv"), data_label("/data/fish/")
+        ('aquarium_multilabel/labels.csv', 'fish')
+    """
+    if not data:
+        return ""
+    path = Path(data)
+    if "://" in data or not path.suffix:
+        return path.name or data
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+
+
+def _differing_settings(rows: list[dict]) -> tuple[list[str], list[str]]:
+    """Each row's settings that are not the same in every row, and the ones that are (shown
+    once under the table): a setting missing from a row counts as different."""
+    parsed = [dict(item.split("=", 1) for item in str(r.get("settings") or "").split() if "=" in item)
+              for r in rows]
+    keys = [k for k in KEY_SETTINGS if any(k in p for p in parsed)]
+    same = [k for k in keys if len(rows) > 1 and all(p.get(k) == parsed[0].get(k) for p in parsed)]
+    cells = [" ".join(f"{k}={p[k]}" for k in keys if k in p and k not in same) for p in parsed]
+    return cells, [f"{k}={parsed[0][k]}" for k in same]
+
+
 def format_runs(rows: list[dict]) -> str:
-    """The runs as one plain-text table (recipe, date, run folder, backbone, status, epochs,
-    models (only when a row has model folders: :meth:`RunFolder.model_folders`), test
-    accuracy, micro-F1, top-5, settings), then the error of each failed run, the model folders
+    """The runs as one plain-text table (recipe, date, run folder, backbone, weights, data
+    (:func:`data_label`), status, epochs, models (only when a row has model folders:
+    :meth:`RunFolder.model_folders`), test accuracy, micro-F1, top-5, and the settings that are
+    not the same in every listed run; those that are follow the table on one line), then the error of each failed run, the model folders
     of each stopped multi-model run with the command that continues it, the flags that
     evaluate each ``not evaluated`` run, and the file that could not be read of each
     unreadable run, one line each (a failed run whose training finished gets a second line:
@@ -891,6 +937,8 @@ def format_runs(rows: list[dict]) -> str:
         ("date", "date"),
         ("run", "run"),
         ("backbone", "backbone"),
+        ("weights", "weights"),
+        ("data", "data"),
         ("status", "status"),
         ("epochs", "epochs"),
         *([("models", "models")] if any(row.get("models") for row in rows) else []),
@@ -900,7 +948,8 @@ def format_runs(rows: list[dict]) -> str:
         ("settings", "settings"),
     ]
     table = [[label for _, label in columns]]
-    for row in rows:
+    differing, same = _differing_settings(rows)
+    for row, settings in zip(rows, differing):
         cells = []
         for key, _ in columns:
             value = row.get(key)
@@ -908,11 +957,17 @@ def format_runs(rows: list[dict]) -> str:
                 value = str(value).replace("T", " ")[:16]
             elif key == "models":
                 value = _models_cell(value)
+            elif key == "data":
+                value = data_label(value) or None
+            elif key == "settings":
+                value = settings
             cells.append(_cell(value))
         table.append(cells)
     widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    if same:
+        lines += ["", "settings of every run listed: " + " ".join(same)]
     failed = [r for r in rows if r.get("error") and r.get("status") == "failed"]
     if failed:
         lines += ["", "failed runs (failed.json in the run folder):"]

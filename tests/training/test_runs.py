@@ -66,6 +66,30 @@ def _fake_run(root, recipe, name, created, test=None, finished=True, **cfg):
     return run
 
 
+def test_runs_are_told_apart_by_weights_data_and_the_settings_that_differ(tmp_path):
+    # two runs that differ in weights (and a third in data) used to show identical rows
+    root = tmp_path / "runs"
+    fish, aq = "/data/fish4knowledge23", "/data/aquarium_multilabel/labels.csv"
+    _fake_run(root, "quickstart", "a", "2025-01-01T09:00:00", {"accuracy": 0.49}, weights=None,
+              data=fish, image_size=32)
+    _fake_run(root, "quickstart", "b", "2025-01-02T09:00:00", {"accuracy": 0.63}, weights="imagenet",
+              data=fish, image_size=32)
+    _fake_run(root, "quickstart", "c", "2025-01-03T09:00:00", {"accuracy": 0.5}, weights="imagenet",
+              data=aq, image_size=64)
+    rows = list_runs(root)
+    assert [(r["weights"], r["data"]) for r in rows] == [("none", fish), ("imagenet", fish), ("imagenet", aq)]
+    table = format_runs(rows)
+    lines = table.split("\n\n")[0].splitlines()
+    assert lines[0].split()[3:6] == ["backbone", "weights", "data"]
+    for line, weights, data in zip(lines[2:], ("none", "imagenet", "imagenet"),
+                                   ("fish4knowledge23", "fish4knowledge23", "aquarium_multilabel/labels.csv")):
+        assert re.search(rf"  efficientnet_lite0  {weights} +{re.escape(data)}  +done ", line), line
+    assert [line.endswith(f"image_size={s}") for line, s in zip(lines[2:], (32, 32, 64))] == [True] * 3
+    assert "seed=" not in table.split("\n\n")[0]  # the same in every run: said once, below
+    assert "\nsettings of every run listed: " in table and "seed=0" in table.split("settings of every run")[1]
+    assert format_runs(rows[:1]).count("seed=0") == 1  # one run: its settings in its row
+
+
 def test_list_runs_table_and_cli(tmp_path, capsys):
     root = tmp_path / "runs"
     _fake_run(root, "convnext_transfer", "b", "2025-02-01T10:00:00",
@@ -122,7 +146,7 @@ def test_runs_are_told_apart_by_folder(tmp_path, capsys):
     from keras_species.cli import main
 
     assert main(["runs", str(root)]) == 0
-    body = capsys.readouterr().out.splitlines()[2:]
+    body = capsys.readouterr().out.split("\n\n")[0].splitlines()[2:]  # the table, not its notes
     assert [line.split()[3] for line in body] == ["quickstart/first", "quickstart/second"]
 
 
@@ -683,7 +707,7 @@ def test_a_killed_backbone_comparison_is_stopped_not_new(tmp_path, capsys):
 
     table = format_runs([row])
     head, _, body = table.splitlines()[:3]
-    assert head.split()[4:8] == ["status", "epochs", "models", "test"]
+    assert head.split()[4:10] == ["weights", "data", "status", "epochs", "models", "test"]
     assert "  stopped  5       1 trained, 1 stopped  -" in body
     footer = table.split("stopped runs that train their models in subfolders")[1].splitlines()[1:]
     assert footer == [  # a bare --resume: the run's stored settings (no --config needed)
