@@ -798,6 +798,21 @@ def _data(value: Any, config: Any) -> str | None:
     return None
 
 
+def _cache(value: Any, config: Any) -> str | None:
+    """``--cache``: memory, none, or a folder; a bare word that is neither (``memroy``) is a
+    typo far more often than a new folder (it would silently write a file cache there)."""
+    import difflib
+
+    if not isinstance(value, str) or value.strip().lower() in PATH_SETTINGS["cache"]:
+        return None
+    if "/" in value or os.sep in value or value.startswith(("~", ".")) or Path(value).is_dir():
+        return None
+    close = difflib.get_close_matches(value.strip().lower(), ["memory", "none"], n=1)
+    return (f"is not memory or none{f' (did you mean {close[0]}?)' if close else ''}, nor an "
+            f"existing folder: give memory, none, or the folder of a tf.data file cache as a path "
+            f"(a new one in this folder: ./{value})")
+
+
 def _out(value: Any, config: Any) -> str | None:
     from keras_species.data.sources import output_place_problem
 
@@ -869,6 +884,7 @@ SETTING_CHECKS: dict[str, Check] = {
     "pseudo_augment": _augment,
     "data": _data,
     "out": _out,
+    "cache": _cache,
     "drop": _drop_list,
     "class_weight": _class_weight,
 }

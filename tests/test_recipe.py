@@ -291,6 +291,10 @@ BAD_SETTINGS = [
     (["--drop", "no_such_list.txt"], "--drop no_such_list.txt: no such file: give a text file"),
     (["--class-weight", "no_such.json"], "--class-weight no_such.json: no such file: give balanced, "
                                          "none, or a JSON file"),
+    # a typo used to write a tf.data file cache into ./memroy without a word
+    (["--cache", "memroy"], "--cache memroy: is not memory or none (did you mean memory?), nor an "
+                            "existing folder: give memory, none, or the folder of a tf.data file "
+                            "cache as a path (a new one in this folder: ./memroy)"),
 ]
 
 
