@@ -213,3 +213,42 @@ def test_seed_everything_repeats_random_streams(monkeypatch):
     seed_everything(123, deterministic=True)
     b = (random.random(), np.random.rand(), float(keras.random.uniform(())))
     assert a == b and calls == [1]
+
+
+def test_an_unknown_flag_is_one_line_with_the_flags_it_may_mean(capsys):
+    # argparse printed the whole usage (dozens of flags) and no hint
+    import dataclasses
+
+    from keras_species.config import parse_config
+
+    @dataclasses.dataclass
+    class C:
+        head_epochs: int = 1
+        fine_tune_epochs: int = 1
+        image_size: int = 224
+
+    with pytest.raises(SystemExit) as stop:
+        parse_config(C, ["--epochs", "3"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.endswith(": error: unrecognized arguments: --epochs 3 (did you mean --head-epochs or "
+                        "--fine-tune-epochs?); see --help\n")
+    assert "usage:" not in err
+    with pytest.raises(SystemExit):
+        parse_config(C, ["--image-sise=32"])
+    assert "(did you mean --image-size?)" in capsys.readouterr().err
+
+
+def test_a_help_that_names_its_default_is_not_given_a_second_one():
+    import dataclasses
+
+    from keras_species.config import config_parser, flag_help
+
+    @dataclasses.dataclass
+    class C:
+        name: str | None = dataclasses.field(default=None, metadata=flag_help("run name (default: a timestamp)"))
+        seed: int = dataclasses.field(default=0, metadata=flag_help("random seed"))
+
+    text = " ".join(config_parser(C).format_help().split())
+    assert "run name (default: a timestamp) --seed" in text and "(default: null)" not in text
+    assert "random seed (default: 0)" in text
