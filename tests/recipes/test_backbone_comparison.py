@@ -10,6 +10,7 @@ import pytest
 from recipes import backbone_comparison
 from recipes.backbone_comparison import BackboneComparisonConfig, backbone_names, run
 from tests.conftest import write_image_folder
+from tests.recipes.conftest import StopRun
 
 CLASSES = ("cod", "eel", "ray", "gar", "ide", "koi")
 
@@ -86,11 +87,7 @@ def test_two_backbones_one_table(tmp_path):
         assert text in report, text
 
 
-class _Stop(Exception):
-    """Raised where a test stops the run: once its settings are resolved, before any data."""
-
-
-def test_a_bare_resume_compares_the_runs_own_backbones(tmp_path, monkeypatch):
+def test_a_bare_resume_compares_the_runs_own_backbones(tmp_path, monkeypatch, stop_at):
     # --resume --out --name alone: the stored backbones and weights are checked and trained,
     # not the defaults (before: vgg16, ..., densenet121 with ImageNet, offline an error)
     from keras_species.data import prepare
@@ -103,10 +100,7 @@ def test_a_bare_resume_compares_the_runs_own_backbones(tmp_path, monkeypatch):
     monkeypatch.setattr(backbone_comparison, "check_weights",
                         lambda *args: checked.append(args))
 
-    def stop(*args, **kwargs):
-        raise _Stop
-
-    monkeypatch.setattr(prepare, "prepare_data", stop)
-    with pytest.raises(_Stop):
+    stop_at(prepare, "prepare_data")
+    with pytest.raises(StopRun):
         run(BackboneComparisonConfig(out=tmp_path, name="x", resume=True))
     assert checked == [("resnet18", None, 32)]

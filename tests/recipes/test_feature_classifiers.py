@@ -11,6 +11,7 @@ import pytest
 from recipes import feature_classifiers
 from recipes.feature_classifiers import FeatureClassifiersConfig, classifier_names, run
 from tests.conftest import write_image_folder
+from tests.recipes.conftest import StopRun
 
 pytestmark = pytest.mark.usefixtures("eager_tf")  # tiny runs: eager beats tracing each model
 
@@ -142,11 +143,7 @@ def test_a_class_with_one_image_runs_every_classifier_with_a_warning(tmp_path, c
     assert "Classifier warnings" in report and message in report
 
 
-class _Stop(Exception):
-    """Raised where a test stops the run: once its settings are resolved, before any data."""
-
-
-def test_a_bare_resume_uses_the_runs_own_backbone_and_weights(tmp_path, monkeypatch):
+def test_a_bare_resume_uses_the_runs_own_backbone_and_weights(tmp_path, monkeypatch, stop_at):
     # --resume --out --name alone: the stored backbone's weights are checked, not densenet121's
     # ImageNet weights (offline an error); the stored classifiers run
     from keras_species.data import prepare
@@ -158,11 +155,8 @@ def test_a_bare_resume_uses_the_runs_own_backbone_and_weights(tmp_path, monkeypa
     checked = []
     monkeypatch.setattr(feature_classifiers, "check_weights", lambda *args: checked.append(args))
 
-    def stop(*args, **kwargs):
-        raise _Stop
-
-    monkeypatch.setattr(prepare, "prepare_data", stop)
-    with pytest.raises(_Stop):
+    stop_at(prepare, "prepare_data")
+    with pytest.raises(StopRun):
         run(FeatureClassifiersConfig(out=tmp_path, name="x", resume=True))
     assert checked == [("resnet18", None, 32)]
     resumed = FeatureClassifiersConfig(out=tmp_path, name="x", resume=True)

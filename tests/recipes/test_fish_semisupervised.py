@@ -12,6 +12,7 @@ import pytest
 
 from recipes.fish_semisupervised import FishSemiSupervisedConfig, run, stage_list
 from tests.conftest import write_image_folder
+from tests.recipes.conftest import StopRun
 
 pytestmark = pytest.mark.usefixtures("eager_tf")  # tiny runs: eager beats tracing each model
 
@@ -120,11 +121,7 @@ def test_all_four_models(tmp_path):
         assert f"{name}/report.md" in report
 
 
-class _Stop(Exception):
-    """Raised where a test stops the run: once its settings are resolved, before any data."""
-
-
-def test_a_bare_resume_trains_the_runs_own_stages_and_backbones(tmp_path, monkeypatch):
+def test_a_bare_resume_trains_the_runs_own_stages_and_backbones(tmp_path, monkeypatch, stop_at):
     # --resume --out --name alone: the stored stages and weights are checked (before: the
     # default stages 1-4 with ImageNet weights, offline an error) and the stored pool is made
     from keras_species.data import prepare
@@ -135,12 +132,9 @@ def test_a_bare_resume_trains_the_runs_own_stages_and_backbones(tmp_path, monkey
     checked = []
     monkeypatch.setattr(fish_semisupervised, "check_weights", lambda *args: checked.append(args))
 
-    def stop(*args, **kwargs):
-        raise _Stop
-
-    monkeypatch.setattr(prepare, "prepare_data", stop)
+    stop_at(prepare, "prepare_data")
     resumed = FishSemiSupervisedConfig(out=tmp_path / "runs", name="t", resume=True)
-    with pytest.raises(_Stop):
+    with pytest.raises(StopRun):
         run(resumed)
     assert checked == [("mobilenet_v2", None, 32)]
     plan = fish_semisupervised.open_run("fish_semisupervised", resumed,

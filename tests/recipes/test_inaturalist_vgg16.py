@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from recipes.inaturalist_vgg16 import INaturalistVGG16Config, run
+from tests.recipes.conftest import StopRun
 
 pytestmark = pytest.mark.usefixtures("eager_tf")  # tiny runs: eager beats tracing each model
 
@@ -97,11 +98,7 @@ def test_unknown_stage_is_refused(tmp_path):
         run(INaturalistVGG16Config(data="x.json", stages="a,z", out=tmp_path))
 
 
-class _Stop(Exception):
-    """Raised where a test stops the run: once its settings are resolved, before any data."""
-
-
-def test_a_bare_resume_continues_the_runs_own_data_and_stages(tmp_path, monkeypatch):
+def test_a_bare_resume_continues_the_runs_own_data_and_stages(tmp_path, monkeypatch, stop_at):
     # --resume --out --name alone: the stored --data, stages and weights (before: "--data is
     # required", and the default stages' ImageNet weights were checked)
     from keras_species.data import prepare
@@ -115,14 +112,8 @@ def test_a_bare_resume_continues_the_runs_own_data_and_stages(tmp_path, monkeypa
     prepare.forget_read_ahead()  # the new run's labelled-data check kept its reading of the JSON
     checked = []
     monkeypatch.setattr(inaturalist_vgg16, "check_weights", lambda *args: checked.append(args))
-    seen = []
-
-    def stop(data, **kwargs):
-        seen.append(data)
-        raise _Stop
-
-    monkeypatch.setattr(prepare, "prepare_data", stop)
-    with pytest.raises(_Stop):
+    seen = stop_at(prepare, "prepare_data")
+    with pytest.raises(StopRun):
         run(INaturalistVGG16Config(out=tmp_path / "runs", name="x", resume=True))
     assert checked == [("vgg16", None, 32)] and seen == [str(data.absolute())]
     resumed = INaturalistVGG16Config(out=tmp_path / "runs", name="x", resume=True)

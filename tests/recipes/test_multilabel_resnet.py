@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from recipes.multilabel_resnet import MultilabelResNetConfig, one_cycle_phase, run
+from tests.recipes.conftest import StopRun
 
 pytestmark = pytest.mark.usefixtures("eager_tf")  # tiny runs: eager beats tracing each model
 
@@ -113,11 +114,7 @@ def test_iterative_stratification_without_a_split_column(tmp_path):
     assert any(r["model"] == "sanity: head only" for r in result.threshold_rows)
 
 
-class _Stop(Exception):
-    """Raised where a test stops the run: once its settings are resolved, before any data."""
-
-
-def test_a_bare_resume_continues_the_runs_own_data_and_weights(tmp_path, monkeypatch):
+def test_a_bare_resume_continues_the_runs_own_data_and_weights(tmp_path, monkeypatch, stop_at):
     # --resume --out --name alone: the stored --data and weights (before: "--data is required")
     from keras_species.data import prepare
     from keras_species.recipe import start_run
@@ -128,13 +125,7 @@ def test_a_bare_resume_continues_the_runs_own_data_and_weights(tmp_path, monkeyp
     prepare.forget_read_ahead()  # the new run's labelled-data check kept its reading of the CSV
     checked = []
     monkeypatch.setattr(multilabel_resnet, "check_weights", lambda *args: checked.append(args))
-    seen = []
-
-    def stop(data, **kwargs):
-        seen.append(data)
-        raise _Stop
-
-    monkeypatch.setattr(prepare, "prepare_data", stop)
-    with pytest.raises(_Stop):
+    seen = stop_at(prepare, "prepare_data")
+    with pytest.raises(StopRun):
         run(MultilabelResNetConfig(out=tmp_path / "runs", name="t", resume=True))
     assert checked == [("mobilenet_v2", None, 32)] and seen == [str(data.absolute())]
