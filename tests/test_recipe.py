@@ -71,6 +71,13 @@ def test_check_weights_offline_imagenet_fails_at_once():
         check_weights("convnext_tiny", "imagenet", 224)
     assert time.perf_counter() - start < 10
     assert "convnext_tiny_notop.h5" in str(err.value) and "--weights" in str(err.value)
+    assert "or use --weights none (weights=None) to train from scratch" in str(err.value)
+
+
+def test_a_missing_weights_file_names_the_flag_for_random_weights(tmp_path):
+    with pytest.raises(WeightsUnavailableError, match=r"does not exist; check the path, or pass "
+                                                      r"--weights none \(weights=None\) for a random"):
+        check_weights("resnet18", str(tmp_path / "gone.weights.h5"), 32)
 
 
 def test_start_run_new_resume_latest_and_by_name(tmp_path):

@@ -153,7 +153,7 @@ def resolve_weights(
         if not path.is_file():
             raise WeightsUnavailableError(
                 f"weights file {str(path)!r} for {spec.name} does not exist; check the path, or "
-                "pass weights=None for a random initialisation"
+                "pass --weights none (weights=None) for a random initialisation"
             )
         return str(path)
     file = keras_weights_file(spec.name, size)
@@ -163,7 +163,7 @@ def resolve_weights(
         raise WeightsUnavailableError(
             f"{spec.name} has no 'imagenet' weights source ({spec.weights_origin or 'none'}); "
             "pass a local converted file instead, e.g. --weights /path/"
-            f"{spec.name}.weights.h5 (saved with backbone.save_weights), or weights=None"
+            f"{spec.name}.weights.h5 (saved with backbone.save_weights), or --weights none (weights=None)"
         )
     cache = keras_cache_dir()
     cached = cache / file.file_name
@@ -177,7 +177,7 @@ def resolve_weights(
             "Either download the file elsewhere and copy it to that cache path "
             "(set KERAS_HOME to use another cache folder), or pass it directly, e.g. "
             f"--weights /path/{file.file_name} (weights='/path/{file.file_name}'), "
-            "or use weights=None to train from scratch."
+            "or use --weights none (weights=None) to train from scratch."
         )
     return keras.utils.get_file(
         file.file_name,
