@@ -87,12 +87,12 @@ def groups_from_regex(paths: Sequence[str], regex: str) -> list[str]:
     try:
         pattern = re.compile(regex)
     except re.error as e:
-        raise ManifestError(f"group_regex {regex!r} is not a valid regular expression: {e}") from e
+        raise ManifestError(f"group_regex '{regex}' is not a valid regular expression: {e}") from e
     groups = []
     for p in paths:
         match = pattern.search(os.path.basename(p))
         groups.append((match.group(1) if pattern.groups else match.group(0)) if match else None)
-    return _own_groups_where_empty(groups, paths, f"group_regex {regex!r} matched no group in")
+    return _own_groups_where_empty(groups, paths, f"group_regex '{regex}' matched no group in")
 
 
 def _own_groups_where_empty(groups: Sequence[str | None], paths: Sequence[str], what: str) -> list[str]:
