@@ -232,12 +232,16 @@ def classify_file(path: str, max_pixels: int | None | bool = False) -> tuple[int
 
 
 def _classify_with_pil(path: str, size: int, limit: int | None) -> tuple[int, str]:
-    """The general check: PIL's header parse (every format PIL knows)."""
-    from PIL import Image
+    """The general check: PIL's header parse (every format PIL knows). The reasons of a bad file
+    are :func:`keras_species.data.images.read_image`'s, so that the audit, ``predict``, ``shard``
+    and training name it alike."""
+    from PIL import Image, UnidentifiedImageError
+
+    from keras_species.data.images import _describe_non_image, _too_big_message
 
     try:
         with open(path, "rb") as f:
-            head = f.read(32)
+            head = f.read(64)
             f.seek(max(0, size - 64))
             tail = f.read()
             f.seek(0)
@@ -252,13 +256,12 @@ def _classify_with_pil(path: str, size: int, limit: int | None) -> tuple[int, st
                         orientation = int(im.getexif().get(0x0112, 1) or 1)
                     except Exception:  # a broken EXIF block: PIL's reader decides later
                         orientation = 0
+    except UnidentifiedImageError:
+        return KIND_BAD, _describe_non_image(head)
     except Exception as e:  # noqa: BLE001 - any failure to open means "not a readable image"
-        text = str(e) or type(e).__name__
-        if "cannot identify image file" in text:
-            text = "not an image file (PIL cannot identify it)"
-        return KIND_BAD, text
+        return KIND_BAD, f"broken image header ({str(e) or type(e).__name__})"
     if limit is not None and width * height > limit:
-        return KIND_BAD, f"{width}x{height} pixels is above the decompression-bomb limit {limit}"
+        return KIND_BAD, _too_big_message(width, height, limit)[0]
     marker = _TAILS.get(fmt or "")
     if marker is not None and marker not in tail:
         return _full_check(path)

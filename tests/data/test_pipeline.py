@@ -531,3 +531,19 @@ def test_decompression_bomb_limit_in_the_check(tmp_path):
     assert classify_file(str(p))[0] == KIND_FAST
     kind, reason = classify_file(str(p), max_pixels=100)
     assert kind == KIND_BAD and "decompression-bomb" in reason
+
+
+def test_the_check_names_a_bad_file_as_read_image_does(tmp_path):
+    # shard and training (the check) and audit/predict (read_image) gave one file two reasons
+    from keras_species.data.images import ImageReadError, read_image
+
+    text = tmp_path / "fake.jpg"
+    text.write_text("garbage bytes\nmore\n")
+    cut = tmp_path / "cut.png"
+    solid(tmp_path / "whole.png", (1, 2, 3), size=(64, 64))
+    cut.write_bytes((tmp_path / "whole.png").read_bytes()[:30])  # cut inside the PNG header
+    for path in (text, cut):
+        with pytest.raises(ImageReadError) as err:
+            read_image(str(path))
+        assert classify_file(str(path)) == (KIND_BAD, err.value.reason), path
+    assert classify_file(str(text))[1] == "not an image: the file is text starting 'garbage bytes\\nmore\\n'"
