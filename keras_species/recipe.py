@@ -799,18 +799,19 @@ def _data(value: Any, config: Any) -> str | None:
 
 
 def _cache(value: Any, config: Any) -> str | None:
-    """``--cache``: memory, none, or a folder; a bare word that is neither (``memroy``) is a
-    typo far more often than a new folder (it would silently write a file cache there)."""
+    """``--cache``: memory, none, or a folder; a bare word close to memory or none (``memroy``)
+    is a typo, which used to write a file cache into a folder of that name without a word."""
     import difflib
 
     if not isinstance(value, str) or value.strip().lower() in PATH_SETTINGS["cache"]:
         return None
     if "/" in value or os.sep in value or value.startswith(("~", ".")) or Path(value).is_dir():
         return None
-    close = difflib.get_close_matches(value.strip().lower(), ["memory", "none"], n=1)
-    return (f"is not memory or none{f' (did you mean {close[0]}?)' if close else ''}, nor an "
-            f"existing folder: give memory, none, or the folder of a tf.data file cache as a path "
-            f"(a new one in this folder: ./{value})")
+    close = difflib.get_close_matches(value.strip().lower(), ["memory", "none"], n=1, cutoff=0.6)
+    if not close:
+        return None  # a new folder's name (cache_dir)
+    return (f"is not memory or none (did you mean {close[0]}?): give memory, none, or the folder "
+            f"of a tf.data file cache (a new one of that name: ./{value})")
 
 
 def _out(value: Any, config: Any) -> str | None:

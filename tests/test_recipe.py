@@ -299,9 +299,10 @@ BAD_SETTINGS = [
     (["--class-weight", "no_such.json"], "--class-weight no_such.json: no such file: give balanced, "
                                          "none, or a JSON file"),
     # a typo used to write a tf.data file cache into ./memroy without a word
-    (["--cache", "memroy"], "--cache memroy: is not memory or none (did you mean memory?), nor an "
-                            "existing folder: give memory, none, or the folder of a tf.data file "
-                            "cache as a path (a new one in this folder: ./memroy)"),
+    (["--cache", "memroy"], "--cache memroy: is not memory or none (did you mean memory?): give "
+                            "memory, none, or the folder of a tf.data file cache (a new one of "
+                            "that name: ./memroy)"),
+    (["--cache", "nnoe"], "--cache nnoe: is not memory or none (did you mean none?)"),
 ]
 
 
