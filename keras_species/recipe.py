@@ -510,6 +510,22 @@ SEMI_SUPERVISED_HINT = (
 """Where a user whose data mixes labelled and unlabelled images can use both."""
 
 
+def _check_given_split(m: Any, split: str) -> None:
+    """Before the run folder: the split column that ``prepare_data`` will take as it is
+    (``--split given``, or ``auto`` when every row has one) must name train/val/test, as
+    ``splits.given_split`` checks (a k-fold CSV of ``keras-species split --kfold`` does not)."""
+    from keras_species.data.prepare import forget_read_ahead
+    from keras_species.data.splits import given_split
+
+    if m.splits is None or len(m) == 0 or not (split == "given" or (split == "auto" and all(m.splits))):
+        return
+    try:
+        given_split(m if m.multilabel else m.subset(m.labelled_mask))  # the rows a run keeps
+    except Exception:  # a ManifestError naming the split names and what to do
+        forget_read_ahead()  # no run follows
+        raise
+
+
 def check_labelled_data(config: Any) -> int:
     """Before the run folder: refuse ``--data`` in which no image has a label, and warn once
     about the images without one, which a recipe that trains on labelled images leaves out.
@@ -549,6 +565,7 @@ def check_labelled_data(config: Any) -> int:
 
     options = config.load_options() if isinstance(config, SourceSettings) else {}
     m = read_ahead(data, options)  # the run's prepare_data takes this reading: no second parse
+    _check_given_split(m, getattr(config, "split", "auto"))
     if m.multilabel or len(m) == 0:  # tag-free is a negative; no image at all: prepare_data says so
         return 0
     unlabelled = ~m.labelled_mask

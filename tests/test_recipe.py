@@ -867,3 +867,37 @@ def test_ctrl_c_hint_quotes_what_a_shell_would_split(tmp_path, capsys):
     out = tmp_path / "my runs"
     assert recipe_main(ToyConfig, interrupted, ["--out", str(out), "--name", "t 1"], prog="toy") == 130
     assert capsys.readouterr().err.endswith(f"continue with --resume --out '{out}' --name 't 1'\n")
+
+
+def test_a_split_column_that_is_not_train_val_test_is_refused_before_the_run_folder(tmp_path, capsys):
+    # a k-fold CSV (keras-species split --kfold) used to fail once the run folder existed,
+    # leaving a 'failed' run behind
+    from keras_species.data.demo import demo_root
+    from recipes import quickstart
+
+    folders = sorted(d for d in demo_root().iterdir() if d.is_dir())[:3]
+    images = [(f.name, image) for f in folders for image in sorted(f.iterdir())[:6]]
+    folds = tmp_path / "folds.csv"
+    folds.write_text("path,label,split\n" + "".join(
+        f"{image},{name},fold{i % 3}\n" for i, (name, image) in enumerate(images)), encoding="utf-8")
+    out = tmp_path / "runs"
+    flags = ["--out", str(out), "--weights", "none", "--image-size", "32"]
+    assert quickstart.main(["--data", str(folds), *flags]) == 2
+    err = capsys.readouterr().err
+    assert f"{folds}: its split column holds k-fold folds (fold0, fold1, fold2)" in err
+    assert "python -m recipes.scratch_cnn --k K" in err and not out.exists()
+    # the rows a run leaves out (no label) do not count: their split names are not checked
+    given = tmp_path / "given.csv"
+    names = ("train", "train", "train", "train", "val", "test")
+    given.write_text("path,label,split\n" + "".join(
+        f"{image},{name},{names[i % 6]}\n" for i, (name, image) in enumerate(images))
+        + f"{sorted(folders[0].iterdir())[6]},,holdout\n", encoding="utf-8")
+    from keras_species.data import sources
+    from keras_species.data.manifest import ManifestError
+    from keras_species.recipe import _check_given_split
+
+    _check_given_split(sources.load(given), "auto")
+    labelled = given.read_text(encoding="utf-8").replace(",,holdout", f",{folders[0].name},holdout")
+    given.write_text(labelled, encoding="utf-8")
+    with pytest.raises(ManifestError, match=r"split names \['holdout'\] are not train/val/test"):
+        _check_given_split(sources.load(given), "auto")
