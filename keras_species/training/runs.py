@@ -673,7 +673,8 @@ class RunFolder:
         Returns:
             A dict: run, path, recipe, date, name (the config's), backbone (or backbones), weights
             (``none`` for random initialisation; None when the recipe has no such setting), data
-            (the ``data`` or ``labelled`` setting, as stored), settings, status
+            (the ``data`` or ``labelled`` setting, as stored), settings (``key=value`` words),
+            key_settings (the same as a dict, for the table's comparison), status
             (``done``, ``failed``, ``not evaluated``, ``stopped``, ``new`` or ``unreadable``),
             training_finished (``state.json`` says the training finished), error (of a failed
             run), problem (of an unreadable one), epochs, models (:meth:`model_folders` of a
@@ -740,13 +741,11 @@ class RunFolder:
             status = "stopped"
         else:
             status = "new"
-        settings = []
+        settings: dict[str, str] = {}
         for key in KEY_SETTINGS:
             if key in conf and conf[key] is not None:
                 value = conf[key]
-                if isinstance(value, list):
-                    value = "x".join(str(v) for v in value)
-                settings.append(f"{key}={value}")
+                settings[key] = "x".join(map(str, value)) if isinstance(value, list) else str(value)
         data = conf.get("data") or conf.get("labelled")
         backbones = conf.get("backbones")
         recipe = cfg.get("recipe")
@@ -760,7 +759,8 @@ class RunFolder:
                 ",".join(map(str, backbones)) if isinstance(backbones, list) else backbones or ""),
             "weights": _weights_text(conf.get("weights")) if "weights" in conf else None,
             "data": data if isinstance(data, str) else None,
-            "settings": " ".join(settings),
+            "settings": " ".join(f"{k}={v}" for k, v in settings.items()),
+            "key_settings": settings,
             "status": status,
             "training_finished": trained,
             "error": failure.get("error"),
@@ -903,8 +903,7 @@ def data_label(data: str | None) -> str:
 def _differing_settings(rows: list[dict]) -> tuple[list[str], list[str]]:
     """Each row's settings that are not the same in every row, and the ones that are (shown
     once under the table): a setting missing from a row counts as different."""
-    parsed = [dict(item.split("=", 1) for item in str(r.get("settings") or "").split() if "=" in item)
-              for r in rows]
+    parsed = [r.get("key_settings") or {} for r in rows]
     keys = [k for k in KEY_SETTINGS if any(k in p for p in parsed)]
     same = [k for k in keys if len(rows) > 1 and all(p.get(k) == parsed[0].get(k) for p in parsed)]
     cells = [" ".join(f"{k}={p[k]}" for k in keys if k in p and k not in same) for p in parsed]

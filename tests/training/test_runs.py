@@ -88,6 +88,11 @@ def test_runs_are_told_apart_by_weights_data_and_the_settings_that_differ(tmp_pa
     assert "seed=" not in table.split("\n\n")[0]  # the same in every run: said once, below
     assert "\nsettings of every run listed: " in table and "seed=0" in table.split("settings of every run")[1]
     assert format_runs(rows[:1]).count("seed=0") == 1  # one run: its settings in its row
+    # a value with a space (a class-weight file) is compared and shown whole
+    _fake_run(root, "quickstart", "d", "2025-01-04T09:00:00", {"accuracy": 0.5}, weights=None,
+              data=fish, image_size=32, class_weight="/data/my weights.json")
+    table = format_runs(list_runs(root)).split("\n\n")[0]
+    assert table.splitlines()[-1].endswith("image_size=32 class_weight=/data/my weights.json")
 
 
 def test_list_runs_table_and_cli(tmp_path, capsys):
