@@ -514,6 +514,7 @@ def _check_given_split(m: Any, split: str) -> None:
     """Before the run folder: the split column that ``prepare_data`` will take as it is
     (``--split given``, or ``auto`` when every row has one) must name train/val/test, as
     ``splits.given_split`` checks (a k-fold CSV of ``keras-species split --kfold`` does not)."""
+    from keras_species.data.manifest import ManifestError
     from keras_species.data.prepare import forget_read_ahead
     from keras_species.data.splits import given_split
 
@@ -521,7 +522,7 @@ def _check_given_split(m: Any, split: str) -> None:
         return
     try:
         given_split(m if m.multilabel else m.subset(m.labelled_mask))  # the rows a run keeps
-    except Exception:  # a ManifestError naming the split names and what to do
+    except ManifestError:  # it names the split names and what to do
         forget_read_ahead()  # no run follows
         raise
 
