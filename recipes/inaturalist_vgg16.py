@@ -177,6 +177,47 @@ def checked_models(config: INaturalistVGG16Config) -> tuple[list[str], list[str]
     return stages, scratch, weights
 
 
+def _features_stage(config: INaturalistVGG16Config, m, weights: str | None, folder: Path):
+    """Stage (a): VGG16 features (cached on disk), a dense classifier trained on them, the two
+    joined into one model. Writes ``folder/history.csv`` (one row an epoch, phase
+    ``features``), ``head.keras``, then ``model.keras`` (which a resume loads instead of
+    training again) and a finished ``state.json`` (so ``runs`` counts the stage as trained)."""
+    import keras
+
+    from keras_species.models.classifier import feature_extractor
+    from keras_species.training.callbacks import atomic_save_model, write_history
+    from keras_species.training.features import attach_head, extract_features, train_dense_head
+    from keras_species.training.runs import RunFolder
+
+    size, batch = config.image_size, config.batch_size
+    cache_dir = None if config.feature_cache.lower() in ("", "none") else config.feature_cache
+    extractor = feature_extractor("vgg16", size, weights, pooling=config.feature_pooling)
+    fs = extract_features(m, extractor=extractor, input_size=size, batch_size=batch,
+                          cache_dir=cache_dir, verbose=config.verbose == 1)
+    tr, va = fs.split("train"), fs.split("val")
+    stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
+                                         patience=config.features_epochs + 1,
+                                         restore_best_weights=True)
+    dense = train_dense_head(
+        tr.features, tr.labels, va.features, va.labels, num_classes=m.num_classes,
+        units=config.head_units, dropout=config.head_dropout, epochs=config.features_epochs,
+        batch_size=batch, optimizer="rmsprop", lr=config.features_learning_rate, callbacks=[stop],
+        verbose=config.verbose, class_names=m.class_names,
+    )
+    folder.mkdir(exist_ok=True)
+    logs = dense.history.history
+    n = len(next(iter(logs.values()), []))
+    write_history(folder / "history.csv",
+                  [{"epoch": i + 1, "phase": "features", **{k: float(v[i]) for k, v in logs.items()}}
+                   for i in range(n)])
+    atomic_save_model(dense, folder / "head.keras")
+    full = attach_head(extractor, dense, name="vgg16_features_classifier")
+    atomic_save_model(full, folder / "model.keras")
+    RunFolder(folder).write_state({"phase_index": 1, "epoch": n, "phases": ["features"],
+                                   "finished": True})
+    return full
+
+
 def run(config: INaturalistVGG16Config | None = None) -> INaturalistResult:
     """Run R5's stages (and scratch CNNs), compare them on the test split, write the report.
 
@@ -185,7 +226,8 @@ def run(config: INaturalistVGG16Config | None = None) -> INaturalistResult:
 
     Returns:
         An :class:`INaturalistResult`. The run folder holds ``config.json``, ``audit/``,
-        ``split.csv``, ``a_features/`` (``head.keras``, ``model.keras``), ``b_frozen/`` and
+        ``split.csv``, ``a_features/`` (``history.csv``, ``head.keras``, ``model.keras``; a resume
+        loads ``model.keras`` instead of training stage (a) again), ``b_frozen/`` and
         ``c_fine_tune/`` (``history.csv``, ``best.keras``), ``scratch_<name>/``,
         ``comparison.csv``, ``best.keras`` (the model of best validation accuracy, with its
         class names), ``metrics.json``, ``predictions.csv``, ``plots/`` (accuracy vs loss, top-5
@@ -197,18 +239,16 @@ def run(config: INaturalistVGG16Config | None = None) -> INaturalistResult:
     Example:
         >>> run(INaturalistVGG16Config(data="inat.json", top_classes_count=5))  # doctest: +SKIP
     """
-    import keras
-
     from keras_species.data.prepare import build_datasets, prepare_data
     from keras_species.evaluation import plots
     from keras_species.evaluation.compare import compare_models, comparison_table
     from keras_species.evaluation.evaluate import evaluate_and_report, predict_manifest
     from keras_species.evaluation.metrics import single_label_metrics
-    from keras_species.models.classifier import build_classifier, feature_extractor
+    from keras_species.export import load_keras_model
+    from keras_species.models.classifier import build_classifier
     from keras_species.models.heads import HeadConfig
     from keras_species.models.scratch import build_scratch
     from keras_species.training.callbacks import atomic_save_model
-    from keras_species.training.features import attach_head, extract_features, train_dense_head
     from keras_species.training.plan import Phase, train
 
     config = config or INaturalistVGG16Config()
@@ -252,25 +292,12 @@ def run(config: INaturalistVGG16Config | None = None) -> INaturalistResult:
         print(f"{name}: val accuracy {val['accuracy']:.3f}")
 
     if "a" in stages:
-        cache_dir = None if config.feature_cache.lower() in ("", "none") else config.feature_cache
-        extractor = feature_extractor("vgg16", size, weights, pooling=config.feature_pooling)
-        fs = extract_features(m, extractor=extractor, input_size=size, batch_size=batch,
-                              cache_dir=cache_dir, verbose=config.verbose == 1)
-        tr, va = fs.split("train"), fs.split("val")
-        stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
-                                             patience=config.features_epochs + 1,
-                                             restore_best_weights=True)
-        dense = train_dense_head(
-            tr.features, tr.labels, va.features, va.labels, num_classes=c, units=config.head_units,
-            dropout=config.head_dropout, epochs=config.features_epochs, batch_size=batch,
-            optimizer="rmsprop", lr=config.features_learning_rate, callbacks=[stop],
-            verbose=config.verbose, class_names=names,
-        )
-        (root / "a_features").mkdir(exist_ok=True)
-        atomic_save_model(dense, root / "a_features" / "head.keras")
-        full = attach_head(extractor, dense, name="vgg16_features_classifier")
-        atomic_save_model(full, root / "a_features" / "model.keras")
-        record("a_features", full)
+        features_folder = root / "a_features"
+        if config.resume and (features_folder / "model.keras").is_file():
+            # written last and atomically: stage (a) ended; a resume does not train it again
+            record("a_features", load_keras_model(features_folder / "model.keras"))
+        else:
+            record("a_features", _features_stage(config, m, weights, features_folder))
 
     if "b" in stages:
         model = build_classifier("vgg16", c, input_size=size, weights=weights, head=head,

@@ -120,3 +120,30 @@ def test_a_bare_resume_continues_the_runs_own_data_and_stages(tmp_path, monkeypa
     _, _, derived = inaturalist_vgg16.open_run("inaturalist_vgg16", resumed,
                                                inaturalist_vgg16.checked_models)
     assert derived == (["b", "c"], ["deep"], None)
+
+
+def test_a_resume_loads_stage_a_and_runs_count_its_epochs(tmp_path, monkeypatch):
+    # before: stage (a) was trained again on every resume, and `runs` showed it with 0 epochs
+    from keras_species.training.runs import RunFolder
+    from recipes import inaturalist_vgg16
+
+    data, _ = write_coco(tmp_path / "inat")
+    config = INaturalistVGG16Config(
+        data=str(data), top_classes_count=3, out=tmp_path / "runs", name="t", weights="none",
+        stages="a", image_size=32, batch_size=8, features_epochs=2, feature_cache="none",
+        verbose=0, mixed_precision="off",
+    )
+    first = run(config)
+    folder = RunFolder(first.run_dir)
+    assert folder.model_folders() == [{"folder": "a_features", "status": "trained", "epochs": 2}]
+    rows = RunFolder(first.run_dir / "a_features").read_history()
+    assert [r["epoch"] for r in rows] == [1, 2] and {r["phase"] for r in rows} == {"features"}
+    assert "val_accuracy" in rows[0]
+
+    def train_again(*args, **kwargs):
+        raise AssertionError("stage (a) was trained again on resume")
+
+    monkeypatch.setattr(inaturalist_vgg16, "_features_stage", train_again)
+    again = run(INaturalistVGG16Config(out=tmp_path / "runs", name="t", resume=True))
+    assert again.metrics["test"]["accuracy"] == first.metrics["test"]["accuracy"]
+    assert folder.model_folders()[0]["epochs"] == 2
