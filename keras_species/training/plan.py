@@ -701,8 +701,10 @@ def train(
     rows = read_history(run.history_path) if resume else []
     epoch = int(state.get("epoch", 0))
     if start_phase > 0:
-        for p in phases[:start_phase]:
-            _apply_trainable(model, p)
+        with warnings.catch_warnings():  # notes about phases that ended already: not run again
+            warnings.simplefilter("ignore")
+            for p in phases[:start_phase]:
+                _apply_trainable(model, p)
         model.load_weights(run.phase_weights_path(start_phase - 1))
         for i in range(start_phase):
             shutil.rmtree(run.backup_dir(i), ignore_errors=True)

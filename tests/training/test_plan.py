@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import warnings
 
 import keras
 import numpy as np
@@ -255,6 +256,26 @@ def test_rerun_without_resume_starts_fresh_and_resume_of_finished_run(tmp_path):
     with pytest.raises(ValueError, match="phases were"):
         train(tiny_model(), [Phase("other", epochs=1)], dataset(x, y), None, tmp_path / "run",
               resume=True, verbose=0)
+
+
+@pytest.mark.skipif(not HAS_FREEZING, reason="needs models.freezing")
+def test_resume_warns_only_about_the_phases_it_runs(tmp_path):
+    # the backbone's BatchNorm has no statistics: set_trainable warns for each phase it sets up.
+    # Before, a resume replayed the finished phases' set-up with their warnings, so resuming a
+    # finished run printed notes about phases that did not run.
+    x, y = tiny_data(n=16)
+    plan = [Phase("head", epochs=1, trainable="frozen"), Phase("fine", epochs=1, trainable="all")]
+
+    def notes(resume: bool) -> list[str]:
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            train(tiny_model(), plan, dataset(x, y), dataset(x, y), tmp_path / "run",
+                  resume=resume, verbose=0)
+        return [str(w.message) for w in record if "no statistics" in str(w.message)]
+
+    fresh = notes(False)
+    assert len(fresh) == 2 and "'frozen'" in fresh[0] and "'all'" in fresh[1]
+    assert notes(True) == []
 
 
 def test_phase_validation_and_helpers():
