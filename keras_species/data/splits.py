@@ -17,6 +17,10 @@ splits goes wholly to the first split (``train``) with a warning; any other clas
 ``round(n * ratio)`` images per split (largest remainder) and at least one image in every split.
 Unlabelled images (label ``-1``) are spread like a class of their own.
 
+Unreadable files (empty, truncated, not an image, over the decompression-bomb limit) are left
+out with :func:`drop_unreadable` before splitting, as ``keras-species split`` does: training
+skips them, so a split that kept them would count images no model ever sees.
+
 Example:
     >>> from keras_species.data import sources, splits
     >>> m = splits.stratified_split(sources.load("demo"), (0.7, 0.15, 0.15), group_aware=True)
@@ -27,12 +31,15 @@ Example:
 from __future__ import annotations
 
 import argparse
+import csv
 import math
 import os
 import re
+import shlex
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -43,6 +50,9 @@ DEFAULT_NAMES = ("train", "val", "test")
 RATIO_SUM_TOLERANCE = 0.01 + 1e-9
 """How far ratios may sum from 1 (rounded to two decimals, as ``0.33 0.33 0.33``); they are
 rescaled to sum 1."""
+DROPPED_SHOWN = 20
+"""How many unreadable files ``keras-species split`` lists on stderr (all go to the listing CSV)."""
+DROPPED_HEADER = ["path", "reason"]
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -363,6 +373,39 @@ def kfold(m: Manifest, k: int = 5, *, seed: int = 0, group_aware: bool = False) 
 
 
 # ---------------------------------------------------------------------------------- others
+def drop_unreadable(m: Manifest, *, workers: int | None = None) -> tuple[Manifest, dict[str, str]]:
+    """Leave out the images whose file cannot be read, before splitting.
+
+    Uses the pipeline's fast check (:func:`keras_species.data.pipeline.check_files`: header and
+    tail, no full decode, about 10 µs a file), so the files left out are the ones training would
+    skip, with :func:`keras_species.data.images.read_image`'s reasons (``"empty file (0 bytes)"``,
+    ``"not an image: the file is text starting ..."``, ``"broken image header (...)"``, over the
+    decompression-bomb limit, ``"cannot open the file (...)"``). Nothing is deleted from disk.
+    ``keras-species audit`` decodes every file fully and finds a few more.
+
+    Args:
+        m: the manifest (its splits, groups and classes are kept for the rows that stay; a class
+            whose every file is unreadable keeps its name with no image).
+        workers: threads for the check (default 1; more only helps on network file systems).
+
+    Returns:
+        ``(readable, bad)``: the manifest without the unreadable rows (``m`` itself when every
+        file reads) and ``{path: reason}`` of the files left out, in manifest order.
+
+    Example:
+        >>> from keras_species.data import sources
+        >>> m, bad = drop_unreadable(sources.load("demo"))
+        >>> len(m), bad
+        (300, {})
+    """
+    from keras_species.data.pipeline import KIND_BAD, check_files
+
+    kinds, bad = check_files(list(m.paths), workers=workers)
+    if not bad:
+        return m, {}
+    return m.subset(kinds != KIND_BAD), bad
+
+
 def top_classes(m: Manifest, *, fraction: float | None = None, count: int | None = None) -> Manifest:
     """R5: keep only the most frequent classes, re-indexed (ties broken by class name).
 
@@ -578,8 +621,68 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="split.csv", help="CSV to write (default split.csv)")
 
 
+def dropped_listing_path(out: str | os.PathLike) -> Path:
+    """Where ``keras-species split --out OUT`` lists the unreadable files it left out.
+
+    Args:
+        out: the split CSV (``--out``).
+
+    Returns:
+        ``<OUT stem>.dropped.csv`` beside it (``split.csv`` -> ``split.dropped.csv``), a CSV with
+        the columns ``path,reason`` (as ``keras-species audit``'s ``dropped.csv``).
+
+    Example:
+        >>> dropped_listing_path("runs/split.csv").as_posix()
+        'runs/split.dropped.csv'
+    """
+    out = Path(out)
+    return out.with_name(out.stem + ".dropped.csv")
+
+
+def _write_listing(bad: dict[str, str], path: Path) -> None:
+    from keras_species.atomic import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(DROPPED_HEADER)
+        w.writerows(bad.items())
+
+
+def _is_listing(path: Path) -> bool:
+    """``path`` is a file :func:`_write_listing` wrote (its header is ``path,reason``)."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            return f.readline().rstrip("\r\n") == ",".join(DROPPED_HEADER)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _report_dropped(bad: dict[str, str], before: Manifest, after: Manifest, listing: Path, data: str) -> None:
+    """Name the unreadable files left out (at most :data:`DROPPED_SHOWN`) and the classes they
+    emptied, on stderr."""
+    lines = [f"keras-species split: dropped {len(bad)} unreadable file(s) (not in the split; "
+             "nothing deleted):"]
+    lines += [f"  {p}: {r}" for p, r in list(bad.items())[:DROPPED_SHOWN]]
+    if len(bad) > DROPPED_SHOWN:
+        lines.append(f"  ... and {len(bad) - DROPPED_SHOWN} more")
+    lines.append(f"  all of them, with their reasons: {listing} (a fast header check; "
+                 f"`keras-species audit {shlex.quote(data)}` decodes every file and may find more)")
+    emptied = [name for name, was, now in zip(before.class_names, before.class_counts(), after.class_counts())
+               if was > 0 and now == 0]
+    if emptied and len(after):
+        lines.append(f"  classes left without images: {', '.join(emptied)} (every file of each is "
+                     "unreadable): fix or replace those files, or take the class out of the data")
+    print("\n".join(lines), file=sys.stderr)
+
+
 def run_cli(args: argparse.Namespace) -> int:
-    """Run ``keras-species split``: load, split, print the table, write the CSV.
+    """Run ``keras-species split``: load, leave out unreadable files, split, print the table,
+    write the CSV.
+
+    Unreadable files (:func:`drop_unreadable`) are listed on stderr (the first
+    :data:`DROPPED_SHOWN`) and all of them in :func:`dropped_listing_path` beside ``--out``,
+    whichever split is made (``--given`` too); a listing left by an earlier run is removed when
+    every file now reads. Data none of whose files reads is an error.
 
     Args:
         args: parsed arguments (see :func:`configure_parser`).
@@ -595,30 +698,53 @@ def run_cli(args: argparse.Namespace) -> int:
     from keras_species.atomic import check_output_file
     from keras_species.data import sources
 
+    listing = dropped_listing_path(args.out)
+    bad: dict[str, str] = {}
     try:
         check_output_file(args.out, "--out")  # before reading: a bad --out fails now
         sources.check_output_place(args.data, args.out, "--out")
-        m = sources.require_labels(sources.load(args.data, **sources.source_options(args)), "split")
-        if args.top_classes is not None:
-            m = top_classes(m, fraction=args.top_classes)
-        group_aware = m.groups is not None if args.group_aware is None else args.group_aware
+        sources.check_output_place(args.data, listing, "--out's listing of unreadable files")
         if args.seed is not None and (args.given or args.systematic is not None):
             raise ManifestError(f"--seed does not apply to --{'given' if args.given else 'systematic'}, "
                                 "which draws nothing at random: leave it out")
+        loaded = sources.require_labels(sources.load(args.data, **sources.source_options(args)), "split")
+        m, bad = drop_unreadable(loaded)
+        if bad:
+            _write_listing(bad, listing)
+            _report_dropped(bad, loaded, m, listing, str(args.data))
+        if bad and not len(m):
+            data = shlex.quote(str(args.data))
+            raise ManifestError(
+                f"none of the {len(loaded)} image file(s) of {args.data} can be read (reasons above and in "
+                f"{listing}): check that {args.data} is the data you meant, and replace the files with "
+                f"good copies; `keras-species audit {data}` reports every problem file"
+            )
         seed = 0 if args.seed is None else args.seed
-        if args.given:
-            out, how = given_split(m), "given split"
-        elif args.systematic is not None:
-            k, n = args.systematic
-            out, how = systematic_split(m, k=k, n=n), f"systematic: first {k} of every {n} per class -> val"
-        elif args.kfold is not None:
-            out = assign_folds(m, args.kfold, seed=seed, group_aware=group_aware)
-            how = f"{args.kfold}-fold" + (" group-aware" if group_aware else "") + f", seed {seed}"
-        else:
-            out = stratified_split(m, args.ratios, seed=seed, group_aware=group_aware)
-            how = ("group-aware " if group_aware else "") + "stratified " + "/".join(
-                f"{r:g}" for r in args.ratios) + f", seed {seed}"
+        try:
+            if args.top_classes is not None:
+                m = top_classes(m, fraction=args.top_classes)
+            group_aware = m.groups is not None if args.group_aware is None else args.group_aware
+            if args.given:
+                out, how = given_split(m), "given split"
+            elif args.systematic is not None:
+                k, n = args.systematic
+                out, how = systematic_split(m, k=k, n=n), f"systematic: first {k} of every {n} per class -> val"
+            elif args.kfold is not None:
+                out = assign_folds(m, args.kfold, seed=seed, group_aware=group_aware)
+                how = f"{args.kfold}-fold" + (" group-aware" if group_aware else "") + f", seed {seed}"
+            else:
+                out = stratified_split(m, args.ratios, seed=seed, group_aware=group_aware)
+                how = ("group-aware " if group_aware else "") + "stratified " + "/".join(
+                    f"{r:g}" for r in args.ratios) + f", seed {seed}"
+        except ManifestError as e:
+            if not bad:
+                raise
+            raise ManifestError(f"{e} (after leaving out the {len(bad)} unreadable file(s) listed above "
+                                f"and in {listing})") from e
         path = save_split(out, args.out)
+        if not bad and listing.is_file() and _is_listing(listing):
+            listing.unlink()  # an earlier run's: every file of this split reads
+            print(f"removed {listing}, an earlier run's listing of unreadable files (every file reads now)")
     except (ManifestError, OSError) as e:
         print(f"keras-species split: {e}", file=sys.stderr)
         return 2
@@ -629,5 +755,7 @@ def run_cli(args: argparse.Namespace) -> int:
         print(f"groups on two sides: {len(leaks['groups'])}")
     if leaks["paths"]:
         print(f"files on two sides: {len(leaks['paths'])}")
+    if bad:
+        print(f"left out {len(bad)} unreadable file(s): listed in {listing}")
     print(f"wrote {path}")
     return 0

@@ -112,14 +112,13 @@ def readable(manifest: Manifest) -> Manifest:
         >>> len(readable(sources.load("demo")))
         300
     """
-    from keras_species.data.pipeline import KIND_BAD, check_files
+    from keras_species.data.splits import drop_unreadable
 
-    kinds, bad = check_files(manifest.paths)
-    if not bad:
-        return manifest
-    lines = "\n".join(f"  {p}: {r}" for p, r in bad.items())
-    warnings.warn(f"leaving out {len(bad)} unreadable image(s):\n{lines}", stacklevel=2)
-    return manifest.subset(kinds != KIND_BAD)
+    kept, bad = drop_unreadable(manifest)
+    if bad:
+        lines = "\n".join(f"  {p}: {r}" for p, r in bad.items())
+        warnings.warn(f"leaving out {len(bad)} unreadable image(s):\n{lines}", stacklevel=2)
+    return kept
 
 
 @dataclass

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
 import warnings
 from pathlib import Path
 
@@ -229,6 +231,153 @@ def test_cli_split_image_folder_is_group_aware_and_prints_table(image_folder: Pa
     assert "argument --ratios: not allowed with argument --systematic" in capsys.readouterr().err
     assert _cli([str(image_folder), "--systematic", "1", "3", "--seed", "3", "--out", str(out)]) == 2
     assert "--seed does not apply to --systematic" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------- unreadable files
+def _add_bad_files(root: Path) -> dict[str, str]:
+    """Four unreadable files in ``root``'s class folders: ``{path: a word of the expected reason}``."""
+    from PIL import Image
+
+    good_png = next((root / "eel").glob("*.png")).read_bytes()
+    jpeg = root / "ray" / "cut.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(jpeg)
+    data = jpeg.read_bytes()
+    jpeg.write_bytes(data[: len(data) // 2])  # a JPEG cut short
+    (root / "cod" / "empty.png").write_bytes(b"")
+    (root / "eel" / "half.png").write_bytes(good_png[: len(good_png) // 2])  # a PNG cut short
+    (root / "ray" / "notes.jpg").write_text("field notes, not a photo\n")
+    return {str(root / "cod" / "empty.png"): "empty file (0 bytes)", str(root / "eel" / "half.png"): "truncated",
+            str(jpeg): "truncated", str(root / "ray" / "notes.jpg"): "not an image: the file is text"}
+
+
+def _read_listing(path: Path) -> dict[str, str]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["path", "reason"]
+    return dict(rows[1:])
+
+
+def test_drop_unreadable_leaves_out_bad_files_with_their_reasons(image_folder: Path) -> None:
+    from keras_species.data.pipeline import check_files
+
+    expected = _add_bad_files(image_folder)
+    m = sources.load(image_folder)
+    assert len(m) == 22
+    kept, bad = splits.drop_unreadable(m)
+    assert sorted(bad) == sorted(expected) and len(kept) == 18
+    assert not set(bad) & set(kept.paths) and kept.class_names == m.class_names
+    assert bad == check_files(m.paths)[1]  # the reasons training would give
+    for path, word in expected.items():
+        assert word in bad[path], (path, bad[path])
+        assert Path(path).exists()  # nothing deleted
+    clean, none = splits.drop_unreadable(kept)
+    assert clean is kept and none == {}
+
+
+def test_cli_split_drops_unreadable_files_lists_them_and_writes_a_listing(
+        image_folder: Path, tmp_path: Path, capsys) -> None:
+    expected = _add_bad_files(image_folder)
+    out = tmp_path / "split.csv"
+    assert _cli([str(image_folder), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    m = splits.load_split(out)
+    assert len(m) == 18 and not set(expected) & set(m.paths)
+    assert "images     12    3     3     18" in captured.out  # the table counts readable files only
+    err = captured.err
+    assert "dropped 4 unreadable file(s) (not in the split; nothing deleted):" in err
+    listing = tmp_path / "split.dropped.csv"
+    assert splits.dropped_listing_path(out) == listing and str(listing) in err
+    rows = _read_listing(listing)
+    assert sorted(rows) == sorted(expected)
+    for path, word in expected.items():
+        assert f"  {path}: {rows[path]}\n" in err and word in rows[path]
+        assert Path(path).exists()
+    assert f"`keras-species audit {image_folder}` decodes every file" in err
+    assert f"left out 4 unreadable file(s): listed in {listing}" in captured.out
+    assert "classes left without images" not in err
+
+
+def test_cli_split_given_csv_drops_unreadable_files_too(image_folder: Path, tmp_path: Path, capsys) -> None:
+    expected = _add_bad_files(image_folder)
+    bad = sorted(Path(p).relative_to(image_folder).as_posix() for p in expected)
+    good = sorted(p.relative_to(image_folder).as_posix() for p in image_folder.glob("*/fish_*.png"))
+    rows = [(p, "train") for p in good[:12] + bad[:2]] + [(p, "val") for p in good[12:] + bad[2:]]
+    table = image_folder / "labels.csv"
+    table.write_text("path,label,split\n" + "".join(f"{p},{p.split('/')[0]},{s}\n" for p, s in rows))
+    out = tmp_path / "given.csv"
+    assert _cli([str(table), "--given", "--out", str(out)]) == 0
+    m = splits.load_split(out)
+    assert len(m) == 18 and [len(m.split(n)) for n in ("train", "val")] == [12, 6]
+    assert not set(expected) & set(m.paths)
+    assert "dropped 4 unreadable file(s)" in capsys.readouterr().err
+    assert sorted(_read_listing(tmp_path / "given.dropped.csv")) == sorted(expected)
+    # every val file unreadable: the given split's own error, saying why
+    table.write_text("path,label,split\n" + "".join(f"{p},{p.split('/')[0]},train\n" for p in good)
+                     + "".join(f"{p},{p.split('/')[0]},val\n" for p in bad))
+    assert _cli([str(table), "--given", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"the given split has \['train'\]: it needs 'train' and at least one of 'val'/'test' "
+                     r"\(after leaving out the 4 unreadable file\(s\) listed above and in .*given\.dropped\.csv\)",
+                     err), err
+
+
+def test_cli_split_all_files_unreadable_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    data = tmp_path / "broken"
+    for name in ("cod", "eel"):
+        (data / name).mkdir(parents=True)
+        (data / name / "a.jpg").write_bytes(b"")
+        (data / name / "b.jpg").write_text("<html>404 not found</html>")
+    out = tmp_path / "split.csv"
+    assert _cli([str(data), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "dropped 4 unreadable file(s)" in err
+    assert (f"keras-species split: none of the 4 image file(s) of {data} can be read (reasons above and in "
+            f"{tmp_path / 'split.dropped.csv'}): check that {data} is the data you meant") in err
+    assert f"`keras-species audit {data}`" in err
+    assert not out.exists() and len(_read_listing(tmp_path / "split.dropped.csv")) == 4
+
+
+def test_cli_split_class_emptied_by_dropping_is_named(image_folder: Path, tmp_path: Path, capsys) -> None:
+    for p in (image_folder / "eel").glob("*.png"):
+        p.write_bytes(b"")
+    out = tmp_path / "split.csv"
+    assert _cli([str(image_folder), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "dropped 6 unreadable file(s)" in err and "classes left without images: eel" in err
+    assert splits.load_split(out).class_counts().tolist() == [6, 0, 6]
+    shutil.rmtree(image_folder / "ray")  # now only cod reads: too few classes to split
+    assert _cli([str(image_folder), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"a stratified split needs at least 2 classes with images; this data has images of only "
+                     r"\['cod'\]: add another class folder / label \(after leaving out the 6 unreadable "
+                     r"file\(s\) listed above", err), err
+
+
+def test_cli_split_many_unreadable_files_are_capped_on_stderr(image_folder: Path, tmp_path: Path, capsys) -> None:
+    for i in range(splits.DROPPED_SHOWN + 5):
+        (image_folder / "cod" / f"zero_{i:02d}.png").write_bytes(b"")
+    out = tmp_path / "split.csv"
+    assert _cli([str(image_folder), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert err.count(": empty file (0 bytes)") == splits.DROPPED_SHOWN and "  ... and 5 more\n" in err
+    assert len(_read_listing(tmp_path / "split.dropped.csv")) == splits.DROPPED_SHOWN + 5
+
+
+def test_cli_split_clean_data_prints_no_dropped_line(image_folder: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "split.csv"
+    stale = tmp_path / "split.dropped.csv"  # an earlier run's listing, before the files were fixed
+    stale.write_text("path,reason\n/gone.png,empty file (0 bytes)\n")
+    assert _cli([str(image_folder), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "unreadable" not in captured.err and "dropped" not in captured.err
+    assert not stale.exists() and f"removed {stale}" in captured.out
+    assert len(splits.load_split(out)) == 18
+    other = tmp_path / "notes.dropped.csv"  # not a listing: left alone
+    other.write_text("my own notes\n")
+    assert _cli([str(image_folder), "--out", str(tmp_path / "notes.csv")]) == 0
+    assert other.read_text() == "my own notes\n"
 
 
 # ------------------------------------------------------------------------- shared data
