@@ -3,9 +3,12 @@
 :func:`audit` reads every image of a :class:`~keras_species.data.manifest.Manifest` in parallel
 and reports what a training run would trip over: class counts and imbalance, the majority-class
 baseline, image modes and formats, sizes and distinct resolutions, corrupt files with the reason,
-exact duplicates (and duplicates across splits, i.e. leakage), non-RGB and animated files, and
-extensions that lie about the content. :func:`clean` turns the report into a cleaned manifest
-under a policy; nothing is ever deleted from disk.
+exact duplicates (and duplicates across splits, i.e. leakage), non-RGB and animated files,
+extensions that lie about the content, and, when the data has group ids (``--group-regex``, a CSV
+group column), the groups: their sizes, groups with more than one class, images without an id,
+groups on more than one split (leakage) and classes with too few groups for a group-aware split.
+:func:`clean` turns the report into a cleaned manifest under a policy; nothing is ever deleted
+from disk.
 
 Example:
     >>> from keras_species.data import sources
@@ -43,6 +46,13 @@ SAMPLES_PER_GRID = 8
 
 _LIST_CAP_MD = 50  # rows of long lists shown in audit.md (audit.json has them all)
 _SHOW_AMBIGUOUS = 5  # bare drop-list names (and their folders) named in the warning
+
+MIN_GROUPS_PER_CLASS = 3
+"""A class with fewer groups cannot sit on train, val and test in a group-aware split."""
+
+LARGEST_GROUPS = 5  # the largest groups listed in the report
+_SHOW_GROUPS_MD = 10  # groups with mixed labels / on several splits shown in audit.md
+_SHOW_CLASSES_NOTE = 10  # classes with too few groups named in the note
 
 
 # ---------------------------------------------------------------------------------- progress
@@ -82,7 +92,8 @@ class AuditReport:
         n_images: rows in the manifest.
         class_names: the classes, in index order.
         multilabel: True for multi-hot labels.
-        class_counts: images per class (multi-label: images per tag), over every row.
+        class_counts: images per class (multi-label: images carrying each tag, so the counts
+            may add up to more than ``n_images``), over every row.
         readable_class_counts: the same over the rows whose file can be read: what training
             sees once cleaning has dropped the corrupt files (equal to ``class_counts`` when
             nothing is corrupt).
@@ -99,6 +110,10 @@ class AuditReport:
         n_duplicate_rows: manifest rows that repeat the same path.
         cross_split_duplicates: duplicate groups that sit on more than one split (leakage):
             ``{sha1, paths, splits}``.
+        groups: ``None`` when the manifest has no group ids; else what :func:`_group_report`
+            finds: ``n_groups``, ``images_per_group`` (``{min, median, max}``), ``largest``,
+            ``mixed_label_groups``, ``n_without_id``, ``n_own_group``, ``groups_per_class``,
+            ``few_group_classes``, ``cross_split_groups`` (with a split) and their counts.
         imbalance_ratio: largest / smallest non-empty class count.
         empty_classes: classes without any image.
         majority_baseline: accuracy of always predicting the most frequent class (multi-label:
@@ -138,6 +153,7 @@ class AuditReport:
     duplicates: list[dict[str, Any]] = field(default_factory=list)
     n_duplicate_rows: int = 0
     cross_split_duplicates: list[dict[str, Any]] = field(default_factory=list)
+    groups: dict[str, Any] | None = None
     imbalance_ratio: float | None = None
     empty_classes: list[str] = field(default_factory=list)
     majority_baseline: float | None = None
@@ -223,6 +239,8 @@ class AuditReport:
             f"duplicate groups: {len(self.duplicates)}"
             + (f", across splits: {len(self.cross_split_duplicates)}" if self.split_counts else ""),
         ]
+        if self.groups is not None:
+            lines.append(_groups_line(self.groups, self.multilabel))
         if self.majority_baseline is not None:
             ratio = "n/a" if self.imbalance_ratio is None else f"{self.imbalance_ratio:.2f}"
             lines.append(
@@ -428,7 +446,160 @@ def _summarise(manifest: Manifest, infos: dict[str, ImageInfo]) -> AuditReport:
             f"{len(r.cross_split_duplicates)} duplicate group(s) sit on more than one split: "
             "test scores will be optimistic (leakage); drop the copies or re-split"
         )
+    r.groups, group_notes = _group_report(manifest)
+    r.notes += group_notes
     return r
+
+
+def _group_report(manifest: Manifest) -> tuple[dict[str, Any] | None, list[str]]:
+    """What the group ids of ``manifest`` say: sizes, mixed labels, missing ids, leakage.
+
+    A group is meant to be one individual (e.g. one tracked fish, whose frames look alike), so a
+    fair split keeps it on one side. Rows whose id is empty (``""``: a manifest built or merged
+    without ids) are counted in ``n_without_id`` and left out of every other figure; a
+    group-aware split would put all of them in one group. Rows whose id is their own path are
+    the loaders' fallback for a file name the regex does not match or an empty group cell
+    (``n_own_group``): each is a group of one, and counted as such.
+
+    Args:
+        manifest: the data set.
+
+    Returns:
+        ``(report, notes)``: ``report`` is ``None`` when the manifest has no groups, else a dict
+        with ``n_groups``; ``images_per_group`` (``{min, median, max}``, ``None`` without
+        groups); ``largest`` (up to :data:`LARGEST_GROUPS` ``{group, images, classes}``,
+        ``classes`` = images per class in the group; multi-label: images carrying each tag);
+        ``mixed_label_groups`` / ``n_mixed_label_groups``: single-label, groups whose images
+        carry more than one class (``{group, images, classes}``: suspicious, one individual has
+        one species); multi-label, groups whose images carry different label sets
+        (``{group, images, label_sets}``, ``""`` = no tag: for information only, as frames of
+        one scene may show different tags); ``n_without_id``; ``n_own_group``;
+        ``groups_per_class`` (groups with at least one image of the class);
+        ``few_group_classes`` (``{class: groups}`` for the classes with images but fewer than
+        :data:`MIN_GROUPS_PER_CLASS` groups); with a split, ``cross_split_groups``
+        (``{group, images, splits: {split: images}}``, leakage) and ``n_cross_split_groups``.
+        ``notes`` are remarks for :attr:`AuditReport.notes`.
+
+    Example:
+        >>> m = Manifest(["a.png", "b.png", "c.png"], np.array([0, 1, 0]), ["cod", "eel"],
+        ...              groups=["7", "7", "8"])
+        >>> report, notes = _group_report(m)
+        >>> report["n_groups"], report["mixed_label_groups"][0]["classes"]
+        (2, {'cod': 1, 'eel': 1})
+    """
+    if manifest.groups is None:
+        return None, []
+    notes: list[str] = []
+    names = manifest.class_names
+    ids = np.asarray(manifest.groups, dtype=object)
+    has_id = ids != ""
+    rows = np.flatnonzero(has_id)
+    uniq, first, inv, sizes = np.unique(ids[rows].astype(str), return_index=True, return_inverse=True,
+                                        return_counts=True)
+    inv = inv.reshape(-1)
+    n_groups = len(uniq)
+    out: dict[str, Any] = {
+        "n_groups": n_groups,
+        "images_per_group": None,
+        "largest": [],
+        "n_mixed_label_groups": 0,
+        "mixed_label_groups": [],
+        "n_without_id": int((~has_id).sum()),
+        "n_own_group": sum(1 for g, p in zip(manifest.groups, manifest.paths) if g == p),
+        "groups_per_class": {c: 0 for c in names},
+        "few_group_classes": {},
+    }
+    if manifest.splits is not None:
+        out["n_cross_split_groups"], out["cross_split_groups"] = 0, []
+    if out["n_without_id"]:
+        notes.append(
+            f"{out['n_without_id']} image(s) have an empty group id: a group-aware split keeps all "
+            "of them together as one group; give them ids (e.g. --group-regex) or drop the column"
+        )
+    if not n_groups:
+        return out, notes
+    out["images_per_group"] = {"min": int(sizes.min()), "median": float(np.median(sizes)),
+                               "max": int(sizes.max())}
+
+    # (group, class) pairs with their image counts: which classes each group holds
+    if manifest.multilabel:
+        r_idx, c_idx = np.nonzero(manifest.labels[rows])
+    else:
+        r_idx = np.flatnonzero(manifest.labels[rows] != UNLABELLED)
+        c_idx = manifest.labels[rows][r_idx]
+    pairs, pair_n = np.unique(np.stack([inv[r_idx], c_idx], axis=1).reshape(-1, 2), axis=0,
+                              return_counts=True)
+    starts = np.searchsorted(pairs[:, 0], np.arange(n_groups + 1))  # pairs are sorted by group
+
+    def classes_of(g: int) -> dict[str, int]:
+        lo, hi = starts[g], starts[g + 1]
+        found = sorted(zip(pair_n[lo:hi].tolist(), pairs[lo:hi, 1].tolist()), key=lambda t: (-t[0], t[1]))
+        return {names[c]: n for n, c in found}
+
+    # largest first; ties in the order the groups first appear
+    order = np.lexsort((first, -sizes))
+    out["largest"] = [{"group": str(uniq[g]), "images": int(sizes[g]), "classes": classes_of(g)}
+                      for g in order[:LARGEST_GROUPS]]
+
+    if manifest.multilabel:  # groups whose images carry different label sets
+        sets, set_ids = np.unique(manifest.labels[rows], axis=0, return_inverse=True)
+        g_set, g_set_n = np.unique(np.stack([inv, set_ids.reshape(-1)], 1), axis=0, return_counts=True)
+        set_starts = np.searchsorted(g_set[:, 0], np.arange(n_groups + 1))
+        mixed = np.flatnonzero(np.diff(set_starts) > 1)
+        set_name = [";".join(names[j] for j in np.flatnonzero(row)) for row in sets]
+        for g in order[np.isin(order, mixed)]:
+            lo, hi = set_starts[g], set_starts[g + 1]
+            found = sorted(zip(g_set_n[lo:hi].tolist(), g_set[lo:hi, 1].tolist()), key=lambda t: (-t[0], t[1]))
+            out["mixed_label_groups"].append({"group": str(uniq[g]), "images": int(sizes[g]),
+                                              "label_sets": {set_name[k]: n for n, k in found}})
+    else:  # groups whose images carry more than one class
+        mixed = np.flatnonzero(np.diff(starts) > 1)
+        out["mixed_label_groups"] = [
+            {"group": str(uniq[g]), "images": int(sizes[g]), "classes": classes_of(g)}
+            for g in order[np.isin(order, mixed)]
+        ]
+        if len(mixed):
+            shown = "; ".join(f"{d['group']} ({', '.join(d['classes'])})"
+                              for d in out["mixed_label_groups"][:3])
+            notes.append(
+                f"{len(mixed)} group(s) carry more than one class (e.g. {shown}): a group should be "
+                "one individual of one species; check its labels or the group ids"
+            )
+    out["n_mixed_label_groups"] = len(out["mixed_label_groups"])
+
+    per_class = np.bincount(pairs[:, 1], minlength=len(names))
+    out["groups_per_class"] = {c: int(n) for c, n in zip(names, per_class)}
+    images = manifest.class_counts()
+    few = [(c, int(n)) for c, n, k in zip(names, per_class, images) if k > 0 and n < MIN_GROUPS_PER_CLASS]
+    out["few_group_classes"] = dict(sorted(few, key=lambda t: (t[1], t[0])))
+    if few:
+        shown = ", ".join(f"{c} ({n})" for c, n in list(out["few_group_classes"].items())[:_SHOW_CLASSES_NOTE])
+        more = f" and {len(few) - _SHOW_CLASSES_NOTE} more" if len(few) > _SHOW_CLASSES_NOTE else ""
+        notes.append(
+            f"{len(few)} class(es) have fewer than {MIN_GROUPS_PER_CLASS} groups, so a group-aware "
+            f"train/val/test split cannot put each on every side: {shown}{more}"
+        )
+
+    if manifest.splits is not None:
+        split_of = np.asarray(manifest.splits, dtype=object)[rows].astype(str)
+        s_uniq, s_idx = np.unique(split_of, return_inverse=True)
+        g_s, g_s_n = np.unique(np.stack([inv, s_idx.reshape(-1)], 1), axis=0, return_counts=True)
+        s_starts = np.searchsorted(g_s[:, 0], np.arange(n_groups + 1))
+        across = np.flatnonzero(np.diff(s_starts) > 1)
+        out["cross_split_groups"] = [
+            {"group": str(uniq[g]), "images": int(sizes[g]),
+             "splits": {str(s_uniq[s]): int(n) for s, n in zip(g_s[s_starts[g]:s_starts[g + 1], 1],
+                                                               g_s_n[s_starts[g]:s_starts[g + 1]])}}
+            for g in order[np.isin(order, across)]
+        ]
+        out["n_cross_split_groups"] = len(across)
+        if len(across):
+            notes.append(
+                f"{len(across)} group(s) sit on more than one split: frames of one individual on "
+                "both sides make test scores optimistic (leakage); re-split group-aware "
+                "(keras-species split --group-aware)"
+            )
+    return out, notes
 
 
 # ---------------------------------------------------------------------------------- clean
@@ -648,10 +819,10 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(out)
 
 
-def _capped(items: list, render, headers: Sequence[str]) -> str:
-    text = _table(headers, (render(x) for x in items[:_LIST_CAP_MD]))
-    if len(items) > _LIST_CAP_MD:
-        text += f"\n\n… and {len(items) - _LIST_CAP_MD} more (all in `audit.json`)."
+def _capped(items: list, render, headers: Sequence[str], cap: int = _LIST_CAP_MD) -> str:
+    text = _table(headers, (render(x) for x in items[:cap]))
+    if len(items) > cap:
+        text += f"\n\n… and {len(items) - cap} more (all in `audit.json`)."
     return text
 
 
@@ -662,6 +833,73 @@ def _file_problems(heading: str, items: list, key: str, column: str) -> list[str
         return []
     rows = _capped(items, lambda c: (f"`{c['path']}`", c[key]), ["file", column])
     return [f"### {heading}", "", rows, ""]
+
+
+def _class_counts_text(classes: dict[str, int], cap: int = 8) -> str:
+    """``"cod 5, eel 1"`` (at most ``cap`` entries, then how many more); ``""`` keys read "no tag"."""
+    text = ", ".join(f"{c or 'no tag'} {n}" for c, n in list(classes.items())[:cap]) or "no label"
+    return text + (f", … ({len(classes) - cap} more)" if len(classes) > cap else "")
+
+
+def _groups_line(g: dict[str, Any], multilabel: bool) -> str:
+    """The summary line about the groups (see :func:`_group_report`)."""
+    sizes = g["images_per_group"]
+    text = f"groups: {g['n_groups']}"
+    if sizes:
+        text += f" (images per group min {sizes['min']}, median {sizes['median']:g}, max {sizes['max']})"
+    mixed = "with different label sets" if multilabel else "with more than one class"
+    text += f", {mixed}: {g['n_mixed_label_groups']}, images without id: {g['n_without_id'] + g['n_own_group']}"
+    if "n_cross_split_groups" in g:
+        text += f", across splits: {g['n_cross_split_groups']}"
+    return text + f", classes with < {MIN_GROUPS_PER_CLASS} groups: {len(g['few_group_classes'])}"
+
+
+def _groups_markdown(g: dict[str, Any], multilabel: bool) -> list[str]:
+    """The ``## Groups`` section of ``audit.md`` (see :func:`_group_report`)."""
+    md = ["## Groups", ""]
+    sizes = g["images_per_group"]
+    spread = f"{sizes['min']} / {sizes['median']:g} / {sizes['max']}" if sizes else "n/a"
+    rows = [
+        ("groups", g["n_groups"]),
+        ("images per group (min / median / max)", spread),
+        ("groups with different label sets" if multilabel else "groups with more than one class",
+         g["n_mixed_label_groups"]),
+        ("images with an empty group id (one group for a split)", g["n_without_id"]),
+        ("images that are their own group (no id in the name or the column)", g["n_own_group"]),
+        (f"classes with fewer than {MIN_GROUPS_PER_CLASS} groups", len(g["few_group_classes"])),
+    ]
+    if "n_cross_split_groups" in g:
+        rows.append(("groups on more than one split (leakage)", g["n_cross_split_groups"]))
+    md += [_table(["", "value"], rows), ""]
+    if g["largest"]:
+        md += [f"Largest groups ({'images carrying each tag' if multilabel else 'images per class'}):", ""]
+        md += [_table(["group", "images", "classes"],
+                      [(f"`{d['group']}`", d["images"], _class_counts_text(d["classes"])) for d in g["largest"]]),
+               ""]
+    if g["mixed_label_groups"]:
+        if multilabel:
+            md += ["Groups whose images carry different label sets (for information: frames of one "
+                   "scene may show different tags):", ""]
+            md += [_capped(g["mixed_label_groups"],
+                           lambda d: (f"`{d['group']}`", d["images"], _class_counts_text(d["label_sets"])),
+                           ["group", "images", "label sets"], cap=_SHOW_GROUPS_MD), ""]
+        else:
+            md += ["Groups whose images carry more than one class (a group should be one individual: "
+                   "check the labels or the group ids):", ""]
+            md += [_capped(g["mixed_label_groups"],
+                           lambda d: (f"`{d['group']}`", d["images"], _class_counts_text(d["classes"])),
+                           ["group", "images", "classes"], cap=_SHOW_GROUPS_MD), ""]
+    if g["few_group_classes"]:
+        md += [f"Classes with fewer than {MIN_GROUPS_PER_CLASS} groups (a group-aware train/val/test "
+               "split cannot put them on every side):", ""]
+        md += [_capped(list(g["few_group_classes"].items()), lambda kv: kv, ["class", "groups"]), ""]
+    if g.get("cross_split_groups"):
+        md += ["Groups on more than one split (leakage: re-split group-aware):", ""]
+        md += [_capped(g["cross_split_groups"],
+                       lambda d: (f"`{d['group']}`", d["images"],
+                                  ", ".join(f"{k} {n}" for k, n in d["splits"].items())),
+                       ["group", "images", "splits"], cap=_SHOW_GROUPS_MD), ""]
+    return md[:-1]
 
 
 def _markdown(r: AuditReport) -> str:
@@ -689,12 +927,19 @@ def _markdown(r: AuditReport) -> str:
     if r.split_counts is not None:
         rows.insert(3, ("splits", ", ".join(f"{k} {v}" for k, v in r.split_counts.items())))
         rows.append(("duplicate groups across splits (leakage)", len(r.cross_split_duplicates)))
+    if r.groups is not None:
+        rows.insert(3, ("groups (e.g. tracking ids)", r.groups["n_groups"]))
+        if "n_cross_split_groups" in r.groups:
+            rows.append(("groups across splits (leakage)", r.groups["n_cross_split_groups"]))
     md += [_table(["", "value"], rows), ""]
     if r.notes:
         md += ["## Notes", ""] + [f"- {n}" for n in r.notes] + [""]
 
     md += ["## Classes", ""]
-    total = max(sum(r.class_counts.values()), 1)
+    # single-label: the share of the labelled images; multi-label: of all images (an image
+    # carries several tags, so the shares of the tags add up to more than 100%)
+    total = max(r.n_images if r.multilabel else sum(r.class_counts.values()), 1)
+    share = "share of images" if r.multilabel else "share"
     items = sorted(r.class_counts.items(), key=lambda kv: -kv[1])
     ok = r.readable_class_counts
     if not r.class_names:  # a list of image paths (sources.from_path_list): no table to show
@@ -703,17 +948,21 @@ def _markdown(r: AuditReport) -> str:
     elif ok and ok != r.class_counts:  # corrupt files: say what is left of each class
         md.append(_capped(
             items, lambda kv: (kv[0], kv[1], f"{100 * kv[1] / total:.1f}%", ok.get(kv[0], 0)),
-            ["class", "images", "share", "readable"],
+            ["class", "images", share, "readable"],
         ))
     else:
         md.append(_capped(items, lambda kv: (kv[0], kv[1], f"{100 * kv[1] / total:.1f}%"),
-                          ["class", "images", "share"]))
+                          ["class", "images", share]))
     if r.empty_classes:
         md += ["", f"Classes without images: {', '.join(r.empty_classes)}."]
     if r.label_cardinality is not None:
+        md += ["", "Images per tag: an image with several tags counts once under each, so the "
+               "shares may add up to more than 100%."]
         md += ["", "Labels per image:", "", _table(["labels", "images"], r.label_cardinality.items())]
     if "class_distribution.png" in " ".join(r.plots):
         md += ["", "![class distribution](plots/class_distribution.png)"]
+    if r.groups is not None:
+        md += ["", *_groups_markdown(r.groups, r.multilabel)]
 
     md += ["", "## Image modes and formats", ""]
     md.append(_table(["mode", "images"], r.modes.items()))

@@ -143,6 +143,119 @@ def test_multilabel_baseline_and_cardinality(image_folder):
     assert r.majority_label == "" and r.majority_baseline == pytest.approx(11 / 17, abs=1e-6)
 
 
+def test_multilabel_share_is_the_share_of_images_carrying_the_tag(image_folder, tmp_path):
+    m = _folder_manifest(image_folder)  # 18 images
+    y = np.zeros((len(m), 3), np.uint8)
+    y[:5, 0] = 1  # 5 x {cod}
+    y[5:7, :2] = 1  # 2 x {cod, eel}: 9 tags on 7 tagged images, 18 images in all
+    r = audit(Manifest(m.paths, y, m.class_names), tmp_path / "out", progress=False, plots=False)
+    md = (tmp_path / "out" / "audit.md").read_text(encoding="utf-8")
+    assert "| class | images | share of images |" in md
+    assert "| cod | 7 | 38.9% |" in md and "| eel | 2 | 11.1% |" in md  # 7/18, 2/18 (not 7/9, 2/9)
+    assert "shares may add up to more than 100%" in md
+    assert r.class_counts == {"cod": 7, "eel": 2, "ray": 0}  # images carrying the tag
+    Path(m.paths[0]).write_bytes(b"")  # a corrupt file adds the readable column
+    md = audit(Manifest(m.paths, y, m.class_names), progress=False).to_markdown()
+    assert "| class | images | share of images | readable |" in md and "| cod | 7 | 38.9% | 6 |" in md
+    single = audit(m, progress=False).to_markdown()  # single-label keeps its share of labelled images
+    assert "| class | images | share |" in single and "| cod | 6 | 33.3% |" in single
+
+
+def _grouped_folder(root: Path) -> Path:
+    """The conftest folder (groups 0-2 cod, 100-102 eel, 200-202 ray, two images each), then:
+    one eel image in cod's group 0, a ray image without a tracking id, and ray's groups 201, 202
+    removed (ray keeps group 200 and the file without an id: 2 groups)."""
+    from tests.conftest import write_image_folder
+
+    write_image_folder(root)
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(root / "eel" / "fish_0_9.png")
+    Image.new("RGB", (8, 8), (4, 5, 6)).save(root / "ray" / "odd.png")
+    for name in ("fish_201_1.png", "fish_201_4.png", "fish_202_2.png", "fish_202_5.png"):
+        (root / "ray" / name).unlink()
+    return root
+
+
+def test_group_report_sizes_mixed_classes_missing_ids_few_groups_and_leakage(tmp_path):
+    from keras_species.data import sources
+
+    root = _grouped_folder(tmp_path / "fish")
+    with pytest.warns(UserWarning, match="matched no group in 1 of 16"):
+        m = sources.from_folder(root, group_regex=r"fish_(\d+)_")
+    leak = Path(root / "eel" / "fish_100_3.png")
+    m = m.with_splits(["test" if Path(p) == leak else "train" for p in m.paths])
+    r = audit(m, tmp_path / "out", progress=False, plots=False)
+    g = r.groups
+    assert g["n_groups"] == 8  # 0 1 2 100 101 102 200 and odd.png on its own
+    assert g["images_per_group"] == {"min": 1, "median": 2.0, "max": 3}
+    assert g["largest"][0] == {"group": "0", "images": 3, "classes": {"cod": 2, "eel": 1}}
+    assert [d["images"] for d in g["largest"]] == [3, 2, 2, 2, 2]
+    assert g["n_mixed_label_groups"] == 1 and g["mixed_label_groups"] == [g["largest"][0]]
+    assert g["n_without_id"] == 0 and g["n_own_group"] == 1
+    assert g["groups_per_class"] == {"cod": 3, "eel": 4, "ray": 2}
+    assert g["few_group_classes"] == {"ray": 2}
+    assert g["n_cross_split_groups"] == 1
+    assert g["cross_split_groups"] == [{"group": "100", "images": 2, "splits": {"test": 1, "train": 1}}]
+    notes = " ".join(r.notes)
+    assert "1 group(s) carry more than one class (e.g. 0 (cod, eel))" in notes
+    assert "1 class(es) have fewer than 3 groups" in notes and "ray (2)" in notes
+    assert "1 group(s) sit on more than one split" in notes and "leakage" in notes
+    doc = json.loads((tmp_path / "out" / "audit.json").read_text(encoding="utf-8"))
+    assert doc["groups"] == g
+    md = (tmp_path / "out" / "audit.md").read_text(encoding="utf-8")
+    section = md.split("## Groups\n\n")[1].split("\n\n## ")[0]
+    assert "| groups | 8 |" in section and "| images per group (min / median / max) | 1 / 2 / 3 |" in section
+    assert "| `0` | 3 | cod 2, eel 1 |" in section  # largest groups and mixed groups
+    assert "| ray | 2 |" in section and "| `100` | 2 | test 1, train 1 |" in section
+    assert "| groups on more than one split (leakage) | 1 |" in section
+    assert "| groups (e.g. tracking ids) | 8 |" in md  # the overview table
+    line = [ln for ln in r.summary().splitlines() if ln.startswith("groups:")]
+    assert line == ["groups: 8 (images per group min 1, median 2, max 3), with more than one class: 1, "
+                    "images without id: 1, across splits: 1, classes with < 3 groups: 1"]
+
+
+def test_group_report_is_null_without_groups(image_folder, tmp_path):
+    r = audit(_folder_manifest(image_folder), tmp_path / "out", progress=False, plots=False)
+    assert r.groups is None
+    assert json.loads((tmp_path / "out" / "audit.json").read_text(encoding="utf-8"))["groups"] is None
+    assert "## Groups" not in r.to_markdown()
+    assert not any(ln.startswith("groups:") for ln in r.summary().splitlines())
+
+
+def test_multilabel_group_report_counts_label_sets_and_empty_ids(image_folder):
+    m = _folder_manifest(image_folder)  # 18 images
+    y = np.zeros((len(m), 3), np.uint8)
+    y[:, 0] = 1
+    y[1, 1] = 1  # group a: {cod} {cod, eel} {cod}: two label sets
+    groups = ["a", "a", "a", "b", "b", "b"] + [f"g{i}" for i in range(10)] + ["", ""]
+    r = audit(Manifest(m.paths, y, m.class_names, groups=groups), progress=False)
+    g = r.groups
+    assert g["n_groups"] == 12 and g["n_without_id"] == 2 and g["n_own_group"] == 0
+    assert g["images_per_group"] == {"min": 1, "median": 1.0, "max": 3}
+    assert g["mixed_label_groups"] == [{"group": "a", "images": 3, "label_sets": {"cod": 2, "cod;eel": 1}}]
+    assert g["largest"][0] == {"group": "a", "images": 3, "classes": {"cod": 3, "eel": 1}}
+    assert g["groups_per_class"] == {"cod": 12, "eel": 1, "ray": 0}  # the empty ids are no group
+    assert g["few_group_classes"] == {"eel": 1} and "n_cross_split_groups" not in g
+    notes = " ".join(r.notes)
+    assert "2 image(s) have an empty group id" in notes
+    assert "more than one class" not in notes  # different tags in one group: for information only
+    md = r.to_markdown()
+    assert "| groups with different label sets | 1 |" in md and "| `a` | 3 | cod 2, cod;eel 1 |" in md
+    assert "images without id: 2" in r.summary()
+
+
+def test_run_cli_prints_and_writes_the_group_report(image_folder, tmp_path, capsys):
+    from keras_species import cli
+
+    out = tmp_path / "audit"
+    assert cli.main(["audit", str(image_folder), "--group-regex", r"fish_(\d+)_", "--out", str(out),
+                     "--no-plots", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert ("groups: 9 (images per group min 2, median 2, max 2), with more than one class: 0, "
+            "images without id: 0, classes with < 3 groups: 0") in text
+    assert json.loads((out / "audit.json").read_text(encoding="utf-8"))["groups"]["n_groups"] == 9
+    assert "## Groups" in (out / "audit.md").read_text(encoding="utf-8")
+
+
 def test_save_writes_json_md_and_plots(messy, tmp_path):
     m, _ = messy
     out = tmp_path / "out"
