@@ -17,8 +17,22 @@ line (blank lines and ``#`` comments skipped), resolved as a CSV's paths (``--ro
 the list's folder or its ``images/``) with one output row per line, missing files included; a
 ``.txt`` whose first line is a header naming a path column is read as a CSV, as ``audit`` and
 ``split`` read it (``sources.is_path_list``; the list is read by ``sources.read_path_list``).
-Messages about the files of a CSV or list that could not be read name their lines, and say so
-when the last line has no line end and its file is missing (a copy cut off there).
+Messages about the files of a CSV or list that could not be read name their lines and the file
+looked for (resolved), and say so when the last line has no line end and its file is missing (a
+copy cut off there).
+
+The ``path`` column (and ``PredictionResult.paths``/``skipped``, ``PredictionBatch.paths``) holds
+each image as the input names it, so that the output joins back to the input: for a CSV the path
+cell as written (spaces around it aside; not resolved against ``root``, a Windows ``\\`` kept),
+or with ``path_format`` the path it built from the row's cells (relative to ``root``, as built);
+for a text list the line as written (spaces around it aside); for a folder the folder as given
+joined with the file's path inside it (``photos/cod/001.jpg``); for an image or a Python list of
+paths, the path as given. ``PredictionBatch.files`` holds the files read.
+``keep_columns=[...]`` (``--keep-columns COL ...``) copies columns of a CSV input (an id, a site,
+a true label) into the output, right after ``path``, on every row, skipped rows included;
+``keep_columns=True`` (``--keep-all-columns``) copies every column but the path column. A name
+the CSV lacks, or that is an output column's (any case), and the option for any other input, are
+refused before any image is read.
 
 Streaming: the paths are enumerated lazily by a Python generator, fed to ``tf.data``
 (``from_generator``), decoded in a parallel map (PIL, :func:`keras_species.data.images.read_image`:
@@ -33,11 +47,11 @@ empty prediction and the reason in the ``error`` column (one file for everything
 run that predicted nothing at all (every file unreadable, an empty folder or CSV) exits 2 with one
 line saying why; its output CSV is written all the same.
 
-Output CSV columns. Single-label: ``path, label_1, prob_1, ..., label_k, prob_k, error`` (top-k,
-most probable first; ``top_k`` defaults to 5). Multi-label: ``path, labels, probabilities,
-top_label, top_probability, error``, where ``labels``/``probabilities`` list the classes at or
-above their threshold (the thresholds saved in the model, or ``thresholds=``), most probable
-first, joined by ``;``. Each setting applies to one kind of model and the other refuses it
+Output CSV columns (kept CSV columns, if any, follow ``path``). Single-label: ``path, label_1,
+prob_1, ..., label_k, prob_k, error`` (top-k, most probable first; ``top_k`` defaults to 5).
+Multi-label: ``path, labels, probabilities, top_label, top_probability, error``, where
+``labels``/``probabilities`` list the classes at or above their threshold (the thresholds saved
+in the model, or ``thresholds=``), most probable first, joined by ``;``. Each setting applies to one kind of model and the other refuses it
 rather than ignore it: ``top_k`` to single-label models (a multi-label row holds every class
 that passes its threshold, however many), ``thresholds`` to multi-label ones.
 ``all_probabilities=True`` (``--all-probabilities``) adds one ``p_<class>`` column per class.
@@ -52,6 +66,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import itertools
 import numbers
 import os
 import sys
@@ -177,6 +192,113 @@ def _check_csv_options(inputs: PathLike | Sequence[PathLike], root, path_format)
                      "apply: leave it out (it says where a CSV's relative paths start)")
 
 
+@dataclass
+class _Rows:
+    """The rows of a CSV or text list as :func:`predict` reports them.
+
+    Args:
+        files: the files to read (``sources.ListedFiles``: resolved paths, lines).
+        given: each row's path as written in the input: the CSV cell (or the path that
+            ``path_format`` built from its cells), the list's line (spaces around it aside).
+        columns: the kept CSV columns (``keep_columns``), name → one value per row.
+    """
+
+    files: ListedFiles
+    given: list[str]
+    columns: dict[str, list[str]] = field(default_factory=dict)
+
+
+_KEEP_FLAG = {True: "--keep-all-columns", False: "--keep-columns"}
+
+
+def _keep_request(keep_columns) -> tuple[list[str], bool]:
+    """``(names, every column)`` asked for by ``keep_columns`` (``None``/``False``/``[]``: none)."""
+    if keep_columns is None or keep_columns is False:
+        return [], False
+    if keep_columns is True:
+        return [], True
+    if isinstance(keep_columns, (str, os.PathLike)):
+        keep_columns = [keep_columns]
+    names = [os.fspath(c) if isinstance(c, os.PathLike) else c for c in keep_columns]
+    bad = [c for c in names if not isinstance(c, str) or not c.strip()]
+    if bad:
+        raise ValueError(f"keep_columns (--keep-columns) takes column names; got {bad[0]!r}")
+    return list(dict.fromkeys(c.strip() for c in names)), False  # a name given twice: kept once
+
+
+def _refuse_keep_columns(inputs, keep_all: bool) -> None:
+    """``keep_columns`` for an input that has no columns: refused, naming what the input is."""
+    opt = f"keep_columns={'True' if keep_all else '[...]'} ({_KEEP_FLAG[keep_all]})"
+    if isinstance(inputs, ListedFiles):
+        what = (f"the sources.ListedFiles of {inputs.source} carries paths only: pass the CSV "
+                "file itself")
+    elif not isinstance(inputs, (str, os.PathLike)):
+        what = "a list of paths has no other columns: leave it out"
+    else:
+        path = os.fspath(inputs)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"input {path} does not exist: pass an image, a folder, a CSV "
+                                    "or a .txt list of paths")
+        if _is_path_list(path):
+            what = f"{path} is read as a list of paths, one per line, which has no columns"
+        else:
+            what = f"{path} is {'a folder' if os.path.isdir(path) else 'not a CSV'}"
+        what += ": leave it out"
+    raise ValueError(f"{opt} copies columns of a CSV input to the output, and {what}")
+
+
+def _kept_names(source: str, header: Sequence[str], path_column: str | None, names: list[str],
+                keep_all: bool) -> list[str]:
+    """The CSV's columns to copy to the output, as its header spells them: ``names`` (exactly,
+    or in another case when only one column matches), or with ``keep_all`` every named column
+    but the path column (the output's ``path`` holds it as written)."""
+    if keep_all:
+        return [h for h in header if h and h != path_column]
+    found, unknown = [], []
+    for name in names:
+        if name in header:
+            found.append(name)
+            continue
+        same = [h for h in header if h.lower() == name.lower()]
+        if len(same) == 1:  # another case, as the path column is found
+            found.append(same[0])
+        else:
+            unknown.append(name)
+    if unknown:
+        raise ValueError(f"{source} has no column {', '.join(map(repr, unknown))} to keep "
+                         f"(--keep-columns); its columns are {[h for h in header if h]}")
+    return list(dict.fromkeys(found))
+
+
+def _read_rows(inputs: PathLike | Sequence[PathLike] | ListedFiles, root: PathLike | None = None,
+               path_format: str | None = None, keep_columns=None) -> _Rows | None:
+    """The rows of a CSV or text list, read by ``sources.read_csv_paths``/``read_path_list``
+    (each path as written, and the ``keep_columns``); ``None`` for any other input
+    (``keep_columns`` is refused for it).
+
+    Raises:
+        ManifestError: as ``sources.read_csv_paths``/``read_path_list``.
+        ValueError: a kept column the CSV lacks (naming its columns), or ``keep_columns`` for an
+            input that is not a CSV.
+    """
+    names, keep_all = _keep_request(keep_columns)
+    keep = keep_all or bool(names)
+    if isinstance(inputs, ListedFiles):
+        if keep:
+            _refuse_keep_columns(inputs, keep_all)
+        return _Rows(inputs, list(inputs.given or inputs.paths))
+    if _is_csv(inputs):
+        files = sources.read_csv_paths(inputs, root, path_format)
+        kept = _kept_names(files.source, files.header, files.path_column, names, keep_all) if keep else []
+        return _Rows(files, files.given, {c: [r[c] for r in files.rows] for c in kept})
+    if keep:
+        _refuse_keep_columns(inputs, keep_all)
+    if _is_path_list(inputs):
+        files = sources.read_path_list(inputs, root)
+        return _Rows(files, files.given)
+    return None
+
+
 def iter_image_paths(
     inputs: PathLike | Sequence[PathLike] | ListedFiles,
     *,
@@ -202,7 +324,7 @@ def iter_image_paths(
 
     Raises:
         FileNotFoundError: ``inputs`` does not exist.
-        ManifestError: a CSV that ``sources.from_csv`` would refuse (see :func:`_csv_paths`), or
+        ManifestError: a CSV that ``sources.from_csv`` would refuse (see ``sources.read_csv_paths``), or
             a text list that is not UTF-8.
         ValueError: ``root`` for an input that is neither a CSV nor a text list, or
             ``path_format`` for one that is not a CSV.
@@ -492,14 +614,21 @@ class PredictionBatch:
     """One batch of predictions.
 
     Args:
-        paths: the batch's paths (unreadable ones included, in input order).
+        paths: the batch's paths as the input gives them (unreadable ones included, in input
+            order): for a CSV its path cells (or the paths ``path_format`` built), for a text
+            list its lines, as written; for a folder, an image or a list of paths, the files read.
         probabilities: ``(B, C)`` float32; rows of unreadable files are NaN.
         errors: ``B`` reasons, ``""`` for predicted images.
+        files: the files read (a CSV's or list's paths resolved against its root); equal to
+            ``paths`` for other inputs.
+        columns: the kept CSV columns (``keep_columns``), name → ``B`` values.
     """
 
     paths: list[str]
     probabilities: np.ndarray
     errors: list[str]
+    files: list[str] = field(default_factory=list)
+    columns: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -507,12 +636,14 @@ class PredictionResult:
     """What :func:`predict` returns.
 
     Args:
-        paths: the predicted images, in input order (skipped files left out).
+        paths: the predicted images, in input order (skipped files left out), as the output
+            CSV's ``path`` column gives them (:class:`PredictionBatch`: a CSV's cells or a list's
+            lines as written).
         probabilities: ``(N, C)`` float32, or ``None`` with ``keep_probabilities=False``.
         class_names: ``C`` class names.
         multilabel: multi-label model (thresholded) or single-label (argmax).
         thresholds: ``(C,)`` thresholds used (multi-label), else ``None``.
-        skipped: ``(path, reason)`` of each unreadable file.
+        skipped: ``(path, reason)`` of each unreadable file, the path as in ``paths``.
         out: the CSV written, if any.
         count: number of predicted images.
         not_images: files of an input folder left out for their extension
@@ -521,6 +652,10 @@ class PredictionResult:
             skipped file (in the order of ``skipped``); empty for other inputs.
         cut_note: for a CSV or list input, ``sources.ListedFiles.cut_note``: what messages
             add when its last line has no line end and names a missing file (else ``""``).
+        skipped_files: the file each skipped entry named (resolved: where it was looked for),
+            in the order of ``skipped``; messages name these.
+        columns: the kept CSV columns (``keep_columns``), name → one value per entry of
+            ``paths`` (empty with ``keep_probabilities=False``; the CSV has them all).
 
     Example:
         >>> result = predict("best.keras", "photos")  # doctest: +SKIP
@@ -539,6 +674,8 @@ class PredictionResult:
     not_images: list[str] = field(default_factory=list)
     skipped_lines: list[int] = field(default_factory=list)
     cut_note: str = ""
+    skipped_files: list[str] = field(default_factory=list)
+    columns: dict[str, list[str]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.count
@@ -574,11 +711,13 @@ class PredictionResult:
 
 
 def _skipped_entries(result: PredictionResult) -> list[str]:
-    """One ``line 3: <path>: <reason>`` per skipped file (``<path>: <reason>`` for an input
-    without lines: a folder, a list of paths)."""
+    """One ``line 3: <file>: <reason>`` per skipped file (``<file>: <reason>`` for an input
+    without lines: a folder, a list of paths); the file as resolved, where it was looked for."""
+    files = result.skipped_files or [p for p, _ in result.skipped]
+    errors = [e for _, e in result.skipped]
     if result.skipped_lines:
-        return [f"line {n}: {p}: {e}" for n, (p, e) in zip(result.skipped_lines, result.skipped)]
-    return [f"{p}: {e}" for p, e in result.skipped]
+        return [f"line {n}: {p}: {e}" for n, p, e in zip(result.skipped_lines, files, errors)]
+    return [f"{p}: {e}" for p, e in zip(files, errors)]
 
 
 def _check_top_k(lmap: LabelMap, top_k: int | None) -> None:
@@ -616,6 +755,7 @@ def iter_predictions(
     tta: str | Sequence[str] | None = None,
     root: PathLike | None = None,
     path_format: str | None = None,
+    keep_columns: Sequence[str] | bool | None = None,
 ) -> Iterator[PredictionBatch]:
     """Predict ``inputs`` batch by batch, lazily (a generator: nothing runs until iterated).
 
@@ -624,8 +764,10 @@ def iter_predictions(
         inputs: see :func:`iter_image_paths`.
         batch_size: images per batch.
         tta: ``None`` or a ``evaluation.tta`` preset/transform list (``"flips"``...).
-        root: CSV input only: the folder its relative paths start from.
+        root: CSV or text list input only: the folder its relative paths start from.
         path_format: CSV input only: build the paths from columns, e.g. ``"{class}/{file}"``.
+        keep_columns: CSV input only: columns to carry into each batch's ``columns`` (names,
+            or ``True`` for all but the path column; see :func:`predict`).
 
     Returns:
         An iterator of :class:`PredictionBatch`.
@@ -637,9 +779,22 @@ def iter_predictions(
     """
     from keras_species.evaluation.tta import predict_tta
 
+    rows = inputs if isinstance(inputs, _Rows) else None
+    if rows is None:
+        _check_csv_options(inputs, root, path_format)
+        rows = _read_rows(inputs, root, path_format, keep_columns)
+    if rows is not None:  # read and resolved once, here; the dataset reads its files
+        inputs, root, path_format = rows.files, None, None
     tta_model = predictor.tta_model() if tta is not None else None
+    row = 0
     for paths, images, errors in image_dataset(inputs, predictor.image_size, batch_size,
                                                root=root, path_format=path_format):
+        files = [p.decode("utf-8") for p in paths.numpy()]
+        given, columns = files, {}
+        if rows is not None:  # one batch row per listed row, in order
+            given = rows.given[row:row + len(files)]
+            columns = {c: v[row:row + len(files)] for c, v in rows.columns.items()}
+        row += len(files)
         errs = [e.decode("utf-8") for e in errors.numpy()]
         if tta_model is not None:
             raw = predict_tta(tta_model, images.numpy(), transforms=tta, batch_size=batch_size)
@@ -649,7 +804,36 @@ def iter_predictions(
         probs = np.array(probs, np.float32)
         bad = np.array([bool(e) for e in errs])
         probs[bad] = np.nan
-        yield PredictionBatch([p.decode("utf-8") for p in paths.numpy()], probs, errs)
+        yield PredictionBatch(given, probs, errs, files=files, columns=columns)
+
+
+def _prediction_columns(class_names: Sequence[str], multilabel: bool, k: int,
+                        all_probabilities: bool) -> list[str]:
+    """The output CSV's columns, kept CSV columns aside (they follow ``path``)."""
+    if multilabel:
+        head = ["path", "labels", "probabilities", "top_label", "top_probability"]
+    else:
+        head = ["path"] + [c for i in range(1, k + 1) for c in (f"label_{i}", f"prob_{i}")]
+    return head + ["error"] + ([f"p_{c}" for c in class_names] if all_probabilities else [])
+
+
+def _check_kept_clash(kept: Sequence[str], columns: Sequence[str], rows: _Rows,
+                      keep_all: bool) -> None:
+    """Refuse a kept CSV column whose name (in any case) is one of the output's own
+    ``columns``: two columns of one name, or one in another case, would be misread."""
+    taken = {c.lower(): c for c in columns}
+    clash = [(k, taken[k.lower()]) for k in kept if k.lower() in taken]
+    if not clash:
+        return
+    name, ours = clash[0]
+    what = ("which holds each row's path as written in the CSV already" if ours == "path"
+            else "which predict writes itself")
+    fix = ("name the columns to keep with --keep-columns (keep_columns=[...]) and leave "
+           f"{name!r} out" if keep_all else f"leave {name!r} out of --keep-columns (keep_columns)")
+    more = f" (and {', '.join(repr(k) for k, _ in clash[1:])})" if len(clash) > 1 else ""
+    raise ValueError(f"{rows.files.source}: column {name!r}{more} (kept by {_KEEP_FLAG[keep_all]}) "
+                     f"has the name of the output column {ours!r}, {what}: {fix}, or rename "
+                     "it in the CSV")
 
 
 class _CsvWriter:
@@ -661,33 +845,33 @@ class _CsvWriter:
     """
 
     def __init__(self, file, class_names, multilabel: bool, thresholds, top_k: int,
-                 all_probabilities: bool) -> None:
+                 all_probabilities: bool, keep: Sequence[str] = ()) -> None:
         self.names = list(class_names)
         self.multilabel, self.thresholds = multilabel, thresholds
         self.k = max(1, min(top_k, len(self.names)))
         self.all = all_probabilities
+        self.keep = list(keep)
         self.writer = csv.writer(file)
-        if multilabel:
-            head = ["path", "labels", "probabilities", "top_label", "top_probability"]
-        else:
-            head = ["path"] + [c for i in range(1, self.k + 1) for c in (f"label_{i}", f"prob_{i}")]
-        self.width = len(head) - 1
-        self.writer.writerow(head + ["error"] + ([f"p_{c}" for c in self.names] if self.all else []))
+        head = _prediction_columns(self.names, multilabel, self.k, all_probabilities)
+        self.width = head.index("error") - 1
+        self.writer.writerow(head[:1] + self.keep + head[1:])
 
     def write(self, batch: PredictionBatch) -> None:
-        for path, p, err in zip(batch.paths, batch.probabilities, batch.errors):
+        kept = zip(*(batch.columns[c] for c in self.keep)) if self.keep else itertools.repeat(())
+        for path, p, err, values in zip(batch.paths, batch.probabilities, batch.errors, kept):
+            path = [path, *values]
             if err:
-                self.writer.writerow([path] + [""] * self.width + [err]
+                self.writer.writerow(path + [""] * self.width + [err]
                                      + ([""] * len(self.names) if self.all else []))
                 continue
             order = np.argsort(-p, kind="stable")
             if self.multilabel:
                 above = [j for j in order if p[j] >= self.thresholds[j]]
-                row = [path, ";".join(self.names[j] for j in above),
-                       ";".join(f"{p[j]:.6g}" for j in above),
-                       self.names[order[0]], f"{p[order[0]]:.6g}"]
+                row = path + [";".join(self.names[j] for j in above),
+                              ";".join(f"{p[j]:.6g}" for j in above),
+                              self.names[order[0]], f"{p[order[0]]:.6g}"]
             else:
-                row = [path] + [v for j in order[: self.k] for v in (self.names[j], f"{p[j]:.6g}")]
+                row = path + [v for j in order[: self.k] for v in (self.names[j], f"{p[j]:.6g}")]
             self.writer.writerow(row + [""] + ([f"{q:.6g}" for q in p] if self.all else []))
 
 
@@ -706,6 +890,7 @@ def predict(
     all_probabilities: bool = False,
     root: PathLike | None = None,
     path_format: str | None = None,
+    keep_columns: Sequence[str] | bool | None = None,
 ) -> PredictionResult:
     """Predict every image of ``inputs`` in batches, optionally streaming rows to a CSV.
 
@@ -732,6 +917,12 @@ def predict(
         root: CSV or text list input only: the folder its relative paths start from (default:
             its folder, or its ``images/`` subfolder when the files are there).
         path_format: CSV input only: build the paths from columns, e.g. ``"{class}/{file}"``.
+        keep_columns: CSV input only: columns of the CSV to copy into the output, right after
+            ``path``, on every row (skipped files' rows included): their names (exactly, or in
+            another case when only one column matches), or ``True`` for every column but the
+            path column (``--keep-columns``/``--keep-all-columns``). A name the CSV lacks, or
+            one that is an output column's (``label_1``, ``error``, ``p_<class>``..., any case),
+            is refused before any image is read; so is the option for any other input.
 
     Returns:
         A :class:`PredictionResult` (``count`` 0 when nothing could be predicted: the
@@ -751,26 +942,37 @@ def predict(
     ):
         raise ValueError(f"top_k must be a whole number >= 1 (--top-k), got {top_k!r}")
     _check_csv_options(inputs, root, path_format)
-    listed = _listed_files(inputs, root, path_format)  # a CSV or list: its lines name skipped files
-    source = inputs if listed is None else listed
-    if listed is not None:  # read and resolved once, here
+    # a CSV or list: read and resolved once, here, before the model (a kept column it lacks is
+    # named now); its lines name skipped files
+    rows = _read_rows(inputs, root, path_format, keep_columns)
+    listed = rows.files if rows is not None else None
+    source = inputs if rows is None else rows
+    kept = list(rows.columns) if rows is not None else []
+    if rows is not None:
         root = path_format = None
     predictor = open_predictor(model_or_path, labels=labels, image_size=image_size)
     lmap = predictor.label_map
     _check_top_k(lmap, top_k)
     thr = _thresholds(lmap, thresholds)
+    k = DEFAULT_TOP_K if top_k is None else top_k
+    if kept:
+        columns = _prediction_columns(lmap.class_names, lmap.multilabel,
+                                      max(1, min(k, lmap.num_classes)), all_probabilities)
+        _check_kept_clash(kept, columns, rows, keep_columns is True)
     paths: list[str] = []
+    values: dict[str, list[str]] = {c: [] for c in kept}
     chunks: list[np.ndarray] = []
     skipped: list[tuple[str, str]] = []
     skipped_lines: list[int] = []
+    skipped_files: list[str] = []
     count = row = 0
     with contextlib.ExitStack() as stack:
         writer = None
         if out is not None:  # a failure, even to open it, names --out, not the temporary sibling
             part = stack.enter_context(atomic_path(out, "--out"))
             file = stack.enter_context(open(part, "w", newline="", encoding="utf-8"))
-            writer = _CsvWriter(file, lmap.class_names, lmap.multilabel, thr,
-                                DEFAULT_TOP_K if top_k is None else top_k, all_probabilities)
+            writer = _CsvWriter(file, lmap.class_names, lmap.multilabel, thr, k,
+                                all_probabilities, kept)
         for batch in iter_predictions(predictor, source, batch_size=batch_size, tta=tta,
                                       root=root, path_format=path_format):
             if writer is not None:
@@ -778,12 +980,15 @@ def predict(
             ok = np.array([not e for e in batch.errors], bool)
             bad = np.flatnonzero(~ok)
             skipped += [(batch.paths[i], batch.errors[i]) for i in bad]
+            skipped_files += [batch.files[i] for i in bad]
             if listed is not None:  # one batch row per listed row, in order
                 skipped_lines += [listed.lines[row + i] for i in bad]
             row += len(batch.paths)
             count += int(ok.sum())
             if keep_probabilities:
                 paths += [p for p, good in zip(batch.paths, ok) if good]
+                for c in kept:
+                    values[c] += [v for v, good in zip(batch.columns[c], ok) if good]
                 chunks.append(batch.probabilities[ok])
     probs = None
     if keep_probabilities:
@@ -795,6 +1000,7 @@ def predict(
         out=Path(out) if out is not None else None, count=count,
         not_images=files_not_predicted(inputs), skipped_lines=skipped_lines,
         cut_note=listed.cut_note() if listed is not None and skipped else "",
+        skipped_files=skipped_files, columns=values,
     )
     if skipped:
         where = f" listed in {listed.source}" if listed is not None else ""
@@ -827,7 +1033,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         "relative paths start at --root, by default the CSV's or list's folder, or "
                         "its images/ subfolder when the files are there")
     parser.add_argument("--out", default="predictions.csv",
-                        help="CSV to write (default predictions.csv)")
+                        help="CSV to write (default predictions.csv); its path column names each "
+                        "image as INPUT does: a CSV's path cell or a list's line as written, a "
+                        "folder's files under the folder as given")
     parser.add_argument("--top-k", type=int, default=None,
                         help=f"classes per row, single-label models only (default {DEFAULT_TOP_K}); "
                              "a multi-label model lists the classes at or above their thresholds")
@@ -850,6 +1058,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         "are there)")
     parser.add_argument("--path-format", default=None, metavar="FORMAT",
                         help="CSV input only: build paths from columns, e.g. '{class}/{file}'")
+    keep = parser.add_mutually_exclusive_group()
+    keep.add_argument("--keep-columns", nargs="+", default=None, metavar="COL",
+                      help="CSV input only: copy these columns of the CSV (an id, a site, a true "
+                      "label...) into the output, right after path, on every row (unreadable "
+                      "files' rows included); a name that is an output column's (label_1, "
+                      "error, p_<class>...) is refused: rename it in the CSV")
+    keep.add_argument("--keep-all-columns", action="store_true",
+                      help="CSV input only: copy every column of the CSV but its path column "
+                      "(path holds it as written) into the output")
 
 
 def _nothing_predicted(result: PredictionResult, inputs: str) -> str:
@@ -910,6 +1127,8 @@ def run_cli(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size, image_size=size, thresholds=thr, labels=args.labels,
                 keep_probabilities=False, all_probabilities=args.all_probabilities,
                 root=args.root, path_format=args.path_format,
+                keep_columns=True if getattr(args, "keep_all_columns", False)
+                else getattr(args, "keep_columns", None),
             )
     except (OSError, ValueError) as err:  # ExportError and LabelMapError are ValueErrors
         if not is_user_error(err):

@@ -225,14 +225,17 @@ def test_a_text_file_lists_images_one_per_line(model, folder, tmp_path, capsys):
     out = tmp_path / "p.csv"
     assert cli.main(["predict", str(tmp_path / "m.keras"), str(listed), "--out", str(out)]) == 0
     rows = _read_csv(out)
-    assert [r["path"] for r in rows] == good[:3] and all(r["label_1"] and not r["error"] for r in rows)
+    # the lines as written (spaces around them aside), not resolved against the list's folder
+    assert [r["path"] for r in rows] == [rel[0], rel[1], good[2]]
+    assert all(r["label_1"] and not r["error"] for r in rows)
     assert "predicted 3 image(s)" in capsys.readouterr().out
     # missing files keep their row and are reported as a CSV's are
     elsewhere.write_text("cod/none.png\n" + rel[0] + "\n")
     assert cli.main(["predict", str(tmp_path / "m.keras"), str(elsewhere), "--root", str(folder),
                      "--out", str(out)]) == 0
     assert [r["error"] for r in _read_csv(out)] == ["file not found", ""]
-    assert f"{folder / 'cod' / 'none.png'}: file not found" in capsys.readouterr().err
+    assert [r["path"] for r in _read_csv(out)] == ["cod/none.png", rel[0]]  # as written, missing too
+    assert f"{folder / 'cod' / 'none.png'}: file not found" in capsys.readouterr().err  # where it looked
     code = cli.main(["predict", str(tmp_path / "m.keras"), str(elsewhere), "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith(
@@ -278,6 +281,139 @@ def test_unreadable_files_of_a_csv_or_list_are_named_with_their_lines(model, fol
     with pytest.warns(UserWarning, match=rf"skipped 1 unreadable file\(s\): {re.escape(str(broken))}"):
         result = predict(model, folder)  # no lines to name
     assert result.skipped_lines == [] and result.skipped == [(str(broken), "empty file (0 bytes)")]
+
+
+def _site_csv(folder: Path, tmp_path: Path) -> tuple[Path, list[str]]:
+    """``sites/in.csv`` (away from the images: read with ``--root folder``): columns ``id, site,
+    path, true_label``; rows of 3 good files (one path written the Windows way), the empty
+    ``eel/broken.png`` and a missing file. Returns the CSV and its path cells."""
+    good = [Path(p).relative_to(folder).as_posix() for p in iter_image_paths(folder)
+            if not p.endswith("broken.png")]
+    cells = [good[0], "./" + good[4], good[8].replace("/", "\\"), "eel/broken.png", "cod/gone.png"]
+    listed = tmp_path / "sites" / "in.csv"
+    listed.parent.mkdir()
+    listed.write_text("id,site,path,true_label\n" + "".join(
+        f"A{i},{'north' if i % 2 else 'south'},{c},{c.replace(chr(92), '/').split('/')[-2]}\n"
+        for i, c in enumerate(cells)))
+    return listed, cells
+
+
+def test_the_path_column_holds_each_path_as_the_input_writes_it(model, folder, tmp_path, capsys):
+    listed, cells = _site_csv(folder, tmp_path)
+    model.save(tmp_path / "m.keras")
+    out = tmp_path / "p.csv"
+    assert cli.main(["predict", str(tmp_path / "m.keras"), str(listed), "--root", str(folder),
+                     "--out", str(out)]) == 0
+    rows = _read_csv(out)
+    assert [r["path"] for r in rows] == cells  # the cells, not absolute paths: they join back
+    assert [bool(r["error"]) for r in rows] == [False, False, False, True, True]
+    err = capsys.readouterr().err  # messages name the file looked for
+    assert f"line 6: {folder / 'cod' / 'gone.png'}: file not found" in err
+    with pytest.warns(UserWarning, match="skipped 2 unreadable"):
+        result = predict(model, listed, root=folder)
+    assert result.paths == cells[:3]
+    assert result.skipped == [("eel/broken.png", "empty file (0 bytes)"), ("cod/gone.png", "file not found")]
+    assert result.skipped_files == [str(folder / "eel" / "broken.png"), str(folder / "cod" / "gone.png")]
+    # --path-format: the path as built from the row's cells (relative to the root)
+    _, hy = _two_layouts(tmp_path)
+    assert cli.main(["predict", str(tmp_path / "m.keras"), str(hy), "--path-format", "{class}/{file}",
+                     "--out", str(out)]) == 0
+    expected = [f"{r['class']}/{r['file']}" for r in _read_csv(hy)]
+    assert [r["path"] for r in _read_csv(out)] == expected and not any(r["error"] for r in _read_csv(out))
+    # the batches say both: the path as written and the file read
+    batch = next(iter_predictions(open_predictor(model), listed, root=folder, batch_size=8))
+    assert batch.paths == cells and batch.files[1] == os.path.normpath(folder / cells[1])
+    assert batch.files == list(iter_image_paths(listed, root=folder))  # sources' reading rule
+
+
+def test_keep_columns_carry_a_csvs_columns_to_every_row(model, folder, tmp_path):
+    listed, cells = _site_csv(folder, tmp_path)
+    out = tmp_path / "p.csv"
+    with pytest.warns(UserWarning, match="skipped 2 unreadable"):
+        result = predict(model, listed, root=folder, out=out, top_k=1, batch_size=2,
+                         keep_columns=["id", "SITE", "true_label"], all_probabilities=True)
+    rows = _read_csv(out)
+    assert list(rows[0]) == ["path", "id", "site", "true_label", "label_1", "prob_1", "error",
+                             "p_cod", "p_eel", "p_ray"]  # as the CSV spells them, after path
+    source = _read_csv(listed)
+    for row, src in zip(rows, source, strict=True):  # every row, the skipped ones included
+        assert (row["path"], row["id"], row["site"], row["true_label"]) == (
+            src["path"], src["id"], src["site"], src["true_label"])
+    assert [r["id"] for r in rows if r["error"]] == ["A3", "A4"]
+    assert result.columns == {"id": ["A0", "A1", "A2"], "site": ["south", "north", "south"],
+                              "true_label": ["cod", "eel", "ray"]}
+    with pytest.warns(UserWarning, match="skipped 2 unreadable"):  # every column but the path's
+        predict(model, listed, root=folder, out=out, keep_columns=True, keep_probabilities=False)
+    assert list(_read_csv(out)[0])[:4] == ["path", "id", "site", "true_label"]
+    model.save(tmp_path / "m.keras")
+    for flags in (["--keep-columns", "true_label", "id"], ["--keep-all-columns"]):
+        assert cli.main(["predict", str(tmp_path / "m.keras"), str(listed), "--root", str(folder),
+                         "--out", str(out), *flags]) == 0
+        rows = _read_csv(out)
+        kept = flags[1:] or ["id", "site", "true_label"]
+        assert list(rows[0])[: 1 + len(kept)] == ["path", *kept]
+        assert [[r[c] for c in ["path", *kept]] for r in rows] == [
+            [s[c] for c in ["path", *kept]] for s in source]
+    tagger = _tiny_model("sigmoid", thresholds=[0.0, 1.0, 0.5], seed=1)  # multi-label rows too
+    with pytest.warns(UserWarning, match="skipped 2 unreadable"):
+        predict(tagger, listed, root=folder, out=out, keep_columns=["site"])
+    rows = _read_csv(out)
+    assert list(rows[0])[:3] == ["path", "site", "labels"] and rows[4]["site"] == "south"
+
+
+def test_keep_columns_are_checked_before_the_model_is_opened(model, folder, tmp_path, capsys,
+                                                            monkeypatch):
+    import keras_species.predict as predict_module
+
+    listed, _ = _site_csv(folder, tmp_path)
+    model.save(tmp_path / "m.keras")
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was opened")
+
+    monkeypatch.setattr(predict_module, "open_predictor", no_model)
+    out = tmp_path / "p.csv"
+    with pytest.raises(ValueError, match=re.escape(
+            "in.csv has no column 'station', 'date' to keep (--keep-columns); its columns are "
+            "['id', 'site', 'path', 'true_label']")):
+        predict(model, listed, root=folder, out=out, keep_columns=["id", "station", "date"])
+    assert cli.main(["predict", str(tmp_path / "m.keras"), str(listed), "--root", str(folder),
+                     "--out", str(out), "--keep-columns", "station"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("keras-species predict: ") and "no column 'station' to keep" in err
+    assert err.count("\n") == 1 and not out.exists()
+    # inputs without columns refuse the option rather than ignore it
+    text_list = tmp_path / "new.txt"
+    text_list.write_text("cod/fish_0_0.png\n")
+    for inputs, what in ((folder, "is a folder"), (text_list, "is read as a list of paths"),
+                         (next(iter_image_paths(folder)), "is not a CSV"),
+                         ([next(iter_image_paths(folder))], "a list of paths has no other columns")):
+        with pytest.raises(ValueError, match=r"keep_columns=\[\.\.\.\] \(--keep-columns\) copies "
+                                             rf"columns of a CSV input to the output, and .*{what}"):
+            predict(model, inputs, keep_columns=["id"])
+    with pytest.raises(ValueError, match=r"keep_columns=True \(--keep-all-columns\) .* is a folder"):
+        predict(model, folder, keep_columns=True)
+    with pytest.raises(SystemExit):  # one or the other
+        cli.main(["predict", "m.keras", str(listed), "--keep-columns", "id", "--keep-all-columns"])
+
+
+def test_a_kept_column_named_as_an_output_column_is_refused(model, folder, tmp_path):
+    good = [p for p in iter_image_paths(folder) if not p.endswith("broken.png")]
+    listed = tmp_path / "earlier.csv"  # e.g. an earlier run's predictions, predicted again
+    listed.write_text("path,Label_1,error,p_cod,note\n" + "".join(f"{p},cod,,0.5,x\n" for p in good[:2]))
+    out = tmp_path / "p.csv"
+    for keep, ours, fix in ((["note", "label_1"], "label_1", "leave 'Label_1' out of --keep-columns"),
+                            (["error", "note"], "error", "leave 'error' out of --keep-columns"),
+                            (["path"], "path", "which holds each row's path as written in the CSV"),
+                            (True, "label_1", "name the columns to keep with --keep-columns")):
+        with pytest.raises(ValueError, match=re.escape(ours) + ".*" + re.escape(fix)):
+            predict(model, listed, out=out, keep_columns=keep)
+        assert not out.exists()
+    predict(model, listed, out=out, keep_columns=["p_cod", "note"])  # no p_<class> columns: no clash
+    assert [(r["p_cod"], r["note"]) for r in _read_csv(out)] == [("0.5", "x")] * 2
+    with pytest.raises(ValueError, match=r"column 'p_cod' \(kept by --keep-columns\) has the name of "
+                                         "the output column 'p_cod'"):
+        predict(model, listed, out=out, keep_columns=["p_cod"], all_probabilities=True)
 
 
 def test_help_names_the_csv_path_columns_and_options(capsys):

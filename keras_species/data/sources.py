@@ -23,7 +23,7 @@ import os
 import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -540,6 +540,12 @@ class ListedFiles:
         base: the folder relative paths were read from.
         last_line_ended: ``False`` when the last path is on the file's last line and that line
             has no line end (the file may be cut off in it).
+        given: each path as the file writes it (a CSV's path cell, or the path ``path_format``
+            built from the row's cells; a list's line, spaces around it aside): what ``predict``
+            reports, so that its output joins back to the input.
+        header: a CSV's column names (``[]`` for a list).
+        path_column: the CSV's path column (``None`` with ``path_format``, or for a list).
+        rows: a CSV's rows as ``{column: cell}``, one per path (``[]`` for a list).
 
     Example:
         >>> listed = read_path_list("new_photos.txt")   # doctest: +SKIP
@@ -553,6 +559,10 @@ class ListedFiles:
     exists: np.ndarray
     base: Path
     last_line_ended: bool = True
+    given: list[str] = field(default_factory=list)
+    header: list[str] = field(default_factory=list)
+    path_column: str | None = None
+    rows: list[dict[str, str]] = field(default_factory=list)
 
     def cut_note(self) -> str:
         """What a message about missing files adds when the file may be cut off in its last line:
@@ -599,9 +609,10 @@ def read_csv_paths(
     header, raw_rows, first_line, _ = _read_csv_rows(path, text)
     line_of = [first_line + i for i, r in enumerate(raw_rows) if r is not None]
     rows = [r for r in raw_rows if r is not None]
-    cells, _ = csv_path_cells(path, header, rows, line_of, path_format)
+    cells, column = csv_path_cells(path, header, rows, line_of, path_format)
     paths, exists, base = resolve_csv_paths(cells, path, root)
-    return ListedFiles(path, paths, line_of, exists, base, _last_line_ended(text, line_of))
+    return ListedFiles(path, paths, line_of, exists, base, _last_line_ended(text, line_of),
+                       given=list(cells), header=list(header), path_column=column, rows=rows)
 
 
 def _check_missing(listed: ListedFiles, on_missing: str, unit: str, hint: str = "") -> list[str]:
@@ -953,8 +964,9 @@ def read_path_list(path: str | os.PathLike, root: str | os.PathLike | None = Non
     numbered = [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1)]
     numbered = [(n, entry) for n, entry in numbered if entry and not entry.startswith("#")]
     lines = [n for n, _ in numbered]
-    paths, exists, base = resolve_csv_paths([entry for _, entry in numbered], path, root)
-    return ListedFiles(path, paths, lines, exists, base, _last_line_ended(text, lines))
+    entries = [entry for _, entry in numbered]
+    paths, exists, base = resolve_csv_paths(entries, path, root)
+    return ListedFiles(path, paths, lines, exists, base, _last_line_ended(text, lines), given=entries)
 
 
 def from_path_list(
