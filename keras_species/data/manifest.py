@@ -54,6 +54,11 @@ def classes_phrase(num_classes: int, multilabel: bool) -> str:
     return f"{num_classes} classes ({'multi-label' if multilabel else 'single-label'})"
 
 
+def _no_id(group) -> bool:
+    """A missing group id: ``None`` or a float NaN (an empty cell as pandas reads it)."""
+    return group is None or (isinstance(group, float) and group != group)
+
+
 @dataclass
 class Manifest:
     """Image paths with their labels, classes, groups and splits.
@@ -64,7 +69,9 @@ class Manifest:
             ``(N, C)`` 0/1 matrix for multi-label data.
         class_names: class names; index ``i`` of a label means ``class_names[i]``.
         groups: optional group id per image (e.g. the fish tracking id); a group never sits on
-            two sides of a group-aware split.
+            two sides of a group-aware split. An image without an id (``None``, or NaN as
+            pandas gives it) is a group of its own: its id is its path, as the readers give a
+            file whose name the group regex does not match.
         splits: optional split name per image (``train``/``val``/``test`` or a fold name).
         source: where the manifest came from (for reports).
 
@@ -112,7 +119,7 @@ class Manifest:
                 if len(column) != n:
                     raise ManifestError(f"{n} paths but {len(column)} {name}")
         if self.groups is not None:
-            self.groups = [str(g) for g in self.groups]
+            self.groups = [p if _no_id(g) else str(g) for g, p in zip(self.groups, self.paths)]
         if self.splits is not None:
             self.splits = [str(s) for s in self.splits]
 
@@ -226,7 +233,8 @@ class Manifest:
         """Concatenate two manifests of the same label type, uniting their class lists.
 
         Classes of ``self`` keep their indices; new classes of ``other`` are appended (R2's
-        "add a 10th class from another source").
+        "add a 10th class from another source"). When only one side has group ids, each image of
+        the other is a group of its own (its path), not one group of all of them.
         """
         if self.multilabel != other.multilabel:
             raise ManifestError("cannot merge a single-label and a multi-label manifest")
@@ -249,7 +257,8 @@ class Manifest:
             paths=self.paths + other.paths,
             labels=labels,
             class_names=names,
-            groups=both(self.groups, other.groups, len(self), len(other)),
+            groups=None if self.groups is None and other.groups is None else
+            (self.groups or list(self.paths)) + (other.groups or list(other.paths)),
             splits=both(self.splits, other.splits, len(self), len(other)),
             source=f"{self.source}+{other.source}",
         )

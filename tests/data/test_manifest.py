@@ -130,3 +130,25 @@ def test_summary_says_a_manifest_without_classes_has_no_labels() -> None:
     assert unlabelled.with_splits(["train", "val"]).summary() == "2 images, no labels, splits train=1 val=1"
     assert _manifest().summary() == "3 images, 2 classes (single-label), splits test=1 train=1 val=1"
     assert _manifest(multilabel=True).summary().startswith("3 images, 2 classes (multi-label)")
+
+
+def test_an_image_without_a_group_id_is_a_group_of_its_own(tmp_path: Path) -> None:
+    # before: None became the id "None" (a JSON manifest with null ids), and a merge gave the
+    # side without ids "": either way all of those images were one group, kept on one side
+    from keras_species.data import splits
+
+    m = Manifest(["a.png", "b.png", "c.png"], np.array([0, 0, 1]), ["cod", "eel"],
+                 groups=["7", None, float("nan")])
+    assert m.groups == ["7", "b.png", "c.png"]
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"format": "keras-species-manifest/1", "paths": ["a.png", "b.png"], "labels": [0, 1],
+                                "class_names": ["cod", "eel"], "groups": [None, None]}))
+    assert Manifest.from_json(path).groups == ["a.png", "b.png"]
+    paths = [f"{c}{i}.png" for c in "xy" for i in range(10)]
+    grouped = Manifest(paths[:10], np.zeros(10, int), ["cod", "eel"], groups=["1"] * 5 + ["2"] * 5)
+    plain = Manifest(paths[10:], np.ones(10, int), ["cod", "eel"])
+    merged = grouped.merge(plain)
+    assert merged.groups[10:] == paths[10:]
+    split = splits.stratified_split(merged, (0.5, 0.5), group_aware=True)
+    eel_sides = {s for s, y in zip(split.splits, split.labels) if y == 1}
+    assert eel_sides == {"train", "val"}  # ten groups of one, spread; one group would sit on one side
