@@ -626,11 +626,11 @@ def _check_missing(listed: ListedFiles, on_missing: str, unit: str, hint: str = 
     lines = [listed.lines[i] for i in gone]
     cut = f". {listed.cut_note()}" if listed.cut_note() else ""
     if on_missing == "error":
-        fix = (f"pass root= the folder the paths are relative to, or on_missing='skip' to leave "
-               f"those {unit} out (on the command line: --root DIR, --on-missing skip)")
+        fix = (f"give --root DIR, the folder the paths are relative to, or --on-missing skip to "
+               f"leave those {unit} out (in Python: root=, on_missing='skip')")
     elif len(gone) == len(listed.paths):  # skipping them all would leave nothing to read
-        fix = (f"pass root= the folder the paths are relative to (on the command line: --root "
-               f"DIR): skipping the missing files (--on-missing skip) leaves none of the {unit}")
+        fix = (f"give --root DIR, the folder the paths are relative to (in Python: root=): "
+               f"skipping the missing files (--on-missing skip) leaves none of the {unit}")
     if on_missing == "error" or len(gone) == len(listed.paths):
         raise ManifestError(
             f"{listed.source}: {len(missing)} of {len(listed.paths)} listed files do not exist under "
@@ -653,8 +653,8 @@ def _class_folder_hint(base: Path, header: Sequence[str], rows: Sequence[dict], 
     if not all(r[lcol] and r[pcol] and (base / r[lcol] / r[pcol]).is_file() for r in sample):
         return ""
     fmt = "{" + lcol + "}/{" + pcol + "}"
-    return (f"the files are in one folder per {lcol}: read them with path_format='{fmt}' (on the "
-            f"command line: --path-format '{fmt}'); else ")
+    return (f"the files are in one folder per {lcol}: read them with --path-format '{fmt}' (in "
+            f"Python: path_format='{fmt}'); else ")
 
 
 def from_csv(
@@ -1177,8 +1177,8 @@ def from_coco_json(
     if sample and not any(os.path.isfile(p) for p in sample):
         raise ManifestError(
             f"{path}: none of {len(sample)} images sampled from its {len(paths)} exists under "
-            f"{base} (e.g. {_names(sample, 2)}); pass image_root= the folder that the file_name "
-            "entries are relative to (on the command line: --root DIR)"
+            f"{base} (e.g. {_names(sample, 2)}); give --root DIR, the folder that the file_name "
+            "entries are relative to (in Python: image_root=)"
         )
     if multilabel:
         labels = np.zeros((len(images), len(names)), np.uint8)

@@ -214,7 +214,7 @@ def test_from_csv_warns_when_the_last_unended_line_has_a_label_found_nowhere_els
 def test_from_csv_missing_file_names_its_line_and_a_cut_last_line(image_folder: Path) -> None:
     csv_path = image_folder / "labels.csv"
     csv_path.write_text(_ROWS + "ray/fish_2", encoding="utf-8")  # copy cut mid-path
-    with pytest.raises(ManifestError, match=r"line 4: '.*fish_2'.*--on-missing skip\)\. Line 4 "
+    with pytest.raises(ManifestError, match=r"line 4: '.*fish_2'.*on_missing='skip'\)\. Line 4 "
                                             r"is the last and has no line end.*cut off"):
         sources.from_csv(csv_path)
     with pytest.warns(UserWarning, match=r"skipped 1 rows .*line 4: .*Line 4 is the last"):
@@ -272,8 +272,8 @@ def test_files_in_class_folders_suggest_the_path_format(image_folder: Path) -> N
     # the shared hymenoptera split.csv: split,class,file with the files in <class>/<file>
     csv_path = image_folder / "split.csv"
     csv_path.write_text("split,class,file\ntrain,cod,fish_0_0.png\ntest,eel,fish_100_0.png\n")
-    hint = (r"the files are in one folder per class: read them with path_format='\{class\}/\{file\}' "
-            r"\(on the command line: --path-format '\{class\}/\{file\}'\); else pass root=")
+    hint = (r"the files are in one folder per class: read them with --path-format '\{class\}/\{file\}' "
+            r"\(in Python: path_format='\{class\}/\{file\}'\); else give --root DIR")
     with pytest.raises(ManifestError, match=hint):
         sources.from_csv(csv_path)
     # skipping every missing file would leave nothing: refused, not an empty manifest
@@ -284,7 +284,7 @@ def test_files_in_class_folders_suggest_the_path_format(image_folder: Path) -> N
     (image_folder / "elsewhere.csv").write_text("class,file\ncod,nope.png\n")
     with pytest.raises(ManifestError) as caught:
         sources.from_csv(image_folder / "elsewhere.csv")
-    assert "path_format" not in str(caught.value) and "pass root=" in str(caught.value)
+    assert "path_format" not in str(caught.value) and "give --root DIR" in str(caught.value)
 
 
 def test_whole_number_class_names_take_their_numeric_order(tmp_path: Path) -> None:
@@ -460,8 +460,8 @@ def test_missing_files_of_a_path_list_are_named_with_their_lines(image_folder: P
     listed = image_folder / "new.txt"
     listed.write_text("cod/fish_0_0.png\n# gone:\ncod/gone.png\neel/fish_100_0.png\nray/fish_2")
     with pytest.raises(ManifestError, match=r"new.txt: 2 of 4 listed files do not exist under .* \(e.g. "
-                                            r"line 3: '.*gone.png', line 5: '.*fish_2'\); pass root=.*"
-                                            r"leave those lines out .*--on-missing skip\)\. Line 5 is the "
+                                            r"line 3: '.*gone.png', line 5: '.*fish_2'\); give --root DIR.*"
+                                            r"leave those lines out .*on_missing='skip'\)\. Line 5 is the "
                                             r"last and has no line end.*cut off"):
         sources.load(listed)
     with pytest.warns(UserWarning, match=r"new.txt: skipped 2 lines whose file does not exist \(e.g. "
