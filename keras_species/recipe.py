@@ -60,7 +60,7 @@ from keras_species.config import (
     seed_everything,
 )
 from keras_species.config import flag_help as _help
-from keras_species.terminal import is_own_code, use_short_warnings
+from keras_species.terminal import is_own_code, use_command_line_warnings
 from keras_species.training.runs import RunFolder, list_runs
 
 RUN_CONTROL_FIELDS = ("out", "name", "resume", "overwrite", "verbose")
@@ -1409,7 +1409,7 @@ def recipe_main(
     # Keras warns after every epoch over a dataset of unknown length (the pipeline skips bad files)
     warnings.filterwarnings("ignore", message="Your input ran out of data")
     _quiet_per_model_retracing()
-    use_short_warnings()
+    use_command_line_warnings()
     _opened.clear()
     try:
         if hasattr(config, "check"):

@@ -7,8 +7,13 @@ are noise. :func:`use_short_warnings` prints those as ``warning: <message>``; wa
 other packages (NumPy, scikit-learn, Keras) keep Python's format, with their location. Written by
 hand: ``warnings.formatwarning`` is the hook Python offers, and nothing wraps it.
 
+:func:`use_command_line_warnings` does that and also leaves out PIL's
+``DecompressionBombWarning``, which the library's reader turns into a report naming the file and
+the fix (:func:`keras_species.data.images.read_image`): a command printed PIL's raw line first.
+Only the entry points call it, since a filter applies to the whole process.
+
 Example:
-    >>> use_short_warnings()                                    # doctest: +SKIP
+    >>> use_command_line_warnings()                             # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -54,3 +59,17 @@ def use_short_warnings() -> None:
         >>> use_short_warnings()                                # doctest: +SKIP
     """
     warnings.formatwarning = _short_format
+
+
+def use_command_line_warnings() -> None:
+    """The warning settings of the command-line entry points (this process, from now on): the
+    library's warnings short (:func:`use_short_warnings`), PIL's ``DecompressionBombWarning``
+    left out (the reader reports each oversized image itself, with the fix).
+
+    Example:
+        >>> use_command_line_warnings()                         # doctest: +SKIP
+    """
+    from PIL import Image
+
+    use_short_warnings()
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)

@@ -732,3 +732,35 @@ def test_cli_keeps_the_traceback_of_an_error_from_inside_a_library(model, folder
     monkeypatch.setattr(predict_module, "predict", numpy_fails)
     with pytest.raises(ValueError, match="reshape"):
         cli.main(["predict", str(tmp_path / "m.keras"), str(folder), "--out", str(tmp_path / "p.csv")])
+
+
+def _png_header_of_size(path: Path, width: int, height: int) -> None:
+    """A PNG whose header says ``width`` x ``height`` (PIL reads the size at open; no pixels)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+                     + chunk(b"IEND", b""))
+
+
+def test_the_command_line_names_an_oversized_image_without_pils_raw_warning(model, folder, tmp_path, capsys):
+    # 95 megapixels: over PIL's default limit (about 89), under twice it, where PIL only warns.
+    # Before, the command printed PIL's raw DecompressionBombWarning before its own report.
+    import warnings
+
+    from PIL import Image
+
+    _png_header_of_size(folder / "cod" / "huge.png", 10_000, 9_500)
+    model.save(tmp_path / "m.keras")
+    capsys.readouterr()
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        code = cli.main(["predict", str(tmp_path / "m.keras"), str(folder), "--out", str(tmp_path / "p.csv")])
+    assert code == 0
+    assert not [w for w in record if issubclass(w.category, Image.DecompressionBombWarning)]
+    reported = [line for line in capsys.readouterr().err.splitlines() if "huge.png" in line]
+    assert len(reported) == 1 and "limit" in reported[0], reported
