@@ -182,7 +182,21 @@ def get_max_pixels() -> int | None:
     return _max_pixels if _max_pixels is not None else Image.MAX_IMAGE_PIXELS
 
 
-def _too_big_message(w: int, h: int, limit: int) -> tuple[str, str]:
+def too_big_message(w: int, h: int, limit: int) -> tuple[str, str]:
+    """Why an image over the decompression-bomb limit is refused, and the fix (one wording for
+    :func:`read_image`, :func:`image_info` and the pipeline's file check).
+
+    Args:
+        w, h: the image's width and height.
+        limit: the limit in pixels.
+
+    Returns:
+        ``(reason, fix)``.
+
+    Example:
+        >>> too_big_message(200, 100, 10_000)[0]
+        '200x100 = 20,000 pixels is over the decompression-bomb limit of 10,000 pixels'
+    """
     reason = (
         f"{w}x{h} = {w * h:,} pixels is over the decompression-bomb limit of {limit:,} pixels"
     )
@@ -194,7 +208,21 @@ def _too_big_message(w: int, h: int, limit: int) -> tuple[str, str]:
     return reason, fix
 
 
-def _describe_non_image(data: bytes) -> str:
+def describe_non_image(data: bytes) -> str:
+    """What a file that no image reader recognises is, from its first bytes (an HTML page from
+    a failed download, text, or an unknown format): one wording for :func:`read_image` and the
+    pipeline's file check.
+
+    Args:
+        data: the file's bytes (the first 64 are enough).
+
+    Returns:
+        The reason, e.g. ``"not an image: the file is text starting 'garbage'"``.
+
+    Example:
+        >>> describe_non_image(b"<!DOCTYPE html><html>")
+        'not an image: the file is an HTML/XML page (a failed download?)'
+    """
     head = data[:64]
     if head.lstrip().startswith((b"<!DOCTYPE", b"<html", b"<HTML", b"<?xml")):
         return "not an image: the file is an HTML/XML page (a failed download?)"
@@ -224,12 +252,12 @@ def _open(data: bytes, path: str, limit: int | None) -> Image.Image:
             "keras_species.data.images.set_max_pixels(n), or resize the file",
         ) from e
     except UnidentifiedImageError as e:
-        raise ImageReadError(path, _describe_non_image(data)) from e
+        raise ImageReadError(path, describe_non_image(data)) from e
     except (OSError, ValueError, SyntaxError) as e:
         raise ImageReadError(path, f"broken image header ({e})") from e
     w, h = im.size
     if limit is not None and w * h > limit:
-        reason, fix = _too_big_message(w, h, limit)
+        reason, fix = too_big_message(w, h, limit)
         raise ImageReadError(path, reason, fix)
     return im
 
@@ -286,7 +314,7 @@ def probe(path: str | os.PathLike, *, max_pixels: int | None = None) -> ImageInf
         info.n_frames = int(getattr(im, "n_frames", 1) or 1)
         info.orientation = _orientation(im)
         if limit is not None and info.width * info.height > limit:
-            reason, fix = _too_big_message(info.width, info.height, limit)
+            reason, fix = too_big_message(info.width, info.height, limit)
             raise ImageReadError(path, reason, fix)
         try:
             im.load()

@@ -237,7 +237,7 @@ def _classify_with_pil(path: str, size: int, limit: int | None) -> tuple[int, st
     and training name it alike."""
     from PIL import Image, UnidentifiedImageError
 
-    from keras_species.data.images import _describe_non_image, _too_big_message
+    from keras_species.data.images import describe_non_image, too_big_message
 
     try:
         with open(path, "rb") as f:
@@ -257,11 +257,11 @@ def _classify_with_pil(path: str, size: int, limit: int | None) -> tuple[int, st
                     except Exception:  # a broken EXIF block: PIL's reader decides later
                         orientation = 0
     except UnidentifiedImageError:
-        return KIND_BAD, _describe_non_image(head)
+        return KIND_BAD, describe_non_image(head)
     except Exception as e:  # noqa: BLE001 - any failure to open means "not a readable image"
         return KIND_BAD, f"broken image header ({str(e) or type(e).__name__})"
     if limit is not None and width * height > limit:
-        return KIND_BAD, _too_big_message(width, height, limit)[0]
+        return KIND_BAD, too_big_message(width, height, limit)[0]
     marker = _TAILS.get(fmt or "")
     if marker is not None and marker not in tail:
         return _full_check(path)
