@@ -325,9 +325,12 @@ def _write_error(err: OSError, path: Path, tmp: Path, flag: str | None) -> OSErr
 
 
 def _discard(tmp: Path) -> None:
-    """Remove the temporary file ``tmp`` if it is there (its folder may be gone, or a file)."""
+    """Remove the temporary file ``tmp`` if it is there (its folder may be gone, or a file).
+    Nothing is asked of a temporary that was never made: on a read-only file system ``unlink``
+    of a missing file fails too, and its error would hide the one that names the target."""
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-        tmp.unlink()
+        if os.path.lexists(tmp):
+            tmp.unlink()
 
 
 @contextlib.contextmanager

@@ -257,3 +257,25 @@ def test_commit_that_fails_names_the_target_and_removes_the_temporary(tmp_path):
         commit(tmp, target, "--out")
     assert str(info.value).startswith(f"{target} (--out) cannot be written (")
     assert tmp.name not in str(info.value) and not tmp.exists()
+
+
+def test_a_read_only_folder_names_the_target_not_the_temporary(tmp_path, monkeypatch):
+    # on a read-only file system even unlink of the missing temporary fails (EROFS); that error
+    # used to replace the one naming the target: "[Errno 30] Read-only file system: '.p.tmp-1.csv'"
+    import errno
+    from pathlib import Path
+
+    target = tmp_path / "p.csv"
+    unlink = Path.unlink
+
+    def read_only_unlink(self, *args, **kwargs):
+        if ".tmp-" in self.name:
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", read_only_unlink)
+    with pytest.raises(OSError, match=rf"^{target} \(--out\) cannot be written \(Read-only file "
+                                      r"system\): give another --out") as err:
+        with atomic_path(target, "--out") as tmp:
+            raise OSError(errno.EROFS, "Read-only file system", str(tmp))  # as open(tmp, "w")
+    assert ".tmp-" not in str(err.value) and err.value.errno == errno.EROFS
