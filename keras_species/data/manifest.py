@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -429,5 +430,9 @@ class Manifest:
         text = f"{len(self)} images, {classes_phrase(self.num_classes, self.multilabel)}"
         if self.splits is not None:
             names, counts = np.unique(self.splits, return_counts=True)
-            text += ", splits " + " ".join(f"{n}={c}" for n, c in zip(names, counts))
+            # fold2 before fold10: numbers in a name compare as numbers
+            order = sorted(range(len(names)), key=lambda i: [
+                (0, int(part), "") if part.isdigit() else (1, 0, part)
+                for part in re.split(r"(\d+)", str(names[i])) if part])
+            text += ", splits " + " ".join(f"{names[i]}={counts[i]}" for i in order)
         return text

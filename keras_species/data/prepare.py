@@ -268,8 +268,8 @@ def _split(m: Manifest, kind: str, ratios: Sequence[float], seed: int) -> tuple[
         return splits.systematic_split(m), kind
     if kind == "group":
         return splits.stratified_split(m, ratios, seed=seed, group_aware=True), kind
-    if kind == "stratified":
-        return splits.stratified_split(m, ratios, seed=seed), kind
+    if kind == "stratified":  # chosen over "group": the groups are ignored
+        return splits.stratified_split(m, ratios, seed=seed, group_aware=False), kind
     raise ValueError(f"split={kind!r}: choose one of {', '.join(SPLIT_KINDS)}")
 
 

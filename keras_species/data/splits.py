@@ -116,6 +116,11 @@ def _allocate(n: int, ratios: np.ndarray, rng: np.random.Generator) -> np.ndarra
     return counts
 
 
+def _use_groups(m: Manifest, group_aware: bool | None) -> bool:
+    """``group_aware`` as given, or (``None``) whether ``m`` has groups."""
+    return m.groups is not None if group_aware is None else bool(group_aware)
+
+
 def _warn_absent(m: Manifest, names: Sequence[str]) -> None:
     counts = m.class_counts()
     for name in names:
@@ -178,21 +183,24 @@ def stratified_split(
     ratios: Sequence[float] = DEFAULT_RATIOS,
     *,
     seed: int = 0,
-    group_aware: bool = False,
+    group_aware: bool | None = None,
     names: Sequence[str] = DEFAULT_NAMES,
 ) -> Manifest:
     """Split per class by ``ratios`` (e.g. 70/15/15, 80/10/10, 60/20/20).
 
     Single-label: per-class allocation (see the module notes for small classes). Multi-label:
     iterative stratification (``iterstrat.MultilabelStratifiedShuffleSplit``, applied twice for
-    three splits), which keeps each label's share close to the ratios. ``group_aware=True``: whole
-    groups are assigned (no group on two sides), approximately stratified by label.
+    three splits), which keeps each label's share close to the ratios. Group-aware (the default
+    when ``m`` has groups, as the ``split`` command): whole groups are assigned (no group on two
+    sides), approximately stratified by label.
 
     Args:
         m: the manifest (at least 2 classes).
         ratios: 2 or 3 positive ratios summing to 1 (train, val[, test]).
         seed: random seed; the same seed and manifest give the same split.
-        group_aware: keep each group (``m.groups``) on one side.
+        group_aware: keep each group (``m.groups``) on one side; default ``None``: when ``m``
+            has groups (frames of one fish on both sides would make the scores optimistic).
+            ``False`` ignores them.
         names: split names, in the order of ``ratios``.
 
     Returns:
@@ -208,7 +216,7 @@ def stratified_split(
     _check_classes(m, "a stratified split")
     n = len(m)
     where = np.zeros(n, dtype=np.int64)
-    if group_aware:
+    if _use_groups(m, group_aware):
         where = _greedy_groups(_target_matrix(m), _require_groups(m), r, seed)
     elif m.multilabel:
         from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
@@ -287,7 +295,7 @@ def systematic_split(
 
 
 # ---------------------------------------------------------------------------------- k-fold
-def _fold_index(m: Manifest, k: int, seed: int, group_aware: bool) -> np.ndarray:
+def _fold_index(m: Manifest, k: int, seed: int, group_aware: bool | None) -> np.ndarray:
     if not isinstance(k, int | np.integer) or k < 2:
         raise ManifestError(f"k-fold needs k >= 2, got {k}")
     _check_classes(m, "k-fold cross-validation")
@@ -296,7 +304,7 @@ def _fold_index(m: Manifest, k: int, seed: int, group_aware: bool) -> np.ndarray
     fold = np.zeros(len(m), dtype=np.int64)
     x = np.zeros(len(m))
     try:
-        if group_aware:
+        if _use_groups(m, group_aware):
             groups = _require_groups(m)
             n_groups = len(set(groups))
             if n_groups < k:
@@ -323,17 +331,37 @@ def _fold_index(m: Manifest, k: int, seed: int, group_aware: bool) -> np.ndarray
         if isinstance(e, ManifestError):
             raise
         raise ManifestError(f"cannot make {k} stratified folds: {e}") from e
+    _warn_thin_folds(m, fold, k)
     return fold
 
 
-def assign_folds(m: Manifest, k: int = 5, *, seed: int = 0, group_aware: bool = False) -> Manifest:
+def _warn_thin_folds(m: Manifest, fold: np.ndarray, k: int) -> None:
+    """Warn about the classes that some folds hold no image of: those folds' validation scores
+    cannot count them (too few images or groups of the class for ``k`` folds)."""
+    y = m.label_matrix().astype(bool)
+    per_fold = np.stack([y[fold == i].any(axis=0) for i in range(k)])  # (k, C): class in fold
+    present = y.any(axis=0)
+    thin = [(name, int(per_fold[:, j].sum())) for j, name in enumerate(m.class_names)
+            if present[j] and not per_fold[:, j].all()]
+    if thin:
+        shown = ", ".join(f"{name} ({n} of {k})" for name, n in thin[:10])
+        warnings.warn(
+            f"{len(thin)} class(es) have images in only some of the {k} folds: {shown}"
+            f"{' ...' if len(thin) > 10 else ''} (too few images or groups for {k} folds; "
+            "use fewer folds to validate every class in every fold)",
+            stacklevel=3,
+        )
+
+
+def assign_folds(m: Manifest, k: int = 5, *, seed: int = 0, group_aware: bool | None = None) -> Manifest:
     """One manifest whose splits are ``fold0`` .. ``fold{k-1}`` (stratified, optionally by group).
 
     Args:
         m: the manifest (at least 2 classes).
         k: number of folds.
         seed: random seed.
-        group_aware: keep each group in one fold (``StratifiedGroupKFold``; greedy for multi-label).
+        group_aware: keep each group in one fold (``StratifiedGroupKFold``; greedy for
+            multi-label); default ``None``: when ``m`` has groups.
 
     Returns:
         A copy of ``m`` with ``splits`` = fold names.
@@ -347,7 +375,7 @@ def assign_folds(m: Manifest, k: int = 5, *, seed: int = 0, group_aware: bool = 
     return m.with_splits([f"fold{i}" for i in fold])
 
 
-def kfold(m: Manifest, k: int = 5, *, seed: int = 0, group_aware: bool = False) -> list[Manifest]:
+def kfold(m: Manifest, k: int = 5, *, seed: int = 0, group_aware: bool | None = None) -> list[Manifest]:
     """``k`` manifests; in the ``i``-th, fold ``i`` is ``val`` and the others are ``train``.
 
     Single-label: ``StratifiedKFold`` (``StratifiedGroupKFold`` when ``group_aware``);
@@ -357,7 +385,7 @@ def kfold(m: Manifest, k: int = 5, *, seed: int = 0, group_aware: bool = False) 
         m: the manifest (at least 2 classes).
         k: number of folds.
         seed: random seed.
-        group_aware: keep each group in one fold.
+        group_aware: keep each group in one fold; default ``None``: when ``m`` has groups.
 
     Returns:
         A list of ``k`` manifests with ``splits`` in ``{"train", "val"}``.
@@ -489,20 +517,31 @@ def given_split(m: Manifest) -> Manifest:
     return m.with_splits(splits)
 
 
-def leakage(m: Manifest) -> dict[str, dict[str, list[str]]]:
+class Leakage(dict):
+    """What :func:`leakage` returns: ``{"groups": {...}, "paths": {...}}``, true only when
+    something sits on two sides (a plain dict of two keys would always be true, so
+    ``if leakage(m):`` would always fire)."""
+
+    def __bool__(self) -> bool:
+        return any(self.values())
+
+
+def leakage(m: Manifest) -> Leakage:
     """Groups and identical paths that sit on more than one side of a split.
 
     Args:
         m: a manifest with ``splits``.
 
     Returns:
-        ``{"groups": {group: [splits...]}, "paths": {path: [splits...]}}``, only entries on two
-        or more sides (empty dicts mean no leakage; ``groups`` is empty when ``m`` has none).
+        A :class:`Leakage`, ``{"groups": {group: [splits...]}, "paths": {path: [splits...]}}``
+        with only the entries on two or more sides (``groups`` is empty when ``m`` has none); it
+        is false when nothing leaks, so ``if leakage(m):`` reads as it should.
 
     Example:
         >>> from keras_species.data import sources
-        >>> leakage(stratified_split(sources.load("demo"), group_aware=True))
-        {'groups': {}, 'paths': {}}
+        >>> leaks = leakage(stratified_split(sources.load("demo")))  # group-aware: demo has groups
+        >>> leaks, bool(leaks)
+        ({'groups': {}, 'paths': {}}, False)
     """
     if m.splits is None:
         raise ManifestError("leakage needs a manifest with splits")
@@ -513,10 +552,10 @@ def leakage(m: Manifest) -> dict[str, dict[str, list[str]]]:
             sides.setdefault(key, set()).add(s)
         return {key: sorted(v) for key, v in sides.items() if len(v) > 1}
 
-    return {
-        "groups": shared(m.groups) if m.groups is not None else {},
-        "paths": shared([os.path.normcase(os.path.abspath(p)) for p in m.paths]),
-    }
+    return Leakage(
+        groups=shared(m.groups) if m.groups is not None else {},
+        paths=shared([os.path.normcase(os.path.abspath(p)) for p in m.paths]),
+    )
 
 
 def save_split(m: Manifest, path: str | os.PathLike) -> str:
@@ -723,7 +762,7 @@ def run_cli(args: argparse.Namespace) -> int:
         try:
             if args.top_classes is not None:
                 m = top_classes(m, fraction=args.top_classes)
-            group_aware = m.groups is not None if args.group_aware is None else args.group_aware
+            group_aware = _use_groups(m, args.group_aware)
             if args.given:
                 out, how = given_split(m), "given split"
             elif args.systematic is not None:

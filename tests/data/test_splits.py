@@ -61,7 +61,7 @@ def test_stratified_split_is_deterministic_given_seed() -> None:
 def test_small_classes_go_to_train_with_warning_and_one_per_split_when_possible() -> None:
     m = _single((30, 2, 3))
     with pytest.warns(UserWarning, match=r"fewer than 3 images all go to 'train': c1 \(2\)"):
-        s = splits.stratified_split(m, (0.7, 0.15, 0.15))
+        s = splits.stratified_split(m, (0.7, 0.15, 0.15), group_aware=False)  # the per-class rule
     assert s.split("train").class_counts()[1] == 2
     assert [s.split(n).class_counts()[2] for n in ("train", "val", "test")] == [1, 1, 1]
 
@@ -396,3 +396,28 @@ def test_shared_fish_group_split_puts_no_tracking_id_on_two_sides(shared_data: P
 def test_shared_aquarium_given_split(shared_data: Path) -> None:
     m = splits.given_split(sources.load(shared_data / "aquarium_multilabel" / "labels.csv"))
     assert [len(m.split(n)) for n in ("train", "val", "test")] == [448, 127, 63]
+
+
+def test_a_split_of_data_with_groups_is_group_aware_by_default_and_leakage_reads_as_a_truth() -> None:
+    # before: Python's stratified_split ignored the groups unless told (the split command did
+    # not), so frames of one fish landed on both sides; and leakage() was always true
+    m = _single((40, 30, 20), groups_of=5)
+    s = splits.stratified_split(m, (0.7, 0.15, 0.15), seed=0)
+    assert not splits.leakage(s) and splits.leakage(s) == {"groups": {}, "paths": {}}
+    loose = splits.stratified_split(m, (0.7, 0.15, 0.15), seed=0, group_aware=False)
+    assert splits.leakage(loose) and splits.leakage(loose)["groups"]
+    folds = splits.assign_folds(m, 3, seed=0)
+    assert not splits.leakage(folds)
+    assert not splits.leakage(splits.kfold(m, 3, seed=0)[0])
+
+
+def test_kfold_warns_about_classes_missing_from_some_folds() -> None:
+    m = _single((40, 30, 4), groups_of=2)  # c2: 2 groups, so it is missing from 2 of 4 folds
+    with pytest.warns(UserWarning, match=r"1 class\(es\) have images in only some of the 4 folds: "
+                                         r"c2 \(2 of 4\)"):
+        splits.assign_folds(m, 4, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        splits.assign_folds(_single((40, 30, 20)), 4, seed=0)  # every class in every fold: quiet
+    folds = splits.assign_folds(_single((40, 30, 20)), 12, seed=0)
+    assert " fold9=" in folds.summary() and folds.summary().index("fold9=") < folds.summary().index("fold10=")
