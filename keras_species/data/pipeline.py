@@ -65,7 +65,10 @@ RESIZE_MODES = ("stretch", "pad", "crop")
 KIND_FAST = 0
 """8-bit JPEG or PNG, RGB or grey: :func:`decode_jpeg_png` (one kernel, no branch)."""
 KIND_PNG16 = 1
-"""16-bit PNG: ``tf.io.decode_png(dtype=uint16) / 257``."""
+"""16-bit grey PNG: ``tf.io.decode_png(dtype=uint16) / 257``, rounded to ``uint8`` as
+:func:`keras_species.data.images.read_image` rounds it, so training and ``predict`` see the same
+pixels. A 16-bit RGB PNG is :data:`KIND_PIL`: PIL reads it as 8-bit RGB (each value's high
+byte), and both read it through PIL."""
 KIND_PIL = 2
 """Read by :func:`keras_species.data.images.read_image` in ``tf.numpy_function``."""
 KIND_GIF_BMP = 3
@@ -125,7 +128,7 @@ def _raw_kind(head: bytes, tail: bytes, limit: int | None) -> int | None:
             return None
         if colour in (0, 2) and depth == 8:  # 8-bit grey or RGB, no alpha
             return KIND_FAST
-        if colour in (0, 2) and depth == 16:
+        if colour == 0 and depth == 16:  # 16-bit grey; 16-bit RGB goes to PIL, as predict reads it
             return KIND_PNG16
         return None  # palette, alpha, low bit depth
     if head[:3] != b"\xff\xd8\xff" or b"\xff\xd9" not in tail:
@@ -268,8 +271,9 @@ def _classify_with_pil(path: str, size: int, limit: int | None) -> tuple[int, st
     if fmt not in _FAST_FORMATS and fmt != "MPO":
         return KIND_PIL, ""
     if fmt == "PNG" and head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 16:
-        # 16-bit PNG (IHDR bit depth); alpha still needs PIL's white composite
-        return (KIND_PIL, "") if head[25] in (4, 6) or "transparency" in info else (KIND_PNG16, "")
+        # 16-bit PNG (IHDR bit depth): grey is scaled by 1/257 here, as read_image scales it; RGB
+        # (PIL keeps each value's high byte) and alpha (white composite) are read by PIL
+        return (KIND_PNG16, "") if head[25] == 0 and "transparency" not in info else (KIND_PIL, "")
     if mode not in ("RGB", "L") and not (mode == "P" and "transparency" not in info):
         return KIND_PIL, ""  # CMYK, alpha, transparent palette, 1-bit, I;16, ...
     if fmt == "BMP" and mode != "RGB":
@@ -732,10 +736,7 @@ def decode_8bit(data):
 
 
 def _decoder(kinds_present: set[int]):
-    """A graph function ``(path, kind) -> (H, W, 3)`` image; only the branches needed.
-
-    The image is ``uint8``, or ``float32`` when 16-bit PNGs are present with other kinds (the
-    branches must agree).
+    """A graph function ``(path, kind) -> (H, W, 3)`` ``uint8`` image; only the branches needed.
     The function's ``needs_kind`` attribute says whether it reads ``kind`` (only when several
     kinds are present: the dataset then carries the kinds column, else it leaves it out).
     """
@@ -747,8 +748,8 @@ def _decoder(kinds_present: set[int]):
     def gif_bmp(data, path):
         return tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
 
-    def png16(data, path):
-        return tf.cast(tf.io.decode_png(data, channels=3, dtype=tf.uint16), tf.float32) / 257.0
+    def png16(data, path):  # 65535 -> 255, rounded as read_image rounds (no value lies on a half)
+        return to_uint8(tf.cast(tf.io.decode_png(data, channels=3, dtype=tf.uint16), tf.float32) / 257.0)
 
     def pil(data, path):
         img = tf.numpy_function(_pil_read, [path], tf.uint8, stateful=False)
@@ -765,9 +766,8 @@ def _decoder(kinds_present: set[int]):
             data = tf.io.read_file(path)
             if len(used) == 1:  # the common case: no branch; uint8 straight into the resize
                 img = table[used[0]](data, path)
-            else:  # one branch per kind present, all of one dtype
-                dtype = tf.float32 if KIND_PNG16 in used else tf.uint8
-                branches = [lambda f=table[k]: tf.cast(f(data, path), dtype) for k in used]
+            else:  # one branch per kind present, each uint8
+                branches = [lambda f=table[k]: f(data, path) for k in used]
                 # switch_case wants branch indices 0..n-1; the kinds present may be {0, 2}
                 img = tf.switch_case(tf.gather(branch_of_kind, kind), branches)
         img.set_shape([None, None, 3])

@@ -221,7 +221,7 @@ def test_jpeg_with_a_large_exif_block_is_read_without_pil(tmp_path, monkeypatch,
     assert classify_file(str(path)) == (kind, "")
 
 
-def test_16bit_rgb_png_scaled_by_257(tmp_path):
+def test_16bit_rgb_png_is_read_as_pil_reads_it(tmp_path):
     import tensorflow as tf
 
     arr = np.zeros((16, 16, 3), np.uint16)
@@ -229,9 +229,30 @@ def test_16bit_rgb_png_scaled_by_257(tmp_path):
     (tmp_path / "a").mkdir()
     tf.io.write_file(str(tmp_path / "a" / "rgb16.png"), tf.io.encode_png(tf.constant(arr)))
     path = str(tmp_path / "a" / "rgb16.png")
-    assert classify_file(path)[0] == KIND_PNG16
+    assert classify_file(path)[0] == KIND_PIL  # PIL keeps the high byte: read as predict reads it
     (x, _), = one(make_dataset(Manifest([path], np.array([0]), ["a"]), 8, 1, cache=False))
     np.testing.assert_allclose(x[0, 4, 4], [255, 100, 0], atol=0.5)
+
+
+def test_a_resized_16bit_png_gives_the_pixels_predict_gives(tmp_path):
+    # before: the pipeline resized value / 257 unrounded, predict (read_image) the rounded uint8,
+    # so after resizing the two differed (probabilities by up to 8e-4 in a user's check)
+    import tensorflow as tf
+
+    from keras_species.data.images import read_image
+    from keras_species.data.pipeline import resize_image, to_uint8
+
+    (tmp_path / "a").mkdir()
+    rng = np.random.default_rng(3)
+    for channels, kind in ((1, KIND_PNG16), (3, KIND_PIL)):  # grey: /257 rounded; RGB: PIL's bytes
+        path = str(tmp_path / "a" / f"noisy16_{channels}.png")
+        arr = rng.integers(0, 65536, (20, 30, channels)).astype(np.uint16)
+        tf.io.write_file(path, tf.io.encode_png(tf.constant(arr)))
+        assert classify_file(path)[0] == kind
+        for size in ((12, 17), (40, 50)):
+            (x, _), = one(make_dataset(Manifest([path], np.array([0]), ["a"]), size, 1, cache=False))
+            as_predict = to_uint8(resize_image(tf.constant(read_image(path)), size)).numpy()
+            np.testing.assert_array_equal(x[0], as_predict.astype(np.float32))
 
 
 def test_bad_files_are_skipped_with_a_warning(tmp_path):
