@@ -10,11 +10,20 @@ group and the source path. :func:`shard_dataset` reads the shards from a local f
 Layout of ``out_dir``::
 
     shard-00000-of-00004.tfrecord ... shard-00003-of-00004.tfrecord
-    shards.json    # class names, label type, per-shard counts, label-set counts, skipped files
+    shards.json    # class names, label type, per-shard counts, label-set counts, split counts,
+                   # the shuffle seed, skipped files
 
 Each ``tf.train.Example`` holds ``image`` (JPEG/PNG/GIF/BMP bytes), ``label`` (int64 list: the
 class index, or the indices of the positive tags; empty when unlabelled or tag-free), ``group``,
-``path`` and ``index`` (row of the manifest).
+``path``, ``split`` (the manifest's split name, empty when it has none) and ``index`` (row of the
+manifest). The records are written in a seeded random order (``seed``, recorded in
+``shards.json``), not in the manifest's order (which is sorted by class): every shard file holds
+a mix of classes, so a worker that reads some of the files still sees every class; ``index``
+gives the manifest's order back. Shards written before the ``split`` feature existed read as
+shards without a split.
+
+One split: ``shard_dataset(..., split="train")`` (and :func:`read_sidecar`) keep the records of
+that split only; every split is spread over all the files (see :func:`shard_dataset`).
 
 Sharding across workers: pass ``num_workers``/``worker_index`` for an explicit file-level split
 (worker ``i`` reads files ``i, i + n, i + 2n, ...``; nothing is read twice, and every worker
@@ -24,7 +33,7 @@ carries ``AutoShardPolicy.FILE``, so ``tf.distribute`` (``MultiWorkerMirroredStr
 
 Command line::
 
-    keras-species shard [DATA] --out DIR [--image-size N] [--shard-size N] [--quality Q]
+    keras-species shard [DATA] --out DIR [--image-size N] [--shard-size N] [--quality Q] [--seed S]
 
 A shard folder is not a data source of ``audit``, ``split``, ``shard`` or a recipe's ``--data``
 (they read images): :func:`shard_folder_problem` says so, naming the data it was written from.
@@ -33,6 +42,8 @@ A shard folder is not a data source of ``audit``, ``split``, ``shard`` or a reci
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import io
 import json
 import math
@@ -90,7 +101,7 @@ def _label_indices(manifest: Manifest, i: int) -> list[int]:
     return [] if k == UNLABELLED else [k]
 
 
-def _example(image: bytes, labels: list[int], group: str, path: str, index: int):
+def _example(image: bytes, labels: list[int], group: str, path: str, index: int, split: str = ""):
     import tensorflow as tf
 
     feature = {
@@ -98,9 +109,48 @@ def _example(image: bytes, labels: list[int], group: str, path: str, index: int)
         "label": tf.train.Feature(int64_list=tf.train.Int64List(value=labels)),
         "group": tf.train.Feature(bytes_list=tf.train.BytesList(value=[group.encode("utf-8")])),
         "path": tf.train.Feature(bytes_list=tf.train.BytesList(value=[path.encode("utf-8")])),
+        "split": tf.train.Feature(bytes_list=tf.train.BytesList(value=[split.encode("utf-8")])),
         "index": tf.train.Feature(int64_list=tf.train.Int64List(value=[index])),
     }
     return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+# the system's words for the errors a TensorFlow file system reports as "<path>; <reason>"
+_REASONS = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.ENOENT,
+            errno.ENOTDIR, errno.EISDIR, errno.EIO)
+
+
+def _output_error(err, out_dir: str) -> OSError:
+    """A TensorFlow file-system error (``tf.errors.OpError``: ``PermissionDeniedError``, ...) of
+    writing ``out_dir``, told as the ``OSError`` the CLI prints in one line: it names the folder,
+    ``--out`` and the system's reason, with the errno where the reason is one the system names."""
+    import tensorflow as tf
+
+    message = str(getattr(err, "message", "") or err).strip()
+    reason = message.rsplit("; ", 1)[-1] if "; " in message else message
+    code = next((c for c in _REASONS if os.strerror(c).lower() in reason.lower()), None)
+    if code is None and isinstance(err, tf.errors.PermissionDeniedError):
+        code = errno.EACCES
+    elif code is None and isinstance(err, tf.errors.ResourceExhaustedError):
+        code = errno.ENOSPC
+    elif code is None and isinstance(err, tf.errors.NotFoundError):
+        code = errno.ENOENT
+    kind = type(OSError(code, reason)) if code is not None else OSError  # PermissionError, ...
+    named = kind(f"{out_dir} (--out) cannot be written ({reason or type(err).__name__}): give "
+                 "another --out, in a folder you can write to that has free space")
+    named.errno = code
+    return named
+
+
+@contextlib.contextmanager
+def _writing(out_dir: str):
+    """Translate TensorFlow's file-system errors of the block into :func:`_output_error`."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except tf.errors.OpError as err:
+        raise _output_error(err, out_dir) from err
 
 
 def write_shards(
@@ -111,6 +161,7 @@ def write_shards(
     shard_size: int = 1000,
     quality: int = 95,
     workers: int | None = None,
+    seed: int = 0,
 ) -> list[str]:
     """Write ``manifest`` to TFRecord shards plus a ``shards.json`` sidecar.
 
@@ -118,6 +169,11 @@ def write_shards(
     shrinking are stored byte for byte; the others (CMYK, 16-bit, alpha, WebP, ... or larger than
     ``image_size``) are converted to RGB by PIL and stored as JPEG at ``quality``. Unreadable
     files are left out with a warning and listed under ``skipped`` in the sidecar.
+
+    The records are written in a random order drawn from ``seed`` (the same manifest and seed
+    give the same files), so each shard holds a mix of classes; each record keeps its manifest
+    row (``index``) and its split (``split``, empty when the manifest has none), and
+    ``shards.json`` counts the images of each split (``splits``) and records the ``seed``.
 
     Args:
         manifest: the images.
@@ -127,9 +183,15 @@ def write_shards(
         shard_size: images per shard file.
         quality: JPEG quality of re-encoded images.
         workers: reader threads; default ``min(8, os.cpu_count())``.
+        seed: seed of the record order (``--seed``), a whole number, at least 0.
 
     Returns:
         The shard file paths, in order.
+
+    Raises:
+        OSError: ``out_dir`` cannot be made or written (read-only file system, no permission,
+            disk full): the message names it, ``--out`` and the reason (TensorFlow's own
+            file-system errors are translated, with the errno where known).
 
     Example:
         >>> files = write_shards(sources.load("demo"), "shards/", image_size=256)  # doctest: +SKIP
@@ -147,12 +209,20 @@ def write_shards(
         raise ValueError(f"workers={workers} (--workers) must be at least 1")
     if not 1 <= quality <= 100:
         raise ValueError(f"quality={quality} (--quality) must be a JPEG quality from 1 to 100")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed={seed!r} (--seed) must be a whole number, at least 0")
     if len(manifest) == 0:
         raise ManifestError("the manifest holds no images")
     out_dir = os.fspath(out_dir)
-    if tf.io.gfile.exists(out_dir) and not tf.io.gfile.isdir(out_dir):
-        raise NotADirectoryError(f"{out_dir} (--out) is a file: give a folder for the shards")
-    tf.io.gfile.makedirs(out_dir)
+    with _writing(out_dir):
+        if tf.io.gfile.exists(out_dir) and not tf.io.gfile.isdir(out_dir):
+            raise NotADirectoryError(f"{out_dir} (--out) is a file: give a folder for the shards")
+        tf.io.gfile.makedirs(out_dir)
+        # an existing folder that cannot be written: said now, not after every image is encoded
+        probe = out_dir.rstrip("/") + f"/.write-check-{os.getpid()}"
+        with tf.io.gfile.GFile(probe, "w") as f:
+            f.write("")
+        tf.io.gfile.remove(probe)
     kinds, skipped = check_files(manifest.paths, workers)
     todo = [i for i in range(len(manifest)) if manifest.paths[i] not in skipped]
     workers = workers or min(8, os.cpu_count() or 1)
@@ -170,21 +240,35 @@ def write_shards(
     n_good = len(results)
     if n_good == 0:
         raise ManifestError(f"none of the {len(manifest)} images could be read; nothing written")
+    # the manifest's order is sorted by class: shuffled, each shard (and so each worker reading
+    # some of them) holds every class; `index` keeps the manifest's row
+    results = [results[k] for k in np.random.default_rng(int(seed)).permutation(n_good)]
     n_shards = math.ceil(n_good / shard_size)
-    files, counts = [], []
+    files, shards = [], []
     label_sets: Counter[str] = Counter()
-    for s in range(n_shards):
-        name = f"shard-{s:05d}-of-{n_shards:05d}.tfrecord"
-        path = out_dir.rstrip("/") + "/" + name
-        chunk = results[s * shard_size : (s + 1) * shard_size]
-        with tf.io.TFRecordWriter(path) as writer:
-            for i, data in chunk:
-                labels = _label_indices(manifest, i)
-                label_sets[";".join(map(str, labels))] += 1
-                group = manifest.groups[i] if manifest.groups is not None else ""
-                writer.write(_example(data, labels, group, manifest.paths[i], i).SerializeToString())
-        files.append(path)
-        counts.append(len(chunk))
+    split_sets: dict[str, Counter[str]] = {}
+    with _writing(out_dir):
+        for s in range(n_shards):
+            name = f"shard-{s:05d}-of-{n_shards:05d}.tfrecord"
+            path = out_dir.rstrip("/") + "/" + name
+            chunk = results[s * shard_size : (s + 1) * shard_size]
+            in_shard: Counter[str] = Counter()
+            with tf.io.TFRecordWriter(path) as writer:
+                for i, data in chunk:
+                    labels = _label_indices(manifest, i)
+                    key = ";".join(map(str, labels))
+                    label_sets[key] += 1
+                    group = manifest.groups[i] if manifest.groups is not None else ""
+                    split = manifest.splits[i] if manifest.splits is not None else ""
+                    if manifest.splits is not None:
+                        in_shard[split] += 1
+                        split_sets.setdefault(split, Counter())[key] += 1
+                    writer.write(_example(data, labels, group, manifest.paths[i], i, split).SerializeToString())
+            files.append(path)
+            entry = {"file": name, "n": len(chunk)}
+            if manifest.splits is not None:
+                entry["splits"] = dict(sorted(in_shard.items()))
+            shards.append(entry)
     unlabelled = 0 if manifest.multilabel else label_sets.get("", 0)
     doc = {
         "format": FORMAT,
@@ -194,17 +278,22 @@ def write_shards(
         "n_unlabelled": unlabelled,
         "image_size": image_size,
         "quality": quality,
-        "shards": [{"file": os.path.basename(f), "n": c} for f, c in zip(files, counts)],
+        "seed": int(seed),
+        "shards": shards,
         "label_sets": dict(sorted(label_sets.items())),
+        # images per split ({} when the manifest has no split), and their label sets (weights)
+        "splits": {k: sum(v.values()) for k, v in sorted(split_sets.items())},
+        "split_label_sets": {k: dict(sorted(v.items())) for k, v in sorted(split_sets.items())},
         "source": manifest.source,
         "skipped": skipped,
     }
-    with tf.io.gfile.GFile(out_dir.rstrip("/") + "/" + SIDECAR, "w") as f:
-        f.write(json.dumps(doc, indent=1))
-    # shards of an earlier write into this folder (another count or data set) would be read too
-    stale = sorted(set(tf.io.gfile.glob(out_dir.rstrip("/") + "/" + STALE_PATTERN)) - set(files))
-    for path in stale:
-        tf.io.gfile.remove(path)
+    with _writing(out_dir):
+        with tf.io.gfile.GFile(out_dir.rstrip("/") + "/" + SIDECAR, "w") as f:
+            f.write(json.dumps(doc, indent=1))
+        # shards of an earlier write into this folder (another count or data set) would be read too
+        stale = sorted(set(tf.io.gfile.glob(out_dir.rstrip("/") + "/" + STALE_PATTERN)) - set(files))
+        for path in stale:
+            tf.io.gfile.remove(path)
     if stale:
         warnings.warn(f"removed {len(stale)} shard file(s) of an earlier write from {out_dir}", stacklevel=2)
     if skipped:
@@ -261,19 +350,64 @@ def _locate(pattern_or_dir: str) -> tuple[list[str], dict]:
     return sorted(files), doc
 
 
-def read_sidecar(pattern_or_dir: str | os.PathLike) -> dict:
+def _split_view(doc: dict, split: str | None, where: str) -> dict:
+    """``doc`` as the records of ``split`` see it: ``n_images``, ``n_unlabelled``, ``label_sets``
+    and each shard's ``n`` counted over that split only (``doc`` itself when ``split`` is None).
+
+    Shards written without a split (from a manifest that had none, or by a keras-species that
+    did not store it) have none to pick: asking for one is refused, naming the splits they have.
+    """
+    if split is None:
+        return doc
+    if not isinstance(split, str) or not split:
+        raise ValueError(f"split={split!r} must be the name of a split, such as 'train', or None "
+                         "for all the images")
+    splits = doc.get("splits") or {}
+    sets = doc.get("split_label_sets") or {}
+    if not isinstance(splits, dict) or not isinstance(sets, dict):
+        raise ManifestError(f"the {SIDECAR} of {where} is damaged (its splits are not a JSON "
+                            "object): write the shards again with `keras-species shard`")
+    if split not in splits or split not in sets:
+        if not splits:
+            raise ValueError(
+                f"split={split!r}: the shards in {where} hold no split (the data they were written "
+                "from had none, or they were written before keras-species stored it): read them "
+                "with split=None, or write them again from data with a split column"
+            )
+        have = ", ".join(repr(k) for k in splits)
+        raise ValueError(f"split={split!r}: the shards in {where} have no such split; they have "
+                         f"{have}")
+    view = dict(doc)
+    view["label_sets"] = dict(sets[split])
+    view["n_images"] = int(splits[split])
+    view["n_unlabelled"] = 0 if doc["multilabel"] else int(sets[split].get("", 0))
+    view["shards"] = [{**s, "n": int((s.get("splits") or {}).get(split, 0))} for s in doc["shards"]]
+    view["split"] = split
+    return view
+
+
+def read_sidecar(pattern_or_dir: str | os.PathLike, split: str | None = None) -> dict:
     """The ``shards.json`` written by :func:`write_shards` for a shard folder or file pattern.
 
     Args:
         pattern_or_dir: the folder, or a glob pattern of shard files inside it.
+        split: a split name (``"train"``): the counts (``n_images``, ``n_unlabelled``,
+            ``label_sets``, each shard's ``n``) are those of that split's records, as
+            ``shard_dataset(..., split=split)`` reads them. ``None``: all the records.
 
     Returns:
-        The sidecar as a dict (``class_names``, ``multilabel``, ``n_images``, ``shards``...).
+        The sidecar as a dict (``class_names``, ``multilabel``, ``n_images``, ``shards``,
+        ``splits`` (images per split, ``{}`` or absent when the shards hold no split), ``seed``...).
+
+    Raises:
+        ValueError: ``split`` is not one the shards have (the message names those they have).
 
     Example:
-        >>> read_sidecar("gs://bucket/fish-shards")["class_names"]   # doctest: +SKIP
+        >>> read_sidecar("gs://bucket/fish-shards", split="train")["n_images"]   # doctest: +SKIP
+        448
     """
-    return _locate(os.fspath(pattern_or_dir))[1]
+    target = os.fspath(pattern_or_dir)
+    return _split_view(_locate(target)[1], split, target)
 
 
 def _weight_table(doc: dict, mode) -> dict[str, float]:
@@ -317,6 +451,7 @@ def shard_dataset(
     num_parallel_calls: int | None = None,
     num_workers: int | None = None,
     worker_index: int | None = None,
+    split: str | None = None,
 ):
     """Read shards written by :func:`write_shards` as ``make_dataset`` would read the images.
 
@@ -335,9 +470,21 @@ def shard_dataset(
             the label-set counts in ``shards.json`` exactly as ``class_balance_weights`` would.
         num_workers, worker_index: explicit file-level split across workers (see the module
             docstring); leave ``None`` under ``tf.distribute`` (auto-shard by FILE).
+        split: read only the records of this split (``"train"``, ``"val"``...; the ``split``
+            column of the data the shards were written from); ``None`` reads them all. The label
+            checks and ``sample_weights`` use that split's counts, as ``make_dataset`` of
+            ``manifest.split(split)`` would. A filter on each record's ``split`` feature, not one
+            set of files per split: every split stays spread over all the files, so file-level
+            worker sharding works for a small val/test split too, at the cost of reading the
+            other splits' bytes (when that I/O matters, write each split to its own folder:
+            ``write_shards(manifest.split("train"), ...)``).
 
     Returns:
         The ``tf.data.Dataset``.
+
+    Raises:
+        ValueError: ``split`` is not one the shards have (the message names those they have),
+            or the shards hold no split.
 
     Example:
         >>> ds = shard_dataset("gs://bucket/fish-shards", 224, 64, training=True,
@@ -358,7 +505,9 @@ def shard_dataset(
         to_uint8,
     )
 
-    files, doc = _locate(os.fspath(pattern_or_dir))
+    target = os.fspath(pattern_or_dir)
+    files, doc = _locate(target)
+    doc = _split_view(doc, split, target)
     c = len(doc["class_names"])
     multilabel = bool(doc["multilabel"])
     soft = bool(label_smoothing) or batch_augment is not None
@@ -409,8 +558,17 @@ def shard_dataset(
     if training:  # records of several files mixed, read in parallel
         ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
                            num_parallel_calls=autotune, deterministic=det)
-    else:  # files one after the other: the order of the manifest
+    else:  # files one after the other: the order written (shuffled by write_shards' seed)
         ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=1)
+    if split is not None:  # parses the split feature only: the other splits' images stay undecoded
+        split_spec = {"split": tf.io.FixedLenFeature([], tf.string, default_value="")}
+
+        @tf.autograph.experimental.do_not_convert
+        def in_split(record):
+            return tf.equal(tf.io.parse_single_example(record, split_spec)["split"], split)
+
+        ds = ds.filter(in_split)
+    # only the features read: shards written before `split` existed parse the same
     spec = {"image": tf.io.FixedLenFeature([], tf.string), "label": tf.io.VarLenFeature(tf.int64)}
     check_resize(image_size, resize)
     s = float(label_smoothing)
@@ -445,6 +603,7 @@ def shard_dataset(
             "reader": "shard_dataset", "resize_rule": RESIZE_RULE, "image_size": image_size,
             "resize": resize, "files": file_fingerprint(files), "label_mode": mode,
             "label_smoothing": s, "weights": None if table is None else sorted(weights.items()),
+            "split": split,
             # training reads the files in a shuffled, interleaved order: the cache holds that order
             "seed": seed if training else None,
         }
@@ -529,6 +688,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quality", type=whole_number(1, 100, hint="(a JPEG quality)"), default=95,
                         metavar="Q", help="JPEG quality of re-encoded images, 1 to 100 (default 95)")
     parser.add_argument("--workers", type=positive_int, default=None, help="reader threads (default: up to 8)")
+    parser.add_argument("--seed", type=whole_number(0), default=0, metavar="S",
+                        help="seed of the shuffled record order, at least 0 (default 0): every shard "
+                             "holds a mix of classes")
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -543,16 +705,20 @@ def run_cli(args: argparse.Namespace) -> int:
 
     Example:
         >>> run_cli(argparse.Namespace(data="demo", out="shards", image_size=128,
-        ...         shard_size=200, quality=95, workers=None))   # doctest: +SKIP
+        ...         shard_size=200, quality=95, workers=None, seed=0))   # doctest: +SKIP
         0
     """
     from keras_species.data import sources
 
     manifest = sources.load(args.data, **sources.source_options(args))  # errors: keras_species.cli
-    files = write_shards(manifest, args.out, image_size=args.image_size,
-                         shard_size=args.shard_size, quality=args.quality, workers=args.workers)
+    files = write_shards(manifest, args.out, image_size=args.image_size, shard_size=args.shard_size,
+                         quality=args.quality, workers=args.workers, seed=getattr(args, "seed", 0))
     doc = read_sidecar(args.out)
     print(f"wrote {doc['n_images']} of {len(manifest)} images ({manifest.summary()}) "
-          f"to {len(files)} shard file(s) in {args.out}")
+          f"to {len(files)} shard file(s) in {args.out}, in shuffled order (--seed {doc['seed']})")
+    if doc["splits"]:
+        counts = " ".join(f"{k}={v}" for k, v in doc["splits"].items())
+        one = "train" if "train" in doc["splits"] else next(iter(doc["splits"]))
+        print(f"splits kept: {counts}; read one with shard_dataset(..., split={one!r})")
     print(f"description: {args.out.rstrip('/')}/{SIDECAR}")
     return 0

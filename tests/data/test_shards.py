@@ -1,9 +1,12 @@
-"""Tests of keras_species.data.shards: round trip, per-worker sharding, weights, CLI parser."""
+"""Tests of keras_species.data.shards: round trip, per-worker sharding, weights, splits, record
+order, CLI parser and errors."""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +30,25 @@ def batches(ds):
     return [tuple(t.numpy() for t in b) for b in ds]
 
 
+def records(files) -> list[dict]:
+    """The features of every record, file after file, in the order written."""
+    import tensorflow as tf
+
+    out = []
+    for file in files:
+        for record in tf.data.TFRecordDataset([str(file)]):
+            f = tf.train.Example.FromString(record.numpy()).features.feature
+            out.append({"index": f["index"].int64_list.value[0], "label": list(f["label"].int64_list.value),
+                        "split": f["split"].bytes_list.value[0].decode() if "split" in f else None})
+    return out
+
+
+def with_splits(m: Manifest) -> Manifest:
+    """``m`` with 12 train, 3 val and 3 test rows, each split holding every class."""
+    names = ["train", "train", "val", "train", "test", "train"] * 3
+    return m.with_splits(names)
+
+
 def test_round_trip_labels_and_images(image_folder, tmp_path):
     m = folder_manifest(image_folder)
     files = write_shards(m, tmp_path / "shards", image_size=24, shard_size=5, quality=95)
@@ -36,10 +58,12 @@ def test_round_trip_labels_and_images(image_folder, tmp_path):
     assert [s["n"] for s in doc["shards"]] == [5, 5, 5, 3]
     ds = shard_dataset(tmp_path / "shards", 16, 18)
     assert ds.options().autotune.enabled is False  # as make_dataset (see dataset_options)
+    order = [r["index"] for r in records(files)]  # the shuffled order written; `index` gives it back
+    assert sorted(order) == list(range(18)) and order != list(range(18))
     got = batches(ds)
-    ref = batches(make_dataset(m, 16, 18, cache=False))
+    ref = batches(make_dataset(m.subset(order), 16, 18, cache=False))
     (x, y), (xr, yr) = got[0], ref[0]
-    np.testing.assert_array_equal(y, yr)  # order and labels kept
+    np.testing.assert_array_equal(y, yr)  # labels kept, in the order of the files
     assert x.shape == (18, 16, 16, 3) and x.dtype == np.float32
     # 40x32 stored at 24x19 as JPEG q95 (PIL bicubic), then resized: two resamplings of noisy
     # stripes, close to the direct pipeline's one (mean error under 3% of the range)
@@ -68,10 +92,12 @@ def test_small_images_are_stored_byte_for_byte(image_folder, tmp_path):
     record = next(iter(tf.data.TFRecordDataset(files)))
     ex = tf.train.Example.FromString(record.numpy())
     f = ex.features.feature
-    assert f["image"].bytes_list.value[0] == Path(m.paths[0]).read_bytes()
-    assert f["path"].bytes_list.value[0].decode() == m.paths[0]
-    assert f["group"].bytes_list.value[0].decode() == m.groups[0]
-    assert list(f["label"].int64_list.value) == [int(m.labels[0])]
+    i = f["index"].int64_list.value[0]  # the manifest's row of this record
+    assert f["image"].bytes_list.value[0] == Path(m.paths[i]).read_bytes()
+    assert f["path"].bytes_list.value[0].decode() == m.paths[i]
+    assert f["group"].bytes_list.value[0].decode() == m.groups[i]
+    assert list(f["label"].int64_list.value) == [int(m.labels[i])]
+    assert f["split"].bytes_list.value[0] == b""  # a manifest without a split
 
 
 def test_per_worker_shards_are_disjoint(image_folder, tmp_path):
@@ -95,10 +121,11 @@ def test_multilabel_weights_and_training(image_folder, tmp_path):
     hot[::4, 0] = 1
     hot[1, :] = 0  # one tag-free row
     multi = Manifest(m.paths, hot, m.class_names)
-    write_shards(multi, tmp_path / "s", shard_size=6)
+    files = write_shards(multi, tmp_path / "s", shard_size=6)
+    order = [r["index"] for r in records(files)]
     (x, y, w), = batches(shard_dataset(tmp_path / "s", 8, 18, sample_weights="balanced"))
-    np.testing.assert_array_equal(y, hot)
-    np.testing.assert_allclose(w, class_balance_weights(multi), rtol=1e-5)
+    np.testing.assert_array_equal(y, hot[order])
+    np.testing.assert_allclose(w, class_balance_weights(multi)[order], rtol=1e-5)
     ds = shard_dataset(tmp_path / "s", 8, 6, training=True, augment="r1", batch_augment="mixup",
                        seed=0)
     shapes = [(b[0].shape, b[1].shape) for b in batches(ds)]
@@ -126,7 +153,7 @@ def test_cli_parser_defaults():
     p = argparse.ArgumentParser()
     configure_parser(p)
     args = p.parse_args(["--out", "x", "--image-size", "64"])
-    assert (args.data, args.image_size, args.shard_size) == ("demo", 64, 1000)
+    assert (args.data, args.image_size, args.shard_size, args.seed) == ("demo", 64, 1000, 0)
 
 
 def test_cli_writes_shards_of_a_folder(image_folder, tmp_path, capsys):
@@ -231,3 +258,161 @@ def test_a_shard_folder_is_named_as_such(image_folder, tmp_path):
     (tmp_path / "s" / "shards.json").write_bytes(b"")  # damaged: still a shard folder, no source named
     why = shard_folder_problem(tmp_path / "s")
     assert "give the data the shards were written from;" in why
+
+
+# ---------------------------------------------------------------------------------- splits
+def test_the_split_is_kept_and_each_split_is_read_alone(image_folder, tmp_path):
+    m = with_splits(folder_manifest(image_folder))
+    files = write_shards(m, tmp_path / "s", shard_size=5)
+    doc = read_sidecar(tmp_path / "s")
+    assert doc["splits"] == {"test": 3, "train": 12, "val": 3}
+    assert sum(sum(sh["splits"].values()) for sh in doc["shards"]) == 18
+    assert all(r["split"] == m.splits[r["index"]] for r in records(files))  # each record's own split
+    for name in ("train", "val", "test"):
+        part = m.split(name)
+        assert read_sidecar(tmp_path / "s", split=name)["n_images"] == len(part)
+        (_, y), = batches(shard_dataset(tmp_path / "s", 8, 32, split=name))
+        assert sorted(y.tolist()) == sorted(part.labels.tolist())  # that split's images, no others
+    (_, y), = batches(shard_dataset(tmp_path / "s", 8, 32))  # no split: all of them
+    assert len(y) == 18
+    # weights from the split's own label counts, as make_dataset(m.split("train")) computes them
+    train = m.split("train")
+    (_, y, w), = batches(shard_dataset(tmp_path / "s", 8, 32, split="train", sample_weights="balanced"))
+    ref = class_balance_weights(train)
+    np.testing.assert_allclose(w, [ref[train.labels.tolist().index(k)] for k in y], rtol=1e-5)
+    # per worker: disjoint, together the whole split
+    seen = [len(batches(shard_dataset(tmp_path / "s", 8, 32, split="val", num_workers=2, worker_index=i))[0][1])
+            for i in range(2)]
+    assert sum(seen) == 3
+    # a file cache of one split is not read back for another
+    cache = str(tmp_path / "cache" / "c")
+    (_, ya), = batches(shard_dataset(tmp_path / "s", 8, 32, split="train", cache=cache))
+    (_, yt), = batches(shard_dataset(tmp_path / "s", 8, 32, split="test", cache=cache))
+    assert (len(ya), len(yt)) == (12, 3)
+
+
+def test_a_split_the_shards_do_not_have_is_named_with_those_they_have(image_folder, tmp_path):
+    write_shards(with_splits(folder_manifest(image_folder)), tmp_path / "s", shard_size=5)
+    for read in (lambda: shard_dataset(tmp_path / "s", 8, split="valid"),
+                 lambda: read_sidecar(tmp_path / "s", split="valid")):
+        with pytest.raises(ValueError, match=r"split='valid': the shards in .* have no such split; "
+                                             r"they have 'test', 'train', 'val'"):
+            read()
+    write_shards(folder_manifest(image_folder), tmp_path / "n", shard_size=5)  # no split column
+    assert read_sidecar(tmp_path / "n")["splits"] == {}
+    with pytest.raises(ValueError, match="split='train': the shards in .* hold no split"):
+        shard_dataset(tmp_path / "n", 8, split="train")
+
+
+def test_shards_written_without_the_split_feature_still_read(image_folder, tmp_path):
+    """Shards of an older keras-species: no `split` feature, no splits/seed in shards.json."""
+    import tensorflow as tf
+
+    m = folder_manifest(image_folder)
+    out = tmp_path / "old"
+    out.mkdir()
+    names = ["shard-00000-of-00002.tfrecord", "shard-00001-of-00002.tfrecord"]
+    for s, name in enumerate(names):
+        with tf.io.TFRecordWriter(str(out / name)) as w:
+            for i in range(s * 9, s * 9 + 9):
+                feature = {
+                    "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[Path(m.paths[i]).read_bytes()])),
+                    "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(m.labels[i])])),
+                    "group": tf.train.Feature(bytes_list=tf.train.BytesList(value=[m.groups[i].encode()])),
+                    "path": tf.train.Feature(bytes_list=tf.train.BytesList(value=[m.paths[i].encode()])),
+                    "index": tf.train.Feature(int64_list=tf.train.Int64List(value=[i])),
+                }
+                w.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    counts = {str(k): int((m.labels == k).sum()) for k in range(3)}
+    (out / "shards.json").write_text(json.dumps({
+        "format": "keras-species-shards/1", "class_names": m.class_names, "multilabel": False,
+        "n_images": 18, "n_unlabelled": 0, "image_size": None, "quality": 95,
+        "shards": [{"file": n, "n": 9} for n in names], "label_sets": counts, "source": str(image_folder),
+        "skipped": {}}))
+    (_, y, w), = batches(shard_dataset(out, 8, 32, sample_weights="balanced"))
+    np.testing.assert_array_equal(y, m.labels)
+    np.testing.assert_allclose(w, class_balance_weights(m), rtol=1e-5)
+    assert len(batches(shard_dataset(out, 8, 6, training=True, seed=0))) == 3
+    with pytest.raises(ValueError, match="hold no split"):
+        shard_dataset(out, 8, split="train")
+
+
+# ---------------------------------------------------------------------------------- order
+def test_records_are_shuffled_across_shards_with_a_seed(image_folder, tmp_path):
+    m = folder_manifest(image_folder)  # sorted by class: cod x6, eel x6, ray x6
+    files = write_shards(m, tmp_path / "a", shard_size=5)  # 4 shards
+    per_file = [records([f]) for f in files]
+    assert all(len({r["label"][0] for r in recs}) > 1 for recs in per_file)  # every shard mixes classes
+    order = [r["index"] for recs in per_file for r in recs]
+    assert sorted(order) == list(range(18))
+    again = write_shards(m, tmp_path / "b", shard_size=5, seed=0)
+    assert [r["index"] for r in records(again)] == order  # the same seed: the same order
+    other = write_shards(m, tmp_path / "c", shard_size=5, seed=7)
+    assert [r["index"] for r in records(other)] != order
+    assert read_sidecar(tmp_path / "c")["seed"] == 7
+    # three workers each read one file of three: each sees every class
+    write_shards(m, tmp_path / "w", shard_size=6)
+    for i in range(3):
+        (_, y), = batches(shard_dataset(tmp_path / "w", 8, 32, num_workers=3, worker_index=i))
+        assert len(set(y.tolist())) > 1
+    with pytest.raises(ValueError, match=r"seed=-1 \(--seed\) must be a whole number, at least 0"):
+        write_shards(m, tmp_path / "d", seed=-1)
+
+
+# ---------------------------------------------------------------------------------- errors
+@pytest.mark.parametrize("where", ["makedirs", "writer"])
+def test_an_output_that_cannot_be_written_is_one_line_naming_out(image_folder, tmp_path, capsys,
+                                                                   monkeypatch, where):
+    import tensorflow as tf
+
+    from keras_species.cli import main
+
+    out = str(tmp_path / "ro" / "sh")
+
+    def refuse(path, *args, **kwargs):
+        raise tf.errors.PermissionDeniedError(None, None, f"{path}; Read-only file system")
+
+    if where == "makedirs":  # the folder cannot be made
+        monkeypatch.setattr(tf.io.gfile, "makedirs", refuse)
+    else:  # the folder is there, its files cannot be written
+        monkeypatch.setattr(tf.io, "TFRecordWriter", refuse)
+        monkeypatch.setattr(tf.io.gfile, "GFile", refuse)
+    assert main(["shard", str(image_folder), "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"keras-species shard: {out} (--out) cannot be written (Read-only file system): "
+                   "give another --out, in a folder you can write to that has free space\n")
+    with pytest.raises(OSError) as raised:  # the API: an OSError with the errno
+        write_shards(folder_manifest(image_folder), out)
+    assert raised.value.errno == errno.EROFS and "(--out)" in str(raised.value)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root writes into a read-only folder (chmod 0o555)")
+def test_a_folder_without_write_permission_is_named(image_folder, tmp_path, capsys):
+    from keras_species.cli import main
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        assert main(["shard", str(image_folder), "--out", str(ro)]) == 2
+        assert main(["shard", str(image_folder), "--out", str(ro / "sh")]) == 2
+    finally:
+        ro.chmod(0o755)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all(line.startswith("keras-species shard: ") for line in err)
+    assert f"{ro} (--out) cannot be written (Permission denied)" in err[0]
+    assert f"{ro / 'sh'} (--out) cannot be written (Permission denied)" in err[1]
+
+
+def test_cli_keeps_the_split_and_the_seed(image_folder, tmp_path, capsys):
+    from keras_species.cli import main
+
+    m = with_splits(folder_manifest(image_folder))
+    csv = tmp_path / "labels.csv"
+    m.to_csv(csv)
+    assert main(["shard", str(csv), "--out", str(tmp_path / "s"), "--shard-size", "4", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "splits kept: test=3 train=12 val=3" in out and "--seed 3" in out
+    doc = read_sidecar(tmp_path / "s")
+    assert doc["seed"] == 3 and doc["splits"] == {"test": 3, "train": 12, "val": 3}
