@@ -18,6 +18,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
@@ -29,10 +31,12 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from keras_species.atomic import _write_error, atomic_path, check_output_file, check_output_folder
 from keras_species.data.images import ImageInfo, needs_conversion, probe, read_image
 from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError, classes_phrase
 
@@ -43,6 +47,15 @@ MAX_SAMPLE_GRIDS = 30
 """At most this many per-class sample grids are drawn (the largest classes first)."""
 
 SAMPLES_PER_GRID = 8
+
+OUTPUT_FILES = ("audit.json", "audit.md", "files.csv", "dropped.csv")
+"""The files an audit writes into its folder, besides the plots in ``plots/``."""
+
+PLOT_FILES = ("class_distribution.png", "resolutions.png")
+"""The plots in ``plots/``, besides one ``samples_<class>.png`` per class."""
+
+_REPLACED = "replaced"  # the start of the note that names an earlier audit's removed files
+_SHOW_STALE = 5  # removed files named in that note
 
 _LIST_CAP_MD = 50  # rows of long lists shown in audit.md (audit.json has them all)
 _SHOW_AMBIGUOUS = 5  # bare drop-list names (and their folders) named in the warning
@@ -193,7 +206,7 @@ class AuditReport:
         """
         path = os.fspath(path)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w", encoding="utf-8") as f:
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
             json.dump(self.to_dict(), f, indent=2, ensure_ascii=False)
         return path
 
@@ -205,27 +218,64 @@ class AuditReport:
         """
         return _markdown(self)
 
-    def save(self, out_dir: str | os.PathLike, manifest: Manifest | None = None, *, plots: bool = True) -> str:
+    def save(
+        self,
+        out_dir: str | os.PathLike,
+        manifest: Manifest | None = None,
+        *,
+        plots: bool = True,
+        dropped: Sequence[dict[str, str]] | None = None,
+    ) -> str:
         """Write ``audit.json``, ``audit.md`` and ``files.csv``, and the plots into ``plots/``.
+
+        The folder always holds one audit's consistent set afterwards. Each file is written
+        whole (a temporary sibling moved in), ``audit.md`` last, and only then are the files an
+        earlier audit wrote there that this one does not write removed: ``dropped.csv`` when
+        ``dropped`` is None, ``plots/samples_<class>.png`` of classes this audit draws no grid
+        for, and every plot with ``plots=False``. Only the names the audit itself writes
+        (:data:`OUTPUT_FILES`, ``plots/class_distribution.png``, ``plots/resolutions.png``,
+        ``plots/samples_*.png``) are ever removed; anything else in the folder is left alone.
+        When something was removed, a note in ``notes`` names it.
 
         Args:
             out_dir: the output folder (created).
             manifest: the audited manifest; needed for the per-class sample grids.
             plots: draw the plots (matplotlib, Agg backend).
+            dropped: the rows :func:`clean` dropped, written to ``dropped.csv`` (``path,reason``).
+                An empty list writes the header alone: the file then says that this cleaning
+                dropped nothing, where a missing file could be read as a step that did not run.
+                None (no cleaning, as :func:`audit` saves) writes none and removes an earlier one,
+                which described another run's cleaning.
 
         Returns:
             The path of ``audit.md``.
         """
         out_dir = os.fspath(out_dir)
         os.makedirs(out_dir, exist_ok=True)
+        earlier = _audit_outputs(out_dir)  # only removed once the new set is written
+        self.notes = [n for n in self.notes if not n.startswith(("sample grids", _REPLACED))]
         if plots:
             self.plots, notes = _write_plots(self, manifest, os.path.join(out_dir, "plots"))
-            self.notes = [n for n in self.notes if not n.startswith("sample grids")] + notes
+            self.notes += notes
+        else:
+            self.plots = []  # audit.md links no plot: none of an earlier save, here or elsewhere
+        written = {"audit.json", "audit.md", "files.csv", *self.plots}
+        if dropped is not None:
+            written.add("dropped.csv")
+        stale = [rel for rel in earlier if rel not in written]
+        if stale:
+            shown = ", ".join(stale[:_SHOW_STALE]) + (
+                f" and {len(stale) - _SHOW_STALE} more" if len(stale) > _SHOW_STALE else "")
+            self.notes.append(f"{_REPLACED} an earlier audit in this folder: removed {len(stale)} "
+                              f"of its file(s) that this audit does not write ({shown})")
         _write_files_csv(self, os.path.join(out_dir, "files.csv"))
+        if dropped is not None:
+            _write_dropped_csv(dropped, os.path.join(out_dir, "dropped.csv"))
         self.to_json(os.path.join(out_dir, "audit.json"))
         md = os.path.join(out_dir, "audit.md")
-        with open(md, "w", encoding="utf-8") as f:
+        with atomic_path(md) as tmp, open(tmp, "w", encoding="utf-8") as f:
             f.write(self.to_markdown())
+        _remove_outputs(out_dir, stale)
         return md
 
     def summary(self) -> str:
@@ -267,7 +317,9 @@ def audit(
     Args:
         manifest: the data set.
         out_dir: when given, the report is saved there (``audit.json``, ``audit.md``,
-            ``files.csv``, ``plots/``).
+            ``files.csv``, ``plots/``), once the scan is done; the files an earlier audit
+            wrote there that this one does not (its ``dropped.csv``, plots) are removed, and
+            nothing else (:meth:`AuditReport.save`).
         workers: threads; default ``min(32, cpu_count + 4)``.
         progress: show a progress bar on stderr.
         plots: draw plots when saving.
@@ -801,12 +853,94 @@ def _write_files_csv(report: AuditReport, path: str) -> None:
     import csv
 
     cols = ["path", "format", "mode", "width", "height", "n_frames", "bytes", "orientation", "sha1", "error"]
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(cols)
         for info in report.files.values():
             d = info.to_dict()
             w.writerow(["" if d[c] is None else d[c] for c in cols])
+
+
+def _write_dropped_csv(dropped: Sequence[dict[str, str]], path: str) -> None:
+    import csv
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=["path", "reason"])
+        w.writeheader()
+        w.writerows(dropped)
+
+
+# ---------------------------------------------------------------------------------- outputs
+def _audit_outputs(out_dir: str) -> list[str]:
+    """The files in ``out_dir`` (relative to it) that carry a name an audit writes: the ones a
+    new audit replaces or, when it does not write them, removes."""
+    found = [n for n in OUTPUT_FILES if _is_file(os.path.join(out_dir, n))]
+    plot_dir = os.path.join(out_dir, "plots")
+    if os.path.isdir(plot_dir):
+        for name in sorted(os.listdir(plot_dir)):
+            if (name in PLOT_FILES or (name.startswith("samples_") and name.endswith(".png"))) \
+                    and _is_file(os.path.join(plot_dir, name)):
+                found.append(f"plots/{name}")
+    return found
+
+
+def _is_file(path: str) -> bool:
+    return os.path.lexists(path) and not os.path.isdir(path)
+
+
+def _remove_outputs(out_dir: str, stale: Iterable[str]) -> None:
+    """Remove an earlier audit's files (``stale``, from :func:`_audit_outputs`) and ``plots/``
+    when that leaves it empty; one that cannot be removed is named in a warning."""
+    for rel in stale:
+        path = os.path.join(out_dir, rel)
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            warnings.warn(f"could not remove {path}, left by an earlier audit in {out_dir} "
+                          f"({err.strerror or err}): it does not belong to this audit", stacklevel=3)
+    plot_dir = os.path.join(out_dir, "plots")
+    if os.path.isdir(plot_dir) and not os.path.islink(plot_dir) and not os.listdir(plot_dir):
+        with contextlib.suppress(OSError):
+            os.rmdir(plot_dir)
+
+
+def _check_writable(folder: Path, target: Path, flag: str) -> None:
+    """Refuse a ``folder`` this process cannot write to (no permission, a read-only file
+    system), before the scan, in :func:`~keras_species.atomic.atomic_path`'s wording for
+    ``target`` and ``flag``."""
+    # the effective ids where the platform can (os.access asks with the real ones by default)
+    effective = {"effective_ids": True} if os.access in os.supports_effective_ids else {}
+    if os.access(folder, os.W_OK | os.X_OK, **effective):
+        return
+    code = errno.EACCES
+    with contextlib.suppress(OSError, AttributeError, ValueError):  # statvfs: POSIX only
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            code = errno.EROFS
+    raise _write_error(OSError(code, os.strerror(code)), target, target, flag)
+
+
+def _prepare_output(path: str | os.PathLike, flag: str, *, folder: bool) -> Path:
+    """Make the output ``path`` (a folder, or a file's folder) and check that it can be written,
+    before the scan: an error names ``path`` and ``flag``."""
+    path = Path(path)
+    try:
+        if folder:
+            check_output_folder(path, flag).mkdir(exist_ok=True)
+        else:
+            check_output_file(path, flag)
+    except OSError as err:
+        if flag in str(err):
+            raise
+        raise _write_error(err, path, path, flag) from None  # e.g. EROFS while making the folder
+    if folder:
+        _check_writable(path, path, flag)
+        if os.path.isdir(path / "plots"):  # new plots go there, stale ones are removed from it
+            _check_writable(path / "plots", path / "plots", flag)
+    else:
+        _check_writable(path.parent, path, flag)
+    return path
 
 
 # ---------------------------------------------------------------------------------- markdown
@@ -1046,6 +1180,11 @@ def _thumbnail(path: str, size: int = 128) -> np.ndarray | None:
     return np.asarray(im)
 
 
+def _savefig(fig, path: str, dpi: int) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+
+
 def _write_plots(r: AuditReport, manifest: Manifest | None, plot_dir: str) -> tuple[list[str], list[str]]:
     import matplotlib
 
@@ -1070,7 +1209,7 @@ def _write_plots(r: AuditReport, manifest: Manifest | None, plot_dir: str) -> tu
         ax.set_xlabel("images (multi-label: images with the tag)" if r.multilabel else "images")
         ax.set_title(f"Class distribution ({n} classes, imbalance {r.imbalance_ratio or float('nan'):.1f}x)")
         fig.tight_layout()
-        fig.savefig(os.path.join(plot_dir, "class_distribution.png"), dpi=100)
+        _savefig(fig, os.path.join(plot_dir, "class_distribution.png"), dpi=100)
         plt.close(fig)
         written.append("plots/class_distribution.png")
 
@@ -1084,7 +1223,7 @@ def _write_plots(r: AuditReport, manifest: Manifest | None, plot_dir: str) -> tu
         ax.set_ylabel("height (px)")
         ax.set_title(f"Image resolutions ({len(res)} distinct; marker area ~ count)")
         fig.tight_layout()
-        fig.savefig(os.path.join(plot_dir, "resolutions.png"), dpi=100)
+        _savefig(fig, os.path.join(plot_dir, "resolutions.png"), dpi=100)
         plt.close(fig)
         written.append("plots/resolutions.png")
 
@@ -1126,7 +1265,7 @@ def _write_plots(r: AuditReport, manifest: Manifest | None, plot_dir: str) -> tu
                 n_same += 1
                 name = f"{base}_{n_same}"
             used.add(name)
-            fig.savefig(os.path.join(plot_dir, f"samples_{name}.png"), dpi=80)
+            _savefig(fig, os.path.join(plot_dir, f"samples_{name}.png"), dpi=80)
             plt.close(fig)
             written.append(f"plots/samples_{name}.png")
     return written, notes
@@ -1159,8 +1298,12 @@ def configure_parser(parser) -> None:
 
 
 def run_cli(args) -> int:
-    """Run ``keras-species audit`` with parsed ``args``; returns the exit code (0 = done)."""
-    from keras_species.atomic import check_output_file, check_output_folder
+    """Run ``keras-species audit`` with parsed ``args``; returns the exit code (0 = done).
+
+    ``--out`` always ends up with one audit's set of files (:meth:`AuditReport.save`): this
+    run's ``dropped.csv`` (the header alone when nothing is dropped) and plots, with the files
+    of an earlier audit there that this one does not write removed (a printed note names them).
+    """
     from keras_species.data import sources
     from keras_species.data.images import set_max_pixels
     from keras_species.recipe import is_user_error
@@ -1168,14 +1311,15 @@ def run_cli(args) -> int:
     if args.max_pixels is not None:
         set_max_pixels(args.max_pixels)
     try:
-        # before the scan: an output that cannot be made, or a drop list that cannot be read, fails now
+        # before the scan: an output that cannot be made or written, or a drop list that cannot
+        # be read, fails now
         sources.check_output_place(args.data, args.out, "--out", folder=True)
         if args.clean_manifest:
             sources.check_output_place(args.data, args.clean_manifest, "--clean-manifest")
         manifest = sources.load(args.data, **sources.source_options(args))
-        check_output_folder(args.out, "--out").mkdir(exist_ok=True)
+        _prepare_output(args.out, "--out", folder=True)
         if args.clean_manifest:
-            check_output_file(args.clean_manifest, "--clean-manifest")
+            _prepare_output(args.clean_manifest, "--clean-manifest", folder=False)
         if args.drop_list:
             _read_drop_list(args.drop_list)  # a missing or undecodable list fails before the scan
     except (ValueError, OSError) as e:
@@ -1184,23 +1328,19 @@ def run_cli(args) -> int:
         print(f"keras-species audit: {e}", file=sys.stderr)
         return 2
     report = audit(manifest, None, workers=args.workers, progress=not args.no_progress)
-    md = report.save(args.out, manifest, plots=not args.no_plots)
-    print(report.summary())
     # the file itself, not its entries: clean's warnings then name it and the lines
     cleaned, dropped = clean(manifest, report, policy=args.policy, drop=args.drop_list)
+    md = report.save(args.out, manifest, plots=not args.no_plots, dropped=dropped)
+    print(report.summary())
     emptied = cleaned.extra["cleaning"]["emptied_classes"]
     print(f"clean (policy {args.policy}{', drop list' if args.drop_list else ''}): "
           f"keeps {len(cleaned)}, drops {len(dropped)}"
           + (f"; classes left without images: {', '.join(emptied)}" if emptied else ""))
     if dropped:
-        import csv
-
-        dropped_csv = os.path.join(args.out, "dropped.csv")
-        with open(dropped_csv, "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=["path", "reason"])
-            w.writeheader()
-            w.writerows(dropped)
-        print(f"dropped files and reasons: {dropped_csv}")
+        print(f"dropped files and reasons: {os.path.join(args.out, 'dropped.csv')}")
+    for note in report.notes:
+        if note.startswith(_REPLACED):
+            print(f"{args.out}: {note}")
     if args.clean_manifest:
         cleaned.to_csv(args.clean_manifest)
         print(f"cleaned manifest: {args.clean_manifest}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import warnings
@@ -538,3 +539,155 @@ def test_a_source_with_no_images_left_is_not_audited(tmp_path, capsys):
     assert cli.main(["audit", str(tmp_path / "empty.csv"), "--out", str(tmp_path / "b"),
                      "--no-plots", "--no-progress"]) == 2
     assert "has a header but no rows" in capsys.readouterr().err
+
+
+def _two_class_folder(root: Path, classes: tuple[str, str], grey: bool = False) -> Path:
+    """Two class folders of two small RGB images (and a grey one in the second with ``grey``)."""
+    rng = np.random.default_rng(5)
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 255, (10, 12, 3), dtype=np.uint8)).save(root / c / f"{c}_{i}.png")
+    if grey:
+        Image.new("L", (10, 12), 90).save(root / classes[1] / "grey.png")
+    return root
+
+
+def test_rerun_into_the_same_out_replaces_the_earlier_audit_and_keeps_other_files(tmp_path, capsys):
+    import csv
+
+    from keras_species import cli
+
+    first = _two_class_folder(tmp_path / "first", ("cod", "eel"), grey=True)
+    second = _two_class_folder(tmp_path / "second", ("ray", "eel"))
+    out = tmp_path / "audit"
+    common = ["--out", str(out), "--no-progress"]
+    assert cli.main(["audit", str(first), *common, "--policy", "drop_non_rgb"]) == 0
+    assert "grey.png" in (out / "dropped.csv").read_text(encoding="utf-8")
+    assert (out / "plots" / "samples_cod.png").exists()
+    (out / "my notes.txt").write_text("mine")  # the user's own files in the folder stay
+    (out / "plots" / "my_plot.png").write_bytes(b"mine")
+    capsys.readouterr()
+
+    assert cli.main(["audit", str(second), *common]) == 0
+    text = capsys.readouterr().out
+    assert "drops 0" in text and "dropped files and reasons" not in text
+    with open(out / "dropped.csv", newline="", encoding="utf-8") as f:
+        assert list(csv.reader(f)) == [["path", "reason"]]  # this run's: nothing dropped
+    plots = sorted(p.name for p in (out / "plots").iterdir())
+    assert plots == ["class_distribution.png", "my_plot.png", "resolutions.png", "samples_eel.png",
+                     "samples_ray.png"]  # cod is not in the new data: its grid is gone
+    assert "removed 1 of its file(s) that this audit does not write (plots/samples_cod.png)" in text
+    md = (out / "audit.md").read_text(encoding="utf-8")
+    assert "![samples_ray.png](plots/samples_ray.png)" in md and "![samples_cod.png]" not in md
+    assert (out / "my notes.txt").read_text() == "mine"
+
+    assert cli.main(["audit", str(second), *common, "--no-plots"]) == 0
+    text = capsys.readouterr().out
+    assert "removed 4 of its file(s)" in text
+    assert [p.name for p in (out / "plots").iterdir()] == ["my_plot.png"]  # the folder stays for it
+    assert json.loads((out / "audit.json").read_text(encoding="utf-8"))["plots"] == []
+    assert "](plots/" not in (out / "audit.md").read_text(encoding="utf-8")
+    assert sorted(p.name for p in out.iterdir()) == ["audit.json", "audit.md", "dropped.csv", "files.csv",
+                                                     "my notes.txt", "plots"]
+
+
+def test_audit_from_python_removes_an_earlier_dropped_csv_and_plots_it_does_not_write(image_folder, tmp_path):
+    out = tmp_path / "audit"
+    (out / "plots").mkdir(parents=True)
+    for rel in ("dropped.csv", "plots/resolutions.png", "plots/samples_ants.png", "keep.csv",
+                "plots.txt", "audit.json.bak"):
+        (out / rel).write_text("from before")
+    r = audit(_folder_manifest(image_folder), out, progress=False, plots=False)
+    # no cleaning here: an earlier dropped.csv would describe another run's cleaning
+    assert sorted(p.name for p in out.iterdir()) == ["audit.json", "audit.json.bak", "audit.md",
+                                                     "files.csv", "keep.csv", "plots.txt"]
+    note = [n for n in r.notes if n.startswith("replaced")]
+    assert note == ["replaced an earlier audit in this folder: removed 3 of its file(s) that this audit "
+                    "does not write (dropped.csv, plots/resolutions.png, plots/samples_ants.png)"]
+    assert note[0] in (out / "audit.md").read_text(encoding="utf-8")
+    r2 = audit(_folder_manifest(image_folder), out, progress=False, plots=False)
+    assert not any(n.startswith("replaced") for n in r2.notes)  # nothing left to remove
+
+
+def test_earlier_outputs_stay_when_the_new_report_fails_midway(image_folder, tmp_path, monkeypatch):
+    from keras_species.data import audit as audit_mod
+
+    out = tmp_path / "audit"
+    (out / "plots").mkdir(parents=True)
+    (out / "dropped.csv").write_text("path,reason\nold.png,corrupt\n")
+    (out / "plots" / "samples_ants.png").write_bytes(b"old")
+    m = _folder_manifest(image_folder)
+    report = audit(m, progress=False)
+
+    def broken(self):
+        raise RuntimeError("disk trouble")
+
+    monkeypatch.setattr(audit_mod.AuditReport, "to_markdown", broken)
+    with pytest.raises(RuntimeError, match="disk trouble"):
+        report.save(out, m, plots=False)
+    assert (out / "dropped.csv").read_text() == "path,reason\nold.png,corrupt\n"
+    assert (out / "plots" / "samples_ants.png").read_bytes() == b"old"
+    assert not list(out.glob(".*tmp-*"))  # no temporary file left behind
+
+
+def _unwritable(monkeypatch, folder: Path, read_only_fs: bool = False) -> None:
+    """Make ``os.access`` say ``folder`` cannot be written (and ``statvfs`` that it sits on a
+    read-only file system with ``read_only_fs``): tests run as root, where chmod does not bite."""
+    real_access, real_statvfs = os.access, os.statvfs
+
+    def access(path, mode, *a, **k):
+        if Path(path).resolve() == folder.resolve() and mode & os.W_OK:
+            return False
+        return real_access(path, mode, *a, **k)
+
+    def statvfs(path):
+        if read_only_fs and Path(path).resolve() == folder.resolve():
+            return argparse.Namespace(f_flag=os.ST_RDONLY)
+        return real_statvfs(path)
+
+    monkeypatch.setattr(os, "access", access)
+    monkeypatch.setattr(os, "statvfs", statvfs)
+
+
+@pytest.mark.parametrize(("flag", "given", "blocked", "read_only_fs", "reason"), [
+    ("--clean-manifest", "ro/c.csv", "ro", False, "Permission denied"),
+    ("--clean-manifest", "ro/c.csv", "ro", True, "Read-only file system"),
+    ("--out", "ro_audit", "ro_audit", False, "Permission denied"),
+    ("--out", "ro_audit", "ro_audit", True, "Read-only file system"),
+    ("--out", "ro_audit", "ro_audit/plots", False, "Permission denied"),  # an earlier audit's plots/
+])
+def test_an_output_that_cannot_be_written_is_refused_before_the_scan(image_folder, tmp_path, capsys, monkeypatch,
+                                                                     flag, given, blocked, read_only_fs, reason):
+    from keras_species import cli
+    from keras_species.data import audit as audit_mod
+
+    (tmp_path / blocked).mkdir(parents=True)
+    _unwritable(monkeypatch, tmp_path / blocked, read_only_fs)
+    monkeypatch.setattr(audit_mod, "audit", lambda *a, **k: pytest.fail("scanned before failing"))
+    argv = ["audit", str(image_folder), "--out", str(tmp_path / "audit"), "--no-plots", "--no-progress"]
+    argv += [flag, str(tmp_path / given)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    target = tmp_path / (blocked if blocked.endswith("plots") else given)
+    assert err.strip() == (f"keras-species audit: {target} ({flag}) cannot be written ({reason}): give "
+                           f"another {flag}, in a folder you can write to that has free space")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes into a chmod 0o555 folder anyway")
+def test_a_read_only_folder_is_refused_before_the_scan(image_folder, tmp_path, capsys, monkeypatch):
+    from keras_species import cli
+    from keras_species.data import audit as audit_mod
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    monkeypatch.setattr(audit_mod, "audit", lambda *a, **k: pytest.fail("scanned before failing"))
+    try:
+        assert cli.main(["audit", str(image_folder), "--out", str(tmp_path / "a"), "--no-progress",
+                         "--clean-manifest", str(ro / "c.csv")]) == 2
+        assert "(--clean-manifest) cannot be written (Permission denied)" in capsys.readouterr().err
+        assert cli.main(["audit", str(image_folder), "--out", str(ro / "audit"), "--no-progress"]) == 2
+        assert "(--out) cannot be written" in capsys.readouterr().err
+    finally:
+        ro.chmod(0o755)
