@@ -24,6 +24,7 @@ Run::
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -60,7 +61,7 @@ class ScratchCNNConfig(SourceSettings, RunSettings):
     split: Literal["auto", "stratified", "group", "given"] = field(default="auto", metadata=_help(
         "how the test split is held out (auto: group-aware when the data has groups)",
         refused=TEST_SPLIT_REFUSED))
-    ratios: tuple[float, float, float] = field(default=(0.69, 0.17, 0.14), metadata=_help(
+    ratios: tuple[float, ...] = field(default=(0.69, 0.17, 0.14), metadata=_help(
         "train/val/test ratios (R2: 6480/1620/1330); train+val are cross-validated"))
     audit: bool = field(default=True, metadata=_help("audit the images and drop corrupt ones"))
     arch: str = field(default="r2_cnn", metadata=_help(
@@ -157,6 +158,10 @@ def variants(config: ScratchCNNConfig) -> dict[str, dict[str, Any]]:
             if name not in known:
                 raise ValueError(f"--{name} does not apply to {arch} (its flags: {sorted(known)})")
             flags[name] = value
+    unknown = sorted(set(config.arch_flags) - set(known))
+    if unknown:  # said now, before the run folder is made (build_scratch would say it later)
+        raise ValueError(f"--arch-flags: {arch} has no flag(s) {unknown}; its flags: "
+                         f"{', '.join(sorted(known))}")
     flags.update(config.arch_flags)
     if not config.ablation:
         return {arch: flags}
@@ -171,6 +176,30 @@ def variants(config: ScratchCNNConfig) -> dict[str, dict[str, Any]]:
         grid["2conv_bn_regularised"] = {**flags, "batch_norm": True, "extra_conv": True,
                                         "dropout": config.regularised_dropout, "blocks": 3}
     return grid
+
+
+def checked_settings(config: ScratchCNNConfig) -> dict[str, dict[str, Any]]:
+    """The settings' checks that need more than one field, before the run folder is made:
+    every ``--add-class`` folder exists, and the variants (:func:`variants`) can be built.
+
+    Args:
+        config: the recipe's config.
+
+    Returns:
+        :func:`variants` of ``config``.
+
+    Raises:
+        ValueError: an ``--add-class`` folder that does not exist, or a bad ``--arch`` or flag.
+
+    Example:
+        >>> list(checked_settings(ScratchCNNConfig()))
+        ['r2_cnn']
+    """
+    for folder in config.add_class:
+        if not os.path.isdir(os.path.expanduser(folder)):
+            raise ValueError(f"--add-class {folder!r} is not a folder: give the folder of the new "
+                             "class's images (one subfolder per class, or the images themselves)")
+    return variants(config)
 
 
 def _merge_repeated(argv: Sequence[str], flag: str) -> list[str]:
@@ -228,7 +257,7 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
     started = time.perf_counter()
     # a bad --arch or flag fails before any data is read; of the settings in force (a resumed
     # run's stored ones)
-    run_folder, config, grid = open_run(RECIPE, config, variants)
+    run_folder, config, grid = open_run(RECIPE, config, checked_settings)
     split_file = run_folder.path / "split.csv"
     prepared = prepare_data(
         config.data, load_options=config.load_options(), split=config.split, ratios=config.ratios,

@@ -338,7 +338,7 @@ def build_scratch(
         raise ValueError(f"num_classes={num_classes}: need at least 1 class")
     unknown = sorted(set(flags) - set(spec.flags))
     if unknown:
-        raise ValueError(f"{key} has no flag(s) {unknown}; its flags are {spec.flags}")
+        raise ValueError(f"{key} has no flag(s) {unknown}; its flags: {', '.join(spec.flags)}")
     h, w = _size(input_size, spec.default_size)
     if min(h, w) < 16:
         raise ValueError(f"input_size {(h, w)} is too small for {key}: use at least 16 px")

@@ -158,3 +158,19 @@ def test_multilabel_data_is_refused_in_one_line_naming_the_recipe_to_use(tmp_pat
     assert "cross_validate" not in err
     run_dir = tmp_path / "runs" / "scratch_cnn" / "t"
     assert (run_dir / "failed.json").is_file() and not (run_dir / "audit").exists()
+
+
+def test_bad_arch_flags_and_add_class_are_refused_before_the_run_folder(tmp_path, capsys):
+    # before: both failed after the run folder was made, leaving a `failed` run; and the flags
+    # message listed the architecture's defaults, which read as the recipe's settings
+    runs = tmp_path / "runs"
+    with pytest.raises(ValueError, match=r"^--arch-flags: r2_cnn has no flag\(s\) \['bogus'\]; "
+                                         r"its flags: .*batch_norm"):
+        run(ScratchCNNConfig(arch_flags={"bogus": 1}, out=runs, name="af"))
+    with pytest.raises(ValueError, match=r"^--add-class '.*nowhere' is not a folder"):
+        run(ScratchCNNConfig(add_class=[str(tmp_path / "nowhere")], out=runs, name="ac"))
+    assert not runs.exists()
+    # two --ratios: the recipes' one-line ratios message, not argparse's usage
+    code = scratch_cnn.main(["--ratios", "0.7", "0.3", "--out", str(runs), "--name", "r"])
+    err = capsys.readouterr().err
+    assert code == 2 and "usage:" not in err and "--ratios" in err and "test split" in err
