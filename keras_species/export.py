@@ -39,23 +39,37 @@ contradicts ``out`` (``--format keras --out m.tflite``) is refused before any wo
 
 The model is checked before Keras reads it (:func:`resolve_model_path`, :func:`check_model_file`):
 a ``.tflite``, a ``config.json``, an image or a weights-only ``.h5`` given as the model is named
-with what to pass instead, in one line. ``out`` is checked before the model is loaded
-(:func:`check_export_out`), and every output appears complete or not at all: files (``.keras``,
-``.tflite`` and its labels) go through :func:`keras_species.atomic.atomic_path` and replace an
-earlier file; a SavedModel is written to a hidden sibling folder and moved in complete
-(:func:`keras_species.atomic.atomic_folder`). An existing SavedModel at ``out`` is replaced only
-with ``overwrite=True`` (``--overwrite``); a folder holding anything else is refused. A final write
-that fails (a folder that cannot be written, a full disk) raises an ``OSError`` naming ``out``
-(``--out``) and the system's reason, not the temporary sibling, and leaves no temporary behind.
+with what to pass instead, in one line; a folder of run folders (``runs/quickstart``, ``runs``)
+is named with a few of its runs that hold a ``best.keras``, newest first, and the command to run
+on one. ``out`` is checked before the model is loaded (:func:`check_export_out`; a ``.keras``
+name must end in lower-case ``.keras``, the only name ``keras.saving.save_model`` saves under,
+and a ``.tflite`` name in ``.tflite``), and so is ``representative_data`` (used by
+``quantize="int8"`` only; a path must exist). Every output appears complete or not at all:
+files (``.keras``, ``.tflite`` and its labels) go through :func:`keras_species.atomic.atomic_path`
+and replace an earlier file; a SavedModel is written to a hidden sibling folder and moved in
+complete (:func:`keras_species.atomic.atomic_folder`). An existing SavedModel at ``out`` is
+replaced only with ``overwrite=True`` (``--overwrite``); a folder holding anything else is
+refused. A final write that fails (a folder that cannot be written, a full disk) raises an
+``OSError`` naming ``out`` (with ``--out`` on the command line) and the system's reason, not the
+temporary sibling, and leaves no temporary behind.
+
+Messages name each option as its caller gave it: within ``keras-species export`` (and
+``keras-species predict``, which shares the model checks) the flag, ``--out m.KERAS``,
+``--overwrite``, ``--representative DIR``; from Python the keyword argument, ``out='m.KERAS'``,
+``overwrite=True``, ``representative_data='DIR'`` (each ``run_cli`` runs inside
+``_command_line``; ``_option`` words an option).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import contextvars
 import os
+import shlex
 import sys
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -95,6 +109,81 @@ PathLike = str | os.PathLike
 
 class ExportError(ValueError):
     """A model path or export option that cannot be used; the message says what to pass."""
+
+
+# ------------------------------------------------------------------------------------ option names
+_COMMAND: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "keras_species_command", default=None
+)
+"""The ``keras-species`` command whose ``run_cli`` is running (``"export"``, ``"predict"``), or
+``None`` for a Python call: messages name the options as the caller gave them (:func:`_option`)."""
+
+_FLAGS = {
+    "out": "--out", "format": "--format", "quantize": "--quantize",
+    "representative_data": "--representative", "representative_count": "--representative-count",
+    "overwrite": "--overwrite", "image_size": "--image-size", "labels": "--labels",
+    # keras-species predict
+    "top_k": "--top-k", "thresholds": "--thresholds", "tta": "--tta", "batch_size": "--batch-size",
+    "all_probabilities": "--all-probabilities", "root": "--root", "path_format": "--path-format",
+    "keep_columns": "--keep-columns",
+}
+"""The command-line flag of each keyword argument of :func:`export_model` and
+:func:`keras_species.predict.predict` (``keep_columns=True`` is ``--keep-all-columns``)."""
+
+_NO_VALUE = object()
+
+
+@contextlib.contextmanager
+def _command_line(command: str) -> Iterator[None]:
+    """Within the block, messages name flags (``--out``), as ``keras-species <command>`` was given
+    them, rather than keyword arguments (``out=``). Used by the ``run_cli`` of export and predict."""
+    token = _COMMAND.set(command)
+    try:
+        yield
+    finally:
+        _COMMAND.reset(token)
+
+
+def _option(name: str, value: object = _NO_VALUE, *, metavar: str = "") -> str:
+    """The option ``name`` (a keyword argument) as the caller gave it, for messages.
+
+    On the command line (inside :func:`_command_line`) its flag: ``--quantize int8``,
+    ``--image-size 32 24``, ``--overwrite`` (for ``True``), ``--image-size PX`` (no value, a
+    ``metavar``), ``--quantize`` (neither). In Python the keyword: ``quantize='int8'``,
+    ``image_size=(32, 24)``, ``overwrite=True``, ``image_size=`` (no value, a ``metavar``),
+    ``quantize`` (neither). A path is shown as its string.
+    """
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if _on_command_line():
+        flag = _FLAGS[name]
+        if value is _NO_VALUE:
+            return f"{flag} {metavar}" if metavar else flag
+        if value is True:
+            return flag
+        if isinstance(value, (list, tuple)):
+            return f"{flag} {' '.join(str(v) for v in value)}"
+        return f"{flag} {value}"
+    if value is _NO_VALUE:
+        return f"{name}=" if metavar else name
+    return f"{name}={value!r}"
+
+
+def _on_command_line() -> bool:
+    """Whether a ``keras-species`` command is running (:func:`_command_line`), not a Python call."""
+    return _COMMAND.get() is not None
+
+
+def _out_flag() -> str | None:
+    """What :mod:`keras_species.atomic` names an output after: ``--out`` on the command line;
+    nothing in Python (the message names the path the caller passed)."""
+    return "--out" if _on_command_line() else None
+
+
+def _given_out(out: PathLike) -> str:
+    """An output path in messages: ``path (--out)`` on the command line, the path in Python."""
+    flag = _out_flag()
+    return f"{out} ({flag})" if flag else str(out)
 
 
 # ------------------------------------------------------------------------------- model resolution
@@ -183,6 +272,10 @@ def resolve_model_path(path: PathLike, *, saved_model: bool = True) -> Path:
         kinds = sorted(q.name for q in p.glob("*.keras"))
         if saved_model:  # SavedModel folders exported into it
             kinds += sorted(q.parent.name for q in p.glob("*/saved_model.pb") if q.is_file())
+        if not kinds:  # runs/ or runs/<recipe>/: the run folders in it are the models
+            runs = _run_folders_problem(p)
+            if runs:
+                raise ExportError(runs)
         hint = f" It holds {', '.join(kinds)}: pass one of them." if kinds else ""
         inside = _enclosing_model_folder(p)
         tflite = sorted(q.name for q in p.glob("*.tflite"))
@@ -198,6 +291,76 @@ def resolve_model_path(path: PathLike, *, saved_model: bool = True) -> Path:
             f"(no {BEST_MODEL}).{hint}"
         )
     raise ExportError(f"model {p} does not exist: pass {_accepted(saved_model)}")
+
+
+def _model_folders_in(folder: Path) -> tuple[list[Path], list[Path]]:
+    """The folders holding a ``best.keras`` in ``folder`` or one level deeper (``runs/`` holds
+    ``<recipe>/<name>/``, a multi-model run ``<backbone>/``), and the run folders there (a
+    ``config.json``) that hold none. Hidden folders and those of a run that hold no model of
+    their own (``plots``, ``backup``...: ``runs.NOT_MODEL_FOLDERS``) are not looked into."""
+    from keras_species.training.runs import CONFIG, NOT_MODEL_FOLDERS
+
+    def subfolders(where: Path) -> list[Path]:
+        try:
+            return sorted(q for q in where.iterdir() if q.is_dir() and not q.name.startswith(".")
+                          and q.name not in NOT_MODEL_FOLDERS)
+        except OSError:  # a folder that cannot be listed has nothing to offer
+            return []
+
+    models: list[Path] = []
+    runs: list[Path] = []
+    for child in subfolders(folder):
+        if (child / BEST_MODEL).is_file():
+            models.append(child)
+            continue
+        inside = [q for q in subfolders(child) if (q / BEST_MODEL).is_file()]
+        models += inside
+        if not inside and (child / CONFIG).is_file():
+            runs.append(child)
+    return models, runs
+
+
+def _run_folders_problem(folder: Path) -> str | None:
+    """What to pass for a MODEL that is a folder of run folders (``runs/quickstart``) or a run
+    folder whose models are in subfolders (a multi-model recipe's): a few folders holding a
+    ``best.keras``, newest first, and the command with one of them; ``None`` when ``folder``
+    holds neither such a folder nor a run folder."""
+    from keras_species.training.runs import CONFIG
+
+    models, runs = _model_folders_in(folder)
+    if not models and not runs:
+        return None
+
+    def shown(paths: list[Path]) -> str:
+        names = [q.relative_to(folder).as_posix() for q in paths]
+        return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+    runs_cmd = f"keras-species runs {shlex.quote(str(folder))}"
+    if not models:
+        return (f"{folder} holds run folders ({shown(runs)}), not a model, and none of them a "
+                f"{BEST_MODEL} (not trained yet, or failed?): {runs_cmd} shows their status")
+
+    def age(q: Path) -> float:
+        try:
+            return (q / BEST_MODEL).stat().st_mtime
+        except OSError:
+            return 0.0
+
+    models.sort(key=lambda q: (-age(q), q.as_posix()))
+    own = (folder / CONFIG).is_file()
+    lead = (f"{folder} is a run folder whose models are in its model folders" if own
+            else f"{folder} holds run folders, not a model")
+    example = folder / models[0].relative_to(folder)
+    command = _COMMAND.get()
+    if command is not None:
+        tail = "INPUT ..." if command == "predict" else "--out OUT ..."
+        example_text = f"keras-species {command} {shlex.quote(str(example))} {tail}"
+    else:
+        example_text = str(example)
+    listing = (f"; {runs_cmd} lists the runs" if not own and any(
+        (q / CONFIG).is_file() or (q.parent / CONFIG).is_file() for q in models) else "")
+    return (f"{lead}: pass one of them (its {BEST_MODEL} is read), e.g. {example_text} "
+            f"(those with a {BEST_MODEL}, newest first: {shown(models)}{listing})")
 
 
 def check_model_file(path: PathLike, *, saved_model: bool = True) -> None:
@@ -397,13 +560,14 @@ def model_image_size(
     if None in fixed:
         if want is None:
             raise ExportError(
-                f"model {model.name!r} takes images of any size {shape}; pass image_size= "
-                "(--image-size) the size to resize to"
+                f"model {model.name!r} takes images of any size {shape}: pass "
+                f"{_option('image_size', metavar='PX')}, the size to resize to"
             )
         return want
     if want is not None and want != tuple(fixed):
         raise ExportError(
-            f"image_size={want} but model {model.name!r} takes {tuple(fixed)}; leave it out"
+            f"{_option('image_size', image_size)} but model {model.name!r} takes "
+            f"{tuple(int(v) for v in fixed)}: leave {_option('image_size')} out"
         )
     return int(fixed[0]), int(fixed[1])
 
@@ -492,13 +656,38 @@ def _write_saved_model(model, lmap, size, out: Path, replace: bool) -> Path:
         "serve_float": module.serve_float.get_concrete_function(),
         "metadata": module.metadata.get_concrete_function(),
     }
-    with atomic_folder(out, replace=replace, flag="--out") as tmp:
+    with atomic_folder(out, replace=replace, flag=_out_flag()) as tmp:
         tf.saved_model.save(module, os.fspath(tmp), signatures=signatures)
         lmap.write_json(tmp / LABELS_JSON)
     return out
 
 
 # ---------------------------------------------------------------------------------------- TFLite
+def _representative_name(data) -> str:
+    """``representative_data`` in messages: with its value when it is a path (never an array)."""
+    if isinstance(data, (str, os.PathLike)):
+        return _option("representative_data", data)
+    return _option("representative_data")
+
+
+def _check_representative(data, quantize: str | None) -> None:
+    """Refuse representative images that would not be used, or a path that does not exist,
+    before the model is read."""
+    if data is None:
+        return
+    if quantize != "int8":
+        raise ExportError(
+            f"{_option('representative_data')} is used by {_option('quantize', 'int8')} only "
+            f"(full-integer quantization): add {_option('quantize', 'int8')}, or leave "
+            f"{_option('representative_data')} out"
+        )
+    if isinstance(data, (str, os.PathLike)) and not os.path.exists(os.fspath(data)):
+        raise ExportError(
+            f"{_representative_name(data)} does not exist: give the images to calibrate the int8 "
+            "model on (a folder, a CSV or a .txt list of images)"
+        )
+
+
 def _representative_images(
     data, size: tuple[int, int], count: int
 ) -> Iterable[np.ndarray]:
@@ -526,7 +715,10 @@ def _representative_images(
     from keras_species.predict import image_dataset
 
     n = 0
-    for _, images, errors in image_dataset(data, size, batch_size=1):
+    with warnings.catch_warnings():  # "no images found in ...: nothing to predict": _convert says it
+        warnings.filterwarnings("ignore", message="no images found in", category=UserWarning)
+        dataset = image_dataset(data, size, batch_size=1)
+    for _, images, errors in dataset:
         if errors.numpy()[0]:
             continue
         yield images.numpy().astype(np.float32)
@@ -560,9 +752,9 @@ def _write_tflite(
     frozen = convert_variables_to_constants_v2(probabilities.get_concrete_function())
     converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
     data = _convert(converter, quantize, representative_data, size, count)
-    with atomic_path(out, "--out") as tmp:
+    with atomic_path(out, _out_flag()) as tmp:
         tmp.write_bytes(data)
-    with atomic_path(tflite_labels_path(out), "--out") as tmp:
+    with atomic_path(tflite_labels_path(out), _out_flag()) as tmp:
         lmap.write_json(tmp)
     return out
 
@@ -596,7 +788,12 @@ def _convert(converter, quantize: str | None, representative_data, size, count: 
         if representative_data is not None:
             images = list(_representative_images(representative_data, size, count))
             if not images:
-                raise ExportError("representative_data holds no readable image")
+                raise ExportError(
+                    f"{_representative_name(representative_data)} holds no readable image: give "
+                    "the images to calibrate the int8 model on (a folder, a CSV or a .txt list "
+                    f"of images), or leave {_option('representative_data')} out for "
+                    "dynamic-range int8"
+                )
 
             def gen():
                 for img in images:
@@ -647,28 +844,30 @@ def export_format(out: PathLike, format: str | None = None) -> str:
             return named
         if suffix in _NOT_WRITTEN and not out.is_dir():
             raise ExportError(
-                f"--out {out} ends in {out.suffix}, which export does not write: give a .keras or "
-                f".tflite file, or a folder for a SavedModel (e.g. {out.with_suffix('')})"
+                f"{_option('out', out)} ends in {out.suffix}, which export does not write: give a "
+                f".keras or .tflite file, or a folder for a SavedModel (e.g. {out.with_suffix('')})"
             )
         return "saved_model"
     if format not in FORMATS:
-        raise ExportError(f"format={format!r}; choose one of {', '.join(FORMATS)}")
+        raise ExportError(f"{_option('format', format)}; choose one of {', '.join(FORMATS)}")
     if named is not None and named != format:
-        fix = (f"give a folder name, e.g. --out {out.with_suffix('')}" if format == "saved_model"
-               else f"give --out {out.with_suffix('.' + format)}")
+        fix = (f"give a folder name, e.g. {_option('out', out.with_suffix(''))}"
+               if format == "saved_model" else f"give {_option('out', out.with_suffix('.' + format))}")
         raise ExportError(
-            f"--format {format} contradicts --out {out} (a {out.suffix} name means --format "
-            f"{named}): leave --format out, or {fix}"
+            f"{_option('format', format)} contradicts {_option('out', out)} (a {out.suffix} name "
+            f"means {_option('format', named)}): leave {_option('format')} out, or {fix}"
         )
     if format in _SUFFIX_FORMATS.values() and named is None:
         if out.is_dir():
-            raise ExportError(f"--format {format} writes a file, but --out {out} is a folder: "
-                              f"give a file name, e.g. --out {out / f'model.{format}'}")
+            raise ExportError(
+                f"{_option('format', format)} writes a file, but {_option('out', out)} is a "
+                f"folder: give a file name, e.g. {_option('out', out / f'model.{format}')}"
+            )
         if not out.suffix:
             raise ExportError(
-                f"--format {format} writes a file, but --out {out} is a folder name (no suffix): "
-                f"give --out {out.with_name(f'{out.name}.{format}')}, or leave --format out to "
-                "write a SavedModel folder"
+                f"{_option('format', format)} writes a file, but {_option('out', out)} is a "
+                f"folder name (no suffix): give {_option('out', out.with_name(f'{out.name}.{format}'))}, "
+                f"or leave {_option('format')} out to write a SavedModel folder"
             )
     return format
 
@@ -708,25 +907,31 @@ def check_export_out(out: PathLike, format: str | None, *, overwrite: bool = Fal
     if format in ("keras", "tflite"):
         suffix = f".{format}"
         if out.suffix != suffix:
+            # Keras saves a .keras archive under no other name, upper case included (.KERAS)
             kind = "a Keras archive" if format == "keras" else "a TFLite file"
-            raise ExportError(f"out={out}: {kind} must end in {suffix}")
-        check_output_file(out, "--out", example=f"model{suffix}")
+            case = " in lower case" if out.suffix.lower() == suffix else ""
+            raise ExportError(f"{_option('out', out)}: {kind} must end in {suffix}{case}: give "
+                              f"{_option('out', out.with_suffix(suffix))}")
+        check_output_file(out, _out_flag(), example=f"model{suffix}")
         if format == "tflite":
-            check_output_file(tflite_labels_path(out), "--out")
+            check_output_file(tflite_labels_path(out), _out_flag())
         return out
-    check_output_folder(out, "--out", example=str(out.with_name(f"{out.stem}_savedmodel")))
+    check_output_folder(out, _out_flag(), example=str(out.with_name(f"{out.stem}_savedmodel")))
     if out.is_dir() and any(out.iterdir()):
         if not is_saved_model(out):
             names = sorted(q.name for q in out.iterdir())
             shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
             raise ExportError(
-                f"{out} (--out) is a folder holding other files ({shown}), not a SavedModel: "
-                "give a new or empty folder for the SavedModel (--overwrite replaces only a SavedModel)"
+                f"{_given_out(out)} is a folder holding other files ({shown}), not a SavedModel: "
+                f"give a new or empty folder for the SavedModel ({_option('overwrite', True)} "
+                "replaces only a SavedModel)"
             )
         if not overwrite:
+            fix = ("add --overwrite to replace it" if _on_command_line()
+                   else "pass overwrite=True to replace it")
             raise ExportError(
-                f"{out} (--out) holds a SavedModel already: add --overwrite to replace it "
-                "(the new one takes its place when complete), or give another --out"
+                f"{_given_out(out)} holds a SavedModel already: {fix} (the new one takes its "
+                f"place when complete), or give another {_option('out')}"
             )
     return out
 
@@ -783,12 +988,14 @@ def export_model(
     given = format
     format = export_format(out, format)  # options first: nothing is read before they agree
     if quantize is not None and quantize not in QUANTIZE:
-        raise ExportError(f"quantize={quantize!r}; choose one of {', '.join(QUANTIZE)} or None")
+        raise ExportError(f"{_option('quantize', quantize)}; choose one of {', '.join(QUANTIZE)}"
+                          + ("" if _on_command_line() else " or None"))
     if quantize is not None and format != "tflite":
-        source = "" if given else f" (--out {out} means format {format}; give a .tflite file)"
-        raise ExportError(f"quantize={quantize!r} applies to format='tflite' only{source}")
-    if representative_data is not None and quantize != "int8":
-        raise ExportError("representative_data is used by quantize='int8' only")
+        source = "" if given else (f" ({_option('out', out)} means {_option('format', format)}; "
+                                   "give a .tflite file)")
+        raise ExportError(f"{_option('quantize', quantize)} applies to "
+                          f"{_option('format', 'tflite')} only{source}")
+    _check_representative(representative_data, quantize)
     if isinstance(model_or_path, (str, os.PathLike)):  # named first, as on the command line
         model_or_path = resolve_model_path(model_or_path, saved_model=False)
     out = check_export_out(out, format, overwrite=overwrite)
@@ -806,7 +1013,7 @@ def export_model(
             import keras
 
             model = keras.Model(model.inputs, model.outputs, name=model.name)  # same layers, no optimizer
-        with atomic_path(out, "--out") as tmp:
+        with atomic_path(out, _out_flag()) as tmp:
             model.save(tmp)
         return out
     lmap = _label_map_for(model, labels)
@@ -876,11 +1083,12 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.image_size:
         size = args.image_size[0] if len(args.image_size) == 1 else tuple(args.image_size[:2])
     try:
-        path = export_model(
-            args.model, args.out, format=args.format, quantize=args.quantize,
-            representative_data=args.representative, image_size=size, labels=args.labels,
-            representative_count=args.representative_count, overwrite=args.overwrite,
-        )
+        with _command_line("export"):  # messages name the flags given, not export_model's keywords
+            path = export_model(
+                args.model, args.out, format=args.format, quantize=args.quantize,
+                representative_data=args.representative, image_size=size, labels=args.labels,
+                representative_count=args.representative_count, overwrite=args.overwrite,
+            )
     except (ExportError, LabelMapError) as err:
         print(f"keras-species export: {err}", file=sys.stderr)
         return 2

@@ -4,12 +4,15 @@
 written by :func:`keras_species.export.export_model` (its ``serve`` signature is used), or a run
 folder (its ``best.keras``). A TFLite model is not read: a ``.tflite`` file, or a folder holding
 one but no ``.keras`` file or SavedModel, is refused in one line naming it and what to pass
-instead. INPUT is an image file, a folder (searched recursively, image extensions only, sorted),
-a CSV, a text file of paths or a list of paths. A CSV is read, and its paths resolved, by the
+instead; a folder of run folders (``runs/quickstart``) is refused naming a few of them, newest
+first, with the command to run on one (:func:`keras_species.export.resolve_model_path`). INPUT
+is an image file, a folder (searched recursively, image extensions only, sorted), a CSV, a text
+file of paths or a list of paths. A CSV is read, and its paths resolved, by the
 rules of the data readers (``sources.from_csv``, as ``audit``/``split`` and recipes read it): a
 path column named one of :data:`PATH_COLUMNS` (any case) or paths built from columns with
 ``path_format`` (``--path-format '{class}/{file}'``); relative paths start at ``root``
-(``--root``), by default the CSV's folder, or its ``images/`` subfolder when the files are there;
+(``--root``; one that is not an existing folder is refused before the model is opened), by
+default the CSV's folder, or its ``images/`` subfolder when the files are there;
 ``,``, ``;`` or tab separated; a column named twice, a row with an empty path or a file that is
 not UTF-8 is refused naming the line. One output row per CSV row (blank rows aside), a missing
 file included (its error says so). A ``.txt`` or ``.lst`` file is a list of image paths, one per
@@ -59,6 +62,10 @@ that passes its threshold, however many), ``thresholds`` to multi-label ones.
 The label map (class names, multi-label flag, thresholds) comes from the model itself
 (``keras_species.models.labels``); a model without one needs ``labels=`` (class names or a
 ``labels.json``), or a ``labels.json`` beside the model file.
+
+Messages name each option as the caller gave it: the flag on the command line (``--top-k 3``,
+``--keep-all-columns``, ``--out``), the keyword argument in Python (``top_k=3``,
+``keep_columns=True``; an output path is named as passed), as ``keras-species export`` does.
 """
 
 from __future__ import annotations
@@ -81,6 +88,7 @@ import numpy as np
 from keras_species.atomic import atomic_path
 from keras_species.data import sources
 from keras_species.data.sources import PATH_COLUMNS, ListedFiles
+from keras_species.export import _command_line, _on_command_line, _option, _out_flag
 
 if TYPE_CHECKING:
     import keras
@@ -176,20 +184,48 @@ def _listed_files(inputs: PathLike | Sequence[PathLike] | ListedFiles, root: Pat
     return None
 
 
+_CSV_OPTIONS = {"root": "says where a CSV's or list's relative paths start",
+                "path_format": "builds a CSV's paths from its columns"}
+
+
 def _check_csv_options(inputs: PathLike | Sequence[PathLike], root, path_format) -> None:
     """Refuse ``root``/``path_format`` for an input they would not apply to (``root`` applies to
-    a CSV and a text list of paths, ``path_format`` to a CSV only)."""
+    a CSV and a text list of paths, ``path_format`` to a CSV only), and a ``root`` that is not
+    an existing folder (every file would be looked for there in vain)."""
     given = [n for n, v in (("root", root), ("path_format", path_format)) if v is not None]
     listed = not isinstance(inputs, (str, os.PathLike))  # paths given, or a list read already
-    if not given or _is_csv(inputs) or not (listed or os.path.exists(os.fspath(inputs))):
+    if not given or not (listed or os.path.exists(os.fspath(inputs))):
+        return
+    if _is_csv(inputs):
+        _check_root(root, "a CSV")
         return
     if _is_path_list(inputs):
         if path_format is not None:
             raise ValueError(sources._list_options_problem(os.fspath(inputs), ["path_format"]))
+        _check_root(root, "a list")
         return
     what = "a list of paths" if listed else os.fspath(inputs)
-    raise ValueError(f"{what} is not a CSV, to which {sources._option_names(given)} do(es) not "
-                     "apply: leave it out (it says where a CSV's relative paths start)")
+    one = len(given) == 1
+    why = "; ".join(f"{_option(n)} {_CSV_OPTIONS[n]}" for n in given)
+    raise ValueError(f"{what} is not a CSV, to which {' and '.join(_option(n) for n in given)} "
+                     f"{'does' if one else 'do'} not apply: leave {'it' if one else 'them'} out "
+                     f"({why})")
+
+
+def _check_root(root: PathLike | None, what: str) -> None:
+    """Refuse a ``root`` that is not an existing folder, naming it, before anything is read."""
+    if root is None:
+        return
+    folder = Path(root).expanduser()
+    if folder.is_dir():
+        return
+    error, problem = ((NotADirectoryError, "is a file, not a folder") if folder.exists()
+                      else (FileNotFoundError, "does not exist"))
+    raise error(
+        f"{_option('root', root)} {problem}: give the folder that the relative paths of {what} "
+        f"start from, or leave {_option('root')} out (they start at its folder, or its images/ "
+        "subfolder)"
+    )
 
 
 @dataclass
@@ -211,6 +247,15 @@ class _Rows:
 _KEEP_FLAG = {True: "--keep-all-columns", False: "--keep-columns"}
 
 
+def _keep_option(keep_all: bool) -> str:
+    """``keep_columns`` in messages, as the caller gave it: ``--keep-columns`` or
+    ``--keep-all-columns`` on the command line, ``keep_columns=[...]`` or ``keep_columns=True``
+    in Python."""
+    if _on_command_line():
+        return _KEEP_FLAG[keep_all]
+    return f"keep_columns={'True' if keep_all else '[...]'}"
+
+
 def _keep_request(keep_columns) -> tuple[list[str], bool]:
     """``(names, every column)`` asked for by ``keep_columns`` (``None``/``False``/``[]``: none)."""
     if keep_columns is None or keep_columns is False:
@@ -222,13 +267,13 @@ def _keep_request(keep_columns) -> tuple[list[str], bool]:
     names = [os.fspath(c) if isinstance(c, os.PathLike) else c for c in keep_columns]
     bad = [c for c in names if not isinstance(c, str) or not c.strip()]
     if bad:
-        raise ValueError(f"keep_columns (--keep-columns) takes column names; got {bad[0]!r}")
+        raise ValueError(f"{_option('keep_columns')} takes column names; got {bad[0]!r}")
     return list(dict.fromkeys(c.strip() for c in names)), False  # a name given twice: kept once
 
 
 def _refuse_keep_columns(inputs, keep_all: bool) -> None:
     """``keep_columns`` for an input that has no columns: refused, naming what the input is."""
-    opt = f"keep_columns={'True' if keep_all else '[...]'} ({_KEEP_FLAG[keep_all]})"
+    opt = _keep_option(keep_all)
     if isinstance(inputs, ListedFiles):
         what = (f"the sources.ListedFiles of {inputs.source} carries paths only: pass the CSV "
                 "file itself")
@@ -266,7 +311,7 @@ def _kept_names(source: str, header: Sequence[str], path_column: str | None, nam
             unknown.append(name)
     if unknown:
         raise ValueError(f"{source} has no column {', '.join(map(repr, unknown))} to keep "
-                         f"(--keep-columns); its columns are {[h for h in header if h]}")
+                         f"({_keep_option(False)}); its columns are {[h for h in header if h]}")
     return list(dict.fromkeys(found))
 
 
@@ -401,7 +446,7 @@ def image_dataset(
     from keras_species.data.pipeline import check_resize, dataset_options, resize_image, to_uint8
 
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+        raise ValueError(f"{_option('batch_size', batch_size)}: must be a whole number >= 1")
     if isinstance(inputs, (str, os.PathLike)):
         inputs = os.fspath(inputs)
         if not os.path.exists(inputs):
@@ -540,7 +585,8 @@ def _fixed_size(shape, image_size, what: str) -> tuple[int, int]:
             int(v) for v in image_size
         )
     if None in shape:
-        raise ValueError(f"{what} takes images of any size; pass image_size=")
+        raise ValueError(f"{what} takes images of any size: pass "
+                         f"{_option('image_size', metavar='PX')}, the size to resize to")
     return int(shape[0]), int(shape[1])
 
 
@@ -558,9 +604,10 @@ def _external_labels(labels, model_path: Path | None) -> LabelMap:
         for cand in (model_path / LABELS_JSON, model_path.parent / LABELS_JSON):
             if cand.is_file():
                 return load_labels_json(cand)
+    what = "a labels.json" if _on_command_line() else "class names or a labels.json"
     raise LabelMapError(
-        f"model {model_path} carries no label map: pass labels= (class names or a labels.json; "
-        "--labels on the command line) or put a labels.json next to the model"
+        f"model {model_path} carries no label map: pass {_option('labels', metavar='LABELS_JSON')} "
+        f"({what}), or put a labels.json next to the model"
     )
 
 
@@ -724,10 +771,10 @@ def _check_top_k(lmap: LabelMap, top_k: int | None) -> None:
     """Refuse ``top_k`` for a multi-label model, where it would be ignored."""
     if lmap.multilabel and top_k is not None:
         raise ValueError(
-            f"top_k={top_k!r}: top-k applies to single-label (softmax) models, and this model is "
-            "multi-label: its rows list every class at or above its threshold, so leave --top-k "
-            "out (--thresholds changes the thresholds; --all-probabilities adds every class's "
-            "probability)"
+            f"{_option('top_k', top_k)}: top-k applies to single-label (softmax) models, and this "
+            "model is multi-label: its rows list every class at or above its threshold, so leave "
+            f"{_option('top_k')} out ({_option('thresholds')} changes the thresholds; "
+            f"{_option('all_probabilities', True)} adds every class's probability)"
         )
 
 
@@ -735,8 +782,9 @@ def _thresholds(lmap: LabelMap, override) -> np.ndarray | None:
     if not lmap.multilabel:
         if override is not None:  # would be ignored: say so rather than predict as if it applied
             raise ValueError(
-                f"thresholds={override!r}: thresholds apply to multi-label (sigmoid) models, and "
-                "this model is single-label: leave --thresholds out (its CSV lists the top-k classes)"
+                f"{_option('thresholds', override)}: thresholds apply to multi-label (sigmoid) "
+                f"models, and this model is single-label: leave {_option('thresholds')} out (its "
+                "CSV lists the top-k classes)"
             )
         return None
     if override is None:
@@ -828,10 +876,10 @@ def _check_kept_clash(kept: Sequence[str], columns: Sequence[str], rows: _Rows,
     name, ours = clash[0]
     what = ("which holds each row's path as written in the CSV already" if ours == "path"
             else "which predict writes itself")
-    fix = ("name the columns to keep with --keep-columns (keep_columns=[...]) and leave "
-           f"{name!r} out" if keep_all else f"leave {name!r} out of --keep-columns (keep_columns)")
+    fix = (f"name the columns to keep with {_keep_option(False)} and leave {name!r} out"
+           if keep_all else f"leave {name!r} out of {_option('keep_columns')}")
     more = f" (and {', '.join(repr(k) for k, _ in clash[1:])})" if len(clash) > 1 else ""
-    raise ValueError(f"{rows.files.source}: column {name!r}{more} (kept by {_KEEP_FLAG[keep_all]}) "
+    raise ValueError(f"{rows.files.source}: column {name!r}{more} (kept by {_keep_option(keep_all)}) "
                      f"has the name of the output column {ours!r}, {what}: {fix}, or rename "
                      "it in the CSV")
 
@@ -940,7 +988,7 @@ def predict(
     if top_k is not None and (
         isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1
     ):
-        raise ValueError(f"top_k must be a whole number >= 1 (--top-k), got {top_k!r}")
+        raise ValueError(f"{_option('top_k', top_k)}: must be a whole number >= 1")
     _check_csv_options(inputs, root, path_format)
     # a CSV or list: read and resolved once, here, before the model (a kept column it lacks is
     # named now); its lines name skipped files
@@ -968,8 +1016,8 @@ def predict(
     count = row = 0
     with contextlib.ExitStack() as stack:
         writer = None
-        if out is not None:  # a failure, even to open it, names --out, not the temporary sibling
-            part = stack.enter_context(atomic_path(out, "--out"))
+        if out is not None:  # a failure, even to open it, names out (--out), not the temporary
+            part = stack.enter_context(atomic_path(out, _out_flag()))
             file = stack.enter_context(open(part, "w", newline="", encoding="utf-8"))
             writer = _CsvWriter(file, lmap.class_names, lmap.multilabel, thr, k,
                                 all_probabilities, kept)
@@ -1120,7 +1168,7 @@ def run_cli(args: argparse.Namespace) -> int:
     try:
         if args.out:  # predict labels.csv --out labels.csv would replace the user's CSV
             sources.check_output_place(args.input, args.out, "--out")
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _command_line("predict"):  # messages name the flags
             warnings.simplefilter("ignore", UserWarning)
             result = predict(
                 args.model, args.input, out=args.out, top_k=args.top_k, tta=args.tta,

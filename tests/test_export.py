@@ -251,11 +251,40 @@ def test_cli_prints_an_error_no_subcommand_caught_without_a_traceback(model, tmp
     run = tmp_path / "run"
     run.mkdir()
     model.save(run / "best.keras")
+    table = tmp_path / "calibration.csv"  # no path column: refused by the data readers (ManifestError)
+    table.write_text("foo,bar\n1,2\n")
     code = cli.main(["export", str(run), "--format", "tflite", "--quantize", "int8", "--out",
-                     str(tmp_path / "m.tflite"), "--representative", str(tmp_path / "nowhere")])
+                     str(tmp_path / "m.tflite"), "--representative", str(table)])
     err = capsys.readouterr().err
-    assert code == 2 and "Traceback" not in err
-    assert err.startswith("keras-species export: input ") and "nowhere does not exist" in err
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1
+    assert err.startswith(f"keras-species export: {table}: no path column found")
+    assert not (tmp_path / "m.tflite").exists()
+
+
+def test_representative_images_are_checked_before_the_model_is_read(model, tmp_path, capsys, monkeypatch):
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "best.keras")
+    monkeypatch.setattr(keras.saving, "load_model", lambda *a, **k: pytest.fail("the model was read"))
+    nowhere, out = tmp_path / "nowhere", tmp_path / "m.tflite"
+    fix = "give the images to calibrate the int8 model on (a folder, a CSV or a .txt list of images)"
+    code = cli.main(["export", str(run), "--quantize", "int8", "--out", str(out),
+                     "--representative", str(nowhere)])
+    assert code == 2
+    assert capsys.readouterr().err == f"keras-species export: --representative {nowhere} does not exist: {fix}\n"
+    with pytest.raises(ExportError, match=re.escape(f"representative_data='{nowhere}' does not exist: {fix}")):
+        export_model(run, out, quantize="int8", representative_data=nowhere)
+    # without --quantize int8 the images would not be used
+    (tmp_path / "val").mkdir()
+    assert cli.main(["export", str(run), "--out", str(out), "--representative", str(tmp_path / "val")]) == 2
+    assert capsys.readouterr().err == (
+        "keras-species export: --representative is used by --quantize int8 only (full-integer "
+        "quantization): add --quantize int8, or leave --representative out\n")
+    with pytest.raises(ExportError, match=re.escape(
+            "representative_data is used by quantize='int8' only (full-integer quantization): add "
+            "quantize='int8', or leave representative_data out")):
+        export_model(run, out, quantize="float16", representative_data=tmp_path / "val")
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("broken", ["empty", "garbage", "truncated", "zip without config"])
@@ -294,6 +323,58 @@ def test_bad_options_raise(model, tmp_path):
         export_model(model, tmp_path / "m.bin", format="tflite")
     with pytest.raises(ExportError, match="representative_data"):
         export_model(model, tmp_path / "m.tflite", format="tflite", representative_data=[])
+    with pytest.raises(ExportError, match=re.escape("quantize='int4'; choose one of float16, int8 or None")):
+        export_model(model, tmp_path / "m.tflite", quantize="int4")
+
+
+def test_an_out_that_keras_would_not_save_is_named_as_given(model, tmp_path, capsys, monkeypatch):
+    """Keras saves a .keras archive under no other name (``keras.saving.save_model`` checks
+    ``endswith(".keras")``, upper case refused): such an --out is refused before any work, named
+    as the caller gave it."""
+    with pytest.raises(ValueError, match="Invalid filepath extension"):
+        keras.saving.save_model(model, tmp_path / "k.KERAS")
+    model_file = tmp_path / "tiny.keras"
+    model.save(model_file)
+    monkeypatch.setattr(keras.saving, "load_model", lambda *a, **k: pytest.fail("the model was read"))
+    cases = {  # (--format, --out): the message after the option
+        (None, "M.KERAS"): ("a Keras archive must end in .keras in lower case", "M.keras"),
+        ("keras", "m.h5"): ("a Keras archive must end in .keras", "m.keras"),
+        ("tflite", "m.bin"): ("a TFLite file must end in .tflite", "m.tflite"),
+        (None, "m.TFLITE"): ("a TFLite file must end in .tflite in lower case", "m.tflite"),
+    }
+    for (format, name), (what, fix) in cases.items():
+        out = tmp_path / name
+        options = ["--format", format] if format else []
+        assert cli.main(["export", str(model_file), *options, "--out", str(out)]) == 2
+        assert capsys.readouterr().err == (
+            f"keras-species export: --out {out}: {what}: give --out {tmp_path / fix}\n")
+        with pytest.raises(ExportError) as caught:
+            export_model(model_file, out, format=format)
+        assert str(caught.value) == f"out='{out}': {what}: give out='{tmp_path / fix}'"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.keras"]  # nothing written
+
+
+def test_an_image_size_the_model_does_not_take_is_named_as_given(model, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "best.keras")
+    out = tmp_path / "m.tflite"
+    assert cli.main(["export", str(run), "--out", str(out), "--image-size", "24"]) == 2
+    assert capsys.readouterr().err == (f"keras-species export: --image-size 24 but model 'tiny' takes "
+                                       f"({SIZE}, {SIZE}): leave --image-size out\n")
+    with pytest.raises(ExportError, match=re.escape(
+            f"image_size=(24, 20) but model 'tiny' takes ({SIZE}, {SIZE}): leave image_size out")):
+        export_model(model, out, image_size=(24, 20))
+    inp = keras.Input((None, None, 3))  # any size: the size to resize to is needed
+    x = keras.layers.GlobalAveragePooling2D()(inp)
+    free = keras.Model(inp, ClassifierOutput("softmax", NAMES, name="label")(
+        keras.layers.Dense(3)(x)), name="free")
+    free.save(tmp_path / "free.keras")
+    assert cli.main(["export", str(tmp_path / "free.keras"), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.endswith(": pass --image-size PX, the size to resize to\n")
+    with pytest.raises(ExportError, match=r"takes images of any size .*: pass image_size=, the size"):
+        export_model(free, out)
+    assert not out.exists()
 
 
 def test_model_without_label_map_needs_labels(tmp_path, images):
@@ -384,20 +465,21 @@ def test_saved_model_out_is_new_empty_or_replaced_whole_with_overwrite(model, tm
     model.save(model_file)  # out is checked before the model is read:
     monkeypatch.setattr(keras.saving, "load_model", lambda *a, **k: pytest.fail("the model was read"))
     (tmp_path / "afile").write_text("x")
-    with pytest.raises(FileExistsError, match=r"afile \(--out\) is a file, and a folder is written there: "
+    with pytest.raises(FileExistsError, match=r"afile is a file, and a folder is written there: "
                                               r"give a folder name, e.g. .*afile_savedmodel"):
-        export_model(model_file, tmp_path / "afile", format="saved_model")
+        export_model(model_file, tmp_path / "afile", format="saved_model")  # Python: no --out
     with pytest.raises(NotADirectoryError, match="afile is a file, not a folder"):
         export_model(model_file, tmp_path / "afile" / "sm", format="saved_model")
-    with pytest.raises(ExportError, match=r"--format saved_model contradicts --out .*fish.keras \(a .keras name "
-                                          r"means --format keras\): leave --format out, or give a folder name"):
+    with pytest.raises(ExportError, match=r"format='saved_model' contradicts out='.*fish.keras' \(a .keras name "
+                                          r"means format='keras'\): leave format out, or give a folder name, "
+                                          r"e.g. out='.*fish'"):
         export_model(model_file, tmp_path / "fish.keras", format="saved_model")
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("keep")
     for overwrite in (False, True):  # --overwrite never deletes what is not a SavedModel
-        with pytest.raises(ExportError, match=r"other \(--out\) is a folder holding other files \(notes.txt\), "
-                                              "not a SavedModel"):
+        with pytest.raises(ExportError, match=r"other is a folder holding other files \(notes.txt\), "
+                                              r"not a SavedModel: .* \(overwrite=True replaces only a SavedModel\)"):
             export_model(model_file, other, format="saved_model", overwrite=overwrite)
     assert [p.name for p in other.iterdir()] == ["notes.txt"]
     monkeypatch.undo()
@@ -406,7 +488,8 @@ def test_saved_model_out_is_new_empty_or_replaced_whole_with_overwrite(model, tm
     (tmp_path / "empty").mkdir()
     sm = export_model(model, tmp_path / "empty", format="saved_model")  # an empty folder is taken
     (sm / "stale.txt").write_text("from an earlier export")
-    with pytest.raises(ExportError, match=r"empty \(--out\) holds a SavedModel already: add --overwrite"):
+    with pytest.raises(ExportError, match=r"empty holds a SavedModel already: pass overwrite=True to replace "
+                                          r"it \(the new one takes its place when complete\), or give another out$"):
         export_model(model, sm, format="saved_model")
     multilabel = _tiny_model("sigmoid", thresholds=[0.2, 0.5, 0.8], seed=3)
 
@@ -422,7 +505,14 @@ def test_saved_model_out_is_new_empty_or_replaced_whole_with_overwrite(model, tm
     capsys.readouterr()
     multilabel.save(tmp_path / "ml.keras")
     assert cli.main(["export", str(tmp_path / "ml.keras"), "--format", "saved_model", "--out", str(sm)]) == 2
-    assert "--overwrite" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        f"keras-species export: {sm} (--out) holds a SavedModel already: add --overwrite to replace it "
+        "(the new one takes its place when complete), or give another --out\n")
+    (other / "more.txt").write_text("keep")
+    assert cli.main(["export", str(tmp_path / "ml.keras"), "--out", str(other), "--overwrite"]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"keras-species export: {other} (--out) is a folder holding other files (more.txt, notes.txt), "
+        "not a SavedModel: give a new or empty folder for the SavedModel (--overwrite replaces only")
     assert cli.main(["export", str(tmp_path / "ml.keras"), "--format", "saved_model", "--out", str(sm),
                      "--overwrite"]) == 0
     assert not (sm / "stale.txt").exists()  # replaced whole, not mixed
@@ -433,7 +523,7 @@ def test_saved_model_out_is_new_empty_or_replaced_whole_with_overwrite(model, tm
 
 def test_file_outputs_are_checked_first_and_replaced_whole(model, tmp_path):
     (tmp_path / "d.tflite").mkdir()
-    with pytest.raises(IsADirectoryError, match=r"d.tflite \(--out\) is a folder: give a file name, e.g. "
+    with pytest.raises(IsADirectoryError, match=r"d.tflite is a folder: give a file name, e.g. "
                                                 r".*d.tflite/model.tflite"):
         export_model(model, tmp_path / "d.tflite", format="tflite")  # before the conversion
     out = tmp_path / "m.keras"
@@ -487,9 +577,17 @@ def test_the_format_follows_out_when_not_given(model, tmp_path, capsys):
     assert (tmp_path / "m.labels.json").is_file()
     assert "metadata" in tf.saved_model.load(str(tmp_path / "sm")).signatures
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras", "m.labels.json", "m.tflite", "run", "sm"]
-    with pytest.raises(ExportError, match=r"quantize='int8' applies to format='tflite' only \(--out .*sm2 means "
-                                          r"format saved_model; give a .tflite file\)"):
+    with pytest.raises(ExportError, match=r"quantize='int8' applies to format='tflite' only \(out='.*sm2' means "
+                                          r"format='saved_model'; give a .tflite file\)"):
         export_model(model, tmp_path / "sm2", quantize="int8")
+    assert cli.main(["export", str(tmp_path / "run"), "--quantize", "int8", "--out", str(tmp_path / "sm2")]) == 2
+    assert capsys.readouterr().err == (
+        f"keras-species export: --quantize int8 applies to --format tflite only (--out {tmp_path / 'sm2'} "
+        "means --format saved_model; give a .tflite file)\n")
+    assert cli.main(["export", str(tmp_path / "run"), "--quantize", "float16", "--format", "keras",
+                     "--out", str(tmp_path / "m2.keras")]) == 2
+    assert capsys.readouterr().err == ("keras-species export: --quantize float16 applies to --format "
+                                       "tflite only\n")
 
 
 def test_a_format_that_contradicts_out_is_refused_before_any_work(model, tmp_path, capsys, monkeypatch):
@@ -497,30 +595,43 @@ def test_a_format_that_contradicts_out_is_refused_before_any_work(model, tmp_pat
     model_file = tmp_path / "tiny.keras"
     model_file.write_bytes(b"never read")
     (tmp_path / "exports").mkdir()
-    cases = {
-        ("keras", "m.tflite"):
+    cases = {  # (--format, --out): (the command line's message, export_model's)
+        ("keras", "m.tflite"): (
             "--format keras contradicts --out {t}/m.tflite (a .tflite name means --format tflite): "
             "leave --format out, or give --out {t}/m.keras",
-        ("tflite", "m.keras"):
+            "format='keras' contradicts out='{t}/m.tflite' (a .tflite name means format='tflite'): "
+            "leave format out, or give out='{t}/m.keras'"),
+        ("tflite", "m.keras"): (
             "--format tflite contradicts --out {t}/m.keras (a .keras name means --format keras): "
             "leave --format out, or give --out {t}/m.tflite",
-        ("saved_model", "m.tflite"):
+            "format='tflite' contradicts out='{t}/m.keras' (a .keras name means format='keras'): "
+            "leave format out, or give out='{t}/m.tflite'"),
+        ("saved_model", "m.tflite"): (
             "--format saved_model contradicts --out {t}/m.tflite (a .tflite name means --format tflite): "
             "leave --format out, or give a folder name, e.g. --out {t}/m",
-        ("tflite", "fish"):
+            "format='saved_model' contradicts out='{t}/m.tflite' (a .tflite name means format='tflite'): "
+            "leave format out, or give a folder name, e.g. out='{t}/m'"),
+        ("tflite", "fish"): (
             "--format tflite writes a file, but --out {t}/fish is a folder name (no suffix): give --out "
             "{t}/fish.tflite, or leave --format out to write a SavedModel folder",
-        ("keras", "exports"):
+            "format='tflite' writes a file, but out='{t}/fish' is a folder name (no suffix): give "
+            "out='{t}/fish.tflite', or leave format out to write a SavedModel folder"),
+        ("keras", "exports"): (
             "--format keras writes a file, but --out {t}/exports is a folder: give a file name, e.g. "
             "--out {t}/exports/model.keras",
-        (None, "m.h5"):
+            "format='keras' writes a file, but out='{t}/exports' is a folder: give a file name, e.g. "
+            "out='{t}/exports/model.keras'"),
+        (None, "m.h5"): (
             "--out {t}/m.h5 ends in .h5, which export does not write: give a .keras or .tflite file, "
             "or a folder for a SavedModel (e.g. {t}/m)",
+            "out='{t}/m.h5' ends in .h5, which export does not write: give a .keras or .tflite file, "
+            "or a folder for a SavedModel (e.g. {t}/m)"),
     }
-    for (format, out), expected in cases.items():
-        expected = expected.format(t=tmp_path)
-        with pytest.raises(ExportError, match=re.escape(expected)):  # named before the model, too
+    for (format, out), (expected, in_python) in cases.items():
+        expected, in_python = expected.format(t=tmp_path), in_python.format(t=tmp_path)
+        with pytest.raises(ExportError) as caught:  # named before the model, too
             export_model(tmp_path / "missing.keras", tmp_path / out, format=format)
+        assert str(caught.value) == in_python
         options = ["--format", format] if format else []
         assert cli.main(["export", str(model_file), *options, "--out", str(tmp_path / out)]) == 2
         err = capsys.readouterr().err

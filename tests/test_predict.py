@@ -122,9 +122,13 @@ def test_a_csv_resolves_its_paths_as_the_data_readers_do(folder, tmp_path):
                                                for r in rel))
     expected = sources.from_csv(listed, root=folder).paths
     assert list(iter_image_paths(listed, root=folder)) == expected == [str(folder / r) for r in rel]
-    with pytest.raises(ValueError, match=r"is not a CSV, to which root \(--root\) do\(es\) not apply"):
+    with pytest.raises(ValueError, match=re.escape(
+            f"{folder} is not a CSV, to which root does not apply: leave it out (root says where a "
+            "CSV's or list's relative paths start)")):
         list(iter_image_paths(folder, root=tmp_path))
-    with pytest.raises(ValueError, match=r"path_format \(--path-format\) do\(es\) not apply"):
+    with pytest.raises(ValueError, match=re.escape(
+            "a list of paths is not a CSV, to which path_format does not apply: leave it out "
+            "(path_format builds a CSV's paths from its columns)")):
         predict(_tiny_model(), [str(folder / rel[0])], path_format=fmt)
 
 
@@ -374,13 +378,13 @@ def test_keep_columns_are_checked_before_the_model_is_opened(model, folder, tmp_
     monkeypatch.setattr(predict_module, "open_predictor", no_model)
     out = tmp_path / "p.csv"
     with pytest.raises(ValueError, match=re.escape(
-            "in.csv has no column 'station', 'date' to keep (--keep-columns); its columns are "
+            "in.csv has no column 'station', 'date' to keep (keep_columns=[...]); its columns are "
             "['id', 'site', 'path', 'true_label']")):
         predict(model, listed, root=folder, out=out, keep_columns=["id", "station", "date"])
     assert cli.main(["predict", str(tmp_path / "m.keras"), str(listed), "--root", str(folder),
                      "--out", str(out), "--keep-columns", "station"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("keras-species predict: ") and "no column 'station' to keep" in err
+    assert err.startswith("keras-species predict: ") and "no column 'station' to keep (--keep-columns);" in err
     assert err.count("\n") == 1 and not out.exists()
     # inputs without columns refuse the option rather than ignore it
     text_list = tmp_path / "new.txt"
@@ -388,31 +392,47 @@ def test_keep_columns_are_checked_before_the_model_is_opened(model, folder, tmp_
     for inputs, what in ((folder, "is a folder"), (text_list, "is read as a list of paths"),
                          (next(iter_image_paths(folder)), "is not a CSV"),
                          ([next(iter_image_paths(folder))], "a list of paths has no other columns")):
-        with pytest.raises(ValueError, match=r"keep_columns=\[\.\.\.\] \(--keep-columns\) copies "
+        with pytest.raises(ValueError, match=r"keep_columns=\[\.\.\.\] copies "
                                              rf"columns of a CSV input to the output, and .*{what}"):
             predict(model, inputs, keep_columns=["id"])
-    with pytest.raises(ValueError, match=r"keep_columns=True \(--keep-all-columns\) .* is a folder"):
+    with pytest.raises(ValueError, match=r"keep_columns=True copies .* is a folder"):
         predict(model, folder, keep_columns=True)
+    for flag in ("--keep-columns", "--keep-all-columns"):
+        values = ["id"] if flag == "--keep-columns" else []
+        assert cli.main(["predict", str(tmp_path / "m.keras"), str(folder), flag, *values,
+                         "--out", str(out)]) == 2
+        assert capsys.readouterr().err == (f"keras-species predict: {flag} copies columns of a CSV "
+                                           f"input to the output, and {folder} is a folder: leave it out\n")
     with pytest.raises(SystemExit):  # one or the other
         cli.main(["predict", "m.keras", str(listed), "--keep-columns", "id", "--keep-all-columns"])
 
 
-def test_a_kept_column_named_as_an_output_column_is_refused(model, folder, tmp_path):
+def test_a_kept_column_named_as_an_output_column_is_refused(model, folder, tmp_path, capsys):
     good = [p for p in iter_image_paths(folder) if not p.endswith("broken.png")]
     listed = tmp_path / "earlier.csv"  # e.g. an earlier run's predictions, predicted again
     listed.write_text("path,Label_1,error,p_cod,note\n" + "".join(f"{p},cod,,0.5,x\n" for p in good[:2]))
     out = tmp_path / "p.csv"
-    for keep, ours, fix in ((["note", "label_1"], "label_1", "leave 'Label_1' out of --keep-columns"),
-                            (["error", "note"], "error", "leave 'error' out of --keep-columns"),
+    for keep, ours, fix in ((["note", "label_1"], "label_1", "leave 'Label_1' out of keep_columns,"),
+                            (["error", "note"], "error", "leave 'error' out of keep_columns,"),
                             (["path"], "path", "which holds each row's path as written in the CSV"),
-                            (True, "label_1", "name the columns to keep with --keep-columns")):
+                            (True, "label_1", "which predict writes itself: name the columns to keep "
+                                              "with keep_columns=[...] and leave 'Label_1' out")):
         with pytest.raises(ValueError, match=re.escape(ours) + ".*" + re.escape(fix)):
             predict(model, listed, out=out, keep_columns=keep)
         assert not out.exists()
+    with pytest.raises(ValueError, match=r"\(kept by keep_columns=True\) has the name of the output"):
+        predict(model, listed, out=out, keep_columns=True)
+    model.save(tmp_path / "m.keras")  # the command line names the flags
+    assert cli.main(["predict", str(tmp_path / "m.keras"), str(listed), "--keep-all-columns",
+                     "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "(kept by --keep-all-columns) has the name of the output column 'label_1'" in err
+    assert "name the columns to keep with --keep-columns and leave 'Label_1' out" in err
+    assert not out.exists()
     predict(model, listed, out=out, keep_columns=["p_cod", "note"])  # no p_<class> columns: no clash
     assert [(r["p_cod"], r["note"]) for r in _read_csv(out)] == [("0.5", "x")] * 2
-    with pytest.raises(ValueError, match=r"column 'p_cod' \(kept by --keep-columns\) has the name of "
-                                         "the output column 'p_cod'"):
+    with pytest.raises(ValueError, match=r"column 'p_cod' \(kept by keep_columns=\[\.\.\.\]\) has the name "
+                                         "of the output column 'p_cod'"):
         predict(model, listed, out=out, keep_columns=["p_cod"], all_probabilities=True)
 
 
@@ -463,12 +483,24 @@ def test_predict_folder_writes_csv_and_skips_unreadable(model, folder, tmp_path)
     assert result.top_k(1)[0][0][0] == result.labels()[0]
 
 
-def test_settings_that_would_not_apply_are_refused(model, folder, tmp_path):
-    with pytest.raises(ValueError, match="thresholds apply to multi-label"):
+def test_settings_that_would_not_apply_are_refused(model, folder, tmp_path, capsys):
+    with pytest.raises(ValueError, match=re.escape(
+            "thresholds=0.5: thresholds apply to multi-label (sigmoid) models, and this model is "
+            "single-label: leave thresholds out (its CSV lists the top-k classes)")):
         predict(model, folder, thresholds=0.5)  # softmax model: it would be ignored
     for k in (0, -1, 2.5, True):
-        with pytest.raises(ValueError, match="top_k must be a whole number >= 1"):
+        with pytest.raises(ValueError, match=re.escape(f"top_k={k!r}: must be a whole number >= 1")):
             predict(model, folder, top_k=k)
+    model.save(tmp_path / "m.keras")  # the command line names the flags as given
+    for options, expected in (
+            (["--thresholds", "0.5", "0.6"], "--thresholds 0.5 0.6: thresholds apply to multi-label "
+             "(sigmoid) models, and this model is single-label: leave --thresholds out (its CSV lists "
+             "the top-k classes)"),
+            (["--top-k", "0"], "--top-k 0: must be a whole number >= 1")):
+        assert cli.main(["predict", str(tmp_path / "m.keras"), str(folder), *options,
+                         "--out", str(tmp_path / "p.csv")]) == 2
+        assert capsys.readouterr().err == f"keras-species predict: {expected}\n"
+    assert not (tmp_path / "p.csv").exists()
     out = tmp_path / "all.csv"
     with pytest.warns(UserWarning, match="skipped 1 unreadable"):
         predict(model, folder, out=out, top_k=np.int64(50))  # more than the classes: all of them
@@ -499,12 +531,15 @@ def test_an_input_csv_that_is_not_utf8_is_one_line_naming_it(model, folder, tmp_
     assert not (tmp_path / "p.csv").exists()
 
 
-def test_an_out_that_is_a_folder_fails_before_predicting(model, folder, tmp_path):
+def test_an_out_that_is_a_folder_fails_before_predicting(model, folder, tmp_path, capsys):
     out = tmp_path / "results"
     out.mkdir()
-    with pytest.raises(IsADirectoryError, match=r"results \(--out\) is a folder: give a file name"):
+    with pytest.raises(IsADirectoryError, match=r"results is a folder: give a file name"):
         predict(model, folder, out=out)  # os.replace would refuse it after every prediction
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name != folder.name) == ["results"]
+    model.save(tmp_path / "m.keras")  # the command line names the flag
+    assert cli.main(["predict", str(tmp_path / "m.keras"), str(folder), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.startswith(f"keras-species predict: {out} (--out) is a folder: give a file name")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != folder.name) == ["m.keras", "results"]
 
 
 def test_model_paths_run_folder_and_saved_model_agree(model, folder, tmp_path):
@@ -545,14 +580,17 @@ def test_multilabel_refuses_top_k_rather_than_ignore_it(model, tmp_path, capsys)
     root = write_image_folder(tmp_path / "ml", per_class=1)
     tagger = _tiny_model("sigmoid", thresholds=[0.0, 1.0, 0.5], seed=1)
     with pytest.raises(ValueError, match=r"top_k=2: top-k applies to single-label .* this model is "
-                                         "multi-label: .* leave --top-k out"):
+                                         r"multi-label: .* leave top_k out \(thresholds changes the "
+                                         r"thresholds; all_probabilities=True adds"):
         predict(tagger, root, top_k=2, out=tmp_path / "ml.csv")
     assert not (tmp_path / "ml.csv").exists()
     tagger.save(tmp_path / "tagger.keras")
     code = cli.main(["predict", str(tmp_path / "tagger.keras"), str(root), "--top-k", "3",
                      "--out", str(tmp_path / "ml.csv")])
     err = capsys.readouterr().err
-    assert code == 2 and err.startswith("keras-species predict: top_k=3: top-k applies to single-label")
+    assert code == 2 and err.startswith("keras-species predict: --top-k 3: top-k applies to single-label")
+    assert err.endswith("so leave --top-k out (--thresholds changes the thresholds; --all-probabilities "
+                        "adds every class's probability)\n")
     assert not (tmp_path / "ml.csv").exists()
     assert cli.main(["predict", str(tmp_path / "tagger.keras"), str(root), "--out", str(tmp_path / "ml.csv")]) == 0
     assert list(_read_csv(tmp_path / "ml.csv")[0])[:2] == ["path", "labels"]
@@ -607,6 +645,85 @@ def test_a_folder_holding_only_a_tflite_model_names_it_and_what_to_pass(folder, 
     with pytest.raises(ValueError, match=r"neither a SavedModel folder .* It holds sm: pass one of them"):
         predict(exports, folder)
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_a_folder_of_run_folders_lists_them_with_the_command(folder, tmp_path, capsys, monkeypatch):
+    """MODEL given as runs/<recipe> (or runs): its run folders are named, newest first, with the
+    command to run on one; nothing is read (the files here are no models)."""
+    recipe = tmp_path / "runs" / "quickstart"
+    for name, age in (("old", 30), ("new one", 50), ("middle", 40), ("older", 20), ("oldest", 10)):
+        run = recipe / name
+        run.mkdir(parents=True)
+        (run / "config.json").write_text('{"recipe": "quickstart"}')
+        (run / "best.keras").write_bytes(b"never read")
+        os.utime(run / "best.keras", (1_700_000_000 + age, 1_700_000_000 + age))
+    (recipe / "failed").mkdir()  # a run without a model is not offered
+    (recipe / "failed" / "config.json").write_text('{"recipe": "quickstart"}')
+    monkeypatch.setattr(keras.saving, "load_model", lambda *a, **k: pytest.fail("a model was read"))
+    quoted = f"'{recipe / 'new one'}'"  # a name with a space, quoted for a shell
+    listing = ("(those with a best.keras, newest first: new one, middle, old and 2 more; "
+               f"keras-species runs {recipe} lists the runs)")
+    expected = (f"{recipe} holds run folders, not a model: pass one of them (its best.keras is read), "
+                f"e.g. keras-species predict {quoted} INPUT ... {listing}")
+    out = tmp_path / "p.csv"
+    assert cli.main(["predict", str(recipe), str(tmp_path / "odd"), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"keras-species predict: {expected}\n"
+    with pytest.raises(ValueError) as caught:  # in Python: the folder to pass, not a command
+        predict(recipe, folder)
+    assert str(caught.value) == (f"{recipe} holds run folders, not a model: pass one of them (its "
+                                 f"best.keras is read), e.g. {recipe / 'new one'} {listing}")
+    assert cli.main(["export", str(recipe), "--out", str(tmp_path / "m.keras")]) == 2
+    assert f"e.g. keras-species export {quoted} --out OUT ... (" in capsys.readouterr().err
+    runs = recipe.parent  # runs/: the runs of every recipe, one level deeper
+    assert cli.main(["predict", str(runs), str(folder), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"keras-species predict: {runs} holds run folders, not a model: ")
+    assert "newest first: quickstart/new one, quickstart/middle, quickstart/old and 2 more;" in err
+    for name in ("old", "new one", "middle", "older", "oldest"):
+        (recipe / name / "best.keras").unlink()
+    assert cli.main(["predict", str(recipe), str(folder), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"keras-species predict: {recipe} holds run folders (failed, middle, new one and 3 more), not a "
+        f"model, and none of them a best.keras (not trained yet, or failed?): keras-species runs {recipe} "
+        "shows their status\n")
+    assert not out.exists()
+
+
+def test_a_root_that_is_no_folder_is_refused_before_the_model_is_opened(model, folder, tmp_path, capsys,
+                                                                       monkeypatch):
+    import keras_species.predict as predict_module
+
+    good = [p for p in iter_image_paths(folder) if not p.endswith("broken.png")]
+    listed = tmp_path / "list.csv"
+    listed.write_text("path\n" + "".join(f"{Path(p).relative_to(folder)}\n" for p in good[:2]))
+    text_list = tmp_path / "list.txt"
+    text_list.write_text("".join(f"{Path(p).relative_to(folder)}\n" for p in good[:2]))
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was opened")
+
+    monkeypatch.setattr(predict_module, "open_predictor", no_model)
+    nowhere, out = tmp_path / "nowhere", tmp_path / "p.csv"
+    for inputs, what in ((listed, "a CSV"), (text_list, "a list")):
+        expected = (f"does not exist: give the folder that the relative paths of {what} start from, "
+                    "or leave {} out (they start at its folder, or its images/ subfolder)")
+        assert cli.main(["predict", "m.keras", str(inputs), "--root", str(nowhere), "--out", str(out)]) == 2
+        assert capsys.readouterr().err == (f"keras-species predict: --root {nowhere} "
+                                           f"{expected.format('--root')}\n")
+        with pytest.raises(FileNotFoundError) as caught:
+            predict(model, inputs, root=nowhere, out=out)
+        assert str(caught.value) == f"root='{nowhere}' {expected.format('root')}"
+        with pytest.raises(FileNotFoundError, match=r"root='.*nowhere' does not exist"):
+            next(iter_image_paths(inputs, root=nowhere))
+    with pytest.raises(NotADirectoryError, match=r"root='.*list.txt' is a file, not a folder: give the folder"):
+        predict(model, listed, root=text_list)
+    assert cli.main(["predict", "m.keras", str(folder), "--root", str(tmp_path), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"keras-species predict: {folder} is not a CSV, to which --root does not apply: leave it out "
+        "(--root says where a CSV's or list's relative paths start)\n")
+    assert not out.exists()
+    monkeypatch.undo()
+    assert predict(model, listed, root=folder).count == 2  # an existing root is taken
 
 
 def test_tta_is_the_mean_over_transforms(model, tmp_path):
@@ -676,12 +793,19 @@ def test_model_without_label_map(tmp_path, folder):
         assert predict(plain, folder, labels=["x", "y", "z"]).class_names == ["x", "y", "z"]
 
 
-def test_plain_keras_saved_model_with_labels(model, folder, tmp_path):
+def test_plain_keras_saved_model_with_labels(model, folder, tmp_path, capsys):
     model.export(str(tmp_path / "plain_sm"), format="tf_saved_model", verbose=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        with pytest.raises(LabelMapError, match="labels"):
+        with pytest.raises(LabelMapError, match=re.escape(
+                "carries no label map: pass labels= (class names or a labels.json), or put a "
+                "labels.json next to the model")):
             predict(tmp_path / "plain_sm", folder)
+        assert cli.main(["predict", str(tmp_path / "plain_sm"), str(folder),
+                         "--out", str(tmp_path / "p.csv")]) == 2
+        assert capsys.readouterr().err.endswith(
+            "carries no label map: pass --labels LABELS_JSON (a labels.json), or put a labels.json "
+            "next to the model\n")
         result = predict(tmp_path / "plain_sm", folder, labels=NAMES)
         expected = predict(model, folder)
     assert result.class_names == NAMES
