@@ -337,7 +337,7 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
     t0 = time.perf_counter()
     fs = extract_features(m, config.backbone, input_size=config.image_size, weights=weights,
                           batch_size=config.batch_size, cache_dir=cache, pooling=config.pooling,
-                          verbose=0 if config.verbose == 0 else 1).labelled()
+                          verbose=config.verbose).labelled()
     extract_seconds = time.perf_counter() - t0
     train, val, test = fs.split("train"), fs.split("val"), fs.split("test")
     if config.fit_on == "train+val":

@@ -233,8 +233,8 @@ def _explain_untrained(
         warnings.warn(
             f"set_trainable(mode={mode!r}): {what} and {len(frozen)} of them are frozen, in "
             "inference mode, where they do not normalise: the frozen layers' features are random "
-            "and may be near-constant (EfficientNet-Lite0: std 7e-13), so the head learns next to "
-            "nothing. Train the backbone whole (mode='all'; in a transfer recipe --head-epochs 0) "
+            "and may be near-constant (an EfficientNet-Lite0 built so gave features of std 7e-13), "
+            "so the head learns next to nothing. Train the backbone whole (mode='all'; in a transfer recipe --head-epochs 0) "
             "or give it pretrained weights (--weights imagenet or a weights file).",
             stacklevel=3,
         )

@@ -266,7 +266,8 @@ def _predict(extractor: keras.Model, ds: tf.data.Dataset, steps: int, verbose: i
     dataset of unknown length, which skipping unreadable files makes)."""
     import keras
 
-    bar = keras.utils.Progbar(steps, unit_name="batch") if verbose else None
+    # Keras' verbosity: 1 a progress bar, 2 one line when done (no bar redrawn into a log file)
+    bar = keras.utils.Progbar(steps, unit_name="batch", verbose=int(verbose)) if verbose else None
     out = []
     for i, x in enumerate(ds, start=1):
         y = np.asarray(extractor.predict_on_batch(x), np.float32)
@@ -371,7 +372,8 @@ def extract_features(
         dataset_fn: ``dataset_fn(manifest, (h, w), batch_size)`` replacing the library's
             pipeline (``make_dataset(..., training=False, label_mode="none")``); it must yield
             every readable image once, in manifest order.
-        verbose: show a progress bar while extracting.
+        verbose: as Keras' ``verbose``: 0 silent, 1 a progress bar while extracting, 2 one line
+            when done (for logs).
 
     Returns:
         A :class:`FeatureSet`: ``(N, D)`` float32 features aligned with ``labels``/``paths``

@@ -293,3 +293,10 @@ def test_hgb_early_stopping_is_turned_off_when_its_validation_split_cannot_be_st
     with pytest.warns(UserWarning, match=r"its validation split \(4 of 40 rows\) cannot hold "
                                          r"each of the 20 classes"):
         train_sklearn(x2, y2, "hgb", max_iter=5, early_stopping=True)
+
+
+def test_verbose_2_prints_one_line_for_logs(manifest: Manifest, capsys: pytest.CaptureFixture) -> None:
+    # before: any verbose drew Keras' progress bar, whose redraws fill a log file
+    extract_features(manifest, extractor=_extractor(), cache_dir=None, batch_size=2, verbose=2)
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "\r" not in out and "\x1b" not in out and "batch" in out
