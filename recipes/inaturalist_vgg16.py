@@ -5,15 +5,21 @@ Method (R5: iNaturalist, the most frequent 100 of 1,003 species, 58,226 images):
 - Data: an iNaturalist/COCO annotation JSON (or a folder of class folders), audited (modes,
   sizes, corrupt files; ``audit/``); non-RGB images (greyscale, CMYK...) are dropped, as R5 did;
   only the most frequent 10% of the classes are kept (``--top-classes``, or a count with
-  ``--top-classes-count`` for small data sets); split 60/20/20 per class; images resized to
-  200×200. RMSprop, categorical cross-entropy, batch 128 throughout.
+  ``--top-classes-count`` for small data sets, 2 up to the number of classes: a larger count
+  is refused before the run folder is made); split 60/20/20 per class (``--ratios``); images
+  resized to 200×200. RMSprop, categorical cross-entropy, batch 128 throughout.
+- Split (``--split``, as the other recipes scored on a test split): ``auto`` (default) keeps a
+  CSV's own split column when every row has one (``--ratios`` are then not used: a warning says
+  so), else splits *group-aware* when the data has group ids (``--group-regex``, a CSV's group
+  column: the images of one group never sit on two sides), else R5's per-class stratified split;
+  ``stratified`` ignores the groups, ``group`` insists on them, ``given`` takes the CSV's column.
 - (a) Feature extraction without augmentation: VGG16 (ImageNet) runs once over every image, its
   features are cached on disk (``training.features``), and a dense classifier (Dense 256, dropout
   0.5) is trained on them.
 - (b) The frozen VGG16 base inside the model, same dense top, trained with augmentation
   (rotation ±40°, shifts and zoom 20%, horizontal flip: ``r5``).
 - (c) From (b), the last 4 conv layers of VGG16 and the top are fine-tuned at a very low learning
-  rate (RMSprop 1e-5, 50 epochs).
+  rate (RMSprop 1e-5, 50 epochs). ``--stages c`` runs (b) too, and says so.
 - Optionally R5's scratch CNNs (``--scratch shallow,deep,regularised``) on the same split.
 - Evaluation on the test split: test accuracy vs loss of every model (scatter), top-5 accuracy
   vs macro AUC (scatter), one comparison table (parameters, val/test loss and accuracy, top-5,
@@ -39,6 +45,7 @@ from keras_species.config import flag_help as _h
 from keras_species.recipe import (
     MULTILABEL_HINT,
     TEST_SPLIT_HINT,
+    TEST_SPLIT_REFUSED,
     RunResult,
     RunSettings,
     SettingError,
@@ -68,6 +75,9 @@ class INaturalistVGG16Config(SourceSettings, RunSettings):
     group_regex: str | None = field(default=None, metadata=_h("regex whose first group is an image's group id"))
     top_classes: float = field(default=0.1, metadata=_h("keep this share of the most frequent classes (R5: 0.1)"))
     top_classes_count: int | None = field(default=None, metadata=_h("keep this many of the most frequent classes instead (small data sets)"))
+    split: Literal["auto", "stratified", "group", "given"] = field(
+        default="auto", metadata=_h("auto: the data's own split, else group-aware when it has groups, else stratified (R5)",
+                                    refused=TEST_SPLIT_REFUSED))
     ratios: tuple[float, ...] = field(default=(0.6, 0.2, 0.2), metadata=_h("train/val/test ratios, per class"))
     clean_policy: Literal["drop_non_rgb", "convert"] = field(default="drop_non_rgb", metadata=_h("non-RGB images: drop them (R5) or convert them"))
     image_size: int = field(default=200, metadata=_h("input side in pixels (R5: 200)"))
@@ -174,7 +184,30 @@ def checked_models(config: INaturalistVGG16Config) -> tuple[list[str], list[str]
     weights = weights_setting(config.weights)
     if stages:
         check_weights("vgg16", weights, config.image_size)
+    _check_top_classes_count(config)
     return stages, scratch, weights
+
+
+def _check_top_classes_count(config: INaturalistVGG16Config) -> None:
+    """Before the run folder: ``--top-classes-count`` must not exceed the classes of ``--data``
+    (a new run's; a resumed one reads its saved split). A CSV or JSON is read with
+    ``data.prepare.read_ahead``, whose reading the labelled-data check and ``prepare_data`` then
+    take (the file is parsed once); a folder's files are listed (quick)."""
+    count, data = config.top_classes_count, config.data
+    if not count or config.resume or not isinstance(data, str) or "://" in data:
+        return
+    from keras_species.data import prepare, sources
+
+    options = config.load_options()
+    if data == "demo" or Path(data).expanduser().is_dir():
+        m = sources.load(data, **options)
+    else:
+        m = prepare.read_ahead(data, options)
+    c = m.num_classes
+    if count > c:
+        prepare.forget_read_ahead()  # no run follows
+        raise SettingError(f"--top-classes-count {count}: --data {data} has {c} classes: give 2 "
+                           f"to {c} (a classifier needs 2 classes or more)")
 
 
 def _features_stage(config: INaturalistVGG16Config, m, weights: str | None, folder: Path):
@@ -235,6 +268,8 @@ def run(config: INaturalistVGG16Config | None = None) -> INaturalistResult:
 
     Raises:
         ManifestError: no ``data``, or fewer than 2 classes after keeping the top classes.
+        SettingError: ``--top-classes-count`` above the number of classes of ``data`` (before
+            the run folder is made).
 
     Example:
         >>> run(INaturalistVGG16Config(data="inat.json", top_classes_count=5))  # doctest: +SKIP
@@ -256,10 +291,13 @@ def run(config: INaturalistVGG16Config | None = None) -> INaturalistResult:
     # of the settings in force: a resumed run's stored ones (its data, stages and weights)
     run_folder, config, (stages, scratch, weights) = open_run(RECIPE, config, checked_models)
     root = run_folder.path
+    if "c" in stages and "b" not in _names(config.stages, STAGES, "--stages"):
+        print("stage c starts from stage b: running b too")
 
     top = config.top_classes_count if config.top_classes_count else config.top_classes
     prepared = prepare_data(
-        config.data, load_options=config.load_options(), split="stratified", ratios=config.ratios,
+        config.data, load_options=config.load_options(), split=config.split, ratios=config.ratios,
+        default_ratios=INaturalistVGG16Config.__dataclass_fields__["ratios"].default,
         seed=config.seed, audit_dir=root / "audit", clean_policy=config.clean_policy,
         top_classes=top, split_file=root / "split.csv", task="single", task_hint=MULTILABEL_HINT,
         need_splits=("train", "val", "test"), need_hint=TEST_SPLIT_HINT,

@@ -206,8 +206,10 @@ def read_ahead(source: str | os.PathLike, load_options: dict[str, Any] | None = 
     instead of parsing the file again (a large iNaturalist JSON is parsed once, and the reader's
     warnings, such as rows whose file is missing, are shown once: here). Only the latest reading
     is kept, only until the next :func:`prepare_data` call (which uses it or drops it), and only
-    while the file's size and modification time are unchanged. ``"demo"`` and folders are read
-    but not kept (they are quick to read again).
+    while the file's size and modification time are unchanged; a second ``read_ahead`` of the
+    same file with the same options before then returns the kept reading (two checks of a
+    recipe read the file once). ``"demo"`` and folders are read but not kept (they are quick
+    to read again).
 
     Args:
         source: a CSV, an iNat/COCO JSON or a saved manifest (anything ``sources.load`` reads).
@@ -226,8 +228,10 @@ def read_ahead(source: str | os.PathLike, load_options: dict[str, Any] | None = 
         >>> # the CSV was parsed once; p names labels.csv as its source
     """
     options = dict(load_options or {})
-    m = sources.load(source, **options)
     key = _read_key(source, options)
+    if key is not None and _read_ahead and _read_ahead[0][0] == key:
+        return _read_ahead[0][1]  # read ahead already (a recipe's earlier check): not parsed again
+    m = sources.load(source, **options)
     _read_ahead.clear()
     if key is not None:
         _read_ahead.append((key, m))
@@ -273,12 +277,35 @@ def _split(m: Manifest, kind: str, ratios: Sequence[float], seed: int) -> tuple[
     raise ValueError(f"split={kind!r}: choose one of {', '.join(SPLIT_KINDS)}")
 
 
+def _same_ratios(a: Sequence[float], b: Sequence[float]) -> bool:
+    return len(a) == len(b) and all(abs(float(x) - float(y)) < 1e-9 for x, y in zip(a, b))
+
+
+def _given_split_hint(split: str) -> str:
+    """Why a split taken from the data's own split column lacks a split, and what to do."""
+    return (f"the data's own split column is used (--split {split}); to split by --ratios "
+            "instead, pass --split stratified (or --split group)")
+
+
+def _top_classes(m: Manifest, top_classes: float | int) -> Manifest:
+    """``splits.top_classes`` with a count checked against the classes there are (2 to all)."""
+    if isinstance(top_classes, float) and top_classes < 1:
+        return splits.top_classes(m, fraction=top_classes)
+    count, c = int(top_classes), m.num_classes
+    if not 2 <= count <= c:
+        raise ManifestError(
+            f"top_classes={count}: keep 2 to {c} classes (the data has {c}; a classifier needs "
+            "2 classes or more)")
+    return splits.top_classes(m, count=count)
+
+
 def prepare_data(
     source: str | os.PathLike | Manifest,
     *,
     group_regex: str | None = None,
     split: str = "auto",
     ratios: Sequence[float] = splits.DEFAULT_RATIOS,
+    default_ratios: Sequence[float] = splits.DEFAULT_RATIOS,
     seed: int = 0,
     audit: bool = True,
     audit_dir: str | os.PathLike | None = None,
@@ -308,7 +335,12 @@ def prepare_data(
         group_regex: regex whose first group is an image's group id (frames of one animal);
             the demo's tracking ids are used without it.
         split: one of :data:`SPLIT_KINDS`.
-        ratios: train/val/test ratios (70/15/15 default; R3 also used 80/10/10).
+        ratios: train/val/test ratios (70/15/15 default; R3 also used 80/10/10). Not used
+            by a ``given`` split (nor ``systematic``).
+        default_ratios: the caller's default ``ratios`` (a recipe's ``--ratios`` default):
+            when ``split="auto"`` takes the data's own split column and ``ratios`` differ
+            from these, a warning says that they are not used (``--split stratified`` splits
+            by them).
         seed: the split's seed.
         audit: scan the images (modes, sizes, corrupt files, duplicates) and drop corrupt ones.
         audit_dir: where the audit report is written (``audit.md``, ``audit.json``, plots).
@@ -316,7 +348,7 @@ def prepare_data(
             ``"drop_non_rgb"`` (R5).
         drop: R3's cleaning list: paths or file names to leave out, or a text file of them.
         top_classes: keep only the most frequent classes: a fraction in (0, 1) (R5: 0.1) or a
-            count (an int >= 1).
+            count (an int from 2 to the number of classes).
         split_file: CSV to save the split to (``splits.save_split``), or to read it back from
             (with the audit, cleaning and not-read lists kept beside it: :func:`sidecar_path`).
         progress: show the audit's progress bar.
@@ -330,7 +362,9 @@ def prepare_data(
         need_splits: splits that must hold images (:func:`check_splits`), e.g. ``("train",
             "val", "test")`` for a recipe that scores a test split; checked before the split is
             saved.
-        need_hint: why they are needed or how to get them (ends the message).
+        need_hint: why they are needed or how to get them (ends the message). When the split
+            is the data's own split column (``given``, or ``auto`` taking it), the message says
+            so instead, and how to split by ``ratios`` (``--split stratified`` or ``group``).
         add_class: folders of images of classes to add (``--add-class``,
             :mod:`keras_species.data.new_classes`): audited and cleaned together with the data
             (a new image identical to one of another class is a conflicting duplicate), then
@@ -345,7 +379,7 @@ def prepare_data(
     Raises:
         ManifestError: a bad source, a ``load_options`` entry that does not apply to it (with a
             Manifest source: any but ``group_regex``), too few classes to split, a bad
-            ``top_classes``, labels of the other ``task``, or a split of ``need_splits`` without
+            ``top_classes`` (a count outside 2 to the number of classes), labels of the other ``task``, or a split of ``need_splits`` without
             images.
         ValueError: a bad ``split``.
 
@@ -401,14 +435,18 @@ def prepare_data(
     if added:
         m, new = new_classes.separate_added(m, added)
     if top_classes is not None:
-        if isinstance(top_classes, float) and top_classes < 1:
-            m = splits.top_classes(m, fraction=top_classes)
-        else:
-            m = splits.top_classes(m, count=int(top_classes))
+        m = _top_classes(m, top_classes)
     m, kind = _split(m, split, ratios, seed)
+    if split == "auto" and kind == "given" and not _same_ratios(ratios, default_ratios):
+        warnings.warn(
+            f"--ratios {' '.join(f'{r:g}' for r in ratios)} is not used: the data's own split "
+            "column is (--split auto); to split by the ratios instead, pass --split stratified "
+            "(or --split group)",
+            stacklevel=2,
+        )
     if added:  # split on their own (the data's split stays as it is), then merged in
         m = new_classes.add_classes(m, new, ratios=ratios, seed=seed, group_aware=kind == "group")
-    check_splits(m, need_splits, need_hint)
+    check_splits(m, need_splits, _given_split_hint(split) if kind == "given" else need_hint)
     saved = None
     if split_file is not None:
         Path(split_file).parent.mkdir(parents=True, exist_ok=True)

@@ -352,3 +352,74 @@ def test_a_manifest_source_is_named_by_its_file_and_takes_a_group_regex(folder, 
                                             r"\(--root\) do not apply: .*give the file's path"):
         prepare_data(m, load_options={"root": "images", "on_missing": "skip"}, audit=False)
     assert m.groups is None  # the regex's groups went to a copy
+
+
+def _split_csv(folder, tmp_path, names=("train", "train", "val", "test", "test")):
+    """A ``path,label,split`` CSV of the folder's images, the splits cycling through ``names``."""
+    images = sorted(folder.rglob("*.png"))
+    rows = [f"{p},{p.parent.name},{names[i % len(names)]}" for i, p in enumerate(images)]
+    data = tmp_path / "split.csv"
+    data.write_text("path,label,split\n" + "\n".join(rows) + "\n")
+    return data
+
+
+def test_a_given_split_without_test_rows_says_to_split_by_ratios_with_split_stratified(folder, tmp_path):
+    # before: "give three --ratios (train val test)": three are the default, and under --split
+    # auto the data's own split column wins, so --ratios changed nothing
+    data = _split_csv(folder, tmp_path, names=("train", "train", "val"))
+    hint = "it is scored: give three --ratios (train val test), or a split column with test rows"
+    with pytest.raises(ManifestError) as err:
+        prepare_data(data, audit=False, need_splits=("train", "test"), need_hint=hint)
+    message = str(err.value)
+    assert message.startswith("the split has no 'test' images")
+    assert ("the data's own split column is used (--split auto); to split by --ratios instead, "
+            "pass --split stratified (or --split group)") in message
+    assert "give three --ratios" not in message
+    with pytest.raises(ManifestError, match=r"used \(--split given\)"):
+        prepare_data(data, split="given", audit=False, need_splits=("train", "test"))
+    p = prepare_data(data, split="stratified", audit=False, need_splits=("train", "val", "test"))
+    assert set(p.manifest.splits) == {"train", "val", "test"}
+    with pytest.raises(ManifestError, match=r"no 'test' images .*: it is scored: give three"):
+        prepare_data(folder, ratios=(0.8, 0.2), audit=False, need_splits=("test",), need_hint=hint)
+
+
+def test_ratios_that_a_given_split_does_not_use_are_warned_about(folder, tmp_path):
+    import warnings
+
+    data = _split_csv(folder, tmp_path)
+    with pytest.warns(UserWarning, match=r"--ratios 0.8 0.1 0.1 is not used: the data's own split "
+                                         r"column is \(--split auto\).*--split stratified"):
+        p = prepare_data(data, ratios=(0.8, 0.1, 0.1), audit=False)
+    assert p.split_kind == "given"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning: the default ratios, or ratios that are used
+        prepare_data(data, audit=False)
+        prepare_data(data, ratios=(0.6, 0.2, 0.2), default_ratios=(0.6, 0.2, 0.2), audit=False)
+        prepare_data(data, split="stratified", ratios=(0.8, 0.1, 0.1), audit=False)
+        prepare_data(data, split="given", ratios=(0.8, 0.1, 0.1), audit=False)
+
+
+def test_a_top_classes_count_beyond_the_classes_names_the_range(folder):
+    # before: "count must be between 1 and 3": one class is no classifier
+    for count in (5, 1):
+        with pytest.raises(ManifestError, match=rf"top_classes={count}: keep 2 to 3 classes "
+                                                r"\(the data has 3; a classifier needs 2"):
+            prepare_data(folder, split="stratified", top_classes=count, audit=False)
+    assert prepare_data(folder, split="stratified", top_classes=3, audit=False).manifest.num_classes == 3
+
+
+def test_a_second_read_ahead_of_the_same_file_is_not_parsed_again(folder, tmp_path, source_loads):
+    import warnings
+
+    from keras_species.data.prepare import read_ahead
+
+    data = _labels_csv(folder, tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = read_ahead(data, {"on_missing": "skip"})
+        assert read_ahead(data, {"on_missing": "skip"}) is first  # a recipe's second check
+        assert source_loads == [str(data)]
+        prepare_data(data, load_options={"on_missing": "skip"}, audit=False)
+        assert source_loads == [str(data)]
+        read_ahead(data, {"on_missing": "skip", "group_regex": r"fish_(\d+)_"})  # other options
+    assert source_loads == [str(data)] * 2

@@ -147,3 +147,69 @@ def test_a_resume_loads_stage_a_and_runs_count_its_epochs(tmp_path, monkeypatch)
     again = run(INaturalistVGG16Config(out=tmp_path / "runs", name="t", resume=True))
     assert again.metrics["test"]["accuracy"] == first.metrics["test"]["accuracy"]
     assert folder.model_folders()[0]["epochs"] == 2
+
+
+def test_group_ids_are_split_group_aware_by_default(tmp_path, stop_at):
+    # before: the recipe always split stratified, ignoring --group-regex (LEAKAGE: groups on
+    # more than one side, and an inflated test accuracy)
+    from keras_species.data import prepare, splits
+    from tests.conftest import write_image_folder
+
+    data = write_image_folder(tmp_path / "fish", per_class=10, groups_per_class=5, size=(24, 20))
+    assert INaturalistVGG16Config().split == "auto"
+    seen = stop_at(prepare, "build_datasets")
+    with pytest.raises(StopRun):
+        run(INaturalistVGG16Config(data=str(data), group_regex=r"fish_(\d+)_", top_classes_count=3,
+                                   weights="none", image_size=32, out=tmp_path / "runs", name="g"))
+    m = seen[0]
+    assert splits.leakage(m)["groups"] == {} and set(m.splits) == {"train", "val", "test"}
+    side = json.loads((tmp_path / "runs" / "inaturalist_vgg16" / "g" / "split.prepared.json").read_text())
+    assert side["split_kind"] == "group"
+    seen.clear()
+    with pytest.raises(StopRun):  # --split stratified still ignores the groups, as asked
+        run(INaturalistVGG16Config(data=str(data), group_regex=r"fish_(\d+)_", top_classes_count=3,
+                                   split="stratified", weights="none", image_size=32,
+                                   out=tmp_path / "runs", name="s"))
+    assert splits.leakage(seen[0])["groups"]
+
+
+def test_a_top_classes_count_beyond_the_classes_is_refused_naming_the_flag(tmp_path, stop_at,
+                                                                            source_loads):
+    # before: "count must be between 1 and 4 (the number of classes), got 9", after the run
+    # folder was made
+    from keras_species.data import prepare
+    from keras_species.recipe import SettingError
+
+    data, _ = write_coco(tmp_path / "inat")
+    with pytest.raises(SettingError, match=r"--top-classes-count 9: --data .* has 4 classes: give "
+                                           r"2 to 4 \(a classifier needs 2 classes or more\)"):
+        run(INaturalistVGG16Config(data=str(data), top_classes_count=9, weights="none",
+                                   out=tmp_path / "runs", name="t"))
+    assert not (tmp_path / "runs").exists()
+    out = subprocess.run([sys.executable, "-m", "recipes.inaturalist_vgg16", "--data", str(data),
+                          "--top-classes-count", "9", "--weights", "none", "--out",
+                          str(tmp_path / "runs")], capture_output=True, text=True)
+    assert out.returncode != 0 and "--top-classes-count 9: --data" in out.stderr
+    source_loads.clear()
+    seen = stop_at(prepare, "build_datasets")  # a count that fits: the JSON is parsed once
+    with pytest.raises(StopRun):
+        run(INaturalistVGG16Config(data=str(data), top_classes_count=3, weights="none",
+                                   image_size=32, out=tmp_path / "runs", name="ok"))
+    assert seen[0].num_classes == 3 and source_loads == [str(data)]
+
+
+def test_stage_c_says_it_runs_stage_b_too(tmp_path, stop_at, capsys):
+    # before: --stages c silently trained stage b as well
+    from keras_species.data import prepare
+
+    data, _ = write_coco(tmp_path / "inat")
+    stop_at(prepare, "prepare_data")
+    with pytest.raises(StopRun):
+        run(INaturalistVGG16Config(data=str(data), stages="c", weights="none", image_size=32,
+                                   out=tmp_path / "runs", name="c"))
+    assert "stage c starts from stage b: running b too" in capsys.readouterr().out
+    with pytest.raises(StopRun):
+        run(INaturalistVGG16Config(data=str(data), stages="b,c", weights="none", image_size=32,
+                                   out=tmp_path / "runs", name="bc"))
+    assert "running b too" not in capsys.readouterr().out
+    prepare.forget_read_ahead()  # the labelled-data check kept its reading of the JSON
