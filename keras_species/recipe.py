@@ -145,6 +145,9 @@ class RunSettings:
         folder. A recipe config whose own settings need more (say, the classifiers' arguments)
         extends it: ``super().check()``, then its own checks unless ``self.resume``.
 
+        ``resume`` and ``overwrite`` together are refused (:data:`RESUME_OVERWRITE`): one
+        continues the run, the other starts it over.
+
         Raises:
             SettingError: the first bad value, naming its flag and the fix.
 
@@ -154,7 +157,18 @@ class RunSettings:
             ...
             keras_species.recipe.SettingError: --seed -1: must be a whole number from 0 to 4294967295 (NumPy's range), e.g. --seed 42
         """
+        if self.resume and getattr(self, "overwrite", False):
+            raise SettingError(RESUME_OVERWRITE)
         check_settings(self, names=RUN_CONTROL_FIELDS if self.resume else None)
+
+
+RESUME_OVERWRITE = (
+    "--resume and --overwrite cannot go together: --resume continues the run --name from its "
+    "last finished epoch with its stored settings (a finished run is evaluated again); "
+    "--overwrite starts the run --name over, replacing its model, history and results: give "
+    "one of them"
+)
+"""Why :meth:`RunSettings.check` refuses ``--resume --overwrite`` (resume used to win silently)."""
 
 
 @dataclass
@@ -361,6 +375,7 @@ def start_run(
             existing.unlink()  # a run started over gets a new date
         run = RunFolder.create(recipe, name=config.name, root=out)
         run.start_over()  # nothing of an earlier run here is listed or resumed as this one's
+        (run.path / TRAIN_SECONDS).unlink(missing_ok=True)  # nor its training time
     run.failure_path.unlink(missing_ok=True)  # a new attempt
     _opened[:] = [run]
     seed_everything(config.seed, config.deterministic)
@@ -832,6 +847,47 @@ def _cache(value: Any, config: Any) -> str | None:
             f"of a tf.data file cache (a new one of that name: ./{value})")
 
 
+RUN_NAME_RULE = ("a run's name is one folder under --out/<recipe>: give a name such as demo_1 "
+                 "(no / or \\, not . or .., not starting with .), or leave --name out for a "
+                 "timestamp")
+"""What :func:`run_name_problem` says a ``--name`` may be."""
+
+
+def run_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a run folder (``<out>/<recipe>/<name>``), or None when it can.
+
+    Refused: an empty name (it made the recipe's folder itself a run), ``.`` and ``..``, a name
+    with a path separator (``/``, and ``\\`` on any OS: ``../../x`` wrote outside ``--out``),
+    and a hidden one (starting with ``.``, which ``keras-species runs`` and the temporaries of
+    :mod:`keras_species.atomic` would take for something else).
+
+    Args:
+        name: the ``--name`` given.
+
+    Returns:
+        The reason with what to give instead, or None.
+
+    Example:
+        >>> run_name_problem("demo_1") is None, run_name_problem("a/b").split(";")[0]
+        (True, 'holds a path separator (/ or \\\\)')
+    """
+    if name == "":
+        why = "is empty"
+    elif name in (".", ".."):
+        why = "is not a folder name of its own"
+    elif "/" in name or "\\" in name:  # both on any OS: a run folder moves between systems
+        why = "holds a path separator (/ or \\)"
+    elif name.startswith("."):
+        why = "starts with . (a hidden folder)"
+    else:
+        return None
+    return f"{why}; {RUN_NAME_RULE}"
+
+
+def _name(value: Any, config: Any) -> str | None:
+    return run_name_problem(value) if isinstance(value, str) else None
+
+
 def _out(value: Any, config: Any) -> str | None:
     from keras_species.data.sources import output_place_problem
 
@@ -902,6 +958,7 @@ SETTING_CHECKS: dict[str, Check] = {
     "augment": _augment,
     "pseudo_augment": _augment,
     "data": _data,
+    "name": _name,
     "out": _out,
     "cache": _cache,
     "drop": _drop_list,
@@ -912,6 +969,8 @@ recipe config that has it (as :data:`TRANSFER_FIELDS` does), so one table checks
 
 
 def _shown(value: Any) -> str:
+    if value == "":
+        return "''"
     if isinstance(value, (list, tuple)):
         return " ".join(str(v) for v in value) if value else "none"
     return str(value)
@@ -1042,8 +1101,142 @@ def finish_run(run: RunFolder, evaluation: Any, trained: Any, started: float, mo
     )
 
 
+def split_method(prepared: Any) -> str:
+    """How the run's data was split: ``prepared.split_kind`` (``group``, ``stratified``,
+    ``systematic``, ``given``...), and for a split read back from the run's ``split.csv`` (a
+    resumed run, whose ``split_kind`` is ``loaded``) the method its first session used, which
+    ``prepare_data`` stored in the split's sidecar (``split.prepared.json``, ``"split_kind"``),
+    followed by ``(read back from split.csv)``. A sidecar that is missing (a split file of
+    ``keras-species split``), damaged or silent about it leaves ``loaded``.
+
+    Args:
+        prepared: ``data.prepare.PreparedData``.
+
+    Returns:
+        The text after ``split:`` in the report's data section.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> split_method(SimpleNamespace(split_kind="group", split_file=None))
+        'group'
+    """
+    kind = str(prepared.split_kind)
+    split_file = getattr(prepared, "split_file", None)
+    if kind != "loaded" or split_file is None:
+        return kind
+    from keras_species.data.prepare import sidecar_path
+    from keras_species.training.runs import read_json
+
+    try:
+        side = read_json(sidecar_path(split_file), {})
+    except ValueError:  # damaged: prepare_data warned already
+        return kind
+    made = side.get("split_kind") if isinstance(side, dict) else None
+    if not isinstance(made, str) or made in ("", "loaded"):
+        return kind
+    return f"{made} (read back from {Path(split_file).name})"
+
+
+TRAIN_SECONDS = "train_seconds.json"
+"""The file of a run folder in which :class:`TrainingClock` keeps the training seconds of each
+session (``{"sessions": [s1, s2, ...]}``)."""
+
+
+class TrainingClock:
+    """The training time of a run, summed over its sessions: what ``train_seconds`` of
+    ``metrics.json`` (``run`` block) and ``report.md`` means.
+
+    Each session that trains (a new run, or a ``--resume`` of a run whose training has not
+    finished) adds the wall time of its training (``with clock: train(...)``). The clock keeps
+    each session's seconds in the run folder's :data:`TRAIN_SECONDS` (written atomically), after
+    every finished epoch (:meth:`callback`, for ``train(extra_callbacks=...)``) and when training
+    returns or stops (Ctrl-C, an error): a session killed outright keeps its time up to its last
+    finished epoch. A session of a run whose training finished already (a ``--resume`` that only
+    evaluates again) adds nothing: the run keeps its stored time (in a run folder written before
+    this file existed: the ``train_seconds`` of its ``metrics.json``). Before, such a resume
+    stored about 1 s, and a killed run's resume only its own session's time.
+
+    Args:
+        run: the run folder (``start_run`` removes the file of a run started over).
+        resume: whether this session resumes the run.
+
+    Example:
+        >>> clock = TrainingClock(run, resume=config.resume)                 # doctest: +SKIP
+        >>> with clock:                                                       # doctest: +SKIP
+        ...     trained = train(..., extra_callbacks=[clock.callback()])
+        >>> clock.total                                                       # doctest: +SKIP
+        73.4
+    """
+
+    def __init__(self, run: RunFolder, *, resume: bool):
+        self.path = run.path / TRAIN_SECONDS
+        self.counting = not (resume and training_finished(run))
+        self.earlier: list[float] = self._stored(run) if resume else []
+        self.session = 0.0
+        self._started: float | None = None
+
+    def _stored(self, run: RunFolder) -> list[float]:
+        from keras_species.training.runs import read_json
+
+        try:
+            data = read_json(self.path, None)
+        except ValueError as err:  # damaged: the earlier sessions' time is lost, not the run
+            warnings.warn(f"{err}; train_seconds counts from this session on", stacklevel=3)
+            data = None
+        sessions = data.get("sessions") if isinstance(data, dict) else None
+        if isinstance(sessions, list) and all(_is_number(x) and x >= 0 for x in sessions):
+            return [float(x) for x in sessions]
+        if data is None and not self.counting:  # a finished run from before this file
+            try:
+                stored = run.read_metrics().get("run", {}).get("train_seconds")
+            except (ValueError, AttributeError):
+                stored = None
+            if _is_number(stored) and stored >= 0:
+                return [float(stored)]
+        return []
+
+    def __enter__(self) -> TrainingClock:
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self.lap()
+        except OSError:  # never hide why training stopped
+            if exc[0] is None:
+                raise
+        self._started = None
+
+    def lap(self) -> None:
+        """Write the seconds of this session so far (nothing for a session that trains nothing)."""
+        if self._started is None or not self.counting:
+            return
+        from keras_species.training.runs import write_json
+
+        self.session = time.perf_counter() - self._started
+        write_json(self.path, {"sessions": [round(x, 3) for x in [*self.earlier, self.session]]})
+
+    @property
+    def total(self) -> float:
+        """The run's training seconds: the earlier sessions' plus this one's (when it trains)."""
+        return sum(self.earlier) + (self.session if self.counting else 0.0)
+
+    def callback(self) -> Any:
+        """A Keras callback that writes the session's seconds after every epoch."""
+        import keras
+
+        clock = self
+
+        class _TrainingClockCallback(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+                clock.lap()
+
+        return _TrainingClockCallback()
+
+
 def data_section(prepared: Any, datasets: Any = None) -> tuple[str, str]:
-    """A report section about the data: the split table, files not read, cleaning (and the
+    """A report section about the data: how it was split (:func:`split_method`: a resumed run
+    shows its first session's method), the split table, files not read, cleaning (and the
     drop-list lines that matched nothing), leakage, class weights.
 
     Args:
@@ -1056,7 +1249,7 @@ def data_section(prepared: Any, datasets: Any = None) -> tuple[str, str]:
     Example:
         >>> heading, body = data_section(prepared, datasets)  # doctest: +SKIP
     """
-    lines = [f"{prepared.manifest.summary()}; split: {prepared.split_kind}.", ""]
+    lines = [f"{prepared.manifest.summary()}; split: {split_method(prepared)}.", ""]
     lines += ["```", prepared.split_table(), "```", ""]
     groups = prepared.leakage.get("groups", {})
     if prepared.manifest.groups is not None:
@@ -1167,7 +1360,10 @@ def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunRe
     6. two phases: backbone frozen (head learning rate), then unfrozen with BatchNorm frozen
        (lower learning rate); one ``history.csv``, ``best.keras`` on ``monitor``, early stopping;
     7. evaluate ``best.keras`` (or the last weights) on the test split: ``metrics.json``,
-       ``predictions.csv``, ``plots/``, ``report.md``.
+       ``predictions.csv``, ``plots/``, ``report.md``. Its ``run.train_seconds`` is the run's
+       training time in seconds, summed over the sessions that trained it (a killed run and
+       its ``--resume``); a ``--resume`` that only evaluates a finished run keeps it
+       (:class:`TrainingClock`).
 
     Args:
         recipe: the recipe's name (the run folder's first level).
@@ -1258,18 +1454,20 @@ def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunRe
         f"{strategy.num_replicas_in_sync} replica(s), phases "
         + ", ".join(f"{p.name} {p.epochs} ep @ {p.learning_rate:g}" for p in phases)
     )
-    t_train = time.perf_counter()
-    trained = train(
-        model,
-        phases,
-        datasets.train,
-        datasets.val,
-        run,
-        task="multi" if multilabel else "single",
-        resume=config.resume,
-        verbose=config.verbose,
-    )
-    train_seconds = time.perf_counter() - t_train
+    clock = TrainingClock(run, resume=config.resume)  # training seconds, summed over sessions
+    with clock:
+        trained = train(
+            model,
+            phases,
+            datasets.train,
+            datasets.val,
+            run,
+            task="multi" if multilabel else "single",
+            resume=config.resume,
+            verbose=config.verbose,
+            extra_callbacks=[clock.callback()],
+        )
+    train_seconds = clock.total
     evaluated = (
         load_best_model(trained.best_path, trained.model)
         if config.evaluate_model == "best"
@@ -1469,6 +1667,11 @@ __all__ = [
     "load_best_model",
     "finish_run",
     "data_section",
+    "split_method",
+    "TRAIN_SECONDS",
+    "TrainingClock",
+    "run_name_problem",
+    "RESUME_OVERWRITE",
     "is_user_error",
     "SourceSettings",
     "TRANSFER_FIELDS",

@@ -15,6 +15,7 @@ from keras_species.recipe import (
     RunResult,
     RunSettings,
     RunSetupError,
+    SettingError,
     SourceSettings,
     check_weights,
     recipe_main,
@@ -901,3 +902,169 @@ def test_a_split_column_that_is_not_train_val_test_is_refused_before_the_run_fol
     given.write_text(labelled, encoding="utf-8")
     with pytest.raises(ManifestError, match=r"split names \['holdout'\] are not train/val/test"):
         _check_given_split(sources.load(given), "auto")
+
+
+# ------------------------------------------------------------------ --name, --resume --overwrite
+BAD_NAMES = [
+    ("../../escaped", "holds a path separator (/ or \\)"),
+    ("a/b", "holds a path separator (/ or \\)"),
+    ("a\\b", "holds a path separator (/ or \\)"),
+    ("", "is empty"),
+    (".", "is not a folder name of its own"),
+    ("..", "is not a folder name of its own"),
+    (".hidden", "starts with . (a hidden folder)"),
+]
+
+
+@pytest.mark.parametrize(("name", "why"), BAD_NAMES, ids=[repr(n) for n, _ in BAD_NAMES])
+def test_a_run_name_that_is_not_one_plain_folder_is_refused_before_any_folder(
+        name, why, tmp_path, capsys, monkeypatch):
+    # '../../escaped' made ./escaped outside --out; '' made runs/quickstart itself a run
+    from recipes import quickstart
+
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    empty = tmp_path / "emptydir"
+    empty.mkdir()
+    assert quickstart.main(["--name", name, "--data", str(empty), "--weights", "none"]) == 2
+    err = capsys.readouterr().err
+    shown = "''" if name == "" else name
+    assert err == (f"python -m recipes.quickstart: error: --name {shown}: {why}; a run's name is "
+                   "one folder under --out/<recipe>: give a name such as demo_1 (no / or \\, not "
+                   ". or .., not starting with .), or leave --name out for a timestamp\n")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b", "emptydir"]  # nothing made
+    with pytest.raises(SettingError, match="--name"):
+        start_run("toy", ToyConfig(out=tmp_path / "runs", name=name))
+    with pytest.raises(SettingError, match="--name"):  # a resume names a run folder too
+        start_run("toy", ToyConfig(out=tmp_path / "runs", name=name, resume=True))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_plain_run_names_pass():
+    for name in ("demo_1", "t 1", "run.v2", "2024-01-01T10-00", "fish..cod"):
+        ToyConfig(name=name).check()
+
+
+def test_resume_and_overwrite_together_are_refused(tmp_path, capsys):
+    # resume used to win without a word
+    run, _ = start_run("toy", ToyConfig(out=tmp_path, name="a"))
+    before = run.config_path.read_text()
+
+    def resumed(config):
+        start_run("toy", config)
+        raise AssertionError("the run started")
+
+    flags = ["--out", str(tmp_path), "--name", "a", "--resume", "--overwrite"]
+    assert recipe_main(ToyConfig, resumed, flags, prog="toy") == 2
+    assert capsys.readouterr().err == (
+        "toy: error: --resume and --overwrite cannot go together: --resume continues the run "
+        "--name from its last finished epoch with its stored settings (a finished run is "
+        "evaluated again); --overwrite starts the run --name over, replacing its model, history "
+        "and results: give one of them\n")
+    with pytest.raises(SettingError, match="--resume and --overwrite cannot go together"):
+        start_run("toy", ToyConfig(out=tmp_path, name="a", resume=True, overwrite=True))
+    assert run.config_path.read_text() == before and not run.failure_path.exists()
+
+
+# ------------------------------------------------------------------ a resumed run's report
+def test_split_method_of_a_split_read_back_is_the_first_sessions(tmp_path):
+    from types import SimpleNamespace
+
+    from keras_species.recipe import split_method
+
+    split = tmp_path / "split.csv"
+    loaded = SimpleNamespace(split_kind="loaded", split_file=split)
+    assert split_method(loaded) == "loaded"  # no sidecar (keras-species split): as it was
+    (tmp_path / "split.prepared.json").write_text('{"split_kind": "stratified"}')
+    assert split_method(loaded) == "stratified (read back from split.csv)"
+    assert split_method(SimpleNamespace(split_kind="group", split_file=split)) == "group"
+    (tmp_path / "split.prepared.json").write_text('{"split_kind": ')
+    assert split_method(loaded) == "loaded"  # damaged: prepare_data warns about it
+
+
+def test_training_clock_sums_the_sessions_that_train(tmp_path):
+    from keras_species.recipe import TRAIN_SECONDS, TrainingClock
+
+    run, _ = start_run("toy", ToyConfig(out=tmp_path, name="a"))
+    first = TrainingClock(run, resume=False)
+    with pytest.raises(KeyboardInterrupt), first:  # a session stopped by Ctrl-C keeps its time
+        time.sleep(0.05)
+        raise KeyboardInterrupt
+    sessions = json.loads((run.path / TRAIN_SECONDS).read_text())["sessions"]
+    assert len(sessions) == 1 and sessions[0] >= 0.05
+    run.write_state({"phase_index": 0, "epoch": 1, "phases": ["head"], "finished": False})
+    second = TrainingClock(run, resume=True)
+    with second:
+        time.sleep(0.02)
+    stored = json.loads((run.path / TRAIN_SECONDS).read_text())["sessions"]
+    assert stored[0] == sessions[0] and len(stored) == 2 and stored[1] >= 0.02
+    assert second.total == pytest.approx(sum(stored), abs=1e-3)
+    # a finished run's resume trains nothing: it keeps the stored time
+    run.write_state({"phase_index": 1, "epoch": 2, "phases": ["head"], "finished": True})
+    third = TrainingClock(run, resume=True)
+    with third:
+        time.sleep(0.02)
+    assert third.total == pytest.approx(sum(stored), abs=1e-3)
+    assert json.loads((run.path / TRAIN_SECONDS).read_text())["sessions"] == stored
+    # a finished run from before the file: the time of its metrics.json
+    (run.path / TRAIN_SECONDS).unlink()
+    run.write_metrics({"test": {}, "run": {"train_seconds": 12.5}})
+    assert TrainingClock(run, resume=True).total == 12.5
+    # started over: the old sessions do not count
+    (run.path / TRAIN_SECONDS).write_text('{"sessions": [99.0]}')
+    run, _ = start_run("toy", ToyConfig(out=tmp_path, name="a", overwrite=True))
+    assert not (run.path / TRAIN_SECONDS).exists()
+
+
+@pytest.mark.slow  # three sessions of a tiny quickstart run: about 40-60 s on a CPU
+def test_a_killed_and_resumed_run_reports_its_first_split_and_all_its_training_time(
+        tmp_path, capsys, monkeypatch):
+    # a resumed run's report said 'split: loaded' and 'resume | True', and its train_seconds
+    # held only the last session's time (about 1 s after resuming a finished run)
+    import keras
+
+    from keras_species.training import plan
+    from recipes import quickstart
+    from tests.conftest import write_image_folder
+
+    data = write_image_folder(tmp_path / "data", per_class=8, size=(24, 24))
+    out = tmp_path / "runs"
+    real_train = plan.train
+    killed: list[float] = []
+
+    class Kill(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt
+
+    def train_killed(*args, **kw):
+        started = time.perf_counter()
+        kw["extra_callbacks"] = [*kw.get("extra_callbacks", ()), Kill()]
+        try:
+            return real_train(*args, **kw)
+        finally:
+            killed.append(time.perf_counter() - started)
+
+    monkeypatch.setattr(plan, "train", train_killed)
+    flags = ["--data", str(data), "--out", str(out), "--name", "k", "--backbone", "resnet18",
+             "--weights", "none", "--image-size", "32", "--batch-size", "8", "--head-epochs", "2",
+             "--fine-tune-epochs", "0", "--head-learning-rate", "1e-05", "--verbose", "0"]
+    assert quickstart.main(flags) == 130
+    monkeypatch.setattr(plan, "train", real_train)
+    run = out / "quickstart" / "k"
+    first_split = json.loads((run / "split.prepared.json").read_text())["split_kind"]
+    assert first_split in ("group", "stratified")
+    resume = ["--resume", "--out", str(out), "--name", "k"]
+    assert quickstart.main(resume) == 0, capsys.readouterr().err
+    sessions = json.loads((run / "train_seconds.json").read_text())["sessions"]
+    assert len(sessions) == 2 and sessions[0] == pytest.approx(killed[0], abs=0.5)
+    seconds = json.loads((run / "metrics.json").read_text())["run"]["train_seconds"]
+    assert seconds == round(sum(sessions), 1)
+    report = (run / "report.md").read_text()
+    assert f"split: {first_split} (read back from split.csv)." in report
+    assert "| resume |" not in report and "| overwrite |" not in report
+    assert "| head_learning_rate | 1e-05 |" in report  # it read 0.0000
+    # a finished run's resume evaluates again: its training time stays
+    assert quickstart.main(resume) == 0
+    assert json.loads((run / "metrics.json").read_text())["run"]["train_seconds"] == seconds
+    assert f"| train_seconds | {seconds:.4f} |" in (run / "report.md").read_text()

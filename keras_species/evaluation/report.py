@@ -162,6 +162,23 @@ def _fmt(v, digits: int = 4) -> str:
     return s if len(s) <= 80 else s[:77] + "..."
 
 
+def _fmt_setting(v) -> str:
+    """A setting of the configuration table: as :func:`_fmt` (``0.7`` reads ``0.7000``, ``0.001``
+    ``0.0010``), except a small number that four decimals would round away or cut (a learning
+    rate of ``1e-05`` read ``0.0000``): it keeps four significant digits (``1e-05``,
+    ``0.00025``)."""
+    if isinstance(v, (float, np.floating)) and not isinstance(v, bool) and math.isfinite(float(v)):
+        x = float(v)
+        if x != 0 and abs(x) < 0.01 and round(x, 4) != x:
+            return f"{x:.4g}"
+    return _fmt(v)
+
+
+SESSION_SETTINGS = ("resume", "overwrite")
+"""Settings of the session that ran a report, not of the run: the configuration table leaves
+them out (a resumed run's report showed ``resume | True``)."""
+
+
 def _flatten(d: Mapping, prefix: str = "") -> list[tuple[str, object]]:
     items: list[tuple[str, object]] = []
     for k, v in d.items():
@@ -312,7 +329,9 @@ def render_report(
     Args:
         run_dir: the run folder.
         title: report title.
-        config: resolved config (nested dicts are flattened to ``a.b`` keys).
+        config: resolved config (nested dicts are flattened to ``a.b`` keys; the
+            :data:`SESSION_SETTINGS` ``resume`` and ``overwrite`` are left out; a small number
+            such as a learning rate of ``1e-05`` keeps its significant digits).
         metrics: ``single_label_metrics``/``multilabel_metrics`` output, or
             ``{"test": that, "val": ..., ...}`` as in ``metrics.json``.
         history: ``history.csv`` path or rows (see ``plots.load_history``), or None.
@@ -339,7 +358,8 @@ def render_report(
 
     if config:
         md += ["## Configuration", "", "| setting | value |", "|---|---|"]
-        md += [f"| {k} | {_fmt(v)} |" for k, v in _flatten(config)]
+        md += [f"| {k} | {_fmt_setting(v)} |" for k, v in _flatten(config)
+               if k not in SESSION_SETTINGS]
         md.append("")
 
     if main:

@@ -116,3 +116,19 @@ def test_report_notes_a_class_left_out_of_the_macro_averages(tmp_path: Path) -> 
     full = single_label_metrics(np.array([0, 1, 2, 3]), np.eye(4) * 0.7 + 0.075, NAMES)
     assert "Macro averages" not in render_report(tmp_path, title="t", config={}, metrics=full,
                                                  history=None, plots={})
+
+
+def test_configuration_table_keeps_small_numbers_and_leaves_out_the_session(tmp_path: Path) -> None:
+    # a learning rate of 1e-05 read 0.0000, and a resumed run's table said "resume | True"
+    config = {"phase1_learning_rate": 1e-05, "final_learning_rate": 1e-7, "lr": 0.00025,
+              "ratio": 0.7, "head_learning_rate": 0.001, "fine_tune_learning_rate": 0.0001,
+              "zero": 0.0, "epochs": 3, "resume": True, "overwrite": False,
+              "phases": {"frozen": {"lr": 2e-5}}}
+    text = render_report(tmp_path, title="t", config=config)
+    for row in ("| phase1_learning_rate | 1e-05 |", "| final_learning_rate | 1e-07 |",
+                "| lr | 0.00025 |", "| phases.frozen.lr | 2e-05 |",
+                # ordinary values read as before
+                "| ratio | 0.7000 |", "| head_learning_rate | 0.0010 |",
+                "| fine_tune_learning_rate | 0.0001 |", "| zero | 0.0000 |", "| epochs | 3 |"):
+        assert row in text, row
+    assert "| resume |" not in text and "| overwrite |" not in text
