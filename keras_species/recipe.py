@@ -604,6 +604,26 @@ def check_labelled_data(config: Any) -> int:
     return n
 
 
+def split_settings(config: Any) -> dict[str, Any]:
+    """``prepare_data``'s split keywords from a recipe's settings: ``split``, ``ratios`` and the
+    recipe's default ratios (``default_ratios``: ratios other than these are warned about when
+    ``--split auto`` takes the data's own split column, which does not use them).
+
+    Args:
+        config: a recipe's settings with ``split`` and ``ratios`` fields.
+
+    Returns:
+        ``{"split": ..., "ratios": ..., "default_ratios": ...}``.
+
+    Example:
+        >>> from recipes.quickstart import QuickstartConfig
+        >>> split_settings(QuickstartConfig())["default_ratios"]
+        (0.7, 0.15, 0.15)
+    """
+    return {"split": config.split, "ratios": config.ratios,
+            "default_ratios": _default(type(config), "ratios")}
+
+
 def _default(config_cls: type, name: str) -> Any:
     for f in dataclasses.fields(config_cls):
         if f.name == name:
@@ -1410,8 +1430,7 @@ def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunRe
     prepared = prepare_data(
         config.data,
         load_options=config.load_options(),
-        split=config.split,
-        ratios=config.ratios,
+        **split_settings(config),
         seed=config.seed,
         audit_dir=run.path / "audit",
         clean_policy=config.clean_policy,

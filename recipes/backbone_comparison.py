@@ -41,6 +41,7 @@ from keras_species.recipe import (
     monitor_setting,
     open_run,
     recipe_main,
+    split_settings,
     weights_setting,
 )
 
@@ -218,7 +219,7 @@ def run(config: BackboneComparisonConfig) -> BackboneComparisonResult:
     # backbones and weights of the settings in force: a resumed run's stored ones
     run_folder, config, (names, weights) = open_run(RECIPE, config, checked_backbones)
     prepared = prepare_data(
-        config.data, load_options=config.load_options(), split=config.split, ratios=config.ratios,
+        config.data, load_options=config.load_options(), **split_settings(config),
         seed=config.seed, audit=config.audit, audit_dir=run_folder.path / "audit",
         split_file=run_folder.path / "split.csv", task="single", task_hint=MULTILABEL_HINT,
         need_splits=("train", "test"), need_hint=TEST_SPLIT_HINT,

@@ -55,6 +55,7 @@ from keras_species.recipe import (
     load_best_model,
     open_run,
     recipe_main,
+    split_settings,
     weights_setting,
 )
 
@@ -296,8 +297,7 @@ def run(config: INaturalistVGG16Config | None = None) -> INaturalistResult:
 
     top = config.top_classes_count if config.top_classes_count else config.top_classes
     prepared = prepare_data(
-        config.data, load_options=config.load_options(), split=config.split, ratios=config.ratios,
-        default_ratios=INaturalistVGG16Config.__dataclass_fields__["ratios"].default,
+        config.data, load_options=config.load_options(), **split_settings(config),
         seed=config.seed, audit_dir=root / "audit", clean_policy=config.clean_policy,
         top_classes=top, split_file=root / "split.csv", task="single", task_hint=MULTILABEL_HINT,
         need_splits=("train", "val", "test"), need_hint=TEST_SPLIT_HINT,

@@ -44,6 +44,7 @@ from keras_species.recipe import (
     load_best_model,
     open_run,
     recipe_main,
+    split_settings,
     weights_setting,
 )
 
@@ -247,7 +248,7 @@ def run(config: MultilabelResNetConfig | None = None) -> MultilabelResult:
     root = run_folder.path
 
     prepared = prepare_data(
-        config.data, split=config.split, ratios=config.ratios, seed=config.seed,
+        config.data, **split_settings(config), seed=config.seed,
         audit=config.audit, audit_dir=root / "audit", split_file=root / "split.csv",
         load_options=config.load_options(labels_col=config.labels_col),
         task="multi", task_hint=(

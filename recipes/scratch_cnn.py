@@ -44,6 +44,7 @@ from keras_species.recipe import (
     monitor_setting,
     open_run,
     recipe_main,
+    split_settings,
 )
 
 RECIPE = "scratch_cnn"
@@ -260,7 +261,7 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
     run_folder, config, grid = open_run(RECIPE, config, checked_settings)
     split_file = run_folder.path / "split.csv"
     prepared = prepare_data(
-        config.data, load_options=config.load_options(), split=config.split, ratios=config.ratios,
+        config.data, load_options=config.load_options(), **split_settings(config),
         seed=config.seed, audit=config.audit, audit_dir=run_folder.path / "audit",
         split_file=split_file, task="single", task_hint=MULTILABEL_HINT,
         need_splits=("train", "test"), need_hint=TEST_SPLIT_HINT, add_class=config.add_class,
