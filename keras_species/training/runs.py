@@ -27,8 +27,10 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as _dt
+import difflib
 import json
 import os
+import pkgutil
 import shlex
 import shutil
 import sys
@@ -194,6 +196,59 @@ def _scores_problem(metrics: dict) -> str | None:
     if isinstance(test, dict) and not any(key in test for key in TEST_SCORES):
         return f"'test' holds none of the scores listed ({', '.join(TEST_SCORES)})"
     return None
+
+
+def _stage_set(stages: Any) -> set[str]:
+    """The stages of a ``stages`` setting as stored (``"1,2,4"``, ``[1, 2, 4]``, ``"a b"``)."""
+    if isinstance(stages, list | tuple):
+        stages = ",".join(map(str, stages))
+    return set(str(stages or "").replace(",", " ").split())
+
+
+def backbone_text(recipe: str, conf: dict) -> str:
+    """The ``backbone`` cell of a run: the backbone(s) its ``config.json`` settings train.
+
+    ``backbone`` (most recipes), ``arch`` (``scratch_cnn``) or ``backbones``
+    (``backbone_comparison``, joined with ``,``). A multi-model recipe without one names the
+    backbone of each model it trains: ``fish_semisupervised``'s ``model1_backbone``,
+    ``model3_backbone`` and ``model4_backbone`` of the models in its ``stages`` (model 2 is
+    an autoencoder, without a backbone); ``inaturalist_vgg16``'s stages a, b and c are VGG16
+    (``vgg16``) and its ``--scratch`` CNNs are ``r5_<name>``. Each name once, in model order,
+    joined with ``,`` (e.g. ``resnet18,resnet50``).
+
+    Args:
+        recipe: the run's recipe.
+        conf: the ``config`` object of its ``config.json``.
+
+    Returns:
+        The text (``""`` when the settings name none).
+
+    Example:
+        >>> backbone_text("fish_semisupervised", {"stages": "1,2,4", "model1_backbone": "resnet18",
+        ...               "model3_backbone": "resnet50", "model4_backbone": "resnet18"})
+        'resnet18'
+        >>> backbone_text("inaturalist_vgg16", {"stages": "a,b", "scratch": "shallow"})
+        'vgg16,r5_shallow'
+    """
+    single = conf.get("backbone") or conf.get("arch")
+    if single:
+        return str(single)
+    backbones = conf.get("backbones")
+    if backbones:
+        return ",".join(map(str, backbones)) if isinstance(backbones, list) else str(backbones)
+    names: list[str] = []
+    if recipe == "inaturalist_vgg16":
+        if _stage_set(conf.get("stages", "a,b,c")) & {"a", "b", "c"}:
+            names.append("vgg16")
+        names += [f"r5_{n}" for n in sorted(_stage_set(conf.get("scratch")))]
+    else:  # modelN_backbone settings (fish_semisupervised): the models its stages train
+        stages = _stage_set(conf.get("stages")) if "stages" in conf else None
+        for key in sorted(conf):
+            number = key[len("model"):-len("_backbone")]
+            if (key.startswith("model") and key.endswith("_backbone") and conf[key]
+                    and (stages is None or number in stages)):
+                names.append(str(conf[key]))
+    return ",".join(dict.fromkeys(names))
 
 
 def _versions() -> dict[str, str]:
@@ -677,9 +732,12 @@ class RunFolder:
             key_settings (the same as a dict, for the table's comparison), status
             (``done``, ``failed``, ``not evaluated``, ``stopped``, ``new`` or ``unreadable``),
             training_finished (``state.json`` says the training finished), error (of a failed
-            run), problem (of an unreadable one), epochs, models (:meth:`model_folders` of a
-            run that is not done and trains its models in subfolders, else None),
-            test_accuracy, test_micro_f1, test_top5.
+            run), problem (of an unreadable one), epochs (of a run that trains its models in
+            subfolders: those of all its model folders, whatever its status; else the rows
+            of its ``history.csv``), models (:meth:`model_folders` of a run that trains its
+            models in subfolders, in every status, else None), test_accuracy, test_micro_f1,
+            test_top5, and for a ``metrics.json`` without a test split
+            (``fish_semisupervised``) best_model and val_accuracy.
 
         Example:
             >>> RunFolder("runs/quickstart/demo").summary("runs")["run"]  # doctest: +SKIP
@@ -726,8 +784,13 @@ class RunFolder:
         trained = state.get("finished") is True
         # done: no state.json is a recipe that keeps none (inaturalist_vgg16)
         done = not problems and evaluated and (trained or not state)
-        models = [] if problems or done else self.model_folders()
-        if trained and any(m["status"] == "stopped" for m in models):
+        # every status: a finished multi-model run's epochs are its models' too (its own
+        # history.csv is a copy of one model's, or absent); a folder of models saved whole
+        # alone (a user's export/ of a single-model run) does not stand for its training
+        models = self.model_folders()
+        if not any(m["epochs"] or m["status"] == "stopped" for m in models):
+            models = [] if done or problems else models
+        if not done and trained and any(m["status"] == "stopped" for m in models):
             trained = False  # a state.json of an earlier run of the folder: its models train again
         if problems:
             status = "unreadable"
@@ -747,16 +810,15 @@ class RunFolder:
                 value = conf[key]
                 settings[key] = "x".join(map(str, value)) if isinstance(value, list) else str(value)
         data = conf.get("data") or conf.get("labelled")
-        backbones = conf.get("backbones")
         recipe = cfg.get("recipe")
+        recipe = recipe if isinstance(recipe, str) and recipe else self.path.parent.name
         return {
             "run": self.run_id(root),
             "path": str(self.path),
-            "recipe": recipe if isinstance(recipe, str) and recipe else self.path.parent.name,
+            "recipe": recipe,
             "date": str(cfg.get("created") or ""),
             "name": cfg.get("name", self.path.name),
-            "backbone": conf.get("backbone") or conf.get("arch") or (
-                ",".join(map(str, backbones)) if isinstance(backbones, list) else backbones or ""),
+            "backbone": backbone_text(recipe, conf),
             "weights": _weights_text(conf.get("weights")) if "weights" in conf else None,
             "data": data if isinstance(data, str) else None,
             "settings": " ".join(f"{k}={v}" for k, v in settings.items()),
@@ -765,11 +827,13 @@ class RunFolder:
             "training_finished": trained,
             "error": failure.get("error"),
             "problem": "; ".join(problems) or None,
-            "epochs": sum(m["epochs"] for m in models) if models else len(history),
+            "epochs": (sum(m["epochs"] for m in models) if any(m["epochs"] for m in models)
+                       else len(history)),
             "models": models or None,
             "test_accuracy": test.get("accuracy", test.get("exact_match")),
             "test_micro_f1": test.get("f1_micro", test.get("micro_f1")),
             "test_top5": test.get("top5_accuracy"),
+            **_validation_headline(metrics, test),
         }
 
     def run_id(self, root: str | os.PathLike | None = None) -> str:
@@ -809,10 +873,14 @@ def list_runs(root: str | os.PathLike = "runs") -> list[dict]:
         date, name, backbone, settings, status (``done``, ``failed``, ``not evaluated``,
         ``stopped``, ``new`` or ``unreadable``: see :meth:`RunFolder.summary`),
         training_finished, error (of a failed run, else None), problem (of an unreadable run:
-        the file and why, else None), epochs, models (the model folders of a multi-model run
-        that is not done, else None), test_accuracy, test_micro_f1, test_top5. A run with
-        a damaged ``config.json`` is listed too (without a date, so first), and so is a folder
-        with a damaged ``state.json`` and no ``config.json`` (its settings lost too).
+        the file and why, else None), epochs, models (the model folders of a multi-model run,
+        else None), test_accuracy, test_micro_f1, test_top5 (best_model and val_accuracy of a
+        run without a test split). A run with a damaged ``config.json`` is listed too
+        (without a date, so first), and so is a folder with a damaged ``state.json`` and no
+        ``config.json`` (its settings lost too), and a run folder whose ``config.json`` was
+        deleted (it still holds a file only a recipe writes in a run folder,
+        :data:`RUN_RESULT_FILES`, and a training record or scores): ``unreadable``,
+        ``config.json: does not exist``.
 
     Example:
         >>> [r["run"] for r in list_runs("runs")]  # doctest: +SKIP
@@ -839,8 +907,37 @@ def list_runs(root: str | os.PathLike = "runs") -> list[dict]:
         # readable state.json alone is not a recipe's run)
         if in_run_folder(state) and state.parent not in folders and read_json_object(state)[1]:
             folders.append(state.parent)
+    # a run folder whose config.json was deleted: it still holds what only a recipe writes in
+    # a run folder (metrics.json, split.csv...: RUN_RESULT_FILES) beside a training record or
+    # its scores; listed as "unreadable" (config.json: does not exist). A folder under a run
+    # folder listed (a model folder: fish_semisupervised's model1/ has its own metrics.json)
+    # is not, nor a bare train() folder (history.csv, state.json, best.keras alone)
+    for folder in sorted({p.parent for name in RUN_RESULT_FILES for p in root.rglob(name)}):
+        if not in_run_folder(folder / CONFIG) or (folder / CONFIG).exists() or any(
+                part.startswith(".") or part in NOT_MODEL_FOLDERS
+                for part in folder.relative_to(root).parts):
+            continue
+        if any(other == folder or other in folder.parents for other in folders):
+            continue
+        if any((folder / name).is_file() for name in (STATE, HISTORY, BEST_MODEL, METRICS)):
+            folders.append(folder)
     found = [RunFolder(folder).summary(root) for folder in folders]
     return sorted(found, key=lambda r: (r["date"], r["path"]))
+
+
+def _validation_headline(metrics: dict, test: dict) -> dict:
+    """``best_model`` and ``val_accuracy`` of a ``metrics.json`` without a ``test`` object whose
+    ``val`` object is its best model's row (``fish_semisupervised``: R1 had no test split, so
+    its models are scored on the validation split only); ``{}`` otherwise. Shown below the
+    table, never in its test columns."""
+    val = metrics.get("val")
+    if test or not isinstance(val, dict):
+        return {}
+    score = val.get("val_acc", val.get("accuracy"))
+    if not isinstance(score, int | float) or isinstance(score, bool):
+        return {}
+    best = metrics.get("best")
+    return {"best_model": best if isinstance(best, str) else None, "val_accuracy": score}
 
 
 def _cell(value: Any) -> str:
@@ -967,6 +1064,13 @@ def format_runs(rows: list[dict]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     if same:
         lines += ["", "settings of every run listed: " + " ".join(same)]
+    validated = [r for r in rows if r.get("val_accuracy") is not None]
+    if validated:
+        lines += ["", "runs without a test split (their recipe scores its models on the "
+                  "validation split only; not in the test columns):"]
+        for r in validated:
+            best = f"best model {r['best_model']}, " if r.get("best_model") else ""
+            lines.append(f"  {_row_id(r)}: {best}val accuracy {r['val_accuracy']:.3f}")
     failed = [r for r in rows if r.get("error") and r.get("status") == "failed"]
     if failed:
         lines += ["", "failed runs (failed.json in the run folder):"]
@@ -1034,6 +1138,22 @@ def _resume_hint(row: dict) -> str:
     return f"python -m recipes.{row.get('recipe')} --resume {flags}"
 
 
+def known_recipes() -> set[str]:
+    """The names of the recipes in the ``recipes`` package (``python -m recipes.<name>``),
+    found without importing them (no TensorFlow); an empty set when the package is absent.
+
+    Example:
+        >>> "quickstart" in known_recipes()  # doctest: +SKIP
+        True
+    """
+    try:
+        import recipes
+    except ImportError:
+        return set()
+    return {m.name for m in pkgutil.iter_modules(getattr(recipes, "__path__", []))
+            if not m.name.startswith("_")}
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``keras-species runs [DIR]``."""
     parser.add_argument("dir", nargs="?", default="runs", help="runs folder (default: runs)")
@@ -1054,7 +1174,17 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.recipe:
         recipes = sorted({r["recipe"] for r in rows})
         rows = [r for r in rows if r["recipe"] == args.recipe]
-        if not rows and recipes and not args.json:  # a misspelt recipe is not "no runs"
+        known = known_recipes()
+        if not rows and args.recipe not in known:  # a misspelt recipe is not "no runs"
+            close = (difflib.get_close_matches(args.recipe, recipes, n=3)
+                     or difflib.get_close_matches(args.recipe, sorted(known), n=3))
+            print(f"keras-species runs: no recipe {args.recipe!r}"
+                  + (f": did you mean {' or '.join(close)}?" if close else "")
+                  + (f" (the runs under {args.dir} are of: {', '.join(recipes)})" if recipes
+                     else f" (the recipes are: {', '.join(sorted(known))})" if known else ""),
+                  file=sys.stderr)
+            return 2
+        if not rows and recipes and not args.json:  # a recipe with no runs here yet
             print(f"no runs of recipe {args.recipe!r} under {args.dir}; its runs are of: "
                   f"{', '.join(recipes)}")
             return 0

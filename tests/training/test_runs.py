@@ -128,9 +128,8 @@ def test_list_runs_table_and_cli(tmp_path, capsys):
     assert out.index("quickstart") < out.index("convnext_transfer") < out.index("multilabel")
     assert main(["runs", str(root), "--recipe", "quickstart", "--json"]) == 0
     assert [r["name"] for r in json.loads(capsys.readouterr().out)] == ["a"]
-    assert main(["runs", str(root), "--recipe", "quikstart"]) == 0  # a misspelt recipe
-    assert capsys.readouterr().out.startswith(
-        f"no runs of recipe 'quikstart' under {root}; its runs are of: convnext_transfer, ")
+    assert main(["runs", str(root), "--recipe", "quikstart"]) == 2  # a misspelt recipe
+    assert "did you mean quickstart?" in capsys.readouterr().err
     assert main(["runs", str(tmp_path / "rnus")]) == 2  # a typo is not "no runs"
     assert "rnus is not a folder" in capsys.readouterr().err
 
@@ -792,7 +791,8 @@ def test_inaturalist_models_saved_whole_count_as_trained(tmp_path):
     assert line in format_runs([row]).splitlines()
     run.write_metrics({"test": {"accuracy": 0.6}})  # it keeps no state.json: done once evaluated
     (row,) = list_runs(root)
-    assert row["status"] == "done" and row["models"] is None and row["epochs"] == 0
+    assert row["status"] == "done" and row["epochs"] == 4  # its models' epochs, as before
+    assert len(row["models"]) == 3
 
 
 def test_a_finished_multi_model_run_is_listed_as_before(tmp_path):
@@ -802,10 +802,11 @@ def test_a_finished_multi_model_run_is_listed_as_before(tmp_path):
         _model_folder(run.path / name, evaluated=True)
     _finish_top(run, history_rows=4)  # the best backbone's history.csv, copied
     (row,) = list_runs(root)
-    assert row["status"] == "done" and row["epochs"] == 4 and row["models"] is None
+    # its epochs are those of its models (not the copied history.csv), as while it trained
+    assert row["status"] == "done" and row["epochs"] == 8 and len(row["models"]) == 2
     assert row["test_accuracy"] == 0.9 and row["training_finished"] is True
     table = format_runs([row])
-    assert "models" not in table.splitlines()[0].split() and "subfolders" not in table
+    assert "  done    8       2 trained  " in table and "subfolders" not in table
 
 
 def test_a_state_left_by_a_run_started_over_is_not_not_evaluated(tmp_path):
@@ -882,3 +883,165 @@ def test_start_over_removes_what_the_recipes_wrote_and_nothing_else(tmp_path):
     shutil.rmtree(run.path / "export")  # (listed as a trained model folder)
     (row,) = list_runs(root)
     assert row["status"] == "new" and row["models"] is None
+
+
+# --------------------------------------------------------------------------- finished multi-model
+# runs, their backbones, a deleted config.json and --recipe typos (keras-species runs)
+
+
+def _finished_fish(root, name="fs1", **cfg):
+    """A fish_semisupervised run, killed once then resumed and finished, as the recipe leaves
+    it: model folders with history.csv, the run's own metrics.json (no ``test`` object, no
+    history.csv) and state.json."""
+    run = _multi_run(root, "fish_semisupervised", name, stages="1,2,4", labelled="demo",
+                     weights="none", model1_backbone="resnet18", model3_backbone="resnet50",
+                     model4_backbone="resnet18", **cfg)
+    _model_folder(run.path / "model1", phases=(("train", 1),), evaluated=True)
+    _model_folder(run.path / "model2", phases=(("train", 2),), evaluated=True)
+    _model_folder(run.path / "model4" / "phase1", phases=(("phase1", 1),))
+    _model_folder(run.path / "model4" / "phase2", phases=(("phase2", 1),))
+    write_history(run.path / "model4" / "history.csv", [{"epoch": 1, "phase": "phase1"},
+                                                        {"epoch": 2, "phase": "phase2"}])
+    (run.path / "pseudo_labels.csv").write_text("path,label,confidence\n")
+    run.best_model_path.write_bytes(b"model")
+    rows = [{"model": "model1", "val_acc": 0.25}, {"model": "model2", "val_acc": 0.583},
+            {"model": "model4", "val_acc": 0.5}]
+    run.write_metrics({"models": rows, "best": "model2", "val": rows[1], "stages": [1, 2, 4]})
+    run.write_state({"finished": True, "stages": [1, 2, 4]})
+    return run
+
+
+def test_a_finished_multi_model_run_counts_its_models_epochs(tmp_path):
+    # a finished fish_semisupervised / inaturalist_vgg16 run was listed done with epochs 0
+    root = tmp_path / "runs"
+    _finished_fish(root)
+    inat = _multi_run(root, "inaturalist_vgg16", "i", created="2025-04-02T09:00:00",
+                      stages="a,b,c", scratch="shallow")
+    (inat.path / "a_features").mkdir()
+    (inat.path / "a_features" / "model.keras").write_bytes(b"model")
+    _model_folder(inat.path / "b_frozen", phases=(("frozen_base", 2),))
+    _model_folder(inat.path / "c_fine_tune", phases=(("fine_tune", 3),))
+    _model_folder(inat.path / "scratch_shallow", phases=(("train", 1),))
+    inat.write_metrics({"test": {"accuracy": 0.6}})  # no state.json: done once evaluated
+
+    fish, vgg = list_runs(root)
+    assert fish["status"] == "done" and fish["epochs"] == 5  # 1 + 2 + 1 + 1
+    assert vgg["status"] == "done" and vgg["epochs"] == 6  # 0 + 2 + 3 + 1
+    assert [m["folder"] for m in fish["models"]] == ["model1", "model2", "model4/phase1",
+                                                     "model4/phase2"]
+    table = format_runs([fish, vgg])
+    assert "  done    5       4 trained  " in table and "  done    6       4 trained  " in table
+    assert "subfolders" not in table  # the continue lines are for stopped runs
+    # the same in every status: failed (its error) and unreadable (a damaged file) too
+    (root / "fish_semisupervised" / "fs1" / "failed.json").write_text(DAMAGED["truncated"].decode())
+    assert [(r["status"], r["epochs"]) for r in list_runs(root)] == [("unreadable", 5), ("done", 6)]
+    # a single-model run with a user's export/model.keras keeps its history.csv's epochs
+    single = _fake_run(root, "quickstart", "a", "2025-01-01T09:30:00", {"accuracy": 0.8})
+    (single.path / "export").mkdir()
+    (single.path / "export" / "model.keras").write_bytes(b"model")
+    row = list_runs(root)[0]
+    assert row["status"] == "done" and row["epochs"] == 2 and row["models"] is None
+
+
+def test_a_run_without_a_test_split_shows_its_validation_headline(tmp_path, capsys):
+    # fish_semisupervised showed "-" for every score: its metrics.json holds no test object
+    root = tmp_path / "runs"
+    _finished_fish(root)
+    _fake_run(root, "quickstart", "a", "2025-01-02T09:30:00", {"accuracy": 0.8})
+    quick, fish = list_runs(root)  # by date
+    assert fish["test_accuracy"] is None  # a validation score is not a test score
+    assert (fish["best_model"], fish["val_accuracy"]) == ("model2", 0.583)
+    assert "val_accuracy" not in quick
+    footer = format_runs([fish, quick]).split("runs without a test split")[1].splitlines()[1:]
+    assert footer == ["  fish_semisupervised/fs1: best model model2, val accuracy 0.583"]
+
+    from keras_species.cli import main
+
+    assert main(["runs", str(root), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[1]["val_accuracy"] == 0.583
+
+
+def test_multi_model_runs_show_their_backbones(tmp_path):
+    # the backbone column of fish_semisupervised and inaturalist_vgg16 runs was empty
+    root = tmp_path / "runs"
+    _finished_fish(root)
+    _multi_run(root, "fish_semisupervised", "all4", created="2025-04-02T09:00:00",
+               stages="1,2,3,4", model1_backbone="resnet18", model3_backbone="resnet50",
+               model4_backbone="resnet18")
+    _multi_run(root, "fish_semisupervised", "ae", created="2025-04-03T09:00:00", stages=[2],
+               model1_backbone="resnet18", model3_backbone="resnet50", model4_backbone="resnet18")
+    _multi_run(root, "inaturalist_vgg16", "i", created="2025-04-04T09:00:00", stages="a,b",
+               scratch="shallow,deep")
+    _multi_run(root, "inaturalist_vgg16", "s", created="2025-04-05T09:00:00", stages="",
+               scratch="shallow")
+    _multi_run(root, "backbone_comparison", "bc", created="2025-04-06T09:00:00",
+               backbones=["mobilenet_v2", "resnet18"])
+    rows = list_runs(root)
+    assert [r["backbone"] for r in rows] == [
+        "resnet18",  # models 1 and 4 (model 2 is an autoencoder)
+        "resnet18,resnet50",  # model 3 is ResNet50
+        "",  # only the autoencoder
+        "vgg16,r5_deep,r5_shallow",
+        "r5_shallow",
+        "mobilenet_v2,resnet18",
+    ]
+    assert re.search(r"  resnet18 +none +demo +done ", format_runs(rows[:1]))
+
+
+def test_a_run_folder_without_its_config_is_listed_unreadable(tmp_path, capsys):
+    # a run whose config.json was deleted disappeared from the listing with no line
+    root = tmp_path / "runs"
+    _fake_run(root, "quickstart", "good", "2025-01-01T09:30:00", {"accuracy": 0.81})
+    lost = _fake_run(root, "quickstart", "lost", "2025-01-02T09:30:00", {"accuracy": 0.7})
+    lost.best_model_path.write_bytes(b"model")
+    lost.config_path.unlink()
+    fish = _finished_fish(root)
+    fish.config_path.unlink()  # its model folders (model1/ has a metrics.json) are not runs
+    plain = RunFolder(root / "scratch" / "bare").mkdir()  # train() alone: no recipe's run
+    write_history(plain.history_path, [{"epoch": 1, "phase": "head", "loss": 1.0}])
+    plain.write_state({"phase_index": 1, "epoch": 1, "finished": True})
+    plain.best_model_path.write_bytes(b"model")
+
+    rows = {r["run"]: r for r in list_runs(root)}
+    assert sorted(rows) == ["fish_semisupervised/fs1", "quickstart/good", "quickstart/lost"]
+    for run in ("quickstart/lost", "fish_semisupervised/fs1"):
+        assert rows[run]["status"] == "unreadable"
+        assert rows[run]["problem"].startswith("config.json: does not exist")
+    assert rows["quickstart/lost"]["test_accuracy"] == 0.7 and rows["quickstart/lost"]["epochs"] == 2
+    assert rows["fish_semisupervised/fs1"]["epochs"] == 5
+
+    from keras_species.cli import main
+
+    assert main(["runs", str(root)]) == 0
+    footer = capsys.readouterr().out.split("unreadable runs")[1].splitlines()[1:]
+    assert sorted(footer) == ["  fish_semisupervised/fs1: config.json: does not exist",
+                              "  quickstart/lost: config.json: does not exist"]
+
+
+def test_an_unknown_recipe_is_an_error_with_close_names(tmp_path, capsys):
+    root = tmp_path / "runs"
+    _fake_run(root, "quickstart", "a", "2025-01-01T09:30:00", {"accuracy": 0.81})
+    _fake_run(root, "convnext_transfer", "b", "2025-01-02T09:30:00", {"accuracy": 0.9})
+
+    from keras_species.cli import main
+
+    assert main(["runs", str(root), "--recipe", "quikstart"]) == 2  # a typo is not "no runs"
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("keras-species runs: no recipe 'quikstart': did you mean "
+                                   "quickstart? (the runs under ")
+    assert "are of: convnext_transfer, quickstart)" in captured.err
+    assert main(["runs", str(root), "--recipe", "quikstart", "--json"]) == 2
+    assert "did you mean quickstart?" in capsys.readouterr().err
+    assert main(["runs", str(root), "--recipe", "zzz"]) == 2
+    assert "did you mean" not in capsys.readouterr().err
+    # a recipe of the recipes package with no runs here yet: said so, not an error
+    assert main(["runs", str(root), "--recipe", "scratch_cnn"]) == 0
+    assert capsys.readouterr().out.startswith(
+        f"no runs of recipe 'scratch_cnn' under {root}; its runs are of: convnext_transfer, quickstart")
+    assert main(["runs", str(root), "--recipe", "scratch_cnn", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    # an empty runs folder: the recipes package's names are suggested
+    (tmp_path / "empty").mkdir()
+    assert main(["runs", str(tmp_path / "empty"), "--recipe", "scratch_cn"]) == 2
+    assert "did you mean scratch_cnn?" in capsys.readouterr().err
