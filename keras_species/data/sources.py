@@ -768,6 +768,15 @@ def from_csv(
     elif labels_col is not None:
         lcol = _find_column(header, labels_col, (), "labels", path)
         sets = [[t.strip() for t in r[lcol].split(";") if t.strip()] for r in rows]
+        if allowed is None and sets and {t for s in sets for t in s} <= {"0", "1"}:
+            others = [h for h in header if all(_binary(r[h]) is not None for r in rows)]
+            raise ManifestError(
+                f"{path}: the label-set column {lcol!r} holds only 0 and 1: it reads as one 0/1 "
+                f"column of a tag, not as ';'-separated tags. Give the tags as 0/1 columns instead: "
+                f"leave the label-set column out (--labels-col; in Python labels_col=) and the 0/1 "
+                f"columns are found{' (' + ', '.join(others[:8]) + ')' if others else ''}, or name "
+                "a column that holds tag names"
+            )
         names = allowed if allowed is not None else class_order(t for s in sets for t in s)
         index = {c: i for i, c in enumerate(names)}
         labels = np.zeros((len(rows), len(names)), np.uint8)

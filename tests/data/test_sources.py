@@ -681,3 +681,18 @@ def test_from_csv_warns_about_short_rows_of_class_columns(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # complete rows: no warning
         sources.from_csv(data)
+
+
+def test_a_label_set_column_of_0_and_1_is_refused_as_a_tag_column(tmp_path: Path) -> None:
+    # before: --labels-col fish read the 0/1 cells as two tags named "0" and "1", and a
+    # multi-label model was trained on them without a word
+    from tests.conftest import write_image_folder
+
+    root = write_image_folder(tmp_path / "imgs", per_class=2)
+    files = sorted(str(p.relative_to(root)) for p in root.rglob("*.png"))
+    lines = ["file,fish,shark"] + [f"{f},{i % 2},{1 - i % 2}" for i, f in enumerate(files)]
+    (root / "tags.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ManifestError, match=r"the label-set column 'fish' holds only 0 and 1: .*"
+                                            r"\(fish, shark\)"):
+        sources.load(root / "tags.csv", labels_col="fish")
+    assert sources.load(root / "tags.csv").class_names == ["fish", "shark"]  # the 0/1 columns
