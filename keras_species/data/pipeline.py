@@ -548,8 +548,9 @@ def check_resize(image_size: int | Sequence[int], resize: str) -> tuple[int, int
 
 #: Names the decoding and resizing rule (:func:`decode_8bit`, :func:`scale_images`); change it
 #: whenever either changes, so that caches of anything computed from the images (e.g. cached
-#: features) are recomputed. /2: JPEGs decoded with the accurate DCT.
-RESIZE_RULE = "area-then-bilinear/2"
+#: features) are recomputed. /2: JPEGs decoded with the accurate DCT. /3: 16-bit grey PNGs rounded
+#: to uint8 before resizing, 16-bit RGB PNGs read by PIL (as ``predict`` reads them).
+RESIZE_RULE = "area-then-bilinear/3"
 
 
 def scale_images(images, size):
