@@ -13,7 +13,7 @@ import importlib
 import importlib.util
 import sys
 
-from keras_species.terminal import use_command_line_warnings
+from keras_species.terminal import print_line_by_line, use_command_line_warnings
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("keras_species.data.audit", "scan a data set: modes, sizes, corrupt files, duplicates, counts"),
@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name = argv[0]
     use_command_line_warnings()
+    print_line_by_line()
     module = importlib.import_module(commands[name][0])
     cmd_parser = argparse.ArgumentParser(prog=f"keras-species {name}", description=commands[name][1])
     module.configure_parser(cmd_parser)

@@ -60,7 +60,7 @@ from keras_species.config import (
     seed_everything,
 )
 from keras_species.config import flag_help as _help
-from keras_species.terminal import is_own_code, use_command_line_warnings
+from keras_species.terminal import is_own_code, print_line_by_line, use_command_line_warnings
 from keras_species.training.runs import RunFolder, list_runs
 
 RUN_CONTROL_FIELDS = ("out", "name", "resume", "overwrite", "verbose")
@@ -1627,6 +1627,7 @@ def recipe_main(
     warnings.filterwarnings("ignore", message="Your input ran out of data")
     _quiet_per_model_retracing()
     use_command_line_warnings()
+    print_line_by_line()
     _opened.clear()
     try:
         if hasattr(config, "check"):

@@ -12,12 +12,17 @@ hand: ``warnings.formatwarning`` is the hook Python offers, and nothing wraps it
 the fix (:func:`keras_species.data.images.read_image`): a command printed PIL's raw line first.
 Only the entry points call it, since a filter applies to the whole process.
 
+:func:`print_line_by_line` makes the entry points' output reach a pipe or a log file line by line
+(Python writes those in blocks), so that a run killed outright keeps what it printed.
+
 Example:
     >>> use_command_line_warnings()                             # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import warnings
 from pathlib import Path
 
@@ -73,3 +78,18 @@ def use_command_line_warnings() -> None:
 
     use_short_warnings()
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+def print_line_by_line() -> None:
+    """Flush the standard output and error at every line, also when they are a pipe or a file
+    (``python -m recipes.quickstart | tee log``), which Python writes in blocks: a run killed
+    outright (SIGKILL, the kernel's out-of-memory killer) then keeps every line it printed.
+
+    Example:
+        >>> print_line_by_line()                                # doctest: +SKIP
+    """
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)  # absent on some replaced streams
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(line_buffering=True)
