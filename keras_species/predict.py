@@ -328,20 +328,13 @@ def _read_rows(inputs: PathLike | Sequence[PathLike] | ListedFiles, root: PathLi
     """
     names, keep_all = _keep_request(keep_columns)
     keep = keep_all or bool(names)
-    if isinstance(inputs, ListedFiles):
-        if keep:
-            _refuse_keep_columns(inputs, keep_all)
-        return _Rows(inputs, list(inputs.given or inputs.paths))
-    if _is_csv(inputs):
-        files = sources.read_csv_paths(inputs, root, path_format)
-        kept = _kept_names(files.source, files.header, files.path_column, names, keep_all) if keep else []
-        return _Rows(files, files.given, {c: [r[c] for r in files.rows] for c in kept})
-    if keep:
-        _refuse_keep_columns(inputs, keep_all)
-    if _is_path_list(inputs):
-        files = sources.read_path_list(inputs, root)
-        return _Rows(files, files.given)
-    return None
+    if keep and (isinstance(inputs, ListedFiles) or not _is_csv(inputs)):
+        _refuse_keep_columns(inputs, keep_all)  # raises: only a CSV has columns to keep
+    files = _listed_files(inputs, root, path_format)
+    if files is None:
+        return None
+    kept = _kept_names(files.source, files.header, files.path_column, names, keep_all) if keep else []
+    return _Rows(files, list(files.given or files.paths), {c: [r[c] for r in files.rows] for c in kept})
 
 
 def iter_image_paths(
