@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -47,3 +49,19 @@ def test_pipeline_breakdown_prints_every_row(tmp_path, capsys):
 
 def test_benchmarks_refuse_a_missing_folder(tmp_path):
     assert _load("pipeline_breakdown").main([str(tmp_path / "none")]) == 2
+
+
+def test_jax_backend_portability_runs_every_model_kind():
+    """Runs only where JAX is installed (not in CI): the check meant for an accelerator machine."""
+    pytest.importorskip("jax")
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "jax_backend.py"), "--backbones", "resnet18",
+         "--portability-size", "32", "--skip-throughput"],
+        capture_output=True, text=True, timeout=1200, env={**os.environ, "KERAS_BACKEND": "jax"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "FAILED" not in done.stdout
+    assert re.search(r"\n  (\d+) of \1 ran and reloaded", done.stdout), done.stdout
