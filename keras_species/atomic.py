@@ -216,7 +216,7 @@ def commit(tmp: str | os.PathLike, path: str | os.PathLike, flag: str | None = N
 
 
 def check_output_file(
-    path: str | os.PathLike, flag: str | None = None, example: str = "out.csv"
+    path: str | os.PathLike, flag: str | None = None, example: str = "out.csv", *, make: bool = True
 ) -> Path:
     """Make sure ``path`` can take a file before the work that fills it: its folder is made, and
     a ``path`` that is a folder, or a folder on its way that is a file, is named now (the final
@@ -227,42 +227,57 @@ def check_output_file(
         path: the output file.
         flag: the command-line option that gave it (``"--out"``), named in the message.
         example: a file name the message suggests inside a ``path`` that is a folder.
+        make: make the folder (and so learn whether it can be made); ``False`` checks only
+            what can be checked without changing anything, for a command to call before it
+            reads its data, and again with ``make=True`` once the data has read.
 
     Returns:
         ``path`` as a Path.
 
     Raises:
-        IsADirectoryError, NotADirectoryError: as above; ``PermissionError`` when the folder
-            cannot be made.
+        IsADirectoryError, NotADirectoryError: as above (also for a name that ends with ``/``,
+            a folder's); ``PermissionError`` or another ``OSError`` when the folder cannot be
+            made, in :func:`atomic_path`'s one line naming ``path`` and ``flag``.
 
     Example:
         >>> check_output_file("results/predictions.csv", "--out")   # doctest: +SKIP
         PosixPath('results/predictions.csv')
     """
+    text = os.fspath(path)
     path = Path(path)
     given = f"{path} ({flag})" if flag else str(path)
     if path.is_dir():
         raise IsADirectoryError(f"{given} is a folder: give a file name, e.g. {path / example}")
-    _make_parent(path, given)
+    if text.endswith(tuple(filter(None, ("/", os.sep, os.altsep)))):  # Path drops the separator
+        raise IsADirectoryError(f"{text}{f' ({flag})' if flag else ''} names a folder (it ends with "
+                                f"{text[-1]}): give a file name, e.g. {path / example}")
+    _check_parents(path, given)
+    if make:
+        _make_parent(path, flag)
     return path
 
 
-def _make_parent(path: Path, given: str) -> None:
-    """Make ``path``'s folder, naming a file on the way or a folder that cannot be made."""
+def _check_parents(path: Path, given: str) -> None:
+    """Name a file where a folder on ``path``'s way should be."""
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
                 raise NotADirectoryError(f"{given} cannot be written: {parent} is a file, not a folder")
             break
+
+
+def _make_parent(path: Path, flag: str | None) -> None:
+    """Make ``path``'s folder; the reason it cannot be made is told in :func:`_write_error`'s
+    one line naming ``path`` and ``flag`` (not a bare ``[Errno 13] Permission denied``)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-    except PermissionError as err:
-        raise PermissionError(err.errno, f"{given} cannot be written: no permission to make "
-                              f"{path.parent}") from None
+    except OSError as err:  # no permission, a read-only file system, ...
+        raise _write_error(err, path, path, flag) from None
 
 
 def check_output_folder(
-    path: str | os.PathLike, flag: str | None = None, example: str | None = None
+    path: str | os.PathLike, flag: str | None = None, example: str | None = None, *,
+    make: bool = True,
 ) -> Path:
     """The folder counterpart of :func:`check_output_file`, before the work that fills ``path``:
     a ``path`` that is a file, or a folder on its way that is a file, is named now, and the
@@ -276,6 +291,8 @@ def check_output_folder(
         flag: the command-line option that gave it (``"--out"``), named in the message.
         example: a folder name the message suggests instead of a file (default
             ``<name>_folder`` beside it).
+        make: make the folder that holds ``path`` and settle earlier copies; ``False`` checks
+            only, changing nothing (as in :func:`check_output_file`).
 
     Returns:
         ``path`` as a Path.
@@ -294,8 +311,10 @@ def check_output_folder(
         suggestion = example or str(path.with_name(f"{path.stem}_folder"))
         raise FileExistsError(f"{given} is a file, and a folder is written there: give a folder "
                               f"name, e.g. {suggestion}")
-    _make_parent(path, given)
-    recover_old_folders(path)
+    _check_parents(path, given)
+    if make:
+        _make_parent(path, flag)
+        recover_old_folders(path)
     return path
 
 

@@ -8,12 +8,16 @@ takes the few seconds of that import.)
 
 from __future__ import annotations
 
-import argparse
+import difflib
 import importlib
 import importlib.util
 import sys
 
-from keras_species.terminal import print_line_by_line, use_command_line_warnings
+from keras_species.terminal import (
+    SuggestingArgumentParser,
+    print_line_by_line,
+    use_command_line_warnings,
+)
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("keras_species.data.audit", "scan a data set: modes, sizes, corrupt files, duplicates, counts"),
@@ -40,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     An error a user can fix (:func:`keras_species.recipe.is_user_error`: bad data, a missing
     input, an output that cannot be written, a value the library refuses) prints its message
     without a traceback and returns 2; any other error keeps its traceback. Ctrl-C prints one
-    line and returns 130.
+    line and returns 130. A mistyped command, option or choice is answered with the closest
+    ones (:class:`keras_species.terminal.SuggestingArgumentParser`), exit code 2.
 
     Args:
         argv: the arguments (default ``sys.argv[1:]``).
@@ -53,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         0
     """
     commands = _available()
-    parser = argparse.ArgumentParser(
+    parser = SuggestingArgumentParser(
         prog="keras-species",
         description="Audit, split and shard image data sets, list runs, predict with and export "
                     "trained species classifiers (training: python -m recipes.<name>, see the README).",
@@ -65,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         if argv and argv[0] not in ("-h", "--help"):
             parser.print_usage(sys.stderr)
-            print(f"keras-species: unknown command {argv[0]!r}; choose from {', '.join(commands)}", file=sys.stderr)
+            close = difflib.get_close_matches(argv[0], list(commands), n=2, cutoff=0.6)
+            hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+            print(f"keras-species: unknown command {argv[0]!r}{hint}; choose from {', '.join(commands)}",
+                  file=sys.stderr)
             return 2
         parser.print_help()
         return 0
@@ -73,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     use_command_line_warnings()
     print_line_by_line()
     module = importlib.import_module(commands[name][0])
-    cmd_parser = argparse.ArgumentParser(prog=f"keras-species {name}", description=commands[name][1])
+    # a mistyped option or choice is answered with the closest ones the subcommand knows
+    cmd_parser = SuggestingArgumentParser(prog=f"keras-species {name}", description=commands[name][1])
     module.configure_parser(cmd_parser)
     args = cmd_parser.parse_args(argv[1:])
     try:

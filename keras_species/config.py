@@ -29,6 +29,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import numpy as np
 
 from keras_species.jsonfile import read_json_file
+from keras_species.terminal import invalid_choice_message, unrecognized_arguments_message
 
 _NONE_WORDS = ("none", "None", "null")
 
@@ -94,7 +95,7 @@ def _scalar_converter(tp: Any):
             for v in values:
                 if str(v) == text:
                     return v
-            raise argparse.ArgumentTypeError(f"{text!r} is not one of {[str(v) for v in values]}")
+            raise argparse.ArgumentTypeError(invalid_choice_message(text, [str(v) for v in values]))
 
         literal.__name__ = "choice"
         return literal
@@ -459,41 +460,6 @@ def config_parser(
     return parser
 
 
-def unknown_flags_message(parser: argparse.ArgumentParser, extra: Sequence[str]) -> str:
-    """The error for arguments a parser does not know, with the flags they may have meant
-    (close spellings, or flags that contain the word: ``--epochs`` -> ``--head-epochs``).
-
-    Args:
-        parser: the parser that did not know them.
-        extra: the arguments left over (``parse_known_args``).
-
-    Returns:
-        One line: what was not recognised, the likely flags, and ``--help``.
-
-    Example:
-        >>> p = argparse.ArgumentParser(prog="x")
-        >>> _ = p.add_argument("--head-epochs"); _ = p.add_argument("--fine-tune-epochs")
-        >>> unknown_flags_message(p, ["--epochs", "1"])
-        'unrecognized arguments: --epochs 1 (did you mean --head-epochs or --fine-tune-epochs?); see --help'
-    """
-    import difflib
-
-    flags = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
-    meant: list[str] = []
-    for arg in extra:
-        if not arg.startswith("--"):
-            continue
-        name = arg.split("=", 1)[0]
-        word = name[2:].strip("-")
-        near = [f for f in flags if word and word in f[2:].split("-") or word and f[2:].endswith(word)]
-        near += difflib.get_close_matches(name, flags, n=2, cutoff=0.75)
-        for f in near:
-            if f not in meant and f != name:
-                meant.append(f)
-    hint = f" (did you mean {' or '.join(meant[:4])}?)" if meant else ""
-    return f"unrecognized arguments: {' '.join(extra)}{hint}; see --help"
-
-
 def parse_config(
     config_cls: type,
     argv: Sequence[str] | None = None,
@@ -525,7 +491,7 @@ def parse_config(
     parser = parser or config_parser(config_cls)
     parsed, extra = parser.parse_known_args(argv)
     if extra:  # argparse prints its whole usage (dozens of flags) and no hint: one line instead
-        parser.exit(2, f"{parser.prog}: error: {unknown_flags_message(parser, extra)}\n")
+        parser.exit(2, f"{parser.prog}: error: {unrecognized_arguments_message(parser, extra)}\n")
     ns = vars(parsed)
     hints = get_type_hints(config_cls)
     known = {f.name: f for f in dataclasses.fields(config_cls) if f.init}

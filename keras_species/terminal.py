@@ -15,15 +15,22 @@ Only the entry points call it, since a filter applies to the whole process.
 :func:`print_line_by_line` makes the entry points' output reach a pipe or a log file line by line
 (Python writes those in blocks), so that a run killed outright keeps what it printed.
 
+:class:`SuggestingArgumentParser` is the ``argparse`` parser of the entry points: a mistyped
+option or choice is answered with the closest ones the command knows
+(``unrecognized arguments: --polcy (did you mean --policy?); see --help``).
+
 Example:
     >>> use_command_line_warnings()                             # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import difflib
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 _OWN_CODE = (Path(__file__).resolve().parent, Path(__file__).resolve().parents[1] / "recipes")
@@ -93,3 +100,125 @@ def print_line_by_line() -> None:
         if reconfigure is not None:
             with contextlib.suppress(ValueError, OSError):
                 reconfigure(line_buffering=True)
+
+
+def close_options(parser: argparse.ArgumentParser, typed: str) -> list[str]:
+    """The ``--options`` of ``parser`` that a mistyped one may have meant: close spellings
+    (:func:`difflib.get_close_matches`), then options holding the typed word (``--size`` ->
+    ``--image-size``).
+
+    Args:
+        parser: the parser that did not know ``typed``.
+        typed: the argument as given (``"--polcy"``, ``"--ot=x"``).
+
+    Returns:
+        At most four option strings, the closest first; empty for an argument that is not an
+        option (no leading ``--``) or that nothing resembles.
+
+    Example:
+        >>> p = argparse.ArgumentParser(); _ = p.add_argument("--policy")
+        >>> close_options(p, "--polcy")
+        ['--policy']
+    """
+    if not typed.startswith("--"):
+        return []
+    name = typed.split("=", 1)[0]
+    word = name[2:].strip("-")
+    # the parser's option strings: argparse keeps them only on its (private) actions
+    options = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
+    near = difflib.get_close_matches(name, options, n=2, cutoff=0.75)
+    if word:
+        near += [o for o in options if word in o[2:].split("-") or o[2:].endswith(word)]
+    meant: list[str] = []
+    for option in near:
+        if option != name and option not in meant:
+            meant.append(option)
+    return meant[:4]
+
+
+def unrecognized_arguments_message(parser: argparse.ArgumentParser, extra: Sequence[str]) -> str:
+    """The error for arguments ``parser`` does not know, with the options they may have meant
+    (:func:`close_options`).
+
+    Args:
+        parser: the parser.
+        extra: the arguments left over (``parser.parse_known_args(...)[1]``).
+
+    Returns:
+        One line: ``unrecognized arguments: ... (did you mean ...?); see --help``.
+
+    Example:
+        >>> p = argparse.ArgumentParser(); _ = p.add_argument("--policy")
+        >>> unrecognized_arguments_message(p, ["--polcy", "drop"])
+        'unrecognized arguments: --polcy drop (did you mean --policy?); see --help'
+    """
+    meant: list[str] = []
+    for arg in extra:
+        meant += [o for o in close_options(parser, arg) if o not in meant]
+    hint = f" (did you mean {' or '.join(meant[:4])}?)" if meant else ""
+    return f"unrecognized arguments: {' '.join(extra)}{hint}; see --help"
+
+
+def invalid_choice_message(value: object, choices: Sequence[object]) -> str:
+    """The error for a value that is not one of an option's choices, with the closest choices.
+
+    Args:
+        value: the value given.
+        choices: the option's choices.
+
+    Returns:
+        ``invalid choice: 'conver' (did you mean 'convert'?); choose from 'convert', 'drop'``
+        (no ``did you mean`` when nothing is close).
+
+    Example:
+        >>> invalid_choice_message("Convert", ["convert", "drop_non_rgb"])
+        "invalid choice: 'Convert' (did you mean 'convert'?); choose from 'convert', 'drop_non_rgb'"
+    """
+    names = [str(c) for c in choices]
+    close = difflib.get_close_matches(str(value), names, n=2, cutoff=0.6)
+    if not close:  # a case slip of a short name (`--on-missing SKIP`): difflib's ratio misses it
+        close = [n for n in names if n.lower() == str(value).lower()]
+    hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+    return f"invalid choice: {value!r}{hint}; choose from {', '.join(map(repr, names))}"
+
+
+class SuggestingArgumentParser(argparse.ArgumentParser):
+    """An ``argparse.ArgumentParser`` whose errors suggest what was meant: an unknown option
+    names the closest ones (:func:`unrecognized_arguments_message`), a value outside an
+    option's choices the closest choices (:func:`invalid_choice_message`). Everything else is
+    argparse's: the usage line, then ``PROG: error: ...``, and exit code 2.
+
+    The ``keras-species`` subcommands use it (:func:`keras_species.cli.main`), so each of their
+    options is covered without a word in the subcommand's own ``configure_parser``.
+
+    Example:
+        >>> p = SuggestingArgumentParser(prog="keras-species audit")
+        >>> _ = p.add_argument("--policy", choices=["convert", "drop_non_rgb"])
+        >>> p.parse_args(["--polcy", "convert"])   # doctest: +SKIP
+        usage: keras-species audit [-h] [--policy {convert,drop_non_rgb}]
+        keras-species audit: error: unrecognized arguments: --polcy convert (did you mean --policy?); see --help
+    """
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None):
+        """``argparse.ArgumentParser.parse_args``, naming the closest options of unknown ones.
+
+        Args:
+            args: the arguments (default ``sys.argv[1:]``).
+            namespace: the object to fill (default a new ``argparse.Namespace``).
+
+        Returns:
+            The namespace.
+
+        Example:
+            >>> SuggestingArgumentParser().parse_args([])
+            Namespace()
+        """
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            self.error(unrecognized_arguments_message(self, extra))
+        return parsed
+
+    def _check_value(self, action: argparse.Action, value: object) -> None:
+        # argparse's hook for `choices` (a private method, the one place every choice passes)
+        if action.choices is not None and value not in action.choices:
+            raise argparse.ArgumentError(action, invalid_choice_message(value, list(action.choices)))

@@ -279,3 +279,63 @@ def test_a_read_only_folder_names_the_target_not_the_temporary(tmp_path, monkeyp
         with atomic_path(target, "--out") as tmp:
             raise OSError(errno.EROFS, "Read-only file system", str(tmp))  # as open(tmp, "w")
     assert ".tmp-" not in str(err.value) and err.value.errno == errno.EROFS
+
+
+def _refuse_mkdir(monkeypatch, code: int, reason: str) -> None:
+    """Make every ``Path.mkdir`` fail with ``code`` (no permission, a read-only file system):
+    tests run as root, where a chmod 0o555 folder is written anyway."""
+    from pathlib import Path
+
+    def refuse(self, *args, **kwargs):
+        raise OSError(code, reason, str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+
+
+@pytest.mark.parametrize(("code", "reason", "kind"), [(13, "Permission denied", PermissionError),
+                                                      (30, "Read-only file system", OSError)])
+def test_a_folder_on_the_way_that_cannot_be_made_is_one_line_naming_the_flag(tmp_path, monkeypatch,
+                                                                             code, reason, kind):
+    # before: "[Errno 13] ro/sub/clean.csv (--clean-manifest) cannot be written: no permission
+    # to make ro/sub" for no permission, and a bare "[Errno 30] Read-only file system: 'ro/sub'"
+    target = tmp_path / "ro" / "sub" / "clean.csv"
+    _refuse_mkdir(monkeypatch, code, reason)
+    for check in (check_output_file, check_output_folder):
+        with pytest.raises(kind) as err:
+            check(target, "--clean-manifest")
+        assert str(err.value) == (f"{target} (--clean-manifest) cannot be written ({reason}): give another "
+                                  "--clean-manifest, in a folder you can write to that has free space")
+        assert err.value.errno == code and isinstance(err.value, kind)
+    with pytest.raises(kind, match=rf"^{target} cannot be written \({reason}\): make sure its folder"):
+        check_output_file(target)  # no flag
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root writes into a chmod 0o555 folder anyway")
+def test_a_read_only_folder_on_the_way_is_one_line_naming_the_flag(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        with pytest.raises(PermissionError) as err:
+            check_output_file(ro / "sub" / "clean.csv", "--clean-manifest")
+    finally:
+        ro.chmod(0o755)
+    assert str(err.value).startswith(f"{ro / 'sub' / 'clean.csv'} (--clean-manifest) cannot be written "
+                                      "(Permission denied): give another --clean-manifest")
+
+
+def test_a_file_name_ending_with_a_slash_is_a_folder_and_checks_can_change_nothing(tmp_path):
+    # before: `--out results/` wrote a file named results
+    with pytest.raises(IsADirectoryError, match=r"results/ \(--out\) names a folder \(it ends with /\): give a "
+                                                r"file name, e.g. .*results/out.csv"):
+        check_output_file(f"{tmp_path / 'results'}/", "--out")
+    assert not (tmp_path / "results").exists()
+    assert check_output_file(tmp_path / "new" / "a.csv", "--out", make=False) == tmp_path / "new" / "a.csv"
+    assert check_output_folder(tmp_path / "new2" / "a", "--out", make=False) == tmp_path / "new2" / "a"
+    assert sorted(tmp_path.iterdir()) == []  # make=False: nothing made
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(NotADirectoryError, match="f is a file"):
+        check_output_file(tmp_path / "f" / "a.csv", make=False)
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        check_output_file(tmp_path, "--out", make=False)

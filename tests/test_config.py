@@ -178,7 +178,10 @@ def test_a_refused_choice_is_left_out_of_the_help_and_refused_with_its_reason(tm
     assert f"--config {path}: split 'systematic' is not a choice here: {why}" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # another value keeps the usual message
         parse_config(Split, ["--split", "bogus"])
-    assert "'bogus' is not one of ['auto', 'given']" in capsys.readouterr().err
+    assert "argument --split: invalid choice: 'bogus'; choose from 'auto', 'given'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a close one is named
+        parse_config(Split, ["--split", "givn"])
+    assert "invalid choice: 'givn' (did you mean 'given'?)" in capsys.readouterr().err
     (f,) = Split.__dataclass_fields__.values()
     assert refusal(f, "systematic") == why and refusal(f, "auto") is None and refusal(f, 3) is None
 

@@ -1314,8 +1314,10 @@ def run_cli(args) -> int:
         # before the scan: an output that cannot be made or written, or a drop list that cannot
         # be read, fails now
         sources.check_output_place(args.data, args.out, "--out", folder=True)
+        check_output_folder(args.out, "--out", make=False)  # a file there: before reading too
         if args.clean_manifest:
             sources.check_output_place(args.data, args.clean_manifest, "--clean-manifest")
+            check_output_file(args.clean_manifest, "--clean-manifest", "clean.csv", make=False)
         manifest = sources.load(args.data, **sources.source_options(args))
         _prepare_output(args.out, "--out", folder=True)
         if args.clean_manifest:

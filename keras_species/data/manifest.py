@@ -60,7 +60,29 @@ def _no_id(group) -> bool:
     return group is None or (isinstance(group, float) and group != group)
 
 
-@dataclass
+REPR_CLASSES = 8
+"""Class names a Manifest's repr shows (then ``... N more``)."""
+REPR_PATHS = 3
+"""Paths a Manifest's repr shows (then ``... N more``)."""
+
+
+def _shortened(items: Sequence[str], shown: int) -> str:
+    """``items`` as a list's repr, cut after ``shown`` with how many more there are."""
+    head = ", ".join(repr(str(x)) for x in items[:shown])
+    more = len(items) - shown
+    return f"[{head}{', ' if head else ''}... {more} more]" if more > 0 else f"[{head}]"
+
+
+def _split_counts(splits: Sequence[str]) -> list[tuple[str, int]]:
+    """Images per split name, fold2 before fold10 (numbers in a name compare as numbers)."""
+    names, counts = np.unique(np.asarray(splits, dtype=str), return_counts=True)
+    order = sorted(range(len(names)), key=lambda i: [
+        (0, int(part), "") if part.isdigit() else (1, 0, part)
+        for part in re.split(r"(\d+)", str(names[i])) if part])
+    return [(str(names[i]), int(counts[i])) for i in order]
+
+
+@dataclass(repr=False)
 class Manifest:
     """Image paths with their labels, classes, groups and splits.
 
@@ -123,6 +145,33 @@ class Manifest:
             self.groups = [p if _no_id(g) else str(g) for g, p in zip(self.groups, self.paths)]
         if self.splits is not None:
             self.splits = [str(s) for s in self.splits]
+
+    def __repr__(self) -> str:
+        """A short summary, not every path: ``print(manifest)`` of a million images is one line.
+
+        Returns:
+            ``Manifest(images=..., classes=..., multilabel=..., groups=..., splits=...,
+            source=..., paths=[...])`` with at most :data:`REPR_CLASSES` class names and
+            :data:`REPR_PATHS` paths, each list closed by how many more it holds.
+
+        Example:
+            >>> Manifest(["a.png", "b.png", "c.png", "d.png"], np.array([0, 1, 1, -1]), ["cod", "eel"])
+            Manifest(images=4, classes=['cod', 'eel'], multilabel=False, unlabelled=1, paths=['a.png', 'b.png', 'c.png', ... 1 more])
+        """
+        fields = [f"images={len(self)}", f"classes={_shortened(self.class_names, REPR_CLASSES)}",
+                  f"multilabel={self.multilabel}"]
+        if not self.multilabel and (self.labels == UNLABELLED).any():
+            fields.append(f"unlabelled={int((self.labels == UNLABELLED).sum())}")
+        if self.groups is not None:
+            fields.append(f"groups={len(set(self.groups))}")
+        if self.splits is not None:
+            fields.append(f"splits={dict(_split_counts(self.splits))}")
+        if self.source:
+            fields.append(f"source={self.source!r}")
+        if self.extra:
+            fields.append(f"extra={_shortened(sorted(self.extra), REPR_CLASSES)}")
+        fields.append(f"paths={_shortened(self.paths, REPR_PATHS)}")
+        return f"{type(self).__name__}({', '.join(fields)})"
 
     # ------------------------------------------------------------------ basic views
     def __len__(self) -> int:
@@ -429,10 +478,5 @@ class Manifest:
         """
         text = f"{len(self)} images, {classes_phrase(self.num_classes, self.multilabel)}"
         if self.splits is not None:
-            names, counts = np.unique(self.splits, return_counts=True)
-            # fold2 before fold10: numbers in a name compare as numbers
-            order = sorted(range(len(names)), key=lambda i: [
-                (0, int(part), "") if part.isdigit() else (1, 0, part)
-                for part in re.split(r"(\d+)", str(names[i])) if part])
-            text += ", splits " + " ".join(f"{names[i]}={counts[i]}" for i in order)
+            text += ", splits " + " ".join(f"{name}={n}" for name, n in _split_counts(self.splits))
         return text

@@ -23,7 +23,16 @@ gives the manifest's order back. Shards written before the ``split`` feature exi
 shards without a split.
 
 One split: ``shard_dataset(..., split="train")`` (and :func:`read_sidecar`) keep the records of
-that split only; every split is spread over all the files (see :func:`shard_dataset`).
+that split only; every split is spread over all the files (see :func:`shard_dataset`). To write
+one split alone (its own folder, nothing of the others read back), ``write_shards(...,
+split="train")`` or ``keras-species shard --split train``.
+
+A write never leaves a folder that looks complete but is not: each shard is written under a
+hidden temporary name (``.shard-00000-of-00004.tmp-<pid>.tfrecord``) and renamed when complete,
+an earlier write's ``shards.json`` is removed before the new shards take their names, and the new
+``shards.json`` is written last (also renamed into place). A write killed half way leaves the
+earlier shards readable, or a folder without ``shards.json``, which readers refuse; the next
+write into the folder deletes the temporary files a killed one left.
 
 Sharding across workers: pass ``num_workers``/``worker_index`` for an explicit file-level split
 (worker ``i`` reads files ``i, i + n, i + 2n, ...``; nothing is read twice, and every worker
@@ -34,6 +43,7 @@ carries ``AutoShardPolicy.FILE``, so ``tf.distribute`` (``MultiWorkerMirroredStr
 Command line::
 
     keras-species shard [DATA] --out DIR [--image-size N] [--shard-size N] [--quality Q] [--seed S]
+                        [--split NAME]
 
 A shard folder is not a data source of ``audit``, ``split``, ``shard`` or a recipe's ``--data``
 (they read images): :func:`shard_folder_problem` says so, naming the data it was written from.
@@ -55,12 +65,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from keras_species.atomic import commit, process_running, temporary_path
 from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError
 from keras_species.jsonfile import kind_problem, parse_json, read_json_file
 
 SIDECAR = "shards.json"
 FORMAT = "keras-species-shards/1"
 STALE_PATTERN = "shard-?????-of-?????.tfrecord"  # the names write_shards gives
+# the temporary names a write gives its files until they are complete (see temporary_path)
+TEMPORARY_PATTERNS = (".shard-?????-of-?????.tmp-*.tfrecord", ".shards.tmp-*.json")
 
 
 # ---------------------------------------------------------------------------------- writing
@@ -153,6 +166,70 @@ def _writing(out_dir: str):
         raise _output_error(err, out_dir) from err
 
 
+def _is_url(path: str) -> bool:
+    """Whether ``path`` is a ``tf.io.gfile`` URL (``gs://...``) rather than a local path."""
+    return "://" in path
+
+
+def _temporary(folder: str, name: str) -> str:
+    """The hidden name ``name`` has in ``folder`` while it is written (:func:`temporary_path`)."""
+    return f"{folder}/{temporary_path(name).name}"
+
+
+def _move_in(tmp: str, path: str) -> None:
+    """Rename the complete ``tmp`` to ``path``: locally flushed to disk and moved with
+    ``os.replace`` (:func:`keras_species.atomic.commit`), elsewhere ``tf.io.gfile.rename``."""
+    import tensorflow as tf
+
+    if _is_url(path):
+        tf.io.gfile.rename(tmp, path, overwrite=True)
+    else:
+        commit(tmp, path, "--out")
+
+
+def _remove_killed_writes(folder: str) -> list[str]:
+    """Delete the temporary files that writes killed half way left in ``folder``.
+
+    Locally a temporary file whose writer (the process id in its name) still runs is kept. In a
+    ``tf.io.gfile`` URL every other process's is deleted: a writer on another machine cannot be
+    asked, and two writes into one folder would mix their shards anyway.
+    """
+    import tensorflow as tf
+
+    removed = []
+    for pattern in TEMPORARY_PATTERNS:
+        for path in tf.io.gfile.glob(f"{folder}/{pattern}"):
+            pid = path.rsplit(".tmp-", 1)[-1].split(".", 1)[0]
+            if not pid.isdigit() or int(pid) == os.getpid():
+                continue  # not a name _temporary gives, or this process's own (removed by it)
+            if not _is_url(path) and process_running(int(pid)):
+                continue  # another write into this folder is at work
+            with contextlib.suppress(tf.errors.NotFoundError):
+                tf.io.gfile.remove(path)
+                removed.append(path)
+    return removed
+
+
+def _rows_of_split(manifest: Manifest, split: str | None) -> list[int]:
+    """The manifest rows to write: those of ``split``, or all of them (``None``)."""
+    if split is None:
+        return list(range(len(manifest)))
+    if not isinstance(split, str) or not split:
+        raise ValueError(f"split={split!r} (--split) must be the name of a split, such as 'train', "
+                         "or None for every image")
+    if manifest.splits is None:
+        raise ManifestError(
+            f"split={split!r} (--split): the data ({manifest.source or 'the manifest'}) has no split "
+            "column: leave --split out to write every image, or give a split CSV (keras-species "
+            "split --out split.csv)")
+    rows = [i for i, s in enumerate(manifest.splits) if s == split]
+    if not rows:
+        have = ", ".join(repr(k) for k in sorted(set(manifest.splits)))
+        raise ValueError(f"split={split!r} (--split) is not a split of the data "
+                         f"({manifest.source or 'the manifest'}); it has {have}")
+    return rows
+
+
 def write_shards(
     manifest: Manifest,
     out_dir: str | os.PathLike,
@@ -162,6 +239,7 @@ def write_shards(
     quality: int = 95,
     workers: int | None = None,
     seed: int = 0,
+    split: str | None = None,
 ) -> list[str]:
     """Write ``manifest`` to TFRecord shards plus a ``shards.json`` sidecar.
 
@@ -175,6 +253,10 @@ def write_shards(
     row (``index``) and its split (``split``, empty when the manifest has none), and
     ``shards.json`` counts the images of each split (``splits``) and records the ``seed``.
 
+    Each shard is written under a temporary name and renamed when complete; ``shards.json``,
+    written last, lists them (see the module docstring): a write that fails or is killed never
+    leaves a folder that reads as complete.
+
     Args:
         manifest: the images.
         out_dir: a local folder or a ``tf.io.gfile`` URL (``gs://...``); created if needed.
@@ -184,6 +266,8 @@ def write_shards(
         quality: JPEG quality of re-encoded images.
         workers: reader threads; default ``min(8, os.cpu_count())``.
         seed: seed of the record order (``--seed``), a whole number, at least 0.
+        split: write only the images of this split (``--split``; the manifest's ``splits``),
+            keeping their manifest rows as ``index``; ``None`` writes every image.
 
     Returns:
         The shard file paths, in order.
@@ -192,6 +276,8 @@ def write_shards(
         OSError: ``out_dir`` cannot be made or written (read-only file system, no permission,
             disk full): the message names it, ``--out`` and the reason (TensorFlow's own
             file-system errors are translated, with the errno where known).
+        ValueError: ``split`` is not a split of the manifest (the message names those it has),
+            or the manifest has no split.
 
     Example:
         >>> files = write_shards(sources.load("demo"), "shards/", image_size=256)  # doctest: +SKIP
@@ -213,18 +299,22 @@ def write_shards(
         raise ValueError(f"seed={seed!r} (--seed) must be a whole number, at least 0")
     if len(manifest) == 0:
         raise ManifestError("the manifest holds no images")
+    rows = _rows_of_split(manifest, split)
     out_dir = os.fspath(out_dir)
+    base = out_dir.rstrip("/")
     with _writing(out_dir):
         if tf.io.gfile.exists(out_dir) and not tf.io.gfile.isdir(out_dir):
             raise NotADirectoryError(f"{out_dir} (--out) is a file: give a folder for the shards")
         tf.io.gfile.makedirs(out_dir)
         # an existing folder that cannot be written: said now, not after every image is encoded
-        probe = out_dir.rstrip("/") + f"/.write-check-{os.getpid()}"
+        probe = base + f"/.write-check-{os.getpid()}"
         with tf.io.gfile.GFile(probe, "w") as f:
             f.write("")
         tf.io.gfile.remove(probe)
-    kinds, skipped = check_files(manifest.paths, workers)
-    todo = [i for i in range(len(manifest)) if manifest.paths[i] not in skipped]
+        _remove_killed_writes(base)
+    checked, skipped = check_files([manifest.paths[i] for i in rows], workers)
+    kinds = dict(zip(rows, checked.tolist()))
+    todo = [i for i in rows if manifest.paths[i] not in skipped]
     workers = workers or min(8, os.cpu_count() or 1)
 
     def job(i: int):
@@ -239,7 +329,7 @@ def write_shards(
                 results.append((i, data))
     n_good = len(results)
     if n_good == 0:
-        raise ManifestError(f"none of the {len(manifest)} images could be read; nothing written")
+        raise ManifestError(f"none of the {len(rows)} images could be read; nothing written")
     # the manifest's order is sorted by class: shuffled, each shard (and so each worker reading
     # some of them) holds every class; `index` keeps the manifest's row
     results = [results[k] for k in np.random.default_rng(int(seed)).permutation(n_good)]
@@ -247,53 +337,70 @@ def write_shards(
     files, shards = [], []
     label_sets: Counter[str] = Counter()
     split_sets: dict[str, Counter[str]] = {}
-    with _writing(out_dir):
-        for s in range(n_shards):
-            name = f"shard-{s:05d}-of-{n_shards:05d}.tfrecord"
-            path = out_dir.rstrip("/") + "/" + name
-            chunk = results[s * shard_size : (s + 1) * shard_size]
-            in_shard: Counter[str] = Counter()
-            with tf.io.TFRecordWriter(path) as writer:
-                for i, data in chunk:
-                    labels = _label_indices(manifest, i)
-                    key = ";".join(map(str, labels))
-                    label_sets[key] += 1
-                    group = manifest.groups[i] if manifest.groups is not None else ""
-                    split = manifest.splits[i] if manifest.splits is not None else ""
-                    if manifest.splits is not None:
-                        in_shard[split] += 1
-                        split_sets.setdefault(split, Counter())[key] += 1
-                    writer.write(_example(data, labels, group, manifest.paths[i], i, split).SerializeToString())
-            files.append(path)
-            entry = {"file": name, "n": len(chunk)}
-            if manifest.splits is not None:
-                entry["splits"] = dict(sorted(in_shard.items()))
-            shards.append(entry)
-    unlabelled = 0 if manifest.multilabel else label_sets.get("", 0)
-    doc = {
-        "format": FORMAT,
-        "class_names": manifest.class_names,
-        "multilabel": manifest.multilabel,
-        "n_images": n_good,
-        "n_unlabelled": unlabelled,
-        "image_size": image_size,
-        "quality": quality,
-        "seed": int(seed),
-        "shards": shards,
-        "label_sets": dict(sorted(label_sets.items())),
-        # images per split ({} when the manifest has no split), and their label sets (weights)
-        "splits": {k: sum(v.values()) for k, v in sorted(split_sets.items())},
-        "split_label_sets": {k: dict(sorted(v.items())) for k, v in sorted(split_sets.items())},
-        "source": manifest.source,
-        "skipped": skipped,
-    }
-    with _writing(out_dir):
-        with tf.io.gfile.GFile(out_dir.rstrip("/") + "/" + SIDECAR, "w") as f:
-            f.write(json.dumps(doc, indent=1))
-        # shards of an earlier write into this folder (another count or data set) would be read too
-        stale = sorted(set(tf.io.gfile.glob(out_dir.rstrip("/") + "/" + STALE_PATTERN)) - set(files))
-        for path in stale:
-            tf.io.gfile.remove(path)
+    pending: list[str] = []  # this write's temporary files, until renamed into place
+    try:
+        with _writing(out_dir):
+            for s in range(n_shards):
+                name = f"shard-{s:05d}-of-{n_shards:05d}.tfrecord"
+                tmp = _temporary(base, name)
+                pending.append(tmp)
+                chunk = results[s * shard_size : (s + 1) * shard_size]
+                in_shard: Counter[str] = Counter()
+                with tf.io.TFRecordWriter(tmp) as writer:
+                    for i, data in chunk:
+                        labels = _label_indices(manifest, i)
+                        key = ";".join(map(str, labels))
+                        label_sets[key] += 1
+                        group = manifest.groups[i] if manifest.groups is not None else ""
+                        in_split = manifest.splits[i] if manifest.splits is not None else ""
+                        if manifest.splits is not None:
+                            in_shard[in_split] += 1
+                            split_sets.setdefault(in_split, Counter())[key] += 1
+                        example = _example(data, labels, group, manifest.paths[i], i, in_split)
+                        writer.write(example.SerializeToString())
+                files.append(base + "/" + name)
+                entry = {"file": name, "n": len(chunk)}
+                if manifest.splits is not None:
+                    entry["splits"] = dict(sorted(in_shard.items()))
+                shards.append(entry)
+            unlabelled = 0 if manifest.multilabel else label_sets.get("", 0)
+            doc = {
+                "format": FORMAT,
+                "class_names": manifest.class_names,
+                "multilabel": manifest.multilabel,
+                "n_images": n_good,
+                "n_unlabelled": unlabelled,
+                "image_size": image_size,
+                "quality": quality,
+                "seed": int(seed),
+                "shards": shards,
+                "label_sets": dict(sorted(label_sets.items())),
+                # images per split ({} when the manifest has no split), and their label sets (weights)
+                "splits": {k: sum(v.values()) for k, v in sorted(split_sets.items())},
+                "split_label_sets": {k: dict(sorted(v.items())) for k, v in sorted(split_sets.items())},
+                "source": manifest.source,
+                "skipped": skipped,
+            }
+            sidecar, sidecar_tmp = base + "/" + SIDECAR, _temporary(base, SIDECAR)
+            pending.append(sidecar_tmp)
+            with tf.io.gfile.GFile(sidecar_tmp, "w") as f:
+                f.write(json.dumps(doc, indent=1))
+            # every file complete: an earlier write's shards.json goes first, so that a folder
+            # caught between the renames reads as incomplete, not as that write's shards
+            if tf.io.gfile.exists(sidecar):
+                tf.io.gfile.remove(sidecar)
+            for tmp, path in zip(pending, [*files, sidecar]):
+                _move_in(tmp, path)
+            pending.clear()
+            # shards of an earlier write into this folder (another count or data set)
+            stale = sorted(set(tf.io.gfile.glob(base + "/" + STALE_PATTERN)) - set(files))
+            for path in stale:
+                tf.io.gfile.remove(path)
+    finally:  # failed or interrupted: this write's temporary files go (a killed one's: next write)
+        for tmp in pending:
+            with contextlib.suppress(Exception):
+                if tf.io.gfile.exists(tmp):
+                    tf.io.gfile.remove(tmp)
     if stale:
         warnings.warn(f"removed {len(stale)} shard file(s) of an earlier write from {out_dir}", stacklevel=2)
     if skipped:
@@ -318,7 +425,9 @@ def _locate(pattern_or_dir: str) -> tuple[list[str], dict]:
     if not tf.io.gfile.exists(sidecar):
         if not is_dir and not tf.io.gfile.glob(target):
             raise FileNotFoundError(f"no shard files match {target!r}; write them with `keras-species shard`")
-        raise FileNotFoundError(f"{sidecar} is missing: it holds the class names written by write_shards")
+        raise FileNotFoundError(f"{sidecar} is missing: it holds the class names written by write_shards, "
+                                "and a write that did not finish leaves none; write the shards "
+                                "again with `keras-species shard`")
     with tf.io.gfile.GFile(sidecar, "rb") as f:
         doc, reason = parse_json(f.read())
     reason = reason or kind_problem(doc, dict)
@@ -691,6 +800,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=whole_number(0), default=0, metavar="S",
                         help="seed of the shuffled record order, at least 0 (default 0): every shard "
                              "holds a mix of classes")
+    parser.add_argument("--split", default=None, metavar="NAME",
+                        help="write only the images of this split (the data's split column, e.g. "
+                             "train); default: every image, each record keeping its split")
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -704,19 +816,24 @@ def run_cli(args: argparse.Namespace) -> int:
         as one line with exit code 2 (:func:`keras_species.cli.main`).
 
     Example:
-        >>> run_cli(argparse.Namespace(data="demo", out="shards", image_size=128,
-        ...         shard_size=200, quality=95, workers=None, seed=0))   # doctest: +SKIP
+        >>> run_cli(argparse.Namespace(data="demo", out="shards", image_size=128, shard_size=200,
+        ...         quality=95, workers=None, seed=0, split=None))   # doctest: +SKIP
         0
     """
     from keras_species.data import sources
 
     manifest = sources.load(args.data, **sources.source_options(args))  # errors: keras_species.cli
+    split = getattr(args, "split", None)
     files = write_shards(manifest, args.out, image_size=args.image_size, shard_size=args.shard_size,
-                         quality=args.quality, workers=args.workers, seed=getattr(args, "seed", 0))
+                         quality=args.quality, workers=args.workers, seed=getattr(args, "seed", 0),
+                         split=split)
     doc = read_sidecar(args.out)
-    print(f"wrote {doc['n_images']} of {len(manifest)} images ({manifest.summary()}) "
-          f"to {len(files)} shard file(s) in {args.out}, in shuffled order (--seed {doc['seed']})")
-    if doc["splits"]:
+    of = (f"the {manifest.splits.count(split)} images of split {split!r} "
+          f"(--split; the data: {manifest.summary()})" if split is not None
+          else f"{len(manifest)} images ({manifest.summary()})")
+    print(f"wrote {doc['n_images']} of {of} to {len(files)} shard file(s) in {args.out}, in "
+          f"shuffled order (--seed {doc['seed']})")
+    if doc["splits"] and split is None:
         counts = " ".join(f"{k}={v}" for k, v in doc["splits"].items())
         one = "train" if "train" in doc["splits"] else next(iter(doc["splits"]))
         print(f"splits kept: {counts}; read one with shard_dataset(..., split={one!r})")

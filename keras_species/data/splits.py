@@ -740,7 +740,7 @@ def run_cli(args: argparse.Namespace) -> int:
     listing = dropped_listing_path(args.out)
     bad: dict[str, str] = {}
     try:
-        check_output_file(args.out, "--out")  # before reading: a bad --out fails now
+        check_output_file(args.out, "--out", "split.csv")  # before reading: a bad --out fails now
         sources.check_output_place(args.data, args.out, "--out")
         sources.check_output_place(args.data, listing, "--out's listing of unreadable files")
         if args.seed is not None and (args.given or args.systematic is not None):

@@ -691,3 +691,63 @@ def test_a_read_only_folder_is_refused_before_the_scan(image_folder, tmp_path, c
         assert "(--out) cannot be written" in capsys.readouterr().err
     finally:
         ro.chmod(0o755)
+
+
+def test_a_clean_manifest_in_a_folder_that_cannot_be_made_is_one_line(image_folder, tmp_path, capsys, monkeypatch):
+    # before: "[Errno 13] .../ro/sub/clean.csv (--clean-manifest) cannot be written: no permission
+    # to make .../ro/sub"; tests run as root, where chmod does not bite: mkdir is refused instead
+    from keras_species import cli
+    from keras_species.data import audit as audit_mod
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    target = ro / "sub" / "clean.csv"
+    mkdir = Path.mkdir
+
+    def refuse_in_ro(self, *args, **kwargs):
+        if self.is_relative_to(ro):
+            raise PermissionError(13, "Permission denied", str(self))
+        return mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", refuse_in_ro)
+    monkeypatch.setattr(audit_mod, "audit", lambda *a, **k: pytest.fail("scanned before failing"))
+    assert cli.main(["audit", str(image_folder), "--out", str(tmp_path / "a"), "--no-plots", "--no-progress",
+                     "--clean-manifest", str(target)]) == 2
+    assert capsys.readouterr().err == (
+        f"keras-species audit: {target} (--clean-manifest) cannot be written (Permission denied): give "
+        "another --clean-manifest, in a folder you can write to that has free space\n")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes into a chmod 0o555 folder anyway")
+def test_a_clean_manifest_below_a_read_only_folder_is_one_line(image_folder, tmp_path, capsys):
+    from keras_species import cli
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        assert cli.main(["audit", str(image_folder), "--out", str(tmp_path / "a"), "--no-progress",
+                         "--clean-manifest", str(ro / "sub" / "clean.csv")]) == 2
+    finally:
+        ro.chmod(0o755)
+    assert capsys.readouterr().err == (
+        f"keras-species audit: {ro / 'sub' / 'clean.csv'} (--clean-manifest) cannot be written (Permission "
+        "denied): give another --clean-manifest, in a folder you can write to that has free space\n")
+
+
+@pytest.mark.parametrize(("extra", "match"), [
+    (["--clean-manifest", "{tmp}"], r"\(--clean-manifest\) is a folder: give a file name, e.g. .*clean.csv"),
+    (["--clean-manifest", "{tmp}/new/"], r"new/ \(--clean-manifest\) names a folder \(it ends with /\)"),
+    (["--clean-manifest", "{tmp}/a_file/clean.csv"], r"\(--clean-manifest\) cannot be written: .*a_file is a file"),
+    (["--out", "{tmp}/a_file"], r"a_file \(--out\) is a file"),
+])
+def test_an_output_of_the_wrong_kind_is_refused_before_the_data_is_read(image_folder, tmp_path, capsys,
+                                                                        source_loads, extra, match):
+    # before: an existing folder given as --clean-manifest was refused after reading the data
+    from keras_species import cli
+
+    (tmp_path / "a_file").write_text("x")
+    argv = ["audit", str(image_folder), "--out", str(tmp_path / "audit"), "--no-plots", "--no-progress"]
+    assert cli.main(argv + [e.format(tmp=tmp_path) for e in extra]) == 2
+    assert re.search(match, capsys.readouterr().err)
+    assert source_loads == [] and not (tmp_path / "audit").exists() and not (tmp_path / "new").exists()

@@ -152,3 +152,25 @@ def test_an_image_without_a_group_id_is_a_group_of_its_own(tmp_path: Path) -> No
     split = splits.stratified_split(merged, (0.5, 0.5), group_aware=True)
     eel_sides = {s for s, y in zip(split.splits, split.labels) if y == 1}
     assert eel_sides == {"train", "val"}  # ten groups of one, spread; one group would sit on one side
+
+
+def test_the_repr_is_a_short_summary_not_every_path() -> None:
+    # before: the dataclass repr printed every path, label and group (a million for a big set)
+    paths = [f"/d/{'cat' if i % 2 else 'dog'}/{i}.jpg" for i in range(1000)]
+    m = Manifest(paths, np.arange(1000) % 2, ["dog", "cat"], groups=[str(i // 4) for i in range(1000)],
+                 splits=["train"] * 700 + ["val"] * 150 + ["test"] * 150, source="/d")
+    text = repr(m)
+    assert text == ("Manifest(images=1000, classes=['dog', 'cat'], multilabel=False, groups=250, "
+                    "splits={'test': 150, 'train': 700, 'val': 150}, source='/d', "
+                    "paths=['/d/dog/0.jpg', '/d/cat/1.jpg', '/d/dog/2.jpg', ... 997 more])")
+    assert str(m) == text and "/d/dog/998.jpg" not in text
+    many = Manifest(["a.png"], np.zeros((1, 20), np.uint8), [f"tag{i}" for i in range(20)])
+    assert repr(many) == ("Manifest(images=1, classes=['tag0', 'tag1', 'tag2', 'tag3', 'tag4', 'tag5', "
+                          "'tag6', 'tag7', ... 12 more], multilabel=True, paths=['a.png'])")
+    unlabelled = Manifest(["a.png", "b.png"], np.array([-1, 0]), ["cod"])
+    assert "unlabelled=1" in repr(unlabelled)
+    assert repr(Manifest([], np.zeros(0, np.int64), [])) == "Manifest(images=0, classes=[], multilabel=False, paths=[])"
+    folds = Manifest([str(i) for i in range(12)], np.zeros(12), ["a"], splits=[f"fold{i % 11}" for i in range(12)])
+    assert "splits={'fold0': 2, 'fold1': 1, 'fold2': 1," in repr(folds)  # fold10 last, as summary()
+    assert repr(folds).split("splits=")[1].startswith("{'fold0': 2, 'fold1': 1, 'fold2': 1, 'fold3'")
+    assert folds.summary().endswith("fold9=1 fold10=1")

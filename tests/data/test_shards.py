@@ -416,3 +416,168 @@ def test_cli_keeps_the_split_and_the_seed(image_folder, tmp_path, capsys):
     assert "splits kept: test=3 train=12 val=3" in out and "--seed 3" in out
     doc = read_sidecar(tmp_path / "s")
     assert doc["seed"] == 3 and doc["splits"] == {"test": 3, "train": 12, "val": 3}
+
+
+# ---------------------------------------------------------------------------------- atomic
+def _record_counter(monkeypatch, after: int, error: type[BaseException] = KeyboardInterrupt):
+    """Make the writer fail (``error``) on its record number ``after`` + 1, as a run stopped
+    half way through a shard."""
+    from keras_species.data import shards as shards_mod
+
+    real, seen = shards_mod._example, []
+
+    def example(*args, **kwargs):
+        seen.append(1)
+        if len(seen) > after:
+            raise error("stopped half way")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(shards_mod, "_example", example)
+
+
+def test_a_write_stopped_half_way_leaves_the_earlier_shards_as_they_were(image_folder, tmp_path, monkeypatch):
+    # before: the shards were written under their final names, over the earlier write's, whose
+    # shards.json then described a mix of old and new (a half-written) files as complete
+    m = folder_manifest(image_folder)
+    out = tmp_path / "s"
+    files = write_shards(m, out, shard_size=5)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    _record_counter(monkeypatch, after=7)  # shard 0 complete, shard 1 half written
+    with pytest.raises(KeyboardInterrupt):
+        write_shards(m, out, shard_size=5, seed=7)  # the same names, another order
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temporary file left
+    (_, y), = batches(shard_dataset(out, 8, 32))
+    assert y.tolist() == [m.labels[r["index"]] for r in records(files)]  # the earlier write, whole
+
+
+def test_a_write_stopped_while_renaming_leaves_no_shards_json(image_folder, tmp_path, monkeypatch):
+    from keras_species.data import shards as shards_mod
+
+    m = folder_manifest(image_folder)
+    out = tmp_path / "s"
+    write_shards(m, out, shard_size=5)
+    real, moved = shards_mod._move_in, []
+
+    def move_in(tmp, path):
+        if moved:
+            raise KeyboardInterrupt  # stopped after the first rename
+        moved.append(path)
+        real(tmp, path)
+
+    monkeypatch.setattr(shards_mod, "_move_in", move_in)
+    with pytest.raises(KeyboardInterrupt):
+        write_shards(m, out, shard_size=5, seed=7)
+    assert not (out / "shards.json").exists()  # the folder reads as incomplete, not as complete
+    with pytest.raises(FileNotFoundError, match=r"shards.json is missing: .* a write that did not "
+                                                r"finish leaves none; write the shards again"):
+        read_sidecar(out)
+    assert not list(out.glob(".*.tmp-*"))
+
+
+def test_a_killed_writes_temporary_files_are_removed_by_the_next_write(image_folder, tmp_path, dead_pid):
+    out = tmp_path / "s"
+    out.mkdir()
+    left = [f".shard-00000-of-00004.tmp-{dead_pid}.tfrecord", f".shards.tmp-{dead_pid}.json"]
+    for name in left:
+        (out / name).write_bytes(b"half")
+    (out / ".shard-00000-of-00004.tmp-x1.tfrecord").write_bytes(b"not a name a write gives")
+    write_shards(folder_manifest(image_folder), out, shard_size=100)
+    assert sorted(p.name for p in out.iterdir()) == [".shard-00000-of-00004.tmp-x1.tfrecord",
+                                                     "shard-00000-of-00001.tfrecord", "shards.json"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL")
+def test_a_shard_write_killed_outright_leaves_no_complete_looking_files(image_folder, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "s"
+    code = (
+        "import os, signal, sys\n"
+        "from keras_species.data import shards, sources\n"
+        "real, seen = shards._example, []\n"
+        "def example(*a, **k):\n"
+        "    seen.append(1)\n"
+        "    if len(seen) > 7:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return real(*a, **k)\n"
+        "shards._example = example\n"
+        "shards.write_shards(sources.load(sys.argv[1]), sys.argv[2], shard_size=5)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(image_folder), str(out)],
+                          capture_output=True, text=True)
+    assert done.returncode == -9, done.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert not any(n.startswith("shard-") for n in names) and "shards.json" not in names, names
+    assert any(n.startswith(".shard-00000-of-00004.tmp-") for n in names), names
+    with pytest.raises(FileNotFoundError, match="shards.json is missing"):
+        read_sidecar(out)
+    write_shards(folder_manifest(image_folder), out, shard_size=5)  # removes the killed write's
+    assert sorted(p.name for p in out.iterdir()) == [*(f"shard-0000{i}-of-00004.tfrecord" for i in range(4)),
+                                                     "shards.json"]
+
+
+# ---------------------------------------------------------------------------------- one split
+def test_one_split_is_written_alone_keeping_its_rows(image_folder, tmp_path):
+    m = with_splits(folder_manifest(image_folder))
+    files = write_shards(m, tmp_path / "val", shard_size=2, split="val")
+    doc = read_sidecar(tmp_path / "val")
+    assert doc["n_images"] == 3 and doc["splits"] == {"val": 3} and len(files) == 2
+    recs = records(files)
+    assert sorted(r["index"] for r in recs) == [i for i, s in enumerate(m.splits) if s == "val"]
+    assert all(r["split"] == "val" for r in recs)
+    (_, y), = batches(shard_dataset(tmp_path / "val", 8, 32))
+    assert sorted(y.tolist()) == sorted(m.split("val").labels.tolist())
+    (_, y), = batches(shard_dataset(tmp_path / "val", 8, 32, split="val"))
+    assert len(y) == 3
+
+
+def test_a_split_the_data_does_not_have_is_refused_before_any_work(image_folder, tmp_path):
+    m = with_splits(folder_manifest(image_folder))
+    with pytest.raises(ValueError, match=r"^split='valid' \(--split\) is not a split of the data "
+                                         r"\(.*\); it has 'test', 'train', 'val'$"):
+        write_shards(m, tmp_path / "s", split="valid")
+    with pytest.raises(ManifestError, match=r"split='train' \(--split\): the data .* has no split column"):
+        write_shards(folder_manifest(image_folder), tmp_path / "s", split="train")
+    assert not (tmp_path / "s").exists()
+
+
+def test_cli_writes_one_split(image_folder, tmp_path, capsys):
+    from keras_species.cli import main
+
+    m = with_splits(folder_manifest(image_folder))
+    csv = tmp_path / "labels.csv"
+    m.to_csv(csv)
+    assert main(["shard", str(csv), "--out", str(tmp_path / "train"), "--split", "train"]) == 0
+    out = capsys.readouterr().out
+    assert "wrote 12 of the 12 images of split 'train' (--split; the data: 18 images" in out
+    assert "splits kept" not in out
+    assert read_sidecar(tmp_path / "train")["splits"] == {"train": 12}
+    assert main(["shard", str(csv), "--out", str(tmp_path / "x"), "--split", "valid"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("keras-species shard: split='valid' (--split) is not a split of the data (")
+    assert err.endswith("; it has 'test', 'train', 'val'\n") and not (tmp_path / "x").exists()
+
+
+def test_a_url_is_written_through_gfile_renames(image_folder, tmp_path, monkeypatch):
+    # TensorFlow's in-memory file system stands for gs://: the URL branch (tf.io.gfile.rename,
+    # no process check of a killed write's temporary files), without a network
+    import tensorflow as tf
+
+    from keras_species.data import shards as shards_mod
+
+    out = f"ram://{tmp_path.name}/sh"
+    renamed = []
+    rename = tf.io.gfile.rename
+    monkeypatch.setattr(tf.io.gfile, "rename", lambda a, b, overwrite=False: (renamed.append(b), rename(a, b, overwrite)))
+    monkeypatch.setattr(shards_mod, "commit", lambda *a: pytest.fail("a URL moved with os.replace"))
+    tf.io.gfile.makedirs(out)
+    with tf.io.gfile.GFile(f"{out}/.shards.tmp-1.json", "w") as f:  # a killed write's, elsewhere
+        f.write("{")
+    files = write_shards(folder_manifest(image_folder), out, shard_size=10)
+    assert renamed == [*files, f"{out}/shards.json"]
+    assert sorted(tf.io.gfile.listdir(out)) == ["shard-00000-of-00002.tfrecord", "shard-00001-of-00002.tfrecord",
+                                                "shards.json"]
+    (_, y), = batches(shard_dataset(out, 8, 32))
+    assert len(y) == 18

@@ -421,3 +421,17 @@ def test_kfold_warns_about_classes_missing_from_some_folds() -> None:
         splits.assign_folds(_single((40, 30, 20)), 4, seed=0)  # every class in every fold: quiet
     folds = splits.assign_folds(_single((40, 30, 20)), 12, seed=0)
     assert " fold9=" in folds.summary() and folds.summary().index("fold9=") < folds.summary().index("fold10=")
+
+
+@pytest.mark.parametrize(("out", "match"), [
+    ("{tmp}", r"\(--out\) is a folder: give a file name, e.g. .*split.csv"),
+    ("{tmp}/new/", r"new/ \(--out\) names a folder \(it ends with /\): give a file name"),
+])
+def test_cli_split_an_out_that_is_a_folder_is_refused_before_the_data_is_read(
+        image_folder: Path, tmp_path: Path, capsys, source_loads, out: str, match: str) -> None:
+    # a folder given as --out; a name ending with / (before: written as a file of that name)
+    from keras_species import cli
+
+    assert cli.main(["split", str(image_folder), "--out", out.format(tmp=tmp_path)]) == 2
+    assert re.search(match, capsys.readouterr().err)
+    assert source_loads == [] and not (tmp_path / "new").exists()
