@@ -41,7 +41,10 @@ The model is checked before Keras reads it (:func:`resolve_model_path`, :func:`c
 a ``.tflite``, a ``config.json``, an image or a weights-only ``.h5`` given as the model is named
 with what to pass instead, in one line; a folder of run folders (``runs/quickstart``, ``runs``)
 is named with a few of its runs that hold a ``best.keras``, newest first, and the command to run
-on one. ``out`` is checked before the model is loaded (:func:`check_export_out`; a ``.keras``
+on one; a model file whose suffix is in another case (``M.KERAS``, ``M.H5``) is checked as its
+kind, then refused naming the rename it needs (Keras recognises ``.keras``/``.h5`` in lower case
+only) unless the file system finds it under the lower-case name too. ``out`` is checked before
+the model is loaded (:func:`check_export_out`; a ``.keras``
 name must end in lower-case ``.keras``, the only name ``keras.saving.save_model`` saves under,
 and a ``.tflite`` name in ``.tflite``), and so is ``representative_data`` (used by
 ``quantize="int8"`` only; a path must exist). Every output appears complete or not at all:
@@ -86,6 +89,7 @@ __all__ = [
     "FORMATS",
     "QUANTIZE",
     "ExportError",
+    "add_image_size_argument",
     "check_keras_archive",
     "check_export_out",
     "check_model_file",
@@ -256,7 +260,7 @@ def resolve_model_path(path: PathLike, *, saved_model: bool = True) -> Path:
     p = Path(path)
     if p.is_file():
         check_model_file(p, saved_model=saved_model)
-        return p
+        return _name_keras_reads(p)
     if not is_saved_model(p) and (p / BEST_MODEL).is_file():  # a run folder
         check_model_file(p / BEST_MODEL, saved_model=saved_model)
         return p / BEST_MODEL
@@ -269,7 +273,7 @@ def resolve_model_path(path: PathLike, *, saved_model: bool = True) -> Path:
                 )
             return candidate
     if p.is_dir():
-        kinds = sorted(q.name for q in p.glob("*.keras"))
+        kinds = sorted(q.name for q in p.iterdir() if q.suffix.lower() == ".keras")  # .KERAS too
         if saved_model:  # SavedModel folders exported into it
             kinds += sorted(q.parent.name for q in p.glob("*/saved_model.pb") if q.is_file())
         if not kinds:  # runs/ or runs/<recipe>/: the run folders in it are the models
@@ -286,6 +290,9 @@ def resolve_model_path(path: PathLike, *, saved_model: bool = True) -> Path:
         if inside is not None and not hint:
             folder, kind = inside
             hint = f" It lies inside the {kind} folder {folder}: {_inside_fix(folder, kind, saved_model)}."
+        if not saved_model:  # export: a SavedModel is no option, so not named as one
+            raise ExportError(f"{p} is not a run folder (no {BEST_MODEL})"
+                              + (f".{hint}" if hint else f": pass {_accepted(False)}"))
         raise ExportError(
             f"{p} is neither a SavedModel folder (no saved_model.pb) nor a run folder "
             f"(no {BEST_MODEL}).{hint}"
@@ -369,7 +376,10 @@ def check_model_file(path: PathLike, *, saved_model: bool = True) -> None:
     Keras answers any other file (a ``.tflite``, a ``config.json``, an image) with a traceback
     ending in "File format not supported", and a weights-only ``.weights.h5`` with "No model
     config found". A ``.keras`` file is checked by :func:`check_keras_archive`; an ``.h5``/``.hdf5``
-    file must be HDF5 and hold a model config (a legacy Keras model, which Keras still reads).
+    file must be HDF5 and hold a model config (a legacy Keras model, which Keras still reads). The
+    suffix is read in any case (``M.KERAS`` is checked as a ``.keras`` file); one that is not in
+    lower case, which Keras does not recognise, is then refused naming the rename, unless the
+    file system finds the file under the lower-case name too (macOS, Windows).
 
     Args:
         path: the file given as the model.
@@ -386,12 +396,14 @@ def check_model_file(path: PathLike, *, saved_model: bool = True) -> None:
     from keras_species.data.images import is_image_file
 
     p = Path(path)
-    suffix = p.suffix.lower()
+    suffix = p.suffix.lower()  # M.KERAS is checked as a .keras file, then named for its case
     if suffix == ".keras":
         check_keras_archive(p)
+        _name_keras_reads(p)
         return
     if suffix in (".h5", ".hdf5"):
         _check_h5_model(p, saved_model)
+        _name_keras_reads(p)
         return
     accepted = _accepted(saved_model)
     inside = _enclosing_model_folder(p)
@@ -407,6 +419,22 @@ def check_model_file(path: PathLike, *, saved_model: bool = True) -> None:
         kind = f"a {suffix} file" if suffix else "a file without an extension"
         what, fix = f"is {kind}, not a Keras model", f"pass {accepted}"
     raise ExportError(f"model {p} {what}: {fix}")
+
+
+def _name_keras_reads(p: Path) -> Path:
+    """The name under which Keras reads the model file ``p``: ``p``, unless its suffix is not in
+    lower case (``M.KERAS``, ``M.H5``), which Keras does not recognise: then the lower-case name
+    where the file system finds ``p`` under it too (macOS, Windows), else an error."""
+    suffix = p.suffix.lower()
+    if suffix not in (".keras", ".h5", ".hdf5") or p.suffix == suffix:
+        return p
+    lower = p.with_suffix(suffix)
+    with contextlib.suppress(OSError):
+        if lower.is_file() and os.path.samefile(lower, p):
+            return lower
+    what = "a .keras archive" if suffix == ".keras" else f"a legacy {suffix} model"
+    raise ExportError(f"model {p}: Keras reads {what} only under a name ending in {suffix} in "
+                      f"lower case: rename it {lower.name}")
 
 
 def _tflite_fix(names: list[str], saved_model: bool, fix: str | None = None) -> str:
@@ -483,7 +511,8 @@ def check_keras_archive(path: PathLike) -> None:
         path: the model file.
 
     Raises:
-        ExportError: ``path`` ends in ``.keras`` but is no zip archive holding ``config.json``.
+        ExportError: ``path`` ends in ``.keras`` (any case) but is no zip archive holding
+            ``config.json``.
 
     Example:
         >>> check_keras_archive("runs/r1/demo/best.keras")  # doctest: +SKIP
@@ -491,7 +520,7 @@ def check_keras_archive(path: PathLike) -> None:
     import zipfile
 
     p = Path(path)
-    if p.suffix != ".keras" or not p.is_file():
+    if p.suffix.lower() != ".keras" or not p.is_file():  # M.KERAS too
         return
     fix = "copy it again, or save it anew from its run folder (best.keras)"
     try:
@@ -570,6 +599,27 @@ def model_image_size(
             f"{tuple(int(v) for v in fixed)}: leave {_option('image_size')} out"
         )
     return int(fixed[0]), int(fixed[1])
+
+
+def _read_labels_option(labels: LabelMap | Sequence[str] | PathLike | None):
+    """``labels`` with a ``labels.json`` path read (a small file: before the model is), a missing
+    one named as the option was given; other values as they are.
+
+    Raises:
+        ExportError: the file does not exist.
+        keras_species.models.labels.LabelMapError: it cannot be read as a label map.
+    """
+    if not isinstance(labels, (str, os.PathLike)):
+        return labels
+    from keras_species.models.labels import load_labels_json
+
+    if not os.path.exists(os.fspath(labels)):
+        raise ExportError(
+            f"{_option('labels', labels)} does not exist: give the labels.json that holds the "
+            f"model's class names, or leave {_option('labels')} out for a model that carries its "
+            "label map"
+        )
+    return load_labels_json(labels)
 
 
 def _label_map_for(model: keras.Model, labels: LabelMap | Sequence[str] | PathLike | None):
@@ -998,6 +1048,7 @@ def export_model(
     _check_representative(representative_data, quantize)
     if isinstance(model_or_path, (str, os.PathLike)):  # named first, as on the command line
         model_or_path = resolve_model_path(model_or_path, saved_model=False)
+    labels = _read_labels_option(labels)
     out = check_export_out(out, format, overwrite=overwrite)
     model = load_keras_model(model_or_path)  # the first heavy work: the checks above load nothing
     if format == "keras":
@@ -1039,8 +1090,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     Example:
         >>> configure_parser(argparse.ArgumentParser())
     """
-    parser.add_argument("model", help="a .keras file or a run folder (its best.keras); not a "
-                                      "SavedModel or .tflite (export from the .keras they came from)")
+    from keras_species.config import positive_int
+
+    parser.add_argument("model", metavar="MODEL",
+                        help="a .keras file or a run folder (its best.keras); not a SavedModel or "
+                        ".tflite (export from the .keras they came from)")
     parser.add_argument("--format", choices=FORMATS, default=None,
                         help="output format (default: from --out: .keras is keras, .tflite is "
                              "tflite, a folder is saved_model)")
@@ -1048,20 +1102,59 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="TFLite only: float16 weights, or int8 (dynamic-range; full-integer "
                              "with --representative)")
     parser.add_argument("--representative", default=None, metavar="IMAGES",
-                        help="int8 only: a folder / CSV of images for full-integer quantization")
-    parser.add_argument("--representative-count", type=int, default=100, metavar="N",
+                        help="--quantize int8 only: a folder, a CSV or a .txt/.lst list of images "
+                             "for full-integer quantization")
+    parser.add_argument("--representative-count", type=positive_int, default=100, metavar="N",
                         help="representative images to use at most (default 100)")
-    parser.add_argument("--out", required=True,
+    parser.add_argument("--out", required=True, metavar="PATH",
                         help="the .keras file, SavedModel folder or .tflite file to write; it "
                              "sets the format (a file is replaced; a SavedModel folder must be new "
-                             "or empty)")
+                             "or empty, or hold a SavedModel and --overwrite be given)")
     parser.add_argument("--overwrite", action="store_true",
                         help="saved_model: replace the SavedModel already at --out (files are "
                              "replaced either way)")
-    parser.add_argument("--image-size", type=int, nargs="+", default=None, metavar="PX",
-                        help="H or H W, for models whose input size is not fixed")
+    add_image_size_argument(parser)
     parser.add_argument("--labels", default=None, metavar="LABELS_JSON",
                         help="labels.json for a model without a stored label map")
+
+
+class _ImageSize(argparse.Action):
+    """``--image-size H`` or ``--image-size H W``: stored as ``H`` or ``(H, W)``; a third value is
+    refused (it was dropped without a word)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        if len(values) > 2:
+            parser.error(f"argument {option_string}: give H, or H W (height and width in "
+                         f"pixels), not {len(values)} values")
+        setattr(namespace, self.dest, values[0] if len(values) == 1 else tuple(values))
+
+
+def add_image_size_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--image-size H [W]`` (whole numbers >= 1; a third value refused) to a parser:
+    shared by ``keras-species export`` and ``predict``.
+
+    Args:
+        parser: the subcommand's parser.
+
+    Example:
+        >>> p = argparse.ArgumentParser(); add_image_size_argument(p)
+        >>> p.parse_args(["--image-size", "32", "24"]).image_size
+        (32, 24)
+    """
+    from keras_species.config import positive_int
+
+    parser.add_argument("--image-size", type=positive_int, nargs="+", default=None,
+                        metavar=("H", "W"), action=_ImageSize,
+                        help="H, or H W: the size to resize to, only for models whose input size "
+                             "is not fixed")
+
+
+def _size_value(size) -> int | tuple[int, int] | None:
+    """``args.image_size`` as the functions take it: ``H`` or ``(H, W)`` (a list of one or two
+    values from a namespace made by hand too), or ``None``."""
+    if isinstance(size, (list, tuple)):
+        return (size[0] if len(size) == 1 else tuple(size)) if size else None
+    return size
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -1079,9 +1172,7 @@ def run_cli(args: argparse.Namespace) -> int:
     """
     from keras_species.models.labels import LabelMapError
 
-    size = None
-    if args.image_size:
-        size = args.image_size[0] if len(args.image_size) == 1 else tuple(args.image_size[:2])
+    size = _size_value(args.image_size)
     try:
         with _command_line("export"):  # messages name the flags given, not export_model's keywords
             path = export_model(

@@ -85,10 +85,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from keras_species.atomic import atomic_path
+from keras_species.atomic import atomic_path, check_output_file
 from keras_species.data import sources
 from keras_species.data.sources import PATH_COLUMNS, ListedFiles
-from keras_species.export import _command_line, _on_command_line, _option, _out_flag
+from keras_species.export import (
+    _command_line,
+    _on_command_line,
+    _option,
+    _out_flag,
+    _read_labels_option,
+    _size_value,
+    add_image_size_argument,
+)
 
 if TYPE_CHECKING:
     import keras
@@ -133,6 +141,36 @@ def _folder_files(root: str) -> Iterator[tuple[str, bool]]:
 
 def _iter_folder(root: str) -> Iterator[str]:
     return (path for path, image in _folder_files(root) if image)
+
+
+def _check_input_exists(inputs: PathLike | Sequence[PathLike] | ListedFiles) -> None:
+    """Refuse an input path that does not exist, naming it (a list of paths passes: each missing
+    file is a skipped row)."""
+    if isinstance(inputs, (str, os.PathLike)) and not os.path.exists(os.fspath(inputs)):
+        raise FileNotFoundError(f"input {os.fspath(inputs)} does not exist: pass an image, a "
+                                "folder, a CSV or a .txt list of paths")
+
+
+def _swapped_hint(inputs) -> str:
+    """What a message refusing the model adds when ``inputs`` is a model (a ``.keras``/``.h5``
+    file, a run or SavedModel folder): the two were given the wrong way round, or ``""``."""
+    if not isinstance(inputs, (str, os.PathLike)):
+        return ""
+    path = Path(inputs)
+    model = (path.is_file() and path.suffix.lower() in (".keras", ".h5", ".hdf5")) or (
+        path.is_dir() and ((path / "best.keras").is_file() or (path / "saved_model.pb").is_file()))
+    if not model:
+        return ""
+    order = ("keras-species predict MODEL INPUT" if _on_command_line()
+             else "predict(model_or_path, inputs)")
+    return f"The input {path} is a model: the model comes first ({order})."
+
+
+def _check_batch_size(batch_size: int) -> None:
+    """Refuse a batch size that is not a whole number >= 1, naming the option as given."""
+    whole = isinstance(batch_size, numbers.Integral) and not isinstance(batch_size, bool)
+    if not whole or batch_size < 1:
+        raise ValueError(f"{_option('batch_size', batch_size)}: must be a whole number >= 1")
 
 
 def files_not_predicted(inputs: PathLike | Sequence[PathLike]) -> list[str]:
@@ -280,10 +318,8 @@ def _refuse_keep_columns(inputs, keep_all: bool) -> None:
     elif not isinstance(inputs, (str, os.PathLike)):
         what = "a list of paths has no other columns: leave it out"
     else:
+        _check_input_exists(inputs)
         path = os.fspath(inputs)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"input {path} does not exist: pass an image, a folder, a CSV "
-                                    "or a .txt list of paths")
         if _is_path_list(path):
             what = f"{path} is read as a list of paths, one per line, which has no columns"
         else:
@@ -386,8 +422,7 @@ def iter_image_paths(
     elif os.path.isfile(path):
         yield path
     else:
-        raise FileNotFoundError(f"input {path} does not exist: pass an image, a folder, a CSV or a "
-                                ".txt list of paths")
+        _check_input_exists(path)
 
 
 def _read(path: bytes) -> tuple[np.ndarray, bytes]:
@@ -438,13 +473,10 @@ def image_dataset(
     from keras_species.data.allocator import tune_malloc
     from keras_species.data.pipeline import check_resize, dataset_options, resize_image, to_uint8
 
-    if batch_size < 1:
-        raise ValueError(f"{_option('batch_size', batch_size)}: must be a whole number >= 1")
+    _check_batch_size(batch_size)
+    _check_input_exists(inputs)
     if isinstance(inputs, (str, os.PathLike)):
         inputs = os.fspath(inputs)
-        if not os.path.exists(inputs):
-            raise FileNotFoundError(f"input {inputs} does not exist: pass an image, a folder, a CSV "
-                                    "or a .txt list of paths")
     size = check_resize(image_size, resize)
     tune_malloc()  # as the training pipeline: freed batches stay in the process
     named = inputs if isinstance(inputs, str) else "the list given"
@@ -935,6 +967,11 @@ def predict(
 ) -> PredictionResult:
     """Predict every image of ``inputs`` in batches, optionally streaming rows to a CSV.
 
+    Everything that is cheap to check is checked before the model is opened (seconds for a
+    large one): the settings, a CSV's or list's reading (``root``, ``path_format``,
+    ``keep_columns``), the model path (its kind, a ``.keras`` file's archive), that ``inputs``
+    exists, a ``labels.json`` and where ``out`` goes.
+
     Args:
         model_or_path: a ``keras.Model``, a ``.keras`` file, a SavedModel folder from
             ``keras_species.export`` or a run folder (its ``best.keras``).
@@ -982,6 +1019,7 @@ def predict(
         isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1
     ):
         raise ValueError(f"{_option('top_k', top_k)}: must be a whole number >= 1")
+    _check_batch_size(batch_size)
     _check_csv_options(inputs, root, path_format)
     # a CSV or list: read and resolved once, here, before the model (a kept column it lacks is
     # named now); its lines name skipped files
@@ -991,6 +1029,21 @@ def predict(
     kept = list(rows.columns) if rows is not None else []
     if rows is not None:
         root = path_format = None
+    # the rest that is cheap to check, before the model is opened (seconds, for a large one)
+    if isinstance(model_or_path, (str, os.PathLike)):  # named first, as on the command line
+        from keras_species.export import ExportError, resolve_model_path
+
+        try:
+            model_or_path = resolve_model_path(model_or_path)  # nothing loaded: names, headers
+        except ExportError as err:
+            swapped = _swapped_hint(inputs)
+            if not swapped:
+                raise
+            raise ExportError(f"{str(err).rstrip('.')}. {swapped}") from None
+    _check_input_exists(inputs)
+    labels = _read_labels_option(labels)  # a labels.json: small, read once here
+    if out is not None:  # a folder, or a file on its way: named as atomic_path names it
+        check_output_file(out, _out_flag())
     predictor = open_predictor(model_or_path, labels=labels, image_size=image_size)
     lmap = predictor.label_map
     _check_top_k(lmap, top_k)
@@ -1065,29 +1118,29 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     """
     from keras_species.config import positive_int
 
-    parser.add_argument("model", help="a .keras file, a SavedModel folder written by "
-                                      "keras-species export, or a run folder (its best.keras); "
-                                      "not a .tflite")
-    parser.add_argument("input", help="an image, a folder (recursive), a CSV with a path column "
+    parser.add_argument("model", metavar="MODEL",
+                        help="a .keras file, a SavedModel folder written by keras-species export, "
+                        "or a run folder (its best.keras); not a .tflite")
+    parser.add_argument("input", metavar="INPUT",
+                        help="an image, a folder (recursive), a CSV with a path column "
                         f"(named {', '.join(PATH_COLUMNS)}; any case) or --path-format, or a .txt/"
                         ".lst file of image paths, one per line (blank and # lines skipped); "
                         "relative paths start at --root, by default the CSV's or list's folder, or "
                         "its images/ subfolder when the files are there")
-    parser.add_argument("--out", default="predictions.csv",
+    parser.add_argument("--out", default="predictions.csv", metavar="CSV",
                         help="CSV to write (default predictions.csv); its path column names each "
                         "image as INPUT does: a CSV's path cell or a list's line as written, a "
                         "folder's files under the folder as given")
-    parser.add_argument("--top-k", type=int, default=None,
+    parser.add_argument("--top-k", type=int, default=None, metavar="K",
                         help=f"classes per row, single-label models only (default {DEFAULT_TOP_K}); "
                              "a multi-label model lists the classes at or above their thresholds")
     parser.add_argument("--tta", default=None, metavar="PRESET",
                         help="test-time augmentation preset: hflip, flips, flips_rot90, five_crop "
                              "(or transforms joined by commas, e.g. identity,rot90)")
-    parser.add_argument("--batch-size", type=positive_int, default=32,
+    parser.add_argument("--batch-size", type=positive_int, default=32, metavar="N",
                         help="images per batch (default 32); lower it if memory runs short")
-    parser.add_argument("--image-size", type=int, nargs="+", default=None, metavar="PX",
-                        help="H or H W, for models whose input size is not fixed")
-    parser.add_argument("--thresholds", type=float, nargs="+", default=None,
+    add_image_size_argument(parser)
+    parser.add_argument("--thresholds", type=float, nargs="+", default=None, metavar="T",
                         help="multi-label thresholds (one, or one per class) overriding the saved ones")
     parser.add_argument("--labels", default=None, metavar="LABELS_JSON",
                         help="labels.json for a model that carries no label map")
@@ -1152,9 +1205,7 @@ def run_cli(args: argparse.Namespace) -> int:
     """
     from keras_species.recipe import is_user_error
 
-    size = None
-    if args.image_size:
-        size = args.image_size[0] if len(args.image_size) == 1 else tuple(args.image_size[:2])
+    size = _size_value(args.image_size)
     thr = None
     if args.thresholds:
         thr = args.thresholds[0] if len(args.thresholds) == 1 else args.thresholds

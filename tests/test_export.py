@@ -312,6 +312,40 @@ def test_a_broken_keras_file_is_named_with_what_is_wrong(model, tmp_path, broken
     assert load_keras_model(good).name == model.name  # a good archive passes the check
 
 
+def test_a_model_named_in_upper_case_is_checked_as_its_kind_and_named(model, tmp_path, capsys,
+                                                                      monkeypatch):
+    """M.KERAS skipped the archive check that M.keras gets (Keras then said "File format not
+    supported"), and a good archive under that name, which Keras does not recognise, was left to
+    Keras's message: both are named now, by export and predict alike, before Keras reads them."""
+    good = tmp_path / "good.keras"
+    model.save(good)
+    garbage = tmp_path / "garbage.KERAS"
+    garbage.write_bytes(b"not a model")
+    upper = tmp_path / "M.KERAS"
+    upper.write_bytes(good.read_bytes())
+    if (tmp_path / "M.keras").exists():  # a file system blind to case finds it as M.keras
+        pytest.skip("the file system does not tell M.KERAS from M.keras")
+    monkeypatch.setattr(keras.saving, "load_model", lambda *a, **k: pytest.fail("a model was read"))
+    rename = "Keras reads a .keras archive only under a name ending in .keras in lower case: rename it M.keras"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for path, expected in ((garbage, "is not a zip archive (11 bytes; truncated?)"), (upper, rename)):
+        with pytest.raises(ExportError, match=re.escape(expected)):
+            load_keras_model(path)
+        for command in (["export", str(path), "--out", str(tmp_path / "m.tflite")],
+                        ["predict", str(path), str(photos), "--out", str(tmp_path / "p.csv")]):
+            assert cli.main(command) == 2
+            err = capsys.readouterr().err
+            assert err.startswith(f"keras-species {command[0]}: model {path}") and expected in err, err
+            assert err.count("\n") == 1
+    folder = tmp_path / "exports"  # a folder holding one names it as a model it holds
+    folder.mkdir()
+    (folder / "Fish.KERAS").write_bytes(b"")
+    with pytest.raises(ExportError, match=r"It holds Fish.KERAS: pass one of them"):
+        load_keras_model(folder)
+    assert not (tmp_path / "m.tflite").exists() and not (tmp_path / "p.csv").exists()
+
+
 def test_bad_options_raise(model, tmp_path):
     with pytest.raises(ExportError, match="format"):
         export_model(model, tmp_path / "m", format="onnx")
@@ -402,6 +436,29 @@ def test_a_damaged_labels_json_is_one_line_and_nothing_is_written(model, tmp_pat
     assert not out.exists()
 
 
+def test_a_missing_labels_json_and_a_folder_that_is_no_model_are_named_before_loading(
+        model, tmp_path, capsys, monkeypatch):
+    # before: a missing --labels file was found once the model was loaded ("cannot be read as a
+    # label map (does not exist): write {...}"), and a folder given as MODEL was "neither a
+    # SavedModel folder nor a run folder", although export takes no SavedModel
+    model_file = _saved(model, tmp_path)
+    monkeypatch.setattr(keras.saving, "load_model", lambda *a, **k: pytest.fail("the model was read"))
+    out, nolabels = tmp_path / "m.tflite", tmp_path / "nolabels.json"
+    assert cli.main(["export", str(model_file), "--out", str(out), "--labels", str(nolabels)]) == 2
+    assert capsys.readouterr().err == (
+        f"keras-species export: --labels {nolabels} does not exist: give the labels.json that holds "
+        "the model's class names, or leave --labels out for a model that carries its label map\n")
+    with pytest.raises(ExportError, match=re.escape(f"labels='{nolabels}' does not exist: ")):
+        export_model(model_file, out, labels=nolabels)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    assert cli.main(["export", str(photos), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"keras-species export: {photos} is not a run folder (no best.keras): pass a .keras file or "
+        "a run folder (its best.keras)\n")
+    assert not out.exists()
+
+
 def _saved(model: keras.Model, folder: Path) -> Path:
     path = folder / "tiny.keras"
     if not path.exists():
@@ -454,7 +511,7 @@ def test_a_file_that_is_not_a_keras_model_is_named_with_what_to_pass(model, save
         err = capsys.readouterr().err
         assert err.startswith(f"keras-species export: model {path} ") and expected in err, err
         assert "Traceback" not in err and err.count("\n") == 1
-    with pytest.raises(ExportError, match=rf"variables is neither .* inside the SavedModel folder {saved_model}"):
+    with pytest.raises(ExportError, match=rf"variables is not a run folder .* inside the SavedModel folder {saved_model}"):
         load_keras_model(saved_model / "variables")
     model.save(tmp_path / "legacy.h5")  # a legacy Keras .h5 model still loads
     assert load_keras_model(tmp_path / "legacy.h5").get_layer("label").class_names == NAMES

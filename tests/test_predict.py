@@ -888,3 +888,117 @@ def test_the_command_line_names_an_oversized_image_without_pils_raw_warning(mode
     assert not [w for w in record if issubclass(w.category, Image.DecompressionBombWarning)]
     reported = [line for line in capsys.readouterr().err.splitlines() if "huge.png" in line]
     assert len(reported) == 1 and "limit" in reported[0], reported
+
+
+def test_predict_in_python_names_an_oversized_image_without_pils_raw_warning(model, folder):
+    # before, predict() let PIL's DecompressionBombWarning through from the reading threads
+    from PIL import Image
+
+    _png_header_of_size(folder / "cod" / "huge.png", 10_000, 9_500)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        result = predict(model, folder)
+    assert not [w for w in record if issubclass(w.category, Image.DecompressionBombWarning)]
+    reasons = [reason for path, reason in result.skipped if path.endswith("huge.png")]
+    assert len(reasons) == 1 and "over the decompression-bomb limit" in reasons[0], reasons
+
+
+def test_a_missing_input_and_other_cheap_inputs_are_named_before_the_model_is_opened(
+        model, folder, tmp_path, capsys, monkeypatch):
+    """INPUT that does not exist was named only once the model was loaded (seconds for a large
+    one); so were a labels.json that cannot be read, an out that is a folder and batch_size=0."""
+    import keras_species.predict as predict_module
+
+    model_file = tmp_path / "m.keras"
+    model.save(model_file)
+    monkeypatch.setattr(predict_module, "open_predictor",
+                        lambda *a, **k: pytest.fail("the model was opened"))
+    monkeypatch.setattr(keras.saving, "load_model", lambda *a, **k: pytest.fail("the model was read"))
+    missing, out = tmp_path / "nowhere", tmp_path / "p.csv"
+    expected = f"input {missing} does not exist: pass an image, a folder, a CSV or a .txt list of paths"
+    assert cli.main(["predict", str(model_file), str(missing), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"keras-species predict: {expected}\n"
+    for given in (model_file, model):
+        with pytest.raises(FileNotFoundError) as caught:
+            predict(given, missing, out=out)
+        assert str(caught.value) == expected
+    with pytest.raises(FileNotFoundError, match=re.escape(expected)):  # also with --keep-columns
+        predict(model_file, missing, keep_columns=["id"])
+    assert cli.main(["predict", str(tmp_path / "none.keras"), str(missing), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.startswith(  # the model, named first, is checked first
+        f"keras-species predict: model {tmp_path / 'none.keras'} does not exist: pass ")
+    nolabels = tmp_path / "nolabels.json"
+    labels_fix = ("does not exist: give the labels.json that holds the model's class names, or "
+                  "leave {} out for a model that carries its label map")
+    with pytest.raises(ValueError) as caught:
+        predict(model_file, folder, labels=nolabels)
+    assert str(caught.value) == f"labels='{nolabels}' {labels_fix.format('labels')}"
+    assert cli.main(["predict", str(model_file), str(folder), "--labels", str(nolabels),
+                     "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (f"keras-species predict: --labels {nolabels} "
+                                       f"{labels_fix.format('--labels')}\n")
+    (tmp_path / "cut.json").write_text('{"class_names": ["cod", "e')
+    with pytest.raises(LabelMapError, match=r"cut.json cannot be read as a label map"):
+        predict(model_file, folder, labels=tmp_path / "cut.json")
+    results = tmp_path / "results"
+    results.mkdir()
+    with pytest.raises(IsADirectoryError, match=r"results is a folder: give a file name"):
+        predict(model_file, folder, out=results)
+    with pytest.raises(ValueError, match=re.escape("batch_size=0: must be a whole number >= 1")):
+        predict(model_file, folder, batch_size=0)
+    assert not out.exists()
+
+
+def test_a_csv_naming_a_file_in_another_unicode_form_predicts_it(model, tmp_path):
+    # macOS writes names in NFD; a CSV typed elsewhere names them in NFC: "file not found" before
+    import unicodedata
+
+    nfc, nfd = (unicodedata.normalize(form, "Gadus_morhua_é.png") for form in ("NFC", "NFD"))
+    Image.new("RGB", (20, 16), (200, 30, 40)).save(tmp_path / nfd)
+    (tmp_path / "list.csv").write_text(f"path,site\n{nfc},Ålesund\n", encoding="utf-8")
+    (tmp_path / "list.txt").write_text(f"{nfc}\n", encoding="utf-8")
+    for name in ("list.csv", "list.txt"):
+        result = predict(model, tmp_path / name)
+        assert result.count == 1 and not result.skipped
+        assert result.paths == [nfc]  # as the input writes it, to join back to it
+
+
+def test_the_image_size_flag_takes_one_or_two_values(tmp_path, capsys):
+    # a third value was dropped without a word
+    for command in ("predict", "export"):
+        args = (["m.keras", "photos"] if command == "predict" else ["m.keras", "--out", "m.tflite"])
+        with pytest.raises(SystemExit):
+            cli.main([command, *args, "--image-size", "32", "24", "16"])
+        assert ("argument --image-size: give H, or H W (height and width in pixels), not 3 values"
+                in capsys.readouterr().err)
+        with pytest.raises(SystemExit):
+            cli.main([command, *args, "--image-size", "0"])
+        assert "argument --image-size" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["export", "m.keras", "--out", "m.tflite", "--representative-count", "0"])
+    assert "argument --representative-count" in capsys.readouterr().err
+
+
+def test_a_model_and_input_given_the_wrong_way_round_are_named(model, folder, tmp_path, capsys):
+    # before: "photos is neither a SavedModel folder ... nor a run folder", and nothing more
+    model_file = tmp_path / "m.keras"
+    model.save(model_file)
+    out = tmp_path / "p.csv"
+    assert cli.main(["predict", str(folder), str(model_file), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"keras-species predict: {folder} is neither a SavedModel folder (no saved_model.pb) nor a "
+        f"run folder (no best.keras). The input {model_file} is a model: the model comes first "
+        "(keras-species predict MODEL INPUT).\n")
+    photo = next(iter_image_paths(folder))
+    run = tmp_path / "run"  # a run folder: its best.keras
+    run.mkdir()
+    model.save(run / "best.keras")
+    with pytest.raises(ValueError, match=re.escape(
+            f"model {photo} is an image, not a model: pass a .keras file, a SavedModel folder written "
+            f"by keras-species export, or a run folder (its best.keras). The input {run} is a "
+            "model: the model comes first (predict(model_or_path, inputs)).")):
+        predict(photo, run)
+    with pytest.raises(ValueError) as caught:  # an input that is no model: no such note
+        predict(photo, folder)
+    assert "The input" not in str(caught.value)
+    assert not out.exists()

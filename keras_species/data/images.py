@@ -21,7 +21,8 @@ Conversions done by :func:`read_image`:
 
 Decompression bombs: an image with more pixels than the limit (PIL's
 ``Image.MAX_IMAGE_PIXELS`` by default, about 89 megapixels) raises :class:`ImageReadError`
-instead of PIL's easy-to-miss ``DecompressionBombWarning``; raise the limit with
+instead of PIL's easy-to-miss ``DecompressionBombWarning`` (silenced while the reader opens a
+file, and only then: the process's warning filters are left as they are); raise the limit with
 :func:`set_max_pixels` or resize the file. Truncated files raise too, as long as PIL's
 ``ImageFile.LOAD_TRUNCATED_IMAGES`` keeps its default ``False`` (set to ``True`` it fills the
 missing part with grey silently).
@@ -32,6 +33,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -61,6 +64,9 @@ _ALPHA_MODES = frozenset({"LA", "La", "RGBA", "RGBa", "PA"})
 
 _max_pixels: int | None = None  # None: follow PIL's Image.MAX_IMAGE_PIXELS
 _unlimited = False
+_PIL_WARNING_LOCK = threading.Lock()
+"""Held while :func:`_open` silences PIL's ``DecompressionBombWarning``: ``catch_warnings``
+saves and restores the process's filters, so two threads' scopes must not interleave."""
 
 
 class ImageReadError(ValueError):
@@ -241,8 +247,12 @@ def _open(data: bytes, path: str, limit: int | None) -> Image.Image:
         raise ImageReadError(path, "empty file (0 bytes)")
     try:
         # Over PIL's limit, Image.open warns (DecompressionBombWarning); the check below then
-        # turns the oversized image into an error instead of letting the warning be the only sign.
-        im = Image.open(io.BytesIO(data))
+        # turns the oversized image into an error naming the file and the fix, so the warning
+        # is silenced here, for this call only (the lock: two threads' scopes must not
+        # interleave, or the filter would outlive them).
+        with _PIL_WARNING_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as e:
         reason = f"too large for PIL's decompression-bomb limit ({e})"
         raise ImageReadError(
@@ -268,12 +278,34 @@ def _read_bytes(path: str) -> bytes:
             return f.read()
     except FileNotFoundError as e:
         raise ImageReadError(
-            path, "file not found", "check the path (and the manifest's root folder)"
+            path, "file not found" + _other_forms_note(path),
+            "check the path (and the manifest's root folder)"
         ) from e
     except IsADirectoryError as e:
         raise ImageReadError(path, "is a folder, not a file", "point to an image file") from e
     except OSError as e:
         raise ImageReadError(path, f"cannot open the file ({e.strerror or e})") from e
+
+
+def _other_forms_note(path: str) -> str:
+    """What "file not found" adds when files whose names differ from ``path``'s only in Unicode
+    normalisation lie there (``café.jpg`` asked for in NFC, written by macOS in NFD), or ``""``.
+    The readers of CSVs and lists read such a file when it is the only one
+    (``sources.resolve_csv_paths``); a path given directly is not replaced."""
+    if path.isascii():  # one form only: nothing to look for
+        return ""
+    # lazy: sources is the heavier module
+    from keras_species.data.sources import unicode_form, unicode_variants
+
+    variants = unicode_variants(path)
+    if not variants:
+        return ""
+    names = ", ".join(f"{ascii(v)} ({unicode_form(v)})" for v in variants)
+    one = len(variants) == 1
+    found = ("a file whose name differs only in Unicode normalisation lies" if one else
+             f"{len(variants)} files whose names differ only in Unicode normalisation lie")
+    return (f" under its name in {unicode_form(path)}, {ascii(path)}, but {found} there: "
+            f"{names}; give the name as the file has it{'' if one else ', or keep one of them'}")
 
 
 def _orientation(im: Image.Image) -> int:

@@ -21,6 +21,7 @@ import csv
 import json
 import os
 import re
+import unicodedata
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -283,7 +284,8 @@ def from_folder(
     if not class_names:
         raise ManifestError(
             f"no images found in the class folders of {root_path} ({_names(class_dirs, 10)}); "
-            f"accepted extensions are {', '.join(exts)} (pass extensions=... for others)"
+            f"accepted extensions are {', '.join(exts)} (others only with extensions=[...] in "
+            "Python; the commands have no flag for it: convert such files to one of these)"
         )
     if len(class_names) == 1:
         warnings.warn(
@@ -470,13 +472,13 @@ def csv_path_cells(
         fields = re.findall(r"{([^{}:!]+)", path_format)
         missing_cols = [f for f in fields if f not in header]
         if missing_cols:
-            raise ManifestError(f"path_format {path_format!r} (--path-format) names columns {missing_cols} "
-                                f"that {path} lacks; its columns are {list(header)}")
+            raise ManifestError(f"--path-format {path_format!r} (path_format=) names columns "
+                                f"{missing_cols} that {path} lacks; its columns are {list(header)}")
         try:
             cells = [path_format.format_map(r) for r in rows]
         except (ValueError, IndexError, KeyError) as e:
-            raise ManifestError(f"path_format {path_format!r} (--path-format) is not a valid format "
-                                f"string: {e}") from e
+            raise ManifestError(f"--path-format {path_format!r} (path_format=) is not a valid "
+                                f"format string: {e}") from e
     else:
         column = _find_column(header, path_col, PATH_COLUMNS, "path", path, required=path_col is not None)
         if column is None:
@@ -498,7 +500,9 @@ def resolve_csv_paths(
     """Absolute paths of a CSV's path entries: the one rule of :func:`from_csv` and ``predict``.
 
     Relative paths start at ``root``, by default the CSV's folder, or its ``images/`` subfolder
-    when more of the files are there; a Windows path (``img\\cod\\1.jpg``) is read with ``/``.
+    when more of the files are there; a Windows path (``img\\cod\\1.jpg``) is read with ``/``. A
+    file not found under the name written but under exactly one other Unicode normalisation of
+    it (``café.jpg`` typed in NFC, written by macOS in NFD: :func:`unicode_variants`) is that file.
 
     Args:
         rel_paths: the path cells, in row order.
@@ -520,12 +524,108 @@ def resolve_csv_paths(
                      for p in rel_paths]
     abs_paths = [os.path.normpath(p if os.path.isabs(p) else os.path.join(base, p)) for p in rel_paths]
     exists = np.array([os.path.isfile(p) for p in abs_paths], bool)
+    listings: dict[str, dict[str, list[str]]] = {}
+    abs_paths, exists = _in_other_unicode_forms(abs_paths, exists, listings)
     if root is None and not exists.all() and (base / "images").is_dir():
         alt = [os.path.normpath(p if os.path.isabs(p) else os.path.join(base, "images", p)) for p in rel_paths]
         alt_exists = np.array([os.path.isfile(p) for p in alt], bool)
+        alt, alt_exists = _in_other_unicode_forms(alt, alt_exists, listings)
         if alt_exists.sum() > exists.sum():
             abs_paths, exists, base = alt, alt_exists, base / "images"
     return abs_paths, exists, base
+
+
+def _names_by_form(folder: str, listings: dict[str, dict[str, list[str]]]) -> dict[str, list[str]]:
+    """The names in ``folder`` by their NFC form, listed once per ``listings`` (``{}`` for a
+    folder that cannot be listed)."""
+    if folder not in listings:
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            names = []
+        by_form: dict[str, list[str]] = {}
+        for name in names:
+            by_form.setdefault(unicodedata.normalize("NFC", name), []).append(name)
+        listings[folder] = by_form
+    return listings[folder]
+
+
+def _unicode_variants(path: str, listings: dict[str, dict[str, list[str]]]) -> list[str]:
+    """:func:`unicode_variants`, the folders listed once per ``listings``."""
+    if path.isascii():  # an ASCII name has one form only
+        return []
+    p = Path(path)
+    prefixes = [p.anchor] if p.anchor else [""]
+    for part in p.parts[1:] if p.anchor else p.parts:
+        found: list[str] = []
+        for prefix in prefixes:
+            if part.isascii():
+                candidate = os.path.join(prefix, part)
+                if os.path.exists(candidate):
+                    found.append(candidate)
+            else:
+                key = unicodedata.normalize("NFC", part)
+                same = _names_by_form(prefix or ".", listings).get(key, [])
+                found += [os.path.join(prefix, name) for name in same]
+        prefixes = found
+        if not prefixes:
+            return []
+    return sorted(q for q in prefixes if q != path and os.path.isfile(q))
+
+
+def unicode_variants(path: str | os.PathLike) -> list[str]:
+    """The files whose path is ``path`` but for the Unicode normalisation of its names.
+
+    macOS writes file names decomposed (NFD: ``e`` + a combining accent), while a CSV typed on
+    another system holds them composed (NFC: ``é``); on Linux the two are different names, and
+    the file listed is "not found" although it lies there.
+
+    Args:
+        path: a file path (missing, as listed).
+
+    Returns:
+        The existing files that match it in NFC form, ``path`` itself left out (sorted; empty for
+        an ASCII path).
+
+    Example:
+        >>> unicode_variants("photos/cafe\\u0301.jpg")   # on disk in NFC  # doctest: +SKIP
+        ['photos/café.jpg']
+    """
+    return _unicode_variants(os.fspath(path), {})
+
+
+def unicode_form(name: str) -> str:
+    """Which Unicode normalisation form ``name`` is in, for messages.
+
+    Args:
+        name: a file name or path.
+
+    Returns:
+        ``"NFC"``, ``"NFD"``, ``"NFC and NFD"`` (ASCII), or ``"neither NFC nor NFD"``.
+
+    Example:
+        >>> unicode_form("cafe\\u0301.jpg"), unicode_form("caf\\u00e9.jpg")
+        ('NFD', 'NFC')
+    """
+    forms = [f for f in ("NFC", "NFD") if unicodedata.is_normalized(f, name)]
+    return " and ".join(forms) if forms else "neither NFC nor NFD"
+
+
+def _in_other_unicode_forms(
+    paths: list[str], exists: np.ndarray, listings: dict[str, dict[str, list[str]]]
+) -> tuple[list[str], np.ndarray]:
+    """``paths`` with each missing file that exists under exactly one other Unicode
+    normalisation of its names (:func:`unicode_variants`) replaced by that file: it is read. A
+    file found under several is left missing; :func:`_check_missing` names them."""
+    gone = [i for i in np.flatnonzero(~exists) if not paths[i].isascii()]
+    if not gone:
+        return paths, exists
+    paths, exists = list(paths), exists.copy()
+    for i in gone:
+        variants = _unicode_variants(paths[i], listings)
+        if len(variants) == 1:
+            paths[i], exists[i] = variants[0], True
+    return paths, exists
 
 
 @dataclass
@@ -625,6 +725,7 @@ def _check_missing(listed: ListedFiles, on_missing: str, unit: str, hint: str = 
     missing = [listed.paths[i] for i in gone]
     lines = [listed.lines[i] for i in gone]
     cut = f". {listed.cut_note()}" if listed.cut_note() else ""
+    forms = _several_forms_note(lines, missing)
     if on_missing == "error":
         fix = (f"give --root DIR, the folder the paths are relative to, or --on-missing skip to "
                f"leave those {unit} out (in Python: root=, on_missing='skip')")
@@ -634,14 +735,35 @@ def _check_missing(listed: ListedFiles, on_missing: str, unit: str, hint: str = 
     if on_missing == "error" or len(gone) == len(listed.paths):
         raise ManifestError(
             f"{listed.source}: {len(missing)} of {len(listed.paths)} listed files do not exist under "
-            f"{listed.base} (e.g. {_with_lines(lines, missing)}); {hint}{fix}{cut}"
+            f"{listed.base} (e.g. {_with_lines(lines, missing)}); {forms + '; ' if forms else ''}"
+            f"{hint}{fix}{cut}"
         )
     warnings.warn(
         f"{listed.source}: skipped {len(missing)} {unit} whose file does not exist "
-        f"(e.g. {_with_lines(lines, missing, 3)}){cut}",
+        f"(e.g. {_with_lines(lines, missing, 3)}){'; ' + forms if forms else ''}{cut}",
         stacklevel=3,
     )
     return missing
+
+
+def _several_forms_note(lines: Sequence[int], missing: Sequence[str]) -> str:
+    """What a message about missing files says of those found under several other Unicode
+    normalisations of their names (none of them is read: which one is meant is unclear), or
+    ``""``. A file found under exactly one is read (:func:`resolve_csv_paths`)."""
+    listings: dict[str, dict[str, list[str]]] = {}
+    found = []
+    for line, path in zip(lines, missing):
+        variants = _unicode_variants(path, listings)
+        if len(variants) > 1:
+            found.append((line, path, variants))
+    if not found:
+        return ""
+    line, path, variants = found[0]
+    names = ", ".join(f"{ascii(v)} ({unicode_form(v)})" for v in variants)
+    return (f"{len(found)} of them lie under several names that differ from the name listed only "
+            f"in Unicode normalisation (NFC/NFD), so none is read (e.g. line {line}: {ascii(path)} "
+            f"({unicode_form(path)}) matches {names}): keep one of those files, or write the name "
+            "as the file has it")
 
 
 def _class_folder_hint(base: Path, header: Sequence[str], rows: Sequence[dict], lcol: str,
@@ -1254,7 +1376,7 @@ class SourceKind:
 
         Example:
             >>> SourceKind("a CSV", ("root",)).problem("l.csv", ["extensions"])
-            'l.csv is read as a CSV, to which extensions does not apply: leave it out (the options for a CSV: root (--root))'
+            'l.csv is read as a CSV, to which extensions=[...] in Python does not apply: leave it out (the options for a CSV: root (--root))'
         """
         one = len(unknown) == 1
         note = self.note or f"the options for {self.kind}: {_option_names(self.options) or 'none'}"
@@ -1318,11 +1440,17 @@ def _keyword_options(reader: Callable[..., Manifest]) -> tuple[str, ...]:
     return tuple(sorted(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY))
 
 
+_PYTHON_ONLY = {"extensions": "extensions=[...] in Python"}
+"""Reader options that no command has a flag for, as messages name them (a command-line user
+would look for ``--extensions`` in vain)."""
+
+
 def _option_names(names: Iterable[str]) -> str:
-    """Reader options as a user may have given them: ``root (--root)``, ``extensions``."""
+    """Reader options as a user may have given them: ``root (--root)``, ``extensions=[...] in
+    Python`` (no flag), ``label_col``."""
     flags = {"group_regex": "--group-regex", "path_format": "--path-format", "root": "--root",
              "image_root": "--root", "on_missing": "--on-missing"}
-    return ", ".join(f"{n} ({flags[n]})" if n in flags else n for n in names)
+    return ", ".join(f"{n} ({flags[n]})" if n in flags else _PYTHON_ONLY.get(n, n) for n in names)
 
 
 def source_name(source: str | os.PathLike | Manifest) -> str:

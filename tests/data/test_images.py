@@ -249,3 +249,63 @@ def test_needs_conversion_rules():
     assert needs_conversion(ImageInfo("a.webp", format="WEBP", mode="RGB"))
     assert needs_conversion(ImageInfo("a.gif", format="GIF", mode="RGB", n_frames=4))
     assert not needs_conversion(ImageInfo("a.jpg", format="MPO", mode="RGB", n_frames=2))
+
+
+def _png_header_of_size(path: Path, width: int, height: int) -> None:
+    """A PNG whose header says ``width`` x ``height`` (PIL reads the size at open; no pixels)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+                     + chunk(b"IEND", b""))
+
+
+def test_pils_bomb_warning_is_silenced_while_the_reader_opens_a_file_only(tmp_path):
+    # 95 megapixels: over PIL's default limit (about 89), under twice it, where PIL only warns.
+    # Before, read_image and probe let PIL's raw DecompressionBombWarning through, next to their
+    # own report; the silencing must not reach the process's filters (threads included).
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    if images.get_max_pixels() != Image.MAX_IMAGE_PIXELS or Image.MAX_IMAGE_PIXELS is None:
+        pytest.skip("the limit was changed")
+    path = tmp_path / "huge.png"
+    _png_header_of_size(path, 10_000, 9_500)
+    before = list(warnings.filters)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        inside = list(warnings.filters)
+        with pytest.raises(ImageReadError, match="over the decompression-bomb limit"):
+            read_image(path)
+        assert "over the decompression-bomb limit" in probe(path).error
+        with ThreadPoolExecutor(max_workers=8) as pool:  # scopes of threads must not interleave
+            errors = list(pool.map(lambda _: probe(path).error, range(64)))
+        assert all("decompression-bomb limit" in e for e in errors)
+        assert warnings.filters == inside
+        with Image.open(path):  # outside the reader, PIL's warning is the caller's as before
+            pass
+    assert [w for w in record if w.category is not Image.DecompressionBombWarning] == []
+    assert len(record) == 1
+    assert warnings.filters == before
+
+
+def test_a_file_not_found_under_one_unicode_form_names_the_other(tmp_path):
+    import unicodedata
+
+    nfc, nfd = (unicodedata.normalize(form, "Gådus_é.png") for form in ("NFC", "NFD"))
+    _rgb().save(tmp_path / nfd)  # as macOS writes names
+    if (tmp_path / nfc).exists():
+        pytest.skip("the file system finds a name in either form")
+    with pytest.raises(ImageReadError) as caught:
+        read_image(tmp_path / nfc)
+    assert caught.value.reason == (
+        f"file not found under its name in NFC, {ascii(str(tmp_path / nfc))}, but a file whose "
+        f"name differs only in Unicode normalisation lies there: {ascii(str(tmp_path / nfd))} "
+        "(NFD); give the name as the file has it")
+    assert probe(tmp_path / nfc).error == caught.value.reason
+    with pytest.raises(ImageReadError, match=r"file not found\. Fix"):  # no such file at all
+        read_image(tmp_path / "Gådus_ü.png")

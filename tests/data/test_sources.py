@@ -595,7 +595,7 @@ def test_a_manifest_takes_a_group_regex_in_a_copy_and_refuses_reading_options(im
                                             r"read: give the file's path instead"):
         sources.load(m, path_format="{file}")
     for option in ("root", "on_missing", "labels_col", "extensions"):  # none is silently ignored
-        with pytest.raises(ManifestError, match=rf"to which {option} .*does not apply"):
+        with pytest.raises(ManifestError, match=rf"to which {re.escape(option)}\b.*does not apply"):
             sources.load(m, **{option: "x"})
 
 
@@ -696,3 +696,80 @@ def test_a_label_set_column_of_0_and_1_is_refused_as_a_tag_column(tmp_path: Path
                                             r"\(fish, shark\)"):
         sources.load(root / "tags.csv", labels_col="fish")
     assert sources.load(root / "tags.csv").class_names == ["fish", "shark"]  # the 0/1 columns
+
+
+def _nfc_nfd(name: str) -> tuple[str, str]:
+    import unicodedata
+
+    return unicodedata.normalize("NFC", name), unicodedata.normalize("NFD", name)
+
+
+def test_a_listed_file_named_in_another_unicode_form_is_read(tmp_path: Path) -> None:
+    # before: a file macOS wrote in NFD, listed in NFC (typed on Linux or Windows), was "missing"
+    names = ["cod_Gådus.png", "ray_Raja_clavata_é.png"]
+    for i, name in enumerate(names):
+        Image.new("RGB", (20, 16), (40 * i, 30, 40)).save(tmp_path / _nfc_nfd(name)[1])
+    on_disk = sorted(str(tmp_path / _nfc_nfd(n)[1]) for n in names)
+    (tmp_path / "labels.csv").write_text(
+        "path,label\n" + "".join(f"{_nfc_nfd(n)[0]},{n[:3]}\n" for n in names), encoding="utf-8")
+    (tmp_path / "new.txt").write_text("".join(f"{_nfc_nfd(n)[0]}\n" for n in names), encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing skipped, nothing to warn about
+        m = sources.load(tmp_path / "labels.csv")
+        listed = sources.load(tmp_path / "new.txt")
+    assert sorted(m.paths) == on_disk and m.class_names == ["cod", "ray"]
+    assert sorted(listed.paths) == on_disk
+    read = sources.read_csv_paths(tmp_path / "labels.csv")
+    assert read.exists.all() and read.given == [_nfc_nfd(n)[0] for n in names]  # as written
+    assert sources.unicode_variants(tmp_path / _nfc_nfd(names[0])[0]) == [on_disk[0]]
+    assert sources.unicode_variants(tmp_path / "plain.png") == []
+
+
+def test_a_listed_file_found_under_several_unicode_forms_is_named(tmp_path: Path) -> None:
+    import unicodedata
+
+    nfc, nfd = _nfc_nfd("éè.png")
+    for name in (nfc, nfd):
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+    if len(os.listdir(tmp_path)) < 2:
+        pytest.skip("the file system keeps one name per Unicode form")
+    mixed = "é" + unicodedata.normalize("NFD", "è") + ".png"  # neither NFC nor NFD
+    assert mixed not in (nfc, nfd)
+    (tmp_path / "l.txt").write_text(f"{mixed}\n", encoding="utf-8")
+    with pytest.raises(ManifestError) as caught:
+        sources.load(tmp_path / "l.txt")
+    message = str(caught.value)
+    assert ("1 of them lie under several names that differ from the name listed only in Unicode "
+            "normalisation (NFC/NFD), so none is read (e.g. line 1: ") in message
+    both = sorted(str(tmp_path / name) for name in (nfc, nfd))
+    assert f"({sources.unicode_form(mixed)}) matches " in message
+    assert ", ".join(f"{ascii(p)} ({sources.unicode_form(p)})" for p in both) in message
+    assert sources.unicode_form(nfc) == "NFC" and sources.unicode_form(nfd) == "NFD"
+    assert message.count("\n") == 0
+
+
+def test_path_format_messages_give_the_flag_first(tmp_path: Path) -> None:
+    listed = tmp_path / "l.csv"
+    listed.write_text("class,file\ncod,a.png\n")
+    with pytest.raises(ManifestError, match=re.escape(
+            "--path-format '{class}/{name}' (path_format=) names columns ['name'] that ")):
+        sources.from_csv(listed, path_format="{class}/{name}")
+    with pytest.raises(ManifestError, match=re.escape(
+            "--path-format '{class' (path_format=) is not a valid format string: ")):
+        sources.from_csv(listed, path_format="{class")
+
+
+def test_extensions_is_named_as_the_python_keyword_it_is(tmp_path: Path, image_folder: Path) -> None:
+    # no command has --extensions: messages that named "extensions" sent users looking for one
+    (tmp_path / "heic" / "cod").mkdir(parents=True)
+    (tmp_path / "heic" / "cod" / "a.heic").write_bytes(b"not read")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the skipped file, the class without images
+        with pytest.raises(ManifestError, match=re.escape(
+                "(others only with extensions=[...] in Python; the commands have no flag for it: "
+                "convert such files to one of these)")):
+            sources.from_folder(tmp_path / "heic")
+    with pytest.raises(ManifestError, match=re.escape(
+            "to which root (--root) does not apply: leave it out (the options for a folder of class "
+            "subfolders: extensions=[...] in Python, group_regex (--group-regex))")):
+        sources.load(image_folder, root="elsewhere")
