@@ -30,11 +30,13 @@ missing part with grey silently).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -65,8 +67,29 @@ _ALPHA_MODES = frozenset({"LA", "La", "RGBA", "RGBa", "PA"})
 _max_pixels: int | None = None  # None: follow PIL's Image.MAX_IMAGE_PIXELS
 _unlimited = False
 _PIL_WARNING_LOCK = threading.Lock()
-"""Held while :func:`_open` silences PIL's ``DecompressionBombWarning``: ``catch_warnings``
-saves and restores the process's filters, so two threads' scopes must not interleave."""
+"""Held while :func:`pil_warnings_silenced` silences PIL's warnings: ``catch_warnings`` saves and
+restores the process's filters, so two threads' scopes must not interleave."""
+
+
+@contextlib.contextmanager
+def pil_warnings_silenced(category: type[Warning] = Warning) -> Iterator[None]:
+    """Ignore warnings of ``category`` for the ``with`` block, safely from several threads.
+
+    ``warnings.catch_warnings`` saves and restores the process's filters: two threads' scopes
+    that interleave can leave a filter switched on for good (and silence the user's warnings
+    too), so every scope of the library's PIL readers holds one lock. Written by hand because
+    Python before 3.14 has no thread-local warning filters.
+
+    Args:
+        category: the warnings to ignore (default: all).
+
+    Example:
+        >>> with pil_warnings_silenced(Image.DecompressionBombWarning):
+        ...     pass
+    """
+    with _PIL_WARNING_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", category)
+        yield
 
 
 class ImageReadError(ValueError):
@@ -250,8 +273,7 @@ def _open(data: bytes, path: str, limit: int | None) -> Image.Image:
         # turns the oversized image into an error naming the file and the fix, so the warning
         # is silenced here, for this call only (the lock: two threads' scopes must not
         # interleave, or the filter would outlive them).
-        with _PIL_WARNING_LOCK, warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with pil_warnings_silenced(Image.DecompressionBombWarning):
             im = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as e:
         reason = f"too large for PIL's decompression-bomb limit ({e})"

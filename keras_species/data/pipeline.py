@@ -240,7 +240,7 @@ def _classify_with_pil(path: str, size: int, limit: int | None) -> tuple[int, st
     and training name it alike."""
     from PIL import Image, UnidentifiedImageError
 
-    from keras_species.data.images import describe_non_image, too_big_message
+    from keras_species.data.images import describe_non_image, pil_warnings_silenced, too_big_message
 
     try:
         with open(path, "rb") as f:
@@ -248,8 +248,7 @@ def _classify_with_pil(path: str, size: int, limit: int | None) -> tuple[int, st
             f.seek(max(0, size - 64))
             tail = f.read()
             f.seek(0)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with pil_warnings_silenced():  # thread-safe: check_files may run on threads
                 im = Image.open(f)
                 fmt, mode, info = im.format, im.mode, im.info
                 width, height = im.size

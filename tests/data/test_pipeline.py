@@ -568,3 +568,20 @@ def test_the_check_names_a_bad_file_as_read_image_does(tmp_path):
             read_image(str(path))
         assert classify_file(str(path)) == (KIND_BAD, err.value.reason), path
     assert classify_file(str(text))[1] == "not an image: the file is text starting 'garbage bytes\\nmore\\n'"
+
+
+def test_the_threaded_file_check_leaves_the_warning_filters_as_they_were(tmp_path):
+    # PIL-parsed files (TIFF) go through the check's warning scope; on threads, unlocked
+    # catch_warnings scopes interleave and can leave "ignore" filters on for the whole process
+    import warnings
+
+    paths = []
+    for i in range(300):
+        path = tmp_path / f"{i}.tif"
+        Image.new("RGB", (4, 4), (i % 256, 0, 0)).save(path)
+        paths.append(str(path))
+    before = list(warnings.filters)
+    for _ in range(5):
+        kinds, bad = pipeline_mod.check_files(paths, workers=16)
+        assert not bad and (kinds == pipeline_mod.KIND_PIL).all()
+    assert list(warnings.filters) == before
