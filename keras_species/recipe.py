@@ -16,10 +16,15 @@ plus ``run(config) -> RunResult`` that composes the library's stages. This modul
 - :func:`open_run`: :func:`start_run` for a recipe that works out more from its settings (its
   models, weights, stages) and checks it first: from the settings in force, a resumed run's
   stored ones included;
-- :func:`check_labelled_data`: before the run folder, refuse ``--data`` without any label and
-  warn once about the images without one (a recipe with ``--data`` trains on labelled images);
-  the recipe's ``prepare_data`` then uses that reading (``data.prepare.read_ahead``): a CSV or
-  JSON is parsed once;
+- :func:`check_labelled_data`: before the run folder, refuse ``--data`` that the run would
+  refuse once it read it (a folder without class subfolders, no image, labels of the other kind
+  than the recipe's :func:`recipe_task`, no label at all, a single class) and warn once about the
+  images without a label (a recipe with ``--data`` trains on labelled images); the recipe's
+  ``prepare_data`` then uses that reading (``data.prepare.read_ahead``): a CSV or JSON is parsed
+  once;
+- :func:`parse_command_line`: the config of a command line, with the flags it gave
+  (:func:`flags_given`), so that ``--resume`` warns about each one it ignores
+  (:func:`ignored_on_resume`), even one typed with its default value;
 - :func:`check_weights`: fail at once, before any data is read, when the weights asked for cannot
   be had (offline ``"imagenet"``, a missing file);
 - :func:`load_best_model`, :func:`finish_run` and :class:`RunResult`;
@@ -39,6 +44,7 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import logging
 import os
@@ -61,7 +67,7 @@ from keras_species.config import (
 )
 from keras_species.config import flag_help as _help
 from keras_species.terminal import is_own_code, print_line_by_line, use_command_line_warnings
-from keras_species.training.runs import RunFolder, list_runs
+from keras_species.training.runs import TRAIN_SECONDS, RunFolder, list_runs
 
 RUN_CONTROL_FIELDS = ("out", "name", "resume", "overwrite", "verbose")
 """Fields a resumed run takes from the command line; every other setting comes from its folder."""
@@ -81,11 +87,28 @@ MULTILABEL_HINT = (
 )
 """What a single-label recipe tells a user whose data is multi-label (``prepare_data(task=...)``)."""
 
-TEST_SPLIT_HINT = (
-    "this recipe scores its model on the held-out test split: give three --ratios (train val "
-    "test), or a split column with test rows"
+SINGLE_LABEL_HINT = (
+    "this recipe needs label sets (a ';'-separated labels column or 0/1 tag columns); for one "
+    "class per image use python -m recipes.quickstart or convnext_transfer"
 )
-"""Why a recipe needs a ``test`` split (``prepare_data(need_splits=...)``)."""
+"""What a multi-label recipe tells a user whose data is single-label (``prepare_data(task=...)``)."""
+
+SINGLE_LABEL_MONITORS = (
+    "val_loss, val_accuracy, val_auc, val_top5_accuracy (more than 5 classes), or a training "
+    "quantity: loss, accuracy, auc, top5_accuracy"
+)
+"""The ``--monitor`` choices of a single-label recipe, for its ``--help`` (what its runs log:
+:func:`monitor_choices`, written out so that ``--help`` imports no TensorFlow)."""
+
+TEST_SPLIT_HINT = (
+    "this recipe scores its model on a held-out test split, and the data has too few images (a "
+    "class with fewer images than --ratios has parts goes whole into train) or too few groups (a "
+    "group split keeps each group whole on one side) to make one: add images or groups, or give "
+    "a split column with test rows"
+)
+"""Why a recipe needs a ``test`` split (``prepare_data(need_splits=...)``), and what leaves it
+empty: ``--ratios`` has three parts (two are refused up front: :func:`check_settings`), so too
+few images or groups (a split column of the data's own gets its own hint from ``prepare_data``)."""
 
 TEST_SPLIT_REFUSED = {
     "systematic": "R1's systematic split makes train and val only, and this recipe scores its "
@@ -268,6 +291,94 @@ def _stored_config(config_cls: type, run: RunFolder):
         ) from err
 
 
+_GIVEN_FLAGS = "_flags_given"
+"""The attribute in which :func:`parse_command_line` records, on the config it returns, the
+fields whose flag the command line gave."""
+
+
+def parse_command_line(
+    config_cls: type, argv: Sequence[str] | None = None, *,
+    parser: argparse.ArgumentParser | None = None,
+) -> Any:
+    """A recipe's config from its command line (``parse_config``), recording which fields the
+    command line gave as flags (:func:`flags_given`), default values included.
+
+    ``--resume`` needs them: ``--resume --epochs 10`` where 10 is the default still asks for
+    something the resumed run does not do (it keeps its stored epochs), and is warned about.
+
+    Args:
+        config_cls: the recipe's config dataclass.
+        argv: the arguments (default ``sys.argv[1:]``).
+        parser: a parser from ``config_parser`` (made here when None).
+
+    Returns:
+        The config (a ``config_cls``).
+
+    Raises:
+        SystemExit: a bad flag (as ``parse_config``).
+
+    Example:
+        >>> config = parse_command_line(RunSettings, ["--seed", "42"])
+        >>> sorted(flags_given(config))
+        ['seed']
+    """
+    parser = parser or config_parser(config_cls)
+    config = parse_config(config_cls, argv, parser=parser)
+    # the parser leaves out every flag not given (argparse.SUPPRESS): what is left was typed
+    parsed, _ = parser.parse_known_args(argv)
+    given = frozenset(name for name in vars(parsed) if name != "config")
+    object.__setattr__(config, _GIVEN_FLAGS, given)  # not a field: config.json leaves it out
+    return config
+
+
+def flags_given(config: Any) -> frozenset[str] | None:
+    """The fields of ``config`` that its command line gave as flags (:func:`parse_command_line`),
+    or None for a config made in code (or copied with ``dataclasses.replace``).
+
+    Args:
+        config: a recipe config.
+
+    Returns:
+        Field names (``"epochs"`` for ``--epochs``), or None.
+
+    Example:
+        >>> flags_given(RunSettings(seed=1)) is None
+        True
+    """
+    return getattr(config, _GIVEN_FLAGS, None)
+
+
+def ignored_on_resume(config: Any, stored: Any) -> list[str]:
+    """The settings of ``config`` that a resume of the run whose stored settings are ``stored``
+    ignores, to be warned about: each field (but the :data:`RUN_CONTROL_FIELDS`) whose value,
+    paths made absolute, differs from the stored one, and that was either given as a flag on the
+    command line (:func:`flags_given`; a flag typed with its default value counts) or differs
+    from its default (a config made in code, a ``--config`` file).
+
+    Args:
+        config: the config given (``resume=True``).
+        stored: the run's stored config (the same class).
+
+    Returns:
+        Field names, in field order.
+
+    Example:
+        >>> ignored_on_resume(RunSettings(resume=True, seed=7), RunSettings(seed=42))
+        ['seed']
+    """
+    typed = flags_given(config) or frozenset()
+    names = []
+    for f in dataclasses.fields(stored):
+        if f.name in RUN_CONTROL_FIELDS:
+            continue
+        given = config_to_dict(getattr(config, f.name))
+        if _absolute(f.name, config_to_dict(getattr(stored, f.name))) == _absolute(f.name, given):
+            continue
+        if f.name in typed or given != config_to_dict(_default(type(config), f.name)):
+            names.append(f.name)
+    return names
+
+
 _opened: list[RunFolder] = []
 """The run folder that the running recipe opened (``start_run`` sets it), for ``recipe_main`` to
 mark it failed when the recipe stops with an error."""
@@ -287,8 +398,8 @@ def start_run(
     (:func:`check_labelled_data`). With
     ``resume``: the folder ``--name`` or, without a name, the latest run of the recipe under
     ``out``; its stored config replaces ``config`` except for :data:`RUN_CONTROL_FIELDS`, so a
-    resumed run continues exactly the run it was (a differing setting is reported). A run that
-    finished already is evaluated again: one line says so.
+    resumed run continues exactly the run it was (a setting given that differs is reported:
+    :func:`ignored_on_resume`). A run that finished already is evaluated again: one line says so.
 
     ``config.json`` holds the settings with their paths absolute (:func:`stored_settings`), so
     ``--config <run>/config.json`` works from any folder; the config returned keeps the paths
@@ -334,20 +445,16 @@ def start_run(
                 )
         run = RunFolder(path).mkdir()
         stored = _stored_config(type(config), run)
-        given = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
-        changed = [
-            f.name for f in dataclasses.fields(stored)
-            if f.name not in RUN_CONTROL_FIELDS
-            and _absolute(f.name, config_to_dict(getattr(stored, f.name)))
-            != _absolute(f.name, config_to_dict(given[f.name]))
-            and config_to_dict(given[f.name]) != config_to_dict(_default(type(config), f.name))
-        ]
+        changed = ignored_on_resume(config, stored)
         if changed:
             warnings.warn(
                 f"--resume continues {run.path} with its stored settings; ignored: "
-                + ", ".join(f"--{n.replace('_', '-')}" for n in changed),
+                + ", ".join(f"--{n.replace('_', '-')} {_shown(config_to_dict(getattr(config, n)))} "
+                            f"(the run's: {_shown(config_to_dict(getattr(stored, n)))})"
+                            for n in changed),
                 stacklevel=2,
             )
+        given = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
         keep = {n: given[n] for n in RUN_CONTROL_FIELDS if n in given}
         keep.update(name=run.path.name, resume=True)
         config = dataclasses.replace(stored, **keep)
@@ -374,8 +481,9 @@ def start_run(
         if existing is not None and existing.is_file():
             existing.unlink()  # a run started over gets a new date
         run = RunFolder.create(recipe, name=config.name, root=out)
-        run.start_over()  # nothing of an earlier run here is listed or resumed as this one's
-        (run.path / TRAIN_SECONDS).unlink(missing_ok=True)  # nor its training time
+        # nothing of an earlier run here is listed or resumed as this one's, nor its training
+        # time (train_seconds.json is one of RUN_RESULT_FILES)
+        run.start_over()
     run.failure_path.unlink(missing_ok=True)  # a new attempt
     _opened[:] = [run]
     seed_everything(config.seed, config.deterministic)
@@ -542,20 +650,61 @@ def _check_given_split(m: Any, split: str) -> None:
         raise
 
 
+def recipe_task(config: Any) -> str:
+    """The kind of labels a recipe trains on, from its config class's ``TASK`` (a class attribute
+    without annotation, so not a field, nor a flag): ``"single"`` (one class per image),
+    ``"multi"`` (a set of tags per image) or ``"any"`` (no ``TASK``: a recipe that takes both,
+    such as ``quickstart``).
+
+    Args:
+        config: a recipe config (or its class).
+
+    Returns:
+        ``"single"``, ``"multi"`` or ``"any"``.
+
+    Example:
+        >>> recipe_task(RunSettings())
+        'any'
+    """
+    cls = config if isinstance(config, type) else type(config)
+    return getattr(cls, "TASK", "any")
+
+
+def _task_hint(task: str) -> str:
+    return MULTILABEL_HINT if task == "single" else SINGLE_LABEL_HINT
+
+
 def check_labelled_data(config: Any) -> int:
-    """Before the run folder: refuse ``--data`` in which no image has a label, and warn once
-    about the images without one, which a recipe that trains on labelled images leaves out.
+    """Before the run folder: refuse ``--data`` that a run is sure to refuse once it reads it,
+    and warn once about the images without a label, which a recipe that trains on labelled
+    images leaves out.
 
     Every recipe whose config has a ``data`` setting trains on labelled images only (the
     semi-supervised recipe, which learns from unlabelled images too, reads ``--labelled`` and
-    ``--unlabelled`` instead, and is not checked). Only a CSV or JSON source can hold images
-    without a label (a CSV row with an empty label cell, a COCO image without an annotation):
-    it is read with the config's reading options (``load_options()``), and its reader's
-    warnings (rows whose file is missing, a cut last line...) are shown now, once. The reading
-    is kept (``data.prepare.read_ahead``) for the recipe's ``prepare_data(config.data,
-    load_options=config.load_options())``, which uses it instead of parsing the file again.
-    ``demo`` and a folder of class folders are not read; multi-label data is read (and kept)
-    but not checked (a tag-free image is a negative).
+    ``--unlabelled`` instead, and is not checked). A folder, CSV or JSON source is read with the
+    config's reading options (``load_options()``), and refused when:
+
+    - it cannot be read: a folder without class subfolders (an empty one too), class folders
+      without an image, a CSV without rows... (``sources.load``'s message says why);
+    - its labels are of the other kind than the recipe's (:func:`recipe_task`: multi-label data
+      for a single-label recipe, or the other way round);
+    - none of its images has a label (a CSV row with an empty label cell, a COCO image without
+      an annotation);
+    - single-label data has images of one class only (a classifier needs two; ``--add-class``
+      may add the second, so data with it is not refused);
+    - a stratified split (``--split stratified``, or ``auto`` on data without groups or a split
+      column) would leave val and test empty: every class has fewer images than ``--ratios``
+      has parts (such a class goes whole into train).
+
+    A file's reader warnings (rows whose file is missing, a cut last line...) are shown now,
+    once, and its reading is kept (``data.prepare.read_ahead``) for the recipe's
+    ``prepare_data(config.data, load_options=config.load_options())``, which uses it instead of
+    parsing the file again. A folder is listed again by ``prepare_data`` (quick), which shows
+    its warnings (files that are not images, an empty class folder), so they are not shown here.
+    ``demo`` is not read (a multi-label recipe refuses it: it is single-label). Multi-label data
+    is not checked for images without a label (a tag-free image is a negative). What only the
+    audit or the split finds (every image unreadable, too few groups for a group split) is left
+    to the run.
 
     Args:
         config: a recipe config.
@@ -566,40 +715,111 @@ def check_labelled_data(config: Any) -> int:
     Raises:
         SettingError: no image of the data has a label; the message names ``--data`` and what
             to do.
-        ManifestError: the source cannot be read (the message says why), now rather than once
-            the run folder exists.
+        ManifestError: the source cannot be read, holds labels of the other kind, a single
+            class, or classes too small to split (the message says why and what to do), now
+            rather than once the run folder exists.
 
     Example:
         >>> check_labelled_data(RunSettings())  # no --data: nothing to check
         0
     """
+    from keras_species.data.manifest import ManifestError
+
     data = getattr(config, "data", None)
-    if (not isinstance(data, str) or data == "demo" or "://" in data
-            or Path(data).expanduser().is_dir()):
+    task = recipe_task(config)
+    if data == "demo" and task == "multi":
+        raise ManifestError(f"--data demo: the demo data is single-label (one class per image); "
+                            f"{SINGLE_LABEL_HINT}")
+    if not isinstance(data, str) or data == "demo" or "://" in data:
         return 0
-    from keras_species.data.prepare import forget_read_ahead, read_ahead
+    from keras_species.data.prepare import check_task, forget_read_ahead, read_ahead
 
     options = config.load_options() if isinstance(config, SourceSettings) else {}
-    m = read_ahead(data, options)  # the run's prepare_data takes this reading: no second parse
-    _check_given_split(m, getattr(config, "split", "auto"))
-    if m.multilabel or len(m) == 0:  # tag-free is a negative; no image at all: prepare_data says so
-        return 0
+    with warnings.catch_warnings():
+        if Path(data).expanduser().is_dir():  # prepare_data lists it again, and warns then
+            warnings.simplefilter("ignore")
+        m = read_ahead(data, options)  # a file: the run's prepare_data takes this reading
+    try:
+        _check_given_split(m, getattr(config, "split", "auto"))
+        check_task(m, task, f"--data {data}", _task_hint(task))
+        return 0 if m.multilabel else _check_single_labels(m, config)
+    except (ManifestError, SettingError):
+        forget_read_ahead()  # no run follows
+        raise
+
+
+def check_two_classes(m: Any, flag: str, source: str) -> None:
+    """Refuse single-label data whose labelled images are all of one class: a classifier needs
+    two classes or more (the split stops there, once the run folder exists).
+
+    Args:
+        m: the data read (``sources.load``), single-label.
+        flag: the setting that gave it (``"--data"``, ``"--labelled"``).
+        source: its value.
+
+    Raises:
+        ManifestError: one class only; the message names the flag, the class and what to add.
+
+    Example:
+        >>> from keras_species.data import sources
+        >>> check_two_classes(sources.load("demo"), "--data", "demo")
+    """
+    from keras_species.data.manifest import ManifestError
+
+    labelled = m.subset(m.labelled_mask)
+    present = [name for name, count in zip(m.class_names, labelled.class_counts()) if count > 0]
+    if len(present) >= 2:
+        return
+    where = ("add a subfolder of images for each other class" if Path(source).expanduser().is_dir()
+             else "add images of another class")
+    held = f"all of one class ({present[0]!r})" if present else "of no class"
+    raise ManifestError(f"{flag} {source}: its {len(labelled)} labelled images are {held}, and a "
+                        f"classifier needs 2 classes or more: {where}")
+
+
+def _check_stratified_room(m: Any, config: Any) -> None:
+    """Before the run folder: a stratified split (``--split stratified``, or ``auto`` on data
+    without groups or a split column of its own) puts a class with fewer images than
+    ``--ratios`` has parts all in train; when every class is that small, val and test are
+    empty and the run is sure to stop at the split."""
+    from keras_species.data.manifest import ManifestError
+
+    split, ratios = getattr(config, "split", None), getattr(config, "ratios", None)
+    own_split = m.splits is not None and len(m) > 0 and all(m.splits)
+    if not ratios or not (split == "stratified" or (split == "auto" and not own_split
+                                                      and m.groups is None)):
+        return
+    most, k = int(m.class_counts().max()), len(ratios)
+    if most < k:
+        raise ManifestError(
+            f"--data {config.data}: every class has fewer than {k} images (the most: {most}), and "
+            f"a stratified split puts such a class whole into train, leaving "
+            f"{' and '.join(['val', 'test'][:k - 1])} empty: give each class {k} images or more "
+            f"(one for each of the {k} --ratios)")
+
+
+def _check_single_labels(m: Any, config: Any) -> int:
+    """:func:`check_labelled_data` of single-label data: a label on some image, two classes or
+    more; the images without a label are warned about once. Returns how many have none."""
+    data = config.data
     unlabelled = ~m.labelled_mask
     n = int(unlabelled.sum())
     if n == len(m):
-        forget_read_ahead()  # no run follows
         raise SettingError(
             f"--data {data}: none of its {n} images has a label, and this recipe trains on "
             "labelled images: give them labels (a CSV's label column, a COCO JSON's annotations) "
             "or give --data the labelled data; " + SEMI_SUPERVISED_HINT
         )
+    if not getattr(config, "add_class", None):  # --add-class may bring the second class
+        check_two_classes(m, "--data", data)
+        _check_stratified_room(m.subset(m.labelled_mask), config)
     if n:
         example = m.paths[int(unlabelled.argmax())]
         warnings.warn(
             f"{data}: {n} of {len(m)} images have no label (e.g. {example}); this recipe trains "
             "on labelled images only, so they are left out: give them labels to train on them; "
             + SEMI_SUPERVISED_HINT,
-            stacklevel=3,
+            stacklevel=4,
         )
     return n
 
@@ -831,15 +1051,38 @@ def _ratios(value: Any, config: Any) -> str | None:
 
 
 def _monitor(value: Any, config: Any) -> str | None:
-    from keras_species.training.plan import logged_quantities
-
     if value == "auto":
         return None
-    names = sorted(set(logged_quantities("single")) | set(logged_quantities("multi")))
-    if value not in names:
-        return (f"not a quantity a run logs: choose auto (val_accuracy single-label, val_micro_f1 "
-                f"multi-label) or one of {', '.join(names)}")
+    task = recipe_task(config)
+    if value not in monitor_choices(task):
+        auto = {"single": "val_accuracy", "multi": "val_micro_f1"}.get(
+            task, "val_accuracy single-label, val_micro_f1 multi-label")
+        return (f"not a quantity a run of this recipe logs: choose auto ({auto}) or one of "
+                f"{', '.join(monitor_choices(task))}")
     return None
+
+
+def monitor_choices(task: str) -> list[str]:
+    """The quantities that ``--monitor`` may name in a recipe that trains on ``task`` labels
+    (:func:`recipe_task`): what its runs log (``training.plan.logged_quantities``), validation
+    ones first; ``"any"``: those of both kinds of labels.
+
+    Args:
+        task: ``"single"``, ``"multi"`` or ``"any"``.
+
+    Returns:
+        The names (``top5_accuracy`` is logged with more than 5 classes only).
+
+    Example:
+        >>> monitor_choices("single")[:3]
+        ['val_loss', 'val_accuracy', 'val_top5_accuracy']
+    """
+    from keras_species.training.plan import logged_quantities
+
+    kinds = ("single", "multi") if task == "any" else (task,)
+    names = [n for kind in kinds for n in logged_quantities(kind)]
+    names = list(dict.fromkeys(sorted(names, key=lambda n: not n.startswith("val_"))))
+    return names
 
 
 def _data(value: Any, config: Any) -> str | None:
@@ -865,6 +1108,31 @@ def _cache(value: Any, config: Any) -> str | None:
         return None  # a new folder's name (cache_dir)
     return (f"is not memory or none (did you mean {close[0]}?): give memory, none, or the folder "
             f"of a tf.data file cache (a new one of that name: ./{value})")
+
+
+def _head_learning_rate(value: Any, config: Any) -> str | None:
+    """``--head-learning-rate``: above 0, since phase 1 trains only the new head (at 0 it would
+    stay random and the phase do nothing); any value when ``--head-epochs 0`` skips the phase."""
+    if getattr(config, "head_epochs", None) == 0:
+        return None
+    return _number(0, low_in=False, fix=" (phase 1 trains the new head at this rate, e.g. 1e-3; "
+                                        "to skip phase 1 give --head-epochs 0)")(value, config)
+
+
+def _folder_to_fill(value: Any, config: Any) -> str | None:
+    """A folder that the run makes and fills (``--feature-cache``): neither it nor a folder above
+    it may be an existing file (``notes.txt/cache`` failed once the features were computed)."""
+    if not isinstance(value, str) or value.strip().lower() == "none":
+        return None
+    path = Path(value).expanduser()
+    for place in (path, *path.parents):
+        if place.is_dir():
+            return None
+        if place.exists():
+            where = "is a file" if place == path else f"lies inside {place}, which is a file"
+            return (f"{where}, not a folder: give a folder (it is made when absent), or none "
+                    "to keep no cache")
+    return None
 
 
 RUN_NAME_RULE = ("a run's name is one folder under --out/<recipe>: give a name such as demo_1 "
@@ -937,7 +1205,7 @@ SETTING_CHECKS: dict[str, Check] = {
     "unfreeze_n": _whole(0, fix=" (the units --unfreeze last_n trains)"),
     "blocks": _whole(1, fix=" (conv blocks); none: the arch's default"),
     **{name: _not_negative for name in (
-        "learning_rate", "head_learning_rate", "fine_tune_learning_rate",
+        "learning_rate", "fine_tune_learning_rate",
         "features_learning_rate", "frozen_learning_rate", "scratch_learning_rate",
         "model1_learning_rate", "ae_learning_rate", "phase1_learning_rate", "phase2_learning_rate",
         "weight_decay", "ae_label_weight",
@@ -981,6 +1249,8 @@ SETTING_CHECKS: dict[str, Check] = {
     "name": _name,
     "out": _out,
     "cache": _cache,
+    "feature_cache": _folder_to_fill,
+    "head_learning_rate": _head_learning_rate,
     "drop": _drop_list,
     "class_weight": _class_weight,
 }
@@ -1002,10 +1272,11 @@ def check_settings(config: Any, *, names: Sequence[str] | None = None) -> None:
     Each field of ``config`` that :data:`SETTING_CHECKS` names is checked: seeds in NumPy's range,
     ``verbose`` 0/1/2, sizes, epochs, folds and hidden widths whole numbers in range, dropout,
     label smoothing and momenta in [0, 1), probability thresholds in [0, 1], shares of a set in
-    (0, 1), patience 0 or more, learning rates and weight decay 0 or more, ``--ratios`` three
-    numbers summing to 1 (every recipe with ``--ratios`` scores a test split), ``--tta`` and
-    ``--augment`` known presets, ``--monitor`` a quantity the run logs (or ``auto``), ``--drop`` a
-    file that exists, ``--class-weight`` a file that exists and holds a JSON object of weights
+    (0, 1), patience 0 or more, learning rates and weight decay 0 or more (``--head-learning-rate``
+    above 0, unless ``--head-epochs 0``), ``--ratios`` three numbers summing to 1 (every recipe
+    with ``--ratios`` scores a test split), ``--tta`` and ``--augment`` known presets,
+    ``--monitor`` a quantity the recipe's runs log (or ``auto``: :func:`monitor_choices`),
+    ``--feature-cache`` a folder that no file stands in the way of, ``--drop`` a file that exists, ``--class-weight`` a file that exists and holds a JSON object of weights
     >= 0 (its class names are checked once the data's classes are known). A value that a field's
     ``flag_help(refused=...)`` names (``--split systematic`` where a test split is scored:
     :data:`TEST_SPLIT_REFUSED`) is refused with its reason. What depends on the data (is it
@@ -1157,9 +1428,28 @@ def split_method(prepared: Any) -> str:
     return f"{made} (read back from {Path(split_file).name})"
 
 
-TRAIN_SECONDS = "train_seconds.json"
-"""The file of a run folder in which :class:`TrainingClock` keeps the training seconds of each
-session (``{"sessions": [s1, s2, ...]}``)."""
+def data_summary(prepared: Any) -> str:
+    """The lines a recipe prints about its data once prepared (``prepared.summary()``: images,
+    what was left out, leakage), the split said as the report says it (:func:`split_method`): a
+    resumed run names the method its first session used, not ``loaded``.
+
+    Args:
+        prepared: ``data.prepare.PreparedData``.
+
+    Returns:
+        The text, e.g. ``"300 images, 6 classes ...; split: group (read back from split.csv)"``.
+
+    Example:
+        >>> print(data_summary(prepared))  # doctest: +SKIP
+    """
+    _, _, rest = prepared.summary().partition("\n")  # its first line: "<images> (<kind> split)"
+    first = f"{prepared.manifest.summary()}; split: {split_method(prepared)}"
+    return f"{first}\n{rest}" if rest else first
+
+
+# TRAIN_SECONDS (imported from training.runs, exported here): the file of a run folder in which
+# TrainingClock keeps the training seconds of each session ({"sessions": [s1, s2, ...]}); one of
+# the RUN_RESULT_FILES that a run started over removes.
 
 
 class TrainingClock:
@@ -1439,7 +1729,7 @@ def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunRe
         need_splits=("train", "test"),
         need_hint=TEST_SPLIT_HINT,
     )
-    print(prepared.summary())
+    print(data_summary(prepared))
     multilabel = prepared.manifest.multilabel
     monitor = resolve_monitor(config.monitor, multilabel=multilabel,
                               num_classes=prepared.manifest.num_classes)
@@ -1605,8 +1895,10 @@ def recipe_main(
     source, an unreadable image, a setting the library rejects, nothing to resume) print their
     message without a traceback and return exit code 2. When the recipe had opened its run
     folder, any error is also written to its ``failed.json`` with the traceback
-    (``keras-species runs`` lists the run as ``failed``, with the message). Ctrl-C prints one
-    line saying how to continue the run (``--resume``) and returns 130.
+    (``keras-species runs`` lists the run as ``failed``, with the message), and a line says so
+    and which command runs it again once the error is fixed (the same one; without ``--name``,
+    with the run's name). Ctrl-C prints one line saying how to continue the run (``--resume``)
+    and returns 130. The flags given are recorded on the config (:func:`parse_command_line`).
 
     Args:
         config_cls: the recipe's config dataclass.
@@ -1622,7 +1914,7 @@ def recipe_main(
         >>> sys.exit(recipe_main(QuickstartConfig, run))  # doctest: +SKIP
     """
     parser = config_parser(config_cls, prog=prog, description=description)
-    config = parse_config(config_cls, argv, parser=parser)
+    config = parse_command_line(config_cls, argv, parser=parser)  # records the flags typed
     # Keras warns after every epoch over a dataset of unknown length (the pipeline skips bad files)
     warnings.filterwarnings("ignore", message="Your input ran out of data")
     _quiet_per_model_retracing()
@@ -1650,7 +1942,12 @@ def recipe_main(
         if user_error:
             print(f"{prog or 'recipe'}: error: {message}", file=sys.stderr)
         if _opened:
-            print(f"(run folder {_opened[0].path} is marked failed)", file=sys.stderr)
+            path = _opened[0].path
+            again = ("continues it" if getattr(config, "resume", False) else "starts it over"
+                     if getattr(config, "name", None)
+                     else f"with --name {shlex.quote(path.name)} starts it over")
+            print(f"(run folder {path} is marked failed; once that is fixed, the same command "
+                  f"{again})", file=sys.stderr)
         if not user_error:
             raise
         return 2
@@ -1672,21 +1969,30 @@ __all__ = [
     "SEMI_SUPERVISED_HINT",
     "check_settings",
     "check_labelled_data",
+    "check_two_classes",
     "run_finished",
     "training_finished",
     "stored_settings",
     "monitor_setting",
     "resolve_monitor",
     "MULTILABEL_HINT",
+    "SINGLE_LABEL_HINT",
+    "SINGLE_LABEL_MONITORS",
+    "monitor_choices",
+    "recipe_task",
     "TEST_SPLIT_HINT",
     "TEST_SPLIT_REFUSED",
     "start_run",
+    "parse_command_line",
+    "flags_given",
+    "ignored_on_resume",
     "open_run",
     "weights_setting",
     "check_weights",
     "load_best_model",
     "finish_run",
     "data_section",
+    "data_summary",
     "split_method",
     "TRAIN_SECONDS",
     "TrainingClock",

@@ -30,6 +30,7 @@ from typing import Literal
 from keras_species.config import flag_help as _help
 from keras_species.recipe import (
     MULTILABEL_HINT,
+    SINGLE_LABEL_MONITORS,
     TEST_SPLIT_HINT,
     TEST_SPLIT_REFUSED,
     RunResult,
@@ -52,6 +53,9 @@ R2_BACKBONES = ("vgg16", "mobilenet_v2", "resnet50", "densenet121")
 @dataclass
 class BackboneComparisonConfig(SourceSettings, RunSettings):
     """Compare backbones on one data set with one two-phase transfer plan (R2 part 3)."""
+
+    TASK = "single"
+    """The labels it trains on (:func:`~keras_species.recipe.recipe_task`): one class per image."""
 
     data: str = field(default="demo", metadata=_help(
         "'demo', a folder of class subfolders, a CSV, an iNat/COCO JSON or a saved manifest"))
@@ -82,7 +86,7 @@ class BackboneComparisonConfig(SourceSettings, RunSettings):
     train_batchnorm: bool = field(default=False, metadata=_help(
         "let the backbone's BatchNorm layers train in phase 2 (default: frozen)"))
     monitor: str = field(default="val_loss", metadata=_help(
-        "checkpoint quantity (R2: lowest val loss; auto: val_accuracy)"))
+        "checkpoint quantity (R2: lowest val loss; auto: val_accuracy): " + SINGLE_LABEL_MONITORS))
     head_units: tuple[int, ...] = field(default=(), metadata=_help(
         "hidden Dense widths of the head (R2: none, the last layer replaced)"))
     head_dropout: float = field(default=0.0, metadata=_help("dropout in the head"))

@@ -58,6 +58,9 @@ CLASSIFIER_NAMES = {
 class FeatureClassifiersConfig(SourceSettings, RunSettings):
     """Backbone features (cached) → SVC, random forest, gradient boosting, logistic regression (R2 D)."""
 
+    TASK = "single"
+    """The labels it trains on (:func:`~keras_species.recipe.recipe_task`): one class per image."""
+
     data: str = field(default="demo", metadata=_help(
         "'demo', a folder of class subfolders, a CSV, an iNat/COCO JSON or a saved manifest"))
     group_regex: str | None = field(default=None, metadata=_help(

@@ -63,8 +63,10 @@ from keras_species.recipe import (
     RunSettings,
     SettingError,
     SourceSettings,
+    check_two_classes,
     check_weights,
     data_section,
+    data_summary,
     load_best_model,
     open_run,
     recipe_main,
@@ -272,6 +274,7 @@ def _pool(config: FishSemiSupervisedConfig) -> Pool:
             "of them labels (a CSV's label column, a COCO JSON's annotations), or give --labelled "
             "the labelled images and --unlabelled the others"
         )
+    check_two_classes(m, "--labelled", config.labelled)  # the split stops there otherwise
     fraction = hide_fraction(config.hide_labels, unlabelled=config.unlabelled, without_label=without)
     if fraction == 0 and not without and not config.unlabelled:
         raise SettingError(
@@ -389,7 +392,7 @@ def run(config: FishSemiSupervisedConfig | None = None) -> FishSemiSupervisedRes
     cache = config.cache == "memory"
     pool_text = parts.describe("--labelled", "--unlabelled") + (
         "" if truth is None else f"; {int((truth >= 0).sum())} with hidden true labels")
-    print(f"{prepared.summary()}\nunlabelled pool: {pool_text}")
+    print(f"{data_summary(prepared)}\nunlabelled pool: {pool_text}")
     ds = build_datasets(m, size, config.batch_size, augment=config.augment, cache=config.cache,
                         seed=config.seed, deterministic=config.deterministic)
 

@@ -52,6 +52,7 @@ from keras_species.recipe import (
     SourceSettings,
     check_weights,
     data_section,
+    data_summary,
     load_best_model,
     open_run,
     recipe_main,
@@ -70,6 +71,9 @@ R5_SCORES = {"a_features": 0.33, "b_frozen": 0.26, "c_fine_tune": 0.37, "scratch
 @dataclass
 class INaturalistVGG16Config(SourceSettings, RunSettings):
     """R5: VGG16 feature extraction, frozen base with augmentation, fine-tuning of 4 conv layers."""
+
+    TASK = "single"
+    """The labels it trains on (:func:`~keras_species.recipe.recipe_task`): one class per image."""
 
     # data
     data: str | None = field(default=None, metadata=_h("an iNaturalist/COCO JSON, a folder of class folders, a CSV or a saved manifest"))
@@ -304,7 +308,7 @@ def run(config: INaturalistVGG16Config | None = None) -> INaturalistResult:
     )
     m = prepared.manifest
     names, c, size, batch = m.class_names, m.num_classes, config.image_size, config.batch_size
-    print(prepared.summary())
+    print(data_summary(prepared))
     plain = build_datasets(m, size, batch, augment="none", cache=config.cache, seed=config.seed,
                            deterministic=config.deterministic)
     augmented = build_datasets(m, size, batch, augment=config.augment, cache=config.cache,

@@ -35,12 +35,15 @@ from typing import Literal
 
 from keras_species.config import flag_help as _h
 from keras_species.recipe import (
+    SINGLE_LABEL_HINT,
     RunResult,
     RunSettings,
     SettingError,
     SourceSettings,
+    TrainingClock,
     check_weights,
     data_section,
+    data_summary,
     load_best_model,
     open_run,
     recipe_main,
@@ -56,6 +59,9 @@ THRESHOLD_CHOICES = ("global", "per_class", "fixed")
 @dataclass
 class MultilabelResNetConfig(SourceSettings, RunSettings):
     """R4: multi-label ResNet, SGD + one-cycle, thresholds tuned on validation."""
+
+    TASK = "multi"
+    """The labels it trains on (:func:`~keras_species.recipe.recipe_task`): a set of tags per image."""
 
     # data
     data: str | None = field(default=None, metadata=_h("multi-label source: a CSV with a label-set column (or 0/1 tag columns), a COCO JSON, a saved manifest"))
@@ -217,7 +223,9 @@ def run(config: MultilabelResNetConfig | None = None) -> MultilabelResult:
     Returns:
         A :class:`MultilabelResult`; the run folder holds ``config.json``, ``split.csv``,
         ``audit/``, ``history.csv``, ``best.keras`` (with the chosen thresholds), ``metrics.json``
-        (``test`` at the chosen thresholds, ``thresholds``, ``threshold_comparison``, ``sanity``),
+        (``test`` at the chosen thresholds, ``thresholds``, ``threshold_comparison``, ``sanity``,
+        and ``run.train_seconds``: the training time summed over the sessions of a killed run
+        and its ``--resume``, :class:`~keras_species.recipe.TrainingClock`),
         ``predictions.csv``, ``plots/`` and ``report.md``.
 
     Raises:
@@ -251,14 +259,12 @@ def run(config: MultilabelResNetConfig | None = None) -> MultilabelResult:
         config.data, **split_settings(config), seed=config.seed,
         audit=config.audit, audit_dir=root / "audit", split_file=root / "split.csv",
         load_options=config.load_options(labels_col=config.labels_col),
-        task="multi", task_hint=(
-            "this recipe needs label sets (a ';'-separated labels column or 0/1 tag columns); "
-            "for one class per image use python -m recipes.quickstart or convnext_transfer"),
+        task="multi", task_hint=SINGLE_LABEL_HINT,
         need_splits=("train", "val", "test"),
         need_hint="thresholds are tuned on val and applied to test",
     )
     m = prepared.manifest
-    print(prepared.summary())
+    print(data_summary(prepared))
     strategy = get_strategy(config.strategy)
     batch = scale_batch(config.batch_size, strategy)
     ds = build_datasets(m, config.image_size, batch, augment=config.augment, cache=config.cache,
@@ -291,10 +297,12 @@ def run(config: MultilabelResNetConfig | None = None) -> MultilabelResult:
     model, policy = build()
     steps = -(-len(m.split("train")) // batch)
     phase = one_cycle_phase(config, steps_per_epoch=steps)
-    t0 = time.perf_counter()
-    trained = train(model, [phase], ds.train, ds.val, run_folder, task="multi",
-                    resume=config.resume, verbose=config.verbose)
-    train_seconds = time.perf_counter() - t0
+    clock = TrainingClock(run_folder, resume=config.resume)  # training seconds, summed over sessions
+    with clock:
+        trained = train(model, [phase], ds.train, ds.val, run_folder, task="multi",
+                        resume=config.resume, verbose=config.verbose,
+                        extra_callbacks=[clock.callback()])
+    train_seconds = clock.total
     best = load_best_model(trained.best_path, trained.model)
 
     if "head_only" in config.sanity:

@@ -35,6 +35,7 @@ from typing import Any, Literal
 from keras_species.config import flag_help as _help
 from keras_species.recipe import (
     MULTILABEL_HINT,
+    SINGLE_LABEL_MONITORS,
     TEST_SPLIT_HINT,
     TEST_SPLIT_REFUSED,
     RunResult,
@@ -54,6 +55,9 @@ SCRATCH_NAMES = ("r2_cnn", "r3_cnn", "r4_vgg", "r5_shallow", "r5_deep", "r5_regu
 @dataclass
 class ScratchCNNConfig(SourceSettings, RunSettings):
     """Scratch CNN with k-fold cross-validation, the ensemble of folds, TTA and added classes (R2)."""
+
+    TASK = "single"
+    """The labels it trains on (:func:`~keras_species.recipe.recipe_task`): one class per image."""
 
     data: str = field(default="demo", metadata=_help(
         "'demo', a folder of class subfolders, a CSV, an iNat/COCO JSON or a saved manifest"))
@@ -84,7 +88,8 @@ class ScratchCNNConfig(SourceSettings, RunSettings):
         default="adam", metadata=_help("optimizer (R5 used rmsprop)"))
     learning_rate: float = field(default=1e-3, metadata=_help("learning rate"))
     monitor: str = field(default="val_loss", metadata=_help(
-        "each fold keeps its best epoch on this (R2: lowest val loss; auto: val_accuracy)"))
+        "each fold keeps its best epoch on this (R2: lowest val loss; auto: val_accuracy): "
+        + SINGLE_LABEL_MONITORS))
     early_stopping_patience: int | None = field(default=None, metadata=_help(
         "epochs without improvement before a fold stops (R3: 10); none = off"))
     augment: str = field(default="none", metadata=_help(

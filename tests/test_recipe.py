@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
 from pathlib import Path
 
@@ -291,11 +292,15 @@ BAD_SETTINGS = [
                                           "least 0 (epochs without improvement); none turns early "
                                           "stopping off"),
     (["--verbose", "7"], "--verbose 7: Keras's fit verbosity is 0 (silent), 1 (a progress bar) or 2"),
-    (["--monitor", "val_acc"], "--monitor val_acc: not a quantity a run logs: choose auto"),
+    (["--monitor", "val_acc"], "--monitor val_acc: not a quantity a run of this recipe logs: choose "
+                               "auto (val_accuracy single-label, val_micro_f1 multi-label)"),
     (["--head-dropout", "1.5"], "--head-dropout 1.5: must be a number from 0 up to (not including) 1"),
     (["--batch-size", "0"], "--batch-size 0: must be a whole number at least 1"),
     (["--image-size", "0"], "--image-size 0: must be a whole number at least 1 (pixels)"),
-    (["--head-learning-rate=-1e-3"], "--head-learning-rate -0.001: must be a number of 0 or more"),
+    (["--head-learning-rate=-1e-3"], "--head-learning-rate -0.001: must be a number above 0 (phase 1 "
+                                     "trains the new head at this rate, e.g. 1e-3; to skip phase 1 "
+                                     "give --head-epochs 0)"),
+    (["--head-learning-rate", "0"], "--head-learning-rate 0.0: must be a number above 0"),
     (["--drop", "no_such_list.txt"], "--drop no_such_list.txt: no such file: give a text file"),
     (["--class-weight", "no_such.json"], "--class-weight no_such.json: no such file: give balanced, "
                                          "none, or a JSON file"),
@@ -544,13 +549,15 @@ def test_the_monitor_is_resolved_from_the_data_before_training():
 
 # ------------------------------------------------------------------ images without a label
 def _demo_csv(path: Path, *, every: int = 17, n: int = 40) -> Path:
-    """A ``path,label`` CSV of ``n`` demo images whose label cell is empty on every ``every``-th
-    row (``every=1``: on every row)."""
+    """A ``path,label`` CSV of ``n`` demo images, taken from each class in turn, whose label cell
+    is empty on every ``every``-th row (``every=1``: on every row)."""
     import csv
 
     from keras_species.data.demo import demo_root
 
-    images = sorted(demo_root().glob("*/*"))[:n]
+    by_class = [sorted(folder.iterdir()) for folder in sorted(demo_root().iterdir())
+                if folder.is_dir()]
+    images = [image for row in zip(*by_class) for image in row][:n]
     with open(path, "w", newline="", encoding="utf-8") as f:
         rows = csv.writer(f)
         rows.writerow(["path", "label"])
@@ -571,7 +578,7 @@ def test_images_without_a_label_are_reported_in_one_warning_before_the_run_folde
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         run, _ = start_run("toy", ReadingConfig(out=tmp_path / "runs", name="t", data=str(data)))
-    # the reader's own warnings (here: a single class) are shown by this reading too, once
+    # the reader's own warnings are shown by this reading, once
     (warning,) = [w for w in caught if issubclass(w.category, UserWarning)
                   and "have no label" in str(w.message)]
     message = str(warning.message)
@@ -638,15 +645,20 @@ def test_config_json_stores_absolute_paths_usable_from_another_folder(tmp_path, 
     here, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
     elsewhere.mkdir()
     write_image_folder(here / "fish", per_class=2, size=(8, 8))
+    # a CSV whose paths start from --root (a folder of class subfolders takes no --root: it is
+    # refused before the run folder now)
+    (here / "fish.csv").write_text("path,label\n" + "".join(
+        f"{p.relative_to(here / 'fish').as_posix()},{p.parent.name}\n"
+        for p in sorted((here / "fish").rglob("*.png"))))
     (here / "drop.txt").write_text("nothing.png\n")
     monkeypatch.chdir(here)
-    config = PathsConfig(out=Path("runs"), name="a", data="fish", drop="drop.txt", root="fish",
+    config = PathsConfig(out=Path("runs"), name="a", data="fish.csv", drop="drop.txt", root="fish",
                          cache="cache_dir")
     _, in_force = start_run("toy", config)
-    assert in_force.data == "fish" and in_force.out == Path("runs")  # the run keeps them as given
+    assert in_force.data == "fish.csv" and in_force.out == Path("runs")  # kept as given
     config_json = here / "runs" / "toy" / "a" / "config.json"
     stored = json.loads(config_json.read_text())["config"]
-    assert stored["data"] == str(here / "fish") and stored["out"] == str(here / "runs")
+    assert stored["data"] == str(here / "fish.csv") and stored["out"] == str(here / "runs")
     assert stored["drop"] == str(here / "drop.txt") and stored["root"] == str(here / "fish")
     assert stored["cache"] == str(here / "cache_dir")
     assert (stored["class_weight"], stored["weights"]) == ("balanced", "imagenet")  # not paths
@@ -658,7 +670,7 @@ def test_config_json_stores_absolute_paths_usable_from_another_folder(tmp_path, 
     monkeypatch.chdir(elsewhere)
     again = parse_config(PathsConfig, ["--config", str(config_json)])
     check_settings(again)  # --data exists, --drop exists
-    assert Path(again.data) == here / "fish" and Path(again.out) == here / "runs"
+    assert Path(again.data) == here / "fish.csv" and Path(again.out) == here / "runs"
     # 'demo' and the other words are stored as they are
     run, _ = start_run("toy", PathsConfig(out=Path("runs"), name="b", weights="none",
                                           class_weight="none", cache="none"))
@@ -1068,3 +1080,291 @@ def test_a_killed_and_resumed_run_reports_its_first_split_and_all_its_training_t
     assert quickstart.main(resume) == 0
     assert json.loads((run / "metrics.json").read_text())["run"]["train_seconds"] == seconds
     assert f"| train_seconds | {seconds:.4f} |" in (run / "report.md").read_text()
+
+
+# ------------------------------------------------------------------ --resume and the flags typed
+def test_resume_warns_about_a_flag_typed_with_its_default_value(tmp_path):
+    # the stored run has --image-size 32; `--resume --image-size 64` (64: the default) was
+    # dropped without a word, since only values that differ from the default were compared
+    import warnings
+
+    from keras_species.recipe import flags_given, parse_command_line
+
+    start_run("toy", ToyConfig(out=tmp_path, name="a", image_size=32))
+    flags = ["--out", str(tmp_path), "--name", "a", "--resume", "--verbose", "0"]
+    config = parse_command_line(ToyConfig, [*flags, "--image-size", "64"])
+    assert flags_given(config) == {"out", "name", "resume", "verbose", "image_size"}
+    with pytest.warns(UserWarning, match=r"ignored: --image-size 64 \(the run's: 32\)$"):
+        _, resumed = start_run("toy", config)
+    assert resumed.image_size == 32 and resumed.verbose == 0
+    # a flag typed with the stored value, and the run-control flags, are not warned about
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        start_run("toy", parse_command_line(ToyConfig, [*flags, "--image-size", "32"]))
+        # from Python (no command line), a default value is not taken as asked for: as before
+        assert flags_given(ToyConfig()) is None
+        start_run("toy", ToyConfig(out=tmp_path, name="a", resume=True, image_size=64))
+    # every ignored flag is named, each with both values
+    config = parse_command_line(ToyConfig, [*flags, "--image-size", "64", "--seed", "42",
+                                            "--backbone", "resnet50"])
+    with pytest.warns(UserWarning, match=r"ignored: --image-size 64 \(the run's: 32\), --backbone "
+                                         r"resnet50 \(the run's: resnet18\)$"):
+        start_run("toy", config)
+
+
+def test_recipe_main_records_the_flags_typed(tmp_path):
+    from keras_species.recipe import flags_given
+
+    seen = []
+
+    def record(config):
+        seen.append(flags_given(config))
+        return RunResult(tmp_path, tmp_path / "report.md", {"test": {}}, [], None, 1.0)
+
+    assert recipe_main(ToyConfig, record, ["--image-size", "64", "--seed", "1"]) == 0
+    assert seen == [{"image_size", "seed"}]
+    config_file = tmp_path / "settings.json"
+    config_file.write_text('{"backbone": "resnet50"}')
+    assert recipe_main(ToyConfig, record, ["--config", str(config_file)]) == 0
+    assert seen[-1] == frozenset()  # --config itself is no setting
+
+
+# ------------------------------------------------------------------ data refused before the folder
+@dataclasses.dataclass
+class SingleLabelConfig(SourceSettings, RunSettings):
+    """A toy recipe that trains on one class per image."""
+
+    TASK = "single"
+    data: str = "demo"
+
+
+@dataclasses.dataclass
+class MultiLabelConfig(SourceSettings, RunSettings):
+    """A toy recipe that trains on label sets."""
+
+    TASK = "multi"
+    data: str | None = None
+
+
+def _no_run_folder(out: Path) -> bool:
+    return not out.exists() or not any(out.rglob("config.json"))
+
+
+def test_data_a_run_would_refuse_is_refused_before_the_run_folder(tmp_path):
+    # each of these made a run folder, then failed reading or splitting the data: a 'failed'
+    # run left behind for nothing
+    from keras_species.data.manifest import ManifestError
+    from keras_species.recipe import MULTILABEL_HINT, SINGLE_LABEL_HINT
+
+    out = tmp_path / "runs"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ManifestError, match="has no class subfolders: put the images of each class in"):
+        start_run("toy", ReadingConfig(out=out, data=str(empty)))
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "a.jpg").write_bytes(b"")
+    with pytest.raises(ManifestError, match="images at its top level .* but no class subfolders"):
+        start_run("toy", ReadingConfig(out=out, data=str(flat)))
+    one = tmp_path / "one"
+    (one / "cod").mkdir(parents=True)
+    for i in range(4):
+        (one / "cod" / f"{i}.jpg").write_bytes(b"")
+    with pytest.raises(ManifestError, match=rf"--data {re.escape(str(one))}: its 4 labelled images are all of one "
+                                            r"class \('cod'\), and a classifier needs 2 classes or "
+                                            r"more: add a subfolder of images for each other class"):
+        start_run("toy", ReadingConfig(out=out, data=str(one)))
+    # a CSV of one class; all rows missing; the other kind of labels than the recipe's
+    csv_one = tmp_path / "one.csv"
+    csv_one.write_text("path,label\n" + "".join(f"{one}/cod/{i}.jpg,cod\n" for i in range(4)))
+    with pytest.raises(ManifestError, match=r"labelled images are all of one class \('cod'\), and a "
+                                            r"classifier needs 2 classes or more: add images of"):
+        start_run("toy", ReadingConfig(out=out, data=str(csv_one)))
+    gone = tmp_path / "gone.csv"  # (the reader refuses it: skipping every row leaves nothing)
+    gone.write_text("path,label\nno/such/a.jpg,cod\nno/such/b.jpg,eel\n")
+    with pytest.raises(ManifestError, match=r"gone.csv: 2 of 2 listed files do not exist"):
+        start_run("toy", ReadingConfig(out=out, data=str(gone), on_missing="skip"))
+    from tests.recipes.test_multilabel_resnet import write_multilabel_csv
+
+    tags = write_multilabel_csv(tmp_path / "tags", n=12)
+    with pytest.raises(ManifestError, match=rf"--data {re.escape(str(tags))}: the data is "
+                                            rf"multi-label .*; {re.escape(MULTILABEL_HINT)}"):
+        start_run("toy", SingleLabelConfig(out=out, data=str(tags)))
+    with pytest.raises(ManifestError, match=rf"single-label .*; {re.escape(SINGLE_LABEL_HINT)}"):
+        start_run("toy", MultiLabelConfig(out=out, data=str(csv_one)))
+    with pytest.raises(ManifestError, match=r"--data demo: the demo data is single-label"):
+        start_run("toy", MultiLabelConfig(out=out, data="demo"))
+    # classes too small for a stratified split: val and test would be empty
+    from recipes.quickstart import QuickstartConfig
+
+    few = tmp_path / "few"
+    for name in ("cod", "eel"):
+        (few / name).mkdir(parents=True)
+        for i in range(2):
+            (few / name / f"{i}.jpg").write_bytes(b"")
+    with pytest.raises(ManifestError, match=r"every class has fewer than 3 images \(the most: 2\), "
+                                            r"and a stratified split puts such a class whole into "
+                                            r"train, leaving val and test empty: give each class 3 "
+                                            r"images or more"):
+        start_run("quickstart", QuickstartConfig(out=out, data=str(few)))
+    assert _no_run_folder(out)
+    # a group split may still make them (whole groups go to each side): left to the split
+    start_run("quickstart", QuickstartConfig(out=out, name="few", data=str(few), split="group",
+                                             group_regex=r"(\d)"))
+    # what passes: two classes; one class plus --add-class (the second one comes from there)
+    (one / "eel").mkdir()
+    (one / "eel" / "0.jpg").write_bytes(b"")
+    start_run("toy", ReadingConfig(out=out, name="two", data=str(one)))
+    start_run("toy", MultiLabelConfig(out=out, name="tags", data=str(tags)))
+
+    @dataclasses.dataclass
+    class AddClassConfig(ReadingConfig):
+        add_class: list[str] = dataclasses.field(default_factory=list)
+
+    start_run("toy", AddClassConfig(out=out, name="add", data=str(csv_one), add_class=["x"]))
+
+
+def test_a_folder_is_read_without_warning_twice(tmp_path):
+    # the check lists the folder, and prepare_data lists it again and warns then: only once
+    import warnings
+
+    from keras_species.recipe import check_labelled_data
+
+    data = tmp_path / "data"
+    for name in ("cod", "eel", "empty"):
+        (data / name).mkdir(parents=True)
+    (data / "cod" / "a.jpg").write_bytes(b"")
+    (data / "eel" / "b.jpg").write_bytes(b"")
+    (data / "eel" / "notes.txt").write_text("x")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        assert check_labelled_data(ReadingConfig(data=str(data))) == 0
+
+
+# ------------------------------------------------------------------ --monitor, --head-learning-rate
+def test_monitor_choices_are_the_recipes_own():
+    from keras_species.recipe import SINGLE_LABEL_MONITORS, check_settings, monitor_choices
+    from recipes.backbone_comparison import BackboneComparisonConfig
+    from recipes.quickstart import QuickstartConfig
+    from recipes.scratch_cnn import ScratchCNNConfig
+
+    single = monitor_choices("single")
+    assert single[:2] == ["val_loss", "val_accuracy"] and "val_micro_f1" not in single
+    assert "val_micro_f1" in monitor_choices("multi") and "val_accuracy" not in monitor_choices("multi")
+    assert set(monitor_choices("any")) == set(single) | set(monitor_choices("multi"))
+    assert all(name in SINGLE_LABEL_MONITORS for name in single)  # the help says them all
+    for config_cls in (BackboneComparisonConfig, ScratchCNNConfig):  # single-label recipes
+        with pytest.raises(SettingError) as err:
+            check_settings(config_cls(monitor="val_micro_f1"))
+        message = str(err.value)
+        assert message.startswith("--monitor val_micro_f1: not a quantity a run of this recipe "
+                                  "logs: choose auto (val_accuracy) or one of val_loss, "), message
+        assert "micro_f1" not in message.split(":", 1)[1] and "binary_accuracy" not in message
+        check_settings(config_cls(monitor="val_auc"))
+    check_settings(QuickstartConfig(monitor="val_micro_f1"))  # it trains on both kinds of labels
+
+
+@pytest.mark.parametrize("name", ["backbone_comparison", "scratch_cnn"])
+def test_monitor_help_of_a_single_label_recipe_lists_its_quantities(name, capsys):
+    import importlib
+
+    module = importlib.import_module(f"recipes.{name}")
+    with pytest.raises(SystemExit):
+        module.main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "val_top5_accuracy (more than 5 classes)" in help_text
+    assert "micro_f1" not in help_text and "binary_accuracy" not in help_text
+
+
+@pytest.mark.parametrize("name", ["backbone_comparison", "convnext_transfer", "quickstart"])
+def test_a_head_learning_rate_of_0_is_refused(name):
+    import importlib
+
+    from keras_species.recipe import check_settings
+
+    module = importlib.import_module(f"recipes.{name}")
+    (config_cls,) = [c for c in vars(module).values() if isinstance(c, type)
+                     and c.__module__ == module.__name__ and dataclasses.is_dataclass(c)
+                     and issubclass(c, RunSettings)]
+    for bad in (0.0, -1e-3):
+        with pytest.raises(SettingError, match=rf"--head-learning-rate {bad}: must be a number "
+                                               r"above 0 \(phase 1 trains the new head"):
+            check_settings(config_cls(head_learning_rate=bad))
+    check_settings(config_cls(head_learning_rate=0.0, head_epochs=0))  # no phase 1: not used
+    check_settings(config_cls(head_learning_rate=1e-5))
+
+
+# ------------------------------------------------------------------ the terminal says the split
+def test_the_data_summary_of_a_resumed_run_names_its_split_method(tmp_path):
+    # a resumed run printed "(loaded split)" where the report names the first session's method
+    from keras_species.data.prepare import prepare_data
+    from keras_species.recipe import data_summary
+
+    split = tmp_path / "split.csv"
+    first = prepare_data("demo", split="stratified", audit=False, split_file=split)
+    assert data_summary(first).splitlines()[0].endswith("; split: stratified")
+    again = prepare_data("demo", split="stratified", audit=False, split_file=split)
+    assert again.split_kind == "loaded"
+    line = data_summary(again).splitlines()[0]
+    assert line.endswith("; split: stratified (read back from split.csv)") and "loaded" not in line
+    assert data_summary(again).splitlines()[1:] == again.summary().splitlines()[1:]
+
+
+ENTRY_POINTS = {  # recipe: the flag of its labelled data, and flags that read no weights
+    "backbone_comparison": ("--data", ["--backbones", "resnet18", "--weights", "none"]),
+    "convnext_transfer": ("--data", ["--weights", "none"]),
+    "feature_classifiers": ("--data", ["--backbone", "resnet18", "--weights", "none"]),
+    "fish_semisupervised": ("--labelled", ["--weights", "none"]),
+    "inaturalist_vgg16": ("--data", ["--weights", "none"]),
+    "multilabel_resnet": ("--data", ["--backbone", "resnet18", "--weights", "none"]),
+    "quickstart": ("--data", ["--backbone", "resnet18", "--weights", "none"]),
+    "scratch_cnn": ("--data", []),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ENTRY_POINTS))
+def test_every_recipe_refuses_an_empty_folder_and_one_class_before_the_run_folder(name, tmp_path,
+                                                                                  capsys):
+    # an empty --data folder, or a folder of one class, left a 'failed' run folder behind
+    import importlib
+
+    module = importlib.import_module(f"recipes.{name}")
+    flag, flags = ENTRY_POINTS[name]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    one = tmp_path / "one"
+    (one / "cod").mkdir(parents=True)
+    for i in range(6):
+        (one / "cod" / f"fish_{i}_0.jpg").write_bytes(b"")
+    out = tmp_path / "runs"
+    for data, message in ((empty, "has no class subfolders"), (one, "all of one class ('cod')")):
+        code = module.main([flag, str(data), "--out", str(out), *flags])
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert err.startswith(f"python -m recipes.{name}: error: "), err
+        assert "Traceback" not in err and "marked failed" not in err, err
+        if name == "multilabel_resnet" and data == one:  # one class per image: not label sets
+            assert "the data is single-label" in err and "needs label sets" in err, err
+        else:
+            assert message in err, err
+        assert _no_run_folder(out), name
+
+
+def test_an_empty_test_split_says_the_data_has_too_few_images_or_groups(tmp_path):
+    # it said "give three --ratios (train val test)": three are the default, and two are refused
+    # before the run starts, so the advice never helped
+    from keras_species.data.manifest import ManifestError
+    from keras_species.data.prepare import prepare_data
+    from keras_species.recipe import TEST_SPLIT_HINT
+    from tests.conftest import write_image_folder
+
+    data = write_image_folder(tmp_path / "data", classes=("cod", "eel"), per_class=4,
+                              size=(16, 16), groups_per_class=1)
+    with pytest.warns(UserWarning, match="too few images or groups"), \
+            pytest.raises(ManifestError) as err:
+        prepare_data(str(data), group_regex=r"fish_(\d+)_", split="group", audit=False,
+                     need_splits=("train", "test"), need_hint=TEST_SPLIT_HINT)
+    message = str(err.value)
+    assert message.startswith("the split has no 'test' images"), message
+    assert "too few groups (a group split keeps each group whole on one side)" in message
+    assert "give three --ratios" not in message

@@ -87,9 +87,10 @@ def write_predictions_csv(
     """One row per image: path, true and predicted labels, confidence, and every class probability.
 
     Single-label columns: ``path, true, pred, confidence, correct, top{k}`` (``name:prob`` joined by
-    ``;``), ``p_<class>``. Multi-label: ``path, true, pred`` (tags joined by ``;``),
-    ``exact_match``, ``p_<class>``. ``true``/``correct`` are empty when ``y_true`` is None or a
-    label is ``-1`` (unlabelled).
+    ``;``; left out when ``k`` is not below the number of classes: it would list them all, and a
+    binary run's ``top2`` would always hold the true class), ``p_<class>``. Multi-label: ``path,
+    true, pred`` (tags joined by ``;``), ``exact_match``, ``p_<class>``. ``true``/``correct`` are
+    empty when ``y_true`` is None or a label is ``-1`` (unlabelled).
 
     Args:
         path: CSV file to write.
@@ -99,7 +100,8 @@ def write_predictions_csv(
         class_names: ``C`` names.
         multilabel: multi-label outputs (sigmoid).
         thresholds: multi-label decision threshold(s), default 0.5.
-        top_k: how many top classes the ``top{k}`` column lists (single-label).
+        top_k: how many top classes the ``top{k}`` column lists (single-label; no column when
+            ``top_k`` is not below the number of classes).
 
     Returns:
         The path written.
@@ -135,17 +137,20 @@ def write_predictions_csv(
                 w.writerow([os.fspath(paths[i]), true, tags, exact,
                             *(f"{p:.6g}" for p in probs[i])])
         else:
-            k = max(1, min(top_k, c))
-            w.writerow(["path", "true", "pred", "confidence", "correct", f"top{k}", *prob_cols])
+            # a top-k column only where it says more than the probabilities: with k >= C classes
+            # it lists every class, and a binary run's "top2" was always right
+            k = max(1, top_k)
+            top_col = [f"top{k}"] if k < c else []
+            w.writerow(["path", "true", "pred", "confidence", "correct", *top_col, *prob_cols])
             order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
             for i in range(n):
                 p = int(order[i, 0])
                 label = -1 if y_true is None else int(y_true[i])
                 true = names[label] if label >= 0 else ""
                 correct = int(label == p) if label >= 0 else ""
-                top = ";".join(f"{names[j]}:{probs[i, j]:.4f}" for j in order[i])
+                top = [";".join(f"{names[j]}:{probs[i, j]:.4f}" for j in order[i])] if top_col else []
                 w.writerow([os.fspath(paths[i]), true, names[p], f"{probs[i, p]:.6g}", correct,
-                            top, *(f"{q:.6g}" for q in probs[i])])
+                            *top, *(f"{q:.6g}" for q in probs[i])])
     return path
 
 

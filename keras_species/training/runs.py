@@ -13,6 +13,7 @@ A run folder holds everything one training run produced::
     backup/phase<i>/   keras.callbacks.BackupAndRestore files of the phase in progress
     backup/phase<i>.best.weights.h5   best weights of the phase in progress (early stopping)
     checkpoints/       weights at the end of each finished phase (what a resume starts from)
+    train_seconds.json training seconds of each session (summed into metrics.json's train_seconds)
 
 A multi-model recipe (``backbone_comparison``, ``scratch_cnn``, ``fish_semisupervised``,
 ``inaturalist_vgg16``) trains each of its models in a subfolder laid out like a run folder
@@ -58,13 +59,16 @@ BACKUP = "backup"
 CHECKPOINTS = "checkpoints"
 FAILURE = "failed.json"
 AUDIT = "audit"
+TRAIN_SECONDS = "train_seconds.json"
 
 RUN_RESULT_FILES = (
     "split.csv", "split.prepared.json", METRICS, PREDICTIONS, REPORT, "comparison.csv",
-    "pseudo_labels.csv", "classifier.joblib",
+    "pseudo_labels.csv", "classifier.joblib", TRAIN_SECONDS,
 )
 """The files of a run folder that hold its split and results (besides its training files and
-model subfolders), removed when a run is started over in it (:meth:`RunFolder.start_over`)."""
+model subfolders), removed when a run is started over in it (:meth:`RunFolder.start_over`):
+``train_seconds.json`` (``recipe.TrainingClock``'s seconds of each session) among them, so that a
+run started over does not add the old run's training time to its own."""
 
 NOT_MODEL_FOLDERS = frozenset({BACKUP, CHECKPOINTS, TENSORBOARD, PLOTS, AUDIT})
 """Subfolders of a run folder that hold no model of its own (:meth:`RunFolder.model_folders`

@@ -132,3 +132,21 @@ def test_configuration_table_keeps_small_numbers_and_leaves_out_the_session(tmp_
                 "| fine_tune_learning_rate | 0.0001 |", "| zero | 0.0000 |", "| epochs | 3 |"):
         assert row in text, row
     assert "| resume |" not in text and "| overwrite |" not in text
+
+
+def test_predictions_csv_has_a_top_k_column_only_below_the_number_of_classes(tmp_path: Path) -> None:
+    # a binary run's top2 column listed both classes: its 'top-2 accuracy' was always 1.0
+    y = np.array([0, 1, 1])
+    p = np.array([[0.9, 0.1], [0.4, 0.6], [0.7, 0.3]])
+    binary = write_predictions_csv(tmp_path / "b.csv", ["a", "b", "c"], y, p, ["cod", "eel"])
+    header = next(csv.reader(open(binary)))
+    assert header == ["path", "true", "pred", "confidence", "correct", "p_cod", "p_eel"]
+    assert [r["correct"] for r in csv.DictReader(open(binary))] == ["1", "1", "0"]
+    paths = [f"img_{i}.png" for i in range(len(Y))]
+    four = write_predictions_csv(tmp_path / "4.csv", paths, Y, P, NAMES, top_k=4)
+    assert not any(c.startswith("top") for c in next(csv.reader(open(four))))
+    six = np.eye(6)[[0, 1, 2, 3, 4, 5]] * 0.4 + 0.1
+    names = ["a", "b", "c", "d", "e", "f"]
+    rows = list(csv.DictReader(open(write_predictions_csv(
+        tmp_path / "6.csv", names, np.arange(6), six, names))))
+    assert rows[0]["top5"].startswith("a:0.5000;") and rows[0]["top5"].count(";") == 4

@@ -162,3 +162,23 @@ def test_a_bare_resume_uses_the_runs_own_backbone_and_weights(tmp_path, monkeypa
     resumed = FeatureClassifiersConfig(out=tmp_path, name="x", resume=True)
     assert feature_classifiers.open_run("feature_classifiers", resumed,
                                         feature_classifiers.checked_classifiers)[2] == (["logreg"], None)
+
+
+@pytest.mark.parametrize("under", ["notes.txt/cache", "notes.txt/a/b", "notes.txt"])
+def test_a_feature_cache_under_a_file_is_refused_before_any_work(under, tmp_path, capsys):
+    # it failed with "Not a directory" once the features were computed, the run folder failed
+    data = write_image_folder(tmp_path / "data", classes=CLASSES[:3], per_class=3, size=(24, 24))
+    (tmp_path / "notes.txt").write_text("mine")
+    cache = tmp_path / under
+    code = feature_classifiers.main([
+        "--data", str(data), "--out", str(tmp_path / "runs"), "--backbone", "resnet18",
+        "--weights", "none", "--image-size", "32", "--feature-cache", str(cache)])
+    err = capsys.readouterr().err
+    where = ("is a file" if under == "notes.txt"
+             else f"lies inside {tmp_path / 'notes.txt'}, which is a file")
+    assert code == 2 and err == (
+        f"python -m recipes.feature_classifiers: error: --feature-cache {cache}: {where}, not a "
+        "folder: give a folder (it is made when absent), or none to keep no cache\n"), err
+    assert not (tmp_path / "runs").exists() and (tmp_path / "notes.txt").read_text() == "mine"
+    FeatureClassifiersConfig(feature_cache=str(tmp_path / "new" / "cache")).check()  # made later
+    FeatureClassifiersConfig(feature_cache="none").check()

@@ -151,13 +151,13 @@ def test_multilabel_data_is_refused_in_one_line_naming_the_recipe_to_use(tmp_pat
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     first = err.splitlines()[0]
-    assert first == (f"python -m recipes.scratch_cnn: error: {data}: the data is multi-label "
-                     "(3 tags, a set per image); this recipe trains single-label classifiers "
-                     "only: for multi-label data use python -m recipes.multilabel_resnet (it "
-                     "takes any registry backbone, --backbone)")
+    assert first == (f"python -m recipes.scratch_cnn: error: --data {data}: the data is "
+                     "multi-label (3 tags, a set per image); this recipe trains single-label "
+                     "classifiers only: for multi-label data use python -m recipes.multilabel_resnet "
+                     "(it takes any registry backbone, --backbone)")
     assert "cross_validate" not in err
-    run_dir = tmp_path / "runs" / "scratch_cnn" / "t"
-    assert (run_dir / "failed.json").is_file() and not (run_dir / "audit").exists()
+    # refused before the run folder (it was made, and marked failed)
+    assert not (tmp_path / "runs").exists() and "marked failed" not in err
 
 
 def test_bad_arch_flags_and_add_class_are_refused_before_the_run_folder(tmp_path, capsys):

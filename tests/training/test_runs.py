@@ -869,7 +869,7 @@ def test_start_over_removes_what_the_recipes_wrote_and_nothing_else(tmp_path):
     write_history(run.path / "model4" / "history.csv", [{"epoch": 1, "phase": "phase1"}])
     _finish_top(run)
     for name in ("predictions.csv", "report.md", "split.prepared.json", "comparison.csv",
-                 "pseudo_labels.csv", "plots/accuracy_vs_loss.png"):
+                 "pseudo_labels.csv", "train_seconds.json", "plots/accuracy_vs_loss.png"):
         (run.path / name).write_text("old")
     mine = ["notes.md", "plots/sketch.svg", "export/model.keras", "audit/audit.json"]
     for name in mine:
@@ -1045,3 +1045,17 @@ def test_an_unknown_recipe_is_an_error_with_close_names(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["runs", str(tmp_path / "empty"), "--recipe", "scratch_cn"]) == 2
     assert "did you mean scratch_cnn?" in capsys.readouterr().err
+
+
+def test_the_training_time_is_one_of_the_results_a_run_started_over_removes(tmp_path):
+    # start_run removed train_seconds.json itself, beside RunFolder.start_over: a run started
+    # over by other code kept the old run's seconds, and a resume added them to its own
+    from keras_species import recipe
+    from keras_species.training.runs import RUN_RESULT_FILES, TRAIN_SECONDS
+
+    assert TRAIN_SECONDS == "train_seconds.json" and TRAIN_SECONDS in RUN_RESULT_FILES
+    assert recipe.TRAIN_SECONDS == TRAIN_SECONDS
+    run = RunFolder.create("quickstart", name="a", root=tmp_path)
+    write_json(run.path / TRAIN_SECONDS, {"sessions": [12.5]})
+    run.start_over()
+    assert not (run.path / TRAIN_SECONDS).exists()
