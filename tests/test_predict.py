@@ -30,7 +30,7 @@ from keras_species.predict import (
     open_predictor,
     predict,
 )
-from tests.conftest import write_image_folder
+from tests.conftest import write_image_folder, write_png_header
 
 NAMES = ["cod", "eel", "ray"]
 SIZE = 16
@@ -858,19 +858,6 @@ def test_cli_keeps_the_traceback_of_an_error_from_inside_a_library(model, folder
         cli.main(["predict", str(tmp_path / "m.keras"), str(folder), "--out", str(tmp_path / "p.csv")])
 
 
-def _png_header_of_size(path: Path, width: int, height: int) -> None:
-    """A PNG whose header says ``width`` x ``height`` (PIL reads the size at open; no pixels)."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
-                     + chunk(b"IEND", b""))
-
-
 def test_the_command_line_names_an_oversized_image_without_pils_raw_warning(model, folder, tmp_path, capsys):
     # 95 megapixels: over PIL's default limit (about 89), under twice it, where PIL only warns.
     # Before, the command printed PIL's raw DecompressionBombWarning before its own report.
@@ -878,7 +865,7 @@ def test_the_command_line_names_an_oversized_image_without_pils_raw_warning(mode
 
     from PIL import Image
 
-    _png_header_of_size(folder / "cod" / "huge.png", 10_000, 9_500)
+    write_png_header(folder / "cod" / "huge.png", 10_000, 9_500)
     model.save(tmp_path / "m.keras")
     capsys.readouterr()
     with warnings.catch_warnings(record=True) as record:
@@ -894,7 +881,7 @@ def test_predict_in_python_names_an_oversized_image_without_pils_raw_warning(mod
     # before, predict() let PIL's DecompressionBombWarning through from the reading threads
     from PIL import Image
 
-    _png_header_of_size(folder / "cod" / "huge.png", 10_000, 9_500)
+    write_png_header(folder / "cod" / "huge.png", 10_000, 9_500)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         result = predict(model, folder)

@@ -19,6 +19,7 @@ from keras_species.data.images import (
     probe,
     read_image,
 )
+from tests.conftest import write_png_header
 
 
 def _rgb(h: int = 16, w: int = 20, colour=(200, 30, 40)) -> Image.Image:
@@ -251,19 +252,6 @@ def test_needs_conversion_rules():
     assert not needs_conversion(ImageInfo("a.jpg", format="MPO", mode="RGB", n_frames=2))
 
 
-def _png_header_of_size(path: Path, width: int, height: int) -> None:
-    """A PNG whose header says ``width`` x ``height`` (PIL reads the size at open; no pixels)."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
-                     + chunk(b"IEND", b""))
-
-
 def test_pils_bomb_warning_is_silenced_while_the_reader_opens_a_file_only(tmp_path):
     # 95 megapixels: over PIL's default limit (about 89), under twice it, where PIL only warns.
     # Before, read_image and probe let PIL's raw DecompressionBombWarning through, next to their
@@ -274,7 +262,7 @@ def test_pils_bomb_warning_is_silenced_while_the_reader_opens_a_file_only(tmp_pa
     if images.get_max_pixels() != Image.MAX_IMAGE_PIXELS or Image.MAX_IMAGE_PIXELS is None:
         pytest.skip("the limit was changed")
     path = tmp_path / "huge.png"
-    _png_header_of_size(path, 10_000, 9_500)
+    write_png_header(path, 10_000, 9_500)
     before = list(warnings.filters)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
