@@ -961,7 +961,7 @@ def _fraction(fix: str = "") -> Check:
     return _number(0, 1, high_in=False, fix=fix)
 
 
-_not_negative = _number(0)  # learning rates, weight decay: "must be a number of 0 or more"
+_not_negative = _number(0)  # weight decay, a loss weight: "must be a number of 0 or more"
 
 
 def _verbose(value: Any, config: Any) -> str | None:
@@ -1110,13 +1110,79 @@ def _cache(value: Any, config: Any) -> str | None:
             f"of a tf.data file cache (a new one of that name: ./{value})")
 
 
-def _head_learning_rate(value: Any, config: Any) -> str | None:
-    """``--head-learning-rate``: above 0, since phase 1 trains only the new head (at 0 it would
-    stay random and the phase do nothing); any value when ``--head-epochs 0`` skips the phase."""
-    if getattr(config, "head_epochs", None) == 0:
-        return None
-    return _number(0, low_in=False, fix=" (phase 1 trains the new head at this rate, e.g. 1e-3; "
-                                        "to skip phase 1 give --head-epochs 0)")(value, config)
+def _learning_rate(phase: Callable[[Any], str | None]) -> Check:
+    """A learning rate: a number above 0 while the phase it drives runs (at 0 the optimizer
+    changes no weight, so the phase would run and learn nothing; below 0 it climbs the loss).
+    ``phase(config)`` says what trains at the rate and how to switch the phase off, e.g.
+    ``"phase 1 trains the new head at this rate, e.g. 1e-3; to skip phase 1 give --head-epochs
+    0"``, or None when the phase does not run (0 epochs, a stage left out of ``--stages``): then
+    any value is taken, since none is used."""
+
+    def check(value: Any, config: Any) -> str | None:
+        what = phase(config)
+        return None if what is None else _number(0, low_in=False, fix=f" ({what})")(value, config)
+
+    return check
+
+
+def _stages_named(config: Any, *names: str) -> bool:
+    """Whether the config's ``--stages`` (``a,b,c``, ``1,2,3,4``) names one of ``names``; True
+    for a config without ``--stages``. A stage it cannot name is refused by the recipe itself."""
+    stages = getattr(config, "stages", None)
+    if stages is None:
+        return True
+    parts = stages if isinstance(stages, (list, tuple)) else [stages]
+    named = {p.strip().lower() for s in parts for p in str(s).replace(",", " ").split()}
+    return bool(named & set(names))
+
+
+def _fine_tune_phase(config: Any) -> str | None:
+    if hasattr(config, "stages"):  # inaturalist_vgg16: stage c, which --stages switches off
+        return None if not _stages_named(config, "c") else (
+            "stage c fine-tunes VGG16's top conv layers at this rate, e.g. 1e-5; to skip stage c "
+            "leave it out of --stages")
+    return None if getattr(config, "fine_tune_epochs", None) == 0 else (
+        "phase 2 fine-tunes the unfrozen backbone at this rate, e.g. 1e-4; to skip phase 2 give "
+        "--fine-tune-epochs 0")
+
+
+def _stage_phase(stages: tuple[str, ...], what: str, skip: str) -> Callable[[Any], str | None]:
+    """The phase of a learning rate that runs when ``--stages`` names one of ``stages``."""
+    return lambda config: f"{what}; {skip}" if _stages_named(config, *stages) else None
+
+
+LEARNING_RATE_PHASES: dict[str, Callable[[Any], str | None]] = {
+    "learning_rate": lambda config: (  # multilabel_resnet's one cycle (it has --div-factor)
+        "the cycle's peak learning rate, R4: 0.01; the schedule divides by it"
+        if hasattr(config, "div_factor") else "the model trains at this rate, e.g. 1e-3"),
+    "head_learning_rate": lambda config: None if getattr(config, "head_epochs", None) == 0 else (
+        "phase 1 trains the new head at this rate, e.g. 1e-3; to skip phase 1 give --head-epochs 0"),
+    "fine_tune_learning_rate": _fine_tune_phase,
+    # inaturalist_vgg16's stages (c starts from b) and scratch CNNs
+    "features_learning_rate": _stage_phase(
+        ("a",), "stage a trains the dense classifier on VGG16's features at this rate, e.g. 2e-5",
+        "to skip stage a leave it out of --stages"),
+    "frozen_learning_rate": _stage_phase(
+        ("b", "c"), "stage b trains the top on the frozen VGG16 at this rate, e.g. 2e-5",
+        "to skip stage b leave b and c out of --stages"),
+    "scratch_learning_rate": lambda config: (
+        "the scratch CNNs train at this rate, e.g. 1e-3; to train none leave --scratch empty"
+        if str(getattr(config, "scratch", "")).strip(" ,") else None),
+    # fish_semisupervised's models (3 and 4 need model 2's pseudo-labels)
+    "model1_learning_rate": _stage_phase(
+        ("1",), "model 1 trains at this rate, e.g. 1e-2", "to skip it leave 1 out of --stages"),
+    "ae_learning_rate": _stage_phase(
+        ("2", "3", "4"), "model 2, the autoencoder, trains at this rate, e.g. 1e-4",
+        "to skip it leave 2, 3 and 4 out of --stages: 3 and 4 need its pseudo-labels"),
+    "phase1_learning_rate": _stage_phase(
+        ("3", "4"), "phase 1 of models 3 and 4 trains the whole network at this rate, e.g. 1e-5",
+        "to skip them leave 3 and 4 out of --stages"),
+    "phase2_learning_rate": _stage_phase(
+        ("3", "4"), "phase 2 of models 3 and 4 trains the classifier at this rate, e.g. 1e-2",
+        "to skip them leave 3 and 4 out of --stages"),
+}
+"""Every recipe's learning-rate fields, by name, with what trains at each (or None where that
+phase does not run): :func:`check_settings` refuses 0 and below with it (:func:`_learning_rate`)."""
 
 
 def _folder_to_fill(value: Any, config: Any) -> str | None:
@@ -1204,12 +1270,8 @@ SETTING_CHECKS: dict[str, Check] = {
     "early_stopping_patience": _whole(0, fix=" (epochs without improvement); none turns early stopping off"),
     "unfreeze_n": _whole(0, fix=" (the units --unfreeze last_n trains)"),
     "blocks": _whole(1, fix=" (conv blocks); none: the arch's default"),
-    **{name: _not_negative for name in (
-        "learning_rate", "fine_tune_learning_rate",
-        "features_learning_rate", "frozen_learning_rate", "scratch_learning_rate",
-        "model1_learning_rate", "ae_learning_rate", "phase1_learning_rate", "phase2_learning_rate",
-        "weight_decay", "ae_label_weight",
-    )},
+    **{name: _learning_rate(phase) for name, phase in LEARNING_RATE_PHASES.items()},
+    **{name: _not_negative for name in ("weight_decay", "ae_label_weight")},
     # multilabel_resnet's one cycle (SGD)
     "final_learning_rate": _number(0, low_in=False, fix=" (the cycle's last learning rate, R4: "
                                                         "1e-7; the schedule divides by it)"),
@@ -1250,7 +1312,6 @@ SETTING_CHECKS: dict[str, Check] = {
     "out": _out,
     "cache": _cache,
     "feature_cache": _folder_to_fill,
-    "head_learning_rate": _head_learning_rate,
     "drop": _drop_list,
     "class_weight": _class_weight,
 }
@@ -1272,8 +1333,9 @@ def check_settings(config: Any, *, names: Sequence[str] | None = None) -> None:
     Each field of ``config`` that :data:`SETTING_CHECKS` names is checked: seeds in NumPy's range,
     ``verbose`` 0/1/2, sizes, epochs, folds and hidden widths whole numbers in range, dropout,
     label smoothing and momenta in [0, 1), probability thresholds in [0, 1], shares of a set in
-    (0, 1), patience 0 or more, learning rates and weight decay 0 or more (``--head-learning-rate``
-    above 0, unless ``--head-epochs 0``), ``--ratios`` three numbers summing to 1 (every recipe
+    (0, 1), patience 0 or more, weight decay 0 or more, every learning rate above 0 unless its
+    phase is switched off (``--head-epochs 0``, a stage left out of ``--stages``:
+    :data:`LEARNING_RATE_PHASES`), ``--ratios`` three numbers summing to 1 (every recipe
     with ``--ratios`` scores a test split), ``--tta`` and ``--augment`` known presets,
     ``--monitor`` a quantity the recipe's runs log (or ``auto``: :func:`monitor_choices`),
     ``--feature-cache`` a folder that no file stands in the way of, ``--drop`` a file that exists, ``--class-weight`` a file that exists and holds a JSON object of weights
@@ -1392,61 +1454,6 @@ def finish_run(run: RunFolder, evaluation: Any, trained: Any, started: float, mo
     )
 
 
-def split_method(prepared: Any) -> str:
-    """How the run's data was split: ``prepared.split_kind`` (``group``, ``stratified``,
-    ``systematic``, ``given``...), and for a split read back from the run's ``split.csv`` (a
-    resumed run, whose ``split_kind`` is ``loaded``) the method its first session used, which
-    ``prepare_data`` stored in the split's sidecar (``split.prepared.json``, ``"split_kind"``),
-    followed by ``(read back from split.csv)``. A sidecar that is missing (a split file of
-    ``keras-species split``), damaged or silent about it leaves ``loaded``.
-
-    Args:
-        prepared: ``data.prepare.PreparedData``.
-
-    Returns:
-        The text after ``split:`` in the report's data section.
-
-    Example:
-        >>> from types import SimpleNamespace
-        >>> split_method(SimpleNamespace(split_kind="group", split_file=None))
-        'group'
-    """
-    kind = str(prepared.split_kind)
-    split_file = getattr(prepared, "split_file", None)
-    if kind != "loaded" or split_file is None:
-        return kind
-    from keras_species.data.prepare import sidecar_path
-    from keras_species.training.runs import read_json
-
-    try:
-        side = read_json(sidecar_path(split_file), {})
-    except ValueError:  # damaged: prepare_data warned already
-        return kind
-    made = side.get("split_kind") if isinstance(side, dict) else None
-    if not isinstance(made, str) or made in ("", "loaded"):
-        return kind
-    return f"{made} (read back from {Path(split_file).name})"
-
-
-def data_summary(prepared: Any) -> str:
-    """The lines a recipe prints about its data once prepared (``prepared.summary()``: images,
-    what was left out, leakage), the split said as the report says it (:func:`split_method`): a
-    resumed run names the method its first session used, not ``loaded``.
-
-    Args:
-        prepared: ``data.prepare.PreparedData``.
-
-    Returns:
-        The text, e.g. ``"300 images, 6 classes ...; split: group (read back from split.csv)"``.
-
-    Example:
-        >>> print(data_summary(prepared))  # doctest: +SKIP
-    """
-    _, _, rest = prepared.summary().partition("\n")  # its first line: "<images> (<kind> split)"
-    first = f"{prepared.manifest.summary()}; split: {split_method(prepared)}"
-    return f"{first}\n{rest}" if rest else first
-
-
 # TRAIN_SECONDS (imported from training.runs, exported here): the file of a run folder in which
 # TrainingClock keeps the training seconds of each session ({"sessions": [s1, s2, ...]}); one of
 # the RUN_RESULT_FILES that a run started over removes.
@@ -1545,8 +1552,8 @@ class TrainingClock:
 
 
 def data_section(prepared: Any, datasets: Any = None) -> tuple[str, str]:
-    """A report section about the data: how it was split (:func:`split_method`: a resumed run
-    shows its first session's method), the split table, files not read, cleaning (and the
+    """A report section about the data: how it was split (``prepared.split_method``: a resumed
+    run shows its first session's method), the split table, files not read, cleaning (and the
     drop-list lines that matched nothing), leakage, class weights.
 
     Args:
@@ -1559,7 +1566,7 @@ def data_section(prepared: Any, datasets: Any = None) -> tuple[str, str]:
     Example:
         >>> heading, body = data_section(prepared, datasets)  # doctest: +SKIP
     """
-    lines = [f"{prepared.manifest.summary()}; split: {split_method(prepared)}.", ""]
+    lines = [f"{prepared.manifest.summary()}; split: {prepared.split_method}.", ""]
     lines += ["```", prepared.split_table(), "```", ""]
     groups = prepared.leakage.get("groups", {})
     if prepared.manifest.groups is not None:
@@ -1729,7 +1736,7 @@ def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunRe
         need_splits=("train", "test"),
         need_hint=TEST_SPLIT_HINT,
     )
-    print(data_summary(prepared))
+    print(prepared.summary())
     multilabel = prepared.manifest.multilabel
     monitor = resolve_monitor(config.monitor, multilabel=multilabel,
                               num_classes=prepared.manifest.num_classes)
@@ -1965,6 +1972,7 @@ __all__ = [
     "RunSetupError",
     "SettingError",
     "SETTING_CHECKS",
+    "LEARNING_RATE_PHASES",
     "PATH_SETTINGS",
     "SEMI_SUPERVISED_HINT",
     "check_settings",
@@ -1992,8 +2000,6 @@ __all__ = [
     "load_best_model",
     "finish_run",
     "data_section",
-    "data_summary",
-    "split_method",
     "TRAIN_SECONDS",
     "TrainingClock",
     "run_name_problem",

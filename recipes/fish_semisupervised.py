@@ -66,7 +66,6 @@ from keras_species.recipe import (
     check_two_classes,
     check_weights,
     data_section,
-    data_summary,
     load_best_model,
     open_run,
     recipe_main,
@@ -392,7 +391,7 @@ def run(config: FishSemiSupervisedConfig | None = None) -> FishSemiSupervisedRes
     cache = config.cache == "memory"
     pool_text = parts.describe("--labelled", "--unlabelled") + (
         "" if truth is None else f"; {int((truth >= 0).sum())} with hidden true labels")
-    print(f"{data_summary(prepared)}\nunlabelled pool: {pool_text}")
+    print(f"{prepared.summary()}\nunlabelled pool: {pool_text}")
     ds = build_datasets(m, size, config.batch_size, augment=config.augment, cache=config.cache,
                         seed=config.seed, deterministic=config.deterministic)
 

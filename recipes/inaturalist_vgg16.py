@@ -52,7 +52,6 @@ from keras_species.recipe import (
     SourceSettings,
     check_weights,
     data_section,
-    data_summary,
     load_best_model,
     open_run,
     recipe_main,
@@ -308,7 +307,7 @@ def run(config: INaturalistVGG16Config | None = None) -> INaturalistResult:
     )
     m = prepared.manifest
     names, c, size, batch = m.class_names, m.num_classes, config.image_size, config.batch_size
-    print(data_summary(prepared))
+    print(prepared.summary())
     plain = build_datasets(m, size, batch, augment="none", cache=config.cache, seed=config.seed,
                            deterministic=config.deterministic)
     augmented = build_datasets(m, size, batch, augment=config.augment, cache=config.cache,

@@ -38,12 +38,10 @@ from keras_species.recipe import (
     SINGLE_LABEL_HINT,
     RunResult,
     RunSettings,
-    SettingError,
     SourceSettings,
     TrainingClock,
     check_weights,
     data_section,
-    data_summary,
     load_best_model,
     open_run,
     recipe_main,
@@ -93,25 +91,6 @@ class MultilabelResNetConfig(SourceSettings, RunSettings):
         "thresholds saved with the model and used by predict: tuned global, tuned per class, or --fixed-threshold"))
     fixed_threshold: float = field(default=0.5, metadata=_h("the untuned threshold"))
     sanity: tuple[str, ...] = field(default=(), metadata=_h("sanity checks to add: untrained, head_only"))
-
-    def check(self) -> None:
-        """The shared checks (:func:`~keras_species.recipe.check_settings`), then
-        ``--learning-rate`` above 0: the shared rule allows 0 (a frozen phase elsewhere), but the
-        one cycle starts at ``learning_rate / div_factor`` and divides by it.
-
-        Raises:
-            SettingError: a bad setting, naming its flag and the fix.
-
-        Example:
-            >>> MultilabelResNetConfig(learning_rate=0.0).check()
-            Traceback (most recent call last):
-            ...
-            keras_species.recipe.SettingError: --learning-rate 0.0: must be a number above 0 (the cycle's peak learning rate, R4: 0.01; the schedule divides by it)
-        """
-        super().check()
-        if not self.resume and not self.learning_rate > 0:  # a resumed run keeps its stored settings
-            raise SettingError(f"--learning-rate {self.learning_rate}: must be a number above 0 (the "
-                               "cycle's peak learning rate, R4: 0.01; the schedule divides by it)")
 
 
 @dataclass
@@ -264,7 +243,7 @@ def run(config: MultilabelResNetConfig | None = None) -> MultilabelResult:
         need_hint="thresholds are tuned on val and applied to test",
     )
     m = prepared.manifest
-    print(data_summary(prepared))
+    print(prepared.summary())
     strategy = get_strategy(config.strategy)
     batch = scale_batch(config.batch_size, strategy)
     ds = build_datasets(m, config.image_size, batch, augment=config.augment, cache=config.cache,

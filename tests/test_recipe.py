@@ -981,18 +981,22 @@ def test_resume_and_overwrite_together_are_refused(tmp_path, capsys):
 
 # ------------------------------------------------------------------ a resumed run's report
 def test_split_method_of_a_split_read_back_is_the_first_sessions(tmp_path):
-    from types import SimpleNamespace
-
-    from keras_species.recipe import split_method
+    # one place says it (PreparedData.split_method): the terminal's summary and the report's
+    # data section both read it
+    from keras_species.data.prepare import prepare_data, sidecar_path
+    from keras_species.recipe import data_section
 
     split = tmp_path / "split.csv"
-    loaded = SimpleNamespace(split_kind="loaded", split_file=split)
-    assert split_method(loaded) == "loaded"  # no sidecar (keras-species split): as it was
-    (tmp_path / "split.prepared.json").write_text('{"split_kind": "stratified"}')
-    assert split_method(loaded) == "stratified (read back from split.csv)"
-    assert split_method(SimpleNamespace(split_kind="group", split_file=split)) == "group"
-    (tmp_path / "split.prepared.json").write_text('{"split_kind": ')
-    assert split_method(loaded) == "loaded"  # damaged: prepare_data warns about it
+    assert prepare_data("demo", split="stratified", audit=False,
+                        split_file=split).split_method == "stratified"
+    again = prepare_data("demo", split_file=split)
+    assert again.split_method == "stratified (read back from split.csv)"
+    assert "; split: stratified (read back from split.csv)." in data_section(again)[1]
+    sidecar_path(split).write_text('{"split_kind": ')  # damaged: prepare_data warns about it
+    with pytest.warns(UserWarning, match="cannot be read"):
+        assert prepare_data("demo", split_file=split).split_method == "loaded"
+    sidecar_path(split).unlink()  # no sidecar (a split of keras-species split): as it was
+    assert prepare_data("demo", split_file=split).split_method == "loaded"
 
 
 def test_training_clock_sums_the_sessions_that_train(tmp_path):
@@ -1294,20 +1298,78 @@ def test_a_head_learning_rate_of_0_is_refused(name):
     check_settings(config_cls(head_learning_rate=1e-5))
 
 
+# every learning rate of every recipe: (recipe, values, the message's start; values that switch
+# the phase off, where 0 is then taken)
+LEARNING_RATES = [
+    ("quickstart", {"fine_tune_learning_rate": 0.0}, "--fine-tune-learning-rate 0.0: must be a "
+     "number above 0 (phase 2 fine-tunes the unfrozen backbone at this rate, e.g. 1e-4; to skip "
+     "phase 2 give --fine-tune-epochs 0)", {"fine_tune_epochs": 0}),
+    ("convnext_transfer", {"fine_tune_learning_rate": -1e-4}, "--fine-tune-learning-rate -0.0001: "
+     "must be a number above 0 (phase 2", {"fine_tune_epochs": 0}),
+    ("backbone_comparison", {"fine_tune_learning_rate": 0.0}, "--fine-tune-learning-rate 0.0: must "
+     "be a number above 0 (phase 2", {"fine_tune_epochs": 0}),
+    ("scratch_cnn", {"learning_rate": 0.0}, "--learning-rate 0.0: must be a number above 0 (the "
+     "model trains at this rate, e.g. 1e-3)", None),
+    ("multilabel_resnet", {"learning_rate": -0.01}, "--learning-rate -0.01: must be a number above "
+     "0 (the cycle's peak learning rate", None),
+    ("inaturalist_vgg16", {"features_learning_rate": 0.0}, "--features-learning-rate 0.0: must be a "
+     "number above 0 (stage a trains the dense classifier on VGG16's features at this rate, e.g. "
+     "2e-5; to skip stage a leave it out of --stages)", {"stages": "b,c"}),
+    ("inaturalist_vgg16", {"frozen_learning_rate": 0.0, "stages": "c"}, "--frozen-learning-rate "
+     "0.0: must be a number above 0 (stage b", {"stages": "a"}),
+    ("inaturalist_vgg16", {"fine_tune_learning_rate": 0.0}, "--fine-tune-learning-rate 0.0: must "
+     "be a number above 0 (stage c fine-tunes VGG16's top conv layers at this rate, e.g. 1e-5; to "
+     "skip stage c leave it out of --stages)", {"stages": "a,b"}),
+    ("inaturalist_vgg16", {"scratch_learning_rate": 0.0, "scratch": "shallow"},
+     "--scratch-learning-rate 0.0: must be a number above 0 (the scratch CNNs", {"scratch": ""}),
+    ("fish_semisupervised", {"model1_learning_rate": 0.0}, "--model1-learning-rate 0.0: must be a "
+     "number above 0 (model 1 trains at this rate, e.g. 1e-2; to skip it leave 1 out of --stages)",
+     {"stages": "2"}),
+    ("fish_semisupervised", {"ae_learning_rate": -1e-4, "stages": "4"}, "--ae-learning-rate "
+     "-0.0001: must be a number above 0 (model 2", {"stages": "1"}),
+    ("fish_semisupervised", {"phase1_learning_rate": 0.0}, "--phase1-learning-rate 0.0: must be a "
+     "number above 0 (phase 1 of models 3 and 4", {"stages": "1,2"}),
+    ("fish_semisupervised", {"phase2_learning_rate": 0.0, "stages": "3"}, "--phase2-learning-rate "
+     "0.0: must be a number above 0 (phase 2 of models 3 and 4", {"stages": "1,2"}),
+]
+
+
+@pytest.mark.parametrize(("name", "values", "message", "off"), LEARNING_RATES,
+                         ids=[f"{n}-{next(iter(v))}" for n, v, _, _ in LEARNING_RATES])
+def test_a_learning_rate_of_0_or_below_is_refused_unless_its_phase_is_off(name, values, message,
+                                                                         off):
+    # only --head-learning-rate was refused at 0: the others ran a phase that learnt nothing
+    # (0) or climbed the loss (--fine-tune-learning-rate -1e-4 said only "0 or more")
+    from keras_species.recipe import check_settings
+
+    config_cls = _recipe_config(name)
+    with pytest.raises(SettingError) as err:
+        check_settings(config_cls(**values))
+    assert str(err.value).startswith(message), str(err.value)
+    if off is not None:  # the phase does not run: its rate is not used
+        check_settings(config_cls(**{**values, **off}))
+    field_name = next(iter(values))
+    check_settings(config_cls(**{**values, field_name: 1e-5}))
+
+
 # ------------------------------------------------------------------ the terminal says the split
 def test_the_data_summary_of_a_resumed_run_names_its_split_method(tmp_path):
     # a resumed run printed "(loaded split)" where the report names the first session's method
+    # (recipe.data_summary worked around it; now PreparedData.summary() says it, in one place)
     from keras_species.data.prepare import prepare_data
-    from keras_species.recipe import data_summary
 
     split = tmp_path / "split.csv"
-    first = prepare_data("demo", split="stratified", audit=False, split_file=split)
-    assert data_summary(first).splitlines()[0].endswith("; split: stratified")
+    with pytest.warns(UserWarning):  # the drop list without the audit; a line matching nothing
+        first = prepare_data("demo", split="stratified", audit=False, split_file=split,
+                             drop=["no_such.jpg"])
+    assert first.summary().splitlines()[0].endswith("; split: stratified")
     again = prepare_data("demo", split="stratified", audit=False, split_file=split)
     assert again.split_kind == "loaded"
-    line = data_summary(again).splitlines()[0]
+    line = again.summary().splitlines()[0]
     assert line.endswith("; split: stratified (read back from split.csv)") and "loaded" not in line
-    assert data_summary(again).splitlines()[1:] == again.summary().splitlines()[1:]
+    assert line.startswith(again.manifest.summary())
+    # the lines after it come back too (here: the drop-list line that matched no image)
+    assert again.summary().splitlines()[1:] == first.summary().splitlines()[1:] != []
 
 
 ENTRY_POINTS = {  # recipe: the flag of its labelled data, and flags that read no weights
@@ -1368,3 +1430,24 @@ def test_an_empty_test_split_says_the_data_has_too_few_images_or_groups(tmp_path
     assert message.startswith("the split has no 'test' images"), message
     assert "too few groups (a group split keeps each group whole on one side)" in message
     assert "give three --ratios" not in message
+
+
+def test_a_recipe_whose_every_image_is_unreadable_says_so(tmp_path, capsys):
+    # it said "needs at least 2 classes with images ...: add another class folder / label"
+    from recipes import quickstart
+
+    data = tmp_path / "data"
+    for name in ("cod", "eel"):
+        (data / name).mkdir(parents=True)
+        for i in range(4):  # zero-byte files and text files named .jpg
+            (data / name / f"fish_{i}_0.jpg").write_bytes(b"" if i % 2 else b"not an image\n")
+    out = tmp_path / "runs"
+    flag, flags = ENTRY_POINTS["quickstart"]
+    code = quickstart.main([flag, str(data), "--out", str(out), "--name", "r", *flags])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    report = out / "quickstart" / "r" / "audit" / "audit.md"
+    assert (f"error: {data}: cleaning dropped all 8 images: 8 unreadable (empty, truncated or not "
+            f"an image). No image of any class is left to train on: see {report} for each file "
+            "and its reason") in err, err
+    assert report.is_file() and "add another class" not in err

@@ -57,6 +57,9 @@ class PreparedData:
         unmatched_drop: the lines of the drop list that match no image (nothing was dropped
             for them: a misspelt name, or a file that is not in the data).
         added_classes: the classes added with ``add_class`` (``--add-class``).
+        made_split_kind: for a split read back (``split_kind == "loaded"``), the split its
+            first session made, as the sidecar (:func:`sidecar_path`) keeps it; empty when
+            unknown (no sidecar: a split file of ``keras-species split``, or a damaged one).
     """
 
     manifest: Manifest
@@ -68,6 +71,17 @@ class PreparedData:
     not_read: list[dict[str, str]] = field(default_factory=list)
     unmatched_drop: list[str] = field(default_factory=list)
     added_classes: list[str] = field(default_factory=list)
+    made_split_kind: str = ""
+
+    @property
+    def split_method(self) -> str:
+        """How the data was split, as the terminal and the report say it: :attr:`split_kind`
+        (``group``, ``stratified``, ``systematic``, ``given``), and for a split read back from
+        its file (a resumed run) the method its first session used followed by ``(read back
+        from split.csv)``; ``loaded`` when that is unknown."""
+        if self.split_kind != "loaded" or not self.made_split_kind or self.split_file is None:
+            return self.split_kind
+        return f"{self.made_split_kind} (read back from {Path(self.split_file).name})"
 
     @property
     def train_counts(self) -> np.ndarray:
@@ -79,8 +93,18 @@ class PreparedData:
         return splits.split_table(self.manifest)
 
     def summary(self) -> str:
-        """A few lines for the terminal and the report: images, split, cleaning, leakage."""
-        lines = [f"{self.manifest.summary()} ({self.split_kind} split)"]
+        """A few lines for the terminal: images and how they were split (:attr:`split_method`:
+        a resumed run names its first session's method), files not read, cleaning, leakage.
+
+        Returns:
+            The text, e.g. ``"300 images, 6 classes ...; split: group (read back from
+            split.csv)"`` then a line per thing left out or found.
+
+        Example:
+            >>> print(prepare_data("demo", split="group", audit=False).summary())
+            300 images, 6 classes (single-label), splits test=45 train=210 val=45; split: group
+        """
+        lines = [f"{self.manifest.summary()}; split: {self.split_method}"]
         if self.not_read:
             lines.append(f"left out {len(self.not_read)} file(s) when reading the source")
         if self.dropped:
@@ -299,6 +323,48 @@ def _top_classes(m: Manifest, top_classes: float | int) -> Manifest:
     return splits.top_classes(m, count=count)
 
 
+def _classes_with_images(m: Manifest) -> list[str]:
+    return [c for c, n in zip(m.class_names, m.class_counts()) if n > 0]
+
+
+def _drop_kind(reason: str) -> str:
+    """What kind of drop a reason of ``audit.clean`` is, as a summary names it."""
+    if reason.startswith("corrupt"):
+        return "unreadable (empty, truncated or not an image)"
+    if reason.startswith("non-RGB"):
+        return "non-RGB (--clean-policy drop_non_rgb)"
+    if reason.startswith("in the drop list"):
+        return "in the drop list (--drop)"
+    return reason
+
+
+def _check_cleaning_left_classes(before: Manifest, after: Manifest, dropped: list[dict[str, str]],
+                                 name: str, audit_dir: str | os.PathLike | None) -> None:
+    """Refuse data that cleaning left with images of fewer than 2 classes (it had 2 or more):
+    the cause is the dropped files, not a missing class folder, so the message says how many
+    were dropped and why, and where each file's reason is (the audit's ``audit.md``)."""
+    had, left = _classes_with_images(before), _classes_with_images(after)
+    if len(left) >= 2 or len(had) < 2:
+        return
+    kinds: dict[str, int] = {}
+    for d in dropped:
+        kind = _drop_kind(d["reason"])
+        kinds[kind] = kinds.get(kind, 0) + 1
+    why = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
+    if left:
+        what = (f"{len(dropped)} of its {len(before)} images, every image of {len(had) - 1} of its "
+                f"{len(had)} classes: {why}. Only class {left[0]!r} is left, and a classifier needs "
+                "2 classes or more")
+    else:  # (images without a label may be left: they do not train a classifier)
+        share = (f"all {len(before)} images" if len(dropped) == len(before) else
+                 f"{len(dropped)} of its {len(before)} images, every image of its {len(had)} classes")
+        what = f"{share}: {why}. No image of any class is left to train on"
+    report = Path(audit_dir) / "audit.md" if audit_dir is not None else None
+    where = (f"see {report} for each file and its reason" if report is not None and report.is_file()
+             else f"run `keras-species audit {name}` to list each file and its reason")
+    raise ManifestError(f"{name}: cleaning dropped {what}: {where}, then fix or replace those files")
+
+
 def prepare_data(
     source: str | os.PathLike | Manifest,
     *,
@@ -380,7 +446,10 @@ def prepare_data(
         ManifestError: a bad source, a ``load_options`` entry that does not apply to it (with a
             Manifest source: any but ``group_regex``), too few classes to split, a bad
             ``top_classes`` (a count outside 2 to the number of classes), labels of the other ``task``, or a split of ``need_splits`` without
-            images.
+            images. Data of 2 classes or more that cleaning left with images of fewer than 2
+            (every file unreadable, say) is refused right after cleaning: the message says how
+            many images were dropped and why, and points to ``audit_dir``'s ``audit.md`` (or to
+            ``keras-species audit``).
         ValueError: a bad ``split``.
 
     Example:
@@ -420,6 +489,7 @@ def prepare_data(
         m = new_classes.merge_for_audit(m, new)  # one audit and one cleaning cover the added images
     report = None
     dropped: list[dict[str, str]] = []
+    before = m
     if audit:
         report = audit_mod.audit(m, audit_dir, progress=progress)
         m, dropped = audit_mod.clean(m, report, policy=clean_policy, drop=drop)
@@ -430,6 +500,8 @@ def prepare_data(
             stacklevel=2,
         )
         m, dropped = audit_mod.clean(m, audit_mod.AuditReport(), policy=clean_policy, drop=drop)
+    if dropped:
+        _check_cleaning_left_classes(before, m, dropped, name, audit_dir if audit else None)
     # the drop-list lines that named no image (clean only warns about them): for the report
     unmatched = list(m.extra.get("cleaning", {}).get("unmatched_drop", []))
     if added:
@@ -509,8 +581,10 @@ def _read_back(split_file: Path) -> PreparedData:
     dropped, not_read = list(data.get("dropped", [])), list(data.get("not_read", []))
     unmatched = list(data.get("unmatched_drop", []))
     added = [str(c) for c in data.get("added_classes", [])]
+    made = data.get("split_kind")
+    made = made if isinstance(made, str) and made not in ("", "loaded") else ""
     return PreparedData(m, report, dropped, "loaded", split_file, splits.leakage(m), not_read,
-                        unmatched, added)
+                        unmatched, added, made)
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,7 +37,7 @@ def test_group_split_keeps_groups_on_one_side_and_saves_the_split(folder, tmp_pa
     assert p.audit is not None and p.audit.n_images == 30
     assert split_file.is_file() and p.split_file == split_file
     assert p.train_counts.sum() == len(p.manifest.split("train"))
-    assert "group split" in p.summary()
+    assert p.summary().splitlines()[0] == f"{p.manifest.summary()}; split: group"
     # a second call reads the same split back (a resumed run), without auditing again: the
     # audit's figures come back from the sidecar
     again = prepare_data(folder, group_regex=r"fish_(\d+)_", seed=99, split_file=split_file)
@@ -423,3 +424,62 @@ def test_a_second_read_ahead_of_the_same_file_is_not_parsed_again(folder, tmp_pa
         assert source_loads == [str(data)]
         read_ahead(data, {"on_missing": "skip", "group_regex": r"fish_(\d+)_"})  # other options
     assert source_loads == [str(data)] * 2
+
+
+def _unreadable(folder, per_class=3):
+    """``per_class`` files named .jpg that are no image: zero-byte, and text."""
+    folder.mkdir(parents=True)
+    for i in range(per_class):
+        (folder / f"fish_{i}_0.jpg").write_bytes(b"" if i % 2 == 0 else b"not an image\n")
+    return folder
+
+
+def test_cleaning_that_drops_every_image_says_so_not_add_a_class(tmp_path):
+    # it failed in the split with "add another class folder / label": the two classes were
+    # there, but no file could be read
+    data = tmp_path / "data"
+    for name in ("cod", "eel"):
+        _unreadable(data / name)
+    split_file = tmp_path / "run" / "split.csv"
+    with pytest.warns(UserWarning, match="without any image"):  # audit.clean's own warning
+        with pytest.raises(ManifestError) as err:
+            prepare_data(data, audit_dir=tmp_path / "run" / "audit", split_file=split_file)
+    message = str(err.value)
+    assert message == (
+        f"{data}: cleaning dropped all 6 images: 6 unreadable (empty, truncated or not an image). "
+        "No image of any class is left to train on: see "
+        f"{tmp_path / 'run' / 'audit' / 'audit.md'} for each file and its reason, then fix or "
+        "replace those files")
+    assert "add another class" not in message and not split_file.exists()
+    # without the audit's folder: the command that lists them
+    with pytest.warns(UserWarning, match="without any image"):
+        with pytest.raises(ManifestError, match=re.escape(
+                f"run `keras-species audit {data}` to list each file and its reason")):
+            prepare_data(data)
+
+
+def test_cleaning_that_leaves_one_class_names_it_and_the_drops(folder, tmp_path):
+    _unreadable(tmp_path / "two" / "cod", per_class=4)
+    good = sorted((folder / "eel").iterdir())
+    (tmp_path / "two" / "eel").mkdir()
+    for path in good[:5]:
+        (tmp_path / "two" / "eel" / path.name).write_bytes(path.read_bytes())
+    (tmp_path / "two" / "eel" / "listed.png").write_bytes(good[5].read_bytes())
+    drop = tmp_path / "drop.txt"
+    drop.write_text("listed.png\n")
+    with pytest.warns(UserWarning, match="without any image"):
+        with pytest.raises(ManifestError) as err:
+            prepare_data(tmp_path / "two", audit_dir=tmp_path / "audit", drop=drop)
+    assert str(err.value).startswith(
+        f"{tmp_path / 'two'}: cleaning dropped 5 of its 10 images, every image of 1 of its 2 "
+        "classes: 4 unreadable (empty, truncated or not an image), 1 in the drop list (--drop). "
+        "Only class 'eel' is left, and a classifier needs 2 classes or more: see "
+        f"{tmp_path / 'audit' / 'audit.md'} for each file")
+
+
+def test_one_class_without_any_cleaning_keeps_the_splits_message(folder):
+    # the check after cleaning speaks only when cleaning took the classes away
+    m = sources.load(folder)
+    one = m.subset(np.array([Path(p).parent.name == "cod" for p in m.paths]))
+    with pytest.raises(ManifestError, match="add another class folder / label"):
+        prepare_data(one, split="stratified", audit=False)
