@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -115,3 +118,35 @@ def write_png_header(path: Path, width: int, height: int) -> None:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
                      + chunk(b"IEND", b""))
+
+
+@contextlib.contextmanager
+def training_killed_after_one_epoch(monkeypatch) -> Iterator[list[float]]:
+    """Inside the block, ``training.plan.train`` stops with a Ctrl-C (``KeyboardInterrupt``) at
+    the end of its first epoch, as a user's kill would; yields the list that receives each
+    killed call's seconds (what the run's training clock should have kept).
+    """
+    import keras
+
+    from keras_species.training import plan
+
+    real_train = plan.train
+    killed: list[float] = []
+
+    class Kill(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt
+
+    def train_killed(*args, **kw):
+        started = time.perf_counter()
+        kw["extra_callbacks"] = [*kw.get("extra_callbacks", ()), Kill()]
+        try:
+            return real_train(*args, **kw)
+        finally:
+            killed.append(time.perf_counter() - started)
+
+    monkeypatch.setattr(plan, "train", train_killed)
+    try:
+        yield killed
+    finally:
+        monkeypatch.setattr(plan, "train", real_train)

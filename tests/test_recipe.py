@@ -1038,35 +1038,16 @@ def test_a_killed_and_resumed_run_reports_its_first_split_and_all_its_training_t
         tmp_path, capsys, monkeypatch):
     # a resumed run's report said 'split: loaded' and 'resume | True', and its train_seconds
     # held only the last session's time (about 1 s after resuming a finished run)
-    import keras
-
-    from keras_species.training import plan
     from recipes import quickstart
-    from tests.conftest import write_image_folder
+    from tests.conftest import training_killed_after_one_epoch, write_image_folder
 
     data = write_image_folder(tmp_path / "data", per_class=8, size=(24, 24))
     out = tmp_path / "runs"
-    real_train = plan.train
-    killed: list[float] = []
-
-    class Kill(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            raise KeyboardInterrupt
-
-    def train_killed(*args, **kw):
-        started = time.perf_counter()
-        kw["extra_callbacks"] = [*kw.get("extra_callbacks", ()), Kill()]
-        try:
-            return real_train(*args, **kw)
-        finally:
-            killed.append(time.perf_counter() - started)
-
-    monkeypatch.setattr(plan, "train", train_killed)
     flags = ["--data", str(data), "--out", str(out), "--name", "k", "--backbone", "resnet18",
              "--weights", "none", "--image-size", "32", "--batch-size", "8", "--head-epochs", "2",
              "--fine-tune-epochs", "0", "--head-learning-rate", "1e-05", "--verbose", "0"]
-    assert quickstart.main(flags) == 130
-    monkeypatch.setattr(plan, "train", real_train)
+    with training_killed_after_one_epoch(monkeypatch) as killed:
+        assert quickstart.main(flags) == 130
     run = out / "quickstart" / "k"
     first_split = json.loads((run / "split.prepared.json").read_text())["split_kind"]
     assert first_split in ("group", "stratified")

@@ -134,36 +134,16 @@ def test_a_bare_resume_continues_the_runs_own_data_and_weights(tmp_path, monkeyp
 @pytest.mark.slow  # two sessions of a tiny run: about 20-40 s on a CPU
 def test_train_seconds_sum_the_sessions_of_a_killed_and_resumed_run(tmp_path, monkeypatch, capsys):
     # it held only the last session's time (as the other recipes did before TrainingClock)
-    import time
-
-    import keras
-
-    from keras_species.training import plan
     from recipes import multilabel_resnet
+    from tests.conftest import training_killed_after_one_epoch
 
     data = write_multilabel_csv(tmp_path / "d", with_split=True)
     out = tmp_path / "runs"
-    real_train = plan.train
-    killed: list[float] = []
-
-    class Kill(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            raise KeyboardInterrupt
-
-    def train_killed(*args, **kw):
-        started = time.perf_counter()
-        kw["extra_callbacks"] = [*kw.get("extra_callbacks", ()), Kill()]
-        try:
-            return real_train(*args, **kw)
-        finally:
-            killed.append(time.perf_counter() - started)
-
-    monkeypatch.setattr(plan, "train", train_killed)
     flags = ["--data", str(data), "--out", str(out), "--name", "k", "--backbone", "resnet18",
              "--weights", "none", "--image-size", "32", "--batch-size", "8", "--epochs", "2",
              "--no-audit", "--verbose", "0", "--mixed-precision", "off"]
-    assert multilabel_resnet.main(flags) == 130
-    monkeypatch.setattr(plan, "train", real_train)
+    with training_killed_after_one_epoch(monkeypatch) as killed:
+        assert multilabel_resnet.main(flags) == 130
     assert multilabel_resnet.main(["--resume", "--out", str(out), "--name", "k"]) == 0, \
         capsys.readouterr().err
     run_dir = out / "multilabel_resnet" / "k"
