@@ -68,12 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_parser(name, help=helptext, add_help=False)
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
-        if argv and argv[0] not in ("-h", "--help"):
-            parser.print_usage(sys.stderr)
+        if argv and argv[0] not in ("-h", "--help"):  # one line, as every parser error
             close = difflib.get_close_matches(argv[0], list(commands), n=2, cutoff=0.6)
             hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-            print(f"keras-species: unknown command {argv[0]!r}{hint}; choose from {', '.join(commands)}",
-                  file=sys.stderr)
+            print(f"keras-species: error: unknown command {argv[0]!r}{hint}; choose from "
+                  f"{', '.join(commands)}; see --help", file=sys.stderr)
             return 2
         parser.print_help()
         return 0

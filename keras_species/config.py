@@ -29,7 +29,11 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import numpy as np
 
 from keras_species.jsonfile import read_json_file
-from keras_species.terminal import invalid_choice_message, unrecognized_arguments_message
+from keras_species.terminal import (
+    SuggestingArgumentParser,
+    invalid_choice_message,
+    unrecognized_arguments_message,
+)
 
 _NONE_WORDS = ("none", "None", "null")
 
@@ -380,7 +384,7 @@ def _refusing(conv, f: dataclasses.Field):
 
 def config_parser(
     config_cls: type, *, prog: str | None = None, description: str | None = None
-) -> argparse.ArgumentParser:
+) -> SuggestingArgumentParser:
     """An ``argparse`` parser with one ``--flag`` per field of the dataclass ``config_cls``.
 
     Field ``x_y`` becomes ``--x-y``; its help is ``field(metadata={"help": ...})`` plus the
@@ -395,7 +399,9 @@ def config_parser(
         description: parser description (default: the dataclass docstring's first line).
 
     Returns:
-        The parser; its parsed namespace holds only the flags given (defaults are applied by
+        The parser (a :class:`~keras_species.terminal.SuggestingArgumentParser`: each error is
+        one line with the closest options or choices, and options are known by their whole
+        name); its parsed namespace holds only the flags given (defaults are applied by
         ``parse_config``).
 
     Example:
@@ -408,7 +414,8 @@ def config_parser(
     if not dataclasses.is_dataclass(config_cls):
         raise TypeError(f"config_parser needs a dataclass, got {config_cls!r}")
     doc = (config_cls.__doc__ or "").strip().splitlines()
-    parser = argparse.ArgumentParser(
+    # one-line errors with the closest options and choices, whole option names only
+    parser = SuggestingArgumentParser(
         prog=prog,
         description=description or (doc[0] if doc else None),
         argument_default=argparse.SUPPRESS,
@@ -490,8 +497,8 @@ def parse_config(
     """
     parser = parser or config_parser(config_cls)
     parsed, extra = parser.parse_known_args(argv)
-    if extra:  # argparse prints its whole usage (dozens of flags) and no hint: one line instead
-        parser.exit(2, f"{parser.prog}: error: {unrecognized_arguments_message(parser, extra)}\n")
+    if extra:  # with the options they may mean (`parser` may be a plain argparse one)
+        parser.error(unrecognized_arguments_message(parser, extra))
     ns = vars(parsed)
     hints = get_type_hints(config_cls)
     known = {f.name: f for f in dataclasses.fields(config_cls) if f.init}

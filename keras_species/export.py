@@ -79,6 +79,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from keras_species.atomic import atomic_folder, atomic_path, check_output_file, check_output_folder
+from keras_species.jsonfile import read_json_object
 
 if TYPE_CHECKING:
     import keras
@@ -280,6 +281,9 @@ def resolve_model_path(path: PathLike, *, saved_model: bool = True) -> Path:
             runs = _run_folders_problem(p)
             if runs:
                 raise ExportError(runs)
+            recipe_run = _recipe_run_problem(p)
+            if recipe_run:
+                raise ExportError(recipe_run)
         hint = f" It holds {', '.join(kinds)}: pass one of them." if kinds else ""
         inside = _enclosing_model_folder(p)
         tflite = sorted(q.name for q in p.glob("*.tflite"))
@@ -368,6 +372,35 @@ def _run_folders_problem(folder: Path) -> str | None:
         (q / CONFIG).is_file() or (q.parent / CONFIG).is_file() for q in models) else "")
     return (f"{lead}: pass one of them (its {BEST_MODEL} is read), e.g. {example_text} "
             f"(those with a {BEST_MODEL}, newest first: {shown(models)}{listing})")
+
+
+def _recipe_run_problem(folder: Path) -> str | None:
+    """What ``folder`` is when it is a run folder (its ``config.json`` names a recipe) that holds
+    no Keras model: a ``feature_classifiers`` run (its model is ``classifier.joblib``, a
+    scikit-learn classifier on backbone features) or a run that wrote no ``best.keras``; ``None``
+    when ``folder`` is no such run folder."""
+    from keras_species.training.runs import CONFIG
+
+    conf, _ = read_json_object(folder / CONFIG)  # {} when absent or damaged: not recognisably a run
+    recipe = conf.get("recipe")
+    if not isinstance(recipe, str) or not recipe:
+        return None
+    if (folder / "classifier.joblib").is_file():
+        return (
+            f"{folder} is a {recipe} run: its model is a scikit-learn classifier on backbone "
+            "features (classifier.joblib), which predict and export do not read. Its test "
+            f"predictions are in {folder / 'predictions.csv'}; to classify other images, load it "
+            "in Python (joblib.load) and give it the features of "
+            "keras_species.training.features.extract_features with the run's --backbone, or, for a "
+            "model predict and export read, train a Keras head on those features "
+            "(train_dense_head), join it to the backbone (attach_head) and save that as a .keras "
+            "file (README: \"Feature extraction with a cache\")"
+        )
+    return (
+        f"{folder} is a {recipe} run folder without a {BEST_MODEL} (not finished, or failed?): "
+        f"keras-species runs {shlex.quote(str(folder.parent))} shows its status; pass a run "
+        f"folder that holds a {BEST_MODEL}, or a .keras file"
+    )
 
 
 def check_model_file(path: PathLike, *, saved_model: bool = True) -> None:

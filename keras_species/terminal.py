@@ -15,9 +15,11 @@ Only the entry points call it, since a filter applies to the whole process.
 :func:`print_line_by_line` makes the entry points' output reach a pipe or a log file line by line
 (Python writes those in blocks), so that a run killed outright keeps what it printed.
 
-:class:`SuggestingArgumentParser` is the ``argparse`` parser of the entry points: a mistyped
-option or choice is answered with the closest ones the command knows
-(``unrecognized arguments: --polcy (did you mean --policy?); see --help``).
+:class:`SuggestingArgumentParser` is the ``argparse`` parser of the entry points (the
+``keras-species`` subcommands and, through :func:`keras_species.config.config_parser`, the
+recipes): each error is one line, a mistyped option or choice answered with the closest ones the
+command knows (``PROG: error: unrecognized arguments: --polcy (did you mean --policy?); see
+--help``), without argparse's usage block.
 
 Example:
     >>> use_command_line_warnings()                             # doctest: +SKIP
@@ -32,6 +34,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 _OWN_CODE = (Path(__file__).resolve().parent, Path(__file__).resolve().parents[1] / "recipes")
 _python_format = warnings.formatwarning
@@ -102,6 +105,13 @@ def print_line_by_line() -> None:
                 reconfigure(line_buffering=True)
 
 
+def _spelling(word: str) -> str:
+    """``word`` in the one spelling names are compared in: lower case, ``_`` for ``-`` (the
+    leading ``--`` of an option kept)."""
+    head = "--" if word.startswith("--") else ""
+    return head + word[len(head):].lower().replace("-", "_")
+
+
 def close_options(parser: argparse.ArgumentParser, typed: str) -> list[str]:
     """The ``--options`` of ``parser`` that a mistyped one may have meant: close spellings
     (:func:`difflib.get_close_matches`), then options holding the typed word (``--size`` ->
@@ -126,11 +136,15 @@ def close_options(parser: argparse.ArgumentParser, typed: str) -> list[str]:
     word = name[2:].strip("-")
     # the parser's option strings: argparse keeps them only on its (private) actions
     options = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
-    near = difflib.get_close_matches(name, options, n=2, cutoff=0.75)
+    # `--top_k` for `--top-k`, `--Epochs` for `--epochs`: compared in one spelling
+    spelled = {_spelling(o): o for o in options}
+    near = [spelled[o] for o in difflib.get_close_matches(_spelling(name), spelled, n=2, cutoff=0.75)]
     if word:
         near += [o for o in options if word in o[2:].split("-") or o[2:].endswith(word)]
     meant: list[str] = []
     for option in near:
+        if option.startswith("--no-") and f"--{option[5:]}" in near and not name.startswith("--no-"):
+            continue  # `--backbone-plots` already names its `--no-` twin
         if option != name and option not in meant:
             meant.append(option)
     return meant[:4]
@@ -155,8 +169,34 @@ def unrecognized_arguments_message(parser: argparse.ArgumentParser, extra: Seque
     meant: list[str] = []
     for arg in extra:
         meant += [o for o in close_options(parser, arg) if o not in meant]
+    option = _option_for_value(parser)
+    if option and extra and not extra[0].startswith("-") and not _is_number(extra[0]):
+        meant.insert(0, f"{option} {extra[0]}")  # `export MODEL exp/x.keras`: a path given bare
     hint = f" (did you mean {' or '.join(meant[:4])}?)" if meant else ""
     return f"unrecognized arguments: {' '.join(extra)}{hint}; see --help"
+
+
+def _is_number(text: str) -> bool:
+    """Whether ``text`` reads as a number (one value too many for a flag, not a path)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _option_for_value(parser: argparse.ArgumentParser) -> str | None:
+    """The option a value left over by ``parser`` (no ``--`` before it) most likely belongs to:
+    ``--out`` where the inputs are positional (``export MODEL --out PATH``: a second path is the
+    output), ``--data`` where nothing is (a recipe given its data set bare); else None."""
+    options = {o for action in parser._actions for o in action.option_strings}
+    positional = any(not action.option_strings for action in parser._actions
+                     if not isinstance(action, argparse._SubParsersAction))
+    if positional and "--out" in options:
+        return "--out"
+    if not positional and "--data" in options:
+        return "--data"
+    return None
 
 
 def invalid_choice_message(value: object, choices: Sequence[object]) -> str:
@@ -175,9 +215,9 @@ def invalid_choice_message(value: object, choices: Sequence[object]) -> str:
         "invalid choice: 'Convert' (did you mean 'convert'?); choose from 'convert', 'drop_non_rgb'"
     """
     names = [str(c) for c in choices]
-    close = difflib.get_close_matches(str(value), names, n=2, cutoff=0.6)
-    if not close:  # a case slip of a short name (`--on-missing SKIP`): difflib's ratio misses it
-        close = [n for n in names if n.lower() == str(value).lower()]
+    # `per-tag` for `per_class`, `SKIP` for `skip`: compared in one spelling (`-`/`_`, case)
+    spelled = {_spelling(n): n for n in names}
+    close = [spelled[n] for n in difflib.get_close_matches(_spelling(str(value)), spelled, n=2, cutoff=0.6)]
     hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
     return f"invalid choice: {value!r}{hint}; choose from {', '.join(map(repr, names))}"
 
@@ -185,8 +225,12 @@ def invalid_choice_message(value: object, choices: Sequence[object]) -> str:
 class SuggestingArgumentParser(argparse.ArgumentParser):
     """An ``argparse.ArgumentParser`` whose errors suggest what was meant: an unknown option
     names the closest ones (:func:`unrecognized_arguments_message`), a value outside an
-    option's choices the closest choices (:func:`invalid_choice_message`). Everything else is
-    argparse's: the usage line, then ``PROG: error: ...``, and exit code 2.
+    option's choices the closest choices (:func:`invalid_choice_message`). Every error is one
+    line, ``PROG: error: <message>; see --help``, with exit code 2: argparse's usage block
+    (dozens of flags for a recipe) is left out, ``--help`` still prints it all. An option is
+    known by its whole name only (``allow_abbrev=False``): a prefix such as ``--backbone`` is
+    an unknown option answered with the ones it may mean (``--backbones``), not expanded
+    silently or called ambiguous.
 
     The ``keras-species`` subcommands use it (:func:`keras_species.cli.main`), so each of their
     options is covered without a word in the subcommand's own ``configure_parser``.
@@ -195,9 +239,29 @@ class SuggestingArgumentParser(argparse.ArgumentParser):
         >>> p = SuggestingArgumentParser(prog="keras-species audit")
         >>> _ = p.add_argument("--policy", choices=["convert", "drop_non_rgb"])
         >>> p.parse_args(["--polcy", "convert"])   # doctest: +SKIP
-        usage: keras-species audit [-h] [--policy {convert,drop_non_rgb}]
         keras-species audit: error: unrecognized arguments: --polcy convert (did you mean --policy?); see --help
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``PROG: error: <message>; see --help`` (one line, no usage block) and exit 2.
+
+        Args:
+            message: what is wrong, with the fix where known.
+
+        Returns:
+            Never: raises ``SystemExit(2)``.
+
+        Example:
+            >>> SuggestingArgumentParser(prog="demo").error("--epochs: 'x' is not a whole number")  # doctest: +SKIP
+            demo: error: --epochs: 'x' is not a whole number; see --help
+        """
+        if not message.rstrip().endswith("see --help"):
+            message = f"{message}; see --help"
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
     def parse_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None):
         """``argparse.ArgumentParser.parse_args``, naming the closest options of unknown ones.
@@ -213,6 +277,20 @@ class SuggestingArgumentParser(argparse.ArgumentParser):
             >>> SuggestingArgumentParser().parse_args([])
             Namespace()
         """
+        args = sys.argv[1:] if args is None else list(args)
+        # unknown arguments before missing options: `export MODEL x.keras` (no --out) is told
+        # that x.keras belongs after --out, not only that --out is missing
+        required = [a for a in self._actions if a.required and a.option_strings]
+        if required:
+            for action in required:
+                action.required = False
+            try:
+                extra = self.parse_known_args(args)[1]
+            finally:
+                for action in required:
+                    action.required = True
+            if extra:
+                self.error(unrecognized_arguments_message(self, extra))
         parsed, extra = self.parse_known_args(args, namespace)
         if extra:
             self.error(unrecognized_arguments_message(self, extra))

@@ -64,7 +64,7 @@ class BackboneComparisonConfig(SourceSettings, RunSettings):
     split: Literal["auto", "stratified", "group", "given"] = field(default="auto", metadata=_help(
         "how the data is split (auto: group-aware when the data has groups)",
         refused=TEST_SPLIT_REFUSED))
-    ratios: tuple[float, float, float] = field(default=(0.69, 0.17, 0.14), metadata=_help(
+    ratios: tuple[float, ...] = field(default=(0.69, 0.17, 0.14), metadata=_help(
         "train/val/test ratios (R2: 6480/1620/1330)"))
     audit: bool = field(default=True, metadata=_help("audit the images and drop corrupt ones"))
     backbones: tuple[str, ...] = field(default=R2_BACKBONES, metadata=_help(
@@ -187,7 +187,8 @@ def checked_backbones(config: BackboneComparisonConfig) -> tuple[list[str], str 
     names = backbone_names(config.backbones)
     weights = weights_setting(config.weights)
     if weights not in (None, "imagenet") and len(names) > 1:
-        raise ValueError("--weights FILE fits one backbone only; use imagenet or none to compare")
+        raise ValueError("--weights FILE fits one backbone only: compare with --weights imagenet (offline: "
+                         "--backbones efficientnet_lite0,efficientnet_lite1,efficientnet_lite2) or --weights none")
     for name in names:  # offline ImageNet or a missing file fails here, before any training
         check_weights(name, weights, config.image_size)
     plan(config)  # a bad plan fails before any data is read, too

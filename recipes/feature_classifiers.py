@@ -68,7 +68,7 @@ class FeatureClassifiersConfig(SourceSettings, RunSettings):
     split: Literal["auto", "stratified", "group", "given"] = field(default="auto", metadata=_help(
         "how the data is split (auto: group-aware when the data has groups)",
         refused=TEST_SPLIT_REFUSED))
-    ratios: tuple[float, float, float] = field(default=(0.69, 0.17, 0.14), metadata=_help(
+    ratios: tuple[float, ...] = field(default=(0.69, 0.17, 0.14), metadata=_help(
         "train/val/test ratios (R2: 6480/1620/1330)"))
     audit: bool = field(default=True, metadata=_help("audit the images and drop corrupt ones"))
     backbone: str = field(default="densenet121", metadata=_help(

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from keras_species.config import flag_help as _h
+from keras_species.data.manifest import counted
 from keras_species.recipe import (
     SINGLE_LABEL_HINT,
     RunResult,
@@ -342,7 +343,7 @@ def run(config: MultilabelResNetConfig | None = None) -> MultilabelResult:
         data_section(prepared, ds),
         ("Model", f"`{config.backbone}` (weights `{weights}`), {config.image_size} px, sigmoid "
                   f"outputs, binary cross-entropy; {model.count_params():,} parameters. "
-                  f"{phase.epochs} epochs of SGD (weight decay {config.weight_decay:g}), one cycle "
+                  f"{counted(phase.epochs, 'epoch')} of SGD (weight decay {config.weight_decay:g}), one cycle "
                   f"{config.learning_rate / config.div_factor:.2g} → {config.learning_rate:g} → "
                   f"{config.final_learning_rate:g}, momentum {config.max_momentum} → "
                   f"{config.base_momentum} → {config.max_momentum}; augmentation `{config.augment}`. "

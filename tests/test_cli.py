@@ -29,7 +29,7 @@ def test_an_invalid_choice_names_the_closest_choice(capsys):
     assert stop.value.code == 2
     assert capsys.readouterr().err.endswith(
         "keras-species audit: error: argument --policy: invalid choice: 'conver' (did you mean "
-        "'convert'?); choose from 'convert', 'drop_non_rgb'\n")
+        "'convert'?); choose from 'convert', 'drop_non_rgb'; see --help\n")
 
 
 def _typo(option: str) -> str:
@@ -65,6 +65,35 @@ def test_every_subcommand_names_the_option_meant(name, capsys):
 def test_a_mistyped_command_names_the_command(capsys):
     assert cli.main(["audti"]) == 2
     err = capsys.readouterr().err
-    assert "keras-species: unknown command 'audti' (did you mean audit?); choose from audit, " in err
+    assert err.startswith("keras-species: error: unknown command 'audti' (did you mean audit?); "
+                          "choose from audit, ")
+    assert err.endswith("; see --help\n") and err.count("\n") == 1  # before: the usage line first
     assert cli.main(["zzz"]) == 2
     assert "unknown command 'zzz'; choose from " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["predict", "m.keras", "photos", "--top_k", "3"],
+     "keras-species predict: error: unrecognized arguments: --top_k 3 (did you mean --top-k?); see --help\n"),
+    (["export", "m.keras", "--out", "x.tflite", "--quantise", "int8"],
+     "keras-species export: error: unrecognized arguments: --quantise int8 (did you mean --quantize?); "
+     "see --help\n"),
+    (["export", "m.keras", "exp/x.keras"],
+     "keras-species export: error: unrecognized arguments: exp/x.keras (did you mean --out exp/x.keras?); "
+     "see --help\n"),
+])
+def test_a_subcommand_error_is_one_line(argv, message, capsys):
+    # before: argparse's whole usage block, then the error; the output given bare was told only
+    # that --out is missing
+    with pytest.raises(SystemExit) as stop:
+        cli.main(argv)
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == message
+
+
+def test_a_subcommand_help_is_still_the_whole_help(capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["export", "--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: keras-species export") and "--quantize" in out and "--out" in out

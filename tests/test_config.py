@@ -255,3 +255,51 @@ def test_a_help_that_names_its_default_is_not_given_a_second_one():
     text = " ".join(config_parser(C).format_help().split())
     assert "run name (default: a timestamp) --seed" in text and "(default: null)" not in text
     assert "random seed (default: 0)" in text
+
+
+@dataclass
+class _FlagsConfig:
+    backbones: tuple[str, ...] = ("a",)
+    backbone_plots: bool = True
+    ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    thresholds: Literal["global", "per_class", "fixed"] = "global"
+
+
+def _recipe_error(capsys, argv) -> str:
+    """The error ``parse_config`` prints for ``argv``: one line, exit code 2."""
+    with pytest.raises(SystemExit) as stop:
+        parse_config(_FlagsConfig, argv, parser=config_parser(_FlagsConfig, prog="python -m recipes.r"))
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "usage:" not in err, err
+    assert err.startswith("python -m recipes.r: error: ") and err.endswith("; see --help\n"), err
+    return err
+
+
+def test_every_recipe_flag_error_is_one_line(tmp_path, capsys):
+    # before: argparse's usage block (~40 lines for a recipe) before each of these
+    err = _recipe_error(capsys, ["--backbone", "x"])  # before: `ambiguous option`
+    assert "unrecognized arguments: --backbone x (did you mean --backbones or --backbone-plots?)" in err
+    assert "argument --ratios: expected 3 arguments" in _recipe_error(capsys, ["--ratios", "0.8", "0.2"])
+    err = _recipe_error(capsys, ["--thresholds", "per-tag"])
+    assert "invalid choice: 'per-tag' (did you mean 'per_class'?)" in err
+    missing = tmp_path / "missing.json"
+    assert f"--config {missing}: cannot read it as JSON" in _recipe_error(capsys, ["--config", str(missing)])
+    table = tmp_path / "split.csv"
+    table.write_text("path,label\na.jpg,x\n")
+    assert f"--config {table}: cannot read it as JSON" in _recipe_error(capsys, ["--config", str(table)])
+    settings = tmp_path / "settings.json"
+    settings.write_text('{"epochs": 3}')
+    assert "unknown setting(s) ['epochs']" in _recipe_error(capsys, ["--config", str(settings)])
+
+
+def test_a_recipe_parser_suggests_and_still_helps(capsys):
+    from keras_species.terminal import SuggestingArgumentParser
+
+    parser = config_parser(_FlagsConfig, prog="python -m recipes.r")
+    assert isinstance(parser, SuggestingArgumentParser) and not parser.allow_abbrev
+    with pytest.raises(SystemExit) as stop:
+        parser.parse_args(["--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m recipes.r") and "--backbone-plots" in out and "--thresholds" in out

@@ -695,3 +695,29 @@ def test_a_format_that_contradicts_out_is_refused_before_any_work(model, tmp_pat
         assert err == f"keras-species export: {expected}\n", err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exports", "tiny.keras"]  # nothing written
     assert not any((tmp_path / "exports").iterdir())
+
+
+def test_a_run_folder_without_a_keras_model_is_named_by_its_recipe(tmp_path, capsys):
+    # before: "runs/feature_classifiers/f1 is neither a SavedModel folder (no saved_model.pb) nor
+    # a run folder (no best.keras)", although keras-species runs lists it as a finished run
+    run = tmp_path / "runs" / "feature_classifiers" / "f1"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"recipe": "feature_classifiers", "name": "f1"}))
+    (run / "classifier.joblib").write_bytes(b"not read")
+    out = tmp_path / "x.keras"
+    for argv in (["predict", str(run), str(tmp_path)], ["export", str(run), "--out", str(out)]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(
+            f"keras-species {argv[0]}: {run} is a feature_classifiers run: its model is a "
+            "scikit-learn classifier on backbone features (classifier.joblib), which predict and "
+            "export do not read."), err
+        assert "attach_head" in err and "extract_features" in err
+    assert not out.exists()
+    unfinished = tmp_path / "runs" / "scratch_cnn" / "s1"  # a run that wrote no best.keras
+    unfinished.mkdir(parents=True)
+    (unfinished / "config.json").write_text(json.dumps({"recipe": "scratch_cnn", "name": "s1"}))
+    with pytest.raises(ExportError, match=re.escape(
+            f"{unfinished} is a scratch_cnn run folder without a best.keras (not finished, or "
+            f"failed?): keras-species runs {unfinished.parent} shows its status")):
+        export_model(unfinished, out)

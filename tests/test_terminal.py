@@ -61,9 +61,8 @@ def test_a_mistyped_option_names_the_closest_ones(capsys):
         p.parse_args(["--polcy", "convert"])
     assert stop.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("usage: keras-species audit")
-    assert err.endswith("keras-species audit: error: unrecognized arguments: --polcy convert (did you "
-                        "mean --policy?); see --help\n")
+    assert err == ("keras-species audit: error: unrecognized arguments: --polcy convert (did you "
+                   "mean --policy?); see --help\n")
     with pytest.raises(SystemExit):
         p.parse_args(["--size=3", "--ot", "x"])  # a word of two options, a close spelling
     assert ("unrecognized arguments: --size=3 --ot x (did you mean --image-size or --shard-size or "
@@ -71,7 +70,9 @@ def test_a_mistyped_option_names_the_closest_ones(capsys):
     with pytest.raises(SystemExit):
         p.parse_args(["--zzzz"])  # nothing close: argparse's words, and --help
     assert capsys.readouterr().err.endswith("error: unrecognized arguments: --zzzz; see --help\n")
-    assert p.parse_args(["--pol", "drop_non_rgb"]).policy == "drop_non_rgb"  # abbreviations still work
+    with pytest.raises(SystemExit):  # an abbreviation is an unknown option (allow_abbrev=False)
+        p.parse_args(["--pol", "drop_non_rgb"])
+    assert "unrecognized arguments: --pol drop_non_rgb (did you mean --policy?)" in capsys.readouterr().err
 
 
 def test_an_invalid_choice_names_the_closest_choices(capsys):
@@ -87,7 +88,7 @@ def test_an_invalid_choice_names_the_closest_choices(capsys):
     with pytest.raises(SystemExit):
         p.parse_args(["--policy", "zzz"])
     assert capsys.readouterr().err.endswith(
-        "error: argument --policy: invalid choice: 'zzz'; choose from 'convert', 'drop_non_rgb'\n")
+        "error: argument --policy: invalid choice: 'zzz'; choose from 'convert', 'drop_non_rgb'; see --help\n")
 
 
 def test_close_options_and_the_messages():
@@ -103,3 +104,95 @@ def test_close_options_and_the_messages():
     assert close_options(p, "polcy") == [] and close_options(p, "-x") == []  # not a --option
     assert unrecognized_arguments_message(p, ["extra"]) == "unrecognized arguments: extra; see --help"
     assert invalid_choice_message(3, [1, 2]) == "invalid choice: 3; choose from '1', '2'"
+
+
+def _one_line_error(capsys, parser, argv) -> str:
+    """The error ``parser`` prints for ``argv``, checked to be one line with exit code 2."""
+    import pytest
+
+    with pytest.raises(SystemExit) as stop:
+        parser.parse_args(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "usage:" not in err, err
+    assert err.startswith(f"{parser.prog}: error: ") and err.endswith("; see --help\n"), err
+    return err
+
+
+def test_every_parser_error_is_one_line_without_the_usage_block(capsys):
+    # before: argparse's usage block (dozens of lines for a recipe), then the error
+    p = _audit_like_parser()
+    p.add_argument("--ratios", type=float, nargs=3)
+    p.add_argument("--needed", required=True)
+    assert "the following arguments are required: --needed" in _one_line_error(capsys, p, [])
+    assert "invalid int value: 'x'" in _one_line_error(capsys, p, ["--needed", "1", "--image-size", "x"])
+    assert "--ratios: expected 3 arguments" in _one_line_error(
+        capsys, p, ["--needed", "1", "--ratios", "0.8", "0.2"])
+    assert "invalid choice: 'conver'" in _one_line_error(capsys, p, ["--needed", "1", "--policy", "conver"])
+    # a message that already ends with the pointer to --help keeps one
+    assert _one_line_error(capsys, p, ["--needed", "1", "--zzz"]).count("see --help") == 1
+
+
+def test_help_still_prints_the_whole_usage(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as stop:
+        _audit_like_parser().parse_args(["--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: keras-species audit") and "--shard-size" in out and "--on-missing" in out
+
+
+def test_a_prefix_of_options_is_unknown_not_ambiguous(capsys):
+    # before: `ambiguous option: --backbone could match --backbones, --backbone-plots`, after the usage
+    import argparse
+
+    from keras_species.terminal import SuggestingArgumentParser
+
+    p = SuggestingArgumentParser(prog="python -m recipes.backbone_comparison")
+    p.add_argument("--backbones", nargs="+")
+    p.add_argument("--backbone-plots", action=argparse.BooleanOptionalAction)
+    err = _one_line_error(capsys, p, ["--backbone", "efficientnet_lite0"])
+    assert ("error: unrecognized arguments: --backbone efficientnet_lite0 (did you mean --backbones or "
+            "--backbone-plots?); see --help") in err  # the --no- twin is not named again
+    p = SuggestingArgumentParser(prog="p")
+    p.add_argument("--backbones")
+    err = _one_line_error(capsys, p, ["--backbone", "x"])  # one prefix: not expanded silently
+    assert "unrecognized arguments: --backbone x (did you mean --backbones?)" in err
+
+
+def test_near_choices_and_options_are_found_across_dash_underscore_and_case():
+    from keras_species.terminal import close_options, invalid_choice_message
+
+    # before: `per-tag` was too far from `per_class` for difflib, so no `did you mean`
+    assert "(did you mean 'per_class'?)" in invalid_choice_message("per-tag", ["global", "per_class", "fixed"])
+    assert "'flips'?); choose" in invalid_choice_message("flip", ["none", "hflip", "flips", "five_crop"])
+    assert "(did you mean 'skip'?)" in invalid_choice_message("SKIP", ["error", "skip"])
+    assert "(did you mean 'per_class'?)" in invalid_choice_message("PER-CLASS", ["global", "per_class"])
+    p = _audit_like_parser()
+    p.add_argument("--top-k", type=int)
+    assert close_options(p, "--top_k") == ["--top-k"]
+    assert close_options(p, "--Image_Size") == ["--image-size"]
+
+
+def test_a_value_left_over_names_the_option_it_belongs_to(capsys):
+    # before: `unrecognized arguments: exp/x.keras` (or only `--out` missing), no word of --out
+    from keras_species.terminal import SuggestingArgumentParser, unrecognized_arguments_message
+
+    export = SuggestingArgumentParser(prog="keras-species export")
+    export.add_argument("model", metavar="MODEL")
+    export.add_argument("--out", required=True)
+    err = _one_line_error(capsys, export, ["m.keras", "exp/x.keras"])
+    assert err == ("keras-species export: error: unrecognized arguments: exp/x.keras (did you mean "
+                   "--out exp/x.keras?); see --help\n")
+    assert "required: --out" in _one_line_error(capsys, export, ["m.keras"])  # nothing left over
+    assert export.parse_args(["m.keras", "--out", "x.keras"]).out == "x.keras"
+    recipe = SuggestingArgumentParser(prog="python -m recipes.quickstart")
+    recipe.add_argument("--data")
+    recipe.add_argument("--out")
+    assert unrecognized_arguments_message(recipe, ["photos/"]) == (
+        "unrecognized arguments: photos/ (did you mean --data photos/?); see --help")
+    # a number left over is one value too many for a flag (`--image-size 224 224 224`), not data
+    assert unrecognized_arguments_message(recipe, ["224"]) == "unrecognized arguments: 224; see --help"
+    # an option left over is not given a value's hint
+    assert "--out" not in unrecognized_arguments_message(export, ["--zzz", "x"])

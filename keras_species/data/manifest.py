@@ -35,6 +35,29 @@ _CSV_FIX = ("restore the file, or write it again (keras-species split; a recipe'
 """How to mend a damaged manifest CSV (see :meth:`Manifest.from_csv`)."""
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``count`` and ``noun``, the noun in the plural unless ``count`` is one: for messages and
+    reports (``"1 class"``, ``"3 classes"``, ``"1 epoch"``, ``"0 images"``).
+
+    Args:
+        count: how many.
+        noun: the singular noun.
+        plural: its plural, when not ``noun`` + ``s`` (``es`` after s, x, ch, sh).
+
+    Returns:
+        The phrase.
+
+    Example:
+        >>> counted(1, "class"), counted(3, "class"), counted(1, "epoch"), counted(0, "image")
+        ('1 class', '3 classes', '1 epoch', '0 images')
+    """
+    if count == 1:
+        return f"{count} {noun}"
+    if plural is None:
+        plural = noun + ("es" if noun.endswith(("s", "x", "ch", "sh")) else "s")
+    return f"{count} {plural}"
+
+
 def classes_phrase(num_classes: int, multilabel: bool) -> str:
     """How summaries name the classes: ``"6 classes (single-label)"``, or ``"no labels"`` for
     data without classes (a list of image paths).
@@ -52,7 +75,7 @@ def classes_phrase(num_classes: int, multilabel: bool) -> str:
     """
     if not num_classes:
         return "no labels"
-    return f"{num_classes} classes ({'multi-label' if multilabel else 'single-label'})"
+    return f"{counted(num_classes, 'class')} ({'multi-label' if multilabel else 'single-label'})"
 
 
 def _no_id(group) -> bool:
@@ -251,7 +274,7 @@ class Manifest:
         """A copy with the split column replaced."""
         m = self.subset(np.arange(len(self)))
         if len(splits) != len(self):
-            raise ManifestError(f"{len(self)} images but {len(splits)} split names")
+            raise ManifestError(f"{counted(len(self), 'image')} but {counted(len(splits), 'split name')}")
         m.splits = [str(s) for s in splits]
         return m
 
@@ -476,7 +499,7 @@ class Manifest:
             >>> Manifest(["a.png", "b.png"], np.array([-1, -1]), []).summary()
             '2 images, no labels'
         """
-        text = f"{len(self)} images, {classes_phrase(self.num_classes, self.multilabel)}"
+        text = f"{counted(len(self), 'image')}, {classes_phrase(self.num_classes, self.multilabel)}"
         if self.splits is not None:
             text += ", splits " + " ".join(f"{name}={n}" for name, n in _split_counts(self.splits))
         return text

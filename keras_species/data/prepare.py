@@ -28,7 +28,7 @@ import numpy as np
 
 from keras_species.data import audit as audit_mod
 from keras_species.data import new_classes, sources, splits
-from keras_species.data.manifest import Manifest, ManifestError
+from keras_species.data.manifest import Manifest, ManifestError, counted
 from keras_species.jsonfile import json_type, read_json_object
 
 SPLIT_KINDS = ("auto", "stratified", "group", "given", "systematic")
@@ -169,9 +169,47 @@ def check_task(m: Manifest, task: str, source: Any, hint: str = "") -> None:
         raise ValueError(f"task={task!r}: choose one of {', '.join(TASKS)}")
     if task == "any" or m.multilabel == (task == "multi"):
         return
-    kind = (f"multi-label ({m.num_classes} tags, a set per image)" if m.multilabel
-            else f"single-label ({m.num_classes} classes, one per image)")
+    kind = (f"multi-label ({counted(m.num_classes, 'tag')}, a set per image)" if m.multilabel
+            else f"single-label ({counted(m.num_classes, 'class')}, one per image)")
     raise ManifestError(f"{source}: the data is {kind}" + (f"; {hint}" if hint else ""))
+
+
+LABEL_FILE_SUFFIXES = (".csv", ".json")
+"""The label files (a CSV, an iNaturalist/COCO JSON) :func:`label_file_hint` looks for."""
+
+
+def label_file_hint(source: Any, m: Manifest, flag: str = "--data") -> str:
+    """What to give instead of a folder that holds a label file beside one image subfolder.
+
+    A folder such as ``data/`` holding ``labels.csv`` and ``images/`` is read as a folder of
+    class folders with one class, ``images``; the labels are in the file.
+
+    Args:
+        source: what was given (a folder is checked; anything else gives ``""``).
+        m: what it was read as.
+        flag: the flag that gave it (named in the hint).
+
+    Returns:
+        ``"it holds labels.csv: pass --data data/labels.csv"`` (the other label files named
+        too), or ``""`` when ``source`` is not such a folder (two classes or more, multi-label,
+        no ``.csv``/``.json`` file at its top level).
+
+    Example:
+        >>> label_file_hint("demo", sources.load("demo"))
+        ''
+    """
+    if not isinstance(source, (str, os.PathLike)) or m.multilabel or m.num_classes > 1:
+        return ""
+    folder = Path(source).expanduser()
+    if not folder.is_dir():
+        return ""
+    files = sorted(p.name for p in folder.iterdir()
+                   if p.is_file() and p.suffix.lower() in LABEL_FILE_SUFFIXES)
+    if not files:
+        return ""
+    base = os.fspath(source).rstrip("/\\") or os.fspath(source)
+    others = f" (or {', '.join(files[1:])})" if len(files) > 1 else ""
+    return f"it holds {files[0]}: pass {flag} {base}/{files[0]}{others}"
 
 
 def check_splits(m: Manifest, need: Sequence[str], hint: str = "") -> None:
@@ -750,6 +788,7 @@ __all__ = [
     "forget_read_ahead",
     "check_task",
     "check_splits",
+    "label_file_hint",
     "Datasets",
     "build_datasets",
     "class_weight_setting",

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError
+from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError, counted
 from keras_species.data.text import read_text
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp")
@@ -72,7 +72,8 @@ def groups_from_regex(paths: Sequence[str], regex: str) -> list[str]:
 
     The first capture group is the id (the whole match when the regex has none). A file name that
     does not match, or whose id comes out empty (an optional group), becomes its own group (its
-    path), with one warning giving the count.
+    path), with one warning giving the count. A regex that gives no file name an id is refused:
+    it would group nothing, and is most likely mistyped.
 
     Args:
         paths: file paths.
@@ -80,6 +81,9 @@ def groups_from_regex(paths: Sequence[str], regex: str) -> list[str]:
 
     Returns:
         One group id string per path.
+
+    Raises:
+        ManifestError: ``regex`` is not a valid regular expression, or gives no file name an id.
 
     Example:
         >>> groups_from_regex(["a/fish_12_3.png", "b/fish_12_9.png"], r"fish_(\\d+)_")
@@ -90,9 +94,21 @@ def groups_from_regex(paths: Sequence[str], regex: str) -> list[str]:
     except re.error as e:
         raise ManifestError(f"group_regex '{regex}' is not a valid regular expression: {e}") from e
     groups = []
+    matched = 0
     for p in paths:
         match = pattern.search(os.path.basename(p))
+        matched += match is not None
         groups.append((match.group(1) if pattern.groups else match.group(0)) if match else None)
+    if paths and not any(groups):  # every file its own group: groups would not hold anything
+        what = "matched none" if not matched else "gave an empty group id for each"
+        names = [os.path.basename(p) for p in paths[:2]]
+        raise ManifestError(
+            f"group_regex '{regex}' (--group-regex) {what} of the {len(paths)} file names (e.g. "
+            f"{', '.join(names)}), so each file would be its own group and images of one group "
+            "could land in different splits: check the pattern against these names (a capture "
+            r"group around the id: the shared fish4knowledge23 set needs 'fish_(\d+)_'), or "
+            "leave it out to split file by file"
+        )
     return _own_groups_where_empty(groups, paths, f"group_regex '{regex}' matched no group in")
 
 
@@ -229,7 +245,7 @@ def from_folder(
             raise ManifestError(shards)
         if top_images:
             raise ManifestError(
-                f"{root_path} holds {len(top_images)} images at its top level (e.g. "
+                f"{root_path} holds {counted(len(top_images), 'image')} at its top level (e.g. "
                 f"{_names(top_images, 3)}) but no class subfolders: move each class's images into "
                 f"its own subfolder ({root_path}/<class name>/...), or list them in a CSV with a path "
                 "and a label column and give that CSV as the data (sources.from_csv)"
@@ -240,7 +256,8 @@ def from_folder(
         )
     if top_images:
         warnings.warn(
-            f"{len(top_images)} images at the top level of {root_path} are ignored (e.g. "
+            f"{counted(len(top_images), 'image')} at the top level of {root_path} "
+            f"{'is' if len(top_images) == 1 else 'are'} ignored (e.g. "
             f"{_names(top_images, 3)}): only images inside class subfolders are read",
             stacklevel=2,
         )
@@ -992,7 +1009,7 @@ def from_csv(
             conflicts.append(f"{rel_paths[i]!r} (lines {line_of[j]} and {line_of[i]} differ in {what})")
     if conflicts:
         raise ManifestError(
-            f"{path}: {len(conflicts)} files are listed twice with different labels or splits: "
+            f"{path}: {counted(len(conflicts), 'file')} {'is' if len(conflicts) == 1 else 'are'} listed twice with different labels or splits: "
             + "; ".join(conflicts[:_SHOW]) + ". Keep one row per file (for several labels per file "
             "use a ';'-separated labels column)"
         )
@@ -1191,7 +1208,8 @@ def require_labels(manifest: Manifest, command: str) -> Manifest:
     if manifest.source and is_path_list(manifest.source):
         what = f"{source} is a list of image paths, one per line, which has no labels"
     else:
-        what = f"none of the {len(manifest)} images of {source} has a label"
+        what = (f"the one image of {source} has no label" if len(manifest) == 1
+                else f"none of the {len(manifest)} images of {source} has a label")
     raise ManifestError(
         f"{what}, and {command} needs them: give a CSV with a path and a label column (e.g. "
         "'path,label'), or a folder with one subfolder per class"
@@ -1300,7 +1318,7 @@ def from_coco_json(
         multilabel = bool(several)
     elif not multilabel and several:
         raise ManifestError(
-            f"{path}: {len(several)} images carry several categories (e.g. "
+            f"{path}: {counted(len(several), 'image')} carr{'ies' if len(several) == 1 else 'y'} several categories (e.g. "
             f"{images[several[0]]['file_name']!r}): pass multilabel=True"
         )
     paths = [os.path.normpath(os.path.join(base, im["file_name"])) for im in images]

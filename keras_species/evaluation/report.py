@@ -273,7 +273,8 @@ def _per_class(m: Mapping, n_rare: int) -> list[str]:
             row += f" {_fmt(r.get('threshold'), 3)} |"
         lines.append(row)
     if rare:
-        lines += ["", f"The {len(rare)} rarest classes (fewest test samples) are in bold."]
+        lines += ["", "The rarest class (fewest test samples) is in bold." if len(rare) == 1
+                  else f"The {len(rare)} rarest classes (fewest test samples) are in bold."]
     return lines
 
 

@@ -40,6 +40,80 @@ class WeightsUnavailableError(RuntimeError):
     """Weights that were asked for cannot be had (offline, missing file, no source)."""
 
 
+class ImageNetOfflineError(WeightsUnavailableError):
+    """``"imagenet"`` weights that are not in Keras's cache, with their host out of reach.
+
+    The message says what is missing (the file, its URL, the cache path) and ends with ``fix``;
+    a command line rewords the fix for its own flags (``recipe.check_weights``).
+
+    Args:
+        backbone: the registry name.
+        file: the Keras weights file (name, URL, hash).
+        cached: where Keras's cache would hold the file.
+        fix: what to do, in terms of ``weights=``.
+    """
+
+    def __init__(self, backbone: str, file: KerasWeightsFile, cached: Path, fix: str):
+        self.backbone, self.file, self.cached, self.fix = backbone, file, cached, fix
+        super().__init__(
+            f"ImageNet weights for {backbone} are not in Keras's cache and "
+            f"{urlparse(file.origin).hostname} cannot be reached (offline?).\n"
+            f"  file:  {file.file_name}\n  url:   {file.origin}\n  cache: {cached}\n{fix}"
+        )
+
+    def with_fix(self, fix: str) -> ImageNetOfflineError:
+        """The same error, ending with another ``fix``."""
+        return ImageNetOfflineError(self.backbone, self.file, self.cached, fix)
+
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+"""The 8 bytes an HDF5 file (``.weights.h5``, ``.h5``) starts with."""
+
+
+def check_weights_file(path: str | os.PathLike, backbone: str = "") -> Path:
+    """Check that a local weights file exists and is an HDF5 file, before anything reads it.
+
+    Args:
+        path: a ``.weights.h5``, ``.h5`` or ``.hdf5`` file.
+        backbone: the backbone it is for (named in the message), or ``""``.
+
+    Returns:
+        The path, with ``~`` expanded.
+
+    Raises:
+        WeightsUnavailableError: the name ends otherwise, the file does not exist, is empty, or
+            does not start with the HDF5 signature; one line naming ``--weights`` and the file.
+
+    Example:
+        >>> check_weights_file("/no/such.weights.h5")  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        WeightsUnavailableError: weights file '/no/such.weights.h5' does not exist; ...
+    """
+    text = os.fspath(path)
+    target = Path(text).expanduser()
+    what = f" for {backbone}" if backbone else ""
+    if not target.name.endswith((".weights.h5", ".h5", ".hdf5")):
+        raise WeightsUnavailableError(
+            f"weights={text!r}{what}: expected None, 'imagenet' or a path to a "
+            "'.weights.h5' or '.h5' file"
+        )
+    if not target.is_file():
+        raise WeightsUnavailableError(
+            f"weights file {str(target)!r}{what} does not exist; check the path, or "
+            "pass --weights none (weights=None) for a random initialisation"
+        )
+    with open(target, "rb") as f:
+        head = f.read(len(HDF5_SIGNATURE))
+    if head != HDF5_SIGNATURE:
+        why = "is empty" if not head else "is not an HDF5 file (no HDF5 signature at its start)"
+        raise WeightsUnavailableError(
+            f"--weights {text}: the file {why}; give a '.weights.h5' file saved with "
+            "save_weights or a Keras '.h5' weights file, or --weights none (weights=None) for a "
+            "random initialisation"
+        )
+    return target
+
+
 @dataclass(frozen=True)
 class KerasWeightsFile:
     """The headless (``include_top=False``) ImageNet file a ``keras.applications`` model loads.
@@ -132,8 +206,9 @@ def resolve_weights(
         ``"imagenet"`` unchanged for an entry whose family module fetches its own weights.
 
     Raises:
-        WeightsUnavailableError: a missing local file, an offline ``"imagenet"`` whose file is not
-            cached, or an entry with no ImageNet source.
+        WeightsUnavailableError: a missing, empty or non-HDF5 local file
+            (:func:`check_weights_file`), or an entry with no ImageNet source.
+        ImageNetOfflineError: an offline ``"imagenet"`` whose file is not cached.
 
     Example:
         >>> resolve_weights("resnet18", None) is None
@@ -144,17 +219,7 @@ def resolve_weights(
     spec = _spec(spec_or_name)
     text = os.fspath(weights)
     if text.lower() != "imagenet":
-        path = Path(text).expanduser()
-        if not path.name.endswith((".weights.h5", ".h5", ".hdf5")):
-            raise WeightsUnavailableError(
-                f"weights={text!r} for {spec.name}: expected None, 'imagenet' or a path to a "
-                "'.weights.h5' or '.h5' file"
-            )
-        if not path.is_file():
-            raise WeightsUnavailableError(
-                f"weights file {str(path)!r} for {spec.name} does not exist; check the path, or "
-                "pass --weights none (weights=None) for a random initialisation"
-            )
+        path = check_weights_file(text, spec.name)
         return str(path)
     file = keras_weights_file(spec.name, size)
     if file is None:
@@ -170,14 +235,12 @@ def resolve_weights(
     if cached.is_file():
         return str(cached)
     if not host_reachable(file.origin):
-        raise WeightsUnavailableError(
-            f"ImageNet weights for {spec.name} are not in Keras's cache and "
-            f"{urlparse(file.origin).hostname} cannot be reached (offline?).\n"
-            f"  file:  {file.file_name}\n  url:   {file.origin}\n  cache: {cached}\n"
+        raise ImageNetOfflineError(
+            spec.name, file, cached,
             "Either download the file elsewhere and copy it to that cache path "
             "(set KERAS_HOME to use another cache folder), or pass it directly, e.g. "
             f"--weights /path/{file.file_name} (weights='/path/{file.file_name}'), "
-            "or use --weights none (weights=None) to train from scratch."
+            "or use --weights none (weights=None) to train from scratch.",
         )
     return keras.utils.get_file(
         file.file_name,

@@ -174,3 +174,15 @@ def test_the_repr_is_a_short_summary_not_every_path() -> None:
     assert "splits={'fold0': 2, 'fold1': 1, 'fold2': 1," in repr(folds)  # fold10 last, as summary()
     assert repr(folds).split("splits=")[1].startswith("{'fold0': 2, 'fold1': 1, 'fold2': 1, 'fold3'")
     assert folds.summary().endswith("fold9=1 fold10=1")
+
+
+def test_counts_of_one_are_singular() -> None:
+    # before: "1 images, 1 classes (single-label)"
+    one = Manifest(["/d/a.jpg"], np.array([0]), ["cod"])
+    assert one.summary() == "1 image, 1 class (single-label)"
+    from keras_species.data.manifest import classes_phrase, counted
+
+    assert classes_phrase(1, True) == "1 class (multi-label)"
+    assert [counted(n, "class") for n in (0, 1, 2)] == ["0 classes", "1 class", "2 classes"]
+    assert counted(1, "epoch") == "1 epoch" and counted(2, "split name") == "2 split names"
+    assert counted(2, "child", "children") == "2 children"

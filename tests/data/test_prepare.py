@@ -483,3 +483,21 @@ def test_one_class_without_any_cleaning_keeps_the_splits_message(folder):
     one = m.subset(np.array([Path(p).parent.name == "cod" for p in m.paths]))
     with pytest.raises(ManifestError, match="add another class folder / label"):
         prepare_data(one, split="stratified", audit=False)
+
+
+def test_label_file_hint_names_the_label_file_of_a_one_class_folder(tmp_path):
+    # a folder holding labels.csv and images/ used to be read as one class 'images', unnamed
+    from keras_species.data.prepare import label_file_hint
+
+    root = write_image_folder(tmp_path / "export", classes=("images",), per_class=4)
+    m = sources.load(root)
+    assert label_file_hint(root, m) == ""  # no label file: nothing to say
+    (root / "labels.csv").write_text("path,label\n", encoding="utf-8")
+    (root / "notes.txt").write_text("", encoding="utf-8")
+    assert label_file_hint(root, m) == f"it holds labels.csv: pass --data {root}/labels.csv"
+    (root / "coco.json").write_text("{}", encoding="utf-8")
+    assert label_file_hint(f"{root}/", m, "--labelled") == (
+        f"it holds coco.json: pass --labelled {root}/coco.json (or labels.csv)")
+    two = write_image_folder(tmp_path / "fish", per_class=2)
+    (two / "labels.csv").write_text("path,label\n", encoding="utf-8")
+    assert label_file_hint(two, sources.load(two)) == ""  # classes of their own: not such a folder

@@ -505,7 +505,7 @@ def test_require_labels_names_a_path_list_and_what_to_give(image_folder: Path) -
         sources.require_labels(sources.load(listed), "split")
     blank = image_folder / "blank.csv"
     blank.write_text("path,label\ncod/fish_0_0.png,\n")
-    with pytest.raises(ManifestError, match=r"none of the 1 images of .*blank.csv has a label"):
+    with pytest.raises(ManifestError, match=r"the one image of .*blank.csv has no label"):
         sources.require_labels(sources.load(blank), "split")
     m = sources.load(image_folder)
     assert sources.require_labels(m, "split") is m
@@ -557,11 +557,38 @@ def test_group_regex_without_match_makes_own_groups() -> None:
         sources.groups_from_regex(["a"], "(")
 
 
-@pytest.mark.parametrize("regex", [r"(x)?\d", r"z*"])
-def test_group_regex_matching_an_empty_id_makes_own_groups(regex: str) -> None:
-    paths = ["/a/fish_7_1.png", "/a/fish_8_2.png"]
-    with pytest.warns(UserWarning, match="matched no group in 2 of 2"):
-        assert sources.groups_from_regex(paths, regex) == paths  # not one group '' or 'None'
+@pytest.mark.parametrize(("regex", "named", "group"), [(r"(x)?\d", "x1.png", "x"), (r"z*", "zz.png", "zz")])
+def test_group_regex_matching_an_empty_id_makes_own_groups(regex: str, named: str, group: str) -> None:
+    paths = ["/a/fish_7_1.png", "/a/fish_8_2.png", "/a/fish_9_3.png"]
+    with pytest.warns(UserWarning, match="matched no group in 3 of 4"):  # not one group '' or 'None'
+        assert sources.groups_from_regex([*paths, f"/a/{named}"], regex) == [*paths, group]
+    # no file name gets an id: refused (it used to warn "matched no group in 2 of 2" and go on)
+    with pytest.raises(ManifestError, match=re.escape(
+            f"group_regex '{regex}' (--group-regex) gave an empty group id for each of the 3 file "
+            "names (e.g. fish_7_1.png, fish_8_2.png)")):
+        sources.groups_from_regex(paths, regex)
+
+
+def test_group_regex_that_matches_no_file_name_is_refused(tmp_path: Path) -> None:
+    # before: a warning ("matched no group in 3 of 3 file names ...; each of those files is its
+    # own group") and the run went on, each file its own group, fish leaking across the splits
+    names = ["fish_000012_a.png", "fish_000012_b.png", "fish_000013_a.png"]
+    paths = [f"/d/cod/{n}" for n in names]
+    with pytest.raises(ManifestError) as caught:
+        sources.groups_from_regex(paths, r"fish(\d+)_")
+    assert str(caught.value) == (
+        r"group_regex 'fish(\d+)_' (--group-regex) matched none of the 3 file names (e.g. "
+        "fish_000012_a.png, fish_000012_b.png), so each file would be its own group and images of "
+        "one group could land in different splits: check the pattern against these names (a "
+        r"capture group around the id: the shared fish4knowledge23 set needs 'fish_(\d+)_'), or "
+        "leave it out to split file by file")
+    assert sources.groups_from_regex([], r"fish(\d+)_") == []  # nothing to group: no error
+    for name in names:  # the same through load, as --group-regex reaches it
+        (tmp_path / name).write_bytes(b"")
+    csv = tmp_path / "list.csv"
+    csv.write_text("path,label\n" + "".join(f"{n},cod\n" for n in names))
+    with pytest.raises(ManifestError, match=re.escape(r"group_regex 'fish(\d+)_' (--group-regex) matched none")):
+        sources.load(csv, group_regex=r"fish(\d+)_")
 
 
 def test_empty_group_column_cells_are_own_groups(image_folder: Path) -> None:
@@ -773,3 +800,16 @@ def test_extensions_is_named_as_the_python_keyword_it_is(tmp_path: Path, image_f
             "to which root (--root) does not apply: leave it out (the options for a folder of class "
             "subfolders: extensions=[...] in Python, group_regex (--group-regex))")):
         sources.load(image_folder, root="elsewhere")
+
+
+def test_one_stray_image_is_named_in_the_singular(tmp_path: Path) -> None:
+    # before: "1 images at the top level of ... are ignored" / "holds 1 images at its top level"
+    root = write_image_folder(tmp_path / "d", per_class=1)
+    Image.new("RGB", (8, 8)).save(root / "stray.png")
+    with pytest.warns(UserWarning, match=r"^1 image at the top level of .* is ignored \(e\.g\. "):
+        sources.from_folder(root)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    Image.new("RGB", (8, 8)).save(flat / "only.png")
+    with pytest.raises(ManifestError, match=r"holds 1 image at its top level \(e\.g\. "):
+        sources.from_folder(flat)

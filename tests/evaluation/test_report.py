@@ -150,3 +150,11 @@ def test_predictions_csv_has_a_top_k_column_only_below_the_number_of_classes(tmp
     rows = list(csv.DictReader(open(write_predictions_csv(
         tmp_path / "6.csv", names, np.arange(6), six, names))))
     assert rows[0]["top5"].startswith("a:0.5000;") and rows[0]["top5"].count(";") == 4
+
+
+def test_one_rare_class_is_named_in_the_singular(tmp_path: Path) -> None:
+    # before: "The 1 rarest classes (fewest test samples) are in bold."
+    m = single_label_metrics(Y, P, NAMES, train_counts=[40, 30, 20, 3])
+    text = render_report(tmp_path / "r", title="t", config={}, metrics={"test": m}, n_rare=1)
+    assert "The rarest class (fewest test samples) is in bold." in text
+    assert "1 rarest classes" not in text

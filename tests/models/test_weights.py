@@ -160,3 +160,32 @@ def _constructors() -> dict[str, str]:
 
 
 _CONSTRUCTORS = _constructors()
+
+
+def test_an_empty_or_non_hdf5_weights_file_is_refused_in_one_line(tmp_path):
+    # it used to pass the check and fail once loaded, with h5py's "Unable to synchronously open
+    # file (file signature not found)"
+    empty = tmp_path / "empty.weights.h5"
+    empty.write_bytes(b"")
+    with pytest.raises(W.WeightsUnavailableError) as err:
+        W.resolve_weights("resnet18", empty)
+    assert str(err.value).startswith(f"--weights {empty}: the file is empty; ")
+    text = tmp_path / "notes.h5"
+    text.write_text("these are not weights")
+    with pytest.raises(W.WeightsUnavailableError) as err:
+        W.resolve_weights("resnet18", text)
+    assert str(err.value).startswith(f"--weights {text}: the file is not an HDF5 file")
+    assert "\n" not in str(err.value) and "--weights none" in str(err.value)
+    good = tmp_path / "good.h5"
+    good.write_bytes(W.HDF5_SIGNATURE + b"\0" * 8)
+    assert W.check_weights_file(good) == good
+
+
+def test_offline_error_keeps_the_file_for_another_wording(offline):
+    with pytest.raises(W.ImageNetOfflineError) as info:
+        W.resolve_weights("vgg16", "imagenet")
+    err = info.value
+    assert err.backbone == "vgg16" and err.cached == offline / err.file.file_name
+    again = err.with_fix("Do this.")
+    assert str(again).endswith(f"cache: {err.cached}\nDo this.")
+    assert isinstance(again, W.WeightsUnavailableError)
