@@ -99,6 +99,38 @@ TEST_SCORES = ("accuracy", "exact_match", "f1_micro", "micro_f1", "top5_accuracy
 """Keys of ``metrics.json``'s ``test`` object that ``keras-species runs`` shows (one at least is
 there in every ``test`` object that evaluation writes)."""
 
+NO_EPOCH_RECIPES = frozenset({"feature_classifiers"})
+"""Recipes that train no epochs (they fit scikit-learn classifiers on backbone features): their
+rows leave ``epochs`` empty (None), not 0, and the ``models`` column counts the classifiers
+fitted (``2 fitted``)."""
+
+
+def fitted_classifiers(state: dict, metrics: dict) -> list[str] | None:
+    """The classifiers a run fitted instead of training epochs (``feature_classifiers``).
+
+    Read from ``state.json``'s ``classifiers`` list (written when the run ends), else from the
+    keys of ``metrics.json``'s ``classifiers`` object.
+
+    Args:
+        state: the run's ``state.json`` object (``{}`` when absent).
+        metrics: its ``metrics.json`` object (``{}`` when absent).
+
+    Returns:
+        The classifiers' names (e.g. ``["svc", "logreg"]``), or None when the run records none.
+
+    Example:
+        >>> fitted_classifiers({"finished": True, "classifiers": ["svc", "logreg"]}, {})
+        ['svc', 'logreg']
+        >>> fitted_classifiers({"finished": True}, {}) is None
+        True
+    """
+    for names in (state.get("classifiers"), metrics.get("classifiers")):
+        if isinstance(names, dict):
+            names = list(names)
+        if isinstance(names, list) and names:
+            return [str(n) for n in names]
+    return None
+
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON atomically (temporary file + ``os.replace``).
@@ -737,9 +769,15 @@ class RunFolder:
             (``done``, ``failed``, ``not evaluated``, ``stopped``, ``new`` or ``unreadable``),
             training_finished (``state.json`` says the training finished), error (of a failed
             run), problem (of an unreadable one), epochs (of a run that trains its models in
-            subfolders: those of all its model folders, whatever its status; else the rows
-            of its ``history.csv``), models (:meth:`model_folders` of a run that trains its
-            models in subfolders, in every status, else None), test_accuracy, test_micro_f1,
+            subfolders: those of all its model folders, whatever its status; None for a run
+            that trains no epochs: one that fitted classifiers, or of a recipe in
+            :data:`NO_EPOCH_RECIPES`; else the rows of its ``history.csv``), models
+            (:meth:`model_folders` of a run that trains its models in subfolders, in every
+            status, else None), classifiers (:func:`fitted_classifiers`: the names of the
+            classifiers a ``feature_classifiers`` run fitted, else None), test_accuracy (the
+            test split's ``accuracy``, or a multi-label run's ``exact_match``: the share of
+            images with every label right), test_accuracy_metric (which of the two:
+            ``"accuracy"``, ``"exact_match"``, or None without one), test_micro_f1,
             test_top5, and for a ``metrics.json`` without a test split
             (``fish_semisupervised``) best_model and val_accuracy.
 
@@ -816,6 +854,14 @@ class RunFolder:
         data = conf.get("data") or conf.get("labelled")
         recipe = cfg.get("recipe")
         recipe = recipe if isinstance(recipe, str) and recipe else self.path.parent.name
+        classifiers = fitted_classifiers(state, metrics)
+        if any(m["epochs"] for m in models):
+            epochs: int | None = sum(m["epochs"] for m in models)
+        elif not history and not models and (classifiers or recipe in NO_EPOCH_RECIPES):
+            epochs = None  # it fits classifiers: no epochs to count (0 would read as none trained)
+        else:
+            epochs = len(history)
+        accuracy_metric = next((key for key in ("accuracy", "exact_match") if key in test), None)
         return {
             "run": self.run_id(root),
             "path": str(self.path),
@@ -831,10 +877,11 @@ class RunFolder:
             "training_finished": trained,
             "error": failure.get("error"),
             "problem": "; ".join(problems) or None,
-            "epochs": (sum(m["epochs"] for m in models) if any(m["epochs"] for m in models)
-                       else len(history)),
+            "epochs": epochs,
             "models": models or None,
-            "test_accuracy": test.get("accuracy", test.get("exact_match")),
+            "classifiers": classifiers,
+            "test_accuracy": test.get(accuracy_metric) if accuracy_metric else None,
+            "test_accuracy_metric": accuracy_metric,
             "test_micro_f1": test.get("f1_micro", test.get("micro_f1")),
             "test_top5": test.get("top5_accuracy"),
             **_validation_headline(metrics, test),
@@ -952,10 +999,24 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _models_cell(models: list[dict] | None) -> str | None:
-    """The ``models`` cell of a row: ``"2 trained, 1 stopped"`` (None without model folders)."""
+def _is_exact_match(row: dict) -> bool:
+    """Whether a row's ``test_accuracy`` is a multi-label run's exact-match accuracy."""
+    return row.get("test_accuracy_metric") == "exact_match" and row.get("test_accuracy") is not None
+
+
+def _accuracy_cell(row: dict) -> str | None:
+    """The ``test acc`` cell: ``"0.812"``, or ``"0.095 (exact)"`` for exact-match accuracy."""
+    value = row.get("test_accuracy")
+    if _is_exact_match(row) and isinstance(value, int | float):
+        return f"{_cell(float(value))} (exact)"
+    return value
+
+
+def _models_cell(models: list[dict] | None, classifiers: list[str] | None = None) -> str | None:
+    """The ``models`` cell of a row: ``"2 trained, 1 stopped"`` of its model folders, or
+    ``"2 fitted"`` of the classifiers it fitted (None without either)."""
     if not models:
-        return None
+        return f"{len(classifiers)} fitted" if classifiers else None
     counts = {s: sum(m["status"] == s for m in models) for s in ("trained", "stopped")}
     return ", ".join(f"{n} {s}" for s, n in counts.items() if n)
 
@@ -1013,9 +1074,12 @@ def _differing_settings(rows: list[dict]) -> tuple[list[str], list[str]]:
 
 def format_runs(rows: list[dict]) -> str:
     """The runs as one plain-text table (recipe, date, run folder, backbone, weights, data
-    (:func:`data_label`), status, epochs, models (only when a row has model folders:
-    :meth:`RunFolder.model_folders`), test accuracy, micro-F1, top-5, and the settings that are
-    not the same in every listed run; those that are follow the table on one line), then the error of each failed run, the model folders
+    (:func:`data_label`), status, epochs (``-`` for a run that trains none: a
+    ``feature_classifiers`` run), models (only when a row has model folders,
+    :meth:`RunFolder.model_folders`, or fitted classifiers: ``2 trained``, ``2 fitted``), test
+    accuracy (a multi-label run's exact-match accuracy, marked ``(exact)`` and explained below
+    the table), micro-F1, top-5, and the settings that are not the same in every listed run;
+    those that are follow the table on one line), then the error of each failed run, the model folders
     of each stopped multi-model run with the command that continues it, the flags that
     evaluate each ``not evaluated`` run, and the file that could not be read of each
     unreadable run, one line each (a failed run whose training finished gets a second line:
@@ -1041,7 +1105,8 @@ def format_runs(rows: list[dict]) -> str:
         ("data", "data"),
         ("status", "status"),
         ("epochs", "epochs"),
-        *([("models", "models")] if any(row.get("models") for row in rows) else []),
+        *([("models", "models")] if any(row.get("models") or row.get("classifiers") for row in rows)
+          else []),
         ("test_accuracy", "test acc"),
         ("test_micro_f1", "micro-F1"),
         ("test_top5", "top-5"),
@@ -1056,7 +1121,9 @@ def format_runs(rows: list[dict]) -> str:
             if key == "date" and value:
                 value = str(value).replace("T", " ")[:16]
             elif key == "models":
-                value = _models_cell(value)
+                value = _models_cell(value, row.get("classifiers"))
+            elif key == "test_accuracy":
+                value = _accuracy_cell(row)
             elif key == "data":
                 value = data_label(value) or None
             elif key == "settings":
@@ -1068,6 +1135,10 @@ def format_runs(rows: list[dict]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     if same:
         lines += ["", "settings of every run listed: " + " ".join(same)]
+    if any(_is_exact_match(row) for row in rows):
+        lines += ["", "test acc (exact): a multi-label run's exact-match accuracy, the share of "
+                  "test images with every label right (stricter than single-label accuracy); "
+                  "compare multi-label runs by micro-F1"]
     validated = [r for r in rows if r.get("val_accuracy") is not None]
     if validated:
         lines += ["", "runs without a test split (their recipe scores its models on the "

@@ -1059,3 +1059,83 @@ def test_the_training_time_is_one_of_the_results_a_run_started_over_removes(tmp_
     write_json(run.path / TRAIN_SECONDS, {"sessions": [12.5]})
     run.start_over()
     assert not (run.path / TRAIN_SECONDS).exists()
+
+
+def _table_cells(table: str, run: str) -> dict[str, str]:
+    """The cells of ``run``'s row of a ``format_runs`` table, by column header."""
+    lines = table.splitlines()
+    header, rule = lines[0], lines[1]
+    starts = [m.start() for m in re.finditer(r"-+", rule)]
+    ends = [m.end() for m in re.finditer(r"-+", rule)]
+    (row,) = [line for line in lines[2:] if re.search(rf"  {re.escape(run)}  ", line)]
+    return {header[s:e].strip(): row[s:e].strip() for s, e in zip(starts, ends)}
+
+
+def test_a_multi_label_runs_exact_match_is_marked_as_such(tmp_path):
+    # a multi-label run's exact-match accuracy (0.095) was shown bare under "test acc", beside
+    # single-label runs' accuracy, as if it were the same kind of score
+    root = tmp_path / "runs"
+    _fake_run(root, "quickstart", "single", "2025-01-01T09:00:00",
+              {"task": "single_label", "accuracy": 0.8, "f1_micro": 0.8})
+    _fake_run(root, "multilabel_resnet", "multi", "2025-01-02T09:00:00",
+              {"task": "multilabel", "exact_match": 0.0952, "f1_micro": 0.4131})
+    rows = list_runs(root)
+    assert [(r["test_accuracy"], r["test_accuracy_metric"]) for r in rows] == [
+        (0.8, "accuracy"), (0.0952, "exact_match")]
+    table = format_runs(rows)
+    assert _table_cells(table, "quickstart/single")["test acc"] == "0.800"
+    multi = _table_cells(table, "multilabel_resnet/multi")
+    assert multi["test acc"] == "0.095 (exact)" and multi["micro-F1"] == "0.413"
+    assert "\ntest acc (exact): a multi-label run's exact-match accuracy" in table
+    assert "(exact)" not in format_runs(rows[:1])  # no multi-label run: no mark, no note
+    # a row without a test score stays empty
+    _fake_run(root, "multilabel_resnet", "new", "2025-01-03T09:00:00", finished=False)
+    row = list_runs(root / "multilabel_resnet")[-1]
+    assert row["test_accuracy"] is None and row["test_accuracy_metric"] is None
+    assert _table_cells(format_runs([row]), "new")["test acc"] == "-"
+
+
+def _classifier_run(root, name="f1", created="2025-01-01T09:00:00", state=True):
+    """A finished ``feature_classifiers`` run as the recipe writes it: no history.csv, and
+    ``state.json`` naming the classifiers it fitted (``state=False``: a run before that)."""
+    run = RunFolder.create("feature_classifiers", name=name, root=root)
+    write_json(run.config_path, {"recipe": "feature_classifiers", "name": name, "created": created,
+                                 "config": {"backbone": "efficientnet_lite0", "image_size": 64}})
+    run.write_metrics({"test": {"task": "single_label", "accuracy": 0.95, "f1_micro": 0.95},
+                       "classifiers": {"svc": {"accuracy": 0.95}, "logreg": {"accuracy": 0.95}}})
+    if state:
+        run.write_state({"finished": True, "classifiers": ["svc", "logreg"]})
+    return run
+
+
+def test_a_feature_classifiers_run_counts_its_classifiers_not_epochs(tmp_path, capsys):
+    # its row said "epochs 0" and no models, though it fitted 2 classifiers
+    root = tmp_path / "runs"
+    _classifier_run(root)
+    _fake_run(root, "quickstart", "q", "2025-01-02T09:00:00", {"accuracy": 0.8})
+    rows = list_runs(root)
+    assert rows[0]["status"] == "done"
+    assert rows[0]["epochs"] is None and rows[0]["classifiers"] == ["svc", "logreg"]
+    assert rows[1]["epochs"] == 2 and rows[1]["classifiers"] is None
+    table = format_runs(rows)
+    cells = _table_cells(table, "feature_classifiers/f1")
+    assert (cells["epochs"], cells["models"], cells["test acc"]) == ("-", "2 fitted", "0.950")
+    assert (_table_cells(table, "quickstart/q")["epochs"], _table_cells(table, "quickstart/q")["models"]) \
+        == ("2", "-")
+    # the classifiers are read from metrics.json when state.json does not name them
+    _classifier_run(root, "f0", "2024-12-01T09:00:00", state=False)
+    row = list_runs(root / "feature_classifiers")[0]
+    assert row["run"] == "f0" and row["epochs"] is None and row["classifiers"] == ["svc", "logreg"]
+    # a feature_classifiers run that fitted nothing yet still trains no epochs
+    new = RunFolder.create("feature_classifiers", name="f9", root=root)
+    write_json(new.config_path, {"recipe": "feature_classifiers", "name": "f9",
+                                 "created": "2025-01-09T09:00:00", "config": {}})
+    row = list_runs(root / "feature_classifiers")[-1]
+    assert (row["run"], row["status"], row["epochs"], row["classifiers"]) == ("f9", "new", None, None)
+
+    from keras_species.cli import main
+
+    assert main(["runs", str(root), "--json"]) == 0
+    listed = {r["run"]: r for r in json.loads(capsys.readouterr().out)}
+    assert listed["feature_classifiers/f1"]["epochs"] is None
+    assert listed["quickstart/q"]["epochs"] == 2
