@@ -240,13 +240,16 @@ def run(config: BackboneComparisonConfig) -> BackboneComparisonResult:
 
     results: dict[str, dict] = {}
     runs: dict[str, Path] = {}
-    for name in names:
+    for number, name in enumerate(names, 1):
         model, _ = build_transfer_model(
             name, m.num_classes, input_size=config.image_size, weights=weights,
             head_units=config.head_units, head_dropout=config.head_dropout,
             precision=config.mixed_precision, strategy=strategy, class_names=m.class_names,
         )
         sub = run_folder.path / name
+        # which backbone the epoch lines below belong to (whatever --verbose, as the data summary)
+        print(f"backbone {number}/{len(names)}: {name} (weights {config.weights}, "
+              f"{config.image_size} px, {model.count_params():,} parameters)", flush=True)
         trained = train(model, phases, datasets.train, datasets.val, sub,
                         resume=config.resume, verbose=config.verbose)
         best = load_best_model(trained.best_path, trained.model)

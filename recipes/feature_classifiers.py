@@ -60,6 +60,9 @@ class FeatureClassifiersConfig(SourceSettings, RunSettings):
 
     TASK = "single"
     """The labels it trains on (:func:`~keras_species.recipe.recipe_task`): one class per image."""
+    NEED_SPLITS = ("train", "val", "test")
+    """The splits it needs (:func:`~keras_species.recipe.recipe_need_splits`): val picks the
+    classifier the report details (with any --fit-on) and test scores them all."""
 
     data: str = field(default="demo", metadata=_help(
         "'demo', a folder of class subfolders, a CSV, an iNat/COCO JSON or a saved manifest"))

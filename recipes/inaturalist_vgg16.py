@@ -73,6 +73,9 @@ class INaturalistVGG16Config(SourceSettings, RunSettings):
 
     TASK = "single"
     """The labels it trains on (:func:`~keras_species.recipe.recipe_task`): one class per image."""
+    NEED_SPLITS = ("train", "val", "test")
+    """The splits it needs (:func:`~keras_species.recipe.recipe_need_splits`): val checkpoints
+    and compares every stage and scratch CNN, test scores them."""
 
     # data
     data: str | None = field(default=None, metadata=_h("an iNaturalist/COCO JSON, a folder of class folders, a CSV or a saved manifest"))

@@ -61,6 +61,9 @@ class MultilabelResNetConfig(SourceSettings, RunSettings):
 
     TASK = "multi"
     """The labels it trains on (:func:`~keras_species.recipe.recipe_task`): a set of tags per image."""
+    NEED_SPLITS = ("train", "val", "test")
+    """The splits it needs (:func:`~keras_species.recipe.recipe_need_splits`): val checkpoints
+    the model and tunes the thresholds (reported with any --thresholds), test scores them."""
 
     # data
     data: str | None = field(default=None, metadata=_h("multi-label source: a CSV with a label-set column (or 0/1 tag columns), a COCO JSON, a saved manifest"))

@@ -229,6 +229,32 @@ def _merge_repeated(argv: Sequence[str], flag: str) -> list[str]:
     return rest + ([flag, *values] if values else [])
 
 
+def tta_headline(headline: str, metrics: dict) -> str:
+    """The closing line's test score, with the score under test-time augmentation after it
+    when TTA ran (``metrics["test_tta"]``), as the report shows both.
+
+    Args:
+        headline: ``EvaluationResult.headline()``.
+        metrics: the run's metrics (``metrics.json``).
+
+    Returns:
+        The headline, e.g. ``"test accuracy 0.800 vs majority baseline 0.509 (55 test images),
+        with TTA (flips) 0.820"``.
+
+    Example:
+        >>> tta_headline("test accuracy 0.800 (55 test images)",
+        ...              {"test_tta": {"transforms": "flips", "accuracy": 0.82}})
+        'test accuracy 0.800 (55 test images), with TTA (flips) 0.820'
+    """
+    tta = metrics.get("test_tta") or {}
+    if not isinstance(tta.get("accuracy"), (int, float)):
+        return headline
+    transforms = tta.get("transforms")
+    named = transforms if isinstance(transforms, str) else ", ".join(map(str, transforms or []))
+    return f"{headline}, with TTA ({named}) {tta['accuracy']:.3f}" if named else (
+        f"{headline}, with TTA {tta['accuracy']:.3f}")
+
+
 def run(config: ScratchCNNConfig) -> ScratchCNNResult:
     """Cross-validate the scratch model(s), score the ensembles of folds, write the report.
 
@@ -300,8 +326,10 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
         return build
 
     results, params = {}, {}
-    for name, flags in grid.items():
+    for number, (name, flags) in enumerate(grid.items(), 1):
         params[name] = builder(flags)().count_params()
+        if len(grid) > 1:  # which variant the fold lines below belong to
+            print(f"variant {number}/{len(grid)}: {name} ({params[name]:,} parameters)", flush=True)
         results[name] = cross_validate(
             builder(flags), trainval, test, k=config.k, seed=config.seed, group_aware=group_aware,
             phases=phases, image_size=config.image_size, batch_size=batch,
@@ -309,6 +337,7 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
             sample_weights=class_weight_setting(config.class_weight),
             cache=config.cache == "memory", tta=tta, run_dir=run_folder.path / name,
             resume=config.resume, verbose=config.verbose,
+            progress=lambda line: print(line, flush=True),  # whatever --verbose, as the data summary
         )
 
     # The report details the variant of lowest mean validation loss (chosen without the test set).
@@ -383,7 +412,8 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
         run_dir=run_folder.path, report_path=Path(ev.report_path), metrics=ev.metrics,
         history=history, best_model_path=run_folder.best_model_path,
         seconds=time.perf_counter() - started,
-        headline=f"{chosen}: {ev.headline()}, {cv.k}-fold ensemble", model=ensemble,
+        headline=f"{chosen}: {tta_headline(ev.headline(), ev.metrics)}, {cv.k}-fold ensemble",
+        model=ensemble,
         cv=results, comparison=comparison, chosen=chosen, added_classes=added,
     )
 

@@ -436,6 +436,7 @@ def cross_validate(
     keep_models: bool = False,
     resume: bool = False,
     verbose: int = 0,
+    progress: Callable[[str], Any] | None = None,
 ) -> CVResult:
     """Train one model per fold of ``manifest_trainval`` and score each and their mean on the test set.
 
@@ -462,6 +463,8 @@ def cross_validate(
             their ``best.keras`` stays on disk).
         resume: resume each fold's interrupted training (``plan.train(resume=True)``).
         verbose: Keras verbosity.
+        progress: called with one line before each fold trains, e.g. ``print`` (a recipe
+            prints it whatever ``verbose``): ``fold 1/5 (folder fold0): train 240, val 60 images``.
 
     Returns:
         A :class:`CVResult`; ``folds.csv`` and ``crossval_probs.npz`` are written to ``run_dir``.
@@ -521,6 +524,9 @@ def cross_validate(
             sample_weights=sample_weights, seed=seed + i, **ds_kw,
         )
         val_ds = make_dataset(val_m, image_size, batch_size, training=False, cache=cache, **ds_kw)
+        if progress is not None:
+            progress(f"fold {i + 1}/{len(folds)} (folder {fold_dir.name}): train {len(train_m)}, "
+                     f"val {len(val_m)} images")
         model = build_model_fn()
         best_path = None
         epochs = 0

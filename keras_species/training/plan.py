@@ -621,6 +621,44 @@ def verbose_problem(value: Any) -> str | None:
     return None
 
 
+def phase_line(phase: Phase, index: int, count: int, first_epoch: int = 1) -> str:
+    """The line :func:`train` prints when a phase starts: which phase, its epochs (numbered
+    over the whole run, as Keras shows them), what trains and the learning rate.
+
+    Args:
+        phase: the phase.
+        index: its position in the plan, from 0.
+        count: the number of phases in the plan.
+        first_epoch: the run epoch (from 1) the phase starts at.
+
+    Returns:
+        One line.
+
+    Example:
+        >>> phase_line(Phase("head", 1, trainable="frozen"), 0, 2)
+        "phase 1/2 'head': 1 epoch (run epoch 1), backbone frozen, learning rate 0.001"
+    """
+    last = first_epoch + phase.epochs - 1
+    epochs = (f"1 epoch (run epoch {first_epoch})" if phase.epochs == 1
+              else f"{phase.epochs} epochs (run epochs {first_epoch}-{last})")
+    if phase.trainable in ("frozen", "head"):
+        trains = "backbone frozen"
+    elif phase.trainable == "all":
+        trains = "all layers train"
+    elif phase.trainable == "last_n":
+        trains = f"last {phase.n} backbone {phase.unit} train"
+    elif phase.trainable is None:
+        trains = None
+    else:
+        trains = f"trainable layers set by {getattr(phase.trainable, '__name__', 'a function')}"
+    if isinstance(phase.learning_rate, (int, float)):
+        rate = (f"learning rate {phase.learning_rate:g}" if phase.schedule == "constant"
+                else f"{phase.schedule} schedule, peak learning rate {phase.learning_rate:g}")
+    else:
+        rate = f"learning rate schedule {type(phase.learning_rate).__name__}"
+    return ", ".join(x for x in (f"phase {index + 1}/{count} {phase.name!r}: {epochs}", trains, rate) if x)
+
+
 def train(
     model: keras.Model,
     phases: Sequence[Phase],
@@ -666,7 +704,8 @@ def train(
             without it, history, state, backups and ``best.keras`` left in ``run_dir`` are
             removed first.
         verbose: passed to ``fit``: 0, 1 or 2 (:func:`verbose_problem`; anything else raises
-            a ``ValueError`` before any work).
+            a ``ValueError`` before any work); 1 and 2 also print :func:`phase_line` when
+            each phase starts.
         extra_callbacks: callbacks added to every phase.
         tensorboard: write TensorBoard logs to ``run_dir/tensorboard``; None → when the
             ``tensorboard`` package is installed (``tf.summary`` needs it).
@@ -769,6 +808,8 @@ def train(
         # BackupAndRestore stores the restored epoch on the model and fit() prefers it to
         # ``initial_epoch``; clear what an earlier phase's restore left there.
         model._initial_epoch = None
+        if verbose:  # explains Keras' "Epoch i/n" lines, numbered over the whole run
+            print(phase_line(phase, index, len(phases), epoch + 1), flush=True)
         model.fit(
             train_ds,
             validation_data=val_ds,

@@ -48,7 +48,7 @@ def test_offline_imagenet_fails_at_once(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "runs" / "backbone_comparison" / "x").exists()  # nothing started
 
 
-def test_two_backbones_one_table(tmp_path):
+def test_two_backbones_one_table(tmp_path, capsys):
     data = write_image_folder(tmp_path / "data", classes=CLASSES, per_class=6, size=(24, 24))
     config = BackboneComparisonConfig(
         data=str(data), out=tmp_path / "runs", name="t", backbones=("resnet18,mobilenet_v3_small",),
@@ -59,6 +59,11 @@ def test_two_backbones_one_table(tmp_path):
     result = run(config)
     d = result.run_dir
     assert [r["model"] for r in result.comparison] == ["resnet18", "mobilenet_v3_small"]
+    # a line before each backbone's training, even with --verbose 0
+    announced = [line for line in capsys.readouterr().out.splitlines() if line.startswith("backbone ")]
+    assert [line.split(",")[0] for line in announced] == [
+        "backbone 1/2: resnet18 (weights none", "backbone 2/2: mobilenet_v3_small (weights none"]
+    assert all(", 32 px, " in line and line.endswith(" parameters)") for line in announced)
     for row in result.comparison:
         for key in ("params", "val_loss", "val_acc", "test_loss", "test_acc", "top5", "macro_auc",
                     "unique_correct", "unique_wrong"):

@@ -182,3 +182,26 @@ def test_a_feature_cache_under_a_file_is_refused_before_any_work(under, tmp_path
     assert not (tmp_path / "runs").exists() and (tmp_path / "notes.txt").read_text() == "mine"
     FeatureClassifiersConfig(feature_cache=str(tmp_path / "new" / "cache")).check()  # made later
     FeatureClassifiersConfig(feature_cache="none").check()
+
+
+def test_a_csv_split_without_val_rows_is_refused_before_the_run_folder(tmp_path, capsys):
+    # val picks the classifier the report details, test scores them: both are needed; a CSV
+    # of train and test rows failed only after the run folder was made
+    from keras_species.recipe import recipe_need_splits
+
+    assert recipe_need_splits(FeatureClassifiersConfig) == ("train", "val", "test")
+    data = write_image_folder(tmp_path / "data", classes=CLASSES[:3], per_class=4, size=(24, 24))
+    rows = ["path,label,split"] + [
+        f"{path},{path.parent.name},{'test' if i % 2 else 'train'}"
+        for i, path in enumerate(sorted(data.glob("*/*.png")))]
+    csv_file = tmp_path / "split.csv"
+    csv_file.write_text("\n".join(rows) + "\n")
+    code = feature_classifiers.main([
+        "--data", str(csv_file), "--out", str(tmp_path / "runs"), "--backbone", "resnet18",
+        "--weights", "none", "--image-size", "32"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert err.startswith(f"python -m recipes.feature_classifiers: error: --data {csv_file}: its "
+                          "split column has no 'val' rows (12 images: 6 test, 6 train)"), err
+    assert "needs train and val and test" in err and "--split stratified" in err
+    assert not (tmp_path / "runs").exists()

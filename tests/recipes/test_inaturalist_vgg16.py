@@ -213,3 +213,14 @@ def test_stage_c_says_it_runs_stage_b_too(tmp_path, stop_at, capsys):
                                    out=tmp_path / "runs", name="bc"))
     assert "running b too" not in capsys.readouterr().out
     prepare.forget_read_ahead()  # the labelled-data check kept its reading of the JSON
+
+
+def test_it_needs_train_val_and_test_splits():
+    # val and test are read in every mode: a CSV split without one is refused before the run
+    # folder (keras_species.recipe reads NEED_SPLITS; tested end to end in feature_classifiers)
+    import dataclasses
+
+    from keras_species.recipe import recipe_need_splits
+
+    assert recipe_need_splits(INaturalistVGG16Config) == ("train", "val", "test")
+    assert "need_splits" not in {f.name for f in dataclasses.fields(INaturalistVGG16Config)}  # not a flag

@@ -153,3 +153,14 @@ def test_train_seconds_sum_the_sessions_of_a_killed_and_resumed_run(tmp_path, mo
     assert seconds == round(sum(sessions), 1)
     # the terminal names the split the run made, as its report does (it said "loaded split")
     assert "; split: given (read back from split.csv)" in capsys.readouterr().out
+
+
+def test_it_needs_train_val_and_test_splits():
+    # val and test are read in every mode: a CSV split without one is refused before the run
+    # folder (keras_species.recipe reads NEED_SPLITS; tested end to end in feature_classifiers)
+    import dataclasses
+
+    from keras_species.recipe import recipe_need_splits
+
+    assert recipe_need_splits(MultilabelResNetConfig) == ("train", "val", "test")
+    assert "need_splits" not in {f.name for f in dataclasses.fields(MultilabelResNetConfig)}  # not a flag

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from recipes import scratch_cnn
-from recipes.scratch_cnn import ScratchCNNConfig, _merge_repeated, run, variants
+from recipes.scratch_cnn import ScratchCNNConfig, _merge_repeated, run, tta_headline, variants
 from tests.conftest import write_image_folder
 
 CLASSES = ("cod", "eel", "ray", "gar", "ide", "koi")  # 6 classes: top-5 accuracy is defined
@@ -56,7 +56,7 @@ def test_add_class_flag_is_repeatable():
     assert argv == ["--k", "2", "--add-class", "a", "b"]
 
 
-def test_cross_validated_run_with_tta_and_added_class(tmp_path):
+def test_cross_validated_run_with_tta_and_added_class(tmp_path, capsys):
     from keras_species.data.prepare import prepare_data
 
     new = write_image_folder(tmp_path / "extra", classes=("zander",), per_class=6, size=(24, 24),
@@ -64,6 +64,12 @@ def test_cross_validated_run_with_tta_and_added_class(tmp_path):
     config = _tiny(tmp_path, arch="r5_shallow", add_class=[str(new / "zander")])
     result = run(config)
     d = result.run_dir
+    # a line before each fold's training, even with --verbose 0
+    fold_lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("fold ")]
+    assert [line.split(":")[0] for line in fold_lines] == ["fold 1/2 (folder fold0)",
+                                                           "fold 2/2 (folder fold1)"]
+    assert fold_lines[0].endswith(f"train {result.cv['r5_shallow'].folds[0].n_train}, "
+                                  f"val {result.cv['r5_shallow'].folds[0].n_val} images")
     for name in ("config.json", "split.csv", "best.keras", "history.csv", "metrics.json",
                  "predictions.csv", "report.md", "plots/confusion_matrix.png",
                  "plots/confident_mistakes.png", "plots/uncertain_predictions.png",
@@ -81,6 +87,9 @@ def test_cross_validated_run_with_tta_and_added_class(tmp_path):
     assert "top5_accuracy" in metrics["test"] and "test_tta" in metrics
     assert [r["name"] for r in metrics["test"]["per_class"]][-1] == "zander"
     assert metrics["added_classes"] == ["zander"]
+    # the closing line shows the test score with TTA too, as the report does
+    assert result.headline.endswith(
+        f", with TTA (hflip) {metrics['test_tta']['accuracy']:.3f}, 2-fold ensemble")
     # the original classes' test images did not move when the class was added
     base = prepare_data(config.data, ratios=config.ratios, seed=config.seed, audit=False).manifest
     with open(d / "split.csv") as f:
@@ -97,10 +106,23 @@ def test_cross_validated_run_with_tta_and_added_class(tmp_path):
         assert text in report, text
 
 
+def test_tta_headline_adds_the_tta_score_only_when_tta_ran():
+    plain = "test accuracy 0.800 vs majority baseline 0.509 (55 test images)"
+    assert tta_headline(plain, {"test": {}}) == plain
+    assert tta_headline(plain, {"test_tta": {"transforms": ["hflip", "vflip"], "accuracy": 0.8234}}) == (
+        plain + ", with TTA (hflip, vflip) 0.823")
+
+
 @pytest.mark.slow
-def test_ablation_writes_one_comparison_table(tmp_path):
+def test_ablation_writes_one_comparison_table(tmp_path, capsys):
     result = run(_tiny(tmp_path, ablation=True, ablation_regularised=False, tta="none",
                        image_size=32))
+    # each variant is named before its folds train
+    said = [line.split(":")[0].split(" (")[0] for line in capsys.readouterr().out.splitlines()
+            if line.startswith(("variant ", "fold "))]
+    assert said == [f"{kind} {i}/{n}" for v in range(1, 5)
+                    for kind, i, n in [("variant", v, 4), ("fold", 1, 2), ("fold", 2, 2)]]
+    assert "with TTA" not in result.headline
     assert [r["model"] for r in result.comparison] == ["1conv", "1conv_bn", "2conv", "2conv_bn"]
     for row in result.comparison:
         for key in ("params", "val_loss", "val_acc", "test_loss", "test_acc", "top5",

@@ -106,6 +106,25 @@ def test_cross_validate_train_fn_and_kept_models(tmp_path):
     assert "TTA" not in cv.fold_table_markdown()
 
 
+def test_cross_validate_announces_each_fold(tmp_path):
+    """A line before each fold's training, so its epoch lines can be told apart."""
+    trainval, test = _data(tmp_path)
+    said = []
+
+    def train_fn(model, train_ds, val_ds, fold_dir):
+        said.append(f"trained {fold_dir.name}")
+        return model
+
+    cv = cross_validate(_tiny_model(3), trainval, test, k=2, train_fn=train_fn, image_size=24,
+                        batch_size=8, run_dir=tmp_path / "cv", progress=said.append)
+    assert said == [
+        f"fold 1/2 (folder fold0): train {cv.folds[0].n_train}, val {cv.folds[0].n_val} images",
+        "trained fold0",
+        f"fold 2/2 (folder fold1): train {cv.folds[1].n_train}, val {cv.folds[1].n_val} images",
+        "trained fold1",
+    ]
+
+
 def test_cross_validate_refuses_bad_input(tmp_path):
     trainval, test = _data(tmp_path)
     with pytest.raises(ValueError, match="not both"):

@@ -18,6 +18,7 @@ from keras_species.training.plan import (
     make_optimizer,
     monitor_mode,
     outputs_logits,
+    phase_line,
     train,
     verbose_problem,
 )
@@ -387,3 +388,34 @@ def test_resume_with_a_damaged_state_and_no_checkpoint_changes_nothing(tmp_path)
         train(tiny_model(), _two_phase_plan(), dataset(x, y), dataset(x, y), run, resume=True,
               verbose=0)
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_each_phase_starts_with_a_line_that_explains_the_epoch_numbers(tmp_path, capsys):
+    """Keras prints no "Epoch 1/1" for a one-epoch fit and numbers a later phase's epochs over
+    the run ("Epoch 2/2"): the line before each phase says which phase and which run epochs."""
+    x, y = tiny_data(n=16)
+    phases = [Phase("head", epochs=1, trainable=FROZEN, learning_rate=1e-3),
+              Phase("fine_tune", epochs=2, trainable=ALL, learning_rate=1e-4)]
+    rows = train(tiny_model(), phases, dataset(x, y), dataset(x, y), tmp_path / "run", verbose=2).history
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("phase ")]
+    assert lines[0].startswith("phase 1/2 'head': 1 epoch (run epoch 1), ")
+    assert lines[1].startswith("phase 2/2 'fine_tune': 2 epochs (run epochs 2-3), ")
+    assert lines[0].endswith("learning rate 0.001") and lines[1].endswith("learning rate 0.0001")
+    assert out.index(lines[1]) < out.index("Epoch 2/3")  # Keras' numbering is unchanged
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    train(tiny_model(), phases[:1], dataset(x, y), None, tmp_path / "quiet", verbose=0)
+    assert "phase 1/1" not in capsys.readouterr().out  # verbose=0 stays silent
+
+
+def test_phase_line_names_what_trains_and_the_rate():
+    assert phase_line(Phase("head", 1, trainable="frozen"), 0, 2) == (
+        "phase 1/2 'head': 1 epoch (run epoch 1), backbone frozen, learning rate 0.001")
+    assert phase_line(Phase("ft", 3, trainable="last_n", n=2, unit="blocks", learning_rate=1e-4),
+                      1, 2, first_epoch=6) == (
+        "phase 2/2 'ft': 3 epochs (run epochs 6-8), last 2 backbone blocks train, learning rate 0.0001")
+    assert phase_line(Phase("oc", 2, trainable="all", optimizer="sgd", learning_rate=0.01,
+                            schedule="onecycle"), 0, 1) == (
+        "phase 1/1 'oc': 2 epochs (run epochs 1-2), all layers train, onecycle schedule, "
+        "peak learning rate 0.01")
+    assert phase_line(Phase("train", 1), 0, 1) == "phase 1/1 'train': 1 epoch (run epoch 1), learning rate 0.001"
