@@ -1879,7 +1879,7 @@ def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunRe
         clean_policy=config.clean_policy,
         drop=config.drop,
         split_file=run.path / "split.csv",
-        need_splits=("train", "test"),
+        need_splits=recipe_need_splits(config),
         need_hint=TEST_SPLIT_HINT,
     )
     print(prepared.summary())

@@ -42,6 +42,7 @@ from keras_species.recipe import (
     monitor_setting,
     open_run,
     recipe_main,
+    recipe_need_splits,
     split_settings,
     weights_setting,
 )
@@ -227,7 +228,7 @@ def run(config: BackboneComparisonConfig) -> BackboneComparisonResult:
         config.data, load_options=config.load_options(), **split_settings(config),
         seed=config.seed, audit=config.audit, audit_dir=run_folder.path / "audit",
         split_file=run_folder.path / "split.csv", task="single", task_hint=MULTILABEL_HINT,
-        need_splits=("train", "test"), need_hint=TEST_SPLIT_HINT,
+        need_splits=recipe_need_splits(config), need_hint=TEST_SPLIT_HINT,
     )
     m = prepared.manifest
     strategy = get_strategy(config.strategy)

@@ -40,6 +40,7 @@ from keras_species.recipe import (
     data_section,
     open_run,
     recipe_main,
+    recipe_need_splits,
     split_settings,
     weights_setting,
 )
@@ -337,7 +338,7 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
         config.data, load_options=config.load_options(), **split_settings(config),
         seed=config.seed, audit=config.audit, audit_dir=run_folder.path / "audit",
         split_file=run_folder.path / "split.csv", task="single", task_hint=MULTILABEL_HINT,
-        need_splits=("train", "val", "test"), need_hint=TEST_SPLIT_HINT,
+        need_splits=recipe_need_splits(config), need_hint=TEST_SPLIT_HINT,
     )
     m = prepared.manifest
     cache = None if config.feature_cache.lower() == "none" else config.feature_cache

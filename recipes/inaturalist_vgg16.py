@@ -55,6 +55,7 @@ from keras_species.recipe import (
     load_best_model,
     open_run,
     recipe_main,
+    recipe_need_splits,
     split_settings,
     weights_setting,
 )
@@ -306,7 +307,7 @@ def run(config: INaturalistVGG16Config | None = None) -> INaturalistResult:
         config.data, load_options=config.load_options(), **split_settings(config),
         seed=config.seed, audit_dir=root / "audit", clean_policy=config.clean_policy,
         top_classes=top, split_file=root / "split.csv", task="single", task_hint=MULTILABEL_HINT,
-        need_splits=("train", "val", "test"), need_hint=TEST_SPLIT_HINT,
+        need_splits=recipe_need_splits(config), need_hint=TEST_SPLIT_HINT,
     )
     m = prepared.manifest
     names, c, size, batch = m.class_names, m.num_classes, config.image_size, config.batch_size

@@ -46,6 +46,7 @@ from keras_species.recipe import (
     load_best_model,
     open_run,
     recipe_main,
+    recipe_need_splits,
     split_settings,
     weights_setting,
 )
@@ -243,7 +244,7 @@ def run(config: MultilabelResNetConfig | None = None) -> MultilabelResult:
         audit=config.audit, audit_dir=root / "audit", split_file=root / "split.csv",
         load_options=config.load_options(labels_col=config.labels_col),
         task="multi", task_hint=SINGLE_LABEL_HINT,
-        need_splits=("train", "val", "test"),
+        need_splits=recipe_need_splits(config),
         need_hint="thresholds are tuned on val and applied to test",
     )
     m = prepared.manifest

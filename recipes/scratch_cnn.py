@@ -45,6 +45,7 @@ from keras_species.recipe import (
     monitor_setting,
     open_run,
     recipe_main,
+    recipe_need_splits,
     split_settings,
 )
 
@@ -295,7 +296,7 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
         config.data, load_options=config.load_options(), **split_settings(config),
         seed=config.seed, audit=config.audit, audit_dir=run_folder.path / "audit",
         split_file=split_file, task="single", task_hint=MULTILABEL_HINT,
-        need_splits=("train", "test"), need_hint=TEST_SPLIT_HINT, add_class=config.add_class,
+        need_splits=recipe_need_splits(config), need_hint=TEST_SPLIT_HINT, add_class=config.add_class,
     )
     m = prepared.manifest
     added = prepared.added_classes
