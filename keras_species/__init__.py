@@ -1,7 +1,10 @@
 """keras-species: train, evaluate and ship species image classifiers with Keras 3.
 
 Importing the package registers its serializable layers, so ``.keras`` files written by it
-reload in plain Keras with ``keras.saving.load_model(path, safe_mode=True)``.
+reload in plain Keras with ``keras.saving.load_model(path, safe_mode=True)``. It does not import
+Keras (and its backend) to do so: it registers them at once if Keras is already imported, else as
+soon as Keras is (:mod:`keras_species.registration`), so that the data layer and the data
+commands start without TensorFlow.
 """
 
 import os as _os
@@ -10,4 +13,6 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 
-from keras_species import layers as _layers  # noqa: E402,F401  (registers custom layers)
+from keras_species.registration import register_layers as _register_layers  # noqa: E402
+
+_register_layers()

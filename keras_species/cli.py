@@ -1,20 +1,20 @@
 """The ``keras-species`` command: one subcommand per stage, each defined beside its stage.
 
 Every subcommand module exposes ``configure_parser(parser)`` and ``run_cli(args) -> int``; it is
-imported only when its subcommand runs. (``import keras_species`` itself imports Keras, hence
-TensorFlow, because it registers the library's layers for ``.keras`` loading: even ``--help``
-takes the few seconds of that import.)
+imported only when its subcommand runs, so that ``--help``, a mistyped command and the data
+commands that need no model (``audit``, ``split``, ``runs``) never import Keras or TensorFlow
+(``import keras_species`` does not: :mod:`keras_species.registration`).
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
-import importlib.util
 import sys
 
 from keras_species.terminal import (
     SuggestingArgumentParser,
+    command_line_error,
     print_line_by_line,
     use_command_line_warnings,
 )
@@ -30,20 +30,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _available() -> dict[str, tuple[str, str]]:
-    found = {}
-    for name, (module, helptext) in COMMANDS.items():
-        if importlib.util.find_spec(module) is not None:
-            found[name] = (module, helptext)
-    return found
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``keras-species``; returns the process exit code.
 
     An error a user can fix (:func:`keras_species.recipe.is_user_error`: bad data, a missing
     input, an output that cannot be written, a value the library refuses) prints its message
-    without a traceback and returns 2; any other error keeps its traceback. Ctrl-C prints one
+    without a traceback and returns 2; a flag value a subcommand refuses
+    (:class:`keras_species.recipe.SettingError`) reads as the parser's errors,
+    ``keras-species NAME: error: <message>; see --help``; any other error keeps its traceback. Ctrl-C prints one
     line and returns 130. A mistyped command, option or choice is answered with the closest
     ones (:class:`keras_species.terminal.SuggestingArgumentParser`), exit code 2.
 
@@ -57,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         >>> main(["split", "demo", "--out", "split.csv"])   # doctest: +SKIP
         0
     """
-    commands = _available()
+    commands = COMMANDS
     parser = SuggestingArgumentParser(
         prog="keras-species",
         description="Audit, split and shard image data sets, list runs, predict with and export "
@@ -71,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] not in ("-h", "--help"):  # one line, as every parser error
             close = difflib.get_close_matches(argv[0], list(commands), n=2, cutoff=0.6)
             hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-            print(f"keras-species: error: unknown command {argv[0]!r}{hint}; choose from "
-                  f"{', '.join(commands)}; see --help", file=sys.stderr)
+            print(command_line_error("keras-species", f"unknown command {argv[0]!r}{hint}; "
+                                     f"choose from {', '.join(commands)}"), file=sys.stderr)
             return 2
         parser.print_help()
         return 0
@@ -90,11 +84,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"keras-species {name}: interrupted", file=sys.stderr)
         return 130
     except Exception as err:  # what a subcommand did not catch itself
-        from keras_species.recipe import is_user_error
+        from keras_species.recipe import SettingError, is_user_error
 
-        if not is_user_error(err):
+        if isinstance(err, SettingError):  # a flag's value: as the parser's errors, see --help
+            print(command_line_error(f"keras-species {name}", str(err)), file=sys.stderr)
+        elif is_user_error(err):
+            print(f"keras-species {name}: {err}", file=sys.stderr)
+        else:
             raise
-        print(f"keras-species {name}: {err}", file=sys.stderr)
         return 2
 
 

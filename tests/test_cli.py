@@ -97,3 +97,61 @@ def test_a_subcommand_help_is_still_the_whole_help(capsys):
     assert stop.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: keras-species export") and "--quantize" in out and "--out" in out
+
+
+def _fake_command(monkeypatch, error: Exception) -> None:
+    """A subcommand ``fake`` whose run raises ``error``."""
+    import importlib.machinery
+    import sys
+    import types
+
+    module = types.ModuleType("fake_command")
+    module.__spec__ = importlib.machinery.ModuleSpec("fake_command", None)
+    module.configure_parser = lambda parser: parser.add_argument("--ratios", nargs="+", type=float)
+
+    def run_cli(args):
+        raise error
+
+    module.run_cli = run_cli
+    monkeypatch.setitem(sys.modules, "fake_command", module)
+    monkeypatch.setitem(cli.COMMANDS, "fake", ("fake_command", "a command of the test"))
+
+
+def test_a_refused_flag_value_reads_as_the_parsers_errors(monkeypatch, capsys):
+    # before: `keras-species split: ratios must ...`, with no `error:` and no `see --help`,
+    # unlike a value argparse refuses (`--ratios x`)
+    from keras_species.recipe import SettingError
+
+    _fake_command(monkeypatch, SettingError("--ratios 0.9 0.2 0.1: give numbers above 0 that sum to 1"))
+    assert cli.main(["fake", "--ratios", "0.9", "0.2", "0.1"]) == 2
+    assert capsys.readouterr().err == ("keras-species fake: error: --ratios 0.9 0.2 0.1: give "
+                                       "numbers above 0 that sum to 1; see --help\n")
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["fake", "--ratios", "x"])
+    assert stop.value.code == 2
+    assert re.fullmatch(r"keras-species fake: error: argument --ratios: .*; see --help\n",
+                        capsys.readouterr().err)
+
+
+def test_a_data_error_is_not_a_flag_error(monkeypatch, capsys):
+    from keras_species.data.manifest import ManifestError
+
+    _fake_command(monkeypatch, ManifestError("photos/cod/a.jpg: not an image"))
+    assert cli.main(["fake"]) == 2
+    assert capsys.readouterr().err == "keras-species fake: photos/cod/a.jpg: not an image\n"
+
+
+def test_help_and_the_data_commands_run_without_tensorflow(tmp_path):
+    # before: every command, even --help, imported Keras and TensorFlow first (6-7 s here)
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; from keras_species.cli import main; "
+            f"codes = [main(['--help']), main(['split', 'demo', '--out', {str(tmp_path / 's.csv')!r}]), "
+            f"main(['runs', {str(tmp_path)!r}]), main(['audti'])]; "
+            "print(codes, 'keras' in sys.modules, 'tensorflow' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[0, 0, 0, 2] False False"
