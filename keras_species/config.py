@@ -496,10 +496,62 @@ def parse_config(
         C(lr=0.001, size=(128, 96))
     """
     parser = parser or config_parser(config_cls)
+    return config_from_flags(config_cls, parse_flags(parser, argv), parser=parser)
+
+
+def parse_flags(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv`` once with a parser from ``config_parser``: the flags given, and only those.
+
+    Args:
+        parser: a parser from ``config_parser`` (its flags default to ``argparse.SUPPRESS``).
+        argv: command-line arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        A namespace holding the flags typed (``config`` for ``--config``), for
+        :func:`config_from_flags`.
+
+    Raises:
+        SystemExit: (via argparse) an unknown option, with the ones it may mean, or a bad value.
+
+    Example:
+        >>> @dataclasses.dataclass
+        ... class C:
+        ...     lr: float = 1e-3
+        ...     seed: int = 0
+        >>> parse_flags(config_parser(C), ["--seed", "0"])
+        Namespace(seed=0)
+    """
     parsed, extra = parser.parse_known_args(argv)
     if extra:  # with the options they may mean (`parser` may be a plain argparse one)
         parser.error(unrecognized_arguments_message(parser, extra))
-    ns = vars(parsed)
+    return parsed
+
+
+def config_from_flags(config_cls: type, flags: argparse.Namespace, *, parser: argparse.ArgumentParser):
+    """Build a ``config_cls`` from defaults, then ``--config FILE.json``, then the other flags
+    parsed (:func:`parse_flags`).
+
+    Args:
+        config_cls: the config dataclass.
+        flags: the namespace :func:`parse_flags` returned (left unchanged).
+        parser: the parser that parsed it, whose ``error`` reports a bad file or value.
+
+    Returns:
+        A ``config_cls`` instance.
+
+    Raises:
+        SystemExit: (via ``parser.error``) an unreadable ``--config`` file, an unknown key in
+            it, a value of the wrong type, or a missing required field.
+
+    Example:
+        >>> @dataclasses.dataclass
+        ... class C:
+        ...     lr: float = 1e-3
+        >>> parser = config_parser(C)
+        >>> config_from_flags(C, parse_flags(parser, ["--lr", "0.1"]), parser=parser)
+        C(lr=0.1)
+    """
+    ns = dict(vars(flags))
     hints = get_type_hints(config_cls)
     known = {f.name: f for f in dataclasses.fields(config_cls) if f.init}
     values: dict[str, Any] = {}
@@ -568,4 +620,5 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-__all__ = ["flag_help", "refusal", "config_parser", "parse_config", "config_to_dict", "seed_everything"]
+__all__ = ["flag_help", "refusal", "config_parser", "parse_config", "parse_flags", "config_from_flags",
+           "config_to_dict", "seed_everything"]

@@ -60,14 +60,21 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from keras_species.config import (
+    config_from_flags,
     config_parser,
     config_to_dict,
     parse_config,
+    parse_flags,
     refusal,
     seed_everything,
 )
 from keras_species.config import flag_help as _help
-from keras_species.terminal import is_own_code, print_line_by_line, use_command_line_warnings
+from keras_species.terminal import (
+    command_line_error,
+    is_own_code,
+    print_line_by_line,
+    use_command_line_warnings,
+)
 from keras_species.training.runs import TRAIN_SECONDS, RunFolder, list_runs
 
 RUN_CONTROL_FIELDS = ("out", "name", "resume", "overwrite", "verbose")
@@ -324,10 +331,10 @@ def parse_command_line(
         ['seed']
     """
     parser = parser or config_parser(config_cls)
-    config = parse_config(config_cls, argv, parser=parser)
+    flags = parse_flags(parser, argv)  # parsed once: each flag's converter runs once
+    config = config_from_flags(config_cls, flags, parser=parser)
     # the parser leaves out every flag not given (argparse.SUPPRESS): what is left was typed
-    parsed, _ = parser.parse_known_args(argv)
-    given = frozenset(name for name in vars(parsed) if name != "config")
+    given = frozenset(name for name in vars(flags) if name != "config")
     object.__setattr__(config, _GIVEN_FLAGS, given)  # not a field: config.json leaves it out
     return config
 
@@ -462,7 +469,9 @@ def start_run(
         if check is not None:
             check(config)  # the run's own settings: its weights, models, data
         if run_finished(run):
-            print(f"{run.path} finished already: re-evaluating its model and rewriting "
+            # what resuming a finished run does, from the config class (RESUME_FINISHED)
+            redo = getattr(type(config), "RESUME_FINISHED", "re-evaluating its model")
+            print(f"{run.path} finished already: {redo} and rewriting "
                   "metrics.json and report.md (to train it again, start it over with "
                   "--overwrite instead of --resume)")
         elif training_finished(run):
@@ -836,11 +845,9 @@ def check_labelled_data(config: Any) -> int:
         How many images have no label (0 when not checked).
 
     Raises:
-        SettingError: no image of the data has a label; the message names ``--data`` and what
-            to do.
-        ManifestError: the source cannot be read, holds labels of the other kind, a single
-            class, or classes too small to split (the message says why and what to do), now
-            rather than once the run folder exists.
+        ManifestError: the source cannot be read, holds no label, labels of the other kind, a
+            single class, or classes too small to split (the message names ``--data``, why and
+            what to do), now rather than once the run folder exists.
 
     Example:
         >>> check_labelled_data(RunSettings())  # no --data: nothing to check
@@ -936,11 +943,13 @@ def _check_stratified_room(m: Any, config: Any) -> None:
 def _check_single_labels(m: Any, config: Any) -> int:
     """:func:`check_labelled_data` of single-label data: a label on some image, two classes or
     more; the images without a label are warned about once. Returns how many have none."""
+    from keras_species.data.manifest import ManifestError
+
     data = config.data
     unlabelled = ~m.labelled_mask
     n = int(unlabelled.sum())
-    if n == len(m):
-        raise SettingError(
+    if n == len(m):  # the data's fault, not a flag's: no `see --help`
+        raise ManifestError(
             f"--data {data}: none of its {n} images has a label, and this recipe trains on "
             "labelled images: give them labels (a CSV's label column, a COCO JSON's annotations) "
             "or give --data the labelled data; " + SEMI_SUPERVISED_HINT
@@ -1525,6 +1534,7 @@ def check_weights(backbone: str, weights: str | os.PathLike | None, image_size: 
 
     Raises:
         WeightsUnavailableError: the weights cannot be had; the message says what to do.
+        SettingError: ``image_size`` below what the backbone takes (``--image-size``).
         KeyError: an unknown backbone (with the closest names).
 
     Example:
@@ -1536,7 +1546,10 @@ def check_weights(backbone: str, weights: str | os.PathLike | None, image_size: 
 
     spec = get_backbone(backbone)
     if image_size is not None:
-        check_input_size(spec, image_size)
+        try:
+            check_input_size(spec, image_size)
+        except ValueError as err:  # --image-size: a flag's value, refused as check_settings does
+            raise SettingError(str(err)) from None
     weights = weights_setting(weights)
     try:
         resolve_weights(spec, weights, image_size)
@@ -2016,6 +2029,11 @@ def is_user_error(err: BaseException) -> bool:
     return is_own_code(traceback.extract_tb(err.__traceback__)[-1].filename)
 
 
+_KERAS_STEP_FUNCTIONS = ("TensorFlowTrainer.make_", "TensorFlowTrainer._make_function")
+"""How Keras's step functions are named in TensorFlow's warning (``make_predict_function``...;
+``_make_function.<locals>.multi_step_on_iterator`` for ``fit``'s steps)."""
+
+
 class _PerModelRetracing(logging.Filter):
     """Drops TensorFlow's "triggered tf.function retracing" warning for Keras's own step
     functions. Each model that a recipe trains or predicts (folds, ensembles, backbones) has its
@@ -2024,7 +2042,8 @@ class _PerModelRetracing(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return not ("triggered tf.function retracing" in message and "TensorFlowTrainer.make_" in message)
+        return not ("triggered tf.function retracing" in message
+                    and any(step in message for step in _KERAS_STEP_FUNCTIONS))
 
 
 def _quiet_per_model_retracing() -> None:
@@ -2046,7 +2065,9 @@ def recipe_main(
     The settings are checked first (``config.check()``: :func:`check_settings`). Errors a user
     can fix (:func:`is_user_error`: a bad setting, weights unavailable offline, a bad data
     source, an unreadable image, a setting the library rejects, nothing to resume) print their
-    message without a traceback and return exit code 2. When the recipe had opened its run
+    message without a traceback and return exit code 2; a refused flag value
+    (:class:`SettingError`) reads as the parser's errors do, one line
+    ``PROG: error: <message>; see --help`` (:func:`~keras_species.terminal.command_line_error`). When the recipe had opened its run
     folder, any error is also written to its ``failed.json`` with the traceback
     (``keras-species runs`` lists the run as ``failed``, with the message), and a line says so
     and which command runs it again once the error is fixed (the same one; without ``--name``,
@@ -2092,7 +2113,9 @@ def recipe_main(
         if _opened:  # the run folder says why it has no results (keras-species runs shows it)
             _opened[0].write_failure(message if user_error else f"{type(err).__name__}: {message}",
                                      "".join(traceback.format_exception(err)))
-        if user_error:
+        if isinstance(err, SettingError):  # a flag's value: as argparse's errors, see --help
+            print(command_line_error(prog or "recipe", message), file=sys.stderr)
+        elif user_error:
             print(f"{prog or 'recipe'}: error: {message}", file=sys.stderr)
         if _opened:
             path = _opened[0].path

@@ -222,6 +222,36 @@ def invalid_choice_message(value: object, choices: Sequence[object]) -> str:
     return f"invalid choice: {value!r}{hint}; choose from {', '.join(map(repr, names))}"
 
 
+_NOT_GIVEN = object()
+"""The default a required option has while :meth:`SuggestingArgumentParser.parse_args` parses:
+still there afterwards, the option was not given."""
+
+
+def command_line_error(prog: str, message: str) -> str:
+    """The one line every command-line error of a flag's value is printed as:
+    ``PROG: error: <message>; see --help`` (no ``see --help`` added twice).
+
+    The parsers' own errors (:meth:`SuggestingArgumentParser.error`) and the settings refused
+    once parsed (a recipe's ``check_settings``, a ``keras-species`` subcommand's
+    ``SettingError``) print this line, so that every bad flag value reads alike.
+
+    Args:
+        prog: the command (``"keras-species split"``, ``"python -m recipes.quickstart"``).
+        message: what is wrong, with the fix (``"--seed -1: must be a whole number ..."``).
+
+    Returns:
+        The line, without its newline.
+
+    Example:
+        >>> command_line_error("demo", "--epochs 0: must be a whole number at least 1")
+        'demo: error: --epochs 0: must be a whole number at least 1; see --help'
+    """
+    message = message.rstrip()
+    if not message.endswith("see --help"):
+        message = f"{message}; see --help"
+    return f"{prog}: error: {message}"
+
+
 class SuggestingArgumentParser(argparse.ArgumentParser):
     """An ``argparse.ArgumentParser`` whose errors suggest what was meant: an unknown option
     names the closest ones (:func:`unrecognized_arguments_message`), a value outside an
@@ -259,9 +289,7 @@ class SuggestingArgumentParser(argparse.ArgumentParser):
             >>> SuggestingArgumentParser(prog="demo").error("--epochs: 'x' is not a whole number")  # doctest: +SKIP
             demo: error: --epochs: 'x' is not a whole number; see --help
         """
-        if not message.rstrip().endswith("see --help"):
-            message = f"{message}; see --help"
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, command_line_error(self.prog, message) + "\n")
 
     def parse_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None):
         """``argparse.ArgumentParser.parse_args``, naming the closest options of unknown ones.
@@ -279,21 +307,24 @@ class SuggestingArgumentParser(argparse.ArgumentParser):
         """
         args = sys.argv[1:] if args is None else list(args)
         # unknown arguments before missing options: `export MODEL x.keras` (no --out) is told
-        # that x.keras belongs after --out, not only that --out is missing
+        # that x.keras belongs after --out, not only that --out is missing. argparse refuses a
+        # missing required option before it returns the unknown arguments, so those options are
+        # made optional for the one parse, with a default that marks them as not given.
         required = [a for a in self._actions if a.required and a.option_strings]
-        if required:
-            for action in required:
-                action.required = False
-            try:
-                extra = self.parse_known_args(args)[1]
-            finally:
-                for action in required:
-                    action.required = True
-            if extra:
-                self.error(unrecognized_arguments_message(self, extra))
-        parsed, extra = self.parse_known_args(args, namespace)
+        defaults = [a.default for a in required]
+        for action in required:
+            action.required, action.default = False, _NOT_GIVEN
+        try:
+            parsed, extra = self.parse_known_args(args, namespace)
+        finally:
+            for action, default in zip(required, defaults):
+                action.required, action.default = True, default
         if extra:
             self.error(unrecognized_arguments_message(self, extra))
+        missing = ["/".join(a.option_strings) for a in required
+                   if getattr(parsed, a.dest, None) is _NOT_GIVEN]
+        if missing:  # argparse's own words
+            self.error(f"the following arguments are required: {', '.join(missing)}")
         return parsed
 
     def _check_value(self, action: argparse.Action, value: object) -> None:

@@ -259,6 +259,7 @@ def _pool(config: FishSemiSupervisedConfig) -> Pool:
     once (its images without a label join the pool), ``--hide-labels``, ``--unlabelled``, each
     file read with the options that apply to it (:func:`reading_options`)."""
     from keras_species.data import sources
+    from keras_species.data.manifest import ManifestError
     from keras_species.data.prepare import check_task
     from keras_species.training.semi_supervised import make_pool
 
@@ -266,8 +267,8 @@ def _pool(config: FishSemiSupervisedConfig) -> Pool:
     m = sources.load(config.labelled, **labelled_options)
     check_task(m, "single", config.labelled, MULTILABEL_HINT)
     without = int((~m.labelled_mask).sum())
-    if without == len(m):
-        raise SettingError(
+    if without == len(m):  # the data's fault, not a flag's value
+        raise ManifestError(
             f"--labelled {config.labelled}: none of its {len(m)} images has a label, and this "
             "recipe trains on a few labelled images (and learns from unlabelled ones): give some "
             "of them labels (a CSV's label column, a COCO JSON's annotations), or give --labelled "

@@ -24,10 +24,11 @@ Run::
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -40,6 +41,7 @@ from keras_species.recipe import (
     TEST_SPLIT_REFUSED,
     RunResult,
     RunSettings,
+    SettingError,
     SourceSettings,
     data_section,
     monitor_setting,
@@ -47,7 +49,9 @@ from keras_species.recipe import (
     recipe_main,
     recipe_need_splits,
     split_settings,
+    training_finished,
 )
+from keras_species.training.runs import RunFolder
 
 RECIPE = "scratch_cnn"
 SCRATCH_NAMES = ("r2_cnn", "r3_cnn", "r4_vgg", "r5_shallow", "r5_deep", "r5_regularised")
@@ -187,7 +191,8 @@ def variants(config: ScratchCNNConfig) -> dict[str, dict[str, Any]]:
 
 def checked_settings(config: ScratchCNNConfig) -> dict[str, dict[str, Any]]:
     """The settings' checks that need more than one field, before the run folder is made:
-    every ``--add-class`` folder exists, and the variants (:func:`variants`) can be built.
+    ``--image-size`` is one the scratch models take, every ``--add-class`` folder exists, and the
+    variants (:func:`variants`) can be built.
 
     Args:
         config: the recipe's config.
@@ -196,12 +201,18 @@ def checked_settings(config: ScratchCNNConfig) -> dict[str, dict[str, Any]]:
         :func:`variants` of ``config``.
 
     Raises:
+        SettingError: an ``--image-size`` below the scratch models' smallest input.
         ValueError: an ``--add-class`` folder that does not exist, or a bad ``--arch`` or flag.
 
     Example:
         >>> list(checked_settings(ScratchCNNConfig()))
         ['r2_cnn']
     """
+    from keras_species.models.scratch import MIN_INPUT_SIZE
+
+    if config.image_size < MIN_INPUT_SIZE:  # the model builder refused it once the run had begun
+        raise SettingError(f"--image-size {config.image_size}: the scratch CNNs need at least "
+                           f"{MIN_INPUT_SIZE} px (R2 used 224)")
     for folder in config.add_class:
         if not os.path.isdir(os.path.expanduser(folder)):
             raise ValueError(f"--add-class {folder!r} is not a folder: give the folder of the new "
@@ -228,6 +239,19 @@ def _merge_repeated(argv: Sequence[str], flag: str) -> list[str]:
             rest.append(argv[i])
             i += 1
     return rest + ([flag, *values] if values else [])
+
+
+def _fold_lines(variant_dir: Path, resume: bool) -> Callable[[str], None]:
+    """The ``progress`` of ``cross_validate``: prints its line before each fold (whatever
+    ``--verbose``, as the data summary), saying when a resumed run's fold trained already and
+    is only evaluated again. It is called once per fold, in order (``fold0``, ``fold1``...)."""
+    folds = itertools.count()
+
+    def say(line: str) -> None:
+        again = resume and training_finished(RunFolder(variant_dir / f"fold{next(folds)}"))
+        print(line + (": trained already, evaluating it" if again else ""), flush=True)
+
+    return say
 
 
 def tta_headline(headline: str, metrics: dict) -> str:
@@ -279,6 +303,7 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
     from keras_species.data.prepare import class_weight_setting, prepare_data
     from keras_species.evaluation.compare import compare_models, comparison_table
     from keras_species.evaluation.evaluate import evaluate_and_report
+    from keras_species.evaluation.report import write_metrics_json
     from keras_species.evaluation.tables import metrics_side_by_side, per_class_by_origin
     from keras_species.models.scratch import build_scratch
     from keras_species.training.callbacks import atomic_save_model, write_history
@@ -298,6 +323,7 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
         split_file=split_file, task="single", task_hint=MULTILABEL_HINT,
         need_splits=recipe_need_splits(config), need_hint=TEST_SPLIT_HINT, add_class=config.add_class,
     )
+    print(prepared.summary(), flush=True)  # the data and its split, as every recipe says first
     m = prepared.manifest
     added = prepared.added_classes
     if config.add_class and not added:  # resumed from a split saved before the sidecar kept them
@@ -338,7 +364,7 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
             sample_weights=class_weight_setting(config.class_weight),
             cache=config.cache == "memory", tta=tta, run_dir=run_folder.path / name,
             resume=config.resume, verbose=config.verbose,
-            progress=lambda line: print(line, flush=True),  # whatever --verbose, as the data summary
+            progress=_fold_lines(run_folder.path / name, config.resume),
         )
 
     # The report details the variant of lowest mean validation loss (chosen without the test set).
@@ -370,12 +396,16 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
             f"fold models' probabilities. The report details `{chosen}` (lowest mean val loss).\n\n"
             + comparison_table(comparison, columns=columns),
         ))
+    spread = cv.summary()
     sections.append((
         f"Cross-validation of {chosen} ({cv.k} folds)",
         f"Each fold model keeps its epoch of best `{monitor_setting(config.monitor) or 'val_accuracy'}`. "
         "The **ensemble** row scores "
         f"the mean of the {cv.k} fold models' test probabilities (the model saved as "
-        "`best.keras` and evaluated below).\n\n" + cv.fold_table_markdown(),
+        "`best.keras`, whose results are above). Over the folds (mean ± standard deviation): "
+        f"val accuracy {spread['val_accuracy_mean']:.4f} ± {spread['val_accuracy_std']:.4f}, "
+        f"test accuracy {spread['test_accuracy_mean']:.4f} ± {spread['test_accuracy_std']:.4f}."
+        "\n\n" + cv.fold_table_markdown(),
     ))
     if cv.ensemble_tta is not None:
         sections.append((
@@ -398,16 +428,19 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
     ev = evaluate_and_report(
         ensemble, evaluated, run_folder, image_size=config.image_size, batch_size=batch,
         history=run_folder.history_path, config=config, tta=tta,
-        title=f"scratch_cnn — {arch} ({chosen}), {cv.k}-fold ensemble",
-        extra_metrics={
-            "crossval": cv.summary(),
-            "folds": cv.fold_rows(),
-            **({"variants": {n: r.summary() for n, r in results.items()},
-                "comparison": comparison} if comparison else {}),
-            **({"added_classes": added} if added else {}),
-        },
+        title=f"scratch_cnn — {arch}{'' if chosen == arch else f' ({chosen})'}, "
+              f"{cv.k}-fold ensemble",
+        extra_metrics={"folds": cv.fold_rows(), **({"added_classes": added} if added else {})},
         extra_sections=sections,
     )
+    # metrics.json only: the report's sections above show them (the report would list each
+    # number of these blocks again, in a table of its own)
+    ev.metrics.update({
+        "crossval": spread,
+        **({"variants": {n: r.summary() for n, r in results.items()},
+            "comparison": comparison} if comparison else {}),
+    })
+    write_metrics_json(run_folder.metrics_path, ev.metrics)
     run_folder.write_state({"finished": True, "variants": list(results)})
     return ScratchCNNResult(
         run_dir=run_folder.path, report_path=Path(ev.report_path), metrics=ev.metrics,

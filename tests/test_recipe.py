@@ -268,9 +268,11 @@ def test_recipes_drop_only_the_per_model_retracing_warning():
 
     keras_step = ("5 out of the last 5 calls to <function TensorFlowTrainer.make_predict_function."
                   "<locals>.one_step_on_data_distributed at 0x7f> triggered tf.function retracing.")
+    fit_step = ("5 out of the last 7 calls to <function TensorFlowTrainer._make_function.<locals>."
+                "multi_step_on_iterator at 0x7f> triggered tf.function retracing.")  # a 2nd backbone
     user_fn = "5 out of the last 5 calls to <function my_step at 0x7f> triggered tf.function retracing."
     keep = _PerModelRetracing()
-    assert not keep.filter(record(keras_step))
+    assert not keep.filter(record(keras_step)) and not keep.filter(record(fit_step))
     assert keep.filter(record(user_fn)) and keep.filter(record("another warning"))
     recipe_main(ToyConfig, lambda c: RunResult(Path("."), Path("r.md"), {}, [], None, 0.0), [])
     assert sum(isinstance(f, _PerModelRetracing) for f in logging.getLogger("tensorflow").filters) == 1
@@ -617,6 +619,7 @@ def test_data_without_any_label_is_refused_before_the_run_folder(tmp_path, capsy
     assert ("or give --data the labelled data; to learn from unlabelled images too, use python "
             "-m recipes.fish_semisupervised --labelled LABELLED_DATA --unlabelled") in err
     assert err.count("\n") == 1 and "Traceback" not in err
+    assert "see --help" not in err  # the data's fault, not a flag's
     assert not out.exists()
 
 
@@ -722,7 +725,7 @@ def test_a_bad_class_weight_file_stops_the_command_before_the_run_folder(tmp_pat
     assert err == (f"python -m recipes.quickstart: error: --class-weight {weights}: the weight of "
                    "'cod' is \"heavy\", not a number >= 0; write a JSON object {\"class name\": "
                    "weight, ...} (weights are numbers >= 0), or use --class-weight balanced or "
-                   "none\n")
+                   "none; see --help\n")
     assert not out.exists()
     # class names are known once the data is read: an unknown one is refused then, not here
     weights.write_text('{"no_such_fish": 2.0, "cod": 0}')
@@ -944,7 +947,7 @@ def test_a_run_name_that_is_not_one_plain_folder_is_refused_before_any_folder(
     shown = "''" if name == "" else name
     assert err == (f"python -m recipes.quickstart: error: --name {shown}: {why}; a run's name is "
                    "one folder under --out/<recipe>: give a name such as demo_1 (no / or \\, not "
-                   ". or .., not starting with .), or leave --name out for a timestamp\n")
+                   ". or .., not starting with .), or leave --name out for a timestamp; see --help\n")
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b", "emptydir"]  # nothing made
     with pytest.raises(SettingError, match="--name"):
         start_run("toy", ToyConfig(out=tmp_path / "runs", name=name))
@@ -956,6 +959,48 @@ def test_a_run_name_that_is_not_one_plain_folder_is_refused_before_any_folder(
 def test_plain_run_names_pass():
     for name in ("demo_1", "t 1", "run.v2", "2024-01-01T10-00", "fish..cod"):
         ToyConfig(name=name).check()
+
+
+def test_a_refused_setting_reads_as_the_parsers_errors(tmp_path, capsys):
+    # before: `toy: error: --seed -1: ...` without the `; see --help` that argparse's own
+    # errors (`--seed x`, an unknown option) end in
+    def never(config):
+        raise AssertionError("the run started")
+
+    out = ["--out", str(tmp_path / "runs")]
+    assert recipe_main(ToyConfig, never, ["--seed", "-1", *out], prog="toy") == 2
+    refused = capsys.readouterr().err
+    assert refused == ("toy: error: --seed -1: must be a whole number from 0 to 4294967295 "
+                       "(NumPy's range), e.g. --seed 42; see --help\n")
+    with pytest.raises(SystemExit) as stop:  # the parser's error: the same form
+        recipe_main(ToyConfig, never, ["--seed", "x", *out], prog="toy")
+    assert stop.value.code == 2
+    parsed = capsys.readouterr().err
+    assert re.fullmatch(r"toy: error: argument --seed: .*; see --help\n", parsed), parsed
+
+    def refuses(config):  # a setting refused inside the recipe, once its data is known
+        raise SettingError("--monitor val_auc: a run on this data does not log it")
+
+    assert recipe_main(ToyConfig, refuses, out, prog="toy") == 2
+    assert capsys.readouterr().err == ("toy: error: --monitor val_auc: a run on this data does "
+                                       "not log it; see --help\n")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_command_line_is_parsed_once(monkeypatch):
+    # before: parse_config parsed it, then parse_known_args again to learn the flags typed,
+    # so each flag's converter ran twice
+    from keras_species.config import config_parser
+    from keras_species.recipe import flags_given, parse_command_line
+
+    parser = config_parser(ToyConfig)
+    seen = []
+    action = next(a for a in parser._actions if a.dest == "image_size")
+    convert = action.type
+    monkeypatch.setattr(action, "type", lambda text: seen.append(text) or convert(text))
+    config = parse_command_line(ToyConfig, ["--image-size", "64", "--seed", "3"], parser=parser)
+    assert seen == ["64"]
+    assert config.image_size == 64 and sorted(flags_given(config)) == ["image_size", "seed"]
 
 
 def test_resume_and_overwrite_together_are_refused(tmp_path, capsys):
@@ -973,7 +1018,7 @@ def test_resume_and_overwrite_together_are_refused(tmp_path, capsys):
         "toy: error: --resume and --overwrite cannot go together: --resume continues the run "
         "--name from its last finished epoch with its stored settings (a finished run is "
         "evaluated again); --overwrite starts the run --name over, replacing its model, history "
-        "and results: give one of them\n")
+        "and results: give one of them; see --help\n")
     with pytest.raises(SettingError, match="--resume and --overwrite cannot go together"):
         start_run("toy", ToyConfig(out=tmp_path, name="a", resume=True, overwrite=True))
     assert run.config_path.read_text() == before and not run.failure_path.exists()

@@ -196,3 +196,37 @@ def test_a_value_left_over_names_the_option_it_belongs_to(capsys):
     assert unrecognized_arguments_message(recipe, ["224"]) == "unrecognized arguments: 224; see --help"
     # an option left over is not given a value's hint
     assert "--out" not in unrecognized_arguments_message(export, ["--zzz", "x"])
+
+
+def test_command_line_error_is_one_line_ending_in_see_help():
+    from keras_species.terminal import command_line_error
+
+    assert command_line_error("keras-species split", "--ratios 0.9 0.2 0.1: sum to 1.2") == (
+        "keras-species split: error: --ratios 0.9 0.2 0.1: sum to 1.2; see --help")
+    assert command_line_error("demo", "unknown --x; see --help") == "demo: error: unknown --x; see --help"
+
+
+def test_a_parser_with_a_required_option_converts_each_value_once(capsys):
+    # before: parse_args parsed twice when an option was required (once to find unknown
+    # arguments before the missing option), so every type converter ran twice
+    from keras_species.terminal import SuggestingArgumentParser
+
+    seen = []
+
+    def count(text):
+        seen.append(text)
+        return int(text)
+
+    parser = SuggestingArgumentParser(prog="keras-species export")
+    parser.add_argument("model", metavar="MODEL")
+    parser.add_argument("--out", required=True, default="unused")
+    parser.add_argument("--size", type=count)
+    parsed = parser.parse_args(["m.keras", "--size", "3", "--out", "x.keras"])
+    assert seen == ["3"] and parsed.size == 3 and parsed.out == "x.keras"
+    seen.clear()
+    err = _one_line_error(capsys, parser, ["m.keras", "--size", "4"])  # --out missing
+    assert err == ("keras-species export: error: the following arguments are required: --out; "
+                   "see --help\n")
+    assert seen == ["4"]
+    out = next(a for a in parser._actions if a.dest == "out")
+    assert out.required and out.default == "unused"  # as they were

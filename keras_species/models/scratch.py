@@ -46,6 +46,8 @@ from keras import layers
 from keras_species.models.labels import classification_output
 
 OUTPUTS = ("softmax", "sigmoid", "logits")
+MIN_INPUT_SIZE = 16
+"""Smallest input side (pixels) of a scratch model: its pooling stages need at least this."""
 
 # Pixel scalings, applied to 0–255 input by a Rescaling layer inside the model.
 _UNIT = {"scale": 1.0 / 255.0, "offset": 0.0}  # [0, 1]  (R3, R4, R5)
@@ -340,8 +342,8 @@ def build_scratch(
     if unknown:
         raise ValueError(f"{key} has no flag(s) {unknown}; its flags: {', '.join(spec.flags)}")
     h, w = _size(input_size, spec.default_size)
-    if min(h, w) < 16:
-        raise ValueError(f"input_size {(h, w)} is too small for {key}: use at least 16 px")
+    if min(h, w) < MIN_INPUT_SIZE:
+        raise ValueError(f"input_size {(h, w)} is too small for {key}: use at least {MIN_INPUT_SIZE} px")
     scaling = _SYMMETRIC if spec.pixels == "[-1, 1]" else _UNIT
     inputs = keras.Input((h, w, 3), name="image")
     x = layers.Rescaling(**scaling, name="preprocessing")(inputs)

@@ -156,7 +156,7 @@ def test_root_and_on_missing_reach_an_unlabelled_csv_or_list(tmp_path, listing):
     assert _pool(_config(tmp_path, "demo", unlabelled=pool, root=str(images))).from_unlabelled == 4
     with open(lists / listing, "a") as f:
         f.write("gone.png\n")
-    with pytest.warns(UserWarning, match="skipped 1 (rows|lines) whose file does not exist"):
+    with pytest.warns(UserWarning, match="skipped 1 (row|line) whose file does not exist"):
         parts = _pool(_config(tmp_path, labelled, unlabelled=pool, root=str(images), on_missing="skip"))
     assert sorted(parts.pool.paths) == paths
 

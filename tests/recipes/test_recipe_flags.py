@@ -43,3 +43,37 @@ def test_wrong_ratios_get_the_recipes_one_line(name, ratios, message, tmp_path, 
     assert code == 2 and "usage:" not in err and err.count("\n") == 1, err
     assert f"--ratios {' '.join(ratios)}: {message}" in err
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("name", RECIPES_WITH_RATIOS)
+def test_a_refused_flag_value_reads_as_argparses_errors(name, tmp_path, capsys):
+    # before: the recipes' checks printed `PROG: error: --ratios ...` without the `; see --help`
+    # that argparse's errors (`--ratios x`) end in
+    module = importlib.import_module(f"recipes.{name}")
+    out = ["--out", str(tmp_path / "runs")]
+    assert module.main(["--ratios", "0.5", "0.5", "0.5", *out]) == 2
+    assert capsys.readouterr().err == (
+        f"python -m recipes.{name}: error: --ratios 0.5 0.5 0.5: give three numbers above 0 that "
+        "sum to 1: train, val, test (e.g. 0.7 0.15 0.15); see --help\n")
+    with pytest.raises(SystemExit) as stop:
+        module.main(["--ratios", "x", *out])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"python -m recipes.{name}: error: argument --ratios: ") and err.endswith(
+        "; see --help\n") and err.count("\n") == 1, err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_image_size_below_the_backbones_reads_as_a_flag_error(tmp_path, capsys):
+    # before: `... give an image size of 32 or more (--image-size)`, a ValueError's line, without
+    # the `; see --help` of every other refused flag value
+    from recipes import quickstart
+
+    out = tmp_path / "runs"
+    code = quickstart.main(["--backbone", "vgg16", "--weights", "none", "--image-size", "16",
+                            "--out", str(out)])
+    assert code == 2
+    assert capsys.readouterr().err == (
+        "python -m recipes.quickstart: error: vgg16 needs an input of at least 32×32 px; got "
+        "16×16: give an image size of 32 or more (--image-size); see --help\n")
+    assert not out.exists()

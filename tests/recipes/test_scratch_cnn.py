@@ -104,6 +104,15 @@ def test_cross_validated_run_with_tta_and_added_class(tmp_path, capsys):
                  "Added classes", "**zander** | added", "mean of 6 original",
                  "Confident mistakes", "Uncertain predictions", "Confusion matrix"):
         assert text in report, text
+    # the title named the arch twice ("r5_shallow (r5_shallow)"); the fold spread is said once,
+    # in the cross-validation section (not again in a "crossval" table of every number), and
+    # the ensemble's results are above it (it said "evaluated below")
+    assert report.startswith("# scratch_cnn — r5_shallow, 2-fold ensemble\n")
+    assert "### crossval" not in report and "evaluated below" not in report
+    spread = metrics["crossval"]
+    assert (f"val accuracy {spread['val_accuracy_mean']:.4f} ± {spread['val_accuracy_std']:.4f}, "
+            f"test accuracy {spread['test_accuracy_mean']:.4f} ± {spread['test_accuracy_std']:.4f}") in report
+    assert "`best.keras`, whose results are above" in report
 
 
 def test_tta_headline_adds_the_tta_score_only_when_tta_ran():
@@ -154,7 +163,7 @@ def test_cli_reads_a_csv_with_a_missing_file_when_told_to_skip_it(tmp_path, caps
              "--mixed-precision", "off", "--arch", "r5_shallow"]
     assert scratch_cnn.main(flags) == 2
     assert "--on-missing skip" in capsys.readouterr().err  # the error names a flag this command has
-    with pytest.warns(UserWarning, match="skipped 1 rows whose file does not exist"):
+    with pytest.warns(UserWarning, match="skipped 1 row whose file does not exist"):
         assert scratch_cnn.main([*flags, "--on-missing", "skip", "--name", "skip"]) == 0
     report = (tmp_path / "r" / "scratch_cnn" / "skip" / "report.md").read_text()
     assert "1 file(s) left out when reading the source:" in report and "gone.png" in report
@@ -196,3 +205,35 @@ def test_bad_arch_flags_and_add_class_are_refused_before_the_run_folder(tmp_path
     code = scratch_cnn.main(["--ratios", "0.7", "0.3", "--out", str(runs), "--name", "r"])
     err = capsys.readouterr().err
     assert code == 2 and "usage:" not in err and "--ratios" in err and "test split" in err
+    # an image size the models cannot take: a flag error before the run folder (before: the
+    # model builder's "input_size (10, 10) is too small" after it, and a failed run)
+    assert scratch_cnn.main(["--image-size", "10", "--out", str(runs), "--name", "s"]) == 2
+    assert capsys.readouterr().err == (
+        "python -m recipes.scratch_cnn: error: --image-size 10: the scratch CNNs need at least "
+        "16 px (R2 used 224); see --help\n")
+    assert not runs.exists()
+
+
+def test_the_data_summary_is_printed_once_before_the_folds_also_on_resume(tmp_path, capsys):
+    # it printed no data summary, while run_transfer's recipes print one before any training
+    data = write_image_folder(tmp_path / "data", classes=CLASSES, per_class=6, size=(24, 24))
+    flags = ["--out", str(tmp_path / "runs"), "--name", "s"]
+    code = scratch_cnn.main([
+        *flags, "--data", str(data), "--arch", "r5_shallow", "--image-size", "32",
+        "--batch-size", "16", "--epochs", "1", "--k", "2", "--tta", "none", "--no-audit",
+        "--verbose", "0", "--mixed-precision", "off", "--ratios", "0.5", "0.17", "0.33"])
+    out = capsys.readouterr().out
+    assert code == 0
+    lines = out.splitlines()
+    (summary,) = [line for line in lines if line.startswith("36 images, 6 classes")]
+    assert summary == "36 images, 6 classes (single-label), splits test=12 train=18 val=6; split: stratified"
+    assert lines.index(summary) < next(i for i, line in enumerate(lines) if line.startswith("fold 1/2"))
+    # a resumed run says it once too, with its split read back
+    assert scratch_cnn.main([*flags, "--resume"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line for line in out if line.startswith("36 images, 6 classes")] == [
+        summary.replace("split: stratified", "split: stratified (read back from split.csv)")]
+    # its folds trained already: their lines say they are evaluated, not trained, again
+    fold_lines = [line for line in out if line.startswith("fold ")]
+    assert [line.split(" (")[0] for line in fold_lines] == ["fold 1/2", "fold 2/2"]
+    assert all(line.endswith(" images: trained already, evaluating it") for line in fold_lines)
