@@ -772,9 +772,10 @@ def _check_representative(data, quantize: str | None) -> None:
 
 
 def _representative_images(
-    data, size: tuple[int, int], count: int
+    data, size: tuple[int, int], count: int, unreadable: list[str] | None = None
 ) -> Iterable[np.ndarray]:
-    """Up to ``count`` float32 ``(1, H, W, 3)`` images from a folder/paths/array/dataset."""
+    """Up to ``count`` float32 ``(1, H, W, 3)`` images from a folder/paths/array/dataset; the
+    files that cannot be read are appended to ``unreadable`` as ``"path: reason"``."""
     import tensorflow as tf
 
     if isinstance(data, np.ndarray):
@@ -801,8 +802,10 @@ def _representative_images(
     with warnings.catch_warnings():  # "no images found in ...: nothing to predict": _convert says it
         warnings.filterwarnings("ignore", message="no images found in", category=UserWarning)
         dataset = image_dataset(data, size, batch_size=1)
-    for _, images, errors in dataset:
+    for paths, images, errors in dataset:
         if errors.numpy()[0]:
+            if unreadable is not None:
+                unreadable.append(f"{paths.numpy()[0].decode('utf-8')}: {errors.numpy()[0].decode('utf-8')}")
             continue
         yield images.numpy().astype(np.float32)
         n += 1
@@ -869,11 +872,16 @@ def _convert(converter, quantize: str | None, representative_data, size, count: 
     elif quantize == "int8":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if representative_data is not None:
-            images = list(_representative_images(representative_data, size, count))
+            unreadable: list[str] = []
+            images = list(_representative_images(representative_data, size, count, unreadable))
             if not images:
+                found = ""
+                if unreadable:  # name them: "no readable image" alone sends one looking for files
+                    shown = "; ".join(unreadable[:3]) + (" ..." if len(unreadable) > 3 else "")
+                    found = f" (none of its {len(unreadable)} file(s) can be read: {shown})"
                 raise ExportError(
-                    f"{_representative_name(representative_data)} holds no readable image: give "
-                    "the images to calibrate the int8 model on (a folder, a CSV or a .txt list "
+                    f"{_representative_name(representative_data)} holds no readable image{found}: "
+                    "give the images to calibrate the int8 model on (a folder, a CSV or a .txt list "
                     f"of images), or leave {_option('representative_data')} out for "
                     "dynamic-range int8"
                 )

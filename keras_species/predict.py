@@ -87,6 +87,7 @@ import numpy as np
 
 from keras_species.atomic import atomic_path, check_output_file
 from keras_species.data import sources
+from keras_species.data.images import max_pixels_hint, using_max_pixels
 from keras_species.data.manifest import counted
 from keras_species.data.sources import PATH_COLUMNS, ListedFiles
 from keras_species.export import (
@@ -114,6 +115,7 @@ __all__ = [
     "iter_image_paths",
     "files_not_predicted",
     "iter_predictions",
+    "links_not_followed",
     "open_predictor",
     "predict",
     "run_cli",
@@ -131,12 +133,33 @@ def _is_image(path: str) -> bool:
     return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
 
 
-def _folder_files(root: str) -> Iterator[tuple[str, bool]]:
-    """``(path, has an image extension)`` of every visible file under ``root``, sorted."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
+def _folder_files(root: str, loops: list[str] | None = None) -> Iterator[tuple[str, bool]]:
+    """``(path, has an image extension)`` of every visible file under ``root``, sorted.
+
+    The folder readers' rules (``sources.from_folder``), so that ``predict`` sees the files
+    ``audit``, ``split`` and training see: hidden files and folders (``.DS_Store``,
+    ``.thumbnails/``), ``__MACOSX`` and ``Thumbs.db`` are passed over, and folder links are
+    followed, except one that leads back to a folder above it (a loop, which ``os.walk`` would
+    follow until the path is too long) or to a folder already read: those are appended to
+    ``loops`` when it is given.
+    """
+    real_root = os.path.realpath(root)
+    seen: set[str] = {real_root}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        here = os.path.realpath(dirpath) + os.sep
+        kept = []
+        for d in sorted(d for d in dirnames if not sources.is_hidden(d)):
+            sub = os.path.join(dirpath, d)
+            real = os.path.realpath(sub)
+            if real in seen or here.startswith(real + os.sep):  # read already, or a loop
+                if loops is not None:
+                    loops.append(sub)
+                continue
+            seen.add(real)
+            kept.append(d)
+        dirnames[:] = kept
         for name in sorted(filenames):
-            if not name.startswith("."):
+            if not sources.is_hidden(name):
                 yield os.path.join(dirpath, name), _is_image(name)
 
 
@@ -146,10 +169,35 @@ def _iter_folder(root: str) -> Iterator[str]:
 
 def _check_input_exists(inputs: PathLike | Sequence[PathLike] | ListedFiles) -> None:
     """Refuse an input path that does not exist, naming it (a list of paths passes: each missing
-    file is a skipped row)."""
+    file is a skipped row), and a folder of TFRecord shards or its ``shards.json``."""
     if isinstance(inputs, (str, os.PathLike)) and not os.path.exists(os.fspath(inputs)):
         raise FileNotFoundError(f"input {os.fspath(inputs)} does not exist: pass an image, a "
                                 "folder, a CSV or a .txt list of paths")
+    shards = _shard_input_problem(inputs)
+    if shards:
+        raise ValueError(shards)
+
+
+_SHARD_READERS = "predict (and export's --representative) read"
+
+
+def _shard_input_problem(inputs) -> str | None:
+    """What ``predict`` says of a folder of TFRecord shards, or its ``shards.json``, given as
+    INPUT (as ``audit`` and ``split`` name one), or ``None``: it reads images, and the shards'
+    records are not listed one per row."""
+    if not isinstance(inputs, (str, os.PathLike)):
+        return None
+    from keras_species.data.shards import SIDECAR, shard_folder_problem  # lazy: TensorFlow-free
+
+    path = os.fspath(inputs)
+    if os.path.basename(path) == SIDECAR:
+        return shard_folder_problem(os.path.dirname(path) or ".", readers=_SHARD_READERS)
+    if not os.path.isdir(path):
+        return None
+    with os.scandir(path) as entries:  # images or folders beside shards.json: a photo folder
+        if any(not sources.is_hidden(e.name) and (e.is_dir() or _is_image(e.name)) for e in entries):
+            return None
+    return shard_folder_problem(path, readers=_SHARD_READERS)
 
 
 def _swapped_hint(inputs) -> str:
@@ -188,9 +236,42 @@ def files_not_predicted(inputs: PathLike | Sequence[PathLike]) -> list[str]:
         >>> files_not_predicted("photos")  # doctest: +SKIP
         ['photos/notes.txt']
     """
+    return _left_out(inputs)[0]
+
+
+def links_not_followed(inputs: PathLike | Sequence[PathLike]) -> list[str]:
+    """The folder links of an input folder that :func:`iter_image_paths` does not follow: each
+    leads back to a folder above it (a loop) or to a folder already read, whose images would
+    otherwise be predicted again (``audit``, ``split`` and training leave them out too).
+
+    Args:
+        inputs: as for :func:`iter_image_paths`; only a folder can hold such links.
+
+    Returns:
+        Their paths, in the order the folder is walked (empty for a file, a CSV or a list).
+
+    Example:
+        >>> links_not_followed("photos")  # doctest: +SKIP
+        ['photos/cod/again']
+    """
+    return _left_out(inputs)[1]
+
+
+def _left_out(inputs: PathLike | Sequence[PathLike]) -> tuple[list[str], list[str]]:
+    """:func:`files_not_predicted` and :func:`links_not_followed` in one walk of the folder."""
     if not isinstance(inputs, (str, os.PathLike)) or not os.path.isdir(os.fspath(inputs)):
-        return []
-    return [path for path, image in _folder_files(os.fspath(inputs)) if not image]
+        return [], []
+    loops: list[str] = []
+    others = [path for path, image in _folder_files(os.fspath(inputs), loops) if not image]
+    return others, loops
+
+
+def _loops_line(loops: list[str]) -> str:
+    """One line naming the folder links :func:`links_not_followed` found."""
+    shown = ", ".join(loops[:3]) + (f" and {len(loops) - 3} more" if len(loops) > 3 else "")
+    return (f"did not follow {counted(len(loops), 'folder link')}: {shown} (each leads back to a "
+            "folder above it, a loop, or to a folder already read, whose images would be "
+            "predicted twice)")
 
 
 def _is_csv(inputs: PathLike | Sequence[PathLike] | ListedFiles) -> bool:
@@ -729,6 +810,8 @@ class PredictionResult:
             in the order of ``skipped``; messages name these.
         columns: the kept CSV columns (``keep_columns``), name → one value per entry of
             ``paths`` (empty with ``keep_probabilities=False``; the CSV has them all).
+        links_not_followed: folder links of an input folder left out as loops or as folders
+            read already (:func:`links_not_followed`).
 
     Example:
         >>> result = predict("best.keras", "photos")  # doctest: +SKIP
@@ -749,6 +832,7 @@ class PredictionResult:
     cut_note: str = ""
     skipped_files: list[str] = field(default_factory=list)
     columns: dict[str, list[str]] = field(default_factory=dict)
+    links_not_followed: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return self.count
@@ -1092,14 +1176,17 @@ def predict(
     if keep_probabilities:
         probs = (np.concatenate(chunks) if chunks
                  else np.zeros((0, lmap.num_classes), np.float32))
+    not_images, loops = _left_out(inputs)
     result = PredictionResult(
         paths=paths, probabilities=probs, class_names=list(lmap.class_names),
         multilabel=lmap.multilabel, thresholds=thr, skipped=skipped,
         out=Path(out) if out is not None else None, count=count,
-        not_images=files_not_predicted(inputs), skipped_lines=skipped_lines,
+        not_images=not_images, skipped_lines=skipped_lines,
         cut_note=listed.cut_note() if listed is not None and skipped else "",
-        skipped_files=skipped_files, columns=values,
+        skipped_files=skipped_files, columns=values, links_not_followed=loops,
     )
+    if result.links_not_followed:
+        warnings.warn(_loops_line(result.links_not_followed), stacklevel=2)
     if skipped:
         where = f" listed in {listed.source}" if listed is not None else ""
         listing = "; ".join(_skipped_entries(result)[:10])
@@ -1148,6 +1235,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="multi-label thresholds (one, or one per class) overriding the saved ones")
     parser.add_argument("--labels", default=None, metavar="LABELS_JSON",
                         help="labels.json for a model that carries no label map")
+    parser.add_argument("--max-pixels", type=positive_int, default=None, metavar="N",
+                        help="decompression-bomb limit in pixels per image (default: PIL's, about "
+                             "89 megapixels); larger images are skipped")
     parser.add_argument("--all-probabilities", action="store_true",
                         help="add a p_<class> column per class")
     parser.add_argument("--root", default=None, metavar="DIR",
@@ -1216,8 +1306,10 @@ def run_cli(args: argparse.Namespace) -> int:
     try:
         if args.out:  # predict labels.csv --out labels.csv would replace the user's CSV
             sources.check_output_place(args.input, args.out, "--out")
-        with warnings.catch_warnings(), _command_line("predict"):  # messages name the flags
-            warnings.simplefilter("ignore", UserWarning)
+        max_pixels = getattr(args, "max_pixels", None)
+        with warnings.catch_warnings(), _command_line("predict"), (
+                using_max_pixels(max_pixels) if max_pixels else contextlib.nullcontext()):
+            warnings.simplefilter("ignore", UserWarning)  # messages name the flags
             result = predict(
                 args.model, args.input, out=args.out, top_k=args.top_k, tta=args.tta,
                 batch_size=args.batch_size, image_size=size, thresholds=thr, labels=args.labels,
@@ -1226,6 +1318,7 @@ def run_cli(args: argparse.Namespace) -> int:
                 keep_columns=True if getattr(args, "keep_all_columns", False)
                 else getattr(args, "keep_columns", None),
             )
+            hint = max_pixels_hint(reason for _, reason in result.skipped)  # names the limit used
     except (OSError, ValueError) as err:  # ExportError and LabelMapError are ValueErrors
         if not is_user_error(err):
             raise  # from inside Keras/TensorFlow: the traceback may be needed
@@ -1233,6 +1326,8 @@ def run_cli(args: argparse.Namespace) -> int:
         return 2
     if result.count == 0:
         print(f"keras-species predict: {_nothing_predicted(result, args.input)}", file=sys.stderr)
+        if hint:
+            print(hint, file=sys.stderr)
         return 2
     print(f"predicted {counted(result.count, 'image')} -> {result.out}")
     if result.skipped:
@@ -1245,6 +1340,10 @@ def run_cli(args: argparse.Namespace) -> int:
             print(f"  ... and {len(result.skipped) - 20} more", file=sys.stderr)
         if result.cut_note:
             print(result.cut_note, file=sys.stderr)
+        if hint:
+            print(hint, file=sys.stderr)
+    if result.links_not_followed:
+        print(_loops_line(result.links_not_followed), file=sys.stderr)
     if result.not_images:
         names = ", ".join(result.not_images[:5]) + (" ..." if len(result.not_images) > 5 else "")
         print(f"left out {len(result.not_images)} file(s) whose extension is not an image "

@@ -721,3 +721,22 @@ def test_a_run_folder_without_a_keras_model_is_named_by_its_recipe(tmp_path, cap
             f"{unfinished} is a scratch_cnn run folder without a best.keras (not finished, or "
             f"failed?): keras-species runs {unfinished.parent} shows its status")):
         export_model(unfinished, out)
+
+
+def test_representative_images_that_none_can_be_read_are_named_with_their_reasons(model, tmp_path, capsys):
+    # before: "--representative bad holds no readable image", naming no file and no reason
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.jpg").write_bytes(b"")
+    (bad / "b.png").write_text("nope")
+    model.save(tmp_path / "m.keras")
+    out = tmp_path / "m.tflite"
+    assert cli.main(["export", str(tmp_path / "m.keras"), "--out", str(out), "--quantize", "int8",
+                     "--representative", str(bad)]) == 2
+    assert capsys.readouterr().err == (
+        f"keras-species export: --representative {bad} holds no readable image (none of its 2 "
+        f"file(s) can be read: {bad / 'a.jpg'}: empty file (0 bytes); {bad / 'b.png'}: not an image: "
+        "the file is text starting 'nope'): give the images to calibrate the int8 model on (a "
+        "folder, a CSV or a .txt list of images), or leave --representative out for dynamic-range "
+        "int8\n")
+    assert not out.exists()

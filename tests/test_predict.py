@@ -24,9 +24,11 @@ from keras_species.evaluation.tta import predict_tta
 from keras_species.export import export_model
 from keras_species.models.labels import ClassifierOutput, LabelMap, LabelMapError
 from keras_species.predict import (
+    files_not_predicted,
     image_dataset,
     iter_image_paths,
     iter_predictions,
+    links_not_followed,
     open_predictor,
     predict,
 )
@@ -218,8 +220,8 @@ def test_a_text_file_lists_images_one_per_line(model, folder, tmp_path, capsys):
     elsewhere.parent.mkdir()
     elsewhere.write_text("\n".join(rel) + "\n")
     assert list(iter_image_paths(elsewhere, root=folder)) == good[:3]
-    with pytest.raises(ValueError, match=r"new\.lst is read as a list of paths, one per line .*path_format "
-                                         r"\(--path-format\) does not apply"):
+    with pytest.raises(ValueError, match=r"new\.lst is read as a list of paths, one per line .*--path-format "
+                                         r"\(path_format=\) does not apply"):
         list(iter_image_paths(elsewhere, path_format="{class}/{file}"))
     csv_txt = tmp_path / "labels.txt"  # a .txt with a header naming a path column is a CSV
     csv_txt.write_text("path,label\n" + "".join(f"{p},cod\n" for p in good[:2]))
@@ -1006,3 +1008,104 @@ def test_thresholds_out_of_range_are_named_as_given(tmp_path, capsys):
     with pytest.raises(ValueError, match=re.escape(
             "thresholds=[0.5, 0.5]: 2 thresholds for 3 classes; pass one per class or one number")):
         predict(tagger, root, thresholds=[0.5, 0.5])
+
+
+def _linked_folder(tmp_path: Path) -> Path:
+    """Class folders as a new user's photo folder holds them: ``eel`` a link to a folder
+    elsewhere, a link looping back (``ray/again`` -> ``ray``), a hidden ``.thumbnails`` folder,
+    a ``__MACOSX`` folder and ``Thumbs.db``/``.DS_Store`` files."""
+    root = write_image_folder(tmp_path / "photos", classes=("cod", "ray"), per_class=2)
+    elsewhere = write_image_folder(tmp_path / "elsewhere", classes=("eel",), per_class=2)
+    (root / "eel").symlink_to(elsewhere / "eel", target_is_directory=True)
+    (root / "ray" / "again").symlink_to(root / "ray", target_is_directory=True)
+    for hidden in (".thumbnails", "__MACOSX"):
+        (root / "cod" / hidden).mkdir()
+        Image.new("RGB", (8, 8)).save(root / "cod" / hidden / "small.png")
+    (root / "cod" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+    (root / "cod" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    return root
+
+
+def test_a_folder_is_walked_by_the_folder_readers_rules(tmp_path):
+    # before: a linked class folder was not followed (predict: "no images found" where audit,
+    # split and training read its images), a hidden folder's images were predicted, and
+    # Thumbs.db was listed as a file left out for its extension
+    root = _linked_folder(tmp_path)
+    paths = list(iter_image_paths(root))
+    names = [str(Path(p).relative_to(root)) for p in paths]
+    assert names == ["cod/fish_0_0.png", "cod/fish_1_1.png", "eel/fish_0_0.png", "eel/fish_1_1.png",
+                     "ray/fish_100_0.png", "ray/fish_101_1.png"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the reader's own warning about the loop
+        manifest = sources.load(root)
+    assert sorted(os.path.realpath(p) for p in paths) == sorted(os.path.realpath(p) for p in manifest.paths)
+    assert files_not_predicted(root) == []
+    assert links_not_followed(root) == [str(root / "ray" / "again")]
+
+
+def test_the_command_line_names_a_folder_link_it_did_not_follow(model, tmp_path, capsys):
+    root = _linked_folder(tmp_path)
+    model.save(tmp_path / "m.keras")
+    out = tmp_path / "p.csv"
+    assert cli.main(["predict", str(tmp_path / "m.keras"), str(root), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert (f"did not follow 1 folder link: {root / 'ray' / 'again'} (each leads back to a folder "
+            "above it, a loop, or to a folder already read, whose images would be predicted twice)"
+            ) in err
+    assert "Thumbs.db" not in err
+    assert len(_read_csv(out)) == 6
+    with pytest.warns(UserWarning, match="did not follow 1 folder link"):
+        result = predict(model, root)
+    assert result.links_not_followed == [str(root / "ray" / "again")] and result.count == 6
+
+
+def test_the_command_line_reads_large_images_with_max_pixels_and_names_the_value(model, folder, tmp_path, capsys):
+    # before: predict had no --max-pixels (only audit did), and its report of a skipped large
+    # image gave no way to read it
+    from keras_species.data import images as images_module
+
+    Image.new("RGB", (60, 60)).save(folder / "cod" / "scan.png")  # 3,600 pixels
+    model.save(tmp_path / "m.keras")
+    before = images_module.get_max_pixels()
+    out = tmp_path / "p.csv"
+    argv = ["predict", str(tmp_path / "m.keras"), str(folder / "cod" / "scan.png"), "--out", str(out)]
+    assert cli.main([*argv, "--max-pixels", "2000"]) == 2
+    assert capsys.readouterr().err.endswith(
+        "\n1 file is over the decompression-bomb limit of 2,000 pixels (3,600 pixels): if you trust "
+        "it, pass --max-pixels 3600 to read it, or resize it\n")
+    assert images_module.get_max_pixels() == before
+    assert cli.main([*argv, "--max-pixels", "3600"]) == 0
+    assert _read_csv(out)[0]["error"] == "" and images_module.get_max_pixels() == before
+    assert cli.main(["predict", str(tmp_path / "m.keras"), str(folder), "--out", str(out),
+                     "--max-pixels", "2000"]) == 0
+    assert ("\n1 file is over the decompression-bomb limit of 2,000 pixels (3,600 pixels): if you "
+            "trust it, pass --max-pixels 3600 to read it, or resize it\n") in capsys.readouterr().err
+
+
+def test_a_folder_of_shards_given_as_input_is_named_as_such(model, folder, tmp_path, capsys, monkeypatch):
+    # before: "nothing was predicted: no images found in sh (2 file(s) whose extension is not
+    # an image extension ...)", after the model was opened; audit and split name such a folder
+    import keras_species.predict as predict_module
+    from keras_species.data.shards import write_shards
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fixture's empty file, left out of the shards
+        write_shards(sources.load(folder), tmp_path / "sh")
+    model.save(tmp_path / "m.keras")
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was opened")
+
+    monkeypatch.setattr(predict_module, "open_predictor", no_model)
+    said = (f"{tmp_path / 'sh'} is a folder of TFRecord shards written by `keras-species shard` "
+            f"(it holds shards.json), not images: predict (and export's --representative) read "
+            f"images, so give the data the shards were written from ({folder}); read the shards themselves in Python with "
+            f"keras_species.data.shards.shard_dataset('{tmp_path / 'sh'}', image_size, batch_size)")
+    for given in (tmp_path / "sh", tmp_path / "sh" / "shards.json"):
+        assert cli.main(["predict", str(tmp_path / "m.keras"), str(given)]) == 2
+        assert capsys.readouterr().err == f"keras-species predict: {said}\n"
+    with pytest.raises(ValueError, match=re.escape(said)):
+        predict(tmp_path / "m.keras", tmp_path / "sh")
+    # a photo folder that also holds a shards.json is a photo folder
+    (folder / "shards.json").write_text((tmp_path / "sh" / "shards.json").read_text())
+    assert predict_module._shard_input_problem(folder) is None

@@ -2,8 +2,9 @@
 
 :func:`audit` reads every image of a :class:`~keras_species.data.manifest.Manifest` in parallel
 and reports what a training run would trip over: class counts and imbalance, the majority-class
-baseline, image modes and formats, sizes and distinct resolutions, corrupt files with the reason,
-exact duplicates (and duplicates across splits, i.e. leakage), non-RGB and animated files,
+baseline, image modes and formats, sizes and distinct resolutions, corrupt files with the reason
+(those only over the decompression-bomb limit counted apart too, with the ``--max-pixels`` that
+reads them), exact duplicates (and duplicates across splits, i.e. leakage), non-RGB and animated files,
 extensions that lie about the content, and, when the data has group ids (``--group-regex``, a CSV
 group column), the groups: their sizes, groups with more than one class, images without an id,
 groups on more than one split (leakage) and classes with too few groups for a group-aware split.
@@ -37,7 +38,16 @@ from typing import Any
 import numpy as np
 
 from keras_species.atomic import _write_error, atomic_path, check_output_file, check_output_folder
-from keras_species.data.images import ImageInfo, needs_conversion, probe, read_image
+from keras_species.data.images import (
+    ImageInfo,
+    get_max_pixels,
+    max_pixels_hint,
+    needs_conversion,
+    oversized_pixels,
+    probe,
+    read_image,
+    using_max_pixels,
+)
 from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError, classes_phrase
 
 POLICIES = ("convert", "drop_non_rgb")
@@ -118,7 +128,12 @@ class AuditReport:
         size: ``{"width": {min, max, mean, median}, "height": {...}}`` over readable images.
         n_resolutions: distinct ``(width, height)`` pairs.
         top_resolutions: the most common ``[width, height, count]`` (up to 10).
-        corrupt: ``{path, reason}`` for every file that cannot be read.
+        corrupt: ``{path, reason}`` for every file that cannot be read, the ones over the
+            decompression-bomb limit included (they are not damaged: see ``oversized``).
+        oversized: ``{path, pixels}`` of the files of ``corrupt`` that are only too large: over
+            the decompression-bomb limit ``max_pixels``; trusted, they read with a higher limit
+            (:meth:`oversized_hint` says how).
+        max_pixels: the decompression-bomb limit the scan applied, in pixels (``None``: none).
         duplicates: groups of byte-identical files: ``{sha1, paths, labels, conflicting_labels}``.
         n_duplicate_rows: manifest rows that repeat the same path.
         cross_split_duplicates: duplicate groups that sit on more than one split (leakage):
@@ -163,6 +178,8 @@ class AuditReport:
     n_resolutions: int = 0
     top_resolutions: list[list[int]] = field(default_factory=list)
     corrupt: list[dict[str, str]] = field(default_factory=list)
+    oversized: list[dict[str, Any]] = field(default_factory=list)
+    max_pixels: int | None = None
     duplicates: list[dict[str, Any]] = field(default_factory=list)
     n_duplicate_rows: int = 0
     cross_split_duplicates: list[dict[str, Any]] = field(default_factory=list)
@@ -189,6 +206,7 @@ class AuditReport:
         """The report as a JSON-ready dict (without the per-file ``files``)."""
         out = {k: v for k, v in self.__dict__.items() if k != "files"}
         out["n_corrupt"] = len(self.corrupt)
+        out["n_oversized"] = len(self.oversized)
         out["n_non_rgb"] = len(self.non_rgb)
         out["n_animated"] = len(self.animated)
         out["n_duplicate_groups"] = len(self.duplicates)
@@ -278,13 +296,40 @@ class AuditReport:
         _remove_outputs(out_dir, stale)
         return md
 
+    def oversized_hint(self, flag: str = "--max-pixels") -> str:
+        """How to read the files that are over the decompression-bomb limit, if they are
+        trusted (:func:`~keras_species.data.images.max_pixels_hint`, with the limit the scan
+        applied), or ``""`` when there are none.
+
+        Args:
+            flag: how the limit is raised where the hint is shown (the command's flag).
+
+        Returns:
+            One sentence, e.g. ``"1 file is over the decompression-bomb limit of 89,478,485
+            pixels (90,000,000 pixels): if you trust it, pass --max-pixels 90000000 to read it,
+            or resize it"``.
+
+        Example:
+            >>> AuditReport().oversized_hint()
+            ''
+        """
+        if not self.oversized:
+            return ""
+        reasons = [c["reason"] for c in self.corrupt]
+        if self.max_pixels is None or self.max_pixels == get_max_pixels():
+            return max_pixels_hint(reasons, flag)
+        with using_max_pixels(self.max_pixels):  # a report read back, scanned under another limit
+            return max_pixels_hint(reasons, flag)
+
     def summary(self) -> str:
         """A few lines for the terminal: images, classes, problems, baseline."""
+        too_large = (f" ({len(self.oversized)} of them only over the decompression-bomb limit)"
+                     if self.oversized else "")
         lines = [
             f"{self.n_images} images, {classes_phrase(len(self.class_names), self.multilabel)}, "
             f"scanned in {self.seconds:.1f} s",
             "modes: " + ", ".join(f"{k} {v}" for k, v in self.modes.items()),
-            f"corrupt: {len(self.corrupt)}, non-RGB: {len(self.non_rgb)}, animated: {len(self.animated)}, "
+            f"corrupt: {len(self.corrupt)}{too_large}, non-RGB: {len(self.non_rgb)}, animated: {len(self.animated)}, "
             f"extension mismatch: {self.n_extension_mismatch}",
             f"duplicate groups: {len(self.duplicates)}"
             + (f", across splits: {len(self.cross_split_duplicates)}" if self.split_counts else ""),
@@ -342,21 +387,21 @@ def audit(
     workers = int(workers or min(32, (os.cpu_count() or 1) + 4))
     infos: dict[str, ImageInfo] = {}
     bar = _Progress(len(unique), progress)
-    import PIL.Image
-
-    with warnings.catch_warnings():
-        # Oversized images are reported as corrupt with the fix; PIL's warning would only repeat it.
-        warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)
-        if workers <= 1 or len(unique) <= 1:
-            for p in unique:
-                infos[p] = probe(p)
+    # An oversized image is reported as corrupt with the fix; PIL's DecompressionBombWarning,
+    # which would only repeat it, is silenced by the reader itself around Image.open, the one
+    # call of a probe that emits it (images.pil_warnings_silenced). No scope of its own here:
+    # a warnings.catch_warnings around the pool, entered while another thread's scope was open,
+    # restored that thread's filter on exit and left it on for good.
+    if workers <= 1 or len(unique) <= 1:
+        for p in unique:
+            infos[p] = probe(p)
+            bar.update()
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(probe, p): p for p in unique}
+            for fut in as_completed(futures):
+                infos[futures[fut]] = fut.result()
                 bar.update()
-        else:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                futures = {pool.submit(probe, p): p for p in unique}
-                for fut in as_completed(futures):
-                    infos[futures[fut]] = fut.result()
-                    bar.update()
 
     report = _summarise(manifest, infos)
     report.workers = workers
@@ -453,6 +498,9 @@ def _summarise(manifest: Manifest, infos: dict[str, ImageInfo]) -> AuditReport:
     order = {p: k for k, p in enumerate(dict.fromkeys(manifest.paths))}
     by_path = sorted(infos.values(), key=lambda i: order.get(i.path, len(order)))
     r.corrupt = [{"path": i.path, "reason": i.error} for i in by_path if not i.ok]
+    r.max_pixels = get_max_pixels()  # the limit the scan applied (the hint names it)
+    r.oversized = [{"path": c["path"], "pixels": n} for c in r.corrupt
+                   if (n := oversized_pixels(c["reason"])) is not None]
     r.non_rgb = [{"path": i.path, "mode": i.mode} for i in by_path if i.ok and i.mode != "RGB"]
     r.animated = [{"path": i.path, "n_frames": i.n_frames} for i in by_path if i.ok and i.animated]
     r.extension_mismatch = [
@@ -773,6 +821,7 @@ def clean(
     *,
     policy: str = "convert",
     drop: str | os.PathLike | Iterable[str] | None = None,
+    warn_emptied: bool = True,
 ) -> tuple[Manifest, list[dict[str, str]]]:
     """Drop corrupt files, optionally non-RGB ones and a user's list; nothing is deleted on disk.
 
@@ -787,18 +836,26 @@ def clean(
             that name in every folder; when it matches files in more than one folder a warning
             names it (write ``class/file`` to drop one). Entries that match no image are listed
             in a warning and in ``cleaned.extra["cleaning"]["unmatched_drop"]``.
+        warn_emptied: warn about the classes cleaning leaves without any image
+            (:func:`warn_emptied_classes`). False for a caller that says it itself: ``prepare_data``
+            refuses data left with fewer than 2 classes in a fuller error, and warns otherwise.
 
     Returns:
         ``(cleaned manifest, dropped)`` where ``dropped`` is a list of ``{path, reason}``. The
-        class list is kept as it is (stable indices); a class left without any image is warned
-        about and named in ``cleaned.extra["cleaning"]["emptied_classes"]``.
+        class list is kept as it is (stable indices); a class left without any image is named
+        in ``cleaned.extra["cleaning"]["emptied_classes"]`` (and warned about).
 
     Example:
         >>> cleaned, dropped = clean(m, report, policy="drop_non_rgb", drop=["bad 1.jpg"])  # doctest: +SKIP
     """
     if policy not in POLICIES:
         raise ValueError(f"unknown cleaning policy {policy!r}: choose one of {', '.join(POLICIES)}")
-    reasons: dict[str, str] = {c["path"]: f"corrupt: {c['reason']}" for c in report.corrupt}
+    too_large = {o["path"]: o["pixels"] for o in report.oversized}
+    reasons: dict[str, str] = {
+        c["path"]: f"corrupt: {c['reason']}" + (f"; {_raise_limit_fix(too_large[c['path']])}"
+                                                if c["path"] in too_large else "")
+        for c in report.corrupt
+    }
     if policy == "drop_non_rgb":
         for item in report.non_rgb:
             reasons.setdefault(item["path"], f"non-RGB mode {item['mode']} (policy drop_non_rgb)")
@@ -834,6 +891,34 @@ def clean(
     emptied = [name for name, before, after in
                zip(manifest.class_names, manifest.class_counts(), cleaned.class_counts())
                if before > 0 and after == 0]
+    cleaned.extra["cleaning"] = {"policy": policy, "n_dropped": len(dropped), "emptied_classes": emptied,
+                                 "unmatched_drop": unknown}
+    if warn_emptied:
+        warn_emptied_classes(cleaned, stacklevel=3)
+    return cleaned, dropped
+
+
+def _raise_limit_fix(pixels: int) -> str:
+    """How to read a trusted file of ``pixels`` pixels that is over the decompression-bomb
+    limit: with the commands that have ``--max-pixels``, and in Python (the recipes read with
+    the limit set there)."""
+    return (f"not damaged, only too large: if you trust it, raise the limit (keras-species audit, "
+            f"split, shard or predict --max-pixels {pixels}; in Python "
+            f"keras_species.data.images.set_max_pixels({pixels})), or resize it")
+
+
+def warn_emptied_classes(cleaned: Manifest, *, stacklevel: int = 2) -> None:
+    """Warn about the classes that :func:`clean` left without any image, if any.
+
+    Args:
+        cleaned: a manifest :func:`clean` returned (its ``extra["cleaning"]["emptied_classes"]``).
+        stacklevel: as ``warnings.warn``'s: 2 names the caller of this function.
+
+    Example:
+        >>> cleaned, dropped = clean(m, report, warn_emptied=False)  # doctest: +SKIP
+        >>> warn_emptied_classes(cleaned)                            # doctest: +SKIP
+    """
+    emptied = cleaned.extra.get("cleaning", {}).get("emptied_classes") or []
     if emptied:
         warnings.warn(
             f"cleaning leaves {len(emptied)} class(es) without any image: {', '.join(emptied)} "
@@ -841,11 +926,8 @@ def clean(
             "still get an output for each that it can never learn: fix or replace those files, or "
             "take the class out of the data",
             UserWarning,
-            stacklevel=2,
+            stacklevel=stacklevel,
         )
-    cleaned.extra["cleaning"] = {"policy": policy, "n_dropped": len(dropped), "emptied_classes": emptied,
-                                 "unmatched_drop": unknown}
-    return cleaned, dropped
 
 
 # ---------------------------------------------------------------------------------- files.csv
@@ -1047,6 +1129,7 @@ def _markdown(r: AuditReport) -> str:
         ("majority-class baseline" if not r.multilabel else "majority label-set baseline (exact match)", baseline),
         ("imbalance ratio (largest / smallest class)", fmt_ratio),
         ("corrupt / unreadable", len(r.corrupt)),
+        *([("of them only over the decompression-bomb limit", len(r.oversized))] if r.oversized else []),
         ("non-RGB", len(r.non_rgb)),
         ("animated / multi-page", len(r.animated)),
         ("extension does not fit content", r.n_extension_mismatch),
@@ -1123,6 +1206,12 @@ def _markdown(r: AuditReport) -> str:
     md += ["## Problems", ""]
     md += _file_problems(f"Corrupt or unreadable ({len(r.corrupt)}) — always dropped by `clean`",
                          r.corrupt, "reason", "reason")
+    hint = r.oversized_hint()
+    if hint:
+        largest = max(o["pixels"] for o in r.oversized)
+        md += [f"{hint[0].upper()}{hint[1:]} (`--max-pixels` is a flag of `keras-species audit`, "
+               f"`split`, `shard` and `predict`; in Python: "
+               f"`keras_species.data.images.set_max_pixels({largest})`).", ""]
     md += _file_problems(f"Non-RGB ({len(r.non_rgb)})", r.non_rgb, "mode", "mode")
     md += _file_problems(f"Animated / multi-page ({len(r.animated)}) — the first frame is used",
                          r.animated, "n_frames", "frames")
@@ -1304,12 +1393,16 @@ def run_cli(args) -> int:
     run's ``dropped.csv`` (the header alone when nothing is dropped) and plots, with the files
     of an earlier audit there that this one does not write removed (a printed note names them).
     """
+    # --max-pixels holds for this command only (a process that runs several keeps its limit)
+    with using_max_pixels(args.max_pixels) if args.max_pixels else contextlib.nullcontext():
+        return _run(args)
+
+
+def _run(args) -> int:
+    """:func:`run_cli` under the command's decompression-bomb limit."""
     from keras_species.data import sources
-    from keras_species.data.images import set_max_pixels
     from keras_species.recipe import is_user_error
 
-    if args.max_pixels is not None:
-        set_max_pixels(args.max_pixels)
     try:
         # before the scan: an output that cannot be made or written, or a drop list that cannot
         # be read, fails now
@@ -1340,6 +1433,9 @@ def run_cli(args) -> int:
           + (f"; classes left without images: {', '.join(emptied)}" if emptied else ""))
     if dropped:
         print(f"dropped files and reasons: {os.path.join(args.out, 'dropped.csv')}")
+    hint = report.oversized_hint()
+    if hint:
+        print(hint)
     for note in report.notes:
         if note.startswith(_REPLACED):
             print(f"{args.out}: {note}")

@@ -34,9 +34,10 @@ import contextlib
 import hashlib
 import io
 import os
+import re
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -200,6 +201,28 @@ def set_max_pixels(n: int | None) -> None:
     Image.MAX_IMAGE_PIXELS = _max_pixels
 
 
+@contextlib.contextmanager
+def using_max_pixels(n: int) -> Iterator[None]:
+    """Set the decompression-bomb limit for a ``with`` block (a command's ``--max-pixels``), then
+    put back the limit that was set before.
+
+    Args:
+        n: the most pixels an image may have inside the block.
+
+    Example:
+        >>> with using_max_pixels(200_000_000):
+        ...     get_max_pixels()
+        200000000
+    """
+    global _max_pixels, _unlimited
+    before = (_max_pixels, _unlimited, Image.MAX_IMAGE_PIXELS)
+    set_max_pixels(n)
+    try:
+        yield
+    finally:
+        _max_pixels, _unlimited, Image.MAX_IMAGE_PIXELS = before
+
+
 def get_max_pixels() -> int | None:
     """The current decompression-bomb limit in pixels (``None`` = no limit).
 
@@ -235,6 +258,100 @@ def too_big_message(w: int, h: int, limit: int) -> tuple[str, str]:
         "or resize the file"
     )
     return reason, fix
+
+
+_OVERSIZED = (
+    re.compile(r"([\d,]+) pixels is over the decompression-bomb limit"),  # too_big_message
+    re.compile(r"Image size \((\d+) pixels\) exceeds limit"),  # PIL's DecompressionBombError
+)
+
+
+def oversized_pixels(reason: str) -> int | None:
+    """The pixel count of a file that a reason says is over the decompression-bomb limit.
+
+    Reads the library's wording (:func:`too_big_message`) and PIL's own
+    (``DecompressionBombError``, which PIL raises by itself over twice its limit).
+
+    Args:
+        reason: why a file was not read (an :class:`ImageReadError`'s ``reason``, a
+            ``dropped.csv`` row's).
+
+    Returns:
+        The image's pixels, or ``None`` when the reason is another one.
+
+    Example:
+        >>> oversized_pixels("200x100 = 20,000 pixels is over the decompression-bomb limit of 10,000 pixels")
+        20000
+        >>> oversized_pixels("empty file (0 bytes)") is None
+        True
+    """
+    for pattern in _OVERSIZED:
+        found = pattern.search(reason)
+        if found:
+            return int(found.group(1).replace(",", ""))
+    return None
+
+
+def max_pixels_hint(reasons: Iterable[str], flag: str = "--max-pixels") -> str:
+    """What a command adds under its list of files it could not read when some of them are over
+    the decompression-bomb limit: how to read them, if they are trusted (or ``""``).
+
+    Args:
+        reasons: the reasons of the files left out.
+        flag: how the limit is raised where the message is shown (the command's flag).
+
+    Returns:
+        One sentence, e.g. ``"1 file is over the decompression-bomb limit of 89,478,485 pixels
+        (the largest: 90,000,000 pixels): if you trust it, pass --max-pixels 90000000 to read
+        it, or resize it"``.
+
+    Example:
+        >>> max_pixels_hint(["empty file (0 bytes)"])
+        ''
+    """
+    sizes = [n for n in map(oversized_pixels, reasons) if n is not None]
+    if not sizes:
+        return ""
+    limit = get_max_pixels()
+    one = len(sizes) == 1
+    over = f" of {limit:,} pixels" if limit is not None else ""
+    largest = f"{max(sizes):,} pixels" if one else f"the largest: {max(sizes):,} pixels"
+    it = "it" if one else "them"
+    return (f"{'1 file is' if one else f'{len(sizes)} files are'} over the decompression-bomb "
+            f"limit{over} ({largest}): if you trust {it}, pass {flag} {max(sizes)} to read {it}, "
+            f"or resize {it}")
+
+
+def pil_bomb_message(error: Exception, limit: int | None = None) -> tuple[str, str]:
+    """Why PIL refused an image by itself (``DecompressionBombError``, raised over twice PIL's
+    limit with only the pixel count), and the fix, in :func:`too_big_message`'s wording: one
+    reason for every oversized file, whichever limit caught it.
+
+    Args:
+        error: PIL's ``DecompressionBombError``.
+        limit: the limit the reader applies; default :func:`get_max_pixels`.
+
+    Returns:
+        ``(reason, fix)``.
+
+    Example:
+        >>> err = Image.DecompressionBombError("Image size (40000 pixels) exceeds limit of 10000 "
+        ...                                    "pixels, could be decompression bomb DOS attack.")
+        >>> pil_bomb_message(err, 5000)[0]
+        '40,000 pixels is over the decompression-bomb limit of 5,000 pixels'
+    """
+    pixels = oversized_pixels(str(error))
+    shown = limit if limit is not None else get_max_pixels()
+    if pixels is None or shown is None:
+        return (f"too large for PIL's decompression-bomb limit ({error})",
+                "if the file is trusted, raise the limit with "
+                "keras_species.data.images.set_max_pixels(n), or resize the file")
+    whose = "the "
+    if pixels <= shown and Image.MAX_IMAGE_PIXELS:  # a max_pixels= above PIL's own limit
+        whose, shown = "PIL's own ", 2 * Image.MAX_IMAGE_PIXELS
+    return (f"{pixels:,} pixels is over {whose}decompression-bomb limit of {shown:,} pixels",
+            "if the file is trusted, raise the limit with "
+            f"keras_species.data.images.set_max_pixels({pixels}), or resize the file")
 
 
 def describe_non_image(data: bytes) -> str:
@@ -276,13 +393,7 @@ def _open(data: bytes, path: str, limit: int | None) -> Image.Image:
         with pil_warnings_silenced(Image.DecompressionBombWarning):
             im = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as e:
-        reason = f"too large for PIL's decompression-bomb limit ({e})"
-        raise ImageReadError(
-            path,
-            reason,
-            "if the file is trusted, raise the limit with "
-            "keras_species.data.images.set_max_pixels(n), or resize the file",
-        ) from e
+        raise ImageReadError(path, *pil_bomb_message(e, limit)) from e
     except UnidentifiedImageError as e:
         raise ImageReadError(path, describe_non_image(data)) from e
     except (OSError, ValueError, SyntaxError) as e:
@@ -299,14 +410,39 @@ def _read_bytes(path: str) -> bytes:
         with open(path, "rb") as f:
             return f.read()
     except FileNotFoundError as e:
-        raise ImageReadError(
-            path, "file not found" + _other_forms_note(path),
-            "check the path (and the manifest's root folder)"
-        ) from e
+        reason = missing_file_reason(path)
+        fix = ("point the link at the image, or remove the link" if os.path.islink(path) else
+               "check the path (and the manifest's root folder)")
+        raise ImageReadError(path, reason, fix) from e
     except IsADirectoryError as e:
         raise ImageReadError(path, "is a folder, not a file", "point to an image file") from e
     except OSError as e:
         raise ImageReadError(path, f"cannot open the file ({e.strerror or e})") from e
+
+
+def missing_file_reason(path: str | os.PathLike) -> str:
+    """Why a file that cannot be found is not read: ``"file not found"``, or, for a link whose
+    target is gone (a photo library moved, a link copied from another machine), what it points
+    to; a name found only in another Unicode form is named too. One wording for every reader.
+
+    Args:
+        path: the file that was not found.
+
+    Returns:
+        The reason, e.g. ``"a link to a file that does not exist (/old/disk/x.png)"``.
+
+    Example:
+        >>> missing_file_reason("/no/such/file.png")
+        'file not found'
+    """
+    path = os.fspath(path)
+    if os.path.islink(path):
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        return f"a link to a file that does not exist ({target})"
+    return "file not found" + _other_forms_note(path)
 
 
 def _other_forms_note(path: str) -> str:

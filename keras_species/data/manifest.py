@@ -158,8 +158,13 @@ class Manifest:
                 f"{len(self.class_names)} class names"
             )
         if labels.ndim == 1 and n and (labels.max() >= len(self.class_names) or labels.min() < UNLABELLED):
-            bad = labels[(labels >= len(self.class_names)) | (labels < UNLABELLED)][0]
-            raise ManifestError(f"label index {bad} is outside 0..{len(self.class_names) - 1}")
+            row = int(np.flatnonzero((labels >= len(self.class_names)) | (labels < UNLABELLED))[0])
+            raise ManifestError(
+                f"label index {labels[row]} of row {row} ({self.paths[row]!r}) is outside "
+                f"0..{len(self.class_names) - 1}, the indices of the {len(self.class_names)} class "
+                f"names {_shortened(self.class_names, 8)}: give each image the index of its class "
+                f"in class_names, or {UNLABELLED} for an image without a label"
+            )
         for name, column in (("groups", self.groups), ("splits", self.splits)):
             if column is not None:
                 if len(column) != n:
@@ -479,14 +484,17 @@ class Manifest:
             if not isinstance(doc.get(key), list):
                 found = "is missing" if key not in doc else f"holds a JSON {json_type(doc[key])}"
                 raise ManifestError(f"{path}: {key!r} {found}, not a list: {fix}")
-        return cls(
-            paths=doc["paths"],
-            labels=np.array(doc["labels"]),
-            class_names=doc["class_names"],
-            groups=doc.get("groups"),
-            splits=doc.get("splits"),
-            source=doc.get("source", path),
-        )
+        try:
+            return cls(
+                paths=doc["paths"],
+                labels=np.array(doc["labels"]),
+                class_names=doc["class_names"],
+                groups=doc.get("groups"),
+                splits=doc.get("splits"),
+                source=doc.get("source", path),
+            )
+        except ManifestError as e:  # a hand edit: name the file (the row is in the message)
+            raise ManifestError(f"{path}: {e}") from e
 
     def summary(self) -> str:
         """One line: images, classes, label type, splits.

@@ -189,6 +189,18 @@ def _read_ends(path: str, head_bytes: int = _HEAD) -> tuple[bytes, bytes, int]:
         os.close(fd)
 
 
+def _open_failure(path: str, error: OSError) -> str:
+    """Why a file could not be opened, in :func:`keras_species.data.images.read_image`'s words
+    (a missing file, a link whose target is gone, a folder), so that every command names it alike."""
+    from keras_species.data.images import missing_file_reason
+
+    if isinstance(error, FileNotFoundError):
+        return missing_file_reason(path)
+    if isinstance(error, IsADirectoryError):
+        return "is a folder, not a file"
+    return f"cannot open the file ({error.strerror or error})"
+
+
 def classify_file(path: str, max_pixels: int | None | bool = False) -> tuple[int, str]:
     """Decide, cheaply, how one image file is decoded.
 
@@ -219,7 +231,7 @@ def classify_file(path: str, max_pixels: int | None | bool = False) -> tuple[int
     try:
         head, tail, size = _read_ends(path)
     except OSError as e:
-        return KIND_BAD, f"cannot open the file ({e.strerror or e})"
+        return KIND_BAD, _open_failure(path, e)
     if size == 0:
         return KIND_BAD, "empty file (0 bytes)"
     kind = _raw_kind(head, tail, max_pixels)
@@ -227,7 +239,7 @@ def classify_file(path: str, max_pixels: int | None | bool = False) -> tuple[int
         try:  # a JPEG whose frame header lies past the first bytes (a large EXIF block)
             head = _read_ends(path, _LONG_HEAD)[0]
         except OSError as e:
-            return KIND_BAD, f"cannot open the file ({e.strerror or e})"
+            return KIND_BAD, _open_failure(path, e)
         kind = _raw_kind(head, tail, max_pixels)
     if kind is not None:
         return kind, ""
@@ -240,7 +252,12 @@ def _classify_with_pil(path: str, size: int, limit: int | None) -> tuple[int, st
     and training name it alike."""
     from PIL import Image, UnidentifiedImageError
 
-    from keras_species.data.images import describe_non_image, pil_warnings_silenced, too_big_message
+    from keras_species.data.images import (
+        describe_non_image,
+        pil_bomb_message,
+        pil_warnings_silenced,
+        too_big_message,
+    )
 
     try:
         with open(path, "rb") as f:
@@ -260,6 +277,8 @@ def _classify_with_pil(path: str, size: int, limit: int | None) -> tuple[int, st
                         orientation = 0
     except UnidentifiedImageError:
         return KIND_BAD, describe_non_image(head)
+    except Image.DecompressionBombError as e:  # over twice PIL's limit: as any oversized file
+        return KIND_BAD, pil_bomb_message(e, limit)[0]
     except Exception as e:  # noqa: BLE001 - any failure to open means "not a readable image"
         return KIND_BAD, f"broken image header ({str(e) or type(e).__name__})"
     if limit is not None and width * height > limit:

@@ -367,6 +367,10 @@ def _classes_with_images(m: Manifest) -> list[str]:
 
 def _drop_kind(reason: str) -> str:
     """What kind of drop a reason of ``audit.clean`` is, as a summary names it."""
+    from keras_species.data.images import oversized_pixels
+
+    if reason.startswith("corrupt") and oversized_pixels(reason) is not None:
+        return "over the decompression-bomb limit (not damaged, only too large)"
     if reason.startswith("corrupt"):
         return "unreadable (empty, truncated or not an image)"
     if reason.startswith("non-RGB"):
@@ -530,16 +534,19 @@ def prepare_data(
     before = m
     if audit:
         report = audit_mod.audit(m, audit_dir, progress=progress)
-        m, dropped = audit_mod.clean(m, report, policy=clean_policy, drop=drop)
+        m, dropped = audit_mod.clean(m, report, policy=clean_policy, drop=drop, warn_emptied=False)
     elif drop is not None or clean_policy != "convert":
         warnings.warn(
             "audit=False: the drop list and the cleaning policy need the audit; they are applied "
             "with an empty audit (only the drop list takes effect)",
             stacklevel=2,
         )
-        m, dropped = audit_mod.clean(m, audit_mod.AuditReport(), policy=clean_policy, drop=drop)
+        m, dropped = audit_mod.clean(m, audit_mod.AuditReport(), policy=clean_policy, drop=drop,
+                                     warn_emptied=False)
     if dropped:
         _check_cleaning_left_classes(before, m, dropped, name, audit_dir if audit else None)
+        # said once: the error above when too few classes are left, else clean's warning
+        audit_mod.warn_emptied_classes(m, stacklevel=3)
     # the drop-list lines that named no image (clean only warns about them): for the report
     unmatched = list(m.extra.get("cleaning", {}).get("unmatched_drop", []))
     if added:

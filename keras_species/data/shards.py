@@ -58,6 +58,7 @@ import io
 import json
 import math
 import os
+import sys
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -66,7 +67,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from keras_species.atomic import commit, process_running, temporary_path
-from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError
+from keras_species.data.images import max_pixels_hint, using_max_pixels
+from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError, counted
 from keras_species.jsonfile import kind_problem, parse_json, read_json_file
 
 SIDECAR = "shards.json"
@@ -406,7 +408,28 @@ def write_shards(
     if skipped:
         lines = "\n".join(f"  {p}: {r}" for p, r in skipped.items())
         warnings.warn(f"left {len(skipped)} unreadable image(s) out of the shards:\n{lines}", stacklevel=2)
+        emptied = _classes_left_empty(manifest, rows, skipped)
+        if emptied:
+            warnings.warn(
+                f"the shards hold no image of {counted(len(emptied), 'class', 'classes')}: "
+                f"{', '.join(emptied)} (every file of each is unreadable; the reasons are above and "
+                f"in {SIDECAR}'s 'skipped'). A model would still get an output for each that it can "
+                "never learn: fix or replace those files, or take the class out of the data",
+                stacklevel=2)
     return files
+
+
+def _classes_left_empty(manifest: Manifest, rows: list[int], skipped: dict[str, str]) -> list[str]:
+    """The classes that some of ``rows`` hold but none of the rows written (their files are all
+    in ``skipped``), as ``keras-species split`` and ``audit`` name them."""
+    before: Counter[int] = Counter()
+    after: Counter[int] = Counter()
+    for i in rows:
+        for k in _label_indices(manifest, i):
+            before[k] += 1
+            if manifest.paths[i] not in skipped:
+                after[k] += 1
+    return [manifest.class_names[k] for k in sorted(before) if not after[k]]
 
 
 # ---------------------------------------------------------------------------------- reading
@@ -737,7 +760,8 @@ def shard_dataset(
 
 
 # ---------------------------------------------------------------------------------- sources
-def shard_folder_problem(folder: str | os.PathLike) -> str | None:
+def shard_folder_problem(folder: str | os.PathLike,
+                         readers: str = "audit, split, shard and a recipe's --data read") -> str | None:
     """Why ``folder`` cannot be read as images: it holds shards that :func:`write_shards` wrote.
 
     ``audit``, ``split``, ``shard`` and the recipes' ``--data`` read images (a folder of class
@@ -747,6 +771,8 @@ def shard_folder_problem(folder: str | os.PathLike) -> str | None:
 
     Args:
         folder: a local folder.
+        readers: the commands that were given it and the verb, as the line names them
+            (``"predict reads"``).
 
     Returns:
         None when ``folder`` holds no ``shards.json``; else one line naming the folder, the data
@@ -764,7 +790,7 @@ def shard_folder_problem(folder: str | os.PathLike) -> str | None:
     source = doc.get("source") if doc else None
     origin = f" ({source})" if isinstance(source, str) and source else ""
     return (f"{os.fspath(folder)} is a folder of TFRecord shards written by `keras-species shard` "
-            f"(it holds {SIDECAR}), not images: audit, split, shard and a recipe's --data read "
+            f"(it holds {SIDECAR}), not images: {readers} "
             f"images, so give the data the shards were written from{origin}; read the shards "
             f"themselves in Python with keras_species.data.shards.shard_dataset("
             f"{os.fspath(folder)!r}, image_size, batch_size)")
@@ -803,6 +829,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default=None, metavar="NAME",
                         help="write only the images of this split (the data's split column, e.g. "
                              "train); default: every image, each record keeping its split")
+    parser.add_argument("--max-pixels", type=positive_int, default=None, metavar="N",
+                        help="decompression-bomb limit in pixels per image (default: PIL's, about "
+                             "89 megapixels); larger images are left out")
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -822,12 +851,17 @@ def run_cli(args: argparse.Namespace) -> int:
     """
     from keras_species.data import sources
 
-    manifest = sources.load(args.data, **sources.source_options(args))  # errors: keras_species.cli
-    split = getattr(args, "split", None)
-    files = write_shards(manifest, args.out, image_size=args.image_size, shard_size=args.shard_size,
-                         quality=args.quality, workers=args.workers, seed=getattr(args, "seed", 0),
-                         split=split)
-    doc = read_sidecar(args.out)
+    max_pixels = getattr(args, "max_pixels", None)
+    with using_max_pixels(max_pixels) if max_pixels else contextlib.nullcontext():
+        manifest = sources.load(args.data, **sources.source_options(args))  # errors: keras_species.cli
+        split = getattr(args, "split", None)
+        files = write_shards(manifest, args.out, image_size=args.image_size, shard_size=args.shard_size,
+                             quality=args.quality, workers=args.workers, seed=getattr(args, "seed", 0),
+                             split=split)
+        doc = read_sidecar(args.out)
+        hint = max_pixels_hint(doc["skipped"].values())
+    if hint:
+        print(hint, file=sys.stderr)
     of = (f"the {manifest.splits.count(split)} images of split {split!r} "
           f"(--split; the data: {manifest.summary()})" if split is not None
           else f"{len(manifest)} images ({manifest.summary()})")

@@ -92,7 +92,8 @@ def groups_from_regex(paths: Sequence[str], regex: str) -> list[str]:
     try:
         pattern = re.compile(regex)
     except re.error as e:
-        raise ManifestError(f"group_regex '{regex}' is not a valid regular expression: {e}") from e
+        raise ManifestError(f"--group-regex '{regex}' (group_regex=) is not a valid regular "
+                            f"expression: {e}") from e
     groups = []
     matched = 0
     for p in paths:
@@ -103,13 +104,14 @@ def groups_from_regex(paths: Sequence[str], regex: str) -> list[str]:
         what = "matched none" if not matched else "gave an empty group id for each"
         names = [os.path.basename(p) for p in paths[:2]]
         raise ManifestError(
-            f"group_regex '{regex}' (--group-regex) {what} of the {len(paths)} file names (e.g. "
+            f"--group-regex '{regex}' (group_regex=) {what} of the {len(paths)} file names (e.g. "
             f"{', '.join(names)}), so each file would be its own group and images of one group "
             "could land in different splits: check the pattern against these names (a capture "
             r"group around the id: the shared fish4knowledge23 set needs 'fish_(\d+)_'), or "
             "leave it out to split file by file"
         )
-    return _own_groups_where_empty(groups, paths, f"group_regex '{regex}' matched no group in")
+    return _own_groups_where_empty(groups, paths, f"--group-regex '{regex}' (group_regex=) matched "
+                                                  "no group in")
 
 
 def _own_groups_where_empty(groups: Sequence[str | None], paths: Sequence[str], what: str) -> list[str]:
@@ -151,7 +153,20 @@ def _names(items: Iterable, n: int = _SHOW) -> str:
     return text + (f" and {len(items) - n} more" if len(items) > n else "")
 
 
-def _is_hidden(name: str) -> bool:
+def is_hidden(name: str) -> bool:
+    """Whether the folder readers pass over a file or folder of this name: hidden (``.DS_Store``,
+    ``.thumbnails``), ``__MACOSX`` (a macOS zip's resource forks) or ``Thumbs.db`` (Windows).
+
+    Args:
+        name: a file or folder name (not a path).
+
+    Returns:
+        True when it is passed over.
+
+    Example:
+        >>> [is_hidden(n) for n in (".DS_Store", "__MACOSX", "Thumbs.db", "cod")]
+        [True, True, True, False]
+    """
     return name.startswith(".") or name.startswith("__MACOSX") or name == "Thumbs.db"
 
 
@@ -170,8 +185,8 @@ def _image_files(folder: Path, exts: tuple[str, ...]) -> tuple[list[str], list[s
     real_folder = os.path.realpath(folder)
     linked: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        n_hidden += sum(_is_hidden(d) for d in dirnames)
-        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
+        n_hidden += sum(is_hidden(d) for d in dirnames)
+        dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
         prefix = dirpath + os.sep
         for d in [d for d in dirnames if os.path.islink(prefix + d)]:
             real = os.path.realpath(prefix + d)
@@ -180,7 +195,7 @@ def _image_files(folder: Path, exts: tuple[str, ...]) -> tuple[list[str], list[s
                 loops.append(prefix + d)
             linked.add(real)
         for f in filenames:
-            if _is_hidden(f):
+            if is_hidden(f):
                 n_hidden += 1
                 continue
             dot = f.rfind(".")  # -1: no extension (a leading dot was skipped as hidden above)
@@ -234,8 +249,8 @@ def from_folder(
         raise ManifestError(f"{root_path} is not a folder: give a folder with one subfolder per class")
     exts = _norm_exts(extensions)
     entries = sorted(os.listdir(root_path))
-    class_dirs = class_order(e for e in entries if not _is_hidden(e) and (root_path / e).is_dir())
-    top_images = [e for e in entries if not _is_hidden(e) and (root_path / e).is_file()
+    class_dirs = class_order(e for e in entries if not is_hidden(e) and (root_path / e).is_dir())
+    top_images = [e for e in entries if not is_hidden(e) and (root_path / e).is_file()
                   and os.path.splitext(e)[1].lower() in exts]
     if not class_dirs:
         from keras_species.data.shards import shard_folder_problem  # lazy: shards imports sources
@@ -281,7 +296,7 @@ def from_folder(
         labels.extend([len(class_names) - 1] * len(found))
     if skipped:
         warnings.warn(
-            f"skipped {len(skipped)} non-image files under {root_path} (extension not in "
+            f"skipped {counted(len(skipped), 'non-image file')} under {root_path} (extension not in "
             f"{', '.join(exts)}), e.g. {_names(skipped, 3)}"
             + (f"; also ignored {n_hidden} hidden files/folders" if n_hidden else ""),
             stacklevel=2,
@@ -328,7 +343,7 @@ def _read_csv_rows(path: str, text: str | None = None
     while skip < len(lines) and (lines[skip].startswith("#") or not lines[skip].strip()):
         skip += 1
     if skip >= len(lines):
-        raise ManifestError(f"{path} has no header row: the first line must name the columns")
+        raise ManifestError(_no_header_problem(path, lines))
     try:
         dialect = csv.Sniffer().sniff(lines[skip], delimiters=",;\t")
         delimiter = dialect.delimiter
@@ -360,6 +375,25 @@ def _read_csv_rows(path: str, text: str | None = None
             f"contains {delimiter!r} must be quoted, as in \"a{delimiter} b.jpg\""
         )
     return header, rows, skip + 2, short
+
+
+_CSV_LAYOUT = ("a CSV holds a header row naming its columns (e.g. path,label) and one row per "
+               "image below it")
+
+
+def _no_header_problem(path: str, lines: Sequence[str]) -> str:
+    """Why a CSV without a header row cannot be read: it is empty (0 bytes: a copy or an export
+    that failed), or it holds only blank lines and ``#`` comments; either way, what it should
+    hold."""
+    try:
+        empty = os.path.getsize(path) == 0
+    except OSError:  # text given by a caller for a file gone since: judge by the text
+        empty = not lines
+    if empty:
+        return (f"{path} is empty (0 bytes): {_CSV_LAYOUT} (a failed export or copy? write or "
+                "copy it again)")
+    what = "blank lines and # comments" if any(ln.strip() for ln in lines) else "blank lines"
+    return f"{path} has no header row (it holds only {what}): {_CSV_LAYOUT}"
 
 
 def _find_column(header: Sequence[str], wanted: str | None, candidates: Sequence[str], what: str,
@@ -756,7 +790,7 @@ def _check_missing(listed: ListedFiles, on_missing: str, unit: str, hint: str = 
             f"{hint}{fix}{cut}"
         )
     warnings.warn(
-        f"{listed.source}: skipped {len(missing)} {unit} whose file does not exist "
+        f"{listed.source}: skipped {counted(len(missing), unit[:-1], unit)} whose file does not exist "
         f"(e.g. {_with_lines(lines, missing, 3)}){'; ' + forms if forms else ''}{cut}",
         stacklevel=3,
     )
@@ -796,6 +830,64 @@ def _class_folder_hint(base: Path, header: Sequence[str], rows: Sequence[dict], 
             f"Python: path_format='{fmt}'); else ")
 
 
+def _duplicate_rows_note(path: str, dropped: Sequence[tuple[int, int]], line_of: Sequence[int],
+                         rel_paths: Sequence[str], with_splits: bool) -> str:
+    """The warning about the rows :func:`from_csv` dropped as repeats of an earlier row (same
+    file, same label and split): which line repeats which (the first :data:`_SHOW`)."""
+    pairs = [f"line {line_of[i]} repeats line {line_of[j]} ({rel_paths[i]!r})"
+             for i, j in dropped[:_SHOW]]
+    more = f" and {len(dropped) - _SHOW} more" if len(dropped) > _SHOW else ""
+    same = "same file, same label and split" if with_splits else "same file, same label"
+    it = "it" if len(dropped) == 1 else "them"
+    return (f"{path}: dropped {counted(len(dropped), 'duplicate row')} ({same}): "
+            f"{', '.join(pairs)}{more}; each file is read once (delete the repeated "
+            f"{'row' if len(dropped) == 1 else 'rows'} to silence this, or keep {it}: nothing "
+            "changes)")
+
+
+def _warn_classes_without_images(path: str, names: Sequence[str], labels: np.ndarray,
+                                  keep: np.ndarray, *, given: bool, columns: bool) -> None:
+    """Warn about the classes of a CSV's class list that none of its kept rows carries: named in
+    ``class_names`` (``given``) or a 0/1 class column (``columns``) but on no row, or left
+    without rows when the rows of missing files were skipped. The class list keeps them (stable
+    indices), so a model would get an output for each that it can never learn."""
+    def per_class(rows: np.ndarray) -> np.ndarray:
+        if rows.ndim == 2:
+            return rows.sum(axis=0)
+        return np.bincount(rows[rows >= 0], minlength=len(names))
+
+    def it(items: Sequence[str]) -> str:
+        return "it" if len(items) == 1 else "them"
+
+    kept, every = per_class(labels[keep]), per_class(labels)
+    empty = [c for c, n in zip(names, kept) if n == 0]
+    if not empty:
+        return
+    never = [c for c, n in zip(names, every) if n == 0]
+    skipped = [c for c in empty if c not in never]
+    why, fixes = [], []
+    if never and given:
+        why.append(f"class_names lists {_names(never, 10)}, which no row carries")
+        fixes.append(f"add rows of images of {it(never)}, or leave {it(never)} out of class_names")
+    elif never:
+        column, holds = ("column", "holds") if len(never) == 1 else ("columns", "hold")
+        why.append(f"the class {column} {_names(never, 10)} {holds} only 0 (no row carries "
+                   f"{it(never)})")
+        fixes.append(f"add images of {it(never)}, or leave the {column} out (name the class "
+                     "columns with class_columns=[...])")
+    if skipped:
+        why.append(f"every row of {_names(skipped, 10)} names a missing file (skipped)")
+        fixes.append("put the files back (or fix the paths)")
+    warnings.warn(
+        f"{path}: {counted(len(empty), 'class', 'classes')} without any image: {'; '.join(why)}. "
+        f"A model trained on this data would still get an output for "
+        f"{'it' if len(empty) == 1 else 'each'}, one it can never learn, and a split cannot give "
+        f"{it(empty)} images: {'; '.join(fixes)}",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
 def from_csv(
     path: str | os.PathLike,
     *,
@@ -823,6 +915,9 @@ def from_csv(
     (default: the CSV's folder, or its ``images/`` subfolder when the files are there).
     A file whose last line has no line end and a label (or a tag of its set) that no other row
     has is warned about (a copy cut mid-label); messages about missing files name their lines.
+    Rows that repeat an earlier row (same file, label and split) are dropped with a warning that
+    names their lines; a class left without any image (in ``class_names`` or a 0/1 class column
+    but on no row, or every row of it skipped) is warned about.
 
     Args:
         path: the CSV (``,``, ``;`` or tab separated; UTF-8; leading ``#`` lines ignored).
@@ -836,7 +931,8 @@ def from_csv(
         root: folder the relative paths are relative to.
         path_format: build the path from several columns, e.g. ``"{class}/{file}"``.
         class_names: the allowed classes in index order; a label outside it is an error listing
-            the rows. Default: the distinct labels in :func:`class_order` (or the class columns in CSV order).
+            the rows, and a class no row carries is kept (stable indices) and warned about.
+            Default: the distinct labels in :func:`class_order` (or the class columns in CSV order).
         on_missing: ``"error"`` (default) or ``"skip"`` rows whose file does not exist.
 
     Returns:
@@ -912,7 +1008,7 @@ def from_csv(
             raise ManifestError(
                 f"{path}: the label-set column {lcol!r} holds only 0 and 1: it reads as one 0/1 "
                 f"column of a tag, not as ';'-separated tags. Give the tags as 0/1 columns instead: "
-                f"leave the label-set column out (--labels-col; in Python labels_col=) and the 0/1 "
+                f"leave the label-set column out (rename it; in Python, leave out labels_col=) and the 0/1 "
                 f"columns are found{' (' + ', '.join(others[:8]) + ')' if others else ''}, or name "
                 "a column that holds tag names"
             )
@@ -991,7 +1087,7 @@ def from_csv(
 
     # --- duplicate rows
     first_seen: dict[str, int] = {}
-    dropped: list[str] = []
+    dropped: list[tuple[int, int]] = []  # (the repeated row, the row it repeats)
     conflicts: list[str] = []
     for i in np.flatnonzero(keep):
         p = abs_paths[i]
@@ -1003,7 +1099,7 @@ def from_csv(
         same_split = splits is None or splits[i] == splits[j]
         if same_label and same_split:
             keep[i] = False
-            dropped.append(p)
+            dropped.append((i, j))
         else:
             what = "label" if not same_label else "split"
             conflicts.append(f"{rel_paths[i]!r} (lines {line_of[j]} and {line_of[i]} differ in {what})")
@@ -1014,10 +1110,10 @@ def from_csv(
             "use a ';'-separated labels column)"
         )
     if dropped:
-        warnings.warn(
-            f"{path}: dropped {len(dropped)} duplicate rows (same file, same label), e.g. {_names(dropped, 3)}",
-            stacklevel=2,
-        )
+        warnings.warn(_duplicate_rows_note(path, dropped, line_of, rel_paths, splits is not None),
+                      stacklevel=2)
+    _warn_classes_without_images(path, names, labels, keep, given=allowed is not None,
+                                 columns=class_columns is not None)
 
     idx = np.flatnonzero(keep)
     kept_paths = [abs_paths[i] for i in idx]
@@ -1373,8 +1469,8 @@ class SourceKind:
         >>> kind = source_kind("demo")
         >>> kind.kind, kind.options
         ('the embedded demo set', ('group_regex',))
-        >>> kind.problem("demo", ["root"])[:70]
-        'demo is read as the embedded demo set, to which root (--root) does not'
+        >>> kind.problem("demo", ["root"])[:71]
+        'demo is read as the embedded demo set, to which --root (root=) does not'
     """
 
     kind: str
@@ -1394,7 +1490,7 @@ class SourceKind:
 
         Example:
             >>> SourceKind("a CSV", ("root",)).problem("l.csv", ["extensions"])
-            'l.csv is read as a CSV, to which extensions=[...] in Python does not apply: leave it out (the options for a CSV: root (--root))'
+            'l.csv is read as a CSV, to which extensions=[...] (Python only) does not apply: leave it out (the options for a CSV: --root (root=))'
         """
         one = len(unknown) == 1
         note = self.note or f"the options for {self.kind}: {_option_names(self.options) or 'none'}"
@@ -1431,8 +1527,8 @@ def _fixed(kind: str, read: Callable[[], Manifest]) -> tuple[SourceKind, Callabl
             m.groups = groups_from_regex(m.paths, group_regex)
         return m
 
-    return SourceKind(kind, _FIXED, "its paths and labels are fixed; only group_regex "
-                      "(--group-regex) applies"), read_regrouped
+    return SourceKind(kind, _FIXED, "its paths and labels are fixed; only --group-regex "
+                      "(group_regex=) applies"), read_regrouped
 
 
 def _list_kind(source: str | os.PathLike) -> tuple[SourceKind, Callable[..., Manifest]]:
@@ -1441,8 +1537,8 @@ def _list_kind(source: str | os.PathLike) -> tuple[SourceKind, Callable[..., Man
     why = ("a .lst file is one" if os.fspath(source).lower().endswith(".lst") else
            f"its first line is not a CSV header naming a path column: {', '.join(PATH_COLUMNS)}")
     return _read_with(from_path_list, Path(source).expanduser(), f"a list of paths, one per line ({why})",
-                      note="a list takes root (--root), on_missing (--on-missing) and group_regex "
-                      "(--group-regex); for other options give the data as a .csv file")
+                      note="a list takes --root (root=), --on-missing (on_missing=) and "
+                      "--group-regex (group_regex=); for other options give the data as a .csv file")
 
 
 def _list_options_problem(source: str | os.PathLike, names: Sequence[str]) -> str:
@@ -1458,17 +1554,21 @@ def _keyword_options(reader: Callable[..., Manifest]) -> tuple[str, ...]:
     return tuple(sorted(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY))
 
 
-_PYTHON_ONLY = {"extensions": "extensions=[...] in Python"}
+_OPTION_FLAGS = {"group_regex": "--group-regex", "path_format": "--path-format", "root": "--root",
+                 "image_root": "--root", "on_missing": "--on-missing"}
+"""The commands' flag of each reader option that has one."""
+
+_PYTHON_ONLY = {"extensions": "extensions=[...] (Python only)"}
 """Reader options that no command has a flag for, as messages name them (a command-line user
 would look for ``--extensions`` in vain)."""
 
 
 def _option_names(names: Iterable[str]) -> str:
-    """Reader options as a user may have given them: ``root (--root)``, ``extensions=[...] in
-    Python`` (no flag), ``label_col``."""
-    flags = {"group_regex": "--group-regex", "path_format": "--path-format", "root": "--root",
-             "image_root": "--root", "on_missing": "--on-missing"}
-    return ", ".join(f"{n} ({flags[n]})" if n in flags else _PYTHON_ONLY.get(n, n) for n in names)
+    """Reader options as messages name them, the flag first as everywhere: ``--root (root=)``;
+    an option without a flag as its Python keyword: ``extensions=[...] (Python only)``,
+    ``label_col=``."""
+    return ", ".join(f"{_OPTION_FLAGS[n]} ({n}=)" if n in _OPTION_FLAGS
+                     else _PYTHON_ONLY.get(n, f"{n}=") for n in names)
 
 
 def source_name(source: str | os.PathLike | Manifest) -> str:
@@ -1496,7 +1596,7 @@ def _reader(source: str | os.PathLike | Manifest) -> tuple[SourceKind, Callable[
         kind, read = _fixed("a Manifest, read already", lambda: source)
         return replace(kind, lead="is given as", note=(
             "they apply while a file is read: give the file's path instead, with them; only "
-            "group_regex (--group-regex) applies to a Manifest")), read
+            "--group-regex (group_regex=) applies to a Manifest")), read
     if str(source) == "demo":
         from keras_species.data.demo import load_demo
 

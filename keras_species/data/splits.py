@@ -31,19 +31,22 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import math
 import os
 import re
 import shlex
 import sys
+import unicodedata
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError
+from keras_species.data.images import max_pixels_hint, using_max_pixels
+from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError, counted
 
 DEFAULT_RATIOS = (0.7, 0.15, 0.15)
 DEFAULT_NAMES = ("train", "val", "test")
@@ -56,14 +59,35 @@ DROPPED_HEADER = ["path", "reason"]
 
 
 # ---------------------------------------------------------------------------------- helpers
-def _check_ratios(ratios: Sequence[float], names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+def ratios_problem(ratios: Sequence[float]) -> str | None:
+    """Why ``ratios`` cannot make a ratio split (2 or 3 numbers above 0 that sum to 1 within
+    0.01), or None when they can.
+
+    Args:
+        ratios: train, val[, test] fractions.
+
+    Returns:
+        None, or the reason as a short phrase (the caller names the values).
+
+    Example:
+        >>> ratios_problem([0.9, 0.2, 0.1])
+        'they must sum to 1 within 0.01 (sum 1.2)'
+    """
     r = np.asarray(ratios, dtype=np.float64)
     if r.ndim != 1 or len(r) not in (2, 3):
-        raise ManifestError(f"ratios must have 2 or 3 values (train, val[, test]), got {list(ratios)}")
+        return "give 2 or 3 values (train, val[, test])"
     if not np.isfinite(r).all() or (r <= 0).any():
-        raise ManifestError(f"every ratio must be a number > 0, got {list(ratios)}")
+        return "every ratio must be a number > 0"
     if abs(r.sum() - 1.0) > RATIO_SUM_TOLERANCE:
-        raise ManifestError(f"ratios must sum to 1, got {list(ratios)} (sum {r.sum():.4g})")
+        return f"they must sum to 1 within 0.01 (sum {r.sum():.4g})"
+    return None
+
+
+def _check_ratios(ratios: Sequence[float], names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    problem = ratios_problem(ratios)
+    if problem:
+        raise ManifestError(f"ratios {list(ratios)}: {problem}")
+    r = np.asarray(ratios, dtype=np.float64)
     r = r / r.sum()  # rounded thirds (0.33 0.33 0.33) are meant as thirds
     if len(names) < len(r):
         raise ManifestError(f"{len(r)} ratios but only {len(names)} split names {list(names)}")
@@ -128,7 +152,7 @@ def _warn_absent(m: Manifest, names: Sequence[str]) -> None:
         absent = [c for c, total, here in zip(m.class_names, counts, part) if total > 0 and here == 0]
         if absent:
             warnings.warn(
-                f"split {name!r} has no image of {len(absent)} classes: "
+                f"split {name!r} has no image of {counted(len(absent), 'class')}: "
                 f"{', '.join(absent[:10])}{' ...' if len(absent) > 10 else ''} "
                 "(too few images or groups for these ratios)",
                 stacklevel=3,
@@ -594,6 +618,14 @@ def load_split(path: str | os.PathLike) -> Manifest:
     return m
 
 
+def _display_width(text: str) -> int:
+    """Terminal columns ``text`` takes: East Asian wide and full-width characters (``日本``) take
+    two, combining marks (the accent of a decomposed ``é``) none, so that a table of such class
+    names lines up."""
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+               for c in text)
+
+
 def split_table(m: Manifest) -> str:
     """A per-class, per-split count table (plain text) of a split manifest.
 
@@ -619,8 +651,12 @@ def split_table(m: Manifest) -> str:
         rows.append(["(unlabelled)"] + [str(u) for u in un] + [str(sum(un))])
     rows.append(["images"] + [str(len(per[s])) for s in cols] + [str(len(m))])
     header = ["class"] + cols + ["total"]
-    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
-    fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    widths = [max(_display_width(r[i]) for r in rows + [header]) for i in range(len(header))]
+
+    def fmt(row: list[str]) -> str:  # padded by columns on screen, not characters
+        pads = [" " * (w - _display_width(c)) for c, w in zip(row, widths)]
+        return "  ".join(c + pad if i == 0 else pad + c for i, (c, pad) in enumerate(zip(row, pads)))
+
     lines = [fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
     return "\n".join(lines)
 
@@ -637,6 +673,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         >>> p.parse_args(["demo", "--ratios", "0.8", "0.2"]).ratios
         [0.8, 0.2]
     """
+    from keras_species.config import positive_int
     from keras_species.data.sources import add_source_arguments
 
     add_source_arguments(parser)
@@ -657,6 +694,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="R5: first keep only the most frequent FRACTION of classes (e.g. 0.1)")
     parser.add_argument("--seed", type=int, default=None,
                         help="random seed of the ratio split and --kfold (default 0)")
+    parser.add_argument("--max-pixels", type=positive_int, default=None, metavar="N",
+                        help="decompression-bomb limit in pixels per image (default: PIL's, about "
+                             "89 megapixels); larger images are left out of the split")
     parser.add_argument("--out", default="split.csv", help="CSV to write (default split.csv)")
 
 
@@ -711,6 +751,9 @@ def _report_dropped(bad: dict[str, str], before: Manifest, after: Manifest, list
     if emptied and len(after):
         lines.append(f"  classes left without images: {', '.join(emptied)} (every file of each is "
                      "unreadable): fix or replace those files, or take the class out of the data")
+    hint = max_pixels_hint(bad.values())
+    if hint:
+        lines.append(f"  {hint}")
     print("\n".join(lines), file=sys.stderr)
 
 
@@ -743,14 +786,23 @@ def run_cli(args: argparse.Namespace) -> int:
         check_output_file(args.out, "--out", "split.csv")  # before reading: a bad --out fails now
         sources.check_output_place(args.data, args.out, "--out")
         sources.check_output_place(args.data, listing, "--out's listing of unreadable files")
+        ratio_split = not (args.given or args.systematic is not None or args.kfold is not None)
+        problem = ratios_problem(args.ratios) if ratio_split else None
+        if problem:  # a flag's value: said before the data is read, as the parser's errors
+            from keras_species.recipe import SettingError
+
+            shown = " ".join(f"{r:g}" for r in args.ratios)
+            raise SettingError(f"--ratios {shown}: {problem} (e.g. --ratios 0.7 0.15 0.15)")
         if args.seed is not None and (args.given or args.systematic is not None):
             raise ManifestError(f"--seed does not apply to --{'given' if args.given else 'systematic'}, "
                                 "which draws nothing at random: leave it out")
         loaded = sources.require_labels(sources.load(args.data, **sources.source_options(args)), "split")
-        m, bad = drop_unreadable(loaded)
-        if bad:
-            _write_listing(bad, listing)
-            _report_dropped(bad, loaded, m, listing, str(args.data))
+        max_pixels = getattr(args, "max_pixels", None)
+        with using_max_pixels(max_pixels) if max_pixels else contextlib.nullcontext():
+            m, bad = drop_unreadable(loaded)
+            if bad:  # inside: the listing names the limit the check used
+                _write_listing(bad, listing)
+                _report_dropped(bad, loaded, m, listing, str(args.data))
         if bad and not len(m):
             data = shlex.quote(str(args.data))
             raise ManifestError(

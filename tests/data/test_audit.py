@@ -491,7 +491,7 @@ def test_run_cli_on_a_csv_with_a_missing_file_says_which_flag_skips_it(tmp_path,
     assert run_cli(parser.parse_args([str(listing), *common])) == 2
     err = capsys.readouterr().err
     assert "gone.png" in err and "--on-missing skip" in err
-    with pytest.warns(UserWarning, match="skipped 1 rows"):
+    with pytest.warns(UserWarning, match="skipped 1 row whose file does not exist"):
         assert run_cli(parser.parse_args([str(listing), *common, "--on-missing", "skip"])) == 0
     assert "1 images" in capsys.readouterr().out
 
@@ -751,3 +751,150 @@ def test_an_output_of_the_wrong_kind_is_refused_before_the_data_is_read(image_fo
     assert cli.main(argv + [e.format(tmp=tmp_path) for e in extra]) == 2
     assert re.search(match, capsys.readouterr().err)
     assert source_loads == [] and not (tmp_path / "audit").exists() and not (tmp_path / "new").exists()
+
+
+def _oversized_folder(root: Path) -> Manifest:
+    """cod: two small images; eel: one over a 10,000-pixel limit by less than twice (PIL warns)
+    and one by more (PIL refuses)."""
+    for cls, sizes in (("cod", [(40, 30), (30, 40)]), ("eel", [(120, 100), (300, 100)])):
+        (root / cls).mkdir(parents=True)
+        for i, size in enumerate(sizes):
+            Image.new("RGB", size, (i * 40, 80, 120)).save(root / cls / f"{cls}_{i}.png")
+    return _folder_manifest(root, ("cod", "eel"))
+
+
+def test_oversized_images_audited_with_threads_are_reported_without_pils_warning(tmp_path):
+    # the audit's own catch_warnings scope around the probe pool is gone: the reader's
+    # (images.pil_warnings_silenced, around Image.open) covers every probe
+    from keras_species.data import images
+
+    m = _oversized_folder(tmp_path / "big")
+    old = images.get_max_pixels()
+    try:
+        images.set_max_pixels(10_000)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            report = audit(m, workers=3, progress=False)
+    finally:
+        images.set_max_pixels(old)
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+    corrupt = {Path(c["path"]).name: c["reason"] for c in report.corrupt}
+    assert sorted(corrupt) == ["eel_0.png", "eel_1.png"], corrupt
+    assert corrupt["eel_0.png"].startswith("120x100 = 12,000 pixels is over the decompression-bomb "
+                                           "limit of 10,000 pixels")
+    assert "decompression-bomb limit" in corrupt["eel_1.png"]
+
+
+def test_an_audit_leaves_the_warning_filters_as_they_were(tmp_path, monkeypatch):
+    # before: audit's catch_warnings scope around the pool, entered while another thread read an
+    # image (its pil_warnings_silenced scope open), restored that thread's "ignore" filter on
+    # exit: PIL's DecompressionBombWarning stayed silenced for the rest of the process
+    import threading
+
+    from keras_species.data import audit as audit_mod
+    from keras_species.data import images
+    from tests.conftest import write_image_folder
+
+    m = _folder_manifest(write_image_folder(tmp_path / "fish", per_class=2))
+    reading, probing = threading.Event(), threading.Event()
+
+    def another_reader():  # a data pipeline reading an image as the audit starts
+        with images.pil_warnings_silenced(Image.DecompressionBombWarning):
+            reading.set()
+            probing.wait(10)
+
+    real_probe = audit_mod.probe
+
+    def probe(path):
+        probing.set()
+        return real_probe(path)
+
+    monkeypatch.setattr(audit_mod, "probe", probe)
+    before = list(warnings.filters)
+    reader = threading.Thread(target=another_reader)
+    reader.start()
+    assert reading.wait(10)
+    audit(m, workers=2, progress=False)
+    reader.join(10)
+    assert warnings.filters == before
+
+
+def test_clean_warns_of_an_emptied_class_unless_told_not_to(messy):
+    # prepare_data says it once, in its error (fewer than 2 classes left) or by this warning
+    from keras_species.data.audit import warn_emptied_classes
+
+    m, _ = messy
+    drop = [p for p, label in zip(m.paths, m.labels) if m.class_names[label] == "eel"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cleaned, _ = clean(m, AuditReport(), drop=drop, warn_emptied=False)
+    assert cleaned.extra["cleaning"]["emptied_classes"] == ["eel"]
+    assert not [w for w in caught if "without any image" in str(w.message)]
+    with pytest.warns(UserWarning, match=r"cleaning leaves 1 class\(es\) without any image: eel"):
+        warn_emptied_classes(cleaned)
+
+
+def test_run_cli_counts_oversized_images_apart_and_says_how_to_read_them(tmp_path, capsys):
+    # before: listed as corrupt with the limit only; the command did not say that --max-pixels
+    # reads them (split, shard and predict did), and audit.md and dropped.csv did not either
+    from keras_species import cli
+    from keras_species.data import images
+
+    _oversized_folder(tmp_path / "big")
+    (tmp_path / "big" / "cod" / "empty.png").write_bytes(b"")  # truly corrupt
+    Image.new("RGB", (20, 20)).save(tmp_path / "big" / "eel" / "small.png")  # eel keeps one
+    out = tmp_path / "audit"
+    before = images.get_max_pixels()
+    assert cli.main(["audit", str(tmp_path / "big"), "--out", str(out), "--no-plots",
+                     "--no-progress", "--max-pixels", "10000"]) == 0
+    assert images.get_max_pixels() == before  # --max-pixels held for the command only
+    text = capsys.readouterr().out
+    hint = ("2 files are over the decompression-bomb limit of 10,000 pixels (the largest: 30,000 "
+            "pixels): if you trust them, pass --max-pixels 30000 to read them, or resize them")
+    assert hint in text.splitlines()
+    assert "corrupt: 3 (2 of them only over the decompression-bomb limit)" in text
+    doc = json.loads((out / "audit.json").read_text(encoding="utf-8"))
+    assert doc["n_corrupt"] == 3 and len(doc["corrupt"]) == 3  # kept as they were
+    assert doc["n_oversized"] == 2 and doc["max_pixels"] == 10_000
+    assert {Path(o["path"]).name: o["pixels"] for o in doc["oversized"]} == {
+        "eel_0.png": 12_000, "eel_1.png": 30_000}
+    md = (out / "audit.md").read_text(encoding="utf-8")
+    assert hint[1:] in md and "set_max_pixels(30000)" in md
+    assert "| of them only over the decompression-bomb limit | 2 |" in md
+    dropped = (out / "dropped.csv").read_text(encoding="utf-8")
+    assert "--max-pixels 12000" in dropped and "set_max_pixels(30000)" in dropped
+    empty_row = next(line for line in dropped.splitlines() if "empty.png" in line)
+    assert empty_row.endswith(",corrupt: empty file (0 bytes)")
+
+
+def test_a_report_read_back_names_the_limit_its_scan_applied(tmp_path):
+    from keras_species.data import images
+
+    m = _oversized_folder(tmp_path / "big")
+    with images.using_max_pixels(10_000):
+        report = audit(m, progress=False)
+    # the process's limit is PIL's again: the hint still names the one the files were over
+    assert report.oversized_hint(flag="max_pixels=").startswith(
+        "2 files are over the decompression-bomb limit of 10,000 pixels")
+    again = AuditReport(**{k: v for k, v in report.to_dict().items()
+                           if k in AuditReport.__dataclass_fields__})
+    assert again.oversized == report.oversized and again.oversized_hint() == report.oversized_hint()
+    assert AuditReport(corrupt=[{"path": "a.png", "reason": "empty file (0 bytes)"}]).oversized_hint() == ""
+
+
+@pytest.mark.slow
+def test_audit_of_a_90_megapixel_png_at_the_default_limit_prints_the_hint(tmp_path, capsys):
+    # the new user's case: a 10000x9000 PNG (one colour: it compresses to a few hundred KB)
+    from keras_species import cli
+
+    for cls in ("cod", "eel"):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        Image.new("RGB", (16, 16), (10, 20, 30) if cls == "cod" else (30, 20, 10)).save(
+            tmp_path / "data" / cls / "small.png")
+    Image.new("RGB", (10_000, 9_000), (0, 90, 160)).save(tmp_path / "data" / "cod" / "big.png")
+    assert cli.main(["audit", str(tmp_path / "data"), "--out", str(tmp_path / "audit"),
+                     "--no-plots", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert ("1 file is over the decompression-bomb limit of 89,478,485 pixels (90,000,000 "
+            "pixels): if you trust it, pass --max-pixels 90000000 to read it, or resize it") in text
+    assert "corrupt: 1 (1 of them only over the decompression-bomb limit)" in text

@@ -297,3 +297,59 @@ def test_a_file_not_found_under_one_unicode_form_names_the_other(tmp_path):
     assert probe(tmp_path / nfc).error == caught.value.reason
     with pytest.raises(ImageReadError, match=r"file not found\. Fix"):  # no such file at all
         read_image(tmp_path / "Gådus_ü.png")
+
+
+def test_an_image_over_twice_pils_limit_is_named_as_any_oversized_file(tmp_path):
+    # before: "too large for PIL's decompression-bomb limit (Image size (40000 pixels) exceeds
+    # limit of 10000 pixels, could be decompression bomb DOS attack.)": PIL's doubled limit, not
+    # the one set, and the fix without the number to pass
+    p = tmp_path / "big.png"
+    Image.new("RGB", (200, 200)).save(p)  # 40,000 px: over 2x the limit, PIL itself refuses
+    with images.using_max_pixels(5000):
+        with pytest.raises(ImageReadError) as caught:
+            read_image(p)
+        assert caught.value.reason == "40,000 pixels is over the decompression-bomb limit of 5,000 pixels"
+        assert "set_max_pixels(40000)" in caught.value.fix
+        assert probe(p).error == caught.value.reason
+        # a max_pixels= above PIL's own limit: the limit that refused the file is PIL's
+        with pytest.raises(ImageReadError, match="over PIL's own decompression-bomb limit of 10,000"):
+            read_image(p, max_pixels=100_000)
+
+
+def test_oversized_reasons_give_the_pixels_and_the_flag_to_pass():
+    ours = images.too_big_message(10000, 9000, 89_478_485)[0]
+    pils = ("broken image header (Image size (200000000 pixels) exceeds limit of 178956970 pixels, "
+            "could be decompression bomb DOS attack.)")
+    assert images.oversized_pixels(ours) == 90_000_000
+    assert images.oversized_pixels(pils) == 200_000_000
+    assert images.oversized_pixels("empty file (0 bytes)") is None
+    assert images.max_pixels_hint(["empty file (0 bytes)"]) == ""
+    with images.using_max_pixels(89_478_485):
+        assert images.max_pixels_hint([ours, "empty file (0 bytes)"]) == (
+            "1 file is over the decompression-bomb limit of 89,478,485 pixels (90,000,000 pixels): "
+            "if you trust it, pass --max-pixels 90000000 to read it, or resize it")
+        assert images.max_pixels_hint([ours, pils], flag="max_pixels=").startswith(
+            "2 files are over the decompression-bomb limit of 89,478,485 pixels (the largest: "
+            "200,000,000 pixels): if you trust them, pass max_pixels= 200000000")
+
+
+def test_using_max_pixels_puts_the_earlier_limit_back():
+    before, pil_before = images.get_max_pixels(), Image.MAX_IMAGE_PIXELS
+    with images.using_max_pixels(1234):
+        assert images.get_max_pixels() == 1234 and Image.MAX_IMAGE_PIXELS == 1234
+    assert images.get_max_pixels() == before and Image.MAX_IMAGE_PIXELS == pil_before
+    with pytest.raises(RuntimeError), images.using_max_pixels(99):
+        raise RuntimeError("a failed command")
+    assert images.get_max_pixels() == before
+
+
+def test_a_link_to_a_file_that_is_gone_is_named_as_such(tmp_path):
+    # before: "file not found", naming the link, which is there, and not the target, which is not
+    link = tmp_path / "cod_1.png"
+    link.symlink_to(tmp_path / "moved" / "cod_1.png")
+    with pytest.raises(ImageReadError) as caught:
+        read_image(link)
+    assert caught.value.reason == f"a link to a file that does not exist ({tmp_path / 'moved' / 'cod_1.png'})"
+    assert caught.value.fix == "point the link at the image, or remove the link"
+    assert probe(link).error == caught.value.reason
+    assert images.missing_file_reason(tmp_path / "none.png") == "file not found"

@@ -186,3 +186,24 @@ def test_counts_of_one_are_singular() -> None:
     assert [counted(n, "class") for n in (0, 1, 2)] == ["0 classes", "1 class", "2 classes"]
     assert counted(1, "epoch") == "1 epoch" and counted(2, "split name") == "2 split names"
     assert counted(2, "child", "children") == "2 children"
+
+
+def test_a_label_index_outside_the_class_list_names_the_row_and_the_file(tmp_path: Path) -> None:
+    # before: "label index 3 is outside 0..1", naming neither the image nor the manifest file
+    with pytest.raises(ManifestError) as caught:
+        Manifest(["a.png", "b.png"], np.array([0, 3]), ["cod", "eel"])
+    assert str(caught.value) == (
+        "label index 3 of row 1 ('b.png') is outside 0..1, the indices of the 2 class names "
+        "['cod', 'eel']: give each image the index of its class in class_names, or -1 for an "
+        "image without a label")
+    path = tmp_path / "m.json"  # a saved manifest edited by hand
+    Manifest(["a.png", "b.png"], np.array([0, 1]), ["cod", "eel"]).to_json(path)
+    doc = json.loads(path.read_text())
+    doc["labels"][1] = 3
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ManifestError, match=rf"^{path}: label index 3 of row 1 \('b.png'\) is outside 0..1"):
+        Manifest.from_json(path)
+    doc["labels"] = [0]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ManifestError, match=rf"^{path}: 2 paths but 1 labels$"):
+        Manifest.from_json(path)

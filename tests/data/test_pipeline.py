@@ -585,3 +585,25 @@ def test_the_threaded_file_check_leaves_the_warning_filters_as_they_were(tmp_pat
         kinds, bad = pipeline_mod.check_files(paths, workers=16)
         assert not bad and (kinds == pipeline_mod.KIND_PIL).all()
     assert list(warnings.filters) == before
+
+
+def test_the_check_names_missing_files_links_folders_and_huge_images_as_read_image_does(tmp_path):
+    # the check said "cannot open the file (No such file or directory)" of a missing file and of
+    # a link whose target is gone, and "broken image header (Image size ... exceeds limit ...)"
+    # of an image over twice PIL's limit, where read_image (audit, predict) names them plainly
+    from keras_species.data.images import ImageReadError, read_image, using_max_pixels
+
+    gone = tmp_path / "link.png"
+    gone.symlink_to(tmp_path / "moved" / "x.png")
+    folder = tmp_path / "dir.png"
+    folder.mkdir()
+    huge = solid(tmp_path / "huge.png", (1, 2, 3), size=(40, 20))  # 800 px: over twice 100
+    for path in (tmp_path / "missing.png", gone, folder, huge):
+        with using_max_pixels(100):
+            with pytest.raises(ImageReadError) as err:
+                read_image(str(path))
+            assert classify_file(str(path)) == (KIND_BAD, err.value.reason), path
+    assert classify_file(str(gone))[1] == f"a link to a file that does not exist ({tmp_path / 'moved' / 'x.png'})"
+    assert classify_file(str(tmp_path / "missing.png"))[1] == "file not found"
+    with using_max_pixels(100):
+        assert classify_file(str(huge))[1] == "800 pixels is over the decompression-bomb limit of 100 pixels"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +74,7 @@ def test_files_not_read_are_kept_for_the_report(folder, tmp_path):
     from keras_species.recipe import data_section
 
     (folder / "cod" / "notes.txt").write_text("caught at dawn")
-    with pytest.warns(UserWarning, match="non-image files"):
+    with pytest.warns(UserWarning, match="non-image file"):
         p = prepare_data(folder, split="stratified", seed=0, audit=False)
     assert [d["path"] for d in p.not_read] == [str(folder / "cod" / "notes.txt")]
     assert "extension" in p.not_read[0]["reason"] and "left out 1 file(s)" in p.summary()
@@ -97,7 +99,7 @@ def test_a_resumed_run_reports_its_audit_cleaning_and_files_not_read_again(folde
     (folder / "cod" / "fish_0_99.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     (folder / "cod" / "notes.txt").write_text("caught at dawn")
     split_file = tmp_path / "run" / "split.csv"
-    with pytest.warns(UserWarning, match="non-image files"):
+    with pytest.warns(UserWarning, match="non-image file"):
         first = prepare_data(folder, split="stratified", seed=0, audit_dir=tmp_path / "run" / "audit",
                              split_file=split_file, progress=False)
     assert len(first.dropped) == 1 and len(first.not_read) == 1
@@ -349,8 +351,8 @@ def test_a_manifest_source_is_named_by_its_file_and_takes_a_group_regex(folder, 
     with pytest.raises(ManifestError, match=r"^the manifest: no images found"):
         prepare_data(Manifest([], np.zeros(0, np.int64), ["cod"]), audit=False)
     with pytest.raises(ManifestError, match=rf"^{re.escape(str(data))} is given as a Manifest, read "
-                                            r"already, to which on_missing \(--on-missing\), root "
-                                            r"\(--root\) do not apply: .*give the file's path"):
+                                            r"already, to which --on-missing \(on_missing=\), --root "
+                                            r"\(root=\) do not apply: .*give the file's path"):
         prepare_data(m, load_options={"root": "images", "on_missing": "skip"}, audit=False)
     assert m.groups is None  # the regex's groups went to a copy
 
@@ -434,6 +436,16 @@ def _unreadable(folder, per_class=3):
     return folder
 
 
+@contextlib.contextmanager
+def _no_emptied_warning():
+    """Fail if the block warns that cleaning left a class without any image (audit.clean's
+    warning), which the block's error says in full."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    assert not [w for w in caught if "without any image" in str(w.message)], [str(w.message) for w in caught]
+
+
 def test_cleaning_that_drops_every_image_says_so_not_add_a_class(tmp_path):
     # it failed in the split with "add another class folder / label": the two classes were
     # there, but no file could be read
@@ -441,9 +453,8 @@ def test_cleaning_that_drops_every_image_says_so_not_add_a_class(tmp_path):
     for name in ("cod", "eel"):
         _unreadable(data / name)
     split_file = tmp_path / "run" / "split.csv"
-    with pytest.warns(UserWarning, match="without any image"):  # audit.clean's own warning
-        with pytest.raises(ManifestError) as err:
-            prepare_data(data, audit_dir=tmp_path / "run" / "audit", split_file=split_file)
+    with _no_emptied_warning(), pytest.raises(ManifestError) as err:  # the error says it, once
+        prepare_data(data, audit_dir=tmp_path / "run" / "audit", split_file=split_file)
     message = str(err.value)
     assert message == (
         f"{data}: cleaning dropped all 6 images: 6 unreadable (empty, truncated or not an image). "
@@ -452,10 +463,9 @@ def test_cleaning_that_drops_every_image_says_so_not_add_a_class(tmp_path):
         "replace those files")
     assert "add another class" not in message and not split_file.exists()
     # without the audit's folder: the command that lists them
-    with pytest.warns(UserWarning, match="without any image"):
-        with pytest.raises(ManifestError, match=re.escape(
-                f"run `keras-species audit {data}` to list each file and its reason")):
-            prepare_data(data)
+    with _no_emptied_warning(), pytest.raises(ManifestError, match=re.escape(
+            f"run `keras-species audit {data}` to list each file and its reason")):
+        prepare_data(data)
 
 
 def test_cleaning_that_leaves_one_class_names_it_and_the_drops(folder, tmp_path):
@@ -467,14 +477,26 @@ def test_cleaning_that_leaves_one_class_names_it_and_the_drops(folder, tmp_path)
     (tmp_path / "two" / "eel" / "listed.png").write_bytes(good[5].read_bytes())
     drop = tmp_path / "drop.txt"
     drop.write_text("listed.png\n")
-    with pytest.warns(UserWarning, match="without any image"):
-        with pytest.raises(ManifestError) as err:
-            prepare_data(tmp_path / "two", audit_dir=tmp_path / "audit", drop=drop)
+    with _no_emptied_warning(), pytest.raises(ManifestError) as err:
+        prepare_data(tmp_path / "two", audit_dir=tmp_path / "audit", drop=drop)
     assert str(err.value).startswith(
         f"{tmp_path / 'two'}: cleaning dropped 5 of its 10 images, every image of 1 of its 2 "
         "classes: 4 unreadable (empty, truncated or not an image), 1 in the drop list (--drop). "
         "Only class 'eel' is left, and a classifier needs 2 classes or more: see "
         f"{tmp_path / 'audit' / 'audit.md'} for each file")
+
+
+def test_cleaning_that_empties_one_of_three_classes_warns_once(folder, tmp_path):
+    # no error follows (two classes are left): clean's warning is the one word of it
+    drop = tmp_path / "drop.txt"
+    drop.write_text("".join(f"ray/{p.name}\n" for p in sorted((folder / "ray").iterdir())))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prepared = prepare_data(folder, drop=drop, split="stratified")
+    emptied = [str(w.message) for w in caught if "without any image" in str(w.message)]
+    assert len(emptied) == 1 and emptied[0].startswith("cleaning leaves 1 class(es) without any "
+                                                       "image: ray"), emptied
+    assert prepared.manifest.extra["cleaning"]["emptied_classes"] == ["ray"]
 
 
 def test_one_class_without_any_cleaning_keeps_the_splits_message(folder):
@@ -501,3 +523,20 @@ def test_label_file_hint_names_the_label_file_of_a_one_class_folder(tmp_path):
     two = write_image_folder(tmp_path / "fish", per_class=2)
     (two / "labels.csv").write_text("path,label\n", encoding="utf-8")
     assert label_file_hint(two, sources.load(two)) == ""  # classes of their own: not such a folder
+
+
+def test_cleaning_that_drops_oversized_images_names_them_as_too_large_not_damaged(tmp_path):
+    # before: "6 unreadable (empty, truncated or not an image)" of images that are only large
+    from PIL import Image
+
+    from keras_species.data.images import using_max_pixels
+
+    data = tmp_path / "data"
+    for name in ("cod", "eel"):
+        (data / name).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (40, 30), (i, 2, 3)).save(data / name / f"{i}.png")  # 1,200 px
+    with using_max_pixels(1000), _no_emptied_warning(), pytest.raises(ManifestError) as err:
+        prepare_data(data, audit_dir=tmp_path / "run" / "audit")
+    assert ("cleaning dropped all 6 images: 6 over the decompression-bomb limit (not damaged, only "
+            "too large).") in str(err.value)

@@ -581,3 +581,40 @@ def test_a_url_is_written_through_gfile_renames(image_folder, tmp_path, monkeypa
                                                 "shards.json"]
     (_, y), = batches(shard_dataset(out, 8, 32))
     assert len(y) == 18
+
+
+def test_a_class_whose_every_file_is_unreadable_is_named(image_folder, tmp_path):
+    # before: the shards silently held no image of eel, while split and audit named the class
+    for p in (image_folder / "eel").glob("*.png"):
+        p.write_bytes(b"")
+    with pytest.warns(UserWarning) as caught:
+        write_shards(folder_manifest(image_folder), tmp_path / "s")
+    said = [str(w.message) for w in caught]
+    assert any(m.startswith("left 6 unreadable image(s) out of the shards") for m in said)
+    assert ("the shards hold no image of 1 class: eel (every file of each is unreadable; the "
+            "reasons are above and in shards.json's 'skipped'). A model would still get an output "
+            "for each that it can never learn: fix or replace those files, or take the class out "
+            "of the data") in said
+    doc = read_sidecar(tmp_path / "s")
+    assert doc["class_names"] == ["cod", "eel", "ray"] and doc["n_images"] == 12
+
+
+def test_cli_reads_oversized_files_with_max_pixels_and_says_so_when_it_skips_them(
+        image_folder, tmp_path, capsys):
+    # before: shard had no --max-pixels (only audit did) and named no way to read them
+    from PIL import Image
+
+    from keras_species import cli
+    from keras_species.data import images
+
+    Image.new("RGB", (60, 60)).save(image_folder / "cod" / "scan.png")  # 3,600 pixels
+    before = images.get_max_pixels()
+    out = tmp_path / "s"
+    with pytest.warns(UserWarning, match="left 1 unreadable image"):
+        assert cli.main(["shard", str(image_folder), "--out", str(out), "--max-pixels", "2000"]) == 0
+    assert ("1 file is over the decompression-bomb limit of 2,000 pixels (3,600 pixels): if you "
+            "trust it, pass --max-pixels 3600 to read it, or resize it\n") in capsys.readouterr().err
+    assert read_sidecar(out)["n_images"] == 18 and images.get_max_pixels() == before
+    assert cli.main(["shard", str(image_folder), "--out", str(out), "--max-pixels", "3600"]) == 0
+    assert "decompression-bomb" not in capsys.readouterr().err
+    assert read_sidecar(out)["n_images"] == 19 and images.get_max_pixels() == before

@@ -39,7 +39,7 @@ def test_from_folder_recursive_skips_hidden_and_non_images(image_folder: Path) -
     (image_folder / "eel" / "notes.txt").write_text("not an image")
     (image_folder / ".hidden_class").mkdir()
     _png(image_folder / ".hidden_class" / "a.png")
-    with pytest.warns(UserWarning, match=r"skipped 1 non-image files.*notes\.txt"):
+    with pytest.warns(UserWarning, match=r"skipped 1 non-image file under .*notes\.txt"):
         m = sources.from_folder(image_folder)
     assert m.class_names == ["cod", "eel", "ray"]
     assert m.class_counts().tolist() == [7, 6, 6]
@@ -181,9 +181,10 @@ def test_from_csv_missing_files_error_lists_paths_and_fix_or_skip(image_folder: 
     csv_path.write_text("path,label\ncod/fish_0_0.png,cod\ncod/gone_1.png,cod\neel/gone_2.png,eel\n")
     with pytest.raises(ManifestError, match=r"2 of 3 listed files do not exist.*gone_1\.png.*on_missing='skip'"):
         sources.from_csv(csv_path)
-    with pytest.warns(UserWarning, match="skipped 2 rows"):
+    with pytest.warns(UserWarning, match="skipped 2 rows") as caught:
         m = sources.from_csv(csv_path, on_missing="skip")
     assert len(m) == 1 and m.paths[0].endswith("fish_0_0.png")
+    assert any("every row of 'eel' names a missing file" in str(w.message) for w in caught)
 
 
 _ROWS = "path,label\ncod/fish_0_0.png,cod\neel/fish_100_0.png,eel\n"
@@ -217,7 +218,7 @@ def test_from_csv_missing_file_names_its_line_and_a_cut_last_line(image_folder: 
     with pytest.raises(ManifestError, match=r"line 4: '.*fish_2'.*on_missing='skip'\)\. Line 4 "
                                             r"is the last and has no line end.*cut off"):
         sources.from_csv(csv_path)
-    with pytest.warns(UserWarning, match=r"skipped 1 rows .*line 4: .*Line 4 is the last"):
+    with pytest.warns(UserWarning, match=r"skipped 1 row .*line 4: .*Line 4 is the last"):
         m = sources.from_csv(csv_path, on_missing="skip")
     assert len(m) == 2
     csv_path.write_text(_ROWS + "ray/fish_2\n", encoding="utf-8")  # ended: a missing file only
@@ -231,7 +232,8 @@ def test_from_csv_label_not_in_class_list_lists_rows(image_folder: Path) -> None
     csv_path.write_text("path,label\ncod/fish_0_0.png,cod\neel/fish_100_0.png,shark\n")
     with pytest.raises(ManifestError, match=r"line 3: 'shark'"):
         sources.from_csv(csv_path, class_names=["cod", "eel"])
-    m = sources.from_csv(csv_path, class_names=["eel", "shark", "cod"])
+    with pytest.warns(UserWarning, match="class_names lists 'eel', which no row carries"):
+        m = sources.from_csv(csv_path, class_names=["eel", "shark", "cod"])
     assert m.class_names == ["eel", "shark", "cod"] and m.labels.tolist() == [2, 1]
 
 
@@ -448,7 +450,7 @@ def test_a_txt_whose_first_line_names_a_path_column_is_a_csv(image_folder: Path)
     assert sources.is_path_list(table) is True
     with pytest.raises(ManifestError, match=r"labels.txt is read as a list of paths, one per line \(its "
                                             r"first line is not a CSV header naming a path column: "
-                                            r"path, .*\), to which path_format \(--path-format\) does "
+                                            r"path, .*\), to which --path-format \(path_format=\) does "
                                             r"not apply: .*give the data as a .csv file"):
         sources.load(table, path_format="{class}/{name}")
     table.rename(image_folder / "labels.csv")
@@ -530,7 +532,7 @@ def test_load_dispatches_on_source_kind(image_folder: Path, tmp_path: Path) -> N
     assert isinstance(sources.load(m), Manifest)
     with pytest.raises(ManifestError, match="does not exist"):
         sources.load(tmp_path / "nowhere")
-    with pytest.raises(ManifestError, match=r"read as a folder of class subfolders, to which path_format \(--path-format\) do"):
+    with pytest.raises(ManifestError, match=r"read as a folder of class subfolders, to which --path-format \(path_format=\) do"):
         sources.load(image_folder, path_format="{class}/{file}")
 
 
@@ -550,7 +552,7 @@ def test_command_line_source_options(tmp_path: Path) -> None:
 
 def test_group_regex_without_match_makes_own_groups() -> None:
     # the regex as written on the command line (its repr doubled each backslash)
-    with pytest.warns(UserWarning, match=re.escape(r"group_regex 'fish_(\d+)_' matched no group in 1 of 2")):
+    with pytest.warns(UserWarning, match=re.escape(r"--group-regex 'fish_(\d+)_' (group_regex=) matched no group in 1 of 2")):
         g = sources.groups_from_regex(["/a/fish_7_1.png", "/a/other.png"], r"fish_(\d+)_")
     assert g == ["7", "/a/other.png"]
     with pytest.raises(ManifestError, match="not a valid regular expression"):
@@ -564,7 +566,7 @@ def test_group_regex_matching_an_empty_id_makes_own_groups(regex: str, named: st
         assert sources.groups_from_regex([*paths, f"/a/{named}"], regex) == [*paths, group]
     # no file name gets an id: refused (it used to warn "matched no group in 2 of 2" and go on)
     with pytest.raises(ManifestError, match=re.escape(
-            f"group_regex '{regex}' (--group-regex) gave an empty group id for each of the 3 file "
+            f"--group-regex '{regex}' (group_regex=) gave an empty group id for each of the 3 file "
             "names (e.g. fish_7_1.png, fish_8_2.png)")):
         sources.groups_from_regex(paths, regex)
 
@@ -577,7 +579,7 @@ def test_group_regex_that_matches_no_file_name_is_refused(tmp_path: Path) -> Non
     with pytest.raises(ManifestError) as caught:
         sources.groups_from_regex(paths, r"fish(\d+)_")
     assert str(caught.value) == (
-        r"group_regex 'fish(\d+)_' (--group-regex) matched none of the 3 file names (e.g. "
+        r"--group-regex 'fish(\d+)_' (group_regex=) matched none of the 3 file names (e.g. "
         "fish_000012_a.png, fish_000012_b.png), so each file would be its own group and images of "
         "one group could land in different splits: check the pattern against these names (a "
         r"capture group around the id: the shared fish4knowledge23 set needs 'fish_(\d+)_'), or "
@@ -587,7 +589,7 @@ def test_group_regex_that_matches_no_file_name_is_refused(tmp_path: Path) -> Non
         (tmp_path / name).write_bytes(b"")
     csv = tmp_path / "list.csv"
     csv.write_text("path,label\n" + "".join(f"{n},cod\n" for n in names))
-    with pytest.raises(ManifestError, match=re.escape(r"group_regex 'fish(\d+)_' (--group-regex) matched none")):
+    with pytest.raises(ManifestError, match=re.escape(r"--group-regex 'fish(\d+)_' (group_regex=) matched none")):
         sources.load(csv, group_regex=r"fish(\d+)_")
 
 
@@ -604,7 +606,7 @@ def test_empty_group_column_cells_are_own_groups(image_folder: Path) -> None:
 def test_options_that_a_demo_or_saved_manifest_would_ignore_are_refused(tmp_path: Path) -> None:
     saved = sources.load("demo").to_csv(tmp_path / "m.csv")
     for source in ("demo", saved):
-        with pytest.raises(ManifestError, match=r"path_format \(--path-format\), root \(--root\) do not apply"):
+        with pytest.raises(ManifestError, match=r"--path-format \(path_format=\), --root \(root=\) do not apply"):
             sources.load(source, root="/nowhere", path_format="{file}")
         assert sources.load(source, group_regex=r"fish_(\d+)_").groups is not None
 
@@ -617,12 +619,12 @@ def test_a_manifest_takes_a_group_regex_in_a_copy_and_refuses_reading_options(im
     assert regrouped.groups == sources.groups_from_regex(m.paths, r"fish_(\d+)_")
     assert regrouped.paths == m.paths and regrouped.labels.tolist() == m.labels.tolist()
     with pytest.raises(ManifestError, match=rf"^{re.escape(str(image_folder))} is given as a Manifest, "
-                                            r"read already, to which path_format \(--path-format\) "
+                                            r"read already, to which --path-format \(path_format=\) "
                                             r"does not apply: leave it out \(they apply while a file is "
                                             r"read: give the file's path instead"):
         sources.load(m, path_format="{file}")
     for option in ("root", "on_missing", "labels_col", "extensions"):  # none is silently ignored
-        with pytest.raises(ManifestError, match=rf"to which {re.escape(option)}\b.*does not apply"):
+        with pytest.raises(ManifestError, match=rf"to which .*\b{re.escape(option)}=.*does not apply"):
             sources.load(m, **{option: "x"})
 
 
@@ -797,8 +799,8 @@ def test_extensions_is_named_as_the_python_keyword_it_is(tmp_path: Path, image_f
                 "convert such files to one of these)")):
             sources.from_folder(tmp_path / "heic")
     with pytest.raises(ManifestError, match=re.escape(
-            "to which root (--root) does not apply: leave it out (the options for a folder of class "
-            "subfolders: extensions=[...] in Python, group_regex (--group-regex))")):
+            "to which --root (root=) does not apply: leave it out (the options for a folder of class "
+            "subfolders: extensions=[...] (Python only), --group-regex (group_regex=))")):
         sources.load(image_folder, root="elsewhere")
 
 
@@ -813,3 +815,101 @@ def test_one_stray_image_is_named_in_the_singular(tmp_path: Path) -> None:
     Image.new("RGB", (8, 8)).save(flat / "only.png")
     with pytest.raises(ManifestError, match=r"holds 1 image at its top level \(e\.g\. "):
         sources.from_folder(flat)
+
+
+def test_reader_options_are_named_flag_first() -> None:
+    # before: `root (--root)`, `on_missing (--on-missing)` and `extensions=[...] in Python`,
+    # where every other message puts the flag first: `--path-format '{class}/{file}' (path_format=)`
+    kind = sources.SourceKind("a CSV", ("on_missing", "root"))
+    assert kind.problem("l.csv", ["extensions", "label_col"]) == (
+        "l.csv is read as a CSV, to which extensions=[...] (Python only), label_col= do not apply: "
+        "leave them out (the options for a CSV: --on-missing (on_missing=), --root (root=))")
+    listed = sources.source_kind("demo")
+    assert listed.problem("demo", ["image_root"]).startswith(
+        "demo is read as the embedded demo set, to which --root (image_root=) does not apply: "
+        "leave it out (its paths and labels are fixed; only --group-regex (group_regex=) applies)")
+    with pytest.raises(ManifestError, match=re.escape("--group-regex '(' (group_regex=) is not a valid")):
+        sources.groups_from_regex(["a.png"], "(")
+
+
+def test_duplicate_rows_are_counted_in_the_right_number_and_name_their_lines(image_folder: Path) -> None:
+    # before: "dropped 1 duplicate rows (same file, same label), e.g. '/abs/path'": no line
+    csv_path = image_folder / "labels.csv"
+    csv_path.write_text("path,label\ncod/fish_0_0.png,cod\neel/fish_100_0.png,eel\n"
+                        "cod/fish_0_0.png,cod\n")
+    with pytest.warns(UserWarning) as caught:
+        m = sources.from_csv(csv_path)
+    assert len(m) == 2
+    assert [str(w.message) for w in caught] == [
+        f"{csv_path}: dropped 1 duplicate row (same file, same label): line 4 repeats line 2 "
+        "('cod/fish_0_0.png'); each file is read once (delete the repeated row to silence this, "
+        "or keep it: nothing changes)"]
+    names = [f"cod/{p.name}" for p in sorted((image_folder / "cod").iterdir())]
+    rows = [f"{name},cod,train" for name in names]
+    csv_path.write_text("path,label,split\n" + "\n".join(rows + rows[::-1] + [rows[0]]) + "\n")
+    shown = ", ".join(f"line {8 + k} repeats line {7 - k} ({names[5 - k]!r})" for k in range(5))
+    with pytest.warns(UserWarning, match=re.escape(
+            f"dropped 7 duplicate rows (same file, same label and split): {shown} and 2 more; "
+            "each file is read once (delete the repeated rows")):
+        assert len(sources.from_csv(csv_path)) == 6
+
+
+def test_an_empty_csv_says_it_is_empty_and_what_it_should_hold(tmp_path: Path, capsys) -> None:
+    # before: "has no header row: the first line must name the columns" for a 0-byte file
+    from keras_species import cli
+
+    empty = tmp_path / "e.csv"
+    empty.write_bytes(b"")
+    what = "a CSV holds a header row naming its columns (e.g. path,label) and one row per image"
+    with pytest.raises(ManifestError, match=re.escape(f"{empty} is empty (0 bytes): {what}")):
+        sources.load(empty)
+    assert cli.main(["split", str(empty), "--out", str(tmp_path / "s.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "is empty (0 bytes)" in err and "has no header row" not in err
+    comments = tmp_path / "c.csv"
+    comments.write_text("# to fill in\n\n", encoding="utf-8")
+    with pytest.raises(ManifestError, match=re.escape(
+            f"{comments} has no header row (it holds only blank lines and # comments): {what}")):
+        sources.from_csv(comments)
+
+
+def test_a_class_of_the_class_list_without_any_image_is_warned_about(image_folder: Path) -> None:
+    # before: class_names=["cod", "eel", "pike"] with no pike row was accepted silently
+    csv_path = image_folder / "labels.csv"
+    csv_path.write_text("path,label\ncod/fish_0_0.png,cod\neel/fish_100_0.png,eel\n")
+    with pytest.warns(UserWarning, match=re.escape(
+            f"{csv_path}: 1 class without any image: class_names lists 'pike', which no row "
+            "carries. A model trained on this data would still get an output for it")) as caught:
+        m = sources.load(csv_path, class_names=["cod", "eel", "pike"])
+    assert len(caught) == 1 and "leave it out of class_names" in str(caught[0].message)
+    assert m.class_names == ["cod", "eel", "pike"] and m.class_counts().tolist() == [1, 1, 0]
+    with pytest.warns(UserWarning, match=r"2 classes without any image: class_names lists 'pike', "
+                                         r"'ray', which no row carries.*output for each"):
+        sources.from_csv(csv_path, class_names=["cod", "pike", "eel", "ray"])
+    with warnings.catch_warnings(record=True) as quiet:
+        warnings.simplefilter("always")
+        sources.from_csv(csv_path, class_names=["eel", "cod"])  # every class has its image
+    assert not quiet, [str(w.message) for w in quiet]
+    # a 0/1 class column of zeros, and a class whose every row names a missing file (skipped)
+    csv_path.write_text("path,cod,eel,pike\ncod/fish_0_0.png,1,0,0\neel/fish_100_0.png,0,1,0\n")
+    with pytest.warns(UserWarning, match=r"the class column 'pike' holds only 0"):
+        sources.from_csv(csv_path)
+    csv_path.write_text("path,label\ncod/fish_0_0.png,cod\neel/fish_100_0.png,eel\nray/gone.png,ray\n")
+    with pytest.warns(UserWarning, match=r"1 class without any image: every row of 'ray' names a "
+                                         r"missing file \(skipped\)"):
+        sources.from_csv(csv_path, on_missing="skip")
+
+
+def test_a_class_without_any_image_is_warned_about_once_on_the_way_to_a_split(image_folder: Path) -> None:
+    # prepare_data (the recipes' reading) says nothing more of it: the one warning is the reader's
+    from keras_species.data.prepare import prepare_data
+
+    csv_path = image_folder / "labels.csv"
+    rows = [f"{c}/{p.name},{c}" for c in ("cod", "eel") for p in sorted((image_folder / c).iterdir())]
+    csv_path.write_text("path,label\n" + "\n".join(rows) + "\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prepare_data(csv_path, load_options={"class_names": ["cod", "eel", "pike"]},
+                     split="stratified", ratios=(0.5, 0.5), audit=True)
+    said = [str(w.message) for w in caught if "pike" in str(w.message)]
+    assert len(said) == 1 and "class_names lists 'pike'" in said[0], said

@@ -435,3 +435,62 @@ def test_cli_split_an_out_that_is_a_folder_is_refused_before_the_data_is_read(
     assert cli.main(["split", str(image_folder), "--out", out.format(tmp=tmp_path)]) == 2
     assert re.search(match, capsys.readouterr().err)
     assert source_loads == [] and not (tmp_path / "new").exists()
+
+
+def test_cli_split_names_oversized_files_with_the_max_pixels_that_reads_them(
+        image_folder: Path, tmp_path: Path, capsys) -> None:
+    # before: split had no --max-pixels (only audit did), and its list of dropped files gave no
+    # way to read a trusted large image
+    from PIL import Image
+
+    from keras_species.data import images
+
+    Image.new("RGB", (60, 60)).save(image_folder / "cod" / "scan_a.png")  # 3,600 pixels
+    Image.new("RGB", (100, 100)).save(image_folder / "cod" / "scan_b.png")  # over twice the limit
+    before = images.get_max_pixels()
+    out = tmp_path / "split.csv"
+    assert _cli([str(image_folder), "--out", str(out), "--max-pixels", "2000"]) == 0
+    err = capsys.readouterr().err
+    assert "dropped 2 unreadable file(s)" in err
+    assert ("  2 files are over the decompression-bomb limit of 2,000 pixels (the largest: 10,000 "
+            "pixels): if you trust them, pass --max-pixels 10000 to read them, or resize them\n") in err
+    assert len(splits.load_split(out)) == 18 and images.get_max_pixels() == before
+    assert _cli([str(image_folder), "--out", str(out), "--max-pixels", "10000"]) == 0
+    assert "unreadable" not in capsys.readouterr().err
+    assert len(splits.load_split(out)) == 20 and images.get_max_pixels() == before
+
+
+def test_the_split_table_lines_up_class_names_in_wide_and_decomposed_characters() -> None:
+    # before: columns were padded by characters, so '日本 鯛' (two columns a character on screen)
+    # pushed its counts right, and a decomposed 'é' (e + accent, as macOS names folders) left
+    names = ["sea bass e\u0301", "日本 鯛", "cod"]
+    m = Manifest([f"{k}_{i}.png" for k in range(3) for i in range(3)],
+                 np.repeat(np.arange(3), 3), names, splits=["train", "val", "test"] * 3)
+    lines = splits.split_table(m).splitlines()
+    assert [splits._display_width(line) for line in lines] == [35] * 6
+    assert lines[3] == "日本 鯛         1    1     1      3"
+
+
+def test_cli_split_bad_ratios_are_a_flag_error_before_the_data_is_read(tmp_path: Path, capsys) -> None:
+    # before: `keras-species split: ratios must sum to 1, ...` once the data had been listed and
+    # checked, with no `error:` and no `see --help` (a data error's form)
+    from keras_species import cli
+
+    missing = tmp_path / "nowhere"  # never read: the flag is refused first
+    for ratios, reason in ((["0.9", "0.2", "0.1"], "they must sum to 1 within 0.01 (sum 1.2)"),
+                           (["1"], "give 2 or 3 values (train, val[, test])")):
+        assert cli.main(["split", str(missing), "--ratios", *ratios, "--out", str(tmp_path / "s.csv")]) == 2
+        assert capsys.readouterr().err == (
+            f"keras-species split: error: --ratios {' '.join(ratios)}: {reason} "
+            "(e.g. --ratios 0.7 0.15 0.15); see --help\n")
+    # the ratios of another kind of split are not checked (they do not apply)
+    assert splits.ratios_problem([0.7, 0.15, 0.15]) is None
+
+
+def test_a_class_missing_from_a_split_is_counted_in_the_singular() -> None:
+    # before: "split 'test' has no image of 1 classes: c2"
+    m = _single((40, 30, 20), groups_of=5)
+    with pytest.warns(UserWarning) as seen:
+        splits.stratified_split(m, (0.7, 0.15, 0.15), seed=0)
+    said = [str(w.message) for w in seen if "has no image of" in str(w.message)]
+    assert said and all(re.match(r"split '\w+' has no image of 1 class: c\d \(", s) for s in said), said

@@ -91,17 +91,17 @@ def test_load_unlabelled_reads_a_csv_or_path_list_with_the_reading_options(tmp_p
         load_unlabelled(lists / "pool.csv", ["cod", "eel"])  # without root they start in lists/
     pool, truth = load_unlabelled(lists / "pool.csv", ["cod", "eel"], root=str(images))
     assert pool.paths == paths[:2] and truth.tolist() == [1, 0]
-    with pytest.warns(UserWarning, match=r"skipped 1 lines whose file does not exist"):
+    with pytest.warns(UserWarning, match=r"skipped 1 line whose file does not exist"):
         pool, truth = load_unlabelled(lists / "pool.txt", ["cod"], root=str(images), on_missing="skip")
     assert pool.paths == [paths[0], paths[2]] and truth is None
     # an option that does not apply is refused, naming its flag, not ignored
     with pytest.raises(ManifestError, match=r"pool.txt is read as a list of paths, one per line .*, to "
-                                            r"which path_format \(--path-format\) does not apply"):
+                                            r"which --path-format \(path_format=\) does not apply"):
         load_unlabelled(lists / "pool.txt", ["cod"], root=str(images), path_format="{file}")
-    with pytest.raises(ManifestError, match=r"to which group_regex \(--group-regex\) does not apply"):
+    with pytest.raises(ManifestError, match=r"to which --group-regex \(group_regex=\) does not apply"):
         load_unlabelled(lists / "pool.csv", ["cod"], root=str(images), group_regex=r"img_(\d)")
     with pytest.raises(ManifestError, match=rf"^{re.escape(str(images))} is read as a folder of "
-                                            r"images, to which root \(--root\) does not apply"):
+                                            r"images, to which --root \(root=\) does not apply"):
         load_unlabelled(images, ["cod"], root=str(tmp_path))
     # make_pool hands the options on
     m = Manifest(paths[1:], np.array([0, 1]), ["cod", "eel"])
