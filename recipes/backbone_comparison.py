@@ -44,8 +44,10 @@ from keras_species.recipe import (
     recipe_main,
     recipe_need_splits,
     split_settings,
+    training_finished,
     weights_setting,
 )
+from keras_species.training.runs import RunFolder
 
 RECIPE = "backbone_comparison"
 R2_BACKBONES = ("vgg16", "mobilenet_v2", "resnet50", "densenet121")
@@ -230,6 +232,7 @@ def run(config: BackboneComparisonConfig) -> BackboneComparisonResult:
         split_file=run_folder.path / "split.csv", task="single", task_hint=MULTILABEL_HINT,
         need_splits=recipe_need_splits(config), need_hint=TEST_SPLIT_HINT,
     )
+    print(prepared.summary(), flush=True)  # the data and its split, as every recipe says first
     m = prepared.manifest
     strategy = get_strategy(config.strategy)
     batch = scale_batch(config.batch_size, strategy)
@@ -248,9 +251,12 @@ def run(config: BackboneComparisonConfig) -> BackboneComparisonResult:
             precision=config.mixed_precision, strategy=strategy, class_names=m.class_names,
         )
         sub = run_folder.path / name
-        # which backbone the epoch lines below belong to (whatever --verbose, as the data summary)
+        # which backbone the epoch lines below belong to (whatever --verbose, as the data
+        # summary); a resumed run's finished backbone is only evaluated again
+        again = config.resume and training_finished(RunFolder(sub))
         print(f"backbone {number}/{len(names)}: {name} (weights {config.weights}, "
-              f"{config.image_size} px, {model.count_params():,} parameters)", flush=True)
+              f"{config.image_size} px, {model.count_params():,} parameters)"
+              + (": trained already, evaluating it" if again else ""), flush=True)
         trained = train(model, phases, datasets.train, datasets.val, sub,
                         resume=config.resume, verbose=config.verbose)
         best = load_best_model(trained.best_path, trained.model)
@@ -288,7 +294,8 @@ def run(config: BackboneComparisonConfig) -> BackboneComparisonResult:
     if best_model is None:
         raise RuntimeError(f"{runs[best_name]} has no best.keras: its training wrote no checkpoint")
     phase_text = ", then ".join(
-        f"{p.epochs} epoch(s) {p.name} ({p.trainable}, lr {p.learning_rate:g})" for p in phases)
+        f"{p.epochs} epoch{'' if p.epochs == 1 else 's'} {p.name} ({p.trainable}, "
+        f"lr {p.learning_rate:g})" for p in phases)
     section = (
         f"Same split and plan for every backbone: {phase_text}; weights `{config.weights}`; "
         f"checkpoint on `{monitor_setting(config.monitor) or 'val_accuracy'}`. `#unique correct` / `#unique errors`: test samples "
@@ -296,12 +303,13 @@ def run(config: BackboneComparisonConfig) -> BackboneComparisonResult:
         + ", ".join(f"[{n}]({n}/report.md)" for n in names) + ".\n\n" + table
         + "\n![accuracy_vs_loss](plots/accuracy_vs_loss.png)\n\n"
         "![top5_vs_auc](plots/top5_vs_auc.png)\n\n"
-        f"The sections below detail **{best_name}** (lowest validation loss)."
+        f"The results above (test scores, per-class table, training, figures) are those of "
+        f"**{best_name}** (lowest validation loss), whose model is `best.keras`."
     )
     ev = evaluate_and_report(
         best_model, m, run_folder, image_size=config.image_size, batch_size=batch,
         history=run_folder.history_path if run_folder.history_path.is_file() else None,
-        config=config, title=f"{RECIPE} — {len(names)} backbones (best: {best_name})",
+        config=config, title=f"{RECIPE} — {len(names)} backbone{'s' if len(names) > 1 else ''} (best: {best_name})",
         extra_metrics={"comparison": rows, "best_backbone": best_name},
         extra_sections=[("Backbone comparison", section), data_section(prepared, datasets)],
     )

@@ -64,6 +64,9 @@ class FeatureClassifiersConfig(SourceSettings, RunSettings):
     NEED_SPLITS = ("train", "val", "test")
     """The splits it needs (:func:`~keras_species.recipe.recipe_need_splits`): val picks the
     classifier the report details (with any --fit-on) and test scores them all."""
+    RESUME_FINISHED = "fitting its classifiers again on the backbone's features"
+    """What ``--resume`` does with a finished run (:func:`~keras_species.recipe.start_run`): it
+    has no trained model to re-evaluate."""
 
     data: str = field(default="demo", metadata=_help(
         "'demo', a folder of class subfolders, a CSV, an iNat/COCO JSON or a saved manifest"))
@@ -340,13 +343,22 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
         split_file=run_folder.path / "split.csv", task="single", task_hint=MULTILABEL_HINT,
         need_splits=recipe_need_splits(config), need_hint=TEST_SPLIT_HINT,
     )
+    print(prepared.summary(), flush=True)  # the data and its split, as every recipe says first
     m = prepared.manifest
     cache = None if config.feature_cache.lower() == "none" else config.feature_cache
+    # what the progress line below is (whatever --verbose, as the data summary)
+    print(f"features: {config.backbone} (weights {config.weights}, "
+          f"{f'{config.image_size} px' if config.image_size else 'its own input size'}, "
+          f"{config.pooling} pooling) of {len(m)} images", flush=True)
     t0 = time.perf_counter()
     fs = extract_features(m, config.backbone, input_size=config.image_size, weights=weights,
                           batch_size=config.batch_size, cache_dir=cache, pooling=config.pooling,
                           verbose=config.verbose).labelled()
     extract_seconds = time.perf_counter() - t0
+    print(f"features: {fs.features.shape[1]} values per image, "
+          + (f"read from the cache {fs.cache_path}" if fs.from_cache
+             else f"computed in {extract_seconds:.1f} s"
+             + (f" (cached in {fs.cache_path})" if fs.cache_path else "")), flush=True)
     train, val, test = fs.split("train"), fs.split("val"), fs.split("test")
     if config.fit_on == "train+val":
         train = fs.subset([s in ("train", "val") for s in fs.splits])
@@ -359,9 +371,11 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
     per_clf: dict[str, dict] = {}
     estimators: dict[str, Any] = {}
     cm_plots: list[str] = []
-    for name in names:
+    for number, name in enumerate(names, 1):
+        said = f"classifier {number}/{len(names)}: {name} ({CLASSIFIER_NAMES[name]})"
         if name == "xgb" and importlib.util.find_spec("xgboost") is None:
             skipped[name] = "xgboost is not installed (`pip install xgboost`)"
+            print(f"{said} skipped: xgboost is not installed (pip install xgboost)", flush=True)
             continue
         params = {"random_state": config.seed, **config.classifier_params.get(name, {})}
         t0 = time.perf_counter()
@@ -376,6 +390,8 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
                                              train_counts=train_counts)
         results[name] = {"probs": p_test, "y_true": test.labels, "val_loss": vs["loss"],
                          "val_acc": vs["accuracy"], "fit_seconds": fit_seconds}
+        print(f"{said}: fitted in {fit_seconds:.1f} s, val accuracy {vs['accuracy']:.3f}",
+              flush=True)
         png = plots.plot_confusion_matrix(
             per_clf[name]["confusion_matrix"], class_names,
             run_folder.plots_dir / f"confusion_matrix_{name}.png",
@@ -466,9 +482,12 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
     report_mod.write_metrics_json(run_folder.metrics_path, metrics)
     from keras_species.config import config_to_dict
 
+    # the report's sections above show every classifier's scores and the features: not again
+    # in tables of their own (render_report lists each number of a metrics block)
+    shown = {k: v for k, v in metrics.items() if k not in ("classifiers", "features")}
     report_mod.render_report(
         run_folder.path, title=f"{RECIPE} — {config.backbone} features (best: {best})",
-        config=config_to_dict(config), metrics=metrics, plots=figures, extra_sections=sections,
+        config=config_to_dict(config), metrics=shown, plots=figures, extra_sections=sections,
     )
     run_folder.write_state({"finished": True, "classifiers": list(results)})
     return FeatureClassifiersResult(

@@ -249,15 +249,24 @@ def _headline(m: Mapping) -> list[str]:
     return lines
 
 
+def _rarest(pcs: list, n_rare: int) -> set[int]:
+    """Indices of the ``n_rare`` classes with the fewest test samples, ties included (so there
+    may be more), and never a class with the most: none when every class has the same count."""
+    supports = [int(r.get("support", 0)) for r in pcs]
+    if len(pcs) <= n_rare or min(supports) == max(supports):
+        return set()
+    cutoff = sorted(supports)[n_rare - 1]
+    if cutoff == max(supports):
+        cutoff = max(s for s in supports if s < cutoff)
+    return {i for i, s in enumerate(supports) if s <= cutoff}
+
+
 def _per_class(m: Mapping, n_rare: int) -> list[str]:
     pcs = list(m.get("per_class") or [])
     if not pcs:
         return []
     multilabel = m.get("task") == "multilabel"
-    supports = sorted({int(r.get("support", 0)) for r in pcs})
-    cutoff = supports[min(n_rare, len(supports)) - 1] if len(pcs) > n_rare else -1
-    rare = sorted(range(len(pcs)), key=lambda i: (pcs[i].get("support", 0), i))[:n_rare]
-    rare = set(rare) if cutoff >= 0 else set()
+    rare = _rarest(pcs, n_rare)
     extra = ("AP", "average_precision") if multilabel else ("AUC", "roc_auc")
     head = f"| class | precision | recall | F1 | support | {extra[0]} |"
     if multilabel:

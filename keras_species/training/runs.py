@@ -79,6 +79,7 @@ KEY_SETTINGS = (
     "input_size",
     "batch_size",
     "epochs",
+    "k",
     "head_epochs",
     "fine_tune_epochs",
     "optimizer",
@@ -93,7 +94,10 @@ KEY_SETTINGS = (
     "mixed_precision",
     "seed",
 )
-"""Config keys shown (when present) in the ``settings`` column of ``keras-species runs``."""
+"""Config keys shown (when present) in the ``settings`` column of ``keras-species runs``. The
+epoch settings (``epochs``, ``head_epochs``, ``fine_tune_epochs``) are each model's: a fold's
+(``scratch_cnn``, with ``k`` folds), a backbone's (``backbone_comparison``), the run's one model
+elsewhere."""
 
 TEST_SCORES = ("accuracy", "exact_match", "f1_micro", "micro_f1", "top5_accuracy")
 """Keys of ``metrics.json``'s ``test`` object that ``keras-species runs`` shows (one at least is
@@ -103,6 +107,47 @@ NO_EPOCH_RECIPES = frozenset({"feature_classifiers"})
 """Recipes that train no epochs (they fit scikit-learn classifiers on backbone features): their
 rows leave ``epochs`` empty (None), not 0, and the ``models`` column counts the classifiers
 fitted (``2 fitted``)."""
+
+MODEL_UNITS = {"scratch_cnn": "fold", "backbone_comparison": "backbone"}
+"""What a recipe's model folders are, by recipe, for the ``epochs`` cell of a run that trains
+several models (``10 (5 folds)``); ``model`` for the other recipes."""
+
+
+def epochs_over(recipe: str, models: Sequence[dict] | None) -> str | None:
+    """What the ``epochs`` of a run that trains several models are summed over: its model folders
+    (:meth:`RunFolder.model_folders`), named as the recipe names them (:data:`MODEL_UNITS`).
+
+    ``scratch_cnn``'s folders are ``<variant>/fold<i>``: one variant gives ``"5 folds"``, an
+    ablation ``"10 folds of 2 variants"``.
+
+    Args:
+        recipe: the run's recipe.
+        models: its model folders (``None`` or empty for a run that trains in the run folder
+            itself).
+
+    Returns:
+        E.g. ``"5 folds"``, ``"2 backbones"``, ``"4 models"``; None without model folders.
+
+    Example:
+        >>> epochs_over("scratch_cnn", [{"folder": "r2_cnn/fold0"}, {"folder": "r2_cnn/fold1"}])
+        '2 folds'
+        >>> epochs_over("backbone_comparison", [{"folder": "resnet18"}])
+        '1 backbone'
+        >>> epochs_over("quickstart", None) is None
+        True
+    """
+    if not models:
+        return None
+
+    def count(n: int, unit: str) -> str:
+        return f"{n} {unit}{'' if n == 1 else 's'}"
+
+    text = count(len(models), MODEL_UNITS.get(recipe, "model"))
+    if recipe == "scratch_cnn":
+        variants = {Path(m["folder"]).parts[0] for m in models}
+        if len(variants) > 1:
+            text += f" of {count(len(variants), 'variant')}"
+    return text
 
 
 def fitted_classifiers(state: dict, metrics: dict) -> list[str] | None:
@@ -771,7 +816,9 @@ class RunFolder:
             run), problem (of an unreadable one), epochs (of a run that trains its models in
             subfolders: those of all its model folders, whatever its status; None for a run
             that trains no epochs: one that fitted classifiers, or of a recipe in
-            :data:`NO_EPOCH_RECIPES`; else the rows of its ``history.csv``), models
+            :data:`NO_EPOCH_RECIPES`; else the rows of its ``history.csv``), epochs_over
+            (what a run's epochs are summed over, :func:`epochs_over`: ``"5 folds"``; None for
+            a run that trains one model), models
             (:meth:`model_folders` of a run that trains its models in subfolders, in every
             status, else None), classifiers (:func:`fitted_classifiers`: the names of the
             classifiers a ``feature_classifiers`` run fitted, else None), test_accuracy (the
@@ -855,8 +902,10 @@ class RunFolder:
         recipe = cfg.get("recipe")
         recipe = recipe if isinstance(recipe, str) and recipe else self.path.parent.name
         classifiers = fitted_classifiers(state, metrics)
+        over = None  # what the epochs are summed over: a multi-model run's models
         if any(m["epochs"] for m in models):
             epochs: int | None = sum(m["epochs"] for m in models)
+            over = epochs_over(recipe, models)
         elif not history and not models and (classifiers or recipe in NO_EPOCH_RECIPES):
             epochs = None  # it fits classifiers: no epochs to count (0 would read as none trained)
         else:
@@ -878,6 +927,7 @@ class RunFolder:
             "error": failure.get("error"),
             "problem": "; ".join(problems) or None,
             "epochs": epochs,
+            "epochs_over": over,
             "models": models or None,
             "classifiers": classifiers,
             "test_accuracy": test.get(accuracy_metric) if accuracy_metric else None,
@@ -924,8 +974,9 @@ def list_runs(root: str | os.PathLike = "runs") -> list[dict]:
         date, name, backbone, settings, status (``done``, ``failed``, ``not evaluated``,
         ``stopped``, ``new`` or ``unreadable``: see :meth:`RunFolder.summary`),
         training_finished, error (of a failed run, else None), problem (of an unreadable run:
-        the file and why, else None), epochs, models (the model folders of a multi-model run,
-        else None), test_accuracy, test_micro_f1, test_top5 (best_model and val_accuracy of a
+        the file and why, else None), epochs, epochs_over (what a multi-model run's epochs
+        are summed over, e.g. ``"5 folds"``, else None), models (the model folders of a
+        multi-model run, else None), test_accuracy, test_micro_f1, test_top5 (best_model and val_accuracy of a
         run without a test split). A run with a damaged ``config.json`` is listed too
         (without a date, so first), and so is a folder with a damaged ``state.json`` and no
         ``config.json`` (its settings lost too), and a run folder whose ``config.json`` was
@@ -1012,6 +1063,35 @@ def _accuracy_cell(row: dict) -> str | None:
     return value
 
 
+def _epochs_cell(row: dict) -> str | None:
+    """The ``epochs`` cell: ``"6"``, ``"10 (5 folds)"`` for a run that trains several models
+    (the sum over them, :func:`epochs_over`), None (``-``) for a run that trains none."""
+    epochs = row.get("epochs")
+    if epochs is None:
+        return None
+    return f"{epochs} ({row['epochs_over']})" if row.get("epochs_over") else str(epochs)
+
+
+def _epochs_note(rows: list[dict]) -> str | None:
+    """The line under the table that says what the ``epochs`` cells count, when a row's cell
+    needs it: a sum over several models (``10 (5 folds)``; the example is the row of most
+    models), or ``-`` (a run that fits classifiers). None when every row trained one model."""
+    summed = [r for r in rows if r.get("epochs_over") and r.get("epochs") is not None]
+    fitted = any(r.get("epochs") is None and (r.get("classifiers") or r.get("recipe") in NO_EPOCH_RECIPES)
+                 for r in rows)
+    if not (summed or fitted):
+        return None
+    parts = ["epochs: the epochs trained."]
+    if summed:
+        example = max(summed, key=lambda r: len(r.get("models") or []))
+        parts.append(f"{_epochs_cell(example)}: the sum over the run's {example['epochs_over']}; "
+                     "the epoch settings (epochs=, head_epochs=, fine_tune_epochs=) are per model "
+                     "(per fold, per backbone).")
+    if fitted:
+        parts.append("-: the run fits classifiers on backbone features and trains no epochs.")
+    return " ".join(parts)
+
+
 def _models_cell(models: list[dict] | None, classifiers: list[str] | None = None) -> str | None:
     """The ``models`` cell of a row: ``"2 trained, 1 stopped"`` of its model folders, or
     ``"2 fitted"`` of the classifiers it fitted (None without either)."""
@@ -1074,7 +1154,9 @@ def _differing_settings(rows: list[dict]) -> tuple[list[str], list[str]]:
 
 def format_runs(rows: list[dict]) -> str:
     """The runs as one plain-text table (recipe, date, run folder, backbone, weights, data
-    (:func:`data_label`), status, epochs (``-`` for a run that trains none: a
+    (:func:`data_label`), status, epochs (the epochs trained; ``10 (5 folds)`` for a run that
+    trains several models: their sum, :func:`epochs_over`, explained below the table with the
+    epoch settings, which are each model's; ``-`` for a run that trains none: a
     ``feature_classifiers`` run), models (only when a row has model folders,
     :meth:`RunFolder.model_folders`, or fitted classifiers: ``2 trained``, ``2 fitted``), test
     accuracy (a multi-label run's exact-match accuracy, marked ``(exact)`` and explained below
@@ -1122,6 +1204,8 @@ def format_runs(rows: list[dict]) -> str:
                 value = str(value).replace("T", " ")[:16]
             elif key == "models":
                 value = _models_cell(value, row.get("classifiers"))
+            elif key == "epochs":
+                value = _epochs_cell(row)
             elif key == "test_accuracy":
                 value = _accuracy_cell(row)
             elif key == "data":
@@ -1135,6 +1219,9 @@ def format_runs(rows: list[dict]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     if same:
         lines += ["", "settings of every run listed: " + " ".join(same)]
+    epochs_note = _epochs_note(rows)
+    if epochs_note:
+        lines += ["", epochs_note]
     if any(_is_exact_match(row) for row in rows):
         lines += ["", "test acc (exact): a multi-label run's exact-match accuracy, the share of "
                   "test images with every label right (stricter than single-label accuracy); "

@@ -158,3 +158,28 @@ def test_one_rare_class_is_named_in_the_singular(tmp_path: Path) -> None:
     text = render_report(tmp_path / "r", title="t", config={}, metrics={"test": m}, n_rare=1)
     assert "The rarest class (fewest test samples) is in bold." in text
     assert "1 rarest classes" not in text
+
+
+def test_no_class_is_called_rare_when_every_class_has_as_many_test_samples(tmp_path: Path) -> None:
+    # before: three of them were bolded as "(rare)" (the first three by index)
+    y = np.repeat(np.arange(4), 5)
+    p = np.eye(4)[y] * 0.7 + 0.075
+    m = single_label_metrics(y, p, NAMES)
+    text = render_report(tmp_path / "r", title="t", config={}, metrics={"test": m})
+    assert "(rare)" not in text and "rarest" not in text
+
+
+def test_tied_rare_classes_are_all_named_and_the_commonest_never(tmp_path: Path) -> None:
+    # supports 2, 2, 2, 2, 5: all four with 2 are the rarest (before: the first three by index)
+    names = ["a", "b", "c", "d", "e"]
+    y = np.array([0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 4, 4, 4])
+    p = np.eye(5)[y] * 0.6 + 0.08
+    text = render_report(tmp_path / "r", title="t", config={},
+                         metrics={"test": single_label_metrics(y, p, names)})
+    assert [n for n in names if f"**{n}** (rare)" in text] == ["a", "b", "c", "d"]
+    assert "The 4 rarest classes (fewest test samples) are in bold." in text
+    # supports 1, 5, 5, 5: only the class of 1, not the others that tie at the top
+    y = np.array([0] + [1] * 5 + [2] * 5 + [3] * 5)
+    text = render_report(tmp_path / "s", title="t", config={},
+                         metrics={"test": single_label_metrics(y, np.eye(4)[y] * 0.7 + 0.075, names[:4])})
+    assert [n for n in names[:4] if f"**{n}** (rare)" in text] == ["a"]

@@ -90,6 +90,10 @@ def test_two_backbones_one_table(tmp_path, capsys):
                  "Confusion matrix", "Confident mistakes",
                  "[resnet18](resnet18/report.md)"):
         assert text in report, text
+    # the best backbone's results come before the comparison (it said "the sections below")
+    assert report.startswith(f"# backbone_comparison — 2 backbones (best: {result.best})\n")
+    assert f"The results above (test scores, per-class table, training, figures) are those of **{result.best}**" in report
+    assert "sections below" not in report
 
 
 def test_a_bare_resume_compares_the_runs_own_backbones(tmp_path, monkeypatch, stop_at):
@@ -109,3 +113,36 @@ def test_a_bare_resume_compares_the_runs_own_backbones(tmp_path, monkeypatch, st
     with pytest.raises(StopRun):
         run(BackboneComparisonConfig(out=tmp_path, name="x", resume=True))
     assert checked == [("resnet18", None, 32)]
+
+
+def _data_lines(out: str) -> list[str]:
+    """The lines of ``out`` that are ``PreparedData.summary()``'s first line."""
+    return [line for line in out.splitlines() if line.startswith("36 images, 6 classes")]
+
+
+def test_the_data_summary_is_printed_once_before_the_backbones_also_on_resume(tmp_path, capsys):
+    # it printed no data summary, while run_transfer's recipes print one before any training
+    data = write_image_folder(tmp_path / "data", classes=CLASSES, per_class=6, size=(24, 24))
+    flags = ["--out", str(tmp_path / "runs"), "--name", "s"]
+    code = backbone_comparison.main([
+        *flags, "--data", str(data), "--backbones", "mobilenet_v3_small", "--weights", "none",
+        "--image-size", "32", "--batch-size", "16", "--head-epochs", "1", "--fine-tune-epochs",
+        "1", "--no-audit", "--verbose", "0", "--mixed-precision", "off", "--ratios", "0.5",
+        "0.17", "0.33", "--no-backbone-plots"])
+    out = capsys.readouterr().out
+    assert code == 0
+    lines = out.splitlines()
+    (summary,) = _data_lines(out)
+    assert summary == "36 images, 6 classes (single-label), splits test=12 train=18 val=6; split: stratified"
+    assert lines.index(summary) < next(i for i, line in enumerate(lines) if line.startswith("backbone 1/1"))
+    report = (tmp_path / "runs" / "backbone_comparison" / "s" / "report.md").read_text()
+    assert report.startswith("# backbone_comparison — 1 backbone (best: mobilenet_v3_small)\n")  # not "1 backbones"
+    assert "plan for every backbone: 1 epoch head (frozen, lr 0.001), then 1 epoch fine_tune" in report
+    # a resumed run says it once too, with its split read back
+    assert backbone_comparison.main([*flags, "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert _data_lines(out) == [
+        summary.replace("split: stratified", "split: stratified (read back from split.csv)")]
+    # its backbone trained already: the line says it is evaluated, not trained, again
+    (announced,) = [line for line in out.splitlines() if line.startswith("backbone 1/1")]
+    assert announced.endswith(" parameters): trained already, evaluating it")

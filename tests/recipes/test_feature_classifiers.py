@@ -47,7 +47,7 @@ def test_offline_imagenet_fails_at_once(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "runs" / "feature_classifiers" / "x").exists()
 
 
-def test_classifiers_on_cached_features(tmp_path):
+def test_classifiers_on_cached_features(tmp_path, capsys):
     data = write_image_folder(tmp_path / "data", classes=CLASSES, per_class=6, size=(24, 24))
     config = FeatureClassifiersConfig(
         data=str(data), out=tmp_path / "runs", name="t", backbone="resnet18", weights="none",
@@ -57,10 +57,17 @@ def test_classifiers_on_cached_features(tmp_path):
     )
     result = run(config)
     ran = ["svc", "rf", "hgb", "logreg"]
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("classifier ")]
     if importlib.util.find_spec("xgboost") is not None:
         ran.insert(3, "xgb")
     else:
         assert "xgboost" in result.skipped["xgb"]
+        # said on screen too, not only in the report
+        assert said[3] == "classifier 4/5: xgb (XGBoost) skipped: xgboost is not installed (pip install xgboost)"
+    # one line a classifier, in order, with its validation score
+    assert [line.split(":")[0] for line in said] == [f"classifier {i}/5" for i in range(1, 6)]
+    assert said[0].startswith("classifier 1/5: svc (SVC (RBF)): fitted in ")
+    assert said[0].endswith(f"val accuracy {result.comparison[0]['val_acc']:.3f}")
     assert [r["model"] for r in result.comparison] == ran
     for row in result.comparison:
         for key in ("val_loss", "val_acc", "test_loss", "test_acc", "top5", "macro_auc",
@@ -178,7 +185,7 @@ def test_a_feature_cache_under_a_file_is_refused_before_any_work(under, tmp_path
              else f"lies inside {tmp_path / 'notes.txt'}, which is a file")
     assert code == 2 and err == (
         f"python -m recipes.feature_classifiers: error: --feature-cache {cache}: {where}, not a "
-        "folder: give a folder (it is made when absent), or none to keep no cache\n"), err
+        "folder: give a folder (it is made when absent), or none to keep no cache; see --help\n"), err
     assert not (tmp_path / "runs").exists() and (tmp_path / "notes.txt").read_text() == "mine"
     FeatureClassifiersConfig(feature_cache=str(tmp_path / "new" / "cache")).check()  # made later
     FeatureClassifiersConfig(feature_cache="none").check()
@@ -205,3 +212,37 @@ def test_a_csv_split_without_val_rows_is_refused_before_the_run_folder(tmp_path,
                           "split column has no 'val' rows (12 images: 6 test, 6 train)"), err
     assert "needs train and val and test" in err and "--split stratified" in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_data_summary_is_printed_once_before_the_features_also_on_resume(tmp_path, capsys):
+    # it printed no data summary, while run_transfer's recipes print one before any training
+    data = write_image_folder(tmp_path / "data", classes=CLASSES, per_class=6, size=(24, 24))
+    flags = ["--out", str(tmp_path / "runs"), "--name", "s"]
+    code = feature_classifiers.main([
+        *flags, "--data", str(data), "--backbone", "resnet18", "--weights", "none",
+        "--image-size", "32", "--batch-size", "16", "--no-audit", "--verbose", "0",
+        "--ratios", "0.5", "0.17", "0.33", "--classifiers", "logreg",
+        "--feature-cache", str(tmp_path / "cache")])
+    out = capsys.readouterr().out
+    assert code == 0
+    (summary,) = [line for line in out.splitlines() if line.startswith("36 images, 6 classes")]
+    assert summary == "36 images, 6 classes (single-label), splits test=12 train=18 val=6; split: stratified"
+    assert out.splitlines()[:3] == [  # first: before the features are extracted
+        summary, "features: resnet18 (weights none, 32 px, avg pooling) of 36 images",
+        f"features: 512 values per image, computed in {out.split('computed in ')[1].split(' s')[0]} s "
+        f"(cached in {next((tmp_path / 'cache').glob('*.npz'))})"]
+    assert "classifier 1/1: logreg (Logistic regression): fitted in " in out
+    # each classifier's scores and the features are in the report's sections, not again in
+    # tables of every number
+    report = (tmp_path / "runs" / "feature_classifiers" / "s" / "report.md").read_text()
+    assert "### classifiers" not in report and "### features" not in report
+    assert "| metric | logreg |" in report and "512 values per image" in report
+    # a resumed run says it once too, with its split read back
+    assert feature_classifiers.main([*flags, "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if line.startswith("36 images, 6 classes")] == [
+        summary.replace("split: stratified", "split: stratified (read back from split.csv)")]
+    assert "features: 512 values per image, read from the cache " in out
+    # and says what resuming a finished run does here: no model to re-evaluate (it said so)
+    assert ("finished already: fitting its classifiers again on the backbone's features and "
+            "rewriting metrics.json") in out and "re-evaluating its model" not in out

@@ -712,7 +712,7 @@ def test_a_killed_backbone_comparison_is_stopped_not_new(tmp_path, capsys):
     table = format_runs([row])
     head, _, body = table.splitlines()[:3]
     assert head.split()[4:10] == ["weights", "data", "status", "epochs", "models", "test"]
-    assert "  stopped  5       1 trained, 1 stopped  -" in body
+    assert "  stopped  5 (2 backbones)  1 trained, 1 stopped  -" in body
     footer = table.split("stopped runs that train their models in subfolders")[1].splitlines()[1:]
     assert footer == [  # a bare --resume: the run's stored settings (no --config needed)
         "  backbone_comparison/bc: 1 trained (mobilenet_v2); stopped: resnet18 after 1 epoch",
@@ -806,7 +806,7 @@ def test_a_finished_multi_model_run_is_listed_as_before(tmp_path):
     assert row["status"] == "done" and row["epochs"] == 8 and len(row["models"]) == 2
     assert row["test_accuracy"] == 0.9 and row["training_finished"] is True
     table = format_runs([row])
-    assert "  done    8       2 trained  " in table and "subfolders" not in table
+    assert "  done    8 (2 backbones)  2 trained  " in table and "subfolders" not in table
 
 
 def test_a_state_left_by_a_run_started_over_is_not_not_evaluated(tmp_path):
@@ -837,7 +837,7 @@ def test_a_failed_multi_model_run_shows_its_models(tmp_path):
     (row,) = list_runs(root)
     assert row["status"] == "failed" and row["epochs"] == 2 and len(row["models"]) == 1
     table = format_runs([row])
-    assert "  failed  2       1 trained  " in table and "  scratch_cnn/cv: out of memory" in table
+    assert "  failed  2 (1 fold)  1 trained  " in table and "  scratch_cnn/cv: out of memory" in table
     assert "subfolders" not in table  # the stopped runs' lines are for stopped runs
 
 
@@ -930,7 +930,7 @@ def test_a_finished_multi_model_run_counts_its_models_epochs(tmp_path):
     assert [m["folder"] for m in fish["models"]] == ["model1", "model2", "model4/phase1",
                                                      "model4/phase2"]
     table = format_runs([fish, vgg])
-    assert "  done    5       4 trained  " in table and "  done    6       4 trained  " in table
+    assert "  done    5 (4 models)  4 trained  " in table and "  done    6 (4 models)  4 trained  " in table
     assert "subfolders" not in table  # the continue lines are for stopped runs
     # the same in every status: failed (its error) and unreadable (a damaged file) too
     (root / "fish_semisupervised" / "fs1" / "failed.json").write_text(DAMAGED["truncated"].decode())
@@ -1139,3 +1139,55 @@ def test_a_feature_classifiers_run_counts_its_classifiers_not_epochs(tmp_path, c
     listed = {r["run"]: r for r in json.loads(capsys.readouterr().out)}
     assert listed["feature_classifiers/f1"]["epochs"] is None
     assert listed["quickstart/q"]["epochs"] == 2
+
+
+def test_the_epochs_column_says_what_it_sums_for_every_recipe_kind(tmp_path, capsys):
+    # a scratch_cnn run showed "epochs 4" beside its setting "epochs=2": the column summed its
+    # folds, the setting was per fold, and nothing said so
+    root = tmp_path / "runs"
+    _fake_run(root, "quickstart", "q", "2025-01-01T09:00:00", {"accuracy": 0.8},
+              head_epochs=1, fine_tune_epochs=1)  # one model: 2 epochs (its history.csv)
+    cv = _multi_run(root, "scratch_cnn", "cv", created="2025-01-02T09:00:00", epochs=2, k=2)
+    for fold in ("fold0", "fold1"):
+        _model_folder(cv.path / "r2_cnn" / fold, phases=(("train", 2),))
+    _finish_top(cv, history_rows=4)
+    ablation = _multi_run(root, "scratch_cnn", "ab", created="2025-01-03T09:00:00", epochs=1, k=2)
+    for folder in ("1conv/fold0", "1conv/fold1", "2conv/fold0", "2conv/fold1"):
+        _model_folder(ablation.path / folder, phases=(("train", 1),))
+    _finish_top(ablation, history_rows=2)
+    bc = _multi_run(root, "backbone_comparison", "bc", created="2025-01-04T09:00:00",
+                    backbones=["mobilenet_v2", "resnet18"], head_epochs=2, fine_tune_epochs=2)
+    for name in ("mobilenet_v2", "resnet18"):
+        _model_folder(bc.path / name, evaluated=True)
+    _finish_top(bc, history_rows=4)
+    _classifier_run(root, "fc", "2025-01-05T09:00:00")
+
+    rows = {r["run"]: r for r in list_runs(root)}
+    assert {run: (r["epochs"], r["epochs_over"]) for run, r in rows.items()} == {
+        "quickstart/q": (2, None), "scratch_cnn/cv": (4, "2 folds"),
+        "scratch_cnn/ab": (4, "4 folds of 2 variants"), "backbone_comparison/bc": (8, "2 backbones"),
+        "feature_classifiers/fc": (None, None)}
+    assert rows["scratch_cnn/cv"]["key_settings"]["k"] == "2"  # the folds the setting is per
+    table = format_runs(list(rows.values()))
+    cells = {run: _table_cells(table, run) for run in rows}
+    assert {run: c["epochs"] for run, c in cells.items()} == {
+        "quickstart/q": "2", "scratch_cnn/cv": "4 (2 folds)", "scratch_cnn/ab": "4 (4 folds of 2 variants)",
+        "backbone_comparison/bc": "8 (2 backbones)", "feature_classifiers/fc": "-"}
+    assert "epochs=2 k=2" in cells["scratch_cnn/cv"]["settings"]
+    note = table.split("\n\nepochs: ")[1].split("\n")[0]
+    assert note == (
+        "the epochs trained. 4 (4 folds of 2 variants): the sum over the run's 4 folds of 2 "
+        "variants; the epoch settings (epochs=, head_epochs=, fine_tune_epochs=) are per model "
+        "(per fold, per backbone). -: the run fits classifiers on backbone features and trains "
+        "no epochs.")
+    # runs of one model each need no note; nor do they get a count
+    single = format_runs([rows["quickstart/q"]])
+    assert "epochs: " not in single and _table_cells(single, "quickstart/q")["epochs"] == "2"
+    assert "-: the run fits" not in format_runs([rows["scratch_cnn/cv"]])
+
+    from keras_species.cli import main
+
+    assert main(["runs", str(root), "--json"]) == 0
+    listed = {r["run"]: r for r in json.loads(capsys.readouterr().out)}
+    assert listed["scratch_cnn/cv"]["epochs_over"] == "2 folds"
+    assert listed["quickstart/q"]["epochs_over"] is None
