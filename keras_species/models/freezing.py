@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 import keras
 
+from keras_species.data.manifest import counted
 from keras_species.models.batchnorm import untrained_batchnorm
 from keras_species.models.registry import list_backbones
 
@@ -225,13 +226,15 @@ def _explain_untrained(
     or, when all train, that they do so although ``train_batchnorm=False``."""
     # Keras 3: freezing a model freezes its layers, so `trainable` alone says whether one trains
     frozen = [layer for layer in untrained if not layer.trainable]
+    have = "has" if len(untrained) == 1 else "have"
     what = (
-        f"{len(untrained)} BatchNorm layers of the backbone have no statistics yet (moving mean 0, "
-        "variance 1: it was built without pretrained weights, weights=None)"
+        f"{counted(len(untrained), 'BatchNorm layer')} of the backbone {have} no statistics yet "
+        "(moving mean 0, variance 1: it was built without pretrained weights, weights=None)"
     )
     if frozen:
+        which = "it is" if len(untrained) == 1 else f"{len(frozen)} of them are"
         warnings.warn(
-            f"set_trainable(mode={mode!r}): {what} and {len(frozen)} of them are frozen, in "
+            f"set_trainable(mode={mode!r}): {what} and {which} frozen, in "
             "inference mode, where they do not normalise: the frozen layers' features are random "
             "and may be near-constant (an EfficientNet-Lite0 built so gave features of std 7e-13), "
             "so the head learns next to nothing. Train the backbone whole (mode='all'; in a transfer recipe --head-epochs 0) "
@@ -240,7 +243,8 @@ def _explain_untrained(
         )
     elif not train_batchnorm:
         warnings.warn(
-            f"set_trainable(mode={mode!r}): {what}; they train from scratch with batch statistics "
+            f"set_trainable(mode={mode!r}): {what}; {'it trains' if len(untrained) == 1 else 'they train'} "
+            "from scratch with batch statistics "
             "although train_batchnorm=False, since frozen they would make the features "
             "near-constant.",
             stacklevel=3,

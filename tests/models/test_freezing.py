@@ -227,3 +227,21 @@ def test_statistics_learned_from_scratch_are_then_protected():
     assert _no_statistics_warnings(record) == []
     bns = [la for la in flat_layers(backbone_of(model)) if isinstance(la, keras.layers.BatchNormalization)]
     assert bns and not any(la.trainable for la in bns)
+
+
+def test_one_untrained_batchnorm_layer_is_named_in_the_singular():
+    # before: "1 BatchNorm layers of the backbone have no statistics yet ... and 1 of them are frozen"
+    from keras_species.models.freezing import _explain_untrained
+
+    bn = keras.layers.BatchNormalization()
+    bn.build((None, 4))
+    bn.trainable = False
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        _explain_untrained("frozen", [bn], train_batchnorm=False)
+        bn.trainable = True
+        _explain_untrained("all", [bn], train_batchnorm=False)
+    frozen, trains = (str(w.message) for w in record)
+    assert "1 BatchNorm layer of the backbone has no statistics yet" in frozen
+    assert "and it is frozen, in inference mode" in frozen
+    assert "weights=None); it trains from scratch with batch statistics" in trains
