@@ -304,7 +304,7 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
     from keras_species.evaluation.compare import compare_models, comparison_table
     from keras_species.evaluation.evaluate import evaluate_and_report
     from keras_species.evaluation.report import write_metrics_json
-    from keras_species.evaluation.tables import metrics_side_by_side, per_class_by_origin
+    from keras_species.evaluation.tables import per_class_by_origin
     from keras_species.models.scratch import build_scratch
     from keras_species.training.callbacks import atomic_save_model, write_history
     from keras_species.training.crossval import cross_validate, fold_ensemble
@@ -407,11 +407,6 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
         f"test accuracy {spread['test_accuracy_mean']:.4f} ± {spread['test_accuracy_std']:.4f}."
         "\n\n" + cv.fold_table_markdown(),
     ))
-    if cv.ensemble_tta is not None:
-        sections.append((
-            f"Plain inference vs test-time augmentation ({', '.join(cv.tta)})",
-            metrics_side_by_side({"plain": cv.ensemble, "TTA": cv.ensemble_tta}),
-        ))
     if added:
         sections.append((
             "Added classes",

@@ -412,6 +412,7 @@ def evaluate_and_report(
     if val_pred is not None and val_pred.labelled.any():
         val = score(val_pred, names, **scoring)
         results["val"] = {k: val[k] for k in VAL_SUMMARY_KEYS if k in val}
+    tta_m = None
     if tta:
         tta_pred = predict_manifest(
             model, test_m, image_size=image_size, batch_size=batch_size, tta=tta, output=output
@@ -436,14 +437,22 @@ def evaluate_and_report(
         figures, plot_notes = _plots(run_dir / "plots", pred, test, names, history, val_pred, thr)
         notes += plot_notes
     sections = list(extra_sections)
+    if tta_m is not None:  # the plain and the TTA scores side by side, in place of a table of TTA's
+        from keras_species.evaluation.tables import metrics_side_by_side
+        from keras_species.evaluation.tta import resolve_transforms
+
+        sections.insert(0, (
+            f"Plain inference vs test-time augmentation ({', '.join(resolve_transforms(tta))})",
+            metrics_side_by_side({"plain": test, "TTA": tta_m}),
+        ))
     if notes:
         sections.append(("Evaluation notes", "\n".join(f"- {n}" for n in notes)))
     if title is None:
         title = f"{run_dir.parent.name} — {run_dir.name}"
     cfg = config_to_dict(config) if config is not None else None
-    report_mod.render_report(
-        run_dir, title=title, config=cfg, metrics=results, history=history,
-        plots=figures, extra_sections=sections,
+    report_mod.render_report(  # test_tta: in the side-by-side section, not a table of its own
+        run_dir, title=title, config=cfg, metrics={k: v for k, v in results.items() if k != "test_tta"},
+        history=history, plots=figures, extra_sections=sections,
     )
     return Evaluation(
         metrics=results,

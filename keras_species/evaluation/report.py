@@ -298,6 +298,9 @@ def _history_summary(history) -> list[str]:
         ph = str(r.get("phase", ""))
         if ph and (not phases or phases[-1] != ph):
             phases.append(ph)
+    folds = list(dict.fromkeys(r["fold"] for r in rows if r.get("fold") not in (None, "")))
+    if len(folds) > 1:  # separate models on their own val images: one best epoch per fold
+        return _fold_history_summary(rows, folds)
     out = [f"Epochs run: {len(rows)}" + (f" in phases {', '.join(phases)}." if phases else ".")]
     vl = [(r["val_loss"], i) for i, r in enumerate(rows) if isinstance(r.get("val_loss"), float)]
     if vl:
@@ -306,6 +309,33 @@ def _history_summary(history) -> list[str]:
         acc = rows[i].get("val_accuracy", rows[i].get("val_acc"))
         acc_s = f", val accuracy {_fmt(acc)}" if isinstance(acc, float) else ""
         out.append(f"Lowest val loss {best:.4f} at epoch {i + 1} of the run{where}{acc_s}.")
+    return out
+
+
+def _whole(value: object) -> str:
+    """A history cell that holds a count (read back as a float): ``2.0`` -> ``"2"``."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _fold_history_summary(rows: list[dict], folds: list) -> list[str]:
+    """The training summary of a cross-validated run: its epochs per fold, and each fold's own
+    epoch of lowest val loss (the lowest over the run would compare losses on different val
+    images)."""
+    per_fold = {f: [r for r in rows if r.get("fold") == f] for f in folds}
+    counts = ", ".join(str(len(v)) for v in per_fold.values())
+    out = [f"Epochs run: {len(rows)} over {len(folds)} folds ({counts}). Each fold is a model of "
+           "its own, scored on its own val images, so each has its own best epoch:"]
+    for f, fold_rows in per_fold.items():
+        vl = [(r["val_loss"], i) for i, r in enumerate(fold_rows) if isinstance(r.get("val_loss"), float)]
+        if not vl:
+            continue
+        best, i = min(vl)
+        acc = fold_rows[i].get("val_accuracy", fold_rows[i].get("val_acc"))
+        acc_s = f", val accuracy {_fmt(acc)}" if isinstance(acc, float) else ""
+        epoch = fold_rows[i].get("epoch", i + 1)
+        out.append(f"- fold {_whole(f)}: lowest val loss {best:.4f} at its epoch {_whole(epoch)}{acc_s}")
     return out
 
 

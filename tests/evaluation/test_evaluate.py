@@ -70,6 +70,11 @@ def test_single_label_run_folder(split_manifest, tmp_path):
         assert name in ev.plots
     report = (run / "report.md").read_text()
     assert "## Results (test)" in report and "majority class" in report
+    # TTA's scores beside the plain ones, once (before: a bare "### test_tta" table of its own,
+    # and scratch_cnn added this comparison as well, so its report said it twice)
+    assert "### test_tta" not in report
+    assert report.count("## Plain inference vs test-time augmentation (identity, hflip)") == 1
+    assert "| metric | plain | TTA | TTA − plain |" in report
     assert "## Data" in report and "30 fish" in report
     assert "plots/confusion_matrix.png" in report
     assert ev.headline().startswith("test accuracy")

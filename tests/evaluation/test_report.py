@@ -183,3 +183,18 @@ def test_tied_rare_classes_are_all_named_and_the_commonest_never(tmp_path: Path)
     text = render_report(tmp_path / "s", title="t", config={},
                          metrics={"test": single_label_metrics(y, np.eye(4)[y] * 0.7 + 0.075, names[:4])})
     assert [n for n in names[:4] if f"**{n}** (rare)" in text] == ["a"]
+
+
+def test_a_cross_validated_history_is_summarised_per_fold(tmp_path: Path) -> None:
+    # before: "Lowest val loss 0.5000 at epoch 3 of the run (phase fold1)", the lowest over
+    # models scored on different val images
+    history = tmp_path / "history.csv"
+    history.write_text("epoch,phase,fold,val_loss,val_accuracy\n"
+                       "1,fold0,0,0.9,0.5\n2,fold0,0,0.7,0.6\n"
+                       "1,fold1,1,0.5,0.8\n2,fold1,1,0.6,0.7\n3,fold1,1,0.55,0.75\n")
+    text = render_report(tmp_path / "r", title="t", config={}, metrics={}, history=history)
+    assert ("Epochs run: 5 over 2 folds (2, 3). Each fold is a model of its own, scored on its own "
+            "val images, so each has its own best epoch:\n"
+            "- fold 0: lowest val loss 0.7000 at its epoch 2, val accuracy 0.6000\n"
+            "- fold 1: lowest val loss 0.5000 at its epoch 1, val accuracy 0.8000") in text
+    assert "of the run" not in text

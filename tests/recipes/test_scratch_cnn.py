@@ -113,6 +113,11 @@ def test_cross_validated_run_with_tta_and_added_class(tmp_path, capsys):
     assert (f"val accuracy {spread['val_accuracy_mean']:.4f} ± {spread['val_accuracy_std']:.4f}, "
             f"test accuracy {spread['test_accuracy_mean']:.4f} ± {spread['test_accuracy_std']:.4f}") in report
     assert "`best.keras`, whose results are above" in report
+    # the TTA comparison once; the training summary per fold (before: "Lowest val loss ... at
+    # epoch 4 of the run (phase fold1)", comparing losses on the folds' different val images)
+    assert report.count("Plain inference vs test-time augmentation") == 1 and "### test_tta" not in report
+    assert "over 2 folds (" in report and "- fold 0: lowest val loss " in report
+    assert "of the run (phase fold" not in report
 
 
 def test_tta_headline_adds_the_tta_score_only_when_tta_ran():
