@@ -87,7 +87,7 @@ import numpy as np
 
 from keras_species.atomic import atomic_path, check_output_file
 from keras_species.data import sources
-from keras_species.data.images import max_pixels_hint, using_max_pixels
+from keras_species.data.images import max_pixels_flag, max_pixels_hint
 from keras_species.data.manifest import counted
 from keras_species.data.sources import PATH_COLUMNS, ListedFiles
 from keras_species.export import (
@@ -1308,7 +1308,7 @@ def run_cli(args: argparse.Namespace) -> int:
             sources.check_output_place(args.input, args.out, "--out")
         max_pixels = getattr(args, "max_pixels", None)
         with warnings.catch_warnings(), _command_line("predict"), (
-                using_max_pixels(max_pixels) if max_pixels else contextlib.nullcontext()):
+                max_pixels_flag(max_pixels)):
             warnings.simplefilter("ignore", UserWarning)  # messages name the flags
             result = predict(
                 args.model, args.input, out=args.out, top_k=args.top_k, tta=args.tta,

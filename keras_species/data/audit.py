@@ -41,6 +41,7 @@ from keras_species.atomic import _write_error, atomic_path, check_output_file, c
 from keras_species.data.images import (
     ImageInfo,
     get_max_pixels,
+    max_pixels_flag,
     max_pixels_hint,
     needs_conversion,
     oversized_pixels,
@@ -1394,7 +1395,7 @@ def run_cli(args) -> int:
     of an earlier audit there that this one does not write removed (a printed note names them).
     """
     # --max-pixels holds for this command only (a process that runs several keeps its limit)
-    with using_max_pixels(args.max_pixels) if args.max_pixels else contextlib.nullcontext():
+    with max_pixels_flag(args.max_pixels):
         return _run(args)
 
 

@@ -223,6 +223,24 @@ def using_max_pixels(n: int) -> Iterator[None]:
         _max_pixels, _unlimited, Image.MAX_IMAGE_PIXELS = before
 
 
+def max_pixels_flag(n: int | None) -> contextlib.AbstractContextManager:
+    """The limit of a command's ``--max-pixels`` for the command's run: :func:`using_max_pixels`
+    when the flag was given, the limit in force (unchanged) when it was not.
+
+    Args:
+        n: the flag's value, or ``None`` when it was not given.
+
+    Returns:
+        A context manager.
+
+    Example:
+        >>> with max_pixels_flag(None):
+        ...     get_max_pixels() == get_max_pixels()
+        True
+    """
+    return using_max_pixels(n) if n else contextlib.nullcontext()
+
+
 def get_max_pixels() -> int | None:
     """The current decompression-bomb limit in pixels (``None`` = no limit).
 

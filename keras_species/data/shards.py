@@ -67,7 +67,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from keras_species.atomic import commit, process_running, temporary_path
-from keras_species.data.images import max_pixels_hint, using_max_pixels
+from keras_species.data.images import max_pixels_flag, max_pixels_hint
 from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError, counted
 from keras_species.jsonfile import kind_problem, parse_json, read_json_file
 
@@ -852,7 +852,7 @@ def run_cli(args: argparse.Namespace) -> int:
     from keras_species.data import sources
 
     max_pixels = getattr(args, "max_pixels", None)
-    with using_max_pixels(max_pixels) if max_pixels else contextlib.nullcontext():
+    with max_pixels_flag(max_pixels):
         manifest = sources.load(args.data, **sources.source_options(args))  # errors: keras_species.cli
         split = getattr(args, "split", None)
         files = write_shards(manifest, args.out, image_size=args.image_size, shard_size=args.shard_size,

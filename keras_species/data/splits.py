@@ -31,7 +31,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import math
 import os
@@ -45,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_species.data.images import max_pixels_hint, using_max_pixels
+from keras_species.data.images import max_pixels_flag, max_pixels_hint
 from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError, counted
 
 DEFAULT_RATIOS = (0.7, 0.15, 0.15)
@@ -798,7 +797,7 @@ def run_cli(args: argparse.Namespace) -> int:
                                 "which draws nothing at random: leave it out")
         loaded = sources.require_labels(sources.load(args.data, **sources.source_options(args)), "split")
         max_pixels = getattr(args, "max_pixels", None)
-        with using_max_pixels(max_pixels) if max_pixels else contextlib.nullcontext():
+        with max_pixels_flag(max_pixels):
             m, bad = drop_unreadable(loaded)
             if bad:  # inside: the listing names the limit the check used
                 _write_listing(bad, listing)
