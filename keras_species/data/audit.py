@@ -49,7 +49,7 @@ from keras_species.data.images import (
     read_image,
     using_max_pixels,
 )
-from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError, classes_phrase
+from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError, classes_phrase, counted
 
 POLICIES = ("convert", "drop_non_rgb")
 """Cleaning policies: keep non-RGB images (the pipeline converts them) or drop them (R5)."""
@@ -677,7 +677,8 @@ def _group_report(manifest: Manifest) -> tuple[dict[str, Any] | None, list[str]]
         shown = ", ".join(f"{c} ({n})" for c, n in list(out["few_group_classes"].items())[:_SHOW_CLASSES_NOTE])
         more = f" and {len(few) - _SHOW_CLASSES_NOTE} more" if len(few) > _SHOW_CLASSES_NOTE else ""
         notes.append(
-            f"{len(few)} class(es) have fewer than {MIN_GROUPS_PER_CLASS} groups, so a group-aware "
+            f"{counted(len(few), 'class')} {'has' if len(few) == 1 else 'have'} fewer than "
+            f"{MIN_GROUPS_PER_CLASS} groups, so a group-aware "
             f"train/val/test split cannot put each on every side: {shown}{more}"
         )
 
@@ -922,7 +923,7 @@ def warn_emptied_classes(cleaned: Manifest, *, stacklevel: int = 2) -> None:
     emptied = cleaned.extra.get("cleaning", {}).get("emptied_classes") or []
     if emptied:
         warnings.warn(
-            f"cleaning leaves {len(emptied)} class(es) without any image: {', '.join(emptied)} "
+            f"cleaning leaves {counted(len(emptied), 'class')} without any image: {', '.join(emptied)} "
             "(every file of each was dropped; the reasons are in the dropped list). A model would "
             "still get an output for each that it can never learn: fix or replace those files, or "
             "take the class out of the data",

@@ -369,7 +369,8 @@ def _warn_thin_folds(m: Manifest, fold: np.ndarray, k: int) -> None:
     if thin:
         shown = ", ".join(f"{name} ({n} of {k})" for name, n in thin[:10])
         warnings.warn(
-            f"{len(thin)} class(es) have images in only some of the {k} folds: {shown}"
+            f"{counted(len(thin), 'class')} {'has' if len(thin) == 1 else 'have'} images in only "
+            f"some of the {k} folds: {shown}"
             f"{' ...' if len(thin) > 10 else ''} (too few images or groups for {k} folds; "
             "use fewer folds to validate every class in every fold)",
             stacklevel=3,

@@ -198,7 +198,7 @@ def test_group_report_sizes_mixed_classes_missing_ids_few_groups_and_leakage(tmp
     assert g["cross_split_groups"] == [{"group": "100", "images": 2, "splits": {"test": 1, "train": 1}}]
     notes = " ".join(r.notes)
     assert "1 group(s) carry more than one class (e.g. 0 (cod, eel))" in notes
-    assert "1 class(es) have fewer than 3 groups" in notes and "ray (2)" in notes
+    assert "1 class has fewer than 3 groups" in notes and "ray (2)" in notes
     assert "1 group(s) sit on more than one split" in notes and "leakage" in notes
     doc = json.loads((tmp_path / "out" / "audit.json").read_text(encoding="utf-8"))
     assert doc["groups"] == g
@@ -337,7 +337,7 @@ def test_clean_warns_about_a_class_left_without_images(tmp_path):
     (root / "eel" / "empty.jpg").write_bytes(b"")
     (root / "eel" / "notes.jpg").write_text("not an image")
     m = _folder_manifest(root, ("cod", "eel"))
-    with pytest.warns(UserWarning, match=r"1 class\(es\) without any image: eel"):
+    with pytest.warns(UserWarning, match=r"1 class without any image: eel"):
         kept, dropped = clean(m, audit(m, progress=False))
     assert kept.class_names == ["cod", "eel"] and len(kept) == 1 and len(dropped) == 2
     assert kept.extra["cleaning"]["emptied_classes"] == ["eel"]
@@ -830,7 +830,7 @@ def test_clean_warns_of_an_emptied_class_unless_told_not_to(messy):
         cleaned, _ = clean(m, AuditReport(), drop=drop, warn_emptied=False)
     assert cleaned.extra["cleaning"]["emptied_classes"] == ["eel"]
     assert not [w for w in caught if "without any image" in str(w.message)]
-    with pytest.warns(UserWarning, match=r"cleaning leaves 1 class\(es\) without any image: eel"):
+    with pytest.warns(UserWarning, match=r"cleaning leaves 1 class without any image: eel"):
         warn_emptied_classes(cleaned)
 
 

@@ -494,7 +494,7 @@ def test_cleaning_that_empties_one_of_three_classes_warns_once(folder, tmp_path)
         warnings.simplefilter("always")
         prepared = prepare_data(folder, drop=drop, split="stratified")
     emptied = [str(w.message) for w in caught if "without any image" in str(w.message)]
-    assert len(emptied) == 1 and emptied[0].startswith("cleaning leaves 1 class(es) without any "
+    assert len(emptied) == 1 and emptied[0].startswith("cleaning leaves 1 class without any "
                                                        "image: ray"), emptied
     assert prepared.manifest.extra["cleaning"]["emptied_classes"] == ["ray"]
 

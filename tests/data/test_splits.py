@@ -413,7 +413,7 @@ def test_a_split_of_data_with_groups_is_group_aware_by_default_and_leakage_reads
 
 def test_kfold_warns_about_classes_missing_from_some_folds() -> None:
     m = _single((40, 30, 4), groups_of=2)  # c2: 2 groups, so it is missing from 2 of 4 folds
-    with pytest.warns(UserWarning, match=r"1 class\(es\) have images in only some of the 4 folds: "
+    with pytest.warns(UserWarning, match=r"1 class has images in only some of the 4 folds: "
                                          r"c2 \(2 of 4\)"):
         splits.assign_folds(m, 4, seed=0)
     with warnings.catch_warnings():
