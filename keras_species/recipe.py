@@ -45,7 +45,9 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import io
 import logging
 import os
 import shlex
@@ -289,13 +291,18 @@ def _latest_run(root: Path, recipe: str) -> Path | None:
 
 
 def _stored_config(config_cls: type, run: RunFolder):
-    """The config stored in ``run/config.json`` as a ``config_cls``."""
+    """The config stored in ``run/config.json`` as a ``config_cls``; what does not fit it is
+    said in the one error line (the parser's own message is caught: it named the recipe's
+    file, ``quickstart.py: error: --config ...``, on a line of its own)."""
+    said = io.StringIO()
     try:
-        return parse_config(config_cls, ["--config", str(run.config_path)])
+        with contextlib.redirect_stderr(said):
+            return parse_config(config_cls, ["--config", str(run.config_path)])
     except SystemExit as err:
+        why = said.getvalue().strip().split(": error: ", 1)[-1].removesuffix("; see --help")
         raise RunSetupError(
             f"cannot resume {run.path}: its config.json does not fit this recipe's settings "
-            "(see the message above); start a new run without --resume"
+            f"({why}); start a new run without --resume"
         ) from err
 
 

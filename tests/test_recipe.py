@@ -1642,3 +1642,23 @@ def test_a_folder_holding_a_label_file_names_it(tmp_path):
         check_labelled_data(TagsConfig(data=str(folder) + "/"))
     assert "the data is single-label (1 class," in str(err.value)
     assert f"it holds labels.csv: pass --data {folder}/labels.csv" in str(err.value)
+
+
+def test_a_stored_config_that_does_not_fit_is_one_error_line(tmp_path, capsys):
+    # before: the parser's own "quickstart.py: error: --config ...: unknown setting(s) ...; see
+    # --help" on a line of its own, then "... does not fit ... (see the message above)"
+    import json
+
+    run, _ = start_run("toy", ToyConfig(out=tmp_path, name="a"))
+    stored = json.loads(run.config_path.read_text())
+    stored["config"]["bogus_key"] = 1
+    run.config_path.write_text(json.dumps(stored))
+    capsys.readouterr()
+    with pytest.raises(RunSetupError) as err:
+        start_run("toy", ToyConfig(out=tmp_path, name="a", resume=True))
+    assert capsys.readouterr().err == ""
+    message = str(err.value)
+    assert message.startswith(
+        f"cannot resume {run.path}: its config.json does not fit this recipe's settings (--config "
+        f"{run.config_path}: unknown setting(s) ['bogus_key']; remove them or rename to one of: ")
+    assert message.endswith("); start a new run without --resume") and "see --help" not in message
