@@ -327,7 +327,7 @@ class AuditReport:
         too_large = (f" ({len(self.oversized)} of them only over the decompression-bomb limit)"
                      if self.oversized else "")
         lines = [
-            f"{self.n_images} images, {classes_phrase(len(self.class_names), self.multilabel)}, "
+            f"{counted(self.n_images, 'image')}, {classes_phrase(len(self.class_names), self.multilabel)}, "
             f"scanned in {self.seconds:.1f} s",
             "modes: " + ", ".join(f"{k} {v}" for k, v in self.modes.items()),
             f"corrupt: {len(self.corrupt)}{too_large}, non-RGB: {len(self.non_rgb)}, animated: {len(self.animated)}, "
@@ -1426,13 +1426,16 @@ def _run(args) -> int:
         return 2
     report = audit(manifest, None, workers=args.workers, progress=not args.no_progress)
     # the file itself, not its entries: clean's warnings then name it and the lines
-    cleaned, dropped = clean(manifest, report, policy=args.policy, drop=args.drop_list)
+    # the classes it empties are said once, in the clean line below (not in a warning as well)
+    cleaned, dropped = clean(manifest, report, policy=args.policy, drop=args.drop_list, warn_emptied=False)
     md = report.save(args.out, manifest, plots=not args.no_plots, dropped=dropped)
     print(report.summary())
     emptied = cleaned.extra["cleaning"]["emptied_classes"]
     print(f"clean (policy {args.policy}{', drop list' if args.drop_list else ''}): "
           f"keeps {len(cleaned)}, drops {len(dropped)}"
-          + (f"; classes left without images: {', '.join(emptied)}" if emptied else ""))
+          + (f"; classes left without images: {', '.join(emptied)} (a model trained on the "
+             "cleaned data would still get an output for each, one it can never learn: fix or "
+             "replace those files, or take the class out of the data)" if emptied else ""))
     if dropped:
         print(f"dropped files and reasons: {os.path.join(args.out, 'dropped.csv')}")
     hint = report.oversized_hint()

@@ -493,7 +493,34 @@ def test_run_cli_on_a_csv_with_a_missing_file_says_which_flag_skips_it(tmp_path,
     assert "gone.png" in err and "--on-missing skip" in err
     with pytest.warns(UserWarning, match="skipped 1 row whose file does not exist"):
         assert run_cli(parser.parse_args([str(listing), *common, "--on-missing", "skip"])) == 0
-    assert "1 images" in capsys.readouterr().out
+    assert "1 image, 1 class (single-label)" in capsys.readouterr().out  # it said "1 images"
+
+
+def test_run_cli_says_a_class_that_cleaning_empties_once(tmp_path, capsys):
+    # before: a warning "cleaning leaves 1 class(es) without any image: eel ..." and then the
+    # clean line "...; classes left without images: eel": the same fact twice
+    import warnings
+
+    from keras_species.data.audit import run_cli
+
+    for name, good in (("cod", True), ("eel", False)):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(2):
+            path = tmp_path / "data" / name / f"{i}.png"
+            if good:
+                Image.new("RGB", (8, 8), (i, 0, 0)).save(path)
+            else:
+                path.write_bytes(b"")
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert run_cli(parser.parse_args([str(tmp_path / "data"), "--out", str(tmp_path / "a"),
+                                          "--no-plots", "--no-progress"])) == 0
+    assert not [w for w in seen if "without any image" in str(w.message)]
+    out = capsys.readouterr().out
+    assert out.count("eel") == 1 and ("; classes left without images: eel (a model trained on the "
+                                      "cleaned data would still get an output for each") in out
 
 
 def test_command_with_an_output_folder_that_cannot_be_made(image_folder, tmp_path, capsys):
