@@ -922,10 +922,11 @@ def warn_emptied_classes(cleaned: Manifest, *, stacklevel: int = 2) -> None:
     """
     emptied = cleaned.extra.get("cleaning", {}).get("emptied_classes") or []
     if emptied:
+        each = "it" if len(emptied) == 1 else "each"
         warnings.warn(
             f"cleaning leaves {counted(len(emptied), 'class')} without any image: {', '.join(emptied)} "
-            "(every file of each was dropped; the reasons are in the dropped list). A model would "
-            "still get an output for each that it can never learn: fix or replace those files, or "
+            f"(every file of {each} was dropped; the reasons are in the dropped list). A model would "
+            f"still get an output for {each} that it can never learn: fix or replace those files, or "
             "take the class out of the data",
             UserWarning,
             stacklevel=stacklevel,
@@ -1434,8 +1435,9 @@ def _run(args) -> int:
     print(f"clean (policy {args.policy}{', drop list' if args.drop_list else ''}): "
           f"keeps {len(cleaned)}, drops {len(dropped)}"
           + (f"; classes left without images: {', '.join(emptied)} (a model trained on the "
-             "cleaned data would still get an output for each, one it can never learn: fix or "
-             "replace those files, or take the class out of the data)" if emptied else ""))
+             f"cleaned data would still get an output for {'it' if len(emptied) == 1 else 'each'}, "
+             "one it can never learn: fix or replace those files, or take the class out of the "
+             "data)" if emptied else ""))
     if dropped:
         print(f"dropped files and reasons: {os.path.join(args.out, 'dropped.csv')}")
     hint = report.oversized_hint()

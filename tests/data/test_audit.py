@@ -520,7 +520,7 @@ def test_run_cli_says_a_class_that_cleaning_empties_once(tmp_path, capsys):
     assert not [w for w in seen if "without any image" in str(w.message)]
     out = capsys.readouterr().out
     assert out.count("eel") == 1 and ("; classes left without images: eel (a model trained on the "
-                                      "cleaned data would still get an output for each") in out
+                                      "cleaned data would still get an output for it") in out
 
 
 def test_command_with_an_output_folder_that_cannot_be_made(image_folder, tmp_path, capsys):
