@@ -1431,6 +1431,21 @@ def from_coco_json(
             labels[i, sorted(t)] = 1
     else:
         labels = np.array([next(iter(t)) if t else UNLABELLED for t in tags], np.int64)
+    used = set().union(*tags) if tags else set()
+    empty = [n for i, n in enumerate(names) if i not in used]
+    if used and empty:  # (a file without any annotation, such as iNat's test set, is unlabelled)
+        warnings.warn(
+            f"{path}: {counted(len(empty), 'category', 'categories')} of its "
+            f"{len(names)} without any image: {_names(empty, 10)}. "
+            f"{'It stays' if len(empty) == 1 else 'They stay'} in the class list, so that the "
+            "indices match other files sharing the category list, and a model trained on this "
+            f"file alone would still get an output for {'it' if len(empty) == 1 else 'each'}, one "
+            "it can never learn: train on the file that has "
+            f"{'its' if len(empty) == 1 else 'their'} images, or leave "
+            f"{'it' if len(empty) == 1 else 'them'} out of 'categories'",
+            UserWarning,
+            stacklevel=2,
+        )
     groups = groups_from_regex(paths, group_regex) if group_regex else None
     return Manifest(paths, labels, names, groups=groups, source=path)
 

@@ -379,6 +379,24 @@ def test_from_coco_json_single_label_non_contiguous_ids(tmp_path: Path) -> None:
     assert sources.from_coco_json(path, image_root=tmp_path / "x").paths[0] == str(tmp_path / "x" / "train" / "a.jpg")
 
 
+def test_from_coco_json_warns_of_a_category_without_any_image(tmp_path: Path) -> None:
+    # before: the category stayed in the class list without a word (a model then has an output
+    # it can never learn); a file without any annotation (iNat's test set) is not warned about
+    path = _coco(tmp_path, [{"id": 1, "image_id": 10, "category_id": 907}])
+    with pytest.warns(UserWarning) as seen:
+        m = sources.from_coco_json(path)
+    assert m.class_names == ["Esox lucius", "Salmo trutta"] and m.class_counts().tolist() == [0, 1]
+    (said,) = [str(w.message) for w in seen if "without any image" in str(w.message)]
+    assert said == (
+        f"{path}: 1 category of its 2 without any image: 'Esox lucius'. It stays in the class "
+        "list, so that the indices match other files sharing the category list, and a model "
+        "trained on this file alone would still get an output for it, one it can never learn: "
+        "train on the file that has its images, or leave it out of 'categories'")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sources.from_coco_json(_coco(tmp_path, []))  # no annotation at all: unlabelled, no warning
+
+
 def test_from_coco_json_with_a_wrong_image_root_says_which_flag_sets_it(tmp_path: Path) -> None:
     path = _coco(tmp_path, [{"id": 1, "image_id": 10, "category_id": 907}])
     with pytest.raises(ManifestError, match=r"none of 3 images sampled from its 3 exists under .*--root DIR"):
