@@ -1740,9 +1740,11 @@ def data_section(prepared: Any, datasets: Any = None) -> tuple[str, str]:
         )
     if prepared.audit is not None:
         a = prepared.audit
+        too_large = (f" ({len(a.oversized)} of them only over the decompression-bomb limit)"
+                     if a.oversized else "")
         lines.append(
-            f"Audit: {a.n_images} images, {len(a.corrupt)} corrupt, {len(a.non_rgb)} non-RGB, "
-            f"{len(a.duplicates)} duplicate groups (see `audit/audit.md`)."
+            f"Audit: {a.n_images} images, {len(a.corrupt)} corrupt{too_large}, {len(a.non_rgb)} "
+            f"non-RGB, {len(a.duplicates)} duplicate groups (see `audit/audit.md`)."
         )
     unmatched = [{"path": entry, "reason": "matches no image of the data"}
                  for entry in getattr(prepared, "unmatched_drop", [])]

@@ -540,3 +540,23 @@ def test_cleaning_that_drops_oversized_images_names_them_as_too_large_not_damage
         prepare_data(data, audit_dir=tmp_path / "run" / "audit")
     assert ("cleaning dropped all 6 images: 6 over the decompression-bomb limit (not damaged, only "
             "too large).") in str(err.value)
+
+
+def test_the_data_section_counts_oversized_images_apart(tmp_path):
+    # before: "Audit: 13 images, 1 corrupt" of an image that is only large
+    from PIL import Image
+
+    from keras_species.data.images import using_max_pixels
+    from keras_species.recipe import data_section
+
+    data = tmp_path / "data"
+    for name in ("cod", "eel"):
+        (data / name).mkdir(parents=True)
+        for i in range(6):
+            Image.new("RGB", (20, 20), (i * 9, 2, 3)).save(data / name / f"{i}.png")  # 400 px
+    Image.new("RGB", (40, 30)).save(data / "cod" / "big.png")  # 1,200 px
+    with using_max_pixels(1000):
+        prepared = prepare_data(data, audit_dir=tmp_path / "run" / "audit", progress=False)
+    section = data_section(prepared)[1]
+    assert ("Audit: 13 images, 1 corrupt (1 of them only over the decompression-bomb limit), "
+            "0 non-RGB") in section
