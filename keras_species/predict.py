@@ -87,7 +87,7 @@ import numpy as np
 
 from keras_species.atomic import atomic_path, check_output_file
 from keras_species.data import sources
-from keras_species.data.images import max_pixels_flag, max_pixels_hint
+from keras_species.data.images import add_max_pixels_flag, max_pixels_flag, max_pixels_hint
 from keras_species.data.manifest import counted
 from keras_species.data.sources import PATH_COLUMNS, ListedFiles
 from keras_species.export import (
@@ -1235,9 +1235,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="multi-label thresholds (one, or one per class) overriding the saved ones")
     parser.add_argument("--labels", default=None, metavar="LABELS_JSON",
                         help="labels.json for a model that carries no label map")
-    parser.add_argument("--max-pixels", type=positive_int, default=None, metavar="N",
-                        help="decompression-bomb limit in pixels per image (default: PIL's, about "
-                             "89 megapixels); larger images are skipped")
+    add_max_pixels_flag(parser, "skipped")
     parser.add_argument("--all-probabilities", action="store_true",
                         help="add a p_<class> column per class")
     parser.add_argument("--root", default=None, metavar="DIR",

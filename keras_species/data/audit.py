@@ -40,6 +40,7 @@ import numpy as np
 from keras_species.atomic import _write_error, atomic_path, check_output_file, check_output_folder
 from keras_species.data.images import (
     ImageInfo,
+    add_max_pixels_flag,
     get_max_pixels,
     max_pixels_flag,
     max_pixels_hint,
@@ -1379,10 +1380,7 @@ def configure_parser(parser) -> None:
     parser.add_argument("--workers", type=positive_int, default=None, help="reader threads (default: CPU count + 4, at most 32)")
     parser.add_argument("--no-plots", action="store_true", help="skip the plots")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument(
-        "--max-pixels", type=positive_int, default=None,
-        help="decompression-bomb limit in pixels per image (default: PIL's, about 89 megapixels)",
-    )
+    add_max_pixels_flag(parser)
     parser.add_argument(
         "--clean-manifest", default=None,
         help="write the cleaned manifest (corrupt files and the policy's/drop list's files left out) to this CSV",

@@ -241,6 +241,27 @@ def max_pixels_flag(n: int | None) -> contextlib.AbstractContextManager:
     return using_max_pixels(n) if n else contextlib.nullcontext()
 
 
+def add_max_pixels_flag(parser, larger: str = "") -> None:
+    """Add the ``--max-pixels N`` flag of the commands that read images (``audit``, ``split``,
+    ``shard``, ``predict``), read with :func:`max_pixels_flag`.
+
+    Args:
+        parser: the command's ``argparse`` parser.
+        larger: what the command does with a larger image, ending its help (``"left out"``).
+
+    Example:
+        >>> import argparse
+        >>> p = argparse.ArgumentParser(); add_max_pixels_flag(p, "skipped")
+        >>> p.parse_args(["--max-pixels", "100000000"]).max_pixels
+        100000000
+    """
+    from keras_species.config import positive_int
+
+    parser.add_argument("--max-pixels", type=positive_int, default=None, metavar="N",
+                        help="decompression-bomb limit in pixels per image (default: PIL's, about "
+                             "89 megapixels)" + (f"; larger images are {larger}" if larger else ""))
+
+
 def get_max_pixels() -> int | None:
     """The current decompression-bomb limit in pixels (``None`` = no limit).
 
@@ -427,15 +448,34 @@ def _read_bytes(path: str) -> bytes:
     try:
         with open(path, "rb") as f:
             return f.read()
-    except FileNotFoundError as e:
-        reason = missing_file_reason(path)
+    except OSError as e:
+        raise open_error(path, e) from e
+
+
+def open_error(path: str | os.PathLike, error: OSError) -> ImageReadError:
+    """The :class:`ImageReadError` of a file that could not be opened, in the one wording every
+    reader uses (``read_image``, the pipeline's file check): a missing file, a link whose target
+    is gone, a folder, or the system's reason.
+
+    Args:
+        path: the file.
+        error: what ``open`` raised.
+
+    Returns:
+        The error (its ``reason`` and ``fix``), to raise or to read.
+
+    Example:
+        >>> open_error("/no/such.png", FileNotFoundError()).reason
+        'file not found'
+    """
+    path = os.fspath(path)
+    if isinstance(error, FileNotFoundError):
         fix = ("point the link at the image, or remove the link" if os.path.islink(path) else
                "check the path (and the manifest's root folder)")
-        raise ImageReadError(path, reason, fix) from e
-    except IsADirectoryError as e:
-        raise ImageReadError(path, "is a folder, not a file", "point to an image file") from e
-    except OSError as e:
-        raise ImageReadError(path, f"cannot open the file ({e.strerror or e})") from e
+        return ImageReadError(path, missing_file_reason(path), fix)
+    if isinstance(error, IsADirectoryError):
+        return ImageReadError(path, "is a folder, not a file", "point to an image file")
+    return ImageReadError(path, f"cannot open the file ({error.strerror or error})")
 
 
 def missing_file_reason(path: str | os.PathLike) -> str:

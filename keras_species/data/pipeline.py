@@ -190,15 +190,10 @@ def _read_ends(path: str, head_bytes: int = _HEAD) -> tuple[bytes, bytes, int]:
 
 
 def _open_failure(path: str, error: OSError) -> str:
-    """Why a file could not be opened, in :func:`keras_species.data.images.read_image`'s words
-    (a missing file, a link whose target is gone, a folder), so that every command names it alike."""
-    from keras_species.data.images import missing_file_reason
+    """Why a file could not be opened, in :func:`keras_species.data.images.read_image`'s words."""
+    from keras_species.data.images import open_error
 
-    if isinstance(error, FileNotFoundError):
-        return missing_file_reason(path)
-    if isinstance(error, IsADirectoryError):
-        return "is a folder, not a file"
-    return f"cannot open the file ({error.strerror or error})"
+    return open_error(path, error).reason
 
 
 def classify_file(path: str, max_pixels: int | None | bool = False) -> tuple[int, str]:

@@ -67,7 +67,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from keras_species.atomic import commit, process_running, temporary_path
-from keras_species.data.images import max_pixels_flag, max_pixels_hint
+from keras_species.data.images import add_max_pixels_flag, max_pixels_flag, max_pixels_hint
 from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError, counted
 from keras_species.jsonfile import kind_problem, parse_json, read_json_file
 
@@ -829,9 +829,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default=None, metavar="NAME",
                         help="write only the images of this split (the data's split column, e.g. "
                              "train); default: every image, each record keeping its split")
-    parser.add_argument("--max-pixels", type=positive_int, default=None, metavar="N",
-                        help="decompression-bomb limit in pixels per image (default: PIL's, about "
-                             "89 megapixels); larger images are left out")
+    add_max_pixels_flag(parser, "left out")
 
 
 def run_cli(args: argparse.Namespace) -> int:

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_species.data.images import max_pixels_flag, max_pixels_hint
+from keras_species.data.images import add_max_pixels_flag, max_pixels_flag, max_pixels_hint
 from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError, counted
 
 DEFAULT_RATIOS = (0.7, 0.15, 0.15)
@@ -673,7 +673,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         >>> p.parse_args(["demo", "--ratios", "0.8", "0.2"]).ratios
         [0.8, 0.2]
     """
-    from keras_species.config import positive_int
     from keras_species.data.sources import add_source_arguments
 
     add_source_arguments(parser)
@@ -694,9 +693,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="R5: first keep only the most frequent FRACTION of classes (e.g. 0.1)")
     parser.add_argument("--seed", type=int, default=None,
                         help="random seed of the ratio split and --kfold (default 0)")
-    parser.add_argument("--max-pixels", type=positive_int, default=None, metavar="N",
-                        help="decompression-bomb limit in pixels per image (default: PIL's, about "
-                             "89 megapixels); larger images are left out of the split")
+    add_max_pixels_flag(parser, "left out of the split")
     parser.add_argument("--out", default="split.csv", help="CSV to write (default split.csv)")
 
 
