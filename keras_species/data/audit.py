@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from keras_species.atomic import _write_error, atomic_path, check_output_file, check_output_folder
+from keras_species.data import name_ids
 from keras_species.data.images import (
     ImageInfo,
     add_max_pixels_flag,
@@ -144,6 +145,11 @@ class AuditReport:
             finds: ``n_groups``, ``images_per_group`` (``{min, median, max}``), ``largest``,
             ``mixed_label_groups``, ``n_without_id``, ``n_own_group``, ``groups_per_class``,
             ``few_group_classes``, ``cross_split_groups`` (with a split) and their counts.
+        name_ids: for a manifest without group ids whose file names carry an id that groups
+            images of one label (``keras_species.data.name_ids``: a tracking id, an
+            individual), ``{pattern, regex, n_ids, shared_ids, shared_files}``, plus
+            ``held_out_sharing`` (images of val/test, or of every fold, whose id is on another
+            side) when a split is given; else ``None``. A note says how to split by it.
         imbalance_ratio: largest / smallest non-empty class count.
         empty_classes: classes without any image.
         majority_baseline: accuracy of always predicting the most frequent class (multi-label:
@@ -186,6 +192,7 @@ class AuditReport:
     n_duplicate_rows: int = 0
     cross_split_duplicates: list[dict[str, Any]] = field(default_factory=list)
     groups: dict[str, Any] | None = None
+    name_ids: dict[str, Any] | None = None
     imbalance_ratio: float | None = None
     empty_classes: list[str] = field(default_factory=list)
     majority_baseline: float | None = None
@@ -338,6 +345,11 @@ class AuditReport:
         ]
         if self.groups is not None:
             lines.append(_groups_line(self.groups, self.multilabel))
+        if self.name_ids is not None:
+            n = self.name_ids
+            regex = f"--group-regex '{n['regex']}'" if n["regex"] else "a --group-regex"
+            lines.append(f"ids in file names ({n['pattern']}): {n['n_ids']}, {n['shared_files']} "
+                         f"images share theirs; no groups given: a group-aware split needs {regex}")
         if self.majority_baseline is not None:
             ratio = "n/a" if self.imbalance_ratio is None else f"{self.imbalance_ratio:.2f}"
             lines.append(
@@ -550,7 +562,33 @@ def _summarise(manifest: Manifest, infos: dict[str, ImageInfo]) -> AuditReport:
         )
     r.groups, group_notes = _group_report(manifest)
     r.notes += group_notes
+    r.name_ids, name_note = _name_id_report(manifest)
+    r.notes += name_note
     return r
+
+
+def _name_id_report(manifest: Manifest) -> tuple[dict[str, Any] | None, list[str]]:
+    """An id in the file names of a manifest without groups (``name_ids.find_name_id``), and
+    the note that says what a split needs; ``(None, [])`` when there is none."""
+    if manifest.groups is not None:
+        return None, []
+    mask = manifest.labelled_mask
+    found = name_ids.find_name_id([p for p, k in zip(manifest.paths, mask) if k],
+                                  manifest.labels[mask], manifest.num_classes)
+    if found is None:
+        return None, []
+    out: dict[str, Any] = found.to_dict()
+    regex = f"--group-regex '{found.regex}'" if found.regex else "a --group-regex that captures it"
+    note = (f"the file names carry an id ({found.pattern}): {found.shared_files} of "
+            f"{counted(len(manifest), 'image')} share theirs with another image "
+            f"({found.shared_ids} of {counted(found.n_ids, 'id')} are held by two or more); if files "
+            "with one id are frames of one video or photos of one individual, "
+            f"a fair split keeps each id on one side: split with {regex}")
+    leak = name_ids.name_id_leak(manifest) if manifest.splits is not None else None
+    if leak is not None:
+        out["held_out_sharing"] = leak.count
+        note += f" (in the split given, {leak.counts()})"
+    return out, [note]
 
 
 def _group_report(manifest: Manifest) -> tuple[dict[str, Any] | None, list[str]]:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from keras_species.data import audit as audit_mod
-from keras_species.data import new_classes, sources, splits
+from keras_species.data import name_ids, new_classes, sources, splits
 from keras_species.data.manifest import Manifest, ManifestError, counted
 from keras_species.jsonfile import json_type, read_json_object
 
@@ -60,6 +60,10 @@ class PreparedData:
         made_split_kind: for a split read back (``split_kind == "loaded"``), the split its
             first session made, as the sidecar (:func:`sidecar_path`) keeps it; empty when
             unknown (no sidecar: a split file of ``keras-species split``, or a damaged one).
+        name_id_note: for a split without groups, the warning of
+            :func:`keras_species.data.name_ids.name_id_leak` (held-out images whose file name's
+            id, such as a tracking id, sits on another side too) with the flags that fix it;
+            empty when there is nothing to say.
     """
 
     manifest: Manifest
@@ -72,6 +76,7 @@ class PreparedData:
     unmatched_drop: list[str] = field(default_factory=list)
     added_classes: list[str] = field(default_factory=list)
     made_split_kind: str = ""
+    name_id_note: str = ""
 
     @property
     def split_method(self) -> str:
@@ -318,6 +323,12 @@ def _take_read_ahead(source: Any, options: dict[str, Any]) -> Manifest | None:
         return None
     key = _read_key(source, options)
     return kept[0][1] if key is not None and key == kept[0][0] else None
+
+
+def _name_id_note(m: Manifest, flags: str, after: str = "") -> str:
+    """:func:`name_ids.name_id_leak`'s warning for a split ``m`` ('' when none), naming ``flags``."""
+    leak = name_ids.name_id_leak(m)
+    return "" if leak is None else leak.message(flags, after)
 
 
 def _split(m: Manifest, kind: str, ratios: Sequence[float], seed: int) -> tuple[Manifest, str]:
@@ -570,8 +581,12 @@ def prepare_data(
         splits.save_split(m, split_file)
         saved = Path(split_file)
         _write_sidecar(saved, kind, report, dropped, not_read, unmatched, added)
+    note = _name_id_note(m, "--group-regex" if split == "auto" and kind == "stratified"
+                         else "--split group --group-regex")
+    if note:
+        warnings.warn(note, stacklevel=2)
     return PreparedData(m, report, dropped, kind, saved, splits.leakage(m), not_read, unmatched,
-                        added)
+                        added, name_id_note=note)
 
 
 def sidecar_path(split_file: str | os.PathLike) -> Path:
@@ -628,8 +643,9 @@ def _read_back(split_file: Path) -> PreparedData:
     added = [str(c) for c in data.get("added_classes", [])]
     made = data.get("split_kind")
     made = made if isinstance(made, str) and made not in ("", "loaded") else ""
+    note = _name_id_note(m, "--split group --group-regex", " in a new run (this one keeps its split)")
     return PreparedData(m, report, dropped, "loaded", split_file, splits.leakage(m), not_read,
-                        unmatched, added, made)
+                        unmatched, added, made, note)
 
 
 @dataclass

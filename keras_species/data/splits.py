@@ -754,6 +754,16 @@ def _report_dropped(bad: dict[str, str], before: Manifest, after: Manifest, list
     print("\n".join(lines), file=sys.stderr)
 
 
+def _warn_name_ids(m: Manifest, args: argparse.Namespace) -> None:
+    """Warn when the file names carry an id that the split puts on two sides (``name_ids``)."""
+    from keras_species.data.name_ids import name_id_leak
+
+    leak = name_id_leak(m)
+    if leak is not None:
+        given = "--given" if args.given else "--systematic" if args.systematic is not None else ""
+        warnings.warn(leak.message(after=f" without {given}" if given else ""), stacklevel=2)
+
+
 def run_cli(args: argparse.Namespace) -> int:
     """Run ``keras-species split``: load, leave out unreadable files, split, print the table,
     write the CSV.
@@ -841,6 +851,8 @@ def run_cli(args: argparse.Namespace) -> int:
     leaks = leakage(out)
     if out.groups is not None:
         print(f"groups on two sides: {len(leaks['groups'])}")
+    else:
+        _warn_name_ids(out, args)
     if leaks["paths"]:
         print(f"files on two sides: {len(leaks['paths'])}")
     if bad:

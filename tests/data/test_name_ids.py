@@ -1,0 +1,165 @@
+"""Ids in file names that a split puts on two sides (keras_species.data.name_ids)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from keras_species import cli
+from keras_species.data import name_ids, sources, splits
+from keras_species.data.manifest import Manifest
+from keras_species.data.prepare import prepare_data
+from tests.conftest import write_image_folder
+
+CLASSES = ["cod", "eel", "ray", "tuna"]
+
+
+def _tracks(n_tracks: int = 40, frames: int = 4, name: str = "fish_{t}_{f:03d}.png") -> Manifest:
+    """``n_tracks`` tracks of ``frames`` frames each; a track's frames share its species."""
+    paths = [f"{CLASSES[t % 4]}/" + name.format(t=1000 + t, f=f) for t in range(n_tracks)
+             for f in range(frames)]
+    return Manifest(paths, np.repeat(np.arange(n_tracks) % 4, frames), CLASSES)
+
+
+def _leaked_by_hand(m: Manifest, ids: list[str]) -> dict[str, int]:
+    train = {i for i, s in zip(ids, m.splits) if s == "train"}
+    out: dict[str, int] = {}
+    for i, s in zip(ids, m.splits):
+        if s != "train":
+            out[s] = out.get(s, 0) + (i in train)
+    return out
+
+
+def test_a_tracking_id_shared_across_the_split_is_found_counted_and_given_a_regex() -> None:
+    m = splits.stratified_split(_tracks(), seed=0, group_aware=False)
+    leak = name_ids.name_id_leak(m)
+    assert leak is not None
+    assert leak.name_id.regex == r"fish_(\d+)"
+    assert leak.name_id.pattern == "fish_<id>_<n>"
+    ids = [p.split("_")[1] for p in m.paths]
+    assert leak.leaked == _leaked_by_hand(m, ids)  # val and test images with a train twin
+    assert list(leak.leaked) == ["val", "test"]
+    assert leak.count > 0
+    text = leak.message()
+    assert f"{leak.count} of the {leak.totals['val'] + leak.totals['test']} val and test images" in text
+    assert "with a training image" in text
+    assert r"pass --group-regex 'fish_(\d+)' so that each id stays on one side" in text
+    # the regex it suggests gives a split without any id on two sides
+    grouped = Manifest(m.paths, m.labels, CLASSES,
+                       groups=sources.groups_from_regex(m.paths, leak.name_id.regex))
+    again = splits.stratified_split(grouped, seed=0)
+    assert not splits.leakage(again)["groups"]
+    assert name_ids.name_id_leak(again) is None  # a split with groups is not second-guessed
+
+
+def test_k_folds_count_every_image_whose_id_is_in_another_fold() -> None:
+    m = splits.assign_folds(_tracks(), 4, seed=1, group_aware=False)
+    leak = name_ids.name_id_leak(m)
+    assert leak is not None
+    assert set(leak.leaked) == {"fold0", "fold1", "fold2", "fold3"}
+    text = leak.message()
+    assert f"{leak.count} of the {len(m)} images" in text and "an image of another fold" in text
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "IMG_{f}{t}.png",            # a camera counter: unique names, nothing shared
+        "{cls}_{t}.png",             # the class over again (a prefix), then a counter
+        "cam{f}_{t}.png",            # shared, but across species: a camera, not an individual
+    ],
+)
+def test_names_without_an_individual_id_are_left_alone(name: str) -> None:
+    paths, labels = [], []
+    for t in range(40):
+        for f in range(4):
+            paths.append(f"x/{name.format(t=t * 10 + f, f=f, cls=CLASSES[t % 4])}")
+            labels.append(t % 4)
+    m = splits.stratified_split(Manifest(paths, np.array(labels), CLASSES), seed=0,
+                                group_aware=False)
+    assert name_ids.name_id_leak(m) is None
+
+
+def test_a_word_id_and_multi_label_rows_are_handled() -> None:
+    paths, rows = [], []
+    for t in range(30):
+        label = np.zeros(4, np.int64)
+        label[[t % 4, (t + 1) % 4]] = 1
+        for f in range(3):
+            paths.append(f"img/reef-{'abcdefghij'[t % 10]}{t}-{f}.jpg")
+            rows.append(label)
+    m = splits.stratified_split(Manifest(paths, np.array(rows), CLASSES), seed=0, group_aware=False)
+    leak = name_ids.name_id_leak(m)
+    assert leak is not None
+    assert leak.name_id.regex == "reef-([^_. -]+)"
+    assert sources.groups_from_regex(["x/reef-c2-0.jpg"], leak.name_id.regex) == ["c2"]
+
+
+def test_too_few_names_say_nothing() -> None:
+    m = splits.stratified_split(_tracks(n_tracks=4), seed=0, group_aware=False)  # 16 files
+    assert name_ids.name_id_leak(m) is None
+
+
+def test_cli_split_warns_with_the_regex_and_not_once_it_is_given(tmp_path: Path, capsys) -> None:
+    data = write_image_folder(tmp_path / "fish", per_class=12, groups_per_class=4, size=(8, 8))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert cli.main(["split", str(data), "--out", str(tmp_path / "s.csv")]) == 0
+    said = [str(w.message) for w in caught if "share the id in their file name" in str(w.message)]
+    assert len(said) == 1 and r"--group-regex 'fish_(\d+)'" in said[0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert cli.main(["split", str(data), "--out", str(tmp_path / "g.csv"),
+                         "--group-regex", r"fish_(\d+)"]) == 0
+    assert not [w for w in caught if "file name" in str(w.message)]
+    assert "groups on two sides: 0" in capsys.readouterr().out
+
+
+def test_prepare_data_keeps_the_note_and_names_the_flags_of_its_split(tmp_path: Path) -> None:
+    data = write_image_folder(tmp_path / "fish", per_class=12, groups_per_class=4, size=(8, 8))
+    with pytest.warns(UserWarning, match=r"pass --group-regex 'fish_\(\\d\+\)' so"):
+        auto = prepare_data(data, audit=False, split_file=tmp_path / "run" / "split.csv")
+    assert auto.split_kind == "stratified" and "--group-regex 'fish_" in auto.name_id_note
+    with pytest.warns(UserWarning, match="pass --split group --group-regex"):
+        chosen = prepare_data(data, audit=False, split="stratified")
+    assert "--split group --group-regex" in chosen.name_id_note
+    back = prepare_data(data, audit=False, split_file=tmp_path / "run" / "split.csv")  # resumed
+    assert back.split_kind == "loaded"
+    assert back.name_id_note.endswith("in a new run (this one keeps its split) so that each id "
+                                      "stays on one side")
+    grouped = prepare_data(data, audit=False, group_regex=r"fish_(\d+)")
+    assert grouped.split_kind == "group" and grouped.name_id_note == ""
+
+
+def test_shared_fish_set_split_file_by_file_is_warned_about(shared_data: Path) -> None:
+    m = sources.load(shared_data / "fish4knowledge23")
+    leak = name_ids.name_id_leak(splits.stratified_split(m, seed=0, group_aware=False))
+    assert leak is not None and leak.name_id.regex == r"fish_(\d+)"
+    assert leak.count > 0.3 * (leak.totals["val"] + leak.totals["test"])
+    for other in ("hymenoptera", "aquarium_multilabel/labels.csv"):
+        assert name_ids.name_id_leak(splits.stratified_split(sources.load(shared_data / other),
+                                                             seed=0, group_aware=False)) is None
+
+
+def test_audit_reports_an_id_in_the_file_names_only_without_groups(tmp_path: Path) -> None:
+    from keras_species.data.audit import audit
+
+    data = write_image_folder(tmp_path / "fish", per_class=12, groups_per_class=4, size=(8, 8))
+    report = audit(sources.load(data), progress=False, plots=False)
+    assert report.name_ids == {"pattern": "fish_<id>_<n>", "regex": r"fish_(\d+)", "n_ids": 12,
+                               "shared_ids": 12, "shared_files": 36}
+    assert r"a group-aware split needs --group-regex 'fish_(\d+)'" in report.summary()
+    note = [n for n in report.notes if n.startswith("the file names carry an id")]
+    assert len(note) == 1 and "36 of 36 images share theirs" in note[0]
+    assert report.to_dict()["name_ids"]["shared_files"] == 36
+    # with a split given, the note counts the held-out images that share an id with train
+    split = splits.stratified_split(sources.load(data), seed=0, group_aware=False)
+    given = audit(split, progress=False, plots=False)
+    leak = name_ids.name_id_leak(split)
+    assert given.name_ids["held_out_sharing"] == leak.count > 0
+    assert f"(in the split given, {leak.counts()})" in given.notes[-1]
+    grouped = audit(sources.load(data, group_regex=r"fish_(\d+)"), progress=False, plots=False)
+    assert grouped.name_ids is None and "ids in file names" not in grouped.summary()
