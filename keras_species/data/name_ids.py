@@ -175,15 +175,18 @@ def _regex(parts: list[list[str]], place: int) -> str:
     return "".join(out)
 
 
-def _pattern(parts: list[str], place: int) -> str:
+def _pattern(parts: list[list[str]], place: int) -> str:
+    """The names' pattern: parts that never change as they are, the id as ``<id>``, other
+    parts as ``<n>`` (digits) or ``<x>``."""
     shown = []
-    for j, part in enumerate(parts):
-        if j % 2:
-            shown.append(part)
-        elif j == place:
+    for j, part in enumerate(parts[0]):
+        values = {p[j] for p in parts}
+        if j == place:
             shown.append("<id>")
+        elif len(values) == 1 or j % 2:  # (a separator: the first name's)
+            shown.append(part)
         else:
-            shown.append(part if not part.isdigit() else "<n>")
+            shown.append("<n>" if all(v.isdigit() for v in values) else "<x>")
     return "".join(shown)
 
 
@@ -242,7 +245,7 @@ def find_name_id(paths: Sequence[str], labels: np.ndarray, num_classes: int) -> 
         regex = ""
     counts = Counter(ids[i] for i in family)
     shared = [c for c in counts.values() if c > 1]
-    return NameId(ids, regex, _pattern(split[family[0]], place), len(counts), len(shared), sum(shared))
+    return NameId(ids, regex, _pattern(parts, place), len(counts), len(shared), sum(shared))
 
 
 def name_id_leak(m: Manifest) -> NameIdLeak | None:
