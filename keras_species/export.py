@@ -41,9 +41,12 @@ The model is checked before Keras reads it (:func:`resolve_model_path`, :func:`c
 a ``.tflite``, a ``config.json``, an image or a weights-only ``.h5`` given as the model is named
 with what to pass instead, in one line; a folder of run folders (``runs/quickstart``, ``runs``)
 is named with a few of its runs that hold a ``best.keras``, newest first, and the command to run
-on one; a model file whose suffix is in another case (``M.KERAS``, ``M.H5``) is checked as its
-kind, then refused naming the rename it needs (Keras recognises ``.keras``/``.h5`` in lower case
-only) unless the file system finds it under the lower-case name too. ``out`` is checked before
+on one; a ``feature_classifiers`` run folder (its model is ``classifier.joblib``, a scikit-learn
+classifier on backbone features) is refused by export, which cannot write it as a Keras model,
+naming ``keras-species predict``, which reads it (:func:`is_feature_run`); a model file whose
+suffix is in another case (``M.KERAS``, ``M.H5``) is checked as its kind, then refused naming
+the rename it needs (Keras recognises ``.keras``/``.h5`` in lower case only) unless the file
+system finds it under the lower-case name too. ``out`` is checked before
 the model is loaded (:func:`check_export_out`; a ``.keras``
 name must end in lower-case ``.keras``, the only name ``keras.saving.save_model`` saves under,
 and a ``.tflite`` name in ``.tflite``), and so is ``representative_data`` (used by
@@ -97,6 +100,7 @@ __all__ = [
     "configure_parser",
     "export_format",
     "export_model",
+    "is_feature_run",
     "is_saved_model",
     "label_output_model",
     "load_keras_model",
@@ -109,6 +113,10 @@ FORMATS = ("keras", "saved_model", "tflite")
 QUANTIZE = ("float16", "int8")
 LABELS_JSON = "labels.json"
 BEST_MODEL = "best.keras"
+FEATURE_RECIPE = "feature_classifiers"
+"""The recipe whose run folders hold a scikit-learn classifier instead of a Keras model."""
+CLASSIFIER_JOBLIB = "classifier.joblib"
+"""The classifier a ``feature_classifiers`` run saves (``joblib.dump`` of a fitted estimator)."""
 PathLike = str | os.PathLike
 
 
@@ -209,6 +217,67 @@ def is_saved_model(path: PathLike) -> bool:
     return p.is_dir() and (p / "saved_model.pb").is_file()
 
 
+def is_feature_run(path: PathLike) -> bool:
+    """Whether ``path`` is the folder of a ``feature_classifiers`` run: it holds a
+    ``classifier.joblib``, or its ``config.json`` names that recipe (a run that has not saved its
+    classifier yet). Nothing is loaded: ``classifier.joblib`` is a pickle, read only by
+    ``keras-species predict`` from the folder given as its MODEL.
+
+    Args:
+        path: a path.
+
+    Returns:
+        ``True`` for such a folder.
+
+    Example:
+        >>> is_feature_run("runs/feature_classifiers/r1")  # doctest: +SKIP
+        True
+    """
+    from keras_species.training.runs import CONFIG
+
+    p = Path(path)
+    if not p.is_dir():
+        return False
+    if (p / CLASSIFIER_JOBLIB).is_file():
+        return True
+    conf, _ = read_json_object(p / CONFIG)  # {} when absent or damaged
+    return conf.get("recipe") == FEATURE_RECIPE
+
+
+def _feature_rerun(folder: Path) -> str:
+    """The command that fits a ``feature_classifiers`` run's classifiers again (``--resume``)."""
+    if folder.parent.name == FEATURE_RECIPE:  # <out>/feature_classifiers/<name>
+        return (f"python -m recipes.{FEATURE_RECIPE} --resume --out "
+                f"{shlex.quote(str(folder.parent.parent))} --name {shlex.quote(folder.name)}")
+    return f"python -m recipes.{FEATURE_RECIPE} --resume with the run's --out and --name"
+
+
+def _feature_run_problem(folder: Path, predicting: bool) -> str | None:
+    """Why the ``feature_classifiers`` run ``folder`` cannot be the model, or ``None``:
+    ``keras-species predict`` (``predicting``) reads one that holds its ``classifier.joblib``;
+    export never does (a scikit-learn classifier is no Keras model)."""
+    saved = (folder / CLASSIFIER_JOBLIB).is_file()
+    if predicting:
+        if saved:
+            return None
+        return (
+            f"{folder} is a {FEATURE_RECIPE} run folder without a {CLASSIFIER_JOBLIB} (not "
+            f"finished, or failed?): keras-species runs {shlex.quote(str(folder.parent))} shows "
+            f"its status; fit its classifiers again with {_feature_rerun(folder)}, or pass a "
+            f"run folder that holds a {CLASSIFIER_JOBLIB}"
+        )
+    what = (f"its model is a scikit-learn classifier on backbone features ({CLASSIFIER_JOBLIB})"
+            if saved else f"it holds no {CLASSIFIER_JOBLIB} (not finished, or failed?), and its "
+            "model would be a scikit-learn classifier on backbone features")
+    return (
+        f"{folder} is a {FEATURE_RECIPE} run: {what}, which export cannot write as a .keras, "
+        f"SavedModel or TFLite model. keras-species predict {shlex.quote(str(folder))} INPUT "
+        "classifies images with it; for a model export writes, train a Keras head on the same "
+        "features (train_dense_head), join it to the backbone (attach_head) and save that as a "
+        ".keras file (README: \"Feature extraction with a cache\")"
+    )
+
+
 def _accepted(saved_model: bool) -> str:
     """What a model path may be, for the messages."""
     if saved_model:
@@ -218,17 +287,25 @@ def _accepted(saved_model: bool) -> str:
 
 
 def _enclosing_model_folder(path: Path) -> tuple[Path, str] | None:
-    """``(folder, "SavedModel"|"run")`` when ``path`` lies in one (up to two levels up)."""
+    """``(folder, "SavedModel"|"run"|"feature_classifiers run")`` when ``path`` lies in one (up
+    to two levels up)."""
     for folder in list(path.parents)[:2]:
         if is_saved_model(folder):
             return folder, "SavedModel"
         if (folder / BEST_MODEL).is_file():
             return folder, "run"
+        if (folder / CLASSIFIER_JOBLIB).is_file():
+            return folder, f"{FEATURE_RECIPE} run"
     return None
 
 
 def _inside_fix(folder: Path, kind: str, saved_model: bool) -> str:
     """What to pass instead of a path inside a run or SavedModel ``folder``."""
+    if kind == f"{FEATURE_RECIPE} run":
+        if saved_model:  # predict
+            return f"pass the run folder {folder} itself (its {CLASSIFIER_JOBLIB} is read)"
+        return (f"export cannot write its scikit-learn classifier as a Keras model; keras-species "
+                f"predict {shlex.quote(str(folder))} INPUT classifies images with it")
     if kind == "run":
         return f"pass the run folder {folder} itself (its {BEST_MODEL} is read)"
     if saved_model:
@@ -236,23 +313,29 @@ def _inside_fix(folder: Path, kind: str, saved_model: bool) -> str:
     return "export works from the Keras model: pass the .keras file or the run folder it came from"
 
 
-def resolve_model_path(path: PathLike, *, saved_model: bool = True) -> Path:
+def resolve_model_path(path: PathLike, *, saved_model: bool = True, feature_run: bool = False) -> Path:
     """The model file or folder that ``path`` names: a ``.keras`` file, a SavedModel folder, or a
     run folder (its ``best.keras``), checked before Keras or TensorFlow reads it
-    (:func:`check_model_file`).
+    (:func:`check_model_file`); with ``feature_run``, also a ``feature_classifiers`` run folder
+    that holds its ``classifier.joblib`` (:func:`is_feature_run`; nothing is loaded here).
 
     Args:
         path: a ``.keras``/``.h5`` file, a SavedModel folder or a run folder.
         saved_model: whether a SavedModel folder is accepted (``predict`` reads one; ``export``
             works from the Keras model it came from).
+        feature_run: whether a ``feature_classifiers`` run folder is accepted (``predict``
+            reads one; ``export`` cannot write its scikit-learn classifier as a Keras model).
 
     Returns:
-        The ``.keras`` (or legacy ``.h5``) file or the SavedModel folder.
+        The ``.keras`` (or legacy ``.h5``) file, the SavedModel folder, or (``feature_run``)
+        the ``feature_classifiers`` run folder.
 
     Raises:
         ExportError: nothing usable at ``path``; the message says what it is and what to pass
             (the ``.keras`` files or SavedModels a folder holds, or the ``.tflite`` files it
-            holds instead of them, which keras-species does not read).
+            holds instead of them, which keras-species does not read; for a
+            ``feature_classifiers`` run, what reads it, or that it holds no
+            ``classifier.joblib``).
 
     Example:
         >>> resolve_model_path("runs/r1/demo")  # doctest: +SKIP
@@ -273,12 +356,17 @@ def resolve_model_path(path: PathLike, *, saved_model: bool = True) -> Path:
                     ".keras file or the run folder it came from"
                 )
             return candidate
+    if is_feature_run(p):
+        problem = _feature_run_problem(p, feature_run)
+        if problem:
+            raise ExportError(problem)
+        return p
     if p.is_dir():
         kinds = sorted(q.name for q in p.iterdir() if q.suffix.lower() == ".keras")  # .KERAS too
         if saved_model:  # SavedModel folders exported into it
             kinds += sorted(q.parent.name for q in p.glob("*/saved_model.pb") if q.is_file())
         if not kinds:  # runs/ or runs/<recipe>/: the run folders in it are the models
-            runs = _run_folders_problem(p)
+            runs = _run_folders_problem(p, feature_run)
             if runs:
                 raise ExportError(runs)
             recipe_run = _recipe_run_problem(p)
@@ -304,11 +392,21 @@ def resolve_model_path(path: PathLike, *, saved_model: bool = True) -> Path:
     raise ExportError(f"model {p} does not exist: pass {_accepted(saved_model)}")
 
 
-def _model_folders_in(folder: Path) -> tuple[list[Path], list[Path]]:
-    """The folders holding a ``best.keras`` in ``folder`` or one level deeper (``runs/`` holds
-    ``<recipe>/<name>/``, a multi-model run ``<backbone>/``), and the run folders there (a
-    ``config.json``) that hold none. Hidden folders and those of a run that hold no model of
-    their own (``plots``, ``backup``...: ``runs.NOT_MODEL_FOLDERS``) are not looked into."""
+def _model_file(folder: Path, feature_run: bool) -> Path | None:
+    """The model file of a model folder: its ``best.keras``, or with ``feature_run`` the
+    ``classifier.joblib`` of a ``feature_classifiers`` run; ``None`` when it holds neither."""
+    for name in (BEST_MODEL, CLASSIFIER_JOBLIB) if feature_run else (BEST_MODEL,):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _model_folders_in(folder: Path, feature_run: bool = False) -> tuple[list[Path], list[Path]]:
+    """The folders holding a ``best.keras`` (with ``feature_run``, or a ``classifier.joblib``)
+    in ``folder`` or one level deeper (``runs/`` holds ``<recipe>/<name>/``, a multi-model run
+    ``<backbone>/``), and the run folders there (a ``config.json``) that hold none. Hidden
+    folders and those of a run that hold no model of their own (``plots``, ``backup``...:
+    ``runs.NOT_MODEL_FOLDERS``) are not looked into."""
     from keras_species.training.runs import CONFIG, NOT_MODEL_FOLDERS
 
     def subfolders(where: Path) -> list[Path]:
@@ -321,24 +419,25 @@ def _model_folders_in(folder: Path) -> tuple[list[Path], list[Path]]:
     models: list[Path] = []
     runs: list[Path] = []
     for child in subfolders(folder):
-        if (child / BEST_MODEL).is_file():
+        if _model_file(child, feature_run) is not None:
             models.append(child)
             continue
-        inside = [q for q in subfolders(child) if (q / BEST_MODEL).is_file()]
+        inside = [q for q in subfolders(child) if _model_file(q, feature_run) is not None]
         models += inside
         if not inside and (child / CONFIG).is_file():
             runs.append(child)
     return models, runs
 
 
-def _run_folders_problem(folder: Path) -> str | None:
+def _run_folders_problem(folder: Path, feature_run: bool = False) -> str | None:
     """What to pass for a MODEL that is a folder of run folders (``runs/quickstart``) or a run
     folder whose models are in subfolders (a multi-model recipe's): a few folders holding a
-    ``best.keras``, newest first, and the command with one of them; ``None`` when ``folder``
-    holds neither such a folder nor a run folder."""
+    ``best.keras`` (with ``feature_run``, as ``predict`` reads them, or a ``feature_classifiers``
+    run's ``classifier.joblib``), newest first, and the command with one of them; ``None`` when
+    ``folder`` holds neither such a folder nor a run folder."""
     from keras_species.training.runs import CONFIG
 
-    models, runs = _model_folders_in(folder)
+    models, runs = _model_folders_in(folder, feature_run)
     if not models and not runs:
         return None
 
@@ -353,11 +452,15 @@ def _run_folders_problem(folder: Path) -> str | None:
 
     def age(q: Path) -> float:
         try:
-            return (q / BEST_MODEL).stat().st_mtime
-        except OSError:
+            return _model_file(q, feature_run).stat().st_mtime
+        except (OSError, AttributeError):
             return 0.0
 
     models.sort(key=lambda q: (-age(q), q.as_posix()))
+    read, held = f"its {BEST_MODEL} is read", f"a {BEST_MODEL}"
+    if any(_model_file(q, feature_run).name == CLASSIFIER_JOBLIB for q in models):
+        read = f"its {BEST_MODEL}, or a {FEATURE_RECIPE} run's {CLASSIFIER_JOBLIB}, is read"
+        held = "a model"
     own = (folder / CONFIG).is_file()
     lead = (f"{folder} is a run folder whose models are in its model folders" if own
             else f"{folder} holds run folders, not a model")
@@ -370,32 +473,20 @@ def _run_folders_problem(folder: Path) -> str | None:
         example_text = str(example)
     listing = (f"; {runs_cmd} lists the runs" if not own and any(
         (q / CONFIG).is_file() or (q.parent / CONFIG).is_file() for q in models) else "")
-    return (f"{lead}: pass one of them (its {BEST_MODEL} is read), e.g. {example_text} "
-            f"(those with a {BEST_MODEL}, newest first: {shown(models)}{listing})")
+    return (f"{lead}: pass one of them ({read}), e.g. {example_text} "
+            f"(those with {held}, newest first: {shown(models)}{listing})")
 
 
 def _recipe_run_problem(folder: Path) -> str | None:
-    """What ``folder`` is when it is a run folder (its ``config.json`` names a recipe) that holds
-    no Keras model: a ``feature_classifiers`` run (its model is ``classifier.joblib``, a
-    scikit-learn classifier on backbone features) or a run that wrote no ``best.keras``; ``None``
-    when ``folder`` is no such run folder."""
+    """What ``folder`` is when it is a run folder (its ``config.json`` names a recipe) that wrote
+    no ``best.keras``; ``None`` when ``folder`` is no such run folder (a ``feature_classifiers``
+    run is named by :func:`_feature_run_problem` before this is asked)."""
     from keras_species.training.runs import CONFIG
 
     conf, _ = read_json_object(folder / CONFIG)  # {} when absent or damaged: not recognisably a run
     recipe = conf.get("recipe")
     if not isinstance(recipe, str) or not recipe:
         return None
-    if (folder / "classifier.joblib").is_file():
-        return (
-            f"{folder} is a {recipe} run: its model is a scikit-learn classifier on backbone "
-            "features (classifier.joblib), which predict and export do not read. Its test "
-            f"predictions are in {folder / 'predictions.csv'}; to classify other images, load it "
-            "in Python (joblib.load) and give it the features of "
-            "keras_species.training.features.extract_features with the run's --backbone, or, for a "
-            "model predict and export read, train a Keras head on those features "
-            "(train_dense_head), join it to the backbone (attach_head) and save that as a .keras "
-            "file (README: \"Feature extraction with a cache\")"
-        )
     return (
         f"{folder} is a {recipe} run folder without a {BEST_MODEL} (not finished, or failed?): "
         f"keras-species runs {shlex.quote(str(folder.parent))} shows its status; pass a run "

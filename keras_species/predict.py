@@ -1,9 +1,12 @@
 """Predict images with a trained classifier, streaming, and the ``keras-species predict`` command.
 
 ``predict(MODEL, INPUT)``: MODEL is a ``keras.Model``, a ``.keras`` file, a SavedModel folder
-written by :func:`keras_species.export.export_model` (its ``serve`` signature is used), or a run
-folder (its ``best.keras``). A TFLite model is not read: a ``.tflite`` file, or a folder holding
-one but no ``.keras`` file or SavedModel, is refused in one line naming it and what to pass
+written by :func:`keras_species.export.export_model` (its ``serve`` signature is used), a run
+folder (its ``best.keras``), or a ``feature_classifiers`` run folder: its backbone, rebuilt from
+its ``config.json``, computes each image's features and its ``classifier.joblib`` (scikit-learn)
+classifies them (:func:`open_predictor`; a pickle, read from the folder given only). A TFLite
+model is not read: a ``.tflite`` file, or a folder holding one but no ``.keras`` file or
+SavedModel, is refused in one line naming it and what to pass
 instead; a folder of run folders (``runs/quickstart``) is refused naming a few of them, newest
 first, with the command to run on one (:func:`keras_species.export.resolve_model_path`). INPUT
 is an image file, a folder (searched recursively, image extensions only, sorted), a CSV, a text
@@ -207,7 +210,8 @@ def _swapped_hint(inputs) -> str:
         return ""
     path = Path(inputs)
     model = (path.is_file() and path.suffix.lower() in (".keras", ".h5", ".hdf5")) or (
-        path.is_dir() and ((path / "best.keras").is_file() or (path / "saved_model.pb").is_file()))
+        path.is_dir() and any((path / name).is_file()
+                              for name in ("best.keras", "saved_model.pb", "classifier.joblib")))
     if not model:
         return ""
     order = ("keras-species predict MODEL INPUT" if _on_command_line()
@@ -686,6 +690,215 @@ class _SavedModelPredictor(_Predictor):
         return model
 
 
+# ------------------------------------------------------------------ feature_classifiers runs
+_FEATURE_SETTINGS = ("backbone", "weights", "image_size", "pooling")
+"""The settings of a ``feature_classifiers`` run (its ``config.json``) that its features depend
+on: what ``recipes.feature_classifiers`` passes to ``extract_features``."""
+_FEATURE_POOLINGS = ("avg", "max", "avgmax")
+
+
+@dataclass(frozen=True)
+class _FeatureRunSettings:
+    """A ``feature_classifiers`` run's backbone settings, as its ``config.json`` holds them.
+
+    Args:
+        backbone: registry name.
+        weights: ``"imagenet"`` or a weights file, as the registry takes them
+            (``recipe.weights_setting``); never ``None`` (refused: a random backbone).
+        image_size: the input side, or ``None`` for the backbone's own.
+        pooling: ``"avg"``, ``"max"`` or ``"avgmax"``.
+        config_path: the ``config.json`` read (messages name it).
+    """
+
+    backbone: str
+    weights: str
+    image_size: int | None
+    pooling: str
+    config_path: Path
+
+
+def _feature_settings(folder: Path) -> _FeatureRunSettings:
+    """The backbone settings of the ``feature_classifiers`` run ``folder`` (its ``config.json``),
+    checked: one line naming the file and what to do when one is missing or unusable."""
+    from keras_species.export import ExportError
+    from keras_species.jsonfile import read_json_object
+    from keras_species.recipe import weights_setting
+    from keras_species.training.runs import CONFIG
+
+    path = folder / CONFIG
+    restore = (f"copy back the config.json that recipes.feature_classifiers wrote into {folder}, "
+               "or run the recipe again")
+    needs = ("predict needs the run's backbone, weights, image size and pooling to compute the "
+             "features its classifier.joblib takes")
+    if not path.is_file():
+        raise ExportError(f"{path} is missing: {needs}; {restore}")
+    data, why = read_json_object(path)
+    if why is not None:
+        raise ExportError(f"{path} cannot be read ({why}): {needs}; {restore}")
+    conf = data.get("config")
+    conf = conf if isinstance(conf, dict) else {}
+    missing = [k for k in _FEATURE_SETTINGS if k not in conf]
+    if missing:
+        raise ExportError(f"{path} lacks {', '.join(repr(k) for k in missing)} in its \"config\": "
+                          f"{needs}; {restore}")
+    backbone, weights, size, pooling = (conf[k] for k in _FEATURE_SETTINGS)
+    bad = None
+    if not isinstance(backbone, str) or not backbone:
+        bad = ("backbone", backbone, "a backbone name")
+    elif weights is not None and not isinstance(weights, str):
+        bad = ("weights", weights, "'imagenet', 'none' or a weights file")
+    elif size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        bad = ("image_size", size, "a whole number of pixels or null")
+    elif pooling not in _FEATURE_POOLINGS:
+        bad = ("pooling", pooling, f"one of {', '.join(_FEATURE_POOLINGS)}")
+    if bad is not None:
+        key, value, what = bad
+        raise ExportError(f"{path}: its \"config\" gives {key} {value!r}, not {what}; {restore}")
+    resolved = weights_setting(weights)
+    if resolved is None:
+        raise ExportError(
+            f"{folder} is a feature_classifiers run of a backbone with random weights "
+            f"(\"weights\": {weights!r} in {path}): its classifier was fitted on the features of "
+            "a random initialisation, which cannot be made again, so predict cannot compute "
+            "them; run the recipe with --weights imagenet (or a weights file) for a classifier "
+            "that predict can use"
+        )
+    return _FeatureRunSettings(backbone, resolved, size, pooling, path)
+
+
+def _feature_labels(folder: Path) -> LabelMap:
+    """The class names of a ``feature_classifiers`` run, from its ``split.csv``: the manifest it
+    ran on (``prepare_data`` saves it), whose class order is the classifier's column order."""
+    from keras_species.data.splits import load_split
+    from keras_species.export import ExportError
+    from keras_species.models.labels import LabelMap
+
+    path = folder / "split.csv"
+    if not path.is_file():
+        raise ExportError(
+            f"{path} is missing: it names the classes of the feature_classifiers run {folder}, "
+            "in the order of its classifier's columns; copy back the split.csv the run wrote"
+        )
+    m = load_split(path)  # ManifestError (a ValueError) naming the file and the fix
+    if m.multilabel:  # recipes.feature_classifiers refuses multi-label data: not its split
+        raise ExportError(f"{path} is a multi-label split, which recipes.feature_classifiers does "
+                          "not fit classifiers on: copy back the split.csv the run wrote")
+    return LabelMap(list(m.class_names))
+
+
+def _load_feature_classifier(path: Path, num_classes: int):
+    """The fitted estimator of a run's ``classifier.joblib`` (a pickle: loading it runs code from
+    the file, which is why only the run folder the caller names is read), checked to predict
+    probabilities of the run's classes."""
+    import joblib
+
+    from keras_species.export import ExportError, _feature_rerun
+
+    refit = f"fit it again: {_feature_rerun(path.parent)}"
+    try:
+        estimator = joblib.load(path)
+    except ModuleNotFoundError as err:  # an XGBoost classifier, say, without xgboost installed
+        raise ExportError(f"{path} needs the package {err.name!r}, which is not installed: "
+                          f"pip install {err.name}") from None
+    except Exception as err:  # noqa: BLE001  a damaged pickle fails in many ways: one line
+        reason = " ".join(str(err).split()) or "no message"
+        raise ExportError(f"{path} cannot be loaded ({type(err).__name__}: {reason}): damaged "
+                          f"or cut short? Copy it again from the run, or {refit}") from None
+    classes = getattr(estimator, "classes_", None)
+    if not callable(getattr(estimator, "predict_proba", None)) or classes is None:
+        raise ExportError(f"{path} holds a {type(estimator).__name__}, not a fitted classifier "
+                          f"with predict_proba: {refit}")
+    classes = np.asarray(classes)
+    if (classes.ndim != 1 or not classes.size or classes.dtype.kind not in "iu"
+            or classes.min() < 0 or classes.max() >= num_classes):
+        raise ExportError(f"{path} predicts the classes {classes.tolist()}, not indices of the "
+                          f"{num_classes} classes of the run's split.csv: the two are not of the "
+                          f"same run; {refit}")
+    return estimator
+
+
+def _feature_extractor(settings: _FeatureRunSettings, folder: Path):
+    """The run's feature extractor, built as ``extract_features`` builds it
+    (``features.backbone_extractor``), with a weights problem named for the run."""
+    from keras_species.models.weights import ImageNetOfflineError, WeightsUnavailableError
+    from keras_species.training.features import backbone_extractor
+
+    weights = settings.weights
+    if weights != "imagenet" and not Path(weights).expanduser().is_file():
+        raise WeightsUnavailableError(
+            f"{settings.config_path}: the weights of the run's backbone, {weights}, do not exist "
+            "(moved or deleted?): its classifier was fitted on the features of those weights; "
+            f"put the file back there, or write its new path as \"weights\" in {settings.config_path}")
+    try:
+        return backbone_extractor(settings.backbone, settings.image_size, weights,
+                                  settings.pooling)
+    except ImageNetOfflineError as err:  # the message names the file, its URL and the cache
+        raise err.with_fix(
+            "Either download the file elsewhere and copy it to that cache path (set KERAS_HOME to "
+            "use another cache folder), or predict where the host can be reached: the classifier "
+            f"of {folder} was fitted on the features of these weights, so no other will do."
+        ) from None
+
+
+class _FeatureRunPredictor(_Predictor):
+    """A ``feature_classifiers`` run folder: the pooled features of its backbone (rebuilt from
+    its ``config.json`` as ``extract_features`` built it) → its ``classifier.joblib``
+    (``predict_proba``, placed in all the classes of its ``split.csv``)."""
+
+    def __init__(self, folder: Path, image_size=None) -> None:
+        import tensorflow as tf
+
+        from keras_species.export import CLASSIFIER_JOBLIB, ExportError, _feature_rerun
+        from keras_species.models import get_backbone
+        from keras_species.training.features import feature_input_size
+
+        settings = _feature_settings(folder)
+        try:
+            get_backbone(settings.backbone)
+        except KeyError as err:  # before the pickle is read: the cheap checks first
+            raise ExportError(f"{settings.config_path}: {err.args[0] if err.args else err}") from None
+        self.image_size = feature_input_size(settings.backbone, settings.image_size)
+        if image_size is not None and _fixed_size((None, None), image_size, "") != self.image_size:
+            h, w = self.image_size
+            raise ExportError(
+                f"{_option('image_size', image_size)} but the feature_classifiers run {folder} "
+                f"computes its features at {h}×{w} px: leave {_option('image_size')} out")
+        self.label_map = _feature_labels(folder)
+        self.classifier = _load_feature_classifier(folder / CLASSIFIER_JOBLIB,
+                                                   self.label_map.num_classes)
+        self.extractor = _feature_extractor(settings, folder)
+        width = int(self.extractor.output_shape[-1])
+        takes = getattr(self.classifier, "n_features_in_", None)
+        if takes is not None and int(takes) != width:
+            raise ExportError(
+                f"{folder / CLASSIFIER_JOBLIB} takes {int(takes)} features, but the run's "
+                f"{settings.backbone} ({settings.pooling} pooling) gives {width}: the classifier "
+                f"was not fitted with the settings of {settings.config_path}; "
+                f"fit it again: {_feature_rerun(folder)}")
+        h, w = self.image_size
+        spec = tf.TensorSpec([None, h, w, 3], tf.uint8)
+        self._fn = tf.function(
+            lambda x: self.extractor(tf.cast(x, tf.float32), training=False), input_signature=[spec]
+        )
+
+    def _classify(self, features) -> np.ndarray:
+        from keras_species.training.features import classifier_probabilities
+
+        x = np.asarray(features, np.float32)  # as extract_features keeps them
+        return classifier_probabilities(self.classifier, x, self.label_map.num_classes)
+
+    def probabilities(self, images) -> np.ndarray:
+        return self._classify(self._fn(images).numpy()).astype(np.float32)
+
+    def tta_model(self):
+        predictor = self
+
+        def model(x, training=False):
+            return predictor._classify(predictor.extractor(x, training=False))
+
+        return model
+
+
 def _fixed_size(shape, image_size, what: str) -> tuple[int, int]:
     if image_size is not None:
         return (int(image_size), int(image_size)) if np.isscalar(image_size) else tuple(
@@ -726,10 +939,23 @@ def open_predictor(
 ) -> _Predictor:
     """Load a model for :func:`predict` (Keras model, ``.keras``, SavedModel or run folder).
 
+    A ``feature_classifiers`` run folder is read too: its backbone is rebuilt from its
+    ``config.json`` (backbone, weights, image size, pooling) as ``extract_features`` built it,
+    and its ``classifier.joblib`` classifies the features, with the class names of its
+    ``split.csv``. ``classifier.joblib`` is a pickle, and loading a pickle runs code from the
+    file: it is read from the run folder given here only, so give only run folders you trust.
+    Such a run's settings are refused, in one line naming the file and the fix, when they cannot
+    give the features its classifier was fitted on (a random backbone, ``weights: none``; a
+    weights file that is gone), and so are a missing or damaged ``classifier.joblib``,
+    ``config.json`` or ``split.csv``; ImageNet weights that are not cached while offline raise
+    ``models.weights.ImageNetOfflineError`` naming the file, its URL and the cache.
+
     Args:
         model_or_path: the model or its path.
-        labels: label map for a model that carries none (class names or a ``labels.json``).
-        image_size: input size for models whose size is not fixed.
+        labels: label map for a model that carries none (class names or a ``labels.json``);
+            refused for a ``feature_classifiers`` run, whose class names are its own.
+        image_size: input size for models whose size is not fixed (a ``feature_classifiers``
+            run's is: any other is refused).
 
     Returns:
         A predictor with ``image_size``, ``label_map`` and ``probabilities(uint8_batch)``.
@@ -741,14 +967,27 @@ def open_predictor(
     import keras
 
     import keras_species  # noqa: F401  (registers the custom layers)
-    from keras_species.export import is_saved_model, load_keras_model, resolve_model_path
+    from keras_species.export import (
+        ExportError,
+        is_feature_run,
+        is_saved_model,
+        load_keras_model,
+        resolve_model_path,
+    )
     from keras_species.models.labels import LabelMapError, label_map
 
     path = None
     if not isinstance(model_or_path, keras.Model):
-        path = resolve_model_path(model_or_path)
+        path = resolve_model_path(model_or_path, feature_run=True)
         if is_saved_model(path):
             return _SavedModelPredictor(path, labels, image_size)
+        if is_feature_run(path):
+            if labels is not None:
+                raise ExportError(
+                    f"{path} is a feature_classifiers run, whose class names are those of its "
+                    f"split.csv, in the order of its classifier's columns: leave "
+                    f"{_option('labels')} out")
+            return _FeatureRunPredictor(path, image_size)
     model = load_keras_model(path if path is not None else model_or_path)
     if labels is not None:
         lmap = _external_labels(labels, None)
@@ -1062,7 +1301,10 @@ def predict(
 
     Args:
         model_or_path: a ``keras.Model``, a ``.keras`` file, a SavedModel folder from
-            ``keras_species.export`` or a run folder (its ``best.keras``).
+            ``keras_species.export``, a run folder (its ``best.keras``) or a
+            ``feature_classifiers`` run folder (its backbone's features → its
+            ``classifier.joblib``, a pickle: give only run folders you trust; see
+            :func:`open_predictor`).
         inputs: an image, a folder (recursive), a CSV with a path column, a ``.txt``/``.lst``
             file of paths, one per line (see :func:`iter_image_paths`), or a list of paths.
         out: CSV to write (columns in the module docstring); ``None`` for none.
@@ -1122,7 +1364,9 @@ def predict(
         from keras_species.export import ExportError, resolve_model_path
 
         try:
-            model_or_path = resolve_model_path(model_or_path)  # nothing loaded: names, headers
+            # nothing loaded: names, headers (a feature_classifiers run's classifier.joblib
+            # is a pickle, read by open_predictor only)
+            model_or_path = resolve_model_path(model_or_path, feature_run=True)
         except ExportError as err:
             swapped = _swapped_hint(inputs)
             if not swapped:
@@ -1211,7 +1455,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("model", metavar="MODEL",
                         help="a .keras file, a SavedModel folder written by keras-species export, "
-                        "or a run folder (its best.keras); not a .tflite")
+                        "or a run folder (its best.keras, or a feature_classifiers run's "
+                        "classifier.joblib on its backbone's features: a pickle, so only a run "
+                        "you trust); not a .tflite")
     parser.add_argument("input", metavar="INPUT",
                         help="an image, a folder (recursive), a CSV with a path column "
                         f"(named {', '.join(PATH_COLUMNS)}; any case) or --path-format, or a .txt/"
@@ -1317,7 +1563,10 @@ def run_cli(args: argparse.Namespace) -> int:
                 else getattr(args, "keep_columns", None),
             )
             hint = max_pixels_hint(reason for _, reason in result.skipped)  # names the limit used
-    except (OSError, ValueError) as err:  # ExportError and LabelMapError are ValueErrors
+    # ExportError and LabelMapError are ValueErrors; a RuntimeError is one when it is the
+    # WeightsUnavailableError of a feature_classifiers run's backbone (offline ImageNet, a
+    # weights file that is gone): is_user_error tells (without importing Keras here)
+    except (OSError, ValueError, RuntimeError) as err:
         if not is_user_error(err):
             raise  # from inside Keras/TensorFlow: the traceback may be needed
         print(f"keras-species predict: {err}", file=sys.stderr)

@@ -699,21 +699,35 @@ def test_a_format_that_contradicts_out_is_refused_before_any_work(model, tmp_pat
 
 def test_a_run_folder_without_a_keras_model_is_named_by_its_recipe(tmp_path, capsys):
     # before: "runs/feature_classifiers/f1 is neither a SavedModel folder (no saved_model.pb) nor
-    # a run folder (no best.keras)", although keras-species runs lists it as a finished run
+    # a run folder (no best.keras)", although keras-species runs lists it as a finished run.
+    # predict reads a feature_classifiers run (tests/test_predict_features.py); export cannot
+    # write its scikit-learn classifier as a Keras model, and names predict
     run = tmp_path / "runs" / "feature_classifiers" / "f1"
     run.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({"recipe": "feature_classifiers", "name": "f1"}))
     (run / "classifier.joblib").write_bytes(b"not read")
     out = tmp_path / "x.keras"
-    for argv in (["predict", str(run), str(tmp_path)], ["export", str(run), "--out", str(out)]):
-        assert cli.main(argv) == 2
-        err = capsys.readouterr().err
-        assert err.startswith(
-            f"keras-species {argv[0]}: {run} is a feature_classifiers run: its model is a "
-            "scikit-learn classifier on backbone features (classifier.joblib), which predict and "
-            "export do not read."), err
-        assert "attach_head" in err and "extract_features" in err
+    assert cli.main(["export", str(run), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"keras-species export: {run} is a feature_classifiers run: its model is a scikit-learn "
+        "classifier on backbone features (classifier.joblib), which export cannot write as a "
+        f".keras, SavedModel or TFLite model. keras-species predict {run} INPUT classifies images "
+        "with it;"), err
+    assert "attach_head" in err and "train_dense_head" in err
     assert not out.exists()
+    # predict reads the run's config.json before its classifier.joblib (a pickle): this one
+    # holds no settings, and says so
+    assert cli.main(["predict", str(run), str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"keras-species predict: {run / 'config.json'} lacks 'backbone', 'weights', "
+        "'image_size', 'pooling' in its \"config\"")
+    (run / "classifier.joblib").unlink()  # a run that has not saved its classifier (failed?)
+    with pytest.raises(ExportError, match=re.escape(
+            f"{run} is a feature_classifiers run: it holds no classifier.joblib (not finished, or "
+            "failed?), and its model would be a scikit-learn classifier on backbone features, "
+            "which export cannot write")):
+        export_model(run, out)
     unfinished = tmp_path / "runs" / "scratch_cnn" / "s1"  # a run that wrote no best.keras
     unfinished.mkdir(parents=True)
     (unfinished / "config.json").write_text(json.dumps({"recipe": "scratch_cnn", "name": "s1"}))

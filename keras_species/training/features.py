@@ -308,12 +308,89 @@ def _run_extractor(
     return feats, kept
 
 
+def feature_input_size(backbone: str, input_size: int | Sequence[int] | None = None) -> tuple[int, int]:
+    """The ``(height, width)`` at which :func:`extract_features` runs ``backbone``.
+
+    Args:
+        backbone: registry name.
+        input_size: ``H``, ``(H, W)``, or ``None`` for the backbone's own input size.
+
+    Returns:
+        ``(height, width)``.
+
+    Example:
+        >>> feature_input_size("densenet121"), feature_input_size("resnet18", 32)
+        ((224, 224), (32, 32))
+    """
+    if input_size is None:
+        from keras_species.models import get_backbone
+
+        input_size = get_backbone(backbone).default_size
+    return _size(input_size)
+
+
+def backbone_extractor(
+    backbone: str,
+    input_size: int | Sequence[int] | None = None,
+    weights: str | os.PathLike | None = None,
+    pooling: str = "avg",
+) -> keras.Model:
+    """The model :func:`extract_features` builds for ``backbone=`` (image 0–255 → features):
+    ``keras_species.models.classifier.feature_extractor`` at :func:`feature_input_size`.
+
+    ``keras-species predict`` rebuilds a ``feature_classifiers`` run's extractor with it, so that
+    its features are the ones the run's classifier was fitted on.
+
+    Args:
+        backbone: registry name.
+        input_size: ``H``, ``(H, W)``, or ``None`` for the backbone's own input size.
+        weights: ``None``, ``"imagenet"`` or a local weights file.
+        pooling: pooling of the backbone's last feature map (``"avg"``, ``"max"``, ``"avgmax"``).
+
+    Returns:
+        A ``keras.Model`` whose output is float32 ``(B, D)``.
+
+    Raises:
+        WeightsUnavailableError: the weights cannot be had (offline ImageNet, a missing file).
+
+    Example:
+        >>> backbone_extractor("resnet18", 32).output.shape
+        (None, 512)
+    """
+    return _default_extractor(backbone, feature_input_size(backbone, input_size), weights, pooling)
+
+
 def _default_extractor(
     backbone: str, size: tuple[int, int], weights: Any, pooling: str | None
 ) -> keras.Model:
     from keras_species.models.classifier import feature_extractor
 
     return feature_extractor(backbone, size, weights, pooling=pooling)
+
+
+def classifier_probabilities(estimator: Any, features: np.ndarray, num_classes: int) -> np.ndarray:
+    """``estimator.predict_proba(features)`` placed in all ``num_classes`` columns.
+
+    A scikit-learn classifier has one column per class it saw in training (``classes_``): a
+    class absent from the training rows has none, and gets probability 0 here.
+
+    Args:
+        estimator: a fitted classifier of :func:`train_sklearn` (``classes_`` are class indices).
+        features: ``(N, D)`` features.
+        num_classes: the data's number of classes.
+
+    Returns:
+        ``(N, num_classes)`` float64 probabilities.
+
+    Example:
+        >>> x = np.r_[np.zeros((3, 2)), np.ones((3, 2))]; y = np.r_[[0] * 3, [2] * 3]
+        >>> p = classifier_probabilities(train_sklearn(x, y), x[:1], 3)
+        >>> p.shape, float(p[0, 1])  # class 1 had no training row
+        ((1, 3), 0.0)
+    """
+    out = np.zeros((len(features), num_classes), np.float64)
+    out[:, np.asarray(estimator.classes_, np.int64)] = estimator.predict_proba(features)
+    return out
 
 
 def _save(path: Path, **arrays: np.ndarray) -> None:
@@ -388,16 +465,11 @@ def extract_features(
         raise ValueError("pass a registry `backbone` name or a ready `extractor` model")
     if len(manifest) == 0:
         raise ValueError("the manifest has no images: nothing to extract features from")
-    if input_size is None:
-        if extractor is not None:
-            input_size = tuple(extractor.input_shape[1:3])
-            if None in input_size:
-                raise ValueError("the extractor has no fixed input size: pass input_size=(H, W)")
-        else:
-            from keras_species.models import get_backbone
-
-            input_size = get_backbone(backbone).default_size
-    size = _size(input_size)
+    if input_size is None and extractor is not None:
+        input_size = tuple(extractor.input_shape[1:3])
+        if None in input_size:
+            raise ValueError("the extractor has no fixed input size: pass input_size=(H, W)")
+    size = _size(input_size) if extractor is not None else feature_input_size(backbone, input_size)
     key = feature_cache_key(
         manifest.paths, backbone=backbone, weights=weights, input_size=size, pooling=pooling,
         extractor=extractor, dataset_fn=dataset_fn,
