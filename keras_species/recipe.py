@@ -543,18 +543,27 @@ def open_run(
         ...     return [c.backbone]
         >>> run, config, names = open_run("toy", ToyConfig(resume=True), backbones)  # doctest: +SKIP
     """
-    from keras_species.models.weights import ImageNetOfflineError
-
     derived: list[Derived] = []
 
     def check(c: Settings) -> None:
         try:
             derived.append(resolve(c))
-        except ImageNetOfflineError as err:  # its fix in this recipe's own flags
+        except Exception as err:
+            if not _offline_weights(err):
+                raise
+            # its fix in this recipe's own flags
             raise err.with_fix(offline_fix(err.file.file_name, backbone_flag(c, err.backbone))) from None
 
     run, config = start_run(recipe, config, check=check)
     return run, config, derived[0]
+
+
+def _offline_weights(err: BaseException) -> bool:
+    """Whether ``err`` is a ``models.weights.ImageNetOfflineError``, known without importing the
+    model modules (and Keras with them): only they raise it, so when they are not imported it
+    is not one, and a setting that ``resolve`` refuses before any model is built is told at once."""
+    weights = sys.modules.get("keras_species.models.weights")
+    return weights is not None and isinstance(err, weights.ImageNetOfflineError)
 
 
 def backbone_flag(config: Any, backbone: str) -> str | None:
@@ -1116,7 +1125,7 @@ _not_negative = _number(0)  # weight decay, a loss weight: "must be a number of 
 
 
 def _verbose(value: Any, config: Any) -> str | None:
-    from keras_species.training.plan import verbose_problem  # the rule train() applies too
+    from keras_species.training.verbosity import verbose_problem  # the rule train() applies too
 
     return verbose_problem(value)
 
@@ -1179,7 +1188,7 @@ def _class_weight(value: Any, config: Any) -> str | None:
 
 
 def _augment(value: Any, config: Any) -> str | None:
-    from keras_species.data.augment import PRESETS
+    from keras_species.data.augment_presets import PRESETS  # no Keras: a quick refusal
 
     if value not in PRESETS:
         return f"not an augmentation preset: choose one of {', '.join(PRESETS)}"
@@ -1215,7 +1224,7 @@ def _monitor(value: Any, config: Any) -> str | None:
 
 def monitor_choices(task: str) -> list[str]:
     """The quantities that ``--monitor`` may name in a recipe that trains on ``task`` labels
-    (:func:`recipe_task`): what its runs log (``training.plan.logged_quantities``), validation
+    (:func:`recipe_task`): what its runs log (``training.quantities.logged_quantities``), validation
     ones first; ``"any"``: those of both kinds of labels.
 
     Args:
@@ -1228,7 +1237,7 @@ def monitor_choices(task: str) -> list[str]:
         >>> monitor_choices("single")[:3]
         ['val_loss', 'val_accuracy', 'val_top5_accuracy']
     """
-    from keras_species.training.plan import logged_quantities
+    from keras_species.training.quantities import logged_quantities  # no Keras: a quick refusal
 
     kinds = ("single", "multi") if task == "any" else (task,)
     names = [n for kind in kinds for n in logged_quantities(kind)]
@@ -1815,7 +1824,7 @@ def resolve_monitor(monitor: str | None, *, multilabel: bool, num_classes: int) 
         >>> resolve_monitor("auto", multilabel=True, num_classes=3) is None
         True
     """
-    from keras_species.training.plan import logged_quantities
+    from keras_species.training.quantities import logged_quantities
 
     name = monitor_setting(monitor)
     if name is None:
@@ -1994,13 +2003,19 @@ def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunRe
     return finish_run(run, evaluation, trained, started, evaluated)
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from keras_species.data.images import ImageReadError
-    from keras_species.data.manifest import ManifestError
-    from keras_species.models.weights import WeightsUnavailableError
+_USER_ERRORS = (("keras_species.models.weights", "WeightsUnavailableError"),
+                ("keras_species.data.manifest", "ManifestError"),
+                ("keras_species.data.images", "ImageReadError"))
+"""The library's error types a user can fix from the message, by module and name."""
 
-    return (WeightsUnavailableError, ManifestError, ImageReadError, RunSetupError, SettingError,
-            OSError)
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The user-error types (:data:`_USER_ERRORS`) of the modules imported so far, and this
+    module's own: an error of a module not imported cannot have been raised, so a refused
+    setting is told apart from a bug without importing the model modules (and Keras)."""
+    imported = tuple(getattr(sys.modules[module], name) for module, name in _USER_ERRORS
+                     if module in sys.modules)
+    return (*imported, RunSetupError, SettingError, OSError)
 
 
 def is_user_error(err: BaseException) -> bool:

@@ -215,6 +215,11 @@ def run(config: BackboneComparisonConfig) -> BackboneComparisonResult:
         >>> result = run(BackboneComparisonConfig(backbones=("resnet18",), weights="none"))  # doctest: +SKIP
         >>> print(result.headline)  # doctest: +SKIP
     """
+    started = time.perf_counter()
+    # backbones and weights of the settings in force: a resumed run's stored ones
+    run_folder, config, (names, weights) = open_run(RECIPE, config, checked_backbones)
+
+    # Keras comes with the modules below: a setting refused above is told without it
     from keras_species.data.prepare import build_datasets, prepare_data
     from keras_species.evaluation import plots
     from keras_species.evaluation.compare import compare_models, comparison_table
@@ -223,9 +228,6 @@ def run(config: BackboneComparisonConfig) -> BackboneComparisonResult:
     from keras_species.training.plan import train
     from keras_species.training.transfer import build_transfer_model
 
-    started = time.perf_counter()
-    # backbones and weights of the settings in force: a resumed run's stored ones
-    run_folder, config, (names, weights) = open_run(RECIPE, config, checked_backbones)
     prepared = prepare_data(
         config.data, load_options=config.load_options(), **split_settings(config),
         seed=config.seed, audit=config.audit, audit_dir=run_folder.path / "audit",

@@ -354,6 +354,12 @@ def run(config: FishSemiSupervisedConfig | None = None) -> FishSemiSupervisedRes
     Example:
         >>> result = run(FishSemiSupervisedConfig(weights="none", image_size=64))  # doctest: +SKIP
     """
+    config = config or FishSemiSupervisedConfig()
+    started = time.perf_counter()
+    # of the settings in force: a resumed run's stored ones make the same models and pool again
+    run_folder, config, plan = open_run(RECIPE, config, checked_plan)
+
+    # Keras comes with the modules below: a setting refused above is told without it
     import numpy as np
 
     from keras_species.config import config_to_dict
@@ -376,10 +382,6 @@ def run(config: FishSemiSupervisedConfig | None = None) -> FishSemiSupervisedRes
     )
     from keras_species.training.transfer import build_transfer_model
 
-    config = config or FishSemiSupervisedConfig()
-    started = time.perf_counter()
-    # of the settings in force: a resumed run's stored ones make the same models and pool again
-    run_folder, config, plan = open_run(RECIPE, config, checked_plan)
     root = run_folder.path
     stages, backbones, weights, parts = plan.stages, plan.backbones, plan.weights, plan.parts
 

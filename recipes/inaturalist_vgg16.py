@@ -282,6 +282,12 @@ def run(config: INaturalistVGG16Config | None = None) -> INaturalistResult:
     Example:
         >>> run(INaturalistVGG16Config(data="inat.json", top_classes_count=5))  # doctest: +SKIP
     """
+    config = config or INaturalistVGG16Config()
+    started = time.perf_counter()
+    # of the settings in force: a resumed run's stored ones (its data, stages and weights)
+    run_folder, config, (stages, scratch, weights) = open_run(RECIPE, config, checked_models)
+
+    # Keras comes with the modules below: a setting refused above is told without it
     from keras_species.data.prepare import build_datasets, prepare_data
     from keras_species.evaluation import plots
     from keras_species.evaluation.compare import compare_models, comparison_table
@@ -294,10 +300,6 @@ def run(config: INaturalistVGG16Config | None = None) -> INaturalistResult:
     from keras_species.training.callbacks import atomic_save_model
     from keras_species.training.plan import Phase, train
 
-    config = config or INaturalistVGG16Config()
-    started = time.perf_counter()
-    # of the settings in force: a resumed run's stored ones (its data, stages and weights)
-    run_folder, config, (stages, scratch, weights) = open_run(RECIPE, config, checked_models)
     root = run_folder.path
     if "c" in stages and "b" not in _names(config.stages, STAGES, "--stages"):
         print("stage c starts from stage b: running b too")

@@ -218,6 +218,12 @@ def run(config: MultilabelResNetConfig | None = None) -> MultilabelResult:
     Example:
         >>> run(MultilabelResNetConfig(data="tags.csv", backbone="resnet18", weights="none"))  # doctest: +SKIP
     """
+    config = config or MultilabelResNetConfig()
+    started = time.perf_counter()
+    # checked on the settings in force: a resumed run's stored ones (its --data, its weights)
+    run_folder, config, weights = open_run(RECIPE, config, checked_weights)
+
+    # Keras comes with the modules below: a setting refused above is told without it
     import numpy as np
 
     from keras_species.data.prepare import build_datasets, prepare_data
@@ -233,10 +239,6 @@ def run(config: MultilabelResNetConfig | None = None) -> MultilabelResult:
     from keras_species.training.plan import train
     from keras_species.training.transfer import build_transfer_model
 
-    config = config or MultilabelResNetConfig()
-    started = time.perf_counter()
-    # checked on the settings in force: a resumed run's stored ones (its --data, its weights)
-    run_folder, config, weights = open_run(RECIPE, config, checked_weights)
     root = run_folder.path
 
     prepared = prepare_data(

@@ -298,6 +298,12 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
         >>> result = run(ScratchCNNConfig(data="demo", image_size=64, k=3))  # doctest: +SKIP
         >>> print(result.headline)  # doctest: +SKIP
     """
+    started = time.perf_counter()
+    # a bad --arch or flag fails before any data is read; of the settings in force (a resumed
+    # run's stored ones)
+    run_folder, config, grid = open_run(RECIPE, config, checked_settings)
+
+    # Keras comes with the modules below: a setting refused above is told without it
     import numpy as np
 
     from keras_species.data.prepare import class_weight_setting, prepare_data
@@ -312,10 +318,6 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
     from keras_species.training.plan import Phase
     from keras_species.training.precision import precision_policy
 
-    started = time.perf_counter()
-    # a bad --arch or flag fails before any data is read; of the settings in force (a resumed
-    # run's stored ones)
-    run_folder, config, grid = open_run(RECIPE, config, checked_settings)
     split_file = run_folder.path / "split.csv"
     prepared = prepare_data(
         config.data, load_options=config.load_options(), **split_settings(config),

@@ -9,7 +9,8 @@ both places:
 - inside the model, on the accelerator, a batch at a time (:func:`augment_in_model`); the layers
   are the identity at inference (``training=False``), so the saved model predicts unchanged.
 
-Presets (``**overrides`` change any field, e.g. ``augmentation("r1", rotation=15)``):
+Presets (their names and settings are plain data in :mod:`keras_species.data.augment_presets`;
+``**overrides`` change any field, e.g. ``augmentation("r1", rotation=15)``):
 
 =============== =======================================================================
 ``none``        no augmentation (returns ``None``)
@@ -40,29 +41,10 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
-PRESETS: tuple[str, ...] = ("none", "r1", "r1_pseudo", "r3", "r4", "r5", "randaugment")
+from keras_species.data.augment_presets import PRESETS, preset_fields
 
-_FIELDS: dict[str, object] = {
-    "crop_area": None,  # (min, max) area fraction of RandomResizedCrop
-    "crop_ratio": (3 / 4, 4 / 3),  # aspect ratio range of RandomResizedCrop
-    "flip": None,  # "horizontal", "vertical" or "horizontal_and_vertical"
-    "rotation": None,  # degrees: a float (±) or a (min, max) pair
-    "translation": None,  # fraction of height and width
-    "zoom": None,  # fraction (± zoom)
-    "contrast": None,  # contrast factor
-    "fill_mode": "reflect",  # fill of rotation/shift/zoom: reflect, constant, nearest, wrap
-    "randaugment_ops": None,  # RandAugment: number of ops per image
-    "randaugment_magnitude": 0.5,  # RandAugment: factor
-}
-
-_PRESET_FIELDS: dict[str, dict[str, object]] = {
-    "r1": {"flip": "horizontal", "rotation": 30.0, "fill_mode": "constant"},
-    "r1_pseudo": {"flip": "horizontal", "rotation": 45.0, "fill_mode": "constant"},
-    "r3": {"rotation": 180.0, "flip": "horizontal_and_vertical", "contrast": 0.2, "fill_mode": "reflect"},
-    "r4": {"crop_area": (0.08, 1.0), "flip": "horizontal", "rotation": 25.0, "fill_mode": "reflect"},
-    "r5": {"rotation": 40.0, "translation": 0.2, "zoom": 0.2, "flip": "horizontal", "fill_mode": "nearest"},
-    "randaugment": {"randaugment_ops": 2, "randaugment_magnitude": 0.5},
-}
+__all__ = ["PRESETS", "preset_fields", "RandomResizedCrop", "augmentation", "batch_augmentation",
+           "augment_in_model"]
 
 
 @keras.saving.register_keras_serializable(package="keras_species")
@@ -171,33 +153,6 @@ class RandomResizedCrop(keras.layers.Layer):
             }
         )
         return config
-
-
-def preset_fields(preset: str, **overrides) -> dict[str, object]:
-    """The resolved settings of a preset after ``overrides`` (see the module table).
-
-    Args:
-        preset: one of :data:`PRESETS`.
-        **overrides: any of ``crop_area``, ``crop_ratio``, ``flip``, ``rotation`` (degrees),
-            ``translation``, ``zoom``, ``contrast``, ``fill_mode``, ``randaugment_ops``,
-            ``randaugment_magnitude``.
-
-    Returns:
-        A dict of every field.
-
-    Example:
-        >>> preset_fields("r1")["rotation"]
-        30.0
-    """
-    if preset not in PRESETS:
-        raise ValueError(f"unknown augmentation preset {preset!r}; choose one of {PRESETS}")
-    unknown = sorted(set(overrides) - set(_FIELDS))
-    if unknown:
-        raise ValueError(f"unknown augmentation settings {unknown}; valid: {sorted(_FIELDS)}")
-    fields = dict(_FIELDS)
-    fields.update(_PRESET_FIELDS.get(preset, {}))
-    fields.update(overrides)
-    return fields
 
 
 def augmentation(preset: str, *, seed: int | None = None, **overrides) -> keras.Sequential | None:

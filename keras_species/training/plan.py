@@ -34,7 +34,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -47,10 +47,15 @@ from keras_species.training.callbacks import (
     LearningRateLogger,
     read_history,
 )
+from keras_species.training.quantities import (  # logged_quantities: plan's name for it too
+    Task,
+    logged_quantities,  # noqa: F401
+    metric_names,
+)
 from keras_species.training.runs import RunFolder
 from keras_species.training.schedules import CyclicLR, OneCycle
+from keras_species.training.verbosity import verbose_problem
 
-Task = Literal["single", "multi", "custom"]
 TRAINABLE_MODES = ("frozen", "head", "all", "last_n")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "onecycle", "cyclic", "cosine")
@@ -296,6 +301,7 @@ def default_loss(task: Task, *, label_smoothing: float = 0.0, from_logits: bool 
 def default_metrics(task: Task, num_classes: int | None, *, from_logits: bool = False) -> list:
     """The metrics a phase uses when it names none.
 
+    Their names and order are :func:`~keras_species.training.quantities.metric_names`'.
     Single-label: ``accuracy``, ``top5_accuracy`` (when more than 5 classes), ``auc``.
     Multi-label: ``micro_f1`` (``keras.metrics.F1Score(average="micro", threshold=0.5)``),
     ``binary_accuracy``, ``auc`` (per-label AUC averaged).
@@ -313,47 +319,18 @@ def default_metrics(task: Task, num_classes: int | None, *, from_logits: bool = 
         >>> [m.name for m in default_metrics("single", 10)]
         ['accuracy', 'top5_accuracy', 'auc']
     """
-    if task == "single":
-        metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
-        if num_classes is not None and num_classes > 5:
-            metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy"))
-        metrics.append(keras.metrics.AUC(name="auc", from_logits=from_logits))
-        return metrics
-    if task == "multi":
-        metrics = []
-        if from_logits:
-            warnings.warn("multi-label model outputs logits: micro_f1 needs probabilities and is left out", stacklevel=2)
-        else:
-            metrics.append(keras.metrics.F1Score(average="micro", threshold=0.5, name="micro_f1"))
-        metrics.append(
-            keras.metrics.BinaryAccuracy(name="binary_accuracy", threshold=0.0 if from_logits else 0.5)
-        )
-        metrics.append(
-            keras.metrics.AUC(name="auc", multi_label=True, num_labels=num_classes, from_logits=from_logits)
-        )
-        return metrics
-    return []
-
-
-def logged_quantities(task: Task, num_classes: int | None = None, *, validation: bool = True) -> list[str]:
-    """The quantities a phase with the default loss and metrics logs, i.e. what ``monitor`` may be.
-
-    Args:
-        task: ``"single"``, ``"multi"`` or ``"custom"`` (``loss`` only: its metrics are the
-            phase's own).
-        num_classes: number of outputs (``top5_accuracy`` is logged with more than 5 classes);
-            None counts as more than 5.
-        validation: also the ``val_`` names (logged when there is validation data).
-
-    Returns:
-        The names, training ones first.
-
-    Example:
-        >>> logged_quantities("multi", 3, validation=False)
-        ['loss', 'micro_f1', 'binary_accuracy', 'auc']
-    """
-    names = ["loss"] + [m.name for m in default_metrics(task, 6 if num_classes is None else num_classes)]
-    return names + [f"val_{n}" for n in names] if validation else names
+    if task == "multi" and from_logits:
+        warnings.warn("multi-label model outputs logits: micro_f1 needs probabilities and is left out", stacklevel=2)
+    build: dict[str, Callable[[], Any]] = {  # the names (and their order) are metric_names'
+        "accuracy": lambda: keras.metrics.CategoricalAccuracy(name="accuracy"),
+        "top5_accuracy": lambda: keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy"),
+        "micro_f1": lambda: keras.metrics.F1Score(average="micro", threshold=0.5, name="micro_f1"),
+        "binary_accuracy": lambda: keras.metrics.BinaryAccuracy(
+            name="binary_accuracy", threshold=0.0 if from_logits else 0.5),
+        "auc": lambda: keras.metrics.AUC(name="auc", from_logits=from_logits) if task == "single"
+        else keras.metrics.AUC(name="auc", multi_label=True, num_labels=num_classes, from_logits=from_logits),
+    }
+    return [build[name]() for name in metric_names(task, num_classes, from_logits=from_logits)]
 
 
 def _steps_per_epoch(ds: tf.data.Dataset, phase: Phase) -> int:
@@ -596,29 +573,6 @@ class _PhaseEnd(keras.callbacks.Callback):
                 "finished": self.index + 1 == len(self.phases),
             }
         )
-
-
-def verbose_problem(value: Any) -> str | None:
-    """Why ``value`` is not a ``fit`` verbosity this library takes, or None when it is.
-
-    ``0``, ``1`` and ``2`` are taken; Keras's ``"auto"`` is not (nor by ``--verbose``), nor
-    are booleans. The reason is the text ``--verbose 7`` is refused with.
-
-    Args:
-        value: the verbosity asked for.
-
-    Returns:
-        None, or the reason as one short line.
-
-    Example:
-        >>> verbose_problem(2) is None
-        True
-        >>> verbose_problem(7)
-        "Keras's fit verbosity is 0 (silent), 1 (a progress bar) or 2 (a line per epoch)"
-    """
-    if isinstance(value, bool) or value not in (0, 1, 2):
-        return "Keras's fit verbosity is 0 (silent), 1 (a progress bar) or 2 (a line per epoch)"
-    return None
 
 
 def phase_line(phase: Phase, index: int, count: int, first_epoch: int = 1) -> str:

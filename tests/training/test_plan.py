@@ -326,6 +326,22 @@ def test_logged_quantities_are_what_a_default_phase_logs():
     assert logged_quantities("custom") == ["loss", "val_loss"]
 
 
+def test_default_metrics_are_built_under_the_names_the_settings_check_reads():
+    # the --monitor check reads training.quantities (no Keras); the metrics must log those names
+    from keras_species.training.quantities import metric_names
+
+    for task, classes, logits in [("single", 3, False), ("single", 8, False), ("multi", 4, False),
+                                  ("multi", 4, True), ("custom", 3, False)]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # multi-label logits: micro_f1 is left out
+            built = [m.name for m in default_metrics(task, classes, from_logits=logits)]
+        assert built == metric_names(task, classes, from_logits=logits)
+    aucs = {task: default_metrics(task, 4)[-1] for task in ("single", "multi")}
+    assert not aucs["single"].multi_label and aucs["multi"].multi_label
+    with pytest.warns(UserWarning, match="micro_f1 needs probabilities"):
+        default_metrics("multi", 4, from_logits=True)
+
+
 def test_custom_task_needs_a_loss(tmp_path):
     x, y = tiny_data(n=16)
     with pytest.raises(ValueError, match="loss"):

@@ -1,0 +1,66 @@
+"""The augmentation presets of the five reports, as plain data: their names and settings.
+
+:mod:`keras_species.data.augment` builds each preset's Keras layers from these settings, and a
+recipe's ``--augment`` check (``keras_species.recipe.check_settings``) reads :data:`PRESETS`
+without importing Keras: this module imports nothing heavy. The presets are described in
+:mod:`keras_species.data.augment`.
+"""
+
+from __future__ import annotations
+
+PRESETS: tuple[str, ...] = ("none", "r1", "r1_pseudo", "r3", "r4", "r5", "randaugment")
+"""The preset names (``--augment``)."""
+
+FIELDS: dict[str, object] = {
+    "crop_area": None,  # (min, max) area fraction of RandomResizedCrop
+    "crop_ratio": (3 / 4, 4 / 3),  # aspect ratio range of RandomResizedCrop
+    "flip": None,  # "horizontal", "vertical" or "horizontal_and_vertical"
+    "rotation": None,  # degrees: a float (±) or a (min, max) pair
+    "translation": None,  # fraction of height and width
+    "zoom": None,  # fraction (± zoom)
+    "contrast": None,  # contrast factor
+    "fill_mode": "reflect",  # fill of rotation/shift/zoom: reflect, constant, nearest, wrap
+    "randaugment_ops": None,  # RandAugment: number of ops per image
+    "randaugment_magnitude": 0.5,  # RandAugment: factor
+}
+"""Every setting of a preset, with its value where a preset does not set it."""
+
+PRESET_FIELDS: dict[str, dict[str, object]] = {
+    "r1": {"flip": "horizontal", "rotation": 30.0, "fill_mode": "constant"},
+    "r1_pseudo": {"flip": "horizontal", "rotation": 45.0, "fill_mode": "constant"},
+    "r3": {"rotation": 180.0, "flip": "horizontal_and_vertical", "contrast": 0.2, "fill_mode": "reflect"},
+    "r4": {"crop_area": (0.08, 1.0), "flip": "horizontal", "rotation": 25.0, "fill_mode": "reflect"},
+    "r5": {"rotation": 40.0, "translation": 0.2, "zoom": 0.2, "flip": "horizontal", "fill_mode": "nearest"},
+    "randaugment": {"randaugment_ops": 2, "randaugment_magnitude": 0.5},
+}
+"""What each preset sets (``none`` sets nothing: no augmentation)."""
+
+
+def preset_fields(preset: str, **overrides: object) -> dict[str, object]:
+    """The resolved settings of a preset after ``overrides`` (see :mod:`keras_species.data.augment`).
+
+    Args:
+        preset: one of :data:`PRESETS`.
+        **overrides: any of ``crop_area``, ``crop_ratio``, ``flip``, ``rotation`` (degrees),
+            ``translation``, ``zoom``, ``contrast``, ``fill_mode``, ``randaugment_ops``,
+            ``randaugment_magnitude``.
+
+    Returns:
+        A dict of every field.
+
+    Example:
+        >>> preset_fields("r1")["rotation"]
+        30.0
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown augmentation preset {preset!r}; choose one of {PRESETS}")
+    unknown = sorted(set(overrides) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"unknown augmentation settings {unknown}; valid: {sorted(FIELDS)}")
+    fields = dict(FIELDS)
+    fields.update(PRESET_FIELDS.get(preset, {}))
+    fields.update(overrides)
+    return fields
+
+
+__all__ = ["PRESETS", "FIELDS", "PRESET_FIELDS", "preset_fields"]

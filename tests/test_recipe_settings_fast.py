@@ -1,0 +1,122 @@
+"""A recipe refuses a bad setting at once: its settings checks import neither Keras nor TensorFlow.
+
+Before, ``python -m recipes.quickstart --ratios 0.5 0.5 0.5`` took about 7 s to print its one
+line, because the ``--verbose`` check imported ``training.plan`` (and Keras with it), the
+``--augment`` check ``data.augment``, ``--monitor`` Keras's metrics, a recipe's own checks ran
+after its heavy imports, and telling a refused setting from a bug imported the model modules.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+REFUSED = [
+    ("quickstart", ["--ratios", "0.5", "0.5", "0.5"],
+     "--ratios 0.5 0.5 0.5: give three numbers above 0 that sum to 1: train, val, test "
+     "(e.g. 0.7 0.15 0.15); see --help"),
+    ("quickstart", ["--verbose", "7"],
+     "--verbose 7: Keras's fit verbosity is 0 (silent), 1 (a progress bar) or 2 (a line per "
+     "epoch); see --help"),
+    ("quickstart", ["--name", "a/b"], "--name a/b: holds a path separator (/ or \\);"),
+    ("convnext_transfer", ["--tta", "bogus"],
+     "--tta bogus: not a test-time augmentation: choose a preset (hflip, flips, flips_rot90, "
+     "five_crop), one transform ("),
+    ("convnext_transfer", ["--monitor", "bogus"],
+     "--monitor bogus: not a quantity a run of this recipe logs: choose auto (val_accuracy "
+     "single-label, val_micro_f1 multi-label) or one of val_loss, val_accuracy, val_top5_accuracy, "
+     "val_auc, val_micro_f1, val_binary_accuracy, loss, accuracy, top5_accuracy, auc, micro_f1, "
+     "binary_accuracy; see --help"),
+    ("scratch_cnn", ["--augment", "bogus"],
+     "--augment bogus: not an augmentation preset: choose one of none, r1, r1_pseudo, r3, r4, "
+     "r5, randaugment; see --help"),
+    ("scratch_cnn", ["--epochs", "0"], "--epochs 0: must be a whole number at least 1; see --help"),
+    ("backbone_comparison", ["--batch-size", "0"],
+     "--batch-size 0: must be a whole number at least 1; see --help"),
+    ("multilabel_resnet", ["--verbose", "9"], "--verbose 9: Keras's fit verbosity is 0"),
+    ("scratch_cnn", ["--monitor", "bogus"],
+     "--monitor bogus: not a quantity a run of this recipe logs: choose auto (val_accuracy) or "
+     "one of val_loss, val_accuracy, val_top5_accuracy, val_auc, loss, accuracy,"),
+    ("fish_semisupervised", ["--pseudo-augment", "bogus"],
+     "--pseudo-augment bogus: not an augmentation preset"),
+    ("inaturalist_vgg16", ["--name", ".."], "--name ..: is not a folder name of its own;"),
+    ("inaturalist_vgg16", ["--fine-tune-epochs", "0"],
+     "--fine-tune-epochs 0: must be a whole number at least 1; to skip stage c leave it out of "
+     "--stages, e.g. --stages a,b; see --help"),
+    ("feature_classifiers", ["--image-size", "0"],
+     "--image-size 0: must be a whole number at least 1 (pixels); see --help"),
+    # a recipe's own checks (open_run's resolve), before its heavy imports
+    ("feature_classifiers", ["--classifiers", "bogus"],
+     "--classifiers: 'bogus' is unknown; choose from svc, rf, hgb, xgb, logreg"),
+    ("fish_semisupervised", ["--stages", "9"], "--stages '9': choose among 1, 2, 3, 4"),
+]
+
+_SCRIPT = """
+import contextlib, importlib, io, json, sys
+out, cases = sys.argv[1], json.loads(sys.argv[2])
+seen = []
+for recipe, argv in cases:
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            code = importlib.import_module("recipes." + recipe).main(argv + ["--out", out])
+    except SystemExit as stop:  # the parser's errors
+        code = stop.code
+    seen.append([code, err.getvalue().strip().splitlines(),
+                 [m for m in ("keras", "tensorflow") if m in sys.modules]])
+print(json.dumps(seen))
+"""
+
+
+def _run_refused(tmp_path: Path, cases: list[tuple[str, list[str], str]]) -> list:
+    """Run the recipes' ``main`` on ``cases`` in one fresh interpreter (from ``tmp_path``, so no
+    run folder lands in the repository); per case: exit code, stderr lines, heavy modules
+    imported so far."""
+    done = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, str(tmp_path / "runs"),
+         json.dumps([[recipe, argv] for recipe, argv, _ in cases])],
+        cwd=tmp_path, env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_refused_settings_of_every_recipe_import_neither_keras_nor_tensorflow(tmp_path):
+    # before: the first refusal imported training.plan, and with it Keras and TensorFlow (~7 s)
+    seen = _run_refused(tmp_path, REFUSED)
+    for (recipe, argv, message), (code, lines, heavy) in zip(REFUSED, seen, strict=True):
+        where = f"python -m recipes.{recipe} {' '.join(argv)}"
+        assert code == 2, (where, lines)
+        assert lines and lines[-1].startswith(f"python -m recipes.{recipe}: error: {message}"), (
+            where, lines)
+        assert heavy == [], f"{where} imported {heavy} to refuse its value"
+    assert not (tmp_path / "runs").exists()  # refused before any run folder
+
+
+@pytest.mark.parametrize("module", ["keras_species.training.verbosity",
+                                    "keras_species.training.quantities",
+                                    "keras_species.data.augment_presets",
+                                    "keras_species.evaluation.tta"])
+def test_the_plain_data_modules_import_no_keras(module):
+    code = f"import sys, {module}; print('keras' in sys.modules, 'tensorflow' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "False"]
+
+
+def test_the_keras_modules_read_the_plain_data_not_a_copy():
+    from keras_species.data import augment, augment_presets
+    from keras_species.training import plan, quantities, verbosity
+
+    assert augment.PRESETS is augment_presets.PRESETS
+    assert augment.preset_fields is augment_presets.preset_fields
+    assert plan.verbose_problem is verbosity.verbose_problem
+    assert plan.logged_quantities is quantities.logged_quantities
