@@ -1747,6 +1747,8 @@ def data_section(prepared: Any, datasets: Any = None) -> tuple[str, str]:
             f"Group-aware check: {len(set(prepared.manifest.groups))} groups, "
             f"{len(groups)} on more than one side of the split."
         )
+    elif getattr(prepared, "name_id_note", ""):  # data.name_ids: an id the split put on two sides
+        lines.append(f"**Ids in file names:** {prepared.name_id_note}.")
     if prepared.audit is not None:
         a = prepared.audit
         too_large = (f" ({len(a.oversized)} of them only over the decompression-bomb limit)"

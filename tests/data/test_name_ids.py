@@ -163,3 +163,15 @@ def test_audit_reports_an_id_in_the_file_names_only_without_groups(tmp_path: Pat
     assert f"(in the split given, {leak.counts()})" in given.notes[-1]
     grouped = audit(sources.load(data, group_regex=r"fish_(\d+)"), progress=False, plots=False)
     assert grouped.name_ids is None and "ids in file names" not in grouped.summary()
+
+
+def test_a_recipe_report_keeps_the_note_in_its_data_section(tmp_path: Path) -> None:
+    from keras_species.recipe import data_section
+
+    data = write_image_folder(tmp_path / "fish", per_class=12, groups_per_class=4, size=(8, 8))
+    with pytest.warns(UserWarning, match="share the id in their file name"):
+        prepared = prepare_data(data, audit=False)
+    section = data_section(prepared)[1]
+    assert f"**Ids in file names:** {prepared.name_id_note}." in section
+    grouped = prepare_data(data, audit=False, group_regex=r"fish_(\d+)")
+    assert "Ids in file names" not in data_section(grouped)[1]
