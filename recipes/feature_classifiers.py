@@ -262,16 +262,6 @@ def checked_classifiers(config: FeatureClassifiersConfig) -> tuple[list[str], st
     return names, weights
 
 
-def _probs(estimator: Any, features, num_classes: int):
-    """``predict_proba`` placed in all ``num_classes`` columns (a class absent from the training
-    rows has no column of its own in scikit-learn)."""
-    import numpy as np
-
-    out = np.zeros((len(features), num_classes), np.float64)
-    out[:, np.asarray(estimator.classes_, np.int64)] = estimator.predict_proba(features)
-    return out
-
-
 def _fit(
     name: str, train: Any, class_names: Sequence[str], params: Mapping[str, Any]
 ) -> tuple[Any, list[str]]:
@@ -325,6 +315,7 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
     import joblib
     import numpy as np
 
+    from keras_species.atomic import atomic_path
     from keras_species.data.prepare import prepare_data
     from keras_species.evaluation import plots
     from keras_species.evaluation import report as report_mod
@@ -332,7 +323,7 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
     from keras_species.evaluation.metrics import single_label_metrics
     from keras_species.evaluation.tables import metrics_side_by_side
     from keras_species.training.crossval import probs_scores
-    from keras_species.training.features import extract_features
+    from keras_species.training.features import classifier_probabilities, extract_features
 
     started = time.perf_counter()
     # of the settings in force: a resumed run's stored ones (its classifiers, backbone, weights)
@@ -383,8 +374,8 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
         fit_seconds = time.perf_counter() - t0
         if notes:
             fit_warnings[name] = notes
-        p_val = _probs(estimators[name], val.features, c)
-        p_test = _probs(estimators[name], test.features, c)
+        p_val = classifier_probabilities(estimators[name], val.features, c)
+        p_test = classifier_probabilities(estimators[name], test.features, c)
         vs = probs_scores(val.labels, p_val, c)
         per_clf[name] = single_label_metrics(test.labels, p_test, class_names,
                                              train_counts=train_counts)
@@ -419,7 +410,8 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
 
     # The full report is the classifier of best validation accuracy (chosen without the test set).
     best = max(rows, key=lambda r: (r["val_acc"], -r["val_loss"]))["model"]
-    joblib.dump(estimators[best], run_folder.path / "classifier.joblib")
+    with atomic_path(run_folder.path / "classifier.joblib") as tmp:  # a killed run leaves no half file
+        joblib.dump(estimators[best], tmp)
     test_m = per_clf[best]
     probs = results[best]["probs"]
     report_mod.write_predictions_csv(run_folder.predictions_path, test.paths, test.labels, probs,

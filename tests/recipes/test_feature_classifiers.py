@@ -246,3 +246,26 @@ def test_the_data_summary_is_printed_once_before_the_features_also_on_resume(tmp
     # and says what resuming a finished run does here: no model to re-evaluate (it said so)
     assert ("finished already: fitting its classifiers again on the backbone's features and "
             "rewriting metrics.json") in out and "re-evaluating its model" not in out
+
+
+def test_a_dump_that_fails_leaves_no_cut_classifier_joblib(tmp_path, monkeypatch):
+    # before: joblib.dump wrote classifier.joblib in place, so a run killed or failing mid-dump
+    # left a cut file that predict would read as the run's classifier
+    import joblib
+
+    def dump_half(value, filename, *args, **kwargs):
+        with open(filename, "wb") as f:
+            f.write(b"\x80\x04 half a pickle")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(joblib, "dump", dump_half)
+    data = write_image_folder(tmp_path / "data", classes=CLASSES[:3], per_class=6, size=(24, 24))
+    config = FeatureClassifiersConfig(
+        data=str(data), out=tmp_path / "runs", name="cut", backbone="resnet18", weights="none",
+        image_size=32, batch_size=16, audit=False, verbose=0, mixed_precision="off",
+        classifiers=("logreg",), feature_cache="none")
+    with pytest.raises(OSError, match="No space left"):
+        run(config)
+    run_dir = tmp_path / "runs" / "feature_classifiers" / "cut"
+    assert not (run_dir / "classifier.joblib").exists()
+    assert not [p.name for p in run_dir.iterdir() if "tmp" in p.name]
