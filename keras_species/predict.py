@@ -1554,6 +1554,8 @@ def run_cli(args: argparse.Namespace) -> int:
         with warnings.catch_warnings(), _command_line("predict"), (
                 max_pixels_flag(max_pixels)):
             warnings.simplefilter("ignore", UserWarning)  # messages name the flags
+            # not scikit-learn's: a classifier.joblib of another version may predict wrongly
+            warnings.filterwarnings("default", category=UserWarning, module=r"sklearn(\.|$)")
             result = predict(
                 args.model, args.input, out=args.out, top_k=args.top_k, tta=args.tta,
                 batch_size=args.batch_size, image_size=size, thresholds=thr, labels=args.labels,

@@ -362,3 +362,20 @@ def test_a_folder_of_feature_runs_names_them_for_predict(hand_run, tmp_path, cap
         "best.keras, or a feature_classifiers run's classifier.joblib, is read), e.g. "
         f"keras-species predict {hand_run} INPUT ... (those with a model, newest first: r1; "
         f"keras-species runs {runs} lists the runs)\n")
+
+
+def test_scikit_learns_version_warning_of_the_classifier_reaches_the_command_line(
+        hand_run, tmp_path, monkeypatch):
+    # before: predict's command line silenced every UserWarning, this one too, so a classifier
+    # pickled by another scikit-learn version predicted without a word
+    import sklearn.base
+    from sklearn.exceptions import InconsistentVersionWarning
+
+    run = _broken_run(tmp_path, hand_run, "old")
+    classifier = joblib.load(run / "classifier.joblib")
+    with monkeypatch.context() as patch:
+        patch.setattr(sklearn.base, "__version__", "0.1")
+        joblib.dump(classifier, run / "classifier.joblib")
+    image = sorted((hand_run.parents[2] / "data").rglob("*.png"))[0]
+    with pytest.warns(InconsistentVersionWarning, match="from version 0.1"):
+        assert cli.main(["predict", str(run), str(image), "--out", str(tmp_path / "p.csv")]) == 0
