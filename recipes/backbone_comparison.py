@@ -187,11 +187,15 @@ def checked_backbones(config: BackboneComparisonConfig) -> tuple[list[str], str 
         >>> checked_backbones(BackboneComparisonConfig(backbones=("resnet18",), weights="none"))
         (['resnet18'], None)
     """
+    from keras_species.backbone_catalog import backbone_facts
+
     names = backbone_names(config.backbones)
     weights = weights_setting(config.weights)
     if weights not in (None, "imagenet") and len(names) > 1:
         raise ValueError("--weights FILE fits one backbone only: compare with --weights imagenet (offline: "
                          "--backbones efficientnet_lite0,efficientnet_lite1,efficientnet_lite2) or --weights none")
+    for name in names:  # every name first: an unknown one is said before any weights are sought
+        backbone_facts(name)
     for name in names:  # offline ImageNet or a missing file fails here, before any training
         check_weights(name, weights, config.image_size)
     plan(config)  # a bad plan fails before any data is read, too

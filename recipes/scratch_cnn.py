@@ -153,11 +153,14 @@ def variants(config: ScratchCNNConfig) -> dict[str, dict[str, Any]]:
         >>> list(variants(ScratchCNNConfig(ablation=True)))
         ['1conv', '1conv_bn', '2conv', '2conv_bn', '2conv_bn_regularised']
     """
-    from keras_species.models.scratch import SCRATCH_ARCHS
+    from keras_species.backbone_catalog import SCRATCH_ARCH_FACTS
 
     arch = config.arch.lower().replace("-", "_")
-    if arch not in SCRATCH_ARCHS:
-        raise ValueError(f"--arch {config.arch!r}: choose one of {sorted(SCRATCH_ARCHS)}")
+    if arch not in SCRATCH_ARCH_FACTS:  # told without importing Keras
+        raise ValueError(f"--arch {config.arch!r}: choose one of {sorted(SCRATCH_ARCH_FACTS)}")
+
+    from keras_species.models.scratch import SCRATCH_ARCHS
+
     known = SCRATCH_ARCHS[arch].flags
     flags: dict[str, Any] = {}
     for name in ("batch_norm", "extra_conv"):
@@ -208,11 +211,11 @@ def checked_settings(config: ScratchCNNConfig) -> dict[str, dict[str, Any]]:
         >>> list(checked_settings(ScratchCNNConfig()))
         ['r2_cnn']
     """
-    from keras_species.models.scratch import MIN_INPUT_SIZE
+    from keras_species.backbone_catalog import SCRATCH_MIN_INPUT_SIZE
 
-    if config.image_size < MIN_INPUT_SIZE:  # the model builder refused it once the run had begun
+    if config.image_size < SCRATCH_MIN_INPUT_SIZE:  # the builder refused it once the run had begun
         raise SettingError(f"--image-size {config.image_size}: the scratch CNNs need at least "
-                           f"{MIN_INPUT_SIZE} px (R2 used 224)")
+                           f"{SCRATCH_MIN_INPUT_SIZE} px (R2 used 224)")
     for folder in config.add_class:
         if not os.path.isdir(os.path.expanduser(folder)):
             raise ValueError(f"--add-class {folder!r} is not a folder: give the folder of the new "

