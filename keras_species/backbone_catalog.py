@@ -26,20 +26,27 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class BackboneFacts:
-    """What a registry entry (``keras_species.models.registry.BackboneSpec``) holds besides its
-    builder; the fields mean the same there.
+    """What a registry entry (``keras_species.models.registry.BackboneSpec``, a subclass that
+    adds the builder) holds besides its builder.
 
     Args:
         name: registry name, lower case (``"resnet50"``, ``"efficientnet_lite0"``).
         family: family name for listings (``"ResNet"``, ``"ConvNeXt"``).
         default_size: the input size the weights were trained at.
-        preprocessing: name of the preprocessing the backbone expects (``"none"``, ``"tf"``,
-            ``"torch"``, ``"caffe"``).
-        weight_sources: what ``weights`` may be besides ``None`` and a local file.
+        preprocessing: name of the preprocessing the backbone expects, resolved by
+            :func:`keras_species.models.preprocessing.preprocessing_layer` (``"none"`` when the
+            backbone contains its own, ``"tf"`` for [-1, 1], ``"torch"``, ``"caffe"``).
+        weight_sources: what ``weights`` may be besides ``None`` and a local file
+            (e.g. ``("imagenet",)``) and where it comes from, for listings.
         weights_origin: a short human text, e.g. ``"keras.applications download"``.
-        params: parameter count of the headless backbone (BatchNorm statistics included).
-        blocks: layer-name prefixes of the backbone's blocks in order, or ``None``.
-        min_size: the smallest input side the backbone takes.
+        params: parameter count of the headless backbone (``count_params()``, BatchNorm
+            statistics included), measured by building it with ``weights=None``.
+        blocks: layer-name prefixes of the backbone's blocks in order (``"conv5_block3_"``);
+            a layer belongs to the block of its longest matching prefix. Used by
+            ``freezing.set_trainable(..., unit="blocks")``; ``None`` when names carry no blocks.
+        min_size: the smallest input side the backbone takes (its downsampling needs it; 32 for
+            most of ``keras.applications``, 71/75 for Xception/InceptionV3). See
+            :func:`check_input_size`.
     """
 
     name: str

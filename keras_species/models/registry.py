@@ -38,41 +38,16 @@ BackboneBuilder = Callable[..., keras.Model]
 input (as named by the entry's ``preprocessing``) and returning its last feature map."""
 
 
-@dataclass(frozen=True)
-class BackboneSpec:
-    """One registry entry.
+@dataclass(frozen=True, kw_only=True)
+class BackboneSpec(BackboneFacts):
+    """One registry entry: a backbone's facts (:class:`~keras_species.backbone_catalog.BackboneFacts`,
+    every field but the builder) and its builder.
 
     Args:
-        name: registry name, lower case (``"resnet50"``, ``"efficientnet_lite0"``).
-        family: family name for listings (``"ResNet"``, ``"ConvNeXt"``).
         builder: ``builder(input_shape, weights)`` returning a headless ``keras.Model``.
-        default_size: the input size the weights were trained at.
-        preprocessing: name of the preprocessing the backbone expects, resolved by
-            :func:`keras_species.models.preprocessing.preprocessing_layer` (``"none"`` when the
-            backbone contains its own, ``"tf"`` for [-1, 1], ``"torch"``, ``"caffe"``).
-        weight_sources: what ``weights`` may be besides ``None`` and a local file
-            (e.g. ``("imagenet",)``) and where it comes from, for listings.
-        weights_origin: a short human text, e.g. ``"keras.applications download"``.
-        params: parameter count of the headless backbone (``count_params()``, BatchNorm
-            statistics included), measured by building it with ``weights=None``.
-        blocks: layer-name prefixes of the backbone's blocks in order (``"conv5_block3_"``);
-            a layer belongs to the block of its longest matching prefix. Used by
-            ``freezing.set_trainable(..., unit="blocks")``; ``None`` when names carry no blocks.
-        min_size: the smallest input side the backbone takes (its downsampling needs it; 32 for
-            most of ``keras.applications``, 71/75 for Xception/InceptionV3). See
-            :func:`~keras_species.backbone_catalog.check_input_size`.
     """
 
-    name: str
-    family: str
     builder: BackboneBuilder
-    default_size: int = 224
-    preprocessing: str = "none"
-    weight_sources: tuple[str, ...] = ("imagenet",)
-    weights_origin: str = ""
-    params: int | None = None
-    blocks: tuple[str, ...] | None = None
-    min_size: int = 1
 
 
 def backbone_spec(facts: BackboneFacts, builder: BackboneBuilder) -> BackboneSpec:
