@@ -570,11 +570,7 @@ def _summarise(manifest: Manifest, infos: dict[str, ImageInfo]) -> AuditReport:
 def _name_id_report(manifest: Manifest) -> tuple[dict[str, Any] | None, list[str]]:
     """An id in the file names of a manifest without groups (``name_ids.find_name_id``), and
     the note that says what a split needs; ``(None, [])`` when there is none."""
-    if manifest.groups is not None:
-        return None, []
-    mask = manifest.labelled_mask
-    found = name_ids.find_name_id([p for p, k in zip(manifest.paths, mask) if k],
-                                  manifest.labels[mask], manifest.num_classes)
+    found = name_ids.find_manifest_name_id(manifest)
     if found is None:
         return None, []
     out: dict[str, Any] = found.to_dict()
@@ -584,7 +580,7 @@ def _name_id_report(manifest: Manifest) -> tuple[dict[str, Any] | None, list[str
             f"({found.shared_ids} of {counted(found.n_ids, 'id')} are held by two or more); if files "
             "with one id are frames of one video or photos of one individual, "
             f"a fair split keeps each id on one side: split with {regex}")
-    leak = name_ids.name_id_leak(manifest) if manifest.splits is not None else None
+    leak = name_ids.name_id_leak(manifest, found) if manifest.splits is not None else None
     if leak is not None:
         out["held_out_sharing"] = leak.count
         note += f" (in the split given, {leak.counts()})"

@@ -248,11 +248,27 @@ def find_name_id(paths: Sequence[str], labels: np.ndarray, num_classes: int) -> 
     return NameId(ids, regex, _pattern(parts, place), len(counts), len(shared), sum(shared))
 
 
-def name_id_leak(m: Manifest) -> NameIdLeak | None:
+def find_manifest_name_id(m: Manifest) -> NameId | None:
+    """:func:`find_name_id` over the labelled images of ``m`` (``ids`` one per labelled image).
+
+    Args:
+        m: a manifest.
+
+    Returns:
+        A :class:`NameId`, or ``None`` when ``m`` has groups or its names carry no id.
+    """
+    if m.groups is not None or len(m) == 0:
+        return None
+    mask = m.labelled_mask
+    return find_name_id([p for p, k in zip(m.paths, mask) if k], m.labels[mask], m.num_classes)
+
+
+def name_id_leak(m: Manifest, found: NameId | None = None) -> NameIdLeak | None:
     """Held-out images of a split made without groups whose file name's id sits on another side.
 
     Args:
         m: a manifest with ``splits`` (train/val/test, or k folds).
+        found: :func:`find_manifest_name_id` of ``m``, when the caller has it already.
 
     Returns:
         A :class:`NameIdLeak`, or ``None`` when ``m`` has groups or no splits, no id is found
@@ -268,10 +284,10 @@ def name_id_leak(m: Manifest) -> NameIdLeak | None:
     """
     if m.groups is not None or m.splits is None or len(m) == 0:
         return None
-    mask = m.labelled_mask
-    found = find_name_id([p for p, k in zip(m.paths, mask) if k], m.labels[mask], m.num_classes)
+    found = found or find_manifest_name_id(m)
     if found is None:
         return None
+    mask = m.labelled_mask
     ids = iter(found.ids)
     per_image = [next(ids) if k else None for k in mask]
     sides_of: dict[str, set[str]] = {}
