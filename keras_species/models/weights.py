@@ -20,13 +20,8 @@ A local file is loaded with :func:`load_weights_file`:
 
 from __future__ import annotations
 
-import http.client
 import os
-import urllib.request
 import warnings
-from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import urlparse
 
 import keras
 import numpy as np
@@ -34,68 +29,15 @@ import numpy as np
 from keras_species.models.registry import BackboneSpec, get_backbone
 from keras_species.weights_files import (  # their home needs no Keras; re-exported here
     HDF5_SIGNATURE,  # noqa: F401
+    PROBE_TIMEOUT_S,  # noqa: F401
+    ImageNetOfflineError,
+    KerasWeightsFile,
     WeightsUnavailableError,
     check_weights_file,
+    host_reachable,
+    keras_cache_dir,
     no_imagenet_source,
 )
-
-PROBE_TIMEOUT_S = 3.0
-
-
-class ImageNetOfflineError(WeightsUnavailableError):
-    """``"imagenet"`` weights that are not in Keras's cache, with their host out of reach.
-
-    The message says what is missing (the file, its URL, the cache path) and ends with ``fix``;
-    a command line rewords the fix for its own flags (``recipe.check_weights``).
-
-    Args:
-        backbone: the registry name.
-        file: the Keras weights file (name, URL, hash).
-        cached: where Keras's cache would hold the file.
-        fix: what to do, in terms of ``weights=``.
-    """
-
-    def __init__(self, backbone: str, file: KerasWeightsFile, cached: Path, fix: str):
-        self.backbone, self.file, self.cached, self.fix = backbone, file, cached, fix
-        super().__init__(
-            f"ImageNet weights for {backbone} are not in Keras's cache and "
-            f"{urlparse(file.origin).hostname} cannot be reached (offline?).\n"
-            f"  file:  {file.file_name}\n  url:   {file.origin}\n  cache: {cached}\n{fix}"
-        )
-
-    def with_fix(self, fix: str) -> ImageNetOfflineError:
-        """The same error, ending with another ``fix``."""
-        return ImageNetOfflineError(self.backbone, self.file, self.cached, fix)
-
-
-@dataclass(frozen=True)
-class KerasWeightsFile:
-    """The headless (``include_top=False``) ImageNet file a ``keras.applications`` model loads.
-
-    Args:
-        file_name: file name in Keras's cache (``{size}`` is replaced by the input size when
-            ``sizes`` is given, as for MobileNetV2).
-        origin: download URL (same ``{size}`` rule).
-        file_hash: the hash Keras checks, or ``None`` when Keras checks none.
-        sizes: input sizes that have their own file; any other size uses ``default_size``.
-        default_size: the size used when the input size is not in ``sizes``.
-    """
-
-    file_name: str
-    origin: str
-    file_hash: str | None = None
-    sizes: tuple[int, ...] = ()
-    default_size: int = 224
-
-    def for_size(self, size: int | None) -> KerasWeightsFile:
-        """This entry with ``{size}`` filled in for an input of ``size`` pixels."""
-        if not self.sizes:
-            return self
-        rows = size if size in self.sizes else self.default_size
-        return KerasWeightsFile(
-            self.file_name.format(size=rows), self.origin.format(size=rows), self.file_hash
-        )
-
 
 _KERAS_FILES: dict[str, KerasWeightsFile] = {}
 
@@ -109,35 +51,6 @@ def keras_weights_file(name: str, size: int | None = None) -> KerasWeightsFile |
     """The Keras ImageNet file of entry ``name`` at input ``size``, or ``None`` if it has none."""
     file = _KERAS_FILES.get(name.lower())
     return None if file is None else file.for_size(size)
-
-
-def keras_cache_dir() -> Path:
-    """Keras's download cache: ``$KERAS_HOME/models``, else ``~/.keras/models``.
-
-    Falls back to ``/tmp/.keras/models`` when the home folder is not writable, as Keras does.
-    """
-    home = os.environ.get("KERAS_HOME")
-    if not home:
-        base = os.path.expanduser("~")
-        if not os.access(base, os.W_OK):
-            base = "/tmp"
-        home = os.path.join(base, ".keras")
-    return Path(home).expanduser() / "models"
-
-
-def host_reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
-    """Whether an HTTP ``HEAD`` of ``url`` answers without error within ``timeout`` seconds.
-
-    A request rather than a bare TCP connection: sandboxes and captive gateways may accept any
-    connection yet deliver nothing. It goes through ``urllib`` like Keras's own download, so
-    ``HTTPS_PROXY`` settings apply to both.
-    """
-    request = urllib.request.Request(url, method="HEAD")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status < 400
-    except (OSError, ValueError, http.client.HTTPException):
-        return False
 
 
 def _spec(spec_or_name: BackboneSpec | str) -> BackboneSpec:

