@@ -694,7 +694,6 @@ class _SavedModelPredictor(_Predictor):
 _FEATURE_SETTINGS = ("backbone", "weights", "image_size", "pooling")
 """The settings of a ``feature_classifiers`` run (its ``config.json``) that its features depend
 on: what ``recipes.feature_classifiers`` passes to ``extract_features``."""
-_FEATURE_POOLINGS = ("avg", "max", "avgmax")
 
 
 @dataclass(frozen=True)
@@ -723,6 +722,7 @@ def _feature_settings(folder: Path) -> _FeatureRunSettings:
     from keras_species.export import ExportError
     from keras_species.jsonfile import read_json_object
     from keras_species.recipe import weights_setting
+    from keras_species.training.features import FEATURE_POOLINGS
     from keras_species.training.runs import CONFIG
 
     path = folder / CONFIG
@@ -749,8 +749,8 @@ def _feature_settings(folder: Path) -> _FeatureRunSettings:
         bad = ("weights", weights, "'imagenet', 'none' or a weights file")
     elif size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
         bad = ("image_size", size, "a whole number of pixels or null")
-    elif pooling not in _FEATURE_POOLINGS:
-        bad = ("pooling", pooling, f"one of {', '.join(_FEATURE_POOLINGS)}")
+    elif pooling not in FEATURE_POOLINGS:
+        bad = ("pooling", pooling, f"one of {', '.join(FEATURE_POOLINGS)}")
     if bad is not None:
         key, value, what = bad
         raise ExportError(f"{path}: its \"config\" gives {key} {value!r}, not {what}; {restore}")
@@ -848,13 +848,13 @@ class _FeatureRunPredictor(_Predictor):
     def __init__(self, folder: Path, image_size=None) -> None:
         import tensorflow as tf
 
+        from keras_species.backbone_catalog import backbone_facts
         from keras_species.export import CLASSIFIER_JOBLIB, ExportError, _feature_rerun
-        from keras_species.models import get_backbone
         from keras_species.training.features import feature_input_size
 
         settings = _feature_settings(folder)
         try:
-            get_backbone(settings.backbone)
+            backbone_facts(settings.backbone)
         except KeyError as err:  # before the pickle is read: the cheap checks first
             raise ExportError(f"{settings.config_path}: {err.args[0] if err.args else err}") from None
         self.image_size = feature_input_size(settings.backbone, settings.image_size)

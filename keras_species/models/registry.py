@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import keras
 
 from keras_species.backbone_catalog import (
+    BACKBONES,
     BackboneFacts,
     backbone_key,
     check_input_size,
@@ -73,11 +74,17 @@ _REGISTRY: dict[str, BackboneSpec] = {}
 
 
 def register_backbone(spec: BackboneSpec) -> BackboneSpec:
-    """Add ``spec`` to the registry (a name may be registered once)."""
+    """Add ``spec`` to the registry (a name may be registered once).
+
+    A backbone the catalog does not list (one registered by user code) joins
+    :data:`keras_species.backbone_catalog.BACKBONES` too, so that the checks that read facts
+    there (``recipe.check_weights``, ``training.features.feature_input_size``) know it.
+    """
     key = spec.name.lower()
     if key in _REGISTRY:
         raise ValueError(f"backbone {spec.name!r} is already registered")
     _REGISTRY[key] = spec
+    BACKBONES.setdefault(backbone_key(spec.name), spec)  # a BackboneSpec is a BackboneFacts
     return spec
 
 

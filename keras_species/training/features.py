@@ -308,6 +308,12 @@ def _run_extractor(
     return feats, kept
 
 
+FEATURE_POOLINGS: tuple[str, ...] = ("avg", "max", "avgmax")
+"""The poolings of the backbone's last feature map that features are extracted with
+(``recipes.feature_classifiers --pooling``; ``keras-species predict`` checks a run's against
+them)."""
+
+
 def feature_input_size(backbone: str, input_size: int | Sequence[int] | None = None) -> tuple[int, int]:
     """The ``(height, width)`` at which :func:`extract_features` runs ``backbone``.
 
@@ -323,9 +329,9 @@ def feature_input_size(backbone: str, input_size: int | Sequence[int] | None = N
         ((224, 224), (32, 32))
     """
     if input_size is None:
-        from keras_species.models import get_backbone
+        from keras_species.backbone_catalog import backbone_facts
 
-        input_size = get_backbone(backbone).default_size
+        input_size = backbone_facts(backbone).default_size
     return _size(input_size)
 
 

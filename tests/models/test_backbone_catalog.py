@@ -74,3 +74,29 @@ def test_too_small_sizes_are_refused_with_the_flag():
     with pytest.raises(ValueError, match=r"xception needs an input of at least 71×71 px; got 40×40"):
         catalog.check_input_size(catalog.backbone_facts("xception"), 40)
     catalog.check_input_size(catalog.backbone_facts("xception"), (71, 80))
+
+
+def test_a_backbone_registered_by_user_code_is_known_to_the_checks_that_read_the_catalog():
+    # before: check_weights and feature_input_size read the catalog only, so a backbone that user
+    # code registered (as it could before the catalog) was refused as unknown
+    import keras
+
+    from keras_species.backbone_catalog import BACKBONES, backbone_facts
+    from keras_species.models import registry
+    from keras_species.recipe import check_weights
+    from keras_species.training.features import feature_input_size
+
+    def build(input_shape, weights):
+        inputs = keras.Input(input_shape)
+        return keras.Model(inputs, keras.layers.Conv2D(4, 3)(inputs))
+
+    spec = registry.BackboneSpec(name="user_net", family="User", builder=build, default_size=48,
+                                 weight_sources=(), min_size=8)
+    registry.register_backbone(spec)
+    try:
+        assert backbone_facts("user_net") is spec
+        check_weights("user_net", None, 32)
+        assert feature_input_size("user_net") == (48, 48)
+    finally:
+        registry._REGISTRY.pop("user_net", None)
+        BACKBONES.pop("user_net", None)
