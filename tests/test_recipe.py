@@ -1486,7 +1486,8 @@ def offline_keras(monkeypatch, tmp_path):
     from keras_species.models import weights as W
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    monkeypatch.setattr(W, "host_reachable", lambda url, timeout=W.PROBE_TIMEOUT_S: False)
+    monkeypatch.setattr("keras_species.weights_files.host_reachable",
+                        lambda url, timeout=W.PROBE_TIMEOUT_S: False)
 
 
 def test_offline_message_of_one_backbone_offers_the_backbone_whose_weights_ship_in_a_wheel(

@@ -26,6 +26,7 @@ import warnings
 import keras
 import numpy as np
 
+from keras_species import weights_files
 from keras_species.models.registry import BackboneSpec, get_backbone
 from keras_species.weights_files import (  # their home needs no Keras; re-exported here
     HDF5_SIGNATURE,  # noqa: F401
@@ -34,7 +35,7 @@ from keras_species.weights_files import (  # their home needs no Keras; re-expor
     KerasWeightsFile,
     WeightsUnavailableError,
     check_weights_file,
-    host_reachable,
+    host_reachable,  # noqa: F401
     keras_cache_dir,
     no_imagenet_source,
 )
@@ -97,7 +98,7 @@ def resolve_weights(
     cached = cache / file.file_name
     if cached.is_file():
         return str(cached)
-    if not host_reachable(file.origin):
+    if not weights_files.host_reachable(file.origin):  # looked up there: one place to replace
         raise ImageNetOfflineError(
             spec.name, file, cached,
             "Either download the file elsewhere and copy it to that cache path "

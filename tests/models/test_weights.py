@@ -217,9 +217,9 @@ def test_models_weights_re_exports_the_very_objects():
         assert getattr(W, name) is getattr(weights_files, name), name
 
 
-def test_check_weights_probes_through_the_name_tests_replace(monkeypatch, tmp_path):
-    # the probe moved to weights_files; replacing models.weights.host_reachable still takes
-    # effect in recipe.check_weights, which decides offline before importing Keras
+def test_check_weights_and_resolve_weights_probe_through_one_name(monkeypatch, tmp_path):
+    # the probe lives in weights_files, and both recipe.check_weights (which decides offline
+    # before importing Keras) and models.weights.resolve_weights look it up there
     from keras_species.recipe import check_weights
 
     asked = []
@@ -229,7 +229,7 @@ def test_check_weights_probes_through_the_name_tests_replace(monkeypatch, tmp_pa
         return False
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    monkeypatch.setattr(W, "host_reachable", probe)
+    monkeypatch.setattr("keras_species.weights_files.host_reachable", probe)
     name = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
     with pytest.raises(W.ImageNetOfflineError) as info:
         check_weights("vgg16", "imagenet", 224)
@@ -240,6 +240,10 @@ def test_check_weights_probes_through_the_name_tests_replace(monkeypatch, tmp_pa
     (tmp_path / "keras_home" / "models" / name).write_bytes(b"")
     check_weights("vgg16", "imagenet", 224)
     assert len(asked) == 1
+    # the registry's path (resolve_weights, just before a download) asks the same probe
+    with pytest.raises(W.ImageNetOfflineError):
+        W.resolve_weights("vgg19", "imagenet", 224)
+    assert len(asked) == 2 and asked[1].endswith("/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")
 
 
 def test_a_missing_lite_wheel_is_worded_as_before(monkeypatch):

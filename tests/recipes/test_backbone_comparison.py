@@ -36,10 +36,9 @@ def test_defaults_are_r2s():
 
 
 def test_offline_imagenet_fails_at_once(tmp_path, monkeypatch, capsys):
-    from keras_species.models import weights as weights_mod
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty_keras_home"))
-    monkeypatch.setattr(weights_mod, "host_reachable", lambda *a, **k: False)
+    monkeypatch.setattr("keras_species.weights_files.host_reachable", lambda *a, **k: False)
     code = backbone_comparison.main(["--backbones", "mobilenet_v2,resnet50", "--out",
                                      str(tmp_path / "runs"), "--name", "x"])
     assert code == 2
