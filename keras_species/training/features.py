@@ -445,8 +445,9 @@ def extract_features(
             ``keras_species.models.classifier.feature_extractor(backbone, size, weights,
             pooling)``, taking 0–255 RGB and carrying its own preprocessing.
         input_size: ``H`` or ``(H, W)``; default the backbone's (or the extractor's) input size.
-        weights: ``None``, ``"imagenet"``, or a local weights file (identified by path, size and
-            mtime in the key).
+        weights: ``None`` (random initialisation: the key then hashes the drawn weight values,
+            so that another seed is another cache entry), ``"imagenet"``, or a local weights
+            file (identified by path, size and mtime in the key).
         batch_size: images per forward pass.
         cache_dir: folder of ``<key>.npz`` files; ``None`` turns caching off.
         pooling: pooling of the backbone's last feature map (``"avg"``, ``"max"``).
@@ -476,6 +477,10 @@ def extract_features(
         if None in input_size:
             raise ValueError("the extractor has no fixed input size: pass input_size=(H, W)")
     size = _size(input_size) if extractor is not None else feature_input_size(backbone, input_size)
+    if extractor is None and weights is None:
+        # a randomly initialised backbone: only its weight values (the seed's draw) identify its
+        # features, so it is built first and keyed as a ready extractor
+        extractor = _default_extractor(backbone, size, None, pooling)
     key = feature_cache_key(
         manifest.paths, backbone=backbone, weights=weights, input_size=size, pooling=pooling,
         extractor=extractor, dataset_fn=dataset_fn,

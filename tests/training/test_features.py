@@ -186,10 +186,17 @@ def test_registry_backbone_if_available(manifest: Manifest, tmp_path: Path) -> N
     name = next((n for n in ("resnet18", "mobilenet_v2", "efficientnet_lite0") if n in names), None)
     if name is None:
         pytest.skip("no small backbone registered")
+    keras.utils.set_random_seed(0)
     fs = extract_features(manifest, name, input_size=SIZE, cache_dir=tmp_path / "c")
     assert fs.features.shape[0] == 12 and fs.features.ndim == 2
+    keras.utils.set_random_seed(0)  # weights=None: the same seed draws the same backbone
     again = extract_features(manifest, name, input_size=SIZE, cache_dir=tmp_path / "c")
     assert again.from_cache and again.key == fs.key
+    # another seed draws another random backbone: its features are not the cached ones
+    keras.utils.set_random_seed(1)
+    other = extract_features(manifest, name, input_size=SIZE, cache_dir=tmp_path / "c")
+    assert not other.from_cache and other.key != fs.key
+    assert not np.allclose(other.features, fs.features)
 
 
 def _blobs(n_per: int = 40, dim: int = 12, k: int = 3, noise_seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
