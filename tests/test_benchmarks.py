@@ -37,6 +37,7 @@ def test_pipeline_throughput_prints_ratios(tmp_path, capsys):
     assert "faults/image" in out and ", malloc " in out
     assert "round 1 alone (fresh memory): first epoch / bare " in out
     assert out.count("page faults (") == 2  # their cost on this machine, median round and round 1
+    assert out.count("kernel time, ") == 2  # the kernel time measured, median round and round 1
 
 
 def test_pipeline_breakdown_prints_every_row(tmp_path, capsys):
