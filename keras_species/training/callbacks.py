@@ -289,3 +289,61 @@ class HistoryWriter(keras.callbacks.Callback):
         row.update({k: _scalar(v) for k, v in (logs or {}).items()})
         self.rows = [r for r in self.rows if int(r["epoch"]) != epoch + 1] + [row]
         write_history(self.path, self.rows)
+
+
+class LostImagesWarning(keras.callbacks.Callback):
+    """Warn when an epoch's training or validation pass left out images that failed to decode.
+
+    The up-front check of :func:`keras_species.data.pipeline.make_dataset` names every file it
+    leaves out; a file deleted or rewritten after it fails in the middle of a pass, where
+    ``tf.data``'s ``ignore_errors`` skips it without a word at TensorFlow's default log level.
+    This callback resets the datasets' image counts
+    (:class:`keras_species.data.pipeline.LostImageCount`) before each pass and, after it, warns
+    with the number left out and the files unreadable now. A shortfall is said once: a cached
+    dataset lacks the same images in every later epoch. Put it first in the callback list:
+    ``RecalibrateBatchNorm`` reads training batches before validation, which would count too.
+    Datasets that :func:`~keras_species.data.pipeline.make_dataset` did not build (or built
+    with ``on_error="raise"`` or ``drop_remainder=True``) are not counted; neither are epochs of
+    a ``fit`` given ``steps_per_epoch``, whose passes may stop early.
+
+    Args:
+        train_ds: the training dataset, as ``make_dataset`` returned it.
+        val_ds: the validation dataset, or ``None``.
+
+    Example:
+        >>> model.fit(train_ds, validation_data=val_ds, epochs=3,           # doctest: +SKIP
+        ...           callbacks=[LostImagesWarning(train_ds, val_ds)])
+    """
+
+    def __init__(self, train_ds, val_ds=None):
+        from keras_species.data.pipeline import lost_image_count
+
+        super().__init__()
+        self.train = lost_image_count(train_ds)
+        self.val = None if val_ds is None else lost_image_count(val_ds)
+        self._epoch: int | None = None
+
+    def _whole_passes(self) -> bool:
+        return (self.params or {}).get("steps") is None  # no steps_per_epoch: each pass runs out
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        if self.train is not None:
+            self.train.reset()
+
+    def _check_training(self) -> None:
+        if self._epoch is not None and self.train is not None and self._whole_passes():
+            self.train.report(f"training epoch {self._epoch + 1}")
+        self._epoch = None  # once an epoch: before validation, or at its end without one
+
+    def on_test_begin(self, logs=None):
+        self._check_training()
+        if self.val is not None:
+            self.val.reset()
+
+    def on_test_end(self, logs=None):
+        if self.val is not None:
+            self.val.report("validation")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check_training()

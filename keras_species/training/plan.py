@@ -45,6 +45,7 @@ from keras_species.training.callbacks import (
     AtomicModelCheckpoint,
     HistoryWriter,
     LearningRateLogger,
+    LostImagesWarning,
     read_history,
 )
 from keras_species.training.quantities import (  # logged_quantities: plan's name for it too
@@ -704,6 +705,7 @@ def train(
             run.phase_best_weights_path(i).unlink(missing_ok=True)
 
     num_classes = _num_classes(model)
+    lost_images = LostImagesWarning(train_ds, val_ds)  # counted on the datasets make_dataset built
     train_ds = _prepare(train_ds, task, num_classes)
     val_ds = _prepare(val_ds, task, num_classes)
     strategy = model.distribute_strategy
@@ -728,7 +730,8 @@ def train(
         mode = monitor_mode(monitor)
         history = HistoryWriter(run.history_path, phase.name, rows=rows)
         callbacks: list[keras.callbacks.Callback] = [
-            # first: checkpoints and backups must see the moving statistics it sets
+            lost_images,  # before RecalibrateBatchNorm, whose training batches would count too
+            # first after it: checkpoints and backups must see the moving statistics it sets
             *([RecalibrateBatchNorm(train_ds, from_scratch)] if from_scratch else []),
             *schedule_callbacks,
             LearningRateLogger(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -545,6 +546,48 @@ def test_cached_epoch_reads_no_file(image_folder, training):
         for (x1, y1), (x2, y2) in zip(first, second):
             np.testing.assert_array_equal(x1, x2)
             np.testing.assert_array_equal(y1, y2)
+
+
+@pytest.mark.parametrize("label_mode", ["auto", "none"])
+def test_each_pass_counts_its_images_and_names_what_it_lost(image_folder, label_mode):
+    # ignore_errors drops a file that fails after the check without a word at log level 2
+    from keras_species.data.pipeline import lost_image_count
+
+    m = folder_manifest(image_folder)
+    ds = make_dataset(m, 16, 5, label_mode=label_mode, cache=False)  # every pass decodes
+    cached = make_dataset(m, 16, 5, label_mode=label_mode)  # its first pass fills the cache
+    lost = lost_image_count(ds)
+    assert lost.expected == len(m) and lost_image_count(cached).expected == len(m)
+    lost.reset()
+    one(ds.take(1))
+    assert lost.lost() <= len(m) - 5  # a pass cut short counts what it yielded and prefetched
+    lost.reset()
+    one(ds)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert lost.lost() == 0 and lost.report("epoch 1") == 0  # nothing lost: nothing said
+    Path(m.paths[2]).write_bytes(b"not an image any more")  # changed after the check
+    lost.reset()
+    assert sum(len(b[0] if isinstance(b, tuple) else b) for b in one(ds)) == len(m) - 1
+    with pytest.warns(UserWarning, match=rf"epoch 2: 1 of the {len(m)} images could not be decoded") as w:
+        assert lost.report("epoch 2") == 1
+    assert m.paths[2] in str(w[0].message) and "not an image" in str(w[0].message)
+    lost.reset()
+    one(ds)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert lost.report("epoch 3") == 1  # the same shortfall again: said once
+    counted = lost_image_count(cached)
+    counted.reset()
+    assert sum(len(b[0] if isinstance(b, tuple) else b) for b in one(cached)) == len(m) - 1
+    with pytest.warns(UserWarning, match="1 of the"):
+        counted.report("the pass that filled the cache")
+    # nothing to count where a pass cannot lose an image quietly, or cannot be counted whole
+    with pytest.warns(UserWarning, match="skipping 1 unreadable"):
+        assert lost_image_count(make_dataset(m, 16, 5, drop_remainder=True)) is None
+    Path(m.paths[2]).unlink()
+    assert lost_image_count(make_dataset(m.subset(np.arange(len(m)) != 2), 16, 5, on_error="raise")) is None
+    assert lost_image_count(pipeline_mod) is None  # anything else: no counter
 
 
 def test_decompression_bomb_limit_in_the_check(tmp_path):

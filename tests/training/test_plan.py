@@ -435,3 +435,31 @@ def test_phase_line_names_what_trains_and_the_rate():
         "phase 1/1 'oc': 2 epochs (run epochs 1-2), all layers train, onecycle schedule, "
         "peak learning rate 0.01")
     assert phase_line(Phase("train", 1), 0, 1) == "phase 1/1 'train': 1 epoch (run epoch 1), learning rate 0.001"
+
+
+def test_images_lost_in_the_middle_of_a_run_are_reported_once_each(tmp_path):
+    # a file rewritten after make_dataset checked it used to drop out of the epoch silently
+    from pathlib import Path
+
+    from keras_species.data import sources
+    from keras_species.data.pipeline import make_dataset
+    from tests.conftest import write_image_folder
+
+    m = sources.load(str(write_image_folder(tmp_path / "images", per_class=8)))
+    is_val = np.arange(len(m)) % 4 == 0
+    train_m, val_m = m.subset(~is_val), m.subset(is_val)
+    train_ds = make_dataset(train_m, SIZE, 8, training=True, seed=0)
+    val_ds = make_dataset(val_m, SIZE, 8)
+    Path(train_m.paths[1]).write_bytes(b"rewritten")
+    Path(val_m.paths[0]).unlink()
+    keras.utils.set_random_seed(0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(tiny_model(), [Phase("head", epochs=2, learning_rate=1e-2)], train_ds, val_ds,
+              tmp_path / "run", verbose=0)
+    said = [str(w.message) for w in caught if "could not be decoded" in str(w.message)]
+    assert len(said) == 2, said  # each once: the cached second epoch lacks the same images
+    assert said[0].startswith(f"training epoch 1: 1 of the {len(train_m)} images could not be decoded")
+    assert train_m.paths[1] in said[0] and "not an image" in said[0]
+    assert said[1].startswith(f"validation: 1 of the {len(val_m)} images could not be decoded")
+    assert val_m.paths[0] in said[1]
