@@ -1341,20 +1341,30 @@ LEARNING_RATE_PHASES: dict[str, Callable[[Any], str | None]] = {
 phase does not run): :func:`check_settings` refuses 0 and below with it (:func:`_learning_rate`)."""
 
 
+def _folder_problem(value: str) -> str | None:
+    """Why the run cannot make or fill folder ``value``: it, or a folder above it, is an existing
+    file, or the nearest existing folder above it is not writable."""
+    path = Path(value).expanduser()
+    for place in (path, *path.parents):
+        if place.is_dir():
+            if not os.access(place, os.W_OK | os.X_OK):
+                inside = "" if place == path else " (the folder it would be made in)"
+                return f"cannot be written: {place}{inside} is not writable by you"
+            return None
+        if place.exists():
+            where = "is a file" if place == path else f"lies inside {place}, which is a file"
+            return f"{where}, not a folder"
+    return None
+
+
 def _folder_to_fill(value: Any, config: Any) -> str | None:
     """A folder that the run makes and fills (``--feature-cache``): neither it nor a folder above
     it may be an existing file (``notes.txt/cache`` failed once the features were computed)."""
     if not isinstance(value, str) or value.strip().lower() == "none":
         return None
-    path = Path(value).expanduser()
-    for place in (path, *path.parents):
-        if place.is_dir():
-            return None
-        if place.exists():
-            where = "is a file" if place == path else f"lies inside {place}, which is a file"
-            return (f"{where}, not a folder: give a folder (it is made when absent), or none "
-                    "to keep no cache")
-    return None
+    problem = _folder_problem(value)
+    return None if problem is None else (
+        f"{problem}: give a folder (it is made when absent), or none to keep no cache")
 
 
 RUN_NAME_RULE = ("a run's name is one folder under --out/<recipe>: give a name such as demo_1 "
@@ -1399,8 +1409,14 @@ def _name(value: Any, config: Any) -> str | None:
 
 
 def _out(value: Any, config: Any) -> str | None:
+    """The folder of run folders: one the run can make and fill (any ``--data``, the demo too:
+    a file in the way used to fail only once the data was read, in the words of an ``OSError``
+    about a plots folder), and not inside the data folder it reads."""
     from keras_species.data.sources import output_place_problem
 
+    problem = _folder_problem(str(value))
+    if problem is not None:
+        return f"{problem}: give another folder for the runs (it is made when absent)"
     data = getattr(config, "data", None)
     if not isinstance(data, str) or "://" in data or not Path(data).expanduser().exists():
         return None

@@ -1663,3 +1663,21 @@ def test_a_stored_config_that_does_not_fit_is_one_error_line(tmp_path, capsys):
         f"cannot resume {run.path}: its config.json does not fit this recipe's settings (--config "
         f"{run.config_path}: unknown setting(s) ['bogus_key']; remove them or rename to one of: ")
     assert message.endswith("); start a new run without --resume") and "see --help" not in message
+
+
+def test_out_is_a_folder_the_run_can_make_and_fill(tmp_path, monkeypatch):
+    # a file in the way failed only after the data was read, in an OSError's words
+    import keras_species.recipe as recipe_mod
+    from keras_species.recipe import SettingError, check_settings
+    from recipes.quickstart import QuickstartConfig
+
+    (tmp_path / "notes.txt").write_text("x")
+    check_settings(QuickstartConfig(out=str(tmp_path / "runs" / "new")))  # made when absent
+    with pytest.raises(SettingError, match=r"--out .*notes.txt/runs: lies inside .*notes.txt, "
+                                           r"which is a file, not a folder: give another folder"):
+        check_settings(QuickstartConfig(out=str(tmp_path / "notes.txt" / "runs")))
+    # the nearest existing folder must be writable (os.access, stubbed: root may write anywhere)
+    monkeypatch.setattr(recipe_mod.os, "access", lambda path, mode: path != tmp_path)
+    with pytest.raises(SettingError, match=rf"cannot be written: {re.escape(str(tmp_path))} \(the "
+                                           r"folder it would be made in\) is not writable by you"):
+        check_settings(QuickstartConfig(out=str(tmp_path / "runs")))

@@ -97,6 +97,14 @@ REFUSED = [
      "'r5_shallow']"),
     ("scratch_cnn", ["--image-size", "8"],
      "--image-size 8: the scratch CNNs need at least 16 px (R2 used 224); see --help"),
+    # a file in the way of --out (notes.txt, written by the test): the demo data too; it used to
+    # fail after the data was read, with an OSError about a plots folder
+    ("quickstart", ["--out", "notes.txt/runs"],
+     "--out notes.txt/runs: lies inside notes.txt, which is a file, not a folder: give another "
+     "folder for the runs (it is made when absent); see --help"),
+    ("scratch_cnn", ["--out", "notes.txt"],
+     "--out notes.txt: is a file, not a folder: give another folder for the runs (it is made "
+     "when absent); see --help"),
 ]
 
 _SCRIPT = """
@@ -107,7 +115,8 @@ for recipe, argv in cases:
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
-            code = importlib.import_module("recipes." + recipe).main(argv + ["--out", out])
+            given = argv if "--out" in argv else argv + ["--out", out]
+            code = importlib.import_module("recipes." + recipe).main(given)
     except SystemExit as stop:  # the parser's errors
         code = stop.code
     seen.append([code, err.getvalue().strip().splitlines(),
@@ -133,6 +142,7 @@ def _run_refused(tmp_path: Path, cases: list[tuple[str, list[str], str]],
 
 def test_refused_settings_of_every_recipe_import_neither_keras_nor_tensorflow(tmp_path):
     # before: the first refusal imported training.plan, and with it Keras and TensorFlow (~7 s)
+    (tmp_path / "notes.txt").write_text("a file where --out wants a folder")
     seen = _run_refused(tmp_path, REFUSED)
     for (recipe, argv, message), (code, lines, heavy) in zip(REFUSED, seen, strict=True):
         where = f"python -m recipes.{recipe} {' '.join(argv)}"
