@@ -278,12 +278,14 @@ def _feature_run_problem(folder: Path, predicting: bool) -> str | None:
     )
 
 
-def _accepted(saved_model: bool) -> str:
-    """What a model path may be, for the messages."""
+def _accepted(saved_model: bool, feature_run: bool = False) -> str:
+    """What a model path may be, for the messages (``predict`` reads SavedModels and
+    ``feature_classifiers`` run folders too)."""
+    run = (f"a run folder (its {BEST_MODEL}, or a {FEATURE_RECIPE} run's {CLASSIFIER_JOBLIB})"
+           if feature_run else f"a run folder (its {BEST_MODEL})")
     if saved_model:
-        return ("a .keras file, a SavedModel folder written by keras-species export, or a run "
-                "folder (its best.keras)")
-    return "a .keras file or a run folder (its best.keras)"
+        return f"a .keras file, a SavedModel folder written by keras-species export, or {run}"
+    return f"a .keras file or {run}"
 
 
 def _enclosing_model_folder(path: Path) -> tuple[Path, str] | None:
@@ -343,10 +345,10 @@ def resolve_model_path(path: PathLike, *, saved_model: bool = True, feature_run:
     """
     p = Path(path)
     if p.is_file():
-        check_model_file(p, saved_model=saved_model)
+        check_model_file(p, saved_model=saved_model, feature_run=feature_run)
         return _name_keras_reads(p)
     if not is_saved_model(p) and (p / BEST_MODEL).is_file():  # a run folder
-        check_model_file(p / BEST_MODEL, saved_model=saved_model)
+        check_model_file(p / BEST_MODEL, saved_model=saved_model, feature_run=feature_run)
         return p / BEST_MODEL
     for candidate in (p, p / "saved_model"):  # a SavedModel, or a run folder holding one
         if is_saved_model(candidate):
@@ -385,11 +387,10 @@ def resolve_model_path(path: PathLike, *, saved_model: bool = True, feature_run:
         if not saved_model:  # export: a SavedModel is no option, so not named as one
             raise ExportError(f"{p} is not a run folder (no {BEST_MODEL})"
                               + (f".{hint}" if hint else f": pass {_accepted(False)}"))
-        raise ExportError(
-            f"{p} is neither a SavedModel folder (no saved_model.pb) nor a run folder "
-            f"(no {BEST_MODEL}).{hint}"
-        )
-    raise ExportError(f"model {p} does not exist: pass {_accepted(saved_model)}")
+        runs = (f"a run folder (no {BEST_MODEL}) nor a {FEATURE_RECIPE} run folder (no "
+                f"{CLASSIFIER_JOBLIB})" if feature_run else f"a run folder (no {BEST_MODEL})")
+        raise ExportError(f"{p} is neither a SavedModel folder (no saved_model.pb) nor {runs}.{hint}")
+    raise ExportError(f"model {p} does not exist: pass {_accepted(saved_model, feature_run)}")
 
 
 def _model_file(folder: Path, feature_run: bool) -> Path | None:
@@ -494,7 +495,7 @@ def _recipe_run_problem(folder: Path) -> str | None:
     )
 
 
-def check_model_file(path: PathLike, *, saved_model: bool = True) -> None:
+def check_model_file(path: PathLike, *, saved_model: bool = True, feature_run: bool = False) -> None:
     """Refuse a file that is not a Keras model before Keras reads it, saying what it is.
 
     Keras answers any other file (a ``.tflite``, a ``config.json``, an image) with a traceback
@@ -509,6 +510,7 @@ def check_model_file(path: PathLike, *, saved_model: bool = True) -> None:
         path: the file given as the model.
         saved_model: whether the message may suggest a SavedModel folder (see
             :func:`resolve_model_path`).
+        feature_run: whether it may suggest a ``feature_classifiers`` run folder (``predict``).
 
     Raises:
         ExportError: ``path`` is no Keras model file; the message names it and what to pass.
@@ -529,7 +531,7 @@ def check_model_file(path: PathLike, *, saved_model: bool = True) -> None:
         _check_h5_model(p, saved_model)
         _name_keras_reads(p)
         return
-    accepted = _accepted(saved_model)
+    accepted = _accepted(saved_model, feature_run)
     inside = _enclosing_model_folder(p)
     if inside is not None:
         folder, kind = inside

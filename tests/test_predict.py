@@ -976,7 +976,8 @@ def test_a_model_and_input_given_the_wrong_way_round_are_named(model, folder, tm
     assert cli.main(["predict", str(folder), str(model_file), "--out", str(out)]) == 2
     assert capsys.readouterr().err == (
         f"keras-species predict: {folder} is neither a SavedModel folder (no saved_model.pb) nor a "
-        f"run folder (no best.keras). The input {model_file} is a model: the model comes first "
+        f"run folder (no best.keras) nor a feature_classifiers run folder (no classifier.joblib). "
+        f"The input {model_file} is a model: the model comes first "
         "(keras-species predict MODEL INPUT).\n")
     photo = next(iter_image_paths(folder))
     run = tmp_path / "run"  # a run folder: its best.keras
@@ -984,7 +985,8 @@ def test_a_model_and_input_given_the_wrong_way_round_are_named(model, folder, tm
     model.save(run / "best.keras")
     with pytest.raises(ValueError, match=re.escape(
             f"model {photo} is an image, not a model: pass a .keras file, a SavedModel folder written "
-            f"by keras-species export, or a run folder (its best.keras). The input {run} is a "
+            f"by keras-species export, or a run folder (its best.keras, or a feature_classifiers "
+            f"run's classifier.joblib). The input {run} is a "
             "model: the model comes first (predict(model_or_path, inputs)).")):
         predict(photo, run)
     with pytest.raises(ValueError) as caught:  # an input that is no model: no such note
