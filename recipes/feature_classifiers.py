@@ -312,6 +312,11 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
         >>> result = run(FeatureClassifiersConfig(backbone="efficientnet_lite0"))  # doctest: +SKIP
         >>> print(result.headline)  # doctest: +SKIP
     """
+    started = time.perf_counter()
+    # of the settings in force: a resumed run's stored ones (its classifiers, backbone, weights);
+    # refused settings and unavailable weights are said before the heavy imports below
+    run_folder, config, (names, weights) = open_run(RECIPE, config, checked_classifiers)
+
     import joblib
     import numpy as np
 
@@ -325,9 +330,6 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
     from keras_species.training.crossval import probs_scores
     from keras_species.training.features import classifier_probabilities, extract_features
 
-    started = time.perf_counter()
-    # of the settings in force: a resumed run's stored ones (its classifiers, backbone, weights)
-    run_folder, config, (names, weights) = open_run(RECIPE, config, checked_classifiers)
     prepared = prepare_data(
         config.data, load_options=config.load_options(), **split_settings(config),
         seed=config.seed, audit=config.audit, audit_dir=run_folder.path / "audit",

@@ -8,7 +8,8 @@ An unknown ``--backbone``, a too-small ``--image-size``, a missing ``--weights``
 ``--arch`` imported the model registry (and Keras) too: they are now refused from
 ``keras_species.backbone_catalog`` and ``keras_species.weights_files``. So is ``--weights imagenet``
 (most transfer recipes' default) offline, for a backbone whose ImageNet file is not in Keras's
-cache: it imported Keras (5-7 s) to look in the cache and name the file.
+cache: it imported Keras (5-7 s) to look in the cache and name the file. ``feature_classifiers``
+imported scikit-learn and matplotlib (about 1 s) before its checks: no refusal imports them now.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ for recipe, argv in cases:
     except SystemExit as stop:  # the parser's errors
         code = stop.code
     seen.append([code, err.getvalue().strip().splitlines(),
-                 [m for m in ("keras", "tensorflow") if m in sys.modules]])
+                 [m for m in ("keras", "tensorflow", "sklearn", "matplotlib") if m in sys.modules]])
 print(json.dumps(seen))
 """
 
