@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from keras_species.config import flag_help as _h
+from keras_species.data.augment_presets import AugmentPreset
 from keras_species.recipe import (
     TEST_SPLIT_REFUSED,
     RunResult,
@@ -68,7 +69,7 @@ class QuickstartConfig(SourceSettings, RunSettings):
     head_dropout: float = field(default=0.2, metadata=_h("dropout of the head"))
     # training
     batch_size: int = field(default=32, metadata=_h("batch size (per replica)"))
-    augment: Literal["none", "r1", "r1_pseudo", "r3", "r4", "r5", "randaugment"] = field(
+    augment: AugmentPreset = field(
         default="r1", metadata=_h("augmentation preset (r1: flip + rotation ±30°)"))
     class_weight: str = field(default="balanced", metadata=_h("balanced, none, or a JSON file {class: weight}"))
     label_smoothing: float = field(default=0.0, metadata=_h("label smoothing of the loss"))

@@ -8,7 +8,12 @@ without importing Keras: this module imports nothing heavy. The presets are desc
 
 from __future__ import annotations
 
-PRESETS: tuple[str, ...] = ("none", "r1", "r1_pseudo", "r3", "r4", "r5", "randaugment")
+from typing import Literal, get_args
+
+AugmentPreset = Literal["none", "r1", "r1_pseudo", "r3", "r4", "r5", "randaugment"]
+"""The type of an ``--augment`` setting: a recipe's parser offers these names as its choices."""
+
+PRESETS: tuple[str, ...] = get_args(AugmentPreset)
 """The preset names (``--augment``)."""
 
 FIELDS: dict[str, object] = {
