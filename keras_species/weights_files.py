@@ -22,6 +22,7 @@ from __future__ import annotations
 import http.client
 import importlib
 import os
+import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,12 +208,20 @@ def keras_cache_dir() -> Path:
     return Path(home).expanduser() / "models"
 
 
+REACHED_REUSE_S = 60.0
+"""Seconds for which a host that answered is taken to answer still (no second probe)."""
+
+_reached: dict[str, float] = {}  # url -> time.monotonic() of its last answer
+
+
 def host_reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
     """Whether an HTTP ``HEAD`` of ``url`` answers without error within ``timeout`` seconds.
 
     A request rather than a bare TCP connection: sandboxes and captive gateways may accept any
     connection yet deliver nothing. It goes through ``urllib`` like Keras's own download, so
-    ``HTTPS_PROXY`` settings apply to both.
+    ``HTTPS_PROXY`` settings apply to both. An answer is remembered for
+    :data:`REACHED_REUSE_S` seconds: a recipe's up-front check and the download just after it
+    ask once (a host that did not answer is asked again: the network may be back).
 
     Args:
         url: the download URL.
@@ -225,12 +234,18 @@ def host_reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
         >>> host_reachable("http://10.255.255.1:9/", timeout=0.5)  # doctest: +SKIP
         False
     """
+    answered = _reached.get(url)
+    if answered is not None and time.monotonic() - answered < REACHED_REUSE_S:
+        return True
     request = urllib.request.Request(url, method="HEAD")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status < 400
+            ok = response.status < 400
     except (OSError, ValueError, http.client.HTTPException):
         return False
+    if ok:
+        _reached[url] = time.monotonic()
+    return ok
 
 
 class ImageNetOfflineError(WeightsUnavailableError):

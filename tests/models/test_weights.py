@@ -47,6 +47,43 @@ def test_probe_gives_up_within_its_timeout():
     assert time.monotonic() - start < 5
 
 
+def test_a_host_that_answered_is_not_probed_again_within_a_minute(monkeypatch):
+    # online, with the file not cached, check_weights and then resolve_weights each sent a HEAD
+    import keras_species.weights_files as wf
+
+    answers = iter([OSError("down"), 200, 200])
+    calls = []
+
+    class Response:
+        def __init__(self, status):
+            self.status = status
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    def urlopen(request, timeout):
+        calls.append(request.full_url)
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return Response(answer)
+
+    now = [1000.0]
+    monkeypatch.setattr(wf.urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(wf.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(wf, "_reached", {})
+    url = "https://storage.googleapis.com/x.h5"
+    assert wf.host_reachable(url) is False  # no answer: asked again next time
+    assert wf.host_reachable(url) is True
+    now[0] += wf.REACHED_REUSE_S - 1
+    assert wf.host_reachable(url) is True and len(calls) == 2  # remembered
+    now[0] += 2
+    assert wf.host_reachable(url) is True and len(calls) == 3  # a minute on: asked again
+
+
 def test_cached_file_is_used_without_network(offline):
     offline.mkdir(parents=True)
     cached = offline / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
