@@ -1029,7 +1029,8 @@ def finish_dataset(
             the images of each pass (:class:`LostImageCount`; not with ``drop_remainder``).
 
     Returns:
-        The batched, prefetched ``tf.data.Dataset`` yielding float32 images.
+        The batched, prefetched ``tf.data.Dataset`` yielding float32 images (with
+        ``expect_paths``, its :class:`LostImageCount`: :func:`lost_image_count`).
 
     Example:
         >>> finish_dataset(ds, n=10, has_labels=True, has_weights=False, batch_size=4,
@@ -1169,7 +1170,8 @@ def make_dataset(
             ``"raise"`` (:class:`~keras_species.data.images.ImageReadError`).
 
     Returns:
-        The ``tf.data.Dataset``.
+        The ``tf.data.Dataset`` (with ``on_error="skip"``, :func:`lost_image_count` gives the
+        counter of the images each pass yields: see :class:`LostImageCount`).
 
     Example:
         >>> from keras_species.data import sources
