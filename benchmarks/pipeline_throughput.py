@@ -53,7 +53,10 @@ first-touch fault, measured on the spot (:func:`fault_cost_us`), as a share of t
 CPU per image, and two more print the kernel (system) CPU time per image that the first epoch
 spent beyond the bare loop's, as ``getrusage`` measured it: page faults taken by two busy
 threads at once can cost several times the single-threaded figure (and the file check's reads
-are in it too). Medians include the runs where an iterator's deletion waited for TensorFlow's
+are in it too). A last line splits the set-up before the first batch (median ms: listing, file
+check and build, iterator, first batch; for the bare loop build, iterator, first batch), which
+runs on one thread while the other core idles, and gives the first epoch's extra as a share of
+the bare pass's wall time. Medians include the runs where an iterator's deletion waited for TensorFlow's
 autotuner (the Keras utility runs with it on; see ``benchmarks/iterator_teardown.py``), best
 rates mostly do not. The ratio lines' last column pairs the two contenders round by round (the
 ratio of their rates in the same round, where both met the same machine state) and prints the
@@ -83,10 +86,18 @@ TRAIN_FIRST = "make_dataset training first epoch"
 TRAIN_CACHED = "make_dataset training cached epoch"
 
 
-def _epoch(ds, keep: bool = False) -> tuple[int, list]:
-    """Images in one pass over ``ds``; with ``keep``, a thumbnail of every batch (for checks)."""
+def _epoch(ds, keep: bool = False, marks: dict | None = None) -> tuple[int, list]:
+    """Images in one pass over ``ds``; with ``keep``, a thumbnail of every batch (for checks);
+    ``marks`` receives the milliseconds spent creating the iterator and waiting for the first
+    batch."""
     n, kept = 0, []
-    for batch in ds:
+    t = time.perf_counter()
+    batches = iter(ds)
+    if marks is not None:
+        marks["iterator"] = 1000.0 * (time.perf_counter() - t)
+    for batch in batches:
+        if marks is not None and "first batch" not in marks:
+            marks["first batch"] = 1000.0 * (time.perf_counter() - t) - marks["iterator"]
         x = batch[0] if isinstance(batch, tuple) else batch
         n += int(x.shape[0])
         if keep:
@@ -292,13 +303,28 @@ def main(argv: list[str] | None = None) -> int:
         kernel.setdefault(name, []).append(1e6 * (after.ru_stime - before.ru_stime) / n)
         return out
 
+    setup: dict[str, list[dict]] = {}  # the single-threaded work before the first batch, ms
+
     def ours(training: bool):
         def run():
+            marks, t = {}, time.perf_counter()
             manifest = sources.load(folder)
+            marks["listing"] = 1000.0 * (time.perf_counter() - t)
             ds = make_dataset(manifest, size, batch, training=training, cache=True, seed=0)
-            return ds, _epoch(ds)[0]
+            marks["check + build"] = 1000.0 * (time.perf_counter() - t) - marks["listing"]
+            n = _epoch(ds, marks=marks)[0]
+            setup.setdefault(TRAIN_FIRST if training else FIRST, []).append(marks)
+            return ds, n
 
         return run
+
+    def bare():
+        marks, t = {}, time.perf_counter()
+        ds = bare_dataset(paths, size, batch, kinds=kinds)
+        marks["build"] = 1000.0 * (time.perf_counter() - t)
+        n = _epoch(ds, marks=marks)[0]
+        setup.setdefault(BARE, []).append(marks)
+        return None, n
 
     def utility():
         kds = keras.utils.image_dataset_from_directory(
@@ -308,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
 
     _epoch(bare_dataset(paths[:64], size, batch, kinds=kinds[:64]))  # start TensorFlow's runtime once, untimed
     for _ in range(max(1, args.repeats)):
-        timed(BARE, lambda: (None, _epoch(bare_dataset(paths, size, batch, kinds=kinds))[0]))
+        timed(BARE, bare)
         ds = timed(FIRST, ours(False))
         timed(CACHED, lambda: (None, _epoch(ds)[0]))  # noqa: B023 - called at once
         timed(UTILITY, utility)
@@ -354,6 +380,18 @@ def main(argv: list[str] | None = None) -> int:
         share = extra * per_fault / 1000.0 / cpu[BARE]
         print(f"  page faults ({per_fault:.2f} us each here): first epoch's extra {extra:.1f}/image in "
               f"{label} = {extra * per_fault:.0f} us/image, {share:.0%} of bare's CPU per image")
+    # the set-up before the first batch runs on one thread while the other core idles: as a
+    # share of the bare pass's wall time it weighs about twice its CPU share
+    def steps(name: str) -> dict[str, float]:
+        return {k: float(np.median([m[k] for m in setup[name]])) for k in setup[name][0]}
+
+    ours_setup, bare_setup = steps(FIRST), steps(BARE)
+    extra = sum(ours_setup.values()) - sum(bare_setup.values())
+    bare_pass_ms = 1000.0 * len(paths) / float(np.median(rates[BARE]))
+    print("  set-up before the first batch (median ms): first epoch "
+          + ", ".join(f"{k} {v:.0f}" for k, v in ours_setup.items()) + "; bare "
+          + ", ".join(f"{k} {v:.0f}" for k, v in bare_setup.items())
+          + f": the extra {extra:.0f} ms = {extra / bare_pass_ms:.0%} of the bare pass")
     # what the kernel actually spent, measured: faults taken by two busy threads at once can cost
     # several times fault_cost_us's single-threaded figure
     for label, ours_us, bare_us in (

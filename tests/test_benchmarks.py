@@ -38,6 +38,9 @@ def test_pipeline_throughput_prints_ratios(tmp_path, capsys):
     assert "round 1 alone (fresh memory): first epoch / bare " in out
     assert out.count("page faults (") == 2  # their cost on this machine, median round and round 1
     assert out.count("kernel time, ") == 2  # the kernel time measured, median round and round 1
+    setup = next(line for line in out.splitlines() if "set-up before the first batch" in line)
+    for step in ("listing", "check + build", "iterator", "first batch", "; bare build"):
+        assert step in setup, setup
 
 
 def test_pipeline_breakdown_prints_every_row(tmp_path, capsys):
