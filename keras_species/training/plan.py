@@ -455,12 +455,16 @@ def _apply_trainable(model: keras.Model, phase: Phase) -> None:
     set_trainable(model, mode, n=phase.n, unit=phase.unit, train_batchnorm=phase.train_batchnorm)
 
 
-def _untrained_backbone_batchnorm(model: keras.Model) -> list[keras.layers.BatchNormalization]:
-    """The BatchNorm layers of the nested ``backbone`` that have no statistics yet (weights=None)."""
+def _untrained_batchnorm_to_recalibrate(model: keras.Model) -> list[keras.layers.BatchNormalization]:
+    """The BatchNorm layers that have no statistics yet and are recalibrated when they train:
+    those of the nested ``backbone`` (built with ``weights=None``), or, in a model without one
+    (a scratch CNN, ``build_scratch(..., batch_norm=True)``), all of the model's. A transfer
+    model's head keeps Keras' moving averages: recalibrating it would run the backbone too."""
     try:
-        return untrained_batchnorm(model.get_layer("backbone"))
-    except ValueError:  # no nested backbone (a scratch CNN): nothing is recalibrated
-        return []
+        backbone = model.get_layer("backbone")
+    except ValueError:  # no nested backbone: a scratch CNN, every layer trains from scratch
+        return untrained_batchnorm(model)
+    return untrained_batchnorm(backbone)
 
 
 def _atomic_save_weights(model: keras.Model, path: Path) -> None:
@@ -712,7 +716,7 @@ def train(
 
     for index in range(start_phase, len(phases)):
         phase = phases[index]
-        untrained = _untrained_backbone_batchnorm(model)
+        untrained = _untrained_batchnorm_to_recalibrate(model)
         _apply_trainable(model, phase)
         from_scratch = [layer for layer in untrained if layer.trainable]  # they train from scratch
         from_logits = outputs_logits(model) if phase.from_logits is None else phase.from_logits

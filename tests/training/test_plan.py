@@ -463,3 +463,25 @@ def test_images_lost_in_the_middle_of_a_run_are_reported_once_each(tmp_path):
     assert train_m.paths[1] in said[0] and "not an image" in said[0]
     assert said[1].startswith(f"validation: 1 of the {len(val_m)} images could not be decoded")
     assert val_m.paths[0] in said[1]
+
+
+def test_a_scratch_model_gets_its_batchnorm_statistics_recalibrated(tmp_path):
+    # a model without a nested backbone (a scratch CNN) kept Keras' moving averages, which after
+    # k steps still hold 0.99**k of the initial (0, 1): validation and the saved model saw them
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((SIZE, SIZE, 3), name="image")
+    conv = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inp)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization(name="bn")(conv))
+    out = keras.layers.Dense(3, activation="softmax", name="label")(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inp, out)
+    x, y = tiny_data()
+    result = train(model, [Phase("scratch", epochs=1, learning_rate=1e-3)], dataset(x, y),
+                   dataset(x, y), tmp_path / "run", verbose=0)
+    features = keras.Model(model.input, model.get_layer("conv").output)
+    batches = [np.asarray(features(x[i:i + 16])) for i in range(0, len(x), 16)]
+    mean = np.mean([b.mean(axis=(0, 1, 2)) for b in batches], axis=0)
+    variance = np.mean([b.var(axis=(0, 1, 2)) for b in batches], axis=0)
+    for m in (model, keras.models.load_model(result.best_path)):  # the checkpoint holds them too
+        bn = m.get_layer("bn")
+        np.testing.assert_allclose(np.asarray(bn.moving_mean), mean, rtol=1e-3, atol=1e-3)
+        np.testing.assert_allclose(np.asarray(bn.moving_variance), variance, rtol=1e-3)
