@@ -599,12 +599,31 @@ def scale_images(images, size):
 
 
 def _scale(image, size):
-    """:func:`scale_images` on one ``(H, W, 3)`` image."""
+    """:func:`scale_images` on one ``(H, W, 3)`` image, without the area step when no axis shrinks.
+
+    That step then has nothing to do and is an exact copy, but not a cheap one inside a
+    ``tf.data`` map: ``ResizeArea`` to the input's own size took about 45 µs for a 100x90 image
+    here, a tenth of decoding and resizing a small PNG to 224 px. The image then goes straight to
+    bilinear, cast to float32 (``ResizeBilinear`` reads float32 faster than uint8): the same
+    pixels, bit for bit. In a graph the choice is a v1 ``Switch``/``Merge`` pair, whose unused
+    side is skipped by the executor: ``tf.cond`` would add two branch functions to trace and to
+    instantiate with every iterator (2-3 ms more per dataset here) and cost about 1% more per
+    image. Measured on the 2,985 Fish4Knowledge images at 224 px (``tf.data`` map, 12 paired
+    rounds): 0.413 against 0.428 CPU ms an image; on the 397 ants/bees JPEGs, which all shrink,
+    no difference; the extra graph ops cost about 4 ms per dataset (tracing and iterator).
+    """
     import tensorflow as tf
 
     # expand_dims/squeeze rather than indexing: one graph op each instead of a strided slice and
     # its constants, which makes tracing the per-image function about a third cheaper
-    return tf.squeeze(scale_images(tf.expand_dims(image, 0), size), 0)
+    batch = tf.expand_dims(image, 0)
+    if tf.executing_eagerly():  # one-off calls: the rule as it is written
+        return tf.squeeze(scale_images(batch, size), 0)
+    shape = tf.shape(image)[:2]
+    grows_only, shrinks_too = tf.raw_ops.Switch(data=batch, pred=tf.reduce_any(shape > size))
+    shrunk = tf.raw_ops.ResizeArea(images=shrinks_too, size=tf.minimum(shape, size))
+    ready = tf.raw_ops.Merge(inputs=[tf.cast(grows_only, tf.float32), shrunk])[0]
+    return tf.squeeze(tf.raw_ops.ResizeBilinear(images=ready, size=size, half_pixel_centers=True), 0)
 
 
 def resize_image(image, image_size: int | Sequence[int], resize: str = "stretch"):

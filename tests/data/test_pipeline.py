@@ -507,6 +507,36 @@ def test_resize_antialiases_only_when_shrinking():
     assert to_uint8(tf.constant([0.0, 0.49, 0.5, 254.5, 255.0])).numpy().tolist() == [0, 0, 1, 255, 255]
 
 
+@pytest.mark.parametrize("resize", ["stretch", "pad", "crop"])
+def test_in_a_graph_an_image_that_only_grows_skips_the_area_step_with_the_same_pixels(resize):
+    import tensorflow as tf
+
+    from keras_species.data.pipeline import resize_image, scale_images
+
+    size = 40
+    rng = np.random.default_rng(1)
+    shapes = [(20, 30), (50, 10), (10, 50), (40, 40), (41, 40), (40, 41), (39, 39), (90, 120), (1, 1)]
+    images = [rng.integers(0, 256, (*hw, 3)).astype(np.uint8) for hw in shapes]
+    ds = tf.data.Dataset.from_generator(
+        lambda: iter(images), output_signature=tf.TensorSpec([None, None, 3], tf.uint8)
+    ).map(lambda x: resize_image(x, size, resize))
+    for img, got in zip(images, ds):
+        want = resize_image(tf.constant(img), size, resize).numpy()  # eager: the rule as written
+        np.testing.assert_array_equal(got.numpy(), want, err_msg=f"{img.shape} {resize}")
+        if resize == "stretch":  # the rule itself: area to the axes that shrink, then bilinear
+            ref = scale_images(tf.constant(img)[None], tf.constant([size, size]))[0].numpy()
+            np.testing.assert_array_equal(got.numpy(), ref, err_msg=str(img.shape))
+
+    # the area step sits behind a Switch whose other side goes straight to bilinear
+    graph = tf.function(lambda x: resize_image(x, size, resize)).get_concrete_function(
+        tf.TensorSpec([None, None, 3], tf.uint8)).graph
+    (area,) = [op for op in graph.get_operations() if op.type == "ResizeArea"]
+    source = area.inputs[0]
+    assert source.op.type == "Switch" and source.value_index == 1  # the side taken when it shrinks
+    takers = [c.type for c in source.op.outputs[0].consumers()]
+    assert takers == ["Cast"]
+
+
 def test_to_uint8_rounds_half_up_and_clips_in_one_kernel():
     import tensorflow as tf
 
