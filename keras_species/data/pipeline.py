@@ -570,16 +570,26 @@ def scale_images(images, size):
     """Resize a batch ``(B, H, W, 3)`` (uint8 or float) to ``size``, ``float32`` out.
 
     The one resizing rule of the library (training, ``predict`` and the exported SavedModel), in
-    two steps and without any branching: every axis that shrinks is first area-averaged down to
-    its output size (``ResizeArea``: each output pixel is the mean of its footprint, which
-    antialiases), then bilinear interpolation (half-pixel centres, as ``tf.image.resize``) brings
-    the axes that grow up to size. A step with nothing to do is an exact copy, so an image that
-    only grows gets plain bilinear and one that only shrinks gets plain area averaging.
+    two steps: every axis that shrinks is first area-averaged down to its output size
+    (``ResizeArea``: each output pixel is the mean of its footprint, which antialiases), then
+    bilinear interpolation (half-pixel centres, as ``tf.image.resize``) brings the axes that grow
+    up to size. A step with nothing to do is an exact copy, so an image that only grows gets
+    plain bilinear and one that only shrinks gets plain area averaging.
+
+    When no axis shrinks, the area step is skipped and the images go to bilinear cast to
+    float32 (the same pixels, bit for bit). That copy is not cheap: ``ResizeArea`` to the
+    input's own size took about 45 µs for a 100x90 image in a ``tf.data`` map here, a tenth of
+    decoding and resizing a small PNG to 224 px (and 100 of the 150 µs an image that the
+    SavedModel spent on a batch already at its size). In a graph the choice is a v1
+    ``Switch``/``Merge`` pair, whose unused side the executor skips: ``tf.cond`` would add two
+    branch functions to trace and to instantiate with every ``tf.data`` iterator (2-3 ms more
+    per dataset) and cost about 1% more an image. Fish4Knowledge at 224 px, per-image map, 12
+    paired rounds: 0.413 against 0.428 CPU ms an image; the 397 ants/bees JPEGs, which all
+    shrink: no difference; the extra graph ops cost about 4 ms per dataset.
 
     Written by hand because no Keras or TensorFlow resize does it: ``antialias=True``'s triangle
-    filter costs 2-3x plain bilinear, and a ``tf.cond`` between kernels costs a branch per image
-    in a ``tf.data`` map. This rule costs about what plain bilinear does, and its downscales are
-    closer to a Lanczos downscale than the triangle filter's.
+    filter costs 2-3x plain bilinear. This rule costs about what plain bilinear does, and its
+    downscales are closer to a Lanczos downscale than the triangle filter's.
 
     Args:
         images: ``(B, H, W, 3)`` tensor.
@@ -594,36 +604,25 @@ def scale_images(images, size):
     """
     import tensorflow as tf
 
-    shrunk = tf.raw_ops.ResizeArea(images=images, size=tf.minimum(tf.shape(images)[1:3], size))
-    return tf.raw_ops.ResizeBilinear(images=shrunk, size=size, half_pixel_centers=True)
+    shape = tf.shape(images)[1:3]
+    shrinks = tf.reduce_any(shape > size)
+    if tf.executing_eagerly():  # concrete values: the same choice in Python
+        ready = (tf.raw_ops.ResizeArea(images=images, size=tf.minimum(shape, size)) if shrinks
+                 else tf.cast(images, tf.float32))
+    else:
+        grows_only, shrinks_too = tf.raw_ops.Switch(data=images, pred=shrinks)
+        shrunk = tf.raw_ops.ResizeArea(images=shrinks_too, size=tf.minimum(shape, size))
+        ready = tf.raw_ops.Merge(inputs=[tf.cast(grows_only, tf.float32), shrunk])[0]
+    return tf.raw_ops.ResizeBilinear(images=ready, size=size, half_pixel_centers=True)
 
 
 def _scale(image, size):
-    """:func:`scale_images` on one ``(H, W, 3)`` image, without the area step when no axis shrinks.
-
-    That step then has nothing to do and is an exact copy, but not a cheap one inside a
-    ``tf.data`` map: ``ResizeArea`` to the input's own size took about 45 µs for a 100x90 image
-    here, a tenth of decoding and resizing a small PNG to 224 px. The image then goes straight to
-    bilinear, cast to float32 (``ResizeBilinear`` reads float32 faster than uint8): the same
-    pixels, bit for bit. In a graph the choice is a v1 ``Switch``/``Merge`` pair, whose unused
-    side is skipped by the executor: ``tf.cond`` would add two branch functions to trace and to
-    instantiate with every iterator (2-3 ms more per dataset here) and cost about 1% more per
-    image. Measured on the 2,985 Fish4Knowledge images at 224 px (``tf.data`` map, 12 paired
-    rounds): 0.413 against 0.428 CPU ms an image; on the 397 ants/bees JPEGs, which all shrink,
-    no difference; the extra graph ops cost about 4 ms per dataset (tracing and iterator).
-    """
+    """:func:`scale_images` on one ``(H, W, 3)`` image."""
     import tensorflow as tf
 
     # expand_dims/squeeze rather than indexing: one graph op each instead of a strided slice and
     # its constants, which makes tracing the per-image function about a third cheaper
-    batch = tf.expand_dims(image, 0)
-    if tf.executing_eagerly():  # one-off calls: the rule as it is written
-        return tf.squeeze(scale_images(batch, size), 0)
-    shape = tf.shape(image)[:2]
-    grows_only, shrinks_too = tf.raw_ops.Switch(data=batch, pred=tf.reduce_any(shape > size))
-    shrunk = tf.raw_ops.ResizeArea(images=shrinks_too, size=tf.minimum(shape, size))
-    ready = tf.raw_ops.Merge(inputs=[tf.cast(grows_only, tf.float32), shrunk])[0]
-    return tf.squeeze(tf.raw_ops.ResizeBilinear(images=ready, size=size, half_pixel_centers=True), 0)
+    return tf.squeeze(scale_images(tf.expand_dims(image, 0), size), 0)
 
 
 def resize_image(image, image_size: int | Sequence[int], resize: str = "stretch"):

@@ -521,20 +521,26 @@ def test_in_a_graph_an_image_that_only_grows_skips_the_area_step_with_the_same_p
         lambda: iter(images), output_signature=tf.TensorSpec([None, None, 3], tf.uint8)
     ).map(lambda x: resize_image(x, size, resize))
     for img, got in zip(images, ds):
-        want = resize_image(tf.constant(img), size, resize).numpy()  # eager: the rule as written
+        want = resize_image(tf.constant(img), size, resize).numpy()  # eager: decided in Python
         np.testing.assert_array_equal(got.numpy(), want, err_msg=f"{img.shape} {resize}")
-        if resize == "stretch":  # the rule itself: area to the axes that shrink, then bilinear
-            ref = scale_images(tf.constant(img)[None], tf.constant([size, size]))[0].numpy()
-            np.testing.assert_array_equal(got.numpy(), ref, err_msg=str(img.shape))
+        if resize == "stretch":  # the rule with both steps always run: area (an exact copy
+            # when nothing shrinks), then bilinear
+            batch, target = tf.constant(img)[None], tf.constant([size, size])
+            area = tf.raw_ops.ResizeArea(images=batch, size=tf.minimum(tf.shape(batch)[1:3], target))
+            ref = tf.raw_ops.ResizeBilinear(images=area, size=target, half_pixel_centers=True)
+            np.testing.assert_array_equal(got.numpy(), ref[0].numpy(), err_msg=str(img.shape))
+            whole = scale_images(batch, target)[0].numpy()
+            np.testing.assert_array_equal(whole, ref[0].numpy(), err_msg=str(img.shape))
 
-    # the area step sits behind a Switch whose other side goes straight to bilinear
-    graph = tf.function(lambda x: resize_image(x, size, resize)).get_concrete_function(
-        tf.TensorSpec([None, None, 3], tf.uint8)).graph
-    (area,) = [op for op in graph.get_operations() if op.type == "ResizeArea"]
-    source = area.inputs[0]
-    assert source.op.type == "Switch" and source.value_index == 1  # the side taken when it shrinks
-    takers = [c.type for c in source.op.outputs[0].consumers()]
-    assert takers == ["Cast"]
+    # the area step sits behind a Switch whose other side goes straight to bilinear, for one
+    # image (tf.data maps) and for a batch (the SavedModel's serving resize)
+    for fn, spec in ((lambda x: resize_image(x, size, resize), [None, None, 3]),
+                     (lambda x: scale_images(x, tf.constant([size, size])), [None, None, None, 3])):
+        graph = tf.function(fn).get_concrete_function(tf.TensorSpec(spec, tf.uint8)).graph
+        (area,) = [op for op in graph.get_operations() if op.type == "ResizeArea"]
+        source = area.inputs[0]
+        assert source.op.type == "Switch" and source.value_index == 1  # taken when it shrinks
+        assert [c.type for c in source.op.outputs[0].consumers()] == ["Cast"]
 
 
 def test_to_uint8_rounds_half_up_and_clips_in_one_kernel():
