@@ -9,9 +9,10 @@ if present, else the embedded ``demo`` set). Contenders, each one full pass over
 
 - ``bare``: the limit. The same decoding and resizing work as the pipeline and nothing else, as
   fast as ``tf.data`` can do it: ``tf.io.read_file`` → the decoder that the pipeline builds for
-  the kinds of files present (``pipeline.check_files``, run once before timing, since the check
-  is the pipeline's own cost; for JPEGs and PNGs one ``DecodeJpeg`` kernel with the accurate DCT,
-  ``pipeline.decode_jpeg_png``) → :func:`keras_species.data.pipeline.resize_image` (area-averaged where it shrinks, bilinear
+  the kinds of files present (``pipeline.check_files`` at the output size, run once before
+  timing, since the check is the pipeline's own cost; for JPEGs and PNGs one ``DecodeJpeg`` kernel
+  with the accurate DCT, ``pipeline.decode_jpeg_png``, JPEGs at least twice the output size at a
+  reduced scale) → :func:`keras_species.data.pipeline.resize_image` (area-averaged where it shrinks, bilinear
   where it grows: the same kernels) in one map with ``deterministic=False`` and as many calls
   in flight as the pipeline's (``pipeline.decode_calls()``), then batch and prefetch, from a
   ready list of paths, with the pipeline's ``dataset_options`` (autotuner off, so that deleting
@@ -279,9 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     if found is None:
         return 2
     folder, paths = found[0], found[1].paths
-    kinds = check_files(paths)[0]  # the bare loop decodes what the pipeline keeps, as it does
-    paths, kinds = [p for p, k in zip(paths, kinds) if k != KIND_BAD], kinds[kinds != KIND_BAD]
     size, batch = args.image_size, args.batch_size
+    # the bare loop decodes what the pipeline keeps, as it does (big JPEGs at a reduced scale)
+    kinds = check_files(paths, image_size=size)[0]
+    paths, kinds = [p for p, k in zip(paths, kinds) if k != KIND_BAD], kinds[kinds != KIND_BAD]
     print(f"data: {folder} ({len(paths)} images), image size {size}, batch {batch}, "
           f"TF {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU cores, "
           f"{max(1, args.repeats)} interleaved repeats, malloc {malloc}")

@@ -511,13 +511,14 @@ def iter_image_paths(
         _check_input_exists(path)
 
 
-def _read(path: bytes) -> tuple[np.ndarray, bytes]:
-    """``(image uint8 (H, W, 3), b"")`` or ``(1x1 black image, reason)`` for an unreadable file."""
+def _read(path: bytes, draft: tuple[int, int] | None = None) -> tuple[np.ndarray, bytes]:
+    """``(image uint8 (H, W, 3), b"")`` or ``(1x1 black image, reason)`` for an unreadable file;
+    ``draft``: the output size, for JPEGs decoded at a reduced scale as in training."""
     from keras_species.data import images
 
     p = path.decode("utf-8")
     try:
-        return images.read_image(p), b""
+        return images.read_image(p, draft=draft), b""
     except images.ImageReadError as err:
         return np.zeros((1, 1, 3), np.uint8), (err.reason or str(err)).encode("utf-8")
     except Exception as err:  # noqa: BLE001  anything else is a skipped file, never a crash
@@ -577,7 +578,8 @@ def image_dataset(
 
     @tf.autograph.experimental.do_not_convert  # plain graph code, as the training pipeline's
     def load(path):
-        img, err = tf.numpy_function(_read, [path], (tf.uint8, tf.string), stateful=False)
+        img, err = tf.numpy_function(lambda p: _read(p, size), [path], (tf.uint8, tf.string),
+                                     stateful=False)
         img = tf.reshape(img, tf.stack([tf.shape(img)[0], tf.shape(img)[1], 3]))
         img = to_uint8(resize_image(img, size, resize))
         err = tf.reshape(err, [])

@@ -685,7 +685,53 @@ def _to_rgb(im: Image.Image, path: str) -> Image.Image | np.ndarray:
         ) from e
 
 
-def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.ndarray:
+JPEG_SCALES = (8, 4, 2, 1)
+"""The reduced scales (1/8, 1/4, 1/2, full) at which libjpeg can decode a JPEG, largest first."""
+
+
+def jpeg_scale(width: int, height: int, size: tuple[int, int]) -> int:
+    """By how much a JPEG of ``width`` x ``height`` is reduced while it is decoded, for an
+    output of ``size``: the largest of 8, 4, 2, 1 that leaves both axes at least their output
+    size (PIL's ``draft`` rule, which :func:`read_image` applies and the training pipeline's
+    ``DecodeJpeg(ratio=...)`` follows, with the same libjpeg pixels).
+
+    Decoding at 1/2 to 1/8 scale averages in the DCT domain, so it antialiases as the area step
+    of the resize does, at a fraction of the cost: the 396 ants/bees JPEGs at 128 px took 0.96
+    against 1.33 CPU ms an image to decode and resize.
+
+    Args:
+        width, height: the stored image's size.
+        size: ``(height, width)`` the image will be resized to.
+
+    Returns:
+        1, 2, 4 or 8.
+
+    Example:
+        >>> jpeg_scale(2000, 1500, (224, 224)), jpeg_scale(500, 375, (224, 224))
+        (4, 1)
+    """
+    fits = min(width // max(1, size[1]), height // max(1, size[0]))
+    return next((s for s in JPEG_SCALES if fits >= s), 1)
+
+
+def _draft(im: Image.Image, size: tuple[int, int]) -> None:
+    """Have PIL decode a plain JPEG at :func:`jpeg_scale`'s reduced scale for an output of
+    ``size`` (height, width); the EXIF orientation is read so that the rule applies to the
+    upright image."""
+    if im.format != "JPEG" or "mp" in im.info:  # a multi-picture file is read at full size
+        return
+    h, w = size
+    try:
+        if int(im.getexif().get(0x0112, 1) or 1) in (5, 6, 7, 8):  # stored on its side
+            h, w = w, h
+    except Exception:  # a broken EXIF block: read_image keeps the stored orientation
+        pass
+    im.draft(None, (w, h))
+
+
+def read_image(
+    path: str | os.PathLike, *, max_pixels: int | None = None, draft: tuple[int, int] | None = None
+) -> np.ndarray:
     """Read any supported image as an ``(H, W, 3)`` uint8 RGB array (first frame, upright).
 
     The format is found from the content, so a PNG named ``.jpg`` reads fine. See the module
@@ -695,6 +741,9 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.
         path: the image file.
         max_pixels: decompression-bomb limit for this call; default :func:`get_max_pixels`.
             If it is above PIL's ``Image.MAX_IMAGE_PIXELS``, use :func:`set_max_pixels` instead.
+        draft: ``(height, width)`` the image will be resized to: a JPEG at least twice that
+            size is decoded at a reduced scale (:func:`jpeg_scale`), as the training pipeline
+            decodes it. ``None``: full size.
 
     Returns:
         A C-contiguous ``uint8`` array of shape ``(height, width, 3)``.
@@ -712,6 +761,8 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.
     limit = get_max_pixels() if max_pixels is None else max_pixels
     data = _read_bytes(path)
     im = _open(data, path, limit)
+    if draft is not None:
+        _draft(im, draft)
     try:
         if getattr(im, "n_frames", 1) > 1:
             im.seek(0)

@@ -19,7 +19,9 @@ hand, else PIL's header parse, plus the file's last bytes to catch truncation); 
 keeps the per-image graph free of Python:
 
 - fast path: :func:`decode_jpeg_png`, one ``DecodeJpeg`` kernel with PIL's accurate DCT, for
-  8-bit RGB and grey JPEG and PNG (nearly every file of a species collection); 8-bit GIF (first
+  8-bit RGB and grey JPEG and PNG (nearly every file of a species collection), a JPEG at least
+  twice the output size at libjpeg's reduced scale (:data:`KIND_JPEG_SCALED`, as PIL's
+  ``draft`` reads it in ``predict``); 8-bit GIF (first
   frame) and BMP: ``tf.io.decode_image``. When the data holds only one of these kinds (the usual
   case) the graph has no branch at all: a ``tf.cond`` that sniffs the format, as
   :func:`decode_8bit` must where nothing was checked, costs a branch per image (measured below);
@@ -76,6 +78,10 @@ KIND_GIF_BMP = 3
 animated GIFs)."""
 KIND_BAD = -1
 """Unreadable: left out (``on_error="skip"``) or raised (``on_error="raise"``)."""
+KIND_JPEG_SCALED = {2: 4, 4: 5, 8: 6}
+"""Kinds of a plain JPEG decoded by libjpeg at 1/2, 1/4 or 1/8 scale (``DecodeJpeg(ratio=...)``),
+by scale: given by :func:`check_files` when it knows the output size
+(:func:`keras_species.data.images.jpeg_scale`), in place of :data:`KIND_FAST`."""
 
 _TAILS = {"JPEG": b"\xff\xd9", "MPO": b"\xff\xd9", "PNG": b"IEND", "GIF": b"\x3b"}
 _FAST_FORMATS = frozenset({"JPEG", "PNG", "GIF", "BMP"})
@@ -114,8 +120,10 @@ def _exif_orientation(tiff: bytes) -> int | None:
     return 1
 
 
-def _raw_kind(head: bytes, tail: bytes, limit: int | None) -> int | None:
-    """Kind of a plain PNG or JPEG from its first and last bytes; ``None``: let PIL decide.
+def _raw_kind(head: bytes, tail: bytes, limit: int | None) -> tuple[int | None, tuple[int, int] | None]:
+    """Kind of a plain PNG or JPEG from its first and last bytes (``None``: let PIL decide), and
+    the ``(width, height)`` of a plain single-picture JPEG that TensorFlow decodes (else
+    ``None``), for :func:`jpeg_scale`.
 
     Written by hand because PIL's header parse costs about as much as TensorFlow's decoding of
     a small image; reading the PNG IHDR or walking the JPEG markers up to the frame header is
@@ -125,18 +133,18 @@ def _raw_kind(head: bytes, tail: bytes, limit: int | None) -> int | None:
         width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
         depth, colour = head[24], head[25]
         if b"IEND" not in tail or (limit is not None and width * height > limit):
-            return None
+            return None, None
         if colour in (0, 2) and depth == 8:  # 8-bit grey or RGB, no alpha
-            return KIND_FAST
+            return KIND_FAST, None
         if colour == 0 and depth == 16:  # 16-bit grey; 16-bit RGB goes to PIL, as predict reads it
-            return KIND_PNG16
-        return None  # palette, alpha, low bit depth
+            return KIND_PNG16, None
+        return None, None  # palette, alpha, low bit depth
     if head[:3] != b"\xff\xd8\xff" or b"\xff\xd9" not in tail:
-        return None
-    i, orientation = 2, 1
+        return None, None
+    i, orientation, pictures = 2, 1, 1
     while i + 4 <= len(head):
         if head[i] != 0xFF:
-            return None
+            return None, None
         marker = head[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
@@ -144,23 +152,25 @@ def _raw_kind(head: bytes, tail: bytes, limit: int | None) -> int | None:
         length = int.from_bytes(head[i + 2 : i + 4], "big")
         if marker == 0xE1 and head[i + 4 : i + 10] == b"Exif\x00\x00":
             if i + 2 + length > len(head):
-                return None
+                return None, None
             orientation = _exif_orientation(head[i + 10 : i + 2 + length])
             if orientation is None:
-                return None
+                return None, None
+        elif marker == 0xE2 and head[i + 4 : i + 8] == b"MPF\x00":
+            pictures = 2  # a multi-picture file (PIL's "MPO"): decoded at full size, as PIL does
         elif marker in _SOF_MARKERS:
             if i + 10 > len(head):
-                return None
+                return None, None
             precision, components = head[i + 4], head[i + 9]
             height = int.from_bytes(head[i + 5 : i + 7], "big")
             width = int.from_bytes(head[i + 7 : i + 9], "big")
             if limit is not None and width * height > limit:
-                return None
+                return None, None
             if precision == 8 and components in (1, 3) and orientation == 1:
-                return KIND_FAST
-            return KIND_PIL  # CMYK/YCCK, 12-bit, or rotated by EXIF
+                return KIND_FAST, ((width, height) if pictures == 1 else None)
+            return KIND_PIL, None  # CMYK/YCCK, 12-bit, or rotated by EXIF
         i += 2 + length
-    return None
+    return None, None
 
 
 _HEAD = 4096
@@ -223,28 +233,34 @@ def classify_file(path: str, max_pixels: int | None | bool = False) -> tuple[int
         from keras_species.data.images import get_max_pixels
 
         max_pixels = get_max_pixels()
+    return _classify(path, max_pixels)[:2]
+
+
+def _classify(path: str, limit: int | None) -> tuple[int, str, tuple[int, int] | None]:
+    """:func:`classify_file`, plus the ``(width, height)`` of a plain single-picture JPEG that
+    TensorFlow decodes (``None`` for anything else), which :func:`jpeg_scale` reads."""
     try:
         head, tail, size = _read_ends(path)
     except OSError as e:
-        return KIND_BAD, _open_failure(path, e)
+        return KIND_BAD, _open_failure(path, e), None
     if size == 0:
-        return KIND_BAD, "empty file (0 bytes)"
-    kind = _raw_kind(head, tail, max_pixels)
+        return KIND_BAD, "empty file (0 bytes)", None
+    kind, jpeg_size = _raw_kind(head, tail, limit)
     if kind is None and len(head) < size and head[:3] == b"\xff\xd8\xff":
         try:  # a JPEG whose frame header lies past the first bytes (a large EXIF block)
             head = _read_ends(path, _LONG_HEAD)[0]
         except OSError as e:
-            return KIND_BAD, _open_failure(path, e)
-        kind = _raw_kind(head, tail, max_pixels)
+            return KIND_BAD, _open_failure(path, e), None
+        kind, jpeg_size = _raw_kind(head, tail, limit)
     if kind is not None:
-        return kind, ""
-    return _classify_with_pil(path, size, max_pixels)
+        return kind, "", jpeg_size
+    return _classify_with_pil(path, size, limit)
 
 
-def _classify_with_pil(path: str, size: int, limit: int | None) -> tuple[int, str]:
-    """The general check: PIL's header parse (every format PIL knows). The reasons of a bad file
-    are :func:`keras_species.data.images.read_image`'s, so that the audit, ``predict``, ``shard``
-    and training name it alike."""
+def _classify_with_pil(path: str, size: int, limit: int | None) -> tuple[int, str, tuple[int, int] | None]:
+    """The general check: PIL's header parse (every format PIL knows), as :func:`_classify`
+    answers. The reasons of a bad file are :func:`keras_species.data.images.read_image`'s, so
+    that the audit, ``predict``, ``shard`` and training name it alike."""
     from PIL import Image, UnidentifiedImageError
 
     from keras_species.data.images import (
@@ -262,7 +278,7 @@ def _classify_with_pil(path: str, size: int, limit: int | None) -> tuple[int, st
             f.seek(0)
             with pil_warnings_silenced():  # thread-safe: check_files may run on threads
                 im = Image.open(f)
-                fmt, mode, info = im.format, im.mode, im.info
+                fmt, mode, info = im.format, im.mode, dict(im.info)
                 width, height = im.size
                 orientation = 1
                 if fmt in ("JPEG", "MPO"):
@@ -271,32 +287,37 @@ def _classify_with_pil(path: str, size: int, limit: int | None) -> tuple[int, st
                     except Exception:  # a broken EXIF block: PIL's reader decides later
                         orientation = 0
     except UnidentifiedImageError:
-        return KIND_BAD, describe_non_image(head)
+        return KIND_BAD, describe_non_image(head), None
     except Image.DecompressionBombError as e:  # over twice PIL's limit: as any oversized file
-        return KIND_BAD, pil_bomb_message(e, limit)[0]
+        return KIND_BAD, pil_bomb_message(e, limit)[0], None
     except Exception as e:  # noqa: BLE001 - any failure to open means "not a readable image"
-        return KIND_BAD, f"broken image header ({str(e) or type(e).__name__})"
+        return KIND_BAD, f"broken image header ({str(e) or type(e).__name__})", None
     if limit is not None and width * height > limit:
-        return KIND_BAD, too_big_message(width, height, limit)[0]
+        return KIND_BAD, too_big_message(width, height, limit)[0], None
     marker = _TAILS.get(fmt or "")
     if marker is not None and marker not in tail:
-        return _full_check(path)
+        return (*_full_check(path), None)
     if fmt not in _FAST_FORMATS and fmt != "MPO":
-        return KIND_PIL, ""
+        return KIND_PIL, "", None
     if fmt == "PNG" and head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 16:
         # 16-bit PNG (IHDR bit depth): grey is scaled by 1/257 here, as read_image scales it; RGB
         # (PIL keeps each value's high byte) and alpha (white composite) are read by PIL
-        return (KIND_PNG16, "") if head[25] == 0 and "transparency" not in info else (KIND_PIL, "")
+        return (KIND_PNG16, "", None) if head[25] == 0 and "transparency" not in info else (KIND_PIL, "", None)
     if mode not in ("RGB", "L") and not (mode == "P" and "transparency" not in info):
-        return KIND_PIL, ""  # CMYK, alpha, transparent palette, 1-bit, I;16, ...
+        return KIND_PIL, "", None  # CMYK, alpha, transparent palette, 1-bit, I;16, ...
     if fmt == "BMP" and mode != "RGB":
-        return KIND_PIL, ""  # TF decodes only 24/32-bit BMP
+        return KIND_PIL, "", None  # TF decodes only 24/32-bit BMP
     if orientation != 1:
-        return KIND_PIL, ""  # TF ignores EXIF orientation
-    return (KIND_GIF_BMP, "") if fmt in ("GIF", "BMP") else (KIND_FAST, "")
+        return KIND_PIL, "", None  # TF ignores EXIF orientation
+    if fmt in ("GIF", "BMP"):
+        return KIND_GIF_BMP, "", None
+    # a plain JPEG (not a multi-picture file) may be decoded at a reduced scale, as read_image does
+    return KIND_FAST, "", ((width, height) if fmt == "JPEG" and "mp" not in info else None)
 
 
-def check_files(paths: Sequence[str], workers: int | None = None) -> tuple[np.ndarray, dict[str, str]]:
+def check_files(
+    paths: Sequence[str], workers: int | None = None, *, image_size: int | Sequence[int] | None = None
+) -> tuple[np.ndarray, dict[str, str]]:
     """Classify every file with :func:`classify_file`.
 
     Args:
@@ -304,6 +325,9 @@ def check_files(paths: Sequence[str], workers: int | None = None) -> tuple[np.nd
         workers: threads. Default 1: from a local disk the check is bound by the Python
             interpreter (about 5 µs a file), and threads only add contention (2 or 4 threads
             took 1.5–8x as long here); use 8 or more for network file systems.
+        image_size: the size the images will be resized to (``size`` or ``(height, width)``):
+            a plain JPEG at least twice as large on both axes gets the kind of its reduced
+            decoding scale (:data:`KIND_JPEG_SCALED`). ``None``: :data:`KIND_FAST`.
 
     Returns:
         ``(kinds, bad)``: an int array of kinds and ``{path: reason}`` for unreadable files.
@@ -311,17 +335,23 @@ def check_files(paths: Sequence[str], workers: int | None = None) -> tuple[np.nd
     Example:
         >>> kinds, bad = check_files(manifest.paths)   # doctest: +SKIP
     """
-    from keras_species.data.images import get_max_pixels
+    from keras_species.data.images import get_max_pixels, jpeg_scale
 
     workers = workers or 1
     limit = get_max_pixels()
     if len(paths) < 64 or workers == 1:
-        results = [classify_file(p, limit) for p in paths]
+        results = [_classify(p, limit) for p in paths]
     else:
         with ThreadPoolExecutor(workers) as pool:
-            results = list(pool.map(lambda p: classify_file(p, limit), paths, chunksize=32))
-    kinds = np.array([k for k, _ in results], dtype=np.int32)
-    bad = {p: r for p, (k, r) in zip(paths, results) if k == KIND_BAD}
+            results = list(pool.map(lambda p: _classify(p, limit), paths, chunksize=32))
+    kinds = np.array([k for k, _, _ in results], dtype=np.int32)
+    if image_size is not None:
+        out = _size(image_size)
+        for i, (_, _, jpeg) in enumerate(results):
+            scale = 1 if jpeg is None else jpeg_scale(*jpeg, out)
+            if scale > 1:
+                kinds[i] = KIND_JPEG_SCALED[scale]
+    bad = {p: r for p, (k, r, _) in zip(paths, results) if k == KIND_BAD}
     return kinds, bad
 
 
@@ -562,8 +592,9 @@ def check_resize(image_size: int | Sequence[int], resize: str) -> tuple[int, int
 #: Names the decoding and resizing rule (:func:`decode_8bit`, :func:`scale_images`); change it
 #: whenever either changes, so that caches of anything computed from the images (e.g. cached
 #: features) are recomputed. /2: JPEGs decoded with the accurate DCT. /3: 16-bit grey PNGs rounded
-#: to uint8 before resizing, 16-bit RGB PNGs read by PIL (as ``predict`` reads them).
-RESIZE_RULE = "area-then-bilinear/3"
+#: to uint8 before resizing, 16-bit RGB PNGs read by PIL (as ``predict`` reads them). /4: JPEGs
+#: at least twice the output size decoded at 1/2, 1/4 or 1/8 scale (``images.jpeg_scale``).
+RESIZE_RULE = "area-then-bilinear/4"
 
 
 def scale_images(images, size):
@@ -706,13 +737,13 @@ def to_uint8(image):
     return tf.bitcast(quantized, tf.uint8)
 
 
-def _pil_read(path: bytes) -> np.ndarray:
+def _pil_read(path: bytes, draft: tuple[int, int] | None = None) -> np.ndarray:
     from keras_species.data.images import read_image
 
-    return read_image(path.decode("utf-8"))
+    return read_image(path.decode("utf-8"), draft=draft)
 
 
-def decode_jpeg_png(data):
+def decode_jpeg_png(data, ratio: int = 1):
     """Decode the bytes of an 8-bit JPEG or PNG to ``uint8 (H, W, 3)``, as PIL decodes them, in
     one kernel.
 
@@ -726,6 +757,9 @@ def decode_jpeg_png(data):
 
     Args:
         data: a scalar string tensor, the file's bytes.
+        ratio: for a JPEG, decode at 1/``ratio`` scale (1, 2, 4 or 8; libjpeg averages in the
+            DCT domain, bit for bit as PIL's ``draft`` does): see
+            :func:`keras_species.data.images.jpeg_scale`.
 
     Returns:
         ``uint8`` tensor ``(H, W, 3)``.
@@ -736,7 +770,7 @@ def decode_jpeg_png(data):
     """
     import tensorflow as tf
 
-    return tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE")
+    return tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE", ratio=ratio)
 
 
 def decode_8bit(data):
@@ -767,15 +801,20 @@ def decode_8bit(data):
     )
 
 
-def _decoder(kinds_present: set[int]):
+def _decoder(kinds_present: set[int], draft: tuple[int, int] | None = None):
     """A graph function ``(path, kind) -> (H, W, 3)`` ``uint8`` image; only the branches needed.
     The function's ``needs_kind`` attribute says whether it reads ``kind`` (only when several
     kinds are present: the dataset then carries the kinds column, else it leaves it out).
+    ``draft``: the output ``(height, width)``, for the JPEGs that PIL reads (its ``draft`` rule,
+    as the :data:`KIND_JPEG_SCALED` kinds were given).
     """
     import tensorflow as tf
 
     def fast(data, path):
         return decode_jpeg_png(data)
+
+    def scaled(ratio):
+        return lambda data, path: decode_jpeg_png(data, ratio)
 
     def gif_bmp(data, path):
         return tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
@@ -784,10 +823,11 @@ def _decoder(kinds_present: set[int]):
         return to_uint8(tf.cast(tf.io.decode_png(data, channels=3, dtype=tf.uint16), tf.float32) / 257.0)
 
     def pil(data, path):
-        img = tf.numpy_function(_pil_read, [path], tf.uint8, stateful=False)
+        img = tf.numpy_function(lambda p: _pil_read(p, draft), [path], tf.uint8, stateful=False)
         return tf.reshape(img, tf.stack([tf.shape(img)[0], tf.shape(img)[1], 3]))
 
     table = {KIND_FAST: fast, KIND_GIF_BMP: gif_bmp, KIND_PNG16: png16, KIND_PIL: pil}
+    table.update({kind: scaled(ratio) for ratio, kind in KIND_JPEG_SCALED.items()})
     used = sorted(k for k in kinds_present if k in table)
     branch_of_kind = tf.constant([used.index(k) if k in used else 0 for k in range(max(table) + 1)])
 
@@ -1218,13 +1258,14 @@ def make_dataset(
     if mode == "none" and weights is not None:
         raise ValueError("sample_weights need labels: label_mode cannot be 'none'")
 
-    kinds, bad = check_files(manifest.paths)
+    out_size = check_resize(image_size, resize)
+    kinds, bad = check_files(manifest.paths, image_size=out_size)
     _report_bad(bad, on_error)
     keep = np.flatnonzero(kinds != KIND_BAD)
     if keep.size == 0:
         raise ManifestError(f"none of the {len(manifest)} images can be read (see the warning above)")
     paths = [manifest.paths[i] for i in keep]
-    decode = _decoder(set(np.unique(kinds[keep]).tolist()))
+    decode = _decoder(set(np.unique(kinds[keep]).tolist()), draft=out_size)
     columns: list = [tf.constant(paths)]
     if decode.needs_kind:
         columns.append(tf.constant(kinds[keep]))
@@ -1234,7 +1275,6 @@ def make_dataset(
         columns.append(weights[keep])
 
     det = (not training) if deterministic is None else deterministic
-    check_resize(image_size, resize)
 
     @tf.autograph.experimental.do_not_convert  # plain graph code: skip AutoGraph's tracing cost
     def load(path, *rest):

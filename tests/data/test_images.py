@@ -353,3 +353,61 @@ def test_a_link_to_a_file_that_is_gone_is_named_as_such(tmp_path):
     assert caught.value.fix == "point the link at the image, or remove the link"
     assert probe(link).error == caught.value.reason
     assert images.missing_file_reason(tmp_path / "none.png") == "file not found"
+
+
+# --------------------------------------------------------------------- reduced-scale JPEG decoding
+def _smooth(h: int, w: int) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([x * 255 // w, y * 255 // h, (x + y) % 97 * 2], -1).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    "width, height, size, scale",
+    [(1600, 1200, (224, 224), 4), (900, 700, (224, 224), 2), (447, 900, (224, 224), 1),
+     (448, 448, (224, 224), 2), (4000, 3000, (128, 128), 8), (1000, 600, (96, 160), 4),
+     (1000, 600, (160, 96), 2), (300, 200, (224, 224), 1)],
+)
+def test_jpeg_scale_is_the_scale_pils_draft_takes(tmp_path, width, height, size, scale):
+    from keras_species.data.images import jpeg_scale
+
+    assert jpeg_scale(width, height, size) == scale
+    Image.fromarray(_smooth(height, width)).save(tmp_path / "a.jpg", quality=90)
+    with Image.open(tmp_path / "a.jpg") as im:
+        im.draft(None, (size[1], size[0]))
+        assert im.size == (-(-width // scale), -(-height // scale))
+    arr = read_image(tmp_path / "a.jpg", draft=size)
+    assert arr.shape == (-(-height // scale), -(-width // scale), 3)
+    # never below the output size on either axis, so the resize still only shrinks or copies
+    assert arr.shape[0] >= min(size[0], height) and arr.shape[1] >= min(size[1], width)
+
+
+def test_a_drafted_jpeg_has_the_pixels_tensorflow_decodes_at_that_ratio(tmp_path):
+    import tensorflow as tf
+
+    for i, (h, w, progressive) in enumerate([(1200, 1600, False), (700, 900, True), (2100, 180, False)]):
+        path = tmp_path / f"{i}.jpg"
+        Image.fromarray(_smooth(h, w)).save(path, quality=85, progressive=progressive)
+        for size in ((128, 128), (96, 64)):
+            scale = images.jpeg_scale(w, h, size)
+            tf_pixels = tf.io.decode_jpeg(tf.io.read_file(str(path)), channels=3,
+                                          dct_method="INTEGER_ACCURATE", ratio=scale).numpy()
+            np.testing.assert_array_equal(read_image(path, draft=size), tf_pixels)
+    grey = tmp_path / "grey.jpg"
+    Image.fromarray(_smooth(800, 600)[..., 0]).save(grey)
+    assert read_image(grey, draft=(128, 128)).shape == (200, 150, 3)
+
+
+def test_draft_reads_the_rule_on_the_upright_image_and_leaves_other_formats_alone(tmp_path):
+    # stored 1000 wide, 300 high, EXIF 6: upright it is 300 wide and 1000 high. For 64 x 128
+    # (h, w) upright the scale is min(300 // 128, 1000 // 64) = 2; on the stored image it would be
+    # min(1000 // 128, 300 // 64) = 4
+    im = Image.fromarray(_smooth(300, 1000))
+    exif = im.getexif()
+    exif[0x0112] = 6
+    im.save(tmp_path / "rot.jpg", exif=exif.tobytes())
+    assert read_image(tmp_path / "rot.jpg", draft=(64, 128)).shape == (500, 150, 3)
+    Image.fromarray(_smooth(600, 800)).save(tmp_path / "big.png")
+    assert read_image(tmp_path / "big.png", draft=(64, 64)).shape == (600, 800, 3)
+    frames = [Image.fromarray(_smooth(600, 800)), Image.fromarray(_smooth(600, 800)[::-1].copy())]
+    frames[0].save(tmp_path / "two.mpo", save_all=True, append_images=frames[1:])
+    assert read_image(tmp_path / "two.mpo", draft=(64, 64)).shape == (600, 800, 3)

@@ -147,6 +147,52 @@ def test_jpegs_decode_to_the_pixels_pil_gives(tmp_path):
     np.testing.assert_array_equal(x[0], read_image(str(tmp_path / "noisy.jpg")).astype(np.float32))
 
 
+def _smooth(h: int, w: int) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([x * 255 // w, y * 255 // h, (x + y) % 97 * 2], -1).astype(np.uint8)
+
+
+@pytest.mark.parametrize("resize", ["stretch", "crop", "pad"])
+def test_big_jpegs_decode_at_a_reduced_scale_with_the_pixels_predict_reads(tmp_path, resize):
+    import tensorflow as tf
+
+    from keras_species.data.pipeline import KIND_JPEG_SCALED, check_files, resize_image, to_uint8
+    from keras_species.predict import image_dataset
+
+    root = tmp_path / "a"
+    root.mkdir()
+    for name, (h, w) in {"huge": (2400, 3200), "big": (900, 1200), "wide": (300, 1400),
+                         "small": (200, 150)}.items():
+        Image.fromarray(_smooth(h, w)).save(root / f"{name}.jpg", quality=90)
+    im = Image.fromarray(_smooth(500, 900))
+    exif = im.getexif()
+    exif[0x0112] = 8
+    im.save(root / "rotated.jpg", exif=exif.tobytes())  # read by PIL, drafted alike
+    frames = [Image.fromarray(_smooth(600, 800)), Image.fromarray(_smooth(600, 800)[::-1].copy())]
+    frames[0].save(root / "two.mpo", format="MPO", save_all=True, append_images=frames[1:])
+    Image.fromarray(_smooth(700, 700)).save(root / "square.png")
+    paths = sorted(str(p) for p in root.iterdir())
+    names = [Path(p).stem for p in paths]
+
+    kinds = dict(zip(names, check_files(paths, image_size=(64, 96))[0].tolist()))
+    assert kinds == {"huge": KIND_JPEG_SCALED[8], "big": KIND_JPEG_SCALED[8], "wide": KIND_JPEG_SCALED[4],
+                     "small": KIND_FAST, "rotated": KIND_PIL, "two": KIND_FAST, "square": KIND_FAST}
+    assert dict(zip(names, check_files(paths)[0].tolist()))["huge"] == KIND_FAST  # no size: full
+
+    m = Manifest(paths, np.zeros(len(paths), int), ["a"])
+    train = np.concatenate([b.numpy() for b in make_dataset(m, (64, 96), 4, label_mode="none",
+                                                             resize=resize, cache=False)])
+    pred = np.concatenate([b[1].numpy() for b in image_dataset(paths, (64, 96), 4, resize=resize)])
+    np.testing.assert_array_equal(train, pred.astype(np.float32))
+    # the huge one really was decoded at 1/8 scale (its full-size decode gives other pixels)
+    huge = names.index("huge")
+    data = tf.io.read_file(paths[huge])
+    for ratio, same in ((8, True), (1, False)):
+        img = tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE", ratio=ratio)
+        ref = to_uint8(resize_image(img, (64, 96), resize)).numpy().astype(np.float32)
+        assert np.array_equal(train[huge], ref) == same
+
+
 def _graph_ops(ds) -> set[str]:
     """Every op type in ``ds``'s graph, its functions included."""
     import tensorflow as tf
