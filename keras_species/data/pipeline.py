@@ -141,7 +141,7 @@ def _raw_kind(head: bytes, tail: bytes, limit: int | None) -> tuple[int | None, 
         return None, None  # palette, alpha, low bit depth
     if head[:3] != b"\xff\xd8\xff" or b"\xff\xd9" not in tail:
         return None, None
-    i, orientation, pictures = 2, 1, 1
+    i, orientation, multi_picture = 2, 1, False
     while i + 4 <= len(head):
         if head[i] != 0xFF:
             return None, None
@@ -157,7 +157,7 @@ def _raw_kind(head: bytes, tail: bytes, limit: int | None) -> tuple[int | None, 
             if orientation is None:
                 return None, None
         elif marker == 0xE2 and head[i + 4 : i + 8] == b"MPF\x00":
-            pictures = 2  # a multi-picture file (PIL's "MPO"): decoded at full size, as PIL does
+            multi_picture = True  # a multi-picture file (PIL's "MPO"): decoded at full size, as PIL does
         elif marker in _SOF_MARKERS:
             if i + 10 > len(head):
                 return None, None
@@ -167,7 +167,7 @@ def _raw_kind(head: bytes, tail: bytes, limit: int | None) -> tuple[int | None, 
             if limit is not None and width * height > limit:
                 return None, None
             if precision == 8 and components in (1, 3) and orientation == 1:
-                return KIND_FAST, ((width, height) if pictures == 1 else None)
+                return KIND_FAST, (None if multi_picture else (width, height))
             return KIND_PIL, None  # CMYK/YCCK, 12-bit, or rotated by EXIF
         i += 2 + length
     return None, None
