@@ -1748,7 +1748,8 @@ class TrainingClock:
             return
         from keras_species.training.runs import write_json
 
-        self.session = time.perf_counter() - self._started
+        # kept as written (ms), so that the total in metrics.json is the sum of the file's sessions
+        self.session = round(time.perf_counter() - self._started, 3)
         write_json(self.path, {"sessions": [round(x, 3) for x in [*self.earlier, self.session]]})
 
     @property

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import re
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -1076,6 +1077,25 @@ def test_training_clock_sums_the_sessions_that_train(tmp_path):
     (run.path / TRAIN_SECONDS).write_text('{"sessions": [99.0]}')
     run, _ = start_run("toy", ToyConfig(out=tmp_path, name="a", overwrite=True))
     assert not (run.path / TRAIN_SECONDS).exists()
+
+
+def test_training_clock_total_is_the_sum_of_the_sessions_it_wrote(tmp_path, monkeypatch):
+    # metrics.json's train_seconds (the total, rounded to 0.1 s) once disagreed with the sum of
+    # train_seconds.json's sessions when the unrounded session time sat at a rounding boundary
+    from keras_species import recipe as recipe_mod
+    from keras_species.recipe import TRAIN_SECONDS, TrainingClock
+
+    run, _ = start_run("toy", ToyConfig(out=tmp_path, name="a"))
+    (run.path / TRAIN_SECONDS).write_text('{"sessions": [2.3]}')
+    run.write_state({"phase_index": 0, "epoch": 1, "phases": ["head"], "finished": False})
+    clock = TrainingClock(run, resume=True)
+    ticks = iter([100.0, 102.34951])
+    monkeypatch.setattr(recipe_mod, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks)))
+    with clock:
+        pass
+    stored = json.loads((run.path / TRAIN_SECONDS).read_text())["sessions"]
+    assert stored == [2.3, 2.35]
+    assert clock.total == sum(stored) and round(clock.total, 1) == round(sum(stored), 1) == 4.7
 
 
 @pytest.mark.slow  # three sessions of a tiny quickstart run: about 40-60 s on a CPU
