@@ -714,18 +714,37 @@ def jpeg_scale(width: int, height: int, size: tuple[int, int]) -> int:
     return next((s for s in JPEG_SCALES if fits >= s), 1)
 
 
+def upright_size(im: Image.Image) -> tuple[int, int]:
+    """``(width, height)`` of an opened image once :func:`read_image` has turned it upright
+    (its EXIF orientation), read from the header only.
+
+    Args:
+        im: an image opened with PIL (not loaded).
+
+    Returns:
+        ``(width, height)``.
+
+    Example:
+        >>> upright_size(Image.open("portrait_shot_sideways.jpg"))   # doctest: +SKIP
+        (3000, 4000)
+    """
+    w, h = im.size
+    try:
+        if int(im.getexif().get(0x0112, 1) or 1) in (5, 6, 7, 8):  # stored on its side
+            return h, w
+    except Exception:  # a broken EXIF block: read_image keeps the stored orientation
+        pass
+    return w, h
+
+
 def _draft(im: Image.Image, size: tuple[int, int]) -> None:
     """Have PIL decode a plain JPEG at :func:`jpeg_scale`'s reduced scale for an output of
-    ``size`` (height, width); the EXIF orientation is read so that the rule applies to the
-    upright image."""
+    ``size`` (height, width) of the upright image."""
     if im.format != "JPEG" or "mp" in im.info:  # a multi-picture file is read at full size
         return
     h, w = size
-    try:
-        if int(im.getexif().get(0x0112, 1) or 1) in (5, 6, 7, 8):  # stored on its side
-            h, w = w, h
-    except Exception:  # a broken EXIF block: read_image keeps the stored orientation
-        pass
+    if upright_size(im) != im.size:  # the rule applies to the stored image
+        h, w = w, h
     im.draft(None, (w, h))
 
 

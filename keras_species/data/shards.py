@@ -83,22 +83,23 @@ def _encode(path: str, kind: int, image_size: int | None, quality: int) -> tuple
     """Encoded bytes of one image (the original file when no conversion or shrinking is needed)."""
     from PIL import Image
 
-    from keras_species.data.images import ImageReadError, read_image
+    from keras_species.data.images import ImageReadError, read_image, upright_size
     from keras_species.data.pipeline import KIND_FAST, KIND_GIF_BMP
 
     try:
-        if kind in (KIND_FAST, KIND_GIF_BMP):  # read as they are by decode_8bit
-            with Image.open(path) as im:
-                longest = max(im.size)
-            if image_size is None or longest <= image_size:
-                with open(path, "rb") as f:
-                    return f.read(), ""
-        arr = read_image(path)
-        im = Image.fromarray(arr)
-        longest = max(im.size)
+        with Image.open(path) as im:
+            width, height = upright_size(im)
+        longest = max(width, height)
+        if kind in (KIND_FAST, KIND_GIF_BMP) and (image_size is None or longest <= image_size):
+            with open(path, "rb") as f:  # read as they are by decode_8bit
+                return f.read(), ""
+        size = None
         if image_size is not None and longest > image_size:
             s = image_size / longest
-            size = (max(1, round(im.width * s)), max(1, round(im.height * s)))
+            size = (max(1, round(width * s)), max(1, round(height * s)))
+        # a big JPEG decodes at a reduced scale that keeps both sides at least their stored size
+        im = Image.fromarray(read_image(path, draft=None if size is None else size[::-1]))
+        if size is not None and im.size != size:
             im = im.resize(size, Image.Resampling.BICUBIC)  # PIL filters (antialiases) downscales
         buf = io.BytesIO()
         im.save(buf, format="JPEG", quality=quality)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import errno
+import io
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from keras_species.data import sources
 from keras_species.data.manifest import Manifest, ManifestError
@@ -618,3 +620,28 @@ def test_cli_reads_oversized_files_with_max_pixels_and_says_so_when_it_skips_the
     assert cli.main(["shard", str(image_folder), "--out", str(out), "--max-pixels", "3600"]) == 0
     assert "decompression-bomb" not in capsys.readouterr().err
     assert read_sidecar(out)["n_images"] == 19 and images.get_max_pixels() == before
+
+
+def test_a_big_jpeg_is_read_at_a_reduced_scale_and_stored_at_the_size_it_was(tmp_path, monkeypatch):
+    from keras_species.data import images
+    from keras_species.data.shards import _encode
+
+    y, x = np.mgrid[0:1200, 0:1600]
+    arr = np.stack([x * 255 // 1600, y * 255 // 1200, (x + y) % 97 * 2], -1).astype(np.uint8)
+    Image.fromarray(arr).save(tmp_path / "wide.jpg", quality=90)
+    im = Image.fromarray(arr)
+    exif = im.getexif()
+    exif[0x0112] = 6  # stored 1600 x 1200, upright 1200 wide and 1600 high
+    im.save(tmp_path / "sideways.jpg", quality=90, exif=exif.tobytes())
+    drafts = []
+    read = images.read_image
+    monkeypatch.setattr(images, "read_image", lambda p, **kw: drafts.append(kw.get("draft")) or read(p, **kw))
+    from keras_species.data.pipeline import KIND_FAST, KIND_PIL
+
+    for name, kind, stored in (("wide.jpg", KIND_FAST, (200, 150)), ("sideways.jpg", KIND_PIL, (150, 200))):
+        data, reason = _encode(str(tmp_path / name), kind, 200, 95)
+        assert reason == ""
+        assert Image.open(io.BytesIO(data)).size == stored  # upright, longest side 200
+    # the drafts asked for (height, width): 1600 // 200 = 1200 // 150 = 8, so both decode at
+    # 1/8 scale, exactly the stored size, instead of at full size
+    assert drafts == [(150, 200), (200, 150)]
