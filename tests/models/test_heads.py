@@ -32,6 +32,8 @@ def test_dense_stack_of_r3():
 
 
 def test_outputs():
+    # seeded: with random weights all 8 logits came out positive once in CI (1 in 256)
+    keras.utils.set_random_seed(0)
     x = np.random.default_rng(0).normal(size=(2, 3, 3, 8)).astype("float32")
     sig = np.asarray(_head(output="sigmoid")(x))
     assert ((sig > 0) & (sig < 1)).all() and not np.allclose(sig.sum(axis=1), 1.0)
