@@ -106,6 +106,13 @@ def eager_tf():
     tf.config.run_functions_eagerly(False)
 
 
+def smooth_image(height: int, width: int) -> np.ndarray:
+    """A ``(height, width, 3)`` uint8 image of gradients and stripes: it compresses like a photo
+    (JPEG at any scale), unlike noise."""
+    y, x = np.mgrid[0:height, 0:width]
+    return np.stack([x * 255 // width, y * 255 // height, (x + y) % 97 * 2], -1).astype(np.uint8)
+
+
 def write_png_header(path: Path, width: int, height: int) -> None:
     """A PNG whose header says ``width`` x ``height`` (PIL reads the size at open; no pixels): an
     image over the decompression-bomb limit without its megabytes."""

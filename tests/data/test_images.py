@@ -19,7 +19,7 @@ from keras_species.data.images import (
     probe,
     read_image,
 )
-from tests.conftest import write_png_header
+from tests.conftest import smooth_image, write_png_header
 
 
 def _rgb(h: int = 16, w: int = 20, colour=(200, 30, 40)) -> Image.Image:
@@ -356,11 +356,6 @@ def test_a_link_to_a_file_that_is_gone_is_named_as_such(tmp_path):
 
 
 # --------------------------------------------------------------------- reduced-scale JPEG decoding
-def _smooth(h: int, w: int) -> np.ndarray:
-    y, x = np.mgrid[0:h, 0:w]
-    return np.stack([x * 255 // w, y * 255 // h, (x + y) % 97 * 2], -1).astype(np.uint8)
-
-
 @pytest.mark.parametrize(
     "width, height, size, scale",
     [(1600, 1200, (224, 224), 4), (900, 700, (224, 224), 2), (447, 900, (224, 224), 1),
@@ -371,7 +366,7 @@ def test_jpeg_scale_is_the_scale_pils_draft_takes(tmp_path, width, height, size,
     from keras_species.data.images import jpeg_scale
 
     assert jpeg_scale(width, height, size) == scale
-    Image.fromarray(_smooth(height, width)).save(tmp_path / "a.jpg", quality=90)
+    Image.fromarray(smooth_image(height, width)).save(tmp_path / "a.jpg", quality=90)
     with Image.open(tmp_path / "a.jpg") as im:
         im.draft(None, (size[1], size[0]))
         assert im.size == (-(-width // scale), -(-height // scale))
@@ -386,14 +381,14 @@ def test_a_drafted_jpeg_has_the_pixels_tensorflow_decodes_at_that_ratio(tmp_path
 
     for i, (h, w, progressive) in enumerate([(1200, 1600, False), (700, 900, True), (2100, 180, False)]):
         path = tmp_path / f"{i}.jpg"
-        Image.fromarray(_smooth(h, w)).save(path, quality=85, progressive=progressive)
+        Image.fromarray(smooth_image(h, w)).save(path, quality=85, progressive=progressive)
         for size in ((128, 128), (96, 64)):
             scale = images.jpeg_scale(w, h, size)
             tf_pixels = tf.io.decode_jpeg(tf.io.read_file(str(path)), channels=3,
                                           dct_method="INTEGER_ACCURATE", ratio=scale).numpy()
             np.testing.assert_array_equal(read_image(path, draft=size), tf_pixels)
     grey = tmp_path / "grey.jpg"
-    Image.fromarray(_smooth(800, 600)[..., 0]).save(grey)
+    Image.fromarray(smooth_image(800, 600)[..., 0]).save(grey)
     assert read_image(grey, draft=(128, 128)).shape == (200, 150, 3)
 
 
@@ -401,13 +396,13 @@ def test_draft_reads_the_rule_on_the_upright_image_and_leaves_other_formats_alon
     # stored 1000 wide, 300 high, EXIF 6: upright it is 300 wide and 1000 high. For 64 x 128
     # (h, w) upright the scale is min(300 // 128, 1000 // 64) = 2; on the stored image it would be
     # min(1000 // 128, 300 // 64) = 4
-    im = Image.fromarray(_smooth(300, 1000))
+    im = Image.fromarray(smooth_image(300, 1000))
     exif = im.getexif()
     exif[0x0112] = 6
     im.save(tmp_path / "rot.jpg", exif=exif.tobytes())
     assert read_image(tmp_path / "rot.jpg", draft=(64, 128)).shape == (500, 150, 3)
-    Image.fromarray(_smooth(600, 800)).save(tmp_path / "big.png")
+    Image.fromarray(smooth_image(600, 800)).save(tmp_path / "big.png")
     assert read_image(tmp_path / "big.png", draft=(64, 64)).shape == (600, 800, 3)
-    frames = [Image.fromarray(_smooth(600, 800)), Image.fromarray(_smooth(600, 800)[::-1].copy())]
+    frames = [Image.fromarray(smooth_image(600, 800)), Image.fromarray(smooth_image(600, 800)[::-1].copy())]
     frames[0].save(tmp_path / "two.mpo", save_all=True, append_images=frames[1:])
     assert read_image(tmp_path / "two.mpo", draft=(64, 64)).shape == (600, 800, 3)

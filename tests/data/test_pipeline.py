@@ -24,6 +24,7 @@ from keras_species.data.pipeline import (
     decode_calls,
     make_dataset,
 )
+from tests.conftest import smooth_image
 
 
 def folder_manifest(root: Path) -> Manifest:
@@ -147,11 +148,6 @@ def test_jpegs_decode_to_the_pixels_pil_gives(tmp_path):
     np.testing.assert_array_equal(x[0], read_image(str(tmp_path / "noisy.jpg")).astype(np.float32))
 
 
-def _smooth(h: int, w: int) -> np.ndarray:
-    y, x = np.mgrid[0:h, 0:w]
-    return np.stack([x * 255 // w, y * 255 // h, (x + y) % 97 * 2], -1).astype(np.uint8)
-
-
 @pytest.mark.parametrize("resize", ["stretch", "crop", "pad"])
 def test_big_jpegs_decode_at_a_reduced_scale_with_the_pixels_predict_reads(tmp_path, resize):
     import tensorflow as tf
@@ -163,14 +159,14 @@ def test_big_jpegs_decode_at_a_reduced_scale_with_the_pixels_predict_reads(tmp_p
     root.mkdir()
     for name, (h, w) in {"huge": (2400, 3200), "big": (900, 1200), "wide": (300, 1400),
                          "small": (200, 150)}.items():
-        Image.fromarray(_smooth(h, w)).save(root / f"{name}.jpg", quality=90)
-    im = Image.fromarray(_smooth(500, 900))
+        Image.fromarray(smooth_image(h, w)).save(root / f"{name}.jpg", quality=90)
+    im = Image.fromarray(smooth_image(500, 900))
     exif = im.getexif()
     exif[0x0112] = 8
     im.save(root / "rotated.jpg", exif=exif.tobytes())  # read by PIL, drafted alike
-    frames = [Image.fromarray(_smooth(600, 800)), Image.fromarray(_smooth(600, 800)[::-1].copy())]
+    frames = [Image.fromarray(smooth_image(600, 800)), Image.fromarray(smooth_image(600, 800)[::-1].copy())]
     frames[0].save(root / "two.mpo", format="MPO", save_all=True, append_images=frames[1:])
-    Image.fromarray(_smooth(700, 700)).save(root / "square.png")
+    Image.fromarray(smooth_image(700, 700)).save(root / "square.png")
     paths = sorted(str(p) for p in root.iterdir())
     names = [Path(p).stem for p in paths]
 

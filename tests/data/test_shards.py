@@ -18,6 +18,7 @@ from keras_species.data import sources
 from keras_species.data.manifest import Manifest, ManifestError
 from keras_species.data.pipeline import class_balance_weights, make_dataset
 from keras_species.data.shards import configure_parser, read_sidecar, shard_dataset, write_shards
+from tests.conftest import smooth_image
 
 
 def folder_manifest(root: Path) -> Manifest:
@@ -626,8 +627,7 @@ def test_a_big_jpeg_is_read_at_a_reduced_scale_and_stored_at_the_size_it_was(tmp
     from keras_species.data import images
     from keras_species.data.shards import _encode
 
-    y, x = np.mgrid[0:1200, 0:1600]
-    arr = np.stack([x * 255 // 1600, y * 255 // 1200, (x + y) % 97 * 2], -1).astype(np.uint8)
+    arr = smooth_image(1200, 1600)
     Image.fromarray(arr).save(tmp_path / "wide.jpg", quality=90)
     im = Image.fromarray(arr)
     exif = im.getexif()
