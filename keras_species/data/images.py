@@ -737,10 +737,27 @@ def upright_size(im: Image.Image) -> tuple[int, int]:
     return w, h
 
 
+def is_plain_jpeg(im: Image.Image) -> bool:
+    """Whether an opened image is a single-picture JPEG, the kind that is decoded at a reduced
+    scale (:func:`jpeg_scale`); a multi-picture file (an ``MPF`` block) is read at full size.
+
+    Args:
+        im: an image opened with PIL.
+
+    Returns:
+        True for a plain JPEG.
+
+    Example:
+        >>> is_plain_jpeg(Image.open("bees/photo.jpg"))   # doctest: +SKIP
+        True
+    """
+    return im.format == "JPEG" and "mp" not in im.info
+
+
 def _draft(im: Image.Image, size: tuple[int, int]) -> None:
     """Have PIL decode a plain JPEG at :func:`jpeg_scale`'s reduced scale for an output of
     ``size`` (height, width) of the upright image."""
-    if im.format != "JPEG" or "mp" in im.info:  # a multi-picture file is read at full size
+    if not is_plain_jpeg(im):
         return
     h, w = size
     if upright_size(im) != im.size:  # the rule applies to the stored image

@@ -265,6 +265,7 @@ def _classify_with_pil(path: str, size: int, limit: int | None) -> tuple[int, st
 
     from keras_species.data.images import (
         describe_non_image,
+        is_plain_jpeg,
         pil_bomb_message,
         pil_warnings_silenced,
         too_big_message,
@@ -278,8 +279,9 @@ def _classify_with_pil(path: str, size: int, limit: int | None) -> tuple[int, st
             f.seek(0)
             with pil_warnings_silenced():  # thread-safe: check_files may run on threads
                 im = Image.open(f)
-                fmt, mode, info = im.format, im.mode, dict(im.info)
+                fmt, mode, info = im.format, im.mode, im.info
                 width, height = im.size
+                plain_jpeg = is_plain_jpeg(im)
                 orientation = 1
                 if fmt in ("JPEG", "MPO"):
                     try:
@@ -312,7 +314,7 @@ def _classify_with_pil(path: str, size: int, limit: int | None) -> tuple[int, st
     if fmt in ("GIF", "BMP"):
         return KIND_GIF_BMP, "", None
     # a plain JPEG (not a multi-picture file) may be decoded at a reduced scale, as read_image does
-    return KIND_FAST, "", ((width, height) if fmt == "JPEG" and "mp" not in info else None)
+    return KIND_FAST, "", ((width, height) if plain_jpeg else None)
 
 
 def check_files(

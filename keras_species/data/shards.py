@@ -87,16 +87,16 @@ def _encode(path: str, kind: int, image_size: int | None, quality: int) -> tuple
     from keras_species.data.pipeline import KIND_FAST, KIND_GIF_BMP
 
     try:
-        with Image.open(path) as im:
-            width, height = upright_size(im)
-        longest = max(width, height)
-        if kind in (KIND_FAST, KIND_GIF_BMP) and (image_size is None or longest <= image_size):
+        size = None  # the stored (width, height) when the image shrinks
+        if image_size is not None:
+            with Image.open(path) as im:
+                width, height = upright_size(im)
+            if max(width, height) > image_size:
+                s = image_size / max(width, height)
+                size = (max(1, round(width * s)), max(1, round(height * s)))
+        if size is None and kind in (KIND_FAST, KIND_GIF_BMP):
             with open(path, "rb") as f:  # read as they are by decode_8bit
                 return f.read(), ""
-        size = None
-        if image_size is not None and longest > image_size:
-            s = image_size / longest
-            size = (max(1, round(width * s)), max(1, round(height * s)))
         # a big JPEG decodes at a reduced scale that keeps both sides at least their stored size
         im = Image.fromarray(read_image(path, draft=None if size is None else size[::-1]))
         if size is not None and im.size != size:
