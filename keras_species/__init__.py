@@ -13,6 +13,8 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 
+from keras_species.cpu_budget import default_tensorflow_threads as _default_threads  # noqa: E402
 from keras_species.registration import register_layers as _register_layers  # noqa: E402
 
+_default_threads()  # under a container's CPU quota, TensorFlow's pools follow it (cpu_budget.py)
 _register_layers()

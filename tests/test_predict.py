@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from keras_species import cli
+from keras_species import cli, cpu_budget
 from keras_species.data import images as images_mod
 from keras_species.data import sources
 from keras_species.data.manifest import ManifestError
@@ -745,6 +745,10 @@ def test_tta_is_the_mean_over_transforms(model, tmp_path):
 
 
 def test_streams_lazily_with_bounded_read_ahead(model, tmp_path, monkeypatch):
+    # the read-ahead follows the usable cores (one call each, ceil(calls / batch) batches
+    # buffered): fixed at 2 here, as on the 2-core machines, whatever host this runs on
+    monkeypatch.setattr(cpu_budget, "usable_cores", lambda: 2)
+    monkeypatch.setattr(cpu_budget, "affinity_cores", lambda: 2)
     root = tmp_path / "many"
     root.mkdir()
     rng = np.random.default_rng(0)
@@ -772,6 +776,19 @@ def test_streams_lazily_with_bounded_read_ahead(model, tmp_path, monkeypatch):
     assert len(_read_csv(tmp_path / "many.csv")) == 300
     with pytest.raises(ValueError, match="not kept"):
         result.top_k()
+
+
+def test_image_dataset_reads_one_image_per_usable_core_at_a_time(folder, monkeypatch):
+    # a count, not AUTOTUNE: for AUTOTUNE the fused map-and-batch buffers batches by the cores
+    # TensorFlow sees, 16 of them on a big host under a small CPU quota
+    for cores in (1, 3):
+        monkeypatch.setattr(cpu_budget, "usable_cores", lambda c=cores: c)
+        ds = image_dataset(folder, (SIZE, 20), batch_size=4)
+        graph = tf.compat.v1.GraphDef.FromString(ds._as_serialized_graph().numpy())
+        nodes = {n.name: n for n in graph.node}
+        calls = [int(tf.make_ndarray(nodes[n.input[-1]].attr["value"].tensor))
+                 for n in graph.node if n.op == "ParallelMapDatasetV2"]
+        assert calls == [cores]
 
 
 def test_image_dataset_yields_uint8_batches(folder):

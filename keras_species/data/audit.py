@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from keras_species.atomic import _write_error, atomic_path, check_output_file, check_output_folder
+from keras_species.cpu_budget import usable_cores
 from keras_species.data import name_ids
 from keras_species.data.images import (
     ImageInfo,
@@ -379,7 +380,8 @@ def audit(
             ``files.csv``, ``plots/``), once the scan is done; the files an earlier audit
             wrote there that this one does not (its ``dropped.csv``, plots) are removed, and
             nothing else (:meth:`AuditReport.save`).
-        workers: threads; default ``min(32, cpu_count + 4)``.
+        workers: threads; default ``min(32, cores + 4)``, ``cores`` the usable ones
+            (:func:`keras_species.cpu_budget.usable_cores`: a container's CPU quota counts).
         progress: show a progress bar on stderr.
         plots: draw plots when saving.
 
@@ -398,7 +400,7 @@ def audit(
         )
     start = time.perf_counter()
     unique = list(dict.fromkeys(manifest.paths))
-    workers = int(workers or min(32, (os.cpu_count() or 1) + 4))
+    workers = int(workers or min(32, usable_cores() + 4))
     infos: dict[str, ImageInfo] = {}
     bar = _Progress(len(unique), progress)
     # An oversized image is reported as corrupt with the fix; PIL's DecompressionBombWarning,

@@ -1004,6 +1004,11 @@ def dataset_options(deterministic: bool = True):
     same throughput on decode-bound maps here. To turn it back on: ``ds.with_options(opts)``
     with ``opts.autotune.enabled = True``.
 
+    Under a cgroup CPU quota below the cores the process sees (a container's CPU limit), the
+    dataset gets a private thread pool of :func:`~keras_species.cpu_budget.usable_cores`
+    threads, so that ``AUTOTUNE`` parallelism follows the quota: TensorFlow sizes its own pool
+    from the cores it sees (see :mod:`keras_species.cpu_budget`).
+
     Args:
         deterministic: keep the order of elements (``Options.deterministic``).
 
@@ -1015,9 +1020,14 @@ def dataset_options(deterministic: bool = True):
     """
     import tensorflow as tf
 
+    from keras_species.cpu_budget import affinity_cores, usable_cores
+
     options = tf.data.Options()
     options.deterministic = bool(deterministic)
     options.autotune.enabled = False
+    cores = usable_cores()
+    if cores < affinity_cores():  # a cgroup CPU quota: as many threads as it gives CPUs
+        options.threading.private_threadpool_size = cores
     return options
 
 
@@ -1046,10 +1056,11 @@ def decode_calls(num_parallel_calls: int | None = None) -> int:
         >>> decode_calls(3)
         3
     """
+    from keras_species.cpu_budget import usable_cores
+
     if num_parallel_calls is not None:
         return num_parallel_calls
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return DECODE_CALLS_PER_CORE * max(1, cores or 1)
+    return DECODE_CALLS_PER_CORE * usable_cores()
 
 
 def finish_dataset(

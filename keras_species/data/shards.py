@@ -67,6 +67,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from keras_species.atomic import commit, process_running, temporary_path
+from keras_species.cpu_budget import usable_cores
 from keras_species.data.images import add_max_pixels_flag, max_pixels_flag, max_pixels_hint
 from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError, counted
 from keras_species.jsonfile import kind_problem, parse_json, read_json_file
@@ -267,7 +268,8 @@ def write_shards(
             enlarged); ``None`` keeps the original size.
         shard_size: images per shard file.
         quality: JPEG quality of re-encoded images.
-        workers: reader threads; default ``min(8, os.cpu_count())``.
+        workers: reader threads; default ``min(8, cores)``, ``cores`` the usable ones
+            (:func:`keras_species.cpu_budget.usable_cores`).
         seed: seed of the record order (``--seed``), a whole number, at least 0.
         split: write only the images of this split (``--split``; the manifest's ``splits``),
             keeping their manifest rows as ``index``; ``None`` writes every image.
@@ -318,7 +320,7 @@ def write_shards(
     checked, skipped = check_files([manifest.paths[i] for i in rows], workers)
     kinds = dict(zip(rows, checked.tolist()))
     todo = [i for i in rows if manifest.paths[i] not in skipped]
-    workers = workers or min(8, os.cpu_count() or 1)
+    workers = workers or min(8, usable_cores())
 
     def job(i: int):
         return i, _encode(manifest.paths[i], int(kinds[i]), image_size, quality)

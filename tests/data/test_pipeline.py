@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -10,6 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from keras_species import cpu_budget
+from keras_species.cpu_budget import usable_cores
 from keras_species.data import pipeline as pipeline_mod
 from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError
 from keras_species.data.pipeline import (
@@ -465,11 +466,26 @@ def _decode_map_calls(ds) -> list[int]:
 def test_decode_map_keeps_several_calls_per_core_in_flight(image_folder, training):
     # an ordered map with one call per core idles a core behind each big image (see decode_calls)
     m = folder_manifest(image_folder)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     assert decode_calls() == DECODE_CALLS_PER_CORE * cores > cores
     assert decode_calls(3) == 3
     assert _decode_map_calls(make_dataset(m, 16, 4, training=training, seed=0)) == [decode_calls()]
     assert _decode_map_calls(make_dataset(m, 16, 4, training=training, seed=0, num_parallel_calls=3)) == [3]
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_under_a_cpu_quota_the_pipeline_runs_as_many_threads_as_it_gives(image_folder, monkeypatch, training):
+    # a container limited to 1 CPU on a 4-core host: TensorFlow would size its pool for 4
+    monkeypatch.setattr(cpu_budget, "affinity_cores", lambda: 4)
+    monkeypatch.setattr(cpu_budget, "cgroup_cpu_quota", lambda: 0.5)
+    m = folder_manifest(image_folder)
+    assert decode_calls() == DECODE_CALLS_PER_CORE
+    ds = make_dataset(m, 16, 4, training=training, seed=0)
+    assert _decode_map_calls(ds) == [DECODE_CALLS_PER_CORE]
+    assert ds.options().threading.private_threadpool_size == 1
+    assert sum(int(x.shape[0]) for x, _ in ds) == len(m)
+    monkeypatch.setattr(cpu_budget, "cgroup_cpu_quota", lambda: None)  # no quota: TensorFlow's pool
+    assert make_dataset(m, 16, 4, training=training, seed=0).options().threading.private_threadpool_size is None
 
 
 def test_augment_and_mixup(image_folder):
