@@ -5,7 +5,9 @@ Usage::
     python benchmarks/pipeline_breakdown.py [DATA] [--image-size 128] [--batch-size 32] [--repeats 7]
 
 Companion of ``pipeline_throughput.py`` (same arguments and data default). Each row is one full pass over the
-images, from a ready list of paths (no listing, no file check, except in the last row), all with
+images, from a ready list of paths (no listing, no file check, except in the last row: the check
+runs once before timing, and the rows decode the files it keeps with the decoders it chose, big
+JPEGs at a reduced scale, as ``pipeline_throughput.py``'s bare loop), all with
 the autotuner off, interleaved over ``--repeats`` runs; the table shows the median wall-clock and
 CPU ms per image, the ratio of the first row's CPU time to the row's, and minor page faults per
 image (fresh memory touched for the first time, ``getrusage``):
@@ -40,13 +42,13 @@ ONE_CALL = "uint8, 1 call/core"
 ROWS = ("keras-like", ONE_CALL, "uint8 batches", "+ cache", "+ cache + float32", "make_dataset")
 
 
-def _build(row: str, folder: str, manifest, size: int, batch: int):
+def _build(row: str, folder: str, paths: list[str], kinds: np.ndarray, labels: np.ndarray, size: int,
+           batch: int):
     import tensorflow as tf
 
     from keras_species.data import sources
     from keras_species.data.pipeline import (
         DECODE_CALLS_PER_CORE,
-        KIND_FAST,
         _decoder,
         dataset_options,
         decode_calls,
@@ -56,7 +58,6 @@ def _build(row: str, folder: str, manifest, size: int, batch: int):
     )
 
     autotune = tf.data.AUTOTUNE
-    labels = manifest.labels.astype(np.int32)
     if row == "make_dataset":
         return make_dataset(sources.load(folder), size, batch)
     if row == "keras-like":
@@ -66,16 +67,18 @@ def _build(row: str, folder: str, manifest, size: int, batch: int):
             img.set_shape([None, None, 3])
             return tf.image.resize(img, (size, size))
 
-        images = tf.data.Dataset.from_tensor_slices(manifest.paths).map(keras_load, num_parallel_calls=autotune)
+        images = tf.data.Dataset.from_tensor_slices(paths).map(keras_load, num_parallel_calls=autotune)
         ds = tf.data.Dataset.zip((images, tf.data.Dataset.from_tensor_slices(labels))).batch(batch)
         return ds.prefetch(autotune).with_options(dataset_options())
-    decode = _decoder({KIND_FAST})
+    decode = _decoder(set(kinds.tolist()), draft=(size, size))
 
     @tf.autograph.experimental.do_not_convert
-    def load(path, label):  # one kind: no kinds column, as in make_dataset
-        return to_uint8(resize_image(decode(path, None), size)), label
+    def load(path, *rest):  # the kinds column only where several kinds are present, as in make_dataset
+        kind, label = rest if decode.needs_kind else (None, rest[0])
+        return to_uint8(resize_image(decode(path, kind), size)), label
 
-    ds = tf.data.Dataset.from_tensor_slices((manifest.paths, labels))
+    columns = (paths, kinds, labels) if decode.needs_kind else (paths, labels)
+    ds = tf.data.Dataset.from_tensor_slices(columns)
     calls = decode_calls() // DECODE_CALLS_PER_CORE if row == ONE_CALL else decode_calls()
     ds = ds.map(load, num_parallel_calls=calls, deterministic=True).ignore_errors(log_warning=True)
     ds = ds.batch(batch, num_parallel_calls=autotune, deterministic=True)
@@ -100,19 +103,25 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = data_parser(__doc__.splitlines()[0], repeats=7).parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from keras_species.data.pipeline import KIND_BAD, check_files
+
     malloc = malloc_settings()
     found = data_folder(args.data)
     if found is None:
         return 2
     folder, manifest = found
-    n = len(manifest)
+    kinds = check_files(manifest.paths, image_size=args.image_size)[0]
+    keep = np.flatnonzero(kinds != KIND_BAD)
+    paths, kinds = [manifest.paths[i] for i in keep], kinds[keep]
+    labels = manifest.labels[keep].astype(np.int32)
+    n = len(paths)
     print(f"data: {folder} ({n} images), image size {args.image_size}, batch {args.batch_size}, "
           f"{os.cpu_count()} CPU cores, {args.repeats} interleaved repeats, malloc {malloc}")
 
     def one_pass(row: str) -> tuple[float, float, float]:
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         t, c = time.perf_counter(), time.process_time()
-        for _ in _build(row, folder, manifest, args.image_size, args.batch_size):
+        for _ in _build(row, folder, paths, kinds, labels, args.image_size, args.batch_size):
             pass
         wall, used = time.perf_counter() - t, time.process_time() - c
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults

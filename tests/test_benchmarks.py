@@ -51,6 +51,22 @@ def test_pipeline_breakdown_prints_every_row(tmp_path, capsys):
         assert f"\n  {row} " in out
 
 
+def test_pipeline_breakdown_decodes_mixed_kinds_and_leaves_bad_files_out(tmp_path, capsys):
+    # several decoders (a kinds column), a JPEG decoded at a reduced scale, a file the check drops
+    from PIL import Image
+
+    root = write_image_folder(tmp_path / "imgs", per_class=6)
+    folder = next(p for p in sorted(root.iterdir()) if p.is_dir())
+    Image.new("RGB", (200, 150), (200, 40, 10)).save(folder / "big.jpg", quality=90)
+    Image.new("P", (40, 30), 3).save(folder / "palette.gif")
+    (folder / "broken.png").write_bytes(b"not an image")
+    n = sum(1 for p in root.rglob("*") if p.is_file()) - 1
+    assert _load("pipeline_breakdown").main([str(root), "--image-size", "32", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"({n} images)" in out
+    assert "\n  make_dataset " in out
+
+
 def test_benchmarks_refuse_a_missing_folder(tmp_path):
     assert _load("pipeline_breakdown").main([str(tmp_path / "none")]) == 2
 
