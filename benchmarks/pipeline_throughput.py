@@ -31,8 +31,9 @@ if present, else the embedded ``demo`` set). Contenders, each one full pass over
 - ``bare, never antialiased`` (information, no target): the bare loop with plain
   ``tf.image.resize`` and ``tf.io.decode_image`` (the fast DCT for JPEGs), i.e. the per-image
   work of the Keras utility; the gap between it and ``bare`` is the price of antialiasing the
-  images that shrink (area averaging costs about what plain bilinear does) and, on JPEGs, of
-  the accurate DCT.
+  images that shrink (resizing the decoded ants/bees photos to 224 px in a ``tf.data`` map took
+  0.48 CPU ms an image area-then-bilinear, 0.26 plain bilinear; the accurate DCT costs the same
+  as the fast one with libjpeg-turbo here).
 - ``training first/cached epoch`` (information, no target): ``make_dataset(training=True,
   seed=0)``, no augmentation: cached single images, reshuffled each epoch, then batched.
 
