@@ -5,9 +5,9 @@ of the host: the limit is a cgroup *bandwidth quota* (so many microseconds of CP
 period), not an affinity mask, so ``os.cpu_count()`` and ``os.sched_getaffinity`` report the
 host's cores. TensorFlow sizes its thread pools from the affinity mask alone
 (tensorflow/tensorflow#17206), and so did keras-species: on a 2-CPU quota of a 128-core host the
-decode map kept 8 x 128 calls in flight, ``AUTOTUNE`` maps ran up to 16 at a time and a fused
-map-and-batch buffered 16 batches, all of it time-sliced onto two cores' worth of time and
-throttled by the kernel. :func:`usable_cores` is the smaller of the two limits, and the
+decode map would keep 8 x 128 calls in flight and, by TensorFlow's source, a fused map-and-batch
+with ``AUTOTUNE`` parallelism would buffer 16 batches, all of it time-sliced onto two cores'
+worth of time and throttled by the kernel. :func:`usable_cores` is the smaller of the two limits, and the
 pipeline sizes its parallelism from it (``pipeline.decode_calls``, ``pipeline.dataset_options``,
 ``predict``, ``shard``). Outside a limited container it is the affinity count, as before.
 
@@ -27,7 +27,13 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 """Where the cgroup file systems are mounted (v2 at the root or at ``unified/``, v1 per
 controller)."""
 
+_V2_MOUNTS = ("", "unified")  # unified: the v2 hierarchy of a hybrid (v1 + v2) system
 _V1_CPU_MOUNTS = ("cpu", "cpu,cpuacct", "cpuacct,cpu")
+
+
+def _mount(root: Path, names: tuple[str, ...], marker: str) -> Path | None:
+    """The first ``root/name`` holding ``marker`` (where that hierarchy is mounted), or ``None``."""
+    return next((root / name for name in names if (root / name / marker).is_file()), None)
 
 
 def affinity_cores() -> int:
@@ -116,14 +122,12 @@ def cgroup_cpu_quota(root: str | os.PathLike = CGROUP_ROOT,
             continue
         hierarchy, controllers, path = fields
         if hierarchy == "0" and controllers == "":  # cgroup v2
-            mounts, read = [root, root / "unified"], _v2_quota
-            mounts = [m for m in mounts if (m / "cgroup.controllers").is_file()][:1]
+            mount, read = _mount(root, _V2_MOUNTS, "cgroup.controllers"), _v2_quota
         elif "cpu" in controllers.split(","):  # cgroup v1, the cpu controller
-            mounts = [m for m in (root / name for name in _V1_CPU_MOUNTS) if (m / "cpu.cfs_quota_us").is_file()][:1]
-            read = _v1_quota
+            mount, read = _mount(root, _V1_CPU_MOUNTS, "cpu.cfs_quota_us"), _v1_quota
         else:
             continue
-        for mount in mounts:
+        if mount is not None:
             quotas += [q for q in map(read, _own_and_ancestors(mount, path)) if q is not None]
     return min(quotas) if quotas else None
 
