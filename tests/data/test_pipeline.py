@@ -475,7 +475,7 @@ def test_decode_map_keeps_several_calls_per_core_in_flight(image_folder, trainin
 
 @pytest.mark.parametrize("training", [False, True])
 def test_under_a_cpu_quota_the_pipeline_runs_as_many_threads_as_it_gives(image_folder, monkeypatch, training):
-    # a container limited to 1 CPU on a 4-core host: TensorFlow would size its pool for 4
+    # a container limited to half a CPU on a 4-core host: TensorFlow would size its pool for 4
     monkeypatch.setattr(cpu_budget, "affinity_cores", lambda: 4)
     monkeypatch.setattr(cpu_budget, "cgroup_cpu_quota", lambda: 0.5)
     m = folder_manifest(image_folder)
