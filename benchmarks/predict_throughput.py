@@ -15,20 +15,24 @@ Contenders, each one full pass over the same images, decoded the same way
 (``predict.image_dataset``: PIL decoding, the training pipeline's resize, uint8 batches):
 
 - ``predict(SavedModel)``: :func:`keras_species.predict.predict` on the folder written by
-  ``export_model(..., format="saved_model")`` (its ``serve`` signature, uint8 input);
-- ``predict(.keras)``: the same function on the Keras model (a ``tf.function`` of the model);
+  ``export_model(..., format="saved_model")`` (its ``serve`` signature, uint8 input), opened
+  once with :func:`keras_species.predict.open_predictor`;
+- ``predict(.keras)``: the same function on the Keras model (a ``tf.function`` of the model),
+  opened once alike;
 - ``model.predict``: Keras ``model.predict`` on ``image_dataset(...)`` mapped to float images.
 
 The ratio is each contender's images/s over ``model.predict``'s. Every file is read once before
 timing (page cache) and each contender is warmed up on one batch (tracing), so the timings are
-steady-state inference plus decoding. ``--repeats N`` keeps the best of N interleaved passes.
+steady-state inference plus decoding. What opening costs is printed apart, once per model:
+``open_predictor`` (loading a SavedModel) and its first batch (tracing), which ``predict`` pays
+on every call given a path or a model rather than an opened predictor. ``--repeats N`` keeps
+the best of N interleaved passes.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import sys
 import tempfile
 import time
@@ -73,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import tensorflow as tf
 
+    from keras_species.cpu_budget import describe_cores
     from keras_species.export import export_model, load_keras_model
-    from keras_species.predict import image_dataset, iter_image_paths, predict
+    from keras_species.predict import image_dataset, iter_image_paths, open_predictor, predict
 
     folder = Path(args.folder) if args.folder else _default_folder()
     paths = list(itertools.islice(iter_image_paths(folder), args.limit))
@@ -87,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     model = load_keras_model(args.model) if args.model else _default_model(folder)
     size = tuple(int(v) for v in model.input_shape[1:3])
     print(f"{len(paths)} images from {folder}; model {model.name} at {size[0]}x{size[1]}, "
-          f"batch {args.batch_size}; TF {tf.__version__}, {os.cpu_count()} CPU(s)")
+          f"batch {args.batch_size}; TF {tf.__version__}, {describe_cores()}")
 
     tmp = tempfile.mkdtemp(prefix="predict_bench_")
     t0 = time.perf_counter()
@@ -100,6 +105,16 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     results: dict[str, np.ndarray] = {}
+    first = image_dataset(paths[: args.batch_size], size, args.batch_size)
+    first_batch = next(iter(first))[1]
+    opened = {}
+    for key, target in (("predict(SavedModel)", sm), ("predict(.keras)", model)):
+        t0 = time.perf_counter()
+        opened[key] = open_predictor(target)
+        t1 = time.perf_counter()
+        opened[key].probabilities(first_batch)
+        print(f"{key}: open_predictor {t1 - t0:.2f} s, its first batch {time.perf_counter() - t1:.2f} s "
+              "(paid by every predict call given a path or a model)")
 
     def run_predict(target, key):
         def go(items):
@@ -118,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         return len(out)
 
     contenders = {
-        "predict(SavedModel)": run_predict(sm, "predict(SavedModel)"),
-        "predict(.keras)": run_predict(model, "predict(.keras)"),
+        "predict(SavedModel)": run_predict(opened["predict(SavedModel)"], "predict(SavedModel)"),
+        "predict(.keras)": run_predict(opened["predict(.keras)"], "predict(.keras)"),
         "model.predict": run_keras,
     }
     for fn in contenders.values():  # warm-up: tracing and the runtime, on one batch

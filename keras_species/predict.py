@@ -1309,7 +1309,9 @@ def predict(
             ``keras_species.export``, a run folder (its ``best.keras``) or a
             ``feature_classifiers`` run folder (its backbone's features → its
             ``classifier.joblib``, a pickle: give only run folders you trust; see
-            :func:`open_predictor`).
+            :func:`open_predictor`), or what :func:`open_predictor` returned: a model opened
+            once for many calls (loading a SavedModel and tracing a Keras model take about a
+            second each time otherwise).
         inputs: an image, a folder (recursive), a CSV with a path column, a ``.txt``/``.lst``
             file of paths, one per line (see :func:`iter_image_paths`), or a list of paths.
         out: CSV to write (columns in the module docstring); ``None`` for none.
@@ -1364,6 +1366,11 @@ def predict(
     kept = list(rows.columns) if rows is not None else []
     if rows is not None:
         root = path_format = None
+    opened = isinstance(model_or_path, _Predictor)
+    if opened and (labels is not None or image_size is not None):
+        given = _option("labels") if labels is not None else _option("image_size")
+        raise ValueError(f"{given} is read when a model is opened: pass it to open_predictor, "
+                         "or give predict the model itself")
     # the rest that is cheap to check, before the model is opened (seconds, for a large one)
     if isinstance(model_or_path, (str, os.PathLike)):  # named first, as on the command line
         from keras_species.export import ExportError, resolve_model_path
@@ -1381,7 +1388,8 @@ def predict(
     labels = _read_labels_option(labels)  # a labels.json: small, read once here
     if out is not None:  # a folder, or a file on its way: named as atomic_path names it
         check_output_file(out, _out_flag())
-    predictor = open_predictor(model_or_path, labels=labels, image_size=image_size)
+    predictor = model_or_path if opened else open_predictor(model_or_path, labels=labels,
+                                                             image_size=image_size)
     lmap = predictor.label_map
     _check_top_k(lmap, top_k)
     thr = _thresholds(lmap, thresholds)

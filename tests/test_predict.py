@@ -778,6 +778,23 @@ def test_streams_lazily_with_bounded_read_ahead(model, tmp_path, monkeypatch):
         result.top_k()
 
 
+def test_a_predictor_opened_once_serves_many_calls(model, folder, tmp_path):
+    # loading a SavedModel and tracing a Keras model happen in open_predictor, once
+    model.export(str(tmp_path / "plain_sm"), format="tf_saved_model", verbose=False)
+    for target, labels in ((model, None), (tmp_path / "plain_sm", NAMES)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            direct = predict(target, folder, labels=labels)
+            predictor = open_predictor(target, labels=labels)
+            first, second = predict(predictor, folder), predict(predictor, folder, top_k=2)
+        assert first.paths == direct.paths and first.class_names == direct.class_names == NAMES
+        np.testing.assert_allclose(first.probabilities, direct.probabilities, atol=1e-6)
+        np.testing.assert_array_equal(second.probabilities, first.probabilities)
+        for given in ({"labels": NAMES}, {"image_size": SIZE}):
+            with pytest.raises(ValueError, match=f"{next(iter(given))} is read when a model is opened"):
+                predict(predictor, folder, **given)
+
+
 def test_image_dataset_reads_one_image_per_usable_core_at_a_time(folder, monkeypatch):
     # a count, not AUTOTUNE: for AUTOTUNE the fused map-and-batch buffers batches by the cores
     # TensorFlow sees, 16 of them on a big host under a small CPU quota
