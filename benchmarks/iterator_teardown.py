@@ -92,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     import keras
     import tensorflow as tf
 
-    print(f"TF {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU cores, "
+    from keras_species.cpu_budget import describe_cores
+
+    print(f"TF {tf.__version__}, Keras {keras.__version__}, {describe_cores()}, "
           f"{args.repeats} interleaved repeats")
     list(_dataset(64, True))  # start TensorFlow's runtime once, untimed
     print(f"  {'drawn for':>9}  {'autotuner':>9}  {'del worst s':>11}  {'del median s':>12}  {'elements/s':>10}")

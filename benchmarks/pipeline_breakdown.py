@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = data_parser(__doc__.splitlines()[0], repeats=7).parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from keras_species.cpu_budget import describe_cores
     from keras_species.data.pipeline import KIND_BAD, check_files
 
     malloc = malloc_settings()
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = manifest.labels[keep].astype(np.int32)
     n = len(paths)
     print(f"data: {folder} ({n} images), image size {args.image_size}, batch {args.batch_size}, "
-          f"{os.cpu_count()} CPU cores, {args.repeats} interleaved repeats, malloc {malloc}")
+          f"{describe_cores()}, {args.repeats} interleaved repeats, malloc {malloc}")
 
     def one_pass(row: str) -> tuple[float, float, float]:
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

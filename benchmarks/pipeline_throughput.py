@@ -273,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import tensorflow as tf
 
+    from keras_species.cpu_budget import describe_cores
     from keras_species.data import sources
     from keras_species.data.pipeline import KIND_BAD, check_files, make_dataset
 
@@ -286,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     kinds = check_files(paths, image_size=size)[0]
     paths, kinds = [p for p, k in zip(paths, kinds) if k != KIND_BAD], kinds[kinds != KIND_BAD]
     print(f"data: {folder} ({len(paths)} images), image size {size}, batch {batch}, "
-          f"TF {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU cores, "
+          f"TF {tf.__version__}, Keras {keras.__version__}, {describe_cores()}, "
           f"{max(1, args.repeats)} interleaved repeats, malloc {malloc}")
 
     rates: dict[str, list[float]] = {}

@@ -178,3 +178,19 @@ def default_tensorflow_threads(environ: dict | None = None) -> int | None:
     for name in THREAD_VARIABLES:
         environ.setdefault(name, str(cores))
     return cores
+
+
+def describe_cores() -> str:
+    """The cores this process can use, for a report's header line.
+
+    Returns:
+        ``"2 CPU cores"``, or under a quota ``"2 CPU cores (a quota of 1.5 CPUs on 128 visible)"``.
+
+    Example:
+        >>> describe_cores().split()[1:3]
+        ['CPU', 'cores']
+    """
+    cores, visible, quota = usable_cores(), affinity_cores(), cgroup_cpu_quota()
+    if cores == visible:
+        return f"{cores} CPU cores"
+    return f"{cores} CPU cores (a quota of {quota:g} CPUs on {visible} visible)"

@@ -91,3 +91,11 @@ def test_tensorflow_threads_follow_a_quota_and_keep_the_users_own(monkeypatch):
 
 def test_this_process_has_a_sane_count():
     assert 1 <= usable_cores() <= cpu_budget.affinity_cores()
+
+
+def test_the_header_line_names_a_quota(monkeypatch):
+    monkeypatch.setattr(cpu_budget, "affinity_cores", lambda: 128)
+    monkeypatch.setattr(cpu_budget, "cgroup_cpu_quota", lambda: None)
+    assert cpu_budget.describe_cores() == "128 CPU cores"
+    monkeypatch.setattr(cpu_budget, "cgroup_cpu_quota", lambda: 1.5)
+    assert cpu_budget.describe_cores() == "2 CPU cores (a quota of 1.5 CPUs on 128 visible)"
