@@ -795,6 +795,19 @@ def test_a_predictor_opened_once_serves_many_calls(model, folder, tmp_path):
                 predict(predictor, folder, **given)
 
 
+@pytest.mark.parametrize("chunk", [1, 4, 13, 64])
+def test_paths_drawn_in_chunks_keep_one_row_per_file_in_order(folder, monkeypatch, chunk):
+    import keras_species.predict as predict_module
+
+    monkeypatch.setattr(predict_module, "PATH_CHUNK", chunk)
+    files = list(iter_image_paths(folder))
+    assert len(files) == 13  # 12 images and an empty file: chunk boundaries fall inside
+    rows = [(p.decode(), e.decode()) for b in image_dataset(folder, SIZE, batch_size=5)
+            for p, e in zip(b[0].numpy(), b[2].numpy())]
+    assert [p for p, _ in rows] == files
+    assert [p for p, e in rows if e] == [str(folder / "eel" / "broken.png")]
+
+
 def test_image_dataset_reads_one_image_per_usable_core_at_a_time(folder, monkeypatch):
     # a count, not AUTOTUNE: for AUTOTUNE the fused map-and-batch buffers batches by the cores
     # TensorFlow sees, 16 of them on a big host under a small CPU quota
