@@ -729,6 +729,8 @@ def upright_size(im: Image.Image) -> tuple[int, int]:
         (3000, 4000)
     """
     w, h = im.size
+    if im.format == "PNG" and "exif" not in im.info:
+        return w, h  # no eXIf chunk before the pixels (getexif would decode them to look after)
     try:
         if int(im.getexif().get(0x0112, 1) or 1) in (5, 6, 7, 8):  # stored on its side
             return h, w

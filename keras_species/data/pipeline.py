@@ -120,6 +120,22 @@ def _exif_orientation(tiff: bytes) -> int | None:
     return 1
 
 
+def _png_without_exif(head: bytes) -> bool:
+    """Whether the chunks of a PNG's ``head`` reach its first ``IDAT`` without an ``eXIf`` block
+    (PNG's EXIF, whose orientation :func:`keras_species.data.images.read_image` applies and
+    TensorFlow ignores). ``False`` when the head ends first (a large profile or text block): PIL
+    decides then."""
+    i = len(_PNG_SIGNATURE)
+    while i + 8 <= len(head):
+        chunk = head[i + 4 : i + 8]
+        if chunk == b"IDAT":
+            return True
+        if chunk == b"eXIf":
+            return False
+        i += 12 + int.from_bytes(head[i : i + 4], "big")  # length, type, data, CRC
+    return False
+
+
 def _raw_kind(head: bytes, tail: bytes, limit: int | None) -> tuple[int | None, tuple[int, int] | None]:
     """Kind of a plain PNG or JPEG from its first and last bytes (``None``: let PIL decide), and
     the ``(width, height)`` of a plain single-picture JPEG that TensorFlow decodes (else
@@ -133,6 +149,8 @@ def _raw_kind(head: bytes, tail: bytes, limit: int | None) -> tuple[int | None, 
         width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
         depth, colour = head[24], head[25]
         if b"IEND" not in tail or (limit is not None and width * height > limit):
+            return None, None
+        if not _png_without_exif(head):  # an eXIf block may turn it (read_image applies it)
             return None, None
         if colour in (0, 2) and depth == 8:  # 8-bit grey or RGB, no alpha
             return KIND_FAST, None
@@ -283,7 +301,9 @@ def _classify_with_pil(path: str, size: int, limit: int | None) -> tuple[int, st
                 width, height = im.size
                 plain_jpeg = is_plain_jpeg(im)
                 orientation = 1
-                if fmt in ("JPEG", "MPO"):
+                # PNG's eXIf block when it comes before the pixels (getexif would decode them to
+                # look for one after)
+                if fmt in ("JPEG", "MPO") or (fmt == "PNG" and "exif" in info):
                     try:
                         orientation = int(im.getexif().get(0x0112, 1) or 1)
                     except Exception:  # a broken EXIF block: PIL's reader decides later
@@ -301,6 +321,8 @@ def _classify_with_pil(path: str, size: int, limit: int | None) -> tuple[int, st
         return (*_full_check(path), None)
     if fmt not in _FAST_FORMATS and fmt != "MPO":
         return KIND_PIL, "", None
+    if orientation != 1:
+        return KIND_PIL, "", None  # TF ignores EXIF orientation
     if fmt == "PNG" and head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 16:
         # 16-bit PNG (IHDR bit depth): grey is scaled by 1/257 here, as read_image scales it; RGB
         # (PIL keeps each value's high byte) and alpha (white composite) are read by PIL
@@ -309,8 +331,6 @@ def _classify_with_pil(path: str, size: int, limit: int | None) -> tuple[int, st
         return KIND_PIL, "", None  # CMYK, alpha, transparent palette, 1-bit, I;16, ...
     if fmt == "BMP" and mode != "RGB":
         return KIND_PIL, "", None  # TF decodes only 24/32-bit BMP
-    if orientation != 1:
-        return KIND_PIL, "", None  # TF ignores EXIF orientation
     if fmt in ("GIF", "BMP"):
         return KIND_GIF_BMP, "", None
     # a plain JPEG (not a multi-picture file) may be decoded at a reduced scale, as read_image does

@@ -100,6 +100,8 @@ def _encode(path: str, kind: int, image_size: int | None, quality: int) -> tuple
                 return f.read(), ""
         # a big JPEG decodes at a reduced scale that keeps both sides at least their stored size
         im = Image.fromarray(read_image(path, draft=None if size is None else size[::-1]))
+        if size is not None and (im.width > im.height) != (size[0] > size[1]) and im.width != im.height:
+            size = size[::-1]  # turned by an EXIF block the header did not show (a PNG's, after its pixels)
         if size is not None and im.size != size:
             im = im.resize(size, Image.Resampling.BICUBIC)  # PIL filters (antialiases) downscales
         buf = io.BytesIO()

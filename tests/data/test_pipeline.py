@@ -529,6 +529,43 @@ def test_exif_rotated_jpeg_goes_through_pil_upright(tmp_path):
     assert x[0, 5, 10, 0] > 200 and x[0, 35, 10, 0] < 50
 
 
+@pytest.mark.parametrize("mode", ["RGB", "I;16"])
+def test_exif_rotated_png_is_read_upright_as_read_image_reads_it(tmp_path, mode):
+    # PNG carries EXIF too (an eXIf chunk): read_image (predict, shards) turns the image upright,
+    # so training must not decode it as stored with TensorFlow
+    from keras_species.data.images import read_image
+
+    arr = np.zeros((20, 40, 3), np.uint8)
+    arr[:, :20] = (255, 0, 0)  # left half red as stored
+    im = Image.fromarray(arr) if mode == "RGB" else Image.fromarray(arr[..., 0].astype(np.uint16) * 257)
+    (tmp_path / "a").mkdir()
+    paths = {}
+    for orientation in (1, 6):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        paths[orientation] = str(tmp_path / "a" / f"o{orientation}.png")
+        im.save(paths[orientation], exif=exif.tobytes())
+    assert classify_file(paths[6])[0] == KIND_PIL
+    assert classify_file(paths[1])[0] == (KIND_FAST if mode == "RGB" else KIND_PNG16)
+    m = Manifest([paths[6], paths[1]], np.array([0, 0]), ["a"])
+    (x, _), = one(make_dataset(m, (40, 20), 2, cache=False))
+    np.testing.assert_array_equal(x[0], read_image(paths[6]).astype(np.float32))  # upright, 40 x 20
+    assert x[0, 5, 10, 0] > 200 and x[0, 35, 10, 0] < 50  # the red half now on top
+
+
+def test_png_check_reads_chunks_up_to_the_pixels(tmp_path):
+    from keras_species.data.pipeline import _png_without_exif
+
+    def png(*chunks: bytes) -> bytes:
+        body = b"".join(len(data).to_bytes(4, "big") + kind + data + b"CRC!" for kind, data in chunks)
+        return b"\x89PNG\r\n\x1a\n" + body
+
+    ihdr = (b"IHDR", bytes(13))
+    assert _png_without_exif(png(ihdr, (b"pHYs", bytes(9)), (b"IDAT", b"x"), (b"eXIf", b"late")))
+    assert not _png_without_exif(png(ihdr, (b"eXIf", b"MM\x00*"), (b"IDAT", b"x")))
+    assert not _png_without_exif(png(ihdr, (b"iCCP", bytes(5000)), (b"IDAT", b"x"))[:4096])  # PIL decides
+
+
 # --------------------------------------------------------------------------- resize kernels, cache
 def test_resize_antialiases_only_when_shrinking():
     import tensorflow as tf

@@ -645,3 +645,27 @@ def test_a_big_jpeg_is_read_at_a_reduced_scale_and_stored_at_the_size_it_was(tmp
     # the drafts asked for (height, width): 1600 // 200 = 1200 // 150 = 8, so both decode at
     # 1/8 scale, exactly the stored size, instead of at full size
     assert drafts == [(150, 200), (200, 150)]
+
+
+def test_pngs_are_sized_from_their_header_and_stored_upright(tmp_path, monkeypatch):
+    # a PNG's EXIF (an eXIf chunk) comes before its pixels: the size is read without decoding
+    # them (PIL's getexif would), and a sideways PNG is stored upright, as read_image reads it
+    from PIL import PngImagePlugin
+
+    from keras_species.data.images import read_image
+    from keras_species.data.pipeline import classify_file
+    from keras_species.data.shards import _encode
+
+    arr = smooth_image(20, 60)
+    Image.fromarray(arr).save(tmp_path / "plain.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 60 wide and 20 high, upright 20 wide and 60 high
+    Image.fromarray(arr).save(tmp_path / "sideways.png", exif=exif.tobytes())
+    plain, sideways = str(tmp_path / "plain.png"), str(tmp_path / "sideways.png")
+    data, reason = _encode(sideways, classify_file(sideways)[0], 30, 95)
+    assert reason == "" and Image.open(io.BytesIO(data)).size == (10, 30)
+    upright = np.asarray(Image.open(io.BytesIO(data)).resize((20, 60), Image.Resampling.BILINEAR), np.float32)
+    assert np.abs(upright - read_image(sideways)).mean() < 12  # upright, not stored sideways
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", lambda self: pytest.fail("pixels decoded"))
+    data, reason = _encode(plain, classify_file(plain)[0], 100, 95)  # small enough: kept as it is
+    assert reason == "" and data == (tmp_path / "plain.png").read_bytes()
