@@ -714,6 +714,31 @@ def jpeg_scale(width: int, height: int, size: tuple[int, int]) -> int:
     return next((s for s in JPEG_SCALES if fits >= s), 1)
 
 
+def header_orientation(im: Image.Image) -> int | None:
+    """The EXIF orientation that :func:`read_image` will apply to an opened image, from what PIL
+    read of its header: the EXIF block (a JPEG's APP1, a PNG's ``eXIf`` chunk before its
+    pixels), a PNG's ImageMagick ``Raw profile type exif`` text, or an XMP packet's
+    ``tiff:Orientation`` (PIL's ``getexif`` reads all of them, and ``exif_transpose`` applies
+    what it finds). No pixel is decoded: PIL's PNG reader would decode them to look for an
+    ``eXIf`` chunk after them, which is therefore not seen here.
+
+    Args:
+        im: an image opened with PIL (not loaded).
+
+    Returns:
+        The orientation (1 = upright, also when nothing states one), or ``None`` for a broken
+        EXIF block.
+
+    Example:
+        >>> header_orientation(Image.open("portrait_shot_sideways.jpg"))   # doctest: +SKIP
+        6
+    """
+    try:
+        return int(Image.Image.getexif(im).get(0x0112, 1) or 1)  # the base reader: no decoding
+    except Exception:  # a broken EXIF block
+        return None
+
+
 def upright_size(im: Image.Image) -> tuple[int, int]:
     """``(width, height)`` of an opened image once :func:`read_image` has turned it upright
     (its EXIF orientation), read from the header only.
@@ -729,14 +754,8 @@ def upright_size(im: Image.Image) -> tuple[int, int]:
         (3000, 4000)
     """
     w, h = im.size
-    if im.format == "PNG" and "exif" not in im.info:
-        return w, h  # no eXIf chunk before the pixels (getexif would decode them to look after)
-    try:
-        if int(im.getexif().get(0x0112, 1) or 1) in (5, 6, 7, 8):  # stored on its side
-            return h, w
-    except Exception:  # a broken EXIF block: read_image keeps the stored orientation
-        pass
-    return w, h
+    # on its side; a broken EXIF block (None): read_image keeps the stored orientation
+    return (h, w) if header_orientation(im) in (5, 6, 7, 8) else (w, h)
 
 
 def is_plain_jpeg(im: Image.Image) -> bool:

@@ -52,6 +52,7 @@ from __future__ import annotations
 import json
 import numbers
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -120,17 +121,25 @@ def _exif_orientation(tiff: bytes) -> int | None:
     return 1
 
 
-def _png_without_exif(head: bytes) -> bool:
-    """Whether the chunks of a PNG's ``head`` reach its first ``IDAT`` without an ``eXIf`` block
-    (PNG's EXIF, whose orientation :func:`keras_species.data.images.read_image` applies and
-    TensorFlow ignores). ``False`` when the head ends first (a large profile or text block): PIL
-    decides then."""
+_PNG_TEXT_CHUNKS = frozenset({b"tEXt", b"zTXt", b"iTXt"})
+_PNG_ORIENTATION_TEXTS = (b"Raw profile type exif\x00", b"XML:com.adobe.xmp\x00")
+"""Keywords of PNG text chunks that may state an orientation: ImageMagick's hex EXIF and XMP."""
+_XMP_APP1 = b"http://ns.adobe.com/xap/1.0/\x00"
+_XMP_ORIENTATION = re.compile(rb'tiff:Orientation(="|>)([0-9])')  # PIL's pattern (Image.getexif)
+
+
+def _png_says_no_orientation(head: bytes) -> bool:
+    """Whether the chunks of a PNG's ``head`` reach its first ``IDAT`` with none that may state
+    an orientation: an ``eXIf`` chunk, or a text chunk holding ImageMagick's EXIF or an XMP
+    packet (PIL's ``getexif`` reads all three, and :func:`keras_species.data.images.read_image`
+    turns the image by what it finds; TensorFlow ignores them). ``False`` when the head ends
+    first (a large profile or text block): PIL decides then."""
     i = len(_PNG_SIGNATURE)
     while i + 8 <= len(head):
         chunk = head[i + 4 : i + 8]
         if chunk == b"IDAT":
             return True
-        if chunk == b"eXIf":
+        if chunk == b"eXIf" or (chunk in _PNG_TEXT_CHUNKS and head[i + 8 : i + 40].startswith(_PNG_ORIENTATION_TEXTS)):
             return False
         i += 12 + int.from_bytes(head[i : i + 4], "big")  # length, type, data, CRC
     return False
@@ -150,7 +159,7 @@ def _raw_kind(head: bytes, tail: bytes, limit: int | None) -> tuple[int | None, 
         depth, colour = head[24], head[25]
         if b"IEND" not in tail or (limit is not None and width * height > limit):
             return None, None
-        if not _png_without_exif(head):  # an eXIf block may turn it (read_image applies it)
+        if not _png_says_no_orientation(head):  # it may be turned (read_image turns it)
             return None, None
         if colour in (0, 2) and depth == 8:  # 8-bit grey or RGB, no alpha
             return KIND_FAST, None
@@ -173,6 +182,12 @@ def _raw_kind(head: bytes, tail: bytes, limit: int | None) -> tuple[int | None, 
                 return None, None
             orientation = _exif_orientation(head[i + 10 : i + 2 + length])
             if orientation is None:
+                return None, None
+        elif marker == 0xE1 and head[i + 4 : i + 4 + len(_XMP_APP1)] == _XMP_APP1:
+            # an XMP packet's tiff:Orientation counts where EXIF states none (PIL's getexif):
+            # one that is not upright, or a packet past the head, goes to PIL
+            stated = _XMP_ORIENTATION.search(head, i + 4, i + 2 + length)
+            if i + 2 + length > len(head) or (stated is not None and stated[2] != b"1"):
                 return None, None
         elif marker == 0xE2 and head[i + 4 : i + 8] == b"MPF\x00":
             multi_picture = True  # a multi-picture file (PIL's "MPO"): decoded at full size, as PIL does
@@ -283,6 +298,7 @@ def _classify_with_pil(path: str, size: int, limit: int | None) -> tuple[int, st
 
     from keras_species.data.images import (
         describe_non_image,
+        header_orientation,
         is_plain_jpeg,
         pil_bomb_message,
         pil_warnings_silenced,
@@ -300,14 +316,8 @@ def _classify_with_pil(path: str, size: int, limit: int | None) -> tuple[int, st
                 fmt, mode, info = im.format, im.mode, im.info
                 width, height = im.size
                 plain_jpeg = is_plain_jpeg(im)
-                orientation = 1
-                # PNG's eXIf block when it comes before the pixels (getexif would decode them to
-                # look for one after)
-                if fmt in ("JPEG", "MPO") or (fmt == "PNG" and "exif" in info):
-                    try:
-                        orientation = int(im.getexif().get(0x0112, 1) or 1)
-                    except Exception:  # a broken EXIF block: PIL's reader decides later
-                        orientation = 0
+                orientation = header_orientation(im)  # EXIF, ImageMagick's or XMP's
+                orientation = 0 if orientation is None else orientation  # broken: PIL decides later
     except UnidentifiedImageError:
         return KIND_BAD, describe_non_image(head), None
     except Image.DecompressionBombError as e:  # over twice PIL's limit: as any oversized file

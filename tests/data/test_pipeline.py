@@ -554,16 +554,64 @@ def test_exif_rotated_png_is_read_upright_as_read_image_reads_it(tmp_path, mode)
 
 
 def test_png_check_reads_chunks_up_to_the_pixels(tmp_path):
-    from keras_species.data.pipeline import _png_without_exif
+    from keras_species.data.pipeline import _png_says_no_orientation as says_none
 
     def png(*chunks: bytes) -> bytes:
         body = b"".join(len(data).to_bytes(4, "big") + kind + data + b"CRC!" for kind, data in chunks)
         return b"\x89PNG\r\n\x1a\n" + body
 
-    ihdr = (b"IHDR", bytes(13))
-    assert _png_without_exif(png(ihdr, (b"pHYs", bytes(9)), (b"IDAT", b"x"), (b"eXIf", b"late")))
-    assert not _png_without_exif(png(ihdr, (b"eXIf", b"MM\x00*"), (b"IDAT", b"x")))
-    assert not _png_without_exif(png(ihdr, (b"iCCP", bytes(5000)), (b"IDAT", b"x"))[:4096])  # PIL decides
+    ihdr, idat = (b"IHDR", bytes(13)), (b"IDAT", b"x")
+    assert says_none(png(ihdr, (b"pHYs", bytes(9)), (b"tEXt", b"Software\x00x"), idat, (b"eXIf", b"late")))
+    assert not says_none(png(ihdr, (b"eXIf", b"MM\x00*"), idat))
+    assert not says_none(png(ihdr, (b"zTXt", b"Raw profile type exif\x00\x00..."), idat))
+    assert not says_none(png(ihdr, (b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00<x/>"), idat))
+    assert not says_none(png(ihdr, (b"iCCP", bytes(5000)), idat)[:4096])  # PIL decides
+
+
+_XMP_SIDEWAYS = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/'
+                 '22-rdf-syntax-ns#"><rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" '
+                 'tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>')
+
+
+def _save_with_orientation_in(where: str, im: Image.Image, path: Path) -> None:
+    """Save ``im`` turned by orientation 6, stated the way ``where`` says (PIL reads each)."""
+    from PIL import PngImagePlugin
+
+    if where == "jpeg xmp":
+        im.save(path, xmp=_XMP_SIDEWAYS.encode(), quality=95)
+        return
+    info = PngImagePlugin.PngInfo()
+    if where == "png xmp":
+        info.add_itxt("XML:com.adobe.xmp", _XMP_SIDEWAYS)
+    else:  # ImageMagick's hex-encoded EXIF in a text chunk
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        raw = exif.tobytes()
+        info.add_text("Raw profile type exif", f"\nexif\n{len(raw):8d}\n{raw.hex()}\n")
+    im.save(path, pnginfo=info)
+
+
+def test_a_jpeg_whose_xmp_says_upright_stays_off_pil(tmp_path, monkeypatch):
+    path = tmp_path / "upright_xmp.jpg"
+    Image.new("RGB", (40, 20), (10, 200, 10)).save(
+        path, xmp=_XMP_SIDEWAYS.replace('="6"', '="1"').encode(), quality=95)
+    monkeypatch.setattr(pipeline_mod, "_classify_with_pil", lambda *a: pytest.fail("PIL was used"))
+    assert classify_file(str(path)) == (KIND_FAST, "")
+
+
+@pytest.mark.parametrize("where", ["jpeg xmp", "png xmp", "png raw profile"])
+def test_an_orientation_stated_outside_exif_is_applied_as_read_image_applies_it(tmp_path, where):
+    from keras_species.data.images import read_image
+
+    arr = np.zeros((20, 40, 3), np.uint8)
+    arr[:, :20] = (255, 0, 0)
+    (tmp_path / "a").mkdir()
+    path = tmp_path / "a" / ("turned.jpg" if where.startswith("jpeg") else "turned.png")
+    _save_with_orientation_in(where, Image.fromarray(arr), path)
+    assert read_image(str(path)).shape == (40, 20, 3)  # PIL turns it upright
+    assert classify_file(str(path))[0] == KIND_PIL
+    (x, _), = one(make_dataset(Manifest([str(path)], np.array([0]), ["a"]), (40, 20), 1, cache=False))
+    np.testing.assert_array_equal(x[0], read_image(str(path)).astype(np.float32))
 
 
 # --------------------------------------------------------------------------- resize kernels, cache
