@@ -30,6 +30,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+USES_TENSORFLOW = frozenset({"shard", "models", "predict", "export"})
+"""The subcommands that import TensorFlow (the others start in a fraction of a second)."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``keras-species``; returns the process exit code.
 
@@ -73,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     name = argv[0]
     use_command_line_warnings()
     print_line_by_line()
+    if name in USES_TENSORFLOW:  # without the lines TensorFlow prints at every start
+        from keras_species.tensorflow_start import start_tensorflow_quietly
+
+        start_tensorflow_quietly()
     module = importlib.import_module(commands[name][0])
     # a mistyped option or choice is answered with the closest ones the subcommand knows
     cmd_parser = SuggestingArgumentParser(prog=f"keras-species {name}", description=commands[name][1])

@@ -1,0 +1,122 @@
+"""Starting TensorFlow from the command-line entry points without its start-up noise.
+
+TensorFlow 2.19 and later print a handful of lines at import and at its first device query that
+``TF_CPP_MIN_LOG_LEVEL`` no longer silences (they are logged before absl's logging starts,
+tensorflow/tensorflow#100442). On a machine without a GPU every command printed::
+
+    WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
+    I0000 ... port.cc:153] oneDNN custom operations are on. You may see slightly different ...
+    I0000 ... cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.
+    E0000 ... cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: ...
+
+(the first three twice), an "error" that is none on such a machine. :func:`start_tensorflow_quietly`
+imports TensorFlow and queries its devices with the process's standard error (file descriptor
+2, where that C++ code writes) sent to a temporary file, then writes back every line that is not
+one of these known start-up lines. The CUDA lines are kept on a machine with an NVIDIA device,
+where a failed ``cuInit`` is worth seeing. Only the entry points call it (``keras-species``
+subcommands that use TensorFlow, ``python -m recipes.<name>``); a program that imports
+keras-species keeps TensorFlow's output as it is. ``TF_CPP_MIN_LOG_LEVEL=0`` keeps everything.
+
+Written by hand because no TensorFlow setting reaches these lines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+
+START_UP_LINES = (
+    "All log messages before absl::InitializeLog() is called are written to STDERR",
+    "oneDNN custom operations are on",
+    "This TensorFlow binary is optimized to use available CPU instructions",
+    "To enable the following instructions:",
+)
+"""Parts of the lines TensorFlow prints on every start, left out by :func:`start_tensorflow_quietly`."""
+
+CUDA_LINES = (
+    "Could not find cuda drivers on your machine",
+    "failed call to cuInit",
+    "Could not find TensorRT",
+    "Attempting to register factory for plugin",
+)
+"""TensorFlow's lines about CUDA: noise on a machine without an NVIDIA device, left out there."""
+
+
+def has_nvidia_device() -> bool:
+    """Whether the machine shows an NVIDIA device (its kernel driver or a ``/dev/nvidiaN`` node).
+
+    Returns:
+        True where a GPU may be present.
+
+    Example:
+        >>> isinstance(has_nvidia_device(), bool)
+        True
+    """
+    return os.path.exists("/proc/driver/nvidia") or bool(glob.glob("/dev/nvidia[0-9]*"))
+
+
+@contextlib.contextmanager
+def native_stderr_without(lines: Sequence[str]) -> Iterator[None]:
+    """Within the block, the process's standard error (file descriptor 2, which C and C++ code
+    write to directly) goes to a temporary file; at its end, every line that holds none of
+    ``lines`` is written back to it, in order. An error raised in the block writes back all.
+
+    Args:
+        lines: parts of the lines to leave out.
+
+    Yields:
+        Nothing.
+
+    Example:
+        >>> with native_stderr_without(["noise"]):   # doctest: +SKIP
+        ...     os.write(2, b"noise\\nkept\\n")
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no standard error to redirect
+        yield
+        return
+    failed = False
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode("utf-8", errors="replace")
+            kept = [line for line in text.splitlines(keepends=True)
+                    if failed or not any(part in line for part in lines)]
+            if kept:
+                os.write(2, "".join(kept).encode("utf-8", errors="replace"))
+
+
+def start_tensorflow_quietly() -> None:
+    """Import TensorFlow and find its devices, leaving out its start-up lines (module docstring).
+
+    Does nothing more than ``import tensorflow`` once TensorFlow is imported, or when
+    ``TF_CPP_MIN_LOG_LEVEL`` is ``0`` (every log line asked for).
+
+    Example:
+        >>> start_tensorflow_quietly()   # doctest: +SKIP
+    """
+    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2").strip() == "0":
+        import tensorflow  # noqa: F401
+
+        return
+    noise = START_UP_LINES if has_nvidia_device() else START_UP_LINES + CUDA_LINES
+    with native_stderr_without(noise):
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # the device query logs cuInit's failure, here
