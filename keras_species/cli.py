@@ -12,6 +12,7 @@ import difflib
 import importlib
 import sys
 
+from keras_species.tensorflow_start import quiet_tensorflow_start
 from keras_species.terminal import (
     SuggestingArgumentParser,
     command_line_error,
@@ -28,10 +29,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("keras_species.predict", "predict images with a trained model"),
     "export": ("keras_species.export", "export a model to .keras, SavedModel or TFLite"),
 }
-
-
-USES_TENSORFLOW = frozenset({"shard", "models", "predict", "export"})
-"""The subcommands that import TensorFlow (the others start in a fraction of a second)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,10 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     name = argv[0]
     use_command_line_warnings()
     print_line_by_line()
-    if name in USES_TENSORFLOW:  # without the lines TensorFlow prints at every start
-        from keras_species.tensorflow_start import start_tensorflow_quietly
-
-        start_tensorflow_quietly()
+    quiet_tensorflow_start()  # if the command imports TensorFlow: without its start-up lines
     module = importlib.import_module(commands[name][0])
     # a mistyped option or choice is answered with the closest ones the subcommand knows
     cmd_parser = SuggestingArgumentParser(prog=f"keras-species {name}", description=commands[name][1])

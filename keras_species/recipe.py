@@ -71,7 +71,7 @@ from keras_species.config import (
     seed_everything,
 )
 from keras_species.config import flag_help as _help
-from keras_species.tensorflow_start import start_tensorflow_quietly
+from keras_species.tensorflow_start import quiet_tensorflow_start
 from keras_species.terminal import (
     command_line_error,
     is_own_code,
@@ -2168,7 +2168,7 @@ def recipe_main(
     use_command_line_warnings()
     print_line_by_line()
     _opened.clear()
-    start_tensorflow_quietly()  # without the lines TensorFlow prints at every start
+    quiet_tensorflow_start()  # TensorFlow's first import, when it comes: without its start-up lines
     try:
         if hasattr(config, "check"):
             config.check()  # a bad value stops here, before the recipe does anything

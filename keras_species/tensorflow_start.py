@@ -9,12 +9,15 @@ tensorflow/tensorflow#100442). On a machine without a GPU every command printed:
     I0000 ... cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.
     E0000 ... cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: ...
 
-(the first three twice), an "error" that is none on such a machine. :func:`start_tensorflow_quietly`
-imports TensorFlow and queries its devices with the process's standard error (file descriptor
-2, where that C++ code writes) sent to a temporary file, then writes back every line that is not
-one of these known start-up lines. The CUDA lines are kept on a machine with an NVIDIA device,
-where a failed ``cuInit`` is worth seeing. Only the entry points call it (``keras-species``
-subcommands that use TensorFlow, ``python -m recipes.<name>``); a program that imports
+(the first three twice), an "error" that is none on such a machine. After
+:func:`quiet_tensorflow_start`, TensorFlow's first import, wherever it comes (a finder on
+``sys.meta_path``, as :mod:`keras_species.registration` uses), and a query of its devices run
+with the process's standard error (file descriptor 2, where that C++ code writes) sent to a
+temporary file; then every line that is not one of these known start-up lines is written back.
+The CUDA lines are kept on a machine with an NVIDIA device, where a failed ``cuInit`` is worth
+seeing. Nothing is imported before it is needed: a data command, ``--help`` or a refused
+setting still answer without TensorFlow. Only the entry points
+call it (``keras-species`` and ``python -m recipes.<name>``); a program that imports
 keras-species keeps TensorFlow's output as it is. ``TF_CPP_MIN_LOG_LEVEL=0`` keeps everything.
 
 Written by hand because no TensorFlow setting reaches these lines.
@@ -24,10 +27,14 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import importlib.abc
+import importlib.machinery
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
+from types import ModuleType
 
 START_UP_LINES = (
     "All log messages before absl::InitializeLog() is called are written to STDERR",
@@ -35,7 +42,7 @@ START_UP_LINES = (
     "This TensorFlow binary is optimized to use available CPU instructions",
     "To enable the following instructions:",
 )
-"""Parts of the lines TensorFlow prints on every start, left out by :func:`start_tensorflow_quietly`."""
+"""Parts of the lines TensorFlow prints on every start, left out at the entry points."""
 
 CUDA_LINES = (
     "Could not find cuda drivers on your machine",
@@ -102,21 +109,69 @@ def native_stderr_without(lines: Sequence[str]) -> Iterator[None]:
                 os.write(2, "".join(kept).encode("utf-8", errors="replace"))
 
 
-def start_tensorflow_quietly() -> None:
-    """Import TensorFlow and find its devices, leaving out its start-up lines (module docstring).
+class _QuietFirstImport(importlib.abc.MetaPathFinder):
+    """Finds ``tensorflow`` and ``keras`` with the other finders and wraps the loader of whichever
+    is executed first: its import, and TensorFlow's device query, run inside
+    :func:`native_stderr_without`; then it leaves ``sys.meta_path``. (A loader found but never
+    executed, as TensorFlow's ``importlib.util.find_spec("keras")`` finds one, does no harm.)"""
 
-    Does nothing more than ``import tensorflow`` once TensorFlow is imported, or when
-    ``TF_CPP_MIN_LOG_LEVEL`` is ``0`` (every log line asked for).
+    def __init__(self, noise: Sequence[str]) -> None:
+        self._noise = tuple(noise)
+        self._finding = threading.local()  # the other finders may ask this one again (registration)
+
+    def find_spec(self, fullname: str, path=None, target=None) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in FIRST_IMPORTS or getattr(self._finding, "active", False):
+            return None
+        self._finding.active = True
+        try:
+            spec = None
+            for finder in list(sys.meta_path):
+                if finder is not self and hasattr(finder, "find_spec"):
+                    spec = finder.find_spec(fullname, path, target)
+                    if spec is not None:
+                        break
+        finally:
+            self._finding.active = False
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_quietly(module: ModuleType) -> None:
+            if self not in sys.meta_path:  # the other one was imported first, quietly
+                exec_module(module)
+                return
+            sys.meta_path.remove(self)
+            with native_stderr_without(self._noise):
+                exec_module(module)
+                tensorflow = sys.modules.get("tensorflow")
+                if tensorflow is not None:  # its device query logs cuInit's failure: here
+                    tensorflow.config.list_physical_devices()
+
+        spec.loader.exec_module = exec_quietly
+        return spec
+
+
+FIRST_IMPORTS = ("tensorflow", "keras")
+"""Either imports TensorFlow first."""
+
+
+def quiet_tensorflow_start() -> bool:
+    """Have TensorFlow's first import, whenever it comes, leave out its start-up lines (module
+    docstring). Nothing is imported now, so a command that never needs TensorFlow stays fast.
+
+    Does nothing once TensorFlow is imported, or when ``TF_CPP_MIN_LOG_LEVEL`` is ``0`` (every
+    log line asked for).
+
+    Returns:
+        Whether the next import of TensorFlow will be quiet.
 
     Example:
-        >>> start_tensorflow_quietly()   # doctest: +SKIP
+        >>> quiet_tensorflow_start()   # doctest: +SKIP
+        True
     """
     if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2").strip() == "0":
-        import tensorflow  # noqa: F401
-
-        return
-    noise = START_UP_LINES if has_nvidia_device() else START_UP_LINES + CUDA_LINES
-    with native_stderr_without(noise):
-        import tensorflow as tf
-
-        tf.config.list_physical_devices()  # the device query logs cuInit's failure, here
+        return False
+    if not any(isinstance(finder, _QuietFirstImport) for finder in sys.meta_path):
+        noise = START_UP_LINES if has_nvidia_device() else START_UP_LINES + CUDA_LINES
+        sys.meta_path.insert(0, _QuietFirstImport(noise))
+    return True
