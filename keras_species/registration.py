@@ -33,6 +33,32 @@ PACKAGE = "keras_species."
 """Prefix of the library's modules, whose execution the registration waits for."""
 
 
+def spec_from_other_finders(
+    skip: importlib.abc.MetaPathFinder, fullname: str, path=None, target=None
+) -> importlib.machinery.ModuleSpec | None:
+    """What the import system finds for ``fullname`` without the finder ``skip``: the first spec
+    of the other finders on ``sys.meta_path`` (for a finder that wraps the loader it finds).
+
+    Args:
+        skip: the finder asking.
+        fullname, path, target: as ``find_spec`` takes them.
+
+    Returns:
+        The spec, or ``None``.
+
+    Example:
+        >>> spec_from_other_finders(None, "json").name
+        'json'
+    """
+    for finder in list(sys.meta_path):
+        if finder is skip or not hasattr(finder, "find_spec"):
+            continue
+        spec = finder.find_spec(fullname, path, target)
+        if spec is not None:
+            return spec
+    return None
+
+
 def _import_layers() -> None:
     import keras_species.layers  # noqa: F401  (importing it is what registers the layers)
 
@@ -50,13 +76,8 @@ class _RegisterAfterImport(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname: str, path=None, target=None) -> importlib.machinery.ModuleSpec | None:
         if fullname != KERAS and not fullname.startswith(PACKAGE):
             return None
-        for finder in sys.meta_path:  # what the import system finds without this finder
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None:
-                break
-        else:
+        spec = spec_from_other_finders(self, fullname, path, target)
+        if spec is None:
             return None
         loader = spec.loader
         if loader is None or not hasattr(loader, "exec_module"):

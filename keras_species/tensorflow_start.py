@@ -16,9 +16,9 @@ with the process's standard error (file descriptor 2, where that C++ code writes
 temporary file; then every line that is not one of these known start-up lines is written back.
 The CUDA lines are kept on a machine with an NVIDIA device, where a failed ``cuInit`` is worth
 seeing. Nothing is imported before it is needed: a data command, ``--help`` or a refused
-setting still answer without TensorFlow. Only the entry points
-call it (``keras-species`` and ``python -m recipes.<name>``); a program that imports
-keras-species keeps TensorFlow's output as it is. ``TF_CPP_MIN_LOG_LEVEL=0`` keeps everything.
+setting still answer without TensorFlow. Only the entry points call it (``keras-species`` and
+``python -m recipes.<name>``); a program that imports keras-species keeps TensorFlow's output as
+it is. ``TF_CPP_MIN_LOG_LEVEL=0`` keeps everything.
 
 Written by hand because no TensorFlow setting reaches these lines.
 """
@@ -35,6 +35,8 @@ import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from types import ModuleType
+
+from keras_species.registration import spec_from_other_finders
 
 START_UP_LINES = (
     "All log messages before absl::InitializeLog() is called are written to STDERR",
@@ -124,12 +126,7 @@ class _QuietFirstImport(importlib.abc.MetaPathFinder):
             return None
         self._finding.active = True
         try:
-            spec = None
-            for finder in list(sys.meta_path):
-                if finder is not self and hasattr(finder, "find_spec"):
-                    spec = finder.find_spec(fullname, path, target)
-                    if spec is not None:
-                        break
+            spec = spec_from_other_finders(self, fullname, path, target)
         finally:
             self._finding.active = False
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
