@@ -111,6 +111,10 @@ def native_stderr_without(lines: Sequence[str]) -> Iterator[None]:
                 os.write(2, "".join(kept).encode("utf-8", errors="replace"))
 
 
+FIRST_IMPORTS = ("tensorflow", "keras")
+"""Either imports TensorFlow first."""
+
+
 class _QuietFirstImport(importlib.abc.MetaPathFinder):
     """Finds ``tensorflow`` and ``keras`` with the other finders and wraps the loader of whichever
     is executed first: its import, and TensorFlow's device query, run inside
@@ -146,10 +150,6 @@ class _QuietFirstImport(importlib.abc.MetaPathFinder):
 
         spec.loader.exec_module = exec_quietly
         return spec
-
-
-FIRST_IMPORTS = ("tensorflow", "keras")
-"""Either imports TensorFlow first."""
 
 
 def quiet_tensorflow_start() -> bool:

@@ -333,7 +333,7 @@ def _classify_with_pil(path: str, size: int, limit: int | None) -> tuple[int, st
         return KIND_PIL, "", None
     if orientation != 1:
         return KIND_PIL, "", None  # TF ignores EXIF orientation
-    if fmt == "PNG" and head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 16:
+    if fmt == "PNG" and head.startswith(_PNG_SIGNATURE) and head[24] == 16:
         # 16-bit PNG (IHDR bit depth): grey is scaled by 1/257 here, as read_image scales it; RGB
         # (PIL keeps each value's high byte) and alpha (white composite) are read by PIL
         return (KIND_PNG16, "", None) if head[25] == 0 and "transparency" not in info else (KIND_PIL, "", None)
