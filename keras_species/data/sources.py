@@ -170,10 +170,20 @@ def is_hidden(name: str) -> bool:
     return name.startswith(".") or name.startswith("__MACOSX") or name == "Thumbs.db"
 
 
-def _image_files(folder: Path, exts: tuple[str, ...]) -> tuple[list[str], list[str], int, list[str]]:
+def _overlaps(real: str, roots: Iterable[str]) -> str | None:
+    """The first of ``roots`` that ``real`` equals, lies inside or contains (real paths)."""
+    return next((r for r in roots
+                 if real == r or real.startswith(r + os.sep) or r.startswith(real + os.sep)), None)
+
+
+def _image_files(folder: Path, exts: tuple[str, ...], read: list[str]
+                 ) -> tuple[list[str], list[str], int, list[str]]:
     """Image files under ``folder`` (recursive, links followed), the other files, hidden count,
-    and the folder links left out because they lead back to ``folder`` or above it (a loop, which
-    ``os.walk`` would follow until the path is too long) or to a folder already read.
+    and the folder links left out because they lead to a folder that is read anyway or whose
+    images would be read twice: ``read`` holds the real paths of the data folder, of every
+    class folder and of each folder link followed so far (it grows); a link that leads to,
+    into or above one of them is not followed (also a loop, which ``os.walk`` would follow
+    until the path is too long).
 
     The per-file tests are spelled out (no ``os.path.join``/``splitext`` calls): listing is
     part of every first epoch, and those calls were most of its cost on large folders.
@@ -182,18 +192,17 @@ def _image_files(folder: Path, exts: tuple[str, ...]) -> tuple[list[str], list[s
     skipped: list[str] = []
     loops: list[str] = []
     n_hidden = 0
-    real_folder = os.path.realpath(folder)
-    linked: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         n_hidden += sum(is_hidden(d) for d in dirnames)
         dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
         prefix = dirpath + os.sep
         for d in [d for d in dirnames if os.path.islink(prefix + d)]:
             real = os.path.realpath(prefix + d)
-            if real in linked or real == real_folder or real_folder.startswith(real + os.sep):
+            if _overlaps(real, read):
                 dirnames.remove(d)
                 loops.append(prefix + d)
-            linked.add(real)
+            else:
+                read.append(real)
         for f in filenames:
             if is_hidden(f):
                 n_hidden += 1
@@ -204,6 +213,38 @@ def _image_files(folder: Path, exts: tuple[str, ...]) -> tuple[list[str], list[s
     return found, skipped, n_hidden, loops
 
 
+def _subfolders(folder: Path) -> list[str]:
+    """The folders in ``folder`` that the readers look into (not hidden), sorted."""
+    try:
+        return sorted(e.name for e in os.scandir(folder) if not is_hidden(e.name) and e.is_dir())
+    except OSError:
+        return []
+
+
+def split_folder_layout(root: str | os.PathLike) -> bool:
+    """Whether ``root`` is laid out by split first: ``root/train/<class>/...``,
+    ``root/val/<class>/...`` (as torchvision's ``ImageFolder`` data sets and many downloads ship).
+
+    True when every subfolder of ``root`` is named for a split (``train``, ``val``/``valid``/
+    ``validation``, ``test``, ... in any case: :data:`SPLIT_ALIASES`) and at least one of them
+    holds subfolders (the classes).
+
+    Args:
+        root: a folder.
+
+    Returns:
+        Whether :func:`from_folder` reads it as split folders of class folders.
+
+    Example:
+        >>> split_folder_layout("hymenoptera_data")   # train/ants, train/bees, val/ants, ...  # doctest: +SKIP
+        True
+    """
+    root = Path(root)
+    tops = _subfolders(root)
+    return bool(tops) and all(t.strip().lower() in SPLIT_ALIASES for t in tops) and any(
+        _subfolders(root / t) for t in tops)
+
+
 def _norm_exts(extensions: Iterable[str] | None) -> tuple[str, ...]:
     if extensions is None:
         return IMAGE_EXTENSIONS
@@ -211,6 +252,44 @@ def _norm_exts(extensions: Iterable[str] | None) -> tuple[str, ...]:
 
 
 # ---------------------------------------------------------------------------------- folders
+_SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
+
+
+def _top_images(folder: Path, exts: tuple[str, ...]) -> list[str]:
+    """Names of the image files directly in ``folder`` (not hidden), sorted."""
+    return sorted(e.name for e in os.scandir(folder)
+                  if not is_hidden(e.name) and e.is_file() and os.path.splitext(e.name)[1].lower() in exts)
+
+
+def _warn_top_images(names: Sequence[str], where: str) -> None:
+    if names:
+        warnings.warn(
+            f"{counted(len(names), 'image')} at {where} {'is' if len(names) == 1 else 'are'} "
+            f"ignored (e.g. {_names(names, 3)}): only images inside class subfolders are read",
+            stacklevel=3,
+        )
+
+
+def _distinct_class_folders(root: Path, folders: list[tuple[str, Path, str | None]], loops: list[str]
+                            ) -> tuple[list[tuple[str, Path, str | None]], list[str]]:
+    """The class folders to read, leaving out (into ``loops``) each one reached through a link
+    that leads into the data folder or to a folder already kept (``cod2 -> cod``, ``all -> .``):
+    its images would be read twice, under the wrong class. Also returns the real paths read (the
+    data folder and the linked class folders kept), for :func:`_image_files`."""
+    root_real = os.path.realpath(root)
+    read = [root_real]
+    kept = []
+    for name, folder, split in folders:
+        real = os.path.realpath(folder)
+        if real != os.path.join(root_real, os.path.relpath(folder, root)):  # a link on the way
+            if _overlaps(real, read):
+                loops.append(str(folder))
+                continue
+            read.append(real)
+        kept.append((name, folder, split))
+    return kept, read
+
+
 def from_folder(
     root: str | os.PathLike,
     *,
@@ -226,6 +305,13 @@ def from_folder(
     Class folders without images are warned about and are not classes. A single class is allowed
     (e.g. an unlabelled pool) with a warning; splitting and training need two or more.
 
+    A folder laid out by split first (``root/train/<class>/``, ``root/val/<class>/``, ...:
+    :func:`split_folder_layout`) gives each image the split of its folder (``manifest.splits``,
+    which ``split --given`` and a recipe's ``--split given``/``auto`` keep); its classes are the
+    class folders of all splits together. A folder link that leads into the data folder, or to a
+    folder read already, is not followed (its images would be read twice, under the wrong class),
+    with one warning naming it.
+
     Args:
         root: the folder.
         group_regex: optional regex over the file name whose first group is the group id
@@ -233,7 +319,7 @@ def from_folder(
         extensions: image extensions to accept (default :data:`IMAGE_EXTENSIONS`).
 
     Returns:
-        A single-label Manifest with absolute paths.
+        A single-label Manifest with absolute paths (and ``splits`` for a split layout).
 
     Raises:
         ManifestError: ``root`` is not a folder, has no class subfolders (e.g. the images sit at
@@ -248,10 +334,8 @@ def from_folder(
     if not root_path.is_dir():
         raise ManifestError(f"{root_path} is not a folder: give a folder with one subfolder per class")
     exts = _norm_exts(extensions)
-    entries = sorted(os.listdir(root_path))
-    class_dirs = class_order(e for e in entries if not is_hidden(e) and (root_path / e).is_dir())
-    top_images = [e for e in entries if not is_hidden(e) and (root_path / e).is_file()
-                  and os.path.splitext(e)[1].lower() in exts]
+    class_dirs = class_order(_subfolders(root_path))
+    top_images = _top_images(root_path, exts)
     if not class_dirs:
         from keras_species.data.shards import shard_folder_problem  # lazy: shards imports sources
 
@@ -269,31 +353,43 @@ def from_folder(
             f"{root_path} has no class subfolders: put the images of each class in "
             f"{root_path}/<class name>/"
         )
-    if top_images:
-        warnings.warn(
-            f"{counted(len(top_images), 'image')} at the top level of {root_path} "
-            f"{'is' if len(top_images) == 1 else 'are'} ignored (e.g. "
-            f"{_names(top_images, 3)}): only images inside class subfolders are read",
-            stacklevel=2,
-        )
+    _warn_top_images(top_images, f"the top level of {root_path}")
+    splits: list[str] | None = None
+    if split_folder_layout(root_path):  # root/train/<class>/..., root/val/<class>/...
+        split_dirs = sorted(class_dirs, key=lambda d: (_SPLIT_ORDER.get(normalise_split_name(d), 3), d))
+        for d in split_dirs:
+            _warn_top_images(_top_images(root_path / d, exts), f"the split folder {root_path / d}")
+        folders = [(c, root_path / d / c, normalise_split_name(d))
+                   for d in split_dirs for c in _subfolders(root_path / d)]
+        class_dirs = class_order(c for c, _, _ in folders)
+        folders.sort(key=lambda f: (class_dirs.index(f[0]), _SPLIT_ORDER.get(f[2], 3)))
+        splits = []
+    else:
+        folders = [(c, root_path / c, None) for c in class_dirs]
     paths: list[str] = []
     labels: list[int] = []
     class_names: list[str] = []
-    empty: list[str] = []
     skipped: list[str] = []
     loops: list[str] = []
     n_hidden = 0
-    for name in class_dirs:
-        found, not_images, hidden, class_loops = _image_files(root_path / name, exts)
+    folders, read = _distinct_class_folders(root_path, folders, loops)
+    for name, folder, split in folders:
+        found, not_images, hidden, class_loops = _image_files(folder, exts, read)
         loops.extend(class_loops)
         skipped.extend(not_images)
         n_hidden += hidden
         if not found:
-            empty.append(name)
             continue
-        class_names.append(name)
+        if name not in class_names:
+            class_names.append(name)
         paths.extend(found)
-        labels.extend([len(class_names) - 1] * len(found))
+        labels.extend([class_names.index(name)] * len(found))
+        if splits is not None:
+            splits.extend([split] * len(found))
+    order = class_order(class_names)  # a split layout may meet its classes out of order
+    labels = [order.index(class_names[i]) for i in labels]
+    class_names = order
+    empty = [c for c in class_order(name for name, _, _ in folders) if c not in class_names]
     if skipped:
         warnings.warn(
             f"skipped {counted(len(skipped), 'non-image file')} under {root_path} (extension not in "
@@ -303,9 +399,9 @@ def from_folder(
         )
     if loops:
         warnings.warn(
-            f"did not follow {len(loops)} folder link(s) that lead back to their class folder or "
-            f"above it (a loop), or to a folder already read: {_names(loops, 3)}; their images "
-            "would be read again, under the wrong class",
+            f"did not follow {len(loops)} folder link(s) that lead into the data folder or to a "
+            f"folder read already (a loop, another class folder, a folder linked twice): "
+            f"{_names(loops, 3)}; their images would be read twice, under the wrong class",
             stacklevel=2,
         )
     if empty:
@@ -326,7 +422,8 @@ def from_folder(
             stacklevel=2,
         )
     groups = groups_from_regex(paths, group_regex) if group_regex else None
-    m = Manifest(paths, np.array(labels, np.int64), class_names, groups=groups, source=str(root_path))
+    m = Manifest(paths, np.array(labels, np.int64), class_names, groups=groups, splits=splits,
+                 source=str(root_path))
     m.extra["skipped"] = skipped
     m.extra["empty_classes"] = empty
     return m
@@ -1614,6 +1711,13 @@ def _reader(source: str | os.PathLike | Manifest) -> tuple[SourceKind, Callable[
             "--group-regex (group_regex=) applies to a Manifest")), read
     if str(source) == "demo":
         from keras_species.data.demo import load_demo
+
+        if os.path.exists("demo"):
+            warnings.warn(
+                f"'demo' is the embedded demo set, so the {'folder' if os.path.isdir('demo') else 'file'} "
+                f"'demo' in {os.getcwd()} is not read: give ./demo to read it",
+                stacklevel=3,
+            )
 
         return _fixed("the embedded demo set", load_demo)
     p = Path(source).expanduser()

@@ -512,9 +512,10 @@ def given_split(m: Manifest) -> Manifest:
 
     if m.splits is None:
         raise ManifestError(
-            f"{m.source or 'this data'} has no given split: only a CSV can carry one, in a 'split' "
-            "column (train/val/test; sources.from_csv(split_col=...) for another name); or make a "
-            "split by ratios instead (leave out --given; stratified_split in Python)"
+            f"{m.source or 'this data'} has no given split: a CSV carries one in a 'split' column "
+            "(train/val/test; sources.from_csv(split_col=...) for another name), a folder in "
+            "split folders (DATA/train/<class>/, DATA/val/<class>/...); or make a split by "
+            "ratios instead (leave out --given; stratified_split in Python)"
         )
     splits = [normalise_split_name(s) for s in m.splits]
     unknown = sorted({s for s in splits if s not in DEFAULT_NAMES})

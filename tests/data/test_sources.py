@@ -111,6 +111,64 @@ def test_from_folder_does_not_follow_a_link_loop(tmp_path: Path) -> None:
     assert m.labels.tolist() == [0, 1, 1]
 
 
+def test_from_folder_leaves_out_links_to_other_class_folders_and_the_data_folder(tmp_path: Path) -> None:
+    d = tmp_path / "d"
+    for c in ("cod", "eel"):
+        for k in range(2):
+            _png(d / c / f"{c}{k}.png")
+    _png(tmp_path / "outside" / "o.png")
+    os.symlink(d / "eel", d / "cod" / "more")  # eel's images again, labelled cod
+    os.symlink(d / "cod", d / "cod2")  # a class folder that is cod again
+    os.symlink(d, d / "all")  # the whole data again, as one class
+    os.symlink(tmp_path / "outside", d / "cod" / "ext")  # a real folder outside: followed
+    os.symlink(tmp_path / "outside", d / "eel" / "ext")  # the same one again: not
+    with pytest.warns(UserWarning, match=r"did not follow 4 folder link\(s\)") as caught:
+        m = sources.from_folder(d)
+    assert [os.path.relpath(p, d) for p in m.paths] == [
+        "cod/cod0.png", "cod/cod1.png", "cod/ext/o.png", "eel/eel0.png", "eel/eel1.png"]
+    assert m.class_names == ["cod", "eel"] and m.labels.tolist() == [0, 0, 0, 1, 1]
+    assert not [w for w in caught if "without images" in str(w.message)]  # not "empty" classes
+
+
+def test_from_folder_reads_split_folders_as_a_given_split(tmp_path: Path) -> None:
+    d = tmp_path / "hymenoptera_data"
+    for split, n in (("train", 3), ("val", 2)):
+        for c in ("bees", "ants"):
+            for k in range(n):
+                _png(d / split / c / f"{c}{k}.png")
+    _png(d / "val" / "wasps" / "w.png")  # a class only one split has
+    _png(d / "train" / "stray.png")
+    with pytest.warns(UserWarning, match=r"1 image at the split folder .*train is ignored"):
+        m = sources.from_folder(d)
+    assert m.class_names == ["ants", "bees", "wasps"]
+    rel = [os.path.relpath(p, d) for p in m.paths]
+    for path, label, split in zip(rel, m.labels, m.splits):
+        assert path.split(os.sep)[:2] == [split, m.class_names[label]]
+    assert sorted(zip(m.splits, m.labels.tolist())).count(("train", 0)) == 3
+    assert m.splits.count("val") == 5 and m.splits.count("train") == 6
+    from keras_species.data.splits import given_split
+
+    assert given_split(m).splits == m.splits
+    # "Valid"/"TEST" spellings are split folders too; a folder that is not a split name is a class
+    (d / "val").rename(d / "Valid")
+    assert set(sources.from_folder(d).splits) == {"train", "val"}
+    _png(d / "extra" / "x.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = sources.from_folder(d)
+    assert plain.splits is None and plain.class_names == ["Valid", "extra", "train"]
+
+
+def test_demo_in_the_working_folder_is_named(tmp_path: Path, monkeypatch) -> None:
+    _png(tmp_path / "demo" / "cat" / "a.png")
+    _png(tmp_path / "demo" / "dog" / "b.png")
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(UserWarning, match=r"'demo' is the embedded demo set.*\./demo"):
+        m = sources.load("demo")
+    assert m.num_classes == 6  # the demo, as documented
+    assert sources.load("./demo").class_names == ["cat", "dog"]
+
+
 def test_from_folder_names_with_spaces_and_non_ascii(tmp_path: Path) -> None:
     _png(tmp_path / "d" / "pez espada" / "foto 1.png")
     _png(tmp_path / "d" / "Gründling" / "bild_ä.png")

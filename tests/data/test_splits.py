@@ -182,7 +182,7 @@ def test_given_split_validation() -> None:
     m = _single((4, 4))
     ok = m.with_splits(["train"] * 6 + ["Validation", "test"])
     assert splits.given_split(ok).splits[-2:] == ["val", "test"]
-    with pytest.raises(ManifestError, match="has no given split: only a CSV can carry one.*leave out --given"):
+    with pytest.raises(ManifestError, match="has no given split: a CSV carries one.*split folders.*leave out --given"):
         splits.given_split(m)
     with pytest.raises(ManifestError, match="needs 'train'"):
         splits.given_split(m.with_splits(["train"] * 8))
