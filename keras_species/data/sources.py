@@ -42,6 +42,8 @@ LIST_EXTENSIONS = (".txt", ".lst")
 CSV: :func:`is_path_list`)."""
 LABEL_COLUMNS = ("label", "class", "species", "category")
 LABELSET_COLUMNS = ("labels", "tags")
+GROUP_COLUMNS = ("group", "group_id")
+"""Column names read as group ids when ``group_col`` is not given (any case)."""
 SPLIT_ALIASES = {
     "train": "train", "training": "train", "trn": "train",
     "val": "val", "valid": "val", "validation": "val", "dev": "val", "development": "val",
@@ -985,6 +987,26 @@ def _warn_classes_without_images(path: str, names: Sequence[str], labels: np.nda
     )
 
 
+def _refuse_stray_class_values(path: str, header: Sequence[str], rows: Sequence[dict],
+                               line_of: Sequence[int], taken: set[str]) -> None:
+    """Refuse a column that reads as a 0/1 class column but for a few other values (a typo such as
+    ``x`` or ``2``): left out of the auto-detected class columns, its class would vanish."""
+    for h in header:
+        if h in taken:
+            continue
+        values = [_binary(r[h]) for r in rows]
+        other = [i for i, b in enumerate(values) if b is None]
+        ones = sum(b == 1 for b in values)
+        if other and ones and len(other) < len(rows) - len(other):  # mostly 0/1, some 1s
+            shown = "; ".join(f"line {line_of[i]}: {rows[i][h]!r}" for i in other[:_SHOW])
+            raise ManifestError(
+                f"{path}: column {h!r} holds 0/1 class values but also {counted(len(other), 'other value')} "
+                f"({shown}{' ...' if len(other) > _SHOW else ''}), so it cannot be read as the class "
+                f"{h!r}: fix those cells to 0 or 1 (empty counts as 0), or, if {h!r} is not a class, "
+                "name the class columns (in Python, class_columns=[...])"
+            )
+
+
 def from_csv(
     path: str | os.PathLike,
     *,
@@ -1023,7 +1045,9 @@ def from_csv(
         labels_col: the ``;``-separated label-set column (multi-label).
         class_columns: list of 0/1 class columns, or ``"auto"`` (multi-label).
         split_col: the split column (auto-detected when named ``split``).
-        group_col: a column of group ids (e.g. a specimen, site or video id).
+        group_col: a column of group ids (e.g. a specimen, site or video id). Default: a
+            column named ``group`` or ``group_id`` (any case), if any; ``group_regex``, when
+            given, is used instead.
         group_regex: alternatively, a regex over the file name whose first group is the group id.
         root: folder the relative paths are relative to.
         path_format: build the path from several columns, e.g. ``"{class}/{file}"``.
@@ -1034,7 +1058,7 @@ def from_csv(
 
     Returns:
         A Manifest (single- or multi-label) with absolute paths; ``splits`` when the CSV has a
-        split column, ``groups`` when ``group_col``/``group_regex`` is given;
+        split column, ``groups`` when it has a group column or ``group_regex`` is given;
         ``manifest.extra["missing"]`` lists the files of the rows skipped with
         ``on_missing="skip"``.
 
@@ -1073,7 +1097,7 @@ def from_csv(
     scol = _find_column(header, split_col, ("split",), "split", path, required=split_col is not None)
     if scol:
         used.add(scol)
-    gcol = _find_column(header, group_col, (), "group", path) if group_col is not None else None
+    gcol = _find_column(header, group_col, GROUP_COLUMNS, "group", path, required=group_col is not None)
     if gcol:
         used.add(gcol)
 
@@ -1124,6 +1148,7 @@ def from_csv(
                 raise ManifestError(f"class_columns must be a list of column names or 'auto', got {class_columns!r}")
             cols = [h for h in header if h not in used
                     and all(_binary(r[h]) is not None for r in rows) and any(r[h] for r in rows)]
+            _refuse_stray_class_values(path, header, rows, line_of, used | set(cols))
             if not cols:
                 others = [h for h in header if h not in used]
                 rename = f" (e.g. rename {others[0]!r} to 'label')" if len(others) == 1 else ""
@@ -1429,6 +1454,34 @@ def _coco_entries(doc: dict, key: str, required: dict[str, tuple[type, ...]], pa
     return entries
 
 
+def _merge_repeated_files(path: str, paths: list[str], images: list[dict], tags: list[set[int] | None]) -> None:
+    """A file listed under several image ids: refuse it when the ids' categories differ (which
+    label is right?), else keep its first entry (``tags`` of the others set to ``None``), with one
+    warning, as the CSV reader drops repeated rows."""
+    first: dict[str, int] = {}
+    repeats, conflicts = [], []
+    for i, p in enumerate(paths):
+        j = first.setdefault(p, i)
+        if j != i:
+            (repeats if tags[i] == tags[j] else conflicts).append((j, i))
+    if conflicts:
+        shown = "; ".join(f"{images[i]['file_name']!r} (image ids {images[j]['id']!r} and {images[i]['id']!r})"
+                          for j, i in conflicts[:_SHOW])
+        raise ManifestError(
+            f"{path}: {counted(len(conflicts), 'file')} {'is' if len(conflicts) == 1 else 'are'} listed "
+            f"under two image ids with different categories: {shown}. List each file once, with all "
+            "its annotations on that one image id"
+        )
+    for _, i in repeats:
+        tags[i] = None
+    if repeats:
+        warnings.warn(
+            f"{path}: {counted(len(repeats), 'file')} listed twice with the same categories, read once: "
+            f"{_names([images[i]['file_name'] for _, i in repeats])}",
+            stacklevel=3,
+        )
+
+
 def from_coco_json(
     path: str | os.PathLike,
     *,
@@ -1478,7 +1531,14 @@ def from_coco_json(
         raise ManifestError(f"{path}: 'categories' ids mix numbers and strings: make them all one kind")
     if not cats:
         raise ManifestError(f"{path}: 'categories' is empty: a data set needs at least one class")
-    cats = sorted(cats, key=lambda c: c["id"])
+    seen_ids: set = set()
+    for c in cats:
+        if c["id"] in seen_ids:
+            raise ManifestError(f"{path}: category id {c['id']!r} appears twice in 'categories': give "
+                                "each category its own id")
+        seen_ids.add(c["id"])
+    order = class_order(str(c["id"]) for c in cats)  # string ids "2" before "10", as numbers
+    cats = sorted(cats, key=lambda c: order.index(str(c["id"])))
     names = [str(c.get("name", c["id"])) for c in cats]
     counts: dict[str, int] = {}
     for n in names:
@@ -1515,6 +1575,10 @@ def from_coco_json(
             f"{images[several[0]]['file_name']!r}): pass multilabel=True"
         )
     paths = [os.path.normpath(os.path.join(base, im["file_name"])) for im in images]
+    _merge_repeated_files(path, paths, images, tags)
+    keep = [i for i, t in enumerate(tags) if t is not None]
+    if len(keep) < len(paths):
+        paths, images, tags = [paths[i] for i in keep], [images[i] for i in keep], [tags[i] for i in keep]
     sample = paths[:: max(1, len(paths) // 20)][:20]  # a wrong image root shows in any sample
     if sample and not any(os.path.isfile(p) for p in sample):
         raise ManifestError(
@@ -1666,7 +1730,7 @@ def _keyword_options(reader: Callable[..., Manifest]) -> tuple[str, ...]:
     return tuple(sorted(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY))
 
 
-_OPTION_FLAGS = {"group_regex": "--group-regex", "path_format": "--path-format", "root": "--root",
+_OPTION_FLAGS = {"group_regex": "--group-regex", "group_col": "--group-col", "path_format": "--path-format", "root": "--root",
                  "image_root": "--root", "on_missing": "--on-missing"}
 """The commands' flag of each reader option that has one."""
 
@@ -1679,6 +1743,9 @@ def _option_names(names: Iterable[str]) -> str:
     """Reader options as messages name them, the flag first as everywhere: ``--root (root=)``;
     an option without a flag as its Python keyword: ``extensions=[...] (Python only)``,
     ``label_col=``."""
+    names = list(names)
+    if "root" in names:  # an iNat/COCO JSON's image_root is --root as well: name it once
+        names = [n for n in names if n != "image_root"]
     return ", ".join(f"{_OPTION_FLAGS[n]} ({n}=)" if n in _OPTION_FLAGS
                      else _PYTHON_ONLY.get(n, f"{n}=") for n in names)
 
@@ -1876,7 +1943,7 @@ def add_source_arguments(parser) -> None:
     """Add the ``DATA`` argument and the options of reading it to a subcommand's parser.
 
     Shared by ``keras-species audit``, ``split`` and ``shard``: ``--group-regex``,
-    ``--path-format`` (CSV), ``--root`` (CSV, path list and iNat/COCO JSON) and ``--on-missing``
+    ``--group-col`` and ``--path-format`` (CSV), ``--root`` (CSV, path list and iNat/COCO JSON) and ``--on-missing``
     (CSV and path list).
 
     Args:
@@ -1894,6 +1961,9 @@ def add_source_arguments(parser) -> None:
                         "per line (without labels, so not for split)")
     parser.add_argument("--group-regex", default=None,
                         help=r"regex over the file name whose first group is the group id, e.g. 'fish_(\d+)_'")
+    parser.add_argument("--group-col", default=None,
+                        help="CSV only: the column of group ids (default: one named 'group' or "
+                        "'group_id', if any)")
     parser.add_argument("--path-format", default=None,
                         help="CSV only: build paths from columns, e.g. '{class}/{file}'")
     parser.add_argument("--root", default=None,
@@ -1920,5 +1990,5 @@ def source_options(args) -> dict:
         ...                                   on_missing=None))
         {'root': 'img'}
     """
-    names = ("group_regex", "path_format", "root", "on_missing")
+    names = ("group_regex", "group_col", "path_format", "root", "on_missing")
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}

@@ -111,8 +111,9 @@ def _check_classes(m: Manifest, what: str) -> None:
 def _require_groups(m: Manifest) -> list[str]:
     if m.groups is None:
         raise ManifestError(
-            "a group-aware split needs group ids: load the data with group_regex=... (e.g. "
-            r"r'fish_(\d+)_') or a CSV group column (group_col=...)"
+            "a group-aware split needs group ids: give --group-regex (group_regex=), a regex over "
+            r"the file names such as 'fish_(\d+)_', or, for a CSV, a column named 'group' or "
+            "--group-col NAME (group_col=)"
         )
     return list(m.groups)
 
@@ -272,9 +273,33 @@ def stratified_split(
                 f"classes with fewer than {len(r)} images all go to {names[0]!r}: {', '.join(small)}",
                 stacklevel=2,
             )
+    _refuse_empty_splits(m, where, names, grouped=_use_groups(m, group_aware))
     out = m.with_splits([names[i] for i in where])
     _warn_absent(out, names[1:])
     return out
+
+
+def _refuse_empty_splits(m: Manifest, where: np.ndarray, names: Sequence[str], grouped: bool) -> None:
+    """Refuse a ratio split that leaves a part without any image: a model cannot be validated or
+    tested on nothing, and a split CSV with an empty part is no split."""
+    empty = [names[s] for s in range(len(names)) if not np.any(where == s)]
+    if not empty:
+        return
+    parts = " and ".join(repr(e) for e in empty)
+    if grouped:
+        n_groups = len(set(m.groups))
+        raise ManifestError(
+            f"the group-aware split leaves {parts} without any image: the {len(m)} images form only "
+            f"{counted(n_groups, 'group')}, and a group goes whole to one side. Give finer group ids "
+            r"(a --group-regex whose capture group is the individual's or site's id, e.g. 'fish_(\d+)_'), "
+            "fewer parts (--ratios 0.8 0.2), or leave the groups out (--no-group-aware; "
+            "group_aware=False) if images of one group may sit on both sides"
+        )
+    raise ManifestError(
+        f"the split leaves {parts} without any image: every class has fewer images than --ratios "
+        f"has parts ({len(names)}), so each goes whole to {names[0]!r}; give fewer parts "
+        "(--ratios 0.8 0.2) or more images"
+    )
 
 
 def systematic_split(
@@ -698,6 +723,35 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="split.csv", help="CSV to write (default split.csv)")
 
 
+def _check_split_flags(args: argparse.Namespace) -> None:
+    """Refuse, before the data is read, flag values the split cannot use (as the parser would)."""
+    from keras_species.recipe import SEED_MAX, SettingError
+
+    if args.seed is not None and not 0 <= args.seed <= SEED_MAX:
+        raise SettingError(f"--seed {args.seed}: must be a whole number from 0 to {SEED_MAX} "
+                           "(NumPy's range), e.g. --seed 42")
+    if args.group_aware and (args.given or args.systematic is not None):
+        mode = "--given keeps the data's own split" if args.given else "--systematic picks by position"
+        raise SettingError(f"--group-aware does not apply here: {mode}, whatever the groups; leave "
+                           "it out (a group on two sides is reported), or make a ratio split or "
+                           "--kfold, which keep each group on one side")
+    if args.top_classes is not None and not 0 < args.top_classes <= 1:
+        raise SettingError(f"--top-classes {args.top_classes:g}: give the share of classes to keep, "
+                           "above 0 and at most 1 (e.g. --top-classes 0.1 keeps the most frequent 10%)")
+
+
+def _report_top_classes(before: Manifest, after: Manifest, fraction: float) -> None:
+    """Say what ``--top-classes`` left out, and refuse a share that keeps a single class."""
+    if after.num_classes < 2:
+        least = math.ceil(2 / before.num_classes * 100) / 100
+        raise ManifestError(
+            f"--top-classes {fraction:g} keeps {counted(after.num_classes, 'class')} of "
+            f"{before.num_classes}, and a split needs at least 2: give --top-classes {least:g} or more"
+        )
+    print(f"--top-classes {fraction:g}: kept the {after.num_classes} most frequent of "
+          f"{before.num_classes} classes, {len(after)} of {len(before)} images")
+
+
 def dropped_listing_path(out: str | os.PathLike) -> Path:
     """Where ``keras-species split --out OUT`` lists the unreadable files it left out.
 
@@ -804,6 +858,7 @@ def run_cli(args: argparse.Namespace) -> int:
         if args.seed is not None and (args.given or args.systematic is not None):
             raise ManifestError(f"--seed does not apply to --{'given' if args.given else 'systematic'}, "
                                 "which draws nothing at random: leave it out")
+        _check_split_flags(args)
         loaded = sources.require_labels(sources.load(args.data, **sources.source_options(args)), "split")
         max_pixels = getattr(args, "max_pixels", None)
         with max_pixels_flag(max_pixels):
@@ -821,7 +876,9 @@ def run_cli(args: argparse.Namespace) -> int:
         seed = 0 if args.seed is None else args.seed
         try:
             if args.top_classes is not None:
+                before = m
                 m = top_classes(m, fraction=args.top_classes)
+                _report_top_classes(before, m, args.top_classes)
             group_aware = _use_groups(m, args.group_aware)
             if args.given:
                 out, how = given_split(m), "given split"
@@ -852,6 +909,14 @@ def run_cli(args: argparse.Namespace) -> int:
     leaks = leakage(out)
     if out.groups is not None:
         print(f"groups on two sides: {len(leaks['groups'])}")
+        if leaks["groups"]:  # only --given or --systematic can put a group on two sides
+            group, sides = next(iter(leaks["groups"].items()))
+            warnings.warn(
+                f"{counted(len(leaks['groups']), 'group')} of the data sit on two sides of this split "
+                f"(e.g. {group!r} in {' and '.join(sides)}): a model scored on images of groups it "
+                "trained on scores too well; a ratio split or --kfold keeps each group on one side",
+                stacklevel=2,
+            )
     else:
         _warn_name_ids(out, args)
     if leaks["paths"]:

@@ -989,3 +989,69 @@ def test_a_class_without_any_image_is_warned_about_once_on_the_way_to_a_split(im
                      split="stratified", ratios=(0.5, 0.5), audit=True)
     said = [str(w.message) for w in caught if "pike" in str(w.message)]
     assert len(said) == 1 and "class_names lists 'pike'" in said[0], said
+
+
+def test_a_stray_value_in_a_0_1_class_column_is_refused_not_the_class_dropped(tmp_path: Path) -> None:
+    for name in ("a", "b", "c"):
+        _png(tmp_path / f"{name}.png")
+    (tmp_path / "g.csv").write_text("path,cod,eel,pike\nc.png,0,1,0\na.png,1,0,1\nb.png,1,0,x\n", encoding="utf-8")
+    # before: class_names ['cod', 'eel'], pike gone without a word
+    with pytest.raises(ManifestError, match=r"column 'pike' holds 0/1 class values but also 1 other value \(line 4: 'x'\)"):
+        sources.from_csv(tmp_path / "g.csv")
+    (tmp_path / "n.csv").write_text("path,cod,eel,note\nc.png,0,1,blurry\na.png,1,0,\nb.png,1,0,dark\n",
+                                    encoding="utf-8")
+    assert sources.from_csv(tmp_path / "n.csv").class_names == ["cod", "eel"]  # a text column stays out
+
+
+def test_a_csv_group_column_is_found_by_name_and_by_flag(tmp_path: Path) -> None:
+    rows = ["path,label,group,site"]
+    for c in ("cod", "eel"):
+        for g in range(2):
+            _png(tmp_path / f"{c}{g}.png")
+            rows.append(f"{c}{g}.png,{c},{c}-{g},s{g}")
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    m = sources.load(tmp_path / "d.csv")  # before: groups None, and the split ignored them
+    assert m.groups == ["cod-0", "cod-1", "eel-0", "eel-1"] and m.class_names == ["cod", "eel"]
+    assert sources.load(tmp_path / "d.csv", group_col="site").groups == ["s0", "s1", "s0", "s1"]
+    assert sources.load(tmp_path / "d.csv", group_regex=r"(\d)").groups == ["0", "1", "0", "1"]
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    sources.add_source_arguments(parser)
+    assert sources.source_options(parser.parse_args(["d.csv", "--group-col", "site"])) == {"group_col": "site"}
+    (tmp_path / "b.csv").write_text("path,cod,eel,group\ncod0.png,1,0,1\neel0.png,0,1,0\n", encoding="utf-8")
+    assert sources.load(tmp_path / "b.csv").class_names == ["cod", "eel"]  # not a class 'group'
+
+
+def _coco_file(tmp_path: Path, categories: list, images: list, annotations: list) -> Path:
+    for im in images:
+        if not (tmp_path / im["file_name"]).exists():
+            _png(tmp_path / im["file_name"])
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return path
+
+
+def test_coco_json_refuses_a_repeated_category_id_and_a_file_with_two_labels(tmp_path: Path) -> None:
+    images = [{"id": 1, "file_name": "a.png"}, {"id": 2, "file_name": "c.png"}]
+    notes = [{"id": 1, "image_id": 1, "category_id": 10}, {"id": 2, "image_id": 2, "category_id": 5}]
+    cats = [{"id": 10, "name": "cod"}, {"id": 5, "name": "eel"}, {"id": 5, "name": "trout"}]
+    with pytest.raises(ManifestError, match=r"category id 5 appears twice in 'categories'"):
+        sources.from_coco_json(_coco_file(tmp_path, cats, images, notes))  # before: c.png became a trout
+    cats = [{"id": 1, "name": "cod"}, {"id": 2, "name": "eel"}]
+    twice = [{"id": 1, "file_name": "a.png"}, {"id": 2, "file_name": "a.png"}]
+    with pytest.raises(ManifestError, match=r"'a.png' \(image ids 1 and 2\).*List each file once"):
+        sources.from_coco_json(_coco_file(tmp_path, cats, twice, [{"image_id": 1, "category_id": 1},
+                                                             {"image_id": 2, "category_id": 2}]))
+    with pytest.warns(UserWarning, match=r"1 file listed twice with the same categories, read once"):
+        m = sources.from_coco_json(_coco_file(tmp_path, cats, twice + [{"id": 3, "file_name": "b.png"}], [
+            {"image_id": 1, "category_id": 1}, {"image_id": 2, "category_id": 1}, {"image_id": 3, "category_id": 2}]))
+    assert [Path(p).name for p in m.paths] == ["a.png", "b.png"] and m.labels.tolist() == [0, 1]
+
+
+def test_coco_json_string_category_ids_are_ordered_as_numbers(tmp_path: Path) -> None:
+    cats = [{"id": "10", "name": "ten"}, {"id": "2", "name": "two"}, {"id": "1", "name": "one"}]
+    images = [{"id": i, "file_name": f"{i}.png"} for i in range(3)]
+    notes = [{"image_id": i, "category_id": c["id"]} for i, c in enumerate(cats)]
+    m = sources.from_coco_json(_coco_file(tmp_path, cats, images, notes))
+    assert m.class_names == ["one", "two", "ten"]  # before: ['one', 'ten', 'two']

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from keras_species.data import sources, splits
 from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError
@@ -494,3 +495,69 @@ def test_a_class_missing_from_a_split_is_counted_in_the_singular() -> None:
         splits.stratified_split(m, (0.7, 0.15, 0.15), seed=0)
     said = [str(w.message) for w in seen if "has no image of" in str(w.message)]
     assert said and all(re.match(r"split '\w+' has no image of 1 class: c\d \(", s) for s in said), said
+
+
+def _grouped(n_groups: int, per_group: int = 10) -> Manifest:
+    paths = [f"/x/{c}/site{g}_{i}.png" for c in "ab" for g in range(n_groups) for i in range(per_group)]
+    return Manifest(paths, np.array([0 if "/a/" in p else 1 for p in paths]), ["a", "b"],
+                    groups=[p.split("/")[-1].split("_")[0] for p in paths])
+
+
+def test_a_group_aware_split_that_leaves_a_part_empty_is_refused() -> None:
+    # before: every image went to train, with one warning per empty part, and `split` exited 0
+    with pytest.raises(ManifestError, match=r"leaves 'val' and 'test' without any image.*only 1 group.*finer"):
+        splits.stratified_split(_grouped(1), (0.7, 0.15, 0.15))
+    with pytest.raises(ManifestError, match=r"without any image: the 40 images form only 2 groups"):
+        splits.stratified_split(_grouped(2), (0.7, 0.15, 0.15))
+    ok = splits.stratified_split(_grouped(6), (0.7, 0.15, 0.15))
+    assert set(ok.splits) == {"train", "val", "test"} and not splits.leakage(ok)
+    tiny = Manifest(["/x/a/1.png", "/x/b/1.png"], np.array([0, 1]), ["a", "b"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ManifestError, match=r"leaves 'val' and 'test' without any image.*fewer parts"):
+            splits.stratified_split(tiny, (0.7, 0.15, 0.15))
+
+
+def test_cli_split_refuses_seeds_out_of_range_and_group_aware_with_given(tmp_path: Path, capsys) -> None:
+    from keras_species import cli
+
+    missing = str(tmp_path / "nowhere")  # never read: the flags are refused first
+    out = str(tmp_path / "s.csv")
+    for argv, message in (
+        (["--seed", "-1"], "--seed -1: must be a whole number from 0 to 4294967295"),
+        (["--seed", "99999999999", "--kfold", "3"], "--seed 99999999999: must be a whole number"),
+        (["--given", "--group-aware"], "--group-aware does not apply here: --given keeps"),
+        (["--systematic", "1", "5", "--group-aware"], "--group-aware does not apply here: --systematic"),
+        (["--top-classes", "1.5"], "--top-classes 1.5: give the share of classes to keep"),
+    ):
+        assert cli.main(["split", missing, *argv, "--out", out]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"keras-species split: error: {message}") and err.endswith("see --help\n"), err
+
+
+def test_cli_split_says_what_top_classes_left_out(image_folder: Path, tmp_path: Path, capsys) -> None:
+    for i in range(3):  # cod becomes the largest class
+        shutil.copy(image_folder / "cod" / "fish_0_0.png", image_folder / "cod" / f"extra_{i}.png")
+    out = str(tmp_path / "s.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert _cli([str(image_folder), "--no-group-aware", "--top-classes", "0.67", "--out", out]) == 0
+    assert "--top-classes 0.67: kept the 2 most frequent of 3 classes, 15 of 21 images" in capsys.readouterr().out
+    assert _cli([str(image_folder), "--top-classes", "0.34", "--out", out]) == 2
+    assert "--top-classes 0.34 keeps 1 class of 3, and a split needs at least 2: give --top-classes 0.67" in (
+        capsys.readouterr().err)
+
+
+def test_cli_split_warns_when_a_given_split_puts_a_group_on_two_sides(tmp_path: Path, capsys) -> None:
+    rows = ["path,label,split,group"]
+    for c in "xy":
+        for g in range(4):
+            for f, part in enumerate(("train", "val", "test")):
+                path = tmp_path / c / f"{c}{g}_{f}.png"
+                path.parent.mkdir(exist_ok=True)
+                Image.new("RGB", (8, 8), (g * 40, f * 60, 9)).save(path)
+                rows.append(f"{c}/{c}{g}_{f}.png,{c},{part},{c}{g}")
+    (tmp_path / "s.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    with pytest.warns(UserWarning, match=r"8 groups of the data sit on two sides of this split \(e\.g\. 'x0' in"):
+        assert _cli([str(tmp_path / "s.csv"), "--given", "--out", str(tmp_path / "o.csv")]) == 0
+    assert "groups on two sides: 8" in capsys.readouterr().out
