@@ -149,6 +149,11 @@ class Manifest:
         n = len(self.paths)
         if len(labels) != n:
             raise ManifestError(f"{n} paths but {len(labels)} labels")
+        if any(not c.strip() for c in self.class_names):
+            raise ManifestError(
+                f"class {self.class_names.index(next(c for c in self.class_names if not c.strip()))} "
+                "has an empty name: give every class a name (an empty label means 'no label' in "
+                "CSV files, so the class could not be written and read back)")
         if len(set(self.class_names)) != len(self.class_names):
             dup = sorted({c for c in self.class_names if self.class_names.count(c) > 1})
             raise ManifestError(f"duplicate class names {dup}: class names must be unique")
@@ -484,10 +489,13 @@ class Manifest:
             if not isinstance(doc.get(key), list):
                 found = "is missing" if key not in doc else f"holds a JSON {json_type(doc[key])}"
                 raise ManifestError(f"{path}: {key!r} {found}, not a list: {fix}")
+        labels = np.array(doc["labels"])
+        if doc.get("multilabel") and labels.ndim == 1 and not len(labels):  # [] has no second axis
+            labels = labels.reshape(0, len(doc["class_names"]))
         try:
             return cls(
                 paths=doc["paths"],
-                labels=np.array(doc["labels"]),
+                labels=labels,
                 class_names=doc["class_names"],
                 groups=doc.get("groups"),
                 splits=doc.get("splits"),

@@ -250,6 +250,8 @@ def split_folder_layout(root: str | os.PathLike) -> bool:
 def _norm_exts(extensions: Iterable[str] | None) -> tuple[str, ...]:
     if extensions is None:
         return IMAGE_EXTENSIONS
+    if isinstance(extensions, str):  # "png" is one extension, not the letters p, n, g
+        extensions = [extensions]
     return tuple(("." + e.lower().lstrip(".")) for e in extensions)
 
 
@@ -434,8 +436,9 @@ def from_folder(
 # ---------------------------------------------------------------------------------- CSV
 def _read_csv_rows(path: str, text: str | None = None
                    ) -> tuple[list[str], list[dict[str, str]], int, list[int]]:
-    """Header and rows of a CSV (leading ``#`` comment lines skipped), the first data line, and
-    the lines of the rows with fewer fields than the header (their missing cells read as "").
+    """Header and rows of a CSV (leading ``#`` comment lines skipped), the line each row starts
+    on, and the lines of the rows with fewer fields than the header (their missing cells read
+    as "").
     ``text`` is the file's text when the caller has read it already."""
     lines = (read_text(path) if text is None else text).splitlines()
     skip = 0
@@ -457,8 +460,12 @@ def _read_csv_rows(path: str, text: str | None = None
         raise ManifestError(f"{path}: column {twice[0]!r} appears more than once in the header; "
                             "rename or remove the copies")
     rows = []
+    row_lines = []  # the line each row starts on (a quoted cell may span lines)
     too_long, short = [], []
+    last = reader.line_num
     for values in reader:
+        row_lines.append(skip + last + 1)
+        last = reader.line_num
         if not any(v.strip() for v in values):
             rows.append(None)
             continue
@@ -473,7 +480,7 @@ def _read_csv_rows(path: str, text: str | None = None
             f"columns (line {', line '.join(map(str, too_long[:_SHOW]))}): a path or label that "
             f"contains {delimiter!r} must be quoted, as in \"a{delimiter} b.jpg\""
         )
-    return header, rows, skip + 2, short
+    return header, rows, row_lines, short
 
 
 _CSV_LAYOUT = ("a CSV holds a header row naming its columns (e.g. path,label) and one row per "
@@ -631,6 +638,13 @@ def csv_path_cells(
                                 f"format string: {e}") from e
     else:
         column = _find_column(header, path_col, PATH_COLUMNS, "path", path, required=path_col is not None)
+        files = [h for h in header if os.path.splitext(h)[1].lower() in IMAGE_EXTENSIONS]
+        if column is None and files:
+            raise ManifestError(
+                f"{path}: its first line looks like a row of data ({files[0]!r} is an image file "
+                "name), not a header: add a first line naming the columns, such as path,label "
+                "(the reader takes the first line as the header)"
+            )
         if column is None:
             raise ManifestError(
                 f"{path}: no path column found (looked for {', '.join(PATH_COLUMNS)}); its columns "
@@ -856,8 +870,8 @@ def read_csv_paths(
     """
     path = os.fspath(Path(path).expanduser().absolute())
     text = read_text(path)
-    header, raw_rows, first_line, _ = _read_csv_rows(path, text)
-    line_of = [first_line + i for i, r in enumerate(raw_rows) if r is not None]
+    header, raw_rows, row_lines, _ = _read_csv_rows(path, text)
+    line_of = [row_lines[i] for i, r in enumerate(raw_rows) if r is not None]
     rows = [r for r in raw_rows if r is not None]
     cells, column = csv_path_cells(path, header, rows, line_of, path_format)
     paths, exists, base = resolve_csv_paths(cells, path, root)
@@ -1007,6 +1021,25 @@ def _refuse_stray_class_values(path: str, header: Sequence[str], rows: Sequence[
             )
 
 
+def _warn_joined_tags(path: str, column: str, sets: Sequence[Sequence[str]]) -> None:
+    """Warn when tags look joined by another separator than ``;``: ``cod,eel`` or ``cod|eel``, or
+    ``haze primary`` where each part is a tag of its own on other rows (a space may belong to a
+    name, such as ``pez espada``). The joined text would become a class of its own."""
+    tags = {t for tags in sets for t in tags}
+    for sep, shown in ((",", "','"), ("|", "'|'"), (" ", "spaces")):
+        joined = sorted(t for t in tags if sep in t and (sep != " " or all(  # a space may be a name's
+            part in tags for part in t.split(sep) if part.strip())))
+        if joined:
+            example = joined[0]
+            fixed = ";".join(part for part in example.split(sep) if part.strip())
+            warnings.warn(
+                f"{path}: {counted(len(joined), 'label set')} of column {column!r} look{'s' if len(joined) == 1 else ''} "
+                f"like tags joined by {shown} (e.g. {example!r}); "
+                f"only ';' separates tags, so each is read as one class of its own: write {fixed!r}",
+                stacklevel=3,
+            )
+
+
 def from_csv(
     path: str | os.PathLike,
     *,
@@ -1081,8 +1114,8 @@ def from_csv(
     if sum(given_modes) > 1:
         raise ManifestError("pass only one of label_col, labels_col and class_columns")
     text = read_text(path)
-    header, raw_rows, first_line, short = _read_csv_rows(path, text)
-    line_of = [first_line + i for i, r in enumerate(raw_rows) if r is not None]
+    header, raw_rows, row_lines, short = _read_csv_rows(path, text)
+    line_of = [row_lines[i] for i, r in enumerate(raw_rows) if r is not None]
     rows = [r for r in raw_rows if r is not None]
     if not rows:
         raise ManifestError(f"{path} has a header but no rows")
@@ -1112,7 +1145,7 @@ def from_csv(
             label_col = auto_single
         else:
             class_columns = "auto"
-    allowed = list(class_names) if class_names is not None else None
+    allowed = [str(c) for c in class_names] if class_names is not None else None  # as Manifest stores them
     bad: list[tuple[int, str]] = []
     if label_col is not None:
         lcol = _find_column(header, label_col, (), "label", path)
@@ -1133,6 +1166,7 @@ def from_csv(
                 f"columns are found{' (' + ', '.join(others[:8]) + ')' if others else ''}, or name "
                 "a column that holds tag names"
             )
+        _warn_joined_tags(path, lcol, sets)
         names = allowed if allowed is not None else class_order(t for s in sets for t in s)
         index = {c: i for i, c in enumerate(names)}
         labels = np.zeros((len(rows), len(names)), np.uint8)
@@ -1156,7 +1190,8 @@ def from_csv(
                     f"{path}: found no label column and no 0/1 class columns among {header}: name "
                     f"the column of labels 'label' (or class, species, category; labels or tags for "
                     f"';'-separated tag sets){rename}, or give one 0/1 column per class (in Python, "
-                    "label_col=, labels_col= or class_columns= name them)"
+                    "label_col=, labels_col= or class_columns= name them). Images without labels "
+                    "(for audit or predict): list their paths one per line in a .txt file"
                 )
         else:
             cols = [_find_column(header, c, (), "class", path) for c in class_columns]
@@ -1539,7 +1574,7 @@ def from_coco_json(
         seen_ids.add(c["id"])
     order = class_order(str(c["id"]) for c in cats)  # string ids "2" before "10", as numbers
     cats = sorted(cats, key=lambda c: order.index(str(c["id"])))
-    names = [str(c.get("name", c["id"])) for c in cats]
+    names = [str(c.get("name") or c["id"]).strip() or str(c["id"]) for c in cats]  # a blank name: its id
     counts: dict[str, int] = {}
     for n in names:
         counts[n] = counts.get(n, 0) + 1

@@ -345,7 +345,7 @@ def systematic_split(
 # ---------------------------------------------------------------------------------- k-fold
 def _fold_index(m: Manifest, k: int, seed: int, group_aware: bool | None) -> np.ndarray:
     if not isinstance(k, int | np.integer) or k < 2:
-        raise ManifestError(f"k-fold needs k >= 2, got {k}")
+        raise ManifestError(f"k-fold needs a whole number k >= 2, got {k!r}")
     _check_classes(m, "k-fold cross-validation")
     if k > len(m):
         raise ManifestError(f"k={k} folds but only {len(m)} images")
@@ -358,7 +358,9 @@ def _fold_index(m: Manifest, k: int, seed: int, group_aware: bool | None) -> np.
             if n_groups < k:
                 raise ManifestError(f"k={k} folds but only {n_groups} groups: lower k or use finer groups")
             if m.multilabel:
-                return _greedy_groups(_target_matrix(m), groups, np.full(k, 1.0 / k), seed)
+                fold = _greedy_groups(_target_matrix(m), groups, np.full(k, 1.0 / k), seed)
+                _warn_thin_folds(m, fold, k)
+                return fold
             from sklearn.model_selection import StratifiedGroupKFold
 
             splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
@@ -564,7 +566,17 @@ def given_split(m: Manifest) -> Manifest:
         raise ManifestError(
             f"the given split has {sorted(present)}: it needs 'train' and at least one of 'val'/'test'"
         )
-    return m.with_splits(splits)
+    out = m.with_splits(splits)
+    untrained = [c for c, total, here in zip(m.class_names, m.class_counts(), out.split("train").class_counts())
+                 if total > 0 and here == 0]
+    if untrained:
+        warnings.warn(
+            f"the given split has no 'train' image of {counted(len(untrained), 'class')}: "
+            f"{', '.join(untrained[:10])}{' ...' if len(untrained) > 10 else ''}; a model cannot "
+            "learn a class it never trains on: move some of its images to train in the split column",
+            stacklevel=2,
+        )
+    return out
 
 
 class Leakage(dict):
@@ -584,7 +596,8 @@ def leakage(m: Manifest) -> Leakage:
 
     Returns:
         A :class:`Leakage`, ``{"groups": {group: [splits...]}, "paths": {path: [splits...]}}``
-        with only the entries on two or more sides (``groups`` is empty when ``m`` has none); it
+        (paths as real paths: a file link and its file are one file) with only the entries on
+        two or more sides (``groups`` is empty when ``m`` has none); it
         is false when nothing leaks, so ``if leakage(m):`` reads as it should.
 
     Example:
@@ -604,7 +617,7 @@ def leakage(m: Manifest) -> Leakage:
 
     return Leakage(
         groups=shared(m.groups) if m.groups is not None else {},
-        paths=shared([os.path.normcase(os.path.abspath(p)) for p in m.paths]),
+        paths=shared([os.path.normcase(os.path.realpath(p)) for p in m.paths]),  # a link is its file
     )
 
 
@@ -868,6 +881,14 @@ def run_cli(args: argparse.Namespace) -> int:
                 _report_dropped(bad, loaded, m, listing, str(args.data))
         if bad and not len(m):
             data = shlex.quote(str(args.data))
+            if all(r.startswith("file not found") for r in bad.values()):
+                raise ManifestError(
+                    f"none of the {len(loaded)} image files that {args.data} lists exists (e.g. "
+                    f"{next(iter(bad))}): was the data moved or renamed? A saved split or manifest "
+                    "holds absolute paths: make it again from the data's new place (keras-species "
+                    "split NEW_PLACE ...); a CSV of relative paths takes --root, the folder they "
+                    "start from"
+                )
             raise ManifestError(
                 f"none of the {len(loaded)} image file(s) of {args.data} can be read (reasons above and in "
                 f"{listing}): check that {args.data} is the data you meant, and replace the files with "

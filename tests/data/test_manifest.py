@@ -207,3 +207,11 @@ def test_a_label_index_outside_the_class_list_names_the_row_and_the_file(tmp_pat
     path.write_text(json.dumps(doc))
     with pytest.raises(ManifestError, match=rf"^{path}: 2 paths but 1 labels$"):
         Manifest.from_json(path)
+
+
+def test_an_empty_class_name_is_refused_and_an_empty_multilabel_manifest_round_trips(tmp_path) -> None:
+    with pytest.raises(ManifestError, match="class 0 has an empty name"):
+        Manifest(["a.png", "b.png"], np.array([0, 1]), ["", "eel"])  # before: read back unlabelled
+    empty = Manifest([], np.zeros((0, 2), np.uint8), ["cod", "eel"])
+    back = Manifest.from_json(empty.to_json(tmp_path / "m.json"))
+    assert back.multilabel and back.class_names == ["cod", "eel"]  # before: single-label

@@ -1055,3 +1055,46 @@ def test_coco_json_string_category_ids_are_ordered_as_numbers(tmp_path: Path) ->
     notes = [{"image_id": i, "category_id": c["id"]} for i, c in enumerate(cats)]
     m = sources.from_coco_json(_coco_file(tmp_path, cats, images, notes))
     assert m.class_names == ["one", "two", "ten"]  # before: ['one', 'ten', 'two']
+
+
+def test_csv_messages_for_a_missing_header_a_path_only_csv_and_a_quoted_cell_over_two_lines(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        _png(tmp_path / f"{name}.png")
+    (tmp_path / "n.csv").write_text("a.png,cod\nb.png,eel\n", encoding="utf-8")
+    with pytest.raises(ManifestError, match=r"first line looks like a row of data \('a.png' is an image file name\)"):
+        sources.from_csv(tmp_path / "n.csv")
+    (tmp_path / "p.csv").write_text("path\nb.png\n", encoding="utf-8")
+    with pytest.raises(ManifestError, match=r"Images without labels.*one per line in a \.txt file"):
+        sources.from_csv(tmp_path / "p.csv")
+    (tmp_path / "l.csv").write_text('path,label,note\nb.png,eel,"two\nlines"\na.png,cod,x\nMISSING.png,cod,y\n',
+                                    encoding="utf-8")
+    with pytest.raises(ManifestError, match=r"line 5: "):  # before: line 4
+        sources.from_csv(tmp_path / "l.csv")
+
+
+def test_csv_class_names_may_be_numbers_and_extensions_one_string(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        _png(tmp_path / "d" / "x" / f"{name}.png")
+    (tmp_path / "d" / "x" / "c.jpg").write_bytes(b"")
+    (tmp_path / "k.csv").write_text("path,label\nd/x/a.png,1\nd/x/b.png,0\n", encoding="utf-8")
+    assert sources.from_csv(tmp_path / "k.csv", class_names=[0, 1]).labels.tolist() == [1, 0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = sources.from_folder(tmp_path / "d", extensions="png")  # before: '.p', '.n', '.g'
+    assert [Path(p).name for p in m.paths] == ["a.png", "b.png"]
+
+
+@pytest.mark.parametrize("cell, joined", [('"haze primary"', "haze primary"), ('"cod,eel"', "cod,eel"),
+                                          ("cod|eel", "cod|eel")])
+def test_tags_joined_by_another_separator_are_warned_about(tmp_path: Path, cell: str, joined: str) -> None:
+    for name in ("a", "b", "c"):
+        _png(tmp_path / f"{name}.png")
+    parts = ";".join(joined.replace("|", " ").replace(",", " ").split())
+    (tmp_path / "t.csv").write_text(f"path,tags\na.png,{cell}\nb.png,{parts}\nc.png,pez espada\n", encoding="utf-8")
+    with pytest.warns(UserWarning, match=rf"1 label set of column 'tags' looks like tags joined by .*{re.escape(joined)!s}"):
+        m = sources.from_csv(tmp_path / "t.csv")
+    assert joined in m.class_names  # read as written, after the warning
+    (tmp_path / "ok.csv").write_text("path,tags\na.png,pez espada\nb.png,cod\n", encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sources.from_csv(tmp_path / "ok.csv")  # a name with a space, whose parts are not tags: no warning

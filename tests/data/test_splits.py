@@ -561,3 +561,40 @@ def test_cli_split_warns_when_a_given_split_puts_a_group_on_two_sides(tmp_path: 
     with pytest.warns(UserWarning, match=r"8 groups of the data sit on two sides of this split \(e\.g\. 'x0' in"):
         assert _cli([str(tmp_path / "s.csv"), "--given", "--out", str(tmp_path / "o.csv")]) == 0
     assert "groups on two sides: 8" in capsys.readouterr().out
+
+
+def test_cli_split_of_a_saved_split_whose_data_moved_says_so(image_folder: Path, tmp_path: Path, capsys) -> None:
+    saved = str(tmp_path / "split.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert _cli([str(image_folder), "--out", saved]) == 0
+    shutil.move(str(image_folder), str(tmp_path / "moved"))
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert _cli([saved, "--given", "--out", str(tmp_path / "again.csv")]) == 2
+    assert "none of the 18 image files that" in capsys.readouterr().err  # before: "replace the files with good copies"
+
+
+def test_given_split_warns_of_a_class_without_a_training_image() -> None:
+    paths = [f"/x/{c}/{i}.png" for c in "abd" for i in range(4)]
+    m = Manifest(paths, np.repeat([0, 1, 2], 4), ["a", "b", "d"],
+                 splits=["train", "train", "val", "test"] * 2 + ["test"] * 4)
+    with pytest.warns(UserWarning, match=r"no 'train' image of 1 class: d; a model cannot learn"):
+        splits.given_split(m)
+
+
+def test_multilabel_group_folds_warn_of_thin_folds_and_links_count_as_their_file(tmp_path: Path) -> None:
+    paths = [f"/x/g{g}_{i}.png" for g in range(6) for i in range(4)]
+    y = np.zeros((24, 2), np.uint8)
+    y[:, 0] = 1
+    y[:4, 1] = 1  # 'rare' only in group g0
+    m = Manifest(paths, y, ["common", "rare"], groups=[p.split("/")[-1].split("_")[0] for p in paths])
+    with pytest.warns(UserWarning, match=r"1 class has images in only some of the 3 folds: rare \(1 of 3\)"):
+        splits.assign_folds(m, 3, seed=0)
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+    (tmp_path / "link.png").symlink_to(tmp_path / "a.png")
+    files = [str(tmp_path / n) for n in ("a.png", "b.png", "link.png")]
+    two_sides = Manifest(files, np.array([0, 1, 0]), ["a", "b"], splits=["train", "val", "val"])
+    assert list(splits.leakage(two_sides)["paths"].values()) == [["train", "val"]]
