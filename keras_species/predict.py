@@ -516,7 +516,10 @@ def _read(path: bytes, draft: tuple[int, int] | None = None) -> tuple[np.ndarray
     ``draft``: the output size, for JPEGs decoded at a reduced scale as in training."""
     from keras_species.data import images
 
-    p = path.decode("utf-8")
+    p = os.fsdecode(path)
+    if not sources.is_utf8_name(p):  # a row of the output CSV could not name it
+        return np.zeros((1, 1, 3), np.uint8), (
+            b"its name is not valid UTF-8: rename it in UTF-8 (e.g. convmv -f latin1 -t utf-8 FILE)")
     try:
         return images.read_image(p, draft=draft), b""
     except images.ImageReadError as err:
@@ -596,7 +599,7 @@ def image_dataset(
         # each, 0.11 of the 0.91 CPU ms an image that this stream took on the fish PNGs)
         paths = iter(iter_image_paths(inputs))
         while chunk := list(itertools.islice(paths, PATH_CHUNK)):
-            yield np.array(chunk, dtype=object)
+            yield np.array([os.fsencode(p) for p in chunk], dtype=object)  # bytes: any file name
 
     ds = tf.data.Dataset.from_generator(
         path_chunks, output_signature=tf.TensorSpec([None], tf.string)
@@ -1206,7 +1209,7 @@ def iter_predictions(
     row = 0
     for paths, images, errors in image_dataset(inputs, predictor.image_size, batch_size,
                                                root=root, path_format=path_format):
-        files = [p.decode("utf-8") for p in paths.numpy()]
+        files = [sources.shown_name(os.fsdecode(p)) for p in paths.numpy()]
         given, columns = files, {}
         if rows is not None:  # one batch row per listed row, in order
             given = rows.given[row:row + len(files)]

@@ -1158,3 +1158,16 @@ def test_a_folder_of_shards_given_as_input_is_named_as_such(model, folder, tmp_p
     # a photo folder that also holds a shards.json is a photo folder
     (folder / "shards.json").write_text((tmp_path / "sh" / "shards.json").read_text())
     assert predict_module._shard_input_problem(folder) is None
+
+
+def test_a_file_whose_name_is_not_utf8_is_a_skipped_row_not_a_crash(tmp_path: Path) -> None:
+    # before: "Unable to convert element to UTF-8" from the input stream, for the whole run
+    from keras_species.predict import image_dataset
+
+    Image.new("RGB", (20, 10), (200, 0, 0)).save(tmp_path / "ok.png")
+    odd = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"caf\xe9.png"))
+    Path(odd).write_bytes((tmp_path / "ok.png").read_bytes())
+    (paths, images, errors), = list(image_dataset([str(tmp_path / "ok.png"), odd], 16, 4))
+    assert [os.fsdecode(p) for p in paths.numpy()] == [str(tmp_path / "ok.png"), odd]
+    assert errors.numpy()[0] == b"" and errors.numpy()[1].startswith(b"its name is not valid UTF-8: rename it")
+    assert images.numpy()[0, 8, 8, 0] > 150

@@ -2,8 +2,8 @@
 
 Shared by the audit (:func:`probe`), prediction and the pipeline's fallback path
 (:func:`read_image`). TensorFlow's own decoders are faster but handle only plain 8-bit RGB/grey
-JPEG, PNG, GIF and BMP and ignore EXIF orientation; :func:`needs_conversion` tells the pipeline
-which files must go through :func:`read_image` instead.
+JPEG, PNG, GIF and BMP and ignore EXIF orientation; the pipeline's file check
+(``pipeline.classify_file``) sends every other file through :func:`read_image`.
 
 Conversions done by :func:`read_image`:
 
@@ -582,32 +582,6 @@ def _load_reason(e: Exception) -> str:
     if "truncated" in text.lower():
         return f"truncated file ({text}); the download or copy was cut short"
     return f"cannot decode the pixel data ({text})"
-
-
-def needs_conversion(info: ImageInfo) -> bool:
-    """True when TensorFlow's decoders would get this file wrong and PIL must read it.
-
-    That is: any mode other than 8-bit RGB (palette, grey, alpha, CMYK, 16-bit...), animated or
-    multi-page files, formats ``tf.io.decode_image`` lacks (WebP, TIFF), and photos whose EXIF
-    orientation is not upright (TensorFlow ignores it).
-
-    Args:
-        info: the result of :func:`probe`.
-
-    Returns:
-        Whether to route the file through :func:`read_image`.
-
-    Example:
-        >>> needs_conversion(ImageInfo("a.png", format="PNG", mode="P"))
-        True
-    """
-    if info.mode != "RGB":  # palette, grey, alpha, CMYK, 16-bit, unknown
-        return True
-    if info.animated:
-        return True
-    if info.format is not None and info.format not in TF_DECODABLE_FORMATS:
-        return True
-    return info.orientation not in (0, 1)
 
 
 def _white_composite(im: Image.Image) -> Image.Image:

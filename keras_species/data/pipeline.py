@@ -145,6 +145,24 @@ def _png_says_no_orientation(head: bytes) -> bool:
     return False
 
 
+def _late_exif(tail: bytes) -> bool:
+    """Whether a PNG's last bytes hold an ``eXIf`` chunk after its pixels (the last ``IDAT``)."""
+    at = tail.rfind(b"eXIf")
+    return at >= 0 and at > tail.rfind(b"IDAT")
+
+
+def _tf_reads_bmp(head: bytes) -> bool:
+    """Whether TensorFlow's BMP decoder reads this BMP as PIL does: a Windows header (40 bytes
+    or more; not OS/2's 12), 24 or 32 bits a pixel, no compression or bit fields. PIL reads
+    16-bit (RGB555/565) and bit-field BMPs as RGB too, where TensorFlow fails or swaps channels."""
+    if len(head) < 34:
+        return False
+    header = int.from_bytes(head[14:18], "little")
+    bits = int.from_bytes(head[28:30], "little")
+    compression = int.from_bytes(head[30:34], "little")
+    return header >= 40 and bits in (24, 32) and compression == 0
+
+
 def _raw_kind(head: bytes, tail: bytes, limit: int | None) -> tuple[int | None, tuple[int, int] | None]:
     """Kind of a plain PNG or JPEG from its first and last bytes (``None``: let PIL decide), and
     the ``(width, height)`` of a plain single-picture JPEG that TensorFlow decodes (else
@@ -157,18 +175,20 @@ def _raw_kind(head: bytes, tail: bytes, limit: int | None) -> tuple[int | None, 
     if head.startswith(_PNG_SIGNATURE) and head[12:16] == b"IHDR" and len(head) >= 26:
         width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
         depth, colour = head[24], head[25]
-        if b"IEND" not in tail or (limit is not None and width * height > limit):
+        if b"IEND" not in tail[-64:] or (limit is not None and width * height > limit):
             return None, None
         if not _png_says_no_orientation(head):  # it may be turned (read_image turns it)
             return None, None
+        if _late_exif(tail):  # read_image finds it by decoding, and turns the image
+            return KIND_PIL, None
         if colour in (0, 2) and depth == 8:  # 8-bit grey or RGB, no alpha
             return KIND_FAST, None
         if colour == 0 and depth == 16:  # 16-bit grey; 16-bit RGB goes to PIL, as predict reads it
             return KIND_PNG16, None
         return None, None  # palette, alpha, low bit depth
-    if head[:3] != b"\xff\xd8\xff" or b"\xff\xd9" not in tail:
+    if head[:3] != b"\xff\xd8\xff" or b"\xff\xd9" not in tail[-64:]:
         return None, None
-    i, orientation, multi_picture = 2, 1, False
+    i, orientation, multi_picture, exif_blocks = 2, 1, False, 0
     while i + 4 <= len(head):
         if head[i] != 0xFF:
             return None, None
@@ -178,7 +198,8 @@ def _raw_kind(head: bytes, tail: bytes, limit: int | None) -> tuple[int | None, 
             continue
         length = int.from_bytes(head[i + 2 : i + 4], "big")
         if marker == 0xE1 and head[i + 4 : i + 10] == b"Exif\x00\x00":
-            if i + 2 + length > len(head):
+            exif_blocks += 1
+            if i + 2 + length > len(head) or exif_blocks > 1:  # which block counts: PIL decides
                 return None, None
             orientation = _exif_orientation(head[i + 10 : i + 2 + length])
             if orientation is None:
@@ -208,6 +229,10 @@ def _raw_kind(head: bytes, tail: bytes, limit: int | None) -> tuple[int | None, 
 
 _HEAD = 4096
 """Bytes read from the start of a file by the check: a PNG's IHDR, most JPEG frame headers."""
+_TAIL = 256
+"""Bytes read from the end of a file by the check: the end markers are looked for in the last
+64 (an image cut short lacks them), a PNG's ``eXIf`` chunk after its pixels in all of them (an
+orientation-only block fits; 1 KiB would cost 5% more check time on small PNGs, 4 KiB 15%)."""
 _LONG_HEAD = 65536
 """Read again for JPEGs whose frame header lies further in (after a large EXIF block)."""
 
@@ -219,15 +244,15 @@ of the check)."""
 
 
 def _read_ends(path: str, head_bytes: int = _HEAD) -> tuple[bytes, bytes, int]:
-    """First ``head_bytes``, last 64 bytes and size of a file, with raw ``os`` calls (no
-    buffered file object: its set-up costs more than the two reads of a small image)."""
+    """First ``head_bytes``, last :data:`_TAIL` bytes and size of a file, with raw ``os`` calls
+    (no buffered file object: its set-up costs more than the two reads of a small image)."""
     fd = os.open(path, _OPEN_FLAGS)
     try:
         head = os.read(fd, head_bytes)
         if len(head) < head_bytes:
-            return head, head[-64:], len(head)
-        end = os.lseek(fd, -64, os.SEEK_END)
-        return head, os.read(fd, 64), end + 64
+            return head, head[-_TAIL:], len(head)
+        end = max(os.lseek(fd, 0, os.SEEK_END) - _TAIL, 0)
+        return head, os.pread(fd, _TAIL, end), end + _TAIL
     finally:
         os.close(fd)
 
@@ -308,7 +333,7 @@ def _classify_with_pil(path: str, size: int, limit: int | None) -> tuple[int, st
     try:
         with open(path, "rb") as f:
             head = f.read(64)
-            f.seek(max(0, size - 64))
+            f.seek(max(0, size - _TAIL))
             tail = f.read()
             f.seek(0)
             with pil_warnings_silenced():  # thread-safe: check_files may run on threads
@@ -327,8 +352,10 @@ def _classify_with_pil(path: str, size: int, limit: int | None) -> tuple[int, st
     if limit is not None and width * height > limit:
         return KIND_BAD, too_big_message(width, height, limit)[0], None
     marker = _TAILS.get(fmt or "")
-    if marker is not None and marker not in tail:
+    if marker is not None and marker not in tail[-64:]:
         return (*_full_check(path), None)
+    if fmt == "PNG" and _late_exif(tail):  # read_image finds it by decoding, and turns the image
+        return KIND_PIL, "", None
     if fmt not in _FAST_FORMATS and fmt != "MPO":
         return KIND_PIL, "", None
     if orientation != 1:
@@ -339,8 +366,8 @@ def _classify_with_pil(path: str, size: int, limit: int | None) -> tuple[int, st
         return (KIND_PNG16, "", None) if head[25] == 0 and "transparency" not in info else (KIND_PIL, "", None)
     if mode not in ("RGB", "L") and not (mode == "P" and "transparency" not in info):
         return KIND_PIL, "", None  # CMYK, alpha, transparent palette, 1-bit, I;16, ...
-    if fmt == "BMP" and mode != "RGB":
-        return KIND_PIL, "", None  # TF decodes only 24/32-bit BMP
+    if fmt == "BMP" and (mode != "RGB" or not _tf_reads_bmp(head)):
+        return KIND_PIL, "", None  # TF decodes only uncompressed 24/32-bit Windows BMPs
     if fmt in ("GIF", "BMP"):
         return KIND_GIF_BMP, "", None
     # a plain JPEG (not a multi-picture file) may be decoded at a reduced scale, as read_image does
@@ -769,10 +796,12 @@ def to_uint8(image):
     return tf.bitcast(quantized, tf.uint8)
 
 
-def _pil_read(path: bytes, draft: tuple[int, int] | None = None) -> np.ndarray:
+def _pil_read(path: bytes, draft: tuple[int, int] | None = None, limit: int | None = None) -> np.ndarray:
+    """``read_image`` of a path from a tensor; ``limit``: the decompression-bomb limit the
+    dataset was checked under (``None``: the one in force when the image is read)."""
     from keras_species.data.images import read_image
 
-    return read_image(path.decode("utf-8"), draft=draft)
+    return read_image(os.fsdecode(path), draft=draft, max_pixels=limit)
 
 
 def decode_jpeg_png(data, ratio: int = 1):
@@ -805,7 +834,28 @@ def decode_jpeg_png(data, ratio: int = 1):
     return tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE", ratio=ratio)
 
 
-def decode_8bit(data):
+def plain_jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` of a plain JPEG (8-bit, grey or YCbCr, upright, a single picture),
+    which training and ``predict`` decode at a reduced scale when it is at least twice their
+    output size (:func:`keras_species.data.images.jpeg_scale`); ``None`` for anything else.
+
+    Args:
+        data: a file's bytes.
+
+    Returns:
+        The size, or ``None``.
+
+    Example:
+        >>> plain_jpeg_size(open("photo.jpg", "rb").read())   # doctest: +SKIP
+        (500, 375)
+    """
+    if data[:3] != b"\xff\xd8\xff":
+        return None
+    kind, size = _raw_kind(data, data[-_TAIL:], None)
+    return size if kind == KIND_FAST else None
+
+
+def decode_8bit(data, draft_to: tuple[int, int] | None = None, draft=None):
     """Decode the bytes of an 8-bit JPEG/PNG/GIF (first frame)/BMP to ``uint8 (H, W, 3)``, as
     PIL decodes them, whatever the format: for bytes nobody checked (shards).
 
@@ -816,6 +866,11 @@ def decode_8bit(data):
 
     Args:
         data: a scalar string tensor, the file's bytes.
+        draft_to: the ``(height, width)`` the image will be resized to, and
+        draft: a boolean tensor, true for a plain JPEG (:func:`plain_jpeg_size`): such a JPEG at
+            least twice ``draft_to`` is decoded at 1/2, 1/4 or 1/8 scale, by the rule of
+            :func:`keras_species.data.images.jpeg_scale`, as :func:`make_dataset` and
+            ``predict`` decode its file.
 
     Returns:
         ``uint8`` tensor ``(H, W, 3)``.
@@ -826,19 +881,31 @@ def decode_8bit(data):
     """
     import tensorflow as tf
 
+    from keras_species.data.images import JPEG_SCALES
+
+    def jpeg():
+        if draft_to is None or draft is None:
+            return decode_jpeg_png(data)
+        shape = tf.io.extract_jpeg_shape(data)  # (height, width, channels), from the header
+        fits = tf.minimum(shape[0] // max(1, draft_to[0]), shape[1] // max(1, draft_to[1]))
+        scales = sorted(JPEG_SCALES)  # 1, 2, 4, 8: the branch is the largest scale that fits
+        branch = tf.where(draft, tf.reduce_sum(tf.cast(fits >= tf.constant(scales[1:]), tf.int32)), 0)
+        return tf.switch_case(branch, [lambda r=r: decode_jpeg_png(data, r) for r in scales])
+
     return tf.cond(
         tf.io.is_jpeg(data),
-        lambda: decode_jpeg_png(data),
+        jpeg,
         lambda: tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8),
     )
 
 
-def _decoder(kinds_present: set[int], draft: tuple[int, int] | None = None):
+def _decoder(kinds_present: set[int], draft: tuple[int, int] | None = None, limit: int | None = None):
     """A graph function ``(path, kind) -> (H, W, 3)`` ``uint8`` image; only the branches needed.
     The function's ``needs_kind`` attribute says whether it reads ``kind`` (only when several
     kinds are present: the dataset then carries the kinds column, else it leaves it out).
     ``draft``: the output ``(height, width)``, for the JPEGs that PIL reads (its ``draft`` rule,
-    as the :data:`KIND_JPEG_SCALED` kinds were given).
+    as the :data:`KIND_JPEG_SCALED` kinds were given). ``limit``: the decompression-bomb limit
+    the files were checked under, kept for the images PIL reads during the epochs.
     """
     import tensorflow as tf
 
@@ -855,7 +922,7 @@ def _decoder(kinds_present: set[int], draft: tuple[int, int] | None = None):
         return to_uint8(tf.cast(tf.io.decode_png(data, channels=3, dtype=tf.uint16), tf.float32) / 257.0)
 
     def pil(data, path):
-        img = tf.numpy_function(lambda p: _pil_read(p, draft), [path], tf.uint8, stateful=False)
+        img = tf.numpy_function(lambda p: _pil_read(p, draft, limit), [path], tf.uint8, stateful=False)
         return tf.reshape(img, tf.stack([tf.shape(img)[0], tf.shape(img)[1], 3]))
 
     table = {KIND_FAST: fast, KIND_GIF_BMP: gif_bmp, KIND_PNG16: png16, KIND_PIL: pil}
@@ -1301,6 +1368,8 @@ def make_dataset(
     if mode == "none" and weights is not None:
         raise ValueError("sample_weights need labels: label_mode cannot be 'none'")
 
+    from keras_species.data.images import get_max_pixels
+
     out_size = check_resize(image_size, resize)
     kinds, bad = check_files(manifest.paths, image_size=out_size)
     _report_bad(bad, on_error)
@@ -1308,7 +1377,7 @@ def make_dataset(
     if keep.size == 0:
         raise ManifestError(f"none of the {len(manifest)} images can be read (see the warning above)")
     paths = [manifest.paths[i] for i in keep]
-    decode = _decoder(set(np.unique(kinds[keep]).tolist()), draft=out_size)
+    decode = _decoder(set(np.unique(kinds[keep]).tolist()), draft=out_size, limit=get_max_pixels())
     columns: list = [tf.constant(paths)]
     if decode.needs_kind:
         columns.append(tf.constant(kinds[keep]))

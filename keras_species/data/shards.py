@@ -120,11 +120,22 @@ def _label_indices(manifest: Manifest, i: int) -> list[int]:
     return [] if k == UNLABELLED else [k]
 
 
-def _example(image: bytes, labels: list[int], group: str, path: str, index: int, split: str = ""):
+def _plain_jpeg(data: bytes) -> bool:
+    """Whether stored image bytes are a plain JPEG (8-bit, grey or YCbCr, upright, a single
+    picture), which readers decode at a reduced scale when it is at least twice their output
+    size, as training and ``predict`` decode such a file."""
+    from keras_species.data.pipeline import plain_jpeg_size
+
+    return plain_jpeg_size(data) is not None
+
+
+def _example(image: bytes, labels: list[int], group: str, path: str, index: int, split: str = "",
+             draft: bool = False):
     import tensorflow as tf
 
     feature = {
         "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image])),
+        "draft": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(draft)])),
         "label": tf.train.Feature(int64_list=tf.train.Int64List(value=labels)),
         "group": tf.train.Feature(bytes_list=tf.train.BytesList(value=[group.encode("utf-8")])),
         "path": tf.train.Feature(bytes_list=tf.train.BytesList(value=[path.encode("utf-8")])),
@@ -334,6 +345,9 @@ def write_shards(
                 skipped[manifest.paths[i]] = reason
             else:
                 results.append((i, data))
+    # drafts[i]: a plain JPEG, decoded at a reduced scale when it is at least twice the size it
+    # is read at, as training and predict decode such a file (libjpeg's DCT scaling)
+    drafts = {i: _plain_jpeg(data) for i, data in results}
     n_good = len(results)
     if n_good == 0:
         raise ManifestError(f"none of the {len(rows)} images could be read; nothing written")
@@ -363,7 +377,7 @@ def write_shards(
                         if manifest.splits is not None:
                             in_shard[in_split] += 1
                             split_sets.setdefault(in_split, Counter())[key] += 1
-                        example = _example(data, labels, group, manifest.paths[i], i, in_split)
+                        example = _example(data, labels, group, manifest.paths[i], i, in_split, drafts[i])
                         writer.write(example.SerializeToString())
                 files.append(base + "/" + name)
                 entry = {"file": name, "n": len(chunk)}
@@ -706,14 +720,15 @@ def shard_dataset(
 
         ds = ds.filter(in_split)
     # only the features read: shards written before `split` existed parse the same
-    spec = {"image": tf.io.FixedLenFeature([], tf.string), "label": tf.io.VarLenFeature(tf.int64)}
-    check_resize(image_size, resize)
+    spec = {"image": tf.io.FixedLenFeature([], tf.string), "label": tf.io.VarLenFeature(tf.int64),
+            "draft": tf.io.FixedLenFeature([], tf.int64, default_value=0)}  # 0 in shards before it
+    out_size = check_resize(image_size, resize)
     s = float(label_smoothing)
 
     @tf.autograph.experimental.do_not_convert  # plain graph code: skip AutoGraph's tracing cost
     def load(record):
         ex = tf.io.parse_single_example(record, spec)
-        img = decode_8bit(ex["image"])
+        img = decode_8bit(ex["image"], draft_to=out_size, draft=ex["draft"] > 0)
         img.set_shape([None, None, 3])
         img = to_uint8(resize_image(img, image_size, resize))
         idx = tf.sparse.to_dense(ex["label"])

@@ -178,7 +178,45 @@ def _overlaps(real: str, roots: Iterable[str]) -> str | None:
                  if real == r or real.startswith(r + os.sep) or r.startswith(real + os.sep)), None)
 
 
-def _image_files(folder: Path, exts: tuple[str, ...], read: list[str]
+def is_utf8_name(path: str) -> bool:
+    r"""Whether a path from the file system is valid UTF-8 (Python keeps the bytes of one that is
+    not as surrogates, which TensorFlow, CSV and JSON files cannot take).
+
+    Args:
+        path: a path as ``os.listdir``/``os.walk`` give it.
+
+    Returns:
+        False for a name such as Latin-1 ``caf\xe9.jpg``.
+
+    Example:
+        >>> is_utf8_name("café.jpg"), is_utf8_name(os.fsdecode(b"caf\xe9.jpg"))
+        (True, False)
+    """
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown_name(path: str) -> str:
+    r"""A path for messages, its bytes that are not UTF-8 written as ``\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _warn_not_utf8(names: Sequence[str], where: str) -> None:
+    if names:
+        shown = ", ".join(f"'{shown_name(n)}'" for n in names[:3])
+        warnings.warn(
+            f"left out {counted(len(names), 'file or folder', 'files or folders')} under {where} whose "
+            f"names are not valid UTF-8 (e.g. {shown}): "
+            "rename them in UTF-8, e.g. convmv -f latin1 -t utf-8 -r --notest FOLDER (the names "
+            "must travel into TensorFlow and the CSV and JSON files of a run)",
+            stacklevel=3,
+        )
+
+
+def _image_files(folder: Path, exts: tuple[str, ...], read: list[str], not_utf8: list[str]
                  ) -> tuple[list[str], list[str], int, list[str]]:
     """Image files under ``folder`` (recursive, links followed), the other files, hidden count,
     and the folder links left out because they lead to a folder that is read anyway or whose
@@ -198,6 +236,9 @@ def _image_files(folder: Path, exts: tuple[str, ...], read: list[str]
         n_hidden += sum(is_hidden(d) for d in dirnames)
         dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
         prefix = dirpath + os.sep
+        if not all(d.isascii() or is_utf8_name(d) for d in dirnames):
+            not_utf8.extend(prefix + d for d in dirnames if not is_utf8_name(d))
+            dirnames[:] = [d for d in dirnames if is_utf8_name(d)]
         for d in [d for d in dirnames if os.path.islink(prefix + d)]:
             real = os.path.realpath(prefix + d)
             if _overlaps(real, read):
@@ -208,6 +249,9 @@ def _image_files(folder: Path, exts: tuple[str, ...], read: list[str]
         for f in filenames:
             if is_hidden(f):
                 n_hidden += 1
+                continue
+            if not f.isascii() and not is_utf8_name(prefix + f):
+                not_utf8.append(prefix + f)
                 continue
             dot = f.rfind(".")  # -1: no extension (a leading dot was skipped as hidden above)
             (found if dot > 0 and f[dot:].lower() in exts else skipped).append(prefix + f)
@@ -376,9 +420,11 @@ def from_folder(
     skipped: list[str] = []
     loops: list[str] = []
     n_hidden = 0
+    not_utf8 = [str(f) for _, f, _ in folders if not is_utf8_name(str(f))]
+    folders = [f for f in folders if is_utf8_name(str(f[1]))]
     folders, read = _distinct_class_folders(root_path, folders, loops)
     for name, folder, split in folders:
-        found, not_images, hidden, class_loops = _image_files(folder, exts, read)
+        found, not_images, hidden, class_loops = _image_files(folder, exts, read, not_utf8)
         loops.extend(class_loops)
         skipped.extend(not_images)
         n_hidden += hidden
@@ -401,6 +447,7 @@ def from_folder(
             + (f"; also ignored {n_hidden} hidden files/folders" if n_hidden else ""),
             stacklevel=2,
         )
+    _warn_not_utf8(not_utf8, str(root_path))
     if loops:
         warnings.warn(
             f"did not follow {len(loops)} folder link(s) that lead into the data folder or to a "

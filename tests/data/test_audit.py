@@ -925,3 +925,24 @@ def test_audit_of_a_90_megapixel_png_at_the_default_limit_prints_the_hint(tmp_pa
     assert ("1 file is over the decompression-bomb limit of 89,478,485 pixels (90,000,000 "
             "pixels): if you trust it, pass --max-pixels 90000000 to read it, or resize it") in text
     assert "corrupt: 1 (1 of them only over the decompression-bomb limit)" in text
+
+
+def test_the_count_read_through_pil_is_what_the_pipeline_does(tmp_path: Path) -> None:
+    # before: counted by image mode, so a grey PNG (TensorFlow decodes it) counted and a 16-bit
+    # RGB PNG (PIL reads it) did not
+    from keras_species.data import sources
+    from keras_species.data.pipeline import KIND_PIL, check_files
+
+    (tmp_path / "d" / "a").mkdir(parents=True)
+    Image.new("L", (12, 10), 90).save(tmp_path / "d" / "a" / "grey.png")
+    Image.new("RGB", (12, 10), (9, 9, 9)).save(tmp_path / "d" / "a" / "rgb.png")
+    Image.new("RGBA", (12, 10)).save(tmp_path / "d" / "a" / "alpha.png")
+    import tensorflow as tf
+
+    tf.io.write_file(str(tmp_path / "d" / "a" / "rgb16.png"),
+                     tf.io.encode_png(tf.zeros((10, 12, 3), tf.uint16)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = sources.load(tmp_path / "d")
+        report = audit(m, str(tmp_path / "out"), plots=False)
+    assert report.n_needs_conversion == 2 == int(np.sum(check_files(m.paths)[0] == KIND_PIL))

@@ -12,10 +12,8 @@ from PIL import Image
 from keras_species.data import images
 from keras_species.data.images import (
     IMAGE_EXTENSIONS,
-    ImageInfo,
     ImageReadError,
     is_image_file,
-    needs_conversion,
     probe,
     read_image,
 )
@@ -51,7 +49,6 @@ def test_plain_rgb_roundtrip(tmp_path):
     info = probe(p)
     assert info.ok and (info.format, info.mode, info.width, info.height) == ("PNG", "RGB", 20, 16)
     assert info.sha1 and info.bytes == p.stat().st_size
-    assert not needs_conversion(info)
 
 
 def test_zero_byte_file(tmp_path):
@@ -111,14 +108,14 @@ def test_animated_gif_first_frame(tmp_path):
     r, g, b = arr[8, 10].astype(int)
     assert r > 200 and g < 50 and b < 50  # red, the first frame
     info = probe(p)
-    assert info.n_frames == 3 and info.animated and needs_conversion(info)
+    assert info.n_frames == 3 and info.animated
 
 
 def test_cmyk_jpeg_stays_red(tmp_path):
     p = tmp_path / "cmyk.jpg"
     Image.new("CMYK", (16, 16), (0, 255, 255, 0)).save(p, quality=95)  # PIL writes Adobe CMYK
     info = probe(p)
-    assert info.mode == "CMYK" and needs_conversion(info)
+    assert info.mode == "CMYK"
     r, g, b = read_image(p)[8, 8].astype(int)
     assert r > 220 and g < 40 and b < 40
 
@@ -127,7 +124,7 @@ def test_16bit_png_is_scaled_not_clipped(tmp_path):
     p = tmp_path / "g16.png"
     Image.fromarray(np.array([[65535, 32768], [0, 257]], np.uint16)).save(p)
     info = probe(p)
-    assert info.mode.startswith("I") and needs_conversion(info)
+    assert info.mode.startswith("I")
     arr = read_image(p)
     assert arr.shape == (2, 2, 3)
     assert arr[0, 0, 0] == 255 and abs(int(arr[0, 1, 0]) - 128) <= 1
@@ -186,7 +183,6 @@ def test_float_tiff(tmp_path):
     Image.fromarray(np.array([[0.0, 0.5], [1.0, 0.25]], np.float32), mode="F").save(p)
     arr = read_image(p)
     assert arr[0, 0, 0] == 0 and arr[1, 0, 0] == 255 and abs(int(arr[0, 1, 0]) - 128) <= 1
-    assert needs_conversion(probe(p))  # TIFF and mode F: through PIL
 
 
 def test_exif_orientation_applied(tmp_path):
@@ -195,7 +191,7 @@ def test_exif_orientation_applied(tmp_path):
     exif[0x0112] = 6  # rotate 90° clockwise on display
     _rgb(h=10, w=30).save(p, exif=exif)
     info = probe(p)
-    assert info.orientation == 6 and needs_conversion(info)
+    assert info.orientation == 6
     assert read_image(p).shape == (30, 10, 3)
 
 
@@ -242,14 +238,6 @@ def test_error_is_picklable():
 
     e = pickle.loads(pickle.dumps(ImageReadError("a b.jpg", "empty file (0 bytes)")))
     assert e.path == "a b.jpg" and e.reason == "empty file (0 bytes)"
-
-
-def test_needs_conversion_rules():
-    assert not needs_conversion(ImageInfo("a.jpg", format="JPEG", mode="RGB"))
-    assert needs_conversion(ImageInfo("a.jpg", format="JPEG", mode="L"))
-    assert needs_conversion(ImageInfo("a.webp", format="WEBP", mode="RGB"))
-    assert needs_conversion(ImageInfo("a.gif", format="GIF", mode="RGB", n_frames=4))
-    assert not needs_conversion(ImageInfo("a.jpg", format="MPO", mode="RGB", n_frames=2))
 
 
 def test_pils_bomb_warning_is_silenced_while_the_reader_opens_a_file_only(tmp_path):

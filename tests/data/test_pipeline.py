@@ -829,3 +829,75 @@ def test_the_check_names_missing_files_links_folders_and_huge_images_as_read_ima
     assert classify_file(str(tmp_path / "missing.png"))[1] == "file not found"
     with using_max_pixels(100):
         assert classify_file(str(huge))[1] == "800 pixels is over the decompression-bomb limit of 100 pixels"
+
+
+def _exif(orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return exif.tobytes()
+
+
+def _bmp16(path: Path, w: int = 50, h: int = 40) -> None:
+    """A 16-bit X1R5G5B5 BMP (PIL reads it as RGB; TensorFlow cannot)."""
+    import struct
+
+    rows = np.full((h, w), (31 << 10) | (5 << 5) | 3, "<u2").tobytes()
+    header = struct.pack("<IiiHHIIiiII", 40, w, h, 1, 16, 0, len(rows), 2835, 2835, 0, 0)
+    path.write_bytes(b"BM" + struct.pack("<IHHI", 54 + len(rows), 0, 0, 54) + header + rows)
+
+
+def test_files_tensorflow_would_misread_go_to_pil_and_train_as_read_image_reads_them(tmp_path):
+    # before: a 16-bit BMP was dropped mid-epoch ("changed or deleted after the dataset was
+    # built"); a JPEG with two EXIF blocks and a PNG with its eXIf chunk after the pixels trained
+    # as stored while predict (read_image) turned them
+    import io
+    import struct
+    import zlib
+
+    import tensorflow as tf
+
+    from keras_species.data.images import read_image
+    from keras_species.data.pipeline import resize_image, to_uint8
+
+    arr = np.zeros((30, 50, 3), np.uint8)
+    arr[:, :25, 0] = 255
+    arr[:15, :, 1] = 200
+    _bmp16(tmp_path / "rgb555.bmp")
+    Image.fromarray(arr).save(tmp_path / "plain.bmp")  # 24-bit: TensorFlow's
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "JPEG", quality=95, exif=_exif(6))
+    jpg = buf.getvalue()
+    at = jpg.find(b"\xff\xe1")
+    end = at + 2 + int.from_bytes(jpg[at + 2 : at + 4], "big")
+    second = _exif(1)
+    (tmp_path / "two_exif.jpg").write_bytes(jpg[:end] + b"\xff\xe1" + (len(second) + 2).to_bytes(2, "big")
+                                            + second + jpg[end:])
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "PNG")
+    png = buf.getvalue()
+    iend = png.rfind(b"IEND") - 4
+    raw = _exif(6)
+    raw = raw[6:] if raw.startswith(b"Exif\x00\x00") else raw
+    chunk = struct.pack(">I", len(raw)) + b"eXIf" + raw + struct.pack(">I", zlib.crc32(b"eXIf" + raw))
+    (tmp_path / "late_exif.png").write_bytes(png[:iend] + chunk + png[iend:])
+    names = ["rgb555.bmp", "two_exif.jpg", "late_exif.png", "plain.bmp"]
+    paths = [str(tmp_path / n) for n in names]
+    assert [classify_file(p)[0] for p in paths] == [KIND_PIL, KIND_PIL, KIND_PIL, KIND_GIF_BMP]
+    m = Manifest(paths, np.zeros(4, np.int64), ["a"])
+    (x, _), = one(make_dataset(m, (50, 50), 4, cache=False))
+    assert len(x) == 4
+    for got, path in zip(x, paths):
+        as_predict = to_uint8(resize_image(tf.constant(read_image(path)), (50, 50))).numpy()
+        np.testing.assert_array_equal(got, as_predict.astype(np.float32), err_msg=path)
+
+
+def test_a_dataset_keeps_the_pixel_limit_it_was_checked_under(tmp_path):
+    # before: an image that PIL reads (here a palette PNG with transparency) was checked under the
+    # limit in force when the dataset was built, but read under the one in force at each epoch
+    from keras_species.data.images import using_max_pixels
+
+    Image.new("P", (40, 40)).save(tmp_path / "p.png", transparency=0)
+    m = Manifest([str(tmp_path / "p.png")], np.array([0]), ["a"])
+    ds = make_dataset(m, 16, 1, cache=False)  # checked under the default limit: kept
+    with using_max_pixels(1000):  # 1,600 pixels: over this limit (under twice it, PIL's own refusal)
+        assert sum(len(x) for x, _ in ds) == 1

@@ -669,3 +669,21 @@ def test_pngs_are_sized_from_their_header_and_stored_upright(tmp_path, monkeypat
     monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", lambda self: pytest.fail("pixels decoded"))
     data, reason = _encode(plain, classify_file(plain)[0], 100, 95)  # small enough: kept as it is
     assert reason == "" and data == (tmp_path / "plain.png").read_bytes()
+
+
+def test_big_jpegs_read_from_shards_as_training_reads_their_files(tmp_path):
+    # before: a JPEG stored as it is was decoded at full size and area-averaged, where training
+    # and predict decode it at libjpeg's reduced scale: up to 27 levels apart
+    y, x = np.mgrid[0:600, 0:800]
+    photo = np.stack([x % 256, y % 256, (x * y) % 256], -1).astype(np.uint8)
+    for c, arr in (("cod", photo), ("eel", photo[::-1].copy())):
+        (tmp_path / "d" / c).mkdir(parents=True)
+        Image.fromarray(arr).save(tmp_path / "d" / c / "photo.jpg", quality=90)
+    Image.fromarray(photo[:90, :120]).save(tmp_path / "d" / "cod" / "small.png")
+    m = sources.load(tmp_path / "d")
+    write_shards(m, tmp_path / "shards")
+    for size in (64, (100, 300), 400):  # decoded at 1/8, at 1/2 and at full scale
+        from_shards = np.concatenate([b[0].numpy() for b in shard_dataset(tmp_path / "shards", size, 3)])
+        from_files = np.concatenate([b[0].numpy() for b in make_dataset(m, size, 3, cache=False)])
+        for img in from_files:  # shards are shuffled: each file's image is one of them, exactly
+            assert min(np.abs(s - img).max() for s in from_shards) == 0, size

@@ -1098,3 +1098,20 @@ def test_tags_joined_by_another_separator_are_warned_about(tmp_path: Path, cell:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         sources.from_csv(tmp_path / "ok.csv")  # a name with a space, whose parts are not tags: no warning
+
+
+def test_files_and_folders_whose_names_are_not_utf8_are_left_out_and_named(tmp_path: Path) -> None:
+    # before: the folder loaded, then make_dataset ("Error converting unicode string") and audit
+    # (UnicodeEncodeError writing files.csv) failed without naming the file
+    d = tmp_path / "d"
+    for c in ("cod", "eel"):
+        _png(d / c / "ok.png")
+    root = os.fsencode(d)
+    (Path(os.fsdecode(os.path.join(root, b"cod", b"caf\xe9.png")))).write_bytes((d / "cod" / "ok.png").read_bytes())
+    os.makedirs(os.path.join(root, b"eel", b"sub\xe9"))
+    Path(os.fsdecode(os.path.join(root, b"eel", b"sub\xe9", b"x.png"))).write_bytes((d / "cod" / "ok.png").read_bytes())
+    with pytest.warns(UserWarning, match=r"left out 2 files or folders under .*'.*cod/caf\\xe9.png', "
+                                         r"'.*eel/sub\\xe9'\): rename them in UTF-8"):
+        m = sources.from_folder(d)
+    assert [os.path.relpath(p, d) for p in m.paths] == ["cod/ok.png", "eel/ok.png"]
+    assert sources.is_utf8_name("café.png") and not sources.is_utf8_name(os.fsdecode(b"caf\xe9.png"))
