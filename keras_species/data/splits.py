@@ -373,10 +373,16 @@ def _fold_index(m: Manifest, k: int, seed: int, group_aware: bool | None) -> np.
         else:
             from sklearn.model_selection import StratifiedKFold
 
+            largest = int(m.class_counts().max())
+            if k > largest:
+                raise ManifestError(f"k={k} folds, but the largest class has {largest} images: "
+                                    f"give k = {largest} or less")
             splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
             parts = splitter.split(x, m.labels)
-        for i, (_, val) in enumerate(parts):
-            fold[val] = i
+        with warnings.catch_warnings():  # a class short of k images: _warn_thin_folds says it once
+            warnings.filterwarnings("ignore", "The least populated class", UserWarning)
+            for i, (_, val) in enumerate(parts):
+                fold[val] = i
     except ValueError as e:
         if isinstance(e, ManifestError):
             raise
@@ -688,6 +694,9 @@ def split_table(m: Manifest) -> str:
     if not m.multilabel and (m.labels == UNLABELLED).any():
         un = [int((per[s].labels == UNLABELLED).sum()) for s in cols]
         rows.append(["(unlabelled)"] + [str(u) for u in un] + [str(sum(un))])
+    if m.multilabel and not m.labels.any(axis=1).all():  # a tag-free image: a negative of every tag
+        none = [int((~per[s].labels.any(axis=1)).sum()) for s in cols]
+        rows.append(["(no tag)"] + [str(u) for u in none] + [str(sum(none))])
     rows.append(["images"] + [str(len(per[s])) for s in cols] + [str(len(m))])
     header = ["class"] + cols + ["total"]
     widths = [max(_display_width(r[i]) for r in rows + [header]) for i in range(len(header))]

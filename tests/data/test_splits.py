@@ -598,3 +598,18 @@ def test_multilabel_group_folds_warn_of_thin_folds_and_links_count_as_their_file
     files = [str(tmp_path / n) for n in ("a.png", "b.png", "link.png")]
     two_sides = Manifest(files, np.array([0, 1, 0]), ["a", "b"], splits=["train", "val", "val"])
     assert list(splits.leakage(two_sides)["paths"].values()) == [["train", "val"]]
+
+
+def test_kfold_names_the_largest_k_and_the_table_counts_tag_free_images() -> None:
+    m = Manifest([f"/x/{c}/{i}.png" for c, n in (("a", 3), ("b", 5)) for i in range(n)],
+                 np.array([0] * 3 + [1] * 5), ["a", "b"])
+    with pytest.raises(ManifestError, match=r"k=6 folds, but the largest class has 5 images: give k = 5 or less"):
+        splits.assign_folds(m, 6)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        splits.assign_folds(m, 4)
+    assert [str(w.message)[:7] for w in caught] == ["1 class"]  # ours, not sklearn's as well
+    y = np.array([[1, 0], [0, 1], [0, 0], [1, 1], [0, 0], [1, 0]], np.uint8)
+    ml = Manifest([f"/x/{i}.png" for i in range(6)], y, ["fish", "shark"],
+                  splits=["train", "train", "train", "val", "val", "test"])
+    assert re.search(r"\(no tag\)\s+1\s+1\s+0\s+2", splits.split_table(ml))
