@@ -935,6 +935,7 @@ def test_the_count_read_through_pil_is_what_the_pipeline_does(tmp_path: Path) ->
 
     (tmp_path / "d" / "a").mkdir(parents=True)
     Image.new("L", (12, 10), 90).save(tmp_path / "d" / "a" / "grey.png")
+    Image.new("L", (12, 10), 30).save(tmp_path / "d" / "a" / "grey2.png")
     Image.new("RGB", (12, 10), (9, 9, 9)).save(tmp_path / "d" / "a" / "rgb.png")
     Image.new("RGBA", (12, 10)).save(tmp_path / "d" / "a" / "alpha.png")
     import tensorflow as tf
