@@ -273,16 +273,16 @@ def stratified_split(
                 f"classes with fewer than {len(r)} images all go to {names[0]!r}: {', '.join(small)}",
                 stacklevel=2,
             )
-    _refuse_empty_splits(m, where, names, grouped=_use_groups(m, group_aware))
     out = m.with_splits([names[i] for i in where])
     _warn_absent(out, names[1:])
     return out
 
 
-def _refuse_empty_splits(m: Manifest, where: np.ndarray, names: Sequence[str], grouped: bool) -> None:
-    """Refuse a ratio split that leaves a part without any image: a model cannot be validated or
-    tested on nothing, and a split CSV with an empty part is no split."""
-    empty = [names[s] for s in range(len(names)) if not np.any(where == s)]
+def _refuse_empty_splits(m: Manifest, names: Sequence[str], grouped: bool) -> None:
+    """``split``'s refusal of a ratio split that leaves a part without any image: a model cannot
+    be validated or tested on nothing, and a split CSV with an empty part is no split. (A
+    recipe's ``prepare_data`` says it in its own words, with its own flags.)"""
+    empty = [name for name in names if name not in set(m.splits)]
     if not empty:
         return
     parts = " and ".join(repr(e) for e in empty)
@@ -292,8 +292,8 @@ def _refuse_empty_splits(m: Manifest, where: np.ndarray, names: Sequence[str], g
             f"the group-aware split leaves {parts} without any image: the {len(m)} images form only "
             f"{counted(n_groups, 'group')}, and a group goes whole to one side. Give finer group ids "
             r"(a --group-regex whose capture group is the individual's or site's id, e.g. 'fish_(\d+)_'), "
-            "fewer parts (--ratios 0.8 0.2), or leave the groups out (--no-group-aware; "
-            "group_aware=False) if images of one group may sit on both sides"
+            "fewer parts (--ratios 0.8 0.2), or leave the groups out (--no-group-aware) "
+            "if images of one group may sit on both sides"
         )
     raise ManifestError(
         f"the split leaves {parts} without any image: every class has fewer images than --ratios "
@@ -920,6 +920,7 @@ def run_cli(args: argparse.Namespace) -> int:
                 how = f"{args.kfold}-fold" + (" group-aware" if group_aware else "") + f", seed {seed}"
             else:
                 out = stratified_split(m, args.ratios, seed=seed, group_aware=group_aware)
+                _refuse_empty_splits(out, DEFAULT_NAMES[: len(args.ratios)], grouped=group_aware)
                 how = ("group-aware " if group_aware else "") + "stratified " + "/".join(
                     f"{r:g}" for r in args.ratios) + f", seed {seed}"
         except ManifestError as e:

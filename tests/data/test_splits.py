@@ -503,19 +503,33 @@ def _grouped(n_groups: int, per_group: int = 10) -> Manifest:
                     groups=[p.split("/")[-1].split("_")[0] for p in paths])
 
 
-def test_a_group_aware_split_that_leaves_a_part_empty_is_refused() -> None:
+def test_cli_split_that_leaves_a_part_empty_is_refused(tmp_path: Path, capsys) -> None:
     # before: every image went to train, with one warning per empty part, and `split` exited 0
-    with pytest.raises(ManifestError, match=r"leaves 'val' and 'test' without any image.*only 1 group.*finer"):
-        splits.stratified_split(_grouped(1), (0.7, 0.15, 0.15))
-    with pytest.raises(ManifestError, match=r"without any image: the 40 images form only 2 groups"):
-        splits.stratified_split(_grouped(2), (0.7, 0.15, 0.15))
-    ok = splits.stratified_split(_grouped(6), (0.7, 0.15, 0.15))
-    assert set(ok.splits) == {"train", "val", "test"} and not splits.leakage(ok)
-    tiny = Manifest(["/x/a/1.png", "/x/b/1.png"], np.array([0, 1]), ["a", "b"])
+    rows = ["path,label,group"]
+    for c in ("a", "b"):
+        for g in range(2):
+            for i in range(5):
+                path = tmp_path / c / f"site{g}_{i}.png"
+                path.parent.mkdir(exist_ok=True)
+                Image.new("RGB", (8, 8), (g * 90, i * 40, 9)).save(path)
+                rows.append(f"{c}/site{g}_{i}.png,{c},site{g}")
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    out = str(tmp_path / "s.csv")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with pytest.raises(ManifestError, match=r"leaves 'val' and 'test' without any image.*fewer parts"):
-            splits.stratified_split(tiny, (0.7, 0.15, 0.15))
+        assert _cli([str(tmp_path / "d.csv"), "--out", out]) == 2
+        err = capsys.readouterr().err
+        assert re.search(r"leaves 'val' and 'test' without any image: the 20 images form only 2 groups.*finer", err)
+        assert not Path(out).exists()
+        assert _cli([str(tmp_path / "d.csv"), "--ratios", "0.5", "0.5", "--out", out]) == 0  # 2 groups, 2 parts
+        tiny = tmp_path / "tiny"
+        for c in ("a", "b"):
+            (tiny / c).mkdir(parents=True)
+            Image.new("RGB", (8, 8)).save(tiny / c / "1.png")
+        assert _cli([str(tiny), "--out", out]) == 2
+    assert "leaves 'val' and 'test' without any image: every class has fewer images" in capsys.readouterr().err
+    ok = splits.stratified_split(_grouped(6), (0.7, 0.15, 0.15))
+    assert set(ok.splits) == {"train", "val", "test"} and not splits.leakage(ok)
 
 
 def test_cli_split_refuses_seeds_out_of_range_and_group_aware_with_given(tmp_path: Path, capsys) -> None:
