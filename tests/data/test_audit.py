@@ -947,3 +947,20 @@ def test_the_count_read_through_pil_is_what_the_pipeline_does(tmp_path: Path) ->
         m = sources.load(tmp_path / "d")
         report = audit(m, str(tmp_path / "out"), plots=False)
     assert report.n_needs_conversion == 2 == int(np.sum(check_files(m.paths)[0] == KIND_PIL))
+
+
+def test_cli_audit_of_a_saved_split_whose_data_moved_stops_and_says_so(image_folder, tmp_path, capsys):
+    # before: exit 0, with a report of 18 corrupt files ("file not found")
+    import shutil
+
+    from keras_species import cli
+
+    saved = str(tmp_path / "split.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert cli.main(["split", str(image_folder), "--out", saved]) == 0
+    shutil.move(str(image_folder), str(tmp_path / "moved"))
+    capsys.readouterr()
+    assert cli.main(["audit", saved, "--out", str(tmp_path / "a"), "--no-plots", "--no-progress"]) == 2
+    assert "none of the 18 image files that" in capsys.readouterr().err
+    assert not (tmp_path / "a" / "audit.json").exists()
