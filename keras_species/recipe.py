@@ -760,14 +760,17 @@ def _check_given_split(m: Any, config: Any) -> None:
         present = set(kept.splits)
         missing = [s for s in recipe_need_splits(config) if s not in present]
         if missing and not getattr(config, "add_class", None):  # added classes split by --ratios
+            folder = os.path.isdir(str(config.data))  # split folders: DATA/train/<class>/...
+            what, unit = ("split folders hold", "images") if folder else ("split column holds", "rows")
+            add = (f"add {' and '.join(f'{config.data}/{s}/<class>/' for s in missing)} folders"
+                   if folder else f"give the CSV {' and '.join(missing)} rows")
             raise ManifestError(
-                f"--data {config.data}: its split column has no "
-                f"{' and no '.join(repr(s) for s in missing)} rows ({len(kept)} images: "
+                f"--data {config.data}: its {what} no "
+                f"{' and no '.join(repr(s) for s in missing)} {unit} ({len(kept)} images: "
                 + ", ".join(f"{n} {s}" for s, n in sorted(Counter(kept.splits).items()))
                 + f"), and this recipe needs {' and '.join(recipe_need_splits(config))} "
-                f"(--split {split} takes the data's own split column): pass --split stratified "
-                "(or --split group) to split it by --ratios instead, or give the CSV "
-                f"{' and '.join(missing)} rows")
+                f"(--split {split} takes the data's own split): pass --split stratified "
+                f"(or --split group) to split it by --ratios instead, or {add}")
     except ManifestError:  # it names the split names and what to do
         forget_read_ahead()  # no run follows
         raise

@@ -1608,12 +1608,27 @@ def test_a_split_column_without_test_rows_is_refused_before_the_run_folder(tmp_p
              "--image-size", "32"]
     assert quickstart.main(["--data", str(data), *flags]) == 2
     err = capsys.readouterr().err
-    assert (f"error: --data {data}: its split column has no 'test' rows (36 images: 24 train, "
+    assert (f"error: --data {data}: its split column holds no 'test' rows (36 images: 24 train, "
             "12 val), and this recipe needs train and test (--split auto takes the data's own "
-            "split column): pass --split stratified") in err
+            "split): pass --split stratified") in err
     assert "marked failed" not in err and not out.exists()
     assert quickstart.main(["--data", str(data), "--split", "given", *flags]) == 2
-    assert "(--split given takes the data's own split column)" in capsys.readouterr().err
+    assert "(--split given takes the data's own split)" in capsys.readouterr().err
+    assert not out.exists()
+    # split folders (DATA/train/<class>/, DATA/val/<class>/) are a given split too
+    from PIL import Image
+
+    folder = tmp_path / "folders"
+    for part in ("train", "val"):
+        for c in ("cod", "eel"):
+            (folder / part / c).mkdir(parents=True)
+            for i in range(3):
+                Image.new("RGB", (16, 16), (i * 60, 0, 0)).save(folder / part / c / f"{i}.png")
+    assert quickstart.main(["--data", str(folder), *flags]) == 2
+    assert (f"error: --data {folder}: its split folders hold no 'test' images (12 images: 6 train, "
+            f"6 val), and this recipe needs train and test (--split auto takes the data's own "
+            f"split): pass --split stratified (or --split group) to split it by --ratios instead, "
+            f"or add {folder}/test/<class>/ folders") in capsys.readouterr().err
     assert not out.exists()
 
 
