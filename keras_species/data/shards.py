@@ -380,7 +380,7 @@ def write_shards(
                         example = _example(data, labels, group, manifest.paths[i], i, in_split, drafts[i])
                         writer.write(example.SerializeToString())
                 files.append(base + "/" + name)
-                entry = {"file": name, "n": len(chunk)}
+                entry = {"file": name, "n": len(chunk), "bytes": tf.io.gfile.stat(tmp).length}
                 if manifest.splits is not None:
                     entry["splits"] = dict(sorted(in_shard.items()))
                 shards.append(entry)
@@ -478,6 +478,12 @@ def _locate(pattern_or_dir: str) -> tuple[list[str], dict]:
                             "`keras-species shard`")
     if doc.get("format") != FORMAT or not isinstance(doc.get("shards"), list):
         raise ManifestError(f"{sidecar} is not a keras-species shard description")
+    lacking = [k for k in ("class_names", "multilabel", "n_images", "label_sets") if k not in doc] or [
+        f"shards[{i}].{k}" for i, e in enumerate(doc["shards"]) for k in ("file", "n")
+        if not isinstance(e, dict) or k not in e][:1]
+    if lacking:
+        raise ManifestError(f"{sidecar} is damaged (it has no {lacking[0]!r}): write the shards "
+                            "again with `keras-species shard`")
     listed = [folder + "/" + s["file"] for s in doc["shards"]]
     if is_dir:
         missing = [f for f in listed if not tf.io.gfile.exists(f)]
@@ -486,10 +492,13 @@ def _locate(pattern_or_dir: str) -> tuple[list[str], dict]:
                 f"{len(missing)} shard file(s) listed in {sidecar} are missing, e.g. {missing[0]}; "
                 "write the shards again with `keras-species shard`"
             )
+        _check_sizes(listed, doc, sidecar)
         return listed, doc
-    files = tf.io.gfile.glob(target)
+    # the sidecar (and anything else that is not a shard file) is no match of a pattern
+    files = [f for f in tf.io.gfile.glob(target) if f.endswith(".tfrecord")]
     if not files:
-        raise FileNotFoundError(f"no shard files match {target!r}; write them with `keras-species shard`")
+        raise FileNotFoundError(f"no shard files match {target!r}; write them with `keras-species "
+                                f"shard`, or pass the folder {folder}")
     names = {s["file"] for s in doc["shards"]}
     foreign = [f for f in files if os.path.basename(f) not in names]
     if foreign:
@@ -498,7 +507,25 @@ def _locate(pattern_or_dir: str) -> tuple[list[str], dict]:
             "(left by another write?): their labels may belong to other classes; narrow the pattern "
             "or pass the folder"
         )
+    _check_sizes(files, doc, sidecar)
     return sorted(files), doc
+
+
+def _check_sizes(files: Sequence[str], doc: dict, sidecar: str) -> None:
+    """Refuse a shard file whose size is not the one written (cut short, overwritten): its
+    records would fail to read, and the images in them would be lost. Sidecars written before
+    the sizes were recorded are not checked. One ``stat`` a file, also on ``gs://``."""
+    import tensorflow as tf
+
+    written = {e["file"]: e.get("bytes") for e in doc["shards"]}
+    for f in files:
+        size = written.get(os.path.basename(f))
+        if size is not None and (now := tf.io.gfile.stat(f).length) != size:
+            raise ManifestError(
+                f"{f} is damaged: it holds {now:,} bytes, and {size:,} were written (a copy cut "
+                f"short, or the file overwritten); its images cannot be read: copy it again, or "
+                "write the shards again with `keras-species shard`"
+            )
 
 
 def _split_view(doc: dict, split: str | None, where: str) -> dict:
@@ -549,6 +576,8 @@ def read_sidecar(pattern_or_dir: str | os.PathLike, split: str | None = None) ->
     Returns:
         The sidecar as a dict (``class_names``, ``multilabel``, ``n_images``, ``shards``,
         ``splits`` (images per split, ``{}`` or absent when the shards hold no split), ``seed``...).
+        Its counts are those of the whole folder, also for a pattern that picks some files: the
+        images of those files are the ``n`` of their entries in ``shards``.
 
     Raises:
         ValueError: ``split`` is not one the shards have (the message names those they have).
@@ -686,7 +715,12 @@ def shard_dataset(
 
     n = int(doc["n_images"])
     options = tf.data.Options()
+    if num_workers is None and worker_index is not None:
+        raise ValueError(f"worker_index={worker_index} needs num_workers=, the number of workers "
+                         "that share the files (without it every worker would read all of them)")
     if num_workers is not None:
+        if not isinstance(num_workers, int) or num_workers < 1:
+            raise ValueError(f"num_workers={num_workers!r} must be a whole number of at least 1")
         if worker_index is None or not 0 <= worker_index < num_workers:
             raise ValueError(f"worker_index={worker_index} must be in 0..{num_workers - 1}")
         if len(files) < num_workers:
@@ -745,8 +779,9 @@ def shard_dataset(
             out.append(table.lookup(key))
         return tuple(out)
 
+    # no ignore_errors: every stored image was checked when it was written, so a failure here is
+    # a damaged record (DataLossError), which must stop the run, not drop images without a word
     ds = ds.map(load, num_parallel_calls=decode_calls(num_parallel_calls), deterministic=det)
-    ds = ds.ignore_errors(log_warning=True)
     content = None
     if is_file_cache(cache):  # key the file cache by all that its elements hold
         from keras_species.data.file_cache import file_fingerprint

@@ -687,3 +687,29 @@ def test_big_jpegs_read_from_shards_as_training_reads_their_files(tmp_path):
         from_files = np.concatenate([b[0].numpy() for b in make_dataset(m, size, 3, cache=False)])
         for img in from_files:  # shards are shuffled: each file's image is one of them, exactly
             assert min(np.abs(s - img).max() for s in from_shards) == 0, size
+
+
+def test_a_damaged_shard_file_is_named_not_its_images_dropped(image_folder, tmp_path):
+    # before: a shard cut short or overwritten lost its images without a word (ignore_errors)
+    import shutil
+
+    m = sources.load(image_folder)
+    write_shards(m, tmp_path / "sh", shard_size=5)
+    first = sorted((tmp_path / "sh").glob("*.tfrecord"))[1]
+    for damage in (b"garbage" * 10, first.read_bytes()[: first.stat().st_size // 2]):
+        shutil.copytree(tmp_path / "sh", tmp_path / "d", dirs_exist_ok=True)
+        (tmp_path / "d" / first.name).write_bytes(damage)
+        with pytest.raises(ManifestError, match=rf"{first.name} is damaged: it holds [\d,]+ bytes, and "
+                                                 rf"{first.stat().st_size:,} were written"):
+            shard_dataset(tmp_path / "d", 16, 4)
+    n = sum(len(b[0]) for b in shard_dataset(str(tmp_path / "sh" / "*"), 16, 4))  # the sidecar is no match
+    assert n == len(m)
+    with pytest.raises(ValueError, match=r"worker_index=1 needs num_workers="):
+        shard_dataset(tmp_path / "sh", 16, 4, worker_index=1)
+    with pytest.raises(ValueError, match=r"num_workers=0 must be a whole number of at least 1"):
+        shard_dataset(tmp_path / "sh", 16, 4, num_workers=0, worker_index=0)
+    doc = json.loads((tmp_path / "sh" / "shards.json").read_text())
+    del doc["class_names"]
+    (tmp_path / "sh" / "shards.json").write_text(json.dumps(doc))
+    with pytest.raises(ManifestError, match=r"shards.json is damaged \(it has no 'class_names'\)"):
+        read_sidecar(tmp_path / "sh")
