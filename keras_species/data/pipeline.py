@@ -608,6 +608,9 @@ def class_balance_weights(
         out = np.ones(n, np.float64)
         out[labelled] = table[manifest.labels[labelled]]
     if normalize and labelled.any():
+        if not out[labelled].sum() > 0:
+            raise ValueError("the class weights give every image weight 0: nothing would be "
+                             "learned; give some class a weight above 0")
         out[labelled] /= out[labelled].mean()
     return out.astype(np.float32)
 
@@ -1356,6 +1359,9 @@ def make_dataset(
         raise ManifestError("the manifest holds no images")
     soft = bool(label_smoothing) or batch_augment is not None
     mode = resolve_label_mode(label_mode, manifest.multilabel, bool(manifest.labelled_mask.any()), soft)
+    if batch_augment is not None and mode == "sparse":  # MixUp/CutMix mix label vectors
+        raise ValueError(f"batch_augment={batch_augment!r} mixes labels, which needs float labels: "
+                         "use label_mode='onehot' (or 'auto')")
     labels = encode_labels(manifest, mode, label_smoothing)
     weights = None
     if sample_weights is not None:
@@ -1363,9 +1369,14 @@ def make_dataset(
             weights = np.asarray(sample_weights, np.float32)
             if weights.shape != (len(manifest),):
                 raise ValueError(f"sample_weights has shape {weights.shape}, expected ({len(manifest)},)")
+            bad_weight = np.flatnonzero(~np.isfinite(weights) | (weights < 0))
+            if bad_weight.size:
+                i = int(bad_weight[0])
+                raise ValueError(f"sample_weights[{i}] is {weights[i]} ({manifest.paths[i]}): every "
+                                 "weight must be a number >= 0")
         else:
-            weights = class_balance_weights(manifest, sample_weights)
-    if mode == "none" and weights is not None:
+            class_balance_weights(manifest, sample_weights)  # a bad mode is refused before the check
+    if mode == "none" and sample_weights is not None:
         raise ValueError("sample_weights need labels: label_mode cannot be 'none'")
 
     from keras_species.data.images import get_max_pixels
@@ -1376,6 +1387,12 @@ def make_dataset(
     keep = np.flatnonzero(kinds != KIND_BAD)
     if keep.size == 0:
         raise ManifestError(f"none of the {len(manifest)} images can be read (see the warning above)")
+    if drop_remainder and keep.size < batch_size:
+        raise ValueError(f"{keep.size} image(s) and batch_size={batch_size} with drop_remainder=True: "
+                         "no batch would be yielded; lower batch_size or leave drop_remainder off")
+    if sample_weights is not None and weights is None:  # balanced over the images that are read
+        weights = np.ones(len(manifest), np.float32)
+        weights[keep] = class_balance_weights(manifest.subset(keep), sample_weights)
     paths = [manifest.paths[i] for i in keep]
     decode = _decoder(set(np.unique(kinds[keep]).tolist()), draft=out_size, limit=get_max_pixels())
     columns: list = [tf.constant(paths)]

@@ -901,3 +901,40 @@ def test_a_dataset_keeps_the_pixel_limit_it_was_checked_under(tmp_path):
     ds = make_dataset(m, 16, 1, cache=False)  # checked under the default limit: kept
     with using_max_pixels(1000):  # 1,600 pixels: over this limit (under twice it, PIL's own refusal)
         assert sum(len(x) for x, _ in ds) == 1
+
+
+def _six(tmp_path) -> Manifest:
+    paths = []
+    for i in range(6):
+        p = tmp_path / f"c{i % 3}" / f"{i}.png"
+        p.parent.mkdir(exist_ok=True)
+        Image.fromarray(np.full((24, 32, 3), 20 * i, np.uint8)).save(p)
+        paths.append(str(p))
+    return Manifest(paths, np.array([i % 3 for i in range(6)]), ["a", "b", "c"])
+
+
+def test_make_dataset_refuses_options_that_would_give_wrong_labels_weights_or_no_batch(tmp_path):
+    m = _six(tmp_path)
+    # before: MixUp mixed the class indices into a (B, B) matrix
+    with pytest.raises(ValueError, match=r"batch_augment='mixup' mixes labels.*label_mode='onehot'"):
+        make_dataset(m, 24, 4, training=True, label_mode="sparse", batch_augment="mixup")
+    # before: passed through, NaN in the loss
+    with pytest.raises(ValueError, match=r"sample_weights\[1\] is nan .*1\.png.*number >= 0"):
+        make_dataset(m, 24, 6, sample_weights=np.array([1, np.nan, 1, 1, 1, 1]))
+    with pytest.raises(ValueError, match=r"every image weight 0"):
+        make_dataset(m, 24, 6, sample_weights={"a": 0, "b": 0, "c": 0})
+    # before: an empty dataset, and fit trained nothing without a word
+    with pytest.raises(ValueError, match=r"2 image\(s\) and batch_size=4 with drop_remainder=True"):
+        make_dataset(m.subset([0, 1]), 24, 4, training=True, drop_remainder=True)
+
+
+def test_balanced_weights_count_the_images_the_check_keeps(tmp_path):
+    # before: computed over every row, the unreadable file's included: the one readable 'b'
+    # image weighed what each of the two 'a' images did
+    m = _six(tmp_path)
+    Path(m.paths[1]).write_bytes(b"junk")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        (x, y, w), = one(make_dataset(m, 24, 6, sample_weights="balanced"))
+    assert y.tolist() == [0, 2, 0, 1, 2]
+    np.testing.assert_allclose(w, [5 / 6, 5 / 6, 5 / 6, 5 / 3, 5 / 6], rtol=1e-6)  # n / (C * count), mean 1
