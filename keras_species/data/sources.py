@@ -414,6 +414,13 @@ def from_folder(
         splits = []
     else:
         folders = [(c, root_path / c, None) for c in class_dirs]
+        if all(c.strip().lower() in SPLIT_ALIASES for c in class_dirs):
+            warnings.warn(
+                f"the class folders of {root_path} are named like splits ({_names(class_dirs)}): "
+                "they are read as classes; if they are splits, put each class's images in its own "
+                f"subfolder ({root_path}/train/<class>/...), which is read as a given split",
+                stacklevel=2,
+            )
     paths: list[str] = []
     labels: list[int] = []
     class_names: list[str] = []

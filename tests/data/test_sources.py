@@ -157,6 +157,11 @@ def test_from_folder_reads_split_folders_as_a_given_split(tmp_path: Path) -> Non
         warnings.simplefilter("ignore")
         plain = sources.from_folder(d)
     assert plain.splits is None and plain.class_names == ["Valid", "extra", "train"]
+    flat = tmp_path / "flat"  # split folders without class folders: read as classes, and said
+    _png(flat / "train" / "a.png")
+    _png(flat / "val" / "b.png")
+    with pytest.warns(UserWarning, match=r"class folders of .*flat are named like splits"):
+        assert sources.from_folder(flat).class_names == ["train", "val"]
 
 
 def test_demo_in_the_working_folder_is_named(tmp_path: Path, monkeypatch) -> None:
