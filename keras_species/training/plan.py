@@ -487,6 +487,7 @@ class _RunCheckpoint(AtomicModelCheckpoint):
         super().__init__(filepath, **kwargs)
         self.history = history
         self._seeded = False
+        self.mode = kwargs.get("mode", "auto")  # "min"/"max" here; Keras before 3.11 did not keep it
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
@@ -523,6 +524,7 @@ class _RunEarlyStopping(keras.callbacks.EarlyStopping):
         super().__init__(**kwargs)
         self.history, self.phase, self.best_weights_path = history, phase, Path(best_weights_path)
         self._seeded = False
+        self.mode = kwargs.get("mode", "auto")  # "min"/"max" here; Keras before 3.11 did not keep it
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
