@@ -208,7 +208,7 @@ def test_a_csv_split_without_val_rows_is_refused_before_the_run_folder(tmp_path,
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err, err
     assert err.startswith(f"python -m recipes.feature_classifiers: error: --data {csv_file}: its "
-                          "split column has no 'val' rows (12 images: 6 test, 6 train)"), err
+                          "split column holds no 'val' rows (12 images: 6 test, 6 train)"), err
     assert "needs train and val and test" in err and "--split stratified" in err
     assert not (tmp_path / "runs").exists()
 
