@@ -410,7 +410,8 @@ def from_folder(
         folders = [(c, root_path / d / c, normalise_split_name(d))
                    for d in split_dirs for c in _subfolders(root_path / d)]
         class_dirs = class_order(c for c, _, _ in folders)
-        folders.sort(key=lambda f: (class_dirs.index(f[0]), _SPLIT_ORDER.get(f[2], 3)))
+        rank = {c: i for i, c in enumerate(class_dirs)}
+        folders.sort(key=lambda f: (rank[f[0]], _SPLIT_ORDER.get(f[2], 3)))
         splits = []
     else:
         folders = [(c, root_path / c, None) for c in class_dirs]
@@ -424,6 +425,7 @@ def from_folder(
     paths: list[str] = []
     labels: list[int] = []
     class_names: list[str] = []
+    index: dict[str, int] = {}
     skipped: list[str] = []
     loops: list[str] = []
     n_hidden = 0
@@ -437,16 +439,19 @@ def from_folder(
         n_hidden += hidden
         if not found:
             continue
-        if name not in class_names:
+        if name not in index:
+            index[name] = len(class_names)
             class_names.append(name)
         paths.extend(found)
-        labels.extend([class_names.index(name)] * len(found))
+        labels.extend([index[name]] * len(found))
         if splits is not None:
             splits.extend([split] * len(found))
     order = class_order(class_names)  # a split layout may meet its classes out of order
-    labels = [order.index(class_names[i]) for i in labels]
+    new_index = {c: i for i, c in enumerate(order)}
+    relabel = np.array([new_index[c] for c in class_names], np.int64)
+    labels = relabel[np.asarray(labels, np.int64)] if labels else []
     class_names = order
-    empty = [c for c in class_order(name for name, _, _ in folders) if c not in class_names]
+    empty = [c for c in class_order(name for name, _, _ in folders) if c not in new_index]
     if skipped:
         warnings.warn(
             f"skipped {counted(len(skipped), 'non-image file')} under {root_path} (extension not in "
@@ -1627,7 +1632,8 @@ def from_coco_json(
                                 "each category its own id")
         seen_ids.add(c["id"])
     order = class_order(str(c["id"]) for c in cats)  # string ids "2" before "10", as numbers
-    cats = sorted(cats, key=lambda c: order.index(str(c["id"])))
+    rank = {c: i for i, c in enumerate(order)}
+    cats = sorted(cats, key=lambda c: rank[str(c["id"])])
     names = [str(c.get("name") or c["id"]).strip() or str(c["id"]) for c in cats]  # a blank name: its id
     counts: dict[str, int] = {}
     for n in names:
