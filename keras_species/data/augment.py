@@ -16,8 +16,8 @@ Presets (their names and settings are plain data in :mod:`keras_species.data.aug
 ``none``        no augmentation (returns ``None``)
 ``r1``          horizontal flip (p = 0.5), rotation ±30°, black fill (R1, torchvision's default)
 ``r1_pseudo``   horizontal flip, rotation ±45° (R1's pseudo-labelled set)
-``r3``          rotation over the full circle with reflect fill, horizontal + vertical flips,
-                contrast ±20% (R3: plants photographed from above)
+``r3``          rotation over the full circle with reflect fill, horizontal and vertical flips
+                (each its own coin), contrast ±20% (R3: plants photographed from above)
 ``r4``          random resized crop (8–100% of the area, aspect 3/4–4/3) back to the input
                 size, horizontal flip, rotation ±25°, reflect fill (R4, fastai's defaults)
 ``r5``          rotation ±40°, shift ±20%, zoom ±20%, horizontal flip, nearest fill (R5, the
@@ -53,10 +53,12 @@ class RandomResizedCrop(keras.layers.Layer):
 
     Written here because core Keras 3 lacks it. Built on ``keras.ops`` only (one
     ``ops.image.affine_transform`` per batch), so it runs in ``tf.data`` on the CPU and inside a
-    model on an accelerator. Each image gets its own crop: area ``s ~ U(scale)`` of the image,
-    log aspect ``~ U(log ratio)``; a crop wider or taller than the image is clipped to it (instead
-    of torchvision's ten retries), then placed uniformly at random. At inference the layer is
-    the identity (or a plain resize when ``height``/``width`` differ from the input).
+    model on an accelerator. Each image gets its own crop, drawn as torchvision's
+    ``RandomResizedCrop`` draws it: area ``~ U(scale)`` of the image and log aspect
+    ``~ U(log ratio)``, rounded to whole pixels, up to 10 times until the crop fits, placed
+    uniformly at random on whole pixels; when no draw fits, a centre crop of the whole image with
+    its aspect clamped to ``ratio``. At inference the layer is the identity (or a plain resize
+    when ``height``/``width`` differ from the input).
 
     Args:
         height, width: output size; ``None`` keeps the input size (the image is resized to the
@@ -99,20 +101,37 @@ class RandomResizedCrop(keras.layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
         self._allow_non_tensor_positional_args = True
 
+    TRIES = 10
+    """Draws per image before the centre-crop fallback (torchvision's count)."""
+
     def _crop(self, x):
+        # torchvision's sampling, vectorised: up to TRIES (area, log-aspect) draws per image, the
+        # first whose rounded size fits; else a centre crop with the aspect clamped to `ratio`
         shape = ops.shape(x)
         b = shape[0]
         h = ops.cast(shape[1], "float32")
         w = ops.cast(shape[2], "float32")
-        area = keras.random.uniform((b,), self.scale[0], self.scale[1], seed=self.seed_generator)
-        log_r = keras.random.uniform(
-            (b,), math.log(self.ratio[0]), math.log(self.ratio[1]), seed=self.seed_generator
-        )
+        area = keras.random.uniform((b, self.TRIES), self.scale[0], self.scale[1],
+                                    seed=self.seed_generator) * h * w
+        log_r = keras.random.uniform((b, self.TRIES), math.log(self.ratio[0]),
+                                     math.log(self.ratio[1]), seed=self.seed_generator)
         r = ops.exp(log_r)
-        crop_w = ops.minimum(ops.sqrt(area * h * w * r), w)
-        crop_h = ops.minimum(ops.sqrt(area * h * w / r), h)
-        x0 = keras.random.uniform((b,), 0.0, 1.0, seed=self.seed_generator) * (w - crop_w)
-        y0 = keras.random.uniform((b,), 0.0, 1.0, seed=self.seed_generator) * (h - crop_h)
+        cw = ops.round(ops.sqrt(area * r))
+        ch = ops.round(ops.sqrt(area / r))
+        fits = ops.logical_and(ops.logical_and(cw >= 1, cw <= w), ops.logical_and(ch >= 1, ch <= h))
+        first = ops.expand_dims(ops.argmax(ops.cast(fits, "int32"), axis=1), 1)
+        found = ops.any(fits, axis=1)
+        in_ratio = w / h
+        fb_w = ops.where(in_ratio > self.ratio[1], ops.round(h * self.ratio[1]), w)
+        fb_h = ops.where(in_ratio < self.ratio[0], ops.round(w / self.ratio[0]), h)
+        crop_w = ops.where(found, ops.take_along_axis(cw, first, axis=1)[:, 0], fb_w)
+        crop_h = ops.where(found, ops.take_along_axis(ch, first, axis=1)[:, 0], fb_h)
+        u = keras.random.uniform((b, 2), 0.0, 1.0, seed=self.seed_generator)
+        # a whole-pixel offset, uniform over the free positions (centred for the fallback)
+        x0 = ops.where(found, ops.floor(u[:, 0] * (w - crop_w + 1)), ops.floor((w - crop_w) / 2))
+        y0 = ops.where(found, ops.floor(u[:, 1] * (h - crop_h + 1)), ops.floor((h - crop_h) / 2))
+        x0 = ops.minimum(x0, w - crop_w)
+        y0 = ops.minimum(y0, h - crop_h)
         sx, sy = crop_w / w, crop_h / h
         zero = ops.zeros_like(sx)
         # output pixel centre (xo + .5) maps to input x0 + (xo + .5) * sx, in pixel-centre terms
@@ -182,7 +201,10 @@ def augmentation(preset: str, *, seed: int | None = None, **overrides) -> keras.
     fill = str(f["fill_mode"])
     if f["crop_area"] is not None:
         layers.append(RandomResizedCrop(scale=f["crop_area"], ratio=f["crop_ratio"], seed=next_seed(), name="random_resized_crop"))
-    if f["flip"]:
+    if f["flip"] == "horizontal_and_vertical":  # two coins: Keras' one mode flips both axes at once
+        layers.append(keras.layers.RandomFlip("horizontal", seed=next_seed(), name="random_flip"))
+        layers.append(keras.layers.RandomFlip("vertical", seed=next_seed(), name="random_flip_vertical"))
+    elif f["flip"]:
         layers.append(keras.layers.RandomFlip(str(f["flip"]), seed=next_seed(), name="random_flip"))
     if f["rotation"]:
         rot = f["rotation"]
@@ -195,8 +217,9 @@ def augmentation(preset: str, *, seed: int | None = None, **overrides) -> keras.
         z = float(f["zoom"])
         layers.append(keras.layers.RandomZoom((-z, z), fill_mode=fill, seed=next_seed(), name="random_zoom"))
     if f["contrast"]:
+        c = float(f["contrast"])  # (lower, upper): a single float lowers nothing in Keras 3.15
         layers.append(
-            keras.layers.RandomContrast(float(f["contrast"]), value_range=(0, 255), seed=next_seed(), name="random_contrast")
+            keras.layers.RandomContrast((c, c), value_range=(0, 255), seed=next_seed(), name="random_contrast")
         )
     if f["randaugment_ops"]:
         layers.append(
@@ -223,8 +246,8 @@ def batch_augmentation(name: str, alpha: float | None = None, *, seed: int | Non
 
     Args:
         name: ``"mixup"`` or ``"cutmix"``.
-        alpha: Beta-distribution parameter (MixUp ``alpha``, default 0.2; CutMix ``factor``,
-            default 1.0).
+        alpha: the mixing weight's Beta(alpha, alpha) parameter (MixUp, default 0.2; CutMix,
+            default 1.0: a uniform weight, as in the CutMix paper).
         seed: random seed.
 
     Returns:
@@ -238,8 +261,9 @@ def batch_augmentation(name: str, alpha: float | None = None, *, seed: int | Non
     key = name.lower().replace("_", "").replace("-", "")
     if key == "mixup":
         return keras.layers.MixUp(alpha=0.2 if alpha is None else alpha, seed=seed)
-    if key == "cutmix":
-        return keras.layers.CutMix(factor=1.0 if alpha is None else alpha, seed=seed)
+    if key == "cutmix":  # (a, a): Beta(a, a) itself; one float would draw a from U(0, a) per batch
+        a = 1.0 if alpha is None else float(alpha)
+        return keras.layers.CutMix(factor=(a, a), seed=seed)
     raise ValueError(f"unknown batch augmentation {name!r}; choose 'mixup' or 'cutmix'")
 
 

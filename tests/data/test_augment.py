@@ -100,3 +100,52 @@ def test_augment_in_model_is_identity_at_inference():
     x = images(2, 16)
     np.testing.assert_allclose(wrapped.predict(x, verbose=0), base.predict(x, verbose=0), rtol=1e-5)
     assert not np.allclose(np.asarray(wrapped(x, training=True)), np.asarray(base(x)))
+
+
+def _crop_boxes(h: int, w: int, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Area fraction and aspect (w / h) of ``n`` crops of an ``h`` x ``w`` image, read back from
+    an input whose pixels hold their own coordinates."""
+    from keras_species.data.augment import RandomResizedCrop
+
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    coords = np.broadcast_to(np.stack([xs, ys, np.zeros_like(xs)], -1), (n, h, w, 3))
+    out = np.asarray(RandomResizedCrop(seed=seed)(coords, training=True))
+    crop_w = (out[:, 0, -1, 0] - out[:, 0, 0, 0]) * w / (w - 1)
+    crop_h = (out[:, -1, 0, 1] - out[:, 0, 0, 1]) * h / (h - 1)
+    return crop_w * crop_h / (h * w), crop_w / crop_h
+
+
+def test_random_resized_crop_samples_as_torchvision_does():
+    # before: an oversized draw was clipped to the image, so a non-square image got aspects far
+    # outside 3/4..4/3 (up to 1.62 on 128 x 256) and large crops came twice as often
+    area, aspect = _crop_boxes(64, 64, 1500)
+    assert area.min() > 0.07 and area.max() <= 1.0 + 1e-3
+    assert aspect.min() > 0.70 and aspect.max() < 1.42  # 3/4..4/3, give or take a pixel's rounding
+    assert 0.06 < np.mean(area > 0.8) < 0.15  # torchvision: about 10% (clipping gave about 20%)
+    area, aspect = _crop_boxes(40, 100, 1500, seed=1)  # aspect 2.5: some draws fall back
+    assert aspect.max() < 1.42 and aspect.min() > 0.70  # the fallback's aspect is clamped too
+
+
+def test_r3_flips_each_axis_on_its_own_and_its_contrast_goes_both_ways():
+    # before: RandomFlip("horizontal_and_vertical") flips both axes on one coin (a half turn,
+    # never a mirror image), and RandomContrast(0.2) only raised the contrast
+    from keras_species.data.augment import augmentation
+
+    img = np.zeros((400, 8, 8, 3), np.float32)
+    img[:, 0, 0] = 255.0  # a marker in the top-left corner
+    flips = np.asarray(augmentation("r3", rotation=0, contrast=0, seed=0)(img, training=True))
+    corner = np.stack([flips[:, 0, 0, 0], flips[:, 0, -1, 0], flips[:, -1, 0, 0], flips[:, -1, -1, 0]], 1)
+    outcome = np.argmax(corner, axis=1)  # 0 none, 1 horizontal, 2 vertical, 3 both
+    assert all(np.mean(outcome == k) > 0.15 for k in range(4)), np.bincount(outcome)
+    ramp = np.broadcast_to(np.linspace(50, 200, 16, dtype=np.float32)[None, None, :, None], (300, 4, 16, 3))
+    out = np.asarray(augmentation("r3", rotation=0, flip=None, seed=0)(np.array(ramp), training=True))
+    factor = (out[:, 0, -1, 0] - out[:, 0, 0, 0]) / 150.0
+    assert factor.min() < 0.85 and factor.max() > 1.15 and 0.78 < factor.min()
+
+
+def test_cutmix_mixes_with_a_fixed_beta_parameter():
+    # before: factor=1.0, which Keras reads as "draw the Beta parameter from U(0, 1) per batch"
+    from keras_species.data.augment import batch_augmentation
+
+    assert tuple(batch_augmentation("cutmix").get_config()["factor"]) == (1.0, 1.0)
+    assert tuple(batch_augmentation("cutmix", 0.4).get_config()["factor"]) == (0.4, 0.4)
