@@ -105,6 +105,26 @@ def _split_counts(splits: Sequence[str]) -> list[tuple[str, int]]:
     return [(str(names[i]), int(counts[i])) for i in order]
 
 
+def _multi_hot(rows: list, num_classes: int, indices: bool, path: str, fix: str) -> np.ndarray:
+    """A JSON manifest's multi-label labels as a 0/1 matrix: rows of tag indices (``indices``,
+    written since stop 28) or rows of 0/1 (the dense form written before)."""
+    out = np.zeros((len(rows), num_classes), np.uint8)
+    for i, row in enumerate(rows):
+        ok = isinstance(row, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in row)
+        if ok and indices:
+            ok = all(0 <= t < num_classes for t in row)
+        elif ok:
+            ok = len(row) == num_classes and set(row) <= {0, 1}
+        if not ok:
+            what = f"a list of tag indices 0..{num_classes - 1}" if indices else f"{num_classes} values 0 or 1"
+            raise ManifestError(f"{path}: labels[{i}] is {row!r}, not {what}: {fix}")
+        if indices:
+            out[i, row] = 1
+        else:
+            out[i] = row
+    return out
+
+
 @dataclass(repr=False)
 class Manifest:
     """Image paths with their labels, classes, groups and splits.
@@ -451,14 +471,26 @@ class Manifest:
         )
 
     def to_json(self, path: str | os.PathLike) -> str:
-        """Write the manifest as one JSON document (reload with :meth:`from_json`)."""
+        """Write the manifest as one JSON document (reload with :meth:`from_json`).
+
+        Multi-label labels are written as each image's list of tag indices
+        (``[[0, 3], [], ...]``), not as the dense 0/1 matrix: with 10,000 tags the matrix made a
+        120 MB file of 4,000 images and took 8 s to write. :meth:`from_json` reads both forms.
+        """
         path = os.fspath(check_output_file(path))
+        if self.multilabel:
+            rows, cols = np.nonzero(self.labels)
+            cuts = np.searchsorted(rows, np.arange(1, len(self)))
+            labels = [c.tolist() for c in np.split(cols, cuts)] if len(self) else []
+        else:
+            labels = self.labels.tolist()
         doc = {
             "format": "keras-species-manifest/1",
             "class_names": self.class_names,
             "multilabel": self.multilabel,
             "paths": self.paths,
-            "labels": self.labels.tolist(),
+            "labels": labels,
+            "label_form": "tag_indices" if self.multilabel else "class_index",
             "groups": self.groups,
             "splits": self.splits,
             "source": self.source,
@@ -489,9 +521,11 @@ class Manifest:
             if not isinstance(doc.get(key), list):
                 found = "is missing" if key not in doc else f"holds a JSON {json_type(doc[key])}"
                 raise ManifestError(f"{path}: {key!r} {found}, not a list: {fix}")
-        labels = np.array(doc["labels"])
-        if doc.get("multilabel") and labels.ndim == 1 and not len(labels):  # [] has no second axis
-            labels = labels.reshape(0, len(doc["class_names"]))
+        if doc.get("multilabel"):
+            labels = _multi_hot(doc["labels"], len(doc["class_names"]),
+                                doc.get("label_form") == "tag_indices", path, fix)
+        else:
+            labels = np.array(doc["labels"])
         try:
             return cls(
                 paths=doc["paths"],

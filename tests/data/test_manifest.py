@@ -215,3 +215,22 @@ def test_an_empty_class_name_is_refused_and_an_empty_multilabel_manifest_round_t
     empty = Manifest([], np.zeros((0, 2), np.uint8), ["cod", "eel"])
     back = Manifest.from_json(empty.to_json(tmp_path / "m.json"))
     assert back.multilabel and back.class_names == ["cod", "eel"]  # before: single-label
+
+
+def test_multilabel_json_holds_tag_indices_and_reads_the_older_dense_form(tmp_path) -> None:
+    # before: the dense 0/1 matrix, 120 MB for 4,000 images of 10,000 tags
+    y = np.array([[1, 1], [0, 1], [0, 0]], np.uint8)
+    m = Manifest(["a.png", "b.png", "c.png"], y, ["cod", "eel"], splits=["train", "val", "test"])
+    path = m.to_json(tmp_path / "m.json")
+    doc = json.loads(Path(path).read_text())
+    assert doc["labels"] == [[0, 1], [1], []] and doc["label_form"] == "tag_indices"
+    back = Manifest.from_json(path)
+    assert back.labels.tolist() == y.tolist() and back.splits == m.splits
+    doc.pop("label_form")
+    doc["labels"] = y.tolist()  # as written before stop 28
+    (tmp_path / "old.json").write_text(json.dumps(doc))
+    assert Manifest.from_json(tmp_path / "old.json").labels.tolist() == y.tolist()
+    doc["labels"] = [[1, 1], [0, 1, 1], [0, 0]]
+    (tmp_path / "bad.json").write_text(json.dumps(doc))
+    with pytest.raises(ManifestError, match=r"labels\[1\] is \[0, 1, 1\], not 2 values 0 or 1"):
+        Manifest.from_json(tmp_path / "bad.json")
