@@ -1473,12 +1473,10 @@ def _run(args) -> int:
         print(f"keras-species audit: {e}", file=sys.stderr)
         return 2
     report = audit(manifest, None, workers=args.workers, progress=not args.no_progress)
-    if len(manifest) and len(report.corrupt) == len(manifest) and all(
-            c["reason"].startswith("file not found") for c in report.corrupt):
-        print(f"keras-species audit: none of the {len(manifest)} image files that {args.data} lists "
-              f"exists (e.g. {report.corrupt[0]['path']}): was the data moved or renamed? A saved "
-              "split or manifest holds absolute paths: make it again from the data's new place; a "
-              "CSV of relative paths takes --root, the folder they start from", file=sys.stderr)
+    gone = len(report.corrupt) == len(manifest) and sources.data_gone_problem(
+        args.data, {c["path"]: c["reason"] for c in report.corrupt})
+    if gone:
+        print(f"keras-species audit: {gone}", file=sys.stderr)
         return 2
     # the file itself, not its entries: clean's warnings then name it and the lines
     # the classes it empties are said once, in the clean line below (not in a warning as well)

@@ -1374,8 +1374,6 @@ def make_dataset(
                 i = int(bad_weight[0])
                 raise ValueError(f"sample_weights[{i}] is {weights[i]} ({manifest.paths[i]}): every "
                                  "weight must be a number >= 0")
-        else:
-            class_balance_weights(manifest, sample_weights)  # a bad mode is refused before the check
     if mode == "none" and sample_weights is not None:
         raise ValueError("sample_weights need labels: label_mode cannot be 'none'")
 

@@ -120,15 +120,6 @@ def _label_indices(manifest: Manifest, i: int) -> list[int]:
     return [] if k == UNLABELLED else [k]
 
 
-def _plain_jpeg(data: bytes) -> bool:
-    """Whether stored image bytes are a plain JPEG (8-bit, grey or YCbCr, upright, a single
-    picture), which readers decode at a reduced scale when it is at least twice their output
-    size, as training and ``predict`` decode such a file."""
-    from keras_species.data.pipeline import plain_jpeg_size
-
-    return plain_jpeg_size(data) is not None
-
-
 def _example(image: bytes, labels: list[int], group: str, path: str, index: int, split: str = "",
              draft: bool = False):
     import tensorflow as tf
@@ -347,7 +338,9 @@ def write_shards(
                 results.append((i, data))
     # drafts[i]: a plain JPEG, decoded at a reduced scale when it is at least twice the size it
     # is read at, as training and predict decode such a file (libjpeg's DCT scaling)
-    drafts = {i: _plain_jpeg(data) for i, data in results}
+    from keras_species.data.pipeline import plain_jpeg_size
+
+    drafts = {i: plain_jpeg_size(data) is not None for i, data in results}
     n_good = len(results)
     if n_good == 0:
         raise ManifestError(f"none of the {len(rows)} images could be read; nothing written")

@@ -1494,6 +1494,30 @@ def from_path_list(
     return m
 
 
+def data_gone_problem(data: str | os.PathLike, reasons: dict[str, str]) -> str | None:
+    """The message when not one of a source's files exists any more (``reasons``: each file's
+    reason for not being read), as for a saved split or manifest whose data moved: one line
+    about the move instead of one "file not found" a file. ``None`` when some file was there.
+
+    Args:
+        data: the source as the user gave it.
+        reasons: ``{path: reason}`` of every file of the source.
+
+    Returns:
+        The message, or ``None``.
+
+    Example:
+        >>> data_gone_problem("split.csv", {"/old/a.png": "file not found"})[:44]
+        'none of the 1 image files that split.csv lis'
+    """
+    if not reasons or not all(r.startswith("file not found") for r in reasons.values()):
+        return None
+    return (f"none of the {len(reasons)} image files that {data} lists exists (e.g. "
+            f"{next(iter(reasons))}): was the data moved or renamed? A saved split or manifest holds "
+            "absolute paths: make it again from the data's new place (keras-species split "
+            "NEW_PLACE ...); a CSV of relative paths takes --root, the folder they start from")
+
+
 def require_labels(manifest: Manifest, command: str) -> Manifest:
     """Refuse a manifest in which no image has a label, for a command that needs labels.
 

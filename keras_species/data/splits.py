@@ -933,14 +933,9 @@ def run_cli(args: argparse.Namespace) -> int:
                 _report_dropped(bad, loaded, m, listing, str(args.data))
         if bad and not len(m):
             data = shlex.quote(str(args.data))
-            if all(r.startswith("file not found") for r in bad.values()):
-                raise ManifestError(
-                    f"none of the {len(loaded)} image files that {args.data} lists exists (e.g. "
-                    f"{next(iter(bad))}): was the data moved or renamed? A saved split or manifest "
-                    "holds absolute paths: make it again from the data's new place (keras-species "
-                    "split NEW_PLACE ...); a CSV of relative paths takes --root, the folder they "
-                    "start from"
-                )
+            gone = sources.data_gone_problem(args.data, bad)
+            if gone:
+                raise ManifestError(gone)
             raise ManifestError(
                 f"none of the {len(loaded)} image file(s) of {args.data} can be read (reasons above and in "
                 f"{listing}): check that {args.data} is the data you meant, and replace the files with "
