@@ -172,10 +172,9 @@ def is_hidden(name: str) -> bool:
     return name.startswith(".") or name.startswith("__MACOSX") or name == "Thumbs.db"
 
 
-def _overlaps(real: str, roots: Iterable[str]) -> str | None:
-    """The first of ``roots`` that ``real`` equals, lies inside or contains (real paths)."""
-    return next((r for r in roots
-                 if real == r or real.startswith(r + os.sep) or r.startswith(real + os.sep)), None)
+def _overlaps(real: str, roots: Iterable[str]) -> bool:
+    """Whether ``real`` equals, lies inside or contains one of ``roots`` (real paths)."""
+    return any(real == r or real.startswith(r + os.sep) or r.startswith(real + os.sep) for r in roots)
 
 
 def is_utf8_name(path: str) -> bool:
@@ -220,10 +219,10 @@ def _image_files(folder: Path, exts: tuple[str, ...], read: list[str], not_utf8:
                  ) -> tuple[list[str], list[str], int, list[str]]:
     """Image files under ``folder`` (recursive, links followed), the other files, hidden count,
     and the folder links left out because they lead to a folder that is read anyway or whose
-    images would be read twice: ``read`` holds the real paths of the data folder, of every
-    class folder and of each folder link followed so far (it grows); a link that leads to,
-    into or above one of them is not followed (also a loop, which ``os.walk`` would follow
-    until the path is too long).
+    images would be read twice: ``read`` holds the real paths of the data folder (every plain
+    class folder lies inside it), of the class folders reached through a link, and of each folder
+    link followed so far (it grows); a link that leads to, into or above one of them is not
+    followed (also a loop, which ``os.walk`` would follow until the path is too long).
 
     The per-file tests are spelled out (no ``os.path.join``/``splitext`` calls): listing is
     part of every first epoch, and those calls were most of its cost on large folders.
