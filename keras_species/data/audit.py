@@ -30,7 +30,7 @@ import time
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -412,11 +412,13 @@ def audit(
             infos[p] = probe(p)
             bar.update()
     else:
+        # chunks of files, not one Future a file: a Future's lock and bookkeeping cost more than
+        # probing a small image (twice the time of one thread at 100,000 16x16 PNGs)
+        chunks = [unique[i : i + _PROBE_CHUNK] for i in range(0, len(unique), _PROBE_CHUNK)]
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(probe, p): p for p in unique}
-            for fut in as_completed(futures):
-                infos[futures[fut]] = fut.result()
-                bar.update()
+            for chunk, probed in zip(chunks, pool.map(lambda c: [probe(p) for p in c], chunks)):
+                infos.update(zip(chunk, probed))
+                bar.update(len(chunk))
 
     report = _summarise(manifest, infos)
     report.workers = workers
@@ -424,6 +426,10 @@ def audit(
     if out_dir is not None:
         report.save(out_dir, manifest, plots=plots)
     return report
+
+
+_PROBE_CHUNK = 32
+"""Files a worker of the audit probes per task."""
 
 
 def _label_key(manifest: Manifest, i: int) -> str:
