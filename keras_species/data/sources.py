@@ -286,8 +286,12 @@ def split_folder_layout(root: str | os.PathLike) -> bool:
     """
     root = Path(root)
     tops = _subfolders(root)
-    return bool(tops) and all(t.strip().lower() in SPLIT_ALIASES for t in tops) and any(
-        _subfolders(root / t) for t in tops)
+    return _all_split_names(tops) and any(_subfolders(root / t) for t in tops)
+
+
+def _all_split_names(names: Sequence[str]) -> bool:
+    """Whether there are folder names and each names a split (:data:`SPLIT_ALIASES`, any case)."""
+    return bool(names) and all(n.strip().lower() in SPLIT_ALIASES for n in names)
 
 
 def _norm_exts(extensions: Iterable[str] | None) -> tuple[str, ...]:
@@ -414,7 +418,7 @@ def from_folder(
         splits = []
     else:
         folders = [(c, root_path / c, None) for c in class_dirs]
-        if all(c.strip().lower() in SPLIT_ALIASES for c in class_dirs):
+        if _all_split_names(class_dirs):
             warnings.warn(
                 f"the class folders of {root_path} are named like splits ({_names(class_dirs)}): "
                 "they are read as classes; if they are splits, put each class's images in its own "

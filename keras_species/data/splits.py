@@ -305,7 +305,8 @@ def _refuse_empty_splits(m: Manifest, names: Sequence[str], grouped: bool) -> No
     """``split``'s refusal of a ratio split that leaves a part without any image: a model cannot
     be validated or tested on nothing, and a split CSV with an empty part is no split. (A
     recipe's ``prepare_data`` says it in its own words, with its own flags.)"""
-    empty = [name for name in names if name not in set(m.splits)]
+    present = set(m.splits)
+    empty = [name for name in names if name not in present]
     if not empty:
         return
     parts = " and ".join(repr(e) for e in empty)
@@ -790,11 +791,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def _check_split_flags(args: argparse.Namespace) -> None:
     """Refuse, before the data is read, flag values the split cannot use (as the parser would)."""
-    from keras_species.recipe import SEED_MAX, SettingError
+    from keras_species.recipe import SETTING_CHECKS, SettingError
 
-    if args.seed is not None and not 0 <= args.seed <= SEED_MAX:
-        raise SettingError(f"--seed {args.seed}: must be a whole number from 0 to {SEED_MAX} "
-                           "(NumPy's range), e.g. --seed 42")
+    seed_problem = None if args.seed is None else SETTING_CHECKS["seed"](args.seed, None)
+    if seed_problem:  # the recipes' own check of --seed
+        raise SettingError(f"--seed {args.seed}: {seed_problem}")
     if args.group_aware and (args.given or args.systematic is not None):
         mode = "--given keeps the data's own split" if args.given else "--systematic picks by position"
         raise SettingError(f"--group-aware does not apply here: {mode}, whatever the groups; leave "
