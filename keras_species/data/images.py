@@ -59,8 +59,6 @@ FORMAT_EXTENSIONS: dict[str, frozenset[str]] = {
 }
 """Extensions that match each PIL format (used to count extension mismatches)."""
 
-TF_DECODABLE_FORMATS: frozenset[str] = frozenset({"JPEG", "MPO", "PNG", "GIF", "BMP"})
-"""Formats ``tf.io.decode_image`` reads; other formats must go through :func:`read_image`."""
 
 SIXTEEN_BIT_MODES: frozenset[str] = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I;16S", "I"})
 _ALPHA_MODES = frozenset({"LA", "La", "RGBA", "RGBa", "PA"})
