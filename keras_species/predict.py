@@ -136,7 +136,8 @@ def _is_image(path: str) -> bool:
     return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
 
 
-def _folder_files(root: str, loops: list[str] | None = None) -> Iterator[tuple[str, bool]]:
+def _folder_files(root: str, loops: list[str] | None = None,
+                  unreadable: list[str] | None = None) -> Iterator[tuple[str, bool]]:
     """``(path, has an image extension)`` of every visible file under ``root``, sorted.
 
     The folder readers' rules (``sources.from_folder``), so that ``predict`` sees the files
@@ -144,11 +145,17 @@ def _folder_files(root: str, loops: list[str] | None = None) -> Iterator[tuple[s
     ``.thumbnails/``), ``__MACOSX`` and ``Thumbs.db`` are passed over, and folder links are
     followed, except one that leads back to a folder above it (a loop, which ``os.walk`` would
     follow until the path is too long) or to a folder already read: those are appended to
-    ``loops`` when it is given.
+    ``loops`` when it is given. A folder that cannot be listed (no permission) is appended to
+    ``unreadable``, with the reason.
     """
     real_root = os.path.realpath(root)
     seen: set[str] = {real_root}
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+
+    def cannot_list(error: OSError) -> None:
+        if unreadable is not None:
+            unreadable.append(f"{error.filename} ({error.strerror or error})")
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=cannot_list):
         here = os.path.realpath(dirpath) + os.sep
         kept = []
         for d in sorted(d for d in dirnames if not sources.is_hidden(d)):
@@ -266,7 +273,13 @@ def _left_out(inputs: PathLike | Sequence[PathLike]) -> tuple[list[str], list[st
     if not isinstance(inputs, (str, os.PathLike)) or not os.path.isdir(os.fspath(inputs)):
         return [], []
     loops: list[str] = []
-    others = [path for path, image in _folder_files(os.fspath(inputs), loops) if not image]
+    unreadable: list[str] = []
+    others = [path for path, image in _folder_files(os.fspath(inputs), loops, unreadable) if not image]
+    if unreadable:  # before: left out without a word
+        shown = ", ".join(unreadable[:3]) + (f" and {len(unreadable) - 3} more" if len(unreadable) > 3 else "")
+        warnings.warn(f"could not list {counted(len(unreadable), 'folder')}: {shown}; the images in "
+                      "them are not predicted: give this user read and execute permission on "
+                      "them (chmod u+rx)", stacklevel=3)
     return others, loops
 
 

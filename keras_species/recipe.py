@@ -1801,7 +1801,7 @@ def data_section(prepared: Any, datasets: Any = None) -> tuple[str, str]:
         lines.append(f"**Ids in file names:** {prepared.name_id_note}.")
     if prepared.audit is not None:
         a = prepared.audit
-        too_large = (f" ({len(a.oversized)} of them only over the decompression-bomb limit)"
+        too_large = (f" ({len(a.oversized)} of them over the decompression-bomb limit, not decoded)"
                      if a.oversized else "")
         lines.append(
             f"Audit: {a.n_images} images, {len(a.corrupt)} corrupt{too_large}, {len(a.non_rgb)} "

@@ -157,3 +157,11 @@ def training_killed_after_one_epoch(monkeypatch) -> Iterator[list[float]]:
         yield killed
     finally:
         monkeypatch.setattr(plan, "train", real_train)
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Mark every test that asks for ``shared_data`` (``pytest -m shared_data`` selects them
+    all; before, only those marked by hand)."""
+    for item in items:
+        if "shared_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.shared_data)

@@ -20,7 +20,9 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
+import io
 import json
 import math
 import os
@@ -132,12 +134,13 @@ class AuditReport:
         n_resolutions: distinct ``(width, height)`` pairs.
         top_resolutions: the most common ``[width, height, count]`` (up to 10).
         corrupt: ``{path, reason}`` for every file that cannot be read, the ones over the
-            decompression-bomb limit included (they are not damaged: see ``oversized``).
-        oversized: ``{path, pixels}`` of the files of ``corrupt`` that are only too large: over
-            the decompression-bomb limit ``max_pixels``; trusted, they read with a higher limit
-            (:meth:`oversized_hint` says how).
+            decompression-bomb limit included (they are not decoded: see ``oversized``).
+        oversized: ``{path, pixels}`` of the files of ``corrupt`` over the decompression-bomb
+            limit ``max_pixels``: not decoded, so not checked for damage either; trusted, they
+            read with a higher limit (:meth:`oversized_hint` says how).
         max_pixels: the decompression-bomb limit the scan applied, in pixels (``None``: none).
-        duplicates: groups of byte-identical files: ``{sha1, paths, labels, conflicting_labels}``.
+        duplicates: groups of byte-identical readable files: ``{sha1, paths, labels,
+            conflicting_labels}`` (corrupt files are in ``corrupt`` only).
         n_duplicate_rows: manifest rows that repeat the same path.
         cross_split_duplicates: duplicate groups that sit on more than one split (leakage):
             ``{sha1, paths, splits}``.
@@ -332,7 +335,7 @@ class AuditReport:
 
     def summary(self) -> str:
         """A few lines for the terminal: images, classes, problems, baseline."""
-        too_large = (f" ({len(self.oversized)} of them only over the decompression-bomb limit)"
+        too_large = (f" ({len(self.oversized)} of them over the decompression-bomb limit, not decoded)"
                      if self.oversized else "")
         lines = [
             f"{counted(self.n_images, 'image')}, {classes_phrase(len(self.class_names), self.multilabel)}, "
@@ -540,12 +543,13 @@ def _summarise(manifest: Manifest, infos: dict[str, ImageInfo]) -> AuditReport:
     r.n_needs_conversion = _read_through_pil([i.path for i in readable])
     r.n_exif_rotated = sum(1 for i in readable if i.orientation not in (0, 1))
 
-    # ---- duplicates (byte-identical files; empty files are corrupt, not duplicates)
+    # ---- duplicates (byte-identical readable files: corrupt ones are dropped by every
+    # cleaning, so they can be neither duplicates nor leakage)
     r.n_duplicate_rows = len(manifest) - len(order)
     rows_by_hash: dict[str, list[int]] = defaultdict(list)
     for row, p in enumerate(manifest.paths):
         info = infos.get(p)
-        if info is not None and info.sha1 and info.bytes > 0:
+        if info is not None and info.sha1 and info.error is None:
             rows_by_hash[info.sha1].append(row)
     for sha1, rows in rows_by_hash.items():
         if len(rows) < 2:
@@ -780,18 +784,37 @@ def _read_drop_list(drop: str | os.PathLike | Iterable[str]) -> list[tuple[int, 
     if isinstance(drop, (str, os.PathLike)):
         path = os.fspath(drop)
         if not os.path.isfile(path):
+            what = "is a folder" if os.path.isdir(path) else "not found"
             raise FileNotFoundError(
-                f"drop list {path} not found: pass a text file with one path or file name per line, "
-                "or a list of paths"
+                f"drop list {path} {what}: pass a text file with one path or file name per line "
+                "(or a CSV with a path column, such as an audit's dropped.csv), or a list of paths"
             )
         from keras_species.data.text import read_text
 
-        numbered = [(n, ln.strip()) for n, ln in enumerate(read_text(path).splitlines(), start=1)]
-        numbered = [(n, ln) for n, ln in numbered if ln and not ln.startswith("#")]
+        text = read_text(path)
+        numbered = _csv_path_column(text) if path.lower().endswith(".csv") else None
+        if numbered is None:
+            numbered = [(n, ln.strip()) for n, ln in enumerate(text.splitlines(), start=1)]
+            numbered = [(n, ln) for n, ln in numbered if ln and not ln.startswith("#")]
     else:
         numbered = [(n, os.fspath(d).strip()) for n, d in enumerate(drop, start=1)]
     unquoted = [(n, _unquote(e)) for n, e in numbered]
     return [(n, e) for n, e in unquoted if e]
+
+
+def _csv_path_column(text: str) -> list[tuple[int, str]] | None:
+    """``(line, path)`` of a CSV drop list whose header names a ``path`` column (an audit's
+    ``dropped.csv`` or ``files.csv``); ``None`` for a CSV without one (read line by line)."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = [h.strip().lower() for h in next(reader, [])]
+    if "path" not in header:
+        return None
+    col, rows, line = header.index("path"), [], reader.line_num
+    for row in reader:
+        if col < len(row) and row[col].strip():
+            rows.append((line + 1, row[col].strip()))
+        line = reader.line_num
+    return rows
 
 
 def _drop_list_name(drop: str | os.PathLike | Iterable[str]) -> tuple[str, str]:
@@ -955,7 +978,7 @@ def _raise_limit_fix(pixels: int) -> str:
     """How to read a trusted file of ``pixels`` pixels that is over the decompression-bomb
     limit: with the commands that have ``--max-pixels``, and in Python (the recipes read with
     the limit set there)."""
-    return (f"not damaged, only too large: if you trust it, raise the limit (keras-species audit, "
+    return (f"too large to decode, so not checked for damage: if you trust it, raise the limit (keras-species audit, "
             f"split, shard or predict --max-pixels {pixels}; in Python "
             f"keras_species.data.images.set_max_pixels({pixels})), or resize it")
 
@@ -1183,7 +1206,7 @@ def _markdown(r: AuditReport) -> str:
         ("majority-class baseline" if not r.multilabel else "majority label-set baseline (exact match)", baseline),
         ("imbalance ratio (largest / smallest class)", fmt_ratio),
         ("corrupt / unreadable", len(r.corrupt)),
-        *([("of them only over the decompression-bomb limit", len(r.oversized))] if r.oversized else []),
+        *([("of them over the decompression-bomb limit, not decoded", len(r.oversized))] if r.oversized else []),
         ("non-RGB", len(r.non_rgb)),
         ("animated / multi-page", len(r.animated)),
         ("extension does not fit content", r.n_extension_mismatch),
@@ -1196,7 +1219,7 @@ def _markdown(r: AuditReport) -> str:
         ("scan time", f"{r.seconds:.1f} s with {r.workers} threads"),
     ]
     if r.split_counts is not None:
-        rows.insert(3, ("splits", ", ".join(f"{k} {v}" for k, v in r.split_counts.items())))
+        rows.insert(3, ("splits", ", ".join(f"{k or '(no split)'} {v}" for k, v in r.split_counts.items())))
         rows.append(("duplicate groups across splits (leakage)", len(r.cross_split_duplicates)))
     if r.groups is not None:
         rows.insert(3, ("groups (e.g. tracking ids)", r.groups["n_groups"]))
@@ -1240,8 +1263,9 @@ def _markdown(r: AuditReport) -> str:
     md += ["", _table(["format", "images"], r.formats.items()), ""]
     md += [
         "Policies: `convert` (default) keeps non-RGB images and converts them to RGB when reading "
-        "(palette and alpha onto white, grey replicated, CMYK through its ICC profile, 16-bit scaled "
-        "by /257, first frame of animations); `drop_non_rgb` drops them (R5).",
+        "(palette and alpha onto white, grey replicated, CMYK through its ICC profile, 16-bit grey "
+        "scaled by /257 and 16-bit RGB to each value's high byte as PIL reads it, first frame of "
+        "animations); `drop_non_rgb` drops them (R5).",
         "",
     ]
 

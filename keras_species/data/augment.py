@@ -22,15 +22,17 @@ Presets (their names and settings are plain data in :mod:`keras_species.data.aug
                 size, horizontal flip, rotation ±25°, reflect fill (R4, fastai's defaults)
 ``r5``          rotation ±40°, shift ±20%, zoom ±20%, horizontal flip, nearest fill (R5, the
                 classic ``ImageDataGenerator`` settings)
-``randaugment`` ``keras.layers.RandAugment`` (2 ops, magnitude 0.5, value range 0–255)
+``randaugment`` ``keras.layers.RandAugment`` (2 ops, magnitude 0.5, value range 0–255), its
+                operations drawn for each image also in a batch (:class:`PerImageRandAugment`)
 =============== =======================================================================
 
 Batch-level mixing (:func:`batch_augmentation`): ``keras.layers.MixUp`` and ``keras.layers.CutMix``
 mix whole batches and produce soft labels; the pipeline applies them after batching.
 
 Core Keras 3 has no random *resized* crop (``RandomCrop`` cuts a fixed size, ``RandomZoom``
-keeps the aspect ratio in a symmetric range), so :class:`RandomResizedCrop` is the one layer
-written here.
+keeps the aspect ratio in a symmetric range), so :class:`RandomResizedCrop` is written here; and
+Keras' ``RandAugment`` draws its operations once a batch, so :class:`PerImageRandAugment` draws
+them for each image.
 """
 
 from __future__ import annotations
@@ -43,8 +45,8 @@ from keras import ops
 
 from keras_species.data.augment_presets import PRESETS, preset_fields
 
-__all__ = ["PRESETS", "preset_fields", "RandomResizedCrop", "augmentation", "batch_augmentation",
-           "augment_in_model"]
+__all__ = ["PRESETS", "preset_fields", "PerImageRandAugment", "RandomResizedCrop", "augmentation",
+           "batch_augmentation", "augment_in_model"]
 
 
 @keras.saving.register_keras_serializable(package="keras_species")
@@ -174,6 +176,51 @@ class RandomResizedCrop(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="keras_species")
+class PerImageRandAugment(keras.layers.RandAugment):
+    """``keras.layers.RandAugment`` that draws its operations for each image of a batch.
+
+    Keras' layer draws one set of ``num_ops`` operation indices per call (shape ``(num_ops,)``),
+    so inside a model every image of a batch got the same two operations, while in the
+    ``tf.data`` pipeline (one image a call) each image got its own, as RandAugment is
+    published. Here the indices have shape ``(batch, num_ops)`` and each image takes its own;
+    the strengths were already drawn per image. Same cost: Keras computes every candidate
+    operation on the whole batch either way and keeps one with ``where``.
+
+    Args:
+        **kwargs: as ``keras.layers.RandAugment`` (``value_range``, ``num_ops``, ``factor``,
+            ``seed``...).
+
+    Example:
+        >>> layer = PerImageRandAugment(value_range=(0, 255), num_ops=2, factor=0.5, seed=0)
+        >>> layer(np.zeros((4, 32, 32, 3), "float32"), training=True).shape   # doctest: +SKIP
+        TensorShape([4, 32, 32, 3])
+    """
+
+    def get_random_transformation(self, data, training=True, seed=None):
+        transformation = super().get_random_transformation(data, training=training, seed=seed)
+        if transformation is None:
+            return None
+        images = data["images"] if isinstance(data, dict) else data
+        batch = self.backend.core.shape(images)[0]
+        transformation["layer_idxes"] = self.backend.random.randint(
+            (batch, self.num_ops), 0, len(self._AUGMENT_LAYERS),
+            seed=self._get_seed_generator(self.backend._backend))
+        return transformation
+
+    def transform_images(self, images, transformation, training=True):
+        images = self.backend.cast(images, self.compute_dtype)
+        if not training:
+            return images
+        chosen = transformation["layer_idxes"]
+        for i in range(self.num_ops):
+            for j, (key, value) in enumerate(transformation["transforms"].items()):
+                this = self.backend.numpy.reshape(chosen[:, i] == j, (-1, 1, 1, 1))
+                changed = getattr(self, key).transform_images(images, value)
+                images = self.backend.numpy.where(this, changed, images)
+        return self.backend.cast(images, self.compute_dtype)
+
+
 def augmentation(preset: str, *, seed: int | None = None, **overrides) -> keras.Sequential | None:
     """An augmentation preset as a ``keras.Sequential`` of core Keras random layers.
 
@@ -223,7 +270,7 @@ def augmentation(preset: str, *, seed: int | None = None, **overrides) -> keras.
         )
     if f["randaugment_ops"]:
         layers.append(
-            keras.layers.RandAugment(
+            PerImageRandAugment(
                 value_range=(0, 255),
                 num_ops=int(f["randaugment_ops"]),
                 factor=float(f["randaugment_magnitude"]),

@@ -10,7 +10,11 @@ killed while it wrote one leaves ``<prefix>_0.lockfile``, on which every later r
   resizing, batching), so that a cache is only ever read back for the same content;
 - it also removes the lock (and the half-written files) that a killed process left on that
   prefix, using an owner file ``<prefix>.owner`` with the writer's process id. The lock of a
-  process that still runs on this machine is kept, as is any lock this module did not record.
+  process that still runs on this machine is kept, as is any lock this module did not record;
+- :func:`cache_writer` says whether another process is writing the cache now. tf.data refuses
+  a second writer with ``AlreadyExistsError`` and, cleaning up after it, deletes the first
+  writer's lock and half-written file, so the run that did nothing wrong dies at the end of
+  its first epoch: the pipeline reads without a cache instead (``pipeline._resolve_cache``).
 
 Example:
     >>> prefix = keyed_cache_path("cache/train", {"size": 224, "files": ["a.jpg"]})  # doctest: +SKIP
@@ -34,8 +38,8 @@ from keras_species.atomic import atomic_path, process_running
 from keras_species.jsonfile import read_json_file
 
 __all__ = [
-    "array_fingerprint", "file_fingerprint", "file_identity", "keyed_cache_path", "other_caches",
-    "release_stale_lock",
+    "array_fingerprint", "cache_writer", "distributed_task", "file_fingerprint", "file_identity", "keyed_cache_path",
+    "other_caches", "release_stale_lock",
 ]
 
 
@@ -114,8 +118,32 @@ def _gfile_stat(path: str) -> list[int]:
         return [-1, -1]
 
 
+def distributed_task() -> str | None:
+    """This process's task in a multi-worker ``tf.distribute`` job, from ``TF_CONFIG`` (what
+    ``MultiWorkerMirroredStrategy`` reads), e.g. ``"worker:1"``; ``None`` outside one.
+
+    Under such a job ``tf.data`` auto-shards each worker's input below the cache (by file or by
+    element), so the workers' caches hold different images and must not share a key.
+
+    Returns:
+        ``"<type>:<index>"`` or ``None``.
+
+    Example:
+        >>> distributed_task()   # doctest: +SKIP  (TF_CONFIG '{"task": {"type": "worker", "index": 1}}')
+        'worker:1'
+    """
+    try:
+        task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task") or {}
+        return f"{task['type']}:{int(task['index'])}"
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
 def keyed_cache_path(prefix: str | os.PathLike, content: Mapping[str, Any]) -> str:
     """The file-cache prefix for ``content``: ``<prefix>-<16 hex digits>``, lock released.
+
+    In a multi-worker job the key holds the worker's task (:func:`distributed_task`): each
+    worker caches its own share of the data.
 
     Args:
         prefix: the user's cache prefix (e.g. ``cache/train``); its folder is created.
@@ -129,6 +157,9 @@ def keyed_cache_path(prefix: str | os.PathLike, content: Mapping[str, Any]) -> s
         >>> p.startswith("/tmp/c/train-")                        # doctest: +SKIP
         True
     """
+    worker = distributed_task()
+    if worker is not None:  # each worker's own share of the data sits below its cache
+        content = {**content, "worker": worker}
     text = json.dumps(content, sort_keys=True, default=str)
     path = f"{os.fspath(prefix)}-{hashlib.sha1(text.encode()).hexdigest()[:16]}"
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -263,3 +294,31 @@ def release_stale_lock(path: str) -> list[str]:
             os.remove(name)
             removed.append(name)
     return removed
+
+
+def cache_writer(path: str) -> str | None:
+    """Who else holds the lock of cache ``path`` now, in words; ``None`` when nobody (or this
+    process) does.
+
+    Call it after :func:`keyed_cache_path`, which has removed the lock of a writer that no
+    longer runs: a lock left is a running writer's, one on another machine, or one this module
+    did not record (no owner file), and tf.data cannot share it.
+
+    Args:
+        path: the cache prefix (as from :func:`keyed_cache_path`).
+
+    Returns:
+        ``"process 123 on host-a"``, ``"a writer that left no owner file"``, or ``None``.
+
+    Example:
+        >>> cache_writer("/no/such/cache-0123456789abcdef") is None
+        True
+    """
+    if not _locks(path):
+        return None
+    owner, _ = _read_owner(path)
+    if owner == (os.getpid(), socket.gethostname()):
+        return None
+    if owner is None:
+        return "a writer that left no owner file"
+    return f"process {owner[0]} on {owner[1]}"

@@ -35,18 +35,21 @@ import hashlib
 import io
 import os
 import re
+import stat
 import threading
 import warnings
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
-)
-"""File extensions treated as images (compare lower-cased, e.g. with :func:`is_image_file`)."""
+from keras_species.data import sources as _sources
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(_sources.IMAGE_EXTENSIONS)
+"""File extensions treated as images (compare lower-cased, e.g. with :func:`is_image_file`): the
+folder readers' :data:`keras_species.data.sources.IMAGE_EXTENSIONS`, as a set."""
 
 FORMAT_EXTENSIONS: dict[str, frozenset[str]] = {
     "JPEG": frozenset({".jpg", ".jpeg", ".jpe", ".jfif"}),
@@ -419,6 +422,45 @@ def describe_non_image(data: bytes) -> str:
     return "not an image PIL recognises (unknown or unsupported format)"
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_checksum_problem(data: bytes) -> str | None:
+    """A PNG chunk whose checksum does not match its bytes, in words; ``None`` when every
+    chunk up to ``IEND`` checks out (or the data is no PNG, or it is cut short: the decoder
+    says that).
+
+    Written by hand because the two decoders disagree: libpng (TensorFlow) refuses a bad
+    checksum on the pixel data and ignores one on a text chunk, PIL does the opposite. So the
+    audit checks them all, and such a file is corrupt for every reader.
+
+    Args:
+        data: the file's bytes.
+
+    Returns:
+        The reason, e.g. ``"damaged PNG: bad checksum in its IDAT chunk (a bad copy?)"``.
+
+    Example:
+        >>> png_checksum_problem(b"GIF89a") is None
+        True
+    """
+    if not data.startswith(_PNG_SIGNATURE):
+        return None
+    i = len(_PNG_SIGNATURE)
+    while i + 12 <= len(data):
+        n = int.from_bytes(data[i : i + 4], "big")
+        end = i + 8 + n
+        if end + 4 > len(data):
+            return None
+        if zlib.crc32(data[i + 4 : end]) != int.from_bytes(data[end : end + 4], "big"):
+            kind = data[i + 4 : i + 8].decode("latin-1")
+            return f"damaged PNG: bad checksum in its {kind} chunk (a bad copy or download?)"
+        if data[i + 4 : i + 8] == b"IEND":
+            return None
+        i = end + 4
+    return None
+
+
 def _open(data: bytes, path: str, limit: int | None) -> Image.Image:
     """Open image bytes lazily; raise ImageReadError for empty, unknown and oversized files."""
     if not data:
@@ -433,7 +475,7 @@ def _open(data: bytes, path: str, limit: int | None) -> Image.Image:
     except Image.DecompressionBombError as e:
         raise ImageReadError(path, *pil_bomb_message(e, limit)) from e
     except UnidentifiedImageError as e:
-        raise ImageReadError(path, describe_non_image(data)) from e
+        raise ImageReadError(path, png_checksum_problem(data) or describe_non_image(data)) from e
     except (OSError, ValueError, SyntaxError) as e:
         raise ImageReadError(path, f"broken image header ({e})") from e
     w, h = im.size
@@ -445,10 +487,41 @@ def _open(data: bytes, path: str, limit: int | None) -> Image.Image:
 
 def _read_bytes(path: str) -> bytes:
     try:
+        special = special_file_reason(path)
+        if special:  # a named pipe would block the read for ever, a device never end it
+            raise ImageReadError(path, special, "remove it from the data folder or the list")
         with open(path, "rb") as f:
             return f.read()
     except OSError as e:
         raise open_error(path, e) from e
+
+
+def special_file_reason(path: str | os.PathLike) -> str | None:
+    """Why a path that is not a regular file (or a link to one) is no image: a named pipe,
+    a device or a socket. ``None`` for a regular file, and for one that cannot be stat'ed (the
+    open that follows names that).
+
+    Args:
+        path: the file.
+
+    Returns:
+        The reason, or ``None``.
+
+    Example:
+        >>> special_file_reason("/dev/null")
+        'a device, not an image file'
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):  # a folder: open names it
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO), not an image file"
+    if stat.S_ISSOCK(mode):
+        return "a socket, not an image file"
+    return "a device, not an image file"
 
 
 def open_error(path: str | os.PathLike, error: OSError) -> ImageReadError:
@@ -554,12 +627,14 @@ def probe(path: str | os.PathLike, *, max_pixels: int | None = None) -> ImageInf
         data = _read_bytes(path)
         info.bytes = len(data)
         info.sha1 = hashlib.sha1(data).hexdigest()
+        damaged = png_checksum_problem(data)
+        if damaged:
+            raise ImageReadError(path, damaged)
         im = _open(data, path, None)
         info.format = im.format
         info.mode = im.mode
         info.width, info.height = im.size
         info.n_frames = int(getattr(im, "n_frames", 1) or 1)
-        info.orientation = _orientation(im)
         if limit is not None and info.width * info.height > limit:
             reason, fix = too_big_message(info.width, info.height, limit)
             raise ImageReadError(path, reason, fix)
@@ -569,6 +644,9 @@ def probe(path: str | os.PathLike, *, max_pixels: int | None = None) -> ImageInf
             raise ImageReadError(path, _load_reason(e)) from e
         except Exception as e:  # decoder bugs on hostile files: report, never crash the audit
             raise ImageReadError(path, f"cannot decode ({type(e).__name__}: {e})") from e
+        # after load: a PNG's getexif decodes the pixels to find an eXIf chunk after them, and
+        # swallows a decoding error, which then left load() nothing to do (a damaged PNG passed)
+        info.orientation = _orientation(im)
     except ImageReadError as e:
         info.error = e.reason
     except Exception as e:  # noqa: BLE001 - probe never raises, by contract

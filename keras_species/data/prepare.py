@@ -381,7 +381,7 @@ def _drop_kind(reason: str) -> str:
     from keras_species.data.images import oversized_pixels
 
     if reason.startswith("corrupt") and oversized_pixels(reason) is not None:
-        return "over the decompression-bomb limit (not damaged, only too large)"
+        return "over the decompression-bomb limit (too large to decode, so not checked for damage)"
     if reason.startswith("corrupt"):
         return "unreadable (empty, truncated or not an image)"
     if reason.startswith("non-RGB"):

@@ -54,6 +54,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import fnmatch
 import io
 import json
 import math
@@ -105,7 +106,10 @@ def _encode(path: str, kind: int, image_size: int | None, quality: int) -> tuple
         if size is not None and im.size != size:
             im = im.resize(size, Image.Resampling.BICUBIC)  # PIL filters (antialiases) downscales
         buf = io.BytesIO()
-        im.save(buf, format="JPEG", quality=quality)
+        if size is None:  # converted only (CMYK, alpha, 16-bit, turned): PNG keeps the pixels exact
+            im.save(buf, format="PNG")
+        else:
+            im.save(buf, format="JPEG", quality=quality)
         return buf.getvalue(), ""
     except ImageReadError as e:
         return None, e.reason
@@ -195,6 +199,19 @@ def _move_in(tmp: str, path: str) -> None:
         commit(tmp, path, "--out")
 
 
+def _names_in(folder: str, pattern: str) -> list[str]:
+    """The files of ``folder`` whose names match ``pattern``, as ``folder/name``. The folder is
+    listed, not globbed: a folder name with ``[``, ``?`` or ``*`` would match other folders
+    (a write into ``fish-v[2]`` once removed ``fish-v2``'s shards)."""
+    import tensorflow as tf
+
+    try:
+        names = tf.io.gfile.listdir(folder)
+    except tf.errors.NotFoundError:
+        return []
+    return sorted(f"{folder}/{name}" for name in names if fnmatch.fnmatchcase(name, pattern))
+
+
 def _remove_killed_writes(folder: str) -> list[str]:
     """Delete the temporary files that writes killed half way left in ``folder``.
 
@@ -206,7 +223,7 @@ def _remove_killed_writes(folder: str) -> list[str]:
 
     removed = []
     for pattern in TEMPORARY_PATTERNS:
-        for path in tf.io.gfile.glob(f"{folder}/{pattern}"):
+        for path in _names_in(folder, pattern):
             pid = path.rsplit(".tmp-", 1)[-1].split(".", 1)[0]
             if not pid.isdigit() or int(pid) == os.getpid():
                 continue  # not a name _temporary gives, or this process's own (removed by it)
@@ -252,9 +269,10 @@ def write_shards(
     """Write ``manifest`` to TFRecord shards plus a ``shards.json`` sidecar.
 
     Files TensorFlow decodes as they are (8-bit RGB/grey JPEG, PNG, GIF, BMP) and that need no
-    shrinking are stored byte for byte; the others (CMYK, 16-bit, alpha, WebP, ... or larger than
-    ``image_size``) are converted to RGB by PIL and stored as JPEG at ``quality``. Unreadable
-    files are left out with a warning and listed under ``skipped`` in the sidecar.
+    shrinking are stored byte for byte; the others (CMYK, 16-bit, alpha, WebP, EXIF-turned, ...)
+    are converted to RGB as :func:`keras_species.data.images.read_image` reads them and stored
+    as PNG, losslessly; images shrunk to ``image_size`` are stored as JPEG at ``quality``.
+    Unreadable files are left out with a warning and listed under ``skipped`` in the sidecar.
 
     The records are written in a random order drawn from ``seed`` (the same manifest and seed
     give the same files), so each shard holds a mix of classes; each record keeps its manifest
@@ -271,7 +289,7 @@ def write_shards(
         image_size: shrink so that the longest side is at most this (aspect kept; never
             enlarged); ``None`` keeps the original size.
         shard_size: images per shard file.
-        quality: JPEG quality of re-encoded images.
+        quality: JPEG quality of the images shrunk to ``image_size``.
         workers: reader threads; default ``min(8, cores)``, ``cores`` the usable ones
             (:func:`keras_species.cpu_budget.usable_cores`).
         seed: seed of the record order (``--seed``), a whole number, at least 0.
@@ -407,7 +425,7 @@ def write_shards(
                 _move_in(tmp, path)
             pending.clear()
             # shards of an earlier write into this folder (another count or data set)
-            stale = sorted(set(tf.io.gfile.glob(base + "/" + STALE_PATTERN)) - set(files))
+            stale = sorted(set(_names_in(base, STALE_PATTERN)) - set(files))
             for path in stale:
                 tf.io.gfile.remove(path)
     finally:  # failed or interrupted: this write's temporary files go (a killed one's: next write)
@@ -458,8 +476,18 @@ def _locate(pattern_or_dir: str) -> tuple[list[str], dict]:
     folder = target.rstrip("/") if is_dir else (target.rsplit("/", 1)[0] if "/" in target else ".")
     sidecar = folder + "/" + SIDECAR
     if not tf.io.gfile.exists(sidecar):
-        if not is_dir and not tf.io.gfile.glob(target):
+        if not is_dir and any(c in folder for c in "*?["):
+            raise FileNotFoundError(
+                f"{target!r}: a pattern picks shard files inside one folder, so its folder part "
+                f"({folder}) cannot hold wildcards; pass the shard folder itself, or a pattern "
+                "such as DIR/shard-0000*")
+        matches = [] if is_dir else tf.io.gfile.glob(target)
+        if not is_dir and not matches:
             raise FileNotFoundError(f"no shard files match {target!r}; write them with `keras-species shard`")
+        if matches and all(tf.io.gfile.isdir(m) for m in matches):
+            raise FileNotFoundError(
+                f"{target!r} matches the folder(s) {', '.join(matches[:3])}, not shard files: pass "
+                "one shard folder itself")
         raise FileNotFoundError(f"{sidecar} is missing: it holds the class names written by write_shards, "
                                 "and a write that did not finish leaves none; write the shards "
                                 "again with `keras-species shard`")
@@ -488,7 +516,10 @@ def _locate(pattern_or_dir: str) -> tuple[list[str], dict]:
         _check_sizes(listed, doc, sidecar)
         return listed, doc
     # the sidecar (and anything else that is not a shard file) is no match of a pattern
-    files = [f for f in tf.io.gfile.glob(target) if f.endswith(".tfrecord")]
+    # nor are a write's hidden temporary files (.shard-...tmp-<pid>.tfrecord), while it runs or
+    # after it was killed
+    files = [f for f in tf.io.gfile.glob(target)
+             if f.endswith(".tfrecord") and not f.rsplit("/", 1)[-1].startswith(".")]
     if not files:
         raise FileNotFoundError(f"no shard files match {target!r}; write them with `keras-species "
                                 f"shard`, or pass the folder {folder}")
@@ -667,6 +698,8 @@ def shard_dataset(
 
     from keras_species.data.pipeline import (
         RESIZE_RULE,
+        check_batch_augment,
+        check_drop_remainder,
         check_resize,
         decode_8bit,
         decode_calls,
@@ -678,6 +711,13 @@ def shard_dataset(
         to_uint8,
     )
 
+    if not isinstance(pattern_or_dir, str | os.PathLike):
+        raise TypeError(f"pattern_or_dir must be one shard folder or a glob pattern of files in "
+                        f"it, got a {type(pattern_or_dir).__name__}")
+    if sample_weights is not None and not isinstance(sample_weights, str | dict | os.PathLike):
+        raise TypeError(f"sample_weights={type(sample_weights).__name__}: shards take 'balanced', a "
+                        "{class: weight} dict or a JSON path (a per-image array cannot follow the "
+                        "records, which are stored in a shuffled order)")
     target = os.fspath(pattern_or_dir)
     files, doc = _locate(target)
     doc = _split_view(doc, split, target)
@@ -686,6 +726,7 @@ def shard_dataset(
     soft = bool(label_smoothing) or batch_augment is not None
     any_labelled = doc["n_unlabelled"] < doc["n_images"]
     mode = resolve_label_mode(label_mode, multilabel, any_labelled, soft)
+    check_batch_augment(batch_augment, mode)
     if mode != "none" and doc["n_unlabelled"]:
         raise ManifestError(
             f"{doc['n_unlabelled']} unlabelled image(s) in these shards with label_mode={mode!r}: "
@@ -727,6 +768,7 @@ def shard_dataset(
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     else:
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.FILE
+    check_drop_remainder(n, batch_size, drop_remainder)
 
     autotune = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
     det = (not training) if deterministic is None else deterministic
@@ -784,8 +826,9 @@ def shard_dataset(
             "resize": resize, "files": file_fingerprint(files), "label_mode": mode,
             "label_smoothing": s, "weights": None if table is None else sorted(weights.items()),
             "split": split,
-            # training reads the files in a shuffled, interleaved order: the cache holds that order
-            "seed": seed if training else None,
+            # training reads the files in a shuffled, interleaved order: the cache holds that order,
+            # which an unordered (non-deterministic) interleave does not repeat
+            "seed": seed if training else None, "ordered": det or not training,
         }
     ds = finish_dataset(
         ds,
@@ -869,7 +912,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard-size", type=positive_int, default=1000, metavar="N",
                         help="images per shard file, at least 1 (default 1000)")
     parser.add_argument("--quality", type=whole_number(1, 100, hint="(a JPEG quality)"), default=95,
-                        metavar="Q", help="JPEG quality of re-encoded images, 1 to 100 (default 95)")
+                        metavar="Q", help="JPEG quality of the images shrunk to --image-size, 1 to 100 (default 95)")
     parser.add_argument("--workers", type=positive_int, default=None, help="reader threads (default: up to 8)")
     parser.add_argument("--seed", type=whole_number(0), default=0, metavar="S",
                         help="seed of the shuffled record order, at least 0 (default 0): every shard "

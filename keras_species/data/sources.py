@@ -33,7 +33,7 @@ import numpy as np
 from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError, counted
 from keras_species.data.text import read_text
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp")
 """File extensions read as images (case-insensitive)."""
 
 PATH_COLUMNS = ("path", "filepath", "file_path", "filename", "file_name", "file", "image", "image_path")
@@ -155,9 +155,17 @@ def _names(items: Iterable, n: int = _SHOW) -> str:
     return text + (f" and {len(items) - n} more" if len(items) > n else "")
 
 
+_SYSTEM_NAMES = frozenset({"Thumbs.db", "@eaDir", "#recycle", "#snapshot", "$RECYCLE.BIN",
+                           "System Volume Information"})
+"""Names that file systems and NAS boxes put in shared folders: Windows' thumbnail cache and
+recycle bin, Synology's ``@eaDir`` (thumbnails of every image: resized copies, which would leak
+test images into training) and its recycle bin and snapshots."""
+
+
 def is_hidden(name: str) -> bool:
     """Whether the folder readers pass over a file or folder of this name: hidden (``.DS_Store``,
-    ``.thumbnails``), ``__MACOSX`` (a macOS zip's resource forks) or ``Thumbs.db`` (Windows).
+    ``.thumbnails``), ``__MACOSX`` (a macOS zip's resource forks), ``Thumbs.db`` and the other
+    system folders of :data:`_SYSTEM_NAMES` (``@eaDir``, ``$RECYCLE.BIN``...).
 
     Args:
         name: a file or folder name (not a path).
@@ -169,7 +177,7 @@ def is_hidden(name: str) -> bool:
         >>> [is_hidden(n) for n in (".DS_Store", "__MACOSX", "Thumbs.db", "cod")]
         [True, True, True, False]
     """
-    return name.startswith(".") or name.startswith("__MACOSX") or name == "Thumbs.db"
+    return name.startswith(".") or name.startswith("__MACOSX") or name in _SYSTEM_NAMES
 
 
 def _overlaps(real: str, roots: Iterable[str]) -> bool:
@@ -215,14 +223,15 @@ def _warn_not_utf8(names: Sequence[str], where: str) -> None:
         )
 
 
-def _image_files(folder: Path, exts: tuple[str, ...], read: list[str], not_utf8: list[str]
-                 ) -> tuple[list[str], list[str], int, list[str]]:
+def _image_files(folder: Path, exts: tuple[str, ...], read: list[str], not_utf8: list[str],
+                 unreadable: list[str]) -> tuple[list[str], list[str], int, list[str]]:
     """Image files under ``folder`` (recursive, links followed), the other files, hidden count,
     and the folder links left out because they lead to a folder that is read anyway or whose
     images would be read twice: ``read`` holds the real paths of the data folder (every plain
     class folder lies inside it), of the class folders reached through a link, and of each folder
     link followed so far (it grows); a link that leads to, into or above one of them is not
-    followed (also a loop, which ``os.walk`` would follow until the path is too long).
+    followed (also a loop, which ``os.walk`` would follow until the path is too long). A folder
+    that cannot be listed (no permission) is appended to ``unreadable``, with the reason.
 
     The per-file tests are spelled out (no ``os.path.join``/``splitext`` calls): listing is
     part of every first epoch, and those calls were most of its cost on large folders.
@@ -231,7 +240,10 @@ def _image_files(folder: Path, exts: tuple[str, ...], read: list[str], not_utf8:
     skipped: list[str] = []
     loops: list[str] = []
     n_hidden = 0
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+    def cannot_list(error: OSError) -> None:
+        unreadable.append(f"{error.filename} ({error.strerror or error})")
+
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True, onerror=cannot_list):
         n_hidden += sum(is_hidden(d) for d in dirnames)
         dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
         prefix = dirpath + os.sep
@@ -256,6 +268,65 @@ def _image_files(folder: Path, exts: tuple[str, ...], read: list[str], not_utf8:
             (found if dot > 0 and f[dot:].lower() in exts else skipped).append(prefix + f)
     found.sort()
     return found, skipped, n_hidden, loops
+
+
+def _warn_walk_problems(loops: list[str], unreadable: list[str]) -> None:
+    """One warning for the folder links not followed, one for the folders that could not be
+    listed (their images are left out: before, without a word)."""
+    if loops:
+        warnings.warn(
+            f"did not follow {len(loops)} folder link(s) that lead into the data folder or to a "
+            f"folder read already (a loop, another class folder, a folder linked twice): "
+            f"{_names(loops, 3)}; their images would be read twice, under the wrong class",
+            stacklevel=3,
+        )
+    if unreadable:
+        warnings.warn(
+            f"could not list {counted(len(unreadable), 'folder')}: {_names(unreadable, 3)}; the "
+            "images in them are left out: give this user read and execute permission on them "
+            "(chmod u+rx)",
+            stacklevel=3,
+        )
+
+
+def image_files(folder: str | os.PathLike, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[str]:
+    """Every image file under ``folder`` (recursive), by the folder readers' rules, sorted.
+
+    Hidden and system files and folders are passed over (:func:`is_hidden`), folder links are
+    followed except those that lead back into the folder (a loop), and names that are not UTF-8
+    and folders that cannot be listed are left out; each of those is named in a warning. For a
+    pool of unlabelled images; :func:`from_folder` reads class folders.
+
+    Args:
+        folder: the folder.
+        extensions: the image extensions (lower case, with the dot).
+
+    Returns:
+        Absolute paths.
+
+    Example:
+        >>> image_files("unlabelled_fish/")[:1]   # doctest: +SKIP
+        ['/data/unlabelled_fish/batch1/fish_1_0.png']
+    """
+    root = Path(os.path.abspath(os.path.expanduser(os.fspath(folder))))
+    not_utf8: list[str] = []
+    unreadable: list[str] = []
+    exts = tuple(e.lower() for e in extensions)
+    found, _, _, loops = _image_files(root, exts, [os.path.realpath(root)], not_utf8, unreadable)
+    _warn_not_utf8(not_utf8, str(root))
+    _warn_walk_problems(loops, unreadable)
+    return found
+
+
+def _wrapper_folder(folder: Path, exts: tuple[str, ...]) -> Path | None:
+    """``folder`` when it holds no image file of its own and at least two subfolders (a zip's
+    wrapper folder read as the one class), else ``None``."""
+    try:
+        direct = [e.name for e in os.scandir(folder) if e.is_file()]
+    except OSError:
+        return None
+    has_images = any(n.rfind(".") > 0 and n[n.rfind("."):].lower() in exts for n in direct)
+    return folder if not has_images and len(_subfolders(folder)) >= 2 else None
 
 
 def _subfolders(folder: Path) -> list[str]:
@@ -435,8 +506,9 @@ def from_folder(
     not_utf8 = [str(f) for _, f, _ in folders if not is_utf8_name(str(f))]
     folders = [f for f in folders if is_utf8_name(str(f[1]))]
     folders, read = _distinct_class_folders(root_path, folders, loops)
+    unreadable: list[str] = []
     for name, folder, split in folders:
-        found, not_images, hidden, class_loops = _image_files(folder, exts, read, not_utf8)
+        found, not_images, hidden, class_loops = _image_files(folder, exts, read, not_utf8, unreadable)
         loops.extend(class_loops)
         skipped.extend(not_images)
         n_hidden += hidden
@@ -463,13 +535,7 @@ def from_folder(
             stacklevel=2,
         )
     _warn_not_utf8(not_utf8, str(root_path))
-    if loops:
-        warnings.warn(
-            f"did not follow {len(loops)} folder link(s) that lead into the data folder or to a "
-            f"folder read already (a loop, another class folder, a folder linked twice): "
-            f"{_names(loops, 3)}; their images would be read twice, under the wrong class",
-            stacklevel=2,
-        )
+    _warn_walk_problems(loops, unreadable)
     if empty:
         warnings.warn(
             f"class folders without images are not classes: {_names(empty, 20)} (in {root_path})",
@@ -482,9 +548,13 @@ def from_folder(
             "Python; the commands have no flag for it: convert such files to one of these)"
         )
     if len(class_names) == 1:
+        wrapper = _wrapper_folder(root_path / class_names[0], exts)
         warnings.warn(
             f"{root_path} has a single class ({class_names[0]!r}): fine for an unlabelled pool, "
-            "but splitting and training a classifier need at least 2 classes",
+            "but splitting and training a classifier need at least 2 classes"
+            + (f"; {wrapper} holds no image of its own, only subfolders of images "
+               f"({_names(_subfolders(wrapper), 5)}): if they are the classes (a zip's wrapper "
+               f"folder), give {wrapper} as the data" if wrapper else ""),
             stacklevel=2,
         )
     groups = groups_from_regex(paths, group_regex) if group_regex else None
@@ -502,7 +572,8 @@ def _read_csv_rows(path: str, text: str | None = None
     on, and the lines of the rows with fewer fields than the header (their missing cells read
     as "").
     ``text`` is the file's text when the caller has read it already."""
-    lines = (read_text(path) if text is None else text).splitlines()
+    # line ends kept: a quoted cell that holds a line break keeps it (a file name with one)
+    lines = (read_text(path) if text is None else text).splitlines(keepends=True)
     skip = 0
     while skip < len(lines) and (lines[skip].startswith("#") or not lines[skip].strip()):
         skip += 1

@@ -373,6 +373,11 @@ def _fold_index(m: Manifest, k: int, seed: int, group_aware: bool | None) -> np.
     _check_classes(m, "k-fold cross-validation")
     if k > len(m):
         raise ManifestError(f"k={k} folds but only {len(m)} images")
+    if not m.multilabel:  # sklearn's own message (grouped or not) names no k that works
+        largest = int(m.class_counts().max())
+        if k > largest:
+            raise ManifestError(f"k={k} folds, but the largest class has {largest} images: "
+                                f"give k = {largest} or less")
     fold = np.zeros(len(m), dtype=np.int64)
     x = np.zeros(len(m))
     try:
@@ -397,10 +402,6 @@ def _fold_index(m: Manifest, k: int, seed: int, group_aware: bool | None) -> np.
         else:
             from sklearn.model_selection import StratifiedKFold
 
-            largest = int(m.class_counts().max())
-            if k > largest:
-                raise ManifestError(f"k={k} folds, but the largest class has {largest} images: "
-                                    f"give k = {largest} or less")
             splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
             parts = splitter.split(x, m.labels)
         with warnings.catch_warnings():  # a class short of k images: _warn_thin_folds says it once
@@ -801,6 +802,15 @@ def _check_split_flags(args: argparse.Namespace) -> None:
         raise SettingError(f"--group-aware does not apply here: {mode}, whatever the groups; leave "
                            "it out (a group on two sides is reported), or make a ratio split or "
                            "--kfold, which keep each group on one side")
+    if args.seed is not None and (args.given or args.systematic is not None):
+        raise SettingError(f"--seed does not apply to --{'given' if args.given else 'systematic'}, "
+                           "which draws nothing at random: leave it out")
+    if args.kfold is not None and args.kfold < 2:
+        raise SettingError(f"--kfold {args.kfold}: give the number of folds, at least 2 (e.g. --kfold 5)")
+    if args.systematic is not None and not 0 < args.systematic[0] < args.systematic[1]:
+        k, n = args.systematic
+        raise SettingError(f"--systematic {k} {n}: give K and N with 0 < K < N (the first K of every "
+                           "N images of a class go to val, e.g. --systematic 1 5)")
     if args.top_classes is not None and not 0 < args.top_classes <= 1:
         raise SettingError(f"--top-classes {args.top_classes:g}: give the share of classes to keep, "
                            "above 0 and at most 1 (e.g. --top-classes 0.1 keeps the most frequent 10%)")
@@ -921,22 +931,19 @@ def run_cli(args: argparse.Namespace) -> int:
 
             shown = " ".join(f"{r:g}" for r in args.ratios)
             raise SettingError(f"--ratios {shown}: {problem} (e.g. --ratios 0.7 0.15 0.15)")
-        if args.seed is not None and (args.given or args.systematic is not None):
-            raise ManifestError(f"--seed does not apply to --{'given' if args.given else 'systematic'}, "
-                                "which draws nothing at random: leave it out")
         _check_split_flags(args)
         loaded = sources.require_labels(sources.load(args.data, **sources.source_options(args)), "split")
         max_pixels = getattr(args, "max_pixels", None)
         with max_pixels_flag(max_pixels):
             m, bad = drop_unreadable(loaded)
+            gone = sources.data_gone_problem(args.data, bad) if bad and not len(m) else None
+            if gone:  # one line, not a "file not found" line and a listing row per file
+                raise ManifestError(gone)
             if bad:  # inside: the listing names the limit the check used
                 _write_listing(bad, listing)
                 _report_dropped(bad, loaded, m, listing, str(args.data))
         if bad and not len(m):
             data = shlex.quote(str(args.data))
-            gone = sources.data_gone_problem(args.data, bad)
-            if gone:
-                raise ManifestError(gone)
             raise ManifestError(
                 f"none of the {len(loaded)} image file(s) of {args.data} can be read (reasons above and in "
                 f"{listing}): check that {args.data} is the data you meant, and replace the files with "
@@ -958,8 +965,12 @@ def run_cli(args: argparse.Namespace) -> int:
                 out = assign_folds(m, args.kfold, seed=seed, group_aware=group_aware)
                 how = f"{args.kfold}-fold" + (" group-aware" if group_aware else "") + f", seed {seed}"
             else:
-                out = stratified_split(m, args.ratios, seed=seed, group_aware=group_aware)
+                with warnings.catch_warnings(record=True) as said:  # held until the split stands:
+                    warnings.simplefilter("always")  # "no image of 23 classes" before a refusal misleads
+                    out = stratified_split(m, args.ratios, seed=seed, group_aware=group_aware)
                 _refuse_empty_splits(out, DEFAULT_NAMES[: len(args.ratios)], grouped=group_aware)
+                for w in said:
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
                 how = ("group-aware " if group_aware else "") + "stratified " + "/".join(
                     f"{r:g}" for r in args.ratios) + f", seed {seed}"
         except ManifestError as e:

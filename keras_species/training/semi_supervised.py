@@ -184,14 +184,7 @@ def load_unlabelled(
             truth = np.array([index[m.class_names[k]] for k in m.labels], np.int64)
             paths = m.paths
         else:
-            exts = sources.IMAGE_EXTENSIONS
-            paths = sorted(
-                str(Path(dirpath, f).absolute())
-                for dirpath, dirnames, files in os.walk(root, followlinks=True)
-                for f in files
-                if not f.startswith(".") and os.path.splitext(f)[1].lower() in exts
-                and not any(part.startswith(".") for part in Path(dirpath).relative_to(root).parts)
-            )
+            paths = sources.image_files(root)  # the folder readers' rules and warnings
     else:
         m = sources.load(source, **options)
         paths = m.paths

@@ -115,6 +115,20 @@ def test_duplicates_across_splits(image_folder):
     assert len(r2.duplicates) == 1 and r2.cross_split_duplicates == []
 
 
+def test_identical_corrupt_files_are_neither_duplicates_nor_leakage(image_folder):
+    m = _folder_manifest(image_folder)
+    cut = Path(m.paths[0]).with_name("cut.png")
+    cut.write_bytes(Path(m.paths[0]).read_bytes()[:60])
+    shutil.copyfile(cut, cut.with_name("cut_copy.png"))
+    paths = m.paths + [str(cut), str(cut.with_name("cut_copy.png"))]
+    m = Manifest(paths, np.append(m.labels, [0, 0]), m.class_names).with_splits(
+        ["train"] * (len(paths) - 1) + ["test"])
+    r = audit(m, progress=False)
+    assert len(r.corrupt) == 2
+    assert r.duplicates == [] and r.cross_split_duplicates == []  # clean drops both anyway
+    assert not any("leakage" in n for n in r.notes)
+
+
 def test_majority_baseline_with_unlabelled(image_folder):
     m = _folder_manifest(image_folder)  # 3 x 6
     labels = m.labels.copy()
@@ -391,6 +405,18 @@ def test_drop_list_entries_in_quotes_are_unquoted(tmp_path):
     assert len(dropped) == 2
     with pytest.warns(UserWarning, match="no image"):  # one quote only: kept as written
         clean(m, r, drop=["'a b.png"])
+
+
+def test_a_csv_drop_list_is_read_by_its_path_column_and_a_folder_is_named(tmp_path):
+    m, r = _same_names_in_three_folders(tmp_path / "d")
+    listing = tmp_path / "dropped.csv"  # as an audit writes it: path,reason
+    listing.write_text('path,reason\n"eel/fish_2.png","corrupt: truncated, cut short"\n', encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # before: the whole line was one entry, matching nothing
+        _, dropped = clean(m, r, drop=listing)
+    assert [Path(d["path"]).name for d in dropped] == ["fish_2.png"]
+    with pytest.raises(FileNotFoundError, match="drop list .* is a folder: pass a text file"):
+        clean(m, r, drop=tmp_path / "d")
 
 
 def test_bare_drop_name_in_several_folders_is_dropped_everywhere_with_a_warning(tmp_path):
@@ -879,7 +905,7 @@ def test_run_cli_counts_oversized_images_apart_and_says_how_to_read_them(tmp_pat
     hint = ("2 files are over the decompression-bomb limit of 10,000 pixels (the largest: 30,000 "
             "pixels): if you trust them, pass --max-pixels 30000 to read them, or resize them")
     assert hint in text.splitlines()
-    assert "corrupt: 3 (2 of them only over the decompression-bomb limit)" in text
+    assert "corrupt: 3 (2 of them over the decompression-bomb limit, not decoded)" in text
     doc = json.loads((out / "audit.json").read_text(encoding="utf-8"))
     assert doc["n_corrupt"] == 3 and len(doc["corrupt"]) == 3  # kept as they were
     assert doc["n_oversized"] == 2 and doc["max_pixels"] == 10_000
@@ -887,7 +913,7 @@ def test_run_cli_counts_oversized_images_apart_and_says_how_to_read_them(tmp_pat
         "eel_0.png": 12_000, "eel_1.png": 30_000}
     md = (out / "audit.md").read_text(encoding="utf-8")
     assert hint[1:] in md and "set_max_pixels(30000)" in md
-    assert "| of them only over the decompression-bomb limit | 2 |" in md
+    assert "| of them over the decompression-bomb limit, not decoded | 2 |" in md
     dropped = (out / "dropped.csv").read_text(encoding="utf-8")
     assert "--max-pixels 12000" in dropped and "set_max_pixels(30000)" in dropped
     empty_row = next(line for line in dropped.splitlines() if "empty.png" in line)
@@ -924,7 +950,7 @@ def test_audit_of_a_90_megapixel_png_at_the_default_limit_prints_the_hint(tmp_pa
     text = capsys.readouterr().out
     assert ("1 file is over the decompression-bomb limit of 89,478,485 pixels (90,000,000 "
             "pixels): if you trust it, pass --max-pixels 90000000 to read it, or resize it") in text
-    assert "corrupt: 1 (1 of them only over the decompression-bomb limit)" in text
+    assert "corrupt: 1 (1 of them over the decompression-bomb limit, not decoded)" in text
 
 
 def test_the_count_read_through_pil_is_what_the_pipeline_does(tmp_path: Path) -> None:

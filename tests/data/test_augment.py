@@ -10,6 +10,7 @@ import tensorflow as tf
 import keras_species  # noqa: F401  (registers the layers for safe_mode reloading)
 from keras_species.data.augment import (
     PRESETS,
+    PerImageRandAugment,
     RandomResizedCrop,
     augment_in_model,
     augmentation,
@@ -149,3 +150,19 @@ def test_cutmix_mixes_with_a_fixed_beta_parameter():
 
     assert tuple(batch_augmentation("cutmix").get_config()["factor"]) == (1.0, 1.0)
     assert tuple(batch_augmentation("cutmix", 0.4).get_config()["factor"]) == (0.4, 0.4)
+
+
+def test_randaugment_draws_its_operations_for_each_image_of_a_batch(tmp_path):
+    layer = augmentation("randaugment", seed=0)
+    ra = layer.layers[-1]
+    x = np.tile(np.linspace(0, 255, 16 * 16 * 3, dtype="float32").reshape(1, 16, 16, 3), (32, 1, 1, 1))
+    chosen = keras.ops.convert_to_numpy(ra.get_random_transformation(x, training=True)["layer_idxes"])
+    assert chosen.shape == (32, 2)  # Keras' RandAugment: (2,), one pair of operations for the batch
+    assert len({tuple(row) for row in chosen}) > 10
+    out = keras.ops.convert_to_numpy(layer(x, training=True))
+    assert out.min() >= 0 and out.max() <= 255
+    model = augment_in_model(keras.Sequential([keras.Input((16, 16, 3)), keras.layers.GlobalAveragePooling2D(),
+                                               keras.layers.Dense(2)]), layer)
+    model.save(tmp_path / "m.keras")
+    again = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    assert any(isinstance(sub, PerImageRandAugment) for sub in again._flatten_layers())

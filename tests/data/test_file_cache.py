@@ -155,3 +155,46 @@ def test_a_damaged_owner_file_counts_as_none_with_a_warning(tmp_path, owner):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert release_stale_lock(path) == []  # no owner file at all: nothing to say
+
+
+def test_a_cache_another_run_is_writing_is_left_to_it(manifest, tmp_path):
+    prefix = str(tmp_path / "cache" / "train")
+    make_dataset(manifest, 16, 2, training=True, cache=prefix)
+    (owner,) = (tmp_path / "cache").glob("train-*.owner")
+    path = str(owner)[: -len(".owner")]
+    kept = _write_lock(path, os.getppid())  # a run that still writes it (the test's parent)
+    with pytest.warns(UserWarning, match=r"is being written by process \d+ on .*reads without a cache"):
+        ds = make_dataset(manifest, 16, 2, training=True, cache=prefix, seed=0)
+    assert sorted(_labels(ds).tolist()) == sorted(manifest.labels.tolist())  # tf.data refused it before
+    assert all(os.path.exists(p) for p in kept)  # and, cleaning up, deleted the writer's files
+
+
+def test_each_worker_of_a_multi_worker_job_has_its_own_cache(tmp_path, monkeypatch):
+    keys = set()
+    for index in (0, 1):
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:1"]},
+                                                    "task": {"type": "worker", "index": index}}))
+        keys.add(keyed_cache_path(str(tmp_path / "c"), {"files": "same"}))
+    monkeypatch.delenv("TF_CONFIG")
+    keys.add(keyed_cache_path(str(tmp_path / "c"), {"files": "same"}))
+    assert len(keys) == 3
+
+
+def test_a_file_cache_holds_the_manifest_order_whoever_wrote_it(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, side in enumerate([1500] + [16] * 7):  # the big one decodes last in an unordered map
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(paths[-1])
+    manifest = Manifest(paths, np.arange(8) % 2, ["cod", "eel"])
+    prefix = str(tmp_path / "cache" / "train")
+
+    def order(**kw):  # the images of one pass, in the order drawn
+        return np.concatenate([x.numpy() for x, _ in make_dataset(manifest, 16, 8, training=True,
+                                                                    seed=3, **kw)])
+
+    reference = order(cache=False, deterministic=True)
+    order(cache=prefix, deterministic=False)  # written by an unordered run...
+    np.testing.assert_array_equal(order(cache=prefix, deterministic=True), reference)  # ...read ordered

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -394,3 +395,58 @@ def test_draft_reads_the_rule_on_the_upright_image_and_leaves_other_formats_alon
     frames = [Image.fromarray(smooth_image(600, 800)), Image.fromarray(smooth_image(600, 800)[::-1].copy())]
     frames[0].save(tmp_path / "two.mpo", save_all=True, append_images=frames[1:])
     assert read_image(tmp_path / "two.mpo", draft=(64, 64)).shape == (600, 800, 3)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo") or not os.path.exists("/dev/zero"), reason="POSIX special files")
+def test_named_pipes_and_devices_are_named_not_read(tmp_path):
+    from keras_species.data.pipeline import KIND_BAD, classify_file
+
+    os.mkfifo(tmp_path / "a.jpg")  # opening it for reading waited for a writer for ever
+    os.symlink("/dev/zero", tmp_path / "z.png")  # reading it never ended (MemoryError)
+    for name, why in (("a.jpg", "a named pipe (FIFO), not an image file"), ("z.png", "a device, not an image file")):
+        path = str(tmp_path / name)
+        assert classify_file(path) == (KIND_BAD, why)
+        assert images.probe(path).error == why
+        with pytest.raises(ImageReadError, match=why.replace("(", r"\(").replace(")", r"\)")):
+            images.read_image(path)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def test_probe_finds_damaged_pixel_data_in_a_png(tmp_path):
+    rng = np.random.default_rng(0)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)).save(buf, "PNG")
+    data = buf.getvalue()
+    i = data.find(b"IDAT")
+    n = int.from_bytes(data[i - 4 : i], "big")
+    pixels = bytearray(data[i + 4 : i + 4 + n])
+    pixels[n // 2] ^= 0xFF  # one byte of a bad copy, the checksum made to match
+    path = tmp_path / "x.png"
+    path.write_bytes(data[: i - 4] + _png_chunk(b"IDAT", bytes(pixels)) + _png_chunk(b"IEND", b""))
+    # getexif() ran first: it decoded the pixels, swallowed the error, and load() had nothing left
+    assert "cannot decode the pixel data" in images.probe(path).error
+
+
+@pytest.mark.parametrize("chunk", [b"IDAT", b"tEXt"])
+def test_a_png_with_a_bad_checksum_is_corrupt_for_the_audit(tmp_path, chunk):
+    buf = io.BytesIO()
+    info = __import__("PIL.PngImagePlugin", fromlist=["PngInfo"]).PngInfo()
+    info.add_text("Comment", "hello")
+    Image.new("RGB", (12, 10), (10, 200, 30)).save(buf, "PNG", pnginfo=info)
+    data = bytearray(buf.getvalue())
+    i = data.find(chunk)
+    n = int.from_bytes(data[i - 4 : i], "big")
+    data[i + 4 + n] ^= 0xFF  # the checksum, not the data: TensorFlow refuses one, PIL the other
+    path = tmp_path / "x.png"
+    path.write_bytes(bytes(data))
+    why = f"damaged PNG: bad checksum in its {chunk.decode()} chunk"
+    assert images.probe(path).error.startswith(why)
+    if chunk == b"tEXt":  # PIL refuses it: predict names the damage, not an "unknown format"
+        with pytest.raises(ImageReadError, match=why):
+            images.read_image(path)

@@ -278,6 +278,76 @@ def test_16bit_rgb_png_is_read_as_pil_reads_it(tmp_path):
     np.testing.assert_allclose(x[0, 4, 4], [255, 100, 0], atol=0.5)
 
 
+def test_a_gif_whose_first_frame_is_smaller_than_its_canvas_trains_as_predict_reads_it(tmp_path):
+    import io
+    import struct
+
+    from keras_species.data.images import read_image
+
+    rng = np.random.default_rng(0)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (12, 20, 3), dtype=np.uint8)).quantize(16).save(buf, "GIF")
+    gif = bytearray(buf.getvalue())
+    gif[6:10] = struct.pack("<HH", 26, 16)  # a larger canvas ...
+    d = gif.find(struct.pack("<HH", 20, 12), 10) - 5  # ... and the frame moved to (3, 2) on it
+    assert gif[d] == 0x2C
+    gif[d + 1 : d + 5] = struct.pack("<HH", 3, 2)
+    (tmp_path / "a").mkdir()
+    path = str(tmp_path / "a" / "offset.gif")
+    Path(path).write_bytes(bytes(gif))
+    assert classify_file(path)[0] == KIND_PIL  # TensorFlow returned the 20x12 frame, PIL the canvas
+    (x, _), = one(make_dataset(Manifest([path], np.array([0]), ["a"]), (16, 26), 1, cache=False))
+    np.testing.assert_array_equal(x[0], read_image(path).astype(np.float32))
+
+
+def _turned_files(folder: Path) -> list[str]:
+    """Files turned by an orientation placed where the check once did not look: an EXIF block
+    after a JPEG's frame header, ImageMagick's EXIF text or XMP after a PNG's pixels."""
+    import io
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    yy, xx = np.mgrid[0:12, 0:20]
+    im = Image.fromarray(np.stack([xx * 12 % 256, yy * 20 % 256, xx * yy * 3 % 256], -1).astype(np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    block = exif.tobytes()
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=95)
+    jpeg = buf.getvalue()
+    sof = jpeg.find(b"\xff\xc0")
+    end = sof + 2 + int.from_bytes(jpeg[sof + 2 : sof + 4], "big")
+    (folder / "after_sof.jpg").write_bytes(jpeg[:end] + b"\xff\xe1" + struct.pack(">H", len(block) + 2)
+                                          + block + jpeg[end:])
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    png = buf.getvalue()
+    iend = png.rfind(b"IEND") - 4
+    text = f"\nexif\n{len(block):8d}\n{block.hex()}\n".encode()
+    (folder / "raw_after_idat.png").write_bytes(
+        png[:iend] + chunk(b"tEXt", b"Raw profile type exif\x00" + text) + png[iend:])
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-'
+           b'syntax-ns#"><rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/>'
+           b'</rdf:RDF></x:xmpmeta>')
+    (folder / "xmp_after_idat.png").write_bytes(
+        png[:iend] + chunk(b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + xmp) + png[iend:])
+    return [str(folder / n) for n in ("after_sof.jpg", "raw_after_idat.png", "xmp_after_idat.png")]
+
+
+def test_orientations_the_check_once_missed_train_as_predict_reads_them(tmp_path):
+    from keras_species.data.images import read_image
+
+    (tmp_path / "a").mkdir()
+    for path in _turned_files(tmp_path / "a"):
+        assert read_image(path).shape == (20, 12, 3)  # PIL turns each one
+        assert classify_file(path)[0] == KIND_PIL, path  # before: KIND_FAST, trained as stored
+        (x, _), = one(make_dataset(Manifest([path], np.array([0]), ["a"]), (20, 12), 1, cache=False))
+        np.testing.assert_array_equal(x[0], read_image(path).astype(np.float32))
+
+
 def test_a_resized_16bit_png_gives_the_pixels_predict_gives(tmp_path):
     # before: the pipeline resized value / 257 unrounded, predict (read_image) the rounded uint8,
     # so after resizing the two differed (probabilities by up to 8e-4 in a user's check)
@@ -413,6 +483,8 @@ def test_sample_weights_are_yielded(image_folder):
     np.testing.assert_allclose(w, class_balance_weights(m), rtol=1e-6)
     (_, _, w2), = one(make_dataset(m, 8, 10, sample_weights=np.arange(10, dtype=np.float32)))
     np.testing.assert_array_equal(w2, np.arange(10))
+    with pytest.raises(ValueError, match="sample_weights are all 0"):  # before: accepted, learnt nothing
+        make_dataset(m, 8, 10, sample_weights=np.zeros(10))
 
 
 # --------------------------------------------------------------------------- cache, order, augment
@@ -938,3 +1010,14 @@ def test_balanced_weights_count_the_images_the_check_keeps(tmp_path):
         (x, y, w), = one(make_dataset(m, 24, 6, sample_weights="balanced"))
     assert y.tolist() == [0, 2, 0, 1, 2]
     np.testing.assert_allclose(w, [5 / 6, 5 / 6, 5 / 6, 5 / 3, 5 / 6], rtol=1e-6)  # n / (C * count), mean 1
+
+
+@pytest.mark.parametrize("bits", [24, 8])
+def test_a_bmp_cut_short_is_found_by_the_check(tmp_path, bits):
+    path = tmp_path / "x.bmp"
+    Image.new("RGB" if bits == 24 else "P", (30, 20), 90).save(path)
+    assert classify_file(str(path))[0] != KIND_BAD
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 100])  # a BMP has no end marker: only its size tells
+    kind, why = classify_file(str(path))
+    assert kind == KIND_BAD and "truncated" in why

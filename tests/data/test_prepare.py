@@ -540,8 +540,8 @@ def test_cleaning_that_drops_oversized_images_names_them_as_too_large_not_damage
             Image.new("RGB", (40, 30), (i, 2, 3)).save(data / name / f"{i}.png")  # 1,200 px
     with using_max_pixels(1000), _no_emptied_warning(), pytest.raises(ManifestError) as err:
         prepare_data(data, audit_dir=tmp_path / "run" / "audit")
-    assert ("cleaning dropped all 6 images: 6 over the decompression-bomb limit (not damaged, only "
-            "too large).") in str(err.value)
+    assert ("cleaning dropped all 6 images: 6 over the decompression-bomb limit (too large to decode, so not "
+            "checked for damage).") in str(err.value)
 
 
 def test_the_data_section_counts_oversized_images_apart(tmp_path):
@@ -560,5 +560,5 @@ def test_the_data_section_counts_oversized_images_apart(tmp_path):
     with using_max_pixels(1000):
         prepared = prepare_data(data, audit_dir=tmp_path / "run" / "audit", progress=False)
     section = data_section(prepared)[1]
-    assert ("Audit: 13 images, 1 corrupt (1 of them only over the decompression-bomb limit), "
+    assert ("Audit: 13 images, 1 corrupt (1 of them over the decompression-bomb limit, not decoded), "
             "0 non-RGB") in section

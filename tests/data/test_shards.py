@@ -713,3 +713,52 @@ def test_a_damaged_shard_file_is_named_not_its_images_dropped(image_folder, tmp_
     (tmp_path / "sh" / "shards.json").write_text(json.dumps(doc))
     with pytest.raises(ManifestError, match=r"shards.json is damaged \(it has no 'class_names'\)"):
         read_sidecar(tmp_path / "sh")
+
+
+def test_a_folder_name_with_glob_characters_touches_no_other_folder(image_folder, tmp_path):
+    m = folder_manifest(image_folder)
+    other = write_shards(m, tmp_path / "fish-v2", shard_size=5)  # 4 files
+    write_shards(m, tmp_path / "fish-v[2]", shard_size=100)  # [2] once matched fish-v2's shards
+    assert all(Path(f).exists() for f in other)
+    assert len(batches(shard_dataset(tmp_path / "fish-v2", 8, 18))[0][1]) == 18
+    with pytest.warns(UserWarning, match="removed 1 shard file"):  # its own old shard only
+        write_shards(m, tmp_path / "fish-v[2]", shard_size=10)
+    assert all(Path(f).exists() for f in other)
+
+
+def test_batch_options_that_cannot_work_are_refused_as_make_dataset_refuses_them(image_folder, tmp_path):
+    write_shards(folder_manifest(image_folder), tmp_path / "s", shard_size=100)
+    with pytest.raises(ValueError, match="mixes labels, which needs float labels"):
+        shard_dataset(tmp_path / "s", 8, 4, training=True, label_mode="sparse", batch_augment="mixup")
+    with pytest.raises(ValueError, match="18 image.* batch_size=32 with drop_remainder=True"):
+        shard_dataset(tmp_path / "s", 8, 32, drop_remainder=True)
+    with pytest.raises(TypeError, match="one shard folder or a glob pattern"):
+        shard_dataset([str(tmp_path / "s")], 8)
+    with pytest.raises(TypeError, match="a per-image array cannot follow the records"):
+        shard_dataset(tmp_path / "s", 8, sample_weights=np.ones(18))
+
+
+def test_converted_images_are_stored_losslessly(tmp_path):
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data"
+    for name in ("a", "b"):
+        (data / name).mkdir(parents=True)
+        pixels = rng.integers(0, 256, (20, 28, 4), dtype=np.uint8)  # noisy RGBA: JPEG would blur it
+        Image.fromarray(pixels, "RGBA").save(data / name / "x.png")
+        Image.fromarray(pixels[..., :3]).convert("CMYK").save(data / name / "y.jpg", quality=90)
+    m = sources.load(str(data))
+    write_shards(m, tmp_path / "s", shard_size=100)
+    (x, _), = batches(shard_dataset(tmp_path / "s", (20, 28), 8))
+    index = [r["index"] for r in records(sorted((tmp_path / "s").glob("*.tfrecord")))]
+    (ref, _), = batches(make_dataset(m.subset(index), (20, 28), 8, cache=False))
+    np.testing.assert_array_equal(x, ref)  # JPEG q95 was up to 126 levels off
+
+
+def test_patterns_skip_temporary_files_and_name_a_wildcard_folder(image_folder, tmp_path):
+    write_shards(folder_manifest(image_folder), tmp_path / "s", shard_size=100)
+    (tmp_path / "s" / ".shard-00000-of-00001.tmp-99999.tfrecord").write_bytes(b"half")  # a write at work
+    assert len(batches(shard_dataset(str(tmp_path / "s" / "*"), 8, 18))[0][1]) == 18
+    with pytest.raises(FileNotFoundError, match="its folder part .* cannot hold wildcards"):
+        shard_dataset(str(tmp_path / "s*" / "*.tfrecord"), 8)
+    with pytest.raises(FileNotFoundError, match="matches the folder"):
+        shard_dataset(str(tmp_path / "[s]"), 8)

@@ -1120,3 +1120,59 @@ def test_files_and_folders_whose_names_are_not_utf8_are_left_out_and_named(tmp_p
         m = sources.from_folder(d)
     assert [os.path.relpath(p, d) for p in m.paths] == ["cod/ok.png", "eel/ok.png"]
     assert sources.is_utf8_name("café.png") and not sources.is_utf8_name(os.fsdecode(b"caf\xe9.png"))
+
+
+def test_nas_system_folders_are_passed_over_and_jfif_files_read(tmp_path: Path) -> None:
+    d = tmp_path / "d"
+    for c in ("cod", "eel"):
+        _png(d / c / "ok.png")
+        _png(d / c / "@eaDir" / "ok.png" / "SYNOPHOTO_THUMB_M.png")  # a resized copy: leakage
+        _png(d / c / "#recycle" / "old.png")
+    (d / "cod" / "x.jfif").write_bytes((d / "cod" / "ok.png").read_bytes())  # Windows' name for JPEG
+    (d / "eel" / "y.jpe").write_bytes((d / "cod" / "ok.png").read_bytes())
+    m = sources.from_folder(d)
+    assert sorted(os.path.relpath(p, d) for p in m.paths) == ["cod/ok.png", "cod/x.jfif", "eel/ok.png", "eel/y.jpe"]
+
+
+def test_a_folder_that_cannot_be_listed_is_named(tmp_path: Path, monkeypatch) -> None:
+    d = tmp_path / "d"
+    for c in ("cod", "eel"):
+        _png(d / c / "ok.png")
+    _png(d / "eel" / "sub" / "more.png")
+    scandir = os.scandir
+
+    def refused(path="."):  # chmod 000 (root, who runs the tests here, reads it anyway)
+        if os.fspath(path).endswith("sub"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refused)
+    with pytest.warns(UserWarning, match=r"could not list 1 folder: .*eel/sub \(Permission denied\)'; the "
+                                         r"images in them are left out: give this user read"):
+        m = sources.from_folder(d)
+    assert len(m) == 2
+    with pytest.warns(UserWarning, match="could not list 1 folder"):
+        assert sources.image_files(d) == sorted(m.paths)
+
+
+def test_a_quoted_csv_cell_keeps_its_line_break(tmp_path: Path) -> None:
+    import csv as csv_mod
+
+    names = ["new\nline.png", "plain.png", "cr\r\nlf.png"]
+    for name in names:
+        _png(tmp_path / "img" / name)
+    with open(tmp_path / "labels.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv_mod.writer(f)
+        w.writerow(["path", "label"])
+        w.writerows([[f"img/{n}", c] for n, c in zip(names, ["cod", "eel", "cod"])])
+    m = sources.from_csv(tmp_path / "labels.csv")  # before: "new" + "line.png", not found
+    assert sorted(os.path.basename(p) for p in m.paths) == sorted(names)
+
+
+def test_a_zips_wrapper_folder_read_as_one_class_is_named(tmp_path: Path) -> None:
+    for c in ("cod", "eel"):
+        _png(tmp_path / "zipped" / "fishes" / c / "1.png")
+    _png(tmp_path / "zipped" / "__MACOSX" / "fishes" / "cod" / "._1.png")
+    with pytest.warns(UserWarning, match=r"single class \('fishes'\).*zipped/fishes holds no image of its "
+                                         r"own, only subfolders of images \('cod', 'eel'\).*give "):
+        sources.from_folder(tmp_path / "zipped")

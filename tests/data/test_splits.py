@@ -230,8 +230,10 @@ def test_cli_split_image_folder_is_group_aware_and_prints_table(image_folder: Pa
     with pytest.raises(SystemExit):  # --ratios would be ignored by the other modes
         _cli([str(image_folder), "--systematic", "1", "3", "--ratios", "0.5", "0.5", "--out", str(out)])
     assert "argument --ratios: not allowed with argument --systematic" in capsys.readouterr().err
-    assert _cli([str(image_folder), "--systematic", "1", "3", "--seed", "3", "--out", str(out)]) == 2
-    assert "--seed does not apply to --systematic" in capsys.readouterr().err
+    from keras_species import cli
+
+    assert cli.main(["split", str(image_folder), "--systematic", "1", "3", "--seed", "3", "--out", str(out)]) == 2
+    assert "error: --seed does not apply to --systematic" in capsys.readouterr().err  # a flag error
 
 
 # ------------------------------------------------------------------------- unreadable files
@@ -543,6 +545,9 @@ def test_cli_split_refuses_seeds_out_of_range_and_group_aware_with_given(tmp_pat
         (["--given", "--group-aware"], "--group-aware does not apply here: --given keeps"),
         (["--systematic", "1", "5", "--group-aware"], "--group-aware does not apply here: --systematic"),
         (["--top-classes", "1.5"], "--top-classes 1.5: give the share of classes to keep"),
+        (["--kfold", "1"], "--kfold 1: give the number of folds, at least 2"),
+        (["--systematic", "10", "2"], "--systematic 10 2: give K and N with 0 < K < N"),
+        (["--given", "--seed", "3"], "--seed does not apply to --given"),
     ):
         assert cli.main(["split", missing, *argv, "--out", out]) == 2
         err = capsys.readouterr().err
@@ -627,3 +632,36 @@ def test_kfold_names_the_largest_k_and_the_table_counts_tag_free_images() -> Non
     ml = Manifest([f"/x/{i}.png" for i in range(6)], y, ["fish", "shark"],
                   splits=["train", "train", "train", "val", "val", "test"])
     assert re.search(r"\(no tag\)\s+1\s+1\s+0\s+2", splits.split_table(ml))
+
+
+def test_cli_split_of_moved_data_is_one_line(image_folder: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "s.csv"
+    assert _cli([str(image_folder), "--out", str(out)]) == 0
+    image_folder.rename(tmp_path / "elsewhere")
+    capsys.readouterr()
+    assert _cli([str(out), "--given", "--out", str(tmp_path / "s2.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "was the data moved or renamed?" in err
+    assert "file not found" not in err and err.count("\n") == 1  # before: a line per file first
+    assert not splits.dropped_listing_path(tmp_path / "s2.csv").exists()
+
+
+def test_group_kfold_above_the_largest_class_names_the_largest_k(image_folder: Path) -> None:
+    from keras_species.data import sources
+
+    m = sources.load(str(image_folder), group_regex=r"fish_(\d+)_")
+    largest = int(m.class_counts().max())
+    with pytest.raises(ManifestError, match=f"the largest class has {largest} images: give k = {largest} or less"):
+        splits.assign_folds(m, largest + 1, group_aware=True)  # before: sklearn's "n_splits=7 cannot..."
+
+
+def test_a_refused_split_does_not_first_warn_about_the_parts_it_never_writes(tmp_path: Path, capsys) -> None:
+    tiny = tmp_path / "tiny"
+    for c in ("a", "b"):
+        (tiny / c).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tiny / c / "1.png")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert _cli([str(tiny), "--out", str(tmp_path / "s.csv")]) == 2
+    assert not [str(w.message) for w in seen if "has no image of" in str(w.message)]
+    assert "without any image" in capsys.readouterr().err

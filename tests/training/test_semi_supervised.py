@@ -266,3 +266,18 @@ def test_mixed_dataset_yields_every_image_once(tmp_path):
     ds = mixed_dataset([(a, "r1"), (b, "r1_pseudo")], 16, 3, seed=0)
     labels = np.concatenate([y.numpy() for _, y in ds])
     assert sorted(labels.tolist()) == sorted(m.labels.tolist())
+
+
+def test_a_pool_folder_follows_the_folder_readers_rules(tmp_path):
+    import os
+
+    flat = tmp_path / "flat"
+    (flat / "__MACOSX").mkdir(parents=True)
+    paths = _solid_images(flat, [10, 20])
+    (flat / "__MACOSX" / "._a.png").write_bytes(b"resource fork")
+    Path(os.fsdecode(os.path.join(os.fsencode(flat), b"caf\xe9.png"))).write_bytes(Path(paths[0]).read_bytes())
+    (flat / "up").symlink_to(flat)  # a loop: followed about 40 levels deep before
+    # before: the Latin-1 name crashed make_dataset later ("Error converting unicode string")
+    with pytest.warns(UserWarning, match="not valid UTF-8"):
+        pool, _ = load_unlabelled(flat, ["cod", "eel"])
+    assert len(pool) == 2
