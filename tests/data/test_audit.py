@@ -990,3 +990,17 @@ def test_cli_audit_of_a_saved_split_whose_data_moved_stops_and_says_so(image_fol
     assert cli.main(["audit", saved, "--out", str(tmp_path / "a"), "--no-plots", "--no-progress"]) == 2
     assert "none of the 18 image files that" in capsys.readouterr().err
     assert not (tmp_path / "a" / "audit.json").exists()
+
+
+def test_plots_draw_names_with_tabs_and_dollars_without_warnings(tmp_path):
+    data = tmp_path / "d"
+    for c in ("co\td", "e$l$"):  # a tab has no glyph; $...$ is matplotlib's math mode
+        (data / c).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (12, 10), (i * 90, 40, 9)).save(data / c / f"a\tb${i}$.png")
+    m = _folder_manifest(data, classes=("co\td", "e$l$"))
+    r = audit(m, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # before: "Glyph 9 (\t) missing from font(s)"
+        r.save(tmp_path / "out", manifest=m)
+    assert (tmp_path / "out" / "plots" / "class_distribution.png").is_file()
