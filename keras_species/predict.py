@@ -1509,7 +1509,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="CSV to write (default predictions.csv); its path column names each "
                         "image as INPUT does: a CSV's path cell or a list's line as written, a "
                         "folder's files under the folder as given")
-    parser.add_argument("--top-k", type=int, default=None, metavar="K",
+    parser.add_argument("--top-k", type=positive_int, default=None, metavar="K",
                         help=f"classes per row, single-label models only (default {DEFAULT_TOP_K}); "
                              "a multi-label model lists the classes at or above their thresholds")
     parser.add_argument("--tta", default=None, metavar="PRESET",

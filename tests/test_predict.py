@@ -498,7 +498,8 @@ def test_settings_that_would_not_apply_are_refused(model, folder, tmp_path, caps
             (["--thresholds", "0.5", "0.6"], "--thresholds 0.5 0.6: thresholds apply to multi-label "
              "(sigmoid) models, and this model is single-label: leave --thresholds out (its CSV lists "
              "the top-k classes)"),
-            (["--top-k", "0"], "--top-k 0: must be a whole number >= 1")):
+            # a flag error, refused by the parser before the model is loaded (stop 29)
+            (["--top-k", "0"], "error: argument --top-k: '0' must be at least 1; see --help")):
         assert cli.main(["predict", str(tmp_path / "m.keras"), str(folder), *options,
                          "--out", str(tmp_path / "p.csv")]) == 2
         assert capsys.readouterr().err == f"keras-species predict: {expected}\n"
