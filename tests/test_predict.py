@@ -497,12 +497,14 @@ def test_settings_that_would_not_apply_are_refused(model, folder, tmp_path, caps
     for options, expected in (
             (["--thresholds", "0.5", "0.6"], "--thresholds 0.5 0.6: thresholds apply to multi-label "
              "(sigmoid) models, and this model is single-label: leave --thresholds out (its CSV lists "
-             "the top-k classes)"),
-            # a flag error, refused by the parser before the model is loaded (stop 29)
-            (["--top-k", "0"], "error: argument --top-k: '0' must be at least 1; see --help")):
+             "the top-k classes)"),):
         assert cli.main(["predict", str(tmp_path / "m.keras"), str(folder), *options,
                          "--out", str(tmp_path / "p.csv")]) == 2
         assert capsys.readouterr().err == f"keras-species predict: {expected}\n"
+    with pytest.raises(SystemExit) as stop:  # a flag error, refused before the model loads (stop 29)
+        cli.main(["predict", str(tmp_path / "m.keras"), str(folder), "--top-k", "0", "--out", str(tmp_path / "p.csv")])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == "keras-species predict: error: argument --top-k: '0' must be at least 1; see --help\n"
     assert not (tmp_path / "p.csv").exists()
     out = tmp_path / "all.csv"
     with pytest.warns(UserWarning, match="skipped 1 unreadable"):

@@ -20,9 +20,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import csv
 import errno
-import io
 import json
 import math
 import os
@@ -792,7 +790,7 @@ def _read_drop_list(drop: str | os.PathLike | Iterable[str]) -> list[tuple[int, 
         from keras_species.data.text import read_text
 
         text = read_text(path)
-        numbered = _csv_path_column(text) if path.lower().endswith(".csv") else None
+        numbered = _csv_path_column(path, text) if path.lower().endswith(".csv") else None
         if numbered is None:
             numbered = [(n, ln.strip()) for n, ln in enumerate(text.splitlines(), start=1)]
             numbered = [(n, ln) for n, ln in numbered if ln and not ln.startswith("#")]
@@ -802,19 +800,21 @@ def _read_drop_list(drop: str | os.PathLike | Iterable[str]) -> list[tuple[int, 
     return [(n, e) for n, e in unquoted if e]
 
 
-def _csv_path_column(text: str) -> list[tuple[int, str]] | None:
+def _csv_path_column(path: str, text: str) -> list[tuple[int, str]] | None:
     """``(line, path)`` of a CSV drop list whose header names a ``path`` column (an audit's
-    ``dropped.csv`` or ``files.csv``); ``None`` for a CSV without one (read line by line)."""
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = [h.strip().lower() for h in next(reader, [])]
-    if "path" not in header:
+    ``dropped.csv`` or ``files.csv``), read as the data readers read a CSV (``#`` comments, a
+    ``;`` or tab delimiter); ``None`` for a CSV without one (read line by line)."""
+    from keras_species.data.sources import _read_csv_rows
+
+    try:
+        header, rows, lines, _ = _read_csv_rows(path, text)
+    except ManifestError:
         return None
-    col, rows, line = header.index("path"), [], reader.line_num
-    for row in reader:
-        if col < len(row) and row[col].strip():
-            rows.append((line + 1, row[col].strip()))
-        line = reader.line_num
-    return rows
+    column = next((h for h in header if h.lower() == "path"), None)
+    if column is None:
+        return None
+    return [(line, row[column]) for line, row in zip(lines, rows)
+            if row is not None and row[column] and not row[column].startswith("#")]
 
 
 def _drop_list_name(drop: str | os.PathLike | Iterable[str]) -> tuple[str, str]:

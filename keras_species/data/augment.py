@@ -38,6 +38,8 @@ them for each image.
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 from collections.abc import Sequence
 
 import keras
@@ -202,6 +204,8 @@ class PerImageRandAugment(keras.layers.RandAugment):
         if transformation is None:
             return None
         images = data["images"] if isinstance(data, dict) else data
+        if len(images.shape) != 4:  # one image: Keras' own draw (one set of operations) is per image
+            return transformation
         batch = self.backend.core.shape(images)[0]
         transformation["layer_idxes"] = self.backend.random.randint(
             (batch, self.num_ops), 0, len(self._AUGMENT_LAYERS),
@@ -209,9 +213,9 @@ class PerImageRandAugment(keras.layers.RandAugment):
         return transformation
 
     def transform_images(self, images, transformation, training=True):
+        if not training or len(transformation["layer_idxes"].shape) == 1:  # one image: Keras' own
+            return super().transform_images(images, transformation, training=training)
         images = self.backend.cast(images, self.compute_dtype)
-        if not training:
-            return images
         chosen = transformation["layer_idxes"]
         for i in range(self.num_ops):
             for j, (key, value) in enumerate(transformation["transforms"].items()):
@@ -241,6 +245,7 @@ def augmentation(preset: str, *, seed: int | None = None, **overrides) -> keras.
     """
     f = preset_fields(preset, **overrides)
     layers: list[keras.layers.Layer] = []
+    seed = _whole_seed(seed)
 
     def next_seed() -> int | None:
         return None if seed is None else seed + len(layers)
@@ -284,6 +289,19 @@ def augmentation(preset: str, *, seed: int | None = None, **overrides) -> keras.
     return keras.Sequential([keras.Input((None, None, 3)), *layers], name=f"augment_{preset}")
 
 
+def _whole_seed(seed: object) -> int | None:
+    """``seed`` as a Python ``int`` (a NumPy integer too: Keras refuses one), or ``None``."""
+    if seed is None:
+        return None
+    try:
+        value = operator.index(seed)
+    except TypeError:
+        raise ValueError(f"seed={seed!r} must be a whole number (or None)") from None
+    if not 0 <= value < 2**32:
+        raise ValueError(f"seed={seed!r} must be a whole number from 0 to {2**32 - 1}")
+    return int(value)
+
+
 def batch_augmentation(name: str, alpha: float | None = None, *, seed: int | None = None) -> keras.layers.Layer:
     """A batch-level mixing layer: ``keras.layers.MixUp`` or ``keras.layers.CutMix``.
 
@@ -306,11 +324,15 @@ def batch_augmentation(name: str, alpha: float | None = None, *, seed: int | Non
         'MixUp'
     """
     key = name.lower().replace("_", "").replace("-", "")
+    if alpha is not None and not (isinstance(alpha, numbers.Real) and not isinstance(alpha, bool)
+                                  and math.isfinite(alpha) and alpha > 0):
+        raise ValueError(f"alpha={alpha!r}: the Beta(alpha, alpha) parameter must be a number above 0 "
+                         "(MixUp's paper uses 0.2-0.4, CutMix's 1.0); NaN images came out of one below")
     if key == "mixup":
-        return keras.layers.MixUp(alpha=0.2 if alpha is None else alpha, seed=seed)
+        return keras.layers.MixUp(alpha=0.2 if alpha is None else alpha, seed=_whole_seed(seed))
     if key == "cutmix":  # (a, a): Beta(a, a) itself; one float would draw a from U(0, a) per batch
         a = 1.0 if alpha is None else float(alpha)
-        return keras.layers.CutMix(factor=(a, a), seed=seed)
+        return keras.layers.CutMix(factor=(a, a), seed=_whole_seed(seed))
     raise ValueError(f"unknown batch augmentation {name!r}; choose 'mixup' or 'cutmix'")
 
 

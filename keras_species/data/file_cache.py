@@ -135,7 +135,7 @@ def distributed_task() -> str | None:
     try:
         task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task") or {}
         return f"{task['type']}:{int(task['index'])}"
-    except (ValueError, TypeError, KeyError, AttributeError):
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
         return None
 
 
@@ -166,7 +166,8 @@ def keyed_cache_path(prefix: str | os.PathLike, content: Mapping[str, Any]) -> s
     release_stale_lock(path)
     if not os.path.exists(f"{path}.index"):  # a new cache is about to be written
         _warn_other_caches(os.fspath(prefix), path)
-    if not _locks(path):  # nobody writes it now: this process may, so it owns the lock to come
+    if not _locks(path) and cache_writer(path) is None:  # nobody writes it now (or is about to):
+        # this process may, so it owns the lock to come
         owner = {"pid": os.getpid(), "host": socket.gethostname()}
         with contextlib.suppress(OSError), atomic_path(f"{path}.owner") as tmp:
             tmp.write_text(json.dumps(owner), encoding="utf-8")
@@ -300,9 +301,11 @@ def cache_writer(path: str) -> str | None:
     """Who else holds the lock of cache ``path`` now, in words; ``None`` when nobody (or this
     process) does.
 
-    Call it after :func:`keyed_cache_path`, which has removed the lock of a writer that no
-    longer runs: a lock left is a running writer's, one on another machine, or one this module
-    did not record (no owner file), and tf.data cannot share it.
+    :func:`keyed_cache_path` (which removes the lock of a writer that no longer runs) records
+    this process as the owner only when this says nobody else writes: a lock left is a running writer's, one on another
+    machine, or one this module did not record (no owner file), and tf.data cannot share it.
+    Without a lock, a running process of this machine whose owner file names an incomplete
+    cache has built a dataset on it and takes the lock at its first element.
 
     Args:
         path: the cache prefix (as from :func:`keyed_cache_path`).
@@ -314,11 +317,16 @@ def cache_writer(path: str) -> str | None:
         >>> cache_writer("/no/such/cache-0123456789abcdef") is None
         True
     """
-    if not _locks(path):
-        return None
     owner, _ = _read_owner(path)
     if owner == (os.getpid(), socket.gethostname()):
         return None
+    if not _locks(path):
+        # no lock yet: tf.data takes it at the first element, after the dataset is built, so a
+        # live process that built one on this key (its owner file) is about to write it; a
+        # complete cache (its index) is read by anyone
+        if owner is None or os.path.exists(f"{path}.index") or owner[1] != socket.gethostname():
+            return None
+        return f"process {owner[0]} on {owner[1]}" if process_running(owner[0]) else None
     if owner is None:
         return "a writer that left no owner file"
     return f"process {owner[0]} on {owner[1]}"

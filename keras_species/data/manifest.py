@@ -7,6 +7,7 @@ names. Readers for folders, CSVs and iNat/COCO JSON live in :mod:`keras_species.
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -125,6 +126,43 @@ def _multi_hot(rows: list, num_classes: int, indices: bool, path: str, fix: str)
     return out
 
 
+PER_IMAGE_EXTRA = frozenset({"confidence"})
+"""Keys of ``Manifest.extra`` that hold one value per image (a pseudo-label's confidence): a
+subset takes the values of its rows. Before stop 29 a subset kept the whole list, so
+``write_pseudo_labels`` wrote another image's confidence."""
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _row_path(paths: Sequence[str], row: int) -> str:
+    return repr(paths[row]) if row < len(paths) else "?"
+
+
+def _checked_labels(labels: object, paths: Sequence[str]) -> np.ndarray:
+    """``labels`` as an array of whole numbers, refusing what a cast would silently change: a
+    float that is not whole (``0.9`` became class 0), NaN, text, and multi-hot values other than
+    0 and 1 (``-1`` became 255 in ``uint8``, and the target of training)."""
+    array = np.asarray(labels)
+    if array.size and array.dtype.kind not in "iubf":
+        raise ManifestError(f"labels must be whole numbers (class indices, or 0/1 columns for "
+                            f"multi-label), got {array.dtype} values such as {_shown(array.flat[0].item())}")
+    if array.size and array.dtype.kind == "f":
+        whole = np.isfinite(array) & (array == np.round(array))
+        if not whole.all():
+            bad = tuple(np.argwhere(~whole)[0])
+            raise ManifestError(f"label {array[bad].item()!r} of row {bad[0]} ({_row_path(paths, int(bad[0]))}) "
+                                "is not a whole number: give class indices (or 0/1 for multi-label)")
+    if array.ndim == 2 and array.size and (array.min() < 0 or array.max() > 1):
+        row, col = (int(i) for i in np.argwhere((array < 0) | (array > 1))[0])
+        raise ManifestError(f"multi-hot label {array[row, col].item()} in row {row} ({_row_path(paths, row)}), "
+                            f"column {col}: a multi-label row holds 1 for each tag the image carries "
+                            "and 0 elsewhere")
+    return array
+
+
 @dataclass(repr=False)
 class Manifest:
     """Image paths with their labels, classes, groups and splits.
@@ -156,9 +194,16 @@ class Manifest:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.paths = [str(p) for p in self.paths]
+        for name in ("paths", "class_names", "groups", "splits"):
+            value = getattr(self, name)
+            if isinstance(value, str | bytes | dict | os.PathLike):  # str(...) of each would split it
+                raise ManifestError(
+                    f"{name} must be a list with one entry per {'class' if name == 'class_names' else 'image'}, "
+                    f"got a {type(value).__name__} ({_shown(value)})")
+        self.paths = [p if type(p) is str else os.fsdecode(p) if isinstance(p, bytes | os.PathLike) else str(p)
+                      for p in self.paths]
         self.class_names = [str(c) for c in self.class_names]
-        labels = np.asarray(self.labels)
+        labels = _checked_labels(self.labels, self.paths)
         if labels.ndim == 1:
             labels = labels.astype(np.int64)
         elif labels.ndim == 2:
@@ -280,9 +325,17 @@ class Manifest:
         """A new manifest with the rows ``index`` (int indices or a boolean mask); classes kept."""
         idx = np.asarray(index)
         if idx.dtype == bool:
+            if idx.shape != (len(self),):
+                raise ManifestError(f"a boolean mask of {idx.size} values for {counted(len(self), 'image')}: "
+                                    "give one value per image")
             idx = np.flatnonzero(idx)
+        elif idx.size and idx.dtype.kind not in "iu":
+            raise ManifestError(f"row indices must be whole numbers (or a boolean mask), got {idx.dtype}")
         idx = idx.astype(np.int64)
         pick = lambda seq: None if seq is None else [seq[i] for i in idx]  # noqa: E731
+        # per-image entries of extra follow the rows; the others are copied, not shared
+        extra = {k: pick(v) if k in PER_IMAGE_EXTRA and len(v) == len(self) else copy.copy(v)
+                 for k, v in self.extra.items()}
         return Manifest(
             paths=[self.paths[i] for i in idx],
             labels=self.labels[idx],
@@ -290,7 +343,7 @@ class Manifest:
             groups=pick(self.groups),
             splits=pick(self.splits),
             source=self.source,
-            extra=dict(self.extra),
+            extra=extra,
         )
 
     def split(self, name: str) -> Manifest:

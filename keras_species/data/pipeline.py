@@ -199,8 +199,6 @@ def _raw_kind(head: bytes, tail: bytes, limit: int | None) -> tuple[int | None, 
             return None, None
         if not _png_says_no_orientation(head):  # it may be turned (read_image turns it)
             return None, None
-        if _late_exif(tail):  # read_image finds it by decoding, and turns the image
-            return KIND_PIL, None
         if colour in (0, 2) and depth == 8:  # 8-bit grey or RGB, no alpha
             return KIND_FAST, None
         if colour == 0 and depth == 16:  # 16-bit grey; 16-bit RGB goes to PIL, as predict reads it
@@ -242,15 +240,22 @@ def _raw_kind(head: bytes, tail: bytes, limit: int | None) -> tuple[int | None, 
             width = int.from_bytes(head[i + 7 : i + 9], "big")
             if limit is not None and width * height > limit:
                 return None, None
-            scan = head.find(b"\xff\xda", i + 2)  # no APP1 (EXIF, XMP) block before the scan: decide
-            if scan > 0 and head.find(b"\xff\xe1", i + 2, scan) < 0:  # (two short searches: the walk
-                return _jpeg_kind(frame, orientation, multi_picture, width, height)  # costs more)
+            # no APPn or COM block between here and the scan (whose FF DA such a block could also
+            # hold): the rest is tables, decide now; else walk on (two short searches: a walk of
+            # the tables costs more)
+            scan = head.find(b"\xff\xda", i + 2)
+            if scan > 0 and _APP_OR_COM.search(head, i + 2, scan) is None:
+                return _jpeg_kind(frame, orientation, multi_picture, width, height)
         elif marker == 0xDA:  # start of scan: every header block read (PIL reads an EXIF block
             if frame is None:  # after the frame header too, so the walk goes on to here)
                 return None, None
             return _jpeg_kind(frame, orientation, multi_picture, width, height)
         i += 2 + length
     return None, None
+
+
+_APP_OR_COM = re.compile(rb"\xff[\xe0-\xef\xfe]")
+"""A JPEG APPn (EXIF, XMP, ICC...) or COM marker."""
 
 
 def _jpeg_kind(frame: tuple[int, int], orientation: int, multi_picture: bool, width: int, height: int
@@ -278,18 +283,45 @@ of the check). ``O_NONBLOCK`` changes nothing for a file; a named pipe named lik
 opens at once and reads empty, where a blocking open waited for a writer for ever."""
 
 
+_PNG_TAIL = 16384
+"""The most a PNG's tail read stretches back to reach its last ``IDAT`` chunk's header."""
+
+
 def _read_ends(path: str, head_bytes: int = _HEAD) -> tuple[bytes, bytes, int]:
-    """First ``head_bytes``, last :data:`_TAIL` bytes and size of a file, with raw ``os`` calls
-    (no buffered file object: its set-up costs more than the two reads of a small image)."""
+    """First ``head_bytes``, last bytes and size of a file, with raw ``os`` calls (no buffered
+    file object: its set-up costs more than the two reads of a small image). The last bytes are
+    :data:`_TAIL` of them, or for a PNG from where its last ``IDAT`` chunk would start if nothing
+    followed the pixels (:func:`_last_idat`; up to :data:`_PNG_TAIL` bytes), so that the tail
+    tells whether anything does (one read: a second read of 8 bytes cost more than 8 KiB more)."""
     fd = os.open(path, _OPEN_FLAGS)
     try:
         head = os.read(fd, head_bytes)
         if len(head) < head_bytes:
             return head, head[-_TAIL:], len(head)
-        end = max(os.lseek(fd, 0, os.SEEK_END) - _TAIL, 0)
-        return head, os.pread(fd, _TAIL, end), end + _TAIL
+        size = os.lseek(fd, 0, os.SEEK_END)
+        end = max(size - _TAIL, 0)
+        last = _last_idat(head, size) if head.startswith(_PNG_SIGNATURE) else None
+        if last is not None and len(head) <= last < end and size - last <= _PNG_TAIL:
+            end = last
+        return head, os.pread(fd, size - end, end), size
     finally:
         os.close(fd)
+
+
+def _last_idat(head: bytes, size: int) -> int | None:
+    """Where a PNG's last ``IDAT`` chunk would start if its pixels ended at ``IEND``, from the
+    first ``IDAT`` in ``head``: encoders (libpng, PIL) write chunks of one length but the last,
+    so it is the one chunk start that leaves the last chunk 1 to that length long."""
+    i = len(_PNG_SIGNATURE)
+    while i + 8 <= len(head) and head[i + 4 : i + 8] != b"IDAT":
+        i += 12 + int.from_bytes(head[i : i + 4], "big")
+    if i + 8 > len(head):
+        return None
+    step = 12 + int.from_bytes(head[i : i + 4], "big")
+    rest = size - 12 - i  # from the first IDAT to IEND
+    if rest <= step:
+        return i
+    return i + (rest - 13) // step * step
 
 
 def _open_failure(path: str, error: OSError) -> str:
@@ -334,8 +366,10 @@ def _classify(path: str, limit: int | None) -> tuple[int, str, tuple[int, int] |
     TensorFlow decodes (``None`` for anything else), which :func:`jpeg_scale` reads."""
     try:
         head, tail, size = _read_ends(path)
-    except OSError as e:
-        return KIND_BAD, _open_failure(path, e), None
+    except OSError as e:  # a FIFO with a writer, a socket: named as read_image names them
+        from keras_species.data.images import special_file_reason
+
+        return KIND_BAD, special_file_reason(path) or _open_failure(path, e), None
     if size < len(head) or size == 0:  # a device's end is 0; a pipe reads empty
         from keras_species.data.images import special_file_reason
 
@@ -347,9 +381,66 @@ def _classify(path: str, limit: int | None) -> tuple[int, str, tuple[int, int] |
         except OSError as e:
             return KIND_BAD, _open_failure(path, e), None
         kind, jpeg_size = _raw_kind(head, tail, limit)
+    if kind in (KIND_FAST, KIND_PNG16) and head.startswith(_PNG_SIGNATURE) and _png_late_orientation(
+            path, head, tail, size):
+        return KIND_PIL, "", None  # read_image finds it by decoding, and turns the image
     if kind is not None:
         return kind, "", jpeg_size
     return _classify_with_pil(path, size, limit)
+
+
+_LATE_READS = 4
+"""Chunk headers :func:`_png_late_orientation` reads from the file beyond the two ends the check
+has read; past them it falls back to :func:`_late_exif` on the tail."""
+
+
+def _png_late_orientation(path: str, head: bytes, tail: bytes, size: int) -> bool:
+    """Whether a PNG holds, after its pixels, a chunk that may state an orientation: ``eXIf``,
+    or ImageMagick's EXIF or XMP text, which PIL finds by decoding (and ``read_image`` turns
+    the image by). Walks the chunks from the first ``IDAT`` to ``IEND``: their headers lie in
+    the ``head`` and ``tail`` already read for a small PNG (one ``IDAT``: no read at all), else
+    up to :data:`_LATE_READS` more are read; then the tail alone decides. Before stop 29 only the
+    last 256 bytes were searched, which an XMP packet (over 256 bytes) never fits.
+
+    First, in one step: when the chunk where the last ``IDAT`` would start if nothing followed
+    the pixels (:func:`_last_idat`; :func:`_read_ends` reads the tail from there) is an ``IDAT``
+    that ends at ``IEND``, nothing follows them."""
+    last = _last_idat(head, size)
+    if last is not None:
+        start = size - len(tail)
+        found = head[last : last + 8] if last + 8 <= len(head) else tail[last - start : last - start + 8]
+        if found[4:8] == b"IDAT" and last + 12 + int.from_bytes(found[:4], "big") == size - 12:
+            return False
+    i = len(_PNG_SIGNATURE)
+    while i + 8 <= len(head) and head[i + 4 : i + 8] != b"IDAT":
+        i += 12 + int.from_bytes(head[i : i + 4], "big")
+    if i + 8 > len(head):
+        return _late_exif(tail)
+    start, fd, reads = size - len(tail), None, 0
+    try:
+        while i + 8 <= size:
+            if i + 8 <= len(head):
+                chunk = head[i : i + 48]
+            elif i >= start:
+                chunk = tail[i - start : i - start + 48]
+            elif reads < _LATE_READS:
+                if fd is None:
+                    fd = os.open(path, _OPEN_FLAGS)
+                chunk, reads = os.pread(fd, 48, i), reads + 1
+            else:
+                return _late_exif(tail)
+            kind = chunk[4:8]
+            if kind == b"IEND" or len(chunk) < 8:
+                return False
+            if kind == b"eXIf" or (kind in _PNG_TEXT_CHUNKS and chunk[8:].startswith(_PNG_ORIENTATION_TEXTS)):
+                return True
+            i += 12 + int.from_bytes(chunk[:4], "big")
+        return False
+    except OSError:
+        return _late_exif(tail)
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def _classify_with_pil(path: str, size: int, limit: int | None) -> tuple[int, str, tuple[int, int] | None]:
@@ -394,8 +485,8 @@ def _classify_with_pil(path: str, size: int, limit: int | None) -> tuple[int, st
     marker = _TAILS.get(fmt or "")
     if (marker is not None and marker not in tail[-64:]) or (fmt == "BMP" and size < _bmp_size(head)):
         return (*_full_check(path), None)
-    if fmt == "PNG" and _late_exif(tail):  # read_image finds it by decoding, and turns the image
-        return KIND_PIL, "", None
+    if fmt == "PNG" and _png_late_orientation(path, *_read_ends(path)):
+        return KIND_PIL, "", None  # read_image finds it by decoding, and turns the image
     if (fmt not in _FAST_FORMATS and fmt != "MPO") or partial_gif:
         return KIND_PIL, "", None
     if orientation != 1:
@@ -595,7 +686,9 @@ def class_balance_weights(
     pseudo-class), giving one inverse-frequency weight per tag; a sample gets the **mean** of
     its positive tags' weights (the mean rather than the max, so that a common tag beside a rare
     one tempers the weight instead of the image counting as fully rare), and a tag-free sample
-    the weight of the "no tag" set. Unlabelled single-label rows get 1.
+    the weight of the "no tag" set, at most that of the rarest tag (a set of one or two
+    tag-free images would otherwise outweigh whole tags, with no output of its own to learn).
+    Unlabelled single-label rows get 1.
 
     Args:
         manifest: the (training) images.
@@ -638,6 +731,10 @@ def class_balance_weights(
         full = np.ones(manifest.num_classes + 1, np.float64)
         full[present] = w
         table, none_weight = full[:-1], float(full[-1])
+        if manifest.multilabel and present.size > 1:
+            # no heavier than the rarest tag: the "no tag" set has no output of its own, and one
+            # tag-free image weighed 67, 15% of the aquarium training set's weight (stop 29)
+            none_weight = min(none_weight, float(w[present < manifest.num_classes].max()))
     if manifest.multilabel:
         lab = manifest.labels.astype(np.float64)
         k = lab.sum(axis=1)
@@ -1461,9 +1558,7 @@ def make_dataset(
                 i = int(bad_weight[0])
                 raise ValueError(f"sample_weights[{i}] is {weights[i]} ({manifest.paths[i]}): every "
                                  "weight must be a number >= 0")
-            if not weights.any():
-                raise ValueError("sample_weights are all 0: a model trained on them learns nothing; "
-                                 "give some image a weight above 0 (or leave sample_weights out)")
+
     if mode == "none" and sample_weights is not None:
         raise ValueError("sample_weights need labels: label_mode cannot be 'none'")
 
@@ -1476,6 +1571,10 @@ def make_dataset(
     if keep.size == 0:
         raise ManifestError(f"none of the {len(manifest)} images can be read (see the warning above)")
     check_drop_remainder(int(keep.size), batch_size, drop_remainder)
+    if weights is not None and not weights[keep].any():  # over the images read: the others go
+        raise ValueError("sample_weights are all 0 on the images that can be read: a model trained "
+                         "on them learns nothing; give some image a weight above 0 (or leave "
+                         "sample_weights out)")
     if sample_weights is not None and weights is None:  # balanced over the images that are read
         weights = np.ones(len(manifest), np.float32)
         weights[keep] = class_balance_weights(manifest.subset(keep), sample_weights)

@@ -106,15 +106,20 @@ def _encode(path: str, kind: int, image_size: int | None, quality: int) -> tuple
         if size is not None and im.size != size:
             im = im.resize(size, Image.Resampling.BICUBIC)  # PIL filters (antialiases) downscales
         buf = io.BytesIO()
-        if size is None:  # converted only (CMYK, alpha, 16-bit, turned): PNG keeps the pixels exact
-            im.save(buf, format="PNG")
-        else:
+        if size is None and not _is_jpeg(path):  # converted only (alpha, 16-bit, palette, WebP):
+            im.save(buf, format="PNG")  # PNG keeps the pixels exact
+        else:  # shrunk, or a JPEG (CMYK, EXIF-turned): PNG would hold a photo at 2-3x its bytes
             im.save(buf, format="JPEG", quality=quality)
         return buf.getvalue(), ""
     except ImageReadError as e:
         return None, e.reason
     except OSError as e:
         return None, f"cannot read the file ({e})"
+
+
+def _is_jpeg(path: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(3) == b"\xff\xd8\xff"
 
 
 def _label_indices(manifest: Manifest, i: int) -> list[int]:
@@ -269,9 +274,11 @@ def write_shards(
     """Write ``manifest`` to TFRecord shards plus a ``shards.json`` sidecar.
 
     Files TensorFlow decodes as they are (8-bit RGB/grey JPEG, PNG, GIF, BMP) and that need no
-    shrinking are stored byte for byte; the others (CMYK, 16-bit, alpha, WebP, EXIF-turned, ...)
-    are converted to RGB as :func:`keras_species.data.images.read_image` reads them and stored
-    as PNG, losslessly; images shrunk to ``image_size`` are stored as JPEG at ``quality``.
+    shrinking are stored byte for byte; the others (16-bit, alpha, transparent palette, WebP,
+    CMYK and EXIF-turned JPEGs...) are converted to RGB as
+    :func:`keras_species.data.images.read_image` reads them and stored as PNG, losslessly, or, for
+    a JPEG source, as JPEG at ``quality`` (a photo in PNG takes 2-3x its bytes); images shrunk to
+    ``image_size`` are stored as JPEG at ``quality``.
     Unreadable files are left out with a warning and listed under ``skipped`` in the sidecar.
 
     The records are written in a random order drawn from ``seed`` (the same manifest and seed
@@ -289,7 +296,7 @@ def write_shards(
         image_size: shrink so that the longest side is at most this (aspect kept; never
             enlarged); ``None`` keeps the original size.
         shard_size: images per shard file.
-        quality: JPEG quality of the images shrunk to ``image_size``.
+        quality: JPEG quality of the images shrunk to ``image_size`` and of converted JPEGs.
         workers: reader threads; default ``min(8, cores)``, ``cores`` the usable ones
             (:func:`keras_species.cpu_budget.usable_cores`).
         seed: seed of the record order (``--seed``), a whole number, at least 0.
@@ -518,7 +525,9 @@ def _locate(pattern_or_dir: str) -> tuple[list[str], dict]:
     # the sidecar (and anything else that is not a shard file) is no match of a pattern
     # nor are a write's hidden temporary files (.shard-...tmp-<pid>.tfrecord), while it runs or
     # after it was killed
-    files = [f for f in tf.io.gfile.glob(target)
+    # matched by name inside the literal folder: a glob of the whole target would read a folder
+    # name with [ ] as a pattern (fish-v[2]/shard-* read fish-v2's shards)
+    files = [f for f in _names_in(folder, target.rsplit("/", 1)[-1])
              if f.endswith(".tfrecord") and not f.rsplit("/", 1)[-1].startswith(".")]
     if not files:
         raise FileNotFoundError(f"no shard files match {target!r}; write them with `keras-species "
@@ -912,7 +921,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard-size", type=positive_int, default=1000, metavar="N",
                         help="images per shard file, at least 1 (default 1000)")
     parser.add_argument("--quality", type=whole_number(1, 100, hint="(a JPEG quality)"), default=95,
-                        metavar="Q", help="JPEG quality of the images shrunk to --image-size, 1 to 100 (default 95)")
+                        metavar="Q", help="JPEG quality of the images shrunk to --image-size and of converted JPEGs, 1 to 100 "
+                             "(default 95)")
     parser.add_argument("--workers", type=positive_int, default=None, help="reader threads (default: up to 8)")
     parser.add_argument("--seed", type=whole_number(0), default=0, metavar="S",
                         help="seed of the shuffled record order, at least 0 (default 0): every shard "

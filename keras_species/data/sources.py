@@ -155,11 +155,12 @@ def _names(items: Iterable, n: int = _SHOW) -> str:
     return text + (f" and {len(items) - n} more" if len(items) > n else "")
 
 
-_SYSTEM_NAMES = frozenset({"Thumbs.db", "@eaDir", "#recycle", "#snapshot", "$RECYCLE.BIN",
-                           "System Volume Information"})
-"""Names that file systems and NAS boxes put in shared folders: Windows' thumbnail cache and
-recycle bin, Synology's ``@eaDir`` (thumbnails of every image: resized copies, which would leak
-test images into training) and its recycle bin and snapshots."""
+_SYSTEM_NAMES = frozenset({"thumbs.db", "@eadir", "#recycle", "#snapshot", "$recycle.bin", "@recycle",
+                           "@recently-snapshot", "system volume information"})
+"""Names (lower case; compared in any case) that file systems and NAS boxes put in shared
+folders: Windows' thumbnail cache and recycle bin (``$RECYCLE.BIN``, ``$Recycle.Bin``),
+Synology's ``@eaDir`` (thumbnails of every image: resized copies, which would leak test images
+into training), its recycle bin and snapshots, QNAP's ``@Recycle`` and ``@Recently-Snapshot``."""
 
 
 def is_hidden(name: str) -> bool:
@@ -177,7 +178,7 @@ def is_hidden(name: str) -> bool:
         >>> [is_hidden(n) for n in (".DS_Store", "__MACOSX", "Thumbs.db", "cod")]
         [True, True, True, False]
     """
-    return name.startswith(".") or name.startswith("__MACOSX") or name in _SYSTEM_NAMES
+    return name.startswith(".") or name.startswith("__MACOSX") or name.lower() in _SYSTEM_NAMES
 
 
 def _overlaps(real: str, roots: Iterable[str]) -> bool:
@@ -311,7 +312,7 @@ def image_files(folder: str | os.PathLike, extensions: Sequence[str] = IMAGE_EXT
     root = Path(os.path.abspath(os.path.expanduser(os.fspath(folder))))
     not_utf8: list[str] = []
     unreadable: list[str] = []
-    exts = tuple(e.lower() for e in extensions)
+    exts = _norm_exts(extensions)
     found, _, _, loops = _image_files(root, exts, [os.path.realpath(root)], not_utf8, unreadable)
     _warn_not_utf8(not_utf8, str(root))
     _warn_walk_problems(loops, unreadable)

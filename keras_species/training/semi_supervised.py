@@ -175,7 +175,7 @@ def load_unlabelled(
     root = Path(source).expanduser()
     truth: np.ndarray | None = None
     if root.is_dir():
-        subdirs = [d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
+        subdirs = [d.name for d in root.iterdir() if d.is_dir() and not sources.is_hidden(d.name)]
         if subdirs and set(subdirs) <= set(names):
             with warnings.catch_warnings():  # one class folder is a fine pool
                 warnings.simplefilter("ignore")

@@ -161,8 +161,18 @@ def test_randaugment_draws_its_operations_for_each_image_of_a_batch(tmp_path):
     assert len({tuple(row) for row in chosen}) > 10
     out = keras.ops.convert_to_numpy(layer(x, training=True))
     assert out.min() >= 0 and out.max() <= 255
+    assert tuple(ra(x[0], training=True).shape) == (16, 16, 3)  # one image, as Keras' layer takes it
     model = augment_in_model(keras.Sequential([keras.Input((16, 16, 3)), keras.layers.GlobalAveragePooling2D(),
                                                keras.layers.Dense(2)]), layer)
     model.save(tmp_path / "m.keras")
     again = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
     assert any(isinstance(sub, PerImageRandAugment) for sub in again._flatten_layers())
+
+
+def test_numpy_seeds_work_and_bad_alphas_and_seeds_are_named():
+    augmentation("r1", seed=np.int64(1))  # Keras refused a NumPy integer seed
+    batch_augmentation("cutmix", seed=np.int64(1))
+    with pytest.raises(ValueError, match="alpha=-1: the Beta"):  # gave NaN images and labels
+        batch_augmentation("mixup", -1)
+    with pytest.raises(ValueError, match="seed=1.5 must be a whole number"):
+        augmentation("r1", seed=1.5)

@@ -198,3 +198,19 @@ def test_a_file_cache_holds_the_manifest_order_whoever_wrote_it(tmp_path):
     reference = order(cache=False, deterministic=True)
     order(cache=prefix, deterministic=False)  # written by an unordered run...
     np.testing.assert_array_equal(order(cache=prefix, deterministic=True), reference)  # ...read ordered
+
+
+def test_a_cache_another_live_run_has_built_but_not_begun_is_left_to_it(manifest, tmp_path):
+    # two runs of a sweep build their datasets, then fit: tf.data takes its lock only at the
+    # first element, so both wrote the cache, and each killed the other's
+    prefix = str(tmp_path / "cache" / "train")
+    make_dataset(manifest, 16, 2, training=True, cache=prefix)
+    (owner,) = (tmp_path / "cache").glob("train-*.owner")
+    owner.write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}))  # a live builder
+    with pytest.warns(UserWarning, match="reads without a cache"):
+        make_dataset(manifest, 16, 2, training=True, cache=prefix)
+    assert json.loads(owner.read_text())["pid"] == os.getppid()  # not taken over
+    owner.write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname()}))  # it ended
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_dataset(manifest, 16, 2, training=True, cache=prefix)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -234,3 +235,32 @@ def test_multilabel_json_holds_tag_indices_and_reads_the_older_dense_form(tmp_pa
     (tmp_path / "bad.json").write_text(json.dumps(doc))
     with pytest.raises(ManifestError, match=r"labels\[1\] is \[0, 1, 1\], not 2 values 0 or 1"):
         Manifest.from_json(tmp_path / "bad.json")
+
+
+def test_labels_a_cast_would_change_are_refused():
+    paths = ["a", "b", "c", "d"]
+    for labels, why in ((np.array([[-1, 1], [1, 0], [2, 1], [0, 1]]), "multi-hot label -1 in row 0"),
+                        (np.array([0.9, 0.2, 1.6, 1.0]), "label 0.9 of row 0"),  # became class 0
+                        (np.array([0, 1, np.nan, 1]), "label nan of row 2"),
+                        (np.array(list("abcd")), "labels must be whole numbers")):
+        with pytest.raises(ManifestError, match=re.escape(why)):
+            Manifest(paths, labels, ["cod", "eel"])
+    assert Manifest(paths, np.array([0.0, 1.0, 1.0, -1.0]), ["cod", "eel"]).labels.tolist() == [0, 1, 1, -1]
+    for name, value in (("class_names", "cod"), ("class_names", {0: "cod", 1: "eel"}), ("paths", "abcd")):
+        kw = {"paths": paths, "labels": np.array([0, 1, 1, 0]), "class_names": ["cod", "eel"], name: value}
+        with pytest.raises(ManifestError, match=f"{name} must be a list"):  # str() of each split it
+            Manifest(**kw)
+    assert Manifest([b"a.png"], np.array([0]), ["cod"]).paths == ["a.png"]
+
+
+def test_a_subset_takes_its_rows_of_per_image_extras_and_shares_nothing():
+    m = Manifest(["a", "b", "c"], np.array([0, 1, 0]), ["x", "y"],
+                 extra={"confidence": [0.9, 0.51, 0.7], "skipped": ["z"]})
+    s = m.subset([1])
+    assert s.extra["confidence"] == [0.51]  # before: the whole list, and b written with a's 0.9
+    s.extra["skipped"].append("q")
+    assert m.extra["skipped"] == ["z"]
+    with pytest.raises(ManifestError, match="a boolean mask of 2 values for 3 images"):
+        m.subset(np.array([True, False]))  # before: silently kept row 0
+    with pytest.raises(ManifestError, match="whole numbers"):
+        m.subset(np.array([0.7]))

@@ -724,6 +724,10 @@ def test_a_folder_name_with_glob_characters_touches_no_other_folder(image_folder
     with pytest.warns(UserWarning, match="removed 1 shard file"):  # its own old shard only
         write_shards(m, tmp_path / "fish-v[2]", shard_size=10)
     assert all(Path(f).exists() for f in other)
+    # a pattern inside it reads its own files, not fish-v2's
+    assert len(batches(shard_dataset(str(tmp_path / "fish-v[2]" / "shard-*"), 8, 18))[0][1]) == 18
+    own = sorted((tmp_path / "fish-v[2]").glob("shard-*"))[0]
+    assert len(batches(shard_dataset(str(own), 8, 18))[0][1]) == 10
 
 
 def test_batch_options_that_cannot_work_are_refused_as_make_dataset_refuses_them(image_folder, tmp_path):
@@ -745,13 +749,16 @@ def test_converted_images_are_stored_losslessly(tmp_path):
         (data / name).mkdir(parents=True)
         pixels = rng.integers(0, 256, (20, 28, 4), dtype=np.uint8)  # noisy RGBA: JPEG would blur it
         Image.fromarray(pixels, "RGBA").save(data / name / "x.png")
-        Image.fromarray(pixels[..., :3]).convert("CMYK").save(data / name / "y.jpg", quality=90)
+        Image.fromarray(smooth_image(20, 28)).convert("CMYK").save(data / name / "y.jpg", quality=90)
     m = sources.load(str(data))
     write_shards(m, tmp_path / "s", shard_size=100)
     (x, _), = batches(shard_dataset(tmp_path / "s", (20, 28), 8))
     index = [r["index"] for r in records(sorted((tmp_path / "s").glob("*.tfrecord")))]
     (ref, _), = batches(make_dataset(m.subset(index), (20, 28), 8, cache=False))
-    np.testing.assert_array_equal(x, ref)  # JPEG q95 was up to 126 levels off
+    png = np.array([m.paths[i].endswith(".png") for i in index])
+    np.testing.assert_array_equal(x[png], ref[png])  # the RGBA PNGs: JPEG q95 was up to 126 levels off
+    # a converted JPEG (CMYK, EXIF-turned) stays a JPEG at --quality: PNG held a photo at 2.5x its bytes
+    assert 0 < np.abs(x[~png] - ref[~png]).mean() < 8
 
 
 def test_patterns_skip_temporary_files_and_name_a_wildcard_folder(image_folder, tmp_path):
