@@ -1128,9 +1128,10 @@ def _file_problems(heading: str, items: list, key: str, column: str) -> list[str
     return [f"### {heading}", "", rows, ""]
 
 
-def _class_counts_text(classes: dict[str, int], cap: int = 8) -> str:
-    """``"cod 5, eel 1"`` (at most ``cap`` entries, then how many more); ``""`` keys read "no tag"."""
-    text = ", ".join(f"{c or 'no tag'} {n}" for c, n in list(classes.items())[:cap]) or "no label"
+def _class_counts_text(classes: dict[str, int], cap: int = 8, empty: str = "no label") -> str:
+    """``"cod 5, eel 1"`` (at most ``cap`` entries, then how many more); ``""`` keys read "no tag",
+    and no entry at all reads ``empty``."""
+    text = ", ".join(f"{c or 'no tag'} {n}" for c, n in list(classes.items())[:cap]) or empty
     return text + (f", … ({len(classes) - cap} more)" if len(classes) > cap else "")
 
 
@@ -1149,6 +1150,7 @@ def _groups_line(g: dict[str, Any], multilabel: bool) -> str:
 
 def _groups_markdown(g: dict[str, Any], multilabel: bool) -> list[str]:
     """The ``## Groups`` section of ``audit.md`` (see :func:`_group_report`)."""
+    none = "no tag" if multilabel else "no label"
     md = ["## Groups", ""]
     sizes = g["images_per_group"]
     spread = f"{sizes['min']} / {sizes['median']:g} / {sizes['max']}" if sizes else "n/a"
@@ -1167,20 +1169,20 @@ def _groups_markdown(g: dict[str, Any], multilabel: bool) -> list[str]:
     if g["largest"]:
         md += [f"Largest groups ({'images carrying each tag' if multilabel else 'images per class'}):", ""]
         md += [_table(["group", "images", "classes"],
-                      [(f"`{d['group']}`", d["images"], _class_counts_text(d["classes"])) for d in g["largest"]]),
+                      [(f"`{d['group']}`", d["images"], _class_counts_text(d["classes"], empty=none)) for d in g["largest"]]),
                ""]
     if g["mixed_label_groups"]:
         if multilabel:
             md += ["Groups whose images carry different label sets (for information: frames of one "
                    "scene may show different tags):", ""]
             md += [_capped(g["mixed_label_groups"],
-                           lambda d: (f"`{d['group']}`", d["images"], _class_counts_text(d["label_sets"])),
+                           lambda d: (f"`{d['group']}`", d["images"], _class_counts_text(d["label_sets"], empty=none)),
                            ["group", "images", "label sets"], cap=_SHOW_GROUPS_MD), ""]
         else:
             md += ["Groups whose images carry more than one class (a group should be one individual: "
                    "check the labels or the group ids):", ""]
             md += [_capped(g["mixed_label_groups"],
-                           lambda d: (f"`{d['group']}`", d["images"], _class_counts_text(d["classes"])),
+                           lambda d: (f"`{d['group']}`", d["images"], _class_counts_text(d["classes"], empty=none)),
                            ["group", "images", "classes"], cap=_SHOW_GROUPS_MD), ""]
     if g["few_group_classes"]:
         md += [f"Classes with fewer than {MIN_GROUPS_PER_CLASS} groups (a group-aware train/val/test "
@@ -1197,6 +1199,7 @@ def _groups_markdown(g: dict[str, Any], multilabel: bool) -> list[str]:
 
 def _markdown(r: AuditReport) -> str:
     md = [f"# Data audit: {r.source or 'manifest'}", ""]
+    none = "no tag" if r.multilabel else "unlabelled"  # a duplicate's empty label
     fmt_ratio = "n/a" if r.imbalance_ratio is None else f"{r.imbalance_ratio:.2f}"
     baseline = "n/a" if r.majority_baseline is None else f"{r.majority_baseline:.4f} (`{r.majority_label or 'no tag'}`)"
     rows = [
@@ -1299,7 +1302,7 @@ def _markdown(r: AuditReport) -> str:
         md += [f"### Exact duplicates ({len(r.duplicates)} groups)", ""]
         md += [_capped(
             r.duplicates,
-            lambda g: ("<br>".join(f"`{p}`" for p in g["paths"]), " / ".join(g["labels"]) or "no tag",
+            lambda g: ("<br>".join(f"`{p}`" for p in g["paths"]), " / ".join(lab or none for lab in g["labels"]),
                        "yes" if g["conflicting_labels"] else "", " / ".join(g.get("splits", []))),
             ["files", "labels", "conflicting", "splits"],
         ), ""]

@@ -80,8 +80,17 @@ def classes_phrase(num_classes: int, multilabel: bool) -> str:
 
 
 def _no_id(group) -> bool:
-    """A missing group id: ``None`` or a float NaN (an empty cell as pandas reads it)."""
-    return group is None or (isinstance(group, float) and group != group)
+    """A missing group id: ``None`` or a float NaN (an empty cell as pandas reads it; NumPy's
+    ``float32`` NaN too, which became one group ``'nan'`` before stop 29)."""
+    return group is None or (isinstance(group, float | np.floating) and group != group)
+
+
+def _group_text(group) -> str:
+    """A group id as text: a whole float as the integer it is (pandas reads an id column with a
+    gap as floats, so ``12.0`` and ``12`` were two groups before stop 29)."""
+    if isinstance(group, float | np.floating) and float(group).is_integer():
+        return str(int(group))
+    return str(group)
 
 
 REPR_CLASSES = 8
@@ -240,7 +249,8 @@ class Manifest:
                 if len(column) != n:
                     raise ManifestError(f"{n} paths but {len(column)} {name}")
         if self.groups is not None:
-            self.groups = [p if _no_id(g) else str(g) for g, p in zip(self.groups, self.paths)]
+            self.groups = [g if type(g) is str else p if _no_id(g) else _group_text(g)
+                           for g, p in zip(self.groups, self.paths)]
         if self.splits is not None:
             self.splits = [str(s) for s in self.splits]
 

@@ -758,7 +758,7 @@ def _size(image_size: int | Sequence[int]) -> tuple[int, int]:
         return int(image_size), int(image_size)
     try:
         h, w = image_size
-        if int(h) == h and int(w) == w:
+        if all(isinstance(v, numbers.Real) and not isinstance(v, bool) and int(v) == v for v in (h, w)):
             return int(h), int(w)
     except (TypeError, ValueError):
         pass
@@ -1195,6 +1195,38 @@ def lost_image_count(ds) -> LostImageCount | None:
     return getattr(ds, "lost_images", None)
 
 
+CACHE_WORDS = {"memory": True, "true": True, "yes": True, "none": False, "off": False, "false": False,
+               "no": False}
+"""Words a ``cache=`` setting may be given as (a recipe config's, a notebook's): never file
+prefixes (before stop 29, ``make_dataset(cache="memory")`` wrote a file cache ``memory-<key>``
+into the working folder, while ``build_datasets`` read the word)."""
+
+
+def normalize_cache(cache: bool | str | os.PathLike | None) -> bool | str:
+    """A ``cache=`` setting as ``True`` (memory), ``False`` (none) or a file path prefix.
+
+    Args:
+        cache: ``True``/``""``/``"memory"``, ``False``/``None``/``"none"``/``"off"``, or a path.
+
+    Returns:
+        ``True``, ``False`` or the prefix as a ``str``.
+
+    Raises:
+        TypeError: for any other kind of value.
+
+    Example:
+        >>> normalize_cache("memory"), normalize_cache(None), normalize_cache("cache/train")
+        (True, False, 'cache/train')
+    """
+    if cache is None or isinstance(cache, bool):
+        return bool(cache)
+    if isinstance(cache, os.PathLike):
+        return os.fspath(cache)
+    if isinstance(cache, str):
+        return CACHE_WORDS.get(cache.strip().lower(), cache) if cache else True
+    raise TypeError(f"cache={cache!r}: give True (in memory), False (none) or a file path prefix")
+
+
 def is_file_cache(cache: bool | str | os.PathLike | None) -> bool:
     """Whether a ``cache=`` setting asks for a ``tf.data`` file cache (a path prefix).
 
@@ -1208,15 +1240,16 @@ def is_file_cache(cache: bool | str | os.PathLike | None) -> bool:
         >>> is_file_cache(True), is_file_cache("cache/train")
         (False, True)
     """
-    return cache not in (True, False, None, "")
+    return not isinstance(normalize_cache(cache), bool)
 
 
 def _resolve_cache(cache: bool | str | os.PathLike, content: dict | None) -> str | None:
     """``""`` for the memory cache, a keyed file prefix (:mod:`keras_species.data.file_cache`),
     or ``None``."""
-    if cache is False or cache is None:
+    cache = normalize_cache(cache)
+    if cache is False:
         return None
-    if not is_file_cache(cache):  # True, or "": tf.data's own spelling of the memory cache
+    if cache is True:  # tf.data's own spelling of the memory cache is ""
         return ""
     if content is None:
         raise ValueError(
@@ -1359,8 +1392,8 @@ def finish_dataset(
     from keras_species.data import augment as augment_mod
     from keras_species.data.allocator import tune_malloc
 
-    if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a whole number >= 1 (--batch-size), got {batch_size!r}")
+    check_dataset_arguments(batch_size, shuffle_buffer=shuffle_buffer, num_parallel_calls=num_parallel_calls,
+                            seed=seed, augment=augment, batch_augment=batch_augment)
     tune_malloc()  # freed batches stay in the process: no page faults for the next (allocator.py)
     autotune = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
     if deterministic is None:
@@ -1426,6 +1459,42 @@ def finish_dataset(
     ds = ds.prefetch(tf.data.AUTOTUNE).with_options(dataset_options(deterministic))
     ds.lost_images = lost  # read by lost_image_count
     return ds
+
+
+def _whole(value: object, low: int) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
+
+
+def check_dataset_arguments(batch_size: int, *, shuffle_buffer: int | None = None,
+                            num_parallel_calls: int | None = None, seed: int | None = None,
+                            augment=None, batch_augment=None) -> None:
+    """Refuse the arguments of ``make_dataset``/``shard_dataset`` that cannot work, before any
+    file is read (before stop 29 some were found only after every file's check, or inside
+    TensorFlow: ``shuffle_buffer=-1`` gave ``InvalidArgumentError {{function_node ...}}``).
+
+    Args:
+        batch_size, shuffle_buffer, num_parallel_calls, seed, augment, batch_augment: as in
+            :func:`make_dataset`.
+
+    Raises:
+        ValueError or TypeError: naming the argument and what it takes.
+
+    Example:
+        >>> check_dataset_arguments(32, shuffle_buffer=1000, seed=0)
+    """
+    if not _whole(batch_size, 1):
+        raise ValueError(f"batch_size must be a whole number >= 1 (--batch-size), got {batch_size!r}")
+    if shuffle_buffer is not None and not _whole(shuffle_buffer, 1):
+        raise ValueError(f"shuffle_buffer={shuffle_buffer!r} must be a whole number >= 1 (or None: "
+                         "every image, up to 10,000)")
+    if num_parallel_calls is not None and not (_whole(num_parallel_calls, 1) or num_parallel_calls == -1):
+        raise ValueError(f"num_parallel_calls={num_parallel_calls!r} must be a whole number >= 1, "
+                         "tf.data.AUTOTUNE or None")
+    if seed is not None and not (_whole(seed, 0) and seed < 2**32):
+        raise ValueError(f"seed={seed!r} must be a whole number from 0 to {2**32 - 1} (or None)")
+    for name, value in (("augment", augment), ("batch_augment", batch_augment)):
+        if value is not None and not isinstance(value, str) and (isinstance(value, bool) or not callable(value)):
+            raise TypeError(f"{name}={value!r}: give a preset name or a Keras layer (or None)")
 
 
 def check_batch_augment(batch_augment, label_mode: str) -> None:
@@ -1539,8 +1608,14 @@ def make_dataset(
     """
     import tensorflow as tf
 
+    if not isinstance(manifest, Manifest):
+        raise TypeError(f"make_dataset takes a Manifest (keras_species.data.sources.load(...)), got a "
+                        f"{type(manifest).__name__}")
     if on_error not in ("skip", "raise"):
         raise ValueError(f"on_error={on_error!r}: choose 'skip' or 'raise'")
+    check_dataset_arguments(batch_size, shuffle_buffer=shuffle_buffer, num_parallel_calls=num_parallel_calls,
+                            seed=seed, augment=augment, batch_augment=batch_augment)
+    cache = normalize_cache(cache)
     if len(manifest) == 0:
         raise ManifestError("the manifest holds no images")
     soft = bool(label_smoothing) or batch_augment is not None

@@ -702,14 +702,12 @@ def class_weight_setting(value: str | os.PathLike | dict | None) -> str | dict |
     return str(Path(text).expanduser())
 
 
-def _cache_for(cache: str | bool, split_name: str) -> bool | str:
+def _cache_for(cache: str | bool | os.PathLike | None, split_name: str) -> bool | str:
+    from keras_species.data.pipeline import normalize_cache
+
+    cache = normalize_cache(cache)
     if isinstance(cache, bool):
         return cache
-    low = cache.lower()
-    if low in ("memory", "true", "yes"):
-        return True
-    if low in ("none", "off", "false", "no"):
-        return False
     Path(cache).mkdir(parents=True, exist_ok=True)
     return str(Path(cache) / split_name)
 
@@ -761,12 +759,11 @@ def build_datasets(
         >>> ds.train.element_spec[0].shape                          # doctest: +SKIP
         TensorShape([None, 64, 64, 3])
     """
-    from keras_species.data.pipeline import class_balance_weights, make_dataset
+    from keras_species.data.pipeline import check_resize, class_balance_weights, make_dataset
 
     if manifest.splits is None:
         raise ManifestError("build_datasets needs a split manifest: run prepare_data first")
-    size = (int(image_size), int(image_size)) if isinstance(image_size, int | np.integer) else (
-        int(image_size[0]), int(image_size[1]))
+    size = check_resize(image_size, "stretch")  # "224" read as 2x2 before stop 29
     present = set(manifest.splits)
     if "train" not in present:
         raise ManifestError(f"the manifest has no 'train' split (it has {sorted(present)})")

@@ -58,6 +58,7 @@ import fnmatch
 import io
 import json
 import math
+import numbers
 import os
 import sys
 import warnings
@@ -708,6 +709,7 @@ def shard_dataset(
     from keras_species.data.pipeline import (
         RESIZE_RULE,
         check_batch_augment,
+        check_dataset_arguments,
         check_drop_remainder,
         check_resize,
         decode_8bit,
@@ -727,6 +729,8 @@ def shard_dataset(
         raise TypeError(f"sample_weights={type(sample_weights).__name__}: shards take 'balanced', a "
                         "{class: weight} dict or a JSON path (a per-image array cannot follow the "
                         "records, which are stored in a shuffled order)")
+    check_dataset_arguments(batch_size, shuffle_buffer=shuffle_buffer, num_parallel_calls=num_parallel_calls,
+                            seed=seed, augment=augment, batch_augment=batch_augment)
     target = os.fspath(pattern_or_dir)
     files, doc = _locate(target)
     doc = _split_view(doc, split, target)
@@ -762,9 +766,9 @@ def shard_dataset(
         raise ValueError(f"worker_index={worker_index} needs num_workers=, the number of workers "
                          "that share the files (without it every worker would read all of them)")
     if num_workers is not None:
-        if not isinstance(num_workers, int) or num_workers < 1:
+        if not isinstance(num_workers, numbers.Integral) or isinstance(num_workers, bool) or num_workers < 1:
             raise ValueError(f"num_workers={num_workers!r} must be a whole number of at least 1")
-        if worker_index is None or not 0 <= worker_index < num_workers:
+        if not isinstance(worker_index, numbers.Integral) or not 0 <= worker_index < num_workers:
             raise ValueError(f"worker_index={worker_index} must be in 0..{num_workers - 1}")
         if len(files) < num_workers:
             raise ValueError(

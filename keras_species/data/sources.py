@@ -537,6 +537,7 @@ def from_folder(
         )
     _warn_not_utf8(not_utf8, str(root_path))
     _warn_walk_problems(loops, unreadable)
+    _warn_case_variants(str(root_path), class_names)
     if empty:
         warnings.warn(
             f"class folders without images are not classes: {_names(empty, 20)} (in {root_path})",
@@ -1291,7 +1292,7 @@ def from_csv(
     elif labels_col is not None:
         lcol = _find_column(header, labels_col, (), "labels", path)
         sets = [[t.strip() for t in r[lcol].split(";") if t.strip()] for r in rows]
-        if allowed is None and sets and {t for s in sets for t in s} <= {"0", "1"}:
+        if allowed is None and any(sets) and {t for s in sets for t in s} <= {"0", "1"}:
             others = [h for h in header if all(_binary(r[h]) is not None for r in rows)]
             raise ManifestError(
                 f"{path}: the label-set column {lcol!r} holds only 0 and 1: it reads as one 0/1 "
@@ -1426,7 +1427,22 @@ def from_csv(
     if m.num_classes == 1:
         warnings.warn(f"{path} has a single class ({names[0]!r}); splitting and training need at least 2",
                       stacklevel=2)
+    _warn_case_variants(path, names)
     return m
+
+
+def _warn_case_variants(path: str, names: Sequence[str]) -> None:
+    """Warn of class names that differ only in case or surrounding form (``Fish`` and ``fish``):
+    each is a class of its own, which is rarely what a hand-made label column means."""
+    by_key: dict[str, list[str]] = {}
+    for name in names:
+        by_key.setdefault(unicodedata.normalize("NFC", name).casefold(), []).append(name)
+    variants = [group for group in by_key.values() if len(group) > 1]
+    if variants:
+        shown = "; ".join(" and ".join(repr(n) for n in group) for group in variants[:5])
+        warnings.warn(f"{path}: {counted(len(variants), 'class name')} differ only in case ({shown}): "
+                      "each is a class of its own; if they are one class, write it one way",
+                      stacklevel=3)
 
 
 # ---------------------------------------------------------------------------------- path lists
@@ -1970,13 +1986,14 @@ def _reader(source: str | os.PathLike | Manifest) -> tuple[SourceKind, Callable[
         return replace(kind, lead="is given as", note=(
             "they apply while a file is read: give the file's path instead, with them; only "
             "--group-regex (group_regex=) applies to a Manifest")), read
-    if str(source) == "demo":
+    # a Path to an existing "demo" folder is that folder: Path("./demo") prints as "demo"
+    if str(source) == "demo" and not (isinstance(source, os.PathLike) and os.path.exists(source)):
         from keras_species.data.demo import load_demo
 
         if os.path.exists("demo"):
             warnings.warn(
                 f"'demo' is the embedded demo set, so the {'folder' if os.path.isdir('demo') else 'file'} "
-                f"'demo' in {os.getcwd()} is not read: give ./demo to read it",
+                f"'demo' in {os.getcwd()} is not read: give ./demo (or Path('demo')) to read it",
                 stacklevel=3,
             )
 

@@ -990,12 +990,15 @@ def run_cli(args: argparse.Namespace) -> int:
     leaks = leakage(out)
     if out.groups is not None:
         print(f"groups on two sides: {len(leaks['groups'])}")
-        if leaks["groups"]:  # only --given or --systematic can put a group on two sides
+        if leaks["groups"]:  # --given, --systematic or --no-group-aware
             group, sides = next(iter(leaks["groups"].items()))
+            fix = ("leave --no-group-aware out to keep each group on one side"
+                   if not (args.given or args.systematic is not None) else
+                   "a ratio split or --kfold keeps each group on one side")
             warnings.warn(
                 f"{counted(len(leaks['groups']), 'group')} of the data sit on two sides of this split "
                 f"(e.g. {group!r} in {' and '.join(sides)}): a model scored on images of groups it "
-                "trained on scores too well; a ratio split or --kfold keeps each group on one side",
+                f"trained on scores too well; {fix}",
                 stacklevel=2,
             )
     else:

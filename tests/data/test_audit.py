@@ -1004,3 +1004,13 @@ def test_plots_draw_names_with_tabs_and_dollars_without_warnings(tmp_path):
         warnings.simplefilter("error")  # before: "Glyph 9 (\t) missing from font(s)"
         r.save(tmp_path / "out", manifest=m)
     assert (tmp_path / "out" / "plots" / "class_distribution.png").is_file()
+
+
+def test_audit_md_names_tag_free_duplicates(image_folder):
+    m = _folder_manifest(image_folder)
+    copy = Path(m.paths[0]).with_name("copy.png")
+    shutil.copyfile(m.paths[0], copy)
+    labels = np.zeros((len(m) + 1, 3), np.uint8)
+    labels[-1, 1] = 1  # the copy carries eel; the original no tag
+    md = audit(Manifest(m.paths + [str(copy)], labels, m.class_names), progress=False).to_markdown()
+    assert "| no tag / eel | yes |" in md  # before: "|  / eel | yes |"

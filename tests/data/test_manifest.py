@@ -264,3 +264,9 @@ def test_a_subset_takes_its_rows_of_per_image_extras_and_shares_nothing():
         m.subset(np.array([True, False]))  # before: silently kept row 0
     with pytest.raises(ManifestError, match="whole numbers"):
         m.subset(np.array([0.7]))
+
+
+def test_group_ids_from_numbers_and_nans():
+    groups = [np.float32("nan"), np.float32("nan"), 12.0, 12, "a"]
+    m = Manifest(list("vwxyz"), np.zeros(5, np.int64), ["cod"], groups=groups)
+    assert m.groups == ["v", "w", "12", "12", "a"]  # before: 'nan' twice (one group), '12.0' and '12'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -493,6 +494,13 @@ def test_sample_weights_are_yielded(image_folder):
     np.testing.assert_array_equal(w2, np.arange(10))
     with pytest.raises(ValueError, match="sample_weights are all 0"):  # before: accepted, learnt nothing
         make_dataset(m, 8, 10, sample_weights=np.zeros(10))
+    bad = Path(m.paths[0]).with_name("empty.png")
+    bad.write_bytes(b"")
+    with_bad = Manifest([*m.paths, str(bad)], np.append(m.labels, 0), m.class_names)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the empty file's warning
+        with pytest.raises(ValueError, match="all 0 on the images that can be read"):
+            make_dataset(with_bad, 8, 10, sample_weights=np.append(np.zeros(10), 1.0))
 
 
 # --------------------------------------------------------------------------- cache, order, augment
@@ -1071,3 +1079,32 @@ def test_orientation_chunks_far_after_the_pixels_are_found(tmp_path):
         (x, _), = one(make_dataset(Manifest([str(path)], np.array([0]), ["a"]), read_image(str(path)).shape[:2],
                                    1, cache=False))
         np.testing.assert_array_equal(x[0], read_image(str(path)).astype(np.float32))
+
+
+@pytest.mark.parametrize("option, error, why", [
+    ({"shuffle_buffer": -1}, ValueError, "shuffle_buffer=-1 must be a whole number >= 1"),
+    ({"num_parallel_calls": 0}, ValueError, "num_parallel_calls=0"),
+    ({"augment": True}, TypeError, "augment=True: give a preset name or a Keras layer"),
+    ({"cache": 5}, TypeError, "cache=5: give True"),
+    ({"seed": 1.5}, ValueError, "seed=1.5 must be a whole number"),
+    ({"batch_size": "32"}, ValueError, "batch_size must be a whole number"),
+])
+def test_arguments_that_cannot_work_are_refused_before_any_file_is_read(image_folder, monkeypatch, option, error, why):
+    def no_reading(*a, **k):
+        raise AssertionError("the files were checked first")
+
+    monkeypatch.setattr(pipeline_mod, "check_files", no_reading)
+    kw = {"batch_size": 4, **option}
+    with pytest.raises(error, match=re.escape(why)):
+        make_dataset(folder_manifest(image_folder), 8, **kw)
+    with pytest.raises(TypeError, match="make_dataset takes a Manifest"):
+        make_dataset(str(image_folder), 8)
+
+
+def test_cache_words_are_not_file_prefixes(image_folder, tmp_path, monkeypatch):
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    m = folder_manifest(image_folder)
+    for word in ("memory", "none", "off"):  # before: a file cache "memory-<key>" in the working folder
+        one(make_dataset(m, 8, 32, cache=word))
+    assert list((tmp_path / "work").iterdir()) == []

@@ -172,6 +172,7 @@ def test_demo_in_the_working_folder_is_named(tmp_path: Path, monkeypatch) -> Non
         m = sources.load("demo")
     assert m.num_classes == 6  # the demo, as documented
     assert sources.load("./demo").class_names == ["cat", "dog"]
+    assert sources.load(Path("./demo")).class_names == ["cat", "dog"]  # before: the embedded demo
 
 
 def test_from_folder_names_with_spaces_and_non_ascii(tmp_path: Path) -> None:
@@ -1128,6 +1129,8 @@ def test_nas_system_folders_are_passed_over_and_jfif_files_read(tmp_path: Path) 
         _png(d / c / "ok.png")
         _png(d / c / "@eaDir" / "ok.png" / "SYNOPHOTO_THUMB_M.png")  # a resized copy: leakage
         _png(d / c / "#recycle" / "old.png")
+    _png(d / "$Recycle.Bin" / "x.png")  # NTFS spells it so; QNAP's is @Recycle
+    _png(d / "@Recycle" / "y.png")
     (d / "cod" / "x.jfif").write_bytes((d / "cod" / "ok.png").read_bytes())  # Windows' name for JPEG
     (d / "eel" / "y.jpe").write_bytes((d / "cod" / "ok.png").read_bytes())
     m = sources.from_folder(d)
@@ -1176,3 +1179,14 @@ def test_a_zips_wrapper_folder_read_as_one_class_is_named(tmp_path: Path) -> Non
     with pytest.warns(UserWarning, match=r"single class \('fishes'\).*zipped/fishes holds no image of its "
                                          r"own, only subfolders of images \('cod', 'eel'\).*give "):
         sources.from_folder(tmp_path / "zipped")
+
+
+def test_csv_labels_that_differ_only_in_case_are_warned_about(tmp_path: Path) -> None:
+    rows = ["path,labels"]
+    for i, tags in enumerate(["Fish", "fish;Shark", "shark", "Fish"]):
+        _png(tmp_path / f"{i}.png")
+        rows.append(f"{i}.png,{tags}")
+    (tmp_path / "l.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    with pytest.warns(UserWarning, match=r"2 class names differ only in case \('Fish' and 'fish'; 'Shark' and 'shark'\)"):
+        m = sources.from_csv(tmp_path / "l.csv")
+    assert m.class_names == ["Fish", "Shark", "fish", "shark"]  # kept as written: the user decides

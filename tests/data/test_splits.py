@@ -665,3 +665,12 @@ def test_a_refused_split_does_not_first_warn_about_the_parts_it_never_writes(tmp
         assert _cli([str(tiny), "--out", str(tmp_path / "s.csv")]) == 2
     assert not [str(w.message) for w in seen if "has no image of" in str(w.message)]
     assert "without any image" in capsys.readouterr().err
+
+
+def test_groups_split_apart_by_no_group_aware_are_warned_with_its_own_fix(image_folder: Path, tmp_path: Path) -> None:
+    for c in ("cod", "eel", "ray"):  # more frames of each fish, so that a file split parts groups
+        for i in range(6):
+            shutil.copy(next((image_folder / c).glob("*.png")), image_folder / c / f"fish_9{i % 2}_{i}.png")
+    with pytest.warns(UserWarning, match=r"sit on two sides of this split .* leave --no-group-aware out"):
+        assert _cli([str(image_folder), "--group-regex", r"fish_(\d+)_", "--no-group-aware",
+                     "--out", str(tmp_path / "s.csv")]) == 0

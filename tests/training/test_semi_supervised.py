@@ -73,6 +73,9 @@ def test_load_unlabelled_flat_folder_and_class_folders(tmp_path):
     folder = write_image_folder(tmp_path / "classes", classes=("eel",), per_class=2)
     pool, truth = load_unlabelled(folder, ["cod", "eel"])
     assert truth.tolist() == [1, 1] and pool.class_names == ["cod", "eel"]
+    (folder / "@eaDir").mkdir()  # a NAS's thumbnail folder beside the class folders
+    pool, truth = load_unlabelled(folder, ["cod", "eel"])
+    assert truth.tolist() == [1, 1]  # before: read as an unlabelled pool
     (tmp_path / "empty").mkdir()
     with pytest.raises(ManifestError, match="no images"):
         load_unlabelled(tmp_path / "empty", ["cod"])
