@@ -51,7 +51,14 @@ from keras_species.data.images import (
     read_image,
     using_max_pixels,
 )
-from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError, classes_phrase, counted
+from keras_species.data.manifest import (
+    UNLABELLED,
+    Manifest,
+    ManifestError,
+    classes_phrase,
+    counted,
+    require_manifest,
+)
 
 POLICIES = ("convert", "drop_non_rgb")
 """Cleaning policies: keep non-RGB images (the pipeline converts them) or drop them (R5)."""
@@ -393,6 +400,9 @@ def audit(
         >>> audit(m, progress=False).majority_baseline                        # doctest: +SKIP
         1.0
     """
+    require_manifest(manifest, "audit")
+    if out_dir is not None and os.path.exists(out_dir) and not os.path.isdir(out_dir):  # before the scan
+        raise FileExistsError(f"out_dir {os.fspath(out_dir)} is a file: give a folder for the audit's files")
     if len(manifest) == 0:
         raise ManifestError(
             f"{manifest.source or 'the manifest'} holds no images, so there is nothing to audit "
@@ -787,8 +797,12 @@ def _read_drop_list(drop: str | os.PathLike | Iterable[str]) -> list[tuple[int, 
                 f"drop list {path} {what}: pass a text file with one path or file name per line "
                 "(or a CSV with a path column, such as an audit's dropped.csv), or a list of paths"
             )
+        from keras_species.data.images import is_image_file
         from keras_species.data.text import read_text
 
+        if is_image_file(path):
+            raise ValueError(f"drop list {path} is an image, not a list: pass a text file with one path "
+                             f"or file name per line, or the list drop=[{path!r}]")
         text = read_text(path)
         numbered = _csv_path_column(path, text) if path.lower().endswith(".csv") else None
         if numbered is None:
@@ -924,6 +938,7 @@ def clean(
     Example:
         >>> cleaned, dropped = clean(m, report, policy="drop_non_rgb", drop=["bad 1.jpg"])  # doctest: +SKIP
     """
+    require_manifest(manifest, "clean")
     if policy not in POLICIES:
         raise ValueError(f"unknown cleaning policy {policy!r}: choose one of {', '.join(POLICIES)}")
     too_large = {o["path"]: o["pixels"] for o in report.oversized}

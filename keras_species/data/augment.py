@@ -74,7 +74,7 @@ class RandomResizedCrop(keras.layers.Layer):
 
     Example:
         >>> layer = RandomResizedCrop(scale=(0.08, 1.0), seed=0)
-        >>> layer(keras.ops.ones((2, 64, 64, 3)), training=True).shape
+        >>> tuple(layer(keras.ops.ones((2, 64, 64, 3)), training=True).shape)
         (2, 64, 64, 3)
     """
 
@@ -240,7 +240,7 @@ def augmentation(preset: str, *, seed: int | None = None, **overrides) -> keras.
 
     Example:
         >>> aug = augmentation("r4", seed=0)
-        >>> aug(keras.ops.ones((2, 32, 32, 3)) * 100, training=True).shape
+        >>> tuple(aug(keras.ops.ones((2, 32, 32, 3)) * 100, training=True).shape)
         (2, 32, 32, 3)
     """
     f = preset_fields(preset, **overrides)

@@ -129,7 +129,9 @@ def distributed_task() -> str | None:
         ``"<type>:<index>"`` or ``None``.
 
     Example:
-        >>> distributed_task()   # doctest: +SKIP  (TF_CONFIG '{"task": {"type": "worker", "index": 1}}')
+        With ``TF_CONFIG`` set to ``{"task": {"type": "worker", "index": 1}, ...}``:
+
+        >>> distributed_task()   # doctest: +SKIP
         'worker:1'
     """
     try:

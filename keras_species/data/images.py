@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import numbers
 import os
 import re
 import stat
@@ -180,6 +181,27 @@ def is_image_file(path: str | os.PathLike) -> bool:
     return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
 
 
+def checked_max_pixels(n: object) -> int | None:
+    """A decompression-bomb limit as an ``int`` (or ``None``: no limit), refused unless a whole
+    number above 0 (``True`` was 1 and ``2.5`` was 2 before stop 29; ``read_image`` took -1).
+
+    Args:
+        n: the limit in pixels.
+
+    Returns:
+        The limit.
+
+    Example:
+        >>> checked_max_pixels(10_000), checked_max_pixels(None)
+        (10000, None)
+    """
+    if n is None:
+        return None
+    if isinstance(n, numbers.Integral) and not isinstance(n, bool) and n > 0:
+        return int(n)
+    raise ValueError(f"max pixels must be a whole number above 0, or None for no limit; got {n!r}")
+
+
 def set_max_pixels(n: int | None) -> None:
     """Set the decompression-bomb limit (pixels per image) for reading and probing.
 
@@ -196,9 +218,7 @@ def set_max_pixels(n: int | None) -> None:
         >>> set_max_pixels(89_478_485)    # back to PIL's default
     """
     global _max_pixels, _unlimited
-    if n is not None and int(n) <= 0:
-        raise ValueError(f"max pixels must be positive or None, got {n}")
-    _max_pixels = None if n is None else int(n)
+    _max_pixels = checked_max_pixels(n)
     _unlimited = n is None
     Image.MAX_IMAGE_PIXELS = _max_pixels
 
@@ -622,7 +642,7 @@ def probe(path: str | os.PathLike, *, max_pixels: int | None = None) -> ImageInf
     """
     path = os.fspath(path)
     info = ImageInfo(path=path)
-    limit = get_max_pixels() if max_pixels is None else max_pixels
+    limit = get_max_pixels() if max_pixels is None else checked_max_pixels(max_pixels)
     try:
         data = _read_bytes(path)
         info.bytes = len(data)
@@ -866,7 +886,7 @@ def read_image(
         (3, dtype('uint8'))
     """
     path = os.fspath(path)
-    limit = get_max_pixels() if max_pixels is None else max_pixels
+    limit = get_max_pixels() if max_pixels is None else checked_max_pixels(max_pixels)
     data = _read_bytes(path)
     im = _open(data, path, limit)
     if draft is not None:

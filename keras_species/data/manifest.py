@@ -135,6 +135,29 @@ def _multi_hot(rows: list, num_classes: int, indices: bool, path: str, fix: str)
     return out
 
 
+def require_manifest(value: object, where: str) -> Manifest:
+    """``value`` when it is a :class:`Manifest`, else a ``TypeError`` naming ``where`` and how to
+    get one (a folder's path given where a Manifest goes failed with an ``AttributeError``).
+
+    Args:
+        value: what was given.
+        where: the function, for the message.
+
+    Returns:
+        ``value``.
+
+    Example:
+        >>> require_manifest("demo", "audit")
+        Traceback (most recent call last):
+        ...
+        TypeError: audit takes a Manifest (keras_species.data.sources.load(...)), got a str
+    """
+    if not isinstance(value, Manifest):
+        raise TypeError(f"{where} takes a Manifest (keras_species.data.sources.load(...)), got a "
+                        f"{type(value).__name__}")
+    return value
+
+
 PER_IMAGE_EXTRA = frozenset({"confidence"})
 """Keys of ``Manifest.extra`` that hold one value per image (a pseudo-label's confidence): a
 subset takes the values of its rows. Before stop 29 a subset kept the whole list, so

@@ -59,7 +59,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError
+from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError, require_manifest
 from keras_species.jsonfile import read_json_file
 
 LABEL_MODES = ("auto", "sparse", "onehot", "multihot", "none")
@@ -703,7 +703,7 @@ def class_balance_weights(
 
     Example:
         >>> m = Manifest(list("abcd"), np.array([0, 0, 0, 1]), ["cod", "eel"])
-        >>> class_balance_weights(m).round(3).tolist()
+        >>> [round(float(w), 3) for w in class_balance_weights(m)]
         [0.667, 0.667, 0.667, 2.0]
     """
     from sklearn.utils.class_weight import compute_class_weight
@@ -1591,7 +1591,8 @@ def make_dataset(
             ``True``, a seed gives the same order and the same augmentation on every run (the
             augmentation map then runs in one thread).
         drop_remainder: drop the last incomplete batch.
-        num_parallel_calls: parallelism of the maps; default ``tf.data.AUTOTUNE``.
+        num_parallel_calls: parallelism of the maps; default: :func:`decode_calls` calls in flight
+            for the decode map (several per core), ``tf.data.AUTOTUNE`` (one per core) for the others.
         on_error: ``"skip"`` (leave unreadable files out, with a warning naming each) or
             ``"raise"`` (:class:`~keras_species.data.images.ImageReadError`).
 
@@ -1608,9 +1609,7 @@ def make_dataset(
     """
     import tensorflow as tf
 
-    if not isinstance(manifest, Manifest):
-        raise TypeError(f"make_dataset takes a Manifest (keras_species.data.sources.load(...)), got a "
-                        f"{type(manifest).__name__}")
+    require_manifest(manifest, "make_dataset")
     if on_error not in ("skip", "raise"):
         raise ValueError(f"on_error={on_error!r}: choose 'skip' or 'raise'")
     check_dataset_arguments(batch_size, shuffle_buffer=shuffle_buffer, num_parallel_calls=num_parallel_calls,

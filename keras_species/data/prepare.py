@@ -510,6 +510,7 @@ def prepare_data(
         >>> p.split_kind, p.leakage["groups"]
         ('group', {})
     """
+    seed = splits.check_seed(seed)  # before any work: a bad seed failed after the audit
     if split not in SPLIT_KINDS:
         raise ValueError(f"split={split!r}: choose one of {', '.join(SPLIT_KINDS)}")
     options = dict(load_options or {})

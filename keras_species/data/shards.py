@@ -71,7 +71,13 @@ import numpy as np
 from keras_species.atomic import commit, process_running, temporary_path
 from keras_species.cpu_budget import usable_cores
 from keras_species.data.images import add_max_pixels_flag, max_pixels_flag, max_pixels_hint
-from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError, counted
+from keras_species.data.manifest import (
+    UNLABELLED,
+    Manifest,
+    ManifestError,
+    counted,
+    require_manifest,
+)
 from keras_species.jsonfile import kind_problem, parse_json, read_json_file
 
 SIDECAR = "shards.json"
@@ -317,18 +323,22 @@ def write_shards(
     Example:
         >>> files = write_shards(sources.load("demo"), "shards/", image_size=256)  # doctest: +SKIP
     """
+    require_manifest(manifest, "write_shards")
     import tensorflow as tf
 
     from keras_species.data.pipeline import check_files
 
-    if shard_size < 1:
-        raise ValueError(f"shard_size={shard_size} must be at least 1")
-    if image_size is not None and image_size < 1:
-        raise ValueError(f"image_size={image_size} (--image-size) must be at least 1, or left out "
-                         "to keep every image's size")
-    if workers is not None and workers < 1:
-        raise ValueError(f"workers={workers} (--workers) must be at least 1")
-    if not 1 <= quality <= 100:
+    def whole(value: object) -> bool:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+    if not whole(shard_size) or shard_size < 1:
+        raise ValueError(f"shard_size={shard_size!r} must be at least 1 (a whole number)")
+    if image_size is not None and (not whole(image_size) or image_size < 1):
+        raise ValueError(f"image_size={image_size!r} (--image-size) must be at least 1 (a whole number: "
+                         "the longest side), or left out to keep every image's size")
+    if workers is not None and (not whole(workers) or workers < 1):
+        raise ValueError(f"workers={workers!r} (--workers) must be at least 1 (a whole number)")
+    if not whole(quality) or not 1 <= quality <= 100:
         raise ValueError(f"quality={quality} (--quality) must be a JPEG quality from 1 to 100")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed={seed!r} (--seed) must be a whole number, at least 0")

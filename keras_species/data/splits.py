@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import numbers
 import os
 import re
 import shlex
@@ -45,7 +46,13 @@ from pathlib import Path
 import numpy as np
 
 from keras_species.data.images import add_max_pixels_flag, max_pixels_flag, max_pixels_hint
-from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError, counted
+from keras_species.data.manifest import (
+    UNLABELLED,
+    Manifest,
+    ManifestError,
+    counted,
+    require_manifest,
+)
 
 DEFAULT_RATIOS = (0.7, 0.15, 0.15)
 DEFAULT_NAMES = ("train", "val", "test")
@@ -223,6 +230,29 @@ def _greedy_groups(m: Manifest, groups: Sequence[str], ratios: np.ndarray, seed:
 
 
 # ---------------------------------------------------------------------------------- ratio splits
+def check_seed(seed: object) -> int:
+    """A split's seed as a Python ``int``, refused unless a whole number from 0 to 2**32 - 1
+    (NumPy's and scikit-learn's range; before stop 29 a float or a negative seed met NumPy's own
+    message, and ``kfold`` refused what ``stratified_split`` took).
+
+    Args:
+        seed: the seed.
+
+    Returns:
+        The seed.
+
+    Raises:
+        ValueError: naming the value and the range.
+
+    Example:
+        >>> check_seed(np.int64(3))
+        3
+    """
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and 0 <= seed < 2**32:
+        return int(seed)
+    raise ValueError(f"seed={seed!r} must be a whole number from 0 to {2**32 - 1} (--seed)")
+
+
 def stratified_split(
     m: Manifest,
     ratios: Sequence[float] = DEFAULT_RATIOS,
@@ -257,6 +287,8 @@ def stratified_split(
         >>> m.summary()
         '300 images, 6 classes (single-label), splits train=240 val=60'
     """
+    require_manifest(m, "stratified_split")
+    seed = check_seed(seed)
     r, names = _check_ratios(ratios, names)
     _check_classes(m, "a stratified split")
     n = len(m)
@@ -368,6 +400,7 @@ def systematic_split(
 
 # ---------------------------------------------------------------------------------- k-fold
 def _fold_index(m: Manifest, k: int, seed: int, group_aware: bool | None) -> np.ndarray:
+    seed = check_seed(seed)
     if not isinstance(k, int | np.integer) or k < 2:
         raise ManifestError(f"k-fold needs a whole number k >= 2, got {k!r}")
     _check_classes(m, "k-fold cross-validation")
@@ -457,6 +490,7 @@ def assign_folds(m: Manifest, k: int = 5, *, seed: int = 0, group_aware: bool | 
         >>> sorted(set(assign_folds(sources.load("demo"), 3).splits))
         ['fold0', 'fold1', 'fold2']
     """
+    require_manifest(m, "assign_folds")
     fold = _fold_index(m, k, seed, group_aware)
     return m.with_splits([f"fold{i}" for i in fold])
 

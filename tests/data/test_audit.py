@@ -1014,3 +1014,17 @@ def test_audit_md_names_tag_free_duplicates(image_folder):
     labels[-1, 1] = 1  # the copy carries eel; the original no tag
     md = audit(Manifest(m.paths + [str(copy)], labels, m.class_names), progress=False).to_markdown()
     assert "| no tag / eel | yes |" in md  # before: "|  / eel | yes |"
+
+
+def test_an_out_dir_that_is_a_file_and_an_image_as_drop_list_are_named_first(image_folder, tmp_path, monkeypatch):
+    import keras_species.data.audit as audit_mod
+
+    m = _folder_manifest(image_folder)
+    (tmp_path / "f").write_text("x")
+    monkeypatch.setattr(audit_mod, "probe", lambda *a, **k: (_ for _ in ()).throw(AssertionError("probed")))
+    with pytest.raises(FileExistsError, match="is a file: give a folder"):  # before: after the scan
+        audit(m, out_dir=tmp_path / "f", progress=False)
+    monkeypatch.undo()
+    r = audit(m, progress=False)
+    with pytest.raises(ValueError, match="is an image, not a list"):  # it said "not UTF-8 text"
+        clean(m, r, drop=m.paths[0])

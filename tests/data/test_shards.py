@@ -145,7 +145,10 @@ def test_bad_file_left_out(image_folder, tmp_path):
 
 
 @pytest.mark.parametrize("option, match", [({"image_size": 0}, "--image-size"), ({"quality": 0}, "--quality"),
-                                           ({"quality": 101}, "from 1 to 100"), ({"workers": 0}, "--workers")])
+                                           ({"quality": 101}, "from 1 to 100"), ({"workers": 0}, "--workers"),
+                                           ({"image_size": True}, "--image-size"),  # stored 1x1 images
+                                           ({"image_size": 8.5}, "--image-size"), ({"quality": 50.5}, "--quality"),
+                                           ({"shard_size": 2.5}, "shard_size=2.5"), ({"shard_size": "5"}, "shard_size")])
 def test_settings_that_cannot_work_are_refused_before_any_work(image_folder, tmp_path, option, match):
     with pytest.raises(ValueError, match=match):
         write_shards(folder_manifest(image_folder), tmp_path / "s", **option)

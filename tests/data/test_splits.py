@@ -674,3 +674,28 @@ def test_groups_split_apart_by_no_group_aware_are_warned_with_its_own_fix(image_
     with pytest.warns(UserWarning, match=r"sit on two sides of this split .* leave --no-group-aware out"):
         assert _cli([str(image_folder), "--group-regex", r"fish_(\d+)_", "--no-group-aware",
                      "--out", str(tmp_path / "s.csv")]) == 0
+
+
+def test_split_seeds_are_checked_alike() -> None:
+    m = _single((20, 20))
+    assert splits.stratified_split(m, (0.5, 0.5), seed=np.int64(3)).splits == splits.stratified_split(
+        m, (0.5, 0.5), seed=3).splits
+    for seed in (1.5, -1, "0", 2**40, True):
+        with pytest.raises(ValueError, match=r"must be a whole number from 0 to 4294967295"):
+            splits.stratified_split(m, (0.5, 0.5), seed=seed)
+        with pytest.raises(ValueError, match=r"must be a whole number from 0 to 4294967295"):
+            splits.assign_folds(m, 2, seed=seed)
+
+
+def test_a_path_where_a_manifest_goes_is_named() -> None:
+    from keras_species.data.audit import audit, clean
+    from keras_species.data.pipeline import make_dataset
+    from keras_species.data.shards import write_shards
+
+    for call, name in ((lambda: splits.stratified_split("demo"), "stratified_split"),
+                       (lambda: splits.assign_folds("demo"), "assign_folds"),
+                       (lambda: audit(["a.png"]), "audit"), (lambda: clean("demo", None), "clean"),
+                       (lambda: make_dataset("demo", 8), "make_dataset"),
+                       (lambda: write_shards("demo", "out"), "write_shards")):
+        with pytest.raises(TypeError, match=f"{name} takes a Manifest"):
+            call()
