@@ -400,9 +400,14 @@ class Manifest:
         Single-label: images of other classes are dropped. Multi-label: other columns are dropped,
         images keep their remaining tags (possibly none).
         """
+        if isinstance(keep, str):
+            raise ManifestError(f"keep={keep!r}: give a list of class names")
         missing = [c for c in keep if c not in self.class_names]
         if missing:
             raise ManifestError(f"classes {missing} are not in this manifest ({self.class_names})")
+        twice = sorted({c for c in keep if list(keep).count(c) > 1})
+        if twice:
+            raise ManifestError(f"classes {twice} are listed more than once in keep: name each once")
         old = [self.class_names.index(c) for c in keep]
         if self.multilabel:
             m = self.subset(np.arange(len(self)))

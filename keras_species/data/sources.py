@@ -1311,6 +1311,7 @@ def from_csv(
                     labels[i, index[t]] = 1
                 else:
                     bad.append((line_of[i], t))
+        _warn_tag_columns_disagree(path, lcol, header, rows, line_of, names, labels)
     else:
         if isinstance(class_columns, str):
             if class_columns != "auto":
@@ -1429,6 +1430,25 @@ def from_csv(
                       stacklevel=2)
     _warn_case_variants(path, names)
     return m
+
+
+def _warn_tag_columns_disagree(path: str, lcol: str, header: Sequence[str], rows: Sequence[dict],
+                               line_of: Sequence[int], names: Sequence[str], labels: np.ndarray) -> None:
+    """Warn when a CSV holds both a tag-set column and 0/1 columns named for the same tags (as the
+    aquarium set's labels.csv does) and they disagree: the tag-set column is read, the 0/1 columns
+    are not, and a disagreement is a data error the user should see."""
+    cols = [(k, name) for k, name in enumerate(names)
+            if name in header and name != lcol and all(_binary(r[name]) is not None for r in rows)]
+    if not cols:
+        return
+    other = np.array([[_binary(r[name]) or 0 for _, name in cols] for r in rows], np.uint8)
+    differ = np.flatnonzero((other != labels[:, [k for k, _ in cols]]).any(axis=1))
+    if differ.size:
+        shown = ", ".join(f"line {line_of[i]}" for i in differ[:5])
+        warnings.warn(
+            f"{path}: the tag-set column {lcol!r} and the 0/1 columns of the same tags disagree on "
+            f"{counted(differ.size, 'row')} ({shown}); the tag-set column is read: correct the other, "
+            "or leave one of them out", stacklevel=3)
 
 
 def _warn_case_variants(path: str, names: Sequence[str]) -> None:

@@ -580,8 +580,9 @@ def top_classes(m: Manifest, *, fraction: float | None = None, count: int | None
             raise ManifestError(f"fraction must be in (0, 1], got {fraction}")
         keep_n = max(1, math.floor(fraction * c + 1e-9))
     else:
-        if not 1 <= int(count) <= c:
-            raise ManifestError(f"count must be between 1 and {c} (the number of classes), got {count}")
+        if not isinstance(count, numbers.Integral) or isinstance(count, bool) or not 1 <= count <= c:
+            raise ManifestError(f"count must be a whole number between 1 and {c} (the number of "
+                                f"classes), got {count!r}")
         keep_n = int(count)
     counts = m.class_counts()
     ranked = sorted(range(c), key=lambda i: (-int(counts[i]), m.class_names[i]))

@@ -270,3 +270,10 @@ def test_group_ids_from_numbers_and_nans():
     groups = [np.float32("nan"), np.float32("nan"), 12.0, 12, "a"]
     m = Manifest(list("vwxyz"), np.zeros(5, np.int64), ["cod"], groups=groups)
     assert m.groups == ["v", "w", "12", "12", "a"]  # before: 'nan' twice (one group), '12.0' and '12'
+
+
+def test_select_classes_refuses_a_class_named_twice():
+    m = Manifest(["a", "b"], np.array([0, 1]), ["cod", "eel"])
+    with pytest.raises(ManifestError, match=r"\['cod'\] are listed more than once"):
+        m.select_classes(["cod", "cod"])  # before: a manifest with two classes named cod
+    assert m.select_classes(["eel"]).paths == ["b"]

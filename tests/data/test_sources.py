@@ -1190,3 +1190,21 @@ def test_csv_labels_that_differ_only_in_case_are_warned_about(tmp_path: Path) ->
     with pytest.warns(UserWarning, match=r"2 class names differ only in case \('Fish' and 'fish'; 'Shark' and 'shark'\)"):
         m = sources.from_csv(tmp_path / "l.csv")
     assert m.class_names == ["Fish", "Shark", "fish", "shark"]  # kept as written: the user decides
+
+
+def test_a_tag_set_column_and_0_1_columns_that_disagree_are_warned_about(tmp_path: Path) -> None:
+    rows = ["path,labels,fish,shark", "0.png,fish,1,0", "1.png,shark,1,0", "2.png,fish;shark,0,0"]
+    for i in range(3):
+        _png(tmp_path / f"{i}.png")
+    (tmp_path / "l.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    with pytest.warns(UserWarning, match=r"disagree on 2 rows \(line 3, line 4\); the tag-set column is read"):
+        m = sources.from_csv(tmp_path / "l.csv")
+    assert m.labels.tolist() == [[1, 0], [0, 1], [1, 1]]
+
+
+@pytest.mark.shared_data
+def test_the_aquarium_tag_columns_agree(shared_data: Path) -> None:
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        m = sources.from_csv(shared_data / "aquarium_multilabel" / "labels.csv")
+    assert len(m) == 638 and not [w for w in seen if "disagree" in str(w.message)]

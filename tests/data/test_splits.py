@@ -699,3 +699,8 @@ def test_a_path_where_a_manifest_goes_is_named() -> None:
                        (lambda: write_shards("demo", "out"), "write_shards")):
         with pytest.raises(TypeError, match=f"{name} takes a Manifest"):
             call()
+
+
+def test_top_classes_count_is_a_whole_number() -> None:
+    with pytest.raises(ManifestError, match=r"count must be a whole number between 1 and 3 .* got 2\.7"):
+        splits.top_classes(_single((20, 10, 5)), count=2.7)  # before: kept 2
