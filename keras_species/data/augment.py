@@ -248,7 +248,7 @@ def augmentation(preset: str, *, seed: int | None = None, **overrides) -> keras.
     seed = _whole_seed(seed)
 
     def next_seed() -> int | None:
-        return None if seed is None else seed + len(layers)
+        return None if seed is None else (seed + len(layers)) % 2**32
 
     fill = str(f["fill_mode"])
     if f["crop_area"] is not None:

@@ -30,6 +30,7 @@ import json
 import os
 import re
 import socket
+import time
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -299,6 +300,11 @@ def release_stale_lock(path: str) -> list[str]:
     return removed
 
 
+CLAIM_SECONDS = 120.0
+"""How long a live process's claim on a cache it has built a dataset on, but not begun to write,
+keeps other processes from writing it (see :func:`cache_writer`)."""
+
+
 def cache_writer(path: str) -> str | None:
     """Who else holds the lock of cache ``path`` now, in words; ``None`` when nobody (or this
     process) does.
@@ -307,7 +313,8 @@ def cache_writer(path: str) -> str | None:
     this process as the owner only when this says nobody else writes: a lock left is a running writer's, one on another
     machine, or one this module did not record (no owner file), and tf.data cannot share it.
     Without a lock, a running process of this machine whose owner file names an incomplete
-    cache has built a dataset on it and takes the lock at its first element.
+    cache, written in the last :data:`CLAIM_SECONDS`, has built a dataset on it and takes the
+    lock at its first element.
 
     Args:
         path: the cache prefix (as from :func:`keyed_cache_path`).
@@ -324,11 +331,19 @@ def cache_writer(path: str) -> str | None:
         return None
     if not _locks(path):
         # no lock yet: tf.data takes it at the first element, after the dataset is built, so a
-        # live process that built one on this key (its owner file) is about to write it; a
-        # complete cache (its index) is read by anyone
+        # live process that built one on this key lately (its owner file) is about to write it;
+        # a claim lapses after CLAIM_SECONDS (a notebook that built a dataset and stopped would
+        # hold it for ever); a complete cache (its index) is read by anyone
         if owner is None or os.path.exists(f"{path}.index") or owner[1] != socket.gethostname():
             return None
-        return f"process {owner[0]} on {owner[1]}" if process_running(owner[0]) else None
+        try:
+            age = time.time() - os.path.getmtime(f"{path}.owner")
+        except OSError:
+            return None
+        if age > CLAIM_SECONDS or not process_running(owner[0]):
+            return None
+        return (f"process {owner[0]} on {owner[1]}, which built a dataset on it {age:.0f} s ago and "
+                "has not begun to write it")
     if owner is None:
         return "a writer that left no owner file"
     return f"process {owner[0]} on {owner[1]}"

@@ -85,12 +85,20 @@ def _no_id(group) -> bool:
     return group is None or (isinstance(group, float | np.floating) and group != group)
 
 
+def _text(value: object) -> str:
+    """A class name, split name or group id as text: bytes decoded (``str(b"cod")`` is
+    ``"b'cod'"``)."""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "surrogateescape")
+    return str(value)
+
+
 def _group_text(group) -> str:
     """A group id as text: a whole float as the integer it is (pandas reads an id column with a
     gap as floats, so ``12.0`` and ``12`` were two groups before stop 29)."""
     if isinstance(group, float | np.floating) and float(group).is_integer():
         return str(int(group))
-    return str(group)
+    return _text(group)
 
 
 REPR_CLASSES = 8
@@ -178,9 +186,16 @@ def _checked_labels(labels: object, paths: Sequence[str]) -> np.ndarray:
     float that is not whole (``0.9`` became class 0), NaN, text, and multi-hot values other than
     0 and 1 (``-1`` became 255 in ``uint8``, and the target of training)."""
     array = np.asarray(labels)
+    if array.size and array.dtype.kind == "O":  # Python ints in an object array (pandas' Int64)
+        try:
+            array = array.astype(np.float64)
+        except (TypeError, ValueError):
+            pass
     if array.size and array.dtype.kind not in "iubf":
+        first = array.flat[0]
         raise ManifestError(f"labels must be whole numbers (class indices, or 0/1 columns for "
-                            f"multi-label), got {array.dtype} values such as {_shown(array.flat[0].item())}")
+                            f"multi-label), got {array.dtype} values such as "
+                            f"{_shown(first.item() if hasattr(first, 'item') else first)}")
     if array.size and array.dtype.kind == "f":
         whole = np.isfinite(array) & (array == np.round(array))
         if not whole.all():
@@ -232,9 +247,9 @@ class Manifest:
                 raise ManifestError(
                     f"{name} must be a list with one entry per {'class' if name == 'class_names' else 'image'}, "
                     f"got a {type(value).__name__} ({_shown(value)})")
-        self.paths = [p if type(p) is str else os.fsdecode(p) if isinstance(p, bytes | os.PathLike) else str(p)
-                      for p in self.paths]
-        self.class_names = [str(c) for c in self.class_names]
+        self.paths = [p if type(p) is str else os.fsdecode(bytes(p)) if isinstance(p, bytes | bytearray)
+                      else os.fspath(p) if isinstance(p, os.PathLike) else str(p) for p in self.paths]
+        self.class_names = [_text(c) for c in self.class_names]
         labels = _checked_labels(self.labels, self.paths)
         if labels.ndim == 1:
             labels = labels.astype(np.int64)
@@ -275,7 +290,7 @@ class Manifest:
             self.groups = [g if type(g) is str else p if _no_id(g) else _group_text(g)
                            for g, p in zip(self.groups, self.paths)]
         if self.splits is not None:
-            self.splits = [str(s) for s in self.splits]
+            self.splits = [_text(s) for s in self.splits]
 
     def __repr__(self) -> str:
         """A short summary, not every path: ``print(manifest)`` of a million images is one line.
@@ -367,7 +382,8 @@ class Manifest:
         idx = idx.astype(np.int64)
         pick = lambda seq: None if seq is None else [seq[i] for i in idx]  # noqa: E731
         # per-image entries of extra follow the rows; the others are copied, not shared
-        extra = {k: pick(v) if k in PER_IMAGE_EXTRA and len(v) == len(self) else copy.copy(v)
+        extra = {k: pick(v) if k in PER_IMAGE_EXTRA and hasattr(v, "__len__") and len(v) == len(self)
+                 else copy.copy(v)
                  for k, v in self.extra.items()}
         return Manifest(
             paths=[self.paths[i] for i in idx],

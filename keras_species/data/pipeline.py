@@ -1223,6 +1223,8 @@ def normalize_cache(cache: bool | str | os.PathLike | None) -> bool | str:
     if isinstance(cache, os.PathLike):
         return os.fspath(cache)
     if isinstance(cache, str):
+        if cache and not cache.strip():
+            raise ValueError(f"cache={cache!r}: give True (in memory), False (none) or a file path prefix")
         return CACHE_WORDS.get(cache.strip().lower(), cache) if cache else True
     raise TypeError(f"cache={cache!r}: give True (in memory), False (none) or a file path prefix")
 
@@ -1262,9 +1264,9 @@ def _resolve_cache(cache: bool | str | os.PathLike, content: dict | None) -> str
     writer = cache_writer(path)
     if writer is not None:  # tf.data would refuse this run, and delete the writer's files
         warnings.warn(
-            f"cache {path} is being written by {writer} (lock {path}_*.lockfile): this dataset "
-            "reads without a cache, so as not to break that run; once it has finished, the "
-            "cache serves later runs. If no run writes it now, delete the lock file",
+            f"cache {path} is being written by {writer}: this dataset reads without a cache, so "
+            "as not to break that run; once it has finished, the cache serves later runs. If no "
+            f"run writes it now, delete {path}_*.lockfile and {path}.owner",
             stacklevel=4,
         )
         return None
@@ -1484,10 +1486,11 @@ def check_dataset_arguments(batch_size: int, *, shuffle_buffer: int | None = Non
     """
     if not _whole(batch_size, 1):
         raise ValueError(f"batch_size must be a whole number >= 1 (--batch-size), got {batch_size!r}")
-    if shuffle_buffer is not None and not _whole(shuffle_buffer, 1):
-        raise ValueError(f"shuffle_buffer={shuffle_buffer!r} must be a whole number >= 1 (or None: "
+    if shuffle_buffer is not None and not _whole(shuffle_buffer, 0):
+        raise ValueError(f"shuffle_buffer={shuffle_buffer!r} must be a whole number >= 1 (or None or 0: "
                          "every image, up to 10,000)")
-    if num_parallel_calls is not None and not (_whole(num_parallel_calls, 1) or num_parallel_calls == -1):
+    if num_parallel_calls is not None and not (_whole(num_parallel_calls, 1) or (
+            _whole(num_parallel_calls, -1) and num_parallel_calls == -1)):
         raise ValueError(f"num_parallel_calls={num_parallel_calls!r} must be a whole number >= 1, "
                          "tf.data.AUTOTUNE or None")
     if seed is not None and not (_whole(seed, 0) and seed < 2**32):
@@ -1495,6 +1498,13 @@ def check_dataset_arguments(batch_size: int, *, shuffle_buffer: int | None = Non
     for name, value in (("augment", augment), ("batch_augment", batch_augment)):
         if value is not None and not isinstance(value, str) and (isinstance(value, bool) or not callable(value)):
             raise TypeError(f"{name}={value!r}: give a preset name or a Keras layer (or None)")
+    if isinstance(augment, str):  # the preset's name, before any file is read
+        from keras_species.data.augment_presets import preset_fields
+
+        preset_fields(augment)
+    if isinstance(batch_augment, str) and batch_augment.lower().replace("_", "").replace("-", "") not in (
+            "mixup", "cutmix"):
+        raise ValueError(f"unknown batch augmentation {batch_augment!r}; choose 'mixup' or 'cutmix'")
 
 
 def check_batch_augment(batch_augment, label_mode: str) -> None:
@@ -1615,6 +1625,8 @@ def make_dataset(
     check_dataset_arguments(batch_size, shuffle_buffer=shuffle_buffer, num_parallel_calls=num_parallel_calls,
                             seed=seed, augment=augment, batch_augment=batch_augment)
     cache = normalize_cache(cache)
+    if isinstance(sample_weights, str | dict | os.PathLike):  # a mode's typo, before any file is read
+        _load_weight_mode(sample_weights)
     if len(manifest) == 0:
         raise ManifestError("the manifest holds no images")
     soft = bool(label_smoothing) or batch_augment is not None

@@ -1460,9 +1460,9 @@ def _warn_case_variants(path: str, names: Sequence[str]) -> None:
     variants = [group for group in by_key.values() if len(group) > 1]
     if variants:
         shown = "; ".join(" and ".join(repr(n) for n in group) for group in variants[:5])
-        warnings.warn(f"{path}: {counted(len(variants), 'class name')} differ only in case ({shown}): "
-                      "each is a class of its own; if they are one class, write it one way",
-                      stacklevel=3)
+        warnings.warn(f"{path}: {counted(len(variants), 'set', 'sets')} of class names differ only in case "
+                      f"or Unicode form ({shown}): each name is a class of its own; if they are one "
+                      "class, write it one way", stacklevel=3)
 
 
 # ---------------------------------------------------------------------------------- path lists
@@ -2006,8 +2006,7 @@ def _reader(source: str | os.PathLike | Manifest) -> tuple[SourceKind, Callable[
         return replace(kind, lead="is given as", note=(
             "they apply while a file is read: give the file's path instead, with them; only "
             "--group-regex (group_regex=) applies to a Manifest")), read
-    # a Path to an existing "demo" folder is that folder: Path("./demo") prints as "demo"
-    if str(source) == "demo" and not (isinstance(source, os.PathLike) and os.path.exists(source)):
+    if isinstance(source, str) and source == "demo":  # a Path is a path: Path("./demo") prints "demo"
         from keras_species.data.demo import load_demo
 
         if os.path.exists("demo"):

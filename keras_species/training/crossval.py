@@ -521,7 +521,7 @@ def cross_validate(
         keras.utils.set_random_seed(seed + i)
         train_ds = make_dataset(
             train_m, image_size, batch_size, training=True, augment=augment, cache=cache,
-            sample_weights=sample_weights, seed=seed + i, **ds_kw,
+            sample_weights=sample_weights, seed=(seed + i) % 2**32, **ds_kw,
         )
         val_ds = make_dataset(val_m, image_size, batch_size, training=False, cache=cache, **ds_kw)
         if progress is not None:

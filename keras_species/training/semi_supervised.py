@@ -747,7 +747,7 @@ def mixed_dataset(
         ds = make_dataset(
             m, image_size, batch_size, training=True, label_mode="sparse",
             augment=None if aug in (None, "none") else aug, cache=cache,
-            seed=None if seed is None else seed + i, deterministic=deterministic,
+            seed=None if seed is None else (seed + i) % 2**32, deterministic=deterministic,
         )
         streams.append(ds.unbatch())
         sizes.append(len(m))

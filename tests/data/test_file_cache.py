@@ -210,6 +210,11 @@ def test_a_cache_another_live_run_has_built_but_not_begun_is_left_to_it(manifest
     with pytest.warns(UserWarning, match="reads without a cache"):
         make_dataset(manifest, 16, 2, training=True, cache=prefix)
     assert json.loads(owner.read_text())["pid"] == os.getppid()  # not taken over
+    old = owner.stat().st_mtime - 1000  # a claim made long ago (a notebook that built and stopped)
+    os.utime(owner, (old, old))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_dataset(manifest, 16, 2, training=True, cache=prefix)  # lapsed: this one caches
     owner.write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname()}))  # it ended
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -277,3 +277,14 @@ def test_select_classes_refuses_a_class_named_twice():
     with pytest.raises(ManifestError, match=r"\['cod'\] are listed more than once"):
         m.select_classes(["cod", "cod"])  # before: a manifest with two classes named cod
     assert m.select_classes(["eel"]).paths == ["b"]
+
+
+def test_object_labels_bytes_columns_and_extras_without_a_length():
+    assert Manifest(["a", "b"], np.array([0, 1], dtype=object), ["x", "y"]).labels.tolist() == [0, 1]
+    m = Manifest([bytearray(b"a.png"), b"b"], [0, 1], [b"cod", b"eel"], groups=[b"s1", 2.0],
+                 splits=[b"train", b"val"], extra={"confidence": None})
+    assert (m.paths, m.class_names, m.groups, m.splits) == (["a.png", "b"], ["cod", "eel"], ["s1", "2"],
+                                                            ["train", "val"])
+    assert len(m.split("train")) == 1  # bytes split names were "b'train'"
+    with pytest.raises(ManifestError, match="label nan of row 1"):
+        Manifest(["a", "b"], np.array([0, None], dtype=object), ["x", "y"])

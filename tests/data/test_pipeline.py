@@ -1088,6 +1088,11 @@ def test_orientation_chunks_far_after_the_pixels_are_found(tmp_path):
     ({"cache": 5}, TypeError, "cache=5: give True"),
     ({"seed": 1.5}, ValueError, "seed=1.5 must be a whole number"),
     ({"batch_size": "32"}, ValueError, "batch_size must be a whole number"),
+    ({"augment": "r9"}, ValueError, "unknown augmentation preset 'r9'"),
+    ({"batch_augment": "mixupp"}, ValueError, "unknown batch augmentation 'mixupp'"),
+    ({"sample_weights": "balancd"}, ValueError, "class weight mode 'balancd'"),
+    ({"num_parallel_calls": -1.0}, ValueError, "num_parallel_calls=-1.0"),
+    ({"cache": "  "}, ValueError, "cache='  '"),
 ])
 def test_arguments_that_cannot_work_are_refused_before_any_file_is_read(image_folder, monkeypatch, option, error, why):
     def no_reading(*a, **k):

@@ -173,6 +173,9 @@ def test_demo_in_the_working_folder_is_named(tmp_path: Path, monkeypatch) -> Non
     assert m.num_classes == 6  # the demo, as documented
     assert sources.load("./demo").class_names == ["cat", "dog"]
     assert sources.load(Path("./demo")).class_names == ["cat", "dog"]  # before: the embedded demo
+    monkeypatch.chdir(tmp_path / "demo")
+    with pytest.raises(ManifestError, match="does not exist"):  # a Path is a path, never the demo
+        sources.load(Path("demo"))
 
 
 def test_from_folder_names_with_spaces_and_non_ascii(tmp_path: Path) -> None:
@@ -1187,7 +1190,7 @@ def test_csv_labels_that_differ_only_in_case_are_warned_about(tmp_path: Path) ->
         _png(tmp_path / f"{i}.png")
         rows.append(f"{i}.png,{tags}")
     (tmp_path / "l.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    with pytest.warns(UserWarning, match=r"2 class names differ only in case \('Fish' and 'fish'; 'Shark' and 'shark'\)"):
+    with pytest.warns(UserWarning, match=r"2 sets of class names differ only in case or Unicode form \('Fish' and 'fish'; 'Shark' and 'shark'\)"):
         m = sources.from_csv(tmp_path / "l.csv")
     assert m.class_names == ["Fish", "Shark", "fish", "shark"]  # kept as written: the user decides
 
