@@ -892,6 +892,11 @@ def check_labelled_data(config: Any) -> int:
         m = read_ahead(data, options)  # a file: the run's prepare_data takes this reading
     try:
         _check_given_split(m, config)
+        if getattr(config, "split", None) == "group" and m.groups is None:  # before the run folder
+            raise ManifestError(
+                f"--split group: --data {data} has no group ids: give --group-regex (e.g. "
+                "'fish_(\\d+)_' for the fish set's tracking ids) or a group column, or split "
+                "without groups (--split stratified)")
         check_task(m, task, f"--data {data}",
                    "; ".join(h for h in (label_file_hint(data, m), _task_hint(task)) if h))
         return 0 if m.multilabel else _check_single_labels(m, config)

@@ -34,6 +34,7 @@ Run::
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -202,7 +203,7 @@ def _check_top_classes_count(config: INaturalistVGG16Config) -> None:
     ``data.prepare.read_ahead``, whose reading the labelled-data check and ``prepare_data`` then
     take (the file is parsed once); a folder's files are listed (quick)."""
     count, data = config.top_classes_count, config.data
-    if not count or config.resume or not isinstance(data, str) or "://" in data:
+    if config.resume or not isinstance(data, str) or "://" in data:
         return
     from keras_species.data import prepare, sources
 
@@ -212,10 +213,17 @@ def _check_top_classes_count(config: INaturalistVGG16Config) -> None:
     else:
         m = prepare.read_ahead(data, options)
     c = m.num_classes
-    if count > c:
+    if count and count > c:
         prepare.forget_read_ahead()  # no run follows
         raise SettingError(f"--top-classes-count {count}: --data {data} has {c} classes: give 2 "
                            f"to {c} (a classifier needs 2 classes or more)")
+    share = config.top_classes
+    if not count and share and c >= 2 and max(1, math.floor(share * c + 1e-9)) < 2:
+        prepare.forget_read_ahead()  # before: refused once the run folder and its audit existed
+        least = math.ceil(2 / c * 100) / 100
+        raise SettingError(f"--top-classes {share:g} keeps 1 class of the {c} of --data {data}, and a "
+                           f"classifier needs 2 or more: give --top-classes {least:g} or more, or "
+                           "--top-classes-count N")
 
 
 def _features_stage(config: INaturalistVGG16Config, m, weights: str | None, folder: Path):

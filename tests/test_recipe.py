@@ -624,6 +624,18 @@ def test_data_without_any_label_is_refused_before_the_run_folder(tmp_path, capsy
     assert not out.exists()
 
 
+def test_a_group_split_of_data_without_groups_is_refused_before_the_run_folder(tmp_path, capsys):
+    from recipes import quickstart
+    from tests.conftest import write_image_folder
+
+    data = write_image_folder(tmp_path / "d", classes=("cod", "eel"), per_class=6, size=(16, 16))
+    out = tmp_path / "runs"
+    code = quickstart.main(["--data", str(data), "--split", "group", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--split group: --data" in err and "has no group ids" in err, err
+    assert not out.exists()  # before: after the run folder and its audit
+
+
 # ------------------------------------------------------------------ config.json from anywhere
 @dataclasses.dataclass
 class PathsConfig(SourceSettings, RunSettings):

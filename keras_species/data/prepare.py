@@ -362,7 +362,7 @@ def _given_split_hint(split: str) -> str:
 
 def _top_classes(m: Manifest, top_classes: float | int) -> Manifest:
     """``splits.top_classes`` with a count checked against the classes there are (2 to all)."""
-    if isinstance(top_classes, float) and top_classes < 1:
+    if isinstance(top_classes, float) and top_classes <= 1:  # 1.0: every class, not one
         return splits.top_classes(m, fraction=top_classes)
     count, c = int(top_classes), m.num_classes
     if not 2 <= count <= c:
@@ -412,10 +412,15 @@ def _check_cleaning_left_classes(before: Manifest, after: Manifest, dropped: lis
         share = (f"all {len(before)} images" if len(dropped) == len(before) else
                  f"{len(dropped)} of its {len(before)} images, every image of its {len(had)} classes")
         what = f"{share}: {why}. No image of any class is left to train on"
+    listed = sum(n for kind, n in kinds.items() if kind.startswith("in the drop list"))
+    if listed == len(dropped):  # the user's own list did it: the audit lists no such file
+        raise ManifestError(f"{name}: cleaning dropped {what}: shorten the drop list (--drop), "
+                            "or add images of the other classes")
     report = Path(audit_dir) / "audit.md" if audit_dir is not None else None
     where = (f"see {report} for each file and its reason" if report is not None and report.is_file()
              else f"run `keras-species audit {name}` to list each file and its reason")
-    raise ManifestError(f"{name}: cleaning dropped {what}: {where}, then fix or replace those files")
+    fix = "then fix or replace those files" + (" (and shorten the drop list, --drop)" if listed else "")
+    raise ManifestError(f"{name}: cleaning dropped {what}: {where}, {fix}")
 
 
 def prepare_data(
@@ -565,12 +570,21 @@ def prepare_data(
         m, new = new_classes.separate_added(m, added)
     if top_classes is not None:
         m = _top_classes(m, top_classes)
+    partial = m.splits is not None and any(m.splits) and not all(m.splits)
     m, kind = _split(m, split, ratios, seed)
-    if split == "auto" and kind == "given" and not _same_ratios(ratios, default_ratios):
+    if kind == "given" and not _same_ratios(ratios, default_ratios):
         warnings.warn(
             f"--ratios {' '.join(f'{r:g}' for r in ratios)} is not used: the data's own split "
-            "column is (--split auto); to split by the ratios instead, pass --split stratified "
+            f"column is (--split {split}); to split by the ratios instead, pass --split stratified "
             "(or --split group)",
+            stacklevel=2,
+        )
+    if split == "auto" and partial:  # the column is ignored: say so, its test rows may train now
+        warnings.warn(
+            "the data's split column is empty in some rows, so it is not used (--split auto "
+            f"keeps a split column only when every row has one): the data was split by {kind} "
+            "ratios instead, and rows the column put in test may now train; fill the empty "
+            "cells, or pass --split given to be told which rows they are",
             stacklevel=2,
         )
     if added:  # split on their own (the data's split stays as it is), then merged in

@@ -616,9 +616,14 @@ def given_split(m: Manifest) -> Manifest:
         )
     splits = [normalise_split_name(s) for s in m.splits]
     unknown = sorted({s for s in splits if s not in DEFAULT_NAMES})
+    source = f"{m.source}: " if m.source else ""
+    if "" in unknown:  # cells left empty: named as such, not as a split name ''
+        empty = [m.paths[i] for i, s in enumerate(splits) if not s]
+        raise ManifestError(
+            f"{source}the split column is empty for {counted(len(empty), 'image')} (e.g. {empty[:2]}): "
+            "give each row train, val or test, or leave the column out and split by ratios")
     if unknown:
         examples = [m.paths[i] for i, s in enumerate(splits) if s in unknown][:2]
-        source = f"{m.source}: " if m.source else ""
         if all(re.fullmatch(r"fold\d+", s) for s in unknown):  # `split --kfold`'s output
             raise ManifestError(
                 f"{source}its split column holds k-fold folds ({', '.join(unknown)}), as "

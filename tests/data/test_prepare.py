@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from keras_species.data import sources
 from keras_species.data.manifest import ManifestError
@@ -486,6 +487,14 @@ def test_cleaning_that_leaves_one_class_names_it_and_the_drops(folder, tmp_path)
         "classes: 4 unreadable (empty, truncated or not an image), 1 in the drop list (--drop). "
         "Only class 'eel' is left, and a classifier needs 2 classes or more: see "
         f"{tmp_path / 'audit' / 'audit.md'} for each file")
+    assert str(err.value).endswith("then fix or replace those files (and shorten the drop list, --drop)")
+    # the drop list alone: the audit lists none of those files, so it is not sent there
+    listed = "".join(f"{c}/{p.name}\n" for c in ("cod", "eel") for p in sorted((folder / c).iterdir()))
+    drop.write_text(listed)
+    with _no_emptied_warning(), pytest.raises(ManifestError) as err:
+        prepare_data(folder, audit_dir=tmp_path / "audit2", drop=drop, split="stratified")
+    assert "in the drop list (--drop)" in str(err.value) and str(err.value).endswith(
+        "shorten the drop list (--drop), or add images of the other classes")
 
 
 def test_cleaning_that_empties_one_of_three_classes_warns_once(folder, tmp_path):
@@ -562,3 +571,26 @@ def test_the_data_section_counts_oversized_images_apart(tmp_path):
     section = data_section(prepared)[1]
     assert ("Audit: 13 images, 1 corrupt (1 of them over the decompression-bomb limit, not decoded), "
             "0 non-RGB") in section
+
+
+def test_a_split_column_with_empty_cells_is_named_and_ratios_with_given_are_warned_about(tmp_path):
+    from keras_species.data import splits as splits_mod
+
+    rows = ["path,label,split"]
+    for c in ("cod", "eel"):
+        for i in range(8):
+            (tmp_path / c).mkdir(exist_ok=True)
+            Image.new("RGB", (8, 8), (i * 30, 9, 9)).save(tmp_path / c / f"{i}.png")
+            rows.append(f"{c}/{i}.png,{c},{'' if i == 7 else ['train', 'train', 'train', 'train', 'val', 'val', 'test', 'test'][i]}")
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    m = sources.load(str(tmp_path / "d.csv"))
+    with pytest.raises(ManifestError, match=r"the split column is empty for 2 images"):  # it said "split names ['']"
+        splits_mod.given_split(m)
+    with pytest.warns(UserWarning, match="split column is empty in some rows, so it is not used"):
+        prepare_data(str(tmp_path / "d.csv"), audit=False)
+    full = tmp_path / "full.csv"
+    full.write_text("\n".join(r if not r.endswith(",") else r + "test" for r in rows) + "\n", encoding="utf-8")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        prepare_data(str(full), split="given", ratios=(0.5, 0.25, 0.25), audit=False)
+    assert any("--ratios 0.5 0.25 0.25 is not used" in str(x.message) for x in seen)  # it was silent

@@ -173,6 +173,19 @@ def test_group_ids_are_split_group_aware_by_default(tmp_path, stop_at):
     assert splits.leakage(seen[0])["groups"]
 
 
+def test_a_top_classes_share_that_keeps_one_class_is_refused_before_the_run_folder(tmp_path):
+    # before: the default 0.1 of 4 classes kept 1, and the run stopped at its split, once its
+    # folder and audit existed, with "a stratified split needs at least 2 classes ... add another
+    # class folder / label", naming no flag
+    from keras_species.recipe import SettingError
+
+    data, _ = write_coco(tmp_path / "inat")
+    with pytest.raises(SettingError, match=r"--top-classes 0.1 keeps 1 class of the 4 of --data .* give "
+                                           r"--top-classes 0.5 or more, or --top-classes-count N"):
+        run(INaturalistVGG16Config(data=str(data), weights="none", out=tmp_path / "runs", name="t"))
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_top_classes_count_beyond_the_classes_is_refused_naming_the_flag(tmp_path, stop_at,
                                                                             source_loads):
     # before: "count must be between 1 and 4 (the number of classes), got 9", after the run
@@ -206,11 +219,11 @@ def test_stage_c_says_it_runs_stage_b_too(tmp_path, stop_at, capsys):
     stop_at(prepare, "prepare_data")
     with pytest.raises(StopRun):
         run(INaturalistVGG16Config(data=str(data), stages="c", weights="none", image_size=32,
-                                   out=tmp_path / "runs", name="c"))
+                                   top_classes=0.5, out=tmp_path / "runs", name="c"))
     assert "stage c starts from stage b: running b too" in capsys.readouterr().out
     with pytest.raises(StopRun):
         run(INaturalistVGG16Config(data=str(data), stages="b,c", weights="none", image_size=32,
-                                   out=tmp_path / "runs", name="bc"))
+                                   top_classes=0.5, out=tmp_path / "runs", name="bc"))
     assert "running b too" not in capsys.readouterr().out
     prepare.forget_read_ahead()  # the labelled-data check kept its reading of the JSON
 
