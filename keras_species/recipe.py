@@ -892,6 +892,7 @@ def check_labelled_data(config: Any) -> int:
         m = read_ahead(data, options)  # a file: the run's prepare_data takes this reading
     try:
         _check_given_split(m, config)
+        _check_class_weight_names(m, config)
         if getattr(config, "split", None) == "group" and m.groups is None:  # before the run folder
             raise ManifestError(
                 f"--split group: --data {data} has no group ids: give --group-regex (e.g. "
@@ -903,6 +904,22 @@ def check_labelled_data(config: Any) -> int:
     except (ManifestError, SettingError):
         forget_read_ahead()  # no run follows
         raise
+
+
+def _check_class_weight_names(m: Any, config: Any) -> None:
+    """Before the run folder: a ``--class-weight`` file that names a class the data lacks (it was
+    refused only when the training set's weights were computed, after the audit and split)."""
+    value = getattr(config, "class_weight", None)
+    if value is None or str(value).lower() in ("none", "off", "", "balanced"):
+        return
+    from keras_species.data.pipeline import _load_weight_mode
+
+    table = _load_weight_mode(value)
+    unknown = [k for k in table if k not in m.class_names and k != "__none__"] if isinstance(table, dict) else []
+    if unknown:
+        raise SettingError(f"--class-weight {value}: {unknown} {'is not a class' if len(unknown) == 1 else 'are not classes'} "
+                           f"of --data {config.data}, whose classes are {m.class_names[:8]}"
+                           f"{' ...' if len(m.class_names) > 8 else ''}: name the classes as the data does")
 
 
 def check_two_classes(m: Any, flag: str, source: str) -> None:

@@ -743,6 +743,14 @@ def test_a_bad_class_weight_file_stops_the_command_before_the_run_folder(tmp_pat
     # class names are known once the data is read: an unknown one is refused then, not here
     weights.write_text('{"no_such_fish": 2.0, "cod": 0}')
     check_settings(QuickstartConfig(class_weight=str(weights)))
+    # ... and the data is read before the run folder (stop 29: it was refused after the audit)
+    from tests.conftest import write_image_folder
+
+    data = write_image_folder(tmp_path / "d", classes=("cod", "eel"), per_class=6, size=(16, 16))
+    assert quickstart.main(["--out", str(out), "--data", str(data), "--class-weight", str(weights)]) == 2
+    err = capsys.readouterr().err
+    assert "--class-weight" in err and "['no_such_fish'] is not a class of --data" in err, err
+    assert not out.exists()
 
 
 # ------------------------------------------------------------------ --resume of a finished run

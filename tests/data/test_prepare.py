@@ -402,6 +402,8 @@ def test_ratios_that_a_given_split_does_not_use_are_warned_about(folder, tmp_pat
         prepare_data(data, audit=False)
         prepare_data(data, ratios=(0.6, 0.2, 0.2), default_ratios=(0.6, 0.2, 0.2), audit=False)
         prepare_data(data, split="stratified", ratios=(0.8, 0.1, 0.1), audit=False)
+    # --split given with other ratios: not used either (stop 29: it was silent)
+    with pytest.warns(UserWarning, match=r"--ratios 0.8 0.1 0.1 is not used: .*\(--split given\)"):
         prepare_data(data, split="given", ratios=(0.8, 0.1, 0.1), audit=False)
 
 
