@@ -287,35 +287,43 @@ _PNG_TAIL = 16384
 """The most a PNG's tail read stretches back to reach its last ``IDAT`` chunk's header."""
 
 
-def _read_ends(path: str, head_bytes: int = _HEAD) -> tuple[bytes, bytes, int]:
+def _read_ends(path: str, head_bytes: int = _HEAD) -> tuple[bytes, bytes, int, int | None]:
     """First ``head_bytes``, last bytes and size of a file, with raw ``os`` calls (no buffered
     file object: its set-up costs more than the two reads of a small image). The last bytes are
     :data:`_TAIL` of them, or for a PNG from where its last ``IDAT`` chunk would start if nothing
     followed the pixels (:func:`_last_idat`; up to :data:`_PNG_TAIL` bytes), so that the tail
-    tells whether anything does (one read: a second read of 8 bytes cost more than 8 KiB more)."""
+    tells whether anything does (one read: a second read of 8 bytes cost more than 8 KiB more).
+    The fourth value is that start (``None`` for anything but such a PNG)."""
     fd = os.open(path, _OPEN_FLAGS)
     try:
         head = os.read(fd, head_bytes)
         if len(head) < head_bytes:
-            return head, head[-_TAIL:], len(head)
+            last = _last_idat(head, len(head)) if head.startswith(_PNG_SIGNATURE) else None
+            return head, head[-_TAIL:], len(head), last
         size = os.lseek(fd, 0, os.SEEK_END)
         end = max(size - _TAIL, 0)
         last = _last_idat(head, size) if head.startswith(_PNG_SIGNATURE) else None
         if last is not None and len(head) <= last < end and size - last <= _PNG_TAIL:
             end = last
-        return head, os.pread(fd, size - end, end), size
+        return head, os.pread(fd, size - end, end), size, last
     finally:
         os.close(fd)
+
+
+def _first_idat(head: bytes) -> int | None:
+    """Where a PNG's first ``IDAT`` chunk starts, if within ``head``."""
+    i = len(_PNG_SIGNATURE)
+    while i + 8 <= len(head) and head[i + 4 : i + 8] != b"IDAT":
+        i += 12 + int.from_bytes(head[i : i + 4], "big")
+    return i if i + 8 <= len(head) else None
 
 
 def _last_idat(head: bytes, size: int) -> int | None:
     """Where a PNG's last ``IDAT`` chunk would start if its pixels ended at ``IEND``, from the
     first ``IDAT`` in ``head``: encoders (libpng, PIL) write chunks of one length but the last,
     so it is the one chunk start that leaves the last chunk 1 to that length long."""
-    i = len(_PNG_SIGNATURE)
-    while i + 8 <= len(head) and head[i + 4 : i + 8] != b"IDAT":
-        i += 12 + int.from_bytes(head[i : i + 4], "big")
-    if i + 8 > len(head):
+    i = _first_idat(head)
+    if i is None:
         return None
     step = 12 + int.from_bytes(head[i : i + 4], "big")
     rest = size - 12 - i  # from the first IDAT to IEND
@@ -365,7 +373,7 @@ def _classify(path: str, limit: int | None) -> tuple[int, str, tuple[int, int] |
     """:func:`classify_file`, plus the ``(width, height)`` of a plain single-picture JPEG that
     TensorFlow decodes (``None`` for anything else), which :func:`jpeg_scale` reads."""
     try:
-        head, tail, size = _read_ends(path)
+        head, tail, size, last = _read_ends(path)
     except OSError as e:  # a FIFO with a writer, a socket: named as read_image names them
         from keras_species.data.images import special_file_reason
 
@@ -382,7 +390,7 @@ def _classify(path: str, limit: int | None) -> tuple[int, str, tuple[int, int] |
             return KIND_BAD, _open_failure(path, e), None
         kind, jpeg_size = _raw_kind(head, tail, limit)
     if kind in (KIND_FAST, KIND_PNG16) and head.startswith(_PNG_SIGNATURE) and _png_late_orientation(
-            path, head, tail, size):
+            path, head, tail, size, last):
         return KIND_PIL, "", None  # read_image finds it by decoding, and turns the image
     if kind is not None:
         return kind, "", jpeg_size
@@ -394,7 +402,7 @@ _LATE_READS = 4
 has read; past them it falls back to :func:`_late_exif` on the tail."""
 
 
-def _png_late_orientation(path: str, head: bytes, tail: bytes, size: int) -> bool:
+def _png_late_orientation(path: str, head: bytes, tail: bytes, size: int, last: int | None) -> bool:
     """Whether a PNG holds, after its pixels, a chunk that may state an orientation: ``eXIf``,
     or ImageMagick's EXIF or XMP text, which PIL finds by decoding (and ``read_image`` turns
     the image by). Walks the chunks from the first ``IDAT`` to ``IEND``: their headers lie in
@@ -404,17 +412,14 @@ def _png_late_orientation(path: str, head: bytes, tail: bytes, size: int) -> boo
 
     First, in one step: when the chunk where the last ``IDAT`` would start if nothing followed
     the pixels (:func:`_last_idat`; :func:`_read_ends` reads the tail from there) is an ``IDAT``
-    that ends at ``IEND``, nothing follows them."""
-    last = _last_idat(head, size)
+    that ends at ``IEND``, nothing follows them (``last``, as :func:`_read_ends` gives it)."""
     if last is not None:
         start = size - len(tail)
         found = head[last : last + 8] if last + 8 <= len(head) else tail[last - start : last - start + 8]
         if found[4:8] == b"IDAT" and last + 12 + int.from_bytes(found[:4], "big") == size - 12:
             return False
-    i = len(_PNG_SIGNATURE)
-    while i + 8 <= len(head) and head[i + 4 : i + 8] != b"IDAT":
-        i += 12 + int.from_bytes(head[i : i + 4], "big")
-    if i + 8 > len(head):
+    i = _first_idat(head)
+    if i is None:
         return _late_exif(tail)
     start, fd, reads = size - len(tail), None, 0
     try:
