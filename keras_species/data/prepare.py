@@ -571,7 +571,9 @@ def prepare_data(
     if top_classes is not None:
         m = _top_classes(m, top_classes)
     partial = m.splits is not None and any(m.splits) and not all(m.splits)
-    m, kind = _split(m, split, ratios, seed)
+    with warnings.catch_warnings(record=True) as held:  # said once the split stands: a refused
+        warnings.simplefilter("always")  # split's "no image of 3 classes" warnings only misled
+        m, kind = _split(m, split, ratios, seed)
     if kind == "given" and not _same_ratios(ratios, default_ratios):
         warnings.warn(
             f"--ratios {' '.join(f'{r:g}' for r in ratios)} is not used: the data's own split "
@@ -589,7 +591,17 @@ def prepare_data(
         )
     if added:  # split on their own (the data's split stays as it is), then merged in
         m = new_classes.add_classes(m, new, ratios=ratios, seed=seed, group_aware=kind == "group")
-    check_splits(m, need_splits, _given_split_hint(split) if kind == "given" else need_hint)
+    if kind == "given":
+        hint = _given_split_hint(split)
+    elif kind == "group":
+        hint = (f"the {len(m)} images form only {counted(len(set(m.groups or [])), 'group')}, and a group "
+                "goes whole to one side: give finer group ids (--group-regex, a group column), fewer "
+                "--ratios parts, or split without groups (--split stratified)")
+    else:
+        hint = need_hint
+    check_splits(m, need_splits, hint)
+    for w in held:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     saved = None
     if split_file is not None:
         Path(split_file).parent.mkdir(parents=True, exist_ok=True)
@@ -803,6 +815,14 @@ def build_datasets(
 
     per_class = None
     if weights_mode is not None:
+        # over the images the training set reads, as make_dataset weighs them: with --no-audit
+        # its file check may leave some out, and the report gave the weights of every row
+        from keras_species.data.pipeline import lost_image_count
+
+        counter = lost_image_count(train)
+        if counter is not None and counter.expected < len(train_m):
+            read = set(counter.paths)
+            train_m = train_m.subset(np.array([p in read for p in train_m.paths], bool))
         w = class_balance_weights(train_m, weights_mode)
         per_class = {}
         for j, name in enumerate(train_m.class_names):

@@ -596,3 +596,27 @@ def test_a_split_column_with_empty_cells_is_named_and_ratios_with_given_are_warn
         warnings.simplefilter("always")
         prepare_data(str(full), split="given", ratios=(0.5, 0.25, 0.25), audit=False)
     assert any("--ratios 0.5 0.25 0.25 is not used" in str(x.message) for x in seen)  # it was silent
+
+
+def test_a_refused_group_split_says_why_without_warnings_first(folder):
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with pytest.raises(ManifestError, match=r"the 30 images form only 1 group, and a group goes whole"):
+            prepare_data(folder, group_regex=r"(fish)_", split="group", audit=False,
+                         need_splits=("train", "val", "test"))
+    assert not [str(w.message) for w in seen if "has no image of" in str(w.message)]
+
+
+def test_reported_class_weights_are_the_ones_the_training_set_yields(folder):
+    # with --no-audit (audit=False) unreadable files reach build_datasets; make_dataset weighs
+    # the images it reads, and the report gave the weights of every row
+    for i in range(4):
+        (folder / "eel" / f"bad{i}.png").write_bytes(b"garbage")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p = prepare_data(folder, split="stratified", seed=0, audit=False)
+        ds = build_datasets(p.manifest, 16, 64, class_weight="balanced", cache="none", seed=0)
+        x, y, w = next(iter(ds.train))
+    names = p.manifest.class_names
+    yielded = {names[int(k)]: round(float(v), 4) for k, v in zip(y.numpy(), w.numpy())}
+    assert ds.class_weights == yielded
