@@ -596,7 +596,8 @@ def prepare_data(
     elif kind == "group":
         hint = (f"the {len(m)} images form only {counted(len(set(m.groups or [])), 'group')}, and a group "
                 "goes whole to one side: give finer group ids (--group-regex, a group column), fewer "
-                "--ratios parts, or split without groups (--split stratified)")
+                "--ratios parts, or split without groups (--split stratified)"
+                + (f"; {need_hint}" if need_hint else ""))
     else:
         hint = need_hint
     check_splits(m, need_splits, hint)
