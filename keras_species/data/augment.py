@@ -39,13 +39,13 @@ from __future__ import annotations
 
 import math
 import numbers
-import operator
 from collections.abc import Sequence
 
 import keras
 from keras import ops
 
 from keras_species.data.augment_presets import PRESETS, preset_fields
+from keras_species.data.pipeline import check_seed
 
 __all__ = ["PRESETS", "preset_fields", "PerImageRandAugment", "RandomResizedCrop", "augmentation",
            "batch_augmentation", "augment_in_model"]
@@ -245,7 +245,7 @@ def augmentation(preset: str, *, seed: int | None = None, **overrides) -> keras.
     """
     f = preset_fields(preset, **overrides)
     layers: list[keras.layers.Layer] = []
-    seed = _whole_seed(seed)
+    seed = _seed(seed)
 
     def next_seed() -> int | None:
         return None if seed is None else (seed + len(layers)) % 2**32
@@ -289,17 +289,9 @@ def augmentation(preset: str, *, seed: int | None = None, **overrides) -> keras.
     return keras.Sequential([keras.Input((None, None, 3)), *layers], name=f"augment_{preset}")
 
 
-def _whole_seed(seed: object) -> int | None:
-    """``seed`` as a Python ``int`` (a NumPy integer too: Keras refuses one), or ``None``."""
-    if seed is None:
-        return None
-    try:
-        value = operator.index(seed)
-    except TypeError:
-        raise ValueError(f"seed={seed!r} must be a whole number (or None)") from None
-    if not 0 <= value < 2**32:
-        raise ValueError(f"seed={seed!r} must be a whole number from 0 to {2**32 - 1}")
-    return int(value)
+def _seed(seed: object) -> int | None:
+    """``seed`` as a Python ``int`` for Keras' layers (which refuse a NumPy integer), or ``None``."""
+    return None if seed is None else check_seed(seed)
 
 
 def batch_augmentation(name: str, alpha: float | None = None, *, seed: int | None = None) -> keras.layers.Layer:
@@ -329,10 +321,10 @@ def batch_augmentation(name: str, alpha: float | None = None, *, seed: int | Non
         raise ValueError(f"alpha={alpha!r}: the Beta(alpha, alpha) parameter must be a number above 0 "
                          "(MixUp's paper uses 0.2-0.4, CutMix's 1.0); NaN images came out of one below")
     if key == "mixup":
-        return keras.layers.MixUp(alpha=0.2 if alpha is None else alpha, seed=_whole_seed(seed))
+        return keras.layers.MixUp(alpha=0.2 if alpha is None else alpha, seed=_seed(seed))
     if key == "cutmix":  # (a, a): Beta(a, a) itself; one float would draw a from U(0, a) per batch
         a = 1.0 if alpha is None else float(alpha)
-        return keras.layers.CutMix(factor=(a, a), seed=_whole_seed(seed))
+        return keras.layers.CutMix(factor=(a, a), seed=_seed(seed))
     raise ValueError(f"unknown batch augmentation {name!r}; choose 'mixup' or 'cutmix'")
 
 

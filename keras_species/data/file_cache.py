@@ -39,8 +39,8 @@ from keras_species.atomic import atomic_path, process_running
 from keras_species.jsonfile import read_json_file
 
 __all__ = [
-    "array_fingerprint", "cache_writer", "distributed_task", "file_fingerprint", "file_identity", "keyed_cache_path",
-    "other_caches", "release_stale_lock",
+    "array_fingerprint", "cache_writer", "distributed_task", "file_fingerprint", "file_identity",
+    "keyed_cache_path", "other_caches", "release_stale_lock",
 ]
 
 
@@ -310,8 +310,9 @@ def cache_writer(path: str) -> str | None:
     process) does.
 
     :func:`keyed_cache_path` (which removes the lock of a writer that no longer runs) records
-    this process as the owner only when this says nobody else writes: a lock left is a running writer's, one on another
-    machine, or one this module did not record (no owner file), and tf.data cannot share it.
+    this process as the owner only when this says nobody else writes: a lock left is a running
+    writer's, one on another machine, or one this module did not record (no owner file), and
+    tf.data cannot share it.
     Without a lock, a running process of this machine whose owner file names an incomplete
     cache, written in the last :data:`CLAIM_SECONDS`, has built a dataset on it and takes the
     lock at its first element.

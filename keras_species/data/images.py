@@ -442,7 +442,8 @@ def describe_non_image(data: bytes) -> str:
     return "not an image PIL recognises (unknown or unsupported format)"
 
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+"""The first 8 bytes of every PNG file."""
 
 
 def png_checksum_problem(data: bytes) -> str | None:
@@ -464,9 +465,9 @@ def png_checksum_problem(data: bytes) -> str | None:
         >>> png_checksum_problem(b"GIF89a") is None
         True
     """
-    if not data.startswith(_PNG_SIGNATURE):
+    if not data.startswith(PNG_SIGNATURE):
         return None
-    i = len(_PNG_SIGNATURE)
+    i = len(PNG_SIGNATURE)
     while i + 12 <= len(data):
         n = int.from_bytes(data[i : i + 4], "big")
         end = i + 8 + n

@@ -59,6 +59,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from keras_species.data.images import PNG_SIGNATURE as _PNG_SIGNATURE
+from keras_species.data.images import special_file_reason
 from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError, require_manifest
 from keras_species.jsonfile import read_json_file
 
@@ -100,7 +102,6 @@ def _full_check(path: str) -> tuple[int, str]:
     return KIND_PIL, ""
 
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
@@ -375,12 +376,8 @@ def _classify(path: str, limit: int | None) -> tuple[int, str, tuple[int, int] |
     try:
         head, tail, size, last = _read_ends(path)
     except OSError as e:  # a FIFO with a writer, a socket: named as read_image names them
-        from keras_species.data.images import special_file_reason
-
         return KIND_BAD, special_file_reason(path) or _open_failure(path, e), None
     if size < len(head) or size == 0:  # a device's end is 0; a pipe reads empty
-        from keras_species.data.images import special_file_reason
-
         return KIND_BAD, special_file_reason(path) or "empty file (0 bytes)", None
     kind, jpeg_size = _raw_kind(head, tail, limit)
     if kind is None and len(head) < size and head[:3] == b"\xff\xd8\xff":
@@ -1468,8 +1465,38 @@ def finish_dataset(
     return ds
 
 
-def _whole(value: object, low: int) -> bool:
+def whole_at_least(value: object, low: int) -> bool:
+    """Whether ``value`` is a whole number (``int`` or a NumPy integer, not a bool) ``>= low``.
+
+    Example:
+        >>> whole_at_least(3, 1), whole_at_least(2.0, 1), whole_at_least(True, 0)
+        (True, False, False)
+    """
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
+
+
+def check_seed(seed: object) -> int:
+    """A seed as a Python ``int``, refused unless a whole number from 0 to 2**32 - 1 (NumPy's
+    and scikit-learn's range): the one check of the splits', the datasets' and the augmentation
+    layers' seeds (before stop 29 a float or a negative seed met NumPy's own message, Keras
+    refused a NumPy integer, and ``kfold`` refused what ``stratified_split`` took).
+
+    Args:
+        seed: the seed.
+
+    Returns:
+        The seed.
+
+    Raises:
+        ValueError: naming the value and the range.
+
+    Example:
+        >>> check_seed(np.int64(3))
+        3
+    """
+    if whole_at_least(seed, 0) and seed < 2**32:
+        return int(seed)
+    raise ValueError(f"seed={seed!r} must be a whole number from 0 to {2**32 - 1} (--seed)")
 
 
 def check_dataset_arguments(batch_size: int, *, shuffle_buffer: int | None = None,
@@ -1489,17 +1516,17 @@ def check_dataset_arguments(batch_size: int, *, shuffle_buffer: int | None = Non
     Example:
         >>> check_dataset_arguments(32, shuffle_buffer=1000, seed=0)
     """
-    if not _whole(batch_size, 1):
+    if not whole_at_least(batch_size, 1):
         raise ValueError(f"batch_size must be a whole number >= 1 (--batch-size), got {batch_size!r}")
-    if shuffle_buffer is not None and not _whole(shuffle_buffer, 0):
+    if shuffle_buffer is not None and not whole_at_least(shuffle_buffer, 0):
         raise ValueError(f"shuffle_buffer={shuffle_buffer!r} must be a whole number >= 1 (or None or 0: "
                          "every image, up to 10,000)")
-    if num_parallel_calls is not None and not (_whole(num_parallel_calls, 1) or (
-            _whole(num_parallel_calls, -1) and num_parallel_calls == -1)):
+    if num_parallel_calls is not None and not (whole_at_least(num_parallel_calls, 1) or (
+            whole_at_least(num_parallel_calls, -1) and num_parallel_calls == -1)):
         raise ValueError(f"num_parallel_calls={num_parallel_calls!r} must be a whole number >= 1, "
                          "tf.data.AUTOTUNE or None")
-    if seed is not None and not (_whole(seed, 0) and seed < 2**32):
-        raise ValueError(f"seed={seed!r} must be a whole number from 0 to {2**32 - 1} (or None)")
+    if seed is not None:
+        check_seed(seed)
     for name, value in (("augment", augment), ("batch_augment", batch_augment)):
         if value is not None and not isinstance(value, str) and (isinstance(value, bool) or not callable(value)):
             raise TypeError(f"{name}={value!r}: give a preset name or a Keras layer (or None)")

@@ -29,6 +29,7 @@ import numpy as np
 from keras_species.data import audit as audit_mod
 from keras_species.data import name_ids, new_classes, sources, splits
 from keras_species.data.manifest import Manifest, ManifestError, counted
+from keras_species.data.pipeline import check_seed
 from keras_species.jsonfile import json_type, read_json_object
 
 SPLIT_KINDS = ("auto", "stratified", "group", "given", "systematic")
@@ -515,7 +516,7 @@ def prepare_data(
         >>> p.split_kind, p.leakage["groups"]
         ('group', {})
     """
-    seed = splits.check_seed(seed)  # before any work: a bad seed failed after the audit
+    seed = check_seed(seed)  # before any work: a bad seed failed after the audit
     if split not in SPLIT_KINDS:
         raise ValueError(f"split={split!r}: choose one of {', '.join(SPLIT_KINDS)}")
     options = dict(load_options or {})
@@ -571,8 +572,7 @@ def prepare_data(
     if top_classes is not None:
         m = _top_classes(m, top_classes)
     partial = m.splits is not None and any(m.splits) and not all(m.splits)
-    with warnings.catch_warnings(record=True) as held:  # said once the split stands: a refused
-        warnings.simplefilter("always")  # split's "no image of 3 classes" warnings only misled
+    with splits.held_warnings() as held:  # given once the split stands (check_splits below)
         m, kind = _split(m, split, ratios, seed)
     if kind == "given" and not _same_ratios(ratios, default_ratios):
         warnings.warn(
@@ -601,8 +601,7 @@ def prepare_data(
     else:
         hint = need_hint
     check_splits(m, need_splits, hint)
-    for w in held:
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    splits.give_warnings(held)
     saved = None
     if split_file is not None:
         Path(split_file).parent.mkdir(parents=True, exist_ok=True)

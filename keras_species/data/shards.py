@@ -58,7 +58,6 @@ import fnmatch
 import io
 import json
 import math
-import numbers
 import os
 import sys
 import warnings
@@ -78,6 +77,7 @@ from keras_species.data.manifest import (
     counted,
     require_manifest,
 )
+from keras_species.data.pipeline import whole_at_least
 from keras_species.jsonfile import kind_problem, parse_json, read_json_file
 
 SIDECAR = "shards.json"
@@ -328,17 +328,14 @@ def write_shards(
 
     from keras_species.data.pipeline import check_files
 
-    def whole(value: object) -> bool:
-        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-    if not whole(shard_size) or shard_size < 1:
+    if not whole_at_least(shard_size, 1):
         raise ValueError(f"shard_size={shard_size!r} must be at least 1 (a whole number)")
-    if image_size is not None and (not whole(image_size) or image_size < 1):
+    if image_size is not None and not whole_at_least(image_size, 1):
         raise ValueError(f"image_size={image_size!r} (--image-size) must be at least 1 (a whole number: "
                          "the longest side), or left out to keep every image's size")
-    if workers is not None and (not whole(workers) or workers < 1):
+    if workers is not None and not whole_at_least(workers, 1):
         raise ValueError(f"workers={workers!r} (--workers) must be at least 1 (a whole number)")
-    if not whole(quality) or not 1 <= quality <= 100:
+    if not whole_at_least(quality, 1) or quality > 100:
         raise ValueError(f"quality={quality} (--quality) must be a JPEG quality from 1 to 100")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed={seed!r} (--seed) must be a whole number, at least 0")
@@ -776,9 +773,9 @@ def shard_dataset(
         raise ValueError(f"worker_index={worker_index} needs num_workers=, the number of workers "
                          "that share the files (without it every worker would read all of them)")
     if num_workers is not None:
-        if not isinstance(num_workers, numbers.Integral) or isinstance(num_workers, bool) or num_workers < 1:
+        if not whole_at_least(num_workers, 1):
             raise ValueError(f"num_workers={num_workers!r} must be a whole number of at least 1")
-        if not isinstance(worker_index, numbers.Integral) or not 0 <= worker_index < num_workers:
+        if not whole_at_least(worker_index, 0) or worker_index >= num_workers:
             raise ValueError(f"worker_index={worker_index} must be in 0..{num_workers - 1}")
         if len(files) < num_workers:
             raise ValueError(

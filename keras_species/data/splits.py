@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import math
 import numbers
@@ -40,7 +41,7 @@ import shlex
 import sys
 import unicodedata
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,7 @@ from keras_species.data.manifest import (
     counted,
     require_manifest,
 )
+from keras_species.data.pipeline import check_seed
 
 DEFAULT_RATIOS = (0.7, 0.15, 0.15)
 DEFAULT_NAMES = ("train", "val", "test")
@@ -230,27 +232,33 @@ def _greedy_groups(m: Manifest, groups: Sequence[str], ratios: np.ndarray, seed:
 
 
 # ---------------------------------------------------------------------------------- ratio splits
-def check_seed(seed: object) -> int:
-    """A split's seed as a Python ``int``, refused unless a whole number from 0 to 2**32 - 1
-    (NumPy's and scikit-learn's range; before stop 29 a float or a negative seed met NumPy's own
-    message, and ``kfold`` refused what ``stratified_split`` took).
+@contextlib.contextmanager
+def held_warnings() -> Iterator[list[warnings.WarningMessage]]:
+    """Hold the warnings a split gives, to be given (:func:`give_warnings`) once the split
+    stands: a split that is then refused should not first warn about parts it never writes
+    (``split 'val' has no image of 23 classes`` before "the split leaves 'val' without any image").
 
-    Args:
-        seed: the seed.
-
-    Returns:
-        The seed.
-
-    Raises:
-        ValueError: naming the value and the range.
+    Yields:
+        The list the warnings are recorded in.
 
     Example:
-        >>> check_seed(np.int64(3))
-        3
+        >>> with held_warnings() as said:   # doctest: +SKIP
+        ...     out = stratified_split(m, (0.7, 0.15, 0.15))
+        >>> give_warnings(said)             # doctest: +SKIP
     """
-    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and 0 <= seed < 2**32:
-        return int(seed)
-    raise ValueError(f"seed={seed!r} must be a whole number from 0 to {2**32 - 1} (--seed)")
+    with warnings.catch_warnings(record=True) as held:
+        warnings.simplefilter("always")
+        yield held
+
+
+def give_warnings(held: Sequence[warnings.WarningMessage]) -> None:
+    """Give the warnings :func:`held_warnings` recorded, from where they were raised.
+
+    Args:
+        held: the recorded warnings.
+    """
+    for w in held:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def stratified_split(
@@ -1005,12 +1013,10 @@ def run_cli(args: argparse.Namespace) -> int:
                 out = assign_folds(m, args.kfold, seed=seed, group_aware=group_aware)
                 how = f"{args.kfold}-fold" + (" group-aware" if group_aware else "") + f", seed {seed}"
             else:
-                with warnings.catch_warnings(record=True) as said:  # held until the split stands:
-                    warnings.simplefilter("always")  # "no image of 23 classes" before a refusal misleads
+                with held_warnings() as said:
                     out = stratified_split(m, args.ratios, seed=seed, group_aware=group_aware)
                 _refuse_empty_splits(out, DEFAULT_NAMES[: len(args.ratios)], grouped=group_aware)
-                for w in said:
-                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+                give_warnings(said)
                 how = ("group-aware " if group_aware else "") + "stratified " + "/".join(
                     f"{r:g}" for r in args.ratios) + f", seed {seed}"
         except ManifestError as e:
