@@ -1841,10 +1841,38 @@ def data_section(prepared: Any, datasets: Any = None) -> tuple[str, str]:
             lines += [f"- `{d['path']}`: {d['reason']}" for d in rows[:20]]
             if len(rows) > 20:
                 lines.append(f"- ... and {len(rows) - 20} more")
+    skipped = _skipped_by_pipeline(prepared.manifest, datasets)
+    if skipped:  # no audit ran (or files changed since): the counts above still hold them
+        lines.append(f"The pipeline's file check left out {len(skipped)} image(s), which the counts "
+                     "above still include (no audit dropped them first):")
+        lines += [f"- `{path}`: {reason}" for path, reason in list(skipped.items())[:20]]
+        if len(skipped) > 20:
+            lines.append(f"- ... and {len(skipped) - 20} more")
     if datasets is not None and datasets.class_weights:
         weights = ", ".join(f"{k} {v:.3g}" for k, v in datasets.class_weights.items())
         lines.append(f"Class weights ({datasets.class_weight}), per-sample mean by class: {weights}.")
     return "Data", "\n".join(lines)
+
+
+def _skipped_by_pipeline(manifest: Any, datasets: Any) -> dict[str, str]:
+    """``{path: reason}`` for the rows of ``manifest`` that the datasets' file checks left out
+    (:func:`keras_species.data.pipeline.lost_image_count` keeps the files each one reads)."""
+    from keras_species.data.pipeline import check_files, lost_image_count
+
+    if datasets is None or manifest.splits is None:
+        return {}
+    missing: list[str] = []
+    for name in ("train", "val", "test"):
+        ds = getattr(datasets, name)
+        counter = lost_image_count(ds) if ds is not None else None
+        if counter is None:  # no such split, or on_error="raise"/drop_remainder: no list kept
+            continue
+        read = set(counter.paths)
+        missing += [p for p in manifest.split(name).paths if p not in read]
+    if not missing:
+        return {}
+    bad = check_files(missing)[1]
+    return {p: bad.get(p, "left out by the file check") for p in missing}
 
 
 TRANSFER_FIELDS = (

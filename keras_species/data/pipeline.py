@@ -59,8 +59,22 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from keras_species.data.images import (
+    JPEG_SCALES,
+    ImageReadError,
+    describe_non_image,
+    get_max_pixels,
+    header_orientation,
+    is_plain_jpeg,
+    jpeg_scale,
+    open_error,
+    pil_bomb_message,
+    pil_warnings_silenced,
+    read_image,
+    special_file_reason,
+    too_big_message,
+)
 from keras_species.data.images import PNG_SIGNATURE as _PNG_SIGNATURE
-from keras_species.data.images import special_file_reason
 from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError, require_manifest
 from keras_species.jsonfile import read_json_file
 
@@ -93,7 +107,6 @@ _FAST_FORMATS = frozenset({"JPEG", "PNG", "GIF", "BMP"})
 # ---------------------------------------------------------------------------------- file check
 def _full_check(path: str) -> tuple[int, str]:
     """Decode the whole file with PIL: for files whose header or tail looks wrong."""
-    from keras_species.data.images import ImageReadError, read_image
 
     try:
         read_image(path)
@@ -335,7 +348,6 @@ def _last_idat(head: bytes, size: int) -> int | None:
 
 def _open_failure(path: str, error: OSError) -> str:
     """Why a file could not be opened, in :func:`keras_species.data.images.read_image`'s words."""
-    from keras_species.data.images import open_error
 
     return open_error(path, error).reason
 
@@ -364,7 +376,6 @@ def classify_file(path: str, max_pixels: int | None | bool = False) -> tuple[int
         (0, '')
     """
     if max_pixels is False:
-        from keras_species.data.images import get_max_pixels
 
         max_pixels = get_max_pixels()
     return _classify(path, max_pixels)[:2]
@@ -451,15 +462,6 @@ def _classify_with_pil(path: str, size: int, limit: int | None) -> tuple[int, st
     that the audit, ``predict``, ``shard`` and training name it alike."""
     from PIL import Image, UnidentifiedImageError
 
-    from keras_species.data.images import (
-        describe_non_image,
-        header_orientation,
-        is_plain_jpeg,
-        pil_bomb_message,
-        pil_warnings_silenced,
-        too_big_message,
-    )
-
     try:
         with open(path, "rb") as f:
             head = f.read(64)
@@ -527,7 +529,6 @@ def check_files(
     Example:
         >>> kinds, bad = check_files(manifest.paths)   # doctest: +SKIP
     """
-    from keras_species.data.images import get_max_pixels, jpeg_scale
 
     workers = workers or 1
     limit = get_max_pixels()
@@ -551,7 +552,6 @@ def _report_bad(bad: dict[str, str], on_error: str) -> None:
     if not bad:
         return
     if on_error == "raise":
-        from keras_species.data.images import ImageReadError
 
         path, reason = next(iter(bad.items()))
         raise ImageReadError(path, reason, "remove the file or pass on_error='skip'")
@@ -941,7 +941,6 @@ def to_uint8(image):
 def _pil_read(path: bytes, draft: tuple[int, int] | None = None, limit: int | None = None) -> np.ndarray:
     """``read_image`` of a path from a tensor; ``limit``: the decompression-bomb limit the
     dataset was checked under (``None``: the one in force when the image is read)."""
-    from keras_species.data.images import read_image
 
     return read_image(os.fsdecode(path), draft=draft, max_pixels=limit)
 
@@ -1023,7 +1022,6 @@ def decode_8bit(data, draft_to: tuple[int, int] | None = None, draft=None):
     """
     import tensorflow as tf
 
-    from keras_species.data.images import JPEG_SCALES
 
     def jpeg():
         if draft_to is None or draft is None:
@@ -1680,7 +1678,6 @@ def make_dataset(
     if mode == "none" and sample_weights is not None:
         raise ValueError("sample_weights need labels: label_mode cannot be 'none'")
 
-    from keras_species.data.images import get_max_pixels
 
     out_size = check_resize(image_size, resize)
     kinds, bad = check_files(manifest.paths, image_size=out_size)

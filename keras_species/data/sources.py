@@ -1774,6 +1774,7 @@ def from_coco_json(
     for n in names:
         counts[n] = counts.get(n, 0) + 1
     names = [n if counts[n] == 1 else f"{n} ({c['id']})" for n, c in zip(names, cats)]
+    _warn_case_variants(path, names)  # 'Bombus' and 'bombus' are two categories: say so
     cat_index = {c["id"]: i for i, c in enumerate(cats)}
     images = _coco_entries(doc, "images", {"id": (int, str), "file_name": (str,)}, path)
     img_index = {}

@@ -93,6 +93,25 @@ def test_files_not_read_are_kept_for_the_report(folder, tmp_path):
     assert files_not_read(sources.load("demo")) == []  # nothing to leave out
 
 
+def test_without_the_audit_the_report_names_the_files_the_pipeline_left_out(folder):
+    # stop 29 left it: the Data section counted every row of a --no-audit run, the corrupt
+    # file the pipeline's check drops included, and never named it
+    from keras_species.data.prepare import build_datasets
+    from keras_species.recipe import data_section
+
+    bad = folder / "cod" / "fish_0_99.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    p = prepare_data(folder, split="stratified", seed=0, audit=False)
+    assert str(bad) in p.manifest.paths  # no audit: the row stays
+    with pytest.warns(UserWarning, match="skipping 1 unreadable"):
+        datasets = build_datasets(p.manifest, 16, 8)
+    body = data_section(p, datasets)[1]
+    assert "The pipeline's file check left out 1 image(s)" in body
+    assert f"- `{bad}`: not an image PIL recognises" in body
+    clean = prepare_data(folder, split="stratified", seed=0)  # the audit drops it: nothing to add
+    assert "file check left out" not in data_section(clean, build_datasets(clean.manifest, 16, 8))[1]
+
+
 def test_a_resumed_run_reports_its_audit_cleaning_and_files_not_read_again(folder, tmp_path):
     from keras_species.data.prepare import sidecar_path
     from keras_species.recipe import data_section

@@ -464,6 +464,19 @@ def test_from_coco_json_warns_of_a_category_without_any_image(tmp_path: Path) ->
         sources.from_coco_json(_coco(tmp_path, []))  # no annotation at all: unlabelled, no warning
 
 
+def test_from_coco_json_warns_of_category_names_that_differ_only_in_case(tmp_path: Path) -> None:
+    # the CSV and folder readers warned of 'Fish' and 'fish' since stop 29, the COCO reader not
+    path = _coco(tmp_path, [{"id": 1, "image_id": 10, "category_id": 907},
+                            {"id": 2, "image_id": 11, "category_id": 3}])
+    doc = json.loads(path.read_text())
+    doc["categories"][1]["name"] = "salmo Trutta"
+    path.write_text(json.dumps(doc))
+    with pytest.warns(UserWarning, match=r"1 set of class names differ only in case or Unicode form "
+                                         r"\('salmo Trutta' and 'Salmo trutta'\)"):
+        m = sources.from_coco_json(path)
+    assert m.class_names == ["salmo Trutta", "Salmo trutta"]  # two classes, as the file says
+
+
 def test_from_coco_json_with_a_wrong_image_root_says_which_flag_sets_it(tmp_path: Path) -> None:
     path = _coco(tmp_path, [{"id": 1, "image_id": 10, "category_id": 907}])
     with pytest.raises(ManifestError, match=r"none of 3 images sampled from its 3 exists under .*--root DIR"):
