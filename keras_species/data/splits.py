@@ -41,6 +41,7 @@ import shlex
 import sys
 import unicodedata
 import warnings
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -54,7 +55,7 @@ from keras_species.data.manifest import (
     counted,
     require_manifest,
 )
-from keras_species.data.pipeline import check_seed
+from keras_species.data.pipeline import check_seed, whole_at_least
 
 DEFAULT_RATIOS = (0.7, 0.15, 0.15)
 DEFAULT_NAMES = ("train", "val", "test")
@@ -228,7 +229,46 @@ def _greedy_groups(m: Manifest, groups: Sequence[str], ratios: np.ndarray, seed:
         where[gi] = s
         have[s, c] += vg
         have_size[s] += size[gi]
+    _reach_every_split(where, key_group, key_col, starts, size, len(ratios), m.num_classes)
     return where[inv]
+
+
+def _reach_every_split(where: np.ndarray, key_group: np.ndarray, key_col: np.ndarray,
+                       starts: np.ndarray, size: np.ndarray, k: int, n_labels: int) -> None:
+    """Move whole groups (in place in ``where``, the split of each group) so that every label
+    held by at least ``k`` groups has a group in each of the ``k`` splits, as the split without
+    groups gives every class of ``k`` or more images an image in each split.
+
+    The squared error that :func:`_greedy_groups` lowers prefers 8/4/0 to 4/4/4 for a class of
+    three groups of 4 at 70/15/15 (stop 30): a class with enough groups was missing from a
+    split. A group moves only from a split that keeps each of its labels through another group,
+    the smallest such group first, so that no label loses a split by the move. ``key_group`` and
+    ``key_col`` list each (group, label) pair once, sorted by group (``starts`` indexes them).
+    Column ``n_labels`` (images without a label) is left as it falls.
+    """
+    n_cols = n_labels + 1
+    count = np.zeros((k, n_cols), np.int64)  # groups of each label in each split
+    np.add.at(count, (where[key_group], key_col), 1)
+    holders = count.sum(axis=0)
+    by_label = np.argsort(key_col, kind="stable")
+    label_starts = np.searchsorted(key_col[by_label], np.arange(n_cols + 1))
+    for label in np.flatnonzero(holders[:n_labels] >= k):
+        for s in np.flatnonzero(count[:, label] == 0):
+            groups = key_group[by_label[label_starts[label] : label_starts[label + 1]]]
+            movable = [g for g in groups if (count[where[g], _labels_of(g, key_col, starts, n_labels)] >= 2).all()]
+            if movable:
+                g = min(movable, key=lambda g: (size[g], g))
+                labels = _labels_of(g, key_col, starts, n_labels)
+                count[where[g], labels] -= 1
+                count[s, labels] += 1
+                where[g] = s
+
+
+
+def _labels_of(g: int, key_col: np.ndarray, starts: np.ndarray, n_labels: int) -> np.ndarray:
+    """The labels group ``g`` holds (not the column of images without a label)."""
+    labels = key_col[starts[g] : starts[g + 1]]
+    return labels[labels < n_labels]
 
 
 # ---------------------------------------------------------------------------------- ratio splits
@@ -373,7 +413,8 @@ def systematic_split(
     n: int = 10,
     names: Sequence[str] = ("val", "train"),
 ) -> Manifest:
-    """R1's systematic split: within each class, sorted by path, the first ``k`` of every ``n``.
+    """R1's systematic split: within each class, sorted by path, the first ``k`` of every ``n``
+    (multi-label data: within each label set, the strata of :func:`stratified_split`).
 
     Args:
         m: the manifest (at least 2 classes).
@@ -390,7 +431,7 @@ def systematic_split(
         >>> m.summary()
         '300 images, 6 classes (single-label), splits train=240 val=60'
     """
-    if not (isinstance(k, int | np.integer) and isinstance(n, int | np.integer) and 0 < k < n):
+    if not (whole_at_least(k, 1) and whole_at_least(n, 2) and k < n):  # True is no k
         raise ManifestError(f"systematic split needs integers 0 < k < n, got k={k}, n={n}")
     if len(names) != 2 or names[0] == names[1]:
         raise ManifestError(f"systematic split needs two different split names, got {list(names)}")
@@ -872,8 +913,14 @@ def _report_top_classes(before: Manifest, after: Manifest, fraction: float) -> N
             f"--top-classes {fraction:g} keeps {counted(after.num_classes, 'class')} of "
             f"{before.num_classes}, and a split needs at least 2: give --top-classes {least:g} or more"
         )
+    untagged = ""
+    if after.multilabel:  # every image stays; one that held only dropped tags now holds none
+        lost = int((~after.labels.any(axis=1) & before.labels.any(axis=1)).sum())
+        if lost:
+            untagged = (f" ({lost} of them held only tags left out and now hold none: they stay, "
+                        "as negatives of every kept tag)")
     print(f"--top-classes {fraction:g}: kept the {after.num_classes} most frequent of "
-          f"{before.num_classes} classes, {len(after)} of {len(before)} images")
+          f"{before.num_classes} classes, {len(after)} of {len(before)} images{untagged}")
 
 
 def dropped_listing_path(out: str | os.PathLike) -> Path:
@@ -998,6 +1045,10 @@ def run_cli(args: argparse.Namespace) -> int:
                 f"good copies; `keras-species audit {data}` reports every problem file"
             )
         seed = 0 if args.seed is None else args.seed
+        if m.splits is not None and not args.given:  # the data's own split column goes unused
+            own = ", ".join(f"{k}={v}" for k, v in sorted(Counter(m.splits).items()))
+            print(f"note: {args.data} comes with a split of its own ({own}); this split replaces it "
+                  "in --out (--given keeps it)", file=sys.stderr)
         try:
             if args.top_classes is not None:
                 before = m

@@ -107,6 +107,39 @@ def test_group_aware_split_keeps_groups_on_one_side_and_is_stratified() -> None:
         splits.stratified_split(Manifest(m.paths, m.labels, m.class_names), group_aware=True)
 
 
+@pytest.mark.parametrize("n_groups", [3, 4, 5])
+def test_a_class_with_a_group_for_each_part_reaches_every_part(n_groups: int) -> None:
+    # stop 30: the squared error the greedy split lowers prefers 8/4/0 to 4/4/4, so a class of
+    # three groups of 4 went without test images, as a class of four groups did
+    m = _single((4 * n_groups, 4 * n_groups), groups_of=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "has no image of 1 class" either
+        s = splits.stratified_split(m, (0.7, 0.15, 0.15), seed=0)
+    assert splits.leakage(s)["groups"] == {}
+    for name in ("train", "val", "test"):
+        assert (s.split(name).class_counts() > 0).all(), (name, s.split(name).class_counts())
+    one_each = _single((3, 3), groups_of=1)  # as the split without groups gives 1/1/1
+    for name in ("train", "val", "test"):
+        assert splits.stratified_split(one_each, seed=0).split(name).class_counts().tolist() == [1, 1]
+    with pytest.warns(UserWarning, match="split 'test' has no image of 1 class: c1"):
+        splits.stratified_split(_single((12, 8), groups_of=4), seed=0)  # c1 has two groups: it cannot
+
+
+def test_a_group_moved_to_reach_a_part_never_takes_a_label_out_of_its_own() -> None:
+    m = _multi(240, seed=3)
+    s = splits.stratified_split(m, (0.7, 0.15, 0.15), seed=0)
+    assert splits.leakage(s)["groups"] == {}
+    groups = np.asarray(m.groups)
+    for j in range(m.num_classes):
+        held = {g for g, y in zip(groups, m.labels[:, j]) if y}
+        if len(held) >= 3:
+            for name in ("train", "val", "test"):
+                assert s.split(name).labels[:, j].any(), (m.class_names[j], name)
+    folds = splits.assign_folds(_single((20, 20, 12), groups_of=4), k=3, seed=0)
+    for f in set(folds.splits):  # group k-fold takes the same path: every class in every fold
+        assert (folds.split(f).class_counts() > 0).all()
+
+
 def test_leakage_reports_groups_and_paths_on_two_sides() -> None:
     m = Manifest(["/a.png", "/b.png", "/a.png"], np.array([0, 1, 0]), ["x", "y"],
                  groups=["g1", "g1", "g2"], splits=["train", "val", "test"])
@@ -491,8 +524,8 @@ def test_cli_split_bad_ratios_are_a_flag_error_before_the_data_is_read(tmp_path:
 
 
 def test_a_class_missing_from_a_split_is_counted_in_the_singular() -> None:
-    # before: "split 'test' has no image of 1 classes: c2"
-    m = _single((40, 30, 20), groups_of=5)
+    # before: "split 'test' has no image of 1 classes: c2" (c2: two groups for three parts)
+    m = _single((40, 30, 10), groups_of=5)
     with pytest.warns(UserWarning) as seen:
         splits.stratified_split(m, (0.7, 0.15, 0.15), seed=0)
     said = [str(w.message) for w in seen if "has no image of" in str(w.message)]
@@ -565,6 +598,41 @@ def test_cli_split_says_what_top_classes_left_out(image_folder: Path, tmp_path: 
     assert _cli([str(image_folder), "--top-classes", "0.34", "--out", out]) == 2
     assert "--top-classes 0.34 keeps 1 class of 3, and a split needs at least 2: give --top-classes 0.67" in (
         capsys.readouterr().err)
+
+
+def test_cli_split_says_which_images_top_classes_leaves_without_a_tag(tmp_path: Path, capsys) -> None:
+    # stop 30: multi-label data kept "638 of 638 images" while 263 of them lost every tag
+    rows = ["path,labels"]
+    for i, tags in enumerate(["a;b", "a", "a", "b;c", "c", "a;c", "b", "a"] * 2):
+        Image.new("RGB", (8, 8), (i * 9, 0, 0)).save(tmp_path / f"{i}.png")
+        rows.append(f"{i}.png,{tags}")
+    (tmp_path / "tags.csv").write_text("\n".join(rows) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert _cli([str(tmp_path / "tags.csv"), "--top-classes", "0.67", "--ratios", "0.5", "0.5",
+                     "--out", str(tmp_path / "s.csv")]) == 0
+    # a (8 images) and b (6) kept; c's own two images ("c") now hold no tag
+    assert ("--top-classes 0.67: kept the 2 most frequent of 3 classes, 16 of 16 images (2 of them "
+            "held only tags left out and now hold none: they stay, as negatives of every kept tag)"
+            ) in capsys.readouterr().out
+
+
+def test_cli_split_notes_that_a_ratio_split_replaces_the_datas_own_split(tmp_path: Path, capsys) -> None:
+    rows = ["path,label,split"]
+    for i in range(12):
+        Image.new("RGB", (8, 8), (i * 9, 0, 0)).save(tmp_path / f"{i}.png")
+        rows.append(f"{i}.png,{'xy'[i % 2]},{['train', 'train', 'val', 'test'][i % 4]}")
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    assert _cli([str(tmp_path / "d.csv"), "--out", str(tmp_path / "s.csv")]) == 0
+    assert ("comes with a split of its own (test=3, train=6, val=3); this split replaces it in --out "
+            "(--given keeps it)") in capsys.readouterr().err
+    assert _cli([str(tmp_path / "d.csv"), "--given", "--out", str(tmp_path / "s.csv")]) == 0
+    assert "split of its own" not in capsys.readouterr().err
+
+
+def test_systematic_split_refuses_a_bool_k() -> None:
+    with pytest.raises(ManifestError, match="integers 0 < k < n, got k=True"):
+        splits.systematic_split(_single(), k=True, n=3)
 
 
 def test_cli_split_warns_when_a_given_split_puts_a_group_on_two_sides(tmp_path: Path, capsys) -> None:
