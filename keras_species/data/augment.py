@@ -23,7 +23,8 @@ Presets (their names and settings are plain data in :mod:`keras_species.data.aug
 ``r5``          rotation ±40°, shift ±20%, zoom ±20%, horizontal flip, nearest fill (R5, the
                 classic ``ImageDataGenerator`` settings)
 ``randaugment`` ``keras.layers.RandAugment`` (2 ops, magnitude 0.5, value range 0–255), its
-                operations drawn for each image also in a batch (:class:`PerImageRandAugment`)
+                operations drawn for each image also in a batch, rotation, shift, shear,
+                brightness and contrast symmetric (:class:`PerImageRandAugment`)
 =============== =======================================================================
 
 Batch-level mixing (:func:`batch_augmentation`): ``keras.layers.MixUp`` and ``keras.layers.CutMix``
@@ -198,6 +199,40 @@ class PerImageRandAugment(keras.layers.RandAugment):
         >>> layer(np.zeros((4, 32, 32, 3), "float32"), training=True).shape   # doctest: +SKIP
         TensorShape([4, 32, 32, 3])
     """
+
+    ROTATION_DEGREES = 30.0
+    """Rotation at ``factor`` 1: ±30° (the RandAugment paper's largest; ±15° at 0.5)."""
+    TRANSLATION = 0.45
+    """Shift at ``factor`` 1, a share of each side: ±45% (timm's ``translate_pct``)."""
+    SHEAR = 0.3
+    """Shear at ``factor`` 1: ±0.3 (the paper's largest)."""
+    BRIGHTNESS = 0.5
+    """Brightness change at ``factor`` 1, a share of the value range: ±50%."""
+    CONTRAST = 0.9
+    """Contrast change at ``factor`` 1: a factor in 1 ± 0.9 (the paper's enhance range)."""
+
+    def __init__(self, value_range=(0, 255), num_ops=2, factor=0.5, interpolation="bilinear", seed=None,
+                 data_format=None, **kwargs):
+        super().__init__(value_range=value_range, num_ops=num_ops, factor=factor,
+                         interpolation=interpolation, seed=seed, data_format=data_format, **kwargs)
+        # Keras hands its factor range (0, f) to these five as is: rotations of 0..180° at 0.5,
+        # shifts of up to half the image and shears one way only, and brightness and contrast
+        # that only rise. Here each is symmetric about "unchanged" and scaled as published.
+        f = float(self.factor[1])
+        common = {"seed": self.seed, "data_format": data_format, **kwargs}
+        geometric = {"interpolation": interpolation, **common}
+        for name in ("random_rotation", "random_translation", "random_shear", "random_brightness",
+                     "random_contrast"):
+            self._layers.remove(getattr(self, name))  # Keras' own leave the tracking (and saved file)
+        self.random_rotation = keras.layers.RandomRotation(f * self.ROTATION_DEGREES / 360.0, **geometric)
+        self.random_translation = keras.layers.RandomTranslation(f * self.TRANSLATION, f * self.TRANSLATION,
+                                                                 **geometric)
+        self.random_shear = keras.layers.RandomShear(f * self.SHEAR, f * self.SHEAR, **geometric)
+        self.random_brightness = keras.layers.RandomBrightness(f * self.BRIGHTNESS, value_range=value_range,
+                                                               **common)
+        contrast = f * self.CONTRAST  # a pair: one number gives Keras' RandomContrast 1..1+c
+        self.random_contrast = keras.layers.RandomContrast((contrast, contrast), value_range=value_range,
+                                                           **common)
 
     def get_random_transformation(self, data, training=True, seed=None):
         transformation = super().get_random_transformation(data, training=training, seed=seed)

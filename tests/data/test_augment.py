@@ -169,6 +169,30 @@ def test_randaugment_draws_its_operations_for_each_image_of_a_batch(tmp_path):
     assert any(isinstance(sub, PerImageRandAugment) for sub in again._flatten_layers())
 
 
+def test_randaugment_geometry_and_tone_are_symmetric_and_scaled_as_published():
+    # stop 30: Keras hands its factor range (0, 0.5) to these layers as is: rotations of 0..180°,
+    # shifts of up to half the image one way only, brightness and contrast that only rise
+    x = np.full((512, 8, 8, 3), 128.0, "float32")
+    ra = PerImageRandAugment(value_range=(0, 255), factor=0.5, seed=0)
+    angle = keras.ops.convert_to_numpy(ra.random_rotation.get_random_transformation(x, training=True)["angle"])
+    assert -15.01 < angle.min() < -10 and 10 < angle.max() < 15.01  # ±30° x 0.5, both ways
+    shift = keras.ops.convert_to_numpy(
+        ra.random_translation.get_random_transformation(x, training=True)["translations"]) / 8  # px
+    for v in shift.T:  # x and y
+        assert -0.2251 < v.min() < -0.15 and 0.15 < v.max() < 0.2251  # ±45% x 0.5 of the side
+    shear = keras.ops.convert_to_numpy(ra.random_shear.get_random_transformation(x, training=True)["shear_factor"])
+    assert shear.min() < -0.1 and shear.max() > 0.1 and np.abs(shear).max() <= 0.15 + 1e-6
+    lifted = keras.ops.convert_to_numpy(ra.random_brightness(x, training=True)).mean(axis=(1, 2, 3)) - 128
+    assert lifted.min() < -40 and lifted.max() > 40 and np.abs(lifted).max() <= 0.25 * 255 + 1e-3
+    contrast = keras.ops.convert_to_numpy(
+        ra.random_contrast.get_random_transformation(x, training=True)["contrast_factor"])
+    assert 0.55 - 1e-6 <= contrast.min() < 0.7 and 1.3 < contrast.max() <= 1.45 + 1e-6
+    assert len(ra._layers) == len(keras.layers.RandAugment()._layers)  # Keras' own ones untracked
+    keras_own = keras.layers.RandAugment(factor=0.5, seed=0)  # what the preset used before
+    assert keras.ops.convert_to_numpy(keras_own.random_rotation.get_random_transformation(
+        x, training=True)["angle"]).max() > 90  # degrees
+
+
 def test_numpy_seeds_work_and_bad_alphas_and_seeds_are_named():
     augmentation("r1", seed=np.int64(1))  # Keras refused a NumPy integer seed
     batch_augmentation("cutmix", seed=np.int64(1))
