@@ -3,7 +3,8 @@
 Every preset is a ``keras.Sequential`` of Keras' own random preprocessing layers, so it runs in
 both places:
 
-- in the ``tf.data`` pipeline, on the CPU, one image at a time
+- in the ``tf.data`` pipeline, on the CPU, a batch at a time, one call after another (each image
+  still gets its own draw)
   (``make_dataset(..., training=True, augment="r4")``), which keeps the accelerator free and
   suits small models and feature caches;
 - inside the model, on the accelerator, a batch at a time (:func:`augment_in_model`); the layers

@@ -1418,18 +1418,6 @@ def finish_dataset(
         images = t[0] if lost is None else lost.count(t[0])
         return (tf.cast(images, tf.float32),) + tuple(t[1:])
 
-    if isinstance(augment, str):
-        augment = augment_mod.augmentation(augment, seed=seed)
-    if augment is not None and training:
-        layer = augment
-
-        def aug(*t):
-            img = layer(tf.cast(t[0], tf.float32)[None], training=True)[0]  # needs a batch axis
-            img = tf.clip_by_value(tf.cast(img, tf.float32), 0.0, 255.0)
-            return (img,) + tuple(t[1:])
-
-        # a stateful random layer gives the same draws only if images reach it in a fixed order
-        ds = _map(ds, aug, None if deterministic else autotune, deterministic)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune,
                   deterministic=deterministic)
     if cache_path is not None and not training:
@@ -1438,6 +1426,21 @@ def finish_dataset(
         ds = ds.cache(cache_path)
     # one cast per batch (cheaper than one per image), several batches at a time
     ds = ds.map(to_float, num_parallel_calls=autotune, deterministic=deterministic)
+    if isinstance(augment, str):
+        augment = augment_mod.augmentation(augment, seed=seed)
+    if augment is not None and training:
+        layer = augment
+
+        def aug(*t):
+            img = tf.clip_by_value(tf.cast(layer(t[0], training=True), tf.float32), 0.0, 255.0)
+            return (img,) + tuple(t[1:])
+
+        # A batch a call, one call at a time. Keras' random layers draw each image's own
+        # transformation within a batch, from one seed state that a call reads and then
+        # advances: calls in parallel (one image each, before stop 30) could read the same
+        # state, and about 1% of images took another's draw. A batch a call is also cheaper:
+        # RandAugment computes its 11 candidate operations once a batch instead of once an image.
+        ds = ds.map(aug)
     if isinstance(batch_augment, str):
         batch_augment = augment_mod.batch_augmentation(batch_augment, seed=seed)
     if batch_augment is not None and training:

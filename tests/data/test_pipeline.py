@@ -504,6 +504,22 @@ def test_sample_weights_are_yielded(image_folder):
 
 
 # --------------------------------------------------------------------------- cache, order, augment
+def test_unordered_augmentation_gives_every_image_its_own_draw(tmp_path):
+    # stop 30: with deterministic=False, images were augmented one a call, several calls at once,
+    # and Keras' random layers read then advance one seed state: about 1% of images took another
+    # image's rotation (identical images make two equal outputs mean one draw)
+    Image.fromarray(smooth_image(32, 32)).save(tmp_path / "a.png")
+    paths = [str(tmp_path / "a.png")] * 64
+    m = Manifest(paths, np.zeros(64, np.int64), ["a", "b"])
+    ds = make_dataset(m, 32, 16, training=True, augment="r1", seed=0, deterministic=False,
+                      num_parallel_calls=8, cache=False)
+    repeats = 0
+    for _ in range(8):
+        out = np.concatenate([x.numpy() for x, _ in ds]).reshape(64, -1)
+        repeats += 64 - len(np.unique(out, axis=0))
+    assert repeats == 0
+
+
 def test_cache_to_file_and_determinism(image_folder, tmp_path):
     m = folder_manifest(image_folder)
     kw = dict(training=True, augment="r1", seed=3, deterministic=True, cache=False)
