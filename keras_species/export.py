@@ -762,10 +762,11 @@ def _label_map_for(model: keras.Model, labels: LabelMap | Sequence[str] | PathLi
 
 # ------------------------------------------------------------------------------------ SavedModel
 def _serving_module(model: keras.Model, lmap: LabelMap, size: tuple[int, int]):
-    """A ``tf.Module`` holding ``model`` with the ``serve``/``serve_float``/``metadata`` functions."""
+    """A ``tf.Module`` holding ``model`` with the ``serve``/``serve_float``/``serve_bytes``/``metadata``
+    functions."""
     import tensorflow as tf
 
-    from keras_species.data.pipeline import scale_images, to_uint8
+    from keras_species.data.pipeline import decode_8bit, scale_images, to_uint8
 
     h, w = size
     class_names = tf.constant(lmap.class_names)
@@ -805,6 +806,17 @@ def _serving_module(model: keras.Model, lmap: LabelMap, size: tuple[int, int]):
     def serve_float(images):
         return outputs(resize(images))
 
+    def decode_one(data):
+        # the training pipeline's decoders: a JPEG at least twice the input size is decoded at
+        # 1/2, 1/4 or 1/8 scale in the DCT step, as make_dataset and predict decode its file
+        image = decode_8bit(data, draft_to=(h, w), draft=tf.io.is_jpeg(data))
+        return to_uint8(resize(image[None]))[0]
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve_bytes(image_bytes):
+        images = tf.map_fn(decode_one, image_bytes, fn_output_signature=tf.TensorSpec([h, w, 3], tf.uint8))
+        return outputs(tf.cast(images, tf.float32))
+
     @tf.function(input_signature=[])
     def metadata():
         return {
@@ -818,6 +830,7 @@ def _serving_module(model: keras.Model, lmap: LabelMap, size: tuple[int, int]):
     module.model = model  # tracks the Keras 3 variables
     module.serve = serve
     module.serve_float = serve_float
+    module.serve_bytes = serve_bytes
     module.metadata = metadata
     return module
 
@@ -830,6 +843,7 @@ def _write_saved_model(model, lmap, size, out: Path, replace: bool) -> Path:
         "serve": module.serve.get_concrete_function(),
         "serving_default": module.serve.get_concrete_function(),
         "serve_float": module.serve_float.get_concrete_function(),
+        "serve_bytes": module.serve_bytes.get_concrete_function(),
         "metadata": module.metadata.get_concrete_function(),
     }
     with atomic_folder(out, replace=replace, flag=_out_flag()) as tmp:

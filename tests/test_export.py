@@ -105,7 +105,7 @@ def _keras_probs(model, x) -> np.ndarray:
 
 def test_saved_model_parity_same_size(model, saved_model, images):
     loaded = tf.saved_model.load(str(saved_model))
-    assert {"serve", "serve_float", "serving_default", "metadata"} <= set(loaded.signatures)
+    assert {"serve", "serve_float", "serve_bytes", "serving_default", "metadata"} <= set(loaded.signatures)
     x = images["same"]
     out = loaded.signatures["serve"](images=tf.constant(x))
     expected = _keras_probs(model, x)
@@ -130,6 +130,29 @@ def test_saved_model_resizes_like_the_pipeline(model, saved_model, images, which
     f = loaded.signatures["serve_float"](images=tf.constant(x.astype(np.float32)))
     expected_f = _keras_probs(model, np.stack([_pipeline_resize(i, round_=False) for i in x]))
     assert np.abs(f["probabilities"].numpy() - expected_f).max() <= 1e-5
+
+
+def test_saved_model_serve_bytes_decodes_as_training_and_predict_do(model, saved_model, tmp_path):
+    # stop 30: `serve` takes decoded pixels, and a client that decodes a large JPEG whole sees
+    # other pixels than training, which decodes it at a reduced DCT scale (up to 30 levels
+    # apart); `serve_bytes` takes the files' bytes and decodes them as training does
+    from keras_species.predict import predict
+
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[0:150, 0:200]
+    photo = np.stack([128 + 100 * np.sin(xx / 7.0 + c) * np.cos(yy / 5.0) for c in range(3)], -1)
+    photo = np.clip(photo + rng.normal(0, 20, photo.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(photo).save(tmp_path / "big.jpg", quality=85)  # >= 4x SIZE: 1/4 scale
+    Image.fromarray(photo[:40, :50]).save(tmp_path / "small.jpg", quality=85)
+    Image.fromarray(photo[:45, :60]).save(tmp_path / "grey.png")
+    Image.fromarray(photo[:20, :30, 0]).convert("L").save(tmp_path / "grey_l.png")
+    files = [tmp_path / n for n in ("big.jpg", "small.jpg", "grey.png", "grey_l.png")]
+    loaded = tf.saved_model.load(str(saved_model))
+    out = loaded.signatures["serve_bytes"](image_bytes=tf.constant([f.read_bytes() for f in files]))
+    expected = predict(model, [str(f) for f in files]).probabilities
+    assert np.abs(out["probabilities"].numpy() - expected).max() <= 1e-5
+    whole = loaded.signatures["serve"](images=tf.constant(read_image(files[0])[None]))
+    assert np.abs(whole["probabilities"].numpy() - expected[:1]).max() > 1e-4  # what it fixes
 
 
 def test_saved_model_metadata_and_labels_json(saved_model):

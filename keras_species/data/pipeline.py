@@ -1022,7 +1022,6 @@ def decode_8bit(data, draft_to: tuple[int, int] | None = None, draft=None):
     """
     import tensorflow as tf
 
-
     def jpeg():
         if draft_to is None or draft is None:
             return decode_jpeg_png(data)
