@@ -36,6 +36,63 @@ _CSV_FIX = ("restore the file, or write it again (keras-species split; a recipe'
 """How to mend a damaged manifest CSV (see :meth:`Manifest.from_csv`)."""
 
 
+MANIFEST_CSV_MARK = "# classes: "
+"""How the first line of a manifest CSV starts (:meth:`Manifest.to_csv`)."""
+
+
+def manifest_csv_header(line: str) -> str | None:
+    """The ``# classes: [...] multilabel: ...`` line of a manifest CSV, as :meth:`Manifest.to_csv`
+    wrote it, from the file's first line: also after a spreadsheet saved the file again, which
+    reads the line's commas as cell breaks, writes each cell that holds a quote in quotes with
+    its quotes doubled, joins the cells with its own delimiter (``,``, ``;`` or tab) and may add
+    empty cells.
+
+    Args:
+        line: the file's first line.
+
+    Returns:
+        The line as written, or None when it is not a manifest CSV's first line.
+
+    Example:
+        >>> manifest_csv_header('"# classes: [""cod""\"," ""eel""] multilabel: false"')
+        '# classes: ["cod", "eel"] multilabel: false'
+    """
+    from keras_species.data.text import count_outside_quotes  # lazy: text imports this module
+
+    line = line.rstrip("\r\n")
+    if line.startswith(MANIFEST_CSV_MARK):
+        return line
+    delimiter = max((",", ";", "\t"), key=lambda d: count_outside_quotes(line, d))  # "," on a tie
+    cells = next(csv.reader([line], delimiter=delimiter), [])
+    while cells and not cells[-1].strip():  # a spreadsheet's empty cells after the line's own
+        cells.pop()
+    joined = ",".join(cells)
+    return joined if joined.startswith(MANIFEST_CSV_MARK) else None
+
+
+def _paths_beside(paths: list, manifest_path: str) -> list:
+    """A saved manifest's paths, each relative one (a file written or edited by hand) read from
+    the manifest's folder, as the readers read a CSV's, and ``~/...`` in the user's home folder;
+    absolute paths (what :meth:`Manifest.to_csv` and :meth:`Manifest.to_json` write) as they are."""
+    folder = os.path.dirname(os.path.abspath(manifest_path))
+    resolved = []
+    for p in paths:
+        if isinstance(p, str) and p and not os.path.isabs(p):
+            p = os.path.expanduser(p)
+            p = p if os.path.isabs(p) else os.path.normpath(os.path.join(folder, p))
+        resolved.append(p)
+    return resolved
+
+
+def _columns_delimiter(line: str) -> str:
+    """The delimiter of a manifest CSV's column line: ``,`` as written, or the ``;`` or tab a
+    spreadsheet saved it with (``path;labels;split``)."""
+    for delimiter in (",", ";", "\t"):
+        if {"path", "labels"} <= {cell.strip() for cell in line.rstrip("\r\n").split(delimiter)}:
+            return delimiter
+    return ","
+
+
 def counted(count: int, noun: str, plural: str | None = None) -> str:
     """``count`` and ``noun``, the noun in the plural unless ``count`` is one: for messages and
     reports (``"1 class"``, ``"3 classes"``, ``"1 epoch"``, ``"0 images"``).
@@ -508,18 +565,24 @@ class Manifest:
 
     @classmethod
     def from_csv(cls, path: str | os.PathLike) -> Manifest:
-        """Read a file written by :meth:`to_csv` (for arbitrary CSVs use ``sources.from_csv``)."""
+        """Read a file written by :meth:`to_csv` (for arbitrary CSVs use ``sources.from_csv``).
+
+        A file that a spreadsheet saved again reads too (its first line quoted, ``;``-separated
+        columns: :func:`manifest_csv_header`). Relative paths (a file written or edited by hand)
+        start at the file's folder; absolute ones are kept.
+        """
         from keras_species.data.text import read_text
 
         path = os.fspath(path)
         f = io.StringIO(read_text(path), newline="")
         first = f.readline()
-        if not first.startswith("# classes: "):
+        header = manifest_csv_header(first)
+        if header is None:
             raise ManifestError(
                 f"{path} is not a keras-species manifest CSV (no '# classes:' header); "
                 "read it with keras_species.data.sources.from_csv instead"
             )
-        head = first[len("# classes: "):]
+        head = header[len(MANIFEST_CSV_MARK):]
         names_json, _, flag = head.rpartition(" multilabel: ")
         class_names, bad_names = parse_json(names_json)
         multilabel, bad_flag = parse_json(flag)
@@ -528,7 +591,10 @@ class Manifest:
                 f"{path}: its first line {first.strip()!r} must read '# classes: [\"a\", ...] "
                 "multilabel: false' as keras-species wrote it; restore it"
             )
-        reader = csv.DictReader(f)
+        start = f.tell()
+        delimiter = _columns_delimiter(f.readline())
+        f.seek(start)
+        reader = csv.DictReader(f, delimiter=delimiter)
         missing = [c for c in ("path", "labels") if c not in (reader.fieldnames or [])]
         if missing:
             raise ManifestError(
@@ -569,7 +635,7 @@ class Manifest:
             labels = np.array([label_index(r, row["labels"]) if row["labels"] else UNLABELLED
                                for r, row in enumerate(rows)], np.int64)
         return cls(
-            paths=[row["path"] for row in rows],
+            paths=_paths_beside([row["path"] for row in rows], path),
             labels=labels,
             class_names=class_names,
             groups=[row["group"] for row in rows] if rows and "group" in rows[0] else None,
@@ -610,6 +676,9 @@ class Manifest:
     def from_json(cls, path: str | os.PathLike) -> Manifest:
         """Read a file written by :meth:`to_json`.
 
+        Relative paths (a file written or edited by hand) start at the file's folder; absolute
+        ones are kept.
+
         Raises:
             ManifestError: the file is not UTF-8, is damaged (truncated, empty, not a JSON
                 object) or lacks a field; the message names the file and why.
@@ -635,7 +704,7 @@ class Manifest:
             labels = np.array(doc["labels"])
         try:
             return cls(
-                paths=doc["paths"],
+                paths=_paths_beside(doc["paths"], path),
                 labels=labels,
                 class_names=doc["class_names"],
                 groups=doc.get("groups"),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import json
+import ntpath
 import os
 import re
 import unicodedata
@@ -30,8 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError, counted
-from keras_species.data.text import read_text
+from keras_species.data.manifest import (
+    UNLABELLED,
+    Manifest,
+    ManifestError,
+    counted,
+    manifest_csv_header,
+)
+from keras_species.data.text import count_outside_quotes, read_text, split_lines
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp")
 """File extensions read as images (case-insensitive)."""
@@ -129,9 +136,21 @@ def _own_groups_where_empty(groups: Sequence[str | None], paths: Sequence[str], 
     return [g if g else p for g, p in zip(groups, paths)]
 
 
+_WHOLE_NUMBER = re.compile(r"([+-]?\d+)(?:\.0+)?")
+"""A whole number as a class id is written: ``7``, ``007``, or ``7.0`` (as pandas writes an id
+column that has a gap, and spreadsheets a number-formatted one)."""
+
+
+def _whole_number(name: str) -> int | None:
+    """The whole number ``name`` writes (:data:`_WHOLE_NUMBER`), or None."""
+    match = _WHOLE_NUMBER.fullmatch(name)
+    return int(match.group(1)) if match else None
+
+
 def class_order(names: Iterable[str]) -> list[str]:
     """Distinct class names in the order their indices take: sorted, numerically when every name
-    is a whole number (class ids ``0, 1, 2, 10`` keep index = id order, not ``0, 1, 10, 2``).
+    is a whole number (class ids ``0, 1, 2, 10`` keep index = id order, not ``0, 1, 10, 2``;
+    ``0.0, 1.0, 2.0, 10.0`` as pandas writes them too).
 
     Args:
         names: class names, repeats allowed.
@@ -142,10 +161,13 @@ def class_order(names: Iterable[str]) -> list[str]:
     Example:
         >>> class_order(["10", "2", "0", "1", "2"]), class_order(["eel", "cod"])
         (['0', '1', '2', '10'], ['cod', 'eel'])
+        >>> class_order(["10.0", "2.0", "1.0"])
+        ['1.0', '2.0', '10.0']
     """
     distinct = set(names)
-    if distinct and all(re.fullmatch(r"[+-]?\d+", n) for n in distinct):
-        return sorted(distinct, key=lambda n: (int(n), n))
+    numbers = {n: _whole_number(n) for n in distinct}
+    if distinct and None not in numbers.values():
+        return sorted(distinct, key=lambda n: (numbers[n], n))
     return sorted(distinct)
 
 
@@ -537,7 +559,7 @@ def from_folder(
         )
     _warn_not_utf8(not_utf8, str(root_path))
     _warn_walk_problems(loops, unreadable)
-    _warn_case_variants(str(root_path), class_names)
+    _warn_spelling_variants(str(root_path), class_names)
     if empty:
         warnings.warn(
             f"class folders without images are not classes: {_names(empty, 20)} (in {root_path})",
@@ -570,24 +592,20 @@ def from_folder(
 # ---------------------------------------------------------------------------------- CSV
 def _read_csv_rows(path: str, text: str | None = None
                    ) -> tuple[list[str], list[dict[str, str]], int, list[int]]:
-    """Header and rows of a CSV (leading ``#`` comment lines skipped), the line each row starts
-    on, and the lines of the rows with fewer fields than the header (their missing cells read
-    as "").
+    """Header and rows of a CSV (leading ``#`` comment lines skipped, also a quoted ``"#...``
+    line as a spreadsheet saves one; Excel's ``sep=;`` first line sets the delimiter), the line
+    each row starts on, and the lines of the rows with fewer fields than the header (their
+    missing cells read as "").
     ``text`` is the file's text when the caller has read it already."""
     # line ends kept: a quoted cell that holds a line break keeps it (a file name with one)
-    lines = (read_text(path) if text is None else text).splitlines(keepends=True)
-    skip = 0
-    while skip < len(lines) and (lines[skip].startswith("#") or not lines[skip].strip()):
-        skip += 1
+    lines = split_lines(read_text(path) if text is None else text, keepends=True)
+    skip = _after_comments(lines, 0)
+    delimiter = _excel_separator(lines[skip]) if skip < len(lines) else None
+    if delimiter is not None:
+        skip = _after_comments(lines, skip + 1)
     if skip >= len(lines):
         raise ManifestError(_no_header_problem(path, lines))
-    try:
-        dialect = csv.Sniffer().sniff(lines[skip], delimiters=",;\t")
-        delimiter = dialect.delimiter
-    except csv.Error:
-        delimiter = ","
-    if delimiter == ";" and "," in lines[skip]:
-        delimiter = ","
+    delimiter = delimiter or _header_delimiter(lines[skip])
     reader = csv.reader(lines[skip:], delimiter=delimiter)
     header = [h.strip() for h in next(reader)]
     twice = sorted({h for h in header if h and header.count(h) > 1})
@@ -618,6 +636,51 @@ def _read_csv_rows(path: str, text: str | None = None
     return header, rows, row_lines, short
 
 
+def _after_comments(lines: Sequence[str], start: int) -> int:
+    """The index of the first line from ``start`` on that is neither blank nor a ``#`` comment
+    (``"#`` too: a spreadsheet quotes a comment line that holds a quote or a comma)."""
+    while start < len(lines) and (lines[start].startswith(("#", '"#')) or not lines[start].strip()):
+        start += 1
+    return start
+
+
+def _excel_separator(line: str) -> str | None:
+    """The delimiter an Excel ``sep=;`` line names (Excel writes it first to say which one the
+    file uses), or None when ``line`` is not one."""
+    match = re.fullmatch(r'"?sep=([^"\r\n])"?[ \t]*\r?\n?', line, re.IGNORECASE)
+    return match.group(1) if match else None
+
+
+_DELIMITERS = (",", ";", "\t")
+
+
+def _header_delimiter(line: str) -> str:
+    """The delimiter of a CSV whose header is ``line``: of ``,``, ``;`` and tab, the one that
+    gives a known path column (:data:`PATH_COLUMNS`; ``path;label;Länge, cm`` is ``;``-separated),
+    else the one ``line`` holds most often outside quotes (``,`` when it holds none)."""
+    counts = {d: count_outside_quotes(line, d) for d in _DELIMITERS}
+    naming = [d for d in _DELIMITERS if counts[d] and any(
+        _column_key(cell) in PATH_COLUMNS for cell in next(csv.reader([line], delimiter=d), []))]
+    return max(naming or _DELIMITERS, key=lambda d: counts[d])  # the first of the most: "," on a tie
+
+
+def _column_key(name: str) -> str:
+    """How a CSV column name is matched against the names the reader knows (:data:`PATH_COLUMNS`,
+    :data:`LABEL_COLUMNS`...): any case, with spaces and hyphens as ``_``.
+
+    Args:
+        name: a header cell.
+
+    Returns:
+        The key.
+
+    Example:
+        >>> _column_key(" Image Path "), _column_key("file-name")
+        ('image_path', 'file_name')
+    """
+    return re.sub(r"[\s-]+", "_", name.strip().lower())
+
+
 _CSV_LAYOUT = ("a CSV holds a header row naming its columns (e.g. path,label) and one row per "
                "image below it")
 
@@ -637,18 +700,28 @@ def _no_header_problem(path: str, lines: Sequence[str]) -> str:
     return f"{path} has no header row (it holds only {what}): {_CSV_LAYOUT}"
 
 
+def _by_key(header: Iterable[str]) -> dict[str, str]:
+    """The columns of ``header`` by :func:`_column_key` (the first of each key)."""
+    keyed: dict[str, str] = {}
+    for h in header:
+        keyed.setdefault(_column_key(h), h)
+    return keyed
+
+
 def _find_column(header: Sequence[str], wanted: str | None, candidates: Sequence[str], what: str,
                  path: str, required: bool = True) -> str | None:
-    lower = {h.lower(): h for h in header}
+    """The column named ``wanted`` (exactly, else in any case or spelling: :func:`_column_key`), or
+    the first of ``candidates`` found; refused naming the columns when it is missing."""
+    keyed = _by_key(header)
     if wanted is not None:
         if wanted in header:
             return wanted
-        if wanted.lower() in lower:
-            return lower[wanted.lower()]
+        if _column_key(wanted) in keyed:
+            return keyed[_column_key(wanted)]
         raise ManifestError(f"{path} has no {what} column {wanted!r}; its columns are {list(header)}")
     for c in candidates:
-        if c in lower:
-            return lower[c]
+        if c in keyed:
+            return keyed[c]
     if required:
         raise ManifestError(
             f"{path}: no {what} column found (looked for {', '.join(candidates)}); its columns are "
@@ -657,13 +730,94 @@ def _find_column(header: Sequence[str], wanted: str | None, candidates: Sequence
     return None
 
 
+def _number(text: str) -> float | None:
+    """The number a cell writes (``1.00``; ``1,00`` with a decimal comma, as a ``;``-separated
+    CSV from a European spreadsheet has it), or None."""
+    text = text.strip()
+    if re.fullmatch(r"[+-]?\d+,\d+", text):
+        text = text.replace(",", ".")
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
 def _binary(value: str) -> int | None:
+    """A 0/1 class cell's value: 1 for ``1``, ``1.00``, ``true``, ``yes``; 0 for ``0``,
+    ``0.00``, ``false``, ``no`` and an empty cell; None for anything else (``2``, ``x``)."""
     v = value.strip().lower()
-    if v in ("1", "1.0", "true", "yes"):
+    if v in ("true", "yes"):
         return 1
-    if v in ("0", "0.0", "false", "no", ""):
+    if v in ("false", "no", ""):
         return 0
-    return None
+    number = _number(v)
+    return int(number) if number in (0, 1) else None
+
+
+def _other_numbers_note(header: Sequence[str], rows: Sequence[dict[str, str]], line_of: Sequence[int],
+                        used: set[str]) -> str:
+    """What the message about missing class columns says of the columns that hold numbers, but
+    not only 0 and 1 (``0.5``, ``2``): each with its first such line and value, or ``""``."""
+    notes = []
+    for h in (h for h in header if h not in used):
+        numbers = [_number(r[h]) if r[h] else 0 for r in rows]  # an empty cell reads as 0
+        other = [i for i, n in enumerate(numbers) if n not in (0, 1)]
+        if other and None not in numbers:
+            notes.append(f"{h!r} (line {line_of[other[0]]}: {rows[other[0]][h]!r})")
+    if not notes:
+        return ""
+    one = len(notes) == 1
+    return (f"; the column{'' if one else 's'} {', '.join(notes[:_SHOW])} hold{'s' if one else ''} "
+            f"numbers other than 0 and 1, so {'it is' if one else 'they are'} not read as 0/1 class "
+            f"column{'' if one else 's'} (if {'it is a class' if one else 'they are classes'}, write "
+            "1 where the image has the class and 0 where not)")
+
+
+MISSING_LABELS = frozenset({"NA", "N/A", "n/a", "#N/A", "<NA>", "NaN", "nan", "-nan", "NULL", "null",
+                            str(UNLABELLED), f"{UNLABELLED}.0"})
+"""Label cells read as "no label", as an empty cell is: the missing-value marks that R (``NA``),
+pandas (``nan``, ``<NA>``), Excel (``#N/A``) and databases (``NULL``) write, and keras-species'
+own label of an unlabelled image (``-1``, :data:`~keras_species.data.manifest.UNLABELLED`)."""
+
+
+def _blank_missing_labels(path: str, column: str, cells: Sequence[str], line_of: Sequence[int],
+                          allowed: Sequence[str] | None) -> list[str]:
+    """``cells`` with each missing-value mark (:data:`MISSING_LABELS`) made empty: unlabelled,
+    with one warning giving the count, the marks and a line. A mark that ``allowed``
+    (``class_names=``) lists is a class."""
+    marks = MISSING_LABELS - set(allowed or ())
+    found = [i for i, c in enumerate(cells) if c in marks]
+    if not found:
+        return list(cells)
+    values = list(dict.fromkeys(cells[i] for i in found))  # in the order of the rows
+    one = len(found) == 1
+    warnings.warn(
+        f"{path}: {counted(len(found), 'row')} of column {column!r} hold{'s' if one else ''} "
+        f"{' or '.join(map(repr, values))} (e.g. line {line_of[found[0]]}), read as no label, as an "
+        f"empty cell is ({'a mark' if len(values) == 1 else 'marks'} of a missing value, as R, "
+        f"pandas, Excel and databases write it; {UNLABELLED} is keras-species' own for no label); "
+        "if it names a class, give the class another name",
+        stacklevel=3,
+    )
+    blank = set(found)
+    return ["" if i in blank else c for i, c in enumerate(cells)]
+
+
+def _warn_tag_sets_in_label_column(path: str, column: str, cells: Sequence[str],
+                                   line_of: Sequence[int]) -> None:
+    """Warn when cells of a single-label column look like tag sets (``cod;eel``): each is read
+    as one class of its own."""
+    sets = [i for i, c in enumerate(cells) if len([t for t in c.split(";") if t.strip()]) > 1]
+    if sets:
+        i = sets[0]
+        warnings.warn(
+            f"{path}: {counted(len(sets), 'label')} of the single-label column {column!r} look"
+            f"{'s' if len(sets) == 1 else ''} like ';'-separated tag sets (e.g. line {line_of[i]}: "
+            f"{cells[i]!r}), each read as one class of its own: for several labels per image "
+            "(multi-label), name the column 'labels' or 'tags' (in Python, labels_col=; "
+            "multilabel_resnet's --labels-col)",
+            stacklevel=3,
+        )
 
 
 def _ends_with_line_end(text: str) -> bool:
@@ -674,7 +828,7 @@ def _ends_with_line_end(text: str) -> bool:
 def _last_line_ended(text: str, lines: Sequence[int]) -> bool:
     """Whether the last entry, on line ``lines[-1]`` of ``text``, is not cut off: the file ends
     with a line end, or other lines (a comment, a blank row) follow that entry."""
-    return _ends_with_line_end(text) or not lines or lines[-1] != len(text.splitlines())
+    return _ends_with_line_end(text) or not lines or lines[-1] != len(split_lines(text))
 
 
 _CUT_ADVICE = ("Check that line against the original: complete it, or add a line end after it if "
@@ -714,7 +868,7 @@ def _warn_short_class_rows(path: str, text: str, short: Sequence[int], width: in
         return
     lines = ", ".join(f"line {ln}" for ln in short[:_SHOW]) + (" ..." if len(short) > _SHOW else "")
     cut = ""
-    if not _ends_with_line_end(text) and short[-1] == len(text.splitlines()):  # the last line
+    if not _ends_with_line_end(text) and short[-1] == len(split_lines(text)):  # the last line
         cut = " " + _cut_note(short[-1])
     warnings.warn(
         f"{path}: {len(short)} row(s) have fewer fields than the header's {width} columns "
@@ -818,9 +972,7 @@ def resolve_csv_paths(
         ['/data/cod/1.jpg']
     """
     base = Path(root).expanduser().absolute() if root is not None else Path(csv_path).parent
-    if os.sep == "/":  # a CSV written on Windows: img\\cat\\1.jpg
-        rel_paths = [p.replace("\\", "/") if "\\" in p and not os.path.isfile(os.path.join(base, p)) else p
-                     for p in rel_paths]
+    rel_paths = [_local_path(p, base) for p in rel_paths]
     abs_paths = [os.path.normpath(p if os.path.isabs(p) else os.path.join(base, p)) for p in rel_paths]
     exists = np.array([os.path.isfile(p) for p in abs_paths], bool)
     listings: dict[str, dict[str, list[str]]] = {}
@@ -832,6 +984,59 @@ def resolve_csv_paths(
         if alt_exists.sum() > exists.sum():
             abs_paths, exists, base = alt, alt_exists, base / "images"
     return abs_paths, exists, base
+
+
+def _local_path(path: str, base: str | os.PathLike) -> str:
+    """A path as a file lists it, as a path of this machine: ``~/...`` in the user's home
+    folder, and on Linux and macOS a Windows path's ``\\`` as ``/`` (``img\\cod\\1.jpg``), unless
+    a file of the name as written lies under ``base``."""
+    if not path.startswith("~") and not (os.sep == "/" and "\\" in path):
+        return path
+    if os.path.isfile(os.path.join(base, path)):
+        return path
+    if os.sep == "/":
+        path = path.replace("\\", "/")
+    return os.path.expanduser(path)  # only a leading ~ (or ~user) is expanded
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+"""The start of a URL (``https://``, ``s3://``, ``gs://``...)."""
+_WINDOWS_ABSOLUTE = re.compile(r"[A-Za-z]:[\\/]|\\\\")
+"""The start of a Windows absolute path: a drive (``C:\\``) or a network share (``\\\\server``)."""
+
+
+def _foreign_paths_note(given: Sequence[str], lines: Sequence[int], unit: str) -> tuple[str, int]:
+    """What a message about missing files says of the entries no root can make local: URLs, and
+    (on Linux and macOS) Windows absolute paths from another machine. Returns the note (``""``
+    when there are none) and how many of ``given`` it covers."""
+    urls = [i for i, p in enumerate(given) if _URL.match(p)]
+    drives = [i for i, p in enumerate(given) if os.sep == "/" and _WINDOWS_ABSOLUTE.match(p)]
+    notes = []
+    if urls:
+        i = urls[0]
+        notes.append(
+            f"{counted(len(urls), 'of them is a URL', 'of them are URLs')} (e.g. line {lines[i]}: "
+            f"{given[i]!r}), and URLs are not read: download the images first (e.g. with wget, "
+            "aws s3 cp or gsutil cp) and list their local paths")
+    if drives:
+        i = drives[0]
+        prefix = _windows_prefix([given[j] for j in drives])
+        path_format = ("; --path-format (path_format=) builds the paths from other columns "
+                       "instead, e.g. '{class}/{file}'") if unit == "rows" else ""
+        notes.append(
+            f"{counted(len(drives), 'of them is a Windows absolute path', 'of them are Windows absolute paths')} "
+            f"from another machine (e.g. line {lines[i]}: {given[i]!r}): rewrite their start "
+            f"{prefix!r} to the images' folder on this machine, or cut it off and give that "
+            f"folder as --root DIR (in Python: root=){path_format}")
+    return "; ".join(notes), len(urls) + len(drives)
+
+
+def _windows_prefix(paths: Sequence[str]) -> str:
+    """The folder that Windows paths share (``C:\\data\\imgs``), or their drive if none."""
+    try:
+        return ntpath.commonpath([ntpath.dirname(p) for p in paths])
+    except ValueError:  # several drives
+        return ntpath.splitdrive(paths[0])[0] + "\\"
 
 
 def _names_by_form(folder: str, listings: dict[str, dict[str, list[str]]]) -> dict[str, list[str]]:
@@ -1025,21 +1230,26 @@ def _check_missing(listed: ListedFiles, on_missing: str, unit: str, hint: str = 
     lines = [listed.lines[i] for i in gone]
     cut = f". {listed.cut_note()}" if listed.cut_note() else ""
     forms = _several_forms_note(lines, missing)
-    if on_missing == "error":
+    foreign, covered = _foreign_paths_note([listed.given[i] for i in gone] if listed.given else [],
+                                           lines, unit)
+    notes = "".join(note + "; " for note in (forms, foreign) if note)
+    root = covered < len(gone)  # --root can help: not every missing entry is a URL or from Windows
+    if on_missing == "error" and root:
         fix = (f"give --root DIR, the folder the paths are relative to, or --on-missing skip to "
                f"leave those {unit} out (in Python: root=, on_missing='skip')")
+    elif on_missing == "error":
+        fix = f"or give --on-missing skip to leave those {unit} out (in Python: on_missing='skip')"
     elif len(gone) == len(listed.paths):  # skipping them all would leave nothing to read
-        fix = (f"give --root DIR, the folder the paths are relative to (in Python: root=): "
-               f"skipping the missing files (--on-missing skip) leaves none of the {unit}")
+        fix = (("give --root DIR, the folder the paths are relative to (in Python: root=): " if root
+                else "") + f"skipping the missing files (--on-missing skip) leaves none of the {unit}")
     if on_missing == "error" or len(gone) == len(listed.paths):
         raise ManifestError(
             f"{listed.source}: {len(missing)} of {len(listed.paths)} listed files do not exist under "
-            f"{listed.base} (e.g. {_with_lines(lines, missing)}); {forms + '; ' if forms else ''}"
-            f"{hint}{fix}{cut}"
+            f"{listed.base} (e.g. {_with_lines(lines, missing)}); {notes}{hint}{fix}{cut}"
         )
     warnings.warn(
         f"{listed.source}: skipped {counted(len(missing), unit[:-1], unit)} whose file does not exist "
-        f"(e.g. {_with_lines(lines, missing, 3)}){'; ' + forms if forms else ''}{cut}",
+        f"(e.g. {_with_lines(lines, missing, 3)}){'; ' + notes.removesuffix('; ') if notes else ''}{cut}",
         stacklevel=3,
     )
     return missing
@@ -1271,9 +1481,9 @@ def from_csv(
 
     # --- label layout
     if label_col is None and labels_col is None and class_columns is None:
-        lower = {h.lower(): h for h in header if h not in used}
-        auto_single = next((lower[c] for c in LABEL_COLUMNS if c in lower), None)
-        auto_set = next((lower[c] for c in LABELSET_COLUMNS if c in lower), None)
+        keyed = _by_key(h for h in header if h not in used)
+        auto_single = next((keyed[c] for c in LABEL_COLUMNS if c in keyed), None)
+        auto_set = next((keyed[c] for c in LABELSET_COLUMNS if c in keyed), None)
         if auto_set is not None:
             labels_col = auto_set
         elif auto_single is not None:
@@ -1284,14 +1494,16 @@ def from_csv(
     bad: list[tuple[int, str]] = []
     if label_col is not None:
         lcol = _find_column(header, label_col, (), "label", path)
-        values = [r[lcol] for r in rows]
+        values = _blank_missing_labels(path, lcol, [r[lcol] for r in rows], line_of, allowed)
+        _warn_tag_sets_in_label_column(path, lcol, values, line_of)
         names = allowed if allowed is not None else class_order(v for v in values if v)
         index = {c: i for i, c in enumerate(names)}
         bad = [(line_of[i], v) for i, v in enumerate(values) if v and v not in index]
         labels = np.array([index.get(v, UNLABELLED) if v else UNLABELLED for v in values], np.int64)
     elif labels_col is not None:
         lcol = _find_column(header, labels_col, (), "labels", path)
-        sets = [[t.strip() for t in r[lcol].split(";") if t.strip()] for r in rows]
+        cells = _blank_missing_labels(path, lcol, [r[lcol] for r in rows], line_of, allowed)
+        sets = [[t.strip() for t in cell.split(";") if t.strip()] for cell in cells]
         if allowed is None and any(sets) and {t for s in sets for t in s} <= {"0", "1"}:
             others = [h for h in header if all(_binary(r[h]) is not None for r in rows)]
             raise ManifestError(
@@ -1328,6 +1540,7 @@ def from_csv(
                     f"';'-separated tag sets){rename}, or give one 0/1 column per class (in Python, "
                     "label_col=, labels_col= or class_columns= name them). Images without labels "
                     "(for audit or predict): list their paths one per line in a .txt file"
+                    + _other_numbers_note(header, rows, line_of, used)
                 )
         else:
             cols = [_find_column(header, c, (), "class", path) for c in class_columns]
@@ -1368,7 +1581,8 @@ def from_csv(
         _warn_if_last_label_cut(path, text, line_of[-1], sets[-1], sets[:-1])
 
     abs_paths, exists, base = resolve_csv_paths(rel_paths, path, root)
-    listed = ListedFiles(path, abs_paths, line_of, exists, base, _last_line_ended(text, line_of))
+    listed = ListedFiles(path, abs_paths, line_of, exists, base, _last_line_ended(text, line_of),
+                         given=list(rel_paths))
     hint = ""
     if not exists.any() and path_format is None and pcol is not None and label_col is not None:
         hint = _class_folder_hint(base, header, rows, lcol, pcol)
@@ -1428,7 +1642,7 @@ def from_csv(
     if m.num_classes == 1:
         warnings.warn(f"{path} has a single class ({names[0]!r}); splitting and training need at least 2",
                       stacklevel=2)
-    _warn_case_variants(path, names)
+    _warn_spelling_variants(path, names)
     return m
 
 
@@ -1451,31 +1665,78 @@ def _warn_tag_columns_disagree(path: str, lcol: str, header: Sequence[str], rows
             "or leave one of them out", stacklevel=3)
 
 
-def _warn_case_variants(path: str, names: Sequence[str]) -> None:
-    """Warn of class names that differ only in case or surrounding form (``Fish`` and ``fish``):
-    each is a class of its own, which is rarely what a hand-made label column means."""
+def _without_leading_zeros(name: str) -> str:
+    """A whole number's text without its leading zeros (``007`` -> ``7``); other text as it is."""
+    return re.sub(r"^([+-]?)0+(?=\d)", r"\1", name) if _whole_number(name) is not None else name
+
+
+def _without_point_zero(name: str) -> str:
+    """A whole number's text without a ``.0`` suffix (``7.0`` -> ``7``); other text as it is."""
+    return re.sub(r"\.0+$", "", name) if _whole_number(name) is not None else name
+
+
+_SPELLINGS: tuple[tuple[str, Callable[[str], str]], ...] = (
+    ("Unicode form", lambda n: unicodedata.normalize("NFC", n)),
+    ("spacing", lambda n: " ".join(n.split())),
+    ("case", str.casefold),
+    ("leading zeros", _without_leading_zeros),
+    ("a '.0' suffix", _without_point_zero),
+)
+"""The ways two spellings of one class name differ (:func:`_warn_spelling_variants`), each with
+the function that writes a name one way."""
+
+
+def _spelled_one_way(name: str, leave_out: str = "") -> str:
+    """``name`` written one way in each respect of :data:`_SPELLINGS` but ``leave_out``."""
+    for what, spell in _SPELLINGS:
+        if what != leave_out:
+            name = spell(name)
+    return name
+
+
+def _spelling_differences(names: Sequence[str]) -> list[str]:
+    """How names of one spelling differ: each respect of :data:`_SPELLINGS` in which they still
+    differ when written one way in all the others (``'Gadus  morhua'`` and ``'gadus morhua'``:
+    spacing and case)."""
+    return [what for what, _ in _SPELLINGS if len({_spelled_one_way(n, what) for n in names}) > 1]
+
+
+def _warn_spelling_variants(path: str, names: Sequence[str]) -> None:
+    """Warn of class names that differ only in spelling: case or Unicode form (``Fish`` and
+    ``fish``), repeated inner spaces (``Gadus  morhua``), or, for class ids, leading zeros or a
+    ``.0`` suffix (``1``, ``001`` and ``1.0``, as spreadsheets and pandas rewrite numbers). Each
+    stays a class of its own, which is rarely what a hand-made label column means."""
     by_key: dict[str, list[str]] = {}
     for name in names:
-        by_key.setdefault(unicodedata.normalize("NFC", name).casefold(), []).append(name)
+        by_key.setdefault(_spelled_one_way(name), []).append(name)
     variants = [group for group in by_key.values() if len(group) > 1]
-    if variants:
-        shown = "; ".join(" and ".join(repr(n) for n in group) for group in variants[:5])
-        warnings.warn(f"{path}: {counted(len(variants), 'set', 'sets')} of class names differ only in case "
-                      f"or Unicode form ({shown}): each name is a class of its own; if they are one "
-                      "class, write it one way", stacklevel=3)
+    if not variants:
+        return
+    shown = "; ".join(" and ".join(repr(n) for n in group) + f" ({', '.join(_spelling_differences(group))})"
+                      for group in variants[:_SHOW])
+    numbers = any(_whole_number(n) is not None for group in variants for n in group)
+    warnings.warn(
+        f"{path}: {counted(len(variants), 'set', 'sets')} of class names differ only in spelling "
+        f"({shown}{' ...' if len(variants) > _SHOW else ''}): each name is a class of its own; if "
+        "they are one class, write it one way throughout"
+        + (" (a spreadsheet or pandas rewrites numbers as 1.0 or without leading zeros: format "
+           "the label column as text before saving)" if numbers else ""),
+        stacklevel=3,
+    )
 
 
 # ---------------------------------------------------------------------------------- path lists
 def _names_a_path_column(line: str) -> bool:
     """Whether ``line`` is a CSV header with a path column (:data:`PATH_COLUMNS`, any case)."""
-    cells = (cell.strip().strip('"').lower() for cell in re.split(r"[,;\t]", line))
+    cells = (_column_key(cell.strip().strip('"')) for cell in re.split(r"[,;\t]", line))
     return any(cell in PATH_COLUMNS for cell in cells)
 
 
 def _first_line(path: str) -> str:
-    """The first line of a text file that is neither blank nor a ``#`` comment ("" if none)."""
-    for line in read_text(path, limit=1 << 16).splitlines():  # a long list is not read twice
-        if line.strip() and not line.lstrip().startswith("#"):
+    """The first line of a text file that is neither blank, nor a ``#`` comment, nor Excel's
+    ``sep=;`` line ("" if none)."""
+    for line in split_lines(read_text(path, limit=1 << 16)):  # a long list is not read twice
+        if line.strip() and not line.lstrip().startswith("#") and _excel_separator(line) is None:
             return line
     return ""
 
@@ -1502,7 +1763,7 @@ def is_path_list(path: str | os.PathLike) -> bool:
         True
     """
     path = os.fspath(path)
-    suffix = os.path.splitext(path)[1].lower()
+    suffix = _data_suffix(path)
     if suffix not in LIST_EXTENSIONS or not os.path.isfile(path):
         return False
     return suffix == ".lst" or not _names_a_path_column(_first_line(path))
@@ -1532,7 +1793,7 @@ def read_path_list(path: str | os.PathLike, root: str | os.PathLike | None = Non
     """
     path = os.fspath(Path(path).expanduser().absolute())
     text = read_text(path)
-    numbered = [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1)]
+    numbered = [(n, line.strip()) for n, line in enumerate(split_lines(text), start=1)]
     numbered = [(n, entry) for n, entry in numbered if entry and not entry.startswith("#")]
     lines = [n for n, _ in numbered]
     entries = [entry for _, entry in numbered]
@@ -1711,6 +1972,90 @@ def _merge_repeated_files(path: str, paths: list[str], images: list[dict], tags:
         )
 
 
+def _id_type_note(value: object, known: Iterable[object], what: str) -> str:
+    """What a message about an unknown id adds when it names a known id but for its type
+    (``"1"`` for ``1``), or ``""``."""
+    same = next((k for k in known if str(k) == str(value) and type(k) is not type(value)), None)
+    if same is None:
+        return ""
+    return (f": the {what} ids are {type(same).__name__}s ({same!r}) and this one a "
+            f"{type(value).__name__} ({value!r}), the same id but for its type: write them all "
+            "as numbers or all as strings")
+
+
+def _coco_classes(doc: dict, path: str) -> tuple[list[dict], list[str]]:
+    """The categories of an iNat/COCO JSON in class order (by id, numerically also when the ids
+    are strings) and their class names (a blank name: its id; a name used twice: with its id)."""
+    cats = _coco_entries(doc, "categories", {"id": (int, str)}, path)
+    if len({type(c["id"]) for c in cats}) > 1:
+        raise ManifestError(f"{path}: 'categories' ids mix numbers and strings: make them all one kind")
+    seen_ids: set = set()
+    for c in cats:
+        if c["id"] in seen_ids:
+            raise ManifestError(f"{path}: category id {c['id']!r} appears twice in 'categories': give "
+                                "each category its own id")
+        seen_ids.add(c["id"])
+    order = class_order(str(c["id"]) for c in cats)  # string ids "2" before "10", as numbers
+    rank = {c: i for i, c in enumerate(order)}
+    cats = sorted(cats, key=lambda c: rank[str(c["id"])])
+    names = [str(c.get("name") or c["id"]).strip() or str(c["id"]) for c in cats]  # a blank name: its id
+    counts: dict[str, int] = {}
+    for n in names:
+        counts[n] = counts.get(n, 0) + 1
+    names = [n if counts[n] == 1 else f"{n} ({c['id']})" for n, c in zip(names, cats)]
+    _warn_spelling_variants(path, names)  # 'Bombus' and 'bombus' are two categories: say so
+    return cats, names
+
+
+def _coco_tags(annotations: Sequence[dict], path: str, img_index: dict, cat_index: dict,
+               images: Sequence[dict]) -> list[set[int]]:
+    """Each image's category indices from the annotations, refusing one that names an unknown
+    image or category (saying when the id differs from a known one only in type). Annotations
+    without a ``category_id`` label nothing, with one warning."""
+    tags: list[set[int]] = [set() for _ in img_index]
+    without: list[dict] = []
+    for a in annotations:
+        if a.get("category_id") is None:
+            without.append(a)
+            continue
+        if "image_id" not in a:
+            raise ManifestError(f"{path}: annotation {a.get('id')!r} has no 'image_id': every "
+                                "annotation names the image it labels")
+        if a["image_id"] not in img_index:
+            raise ManifestError(f"{path}: annotation {a.get('id')!r} refers to unknown image id "
+                                f"{a['image_id']!r}{_id_type_note(a['image_id'], img_index, 'image')}")
+        if a["category_id"] not in cat_index:
+            note = _id_type_note(a["category_id"], cat_index, "category")
+            raise ManifestError(
+                f"{path}: annotation {a.get('id')!r} refers to category id {a['category_id']!r} that "
+                f"is not in 'categories'{note}"
+            )
+        tags[img_index[a["image_id"]]].add(cat_index[a["category_id"]])
+    if without:
+        a = without[0]
+        known = isinstance(a.get("image_id"), int | str) and a["image_id"] in img_index
+        image = images[img_index[a["image_id"]]]["file_name"] if known else None
+        warnings.warn(
+            f"{path}: {counted(len(without), 'annotation has', 'annotations have')} no "
+            f"'category_id' (e.g. annotation {a.get('id')!r}"
+            + (f", of image {a['image_id']!r}: {image!r}" if image is not None else "")
+            + f"), so {'it labels' if len(without) == 1 else 'they label'} nothing: an image "
+            "without another annotation is read as unlabelled; give each its category id, or "
+            "remove it",
+            stacklevel=3,
+        )
+    return tags
+
+
+def _coco_file_path(base: Path, file_name: str) -> str:
+    """The absolute path of an image's ``file_name``: under ``base`` when relative; on Linux and
+    macOS a Windows name's ``\\`` as ``/`` (``train\\a.jpg``), as the CSV reader reads one
+    (not checked against the disk: an iNat file lists millions)."""
+    if os.sep == "/":
+        file_name = file_name.replace("\\", "/")
+    return os.path.normpath(os.path.join(base, file_name))
+
+
 def from_coco_json(
     path: str | os.PathLike,
     *,
@@ -1723,9 +2068,12 @@ def from_coco_json(
     Uses ``images`` (``id``, ``file_name``), ``annotations`` (``image_id``, ``category_id``) and
     ``categories`` (``id``, ``name``). Classes are the categories sorted by id (ids need not be
     contiguous); their indices are stable across files sharing the category list. Images without
-    an annotation are unlabelled (single-label) or tag-free (multi-label). File existence is
-    checked on a sample of 20 images only (iNat has millions of files): none of them found stops
-    with an error (a wrong ``image_root``); ``audit`` reports the missing ones otherwise.
+    an annotation are unlabelled (single-label) or tag-free (multi-label); a file of images only
+    (no ``annotations`` and no ``categories``, as iNat's test sets) is read as unlabelled images
+    without classes. An annotation without ``category_id`` labels nothing (one warning). File
+    existence is checked on a sample of 20 images only (iNat has millions of files): none of
+    them found stops with an error (a wrong ``image_root``); ``audit`` reports the missing ones
+    otherwise. A gzip-compressed file (``train.json.gz``) is read as well.
 
     Args:
         path: the JSON file.
@@ -1749,32 +2097,17 @@ def from_coco_json(
         from keras_species.data.shards import shard_folder_problem  # lazy: shards imports sources
 
         raise ManifestError(shard_folder_problem(os.path.dirname(path)) or f"{path} describes shards")
-    if not isinstance(doc, dict) or "images" not in doc or "categories" not in doc:
+    if not isinstance(doc, dict) or "images" not in doc:
         raise ManifestError(
-            f"{path} is not an iNat/COCO annotation file: it needs 'images', 'annotations' and "
-            "'categories' lists"
+            f"{path} is not an iNat/COCO annotation file: it needs an 'images' list, and "
+            "'annotations' and 'categories' lists for labels"
         )
     base = Path(image_root).expanduser().absolute() if image_root is not None else Path(path).parent
-    cats = _coco_entries(doc, "categories", {"id": (int, str)}, path)
-    if len({type(c["id"]) for c in cats}) > 1:
-        raise ManifestError(f"{path}: 'categories' ids mix numbers and strings: make them all one kind")
-    if not cats:
-        raise ManifestError(f"{path}: 'categories' is empty: a data set needs at least one class")
-    seen_ids: set = set()
-    for c in cats:
-        if c["id"] in seen_ids:
-            raise ManifestError(f"{path}: category id {c['id']!r} appears twice in 'categories': give "
-                                "each category its own id")
-        seen_ids.add(c["id"])
-    order = class_order(str(c["id"]) for c in cats)  # string ids "2" before "10", as numbers
-    rank = {c: i for i, c in enumerate(order)}
-    cats = sorted(cats, key=lambda c: rank[str(c["id"])])
-    names = [str(c.get("name") or c["id"]).strip() or str(c["id"]) for c in cats]  # a blank name: its id
-    counts: dict[str, int] = {}
-    for n in names:
-        counts[n] = counts.get(n, 0) + 1
-    names = [n if counts[n] == 1 else f"{n} ({c['id']})" for n, c in zip(names, cats)]
-    _warn_case_variants(path, names)  # 'Bombus' and 'bombus' are two categories: say so
+    annotations = _coco_entries(doc, "annotations", {}, path)
+    if not doc.get("categories") and any(a.get("category_id") is not None for a in annotations):
+        raise ManifestError(f"{path}: 'categories' is {'empty' if 'categories' in doc else 'missing'}, "
+                            "but its annotations name categories: list them (id and name)")
+    cats, names = _coco_classes(doc, path)
     cat_index = {c["id"]: i for i, c in enumerate(cats)}
     images = _coco_entries(doc, "images", {"id": (int, str), "file_name": (str,)}, path)
     img_index = {}
@@ -1782,21 +2115,7 @@ def from_coco_json(
         if im["id"] in img_index:
             raise ManifestError(f"{path}: image id {im['id']!r} appears twice in 'images'")
         img_index[im["id"]] = i
-    tags: list[set[int]] = [set() for _ in images]
-    for a in _coco_entries(doc, "annotations", {}, path):
-        if a.get("category_id") is None:
-            continue
-        if "image_id" not in a:
-            raise ManifestError(f"{path}: annotation {a.get('id')!r} has no 'image_id': every "
-                                "annotation names the image it labels")
-        if a["image_id"] not in img_index:
-            raise ManifestError(f"{path}: annotation {a.get('id')!r} refers to unknown image id {a['image_id']!r}")
-        if a["category_id"] not in cat_index:
-            raise ManifestError(
-                f"{path}: annotation {a.get('id')!r} refers to category id {a['category_id']!r} that "
-                "is not in 'categories'"
-            )
-        tags[img_index[a["image_id"]]].add(cat_index[a["category_id"]])
+    tags: list[set[int] | None] = list(_coco_tags(annotations, path, img_index, cat_index, images))
     several = [i for i, t in enumerate(tags) if len(t) > 1]
     if multilabel is None:
         multilabel = bool(several)
@@ -1805,7 +2124,7 @@ def from_coco_json(
             f"{path}: {counted(len(several), 'image')} carr{'ies' if len(several) == 1 else 'y'} several categories (e.g. "
             f"{images[several[0]]['file_name']!r}): pass multilabel=True"
         )
-    paths = [os.path.normpath(os.path.join(base, im["file_name"])) for im in images]
+    paths = [_coco_file_path(base, im["file_name"]) for im in images]
     _merge_repeated_files(path, paths, images, tags)
     keep = [i for i, t in enumerate(tags) if t is not None]
     if len(keep) < len(paths):
@@ -1844,13 +2163,32 @@ def from_coco_json(
 
 # ---------------------------------------------------------------------------------- dispatch
 def _is_manifest_csv(path: str) -> bool:
-    with open(path, encoding="utf-8-sig", errors="replace") as f:
-        return f.readline().startswith("# classes: ")
+    """Whether ``path`` starts as a manifest CSV does (:func:`manifest_csv_header`: also one a
+    spreadsheet saved again, its first line quoted). A file that is not text is not one (its
+    reader says why)."""
+    try:
+        lines = split_lines(read_text(path, limit=1 << 16))
+    except ManifestError:
+        return False
+    return bool(lines) and manifest_csv_header(lines[0]) is not None
 
 
 def _is_manifest_json(path: str) -> bool:
-    with open(path, encoding="utf-8", errors="replace") as f:
-        return "keras-species-manifest/" in f.read(4096)
+    """Whether ``path`` is a manifest JSON (:meth:`Manifest.to_json` names its format early)."""
+    try:
+        return "keras-species-manifest/" in read_text(path, limit=4096)
+    except ManifestError:
+        return False
+
+
+def _data_suffix(path: str | os.PathLike) -> str:
+    """The extension that says what a data file is, lower case: a compressed file's before its
+    ``.gz`` (``labels.csv.gz`` is a ``.csv``; :func:`~keras_species.data.text.read_text`
+    decompresses it)."""
+    name = os.path.basename(os.fspath(path)).lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    return os.path.splitext(name)[1]
 
 
 _FIXED = ("group_regex",)
@@ -1941,7 +2279,7 @@ def _fixed(kind: str, read: Callable[[], Manifest]) -> tuple[SourceKind, Callabl
 def _list_kind(source: str | os.PathLike) -> tuple[SourceKind, Callable[..., Manifest]]:
     """A text list of paths, one per line (:func:`from_path_list`): its kind, saying why
     ``source`` is read as one, and its reading."""
-    why = ("a .lst file is one" if os.fspath(source).lower().endswith(".lst") else
+    why = ("a .lst file is one" if _data_suffix(source) == ".lst" else
            f"its first line is not a CSV header naming a path column: {', '.join(PATH_COLUMNS)}")
     return _read_with(from_path_list, Path(source).expanduser(), f"a list of paths, one per line ({why})",
                       note="a list takes --root (root=), --on-missing (on_missing=) and "
@@ -2026,7 +2364,7 @@ def _reader(source: str | os.PathLike | Manifest) -> tuple[SourceKind, Callable[
             f"{source} does not exist: give 'demo', a folder of class subfolders, a CSV, an "
             "iNat/COCO JSON, a saved manifest or a .txt/.lst list of image paths"
         )
-    suffix = p.suffix.lower()
+    suffix = _data_suffix(p)
     if suffix in (".csv", ".tsv") + LIST_EXTENSIONS:
         if _is_manifest_csv(str(p)):
             return _fixed("a saved manifest", lambda: Manifest.from_csv(p))
@@ -2039,7 +2377,7 @@ def _reader(source: str | os.PathLike | Manifest) -> tuple[SourceKind, Callable[
         return _read_with(from_coco_json, p, "an iNat/COCO JSON", aliases={"root": "image_root"})
     raise ManifestError(
         f"{source}: unknown kind of source (extension {suffix!r}); give a folder, a .csv, a "
-        ".json or a .txt/.lst list of image paths"
+        ".json or a .txt/.lst list of image paths (also gzip-compressed: .csv.gz, .json.gz)"
     )
 
 

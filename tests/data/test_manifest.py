@@ -144,7 +144,7 @@ def test_an_image_without_a_group_id_is_a_group_of_its_own(tmp_path: Path) -> No
     path = tmp_path / "m.json"
     path.write_text(json.dumps({"format": "keras-species-manifest/1", "paths": ["a.png", "b.png"], "labels": [0, 1],
                                 "class_names": ["cod", "eel"], "groups": [None, None]}))
-    assert Manifest.from_json(path).groups == ["a.png", "b.png"]
+    assert Manifest.from_json(path).groups == [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
     paths = [f"{c}{i}.png" for c in "xy" for i in range(10)]
     grouped = Manifest(paths[:10], np.zeros(10, int), ["cod", "eel"], groups=["1"] * 5 + ["2"] * 5)
     plain = Manifest(paths[10:], np.ones(10, int), ["cod", "eel"])
@@ -202,7 +202,7 @@ def test_a_label_index_outside_the_class_list_names_the_row_and_the_file(tmp_pat
     doc = json.loads(path.read_text())
     doc["labels"][1] = 3
     path.write_text(json.dumps(doc))
-    with pytest.raises(ManifestError, match=rf"^{path}: label index 3 of row 1 \('b.png'\) is outside 0..1"):
+    with pytest.raises(ManifestError, match=rf"^{path}: label index 3 of row 1 \('{tmp_path}/b.png'\) is outside 0..1"):
         Manifest.from_json(path)
     doc["labels"] = [0]
     path.write_text(json.dumps(doc))
@@ -288,3 +288,35 @@ def test_object_labels_bytes_columns_and_extras_without_a_length():
     assert len(m.split("train")) == 1  # bytes split names were "b'train'"
     with pytest.raises(ManifestError, match="label nan of row 1"):
         Manifest(["a", "b"], np.array([0, None], dtype=object), ["x", "y"])
+
+
+@pytest.mark.parametrize("delimiter", [",", ";"])
+def test_a_manifest_csv_that_a_spreadsheet_saved_again_still_reads(tmp_path: Path, delimiter: str) -> None:
+    # before: the quoted first line was "not a keras-species manifest CSV (no '# classes:' header)"
+    import csv
+    import io
+
+    m = _manifest()
+    path = Path(m.to_csv(tmp_path / "m.csv"))
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    out = io.StringIO()  # what a spreadsheet writes back: each row's cells, quoted where needed
+    csv.writer(out, delimiter=delimiter, lineterminator="\r\n").writerows(rows)
+    path.write_text(out.getvalue(), encoding="utf-8", newline="")
+    assert path.read_text().startswith('"# classes: [""cat""')
+    back = Manifest.from_csv(path)
+    assert back.paths == m.paths and back.labels.tolist() == m.labels.tolist()
+    assert (back.class_names, back.groups, back.splits) == (m.class_names, m.groups, m.splits)
+
+
+def test_relative_paths_of_a_saved_manifest_start_at_its_folder(tmp_path: Path, monkeypatch) -> None:
+    # before: kept relative, so read from the working folder (a manifest written or edited by hand)
+    monkeypatch.chdir("/")
+    (tmp_path / "m.csv").write_text('# classes: ["cod", "eel"] multilabel: false\npath,labels\n'
+                                    "cod/0.png,cod\n/abs/eel/0.png,eel\n")
+    (tmp_path / "m.json").write_text(json.dumps({
+        "format": "keras-species-manifest/1", "class_names": ["cod", "eel"], "multilabel": False,
+        "paths": ["cod/0.png", "/abs/eel/0.png"], "labels": [0, 1]}))
+    expected = [str(tmp_path / "cod" / "0.png"), "/abs/eel/0.png"]  # absolute ones as written
+    assert Manifest.from_csv(tmp_path / "m.csv").paths == expected
+    assert Manifest.from_json(tmp_path / "m.json").paths == expected

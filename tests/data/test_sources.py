@@ -471,8 +471,8 @@ def test_from_coco_json_warns_of_category_names_that_differ_only_in_case(tmp_pat
     doc = json.loads(path.read_text())
     doc["categories"][1]["name"] = "salmo Trutta"
     path.write_text(json.dumps(doc))
-    with pytest.warns(UserWarning, match=r"1 set of class names differ only in case or Unicode form "
-                                         r"\('salmo Trutta' and 'Salmo trutta'\)"):
+    with pytest.warns(UserWarning, match=r"1 set of class names differ only in spelling "
+                                         r"\('salmo Trutta' and 'Salmo trutta' \(case\)\)"):
         m = sources.from_coco_json(path)
     assert m.class_names == ["salmo Trutta", "Salmo trutta"]  # two classes, as the file says
 
@@ -1203,7 +1203,7 @@ def test_csv_labels_that_differ_only_in_case_are_warned_about(tmp_path: Path) ->
         _png(tmp_path / f"{i}.png")
         rows.append(f"{i}.png,{tags}")
     (tmp_path / "l.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    with pytest.warns(UserWarning, match=r"2 sets of class names differ only in case or Unicode form \('Fish' and 'fish'; 'Shark' and 'shark'\)"):
+    with pytest.warns(UserWarning, match=r"2 sets of class names differ only in spelling \('Fish' and 'fish' \(case\); 'Shark' and 'shark' \(case\)\)"):
         m = sources.from_csv(tmp_path / "l.csv")
     assert m.class_names == ["Fish", "Shark", "fish", "shark"]  # kept as written: the user decides
 
@@ -1224,3 +1224,233 @@ def test_the_aquarium_tag_columns_agree(shared_data: Path) -> None:
         warnings.simplefilter("always")
         m = sources.from_csv(shared_data / "aquarium_multilabel" / "labels.csv")
     assert len(m) == 638 and not [w for w in seen if "disagree" in str(w.message)]
+
+
+# ------------------------------------------------------------------------- spreadsheet and export quirks
+def _images(folder: Path, *names: str) -> None:
+    for name in names:
+        _png(folder / name)
+
+
+def _messages(seen) -> list[str]:
+    return [str(w.message) for w in seen]
+
+
+def test_whole_number_class_ids_written_with_a_point_zero_take_their_numeric_order(tmp_path: Path) -> None:
+    # before: 0.0, 1.0, 10.0, 2.0 (text order), so index != id for pandas-written ids
+    assert sources.class_order(["1.0", "10.0", "2.0", "0.0"]) == ["0.0", "1.0", "2.0", "10.0"]
+    _images(tmp_path, "a.png", "b.png", "c.png", "d.png")
+    (tmp_path / "l.csv").write_text("path,label\na.png,1.0\nb.png,10.0\nc.png,2.0\nd.png,0.0\n")
+    m = sources.from_csv(tmp_path / "l.csv")
+    assert m.class_names == ["0.0", "1.0", "2.0", "10.0"] and m.labels.tolist() == [1, 3, 2, 0]
+
+
+@pytest.mark.parametrize(("labels", "shown"), [
+    (("1", "1.0", "2", "2.0"), r"'1' and '1.0' \(a '.0' suffix\); '2' and '2.0' \(a '.0' suffix\)"),
+    (("001", "1", "2", "002"), r"'001' and '1' \(leading zeros\); '002' and '2' \(leading zeros\)"),
+    (("Gadus  morhua", "Gadus morhua", "cod", "eel"), r"'Gadus  morhua' and 'Gadus morhua' \(spacing\)"),
+])
+def test_class_names_that_differ_only_in_spelling_are_warned_about(tmp_path: Path, labels, shown) -> None:
+    # before: '1' and '1.0' (or '001' and '1', or a doubled space) were two classes without a word
+    _images(tmp_path, "a.png", "b.png", "c.png", "d.png")
+    rows = "".join(f"{name},{label}\n" for name, label in zip("abcd", labels))
+    (tmp_path / "l.csv").write_text("path,label\n" + rows.replace(",", ".png,"))
+    with pytest.warns(UserWarning, match=rf"class names differ only in spelling \({shown}\): each name "
+                                         r"is a class of its own"):
+        m = sources.from_csv(tmp_path / "l.csv")
+    assert sorted(m.class_names) == sorted(labels)  # kept as written: the user decides
+
+
+@pytest.mark.parametrize("column", ["label", "labels"])
+def test_missing_value_marks_in_a_label_column_read_as_unlabelled(tmp_path: Path, column: str) -> None:
+    # before: R's NA, pandas' nan, NULL and keras-species' own -1 became classes of their own
+    _images(tmp_path, *(f"{i}.png" for i in range(7)))
+    cells = ["cod", "NA", "eel", "nan", "N/A", "NULL", "-1"]
+    rows = "".join(f'"{i}.png",{cell}\n' for i, cell in enumerate(cells))
+    (tmp_path / "l.csv").write_text(f'"path","{column}"\n' + rows)
+    with pytest.warns(UserWarning) as seen:
+        m = sources.from_csv(tmp_path / "l.csv")
+    assert m.class_names == ["cod", "eel"]
+    if column == "label":
+        assert m.labels.tolist() == [0, UNLABELLED, 1, UNLABELLED, UNLABELLED, UNLABELLED, UNLABELLED]
+    else:
+        assert m.labels.tolist() == [[1, 0], [0, 0], [0, 1], [0, 0], [0, 0], [0, 0], [0, 0]]
+    (said,) = [t for t in _messages(seen) if "read as no label" in t]
+    assert said.startswith(f"{tmp_path / 'l.csv'}: 5 rows of column '{column}' hold 'NA' or 'nan' or "
+                           "'N/A' or 'NULL' or '-1' (e.g. line 3), read as no label, as an empty cell is")
+    kept = sources.from_csv(tmp_path / "l.csv", class_names=["cod", "eel", "NA", "nan", "N/A", "NULL", "-1"])
+    assert kept.num_classes == 7 and (kept.labels if kept.multilabel else kept.labels >= 0).sum() == 7
+
+
+def test_0_1_class_columns_written_as_decimals_are_read(tmp_path: Path) -> None:
+    # before: 1.00/0.00 (a number-formatted spreadsheet) was not a 0/1 column: "no 0/1 class columns"
+    _images(tmp_path, "a.png", "b.png", "c.png")
+    (tmp_path / "l.csv").write_text("path,cod,eel\na.png,1.00,0.00\nb.png,0.00,1.00\nc.png,1.00,1.00\n")
+    assert sources.from_csv(tmp_path / "l.csv").labels.tolist() == [[1, 0], [0, 1], [1, 1]]
+    (tmp_path / "e.csv").write_text("path;cod;eel\na.png;1,00;0,00\nb.png;0,00;1,00\n")  # a decimal comma
+    assert sources.from_csv(tmp_path / "e.csv").labels.tolist() == [[1, 0], [0, 1]]
+
+
+def test_a_column_of_other_numbers_is_named_with_its_line_and_value(tmp_path: Path) -> None:
+    # before: "found no label column and no 0/1 class columns", without saying why
+    _images(tmp_path, "a.png", "b.png")
+    (tmp_path / "l.csv").write_text("path,cod,eel\na.png,1,0.5\nb.png,2,0\n")
+    with pytest.raises(ManifestError, match=r"no 0/1 class columns .*; the columns 'cod' \(line 3: '2'\), "
+                                            r"'eel' \(line 2: '0.5'\) hold numbers other than 0 and 1"):
+        sources.from_csv(tmp_path / "l.csv")
+
+
+def test_urls_in_a_path_column_are_named_as_urls_not_a_root_to_give(tmp_path: Path) -> None:
+    (tmp_path / "l.csv").write_text("path,label\nhttps://example.org/cod/0.png,cod\ns3://bucket/eel/0.png,eel\n")
+    with pytest.raises(ManifestError) as caught:
+        sources.from_csv(tmp_path / "l.csv")
+    said = str(caught.value)
+    assert ("2 of them are URLs (e.g. line 2: 'https://example.org/cod/0.png'), and URLs are not read: "
+            "download the images first") in said
+    assert "--root" not in said and "--on-missing skip" in said
+
+
+def test_a_path_starting_with_a_tilde_is_in_the_home_folder(tmp_path: Path, monkeypatch) -> None:
+    # before: read as the folder '~' beside the CSV, even with root='~'
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    _images(tmp_path / "home", "imgs/cod/0.png", "imgs/eel/0.png")
+    (tmp_path / "l.csv").write_text("path,label\n~/imgs/cod/0.png,cod\n~/imgs/eel/0.png,eel\n")
+    m = sources.from_csv(tmp_path / "l.csv")
+    assert m.paths == [str(tmp_path / "home" / "imgs" / c / "0.png") for c in ("cod", "eel")]
+    (tmp_path / "r.csv").write_text("path,label\nimgs/cod/0.png,cod\nimgs/eel/0.png,eel\n")
+    assert sources.from_csv(tmp_path / "r.csv", root="~").paths == m.paths
+
+
+@pytest.mark.skipif(os.sep != "/", reason="a drive path is a path of this machine on Windows")
+def test_windows_drive_paths_are_named_with_their_start_to_rewrite(tmp_path: Path) -> None:
+    (tmp_path / "l.csv").write_text("path,label\nC:\\data\\imgs\\cod\\0.png,cod\nC:\\data\\imgs\\eel\\0.png,eel\n")
+    with pytest.raises(ManifestError) as caught:
+        sources.from_csv(tmp_path / "l.csv", root=tmp_path)
+    assert ("2 of them are Windows absolute paths from another machine (e.g. line 2: "
+            "'C:\\\\data\\\\imgs\\\\cod\\\\0.png'): rewrite their start 'C:\\\\data\\\\imgs' to the images' "
+            "folder on this machine, or cut it off and give that folder as --root DIR") in str(caught.value)
+
+
+def test_a_semicolon_csv_whose_header_holds_a_comma_is_read_with_semicolons(tmp_path: Path) -> None:
+    # before: read with ',' because a header cell held one: "no path column found"
+    _images(tmp_path, "0.png", "1.png")
+    (tmp_path / "l.csv").write_text("path;label;Länge, cm\n0.png;cod;12,5\n1.png;eel;40,0\n", encoding="utf-8")
+    m = sources.from_csv(tmp_path / "l.csv")
+    assert m.class_names == ["cod", "eel"] and m.labels.tolist() == [0, 1]
+
+
+def test_excels_sep_line_sets_the_delimiter_and_is_not_the_header(tmp_path: Path) -> None:
+    _images(tmp_path, "0.png", "1.png")
+    (tmp_path / "l.csv").write_text("sep=;\npath;label\n0.png;cod\n1.png;eel\nnope.png;eel\n")
+    with pytest.raises(ManifestError, match=r"1 of 3 listed files do not exist .*line 5: "):  # lines count the sep= line
+        sources.from_csv(tmp_path / "l.csv")
+    m = sources.from_csv(tmp_path / "l.csv", on_missing="skip")
+    assert m.class_names == ["cod", "eel"] and len(m) == 2
+
+
+def test_a_comment_line_quoted_by_a_spreadsheet_is_skipped(tmp_path: Path) -> None:
+    _images(tmp_path, "0.png", "1.png")
+    (tmp_path / "l.csv").write_text('"# made by hand, with care"\npath,label\n0.png,cod\n1.png,eel\n')
+    assert sources.from_csv(tmp_path / "l.csv").class_names == ["cod", "eel"]
+
+
+def test_a_spreadsheet_resaved_manifest_csv_is_read_as_a_saved_manifest(tmp_path: Path) -> None:
+    # before: its quoted first line was not '# classes:', and the file was read as a plain CSV
+    paths = [str(_png(tmp_path / f"{c}.png")) for c in ("cod", "eel")]
+    Manifest(paths, np.array([0, 1]), ["cod", "eel"]).to_csv(tmp_path / "m.csv")
+    lines = (tmp_path / "m.csv").read_text().splitlines()
+    first = '"' + lines[0].replace('"', '""').replace(", ", '"," ') + '"'  # as a spreadsheet writes it
+    (tmp_path / "m.csv").write_text("\r\n".join([first] + lines[1:]) + "\r\n")
+    assert first.startswith('"# classes: [""cod"""," ""eel""]')
+    assert sources.source_kind(tmp_path / "m.csv").kind == "a saved manifest"
+    m = sources.load(tmp_path / "m.csv")
+    assert m.paths == paths and m.class_names == ["cod", "eel"]
+
+
+def _coco_doc(tmp_path: Path) -> dict:
+    _images(tmp_path, "imgs/a.jpg", "imgs/b.jpg", "imgs/c.jpg")
+    return {"images": [{"id": i + 1, "file_name": f"imgs/{n}.jpg"} for i, n in enumerate("abc")],
+            "annotations": [{"id": 10, "image_id": 1, "category_id": 1}, {"id": 11, "image_id": 2, "category_id": 1},
+                            {"id": 12, "image_id": 3, "category_id": 2}],
+            "categories": [{"id": 1, "name": "tit"}, {"id": 2, "name": "magpie"}]}
+
+
+def test_a_coco_annotation_without_a_category_is_warned_about(tmp_path: Path) -> None:
+    # before: left out without a word
+    doc = _coco_doc(tmp_path)
+    del doc["annotations"][1]["category_id"]
+    (tmp_path / "a.json").write_text(json.dumps(doc))
+    with pytest.warns(UserWarning, match=r"a.json: 1 annotation has no 'category_id' \(e.g. annotation 11, "
+                                         r"of image 2: 'imgs/b.jpg'\), so it labels nothing"):
+        m = sources.from_coco_json(tmp_path / "a.json")
+    assert m.labels.tolist() == [0, UNLABELLED, 1]
+
+
+def test_coco_ids_that_differ_only_in_type_are_named(tmp_path: Path) -> None:
+    doc = _coco_doc(tmp_path)
+    for a in doc["annotations"]:
+        a["image_id"] = str(a["image_id"])
+    (tmp_path / "a.json").write_text(json.dumps(doc))
+    with pytest.raises(ManifestError, match=r"annotation 10 refers to unknown image id '1': the image ids are "
+                                            r"ints \(1\) and this one a str \('1'\), the same id but for its type"):
+        sources.from_coco_json(tmp_path / "a.json")
+
+
+@pytest.mark.skipif(os.sep != "/", reason="Windows reads a backslash as a separator itself")
+def test_coco_file_names_written_on_windows_have_their_separators_read(tmp_path: Path) -> None:
+    doc = _coco_doc(tmp_path)
+    for image in doc["images"]:
+        image["file_name"] = image["file_name"].replace("/", "\\")
+    (tmp_path / "a.json").write_text(json.dumps(doc))
+    assert sources.from_coco_json(tmp_path / "a.json").paths == [str(tmp_path / "imgs" / f"{n}.jpg") for n in "abc"]
+
+
+def test_a_coco_file_of_images_only_reads_as_unlabelled_images(tmp_path: Path) -> None:
+    # iNat's test sets: images, no annotations, no categories; before: "not an iNat/COCO file"
+    doc = _coco_doc(tmp_path)
+    (tmp_path / "test.json").write_text(json.dumps({"info": {}, "images": doc["images"]}))
+    m = sources.load(tmp_path / "test.json")
+    assert len(m) == 3 and m.class_names == [] and m.labels.tolist() == [UNLABELLED] * 3
+    with pytest.raises(ManifestError, match="none of the 3 images of .*test.json has a label"):
+        sources.require_labels(m, "split")
+    (tmp_path / "b.json").write_text(json.dumps({"images": doc["images"], "annotations": doc["annotations"]}))
+    with pytest.raises(ManifestError, match=r"'categories' is missing, but its annotations name categories"):
+        sources.from_coco_json(tmp_path / "b.json")
+
+
+def test_gzip_compressed_json_and_csv_sources_are_read(tmp_path: Path) -> None:
+    import gzip
+
+    doc = _coco_doc(tmp_path)
+    (tmp_path / "a.json.gz").write_bytes(gzip.compress(json.dumps(doc).encode()))
+    assert sources.load(tmp_path / "a.json.gz").labels.tolist() == [0, 0, 1]
+    (tmp_path / "l.csv.gz").write_bytes(gzip.compress(b"path,label\nimgs/a.jpg,cod\nimgs/b.jpg,eel\n"))
+    assert sources.load(tmp_path / "l.csv.gz").class_names == ["cod", "eel"]
+    (tmp_path / "cut.csv.gz").write_bytes(gzip.compress(b"path,label\nimgs/a.jpg,cod\n" * 50)[:40])
+    with pytest.raises(ManifestError, match=r"cut.csv.gz is a gzip file that cannot be decompressed"):
+        sources.load(tmp_path / "cut.csv.gz")
+
+
+@pytest.mark.parametrize("breaker", ["\x0c", "\u2028", "\x1c", "\x85"])
+def test_line_numbers_count_only_line_ends(tmp_path: Path, breaker: str) -> None:
+    # before: a form feed or U+2028 in a cell counted as a line end, and later lines were off by one
+    _images(tmp_path, "a.png", "b.png")
+    (tmp_path / "l.csv").write_text(f"path,label\na.png,cod{breaker}\nb.png,eel\nnope.png,eel\n", encoding="utf-8")
+    with pytest.raises(ManifestError, match=r"1 of 3 listed files do not exist .*\(e.g. line 4: "):
+        sources.from_csv(tmp_path / "l.csv")
+
+
+@pytest.mark.parametrize("header", ["Image Path,Species", "image path,species", "File-Name,label"])
+def test_a_column_name_with_a_space_or_hyphen_is_found(tmp_path: Path, header: str) -> None:
+    _images(tmp_path, "a.png", "b.png")
+    (tmp_path / "l.csv").write_text(f"{header}\na.png,cod\nb.png,eel\n")
+    assert sources.from_csv(tmp_path / "l.csv").class_names == ["cod", "eel"]
+
+
+def test_a_tag_set_in_a_single_label_column_is_warned_about(tmp_path: Path) -> None:
+    _images(tmp_path, "a.png", "b.png", "c.png")
+    (tmp_path / "l.csv").write_text("path,label\na.png,cod\nb.png,cod;eel\nc.png,eel\n")
+    with pytest.warns(UserWarning, match=r"1 label of the single-label column 'label' looks like ';'-separated "
+                                         r"tag sets \(e.g. line 3: 'cod;eel'\).*name the column 'labels' or 'tags'"):
+        m = sources.from_csv(tmp_path / "l.csv")
+    assert m.class_names == ["cod", "cod;eel", "eel"]
