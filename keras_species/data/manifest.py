@@ -86,9 +86,10 @@ def _paths_beside(paths: list, manifest_path: str) -> list:
 
 def _columns_delimiter(line: str) -> str:
     """The delimiter of a manifest CSV's column line: ``,`` as written, or the ``;`` or tab a
-    spreadsheet saved it with (``path;labels;split``)."""
+    spreadsheet saved it with (``path;label;split``)."""
     for delimiter in (",", ";", "\t"):
-        if {"path", "labels"} <= {cell.strip() for cell in line.rstrip("\r\n").split(delimiter)}:
+        cells = {cell.strip() for cell in line.rstrip("\r\n").split(delimiter)}
+        if "path" in cells and cells & {"label", "labels"}:
             return delimiter
     return ","
 
@@ -532,9 +533,13 @@ class Manifest:
 
     # ------------------------------------------------------------------ persistence
     def to_csv(self, path: str | os.PathLike) -> str:
-        """Write ``path,labels[,group][,split]`` rows (labels ``;``-separated names).
+        """Write ``path,label[,group][,split]`` rows (multi-label: ``path,labels,...``, the tags
+        ``;``-separated names).
 
         The file reloads with :meth:`Manifest.from_csv` and keeps class order in a header comment.
+        The label column's name says the task too, so that a copy without that comment line (a
+        spreadsheet's, pandas' ``comment="#"``) still reads as the task it is: a single-label
+        file's ``labels`` column read as multi-label before stop 30.
         """
         path = os.fspath(check_output_file(path))
         if self.multilabel:
@@ -544,7 +549,7 @@ class Manifest:
                     f"class name {joined[0]!r} holds ';', which separates the tags of a multi-label "
                     "manifest CSV: rename the class, or save with to_json"
                 )
-        cols = ["path", "labels"]
+        cols = ["path", "labels" if self.multilabel else "label"]
         if self.groups is not None:
             cols.append("group")
         if self.splits is not None:
@@ -595,10 +600,13 @@ class Manifest:
         delimiter = _columns_delimiter(f.readline())
         f.seek(start)
         reader = csv.DictReader(f, delimiter=delimiter)
-        missing = [c for c in ("path", "labels") if c not in (reader.fieldnames or [])]
+        fields = reader.fieldnames or []
+        # single-label files name the column "label" since stop 30 ("labels" before)
+        column = "label" if not multilabel and "label" in fields and "labels" not in fields else "labels"
+        missing = [c for c in ("path", column) if c not in fields]
         if missing:
             raise ManifestError(
-                f"{path}: its second line must name the columns path,labels[,group][,split] as "
+                f"{path}: its second line must name the columns path,{column}[,group][,split] as "
                 f"keras-species wrote them, but {' and '.join(map(repr, missing))} "
                 f"{'is' if len(missing) == 1 else 'are'} missing "
                 f"({f'found {reader.fieldnames}' if reader.fieldnames else 'the line is missing'}); "
@@ -629,10 +637,10 @@ class Manifest:
         if multilabel:
             labels = np.zeros((len(rows), len(class_names)), np.uint8)
             for r, row in enumerate(rows):
-                for name in filter(None, row["labels"].split(";")):
+                for name in filter(None, row[column].split(";")):
                     labels[r, label_index(r, name)] = 1
         else:
-            labels = np.array([label_index(r, row["labels"]) if row["labels"] else UNLABELLED
+            labels = np.array([label_index(r, row[column]) if row[column] else UNLABELLED
                                for r, row in enumerate(rows)], np.int64)
         return cls(
             paths=_paths_beside([row["path"] for row in rows], path),

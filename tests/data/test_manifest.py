@@ -59,7 +59,7 @@ def test_a_csv_cut_short_names_the_row(tmp_path: Path, cut: str, multilabel: boo
     cut_at = text.rindex("/d/dog/c.jpg") + (len("/d/dog/c.jpg") if cut == "path only" else 4)
     path.write_text(text[:cut_at])  # a copy or a write stopped in the last row
     with pytest.raises(ManifestError, match=r"m\.csv, row 5: 1 field\(s\) where the header has 4 "
-                                            r"\(path,labels,group,split\); the file is cut short "
+                                            r"\(path,labels?,group,split\); the file is cut short "
                                             r"there: restore the file, or write it again"):
         Manifest.from_csv(path)
     path.write_text(text.replace("\n/d/cat/a.jpg,", "\n/d/cat/a.jpg,x,y,z,", 1))
@@ -70,10 +70,30 @@ def test_a_csv_cut_short_names_the_row(tmp_path: Path, cut: str, multilabel: boo
     assert Manifest.from_csv(path).paths == _manifest().paths
 
 
+def test_a_single_label_manifest_csv_without_its_first_line_stays_single_label(tmp_path: Path) -> None:
+    # stop 30: the label column was "labels" for single-label data too, which the CSV reader
+    # reads as tag sets, so a copy without the "# classes:" line became multi-label
+    from keras_species.data import sources
+
+    files = [tmp_path / f"{i}.png" for i in range(4)]
+    for f in files:
+        f.touch()  # the CSV reader checks the files exist
+    m = Manifest([str(f) for f in files], np.array([0, 1, 1, 0]), ["cat", "dog"])
+    path = Path(m.to_csv(tmp_path / "m.csv"))
+    assert path.read_text().split("\n")[1] == "path,label"
+    assert Manifest.from_csv(path).labels.tolist() == m.labels.tolist()
+    bare = tmp_path / "bare.csv"
+    bare.write_text(path.read_text().split("\n", 1)[1])
+    assert not sources.load(str(bare)).multilabel
+    old = tmp_path / "old.csv"  # written before stop 30: still read
+    old.write_text(path.read_text().replace("\npath,label\n", "\npath,labels\n", 1))
+    assert Manifest.from_csv(old).labels.tolist() == m.labels.tolist()
+
+
 def test_a_csv_without_its_column_line_names_it(tmp_path: Path) -> None:
     path = Path(_manifest().to_csv(tmp_path / "m.csv"))
     first, header, rest = path.read_text().split("\n", 2)
-    path.write_text(f"{first}\n{header.replace('labels', 'label')}\n{rest}")
+    path.write_text(f"{first}\n{header.replace('label', 'tag')}\n{rest}")
     with pytest.raises(ManifestError, match=r"m\.csv: its second line must name the columns "
                                             r"path,labels\[,group\]\[,split\] .* but 'labels' is missing"):
         Manifest.from_csv(path)
