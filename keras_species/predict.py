@@ -37,8 +37,10 @@ paths, the path as given. ``PredictionBatch.files`` holds the files read.
 ``keep_columns=[...]`` (``--keep-columns COL ...``) copies columns of a CSV input (an id, a site,
 a true label) into the output, right after ``path``, on every row, skipped rows included;
 ``keep_columns=True`` (``--keep-all-columns``) copies every column but the path column. A name
-the CSV lacks, or that is an output column's (any case), and the option for any other input, are
-refused before any image is read.
+the CSV lacks, and the option for any other input, are refused before any image is read. A kept
+column named as one of the output's own columns (any case: ``labels`` of a CSV that
+``keras-species split`` wrote, predicted with a multi-label model) is written as
+``input_<name>`` (``input_labels``), with a note (:data:`KEPT_PREFIX`).
 
 Streaming: the paths are enumerated lazily by a Python generator, fed to ``tf.data``
 (``from_generator``), decoded in a parallel map (PIL, :func:`keras_species.data.images.read_image`:
@@ -1084,6 +1086,9 @@ class PredictionResult:
             ``paths`` (empty with ``keep_probabilities=False``; the CSV has them all).
         links_not_followed: folder links of an input folder left out as loops or as folders
             read already (:func:`links_not_followed`).
+        renamed_columns: kept CSV columns written to the output CSV under another name, CSV
+            name → output name (``{"labels": "input_labels"}``): those named as an output
+            column (:func:`kept_column_names`). ``columns`` keeps the CSV's names.
 
     Example:
         >>> result = predict("best.keras", "photos")  # doctest: +SKIP
@@ -1105,6 +1110,7 @@ class PredictionResult:
     skipped_files: list[str] = field(default_factory=list)
     columns: dict[str, list[str]] = field(default_factory=dict)
     links_not_followed: list[str] = field(default_factory=list)
+    renamed_columns: dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.count
@@ -1250,23 +1256,66 @@ def _prediction_columns(class_names: Sequence[str], multilabel: bool, k: int,
     return head + ["error"] + ([f"p_{c}" for c in class_names] if all_probabilities else [])
 
 
-def _check_kept_clash(kept: Sequence[str], columns: Sequence[str], rows: _Rows,
-                      keep_all: bool) -> None:
-    """Refuse a kept CSV column whose name (in any case) is one of the output's own
-    ``columns``: two columns of one name, or one in another case, would be misread."""
-    taken = {c.lower(): c for c in columns}
-    clash = [(k, taken[k.lower()]) for k in kept if k.lower() in taken]
-    if not clash:
-        return
-    name, ours = clash[0]
-    what = ("which holds each row's path as written in the CSV already" if ours == "path"
-            else "which predict writes itself")
-    fix = (f"name the columns to keep with {_keep_option(False)} and leave {name!r} out"
-           if keep_all else f"leave {name!r} out of {_option('keep_columns')}")
-    more = f" (and {', '.join(repr(k) for k, _ in clash[1:])})" if len(clash) > 1 else ""
-    raise ValueError(f"{rows.files.source}: column {name!r}{more} (kept by {_keep_option(keep_all)}) "
-                     f"has the name of the output column {ours!r}, {what}: {fix}, or rename "
-                     "it in the CSV")
+KEPT_PREFIX = "input_"
+"""What a kept CSV column named as an output column is written as: ``input_<name>``
+(:func:`kept_column_names`)."""
+
+
+def kept_column_names(kept: Sequence[str], columns: Sequence[str]) -> dict[str, str]:
+    """The output CSV's name of each kept CSV column: its own, or ``input_<name>`` for one named
+    as one of the output's ``columns`` in any case (two columns of one name, or one in another
+    case, would be misread: the CSV's true ``labels`` beside the predicted ones).
+
+    A prefixed name that is taken too (the CSV keeps ``input_labels`` as well) gets a number:
+    ``input_labels_2``, ``_3``...
+
+    Args:
+        kept: the kept CSV columns, as the CSV spells them.
+        columns: the output's own columns (:func:`_prediction_columns`).
+
+    Returns:
+        CSV name → output name, for every kept column.
+
+    Example:
+        >>> kept_column_names(["split", "labels"], ["path", "labels", "probabilities", "error"])
+        {'split': 'split', 'labels': 'input_labels'}
+    """
+    ours = {c.lower() for c in columns}
+    clash = {k for k in kept if k.lower() in ours}
+    taken = ours | {k.lower() for k in kept if k not in clash}
+    names: dict[str, str] = {}
+    for name in kept:
+        if name not in clash:
+            names[name] = name
+            continue
+        new, n = f"{KEPT_PREFIX}{name}", 2
+        while new.lower() in taken:
+            new, n = f"{KEPT_PREFIX}{name}_{n}", n + 1
+        taken.add(new.lower())
+        names[name] = new
+    return names
+
+
+def renamed_note(source: str, renamed: dict[str, str]) -> str:
+    """The one line that says which kept columns of ``source`` are written under another name.
+
+    Args:
+        source: the CSV, as the user named it.
+        renamed: CSV name → output name (:attr:`PredictionResult.renamed_columns`).
+
+    Example:
+        >>> renamed_note("data.csv", {"labels": "input_labels"})
+        "kept column 'labels' of data.csv is written as 'input_labels': predict writes a 'labels' column of its own"
+        >>> renamed_note("data.csv", {"labels": "input_labels", "error": "input_error"})
+        "kept columns 'labels', 'error' of data.csv are written as 'input_labels', 'input_error': predict writes columns of those names of its own"
+    """
+    old = ", ".join(map(repr, renamed))
+    new = ", ".join(map(repr, renamed.values()))
+    if len(renamed) == 1:
+        return (f"kept column {old} of {source} is written as {new}: predict writes a {old} "
+                "column of its own")
+    return (f"kept columns {old} of {source} are written as {new}: predict writes columns of "
+            "those names of its own")
 
 
 class _CsvWriter:
@@ -1278,7 +1327,8 @@ class _CsvWriter:
     """
 
     def __init__(self, file, class_names, multilabel: bool, thresholds, top_k: int,
-                 all_probabilities: bool, keep: Sequence[str] = ()) -> None:
+                 all_probabilities: bool, keep: Sequence[str] = (),
+                 keep_as: dict[str, str] | None = None) -> None:
         self.names = list(class_names)
         self.multilabel, self.thresholds = multilabel, thresholds
         self.k = max(1, min(top_k, len(self.names)))
@@ -1287,7 +1337,8 @@ class _CsvWriter:
         self.writer = csv.writer(file)
         head = _prediction_columns(self.names, multilabel, self.k, all_probabilities)
         self.width = head.index("error") - 1
-        self.writer.writerow(head[:1] + self.keep + head[1:])
+        keep_as = keep_as or {}  # the header's name of a kept column (kept_column_names)
+        self.writer.writerow(head[:1] + [keep_as.get(c, c) for c in self.keep] + head[1:])
 
     def write(self, batch: PredictionBatch) -> None:
         kept = zip(*(batch.columns[c] for c in self.keep)) if self.keep else itertools.repeat(())
@@ -1363,9 +1414,11 @@ def predict(
         keep_columns: CSV input only: columns of the CSV to copy into the output, right after
             ``path``, on every row (skipped files' rows included): their names (exactly, or in
             another case when only one column matches), or ``True`` for every column but the
-            path column (``--keep-columns``/``--keep-all-columns``). A name the CSV lacks, or
-            one that is an output column's (``label_1``, ``error``, ``p_<class>``..., any case),
-            is refused before any image is read; so is the option for any other input.
+            path column (``--keep-columns``/``--keep-all-columns``). A name the CSV lacks is
+            refused before any image is read; so is the option for any other input. One named
+            as an output column (``labels``, ``label_1``, ``error``, ``p_<class>``..., any
+            case) is written as ``input_<name>``, with a warning
+            (:func:`kept_column_names`; ``renamed_columns`` in the result).
 
     Returns:
         A :class:`PredictionResult` (``count`` 0 when nothing could be predicted: the
@@ -1422,10 +1475,13 @@ def predict(
     _check_top_k(lmap, top_k)
     thr = _thresholds(lmap, thresholds)
     k = DEFAULT_TOP_K if top_k is None else top_k
-    if kept:
+    renamed: dict[str, str] = {}
+    keep_as: dict[str, str] = {}
+    if kept and out is not None:  # only the CSV has the output's columns beside the kept ones
         columns = _prediction_columns(lmap.class_names, lmap.multilabel,
                                       max(1, min(k, lmap.num_classes)), all_probabilities)
-        _check_kept_clash(kept, columns, rows, keep_columns is True)
+        keep_as = kept_column_names(kept, columns)
+        renamed = {c: name for c, name in keep_as.items() if name != c}
     paths: list[str] = []
     values: dict[str, list[str]] = {c: [] for c in kept}
     chunks: list[np.ndarray] = []
@@ -1439,7 +1495,7 @@ def predict(
             part = stack.enter_context(atomic_path(out, _out_flag()))
             file = stack.enter_context(open(part, "w", newline="", encoding="utf-8"))
             writer = _CsvWriter(file, lmap.class_names, lmap.multilabel, thr, k,
-                                all_probabilities, kept)
+                                all_probabilities, kept, keep_as)
         for batch in iter_predictions(predictor, source, batch_size=batch_size, tta=tta,
                                       root=root, path_format=path_format):
             if writer is not None:
@@ -1469,7 +1525,10 @@ def predict(
         not_images=not_images, skipped_lines=skipped_lines,
         cut_note=listed.cut_note() if listed is not None and skipped else "",
         skipped_files=skipped_files, columns=values, links_not_followed=loops,
+        renamed_columns=renamed,
     )
+    if renamed:
+        warnings.warn(renamed_note(rows.files.source, renamed), stacklevel=2)
     if result.links_not_followed:
         warnings.warn(_loops_line(result.links_not_followed), stacklevel=2)
     if skipped:
@@ -1535,8 +1594,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     keep.add_argument("--keep-columns", nargs="+", default=None, metavar="COL",
                       help="CSV input only: copy these columns of the CSV (an id, a site, a true "
                       "label...) into the output, right after path, on every row (unreadable "
-                      "files' rows included); a name that is an output column's (label_1, "
-                      "error, p_<class>...) is refused: rename it in the CSV")
+                      "files' rows included); one named as an output column (labels, label_1, "
+                      "error, p_<class>..., any case) is written as input_<name>")
     keep.add_argument("--keep-all-columns", action="store_true",
                       help="CSV input only: copy every column of the CSV but its path column "
                       "(path holds it as written) into the output")
@@ -1620,6 +1679,8 @@ def run_cli(args: argparse.Namespace) -> int:
             print(hint, file=sys.stderr)
         return 2
     print(f"predicted {counted(result.count, 'image')} -> {result.out}")
+    if result.renamed_columns:
+        print(f"note: {renamed_note(args.input, result.renamed_columns)}", file=sys.stderr)
     if result.skipped:
         where = f" listed in {args.input}" if result.skipped_lines else ""
         print(f"skipped {len(result.skipped)} unreadable file(s){where} (reason in the 'error' "

@@ -45,6 +45,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import dataclasses
 import io
@@ -78,6 +79,7 @@ from keras_species.terminal import (
     print_line_by_line,
     use_command_line_warnings,
 )
+from keras_species.training.run_process import describe
 from keras_species.training.runs import TRAIN_SECONDS, RunFolder, list_runs
 
 RUN_CONTROL_FIELDS = ("out", "name", "resume", "overwrite", "verbose")
@@ -399,6 +401,70 @@ _opened: list[RunFolder] = []
 """The run folder that the running recipe opened (``start_run`` sets it), for ``recipe_main`` to
 mark it failed when the recipe stops with an error."""
 
+_marked: list[RunFolder] = []
+"""The run folders whose ``running.json`` names this process (:func:`start_run` writes it):
+cleared by :func:`end_runs` when the run ends (``recipe_main``), when this process opens another
+run, and when it exits."""
+
+
+def end_runs() -> None:
+    """Remove the ``running.json`` that this process wrote in the run folders it opened
+    (:meth:`~keras_species.training.runs.RunFolder.clear_running`): the runs are no longer
+    trained by it, so ``keras-species runs`` lists them by their files again (``done``,
+    ``failed``, ``stopped``...). A record another process wrote since is left alone.
+
+    :func:`recipe_main` calls it when the recipe returns, fails or is interrupted, and
+    :func:`start_run` before it opens another run; it is also registered to run when the
+    process exits, for a recipe's ``run(config)`` called from Python (a run that raised
+    there counts as ``running`` until the process exits or opens another run). A process
+    killed outright leaves its record, which ``keras-species runs`` finds dead.
+
+    Example:
+        >>> end_runs()
+    """
+    while _marked:
+        run = _marked.pop()
+        try:
+            run.clear_running()
+        except OSError:  # the folder was removed or cannot be written: nothing to clear there
+            pass
+
+
+atexit.register(end_runs)
+
+
+def _check_not_running(run: RunFolder, how: str) -> None:
+    """Refuse to resume or start over ``run`` while the process that opened it still runs.
+
+    Two processes training one run folder overwrite each other's checkpoints, history and
+    state. A record of a process on another machine cannot be checked: that is a warning (the
+    run may have been killed there, e.g. a preempted job resumed on another node), with what
+    to do if it still runs.
+
+    Args:
+        run: the run folder about to be resumed or started over.
+        how: what the command line asked (``--resume``, ``--overwrite``...), for the message.
+
+    Raises:
+        RunSetupError: the process of its ``running.json`` is alive on this machine.
+    """
+    live = run.live_process()
+    if live is None:
+        return
+    state, record = live
+    if state == "alive":
+        raise RunSetupError(
+            f"{how}: {run.path} is being trained by {describe(record)}, which is still running "
+            "(keras-species runs lists it as running): wait for it to end, or stop it (Ctrl-C, "
+            f"or kill {record.get('pid')}) and run this again"
+        )
+    warnings.warn(
+        f"{how}: {run.path} was opened by {describe(record)}, another machine, which cannot be "
+        "checked from here; if that process still trains this run, stop one of the two (both "
+        "would write the same files)",
+        stacklevel=3,
+    )
+
 
 def start_run(
     recipe: str, config: Any, *, check: Callable[[Any], Any] | None = None
@@ -416,6 +482,10 @@ def start_run(
     ``out``; its stored config replaces ``config`` except for :data:`RUN_CONTROL_FIELDS`, so a
     resumed run continues exactly the run it was (a setting given that differs is reported:
     :func:`ignored_on_resume`). A run that finished already is evaluated again: one line says so.
+    A run whose process still runs (its ``running.json`` names a live process on this machine)
+    is neither resumed nor started over; one whose process ran on another machine is, with a
+    warning (:func:`_check_not_running`). Once the folder is open, ``running.json`` names this
+    process (``keras-species runs`` lists the run as ``running``) until :func:`end_runs`.
 
     ``config.json`` holds the settings with their paths absolute (:func:`stored_settings`), so
     ``--config <run>/config.json`` works from any folder; the config returned keeps the paths
@@ -435,8 +505,9 @@ def start_run(
         SettingError: a bad setting (``config.check()``: a resumed run checks only the
             :data:`RUN_CONTROL_FIELDS` it takes from the command line), or ``--data`` without
             any labelled image, before anything is made.
-        RunSetupError: ``resume`` with no run to resume, or a run already in folder ``name``
-            without ``resume`` or ``overwrite``.
+        RunSetupError: ``resume`` with no run to resume, a run already in folder ``name``
+            without ``resume`` or ``overwrite``, or a run (to resume or start over) that
+            another process on this machine is training.
 
     Example:
         >>> run, config = start_run("quickstart", QuickstartConfig(name="demo"))  # doctest: +SKIP
@@ -459,6 +530,7 @@ def start_run(
                 raise RunSetupError(
                     f"--resume: no run of {recipe!r} under {out}; start one without --resume"
                 )
+        _check_not_running(RunFolder(path), "--resume")
         run = RunFolder(path).mkdir()
         stored = _stored_config(type(config), run)
         changed = ignored_on_resume(config, stored)
@@ -495,6 +567,9 @@ def start_run(
                 "over with --overwrite (its model and results are replaced), or choose "
                 "another --name"
             )
+        if existing is not None and existing.is_file():  # started over: not under a live process
+            _check_not_running(RunFolder(existing.parent),
+                               "--overwrite" if getattr(config, "overwrite", False) else "starting it over")
         check_labelled_data(config)  # reads the data: after the quick refusals, before the folder
         if existing is not None and existing.is_file():
             existing.unlink()  # a run started over gets a new date
@@ -503,9 +578,12 @@ def start_run(
         # time (train_seconds.json is one of RUN_RESULT_FILES)
         run.start_over()
     run.failure_path.unlink(missing_ok=True)  # a new attempt
+    end_runs()  # a run this process opened before is over
     _opened[:] = [run]
     seed_everything(config.seed, config.deterministic)
     run.write_config(stored_settings(config), recipe=recipe, name=run.path.name)
+    run.mark_running()  # keras-species runs: running, while this process lives; end_runs clears it
+    _marked.append(run)
     return run, config
 
 
@@ -2199,6 +2277,7 @@ def recipe_main(
     and which command runs it again once the error is fixed (the same one; without ``--name``,
     with the run's name). Ctrl-C prints one line saying how to continue the run (``--resume``)
     and returns 130. The flags given are recorded on the config (:func:`parse_command_line`).
+    However the recipe ends, the ``running.json`` it wrote is removed (:func:`end_runs`).
 
     Args:
         config_cls: the recipe's config dataclass.
@@ -2254,6 +2333,8 @@ def recipe_main(
         if not user_error:
             raise
         return 2
+    finally:  # finished, failed or interrupted: keras-species runs no longer lists it as running
+        end_runs()
     print()
     print(f"run folder: {result.run_dir}")
     print(f"report:     {result.report_path}")
@@ -2288,6 +2369,7 @@ __all__ = [
     "TEST_SPLIT_HINT",
     "TEST_SPLIT_REFUSED",
     "start_run",
+    "end_runs",
     "parse_command_line",
     "flags_given",
     "ignored_on_resume",

@@ -21,6 +21,15 @@ setting still answer without TensorFlow. Only the entry points call it (``keras-
 it is. ``TF_CPP_MIN_LOG_LEVEL=0`` keeps everything.
 
 Written by hand because no TensorFlow setting reaches these lines.
+
+Not left out: ``E0000 ... util.cc:131] oneDNN supports DT_BOOL only on platforms with AVX-512.
+Falling back to the default Eigen-based implementation if present.`` (or ``DT_INT32``...), which
+TensorFlow logs at error level on a CPU without AVX-512 when it first runs such an op, mid-run
+(a multi-label run's metrics). It is harmless, but it comes after the start, where standard
+error is the user's; only ``TF_CPP_MIN_LOG_LEVEL=3`` (hiding real errors too) or
+``TF_ENABLE_ONEDNN_OPTS=0`` (other kernels: speed and numerics change) would silence it, so the
+README says what it means instead. (The absl warning of a TFLite export is dropped where it is
+logged: ``export.TRACKABLE_OBJ_NOTICE``.)
 """
 
 from __future__ import annotations

@@ -777,3 +777,22 @@ def test_representative_images_that_none_can_be_read_are_named_with_their_reason
         "folder, a CSV or a .txt list of images), or leave --representative out for dynamic-range "
         "int8\n")
     assert not out.exists()
+
+
+def test_tflite_export_leaves_out_the_trackable_obj_notice_only(model, tmp_path, caplog):
+    # every --out m.tflite printed "WARNING:absl:Please consider providing the trackable_obj
+    # argument in the from_concrete_functions..." (the conversion path is chosen on purpose)
+    import logging
+
+    from keras_species.export import TRACKABLE_OBJ_NOTICE, _without_log_message
+
+    with caplog.at_level(logging.WARNING):
+        export_model(model, tmp_path / "m.tflite", format="tflite")
+    assert not [r for r in caplog.records if "trackable_obj" in r.getMessage()]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING), _without_log_message("absl", TRACKABLE_OBJ_NOTICE):
+        logging.getLogger("absl").warning(TRACKABLE_OBJ_NOTICE + ". Providing without ...")
+        logging.getLogger("absl").warning("another warning")
+    logging.getLogger("absl").warning(TRACKABLE_OBJ_NOTICE + " (outside the export)")
+    assert [r.getMessage() for r in caplog.records] == [
+        "another warning", TRACKABLE_OBJ_NOTICE + " (outside the export)"]

@@ -409,33 +409,57 @@ def test_keep_columns_are_checked_before_the_model_is_opened(model, folder, tmp_
         cli.main(["predict", "m.keras", str(listed), "--keep-columns", "id", "--keep-all-columns"])
 
 
-def test_a_kept_column_named_as_an_output_column_is_refused(model, folder, tmp_path, capsys):
+def test_a_kept_column_named_as_an_output_column_is_written_as_input_name(model, folder, tmp_path,
+                                                                        capsys):
+    # it was refused, and only once the model was open (6 s for a large one): `predict RUN
+    # split.csv --keep-columns split labels` with a multi-label model, the CSV's true labels
+    # beside the predicted ones, could not be done at all
     good = [p for p in iter_image_paths(folder) if not p.endswith("broken.png")]
     listed = tmp_path / "earlier.csv"  # e.g. an earlier run's predictions, predicted again
     listed.write_text("path,Label_1,error,p_cod,note\n" + "".join(f"{p},cod,,0.5,x\n" for p in good[:2]))
     out = tmp_path / "p.csv"
-    for keep, ours, fix in ((["note", "label_1"], "label_1", "leave 'Label_1' out of keep_columns,"),
-                            (["error", "note"], "error", "leave 'error' out of keep_columns,"),
-                            (["path"], "path", "which holds each row's path as written in the CSV"),
-                            (True, "label_1", "which predict writes itself: name the columns to keep "
-                                              "with keep_columns=[...] and leave 'Label_1' out")):
-        with pytest.raises(ValueError, match=re.escape(ours) + ".*" + re.escape(fix)):
-            predict(model, listed, out=out, keep_columns=keep)
-        assert not out.exists()
-    with pytest.raises(ValueError, match=r"\(kept by keep_columns=True\) has the name of the output"):
-        predict(model, listed, out=out, keep_columns=True)
-    model.save(tmp_path / "m.keras")  # the command line names the flags
-    assert cli.main(["predict", str(tmp_path / "m.keras"), str(listed), "--keep-all-columns",
-                     "--out", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert "(kept by --keep-all-columns) has the name of the output column 'label_1'" in err
-    assert "name the columns to keep with --keep-columns and leave 'Label_1' out" in err
-    assert not out.exists()
-    predict(model, listed, out=out, keep_columns=["p_cod", "note"])  # no p_<class> columns: no clash
+    for keep, header, renamed in (
+            (["note", "label_1"], ["path", "note", "input_Label_1", "label_1"], {"Label_1": "input_Label_1"}),
+            (["error", "note"], ["path", "input_error", "note", "label_1"], {"error": "input_error"}),
+            (["path"], ["path", "input_path", "label_1"], {"path": "input_path"}),
+            (True, ["path", "input_Label_1", "input_error", "p_cod", "note", "label_1"],
+             {"Label_1": "input_Label_1", "error": "input_error"})):
+        with pytest.warns(UserWarning, match=re.escape(f"of {listed} ")) as caught:
+            result = predict(model, listed, out=out, keep_columns=keep)
+        assert result.renamed_columns == renamed
+        assert "predict writes" in str(caught[0].message)
+        rows = _read_csv(out)
+        assert list(rows[0])[: len(header)] == header
+        source = _read_csv(listed)
+        for old, new in renamed.items():  # the CSV's own values, under the new name
+            assert [r[new] for r in rows] == [s[old] for s in source]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no p_<class> columns: no clash, no note
+        predict(model, listed, out=out, keep_columns=["p_cod", "note"])
+        # no output CSV: nothing to rename; the result keeps the CSV's names
+        result = predict(model, listed, keep_columns=["Label_1"])
+    assert result.renamed_columns == {} and result.columns == {"Label_1": ["cod", "cod"]}
     assert [(r["p_cod"], r["note"]) for r in _read_csv(out)] == [("0.5", "x")] * 2
-    with pytest.raises(ValueError, match=r"column 'p_cod' \(kept by keep_columns=\[\.\.\.\]\) has the name "
-                                         "of the output column 'p_cod'"):
+    with pytest.warns(UserWarning, match="kept column 'p_cod' .* is written as 'input_p_cod'"):
         predict(model, listed, out=out, keep_columns=["p_cod"], all_probabilities=True)
+    assert "input_p_cod" in _read_csv(out)[0] and "p_cod" in _read_csv(out)[0]
+    model.save(tmp_path / "m.keras")  # the command line: one note line
+    assert cli.main(["predict", str(tmp_path / "m.keras"), str(listed), "--keep-all-columns",
+                     "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert err == (f"note: kept columns 'Label_1', 'error' of {listed} are written as "
+                   "'input_Label_1', 'input_error': predict writes columns of those names of its own\n")
+    # a split CSV (path,labels,split) and a multi-label model; a prefixed name taken already
+    # gets a number
+    split_csv = tmp_path / "split.csv"
+    split_csv.write_text("path,labels,split,input_labels\n"
+                         + "".join(f"{p},cod;eel,test,x\n" for p in good[:2]))
+    tagger = _tiny_model("sigmoid", thresholds=[0.0, 1.0, 0.5], seed=1)
+    with pytest.warns(UserWarning, match="kept column 'labels' .* is written as 'input_labels_2'"):
+        predict(tagger, split_csv, out=out, keep_columns=["split", "labels", "input_labels"])
+    rows = _read_csv(out)
+    assert list(rows[0])[:5] == ["path", "split", "input_labels_2", "input_labels", "labels"]
+    assert [(r["input_labels_2"], r["input_labels"]) for r in rows] == [("cod;eel", "x")] * 2
 
 
 def test_help_names_the_csv_path_columns_and_options(capsys):

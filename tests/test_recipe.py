@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import time
 import types
@@ -893,7 +894,8 @@ def test_starting_a_run_over_leaves_nothing_of_the_old_one(tmp_path):
 
     run, _ = start_run("toy", ToyConfig(out=tmp_path, name="a", overwrite=True))
     left = sorted(p.relative_to(run.path).as_posix() for p in run.path.rglob("*"))
-    assert left == ["config.json", "notes.txt", "plots", "plots/notes.txt"]
+    # running.json: this process holds the run (until end_runs)
+    assert left == ["config.json", "notes.txt", "plots", "plots/notes.txt", "running.json"]
     assert list_runs(tmp_path)[0]["status"] == "new"
 
 
@@ -1739,3 +1741,65 @@ def test_out_is_a_folder_the_run_can_make_and_fill(tmp_path, monkeypatch):
     with pytest.raises(SettingError, match=rf"cannot be written: {re.escape(str(tmp_path))} \(the "
                                            r"folder it would be made in\) is not writable by you"):
         check_settings(QuickstartConfig(out=str(tmp_path / "runs")))
+
+
+def _live_record(pid: int, **changes) -> dict:
+    """The running.json record that process ``pid`` of this machine would write."""
+    from keras_species.training.run_process import process_start_ticks, this_process
+
+    return {**this_process(), "pid": pid, "start_ticks": process_start_ticks(pid), **changes}
+
+
+@pytest.mark.parametrize("ending", ["returns", "fails", "is interrupted"])
+def test_a_recipe_marks_its_run_running_until_it_ends(tmp_path, ending, capsys):
+    seen = {}
+
+    def recipe(config):
+        run, _ = start_run("toy", config)
+        seen["record"] = json.loads(run.running_path.read_text())
+        seen["status"] = list_runs(tmp_path)[0]["status"]
+        if ending == "fails":
+            raise RunSetupError("no images")
+        if ending == "is interrupted":
+            raise KeyboardInterrupt
+        return RunResult(run_dir=run.path, report_path=run.report_path, metrics={}, history=[],
+                         best_model_path=None, seconds=0.0, headline="done")
+
+    recipe_main(ToyConfig, recipe, ["--out", str(tmp_path), "--name", "a"], prog="toy")
+    assert seen["record"]["pid"] == os.getpid() and seen["record"]["host"]
+    assert seen["status"] == "new"  # listed by its own process: not 'running' to itself
+    assert not (tmp_path / "toy" / "a" / "running.json").exists()  # cleared however it ended
+
+
+def test_a_run_whose_process_still_runs_is_neither_resumed_nor_started_over(tmp_path):
+    import subprocess
+    import sys
+
+    run, _ = start_run("toy", ToyConfig(out=tmp_path, name="a"))
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        run.running_path.write_text(json.dumps(_live_record(child.pid)))
+        before = run.config_path.read_text()
+        for config, flag in ((ToyConfig(out=tmp_path, name="a", resume=True), "--resume"),
+                             (ToyConfig(out=tmp_path, resume=True), "--resume"),  # the latest
+                             (ToyConfig(out=tmp_path, name="a", overwrite=True), "--overwrite")):
+            with pytest.raises(RunSetupError) as refused:
+                start_run("toy", config)
+            assert str(refused.value).startswith(
+                f"{flag}: {run.path} is being trained by process {child.pid} on host ")
+            assert f"wait for it to end, or stop it (Ctrl-C, or kill {child.pid})" in str(refused.value)
+            assert run.config_path.read_text() == before
+    finally:
+        child.kill()
+        child.wait()
+    # killed outright: its record stays, and the run resumes (this process's record now)
+    resumed, _ = start_run("toy", ToyConfig(out=tmp_path, name="a", resume=True))
+    assert json.loads(resumed.running_path.read_text())["pid"] == os.getpid()
+
+
+def test_a_run_opened_on_another_machine_resumes_with_a_warning(tmp_path):
+    run, _ = start_run("toy", ToyConfig(out=tmp_path, name="a"))
+    run.running_path.write_text(json.dumps(_live_record(123, host="gpu7")))
+    with pytest.warns(UserWarning, match=r"--resume: .* was opened by process 123 on host gpu7 "
+                                         r".*another machine, which cannot be checked from here"):
+        start_run("toy", ToyConfig(out=tmp_path, name="a", resume=True))

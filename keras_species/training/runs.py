@@ -14,6 +14,7 @@ A run folder holds everything one training run produced::
     backup/phase<i>.best.weights.h5   best weights of the phase in progress (early stopping)
     checkpoints/       weights at the end of each finished phase (what a resume starts from)
     train_seconds.json training seconds of each session (summed into metrics.json's train_seconds)
+    running.json       the process training the run (pid, host, start time), while it runs
 
 A multi-model recipe (``backbone_comparison``, ``scratch_cnn``, ``fish_semisupervised``,
 ``inaturalist_vgg16``) trains each of its models in a subfolder laid out like a run folder
@@ -45,6 +46,13 @@ from keras_species.atomic import atomic_path
 from keras_species.config import config_to_dict
 from keras_species.jsonfile import json_type as _json_type
 from keras_species.jsonfile import read_json_file, read_json_object
+from keras_species.training.history import read_history
+from keras_species.training.run_process import (
+    describe,
+    is_this_process,
+    process_state,
+    this_process,
+)
 
 CONFIG = "config.json"
 HISTORY = "history.csv"
@@ -60,6 +68,7 @@ CHECKPOINTS = "checkpoints"
 FAILURE = "failed.json"
 AUDIT = "audit"
 TRAIN_SECONDS = "train_seconds.json"
+RUNNING = "running.json"
 
 RUN_RESULT_FILES = (
     "split.csv", "split.prepared.json", METRICS, PREDICTIONS, REPORT, "comparison.csv",
@@ -407,6 +416,7 @@ class RunFolder:
     plots_dir = property(lambda self: self.path / PLOTS)
     state_path = property(lambda self: self.path / STATE)
     failure_path = property(lambda self: self.path / FAILURE)
+    running_path = property(lambda self: self.path / RUNNING)
 
     def backup_dir(self, phase_index: int) -> Path:
         """``backup/phase<i>``: the BackupAndRestore folder of phase ``i``."""
@@ -663,12 +673,61 @@ class RunFolder:
             "(that removes this file)",
         )
 
-    def read_history(self) -> list[dict]:
-        """Rows of ``history.csv`` (``[]`` when absent), as ``callbacks.read_history`` reads
-        them: a last line cut short is skipped with a warning; another malformed line raises a
-        ``ValueError`` that names the file and the line."""
-        from keras_species.training.callbacks import read_history
+    def mark_running(self) -> Path:
+        """Write ``running.json``: the process calling it trains this run from now on
+        (:func:`~keras_species.training.run_process.this_process`: pid, host, start time).
 
+        ``keras-species runs`` lists the run as ``running`` while that process is alive, and
+        :func:`keras_species.recipe.start_run` refuses to resume or start over a run whose
+        process is; :meth:`clear_running` removes the file when the run ends.
+
+        Returns:
+            The path written.
+
+        Example:
+            >>> RunFolder("runs/quickstart/demo").mark_running().name  # doctest: +SKIP
+            'running.json'
+        """
+        return write_json(self.running_path, this_process())
+
+    def clear_running(self) -> None:
+        """Remove ``running.json`` if it names the process calling it (another process's
+        record, or one that cannot be read, stays)."""
+        record = self.running_record()
+        if record is not None and is_this_process(record):
+            self.running_path.unlink(missing_ok=True)
+
+    def running_record(self) -> dict | None:
+        """``running.json``: the process that trains (or trained) this run, or None when the
+        file is absent or cannot be read (a damaged record says nothing about a process)."""
+        record, reason = read_json_object(self.running_path)
+        return None if reason or not record else record
+
+    def live_process(self) -> tuple[str, dict] | None:
+        """The process that trains this run now, as far as this machine can tell.
+
+        Returns:
+            ``("alive", record)`` when the process of ``running.json`` runs on this machine,
+            ``("unknown", record)`` when it ran on another machine (it cannot be checked from
+            here), None when there is no record or its process is gone (a run killed outright
+            leaves the file: it is ``stopped``) or is the process calling it.
+
+        Example:
+            >>> RunFolder("runs/quickstart/demo").live_process()  # doctest: +SKIP
+            ('alive', {'pid': 4121, 'host': 'gpu1', ...})
+        """
+        record = self.running_record()
+        if record is None or is_this_process(record):
+            return None
+        state = process_state(record)
+        return None if state == "gone" else (state, record)
+
+    def read_history(self) -> list[dict]:
+        """Rows of ``history.csv`` (``[]`` when absent), as :func:`history.read_history
+        <keras_species.training.history.read_history>` reads them (without Keras, so that
+        ``keras-species runs`` never imports it): a last line cut short is skipped with a
+        warning; another malformed line raises a ``ValueError`` that names the file and the
+        line."""
         return read_history(self.history_path)
 
     def reset_training(self) -> None:
@@ -784,6 +843,10 @@ class RunFolder:
         - ``done``: evaluated (``metrics.json``) after its training finished (``state.json``),
           or evaluated by a recipe that keeps no ``state.json`` in the run folder itself
           (``inaturalist_vgg16`` trains its models in subfolders);
+        - ``running``: the process that opened the run (``running.json``,
+          :meth:`live_process`) is alive on this machine: it is training or evaluating it now;
+          ``running?``: that process ran on another machine, which cannot be checked from
+          here (a run folder on a shared disk): it may be running, or killed there;
         - ``failed``: ``failed.json`` is there (the recipe stopped with an error);
         - ``not evaluated``: training finished but there is no ``metrics.json``: the run was
           killed during its final evaluation; ``--resume`` evaluates it without training;
@@ -811,7 +874,9 @@ class RunFolder:
             (``none`` for random initialisation; None when the recipe has no such setting), data
             (the ``data`` or ``labelled`` setting, as stored), settings (``key=value`` words),
             key_settings (the same as a dict, for the table's comparison), status
-            (``done``, ``failed``, ``not evaluated``, ``stopped``, ``new`` or ``unreadable``),
+            (``done``, ``running``, ``running?``, ``failed``, ``not evaluated``, ``stopped``,
+            ``new`` or ``unreadable``), process (the ``running.json`` record of a ``running``
+            or ``running?`` run: pid, host, start time, since; else None),
             training_finished (``state.json`` says the training finished), error (of a failed
             run), problem (of an unreadable one), epochs (of a run that trains its models in
             subfolders: those of all its model folders, whatever its status; None for a run
@@ -881,10 +946,13 @@ class RunFolder:
             models = [] if done or problems else models
         if not done and trained and any(m["status"] == "stopped" for m in models):
             trained = False  # a state.json of an earlier run of the folder: its models train again
+        live = None if problems or done else self.live_process()
         if problems:
             status = "unreadable"
         elif done:
             status = "done"
+        elif live is not None:  # its process runs (here), or may run (on another machine)
+            status = "running" if live[0] == "alive" else "running?"
         elif failure or self.failure_path.exists():
             status = "failed"
         elif trained:  # killed during the evaluation that ends every run (an error: failed)
@@ -923,6 +991,7 @@ class RunFolder:
             "settings": " ".join(f"{k}={v}" for k, v in settings.items()),
             "key_settings": settings,
             "status": status,
+            "process": live[1] if live is not None else None,
             "training_finished": trained,
             "error": failure.get("error"),
             "problem": "; ".join(problems) or None,
@@ -971,8 +1040,9 @@ def list_runs(root: str | os.PathLike = "runs") -> list[dict]:
 
     Returns:
         ``RunFolder.summary(root)`` dicts: run (the folder relative to ``root``), path, recipe,
-        date, name, backbone, settings, status (``done``, ``failed``, ``not evaluated``,
-        ``stopped``, ``new`` or ``unreadable``: see :meth:`RunFolder.summary`),
+        date, name, backbone, settings, status (``done``, ``running``, ``running?``, ``failed``,
+        ``not evaluated``, ``stopped``, ``new`` or ``unreadable``: see :meth:`RunFolder.summary`),
+        process (the ``running.json`` record of a running run, else None),
         training_finished, error (of a failed run, else None), problem (of an unreadable run:
         the file and why, else None), epochs, epochs_over (what a multi-model run's epochs
         are summed over, e.g. ``"5 folds"``, else None), models (the model folders of a
@@ -1092,13 +1162,16 @@ def _epochs_note(rows: list[dict]) -> str | None:
     return " ".join(parts)
 
 
-def _models_cell(models: list[dict] | None, classifiers: list[str] | None = None) -> str | None:
-    """The ``models`` cell of a row: ``"2 trained, 1 stopped"`` of its model folders, or
-    ``"2 fitted"`` of the classifiers it fitted (None without either)."""
+def _models_cell(models: list[dict] | None, classifiers: list[str] | None = None,
+                 running: bool = False) -> str | None:
+    """The ``models`` cell of a row: ``"2 trained, 1 stopped"`` of its model folders (``"1 in
+    progress"`` for a running run's unfinished ones), or ``"2 fitted"`` of the classifiers it
+    fitted (None without either)."""
     if not models:
         return f"{len(classifiers)} fitted" if classifiers else None
     counts = {s: sum(m["status"] == s for m in models) for s in ("trained", "stopped")}
-    return ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    unfinished = "in progress" if running else "stopped"
+    return ", ".join(f"{n} {unfinished if s == 'stopped' else s}" for s, n in counts.items() if n)
 
 
 def _models_line(models: list[dict]) -> str:
@@ -1161,7 +1234,8 @@ def format_runs(rows: list[dict]) -> str:
     :meth:`RunFolder.model_folders`, or fitted classifiers: ``2 trained``, ``2 fitted``), test
     accuracy (a multi-label run's exact-match accuracy, marked ``(exact)`` and explained below
     the table), micro-F1, top-5, and the settings that are not the same in every listed run;
-    those that are follow the table on one line), then the error of each failed run, the model folders
+    those that are follow the table on one line), then the process of each ``running`` or
+    ``running?`` run, the error of each failed run, the model folders
     of each stopped multi-model run with the command that continues it, the flags that
     evaluate each ``not evaluated`` run, and the file that could not be read of each
     unreadable run, one line each (a failed run whose training finished gets a second line:
@@ -1203,7 +1277,8 @@ def format_runs(rows: list[dict]) -> str:
             if key == "date" and value:
                 value = str(value).replace("T", " ")[:16]
             elif key == "models":
-                value = _models_cell(value, row.get("classifiers"))
+                value = _models_cell(value, row.get("classifiers"),
+                                     str(row.get("status")).startswith("running"))
             elif key == "epochs":
                 value = _epochs_cell(row)
             elif key == "test_accuracy":
@@ -1233,6 +1308,12 @@ def format_runs(rows: list[dict]) -> str:
         for r in validated:
             best = f"best model {r['best_model']}, " if r.get("best_model") else ""
             lines.append(f"  {_row_id(r)}: {best}val accuracy {r['val_accuracy']:.3f}")
+    running = [r for r in rows if r.get("status") in ("running", "running?")]
+    if running:
+        lines += ["", "running runs (a process is training or evaluating them: --resume and "
+                  "--overwrite refuse a run whose process runs on this machine):"]
+        for r in running:
+            lines.append(f"  {_row_id(r)}: {_running_line(r)}")
     failed = [r for r in rows if r.get("error") and r.get("status") == "failed"]
     if failed:
         lines += ["", "failed runs (failed.json in the run folder):"]
@@ -1263,6 +1344,15 @@ def format_runs(rows: list[dict]) -> str:
         for r in unreadable:
             lines.append(f"  {_row_id(r)}: {' '.join(str(r['problem']).split())}")
     return "\n".join(lines)
+
+
+def _running_line(row: dict) -> str:
+    """What a ``running`` or ``running?`` row's process is, in one line under the table."""
+    process = describe(row.get("process") or {})
+    if row.get("status") == "running":
+        return f"{process}, alive"
+    return (f"running?: {process}, another machine, so not checked from here; if that process "
+            f"is gone, the run stopped: {_resume_hint(row)} continues it")
 
 
 def _row_id(row: dict) -> str:

@@ -1191,3 +1191,106 @@ def test_the_epochs_column_says_what_it_sums_for_every_recipe_kind(tmp_path, cap
     listed = {r["run"]: r for r in json.loads(capsys.readouterr().out)}
     assert listed["scratch_cnn/cv"]["epochs_over"] == "2 folds"
     assert listed["quickstart/q"]["epochs_over"] is None
+
+
+def test_listing_runs_imports_neither_keras_nor_tensorflow(tmp_path):
+    # the history of a run was read with training.callbacks, which imports Keras: listing a
+    # folder that held a run with a history.csv took ~3-4 s and imported TensorFlow
+    root = tmp_path / "runs"
+    _fake_run(root, "quickstart", "done", "2025-01-01T09:00:00", {"accuracy": 0.8})
+    _fake_run(root, "quickstart", "stopped", "2025-01-02T09:00:00", finished=False)
+    code = ("import sys; from keras_species.cli import main; "
+            f"code = main(['runs', {str(root)!r}]); "
+            "print(code, 'keras' in sys.modules, 'tensorflow' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.strip().splitlines()
+    assert any("done" in line for line in lines) and any("stopped" in line for line in lines)
+    assert lines[-1] == "0 False False"
+
+
+def _sleeper() -> subprocess.Popen:
+    """A child process that lives until the test ends it (a stand-in for a training process)."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+
+
+def _record_of(pid: int, **changes) -> dict:
+    """The running.json record that process ``pid`` of this machine would write."""
+    from keras_species.training.run_process import process_start_ticks, this_process
+
+    return {**this_process(), "pid": pid, "start_ticks": process_start_ticks(pid), **changes}
+
+
+def test_process_state_tells_a_live_process_from_a_dead_or_reused_id():
+    from keras_species.training.run_process import process_state, this_process
+
+    assert process_state(this_process()) == "alive"
+    child = _sleeper()
+    try:
+        record = _record_of(child.pid)
+        assert process_state(record) == "alive"
+        if record["start_ticks"] is not None:  # Linux: the id with another start time is reused
+            assert process_state({**record, "start_ticks": record["start_ticks"] + 1}) == "gone"
+        assert process_state({**record, "host": "elsewhere.example"}) == "unknown"
+        assert process_state({"host": record["host"]}) == "unknown"  # no pid: not a record
+    finally:
+        child.kill()
+        child.wait()
+    assert process_state(record) == "gone"
+
+
+def test_a_run_whose_process_is_alive_is_listed_running_not_stopped(tmp_path):
+    # a run still training was listed 'stopped', inviting a --resume of a live run
+    root = tmp_path / "runs"
+    run = _fake_run(root, "quickstart", "live", "2025-01-01T09:00:00", finished=False)
+    assert list_runs(root)[0]["status"] == "stopped"
+    child = _sleeper()
+    try:
+        write_json(run.running_path, _record_of(child.pid))
+        row = list_runs(root)[0]
+        assert row["status"] == "running" and row["process"]["pid"] == child.pid
+        text = format_runs([row])
+        assert "running runs" in text and f"quickstart/live: process {child.pid} on host" in text
+    finally:
+        child.kill()
+        child.wait()
+    row = list_runs(root)[0]  # killed outright: its record stays, but the run is stopped
+    assert row["status"] == "stopped" and row["process"] is None
+    # a process on another machine cannot be checked: said so, with the command if it is gone
+    write_json(run.running_path, _record_of(child.pid, host="gpu7"))
+    row = list_runs(root)[0]
+    assert row["status"] == "running?"
+    assert (f"quickstart/live: running?: process {child.pid} on host gpu7" in format_runs([row])
+            and "python -m recipes.quickstart --resume" in format_runs([row]))
+    # a finished run is done, whatever its record says
+    done = _fake_run(root, "quickstart", "done", "2025-01-02T09:00:00", {"accuracy": 0.8})
+    write_json(done.running_path, _record_of(child.pid, host="gpu7"))
+    assert [r["status"] for r in list_runs(root)] == ["running?", "done"]
+
+
+def test_a_damaged_running_record_says_nothing(tmp_path):
+    run = _fake_run(tmp_path, "quickstart", "x", "2025-01-01T09:00:00", finished=False)
+    run.running_path.write_text('{"pid": 1')
+    assert run.running_record() is None and list_runs(tmp_path)[0]["status"] == "stopped"
+    run.clear_running()  # not this process's record: it stays
+    assert run.running_path.exists()
+
+
+def test_a_running_multi_model_run_shows_its_unfinished_models_in_progress(tmp_path):
+    run = _fake_run(tmp_path, "scratch_cnn", "cv", "2025-01-01T09:00:00", finished=False)
+    run.state_path.unlink()
+    run.history_path.unlink()
+    for fold, finished in (("r2_cnn/fold0", True), ("r2_cnn/fold1", False)):
+        sub = RunFolder(run.path / fold).mkdir()
+        write_history(sub.history_path, [{"epoch": 1, "phase": "head", "loss": 1.0}])
+        sub.write_state({"phase_index": 1, "epoch": 1, "finished": finished})
+    child = _sleeper()
+    try:
+        write_json(run.running_path, _record_of(child.pid))
+        text = format_runs(list_runs(tmp_path))
+    finally:
+        child.kill()
+        child.wait()
+    assert "1 trained, 1 in progress" in text and "stopped runs" not in text
+    assert "1 trained, 1 stopped" in format_runs(list_runs(tmp_path))
