@@ -1038,6 +1038,11 @@ def _convert(converter, quantize: str | None, representative_data, size, count: 
                     f"of images), or leave {_option('representative_data')} out for "
                     "dynamic-range int8"
                 )
+            if unreadable:  # skipped: calibration goes on with the others, but not silently
+                shown = "; ".join(unreadable[:3]) + (" ..." if len(unreadable) > 3 else "")
+                warnings.warn(f"{_representative_name(representative_data)}: {len(unreadable)} "
+                              f"unreadable file(s) left out of the calibration ({shown}); "
+                              f"calibrating on {len(images)} image(s)", UserWarning, stacklevel=2)
 
             def gen():
                 for img in images:

@@ -672,7 +672,7 @@ class _SavedModelPredictor(_Predictor):
     def __init__(self, path: Path, labels, image_size=None) -> None:
         import tensorflow as tf
 
-        from keras_species.models.labels import LabelMap
+        from keras_species.models.labels import LabelMap, LabelMapError
 
         self.loaded = tf.saved_model.load(os.fspath(path))
         sigs = self.loaded.signatures
@@ -681,6 +681,8 @@ class _SavedModelPredictor(_Predictor):
             names = [c.decode("utf-8") for c in meta["class_names"]]
             multilabel = bool(meta["multilabel"])
             self.label_map = LabelMap(names, multilabel, meta["thresholds"].tolist() if multilabel else None)
+            if labels is not None:  # was ignored without a word before stop 30
+                raise LabelMapError(_own_labels_refusal(f"SavedModel {path}", self.label_map))
             self.image_size = tuple(int(v) for v in meta["image_size"])
             self._serve, self._float = sigs["serve"], sigs["serve_float"]
             self._key, self._uint8 = "probabilities", True
@@ -695,7 +697,9 @@ class _SavedModelPredictor(_Predictor):
             raise ValueError(f"SavedModel {path} signature {name!r} does not take one image batch")
         shape = spec[0].shape.as_list()
         self.image_size = _fixed_size(shape[1:3], image_size, str(path))
-        self.label_map = _external_labels(labels, path)
+        outputs = list(fn.structured_outputs.values())
+        width = outputs[0].shape[-1] if len(outputs) == 1 and outputs[0].shape.rank == 2 else None
+        self.label_map = _check_label_width(_external_labels(labels, path), width, f"SavedModel {path}")
         self._serve = self._float = fn
         self._input = next(iter(fn.structured_input_signature[1]))
         self._dtype = spec[0].dtype
@@ -945,6 +949,43 @@ def _fixed_size(shape, image_size, what: str) -> tuple[int, int]:
     return int(shape[0]), int(shape[1])
 
 
+CSV_SUFFIXES = (".csv", ".txt", ".tsv")
+"""Names ``out`` may end in (or none): what ``predict`` writes is a comma-separated CSV."""
+
+
+def _check_csv_name(out: PathLike) -> None:
+    """Refuse an ``out`` whose name says another format: ``p.json`` got CSV text (stop 30)."""
+    suffix = Path(out).suffix.lower()
+    if suffix and suffix not in CSV_SUFFIXES and not Path(out).is_dir():
+        given = f"--out {out}" if _out_flag() else f"out={os.fspath(out)!r}"
+        raise ValueError(
+            f"{given}: predict writes a CSV (one row per image), not a {suffix} file: "
+            f"give a name ending in .csv (pandas.read_csv reads it; "
+            f"df.to_json turns it into JSON)")
+
+
+def _check_label_width(lmap: LabelMap, width: int | None, what: str) -> LabelMap:
+    """``lmap``, once its class names match the model's outputs one to one: a shorter list
+    crashed after the model ran, a longer one wrote rows under the wrong header (stop 30)."""
+    from keras_species.models.labels import LabelMapError
+
+    if width is not None and width != lmap.num_classes:
+        raise LabelMapError(
+            f"{what} has {width} outputs but the label map {lmap.num_classes} class names "
+            f"({', '.join(lmap.class_names[:5])}{', ...' if lmap.num_classes > 5 else ''}): give "
+            "one name per output, in the model's output order"
+        )
+    return lmap
+
+
+def _own_labels_refusal(what: str, own: LabelMap) -> str:
+    """The message for ``labels`` given with a model that carries its own label map."""
+    names = ", ".join(own.class_names[:5]) + (", ..." if own.num_classes > 5 else "")
+    return (f"{what} carries its own label map ({own.num_classes} classes: {names}), which "
+            f"{_option('labels')} would replace without a word: leave {_option('labels')} out "
+            "(it is for a model that carries none)")
+
+
 def _external_labels(labels, model_path: Path | None) -> LabelMap:
     """The label map from ``labels`` or a ``labels.json`` next to the model."""
     from keras_species.models.labels import LabelMap, LabelMapError, load_labels_json
@@ -1024,16 +1065,22 @@ def open_predictor(
                     f"{_option('labels')} out")
             return _FeatureRunPredictor(path, image_size)
     model = load_keras_model(path if path is not None else model_or_path)
-    if labels is not None:
+    what = f"model {path}" if path is not None else f"model {model.name!r}"
+    try:
+        own = label_map(model)
+    except LabelMapError:
+        own = None
+    if labels is not None and own is not None:
+        raise LabelMapError(_own_labels_refusal(what, own))
+    if own is not None:
+        lmap = own
+    elif labels is not None:
         lmap = _external_labels(labels, None)
+    elif path is None:
+        lmap = label_map(model)  # raises: the model carries none and no labels were given
     else:
-        try:
-            lmap = label_map(model)
-        except LabelMapError:
-            if path is None:
-                raise
-            lmap = _external_labels(None, path)
-    return _KerasPredictor(model, lmap, image_size)
+        lmap = _external_labels(None, path)
+    return _KerasPredictor(model, _check_label_width(lmap, model.outputs[0].shape[-1], what), image_size)
 
 
 # ------------------------------------------------------------------------------------ prediction
@@ -1469,6 +1516,7 @@ def predict(
     labels = _read_labels_option(labels)  # a labels.json: small, read once here
     if out is not None:  # a folder, or a file on its way: named as atomic_path names it
         check_output_file(out, _out_flag())
+        _check_csv_name(out)
     predictor = model_or_path if opened else open_predictor(model_or_path, labels=labels,
                                                              image_size=image_size)
     lmap = predictor.label_map

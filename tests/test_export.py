@@ -779,6 +779,19 @@ def test_representative_images_that_none_can_be_read_are_named_with_their_reason
     assert not out.exists()
 
 
+def test_unreadable_representative_images_are_named_when_others_calibrate(model, tmp_path, images):
+    # stop 30: they were left out of the calibration without a word
+    folder = tmp_path / "rep"
+    folder.mkdir()
+    for i, img in enumerate(images["same"][:3]):
+        Image.fromarray(img).save(folder / f"{i}.png")
+    (folder / "z.jpg").write_bytes(b"")
+    with pytest.warns(UserWarning, match=r"1 unreadable file\(s\) left out of the calibration "
+                                         r"\(.*z\.jpg: empty file \(0 bytes\)\); calibrating on 3 image\(s\)"):
+        export_model(model, tmp_path / "q.tflite", format="tflite", quantize="int8",
+                     representative_data=folder)
+
+
 def test_tflite_export_leaves_out_the_trackable_obj_notice_only(model, tmp_path, caplog):
     # every --out m.tflite printed "WARNING:absl:Please consider providing the trackable_obj
     # argument in the from_concrete_functions..." (the conversion path is chosen on purpose)

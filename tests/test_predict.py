@@ -888,6 +888,46 @@ def test_plain_keras_saved_model_with_labels(model, folder, tmp_path, capsys):
     assert np.abs(result.probabilities - expected.probabilities).max() <= 1e-5
 
 
+def test_labels_must_match_the_outputs_and_never_replace_a_models_own(model, folder, tmp_path):
+    # stop 30: 3 names for a 6-output model crashed after the model ran (IndexError), 8 wrote
+    # rows under a longer header, and --labels renamed a model's own classes (or was ignored by
+    # an exported SavedModel) without a word
+    from keras_species.export import export_model
+
+    inp = keras.Input((SIZE, SIZE, 3))
+    plain = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(inp)))
+    for names in (["a", "b"], ["a", "b", "c", "d"]):
+        with pytest.raises(LabelMapError, match=rf"has 3 outputs but the label map {len(names)} class names"):
+            predict(plain, folder, labels=names)
+    with pytest.raises(LabelMapError, match=r"carries its own label map \(3 classes: cod, eel, ray\), "
+                                            r"which labels would replace without a word"):
+        predict(model, folder, labels=["x", "y", "z"])
+    exported = export_model(model, tmp_path / "sm", format="saved_model")
+    with pytest.raises(LabelMapError, match="carries its own label map"):
+        predict(exported, folder, labels=["x", "y", "z"])
+    model.export(str(tmp_path / "plain_sm"), format="tf_saved_model", verbose=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        with pytest.raises(LabelMapError, match="has 3 outputs but the label map 2 class names"):
+            predict(tmp_path / "plain_sm", folder, labels=["a", "b"])
+    plain.save(tmp_path / "plain.keras")
+    LabelMap(["a", "b"]).write_json(tmp_path / "labels.json")  # a stale labels.json beside it
+    with pytest.raises(LabelMapError, match="has 3 outputs but the label map 2 class names"):
+        predict(tmp_path / "plain.keras", folder)
+
+
+def test_an_out_name_of_another_format_is_refused_before_the_model_is_read(model, folder, tmp_path, capsys):
+    # stop 30: `--out p.json` wrote CSV text into p.json and exited 0
+    with pytest.raises(ValueError, match=r"out='.*p\.json': predict writes a CSV \(one row per "
+                                         r"image\), not a \.json file: give a name ending in \.csv"):
+        predict(model, folder, out=tmp_path / "p.json")
+    model.save(tmp_path / "m.keras")
+    assert cli.main(["predict", str(tmp_path / "m.keras"), str(folder), "--out", str(tmp_path / "p.json")]) == 2
+    assert "--out " in capsys.readouterr().err and not (tmp_path / "p.json").exists()
+    for name in ("p.csv", "p.TSV", "p"):
+        predict(model, folder, out=tmp_path / name)
+
+
 def test_cli(model, folder, tmp_path, capsys, monkeypatch):
     model.save(tmp_path / "m.keras")
     out = tmp_path / "cli.csv"
