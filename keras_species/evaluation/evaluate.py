@@ -34,6 +34,10 @@ from keras_species.evaluation import thresholds as thresholds_mod
 THRESHOLD_MODES = ("global", "per_class")
 """Multi-label thresholds tuned on the validation split (R4): one for all tags, or one per tag."""
 
+TUNED_ON_VAL_NOTE = "thresholds tuned on it: optimistic"
+"""The ``note`` of a multi-label ``val`` block scored with thresholds tuned on those images
+(``render_report`` puts it in the block's heading)."""
+
 VAL_SUMMARY_KEYS = (
     "n", "accuracy", "top5_accuracy", "f1_macro", "log_loss", "roc_auc_ovr_macro",
     "exact_match", "f1_micro", "hamming_loss", "map",
@@ -128,6 +132,21 @@ def _select_output(model, out: Any, output: str | int | None) -> np.ndarray:
     return np.asarray(out)
 
 
+def _as_probabilities(model, outputs: np.ndarray, output: str | int | None) -> np.ndarray:
+    """The classifier's outputs as probabilities.
+
+    A keras-species model built with ``output="logits"`` says so in its ``ClassifierOutput``
+    layer; its logits get the softmax / sigmoid that prediction and export apply
+    (``LabelMap.probabilities``). Other outputs pass through (the metrics refuse logits).
+    """
+    from keras_species.models.labels import find_output_layer, label_map
+
+    layer = find_output_layer(model)
+    if layer is None or not layer.logits or output not in (None, layer.name):
+        return outputs
+    return label_map(model).probabilities(outputs)
+
+
 def _image_size(model, image_size: int | Sequence[int] | None) -> tuple[int, int]:
     if image_size is not None:
         if isinstance(image_size, int | np.integer):
@@ -162,7 +181,9 @@ def predict_manifest(
         resize: how images are resized (``pipeline.resize_image``).
 
     Returns:
-        :class:`Predictions` (unreadable files are left out with a warning).
+        :class:`Predictions` (unreadable files are left out with a warning); a model whose
+        output layer gives logits (``output="logits"``) has them turned into probabilities
+        (softmax, or sigmoid for multi-label; with TTA, of the mean logits, as ``predict``).
 
     Example:
         >>> p = predict_manifest(model, m.split("test"))  # doctest: +SKIP
@@ -192,7 +213,7 @@ def predict_manifest(
         probs = predict_tta(model, ds, transforms=tta, batch_size=batch_size, output=output)
     else:
         probs = _select_output(model, model.predict(ds, verbose=0), output)
-    probs = np.asarray(probs, dtype=np.float32)
+    probs = np.asarray(_as_probabilities(model, np.asarray(probs), output), dtype=np.float32)
     if len(probs) != len(manifest):
         raise RuntimeError(
             f"{len(probs)} predictions for {len(manifest)} images: an image failed to decode "
@@ -321,7 +342,8 @@ def evaluate_and_report(
 ) -> Evaluation:
     """Predict the test split, score it, and write metrics, predictions, plots and report.
 
-    Files written in ``run_folder``: ``metrics.json`` (``{"test": ..., "val": summary,
+    Files written in ``run_folder``: ``metrics.json`` (``{"test": ..., "val": summary (its
+    ``note`` says when multi-label thresholds were tuned on those images, so its scores flatter),
     "test_tta": ... , **extra_metrics}``), ``predictions.csv`` (one row per test image),
     ``plots/*.png`` (learning curves with phase boundaries, confusion matrix, per-class F1,
     confident mistakes, uncertain predictions, precision–recall curves; multi-label: per-class
@@ -412,6 +434,8 @@ def evaluate_and_report(
     if val_pred is not None and val_pred.labelled.any():
         val = score(val_pred, names, **scoring)
         results["val"] = {k: val[k] for k in VAL_SUMMARY_KEYS if k in val}
+        if manifest.multilabel and isinstance(thresholds, str):  # _tune tuned them on val
+            results["val"]["note"] = TUNED_ON_VAL_NOTE
     tta_m = None
     if tta:
         tta_pred = predict_manifest(
@@ -467,6 +491,7 @@ def evaluate_and_report(
 
 __all__ = [
     "THRESHOLD_MODES",
+    "TUNED_ON_VAL_NOTE",
     "Predictions",
     "Evaluation",
     "predict_manifest",

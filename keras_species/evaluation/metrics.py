@@ -9,6 +9,13 @@ list (its ``zero_division`` value), which pulls the mean down for a class the mo
 (it predicted none of it, and there was none). Single-label scores then equal sklearn's own
 default (``labels=None``: the classes in ``y_true`` or ``y_pred``); multi-label ones leave out
 the tags without a positive and without a prediction (:func:`keras_species.evaluation.thresholds.multilabel_macro_f1`).
+Per class, a score with nothing to count is ``None``, not 0: recall without a test sample,
+precision and F1 without a test sample and without a prediction.
+
+Top-k accuracy is written here, not taken from ``sklearn.metrics.top_k_accuracy_score``: sklearn
+breaks ties between probabilities toward the higher class index and ``argmax`` toward the lower,
+so with tied outputs (float16 softmax) its top-k could fall below top-1. One order serves both
+and ``predictions.csv`` (:func:`ranked_classes`).
 """
 
 from __future__ import annotations
@@ -22,7 +29,10 @@ from sklearn import metrics as skm
 from keras_species.data.audit import majority_label_set
 from keras_species.evaluation.thresholds import (
     apply_thresholds,
+    as_multilabel_indicator,
     multilabel_macro_f1,
+    multilabel_micro_f1,
+    multilabel_samples_f1,
     occurring_tags,
 )
 
@@ -31,7 +41,21 @@ __all__ = [
     "multilabel_metrics",
     "unique_correct_wrong",
     "majority_class",
+    "ranked_classes",
+    "true_class_rank",
+    "scorable_columns",
+    "per_class_average_precision",
+    "PROBABILITY_SLACK",
+    "ROW_SUM_TOLERANCE",
 ]
+
+PROBABILITY_SLACK = 1e-6
+"""How far outside ``[0, 1]`` a probability may round (``predict_proba`` can give
+``1.0000000000000002``); such values are clipped, anything further is refused."""
+
+ROW_SUM_TOLERANCE = 1e-2
+"""How far a single-label row may sum from 1 without a warning: a float16 softmax drifts by ~1e-3,
+a float32 one or a TTA mean of them by far less; sigmoid outputs or logits are off by much more."""
 
 
 def _num(x: float | np.floating | None) -> float | None:
@@ -54,7 +78,19 @@ def _check_names(class_names: Sequence[str] | None, num_classes: int) -> list[st
     return names
 
 
-def _check_probs(probs: np.ndarray, n: int) -> np.ndarray:
+def _check_probs(probs: np.ndarray, n: int, *, rows_sum_to_one: bool = False) -> np.ndarray:
+    """``probs`` as a float64 ``(n, C)`` array of probabilities, or a ValueError that says why not.
+
+    Args:
+        probs: the model outputs.
+        n: the number of labelled samples.
+        rows_sum_to_one: single-label outputs: warn when a row sums to 1 by more than
+            :data:`ROW_SUM_TOLERANCE` off (scores stay meaningful for one-vs-rest sigmoid
+            outputs, and log loss rescales the rows, so a warning rather than an error).
+
+    Returns:
+        The probabilities, clipped to ``[0, 1]`` within :data:`PROBABILITY_SLACK`.
+    """
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2:
         raise ValueError(f"probs must be (N, C); got shape {probs.shape}")
@@ -65,7 +101,157 @@ def _check_probs(probs: np.ndarray, n: int) -> np.ndarray:
         )
     if not np.all(np.isfinite(probs)):
         raise ValueError("probs contains NaN or inf; check the model output (diverged training?)")
+    if probs.size == 0:
+        return probs
+    lo, hi = float(probs.min()), float(probs.max())
+    if lo < -PROBABILITY_SLACK or hi > 1 + PROBABILITY_SLACK:
+        raise ValueError(
+            f"probs must be probabilities in [0, 1]; got values from {lo:.4g} to {hi:.4g}. "
+            "Pass probabilities, not logits: apply softmax (single-label) or sigmoid "
+            "(multi-label) to the model's outputs"
+        )
+    probs = np.clip(probs, 0.0, 1.0)
+    if rows_sum_to_one:
+        sums = probs.sum(axis=1)
+        off = np.abs(sums - 1.0) > ROW_SUM_TOLERANCE
+        if off.any():
+            warnings.warn(
+                f"{int(off.sum())} of {len(probs)} rows of probs do not sum to 1 (sums from "
+                f"{sums.min():.4g} to {sums.max():.4g}): single-label scores expect softmax "
+                "outputs; log loss is computed on the rows rescaled to sum to 1",
+                stacklevel=3,
+            )
     return probs
+
+
+def ranked_classes(probs: np.ndarray, k: int | None = None) -> np.ndarray:
+    """Each row's class indices by descending probability, ties to the lower class index.
+
+    The one order of single-label predictions: its first class is ``argmax`` (the prediction that
+    accuracy and the confusion matrix score), top-k accuracy asks whether the true class is among
+    its first ``k``, and ``predictions.csv`` lists its first ``k``.
+
+    Args:
+        probs: ``(N, C)`` probabilities.
+        k: keep the first ``k`` columns (all when None).
+
+    Returns:
+        ``(N, k)`` int indices.
+
+    Example:
+        >>> ranked_classes(np.array([[0.2, 0.4, 0.4]])).tolist()
+        [[1, 2, 0]]
+    """
+    order = np.argsort(-np.asarray(probs, dtype=np.float64), axis=1, kind="stable")
+    return order if k is None else order[:, :k]
+
+
+def true_class_rank(y_true: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """The position of each sample's true class in :func:`ranked_classes` (0 = the prediction).
+
+    Args:
+        y_true: ``(N,)`` class indices.
+        probs: ``(N, C)`` probabilities.
+
+    Returns:
+        ``(N,)`` ranks: the classes scoring higher, plus those tied with it at a lower index.
+
+    Example:
+        >>> true_class_rank(np.array([2, 0]), np.array([[0.2, 0.4, 0.4], [0.5, 0.5, 0.0]])).tolist()
+        [1, 0]
+    """
+    y = np.asarray(y_true, dtype=np.int64)
+    probs = np.asarray(probs, dtype=np.float64)
+    p_true = probs[np.arange(len(y)), y][:, None]
+    before = np.arange(probs.shape[1])[None, :] < y[:, None]
+    return ((probs > p_true) | ((probs == p_true) & before)).sum(axis=1)
+
+
+def _tie_note(y_true: np.ndarray, probs: np.ndarray, ks: Sequence[int]) -> str | None:
+    """A note for the top-k accuracies that tied probabilities decide: their range over tie orders.
+
+    ``None`` when no reported top-k accuracy depends on how ties are broken.
+    """
+    p_true = probs[np.arange(len(y_true)), y_true][:, None]
+    higher = (probs > p_true).sum(axis=1)  # classes ahead of the true one in every tie order
+    at_least = (probs >= p_true).sum(axis=1)  # ... plus the true one and those tied with it
+    decided = np.zeros(len(y_true), dtype=bool)
+    ranges = []
+    for k in ks:
+        depends = (higher < k) & (at_least > k)
+        if depends.any():
+            decided |= depends
+            ranges.append(f"top-{k} {np.mean(at_least <= k):.4f}–{np.mean(higher < k):.4f}")
+    if not ranges:
+        return None
+    return (
+        f"Tied probabilities decide the top-k hit of {int(decided.sum())} of {len(y_true)} "
+        "samples; ties go to the lower class index (as argmax does), and another class order "
+        "could give " + ", ".join(ranges)
+    )
+
+
+def scorable_columns(y_indicator: np.ndarray) -> np.ndarray:
+    """Which columns of 0/1 labels have an AUC / average precision: some positives, not all.
+
+    A class with no positive has no AP; one positive on every sample scores AP = 1.0 whatever
+    the model does, so neither enters a mean.
+
+    Args:
+        y_indicator: ``(N, C)`` 0/1 labels (one-hot or multi-hot).
+
+    Returns:
+        ``(C,)`` bool mask.
+
+    Example:
+        >>> scorable_columns(np.array([[1, 1, 0], [1, 0, 0]])).tolist()
+        [False, True, False]
+    """
+    y = np.asarray(y_indicator)
+    support = y.sum(axis=0)
+    return (support > 0) & (support < len(y))
+
+
+def per_class_average_precision(y_indicator: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Average precision of each :func:`scorable_columns` column, NaN elsewhere.
+
+    The macro AP / mAP of the metrics and of the precision–recall figure are both the mean of
+    the finite values, so they are one number.
+
+    Args:
+        y_indicator: ``(N, C)`` 0/1 labels.
+        probs: ``(N, C)`` probabilities.
+
+    Returns:
+        ``(C,)`` floats.
+
+    Example:
+        >>> per_class_average_precision(np.array([[1, 1], [0, 1]]), np.array([[0.9, 0.5], [0.2, 0.5]])).tolist()
+        [1.0, nan]
+    """
+    y = np.asarray(y_indicator)
+    probs = np.asarray(probs, dtype=np.float64)
+    ap = np.full(y.shape[1], np.nan)
+    for j in np.flatnonzero(scorable_columns(y)):
+        ap[j] = skm.average_precision_score(y[:, j], probs[:, j])
+    return ap
+
+
+def _per_class_prf(
+    p: np.ndarray, r: np.ndarray, f: np.ndarray, support: np.ndarray, predicted: np.ndarray, j: int
+) -> dict:
+    """Class ``j``'s precision, recall and F1, ``None`` where there is nothing to count.
+
+    Recall needs a test sample; precision and F1 need a test sample or a prediction (a predicted
+    class without samples scores precision and F1 0: every prediction of it was wrong). The macro
+    averages keep sklearn's rule (``zero_division=0``) over the classes they score.
+    """
+    unscorable = support[j] == 0 and predicted[j] == 0
+    return {
+        "precision": None if unscorable else float(p[j]),
+        "recall": None if support[j] == 0 else float(r[j]),
+        "f1": None if unscorable else float(f[j]),
+    }
 
 
 def majority_class(
@@ -113,9 +299,26 @@ def _constant_answer_scores(y_true: np.ndarray, answer: np.ndarray) -> tuple[flo
     pred = np.tile(np.asarray(answer, dtype=np.int64), (len(y_true), 1))
     return (
         float(skm.accuracy_score(y_true, pred)),
-        float(skm.f1_score(y_true, pred, average="micro", zero_division=0)),
+        multilabel_micro_f1(y_true, pred),
         float(skm.hamming_loss(y_true, pred)),
     )
+
+
+def _map_note(names: Sequence[str], support: np.ndarray, n: int) -> str:
+    """Which tags the mAP averages over, and why the others are left out."""
+    none = [names[j] for j in np.flatnonzero(support == 0)]
+    every = [names[j] for j in np.flatnonzero(support == n)]
+    used = len(names) - len(none) - len(every)
+    if not none and not every:
+        return "mAP averaged over every tag"
+    if used == 0:
+        head = "mAP undefined: no tag is on some test images and not on others"
+    else:
+        head = f"mAP averaged over {used} of {len(names)} tags"
+    why = ([f"no test positives for: {', '.join(none)}"] if none else []) + (
+        [f"on every test image (AP 1.0 whatever the scores): {', '.join(every)}"] if every else []
+    )
+    return f"{head}; " + "; ".join(why)
 
 
 def single_label_metrics(
@@ -130,17 +333,24 @@ def single_label_metrics(
 
     Args:
         y_true: ``(N,)`` int class indices in ``[0, C)``.
-        probs: ``(N, C)`` class probabilities (softmax outputs, or a TTA mean of them).
+        probs: ``(N, C)`` class probabilities (softmax outputs, or a TTA mean of them): values
+            outside ``[0, 1]`` (logits) raise a ValueError, rows that do not sum to 1 warn.
         class_names: ``C`` names in output order (default ``"0".."C-1"``).
         top_k: top-k accuracies to report; only ``k < C`` are computed (``top1_accuracy`` always).
+            A sample is a top-k hit when its true class is among the first ``k`` of
+            :func:`ranked_classes` (ties to the lower class index, as ``argmax``), so top-k is
+            never below top-1.
         train_counts: ``(C,)`` training-split class counts; the majority baseline then predicts the
             most frequent *training* class, as a deployed baseline would. Without it, the most
             frequent test class.
 
     Returns:
         A dict with ``task``, ``n``, ``num_classes``, ``accuracy``, ``top{k}_accuracy``,
+        ``tie_note`` (None, or how tied probabilities could move the top-k accuracies),
         ``precision/recall/f1_{macro,micro,weighted}``, ``per_class`` (list of dicts with
-        ``name, precision, recall, f1, support, predicted, roc_auc, average_precision``),
+        ``name, precision, recall, f1, support, predicted, roc_auc, average_precision``;
+        ``None`` where undefined: recall without test samples, precision and F1 without test
+        samples and predictions),
         ``confusion_matrix`` (rows = true, columns = predicted), ``log_loss``,
         ``roc_auc_ovr_macro``, ``average_precision_macro``, ``absent_classes`` (names with no
         test sample; AUC/AP are averaged over the present classes only), ``auc_note``,
@@ -159,7 +369,7 @@ def single_label_metrics(
             "(multi-hot labels go to multilabel_metrics, one-hot labels need argmax first)"
         )
     y_true = y_true.astype(np.int64)
-    probs = _check_probs(probs, len(y_true))
+    probs = _check_probs(probs, len(y_true), rows_sum_to_one=True)
     n, c = probs.shape
     if n == 0:
         raise ValueError("no samples to evaluate (empty test split?)")
@@ -175,11 +385,11 @@ def single_label_metrics(
     out: dict = {"task": "single_label", "n": int(n), "num_classes": int(c), "class_names": names}
     out["accuracy"] = float(skm.accuracy_score(y_true, y_pred))
     out["top1_accuracy"] = out["accuracy"]
-    for k in top_k:
-        if 1 < k < c:
-            out[f"top{k}_accuracy"] = float(
-                skm.top_k_accuracy_score(y_true, probs, k=k, labels=labels)
-            )
+    rank = true_class_rank(y_true, probs)  # one tie rule with argmax: see the module docstring
+    ks = [1, *sorted({int(k) for k in top_k if 1 < k < c})]
+    for k in ks[1:]:
+        out[f"top{k}_accuracy"] = float(np.mean(rank < k))
+    out["tie_note"] = _tie_note(y_true, probs, ks)
 
     scored = np.union1d(y_true, y_pred)  # see the module docstring: no phantom zeros
     out["macro_classes"] = int(scored.size)
@@ -205,12 +415,11 @@ def single_label_metrics(
     onehot = np.eye(c, dtype=np.int64)[y_true]
     support = onehot.sum(axis=0)
     present = support > 0
-    scorable = present & (support < n)
+    scorable = scorable_columns(onehot)
     auc = np.full(c, np.nan)
-    ap = np.full(c, np.nan)
     for j in np.flatnonzero(scorable):
         auc[j] = skm.roc_auc_score(onehot[:, j], probs[:, j])
-        ap[j] = skm.average_precision_score(onehot[:, j], probs[:, j])
+    ap = per_class_average_precision(onehot, probs)
     out["roc_auc_ovr_macro"] = _num(np.mean(auc[scorable])) if scorable.any() else None
     out["average_precision_macro"] = _num(np.mean(ap[scorable])) if scorable.any() else None
     out["absent_classes"] = [names[j] for j in np.flatnonzero(~present)]
@@ -231,9 +440,7 @@ def single_label_metrics(
     out["per_class"] = [
         {
             "name": names[j],
-            "precision": float(p[j]),
-            "recall": float(r[j]),
-            "f1": float(f[j]),
+            **_per_class_prf(p, r, f, s, n_pred, j),
             "support": int(s[j]),
             "predicted": int(n_pred[j]),
             "roc_auc": _num(auc[j]),
@@ -262,8 +469,9 @@ def multilabel_metrics(
 
     Args:
         y_true: ``(N, C)`` 0/1 multi-hot labels.
-        probs: ``(N, C)`` per-tag probabilities.
-        class_names: ``C`` tag names in output order.
+        probs: ``(N, C)`` per-tag probabilities (sigmoid outputs; values outside ``[0, 1]``
+            raise a ValueError).
+        class_names: ``C`` tag names in output order (one tag, ``C = 1``, works too).
         thresholds: one global threshold or ``(C,)`` per-class thresholds
             (see :mod:`keras_species.evaluation.thresholds`).
         train_labels: ``(M, C)`` multi-hot labels of the training split; the majority baseline
@@ -273,10 +481,13 @@ def multilabel_metrics(
 
     Returns:
         A dict with ``task``, ``n``, ``exact_match`` (subset accuracy), ``hamming_loss``,
-        ``f1_micro/macro/samples`` (``macro_classes``: the tags the macro F1 averages over),
-        ``precision_micro``, ``recall_micro``, ``map`` (macro AP over
-        tags with positives), ``per_class`` (``name, average_precision, f1, precision, recall,
-        support, threshold``), ``thresholds``, ``absent_classes``, ``label_cardinality``; the
+        ``f1_micro/macro/samples`` (``macro_classes``: the tags the macro F1 averages over;
+        samples F1 scores a tag-free image with no predicted tag 1), ``precision_micro``,
+        ``recall_micro``, ``map`` (macro AP over the tags on some test images but not all:
+        ``map_skipped`` names the others, ``map_note`` says why), ``per_class`` (``name,
+        average_precision, f1, precision, recall, support, predicted, threshold``; ``None``
+        where undefined, as single-label), ``thresholds``, ``absent_classes`` (tags without test
+        positives), ``label_cardinality``; the
         majority label-set baseline (the headline's): ``majority_baseline`` (its exact match),
         ``majority_f1_micro``, ``majority_hamming_loss``, ``majority_label_set`` (tag names,
         ``[]`` = no tag), ``majority_source`` (``"train"`` or ``"test"``); and the weaker
@@ -311,34 +522,35 @@ def multilabel_metrics(
     out: dict = {"task": "multilabel", "n": int(n), "num_classes": int(c), "class_names": names}
     out["exact_match"] = float(skm.accuracy_score(y_true, y_pred))
     out["hamming_loss"] = float(skm.hamming_loss(y_true, y_pred))
-    for avg in ("micro", "samples"):
-        out[f"f1_{avg}"] = float(skm.f1_score(y_true, y_pred, average=avg, zero_division=0))
+    out["f1_micro"] = multilabel_micro_f1(y_true, y_pred)
+    out["f1_samples"] = multilabel_samples_f1(y_true, y_pred)
     out["f1_macro"] = multilabel_macro_f1(y_true, y_pred)
     out["macro_classes"] = int(occurring_tags(y_true, y_pred).size)
+    y_ind, pred_ind = as_multilabel_indicator(y_true, y_pred)  # one tag: see that function
     out["precision_micro"] = float(
-        skm.precision_score(y_true, y_pred, average="micro", zero_division=0)
+        skm.precision_score(y_ind, pred_ind, average="micro", zero_division=0)
     )
-    out["recall_micro"] = float(skm.recall_score(y_true, y_pred, average="micro", zero_division=0))
+    out["recall_micro"] = float(skm.recall_score(y_ind, pred_ind, average="micro", zero_division=0))
     out["label_cardinality"] = float(y_true.sum(axis=1).mean())
 
     support = y_true.sum(axis=0)
-    has_pos = support > 0
-    ap = np.full(c, np.nan)
-    for j in np.flatnonzero(has_pos):
-        ap[j] = skm.average_precision_score(y_true[:, j], probs[:, j])
-    out["map"] = _num(np.mean(ap[has_pos])) if has_pos.any() else None
-    out["absent_classes"] = [names[j] for j in np.flatnonzero(~has_pos)]
+    predicted = y_pred.sum(axis=0)
+    ap = per_class_average_precision(y_true, probs)
+    scored = np.isfinite(ap)
+    out["map"] = _num(np.mean(ap[scored])) if scored.any() else None
+    out["absent_classes"] = [names[j] for j in np.flatnonzero(support == 0)]
+    out["map_skipped"] = [names[j] for j in np.flatnonzero(~scored)]
+    out["map_note"] = _map_note(names, support, n)
     p, r, f, _ = skm.precision_recall_fscore_support(
-        y_true, y_pred, average=None, zero_division=0
+        y_ind, pred_ind, average=None, zero_division=0
     )
     out["per_class"] = [
         {
             "name": names[j],
             "average_precision": _num(ap[j]),
-            "f1": float(f[j]),
-            "precision": float(p[j]),
-            "recall": float(r[j]),
+            **_per_class_prf(p, r, f, support, predicted, j),
             "support": int(support[j]),
+            "predicted": int(predicted[j]),
             "threshold": float(thr[j]),
         }
         for j in range(c)

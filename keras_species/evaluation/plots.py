@@ -20,6 +20,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn import metrics as skm  # noqa: E402
 
+from keras_species.evaluation.metrics import (  # noqa: E402
+    per_class_average_precision,
+    scorable_columns,
+)
 from keras_species.evaluation.thresholds import (  # noqa: E402
     DEFAULT_GRID,
     apply_thresholds,
@@ -29,6 +33,7 @@ from keras_species.evaluation.thresholds import (  # noqa: E402
 __all__ = [
     "load_history",
     "plot_learning_curves",
+    "normalise_rows",
     "plot_confusion_matrix",
     "plot_per_class_f1",
     "plot_pr_curves",
@@ -191,6 +196,24 @@ def plot_learning_curves(
     return _save(fig, path)
 
 
+def normalise_rows(cm: np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
+    """A confusion matrix divided by its row totals; the row of a class without samples is NaN.
+
+    Args:
+        cm: ``(C, C)`` counts, rows = true class.
+
+    Returns:
+        ``(C, C)`` floats.
+
+    Example:
+        >>> normalise_rows([[3, 1], [0, 0]]).tolist()
+        [[0.75, 0.25], [nan, nan]]
+    """
+    cm = np.asarray(cm, dtype=float)
+    totals = cm.sum(axis=1, keepdims=True)
+    return np.divide(cm, totals, out=np.full_like(cm, np.nan), where=totals > 0)
+
+
 def plot_confusion_matrix(
     cm: np.ndarray | Sequence[Sequence[int]],
     class_names: Sequence[str],
@@ -202,7 +225,8 @@ def plot_confusion_matrix(
     """Heat map of a confusion matrix (rows = true class), normalised per row by default.
 
     Cell values are written for up to 20 classes; the figure and font scale so ~40 classes stay
-    readable.
+    readable. Normalised, the row of a class without test samples is left blank (it has no
+    recall to show, not a recall of 0).
 
     Args:
         cm: ``(C, C)`` counts (``metrics["confusion_matrix"]``).
@@ -222,8 +246,7 @@ def plot_confusion_matrix(
     if cm.shape != (c, c) or len(class_names) != c:
         raise ValueError(f"cm must be (C, C) with C = len(class_names); got {cm.shape}")
     if normalize:
-        totals = cm.sum(axis=1, keepdims=True)
-        cm = np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0)
+        cm = normalise_rows(cm)
     side = min(max(4.5, 0.38 * c + 2.5), 20)
     font = 9 if c <= 12 else 8 if c <= 40 else 6
     fig, ax = plt.subplots(figsize=(side, side))
@@ -234,9 +257,12 @@ def plot_confusion_matrix(
     ax.set_ylabel("true")
     ax.set_title(title + (" (row-normalised)" if normalize else ""))
     if c <= 20:
-        thresh = cm.max() / 2 if cm.max() > 0 else 0.5
+        top = float(np.nanmax(cm)) if np.isfinite(cm).any() else 0.0
+        thresh = top / 2 if top > 0 else 0.5
         for i in range(c):
             for j in range(c):
+                if not np.isfinite(cm[i, j]):
+                    continue
                 txt = f"{cm[i, j]:.2f}" if normalize else f"{int(cm[i, j])}"
                 ax.text(j, i, txt, ha="center", va="center", fontsize=font - 1,
                         color="white" if cm[i, j] > thresh else "black")
@@ -247,7 +273,7 @@ def plot_confusion_matrix(
 
 def plot_per_class_f1(
     class_names: Sequence[str],
-    f1: Sequence[float],
+    f1: Sequence[float | None],
     path: PathLike,
     *,
     support: Sequence[int] | None = None,
@@ -255,9 +281,12 @@ def plot_per_class_f1(
 ) -> Path:
     """Horizontal bars of per-class F1, worst at the top, support in the labels.
 
+    A class without an F1 (``None``: no test sample and no prediction) gets no bar and a "–",
+    below the scored ones.
+
     Args:
         class_names: ``C`` names.
-        f1: ``C`` F1 scores.
+        f1: ``C`` F1 scores (``None`` where undefined).
         path: PNG to write.
         support: optional ``C`` test counts, shown as ``name (n=…)``.
         title: figure title.
@@ -270,24 +299,29 @@ def plot_per_class_f1(
         >>> plot_per_class_f1([r["name"] for r in pc], [r["f1"] for r in pc], "f1.png",
         ...                   support=[r["support"] for r in pc])  # doctest: +SKIP
     """
-    f1 = np.asarray(f1, dtype=float)
+    f1 = np.array([np.nan if v is None else v for v in f1], dtype=float)
     if len(class_names) != len(f1):
         raise ValueError("class_names and f1 must have the same length")
     labels = [
         f"{n} (n={int(s)})" if support is not None else str(n)
         for n, s in zip(class_names, support if support is not None else class_names)
     ]
-    order = np.argsort(-f1, kind="stable")
+    scored = np.flatnonzero(np.isfinite(f1))
+    # y = 0 is the bottom bar: the unscored classes, then the best up to the worst at the top
+    best_first = scored[np.argsort(-f1[scored], kind="stable")]
+    order = np.r_[np.flatnonzero(~np.isfinite(f1)), best_first]
     c = len(f1)
+    values = f1[order]
     fig, ax = plt.subplots(figsize=(7, max(2.5, 0.28 * c + 1)))
-    ax.barh(range(c), f1[order], color=plt.cm.RdYlGn(f1[order]))
+    ax.barh(range(c), np.nan_to_num(values), color=plt.cm.RdYlGn(np.nan_to_num(values)))
     ax.set_yticks(range(c), labels=[labels[i] for i in order], fontsize=8 if c <= 40 else 6)
     ax.set_xlim(0, 1.05)
     ax.set_xlabel("F1")
     ax.set_title(title)
     ax.grid(axis="x", alpha=0.3)
-    for y, v in enumerate(f1[order]):
-        ax.text(min(v + 0.01, 0.95), y, f"{v:.2f}", va="center", fontsize=7)
+    for y, v in enumerate(values):
+        text = f"{v:.2f}" if np.isfinite(v) else "–"
+        ax.text(min(np.nan_to_num(v) + 0.01, 0.95), y, text, va="center", fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -310,8 +344,7 @@ def _curves(kind: str, y_true, probs, class_names, path, n_sample, seed, title) 
     probs = np.asarray(probs, dtype=float)
     c = probs.shape[1]
     y = _indicator(y_true, c)
-    pos = y.sum(axis=0)
-    valid = (pos > 0) & (pos < len(y))
+    valid = scorable_columns(y)  # the classes the metrics' macro AUC / AP average over
     if not valid.any():
         raise ValueError("no class has both positive and negative test samples; no curve exists")
     grid = np.linspace(0, 1, 201)
@@ -326,12 +359,14 @@ def _curves(kind: str, y_true, probs, class_names, path, n_sample, seed, title) 
             interp.append(np.interp(grid, fpr, tpr))
     macro = np.mean(interp, axis=0)
     yv, pv = y[:, valid].ravel(), probs[:, valid].ravel()
+    over = "" if valid.all() else f", {int(valid.sum())} of {c} classes"
     if kind == "pr":
         prec, rec, _ = skm.precision_recall_curve(yv, pv)
         micro_score = skm.average_precision_score(yv, pv)
-        macro_score = skm.average_precision_score(y[:, valid], probs[:, valid], average="macro")
+        # the metrics' own number (average_precision_macro / map), from the same function
+        macro_score = float(np.nanmean(per_class_average_precision(y, probs)))
         ax_avg.plot(rec, prec, label=f"micro-average (AP {micro_score:.3f})")
-        ax_avg.plot(grid, macro, label=f"macro-average (mAP {macro_score:.3f})")
+        ax_avg.plot(grid, macro, label=f"macro-average (mAP {macro_score:.3f}{over})")
         ax_avg.axhline(yv.mean(), color="grey", ls=":", lw=1, label="chance (micro)")
         xl, yl = "recall", "precision"
     else:
@@ -339,7 +374,7 @@ def _curves(kind: str, y_true, probs, class_names, path, n_sample, seed, title) 
         micro_score = skm.roc_auc_score(yv, pv)
         macro_score = skm.roc_auc_score(y[:, valid], probs[:, valid], average="macro")
         ax_avg.plot(fpr, tpr, label=f"micro-average (AUC {micro_score:.3f})")
-        ax_avg.plot(grid, macro, label=f"macro-average (AUC {macro_score:.3f})")
+        ax_avg.plot(grid, macro, label=f"macro-average (AUC {macro_score:.3f}{over})")
         ax_avg.plot([0, 1], [0, 1], color="grey", ls=":", lw=1, label="chance")
         xl, yl = "false positive rate", "true positive rate"
     for j in _sample_classes(valid, n_sample, seed):
@@ -374,6 +409,9 @@ def plot_pr_curves(
     seed: int = 0,
 ) -> Path:
     """Precision–recall curves: micro and macro averages, and a random sample of classes (R5).
+
+    The legend's mAP is the metrics' ``map`` / ``average_precision_macro``: the mean AP over the
+    classes with some test positives but not all (the legend says how many when that is not all).
 
     Args:
         y_true: ``(N,)`` class indices or ``(N, C)`` multi-hot labels.

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_species.atomic import atomic_path
+from keras_species.evaluation.metrics import ranked_classes
 from keras_species.evaluation.thresholds import apply_thresholds
 
 __all__ = [
@@ -88,7 +89,10 @@ def write_predictions_csv(
 
     Single-label columns: ``path, true, pred, confidence, correct, top{k}`` (``name:prob`` joined by
     ``;``; left out when ``k`` is not below the number of classes: it would list them all, and a
-    binary run's ``top2`` would always hold the true class), ``p_<class>``. Multi-label: ``path,
+    binary run's ``top2`` would always hold the true class), ``p_<class>``. ``pred`` and the
+    ``top{k}`` list follow :func:`keras_species.evaluation.metrics.ranked_classes` (ties to the
+    lower class index), so a row counts toward the metrics' top-k accuracy exactly when its
+    true class is listed. Multi-label: ``path,
     true, pred`` (tags joined by ``;``), ``exact_match``, ``p_<class>``. ``true``/``correct`` are
     empty when ``y_true`` is None or a label is ``-1`` (unlabelled).
 
@@ -142,7 +146,7 @@ def write_predictions_csv(
             k = max(1, top_k)
             top_col = [f"top{k}"] if k < c else []
             w.writerow(["path", "true", "pred", "confidence", "correct", *top_col, *prob_cols])
-            order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+            order = ranked_classes(probs, k)
             for i in range(n):
                 p = int(order[i, 0])
                 label = -1 if y_true is None else int(y_true[i])
@@ -251,14 +255,17 @@ def _headline(m: Mapping) -> list[str]:
 
 def _rarest(pcs: list, n_rare: int) -> set[int]:
     """Indices of the ``n_rare`` classes with the fewest test samples, ties included (so there
-    may be more), and never a class with the most: none when every class has the same count."""
-    supports = [int(r.get("support", 0)) for r in pcs]
-    if len(pcs) <= n_rare or min(supports) == max(supports):
+    may be more), and never a class with the most: none when every class has the same count.
+    A class without test samples is left out: it has no score to highlight (the notes name it)."""
+    supports = {i: int(r.get("support", 0)) for i, r in enumerate(pcs)}
+    supports = {i: s for i, s in supports.items() if s > 0}
+    counts = sorted(supports.values())
+    if len(counts) <= n_rare or counts[0] == counts[-1]:
         return set()
-    cutoff = sorted(supports)[n_rare - 1]
-    if cutoff == max(supports):
-        cutoff = max(s for s in supports if s < cutoff)
-    return {i for i, s in enumerate(supports) if s <= cutoff}
+    cutoff = counts[n_rare - 1]
+    if cutoff == counts[-1]:
+        cutoff = max(s for s in counts if s < cutoff)
+    return {i for i, s in supports.items() if s <= cutoff}
 
 
 def _per_class(m: Mapping, n_rare: int) -> list[str]:
@@ -378,7 +385,8 @@ def render_report(
             :data:`SESSION_SETTINGS` ``resume`` and ``overwrite`` are left out; a small number
             such as a learning rate of ``1e-05`` keeps its significant digits).
         metrics: ``single_label_metrics``/``multilabel_metrics`` output, or
-            ``{"test": that, "val": ..., ...}`` as in ``metrics.json``.
+            ``{"test": that, "val": ..., ...}`` as in ``metrics.json``; a block's ``note``
+            string goes in its heading (``### val (thresholds tuned on it: optimistic)``).
         history: ``history.csv`` path or rows (see ``plots.load_history``), or None.
         plots: figure name -> PNG path (known names: ``confusion_matrix``, ``per_class_f1``,
             ``learning_curves``, ``confident_mistakes``, ``uncertain_predictions``,
@@ -413,7 +421,9 @@ def render_report(
         flat = [(k, v) for k, v in _flatten(block)
                 if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)]
         if flat:
-            md += [f"### {name}", "", "| metric | value |", "|---|---:|"]
+            note = block.get("note")
+            heading = f"{name} ({note})" if isinstance(note, str) and note else name
+            md += [f"### {heading}", "", "| metric | value |", "|---|---:|"]
             md += [f"| {k} | {_fmt(v)} |" for k, v in flat[:40]]
             md.append("")
 
@@ -455,8 +465,12 @@ def render_report(
 
     if main.get("auc_note") and main.get("absent_classes"):
         notes.append(main["auc_note"] + ".")
+    elif main.get("map_note") and main.get("map_skipped"):
+        notes.append(main["map_note"] + ".")
     elif main.get("absent_classes"):
         notes.append("Classes without test positives: " + ", ".join(main["absent_classes"]) + ".")
+    if main.get("tie_note"):
+        notes.append(main["tie_note"] + ".")
     if main.get("macro_classes") is not None and main["macro_classes"] < main.get("num_classes", 0):
         notes.append(
             f"Macro averages run over the {main['macro_classes']} of {main['num_classes']} classes "

@@ -77,6 +77,11 @@ def metrics_side_by_side(
     return "\n".join(lines) + "\n"
 
 
+def _score(v: float | None) -> str:
+    """A per-class score to 3 decimals; "–" for an undefined one (``None``)."""
+    return "–" if v is None else f"{float(v):.3f}"
+
+
 def per_class_by_origin(
     per_class: Sequence[Mapping],
     added: Sequence[str],
@@ -91,9 +96,10 @@ def per_class_by_origin(
         labels: how the two origins are named in the table.
 
     Returns:
-        The markdown table: one row per class (added classes in bold), then one "mean" row per
-        origin (unweighted means over its classes, leaving out a class with no test sample and
-        no prediction, as the macro averages of :mod:`keras_species.evaluation.metrics` do).
+        The markdown table: one row per class (added classes in bold; "–" for an undefined
+        score), then one "mean" row per origin (unweighted means over its classes, leaving out
+        a class with no test sample and no prediction, as the macro averages of
+        :mod:`keras_species.evaluation.metrics` do).
 
     Example:
         >>> rows = [{"name": "a", "precision": 1.0, "recall": 0.5, "f1": 0.67, "support": 2},
@@ -114,14 +120,17 @@ def per_class_by_origin(
         groups[origin].append(r)
         shown = f"**{name}**" if name in added_set else name
         lines.append(
-            f"| {shown} | {origin} | {float(r['precision']):.3f} | {float(r['recall']):.3f} | "
-            f"{float(r['f1']):.3f} | {int(r.get('support', 0))} |"
+            f"| {shown} | {origin} | {_score(r['precision'])} | {_score(r['recall'])} | "
+            f"{_score(r['f1'])} | {int(r.get('support', 0))} |"
         )
     for origin, rows in groups.items():
         rows = [r for r in rows if int(r.get("support", 0)) or int(r.get("predicted", 1))]
         if not rows:
             continue
-        mean = {k: sum(float(r[k]) for r in rows) / len(rows) for k in ("precision", "recall", "f1")}
+        # a predicted class without test samples has no recall (None): the macro averages count
+        # it as 0 (sklearn's zero_division), and so does this mean
+        mean = {k: sum(float(r[k] or 0.0) for r in rows) / len(rows)
+                for k in ("precision", "recall", "f1")}
         support = sum(int(r.get("support", 0)) for r in rows)
         lines.append(
             f"| *mean of {len(rows)} {origin}* | {origin} | {mean['precision']:.3f} | "

@@ -17,7 +17,10 @@ __all__ = [
     "DEFAULT_GRID",
     "SCORERS",
     "apply_thresholds",
+    "as_multilabel_indicator",
     "multilabel_macro_f1",
+    "multilabel_micro_f1",
+    "multilabel_samples_f1",
     "occurring_tags",
     "score_predictions",
     "tune_global_threshold",
@@ -44,6 +47,75 @@ def occurring_tags(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     return np.flatnonzero((np.asarray(y_true).sum(axis=0) + np.asarray(y_pred).sum(axis=0)) > 0)
 
 
+def as_multilabel_indicator(
+    y_true: np.ndarray, y_pred: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(y_true, y_pred)`` in a shape sklearn reads as multi-label indicators, one tag included.
+
+    sklearn reads a one-column 0/1 matrix as binary labels (two classes, 0 and 1), so with a single
+    tag its micro F1 would score "no tag" as a class and its samples F1 would refuse the data. A
+    second, all-zero column (no label, no prediction) adds no true/false positive or negative, so
+    every F1, precision and recall of the real tag is unchanged (Hamming loss is not: it divides by
+    the number of columns, and sklearn reads one column right there).
+
+    Args:
+        y_true: ``(N, C)`` 0/1 labels.
+        y_pred: ``(N, C)`` 0/1 predictions.
+
+    Returns:
+        The two arrays, with an all-zero column appended when ``C == 1``.
+
+    Example:
+        >>> y, p = as_multilabel_indicator(np.array([[1], [0]]), np.array([[1], [1]]))
+        >>> y.tolist(), p.tolist()
+        ([[1, 0], [0, 0]], [[1, 0], [1, 0]])
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.ndim == 2 and y_true.shape[1] == 1:
+        empty = np.zeros((len(y_true), 1), dtype=y_true.dtype)
+        return np.hstack([y_true, empty]), np.hstack([y_pred, empty.astype(y_pred.dtype)])
+    return y_true, y_pred
+
+
+def multilabel_micro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Micro F1 of multi-hot predictions (0 when there is no tag to find and none predicted).
+
+    Args:
+        y_true: ``(N, C)`` 0/1 labels.
+        y_pred: ``(N, C)`` 0/1 predictions.
+
+    Returns:
+        The F1 of all (sample, tag) cells pooled.
+
+    Example:
+        >>> multilabel_micro_f1(np.array([[1], [0], [1]]), np.array([[1], [0], [0]]))
+        0.6666666666666666
+    """
+    y, p = as_multilabel_indicator(y_true, y_pred)
+    return float(skm.f1_score(y, p, average="micro", zero_division=0))
+
+
+def multilabel_samples_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean per-image F1 of multi-hot predictions.
+
+    An image without a tag that gets no predicted tag was answered right and scores 1 (sklearn's
+    ``zero_division=1.0``: its F1 is 0/0); one with a tag and no prediction still scores 0.
+
+    Args:
+        y_true: ``(N, C)`` 0/1 labels.
+        y_pred: ``(N, C)`` 0/1 predictions.
+
+    Returns:
+        The mean over images.
+
+    Example:
+        >>> multilabel_samples_f1(np.array([[0, 0], [1, 0]]), np.array([[0, 0], [0, 0]]))
+        0.5
+    """
+    y, p = as_multilabel_indicator(y_true, y_pred)
+    return float(skm.f1_score(y, p, average="samples", zero_division=1.0))
+
+
 def multilabel_macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Macro F1 of multi-hot predictions over the tags that occur in the labels or predictions.
 
@@ -64,13 +136,14 @@ def multilabel_macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     tags = occurring_tags(y_true, y_pred)
     if tags.size == 0:
         return 1.0
-    return float(skm.f1_score(y_true, y_pred, labels=tags, average="macro", zero_division=0))
+    y, p = as_multilabel_indicator(y_true, y_pred)
+    return float(skm.f1_score(y, p, labels=tags, average="macro", zero_division=0))
 
 
 SCORERS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-    "micro_f1": lambda y, p: skm.f1_score(y, p, average="micro", zero_division=0),
+    "micro_f1": multilabel_micro_f1,
     "macro_f1": multilabel_macro_f1,
-    "samples_f1": lambda y, p: skm.f1_score(y, p, average="samples", zero_division=0),
+    "samples_f1": multilabel_samples_f1,
     "exact_match": lambda y, p: skm.accuracy_score(y, p),
 }
 
@@ -206,7 +279,8 @@ def tune_per_class_thresholds(
         # One sklearn call scores every candidate: column g holds the predictions at cand[g].
         preds = (probs[:, j : j + 1] >= cand[None, :]).astype(np.int64)
         truth = np.repeat(y_true[:, j : j + 1], len(cand), axis=1)
-        f1 = skm.f1_score(truth, preds, average=None, zero_division=0)
+        truth, preds = as_multilabel_indicator(truth, preds)  # a one-value grid: one column
+        f1 = skm.f1_score(truth, preds, average=None, zero_division=0)[: len(cand)]
         best = np.flatnonzero(f1 == f1.max())
         thr[j] = cand[best[np.argmin(np.abs(cand[best] - global_threshold))]]
     return thr, score_predictions(y_true, apply_thresholds(probs, thr), metric)

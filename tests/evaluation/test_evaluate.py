@@ -165,3 +165,41 @@ def test_missing_split_and_unlabelled_errors(split_manifest, tmp_path):
     unlabelled = Manifest(split_manifest.paths, np.full(len(split_manifest), -1), split_manifest.class_names)
     with pytest.raises(ManifestError, match="no labelled"):
         evaluate_and_report(colour_model(), unlabelled, tmp_path / "r")
+
+
+def test_multilabel_val_block_tuned_on_val_says_so(tmp_path):
+    # before: the report's "### val" block was scored with thresholds tuned on those very images
+    rng = np.random.default_rng(0)
+    single = from_folder(write_image_folder(tmp_path / "fish", per_class=6, size=(SIZE, SIZE)))
+    hot = np.zeros((len(single), 3), np.uint8)
+    hot[np.arange(len(single)), single.labels] = 1
+    hot[rng.random(len(single)) < 0.3, 0] = 1
+    m = Manifest(single.paths, hot, single.class_names).with_splits(
+        ["train", "val", "test"] * (len(single) // 3))
+    model = colour_model(activation="sigmoid")
+    evaluate_and_report(model, m, tmp_path / "tuned", thresholds="per_class", plots=False)
+    val = json.loads((tmp_path / "tuned" / "metrics.json").read_text())["val"]
+    assert val["note"] == "thresholds tuned on it: optimistic"
+    assert "### val (thresholds tuned on it: optimistic)" in (tmp_path / "tuned" / "report.md").read_text()
+    evaluate_and_report(model, m, tmp_path / "fixed", thresholds=0.5, plots=False)
+    assert "note" not in json.loads((tmp_path / "fixed" / "metrics.json").read_text())["val"]
+    assert "### val\n" in (tmp_path / "fixed" / "report.md").read_text()
+
+
+def test_a_logits_model_is_scored_on_its_probabilities(split_manifest, tmp_path):
+    # before: a model built with output="logits" had its logits scored as probabilities (and
+    # now the metrics refuse logits): they get the softmax its predictions apply
+    from sklearn.metrics import log_loss
+
+    from keras_species.models.labels import classification_output
+
+    inp = keras.Input((SIZE, SIZE, 3), name="image")
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255.0)(inp))
+    model = keras.Model(inp, classification_output(x, 3, "logits", class_names=["cod", "eel", "ray"]))
+    ev = evaluate_and_report(model, split_manifest, tmp_path / "r", batch_size=4, tta="hflip",
+                             plots=False)
+    pred = predict_manifest(model, split_manifest.split("test"), batch_size=4)
+    assert np.allclose(pred.probs.sum(axis=1), 1.0, atol=1e-5)
+    assert ev.test["log_loss"] == pytest.approx(log_loss(pred.manifest.labels, pred.probs,
+                                                         labels=[0, 1, 2]), rel=1e-5)
+    assert 0 < ev.metrics["test_tta"]["log_loss"]

@@ -119,7 +119,9 @@ def test_multilabel_values_and_no_tag_baseline() -> None:
     assert m["exact_match"] == pytest.approx(0.75)  # sample 1 has a false "eel"
     assert m["hamming_loss"] == pytest.approx(1 / 12)
     assert m["f1_micro"] == pytest.approx(skm.f1_score(y, pred, average="micro"))
-    assert m["f1_samples"] == pytest.approx(skm.f1_score(y, pred, average="samples", zero_division=0))
+    # per image 1, 0 (a false "eel"), 1, and 1 for the tag-free image with no tag predicted
+    # (before: 0.5, sklearn's zero_division=0 scored that right answer 0)
+    assert m["f1_samples"] == pytest.approx(0.75)
     assert m["precision_micro"] == pytest.approx(3 / 4) and m["recall_micro"] == 1.0
     # ray has no positives: no AP, excluded from mAP
     assert m["absent_classes"] == ["ray"] and m["per_class"][2]["average_precision"] is None
@@ -206,3 +208,169 @@ def test_unique_correct_wrong_hand_example() -> None:
     assert r["c"]["unique_correct_indices"] == [2] and r["c"]["unique_wrong_indices"] == [4]
     with pytest.raises(ValueError, match="length"):
         unique_correct_wrong({"a": np.ones(2, bool), "b": np.ones(3, bool)})
+
+
+# --- tied probabilities: one rule for top-1, top-k and predictions.csv -------------------------
+
+
+def test_top_k_never_falls_below_top_1_with_tied_probabilities() -> None:
+    # before: sklearn's top-k broke ties toward the highest class index, argmax toward the
+    # lowest, so a uniform row scored top-1 1.0 but top-2 and top-5 0.0
+    uniform = single_label_metrics(np.array([0]), np.full((1, 6), 1 / 6), top_k=(2, 5))
+    assert uniform["accuracy"] == uniform["top2_accuracy"] == uniform["top5_accuracy"] == 1.0
+    # true class 1 tied with classes 2..5 for second place: it is second in the order
+    tied = single_label_metrics(np.array([1]), np.array([[0.5, 0.1, 0.1, 0.1, 0.1, 0.1]]),
+                                top_k=(2, 5))
+    assert (tied["accuracy"], tied["top2_accuracy"], tied["top5_accuracy"]) == (0.0, 1.0, 1.0)
+    # the same row with the true class last among the tied ones: still inside the top 5
+    from keras_species.evaluation.metrics import ranked_classes, true_class_rank
+
+    assert ranked_classes(np.array([[0.5, 0.1, 0.1, 0.1, 0.1, 0.1]])).tolist() == [[0, 1, 2, 3, 4, 5]]
+    assert true_class_rank(np.array([5]), np.array([[0.5, 0.1, 0.1, 0.1, 0.1, 0.1]])).tolist() == [5]
+
+
+def test_top_k_of_float16_outputs_is_monotone_and_its_tie_range_is_reported() -> None:
+    rng = np.random.default_rng(1)
+    n, c = 500, 30
+    y = rng.integers(0, c, n)
+    logits = rng.normal(size=(n, c)) * 12
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p = (p / p.sum(1, keepdims=True)).astype(np.float16).astype(np.float64)  # mixed precision
+    m = single_label_metrics(y, p, top_k=(2, 3, 5, 10))
+    scores = [m["accuracy"], *(m[f"top{k}_accuracy"] for k in (2, 3, 5, 10))]
+    assert scores == sorted(scores)
+    assert m["accuracy"] == pytest.approx(np.mean(p.argmax(1) == y))
+    from keras_species.evaluation.metrics import ranked_classes
+
+    for k in (2, 3, 5, 10):  # the true class among the first k of the one order
+        assert m[f"top{k}_accuracy"] == pytest.approx(
+            np.mean([yi in row for yi, row in zip(y, ranked_classes(p, k))]))
+    # the class order decides the tied samples: the note gives the range, which holds the score
+    # of the reversed order
+    note = m["tie_note"]
+    assert note.startswith("Tied probabilities decide the top-k hit of ")
+    low, high = (float(v) for v in note.split("top-5 ")[1].split(",")[0].split("–"))
+    reversed_m = single_label_metrics(c - 1 - y, p[:, ::-1], top_k=(5,))
+    assert low <= m["top5_accuracy"] <= high and low <= reversed_m["top5_accuracy"] <= high
+    assert single_label_metrics(Y, P, NAMES)["tie_note"] is None  # no ties, no note
+
+
+# --- probabilities, not logits ------------------------------------------------------------------
+
+
+def test_logits_are_refused_with_the_values_seen() -> None:
+    # before: logits were scored silently (log loss 2.66 instead of 0.78 in the hunt)
+    logits = np.log(P) + 1.0
+    with pytest.raises(ValueError, match=r"probabilities in \[0, 1\]; got values from -1.303 to "
+                                         r"0.7769\. Pass probabilities, not logits: apply softmax"):
+        single_label_metrics(Y, logits, NAMES)
+    with pytest.raises(ValueError, match="not logits"):
+        multilabel_metrics(np.array([[1, 0]]), np.array([[2.0, -1.0]]))
+    # rounding just past 1 (sklearn's predict_proba) is accepted and clipped
+    p = P.copy()
+    p[0] = [1.0 + 1e-12, 0.0, 0.0]
+    assert single_label_metrics(Y, p, NAMES)["accuracy"] == pytest.approx(4 / 6)
+
+
+def test_single_label_rows_that_do_not_sum_to_one_warn() -> None:
+    sigmoid = np.clip(P * 1.6, 0, 1)  # one-vs-rest outputs: rows sum to 1.6
+    with pytest.warns(UserWarning, match=r"6 of 6 rows of probs do not sum to 1 .*softmax"):
+        m = single_label_metrics(Y, sigmoid, NAMES)
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    # a float16 softmax drifts by ~1e-3: no warning
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        single_label_metrics(Y, P * (1 + 2e-3), NAMES)
+        multilabel_metrics(np.array([[1, 1]]), np.array([[0.9, 0.8]]))  # sigmoid rows: no rule
+
+
+# --- undefined per-class scores are None --------------------------------------------------------
+
+
+def test_a_class_without_samples_or_predictions_has_no_scores() -> None:
+    # before: "pike" (no test sample, never predicted) read precision/recall/F1 0.000
+    y = np.array([0, 0, 1, 1])
+    p = np.array([[0.9, 0.05, 0.05], [0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.2, 0.7, 0.1]])
+    pike = single_label_metrics(y, p, ["cod", "eel", "pike"])["per_class"][2]
+    assert (pike["precision"], pike["recall"], pike["f1"]) == (None, None, None)
+    # predicted but never in the test labels: no recall, and precision/F1 0 (all wrong)
+    q = p.copy()
+    q[3] = [0.1, 0.2, 0.7]
+    pike = single_label_metrics(y, q, ["cod", "eel", "pike"])["per_class"][2]
+    assert (pike["precision"], pike["recall"], pike["f1"], pike["predicted"]) == (0.0, None, 0.0, 1)
+    # in the test labels but never predicted: recall 0 and F1 0, precision 0 as sklearn's
+    eel = single_label_metrics(y, np.eye(3)[[0, 0, 0, 0]] * 0.7 + 0.1, ["cod", "eel", "pike"])
+    assert (eel["per_class"][1]["recall"], eel["per_class"][1]["f1"]) == (0.0, 0.0)
+    ml = multilabel_metrics(np.array([[1, 0], [0, 0]]), np.array([[0.9, 0.1], [0.2, 0.3]]),
+                            ["fish", "shark"])
+    shark = ml["per_class"][1]
+    assert (shark["precision"], shark["recall"], shark["f1"], shark["predicted"]) == (None, None, None, 0)
+    json.dumps(ml, allow_nan=False)
+
+
+# --- multi-label: mAP, samples F1, one tag ------------------------------------------------------
+
+
+def test_map_leaves_out_a_tag_on_every_image() -> None:
+    # before: "fish", on every test image, counted AP 1.0 whatever the scores (mAP 0.814 in the
+    # hunt, where the PR figure said 0.721)
+    rng = np.random.default_rng(0)
+    n = 40
+    y = np.c_[np.ones(n, int), (rng.random(n) < 0.4).astype(int), np.zeros(n, int)]
+    p = np.clip(rng.random((n, 3)) * 0.7 + 0.3 * y, 0, 1)
+    m = multilabel_metrics(y, p, ["fish", "shark", "ray"])
+    assert m["map"] == pytest.approx(skm.average_precision_score(y[:, 1], p[:, 1]))
+    assert m["per_class"][0]["average_precision"] is None
+    assert m["map_skipped"] == ["fish", "ray"] and m["absent_classes"] == ["ray"]
+    assert m["map_note"] == ("mAP averaged over 1 of 3 tags; no test positives for: ray; on every "
+                             "test image (AP 1.0 whatever the scores): fish")
+
+
+def test_samples_f1_scores_a_right_tag_free_answer_one() -> None:
+    # before: 0.333 for these perfect predictions (both tag-free images scored 0)
+    y = np.array([[0, 0], [0, 0], [1, 0]])
+    m = multilabel_metrics(y, np.array([[0.1, 0.1], [0.1, 0.1], [0.9, 0.1]]))
+    assert m["f1_samples"] == 1.0
+    # a tagged image with no predicted tag still scores 0; a tag-free one with a false tag 0
+    miss = multilabel_metrics(y, np.array([[0.1, 0.1], [0.1, 0.9], [0.1, 0.1]]))
+    assert miss["f1_samples"] == pytest.approx(1 / 3)
+
+
+def test_one_tag_is_scored_as_multi_label() -> None:
+    # before: sklearn read the one column as binary labels: samples F1 raised, and micro F1
+    # scored "no tag" as a class (0.75 here instead of 2/3)
+    y = np.array([[1], [0], [1], [0]])
+    p = np.array([[0.9], [0.2], [0.4], [0.1]])  # TP, TN, FN, TN
+    m = multilabel_metrics(y, p, ["fish"])
+    assert m["f1_micro"] == m["f1_macro"] == pytest.approx(2 / 3)
+    assert m["f1_samples"] == pytest.approx(3 / 4)  # 1, 1 (tag-free, none predicted), 0, 1
+    assert (m["precision_micro"], m["recall_micro"]) == (1.0, 0.5)
+    assert m["per_class"][0]["f1"] == pytest.approx(2 / 3) and len(m["per_class"]) == 1
+    assert m["hamming_loss"] == 0.25 and m["exact_match"] == 0.75 and m["map"] == 1.0
+    assert m["no_tag_f1_micro"] == 0.0
+
+
+def test_multilabel_metrics_match_hand_counts_on_random_data() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(150):
+        n, c = int(rng.integers(1, 25)), int(rng.integers(1, 6))
+        y = (rng.random((n, c)) < rng.random(c)).astype(int)
+        y[:, rng.random(c) < 0.2] = 0  # tags without positives
+        p = np.clip(rng.random((n, c)) * 0.6 + 0.4 * y, 0, 1)
+        thr = rng.uniform(0.2, 0.8, c)
+        m = multilabel_metrics(y, p, thresholds=thr)
+        pred = (p >= thr).astype(int)
+        tp, fp, fn = (pred & y).sum(0), (pred & (1 - y)).sum(0), ((1 - pred) & y).sum(0)
+        assert m["f1_micro"] == pytest.approx(
+            2 * tp.sum() / max(2 * tp.sum() + fp.sum() + fn.sum(), 1))
+        row_tp, row_fp, row_fn = (pred & y).sum(1), (pred & (1 - y)).sum(1), ((1 - pred) & y).sum(1)
+        denom = 2 * row_tp + row_fp + row_fn
+        per_image = np.where(denom > 0, 2 * row_tp / np.maximum(denom, 1), 1.0)
+        assert m["f1_samples"] == pytest.approx(per_image.mean())
+        for j in range(c):
+            f1 = None if tp[j] + fp[j] + fn[j] == 0 else 2 * tp[j] / (2 * tp[j] + fp[j] + fn[j])
+            assert m["per_class"][j]["f1"] == pytest.approx(f1)
+        aps = [skm.average_precision_score(y[:, j], p[:, j]) for j in range(c) if 0 < y[:, j].sum() < n]
+        assert m["map"] == (pytest.approx(np.mean(aps)) if aps else None)

@@ -97,3 +97,53 @@ def test_model_scatters(tmp_path: Path) -> None:
     ]
     _png(plots.plot_accuracy_vs_loss(rows, tmp_path / "acc_loss.png"))
     _png(plots.plot_top5_vs_auc(rows, tmp_path / "top5_auc.png"))
+
+
+def _drawn_texts(monkeypatch) -> list[str]:
+    """Every legend entry and text of the figures saved from now on."""
+    texts: list[str] = []
+    save = plots._save
+
+    def keep(fig, path):
+        for ax in fig.axes:
+            texts.extend(t.get_text() for t in ax.texts)
+            legend = ax.get_legend()
+            if legend is not None:
+                texts.extend(t.get_text() for t in legend.get_texts())
+        return save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    return texts
+
+
+def test_pr_figure_shows_the_metrics_map(tmp_path: Path, monkeypatch) -> None:
+    # before: a tag on every image counted AP 1.0 in metrics["map"] (0.814) but not in the
+    # figure's legend (0.721)
+    from keras_species.evaluation.metrics import multilabel_metrics, single_label_metrics
+
+    rng = np.random.default_rng(0)
+    n = 40
+    y = np.c_[np.ones(n, int), (rng.random(n) < 0.4).astype(int), (rng.random(n) < 0.3).astype(int)]
+    p = np.clip(rng.random((n, 3)) * 0.7 + 0.3 * y, 0, 1)
+    m = multilabel_metrics(y, p, ["fish", "shark", "ray"])
+    texts = _drawn_texts(monkeypatch)
+    _png(plots.plot_pr_curves(y, p, ["fish", "shark", "ray"], tmp_path / "pr.png"))
+    assert f"macro-average (mAP {m['map']:.3f}, 2 of 3 classes)" in texts
+    ys, ps = _data()
+    single = single_label_metrics(ys, ps)
+    _png(plots.plot_pr_curves(ys, ps, NAMES, tmp_path / "pr1.png"))
+    assert f"macro-average (mAP {single['average_precision_macro']:.3f})" in texts
+
+
+def test_a_class_without_test_samples_is_blank_not_zero(tmp_path: Path, monkeypatch) -> None:
+    # before: its confusion-matrix row read 0.00 everywhere and its F1 bar 0.00
+    cm = [[3, 1, 0], [0, 4, 0], [0, 0, 0]]
+    texts = _drawn_texts(monkeypatch)
+    _png(plots.plot_confusion_matrix(cm, ["cod", "eel", "pike"], tmp_path / "cm.png"))
+    assert len([t for t in texts if t]) == 6  # two rows of three cells; the pike row is blank
+    rows = plots.normalise_rows(cm)
+    assert rows[0].tolist() == [0.75, 0.25, 0.0] and np.isnan(rows[2]).all()
+    texts.clear()
+    _png(plots.plot_per_class_f1(["cod", "eel", "pike"], [0.8, 0.9, None], tmp_path / "f1.png",
+                                 support=[4, 4, 0]))
+    assert texts == ["–", "0.90", "0.80"]  # bottom to top: unscored, best, worst

@@ -198,3 +198,52 @@ def test_a_cross_validated_history_is_summarised_per_fold(tmp_path: Path) -> Non
             "- fold 0: lowest val loss 0.7000 at its epoch 2, val accuracy 0.6000\n"
             "- fold 1: lowest val loss 0.5000 at its epoch 1, val accuracy 0.8000") in text
     assert "of the run" not in text
+
+
+def test_predictions_csv_top_k_lists_exactly_the_metric_s_hits(tmp_path: Path) -> None:
+    # before: the CSV listed ties by lower class index while the metric (sklearn) broke them
+    # toward the higher one: a row could list its true class and still count as a top-k miss
+    names = [f"c{i}" for i in range(6)]
+    p = np.array([[0.5, 0.1, 0.1, 0.1, 0.1, 0.1], [1 / 6] * 6, [0.3, 0.3, 0.1, 0.1, 0.1, 0.1],
+                  [0.05, 0.05, 0.3, 0.3, 0.3, 0.0]])
+    y = np.array([1, 0, 1, 4])
+    m = single_label_metrics(y, p, names, top_k=(2,))
+    path = write_predictions_csv(tmp_path / "p.csv", ["a", "b", "c", "d"], y, p, names, top_k=2)
+    rows = list(csv.DictReader(open(path)))
+    listed = [names[t] in [x.split(":")[0] for x in r["top2"].split(";")] for r, t in zip(rows, y)]
+    assert listed == [True, True, True, False]
+    assert m["top2_accuracy"] == np.mean(listed) == 0.75
+    assert m["accuracy"] == np.mean([r["correct"] == "1" for r in rows]) == 0.25
+    assert [r["pred"] for r in rows] == ["c0", "c0", "c0", "c2"]
+
+
+def test_report_shows_a_dash_for_a_class_with_nothing_to_score(tmp_path: Path) -> None:
+    # before: "| **pike** (rare) | 0.000 | 0.000 | 0.000 | 0 | – |" for a class without test
+    # samples or predictions
+    y = np.array([0, 0, 1, 1, 1, 2])
+    p = np.eye(4)[[0, 0, 1, 1, 1, 2]] * 0.7 + 0.075
+    text = render_report(tmp_path, title="t", metrics={"test": single_label_metrics(y, p, NAMES)},
+                         n_rare=1)
+    assert "| pike | – | – | – | 0 | – |" in text
+    assert "**ray** (rare)" in text and "**pike**" not in text
+
+
+def test_report_names_the_tags_left_out_of_the_map_and_tie_ranges(tmp_path: Path) -> None:
+    y = np.array([[1, 1], [1, 0], [1, 0], [1, 1]])
+    m = multilabel_metrics(y, np.array([[0.9, 0.8], [0.6, 0.3], [0.7, 0.6], [0.8, 0.4]]),
+                           ["fish", "coral"])
+    notes = render_report(tmp_path, title="t", metrics=m).split("## Notes")[1]
+    assert ("- mAP averaged over 1 of 2 tags; on every test image (AP 1.0 whatever the scores): "
+            "fish.") in notes
+    tied = single_label_metrics(np.array([0, 1]), np.full((2, 4), 0.25), NAMES, top_k=(2,))
+    notes = render_report(tmp_path, title="t", metrics=tied).split("## Notes")[1]
+    assert ("- Tied probabilities decide the top-k hit of 2 of 2 samples; ties go to the lower "
+            "class index (as argmax does), and another class order could give top-1 "
+            "0.0000–1.0000, top-2 0.0000–1.0000.") in notes
+
+
+def test_a_metric_block_note_labels_its_heading(tmp_path: Path) -> None:
+    text = render_report(tmp_path, title="t", metrics={
+        "test": {"accuracy": 0.5}, "val": {"f1_micro": 0.9, "note": "thresholds tuned on it: optimistic"}})
+    assert "### val (thresholds tuned on it: optimistic)\n\n| metric | value |" in text
+    assert "| note |" not in text

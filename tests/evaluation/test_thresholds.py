@@ -60,3 +60,27 @@ def test_class_without_positives_keeps_global() -> None:
     p = np.c_[p, np.full(len(y), 0.1)]
     thr, _ = tune_per_class_thresholds(y, p, global_threshold=0.42)
     assert thr[2] == pytest.approx(0.42)
+
+
+def test_samples_f1_scorer_counts_a_right_tag_free_answer() -> None:
+    # before: the samples_f1 scorer gave a tag-free image with no predicted tag 0, so tuning on
+    # it pushed thresholds down to predict a tag on every image
+    y = np.array([[0, 0], [1, 0]])
+    assert score_predictions(y, np.array([[0, 0], [1, 0]]), "samples_f1") == 1.0
+    assert score_predictions(y, np.array([[0, 0], [0, 0]]), "samples_f1") == 0.5  # a miss is 0
+
+
+def test_scorers_and_tuning_read_one_tag_as_multi_label() -> None:
+    # before: sklearn read a one-column matrix as binary labels: micro F1 counted "no tag" as a
+    # class (0.75 instead of 2/3) and samples F1 raised
+    y = np.array([[1], [0], [1], [0]])
+    pred = np.array([[1], [0], [0], [0]])
+    assert score_predictions(y, pred, "micro_f1") == pytest.approx(2 / 3)
+    assert score_predictions(y, pred, "macro_f1") == pytest.approx(2 / 3)
+    assert score_predictions(y, pred, "samples_f1") == pytest.approx(3 / 4)
+    p = np.array([[0.9], [0.2], [0.4], [0.1]])
+    t, s = tune_global_threshold(y, p)
+    assert 0.2 < t <= 0.4 and s == 1.0
+    # a one-value grid scores one column of candidates per tag, the same way
+    thr, s = tune_per_class_thresholds(y, p, grid=[0.3], global_threshold=0.3)
+    assert thr.tolist() == [0.3] and s == 1.0
