@@ -94,6 +94,7 @@ from keras_species.atomic import atomic_path, check_output_file
 from keras_species.data import sources
 from keras_species.data.images import add_max_pixels_flag, max_pixels_flag, max_pixels_hint
 from keras_species.data.manifest import counted
+from keras_species.data.pipeline import RESIZE_MODES
 from keras_species.data.sources import PATH_COLUMNS, ListedFiles
 from keras_species.export import (
     _command_line,
@@ -1242,6 +1243,7 @@ def iter_predictions(
     root: PathLike | None = None,
     path_format: str | None = None,
     keep_columns: Sequence[str] | bool | None = None,
+    resize: str = "stretch",
 ) -> Iterator[PredictionBatch]:
     """Predict ``inputs`` batch by batch, lazily (a generator: nothing runs until iterated).
 
@@ -1254,6 +1256,8 @@ def iter_predictions(
         path_format: CSV input only: build the paths from columns, e.g. ``"{class}/{file}"``.
         keep_columns: CSV input only: columns to carry into each batch's ``columns`` (names,
             or ``True`` for all but the path column; see :func:`predict`).
+        resize: how images reach the model's size, as it was trained: ``"stretch"`` (the
+            default, and every recipe's), ``"pad"`` or ``"crop"`` (``pipeline.resize_image``).
 
     Returns:
         An iterator of :class:`PredictionBatch`.
@@ -1274,7 +1278,7 @@ def iter_predictions(
     tta_model = predictor.tta_model() if tta is not None else None
     row = 0
     for paths, images, errors in image_dataset(inputs, predictor.image_size, batch_size,
-                                               root=root, path_format=path_format):
+                                               root=root, path_format=path_format, resize=resize):
         files = [sources.shown_name(os.fsdecode(p)) for p in paths.numpy()]
         given, columns = files, {}
         if rows is not None:  # one batch row per listed row, in order
@@ -1422,6 +1426,7 @@ def predict(
     root: PathLike | None = None,
     path_format: str | None = None,
     keep_columns: Sequence[str] | bool | None = None,
+    resize: str = "stretch",
 ) -> PredictionResult:
     """Predict every image of ``inputs`` in batches, optionally streaming rows to a CSV.
 
@@ -1466,6 +1471,9 @@ def predict(
             as an output column (``labels``, ``label_1``, ``error``, ``p_<class>``..., any
             case) is written as ``input_<name>``, with a warning
             (:func:`kept_column_names`; ``renamed_columns`` in the result).
+        resize: how images reach the model's size, as the model was trained: ``"stretch"``
+            (the default and every recipe's), ``"pad"`` or ``"crop"`` (a model trained on
+            ``make_dataset(..., resize="pad")``).
 
     Returns:
         A :class:`PredictionResult` (``count`` 0 when nothing could be predicted: the
@@ -1485,6 +1493,9 @@ def predict(
     ):
         raise ValueError(f"{_option('top_k', top_k)}: must be a whole number >= 1")
     _check_batch_size(batch_size)
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"{_option('resize', resize)}: give one of {', '.join(RESIZE_MODES)}, the "
+                         "resize mode the model was trained with")
     _check_csv_options(inputs, root, path_format)
     # a CSV or list: read and resolved once, here, before the model (a kept column it lacks is
     # named now); its lines name skipped files
@@ -1545,7 +1556,7 @@ def predict(
             writer = _CsvWriter(file, lmap.class_names, lmap.multilabel, thr, k,
                                 all_probabilities, kept, keep_as)
         for batch in iter_predictions(predictor, source, batch_size=batch_size, tta=tta,
-                                      root=root, path_format=path_format):
+                                      root=root, path_format=path_format, resize=resize):
             if writer is not None:
                 writer.write(batch)
             ok = np.array([not e for e in batch.errors], bool)
@@ -1625,6 +1636,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=32, metavar="N",
                         help="images per batch (default 32); lower it if memory runs short")
     add_image_size_argument(parser)
+    parser.add_argument("--resize", choices=RESIZE_MODES, default="stretch",
+                        help="how images reach the model's size, as the model was trained "
+                        "(default stretch, every recipe's; pad or crop for a model trained with "
+                        "make_dataset(resize=...))")
     parser.add_argument("--thresholds", type=float, nargs="+", default=None, metavar="T",
                         help="multi-label thresholds (one, or one per class) overriding the saved ones")
     parser.add_argument("--labels", default=None, metavar="LABELS_JSON",
@@ -1710,7 +1725,7 @@ def run_cli(args: argparse.Namespace) -> int:
                 keep_probabilities=False, all_probabilities=args.all_probabilities,
                 root=args.root, path_format=args.path_format,
                 keep_columns=True if getattr(args, "keep_all_columns", False)
-                else getattr(args, "keep_columns", None),
+                else getattr(args, "keep_columns", None), resize=getattr(args, "resize", "stretch"),
             )
             hint = max_pixels_hint(reason for _, reason in result.skipped)  # names the limit used
     # ExportError and LabelMapError are ValueErrors; a RuntimeError is one when it is the

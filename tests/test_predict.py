@@ -916,6 +916,31 @@ def test_labels_must_match_the_outputs_and_never_replace_a_models_own(model, fol
         predict(tmp_path / "plain.keras", folder)
 
 
+def test_a_model_trained_with_pad_or_crop_is_predicted_with_it(model, tmp_path, capsys):
+    # stop 30: make_dataset and build_datasets take resize="pad"|"crop", and predict always
+    # stretched: such a model saw other pixels at prediction than in training
+    import tensorflow as tf
+
+    from keras_species.data.pipeline import resize_image, to_uint8
+
+    wide = (np.random.default_rng(0).uniform(0, 255, (12, 40, 3))).astype(np.uint8)
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    for mode in ("stretch", "pad", "crop"):
+        x = to_uint8(resize_image(tf.constant(wide), SIZE, mode)).numpy().astype(np.float32)[None]
+        expected = np.asarray(model(x, training=False))
+        got = predict(model, [str(tmp_path / "wide.png")], resize=mode).probabilities
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+    pad, stretch = (predict(model, [str(tmp_path / "wide.png")], resize=m).probabilities for m in ("pad", "stretch"))
+    assert np.abs(pad - stretch).max() > 1e-4  # the mode matters for this image
+    with pytest.raises(ValueError, match="resize='fit': give one of stretch, pad, crop"):
+        predict(model, [str(tmp_path / "wide.png")], resize="fit")
+    model.save(tmp_path / "m.keras")
+    assert cli.main(["predict", str(tmp_path / "m.keras"), str(tmp_path / "wide.png"), "--resize", "pad",
+                     "--out", str(tmp_path / "p.csv"), "--all-probabilities"]) == 0
+    row = _read_csv(tmp_path / "p.csv")[0]
+    np.testing.assert_allclose([float(row[f"p_{c}"]) for c in NAMES], pad[0], atol=1e-5)
+
+
 def test_an_out_name_of_another_format_is_refused_before_the_model_is_read(model, folder, tmp_path, capsys):
     # stop 30: `--out p.json` wrote CSV text into p.json and exited 0
     with pytest.raises(ValueError, match=r"out='.*p\.json': predict writes a CSV \(one row per "
