@@ -950,14 +950,16 @@ def _fixed_size(shape, image_size, what: str) -> tuple[int, int]:
     return int(shape[0]), int(shape[1])
 
 
-CSV_SUFFIXES = (".csv", ".txt", ".tsv")
-"""Names ``out`` may end in (or none): what ``predict`` writes is a comma-separated CSV."""
+OTHER_FORMATS = (".json", ".jsonl", ".ndjson", ".tsv", ".xlsx", ".xls", ".ods", ".parquet", ".feather",
+                 ".pkl", ".pickle", ".npy", ".npz", ".h5", ".hdf5", ".keras", ".tflite", ".html", ".md")
+"""Suffixes of formats that ``predict`` does not write (it writes a comma-separated CSV): an
+``out`` ending in one is refused. Other names (``p.csv``, ``p``, ``preds.v2``) are taken."""
 
 
 def _check_csv_name(out: PathLike) -> None:
     """Refuse an ``out`` whose name says another format: ``p.json`` got CSV text (stop 30)."""
     suffix = Path(out).suffix.lower()
-    if suffix and suffix not in CSV_SUFFIXES and not Path(out).is_dir():
+    if suffix in OTHER_FORMATS and not Path(out).is_dir():
         given = f"--out {out}" if _out_flag() else f"out={os.fspath(out)!r}"
         raise ValueError(
             f"{given}: predict writes a CSV (one row per image), not a {suffix} file: "

@@ -949,8 +949,10 @@ def test_an_out_name_of_another_format_is_refused_before_the_model_is_read(model
     model.save(tmp_path / "m.keras")
     assert cli.main(["predict", str(tmp_path / "m.keras"), str(folder), "--out", str(tmp_path / "p.json")]) == 2
     assert "--out " in capsys.readouterr().err and not (tmp_path / "p.json").exists()
-    for name in ("p.csv", "p.TSV", "p"):
+    for name in ("p.csv", "p", "preds.v2", "2024.05.01"):  # dotted names without a format suffix
         predict(model, folder, out=tmp_path / name)
+    with pytest.raises(ValueError, match=r"not a \.tsv file"):  # it is comma-separated
+        predict(model, folder, out=tmp_path / "p.TSV")
 
 
 def test_cli(model, folder, tmp_path, capsys, monkeypatch):

@@ -84,6 +84,14 @@ def _paths_beside(paths: list, manifest_path: str) -> list:
     return resolved
 
 
+def _paths_to_save(paths: Sequence[str]) -> list[str]:
+    """The paths a manifest file holds: absolute, so that the readers, which read a relative
+    path from the file's own folder (:func:`_paths_beside`), find what a relative path in memory
+    (from the working folder) meant. A manifest saved elsewhere than the working folder lost its
+    files on reloading before (stop 30)."""
+    return [os.path.abspath(p) if p and not os.path.isabs(p) else p for p in paths]
+
+
 def _columns_delimiter(line: str) -> str:
     """The delimiter of a manifest CSV's column line: ``,`` as written, or the ``;`` or tab a
     spreadsheet saved it with (``path;label;split``)."""
@@ -559,7 +567,7 @@ class Manifest:
             f.write("# classes: " + json.dumps(self.class_names) + f" multilabel: {json.dumps(self.multilabel)}\n")
             w = csv.writer(f)
             w.writerow(cols)
-            for i, p in enumerate(self.paths):
+            for i, p in enumerate(_paths_to_save(self.paths)):
                 row = [p, ";".join(self.label_names(i))]
                 if self.groups is not None:
                     row.append(self.groups[i])
@@ -669,7 +677,7 @@ class Manifest:
             "format": "keras-species-manifest/1",
             "class_names": self.class_names,
             "multilabel": self.multilabel,
-            "paths": self.paths,
+            "paths": _paths_to_save(self.paths),
             "labels": labels,
             "label_form": "tag_indices" if self.multilabel else "class_index",
             "groups": self.groups,

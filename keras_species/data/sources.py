@@ -773,34 +773,36 @@ def _other_numbers_note(header: Sequence[str], rows: Sequence[dict[str, str]], l
             "1 where the image has the class and 0 where not)")
 
 
-MISSING_LABELS = frozenset({"NA", "N/A", "n/a", "#N/A", "<NA>", "NaN", "nan", "-nan", "NULL", "null",
-                            str(UNLABELLED), f"{UNLABELLED}.0"})
-"""Label cells read as "no label", as an empty cell is: the missing-value marks that R (``NA``),
-pandas (``nan``, ``<NA>``), Excel (``#N/A``) and databases (``NULL``) write, and keras-species'
-own label of an unlabelled image (``-1``, :data:`~keras_species.data.manifest.UNLABELLED`)."""
+MISSING_VALUE_MARKS = frozenset({"NA", "N/A", "n/a", "#N/A", "<NA>", "NaN", "nan", "-nan", "NULL",
+                                 "null"})
+"""Label cells that R (``NA``), pandas (``nan``, ``<NA>``), Excel (``#N/A``) and databases
+(``NULL``) write for a missing value: read as the class they spell (``NA`` may be North America,
+a site, a real class), with a warning (:func:`_warn_missing_value_marks`)."""
 
 
-def _blank_missing_labels(path: str, column: str, cells: Sequence[str], line_of: Sequence[int],
-                          allowed: Sequence[str] | None) -> list[str]:
-    """``cells`` with each missing-value mark (:data:`MISSING_LABELS`) made empty: unlabelled,
-    with one warning giving the count, the marks and a line. A mark that ``allowed``
-    (``class_names=``) lists is a class."""
-    marks = MISSING_LABELS - set(allowed or ())
-    found = [i for i, c in enumerate(cells) if c in marks]
+def _warn_missing_value_marks(path: str, column: str, cells: Sequence[str], line_of: Sequence[int],
+                              allowed: Sequence[str] | None) -> None:
+    """Warn when cells (or, in a tag-set column, tags) of a label column are missing-value marks
+    (:data:`MISSING_VALUE_MARKS`): each is read as a class of that name, which is right for a
+    class named ``NA`` and wrong for an image without a label. A mark ``allowed``
+    (``class_names=``) lists is a class the user named: no warning.
+
+    Stop 30 first read them as "no label", which took real classes named ``NA`` away (and ``-1``
+    of binary data labelled -1/1); a warning loses nothing either way.
+    """
+    marks = MISSING_VALUE_MARKS - set(allowed or ())
+    found = [i for i, c in enumerate(cells) if marks & {t.strip() for t in c.split(";")}]
     if not found:
-        return list(cells)
-    values = list(dict.fromkeys(cells[i] for i in found))  # in the order of the rows
+        return
+    values = list(dict.fromkeys(t.strip() for i in found for t in cells[i].split(";") if t.strip() in marks))
     one = len(found) == 1
     warnings.warn(
         f"{path}: {counted(len(found), 'row')} of column {column!r} hold{'s' if one else ''} "
-        f"{' or '.join(map(repr, values))} (e.g. line {line_of[found[0]]}), read as no label, as an "
-        f"empty cell is ({'a mark' if len(values) == 1 else 'marks'} of a missing value, as R, "
-        f"pandas, Excel and databases write it; {UNLABELLED} is keras-species' own for no label); "
-        "if it names a class, give the class another name",
+        f"{' or '.join(map(repr, values))} (e.g. line {line_of[found[0]]}), read as a class of that "
+        f"name; it is also how R, pandas, Excel and databases write a missing value: if these "
+        "images have no label, leave their cells empty (an empty cell is no label)",
         stacklevel=3,
     )
-    blank = set(found)
-    return ["" if i in blank else c for i, c in enumerate(cells)]
 
 
 def _warn_tag_sets_in_label_column(path: str, column: str, cells: Sequence[str],
@@ -1494,7 +1496,8 @@ def from_csv(
     bad: list[tuple[int, str]] = []
     if label_col is not None:
         lcol = _find_column(header, label_col, (), "label", path)
-        values = _blank_missing_labels(path, lcol, [r[lcol] for r in rows], line_of, allowed)
+        values = [r[lcol] for r in rows]
+        _warn_missing_value_marks(path, lcol, values, line_of, allowed)
         _warn_tag_sets_in_label_column(path, lcol, values, line_of)
         names = allowed if allowed is not None else class_order(v for v in values if v)
         index = {c: i for i, c in enumerate(names)}
@@ -1502,7 +1505,8 @@ def from_csv(
         labels = np.array([index.get(v, UNLABELLED) if v else UNLABELLED for v in values], np.int64)
     elif labels_col is not None:
         lcol = _find_column(header, labels_col, (), "labels", path)
-        cells = _blank_missing_labels(path, lcol, [r[lcol] for r in rows], line_of, allowed)
+        cells = [r[lcol] for r in rows]
+        _warn_missing_value_marks(path, lcol, cells, line_of, allowed)
         sets = [[t.strip() for t in cell.split(";") if t.strip()] for cell in cells]
         if allowed is None and any(sets) and {t for s in sets for t in s} <= {"0", "1"}:
             others = [h for h in header if all(_binary(r[h]) is not None for r in rows)]

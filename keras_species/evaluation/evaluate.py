@@ -142,7 +142,14 @@ def _as_probabilities(model, outputs: np.ndarray, output: str | int | None) -> n
     from keras_species.models.labels import find_output_layer, label_map
 
     layer = find_output_layer(model)
-    if layer is None or not layer.logits or output not in (None, layer.name):
+    if layer is None or not layer.logits:
+        return outputs
+    if isinstance(output, int) and not isinstance(output, bool):  # an index: the layer's name there
+        names = list(getattr(model, "output_names", None) or [])
+        output = names[output] if -len(names) <= output < len(names) else None
+        if len(names) <= 1:  # one output: index 0 (or -1) is the classifier's
+            output = layer.name
+    if output not in (None, layer.name):
         return outputs
     return label_map(model).probabilities(outputs)
 

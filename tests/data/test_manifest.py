@@ -209,8 +209,9 @@ def test_counts_of_one_are_singular() -> None:
     assert counted(2, "child", "children") == "2 children"
 
 
-def test_a_label_index_outside_the_class_list_names_the_row_and_the_file(tmp_path: Path) -> None:
+def test_a_label_index_outside_the_class_list_names_the_row_and_the_file(tmp_path: Path, monkeypatch) -> None:
     # before: "label index 3 is outside 0..1", naming neither the image nor the manifest file
+    monkeypatch.chdir(tmp_path)  # the relative paths below are saved from here, made absolute
     with pytest.raises(ManifestError) as caught:
         Manifest(["a.png", "b.png"], np.array([0, 3]), ["cod", "eel"])
     assert str(caught.value) == (
@@ -327,6 +328,21 @@ def test_a_manifest_csv_that_a_spreadsheet_saved_again_still_reads(tmp_path: Pat
     back = Manifest.from_csv(path)
     assert back.paths == m.paths and back.labels.tolist() == m.labels.tolist()
     assert (back.class_names, back.groups, back.splits) == (m.class_names, m.groups, m.splits)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json"])
+def test_a_manifest_with_relative_paths_survives_saving_elsewhere(tmp_path: Path, monkeypatch, suffix: str) -> None:
+    # stop 30: the readers read relative paths from the file's folder, the writers wrote them as
+    # given (from the working folder): saved in another folder, the files were lost on reloading
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.png").touch()
+    monkeypatch.chdir(tmp_path / "data")
+    m = Manifest(["a.png"], np.array([0]), ["cod", "eel"])
+    out = tmp_path / "runs" / f"m{suffix}"
+    out.parent.mkdir()
+    path = m.to_csv(out) if suffix == ".csv" else m.to_json(out)
+    back = Manifest.from_csv(path) if suffix == ".csv" else Manifest.from_json(path)
+    assert back.paths == [str(tmp_path / "data" / "a.png")] and Path(back.paths[0]).is_file()
 
 
 def test_relative_paths_of_a_saved_manifest_start_at_its_folder(tmp_path: Path, monkeypatch) -> None:

@@ -200,6 +200,9 @@ def test_a_logits_model_is_scored_on_its_probabilities(split_manifest, tmp_path)
                              plots=False)
     pred = predict_manifest(model, split_manifest.split("test"), batch_size=4)
     assert np.allclose(pred.probs.sum(axis=1), 1.0, atol=1e-5)
+    for output in (0, -1, "label"):  # the index of the output too (0 gave logits, refused)
+        again = predict_manifest(model, split_manifest.split("test"), batch_size=4, output=output)
+        np.testing.assert_allclose(again.probs, pred.probs, atol=1e-6)
     assert ev.test["log_loss"] == pytest.approx(log_loss(pred.manifest.labels, pred.probs,
                                                          labels=[0, 1, 2]), rel=1e-5)
     assert 0 < ev.metrics["test_tta"]["log_loss"]
