@@ -97,6 +97,28 @@ def test_classifiers_on_cached_features(tmp_path, capsys):
     assert again.features_from_cache and [r["model"] for r in again.comparison] == ["logreg"]
 
 
+def test_mixed_precision_is_said_to_have_no_effect():
+    # stop 30: recorded in the report, never applied, and left out of the feature cache's key
+    with pytest.warns(UserWarning, match="--mixed-precision bfloat16 has no effect in feature_classifiers"):
+        FeatureClassifiersConfig(mixed_precision="bfloat16").check()
+
+
+def test_fit_on_train_and_val_chooses_and_scores_on_val_with_a_fit_on_train(tmp_path, capsys):
+    # stop 30: with --fit-on train+val the val scores were the classifiers' own training rows
+    # (val accuracy 1.0) and chose the classifier by them
+    data = write_image_folder(tmp_path / "data", classes=CLASSES, per_class=6, size=(24, 24))
+    base = dict(data=str(data), out=tmp_path / "runs", backbone="resnet18", weights="none",
+                image_size=32, batch_size=16, audit=False, verbose=0, mixed_precision="off",
+                ratios=(0.5, 0.17, 0.33), feature_cache=str(tmp_path / "cache"),
+                classifiers=("logreg", "rf"), classifier_params={"rf": {"n_estimators": 20}})
+    alone = run(FeatureClassifiersConfig(name="train", **base))
+    both = run(FeatureClassifiersConfig(name="both", fit_on="train+val", **base))
+    for a, b in zip(alone.comparison, both.comparison):  # the same val scores: a fit on train
+        assert (a["model"], a["val_acc"], a["val_loss"]) == (b["model"], b["val_acc"], b["val_loss"])
+    assert both.best == alone.best
+    assert "come from a fit of each on train alone" in (both.run_dir / "report.md").read_text()
+
+
 @pytest.mark.parametrize(("params", "message"), [
     ('{"logreg": {"bogus": 1}}',
      "--classifier-params logreg: LogisticRegression.__init__() got an unexpected keyword argument 'bogus'"),
