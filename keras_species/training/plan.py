@@ -549,10 +549,20 @@ class _RunEarlyStopping(keras.callbacks.EarlyStopping):
             if self._improves(row[self.monitor], self.best):
                 self.best, self.best_epoch, self.wait = row[self.monitor], int(row["epoch"]) - 1, 0
         if done and self.restore_best_weights and self.best_weights_path.is_file():
+            # the file holds the optimizer's variables too (Keras' .weights.h5): put back the
+            # state BackupAndRestore restored, or the resumed phase went on with the best
+            # epoch's moments and iteration count (stop 30: iterations 7 where 14 was due)
             current = self.model.get_weights()
-            self.model.load_weights(self.best_weights_path)
+            optimizer = getattr(self.model, "optimizer", None)
+            state = [v.numpy() for v in optimizer.variables] if optimizer is not None else []
+            with warnings.catch_warnings():  # an optimizer not built yet skips its part, saying so
+                warnings.filterwarnings("ignore", message=".*Skipping variable loading for optimizer")
+                self.model.load_weights(self.best_weights_path)
             self.best_weights = self.model.get_weights()
             self.model.set_weights(current)
+            if optimizer is not None and len(optimizer.variables) == len(state):
+                for variable, value in zip(optimizer.variables, state):
+                    variable.assign(value)
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)

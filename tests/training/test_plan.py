@@ -173,6 +173,18 @@ def test_early_stopping_stops_and_restores_best_weights(tmp_path):
     assert got == pytest.approx(result.history[0]["val_loss"], rel=1e-4)
 
 
+class _Iterations(keras.callbacks.Callback):
+    """The optimizer's iteration count as each epoch's first batch begins."""
+
+    def __init__(self):
+        super().__init__()
+        self.at_first_batch = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == 0:
+            self.at_first_batch.append(int(self.model.optimizer.iterations.numpy()))
+
+
 class _Crash(keras.callbacks.Callback):
     """Ends the process's training abruptly as ``epoch`` begins (as a kill would)."""
 
@@ -203,9 +215,13 @@ def test_early_stopping_count_and_best_weights_survive_a_resume(tmp_path, crash_
         assert (run / "backup" / "phase0.best.weights.h5").is_file()
         assert [r["epoch"] for r in read_history(run / "history.csv")] == [1, 2]
         keras.utils.set_random_seed(30)  # a different initialisation: the backup must win
-    result = train(tiny_model(), [phase()], dataset(x, y), dataset(x, y), run,
+    steps = _Iterations()
+    result = train(tiny_model(), [phase(steps)], dataset(x, y), dataset(x, y), run,
                    resume=crash_at is not None, verbose=0)
     assert [r["epoch"] for r in result.history] == [1, 2, 3, 4]
+    # the optimizer goes on from the last epoch done (2 epochs of 3 batches), not from the best
+    # epoch's state that the best-weights file also holds (stop 30: 3 where 6 was due)
+    assert steps.at_first_batch[0] == (6 if crash_at is not None else 0)
     np.testing.assert_allclose(result.model.get_layer("label").bias.numpy(), 0.0)  # epoch 1's
     got = result.model.evaluate(x, keras.ops.one_hot(y, 3), verbose=0, return_dict=True)["loss"]
     assert got == pytest.approx(result.history[0]["val_loss"], rel=1e-4)
