@@ -43,6 +43,7 @@ from keras_species.models.registry import (
 )
 from keras_species.models.weights import (
     load_weights_file,
+    refresh_normalization,
     register_keras_weights,
     resolve_weights,
 )
@@ -61,6 +62,7 @@ def _fold_efficientnet_std(model: keras.Model) -> None:
     values = norm.get_weights()  # mean, variance, count
     values[1] = values[1] * np.asarray(_EFFNET_V1_STD_RGB, values[1].dtype)
     norm.set_weights(values)
+    refresh_normalization(model)  # set_weights alone left the layer computing with the old variance
 
 
 def _builder(app: KerasApplication) -> Callable[..., keras.Model]:

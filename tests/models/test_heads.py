@@ -68,3 +68,6 @@ def test_head_units_below_one_are_refused():
     with pytest.raises(ValueError, match="at least 1 unit"):
         HeadConfig(units=(64, 0))
     assert HeadConfig(units=()).units == ()
+    with pytest.raises(ValueError, match=r"512\.7 is not a whole number of units"):  # was 512
+        HeadConfig(units=(512.7,))
+    assert HeadConfig(units=(np.int64(8), 4.0)).units == (8, 4)
