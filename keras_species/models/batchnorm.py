@@ -61,6 +61,23 @@ def untrained_batchnorm(model: keras.layers.Layer) -> list[keras.layers.BatchNor
     return out
 
 
+_NOISE_ATTRIBUTES = {keras.layers.Dropout: "rate", keras.layers.GaussianDropout: "rate",
+                     keras.layers.AlphaDropout: "rate", keras.layers.GaussianNoise: "stddev"}
+"""The stochastic layers (and their strength) that :func:`recalibrate_batchnorm` turns off."""
+
+
+def _noise_layers(model: keras.Model) -> list[tuple[keras.layers.Layer, str]]:
+    from keras_species.models.freezing import flat_layers
+
+    found = []
+    for layer in flat_layers(model) if isinstance(model, keras.Model) else [model]:
+        for kind, attribute in _NOISE_ATTRIBUTES.items():
+            if isinstance(layer, kind):
+                found.append((layer, attribute))
+                break
+    return found
+
+
 def recalibrate_batchnorm(
     model: keras.Model,
     batches: Iterable,
@@ -68,12 +85,22 @@ def recalibrate_batchnorm(
     *,
     max_batches: int = 16,
 ) -> int:
-    """Set the moving statistics of ``layers`` to their average over ``batches`` (precise BN).
+    """Set the moving statistics of ``layers`` to their population estimate over ``batches``
+    (precise BN).
 
     Runs ``model`` in training mode on up to ``max_batches`` batches without changing any other
-    weight: each of ``layers`` gets the running average of the batch means and variances (the
-    ``i``-th batch weighs ``1/(i+1)``), every other BatchNorm layer keeps its statistics. Only
-    layers that train (``trainable``) see batch statistics; the others run in inference mode.
+    weight, and gives each of ``layers`` the mean and variance of its inputs over all those
+    batches' images: the mean of the batch means and the mean of the batch variances plus the
+    spread of the batch means (``E[var_B + mean_B**2] - mean**2``, Wu & Johnson), each batch
+    weighed by its size. Every other BatchNorm layer keeps its statistics; only layers that train
+    (``trainable``) see batch statistics, the others run in inference mode. Dropout and noise
+    layers are off during the pass, so that the statistics are those of the inputs these layers
+    get at inference.
+
+    Before stop 30 the moving variance was the plain average of the batch variances (2.9 where the
+    images' variance was 7.0 on unshuffled batches), batches of any size weighed alike, and
+    Dropout ran, so that a BatchNorm layer after it got about twice the variance it sees at
+    inference.
 
     Args:
         model: the model (called on the batches' inputs).
@@ -94,26 +121,44 @@ def recalibrate_batchnorm(
         >>> untrained_batchnorm(model)
         []
     """
-    targets = {id(layer) for layer in layers}
+    targets = [layer for layer in layers]
+    target_ids = {id(layer) for layer in targets}
     all_bn = _batchnorm_layers(model)
     saved = [layer.momentum for layer in all_bn]
+    noise = _noise_layers(model)
+    strengths = [getattr(layer, attribute) for layer, attribute in noise]
+    sums = {id(layer): [0.0, 0.0] for layer in targets}  # sum of n * mean_B, n * (var_B + mean_B**2)
+    images = 0
     used = 0
     try:
-        for layer in all_bn:
-            if id(layer) not in targets:
-                layer.momentum = 1.0  # moving = 1 * moving + 0 * batch: unchanged
+        for layer in all_bn:  # moving = momentum * moving + (1 - momentum) * batch
+            layer.momentum = 0.0 if id(layer) in target_ids else 1.0  # the batch's own, or unchanged
+        for layer, attribute in noise:
+            setattr(layer, attribute, 0.0)
         for batch in batches:
             if used >= max_batches:
                 break
             inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
-            for layer in all_bn:
-                if id(layer) in targets:
-                    layer.momentum = used / (used + 1)  # the running average of the batches
+            n = int(keras.ops.shape(inputs)[0])
             model(inputs, training=True)
+            for layer in targets:
+                mean = keras.ops.convert_to_numpy(layer.moving_mean).astype(np.float64)
+                variance = keras.ops.convert_to_numpy(layer.moving_variance).astype(np.float64)
+                total = sums[id(layer)]
+                total[0] = total[0] + n * mean
+                total[1] = total[1] + n * (variance + mean**2)
+            images += n
             used += 1
+        for layer in targets if used else []:
+            mean = sums[id(layer)][0] / images
+            variance = np.maximum(sums[id(layer)][1] / images - mean**2, 0.0)
+            layer.moving_mean.assign(mean.astype(layer.moving_mean.dtype))
+            layer.moving_variance.assign(variance.astype(layer.moving_variance.dtype))
     finally:
         for layer, momentum in zip(all_bn, saved):
             layer.momentum = momentum
+        for (layer, attribute), strength in zip(noise, strengths):
+            setattr(layer, attribute, strength)
     return used
 
 

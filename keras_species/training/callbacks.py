@@ -57,8 +57,33 @@ def current_learning_rate(optimizer) -> float:
     return float(keras.ops.convert_to_numpy(opt.learning_rate))
 
 
+def last_learning_rate(optimizer) -> float:
+    """The learning rate the optimizer's last step used: a schedule evaluated at the step
+    before the current one (``optimizer.iterations`` counts the steps taken, and the next step
+    uses the rate at that count).
+
+    Args:
+        optimizer: a Keras optimizer (wrapped or not).
+
+    Returns:
+        The learning rate as a Python float (the current one before any step).
+
+    Example:
+        >>> last_learning_rate(keras.optimizers.SGD(0.1))
+        0.1...
+    """
+    opt = base_optimizer(optimizer)
+    schedule = getattr(opt, "_learning_rate", None)
+    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        step = max(int(keras.ops.convert_to_numpy(opt.iterations)) - 1, 0)
+        return float(keras.ops.convert_to_numpy(schedule(step)))
+    return current_learning_rate(optimizer)
+
+
 class LearningRateLogger(keras.callbacks.Callback):
-    """Adds the learning rate at the end of each epoch to the logs as ``learning_rate``.
+    """Adds the learning rate of the epoch's last step to the logs as ``learning_rate``
+    (:func:`last_learning_rate`; before stop 30 a schedule's rate of the next step, e.g. the
+    warm-up's peak for an epoch that ran below it).
 
     Keras reports it only through LearningRateScheduler / ReduceLROnPlateau / TensorBoard; a value
     already put there by one of them is kept. Place it before the callbacks that read the logs.
@@ -73,7 +98,7 @@ class LearningRateLogger(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None and self.key not in logs:
-            logs[self.key] = current_learning_rate(self.model.optimizer)
+            logs[self.key] = last_learning_rate(self.model.optimizer)
 
 
 def atomic_save_model(model: keras.Model, path: str | os.PathLike) -> Path:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
 import os
 import shutil
 import warnings
@@ -348,6 +349,29 @@ def _steps_per_epoch(ds: tf.data.Dataset, phase: Phase) -> int:
     return n
 
 
+def _fresh_optimizer(phase: Phase, lr: Any) -> keras.optimizers.Optimizer:
+    """A new optimizer of the class and settings of the phase's optimizer object, at the phase's
+    learning rate (or schedule).
+
+    The object itself was used before stop 30: one object given to two phases carried its step
+    count into the second, whose one-cycle or cosine schedule then ran at its end (4e-08, 0) from
+    the first batch, and with the default constant schedule the phase's ``learning_rate`` was
+    printed but the object's own rate trained.
+    """
+    template = phase.optimizer
+    own = template.get_config().get("learning_rate")
+    given = phase.learning_rate
+    if phase.schedule == "constant" and isinstance(own, (int, float)) and isinstance(given, (int, float)) \
+            and not math.isclose(float(own), float(given), rel_tol=1e-6):
+        warnings.warn(
+            f"Phase {phase.name!r}: the optimizer object's learning rate {float(own):g} is replaced "
+            f"by the phase's learning_rate {float(phase.learning_rate):g}; give the rate as the "
+            "phase's learning_rate", UserWarning, stacklevel=3)
+    optimizer = template.__class__.from_config(template.get_config())
+    optimizer.learning_rate = lr
+    return optimizer
+
+
 def make_optimizer(phase: Phase, steps_per_epoch: int | None = None):
     """The optimizer of a phase and the callbacks its schedule needs.
 
@@ -400,9 +424,7 @@ def make_optimizer(phase: Phase, steps_per_epoch: int | None = None):
         else:
             lr = keras.optimizers.schedules.CosineDecay(float(phase.learning_rate), total, alpha=alpha)
     if not isinstance(phase.optimizer, str):
-        if phase.schedule != "constant":
-            phase.optimizer.learning_rate = lr
-        return phase.optimizer, callbacks
+        return _fresh_optimizer(phase, lr), callbacks
     name = phase.optimizer.lower()
     common: dict[str, Any] = {"learning_rate": lr, "clipnorm": phase.clipnorm}
     if phase.weight_decay is not None:

@@ -37,18 +37,35 @@ def test_untrained_batchnorm_finds_the_layers_without_statistics():
     assert untrained_batchnorm(plain) == []
 
 
-def test_recalibrate_sets_the_average_of_the_batch_statistics():
+def test_recalibrate_sets_the_statistics_of_all_the_batches_images():
+    # stop 30: the variance was the average of the batch variances (the spread between batch
+    # means lost: here their means are 5, 10 and 15) and a short last batch weighed as a full one
     model = two_bn_model()
     a, b = model.get_layer("a"), model.get_layer("b")
     data = batches(3)
+    data[-1] = data[-1][:3]  # a last batch of 3
     assert recalibrate_batchnorm(model, [(x, None) for x in data], [a]) == 3
-    np.testing.assert_allclose(np.asarray(a.moving_mean), np.mean([x.mean(0) for x in data], 0), rtol=1e-5)
-    np.testing.assert_allclose(np.asarray(a.moving_variance), np.mean([x.var(0) for x in data], 0), rtol=1e-4)
+    every = np.concatenate(data)
+    np.testing.assert_allclose(np.asarray(a.moving_mean), every.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(a.moving_variance), every.var(0), rtol=1e-4)
     # "b" ran in training mode too, but its statistics and both momenta are as they were
     np.testing.assert_array_equal(np.asarray(b.moving_mean), np.zeros(3))
     np.testing.assert_array_equal(np.asarray(b.moving_variance), np.ones(3))
     assert a.momentum == b.momentum == 0.99
     assert recalibrate_batchnorm(model, data, [b], max_batches=2) == 2
+
+
+def test_recalibrate_turns_dropout_off_for_the_statistics_inference_sees():
+    # stop 30: Dropout(0.5) before a BatchNorm layer ran during the pass and about doubled the
+    # variance that layer keeps, against what it gets at inference
+    inputs = keras.Input((3,))
+    x = keras.layers.Dropout(0.5, name="drop")(inputs)
+    model = keras.Model(inputs, keras.layers.BatchNormalization(name="bn")(x))
+    data = batches(3)
+    assert recalibrate_batchnorm(model, data, [model.get_layer("bn")]) == 3
+    np.testing.assert_allclose(np.asarray(model.get_layer("bn").moving_variance), np.concatenate(data).var(0),
+                               rtol=1e-4)
+    assert model.get_layer("drop").rate == 0.5  # put back
 
 
 def test_callback_recalibrates_before_validation():

@@ -255,6 +255,30 @@ def test_logits_model_and_cosine_schedule(tmp_path):
     assert lrs[0] > lrs[1] > lrs[2]
     assert "val_loss" not in result.history[0]  # no validation set: monitors fall back
     assert result.best_path is not None
+    # each epoch logs the rate its last step used (3 steps an epoch): before stop 30 the next
+    # step's, so the last epoch logged 0.0, a rate no step used
+    decay = keras.optimizers.schedules.CosineDecay(1e-2, 9)
+    np.testing.assert_allclose(lrs, [float(decay(s)) for s in (2, 5, 8)], rtol=1e-5)
+    assert lrs[2] > 0
+
+
+def test_an_optimizer_object_is_a_template_each_phase_starts_fresh_from(tmp_path):
+    # stop 30: one object for two phases carried its step count into the second (a one-cycle
+    # schedule then ran at its end from the first batch), and a constant phase trained at the
+    # object's own rate while printing the phase's
+    x, y = tiny_data()
+    sgd = keras.optimizers.SGD(0.05, momentum=0.9)
+    steps = _Iterations()
+    phases = [Phase("a", epochs=1, optimizer=sgd, learning_rate=0.01, schedule="onecycle",
+                    callbacks=[steps]),
+              Phase("b", epochs=1, optimizer=sgd, learning_rate=0.01, schedule="onecycle",
+                    callbacks=[steps])]
+    with pytest.warns(UserWarning, match=r"object's learning rate 0.05 is replaced by the phase's learning_rate 0.001"):
+        train(tiny_model(), [Phase("c", epochs=1, optimizer=sgd)], dataset(x, y), None, tmp_path / "c", verbose=0)
+    result = train(tiny_model(), phases, dataset(x, y), None, tmp_path / "run", verbose=0)
+    assert steps.at_first_batch == [0, 0]  # each phase from step 0
+    assert result.history[0]["learning_rate"] == pytest.approx(result.history[1]["learning_rate"])
+    assert int(sgd.iterations.numpy()) == 0  # the object itself never trained
 
 
 def test_rerun_without_resume_starts_fresh_and_resume_of_finished_run(tmp_path):
@@ -494,9 +518,8 @@ def test_a_scratch_model_gets_its_batchnorm_statistics_recalibrated(tmp_path):
     result = train(model, [Phase("scratch", epochs=1, learning_rate=1e-3)], dataset(x, y),
                    dataset(x, y), tmp_path / "run", verbose=0)
     features = keras.Model(model.input, model.get_layer("conv").output)
-    batches = [np.asarray(features(x[i:i + 16])) for i in range(0, len(x), 16)]
-    mean = np.mean([b.mean(axis=(0, 1, 2)) for b in batches], axis=0)
-    variance = np.mean([b.var(axis=(0, 1, 2)) for b in batches], axis=0)
+    every = np.asarray(features(x))  # precise BN: the statistics of all the images (stop 30)
+    mean, variance = every.mean(axis=(0, 1, 2)), every.var(axis=(0, 1, 2))
     for m in (model, keras.models.load_model(result.best_path)):  # the checkpoint holds them too
         bn = m.get_layer("bn")
         np.testing.assert_allclose(np.asarray(bn.moving_mean), mean, rtol=1e-3, atol=1e-3)
