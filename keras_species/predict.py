@@ -951,7 +951,8 @@ def _fixed_size(shape, image_size, what: str) -> tuple[int, int]:
 
 
 OTHER_FORMATS = (".json", ".jsonl", ".ndjson", ".tsv", ".xlsx", ".xls", ".ods", ".parquet", ".feather",
-                 ".pkl", ".pickle", ".npy", ".npz", ".h5", ".hdf5", ".keras", ".tflite", ".html", ".md")
+                 ".pkl", ".pickle", ".npy", ".npz", ".h5", ".hdf5", ".keras", ".tflite", ".html", ".md",
+                 ".gz", ".zip", ".bz2", ".xz", ".zst")  # compressed names: pandas would decompress them
 """Suffixes of formats that ``predict`` does not write (it writes a comma-separated CSV): an
 ``out`` ending in one is refused. Other names (``p.csv``, ``p``, ``preds.v2``) are taken."""
 

@@ -951,8 +951,9 @@ def test_an_out_name_of_another_format_is_refused_before_the_model_is_read(model
     assert "--out " in capsys.readouterr().err and not (tmp_path / "p.json").exists()
     for name in ("p.csv", "p", "preds.v2", "2024.05.01"):  # dotted names without a format suffix
         predict(model, folder, out=tmp_path / name)
-    with pytest.raises(ValueError, match=r"not a \.tsv file"):  # it is comma-separated
-        predict(model, folder, out=tmp_path / "p.TSV")
+    for name in ("p.TSV", "p.csv.gz", "p.zip"):  # comma-separated, and not compressed
+        with pytest.raises(ValueError, match=r"not a \.(tsv|gz|zip) file"):
+            predict(model, folder, out=tmp_path / name)
 
 
 def test_cli(model, folder, tmp_path, capsys, monkeypatch):

@@ -77,11 +77,15 @@ def _paths_beside(paths: list, manifest_path: str) -> list:
     folder = os.path.dirname(os.path.abspath(manifest_path))
     resolved = []
     for p in paths:
-        if isinstance(p, str) and p and not os.path.isabs(p):
+        if isinstance(p, str) and p and not os.path.isabs(p) and not _URL_START.match(p):
             p = os.path.expanduser(p)
             p = p if os.path.isabs(p) else os.path.normpath(os.path.join(folder, p))
         resolved.append(p)
     return resolved
+
+
+_URL_START = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+"""A path that is a URL (``gs://``, ``https://``): kept as written when saved and read back."""
 
 
 def _paths_to_save(paths: Sequence[str]) -> list[str]:
@@ -89,7 +93,12 @@ def _paths_to_save(paths: Sequence[str]) -> list[str]:
     path from the file's own folder (:func:`_paths_beside`), find what a relative path in memory
     (from the working folder) meant. A manifest saved elsewhere than the working folder lost its
     files on reloading before (stop 30)."""
-    return [os.path.abspath(p) if p and not os.path.isabs(p) else p for p in paths]
+    out = []
+    for p in paths:
+        if p and not _URL_START.match(p):  # a URL is kept as written, "~/x" in the home folder
+            p = os.path.abspath(os.path.expanduser(p))
+        out.append(p)
+    return out
 
 
 def _columns_delimiter(line: str) -> str:

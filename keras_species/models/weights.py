@@ -125,6 +125,22 @@ def _unchanged_layers(model: keras.Model, before: list[list[np.ndarray]]) -> lis
     return kept
 
 
+def _legacy_layer_names(path: str) -> set[str] | None:
+    """The layer names a legacy ``.h5`` weights or model file lists, or ``None`` when it lists
+    none (it is then judged by what a load changed)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            group = f["model_weights"] if "model_weights" in f else f
+            names = group.attrs.get("layer_names")
+    except (OSError, KeyError):
+        return None
+    if names is None:
+        return None
+    return {n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names}
+
+
 def refresh_normalization(model: keras.Model) -> None:
     """Make each ``keras.layers.Normalization`` compute with the mean and variance its weights
     now hold: an adaptable one caches them when adapted or loaded from a ``.keras`` file, and
@@ -176,25 +192,36 @@ def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:
     except (ValueError, KeyError):
         pass
     before = [layer.get_weights() for layer in model.layers]
-    try:
-        model.load_weights(text, by_name=True, skip_mismatch=True)
-    except (ValueError, KeyError) as err:
-        raise WeightsUnavailableError(
-            f"legacy weights file {text!r} does not fit backbone {model.name!r}: {err}"
-        ) from err
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.load_weights(text, by_name=True, skip_mismatch=True)
+        except (ValueError, KeyError) as err:
+            raise WeightsUnavailableError(
+                f"legacy weights file {text!r} does not fit backbone {model.name!r}: {err}"
+            ) from err
     refresh_normalization(model)
-    kept = _unchanged_layers(model, before)
-    weighted = sum(1 for layer in model.layers if layer.weights)
-    if len(kept) == weighted:
+    weighted = [layer.name for layer in model.layers if layer.weights]
+    in_file = _legacy_layer_names(text)
+    if in_file is None:  # no list of names in the file: a layer is covered if the load changed it
+        missing = _unchanged_layers(model, before)
+    else:  # by name: a layer the file holds is covered even where its values are the initial ones
+        missing = [name for name in weighted if name not in in_file]
+    mismatched = [str(w.message) for w in caught if "Skipping" in str(w.message)]
+    if len(missing) == len(weighted):
         raise WeightsUnavailableError(
             f"no layer of backbone {model.name!r} matched a layer name in {text!r}; is it the "
             "file of another architecture?"
         )
-    if kept:  # by name, a related architecture's file loads in part (vgg16's into vgg19)
-        shown = ", ".join(kept[:5]) + (f" and {len(kept) - 5} more" if len(kept) > 5 else "")
+    if missing:  # by name, a related architecture's file loads in part (vgg16's into vgg19)
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise WeightsUnavailableError(
-            f"legacy weights file {text!r} covers {weighted - len(kept)} of the {weighted} layers "
-            f"with weights of backbone {model.name!r}: {shown} would keep random values. Is it "
-            "the file of a related architecture (vgg16's for vgg19, resnet50's for resnet101)? "
-            "Give the backbone's own file"
+            f"legacy weights file {text!r} covers {len(weighted) - len(missing)} of the "
+            f"{len(weighted)} layers with weights of backbone {model.name!r}: {shown} would keep "
+            "random values. Is it the file of a related architecture (vgg16's for vgg19, "
+            "resnet50's for resnet101)? Give the backbone's own file"
+        )
+    if mismatched:  # a layer of the same name but another shape: skipped, random
+        raise WeightsUnavailableError(
+            f"legacy weights file {text!r} does not fit backbone {model.name!r}: {mismatched[0]}"
         )

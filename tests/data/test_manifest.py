@@ -343,6 +343,10 @@ def test_a_manifest_with_relative_paths_survives_saving_elsewhere(tmp_path: Path
     path = m.to_csv(out) if suffix == ".csv" else m.to_json(out)
     back = Manifest.from_csv(path) if suffix == ".csv" else Manifest.from_json(path)
     assert back.paths == [str(tmp_path / "data" / "a.png")] and Path(back.paths[0]).is_file()
+    odd = Manifest(["gs://bucket/a.jpg", "~/imgs/c.jpg"], np.array([0, 1]), ["cod", "eel"])
+    path = odd.to_csv(out) if suffix == ".csv" else odd.to_json(out)
+    back = Manifest.from_csv(path) if suffix == ".csv" else Manifest.from_json(path)
+    assert back.paths == ["gs://bucket/a.jpg", str(Path("~/imgs/c.jpg").expanduser())]
 
 
 def test_relative_paths_of_a_saved_manifest_start_at_its_folder(tmp_path: Path, monkeypatch) -> None:

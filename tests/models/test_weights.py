@@ -167,6 +167,26 @@ def test_efficientnet_legacy_file_matches_keras_imagenet_build(tmp_path, monkeyp
                                rtol=1e-5, atol=1e-6)
 
 
+def test_a_legacy_file_layer_that_holds_its_initial_values_still_counts_as_loaded(tmp_path):
+    # stop 30's first check judged coverage by what changed: an EfficientNet trained from
+    # scratch and saved with its top holds its never-adapted Normalization at (0, 1), and was
+    # refused as "a related architecture's file"; the file's layer names decide now
+    def backbone():
+        inputs = keras.Input((4,))
+        return keras.Model(inputs, keras.layers.Dense(2, name="d2")(keras.layers.Dense(3, name="d1")(inputs)))
+
+    ours = backbone()
+    inputs = keras.Input((4,))
+    x = keras.layers.Dense(2, name="d2")(keras.layers.Dense(3, name="d1")(inputs))
+    full = keras.Model(inputs, keras.layers.Dense(5, name="top")(x))  # with a top: loaded by name
+    full.get_layer("d2").set_weights(ours.get_layer("d2").get_weights())  # d2 as ours starts
+    full.get_layer("d1").set_weights([w + 1 for w in full.get_layer("d1").get_weights()])
+    legacy = tmp_path / "full.h5"
+    full.save(legacy)
+    W.load_weights_file(ours, legacy)
+    np.testing.assert_array_equal(ours.get_layer("d1").get_weights()[0], full.get_layer("d1").get_weights()[0])
+
+
 def test_a_related_architectures_legacy_file_is_refused_not_loaded_in_part(tmp_path):
     # stop 30: vgg16's file loaded by name into vgg19 left its three conv4 layers random
     source = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
