@@ -468,15 +468,14 @@ def _fold_index(m: Manifest, k: int, seed: int, group_aware: bool | None) -> np.
             n_groups = len(set(groups))
             if n_groups < k:
                 raise ManifestError(f"k={k} folds but only {n_groups} groups: lower k or use finer groups")
-            if m.multilabel:
-                fold = _greedy_groups(m, groups, np.full(k, 1.0 / k), seed)
-                _warn_thin_folds(m, fold, k)
-                return fold
-            from sklearn.model_selection import StratifiedGroupKFold
-
-            splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-            parts = splitter.split(x, m.labels, groups)
-        elif m.multilabel:
+            # whole groups to k equal parts by the same sparse assignment as a ratio split:
+            # sklearn's StratifiedGroupKFold (used for single-label data before stop 30) holds a
+            # dense groups x classes table and scans it once a group (40,000 images in 10,000
+            # groups of 5,000 classes: 6.8 s and 902 MB, against 1.7 s and 77 MB here)
+            fold = _greedy_groups(m, groups, np.full(k, 1.0 / k), seed)
+            _warn_thin_folds(m, fold, k)
+            return fold
+        if m.multilabel:
             from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
             splitter = MultilabelStratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
