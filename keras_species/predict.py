@@ -1180,8 +1180,10 @@ class PredictionResult:
         Returns:
             One list per image, most probable first.
         """
+        from keras_species.evaluation.metrics import ranked_classes
+
         probs = self._probs()
-        order = np.argsort(-probs, axis=1, kind="stable")[:, : max(1, k)]
+        order = ranked_classes(probs, max(1, k))
         return [[(self.class_names[j], float(p[j])) for j in o] for p, o in zip(probs, order)]
 
     def labels(self) -> list[str] | list[list[str]]:
@@ -1395,21 +1397,26 @@ class _CsvWriter:
         self.writer.writerow(head[:1] + [keep_as.get(c, c) for c in self.keep] + head[1:])
 
     def write(self, batch: PredictionBatch) -> None:
+        from keras_species.evaluation.metrics import ranked_classes
+
         kept = zip(*(batch.columns[c] for c in self.keep)) if self.keep else itertools.repeat(())
-        for path, p, err, values in zip(batch.paths, batch.probabilities, batch.errors, kept):
+        ranked = np.nan_to_num(batch.probabilities, nan=-1.0)  # unreadable files' rows are NaN
+        orders = ranked_classes(ranked, 1 if self.multilabel else self.k) if len(ranked) else ranked
+        for path, p, err, values, order in zip(batch.paths, batch.probabilities, batch.errors, kept, orders):
             path = [path, *values]
             if err:
                 self.writer.writerow(path + [""] * self.width + [err]
                                      + ([""] * len(self.names) if self.all else []))
                 continue
-            order = np.argsort(-p, kind="stable")
-            if self.multilabel:
-                above = [j for j in order if p[j] >= self.thresholds[j]]
+            if self.multilabel:  # the tags at or above their thresholds, most probable first
+                above = np.flatnonzero(p >= self.thresholds)
+                above = above[np.argsort(-p[above], kind="stable")]
+                top = int(order[0])
                 row = path + [";".join(self.names[j] for j in above),
                               ";".join(f"{p[j]:.6g}" for j in above),
-                              self.names[order[0]], f"{p[order[0]]:.6g}"]
+                              self.names[top], f"{p[top]:.6g}"]
             else:
-                row = path + [v for j in order[: self.k] for v in (self.names[j], f"{p[j]:.6g}")]
+                row = path + [v for j in order for v in (self.names[j], f"{p[j]:.6g}")]
             self.writer.writerow(row + [""] + ([f"{q:.6g}" for q in p] if self.all else []))
 
 

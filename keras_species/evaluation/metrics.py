@@ -142,8 +142,19 @@ def ranked_classes(probs: np.ndarray, k: int | None = None) -> np.ndarray:
         >>> ranked_classes(np.array([[0.2, 0.4, 0.4]])).tolist()
         [[1, 2, 0]]
     """
-    order = np.argsort(-np.asarray(probs, dtype=np.float64), axis=1, kind="stable")
-    return order if k is None else order[:, :k]
+    p = np.asarray(probs)
+    if k is None or k >= p.shape[1]:
+        order = np.argsort(-p.astype(np.float64), axis=1, kind="stable")
+        return order if k is None else order[:, :k]
+    # the first k without sorting every class (5,000 classes: a full sort of each row took
+    # 230 µs an image, more than the model): the rows' k-th largest values, then a stable sort
+    # of the classes at or above it only, which keeps ties in class order
+    kth = np.partition(p, p.shape[1] - k, axis=1)[:, p.shape[1] - k]
+    out = np.empty((p.shape[0], k), dtype=np.int64)
+    for i, (row, bar) in enumerate(zip(p, kth)):
+        candidates = np.flatnonzero(row >= bar)
+        out[i] = candidates[np.argsort(-row[candidates], kind="stable")][:k]
+    return out
 
 
 def true_class_rank(y_true: np.ndarray, probs: np.ndarray) -> np.ndarray:

@@ -374,3 +374,15 @@ def test_multilabel_metrics_match_hand_counts_on_random_data() -> None:
             assert m["per_class"][j]["f1"] == pytest.approx(f1)
         aps = [skm.average_precision_score(y[:, j], p[:, j]) for j in range(c) if 0 < y[:, j].sum() < n]
         assert m["map"] == (pytest.approx(np.mean(aps)) if aps else None)
+
+
+def test_ranked_classes_first_k_equals_the_full_stable_order_with_ties():
+    # stop 30: the first k come from a partition and a sort of the candidates only (a full sort
+    # of 5,000 classes per image cost more than the model in predict); the order must not change
+    from keras_species.evaluation.metrics import ranked_classes
+
+    rng = np.random.default_rng(0)
+    probs = np.round(rng.dirichlet(np.full(40, 0.3), size=200), 2)  # many ties, zeros above all
+    full = np.argsort(-probs, axis=1, kind="stable")
+    for k in (1, 2, 5, 39, 40, 60):
+        np.testing.assert_array_equal(ranked_classes(probs, k), full[:, :k])
