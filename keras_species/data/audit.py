@@ -1394,11 +1394,17 @@ def _write_plots(r: AuditReport, manifest: Manifest | None, plot_dir: str) -> tu
     items = sorted(r.class_counts.items(), key=lambda kv: -kv[1])
     if items:
         n = len(items)
-        fig, ax = plt.subplots(figsize=(8, min(max(2.5, 0.25 * n + 1), 40)))
-        ax.barh(range(n), [v for _, v in items], color="#4c72b0")
-        ax.set_yticks(range(n))
-        ax.set_yticklabels([_plot_text(k) for k, _ in items] if n <= 150 else [""] * n,
-                           fontsize=8 if n > 30 else 10)
+        fig, ax = plt.subplots(figsize=(8, min(max(2.5, 0.25 * n + 1), 40) if n <= 150 else 6))
+        counts = [v for _, v in items]
+        if n <= 150:
+            ax.barh(range(n), counts, color="#4c72b0")
+            ax.set_yticks(range(n))
+            ax.set_yticklabels([_plot_text(k) for k, _ in items], fontsize=8 if n > 30 else 10)
+        else:  # a bar and a tick per class took 19 of 24 s at 5,000 classes (stop 30): the sorted
+            # counts as one curve, and a tick every few hundred ranks
+            ax.fill_betweenx(range(n), 0, counts, step="mid", color="#4c72b0")
+            ax.set_ylabel("classes, most images first (rank)")
+            ax.set_xscale("log")  # a long tail: the rare classes stay visible
         ax.invert_yaxis()
         ax.set_xlabel("images (multi-label: images with the tag)" if r.multilabel else "images")
         ax.set_title(f"Class distribution ({n} classes, imbalance {r.imbalance_ratio or float('nan'):.1f}x)")
@@ -1424,7 +1430,6 @@ def _write_plots(r: AuditReport, manifest: Manifest | None, plot_dir: str) -> tu
     # sample grids, one per class (largest classes first, capped)
     if manifest is not None and len(manifest):
         ok = {p for p, i in r.files.items() if i.ok}
-        matrix = manifest.label_matrix()
         order = [c for c, _ in items if r.class_counts[c] > 0]
         if len(order) > MAX_SAMPLE_GRIDS:
             notes.append(
@@ -1434,7 +1439,9 @@ def _write_plots(r: AuditReport, manifest: Manifest | None, plot_dir: str) -> tu
         used: set[str] = set()
         for cname in order:
             k = manifest.class_names.index(cname)
-            rows = [i for i in np.flatnonzero(matrix[:, k]) if manifest.paths[i] in ok]
+            # the class's rows, without a dense images x classes matrix (200 MB at 40,000 x 5,000)
+            held = manifest.labels[:, k] > 0 if manifest.multilabel else manifest.labels == k
+            rows = [i for i in np.flatnonzero(held) if manifest.paths[i] in ok]
             if not rows:
                 continue
             pick = np.linspace(0, len(rows) - 1, min(SAMPLES_PER_GRID, len(rows))).round().astype(int)
