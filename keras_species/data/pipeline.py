@@ -590,7 +590,8 @@ def resolve_label_mode(label_mode: str, multilabel: bool, any_labelled: bool, so
     return "onehot" if soft else "sparse"
 
 
-def encode_labels(manifest: Manifest, label_mode: str, label_smoothing: float = 0.0) -> np.ndarray | None:
+def encode_labels(manifest: Manifest, label_mode: str, label_smoothing: float = 0.0, *,
+                  onehot_as_indices: bool = False) -> np.ndarray | None:
     """Labels of ``manifest`` as the arrays the pipeline yields.
 
     Args:
@@ -599,6 +600,8 @@ def encode_labels(manifest: Manifest, label_mode: str, label_smoothing: float = 
             ``y (1 - s) + s / C``), ``"multihot"`` (float32, smoothed like Keras'
             ``BinaryCrossentropy``: ``y (1 - s) + s / 2``) or ``"none"``.
         label_smoothing: ``s`` above, in ``[0, 1)``.
+        onehot_as_indices: for ``"onehot"``, check as ``"onehot"`` but return the class indices
+            (int32), which :func:`finish_dataset` expands a batch at a time.
 
     Returns:
         The label array, or ``None`` for ``"none"``.
@@ -631,6 +634,8 @@ def encode_labels(manifest: Manifest, label_mode: str, label_smoothing: float = 
     if label_mode == "onehot":
         if manifest.multilabel:
             raise ManifestError("a multi-label manifest needs label_mode='multihot' (or 'auto')")
+        if onehot_as_indices:
+            return manifest.labels.astype(np.int32)
         y = manifest.label_matrix().astype(np.float32)
         return y * (1.0 - label_smoothing) + label_smoothing / manifest.num_classes
     if label_mode == "multihot":
@@ -1675,8 +1680,7 @@ def make_dataset(
     # one-hot labels travel as class indices and are expanded a batch at a time (finish_dataset):
     # a dense images x classes float array cost 3.7 GB of set-up at 40,000 images of 5,000
     # classes (stop 30), and the cache holds indices
-    labels = encode_labels(manifest, "sparse" if mode == "onehot" else mode,
-                           0.0 if mode == "onehot" else label_smoothing)
+    labels = encode_labels(manifest, mode, label_smoothing, onehot_as_indices=True)
     weights = None
     if sample_weights is not None:
         if isinstance(sample_weights, np.ndarray | list | tuple):

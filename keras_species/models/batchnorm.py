@@ -66,15 +66,18 @@ _NOISE_ATTRIBUTES = {keras.layers.Dropout: "rate", keras.layers.GaussianDropout:
 """The stochastic layers (and their strength) that :func:`recalibrate_batchnorm` turns off."""
 
 
-def _noise_layers(model: keras.Model) -> list[tuple[keras.layers.Layer, str]]:
-    from keras_species.models.freezing import flat_layers
-
+def _noise_layers(model: keras.layers.Layer) -> list[tuple[keras.layers.Layer, str]]:
+    """The stochastic layers anywhere in ``model`` (inside custom layers too) and the attribute
+    that sets their strength; ConvNeXt's ``StochasticDepth`` (``drop_path_rate``) among them."""
     found = []
-    for layer in flat_layers(model) if isinstance(model, keras.Model) else [model]:
+    for layer in model._flatten_layers(include_self=True):
         for kind, attribute in _NOISE_ATTRIBUTES.items():
             if isinstance(layer, kind):
                 found.append((layer, attribute))
                 break
+        else:
+            if type(layer).__name__ == "StochasticDepth" and hasattr(layer, "drop_path_rate"):
+                found.append((layer, "drop_path_rate"))
     return found
 
 
@@ -139,7 +142,7 @@ def recalibrate_batchnorm(
             if used >= max_batches:
                 break
             inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
-            n = int(keras.ops.shape(inputs)[0])
+            n = int(keras.ops.shape(keras.tree.flatten(inputs)[0])[0])  # a dict of inputs too
             model(inputs, training=True)
             for layer in targets:
                 mean = keras.ops.convert_to_numpy(layer.moving_mean).astype(np.float64)

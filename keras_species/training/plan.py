@@ -350,25 +350,45 @@ def _steps_per_epoch(ds: tf.data.Dataset, phase: Phase) -> int:
 
 
 def _fresh_optimizer(phase: Phase, lr: Any) -> keras.optimizers.Optimizer:
-    """A new optimizer of the class and settings of the phase's optimizer object, at the phase's
-    learning rate (or schedule).
+    """The optimizer a phase trains with, from the phase's optimizer object.
 
-    The object itself was used before stop 30: one object given to two phases carried its step
-    count into the second, whose one-cycle or cosine schedule then ran at its end (4e-08, 0) from
-    the first batch, and with the default constant schedule the phase's ``learning_rate`` was
-    printed but the object's own rate trained.
+    Keras' own optimizer classes are rebuilt from the object's config (a new optimizer of its
+    class and settings, no state, at step 0): the object itself was used before stop 30, and one
+    object given to two phases carried its step count into the second, whose one-cycle or cosine
+    schedule then ran at its end (4e-08, 0) from the first batch. Another class (a subclass of
+    one's own, whose settings a config may not hold) is used as given, with a warning when it has
+    already taken steps. The phase's learning rate (or schedule) applies, with a warning where it
+    replaces the object's own rate; an object built on a schedule of its own keeps it under a
+    constant phase.
     """
     template = phase.optimizer
-    own = template.get_config().get("learning_rate")
+    own_schedule = isinstance(getattr(template, "_learning_rate", None),
+                              keras.optimizers.schedules.LearningRateSchedule)
+    keep_own = phase.schedule == "constant" and own_schedule
     given = phase.learning_rate
+    own = None if own_schedule else template.get_config().get("learning_rate")
     if phase.schedule == "constant" and isinstance(own, (int, float)) and isinstance(given, (int, float)) \
             and not math.isclose(float(own), float(given), rel_tol=1e-6):
         warnings.warn(
-            f"Phase {phase.name!r}: the optimizer object's learning rate {float(own):g} is replaced "
-            f"by the phase's learning_rate {float(phase.learning_rate):g}; give the rate as the "
-            "phase's learning_rate", UserWarning, stacklevel=3)
-    optimizer = template.__class__.from_config(template.get_config())
-    optimizer.learning_rate = lr
+            f"Phase {phase.name!r}: the optimizer object's learning rate {float(own):g} is replaced by the "
+            f"phase's learning_rate {float(given):g}; give the rate as the phase's learning_rate",
+            UserWarning, stacklevel=3)
+    optimizer = template
+    if type(template).__module__.startswith("keras."):
+        try:
+            optimizer = template.__class__.from_config(template.get_config())
+        except (TypeError, ValueError, NotImplementedError):  # a schedule Keras cannot rebuild
+            optimizer = template
+    if optimizer is template:
+        if int(template.iterations.numpy()) > 0:
+            warnings.warn(
+                f"Phase {phase.name!r}: optimizer {type(template).__name__} has taken steps "
+                "already, and it cannot be rebuilt from its config as Keras' own classes are "
+                "each phase: its step count and state go on into this phase (give each phase its "
+                "own object)",
+                UserWarning, stacklevel=3)
+    if not keep_own:
+        optimizer.learning_rate = lr
     return optimizer
 
 

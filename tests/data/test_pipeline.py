@@ -534,6 +534,8 @@ def test_onehot_labels_are_expanded_a_batch_at_a_time(image_folder, monkeypatch)
     got = np.concatenate([y.numpy() for _, y in ds])
     assert ds.element_spec[1].dtype == tf.float32 and ds.element_spec[1].shape[-1] == m.num_classes
     np.testing.assert_allclose(got, expected, atol=1e-7)
+    with pytest.raises(ValueError, match=r"label_smoothing=1.5 must be in \[0, 1\)"):
+        make_dataset(m, 8, 4, label_mode="onehot", label_smoothing=1.5)
 
 
 def test_cache_to_file_and_determinism(image_folder, tmp_path):

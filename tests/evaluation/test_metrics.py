@@ -386,3 +386,6 @@ def test_ranked_classes_first_k_equals_the_full_stable_order_with_ties():
     full = np.argsort(-probs, axis=1, kind="stable")
     for k in (1, 2, 5, 39, 40, 60):
         np.testing.assert_array_equal(ranked_classes(probs, k), full[:, :k])
+    nan = np.array([[0.1, np.nan, 0.5, 0.4], [np.nan] * 4])  # NaN last, as the full sort has it
+    assert ranked_classes(nan, 2).tolist() == [[2, 3], [0, 1]]
+    assert ranked_classes(nan, 0).shape == (2, 0)

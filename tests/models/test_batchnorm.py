@@ -68,6 +68,26 @@ def test_recalibrate_turns_dropout_off_for_the_statistics_inference_sees():
     assert model.get_layer("drop").rate == 0.5  # put back
 
 
+class _Noisy(keras.layers.Layer):
+    """A custom layer (not a Model) with a Dropout inside."""
+
+    def __init__(self):
+        super().__init__()
+        self.drop = keras.layers.Dropout(0.5)
+
+    def call(self, x, training=None):
+        return self.drop(x, training=training)
+
+
+def test_recalibrate_reaches_dropout_inside_custom_layers_and_reads_dict_inputs():
+    inputs = {"a": keras.Input((3,), name="a")}
+    model = keras.Model(inputs, keras.layers.BatchNormalization(name="bn")(_Noisy()(inputs["a"])))
+    data = batches(3)
+    assert recalibrate_batchnorm(model, [({"a": x}, None) for x in data], [model.get_layer("bn")]) == 3
+    np.testing.assert_allclose(np.asarray(model.get_layer("bn").moving_variance), np.concatenate(data).var(0),
+                               rtol=1e-4)
+
+
 def test_callback_recalibrates_before_validation():
     model = two_bn_model()
     a = model.get_layer("a")

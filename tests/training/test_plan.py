@@ -279,6 +279,24 @@ def test_an_optimizer_object_is_a_template_each_phase_starts_fresh_from(tmp_path
     assert steps.at_first_batch == [0, 0]  # each phase from step 0
     assert result.history[0]["learning_rate"] == pytest.approx(result.history[1]["learning_rate"])
     assert int(sgd.iterations.numpy()) == 0  # the object itself never trained
+    # an object built on a schedule of its own keeps it under a constant phase (setting a float
+    # on it was refused); one whose schedule Keras cannot rebuild is used as given
+    decay = keras.optimizers.schedules.ExponentialDecay(0.01, 3, 0.5)
+    own = train(tiny_model(), [Phase("d", epochs=2, optimizer=keras.optimizers.Adam(decay))],
+                dataset(x, y), None, tmp_path / "d", verbose=0)
+    np.testing.assert_allclose([r["learning_rate"] for r in own.history], [float(decay(2)), float(decay(5))],
+                               rtol=1e-5)
+
+    class Halving(keras.optimizers.schedules.LearningRateSchedule):  # not registered with Keras
+        def __call__(self, step):
+            return 0.01 * 0.5 ** keras.ops.cast(step, "float32")
+
+        def get_config(self):
+            return {}
+
+    mine = keras.optimizers.SGD(Halving())
+    train(tiny_model(), [Phase("e", epochs=1, optimizer=mine)], dataset(x, y), None, tmp_path / "e", verbose=0)
+    assert int(mine.iterations.numpy()) == 3  # the object trained itself
 
 
 def test_rerun_without_resume_starts_fresh_and_resume_of_finished_run(tmp_path):
