@@ -3,8 +3,8 @@
 Every preset is a ``keras.Sequential`` of Keras' own random preprocessing layers, so it runs in
 both places:
 
-- in the ``tf.data`` pipeline, on the CPU, a batch a call, one call after another, its parts side
-  by side in copies with their own seeds (:func:`independent_copies`; each image gets its own draw)
+- in the ``tf.data`` pipeline, on the CPU, a batch at a time, one call after another (each image
+  still gets its own draw)
   (``make_dataset(..., training=True, augment="r4")``), which keeps the accelerator free and
   suits small models and feature caches;
 - inside the model, on the accelerator, a batch at a time (:func:`augment_in_model`); the layers
@@ -259,40 +259,6 @@ class PerImageRandAugment(keras.layers.RandAugment):
                 changed = getattr(self, key).transform_images(images, value)
                 images = self.backend.numpy.where(this, changed, images)
         return self.backend.cast(images, self.compute_dtype)
-
-
-def _offset_seeds(config, offset: int):
-    """``config`` (a serialized layer) with every whole-number ``seed`` moved by ``offset``."""
-    if isinstance(config, dict):
-        return {k: ((v + offset) % 2**32 if k == "seed" and isinstance(v, int) and not isinstance(v, bool)
-                    else _offset_seeds(v, offset)) for k, v in config.items()}
-    if isinstance(config, list):
-        return [_offset_seeds(v, offset) for v in config]
-    return config
-
-
-def independent_copies(augment: str | keras.layers.Layer, n: int, *, seed: int | None = None) -> list:
-    """``n`` augmentation layers that draw independently of each other: a preset built ``n``
-    times with seeds ``seed + 7919 i``, or a layer and ``n - 1`` copies of it (serialized and
-    rebuilt) whose seeds are moved alike (a layer without a seed draws its own).
-
-    Args:
-        augment: a preset name or a Keras layer (e.g. a ``keras.Sequential``).
-        n: how many.
-        seed: the preset's base seed.
-
-    Returns:
-        The ``n`` layers (the first is ``augment`` itself when a layer is given).
-
-    Example:
-        >>> len(independent_copies("r1", 4, seed=0))
-        4
-    """
-    if isinstance(augment, str):
-        return [augmentation(augment, seed=None if seed is None else seed + 7919 * i) for i in range(n)]
-    config = keras.saving.serialize_keras_object(augment)
-    return [augment] + [keras.saving.deserialize_keras_object(_offset_seeds(config, 7919 * i))
-                        for i in range(1, n)]
 
 
 def augmentation(preset: str, *, seed: int | None = None, **overrides) -> keras.Sequential | None:

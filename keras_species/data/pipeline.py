@@ -81,29 +81,6 @@ from keras_species.jsonfile import read_json_file
 LABEL_MODES = ("auto", "sparse", "onehot", "multihot", "none")
 RESIZE_MODES = ("stretch", "pad", "crop")
 
-MAX_AUGMENT_PARTS = 8
-"""At most this many parts of a batch are augmented side by side (:func:`augment_parts`)."""
-
-
-def augment_parts() -> int:
-    """Parts of a batch that the pipeline augments side by side, each with its own copy of the
-    augmentation layers (their own seed state): the usable cores, 2 to :data:`MAX_AUGMENT_PARTS`.
-
-    Independent ops of one call run in parallel, while calls run one at a time: Keras' random
-    layers read, then advance, one seed state, and parallel calls (one image each, before stop
-    30) could read the same one (about 1% of images took another's draw). On this 2-core machine
-    (fish, 128 px, best of 2 epochs): ``r4`` 1,635 images/s with 2 parts, 1,430 with 4, 1,165
-    with 8, against 1,721 the racy per-image calls and 980 one call of the whole batch;
-    ``randaugment`` 239, 225, 175, 234 and 135. The draws depend on the number of parts: a seed
-    repeats its augmentation on machines with the same number of usable cores.
-
-    Returns:
-        The number of parts.
-    """
-    from keras_species.cpu_budget import usable_cores
-
-    return max(2, min(usable_cores(), MAX_AUGMENT_PARTS))
-
 KIND_FAST = 0
 """8-bit JPEG or PNG, RGB or grey: :func:`decode_jpeg_png` (one kernel, no branch)."""
 KIND_PNG16 = 1
@@ -1461,21 +1438,20 @@ def finish_dataset(
         ds = ds.cache(cache_path)
     # one cast per batch (cheaper than one per image), several batches at a time
     ds = ds.map(to_float, num_parallel_calls=autotune, deterministic=deterministic)
+    if isinstance(augment, str):
+        augment = augment_mod.augmentation(augment, seed=seed)
     if augment is not None and training:
-        n_parts = augment_parts()
-        copies = augment_mod.independent_copies(augment, n_parts, seed=seed)
+        layer = augment
 
         def aug(*t):
-            images = t[0]
-            count = tf.shape(images)[0]
-            pad = (-count) % n_parts  # no part empty (a short last batch): copies of image 0
-            images = tf.concat([images, tf.repeat(images[:1], pad, axis=0)], 0)
-            size = (count + pad) // n_parts
-            parts = [copy(images[i * size:(i + 1) * size], training=True) for i, copy in enumerate(copies)]
-            img = tf.clip_by_value(tf.cast(tf.concat(parts, 0)[:count], tf.float32), 0.0, 255.0)
+            img = tf.clip_by_value(tf.cast(layer(t[0], training=True), tf.float32), 0.0, 255.0)
             return (img,) + tuple(t[1:])
 
-        # a batch a call, one call at a time, its parts side by side (augment_parts)
+        # A batch a call, one call at a time. Keras' random layers draw each image's own
+        # transformation within a batch, from one seed state that a call reads and then
+        # advances: calls in parallel (one image each, before stop 30) could read the same
+        # state, and about 1% of images took another's draw. A batch a call is also cheaper:
+        # RandAugment computes its 11 candidate operations once a batch instead of once an image.
         ds = ds.map(aug)
     if isinstance(batch_augment, str):
         batch_augment = augment_mod.batch_augmentation(batch_augment, seed=seed)
