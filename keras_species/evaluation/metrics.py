@@ -143,11 +143,12 @@ def ranked_classes(probs: np.ndarray, k: int | None = None) -> np.ndarray:
         [[1, 2, 0]]
     """
     p = np.asarray(probs)
-    if np.issubdtype(p.dtype, np.floating) and np.isnan(p).any():  # NaN ranks last, as argsort has it
-        p = np.where(np.isnan(p), -np.inf, p)
-    if k is not None and k <= 0:
+    if k is not None and k < 0:
+        raise ValueError(f"k={k}: give how many classes to keep, 0 or more")
+    if k == 0:
         return np.empty((p.shape[0], 0), dtype=np.int64)
-    if k is None or k >= p.shape[1]:
+    if k is None or k >= p.shape[1] or (np.issubdtype(p.dtype, np.floating) and np.isnan(p).any()):
+        # the full stable sort (NaN last, after -inf) when every class is wanted or a row holds NaN
         order = np.argsort(-p.astype(np.float64), axis=1, kind="stable")
         return order if k is None else order[:, :k]
     # the first k without sorting every class (5,000 classes: a full sort of each row took

@@ -518,6 +518,14 @@ def test_unordered_augmentation_gives_every_image_its_own_draw(tmp_path):
         out = np.concatenate([x.numpy() for x, _ in ds]).reshape(64, -1)
         repeats += 64 - len(np.unique(out, axis=0))
     assert repeats == 0
+    import keras
+
+    own = keras.Sequential([keras.layers.RandomRotation(0.2, seed=5)])  # a layer of one's own
+    ds = make_dataset(m, 32, 16, training=True, augment=own, seed=0, cache=False)
+    assert len(np.unique(np.concatenate([x.numpy() for x, _ in ds]).reshape(64, -1), axis=0)) == 64
+    three = Manifest(paths[:3], np.zeros(3, np.int64), ["a", "b"])  # a last batch of 1 image
+    ds = make_dataset(three, 32, 2, training=True, augment="randaugment", seed=0, cache=False)
+    assert [int(x.shape[0]) for x, _ in ds] == [2, 1]
 
 
 def test_onehot_labels_are_expanded_a_batch_at_a_time(image_folder, monkeypatch):

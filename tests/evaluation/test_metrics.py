@@ -389,3 +389,6 @@ def test_ranked_classes_first_k_equals_the_full_stable_order_with_ties():
     nan = np.array([[0.1, np.nan, 0.5, 0.4], [np.nan] * 4])  # NaN last, as the full sort has it
     assert ranked_classes(nan, 2).tolist() == [[2, 3], [0, 1]]
     assert ranked_classes(nan, 0).shape == (2, 0)
+    assert ranked_classes(np.array([[0.1, np.nan, -np.inf, 0.2]])).tolist() == [[3, 0, 2, 1]]
+    with pytest.raises(ValueError, match="k=-1"):
+        ranked_classes(nan, -1)
