@@ -125,6 +125,12 @@ def _unchanged_layers(model: keras.Model, before: list[list[np.ndarray]]) -> lis
     return kept
 
 
+def _skipped(caught: list[warnings.WarningMessage]) -> list[str]:
+    """Keras' warnings that a load skipped a layer's or variable's weights (it loads what it can
+    and warns: a partial load is a wrong model)."""
+    return [str(w.message) for w in caught if "Skipping" in str(w.message)]
+
+
 def _legacy_layer_names(path: str) -> set[str] | None:
     """The layer names a legacy ``.h5`` weights or model file lists, or ``None`` when it lists
     none (it is then judged by what a load changed)."""
@@ -179,7 +185,7 @@ def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:
                 raise WeightsUnavailableError(
                     f"weights file {text!r} does not fit backbone {model.name!r}: {err}"
                 ) from err
-        skipped = [str(w.message) for w in caught if "Skipping" in str(w.message)]
+        skipped = _skipped(caught)
         if skipped:  # Keras loads what it can and warns: a partial load is a wrong model
             raise WeightsUnavailableError(
                 f"weights file {text!r} does not fit backbone {model.name!r}: {skipped[0]}"
@@ -191,7 +197,10 @@ def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:
         return
     except (ValueError, KeyError):
         pass
-    before = [layer.get_weights() for layer in model.layers]
+    in_file = _legacy_layer_names(text)
+    # without a list of names in the file, a layer is covered if the load changes it: keep the
+    # values to compare (a copy of every weight: only then)
+    before = [layer.get_weights() for layer in model.layers] if in_file is None else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -202,12 +211,11 @@ def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:
             ) from err
     refresh_normalization(model)
     weighted = [layer.name for layer in model.layers if layer.weights]
-    in_file = _legacy_layer_names(text)
-    if in_file is None:  # no list of names in the file: a layer is covered if the load changed it
+    if before is not None:
         missing = _unchanged_layers(model, before)
     else:  # by name: a layer the file holds is covered even where its values are the initial ones
         missing = [name for name in weighted if name not in in_file]
-    mismatched = [str(w.message) for w in caught if "Skipping" in str(w.message)]
+    mismatched = _skipped(caught)
     if len(missing) == len(weighted):
         raise WeightsUnavailableError(
             f"no layer of backbone {model.name!r} matched a layer name in {text!r}; is it the "
