@@ -47,6 +47,9 @@ class HeadConfig:
             raise ValueError(f"pooling={self.pooling!r}; choose one of {', '.join(POOLINGS)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout={self.dropout!r} must be in [0, 1)")
+        if isinstance(self.units, (str, bytes)) or not hasattr(self.units, "__iter__"):
+            raise ValueError(f"units={self.units!r}: give the hidden layers' widths as a sequence, "
+                             "e.g. (512,) or (512, 256); () for a linear head")  # "512" was (5, 1, 2)
         odd = [u for u in self.units if isinstance(u, bool) or not float(u).is_integer()]
         if odd:  # int() made 512.7 into 512 without a word
             raise ValueError(f"units={self.units!r}: {odd[0]!r} is not a whole number of units")

@@ -71,3 +71,6 @@ def test_head_units_below_one_are_refused():
     with pytest.raises(ValueError, match=r"512\.7 is not a whole number of units"):  # was 512
         HeadConfig(units=(512.7,))
     assert HeadConfig(units=(np.int64(8), 4.0)).units == (8, 4)
+    for one in ("512", 512):  # "512" became (5, 1, 2); 512 failed inside tuple()
+        with pytest.raises(ValueError, match="as a sequence, e.g. \\(512,\\)"):
+            HeadConfig(units=one)
