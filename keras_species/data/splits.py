@@ -8,9 +8,10 @@ can be reproduced. Which tool does the work:
   allocates counts globally and refuses classes with one image, while R3/R5 ask for per-class
   ratios);
 - multi-label ratio split and k-fold: ``iterstrat`` (iterative stratification, Sechidis 2011);
-- single-label k-fold: ``sklearn.model_selection.StratifiedKFold`` / ``StratifiedGroupKFold``;
-- group-aware ratio split (and multi-label group k-fold): a greedy group assignment, because
-  sklearn has no stratified group split with unequal ratios.
+- single-label k-fold: ``sklearn.model_selection.StratifiedKFold``;
+- group-aware ratio split and group k-fold: a greedy group assignment, because sklearn has no
+  stratified group split with unequal ratios, and its ``StratifiedGroupKFold`` holds a dense
+  groups x classes table (the k-fold's before stop 30).
 
 Rules for small classes (single-label ratio split): a class with fewer images than there are
 splits goes wholly to the first split (``train``) with a warning; any other class gets
@@ -527,8 +528,8 @@ def assign_folds(m: Manifest, k: int = 5, *, seed: int = 0, group_aware: bool | 
         m: the manifest (at least 2 classes).
         k: number of folds.
         seed: random seed.
-        group_aware: keep each group in one fold (``StratifiedGroupKFold``; greedy for
-            multi-label); default ``None``: when ``m`` has groups.
+        group_aware: keep each group in one fold (the greedy assignment of whole groups);
+            default ``None``: when ``m`` has groups.
 
     Returns:
         A copy of ``m`` with ``splits`` = fold names.
@@ -546,8 +547,9 @@ def assign_folds(m: Manifest, k: int = 5, *, seed: int = 0, group_aware: bool | 
 def kfold(m: Manifest, k: int = 5, *, seed: int = 0, group_aware: bool | None = None) -> list[Manifest]:
     """``k`` manifests; in the ``i``-th, fold ``i`` is ``val`` and the others are ``train``.
 
-    Single-label: ``StratifiedKFold`` (``StratifiedGroupKFold`` when ``group_aware``);
-    multi-label: ``MultilabelStratifiedKFold``. Every image is in ``val`` exactly once.
+    Single-label: ``StratifiedKFold``; multi-label: ``MultilabelStratifiedKFold``; with groups
+    (``group_aware``), the greedy assignment of whole groups to ``k`` equal folds. Every image is
+    in ``val`` exactly once.
 
     Args:
         m: the manifest (at least 2 classes).
