@@ -512,9 +512,15 @@ def _locate(pattern_or_dir: str) -> tuple[list[str], dict]:
     if reason:
         raise ManifestError(f"{sidecar} is damaged ({reason}): write the shards again with "
                             "`keras-species shard`")
-    if doc.get("format") != FORMAT or not isinstance(doc.get("shards"), list):
+    found = doc.get("format")
+    if isinstance(found, str) and found.startswith(FORMAT.rsplit("/", 1)[0] + "/") and found != FORMAT:
+        raise ManifestError(f"{sidecar} describes shards of format {found!r}, and this keras-species "
+                            f"reads {FORMAT!r}: use the keras-species that wrote them, or write the "
+                            "shards again with `keras-species shard`")
+    if found != FORMAT or not isinstance(doc.get("shards"), list):
         raise ManifestError(f"{sidecar} is not a keras-species shard description")
-    lacking = [k for k in ("class_names", "multilabel", "n_images", "label_sets") if k not in doc] or [
+    lacking = [k for k in ("class_names", "multilabel", "n_images", "label_sets", "n_unlabelled")
+               if k not in doc] or [
         f"shards[{i}].{k}" for i, e in enumerate(doc["shards"]) for k in ("file", "n")
         if not isinstance(e, dict) or k not in e][:1]
     if lacking:
@@ -541,6 +547,13 @@ def _locate(pattern_or_dir: str) -> tuple[list[str], dict]:
         raise FileNotFoundError(f"no shard files match {target!r}; write them with `keras-species "
                                 f"shard`, or pass the folder {folder}")
     names = {s["file"] for s in doc["shards"]}
+    pattern = target.rsplit("/", 1)[-1]
+    gone = [folder + "/" + n for n in sorted(names) if fnmatch.fnmatchcase(n, pattern)
+            and folder + "/" + n not in files]
+    if gone:  # listed and matched by the pattern, but not there: its images would be lost
+        raise FileNotFoundError(
+            f"{len(gone)} shard file(s) that {target!r} matches in {sidecar}'s list are missing, e.g. "
+            f"{gone[0]}; write the shards again with `keras-species shard`")
     foreign = [f for f in files if os.path.basename(f) not in names]
     if foreign:
         raise ManifestError(
@@ -784,7 +797,18 @@ def shard_dataset(
             )
         files = files[worker_index::num_workers]
         sizes = {s["file"]: s["n"] for s in doc["shards"]}
-        n = sum(sizes.get(os.path.basename(f), 0) for f in files) or n
+        counted_here = sum(sizes.get(os.path.basename(f), 0) for f in files)
+        # a split's records per file are known when the sidecar counts them (stop 29 on): then
+        # a worker whose files hold none of them gets nothing, said now (it yielded nothing)
+        per_file_known = doc.get("split") is None or all("splits" in e for e in doc["shards"])
+        n = counted_here if per_file_known else (counted_here or n)
+        if n == 0:
+            raise ValueError(
+                f"worker {worker_index} of {num_workers} gets no image"
+                + (f" of split {doc['split']!r}" if doc.get("split") else "")
+                + f": its shard file(s) ({', '.join(os.path.basename(f) for f in files[:3])}) hold "
+                "none; use fewer workers, or write more, smaller shards (--shard-size) so that the "
+                "split's images spread over them")
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     else:
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.FILE

@@ -297,6 +297,36 @@ def test_the_split_is_kept_and_each_split_is_read_alone(image_folder, tmp_path):
     assert (len(ya), len(yt)) == (12, 3)
 
 
+def test_missing_files_empty_workers_and_other_sidecars_are_named(image_folder, tmp_path):
+    # stop 30: a pattern skipped a listed shard that was gone (22 of 30 images, no word); a worker
+    # whose files held none of the split's images yielded nothing; another format version was
+    # "not a keras-species shard description"; a sidecar without n_unlabelled was a KeyError
+    import json
+    import shutil
+
+    m = with_splits(folder_manifest(image_folder))
+    write_shards(m, tmp_path / "s", shard_size=2)  # 9 files: some hold no 'val' image
+    doc = read_sidecar(tmp_path / "s")
+    empty = [i for i, e in enumerate(doc["shards"]) if not e["splits"].get("val")]
+    with pytest.raises(ValueError, match=rf"worker {empty[0]} of 9 gets no image of split 'val'"):
+        shard_dataset(tmp_path / "s", 8, 4, split="val", num_workers=9, worker_index=empty[0])
+    gone = tmp_path / "gone"
+    shutil.copytree(tmp_path / "s", gone)
+    (gone / doc["shards"][1]["file"]).unlink()
+    with pytest.raises(FileNotFoundError, match=r"1 shard file\(s\) that '.*shard-\*' matches in .*list are missing"):
+        shard_dataset(str(gone / "shard-*"), 8, 4)
+    for change, match in (({"format": "keras-species-shards/2"}, "of format 'keras-species-shards/2'"),
+                          ({"n_unlabelled": None}, "it has no 'n_unlabelled'")):
+        other = tmp_path / f"other{len(match)}"
+        shutil.copytree(tmp_path / "s", other)
+        side = json.loads((other / "shards.json").read_text())
+        side.update(change)
+        side = {k: v for k, v in side.items() if v is not None}
+        (other / "shards.json").write_text(json.dumps(side))
+        with pytest.raises(ManifestError, match=match):
+            shard_dataset(other, 8, 4)
+
+
 def test_a_split_the_shards_do_not_have_is_named_with_those_they_have(image_folder, tmp_path):
     write_shards(with_splits(folder_manifest(image_folder)), tmp_path / "s", shard_size=5)
     for read in (lambda: shard_dataset(tmp_path / "s", 8, split="valid"),
