@@ -77,15 +77,16 @@ def _paths_beside(paths: list, manifest_path: str) -> list:
     folder = os.path.dirname(os.path.abspath(manifest_path))
     resolved = []
     for p in paths:
-        if isinstance(p, str) and p and not os.path.isabs(p) and not _URL_START.match(p):
+        if isinstance(p, str) and p and not os.path.isabs(p) and not URL_START.match(p):
             p = os.path.expanduser(p)
             p = p if os.path.isabs(p) else os.path.normpath(os.path.join(folder, p))
         resolved.append(p)
     return resolved
 
 
-_URL_START = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
-"""A path that is a URL (``gs://``, ``https://``): kept as written when saved and read back."""
+URL_START = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+"""The start of a URL (``https://``, ``s3://``, ``gs://``...): such a path is kept as written when
+a manifest is saved and read back, and the readers name it as a URL."""
 
 
 def _paths_to_save(paths: Sequence[str]) -> list[str]:
@@ -95,7 +96,7 @@ def _paths_to_save(paths: Sequence[str]) -> list[str]:
     files on reloading before (stop 30)."""
     out = []
     for p in paths:
-        if p and not _URL_START.match(p):  # a URL is kept as written, "~/x" in the home folder
+        if p and not URL_START.match(p):  # a URL is kept as written, "~/x" in the home folder
             p = os.path.abspath(os.path.expanduser(p))
         out.append(p)
     return out

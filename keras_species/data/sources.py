@@ -33,6 +33,7 @@ import numpy as np
 
 from keras_species.data.manifest import (
     UNLABELLED,
+    URL_START,
     Manifest,
     ManifestError,
     counted,
@@ -1001,8 +1002,6 @@ def _local_path(path: str, base: str | os.PathLike) -> str:
     return os.path.expanduser(path)  # only a leading ~ (or ~user) is expanded
 
 
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
-"""The start of a URL (``https://``, ``s3://``, ``gs://``...)."""
 _WINDOWS_ABSOLUTE = re.compile(r"[A-Za-z]:[\\/]|\\\\")
 """The start of a Windows absolute path: a drive (``C:\\``) or a network share (``\\\\server``)."""
 
@@ -1011,7 +1010,7 @@ def _foreign_paths_note(given: Sequence[str], lines: Sequence[int], unit: str) -
     """What a message about missing files says of the entries no root can make local: URLs, and
     (on Linux and macOS) Windows absolute paths from another machine. Returns the note (``""``
     when there are none) and how many of ``given`` it covers."""
-    urls = [i for i, p in enumerate(given) if _URL.match(p)]
+    urls = [i for i, p in enumerate(given) if URL_START.match(p)]
     drives = [i for i, p in enumerate(given) if os.sep == "/" and _WINDOWS_ABSOLUTE.match(p)]
     notes = []
     if urls:

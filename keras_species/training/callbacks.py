@@ -57,6 +57,25 @@ def current_learning_rate(optimizer) -> float:
     return float(keras.ops.convert_to_numpy(opt.learning_rate))
 
 
+def learning_rate_schedule(optimizer) -> keras.optimizers.schedules.LearningRateSchedule | None:
+    """The learning-rate schedule an optimizer (wrapped or not) was built on, or ``None`` for a
+    rate. Keras keeps it in a private attribute: its ``learning_rate`` property gives the
+    schedule's value at the current step only.
+
+    Args:
+        optimizer: a Keras optimizer.
+
+    Returns:
+        The schedule, or ``None``.
+
+    Example:
+        >>> learning_rate_schedule(keras.optimizers.SGD(0.1)) is None
+        True
+    """
+    schedule = getattr(base_optimizer(optimizer), "_learning_rate", None)
+    return schedule if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule) else None
+
+
 def last_learning_rate(optimizer) -> float:
     """The learning rate the optimizer's last step used: a schedule evaluated at the step
     before the current one (``optimizer.iterations`` counts the steps taken, and the next step
@@ -73,8 +92,8 @@ def last_learning_rate(optimizer) -> float:
         0.1...
     """
     opt = base_optimizer(optimizer)
-    schedule = getattr(opt, "_learning_rate", None)
-    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+    schedule = learning_rate_schedule(opt)
+    if schedule is not None:
         step = max(int(keras.ops.convert_to_numpy(opt.iterations)) - 1, 0)
         return float(keras.ops.convert_to_numpy(schedule(step)))
     return current_learning_rate(optimizer)

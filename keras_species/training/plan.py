@@ -47,6 +47,7 @@ from keras_species.training.callbacks import (
     HistoryWriter,
     LearningRateLogger,
     LostImagesWarning,
+    learning_rate_schedule,
     read_history,
 )
 from keras_species.training.quantities import (  # logged_quantities: plan's name for it too
@@ -362,8 +363,7 @@ def _fresh_optimizer(phase: Phase, lr: Any) -> keras.optimizers.Optimizer:
     constant phase.
     """
     template = phase.optimizer
-    own_schedule = isinstance(getattr(template, "_learning_rate", None),
-                              keras.optimizers.schedules.LearningRateSchedule)
+    own_schedule = learning_rate_schedule(template) is not None
     keep_own = phase.schedule == "constant" and own_schedule
     given = phase.learning_rate
     own = None if own_schedule else template.get_config().get("learning_rate")
