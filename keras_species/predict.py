@@ -1494,10 +1494,9 @@ def predict(
         >>> r.labels()[:2], r.skipped                                                  # doctest: +SKIP
         (['cod', 'ray'], [('new_photos/broken.jpg', 'empty file (0 bytes)')])
     """
-    if tta is not None:
-        from keras_species.evaluation.tta import resolve_transforms
+    from keras_species.evaluation.tta import requested_transforms
 
-        tta = resolve_transforms(tta.split(",") if isinstance(tta, str) and "," in tta else tta)
+    tta = requested_transforms(tta)  # "none" (any case) is plain inference
     if top_k is not None and (
         isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1
     ):

@@ -1247,12 +1247,10 @@ def _hide_labels(value: Any, config: Any) -> str | None:
 
 
 def _tta(value: Any, config: Any) -> str | None:
-    from keras_species.evaluation.tta import PRESETS, TRANSFORMS, resolve_transforms
+    from keras_species.evaluation.tta import PRESETS, TRANSFORMS, requested_transforms
 
-    if str(value).lower() == "none":
-        return None
     try:
-        resolve_transforms(value)
+        requested_transforms(value)  # the reading evaluation applies ("NONE" is plain inference)
     except ValueError:
         presets = ", ".join(p for p in PRESETS if p != "none")
         return (f"not a test-time augmentation: choose a preset ({presets}), one transform "

@@ -146,7 +146,9 @@ def comparison_table(
         for k in columns:
             s = _fmt(k, r.get(k))
             v = r.get(k)
-            if k in best and isinstance(v, (int, float, np.number)) and float(v) == best[k]:
+            # bold what prints as the best (0.49999 and 0.5 both print 0.5000)
+            if k in best and isinstance(v, (int, float, np.number)) and (
+                    float(v) == best[k] or s == _fmt(k, best[k])):
                 s = f"**{s}**"
             cells.append(s)
         lines.append("| " + " | ".join(cells) + " |")

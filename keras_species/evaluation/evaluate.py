@@ -30,6 +30,7 @@ from keras_species.evaluation import metrics as metrics_mod
 from keras_species.evaluation import plots as plots_mod
 from keras_species.evaluation import report as report_mod
 from keras_species.evaluation import thresholds as thresholds_mod
+from keras_species.evaluation.tta import requested_transforms
 
 THRESHOLD_MODES = ("global", "per_class")
 """Multi-label thresholds tuned on the validation split (R4): one for all tags, or one per tag."""
@@ -116,20 +117,9 @@ class Evaluation:
 
 
 def _select_output(model, out: Any, output: str | int | None) -> np.ndarray:
-    if isinstance(out, Mapping):
-        key = output if isinstance(output, str) else "label"
-        if key not in out:
-            raise ValueError(f"model outputs {sorted(out)}; pass output= one of them")
-        return np.asarray(out[key])
-    if isinstance(out, (list, tuple)):
-        names = list(getattr(model, "output_names", None) or [])
-        if isinstance(output, int):
-            return np.asarray(out[output])
-        key = output or "label"
-        if key in names:
-            return np.asarray(out[names.index(key)])
-        raise ValueError(f"model has outputs {names}; pass output= the classifier's name or index")
-    return np.asarray(out)
+    from keras_species.evaluation.outputs import select_output
+
+    return np.asarray(select_output(model, out, output))
 
 
 def _as_probabilities(model, outputs: np.ndarray, output: str | int | None) -> np.ndarray:
@@ -214,10 +204,11 @@ def predict_manifest(
         manifest, size, batch_size, training=False, label_mode="none", cache=False,
         resize=resize, on_error="raise",
     )
-    if tta:
+    transforms = requested_transforms(tta)
+    if transforms:
         from keras_species.evaluation.tta import predict_tta
 
-        probs = predict_tta(model, ds, transforms=tta, batch_size=batch_size, output=output)
+        probs = predict_tta(model, ds, transforms=transforms, batch_size=batch_size, output=output)
     else:
         probs = _select_output(model, model.predict(ds, verbose=0), output)
     probs = np.asarray(_as_probabilities(model, np.asarray(probs), output), dtype=np.float32)
@@ -444,7 +435,7 @@ def evaluate_and_report(
         if manifest.multilabel and isinstance(thresholds, str):  # _tune tuned them on val
             results["val"]["note"] = TUNED_ON_VAL_NOTE
     tta_m = None
-    if tta:
+    if requested_transforms(tta):  # "none" in any case is plain inference: no second pass
         tta_pred = predict_manifest(
             model, test_m, image_size=image_size, batch_size=batch_size, tta=tta, output=output
         )

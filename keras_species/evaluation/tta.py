@@ -12,7 +12,9 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["PRESETS", "TRANSFORMS", "resolve_transforms", "predict_tta"]
+from keras_species.evaluation.outputs import select_output
+
+__all__ = ["PRESETS", "TRANSFORMS", "resolve_transforms", "requested_transforms", "predict_tta"]
 
 PRESETS: dict[str, tuple[str, ...]] = {
     "none": ("identity",),
@@ -51,10 +53,11 @@ def resolve_transforms(transforms: str | Sequence[str]) -> tuple[str, ...]:
         ('identity', 'hflip', 'vflip')
     """
     if isinstance(transforms, str):
-        if transforms in PRESETS:
-            return PRESETS[transforms]
+        key = transforms.strip().lower()
+        if key in PRESETS:
+            return PRESETS[key]
         transforms = (transforms,)
-    names = tuple(transforms)
+    names = tuple(t.strip().lower() if isinstance(t, str) else t for t in transforms)
     bad = [t for t in names if t not in TRANSFORMS]
     if bad or not names:
         raise ValueError(
@@ -62,6 +65,39 @@ def resolve_transforms(transforms: str | Sequence[str]) -> tuple[str, ...]:
             f"or a preset from {sorted(PRESETS)}"
         )
     return names
+
+
+def requested_transforms(tta: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """The transforms a ``tta`` setting asks for, or ``None`` for plain inference.
+
+    One reading for every entry point (``evaluate_and_report``, ``predict``, k-fold, the
+    recipes' ``--tta``): ``None``, ``False``, ``""`` and ``"none"`` in any case mean plain
+    inference (no second pass over the test set); a comma-separated string is a list of
+    transforms; names are matched without regard to case.
+
+    Args:
+        tta: a preset, a transform, a comma-separated list or a sequence of names, or ``None``.
+
+    Returns:
+        The validated transform names, or ``None``.
+
+    Raises:
+        ValueError: an unknown name (:func:`resolve_transforms`).
+
+    Example:
+        >>> requested_transforms("NONE") is None
+        True
+        >>> requested_transforms("identity,hflip")
+        ('identity', 'hflip')
+    """
+    if tta is None or tta is False:
+        return None
+    if isinstance(tta, str):
+        if tta.strip().lower() in ("", "none"):
+            return None
+        if "," in tta:
+            tta = [t for t in tta.split(",") if t.strip()]
+    return resolve_transforms(tta)
 
 
 def _make_transform(name: str, crop_fraction: float) -> Callable:
@@ -99,28 +135,6 @@ def _make_transform(name: str, crop_fraction: float) -> Callable:
     return table[name]
 
 
-def _select_output(model, outputs, output: str | int | None):
-    """The ``(B, C)`` array of the wanted output of a single- or multi-output model."""
-    if isinstance(outputs, dict):
-        key = output if output is not None else "label"
-        if key not in outputs:
-            raise ValueError(f"model has outputs {sorted(outputs)}; pass output= one of them")
-        return outputs[key]
-    if isinstance(outputs, (list, tuple)):
-        if len(outputs) == 1 and output is None:
-            return outputs[0]
-        if isinstance(output, int):
-            return outputs[output]
-        names = list(getattr(model, "output_names", None) or [])
-        key = output if output is not None else "label"
-        if key in names:
-            return outputs[names.index(key)]
-        raise ValueError(
-            f"model has {len(outputs)} outputs named {names}; pass output= a name or index"
-        )
-    return outputs
-
-
 def _image_batches(images, batch_size: int) -> Iterable:
     """Batches of images from a numpy array or a tf.data.Dataset (tuples/dicts -> the image)."""
     import tensorflow as tf
@@ -132,8 +146,10 @@ def _image_batches(images, batch_size: int) -> Iterable:
             el = el[0] if len(el) == 1 else el
             if isinstance(el, dict):
                 return el["image"] if "image" in el else next(iter(el.values()))
-            if isinstance(el, (tuple, list)):
-                return el[0]
+            if isinstance(el, (tuple, list)):  # (x, y[, w]); x may itself be {"image": ...}
+                el = el[0]
+                if isinstance(el, dict):
+                    return el["image"] if "image" in el else next(iter(el.values()))
             return el
 
         ds = images.map(first) if isinstance(spec, (tuple, list, dict)) else images
@@ -196,7 +212,7 @@ def predict_tta(
     for batch in _image_batches(images, batch_size):
         total = None
         for fn in funcs:
-            out = _select_output(model, model(fn(batch), training=False), output)
+            out = select_output(model, model(fn(batch), training=False), output)
             out = tf.cast(out, tf.float32)
             total = out if total is None else total + out
         chunks.append((total / len(funcs)).numpy())

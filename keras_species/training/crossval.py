@@ -483,7 +483,7 @@ def cross_validate(
     from keras_species.data import splits
     from keras_species.data.pipeline import make_dataset
     from keras_species.evaluation.metrics import single_label_metrics
-    from keras_species.evaluation.tta import predict_tta, resolve_transforms
+    from keras_species.evaluation.tta import predict_tta, requested_transforms
     from keras_species.training.plan import Phase, train
 
     if phases is not None and train_fn is not None:
@@ -495,7 +495,7 @@ def cross_validate(
             "train+val and test manifests have different class lists: "
             f"{manifest_trainval.class_names} vs {test_manifest.class_names}; split one manifest"
         )
-    transforms = None if tta is None else resolve_transforms(tta)
+    transforms = requested_transforms(tta)
     if phases is None and train_fn is None:
         phases = [Phase("train", epochs=10, learning_rate=1e-3, monitor="val_loss")]
     run_dir = Path(run_dir)

@@ -56,3 +56,10 @@ def test_multilabel_rows() -> None:
                            "b": {"probs": np.full((3, 2), 0.1), "y_true": y}})
     assert rows[0]["test_acc"] == 1.0 and rows[0]["unique_correct"] == 2
     assert rows[1]["unique_wrong"] == 2
+
+
+def test_values_that_print_alike_are_bold_alike() -> None:
+    # before: 0.5 was bold and 0.49999, printed as the same 0.5000, was not
+    table = comparison_table([{"model": "a", "test_acc": 0.5}, {"model": "b", "test_acc": 0.49999},
+                              {"model": "c", "test_acc": 0.4}])
+    assert table.count("**0.5000**") == 2 and "**0.4000**" not in table

@@ -206,3 +206,31 @@ def test_a_logits_model_is_scored_on_its_probabilities(split_manifest, tmp_path)
     assert ev.test["log_loss"] == pytest.approx(log_loss(pred.manifest.labels, pred.probs,
                                                          labels=[0, 1, 2]), rel=1e-5)
     assert 0 < ev.metrics["test_tta"]["log_loss"]
+
+
+def test_tta_none_in_any_case_is_plain_inference(split_manifest, tmp_path):
+    # before: "NONE" passed the recipes' check, then crashed the evaluation after training with
+    # nothing written; "none" ran a second identity-only pass and reported it as TTA
+    for word in ("none", "NONE", "None"):
+        ev = evaluate_and_report(colour_model(), split_manifest, tmp_path / word, batch_size=4,
+                                 tta=word, plots=False)
+        assert "test_tta" not in ev.metrics
+        assert "test-time augmentation" not in ev.report_path.read_text().lower()
+
+
+def test_an_output_index_picks_that_output_of_a_dict_model_with_and_without_tta(split_manifest):
+    # before: output=0 read the "label" output on the plain path and was refused with TTA
+    inp = keras.Input((SIZE, SIZE, 3), name="image")
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255.0)(inp))
+    aux = keras.layers.Dense(3, activation="softmax", name="aux")(x)
+    label = keras.layers.Dense(3, activation="softmax", name="label")(x)
+    model = keras.Model(inp, {"aux": aux, "label": label})
+    test = split_manifest.split("test")
+    by_name = {k: predict_manifest(model, test, batch_size=4, output=k).probs for k in ("aux", "label")}
+    assert not np.allclose(by_name["aux"], by_name["label"])
+    for tta in (None, "identity"):
+        for i, name in enumerate(model.output_names):
+            got = predict_manifest(model, test, batch_size=4, output=i, tta=tta).probs
+            np.testing.assert_allclose(got, by_name[name], atol=1e-6)
+    with pytest.raises(ValueError, match="2 outputs"):
+        predict_manifest(model, test, batch_size=4, output=2)

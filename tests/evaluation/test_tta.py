@@ -90,3 +90,23 @@ def test_rotation_and_crop_presets_keep_shape() -> None:
 def test_unknown_transform() -> None:
     with pytest.raises(ValueError, match="unknown TTA"):
         resolve_transforms(("identity", "zoom"))
+
+
+def test_requested_transforms_reads_none_in_any_case_and_comma_lists() -> None:
+    from keras_species.evaluation.tta import requested_transforms
+
+    for plain in (None, False, "", "none", "NONE", " None "):
+        assert requested_transforms(plain) is None
+    assert requested_transforms("FLIPS") == resolve_transforms("flips")
+    assert requested_transforms("identity, HFlip") == ("identity", "hflip")
+    with pytest.raises(ValueError, match="unknown TTA"):
+        requested_transforms("nothing")
+
+
+def test_dataset_of_a_dict_input_and_labels() -> None:
+    # before: ({"image": x}, y) elements, which model.predict takes, raised an AttributeError
+    model, w = _linear_model()
+    x = _images(5)
+    ds = tf.data.Dataset.from_tensor_slices(({"image": x}, np.zeros(5, np.int32))).batch(2)
+    got = predict_tta(model, ds, transforms="flips")
+    np.testing.assert_allclose(got, _expected(x, w, [IDENT, HFLIP, VFLIP]), rtol=1e-5)

@@ -1,0 +1,45 @@
+"""Tests of keras_species/evaluation/outputs.py: one output of a prediction by name or index."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from keras_species.evaluation.outputs import select_output
+
+
+class _Model:
+    def __init__(self, names):
+        self.output_names = names
+
+
+def test_single_output_passes_through() -> None:
+    x = np.ones(3)
+    assert select_output(_Model(["label"]), x, None) is x
+    assert select_output(_Model(["label"]), [x], None) is x
+
+
+def test_dict_by_name_index_and_default() -> None:
+    out = {"aux": np.zeros(2), "label": np.ones(2)}
+    model = _Model(["label", "aux"])  # the model's order, not the dict's
+    assert select_output(model, out, None) is out["label"]
+    assert select_output(model, out, "aux") is out["aux"]
+    assert select_output(model, out, 0) is out["label"]
+    assert select_output(model, out, -1) is out["aux"]
+    with pytest.raises(ValueError, match="2 outputs"):
+        select_output(model, out, 5)
+    with pytest.raises(ValueError, match="pass output="):
+        select_output(model, out, "nope")
+
+
+def test_list_by_name_and_index() -> None:
+    out = [np.zeros(2), np.ones(2)]
+    model = _Model(["aux", "label"])
+    assert select_output(model, out, None) is out[1]
+    assert select_output(model, out, 0) is out[0]
+    with pytest.raises(ValueError, match="2 outputs"):
+        select_output(model, out, 2)
+    with pytest.raises(ValueError, match="name or index"):
+        select_output(_Model(["a", "b"]), out, None)
+    with pytest.raises(ValueError, match="name or index"):
+        select_output(model, out, True)
