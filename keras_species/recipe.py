@@ -834,7 +834,9 @@ def _check_given_split(m: Any, config: Any) -> None:
     if m.splits is None or len(m) == 0 or not (split == "given" or (split == "auto" and all(m.splits))):
         return
     try:
-        kept = given_split(m if m.multilabel else m.subset(m.labelled_mask))  # the rows a run keeps
+        with warnings.catch_warnings():  # prepare_data's own call warns, once
+            warnings.simplefilter("ignore")
+            kept = given_split(m if m.multilabel else m.subset(m.labelled_mask))  # the rows a run keeps
         present = set(kept.splits)
         missing = [s for s in recipe_need_splits(config) if s not in present]
         if missing and not getattr(config, "add_class", None):  # added classes split by --ratios

@@ -1803,3 +1803,19 @@ def test_a_run_opened_on_another_machine_resumes_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match=r"--resume: .* was opened by process 123 on host gpu7 "
                                          r".*another machine, which cannot be checked from here"):
         start_run("toy", ToyConfig(out=tmp_path, name="a", resume=True))
+
+
+def test_the_given_split_check_leaves_the_warning_to_prepare_data(tmp_path, recwarn):
+    # before: a class missing from the given train split was warned about twice in one run
+    from keras_species.data import sources
+    from keras_species.recipe import _check_given_split
+    from tests.conftest import write_image_folder
+
+    folders = [write_image_folder(tmp_path / "imgs", classes=("cod", "eel"), per_class=4)]
+    images = sorted(p for p in folders[0].rglob("*.png"))
+    rows = [f"{p},{p.parent.name},{'train' if p.parent.name == 'cod' and i < 2 else 'val' if i < 3 else 'test'}"
+            for i, p in enumerate(images)]
+    given = tmp_path / "given.csv"
+    given.write_text("path,label,split\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    _check_given_split(sources.load(given), ReadingConfig(data=str(given)))
+    assert not [w for w in recwarn if "given split" in str(w.message)]

@@ -337,6 +337,7 @@ def evaluate_and_report(
     extra_metrics: Mapping | None = None,
     extra_sections: Sequence[tuple[str, str]] = (),
     plots: bool = True,
+    thresholds_tuned_on_val: bool = False,
 ) -> Evaluation:
     """Predict the test split, score it, and write metrics, predictions, plots and report.
 
@@ -372,6 +373,9 @@ def evaluate_and_report(
         extra_metrics: more top-level blocks for ``metrics.json`` (e.g. ``{"timing": ...}``).
         extra_sections: ``(heading, markdown)`` sections appended to the report.
         plots: draw the figures.
+        thresholds_tuned_on_val: multi-label: the ``thresholds`` given as values were tuned on
+            this manifest's ``val`` split (as ``multilabel_resnet`` tunes them), so the ``val``
+            block carries the same "optimistic" note as with ``"global"``/``"per_class"``.
 
     Returns:
         An :class:`Evaluation`.
@@ -432,7 +436,8 @@ def evaluate_and_report(
     if val_pred is not None and val_pred.labelled.any():
         val = score(val_pred, names, **scoring)
         results["val"] = {k: val[k] for k in VAL_SUMMARY_KEYS if k in val}
-        if manifest.multilabel and isinstance(thresholds, str):  # _tune tuned them on val
+        # tuned on these images by _tune, or by the caller (who says so)
+        if manifest.multilabel and (isinstance(thresholds, str) or thresholds_tuned_on_val):
             results["val"]["note"] = TUNED_ON_VAL_NOTE
     tta_m = None
     if requested_transforms(tta):  # "none" in any case is plain inference: no second pass

@@ -532,8 +532,8 @@ def multilabel_metrics(
     if n == 0:
         raise ValueError("no samples to evaluate (empty test split?)")
     names = _check_names(class_names, c)
+    y_pred = apply_thresholds(probs, thresholds)  # checks the count and the range first
     thr = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (c,)).copy()
-    y_pred = apply_thresholds(probs, thr)
 
     out: dict = {"task": "multilabel", "n": int(n), "num_classes": int(c), "class_names": names}
     out["exact_match"] = float(skm.accuracy_score(y_true, y_pred))

@@ -155,10 +155,13 @@ def apply_thresholds(
 
     Args:
         probs: ``(N, C)`` probabilities.
-        thresholds: a float, or ``(C,)`` per-class thresholds.
+        thresholds: a float, or ``(C,)`` per-class thresholds, each in ``[0, 1]``.
 
     Returns:
         ``(N, C)`` uint8 array of 0/1.
+
+    Raises:
+        ValueError: a wrong number of thresholds, or one outside ``[0, 1]`` (or NaN).
 
     Example:
         >>> apply_thresholds(np.array([[0.2, 0.7]]), [0.1, 0.8]).tolist()
@@ -171,6 +174,8 @@ def apply_thresholds(
             f"thresholds must be a float or one value per class ({probs.shape[-1]}); "
             f"got shape {thr.shape}"
         )
+    if not np.all(np.isfinite(thr)) or np.any(thr < 0) or np.any(thr > 1):  # NaN selects nothing
+        raise ValueError(f"thresholds must lie in [0, 1]; got {np.round(thr, 4).tolist()}")
     return (probs >= thr).astype(np.uint8)
 
 

@@ -183,6 +183,11 @@ def test_multilabel_val_block_tuned_on_val_says_so(tmp_path):
     assert "### val (thresholds tuned on it: optimistic)" in (tmp_path / "tuned" / "report.md").read_text()
     evaluate_and_report(model, m, tmp_path / "fixed", thresholds=0.5, plots=False)
     assert "note" not in json.loads((tmp_path / "fixed" / "metrics.json").read_text())["val"]
+    # values the caller tuned on val (as multilabel_resnet does) are marked when it says so
+    evaluate_and_report(model, m, tmp_path / "given", thresholds=[0.4, 0.5, 0.6], plots=False,
+                        thresholds_tuned_on_val=True)
+    val = json.loads((tmp_path / "given" / "metrics.json").read_text())["val"]
+    assert val["note"] == "thresholds tuned on it: optimistic"
     assert "### val\n" in (tmp_path / "fixed" / "report.md").read_text()
 
 

@@ -392,3 +392,16 @@ def test_ranked_classes_first_k_equals_the_full_stable_order_with_ties():
     assert ranked_classes(np.array([[0.1, np.nan, -np.inf, 0.2]])).tolist() == [[3, 0, 2, 1]]
     with pytest.raises(ValueError, match="k=-1"):
         ranked_classes(nan, -1)
+
+
+@pytest.mark.parametrize("thresholds, match", [
+    (1.5, r"must lie in \[0, 1\]"), (float("nan"), r"must lie in \[0, 1\]"),
+    ([0.5, -0.1, 0.5], r"must lie in \[0, 1\]"), ([0.3, 0.4], r"one value per class \(3\)"),
+])
+def test_multilabel_thresholds_are_checked(thresholds, match) -> None:
+    # before: 1.5 and NaN scored F1 0 without a word; two values for three tags gave numpy's
+    # broadcasting error
+    y = np.array([[1, 0, 1], [0, 1, 0]])
+    p = np.array([[0.9, 0.1, 0.8], [0.2, 0.7, 0.4]])
+    with pytest.raises(ValueError, match=match):
+        multilabel_metrics(y, p, ["a", "b", "c"], thresholds=thresholds)

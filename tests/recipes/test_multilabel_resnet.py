@@ -80,6 +80,8 @@ def test_thresholds_are_tuned_saved_and_reported(tmp_path):
     assert thr["chosen"] == "per_class" and len(thr["saved"]) == 3
     assert thr["saved"] == [thr["per_class"][t] for t in sorted(TAGS)]
     assert metrics["test"]["thresholds"] == pytest.approx(thr["saved"])
+    # the val block is scored at the thresholds tuned on it (before: without the note)
+    assert metrics["val"]["note"] == "thresholds tuned on it: optimistic"
     assert set(thr["scores"]) == {"fixed", "global", "per_class"}
     # The majority label-set baseline (of the training split) is reported next to the model.
     rows = {r["model"]: r for r in metrics["threshold_comparison"]}
