@@ -71,6 +71,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import contextvars
+import dataclasses
 import logging
 import os
 import shlex
@@ -98,6 +99,7 @@ __all__ = [
     "check_keras_archive",
     "check_export_out",
     "check_model_file",
+    "float32_copy",
     "configure_parser",
     "export_format",
     "export_model",
@@ -828,7 +830,10 @@ def _serving_module(model: keras.Model, lmap: LabelMap, size: tuple[int, int]):
         }
 
     module = tf.Module(name="keras_species_classifier")
-    module.model = model  # tracks the Keras 3 variables
+    module.model = model  # tracks the layers' Keras 3 variables
+    # and the rest: a random augmentation layer's SeedGenerator is no TF trackable, yet the traced
+    # functions read its state (the export failed with "captures tensor ... not reachable")
+    module.keras_variables = list(model.variables)
     module.serve = serve
     module.serve_float = serve_float
     module.serve_bytes = serve_bytes
@@ -849,8 +854,57 @@ def _write_saved_model(model, lmap, size, out: Path, replace: bool) -> Path:
     }
     with atomic_folder(out, replace=replace, flag=_out_flag()) as tmp:
         tf.saved_model.save(module, os.fspath(tmp), signatures=signatures)
-        lmap.write_json(tmp / LABELS_JSON)
+        _served_label_map(lmap).write_json(tmp / LABELS_JSON)
     return out
+
+
+def _served_label_map(lmap: LabelMap) -> LabelMap:
+    """The label map of an exported model: its outputs are probabilities whatever the Keras model
+    gave (the signatures apply a logits model's softmax/sigmoid), so ``logits`` is off; with it
+    on, ``LabelMap.probabilities`` applied the softmax a second time."""
+    return dataclasses.replace(lmap, logits=False)
+
+
+def float32_copy(model: keras.Model) -> keras.Model:
+    """The model with every mixed-precision layer computing in ``float32``, with the same weights.
+
+    TFLite's builtin kernels have no ``float16``/``bfloat16`` versions, so a model trained under
+    ``mixed_float16`` (the recipes' ``--mixed-precision auto`` on a GPU) failed to convert. The
+    copy is rebuilt from the model's config with each ``mixed_*`` dtype policy replaced (nested
+    models included) and given the model's weights, which mixed precision keeps in ``float32``.
+    Written by hand because Keras has no call that changes a built model's compute dtype.
+
+    Args:
+        model: a functional or Sequential Keras model.
+
+    Returns:
+        ``model`` itself when no layer uses a mixed policy, else the ``float32`` copy.
+
+    Example:
+        >>> m32 = float32_copy(model)   # doctest: +SKIP
+    """
+    changed = []
+
+    def to_float32(node):
+        if isinstance(node, dict):
+            if node.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and str(
+                    (node.get("config") or {}).get("name", "")).startswith("mixed_"):
+                changed.append(node["config"]["name"])
+                return {**node, "config": {**node["config"], "name": "float32"}}
+            return {k: to_float32(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [to_float32(v) for v in node]
+        if isinstance(node, str) and node in ("mixed_float16", "mixed_bfloat16"):  # a bare policy name
+            changed.append(node)
+            return "float32"
+        return node
+
+    config = to_float32(model.get_config())
+    if not changed:
+        return model
+    copy = model.__class__.from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 # ---------------------------------------------------------------------------------------- TFLite
@@ -972,6 +1026,7 @@ def _write_tflite(
 
     h, w = size
     multilabel, logits = lmap.multilabel, lmap.logits
+    model = float32_copy(model)  # TFLite's builtin kernels are float32 (or quantized) only
 
     @tf.function(input_signature=[tf.TensorSpec([1, h, w, 3], tf.float32, name="image")])
     def probabilities(image):
@@ -994,7 +1049,7 @@ def _write_tflite(
     with atomic_path(out, _out_flag()) as tmp:
         tmp.write_bytes(data)
     with atomic_path(tflite_labels_path(out), _out_flag()) as tmp:
-        lmap.write_json(tmp)
+        _served_label_map(lmap).write_json(tmp)
     return out
 
 

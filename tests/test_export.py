@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import keras
@@ -809,3 +810,57 @@ def test_tflite_export_leaves_out_the_trackable_obj_notice_only(model, tmp_path,
     logging.getLogger("absl").warning(TRACKABLE_OBJ_NOTICE + " (outside the export)")
     assert [r.getMessage() for r in caplog.records] == [
         "another warning", TRACKABLE_OBJ_NOTICE + " (outside the export)"]
+
+
+def test_a_model_with_augmentation_inside_exports_to_saved_model(model, images, tmp_path):
+    # before: the traced functions read the random layers' seed state, which the module did not
+    # track: "captures tensor ... not reachable from root" and nothing written
+    from keras_species.data.augment import augment_in_model
+
+    wrapped = augment_in_model(model, "r1", seed=0)
+    path = export_model(wrapped, tmp_path / "aug_sm", format="saved_model")
+    served = tf.saved_model.load(str(path)).signatures["serve_float"]
+    got = served(images=tf.constant(images["same"], tf.float32))["probabilities"].numpy()
+    np.testing.assert_allclose(got, _keras_probs(model, images["same"]), atol=1e-5)
+
+
+def test_a_mixed_precision_model_exports_to_tflite_in_float32(images, tmp_path):
+    # before: TFLite's converter had no float16 kernels for the model's ops (ConverterError and
+    # a page of MLIR); the recipes default to mixed_float16 on a GPU
+    from keras_species.export import float32_copy
+    from keras_species.training.precision import precision_policy
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # float16 without a GPU: said, and beside the point here
+        with precision_policy("float16"):
+            mixed = _tiny_model()
+    assert mixed.get_layer("conv1").compute_dtype == "float16"
+    copy = float32_copy(mixed)
+    assert copy.get_layer("conv1").compute_dtype == "float32"
+    assert all(np.array_equal(a, b) for a, b in zip(copy.get_weights(), mixed.get_weights()))
+    path = export_model(mixed, tmp_path / "mixed.tflite", format="tflite")
+    x = images["same"]
+    np.testing.assert_allclose(_run_tflite(path, x), _keras_probs(copy, x), atol=1e-5)
+    np.testing.assert_allclose(_run_tflite(path, x), _keras_probs(mixed, x), atol=2e-2)
+    plain = _tiny_model()
+    assert float32_copy(plain) is plain
+
+
+@pytest.mark.parametrize("fmt, labels", [("tflite", "logits.labels.json"), ("saved_model", "sm/labels.json")])
+def test_the_labels_of_an_exported_logits_model_say_probabilities(images, tmp_path, fmt, labels):
+    # before: labels.json said "logits": true beside a model whose outputs are probabilities, so
+    # LabelMap.probabilities applied the softmax a second time
+    from keras_species.models.labels import load_labels_json
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((SIZE, SIZE, 3), name="image")
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255.0)(inp))
+    x = keras.layers.Dense(3, kernel_initializer=keras.initializers.RandomNormal(stddev=5.0))(x)
+    logits = keras.Model(inp, ClassifierOutput("linear", NAMES, logits=True, name="label")(x))
+    out = tmp_path / ("logits.tflite" if fmt == "tflite" else "sm")
+    export_model(logits, out, format=fmt)
+    lmap = load_labels_json(tmp_path / labels)
+    assert lmap.logits is False and lmap.class_names == NAMES
+    if fmt == "tflite":
+        served = _run_tflite(out, images["same"])
+        np.testing.assert_allclose(lmap.probabilities(served), served, atol=1e-6)
