@@ -10,7 +10,8 @@ does not parse the file a second time.
 
 Example:
     >>> prepared = prepare_data("demo", split="group", seed=42, audit_dir=None)  # doctest: +SKIP
-    >>> ds = build_datasets(prepared.manifest, 224, 32, augment="r1")            # doctest: +SKIP
+    >>> ds = build_datasets(prepared.manifest, 224, 32, augment="r1",
+    ...                     class_weight="balanced")                               # doctest: +SKIP
     >>> images, labels, weights = next(iter(ds.train))                            # doctest: +SKIP
 """
 

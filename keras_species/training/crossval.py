@@ -422,7 +422,7 @@ def cross_validate(
     *,
     k: int = 5,
     seed: int = 0,
-    group_aware: bool = False,
+    group_aware: bool | None = None,
     phases: Sequence[Phase] | None = None,
     train_fn: TrainFn | None = None,
     image_size: int | Sequence[int] = 224,
@@ -447,7 +447,9 @@ def cross_validate(
         test_manifest: the held-out test images (never trained on).
         k: number of folds (R2: 5).
         seed: seed of the folds, the weights and the shuffles.
-        group_aware: keep each group (``manifest.groups``) inside one fold.
+        group_aware: keep each group (``manifest.groups``) inside one fold; default ``None``:
+            when the manifest has groups, as :func:`keras_species.data.splits.kfold` (``False``
+            before, which put frames of one fish on both sides of a fold without a word).
         phases: the training plan of each fold (default one phase of 10 epochs, Adam 1e-3,
             best epoch on ``val_loss`` kept).
         train_fn: ``train_fn(model, train_ds, val_ds, fold_dir) -> model`` instead of the plan.

@@ -15,8 +15,8 @@ pretrained backbones practical without a GPU. No augmentation happens on this pa
 are computed once, as R5's variant (a) did.
 
 Example:
-    >>> from keras_species.data import sources
-    >>> m = sources.load("demo")                                     # doctest: +SKIP
+    >>> from keras_species.data import sources, splits
+    >>> m = splits.stratified_split(sources.load("demo"), seed=0)    # doctest: +SKIP
     >>> fs = extract_features(m, "efficientnet_lite0", weights="imagenet")  # doctest: +SKIP
     >>> train, val = fs.split("train"), fs.split("val")              # doctest: +SKIP
     >>> clf = train_sklearn(train.features, train.labels, "logreg")  # doctest: +SKIP

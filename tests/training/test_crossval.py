@@ -144,3 +144,19 @@ def test_readable_drops_broken_files(tmp_path):
     m = Manifest(trainval.paths + [str(broken)], np.r_[trainval.labels, 0], trainval.class_names)
     with pytest.warns(UserWarning, match="unreadable"):
         assert len(readable(m)) == len(trainval)
+
+
+def test_cross_validate_keeps_groups_in_one_fold_by_default(tmp_path, monkeypatch):
+    # before: group_aware defaulted to False (kfold's default is None: when there are groups),
+    # and frames of one fish sat on both sides of a fold without a word
+    trainval, test = _data(tmp_path, per_class=12)
+    assert trainval.groups is not None
+    made = []
+    kfold = splits.kfold
+    monkeypatch.setattr(splits, "kfold", lambda *a, **kw: made.append(kfold(*a, **kw)) or made[-1])
+    cross_validate(_tiny_model(3), trainval, test, k=3, train_fn=lambda model, *rest: model,
+                   image_size=24, batch_size=8, run_dir=tmp_path / "cv")
+    (folds,) = made
+    for fold in folds:
+        sides = {s: set(fold.split(s).groups) for s in ("train", "val")}
+        assert not sides["train"] & sides["val"]
