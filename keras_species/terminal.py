@@ -32,7 +32,7 @@ import contextlib
 import difflib
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -188,14 +188,15 @@ def _is_number(text: str) -> bool:
 def _option_for_value(parser: argparse.ArgumentParser) -> str | None:
     """The option a value left over by ``parser`` (no ``--`` before it) most likely belongs to:
     ``--out`` where the inputs are positional (``export MODEL --out PATH``: a second path is the
-    output), ``--data`` where nothing is (a recipe given its data set bare); else None."""
+    output), ``--data`` (or ``--labelled``) where nothing is (a recipe given its data set bare);
+    else None."""
     options = {o for action in parser._actions for o in action.option_strings}
     positional = any(not action.option_strings for action in parser._actions
                      if not isinstance(action, argparse._SubParsersAction))
     if positional and "--out" in options:
         return "--out"
-    if not positional and "--data" in options:
-        return "--data"
+    if not positional:  # a recipe's data: --data, or fish_semisupervised's --labelled
+        return next((o for o in ("--data", "--labelled") if o in options), None)
     return None
 
 
@@ -314,9 +315,11 @@ class SuggestingArgumentParser(argparse.ArgumentParser):
         defaults = [a.default for a in required]
         for action in required:
             action.required, action.default = False, _NOT_GIVEN
+        self._relaxed = required  # --help during the parse still shows them as required
         try:
             parsed, extra = self.parse_known_args(args, namespace)
         finally:
+            self._relaxed = []
             for action, default in zip(required, defaults):
                 action.required, action.default = True, default
         if extra:
@@ -326,6 +329,27 @@ class SuggestingArgumentParser(argparse.ArgumentParser):
         if missing:  # argparse's own words
             self.error(f"the following arguments are required: {', '.join(missing)}")
         return parsed
+
+    def format_usage(self) -> str:
+        with self._as_declared():
+            return super().format_usage()
+
+    def format_help(self) -> str:
+        with self._as_declared():
+            return super().format_help()
+
+    @contextlib.contextmanager
+    def _as_declared(self) -> Iterator[None]:
+        """The options :meth:`parse_args` relaxed for its parse, required again while a usage
+        or help text is made (``export --help`` showed ``[--out PATH]``, as if optional)."""
+        relaxed = [a for a in getattr(self, "_relaxed", []) if not a.required]
+        for action in relaxed:
+            action.required = True
+        try:
+            yield
+        finally:
+            for action in relaxed:
+                action.required = False
 
     def _check_value(self, action: argparse.Action, value: object) -> None:
         # argparse's hook for `choices` (a private method, the one place every choice passes)

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 import http.client
 import importlib
 import os
@@ -65,9 +66,11 @@ def check_weights_file(path: str | os.PathLike, backbone: str = "") -> Path:
     target = Path(text).expanduser()
     what = f" for {backbone}" if backbone else ""
     if not target.name.endswith((".weights.h5", ".h5", ".hdf5")):
+        close = difflib.get_close_matches(text.lower(), ["imagenet", "none"], n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if close else ""
         raise WeightsUnavailableError(
-            f"weights={text!r}{what}: expected None, 'imagenet' or a path to a "
-            "'.weights.h5' or '.h5' file"
+            f"--weights {text}{what}: not none, imagenet or a weights file (.weights.h5 or .h5)"
+            f"{hint}; in Python weights=None, 'imagenet' or the file's path"
         )
     if not target.is_file():
         raise WeightsUnavailableError(

@@ -87,8 +87,13 @@ REFUSED = [
      "weights file '/no/such.weights.h5' for resnet18 does not exist; check the path, or pass "
      "--weights none (weights=None) for a random initialisation"),
     ("backbone_comparison", ["--backbones", "resnet18", "--weights", "/no/such.txt"],
-     "weights='/no/such.txt' for resnet18: expected None, 'imagenet' or a path to a "
-     "'.weights.h5' or '.h5' file"),
+     "--weights /no/such.txt for resnet18: not none, imagenet or a weights file (.weights.h5 or "
+     ".h5); in Python weights=None, 'imagenet' or the file's path"),
+    # before: "weights='imagenett' ...: expected None, ..." without the flag or a suggestion
+    ("quickstart", ["--weights", "imagenett"],
+     "--weights imagenett for efficientnet_lite0: not none, imagenet or a weights file "
+     "(.weights.h5 or .h5) (did you mean imagenet?); in Python weights=None, 'imagenet' or the "
+     "file's path"),
     ("fish_semisupervised", ["--model1-backbone", "resnet18", "--weights", "imagenet"],
      "resnet18 has no 'imagenet' weights source (none in Keras: a converted local file); pass a "
      "local converted file instead, e.g. --weights /path/resnet18.weights.h5 (saved with "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import warnings
 
+import pytest
+
 import keras_species.data.prepare as prepare_mod
 from keras_species.terminal import is_own_code, use_short_warnings
 
@@ -192,6 +194,11 @@ def test_a_value_left_over_names_the_option_it_belongs_to(capsys):
     recipe.add_argument("--out")
     assert unrecognized_arguments_message(recipe, ["photos/"]) == (
         "unrecognized arguments: photos/ (did you mean --data photos/?); see --help")
+    semi = SuggestingArgumentParser(prog="python -m recipes.fish_semisupervised")
+    semi.add_argument("--labelled")
+    semi.add_argument("--out")  # before: no hint, the recipe has no --data
+    assert unrecognized_arguments_message(semi, ["fish/"]) == (
+        "unrecognized arguments: fish/ (did you mean --labelled fish/?); see --help")
     # a number left over is one value too many for a flag (`--image-size 224 224 224`), not data
     assert unrecognized_arguments_message(recipe, ["224"]) == "unrecognized arguments: 224; see --help"
     # an option left over is not given a value's hint
@@ -230,3 +237,18 @@ def test_a_parser_with_a_required_option_converts_each_value_once(capsys):
     assert seen == ["4"]
     out = next(a for a in parser._actions if a.dest == "out")
     assert out.required and out.default == "unused"  # as they were
+
+
+def test_help_shows_a_required_option_as_required(capsys):
+    # before: parse_args made required options optional for its parse, and --help, printed
+    # during it, showed [--out OUT]
+    from keras_species.terminal import SuggestingArgumentParser
+
+    parser = SuggestingArgumentParser(prog="demo")
+    parser.add_argument("--out", required=True)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--help"])
+    usage = capsys.readouterr().out
+    assert "--out OUT" in usage and "[--out OUT]" not in usage
+    assert parser.parse_args(["--out", "x"]).out == "x"
+    assert "[--out OUT]" not in parser.format_usage()

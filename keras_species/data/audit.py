@@ -25,6 +25,7 @@ import json
 import math
 import os
 import re
+import shutil
 import sys
 import time
 import warnings
@@ -37,7 +38,14 @@ from typing import Any
 
 import numpy as np
 
-from keras_species.atomic import _write_error, atomic_path, check_output_file, check_output_folder
+from keras_species.atomic import (
+    _write_error,
+    atomic_path,
+    check_output_file,
+    check_output_folder,
+    remove_stale_temporaries,
+    temporary_path,
+)
 from keras_species.cpu_budget import usable_cores
 from keras_species.data import name_ids
 from keras_species.data.images import (
@@ -289,8 +297,24 @@ class AuditReport:
         os.makedirs(out_dir, exist_ok=True)
         earlier = _audit_outputs(out_dir)  # only removed once the new set is written
         self.notes = [n for n in self.notes if not n.startswith(("sample grids", _REPLACED))]
+        plot_dir = os.path.join(out_dir, "plots")
+        # the plots take seconds: drawn into a hidden sibling and moved in with the other files,
+        # so that an interrupted re-audit leaves the earlier audit's set whole (before, the new
+        # plots sat beside the old audit.json)
+        remove_stale_temporaries(plot_dir)
+        stage = temporary_path(plot_dir)
+        try:
+            self._save_staged(out_dir, manifest, plots, dropped, earlier, stage)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+        return os.path.join(out_dir, "audit.md")
+
+    def _save_staged(self, out_dir: str, manifest: Manifest | None, plots: bool,
+                     dropped: Sequence[dict[str, str]] | None, earlier: list[str], stage: Path) -> None:
+        """:meth:`save`'s writes, the plots drawn into ``stage`` first."""
         if plots:
-            self.plots, notes = _write_plots(self, manifest, os.path.join(out_dir, "plots"))
+            shutil.rmtree(stage, ignore_errors=True)
+            self.plots, notes = _write_plots(self, manifest, os.fspath(stage))
             self.notes += notes
         else:
             self.plots = []  # audit.md links no plot: none of an earlier save, here or elsewhere
@@ -306,12 +330,15 @@ class AuditReport:
         _write_files_csv(self, os.path.join(out_dir, "files.csv"))
         if dropped is not None:
             _write_dropped_csv(dropped, os.path.join(out_dir, "dropped.csv"))
+        if self.plots:
+            os.makedirs(os.path.join(out_dir, "plots"), exist_ok=True)
+            for rel in self.plots:  # "plots/<name>"
+                os.replace(stage / rel.split("/", 1)[1], os.path.join(out_dir, rel))
         self.to_json(os.path.join(out_dir, "audit.json"))
         md = os.path.join(out_dir, "audit.md")
         with atomic_path(md) as tmp, open(tmp, "w", encoding="utf-8") as f:
             f.write(self.to_markdown())
         _remove_outputs(out_dir, stale)
-        return md
 
     def oversized_hint(self, flag: str = "--max-pixels") -> str:
         """How to read the files that are over the decompression-bomb limit, if they are

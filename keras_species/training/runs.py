@@ -1189,8 +1189,13 @@ def _models_line(models: list[dict]) -> str:
 
 
 def _weights_text(weights: Any) -> str:
-    """How the table shows a run's ``weights`` setting: ``none`` for random initialisation."""
-    return "none" if weights in (None, "", "none") else str(weights)
+    """How the table shows a run's ``weights`` setting: ``none`` for random initialisation,
+    ``imagenet``, or the file, whatever spelling the run was given (``NONE``, ``random``,
+    ``ImageNet`` are the same settings: ``recipe.weights_setting``)."""
+    from keras_species.recipe import weights_setting
+
+    setting = weights_setting(weights if isinstance(weights, str) or weights is None else str(weights))
+    return "none" if setting is None else setting
 
 
 def data_label(data: str | None) -> str:

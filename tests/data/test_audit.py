@@ -1054,3 +1054,36 @@ def test_plots_of_thousands_of_classes_draw_one_curve_and_no_dense_label_matrix(
             Image.new("RGB", (8, 8), (i * 90, 0, 0)).save(folder / c / f"{i}.png")
     report = audit(_folder_manifest(folder, ("cod", "eel")), tmp_path / "out", progress=False)
     assert report.n_images == 4 and (tmp_path / "out" / "plots" / "samples_cod.png").is_file()
+
+
+def test_an_interrupted_re_audit_leaves_the_earlier_plots_with_the_earlier_report(image_folder, tmp_path,
+                                                                                  monkeypatch):
+    # before: the plots were drawn in place first, so Ctrl-C during the sample grids left the new
+    # class distribution beside the earlier audit.json
+    from keras_species.data import audit as audit_mod
+
+    out = tmp_path / "audit"
+    m = _folder_manifest(image_folder)
+    audit(m, progress=False).save(out, m)
+    before = {p.name: p.read_bytes() for p in (out / "plots").iterdir()}
+    report_before = (out / "audit.json").read_bytes()
+    real = audit_mod._savefig
+    drawn = []
+
+    def interrupted(fig, path, **kw):
+        if drawn:
+            raise KeyboardInterrupt
+        drawn.append(path)
+        real(fig, path, **kw)
+
+    monkeypatch.setattr(audit_mod, "_savefig", interrupted)
+    report = audit(m.subset(list(range(len(m) - 1))), progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        report.save(out, m)
+    assert drawn and {p.name: p.read_bytes() for p in (out / "plots").iterdir()} == before
+    assert (out / "audit.json").read_bytes() == report_before
+    assert not list(out.glob(".*tmp-*"))  # the staged plots are gone
+    monkeypatch.setattr(audit_mod, "_savefig", real)
+    report.save(out, m)  # and a full save moves its plots in
+    assert json.loads((out / "audit.json").read_text())["n_images"] == len(m) - 1
+    assert sorted(p.name for p in (out / "plots").iterdir()) == sorted(before)

@@ -1294,3 +1294,13 @@ def test_a_running_multi_model_run_shows_its_unfinished_models_in_progress(tmp_p
         child.wait()
     assert "1 trained, 1 in progress" in text and "stopped runs" not in text
     assert "1 trained, 1 stopped" in format_runs(list_runs(tmp_path))
+
+
+def test_the_weights_column_reads_every_spelling_of_a_setting_alike(tmp_path):
+    # before: runs made with --weights NONE, None or random listed as NONE, None, random
+    root = tmp_path / "runs"
+    for i, weights in enumerate(("NONE", "None", "random", "ImageNet", "/w/my.weights.h5")):
+        _fake_run(root, "quickstart", f"r{i}", f"2025-01-0{i + 1}T09:00:00", {"accuracy": 0.5},
+                  weights=weights)
+    assert [r["weights"] for r in list_runs(root)] == ["none", "none", "none", "imagenet",
+                                                      "/w/my.weights.h5"]
