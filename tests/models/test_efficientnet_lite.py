@@ -72,6 +72,11 @@ def test_parameter_counts_and_block_counts(variant: str) -> None:
         }
     )
     assert blocks == list(range({"lite0": 16, "lite1": 21, "lite2": 21}[variant]))
+    # the registry's block prefixes are the built model's (before: none, and --unfreeze last_n
+    # inferred Xception's block1_..block14_ from the names)
+    from keras_species.backbone_catalog import lite_blocks
+
+    assert lite_blocks(variant) == ("stem_", *(f"block{b}_" for b in blocks), "top_")
     # Lite keeps stem 32 and head 1280 at every width.
     assert net.get_layer("stem_conv").filters == 32 and net.get_layer("top_conv").filters == 1280
     assert all(

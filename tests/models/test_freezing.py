@@ -115,6 +115,15 @@ def test_last_blocks_inferred_from_registry(r18, vgg16):
     assert _trainable_names(vgg16)[0] == "block4_conv1"
 
 
+@pytest.mark.filterwarnings("ignore:set_trainable")
+def test_last_blocks_of_efficientnet_lite_are_its_own(random_lite0):
+    # before: Lite had no block prefixes, Xception's (block1_..block14_) were inferred, and n=2
+    # trained block13-15 and top
+    set_trainable(random_lite0, "last_n", n=2, unit="blocks", train_batchnorm=True)
+    trained = {n.split("_")[0] for n in _trainable_names(random_lite0)}
+    assert trained == {"block15", "top"}
+
+
 def test_last_layers_skip_batchnorm(r18):
     set_trainable(r18, "last_n", n=2, unit="layers")
     assert _trainable_names(r18) == ["stage4_block2_conv1", "stage4_block2_conv2"]
