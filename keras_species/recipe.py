@@ -1964,12 +1964,34 @@ TRANSFER_FIELDS = (
 reading options come from :class:`SourceSettings`)."""
 
 
+def _evaluated_line(trained: Any, monitor: str, *, best: bool) -> str:
+    """The report's line on which weights were scored, with their epoch: ``best.keras`` (the
+    first epoch that reached the best ``monitor``, as the checkpoint keeps it) or the last
+    epoch's. It used to name no epoch, and the only epoch the report named was the one of lowest
+    val loss, another one whenever the monitor is not val loss."""
+    from keras_species.training.plan import best_epoch
+
+    rows = trained.history
+
+    def where(i: int) -> str:
+        phase = rows[i].get("phase")
+        return f"epoch {i + 1} of the run" + (f" (phase {phase})" if phase else "")
+
+    if best:
+        found = best_epoch(rows, monitor)
+        at = f": {where(found[0])}, {monitor} {found[1]:.4f}" if found else ""
+        return f"Evaluated: `best.keras`, the best epoch on `{monitor}`{at}."
+    return "Evaluated: the last weights" + (f", {where(len(rows) - 1)}." if rows else ".")
+
+
 def _transfer_plan(config: Any, monitor: str | None = None) -> list:
     """The two phases of :func:`run_transfer` from a config's settings (``transfer_phases``);
-    ``monitor``: the resolved ``--monitor`` (None: by task)."""
+    ``monitor``: the resolved ``--monitor`` (None: by task). With ``--evaluate-model last`` the
+    last phase ends on its final epoch's weights (it ended on its best epoch's, so "last" scored
+    the best epoch of the last phase)."""
     from keras_species.training.transfer import transfer_phases
 
-    return transfer_phases(
+    phases = transfer_phases(
         head_epochs=config.head_epochs,
         fine_tune_epochs=config.fine_tune_epochs,
         head_learning_rate=config.head_learning_rate,
@@ -1982,6 +2004,9 @@ def _transfer_plan(config: Any, monitor: str | None = None) -> list:
         monitor=monitor,
         early_stopping_patience=config.early_stopping_patience,
     )
+    if getattr(config, "evaluate_model", "best") == "last":
+        phases[-1] = dataclasses.replace(phases[-1], restore_best=False)
+    return phases
 
 
 def resolve_monitor(monitor: str | None, *, multilabel: bool, num_classes: int) -> str | None:
@@ -2154,8 +2179,8 @@ def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunRe
             f"{p.name}: {p.epochs} epochs max, trainable `{p.trainable}`, {p.optimizer} "
             f"lr {p.learning_rate:g}" for p in phases
         ) + ". " + describe_batchnorm(config.train_batchnorm, weights_setting(config.weights) is not None),
-        f"Evaluated: `{'best.keras' if config.evaluate_model == 'best' and trained.best_path else 'last weights'}` "
-        f"(best epoch on `{phases[0].monitor or ('val_micro_f1' if multilabel else 'val_accuracy')}`).",
+        _evaluated_line(trained, phases[0].monitor or ("val_micro_f1" if multilabel else "val_accuracy"),
+                        best=config.evaluate_model == "best" and trained.best_path is not None),
     ]
     evaluation = evaluate_and_report(
         evaluated,

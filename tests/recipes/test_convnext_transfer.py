@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 import time
@@ -109,8 +110,32 @@ def test_tiny_run_end_to_end(tmp_path, capsys, eager_tf):
     report = (run_dir / "report.md").read_text()
     assert "Cleaning dropped 1 image" in report and "fish_209_9.png" in report
     assert "Class weights (" in report and "weights.json" in report
+    # the epoch of the weights scored (before: no epoch, and the only one named was val loss's)
+    assert re.search(r"Evaluated: `best\.keras`, the best epoch on `val_accuracy`: epoch [12] of "
+                     r"the run \(phase (head|fine_tune)\), val_accuracy \d\.\d{4}\.", report), report
     import keras
 
     model = keras.saving.load_model(run_dir / "best.keras", safe_mode=True, compile=False)
     assert [model.get_layer(f"head_dense{i}").units for i in (1, 2)] == [16, 8]
     assert model.get_layer("backbone").name == "backbone"
+
+
+def test_evaluate_model_last_keeps_the_final_epoch_and_the_report_says_which():
+    # before: the last phase restored its best epoch, so "last" scored that epoch, and the
+    # report said "last weights (best epoch on val_accuracy)"
+    from types import SimpleNamespace
+
+    from keras_species.recipe import _evaluated_line, _transfer_plan
+
+    best = ConvNeXtTransferConfig(head_epochs=2, fine_tune_epochs=3)
+    assert [p.restore_best for p in _transfer_plan(best)] == [True, True]
+    last = dataclasses.replace(best, evaluate_model="last")
+    assert [p.restore_best for p in _transfer_plan(last)] == [True, False]
+    rows = [{"phase": "head", "val_accuracy": 0.5}, {"phase": "head", "val_accuracy": 0.7},
+            {"phase": "fine_tune", "val_accuracy": 0.7}, {"phase": "fine_tune", "val_accuracy": 0.6}]
+    trained = SimpleNamespace(history=rows)
+    assert _evaluated_line(trained, "val_accuracy", best=True) == (
+        "Evaluated: `best.keras`, the best epoch on `val_accuracy`: epoch 2 of the run (phase head), "
+        "val_accuracy 0.7000.")
+    assert _evaluated_line(trained, "val_accuracy", best=False) == (
+        "Evaluated: the last weights, epoch 4 of the run (phase fine_tune).")
