@@ -226,7 +226,11 @@ def run(config: BackboneComparisonConfig) -> BackboneComparisonResult:
     # Keras comes with the modules below: a setting refused above is told without it
     from keras_species.data.prepare import build_datasets, prepare_data
     from keras_species.evaluation import plots
-    from keras_species.evaluation.compare import compare_models, comparison_table
+    from keras_species.evaluation.compare import (
+        compare_models,
+        comparison_table,
+        write_comparison_csv,
+    )
     from keras_species.evaluation.evaluate import evaluate_and_report
     from keras_species.training.distribute import get_strategy, scale_batch
     from keras_species.training.plan import train
@@ -282,11 +286,7 @@ def run(config: BackboneComparisonConfig) -> BackboneComparisonResult:
     rows = compare_models(results)
     table = comparison_table(rows)
     columns = [k for k in rows[0] if k != "model"]
-    with open(run_folder.path / "comparison.csv", "w") as f:
-        f.write("model," + ",".join(columns) + "\n")
-        for row in rows:
-            f.write(row["model"] + "," + ",".join(
-                "" if row.get(c) is None else str(row[c]) for c in columns) + "\n")
+    write_comparison_csv(run_folder.path / "comparison.csv", rows, ["model", *columns])
     plots.plot_accuracy_vs_loss(rows, run_folder.plots_dir / "accuracy_vs_loss.png")
     plots.plot_top5_vs_auc(rows, run_folder.plots_dir / "top5_vs_auc.png")
 

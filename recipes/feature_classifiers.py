@@ -328,7 +328,11 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
     from keras_species.data.prepare import prepare_data
     from keras_species.evaluation import plots
     from keras_species.evaluation import report as report_mod
-    from keras_species.evaluation.compare import compare_models, comparison_table
+    from keras_species.evaluation.compare import (
+        compare_models,
+        comparison_table,
+        write_comparison_csv,
+    )
     from keras_species.evaluation.metrics import single_label_metrics
     from keras_species.evaluation.tables import metrics_side_by_side
     from keras_species.training.crossval import probs_scores
@@ -415,11 +419,7 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
                "unique_correct", "unique_wrong"]
     columns = [k for k in columns if any(r.get(k) is not None for r in rows)]
     scores = ["model", "test_acc", "precision_macro", "recall_macro", "f1_macro", "fit_seconds"]
-    with open(run_folder.path / "comparison.csv", "w") as f:
-        keys = columns + scores[2:]
-        f.write(",".join(keys) + "\n")
-        for row in rows:
-            f.write(",".join("" if row.get(k) is None else str(row[k]) for k in keys) + "\n")
+    write_comparison_csv(run_folder.path / "comparison.csv", rows, columns + scores[2:])
     plots.plot_accuracy_vs_loss(rows, run_folder.plots_dir / "accuracy_vs_loss.png")
     plots.plot_top5_vs_auc(rows, run_folder.plots_dir / "top5_vs_auc.png")
 

@@ -298,7 +298,11 @@ def run(config: INaturalistVGG16Config | None = None) -> INaturalistResult:
     # Keras comes with the modules below: a setting refused above is told without it
     from keras_species.data.prepare import build_datasets, prepare_data
     from keras_species.evaluation import plots
-    from keras_species.evaluation.compare import compare_models, comparison_table
+    from keras_species.evaluation.compare import (
+        compare_models,
+        comparison_table,
+        write_comparison_csv,
+    )
     from keras_species.evaluation.evaluate import evaluate_and_report, predict_manifest
     from keras_species.evaluation.metrics import single_label_metrics
     from keras_species.export import load_keras_model
@@ -382,10 +386,7 @@ def run(config: INaturalistVGG16Config | None = None) -> INaturalistResult:
         row["r5_test_acc"] = R5_SCORES.get(row["model"])
     columns = ["model", "params", "val_loss", "val_acc", "test_loss", "test_acc", "top5",
                "macro_auc", "unique_correct", "unique_wrong", "r5_test_acc"]
-    with open(root / "comparison.csv", "w") as f:
-        f.write(",".join(columns) + "\n")
-        for row in rows:
-            f.write(",".join("" if row.get(k) is None else str(row[k]) for k in columns) + "\n")
+    write_comparison_csv(root / "comparison.csv", rows, columns)
     plot_dir = root / "plots"
     figures = {
         "accuracy_vs_loss": plots.plot_accuracy_vs_loss(rows, plot_dir / "accuracy_vs_loss.png"),

@@ -310,7 +310,11 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
     import numpy as np
 
     from keras_species.data.prepare import class_weight_setting, prepare_data
-    from keras_species.evaluation.compare import compare_models, comparison_table
+    from keras_species.evaluation.compare import (
+        compare_models,
+        comparison_table,
+        write_comparison_csv,
+    )
     from keras_species.evaluation.evaluate import evaluate_and_report
     from keras_species.evaluation.report import write_metrics_json
     from keras_species.evaluation.tables import per_class_by_origin
@@ -391,10 +395,7 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
         columns = ["model", "params", "val_loss", "val_acc", "test_loss", "test_acc",
                    "test_acc_tta", "top5", "macro_auc", "unique_correct", "unique_wrong"]
         columns = [c for c in columns if any(row.get(c) is not None for row in comparison)]
-        with open(run_folder.path / "comparison.csv", "w") as f:
-            f.write(",".join(columns) + "\n")
-            for row in comparison:
-                f.write(",".join("" if row.get(c) is None else str(row[c]) for c in columns) + "\n")
+        write_comparison_csv(run_folder.path / "comparison.csv", comparison, columns)
         sections.append((
             "Ablation (ensemble of folds on the test set)",
             f"Validation columns: mean over the {config.k} folds. Test columns: the mean of the "

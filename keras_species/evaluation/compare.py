@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 from sklearn import metrics as skm
 
 from keras_species.evaluation.metrics import single_label_metrics, unique_correct_wrong
 
-__all__ = ["COLUMNS", "compare_models", "comparison_table"]
+__all__ = ["COLUMNS", "compare_models", "comparison_table", "write_comparison_csv"]
 
 # (key, header, better): "max" / "min" marks the best value in bold, None leaves it plain.
 COLUMNS: tuple[tuple[str, str, str | None], ...] = (
@@ -153,3 +155,34 @@ def comparison_table(
             cells.append(s)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def write_comparison_csv(path: str | os.PathLike, rows: Sequence[Mapping],
+                         columns: Sequence[str]) -> Path:
+    """Write the rows of a comparison as ``comparison.csv``, whole (a temporary sibling moved in).
+
+    One writer for every recipe that compares models (``backbone_comparison``, ``scratch_cnn``,
+    ``inaturalist_vgg16``, ``feature_classifiers``): they each joined cells with commas by hand,
+    so a model name with a comma shifted its row, and a killed run could leave half a file.
+
+    Args:
+        path: the file.
+        rows: one mapping per model.
+        columns: the columns in order (``"model"`` first); a missing or None cell is empty.
+
+    Returns:
+        The path written.
+
+    Example:
+        >>> write_comparison_csv("runs/x/comparison.csv", [{"model": "a, b", "test_acc": 0.9}],
+        ...                      ["model", "test_acc"])   # doctest: +SKIP
+    """
+    import csv
+
+    from keras_species.atomic import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        writer.writerows(["" if row.get(c) is None else row[c] for c in columns] for row in rows)
+    return Path(path)

@@ -125,7 +125,7 @@ def write_predictions_csv(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     prob_cols = [f"p_{x}" for x in names]
-    with open(path, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         if multilabel:
             pred = apply_thresholds(probs, 0.5 if thresholds is None else thresholds)
@@ -488,5 +488,6 @@ def render_report(
         md += ["## Notes", "", *[f"- {n}" for n in notes], ""]
 
     text = "\n".join(md).rstrip() + "\n"
-    (run_dir / "report.md").write_text(text)
+    with atomic_path(run_dir / "report.md") as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return text

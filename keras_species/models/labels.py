@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from keras_species.atomic import atomic_path
 from keras_species.jsonfile import json_type, read_json_file
 
 __all__ = [
@@ -264,9 +265,8 @@ class LabelMap:
             The path written.
         """
         path = os.fspath(path)
-        with open(path, "w") as f:
-            json.dump(self.to_dict(), f, indent=2)
-            f.write("\n")
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
         return path
 
 

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn import metrics as skm
 
+from keras_species.atomic import atomic_path
 from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError
 
 if TYPE_CHECKING:
@@ -334,7 +335,7 @@ class CVResult:
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         rows = self.fold_rows()
-        with open(run_dir / FOLDS_CSV, "w", newline="") as f:
+        with atomic_path(run_dir / FOLDS_CSV) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
             for r in rows:

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from keras_species.atomic import atomic_path
 from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError
 
 if TYPE_CHECKING:
@@ -695,7 +696,7 @@ def write_pseudo_labels(result: PseudoLabels | tuple[Manifest, PseudoLabelStats]
     path.parent.mkdir(parents=True, exist_ok=True)
     m = result[0]
     conf = m.extra.get("confidence", [None] * len(m))
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["path", "label", "confidence"])
         for p, k, c in zip(m.paths, m.labels, conf):

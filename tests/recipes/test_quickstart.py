@@ -144,7 +144,7 @@ def test_multilabel_data_gets_its_own_monitor(tmp_path, eager_tf):
     rows = list(csv.DictReader(open(result.run_dir / "history.csv")))
     assert len(rows) == 1 and "val_micro_f1" in rows[0]
     assert result.best_model_path is not None and "micro-F1" in result.headline
-    assert "(best epoch on `val_micro_f1`)" in result.report_path.read_text()
+    assert "the best epoch on `val_micro_f1`: epoch 1 of the run" in result.report_path.read_text()
     # a monitor given that this data's run does not log: refused before training
     with pytest.raises(ValueError, match=r"--monitor val_accuracy: a run on multi-label data does not "
                                          r"log it; use --monitor auto \(val_micro_f1 here\)"):
