@@ -761,9 +761,9 @@ def _feature_settings(folder: Path) -> _FeatureRunSettings:
     checked: one line naming the file and what to do when one is missing or unusable."""
     from keras_species.export import ExportError
     from keras_species.jsonfile import read_json_object
-    from keras_species.recipe import weights_setting
     from keras_species.training.features import FEATURE_POOLINGS
     from keras_species.training.runs import CONFIG
+    from keras_species.weights_files import weights_setting
 
     path = folder / CONFIG
     restore = (f"copy back the config.json that recipes.feature_classifiers wrote into {folder}, "
@@ -1272,8 +1272,9 @@ def iter_predictions(
         >>> for batch in iter_predictions(p, "photos", batch_size=64):  # doctest: +SKIP
         ...     print(batch.paths[0], batch.probabilities[0].max())
     """
-    from keras_species.evaluation.tta import predict_tta
+    from keras_species.evaluation.tta import predict_tta, requested_transforms
 
+    tta = requested_transforms(tta)  # "none" (any case), "a,b": as predict() reads them
     rows = inputs if isinstance(inputs, _Rows) else None
     if rows is None:
         _check_csv_options(inputs, root, path_format)

@@ -81,6 +81,7 @@ from keras_species.terminal import (
 )
 from keras_species.training.run_process import describe
 from keras_species.training.runs import TRAIN_SECONDS, RunFolder, list_runs
+from keras_species.weights_files import weights_setting
 
 RUN_CONTROL_FIELDS = ("out", "name", "resume", "overwrite", "verbose")
 """Fields a resumed run takes from the command line; every other setting comes from its folder."""
@@ -1114,29 +1115,6 @@ def _default(config_cls: type, name: str) -> Any:
             if f.default_factory is not dataclasses.MISSING:
                 return f.default_factory()
     return None
-
-
-def weights_setting(value: str | os.PathLike | None) -> str | None:
-    """``--weights imagenet|none|PATH`` as the registry takes it.
-
-    Args:
-        value: ``"imagenet"``, ``"none"``/None, or a path.
-
-    Returns:
-        ``"imagenet"``, None, or the path as a string.
-
-    Example:
-        >>> weights_setting("none") is None, weights_setting("ImageNet")
-        (True, 'imagenet')
-    """
-    if value is None:
-        return None
-    text = os.fspath(value)
-    if text.lower() in ("none", "null", "random", ""):
-        return None
-    if text.lower() == "imagenet":
-        return "imagenet"
-    return text
 
 
 def monitor_setting(value: str | None) -> str | None:

@@ -43,6 +43,31 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 """The 8 bytes an HDF5 file (``.weights.h5``, ``.h5``) starts with."""
 
 
+def weights_setting(value: str | os.PathLike | None) -> str | None:
+    """``--weights imagenet|none|PATH`` (or ``weights=`` in Python) as the registry takes it: any
+    case of ``none``, ``null``, ``random`` or ``""`` is None (random initialisation), any case
+    of ``imagenet`` is ``"imagenet"``.
+
+    Args:
+        value: ``"imagenet"``, ``"none"``/None, or a path.
+
+    Returns:
+        ``"imagenet"``, None, or the path as a string.
+
+    Example:
+        >>> weights_setting("none") is None, weights_setting("ImageNet")
+        (True, 'imagenet')
+    """
+    if value is None:
+        return None
+    text = os.fspath(value)
+    if text.lower() in ("none", "null", "random", ""):
+        return None
+    if text.lower() == "imagenet":
+        return "imagenet"
+    return text
+
+
 def check_weights_file(path: str | os.PathLike, backbone: str = "") -> Path:
     """Check that a local weights file exists and is an HDF5 file, before anything reads it.
 
@@ -66,7 +91,8 @@ def check_weights_file(path: str | os.PathLike, backbone: str = "") -> Path:
     target = Path(text).expanduser()
     what = f" for {backbone}" if backbone else ""
     if not target.name.endswith((".weights.h5", ".h5", ".hdf5")):
-        close = difflib.get_close_matches(text.lower(), ["imagenet", "none"], n=1, cutoff=0.6)
+        close = [w for w in difflib.get_close_matches(text.lower(), ["imagenet", "none"], n=1, cutoff=0.6)
+                 if w != text.lower()]
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise WeightsUnavailableError(
             f"--weights {text}{what}: not none, imagenet or a weights file (.weights.h5 or .h5)"

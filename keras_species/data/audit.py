@@ -297,12 +297,14 @@ class AuditReport:
         os.makedirs(out_dir, exist_ok=True)
         earlier = _audit_outputs(out_dir)  # only removed once the new set is written
         self.notes = [n for n in self.notes if not n.startswith(("sample grids", _REPLACED))]
-        plot_dir = os.path.join(out_dir, "plots")
-        # the plots take seconds: drawn into a hidden sibling and moved in with the other files,
-        # so that an interrupted re-audit leaves the earlier audit's set whole (before, the new
-        # plots sat beside the old audit.json)
-        remove_stale_temporaries(plot_dir)
-        stage = temporary_path(plot_dir)
+        # the plots take seconds: drawn into a hidden folder inside plots/ (on its file system,
+        # which may be another one than out_dir's) and moved in with the other files, so that an
+        # interrupted re-audit leaves the earlier audit's set whole (before, the new plots sat
+        # beside the old audit.json)
+        staged = os.path.join(out_dir, "plots", "staged")
+        if os.path.isdir(os.path.dirname(staged)):
+            remove_stale_temporaries(staged)
+        stage = temporary_path(staged)
         try:
             self._save_staged(out_dir, manifest, plots, dropped, earlier, stage)
         finally:
@@ -327,13 +329,12 @@ class AuditReport:
                 f" and {len(stale) - _SHOW_STALE} more" if len(stale) > _SHOW_STALE else "")
             self.notes.append(f"{_REPLACED} an earlier audit in this folder: removed {len(stale)} "
                               f"of its file(s) that this audit does not write ({shown})")
+        for rel in self.plots:  # "plots/<name>", first: a failed move leaves the earlier set whole
+            os.replace(stage / rel.split("/", 1)[1], os.path.join(out_dir, rel))
+        shutil.rmtree(stage, ignore_errors=True)
         _write_files_csv(self, os.path.join(out_dir, "files.csv"))
         if dropped is not None:
             _write_dropped_csv(dropped, os.path.join(out_dir, "dropped.csv"))
-        if self.plots:
-            os.makedirs(os.path.join(out_dir, "plots"), exist_ok=True)
-            for rel in self.plots:  # "plots/<name>"
-                os.replace(stage / rel.split("/", 1)[1], os.path.join(out_dir, rel))
         self.to_json(os.path.join(out_dir, "audit.json"))
         md = os.path.join(out_dir, "audit.md")
         with atomic_path(md) as tmp, open(tmp, "w", encoding="utf-8") as f:

@@ -466,10 +466,9 @@ def evaluate_and_report(
     sections = list(extra_sections)
     if tta_m is not None:  # the plain and the TTA scores side by side, in place of a table of TTA's
         from keras_species.evaluation.tables import metrics_side_by_side
-        from keras_species.evaluation.tta import resolve_transforms
 
         sections.insert(0, (
-            f"Plain inference vs test-time augmentation ({', '.join(resolve_transforms(tta))})",
+            f"Plain inference vs test-time augmentation ({', '.join(requested_transforms(tta))})",
             metrics_side_by_side({"plain": test, "TTA": tta_m}),
         ))
     if notes:

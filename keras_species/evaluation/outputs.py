@@ -46,16 +46,19 @@ def select_output(model: Any, outputs: Any, output: str | int | None = None) -> 
         return outputs
     names = _names(model)
     if isinstance(outputs, Mapping):
-        keys = list(outputs)
+        # Keras flattens a dict of outputs in sorted key order, and output_names holds the
+        # output layers' names in that order (they may differ from the keys)
+        keys = sorted(outputs)
         if isinstance(output, int):
-            order = names if sorted(names) == sorted(keys) else keys
-            if not -len(order) <= output < len(order):
-                raise ValueError(f"output={output}: the model has {len(order)} outputs {order}")
-            return outputs[order[output]]
+            if not -len(keys) <= output < len(keys):
+                raise ValueError(f"output={output}: the model has {len(keys)} outputs {names or keys}")
+            return outputs[keys[output]]
         key = "label" if output is None and len(keys) != 1 else (output or keys[0])
-        if key not in outputs:
-            raise ValueError(f"model has outputs {sorted(keys)}; pass output= one of them (name or index)")
-        return outputs[key]
+        if key in outputs:
+            return outputs[key]
+        if key in names and len(names) == len(keys):  # an output layer's name
+            return outputs[keys[names.index(key)]]
+        raise ValueError(f"model has outputs {keys}; pass output= one of them (name or index)")
     if isinstance(output, int):
         if not -len(outputs) <= output < len(outputs):
             raise ValueError(f"output={output}: the model has {len(outputs)} outputs {names}")

@@ -71,9 +71,10 @@ def requested_transforms(tta: str | Sequence[str] | None) -> tuple[str, ...] | N
     """The transforms a ``tta`` setting asks for, or ``None`` for plain inference.
 
     One reading for every entry point (``evaluate_and_report``, ``predict``, k-fold, the
-    recipes' ``--tta``): ``None``, ``False``, ``""`` and ``"none"`` in any case mean plain
-    inference (no second pass over the test set); a comma-separated string is a list of
-    transforms; names are matched without regard to case.
+    recipes' ``--tta``): ``None``, ``False``, ``""``, an empty list and ``"none"`` in any case
+    mean plain inference (no second pass over the test set); a comma-separated string is a list
+    of transforms; names are matched without regard to case; anything else (``True``, a number)
+    is refused.
 
     Args:
         tta: a preset, a transform, a comma-separated list or a sequence of names, or ``None``.
@@ -97,6 +98,11 @@ def requested_transforms(tta: str | Sequence[str] | None) -> tuple[str, ...] | N
             return None
         if "," in tta:
             tta = [t for t in tta.split(",") if t.strip()]
+    elif not isinstance(tta, Sequence) or any(not isinstance(t, str) for t in tta):
+        raise ValueError(f"tta={tta!r}: give a preset or transform names (e.g. 'flips' or "
+                         "['identity', 'hflip']), or None")
+    elif len(tta) == 0:  # no transforms: plain inference, as before
+        return None
     return resolve_transforms(tta)
 
 

@@ -38,6 +38,7 @@ from keras_species.weights_files import (  # their home needs no Keras; re-expor
     host_reachable,  # noqa: F401
     keras_cache_dir,
     no_imagenet_source,
+    weights_setting,
 )
 
 _KERAS_FILES: dict[str, KerasWeightsFile] = {}
@@ -82,11 +83,11 @@ def resolve_weights(
         >>> resolve_weights("resnet18", None) is None
         True
     """
-    if weights is None:
+    text = weights_setting(weights)  # "none", "random", "ImageNet"... as the command line reads them
+    if text is None:
         return None
     spec = _spec(spec_or_name)
-    text = os.fspath(weights)
-    if text.lower() != "imagenet":
+    if text != "imagenet":
         path = check_weights_file(text, spec.name)
         return str(path)
     file = keras_weights_file(spec.name, size)

@@ -1192,7 +1192,7 @@ def _weights_text(weights: Any) -> str:
     """How the table shows a run's ``weights`` setting: ``none`` for random initialisation,
     ``imagenet``, or the file, whatever spelling the run was given (``NONE``, ``random``,
     ``ImageNet`` are the same settings: ``recipe.weights_setting``)."""
-    from keras_species.recipe import weights_setting
+    from keras_species.weights_files import weights_setting
 
     setting = weights_setting(weights if isinstance(weights, str) or weights is None else str(weights))
     return "none" if setting is None else setting

@@ -1082,8 +1082,26 @@ def test_an_interrupted_re_audit_leaves_the_earlier_plots_with_the_earlier_repor
         report.save(out, m)
     assert drawn and {p.name: p.read_bytes() for p in (out / "plots").iterdir()} == before
     assert (out / "audit.json").read_bytes() == report_before
-    assert not list(out.glob(".*tmp-*"))  # the staged plots are gone
+    assert not list(out.glob("**/.*tmp-*"))  # the staged plots are gone
     monkeypatch.setattr(audit_mod, "_savefig", real)
     report.save(out, m)  # and a full save moves its plots in
     assert json.loads((out / "audit.json").read_text())["n_images"] == len(m) - 1
     assert sorted(p.name for p in (out / "plots").iterdir()) == sorted(before)
+
+
+def test_plots_on_another_file_system_are_staged_there(image_folder, tmp_path):
+    # a first version staged the plots beside plots/ and moved them in with os.replace, which
+    # fails across file systems ("Invalid cross-device link") when plots/ links elsewhere
+    import tempfile
+
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("no second file system to link plots/ to")
+    out = tmp_path / "audit"
+    out.mkdir()
+    with tempfile.TemporaryDirectory(dir=shm) as elsewhere:
+        (out / "plots").symlink_to(elsewhere)
+        m = _folder_manifest(image_folder)
+        audit(m, progress=False).save(out, m)
+        assert (out / "audit.json").is_file() and (Path(elsewhere) / "class_distribution.png").is_file()
+        assert not list(Path(elsewhere).glob(".*tmp-*"))

@@ -216,11 +216,16 @@ def test_a_logits_model_is_scored_on_its_probabilities(split_manifest, tmp_path)
 def test_tta_none_in_any_case_is_plain_inference(split_manifest, tmp_path):
     # before: "NONE" passed the recipes' check, then crashed the evaluation after training with
     # nothing written; "none" ran a second identity-only pass and reported it as TTA
-    for word in ("none", "NONE", "None"):
-        ev = evaluate_and_report(colour_model(), split_manifest, tmp_path / word, batch_size=4,
+    for word in ("none", "NONE", "None", []):
+        ev = evaluate_and_report(colour_model(), split_manifest, tmp_path / str(word), batch_size=4,
                                  tta=word, plots=False)
         assert "test_tta" not in ev.metrics
         assert "test-time augmentation" not in ev.report_path.read_text().lower()
+    # a comma-separated list, as the recipes' --tta passes it (before: the report's heading
+    # refused it after both passes had run)
+    ev = evaluate_and_report(colour_model(), split_manifest, tmp_path / "comma", batch_size=4,
+                             tta="hflip,vflip", plots=False)
+    assert "test-time augmentation (hflip, vflip)" in ev.report_path.read_text()
 
 
 def test_an_output_index_picks_that_output_of_a_dict_model_with_and_without_tta(split_manifest):

@@ -20,12 +20,20 @@ def test_single_output_passes_through() -> None:
 
 
 def test_dict_by_name_index_and_default() -> None:
-    out = {"aux": np.zeros(2), "label": np.ones(2)}
-    model = _Model(["label", "aux"])  # the model's order, not the dict's
+    # Keras orders a dict's outputs by sorted key and names them after their layers: the index
+    # and the layer names follow that order, not the dict's (before: the dict's insertion order)
+    import keras
+
+    inp = keras.Input((4,))
+    model = keras.Model(inp, {"zeta": keras.layers.Dense(2, name="aux_head")(inp),
+                              "label": keras.layers.Dense(3, name="species")(inp)})
+    assert model.output_names == ["species", "aux_head"]
+    out = model.predict(np.ones((1, 4)), verbose=0)
     assert select_output(model, out, None) is out["label"]
-    assert select_output(model, out, "aux") is out["aux"]
+    assert select_output(model, out, "zeta") is out["zeta"]
     assert select_output(model, out, 0) is out["label"]
-    assert select_output(model, out, -1) is out["aux"]
+    assert select_output(model, out, -1) is out["zeta"]
+    assert select_output(model, out, "aux_head") is out["zeta"]  # a layer's name
     with pytest.raises(ValueError, match="2 outputs"):
         select_output(model, out, 5)
     with pytest.raises(ValueError, match="pass output="):

@@ -95,8 +95,11 @@ def test_unknown_transform() -> None:
 def test_requested_transforms_reads_none_in_any_case_and_comma_lists() -> None:
     from keras_species.evaluation.tta import requested_transforms
 
-    for plain in (None, False, "", "none", "NONE", " None "):
+    for plain in (None, False, "", "none", "NONE", " None ", [], ()):
         assert requested_transforms(plain) is None
+    for wrong in (True, 0, 2.5, ["hflip", 3]):
+        with pytest.raises(ValueError, match="give a preset or transform names"):
+            requested_transforms(wrong)
     assert requested_transforms("FLIPS") == resolve_transforms("flips")
     assert requested_transforms("identity, HFlip") == ("identity", "hflip")
     with pytest.raises(ValueError, match="unknown TTA"):

@@ -100,7 +100,7 @@ def test_missing_local_file_is_named(tmp_path):
     path = tmp_path / "nope.weights.h5"
     with pytest.raises(W.WeightsUnavailableError, match="nope.weights.h5"):
         W.resolve_weights("resnet18", path)
-    with pytest.raises(W.WeightsUnavailableError, match="expected None"):
+    with pytest.raises(W.WeightsUnavailableError, match="not none, imagenet or a weights file"):
         W.resolve_weights("resnet18", tmp_path / "weights.bin")
 
 
@@ -339,3 +339,16 @@ def test_a_missing_lite_wheel_is_worded_as_before(monkeypatch):
         with pytest.raises(W.WeightsUnavailableError) as info:
             find()
         assert str(info.value) == expected
+
+
+def test_every_spelling_of_none_is_a_random_initialisation_in_python():
+    # before: weights="none" in Python was taken for a file name ("did you mean none?"), while
+    # the command line and the runs table read it, "NONE" and "random" as None
+    for word in ("none", "NONE", "random", ""):
+        assert W.resolve_weights("resnet18", word) is None
+    with pytest.raises(W.WeightsUnavailableError) as err:
+        W.resolve_weights("resnet18", "imagenett")
+    assert "(did you mean imagenet?)" in str(err.value)
+    with pytest.raises(W.WeightsUnavailableError) as err:
+        W.resolve_weights("resnet18", "nonee")
+    assert "(did you mean none?)" in str(err.value)
