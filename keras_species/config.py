@@ -37,6 +37,12 @@ from keras_species.terminal import (
 
 _NONE_WORDS = ("none", "None", "null")
 
+INVOCATION_SETTINGS = ("name", "resume", "overwrite")
+"""What a run folder's ``config.json`` records of the command that made the run, and that
+``--config`` of that file leaves out: repeating a run makes a new one. Before, a run started with
+``--overwrite`` or continued with ``--resume`` stored ``true``, and ``--config`` of its file
+wiped and retrained that same run, or re-evaluated it, instead of repeating it."""
+
 
 def config_to_dict(config: Any) -> Any:
     """A JSON-ready copy of ``config``: dataclasses → dicts, tuples → lists, paths → strings.
@@ -270,12 +276,18 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         return value
     if tp is bool:
         return value if isinstance(value, bool) else _parse_bool(value)
+    if tp in (int, float) and isinstance(value, bool):  # JSON true is no learning rate of 1.0
+        raise ValueError(f"{where}: expected a number, got {value!r}")
     if tp is float and isinstance(value, (int, float)):
         return float(value)
     if tp is int and isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(tp, type) and issubclass(tp, PurePath):
+        if not isinstance(value, str | PurePath):
+            raise ValueError(f"{where}: expected a path, got {value!r}")
         return Path(value)
+    if tp is float and not isinstance(value, tp):  # "0.001" in a JSON file: a string
+        raise ValueError(f"{where}: expected a number, got {value!r} (write it without quotes)")
     if tp in (int, str) and not isinstance(value, tp):
         raise ValueError(f"{where}: expected {tp.__name__}, got {value!r}")
     return value
@@ -562,7 +574,8 @@ def config_from_flags(config_cls: type, flags: argparse.Namespace, *, parser: ar
             parser.error(f"--config {path}: cannot read it as JSON ({reason}); give a JSON object "
                          'of settings such as {"epochs": 5}, or a run folder\'s config.json')
         if isinstance(data, dict) and isinstance(data.get("config"), dict) and "recipe" in data:
-            data = data["config"]  # a run folder's config.json
+            # a run folder's config.json: its settings, without how that run was invoked
+            data = {k: v for k, v in data["config"].items() if k not in INVOCATION_SETTINGS}
         if not isinstance(data, dict):
             parser.error(f"--config {path}: expected a JSON object of settings")
         unknown = sorted(set(data) - set(known))

@@ -434,6 +434,36 @@ def end_runs() -> None:
 atexit.register(end_runs)
 
 
+def _claim(run: RunFolder, how: str) -> Callable[[], None]:
+    """Claim ``run`` for this process (:meth:`RunFolder.claim`) before the slow set-up, so that
+    a second process starting a run of the same name at once is refused; a record a dead
+    process left is taken over.
+
+    Args:
+        run: the named run folder about to be started (new or started over).
+        how: what the command line asked, for the message.
+
+    Returns:
+        A function that gives the claim back (and removes a folder it made and left empty), for
+        a set-up that fails before the run is opened.
+
+    Raises:
+        RunSetupError: another live process on this machine holds the run.
+    """
+    made = not run.path.exists()
+    if not run.claim():
+        _check_not_running(run, how)  # alive: refused; gone: its record is ours now
+        run.mark_running()
+
+    def give_back() -> None:
+        run.clear_running()
+        if made:
+            with contextlib.suppress(OSError):
+                run.path.rmdir()
+
+    return give_back
+
+
 def _check_not_running(run: RunFolder, how: str) -> None:
     """Refuse to resume or start over ``run`` while the process that opened it still runs.
 
@@ -563,15 +593,22 @@ def start_run(
         failed = existing is not None and RunFolder(existing.parent).failure_path.is_file()
         if existing is not None and existing.is_file() and not (
                 failed or getattr(config, "overwrite", False)):
+            _check_not_running(RunFolder(existing.parent), "starting it")  # training now: say so
             raise RunSetupError(
                 f"{existing.parent} holds a run already: continue it with --resume, start it "
                 "over with --overwrite (its model and results are replaced), or choose "
                 "another --name"
             )
+        how = "--overwrite" if getattr(config, "overwrite", False) else "starting it"
         if existing is not None and existing.is_file():  # started over: not under a live process
-            _check_not_running(RunFolder(existing.parent),
-                               "--overwrite" if getattr(config, "overwrite", False) else "starting it over")
-        check_labelled_data(config)  # reads the data: after the quick refusals, before the folder
+            _check_not_running(RunFolder(existing.parent), how)
+        claimed = _claim(RunFolder(existing.parent), how) if existing is not None else None
+        try:
+            check_labelled_data(config)  # reads the data: after the quick refusals, before the folder
+        except BaseException:
+            if claimed is not None:
+                claimed()
+            raise
         if existing is not None and existing.is_file():
             existing.unlink()  # a run started over gets a new date
         run = RunFolder.create(recipe, name=config.name, root=out)

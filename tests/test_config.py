@@ -303,3 +303,45 @@ def test_a_recipe_parser_suggests_and_still_helps(capsys):
     assert stop.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: python -m recipes.r") and "--backbone-plots" in out and "--thresholds" in out
+
+
+@dataclass
+class _RunConfig:
+    name: str | None = None
+    resume: bool = False
+    overwrite: bool = False
+    epochs: int = 10
+    learning_rate: float = 1e-3
+    out: Path = Path("runs")
+
+
+def test_a_run_folders_config_repeats_the_run_without_how_it_was_invoked(tmp_path):
+    # before: a run started with --overwrite (or continued with --resume) stored true, and
+    # --config of its config.json wiped and retrained that same run (or re-evaluated it)
+    stored = {"name": "c", "resume": True, "overwrite": True, "epochs": 3, "learning_rate": 0.01,
+              "out": str(tmp_path / "runs")}
+    run_cfg = tmp_path / "config.json"
+    run_cfg.write_text(json.dumps({"recipe": "x", "config": stored}))
+    cfg = parse_config(_RunConfig, ["--config", str(run_cfg)])
+    assert (cfg.name, cfg.resume, cfg.overwrite) == (None, False, False)
+    assert (cfg.epochs, cfg.learning_rate, cfg.out) == (3, 0.01, tmp_path / "runs")
+    assert parse_config(_RunConfig, ["--config", str(run_cfg), "--name", "d"]).name == "d"
+    own = tmp_path / "mine.json"  # a settings file of the user's own says what it says
+    own.write_text(json.dumps({"name": "c", "overwrite": True}))
+    assert parse_config(_RunConfig, ["--config", str(own)]).overwrite is True
+
+
+@pytest.mark.parametrize("setting, shown", [
+    ({"learning_rate": "0.001"}, "learning_rate: expected a number, got '0.001' (write it without quotes)"),
+    ({"learning_rate": True}, "learning_rate: expected a number, got True"),
+    ({"epochs": True}, "epochs: expected a number, got True"),
+    ({"out": 5}, "out: expected a path, got 5"),
+])
+def test_config_file_values_of_the_wrong_type_are_named(tmp_path, capsys, setting, shown):
+    # before: "0.001" stayed a string (then "--learning-rate 0.001: must be a number above 0"),
+    # true was a learning rate of 1.0, and {"out": 5} raised a TypeError traceback
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(setting))
+    with pytest.raises(SystemExit):
+        parse_config(_RunConfig, ["--config", str(path)])
+    assert f"{path}: {shown}" in capsys.readouterr().err

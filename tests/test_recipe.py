@@ -1797,6 +1797,43 @@ def test_a_run_whose_process_still_runs_is_neither_resumed_nor_started_over(tmp_
     assert json.loads(resumed.running_path.read_text())["pid"] == os.getpid()
 
 
+def test_a_name_another_live_process_is_starting_is_refused_before_the_data_is_read(tmp_path, monkeypatch):
+    # before: two runs of one --name started a second apart both opened the folder (the check
+    # looked for config.json, which the first writes only after reading its data)
+    import subprocess
+    import sys
+
+    import keras_species.recipe as recipe_mod
+
+    folder = tmp_path / "toy" / "race"
+    folder.mkdir(parents=True)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    read = []
+    monkeypatch.setattr(recipe_mod, "check_labelled_data", lambda config: read.append(config))
+    try:
+        (folder / "running.json").write_text(json.dumps(_live_record(child.pid)))  # no config.json yet
+        with pytest.raises(RunSetupError, match=rf"starting it: .*race is being trained by process {child.pid}"):
+            start_run("toy", ToyConfig(out=tmp_path, name="race"))
+        assert not read and not (folder / "config.json").exists()
+    finally:
+        child.kill()
+        child.wait()
+    run, _ = start_run("toy", ToyConfig(out=tmp_path, name="race"))  # its record is a dead one now
+    assert json.loads(run.running_path.read_text())["pid"] == os.getpid()
+
+
+def test_a_claim_is_given_back_when_the_data_cannot_be_read(tmp_path, monkeypatch):
+    import keras_species.recipe as recipe_mod
+
+    def refuse(config):
+        raise RunSetupError("no labelled image")
+
+    monkeypatch.setattr(recipe_mod, "check_labelled_data", refuse)
+    with pytest.raises(RunSetupError, match="no labelled image"):
+        start_run("toy", ToyConfig(out=tmp_path, name="new"))
+    assert not (tmp_path / "toy" / "new").exists()  # the folder it made for its claim is gone
+
+
 def test_a_run_opened_on_another_machine_resumes_with_a_warning(tmp_path):
     run, _ = start_run("toy", ToyConfig(out=tmp_path, name="a"))
     run.running_path.write_text(json.dumps(_live_record(123, host="gpu7")))

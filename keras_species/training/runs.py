@@ -690,6 +690,30 @@ class RunFolder:
         """
         return write_json(self.running_path, this_process())
 
+    def claim(self) -> bool:
+        """Write ``running.json`` for the process calling it only if no such file exists (one
+        system call that creates it or fails), creating the folder if needed: of two processes
+        that start a run of one name at once, one claims it (before, both went on and trained
+        into one folder).
+
+        Returns:
+            True when this call wrote the record; False when a record was there (the caller
+            asks :meth:`live_process` whose it is).
+
+        Example:
+            >>> RunFolder("runs/quickstart/demo").claim()  # doctest: +SKIP
+            True
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(self.running_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(this_process(), f, indent=2)
+            f.write("\n")
+        return True
+
     def clear_running(self) -> None:
         """Remove ``running.json`` if it names the process calling it (another process's
         record, or one that cannot be read, stays)."""
