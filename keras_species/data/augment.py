@@ -325,13 +325,44 @@ def augmentation(preset: str, *, seed: int | None = None, **overrides) -> keras.
     return keras.Sequential([keras.Input((None, None, 3)), *layers], name=f"augment_{preset}")
 
 
+_KerasCutMix = getattr(keras.layers, "CutMix", None)  # Keras 3.9 and later
+
+
+if _KerasCutMix is not None:
+
+    @keras.saving.register_keras_serializable(package="keras_species")
+    class ExactCutMix(_KerasCutMix):
+        """``keras.layers.CutMix`` whose label weight is the share of pixels each image keeps.
+
+        Keras computes the weight from the box's fractional corners but pastes whole pixels (those
+        whose index lies in the box), so the labels said another mix than the image showed: up to
+        23 points at 8 px, 6 at 32 px, 0.8 at 224 px (stop 31, 8 epochs of 12 images). The CutMix
+        paper sets the weight to the pasted area exactly; here it is read from the mask itself.
+        Written by hand because Keras offers no switch for it.
+
+        Args:
+            **kwargs: as ``keras.layers.CutMix`` (``factor``, ``seed``).
+
+        Example:
+            >>> layer = ExactCutMix(factor=(1.0, 1.0), seed=0)   # doctest: +SKIP
+        """
+
+        def get_random_transformation(self, data, training=True, seed=None):
+            transformation = super().get_random_transformation(data, training=training, seed=seed)
+            if transformation is not None:  # masks (B, H, W, C), the pasted pixels True
+                pasted = self.backend.cast(transformation["batch_masks"], self.compute_dtype)
+                transformation["mix_weight"] = 1.0 - self.backend.numpy.mean(pasted, axis=(1, 2, 3))
+            return transformation
+
+
 def _seed(seed: object) -> int | None:
     """``seed`` as a Python ``int`` for Keras' layers (which refuse a NumPy integer), or ``None``."""
     return None if seed is None else check_seed(seed)
 
 
 def batch_augmentation(name: str, alpha: float | None = None, *, seed: int | None = None) -> keras.layers.Layer:
-    """A batch-level mixing layer: ``keras.layers.MixUp`` or ``keras.layers.CutMix``.
+    """A batch-level mixing layer: ``keras.layers.MixUp``, or :class:`ExactCutMix` (Keras'
+    ``CutMix`` with the label weight of the pixels actually pasted; Keras 3.9 and later).
 
     Called on ``{"images": (B, H, W, 3), "labels": (B, C) float}`` it returns both mixed; labels
     become soft (each row still sums to 1 for one-hot input). The pipeline applies it after
@@ -339,8 +370,8 @@ def batch_augmentation(name: str, alpha: float | None = None, *, seed: int | Non
 
     Args:
         name: ``"mixup"`` or ``"cutmix"``.
-        alpha: the mixing weight's Beta(alpha, alpha) parameter (MixUp, default 0.2; CutMix,
-            default 1.0: a uniform weight, as in the CutMix paper).
+        alpha: the mixing weight's Beta(alpha, alpha) parameter (MixUp, default 0.2, any value
+            above 0; CutMix, default 1.0: a uniform weight, as in the CutMix paper, at most 1).
         seed: random seed.
 
     Returns:
@@ -359,8 +390,14 @@ def batch_augmentation(name: str, alpha: float | None = None, *, seed: int | Non
     if key == "mixup":
         return keras.layers.MixUp(alpha=0.2 if alpha is None else alpha, seed=_seed(seed))
     if key == "cutmix":  # (a, a): Beta(a, a) itself; one float would draw a from U(0, a) per batch
+        if _KerasCutMix is None:
+            raise ValueError(f"CutMix needs Keras 3.9 or newer (Keras {keras.__version__} is installed): "
+                             "pip install -U 'keras>=3.9', or use mixup")
         a = 1.0 if alpha is None else float(alpha)
-        return keras.layers.CutMix(factor=(a, a), seed=_seed(seed))
+        if a > 1:  # Keras' CutMix takes its Beta parameter in [0, 1] only
+            raise ValueError(f"alpha={alpha!r}: CutMix's Beta(alpha, alpha) parameter must lie in (0, 1] "
+                             "(1.0, the paper's, draws a uniform weight); MixUp takes any alpha above 0")
+        return ExactCutMix(factor=(a, a), seed=_seed(seed))
     raise ValueError(f"unknown batch augmentation {name!r}; choose 'mixup' or 'cutmix'")
 
 

@@ -655,10 +655,17 @@ def _load_weight_mode(mode: str | dict | os.PathLike) -> str | dict:
     if isinstance(mode, dict):
         doc, where = mode, "class weights"
     else:
+        if not isinstance(mode, str | os.PathLike):
+            raise ValueError(f"class weights of type {type(mode).__name__}: give 'balanced', a dict "
+                             "{class: weight}, a JSON file path, or one weight per image (an array)")
         text = os.fspath(mode)
         if text == "balanced":
             return text
         if not os.path.isfile(text):
+            looks_like_file = text.lower().endswith(".json") or os.sep in text or "/" in text
+            if looks_like_file:  # a path with a typo: say that it is missing
+                raise ValueError(f"class weights file {text} does not exist: check the path, or "
+                                 "use 'balanced' or a dict")
             raise ValueError(f"class weight mode {text!r}: use 'balanced', a dict or a JSON file path")
         doc, reason = read_json_file(text, dict)
         if reason:
@@ -1683,8 +1690,13 @@ def make_dataset(
     labels = encode_labels(manifest, mode, label_smoothing, onehot_as_indices=True)
     weights = None
     if sample_weights is not None:
-        if isinstance(sample_weights, np.ndarray | list | tuple):
-            weights = np.asarray(sample_weights, np.float32)
+        if not isinstance(sample_weights, str | dict | os.PathLike):  # an array-like: a range,
+            try:  # a tensor, a pandas Series...
+                weights = np.asarray(sample_weights, np.float32)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"sample_weights cannot be read as one number per image ({err}): "
+                                 "give an array, 'balanced', a {class: weight} dict or a JSON "
+                                 "file path") from None
             if weights.shape != (len(manifest),):
                 raise ValueError(f"sample_weights has shape {weights.shape}, expected ({len(manifest)},)")
             bad_weight = np.flatnonzero(~np.isfinite(weights) | (weights < 0))

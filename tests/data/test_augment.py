@@ -152,6 +152,29 @@ def test_cutmix_mixes_with_a_fixed_beta_parameter():
     assert tuple(batch_augmentation("cutmix", 0.4).get_config()["factor"]) == (0.4, 0.4)
 
 
+@pytest.mark.parametrize("size", [8, 32])
+def test_cutmix_labels_are_the_share_of_pixels_each_image_shows(size):
+    # before: Keras' weight came from the box's fractional corners while whole pixels were pasted:
+    # labels up to 23 points off the image at 8 px, 6 at 32 px
+    n = 12
+    x = np.broadcast_to(np.arange(n, dtype="float32")[:, None, None, None] * 20 + 5,
+                        (n, size, size, 3)).copy()  # image i is one value throughout
+    y = keras.ops.one_hot(np.arange(n), n)
+    layer = batch_augmentation("cutmix", seed=0)
+    for _ in range(5):
+        out = layer({"images": x, "labels": y}, training=True)
+        images, labels = np.asarray(out["images"]), np.asarray(out["labels"])
+        shares = (images[..., 0][:, None] == x[:, 0, 0, 0][None, :, None, None]).mean(axis=(2, 3))
+        np.testing.assert_allclose(labels, shares, atol=1e-6)
+
+
+def test_cutmix_refuses_an_alpha_keras_cannot_draw():
+    # before: alpha 2 raised Keras' "The 'factor' argument should be ... in the range [0, 1]"
+    with pytest.raises(ValueError, match=r"alpha=2.0: CutMix's Beta\(alpha, alpha\) parameter must lie in \(0, 1\]"):
+        batch_augmentation("cutmix", 2.0)
+    assert batch_augmentation("mixup", 2.0) is not None
+
+
 def test_randaugment_draws_its_operations_for_each_image_of_a_batch(tmp_path):
     layer = augmentation("randaugment", seed=0)
     ra = layer.layers[-1]

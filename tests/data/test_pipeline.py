@@ -494,6 +494,17 @@ def test_sample_weights_are_yielded(image_folder):
     np.testing.assert_array_equal(w2, np.arange(10))
     with pytest.raises(ValueError, match="sample_weights are all 0"):  # before: accepted, learnt nothing
         make_dataset(m, 8, 10, sample_weights=np.zeros(10))
+    # any array-like (before: a range or a tensor fell through to the mode reader, "expected str,
+    # bytes or os.PathLike object, not range", after every file was checked)
+    import tensorflow as tf
+
+    for like in (range(10), tf.range(10, dtype=tf.float32)):
+        (_, _, w3), = one(make_dataset(m, 8, 10, sample_weights=like))
+        np.testing.assert_array_equal(w3, np.arange(10))
+    with pytest.raises(ValueError, match="sample_weights cannot be read as one number per image"):
+        make_dataset(m, 8, 10, sample_weights=["a"] * 10)
+    with pytest.raises(ValueError, match="class weights file .*weigths.json does not exist"):
+        make_dataset(m, 8, 10, sample_weights=str(Path(m.paths[0]).parent / "weigths.json"))
     bad = Path(m.paths[0]).with_name("empty.png")
     bad.write_bytes(b"")
     with_bad = Manifest([*m.paths, str(bad)], np.append(m.labels, 0), m.class_names)
