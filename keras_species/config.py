@@ -244,6 +244,8 @@ def _dataclass_type(tp: Any) -> type | None:
 def _coerce(tp: Any, value: Any, where: str) -> Any:
     """Convert a JSON value (from a config file) to the field type ``tp``."""
     optional, inner = _is_optional(tp)
+    if optional and isinstance(value, str) and value in _NONE_WORDS:  # as the flag takes "none"
+        value = None
     if value is None:
         if optional or tp is Any:
             return None
@@ -435,8 +437,9 @@ def config_parser(
     parser.add_argument(
         "--config",
         metavar="FILE.json",
-        help="read settings from a JSON file (a dict of fields, or a run's config.json); "
-        "flags given after it override it",
+        help="read settings from a JSON file (a dict of fields, or a run's config.json, whose "
+        "name, resume and overwrite are left out); the other flags override it wherever they "
+        "stand",
     )
     hints = get_type_hints(config_cls)
     for f in _flag_order([f for f in dataclasses.fields(config_cls) if f.init]):

@@ -345,3 +345,11 @@ def test_config_file_values_of_the_wrong_type_are_named(tmp_path, capsys, settin
     with pytest.raises(SystemExit):
         parse_config(_RunConfig, ["--config", str(path)])
     assert f"{path}: {shown}" in capsys.readouterr().err
+
+
+def test_a_settings_file_takes_none_where_the_flag_does(tmp_path):
+    # before: {"seed": "none"} was refused ("expected int") though --seed none is taken
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"seed": "none", "weights": "null"}))
+    cfg = parse_config(Config, ["--config", str(path)])
+    assert cfg.seed is None and cfg.weights is None
