@@ -31,6 +31,7 @@ import argparse
 import contextlib
 import difflib
 import sys
+import unicodedata
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -251,6 +252,25 @@ def command_line_error(prog: str, message: str) -> str:
     if not message.endswith("see --help"):
         message = f"{message}; see --help"
     return f"{prog}: error: {message}"
+
+
+def display_width(text: str) -> int:
+    """Terminal columns ``text`` takes: East Asian wide and full-width characters (``日本``) take
+    two, combining marks (the accent of a decomposed ``é``) none, so that a table of such names
+    lines up (``split``'s class table, ``runs``).
+
+    Args:
+        text: the cell.
+
+    Returns:
+        Its width in columns.
+
+    Example:
+        >>> display_width("鯛 fish"), display_width("cafe\u0301")
+        (7, 4)
+    """
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+               for c in text)
 
 
 class SuggestingArgumentParser(argparse.ArgumentParser):

@@ -40,7 +40,6 @@ import os
 import re
 import shlex
 import sys
-import unicodedata
 import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -57,6 +56,7 @@ from keras_species.data.manifest import (
     require_manifest,
 )
 from keras_species.data.pipeline import check_seed, whole_at_least
+from keras_species.terminal import display_width
 
 DEFAULT_RATIOS = (0.7, 0.15, 0.15)
 DEFAULT_NAMES = ("train", "val", "test")
@@ -798,14 +798,6 @@ def load_split(path: str | os.PathLike) -> Manifest:
     return m
 
 
-def _display_width(text: str) -> int:
-    """Terminal columns ``text`` takes: East Asian wide and full-width characters (``日本``) take
-    two, combining marks (the accent of a decomposed ``é``) none, so that a table of such class
-    names lines up."""
-    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
-               for c in text)
-
-
 def split_table(m: Manifest) -> str:
     """A per-class, per-split count table (plain text) of a split manifest.
 
@@ -834,10 +826,10 @@ def split_table(m: Manifest) -> str:
         rows.append(["(no tag)"] + [str(u) for u in none] + [str(sum(none))])
     rows.append(["images"] + [str(len(per[s])) for s in cols] + [str(len(m))])
     header = ["class"] + cols + ["total"]
-    widths = [max(_display_width(r[i]) for r in rows + [header]) for i in range(len(header))]
+    widths = [max(display_width(r[i]) for r in rows + [header]) for i in range(len(header))]
 
     def fmt(row: list[str]) -> str:  # padded by columns on screen, not characters
-        pads = [" " * (w - _display_width(c)) for c, w in zip(row, widths)]
+        pads = [" " * (w - display_width(c)) for c, w in zip(row, widths)]
         return "  ".join(c + pad if i == 0 else pad + c for i, (c, pad) in enumerate(zip(row, pads)))
 
     lines = [fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]

@@ -46,6 +46,7 @@ from keras_species.atomic import atomic_path
 from keras_species.config import config_to_dict
 from keras_species.jsonfile import json_type as _json_type
 from keras_species.jsonfile import read_json_file, read_json_object
+from keras_species.terminal import display_width
 from keras_species.training.history import read_history
 from keras_species.training.run_process import (
     describe,
@@ -1318,8 +1319,9 @@ def format_runs(rows: list[dict]) -> str:
                 value = settings
             cells.append(_cell(value))
         table.append(cells)
-    widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
+    widths = [max(display_width(r[i]) for r in table) for i in range(len(columns))]
+    lines = ["  ".join(c + " " * (w - display_width(c)) for c, w in zip(r, widths)).rstrip()
+             for r in table]  # a CJK run name takes two columns a character
     lines.insert(1, "  ".join("-" * w for w in widths))
     if same:
         lines += ["", "settings of every run listed: " + " ".join(same)]

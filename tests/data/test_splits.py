@@ -499,11 +499,13 @@ def test_cli_split_names_oversized_files_with_the_max_pixels_that_reads_them(
 def test_the_split_table_lines_up_class_names_in_wide_and_decomposed_characters() -> None:
     # before: columns were padded by characters, so '日本 鯛' (two columns a character on screen)
     # pushed its counts right, and a decomposed 'é' (e + accent, as macOS names folders) left
+    from keras_species.terminal import display_width
+
     names = ["sea bass e\u0301", "日本 鯛", "cod"]
     m = Manifest([f"{k}_{i}.png" for k in range(3) for i in range(3)],
                  np.repeat(np.arange(3), 3), names, splits=["train", "val", "test"] * 3)
     lines = splits.split_table(m).splitlines()
-    assert [splits._display_width(line) for line in lines] == [35] * 6
+    assert [display_width(line) for line in lines] == [35] * 6
     assert lines[3] == "日本 鯛         1    1     1      3"
 
 

@@ -1304,3 +1304,18 @@ def test_the_weights_column_reads_every_spelling_of_a_setting_alike(tmp_path):
                   weights=weights)
     assert [r["weights"] for r in list_runs(root)] == ["none", "none", "none", "imagenet",
                                                       "/w/my.weights.h5"]
+
+
+def test_a_run_name_of_wide_characters_keeps_the_table_aligned(tmp_path):
+    # before: widths counted characters, so a CJK name (two columns each) pushed its row right
+    root = tmp_path / "runs"
+    _fake_run(root, "quickstart", "鱼 run", "2025-01-01T09:00:00", {"accuracy": 0.5})
+    _fake_run(root, "quickstart", "fish", "2025-01-02T09:00:00", {"accuracy": 0.5})
+    import unicodedata
+
+    def columns(text):
+        return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+    lines = format_runs(list_runs(root)).split("\n\n")[0].splitlines()
+    starts = {columns(line[:line.index("efficientnet_lite0")]) for line in lines[2:]}
+    assert len(starts) == 1, lines
