@@ -444,22 +444,26 @@ def _claim(run: RunFolder, how: str) -> Callable[[], None]:
         how: what the command line asked, for the message.
 
     Returns:
-        A function that gives the claim back (and removes a folder it made and left empty), for
-        a set-up that fails before the run is opened.
+        A function that gives the claim back (and removes the folders it made, if still empty),
+        for a set-up that fails before the run is opened.
 
     Raises:
         RunSetupError: another live process on this machine holds the run.
     """
-    made = not run.path.exists()
+    made = []  # the folders the claim makes (the run's, maybe --out's), deepest first
+    folder = run.path
+    while not folder.exists():
+        made.append(folder)
+        folder = folder.parent
     if not run.claim():
         _check_not_running(run, how)  # alive: refused; gone: its record is ours now
         run.mark_running()
 
     def give_back() -> None:
         run.clear_running()
-        if made:
+        for folder in made:  # each only if empty: nothing else is ever removed
             with contextlib.suppress(OSError):
-                run.path.rmdir()
+                folder.rmdir()
 
     return give_back
 

@@ -1830,8 +1830,8 @@ def test_a_claim_is_given_back_when_the_data_cannot_be_read(tmp_path, monkeypatc
 
     monkeypatch.setattr(recipe_mod, "check_labelled_data", refuse)
     with pytest.raises(RunSetupError, match="no labelled image"):
-        start_run("toy", ToyConfig(out=tmp_path, name="new"))
-    assert not (tmp_path / "toy" / "new").exists()  # the folder it made for its claim is gone
+        start_run("toy", ToyConfig(out=tmp_path / "runs", name="new"))
+    assert not (tmp_path / "runs").exists()  # the folders it made for its claim are gone
 
 
 def test_a_run_opened_on_another_machine_resumes_with_a_warning(tmp_path):
