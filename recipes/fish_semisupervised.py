@@ -330,12 +330,44 @@ def checked_plan(config: FishSemiSupervisedConfig) -> Plan:
     stages = stage_list(config.stages)
     backbones = {1: config.model1_backbone, 3: config.model3_backbone, 4: config.model4_backbone}
     weights = weights_setting(config.weights)
+    if 2 in stages and config.image_size % 8:  # the autoencoder halves the side three times
+        raise SettingError(f"--image-size {config.image_size}: the autoencoder (model 2) needs a "
+                           f"multiple of 8, e.g. --image-size {max(8, config.image_size // 8 * 8)}")
     for s in stages:
         if s in backbones:
             check_weights(backbones[s], weights, config.image_size)
     config.check()  # a resumed run: its run-control settings (the stored ones were checked)
     # --labelled is read once, before the run folder: no label at all stops here
-    return Plan(stages, backbones, weights, _pool(config))
+    parts = _pool(config)
+    _check_training_images(parts.labelled, config)
+    return Plan(stages, backbones, weights, parts)
+
+
+def _check_training_images(labelled, config: FishSemiSupervisedConfig) -> None:
+    """Refuse a labelled set that R1's systematic split leaves without a training image (it
+    puts the first 2 of every 10 images of a class in val), before the run folder is made;
+    warn of the classes it leaves without one. Before, ``--hide-labels 0.95`` on 30 images a
+    class stopped after the run folder was made, with "the manifest has no 'train' split"."""
+    import warnings
+
+    import numpy as np
+
+    from keras_species.data import splits
+
+    m = splits.systematic_split(labelled)
+    counts = m.split("train").class_counts() if "train" in set(m.splits) else np.zeros(m.num_classes)
+    hide = f"--hide-labels {config.hide_labels}" if config.hide_labels else "--labelled"
+    if not np.any(counts):
+        raise SettingError(
+            f"{hide} leaves {len(labelled)} labelled image(s), and R1's systematic split puts "
+            "the first 2 of every 10 of a class in val, leaving none to train on: lower "
+            "--hide-labels or give more labelled images (at least 3 a class)")
+    missing = [m.class_names[i] for i in np.flatnonzero(counts == 0)]
+    if missing:
+        warnings.warn(f"{hide} leaves no training image of {len(missing)} class(es) "
+                      f"({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}): R1's "
+                      "systematic split puts the first 2 of every 10 in val; the model learns "
+                      "them from pseudo-labels only", stacklevel=2)
 
 
 def run(config: FishSemiSupervisedConfig | None = None) -> FishSemiSupervisedResult:

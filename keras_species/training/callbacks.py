@@ -195,6 +195,19 @@ def _scalar(value):
     return float(str(np.float32(number)))
 
 
+def _per_output_losses(model: keras.Model | None) -> set[str]:
+    """The log keys of a multi-output model's per-output losses (``label_loss``,
+    ``val_label_loss``...), which ``history.csv`` leaves out: Keras 3.15 averages the batches'
+    means with equal weight (a small last batch counts as a full one) and, on a dataset of
+    unknown length (every ``make_dataset`` dataset: ``ignore_errors``), adds an empty step, so
+    with n batches they read n/(n+1) of the loss (stop 31: 0.55 for 1.12). Metrics give each
+    term exactly (the autoencoder's ``reconstruction_mse`` and ``label_crossentropy``)."""
+    names = list(getattr(model, "output_names", None) or [])
+    if len(names) < 2:
+        return set()
+    return {f"{prefix}{name}_loss" for name in names for prefix in ("", "val_")}
+
+
 class HistoryWriter(keras.callbacks.Callback):
     """One ``history.csv`` across phases and restarts: a ``phase`` column, global epochs from 1.
 
@@ -232,7 +245,8 @@ class HistoryWriter(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch + 1, "phase": self.phase}
-        row.update({k: _scalar(v) for k, v in (logs or {}).items()})
+        dropped = _per_output_losses(self.model)
+        row.update({k: _scalar(v) for k, v in (logs or {}).items() if k not in dropped})
         self.rows = [r for r in self.rows if int(r["epoch"]) != epoch + 1] + [row]
         write_history(self.path, self.rows)
 

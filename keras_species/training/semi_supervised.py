@@ -182,8 +182,13 @@ def load_unlabelled(
                 warnings.simplefilter("ignore")
                 m = sources.from_folder(root)
             index = {c: i for i, c in enumerate(names)}
-            truth = np.array([index[m.class_names[k]] for k in m.labels], np.int64)
-            paths = m.paths
+            # images beside the class folders are pool images too, of no known class (the
+            # class-folder reader leaves them out: they were dropped without a word)
+            known = {os.path.realpath(p) for p in m.paths}
+            loose = [p for p in sources.image_files(root) if os.path.realpath(p) not in known]
+            truth = np.array([index[m.class_names[k]] for k in m.labels] + [UNLABELLED] * len(loose),
+                             np.int64)
+            paths = [*m.paths, *loose]
         else:
             paths = sources.image_files(root)  # the folder readers' rules and warnings
     else:
@@ -562,8 +567,9 @@ class PseudoLabelStats:
                         f" {fmt(r['accuracy'])} |")
             lines.append(row)
         total = f"| **all** | **{self.n_kept}** of {self.n_pool} |"
-        if known:
-            total += f" {self.n_pool} | {self.n_known} | {self.n_correct} | **{fmt(self.accuracy)}** |"
+        if known:  # the pool images of a known class (an image of unknown truth is in none)
+            in_pool = sum(r["true_in_pool"] or 0 for r in self.per_class)
+            total += f" {in_pool} | {self.n_known} | {self.n_correct} | **{fmt(self.accuracy)}** |"
         lines.append(total)
         return "\n".join(lines) + "\n"
 

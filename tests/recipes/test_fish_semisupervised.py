@@ -141,3 +141,18 @@ def test_a_bare_resume_trains_the_runs_own_stages_and_backbones(tmp_path, monkey
                                         fish_semisupervised.checked_plan)[2]
     assert plan.stages == [1] and plan.weights is None
     assert len(plan.parts.pool) == 15  # --hide-labels 0.5 of the stored run, not the default 0.8
+
+
+def test_settings_that_cannot_train_are_refused_before_the_run_folder(tmp_path):
+    # before: both stopped after the run folder was made, marked failed, in words that did not
+    # name the flag ("the manifest has no 'train' split"; "input_size (36, 36) must be divisible")
+    from keras_species.recipe import SettingError
+    from recipes.fish_semisupervised import checked_plan
+
+    with pytest.raises(SettingError, match=r"--image-size 36: the autoencoder \(model 2\) needs a "
+                                           r"multiple of 8, e.g. --image-size 32"):
+        checked_plan(_config(tmp_path, stages="2", image_size=36))
+    with pytest.raises(SettingError, match=r"--hide-labels 0.95 leaves 3 labelled image\(s\), and "
+                                           r"R1's systematic split puts the first 2 of every 10"):
+        checked_plan(_config(tmp_path, stages="1", hide_labels=0.95))
+    assert not (tmp_path / "runs").exists()

@@ -76,6 +76,9 @@ def test_load_unlabelled_flat_folder_and_class_folders(tmp_path):
     (folder / "@eaDir").mkdir()  # a NAS's thumbnail folder beside the class folders
     pool, truth = load_unlabelled(folder, ["cod", "eel"])
     assert truth.tolist() == [1, 1]  # before: read as an unlabelled pool
+    _solid_images(folder, [40, 50])  # loose beside the class folders: pool images of no known class
+    pool, truth = load_unlabelled(folder, ["cod", "eel"])
+    assert len(pool) == 4 and truth.tolist() == [1, 1, -1, -1]  # before: dropped without a word
     (tmp_path / "empty").mkdir()
     with pytest.raises(ManifestError, match="no images"):
         load_unlabelled(tmp_path / "empty", ["cod"])
@@ -193,7 +196,8 @@ def test_pseudo_label_accuracy_equals_the_true_agreement(tmp_path):
     assert per["cod"]["kept"] == 4 and per["cod"]["correct"] == 1 and per["cod"]["known"] == 3
     assert per["eel"]["kept"] == 2 and per["eel"]["accuracy"] == pytest.approx(0.5)
     assert stats.accuracy_all == pytest.approx((pred[truth >= 0] == truth[truth >= 0]).mean())
-    assert "| **all** |" in stats.to_markdown()
+    # the total of "true in pool" counts the images of a known class: 6 of the 7 (before: 7)
+    assert "| **all** | **6** of 7 | 6 |" in stats.to_markdown()
     out = write_pseudo_labels((kept, stats), tmp_path / "pl.csv")
     rows = list(csv.DictReader(open(out)))
     assert len(rows) == 6 and rows[0]["label"] == "cod"
@@ -221,7 +225,18 @@ def test_joint_training_masks_the_unlabelled_rows(tmp_path):
     result = train_joint(model, ds, val, tmp_path / "run", epochs=1, learning_rate=1e-3, verbose=0)
     assert result.best_path is not None and result.best_path.is_file()
     row = result.history[0]
-    assert {"val_label_accuracy", "reconstruction_loss", "learning_rate"} <= set(row)
+    assert {"val_label_accuracy", "reconstruction_mse", "label_crossentropy", "learning_rate"} <= set(row)
+    # each term exactly, per image (before: Keras' per-output "*_loss" columns, which read
+    # n/(n+1) of the loss on these datasets of unknown length; now left out)
+    assert not {"label_loss", "val_label_loss", "reconstruction_loss", "val_reconstruction_loss"} & set(row)
+    xs, ys, ws = zip(*[(x.numpy(), y, w) for x, y, w in val])
+    x = np.concatenate(xs)
+    out = result.model.predict(x, verbose=0)
+    mse = float(np.mean((out["reconstruction"] - x / 255.0) ** 2))
+    truth_val = np.concatenate([y["label"].numpy() for y in ys]).ravel().astype(int)
+    ce = float(np.mean(-np.log(out["label"][np.arange(len(x)), truth_val])))
+    assert row["val_reconstruction_mse"] == pytest.approx(mse, rel=1e-4)
+    assert row["val_label_crossentropy"] == pytest.approx(ce, rel=1e-4)
     kept, stats = pseudo_label(result.model, pool, threshold=0.0, true_labels=truth)
     assert stats.n_kept == len(pool) and stats.accuracy is not None
 
