@@ -266,6 +266,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     seq = _sequence_item(tp)
     if seq is not None:
         item, nargs = seq
+        if isinstance(value, str) and value in _NONE_WORDS and nargs == "+":  # as the flag: none
+            value = []
         if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
             value = [value]
         items = [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
@@ -277,7 +279,12 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             raise ValueError(f"{where}: {value!r} is not one of {list(get_args(tp))}")
         return value
     if tp is bool:
-        return value if isinstance(value, bool) else _parse_bool(value)
+        if isinstance(value, bool):
+            return value
+        try:
+            return _parse_bool(value)
+        except argparse.ArgumentTypeError as err:  # a config file's value: named with its key
+            raise ValueError(f"{where}: {err}") from None
     if tp in (int, float) and isinstance(value, bool):  # JSON true is no learning rate of 1.0
         raise ValueError(f"{where}: expected a number, got {value!r}")
     if tp is float and isinstance(value, (int, float)):

@@ -95,7 +95,7 @@ from keras_species.data import sources
 from keras_species.data.images import add_max_pixels_flag, max_pixels_flag, max_pixels_hint
 from keras_species.data.manifest import counted
 from keras_species.data.pipeline import RESIZE_MODES
-from keras_species.data.sources import PATH_COLUMNS, ListedFiles
+from keras_species.data.sources import PATH_COLUMNS, ListedFiles, heic_hint
 from keras_species.export import (
     _command_line,
     _on_command_line,
@@ -1695,7 +1695,7 @@ def _nothing_predicted(result: PredictionResult, inputs: str) -> str:
     why = f"nothing was predicted: no images found in {inputs}"
     if result.not_images:
         why += (f" ({len(result.not_images)} file(s) whose extension is not an image extension, "
-                f"e.g. {', '.join(result.not_images[:3])})")
+                f"e.g. {', '.join(result.not_images[:3])}{heic_hint(result.not_images)})")
     return why
 
 
@@ -1771,5 +1771,5 @@ def run_cli(args: argparse.Namespace) -> int:
     if result.not_images:
         names = ", ".join(result.not_images[:5]) + (" ..." if len(result.not_images) > 5 else "")
         print(f"left out {len(result.not_images)} file(s) whose extension is not an image "
-              f"extension: {names}", file=sys.stderr)
+              f"extension: {names}{heic_hint(result.not_images)}", file=sys.stderr)
     return 0

@@ -488,10 +488,13 @@ def _check_not_running(run: RunFolder, how: str) -> None:
         return
     state, record = live
     if state == "alive":
+        doing, listed = (("trained", "keras-species runs lists it as running")
+                         if run.config_path.is_file() else  # claimed, still reading its data
+                         ("started", "it is reading its data; keras-species runs lists it once it trains"))
         raise RunSetupError(
-            f"{how}: {run.path} is being trained by {describe(record)}, which is still running "
-            "(keras-species runs lists it as running): wait for it to end, or stop it (Ctrl-C, "
-            f"or kill {record.get('pid')}) and run this again"
+            f"{how}: {run.path} is being {doing} by {describe(record)}, which is still running "
+            f"({listed}): wait for it to end, or stop it (Ctrl-C, or kill {record.get('pid')}) "
+            "and run this again"
         )
     warnings.warn(
         f"{how}: {run.path} was opened by {describe(record)}, another machine, which cannot be "

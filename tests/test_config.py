@@ -353,3 +353,15 @@ def test_a_settings_file_takes_none_where_the_flag_does(tmp_path):
     path.write_text(json.dumps({"seed": "none", "weights": "null"}))
     cfg = parse_config(Config, ["--config", str(path)])
     assert cfg.seed is None and cfg.weights is None
+
+
+def test_a_settings_file_names_a_bad_true_false_and_takes_none_for_no_values(tmp_path, capsys):
+    # before: {"augment": "maybe"} raised argparse's ArgumentTypeError as a traceback, and
+    # {"classes": "none"} was refused though --classes none gives no values
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"augment": "maybe"}))
+    with pytest.raises(SystemExit):
+        parse_config(Config, ["--config", str(path)])
+    assert f"{path}: augment: expected true/false, got 'maybe'" in capsys.readouterr().err
+    path.write_text(json.dumps({"classes": "none"}))
+    assert parse_config(Config, ["--config", str(path)]).classes == []

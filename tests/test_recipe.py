@@ -1812,7 +1812,8 @@ def test_a_name_another_live_process_is_starting_is_refused_before_the_data_is_r
     monkeypatch.setattr(recipe_mod, "check_labelled_data", lambda config: read.append(config))
     try:
         (folder / "running.json").write_text(json.dumps(_live_record(child.pid)))  # no config.json yet
-        with pytest.raises(RunSetupError, match=rf"starting it: .*race is being trained by process {child.pid}"):
+        with pytest.raises(RunSetupError, match=rf"starting it: .*race is being started by process "
+                                                rf"{child.pid}.*it is reading its data"):
             start_run("toy", ToyConfig(out=tmp_path, name="race"))
         assert not read and not (folder / "config.json").exists()
     finally:

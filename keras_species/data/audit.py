@@ -577,7 +577,7 @@ def _summarise(manifest: Manifest, infos: dict[str, ImageInfo]) -> AuditReport:
     ]
     r.n_extension_mismatch = len(r.extension_mismatch)
     r.n_needs_conversion = _read_through_pil([i.path for i in readable])
-    r.n_exif_rotated = sum(1 for i in readable if i.orientation not in (0, 1))
+    r.n_exif_rotated = sum(1 for i in readable if 2 <= (i.orientation or 0) <= 8)
 
     # ---- duplicates (byte-identical readable files: corrupt ones are dropped by every
     # cleaning, so they can be neither duplicates nor leakage)

@@ -47,6 +47,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from keras_species.data import sources as _sources
+from keras_species.data.sources import HEIC_ADVICE, HEIC_BRANDS
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(_sources.IMAGE_EXTENSIONS)
 """File extensions treated as images (compare lower-cased, e.g. with :func:`is_image_file`): the
@@ -433,6 +434,8 @@ def describe_non_image(data: bytes) -> str:
     head = data[:64]
     if head.lstrip().startswith((b"<!DOCTYPE", b"<html", b"<HTML", b"<?xml")):
         return "not an image: the file is an HTML/XML page (a failed download?)"
+    if head[4:8] == b"ftyp" and (head[8:12] in HEIC_BRANDS or any(b in head[16:32] for b in HEIC_BRANDS)):
+        return "a HEIC/HEIF photo (an iPhone's format), which PIL cannot read here"
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
@@ -496,7 +499,8 @@ def _open(data: bytes, path: str, limit: int | None) -> Image.Image:
     except Image.DecompressionBombError as e:
         raise ImageReadError(path, *pil_bomb_message(e, limit)) from e
     except UnidentifiedImageError as e:
-        raise ImageReadError(path, png_checksum_problem(data) or describe_non_image(data)) from e
+        reason = png_checksum_problem(data) or describe_non_image(data)
+        raise ImageReadError(path, reason, HEIC_ADVICE if reason.startswith("a HEIC") else None) from e
     except (OSError, ValueError, SyntaxError) as e:
         raise ImageReadError(path, f"broken image header ({e})") from e
     w, h = im.size
@@ -798,17 +802,19 @@ def header_orientation(im: Image.Image) -> int | None:
         im: an image opened with PIL (not loaded).
 
     Returns:
-        The orientation (1 = upright, also when nothing states one), or ``None`` for a broken
-        EXIF block.
+        The orientation (1 = upright, also when nothing states one or the value is 0 or above 8,
+        which PIL does not turn), or ``None`` for a broken EXIF block.
 
     Example:
         >>> header_orientation(Image.open("portrait_shot_sideways.jpg"))   # doctest: +SKIP
         6
     """
     try:
-        return int(Image.Image.getexif(im).get(0x0112, 1) or 1)  # the base reader: no decoding
+        value = int(Image.Image.getexif(im).get(0x0112, 1) or 1)  # the base reader: no decoding
     except Exception:  # a broken EXIF block
         return None
+    # 0 ("unknown", some cameras) and values past 8 turn nothing in PIL's exif_transpose: upright
+    return value if 2 <= value <= 8 else 1
 
 
 def upright_size(im: Image.Image) -> tuple[int, int]:

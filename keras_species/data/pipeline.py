@@ -131,7 +131,8 @@ def _exif_orientation(tiff: bytes) -> int | None:
         if entry + 12 > len(tiff):
             return None
         if int.from_bytes(tiff[entry : entry + 2], order) == 0x0112:
-            return int.from_bytes(tiff[entry + 8 : entry + 10], order)
+            value = int.from_bytes(tiff[entry + 8 : entry + 10], order)
+            return value if 2 <= value <= 8 else 1  # 0 ("unknown"), 9...: upright, as PIL reads them
     return 1
 
 
@@ -661,6 +662,9 @@ def _load_weight_mode(mode: str | dict | os.PathLike) -> str | dict:
         text = os.fspath(mode)
         if text == "balanced":
             return text
+        if os.path.isdir(text):
+            raise ValueError(f"class weights {text} is a folder: give a JSON file of "
+                             "{class: weight}, 'balanced' or a dict")
         if not os.path.isfile(text):
             looks_like_file = text.lower().endswith(".json") or os.sep in text or "/" in text
             if looks_like_file:  # a path with a typo: say that it is missing

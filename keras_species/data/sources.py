@@ -313,6 +313,35 @@ def _warn_walk_problems(loops: list[str], unreadable: list[str]) -> None:
         )
 
 
+HEIC_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
+"""The ``ftyp`` brands of HEIC/HEIF files (an iPhone's photos), which PIL reads only with a plugin."""
+HEIC_ADVICE = ("convert it to JPEG (e.g. heif-convert, or export it as JPEG; an iPhone saves JPEGs "
+               "with Settings > Camera > Formats > Most Compatible), or leave it out")
+"""What to do with a HEIC/HEIF file."""
+
+
+def heic_hint(names: Sequence[str]) -> str:
+    """A clause for a message that lists files skipped for their extension, when some are
+    ``.heic``/``.heif`` photos: they are photos in a format PIL here cannot read, not junk.
+
+    Args:
+        names: the skipped files' names or paths.
+
+    Returns:
+        ``"; the .heic/.heif files are HEIC photos ..."`` or ``""``.
+
+    Example:
+        >>> heic_hint(["IMG_0001.HEIC"]).startswith("; 1 .heic/.heif file")
+        True
+    """
+    n = sum(1 for name in names if os.fspath(name).lower().endswith((".heic", ".heif")))
+    if not n:
+        return ""
+    return (f"; {n} .heic/.heif file(s) among them: HEIC photos (an iPhone's format), which PIL "
+            "cannot read here: convert them to JPEG (e.g. heif-convert; an iPhone saves JPEGs with "
+            "Settings > Camera > Formats > Most Compatible)")
+
+
 def image_files(folder: str | os.PathLike, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[str]:
     """Every image file under ``folder`` (recursive), by the folder readers' rules, sorted.
 
@@ -554,7 +583,7 @@ def from_folder(
     if skipped:
         warnings.warn(
             f"skipped {counted(len(skipped), 'non-image file')} under {root_path} (extension not in "
-            f"{', '.join(exts)}), e.g. {_names(skipped, 3)}"
+            f"{', '.join(exts)}), e.g. {_names(skipped, 3)}" + heic_hint(skipped)
             + (f"; also ignored {n_hidden} hidden files/folders" if n_hidden else ""),
             stacklevel=2,
         )

@@ -450,3 +450,30 @@ def test_a_png_with_a_bad_checksum_is_corrupt_for_the_audit(tmp_path, chunk):
     if chunk == b"tEXt":  # PIL refuses it: predict names the damage, not an "unknown format"
         with pytest.raises(ImageReadError, match=why):
             images.read_image(path)
+
+
+def test_a_heic_photo_is_named_as_one_with_how_to_convert_it(tmp_path):
+    # before: "not an image PIL recognises ... Fix: replace the file with a good copy"; a .heic
+    # file was skipped for its extension with no word of what it is
+    import warnings
+
+    from keras_species.data import sources
+    from keras_species.data.pipeline import KIND_BAD, classify_file
+
+    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(200)
+    (tmp_path / "cod").mkdir()
+    (tmp_path / "cod" / "iphone.jpg").write_bytes(heic)
+    with pytest.raises(images.ImageReadError) as err:
+        images.read_image(str(tmp_path / "cod" / "iphone.jpg"))
+    assert "a HEIC/HEIF photo (an iPhone's format)" in str(err.value)
+    assert "Fix: convert it to JPEG" in str(err.value)
+    assert classify_file(str(tmp_path / "cod" / "iphone.jpg"))[0] == KIND_BAD
+    Image.new("RGB", (8, 8)).save(tmp_path / "cod" / "ok.png")
+    (tmp_path / "cod" / "IMG_1.HEIC").write_bytes(heic)
+    (tmp_path / "eel").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "eel" / "ok.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sources.from_folder(tmp_path)
+    said = " ".join(str(w.message) for w in caught)
+    assert "1 .heic/.heif file(s) among them: HEIC photos" in said and "convert them to JPEG" in said

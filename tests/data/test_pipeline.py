@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from keras_species import cpu_budget
 from keras_species.cpu_budget import usable_cores
@@ -264,6 +264,24 @@ def test_jpeg_with_a_large_exif_block_is_read_without_pil(tmp_path, monkeypatch,
     assert path.read_bytes().find(b"\xff\xc0") > 12000
     monkeypatch.setattr(pipeline_mod, "_classify_with_pil", lambda *a: pytest.fail("PIL was used"))
     assert classify_file(str(path)) == (kind, "")
+
+
+@pytest.mark.parametrize("orientation", [0, 9])
+def test_an_orientation_pil_does_not_turn_is_upright(tmp_path, orientation):
+    # before: Orientation 0 ("unknown", some cameras) and 9 were taken for turned images: read
+    # through PIL, re-encoded by write_shards (5-10 levels off training), 9 counted as rotated
+    from keras_species.data.audit import audit
+    from keras_species.data.images import read_image
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    (tmp_path / "a").mkdir()
+    path = tmp_path / "a" / "odd.jpg"
+    Image.fromarray(smooth_image(32, 48)).save(path, exif=exif.tobytes(), quality=95)
+    assert classify_file(str(path)) == (KIND_FAST, "")
+    with Image.open(path) as im:
+        np.testing.assert_array_equal(read_image(str(path)), np.asarray(ImageOps.exif_transpose(im).convert("RGB")))
+    assert audit(Manifest([str(path)], np.zeros(1, int), ["a"]), progress=False).n_exif_rotated == 0
 
 
 def test_16bit_rgb_png_is_read_as_pil_reads_it(tmp_path):
