@@ -434,7 +434,9 @@ def describe_non_image(data: bytes) -> str:
     head = data[:64]
     if head.lstrip().startswith((b"<!DOCTYPE", b"<html", b"<HTML", b"<?xml")):
         return "not an image: the file is an HTML/XML page (a failed download?)"
-    if head[4:8] == b"ftyp" and (head[8:12] in HEIC_BRANDS or any(b in head[16:32] for b in HEIC_BRANDS)):
+    major, compatible = head[8:12], head[16:48]
+    if head[4:8] == b"ftyp" and (major in HEIC_BRANDS or (
+            major in (b"mif1", b"msf1") and any(b in compatible for b in HEIC_BRANDS))):
         return "a HEIC/HEIF photo (an iPhone's format), which PIL cannot read here"
     try:
         text = head.decode("utf-8")

@@ -313,8 +313,9 @@ def _warn_walk_problems(loops: list[str], unreadable: list[str]) -> None:
         )
 
 
-HEIC_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
-"""The ``ftyp`` brands of HEIC/HEIF files (an iPhone's photos), which PIL reads only with a plugin."""
+HEIC_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis")
+"""The ``ftyp`` brands of HEIC files (an iPhone's photos), which PIL reads only with a plugin. The
+generic HEIF brands ``mif1``/``msf1`` count only beside one of them: AVIF files carry them too."""
 HEIC_ADVICE = ("convert it to JPEG (e.g. heif-convert, or export it as JPEG; an iPhone saves JPEGs "
                "with Settings > Camera > Formats > Most Compatible), or leave it out")
 """What to do with a HEIC/HEIF file."""

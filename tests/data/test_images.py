@@ -468,6 +468,9 @@ def test_a_heic_photo_is_named_as_one_with_how_to_convert_it(tmp_path):
     assert "a HEIC/HEIF photo (an iPhone's format)" in str(err.value)
     assert "Fix: convert it to JPEG" in str(err.value)
     assert classify_file(str(tmp_path / "cod" / "iphone.jpg"))[0] == KIND_BAD
+    # AVIF (mif1 among its brands too) and MP4 files are not called HEIC
+    for other in (b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf", b"\x00\x00\x00\x18ftypisom\x00\x00\x00\x00isomiso2"):
+        assert "HEIC" not in images.describe_non_image(other)
     Image.new("RGB", (8, 8)).save(tmp_path / "cod" / "ok.png")
     (tmp_path / "cod" / "IMG_1.HEIC").write_bytes(heic)
     (tmp_path / "eel").mkdir()
