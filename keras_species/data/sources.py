@@ -2562,7 +2562,7 @@ def add_source_arguments(parser) -> None:
                         "iNat/COCO JSON, a saved manifest, or a .txt/.lst list of image paths, one "
                         "per line (without labels, so not for split)")
     parser.add_argument("--group-regex", default=None,
-                        help=r"regex over the file name whose first group is the group id, e.g. 'fish_(\d+)_'")
+                        help=r"regex over the file name whose first group is the group id (the whole match without a group), e.g. 'fish_(\d+)_'")
     parser.add_argument("--group-col", default=None,
                         help="CSV only: the column of group ids (default: one named 'group' or "
                         "'group_id', if any)")

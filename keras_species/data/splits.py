@@ -605,7 +605,8 @@ def drop_unreadable(m: Manifest, *, workers: int | None = None) -> tuple[Manifes
 
 
 def top_classes(m: Manifest, *, fraction: float | None = None, count: int | None = None) -> Manifest:
-    """R5: keep only the most frequent classes, re-indexed (ties broken by class name).
+    """R5: keep only the most frequent classes, re-indexed (ties broken by class name, with a
+    warning when the cut falls within a tie).
 
     Args:
         m: the manifest.
@@ -637,6 +638,14 @@ def top_classes(m: Manifest, *, fraction: float | None = None, count: int | None
     counts = m.class_counts()
     ranked = sorted(range(c), key=lambda i: (-int(counts[i]), m.class_names[i]))
     chosen = set(ranked[:keep_n])
+    if keep_n < c and counts[ranked[keep_n - 1]] == counts[ranked[keep_n]]:  # the cut splits a tie
+        tied = [m.class_names[i] for i in ranked if counts[i] == counts[ranked[keep_n - 1]]]
+        kept = [name for name in tied if m.class_names.index(name) in chosen]
+        warnings.warn(
+            f"the top {keep_n} classes end within a tie: {len(tied)} classes have "
+            f"{int(counts[ranked[keep_n - 1]])} images each, and {len(kept)} of them are kept by "
+            f"name ({', '.join(kept[:3])}{' ...' if len(kept) > 3 else ''}); keep more or fewer "
+            "classes to take all or none of them", stacklevel=2)
     return m.select_classes([name for i, name in enumerate(m.class_names) if i in chosen])
 
 
