@@ -256,8 +256,9 @@ def command_line_error(prog: str, message: str) -> str:
 
 def display_width(text: str) -> int:
     """Terminal columns ``text`` takes: East Asian wide and full-width characters (``日本``) take
-    two, combining marks (the accent of a decomposed ``é``) none, so that a table of such names
-    lines up (``split``'s class table, ``runs``).
+    two, non-spacing and enclosing marks (the accent of a decomposed ``é``, Thai vowel signs) and
+    format characters (zero-width joiners) none, so that a table of such names lines up
+    (``split``'s class table, ``runs``). Emoji sequences joined by U+200D count each part.
 
     Args:
         text: the cell.
@@ -269,8 +270,8 @@ def display_width(text: str) -> int:
         >>> display_width("鯛 fish"), display_width("cafe\u0301")
         (7, 4)
     """
-    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
-               for c in text)
+    return sum(0 if unicodedata.category(c) in ("Mn", "Me", "Cf") else  # marks, joiners: no column
+               2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
 class SuggestingArgumentParser(argparse.ArgumentParser):

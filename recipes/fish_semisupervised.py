@@ -339,11 +339,11 @@ def checked_plan(config: FishSemiSupervisedConfig) -> Plan:
     config.check()  # a resumed run: its run-control settings (the stored ones were checked)
     # --labelled is read once, before the run folder: no label at all stops here
     parts = _pool(config)
-    _check_training_images(parts.labelled, config)
+    _check_training_images(parts.labelled, config, stages)
     return Plan(stages, backbones, weights, parts)
 
 
-def _check_training_images(labelled, config: FishSemiSupervisedConfig) -> None:
+def _check_training_images(labelled, config: FishSemiSupervisedConfig, stages: Sequence[int]) -> None:
     """Refuse a labelled set that R1's systematic split leaves without a training image (it
     puts the first 2 of every 10 images of a class in val), before the run folder is made;
     warn of the classes it leaves without one. Before, ``--hide-labels 0.95`` on 30 images a
@@ -364,10 +364,12 @@ def _check_training_images(labelled, config: FishSemiSupervisedConfig) -> None:
             "--hide-labels or give more labelled images (at least 3 a class)")
     missing = [m.class_names[i] for i in np.flatnonzero(counts == 0)]
     if missing:
+        learns = ("models 3 and 4 learn them from pseudo-labels only, models 1 and 2 not at all"
+                  if {3, 4} & set(stages) else
+                  "no model of these stages learns them (give each class at least 3 labelled images)")
         warnings.warn(f"{hide} leaves no training image of {len(missing)} class(es) "
                       f"({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}): R1's "
-                      "systematic split puts the first 2 of every 10 in val; the model learns "
-                      "them from pseudo-labels only", stacklevel=2)
+                      f"systematic split puts the first 2 of every 10 in val; {learns}", stacklevel=2)
 
 
 def run(config: FishSemiSupervisedConfig | None = None) -> FishSemiSupervisedResult:

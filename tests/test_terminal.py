@@ -252,3 +252,11 @@ def test_help_shows_a_required_option_as_required(capsys):
     assert "--out OUT" in usage and "[--out OUT]" not in usage
     assert parser.parse_args(["--out", "x"]).out == "x"
     assert "[--out OUT]" not in parser.format_usage()
+
+
+def test_display_width_counts_no_column_for_marks_and_joiners():
+    # a first version counted Thai vowel signs (combining class 0) and zero-width joiners as one
+    from keras_species.terminal import display_width
+
+    assert display_width("ปลาหมึก") == 6 and display_width("a\u200db") == 2
+    assert display_width("日本 鯛") == 7 and display_width("cafe\u0301") == 4

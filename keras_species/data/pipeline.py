@@ -131,7 +131,12 @@ def _exif_orientation(tiff: bytes) -> int | None:
         if entry + 12 > len(tiff):
             return None
         if int.from_bytes(tiff[entry : entry + 2], order) == 0x0112:
-            value = int.from_bytes(tiff[entry + 8 : entry + 10], order)
+            kind = int.from_bytes(tiff[entry + 2 : entry + 4], order)
+            count = int.from_bytes(tiff[entry + 4 : entry + 8], order)
+            width = {3: 2, 4: 4}.get(kind)  # SHORT, as EXIF writes it, or LONG (valid, rare)
+            if count != 1 or width is None:
+                return None  # another layout: PIL reads it (a LONG read as a SHORT gave 0 on MM)
+            value = int.from_bytes(tiff[entry + 8 : entry + 8 + width], order)
             return value if 2 <= value <= 8 else 1  # 0 ("unknown"), 9...: upright, as PIL reads them
     return 1
 

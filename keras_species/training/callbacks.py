@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
@@ -221,15 +222,20 @@ class HistoryWriter(keras.callbacks.Callback):
         path: the CSV file (read back first, so a resumed run appends to its history).
         phase: the phase name written in the ``phase`` column.
         rows: rows to start from instead of reading ``path``.
+        keep: log keys written even when they are per-output losses a multi-output model's
+            history leaves out (the phase's monitor: a resume rebuilds its best value from the
+            file).
 
     Example:
         >>> model.fit(ds, epochs=3, callbacks=[HistoryWriter("run/history.csv", "head")])  # doctest: +SKIP
     """
 
-    def __init__(self, path: str | os.PathLike, phase: str, rows: list[dict] | None = None):
+    def __init__(self, path: str | os.PathLike, phase: str, rows: list[dict] | None = None,
+                 keep: Sequence[str] = ()):
         super().__init__()
         self.path = Path(path)
         self.phase = phase
+        self.keep = set(keep)  # logged even if a per-output loss: the checkpoint's monitor
         self.rows: list[dict] = list(rows) if rows is not None else read_history(self.path)
         self._started = False
 
@@ -245,7 +251,7 @@ class HistoryWriter(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch + 1, "phase": self.phase}
-        dropped = _per_output_losses(self.model)
+        dropped = _per_output_losses(self.model) - self.keep  # a resume rebuilds the best from it
         row.update({k: _scalar(v) for k, v in (logs or {}).items() if k not in dropped})
         self.rows = [r for r in self.rows if int(r["epoch"]) != epoch + 1] + [row]
         write_history(self.path, self.rows)

@@ -812,7 +812,7 @@ def train(
         if val_ds is None and monitor.startswith("val_"):
             monitor = monitor[len("val_"):]
         mode = monitor_mode(monitor)
-        history = HistoryWriter(run.history_path, phase.name, rows=rows)
+        history = HistoryWriter(run.history_path, phase.name, rows=rows, keep=(monitor,))
         callbacks: list[keras.callbacks.Callback] = [
             lost_images,  # before RecalibrateBatchNorm, whose training batches would count too
             # first after it: checkpoints and backups must see the moving statistics it sets

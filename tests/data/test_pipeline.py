@@ -284,6 +284,19 @@ def test_an_orientation_pil_does_not_turn_is_upright(tmp_path, orientation):
     assert audit(Manifest([str(path)], np.zeros(1, int), ["a"]), progress=False).n_exif_rotated == 0
 
 
+@pytest.mark.parametrize("order", [b"MM", b"II"])
+def test_an_orientation_stored_as_a_long_is_read_as_pil_reads_it(tmp_path, order):
+    # a first version of the 0/9 rule read two bytes of a 4-byte value: big-endian 6 read as 0,
+    # taken for upright, and trained unturned while predict turned it
+    bo = "big" if order == b"MM" else "little"
+    tiff = (order + (42).to_bytes(2, bo) + (8).to_bytes(4, bo) + (1).to_bytes(2, bo)
+            + (0x0112).to_bytes(2, bo) + (4).to_bytes(2, bo) + (1).to_bytes(4, bo) + (6).to_bytes(4, bo)
+            + (0).to_bytes(4, bo))
+    path = tmp_path / "long.jpg"
+    Image.fromarray(smooth_image(20, 40)).save(path, quality=95, exif=b"Exif\x00\x00" + tiff)
+    assert classify_file(str(path))[0] == KIND_PIL  # turned by PIL, as read_image turns it
+
+
 def test_16bit_rgb_png_is_read_as_pil_reads_it(tmp_path):
     import tensorflow as tf
 

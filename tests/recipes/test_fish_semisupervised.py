@@ -156,3 +156,21 @@ def test_settings_that_cannot_train_are_refused_before_the_run_folder(tmp_path):
                                            r"R1's systematic split puts the first 2 of every 10"):
         checked_plan(_config(tmp_path, stages="1", hide_labels=0.95))
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_class_left_without_a_training_image_is_warned_about_for_the_stages_run(tmp_path):
+    # a first version said "the model learns them from pseudo-labels only" with stage 1 alone
+    from keras_species.data.manifest import Manifest
+    from recipes.fish_semisupervised import _check_training_images
+
+    data = write_image_folder(tmp_path / "d", classes=CLASSES, per_class=10, size=(8, 8))
+    from keras_species.data import sources
+
+    m = sources.load(data)
+    keep = [i for i in range(len(m)) if m.labels[i] != 2 or i % 10 < 2]  # 2 images of 'ray'
+    few = Manifest([m.paths[i] for i in keep], m.labels[keep], m.class_names)
+    config = _config(tmp_path)
+    with pytest.warns(UserWarning, match=r"\(ray\).*no model of these stages learns them"):
+        _check_training_images(few, config, [1, 2])
+    with pytest.warns(UserWarning, match=r"models 3 and 4 learn them from pseudo-labels only"):
+        _check_training_images(few, config, [1, 2, 4])

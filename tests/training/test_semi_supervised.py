@@ -299,3 +299,16 @@ def test_a_pool_folder_follows_the_folder_readers_rules(tmp_path):
     with pytest.warns(UserWarning, match="not valid UTF-8"):
         pool, _ = load_unlabelled(flat, ["cod", "eel"])
     assert len(pool) == 2
+
+
+def test_a_per_output_loss_monitor_stays_in_the_history(tmp_path):
+    # a first version left every per-output loss out of history.csv, the monitored one too: a
+    # resume then found no best value and let a worse epoch replace best.keras
+    folder = write_image_folder(tmp_path / "d", classes=("cod", "eel"), per_class=4, size=(16, 16))
+    m = sources.load(folder)
+    ds = joint_dataset(m, None, 16, 4, seed=0)
+    model = build_autoencoder(2, 16, filters=(4, 8, 8), dense_units=8)
+    result = train_joint(model, ds, joint_dataset(m, None, 16, 4, training=False), tmp_path / "run",
+                         epochs=1, learning_rate=1e-3, monitor="val_label_loss", verbose=0)
+    row = result.history[0]
+    assert "val_label_loss" in row and "label_loss" not in row and "val_reconstruction_loss" not in row
