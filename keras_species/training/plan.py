@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import inspect
 import math
+import numbers
 import os
 import shutil
 import warnings
@@ -178,6 +180,8 @@ class Phase:
                 f"Phase {self.name!r}: early_stopping_patience must be >= 0 epochs (None: no early "
                 f"stopping), got {self.early_stopping_patience}"
             )
+        _check_schedule_params(self)
+
 
     def describe(self) -> dict:
         """A JSON-ready summary of the phase (objects shown by class name), for ``config.json``.
@@ -400,9 +404,13 @@ def _fresh_optimizer(phase: Phase, lr: Any) -> keras.optimizers.Optimizer:
             f"phase's learning_rate {float(given):g}; give the rate as the phase's learning_rate",
             UserWarning, stacklevel=3)
     optimizer = template
+    settings = _phase_settings(phase, template)
     if type(template).__module__.startswith("keras."):
+        config = {**template.get_config(), **settings}
+        if not keep_own:  # the phase's rate or schedule: a float could not replace a schedule later
+            config["learning_rate"] = lr
         try:
-            optimizer = template.__class__.from_config(template.get_config())
+            optimizer = template.__class__.from_config(config)
         except (TypeError, ValueError, NotImplementedError):  # a schedule Keras cannot rebuild
             optimizer = template
     if optimizer is template:
@@ -413,9 +421,84 @@ def _fresh_optimizer(phase: Phase, lr: Any) -> keras.optimizers.Optimizer:
                 "each phase: its step count and state go on into this phase (give each phase its "
                 "own object)",
                 UserWarning, stacklevel=3)
-    if not keep_own:
-        optimizer.learning_rate = lr
+        if settings:
+            warnings.warn(
+                f"Phase {phase.name!r}: the phase's {', '.join(sorted(settings))} cannot be given to "
+                f"optimizer {type(template).__name__}, which is used as given (set them on the object)",
+                UserWarning, stacklevel=3)
+        if not keep_own:
+            optimizer.learning_rate = lr
     return optimizer
+
+
+def _phase_settings(phase: Phase, template) -> dict[str, Any]:
+    """The optimizer settings a phase gives (``weight_decay``, ``clipnorm``, ``momentum`` as the
+    optimizer names it), laid over an optimizer object's own: they were dropped without a word."""
+    config = template.get_config()
+    out: dict[str, Any] = {}
+    if phase.weight_decay is not None:
+        out["weight_decay"] = phase.weight_decay
+    if phase.clipnorm is not None:
+        out["clipnorm"] = phase.clipnorm
+    if phase.momentum is not None:
+        key = "momentum" if "momentum" in config else "beta_1" if "beta_1" in config else None
+        if key is not None:
+            out[key] = phase.momentum
+    return out
+
+
+def _schedule_keys(schedule: str) -> set[str]:
+    """The ``schedule_params`` a schedule takes (its class's keyword arguments)."""
+    if schedule == "onecycle":
+        return set(inspect.signature(OneCycle.__init__).parameters) - {"self", "max_lr", "total_steps"}
+    if schedule == "cyclic":
+        return set(inspect.signature(CyclicLR.__init__).parameters) - {"self", "max_lr"}
+    return {"warmup_epochs", "alpha"} if schedule == "cosine" else set()
+
+
+def _check_schedule_params(phase: Phase) -> None:
+    """Refuse ``schedule_params`` that the phase's schedule would reject or misread, when the
+    ``Phase`` is made: a typo or a bad value used to surface only when that phase started (after
+    the phases before it had trained), and some never did (a negative cosine ``alpha`` trained at
+    negative rates, a warm-up as long as the phase never reached its peak)."""
+    params = dict(phase.schedule_params)
+    params.pop("steps_per_epoch", None)
+    where = f"Phase {phase.name!r}: schedule {phase.schedule!r}"
+    unknown = sorted(set(params) - _schedule_keys(phase.schedule))
+    if unknown:
+        known = sorted(_schedule_keys(phase.schedule))
+        raise ValueError(f"{where} takes no schedule_params {unknown}"
+                         + (f"; it takes {known}" if known else ""))
+
+    def number(key: str, low: float, high: float = math.inf, *, low_open: bool = False,
+               high_open: bool = False) -> None:
+        if key not in params:
+            return
+        value = params[key]
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+        ok = ok and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+        if not ok:
+            span = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+            raise ValueError(f"{where}: {key} must lie in {span}, got {value!r}")
+
+    if phase.schedule == "onecycle":
+        number("pct_start", 0, 1, low_open=True, high_open=True)
+        number("div_factor", 0, low_open=True)
+        number("final_div_factor", 0, low_open=True)
+        cycles = params.get("cycle_momentum", True)
+        name = phase.optimizer.lower() if isinstance(phase.optimizer, str) else None
+        if cycles and name in ("sgd", "rmsprop") and (
+                phase.momentum == 0 or (name == "rmsprop" and phase.momentum is None)):
+            raise ValueError(
+                f"{where} cycles the momentum, and {name}'s is 0 here: give the phase a momentum "
+                "(Phase(momentum=0.9)) or turn the cycle off (schedule_params={'cycle_momentum': False})")
+    elif phase.schedule == "cyclic":
+        number("step_size", 1)
+        number("gamma", 0, low_open=True)
+        number("base_lr", 0)
+    elif phase.schedule == "cosine":
+        number("alpha", 0, 1)
+        number("warmup_epochs", 0, phase.epochs, high_open=True)
 
 
 def make_optimizer(phase: Phase, steps_per_epoch: int | None = None):
@@ -458,7 +541,11 @@ def make_optimizer(phase: Phase, steps_per_epoch: int | None = None):
         lr = sched.lr_at(0)
         callbacks.append(sched)
     elif phase.schedule == "cosine":
-        warmup = int(params.pop("warmup_epochs", 0) * steps_per_epoch)
+        warmup_epochs = params.pop("warmup_epochs", 0)
+        warmup = int(warmup_epochs * steps_per_epoch)
+        if warmup_epochs and not warmup:
+            warnings.warn(f"Phase {phase.name!r}: warmup_epochs={warmup_epochs} of {steps_per_epoch} "
+                          "step(s) an epoch is no whole step: no warm-up", UserWarning, stacklevel=2)
         alpha = params.pop("alpha", 0.0)
         if params:
             raise ValueError(f"Phase {phase.name!r}: unknown cosine schedule params {sorted(params)}")

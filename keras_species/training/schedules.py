@@ -169,8 +169,10 @@ class OneCycle(_BatchSchedule):
     Over ``total_steps`` the learning rate rises from ``max_lr / div_factor`` to ``max_lr`` during
     the first ``pct_start`` of the steps, then falls to ``max_lr / div_factor /
     final_div_factor``; momentum (SGD/RMSprop ``momentum`` or Adam ``beta_1``) moves the other
-    way, ``max_momentum`` → ``base_momentum`` → ``max_momentum``. Same formulas and defaults as
-    ``torch.optim.lr_scheduler.OneCycleLR``: with ``max_lr=0.01`` the lr runs 4e-4 → 0.01 → 4e-8.
+    way, ``max_momentum`` → ``base_momentum`` → ``max_momentum``. The formulas and defaults of
+    ``torch.optim.lr_scheduler.OneCycleLR`` (with ``max_lr=0.01`` the lr runs 4e-4 → 0.01 →
+    4e-8), but the peak falls on a whole step (``round(pct_start * total_steps) - 1``), where
+    torch's may fall between two: equal step by step when ``pct_start * total_steps`` is whole.
 
     Args:
         max_lr: the peak learning rate.

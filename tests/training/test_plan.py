@@ -542,3 +542,44 @@ def test_a_scratch_model_gets_its_batchnorm_statistics_recalibrated(tmp_path):
         bn = m.get_layer("bn")
         np.testing.assert_allclose(np.asarray(bn.moving_mean), mean, rtol=1e-3, atol=1e-3)
         np.testing.assert_allclose(np.asarray(bn.moving_variance), variance, rtol=1e-3)
+
+
+def test_a_phases_settings_reach_an_optimizer_object():
+    # before: weight_decay, clipnorm and momentum of the phase were dropped for an object
+    phase = Phase("p", optimizer=keras.optimizers.SGD(learning_rate=0.01), learning_rate=0.01,
+                  weight_decay=1e-2, clipnorm=1.0, momentum=0.5)
+    opt, _ = make_optimizer(phase)
+    assert (opt.weight_decay, opt.clipnorm, float(opt.momentum)) == (1e-2, 1.0, 0.5)
+    adam, _ = make_optimizer(Phase("q", optimizer=keras.optimizers.Adam(), learning_rate=1e-3, momentum=0.8))
+    assert float(adam.beta_1) == 0.8
+
+
+def test_an_optimizer_on_its_own_schedule_takes_a_one_cycle_phase():
+    # before: Keras refused the float rate ("its learning rate is not settable") with a traceback
+    own = keras.optimizers.SGD(learning_rate=keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.5),
+                               momentum=0.9)
+    opt, cbs = make_optimizer(Phase("p", optimizer=own, learning_rate=0.01, schedule="onecycle"),
+                              steps_per_epoch=10)
+    assert float(opt.learning_rate) == pytest.approx(cbs[0].lr_at(0))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(schedule="cosine", schedule_params={"alpha": -1}), r"alpha must lie in \[0, 1\]"),
+    (dict(schedule="cosine", schedule_params={"warmup_epochs": 5}), r"warmup_epochs must lie in \[0, 5\)"),
+    (dict(schedule="cosine", schedule_params={"warmup_epochs": -1}), r"warmup_epochs must lie in"),
+    (dict(schedule="onecycle", schedule_params={"pct_strat": 0.25}), r"takes no schedule_params \['pct_strat'\]"),
+    (dict(schedule="onecycle", schedule_params={"div_factor": 0}), r"div_factor must lie in \(0, inf\]"),
+    (dict(schedule="constant", schedule_params={"alpha": 0.1}), r"schedule 'constant' takes no schedule_params"),
+    (dict(schedule="onecycle", optimizer="rmsprop"), r"cycles the momentum, and rmsprop's is 0 here: give "
+                                                     r"the phase a momentum \(Phase\(momentum=0.9\)\)"),
+])
+def test_schedule_params_are_checked_when_the_phase_is_made(kwargs, match):
+    # before: refused only when the phase started (after earlier phases trained), or never
+    with pytest.raises(ValueError, match=match):
+        Phase("p", epochs=5, learning_rate=0.01, **kwargs)
+
+
+def test_a_warm_up_shorter_than_a_step_is_said():
+    with pytest.warns(UserWarning, match=r"warmup_epochs=0.1 of 5 step\(s\) an epoch is no whole step"):
+        make_optimizer(Phase("p", epochs=3, learning_rate=0.01, schedule="cosine",
+                             schedule_params={"warmup_epochs": 0.1}), steps_per_epoch=5)
