@@ -270,6 +270,7 @@ def display_width(text: str) -> int:
         >>> display_width("鯛 fish"), display_width("cafe\u0301")
         (7, 4)
     """
+    text = unicodedata.normalize("NFC", text)  # macOS's decomposed Hangul: one wide syllable
     return sum(0 if unicodedata.category(c) in ("Mn", "Me", "Cf") else  # marks, joiners: no column
                2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 

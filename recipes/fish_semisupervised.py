@@ -364,8 +364,9 @@ def _check_training_images(labelled, config: FishSemiSupervisedConfig, stages: S
             "--hide-labels or give more labelled images (at least 3 a class)")
     missing = [m.class_names[i] for i in np.flatnonzero(counts == 0)]
     if missing:
-        learns = ("models 3 and 4 learn them from pseudo-labels only, models 1 and 2 not at all"
-                  if {3, 4} & set(stages) else
+        pseudo = sorted({3, 4} & set(stages))
+        learns = (f"{' and '.join(f'model {s}' for s in pseudo)} learn{'s' if len(pseudo) == 1 else ''} "
+                  "them from pseudo-labels only, the other models not at all" if pseudo else
                   "no model of these stages learns them (give each class at least 3 labelled images)")
         warnings.warn(f"{hide} leaves no training image of {len(missing)} class(es) "
                       f"({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}): R1's "

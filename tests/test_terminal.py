@@ -260,3 +260,6 @@ def test_display_width_counts_no_column_for_marks_and_joiners():
 
     assert display_width("ปลาหมึก") == 6 and display_width("a\u200db") == 2
     assert display_width("日本 鯛") == 7 and display_width("cafe\u0301") == 4
+    import unicodedata
+
+    assert display_width(unicodedata.normalize("NFD", "각시붕어")) == 8  # macOS's Hangul

@@ -643,7 +643,8 @@ def top_classes(m: Manifest, *, fraction: float | None = None, count: int | None
         kept = [name for name in tied if m.class_names.index(name) in chosen]
         warnings.warn(
             f"the top {keep_n} classes end within a tie: {len(tied)} classes have "
-            f"{int(counts[ranked[keep_n - 1]])} images each, and {len(kept)} of them are kept by "
+            f"{int(counts[ranked[keep_n - 1]])} images each, and {len(kept)} of them "
+            f"{'is' if len(kept) == 1 else 'are'} kept by "
             f"name ({', '.join(kept[:3])}{' ...' if len(kept) > 3 else ''}); keep more or fewer "
             "classes to take all or none of them", stacklevel=2)
     return m.select_classes([name for i, name in enumerate(m.class_names) if i in chosen])

@@ -380,19 +380,26 @@ def _steps_per_epoch(ds: tf.data.Dataset, phase: Phase) -> int:
     return n
 
 
-def _fresh_optimizer(phase: Phase, lr: Any) -> keras.optimizers.Optimizer:
+def _fresh_optimizer(phase: Phase, lr: Any, template: Any = None) -> keras.optimizers.Optimizer:
     """The optimizer a phase trains with, from the phase's optimizer object.
 
     Keras' own optimizer classes are rebuilt from the object's config (a new optimizer of its
     class and settings, no state, at step 0): the object itself was used before stop 30, and one
     object given to two phases carried its step count into the second, whose one-cycle or cosine
-    schedule then ran at its end (4e-08, 0) from the first batch. Another class (a subclass of
-    one's own, whose settings a config may not hold) is used as given, with a warning when it has
-    already taken steps. The phase's learning rate (or schedule) applies, with a warning where it
-    replaces the object's own rate; an object built on a schedule of its own keeps it under a
-    constant phase.
+    schedule then ran at its end (4e-08, 0) from the first batch. A ``LossScaleOptimizer`` is
+    rebuilt around a rebuilt inner optimizer. Another class (a subclass of one's own, whose
+    settings a config may not hold) is used as given, with a warning when it has already taken
+    steps. The phase's learning rate (or schedule) applies, with a warning where it replaces the
+    object's own rate; an object built on a schedule of its own keeps it under a constant phase.
+    The phase's ``momentum``, ``weight_decay`` and ``clipnorm``, when given, replace the object's
+    (:func:`_phase_settings`).
     """
-    template = phase.optimizer
+    template = phase.optimizer if template is None else template
+    if isinstance(template, keras.optimizers.LossScaleOptimizer):  # mixed precision's wrapper
+        outer = template.get_config()
+        inner = _fresh_optimizer(phase, lr, template.inner_optimizer)
+        return keras.optimizers.LossScaleOptimizer(
+            inner, initial_scale=outer["initial_scale"], dynamic_growth_steps=outer["dynamic_growth_steps"])
     own_schedule = learning_rate_schedule(template) is not None
     keep_own = phase.schedule == "constant" and own_schedule
     given = phase.learning_rate
@@ -407,7 +414,7 @@ def _fresh_optimizer(phase: Phase, lr: Any) -> keras.optimizers.Optimizer:
     settings = _phase_settings(phase, template)
     if type(template).__module__.startswith("keras."):
         config = {**template.get_config(), **settings}
-        if not keep_own:  # the phase's rate or schedule: a float could not replace a schedule later
+        if not keep_own and "learning_rate" in config:  # a float could not replace a schedule later
             config["learning_rate"] = lr
         try:
             optimizer = template.__class__.from_config(config)
@@ -433,18 +440,49 @@ def _fresh_optimizer(phase: Phase, lr: Any) -> keras.optimizers.Optimizer:
 
 def _phase_settings(phase: Phase, template) -> dict[str, Any]:
     """The optimizer settings a phase gives (``weight_decay``, ``clipnorm``, ``momentum`` as the
-    optimizer names it), laid over an optimizer object's own: they were dropped without a word."""
+    optimizer names it), laid over an optimizer object's own: they were dropped without a word.
+    A phase's ``clipnorm`` replaces the object's ``global_clipnorm``/``clipvalue`` (Keras takes
+    one of the three), with a warning; a ``momentum`` the optimizer has no setting for is warned
+    about and left out."""
     config = template.get_config()
     out: dict[str, Any] = {}
     if phase.weight_decay is not None:
         out["weight_decay"] = phase.weight_decay
     if phase.clipnorm is not None:
         out["clipnorm"] = phase.clipnorm
+        others = [k for k in ("global_clipnorm", "clipvalue") if config.get(k) is not None]
+        if others:
+            warnings.warn(f"Phase {phase.name!r}: its clipnorm={phase.clipnorm:g} replaces the optimizer "
+                          f"object's {', '.join(f'{k}={config[k]:g}' for k in others)} (Keras takes one)",
+                          UserWarning, stacklevel=4)
+            out.update({k: None for k in others})
     if phase.momentum is not None:
-        key = "momentum" if "momentum" in config else "beta_1" if "beta_1" in config else None
-        if key is not None:
+        key = momentum_setting(template)
+        if key is None:
+            warnings.warn(f"Phase {phase.name!r}: optimizer {type(template).__name__} has no momentum "
+                          f"(nor beta_1): momentum={phase.momentum:g} is left out", UserWarning, stacklevel=4)
+        else:
             out[key] = phase.momentum
     return out
+
+
+def momentum_setting(optimizer: Any) -> str | None:
+    """The config key of an optimizer's momentum: ``momentum`` (SGD, RMSprop), ``beta_1`` (Adam
+    and its kin), or None (Adagrad, Ftrl...); a ``LossScaleOptimizer`` answers for its inner one.
+
+    Args:
+        optimizer: a Keras optimizer.
+
+    Returns:
+        The key, or None.
+
+    Example:
+        >>> momentum_setting(keras.optimizers.Adam()), momentum_setting(keras.optimizers.Adagrad())
+        ('beta_1', None)
+    """
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    config = inner.get_config()
+    return "momentum" if "momentum" in config else "beta_1" if "beta_1" in config else None
 
 
 def _schedule_keys(schedule: str) -> set[str]:
@@ -486,9 +524,16 @@ def _check_schedule_params(phase: Phase) -> None:
         number("div_factor", 0, low_open=True)
         number("final_div_factor", 0, low_open=True)
         cycles = params.get("cycle_momentum", True)
-        name = phase.optimizer.lower() if isinstance(phase.optimizer, str) else None
-        if cycles and name in ("sgd", "rmsprop") and (
-                phase.momentum == 0 or (name == "rmsprop" and phase.momentum is None)):
+        if isinstance(phase.optimizer, str):
+            name = phase.optimizer.lower()
+            zero = name in ("sgd", "rmsprop") and (
+                phase.momentum == 0 or (name == "rmsprop" and phase.momentum is None))
+        else:  # an object: the phase's momentum, else its own
+            name = type(getattr(phase.optimizer, "inner_optimizer", phase.optimizer)).__name__
+            key = momentum_setting(phase.optimizer)
+            own = getattr(phase.optimizer, "inner_optimizer", phase.optimizer).get_config().get(key) if key else None
+            zero = key == "momentum" and (phase.momentum == 0 or (phase.momentum is None and not own))
+        if cycles and zero:
             raise ValueError(
                 f"{where} cycles the momentum, and {name}'s is 0 here: give the phase a momentum "
                 "(Phase(momentum=0.9)) or turn the cycle off (schedule_params={'cycle_momentum': False})")

@@ -205,7 +205,7 @@ def test_assign_folds_names_and_errors() -> None:
 def test_top_classes_keeps_most_frequent_with_name_ties() -> None:
     m = _single((5, 9, 5, 2, 9))  # c1, c4 = 9; then c0, c2 tie at 5 -> c0 by name
     with pytest.warns(UserWarning, match=r"the top 3 classes end within a tie: 2 classes have 5 "
-                                         r"images each, and 1 of them are kept by name \(c0\)"):
+                                         r"images each, and 1 of them is kept by name \(c0\)"):
         t = splits.top_classes(m, count=3)  # before: chosen by name without a word
     assert t.class_names == ["c0", "c1", "c4"]
     assert t.class_counts().tolist() == [5, 9, 9] and len(t) == 23

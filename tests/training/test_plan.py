@@ -583,3 +583,25 @@ def test_a_warm_up_shorter_than_a_step_is_said():
     with pytest.warns(UserWarning, match=r"warmup_epochs=0.1 of 5 step\(s\) an epoch is no whole step"):
         make_optimizer(Phase("p", epochs=3, learning_rate=0.01, schedule="cosine",
                              schedule_params={"warmup_epochs": 0.1}), steps_per_epoch=5)
+
+
+def test_a_loss_scale_optimizer_is_rebuilt_around_a_fresh_inner_one():
+    # a first version of the phase settings fell back to the object itself for a
+    # LossScaleOptimizer (its config has no learning_rate), so two phases shared its steps
+    lso = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1), initial_scale=1024.0)
+    opt, _ = make_optimizer(Phase("p", optimizer=lso, learning_rate=0.01, momentum=0.9))
+    assert isinstance(opt, keras.optimizers.LossScaleOptimizer) and opt is not lso
+    assert opt.inner_optimizer is not lso.inner_optimizer
+    assert float(opt.inner_optimizer.momentum) == 0.9 and float(opt.initial_scale) == 1024.0
+
+
+def test_a_phase_clipnorm_replaces_the_objects_other_clipping_and_momentum_goes_where_it_can():
+    sgd = keras.optimizers.SGD(0.1, global_clipnorm=2.0)
+    with pytest.warns(UserWarning, match=r"clipnorm=1 replaces the optimizer object's global_clipnorm=2"):
+        opt, _ = make_optimizer(Phase("p", optimizer=sgd, learning_rate=0.01, clipnorm=1.0))
+    assert opt is not sgd and (opt.clipnorm, opt.global_clipnorm) == (1.0, None)
+    with pytest.warns(UserWarning, match=r"Adagrad has no momentum \(nor beta_1\): momentum=0.8 is left out"):
+        make_optimizer(Phase("q", optimizer=keras.optimizers.Adagrad(), learning_rate=0.01, momentum=0.8))
+    with pytest.raises(ValueError, match=r"cycles the momentum, and SGD's is 0 here"):
+        Phase("r", optimizer=keras.optimizers.SGD(0.01), learning_rate=0.01, schedule="onecycle")
+    Phase("s", optimizer=keras.optimizers.SGD(0.01, momentum=0.9), learning_rate=0.01, schedule="onecycle")
