@@ -633,6 +633,9 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     """
     import keras
 
+    from keras_species.data.pipeline import check_seed
+
+    seed = check_seed(seed)  # a NumPy integer as a Python int; True, 3.5 or -1 refused, named
     os.environ["PYTHONHASHSEED"] = str(seed)
     random.seed(seed)
     np.random.seed(seed)

@@ -109,6 +109,7 @@ __all__ = [
     "load_keras_model",
     "model_image_size",
     "resolve_model_path",
+    "run_model_file",
     "run_cli",
 ]
 
@@ -116,6 +117,7 @@ FORMATS = ("keras", "saved_model", "tflite")
 QUANTIZE = ("float16", "int8")
 LABELS_JSON = "labels.json"
 BEST_MODEL = "best.keras"
+LAST_MODEL = "last.keras"
 FEATURE_RECIPE = "feature_classifiers"
 """The recipe whose run folders hold a scikit-learn classifier instead of a Keras model."""
 CLASSIFIER_JOBLIB = "classifier.joblib"
@@ -318,9 +320,36 @@ def _inside_fix(folder: Path, kind: str, saved_model: bool) -> str:
     return "export works from the Keras model: pass the .keras file or the run folder it came from"
 
 
+def run_model_file(folder: PathLike) -> Path | None:
+    """The model file of a run folder that its report scored: ``last.keras`` when the run was
+    trained with ``--evaluate-model last`` (``metrics.json`` names it), else ``best.keras``.
+
+    Before stop 31 a run folder always gave ``best.keras``, and a ``--evaluate-model last`` run
+    saved no other model, so ``predict`` and ``export`` of its folder used another model than the
+    one its report, ``metrics.json`` and ``predictions.csv`` scored.
+
+    Args:
+        folder: a run folder.
+
+    Returns:
+        The file, or None when the folder holds neither.
+
+    Example:
+        >>> run_model_file("runs/quickstart/demo")   # doctest: +SKIP
+        PosixPath('runs/quickstart/demo/best.keras')
+    """
+    folder = Path(folder)
+    doc, reason = read_json_object(folder / "metrics.json")
+    run = doc.get("run") if isinstance(doc, dict) and not reason else None
+    named = run.get("evaluated_model") if isinstance(run, dict) else None
+    if named == LAST_MODEL and (folder / LAST_MODEL).is_file():
+        return folder / LAST_MODEL
+    return folder / BEST_MODEL if (folder / BEST_MODEL).is_file() else None
+
+
 def resolve_model_path(path: PathLike, *, saved_model: bool = True, feature_run: bool = False) -> Path:
     """The model file or folder that ``path`` names: a ``.keras`` file, a SavedModel folder, or a
-    run folder (its ``best.keras``), checked before Keras or TensorFlow reads it
+    run folder (the model its report scored, :func:`run_model_file`: its ``best.keras``), checked before Keras or TensorFlow reads it
     (:func:`check_model_file`); with ``feature_run``, also a ``feature_classifiers`` run folder
     that holds its ``classifier.joblib`` (:func:`is_feature_run`; nothing is loaded here).
 
@@ -350,9 +379,10 @@ def resolve_model_path(path: PathLike, *, saved_model: bool = True, feature_run:
     if p.is_file():
         check_model_file(p, saved_model=saved_model, feature_run=feature_run)
         return _name_keras_reads(p)
-    if not is_saved_model(p) and (p / BEST_MODEL).is_file():  # a run folder
-        check_model_file(p / BEST_MODEL, saved_model=saved_model, feature_run=feature_run)
-        return p / BEST_MODEL
+    scored = None if is_saved_model(p) else run_model_file(p)
+    if scored is not None:  # a run folder: the model its report scored
+        check_model_file(scored, saved_model=saved_model, feature_run=feature_run)
+        return scored
     for candidate in (p, p / "saved_model"):  # a SavedModel, or a run folder holding one
         if is_saved_model(candidate):
             if not saved_model:

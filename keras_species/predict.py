@@ -77,7 +77,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import itertools
 import numbers
 import os
@@ -90,6 +89,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from keras_species import csvfile
 from keras_species.atomic import atomic_path, check_output_file
 from keras_species.data import sources
 from keras_species.data.images import add_max_pixels_flag, max_pixels_flag, max_pixels_hint
@@ -1391,7 +1391,7 @@ class _CsvWriter:
         self.k = max(1, min(top_k, len(self.names)))
         self.all = all_probabilities
         self.keep = list(keep)
-        self.writer = csv.writer(file)
+        self.writer = csvfile.writer(file)
         head = _prediction_columns(self.names, multilabel, self.k, all_probabilities)
         self.width = head.index("error") - 1
         keep_as = keep_as or {}  # the header's name of a kept column (kept_column_names)

@@ -80,7 +80,7 @@ from keras_species.terminal import (
     use_command_line_warnings,
 )
 from keras_species.training.run_process import describe
-from keras_species.training.runs import TRAIN_SECONDS, RunFolder, list_runs
+from keras_species.training.runs import BEST_MODEL, LAST_MODEL, TRAIN_SECONDS, RunFolder, list_runs
 from keras_species.weights_files import weights_setting
 
 RUN_CONTROL_FIELDS = ("out", "name", "resume", "overwrite", "verbose")
@@ -2193,6 +2193,11 @@ def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunRe
         if config.evaluate_model == "best"
         else trained.model
     )
+    scored = BEST_MODEL if config.evaluate_model == "best" and trained.best_path else LAST_MODEL
+    if scored == LAST_MODEL:  # the model the report scores is in the folder, for predict and export
+        from keras_species.training.callbacks import atomic_save_model
+
+        atomic_save_model(evaluated, run.path / LAST_MODEL)
     model_lines = [
         f"Backbone `{config.backbone}`, weights `{weights_setting(config.weights)}`, input "
         f"{config.image_size} px, head {list(config.head_units) or 'linear'} "
@@ -2223,6 +2228,7 @@ def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunRe
                 "params": int(model.count_params()),
                 "replicas": int(strategy.num_replicas_in_sync),
                 "policy": policy,
+                "evaluated_model": scored,  # predict and export of the run folder read it
             }
         },
         extra_sections=[data_section(prepared, datasets), ("Model", "\n\n".join(model_lines))],

@@ -365,3 +365,15 @@ def test_a_settings_file_names_a_bad_true_false_and_takes_none_for_no_values(tmp
     assert f"{path}: augment: expected true/false, got 'maybe'" in capsys.readouterr().err
     path.write_text(json.dumps({"classes": "none"}))
     assert parse_config(Config, ["--config", str(path)]).classes == []
+
+
+def test_seed_everything_takes_a_numpy_integer_and_refuses_what_is_no_seed():
+    # before: np.int64(3) failed in Python's random with a message that did not name the seed,
+    # and True was taken as seed 1
+    seed_everything(np.int64(3))
+    first = random.random()
+    seed_everything(3)
+    assert random.random() == first
+    for wrong in (True, 3.5, -1):
+        with pytest.raises(ValueError, match="seed"):
+            seed_everything(wrong)

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from keras_species import csvfile
 from keras_species.atomic import (
     _write_error,
     atomic_path,
@@ -1052,11 +1053,10 @@ def warn_emptied_classes(cleaned: Manifest, *, stacklevel: int = 2) -> None:
 
 # ---------------------------------------------------------------------------------- files.csv
 def _write_files_csv(report: AuditReport, path: str) -> None:
-    import csv
 
     cols = ["path", "format", "mode", "width", "height", "n_frames", "bytes", "orientation", "sha1", "error"]
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
+        w = csvfile.writer(f)
         w.writerow(cols)
         for info in report.files.values():
             d = info.to_dict()
@@ -1064,10 +1064,9 @@ def _write_files_csv(report: AuditReport, path: str) -> None:
 
 
 def _write_dropped_csv(dropped: Sequence[dict[str, str]], path: str) -> None:
-    import csv
 
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=["path", "reason"])
+        w = csvfile.dict_writer(f, ["path", "reason"])
         w.writeheader()
         w.writerows(dropped)
 

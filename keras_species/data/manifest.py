@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from keras_species import csvfile
 from keras_species.atomic import atomic_path, check_output_file
 from keras_species.jsonfile import json_type, kind_problem, parse_json
 
@@ -575,7 +576,7 @@ class Manifest:
         # written beside and moved over: a killed run leaves the old file or the new, never half
         with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
             f.write("# classes: " + json.dumps(self.class_names) + f" multilabel: {json.dumps(self.multilabel)}\n")
-            w = csv.writer(f)
+            w = csvfile.writer(f)
             w.writerow(cols)
             for i, p in enumerate(_paths_to_save(self.paths)):
                 row = [p, ";".join(self.label_names(i))]

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from sklearn import metrics as skm
 
+from keras_species import csvfile
 from keras_species.evaluation.metrics import single_label_metrics, unique_correct_wrong
 
 __all__ = ["COLUMNS", "compare_models", "comparison_table", "write_comparison_csv"]
@@ -177,12 +178,11 @@ def write_comparison_csv(path: str | os.PathLike, rows: Sequence[Mapping],
         >>> write_comparison_csv("runs/x/comparison.csv", [{"model": "a, b", "test_acc": 0.9}],
         ...                      ["model", "test_acc"])   # doctest: +SKIP
     """
-    import csv
 
     from keras_species.atomic import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+        writer = csvfile.writer(f)
         writer.writerow(columns)
         writer.writerows(["" if row.get(c) is None else row[c] for c in columns] for row in rows)
     return Path(path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_species import csvfile
 from keras_species.atomic import atomic_path
 from keras_species.evaluation.metrics import ranked_classes
 from keras_species.evaluation.thresholds import apply_thresholds
@@ -126,7 +126,7 @@ def write_predictions_csv(
     path.parent.mkdir(parents=True, exist_ok=True)
     prob_cols = [f"p_{x}" for x in names]
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
+        w = csvfile.writer(f)
         if multilabel:
             pred = apply_thresholds(probs, 0.5 if thresholds is None else thresholds)
             w.writerow(["path", "true", "pred", "exact_match", *prob_cols])

@@ -32,7 +32,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import gc
 import os
 import warnings
@@ -44,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn import metrics as skm
 
+from keras_species import csvfile
 from keras_species.atomic import atomic_path
 from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError
 
@@ -336,7 +336,7 @@ class CVResult:
         run_dir.mkdir(parents=True, exist_ok=True)
         rows = self.fold_rows()
         with atomic_path(run_dir / FOLDS_CSV) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer = csvfile.dict_writer(f, list(rows[0]))
             writer.writeheader()
             for r in rows:
                 writer.writerow({k: "" if v is None else v for k, v in r.items()})
@@ -443,7 +443,7 @@ def cross_validate(
 
     Args:
         build_model_fn: returns a fresh, uncompiled model (image 0–255 → softmax probabilities);
-            called once per fold after seeding with ``seed + fold``.
+            called once per fold after seeding with ``(seed + fold) % 2**32``.
         manifest_trainval: the labelled images to cross-validate (its own splits are ignored).
         test_manifest: the held-out test images (never trained on).
         k: number of folds (R2: 5).
@@ -484,7 +484,7 @@ def cross_validate(
     import keras
 
     from keras_species.data import splits
-    from keras_species.data.pipeline import make_dataset
+    from keras_species.data.pipeline import check_seed, make_dataset
     from keras_species.evaluation.metrics import single_label_metrics
     from keras_species.evaluation.tta import predict_tta, requested_transforms
     from keras_species.training.plan import Phase, train
@@ -521,10 +521,11 @@ def cross_validate(
         fold_dir = run_dir / f"fold{i}"
         val_mask = np.array([s == "val" for s in fm.splits], dtype=bool)
         train_m, val_m = fm.subset(~val_mask), fm.subset(val_mask)
-        keras.utils.set_random_seed(seed + i)
+        fold_seed = (check_seed(seed) + i) % 2**32  # a Python int in range (2**32 - 1 + i was not)
+        keras.utils.set_random_seed(fold_seed)
         train_ds = make_dataset(
             train_m, image_size, batch_size, training=True, augment=augment, cache=cache,
-            sample_weights=sample_weights, seed=(seed + i) % 2**32, **ds_kw,
+            sample_weights=sample_weights, seed=fold_seed, **ds_kw,
         )
         val_ds = make_dataset(val_m, image_size, batch_size, training=False, cache=cache, **ds_kw)
         if progress is not None:

@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from keras_species import csvfile
 from keras_species.atomic import atomic_path
 
 LR_KEY = "learning_rate"
@@ -113,7 +114,7 @@ def write_history(path: str | os.PathLike, rows: Sequence[dict]) -> Path:
     val_cols = sorted(k for k in rest if k.startswith("val_"))
     columns = [c for c in FIRST_COLUMNS if c in keys or c != LR_KEY] + train_cols + val_cols
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer = csvfile.dict_writer(f, columns, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from keras_species import csvfile
 from keras_species.atomic import atomic_path
 from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError
 
@@ -696,14 +697,13 @@ def write_pseudo_labels(result: PseudoLabels | tuple[Manifest, PseudoLabelStats]
     Example:
         >>> write_pseudo_labels(pseudo_label(model, pool), "run/pseudo_labels.csv")  # doctest: +SKIP
     """
-    import csv
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     m = result[0]
     conf = m.extra.get("confidence", [None] * len(m))
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
+        w = csvfile.writer(f)
         w.writerow(["path", "label", "confidence"])
         for p, k, c in zip(m.paths, m.labels, conf):
             w.writerow([p, m.class_names[int(k)], "" if c is None else f"{c:.4f}"])

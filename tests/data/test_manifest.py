@@ -360,3 +360,16 @@ def test_relative_paths_of_a_saved_manifest_start_at_its_folder(tmp_path: Path, 
     expected = [str(tmp_path / "cod" / "0.png"), "/abs/eel/0.png"]  # absolute ones as written
     assert Manifest.from_csv(tmp_path / "m.csv").paths == expected
     assert Manifest.from_json(tmp_path / "m.json").paths == expected
+
+
+def test_written_csvs_end_their_lines_with_a_line_feed(tmp_path):
+    # before: csv.writer's default ended rows in CRLF, beside a '# classes:' line in LF: one file
+    # mixed both, and `grep ',test$' split.csv` found nothing
+    m = Manifest(["a.png", "b.png"], np.array([0, 1]), ["cod", "eel"]).with_splits(["train", "test"])
+    path = tmp_path / "split.csv"
+    m.to_csv(path)
+    assert b"\r" not in path.read_bytes()
+    assert Manifest.from_csv(path).splits == ["train", "test"]
+    odd = Manifest(["odd\rname.png", "b.png"], np.array([0, 1]), ["cod", "eel"])  # a lone CR
+    odd.to_csv(path)
+    assert Manifest.from_csv(path).paths[0].endswith("odd\rname.png")

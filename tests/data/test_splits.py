@@ -779,3 +779,22 @@ def test_a_path_where_a_manifest_goes_is_named() -> None:
 def test_top_classes_count_is_a_whole_number() -> None:
     with pytest.raises(ManifestError, match=r"count must be a whole number between 1 and 3 .* got 2\.7"):
         splits.top_classes(_single((20, 10, 5)), count=2.7)  # before: kept 2
+
+
+def test_multilabel_splits_and_folds_do_not_depend_on_the_row_order() -> None:
+    # before: iterstrat and sklearn ran on the rows as listed, so the same CSV sorted another way
+    # gave another split and other folds for one seed (the single-label split sorted by path)
+    rng = np.random.default_rng(0)
+    hot = (rng.random((60, 4)) < 0.4).astype(np.uint8)
+    hot[hot.sum(1) == 0, 0] = 1
+    paths = [f"img_{i:03d}.png" for i in range(60)]
+    m = Manifest(paths, hot, ["a", "b", "c", "d"])
+    flipped = m.subset(np.arange(60)[::-1])
+    for make in (lambda x: splits.stratified_split(x, seed=3, group_aware=False),
+                 lambda x: splits.assign_folds(x, 3, seed=3, group_aware=False)):
+        one, two = make(m), make(flipped)
+        assert dict(zip(one.paths, one.splits)) == dict(zip(two.paths, two.splits))
+    single = _single((10, 12))
+    one = splits.assign_folds(single, 3, seed=3, group_aware=False)
+    two = splits.assign_folds(single.subset(np.arange(len(single))[::-1]), 3, seed=3, group_aware=False)
+    assert dict(zip(one.paths, one.splits)) == dict(zip(two.paths, two.splits))

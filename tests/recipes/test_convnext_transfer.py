@@ -139,3 +139,30 @@ def test_evaluate_model_last_keeps_the_final_epoch_and_the_report_says_which():
         "val_accuracy 0.7000.")
     assert _evaluated_line(trained, "val_accuracy", best=False) == (
         "Evaluated: the last weights, epoch 4 of the run (phase fine_tune).")
+
+
+def test_evaluate_model_last_saves_the_model_it_scores_and_predict_reads_it(tmp_path, eager_tf):
+    # before: only best.keras was saved, so predict and export of the run folder used another
+    # model than the one the report, metrics.json and predictions.csv scored
+    import csv
+
+    import numpy as np
+
+    from keras_species.export import resolve_model_path
+    from keras_species.predict import predict
+
+    data = write_image_folder(tmp_path / "plants", classes=("fern", "moss"), per_class=10,
+                              groups_per_class=10, size=(36, 36))
+    argv = ["--data", str(data), "--out", str(tmp_path / "runs"), "--name", "last",
+            "--backbone", "efficientnet_lite0", "--weights", "none", "--image-size", "32",
+            "--head-units", "8", "--batch-size", "8", "--head-epochs", "1", "--fine-tune-epochs", "2",
+            "--ratios", "0.6", "0.2", "0.2", "--evaluate-model", "last", "--verbose", "0"]
+    assert main(argv) == 0
+    run_dir = tmp_path / "runs" / "convnext_transfer" / "last"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["run"]["evaluated_model"] == "last.keras" and (run_dir / "last.keras").is_file()
+    assert resolve_model_path(run_dir) == run_dir / "last.keras"
+    rows = list(csv.DictReader(open(run_dir / "predictions.csv", encoding="utf-8")))
+    again = predict(run_dir, [r["path"] for r in rows])
+    probs = np.array([[float(r[k]) for k in r if k.startswith("p_")] for r in rows])
+    np.testing.assert_allclose(again.probabilities, probs, atol=1e-5)

@@ -160,3 +160,13 @@ def test_cross_validate_keeps_groups_in_one_fold_by_default(tmp_path, monkeypatc
     for fold in folds:
         sides = {s: set(fold.split(s).groups) for s in ("train", "val")}
         assert not sides["train"] & sides["val"]
+
+
+def test_the_highest_seed_and_a_numpy_seed_cross_validate(tmp_path):
+    # before: seed 2**32 - 1 crashed after the first fold had trained (seed + 1 out of range),
+    # and np.int64 seeds reached Keras, which refused them
+    trainval, test = _data(tmp_path)
+    for seed in (2**32 - 1, np.int64(3)):
+        cv = cross_validate(_tiny_model(3), trainval, test, k=2, train_fn=lambda model, *rest: model,
+                            image_size=24, batch_size=8, seed=seed, run_dir=tmp_path / f"cv{int(seed)}")
+        assert len(cv.folds) == 2
