@@ -721,10 +721,26 @@ class _RunEarlyStopping(keras.callbacks.EarlyStopping):
     """
 
     def __init__(self, history: HistoryWriter, phase: str, best_weights_path: Path, **kwargs):
-        super().__init__(**kwargs)
+        # Keras' own lines ("Restoring model weights from the end of the best epoch: 2") name
+        # the phase's best epoch, which readers took for the run's (best.keras, the one scored):
+        # this callback says both in its own words
+        self.say = bool(kwargs.pop("verbose", 0))
+        super().__init__(verbose=0, **kwargs)
         self.history, self.phase, self.best_weights_path = history, phase, Path(best_weights_path)
         self._seeded = False
         self.mode = kwargs.get("mode", "auto")  # "min"/"max" here; Keras before 3.11 did not keep it
+
+    def on_train_end(self, logs=None):
+        super().on_train_end(logs)
+        if not self.say:
+            return
+        if self.stopped_epoch > 0:
+            print(f"end of phase {self.phase!r}: stopped early after epoch {self.stopped_epoch + 1}, "
+                  f"{self.monitor} not improved for {self.patience} epoch(s)")
+        if self.restore_best_weights and self.best_weights is not None and self.best is not None:
+            print(f"end of phase {self.phase!r}: the weights of its best epoch, {self.best_epoch + 1} "
+                  f"({self.monitor} {float(self.best):.4f}), go on; best.keras keeps the run's best "
+                  "epoch over every phase")
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)

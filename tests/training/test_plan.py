@@ -478,6 +478,10 @@ def test_each_phase_starts_with_a_line_that_explains_the_epoch_numbers(tmp_path,
     assert lines[0].endswith("learning rate 0.001") and lines[1].endswith("learning rate 0.0001")
     assert out.index(lines[1]) < out.index("Epoch 2/3")  # Keras' numbering is unchanged
     assert [r["epoch"] for r in rows] == [1, 2, 3]
+    # the phase's restored epoch in the library's words, apart from the run's best (best.keras)
+    assert "Restoring model weights" not in out
+    assert "end of phase 'fine_tune': the weights of its best epoch, " in out
+    assert "best.keras keeps the run's best epoch over every phase" in out
     train(tiny_model(), phases[:1], dataset(x, y), None, tmp_path / "quiet", verbose=0)
     assert "phase 1/1" not in capsys.readouterr().out  # verbose=0 stays silent
 
