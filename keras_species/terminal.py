@@ -113,6 +113,14 @@ def _spelling(word: str) -> str:
     return head + word[len(head):].lower().replace("-", "_")
 
 
+SAME_SETTING: dict[str, tuple[str, ...]] = {
+    "--drop-list": ("--drop",), "--drop": ("--drop-list",),
+    "--policy": ("--clean-policy",), "--clean-policy": ("--policy",),
+}
+"""One setting under the names of ``audit`` and of the recipes: each command suggests its own
+for the other's (``--drop-list x.txt`` on a recipe gave no hint of ``--drop``)."""
+
+
 def close_options(parser: argparse.ArgumentParser, typed: str) -> list[str]:
     """The ``--options`` of ``parser`` that a mistyped one may have meant: close spellings
     (:func:`difflib.get_close_matches`), then options holding the typed word (``--size`` ->
@@ -140,6 +148,7 @@ def close_options(parser: argparse.ArgumentParser, typed: str) -> list[str]:
     # `--top_k` for `--top-k`, `--Epochs` for `--epochs`: compared in one spelling
     spelled = {_spelling(o): o for o in options}
     near = [spelled[o] for o in difflib.get_close_matches(_spelling(name), spelled, n=2, cutoff=0.75)]
+    near = [o for o in SAME_SETTING.get(name.lower().replace("_", "-"), ()) if o in options] + near
     if word:
         near += [o for o in options if word in o[2:].split("-") or o[2:].endswith(word)]
     meant: list[str] = []

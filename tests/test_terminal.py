@@ -263,3 +263,20 @@ def test_display_width_counts_no_column_for_marks_and_joiners():
     import unicodedata
 
     assert display_width(unicodedata.normalize("NFD", "각시붕어")) == 8  # macOS's Hangul
+
+
+def test_audit_and_recipe_names_of_one_setting_suggest_each_other():
+    # before: `--drop-list x.txt` on a recipe (whose flag is --drop) and `audit --clean-policy`
+    # (whose flag is --policy) got no hint
+    import argparse
+
+    from keras_species.terminal import close_options
+
+    recipe = argparse.ArgumentParser()
+    recipe.add_argument("--drop")
+    recipe.add_argument("--clean-policy")
+    audit = argparse.ArgumentParser()
+    audit.add_argument("--drop-list")
+    audit.add_argument("--policy")
+    assert close_options(recipe, "--drop-list") == ["--drop"]
+    assert close_options(audit, "--clean-policy")[0] == "--policy"
