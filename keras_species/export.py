@@ -314,7 +314,8 @@ def _inside_fix(folder: Path, kind: str, saved_model: bool) -> str:
         return (f"export cannot write its scikit-learn classifier as a Keras model; keras-species "
                 f"predict {shlex.quote(str(folder))} INPUT classifies images with it")
     if kind == "run":
-        return f"pass the run folder {folder} itself (its {BEST_MODEL} is read)"
+        scored = run_model_file(folder)
+        return f"pass the run folder {folder} itself (its {(scored or folder / BEST_MODEL).name} is read)"
     if saved_model:
         return f"pass the SavedModel folder {folder} itself"
     return "export works from the Keras model: pass the .keras file or the run folder it came from"
@@ -334,16 +335,34 @@ def run_model_file(folder: PathLike) -> Path | None:
     Returns:
         The file, or None when the folder holds neither.
 
+    Raises:
+        ExportError: the run scored ``last.keras`` (``metrics.json``, or ``config.json``'s
+            ``evaluate_model`` when ``metrics.json`` cannot be read) and it is missing.
+
     Example:
         >>> run_model_file("runs/quickstart/demo")   # doctest: +SKIP
         PosixPath('runs/quickstart/demo/best.keras')
     """
+    from keras_species.training.runs import CONFIG
+
     folder = Path(folder)
     doc, reason = read_json_object(folder / "metrics.json")
     run = doc.get("run") if isinstance(doc, dict) and not reason else None
     named = run.get("evaluated_model") if isinstance(run, dict) else None
-    if named == LAST_MODEL and (folder / LAST_MODEL).is_file():
-        return folder / LAST_MODEL
+    if named is None:  # no metrics.json (or a damaged one): the run's own setting says
+        conf, _ = read_json_object(folder / CONFIG)
+        settings = conf.get("config") if isinstance(conf, dict) else None
+        if isinstance(settings, dict) and settings.get("evaluate_model") == "last":
+            named = LAST_MODEL
+    if named == LAST_MODEL:
+        if (folder / LAST_MODEL).is_file():
+            return folder / LAST_MODEL
+        if (folder / BEST_MODEL).is_file():  # never another model than the one scored, unsaid
+            raise ExportError(
+                f"{folder} was trained with --evaluate-model last, and its report scores "
+                f"{LAST_MODEL}, which it does not hold (a run from before stop 31, or the file was "
+                f"removed): evaluate it again with --resume to write it, or pass "
+                f"{folder / BEST_MODEL} to use the best epoch's model")
     return folder / BEST_MODEL if (folder / BEST_MODEL).is_file() else None
 
 

@@ -2221,6 +2221,7 @@ def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunRe
         title=title or f"{recipe}: {config.backbone} — {run.path.name}",
         tta=config.tta,
         thresholds=getattr(config, "thresholds", 0.5),
+        monitor=phases[0].monitor or ("val_micro_f1" if multilabel else "val_accuracy"),
         extra_metrics={
             "run": {
                 "train_seconds": round(train_seconds, 1),

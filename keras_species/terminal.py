@@ -115,7 +115,7 @@ def _spelling(word: str) -> str:
 
 SAME_SETTING: dict[str, tuple[str, ...]] = {
     "--drop-list": ("--drop",), "--drop": ("--drop-list",),
-    "--policy": ("--clean-policy",), "--clean-policy": ("--policy",),
+    "--policy": ("--clean-policy", "--mixed-precision"), "--clean-policy": ("--policy",),
 }
 """One setting under the names of ``audit`` and of the recipes: each command suggests its own
 for the other's (``--drop-list x.txt`` on a recipe gave no hint of ``--drop``)."""

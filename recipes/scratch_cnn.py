@@ -429,6 +429,7 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
     ev = evaluate_and_report(
         ensemble, evaluated, run_folder, image_size=config.image_size, batch_size=batch,
         history=run_folder.history_path, config=config, tta=tta,
+        monitor=monitor_setting(config.monitor) or "val_accuracy",  # each fold's kept epoch
         title=f"scratch_cnn — {arch}{'' if chosen == arch else f' ({chosen})'}, "
               f"{cv.k}-fold ensemble",
         extra_metrics={"folds": cv.fold_rows(), **({"added_classes": added} if added else {})},

@@ -864,3 +864,22 @@ def test_the_labels_of_an_exported_logits_model_say_probabilities(images, tmp_pa
     if fmt == "tflite":
         served = _run_tflite(out, images["same"])
         np.testing.assert_allclose(lmap.probabilities(served), served, atol=1e-6)
+
+
+def test_a_run_that_scored_last_keras_without_it_is_refused_not_read_as_best(model, tmp_path):
+    # a first version fell back to best.keras without a word when last.keras was missing or
+    # metrics.json could not be read
+    from keras_species.export import resolve_model_path
+
+    run = tmp_path / "runs" / "quickstart" / "r"
+    run.mkdir(parents=True)
+    model.save(run / "best.keras")
+    (run / "config.json").write_text(json.dumps({"recipe": "quickstart", "config": {"evaluate_model": "last"}}))
+    (run / "metrics.json").write_text("{ damaged")
+    with pytest.raises(ExportError, match=r"trained with --evaluate-model last, and its report scores "
+                                          r"last.keras, which it does not hold"):
+        resolve_model_path(run)
+    model.save(run / "last.keras")
+    assert resolve_model_path(run) == run / "last.keras"
+    (run / "config.json").write_text(json.dumps({"recipe": "quickstart", "config": {"evaluate_model": "best"}}))
+    assert resolve_model_path(run) == run / "best.keras"

@@ -22,6 +22,7 @@ COLUMNS: tuple[tuple[str, str, str | None], ...] = (
     ("val_acc", "val acc", "max"),
     ("test_loss", "test loss", "min"),
     ("test_acc", "test acc", "max"),
+    ("test_acc_tta", "test acc (TTA)", "max"),
     ("top5", "top-5", "max"),
     ("macro_auc", "macro AUC", "max"),
     ("unique_correct", "#unique correct", None),

@@ -338,6 +338,7 @@ def evaluate_and_report(
     extra_sections: Sequence[tuple[str, str]] = (),
     plots: bool = True,
     thresholds_tuned_on_val: bool = False,
+    monitor: str | None = None,
 ) -> Evaluation:
     """Predict the test split, score it, and write metrics, predictions, plots and report.
 
@@ -373,6 +374,8 @@ def evaluate_and_report(
         extra_metrics: more top-level blocks for ``metrics.json`` (e.g. ``{"timing": ...}``).
         extra_sections: ``(heading, markdown)`` sections appended to the report.
         plots: draw the figures.
+        monitor: the quantity the run kept its best epoch by (``val_accuracy``...), which the
+            report's training summary names; default ``val_loss``.
         thresholds_tuned_on_val: multi-label: the ``thresholds`` given as values were tuned on
             this manifest's ``val`` split (as ``multilabel_resnet`` tunes them), so the ``val``
             block carries the same "optimistic" note as with ``"global"``/``"per_class"``.
@@ -441,9 +444,11 @@ def evaluate_and_report(
             results["val"]["note"] = TUNED_ON_VAL_NOTE
     tta_m = None
     if requested_transforms(tta):  # "none" in any case is plain inference: no second pass
-        tta_pred = predict_manifest(
-            model, test_m, image_size=image_size, batch_size=batch_size, tta=tta, output=output
-        )
+        with warnings.catch_warnings():  # the plain pass named the unreadable images already
+            warnings.filterwarnings("ignore", message=r".*unreadable image\(s\) left out of the evaluation")
+            tta_pred = predict_manifest(
+                model, test_m, image_size=image_size, batch_size=batch_size, tta=tta, output=output
+            )
         tta_m = score(tta_pred, names, **scoring)
         keep = ("n", "accuracy", "top5_accuracy", "f1_macro", "log_loss", "exact_match", "f1_micro", "map")
         results["test_tta"] = {"transforms": tta if isinstance(tta, str) else list(tta)}
@@ -478,7 +483,7 @@ def evaluate_and_report(
     cfg = config_to_dict(config) if config is not None else None
     report_mod.render_report(  # test_tta: in the side-by-side section, not a table of its own
         run_dir, title=title, config=cfg, metrics={k: v for k, v in results.items() if k != "test_tta"},
-        history=history, plots=figures, extra_sections=sections,
+        history=history, plots=figures, extra_sections=sections, monitor=monitor,
     )
     return Evaluation(
         metrics=results,

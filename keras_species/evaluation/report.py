@@ -14,6 +14,7 @@ from keras_species import csvfile
 from keras_species.atomic import atomic_path
 from keras_species.evaluation.metrics import ranked_classes
 from keras_species.evaluation.thresholds import apply_thresholds
+from keras_species.training.quantities import best_epoch
 
 __all__ = [
     "to_jsonable", "write_predictions_csv", "write_metrics_json", "render_report", "label_set_text",
@@ -294,12 +295,13 @@ def _per_class(m: Mapping, n_rare: int) -> list[str]:
     return lines
 
 
-def _history_summary(history) -> list[str]:
+def _history_summary(history, monitor: str | None = None) -> list[str]:
     from keras_species.evaluation.plots import load_history
 
     rows = load_history(history)
     if not rows:
         return []
+    monitor = monitor or "val_loss"
     phases: list[str] = []
     for r in rows:
         ph = str(r.get("phase", ""))
@@ -307,16 +309,30 @@ def _history_summary(history) -> list[str]:
             phases.append(ph)
     folds = list(dict.fromkeys(r["fold"] for r in rows if r.get("fold") not in (None, "")))
     if len(folds) > 1:  # separate models on their own val images: one best epoch per fold
-        return _fold_history_summary(rows, folds)
+        return _fold_history_summary(rows, folds, monitor)
     out = [f"Epochs run: {len(rows)}" + (f" in phases {', '.join(phases)}." if phases else ".")]
-    vl = [(r["val_loss"], i) for i, r in enumerate(rows) if isinstance(r.get("val_loss"), float)]
-    if vl:
-        best, i = min(vl)
+    found = best_epoch(rows, monitor)
+    if found:
+        i, best = found
         where = f" (phase {rows[i]['phase']})" if "phase" in rows[i] else ""
-        acc = rows[i].get("val_accuracy", rows[i].get("val_acc"))
-        acc_s = f", val accuracy {_fmt(acc)}" if isinstance(acc, float) else ""
-        out.append(f"Lowest val loss {best:.4f} at epoch {i + 1} of the run{where}{acc_s}.")
+        out.append(f"{_best_text(monitor, best)} at epoch {i + 1} of the run{where}{_beside(rows[i], monitor)}.")
     return out
+
+
+def _best_text(monitor: str, value: float) -> str:
+    """``Lowest val loss 0.4821`` (the summary's wording since stop 20) or ``Best val_accuracy
+    0.8571``: the quantity the run's checkpoint kept its best epoch by."""
+    return f"Lowest val loss {value:.4f}" if monitor == "val_loss" else f"Best {monitor} {value:.4f}"
+
+
+def _beside(row: dict, monitor: str) -> str:
+    """The other validation figure of the epoch: its accuracy beside a loss, its loss beside
+    anything else."""
+    if monitor == "val_loss":
+        acc = row.get("val_accuracy", row.get("val_acc"))
+        return f", val accuracy {_fmt(acc)}" if isinstance(acc, float) else ""
+    loss = row.get("val_loss")
+    return f", val loss {loss:.4f}" if isinstance(loss, float) else ""
 
 
 def _whole(value: object) -> str:
@@ -326,23 +342,24 @@ def _whole(value: object) -> str:
     return str(value)
 
 
-def _fold_history_summary(rows: list[dict], folds: list) -> list[str]:
+def _fold_history_summary(rows: list[dict], folds: list, monitor: str = "val_loss") -> list[str]:
     """The training summary of a cross-validated run: its epochs per fold, and each fold's own
-    epoch of lowest val loss (the lowest over the run would compare losses on different val
-    images)."""
+    best epoch on ``monitor``, the one its model kept (the best over the run would compare
+    scores on different val images). Before stop 31 it always named the epoch of lowest val
+    loss, another one than the fold kept under ``--monitor val_accuracy``."""
     per_fold = {f: [r for r in rows if r.get("fold") == f] for f in folds}
     counts = ", ".join(str(len(v)) for v in per_fold.values())
     out = [f"Epochs run: {len(rows)} over {len(folds)} folds ({counts}). Each fold is a model of "
            "its own, scored on its own val images, so each has its own best epoch:"]
     for f, fold_rows in per_fold.items():
-        vl = [(r["val_loss"], i) for i, r in enumerate(fold_rows) if isinstance(r.get("val_loss"), float)]
-        if not vl:
+        found = best_epoch(fold_rows, monitor)
+        if not found:
             continue
-        best, i = min(vl)
-        acc = fold_rows[i].get("val_accuracy", fold_rows[i].get("val_acc"))
-        acc_s = f", val accuracy {_fmt(acc)}" if isinstance(acc, float) else ""
+        i, best = found
         epoch = fold_rows[i].get("epoch", i + 1)
-        out.append(f"- fold {_whole(f)}: lowest val loss {best:.4f} at its epoch {_whole(epoch)}{acc_s}")
+        text = _best_text(monitor, best)
+        out.append(f"- fold {_whole(f)}: {text[0].lower() + text[1:]} at its epoch {_whole(epoch)}"
+                   f"{_beside(fold_rows[i], monitor)}")
     return out
 
 
@@ -368,6 +385,7 @@ def render_report(
     plots: Mapping[str, PathLike] | None = None,
     extra_sections: Sequence[tuple[str, str]] = (),
     n_rare: int = 3,
+    monitor: str | None = None,
 ) -> str:
     """Write ``run_dir/report.md`` and return its markdown.
 
@@ -388,6 +406,8 @@ def render_report(
             ``{"test": that, "val": ..., ...}`` as in ``metrics.json``; a block's ``note``
             string goes in its heading (``### val (thresholds tuned on it: optimistic)``).
         history: ``history.csv`` path or rows (see ``plots.load_history``), or None.
+        monitor: the quantity the run kept its best epoch (or each fold's) by, which the
+            training summary names (default ``val_loss``).
         plots: figure name -> PNG path (known names: ``confusion_matrix``, ``per_class_f1``,
             ``learning_curves``, ``confident_mistakes``, ``uncertain_predictions``,
             ``pr_curves``, ``roc_curves``, ``threshold_curve``; others go under "Other figures").
@@ -431,7 +451,7 @@ def render_report(
     if per_class:
         md += ["## Per-class results", "", *per_class, ""]
 
-    summary = _history_summary(history) if history is not None else []
+    summary = _history_summary(history, monitor) if history is not None else []
     if summary:
         md += ["## Training", "", *summary, ""]
 

@@ -54,8 +54,10 @@ from keras_species.training.callbacks import (
 )
 from keras_species.training.quantities import (  # logged_quantities: plan's name for it too
     Task,
+    best_epoch,  # noqa: F401  (plan's name for it too)
     logged_quantities,  # noqa: F401
     metric_names,
+    monitor_mode,
 )
 from keras_species.training.runs import RunFolder
 from keras_species.training.schedules import CyclicLR, OneCycle
@@ -221,49 +223,6 @@ class TrainResult:
     run_dir: Path
 
 
-def monitor_mode(monitor: str) -> str:
-    """``"min"`` for losses and errors, ``"max"`` for everything else (accuracy, AUC, F1).
-
-    Args:
-        monitor: a logs key such as ``val_loss`` or ``val_micro_f1``.
-
-    Returns:
-        ``"min"`` or ``"max"``.
-
-    Example:
-        >>> monitor_mode("val_loss"), monitor_mode("val_accuracy")
-        ('min', 'max')
-    """
-    low = monitor.lower()
-    return "min" if any(w in low for w in ("loss", "error", "mse", "mae", "crossentropy")) else "max"
-
-
-def best_epoch(history: Sequence[dict], monitor: str) -> tuple[int, float] | None:
-    """The first epoch that reached the best value of ``monitor``, as the best-model checkpoint
-    keeps it (a later tie does not replace it).
-
-    Args:
-        history: one dict per epoch (``TrainResult.history``, ``history.csv`` rows).
-        monitor: a logs key such as ``val_accuracy`` (``min`` or ``max`` by :func:`monitor_mode`).
-
-    Returns:
-        ``(index into history, value)``, or None when no epoch logged a finite value.
-
-    Example:
-        >>> best_epoch([{"val_loss": 0.5}, {"val_loss": 0.4}, {"val_loss": 0.4}], "val_loss")
-        (1, 0.4)
-    """
-    lower = monitor_mode(monitor) == "min"
-    best: tuple[int, float] | None = None
-    for i, row in enumerate(history):
-        value = row.get(monitor)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            continue
-        if best is None or (value < best[1] if lower else value > best[1]):
-            best = (i, float(value))
-    return best
-
-
 def _output_layers(model: keras.Model) -> list:
     names = list(getattr(model, "output_names", None) or [])
     layers = []
@@ -411,7 +370,7 @@ def _fresh_optimizer(phase: Phase, lr: Any, template: Any = None) -> keras.optim
             f"phase's learning_rate {float(given):g}; give the rate as the phase's learning_rate",
             UserWarning, stacklevel=3)
     optimizer = template
-    settings = _phase_settings(phase, template)
+    settings, notes = _phase_settings(phase, template)
     if type(template).__module__.startswith("keras."):
         config = {**template.get_config(), **settings}
         if not keep_own and "learning_rate" in config:  # a float could not replace a schedule later
@@ -420,6 +379,9 @@ def _fresh_optimizer(phase: Phase, lr: Any, template: Any = None) -> keras.optim
             optimizer = template.__class__.from_config(config)
         except (TypeError, ValueError, NotImplementedError):  # a schedule Keras cannot rebuild
             optimizer = template
+    if optimizer is not template:
+        for note in notes:  # what the rebuilt optimizer took in place of the object's settings
+            warnings.warn(f"Phase {phase.name!r}: {note}", UserWarning, stacklevel=3)
     if optimizer is template:
         if int(template.iterations.numpy()) > 0:
             warnings.warn(
@@ -428,9 +390,10 @@ def _fresh_optimizer(phase: Phase, lr: Any, template: Any = None) -> keras.optim
                 "each phase: its step count and state go on into this phase (give each phase its "
                 "own object)",
                 UserWarning, stacklevel=3)
-        if settings:
+        given = sorted(k for k, v in settings.items() if v is not None)  # the phase's own settings
+        if given:
             warnings.warn(
-                f"Phase {phase.name!r}: the phase's {', '.join(sorted(settings))} cannot be given to "
+                f"Phase {phase.name!r}: the phase's {', '.join(given)} cannot be given to "
                 f"optimizer {type(template).__name__}, which is used as given (set them on the object)",
                 UserWarning, stacklevel=3)
         if not keep_own:
@@ -438,7 +401,7 @@ def _fresh_optimizer(phase: Phase, lr: Any, template: Any = None) -> keras.optim
     return optimizer
 
 
-def _phase_settings(phase: Phase, template) -> dict[str, Any]:
+def _phase_settings(phase: Phase, template) -> tuple[dict[str, Any], list[str]]:
     """The optimizer settings a phase gives (``weight_decay``, ``clipnorm``, ``momentum`` as the
     optimizer names it), laid over an optimizer object's own: they were dropped without a word.
     A phase's ``clipnorm`` replaces the object's ``global_clipnorm``/``clipvalue`` (Keras takes
@@ -446,15 +409,15 @@ def _phase_settings(phase: Phase, template) -> dict[str, Any]:
     about and left out."""
     config = template.get_config()
     out: dict[str, Any] = {}
+    notes: list[str] = []  # said once the optimizer is rebuilt with them
     if phase.weight_decay is not None:
         out["weight_decay"] = phase.weight_decay
     if phase.clipnorm is not None:
         out["clipnorm"] = phase.clipnorm
         others = [k for k in ("global_clipnorm", "clipvalue") if config.get(k) is not None]
         if others:
-            warnings.warn(f"Phase {phase.name!r}: its clipnorm={phase.clipnorm:g} replaces the optimizer "
-                          f"object's {', '.join(f'{k}={config[k]:g}' for k in others)} (Keras takes one)",
-                          UserWarning, stacklevel=4)
+            notes.append(f"its clipnorm={phase.clipnorm:g} replaces the optimizer object's "
+                         f"{', '.join(f'{k}={config[k]:g}' for k in others)} (Keras takes one)")
             out.update({k: None for k in others})
     if phase.momentum is not None:
         key = momentum_setting(template)
@@ -463,7 +426,7 @@ def _phase_settings(phase: Phase, template) -> dict[str, Any]:
                           f"(nor beta_1): momentum={phase.momentum:g} is left out", UserWarning, stacklevel=4)
         else:
             out[key] = phase.momentum
-    return out
+    return out, notes
 
 
 def momentum_setting(optimizer: Any) -> str | None:
@@ -720,7 +683,9 @@ class _RunEarlyStopping(keras.callbacks.EarlyStopping):
     from ``best_weights_path``, which is rewritten at each new best epoch of the phase.
     """
 
-    def __init__(self, history: HistoryWriter, phase: str, best_weights_path: Path, **kwargs):
+    def __init__(self, history: HistoryWriter, phase: str, best_weights_path: Path,
+                 end_epoch: int | None = None, **kwargs):
+        self.end_epoch = end_epoch  # the fit's `epochs`: its last epoch is end_epoch - 1
         # Keras' own lines ("Restoring model weights from the end of the best epoch: 2") name
         # the phase's best epoch, which readers took for the run's (best.keras, the one scored):
         # this callback says both in its own words
@@ -734,9 +699,10 @@ class _RunEarlyStopping(keras.callbacks.EarlyStopping):
         super().on_train_end(logs)
         if not self.say:
             return
-        if self.stopped_epoch > 0:
+        early = self.stopped_epoch > 0 and (self.end_epoch is None or self.stopped_epoch + 1 < self.end_epoch)
+        if early:  # Keras sets stopped_epoch on the last epoch too
             print(f"end of phase {self.phase!r}: stopped early after epoch {self.stopped_epoch + 1}, "
-                  f"{self.monitor} not improved for {self.patience} epoch(s)")
+                  f"{self.monitor} not improved for {self.wait} epoch(s)")
         if self.restore_best_weights and self.best_weights is not None and self.best is not None:
             print(f"end of phase {self.phase!r}: the weights of its best epoch, {self.best_epoch + 1} "
                   f"({self.monitor} {float(self.best):.4f}), go on; best.keras keeps the run's best "
@@ -979,6 +945,7 @@ def train(
                     history,
                     phase.name,
                     run.phase_best_weights_path(index),
+                    end_epoch=epoch + phase.epochs,
                     monitor=monitor,
                     mode=mode,
                     patience=phase.early_stopping_patience

@@ -7,6 +7,8 @@ without importing Keras: this module imports nothing heavy.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Literal
 
 Task = Literal["single", "multi", "custom"]
@@ -64,3 +66,46 @@ def logged_quantities(task: Task, num_classes: int | None = None, *, validation:
 
 
 __all__ = ["Task", "TOP5_MIN_CLASSES", "metric_names", "logged_quantities"]
+
+
+def monitor_mode(monitor: str) -> str:
+    """``"min"`` for losses and errors, ``"max"`` for everything else (accuracy, AUC, F1).
+
+    Args:
+        monitor: a logs key such as ``val_loss`` or ``val_micro_f1``.
+
+    Returns:
+        ``"min"`` or ``"max"``.
+
+    Example:
+        >>> monitor_mode("val_loss"), monitor_mode("val_accuracy")
+        ('min', 'max')
+    """
+    low = monitor.lower()
+    return "min" if any(w in low for w in ("loss", "error", "mse", "mae", "crossentropy")) else "max"
+
+
+def best_epoch(history: Sequence[dict], monitor: str) -> tuple[int, float] | None:
+    """The first epoch that reached the best value of ``monitor``, as the best-model checkpoint
+    keeps it (a later tie does not replace it).
+
+    Args:
+        history: one dict per epoch (``TrainResult.history``, ``history.csv`` rows).
+        monitor: a logs key such as ``val_accuracy`` (``min`` or ``max`` by :func:`monitor_mode`).
+
+    Returns:
+        ``(index into history, value)``, or None when no epoch logged a finite value.
+
+    Example:
+        >>> best_epoch([{"val_loss": 0.5}, {"val_loss": 0.4}, {"val_loss": 0.4}], "val_loss")
+        (1, 0.4)
+    """
+    lower = monitor_mode(monitor) == "min"
+    best: tuple[int, float] | None = None
+    for i, row in enumerate(history):
+        value = row.get(monitor)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            continue
+        if best is None or (value < best[1] if lower else value > best[1]):
+            best = (i, float(value))
+    return best

@@ -759,8 +759,9 @@ class RunFolder:
 
     def reset_training(self) -> None:
         """Remove what a previous training in this folder left (history, state, backups,
-        phase checkpoints, best.keras, TensorBoard logs): a run started without ``--resume``."""
-        for name in (HISTORY, STATE, BEST_MODEL):
+        phase checkpoints, best.keras, last.keras, TensorBoard logs): a run started without
+        ``--resume``."""
+        for name in (HISTORY, STATE, BEST_MODEL, LAST_MODEL):
             (self.path / name).unlink(missing_ok=True)
         for name in (BACKUP, CHECKPOINTS, TENSORBOARD):
             shutil.rmtree(self.path / name, ignore_errors=True)

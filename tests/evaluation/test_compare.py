@@ -63,3 +63,9 @@ def test_values_that_print_alike_are_bold_alike() -> None:
     table = comparison_table([{"model": "a", "test_acc": 0.5}, {"model": "b", "test_acc": 0.49999},
                               {"model": "c", "test_acc": 0.4}])
     assert table.count("**0.5000**") == 2 and "**0.4000**" not in table
+
+
+def test_the_tta_column_has_a_header_and_its_best_in_bold() -> None:
+    # before: a raw `test_acc_tta` header, never bolded (scratch_cnn's ablation table)
+    table = comparison_table([{"model": "a", "test_acc_tta": 0.7}, {"model": "b", "test_acc_tta": 0.6}])
+    assert "test acc (TTA)" in table and "**0.7000**" in table and "test_acc_tta" not in table

@@ -247,3 +247,23 @@ def test_a_metric_block_note_labels_its_heading(tmp_path: Path) -> None:
         "test": {"accuracy": 0.5}, "val": {"f1_micro": 0.9, "note": "thresholds tuned on it: optimistic"}})
     assert "### val (thresholds tuned on it: optimistic)\n\n| metric | value |" in text
     assert "| note |" not in text
+
+
+def test_the_training_summary_names_the_epoch_each_fold_kept_by_its_monitor():
+    # before: always the epoch of lowest val loss, another one than a fold kept under
+    # --monitor val_accuracy (fold 0 kept epoch 4, the report said epoch 2)
+    from keras_species.evaluation.report import _history_summary
+
+    rows = [{"epoch": e, "fold": 0, "val_loss": vl, "val_accuracy": va}
+            for e, vl, va in ((1, 1.9, 0.14), (2, 1.80, 0.16), (3, 1.85, 0.25), (4, 1.83, 0.31))]
+    rows += [{"epoch": e, "fold": 1, "val_loss": vl, "val_accuracy": va}
+             for e, vl, va in ((1, 1.7, 0.25), (2, 1.6, 0.25), (3, 1.65, 0.2))]
+    text = "\n".join(_history_summary(rows, "val_accuracy"))
+    assert "- fold 0: best val_accuracy 0.3100 at its epoch 4, val loss 1.8300" in text
+    assert "- fold 1: best val_accuracy 0.2500 at its epoch 1, val loss 1.7000" in text  # first of a tie
+    old = "\n".join(_history_summary(rows))
+    assert "- fold 0: lowest val loss 1.8000 at its epoch 2, val accuracy 0.16" in old
+    single = [{"epoch": 1, "phase": "head", "val_loss": 0.7, "val_accuracy": 0.6},
+              {"epoch": 2, "phase": "fine_tune", "val_loss": 0.6, "val_accuracy": 0.5}]
+    assert "Best val_accuracy 0.6000 at epoch 1 of the run (phase head), val loss 0.7000." in \
+        _history_summary(single, "val_accuracy")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -609,3 +610,21 @@ def test_a_phase_clipnorm_replaces_the_objects_other_clipping_and_momentum_goes_
     with pytest.raises(ValueError, match=r"cycles the momentum, and SGD's is 0 here"):
         Phase("r", optimizer=keras.optimizers.SGD(0.01), learning_rate=0.01, schedule="onecycle")
     Phase("s", optimizer=keras.optimizers.SGD(0.01, momentum=0.9), learning_rate=0.01, schedule="onecycle")
+
+
+def test_the_end_of_phase_line_says_stopped_early_only_before_the_last_epoch(capsys):
+    # a first version printed the patience, not the epochs without a gain, and "stopped early"
+    # when the phase had run every epoch (Keras sets stopped_epoch on the last one too)
+    from keras_species.training.plan import _RunEarlyStopping
+
+    class _History:
+        rows: list = []
+
+    cb = _RunEarlyStopping(_History(), "b", Path("/nonexistent/x.weights.h5"), end_epoch=7,
+                           monitor="val_loss", patience=3, verbose=1)
+    cb.stopped_epoch, cb.wait, cb.best_weights, cb.best = 6, 3, None, None
+    cb.on_train_end()
+    assert "stopped early" not in capsys.readouterr().out
+    cb.stopped_epoch, cb.wait = 4, 1
+    cb.on_train_end()
+    assert "stopped early after epoch 5, val_loss not improved for 1 epoch(s)" in capsys.readouterr().out

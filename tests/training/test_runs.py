@@ -1319,3 +1319,14 @@ def test_a_run_name_of_wide_characters_keeps_the_table_aligned(tmp_path):
     lines = format_runs(list_runs(root)).split("\n\n")[0].splitlines()
     starts = {columns(line[:line.index("efficientnet_lite0")]) for line in lines[2:]}
     assert len(starts) == 1, lines
+
+
+def test_starting_over_removes_the_last_model_too(tmp_path):
+    # before: --overwrite left an earlier run's last.keras beside the new best.keras
+    from keras_species.training.runs import RunFolder
+
+    run = RunFolder(tmp_path / "r").mkdir()
+    for name in ("best.keras", "last.keras", "history.csv"):
+        (run.path / name).write_text("x")
+    run.start_over()
+    assert not (run.path / "last.keras").exists() and not (run.path / "best.keras").exists()
