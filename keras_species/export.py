@@ -349,20 +349,23 @@ def run_model_file(folder: PathLike) -> Path | None:
     doc, reason = read_json_object(folder / "metrics.json")
     run = doc.get("run") if isinstance(doc, dict) and not reason else None
     named = run.get("evaluated_model") if isinstance(run, dict) else None
+    from_config = False
     if named is None:  # no metrics.json (or a damaged one): the run's own setting says
         conf, _ = read_json_object(folder / CONFIG)
         settings = conf.get("config") if isinstance(conf, dict) else None
         if isinstance(settings, dict) and settings.get("evaluate_model") == "last":
-            named = LAST_MODEL
+            named, from_config = LAST_MODEL, True
     if named == LAST_MODEL:
         if (folder / LAST_MODEL).is_file():
             return folder / LAST_MODEL
         if (folder / BEST_MODEL).is_file():  # never another model than the one scored, unsaid
+            why = ("it has not finished (no metrics.json): --resume finishes it and writes it"
+                   if from_config and not (folder / "metrics.json").is_file() else
+                   "a run from before stop 31, or the file was removed: evaluate it again with "
+                   "--resume to write it")
             raise ExportError(
-                f"{folder} was trained with --evaluate-model last, and its report scores "
-                f"{LAST_MODEL}, which it does not hold (a run from before stop 31, or the file was "
-                f"removed): evaluate it again with --resume to write it, or pass "
-                f"{folder / BEST_MODEL} to use the best epoch's model")
+                f"{folder} was trained with --evaluate-model last, whose model ({LAST_MODEL}) it "
+                f"does not hold ({why}); or pass {folder / BEST_MODEL} to use the best epoch's model")
     return folder / BEST_MODEL if (folder / BEST_MODEL).is_file() else None
 
 

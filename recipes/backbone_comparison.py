@@ -251,6 +251,7 @@ def run(config: BackboneComparisonConfig) -> BackboneComparisonResult:
         cache=config.cache, seed=config.seed, deterministic=config.deterministic,
     )
     phases = plan(config)
+    monitor = monitor_setting(config.monitor) or "val_accuracy"  # each backbone's best.keras kept by it
 
     results: dict[str, dict] = {}
     runs: dict[str, Path] = {}
@@ -273,7 +274,7 @@ def run(config: BackboneComparisonConfig) -> BackboneComparisonResult:
         ev = evaluate_and_report(
             best, m, sub, image_size=config.image_size, batch_size=batch,
             history=trained.history, config=config, title=f"{RECIPE} — {name}",
-            plots=config.backbone_plots,
+            plots=config.backbone_plots, monitor=monitor,
         )
         val = ev.metrics.get("val", {})
         results[name] = {
@@ -314,7 +315,7 @@ def run(config: BackboneComparisonConfig) -> BackboneComparisonResult:
     )
     ev = evaluate_and_report(
         best_model, m, run_folder, image_size=config.image_size, batch_size=batch,
-        history=run_folder.history_path if run_folder.history_path.is_file() else None,
+        history=run_folder.history_path if run_folder.history_path.is_file() else None, monitor=monitor,
         config=config, title=f"{RECIPE} — {len(names)} backbone{'s' if len(names) > 1 else ''} (best: {best_name})",
         extra_metrics={"comparison": rows, "best_backbone": best_name},
         extra_sections=[("Backbone comparison", section), data_section(prepared, datasets)],

@@ -440,6 +440,7 @@ def run(config: FishSemiSupervisedConfig | None = None) -> FishSemiSupervisedRes
         ev = evaluate_and_report(
             model, m, folder, split="val", image_size=size, batch_size=config.batch_size,
             history=history, title=title, output=output,
+            monitor="val_label_accuracy" if output == "label" else "val_accuracy",  # as trained
         )
         row = {"model": name, "params": params or int(model.count_params()),
                "val_acc": ev.test["accuracy"], "val_loss": ev.test["log_loss"],

@@ -424,7 +424,7 @@ def run(config: INaturalistVGG16Config | None = None) -> INaturalistResult:
     ev = evaluate_and_report(
         models[best], m, run_folder, image_size=size, batch_size=batch,
         train_counts=prepared.train_counts,
-        history=history if history.is_file() else None, config=config,
+        history=history if history.is_file() else None, config=config, monitor="val_accuracy",
         title=f"{RECIPE} (R5): {best} — {root.name}",
         extra_metrics={"comparison": rows, "best": best, "stages": stages, "scratch": scratch},
         extra_sections=sections,

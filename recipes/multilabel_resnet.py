@@ -364,7 +364,7 @@ def run(config: MultilabelResNetConfig | None = None) -> MultilabelResult:
     evaluation = evaluate_and_report(
         best, m, run_folder, image_size=config.image_size, batch_size=batch,
         history=run_folder.history_path, config=config, thresholds=chosen,
-        thresholds_tuned_on_val=config.thresholds != "fixed",
+        thresholds_tuned_on_val=config.thresholds != "fixed", monitor="val_micro_f1",
         title=f"{RECIPE} (R4): {config.backbone} — {root.name}",
         extra_metrics={
             "thresholds": thresholds_block,

@@ -876,8 +876,11 @@ def test_a_run_that_scored_last_keras_without_it_is_refused_not_read_as_best(mod
     model.save(run / "best.keras")
     (run / "config.json").write_text(json.dumps({"recipe": "quickstart", "config": {"evaluate_model": "last"}}))
     (run / "metrics.json").write_text("{ damaged")
-    with pytest.raises(ExportError, match=r"trained with --evaluate-model last, and its report scores "
-                                          r"last.keras, which it does not hold"):
+    with pytest.raises(ExportError, match=r"trained with --evaluate-model last, whose model \(last.keras\) "
+                                          r"it does not hold \(a run from before stop 31"):
+        resolve_model_path(run)
+    (run / "metrics.json").unlink()  # killed while training: not finished
+    with pytest.raises(ExportError, match=r"it has not finished \(no metrics.json\): --resume finishes it"):
         resolve_model_path(run)
     model.save(run / "last.keras")
     assert resolve_model_path(run) == run / "last.keras"

@@ -65,7 +65,7 @@ def logged_quantities(task: Task, num_classes: int | None = None, *, validation:
     return names + [f"val_{n}" for n in names] if validation else names
 
 
-__all__ = ["Task", "TOP5_MIN_CLASSES", "metric_names", "logged_quantities"]
+__all__ = ["Task", "TOP5_MIN_CLASSES", "metric_names", "logged_quantities", "monitor_mode", "best_epoch"]
 
 
 def monitor_mode(monitor: str) -> str:
