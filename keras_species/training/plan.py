@@ -382,7 +382,7 @@ def _fresh_optimizer(phase: Phase, lr: Any, template: Any = None) -> keras.optim
     if optimizer is not template:
         for note in notes:  # what the rebuilt optimizer took in place of the object's settings
             warnings.warn(f"Phase {phase.name!r}: {note}", UserWarning, stacklevel=3)
-    if optimizer is template:
+    else:
         if int(template.iterations.numpy()) > 0:
             warnings.warn(
                 f"Phase {phase.name!r}: optimizer {type(template).__name__} has taken steps "
@@ -491,10 +491,10 @@ def _check_schedule_params(phase: Phase) -> None:
             name = phase.optimizer.lower()
             zero = name in ("sgd", "rmsprop") and (
                 phase.momentum == 0 or (name == "rmsprop" and phase.momentum is None))
-        else:  # an object: the phase's momentum, else its own
-            name = type(getattr(phase.optimizer, "inner_optimizer", phase.optimizer)).__name__
-            key = momentum_setting(phase.optimizer)
-            own = getattr(phase.optimizer, "inner_optimizer", phase.optimizer).get_config().get(key) if key else None
+        else:  # an object (a LossScaleOptimizer's inner one): the phase's momentum, else its own
+            inner = getattr(phase.optimizer, "inner_optimizer", phase.optimizer)
+            name, key = type(inner).__name__, momentum_setting(inner)
+            own = inner.get_config().get(key) if key else None
             zero = key == "momentum" and (phase.momentum == 0 or (phase.momentum is None and not own))
         if cycles and zero:
             raise ValueError(
