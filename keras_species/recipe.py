@@ -607,8 +607,7 @@ def start_run(
                 "another --name"
             )
         how = "--overwrite" if getattr(config, "overwrite", False) else "starting it"
-        if existing is not None and existing.is_file():  # started over: not under a live process
-            _check_not_running(RunFolder(existing.parent), how)
+        # named: claimed, which refuses a run a live process holds (started over or new)
         claimed = _claim(RunFolder(existing.parent), how) if existing is not None else None
         try:
             check_labelled_data(config)  # reads the data: after the quick refusals, before the folder
