@@ -85,6 +85,7 @@ import numpy as np
 
 from keras_species.atomic import atomic_folder, atomic_path, check_output_file, check_output_folder
 from keras_species.jsonfile import read_json_object
+from keras_species.training.runs import BEST_MODEL, LAST_MODEL  # a run folder's model files
 
 if TYPE_CHECKING:
     import keras
@@ -116,8 +117,6 @@ __all__ = [
 FORMATS = ("keras", "saved_model", "tflite")
 QUANTIZE = ("float16", "int8")
 LABELS_JSON = "labels.json"
-BEST_MODEL = "best.keras"
-LAST_MODEL = "last.keras"
 FEATURE_RECIPE = "feature_classifiers"
 """The recipe whose run folders hold a scikit-learn classifier instead of a Keras model."""
 CLASSIFIER_JOBLIB = "classifier.joblib"

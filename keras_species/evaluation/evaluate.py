@@ -443,7 +443,8 @@ def evaluate_and_report(
         if manifest.multilabel and (isinstance(thresholds, str) or thresholds_tuned_on_val):
             results["val"]["note"] = TUNED_ON_VAL_NOTE
     tta_m = None
-    if requested_transforms(tta):  # "none" in any case is plain inference: no second pass
+    transforms = requested_transforms(tta)
+    if transforms:  # "none" in any case is plain inference: no second pass
         with warnings.catch_warnings():  # the plain pass named the unreadable images already
             warnings.filterwarnings("ignore", message=r".*unreadable image\(s\) left out of the evaluation")
             tta_pred = predict_manifest(
@@ -473,7 +474,7 @@ def evaluate_and_report(
         from keras_species.evaluation.tables import metrics_side_by_side
 
         sections.insert(0, (
-            f"Plain inference vs test-time augmentation ({', '.join(requested_transforms(tta))})",
+            f"Plain inference vs test-time augmentation ({', '.join(transforms)})",
             metrics_side_by_side({"plain": test, "TTA": tta_m}),
         ))
     if notes:
