@@ -315,8 +315,7 @@ class AuditReport:
     def _save_staged(self, out_dir: str, manifest: Manifest | None, plots: bool,
                      dropped: Sequence[dict[str, str]] | None, earlier: list[str], stage: Path) -> None:
         """:meth:`save`'s writes, the plots drawn into ``stage`` first."""
-        if plots:
-            shutil.rmtree(stage, ignore_errors=True)
+        if plots:  # the stage is fresh: save's `finally` removes it after every save
             self.plots, notes = _write_plots(self, manifest, os.fspath(stage))
             self.notes += notes
         else:
