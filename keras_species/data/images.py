@@ -47,7 +47,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from keras_species.data import sources as _sources
-from keras_species.data.sources import HEIC_ADVICE, HEIC_BRANDS
+from keras_species.data.sources import HEIC_ADVICE, HEIC_BRANDS, HEIC_REASON
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(_sources.IMAGE_EXTENSIONS)
 """File extensions treated as images (compare lower-cased, e.g. with :func:`is_image_file`): the
@@ -437,7 +437,7 @@ def describe_non_image(data: bytes) -> str:
     major, compatible = head[8:12], head[16:48]
     if head[4:8] == b"ftyp" and (major in HEIC_BRANDS or (
             major in (b"mif1", b"msf1") and any(b in compatible for b in HEIC_BRANDS))):
-        return "a HEIC/HEIF photo (an iPhone's format), which PIL cannot read here"
+        return HEIC_REASON
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
@@ -502,7 +502,7 @@ def _open(data: bytes, path: str, limit: int | None) -> Image.Image:
         raise ImageReadError(path, *pil_bomb_message(e, limit)) from e
     except UnidentifiedImageError as e:
         reason = png_checksum_problem(data) or describe_non_image(data)
-        raise ImageReadError(path, reason, HEIC_ADVICE if reason.startswith("a HEIC") else None) from e
+        raise ImageReadError(path, reason, HEIC_ADVICE if reason == HEIC_REASON else None) from e
     except (OSError, ValueError, SyntaxError) as e:
         raise ImageReadError(path, f"broken image header ({e})") from e
     w, h = im.size

@@ -316,8 +316,10 @@ def _warn_walk_problems(loops: list[str], unreadable: list[str]) -> None:
 HEIC_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis")
 """The ``ftyp`` brands of HEIC files (an iPhone's photos), which PIL reads only with a plugin. The
 generic HEIF brands ``mif1``/``msf1`` count only beside one of them: AVIF files carry them too."""
-HEIC_ADVICE = ("convert it to JPEG (e.g. heif-convert, or export it as JPEG; an iPhone saves JPEGs "
-               "with Settings > Camera > Formats > Most Compatible), or leave it out")
+_HEIC_HOW = "e.g. heif-convert; an iPhone saves JPEGs with Settings > Camera > Formats > Most Compatible"
+HEIC_REASON = "a HEIC/HEIF photo (an iPhone's format), which PIL cannot read here"
+"""What a HEIC/HEIF file is, for the reason an unreadable one is given."""
+HEIC_ADVICE = f"convert it to JPEG ({_HEIC_HOW}), or leave it out"
 """What to do with a HEIC/HEIF file."""
 
 
@@ -339,8 +341,7 @@ def heic_hint(names: Sequence[str]) -> str:
     if not n:
         return ""
     return (f"; {n} .heic/.heif file(s) among them: HEIC photos (an iPhone's format), which PIL "
-            "cannot read here: convert them to JPEG (e.g. heif-convert; an iPhone saves JPEGs with "
-            "Settings > Camera > Formats > Most Compatible)")
+            f"cannot read here: convert them to JPEG ({_HEIC_HOW})")
 
 
 def image_files(folder: str | os.PathLike, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[str]:
