@@ -25,6 +25,13 @@ from typing import Any, TextIO
 __all__ = ["writer", "dict_writer"]
 
 
+def _holds_carriage_return(value: Any) -> bool:
+    """Whether ``csv`` would write ``value`` (as ``str(value)``; ``None`` as empty) with a CR."""
+    if value is None or isinstance(value, (int, float)):
+        return False
+    return "\r" in (value if isinstance(value, str) else str(value))
+
+
 class _LineFeedWriter:
     """``csv.writer``'s ``writerow``/``writerows`` with LF line ends (see the module docstring)."""
 
@@ -35,7 +42,7 @@ class _LineFeedWriter:
 
     def writerow(self, row: Iterable[Any]) -> None:
         row = list(row)
-        carriage = any(isinstance(v, str) and "\r" in v for v in row)
+        carriage = any(_holds_carriage_return(v) for v in row)
         (self._quoted if carriage else self._plain).writerow(row)
 
     def writerows(self, rows: Iterable[Iterable[Any]]) -> None:

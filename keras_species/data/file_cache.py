@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
 import hashlib
@@ -174,7 +175,29 @@ def keyed_cache_path(prefix: str | os.PathLike, content: Mapping[str, Any]) -> s
         owner = {"pid": os.getpid(), "host": socket.gethostname()}
         with contextlib.suppress(OSError), atomic_path(f"{path}.owner") as tmp:
             tmp.write_text(json.dumps(owner), encoding="utf-8")
+        _claimed.add(path)
     return path
+
+
+_claimed: set[str] = set()
+"""The keyed caches whose owner file this process wrote (:func:`_drop_unused_claims`)."""
+
+
+def _drop_unused_claims() -> None:
+    """At exit, remove the owner files this process wrote for caches it never began: a dataset
+    built but never read (a recipe's test split, which the evaluation reads itself) left
+    ``test-<key>.owner`` behind. A cache begun, whole or cut short, keeps its owner file: the
+    next run needs it to release a dead writer's lock."""
+    for path in _claimed:
+        begun = glob.glob(glob.escape(path) + ".*") + glob.glob(glob.escape(path) + "_*")
+        if any(not name.endswith(".owner") for name in begun):
+            continue
+        if _read_owner(path)[0] == (os.getpid(), socket.gethostname()):
+            with contextlib.suppress(OSError):
+                os.remove(f"{path}.owner")
+
+
+atexit.register(_drop_unused_claims)
 
 
 def other_caches(prefix: str | os.PathLike, path: str | None = None) -> dict[str, int]:

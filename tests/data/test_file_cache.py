@@ -219,3 +219,29 @@ def test_a_cache_another_live_run_has_built_but_not_begun_is_left_to_it(manifest
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         make_dataset(manifest, 16, 2, training=True, cache=prefix)
+
+
+def test_a_cache_never_read_leaves_no_owner_file_at_exit(manifest, tmp_path):
+    # a recipe builds its test split's dataset on the cache folder but the evaluation reads the
+    # images itself: its claim on test-<key> was left behind as a lone owner file
+    manifest.to_json(tmp_path / "m.json")
+    script = (
+        "import sys\n"
+        "from keras_species.data.manifest import Manifest\n"
+        "from keras_species.data.pipeline import make_dataset\n"
+        "m = Manifest.from_json(sys.argv[1])\n"
+        "read = make_dataset(m, 16, 2, cache=sys.argv[2] + '/train')\n"
+        "for _ in read: pass\n"
+        "unread = make_dataset(m, 16, 2, cache=sys.argv[2] + '/test')\n"
+        "half = make_dataset(m, 16, 2, cache=sys.argv[2] + '/val')\n"
+        "it = iter(half); next(it)\n"  # still being written when the process exits
+    )
+    cache = tmp_path / "cache"
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "m.json"), str(cache)],
+                          capture_output=True, text=True, cwd=os.getcwd())
+    assert done.returncode == 0, done.stderr
+    assert not list(cache.glob("test-*"))
+    assert len(list(cache.glob("train-*.owner"))) == 1 and list(cache.glob("train-*.index"))
+    # a cache begun keeps its owner: were it cut short, the next run would need the owner file
+    # to release the dead writer's lock
+    assert len(list(cache.glob("val-*.owner"))) == 1
