@@ -1105,8 +1105,7 @@ def run_cli(args: argparse.Namespace) -> int:
                 f"trained on scores too well; {fix}",
                 stacklevel=2,
             )
-    else:
-        _warn_name_ids(out, args)
+    _warn_name_ids(out, args)
     if leaks["paths"]:
         print(f"files on two sides: {len(leaks['paths'])}")
     if bad:

@@ -175,3 +175,40 @@ def test_a_recipe_report_keeps_the_note_in_its_data_section(tmp_path: Path) -> N
     assert f"**Ids in file names:** {prepared.name_id_note}." in section
     grouped = prepare_data(data, audit=False, group_regex=r"fish_(\d+)")
     assert "Ids in file names" not in data_section(grouped)[1]
+
+
+def test_files_a_group_regex_left_without_an_id_are_checked_as_without_groups() -> None:
+    # a regex matching 2 tracks of 40: the 152 other files are each their own group, so the
+    # group-aware split spreads their tracks over every side; that leak was not said
+    m = _tracks()
+    with pytest.warns(UserWarning, match="matched no group in 152 of 160"):
+        groups = sources.groups_from_regex(m.paths, r"fish_(100[01])_")
+    grouped = Manifest(m.paths, m.labels, CLASSES, groups=groups)
+    split = splits.stratified_split(grouped, seed=0)
+    assert not splits.leakage(split)["groups"]
+    leak = name_ids.name_id_leak(split)
+    assert leak is not None and leak.ungrouped_of == 160
+    own = [g == p for g, p in zip(split.groups, split.paths)]
+    ungrouped = split.subset(np.array(own))
+    ids = [p.split("_")[1] for p in ungrouped.paths]
+    assert leak.leaked == _leaked_by_hand(ungrouped, ids)
+    assert "among the 152 of 160 files given no group id (each its own group)" in leak.message()
+    # every file with an id of its group: nothing to second-guess
+    full = Manifest(m.paths, m.labels, CLASSES, groups=sources.groups_from_regex(m.paths, r"fish_(\d+)_"))
+    assert name_ids.name_id_leak(splits.stratified_split(full, seed=0)) is None
+
+
+def test_split_command_warns_of_ids_left_on_two_sides_by_a_partial_group_regex(tmp_path) -> None:
+    from PIL import Image
+
+    root = tmp_path / "fish"
+    for t in range(24):
+        for f in range(3):
+            (root / CLASSES[t % 4]).mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (8, 8), (t * 9, f * 40, 0)).save(root / CLASSES[t % 4] / f"fish_{1000 + t}_{f}.png")
+    with pytest.warns(UserWarning) as said:
+        code = cli.main(["split", str(root), "--group-regex", r"fish_(1000)_", "--out",
+                         str(tmp_path / "split.csv")])
+    assert code == 0
+    texts = [str(w.message) for w in said]
+    assert any("files given no group id" in t and "--group-regex 'fish_(\\d+)'" in t for t in texts), texts
