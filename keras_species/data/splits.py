@@ -447,7 +447,13 @@ def systematic_split(
         for pos, i in enumerate(rows):
             if pos % n < k:
                 out[i] = names[0]
-    return m.with_splits(out)
+    split = m.with_splits(out)
+    strata_of = "label set" if m.multilabel else "class"
+    _warn_untrained(split, names[1], f"the systematic split (the first {k} of every {n} of each {strata_of} "
+                    f"to {names[0]!r})",
+                    f"a {strata_of} of {counted(k, 'image')} or fewer goes whole to {names[0]!r}; a ratio split "
+                    "(--ratios) keeps classes too small to split in train")
+    return split
 
 
 # ---------------------------------------------------------------------------------- k-fold
@@ -706,16 +712,22 @@ def given_split(m: Manifest) -> Manifest:
             f"the given split has {sorted(present)}: it needs 'train' and at least one of 'val'/'test'"
         )
     out = m.with_splits(splits)
-    untrained = [c for c, total, here in zip(m.class_names, m.class_counts(), out.split("train").class_counts())
-                 if total > 0 and here == 0]
+    _warn_untrained(out, "train", "the given split",
+                    "move some of its images to train in the split column")
+    return out
+
+
+def _warn_untrained(m: Manifest, train: str, what: str, fix: str) -> None:
+    """Warn of the classes (tags) that have images but none in the split ``train``."""
+    kept = m.split(train).class_counts()
+    untrained = [c for c, total, here in zip(m.class_names, m.class_counts(), kept) if total > 0 and here == 0]
     if untrained:
         warnings.warn(
-            f"the given split has no 'train' image of {counted(len(untrained), 'class')}: "
+            f"{what} has no {train!r} image of {counted(len(untrained), 'class')}: "
             f"{', '.join(untrained[:10])}{' ...' if len(untrained) > 10 else ''}; a model cannot "
-            "learn a class it never trains on: move some of its images to train in the split column",
-            stacklevel=2,
+            f"learn a class it never trains on: {fix}",
+            stacklevel=3,
         )
-    return out
 
 
 class Leakage(dict):

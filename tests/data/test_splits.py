@@ -170,6 +170,28 @@ def test_systematic_split_first_two_of_every_ten_per_class() -> None:
         splits.systematic_split(m, k=10, n=10)
 
 
+def test_systematic_split_warns_of_a_class_left_without_training_images() -> None:
+    m = _single((2, 12, 12))  # c0's two images are both among the first 2 of 10: all in val
+    with pytest.warns(UserWarning, match=r"the systematic split \(the first 2 of every 10 of each class "
+                      r"to 'val'\) has no 'train' image of 1 class: c0; .* a class of 2 images or fewer"):
+        s = splits.systematic_split(m, k=2, n=10)
+    assert s.split("train").class_counts().tolist() == [0, 8, 8]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        splits.systematic_split(_single((3, 12, 12)), k=2, n=10)  # c0 keeps one: no warning
+
+
+def test_systematic_split_warns_of_a_tag_whose_label_sets_all_go_to_val() -> None:
+    tags = np.zeros((60, 3), int)
+    tags[:, 0] = np.arange(60) % 2
+    tags[:, 1] = np.arange(60) % 3 == 0
+    tags[[0, 7, 20], 2] = 1  # each of the rare tag's images in a label set of its own
+    tags[7, 0], tags[20, 1], tags[0, :2] = 1, 1, 0
+    m = Manifest([f"/x/{i:02d}.png" for i in range(60)], tags, ["a", "b", "rare"])
+    with pytest.warns(UserWarning, match=r"of each label set to 'val'\) has no 'train' image of 1 class: rare"):
+        splits.systematic_split(m, k=1, n=5)
+
+
 # ------------------------------------------------------------------------- k-fold
 @pytest.mark.parametrize("kind", ["single", "group", "multi", "multigroup"])
 def test_kfold_validates_every_image_exactly_once(kind: str) -> None:
