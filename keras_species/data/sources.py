@@ -392,16 +392,18 @@ def _subfolders(folder: Path) -> list[str]:
         return []
 
 
-def split_folder_layout(root: str | os.PathLike) -> bool:
+def split_folder_layout(root: str | os.PathLike, extensions: Iterable[str] | None = None) -> bool:
     """Whether ``root`` is laid out by split first: ``root/train/<class>/...``,
     ``root/val/<class>/...`` (as torchvision's ``ImageFolder`` data sets and many downloads ship).
 
-    True when every subfolder of ``root`` is named for a split (``train``, ``val``/``valid``/
-    ``validation``, ``test``, ... in any case: :data:`SPLIT_ALIASES`) and at least one of them
-    holds subfolders (the classes).
+    True when some subfolders of ``root`` are named for a split (``train``, ``val``/``valid``/
+    ``validation``, ``test``, ... in any case: :data:`SPLIT_ALIASES`), at least one of them holds
+    subfolders (the classes), and no other subfolder holds an image (a ``models/`` or ``docs/``
+    folder beside the splits turned them into two classes named ``train`` and ``val``).
 
     Args:
         root: a folder.
+        extensions: image extensions (default :data:`IMAGE_EXTENSIONS`).
 
     Returns:
         Whether :func:`from_folder` reads it as split folders of class folders.
@@ -412,12 +414,29 @@ def split_folder_layout(root: str | os.PathLike) -> bool:
     """
     root = Path(root)
     tops = _subfolders(root)
-    return _all_split_names(tops) and any(_subfolders(root / t) for t in tops)
+    named = [t for t in tops if _is_split_name(t)]
+    if not any(_subfolders(root / t) for t in named):
+        return False
+    exts = _norm_exts(extensions)
+    return not any(_holds_image(root / t, exts) for t in tops if t not in named)
+
+
+def _is_split_name(name: str) -> bool:
+    return name.strip().lower() in SPLIT_ALIASES
 
 
 def _all_split_names(names: Sequence[str]) -> bool:
     """Whether there are folder names and each names a split (:data:`SPLIT_ALIASES`, any case)."""
-    return bool(names) and all(n.strip().lower() in SPLIT_ALIASES for n in names)
+    return bool(names) and all(_is_split_name(n) for n in names)
+
+
+def _holds_image(folder: Path, exts: tuple[str, ...]) -> bool:
+    """Whether an image file (by extension, not hidden) lies anywhere under ``folder``."""
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not is_hidden(d)]
+        if any(not is_hidden(f) and os.path.splitext(f)[1].lower() in exts for f in filenames):
+            return True
+    return False
 
 
 def _norm_exts(extensions: Iterable[str] | None) -> tuple[str, ...]:
@@ -532,8 +551,16 @@ def from_folder(
         )
     _warn_top_images(top_images, f"the top level of {root_path}")
     splits: list[str] | None = None
-    if split_folder_layout(root_path):  # root/train/<class>/..., root/val/<class>/...
-        split_dirs = sorted(class_dirs, key=lambda d: (_SPLIT_ORDER.get(normalise_split_name(d), 3), d))
+    if split_folder_layout(root_path, exts):  # root/train/<class>/..., root/val/<class>/...
+        others = [d for d in class_dirs if not _is_split_name(d)]
+        if others:
+            warnings.warn(
+                f"{root_path} is read as split folders ({_names([d for d in class_dirs if d not in others])}"
+                f"); the folders beside them hold no images and are not read: {_names(others, 10)}",
+                stacklevel=2,
+            )
+        split_dirs = sorted((d for d in class_dirs if d not in others),
+                            key=lambda d: (_SPLIT_ORDER.get(normalise_split_name(d), 3), d))
         for d in split_dirs:
             _warn_top_images(_top_images(root_path / d, exts), f"the split folder {root_path / d}")
         folders = [(c, root_path / d / c, normalise_split_name(d))
@@ -544,11 +571,26 @@ def from_folder(
         splits = []
     else:
         folders = [(c, root_path / c, None) for c in class_dirs]
+        named = [d for d in class_dirs if _is_split_name(d)]
         if _all_split_names(class_dirs):
             warnings.warn(
                 f"the class folders of {root_path} are named like splits ({_names(class_dirs)}): "
                 "they are read as classes; if they are splits, put each class's images in its own "
                 f"subfolder ({root_path}/train/<class>/...), which is read as a given split",
+                stacklevel=2,
+            )
+        elif any(_subfolders(root_path / d) for d in named):
+            others = [d for d in class_dirs if d not in named]
+            one, lone = len(named) == 1, len(others) == 1
+            warnings.warn(
+                f"the folder{'' if one else 's'} {_names(named)} of {root_path} {'is' if one else 'are'} "
+                f"named like {'a split' if one else 'splits'} and hold{'s' if one else ''} subfolders "
+                f"({_names(sorted({c for d in named for c in _subfolders(root_path / d)}), 5)}), but "
+                f"{_names(others, 5)} beside {'it' if one else 'them'} {'holds' if lone else 'hold'} "
+                f"images and {'is' if lone else 'are'} not named for a split, so every folder is read "
+                f"as a class: if {_names(named)} {'is a split' if one else 'are splits'}, move "
+                f"{_names(others, 5)} out of {root_path} (an unlabelled pool is given on its own), and "
+                "the split folders' subfolders are read as the classes",
                 stacklevel=2,
             )
     paths: list[str] = []

@@ -153,8 +153,8 @@ def test_from_folder_reads_split_folders_as_a_given_split(tmp_path: Path) -> Non
     (d / "val").rename(d / "Valid")
     assert set(sources.from_folder(d).splits) == {"train", "val"}
     _png(d / "extra" / "x.png")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with pytest.warns(UserWarning, match=r"the folders 'Valid', 'train' of .* are named like splits and "
+                      r"hold subfolders \('ants', 'bees', 'wasps'\), but 'extra' beside them holds images"):
         plain = sources.from_folder(d)
     assert plain.splits is None and plain.class_names == ["Valid", "extra", "train"]
     flat = tmp_path / "flat"  # split folders without class folders: read as classes, and said
@@ -162,6 +162,23 @@ def test_from_folder_reads_split_folders_as_a_given_split(tmp_path: Path) -> Non
     _png(flat / "val" / "b.png")
     with pytest.warns(UserWarning, match=r"class folders of .*flat are named like splits"):
         assert sources.from_folder(flat).class_names == ["train", "val"]
+
+
+@pytest.mark.parametrize("beside", ["models", "docs"])
+def test_folders_without_images_beside_split_folders_leave_the_split_layout(tmp_path: Path, beside) -> None:
+    # an empty models/ (or a docs/ with a readme) turned train/ and val/ into two classes
+    d = tmp_path / "data"
+    for split in ("train", "val"):
+        for c in ("cod", "eel"):
+            _png(d / split / c / "a.png")
+    (d / beside / "sub").mkdir(parents=True)
+    if beside == "docs":
+        (d / beside / "readme.txt").write_text("notes")
+    with pytest.warns(UserWarning, match=rf"read as split folders \('train', 'val'\); the folders beside "
+                      rf"them hold no images and are not read: '{beside}'"):
+        m = sources.from_folder(d)
+    assert m.class_names == ["cod", "eel"] and sorted(set(m.splits)) == ["train", "val"]
+    assert sources.split_folder_layout(d)
 
 
 def test_demo_in_the_working_folder_is_named(tmp_path: Path, monkeypatch) -> None:
