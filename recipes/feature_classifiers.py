@@ -19,6 +19,7 @@ Run::
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 import time
 import warnings
@@ -220,6 +221,8 @@ def check_classifier_params(names: Sequence[str], params: Any, *, seed: int = 0)
     if idle:  # say, a run's config.json given again with fewer --classifiers
         warnings.warn(f"--classifier-params: the arguments of {', '.join(idle)} are not used, "
                       f"since --classifiers runs {', '.join(names)}", stacklevel=2)
+    from keras_species.training.features import classifier_probabilities
+
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(12, 4)), np.repeat(np.arange(3), 4)
     for key, args in params.items():
@@ -228,11 +231,17 @@ def check_classifier_params(names: Sequence[str], params: Any, *, seed: int = 0)
         if key == "xgb" and importlib.util.find_spec("xgboost") is None:
             continue  # skipped when the run comes to it
         try:
-            train_sklearn(x, y, key, **{"random_state": seed, **args})
+            estimator = train_sklearn(x, y, key, **{"random_state": seed, **args})
         except TypeError as err:  # an unknown argument; scikit-learn's InvalidParameterError too
             raise SettingError(f"--classifier-params {key}: {err}") from None
         except ValueError:
-            pass  # depends on the data: the real fit decides
+            continue  # depends on the data: the real fit decides
+        try:  # the recipe scores probabilities: SVC(probability=False) has none
+            classifier_probabilities(estimator, x, 3)
+        except AttributeError as err:
+            raise SettingError(f"--classifier-params {key}: {err}; this recipe scores each "
+                               "classifier's probabilities (log loss, AUC, top-k): leave out the "
+                               "argument that turns them off") from None
 
 
 def checked_classifiers(config: FeatureClassifiersConfig) -> tuple[list[str], str | None]:
@@ -261,6 +270,10 @@ def checked_classifiers(config: FeatureClassifiersConfig) -> tuple[list[str], st
     """
     config.check()  # a resumed run: its run-control settings (the stored ones were checked)
     names = classifier_names(config.classifiers)
+    if names == ["xgb"] and importlib.util.find_spec("xgboost") is None:  # nothing could run
+        raise SettingError("--classifiers xgb: xgboost is not installed (pip install xgboost), and "
+                           "no other classifier is asked for: install it, or add others "
+                           "(--classifiers logreg,svc,rf,hgb)")
     weights = weights_setting(config.weights)
     check_weights(config.backbone, weights, config.image_size)  # offline ImageNet fails now
     return names, weights
@@ -382,9 +395,19 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
             skipped[name] = "xgboost is not installed (`pip install xgboost`)"
             print(f"{said} skipped: xgboost is not installed (pip install xgboost)", flush=True)
             continue
-        params = {"random_state": config.seed, **config.classifier_params.get(name, {})}
+        given = config.classifier_params.get(name, {})
+        params = {"random_state": config.seed, **given}
         t0 = time.perf_counter()
-        estimators[name], notes = _fit(name, train, class_names, params)
+        try:
+            estimators[name], notes = _fit(name, train, class_names, params)
+        except ValueError as err:
+            if not given:
+                raise
+            # arguments the toy fit could not judge (SVC's kernel="precomputed"): this classifier
+            # is left out, and the others' results are kept
+            skipped[name] = f"its fit failed with --classifier-params {name} {json.dumps(given)}: {err}"
+            print(f"{said} skipped: {skipped[name]}", flush=True)
+            continue
         fit_seconds = time.perf_counter() - t0
         if notes:
             fit_warnings[name] = notes

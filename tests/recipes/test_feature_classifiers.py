@@ -125,6 +125,9 @@ def test_fit_on_train_and_val_chooses_and_scores_on_val_with_a_fit_on_train(tmp_
     ('{"logreg": {"C": "big"}}', "--classifier-params logreg: The 'C' parameter of LogisticRegression must be"),
     ('{"lgreg": {"C": 1}}', "--classifier-params: 'lgreg' is not a classifier; its keys are classifier names"),
     ('{"logreg": 3}', "--classifier-params logreg: 3 is not an object of arguments"),
+    # the recipe scores probabilities: it crashed after the extraction, losing logreg's results
+    ('{"svc": {"probability": false}}', "--classifier-params svc: This 'Pipeline' has no attribute "
+     "'predict_proba'; this recipe scores each classifier's probabilities"),
 ])
 def test_bad_classifier_params_stop_before_any_feature_is_extracted(params, message, tmp_path, capsys):
     # they used to raise a scikit-learn TypeError after the extraction (or, for a misspelt
@@ -138,6 +141,36 @@ def test_bad_classifier_params_stop_before_any_feature_is_extracted(params, mess
     assert code == 2 and err.startswith(f"python -m recipes.feature_classifiers: error: {message}"), err
     assert "Traceback" not in err
     assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()
+
+
+def test_xgb_alone_without_xgboost_stops_before_any_feature_is_extracted(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "xgboost" else real(name, *a))
+    data = write_image_folder(tmp_path / "data", classes=CLASSES, per_class=3, size=(24, 24))
+    code = feature_classifiers.main([
+        "--data", str(data), "--out", str(tmp_path / "runs"), "--backbone", "resnet18",
+        "--weights", "none", "--image-size", "32", "--classifiers", "xgb",
+        "--feature-cache", str(tmp_path / "cache")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--classifiers xgb: xgboost is not installed (pip install xgboost)" in err, err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()
+
+
+def test_a_classifier_whose_arguments_fail_on_the_data_is_left_out_and_the_others_kept(tmp_path, capsys):
+    # SVC(kernel="precomputed") passes the toy fit's data-dependent ValueError; its real fit
+    # ended the run with a raw traceback after logreg had been fitted
+    data = write_image_folder(tmp_path / "data", classes=CLASSES, per_class=6, size=(24, 24))
+    result = run(FeatureClassifiersConfig(
+        data=str(data), out=tmp_path / "runs", name="pre", backbone="resnet18", weights="none",
+        image_size=32, batch_size=16, audit=False, verbose=0, mixed_precision="off",
+        ratios=(0.5, 0.17, 0.33), feature_cache="none", classifiers=("logreg", "svc"),
+        classifier_params={"svc": {"kernel": "precomputed"}}))
+    out = capsys.readouterr().out
+    assert ('classifier 2/2: svc (SVC (RBF)) skipped: its fit failed with --classifier-params svc '
+            '{"kernel": "precomputed"}: ') in out
+    assert [row["model"] for row in result.comparison] == ["logreg"]
 
 
 def test_classifier_params_of_a_classifier_that_does_not_run_are_named_in_a_warning():
