@@ -432,7 +432,7 @@ def _all_split_names(names: Sequence[str]) -> bool:
 
 def _holds_image(folder: Path, exts: tuple[str, ...]) -> bool:
     """Whether an image file (by extension, not hidden) lies anywhere under ``folder``."""
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+    for _, dirnames, filenames in os.walk(folder):  # links inside not followed: no loop to walk
         dirnames[:] = [d for d in dirnames if not is_hidden(d)]
         if any(not is_hidden(f) and os.path.splitext(f)[1].lower() in exts for f in filenames):
             return True
