@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_species import csvfile
+from keras_species import csvfile, markdown
 from keras_species.atomic import (
     _write_error,
     atomic_path,
@@ -1145,11 +1145,8 @@ def _prepare_output(path: str | os.PathLike, flag: str, *, folder: bool) -> Path
 
 # ---------------------------------------------------------------------------------- markdown
 def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    def cell(v: Any) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ")
-
     out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    out += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    out += ["| " + " | ".join(markdown.cell(v) for v in row) + " |" for row in rows]
     return "\n".join(out)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from sklearn import metrics as skm
 
-from keras_species import csvfile
+from keras_species import csvfile, markdown
 from keras_species.evaluation.metrics import single_label_metrics, unique_correct_wrong
 
 __all__ = ["COLUMNS", "compare_models", "comparison_table", "write_comparison_csv"]
@@ -106,7 +106,7 @@ def _fmt(key: str, v) -> str:
         return str(int(v))
     if isinstance(v, (float, np.floating)):
         return f"{float(v):.4f}"
-    return str(v).replace("|", "\\|")
+    return markdown.cell(v)
 
 
 def comparison_table(

@@ -38,6 +38,7 @@ from keras_species.evaluation.thresholds import (
 
 __all__ = [
     "single_label_metrics",
+    "rescaled_log_loss",
     "multilabel_metrics",
     "unique_correct_wrong",
     "majority_class",
@@ -64,6 +65,29 @@ def _num(x: float | np.floating | None) -> float | None:
         return None
     x = float(x)
     return x if np.isfinite(x) else None
+
+
+def rescaled_log_loss(y_true: np.ndarray, probs: np.ndarray, num_classes: int) -> float:
+    """``sklearn.metrics.log_loss`` of ``probs`` with each row rescaled to sum to one (a TTA mean
+    or a float16 output drifts slightly); sklearn's own clipping of zeros is kept (a floor of
+    1e-15 applied first gave 17.38 where sklearn gives 18.13 for a true class at probability 0).
+
+    Args:
+        y_true: ``(N,)`` class indices.
+        probs: ``(N, C)`` probabilities; a row of zeros counts as uniform.
+        num_classes: ``C`` (the labels log loss is over, present in ``y_true`` or not).
+
+    Returns:
+        The mean negative log-likelihood.
+
+    Example:
+        >>> round(rescaled_log_loss(np.array([0]), np.array([[0.5, 0.5]]), 2), 4)
+        0.6931
+    """
+    probs = np.asarray(probs, np.float64)
+    total = probs.sum(axis=1, keepdims=True)
+    rows = np.divide(probs, total, out=np.full_like(probs, 1.0 / num_classes), where=total > 0)
+    return float(skm.log_loss(y_true, rows, labels=list(range(num_classes))))
 
 
 def _check_names(class_names: Sequence[str] | None, num_classes: int) -> list[str]:
@@ -385,16 +409,24 @@ def single_label_metrics(
             "(multi-hot labels go to multilabel_metrics, one-hot labels need argmax first)"
         )
     y_true = y_true.astype(np.int64)
+    probs = np.asarray(probs)
+    if probs.ndim == 2 and probs.shape[1] == 1:
+        raise ValueError(
+            f"probs has one column (shape {probs.shape}): a single-label model needs one column per "
+            "class; for a binary sigmoid output p (Dense(1, 'sigmoid')) pass np.c_[1 - p, p], "
+            "with the class names of 0 and 1"
+        )
     probs = _check_probs(probs, len(y_true), rows_sum_to_one=True)
     n, c = probs.shape
     if n == 0:
         raise ValueError("no samples to evaluate (empty test split?)")
+    names = _check_names(class_names, c)
     if y_true.min() < 0 or y_true.max() >= c:
         raise ValueError(
-            f"y_true must lie in [0, {c}); got values in [{y_true.min()}, {y_true.max()}] "
-            "(unlabelled samples, -1, must be removed before evaluation)"
+            f"y_true must lie in [0, {c}) for {c} classes; got values in [{y_true.min()}, "
+            f"{y_true.max()}]" + (" (unlabelled samples, -1, must be removed before evaluation)"
+                                  if y_true.min() < 0 else "")
         )
-    names = _check_names(class_names, c)
     labels = list(range(c))
     y_pred = probs.argmax(axis=1)
 
@@ -420,11 +452,7 @@ def single_label_metrics(
         warnings.simplefilter("ignore")
         out["balanced_accuracy"] = float(skm.balanced_accuracy_score(y_true, y_pred))
 
-    # log loss needs rows summing to one; a TTA mean or float16 output may drift slightly.
-    clipped = np.clip(probs, 1e-15, None)
-    out["log_loss"] = float(
-        skm.log_loss(y_true, clipped / clipped.sum(axis=1, keepdims=True), labels=labels)
-    )
+    out["log_loss"] = rescaled_log_loss(y_true, probs, c)
 
     # One-vs-rest AUC / AP per class; a class without test samples has neither, so the macro
     # averages run over present classes only (sklearn's multiclass AUC would raise instead).

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_species import csvfile
+from keras_species import csvfile, markdown
 from keras_species.atomic import atomic_path
 from keras_species.evaluation.metrics import ranked_classes
 from keras_species.evaluation.thresholds import apply_thresholds
@@ -168,7 +168,7 @@ def _fmt(v, digits: int = 4) -> str:
         return f"{int(v):,}" if abs(int(v)) >= 10000 else str(int(v))
     if isinstance(v, (float, np.floating)):
         return f"{float(v):.{digits}f}" if math.isfinite(float(v)) else "–"
-    s = str(v).replace("|", "\\|").replace("\n", " ")
+    s = markdown.cell(v)
     return s if len(s) <= 80 else s[:77] + "..."
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+from keras_species import markdown
+
 __all__ = ["SIDE_BY_SIDE_KEYS", "metrics_side_by_side", "per_class_by_origin"]
 
 SIDE_BY_SIDE_KEYS: tuple[tuple[str, str], ...] = (
@@ -118,7 +120,7 @@ def per_class_by_origin(
         name = str(r.get("name"))
         origin = labels[1] if name in added_set else labels[0]
         groups[origin].append(r)
-        shown = f"**{name}**" if name in added_set else name
+        shown = f"**{markdown.cell(name)}**" if name in added_set else markdown.cell(name)
         lines.append(
             f"| {shown} | {origin} | {_score(r['precision'])} | {_score(r['recall'])} | "
             f"{_score(r['f1'])} | {int(r.get('support', 0))} |"

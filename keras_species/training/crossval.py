@@ -46,6 +46,7 @@ from sklearn import metrics as skm
 from keras_species import csvfile
 from keras_species.atomic import atomic_path
 from keras_species.data.manifest import UNLABELLED, Manifest, ManifestError
+from keras_species.evaluation.metrics import rescaled_log_loss
 
 if TYPE_CHECKING:
     import keras
@@ -88,11 +89,9 @@ def probs_scores(y_true: np.ndarray, probs: np.ndarray, num_classes: int | None 
     probs = np.asarray(probs, np.float64)
     y_true = np.asarray(y_true, np.int64)
     c = num_classes or probs.shape[1]
-    clipped = np.clip(probs, 1e-15, None)
-    clipped /= clipped.sum(axis=1, keepdims=True)
     return {
         "accuracy": float(skm.accuracy_score(y_true, probs.argmax(axis=1))),
-        "loss": float(skm.log_loss(y_true, clipped, labels=list(range(c)))),
+        "loss": rescaled_log_loss(y_true, probs, c),
     }
 
 

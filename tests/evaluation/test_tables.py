@@ -43,3 +43,12 @@ def test_per_class_by_origin_mean_leaves_out_a_class_never_seen_nor_predicted():
     text = per_class_by_origin(m["per_class"], ["zander"])
     assert "| ray | original | – | – | – | 0 |" in text  # before: 0.000 for nothing to score
     assert "| *mean of 2 original* | original | 0.583 | 0.750 | 0.650 | 4 |" in text
+
+
+def test_per_class_by_origin_escapes_a_pipe_in_a_class_name():
+    rows = [{"name": "cod", "precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1},
+            {"name": "ray|skate", "precision": 0.5, "recall": 1.0, "f1": 0.67, "support": 1}]
+    table = per_class_by_origin(rows, ["ray|skate"])
+    row = table.splitlines()[3]
+    assert row.startswith("| **ray\\|skate** | added |")
+    assert len(row.replace("\\|", "").split("|")) == len(table.splitlines()[0].split("|"))
