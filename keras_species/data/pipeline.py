@@ -226,12 +226,24 @@ def _raw_kind(head: bytes, tail: bytes, limit: int | None) -> tuple[int | None, 
         return None, None  # palette, alpha, low bit depth
     if head[:3] != b"\xff\xd8\xff" or b"\xff\xd9" not in tail[-64:]:
         return None, None
+    header = _jpeg_header(head, limit)
+    return (None, None) if header is None else _jpeg_kind(*header)
+
+
+_JpegHeader = tuple[tuple[int, int], int, bool, int, int]
+"""What :func:`_jpeg_header` reads: ``(frame, orientation, multi_picture, width, height)``,
+``frame`` the precision and the number of components."""
+
+
+def _jpeg_header(head: bytes, limit: int | None) -> _JpegHeader | None:
+    """The header blocks of a JPEG read by hand, up to its first scan (``None``: let PIL decide,
+    e.g. two EXIF blocks, one past ``head``, an XMP orientation, a size over ``limit``)."""
     i, orientation, multi_picture, exif_blocks = 2, 1, False, 0
     frame: tuple[int, int] | None = None
     width = height = 0
     while i + 4 <= len(head):
         if head[i] != 0xFF:
-            return None, None
+            return None
         marker = head[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
@@ -240,38 +252,38 @@ def _raw_kind(head: bytes, tail: bytes, limit: int | None) -> tuple[int | None, 
         if marker == 0xE1 and head[i + 4 : i + 10] == b"Exif\x00\x00":
             exif_blocks += 1
             if i + 2 + length > len(head) or exif_blocks > 1:  # which block counts: PIL decides
-                return None, None
+                return None
             orientation = _exif_orientation(head[i + 10 : i + 2 + length])
             if orientation is None:
-                return None, None
+                return None
         elif marker == 0xE1 and head[i + 4 : i + 4 + len(_XMP_APP1)] == _XMP_APP1:
             # an XMP packet's tiff:Orientation counts where EXIF states none (PIL's getexif):
             # one that is not upright, or a packet past the head, goes to PIL
             stated = _XMP_ORIENTATION.search(head, i + 4, i + 2 + length)
             if i + 2 + length > len(head) or (stated is not None and stated[2] != b"1"):
-                return None, None
+                return None
         elif marker == 0xE2 and head[i + 4 : i + 8] == b"MPF\x00":
             multi_picture = True  # a multi-picture file (PIL's "MPO"): decoded at full size, as PIL does
         elif marker in _SOF_MARKERS:
             if i + 10 > len(head):
-                return None, None
+                return None
             frame = head[i + 4], head[i + 9]  # precision, components
             height = int.from_bytes(head[i + 5 : i + 7], "big")
             width = int.from_bytes(head[i + 7 : i + 9], "big")
             if limit is not None and width * height > limit:
-                return None, None
+                return None
             # no APPn or COM block between here and the scan (whose FF DA such a block could also
             # hold): the rest is tables, decide now; else walk on (two short searches: a walk of
             # the tables costs more)
             scan = head.find(b"\xff\xda", i + 2)
             if scan > 0 and _APP_OR_COM.search(head, i + 2, scan) is None:
-                return _jpeg_kind(frame, orientation, multi_picture, width, height)
+                return frame, orientation, multi_picture, width, height
         elif marker == 0xDA:  # start of scan: every header block read (PIL reads an EXIF block
             if frame is None:  # after the frame header too, so the walk goes on to here)
-                return None, None
-            return _jpeg_kind(frame, orientation, multi_picture, width, height)
+                return None
+            return frame, orientation, multi_picture, width, height
         i += 2 + length
-    return None, None
+    return None
 
 
 _APP_OR_COM = re.compile(rb"\xff[\xe0-\xef\xfe]")
@@ -1017,7 +1029,77 @@ def plain_jpeg_size(data: bytes) -> tuple[int, int] | None:
     return size if kind == KIND_FAST else None
 
 
-def decode_8bit(data, draft_to: tuple[int, int] | None = None, draft=None):
+def turned_jpeg(data: bytes) -> tuple[int, tuple[int, int] | None] | None:
+    """``(orientation, size)`` of a JPEG that needs PIL only for its EXIF orientation: 8-bit,
+    grey or YCbCr, turned by its EXIF block (orientation 2 to 8). TensorFlow decodes its bytes
+    as PIL does (:func:`decode_jpeg_png`, at a reduced scale too), and :func:`exif_turn` turns
+    them upright as :func:`keras_species.data.images.read_image` does.
+
+    Args:
+        data: a file's bytes.
+
+    Returns:
+        The orientation and, for a single picture (which is decoded at a reduced scale when it
+        is at least twice its output size, see :func:`decode_8bit`), the stored ``(width,
+        height)``; ``None`` for an upright JPEG (:func:`plain_jpeg_size`), a CMYK, 12-bit or
+        not-a-JPEG file, and a header this walk does not read (two EXIF blocks, an orientation
+        stated by XMP): those PIL reads.
+
+    Example:
+        >>> turned_jpeg(open("portrait_shot_sideways.jpg", "rb").read())   # doctest: +SKIP
+        (6, (4000, 3000))
+    """
+    if data[:3] != b"\xff\xd8\xff" or b"\xff\xd9" not in data[-64:]:
+        return None
+    header = _jpeg_header(data, None)
+    if header is None:
+        return None
+    frame, orientation, multi_picture, width, height = header
+    if frame[0] != 8 or frame[1] not in (1, 3) or not 2 <= orientation <= 8:
+        return None
+    return orientation, (None if multi_picture else (width, height))
+
+
+def exif_turn(image, orientation):
+    """Turn an image decoded as it is stored upright by its EXIF orientation, pixel for pixel as
+    PIL's ``ImageOps.exif_transpose`` turns it (as :func:`keras_species.data.images.read_image`
+    reads the file).
+
+    Args:
+        image: a ``(H, W, C)`` tensor, as stored.
+        orientation: a scalar integer tensor, the EXIF orientation: 1 upright (so are 0 and
+            values past 8, as PIL reads them), 2 mirrored left-right, 3 turned 180°, 4 mirrored
+            top-bottom, 5 transposed, 6 to be turned 90° clockwise, 7 transversed, 8 to be turned
+            90° counter-clockwise.
+
+    Returns:
+        The upright image, ``(W, H, C)`` for orientations 5 to 8.
+
+    Example:
+        >>> exif_turn(decode_jpeg_png(data), 6).shape   # doctest: +SKIP
+        TensorShape([4000, 3000, 3])
+    """
+    import tensorflow as tf
+
+    def transposed():
+        return tf.transpose(image, [1, 0, 2])
+
+    turns = [
+        lambda: image,  # 1, upright
+        lambda: tf.reverse(image, [1]),  # 2, PIL's FLIP_LEFT_RIGHT
+        lambda: tf.reverse(image, [0, 1]),  # 3, ROTATE_180
+        lambda: tf.reverse(image, [0]),  # 4, FLIP_TOP_BOTTOM
+        transposed,  # 5, TRANSPOSE
+        lambda: tf.reverse(transposed(), [1]),  # 6, ROTATE_270 (90° clockwise)
+        lambda: tf.reverse(transposed(), [0, 1]),  # 7, TRANSVERSE
+        lambda: tf.reverse(transposed(), [0]),  # 8, ROTATE_90 (90° counter-clockwise)
+    ]
+    orientation = tf.cast(orientation, tf.int32)
+    branch = tf.where((orientation >= 1) & (orientation <= 8), orientation - 1, 0)
+    return tf.switch_case(branch, turns)
+
+
+def decode_8bit(data, draft_to: tuple[int, int] | None = None, draft=None, orientation=None):
     """Decode the bytes of an 8-bit JPEG/PNG/GIF (first frame)/BMP to ``uint8 (H, W, 3)``, as
     PIL decodes them, whatever the format: for bytes nobody checked (shards).
 
@@ -1033,6 +1115,11 @@ def decode_8bit(data, draft_to: tuple[int, int] | None = None, draft=None):
             least twice ``draft_to`` is decoded at 1/2, 1/4 or 1/8 scale, by the rule of
             :func:`keras_species.data.images.jpeg_scale`, as :func:`make_dataset` and
             ``predict`` decode its file.
+        orientation: a scalar integer tensor, the EXIF orientation of a JPEG stored as its
+            file holds it (:func:`turned_jpeg`), or ``None`` (upright): the image is turned
+            upright after decoding (:func:`exif_turn`), and the reduced-scale rule applies to
+            the stored image, whose sides are the output's swapped for orientations 5 to 8, as
+            :func:`keras_species.data.images.read_image` applies PIL's ``draft`` to it.
 
     Returns:
         ``uint8`` tensor ``(H, W, 3)``.
@@ -1047,16 +1134,20 @@ def decode_8bit(data, draft_to: tuple[int, int] | None = None, draft=None):
         if draft_to is None or draft is None:
             return decode_jpeg_png(data)
         shape = tf.io.extract_jpeg_shape(data)  # (height, width, channels), from the header
-        fits = tf.minimum(shape[0] // max(1, draft_to[0]), shape[1] // max(1, draft_to[1]))
+        to = tf.maximum(tf.constant(draft_to, tf.int32), 1)  # (height, width) of the output
+        if orientation is not None:  # the stored image of one on its side: the output's sides swapped
+            to = tf.where((orientation >= 5) & (orientation <= 8), tf.reverse(to, [0]), to)
+        fits = tf.minimum(shape[0] // to[0], shape[1] // to[1])
         scales = sorted(JPEG_SCALES)  # 1, 2, 4, 8: the branch is the largest scale that fits
         branch = tf.where(draft, tf.reduce_sum(tf.cast(fits >= tf.constant(scales[1:]), tf.int32)), 0)
         return tf.switch_case(branch, [lambda r=r: decode_jpeg_png(data, r) for r in scales])
 
-    return tf.cond(
+    img = tf.cond(
         tf.io.is_jpeg(data),
         jpeg,
         lambda: tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8),
     )
+    return img if orientation is None else exif_turn(img, orientation)
 
 
 def _decoder(kinds_present: set[int], draft: tuple[int, int] | None = None, limit: int | None = None):

@@ -15,11 +15,16 @@ Layout of ``out_dir``::
 
 Each ``tf.train.Example`` holds ``image`` (JPEG/PNG/GIF/BMP bytes), ``label`` (int64 list: the
 class index, or the indices of the positive tags; empty when unlabelled or tag-free), ``group``,
-``path``, ``split`` (the manifest's split name, empty when it has none) and ``index`` (row of the
-manifest). The records are written in a seeded random order (``seed``, recorded in
-``shards.json``), not in the manifest's order (which is sorted by class): every shard file holds
-a mix of classes, so a worker that reads some of the files still sees every class; ``index``
-gives the manifest's order back. Shards written before the ``split`` feature existed read as
+``path``, ``split`` (the manifest's split name, empty when it has none), ``index`` (row of the
+manifest), ``draft`` (1 for a single-picture JPEG stored as its file holds it, which the reader
+decodes at libjpeg's reduced scale as training decodes the file) and ``orientation`` (the EXIF
+orientation, 1 to 8, of a JPEG stored as its file holds it, which the reader turns upright
+after decoding: :func:`keras_species.data.pipeline.exif_turn`). ``shards.json`` counts the
+records with an orientation other than 1 (``turned``); shards written before either feature
+read as upright, full-scale images. The records are written in a seeded random order
+(``seed``, recorded in ``shards.json``), not in the manifest's order (which is sorted by class):
+every shard file holds a mix of classes, so a worker that reads some of the files still sees
+every class; ``index`` gives the manifest's order back. Shards written before the ``split`` feature existed read as
 shards without a split.
 
 One split: ``shard_dataset(..., split="train")`` (and :func:`read_sidecar`) keep the records of
@@ -89,11 +94,14 @@ TEMPORARY_PATTERNS = (".shard-?????-of-?????.tmp-*.tfrecord", ".shards.tmp-*.jso
 
 # ---------------------------------------------------------------------------------- writing
 def _encode(path: str, kind: int, image_size: int | None, quality: int) -> tuple[bytes | None, str]:
-    """Encoded bytes of one image (the original file when no conversion or shrinking is needed)."""
+    """Encoded bytes of one image: the original file when no conversion or shrinking is needed
+    (also a JPEG that only its EXIF orientation turns: the reader turns it, see
+    :func:`keras_species.data.pipeline.turned_jpeg`), PNG when converted only, JPEG at
+    ``quality`` when shrunk; or ``None`` and the reason it cannot be read."""
     from PIL import Image
 
     from keras_species.data.images import ImageReadError, read_image, upright_size
-    from keras_species.data.pipeline import KIND_FAST, KIND_GIF_BMP
+    from keras_species.data.pipeline import KIND_FAST, KIND_GIF_BMP, KIND_PIL, turned_jpeg
 
     try:
         size = None  # the stored (width, height) when the image shrinks
@@ -106,6 +114,11 @@ def _encode(path: str, kind: int, image_size: int | None, quality: int) -> tuple
         if size is None and kind in (KIND_FAST, KIND_GIF_BMP):
             with open(path, "rb") as f:  # read as they are by decode_8bit
                 return f.read(), ""
+        if size is None and kind == KIND_PIL and _is_jpeg(path):
+            with open(path, "rb") as f:
+                data = f.read()
+            if turned_jpeg(data) is not None:  # turned by EXIF only: the reader turns it
+                return data, ""
         # a big JPEG decodes at a reduced scale that keeps both sides at least their stored size
         im = Image.fromarray(read_image(path, draft=None if size is None else size[::-1]))
         if size is not None and (im.width > im.height) != (size[0] > size[1]) and im.width != im.height:
@@ -113,9 +126,9 @@ def _encode(path: str, kind: int, image_size: int | None, quality: int) -> tuple
         if size is not None and im.size != size:
             im = im.resize(size, Image.Resampling.BICUBIC)  # PIL filters (antialiases) downscales
         buf = io.BytesIO()
-        if size is None and not _is_jpeg(path):  # converted only (alpha, 16-bit, palette, WebP):
+        if size is None:  # converted only (alpha, 16-bit, palette, WebP, CMYK JPEG...):
             im.save(buf, format="PNG")  # PNG keeps the pixels exact
-        else:  # shrunk, or a JPEG (CMYK, EXIF-turned): PNG would hold a photo at 2-3x its bytes
+        else:  # shrunk: a new image, as a photo in PNG would take 2-3x its bytes
             im.save(buf, format="JPEG", quality=quality)
         return buf.getvalue(), ""
     except ImageReadError as e:
@@ -137,12 +150,13 @@ def _label_indices(manifest: Manifest, i: int) -> list[int]:
 
 
 def _example(image: bytes, labels: list[int], group: str, path: str, index: int, split: str = "",
-             draft: bool = False):
+             draft: bool = False, orientation: int = 1):
     import tensorflow as tf
 
     feature = {
         "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image])),
         "draft": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(draft)])),
+        "orientation": tf.train.Feature(int64_list=tf.train.Int64List(value=[orientation])),
         "label": tf.train.Feature(int64_list=tf.train.Int64List(value=labels)),
         "group": tf.train.Feature(bytes_list=tf.train.BytesList(value=[group.encode("utf-8")])),
         "path": tf.train.Feature(bytes_list=tf.train.BytesList(value=[path.encode("utf-8")])),
@@ -281,11 +295,15 @@ def write_shards(
     """Write ``manifest`` to TFRecord shards plus a ``shards.json`` sidecar.
 
     Files TensorFlow decodes as they are (8-bit RGB/grey JPEG, PNG, GIF, BMP) and that need no
-    shrinking are stored byte for byte; the others (16-bit, alpha, transparent palette, WebP,
-    CMYK and EXIF-turned JPEGs...) are converted to RGB as
-    :func:`keras_species.data.images.read_image` reads them and stored as PNG, losslessly, or, for
-    a JPEG source, as JPEG at ``quality`` (a photo in PNG takes 2-3x its bytes); images shrunk to
-    ``image_size`` are stored as JPEG at ``quality``.
+    shrinking are stored byte for byte, and so are 8-bit RGB/grey JPEGs turned by their EXIF
+    orientation (every sideways phone photo), with the orientation in the record:
+    :func:`shard_dataset` turns them after decoding, at the scale training decodes the file, so
+    the pixels are those of :func:`keras_species.data.pipeline.make_dataset`, bit for bit. The
+    others (16-bit, alpha, transparent palette, WebP, CMYK JPEGs...) are converted to RGB as
+    :func:`keras_species.data.images.read_image` reads them and stored as PNG, losslessly
+    (a CMYK JPEG read at half its size or less differs still: training decodes its file at
+    libjpeg's reduced scale, through PIL). Images shrunk to ``image_size`` are stored as JPEG at
+    ``quality``.
     Unreadable files are left out with a warning and listed under ``skipped`` in the sidecar.
 
     The records are written in a random order drawn from ``seed`` (the same manifest and seed
@@ -303,7 +321,7 @@ def write_shards(
         image_size: shrink so that the longest side is at most this (aspect kept; never
             enlarged); ``None`` keeps the original size.
         shard_size: images per shard file.
-        quality: JPEG quality of the images shrunk to ``image_size`` and of converted JPEGs.
+        quality: JPEG quality of the images shrunk to ``image_size``.
         workers: reader threads; default ``min(8, cores)``, ``cores`` the usable ones
             (:func:`keras_species.cpu_budget.usable_cores`).
         seed: seed of the record order (``--seed``), a whole number, at least 0.
@@ -369,11 +387,16 @@ def write_shards(
                 skipped[manifest.paths[i]] = reason
             else:
                 results.append((i, data))
-    # drafts[i]: a plain JPEG, decoded at a reduced scale when it is at least twice the size it
-    # is read at, as training and predict decode such a file (libjpeg's DCT scaling)
-    from keras_species.data.pipeline import plain_jpeg_size
+    # drafts[i]: a single-picture JPEG stored as it is, decoded at a reduced scale when it is at
+    # least twice the size it is read at, as training and predict decode such a file (libjpeg's
+    # DCT scaling); orientations[i]: the EXIF orientation of one, which the reader applies
+    from keras_species.data.pipeline import plain_jpeg_size, turned_jpeg
 
-    drafts = {i: plain_jpeg_size(data) is not None for i, data in results}
+    drafts, orientations = {}, {}
+    for i, data in results:
+        turned = turned_jpeg(data)  # (orientation, stored size of a single picture), or None
+        orientations[i] = 1 if turned is None else turned[0]
+        drafts[i] = plain_jpeg_size(data) is not None if turned is None else turned[1] is not None
     n_good = len(results)
     if n_good == 0:
         raise ManifestError(f"none of the {len(rows)} images could be read; nothing written")
@@ -403,7 +426,8 @@ def write_shards(
                         if manifest.splits is not None:
                             in_shard[in_split] += 1
                             split_sets.setdefault(in_split, Counter())[key] += 1
-                        example = _example(data, labels, group, manifest.paths[i], i, in_split, drafts[i])
+                        example = _example(data, labels, group, manifest.paths[i], i, in_split, drafts[i],
+                                           orientations[i])
                         writer.write(example.SerializeToString())
                 files.append(base + "/" + name)
                 entry = {"file": name, "n": len(chunk), "bytes": tf.io.gfile.stat(tmp).length}
@@ -420,6 +444,8 @@ def write_shards(
                 "image_size": image_size,
                 "quality": quality,
                 "seed": int(seed),
+                # records stored as their file holds them, with an EXIF orientation to apply
+                "turned": sum(o != 1 for o in orientations.values()),
                 "shards": shards,
                 "label_sets": dict(sorted(label_sets.items())),
                 # images per split ({} when the manifest has no split), and their label sets (weights)
@@ -835,13 +861,16 @@ def shard_dataset(
     # only the features read: shards written before `split` existed parse the same
     spec = {"image": tf.io.FixedLenFeature([], tf.string), "label": tf.io.VarLenFeature(tf.int64),
             "draft": tf.io.FixedLenFeature([], tf.int64, default_value=0)}  # 0 in shards before it
+    if doc.get("turned"):  # EXIF-turned JPEGs stored as they are (none in shards before them)
+        spec["orientation"] = tf.io.FixedLenFeature([], tf.int64, default_value=1)
     out_size = check_resize(image_size, resize)
     s = float(label_smoothing)
 
     @tf.autograph.experimental.do_not_convert  # plain graph code: skip AutoGraph's tracing cost
     def load(record):
         ex = tf.io.parse_single_example(record, spec)
-        img = decode_8bit(ex["image"], draft_to=out_size, draft=ex["draft"] > 0)
+        img = decode_8bit(ex["image"], draft_to=out_size, draft=ex["draft"] > 0,
+                          orientation=ex.get("orientation"))
         img.set_shape([None, None, 3])
         img = to_uint8(resize_image(img, image_size, resize))
         idx = tf.sparse.to_dense(ex["label"])
@@ -956,7 +985,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard-size", type=positive_int, default=1000, metavar="N",
                         help="images per shard file, at least 1 (default 1000)")
     parser.add_argument("--quality", type=whole_number(1, 100, hint="(a JPEG quality)"), default=95,
-                        metavar="Q", help="JPEG quality of the images shrunk to --image-size and of converted JPEGs, 1 to 100 "
+                        metavar="Q", help="JPEG quality of the images shrunk to --image-size, 1 to 100 "
                              "(default 95)")
     parser.add_argument("--workers", type=positive_int, default=None, help="reader threads (default: up to 8)")
     parser.add_argument("--seed", type=whole_number(0), default=0, metavar="S",

@@ -788,10 +788,63 @@ def test_converted_images_are_stored_losslessly(tmp_path):
     (x, _), = batches(shard_dataset(tmp_path / "s", (20, 28), 8))
     index = [r["index"] for r in records(sorted((tmp_path / "s").glob("*.tfrecord")))]
     (ref, _), = batches(make_dataset(m.subset(index), (20, 28), 8, cache=False))
-    png = np.array([m.paths[i].endswith(".png") for i in index])
-    np.testing.assert_array_equal(x[png], ref[png])  # the RGBA PNGs: JPEG q95 was up to 126 levels off
-    # a converted JPEG (CMYK, EXIF-turned) stays a JPEG at --quality: PNG held a photo at 2.5x its bytes
-    assert 0 < np.abs(x[~png] - ref[~png]).mean() < 8
+    # the RGBA PNGs: JPEG q95 was up to 126 levels off; the CMYK JPEGs, re-encoded as JPEG, 5-10
+    np.testing.assert_array_equal(x, ref)
+    stored = [Image.open(io.BytesIO(r)).format for r in stored_images(tmp_path / "s")]
+    assert stored == ["PNG"] * 4
+
+
+def stored_images(folder: Path) -> list[bytes]:
+    """The image bytes of every record, file after file, in the order written."""
+    import tensorflow as tf
+
+    return [tf.train.Example.FromString(r.numpy()).features.feature["image"].bytes_list.value[0]
+            for f in sorted(folder.glob("*.tfrecord")) for r in tf.data.TFRecordDataset([str(f)])]
+
+
+def test_exif_turned_jpegs_are_stored_as_they_are_and_read_as_training_reads_them(tmp_path):
+    # before: such a JPEG (every sideways phone photo) and a CMYK one were stored re-encoded as a
+    # JPEG at --quality, 11-62 levels off training's read of the file (PIL, draft and turn)
+    rng = np.random.default_rng(0)
+
+    def photo(height: int, width: int) -> np.ndarray:  # gradients and grain, like a photo
+        noisy = smooth_image(height, width) + rng.integers(-20, 21, (height, width, 3))
+        return np.clip(noisy, 0, 255).astype(np.uint8)
+
+    def save(name: str, im: Image.Image, orientation: int) -> None:
+        exif = im.getexif()
+        exif[0x0112] = orientation
+        (tmp_path / "d" / name.split("_")[0]).mkdir(parents=True, exist_ok=True)
+        im.save(tmp_path / "d" / name.split("_")[0] / f"{name}.jpg", quality=90, exif=exif.tobytes())
+
+    for orientation in range(2, 9):  # mirrored, turned 180°, transposed, on its side...
+        save(f"small_{orientation}", Image.fromarray(photo(90, 130)), orientation)
+    save("big_6", Image.fromarray(photo(600, 820)), 6)  # read at 1/2 to 1/8 scale
+    save("big_3", Image.fromarray(photo(600, 820)), 3)
+    save("grey_8", Image.fromarray(photo(300, 410)).convert("L"), 8)
+    (tmp_path / "d" / "cmyk").mkdir()
+    Image.fromarray(photo(90, 130)).convert("CMYK").save(tmp_path / "d" / "cmyk" / "c.jpg", quality=90)
+    m = sources.load(tmp_path / "d")
+    write_shards(m, tmp_path / "s")
+    order = [r["index"] for r in records(sorted((tmp_path / "s").glob("*.tfrecord")))]
+    for i, data in zip(order, stored_images(tmp_path / "s")):
+        if "cmyk" in m.paths[i]:  # converted: lossless
+            assert Image.open(io.BytesIO(data)).format == "PNG"
+        else:  # the file's own bytes, turned when read
+            assert data == Path(m.paths[i]).read_bytes(), m.paths[i]
+    assert read_sidecar(tmp_path / "s")["turned"] == len(m) - 1
+    # (50, 200) decodes big_6, stored 820 x 600, at 1/2 scale (PIL's draft of its stored image:
+    # 820 // 50, 600 // 200), not at 1/4 (600 // 50, 820 // 200); 64 at 1/8; 45 the small ones
+    # at 1/2; 130 everything at full scale (the CMYK JPEG too: at a reduced scale only training
+    # reads it, through PIL's draft)
+    for size in (64, (50, 200), 45, 130):
+        for resize in ("stretch", "crop", "pad"):
+            (x, _), = batches(shard_dataset(tmp_path / "s", size, 16, resize=resize))
+            (ref, _), = batches(make_dataset(m.subset(order), size, 16, cache=False, resize=resize))
+            turned = np.array(["cmyk" not in m.paths[i] for i in order])
+            np.testing.assert_array_equal(x[turned], ref[turned], err_msg=f"{size} {resize}")
+            if size != 45:
+                np.testing.assert_array_equal(x, ref, err_msg=f"{size} {resize}")
 
 
 def test_patterns_skip_temporary_files_and_name_a_wildcard_folder(image_folder, tmp_path):
