@@ -87,6 +87,10 @@ from keras_species.jsonfile import kind_problem, parse_json, read_json_file
 
 SIDECAR = "shards.json"
 FORMAT = "keras-species-shards/1"
+# shards holding EXIF-turned JPEGs as their files hold them (stop 32): a keras-species before
+# them would read those records sideways, so it must refuse the folder, as it refuses /2
+FORMAT_TURNED = "keras-species-shards/2"
+READ_FORMATS = (FORMAT, FORMAT_TURNED)
 STALE_PATTERN = "shard-?????-of-?????.tfrecord"  # the names write_shards gives
 # the temporary names a write gives its files until they are complete (see temporary_path)
 TEMPORARY_PATTERNS = (".shard-?????-of-?????.tmp-*.tfrecord", ".shards.tmp-*.json")
@@ -436,7 +440,7 @@ def write_shards(
                 shards.append(entry)
             unlabelled = 0 if manifest.multilabel else label_sets.get("", 0)
             doc = {
-                "format": FORMAT,
+                "format": FORMAT_TURNED if any(o != 1 for o in orientations.values()) else FORMAT,
                 "class_names": manifest.class_names,
                 "multilabel": manifest.multilabel,
                 "n_images": n_good,
@@ -539,11 +543,11 @@ def _locate(pattern_or_dir: str) -> tuple[list[str], dict]:
         raise ManifestError(f"{sidecar} is damaged ({reason}): write the shards again with "
                             "`keras-species shard`")
     found = doc.get("format")
-    if isinstance(found, str) and found.startswith(FORMAT.rsplit("/", 1)[0] + "/") and found != FORMAT:
+    if isinstance(found, str) and found.startswith(FORMAT.rsplit("/", 1)[0] + "/") and found not in READ_FORMATS:
         raise ManifestError(f"{sidecar} describes shards of format {found!r}, and this keras-species "
-                            f"reads {FORMAT!r}: use the keras-species that wrote them, or write the "
-                            "shards again with `keras-species shard`")
-    if found != FORMAT or not isinstance(doc.get("shards"), list):
+                            f"reads {' and '.join(map(repr, READ_FORMATS))}: use the keras-species "
+                            "that wrote them, or write the shards again with `keras-species shard`")
+    if found not in READ_FORMATS or not isinstance(doc.get("shards"), list):
         raise ManifestError(f"{sidecar} is not a keras-species shard description")
     lacking = [k for k in ("class_names", "multilabel", "n_images", "label_sets", "n_unlabelled")
                if k not in doc] or [
