@@ -795,9 +795,10 @@ def shard_dataset(
             f"{doc['n_unlabelled']} unlabelled image(s) in these shards with label_mode={mode!r}: "
             "use label_mode='none', or write shards of the labelled images only"
         )
-    # validate the mode/smoothing pair with the in-memory encoder on a one-row manifest
-    probe_labels = np.zeros((1, c), np.uint8) if multilabel else np.zeros(1, np.int64)
-    encode_labels(Manifest(["x"], probe_labels, doc["class_names"]), mode, label_smoothing)
+    if mode != "none":  # the mode/smoothing pair checked by the in-memory encoder on one row
+        # (shards of a list of paths have no class: a row of class 0 cannot be made)
+        probe_labels = np.zeros((1, c), np.uint8) if multilabel else np.zeros(1, np.int64)
+        encode_labels(Manifest(["x"], probe_labels, doc["class_names"]), mode, label_smoothing)
     if sample_weights is not None and mode == "none":
         raise ValueError("sample_weights need labels: label_mode cannot be 'none'")
     table = None
@@ -826,22 +827,26 @@ def shard_dataset(
                 "(smaller --shard-size) so that every worker gets at least one"
             )
         files = files[worker_index::num_workers]
-        sizes = {s["file"]: s["n"] for s in doc["shards"]}
-        counted_here = sum(sizes.get(os.path.basename(f), 0) for f in files)
-        # a split's records per file are known when the sidecar counts them (stop 29 on): then
-        # a worker whose files hold none of them gets nothing, said now (it yielded nothing)
-        per_file_known = doc.get("split") is None or all("splits" in e for e in doc["shards"])
-        n = counted_here if per_file_known else (counted_here or n)
-        if n == 0:
-            raise ValueError(
-                f"worker {worker_index} of {num_workers} gets no image"
-                + (f" of split {doc['split']!r}" if doc.get("split") else "")
-                + f": its shard file(s) ({', '.join(os.path.basename(f) for f in files[:3])}) hold "
-                "none; use fewer workers, or write more, smaller shards (--shard-size) so that the "
-                "split's images spread over them")
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     else:
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.FILE
+    # the images of the files read (a worker's share, or those a pattern picks), not the folder's:
+    # a pattern of one file with drop_remainder yielded no batch, and one whose file held none of
+    # the split yielded nothing, where a worker's share was refused
+    sizes = {s["file"]: s["n"] for s in doc["shards"]}
+    counted_here = sum(sizes.get(os.path.basename(f), 0) for f in files)
+    # a split's records per file are known when the sidecar counts them (stop 29 on)
+    per_file_known = doc.get("split") is None or all("splits" in e for e in doc["shards"])
+    n = counted_here if per_file_known else (counted_here or n)
+    if n == 0:
+        reader = (f"worker {worker_index} of {num_workers} gets" if num_workers is not None
+                  else f"{target} reads")
+        raise ValueError(
+            f"{reader} no image" + (f" of split {doc['split']!r}" if doc.get("split") else "")
+            + f": its shard file(s) ({', '.join(os.path.basename(f) for f in files[:3])}) hold none; "
+            + ("use fewer workers, or write more, smaller shards (--shard-size) so that the split's "
+               "images spread over them" if num_workers is not None else
+               "give a pattern that picks files holding some (or the whole folder)"))
     check_drop_remainder(n, batch_size, drop_remainder)
 
     autotune = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls

@@ -327,6 +327,33 @@ def test_missing_files_empty_workers_and_other_sidecars_are_named(image_folder, 
             shard_dataset(other, 8, 4)
 
 
+def test_a_pattern_is_counted_over_the_files_it_picks(image_folder, tmp_path):
+    # the folder's count stood for a pattern's files: one file of 2 images with batch 4 and
+    # drop_remainder yielded no batch, and a file without a 'val' image yielded nothing, where a
+    # worker's share of the same file was refused
+    m = with_splits(folder_manifest(image_folder))
+    write_shards(m, tmp_path / "s", shard_size=2)
+    doc = read_sidecar(tmp_path / "s")
+    first = str(tmp_path / "s" / doc["shards"][0]["file"])
+    with pytest.raises(ValueError, match=r"2 image\(s\) and batch_size=4 with drop_remainder=True"):
+        shard_dataset(first, 8, 4, training=True, drop_remainder=True, seed=0)
+    no_val = next(e["file"] for e in doc["shards"] if not e["splits"].get("val"))
+    with pytest.raises(ValueError, match=rf".*{no_val} reads no image of split 'val': its shard file\(s\) "
+                       rf"\({no_val}\) hold none; give a pattern that picks files holding some"):
+        shard_dataset(str(tmp_path / "s" / no_val), 8, 4, split="val")
+
+
+def test_shards_of_images_without_labels_read_back_without_labels(image_folder, tmp_path):
+    # a list of paths has no class: the check of the label mode built a row of class 0 and
+    # refused every read ("label index 0 of row 0 ('x') is outside 0..-1")
+    paths = folder_manifest(image_folder).paths[:5]
+    m = Manifest(paths, np.full(len(paths), -1), [])
+    write_shards(m, tmp_path / "s")
+    for mode in ("auto", "none"):
+        (x,) = [b.numpy() for b in shard_dataset(tmp_path / "s", 8, 8, label_mode=mode)]  # images alone
+        assert x.shape == (5, 8, 8, 3)
+
+
 def test_a_split_the_shards_do_not_have_is_named_with_those_they_have(image_folder, tmp_path):
     write_shards(with_splits(folder_manifest(image_folder)), tmp_path / "s", shard_size=5)
     for read in (lambda: shard_dataset(tmp_path / "s", 8, split="valid"),
