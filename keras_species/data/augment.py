@@ -261,13 +261,17 @@ class PerImageRandAugment(keras.layers.RandAugment):
         return self.backend.cast(images, self.compute_dtype)
 
 
-def augmentation(preset: str, *, seed: int | None = None, **overrides) -> keras.Sequential | None:
+def augmentation(preset: str, *, seed: int | None = None, dtype: str | None = None,
+                 **overrides) -> keras.Sequential | None:
     """An augmentation preset as a ``keras.Sequential`` of core Keras random layers.
 
     Args:
         preset: ``"none"``, ``"r1"``, ``"r1_pseudo"``, ``"r3"``, ``"r4"``, ``"r5"`` or
             ``"randaugment"`` (see the module docstring).
         seed: base seed; layer ``i`` gets ``seed + i``.
+        dtype: the layers' dtype policy; ``None`` follows Keras' global policy (inside a
+            model), ``"float32"`` keeps them in float32 whatever it is (the ``tf.data``
+            pipeline: a ``mixed_float16`` policy would round 0–255 pixels to float16 steps).
         **overrides: settings to change (see :func:`preset_fields`); e.g. ``rotation=15``.
 
     Returns:
@@ -288,26 +292,27 @@ def augmentation(preset: str, *, seed: int | None = None, **overrides) -> keras.
 
     fill = str(f["fill_mode"])
     if f["crop_area"] is not None:
-        layers.append(RandomResizedCrop(scale=f["crop_area"], ratio=f["crop_ratio"], seed=next_seed(), name="random_resized_crop"))
+        layers.append(RandomResizedCrop(scale=f["crop_area"], ratio=f["crop_ratio"], seed=next_seed(), dtype=dtype, name="random_resized_crop"))
     if f["flip"] == "horizontal_and_vertical":  # two coins: Keras' one mode flips both axes at once
-        layers.append(keras.layers.RandomFlip("horizontal", seed=next_seed(), name="random_flip"))
-        layers.append(keras.layers.RandomFlip("vertical", seed=next_seed(), name="random_flip_vertical"))
+        layers.append(keras.layers.RandomFlip("horizontal", seed=next_seed(), dtype=dtype, name="random_flip"))
+        layers.append(keras.layers.RandomFlip("vertical", seed=next_seed(), dtype=dtype, name="random_flip_vertical"))
     elif f["flip"]:
-        layers.append(keras.layers.RandomFlip(str(f["flip"]), seed=next_seed(), name="random_flip"))
+        layers.append(keras.layers.RandomFlip(str(f["flip"]), seed=next_seed(), dtype=dtype, name="random_flip"))
     if f["rotation"]:
         rot = f["rotation"]
         factor = (rot[0] / 360.0, rot[1] / 360.0) if isinstance(rot, Sequence) else float(rot) / 360.0
-        layers.append(keras.layers.RandomRotation(factor, fill_mode=fill, seed=next_seed(), name="random_rotation"))
+        layers.append(keras.layers.RandomRotation(factor, fill_mode=fill, seed=next_seed(), dtype=dtype, name="random_rotation"))
     if f["translation"]:
         t = float(f["translation"])
-        layers.append(keras.layers.RandomTranslation(t, t, fill_mode=fill, seed=next_seed(), name="random_translation"))
+        layers.append(keras.layers.RandomTranslation(t, t, fill_mode=fill, seed=next_seed(), dtype=dtype, name="random_translation"))
     if f["zoom"]:
         z = float(f["zoom"])
-        layers.append(keras.layers.RandomZoom((-z, z), fill_mode=fill, seed=next_seed(), name="random_zoom"))
+        layers.append(keras.layers.RandomZoom((-z, z), fill_mode=fill, seed=next_seed(), dtype=dtype, name="random_zoom"))
     if f["contrast"]:
         c = float(f["contrast"])  # (lower, upper): a single float lowers nothing in Keras 3.15
         layers.append(
-            keras.layers.RandomContrast((c, c), value_range=(0, 255), seed=next_seed(), name="random_contrast")
+            keras.layers.RandomContrast((c, c), value_range=(0, 255), seed=next_seed(), dtype=dtype,
+                                        name="random_contrast")
         )
     if f["randaugment_ops"]:
         layers.append(
@@ -316,6 +321,7 @@ def augmentation(preset: str, *, seed: int | None = None, **overrides) -> keras.
                 num_ops=int(f["randaugment_ops"]),
                 factor=float(f["randaugment_magnitude"]),
                 seed=next_seed(),
+                dtype=dtype,
                 name="rand_augment",
             )
         )
@@ -360,7 +366,8 @@ def _seed(seed: object) -> int | None:
     return None if seed is None else check_seed(seed)
 
 
-def batch_augmentation(name: str, alpha: float | None = None, *, seed: int | None = None) -> keras.layers.Layer:
+def batch_augmentation(name: str, alpha: float | None = None, *, seed: int | None = None,
+                       dtype: str | None = None) -> keras.layers.Layer:
     """A batch-level mixing layer: ``keras.layers.MixUp``, or :class:`ExactCutMix` (Keras'
     ``CutMix`` with the label weight of the pixels actually pasted; Keras 3.9 and later).
 
@@ -373,6 +380,9 @@ def batch_augmentation(name: str, alpha: float | None = None, *, seed: int | Non
         alpha: the mixing weight's Beta(alpha, alpha) parameter (MixUp, default 0.2, any value
             above 0; CutMix, default 1.0: a uniform weight, as in the CutMix paper, at most 1).
         seed: random seed.
+        dtype: the layer's dtype policy (``None``: Keras' global one); the pipeline passes
+            ``"float32"``: under a ``mixed_float16`` or ``mixed_bfloat16`` policy the layer met
+            the pipeline's float32 batches with float16 weights and failed to build.
 
     Returns:
         The Keras layer.
@@ -388,7 +398,7 @@ def batch_augmentation(name: str, alpha: float | None = None, *, seed: int | Non
         raise ValueError(f"alpha={alpha!r}: the Beta(alpha, alpha) parameter must be a number above 0 "
                          "(MixUp's paper uses 0.2-0.4, CutMix's 1.0); NaN images came out of one below")
     if key == "mixup":
-        return keras.layers.MixUp(alpha=0.2 if alpha is None else alpha, seed=_seed(seed))
+        return keras.layers.MixUp(alpha=0.2 if alpha is None else alpha, seed=_seed(seed), dtype=dtype)
     if key == "cutmix":  # (a, a): Beta(a, a) itself; one float would draw a from U(0, a) per batch
         if _KerasCutMix is None:
             raise ValueError(f"CutMix needs Keras 3.9 or newer (Keras {keras.__version__} is installed): "
@@ -397,7 +407,7 @@ def batch_augmentation(name: str, alpha: float | None = None, *, seed: int | Non
         if a > 1:  # Keras' CutMix takes its Beta parameter in [0, 1] only
             raise ValueError(f"alpha={alpha!r}: CutMix's Beta(alpha, alpha) parameter must lie in (0, 1] "
                              "(1.0, the paper's, draws a uniform weight); MixUp takes any alpha above 0")
-        return ExactCutMix(factor=(a, a), seed=_seed(seed))
+        return ExactCutMix(factor=(a, a), seed=_seed(seed), dtype=dtype)
     raise ValueError(f"unknown batch augmentation {name!r}; choose 'mixup' or 'cutmix'")
 
 

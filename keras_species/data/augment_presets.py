@@ -62,10 +62,47 @@ def preset_fields(preset: str, **overrides: object) -> dict[str, object]:
     unknown = sorted(set(overrides) - set(FIELDS))
     if unknown:
         raise ValueError(f"unknown augmentation settings {unknown}; valid: {sorted(FIELDS)}")
+    for key, value in overrides.items():
+        problem = _value_problem(key, value)
+        if problem:
+            raise ValueError(f"augmentation setting {key}={value!r}: {problem}")
     fields = dict(FIELDS)
     fields.update(PRESET_FIELDS.get(preset, {}))
     fields.update(overrides)
     return fields
+
+
+FLIPS = ("horizontal", "vertical", "horizontal_and_vertical")
+FILL_MODES = ("reflect", "constant", "nearest", "wrap")
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+def _pair(value: object) -> bool:
+    return isinstance(value, (tuple, list)) and len(value) == 2 and all(_number(v) for v in value)
+
+
+def _value_problem(key: str, value: object) -> str:
+    """What is wrong with an override's value ('' when nothing). Keras' RandomFlip takes any
+    string and flips nothing for one it does not know (``"both"``, ``True``), and a scalar where
+    a pair is meant failed deep in a layer with a bare ``TypeError``."""
+    if value is None:
+        return ""
+    if key == "flip":
+        return "" if value is False or value in FLIPS else f"give one of {', '.join(FLIPS)}, or None for no flip"
+    if key == "fill_mode":
+        return "" if value in FILL_MODES else f"give one of {', '.join(FILL_MODES)}"
+    if key in ("crop_area", "crop_ratio"):
+        return "" if _pair(value) else "give a (min, max) pair of numbers, e.g. (0.08, 1.0)"
+    if key == "rotation":
+        return "" if _number(value) or _pair(value) else "give degrees: a number (±) or a (min, max) pair"
+    if key == "randaugment_ops":
+        return "" if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else "give a whole number of ops, at least 0"
+    if key in ("translation", "zoom", "contrast", "randaugment_magnitude"):
+        return "" if _number(value) and value >= 0 else "give one number, at least 0 (the same for both axes)"
+    return ""
 
 
 __all__ = ["PRESETS", "FIELDS", "PRESET_FIELDS", "preset_fields"]

@@ -1546,7 +1546,7 @@ def finish_dataset(
     # one cast per batch (cheaper than one per image), several batches at a time
     ds = ds.map(to_float, num_parallel_calls=autotune, deterministic=deterministic)
     if isinstance(augment, str):
-        augment = augment_mod.augmentation(augment, seed=seed)
+        augment = augment_mod.augmentation(augment, seed=seed, dtype="float32")  # a CPU pipeline's
     if augment is not None and training:
         layer = augment
 
@@ -1561,7 +1561,7 @@ def finish_dataset(
         # less parallel: augmenting alone on 2 cores runs about 40% slower (README).
         ds = ds.map(aug)
     if isinstance(batch_augment, str):
-        batch_augment = augment_mod.batch_augmentation(batch_augment, seed=seed)
+        batch_augment = augment_mod.batch_augmentation(batch_augment, seed=seed, dtype="float32")
     if batch_augment is not None and training:
         if not has_labels:
             raise ValueError("batch_augment (MixUp/CutMix) needs labels: label_mode cannot be 'none'")

@@ -223,3 +223,25 @@ def test_numpy_seeds_work_and_bad_alphas_and_seeds_are_named():
         batch_augmentation("mixup", -1)
     with pytest.raises(ValueError, match="seed=1.5 must be a whole number"):
         augmentation("r1", seed=1.5)
+
+
+@pytest.mark.parametrize(("setting", "value", "match"), [
+    # Keras' RandomFlip takes any string and flips nothing for one it does not know
+    ("flip", "both", r"flip='both': give one of horizontal, vertical, horizontal_and_vertical"),
+    ("flip", "Horizontal", r"flip='Horizontal'"),
+    ("flip", True, r"flip=True"),
+    # bare TypeErrors deep in the layers before
+    ("crop_area", 0.5, r"crop_area=0.5: give a \(min, max\) pair"),
+    ("translation", (0.1, 0.2), r"translation=\(0.1, 0.2\): give one number"),
+    ("rotation", "30", r"rotation='30': give degrees"),
+    ("fill_mode", "mirror", r"fill_mode='mirror': give one of reflect, constant, nearest, wrap"),
+])
+def test_a_setting_value_that_cannot_work_is_named(setting, value, match):
+    with pytest.raises(ValueError, match=rf"augmentation setting {match}"):
+        augmentation("r4", **{setting: value})
+
+
+def test_flip_none_or_false_turns_flipping_off():
+    for off in (None, False):
+        aug = augmentation("r1", flip=off)
+        assert "random_flip" not in [layer.name for layer in aug.layers]

@@ -1198,3 +1198,24 @@ def test_cache_words_are_not_file_prefixes(image_folder, tmp_path, monkeypatch):
     for word in ("memory", "none", "off"):  # before: a file cache "memory-<key>" in the working folder
         one(make_dataset(m, 8, 32, cache=word))
     assert list((tmp_path / "work").iterdir()) == []
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_pipeline_augmentation_runs_in_float32_under_a_global_mixed_precision_policy(tmp_path, policy):
+    # MixUp and CutMix were built under the global policy and failed to build on the pipeline's
+    # float32 batches ("Input 'y' of 'Mul' Op has type float16"; CutMix: "Range[Tidx=DT_HALF]")
+    import keras
+    import tensorflow as tf
+
+    m = _six(tmp_path)
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        for mixer in ("mixup", "cutmix"):
+            ds = make_dataset(m, 16, 3, training=True, label_mode="onehot", augment="r3",
+                              batch_augment=mixer, seed=0)
+            x, y = next(iter(ds))
+            assert x.dtype == tf.float32 and y.dtype == tf.float32
+            np.testing.assert_allclose(y.numpy().sum(axis=1), 1.0, rtol=1e-6)
+            assert float(tf.reduce_min(x)) >= 0 and float(tf.reduce_max(x)) <= 255
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
