@@ -431,11 +431,19 @@ def _all_split_names(names: Sequence[str]) -> bool:
 
 
 def _holds_image(folder: Path, exts: tuple[str, ...]) -> bool:
-    """Whether an image file (by extension, not hidden) lies anywhere under ``folder``."""
-    for _, dirnames, filenames in os.walk(folder):  # links inside not followed: no loop to walk
-        dirnames[:] = [d for d in dirnames if not is_hidden(d)]
+    """Whether an image file (by extension, not hidden) lies anywhere under ``folder``, folder
+    links followed as the readers follow them (each real folder once: a loop ends)."""
+    seen = {os.path.realpath(folder)}
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         if any(not is_hidden(f) and os.path.splitext(f)[1].lower() in exts for f in filenames):
             return True
+        keep = []
+        for d in dirnames:
+            real = os.path.realpath(os.path.join(dirpath, d))
+            if not is_hidden(d) and real not in seen:
+                seen.add(real)
+                keep.append(d)
+        dirnames[:] = keep
     return False
 
 

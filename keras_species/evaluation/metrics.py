@@ -84,7 +84,7 @@ def rescaled_log_loss(y_true: np.ndarray, probs: np.ndarray, num_classes: int) -
         >>> round(rescaled_log_loss(np.array([0]), np.array([[0.5, 0.5]]), 2), 4)
         0.6931
     """
-    probs = np.asarray(probs, np.float64)
+    probs = _check_probs(probs, len(np.asarray(y_true)))  # NaN (a diverged model), logits: refused
     total = probs.sum(axis=1, keepdims=True)
     rows = np.divide(probs, total, out=np.full_like(probs, 1.0 / num_classes), where=total > 0)
     return float(skm.log_loss(y_true, rows, labels=list(range(num_classes))))

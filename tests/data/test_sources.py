@@ -181,6 +181,22 @@ def test_folders_without_images_beside_split_folders_leave_the_split_layout(tmp_
     assert sources.split_folder_layout(d)
 
 
+def test_a_folder_beside_split_folders_whose_images_lie_behind_a_link_holds_images(tmp_path: Path) -> None:
+    # pool/batch1 -> ../../photos: its images were missed, pool called empty and left out
+    d = tmp_path / "data"
+    for split in ("train", "val"):
+        for c in ("cod", "eel"):
+            _png(d / split / c / "a.png")
+    _png(tmp_path / "photos" / "p.png")
+    (d / "pool").mkdir()
+    (d / "pool" / "batch1").symlink_to(tmp_path / "photos")
+    (d / "pool" / "loop").symlink_to(d / "pool")  # a loop ends
+    with pytest.warns(UserWarning, match=r"'pool' beside them holds images"):
+        m = sources.from_folder(d)
+    assert m.splits is None and "pool" in m.class_names
+    assert not sources.split_folder_layout(d)
+
+
 def test_demo_in_the_working_folder_is_named(tmp_path: Path, monkeypatch) -> None:
     _png(tmp_path / "demo" / "cat" / "a.png")
     _png(tmp_path / "demo" / "dog" / "b.png")

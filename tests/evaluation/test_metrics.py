@@ -424,3 +424,14 @@ def test_a_single_probability_column_is_named_as_a_binary_sigmoid_output() -> No
         single_label_metrics(np.array([0, 1, 1, 0]), np.array([[0.2], [0.9], [0.6], [0.4]]), ["ant", "bee"])
     with pytest.raises(ValueError, match=r"y_true must lie in \[0, 2\) for 2 classes; got values in \[0, 2\]$"):
         single_label_metrics(np.array([0, 2]), np.array([[0.5, 0.5], [0.5, 0.5]]), ["ant", "bee"])
+
+
+def test_log_loss_refuses_nan_and_logits_rather_than_scoring_them() -> None:
+    # a NaN row was filled as uniform: a diverged fold scored log(3), a plausible loss
+    from keras_species.training.crossval import probs_scores
+
+    y = np.array([0, 1, 2])
+    with pytest.raises(ValueError, match="probs contains NaN or inf; check the model output"):
+        probs_scores(y, np.full((3, 3), np.nan))
+    with pytest.raises(ValueError, match="Pass probabilities, not logits"):
+        probs_scores(y, np.array([[1.1, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]))
