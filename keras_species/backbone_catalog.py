@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 import string
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -398,6 +399,30 @@ def backbone_key(name: str) -> str:
         'efficientnet_lite0'
     """
     return name.lower().replace("-", "_")
+
+
+def backbone_names(backbones: str | Iterable[str]) -> list[str]:
+    """Backbone names from a ``--backbones a,b c`` setting (commas and spaces both separate), as
+    registry keys (:func:`backbone_key`), in order, without duplicates.
+
+    Args:
+        backbones: the setting: a string, or the field's values.
+
+    Returns:
+        The names (checked against the registry elsewhere).
+
+    Raises:
+        ValueError: no name at all.
+
+    Example:
+        >>> backbone_names(["vgg16,resnet50", "densenet121 VGG16"])
+        ['vgg16', 'resnet50', 'densenet121']
+    """
+    items = [backbones] if isinstance(backbones, str) else list(backbones)
+    names = [backbone_key(part) for item in items for part in re.split(r"[,\s]+", str(item)) if part]
+    if not names:
+        raise ValueError("--backbones: give at least one backbone name")
+    return list(dict.fromkeys(names))
 
 
 def unknown_backbone(name: str, known: Iterable[str]) -> KeyError:

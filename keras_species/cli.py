@@ -75,12 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     use_command_line_warnings()
     print_line_by_line()
     quiet_tensorflow_start()  # if the command imports TensorFlow: without its start-up lines
-    module = importlib.import_module(commands[name][0])
-    # a mistyped option or choice is answered with the closest ones the subcommand knows
-    cmd_parser = SuggestingArgumentParser(prog=f"keras-species {name}", description=commands[name][1])
-    module.configure_parser(cmd_parser)
-    args = cmd_parser.parse_args(argv[1:])
     try:
+        module = importlib.import_module(commands[name][0])
+        # a mistyped option or choice is answered with the closest ones the subcommand knows
+        cmd_parser = SuggestingArgumentParser(prog=f"keras-species {name}", description=commands[name][1])
+        module.configure_parser(cmd_parser)
+        args = cmd_parser.parse_args(argv[1:])
         return int(module.run_cli(args) or 0)
     except KeyboardInterrupt:  # Ctrl-C: one line, not TensorFlow's stack
         print(f"keras-species {name}: interrupted", file=sys.stderr)

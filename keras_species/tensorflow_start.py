@@ -81,7 +81,8 @@ def has_nvidia_device() -> bool:
 def native_stderr_without(lines: Sequence[str]) -> Iterator[None]:
     """Within the block, the process's standard error (file descriptor 2, which C and C++ code
     write to directly) goes to a temporary file; at its end, every line that holds none of
-    ``lines`` is written back to it, in order. An error raised in the block writes back all.
+    ``lines`` is written back to it, in order. An error raised in the block writes back all (a
+    ``KeyboardInterrupt`` is no error of the import: its lines are left out still).
 
     Args:
         lines: parts of the lines to leave out.
@@ -104,6 +105,8 @@ def native_stderr_without(lines: Sequence[str]) -> Iterator[None]:
         os.dup2(captured.fileno(), 2)
         try:
             yield
+        except KeyboardInterrupt:  # Ctrl-C during the import: the noise is noise still
+            raise
         except BaseException:
             failed = True
             raise

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from keras_species.backbone_catalog import backbone_names
 from keras_species.config import flag_help as _help
 from keras_species.recipe import (
     MULTILABEL_HINT,
@@ -43,6 +44,7 @@ from keras_species.recipe import (
     open_run,
     recipe_main,
     recipe_need_splits,
+    resolve_monitor,
     split_settings,
     training_finished,
     weights_setting,
@@ -115,30 +117,6 @@ class BackboneComparisonResult(RunResult):
     comparison: list[dict] = field(default_factory=list)
     best: str = ""
     runs: dict = field(default_factory=dict)
-
-
-def backbone_names(backbones: Sequence[str]) -> list[str]:
-    """Backbone names from ``--backbones a,b c`` (commas and spaces both separate).
-
-    Args:
-        backbones: the field's values.
-
-    Returns:
-        The names, in order, without duplicates.
-
-    Example:
-        >>> backbone_names(["vgg16,resnet50", "densenet121", "vgg16"])
-        ['vgg16', 'resnet50', 'densenet121']
-    """
-    names: list[str] = []
-    for item in backbones:
-        for name in str(item).split(","):
-            name = name.strip().lower()
-            if name and name not in names:
-                names.append(name)
-    if not names:
-        raise ValueError("--backbones: give at least one backbone name")
-    return names
 
 
 def plan(config: BackboneComparisonConfig) -> list:
@@ -244,6 +222,9 @@ def run(config: BackboneComparisonConfig) -> BackboneComparisonResult:
     )
     print(prepared.summary(), flush=True)  # the data and its split, as every recipe says first
     m = prepared.manifest
+    # a quantity this data's run does not log (top-5 of 5 classes or fewer): said now, not
+    # after the first backbone's first epoch
+    resolve_monitor(config.monitor, multilabel=False, num_classes=m.num_classes)
     strategy = get_strategy(config.strategy)
     batch = scale_batch(config.batch_size, strategy)
     datasets = build_datasets(

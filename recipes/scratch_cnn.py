@@ -48,6 +48,7 @@ from keras_species.recipe import (
     open_run,
     recipe_main,
     recipe_need_splits,
+    resolve_monitor,
     split_settings,
     training_finished,
 )
@@ -334,6 +335,9 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
     )
     print(prepared.summary(), flush=True)  # the data and its split, as every recipe says first
     m = prepared.manifest
+    # a quantity this data's run does not log (top-5 of 5 classes or fewer): said now, not
+    # after the first fold's first epoch
+    resolve_monitor(config.monitor, multilabel=False, num_classes=m.num_classes)
     added = prepared.added_classes
     if config.add_class and not added:  # resumed from a split saved before the sidecar kept them
         from keras_species.data.new_classes import load_class_dirs

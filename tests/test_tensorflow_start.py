@@ -25,6 +25,27 @@ def test_an_error_in_the_block_writes_every_line_back(capfd):
     assert capfd.readouterr().err == "noise\nkept\n"
 
 
+def test_ctrl_c_in_the_block_leaves_the_known_lines_out_still(capfd):
+    # Ctrl-C during TensorFlow's import wrote every start-up line back before "interrupted"
+    with pytest.raises(KeyboardInterrupt), native_stderr_without(["noise"]):
+        os.write(2, b"noise\nkept\n")
+        raise KeyboardInterrupt
+    assert capfd.readouterr().err == "kept\n"
+
+
+def test_ctrl_c_while_a_command_imports_is_one_line(monkeypatch, capsys):
+    import importlib
+
+    from keras_species import cli
+
+    def interrupted(name, *args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib, "import_module", interrupted)
+    assert cli.main(["models"]) == 130
+    assert capsys.readouterr().err == "keras-species models: interrupted\n"
+
+
 def _first_import(level: str, module: str) -> str:
     """Standard error of a process that quiets TensorFlow's start, then imports ``module``."""
     code = ("import sys; from keras_species.tensorflow_start import quiet_tensorflow_start as q; "

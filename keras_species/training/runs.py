@@ -27,6 +27,7 @@ No TensorFlow import at module level: ``keras-species runs`` only reads JSON and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime as _dt
 import difflib
@@ -43,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from keras_species.atomic import atomic_path
+from keras_species.backbone_catalog import backbone_names
 from keras_species.config import config_to_dict
 from keras_species.jsonfile import json_type as _json_type
 from keras_species.jsonfile import read_json_file, read_json_object
@@ -328,7 +330,10 @@ def backbone_text(recipe: str, conf: dict) -> str:
         return str(single)
     backbones = conf.get("backbones")
     if backbones:
-        return ",".join(map(str, backbones)) if isinstance(backbones, list) else str(backbones)
+        try:  # the backbones it trains, once each (as typed: "resnet18,Resnet18")
+            return ",".join(backbone_names(backbones if isinstance(backbones, (str, list)) else str(backbones)))
+        except ValueError:
+            return ""
     names: list[str] = []
     if recipe == "inaturalist_vgg16":
         if _stage_set(conf.get("stages", "a,b,c")) & {"a", "b", "c"}:
@@ -998,6 +1003,14 @@ class RunFolder:
         recipe = cfg.get("recipe")
         recipe = recipe if isinstance(recipe, str) and recipe else self.path.parent.name
         classifiers = fitted_classifiers(state, metrics)
+        if recipe == "backbone_comparison" and models and status != "done":
+            # the backbones it has not begun: a stopped comparison of 3 read "1 trained, 1
+            # stopped" without a word of the third
+            begun = {m["folder"] for m in models}
+            with contextlib.suppress(ValueError):
+                models = models + [{"folder": name, "status": "not started", "epochs": 0}
+                                   for name in backbone_names(conf.get("backbones") or [])
+                                   if name not in begun]
         over = None  # what the epochs are summed over: a multi-model run's models
         if any(m["epochs"] for m in models):
             epochs: int | None = sum(m["epochs"] for m in models)
@@ -1089,6 +1102,9 @@ def list_runs(root: str | os.PathLike = "runs") -> list[dict]:
     root = Path(root)
     if not root.exists():
         return []
+    # a model folder of a run above root (runs/backbone_comparison/c1/resnet18): its files are
+    # that run's, not a run that lost its config.json
+    above = enclosing_run(root)
 
     def in_run_folder(path: Path) -> bool:
         inside = path.relative_to(root).parts  # not the parts of root: it may lie under a "backup"
@@ -1117,12 +1133,29 @@ def list_runs(root: str | os.PathLike = "runs") -> list[dict]:
                 part.startswith(".") or part in NOT_MODEL_FOLDERS
                 for part in folder.relative_to(root).parts):
             continue
-        if any(other == folder or other in folder.parents for other in folders):
+        if above is not None or any(other == folder or other in folder.parents for other in folders):
             continue
         if any((folder / name).is_file() for name in (STATE, HISTORY, BEST_MODEL, METRICS)):
             folders.append(folder)
     found = [RunFolder(folder).summary(root) for folder in folders]
     return sorted(found, key=lambda r: (r["date"], r["path"]))
+
+
+def enclosing_run(folder: str | os.PathLike) -> tuple[Path, str] | None:
+    """The run folder that ``folder`` lies inside (a model folder, ``plots/``...), with its
+    recipe: the nearest folder above with a ``config.json`` naming one; ``None`` when there is
+    none (``folder`` itself is not counted).
+
+    Example:
+        >>> enclosing_run("runs/backbone_comparison/c1/resnet18")   # doctest: +SKIP
+        (PosixPath('runs/backbone_comparison/c1'), 'backbone_comparison')
+    """
+    for parent in Path(folder).absolute().parents:
+        if (parent / CONFIG).is_file():
+            data, reason = read_json_object(parent / CONFIG)
+            if not reason and isinstance(data.get("recipe"), str):
+                return parent, data["recipe"]
+    return None
 
 
 def _validation_headline(metrics: dict, test: dict) -> dict:
@@ -1197,7 +1230,7 @@ def _models_cell(models: list[dict] | None, classifiers: list[str] | None = None
     fitted (None without either)."""
     if not models:
         return f"{len(classifiers)} fitted" if classifiers else None
-    counts = {s: sum(m["status"] == s for m in models) for s in ("trained", "stopped")}
+    counts = {s: sum(m["status"] == s for m in models) for s in ("trained", "stopped", "not started")}
     unfinished = "in progress" if running else "stopped"
     return ", ".join(f"{n} {unfinished if s == 'stopped' else s}" for s, n in counts.items() if n)
 
@@ -1210,9 +1243,12 @@ def _models_line(models: list[dict]) -> str:
     trained = [m["folder"] for m in models if m["status"] == "trained"]
     stopped = [f"{m['folder']} after {m['epochs']} epoch{'' if m['epochs'] == 1 else 's'}"
                for m in models if m["status"] == "stopped"]
+    waiting = [m["folder"] for m in models if m["status"] == "not started"]
     parts = [f"{len(trained)} trained ({folders(trained)})"] if trained else []
     if stopped:
         parts.append(f"stopped: {folders(stopped)}")
+    if waiting:
+        parts.append(f"not started: {folders(waiting)}")
     return "; ".join(parts)
 
 
@@ -1474,6 +1510,12 @@ def run_cli(args: argparse.Namespace) -> int:
             print(f"no runs of recipe {args.recipe!r} under {args.dir}; its runs are of: "
                   f"{', '.join(recipes)}")
             return 0
+    above = None if rows else enclosing_run(args.dir)
+    if above is not None and not args.json:
+        run, recipe = above
+        print(f"no runs under {args.dir}: it is a folder of the {recipe} run {run}; list that run "
+              f"with: keras-species runs {shlex.quote(str(run))}")
+        return 0
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

@@ -33,6 +33,9 @@ def test_defaults_are_r2s():
     assert (c.head_epochs, c.fine_tune_epochs, c.monitor, c.weights) == (5, 2, "val_loss",
                                                                            "imagenet")
     assert backbone_names(["a,b", "c", "a"]) == ["a", "b", "c"]
+    # spaces separate too, as --help says ('resnet18 mobilenet_v2' was one unknown name)
+    assert backbone_names(["resnet18 mobilenet_v2", "ResNet18"]) == ["resnet18", "mobilenet_v2"]
+    assert backbone_names("efficientnet-lite0, vgg16") == ["efficientnet_lite0", "vgg16"]
 
 
 def test_offline_imagenet_fails_at_once(tmp_path, monkeypatch, capsys):
@@ -145,3 +148,14 @@ def test_the_data_summary_is_printed_once_before_the_backbones_also_on_resume(tm
     # its backbone trained already: the line says it is evaluated, not trained, again
     (announced,) = [line for line in out.splitlines() if line.startswith("backbone 1/1")]
     assert announced.endswith(" parameters): trained already, evaluating it")
+
+
+def test_a_monitor_the_data_does_not_log_stops_before_any_backbone_trains(tmp_path, capsys):
+    # it trained the first backbone's first epoch, then failed in the checkpoint callback
+    data = write_image_folder(tmp_path / "data", classes=("cod", "eel", "ray"), per_class=6, size=(24, 24))
+    code = backbone_comparison.main([
+        "--data", str(data), "--backbones", "resnet18", "--weights", "none", "--image-size", "32",
+        "--monitor", "val_top5_accuracy", "--out", str(tmp_path / "runs"), "--name", "m", "--no-audit"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--monitor val_top5_accuracy: a run on single-label (3 classes) data does not log it" in err
+    assert not (tmp_path / "runs" / "backbone_comparison" / "m" / "resnet18").exists()

@@ -242,3 +242,13 @@ def test_the_data_summary_is_printed_once_before_the_folds_also_on_resume(tmp_pa
     fold_lines = [line for line in out if line.startswith("fold ")]
     assert [line.split(" (")[0] for line in fold_lines] == ["fold 1/2", "fold 2/2"]
     assert all(line.endswith(" images: trained already, evaluating it") for line in fold_lines)
+
+
+def test_a_monitor_the_data_does_not_log_stops_before_any_fold_trains(tmp_path, capsys):
+    data = write_image_folder(tmp_path / "data", classes=("cod", "eel", "ray"), per_class=6, size=(24, 24))
+    code = scratch_cnn.main([
+        "--data", str(data), "--monitor", "val_top5_accuracy", "--out", str(tmp_path / "runs"),
+        "--name", "m", "--no-audit", "--image-size", "32"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--monitor val_top5_accuracy: a run on single-label (3 classes) data does not log it" in err
+    assert not list((tmp_path / "runs" / "scratch_cnn" / "m").glob("**/history.csv"))

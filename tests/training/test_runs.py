@@ -726,6 +726,38 @@ def test_a_killed_backbone_comparison_is_stopped_not_new(tmp_path, capsys):
     assert listed["status"] == "stopped" and len(listed["models"]) == 2
 
 
+def test_a_stopped_comparison_names_the_backbones_it_has_not_begun(tmp_path):
+    # a 3-backbone run stopped in its 2nd read "1 trained, 1 stopped", the 3rd not named; the
+    # backbone column showed names as typed ("resnet18,Resnet18"), not those it trains
+    root = tmp_path / "runs"
+    run = _multi_run(root, "backbone_comparison", "bc",
+                     backbones=["mobilenet_v2 resnet18,Resnet18", "efficientnet_lite0"])
+    _model_folder(run.path / "mobilenet_v2", evaluated=True)
+    _model_folder(run.path / "resnet18", epochs=1)
+    (row,) = list_runs(root)
+    assert row["backbone"] == "mobilenet_v2,resnet18,efficientnet_lite0"
+    assert row["models"][-1] == {"folder": "efficientnet_lite0", "status": "not started", "epochs": 0}
+    table = format_runs([row])
+    assert "  stopped  5 (3 backbones)  1 trained, 1 stopped, 1 not started  -" in table
+    assert ("  backbone_comparison/bc: 1 trained (mobilenet_v2); stopped: resnet18 after 1 epoch; "
+            "not started: efficientnet_lite0") in table
+
+
+def test_a_model_folder_given_to_runs_names_its_run_not_a_damaged_one(tmp_path, capsys):
+    # runs/backbone_comparison/bc/resnet18 was listed as an "unreadable" run of recipe "bc"
+    # (config.json: does not exist)
+    root = tmp_path / "runs"
+    run = _multi_run(root, "backbone_comparison", "bc", backbones=["resnet18"])
+    _model_folder(run.path / "resnet18", evaluated=True)
+    assert list_runs(run.path / "resnet18") == []
+    from keras_species.cli import main
+
+    assert main(["runs", str(run.path / "resnet18")]) == 0
+    out = capsys.readouterr().out
+    assert f"it is a folder of the backbone_comparison run {run.path.absolute()}" in out
+    assert "unreadable" not in out
+
+
 def test_a_multi_model_run_killed_before_its_first_epoch_ended_is_new(tmp_path):
     root = tmp_path / "runs"
     run = _multi_run(root, "backbone_comparison", "bc")
