@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import math
 import os
@@ -167,7 +168,8 @@ class AuditReport:
             individual), ``{pattern, regex, n_ids, shared_ids, shared_files}``, plus
             ``held_out_sharing`` (images of val/test, or of every fold, whose id is on another
             side) when a split is given; else ``None``. A note says how to split by it.
-        imbalance_ratio: largest / smallest non-empty class count.
+        imbalance_ratio: largest / smallest non-empty class count, over the readable images
+            (those a training run reads, as ``majority_baseline``).
         empty_classes: classes without any image.
         majority_baseline: accuracy of always predicting the most frequent class (multi-label:
             exact-match accuracy of always predicting the most frequent label set), over the
@@ -431,6 +433,10 @@ def audit(
     require_manifest(manifest, "audit")
     if out_dir is not None and os.path.exists(out_dir) and not os.path.isdir(out_dir):  # before the scan
         raise FileExistsError(f"out_dir {os.fspath(out_dir)} is a file: give a folder for the audit's files")
+    if out_dir is not None:  # its plots would be read back as images of a class
+        from keras_species.data.sources import check_output_place
+
+        check_output_place(manifest, out_dir, "out_dir", folder=True)
     if len(manifest) == 0:
         raise ManifestError(
             f"{manifest.source or 'the manifest'} holds no images, so there is nothing to audit "
@@ -522,11 +528,13 @@ def _summarise(manifest: Manifest, infos: dict[str, ImageInfo]) -> AuditReport:
     counts = manifest.class_counts()
     r.class_counts = {c: int(n) for c, n in zip(manifest.class_names, counts)}
     r.empty_classes = [c for c, n in r.class_counts.items() if n == 0]
-    non_empty = [n for n in counts if n > 0]
-    if non_empty:
-        r.imbalance_ratio = round(float(max(non_empty)) / float(min(non_empty)), 4)
     rows_ok = np.array([p in infos and infos[p].ok for p in manifest.paths], dtype=bool)
     kept = manifest.subset(rows_ok)  # what a training run reads: the baseline counts only these
+    # over the same readable rows as the baseline: 3 and 3 rows of which 2 empty files read as
+    # ratio 1.0 beside a baseline of 0.75 (before stop 32)
+    non_empty = [n for n in kept.class_counts() if n > 0]
+    if non_empty:
+        r.imbalance_ratio = round(float(max(non_empty)) / float(min(non_empty)), 4)
     if manifest.multilabel:
         card = manifest.labels.sum(axis=1)
         r.label_cardinality = {str(k): int(v) for k, v in sorted(Counter(card.tolist()).items())}
@@ -1245,7 +1253,7 @@ def _markdown(r: AuditReport) -> str:
         ("classes", classes_phrase(len(r.class_names), r.multilabel)),
         ("unlabelled" if not r.multilabel else "no tag", r.n_unlabelled),
         ("majority-class baseline" if not r.multilabel else "majority label-set baseline (exact match)", baseline),
-        ("imbalance ratio (largest / smallest class)", fmt_ratio),
+        ("imbalance ratio (largest / smallest class, readable images)", fmt_ratio),
         ("corrupt / unreadable", len(r.corrupt)),
         *([("of them over the decompression-bomb limit, not decoded", len(r.oversized))] if r.oversized else []),
         ("non-RGB", len(r.non_rgb)),
@@ -1379,9 +1387,18 @@ def _plot_text(text: str) -> str:
     return shown.replace("$", r"\$")
 
 
+SAFE_NAME_BYTES = 100
+"""At most this many UTF-8 bytes of a class name go into a plot's file name: a 240-character
+name (or 80 CJK characters) made ``samples_<name>.png``, with the staging folder's suffix, too
+long for the file system, and the whole audit failed."""
+
+
 def _safe_name(name: str) -> str:
-    s = re.sub(r"[^\w.-]+", "_", name, flags=re.UNICODE).strip("._")
-    return s or "class"
+    s = re.sub(r"[^\w.-]+", "_", name, flags=re.UNICODE).strip("._") or "class"
+    if len(s.encode("utf-8")) <= SAFE_NAME_BYTES:
+        return s
+    cut = s.encode("utf-8")[:SAFE_NAME_BYTES - 9].decode("utf-8", errors="ignore")  # whole characters
+    return f"{cut}-{hashlib.sha1(name.encode('utf-8')).hexdigest()[:8]}"  # long names stay apart
 
 
 def _thumbnail(path: str, size: int = 128) -> np.ndarray | None:
@@ -1422,7 +1439,9 @@ def _write_plots(r: AuditReport, manifest: Manifest | None, plot_dir: str) -> tu
         if n <= 150:
             ax.barh(range(n), counts, color="#4c72b0")
             ax.set_yticks(range(n))
-            ax.set_yticklabels([_plot_text(k) for k, _ in items], fontsize=8 if n > 30 else 10)
+            # a long name is cut: the bars would get no room (matplotlib's tight layout gave up)
+            ax.set_yticklabels([_plot_text(k if len(k) <= 40 else k[:39] + "…") for k, _ in items],
+                               fontsize=8 if n > 30 else 10)
         else:  # a bar and a tick per class took 19 of 24 s at 5,000 classes (stop 30): the sorted
             # counts as one curve, and a tick every few hundred ranks
             ax.fill_betweenx(range(n), 0, counts, step="mid", color="#4c72b0")

@@ -422,6 +422,8 @@ def _check_cleaning_left_classes(before: Manifest, after: Manifest, dropped: lis
     where = (f"see {report} for each file and its reason" if report is not None and report.is_file()
              else f"run `keras-species audit {name}` to list each file and its reason")
     fix = "then fix or replace those files" + (" (and shorten the drop list, --drop)" if listed else "")
+    if any(kind.startswith("non-RGB") for kind in kinds):  # nothing wrong with those: convert them
+        fix += ", or keep the non-RGB ones, converted to RGB, with --clean-policy convert"
     raise ManifestError(f"{name}: cleaning dropped {what}: {where}, {fix}")
 
 
@@ -552,6 +554,8 @@ def prepare_data(
     dropped: list[dict[str, str]] = []
     before = m
     if audit:
+        if audit_dir is not None:  # said as prepare_data's own argument (audit() says out_dir)
+            sources.check_output_place(m, audit_dir, "audit_dir", folder=True)
         report = audit_mod.audit(m, audit_dir, progress=progress)
         m, dropped = audit_mod.clean(m, report, policy=clean_policy, drop=drop, warn_emptied=False)
     elif drop is not None or clean_policy != "convert":

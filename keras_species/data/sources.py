@@ -2546,7 +2546,9 @@ def output_place_problem(source: str | os.PathLike | Manifest, out: str | os.Pat
     back by the next run as a class of its own (the report's plots become images of a class).
 
     Args:
-        source: what :func:`load` reads (``"demo"``, a folder, a file, a Manifest).
+        source: what :func:`load` reads (``"demo"``, a folder, a file), or a Manifest (its
+            ``source``: ``audit(m, out_dir)`` in Python wrote its plots into the data folder,
+            which the next load read as a class).
         out: the output file or folder.
         folder: ``out`` is a folder the command fills (a report, run folders): it may not lie
             inside a source folder. A file may (a ``split.csv`` beside the class folders is
@@ -2559,7 +2561,9 @@ def output_place_problem(source: str | os.PathLike | Manifest, out: str | os.Pat
         >>> output_place_problem("demo", "audit", folder=True) is None
         True
     """
-    if isinstance(source, Manifest) or str(source) == "demo":
+    if isinstance(source, Manifest):  # the folder or file it was read from, when known
+        source = source.source
+    if not source or str(source) == "demo":
         return None
     src, dest = Path(source).expanduser().resolve(), Path(out).expanduser().resolve()
     if src.is_file() and dest == src:

@@ -80,7 +80,7 @@ def test_audit_figures(messy):
     assert "| class | images | share | readable |" in r.to_markdown()
     # over the 11 readable images a run keeps, not the 13 rows: the two bad files are eels
     assert r.majority_label == "cod" and r.majority_baseline == pytest.approx(7 / 11, abs=1e-6)
-    assert r.imbalance_ratio == pytest.approx(7 / 6, abs=1e-3)
+    assert r.imbalance_ratio == pytest.approx(7 / 4, abs=1e-3)  # readable images, as the baseline
     corrupt = {c["path"]: c["reason"] for c in r.corrupt}
     assert set(corrupt) == {files["empty"], files["text"]}
     assert "0 bytes" in corrupt[files["empty"]] and "text" in corrupt[files["text"]]
@@ -1105,3 +1105,52 @@ def test_plots_on_another_file_system_are_staged_there(image_folder, tmp_path):
         audit(m, progress=False).save(out, m)
         assert (out / "audit.json").is_file() and (Path(elsewhere) / "class_distribution.png").is_file()
         assert not list(Path(elsewhere).glob(".*tmp-*"))
+
+
+def test_a_long_class_name_gets_a_short_grid_file_and_the_report_is_written(tmp_path):
+    # 240 characters (or 80 CJK ones) made samples_<name>.png too long a file name: the audit
+    # failed and left no report
+    from tests.conftest import write_image_folder
+
+    long_a, long_b = "a" * 240, "鱼" * 90 + "x"
+    root = write_image_folder(tmp_path / "data", classes=("a", "b", "c"), per_class=2)
+    paths = sorted(str(p) for p in root.glob("*/*.png"))
+    m = Manifest(paths, np.repeat([0, 1, 2], 2), [long_a, long_b, "cod"])  # a CSV's labels
+    report = audit(m, tmp_path / "out", progress=False)
+    grids = sorted(p.name for p in (tmp_path / "out" / "plots").glob("samples_*.png"))
+    assert len(grids) == 3 and all(len(g.encode()) <= 120 for g in grids)
+    assert (tmp_path / "out" / "audit.json").is_file() and report.n_images == 6
+    from keras_species.data.audit import _safe_name
+
+    assert _safe_name(long_a) != _safe_name(long_a[:-1] + "b")  # cut names stay apart
+    assert len(_safe_name(long_b).encode()) <= 100
+
+
+def test_an_audit_folder_inside_the_data_folder_is_refused_in_python_too(tmp_path):
+    # the CLI refused it, audit() and prepare_data wrote the plots among the class folders, and
+    # the next load read them as a class 'audit'
+    from keras_species.data import sources
+    from keras_species.data.prepare import prepare_data
+    from tests.conftest import write_image_folder
+
+    root = write_image_folder(tmp_path / "data", classes=("cod", "eel"), per_class=4)
+    with pytest.raises(ValueError, match=r"audit \(out_dir\) is inside the data folder"):
+        audit(sources.load(root), root / "audit", progress=False)
+    with pytest.raises(ValueError, match=r"audit \(audit_dir\) is inside the data folder"):
+        prepare_data(str(root), audit_dir=root / "audit")
+    assert sources.load(root).class_names == ["cod", "eel"]
+
+
+def test_imbalance_ratio_counts_the_readable_images_as_the_baseline_does(tmp_path):
+    paths = []
+    for c in ("a", "b"):
+        for i in range(3):
+            p = tmp_path / c / f"{i}.png"
+            p.parent.mkdir(exist_ok=True)
+            if c == "b" and i < 2:
+                p.write_bytes(b"")  # unreadable
+            else:
+                Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(p)
+            paths.append(str(p))
+    r = audit(Manifest(paths, np.array([0, 0, 0, 1, 1, 1]), ["a", "b"]), progress=False)
+    assert r.majority_baseline == 0.75 and r.imbalance_ratio == 3.0  # 3 against 1 readable

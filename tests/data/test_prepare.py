@@ -492,6 +492,19 @@ def test_cleaning_that_drops_every_image_says_so_not_add_a_class(tmp_path):
         prepare_data(data)
 
 
+def test_a_class_emptied_by_drop_non_rgb_is_told_to_convert(tmp_path):
+    from PIL import Image
+
+    for i in range(4):
+        for c, mode in (("rgb", "RGB"), ("grey", "L")):
+            (tmp_path / "d" / c).mkdir(parents=True, exist_ok=True)
+            Image.new(mode, (8, 8), 40 * i).save(tmp_path / "d" / c / f"{i}.png")
+    with _no_emptied_warning(), pytest.raises(ManifestError) as err:
+        prepare_data(tmp_path / "d", audit_dir=tmp_path / "audit", clean_policy="drop_non_rgb")
+    assert "4 non-RGB (--clean-policy drop_non_rgb). Only class 'rgb' is left" in str(err.value)
+    assert str(err.value).endswith("or keep the non-RGB ones, converted to RGB, with --clean-policy convert")
+
+
 def test_cleaning_that_leaves_one_class_names_it_and_the_drops(folder, tmp_path):
     _unreadable(tmp_path / "two" / "cod", per_class=4)
     good = sorted((folder / "eel").iterdir())
