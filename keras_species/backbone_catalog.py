@@ -402,8 +402,10 @@ def backbone_key(name: str) -> str:
 
 
 def backbone_names(backbones: str | Iterable[str]) -> list[str]:
-    """Backbone names from a ``--backbones a,b c`` setting (commas and spaces both separate), as
-    registry keys (:func:`backbone_key`), in order, without duplicates.
+    """Backbone names from a ``--backbones a,b c`` setting (commas and spaces both separate), in
+    lower case, in order, without duplicates. ``-`` is kept (the registry reads it as ``_``):
+    a comparison's model folders are named by these names, and a run made before stop 32 with
+    ``mobilenet-v2`` must find its ``mobilenet-v2/`` folder again on ``--resume``.
 
     Args:
         backbones: the setting: a string, or the field's values.
@@ -419,7 +421,7 @@ def backbone_names(backbones: str | Iterable[str]) -> list[str]:
         ['vgg16', 'resnet50', 'densenet121']
     """
     items = [backbones] if isinstance(backbones, str) else list(backbones)
-    names = [backbone_key(part) for item in items for part in re.split(r"[,\s]+", str(item)) if part]
+    names = [part.lower() for item in items for part in re.split(r"[,\s]+", str(item)) if part]
     if not names:
         raise ValueError("--backbones: give at least one backbone name")
     return list(dict.fromkeys(names))

@@ -8,6 +8,7 @@ without importing Keras: this module imports nothing heavy. The presets are desc
 
 from __future__ import annotations
 
+import numbers
 from typing import Literal, get_args
 
 AugmentPreset = Literal["none", "r1", "r1_pseudo", "r3", "r4", "r5", "randaugment"]
@@ -66,6 +67,8 @@ def preset_fields(preset: str, **overrides: object) -> dict[str, object]:
         problem = _value_problem(key, value)
         if problem:
             raise ValueError(f"augmentation setting {key}={value!r}: {problem}")
+        if _pair(value):  # a list or an array of two, as a tuple of floats (``if rotation:`` works)
+            overrides[key] = (float(value[0]), float(value[1]))
     fields = dict(FIELDS)
     fields.update(PRESET_FIELDS.get(preset, {}))
     fields.update(overrides)
@@ -77,11 +80,19 @@ FILL_MODES = ("reflect", "constant", "nearest", "wrap")
 
 
 def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+    """A real number, NumPy's too (``np.float32(15)``), not a bool, not NaN."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and value == value
 
 
 def _pair(value: object) -> bool:
-    return isinstance(value, (tuple, list)) and len(value) == 2 and all(_number(v) for v in value)
+    """Two numbers: a tuple, a list or a 1-D array of two (a JSON list, ``np.array([.75, 1.33])``)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or not hasattr(value, "__getitem__"):
+        return False
+    return len(value) == 2 and all(_number(value[i]) for i in range(2))
+
+
+NONE_ALLOWED = frozenset(key for key, default in FIELDS.items() if default is None)
+"""The settings that ``None`` turns off (their default): the others need a value."""
 
 
 def _value_problem(key: str, value: object) -> str:
@@ -89,9 +100,10 @@ def _value_problem(key: str, value: object) -> str:
     string and flips nothing for one it does not know (``"both"``, ``True``), and a scalar where
     a pair is meant failed deep in a layer with a bare ``TypeError``."""
     if value is None:
-        return ""
+        return "" if key in NONE_ALLOWED else f"give a value (the default is {FIELDS[key]!r})"
     if key == "flip":
-        return "" if value is False or value in FLIPS else f"give one of {', '.join(FLIPS)}, or None for no flip"
+        off = value is False or value == ""
+        return "" if off or value in FLIPS else f"give one of {', '.join(FLIPS)}, or None for no flip"
     if key == "fill_mode":
         return "" if value in FILL_MODES else f"give one of {', '.join(FILL_MODES)}"
     if key in ("crop_area", "crop_ratio"):
@@ -99,7 +111,8 @@ def _value_problem(key: str, value: object) -> str:
     if key == "rotation":
         return "" if _number(value) or _pair(value) else "give degrees: a number (±) or a (min, max) pair"
     if key == "randaugment_ops":
-        return "" if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else "give a whole number of ops, at least 0"
+        whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        return "" if whole and value >= 0 else "give a whole number of ops, at least 0"
     if key in ("translation", "zoom", "contrast", "randaugment_magnitude"):
         return "" if _number(value) and value >= 0 else "give one number, at least 0 (the same for both axes)"
     return ""

@@ -421,6 +421,36 @@ def split_folder_layout(root: str | os.PathLike, extensions: Iterable[str] | Non
     return not any(_holds_image(root / t, exts) for t in tops if t not in named)
 
 
+def _holds_image(folder: Path, exts: tuple[str, ...]) -> bool:
+    """Whether ``folder`` (a subfolder of the data folder) holds an image file (by extension, not
+    hidden) that the readers would read: folder links are followed as they follow them, none
+    that leads to, into or above the data folder or a folder already followed (a loop ends; an
+    ``extras/best -> ../train/ants`` is a second path to images read anyway, not images of its
+    own)."""
+    read = [os.path.realpath(folder.parent)]
+    top = os.path.realpath(folder)
+    if top != os.path.join(read[0], folder.name):  # the folder itself is a link
+        if _overlaps(top, read):
+            return False
+        read.append(top)
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        if any(not is_hidden(f) and os.path.splitext(f)[1].lower() in exts for f in filenames):
+            return True
+        keep = []
+        for d in dirnames:
+            path = os.path.join(dirpath, d)
+            if is_hidden(d):
+                continue
+            if os.path.islink(path):
+                real = os.path.realpath(path)
+                if _overlaps(real, read):
+                    continue
+                read.append(real)
+            keep.append(d)
+        dirnames[:] = keep
+    return False
+
+
 def _is_split_name(name: str) -> bool:
     return name.strip().lower() in SPLIT_ALIASES
 
@@ -428,23 +458,6 @@ def _is_split_name(name: str) -> bool:
 def _all_split_names(names: Sequence[str]) -> bool:
     """Whether there are folder names and each names a split (:data:`SPLIT_ALIASES`, any case)."""
     return bool(names) and all(_is_split_name(n) for n in names)
-
-
-def _holds_image(folder: Path, exts: tuple[str, ...]) -> bool:
-    """Whether an image file (by extension, not hidden) lies anywhere under ``folder``, folder
-    links followed as the readers follow them (each real folder once: a loop ends)."""
-    seen = {os.path.realpath(folder)}
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        if any(not is_hidden(f) and os.path.splitext(f)[1].lower() in exts for f in filenames):
-            return True
-        keep = []
-        for d in dirnames:
-            real = os.path.realpath(os.path.join(dirpath, d))
-            if not is_hidden(d) and real not in seen:
-                seen.add(real)
-                keep.append(d)
-        dirnames[:] = keep
-    return False
 
 
 def _norm_exts(extensions: Iterable[str] | None) -> tuple[str, ...]:

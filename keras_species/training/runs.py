@@ -1143,8 +1143,10 @@ def list_runs(root: str | os.PathLike = "runs") -> list[dict]:
 
 def enclosing_run(folder: str | os.PathLike) -> tuple[Path, str] | None:
     """The run folder that ``folder`` lies inside (a model folder, ``plots/``...), with its
-    recipe: the nearest folder above with a ``config.json`` naming one; ``None`` when there is
-    none (``folder`` itself is not counted).
+    recipe: the nearest folder above with a ``config.json`` naming one, inside a folder named
+    for that recipe (``<out>/<recipe>/<run>``, as every run folder is made: a project folder
+    holding a run's ``config.json`` to reuse with ``--config`` is no run); ``None`` when there
+    is none (``folder`` itself is not counted).
 
     Example:
         >>> enclosing_run("runs/backbone_comparison/c1/resnet18")   # doctest: +SKIP
@@ -1153,7 +1155,7 @@ def enclosing_run(folder: str | os.PathLike) -> tuple[Path, str] | None:
     for parent in Path(folder).absolute().parents:
         if (parent / CONFIG).is_file():
             data, reason = read_json_object(parent / CONFIG)
-            if not reason and isinstance(data.get("recipe"), str):
+            if not reason and isinstance(data.get("recipe"), str) and parent.parent.name == data["recipe"]:
                 return parent, data["recipe"]
     return None
 

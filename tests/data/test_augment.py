@@ -245,3 +245,19 @@ def test_flip_none_or_false_turns_flipping_off():
     for off in (None, False):
         aug = augmentation("r1", flip=off)
         assert "random_flip" not in [layer.name for layer in aug.layers]
+
+
+def test_numpy_values_and_json_lists_are_settings_like_python_numbers():
+    # np.float32(15) was refused as "not a number" by the first version of the check
+    for kw in (dict(rotation=np.float32(15)), dict(rotation=np.array([-5.0, 5.0])),
+               dict(crop_ratio=np.array([0.75, 1.33])), dict(crop_area=[0.5, 1.0]),
+               dict(randaugment_ops=np.int64(2)), dict(zoom=np.float32(0.1)), dict(flip="")):
+        aug = augmentation("r4", seed=0, **kw)
+        assert tuple(aug(keras.ops.ones((1, 32, 32, 3)) * 100, training=True).shape) == (1, 32, 32, 3)
+
+
+@pytest.mark.parametrize("setting", ["crop_ratio", "fill_mode", "randaugment_magnitude"])
+def test_none_is_refused_where_a_setting_has_no_off(setting):
+    # None passed the check and failed inside Keras ("'NoneType' object is not subscriptable")
+    with pytest.raises(ValueError, match=rf"augmentation setting {setting}=None: give a value"):
+        augmentation("r4", **{setting: None})

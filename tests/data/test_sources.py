@@ -197,6 +197,21 @@ def test_a_folder_beside_split_folders_whose_images_lie_behind_a_link_holds_imag
     assert not sources.split_folder_layout(d)
 
 
+def test_a_link_beside_split_folders_to_images_read_anyway_holds_no_images_of_its_own(tmp_path: Path) -> None:
+    # extras/best_ants -> ../train/ants: the readers do not follow it (a second path to images
+    # read anyway), but the layout check did, and read train/ and val/ as the classes
+    d = tmp_path / "data"
+    for split in ("train", "val"):
+        for c in ("ants", "bees"):
+            _png(d / split / c / "a.png")
+    (d / "extras").mkdir()
+    (d / "extras" / "best_ants").symlink_to(d / "train" / "ants")
+    (d / "extras" / "up").symlink_to(d)
+    with pytest.warns(UserWarning, match="not read: 'extras'"):
+        m = sources.from_folder(d)
+    assert m.class_names == ["ants", "bees"] and sorted(set(m.splits)) == ["train", "val"]
+
+
 def test_demo_in_the_working_folder_is_named(tmp_path: Path, monkeypatch) -> None:
     _png(tmp_path / "demo" / "cat" / "a.png")
     _png(tmp_path / "demo" / "dog" / "b.png")

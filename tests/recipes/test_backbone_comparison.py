@@ -35,7 +35,8 @@ def test_defaults_are_r2s():
     assert backbone_names(["a,b", "c", "a"]) == ["a", "b", "c"]
     # spaces separate too, as --help says ('resnet18 mobilenet_v2' was one unknown name)
     assert backbone_names(["resnet18 mobilenet_v2", "ResNet18"]) == ["resnet18", "mobilenet_v2"]
-    assert backbone_names("efficientnet-lite0, vgg16") == ["efficientnet_lite0", "vgg16"]
+    # '-' kept: a run made with mobilenet-v2 finds its mobilenet-v2/ folder again on --resume
+    assert backbone_names("EfficientNet-Lite0, vgg16") == ["efficientnet-lite0", "vgg16"]
 
 
 def test_offline_imagenet_fails_at_once(tmp_path, monkeypatch, capsys):

@@ -758,6 +758,30 @@ def test_a_model_folder_given_to_runs_names_its_run_not_a_damaged_one(tmp_path, 
     assert "unreadable" not in out
 
 
+def test_a_config_json_in_a_project_folder_is_no_enclosing_run(tmp_path, capsys):
+    # a run's config.json kept beside runs/ to reuse with --config made `runs` say "it is a
+    # folder of the backbone_comparison run <project>", and hid runs that lost their config
+    from keras_species.cli import main
+    from keras_species.training.runs import enclosing_run
+
+    write_json(tmp_path / "config.json", {"recipe": "backbone_comparison", "config": {}})
+    (tmp_path / "runs").mkdir()
+    assert enclosing_run(tmp_path / "runs") is None
+    assert main(["runs", str(tmp_path / "runs")]) == 0
+    assert "no runs found" in capsys.readouterr().out
+
+
+def test_an_old_comparisons_dashed_backbone_folder_counts_as_begun(tmp_path):
+    # a run made before stop 32 with mobilenet-v2 has a mobilenet-v2/ folder: it read as a third
+    # backbone, "not started", beside the folder of the one it had trained
+    root = tmp_path / "runs"
+    run = _multi_run(root, "backbone_comparison", "bc", backbones=["mobilenet-v2,resnet18"])
+    _model_folder(run.path / "mobilenet-v2", evaluated=True)
+    (row,) = list_runs(root)
+    assert [m["folder"] for m in row["models"]] == ["mobilenet-v2", "resnet18"]
+    assert row["models"][1]["status"] == "not started"
+
+
 def test_a_multi_model_run_killed_before_its_first_epoch_ended_is_new(tmp_path):
     root = tmp_path / "runs"
     run = _multi_run(root, "backbone_comparison", "bc")
