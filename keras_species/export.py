@@ -449,11 +449,31 @@ def resolve_model_path(path: PathLike, *, saved_model: bool = True, feature_run:
 
 def _model_file(folder: Path, feature_run: bool) -> Path | None:
     """The model file of a model folder: its ``best.keras``, or with ``feature_run`` the
-    ``classifier.joblib`` of a ``feature_classifiers`` run; ``None`` when it holds neither."""
+    ``classifier.joblib`` of a ``feature_classifiers`` run whose backbone can be built again
+    (not ``--weights none``: predict refuses such a run, so it is not suggested); ``None`` when
+    it holds neither."""
     for name in (BEST_MODEL, CLASSIFIER_JOBLIB) if feature_run else (BEST_MODEL,):
-        if (folder / name).is_file():
+        if (folder / name).is_file() and (name == BEST_MODEL or not _random_backbone(folder)):
             return folder / name
     return None
+
+
+def _random_backbone(folder: Path) -> bool:
+    """Whether the run in ``folder`` says its backbone had random weights (``"weights": "none"``
+    in its ``config.json``); a run that cannot be read says nothing (False)."""
+    from keras_species.jsonfile import read_json_object
+    from keras_species.training.runs import CONFIG
+    from keras_species.weights_files import weights_setting
+
+    data, reason = read_json_object(folder / CONFIG)
+    conf = data.get("config") if not reason else None
+    if not isinstance(conf, dict) or "weights" not in conf:
+        return False
+    weights = conf["weights"]
+    try:
+        return weights_setting(weights if isinstance(weights, str) or weights is None else str(weights)) is None
+    except ValueError:
+        return False
 
 
 def _model_folders_in(folder: Path, feature_run: bool = False) -> tuple[list[Path], list[Path]]:

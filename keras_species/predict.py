@@ -85,7 +85,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -151,24 +151,27 @@ def _folder_files(root: str, loops: list[str] | None = None,
     ``loops`` when it is given. A folder that cannot be listed (no permission) is appended to
     ``unreadable``, with the reason.
     """
-    real_root = os.path.realpath(root)
-    seen: set[str] = {real_root}
+    # as sources._image_files: plain folders are always read; a link is followed unless it leads
+    # to, into or above the folder or a link followed (a loop, or images read anyway). Judging
+    # plain folders by their real path too made a link that sorts first claim its target, and
+    # the real folder was named a link not followed
+    read = [os.path.realpath(root)]
 
     def cannot_list(error: OSError) -> None:
         if unreadable is not None:
             unreadable.append(f"{error.filename} ({error.strerror or error})")
 
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=cannot_list):
-        here = os.path.realpath(dirpath) + os.sep
         kept = []
         for d in sorted(d for d in dirnames if not sources.is_hidden(d)):
             sub = os.path.join(dirpath, d)
-            real = os.path.realpath(sub)
-            if real in seen or here.startswith(real + os.sep):  # read already, or a loop
-                if loops is not None:
-                    loops.append(sub)
-                continue
-            seen.add(real)
+            if os.path.islink(sub):
+                real = os.path.realpath(sub)
+                if sources._overlaps(real, read):  # a loop, or images read anyway
+                    if loops is not None:
+                        loops.append(sub)
+                    continue
+                read.append(real)
             kept.append(d)
         dirnames[:] = kept
         for name in sorted(filenames):
@@ -178,6 +181,25 @@ def _folder_files(root: str, loops: list[str] | None = None,
 
 def _iter_folder(root: str) -> Iterator[str]:
     return (path for path, image in _folder_files(root) if image)
+
+
+def _as_path_list(inputs: Any) -> Any:
+    """``inputs`` as :func:`predict` reads it: a NumPy array, a pandas column, a set or a
+    generator of paths becomes a list (only a list or a tuple was read as paths: an array failed
+    with ``expected str, bytes or os.PathLike object, not ndarray`` after the model loaded); a
+    path, a list, a tuple and a ``ListedFiles`` are returned as they are.
+
+    Raises:
+        TypeError: an element that is not a path.
+    """
+    if isinstance(inputs, (str, bytes, os.PathLike, list, tuple, ListedFiles)) or not hasattr(inputs, "__iter__"):
+        return inputs
+    paths = list(inputs)
+    bad = next((p for p in paths if not isinstance(p, (str, os.PathLike))), None)
+    if bad is not None:
+        raise TypeError(f"inputs: {type(inputs).__name__} holding {bad!r} ({type(bad).__name__}): give "
+                        "image paths (str or pathlib.Path), a folder, a CSV or a .txt list of paths")
+    return [os.fspath(p) for p in paths]
 
 
 def _check_input_exists(inputs: PathLike | Sequence[PathLike] | ListedFiles) -> None:
@@ -509,6 +531,7 @@ def iter_image_paths(
         >>> next(iter_image_paths("photos"))  # doctest: +SKIP
         'photos/cod/001.jpg'
     """
+    inputs = _as_path_list(inputs)
     _check_csv_options(inputs, root, path_format)
     if isinstance(inputs, (list, tuple)):
         for p in inputs:
@@ -539,7 +562,10 @@ def _read(path: bytes, draft: tuple[int, int] | None = None) -> tuple[np.ndarray
     try:
         return images.read_image(p, draft=draft), b""
     except images.ImageReadError as err:
-        return np.zeros((1, 1, 3), np.uint8), (err.reason or str(err)).encode("utf-8")
+        reason = err.reason or str(err)
+        if reason == sources.HEIC_REASON:  # the one reason with a fix of its own: how to convert
+            reason = f"{reason}: {sources.HEIC_ADVICE}"
+        return np.zeros((1, 1, 3), np.uint8), reason.encode("utf-8")
     except Exception as err:  # noqa: BLE001  anything else is a skipped file, never a crash
         return np.zeros((1, 1, 3), np.uint8), f"{type(err).__name__}: {err}".encode()
 
@@ -586,6 +612,7 @@ def image_dataset(
     from keras_species.data.pipeline import check_resize, dataset_options, resize_image, to_uint8
 
     _check_batch_size(batch_size)
+    inputs = _as_path_list(inputs)
     _check_input_exists(inputs)
     if isinstance(inputs, (str, os.PathLike)):
         inputs = os.fspath(inputs)
@@ -958,9 +985,12 @@ OTHER_FORMATS = (".json", ".jsonl", ".ndjson", ".tsv", ".xlsx", ".xls", ".ods", 
 
 
 def _check_csv_name(out: PathLike) -> None:
-    """Refuse an ``out`` whose name says another format: ``p.json`` got CSV text (stop 30)."""
+    """Refuse an ``out`` whose name says another format: ``p.json`` got CSV text (stop 30), and
+    ``b.png`` a photo's name, whose image the CSV replaced (stop 32)."""
+    from keras_species.data.images import IMAGE_EXTENSIONS
+
     suffix = Path(out).suffix.lower()
-    if suffix in OTHER_FORMATS and not Path(out).is_dir():
+    if (suffix in OTHER_FORMATS or suffix in IMAGE_EXTENSIONS) and not Path(out).is_dir():
         given = f"--out {out}" if _out_flag() else f"out={os.fspath(out)!r}"
         raise ValueError(
             f"{given}: predict writes a CSV (one row per image), not a {suffix} file: "
@@ -1498,6 +1528,7 @@ def predict(
     from keras_species.evaluation.tta import requested_transforms
 
     tta = requested_transforms(tta)  # "none" (any case) is plain inference
+    inputs = _as_path_list(inputs)  # an array, a pandas column, a generator of paths
     if top_k is not None and (
         isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1
     ):

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import os
 import sys
 import unicodedata
 import warnings
@@ -180,7 +181,14 @@ def unrecognized_arguments_message(parser: argparse.ArgumentParser, extra: Seque
     for arg in extra:
         meant += [o for o in close_options(parser, arg) if o not in meant]
     option = _option_for_value(parser)
-    if option and extra and not extra[0].startswith("-") and not _is_number(extra[0]):
+    bare = bool(extra) and not extra[0].startswith("-") and not _is_number(extra[0])
+    if option == "--out" and bare and os.path.exists(extra[0]):
+        # `predict MODEL a.png b.png` (a shell's *.png): b.png is a second input, not the output;
+        # "did you mean --out b.png?" had the CSV overwrite the photo
+        return (f"unrecognized arguments: {' '.join(extra)} ({extra[0]} exists: it is not an output "
+                "name; the command takes one input: for several files give their folder, or a .txt "
+                "list of paths); see --help")
+    if option and bare:
         meant.insert(0, f"{option} {extra[0]}")  # `export MODEL exp/x.keras`: a path given bare
     hint = f" (did you mean {' or '.join(meant[:4])}?)" if meant else ""
     return f"unrecognized arguments: {' '.join(extra)}{hint}; see --help"

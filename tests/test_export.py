@@ -886,3 +886,20 @@ def test_a_run_that_scored_last_keras_without_it_is_refused_not_read_as_best(mod
     assert resolve_model_path(run) == run / "last.keras"
     (run / "config.json").write_text(json.dumps({"recipe": "quickstart", "config": {"evaluate_model": "best"}}))
     assert resolve_model_path(run) == run / "best.keras"
+
+
+def test_a_feature_run_of_random_weights_is_not_suggested_as_a_model(tmp_path):
+    # predict refuses such a run (its features cannot be made again), yet the refusal of the
+    # folder of runs offered it as the example to pass
+    import json
+
+    from keras_species.export import _run_folders_problem
+
+    for name, weights in (("rand", "none"), ("net", "imagenet")):
+        run = tmp_path / "feature_classifiers" / name
+        run.mkdir(parents=True)
+        (run / "classifier.joblib").write_bytes(b"x")
+        (run / "config.json").write_text(json.dumps({"recipe": "feature_classifiers",
+                                                     "config": {"weights": weights}}))
+    problem = _run_folders_problem(tmp_path / "feature_classifiers", feature_run=True)
+    assert "newest first: net;" in problem and "feature_classifiers/rand" not in problem

@@ -1266,3 +1266,50 @@ def test_a_file_whose_name_is_not_utf8_is_a_skipped_row_not_a_crash(tmp_path: Pa
     assert [os.fsdecode(p) for p in paths.numpy()] == [str(tmp_path / "ok.png"), odd]
     assert errors.numpy()[0] == b"" and errors.numpy()[1].startswith(b"its name is not valid UTF-8: rename it")
     assert images.numpy()[0, 8, 8, 0] > 150
+
+
+def test_a_link_that_sorts_before_its_target_is_the_one_left_out(tmp_path):
+    # linkdir -> "sub dir": the link claimed its target, the real folder was named a link not
+    # followed, and its images came out under the link's path
+    root = tmp_path / "photos"
+    (root / "sub dir").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(root / "sub dir" / "x.png")
+    (root / "linkdir").symlink_to(root / "sub dir", target_is_directory=True)
+    assert list(iter_image_paths(root)) == [str(root / "sub dir" / "x.png")]
+    assert links_not_followed(root) == [str(root / "linkdir")]
+
+
+def test_an_out_named_like_an_image_is_refused_and_a_second_image_is_not_called_out(model, folder, tmp_path, capsys):
+    # `predict MODEL a.png b.png` suggested --out b.png, and the CSV replaced the photo
+    model.save(tmp_path / "m.keras")
+    a, b = sorted((folder / "cod").glob("*.png"))[:2]
+    before = b.read_bytes()
+    with pytest.raises(SystemExit) as stop:  # argparse's own exit
+        cli.main(["predict", str(tmp_path / "m.keras"), str(a), str(b)])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{b} exists: it is not an output name; the command takes one input" in err
+    assert "did you mean --out" not in err
+    assert cli.main(["predict", str(tmp_path / "m.keras"), str(a), "--out", str(b)]) == 2
+    assert "predict writes a CSV (one row per image), not a .png file" in capsys.readouterr().err
+    assert b.read_bytes() == before
+
+
+def test_paths_in_an_array_a_set_or_a_generator_are_read(model, folder):
+    # anything but a list or a tuple failed after the model loaded: "expected str, bytes or
+    # os.PathLike object, not ndarray"
+    paths = sorted(str(p) for p in (folder / "cod").glob("*.png"))[:2]
+    for given in (np.array(paths), (p for p in paths), set(paths[:1])):
+        result = predict(model, given)
+        assert result.count == (1 if isinstance(given, set) else 2)
+    with pytest.raises(TypeError, match=r"inputs: ndarray holding .* give image paths"):
+        predict(model, np.array([1, 2]))
+
+
+def test_a_heic_photo_named_jpg_is_reported_with_how_to_convert_it(model, tmp_path):
+    heic = tmp_path / "IMG_1.jpg"
+    heic.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64)
+    with pytest.warns(UserWarning):
+        result = predict(model, [str(heic), str(heic)])
+    (path, reason), *_ = result.skipped
+    assert "HEIC/HEIF photo" in reason and "convert it to JPEG" in reason

@@ -2580,8 +2580,10 @@ def output_place_problem(source: str | os.PathLike | Manifest, out: str | os.Pat
         return None
     src, dest = Path(source).expanduser().resolve(), Path(out).expanduser().resolve()
     if src.is_file() and dest == src:
-        return (f"is the data it is made from: writing it would replace {source} (and drop its "
-                f"other columns); give another file, e.g. {dest.stem}.out{dest.suffix}")
+        table = dest.suffix.lower() in (".csv", ".tsv", ".txt", ".json")
+        return (f"is the data it is made from: writing it would replace {source}"
+                + (" (and drop its other columns)" if table else "")
+                + f"; give another file, e.g. {dest.stem}.out{dest.suffix if table else '.csv'}")
     if folder and src.is_dir() and (dest == src or src in dest.parents):
         return (f"is inside the data folder {source}: the next run would read what is written "
                 f"there as images of a class; give a folder outside it, e.g. "
