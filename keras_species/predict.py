@@ -156,24 +156,15 @@ def _folder_files(root: str, loops: list[str] | None = None,
     # plain folders by their real path too made a link that sorts first claim its target, and
     # the real folder was named a link not followed
     read = [os.path.realpath(root)]
+    refused = loops if loops is not None else []
 
     def cannot_list(error: OSError) -> None:
         if unreadable is not None:
             unreadable.append(f"{error.filename} ({error.strerror or error})")
 
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=cannot_list):
-        kept = []
-        for d in sorted(d for d in dirnames if not sources.is_hidden(d)):
-            sub = os.path.join(dirpath, d)
-            if os.path.islink(sub):
-                real = os.path.realpath(sub)
-                if sources._overlaps(real, read):  # a loop, or images read anyway
-                    if loops is not None:
-                        loops.append(sub)
-                    continue
-                read.append(real)
-            kept.append(d)
-        dirnames[:] = kept
+        dirnames[:] = sorted(d for d in dirnames if not sources.is_hidden(d))
+        sources.walk_into(dirpath, dirnames, read, 1, refused)
         for name in sorted(filenames):
             if not sources.is_hidden(name):
                 yield os.path.join(dirpath, name), _is_image(name)

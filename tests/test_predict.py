@@ -1313,3 +1313,24 @@ def test_a_heic_photo_named_jpg_is_reported_with_how_to_convert_it(model, tmp_pa
         result = predict(model, [str(heic), str(heic)])
     (path, reason), *_ = result.skipped
     assert "HEIC/HEIF photo" in reason and "convert it to JPEG" in reason
+
+
+def test_a_link_above_a_link_followed_before_is_followed_without_reading_twice(tmp_path):
+    # a_sub -> X/sub, then b_all -> X: b_all was refused whole and X's other images left out
+    outside = tmp_path / "outside" / "X"
+    for rel in ("x1.png", "top/t1.png", "sub/s1.png"):
+        (outside / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8)).save(outside / rel)
+    root = tmp_path / "photos"
+    root.mkdir()
+    (root / "a_sub").symlink_to(outside / "sub", target_is_directory=True)
+    (root / "b_all").symlink_to(outside, target_is_directory=True)
+    names = sorted(str(Path(p).relative_to(root)) for p in iter_image_paths(root))
+    assert names == ["a_sub/s1.png", "b_all/top/t1.png", "b_all/x1.png"]  # each image once
+    from keras_species.data import sources
+
+    (root / "cls").mkdir()
+    (root / "cls" / "a_sub").symlink_to(outside / "sub", target_is_directory=True)
+    (root / "cls" / "b_all").symlink_to(outside, target_is_directory=True)
+    assert sorted(os.path.relpath(p, root) for p in sources.image_files(root / "cls")) == [
+        "cls/a_sub/s1.png", "cls/b_all/top/t1.png", "cls/b_all/x1.png"]

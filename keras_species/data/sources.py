@@ -209,6 +209,42 @@ def _overlaps(real: str, roots: Iterable[str]) -> bool:
     return any(real == r or real.startswith(r + os.sep) or r.startswith(real + os.sep) for r in roots)
 
 
+def walk_into(dirpath: str, dirnames: list[str], read: list[str], roots: int,
+              refused: list[str]) -> None:
+    """Keep in ``dirnames`` (an ``os.walk(..., followlinks=True)`` step) the subfolders to walk.
+
+    A folder link is followed unless it leads to or into a folder read already (``read``: real
+    paths), or to a folder above one of the first ``roots`` of them (the data folder, and the
+    class folders reached through links: a loop, or another class's images); those go to
+    ``refused``. A link that leads *above* a link followed earlier is followed, and the folder
+    of that earlier link is passed over when the walk reaches it again: refusing the whole link
+    (``a -> X/sub`` then ``b -> X``) left X's other images out. A plain folder is always walked
+    unless it is a folder read already through a link. Written by hand: ``os.walk`` follows
+    links blindly or not at all.
+
+    Args:
+        dirpath: the folder of this step.
+        dirnames: its subfolders (visible ones), edited in place.
+        read: real paths read so far (the data folder first); links followed are appended.
+        roots: how many of ``read``'s first entries may not lie inside a followed link.
+        refused: where the links not followed are appended.
+    """
+    keep = []
+    for d in dirnames:
+        path = os.path.join(dirpath, d)
+        if os.path.islink(path):
+            real = os.path.realpath(path)
+            if (any(real == r or real.startswith(r + os.sep) for r in read)
+                    or any(r.startswith(real + os.sep) for r in read[:roots])):
+                refused.append(path)
+                continue
+            read.append(real)
+        elif len(read) > roots and os.path.realpath(path) in read[roots:]:
+            continue  # its images were read through a link already
+        keep.append(d)
+    dirnames[:] = keep
+
+
 def is_utf8_name(path: str) -> bool:
     r"""Whether a path from the file system is valid UTF-8 (Python keeps the bytes of one that is
     not as surrogates, which TensorFlow, CSV and JSON files cannot take).
@@ -264,6 +300,8 @@ def _image_files(folder: Path, exts: tuple[str, ...], read: list[str], not_utf8:
     skipped: list[str] = []
     loops: list[str] = []
     n_hidden = 0
+    roots = len(read)  # the data folder and the class folders reached through links
+
     def cannot_list(error: OSError) -> None:
         unreadable.append(f"{error.filename} ({error.strerror or error})")
 
@@ -274,13 +312,7 @@ def _image_files(folder: Path, exts: tuple[str, ...], read: list[str], not_utf8:
         if not all(d.isascii() or is_utf8_name(d) for d in dirnames):
             not_utf8.extend(prefix + d for d in dirnames if not is_utf8_name(d))
             dirnames[:] = [d for d in dirnames if is_utf8_name(d)]
-        for d in [d for d in dirnames if os.path.islink(prefix + d)]:
-            real = os.path.realpath(prefix + d)
-            if _overlaps(real, read):
-                dirnames.remove(d)
-                loops.append(prefix + d)
-            else:
-                read.append(real)
+        walk_into(dirpath, dirnames, read, roots, loops)
         for f in filenames:
             if is_hidden(f):
                 n_hidden += 1
@@ -433,21 +465,12 @@ def _holds_image(folder: Path, exts: tuple[str, ...]) -> bool:
         if _overlaps(top, read):
             return False
         read.append(top)
+    roots = len(read)
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         if any(not is_hidden(f) and os.path.splitext(f)[1].lower() in exts for f in filenames):
             return True
-        keep = []
-        for d in dirnames:
-            path = os.path.join(dirpath, d)
-            if is_hidden(d):
-                continue
-            if os.path.islink(path):
-                real = os.path.realpath(path)
-                if _overlaps(real, read):
-                    continue
-                read.append(real)
-            keep.append(d)
-        dirnames[:] = keep
+        dirnames[:] = [d for d in dirnames if not is_hidden(d)]
+        walk_into(dirpath, dirnames, read, roots, [])
     return False
 
 
