@@ -424,7 +424,11 @@ def backbone_names(backbones: str | Iterable[str]) -> list[str]:
     names = [part.lower() for item in items for part in re.split(r"[,\s]+", str(item)) if part]
     if not names:
         raise ValueError("--backbones: give at least one backbone name")
-    return list(dict.fromkeys(names))
+    # one backbone once, in its first spelling ("mobilenet-v2,mobilenet_v2" is one backbone)
+    first: dict[str, str] = {}
+    for name in names:
+        first.setdefault(backbone_key(name), name)
+    return list(first.values())
 
 
 def unknown_backbone(name: str, known: Iterable[str]) -> KeyError:

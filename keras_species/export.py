@@ -449,11 +449,9 @@ def resolve_model_path(path: PathLike, *, saved_model: bool = True, feature_run:
 
 def _model_file(folder: Path, feature_run: bool) -> Path | None:
     """The model file of a model folder: its ``best.keras``, or with ``feature_run`` the
-    ``classifier.joblib`` of a ``feature_classifiers`` run whose backbone can be built again
-    (not ``--weights none``: predict refuses such a run, so it is not suggested); ``None`` when
-    it holds neither."""
+    ``classifier.joblib`` of a ``feature_classifiers`` run; ``None`` when it holds neither."""
     for name in (BEST_MODEL, CLASSIFIER_JOBLIB) if feature_run else (BEST_MODEL,):
-        if (folder / name).is_file() and (name == BEST_MODEL or not _random_backbone(folder)):
+        if (folder / name).is_file():
             return folder / name
     return None
 
@@ -531,7 +529,9 @@ def _run_folders_problem(folder: Path, feature_run: bool = False) -> str | None:
         except (OSError, AttributeError):
             return 0.0
 
-    models.sort(key=lambda q: (-age(q), q.as_posix()))
+    # a feature_classifiers run of random weights last: predict refuses it, so it is the
+    # example only when there is no other (and then said)
+    models.sort(key=lambda q: (_random_backbone(q), -age(q), q.as_posix()))
     read, held = f"its {BEST_MODEL} is read", f"a {BEST_MODEL}"
     if any(_model_file(q, feature_run).name == CLASSIFIER_JOBLIB for q in models):
         read = f"its {BEST_MODEL}, or a {FEATURE_RECIPE} run's {CLASSIFIER_JOBLIB}, is read"
@@ -548,8 +548,11 @@ def _run_folders_problem(folder: Path, feature_run: bool = False) -> str | None:
         example_text = str(example)
     listing = (f"; {runs_cmd} lists the runs" if not own and any(
         (q / CONFIG).is_file() or (q.parent / CONFIG).is_file() for q in models) else "")
+    random = (f"; {models[0].relative_to(folder).as_posix()} is a {FEATURE_RECIPE} run of a backbone "
+              "with random weights, which predict cannot use (run the recipe with --weights "
+              "imagenet)" if _random_backbone(models[0]) else "")
     return (f"{lead}: pass one of them ({read}), e.g. {example_text} "
-            f"(those with {held}, newest first: {shown(models)}{listing})")
+            f"(those with {held}, newest first: {shown(models)}{listing}{random})")
 
 
 def _recipe_run_problem(folder: Path) -> str | None:

@@ -82,7 +82,7 @@ import numbers
 import os
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -185,7 +185,14 @@ def _as_path_list(inputs: Any) -> Any:
     """
     if isinstance(inputs, (str, bytes, os.PathLike, list, tuple, ListedFiles)) or not hasattr(inputs, "__iter__"):
         return inputs
+    if isinstance(inputs, Mapping) or hasattr(inputs, "columns"):  # a dict or a DataFrame iterates
+        raise TypeError(  # its keys or column names, not its paths
+            f"inputs: a {type(inputs).__name__} is a table: give its column of paths "
+            "(df['path']), or the CSV file itself")
+    if isinstance(inputs, (set, frozenset)):
+        inputs = sorted(inputs, key=os.fspath)  # rows in a stable order, not a hash's
     paths = list(inputs)
+    paths = [os.fsdecode(p) if isinstance(p, bytes) else p for p in paths]
     bad = next((p for p in paths if not isinstance(p, (str, os.PathLike))), None)
     if bad is not None:
         raise TypeError(f"inputs: {type(inputs).__name__} holding {bad!r} ({type(bad).__name__}): give "
@@ -975,13 +982,20 @@ OTHER_FORMATS = (".json", ".jsonl", ".ndjson", ".tsv", ".xlsx", ".xls", ".ods", 
 ``out`` ending in one is refused. Other names (``p.csv``, ``p``, ``preds.v2``) are taken."""
 
 
+PHOTO_FORMATS = (".heic", ".heif", ".avif", ".jxl", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf",
+                 ".rw2", ".raf", ".psd", ".svg")
+"""Photo suffixes the readers do not decode (so not in ``IMAGE_EXTENSIONS``), refused as ``out``
+as image names are: ``--out IMG_0001.HEIC`` replaced an iPhone photo with the CSV."""
+
+
 def _check_csv_name(out: PathLike) -> None:
     """Refuse an ``out`` whose name says another format: ``p.json`` got CSV text (stop 30), and
     ``b.png`` a photo's name, whose image the CSV replaced (stop 32)."""
     from keras_species.data.images import IMAGE_EXTENSIONS
 
     suffix = Path(out).suffix.lower()
-    if (suffix in OTHER_FORMATS or suffix in IMAGE_EXTENSIONS) and not Path(out).is_dir():
+    photo = suffix in IMAGE_EXTENSIONS or suffix in PHOTO_FORMATS
+    if (suffix in OTHER_FORMATS or photo) and not Path(out).is_dir():
         given = f"--out {out}" if _out_flag() else f"out={os.fspath(out)!r}"
         raise ValueError(
             f"{given}: predict writes a CSV (one row per image), not a {suffix} file: "

@@ -1542,10 +1542,30 @@ def _out(value: Any, config: Any) -> str | None:
     problem = _folder_problem(str(value))
     if problem is not None:
         return f"{problem}: give another folder for the runs (it is made when absent)"
-    data = getattr(config, "data", None)
-    if not isinstance(data, str) or "://" in data or not Path(data).expanduser().exists():
+    # every data setting (fish_semisupervised reads --labelled and --unlabelled); a saved
+    # manifest's JSON stands for the folder it was read from: the check came only once the
+    # run folder was made, naming prepare_data's audit_dir
+    for key in ("data", "labelled", "unlabelled"):
+        data = getattr(config, key, None)
+        if not isinstance(data, str) or "://" in data or not Path(data).expanduser().exists():
+            continue
+        problem = output_place_problem(_manifest_source(data) or data, value, folder=True)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _manifest_source(path: str) -> str | None:
+    """The folder a saved manifest (``Manifest.to_json``) was read from, or None for any other
+    file (or one that cannot be read: the data check says why)."""
+    if not path.lower().endswith(".json") or not Path(path).expanduser().is_file():
         return None
-    return output_place_problem(data, value, folder=True)
+    from keras_species.jsonfile import read_json_object
+
+    doc, reason = read_json_object(Path(path).expanduser())
+    source = doc.get("source") if not reason and str(doc.get("format", "")).startswith(
+        "keras-species-manifest/") else None
+    return source if isinstance(source, str) and source and Path(source).is_dir() else None
 
 
 SETTING_CHECKS: dict[str, Check] = {

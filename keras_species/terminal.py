@@ -182,16 +182,24 @@ def unrecognized_arguments_message(parser: argparse.ArgumentParser, extra: Seque
         meant += [o for o in close_options(parser, arg) if o not in meant]
     option = _option_for_value(parser)
     bare = bool(extra) and not extra[0].startswith("-") and not _is_number(extra[0])
-    if option == "--out" and bare and os.path.exists(extra[0]):
+    if option == "--out" and bare and _is_image_file(extra[0]):
         # `predict MODEL a.png b.png` (a shell's *.png): b.png is a second input, not the output;
-        # "did you mean --out b.png?" had the CSV overwrite the photo
-        return (f"unrecognized arguments: {' '.join(extra)} ({extra[0]} exists: it is not an output "
-                "name; the command takes one input: for several files give their folder, or a .txt "
-                "list of paths); see --help")
+        # "did you mean --out b.png?" had the CSV overwrite the photo. An earlier run's output
+        # (`split DATA split.csv`) is still offered as --out
+        return (f"unrecognized arguments: {' '.join(extra)} ({extra[0]} is an image: not an output "
+                "name; the command takes one input: for several images give their folder, or a "
+                ".txt list of paths); see --help")
     if option and bare:
         meant.insert(0, f"{option} {extra[0]}")  # `export MODEL exp/x.keras`: a path given bare
     hint = f" (did you mean {' or '.join(meant[:4])}?)" if meant else ""
     return f"unrecognized arguments: {' '.join(extra)}{hint}; see --help"
+
+
+def _is_image_file(path: str) -> bool:
+    """Whether ``path`` is an existing file with an image extension (the readers' list)."""
+    from keras_species.data.sources import IMAGE_EXTENSIONS
+
+    return os.path.isfile(path) and os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
 
 
 def _is_number(text: str) -> bool:

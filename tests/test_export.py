@@ -902,4 +902,11 @@ def test_a_feature_run_of_random_weights_is_not_suggested_as_a_model(tmp_path):
         (run / "config.json").write_text(json.dumps({"recipe": "feature_classifiers",
                                                      "config": {"weights": weights}}))
     problem = _run_folders_problem(tmp_path / "feature_classifiers", feature_run=True)
-    assert "newest first: net;" in problem and "feature_classifiers/rand" not in problem
+    assert "e.g. " + str(tmp_path / "feature_classifiers" / "net") in problem
+    assert "newest first: net, rand;" in problem and "random weights" not in problem
+    # only such runs: still named, with why predict cannot use them
+    import shutil
+
+    shutil.rmtree(tmp_path / "feature_classifiers" / "net")
+    problem = _run_folders_problem(tmp_path / "feature_classifiers", feature_run=True)
+    assert "rand is a feature_classifiers run of a backbone with random weights, which predict cannot use" in problem

@@ -1288,7 +1288,7 @@ def test_an_out_named_like_an_image_is_refused_and_a_second_image_is_not_called_
         cli.main(["predict", str(tmp_path / "m.keras"), str(a), str(b)])
     assert stop.value.code == 2
     err = capsys.readouterr().err
-    assert f"{b} exists: it is not an output name; the command takes one input" in err
+    assert f"{b} is an image: not an output name; the command takes one input" in err
     assert "did you mean --out" not in err
     assert cli.main(["predict", str(tmp_path / "m.keras"), str(a), "--out", str(b)]) == 2
     assert "predict writes a CSV (one row per image), not a .png file" in capsys.readouterr().err
@@ -1304,6 +1304,17 @@ def test_paths_in_an_array_a_set_or_a_generator_are_read(model, folder):
         assert result.count == (1 if isinstance(given, set) else 2)
     with pytest.raises(TypeError, match=r"inputs: ndarray holding .* give image paths"):
         predict(model, np.array([1, 2]))
+    # a dict or a DataFrame iterates its keys or column names: refused, not read as paths
+    with pytest.raises(TypeError, match=r"inputs: a dict is a table: give its column of paths"):
+        predict(model, {paths[0]: "cod"})
+
+
+def test_an_out_named_like_a_photo_format_the_readers_skip_is_refused(model, folder, tmp_path):
+    heic = tmp_path / "IMG_0001.HEIC"
+    heic.write_bytes(b"photo")
+    with pytest.raises(ValueError, match=r"predict writes a CSV \(one row per image\), not a .heic file"):
+        predict(model, folder, out=heic)
+    assert heic.read_bytes() == b"photo"
 
 
 def test_a_heic_photo_named_jpg_is_reported_with_how_to_convert_it(model, tmp_path):

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from keras_species.atomic import atomic_path
-from keras_species.backbone_catalog import backbone_names
+from keras_species.backbone_catalog import backbone_key, backbone_names
 from keras_species.config import config_to_dict
 from keras_species.jsonfile import json_type as _json_type
 from keras_species.jsonfile import read_json_file, read_json_object
@@ -1006,11 +1006,11 @@ class RunFolder:
         if recipe == "backbone_comparison" and models and status != "done":
             # the backbones it has not begun: a stopped comparison of 3 read "1 trained, 1
             # stopped" without a word of the third
-            begun = {m["folder"] for m in models}
+            begun = {backbone_key(m["folder"]) for m in models}
             with contextlib.suppress(ValueError):
                 models = models + [{"folder": name, "status": "not started", "epochs": 0}
                                    for name in backbone_names(conf.get("backbones") or [])
-                                   if name not in begun]
+                                   if backbone_key(name) not in begun]
         over = None  # what the epochs are summed over: a multi-model run's models
         if any(m["epochs"] for m in models):
             epochs: int | None = sum(m["epochs"] for m in models)

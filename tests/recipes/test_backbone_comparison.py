@@ -37,6 +37,8 @@ def test_defaults_are_r2s():
     assert backbone_names(["resnet18 mobilenet_v2", "ResNet18"]) == ["resnet18", "mobilenet_v2"]
     # '-' kept: a run made with mobilenet-v2 finds its mobilenet-v2/ folder again on --resume
     assert backbone_names("EfficientNet-Lite0, vgg16") == ["efficientnet-lite0", "vgg16"]
+    # one backbone once, in its first spelling
+    assert backbone_names("mobilenet-v2,mobilenet_v2 resnet18") == ["mobilenet-v2", "resnet18"]
 
 
 def test_offline_imagenet_fails_at_once(tmp_path, monkeypatch, capsys):

@@ -77,3 +77,20 @@ def test_an_image_size_below_the_backbones_reads_as_a_flag_error(tmp_path, capsy
         "python -m recipes.quickstart: error: vgg16 needs an input of at least 32×32 px; got "
         "16×16: give an image size of 32 or more (--image-size); see --help\n")
     assert not out.exists()
+
+
+def test_out_inside_the_folder_of_a_saved_manifest_or_of_labelled_data_is_refused_first(tmp_path, capsys):
+    # only --data was checked, as itself: a saved manifest's JSON (its images in a folder) and
+    # fish_semisupervised's --labelled passed, and the run folder was made inside the data
+    # before prepare_data refused its "audit_dir"
+    from keras_species.data import sources
+    from recipes import fish_semisupervised, quickstart
+    from tests.conftest import write_image_folder
+
+    data = write_image_folder(tmp_path / "p", classes=("cod", "eel"), per_class=4)
+    sources.load(data).to_json(data / "clean.json")
+    code = quickstart.main(["--data", str(data / "clean.json"), "--out", str(data / "runs")])
+    assert code == 2 and "--out" in capsys.readouterr().err
+    code = fish_semisupervised.main(["--labelled", str(data), "--out", str(data / "runs")])
+    assert code == 2 and "is inside the data folder" in capsys.readouterr().err
+    assert not (data / "runs").exists()
