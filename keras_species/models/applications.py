@@ -65,6 +65,15 @@ def _fold_efficientnet_std(model: keras.Model) -> None:
     refresh_normalization(model)  # set_weights alone left the layer computing with the old variance
 
 
+def _keras_imagenet_file(app: KerasApplication, path: str | os.PathLike) -> bool:
+    """Whether ``path`` is Keras's own ImageNet file of ``app`` (``efficientnetb0_notop.h5``, or
+    the with-top ``efficientnetb0.h5``), whose ``Normalization`` lacks the std fold. Any other
+    legacy ``.h5`` (one saved from a keras-species backbone, which has it) was folded again:
+    its variance multiplied by the std once more, the input scaled about 2x."""
+    keras_name = application_weights_file(app).file_name
+    return os.path.basename(os.fspath(path)) in (keras_name, keras_name.replace("_notop", ""))
+
+
 def _builder(app: KerasApplication) -> Callable[..., keras.Model]:
     def build(input_shape, weights=None) -> keras.Model:
         h, w = int(input_shape[0]), int(input_shape[1])
@@ -74,8 +83,7 @@ def _builder(app: KerasApplication) -> Callable[..., keras.Model]:
         model = constructor(include_top=False, weights=None, input_shape=(h, w, 3))
         if path is not None:
             load_weights_file(model, path)
-            legacy = not os.fspath(path).endswith(".weights.h5")
-            if legacy and app.family == "EfficientNet":
+            if app.family == "EfficientNet" and _keras_imagenet_file(app, path):
                 _fold_efficientnet_std(model)
         return model
 

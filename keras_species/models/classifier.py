@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import keras
 
+from keras_species.backbone_catalog import check_input_size
 from keras_species.models.batchnorm import untrained_batchnorm
 from keras_species.models.heads import HeadConfig, build_head
 from keras_species.models.preprocessing import preprocessing_layer
@@ -53,6 +54,9 @@ def build_backbone(
     """
     spec = get_backbone(backbone)
     h, w = _size(input_size, spec.default_size)
+    # every entry's sizes checked here: only keras.applications' builders did, and at 0 px a
+    # Lite backbone was built (input (None, 0, 0, 3)) and a ResNet failed in Keras' words
+    check_input_size(spec, (h, w))
     model = spec.builder((h, w, 3), weights)
     model.name = "backbone"  # renamed in place: a re-wrapped functional does not reload
     return model

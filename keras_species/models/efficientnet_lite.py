@@ -428,6 +428,10 @@ def _registry_builder(variant: str) -> Callable[..., keras.Model]:
         input_shape: tuple[int | None, int | None, int] | None = None,
         weights: str | os.PathLike[str] | None = None,
     ) -> keras.Model:
+        from keras_species.weights_files import weights_setting
+
+        # "none"/"random" as every other entry reads them (they were taken for file names)
+        weights = weights_setting(weights) if isinstance(weights, str) else weights
         return build_efficientnet_lite(variant, input_shape, weights, include_top=False)
 
     builder.__name__ = f"efficientnet_{variant}"

@@ -81,3 +81,18 @@ def test_feature_extractor_without_weights_warns_about_batchnorm_statistics(tmp_
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         feature_extractor("vgg16", 32, weights=str(weights))  # no BatchNorm: nothing to say
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "efficientnet_lite0"])
+def test_every_backbone_refuses_a_size_below_its_minimum_in_one_line(backbone):
+    # only keras.applications' builders checked: a Lite backbone was built at 0 px and a ResNet
+    # failed in Keras' words ("Computed output size would be zero or negative")
+    with pytest.raises(ValueError, match=rf"{backbone} needs an input of at least 1×1 px; got 0×0"):
+        build_classifier(backbone, 2, input_size=0, weights=None)
+
+
+@pytest.mark.parametrize("weights", ["none", "random", "None"])
+def test_efficientnet_lite_takes_the_words_for_random_weights(weights):
+    # they were taken for file names: "weights file 'none' for efficientnet_lite0 does not exist"
+    model = build_classifier("efficientnet_lite0", 2, input_size=32, weights=weights)
+    assert model.output_shape == (None, 2)

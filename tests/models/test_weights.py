@@ -167,6 +167,23 @@ def test_efficientnet_legacy_file_matches_keras_imagenet_build(tmp_path, monkeyp
                                rtol=1e-5, atol=1e-6)
 
 
+def test_an_efficientnet_saved_as_legacy_h5_by_the_user_reloads_unchanged(tmp_path):
+    # the std fold meant for Keras's ImageNet file was applied to every legacy .h5: a backbone
+    # saved with bb.save("bb.h5") came back with its input scaled about 2x
+    backbone = build_backbone("efficientnet_b0", 32, weights=None)
+    norm = [la for la in backbone.layers if isinstance(la, keras.layers.Normalization)][0]
+    values = norm.get_weights()
+    values[1][...] = np.square([0.229, 0.224, 0.225]) * np.asarray([0.229, 0.224, 0.225])  # folded
+    norm.set_weights(values)
+    from keras_species.models.weights import refresh_normalization
+
+    refresh_normalization(backbone)
+    backbone.save(tmp_path / "bb_b0.h5")
+    again = build_backbone("efficientnet_b0", 32, weights=str(tmp_path / "bb_b0.h5"))
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(again(x)), np.asarray(backbone(x)), rtol=1e-6, atol=1e-9)
+
+
 def test_a_legacy_file_layer_that_holds_its_initial_values_still_counts_as_loaded(tmp_path):
     # stop 30's first check judged coverage by what changed: an EfficientNet trained from
     # scratch and saved with its top holds its never-adapted Normalization at (0, 1), and was
