@@ -210,7 +210,12 @@ def predict_manifest(
 
         probs = predict_tta(model, ds, transforms=transforms, batch_size=batch_size, output=output)
     else:
-        probs = _select_output(model, model.predict(ds, verbose=0), output)
+        from keras_species.training.distribute import even_batches, model_replicas
+
+        # a multi-device strategy: a short last batch padded to split evenly, its padding dropped
+        replicas = model_replicas(model)
+        probs = _select_output(model, model.predict(even_batches(ds, replicas, role="predict"), verbose=0), output)
+        probs = np.asarray(probs)[: len(manifest)] if replicas > 1 else probs
     probs = np.asarray(_as_probabilities(model, np.asarray(probs), output), dtype=np.float32)
     if len(probs) != len(manifest):
         raise RuntimeError(

@@ -406,7 +406,11 @@ def _check_single_label(m: Manifest, what: str) -> None:
 
 
 def _predict(model: keras.Model, ds: tf.data.Dataset, n: int, what: str) -> np.ndarray:
-    probs = np.asarray(model.predict(ds, verbose=0), np.float32)
+    from keras_species.training.distribute import even_batches, model_replicas
+
+    replicas = model_replicas(model)  # a short last batch split evenly (padding rows dropped)
+    probs = np.asarray(model.predict(even_batches(ds, replicas, role="predict"), verbose=0), np.float32)
+    probs = probs[:n] if replicas > 1 else probs
     if len(probs) != n:
         raise RuntimeError(
             f"{what}: {len(probs)} predictions for {n} images; an image failed to decode during "

@@ -135,3 +135,76 @@ def scale_batch(batch_size: int, strategy: tf.distribute.Strategy) -> int:
         32
     """
     return int(batch_size) * int(strategy.num_replicas_in_sync)
+
+
+def model_replicas(model) -> int:
+    """How many replicas share a batch of ``model`` (its strategy's ``num_replicas_in_sync``;
+    1 for a model built outside a multi-device strategy).
+
+    Example:
+        >>> model_replicas(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))  # doctest: +SKIP
+        1
+    """
+    strategy = getattr(model, "distribute_strategy", None)
+    return int(getattr(strategy, "num_replicas_in_sync", 1) or 1)
+
+
+def even_batches(ds: tf.data.Dataset, replicas: int, *, role: str) -> tf.data.Dataset:
+    """``ds``'s batches made to split evenly over ``replicas`` (a multi-device strategy).
+
+    Keras splits each batch across the replicas. A batch whose size is not a multiple of them
+    (a split's last batch; a validation split smaller than the global batch) failed: Keras 3
+    reduces the first batch's outputs across the replicas, which needs equal shapes (``AddN
+    ... [3,32,32,3] != [2,32,32,3]``), and a replica left with no image broke BatchNorm and
+    ``predict``. So, for ``role``:
+
+    - ``"fit"`` (training and ``fit``'s validation): each batch is cut to a multiple of
+      ``replicas``, and an empty one dropped: at most ``replicas - 1`` images an epoch are left
+      out (other ones each epoch where the data is shuffled). Padding with images of weight 0
+      would not do: Keras divides a loss by the batch size, not by the weights, and its
+      ``metrics`` (unlike ``weighted_metrics``) count every image;
+    - ``"predict"``: each batch of images is padded with blank ones; the padding rows follow
+      the real ones of the last batch (an ordered dataset's only short one), so the caller
+      keeps the first ``n`` predictions: every image is scored.
+
+    Written by hand: tf.data and Keras have no such rebatching for uneven tails.
+
+    Args:
+        ds: a batched dataset (the library's pipelines).
+        replicas: replicas in sync (:func:`model_replicas`); 1 returns ``ds`` itself.
+        role: ``"fit"`` or ``"predict"``.
+
+    Returns:
+        The dataset.
+
+    Example:
+        >>> even_batches(ds, 2, role="fit")  # doctest: +SKIP
+    """
+    if role not in ("fit", "predict"):
+        raise ValueError(f"role={role!r}: give 'fit' or 'predict'")
+    if replicas <= 1:
+        return ds
+
+    def size(batch) -> tf.Tensor:
+        return tf.shape(tf.nest.flatten(batch)[0])[0]
+
+    if role == "fit":
+        def cut(*batch):
+            n = size(batch)
+            keep = n - n % replicas
+            out = tf.nest.map_structure(lambda t: t[:keep], batch)
+            return out[0] if len(out) == 1 else out
+
+        return ds.map(cut).filter(lambda *batch: size(batch) > 0)
+
+    def fill(*batch):
+        extra = (-size(batch)) % replicas
+
+        def pad(t: tf.Tensor) -> tf.Tensor:
+            widths = tf.concat([[[0, extra]], tf.zeros([tf.rank(t) - 1, 2], tf.int32)], axis=0)
+            return tf.pad(t, widths)
+
+        out = tf.nest.map_structure(pad, batch)
+        return out[0] if len(out) == 1 else out
+
+    return ds.map(fill)

@@ -52,6 +52,7 @@ from keras_species.training.callbacks import (
     learning_rate_schedule,
     read_history,
 )
+from keras_species.training.distribute import even_batches, model_replicas
 from keras_species.training.quantities import (  # logged_quantities: plan's name for it too
     Task,
     best_epoch,  # noqa: F401  (plan's name for it too)
@@ -966,9 +967,12 @@ def train(
         model._initial_epoch = None
         if verbose:  # explains Keras' "Epoch i/n" lines, numbered over the whole run
             print(phase_line(phase, index, len(phases), epoch + 1), flush=True)
+        # a multi-device strategy: batches that split evenly over the replicas (a short last
+        # batch, or a validation split smaller than the global batch, failed inside Keras)
+        replicas = model_replicas(model)
         model.fit(
-            train_ds,
-            validation_data=val_ds,
+            even_batches(train_ds, replicas, role="fit"),
+            validation_data=None if val_ds is None else even_batches(val_ds, replicas, role="fit"),
             epochs=epoch + phase.epochs,
             initial_epoch=epoch,
             callbacks=callbacks,

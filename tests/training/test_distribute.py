@@ -58,15 +58,24 @@ SCRIPT = textwrap.dedent(
         x = keras.layers.GlobalAveragePooling2D()(backbone(inp))
         model = keras.Model(inp, keras.layers.Dense(3, activation="softmax", name="label")(x))
     batch = scale_batch(4, strategy)
-    labels = np.arange(32) % 3
-    images = (np.random.default_rng(0).random((32, 8, 8, 3)) * 50 + labels[:, None, None, None] * 60)
-    ds = tf.data.Dataset.from_tensor_slices((images.astype("float32"), labels)).batch(batch)
+    # 33 training images (a last batch of 1: one replica empty) and 5 validation images (one
+    # batch, 3 + 2 per replica): both failed inside Keras before stop 32
+    labels = np.arange(33) % 3
+    images = (np.random.default_rng(0).random((33, 8, 8, 3)) * 50 + labels[:, None, None, None] * 60)
+    images = images.astype("float32")
+    ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch)
+    val = tf.data.Dataset.from_tensor_slices((images[:5], labels[:5])).batch(batch)
     phases = [
         Phase("adam", epochs=1, learning_rate=1e-2),
         Phase("sgd", epochs=1, optimizer="sgd", learning_rate=0.05, schedule="onecycle"),
     ]
-    result = train(model, phases, ds, ds, sys.argv[1], verbose=0)
+    result = train(model, phases, ds, val, sys.argv[1], verbose=0)
+    from keras_species.training.crossval import _predict
+
+    probs = _predict(model, tf.data.Dataset.from_tensor_slices(images[:9]).batch(batch), 9, "test")
+    direct = model(images[:9], training=False).numpy()
     print(json.dumps({
+        "predicted": [len(probs), float(np.abs(probs - direct).max())],
         "devices": devices,
         "replicas": strategy.num_replicas_in_sync,
         "batch": batch,
@@ -91,3 +100,20 @@ def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
     assert len(out["devices"]) == 2 and out["replicas"] == 2 and out["batch"] == 8
     assert out["strategy"] == "MirroredStrategy"
     assert out["epochs"] == [1, 2] and all(v == v for v in out["loss"])  # finite, no NaN
+    assert out["predicted"][0] == 9 and out["predicted"][1] < 1e-3  # padding rows dropped
+
+
+def test_even_batches_cut_for_fit_and_pad_for_predict():
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_species.training.distribute import even_batches
+
+    x = np.arange(9, dtype="float32")[:, None]
+    ds = tf.data.Dataset.from_tensor_slices((x, np.arange(9))).batch(4)  # 4, 4, 1
+    assert [len(b[0]) for b in even_batches(ds, 2, role="fit")] == [4, 4]  # the 1 left out
+    images = tf.data.Dataset.from_tensor_slices(x).batch(4)
+    padded = [b.numpy() for b in even_batches(images, 3, role="predict")]
+    assert [len(b) for b in padded] == [6, 6, 3]
+    assert padded[2][:, 0].tolist() == [8.0, 0.0, 0.0]  # the real row first, then blank ones
+    assert even_batches(ds, 1, role="fit") is ds
