@@ -149,7 +149,8 @@ def model_replicas(model) -> int:
     return int(getattr(strategy, "num_replicas_in_sync", 1) or 1)
 
 
-def even_batches(ds: tf.data.Dataset, replicas: int, *, role: str) -> tf.data.Dataset:
+def even_batches(ds: tf.data.Dataset, replicas: int, *, role: str,
+                 counter: tf.Variable | None = None) -> tf.data.Dataset:
     """``ds``'s batches made to split evenly over ``replicas`` (a multi-device strategy).
 
     Keras splits each batch across the replicas. A batch whose size is not a multiple of them
@@ -165,7 +166,9 @@ def even_batches(ds: tf.data.Dataset, replicas: int, *, role: str) -> tf.data.Da
       ``metrics`` (unlike ``weighted_metrics``) count every image;
     - ``"predict"``: each batch of images is padded with blank ones; the padding rows follow
       the real ones of the last batch (an ordered dataset's only short one), so the caller
-      keeps the first ``n`` predictions: every image is scored.
+      keeps the first ``n`` predictions: every image is scored. ``counter`` (an int64
+      ``tf.Variable``) counts the real images: fewer than ``n`` means one was lost on the way
+      (a middle batch was short and padded), and the rows cannot be matched to the images.
 
     Written by hand: tf.data and Keras have no such rebatching for uneven tails.
 
@@ -173,6 +176,7 @@ def even_batches(ds: tf.data.Dataset, replicas: int, *, role: str) -> tf.data.Da
         ds: a batched dataset (the library's pipelines).
         replicas: replicas in sync (:func:`model_replicas`); 1 returns ``ds`` itself.
         role: ``"fit"`` or ``"predict"``.
+        counter: ``"predict"`` only: a variable that the real images are added to.
 
     Returns:
         The dataset.
@@ -197,8 +201,12 @@ def even_batches(ds: tf.data.Dataset, replicas: int, *, role: str) -> tf.data.Da
 
         return ds.map(cut).filter(lambda *batch: size(batch) > 0)
 
+    counted = counter if counter is not None else tf.Variable(0, dtype=tf.int64, trainable=False)
+
     def fill(*batch):
-        extra = (-size(batch)) % replicas
+        n = size(batch)
+        counted.assign_add(tf.cast(n, tf.int64))
+        extra = (-n) % replicas
 
         def pad(t: tf.Tensor) -> tf.Tensor:
             widths = tf.concat([[[0, extra]], tf.zeros([tf.rank(t) - 1, 2], tf.int32)], axis=0)

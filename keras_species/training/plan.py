@@ -970,15 +970,23 @@ def train(
         # a multi-device strategy: batches that split evenly over the replicas (a short last
         # batch, or a validation split smaller than the global batch, failed inside Keras)
         replicas = model_replicas(model)
-        model.fit(
-            even_batches(train_ds, replicas, role="fit"),
-            validation_data=None if val_ds is None else even_batches(val_ds, replicas, role="fit"),
-            epochs=epoch + phase.epochs,
-            initial_epoch=epoch,
-            callbacks=callbacks,
-            verbose=verbose,
-            shuffle=False,  # tf.data datasets are shuffled by the pipeline
-        )
+        try:
+            model.fit(
+                even_batches(train_ds, replicas, role="fit"),
+                validation_data=None if val_ds is None else even_batches(val_ds, replicas, role="fit"),
+                epochs=epoch + phase.epochs,
+                initial_epoch=epoch,
+                callbacks=callbacks,
+                verbose=verbose,
+                shuffle=False,  # tf.data datasets are shuffled by the pipeline
+            )
+        except StopIteration as err:  # every batch cut away: a bare StopIteration from Keras
+            if replicas <= 1:
+                raise
+            raise ValueError(
+                f"the training or validation split holds fewer images than the {replicas} "
+                "replicas that share each batch, so no batch is left to give them: use fewer "
+                "devices (--strategy none), or more images in that split") from err
         model._initial_epoch = None
         rows = history.rows
         epoch = max((int(r["epoch"]) for r in rows), default=epoch)

@@ -113,7 +113,9 @@ def test_even_batches_cut_for_fit_and_pad_for_predict():
     ds = tf.data.Dataset.from_tensor_slices((x, np.arange(9))).batch(4)  # 4, 4, 1
     assert [len(b[0]) for b in even_batches(ds, 2, role="fit")] == [4, 4]  # the 1 left out
     images = tf.data.Dataset.from_tensor_slices(x).batch(4)
-    padded = [b.numpy() for b in even_batches(images, 3, role="predict")]
+    real = tf.Variable(0, dtype=tf.int64)
+    padded = [b.numpy() for b in even_batches(images, 3, role="predict", counter=real)]
     assert [len(b) for b in padded] == [6, 6, 3]
+    assert int(real.numpy()) == 9  # the real images: fewer would mean one was lost on the way
     assert padded[2][:, 0].tolist() == [8.0, 0.0, 0.0]  # the real row first, then blank ones
     assert even_batches(ds, 1, role="fit") is ds
