@@ -875,6 +875,13 @@ def _check_given_split(m: Any, config: Any) -> None:
     from keras_species.data.splits import given_split
 
     split = getattr(config, "split", "auto")
+    if split == "given" and m.splits is None and len(m):  # said after the audit, in split's words
+        forget_read_ahead()
+        raise ManifestError(
+            f"--split given: --data {config.data} has no split of its own (no split column, no "
+            "train/val/test folders): pass --split stratified (or auto) to split it by --ratios, "
+            "or give a CSV with a split column (an iNat release's train and val JSON files: see "
+            "the README's iNaturalist section)")
     if m.splits is None or len(m) == 0 or not (split == "given" or (split == "auto" and all(m.splits))):
         return
     try:

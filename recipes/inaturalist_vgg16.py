@@ -212,11 +212,11 @@ def _check_top_classes_count(config: INaturalistVGG16Config) -> None:
         m = sources.load(data, **options)
     else:
         m = prepare.read_ahead(data, options)
-    c = m.num_classes
+    c = int((m.class_counts() > 0).sum())  # a category without images is no class to keep
     if count and count > c:
         prepare.forget_read_ahead()  # no run follows
-        raise SettingError(f"--top-classes-count {count}: --data {data} has {c} classes: give 2 "
-                           f"to {c} (a classifier needs 2 classes or more)")
+        raise SettingError(f"--top-classes-count {count}: --data {data} has {c} classes with images: "
+                           f"give 2 to {c} (a classifier needs 2 classes or more)")
     share = config.top_classes
     if not count and share and c >= 2 and max(1, math.floor(share * c + 1e-9)) < 2:
         prepare.forget_read_ahead()  # before: refused once the run folder and its audit existed

@@ -178,7 +178,14 @@ def check_task(m: Manifest, task: str, source: Any, hint: str = "") -> None:
         return
     kind = (f"multi-label ({counted(m.num_classes, 'tag')}, a set per image)" if m.multilabel
             else f"single-label ({counted(m.num_classes, 'class')}, one per image)")
-    raise ManifestError(f"{source}: the data is {kind}" + (f"; {hint}" if hint else ""))
+    several = ""
+    if m.multilabel and task == "single":  # a stray second annotation made a whole file multi-label
+        rows = np.flatnonzero(m.labels.sum(axis=1) > 1)
+        if 0 < len(rows) <= len(m) // 2:
+            shown = ", ".join(repr(m.paths[i]) for i in rows[:3]) + (" ..." if len(rows) > 3 else "")
+            several = (f" because {counted(len(rows), 'image carries', 'images carry')} several "
+                       f"labels (e.g. {shown}); if each image has one, fix those rows or annotations")
+    raise ManifestError(f"{source}: the data is {kind}{several}" + (f"; {hint}" if hint else ""))
 
 
 LABEL_FILE_SUFFIXES = (".csv", ".json")

@@ -2134,21 +2134,28 @@ def _coco_tags(annotations: Sequence[dict], path: str, img_index: dict, cat_inde
     without a ``category_id`` label nothing, with one warning."""
     tags: list[set[int]] = [set() for _ in img_index]
     without: list[dict] = []
-    for a in annotations:
+    for i, a in enumerate(annotations):
+        # the entry by its place, as images[i] and categories[i] are named (and its id if any)
+        entry = f"annotations[{i}]" + (f" (id {a['id']!r})" if a.get("id") is not None else "")
         if a.get("category_id") is None:
             without.append(a)
             continue
         if "image_id" not in a:
-            raise ManifestError(f"{path}: annotation {a.get('id')!r} has no 'image_id': every "
-                                "annotation names the image it labels")
+            raise ManifestError(f"{path}: {entry} has no 'image_id': every annotation names the "
+                                "image it labels")
+        for key in ("image_id", "category_id"):
+            value = a[key]
+            if isinstance(value, bool) or not isinstance(value, int | str):  # a list: unhashable
+                raise ManifestError(f"{path}: {entry} has {value!r} as its {key!r}; it needs one "
+                                    "id (a whole number or a string)")
         if a["image_id"] not in img_index:
-            raise ManifestError(f"{path}: annotation {a.get('id')!r} refers to unknown image id "
+            raise ManifestError(f"{path}: {entry} refers to unknown image id "
                                 f"{a['image_id']!r}{_id_type_note(a['image_id'], img_index, 'image')}")
         if a["category_id"] not in cat_index:
             note = _id_type_note(a["category_id"], cat_index, "category")
             raise ManifestError(
-                f"{path}: annotation {a.get('id')!r} refers to category id {a['category_id']!r} that "
-                f"is not in 'categories'{note}"
+                f"{path}: {entry} refers to category id {a['category_id']!r} that is not in "
+                f"'categories'{note}"
             )
         tags[img_index[a["image_id"]]].add(cat_index[a["category_id"]])
     if without:

@@ -635,7 +635,10 @@ def top_classes(m: Manifest, *, fraction: float | None = None, count: int | None
     """
     if (fraction is None) == (count is None):
         raise ManifestError("pass exactly one of fraction= and count=")
-    c = m.num_classes
+    # the classes with images: an iNat category without any was ranked, kept, and made an
+    # output no image trains (--top-classes-count 7 of 6 such classes was taken)
+    counts = m.class_counts()
+    c = int((counts > 0).sum())
     if fraction is not None:
         if not 0 < fraction <= 1:
             raise ManifestError(f"fraction must be in (0, 1], got {fraction}")
@@ -643,10 +646,9 @@ def top_classes(m: Manifest, *, fraction: float | None = None, count: int | None
     else:
         if not isinstance(count, numbers.Integral) or isinstance(count, bool) or not 1 <= count <= c:
             raise ManifestError(f"count must be a whole number between 1 and {c} (the number of "
-                                f"classes), got {count!r}")
+                                f"classes with images), got {count!r}")
         keep_n = int(count)
-    counts = m.class_counts()
-    ranked = sorted(range(c), key=lambda i: (-int(counts[i]), m.class_names[i]))
+    ranked = sorted(np.flatnonzero(counts > 0).tolist(), key=lambda i: (-int(counts[i]), m.class_names[i]))
     chosen = set(ranked[:keep_n])
     if keep_n < c and counts[ranked[keep_n - 1]] == counts[ranked[keep_n]]:  # the cut splits a tie
         tied = [m.class_names[i] for i in ranked if counts[i] == counts[ranked[keep_n - 1]]]

@@ -187,10 +187,11 @@ def predict_manifest(
         >>> p.probs.shape                                  # doctest: +SKIP
         (45, 6)
     """
-    from keras_species.data.pipeline import KIND_BAD, check_files, make_dataset
+    from keras_species.data.pipeline import KIND_BAD, check_files, check_resize, make_dataset
 
     if len(manifest) == 0:
         raise ManifestError("no images to predict (empty split?)")
+    check_resize(_image_size(model, image_size), resize)  # before every file is checked
     kinds, bad = check_files(manifest.paths)
     if bad:
         warnings.warn(

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from keras_species.data import sources
-from keras_species.data.manifest import ManifestError
+from keras_species.data.manifest import Manifest, ManifestError
 from keras_species.data.prepare import (
     build_datasets,
     class_weight_setting,
@@ -652,3 +652,16 @@ def test_reported_class_weights_are_the_ones_the_training_set_yields(folder):
     names = p.manifest.class_names
     yielded = {names[int(k)]: round(float(v), 4) for k, v in zip(y.numpy(), w.numpy())}
     assert ds.class_weights == yielded
+
+
+def test_single_label_refusal_of_multi_label_data_names_the_images_with_several_labels():
+    # one stray second annotation made a whole iNat file multi-label, and nothing named it
+    from keras_species.data.prepare import check_task
+
+    labels = np.zeros((6, 3), np.uint8)
+    labels[np.arange(6), np.arange(6) % 3] = 1
+    labels[4, 0] = 1  # the stray one
+    m = Manifest([f"/x/{i}.png" for i in range(6)], labels, ["a", "b", "c"])
+    with pytest.raises(ManifestError, match=r"the data is multi-label \(3 tags, a set per image\) because "
+                       r"1 image carries several labels \(e.g. '/x/4.png'\); if each image has one, fix"):
+        check_task(m, "single", "data.json")

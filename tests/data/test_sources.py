@@ -554,7 +554,10 @@ def test_from_coco_json_several_categories_is_multilabel(tmp_path: Path) -> None
     (lambda d: d["categories"][0].update(id="907"), "ids mix numbers and strings"),
     (lambda d: d.update(categories=[]), "'categories' is empty"),
     (lambda d: d.update(images={"a": 1}), "'images' must be a list of objects, not a dict"),
-    (lambda d: d["annotations"][0].pop("image_id"), "annotation 1 has no 'image_id'"),
+    (lambda d: d["annotations"][0].pop("image_id"), r"annotations\[0\] \(id 1\) has no 'image_id'"),
+    # a list was a raw TypeError ("unhashable type: 'list'")
+    (lambda d: d["annotations"][0].update(image_id=[1]), r"annotations\[0\] \(id 1\) has \[1\] as its 'image_id'"),
+    (lambda d: d["annotations"][0].update(category_id=[1]), r"has \[1\] as its 'category_id'; it needs one id"),
 ])
 def test_from_coco_json_with_a_missing_key_names_the_entry(tmp_path: Path, change, match) -> None:
     path = _coco(tmp_path, [{"id": 1, "image_id": 10, "category_id": 907}])
@@ -1447,7 +1450,7 @@ def test_coco_ids_that_differ_only_in_type_are_named(tmp_path: Path) -> None:
     for a in doc["annotations"]:
         a["image_id"] = str(a["image_id"])
     (tmp_path / "a.json").write_text(json.dumps(doc))
-    with pytest.raises(ManifestError, match=r"annotation 10 refers to unknown image id '1': the image ids are "
+    with pytest.raises(ManifestError, match=r"annotations\[0\] \(id 10\) refers to unknown image id '1': the image ids are "
                                             r"ints \(1\) and this one a str \('1'\), the same id but for its type"):
         sources.from_coco_json(tmp_path / "a.json")
 

@@ -820,3 +820,13 @@ def test_multilabel_splits_and_folds_do_not_depend_on_the_row_order() -> None:
     one = splits.assign_folds(single, 3, seed=3, group_aware=False)
     two = splits.assign_folds(single.subset(np.arange(len(single))[::-1]), 3, seed=3, group_aware=False)
     assert dict(zip(one.paths, one.splits)) == dict(zip(two.paths, two.splits))
+
+
+def test_top_classes_ranks_only_classes_with_images():
+    # an iNat category without images was ranked and kept: a model output no image trains
+    m = Manifest([f"/x/{i}.png" for i in range(9)], np.array([0] * 5 + [1] * 3 + [3]),
+                 ["cod", "eel", "pike (no images)", "ray"])
+    assert splits.top_classes(m, count=3).class_names == ["cod", "eel", "ray"]
+    with pytest.raises(ManifestError, match=r"between 1 and 3 \(the number of classes with images\), got 4"):
+        splits.top_classes(m, count=4)
+    assert splits.top_classes(m, fraction=1.0).num_classes == 3

@@ -244,3 +244,21 @@ def test_an_output_index_picks_that_output_of_a_dict_model_with_and_without_tta(
             np.testing.assert_allclose(got, by_name[name], atol=1e-6)
     with pytest.raises(ValueError, match="2 outputs"):
         predict_manifest(model, test, batch_size=4, output=2)
+
+
+def test_predict_manifest_refuses_a_resize_mode_before_reading_any_file(tmp_path):
+    import warnings
+
+    import keras
+    import numpy as np
+
+    from keras_species.data.manifest import Manifest
+    from keras_species.evaluation.evaluate import predict_manifest
+
+    (tmp_path / "empty.png").write_bytes(b"")  # checking it would warn first
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="resize='letterbox'"):
+            predict_manifest(model, Manifest([str(tmp_path / "empty.png")], np.array([0]), ["a", "b"]),
+                             resize="letterbox")

@@ -94,3 +94,15 @@ def test_out_inside_the_folder_of_a_saved_manifest_or_of_labelled_data_is_refuse
     code = fish_semisupervised.main(["--labelled", str(data), "--out", str(data / "runs")])
     assert code == 2 and "is inside the data folder" in capsys.readouterr().err
     assert not (data / "runs").exists()
+
+
+def test_split_given_of_data_without_a_split_is_refused_before_the_run_folder(tmp_path, capsys):
+    # it was refused after the run folder and the audit, in `split --given`'s words (--given)
+    from recipes import quickstart
+    from tests.conftest import write_image_folder
+
+    data = write_image_folder(tmp_path / "d", classes=("cod", "eel"), per_class=4)
+    code = quickstart.main(["--data", str(data), "--split", "given", "--out", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--split given: --data" in err and "has no split of its own" in err
+    assert not (tmp_path / "runs").exists()
