@@ -1179,9 +1179,18 @@ def _convert(converter, quantize: str | None, representative_data, size, count: 
 
             converter.representative_dataset = gen
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    with warnings.catch_warnings():  # "Statistics for quantized inputs were expected": float input
-        warnings.simplefilter("ignore", UserWarning)
+    from keras_species.tensorflow_start import native_stderr_without
+
+    # TensorFlow's quantizer writes its settings to the process's stderr from C++
+    # ("fully_quantize: 0, inference_type: 6, ..."): a line that tells a user nothing
+    with warnings.catch_warnings(), native_stderr_without([QUANTIZER_LINE]):
+        warnings.simplefilter("ignore", UserWarning)  # "Statistics for quantized inputs were expected"
         return converter.convert()
+
+
+QUANTIZER_LINE = "fully_quantize: "
+"""The start of the line TensorFlow's C++ quantizer prints during an int8 conversion with a
+representative dataset (TF 2.21), left out of the output; nothing else it writes is."""
 
 
 # ------------------------------------------------------------------------------------ export_model

@@ -77,6 +77,7 @@ from keras_species.terminal import (
     command_line_error,
     is_own_code,
     print_line_by_line,
+    stdout_closed,
     use_command_line_warnings,
 )
 from keras_species.training.run_process import describe
@@ -1938,6 +1939,9 @@ def data_section(prepared: Any, datasets: Any = None) -> tuple[str, str]:
         >>> heading, body = data_section(prepared, datasets)  # doctest: +SKIP
     """
     lines = [f"{prepared.manifest.summary()}; split: {prepared.split_method}.", ""]
+    if prepared.split_method.startswith("given"):  # the Configuration table lists them still
+        lines += ["The data's own split was kept: the split settings of the configuration above "
+                  "(`ratios`, and the seed's share in splitting) did not apply.", ""]
     lines += ["```", prepared.split_table(), "```", ""]
     groups = prepared.leakage.get("groups", {})
     if prepared.manifest.groups is not None:
@@ -2393,6 +2397,13 @@ def recipe_main(
                     f"{shlex.quote(str(path.parent.parent))} --name {shlex.quote(path.name)}")
         print(f"{prog or 'recipe'}: interrupted{hint}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `... | head`: the run stops as on Ctrl-C, and says so on stderr
+        code = stdout_closed()
+        where = f" ({_opened[0].path}: continue with --resume)" if _opened else ""
+        with contextlib.suppress(OSError):
+            print(f"{prog or 'recipe'}: its output was closed (the reader of a pipe ended); the run "
+                  f"stopped{where}", file=sys.stderr)
+        return code
     except Exception as err:
         user_error = is_user_error(err)
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)

@@ -107,6 +107,26 @@ def print_line_by_line() -> None:
                 reconfigure(line_buffering=True)
 
 
+PIPE_CLOSED = 141
+"""The exit status of a command whose standard output was closed under it (``... | head``):
+128 + SIGPIPE, what a tool that dies of the signal reports."""
+
+
+def stdout_closed() -> int:
+    """What a command does when its reader closed its standard output (``split ... | head -1``):
+    point the output at ``os.devnull``, so that Python's flush at exit raises nothing more, and
+    return :data:`PIPE_CLOSED`. Python ignores SIGPIPE and raises ``BrokenPipeError`` instead,
+    which the commands used to report as an error (``[Errno 32] Broken pipe``, exit 2).
+
+    Returns:
+        :data:`PIPE_CLOSED`.
+    """
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return PIPE_CLOSED
+
+
 def _spelling(word: str) -> str:
     """``word`` in the one spelling names are compared in: lower case, ``_`` for ``-`` (the
     leading ``--`` of an option kept)."""

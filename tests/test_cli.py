@@ -155,3 +155,18 @@ def test_help_and_the_data_commands_run_without_tensorflow(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[0, 0, 0, 2] False False"
+
+
+def test_a_closed_output_pipe_ends_a_command_quietly(tmp_path):
+    # `keras-species split ... | head -1` printed "[Errno 32] Broken pipe" and exited 2
+    import subprocess
+    import sys
+
+    (tmp_path / "runs").mkdir()
+    code = ("import sys, os\n"
+            "from keras_species import cli\n"
+            "r, w = os.pipe(); os.close(r); os.dup2(w, 1)\n"  # stdout: a pipe nobody reads
+            "sys.exit(cli.main(['runs', sys.argv[1]]))\n")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "runs")], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 141 and "Broken pipe" not in done.stderr, done.stderr

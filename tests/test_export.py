@@ -204,9 +204,10 @@ def test_tflite_parity(model, images, tmp_path, quantize):
     assert diff <= TOLERANCE[quantize], diff
 
 
-def test_tflite_int8_with_array_representative_data(model, images, tmp_path):
+def test_tflite_int8_with_array_representative_data(model, images, tmp_path, capfd):
     path = export_model(model, tmp_path / "a.tflite", format="tflite", quantize="int8",
                         representative_data=images["big"])
+    assert "fully_quantize" not in capfd.readouterr().err  # the C++ quantizer's settings line
     assert np.abs(_run_tflite(path, images["same"][:2]) - _keras_probs(model, images["same"][:2])).max() \
         <= TOLERANCE["int8_full"]
 

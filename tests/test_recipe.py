@@ -1857,3 +1857,18 @@ def test_the_given_split_check_leaves_the_warning_to_prepare_data(tmp_path, recw
     given.write_text("path,label,split\n" + "\n".join(rows) + "\n", encoding="utf-8")
     _check_given_split(sources.load(given), ReadingConfig(data=str(given)))
     assert not [w for w in recwarn if "given split" in str(w.message)]
+
+
+def test_the_data_section_says_a_given_split_left_the_split_settings_unused(tmp_path):
+    # the Configuration table showed ratios 0.7/0.15/0.15 for a run that kept the CSV's 80/10/10
+    from keras_species.data.prepare import prepare_data
+    from keras_species.recipe import data_section
+    from tests.conftest import write_image_folder
+
+    root = write_image_folder(tmp_path / "d", classes=("cod", "eel"), per_class=6)
+    rows = ["path,label,split"] + [f"{p},{p.parent.name},{('train', 'train', 'train', 'train', 'val', 'test')[i % 6]}"
+                                   for i, p in enumerate(sorted(root.glob("*/*.png")))]
+    (tmp_path / "s.csv").write_text("\n".join(rows) + "\n")
+    prepared = prepare_data(str(tmp_path / "s.csv"), audit=False)
+    _, body = data_section(prepared, None)
+    assert "The data's own split was kept: the split settings of the configuration above" in body

@@ -797,8 +797,9 @@ def _group_report(manifest: Manifest) -> tuple[dict[str, Any] | None, list[str]]
         if len(across):
             notes.append(
                 f"{len(across)} group(s) sit on more than one split: frames of one individual on "
-                "both sides make test scores optimistic (leakage); re-split group-aware "
-                "(keras-species split --group-aware)"
+                "both sides make test scores optimistic (leakage); re-split with these group ids, "
+                "which keeps each group on one side: keras-species split DATA with the same "
+                "--group-regex (or a CSV's group column, --group-col)"
             )
     return out, notes
 
@@ -1235,7 +1236,8 @@ def _groups_markdown(g: dict[str, Any], multilabel: bool) -> list[str]:
                "split cannot put them on every side):", ""]
         md += [_capped(list(g["few_group_classes"].items()), lambda kv: kv, ["class", "groups"]), ""]
     if g.get("cross_split_groups"):
-        md += ["Groups on more than one split (leakage: re-split group-aware):", ""]
+        md += ["Groups on more than one split (leakage: re-split with these group ids, e.g. "
+               "`keras-species split DATA --group-regex ...`):", ""]
         md += [_capped(g["cross_split_groups"],
                        lambda d: (f"`{d['group']}`", d["images"],
                                   ", ".join(f"{k} {n}" for k, n in d["splits"].items())),
