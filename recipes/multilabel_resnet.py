@@ -12,8 +12,9 @@ Method (R4: 14 tags, 20,000 images, 49% without a tag):
   20 epochs; augmentation: random resized crop (8–100% of the area, aspect 3/4–4/3), horizontal
   flip, rotation ±25° (``r4``). ``best.keras`` keeps the epoch of best validation micro-F1.
 - Evaluation on the test split: micro-F1, exact match, Hamming loss, per-tag average precision,
-  against the "predict no tag" baseline. Decision thresholds tuned on the validation split — one
-  global threshold and one per tag, both for micro-F1 — are applied to the test split next to the
+  against the majority label-set baseline (and "predict no tag"). Decision thresholds tuned on the
+  validation split — one global threshold for micro-F1, and one per tag for that tag's own F1 — are
+  applied to the test split next to the
   untuned 0.5; ``--thresholds`` picks the one saved with the model (in its output layer and in
   ``metrics.json``), which ``keras-species predict`` then uses.
 - Sanity checks (R4): ``--sanity untrained`` scores the model before any training,
@@ -355,8 +356,8 @@ def run(config: MultilabelResNetConfig | None = None) -> MultilabelResult:
                   f"{config.base_momentum} → {config.max_momentum}; augmentation `{config.augment}`. "
                   + describe_batchnorm(config.train_batchnorm, weights is not None)),
         ("Threshold tuning", (
-            "Thresholds chosen on the validation split for micro-F1 and applied to the test "
-            f"split. The model is saved with the **{config.thresholds}** setting "
+            "Thresholds chosen on the validation split (the global one for micro-F1, each tag's for "
+            f"that tag's own F1) and applied to the test split. The model is saved with the **{config.thresholds}** setting "
             f"({'per tag' if np.ndim(chosen) else f'{float(chosen):.3f}'}), which "
             "`keras-species predict` uses.\n\n" + table
             + f"\nPer-tag thresholds:\n{per_tag}\n")),

@@ -566,7 +566,8 @@ class Manifest:
             if joined:
                 raise ManifestError(
                     f"class name {joined[0]!r} holds ';', which separates the tags of a multi-label "
-                    "manifest CSV: rename the class, or save with to_json"
+                    "manifest CSV: rename it (in a CSV of 0/1 tag columns, its column's header: a tag "
+                    "name cannot hold ';'), or in Python save the manifest with to_json"
                 )
         cols = ["path", "labels" if self.multilabel else "label"]
         if self.groups is not None:

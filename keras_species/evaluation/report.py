@@ -159,6 +159,11 @@ def write_predictions_csv(
     return path
 
 
+SHOWN_ROWS = 40
+"""Rows of a block of extra metrics (``val``, ``thresholds``...) that the report shows; the rest
+are counted under it (all are in ``metrics.json``)."""
+
+
 def _fmt(v, digits: int = 4) -> str:
     if v is None:
         return "–"
@@ -431,7 +436,7 @@ def render_report(
 
     if config:
         md += ["## Configuration", "", "| setting | value |", "|---|---|"]
-        md += [f"| {k} | {_fmt_setting(v)} |" for k, v in _flatten(config)
+        md += [f"| {markdown.cell(k)} | {_fmt_setting(v)} |" for k, v in _flatten(config)
                if k not in SESSION_SETTINGS]
         md.append("")
 
@@ -444,7 +449,9 @@ def render_report(
             note = block.get("note")
             heading = f"{name} ({note})" if isinstance(note, str) and note else name
             md += [f"### {heading}", "", "| metric | value |", "|---|---:|"]
-            md += [f"| {k} | {_fmt(v)} |" for k, v in flat[:40]]
+            md += [f"| {markdown.cell(k)} | {_fmt(v)} |" for k, v in flat[:SHOWN_ROWS]]
+            if len(flat) > SHOWN_ROWS:  # 27 tags or more: the thresholds' own scores were cut silently
+                md += ["", f"({len(flat) - SHOWN_ROWS} more in metrics.json.)"]
             md.append("")
 
     per_class = _per_class(main, n_rare)

@@ -267,3 +267,16 @@ def test_the_training_summary_names_the_epoch_each_fold_kept_by_its_monitor():
               {"epoch": 2, "phase": "fine_tune", "val_loss": 0.6, "val_accuracy": 0.5}]
     assert "Best val_accuracy 0.6000 at epoch 1 of the run (phase head), val loss 0.7000." in \
         _history_summary(single, "val_accuracy")
+
+
+def test_extra_metric_blocks_escape_their_keys_and_say_what_they_leave_out(tmp_path: Path) -> None:
+    # a tag named ray|skate split its threshold row in three cells, and past 40 rows the block
+    # of a 30-tag run lost the chosen setting's scores without a word
+    from keras_species.evaluation.report import render_report
+
+    per_class = {"ray|skate": 0.5, **{f"tag{i}": 0.4 for i in range(44)}}
+    text = render_report(tmp_path, title="t", config={"a|b": 1},
+                         metrics={"test": {"accuracy": 0.5}, "thresholds": {"global": 0.3, "per_class": per_class}})
+    assert "| per_class.ray\\|skate | 0.5000 |" in text
+    assert "| a\\|b |" in text
+    assert "(6 more in metrics.json.)" in text
