@@ -17,6 +17,7 @@ from keras_species.terminal import (
     SuggestingArgumentParser,
     command_line_error,
     print_line_by_line,
+    stdout_broken,
     stdout_closed,
     use_command_line_warnings,
 )
@@ -86,10 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C: one line, not TensorFlow's stack
         print(f"keras-species {name}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `... | head`: the reader has what it wanted; no error of ours
-        return stdout_closed()
     except Exception as err:  # what a subcommand did not catch itself
         from keras_species.recipe import SettingError, is_user_error
+
+        if isinstance(err, BrokenPipeError) and stdout_broken():  # `... | head`: no error of ours
+            return stdout_closed()
 
         if isinstance(err, SettingError):  # a flag's value: as the parser's errors, see --help
             print(command_line_error(f"keras-species {name}", str(err)), file=sys.stderr)

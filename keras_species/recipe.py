@@ -77,6 +77,7 @@ from keras_species.terminal import (
     command_line_error,
     is_own_code,
     print_line_by_line,
+    stdout_broken,
     stdout_closed,
     use_command_line_warnings,
 )
@@ -1940,8 +1941,10 @@ def data_section(prepared: Any, datasets: Any = None) -> tuple[str, str]:
     """
     lines = [f"{prepared.manifest.summary()}; split: {prepared.split_method}.", ""]
     if prepared.split_method.startswith("given"):  # the Configuration table lists them still
-        lines += ["The data's own split was kept: the split settings of the configuration above "
-                  "(`ratios`, and the seed's share in splitting) did not apply.", ""]
+        lines += (["The data's own split was kept; the added classes were split by `ratios` and "
+                   "the seed."] if prepared.added_classes else
+                  ["The data's own split was kept: the split settings of the configuration above "
+                   "(`ratios`, and the seed's share in splitting) did not apply."]) + [""]
     lines += ["```", prepared.split_table(), "```", ""]
     groups = prepared.leakage.get("groups", {})
     if prepared.manifest.groups is not None:
@@ -2390,21 +2393,17 @@ def recipe_main(
             config.check()  # a bad value stops here, before the recipe does anything
         result = run(config)
     except KeyboardInterrupt:  # Ctrl-C: the run folder holds every finished epoch (it is 'stopped')
-        hint = ""
-        if _opened:  # <out>/<recipe>/<name>; a resume takes every other setting from the run
-            path = _opened[0].path
-            hint = (f"; {path} keeps every finished epoch: continue with --resume --out "
-                    f"{shlex.quote(str(path.parent.parent))} --name {shlex.quote(path.name)}")
-        print(f"{prog or 'recipe'}: interrupted{hint}", file=sys.stderr)
+        print(f"{prog or 'recipe'}: interrupted{_resume_hint()}", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `... | head`: the run stops as on Ctrl-C, and says so on stderr
-        code = stdout_closed()
-        where = f" ({_opened[0].path}: continue with --resume)" if _opened else ""
-        with contextlib.suppress(OSError):
-            print(f"{prog or 'recipe'}: its output was closed (the reader of a pipe ended); the run "
-                  f"stopped{where}", file=sys.stderr)
-        return code
     except Exception as err:
+        if isinstance(err, BrokenPipeError) and stdout_broken():
+            # `... | head`: the run stops as on Ctrl-C, and says so on stderr (a broken pipe or
+            # socket of the run's own, a logger's, is an error as any other)
+            code = stdout_closed()
+            with contextlib.suppress(OSError):
+                print(f"{prog or 'recipe'}: its output was closed (the reader of a pipe ended); the "
+                      f"run stopped{_resume_hint()}", file=sys.stderr)
+            return code
         user_error = is_user_error(err)
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         if _opened:  # the run folder says why it has no results (keras-species runs shows it)
@@ -2431,6 +2430,16 @@ def recipe_main(
     print(f"report:     {result.report_path}")
     print(f"{result.headline}  [{result.seconds:.0f} s]")
     return 0
+
+
+def _resume_hint() -> str:
+    """``; <run> keeps every finished epoch: continue with --resume --out ... --name ...`` for the
+    run folder this process opened, or ``""`` before one was opened."""
+    if not _opened:
+        return ""
+    path = _opened[0].path  # <out>/<recipe>/<name>; a resume takes every other setting from the run
+    return (f"; {path} keeps every finished epoch: continue with --resume --out "
+            f"{shlex.quote(str(path.parent.parent))} --name {shlex.quote(path.name)}")
 
 
 __all__ = [

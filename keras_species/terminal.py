@@ -112,6 +112,24 @@ PIPE_CLOSED = 141
 128 + SIGPIPE, what a tool that dies of the signal reports."""
 
 
+def stdout_broken() -> bool:
+    """Whether the standard output is a pipe whose reader has gone (``poll`` reports an error on
+    it: Linux's ``POLLERR``), so that a ``BrokenPipeError`` is that and not another pipe's or
+    socket's; False where it cannot be told (no ``poll``, no file descriptor).
+
+    Returns:
+        Whether writing to the standard output would fail with EPIPE.
+    """
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def stdout_closed() -> int:
     """What a command does when its reader closed its standard output (``split ... | head -1``):
     point the output at ``os.devnull``, so that Python's flush at exit raises nothing more, and

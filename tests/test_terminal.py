@@ -280,3 +280,18 @@ def test_audit_and_recipe_names_of_one_setting_suggest_each_other():
     audit.add_argument("--policy")
     assert close_options(recipe, "--drop-list") == ["--drop"]
     assert close_options(audit, "--clean-policy")[0] == "--policy"
+
+
+def test_stdout_broken_tells_a_closed_reader_from_an_open_one():
+    # a BrokenPipeError of another pipe or socket (a logger's) was taken for a closed stdout
+    import subprocess
+    import sys
+
+    code = ("import os, sys\n"
+            "from keras_species.terminal import stdout_broken\n"
+            "r, w = os.pipe(); os.dup2(w, 1)\n"
+            "open_reader = stdout_broken()\n"
+            "os.close(r)\n"
+            "sys.stderr.write(f'{open_reader} {stdout_broken()}')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stderr.strip().endswith("False True"), done.stderr

@@ -373,11 +373,11 @@ def _top_classes(m: Manifest, top_classes: float | int) -> Manifest:
     """``splits.top_classes`` with a count checked against the classes there are (2 to all)."""
     if isinstance(top_classes, float) and top_classes <= 1:  # 1.0: every class, not one
         return splits.top_classes(m, fraction=top_classes)
-    count, c = int(top_classes), m.num_classes
+    count, c = int(top_classes), int((m.class_counts() > 0).sum())  # the classes with images
     if not 2 <= count <= c:
         raise ManifestError(
-            f"top_classes={count}: keep 2 to {c} classes (the data has {c}; a classifier needs "
-            "2 classes or more)")
+            f"top_classes={count}: keep 2 to {c} classes (the data has {c} with images; a "
+            "classifier needs 2 classes or more)")
     return splits.top_classes(m, count=count)
 
 
@@ -586,7 +586,7 @@ def prepare_data(
     partial = m.splits is not None and any(m.splits) and not all(m.splits)
     with splits.held_warnings() as held:  # given once the split stands (check_splits below)
         m, kind = _split(m, split, ratios, seed)
-    if kind == "given" and not _same_ratios(ratios, default_ratios):
+    if kind == "given" and not _same_ratios(ratios, default_ratios) and not added:  # added: split by them
         warnings.warn(
             f"--ratios {' '.join(f'{r:g}' for r in ratios)} is not used: the data's own split "
             f"column is (--split {split}); to split by the ratios instead, pass --split stratified "

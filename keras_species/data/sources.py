@@ -2145,7 +2145,9 @@ def _coco_tags(annotations: Sequence[dict], path: str, img_index: dict, cat_inde
                                 "image it labels")
         for key in ("image_id", "category_id"):
             value = a[key]
-            if isinstance(value, bool) or not isinstance(value, int | str):  # a list: unhashable
+            if isinstance(value, float) and value.is_integer():  # 1.0: pandas' ints beside a NaN
+                a = {**a, key: int(value)}
+            elif isinstance(value, bool) or not isinstance(value, int | str):  # a list: unhashable
                 raise ManifestError(f"{path}: {entry} has {value!r} as its {key!r}; it needs one "
                                     "id (a whole number or a string)")
         if a["image_id"] not in img_index:

@@ -928,11 +928,14 @@ def _check_split_flags(args: argparse.Namespace) -> None:
 
 def _report_top_classes(before: Manifest, after: Manifest, fraction: float) -> None:
     """Say what ``--top-classes`` left out, and refuse a share that keeps a single class."""
+    with_images = int((before.class_counts() > 0).sum())  # the share is of these (top_classes)
     if after.num_classes < 2:
-        least = math.ceil(2 / before.num_classes * 100) / 100
+        least = math.ceil(2 / max(with_images, 1) * 100) / 100
         raise ManifestError(
             f"--top-classes {fraction:g} keeps {counted(after.num_classes, 'class')} of "
-            f"{before.num_classes}, and a split needs at least 2: give --top-classes {least:g} or more"
+            f"{with_images} with images, and a split needs at least 2"
+            + (f": give --top-classes {least:g} or more" if with_images >= 2 else
+               ": the data has fewer than 2 classes with images")
         )
     untagged = ""
     if after.multilabel:  # every image stays; one that held only dropped tags now holds none
@@ -941,7 +944,7 @@ def _report_top_classes(before: Manifest, after: Manifest, fraction: float) -> N
             untagged = (f" ({lost} of them held only tags left out and now hold none: they stay, "
                         "as negatives of every kept tag)")
     print(f"--top-classes {fraction:g}: kept the {after.num_classes} most frequent of "
-          f"{before.num_classes} classes, {len(after)} of {len(before)} images{untagged}")
+          f"{with_images} classes with images, {len(after)} of {len(before)} images{untagged}")
 
 
 def dropped_listing_path(out: str | os.PathLike) -> Path:

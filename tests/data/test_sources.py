@@ -1513,3 +1513,17 @@ def test_a_tag_set_in_a_single_label_column_is_warned_about(tmp_path: Path) -> N
                                          r"tag sets \(e.g. line 3: 'cod;eel'\).*name the column 'labels' or 'tags'"):
         m = sources.from_csv(tmp_path / "l.csv")
     assert m.class_names == ["cod", "cod;eel", "eel"]
+
+
+def test_coco_ids_written_as_whole_floats_are_read_as_their_numbers(tmp_path: Path) -> None:
+    # pandas writes an int column beside a NaN as floats: 10.0 was refused by the first version
+    # of the id check ("it needs one id (a whole number or a string)")
+    path = _coco(tmp_path, [{"id": 1, "image_id": 10.0, "category_id": 907.0},
+                            {"id": 2, "image_id": 11, "category_id": 3.0}])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = sources.from_coco_json(path)
+    assert len(m) >= 2 and set(m.class_names) == {"Salmo trutta", "Esox lucius"}
+    bad = _coco(tmp_path, [{"id": 1, "image_id": 10.5, "category_id": 907}])
+    with pytest.raises(ManifestError, match=r"has 10.5 as its 'image_id'"):
+        sources.from_coco_json(bad)

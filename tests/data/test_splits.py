@@ -623,9 +623,9 @@ def test_cli_split_says_what_top_classes_left_out(image_folder: Path, tmp_path: 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert _cli([str(image_folder), "--no-group-aware", "--top-classes", "0.67", "--out", out]) == 0
-    assert "--top-classes 0.67: kept the 2 most frequent of 3 classes, 15 of 21 images" in capsys.readouterr().out
+    assert "--top-classes 0.67: kept the 2 most frequent of 3 classes with images, 15 of 21 images" in capsys.readouterr().out
     assert _cli([str(image_folder), "--top-classes", "0.34", "--out", out]) == 2
-    assert "--top-classes 0.34 keeps 1 class of 3, and a split needs at least 2: give --top-classes 0.67" in (
+    assert "--top-classes 0.34 keeps 1 class of 3 with images, and a split needs at least 2: give --top-classes 0.67" in (
         capsys.readouterr().err)
 
 
@@ -641,7 +641,7 @@ def test_cli_split_says_which_images_top_classes_leaves_without_a_tag(tmp_path: 
         assert _cli([str(tmp_path / "tags.csv"), "--top-classes", "0.67", "--ratios", "0.5", "0.5",
                      "--out", str(tmp_path / "s.csv")]) == 0
     # a (8 images) and b (6) kept; c's own two images ("c") now hold no tag
-    assert ("--top-classes 0.67: kept the 2 most frequent of 3 classes, 16 of 16 images (2 of them "
+    assert ("--top-classes 0.67: kept the 2 most frequent of 3 classes with images, 16 of 16 images (2 of them "
             "held only tags left out and now hold none: they stay, as negatives of every kept tag)"
             ) in capsys.readouterr().out
 
@@ -830,3 +830,13 @@ def test_top_classes_ranks_only_classes_with_images():
     with pytest.raises(ManifestError, match=r"between 1 and 3 \(the number of classes with images\), got 4"):
         splits.top_classes(m, count=4)
     assert splits.top_classes(m, fraction=1.0).num_classes == 3
+
+
+def test_top_classes_share_is_refused_in_classes_with_images():
+    # "keeps 1 class of 5 ...: give --top-classes 0.4 or more", and 0.4 was refused the same way
+    m = Manifest([f"/x/{i}.png" for i in range(27)], np.array([0] * 15 + [1] * 12),
+                 ["a_fish", "b_fish", "c_empty", "d_empty", "e_empty"])
+    after = splits.top_classes(m, fraction=0.5)
+    with pytest.raises(ManifestError, match=r"keeps 1 class of 2 with images, and a split needs at "
+                                            r"least 2: give --top-classes 1 or more"):
+        splits._report_top_classes(m, after, 0.5)

@@ -194,7 +194,7 @@ def test_a_top_classes_count_beyond_the_classes_is_refused_naming_the_flag(tmp_p
     from keras_species.recipe import SettingError
 
     data, _ = write_coco(tmp_path / "inat")
-    with pytest.raises(SettingError, match=r"--top-classes-count 9: --data .* has 4 classes: give "
+    with pytest.raises(SettingError, match=r"--top-classes-count 9: --data .* has 4 classes with images: give "
                                            r"2 to 4 \(a classifier needs 2 classes or more\)"):
         run(INaturalistVGG16Config(data=str(data), top_classes_count=9, weights="none",
                                    out=tmp_path / "runs", name="t"))
