@@ -2425,10 +2425,15 @@ def recipe_main(
         return 2
     finally:  # finished, failed or interrupted: keras-species runs no longer lists it as running
         end_runs()
-    print()
-    print(f"run folder: {result.run_dir}")
-    print(f"report:     {result.report_path}")
-    print(f"{result.headline}  [{result.seconds:.0f} s]")
+    try:
+        print()
+        print(f"run folder: {result.run_dir}")
+        print(f"report:     {result.report_path}")
+        print(f"{result.headline}  [{result.seconds:.0f} s]")
+    except BrokenPipeError:  # `... | grep -m1 ...` quit before the last lines: the run is done
+        if not stdout_broken():
+            raise
+        return stdout_closed()
     return 0
 
 

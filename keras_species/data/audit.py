@@ -1236,8 +1236,8 @@ def _groups_markdown(g: dict[str, Any], multilabel: bool) -> list[str]:
                "split cannot put them on every side):", ""]
         md += [_capped(list(g["few_group_classes"].items()), lambda kv: kv, ["class", "groups"]), ""]
     if g.get("cross_split_groups"):
-        md += ["Groups on more than one split (leakage: re-split with these group ids, e.g. "
-               "`keras-species split DATA --group-regex ...`):", ""]
+        md += ["Groups on more than one split (leakage: re-split with these group ids, "
+               "`keras-species split DATA` with the same `--group-regex`, or a CSV's group column):", ""]
         md += [_capped(g["cross_split_groups"],
                        lambda d: (f"`{d['group']}`", d["images"],
                                   ", ".join(f"{k} {n}" for k, n in d["splits"].items())),

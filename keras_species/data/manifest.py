@@ -564,10 +564,12 @@ class Manifest:
         if self.multilabel:
             joined = [c for c in self.class_names if ";" in c]
             if joined:
+                where = ("its category's 'name' in the iNat/COCO JSON" if str(self.source).lower().endswith(".json")
+                         else "its column's header, in a CSV of 0/1 tag columns")
                 raise ManifestError(
                     f"class name {joined[0]!r} holds ';', which separates the tags of a multi-label "
-                    "manifest CSV: rename it (in a CSV of 0/1 tag columns, its column's header: a tag "
-                    "name cannot hold ';'), or in Python save the manifest with to_json"
+                    f"manifest CSV: rename it ({where}: a tag name cannot hold ';'), or, in Python, "
+                    "save the manifest with to_json"
                 )
         cols = ["path", "labels" if self.multilabel else "label"]
         if self.groups is not None:
