@@ -519,9 +519,17 @@ def _run_folders_problem(folder: Path, feature_run: bool = False) -> str | None:
         return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
     runs_cmd = f"keras-species runs {shlex.quote(str(folder))}"
+    if not models and runs and all(is_feature_run(q) for q in runs):  # export given their folder
+        return (f"{folder} holds {FEATURE_RECIPE} runs ({shown(runs)}): their model is a "
+                "scikit-learn classifier on backbone features, which export does not write; "
+                f"keras-species predict {shlex.quote(str(runs[0]))} INPUT classifies images with it")
     if not models:
         return (f"{folder} holds run folders ({shown(runs)}), not a model, and none of them a "
                 f"{BEST_MODEL} (not trained yet, or failed?): {runs_cmd} shows their status")
+
+    def unusable(q: Path) -> bool:
+        """A feature_classifiers run of random weights, which predict refuses."""
+        return _model_file(q, feature_run).name == CLASSIFIER_JOBLIB and _random_backbone(q)
 
     def age(q: Path) -> float:
         try:
@@ -531,7 +539,7 @@ def _run_folders_problem(folder: Path, feature_run: bool = False) -> str | None:
 
     # a feature_classifiers run of random weights last: predict refuses it, so it is the
     # example only when there is no other (and then said)
-    models.sort(key=lambda q: (_random_backbone(q), -age(q), q.as_posix()))
+    models.sort(key=lambda q: (unusable(q), -age(q), q.as_posix()))
     read, held = f"its {BEST_MODEL} is read", f"a {BEST_MODEL}"
     if any(_model_file(q, feature_run).name == CLASSIFIER_JOBLIB for q in models):
         read = f"its {BEST_MODEL}, or a {FEATURE_RECIPE} run's {CLASSIFIER_JOBLIB}, is read"
@@ -550,7 +558,7 @@ def _run_folders_problem(folder: Path, feature_run: bool = False) -> str | None:
         (q / CONFIG).is_file() or (q.parent / CONFIG).is_file() for q in models) else "")
     random = (f"; {models[0].relative_to(folder).as_posix()} is a {FEATURE_RECIPE} run of a backbone "
               "with random weights, which predict cannot use (run the recipe with --weights "
-              "imagenet)" if _random_backbone(models[0]) else "")
+              "imagenet)" if unusable(models[0]) else "")
     return (f"{lead}: pass one of them ({read}), e.g. {example_text} "
             f"(those with {held}, newest first: {shown(models)}{listing}{random})")
 

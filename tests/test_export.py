@@ -911,3 +911,25 @@ def test_a_feature_run_of_random_weights_is_not_suggested_as_a_model(tmp_path):
     shutil.rmtree(tmp_path / "feature_classifiers" / "net")
     problem = _run_folders_problem(tmp_path / "feature_classifiers", feature_run=True)
     assert "rand is a feature_classifiers run of a backbone with random weights, which predict cannot use" in problem
+
+
+def test_folders_of_runs_name_feature_runs_as_such_and_only_them_as_random(tmp_path):
+    # a quickstart run of --weights none was called "a feature_classifiers run ... which predict
+    # cannot use", and a folder of finished feature runs "not trained yet, or failed?"
+    import json
+
+    from keras_species.export import _run_folders_problem
+
+    plain = tmp_path / "quickstart" / "b1"
+    plain.mkdir(parents=True)
+    (plain / "best.keras").write_bytes(b"x")
+    (plain / "config.json").write_text(json.dumps({"recipe": "quickstart", "config": {"weights": "none"}}))
+    problem = _run_folders_problem(tmp_path / "quickstart", feature_run=True)
+    assert "random weights" not in problem and "newest first: b1" in problem
+    feature = tmp_path / "feature_classifiers" / "f1"
+    feature.mkdir(parents=True)
+    (feature / "classifier.joblib").write_bytes(b"x")
+    (feature / "config.json").write_text(json.dumps({"recipe": "feature_classifiers",
+                                                     "config": {"weights": "imagenet"}}))
+    problem = _run_folders_problem(tmp_path / "feature_classifiers", feature_run=False)
+    assert "holds feature_classifiers runs (f1)" in problem and "which export does not write" in problem
