@@ -181,7 +181,7 @@ def check_task(m: Manifest, task: str, source: Any, hint: str = "") -> None:
     several = ""
     if m.multilabel and task == "single":  # a stray second annotation made a whole file multi-label
         rows = np.flatnonzero(m.labels.sum(axis=1) > 1)
-        if 0 < len(rows) <= len(m) // 2:
+        if 0 < len(rows) <= max(3, len(m) // 20):  # a few strays, not multi-label data (5% at most)
             shown = ", ".join(repr(m.paths[i]) for i in rows[:3]) + (" ..." if len(rows) > 3 else "")
             several = (f" because {counted(len(rows), 'image carries', 'images carry')} several "
                        f"labels (e.g. {shown}); if each image has one, fix those rows or annotations")

@@ -430,7 +430,7 @@ def test_a_top_classes_count_beyond_the_classes_names_the_range(folder):
     # before: "count must be between 1 and 3": one class is no classifier
     for count in (5, 1):
         with pytest.raises(ManifestError, match=rf"top_classes={count}: keep 2 to 3 classes "
-                                                r"\(the data has 3; a classifier needs 2"):
+                                                r"\(the data has 3 with images; a classifier needs 2"):
             prepare_data(folder, split="stratified", top_classes=count, audit=False)
     assert prepare_data(folder, split="stratified", top_classes=3, audit=False).manifest.num_classes == 3
 
