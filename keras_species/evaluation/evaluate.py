@@ -211,12 +211,9 @@ def predict_manifest(
 
         probs = predict_tta(model, ds, transforms=transforms, batch_size=batch_size, output=output)
     else:
-        from keras_species.training.distribute import even_batches, model_replicas
+        from keras_species.training.distribute import predict_all
 
-        # a multi-device strategy: a short last batch padded to split evenly, its padding dropped
-        replicas = model_replicas(model)
-        probs = _select_output(model, model.predict(even_batches(ds, replicas, role="predict"), verbose=0), output)
-        probs = np.asarray(probs)[: len(manifest)] if replicas > 1 else probs
+        probs = _select_output(model, predict_all(model, ds), output)  # several replicas too
     probs = np.asarray(_as_probabilities(model, np.asarray(probs), output), dtype=np.float32)
     if len(probs) != len(manifest):
         raise RuntimeError(

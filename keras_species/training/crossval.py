@@ -406,16 +406,9 @@ def _check_single_label(m: Manifest, what: str) -> None:
 
 
 def _predict(model: keras.Model, ds: tf.data.Dataset, n: int, what: str) -> np.ndarray:
-    import tensorflow as tf
+    from keras_species.training.distribute import predict_all
 
-    from keras_species.training.distribute import even_batches, model_replicas
-
-    replicas = model_replicas(model)  # a short last batch split evenly (padding rows dropped)
-    real = tf.Variable(0, dtype=tf.int64, trainable=False)
-    probs = np.asarray(model.predict(even_batches(ds, replicas, role="predict", counter=real), verbose=0),
-                       np.float32)
-    if replicas > 1:  # a lost image made a middle batch short: its rows cannot be matched
-        probs = probs[:n] if int(real.numpy()) == n else probs[: int(real.numpy())]
+    probs = np.asarray(predict_all(model, ds), np.float32)  # several replicas too
     if len(probs) != n:
         raise RuntimeError(
             f"{what}: {len(probs)} predictions for {n} images; an image failed to decode during "

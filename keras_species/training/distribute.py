@@ -216,3 +216,31 @@ def even_batches(ds: tf.data.Dataset, replicas: int, *, role: str,
         return out[0] if len(out) == 1 else out
 
     return ds.map(fill)
+
+
+def predict_all(model, ds: tf.data.Dataset):
+    """``model.predict(ds)``, whatever the replicas of ``model``'s strategy: under several, the
+    batches are padded to split evenly (:func:`even_batches`) and the padding rows dropped.
+
+    The rows kept are as many as the images the dataset held, so a caller that expects ``n``
+    rows and gets fewer knows an image was lost on the way (as on one device).
+
+    Args:
+        model: a Keras model.
+        ds: a batched dataset of images (no labels), in order.
+
+    Returns:
+        What ``model.predict`` returns (an array, or a list/dict of them), one row an image.
+
+    Example:
+        >>> probs = predict_all(model, make_dataset(m, 224, 64, label_mode="none"))  # doctest: +SKIP
+    """
+    import numpy as np
+
+    replicas = model_replicas(model)
+    if replicas <= 1:
+        return model.predict(ds, verbose=0)
+    real = tf.Variable(0, dtype=tf.int64, trainable=False)
+    out = model.predict(even_batches(ds, replicas, role="predict", counter=real), verbose=0)
+    kept = int(real.numpy())
+    return tf.nest.map_structure(lambda rows: np.asarray(rows)[:kept], out)
