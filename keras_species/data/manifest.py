@@ -564,12 +564,11 @@ class Manifest:
         if self.multilabel:
             joined = [c for c in self.class_names if ";" in c]
             if joined:
-                where = ("its category's 'name' in the iNat/COCO JSON" if str(self.source).lower().endswith(".json")
-                         else "its column's header, in a CSV of 0/1 tag columns")
                 raise ManifestError(
                     f"class name {joined[0]!r} holds ';', which separates the tags of a multi-label "
-                    f"manifest CSV: rename it ({where}: a tag name cannot hold ';'), or, in Python, "
-                    "save the manifest with to_json"
+                    "manifest CSV: rename it where it comes from (a CSV's 0/1 tag column header, an "
+                    "iNat/COCO category's 'name': a tag name cannot hold ';'), or, in Python, save "
+                    "the manifest with to_json"
                 )
         cols = ["path", "labels" if self.multilabel else "label"]
         if self.groups is not None:

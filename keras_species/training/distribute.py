@@ -218,6 +218,10 @@ def even_batches(ds: tf.data.Dataset, replicas: int, *, role: str,
     return ds.map(fill)
 
 
+PREDICT_BATCH_PER_REPLICA = 32
+"""Images a replica predicts at a time in :func:`predict_all` under several replicas."""
+
+
 def predict_all(model, ds: tf.data.Dataset):
     """``model.predict(ds)``, whatever the replicas of ``model``'s strategy: under several, the
     batches are padded to split evenly (:func:`even_batches`) and the padding rows dropped.
@@ -240,6 +244,9 @@ def predict_all(model, ds: tf.data.Dataset):
     replicas = model_replicas(model)
     if replicas <= 1:
         return model.predict(ds, verbose=0)
+    # batches of a multiple of the replicas, so that only the last is short and padded: a batch
+    # size of 5 over 2 replicas padded every batch, and blank rows took real images' places
+    ds = ds.rebatch(PREDICT_BATCH_PER_REPLICA * replicas)
     real = tf.Variable(0, dtype=tf.int64, trainable=False)
     out = model.predict(even_batches(ds, replicas, role="predict", counter=real), verbose=0)
     kept = int(real.numpy())

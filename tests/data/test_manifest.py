@@ -49,12 +49,9 @@ def test_a_multilabel_class_name_holding_the_tag_separator_is_refused(tmp_path: 
         m.to_csv(tmp_path / "m.csv")
     back = Manifest.from_json(m.to_json(tmp_path / "m.json"))
     assert back.class_names == ["a;b", "c"] and back.labels.tolist() == [[1, 0]]
-    # where the name comes from, so that a command-line user can rename it
-    m.source = "inat/train.json"
-    with pytest.raises(ManifestError, match=r"rename it \(its category's 'name' in the iNat/COCO JSON"):
-        m.to_csv(tmp_path / "m.csv")
-    m.source = "tags.csv"
-    with pytest.raises(ManifestError, match=r"rename it \(its column's header, in a CSV of 0/1 tag columns"):
+    # where such a name comes from, so that a command-line user can rename it
+    with pytest.raises(ManifestError, match=r"rename it where it comes from \(a CSV's 0/1 tag column "
+                                            r"header, an iNat/COCO category's 'name'"):
         m.to_csv(tmp_path / "m.csv")
 
 

@@ -74,8 +74,12 @@ SCRIPT = textwrap.dedent(
 
     probs = _predict(model, tf.data.Dataset.from_tensor_slices(images[:9]).batch(batch), 9, "test")
     direct = model(images[:9], training=False).numpy()
+    # batches of 5 over 2 replicas: every batch was padded, and blank rows took images' places
+    odd = _predict(model, tf.data.Dataset.from_tensor_slices(images[:13]).batch(5), 13, "test")
+    direct13 = model(images[:13], training=False).numpy()
     print(json.dumps({
         "predicted": [len(probs), float(np.abs(probs - direct).max())],
+        "odd_batches": [len(odd), float(np.abs(odd - direct13).max())],
         "devices": devices,
         "replicas": strategy.num_replicas_in_sync,
         "batch": batch,
@@ -101,6 +105,7 @@ def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
     assert out["strategy"] == "MirroredStrategy"
     assert out["epochs"] == [1, 2] and all(v == v for v in out["loss"])  # finite, no NaN
     assert out["predicted"][0] == 9 and out["predicted"][1] < 1e-3  # padding rows dropped
+    assert out["odd_batches"][0] == 13 and out["odd_batches"][1] < 1e-3  # each row its own image
 
 
 def test_even_batches_cut_for_fit_and_pad_for_predict():
