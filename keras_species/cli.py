@@ -14,11 +14,11 @@ import sys
 
 from keras_species.tensorflow_start import quiet_tensorflow_start
 from keras_species.terminal import (
+    PIPE_CLOSED,
     SuggestingArgumentParser,
     command_line_error,
+    output_closed,
     print_line_by_line,
-    stdout_broken,
-    stdout_closed,
     use_command_line_warnings,
 )
 
@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # what a subcommand did not catch itself
         from keras_species.recipe import SettingError, is_user_error
 
-        if isinstance(err, BrokenPipeError) and stdout_broken():  # `... | head`: no error of ours
-            return stdout_closed()
+        if output_closed(err):  # `... | head`: no error of ours
+            return PIPE_CLOSED
 
         if isinstance(err, SettingError):  # a flag's value: as the parser's errors, see --help
             print(command_line_error(f"keras-species {name}", str(err)), file=sys.stderr)

@@ -74,11 +74,11 @@ from keras_species.config import (
 from keras_species.config import flag_help as _help
 from keras_species.tensorflow_start import quiet_tensorflow_start
 from keras_species.terminal import (
+    PIPE_CLOSED,
     command_line_error,
     is_own_code,
+    output_closed,
     print_line_by_line,
-    stdout_broken,
-    stdout_closed,
     use_command_line_warnings,
 )
 from keras_species.training.run_process import describe
@@ -2396,14 +2396,13 @@ def recipe_main(
         print(f"{prog or 'recipe'}: interrupted{_resume_hint()}", file=sys.stderr)
         return 130
     except Exception as err:
-        if isinstance(err, BrokenPipeError) and stdout_broken():
+        if output_closed(err):
             # `... | head`: the run stops as on Ctrl-C, and says so on stderr (a broken pipe or
             # socket of the run's own, a logger's, is an error as any other)
-            code = stdout_closed()
             with contextlib.suppress(OSError):
                 print(f"{prog or 'recipe'}: its output was closed (the reader of a pipe ended); the "
                       f"run stopped{_resume_hint()}", file=sys.stderr)
-            return code
+            return PIPE_CLOSED
         user_error = is_user_error(err)
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         if _opened:  # the run folder says why it has no results (keras-species runs shows it)
@@ -2430,10 +2429,10 @@ def recipe_main(
         print(f"run folder: {result.run_dir}")
         print(f"report:     {result.report_path}")
         print(f"{result.headline}  [{result.seconds:.0f} s]")
-    except BrokenPipeError:  # `... | grep -m1 ...` quit before the last lines: the run is done
-        if not stdout_broken():
+    except BrokenPipeError as err:  # `... | grep -m1 ...` quit before the last lines: the run is done
+        if not output_closed(err):
             raise
-        return stdout_closed()
+        return PIPE_CLOSED
     return 0
 
 

@@ -130,19 +130,26 @@ def stdout_broken() -> bool:
         return False
 
 
-def stdout_closed() -> int:
-    """What a command does when its reader closed its standard output (``split ... | head -1``):
-    point the output at ``os.devnull``, so that Python's flush at exit raises nothing more, and
-    return :data:`PIPE_CLOSED`. Python ignores SIGPIPE and raises ``BrokenPipeError`` instead,
-    which the commands used to report as an error (``[Errno 32] Broken pipe``, exit 2).
+def output_closed(err: BaseException) -> bool:
+    """Whether ``err`` is the standard output closed under the command by its reader (``split ...
+    | head -1``): a ``BrokenPipeError`` while :func:`stdout_broken`. If so, the output is
+    pointed at ``os.devnull``, so that Python's flush at exit raises nothing more; the caller
+    then ends with :data:`PIPE_CLOSED`. Python ignores SIGPIPE and raises ``BrokenPipeError``
+    instead, which the commands used to report as an error (``[Errno 32] Broken pipe``, exit
+    2); a broken pipe or socket of the command's own is not this.
+
+    Args:
+        err: the exception caught.
 
     Returns:
-        :data:`PIPE_CLOSED`.
+        Whether it is the closed standard output.
     """
+    if not isinstance(err, BrokenPipeError) or not stdout_broken():
+        return False
     with contextlib.suppress(OSError, ValueError, AttributeError):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-    return PIPE_CLOSED
+    return True
 
 
 def _spelling(word: str) -> str:

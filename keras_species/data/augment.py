@@ -300,8 +300,8 @@ def augmentation(preset: str, *, seed: int | None = None, dtype: str | None = No
         layers.append(keras.layers.RandomFlip(str(f["flip"]), seed=next_seed(), dtype=dtype, name="random_flip"))
     if f["rotation"]:
         rot = f["rotation"]
-        pair = hasattr(rot, "__len__")  # a tuple, a list, a 1-D array
-        factor = (float(rot[0]) / 360.0, float(rot[1]) / 360.0) if pair else float(rot) / 360.0
+        # a pair is a tuple by now (preset_fields makes a list's or an array's one)
+        factor = (rot[0] / 360.0, rot[1] / 360.0) if isinstance(rot, Sequence) else float(rot) / 360.0
         layers.append(keras.layers.RandomRotation(factor, fill_mode=fill, seed=next_seed(), dtype=dtype, name="random_rotation"))
     if f["translation"]:
         t = float(f["translation"])
