@@ -520,9 +520,17 @@ def _run_folders_problem(folder: Path, feature_run: bool = False) -> str | None:
 
     runs_cmd = f"keras-species runs {shlex.quote(str(folder))}"
     if not models and runs and all(is_feature_run(q) for q in runs):  # export given their folder
-        return (f"{folder} holds {FEATURE_RECIPE} runs ({shown(runs)}): their model is a "
-                "scikit-learn classifier on backbone features, which export does not write; "
-                f"keras-species predict {shlex.quote(str(runs[0]))} INPUT classifies images with it")
+        said = (f"{folder} holds {FEATURE_RECIPE} runs ({shown(runs)}): their model is a "
+                "scikit-learn classifier on backbone features, which export does not write")
+        finished = [q for q in runs if (q / CLASSIFIER_JOBLIB).is_file()]
+        usable = [q for q in finished if not _random_backbone(q)]
+        if usable:  # the newest that predict takes (not an unfinished run, nor one of random weights)
+            run = max(usable, key=lambda q: (q / CLASSIFIER_JOBLIB).stat().st_mtime)
+            return f"{said}; keras-species predict {shlex.quote(str(run))} INPUT classifies images with it"
+        if finished:
+            return (f"{said}, and predict cannot use them either: their backbones had random "
+                    "weights (--weights none), whose features predict cannot compute again")
+        return f"{said}, and none is finished (no {CLASSIFIER_JOBLIB}): {runs_cmd} shows their status"
     if not models:
         return (f"{folder} holds run folders ({shown(runs)}), not a model, and none of them a "
                 f"{BEST_MODEL} (not trained yet, or failed?): {runs_cmd} shows their status")

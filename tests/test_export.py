@@ -933,3 +933,28 @@ def test_folders_of_runs_name_feature_runs_as_such_and_only_them_as_random(tmp_p
                                                      "config": {"weights": "imagenet"}}))
     problem = _run_folders_problem(tmp_path / "feature_classifiers", feature_run=False)
     assert "holds feature_classifiers runs (f1)" in problem and "which export does not write" in problem
+
+
+def test_a_folder_of_feature_runs_names_one_that_predict_takes(tmp_path):
+    # export named the first run by name, an unfinished one or one of random weights, which
+    # predict then refused
+    import json
+
+    from keras_species.export import _run_folders_problem
+
+    folder = tmp_path / "feature_classifiers"
+    for name, weights, done in (("a_rand", "none", True), ("b_new", "imagenet", False),
+                                ("c_ok", "imagenet", True)):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "config.json").write_text(json.dumps(
+            {"recipe": "feature_classifiers", "config": {"weights": weights}}))
+        if done:
+            (folder / name / "classifier.joblib").write_bytes(b"x")
+    problem = _run_folders_problem(folder, feature_run=False)
+    assert f"predict {folder / 'c_ok'} INPUT" in problem
+    (folder / "c_ok" / "classifier.joblib").unlink()
+    problem = _run_folders_problem(folder, feature_run=False)
+    assert "random weights" in problem and "INPUT" not in problem
+    (folder / "a_rand" / "classifier.joblib").unlink()
+    problem = _run_folders_problem(folder, feature_run=False)
+    assert "none is finished" in problem and "keras-species runs" in problem

@@ -64,6 +64,8 @@ def preset_fields(preset: str, **overrides: object) -> dict[str, object]:
     if unknown:
         raise ValueError(f"unknown augmentation settings {unknown}; valid: {sorted(FIELDS)}")
     for key, value in overrides.items():
+        if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):  # np.array(15.0): a number
+            overrides[key] = value = value.item()
         problem = _value_problem(key, value)
         if problem:
             raise ValueError(f"augmentation setting {key}={value!r}: {problem}")

@@ -213,7 +213,7 @@ def predict_manifest(
     else:
         from keras_species.training.distribute import predict_all
 
-        probs = _select_output(model, predict_all(model, ds), output)  # several replicas too
+        probs = _select_output(model, predict_all(model, ds, batch_size), output)  # several replicas too
     probs = np.asarray(_as_probabilities(model, np.asarray(probs), output), dtype=np.float32)
     if len(probs) != len(manifest):
         raise RuntimeError(
@@ -454,7 +454,8 @@ def evaluate_and_report(
                 model, test_m, image_size=image_size, batch_size=batch_size, tta=tta, output=output
             )
         tta_m = score(tta_pred, names, **scoring)
-        keep = ("n", "accuracy", "top5_accuracy", "f1_macro", "log_loss", "exact_match", "f1_micro", "map")
+        keep = ("n", "accuracy", "top5_accuracy", "f1_macro", "log_loss", "exact_match", "f1_micro", "map",
+                "hamming_loss")
         results["test_tta"] = {"transforms": tta if isinstance(tta, str) else list(tta)}
         results["test_tta"].update({k: tta_m[k] for k in keep if k in tta_m})
     for key, block in (extra_metrics or {}).items():
@@ -474,11 +475,16 @@ def evaluate_and_report(
         notes += plot_notes
     sections = list(extra_sections)
     if tta_m is not None:  # the plain and the TTA scores side by side, in place of a table of TTA's
-        from keras_species.evaluation.tables import metrics_side_by_side
+        from keras_species.evaluation.tables import (
+            MULTILABEL_SIDE_BY_SIDE_KEYS,
+            SIDE_BY_SIDE_KEYS,
+            metrics_side_by_side,
+        )
 
+        keys = MULTILABEL_SIDE_BY_SIDE_KEYS if manifest.multilabel else SIDE_BY_SIDE_KEYS
         sections.insert(0, (
             f"Plain inference vs test-time augmentation ({', '.join(transforms)})",
-            metrics_side_by_side({"plain": test, "TTA": tta_m}),
+            metrics_side_by_side({"plain": test, "TTA": tta_m}, keys=keys),
         ))
     if notes:
         sections.append(("Evaluation notes", "\n".join(f"- {n}" for n in notes)))

@@ -408,7 +408,15 @@ def single_label_metrics(
             f"y_true must be (N,) class indices; got shape {y_true.shape} "
             "(multi-hot labels go to multilabel_metrics, one-hot labels need argmax first)"
         )
+    if y_true.dtype.kind not in "iub":  # 1.7 became class 1 without a word
+        whole = y_true.dtype.kind == "f" and bool(np.all(np.isfinite(y_true) & (y_true == np.round(y_true))))
+        if not whole:
+            odd = [v for v in y_true.tolist() if not (isinstance(v, float) and v == v and v == round(v))][:3]
+            raise ValueError(f"y_true must be whole class indices; got {odd}")
     y_true = y_true.astype(np.int64)
+    odd_k = [k for k in top_k if isinstance(k, bool) or not float(k).is_integer()]
+    if odd_k:  # top_k=2.9 gave top-2 without a word
+        raise ValueError(f"top_k must be whole numbers; got {odd_k}")
     probs = np.asarray(probs)
     if probs.ndim == 2 and probs.shape[1] == 1:
         raise ValueError(

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 
 from keras_species import markdown
 
-__all__ = ["SIDE_BY_SIDE_KEYS", "metrics_side_by_side", "per_class_by_origin"]
+__all__ = ["SIDE_BY_SIDE_KEYS", "MULTILABEL_SIDE_BY_SIDE_KEYS", "metrics_side_by_side", "per_class_by_origin"]
 
 SIDE_BY_SIDE_KEYS: tuple[tuple[str, str], ...] = (
     ("accuracy", "top-1 accuracy"),
@@ -31,7 +31,16 @@ SIDE_BY_SIDE_KEYS: tuple[tuple[str, str], ...] = (
     ("f1_macro", "macro F1"),
     ("log_loss", "log loss"),
 )
-"""(metrics key, row label) of :func:`metrics_side_by_side` by default."""
+"""(metrics key, row label) of :func:`metrics_side_by_side` by default (single-label scores)."""
+
+MULTILABEL_SIDE_BY_SIDE_KEYS: tuple[tuple[str, str], ...] = (
+    ("f1_micro", "micro F1"),
+    ("exact_match", "exact match"),
+    ("hamming_loss", "Hamming loss"),
+    ("f1_macro", "macro F1"),
+    ("map", "mAP"),
+)
+"""The rows of a multi-label run's scores (``multilabel_metrics``' keys)."""
 
 
 def _num(v) -> float | None:

@@ -209,6 +209,14 @@ def _check(y_true: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return y_true, probs
 
 
+def _check_grid(grid: Sequence[float] | np.ndarray) -> np.ndarray:
+    """The candidate thresholds as a 1-D float array: at least one, each in [0, 1]."""
+    values = np.asarray(grid, dtype=np.float64).ravel()
+    if values.size == 0 or not np.all((values >= 0) & (values <= 1)):
+        raise ValueError(f"grid must hold one or more thresholds in [0, 1]; got {list(values)[:5]}")
+    return values
+
+
 def tune_global_threshold(
     y_true: np.ndarray,
     probs: np.ndarray,
@@ -234,7 +242,7 @@ def tune_global_threshold(
         (True, 1.0)
     """
     y_true, probs = _check(y_true, probs)
-    grid = np.asarray(grid, dtype=np.float64)
+    grid = _check_grid(grid)
     scores = np.array([score_predictions(y_true, apply_thresholds(probs, t), metric) for t in grid])
     best = np.flatnonzero(scores == scores.max())
     i = best[np.argmin(np.abs(grid[best] - 0.5))]
@@ -275,7 +283,7 @@ def tune_per_class_thresholds(
     y_true, probs = _check(y_true, probs)
     if global_threshold is None:
         global_threshold, _ = tune_global_threshold(y_true, probs, metric, grid)
-    cand = np.unique(np.append(np.asarray(grid, dtype=np.float64), global_threshold))
+    cand = np.unique(np.append(_check_grid(grid), global_threshold))
     n, c = probs.shape
     thr = np.full(c, float(global_threshold))
     for j in range(c):

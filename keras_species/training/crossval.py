@@ -405,10 +405,11 @@ def _check_single_label(m: Manifest, what: str) -> None:
         )
 
 
-def _predict(model: keras.Model, ds: tf.data.Dataset, n: int, what: str) -> np.ndarray:
+def _predict(model: keras.Model, ds: tf.data.Dataset, n: int, what: str,
+             batch_size: int | None = None) -> np.ndarray:
     from keras_species.training.distribute import predict_all
 
-    probs = np.asarray(predict_all(model, ds), np.float32)  # several replicas too
+    probs = np.asarray(predict_all(model, ds, batch_size), np.float32)  # several replicas too
     if len(probs) != n:
         raise RuntimeError(
             f"{what}: {len(probs)} predictions for {n} images; an image failed to decode during "
@@ -542,8 +543,8 @@ def cross_validate(
             trained = train(model, phases, train_ds, val_ds, fold_dir, resume=resume,
                             verbose=verbose)
             model, best_path, epochs = trained.model, trained.best_path, len(trained.history)
-        val_probs = _predict(model, val_ds, len(val_m), f"fold {i} validation")
-        test_probs = _predict(model, test_ds, len(test), f"fold {i} test")
+        val_probs = _predict(model, val_ds, len(val_m), f"fold {i} validation", batch_size)
+        test_probs = _predict(model, test_ds, len(test), f"fold {i} test", batch_size)
         oof[val_mask] = val_probs
         fold_probs.append(test_probs)
         vs = probs_scores(val_m.labels, val_probs, c)

@@ -160,8 +160,9 @@ def even_batches(ds: tf.data.Dataset, replicas: int, *, role: str,
     ``predict``. So, for ``role``:
 
     - ``"fit"`` (training and ``fit``'s validation): each batch is cut to a multiple of
-      ``replicas``, and an empty one dropped: at most ``replicas - 1`` images an epoch are left
-      out (other ones each epoch where the data is shuffled). Padding with images of weight 0
+      ``replicas``, the images cut off carried into the next batch, and an empty one dropped:
+      at most ``replicas - 1`` images an epoch are left out (other ones each epoch where the
+      data is shuffled), whatever the batch size. Padding with images of weight 0
       would not do: Keras divides a loss by the batch size, not by the weights, and its
       ``metrics`` (unlike ``weighted_metrics``) count every image;
     - ``"predict"``: each batch of images is padded with blank ones; the padding rows follow
@@ -193,13 +194,7 @@ def even_batches(ds: tf.data.Dataset, replicas: int, *, role: str,
         return tf.shape(tf.nest.flatten(batch)[0])[0]
 
     if role == "fit":
-        def cut(*batch):
-            n = size(batch)
-            keep = n - n % replicas
-            out = tf.nest.map_structure(lambda t: t[:keep], batch)
-            return out[0] if len(out) == 1 else out
-
-        return ds.map(cut).filter(lambda *batch: size(batch) > 0)
+        return _carry_over(ds, replicas).filter(lambda *batch: size(batch) > 0)
 
     counted = counter if counter is not None else tf.Variable(0, dtype=tf.int64, trainable=False)
 
@@ -218,11 +213,48 @@ def even_batches(ds: tf.data.Dataset, replicas: int, *, role: str,
     return ds.map(fill)
 
 
+def _carry_over(ds: tf.data.Dataset, replicas: int) -> tf.data.Dataset:
+    """``even_batches``' ``"fit"`` role: each batch cut to a multiple of ``replicas``, the images
+    cut off carried into the next batch (a ``scan`` state), so that only the last ones of an
+    epoch (fewer than ``replicas``) are left out, whatever the batch size: a batch size of 5 over
+    2 replicas left one image out of every batch. Where an element's shape beyond the batch is
+    not known (a hand-made dataset), the images cut off are left out instead."""
+
+    def size(batch) -> tf.Tensor:
+        return tf.shape(tf.nest.flatten(batch)[0])[0]
+
+    def single(out):
+        return out[0] if len(out) == 1 else out
+
+    specs = tf.nest.flatten(ds.element_spec)
+    if not all(s.shape.rank and s.shape[1:].is_fully_defined() for s in specs):
+        def cut(*batch):
+            keep = size(batch) - size(batch) % replicas
+            return single(tf.nest.map_structure(lambda t: t[:keep], batch))
+
+        return ds.map(cut)
+
+    def carry(held, batch):
+        joined = tf.cond(  # no copy of a batch that needs nothing added (the common case)
+            size(held) > 0,
+            lambda: tf.nest.map_structure(lambda h, t: tf.concat([h, t], 0), held, batch),
+            lambda: batch,
+        )
+        keep = size(joined) - size(joined) % replicas
+        rest = tf.nest.map_structure(lambda t: t[keep:], joined)
+        return rest, single(tf.nest.map_structure(lambda t: t[:keep], joined))
+
+    empty = tf.nest.map_structure(lambda s: tf.zeros([0, *s.shape[1:]], s.dtype), ds.element_spec)
+    if not isinstance(empty, tuple):
+        empty = (empty,)
+    return ds.scan(empty, lambda held, batch: carry(held, batch if isinstance(batch, tuple) else (batch,)))
+
+
 PREDICT_BATCH_PER_REPLICA = 32
 """Images a replica predicts at a time in :func:`predict_all` under several replicas."""
 
 
-def predict_all(model, ds: tf.data.Dataset):
+def predict_all(model, ds: tf.data.Dataset, batch_size: int | None = None):
     """``model.predict(ds)``, whatever the replicas of ``model``'s strategy: under several, the
     batches are padded to split evenly (:func:`even_batches`) and the padding rows dropped.
 
@@ -232,6 +264,10 @@ def predict_all(model, ds: tf.data.Dataset):
     Args:
         model: a Keras model.
         ds: a batched dataset of images (no labels), in order.
+        batch_size: ``ds``'s batch size: under several replicas the images are predicted in
+            batches of the least multiple of the replicas that holds it (the caller's choice, as
+            on one device, where memory is tight); by default
+            :data:`PREDICT_BATCH_PER_REPLICA` a replica.
 
     Returns:
         What ``model.predict`` returns (an array, or a list/dict of them), one row an image.
@@ -246,7 +282,8 @@ def predict_all(model, ds: tf.data.Dataset):
         return model.predict(ds, verbose=0)
     # batches of a multiple of the replicas, so that only the last is short and padded: a batch
     # size of 5 over 2 replicas padded every batch, and blank rows took real images' places
-    ds = ds.rebatch(PREDICT_BATCH_PER_REPLICA * replicas)
+    per_replica = PREDICT_BATCH_PER_REPLICA if batch_size is None else -(-int(batch_size) // replicas)
+    ds = ds.rebatch(per_replica * replicas)
     real = tf.Variable(0, dtype=tf.int64, trainable=False)
     out = model.predict(even_batches(ds, replicas, role="predict", counter=real), verbose=0)
     kept = int(real.numpy())

@@ -251,7 +251,11 @@ def test_numpy_values_and_json_lists_are_settings_like_python_numbers():
     # np.float32(15) was refused as "not a number" by the first version of the check
     for kw in (dict(rotation=np.float32(15)), dict(rotation=np.array([-5.0, 5.0])),
                dict(crop_ratio=np.array([0.75, 1.33])), dict(crop_area=[0.5, 1.0]),
-               dict(randaugment_ops=np.int64(2)), dict(zoom=np.float32(0.1)), dict(flip="")):
+               dict(randaugment_ops=np.int64(2)), dict(zoom=np.float32(0.1)), dict(flip=""),
+               # 0-d arrays: rotation failed with "len() of unsized object", translation was
+               # refused as not "one number, at least 0"
+               dict(rotation=np.array(15.0)), dict(translation=np.array(0.1)),
+               dict(randaugment_ops=np.array(2))):
         aug = augmentation("r4", seed=0, **kw)
         assert tuple(aug(keras.ops.ones((1, 32, 32, 3)) * 100, training=True).shape) == (1, 32, 32, 3)
 

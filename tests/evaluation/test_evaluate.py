@@ -91,8 +91,14 @@ def test_multilabel_thresholds_tuned_on_val(tmp_path):
     m = Manifest(single.paths, hot, single.class_names)
     m = m.with_splits(["train", "val", "test"] * (len(m) // 3))
     run = tmp_path / "run"
-    ev = evaluate_and_report(colour_model(activation="sigmoid"), m, run, thresholds="global")
+    ev = evaluate_and_report(colour_model(activation="sigmoid"), m, run, thresholds="global",
+                             tta="hflip")
     test = ev.test
+    # TTA beside the plain scores in the multi-label terms (the table showed macro F1 alone)
+    report = (run / "report.md").read_text()
+    table = report.split("## Plain inference vs test-time augmentation")[1].split("\n## ")[0]
+    for row in ("| micro F1 |", "| exact match |", "| Hamming loss |", "| macro F1 |", "| mAP |"):
+        assert row in table, row
     assert test["task"] == "multilabel"
     assert {"exact_match", "hamming_loss", "f1_micro", "map", "no_tag_exact_match"} <= set(test)
     assert isinstance(ev.thresholds, float) and 0 < ev.thresholds < 1

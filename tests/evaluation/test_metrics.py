@@ -435,3 +435,14 @@ def test_log_loss_refuses_nan_and_logits_rather_than_scoring_them() -> None:
         probs_scores(y, np.full((3, 3), np.nan))
     with pytest.raises(ValueError, match="Pass probabilities, not logits"):
         probs_scores(y, np.array([[1.1, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]))
+
+
+def test_labels_and_k_that_are_not_whole_numbers_are_refused():
+    # 1.7 was read as class 1 (accuracy 1.0), and top_k=2.9 as top-2, without a word
+    probs = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.8, 0.1]])
+    with pytest.raises(ValueError, match=r"whole class indices; got \[1.7, 1.2\]"):
+        single_label_metrics([0.0, 1.7, 1.2], probs)
+    with pytest.raises(ValueError, match="top_k must be whole numbers"):
+        single_label_metrics([0, 1, 1], probs, top_k=(2, 2.9))
+    whole = single_label_metrics(np.array([0.0, 1.0, 1.0]), probs, top_k=(2.0,))  # pandas floats
+    assert whole["accuracy"] == 1.0 and "top2_accuracy" in whole

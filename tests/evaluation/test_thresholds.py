@@ -84,3 +84,14 @@ def test_scorers_and_tuning_read_one_tag_as_multi_label() -> None:
     # a one-value grid scores one column of candidates per tag, the same way
     thr, s = tune_per_class_thresholds(y, p, grid=[0.3], global_threshold=0.3)
     assert thr.tolist() == [0.3] and s == 1.0
+
+
+@pytest.mark.parametrize("grid", [[], [0.5, 1.5], [float("nan")]])
+def test_a_grid_without_usable_thresholds_is_named(grid):
+    # an empty grid failed inside NumPy ("zero-size array to reduction operation maximum")
+    y = np.array([[1, 0], [0, 1]])
+    p = np.array([[0.8, 0.3], [0.2, 0.9]])
+    with pytest.raises(ValueError, match=r"grid must hold one or more thresholds in \[0, 1\]"):
+        tune_global_threshold(y, p, grid=grid)
+    with pytest.raises(ValueError, match="grid must hold"):
+        tune_per_class_thresholds(y, p, grid=grid, global_threshold=0.5)

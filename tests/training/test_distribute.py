@@ -77,9 +77,24 @@ SCRIPT = textwrap.dedent(
     # batches of 5 over 2 replicas: every batch was padded, and blank rows took images' places
     odd = _predict(model, tf.data.Dataset.from_tensor_slices(images[:13]).batch(5), 13, "test")
     direct13 = model(images[:13], training=False).numpy()
+    # the caller's batch size is kept (memory): batches of 2 predict 1 image a replica
+    from keras_species.training.distribute import predict_all
+
+    seen = []
+
+    class Spy(keras.layers.Layer):
+        def call(self, x):
+            tf.py_function(lambda s: seen.append(int(s)), [tf.shape(x)[0]], [])
+            return x
+
+    with strategy.scope():
+        spy_in = keras.Input((8, 8, 3))
+        spy = keras.Model(spy_in, keras.layers.Flatten()(Spy()(spy_in)))
+    predict_all(spy, tf.data.Dataset.from_tensor_slices(images[:13]).batch(2), 2)
     print(json.dumps({
         "predicted": [len(probs), float(np.abs(probs - direct).max())],
         "odd_batches": [len(odd), float(np.abs(odd - direct13).max())],
+        "spy_batches": sorted(set(seen)),
         "devices": devices,
         "replicas": strategy.num_replicas_in_sync,
         "batch": batch,
@@ -106,6 +121,7 @@ def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
     assert out["epochs"] == [1, 2] and all(v == v for v in out["loss"])  # finite, no NaN
     assert out["predicted"][0] == 9 and out["predicted"][1] < 1e-3  # padding rows dropped
     assert out["odd_batches"][0] == 13 and out["odd_batches"][1] < 1e-3  # each row its own image
+    assert out["spy_batches"] == [1]  # the caller's batch of 2, one image a replica (was 32)
 
 
 def test_even_batches_cut_for_fit_and_pad_for_predict():
@@ -124,3 +140,27 @@ def test_even_batches_cut_for_fit_and_pad_for_predict():
     assert int(real.numpy()) == 9  # the real images: fewer would mean one was lost on the way
     assert padded[2][:, 0].tolist() == [8.0, 0.0, 0.0]  # the real row first, then blank ones
     assert even_batches(ds, 1, role="fit") is ds
+
+
+def test_even_batches_for_fit_carry_the_images_cut_off():
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_species.training.distribute import even_batches
+
+    # batches of 5 over 2 replicas: each cut to 4 left one image of every batch out (4 of 20)
+    x = np.arange(20, dtype="float32")[:, None]
+    ds = tf.data.Dataset.from_tensor_slices((x, np.arange(20), np.ones(20, "float32"))).batch(5)
+    batches = list(even_batches(ds, 2, role="fit"))
+    assert all(len(b[0]) % 2 == 0 for b in batches)
+    seen = np.concatenate([b[0].numpy()[:, 0] for b in batches])
+    assert sorted(seen.tolist()) == list(range(20))  # every image once, in order
+    assert [b[1].numpy().tolist() for b in batches][0] == [0, 1, 2, 3]
+    # images only, 3 replicas: 10 = 9 kept + 1 left out (fewer than the replicas)
+    images = tf.data.Dataset.from_tensor_slices(x[:10]).batch(4)
+    assert sum(len(b) for b in even_batches(images, 3, role="fit")) == 9
+    # a shape unknown beyond the batch: the images cut off are left out, as before
+    ragged = tf.data.Dataset.from_generator(
+        lambda: iter([np.zeros((5, 2), "float32")] * 2),
+        output_signature=tf.TensorSpec([None, None], tf.float32))
+    assert [len(b) for b in even_batches(ragged, 2, role="fit")] == [4, 4]
