@@ -163,17 +163,12 @@ class Phase:
             )
         if self.schedule not in SCHEDULES:
             raise ValueError(f"Phase {self.name!r}: schedule={self.schedule!r}; use one of {SCHEDULES}")
-        if self.schedule != "constant" and not isinstance(self.learning_rate, (int, float)):
+        if self.schedule != "constant" and not _real(self.learning_rate):
             raise ValueError(
                 f"Phase {self.name!r}: schedule={self.schedule!r} needs a float learning_rate "
                 f"(its peak), got {self.learning_rate!r}"
             )
-        if self.epochs < 1:
-            raise ValueError(f"Phase {self.name!r}: epochs must be >= 1, got {self.epochs}")
-        if isinstance(self.learning_rate, (int, float)) and not self.learning_rate >= 0:
-            raise ValueError(  # a negative rate climbs the loss (0 is allowed: weights stay put)
-                f"Phase {self.name!r}: learning_rate must be >= 0, got {self.learning_rate}"
-            )
+        _check_phase_numbers(self)
         if not 0.0 <= self.label_smoothing < 1.0:  # 1 makes every target uniform: nothing to learn
             raise ValueError(
                 f"Phase {self.name!r}: label_smoothing must be in [0, 1), got {self.label_smoothing}"
@@ -326,6 +321,22 @@ def default_metrics(task: Task, num_classes: int | None, *, from_logits: bool = 
     return [build[name]() for name in metric_names(task, num_classes, from_logits=from_logits)]
 
 
+def _check_monitor(model: keras.Model, phase: Phase, task: Task, num_classes: int | None, *,
+                   validation: bool) -> None:
+    """Refuse a phase's ``monitor`` that the phase will not log, where its quantities are known (the
+    default loss and metrics of one output); otherwise ``_RunCheckpoint`` names it after an epoch."""
+    if phase.monitor is None or task == "custom" or num_classes is None or phase.loss is not None \
+            or phase.metrics is not None or phase.weighted_metrics is not None:
+        return
+    from_logits = outputs_logits(model) if phase.from_logits is None else phase.from_logits
+    names = ["loss", *metric_names(task, num_classes, from_logits=from_logits)]
+    logged = [f"val_{n}" for n in names] + names if validation else names
+    monitor = phase.monitor if validation else phase.monitor.removeprefix("val_")  # as train() reads it
+    if monitor not in logged:
+        raise ValueError(f"Phase {phase.name!r}: monitor {phase.monitor!r} (--monitor) is not a quantity "
+                         f"this run logs; choose one of {', '.join(logged)}")
+
+
 def _steps_per_epoch(ds: tf.data.Dataset, phase: Phase) -> int:
     if "steps_per_epoch" in phase.schedule_params:
         return int(phase.schedule_params["steps_per_epoch"])
@@ -458,6 +469,39 @@ def _schedule_keys(schedule: str) -> set[str]:
     return {"warmup_epochs", "alpha"} if schedule == "cosine" else set()
 
 
+def _real(value: object) -> bool:
+    """A finite real number (NumPy's too), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_phase_numbers(phase: Phase) -> None:
+    """Refuse a ``Phase``'s out-of-range numbers when it is made: ``epochs=2.5``, a rate given as a
+    string, ``unit="block"`` failed only when that phase started (after the phases before it had
+    trained), and ``momentum=1.5`` or ``weight_decay=-1`` trained without a word."""
+    from keras_species.models.freezing import UNITS
+
+    where = f"Phase {phase.name!r}"
+    whole = isinstance(phase.epochs, numbers.Integral) and not isinstance(phase.epochs, bool)
+    if not whole or phase.epochs < 1:
+        raise ValueError(f"{where}: epochs must be a whole number >= 1, got {phase.epochs!r}")
+    rate = phase.learning_rate
+    if not isinstance(rate, keras.optimizers.schedules.LearningRateSchedule) and not (_real(rate) and rate >= 0):
+        raise ValueError(  # a negative rate climbs the loss (0 is allowed: weights stay put)
+            f"{where}: learning_rate must be a number >= 0 or a keras.optimizers.schedules."
+            f"LearningRateSchedule, got {rate!r}")
+    if phase.unit not in UNITS:
+        raise ValueError(f"{where}: unit={phase.unit!r}; choose one of {', '.join(UNITS)}")
+    if phase.trainable == "last_n" and not (isinstance(phase.n, numbers.Integral) and phase.n >= 1):
+        raise ValueError(f"{where}: trainable='last_n' needs n, a whole number >= 1 of backbone "
+                         f"{phase.unit}, got n={phase.n!r}")
+    if phase.momentum is not None and not (_real(phase.momentum) and 0 <= phase.momentum < 1):
+        raise ValueError(f"{where}: momentum must lie in [0, 1), got {phase.momentum!r}")
+    if phase.weight_decay is not None and not (_real(phase.weight_decay) and phase.weight_decay >= 0):
+        raise ValueError(f"{where}: weight_decay must be a number >= 0, got {phase.weight_decay!r}")
+    if phase.clipnorm is not None and not (_real(phase.clipnorm) and phase.clipnorm > 0):
+        raise ValueError(f"{where}: clipnorm must be a number > 0 (None: no clipping), got {phase.clipnorm!r}")
+
+
 def _check_schedule_params(phase: Phase) -> None:
     """Refuse ``schedule_params`` that the phase's schedule would reject or misread, when the
     ``Phase`` is made: a typo or a bad value used to surface only when that phase started (after
@@ -504,7 +548,7 @@ def _check_schedule_params(phase: Phase) -> None:
     elif phase.schedule == "cyclic":
         number("step_size", 1)
         number("gamma", 0, low_open=True)
-        number("base_lr", 0)
+        number("base_lr", 0, float(phase.learning_rate))  # the cycle's low end: at most its peak
     elif phase.schedule == "cosine":
         number("alpha", 0, 1)
         number("warmup_epochs", 0, phase.epochs, high_open=True)
@@ -881,6 +925,10 @@ def train(
         raise ValueError(f"task={task!r}; use 'single', 'multi' or 'custom'")
     if not phases:
         raise ValueError("train() needs at least one Phase")
+    names = [p.name for p in phases]
+    if len(set(names)) < len(names):  # history rows, early stopping and resume go by the name
+        raise ValueError(f"phase names must differ, got {names}: give each Phase a name of its own "
+                         "(Phase('head', ...), Phase('fine_tune', ...))")
     if tensorboard is None:
         tensorboard = importlib.util.find_spec("tensorboard") is not None
     elif tensorboard and importlib.util.find_spec("tensorboard") is None:
@@ -904,6 +952,8 @@ def train(
             run.phase_best_weights_path(i).unlink(missing_ok=True)
 
     num_classes = _num_classes(model)
+    for phase in phases[start_phase:]:  # before any training, not at the end of a phase's first epoch
+        _check_monitor(model, phase, task, num_classes, validation=val_ds is not None)
     lost_images = LostImagesWarning(train_ds, val_ds)  # counted on the datasets make_dataset built
     train_ds = _prepare(train_ds, task, num_classes)
     val_ds = _prepare(val_ds, task, num_classes)

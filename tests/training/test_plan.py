@@ -150,7 +150,26 @@ def test_a_monitor_the_run_does_not_log_stops_it_with_the_names_it_logs(tmp_path
     phases = [Phase("head", epochs=2, learning_rate=1e-2, monitor="val_acc")]  # Keras 2's name
     with pytest.raises(ValueError, match=r"'val_acc' \(--monitor\) is not a quantity.*val_accuracy"):
         train(tiny_model(), phases, dataset(x, y), dataset(x, y), tmp_path / "run", verbose=0)
-    assert len(read_history(tmp_path / "run" / "history.csv")) == 1  # stopped after one epoch
+    # refused before any training (since stop 33; it stopped the run after its first epoch, and
+    # a bad monitor in a later phase only after the phases before it had trained)
+    assert read_history(tmp_path / "run" / "history.csv") == []
+    later = [Phase("head", epochs=1, learning_rate=1e-2),
+             Phase("fine_tune", epochs=1, learning_rate=1e-3, monitor="val_acc")]
+    with pytest.raises(ValueError, match=r"Phase 'fine_tune': monitor 'val_acc'"):
+        train(tiny_model(), later, dataset(x, y), dataset(x, y), tmp_path / "run2", verbose=0)
+    assert read_history(tmp_path / "run2" / "history.csv") == []
+    # without validation data val_ names are read as the training ones, as train() reads them
+    ok = [Phase("head", epochs=1, learning_rate=1e-2, monitor="val_accuracy")]
+    assert len(train(tiny_model(), ok, dataset(x, y), None, tmp_path / "run3", verbose=0).history) == 1
+
+
+def test_phases_of_one_name_are_refused(tmp_path):
+    # two phases named "train" (the default): the second's early stopping read the first's
+    # history rows as its own, stopped after one epoch and restored the wrong weights
+    x, y = tiny_data(n=16)
+    phases = [Phase(epochs=1, trainable="frozen"), Phase(epochs=1, learning_rate=1e-4)]
+    with pytest.raises(ValueError, match=r"phase names must differ, got \['train', 'train'\]"):
+        train(tiny_model(), phases, dataset(x, y), dataset(x, y), tmp_path / "run", verbose=0)
 
 
 class _Sabotage(keras.callbacks.Callback):
@@ -347,9 +366,23 @@ def test_phase_validation_and_helpers():
         Phase(schedule="step")
     with pytest.raises(ValueError, match=r"1 epoch\(s\) of 1 batch\(es\) give 1: train for more epochs"):
         make_optimizer(Phase("one", epochs=1, schedule="onecycle", learning_rate=0.1), steps_per_epoch=1)
-    for rate in (-1.0, float("nan")):
-        with pytest.raises(ValueError, match="learning_rate must be >= 0"):
+    for rate in (-1.0, float("nan"), float("inf"), "1e-3", None):
+        with pytest.raises(ValueError, match="learning_rate must be a number >= 0"):
             Phase(learning_rate=rate)
+    # each failed only when its phase started, after the phases before it had trained, or
+    # trained without a word (momentum 1.5, weight decay -1)
+    for kw, message in ((dict(epochs=2.5), "epochs must be a whole number"),
+                        (dict(epochs="3"), "epochs must be a whole number"),
+                        (dict(trainable="last_n", n=2, unit="block"), "unit='block'"),
+                        (dict(trainable="last_n", n=-2), "needs n, a whole number >= 1"),
+                        (dict(momentum=1.5), r"momentum must lie in \[0, 1\)"),
+                        (dict(weight_decay=-1), "weight_decay must be a number >= 0"),
+                        (dict(clipnorm=0), "clipnorm must be a number > 0"),
+                        (dict(schedule="cyclic", learning_rate=0.01, schedule_params={"base_lr": 0.1}),
+                         r"base_lr must lie in \[0, 0.01\]")):
+        with pytest.raises(ValueError, match=message):
+            Phase(**kw)
+    assert Phase(epochs=np.int64(2), learning_rate=np.float32(1e-3), momentum=0.0).epochs == 2
     with pytest.raises(ValueError, match="float learning_rate"):
         Phase(schedule="onecycle", learning_rate=keras.optimizers.schedules.ExponentialDecay(1e-3, 10, 0.9))
     assert monitor_mode("val_loss") == "min" and monitor_mode("val_micro_f1") == "max"
