@@ -72,6 +72,7 @@ import argparse
 import contextlib
 import contextvars
 import dataclasses
+import json
 import logging
 import os
 import shlex
@@ -714,8 +715,11 @@ def load_keras_model(model_or_path: keras.Model | PathLike) -> keras.Model:
     if isinstance(model_or_path, keras.Model):
         return model_or_path
     path = resolve_model_path(model_or_path, saved_model=False)
-    # uncompiled: predicting and shipping need no optimizer (its state is 2x the weights, Adam)
-    return keras.saving.load_model(path, compile=False, safe_mode=True)
+    try:  # uncompiled: predicting and shipping need no optimizer (its state is 2x the weights, Adam)
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except OSError as err:  # h5py's "truncated file: eof = ...", which named no file
+        raise ExportError(f"model {path} is damaged, its weights cannot be read ({err}): copy it "
+                          "again, or save it anew from its run folder (best.keras)") from None
 
 
 def check_keras_archive(path: PathLike) -> None:
@@ -753,6 +757,13 @@ def check_keras_archive(path: PathLike) -> None:
         raise ExportError(f"model {p} cannot be read as a zip archive ({err}); {fix}") from None
     if "config.json" not in names:
         raise ExportError(f"model {p} is a zip archive but not a Keras model (it holds no config.json); {fix}")
+    if not names & {"model.weights.h5", "model.weights.npz"}:  # Keras: a bare ValueError traceback
+        raise ExportError(f"model {p} holds no weights (no model.weights.h5 in the archive); {fix}")
+    try:
+        with zipfile.ZipFile(p) as z:
+            json.loads(z.read("config.json"))
+    except (ValueError, OSError, zipfile.BadZipFile) as err:  # a JSONDecodeError traceback
+        raise ExportError(f"model {p} is damaged: its config.json cannot be read ({err}); {fix}") from None
 
 
 def label_output_model(model: keras.Model) -> keras.Model:
@@ -842,10 +853,21 @@ def _read_labels_option(labels: LabelMap | Sequence[str] | PathLike | None):
 
 
 def _label_map_for(model: keras.Model, labels: LabelMap | Sequence[str] | PathLike | None):
-    from keras_species.models.labels import LabelMap, label_map, load_labels_json
+    """The label map to export with: the model's own, or ``labels`` for a model that carries none
+    (given with a model that carries one, ``labels`` is refused, as ``predict`` refuses it: it
+    replaced the model's map without a word, and turned a multi-label model single-label)."""
+    from keras_species.models.labels import LabelMap, LabelMapError, find_output_layer, label_map, load_labels_json
+    from keras_species.predict import _own_labels_refusal
 
     if labels is None:
+        if find_output_layer(model) is None:  # label_map's message is predict's (a labels.json beside it)
+            raise LabelMapError(
+                f"model {model.name!r} carries no label map (no ClassifierOutput layer): pass its "
+                f"class names, {_option('labels', metavar='LABELS_JSON')}"
+                + (" (a labels.json)" if _on_command_line() else " (a labels.json or a list)"))
         return label_map(model)
+    if find_output_layer(model) is not None:
+        raise LabelMapError(_own_labels_refusal(f"model {model.name!r}", label_map(model)))
     if isinstance(labels, LabelMap):
         return labels
     if isinstance(labels, (str, os.PathLike)):
@@ -859,7 +881,7 @@ def _serving_module(model: keras.Model, lmap: LabelMap, size: tuple[int, int]):
     functions."""
     import tensorflow as tf
 
-    from keras_species.data.pipeline import decode_8bit, scale_images, to_uint8
+    from keras_species.data.pipeline import decode_8bit, scale_images, to_uint8, white_composite
 
     h, w = size
     class_names = tf.constant(lmap.class_names)
@@ -901,8 +923,12 @@ def _serving_module(model: keras.Model, lmap: LabelMap, size: tuple[int, int]):
 
     def decode_one(data):
         # the training pipeline's decoders: a JPEG at least twice the input size is decoded at
-        # 1/2, 1/4 or 1/8 scale in the DCT step, as make_dataset and predict decode its file
-        image = decode_8bit(data, draft_to=(h, w), draft=tf.io.is_jpeg(data))
+        # 1/2, 1/4 or 1/8 scale in the DCT step, as make_dataset and predict decode its file; a
+        # PNG with alpha (or a transparent palette) composited onto white, as read_image does
+        # (decode_8bit drops the alpha channel: a cut-out's transparent background came out black)
+        png = tf.strings.substr(data, 0, 8) == b"\x89PNG\r\n\x1a\n"
+        image = tf.cond(png, lambda: white_composite(tf.io.decode_png(data, channels=4)),
+                        lambda: decode_8bit(data, draft_to=(h, w), draft=tf.io.is_jpeg(data)))
         return to_uint8(resize(image[None]))[0]
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
@@ -1416,7 +1442,9 @@ def export_model(
         if getattr(model, "optimizer", None) is not None:  # a compiled model given in Python
             import keras
 
-            model = keras.Model(model.inputs, model.outputs, name=model.name)  # same layers, no optimizer
+            # same layers, no optimizer; model.output keeps a dict's keys (outputs is a flat list,
+            # and a reloaded two-output model predicted a list, in another order)
+            model = keras.Model(model.input, model.output, name=model.name)
         with atomic_path(out, _out_flag()) as tmp:
             model.save(tmp)
         return out

@@ -1150,6 +1150,31 @@ def decode_8bit(data, draft_to: tuple[int, int] | None = None, draft=None, orien
     return img if orientation is None else exif_turn(img, orientation)
 
 
+def white_composite(rgba):
+    """``(..., 4)`` ``uint8`` RGBA pixels composited onto white, ``(..., 3)`` ``uint8``: bit for bit
+    what :func:`keras_species.data.images.read_image` gives (PIL's ``alpha_composite`` over an
+    opaque white background, in its fixed-point arithmetic: ``PRECISION_BITS`` 7 and its
+    division by 255), so that bytes decoded in a graph match a file read for training.
+
+    Args:
+        rgba: ``uint8`` tensor whose last axis is RGBA (``tf.io.decode_png(data, channels=4)``).
+
+    Returns:
+        ``uint8`` RGB tensor.
+
+    Example:
+        >>> white_composite(tf.constant([[0, 0, 0, 0], [10, 20, 30, 255]], tf.uint8)).numpy().tolist()  # doctest: +SKIP
+        [[255, 255, 255], [10, 20, 30]]
+    """
+    import tensorflow as tf
+
+    x = tf.cast(rgba, tf.int32)
+    rgb, alpha = x[..., :3], x[..., 3:]
+    shift = tf.bitwise.right_shift
+    v = (rgb * alpha + 255 * (255 - alpha)) * 128 + 16384  # PIL: coefficients scaled by 1 << 7, rounded
+    return tf.cast(shift(shift(shift(v, 8) + v, 8), 7), tf.uint8)  # PIL's SHIFTFORDIV255, then >> 7
+
+
 def _decoder(kinds_present: set[int], draft: tuple[int, int] | None = None, limit: int | None = None):
     """A graph function ``(path, kind) -> (H, W, 3)`` ``uint8`` image; only the branches needed.
     The function's ``needs_kind`` attribute says whether it reads ``kind`` (only when several

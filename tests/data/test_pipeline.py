@@ -1219,3 +1219,17 @@ def test_pipeline_augmentation_runs_in_float32_under_a_global_mixed_precision_po
             assert float(tf.reduce_min(x)) >= 0 and float(tf.reduce_max(x)) <= 255
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_white_composite_is_read_image_bit_for_bit(tmp_path):
+    # every alpha level over every colour level's neighbours: PIL's fixed-point compositing
+    import tensorflow as tf
+
+    from keras_species.data.images import read_image
+    from keras_species.data.pipeline import white_composite
+
+    a, c = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    rgba = np.stack([c, 255 - c, (c * 7) % 256, a], -1).astype(np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "all.png")
+    got = white_composite(tf.io.decode_png((tmp_path / "all.png").read_bytes(), channels=4)).numpy()
+    np.testing.assert_array_equal(got, read_image(tmp_path / "all.png"))
