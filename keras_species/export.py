@@ -856,7 +856,13 @@ def _label_map_for(model: keras.Model, labels: LabelMap | Sequence[str] | PathLi
     """The label map to export with: the model's own, or ``labels`` for a model that carries none
     (given with a model that carries one, ``labels`` is refused, as ``predict`` refuses it: it
     replaced the model's map without a word, and turned a multi-label model single-label)."""
-    from keras_species.models.labels import LabelMap, LabelMapError, find_output_layer, label_map, load_labels_json
+    from keras_species.models.labels import (
+        LabelMap,
+        LabelMapError,
+        find_output_layer,
+        label_map,
+        load_labels_json,
+    )
     from keras_species.predict import _own_labels_refusal
 
     if labels is None:
