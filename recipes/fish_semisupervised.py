@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -339,24 +340,47 @@ def checked_plan(config: FishSemiSupervisedConfig) -> Plan:
     config.check()  # a resumed run: its run-control settings (the stored ones were checked)
     # --labelled is read once, before the run folder: no label at all stops here
     parts = _pool(config)
-    _check_training_images(parts.labelled, config, stages)
+    _check_training_images(parts.labelled, config, stages, parts.hidden)
+    _check_pool_readable(parts.pool)
     return Plan(stages, backbones, weights, parts)
 
 
-def _check_training_images(labelled, config: FishSemiSupervisedConfig, stages: Sequence[int]) -> None:
+def _check_pool_readable(pool) -> None:
+    """Refuse a pool none of whose images can be read, before the run folder is made: model 2
+    trained, and the run then failed on pseudo-labelling with "the manifest holds no images"."""
+    from keras_species.data.pipeline import check_files
+
+    if len(pool) == 0:
+        return
+    _, bad = check_files(pool.paths)
+    if len(bad) == len(pool):
+        named = "; ".join(f"{p}: {why}" for p, why in list(bad.items())[:3])
+        raise SettingError(
+            f"the unlabelled pool holds no readable image (none of its {len(pool)} file(s) can be "
+            f"read: {named}{' ...' if len(bad) > 3 else ''}): give --unlabelled images that can "
+            "be read, or --hide-labels to make a pool of labelled images")
+
+
+def _check_training_images(labelled, config: FishSemiSupervisedConfig, stages: Sequence[int],
+                           hidden: int = 0) -> None:
     """Refuse a labelled set that R1's systematic split leaves without a training image (it
     puts the first 2 of every 10 images of a class in val), before the run folder is made;
     warn of the classes it leaves without one. Before, ``--hide-labels 0.95`` on 30 images a
     class stopped after the run folder was made, with "the manifest has no 'train' split"."""
-    import warnings
-
     import numpy as np
 
     from keras_species.data import splits
 
-    m = splits.systematic_split(labelled)
+    with warnings.catch_warnings():  # its advice names the split command's --ratios; ours follows
+        warnings.filterwarnings("ignore", message="the systematic split")
+        m = splits.systematic_split(labelled)
     counts = m.split("train").class_counts() if "train" in set(m.splits) else np.zeros(m.num_classes)
-    hide = f"--hide-labels {config.hide_labels}" if config.hide_labels else "--labelled"
+    if config.hide_labels:
+        hide = f"--hide-labels {config.hide_labels}"
+    elif config.hide_labels is None and hidden:  # the default hid them (no other pool)
+        hide = f"--hide-labels {hide_fraction(None, unlabelled=None, without_label=0)} (the default)"
+    else:
+        hide = "--labelled"
     if not np.any(counts):
         raise SettingError(
             f"{hide} leaves {len(labelled)} labelled image(s), and R1's systematic split puts "
@@ -421,8 +445,10 @@ def run(config: FishSemiSupervisedConfig | None = None) -> FishSemiSupervisedRes
     stages, backbones, weights, parts = plan.stages, plan.backbones, plan.weights, plan.parts
 
     pool, truth = parts.pool, parts.truth
-    prepared = prepare_data(parts.labelled, split="systematic", seed=config.seed,
-                            audit_dir=root / "audit", split_file=root / "split.csv")
+    with warnings.catch_warnings():  # checked_plan warned of untrained classes in this recipe's terms
+        warnings.filterwarnings("ignore", message="the systematic split")
+        prepared = prepare_data(parts.labelled, split="systematic", seed=config.seed,
+                                audit_dir=root / "audit", split_file=root / "split.csv")
     m = prepared.manifest
     names = m.class_names
     size = config.image_size
@@ -509,8 +535,14 @@ def run(config: FishSemiSupervisedConfig | None = None) -> FishSemiSupervisedRes
              (combined.subset(ctrain & is_pseudo), config.pseudo_augment)],
             size, config.combined_batch_size, cache=cache, seed=config.seed,
         )
-        val_ds = make_dataset(combined.split("val"), size, config.combined_batch_size,
-                              training=False, cache=cache)
+        if "val" in set(combined.splits):
+            val_ds = make_dataset(combined.split("val"), size, config.combined_batch_size,
+                                  training=False, cache=cache)
+        else:  # no class of the combined set has 2 images (few labelled, no pseudo-label kept)
+            print(f"{name}: the combined set ({len(train_m)} labelled + {len(pseudo.manifest)} "
+                  "pseudo-labelled images) is too small for a validation split: phase 1 "
+                  "validates on the labelled val split")
+            val_ds = ds.val
         model = classifier(backbone)
         p1 = train(model, [phase("phase1", config.phase1_epochs, "all", config.phase1_learning_rate)],
                    train_ds, val_ds, root / name / "phase1", resume=config.resume, verbose=config.verbose)

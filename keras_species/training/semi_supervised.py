@@ -636,6 +636,13 @@ def pseudo_label(
     truth = np.asarray(pool.labels if true_labels is None else true_labels, np.int64)
     if truth.shape != (len(pool),):
         raise ManifestError(f"{len(truth)} true labels for a pool of {len(pool)} images")
+    from keras_species.data.pipeline import check_files
+
+    _, bad = check_files(pool.paths)
+    if len(bad) == len(pool):  # predict_manifest's "the manifest holds no images" named nothing
+        named = "; ".join(f"{p}: {why}" for p, why in list(bad.items())[:3])
+        raise ManifestError(f"none of the unlabelled pool's {len(pool)} image(s) can be read "
+                            f"({named}{' ...' if len(bad) > 3 else ''}): nothing to pseudo-label")
     hidden = Manifest(pool.paths, np.full(len(pool), UNLABELLED, np.int64), pool.class_names,
                       groups=pool.groups, source=pool.source)
     pred = predict_manifest(model, hidden, image_size=image_size, batch_size=batch_size,

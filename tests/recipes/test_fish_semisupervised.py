@@ -155,7 +155,32 @@ def test_settings_that_cannot_train_are_refused_before_the_run_folder(tmp_path):
     with pytest.raises(SettingError, match=r"--hide-labels 0.95 leaves 3 labelled image\(s\), and "
                                            r"R1's systematic split puts the first 2 of every 10"):
         checked_plan(_config(tmp_path, stages="1", hide_labels=0.95))
+    # the default share: it was blamed on --labelled
+    with pytest.raises(SettingError, match=r"--hide-labels 0.8 \(the default\) leaves 6 labelled"):
+        checked_plan(_config(tmp_path, stages="1", hide_labels=None))
+    # a pool of unreadable files: model 2 trained, then the run failed with "the manifest holds
+    # no images"
+    bad = tmp_path / "badpool"
+    bad.mkdir()
+    (bad / "a.png").write_text("not an image")
+    (bad / "b.jpg").write_bytes(b"")
+    with pytest.raises(SettingError, match=r"the unlabelled pool holds no readable image \(none of "
+                                           r"its 2 file\(s\) can be read: .*a.png"):
+        checked_plan(_config(tmp_path, stages="2", hide_labels=0.0, unlabelled=str(bad)))
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_a_combined_set_too_small_for_a_val_split_validates_on_the_labelled_one(tmp_path, capsys):
+    # 3 labelled images a class (1 trains after R1's systematic split) and no pseudo-label kept:
+    # the combined set's 75/25 split left 'val' empty, and the run failed after model 2
+    labelled = write_image_folder(tmp_path / "lab", classes=CLASSES, per_class=3, size=(24, 24))
+    pool = write_image_folder(tmp_path / "pool", classes=("x",), per_class=6, size=(24, 24)) / "x"
+    with pytest.warns(UserWarning):
+        result = run(_config(tmp_path, labelled=str(labelled), unlabelled=str(pool), hide_labels=None,
+                             stages="4", pseudo_threshold=1.0))
+    assert [r["model"] for r in result.models] == ["model2", "model4"]
+    assert "too small for a validation split: phase 1 validates on the labelled val split" in capsys.readouterr().out
 
 
 def test_a_class_left_without_a_training_image_is_warned_about_for_the_stages_run(tmp_path):

@@ -205,6 +205,12 @@ def test_pseudo_label_accuracy_equals_the_true_agreement(tmp_path):
     lab = Manifest(pool.paths[:6], truth[:6], ["cod", "eel"])
     _, s2 = pseudo_label(model, lab, threshold=0.0)
     assert s2.accuracy == pytest.approx((pred[:6] == truth[:6]).mean())
+    # a pool none of whose files can be read is named (it failed in predict_manifest with "the
+    # manifest holds no images")
+    (tmp_path / "junk.png").write_text("no image")
+    junk = Manifest([str(tmp_path / "junk.png")], np.full(1, -1), ["cod", "eel"])
+    with pytest.raises(ManifestError, match=r"none of the unlabelled pool's 1 image\(s\) can be read \(.*junk.png"):
+        pseudo_label(model, junk, threshold=0.8)
 
 
 def test_joint_training_masks_the_unlabelled_rows(tmp_path):
