@@ -1213,6 +1213,37 @@ def _whole(low: int, high: int | None = None, fix: str = "") -> Check:
     return check
 
 
+def _all(*checks: Check) -> Check:
+    """The first refusal of ``checks``, in order (a value's own range, then how it fits the others)."""
+
+    def check(value: Any, config: Any) -> str | None:
+        return next((r for r in (c(value, config) for c in checks) if r), None)
+
+    return check
+
+
+def _unfreeze_n_fits(value: Any, config: Any) -> str | None:
+    """``--unfreeze-n`` counts what ``--unfreeze last_n`` trains: refused for another mode (it
+    failed after TensorFlow's import, in Python's names, without ``see --help``)."""
+    mode = getattr(config, "unfreeze", "last_n")
+    if value and mode != "last_n":
+        return (f"counts the units that --unfreeze last_n trains, but --unfreeze is {mode}: add "
+                "--unfreeze last_n, or leave --unfreeze-n out")
+    return None
+
+
+def _unfreeze_fits(value: Any, config: Any) -> str | None:
+    if value == "last_n" and not getattr(config, "unfreeze_n", 1):
+        return "trains the backbone's last --unfreeze-n units: give --unfreeze-n N (1 or more)"
+    return None
+
+
+def _something_trains(value: Any, config: Any) -> str | None:
+    if value == 0 and getattr(config, "head_epochs", None) == 0:
+        return "and --head-epochs 0: nothing to train; give one of them 1 or more"
+    return None
+
+
 def _each(item: Check, fix: str = "") -> Check:
     """Every value of a sequence passes ``item``."""
 
@@ -1587,14 +1618,15 @@ SETTING_CHECKS: dict[str, Check] = {
     "k": _whole(2, fix=": cross-validation needs 2 folds or more"),
     "epochs": _whole(1),
     "head_epochs": _whole(0, fix=" (0 skips the phase)"),
-    "fine_tune_epochs": _whole(0, fix=" (0 skips the phase)"),
+    "fine_tune_epochs": _all(_whole(0, fix=" (0 skips the phase)"), _something_trains),
     "head_units": _each(_whole(1), "; for a linear head give --head-units none"),
     "head_dropout": _fraction(),
     "dropout": _fraction(" (none: the arch's default)"),
     "regularised_dropout": _fraction(),
     "label_smoothing": _fraction(" (0 turns it off; 0.1 is usual)"),
     "early_stopping_patience": _whole(0, fix=" (epochs without improvement); none turns early stopping off"),
-    "unfreeze_n": _whole(0, fix=" (the units --unfreeze last_n trains)"),
+    "unfreeze_n": _all(_whole(0, fix=" (the units --unfreeze last_n trains)"), _unfreeze_n_fits),
+    "unfreeze": _unfreeze_fits,
     "blocks": _whole(1, fix=" (conv blocks); none: the arch's default"),
     **{name: _learning_rate(phase) for name, phase in LEARNING_RATE_PHASES.items()},
     **{name: _not_negative for name in ("weight_decay", "ae_label_weight")},

@@ -393,19 +393,23 @@ def _refuse_empty_splits(m: Manifest, names: Sequence[str], grouped: bool) -> No
     if not empty:
         return
     parts = " and ".join(repr(e) for e in empty)
+    # two parts would fill only where there are more than two now and two groups (images of a
+    # class) to share: the advice said "fewer parts (--ratios 0.8 0.2)" to a split of 0.8 0.2
     if grouped:
         n_groups = len(set(m.groups))
+        fewer = "fewer parts (--ratios 0.8 0.2), " if len(names) > 2 and n_groups >= 2 else ""
         raise ManifestError(
             f"the group-aware split leaves {parts} without any image: the {len(m)} images form only "
             f"{counted(n_groups, 'group')}, and a group goes whole to one side. Give finer group ids "
             r"(a --group-regex whose capture group is the individual's or site's id, e.g. 'fish_(\d+)_'), "
-            "fewer parts (--ratios 0.8 0.2), or leave the groups out (--no-group-aware) "
+            f"{fewer}or leave the groups out (--no-group-aware) "
             "if images of one group may sit on both sides"
         )
+    largest = int(np.max(m.class_counts(), initial=0))
+    fewer = "fewer parts (--ratios 0.8 0.2) or " if len(names) > 2 and largest >= 2 else ""
     raise ManifestError(
         f"the split leaves {parts} without any image: every class has fewer images than --ratios "
-        f"has parts ({len(names)}), so each goes whole to {names[0]!r}; give fewer parts "
-        "(--ratios 0.8 0.2) or more images"
+        f"has parts ({len(names)}), so each goes whole to {names[0]!r}; give {fewer}more images"
     )
 
 

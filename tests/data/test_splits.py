@@ -584,6 +584,7 @@ def test_cli_split_that_leaves_a_part_empty_is_refused(tmp_path: Path, capsys) -
         assert _cli([str(tmp_path / "d.csv"), "--out", out]) == 2
         err = capsys.readouterr().err
         assert re.search(r"leaves 'val' and 'test' without any image: the 20 images form only 2 groups.*finer", err)
+        assert "fewer parts (--ratios 0.8 0.2)" in err  # 3 parts now, 2 groups: two parts would fill
         assert not Path(out).exists()
         assert _cli([str(tmp_path / "d.csv"), "--ratios", "0.5", "0.5", "--out", out]) == 0  # 2 groups, 2 parts
         tiny = tmp_path / "tiny"
@@ -591,7 +592,18 @@ def test_cli_split_that_leaves_a_part_empty_is_refused(tmp_path: Path, capsys) -
             (tiny / c).mkdir(parents=True)
             Image.new("RGB", (8, 8)).save(tiny / c / "1.png")
         assert _cli([str(tiny), "--out", out]) == 2
-    assert "leaves 'val' and 'test' without any image: every class has fewer images" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        # one image a class: fewer parts cannot help (the advice said so, and to a split of
+        # --ratios 0.8 0.2 to give --ratios 0.8 0.2)
+        assert "leaves 'val' and 'test' without any image: every class has fewer images" in err
+        assert "fewer parts" not in err and err.rstrip().endswith("give more images")
+        assert _cli([str(tiny), "--ratios", "0.8", "0.2", "--out", out]) == 2
+        assert "fewer parts" not in capsys.readouterr().err
+        one = tmp_path / "one.csv"
+        one.write_text("path,label,group\n" + "".join(f"{c}/site0_{i}.png,{c},g\n" for c in "ab" for i in range(5)))
+        assert _cli([str(one), "--root", str(tmp_path), "--ratios", "0.8", "0.2", "--out", out]) == 2
+        err = capsys.readouterr().err
+        assert "form only 1 group" in err and "fewer parts" not in err
     ok = splits.stratified_split(_grouped(6), (0.7, 0.15, 0.15))
     assert set(ok.splits) == {"train", "val", "test"} and not splits.leakage(ok)
 

@@ -106,3 +106,22 @@ def test_split_given_of_data_without_a_split_is_refused_before_the_run_folder(tm
     err = capsys.readouterr().err
     assert code == 2 and "--split given: --data" in err and "has no split of its own" in err
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("name", ["quickstart", "convnext_transfer", "backbone_comparison"])
+@pytest.mark.parametrize("flags, message", [
+    (["--head-epochs", "0", "--fine-tune-epochs", "0"],
+     "--fine-tune-epochs 0: and --head-epochs 0: nothing to train; give one of them 1 or more"),
+    (["--unfreeze-n", "3"], "--unfreeze-n 3: counts the units that --unfreeze last_n trains, but "
+                            "--unfreeze is "),
+    (["--unfreeze", "last_n"], "--unfreeze last_n: trains the backbone's last --unfreeze-n units: "
+                               "give --unfreeze-n N (1 or more)"),
+])
+def test_flags_that_do_not_fit_together_read_as_flag_errors(name, flags, message, tmp_path, capsys):
+    # they failed after TensorFlow's import (4 s), in Python's names ("head_epochs and
+    # fine_tune_epochs are both 0", "unfreeze='last_n' needs unfreeze_n >= 1"), without `see --help`
+    module = importlib.import_module(f"recipes.{name}")
+    assert module.main([*flags, "--weights", "none", "--out", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"python -m recipes.{name}: error: {message}") and err.endswith("; see --help\n"), err
+    assert not (tmp_path / "runs").exists()
