@@ -887,7 +887,7 @@ def _serving_module(model: keras.Model, lmap: LabelMap, size: tuple[int, int]):
     functions."""
     import tensorflow as tf
 
-    from keras_species.data.pipeline import decode_8bit, scale_images, to_uint8, white_composite
+    from keras_species.data.pipeline import decode_8bit, decode_png_rgb, scale_images, to_uint8
 
     h, w = size
     class_names = tf.constant(lmap.class_names)
@@ -933,7 +933,7 @@ def _serving_module(model: keras.Model, lmap: LabelMap, size: tuple[int, int]):
         # PNG with alpha (or a transparent palette) composited onto white, as read_image does
         # (decode_8bit drops the alpha channel: a cut-out's transparent background came out black)
         png = tf.strings.substr(data, 0, 8) == b"\x89PNG\r\n\x1a\n"
-        image = tf.cond(png, lambda: white_composite(tf.io.decode_png(data, channels=4)),
+        image = tf.cond(png, lambda: decode_png_rgb(data),
                         lambda: decode_8bit(data, draft_to=(h, w), draft=tf.io.is_jpeg(data)))
         return to_uint8(resize(image[None]))[0]
 
@@ -1450,7 +1450,10 @@ def export_model(
 
             # same layers, no optimizer; model.output keeps a dict's keys (outputs is a flat list,
             # and a reloaded two-output model predicted a list, in another order)
-            model = keras.Model(model.input, model.output, name=model.name)
+            try:
+                model = keras.Model(model.input, model.output, name=model.name)
+            except AttributeError:  # a Sequential model built without an Input: one output
+                model = keras.Model(model.inputs, model.outputs, name=model.name)
         with atomic_path(out, _out_flag()) as tmp:
             model.save(tmp)
         return out

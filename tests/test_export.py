@@ -167,7 +167,10 @@ def test_saved_model_serve_bytes_composites_alpha_onto_white_as_predict(model, s
     Image.fromarray(rgba, "RGBA").save(tmp_path / "cutout.png")
     Image.fromarray(rgba[..., [0, 3]].copy(), "LA").save(tmp_path / "grey_alpha.png")
     Image.fromarray(rgba[..., :3].copy()).quantize(8).save(tmp_path / "palette.png", transparency=2)
-    files = [tmp_path / n for n in ("cutout.png", "grey_alpha.png", "palette.png")]
+    # and no alpha at all: a first fix read a 16-colour palette and a 1-bit image nearly white
+    Image.fromarray(rgba[..., :3].copy()).quantize(16).save(tmp_path / "pal16.png")
+    Image.fromarray(rgba[..., 0] > 100).save(tmp_path / "bw.png")
+    files = [tmp_path / n for n in ("cutout.png", "grey_alpha.png", "palette.png", "pal16.png", "bw.png")]
     loaded = tf.saved_model.load(str(saved_model))
     out = loaded.signatures["serve_bytes"](image_bytes=tf.constant([f.read_bytes() for f in files]))
     expected = predict(model, [str(f) for f in files]).probabilities
@@ -513,6 +516,18 @@ def test_a_compiled_model_of_named_outputs_keeps_them_in_its_keras_file(tmp_path
     reloaded = keras.saving.load_model(path, safe_mode=True).predict(x, verbose=0)
     assert isinstance(reloaded, dict) and set(reloaded) == {"reconstruction", "label"}
     np.testing.assert_allclose(reloaded["label"], two.predict(x, verbose=0)["label"], atol=1e-6)
+
+
+def test_a_compiled_sequential_model_without_an_input_layer_exports(tmp_path):
+    # the named-outputs fix read model.input, which a Sequential model built without an Input
+    # has not: AttributeError
+    seq = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    seq.build((None, SIZE, SIZE, 3))
+    seq.compile(optimizer="adam", loss="categorical_crossentropy")
+    path = export_model(seq, tmp_path / "seq.keras", format="keras")
+    x = np.random.default_rng(1).random((2, SIZE, SIZE, 3)).astype("float32")
+    np.testing.assert_allclose(keras.saving.load_model(path).predict(x, verbose=0),
+                               seq.predict(x, verbose=0), atol=1e-6)
 
 
 def test_a_damaged_labels_json_is_one_line_and_nothing_is_written(model, tmp_path, capsys):

@@ -361,6 +361,14 @@ def _map_note(names: Sequence[str], support: np.ndarray, n: int) -> str:
     return f"{head}; " + "; ".join(why)
 
 
+def _is_number(value: object) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def single_label_metrics(
     y_true: np.ndarray,
     probs: np.ndarray,
@@ -409,10 +417,15 @@ def single_label_metrics(
             "(multi-hot labels go to multilabel_metrics, one-hot labels need argmax first)"
         )
     if y_true.dtype.kind not in "iub":  # 1.7 became class 1 without a word
-        whole = y_true.dtype.kind == "f" and bool(np.all(np.isfinite(y_true) & (y_true == np.round(y_true))))
-        if not whole:
-            odd = [v for v in y_true.tolist() if not (isinstance(v, float) and v == v and v == round(v))][:3]
-            raise ValueError(f"y_true must be whole class indices; got {odd}")
+        try:  # object arrays of ints, strings of digits: as numbers
+            values = np.asarray(y_true, dtype=np.float64)
+        except (TypeError, ValueError):
+            odd = [v for v in y_true.tolist() if not _is_number(v)][:3]
+            raise ValueError(f"y_true must be whole class indices; got {odd}") from None
+        bad = ~(np.isfinite(values) & (values == np.round(values)))
+        if bad.any():
+            raise ValueError(f"y_true must be whole class indices; got {y_true[bad].tolist()[:3]}")
+        y_true = values
     y_true = y_true.astype(np.int64)
     odd_k = [k for k in top_k if isinstance(k, bool) or not float(k).is_integer()]
     if odd_k:  # top_k=2.9 gave top-2 without a word

@@ -212,8 +212,13 @@ def _check(y_true: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarra
 def _check_grid(grid: Sequence[float] | np.ndarray) -> np.ndarray:
     """The candidate thresholds as a 1-D float array: at least one, each in [0, 1]."""
     values = np.asarray(grid, dtype=np.float64).ravel()
-    if values.size == 0 or not np.all((values >= 0) & (values <= 1)):
-        raise ValueError(f"grid must hold one or more thresholds in [0, 1]; got {list(values)[:5]}")
+    near = np.abs(values - np.clip(values, 0, 1)) <= 1e-9  # np.arange(0.1, 1.05, 0.05) ends at 1.0000000000000004
+    values = np.where(near, np.clip(values, 0, 1), values)
+    if values.size == 0:
+        raise ValueError("grid must hold one or more thresholds in [0, 1]; got none")
+    bad = values[~((values >= 0) & (values <= 1))]
+    if bad.size:
+        raise ValueError(f"grid must hold one or more thresholds in [0, 1]; got {[float(v) for v in bad[:5]]}")
     return values
 
 

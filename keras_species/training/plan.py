@@ -85,8 +85,8 @@ class Phase:
         train_batchnorm: let BatchNormalization layers of the backbone train (default: they
             stay frozen, in inference mode, when fine-tuning a pretrained backbone).
         optimizer: ``"adam"``, ``"adamw"``, ``"sgd"``, ``"rmsprop"``, or a Keras optimizer.
-        learning_rate: a float (the peak for ``onecycle`` / ``cyclic``) or a
-            ``keras.optimizers.schedules.LearningRateSchedule``.
+        learning_rate: a float (the peak for ``onecycle`` / ``cyclic``), a
+            ``keras.optimizers.schedules.LearningRateSchedule`` or a callable (as Keras takes).
         schedule: ``"constant"``, ``"onecycle"`` (``schedules.OneCycle``; params: pct_start,
             div_factor, final_div_factor, base_momentum, max_momentum, cycle_momentum),
             ``"cyclic"`` (``schedules.CyclicLR``; params: base_lr, step_size, mode, gamma) or
@@ -151,6 +151,7 @@ class Phase:
     restore_best: bool = True
 
     def __post_init__(self):
+        _plain_numbers(self)
         if isinstance(self.trainable, str) and self.trainable not in TRAINABLE_MODES:
             raise ValueError(
                 f"Phase {self.name!r}: trainable={self.trainable!r}; use one of "
@@ -322,11 +323,13 @@ def default_metrics(task: Task, num_classes: int | None, *, from_logits: bool = 
 
 
 def _check_monitor(model: keras.Model, phase: Phase, task: Task, num_classes: int | None, *,
-                   validation: bool) -> None:
+                   validation: bool, extra_callbacks: Sequence = ()) -> None:
     """Refuse a phase's ``monitor`` that the phase will not log, where its quantities are known (the
-    default loss and metrics of one output); otherwise ``_RunCheckpoint`` names it after an epoch."""
+    default loss and metrics of one output, and no callback that may add to the logs, as a macro-F1
+    callback does); otherwise ``_RunCheckpoint`` names it after an epoch."""
     if phase.monitor is None or task == "custom" or num_classes is None or phase.loss is not None \
-            or phase.metrics is not None or phase.weighted_metrics is not None:
+            or phase.metrics is not None or phase.weighted_metrics is not None \
+            or phase.callbacks or extra_callbacks:
         return
     from_logits = outputs_logits(model) if phase.from_logits is None else phase.from_logits
     names = ["loss", *metric_names(task, num_classes, from_logits=from_logits)]
@@ -474,6 +477,22 @@ def _real(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _plain_numbers(phase: Phase) -> None:
+    """NumPy numbers and 0-d arrays as Python's: whole ones as ``int``, the rates as ``float``
+    (Keras refused an ``int`` or ``np.float32`` learning rate once the phase started, after the
+    phases before it had trained)."""
+    for name in ("epochs", "n", "learning_rate", "momentum", "weight_decay", "clipnorm"):
+        value = getattr(phase, name)
+        if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+            value = value.item()
+        if name in ("epochs", "n"):
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                value = int(value)
+        elif _real(value):
+            value = float(value)
+        setattr(phase, name, value)
+
+
 def _check_phase_numbers(phase: Phase) -> None:
     """Refuse a ``Phase``'s out-of-range numbers when it is made: ``epochs=2.5``, a rate given as a
     string, ``unit="block"`` failed only when that phase started (after the phases before it had
@@ -485,10 +504,11 @@ def _check_phase_numbers(phase: Phase) -> None:
     if not whole or phase.epochs < 1:
         raise ValueError(f"{where}: epochs must be a whole number >= 1, got {phase.epochs!r}")
     rate = phase.learning_rate
-    if not isinstance(rate, keras.optimizers.schedules.LearningRateSchedule) and not (_real(rate) and rate >= 0):
+    schedule = isinstance(rate, keras.optimizers.schedules.LearningRateSchedule) or callable(rate)
+    if not schedule and not (_real(rate) and rate >= 0):
         raise ValueError(  # a negative rate climbs the loss (0 is allowed: weights stay put)
-            f"{where}: learning_rate must be a number >= 0 or a keras.optimizers.schedules."
-            f"LearningRateSchedule, got {rate!r}")
+            f"{where}: learning_rate must be a number >= 0, a keras.optimizers.schedules."
+            f"LearningRateSchedule or a callable, got {rate!r}")
     if phase.unit not in UNITS:
         raise ValueError(f"{where}: unit={phase.unit!r}; choose one of {', '.join(UNITS)}")
     if phase.trainable == "last_n" and not (isinstance(phase.n, numbers.Integral) and phase.n >= 1):
@@ -498,8 +518,8 @@ def _check_phase_numbers(phase: Phase) -> None:
         raise ValueError(f"{where}: momentum must lie in [0, 1), got {phase.momentum!r}")
     if phase.weight_decay is not None and not (_real(phase.weight_decay) and phase.weight_decay >= 0):
         raise ValueError(f"{where}: weight_decay must be a number >= 0, got {phase.weight_decay!r}")
-    if phase.clipnorm is not None and not (_real(phase.clipnorm) and phase.clipnorm > 0):
-        raise ValueError(f"{where}: clipnorm must be a number > 0 (None: no clipping), got {phase.clipnorm!r}")
+    if phase.clipnorm is not None and not (_real(phase.clipnorm) and phase.clipnorm >= 0):
+        raise ValueError(f"{where}: clipnorm must be a number >= 0 (None or 0: no clipping), got {phase.clipnorm!r}")
 
 
 def _check_schedule_params(phase: Phase) -> None:
@@ -953,7 +973,8 @@ def train(
 
     num_classes = _num_classes(model)
     for phase in phases[start_phase:]:  # before any training, not at the end of a phase's first epoch
-        _check_monitor(model, phase, task, num_classes, validation=val_ds is not None)
+        _check_monitor(model, phase, task, num_classes, validation=val_ds is not None,
+                       extra_callbacks=extra_callbacks)
     lost_images = LostImagesWarning(train_ds, val_ds)  # counted on the datasets make_dataset built
     train_ds = _prepare(train_ds, task, num_classes)
     val_ds = _prepare(val_ds, task, num_classes)

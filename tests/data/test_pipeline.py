@@ -1233,3 +1233,26 @@ def test_white_composite_is_read_image_bit_for_bit(tmp_path):
     Image.fromarray(rgba, "RGBA").save(tmp_path / "all.png")
     got = white_composite(tf.io.decode_png((tmp_path / "all.png").read_bytes(), channels=4)).numpy()
     np.testing.assert_array_equal(got, read_image(tmp_path / "all.png"))
+
+
+def test_decode_png_rgb_reads_every_8bit_png_mode_as_read_image(tmp_path):
+    # decoded with four channels, a 16-colour palette got alpha 15 and a 1-bit image alpha 1:
+    # composited onto white they came out nearly white
+    import tensorflow as tf
+
+    from keras_species.data.images import read_image
+    from keras_species.data.pipeline import decode_png_rgb
+
+    rgb = (np.random.default_rng(4).random((12, 16, 3)) * 255).astype(np.uint8)
+    rgba = np.concatenate([rgb, rgb[..., :1]], -1)
+    files = {
+        "rgb": (Image.fromarray(rgb), {}), "rgba": (Image.fromarray(rgba, "RGBA"), {}),
+        "l": (Image.fromarray(rgb[..., 0]), {}), "la": (Image.fromarray(rgba[..., [0, 3]].copy(), "LA"), {}),
+        "bw": (Image.fromarray(rgb[..., 0] > 100), {}), "pal4": (Image.fromarray(rgb).quantize(4), {}),
+        "pal16": (Image.fromarray(rgb).quantize(16), {}), "pal256": (Image.fromarray(rgb).quantize(256), {}),
+        "pal_trns": (Image.fromarray(rgb).quantize(4), {"transparency": 1}),
+    }
+    for name, (im, kw) in files.items():
+        im.save(tmp_path / f"{name}.png", **kw)
+        got = decode_png_rgb(tf.constant((tmp_path / f"{name}.png").read_bytes())).numpy()
+        np.testing.assert_array_equal(got, read_image(tmp_path / f"{name}.png"), err_msg=name)

@@ -446,3 +446,8 @@ def test_labels_and_k_that_are_not_whole_numbers_are_refused():
         single_label_metrics([0, 1, 1], probs, top_k=(2, 2.9))
     whole = single_label_metrics(np.array([0.0, 1.0, 1.0]), probs, top_k=(2.0,))  # pandas floats
     assert whole["accuracy"] == 1.0 and "top2_accuracy" in whole
+    # object arrays of whole numbers and strings of digits, as before (a first check refused them)
+    for labels in (np.array([0, 1, 1], dtype=object), np.array(["0", "1", "1"])):
+        assert single_label_metrics(labels, probs)["accuracy"] == 1.0
+    with pytest.raises(ValueError, match=r"whole class indices; got \['x'\]"):
+        single_label_metrics(np.array([0, 1, "x"], dtype=object), probs)

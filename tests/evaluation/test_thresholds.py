@@ -95,3 +95,14 @@ def test_a_grid_without_usable_thresholds_is_named(grid):
         tune_global_threshold(y, p, grid=grid)
     with pytest.raises(ValueError, match="grid must hold"):
         tune_per_class_thresholds(y, p, grid=grid, global_threshold=0.5)
+
+
+def test_a_grid_of_arange_that_overshoots_1_by_rounding_is_taken():
+    # np.arange(0.1, 1.05, 0.05) ends at 1.0000000000000004; the first check refused it, naming
+    # five valid values
+    y = np.array([[1, 0], [0, 1]])
+    p = np.array([[0.8, 0.3], [0.2, 0.9]])
+    t, _ = tune_global_threshold(y, p, grid=np.arange(0.1, 1.05, 0.05))
+    assert 0.1 <= t <= 1.0
+    with pytest.raises(ValueError, match=r"got \[1.5\]"):
+        tune_global_threshold(y, p, grid=[0.2, 0.5, 1.5])

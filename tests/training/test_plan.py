@@ -163,6 +163,21 @@ def test_a_monitor_the_run_does_not_log_stops_it_with_the_names_it_logs(tmp_path
     assert len(train(tiny_model(), ok, dataset(x, y), None, tmp_path / "run3", verbose=0).history) == 1
 
 
+def test_a_monitor_a_callback_logs_is_taken(tmp_path):
+    # the check before training refused a quantity that a phase's callback adds to the logs
+    class MacroF1(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_macro_f1"] = 0.5
+
+    x, y = tiny_data(n=16)
+    for phase_callbacks, extra in (((MacroF1(),), ()), ((), (MacroF1(),))):
+        phases = [Phase("head", epochs=1, learning_rate=1e-2, monitor="val_macro_f1",
+                        callbacks=phase_callbacks)]
+        result = train(tiny_model(), phases, dataset(x, y), dataset(x, y), tmp_path / f"r{len(extra)}",
+                       verbose=0, extra_callbacks=extra)
+        assert result.history[0]["val_macro_f1"] == 0.5
+
+
 def test_phases_of_one_name_are_refused(tmp_path):
     # two phases named "train" (the default): the second's early stopping read the first's
     # history rows as its own, stopped after one epoch and restored the wrong weights
@@ -377,12 +392,19 @@ def test_phase_validation_and_helpers():
                         (dict(trainable="last_n", n=-2), "needs n, a whole number >= 1"),
                         (dict(momentum=1.5), r"momentum must lie in \[0, 1\)"),
                         (dict(weight_decay=-1), "weight_decay must be a number >= 0"),
-                        (dict(clipnorm=0), "clipnorm must be a number > 0"),
+                        (dict(clipnorm=-1), "clipnorm must be a number >= 0"),
                         (dict(schedule="cyclic", learning_rate=0.01, schedule_params={"base_lr": 0.1}),
                          r"base_lr must lie in \[0, 0.01\]")):
         with pytest.raises(ValueError, match=message):
             Phase(**kw)
     assert Phase(epochs=np.int64(2), learning_rate=np.float32(1e-3), momentum=0.0).epochs == 2
+    # Python's numbers for Keras (an int or np.float32 rate failed when the phase started), 0-d
+    # arrays taken, a callable rate as Keras takes it, clipnorm 0 (Keras: no clipping)
+    p = Phase(epochs=np.array(3), learning_rate=0, momentum=np.array(0.9), clipnorm=0)
+    assert (p.epochs, p.learning_rate, p.momentum, p.clipnorm) == (3, 0.0, 0.9, 0.0)
+    assert type(p.learning_rate) is float and type(p.epochs) is int
+    assert type(Phase(learning_rate=np.float32(1e-4)).learning_rate) is float
+    assert callable(Phase(learning_rate=lambda: 1e-3).learning_rate)
     with pytest.raises(ValueError, match="float learning_rate"):
         Phase(schedule="onecycle", learning_rate=keras.optimizers.schedules.ExponentialDecay(1e-3, 10, 0.9))
     assert monitor_mode("val_loss") == "min" and monitor_mode("val_micro_f1") == "max"
