@@ -346,6 +346,13 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
     in_trainval = np.array([s in ("train", "val") for s in m.splits])
     trainval, test = m.subset(in_trainval), m.split("test")
     group_aware = config.group_aware and m.groups is not None
+    largest = int(np.argmax(trainval.class_counts()))
+    if config.k > trainval.class_counts()[largest]:  # before any fold, in the flag's words
+        held = int(test.class_counts()[largest])
+        raise SettingError(
+            f"--k {config.k}: the largest class, {m.class_names[largest]}, has "
+            f"{int(trainval.class_counts()[largest])} images in train+val ({held} more are held "
+            f"out for test), and every fold needs one: give --k {int(trainval.class_counts()[largest])} or less")
 
     strategy = get_strategy(config.strategy)
     batch = scale_batch(config.batch_size, strategy)

@@ -4,8 +4,8 @@ R2 trains each scratch CNN variant with 5-fold cross-validation on the train+val
 the validation accuracy and loss of every fold, and scores the test set with the *mean* of the five
 fold models' predicted probabilities. :func:`cross_validate` does exactly that:
 
-1. folds from :func:`keras_species.data.splits.kfold` (stratified; group-aware on request, so
-   frames of one fish never sit in training and validation of one fold);
+1. folds from :func:`keras_species.data.splits.kfold` (stratified; group-aware by default when the
+   manifest has groups, so frames of one fish never sit in training and validation of one fold);
 2. per fold: a fresh model from ``build_model_fn()``, trained by
    :func:`keras_species.training.plan.train` on the other folds (run folder ``<run_dir>/fold<i>``,
    with its own ``history.csv`` and ``best.keras``), or by a ``train_fn`` of the caller;
@@ -405,6 +405,20 @@ def _check_single_label(m: Manifest, what: str) -> None:
         )
 
 
+def _refuse_test_in_trainval(trainval: Manifest, test: Manifest) -> None:
+    """Refuse test images that are also train+val images: the folds would train and stop early on
+    the images that score them (the whole split manifest passed as train+val, with its test split
+    as the test set, trained on the test images without a word). Groups on both sides are the
+    split's choice, which the split warns of (``--split stratified`` on grouped data)."""
+    real = {os.path.realpath(p) for p in trainval.paths}
+    shared = [p for p in test.paths if os.path.realpath(p) in real]
+    if shared:
+        raise ManifestError(
+            f"{len(shared)} of the {len(test)} test images are also train+val images ("
+            + ", ".join(shared[:3]) + (" ..." if len(shared) > 3 else "") + "): pass the train and "
+            "val images as manifest_trainval, e.g. m.subset([s in ('train', 'val') for s in m.splits])")
+
+
 def _predict(model: keras.Model, ds: tf.data.Dataset, n: int, what: str,
              batch_size: int | None = None) -> np.ndarray:
     from keras_species.training.distribute import predict_all
@@ -500,6 +514,7 @@ def cross_validate(
             "train+val and test manifests have different class lists: "
             f"{manifest_trainval.class_names} vs {test_manifest.class_names}; split one manifest"
         )
+    _refuse_test_in_trainval(manifest_trainval, test_manifest)
     transforms = requested_transforms(tta)
     if phases is None and train_fn is None:
         phases = [Phase("train", epochs=10, learning_rate=1e-3, monitor="val_loss")]

@@ -252,3 +252,18 @@ def test_a_monitor_the_data_does_not_log_stops_before_any_fold_trains(tmp_path, 
     err = capsys.readouterr().err
     assert code == 2 and "--monitor val_top5_accuracy: a run on single-label (3 classes) data does not log it" in err
     assert not list((tmp_path / "runs" / "scratch_cnn" / "m").glob("**/history.csv"))
+
+
+def test_k_above_the_largest_class_of_train_val_is_a_flag_error(tmp_path, capsys):
+    # it was "k=5 folds, but the largest class has 3 images" (of train+val, not said) from deep in
+    # the k-fold, without the flag
+    from recipes import scratch_cnn
+
+    config = _tiny(tmp_path)
+    code = scratch_cnn.main(["--data", config.data, "--out", str(tmp_path / "runs"), "--name", "t",
+                             "--image-size", "32", "--epochs", "1", "--k", "5", "--no-audit",
+                             "--ratios", "0.5", "0.17", "0.33"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "error: --k 5: the largest class, " in err and "images in train+val (2 more are held out for test)" in err
+    assert "give --k 4 or less" in err

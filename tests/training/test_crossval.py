@@ -135,6 +135,12 @@ def test_cross_validate_refuses_bad_input(tmp_path):
     multi = Manifest(test.paths, test.label_matrix(), test.class_names)
     with pytest.raises(ManifestError, match="multi-label"):
         cross_validate(_tiny_model(3), trainval, multi, k=2, run_dir=tmp_path / "x")
+    # the test images passed in train+val as well: the folds trained on them without a word
+    both = Manifest(trainval.paths + test.paths, np.r_[trainval.labels, test.labels], trainval.class_names)
+    with pytest.raises(ManifestError, match=rf"{len(test)} of the {len(test)} test images are also "
+                                            r"train\+val images"):
+        cross_validate(_tiny_model(3), both, test, k=2, run_dir=tmp_path / "x")
+    assert not (tmp_path / "x" / "fold0").exists()
 
 
 def test_readable_drops_broken_files(tmp_path):
