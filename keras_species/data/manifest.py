@@ -71,6 +71,30 @@ def manifest_csv_header(line: str) -> str | None:
     return joined if joined.startswith(MANIFEST_CSV_MARK) else None
 
 
+def joined_path(base: str | os.PathLike, path: str) -> str:
+    """``path`` from the folder ``base`` (kept when absolute), normalised by text only where that
+    cannot change the file: ``a/./b`` and ``a//b`` folded, but a ``..`` kept, since after a folder
+    link ``link/../x.png`` is the link target's sibling, not ``x.png`` beside the link (folded, it
+    named a file that does not exist).
+
+    Args:
+        base: the folder a relative path starts from.
+        path: the path.
+
+    Returns:
+        The absolute path.
+
+    Example:
+        >>> joined_path("/data", "cod/./1.png"), joined_path("/data", "link/../1.png")
+        ('/data/cod/1.png', '/data/link/../1.png')
+    """
+    full = os.path.join(os.fspath(base), path)
+    if ".." not in full.split(os.sep):
+        return os.path.normpath(full)
+    parts = [part for part in full.split(os.sep) if part not in ("", ".")]
+    return os.sep + os.sep.join(parts) if os.path.isabs(full) else os.sep.join(parts)
+
+
 def _paths_beside(paths: list, manifest_path: str) -> list:
     """A saved manifest's paths, each relative one (a file written or edited by hand) read from
     the manifest's folder, as the readers read a CSV's, and ``~/...`` in the user's home folder;
@@ -80,7 +104,7 @@ def _paths_beside(paths: list, manifest_path: str) -> list:
     for p in paths:
         if isinstance(p, str) and p and not os.path.isabs(p) and not URL_START.match(p):
             p = os.path.expanduser(p)
-            p = p if os.path.isabs(p) else os.path.normpath(os.path.join(folder, p))
+            p = p if os.path.isabs(p) else joined_path(folder, p)
         resolved.append(p)
     return resolved
 
@@ -98,7 +122,7 @@ def _paths_to_save(paths: Sequence[str]) -> list[str]:
     out = []
     for p in paths:
         if p and not URL_START.match(p):  # a URL is kept as written, "~/x" in the home folder
-            p = os.path.abspath(os.path.expanduser(p))
+            p = joined_path(os.getcwd(), os.path.expanduser(p))
         out.append(p)
     return out
 
@@ -157,9 +181,22 @@ def classes_phrase(num_classes: int, multilabel: bool) -> str:
 
 
 def _no_id(group) -> bool:
-    """A missing group id: ``None`` or a float NaN (an empty cell as pandas reads it; NumPy's
-    ``float32`` NaN too, which became one group ``'nan'`` before stop 29)."""
+    """A missing group id: ``None``, a float NaN (an empty cell as pandas reads it; NumPy's
+    ``float32`` NaN too, which became one group ``'nan'`` before stop 29) or a blank string (an
+    empty cell of a saved manifest's ``group`` column: the blank rows became one group ``''``)."""
+    if isinstance(group, str):
+        return not group.strip()
     return group is None or (isinstance(group, float | np.floating) and group != group)
+
+
+def _utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8 (no lone surrogate of a name decoded with
+    ``surrogateescape``)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _text(value: object) -> str:
@@ -364,7 +401,7 @@ class Manifest:
                 if len(column) != n:
                     raise ManifestError(f"{n} paths but {len(column)} {name}")
         if self.groups is not None:
-            self.groups = [g if type(g) is str else p if _no_id(g) else _group_text(g)
+            self.groups = [p if _no_id(g) else g if type(g) is str else _group_text(g)
                            for g, p in zip(self.groups, self.paths)]
         if self.splits is not None:
             self.splits = [_text(s) for s in self.splits]
@@ -570,6 +607,14 @@ class Manifest:
                     "iNat/COCO category's 'name': a tag name cannot hold ';'), or, in Python, save "
                     "the manifest with to_json"
                 )
+        for what, values in (("class name", self.class_names), ("path", self.paths),
+                             ("group id", self.groups or ()), ("split", self.splits or ())):
+            odd = next((v for v in values if not _utf8(v)), None)
+            if odd is not None:  # a raw UnicodeEncodeError before
+                raise ManifestError(
+                    f"{what} {odd!r} is not UTF-8 text (bytes of another encoding, such as Latin-1): "
+                    "a manifest CSV is UTF-8; rename it in UTF-8 where it comes from, or, in Python, "
+                    "save the manifest with to_json")
         cols = ["path", "labels" if self.multilabel else "label"]
         if self.groups is not None:
             cols.append("group")
@@ -667,8 +712,9 @@ class Manifest:
             paths=_paths_beside([row["path"] for row in rows], path),
             labels=labels,
             class_names=class_names,
-            groups=[row["group"] for row in rows] if rows and "group" in rows[0] else None,
-            splits=[row["split"] for row in rows] if rows and "split" in rows[0] else None,
+            # by the header, not the first row: an empty manifest kept its columns in JSON only
+            groups=[row["group"] for row in rows] if "group" in (reader.fieldnames or ()) else None,
+            splits=[row["split"] for row in rows] if "split" in (reader.fieldnames or ()) else None,
             source=path,
         )
 
@@ -726,11 +772,29 @@ class Manifest:
             if not isinstance(doc.get(key), list):
                 found = "is missing" if key not in doc else f"holds a JSON {json_type(doc[key])}"
                 raise ManifestError(f"{path}: {key!r} {found}, not a list: {fix}")
-        if doc.get("multilabel"):
+        multilabel = doc.get("multilabel", False)
+        if not isinstance(multilabel, bool):  # "false" (a string) is true
+            raise ManifestError(f"{path}: 'multilabel' holds {multilabel!r}: give true or false (JSON, "
+                                f"no quotes): {fix}")
+        for key in ("paths", "class_names", "groups", "splits"):  # null became the text 'None'
+            column = doc.get(key) or []
+            if key in ("paths", "class_names") and any(v is None for v in column):
+                i = next(i for i, v in enumerate(column) if v is None)
+                raise ManifestError(f"{path}: {key}[{i}] is null: give it a value: {fix}")
+            if key == "splits" and any(v is None for v in column):
+                i = next(i for i, v in enumerate(column) if v is None)
+                raise ManifestError(f"{path}: splits[{i}] is null: give each image a split, or "
+                                    f"\"\" for none: {fix}")
+        if multilabel:
             labels = _multi_hot(doc["labels"], len(doc["class_names"]),
                                 doc.get("label_form") == "tag_indices", path, fix)
         else:
-            labels = np.array(doc["labels"])
+            for i, v in enumerate(doc["labels"]):
+                if isinstance(v, bool) or not (isinstance(v, int) or (isinstance(v, float) and v.is_integer())):
+                    hint = (" (a list: a multi-label manifest says \"multilabel\": true)"
+                            if isinstance(v, list) else "")
+                    raise ManifestError(f"{path}: labels[{i}] is {v!r}, not a class index{hint}: {fix}")
+            labels = np.array(doc["labels"], dtype=np.int64)
         try:
             return cls(
                 paths=_paths_beside(doc["paths"], path),

@@ -37,6 +37,7 @@ from keras_species.data.manifest import (
     Manifest,
     ManifestError,
     counted,
+    joined_path,
     manifest_csv_header,
 )
 from keras_species.data.text import count_outside_quotes, read_text, split_lines
@@ -826,6 +827,18 @@ def _by_key(header: Iterable[str]) -> dict[str, str]:
     return keyed
 
 
+def _only_column(header: Sequence[str], column: str, what: str, path: str) -> str:
+    """``column``, refused when another column of ``header`` has its name in another case or
+    spelling (``Image Path`` and ``image_path``, ``label`` and ``Label``): the reader took the first
+    without a word, whatever the other held."""
+    same = [h for h in header if h != column and _column_key(h) == _column_key(column)]
+    if same:
+        raise ManifestError(f"{path}: columns {column!r} and {same[0]!r} both read as the {what} "
+                            "column (names match in any case, with spaces or hyphens): rename or "
+                            "remove one of them")
+    return column
+
+
 def _find_column(header: Sequence[str], wanted: str | None, candidates: Sequence[str], what: str,
                  path: str, required: bool = True) -> str | None:
     """The column named ``wanted`` (exactly, else in any case or spelling: :func:`_column_key`), or
@@ -835,11 +848,11 @@ def _find_column(header: Sequence[str], wanted: str | None, candidates: Sequence
         if wanted in header:
             return wanted
         if _column_key(wanted) in keyed:
-            return keyed[_column_key(wanted)]
+            return _only_column(header, keyed[_column_key(wanted)], what, path)
         raise ManifestError(f"{path} has no {what} column {wanted!r}; its columns are {list(header)}")
     for c in candidates:
         if c in keyed:
-            return keyed[c]
+            return _only_column(header, keyed[c], what, path)
     if required:
         raise ManifestError(
             f"{path}: no {what} column found (looked for {', '.join(candidates)}); its columns are "
@@ -1093,12 +1106,12 @@ def resolve_csv_paths(
     """
     base = Path(root).expanduser().absolute() if root is not None else Path(csv_path).parent
     rel_paths = [_local_path(p, base) for p in rel_paths]
-    abs_paths = [os.path.normpath(p if os.path.isabs(p) else os.path.join(base, p)) for p in rel_paths]
+    abs_paths = [joined_path(base, p) for p in rel_paths]  # a link's ".." as the disk reads it
     exists = np.array([os.path.isfile(p) for p in abs_paths], bool)
     listings: dict[str, dict[str, list[str]]] = {}
     abs_paths, exists = _in_other_unicode_forms(abs_paths, exists, listings)
     if root is None and not exists.all() and (base / "images").is_dir():
-        alt = [os.path.normpath(p if os.path.isabs(p) else os.path.join(base, "images", p)) for p in rel_paths]
+        alt = [joined_path(base / "images", p) for p in rel_paths]
         alt_exists = np.array([os.path.isfile(p) for p in alt], bool)
         alt, alt_exists = _in_other_unicode_forms(alt, alt_exists, listings)
         if alt_exists.sum() > exists.sum():
@@ -1482,6 +1495,16 @@ def _refuse_stray_class_values(path: str, header: Sequence[str], rows: Sequence[
                 f"{h!r}: fix those cells to 0 or 1 (empty counts as 0), or, if {h!r} is not a class, "
                 "name the class columns (in Python, class_columns=[...])"
             )
+        if other and ones and all(-1 <= (_number(rows[i][h].strip().lower()) or 2) <= 1 for i in other):
+            # 1s with -1 (uncertain, as CheXpert writes it) or soft values: many, so perhaps no
+            # class, but its class must not vanish unsaid (it did with half the cells or more)
+            shown = "; ".join(f"line {line_of[i]}: {rows[i][h]!r}" for i in other[:_SHOW])
+            warnings.warn(
+                f"{path}: column {h!r} holds 1s and {counted(len(other), 'value')} between -1 and 1 "
+                f"other than 0 and 1 ({shown}{' ...' if len(other) > _SHOW else ''}), so it is not "
+                f"read as the class {h!r}: if it is one, map those cells to 0 or 1 (-1 for uncertain: "
+                "decide which), or name the class columns (in Python, class_columns=[...])",
+                UserWarning, stacklevel=3)
 
 
 def _warn_joined_tags(path: str, column: str, sets: Sequence[Sequence[str]]) -> None:
@@ -1581,6 +1604,8 @@ def from_csv(
     line_of = [row_lines[i] for i, r in enumerate(raw_rows) if r is not None]
     rows = [r for r in raw_rows if r is not None]
     if not rows:
+        if path_format is None and any(os.path.splitext(h)[1].lower() in IMAGE_EXTENSIONS for h in header):
+            csv_path_cells(path, header, rows, line_of, None, path_col)  # a first line of data: named so
         raise ManifestError(f"{path} has a header but no rows")
 
     # --- paths
@@ -1603,9 +1628,9 @@ def from_csv(
         auto_single = next((keyed[c] for c in LABEL_COLUMNS if c in keyed), None)
         auto_set = next((keyed[c] for c in LABELSET_COLUMNS if c in keyed), None)
         if auto_set is not None:
-            labels_col = auto_set
+            labels_col = _only_column(header, auto_set, "label set", path)
         elif auto_single is not None:
-            label_col = auto_single
+            label_col = _only_column(header, auto_single, "label", path)
         else:
             class_columns = "auto"
     allowed = [str(c) for c in class_names] if class_names is not None else None  # as Manifest stores them
@@ -2182,7 +2207,7 @@ def _coco_file_path(base: Path, file_name: str) -> str:
     (not checked against the disk: an iNat file lists millions)."""
     if os.sep == "/":
         file_name = file_name.replace("\\", "/")
-    return os.path.normpath(os.path.join(base, file_name))
+    return joined_path(base, file_name)
 
 
 def from_coco_json(

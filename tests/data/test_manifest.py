@@ -377,3 +377,61 @@ def test_written_csvs_end_their_lines_with_a_line_feed(tmp_path):
     odd = Manifest(["odd\rname.png", "b.png"], np.array([0, 1]), ["cod", "eel"])  # a lone CR
     odd.to_csv(path)
     assert Manifest.from_csv(path).paths[0].endswith("odd\rname.png")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json"])
+def test_blank_group_ids_are_groups_of_their_own_and_empty_manifests_keep_columns(tmp_path, suffix):
+    # the blank rows of a saved manifest were one group '' (a group-aware split put them whole on
+    # one side), and an empty manifest CSV lost its group and split columns
+    m = Manifest([f"{i}.png" for i in range(4)], np.array([0, 1, 0, 1]), ["cod", "eel"],
+                 groups=["", "  ", "g", None])
+    assert m.groups[0] == m.paths[0] and m.groups[1] == m.paths[1] and m.groups[2] == "g"
+    empty = Manifest([], np.zeros(0, np.int64), ["cod", "eel"], groups=[], splits=[])
+    path = tmp_path / f"e{suffix}"
+    getattr(empty, f"to_{suffix[1:]}")(path)
+    back = getattr(Manifest, f"from_{suffix[1:]}")(path)
+    assert back.groups == [] and back.splits == []
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"multilabel": "false"}, r"'multilabel' holds 'false': give true or false"),
+    ({"labels": [[0, 1], [1]]}, r"labels\[0\] is \[0, 1\], not a class index \(a list: a multi-label"),
+    ({"labels": [0, 0.5]}, r"labels\[1\] is 0.5, not a class index"),
+    ({"paths": ["a.png", None]}, r"paths\[1\] is null"),
+    ({"class_names": ["cod", None]}, r"class_names\[1\] is null"),
+    ({"splits": ["train", None]}, r"splits\[1\] is null"),
+])
+def test_hand_edited_manifest_json_fields_are_named(tmp_path, edit, message):
+    # a ragged list crashed in NumPy, "false" blamed the labels, null became the text 'None'
+    doc = {"format": "keras-species-manifest/1", "paths": ["a.png", "b.png"], "labels": [0, 1],
+           "class_names": ["cod", "eel"], "multilabel": False, "splits": ["train", "val"], **edit}
+    (tmp_path / "m.json").write_text(json.dumps(doc))
+    with pytest.raises(ManifestError, match=message):
+        Manifest.from_json(tmp_path / "m.json")
+
+
+def test_a_name_that_is_not_utf8_is_refused_by_to_csv(tmp_path):
+    m = Manifest(["a.png"], np.array([0]), [b"caf\xe9".decode("utf-8", "surrogateescape")])
+    with pytest.raises(ManifestError, match=r"class name 'caf\\udce9' is not UTF-8 text"):
+        m.to_csv(tmp_path / "m.csv")
+    assert not (tmp_path / "m.csv").exists()
+    m.to_json(tmp_path / "m.json")  # JSON keeps it
+
+
+def test_a_dot_dot_after_a_folder_link_is_kept_as_the_disk_reads_it(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from keras_species.data import sources
+
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(tmp_path / "real" / "x.png")
+    (tmp_path / "sym").mkdir()
+    (tmp_path / "sym" / "L").symlink_to(tmp_path / "real" / "sub")
+    listed = tmp_path / "sym" / "list.csv"
+    listed.write_text("path,label\nL/../x.png,cod\n")
+    m = sources.load(listed)  # refused as missing: folded by text to sym/x.png
+    assert Path(m.paths[0]).resolve() == (tmp_path / "real" / "x.png").resolve()
+    monkeypatch.chdir(tmp_path / "sym")
+    m2 = Manifest(["L/../x.png"], np.array([0]), ["cod"])
+    m2.to_csv(tmp_path / "m.csv")
+    assert Path(Manifest.from_csv(tmp_path / "m.csv").paths[0]).is_file()

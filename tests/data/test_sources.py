@@ -1527,3 +1527,33 @@ def test_coco_ids_written_as_whole_floats_are_read_as_their_numbers(tmp_path: Pa
     bad = _coco(tmp_path, [{"id": 1, "image_id": 10.5, "category_id": 907}])
     with pytest.raises(ManifestError, match=r"has 10.5 as its 'image_id'"):
         sources.from_coco_json(bad)
+
+
+def test_source_csv_odd_columns_are_named(tmp_path):
+    # a 0/1 column with many -1s vanished unsaid; two columns reading as one were reduced to
+    # the first; a header-less CSV of one row said "has a header but no rows"
+    import warnings as _w
+
+    for i in range(6):
+        Image.new("RGB", (4, 4), (i * 30, 0, 0)).save(tmp_path / f"i{i}.png")
+    hot = tmp_path / "hot.csv"
+    hot.write_text("path,cod,eel,pike\n" + "".join(
+        f"i{i}.png,{c},{e},{p}\n" for i, (c, e, p) in enumerate(
+            [(1, 0, 1), (-1, 1, 0), (-1, 1, 0), (-1, 0, 1), (0, 1, 0), (0, 0, 1)])))
+    with _w.catch_warnings(record=True) as seen:
+        _w.simplefilter("always")
+        m = sources.load(hot)
+    assert m.class_names == ["eel", "pike"]
+    assert any("column 'cod' holds 1s and 3 values between -1 and 1" in str(w.message) for w in seen)
+    two = tmp_path / "two.csv"
+    two.write_text("Image Path,image_path,label\ni0.png,i1.png,cod\ni2.png,i3.png,eel\n")
+    with pytest.raises(ManifestError, match=r"columns 'Image Path' and 'image_path' both read as the path"):
+        sources.load(two)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label,Label\ni0.png,cod,eel\ni1.png,eel,cod\n")
+    with pytest.raises(ManifestError, match=r"columns 'label' and 'Label' both read as the label"):
+        sources.load(labels)
+    one = tmp_path / "one.csv"
+    one.write_text("i0.png,cod\n")
+    with pytest.raises(ManifestError, match="its first line looks like a row of data"):
+        sources.load(one)
