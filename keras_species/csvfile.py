@@ -19,7 +19,9 @@ Example:
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 __all__ = ["writer", "dict_writer"]
@@ -77,3 +79,47 @@ def dict_writer(f: TextIO, fieldnames: Sequence[str], **options: Any) -> csv.Dic
     out = csv.DictWriter(f, fieldnames=fieldnames, **options)
     out.writer = _LineFeedWriter(f)  # DictWriter writes every row through this attribute
     return out
+
+
+OTHER_FORMATS = (".json", ".jsonl", ".ndjson", ".tsv", ".xlsx", ".xls", ".ods", ".parquet", ".feather",
+                 ".pkl", ".pickle", ".npy", ".npz", ".h5", ".hdf5", ".keras", ".tflite", ".html", ".md",
+                 ".txt", ".lst", ".gz", ".zip", ".bz2", ".xz", ".zst", ".joblib")
+"""Suffixes of formats that a CSV written by keras-species is not: an output name ending in one is
+refused (compressed names too: pandas would decompress them; ``.txt``/``.lst``: path lists the
+readers take). Other names (``p.csv``, ``p``, ``preds.v2``) are taken."""
+
+PHOTO_FORMATS = (".heic", ".heif", ".avif", ".jxl", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf",
+                 ".rw2", ".raf", ".psd", ".svg")
+"""Photo suffixes the readers do not decode (so not in ``IMAGE_EXTENSIONS``), refused as image
+names are: ``--out IMG_0001.HEIC`` replaced an iPhone photo with the CSV."""
+
+
+def csv_name_problem(out: str | os.PathLike, given: str, writes: str) -> str | None:
+    """Why ``out`` must not be written as a CSV, or ``None``: a name of another format (``p.json``
+    got CSV text; ``b.png`` or ``best.keras`` was replaced by it), or a run folder's own file
+    (:func:`keras_species.training.runs.run_file_owner`).
+
+    Args:
+        out: the output file.
+        given: how the caller named it, for the message (``--out p.json``, ``out='p.json'``).
+        writes: what the command writes (``predict writes a CSV (one row per image)``).
+
+    Returns:
+        The message, or ``None``.
+
+    Example:
+        >>> csv_name_problem("best.keras", "--out best.keras", "split writes a CSV")[:60]
+        '--out best.keras: split writes a CSV, not a .keras file: give'
+    """
+    from keras_species.data.images import IMAGE_EXTENSIONS
+    from keras_species.training.runs import run_file_owner
+
+    suffix = Path(out).suffix.lower()
+    if (suffix in OTHER_FORMATS or suffix in IMAGE_EXTENSIONS or suffix in PHOTO_FORMATS) \
+            and not Path(out).is_dir():
+        return f"{given}: {writes}, not a {suffix} file: give a name ending in .csv"
+    owner = run_file_owner(out)
+    if owner is not None:
+        return (f"{given}: {Path(out).name} is the run folder {owner}'s own file, which the run "
+                "reads again (to resume, to report): give another name")
+    return None

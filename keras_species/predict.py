@@ -975,32 +975,18 @@ def _fixed_size(shape, image_size, what: str) -> tuple[int, int]:
     return int(shape[0]), int(shape[1])
 
 
-OTHER_FORMATS = (".json", ".jsonl", ".ndjson", ".tsv", ".xlsx", ".xls", ".ods", ".parquet", ".feather",
-                 ".pkl", ".pickle", ".npy", ".npz", ".h5", ".hdf5", ".keras", ".tflite", ".html", ".md",
-                 ".gz", ".zip", ".bz2", ".xz", ".zst")  # compressed names: pandas would decompress them
-"""Suffixes of formats that ``predict`` does not write (it writes a comma-separated CSV): an
-``out`` ending in one is refused. Other names (``p.csv``, ``p``, ``preds.v2``) are taken."""
-
-
-PHOTO_FORMATS = (".heic", ".heif", ".avif", ".jxl", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf",
-                 ".rw2", ".raf", ".psd", ".svg")
-"""Photo suffixes the readers do not decode (so not in ``IMAGE_EXTENSIONS``), refused as ``out``
-as image names are: ``--out IMG_0001.HEIC`` replaced an iPhone photo with the CSV."""
-
-
 def _check_csv_name(out: PathLike) -> None:
-    """Refuse an ``out`` whose name says another format: ``p.json`` got CSV text (stop 30), and
-    ``b.png`` a photo's name, whose image the CSV replaced (stop 32)."""
-    from keras_species.data.images import IMAGE_EXTENSIONS
+    """Refuse an ``out`` whose name says another format (``p.json`` got CSV text, stop 30;
+    ``b.png`` a photo's name, whose image the CSV replaced, stop 32) or that is a run folder's own
+    file (``predictions.csv``, ``split.csv``: stop 33)."""
+    from keras_species.csvfile import csv_name_problem
 
-    suffix = Path(out).suffix.lower()
-    photo = suffix in IMAGE_EXTENSIONS or suffix in PHOTO_FORMATS
-    if (suffix in OTHER_FORMATS or photo) and not Path(out).is_dir():
-        given = f"--out {out}" if _out_flag() else f"out={os.fspath(out)!r}"
-        raise ValueError(
-            f"{given}: predict writes a CSV (one row per image), not a {suffix} file: "
-            f"give a name ending in .csv (pandas.read_csv reads it; "
-            f"df.to_json turns it into JSON)")
+    given = f"--out {out}" if _out_flag() else f"out={os.fspath(out)!r}"
+    problem = csv_name_problem(out, given, "predict writes a CSV (one row per image)")
+    if problem:
+        if problem.endswith("ending in .csv"):
+            problem += " (pandas.read_csv reads it; df.to_json turns it into JSON)"
+        raise ValueError(problem)
 
 
 def _check_label_width(lmap: LabelMap, width: int | None, what: str) -> LabelMap:

@@ -1345,3 +1345,21 @@ def test_a_link_above_a_link_followed_before_is_followed_without_reading_twice(t
     (root / "cls" / "b_all").symlink_to(outside, target_is_directory=True)
     assert sorted(os.path.relpath(p, root) for p in sources.image_files(root / "cls")) == [
         "cls/a_sub/s1.png", "cls/b_all/top/t1.png", "cls/b_all/x1.png"]
+
+
+def test_an_out_that_is_a_runs_own_file_or_a_path_list_is_refused(tmp_path):
+    # predict --out runs/x/split.csv replaced the run's split (its resume then failed), and
+    # notes.txt (a path list the readers take) got CSV text
+    from keras_species.predict import _check_csv_name
+
+    run = tmp_path / "runs" / "quickstart" / "r1"
+    run.mkdir(parents=True)
+    for name in ("config.json", "state.json", "split.csv", "predictions.csv"):
+        (run / name).write_text("x")
+    for name in ("split.csv", "predictions.csv"):
+        with pytest.raises(ValueError, match=rf"{name} is the run folder .*r1's own file"):
+            _check_csv_name(run / name)
+    _check_csv_name(run / "new_predictions.csv")  # a name of its own is taken
+    for name in ("notes.txt", "paths.lst"):
+        with pytest.raises(ValueError, match=r"predict writes a CSV \(one row per image\), not a \.(txt|lst) file"):
+            _check_csv_name(tmp_path / name)

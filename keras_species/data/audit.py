@@ -1571,6 +1571,10 @@ def _run(args) -> int:
         if args.clean_manifest:
             sources.check_output_place(args.data, args.clean_manifest, "--clean-manifest")
             check_output_file(args.clean_manifest, "--clean-manifest", "clean.csv", make=False)
+            problem = csvfile.csv_name_problem(
+                args.clean_manifest, f"--clean-manifest {args.clean_manifest}", "the cleaned manifest is a CSV")
+            if problem:  # best.keras or a photo was replaced by the CSV
+                raise ManifestError(problem)
         manifest = sources.load(args.data, **sources.source_options(args))
         _prepare_output(args.out, "--out", folder=True)
         if args.clean_manifest:

@@ -1039,12 +1039,16 @@ def run_cli(args: argparse.Namespace) -> int:
         0
     """
     from keras_species.atomic import check_output_file
+    from keras_species.csvfile import csv_name_problem
     from keras_species.data import sources
 
     listing = dropped_listing_path(args.out)
     bad: dict[str, str] = {}
     try:
         check_output_file(args.out, "--out", "split.csv")  # before reading: a bad --out fails now
+        problem = csv_name_problem(args.out, f"--out {args.out}", "split writes a CSV (a split manifest)")
+        if problem:  # best.keras or a photo was replaced by the CSV
+            raise ManifestError(problem)
         sources.check_output_place(args.data, args.out, "--out")
         sources.check_output_place(args.data, listing, "--out's listing of unreadable files")
         ratio_split = not (args.given or args.systematic is not None or args.kfold is not None)

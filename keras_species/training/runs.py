@@ -84,6 +84,39 @@ model subfolders), removed when a run is started over in it (:meth:`RunFolder.st
 ``train_seconds.json`` (``recipe.TrainingClock``'s seconds of each session) among them, so that a
 run started over does not add the old run's training time to its own."""
 
+RUN_OWN_FILES = frozenset({*RUN_RESULT_FILES, CONFIG, HISTORY, BEST_MODEL, LAST_MODEL, STATE, FAILURE,
+                           RUNNING, "folds.csv", "files.csv", "audit.json", "audit.md"})
+"""File names a run writes in its folder and the folders below it (``fold0/history.csv``,
+``audit/files.csv``)."""
+
+
+def run_file_owner(path: str | os.PathLike) -> Path | None:
+    """The run folder whose own file ``path`` is: an existing file of a name a run writes
+    (:data:`RUN_OWN_FILES`), in a run folder (a ``config.json`` and the state of training) or up
+    to two folders below it. ``split --out runs/x/split.csv`` or ``predict --out
+    runs/x/predictions.csv`` replaced a run's split or scored predictions without a word, and its
+    resume then failed.
+
+    Args:
+        path: an output file.
+
+    Returns:
+        The run folder, or ``None``.
+
+    Example:
+        >>> run_file_owner("runs/quickstart/r1/split.csv")  # doctest: +SKIP
+        PosixPath('runs/quickstart/r1')
+    """
+    p = Path(path)
+    if p.name not in RUN_OWN_FILES or not p.is_file():
+        return None
+    for folder in list(p.absolute().parents)[:3]:
+        if (folder / CONFIG).is_file() and any(
+                (folder / name).exists() for name in (STATE, RUNNING, FAILURE, HISTORY, BEST_MODEL)):
+            return folder
+    return None
+
+
 NOT_MODEL_FOLDERS = frozenset({BACKUP, CHECKPOINTS, TENSORBOARD, PLOTS, AUDIT})
 """Subfolders of a run folder that hold no model of its own (:meth:`RunFolder.model_folders`
 does not look into them)."""

@@ -1154,3 +1154,16 @@ def test_imbalance_ratio_counts_the_readable_images_as_the_baseline_does(tmp_pat
             paths.append(str(p))
     r = audit(Manifest(paths, np.array([0, 0, 0, 1, 1, 1]), ["a", "b"]), progress=False)
     assert r.majority_baseline == 0.75 and r.imbalance_ratio == 3.0  # 3 against 1 readable
+
+
+def test_clean_manifest_of_another_format_is_refused(tmp_path, capsys):
+    # `--clean-manifest best.keras` (or a photo) was replaced by the CSV
+    from keras_species import cli
+    from tests.conftest import write_image_folder
+
+    data = write_image_folder(tmp_path / "d", classes=("cod", "eel"), per_class=3, size=(8, 8))
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"\x89PNG keep")
+    assert cli.main(["audit", str(data), "--out", str(tmp_path / "a"), "--clean-manifest", str(photo)]) == 2
+    assert "the cleaned manifest is a CSV, not a .png file" in capsys.readouterr().err
+    assert photo.read_bytes() == b"\x89PNG keep"

@@ -852,3 +852,22 @@ def test_top_classes_share_is_refused_in_classes_with_images():
     with pytest.raises(ManifestError, match=r"keeps 1 class of 2 with images, and a split needs at "
                                             r"least 2: give --top-classes 1 or more"):
         splits._report_top_classes(m, after, 0.5)
+
+
+def test_cli_split_refuses_an_out_of_another_format_or_a_runs_own_file(image_folder: Path, tmp_path: Path,
+                                                                      capsys) -> None:
+    # `--out best.keras` replaced a trained model with CSV text (and a photo, a run's split)
+    model = tmp_path / "best.keras"
+    model.write_bytes(b"PK model")
+    assert _cli([str(image_folder), "--out", str(model)]) == 2
+    assert f"--out {model}: split writes a CSV (a split manifest), not a .keras file" in capsys.readouterr().err
+    assert model.read_bytes() == b"PK model"
+    run = tmp_path / "runs" / "quickstart" / "r1"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    (run / "state.json").write_text("{}")
+    (run / "split.csv").write_text("the run's split")
+    assert _cli([str(image_folder), "--out", str(run / "split.csv")]) == 2
+    assert f"split.csv is the run folder {run}'s own file" in capsys.readouterr().err
+    assert (run / "split.csv").read_text() == "the run's split"
+    assert _cli([str(image_folder), "--out", str(run / "my_split.csv")]) == 0  # a name of its own
