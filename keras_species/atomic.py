@@ -14,6 +14,7 @@ killed process left there is put back or deleted by the next call (:func:`recove
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
 import shutil
@@ -47,7 +48,23 @@ def temporary_path(path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     stem, suffix = _split(path.name)
-    return path.with_name(f".{stem}.tmp-{os.getpid()}{suffix}")
+    name = f".{stem}.tmp-{os.getpid()}{suffix}"
+    excess = len(os.fsencode(name)) - _name_max(path.parent)
+    if excess > 0:  # a legal name of 245-255 bytes: its temporary name was refused as too long
+        import hashlib
+
+        tag = "~" + hashlib.sha1(os.fsencode(stem)).hexdigest()[:8]
+        short = os.fsencode(stem)[: max(1, len(os.fsencode(stem)) - excess - len(tag))]
+        name = f".{os.fsdecode(short).rstrip(chr(0xFFFD))}{tag}.tmp-{os.getpid()}{suffix}"
+    return path.with_name(name)
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name (bytes) ``folder``'s file system takes: 255 where it cannot say."""
+    try:
+        return int(os.pathconf(folder if folder.is_dir() else ".", "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return 255
 
 
 def process_running(pid: int) -> bool:
@@ -246,6 +263,8 @@ def check_output_file(
     text = os.fspath(path)
     path = Path(path)
     given = f"{path} ({flag})" if flag else str(path)
+    if any(len(os.fsencode(part)) > _name_max(path.parent) for part in path.parts):
+        raise _write_error(OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG)), path, path, flag)
     if path.is_dir():
         raise IsADirectoryError(f"{given} is a folder: give a file name, e.g. {path / example}")
     if text.endswith(tuple(filter(None, ("/", os.sep, os.altsep)))):  # Path drops the separator
@@ -329,6 +348,15 @@ def _write_error(err: OSError, path: Path, tmp: Path, flag: str | None) -> OSErr
     """``err`` (about the temporary sibling ``tmp``) told as an error of ``path``, the file the
     user asked for: the message names ``path``, ``flag`` and the system's reason, not ``tmp``."""
     reason = err.strerror or str(err).replace(os.fspath(tmp), os.fspath(path))
+    if err.errno == errno.ENAMETOOLONG:  # not a question of the folder or its free space
+        limit = _name_max(path.parent)
+        longest = max((len(os.fsencode(p)) for p in path.parts), default=0)
+        message = (f"{path}{f' ({flag})' if flag else ''} cannot be written: its name is too long "
+                   f"({longest} bytes; this file system takes at most {limit} a name): give a "
+                   f"shorter {flag or 'name'}")
+        named = OSError(errno.ENAMETOOLONG, message)
+        named.args = (message,)
+        return named
     if flag:
         message = (f"{path} ({flag}) cannot be written ({reason}): give another {flag}, in a "
                    "folder you can write to that has free space")
@@ -384,7 +412,7 @@ def atomic_path(path: str | os.PathLike, flag: str | None = None) -> Iterator[Pa
         if tmp.exists():
             commit(tmp, path, flag)
     except OSError as err:
-        if not _names_temporary(err, tmp):
+        if not _names_temporary(err, tmp) and err.errno != errno.ENAMETOOLONG:
             raise
         raise _write_error(err, path, tmp, flag) from err  # its class and errno, path's name
     finally:

@@ -1168,10 +1168,12 @@ def _write_tflite(
     with _without_log_message("absl", TRACKABLE_OBJ_NOTICE):  # the path taken on purpose
         converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
     data = _convert(converter, quantize, representative_data, size, count)
-    with atomic_path(out, _out_flag()) as tmp:
+    # both written before either lands, the label map first: a label map that cannot be written
+    # (a name too long) left a new model beside no label map, or an earlier export's
+    with atomic_path(out, _out_flag()) as tmp, \
+            atomic_path(tflite_labels_path(out), _out_flag()) as tmp_labels:
         tmp.write_bytes(data)
-    with atomic_path(tflite_labels_path(out), _out_flag()) as tmp:
-        _served_label_map(lmap).write_json(tmp)
+        _served_label_map(lmap).write_json(tmp_labels)
     return out
 
 

@@ -1506,14 +1506,25 @@ LEARNING_RATE_PHASES: dict[str, Callable[[Any], str | None]] = {
 phase does not run): :func:`check_settings` refuses 0 and below with it (:func:`_learning_rate`)."""
 
 
+def _read_only_file_system(folder: Path) -> bool:
+    """Whether ``folder`` lies on a file system mounted read-only (``statvfs``; False where it
+    cannot say)."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
+
+
 def _folder_problem(value: str) -> str | None:
     """Why the run cannot make or fill folder ``value``: it, or a folder above it, is an existing
     file, or the nearest existing folder above it is not writable."""
     path = Path(value).expanduser()
     for place in (path, *path.parents):
         if place.is_dir():
+            inside = "" if place == path else " (the folder it would be made in)"
+            if _read_only_file_system(place):  # chmod cannot help there (root writes anywhere else)
+                return f"cannot be written: {place}{inside} is on a read-only file system"
             if not os.access(place, os.W_OK | os.X_OK):
-                inside = "" if place == path else " (the folder it would be made in)"
                 return f"cannot be written: {place}{inside} is not writable by you"
             return None
         if place.exists():

@@ -339,3 +339,22 @@ def test_a_file_name_ending_with_a_slash_is_a_folder_and_checks_can_change_nothi
         check_output_file(tmp_path / "f" / "a.csv", make=False)
     with pytest.raises(IsADirectoryError, match="is a folder"):
         check_output_file(tmp_path, "--out", make=False)
+
+
+def test_a_legal_long_name_is_written_and_a_too_long_one_named(tmp_path):
+    # a name of 247-255 bytes was refused: its temporary sibling's name was too long, and the
+    # message sent one looking for free space
+    import errno
+
+    from keras_species.atomic import atomic_path, temporary_path
+
+    long_name = tmp_path / ("a" * 250 + ".csv")
+    assert len(os.fsencode(temporary_path(long_name).name)) <= 255
+    with atomic_path(long_name, "--out") as tmp:
+        tmp.write_text("x")
+    assert long_name.read_text() == "x" and len(list(tmp_path.iterdir())) == 1
+    with pytest.raises(OSError, match=r"its name is too long \(304 bytes; this file system takes at "
+                                      r"most 255 a name\): give a shorter --out") as refused:
+        with atomic_path(tmp_path / ("b" * 300 + ".csv"), "--out") as tmp:
+            tmp.write_text("x")
+    assert refused.value.errno == errno.ENAMETOOLONG

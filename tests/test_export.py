@@ -225,6 +225,20 @@ def test_tflite_parity(model, images, tmp_path, quantize):
     assert diff <= TOLERANCE[quantize], diff
 
 
+def test_a_tflite_export_whose_label_map_fails_leaves_neither_file(model, tmp_path, monkeypatch):
+    # the model landed first, then the label map failed: a new .tflite beside no label map (or an
+    # earlier export's)
+    from keras_species.models.labels import LabelMap
+
+    def broken(self, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(LabelMap, "write_json", broken)
+    with pytest.raises(OSError):
+        export_model(model, tmp_path / "m.tflite", format="tflite")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_tflite_int8_with_array_representative_data(model, images, tmp_path, capfd):
     path = export_model(model, tmp_path / "a.tflite", format="tflite", quantize="int8",
                         representative_data=images["big"])

@@ -1872,3 +1872,17 @@ def test_the_data_section_says_a_given_split_left_the_split_settings_unused(tmp_
     prepared = prepare_data(str(tmp_path / "s.csv"), audit=False)
     _, body = data_section(prepared, None)
     assert "The data's own split was kept: the split settings of the configuration above" in body
+
+
+def test_an_out_on_a_read_only_file_system_is_said_so(tmp_path, monkeypatch):
+    # it said "is not writable by you", which chmod cannot fix
+    import os
+
+    from keras_species import recipe
+
+    class ReadOnly:
+        f_flag = os.ST_RDONLY
+
+    monkeypatch.setattr(recipe.os, "statvfs", lambda path: ReadOnly())
+    assert recipe._folder_problem(str(tmp_path / "runs")) == (
+        f"cannot be written: {tmp_path} (the folder it would be made in) is on a read-only file system")
