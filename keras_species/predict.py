@@ -894,6 +894,8 @@ def _feature_extractor(settings: _FeatureRunSettings, folder: Path):
             f"{settings.config_path}: the weights of the run's backbone, {weights}, do not exist "
             "(moved or deleted?): its classifier was fitted on the features of those weights; "
             f"put the file back there, or write its new path as \"weights\" in {settings.config_path}")
+    if weights != "imagenet":
+        _check_fitted_weights(Path(weights).expanduser(), settings, folder)
     try:
         return backbone_extractor(settings.backbone, settings.image_size, weights,
                                   settings.pooling)
@@ -903,6 +905,27 @@ def _feature_extractor(settings: _FeatureRunSettings, folder: Path):
             "use another cache folder), or predict where the host can be reached: the classifier "
             f"of {folder} was fitted on the features of these weights, so no other will do."
         ) from None
+
+
+def _check_fitted_weights(weights: Path, settings: _FeatureRunSettings, folder: Path) -> None:
+    """Refuse a weights file whose content is not the one the run's classifier was fitted on
+    (the SHA-256 its ``metrics.json`` keeps since stop 33): another file of the same name gave
+    probabilities up to 0.998 off the run's own, without a word. A run written before keeps no
+    digest, and is not checked."""
+    from keras_species.jsonfile import read_json_object
+    from keras_species.models.weights import WeightsUnavailableError
+    from keras_species.training.features import weights_file_sha256
+    from keras_species.training.runs import METRICS
+
+    doc, reason = read_json_object(folder / METRICS)
+    features = doc.get("features") if not reason else None
+    fitted = features.get("weights_sha256") if isinstance(features, dict) else None
+    if isinstance(fitted, str) and weights_file_sha256(weights) != fitted:
+        raise WeightsUnavailableError(
+            f"{weights} is not the weights file the classifier of {folder} was fitted on: its "
+            f"content changed since the run (SHA-256 {weights_file_sha256(weights)[:12]}..., the "
+            f"run's {fitted[:12]}...): put the run's file back there, or run the recipe again on "
+            f"this one (config: {settings.config_path})")
 
 
 class _FeatureRunPredictor(_Predictor):

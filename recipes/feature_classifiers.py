@@ -349,7 +349,7 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
     from keras_species.evaluation.metrics import single_label_metrics
     from keras_species.evaluation.tables import metrics_side_by_side
     from keras_species.training.crossval import probs_scores
-    from keras_species.training.features import classifier_probabilities, extract_features
+    from keras_species.training.features import classifier_probabilities, extract_features, weights_file_sha256
 
     prepared = prepare_data(
         config.data, load_options=config.load_options(), **split_settings(config),
@@ -510,7 +510,10 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
         "fit_warnings": fit_warnings,
         "features": {"backbone": config.backbone, "dim": int(fs.features.shape[1]),
                      "from_cache": fs.from_cache, "seconds": extract_seconds,
-                     "skipped_images": fs.skipped},
+                     "skipped_images": fs.skipped,
+                     # predict checks that a weights file is still the one fitted on
+                     "weights_sha256": weights_file_sha256(weights)
+                     if weights not in (None, "imagenet") and Path(weights).expanduser().is_file() else None},
     }
     report_mod.write_metrics_json(run_folder.metrics_path, metrics)
     from keras_species.config import config_to_dict

@@ -378,3 +378,30 @@ def test_scikit_learns_version_warning_of_the_classifier_reaches_the_command_lin
     image = sorted((hand_run.parents[2] / "data").rglob("*.png"))[0]
     with pytest.warns(InconsistentVersionWarning, match="from version 0.1"):
         assert cli.main(["predict", str(run), str(image), "--out", str(tmp_path / "p.csv")]) == 0
+
+
+def test_a_weights_file_changed_since_the_run_is_refused(tmp_path):
+    # another file of the same name (same size: one architecture) gave probabilities up to 0.998
+    # off the run's own, without a word; the run keeps the file's SHA-256 since stop 33
+    import os
+
+    from keras_species.models.weights import WeightsUnavailableError
+    from keras_species.predict import _check_fitted_weights, _feature_settings
+    from keras_species.training.features import weights_file_sha256
+
+    weights = tmp_path / "w.weights.h5"
+    weights.write_bytes(b"fitted on these")
+    run = tmp_path / "run"
+    run.mkdir()
+    _write_config(run, weights=str(weights))
+    (run / "metrics.json").write_text(json.dumps({"features": {"weights_sha256": weights_file_sha256(weights)}}))
+    settings = _feature_settings(run)
+    _check_fitted_weights(weights, settings, run)  # the same file: fine
+    stat = weights.stat()
+    weights.write_bytes(b"another file!!!")  # same size, mtime put back as `cp -p` does
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with pytest.raises(WeightsUnavailableError, match=r"is not the weights file the classifier of .* was "
+                                                      r"fitted on: its content changed since the run"):
+        _check_fitted_weights(weights, settings, run)
+    (run / "metrics.json").write_text(json.dumps({"features": {}}))  # a run from before: not checked
+    _check_fitted_weights(weights, settings, run)

@@ -124,7 +124,8 @@ def weights_identity(weights: str | os.PathLike | None) -> Any:
         weights: ``None``, ``"imagenet"`` (or another named source), or a local weights file.
 
     Returns:
-        ``None``, the source name, or ``[absolute path, size, mtime_ns]`` for a file.
+        ``None``, the source name, or ``[absolute path, size, SHA-256]`` for a file
+        (:func:`weights_file_sha256`).
 
     Example:
         >>> weights_identity(None), weights_identity("imagenet")
@@ -134,8 +135,83 @@ def weights_identity(weights: str | os.PathLike | None) -> Any:
         return None
     w = os.fspath(weights)
     if os.path.exists(os.path.expanduser(w)):
-        return file_identity(os.path.abspath(os.path.expanduser(w)))
+        path = os.path.abspath(os.path.expanduser(w))
+        return [path, os.path.getsize(path), weights_file_sha256(path)]
     return w
+
+
+_SHA256_MEMO: dict[tuple, str] = {}
+
+
+def weights_file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a weights file's content, read again only when its size, times or inode
+    change. A path with its size and mtime did not tell two files apart: weights of one
+    architecture all have the same size, and ``cp -p``, ``rsync -a`` and ``tar x`` keep the mtime,
+    so a fine-tuned file copied over the original reused the original's cached features. (The
+    ``ctime`` in the memo's key cannot be set back by a user.)
+
+    Args:
+        path: a local weights file.
+
+    Returns:
+        The hex digest.
+
+    Example:
+        >>> len(weights_file_sha256(__file__))
+        64
+    """
+    path = os.path.abspath(os.fspath(path))
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    if key not in _SHA256_MEMO:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _SHA256_MEMO[key] = h.hexdigest()
+    return _SHA256_MEMO[key]
+
+
+def callable_identity(fn: Callable) -> str:
+    """What identifies a function in a cache key: its qualified name and a SHA-256 of its code,
+    constants, defaults and the values its closure holds (for ``functools.partial``, of its
+    function and arguments). Two lambdas of one module, or two closures of one factory, shared
+    the key ``module.<lambda>`` whatever they did (``resize="pad"`` read the ``"crop"``
+    features). A value without a stable ``repr`` (an object's address) makes a new key each
+    process: the features are computed again, never taken stale.
+
+    Args:
+        fn: the function.
+
+    Returns:
+        ``"module.qualname:sha256-prefix"``.
+
+    Example:
+        >>> callable_identity(lambda x: x + 1) != callable_identity(lambda x: x + 2)
+        True
+    """
+    import functools
+
+    h = hashlib.sha256()
+    if isinstance(fn, functools.partial):
+        h.update(callable_identity(fn.func).encode())
+        h.update(repr((fn.args, sorted(fn.keywords.items()))).encode())
+        name = f"partial({getattr(fn.func, '__qualname__', repr(fn.func))})"
+    else:
+        code = getattr(fn, "__code__", None)
+        if code is not None:
+            h.update(code.co_code)
+            h.update(repr(code.co_consts).encode())
+            h.update(repr(code.co_names).encode())
+        h.update(repr(getattr(fn, "__defaults__", None)).encode())
+        h.update(repr(getattr(fn, "__kwdefaults__", None)).encode())
+        for cell in getattr(fn, "__closure__", None) or ():
+            try:
+                h.update(repr(cell.cell_contents).encode())
+            except ValueError:  # an empty cell
+                h.update(b"<empty>")
+        name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
+    return f"{name}:{h.hexdigest()[:16]}"
 
 
 def model_identity(model: keras.Model) -> dict[str, Any]:
@@ -151,19 +227,47 @@ def model_identity(model: keras.Model) -> dict[str, Any]:
         >>> import keras
         >>> m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
         >>> sorted(model_identity(m))
-        ['input_shape', 'name', 'output_shape', 'weights_sha256']
+        ['config_sha256', 'input_shape', 'name', 'output_shape', 'weights_sha256']
     """
     h = hashlib.sha256()
     for v in model.weights:
         arr = np.asarray(v.numpy() if hasattr(v, "numpy") else v)
         h.update(str(arr.shape).encode())
         h.update(np.ascontiguousarray(arr).tobytes())
+    # the layers and their settings too: two models of one name and the same weights, one with
+    # average and one with max pooling (or another activation, a Rescaling), shared a key
+    config = json.dumps(_layer_settings(model), sort_keys=True, default=repr)
     return {
         "name": model.name,
         "input_shape": list(model.input_shape),
         "output_shape": list(model.output_shape),
         "weights_sha256": h.hexdigest(),
+        "config_sha256": hashlib.sha256(config.encode()).hexdigest(),
     }
+
+
+def _layer_settings(model: keras.Model) -> list:
+    """Each layer's class and settings, in order, nested models' layers included, without the
+    names Keras numbers per process (``conv2d_3``): two models built alike share them."""
+    import keras
+
+    def unnamed(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: unnamed(v) for k, v in value.items() if k != "name"}
+        if isinstance(value, list | tuple):
+            return [unnamed(v) for v in value]
+        return value
+
+    out = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.Model):  # its layers are listed themselves
+            continue
+        try:
+            settings = unnamed(layer.get_config())
+        except NotImplementedError:  # a layer without get_config: its class alone
+            settings = None
+        out.append([type(layer).__name__, settings])
+    return out
 
 
 def feature_cache_key(
@@ -185,7 +289,7 @@ def feature_cache_key(
         input_size: ``(height, width)``.
         pooling: ``"avg"``, ``"max"``… or ``None``.
         extractor: a ready model; its :func:`model_identity` replaces backbone and weights.
-        dataset_fn: a custom dataset function; its qualified name is part of the key.
+        dataset_fn: a custom dataset function; :func:`callable_identity` is part of the key.
 
     Returns:
         The key; every changed part (including a file's size or mtime) changes it.
@@ -196,6 +300,8 @@ def feature_cache_key(
         >>> len(k)
         24
     """
+    import keras
+
     from keras_species.data.pipeline import RESIZE_RULE
 
     parts: dict[str, Any] = {
@@ -203,9 +309,9 @@ def feature_cache_key(
         "resize_rule": RESIZE_RULE,
         "input_size": [int(input_size[0]), int(input_size[1])],
         "pooling": pooling,
-        "dataset_fn": None if dataset_fn is None else (
-            f"{getattr(dataset_fn, '__module__', '')}.{getattr(dataset_fn, '__qualname__', repr(dataset_fn))}"
-        ),
+        "dataset_fn": None if dataset_fn is None else callable_identity(dataset_fn),
+        # features computed under mixed_float16 differ from float32 ones by about 1e-3
+        "dtype_policy": keras.config.dtype_policy().name,
     }
     if extractor is not None:
         parts["extractor"] = model_identity(extractor)

@@ -307,3 +307,47 @@ def test_verbose_2_prints_one_line_for_logs(manifest: Manifest, capsys: pytest.C
     extract_features(manifest, extractor=_extractor(), cache_dir=None, batch_size=2, verbose=2)
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "\r" not in out and "\x1b" not in out and "batch" in out
+
+
+def test_the_cache_key_tells_apart_what_changes_the_features(tmp_path: Path) -> None:
+    # same-named models of the same weights but another pooling, lambdas of another resize,
+    # a weights file replaced keeping its size and mtime, and the dtype policy shared a key
+    import functools
+    import os
+
+    import keras
+
+    from keras_species.training.features import callable_identity, feature_cache_key, model_identity
+
+    def extractor(pooling):
+        keras.utils.set_random_seed(0)
+        inp = keras.Input((8, 8, 3))
+        x = keras.layers.Conv2D(2, 3)(inp)
+        pool = keras.layers.GlobalAveragePooling2D() if pooling == "avg" else keras.layers.GlobalMaxPooling2D()
+        return keras.Model(inp, pool(x), name="my_extractor")
+
+    assert model_identity(extractor("avg")) == model_identity(extractor("avg"))  # built alike: shared
+    assert model_identity(extractor("avg")) != model_identity(extractor("max"))
+
+    def make(resize):
+        return lambda m, size, batch: (m, size, batch, resize)
+
+    assert callable_identity(make("pad")) != callable_identity(make("crop"))
+    assert callable_identity(make("pad")) == callable_identity(make("pad"))
+    assert callable_identity(lambda x: x + 1) != callable_identity(lambda x: x + 2)
+    assert callable_identity(functools.partial(int, base=2)) != callable_identity(functools.partial(int, base=8))
+
+    weights = tmp_path / "w.weights.h5"
+    weights.write_bytes(b"first weights")
+    key = dict(paths=[], backbone="resnet18", input_size=(32, 32), pooling="avg")
+    first = feature_cache_key(weights=str(weights), **key)
+    stat = weights.stat()
+    weights.write_bytes(b"other weights")  # same size
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as cp -p keeps it
+    assert feature_cache_key(weights=str(weights), **key) != first
+    plain = feature_cache_key(weights=None, **key)
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        assert feature_cache_key(weights=None, **key) != plain
+    finally:
+        keras.config.set_dtype_policy("float32")
