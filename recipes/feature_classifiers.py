@@ -349,7 +349,11 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
     from keras_species.evaluation.metrics import single_label_metrics
     from keras_species.evaluation.tables import metrics_side_by_side
     from keras_species.training.crossval import probs_scores
-    from keras_species.training.features import classifier_probabilities, extract_features, weights_file_sha256
+    from keras_species.training.features import (
+        classifier_probabilities,
+        extract_features,
+        weights_file_sha256,
+    )
 
     prepared = prepare_data(
         config.data, load_options=config.load_options(), **split_settings(config),
