@@ -48,15 +48,27 @@ def temporary_path(path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     stem, suffix = _split(path.name)
-    name = f".{stem}.tmp-{os.getpid()}{suffix}"
-    excess = len(os.fsencode(name)) - _name_max(path.parent)
-    if excess > 0:  # a legal name of 245-255 bytes: its temporary name was refused as too long
+    return path.with_name(f"{_hidden_prefix(path.parent, stem, 'tmp', suffix)}{os.getpid()}{suffix}")
+
+
+_PID_DIGITS = 7
+"""The longest process id counted when a hidden name must fit (Linux's ``pid_max`` is 4194304)."""
+
+
+def _hidden_prefix(folder: Path, stem: str, mark: str, suffix: str = "") -> str:
+    """``.{stem}.{mark}-``, the start of a hidden sibling's name (a process id and ``suffix``
+    follow), with ``stem`` shortened (its start and a hash of the whole) where the name would
+    pass the longest the file system takes: a legal name of 245-255 bytes got a temporary name
+    that was refused as too long. The same for every process, so that leftovers are found."""
+    excess = (len(os.fsencode(f".{stem}.{mark}-")) + _PID_DIGITS + len(os.fsencode(suffix))
+              - _name_max(folder))
+    if excess > 0:
         import hashlib
 
         tag = "~" + hashlib.sha1(os.fsencode(stem)).hexdigest()[:8]
         short = os.fsencode(stem)[: max(1, len(os.fsencode(stem)) - excess - len(tag))]
-        name = f".{os.fsdecode(short).rstrip(chr(0xFFFD))}{tag}.tmp-{os.getpid()}{suffix}"
-    return path.with_name(name)
+        stem = os.fsdecode(short).rstrip(chr(0xFFFD)) + tag
+    return f".{stem}.{mark}-"
 
 
 def _name_max(folder: Path) -> int:
@@ -111,7 +123,7 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     """
     path = Path(path)
     stem, suffix = _split(path.name)
-    prefix = f".{stem}.tmp-"
+    prefix = _hidden_prefix(path.parent, stem, "tmp", suffix)
     pattern = os.path.join(glob.escape(str(path.parent)), glob.escape(prefix) + "*" + glob.escape(suffix))
     removed = []
     for stale in glob.glob(pattern):
@@ -143,7 +155,7 @@ def old_folder_path(path: str | os.PathLike, pid: int | None = None) -> Path:
         '.fish.old-42'
     """
     path = Path(path)
-    return path.with_name(f".{path.name}.old-{os.getpid() if pid is None else pid}")
+    return path.with_name(f"{_hidden_prefix(path.parent, path.name, 'old')}{os.getpid() if pid is None else pid}")
 
 
 def _changed(path: Path) -> float:
@@ -177,7 +189,7 @@ def recover_old_folders(path: str | os.PathLike) -> list[Path]:
         []
     """
     path = Path(path)
-    prefix = f".{path.name}.old-"
+    prefix = _hidden_prefix(path.parent, path.name, "old")
     pattern = os.path.join(glob.escape(str(path.parent)), glob.escape(prefix) + "*")
     if path.is_symlink() or (path.exists() and not path.is_dir()):
         return []  # a file at path: not written by atomic_folder; check_output_folder names it
@@ -354,8 +366,8 @@ def _write_error(err: OSError, path: Path, tmp: Path, flag: str | None) -> OSErr
         message = (f"{path}{f' ({flag})' if flag else ''} cannot be written: its name is too long "
                    f"({longest} bytes; this file system takes at most {limit} a name): give a "
                    f"shorter {flag or 'name'}")
-        named = OSError(errno.ENAMETOOLONG, message)
-        named.args = (message,)
+        named = OSError(message)
+        named.errno = errno.ENAMETOOLONG
         return named
     if flag:
         message = (f"{path} ({flag}) cannot be written ({reason}): give another {flag}, in a "

@@ -1009,6 +1009,8 @@ def _check_csv_name(out: PathLike) -> None:
     if problem:
         if problem.endswith("ending in .csv"):
             problem += " (pandas.read_csv reads it; df.to_json turns it into JSON)"
+        elif os.fspath(out) == "predictions.csv" and _out_flag():  # maybe never typed
+            problem += " (predictions.csv is the default --out)"
         raise ValueError(problem)
 
 

@@ -357,4 +357,17 @@ def test_a_legal_long_name_is_written_and_a_too_long_one_named(tmp_path):
                                       r"most 255 a name\): give a shorter --out") as refused:
         with atomic_path(tmp_path / ("b" * 300 + ".csv"), "--out") as tmp:
             tmp.write_text("x")
-    assert refused.value.errno == errno.ENAMETOOLONG
+    assert refused.value.errno == errno.ENAMETOOLONG and not str(refused.value).startswith("[Errno")
+    # the long name's leftovers are found (a shortened name did not match the search), and a
+    # folder of such a name is replaced (its ".old-<pid>" name was too long)
+    from keras_species.atomic import atomic_folder, remove_stale_temporaries
+
+    stale = temporary_path(long_name).with_name(temporary_path(long_name).name.replace(
+        f"tmp-{os.getpid()}", "tmp-999999"))
+    stale.write_text("left by a killed writer")
+    assert remove_stale_temporaries(long_name) == [stale] and not stale.exists()
+    folder = tmp_path / ("f" * 250)
+    for content in ("first", "second"):
+        with atomic_folder(folder, replace=True) as tmp:
+            (tmp / "x.txt").write_text(content)
+    assert (folder / "x.txt").read_text() == "second"

@@ -1354,12 +1354,28 @@ def test_an_out_that_is_a_runs_own_file_or_a_path_list_is_refused(tmp_path):
 
     run = tmp_path / "runs" / "quickstart" / "r1"
     run.mkdir(parents=True)
-    for name in ("config.json", "state.json", "split.csv", "predictions.csv"):
+    for name in ("state.json", "split.csv", "predictions.csv"):
         (run / name).write_text("x")
+    (run / "config.json").write_text('{"recipe": "quickstart"}')
     for name in ("split.csv", "predictions.csv"):
         with pytest.raises(ValueError, match=rf"{name} is the run folder .*r1's own file"):
             _check_csv_name(run / name)
     _check_csv_name(run / "new_predictions.csv")  # a name of its own is taken
+    # not a run: a folder of the user's own with a config.json and a best.keras (predict's
+    # default output was refused there on the second run), or a folder of theirs inside a run
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("config.json", "best.keras", "history.csv", "predictions.csv"):
+        (project / name).write_text("{}")
+    _check_csv_name(project / "predictions.csv")
+    mine = run / "preds_new" / "batch1"
+    mine.mkdir(parents=True)
+    (mine / "predictions.csv").write_text("x")
+    _check_csv_name(mine / "predictions.csv")
+    (run / "fold0").mkdir()
+    (run / "fold0" / "history.csv").write_text("x")
+    with pytest.raises(ValueError, match="history.csv is the run folder"):  # a folder the run makes
+        _check_csv_name(run / "fold0" / "history.csv")
     for name in ("notes.txt", "paths.lst"):
         with pytest.raises(ValueError, match=r"predict writes a CSV \(one row per image\), not a \.(txt|lst) file"):
             _check_csv_name(tmp_path / name)

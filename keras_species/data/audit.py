@@ -655,11 +655,11 @@ def _group_report(manifest: Manifest) -> tuple[dict[str, Any] | None, list[str]]
     """What the group ids of ``manifest`` say: sizes, mixed labels, missing ids, leakage.
 
     A group is meant to be one individual (e.g. one tracked fish, whose frames look alike), so a
-    fair split keeps it on one side. Rows whose id is empty (``""``: a manifest built or merged
-    without ids) are counted in ``n_without_id`` and left out of every other figure; a
-    group-aware split would put all of them in one group. Rows whose id is their own path are
-    the loaders' fallback for a file name the regex does not match or an empty group cell
-    (``n_own_group``): each is a group of one, and counted as such.
+    fair split keeps it on one side. Rows whose id is their own path are the loaders' fallback
+    for a file name the regex does not match or an empty group cell, and, since stop 33, the
+    manifest's for an empty id (``""``, which made one group of all such rows before)
+    (``n_own_group``): each is a group of one, and counted as such. ``n_without_id`` (rows whose
+    id is empty, left out of every other figure) stays in the report for its readers, and is 0.
 
     Args:
         manifest: the data set.

@@ -95,6 +95,26 @@ def joined_path(base: str | os.PathLike, path: str) -> str:
     return os.sep + os.sep.join(parts) if os.path.isabs(full) else os.sep.join(parts)
 
 
+def same_file_key(path: str) -> str:
+    """A key under which two spellings of one file's path meet: the path folded by text, or,
+    where it holds a ``..`` (kept by :func:`joined_path`), resolved on disk (``../images/0.png``
+    and the same file's absolute path were two files, listed twice with two labels unnoticed).
+
+    Args:
+        path: an absolute path.
+
+    Returns:
+        The key.
+
+    Example:
+        >>> same_file_key("/data/./cod/1.png")
+        '/data/cod/1.png'
+    """
+    if ".." in path.split(os.sep):
+        return os.path.realpath(path)
+    return os.path.normpath(path)
+
+
 def _paths_beside(paths: list, manifest_path: str) -> list:
     """A saved manifest's paths, each relative one (a file written or edited by hand) read from
     the manifest's folder, as the readers read a CSV's, and ``~/...`` in the user's home folder;

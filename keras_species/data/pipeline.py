@@ -3,7 +3,8 @@
 Order of the stages (each one a ``tf.data`` or ``keras.layers`` building block)::
 
     check files (cheap header probe) → decode → RGB → resize (antialiased) → cache (uint8)
-    → shuffle → augment (per image) → batch → batch-augment (MixUp/CutMix) → prefetch
+    → shuffle → batch → augment (a batch a call, each image its own draw)
+    → batch-augment (MixUp/CutMix) → prefetch
 
 and for evaluation (``training=False``: no shuffle, no augmentation, the manifest's order)::
 
@@ -608,6 +609,11 @@ def resolve_label_mode(label_mode: str, multilabel: bool, any_labelled: bool, so
     return "onehot" if soft else "sparse"
 
 
+def _smoothing_ok(value: object) -> bool:
+    """A label smoothing: a number in [0, 1) (``"0.1"`` failed with a bare ``TypeError``)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and 0.0 <= value < 1.0
+
+
 def encode_labels(manifest: Manifest, label_mode: str, label_smoothing: float = 0.0, *,
                   onehot_as_indices: bool = False) -> np.ndarray | None:
     """Labels of ``manifest`` as the arrays the pipeline yields.
@@ -634,8 +640,8 @@ def encode_labels(manifest: Manifest, label_mode: str, label_smoothing: float = 
     """
     if label_mode == "none":
         return None
-    if not 0.0 <= label_smoothing < 1.0:
-        raise ValueError(f"label_smoothing={label_smoothing} must be in [0, 1)")
+    if not _smoothing_ok(label_smoothing):
+        raise ValueError(f"label_smoothing={label_smoothing!r} must be a number in [0, 1)")
     if not manifest.multilabel and (manifest.labels == UNLABELLED).any():
         n = int((manifest.labels == UNLABELLED).sum())
         first = manifest.paths[int(np.flatnonzero(manifest.labels == UNLABELLED)[0])]
@@ -1633,7 +1639,9 @@ def finish_dataset(
                 return img2, y2[:, :-1], y2[:, -1]
             return img2, y2
 
-        ds = _map(ds, mix, None if deterministic else autotune, deterministic)
+        # one call at a time, as the augmentation above: calls in parallel could read the same
+        # seed state, and two batches took one draw (2 of 240 batches, seen in stop 33)
+        ds = ds.map(mix)
     if not has_labels:
         ds = ds.map(tf.autograph.experimental.do_not_convert(_first))
     ds = ds.prefetch(tf.data.AUTOTUNE).with_options(dataset_options(deterministic))
@@ -1837,6 +1845,8 @@ def make_dataset(
         _load_weight_mode(sample_weights)
     if len(manifest) == 0:
         raise ManifestError("the manifest holds no images")
+    if not _smoothing_ok(label_smoothing):  # "0" is true: checked before it picks the label mode
+        raise ValueError(f"label_smoothing={label_smoothing!r} must be a number in [0, 1)")
     soft = bool(label_smoothing) or batch_augment is not None
     mode = resolve_label_mode(label_mode, manifest.multilabel, bool(manifest.labelled_mask.any()), soft)
     check_batch_augment(batch_augment, mode)

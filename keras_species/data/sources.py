@@ -39,6 +39,7 @@ from keras_species.data.manifest import (
     counted,
     joined_path,
     manifest_csv_header,
+    same_file_key,
 )
 from keras_species.data.text import count_outside_quotes, read_text, split_lines
 
@@ -828,15 +829,22 @@ def _by_key(header: Iterable[str]) -> dict[str, str]:
 
 
 def _only_column(header: Sequence[str], column: str, what: str, path: str) -> str:
-    """``column``, refused when another column of ``header`` has its name in another case or
-    spelling (``Image Path`` and ``image_path``, ``label`` and ``Label``): the reader took the first
-    without a word, whatever the other held."""
+    """``column``, or, when another column of ``header`` has its name in another case or spelling
+    (``Image Path`` and ``image_path``, ``label`` and ``Label``), the one spelled as the reader
+    looks for it (``label``), with a warning naming the other; with none so spelled, refused (the
+    reader took the first without a word, whatever the other held)."""
     same = [h for h in header if h != column and _column_key(h) == _column_key(column)]
-    if same:
-        raise ManifestError(f"{path}: columns {column!r} and {same[0]!r} both read as the {what} "
-                            "column (names match in any case, with spaces or hyphens): rename or "
-                            "remove one of them")
-    return column
+    if not same:
+        return column
+    exact = [h for h in (column, *same) if h == _column_key(h)]
+    if len(exact) == 1:
+        others = ", ".join(repr(h) for h in (column, *same) if h != exact[0])
+        warnings.warn(f"{path}: the {what} column is {exact[0]!r}; {others} (the same name in "
+                      "another spelling) is not read", UserWarning, stacklevel=4)
+        return exact[0]
+    raise ManifestError(f"{path}: columns {column!r} and {same[0]!r} both read as the {what} "
+                        "column (names match in any case, with spaces or hyphens): rename or "
+                        "remove one of them")
 
 
 def _find_column(header: Sequence[str], wanted: str | None, candidates: Sequence[str], what: str,
@@ -1742,7 +1750,7 @@ def from_csv(
     dropped: list[tuple[int, int]] = []  # (the repeated row, the row it repeats)
     conflicts: list[str] = []
     for i in np.flatnonzero(keep):
-        p = abs_paths[i]
+        p = same_file_key(abs_paths[i])
         j = first_seen.get(p)
         if j is None:
             first_seen[p] = i

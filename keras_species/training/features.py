@@ -134,7 +134,7 @@ def weights_identity(weights: str | os.PathLike | None) -> Any:
     if weights is None:
         return None
     w = os.fspath(weights)
-    if os.path.exists(os.path.expanduser(w)):
+    if os.path.isfile(os.path.expanduser(w)):  # a folder is left to the weights check's message
         path = os.path.abspath(os.path.expanduser(w))
         return [path, os.path.getsize(path), weights_file_sha256(path)]
     return w
@@ -175,10 +175,10 @@ def weights_file_sha256(path: str | os.PathLike) -> str:
 def callable_identity(fn: Callable) -> str:
     """What identifies a function in a cache key: its qualified name and a SHA-256 of its code,
     constants, defaults and the values its closure holds (for ``functools.partial``, of its
-    function and arguments). Two lambdas of one module, or two closures of one factory, shared
-    the key ``module.<lambda>`` whatever they did (``resize="pad"`` read the ``"crop"``
-    features). A value without a stable ``repr`` (an object's address) makes a new key each
-    process: the features are computed again, never taken stale.
+    function and arguments), each value by its content (:func:`_digest`). Two lambdas of one
+    module, or two closures of one factory, shared the key ``module.<lambda>`` whatever they did
+    (``resize="pad"`` read the ``"crop"`` features). A value whose content cannot be read makes a
+    new key each process: the features are computed again, never taken stale.
 
     Args:
         fn: the function.
@@ -193,25 +193,75 @@ def callable_identity(fn: Callable) -> str:
     import functools
 
     h = hashlib.sha256()
+    _digest(fn, h)
     if isinstance(fn, functools.partial):
-        h.update(callable_identity(fn.func).encode())
-        h.update(repr((fn.args, sorted(fn.keywords.items()))).encode())
         name = f"partial({getattr(fn.func, '__qualname__', repr(fn.func))})"
     else:
-        code = getattr(fn, "__code__", None)
-        if code is not None:
-            h.update(code.co_code)
-            h.update(repr(code.co_consts).encode())
-            h.update(repr(code.co_names).encode())
-        h.update(repr(getattr(fn, "__defaults__", None)).encode())
-        h.update(repr(getattr(fn, "__kwdefaults__", None)).encode())
-        for cell in getattr(fn, "__closure__", None) or ():
-            try:
-                h.update(repr(cell.cell_contents).encode())
-            except ValueError:  # an empty cell
-                h.update(b"<empty>")
         name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
     return f"{name}:{h.hexdigest()[:16]}"
+
+
+_PROCESS_TOKEN = os.urandom(16)
+"""Stands for a value whose content cannot be read (:func:`_digest`): a key unique to the process."""
+
+
+def _digest(value: Any, h: Any, depth: int = 0) -> None:
+    """Feed ``value``'s content to the hash ``h``: arrays by their bytes (a ``repr`` elides the
+    middle of a long one), Keras layers by their settings (a layer's ``repr`` is its name),
+    functions by code, constants, defaults and closure; other values by ``pickle``, or, where
+    that fails, by a token of this process."""
+    import functools
+    import pickle
+    import types
+
+    import keras
+
+    h.update(type(value).__qualname__.encode() + b":")
+    if depth > 20:  # a cycle or a deep structure: not stable
+        h.update(_PROCESS_TOKEN)
+    elif value is None or isinstance(value, bool | int | float | complex | str | bytes):
+        h.update(repr(value).encode())
+    elif isinstance(value, np.ndarray | np.generic):
+        arr = np.asarray(value)
+        h.update(f"{arr.dtype.str}{arr.shape}".encode())
+        h.update(np.ascontiguousarray(arr).tobytes() if arr.dtype != object else pickle.dumps(arr.tolist()))
+    elif isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
+        for item in items:
+            _digest(item, h, depth + 1)
+    elif isinstance(value, dict):
+        for key in sorted(value, key=repr):
+            _digest(key, h, depth + 1)
+            _digest(value[key], h, depth + 1)
+    elif isinstance(value, keras.Model):
+        h.update(json.dumps(model_identity(value), sort_keys=True).encode())
+    elif isinstance(value, keras.layers.Layer):
+        h.update(json.dumps(_layer_settings_of(value), sort_keys=True, default=repr).encode())
+    elif isinstance(value, functools.partial):
+        _digest(value.func, h, depth + 1)
+        _digest(value.args, h, depth + 1)
+        _digest(value.keywords, h, depth + 1)
+    elif isinstance(value, types.CodeType):
+        h.update(value.co_code)
+        h.update(repr(value.co_names).encode())
+        _digest(value.co_consts, h, depth + 1)
+    elif isinstance(value, types.FunctionType):
+        h.update(f"{value.__module__}.{value.__qualname__}".encode())
+        _digest(value.__code__, h, depth + 1)
+        _digest(value.__defaults__, h, depth + 1)
+        _digest(value.__kwdefaults__, h, depth + 1)
+        for cell in value.__closure__ or ():
+            try:
+                _digest(cell.cell_contents, h, depth + 1)
+            except ValueError:  # an empty cell
+                h.update(b"<empty>")
+    elif isinstance(value, types.BuiltinFunctionType | type | types.ModuleType):
+        h.update(f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', value.__name__)}".encode())
+    else:
+        try:
+            h.update(pickle.dumps(value, protocol=4))
+        except Exception:  # noqa: BLE001 - any object that pickle refuses: a key of this process
+            h.update(_PROCESS_TOKEN)
 
 
 def model_identity(model: keras.Model) -> dict[str, Any]:
@@ -251,23 +301,21 @@ def _layer_settings(model: keras.Model) -> list:
     names Keras numbers per process (``conv2d_3``): two models built alike share them."""
     import keras
 
-    def unnamed(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: unnamed(v) for k, v in value.items() if k != "name"}
-        if isinstance(value, list | tuple):
-            return [unnamed(v) for v in value]
-        return value
+    return [_layer_settings_of(layer)
+            for layer in model._flatten_layers(include_self=False, recursive=True)
+            if not isinstance(layer, keras.Model)]  # a nested model's layers are listed themselves
 
-    out = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, keras.Model):  # its layers are listed themselves
-            continue
-        try:
-            settings = unnamed(layer.get_config())
-        except NotImplementedError:  # a layer without get_config: its class alone
-            settings = None
-        out.append([type(layer).__name__, settings])
-    return out
+
+def _layer_settings_of(layer: Any) -> list:
+    """One layer's class and settings, without its own name (Keras numbers it per process:
+    ``conv2d_3``), settings such as its dtype policy kept whole."""
+    try:
+        config = dict(layer.get_config())
+    except NotImplementedError:  # a layer without get_config: its class alone
+        config = None
+    if config is not None:
+        config.pop("name", None)
+    return [type(layer).__name__, config]
 
 
 def feature_cache_key(

@@ -34,6 +34,7 @@ import difflib
 import json
 import os
 import pkgutil
+import re
 import shlex
 import shutil
 import sys
@@ -107,14 +108,27 @@ def run_file_owner(path: str | os.PathLike) -> Path | None:
         >>> run_file_owner("runs/quickstart/r1/split.csv")  # doctest: +SKIP
         PosixPath('runs/quickstart/r1')
     """
-    p = Path(path)
+    p = Path(path).absolute()
     if p.name not in RUN_OWN_FILES or not p.is_file():
         return None
-    for folder in list(p.absolute().parents)[:3]:
-        if (folder / CONFIG).is_file() and any(
-                (folder / name).exists() for name in (STATE, RUNNING, FAILURE, HISTORY, BEST_MODEL)):
-            return folder
+    if _is_run_folder(p.parent):
+        return p.parent
+    inner = p.parent  # a folder the run makes: fold0, audit, a model's (model2, a backbone's)
+    made = re.fullmatch(r"fold\d+", inner.name) or inner.name == AUDIT or any(
+        (inner / name).is_file() for name in (HISTORY, BEST_MODEL, STATE))
+    if made and _is_run_folder(inner.parent):
+        return inner.parent
     return None
+
+
+def _is_run_folder(folder: Path) -> bool:
+    """A keras-species run folder: a ``config.json`` that names its recipe, and the state of its
+    training (a folder of the user's own with a ``config.json`` and a ``best.keras`` is not one)."""
+    if not (folder / CONFIG).is_file() or not any(
+            (folder / name).exists() for name in (STATE, RUNNING, FAILURE, HISTORY)):
+        return False
+    doc, reason = read_json_object(folder / CONFIG)
+    return not reason and isinstance(doc.get("recipe"), str)
 
 
 NOT_MODEL_FOLDERS = frozenset({BACKUP, CHECKPOINTS, TENSORBOARD, PLOTS, AUDIT})

@@ -585,7 +585,7 @@ def test_onehot_labels_are_expanded_a_batch_at_a_time(image_folder, monkeypatch)
     got = np.concatenate([y.numpy() for _, y in ds])
     assert ds.element_spec[1].dtype == tf.float32 and ds.element_spec[1].shape[-1] == m.num_classes
     np.testing.assert_allclose(got, expected, atol=1e-7)
-    with pytest.raises(ValueError, match=r"label_smoothing=1.5 must be in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"label_smoothing=1.5 must be a number in \[0, 1\)"):
         make_dataset(m, 8, 4, label_mode="onehot", label_smoothing=1.5)
 
 
@@ -1256,3 +1256,39 @@ def test_decode_png_rgb_reads_every_8bit_png_mode_as_read_image(tmp_path):
         im.save(tmp_path / f"{name}.png", **kw)
         got = decode_png_rgb(tf.constant((tmp_path / f"{name}.png").read_bytes())).numpy()
         np.testing.assert_array_equal(got, read_image(tmp_path / f"{name}.png"), err_msg=name)
+
+
+def test_batch_mixing_runs_one_call_at_a_time(tmp_path):
+    # MixUp/CutMix ran in parallel calls, which can read one seed state: two batches took the
+    # same draw (2 of 240 non-deterministic batches); the augmentation map runs one call at a time
+    import threading
+    import time
+
+    import tensorflow as tf
+
+    from keras_species.data import sources
+    from keras_species.data.pipeline import make_dataset
+    from tests.conftest import write_image_folder
+
+    state = {"now": 0, "most": 0}
+    lock = threading.Lock()
+
+    def enter(x):
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        time.sleep(0.01)
+        with lock:
+            state["now"] -= 1
+        return x
+
+    class Watch:
+        def __call__(self, data, training=False):
+            images = tf.numpy_function(enter, [data["images"]], tf.float32, stateful=True)
+            return {"images": tf.ensure_shape(images, data["images"].shape), "labels": data["labels"]}
+
+    m = sources.load(write_image_folder(tmp_path / "d", classes=("cod", "eel"), per_class=12, size=(8, 8)))
+    ds = make_dataset(m, 8, 2, training=True, batch_augment=Watch(), label_mode="onehot",
+                      deterministic=False, cache=False)
+    assert sum(1 for _ in ds) == 12
+    assert state["most"] == 1

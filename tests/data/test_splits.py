@@ -864,7 +864,7 @@ def test_cli_split_refuses_an_out_of_another_format_or_a_runs_own_file(image_fol
     assert model.read_bytes() == b"PK model"
     run = tmp_path / "runs" / "quickstart" / "r1"
     run.mkdir(parents=True)
-    (run / "config.json").write_text("{}")
+    (run / "config.json").write_text('{"recipe": "quickstart"}')
     (run / "state.json").write_text("{}")
     (run / "split.csv").write_text("the run's split")
     assert _cli([str(image_folder), "--out", str(run / "split.csv")]) == 2
