@@ -873,7 +873,7 @@ def _check_given_split(m: Any, config: Any) -> None:
     and hold each split the recipe needs (:func:`recipe_need_splits`: a test split to score on;
     a CSV of train and val rows only is refused here, naming ``--split stratified``)."""
     from keras_species.data.manifest import ManifestError
-    from keras_species.data.prepare import forget_read_ahead
+    from keras_species.data.prepare import forget_read_ahead, ratio_split_flags
     from keras_species.data.splits import given_split
 
     split = getattr(config, "split", "auto")
@@ -902,8 +902,8 @@ def _check_given_split(m: Any, config: Any) -> None:
                 f"{' and no '.join(repr(s) for s in missing)} {unit} ({len(kept)} images: "
                 + ", ".join(f"{n} {s}" for s, n in sorted(Counter(kept.splits).items()))
                 + f"), and this recipe needs {' and '.join(recipe_need_splits(config))} "
-                f"(--split {split} takes the data's own split): pass --split stratified "
-                f"(or --split group) to split it by --ratios instead, or {add}")
+                f"(--split {split} takes the data's own split): pass "
+                f"{ratio_split_flags(m.groups is not None)} to split it by --ratios instead, or {add}")
     except ManifestError:  # it names the split names and what to do
         forget_read_ahead()  # no run follows
         raise

@@ -1652,8 +1652,9 @@ def test_a_split_column_without_test_rows_is_refused_before_the_run_folder(tmp_p
     assert quickstart.main(["--data", str(folder), *flags]) == 2
     assert (f"error: --data {folder}: its split folders hold no 'test' images (12 images: 6 train, "
             f"6 val), and this recipe needs train and test (--split auto takes the data's own "
-            f"split): pass --split stratified (or --split group) to split it by --ratios instead, "
-            f"or add {folder}/test/<class>/ folders") in capsys.readouterr().err
+            f"split): pass --split stratified to split it by --ratios instead, "
+            f"or add {folder}/test/<class>/ folders") in capsys.readouterr().err  # no groups: no
+    # --split group, which is refused without group ids (it was offered, and then refused)
     assert not out.exists()
 
 

@@ -805,16 +805,6 @@ def _group_report(manifest: Manifest) -> tuple[dict[str, Any] | None, list[str]]
 
 
 # ---------------------------------------------------------------------------------- clean
-_QUOTES = ('"', "'")
-
-
-def _unquote(entry: str) -> str:
-    """``entry`` without one pair of matching surrounding quotes (``"a b.png"`` → ``a b.png``),
-    as names are pasted from spreadsheets and shells; other entries are returned as they are."""
-    if len(entry) >= 2 and entry[0] in _QUOTES and entry[-1] == entry[0]:
-        return entry[1:-1]
-    return entry
-
 
 def _read_drop_list(drop: str | os.PathLike | Iterable[str]) -> list[tuple[int, str]]:
     """The entries of a drop list with where each was written.
@@ -847,7 +837,9 @@ def _read_drop_list(drop: str | os.PathLike | Iterable[str]) -> list[tuple[int, 
             numbered = [(n, ln) for n, ln in numbered if ln and not ln.startswith("#")]
     else:
         numbered = [(n, os.fspath(d).strip()) for n, d in enumerate(drop, start=1)]
-    unquoted = [(n, _unquote(e)) for n, e in numbered]
+    from keras_species.data.sources import unquote
+
+    unquoted = [(n, unquote(e)) for n, e in numbered]
     return [(n, e) for n, e in unquoted if e]
 
 

@@ -363,10 +363,16 @@ def _same_ratios(a: Sequence[float], b: Sequence[float]) -> bool:
     return len(a) == len(b) and all(abs(float(x) - float(y)) < 1e-9 for x, y in zip(a, b))
 
 
-def _given_split_hint(split: str) -> str:
+def _given_split_hint(split: str, has_groups: bool) -> str:
     """Why a split taken from the data's own split column lacks a split, and what to do."""
     return (f"the data's own split column is used (--split {split}); to split by --ratios "
-            "instead, pass --split stratified (or --split group)")
+            f"instead, pass {ratio_split_flags(has_groups)}")
+
+
+def ratio_split_flags(has_groups: bool) -> str:
+    """The ``--split`` values that split by ``--ratios``: ``group`` only for data with group ids
+    (it is refused without them, and was offered to any data)."""
+    return "--split stratified" + (" (or --split group)" if has_groups else "")
 
 
 def _top_classes(m: Manifest, top_classes: float | int) -> Manifest:
@@ -589,8 +595,8 @@ def prepare_data(
     if kind == "given" and not _same_ratios(ratios, default_ratios) and not added:  # added: split by them
         warnings.warn(
             f"--ratios {' '.join(f'{r:g}' for r in ratios)} is not used: the data's own split "
-            f"column is (--split {split}); to split by the ratios instead, pass --split stratified "
-            "(or --split group)",
+            f"column is (--split {split}); to split by the ratios instead, pass "
+            f"{ratio_split_flags(m.groups is not None)}",
             stacklevel=2,
         )
     if split == "auto" and partial:  # the column is ignored: say so, its test rows may train now
@@ -604,7 +610,7 @@ def prepare_data(
     if added:  # split on their own (the data's split stays as it is), then merged in
         m = new_classes.add_classes(m, new, ratios=ratios, seed=seed, group_aware=kind == "group")
     if kind == "given":
-        hint = _given_split_hint(split)
+        hint = _given_split_hint(split, m.groups is not None)
     elif kind == "group":
         hint = (f"the {len(m)} images form only {counted(len(set(m.groups or [])), 'group')}, and a group "
                 "goes whole to one side: give finer group ids (--group-regex, a group column), fewer "

@@ -1951,7 +1951,36 @@ def read_path_list(path: str | os.PathLike, root: str | os.PathLike | None = Non
     lines = [n for n, _ in numbered]
     entries = [entry for _, entry in numbered]
     paths, exists, base = resolve_csv_paths(entries, path, root)
+    quoted = [i for i, e in enumerate(entries) if not exists[i] and unquote(e) != e]
+    if quoted:  # "bee, with comma.jpg" pasted from a spreadsheet, as drop lists take it
+        bare, bare_exists, _ = resolve_csv_paths([unquote(entries[i]) for i in quoted], path, root)
+        for i, p, found in zip(quoted, bare, bare_exists):
+            if found:
+                paths[i], exists[i], entries[i] = p, True, unquote(entries[i])
     return ListedFiles(path, paths, lines, exists, base, _last_line_ended(text, lines), given=entries)
+
+
+QUOTES = ('"', "'")
+"""The quotes around a name pasted from a spreadsheet or a shell (:func:`unquote`)."""
+
+
+def unquote(entry: str) -> str:
+    """``entry`` without one pair of matching surrounding quotes (``"a b.png"`` → ``a b.png``),
+    as names are pasted from spreadsheets and shells; other entries are returned as they are.
+
+    Args:
+        entry: a line of a list.
+
+    Returns:
+        The entry.
+
+    Example:
+        >>> unquote('"bee, with comma.jpg"'), unquote("plain.jpg")
+        ('bee, with comma.jpg', 'plain.jpg')
+    """
+    if len(entry) >= 2 and entry[0] in QUOTES and entry[-1] == entry[0]:
+        return entry[1:-1]
+    return entry
 
 
 def from_path_list(

@@ -485,7 +485,7 @@ def test_run_cli_writes_report_and_clean_manifest(messy, tmp_path, monkeypatch, 
 
     fake.load = load
     fake.add_source_arguments, fake.source_options = sources.add_source_arguments, sources.source_options
-    fake.check_output_place = sources.check_output_place
+    fake.check_output_place, fake.unquote = sources.check_output_place, sources.unquote
     monkeypatch.setitem(sys.modules, "keras_species.data.sources", fake)
     monkeypatch.setattr(data_pkg, "sources", fake, raising=False)
     drop = tmp_path / "drop.txt"

@@ -396,7 +396,8 @@ def test_a_given_split_without_test_rows_says_to_split_by_ratios_with_split_stra
     message = str(err.value)
     assert message.startswith("the split has no 'test' images")
     assert ("the data's own split column is used (--split auto); to split by --ratios instead, "
-            "pass --split stratified (or --split group)") in message
+            "pass --split stratified") in message
+    assert "--split group" not in message  # no group ids: refused if followed (it was offered)
     assert "give three --ratios" not in message
     with pytest.raises(ManifestError, match=r"used \(--split given\)"):
         prepare_data(data, split="given", audit=False, need_splits=("train", "test"))

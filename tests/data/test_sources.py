@@ -1559,3 +1559,14 @@ def test_source_csv_odd_columns_are_named(tmp_path):
     one.write_text("i0.png,cod\n")
     with pytest.raises(ManifestError, match="its first line looks like a row of data"):
         sources.load(one)
+
+
+def test_a_quoted_path_in_a_list_is_read_without_its_quotes(tmp_path):
+    # a name with a comma pasted from a spreadsheet ("bee, with comma.jpg") was not found, and the
+    # message sent one to --root; drop lists took it already
+    _png(tmp_path / "new" / "bee, with comma.png")
+    listing = tmp_path / "list.txt"
+    listing.write_text('"new/bee, with comma.png"\n\'new/gone.png\'\n')
+    listed = sources.read_path_list(listing)
+    assert listed.paths[0] == str(tmp_path / "new" / "bee, with comma.png") and listed.exists.tolist() == [True, False]
+    assert listed.given[1] == "'new/gone.png'"  # a missing one is named as written
