@@ -1168,12 +1168,24 @@ def _write_tflite(
     with _without_log_message("absl", TRACKABLE_OBJ_NOTICE):  # the path taken on purpose
         converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
     data = _convert(converter, quantize, representative_data, size, count)
-    # both written before either lands, the label map first: a label map that cannot be written
-    # (a name too long) left a new model beside no label map, or an earlier export's
-    with atomic_path(out, _out_flag()) as tmp, \
-            atomic_path(tflite_labels_path(out), _out_flag()) as tmp_labels:
-        tmp.write_bytes(data)
-        _served_label_map(lmap).write_json(tmp_labels)
+    # both written before either lands, the label map first, and put back as it was when the
+    # model then fails to land: a label map that could not be written (a name too long) left a
+    # new model beside no label map, or beside an earlier export's
+    labels = tflite_labels_path(out)
+    before = labels.read_bytes() if labels.is_file() else None
+    try:
+        with atomic_path(out, _out_flag()) as tmp, atomic_path(labels, _out_flag()) as tmp_labels:
+            tmp.write_bytes(data)
+            _served_label_map(lmap).write_json(tmp_labels)
+    except BaseException:
+        now = labels.read_bytes() if labels.is_file() else None
+        if now != before:  # the label map landed, the model did not
+            if before is None:
+                labels.unlink(missing_ok=True)
+            else:
+                with atomic_path(labels) as back:
+                    back.write_bytes(before)
+        raise
     return out
 
 
