@@ -1376,6 +1376,13 @@ def test_an_out_that_is_a_runs_own_file_or_a_path_list_is_refused(tmp_path):
     (run / "fold0" / "history.csv").write_text("x")
     with pytest.raises(ValueError, match="history.csv is the run folder"):  # a folder the run makes
         _check_csv_name(run / "fold0" / "history.csv")
+    # a scratch_cnn variant's folder (run/cnn4/folds.csv, run/cnn4/fold0/history.csv): a first
+    # version looked one folder up only
+    (run / "cnn4" / "fold0").mkdir(parents=True)
+    for name in ("cnn4/folds.csv", "cnn4/fold0/history.csv"):
+        (run / name).write_text("x")
+        with pytest.raises(ValueError, match=r"(folds|history).csv is the run folder"):
+            _check_csv_name(run / name)
     for name in ("notes.txt", "paths.lst"):
         with pytest.raises(ValueError, match=r"predict writes a CSV \(one row per image\), not a \.(txt|lst) file"):
             _check_csv_name(tmp_path / name)

@@ -196,8 +196,10 @@ def callable_identity(fn: Callable) -> str:
     _digest(fn, h)
     if isinstance(fn, functools.partial):
         name = f"partial({getattr(fn.func, '__qualname__', repr(fn.func))})"
-    else:
-        name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
+    elif hasattr(fn, "__qualname__"):
+        name = f"{getattr(fn, '__module__', '')}.{fn.__qualname__}"
+    else:  # an object with __call__: its class (its repr holds its address, new each process)
+        name = f"{type(fn).__module__}.{type(fn).__qualname__}"
     return f"{name}:{h.hexdigest()[:16]}"
 
 
@@ -233,10 +235,18 @@ def _digest(value: Any, h: Any, depth: int = 0) -> None:
         for key in sorted(value, key=repr):
             _digest(key, h, depth + 1)
             _digest(value[key], h, depth + 1)
-    elif isinstance(value, keras.Model):
-        h.update(json.dumps(model_identity(value), sort_keys=True).encode())
-    elif isinstance(value, keras.layers.Layer):
-        h.update(json.dumps(_layer_settings_of(value), sort_keys=True, default=repr).encode())
+    elif isinstance(value, keras.layers.Layer):  # a model too: its layers' settings and weights
+        # (an adapted Normalization's statistics are weights, not settings; a Sequential block
+        # without an Input has no input shape for model_identity to read)
+        layers = ([value] if not isinstance(value, keras.Model) else
+                  [layer for layer in value._flatten_layers(include_self=False, recursive=True)
+                   if not isinstance(layer, keras.Model)])
+        h.update(json.dumps([_layer_settings_of(layer) for layer in layers], sort_keys=True,
+                            default=repr).encode())
+        for weight in value.weights:
+            arr = np.asarray(weight.numpy() if hasattr(weight, "numpy") else weight)
+            h.update(f"{arr.dtype.str}{arr.shape}".encode())
+            h.update(np.ascontiguousarray(arr).tobytes())
     elif isinstance(value, functools.partial):
         _digest(value.func, h, depth + 1)
         _digest(value.args, h, depth + 1)
@@ -601,7 +611,7 @@ def extract_features(
         input_size: ``H`` or ``(H, W)``; default the backbone's (or the extractor's) input size.
         weights: ``None`` (random initialisation: the key then hashes the drawn weight values,
             so that another seed is another cache entry), ``"imagenet"``, or a local weights
-            file (identified by path, size and mtime in the key).
+            file (identified by path, size and the SHA-256 of its content in the key).
         batch_size: images per forward pass.
         cache_dir: folder of ``<key>.npz`` files; ``None`` turns caching off.
         pooling: pooling of the backbone's last feature map (``"avg"``, ``"max"``).

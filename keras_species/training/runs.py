@@ -111,14 +111,23 @@ def run_file_owner(path: str | os.PathLike) -> Path | None:
     p = Path(path).absolute()
     if p.name not in RUN_OWN_FILES or not p.is_file():
         return None
-    if _is_run_folder(p.parent):
-        return p.parent
-    inner = p.parent  # a folder the run makes: fold0, audit, a model's (model2, a backbone's)
-    made = re.fullmatch(r"fold\d+", inner.name) or inner.name == AUDIT or any(
-        (inner / name).is_file() for name in (HISTORY, BEST_MODEL, STATE))
-    if made and _is_run_folder(inner.parent):
-        return inner.parent
+    between: list[Path] = []  # the folders from the file's up to the run folder
+    for folder in list(p.parents)[:3]:
+        if _is_run_folder(folder):
+            return folder if all(_made_by_a_run(f) for f in between) else None
+        between.append(folder)
     return None
+
+
+def _made_by_a_run(folder: Path) -> bool:
+    """A folder a run makes inside its own: a fold's (``fold0``), the audit's, or one that holds
+    a model's training or folds (``model2``, a backbone's, a scratch variant's ``cnn4``), not one
+    the user made there for their own files (``preds_new/batch1``)."""
+    if re.fullmatch(r"fold\d+", folder.name) or folder.name == AUDIT:
+        return True
+    if any((folder / name).is_file() for name in (HISTORY, BEST_MODEL, STATE, "folds.csv")):
+        return True
+    return any(re.fullmatch(r"fold\d+", child.name) and child.is_dir() for child in folder.iterdir())
 
 
 def _is_run_folder(folder: Path) -> bool:

@@ -1570,3 +1570,19 @@ def test_a_quoted_path_in_a_list_is_read_without_its_quotes(tmp_path):
     listed = sources.read_path_list(listing)
     assert listed.paths[0] == str(tmp_path / "new" / "bee, with comma.png") and listed.exists.tolist() == [True, False]
     assert listed.given[1] == "'new/gone.png'"  # a missing one is named as written
+
+
+def test_a_file_listed_twice_under_two_spellings_is_one_file(tmp_path):
+    # '../images/0.png' and the file's absolute path (and a path through a folder link) were two
+    # files: one image with two labels, unnoticed
+    real = tmp_path / "real"
+    _png(real / "images" / "0.png")
+    _png(real / "images" / "1.png")
+    (real / "csvs").mkdir()
+    (tmp_path / "link").symlink_to(real)
+    for where in (real, tmp_path / "link"):
+        listing = where / "csvs" / "labels.csv"
+        listing.write_text(f"path,label\n../images/0.png,ants\n{where / 'images' / '0.png'},bees\n"
+                           f"../images/1.png,bees\n{real / 'images' / '1.png'},ants\n")
+        with pytest.raises(ManifestError, match=r"2 files are listed twice with different labels"):
+            sources.load(listing)

@@ -345,6 +345,21 @@ def test_the_cache_key_tells_apart_what_changes_the_features(tmp_path: Path) -> 
     weights.write_bytes(b"other weights")  # same size
     os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as cp -p keeps it
     assert feature_cache_key(weights=str(weights), **key) != first
+    # a closure over an unbuilt Sequential (a crash), and adapted layers of other statistics (one
+    # key) since the values are hashed by content
+    prep = keras.Sequential([keras.layers.RandomFlip("horizontal")])
+    assert callable_identity(lambda m, size, batch: prep)
+    low, high = keras.layers.Normalization(), keras.layers.Normalization()
+    low.adapt(np.zeros((4, 3), "float32"))
+    high.adapt(np.full((4, 3), 100.0, "float32"))
+    assert callable_identity(make(low)) != callable_identity(make(high))
+
+    class Loader:  # an object with __call__: its class names it, not its address
+        def __call__(self, m, size, batch):
+            return m
+
+    assert callable_identity(Loader()).startswith(f"{Loader.__module__}.{Loader.__qualname__}:")
+    assert callable_identity(Loader()) == callable_identity(Loader())
     plain = feature_cache_key(weights=None, **key)
     keras.config.set_dtype_policy("mixed_float16")
     try:
