@@ -81,6 +81,25 @@ def dict_writer(f: TextIO, fieldnames: Sequence[str], **options: Any) -> csv.Dic
     return out
 
 
+def probability(value: float) -> str:
+    """A probability as a CSV cell: 9 significant digits, which give a ``float32`` back exactly.
+    With 6, sigmoid outputs that saturate (``0.99999982`` beside ``1.0``) were written alike: the
+    average precision computed from the file differed from the run's (0.590 against 0.636), and a
+    cell could read at the threshold while its tag was not predicted.
+
+    Args:
+        value: the probability.
+
+    Returns:
+        The text.
+
+    Example:
+        >>> probability(0.9999998211860657), probability(0.5)
+        ('0.999999821', '0.5')
+    """
+    return f"{float(value):.9g}"
+
+
 OTHER_FORMATS = (".json", ".jsonl", ".ndjson", ".tsv", ".xlsx", ".xls", ".ods", ".parquet", ".feather",
                  ".pkl", ".pickle", ".npy", ".npz", ".h5", ".hdf5", ".keras", ".tflite", ".html", ".md",
                  ".txt", ".lst", ".gz", ".zip", ".bz2", ".xz", ".zst", ".joblib")

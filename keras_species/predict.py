@@ -1460,11 +1460,11 @@ class _CsvWriter:
                 above = above[np.argsort(-p[above], kind="stable")]
                 top = int(order[0])
                 row = path + [";".join(self.names[j] for j in above),
-                              ";".join(f"{p[j]:.6g}" for j in above),
-                              self.names[top], f"{p[top]:.6g}"]
+                              ";".join(csvfile.probability(p[j]) for j in above),
+                              self.names[top], csvfile.probability(p[top])]
             else:
-                row = path + [v for j in order for v in (self.names[j], f"{p[j]:.6g}")]
-            self.writer.writerow(row + [""] + ([f"{q:.6g}" for q in p] if self.all else []))
+                row = path + [v for j in order for v in (self.names[j], csvfile.probability(p[j]))]
+            self.writer.writerow(row + [""] + ([csvfile.probability(q) for q in p] if self.all else []))
 
 
 def predict(

@@ -140,7 +140,7 @@ def write_predictions_csv(
                     true = ";".join(names[j] for j in np.flatnonzero(yt))
                     exact = int(np.array_equal(yt > 0, pred[i] > 0))
                 w.writerow([os.fspath(paths[i]), true, tags, exact,
-                            *(f"{p:.6g}" for p in probs[i])])
+                            *(csvfile.probability(p) for p in probs[i])])
         else:
             # a top-k column only where it says more than the probabilities: with k >= C classes
             # it lists every class, and a binary run's "top2" was always right
@@ -154,8 +154,8 @@ def write_predictions_csv(
                 true = names[label] if label >= 0 else ""
                 correct = int(label == p) if label >= 0 else ""
                 top = [";".join(f"{names[j]}:{probs[i, j]:.4f}" for j in order[i])] if top_col else []
-                w.writerow([os.fspath(paths[i]), true, names[p], f"{probs[i, p]:.6g}", correct,
-                            *top, *(f"{q:.6g}" for q in probs[i])])
+                w.writerow([os.fspath(paths[i]), true, names[p], csvfile.probability(probs[i, p]), correct,
+                            *top, *(csvfile.probability(q) for q in probs[i])])
     return path
 
 

@@ -280,3 +280,22 @@ def test_extra_metric_blocks_escape_their_keys_and_say_what_they_leave_out(tmp_p
     assert "| per_class.ray\\|skate | 0.5000 |" in text
     assert "| a\\|b |" in text
     assert "(6 more in metrics.json.)" in text
+
+
+def test_predictions_csv_keeps_float32_probabilities_exact(tmp_path):
+    # with 6 significant digits 0.99999982 (a negative) and 1.0 (a positive) were both written
+    # "1": average precision from the file differed from the run's, and a cell could read at the
+    # threshold while its tag was not predicted
+    import csv
+
+    import numpy as np
+
+    from keras_species.evaluation.report import write_predictions_csv
+
+    probs = np.array([[1.0, 0.50999999], [0.9999998211860657, 0.2]], np.float32)
+    out = write_predictions_csv(tmp_path / "p.csv", ["a.png", "b.png"], np.array([[1, 1], [0, 0]]), probs,
+                                ["x", "y"], multilabel=True, thresholds=[0.5, 0.51])
+    rows = list(csv.DictReader(open(out)))
+    back = np.array([[float(r["p_x"]), float(r["p_y"])] for r in rows], np.float32)
+    np.testing.assert_array_equal(back, probs)
+    assert rows[0]["pred"] == "x" and float(rows[0]["p_y"]) < 0.51
