@@ -73,8 +73,10 @@ def _stages(prefix_fmt: str, counts: tuple[int, ...], first_stage: int = 1) -> l
     ]
 
 
-def _resnet_blocks(counts: tuple[int, ...], tail: tuple[str, ...] = ()) -> tuple[str, ...]:
-    return ("conv1_", *_stages("conv{stage}_block{block}_", counts, 2), *tail)
+def _resnet_blocks(counts: tuple[int, ...]) -> tuple[str, ...]:
+    # ResNetV2's final BatchNorm ("post_bn", "post_relu") belongs to its last block (a block of
+    # its own, --unfreeze-n 1 of a pretrained backbone trained nothing)
+    return ("conv1_", *_stages("conv{stage}_block{block}_", counts, 2))
 
 
 def _densenet_blocks(counts: tuple[int, ...]) -> tuple[str, ...]:
@@ -83,7 +85,9 @@ def _densenet_blocks(counts: tuple[int, ...]) -> tuple[str, ...]:
         names += [f"conv{s}_block{b}_" for b in range(1, count + 1)]
         if s < 5:
             names.append(f"pool{s}_")
-    return (*names, "bn")
+    # the final BatchNorm ("bn", "relu") belongs to the last block: as a block of its own,
+    # --unfreeze-n 1 of a pretrained backbone selected it alone, a frozen BatchNorm: nothing trained
+    return tuple(names)
 
 
 def _efficientnet_blocks(counts: tuple[int, ...]) -> tuple[str, ...]:
@@ -221,13 +225,13 @@ KERAS_APPLICATIONS: tuple[KerasApplication, ...] = (
                      'ee4c566cf9a93f14d82f913c2dc6dd0c', _resnet_blocks((3, 8, 36, 3))),
     KerasApplication("resnet50v2", "ResNetV2", "ResNet50V2", 224, "tf", 23_564_800,
                      "https://storage.googleapis.com/tensorflow/keras-applications/resnet/resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                     'fac2f116257151a9d068a22e544a4917', _resnet_blocks((3, 4, 6, 3), ("post_",))),
+                     'fac2f116257151a9d068a22e544a4917', _resnet_blocks((3, 4, 6, 3))),
     KerasApplication("resnet101v2", "ResNetV2", "ResNet101V2", 224, "tf", 42_626_560,
                      "https://storage.googleapis.com/tensorflow/keras-applications/resnet/resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                     'c0ed64b8031c3730f411d2eb4eea35b5', _resnet_blocks((3, 4, 23, 3), ("post_",))),
+                     'c0ed64b8031c3730f411d2eb4eea35b5', _resnet_blocks((3, 4, 23, 3))),
     KerasApplication("resnet152v2", "ResNetV2", "ResNet152V2", 224, "tf", 58_331_648,
                      "https://storage.googleapis.com/tensorflow/keras-applications/resnet/resnet152v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                     'ed17cf2e0169df9d443503ef94b23b33', _resnet_blocks((3, 8, 36, 3), ("post_",))),
+                     'ed17cf2e0169df9d443503ef94b23b33', _resnet_blocks((3, 8, 36, 3))),
     KerasApplication("mobilenet_v2", "MobileNet", "MobileNetV2", 224, "tf", 2_257_984,
                      "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5",
                      None, ("Conv1", "expanded_conv_", *_stages("block_{block}_", (16,)), "Conv_1")),

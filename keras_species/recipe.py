@@ -1233,8 +1233,24 @@ def _unfreeze_n_fits(value: Any, config: Any) -> str | None:
 
 
 def _unfreeze_fits(value: Any, config: Any) -> str | None:
-    if value == "last_n" and not getattr(config, "unfreeze_n", 1):
+    if value != "last_n":
+        return None
+    if not getattr(config, "unfreeze_n", 1):
         return "trains the backbone's last --unfreeze-n units: give --unfreeze-n N (1 or more)"
+    # --unfreeze-n counts blocks: a backbone whose layer names carry none (inception_v3) trained
+    # its first phase and then failed, advising a setting the command line does not have
+    from keras_species.backbone_catalog import backbone_facts, backbone_names
+
+    named = getattr(config, "backbones", None) or getattr(config, "backbone", None)
+    for name in backbone_names(named) if named else ():
+        try:
+            blockless = backbone_facts(name).blocks is None
+        except KeyError:  # an unknown name: its own check names it
+            continue
+        if blockless:
+            return (f"counts the last --unfreeze-n blocks of the backbone, and {name}'s layer names "
+                    "carry no blocks to count: give --unfreeze all, or another backbone (the "
+                    "others all have blocks)")
     return None
 
 

@@ -19,6 +19,7 @@ Changing ``trainable`` takes effect only when the model is compiled again: call
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from collections.abc import Sequence
 
@@ -170,6 +171,8 @@ def set_trainable(
     """
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}; choose one of {', '.join(MODES)}")
+    if mode == "last_n" and (not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 0):
+        raise ValueError(f"n={n!r}: give the number of backbone units to train, a whole number >= 0")
     if unit not in UNITS:
         raise ValueError(f"unit={unit!r}; choose one of {', '.join(UNITS)}")
     try:
@@ -206,6 +209,11 @@ def set_trainable(
     if untrained:
         _explain_untrained(mode, untrained, train_batchnorm)
     first = next((layer.name for layer in layers[start:] if layer.trainable_weights), None)
+    if mode == "last_n" and n > 0 and first is None:  # the selection holds only frozen BatchNorm
+        warnings.warn(
+            f"set_trainable(mode='last_n', n={n}, unit={unit!r}) trains no layer of the backbone: "
+            f"the last {n} {unit} hold no weights that train (a frozen BatchNorm, a pooling): give "
+            "a larger n", UserWarning, stacklevel=2)
     return {
         "mode": mode,
         "unit": unit if mode == "last_n" else None,

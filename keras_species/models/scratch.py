@@ -323,6 +323,10 @@ def build_scratch(
     unknown = sorted(set(flags) - set(spec.flags))
     if unknown:
         raise ValueError(f"{key} has no flag(s) {unknown}; its flags: {', '.join(spec.flags)}")
+    rate = flags.get("dropout")
+    if rate is not None and not (isinstance(rate, numbers.Real) and not isinstance(rate, bool)
+                                 and 0 <= rate < 1):  # -0.1 built no Dropout without a word
+        raise ValueError(f"dropout={rate!r}: give a rate in [0, 1) (0: no dropout)")
     h, w = _size(input_size, spec.default_size)
     if min(h, w) < MIN_INPUT_SIZE:
         raise ValueError(f"input_size {(h, w)} is too small for {key}: use at least {MIN_INPUT_SIZE} px")

@@ -96,3 +96,13 @@ def test_efficientnet_lite_takes_the_words_for_random_weights(weights):
     # they were taken for file names: "weights file 'none' for efficientnet_lite0 does not exist"
     model = build_classifier("efficientnet_lite0", 2, input_size=32, weights=weights)
     assert model.output_shape == (None, 2)
+
+
+def test_input_sizes_of_other_types_are_read_or_named():
+    # "64" was read as 6×4 (refused as too small), 64.0 failed with a bare TypeError
+    from keras_species.models.classifier import _size
+
+    assert _size(64.0, 224) == (64, 64) and _size(np.int64(48), 224) == (48, 48)
+    for bad in ("64", 64.5, (64,), True):
+        with pytest.raises(ValueError, match="give a whole number of pixels, or"):
+            _size(bad, 224)

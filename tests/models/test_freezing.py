@@ -254,3 +254,32 @@ def test_one_untrained_batchnorm_layer_is_named_in_the_singular():
     assert "1 BatchNorm layer of the backbone has no statistics yet" in frozen
     assert "and it is frozen, in inference mode" in frozen
     assert "weights=None); it trains from scratch with batch statistics" in trains
+
+
+@pytest.mark.parametrize("backbone, last_block", [("densenet121", "conv5_block16_"), ("resnet50v2", "conv5_block3_")])
+def test_the_last_block_of_a_pretrained_densenet_or_resnetv2_trains(backbone, last_block):
+    # the final BatchNorm was a block of its own: n=1 selected it alone, frozen (pretrained
+    # statistics), and nothing of the backbone trained, without a word
+    from keras_species.models.classifier import build_classifier
+
+    m = build_classifier(backbone, 2, input_size=32)
+    for layer in m.get_layer("backbone").layers:  # statistics as pretrained weights hold them
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_variance.assign(np.full(layer.moving_variance.shape, 0.9, "float32"))
+    summary = set_trainable(m, "last_n", n=1, unit="blocks")
+    assert summary["first_trainable_backbone_layer"].startswith(last_block)
+
+
+def test_last_n_refuses_a_negative_n_and_warns_when_nothing_trains():
+    # n=-1 froze the whole backbone as n=0 did; a selection of frozen BatchNorm alone said nothing
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, name="b1_conv")(inp)
+    bn = keras.layers.BatchNormalization(name="b2_bn")
+    backbone = keras.Model(inp, bn(x), name="backbone")
+    bn.moving_variance.assign(np.full(4, 0.9, "float32"))  # as pretrained statistics
+    outer = keras.Input((8, 8, 3))
+    m = keras.Model(outer, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(backbone(outer))))
+    with pytest.raises(ValueError, match=r"n=-1: give the number of backbone units"):
+        set_trainable(m, "last_n", n=-1)
+    with pytest.warns(UserWarning, match=r"trains no layer of the backbone"):
+        set_trainable(m, "last_n", n=1, unit="blocks", blocks=["b1_", "b2_"])

@@ -143,3 +143,12 @@ def test_trains_one_step() -> None:
     model.compile("adam", "sparse_categorical_crossentropy")
     hist = model.fit(_images(6), np.array([0, 1, 2, 0, 1, 2]), epochs=1, verbose=0)
     assert np.isfinite(hist.history["loss"][0])
+
+
+def test_a_dropout_outside_0_to_1_is_refused():
+    # -0.1 built no Dropout layer without a word
+    from keras_species.models.scratch import build_scratch
+
+    for rate in (-0.1, 1.0, "0.2"):
+        with pytest.raises(ValueError, match=r"dropout=.*: give a rate in \[0, 1\)"):
+            build_scratch("r5_deep", 3, 32, dropout=rate)

@@ -125,3 +125,15 @@ def test_flags_that_do_not_fit_together_read_as_flag_errors(name, flags, message
     err = capsys.readouterr().err
     assert err.startswith(f"python -m recipes.{name}: error: {message}") and err.endswith("; see --help\n"), err
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("name, flag", [("quickstart", "--backbone"), ("backbone_comparison", "--backbones")])
+def test_unfreeze_last_n_of_a_backbone_without_blocks_is_a_flag_error(name, flag, tmp_path, capsys):
+    # inception_v3 trained its first phase, then failed advising `blocks=`/`unit=`, settings the
+    # command line does not have
+    module = importlib.import_module(f"recipes.{name}")
+    code = module.main([flag, "inception_v3", "--weights", "none", "--unfreeze", "last_n",
+                        "--unfreeze-n", "1", "--out", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 2 and "inception_v3's layer names carry no blocks to count" in err and err.endswith("; see --help\n")
+    assert not (tmp_path / "runs").exists()
