@@ -1376,6 +1376,15 @@ def test_an_out_that_is_a_runs_own_file_or_a_path_list_is_refused(tmp_path):
     (run / "fold0" / "history.csv").write_text("x")
     with pytest.raises(ValueError, match="history.csv is the run folder"):  # a folder the run makes
         _check_csv_name(run / "fold0" / "history.csv")
+    # a finished inaturalist_vgg16 run: metrics.json and its stage folders, no state.json
+    inat = tmp_path / "runs" / "inaturalist_vgg16" / "r1"
+    (inat / "c_fine_tune").mkdir(parents=True)
+    (inat / "config.json").write_text('{"recipe": "inaturalist_vgg16"}')
+    for name in ("metrics.json", "split.csv", "c_fine_tune/history.csv"):
+        (inat / name).write_text("x")
+    for name in ("split.csv", "c_fine_tune/history.csv"):
+        with pytest.raises(ValueError, match=r"(split|history).csv is the run folder"):
+            _check_csv_name(inat / name)
     # a scratch_cnn variant's folder (run/cnn4/folds.csv, run/cnn4/fold0/history.csv): a first
     # version looked one folder up only
     (run / "cnn4" / "fold0").mkdir(parents=True)

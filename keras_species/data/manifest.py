@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import functools
 import io
 import json
 import os
@@ -96,7 +95,7 @@ def joined_path(base: str | os.PathLike, path: str) -> str:
     return os.sep + os.sep.join(parts) if os.path.isabs(full) else os.sep.join(parts)
 
 
-def same_file_key(path: str) -> str:
+def same_file_key(path: str, folders: dict[str, str] | None = None) -> str:
     """A key under which two spellings of one file's path meet: its folder resolved on disk
     (links followed, ``..`` after a link as the disk reads it; once a folder, so 100,000 rows of a
     few folders cost a few ``realpath`` calls) joined with its name. ``../images/0.png`` and the
@@ -105,6 +104,8 @@ def same_file_key(path: str) -> str:
 
     Args:
         path: an absolute path.
+        folders: the resolved folders of one pass (a dict the caller keeps for it: folder links
+            may change between passes, so no cache outlives one).
 
     Returns:
         The key.
@@ -114,12 +115,11 @@ def same_file_key(path: str) -> str:
         '/no/such/cod/1.png'
     """
     folder, name = os.path.split(path)
-    return os.path.join(_real_folder(folder), name)
-
-
-@functools.lru_cache(maxsize=65536)
-def _real_folder(folder: str) -> str:
-    return os.path.realpath(folder)
+    if folders is None:
+        return os.path.join(os.path.realpath(folder), name)
+    if folder not in folders:
+        folders[folder] = os.path.realpath(folder)
+    return os.path.join(folders[folder], name)
 
 
 def _paths_beside(paths: list, manifest_path: str) -> list:

@@ -51,6 +51,7 @@ buffers for the next batch instead of faulting fresh pages in). Measured with
 from __future__ import annotations
 
 import json
+import math
 import numbers
 import os
 import re
@@ -558,7 +559,7 @@ def check_files(
             results = list(pool.map(lambda p: _classify(p, limit), paths, chunksize=32))
     kinds = np.array([k for k, _, _ in results], dtype=np.int32)
     if image_size is not None:
-        out = _size(image_size)
+        out = size_pair(image_size)
         for i, (_, _, jpeg) in enumerate(results):
             scale = 1 if jpeg is None else jpeg_scale(*jpeg, out)
             if scale > 1:
@@ -794,16 +795,40 @@ def class_balance_weights(
 
 
 # ---------------------------------------------------------------------------------- graph pieces
-def _size(image_size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(image_size, int | np.integer) and not isinstance(image_size, bool):
-        return int(image_size), int(image_size)
-    try:
-        h, w = image_size
-        if all(isinstance(v, numbers.Real) and not isinstance(v, bool) and int(v) == v for v in (h, w)):
-            return int(h), int(w)
-    except (TypeError, ValueError):
-        pass
-    raise ValueError(f"image_size={image_size!r} must be a whole number or a (height, width) pair "
+def size_pair(size: object, name: str = "image_size") -> tuple[int, int]:
+    """An image size as ``(height, width)``: a whole number (``64``, ``np.int64(64)``, ``64.0``)
+    for a square, or a pair of them (a tuple, a list, an array, a ``TensorShape``). One reading for
+    the pipeline, the backbones, the scratch CNNs and the feature extractor: some unpacked
+    ``"64"`` as 6×4, failed on ``64.0`` with a bare ``TypeError``, or cut ``64.5`` to 64.
+
+    Args:
+        size: the size.
+        name: the argument's name, for the message.
+
+    Returns:
+        ``(height, width)``.
+
+    Raises:
+        ValueError: anything else, naming ``name``.
+
+    Example:
+        >>> size_pair(64), size_pair([48, 64.0])
+        ((64, 64), (48, 64))
+    """
+    def whole(v: object) -> bool:
+        return (isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+                and float(v).is_integer())
+
+    if whole(size):
+        return int(size), int(size)
+    if not isinstance(size, str | bytes):
+        try:
+            pair = tuple(size)
+        except TypeError:
+            pair = ()
+        if len(pair) == 2 and all(whole(v) for v in pair):
+            return int(pair[0]), int(pair[1])
+    raise ValueError(f"{name}={size!r} must be a whole number or a (height, width) pair "
                      "(--image-size N)")
 
 
@@ -823,7 +848,7 @@ def check_resize(image_size: int | Sequence[int], resize: str) -> tuple[int, int
     """
     if resize not in RESIZE_MODES:
         raise ValueError(f"resize={resize!r}: choose one of {RESIZE_MODES}")
-    h, w = _size(image_size)
+    h, w = size_pair(image_size)
     if h < 1 or w < 1:
         raise ValueError(f"image_size={image_size!r} must be positive")
     return h, w

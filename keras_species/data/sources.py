@@ -1749,8 +1749,9 @@ def from_csv(
     first_seen: dict[str, int] = {}
     dropped: list[tuple[int, int]] = []  # (the repeated row, the row it repeats)
     conflicts: list[str] = []
+    folders: dict[str, str] = {}  # resolved once a folder, for this pass only
     for i in np.flatnonzero(keep):
-        p = same_file_key(abs_paths[i])
+        p = same_file_key(abs_paths[i], folders)
         j = first_seen.get(p)
         if j is None:
             first_seen[p] = i

@@ -11,7 +11,6 @@ Layout every recipe relies on::
 
 from __future__ import annotations
 
-import numbers
 import os
 import warnings
 from collections.abc import Sequence
@@ -26,24 +25,9 @@ from keras_species.models.registry import get_backbone
 
 
 def _size(input_size: int | tuple[int, int] | None, default: int) -> tuple[int, int]:
-    if input_size is None:
-        return default, default
-    if isinstance(input_size, str | bytes) or not (
-            _whole(input_size) or (isinstance(input_size, Sequence) and len(input_size) == 2
-                                   and all(_whole(v) for v in input_size))):
-        # "64" was read as 6×4, and 64.0 failed with a bare TypeError
-        raise ValueError(f"input_size={input_size!r}: give a whole number of pixels, or (height, width)")
-    if _whole(input_size):
-        return int(input_size), int(input_size)
-    h, w = input_size
-    return int(h), int(w)
+    from keras_species.data.pipeline import size_pair
 
-
-def _whole(value: object) -> bool:
-    """A whole number (``64``, ``np.int64(64)``, ``64.0``), not a bool."""
-    if isinstance(value, bool):
-        return False
-    return isinstance(value, numbers.Integral) or (isinstance(value, numbers.Real) and float(value).is_integer())
+    return (default, default) if input_size is None else size_pair(input_size, "input_size")
 
 
 def build_backbone(

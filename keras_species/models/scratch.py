@@ -271,12 +271,9 @@ def list_scratch() -> list[ScratchArch]:
 
 
 def _size(input_size: int | Sequence[int] | None, default: int) -> tuple[int, int]:
-    if input_size is None:
-        return default, default
-    if isinstance(input_size, numbers.Integral):
-        return int(input_size), int(input_size)
-    h, w = (int(v) for v in input_size)
-    return h, w
+    from keras_species.data.pipeline import size_pair
+
+    return (default, default) if input_size is None else size_pair(input_size, "input_size")
 
 
 def build_scratch(

@@ -321,8 +321,21 @@ def _layer_settings_of(layer: Any) -> list:
     ``conv2d_3``), settings such as its dtype policy kept whole."""
     try:
         config = dict(layer.get_config())
-    except NotImplementedError:  # a layer without get_config: its class alone
-        config = None
+    except NotImplementedError:  # settings Keras cannot read (an array argument): the layer's own
+        # plain values (arrays, numbers, text), so that two such layers never share a key (their
+        # class alone did), and this process's token if it holds anything else
+        h = hashlib.sha256()
+        for key, value in sorted(vars(layer).items()):
+            if key.startswith("_"):
+                continue
+            plain = isinstance(value, np.ndarray | np.generic | numbers.Number | str | bytes | bool) \
+                or value is None
+            h.update(key.encode())
+            if plain:
+                _digest(value, h)
+            elif isinstance(value, list | tuple | dict) or hasattr(value, "numpy"):
+                h.update(_PROCESS_TOKEN)
+        config = {"own values": h.hexdigest()}
     if config is not None:
         config.pop("name", None)
     return [type(layer).__name__, config]
@@ -388,10 +401,9 @@ def feature_cache_key(
 
 
 def _size(input_size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(input_size, numbers.Integral):
-        return int(input_size), int(input_size)
-    h, w = (int(v) for v in input_size)
-    return h, w
+    from keras_species.data.pipeline import size_pair
+
+    return size_pair(input_size, "input_size")
 
 
 def _pipeline_dataset(

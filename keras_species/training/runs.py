@@ -133,8 +133,9 @@ def _made_by_a_run(folder: Path) -> bool:
 def _is_run_folder(folder: Path) -> bool:
     """A keras-species run folder: a ``config.json`` that names its recipe, and the state of its
     training (a folder of the user's own with a ``config.json`` and a ``best.keras`` is not one)."""
+    # metrics.json too: inaturalist_vgg16 trains in its stage folders and keeps no state.json
     if not (folder / CONFIG).is_file() or not any(
-            (folder / name).exists() for name in (STATE, RUNNING, FAILURE, HISTORY)):
+            (folder / name).exists() for name in (STATE, RUNNING, FAILURE, HISTORY, METRICS)):
         return False
     doc, reason = read_json_object(folder / CONFIG)
     return not reason and isinstance(doc.get("recipe"), str)

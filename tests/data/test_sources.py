@@ -1586,3 +1586,18 @@ def test_a_file_listed_twice_under_two_spellings_is_one_file(tmp_path):
                            f"../images/1.png,bees\n{real / 'images' / '1.png'},ants\n")
         with pytest.raises(ManifestError, match=r"2 files are listed twice with different labels"):
             sources.load(listing)
+
+
+def test_a_folder_link_repointed_between_reads_is_read_anew(tmp_path):
+    # a first version cached each folder's resolved path for the process: after `current` was
+    # repointed from v1 to v2, current/0.png and v1/0.png were one file (refused as listed twice)
+    for version in ("v1", "v2"):
+        _png(tmp_path / version / "0.png")
+    (tmp_path / "current").symlink_to(tmp_path / "v1")
+    listing = tmp_path / "labels.csv"
+    listing.write_text("path,label\ncurrent/0.png,cod\n")
+    sources.load(listing)
+    (tmp_path / "current").unlink()
+    (tmp_path / "current").symlink_to(tmp_path / "v2")
+    listing.write_text("path,label\ncurrent/0.png,cod\nv1/0.png,eel\n")
+    assert len(sources.load(listing)) == 2

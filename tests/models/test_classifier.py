@@ -100,9 +100,16 @@ def test_efficientnet_lite_takes_the_words_for_random_weights(weights):
 
 def test_input_sizes_of_other_types_are_read_or_named():
     # "64" was read as 6×4 (refused as too small), 64.0 failed with a bare TypeError
+    import tensorflow as tf
+
     from keras_species.models.classifier import _size
+    from keras_species.models.scratch import _size as scratch_size
+    from keras_species.training.features import _size as features_size
 
     assert _size(64.0, 224) == (64, 64) and _size(np.int64(48), 224) == (48, 48)
-    for bad in ("64", 64.5, (64,), True):
-        with pytest.raises(ValueError, match="give a whole number of pixels, or"):
-            _size(bad, 224)
+    # arrays and TensorShapes are pairs too (a first fix refused them)
+    assert _size(np.array([64, 48]), 224) == (64, 48) and _size(tf.TensorShape([64, 48]), 224) == (64, 48)
+    for size in (_size, lambda v, d: scratch_size(v, d), lambda v, d: features_size(v)):
+        for bad in ("64", 64.5, (64,), (64, 64, 3), [64.5, 64], True):
+            with pytest.raises(ValueError, match=r"input_size=.* must be a whole number or a \(height, width\)"):
+                size(bad, 224)

@@ -354,6 +354,16 @@ def test_the_cache_key_tells_apart_what_changes_the_features(tmp_path: Path) -> 
     high.adapt(np.full((4, 3), 100.0, "float32"))
     assert callable_identity(make(low)) != callable_identity(make(high))
 
+    class Scale(keras.layers.Layer):  # settings Keras cannot read back: never one shared key
+        def __init__(self, factors, **kwargs):
+            super().__init__(**kwargs)
+            self.factors = factors
+
+        def call(self, x):
+            return x * self.factors
+
+    assert callable_identity(make(Scale(np.array([1, 2, 3])))) != callable_identity(make(Scale(np.array([3, 2, 1]))))
+
     class Loader:  # an object with __call__: its class names it, not its address
         def __call__(self, m, size, batch):
             return m
