@@ -554,7 +554,9 @@ class PseudoLabelStats:
 
     def to_markdown(self) -> str:
         """A markdown table: per class kept / known / correct / accuracy, and the totals."""
-        known = self.accuracy is not None
+        # the truth is known when the pool had true labels, whether or not anything was kept
+        # (with nothing kept, the table hid its true-label columns)
+        known = self.accuracy_all is not None
 
         def fmt(v):
             return "–" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))

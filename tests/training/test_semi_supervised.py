@@ -198,6 +198,9 @@ def test_pseudo_label_accuracy_equals_the_true_agreement(tmp_path):
     assert stats.accuracy_all == pytest.approx((pred[truth >= 0] == truth[truth >= 0]).mean())
     # the total of "true in pool" counts the images of a known class: 6 of the 7 (before: 7)
     assert "| **all** | **6** of 7 | 6 |" in stats.to_markdown()
+    # nothing kept: the true-label columns stay (they were hidden, as if no truth were known)
+    _, none_kept = pseudo_label(model, pool, threshold=0.99, true_labels=truth, batch_size=4)
+    assert none_kept.n_kept == 0 and "| true in pool | known | correct | accuracy |" in none_kept.to_markdown()
     out = write_pseudo_labels((kept, stats), tmp_path / "pl.csv")
     rows = list(csv.DictReader(open(out)))
     assert len(rows) == 6 and rows[0]["label"] == "cod"
