@@ -17,9 +17,11 @@ from keras_species.terminal import (
     PIPE_CLOSED,
     SuggestingArgumentParser,
     command_line_error,
+    keras_backend_problem,
     output_closed,
     print_line_by_line,
     use_command_line_warnings,
+    working_folder_problem,
 )
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -31,6 +33,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("keras_species.predict", "predict images with a trained model"),
     "export": ("keras_species.export", "export a model to .keras, SavedModel or TFLite"),
 }
+
+
+KERAS_COMMANDS = frozenset({"models", "predict", "export"})
+"""The commands that import Keras (:func:`keras_species.terminal.keras_backend_problem` is
+checked before them)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     name = argv[0]
     use_command_line_warnings()
     print_line_by_line()
+    problem = working_folder_problem() or (keras_backend_problem() if name in KERAS_COMMANDS else None)
+    if problem:
+        print(f"keras-species {name}: {problem}", file=sys.stderr)
+        return 2
     quiet_tensorflow_start()  # if the command imports TensorFlow: without its start-up lines
     try:
         module = importlib.import_module(commands[name][0])

@@ -77,9 +77,11 @@ from keras_species.terminal import (
     PIPE_CLOSED,
     command_line_error,
     is_own_code,
+    keras_backend_problem,
     output_closed,
     print_line_by_line,
     use_command_line_warnings,
+    working_folder_problem,
 )
 from keras_species.training.run_process import describe
 from keras_species.training.runs import BEST_MODEL, LAST_MODEL, TRAIN_SECONDS, RunFolder, list_runs
@@ -2446,6 +2448,10 @@ def recipe_main(
     use_command_line_warnings()
     print_line_by_line()
     _opened.clear()
+    problem = working_folder_problem() or keras_backend_problem()
+    if problem:  # before any work: Keras's import failed in a traceback, a deleted folder in [Errno 2]
+        print(f"{prog or 'recipe'}: error: {problem}", file=sys.stderr)
+        return 2
     quiet_tensorflow_start()  # TensorFlow's first import, when it comes: without its start-up lines
     try:
         if hasattr(config, "check"):

@@ -62,7 +62,19 @@ def is_own_code(filename: str) -> bool:
     return any(path.is_relative_to(folder) for folder in _OWN_CODE)
 
 
+_GLYPH_MISSING = "missing from font"
+_said: set[str] = set()
+
+
 def _short_format(message, category, filename, lineno, line=None) -> str:
+    if str(message).startswith("Glyph ") and _GLYPH_MISSING in str(message):
+        # matplotlib warns once a character a plot's font lacks (a CJK or emoji class name),
+        # blaming our plotting call: 9 lines for one audit; said once, in words, instead
+        if "glyph" in _said:
+            return ""
+        _said.add("glyph")
+        return ("warning: some names hold characters the plots' font lacks: the plots draw them "
+                "as boxes (the tables, CSVs and reports keep them)\n")
     if not is_own_code(filename):
         return _python_format(message, category, filename, lineno, line)
     kind = "warning" if category is UserWarning else category.__name__
@@ -95,7 +107,8 @@ def use_command_line_warnings() -> None:
 def print_line_by_line() -> None:
     """Flush the standard output and error at every line, also when they are a pipe or a file
     (``python -m recipes.quickstart | tee log``), which Python writes in blocks: a run killed
-    outright (SIGKILL, the kernel's out-of-memory killer) then keeps every line it printed.
+    outright (SIGKILL, the kernel's out-of-memory killer) then keeps every line it printed. A
+    character the output's encoding cannot show is escaped (``PYTHONIOENCODING=ascii``).
 
     Example:
         >>> print_line_by_line()                                # doctest: +SKIP
@@ -104,7 +117,66 @@ def print_line_by_line() -> None:
         reconfigure = getattr(stream, "reconfigure", None)  # absent on some replaced streams
         if reconfigure is not None:
             with contextlib.suppress(ValueError, OSError):
-                reconfigure(line_buffering=True)
+                # a name an ASCII output cannot show is escaped (\xe9), as on the standard error:
+                # it stopped split's table halfway and a finished run in a traceback
+                reconfigure(line_buffering=True, errors="backslashreplace")
+
+
+def working_folder_problem() -> str | None:
+    """Why the working folder cannot be used: it was deleted after ``cd`` into it (every relative
+    path, and some absolute ones, failed with a bare ``[Errno 2] No such file or directory``).
+
+    Returns:
+        The message, or ``None``.
+
+    Example:
+        >>> working_folder_problem() is None
+        True
+    """
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        return "the working folder no longer exists (deleted after cd into it?): cd into an existing folder"
+    return None
+
+
+def keras_backend_problem(environ: dict[str, str] | None = None) -> str | None:
+    """Why Keras would fail to start: a ``KERAS_BACKEND`` (or ``~/.keras/keras.json``'s
+    ``"backend"``) naming a backend that is not installed, or none Keras knows (a 54-line
+    traceback from every command that imports Keras, and from the recipes).
+
+    Args:
+        environ: the environment (default ``os.environ``).
+
+    Returns:
+        The message, or ``None``.
+
+    Example:
+        >>> keras_backend_problem({"KERAS_BACKEND": "nosuch"})[:37]
+        'KERAS_BACKEND=nosuch is not a backend'
+    """
+    import importlib.util
+    import json
+
+    env = os.environ if environ is None else environ
+    backend, where = env.get("KERAS_BACKEND"), "KERAS_BACKEND="
+    if not backend:
+        home = env.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+        try:
+            with open(os.path.join(home, "keras.json"), encoding="utf-8") as f:
+                backend = json.load(f).get("backend")
+            where = f"{os.path.join(home, 'keras.json')}'s \"backend\": "
+        except (OSError, ValueError, AttributeError):
+            return None
+    if not isinstance(backend, str) or backend == "tensorflow":
+        return None
+    modules = {"jax": "jax", "torch": "torch", "numpy": "numpy", "openvino": "openvino"}
+    fix = "unset KERAS_BACKEND (or set it to tensorflow): keras-species runs on TensorFlow"
+    if backend not in modules:
+        return f"{where}{backend} is not a backend Keras knows ({', '.join(['tensorflow', *modules])}): {fix}"
+    if importlib.util.find_spec(modules[backend]) is None:
+        return f"{where}{backend}, but {modules[backend]} is not installed: {fix}"
+    return None
 
 
 PIPE_CLOSED = 141

@@ -295,3 +295,61 @@ def test_stdout_broken_tells_a_closed_reader_from_an_open_one():
             "sys.stderr.write(f'{open_reader} {stdout_broken()}')\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stderr.strip().endswith("False True"), done.stderr
+
+
+def test_odd_environments_are_named_in_one_line(monkeypatch, capsys, tmp_path):
+    # KERAS_BACKEND naming a backend not installed gave a 54-line traceback; a deleted working
+    # folder a bare "[Errno 2] No such file or directory"
+    import os
+
+    from keras_species import cli
+    from keras_species.terminal import keras_backend_problem, working_folder_problem
+
+    assert keras_backend_problem({"KERAS_BACKEND": "tensorflow"}) is None
+    assert "jax is not installed" in (keras_backend_problem({"KERAS_BACKEND": "jax"}) or "jax is not installed")
+    monkeypatch.setenv("KERAS_BACKEND", "nosuch")
+    assert cli.main(["models"]) == 2
+    assert capsys.readouterr().err.startswith("keras-species models: KERAS_BACKEND=nosuch is not a backend Keras knows")
+    monkeypatch.delenv("KERAS_BACKEND")
+    (tmp_path / "keras.json").write_text('{"backend": "nosuch"}')
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    assert "keras.json's \"backend\": nosuch" in keras_backend_problem()
+
+    def gone():
+        raise FileNotFoundError(2, "No such file or directory")
+
+    monkeypatch.setattr(os, "getcwd", gone)
+    assert working_folder_problem().startswith("the working folder no longer exists")
+    assert cli.main(["split", "demo", "--out", "/tmp/x.csv"]) == 2
+    assert "the working folder no longer exists (deleted after cd into it?)" in capsys.readouterr().err
+
+
+def test_missing_glyph_warnings_are_said_once(capsys):
+    # matplotlib warns a line per character its font lacks, blamed on our plotting call (9 lines
+    # for one audit of CJK and emoji class names)
+    from keras_species.terminal import _short_format
+
+    first = _short_format(UserWarning("Glyph 39770 (\\N{CJK UNIFIED IDEOGRAPH-9B5A}) missing from font(s) DejaVu Sans."),
+                          UserWarning, __file__, 1)
+    again = _short_format(UserWarning("Glyph 128031 missing from font(s) DejaVu Sans."), UserWarning, __file__, 1)
+    assert first.startswith("warning: some names hold characters the plots' font lacks") and again == ""
+
+
+def test_an_ascii_output_escapes_what_it_cannot_show(tmp_path):
+    # split's table stopped halfway ("'ascii' codec can't encode character"), a finished recipe
+    # ended in a traceback
+    import os
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    for c in ("café", "eel"):
+        (tmp_path / "d" / c).mkdir(parents=True)
+        for i in range(4):
+            Image.new("RGB", (8, 8), (i * 50, 0, 0)).save(tmp_path / "d" / c / f"{i}.png")
+    proc = subprocess.run([sys.executable, "-m", "keras_species", "split", str(tmp_path / "d"), "--ratios",
+                           "0.5", "0.5", "--out", str(tmp_path / "s.csv")], capture_output=True,
+                          env={**os.environ, "PYTHONIOENCODING": "ascii"}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert b"caf\\xe9" in proc.stdout

@@ -149,7 +149,8 @@ def _paths_to_save(paths: Sequence[str]) -> list[str]:
     out = []
     for p in paths:
         if p and not URL_START.match(p):  # a URL is kept as written, "~/x" in the home folder
-            p = joined_path(os.getcwd(), os.path.expanduser(p))
+            p = os.path.expanduser(p)
+            p = joined_path("/", p) if os.path.isabs(p) else joined_path(os.getcwd(), p)
         out.append(p)
     return out
 

@@ -22,6 +22,7 @@ import json
 import ntpath
 import os
 import re
+import sys
 import unicodedata
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -274,6 +275,17 @@ def shown_name(path: str) -> str:
 
 
 def _warn_not_utf8(names: Sequence[str], where: str) -> None:
+    if names and sys.getfilesystemencoding().lower().replace("-", "") != "utf8":
+        # the names may well be UTF-8: Python reads them as ASCII (a C locale with PYTHONUTF8=0),
+        # and convmv, as advised, would encode them twice
+        warnings.warn(
+            f"left out {counted(len(names), 'file or folder', 'files or folders')} under {where} whose "
+            f"names Python cannot read as text here: it reads file names as "
+            f"{sys.getfilesystemencoding()} (a C locale with PYTHONUTF8=0): set PYTHONUTF8=1 or "
+            "LANG=C.UTF-8 and run again",
+            stacklevel=3,
+        )
+        return
     if names:
         shown = ", ".join(f"'{shown_name(n)}'" for n in names[:3])
         warnings.warn(
