@@ -127,8 +127,8 @@ def csv_name_problem(out: str | os.PathLike, given: str, writes: str) -> str | N
         The message, or ``None``.
 
     Example:
-        >>> csv_name_problem("best.keras", "--out best.keras", "split writes a CSV")[:60]
-        '--out best.keras: split writes a CSV, not a .keras file: give'
+        >>> csv_name_problem("best.keras", "--out best.keras", "split writes a CSV")
+        '--out best.keras: split writes a CSV, not a .keras file: give a name ending in .csv'
     """
     from keras_species.data.images import IMAGE_EXTENSIONS
     from keras_species.training.runs import run_file_owner

@@ -202,7 +202,7 @@ class LabelMap:
         logits: the model outputs logits (apply :meth:`probabilities`).
 
     Example:
-        >>> LabelMap(["cod", "eel"], True, [0.3, 0.6]).threshold_array().tolist()
+        >>> [round(t, 6) for t in LabelMap(["cod", "eel"], True, [0.3, 0.6]).threshold_array().tolist()]
         [0.3, 0.6]
     """
 

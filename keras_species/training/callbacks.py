@@ -35,8 +35,8 @@ def base_optimizer(optimizer):
         The inner optimizer, or ``optimizer`` itself.
 
     Example:
-        >>> base_optimizer(keras.optimizers.Adam()).name
-        'adam'
+        >>> type(base_optimizer(keras.optimizers.Adam())).__name__
+        'Adam'
     """
     return getattr(optimizer, "inner_optimizer", optimizer)
 
