@@ -490,7 +490,12 @@ def check_input_size(spec: BackboneFacts, image_size: int | Sequence[int]) -> No
     Example:
         >>> check_input_size(backbone_facts("resnet18"), 64)
     """
-    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size[:2]
+    from keras_species.data.pipeline import size_pair
+
+    # a (height, width, channels) input shape is read by its first two; np.int64(64) and 64.0 are
+    # sides (they failed with an IndexError and a TypeError)
+    h, w = size_pair(image_size if isinstance(image_size, str | bytes) or not hasattr(image_size, "__len__")
+                     else tuple(image_size)[:2])
     if min(int(h), int(w)) < spec.min_size:
         raise ValueError(
             f"{spec.name} needs an input of at least {spec.min_size}×{spec.min_size} px; got "

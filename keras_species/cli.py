@@ -35,9 +35,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-KERAS_COMMANDS = frozenset({"models", "predict", "export"})
-"""The commands that import Keras (:func:`keras_species.terminal.keras_backend_problem` is
-checked before them)."""
+KERAS_COMMANDS = frozenset({"models", "predict", "export", "shard"})
+"""The commands that import Keras or TensorFlow, which imports Keras
+(:func:`keras_species.terminal.keras_backend_problem` is checked before them)."""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -812,10 +812,10 @@ def model_image_size(
         raise ExportError(f"model {model.name!r} takes input {shape}; expected (B, H, W, 3) images")
     fixed = shape[1:3]
     want = None
-    if image_size is not None:
-        want = (int(image_size), int(image_size)) if np.isscalar(image_size) else tuple(
-            int(v) for v in image_size
-        )
+    if image_size is not None:  # the one reading: 32.5 was cut to 32
+        from keras_species.data.pipeline import size_pair
+
+        want = size_pair(image_size)
     if None in fixed:
         if want is None:
             raise ExportError(

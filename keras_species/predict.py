@@ -988,10 +988,10 @@ class _FeatureRunPredictor(_Predictor):
 
 
 def _fixed_size(shape, image_size, what: str) -> tuple[int, int]:
-    if image_size is not None:
-        return (int(image_size), int(image_size)) if np.isscalar(image_size) else tuple(
-            int(v) for v in image_size
-        )
+    if image_size is not None:  # the one reading: 32.5 was cut to 32
+        from keras_species.data.pipeline import size_pair
+
+        return size_pair(image_size)
     if None in shape:
         raise ValueError(f"{what} takes images of any size: pass "
                          f"{_option('image_size', metavar='PX')}, the size to resize to")

@@ -170,12 +170,18 @@ def keras_backend_problem(environ: dict[str, str] | None = None) -> str | None:
             return None
     if not isinstance(backend, str) or backend == "tensorflow":
         return None
-    modules = {"jax": "jax", "torch": "torch", "numpy": "numpy", "openvino": "openvino"}
-    fix = "unset KERAS_BACKEND (or set it to tensorflow): keras-species runs on TensorFlow"
+    # what each backend imports (Keras's numpy backend imports jax too)
+    modules = {"jax": ["jax"], "torch": ["torch"], "numpy": ["numpy", "jax"], "openvino": ["openvino"]}
+    if where.startswith("KERAS_BACKEND"):
+        fix = "unset KERAS_BACKEND (or set it to tensorflow): keras-species runs on TensorFlow"
+    else:
+        fix = (f"set \"backend\": \"tensorflow\" in {os.path.join(home, 'keras.json')}, or run with "
+               "KERAS_BACKEND=tensorflow: keras-species runs on TensorFlow")
     if backend not in modules:
         return f"{where}{backend} is not a backend Keras knows ({', '.join(['tensorflow', *modules])}): {fix}"
-    if importlib.util.find_spec(modules[backend]) is None:
-        return f"{where}{backend}, but {modules[backend]} is not installed: {fix}"
+    missing = [m for m in modules[backend] if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"{where}{backend}, but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed: {fix}"
     return None
 
 

@@ -353,3 +353,17 @@ def test_an_ascii_output_escapes_what_it_cannot_show(tmp_path):
                           env={**os.environ, "PYTHONIOENCODING": "ascii"}, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert b"caf\\xe9" in proc.stdout
+
+
+def test_backend_advice_fits_where_the_backend_was_set(tmp_path):
+    # the numpy backend (which imports jax) passed the check and crashed; a keras.json backend got
+    # "unset KERAS_BACKEND", a variable that was not set
+    import importlib.util
+
+    from keras_species.terminal import keras_backend_problem
+
+    if importlib.util.find_spec("jax") is None:
+        assert "jax is not installed" in keras_backend_problem({"KERAS_BACKEND": "numpy"})
+    (tmp_path / "keras.json").write_text('{"backend": "nosuch"}')
+    problem = keras_backend_problem({"KERAS_HOME": str(tmp_path)})
+    assert f'set "backend": "tensorflow" in {tmp_path / "keras.json"}' in problem and "unset" not in problem

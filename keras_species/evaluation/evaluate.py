@@ -145,10 +145,10 @@ def _as_probabilities(model, outputs: np.ndarray, output: str | int | None) -> n
 
 
 def _image_size(model, image_size: int | Sequence[int] | None) -> tuple[int, int]:
-    if image_size is not None:
-        if isinstance(image_size, int | np.integer):
-            return int(image_size), int(image_size)
-        return int(image_size[0]), int(image_size[1])
+    if image_size is not None:  # the one reading: "64" ran the model at 6×4
+        from keras_species.data.pipeline import size_pair
+
+        return size_pair(image_size)
     shape = model.inputs[0].shape
     if shape[1] is None or shape[2] is None:
         raise ValueError("the model takes any image size: pass image_size=")

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import numbers
 import os
 import warnings
 import zipfile
@@ -316,6 +315,25 @@ def _layer_settings(model: keras.Model) -> list:
             if not isinstance(layer, keras.Model)]  # a nested model's layers are listed themselves
 
 
+def _bare_layer_attributes() -> frozenset[str]:
+    import keras
+
+    return frozenset(vars(keras.layers.Layer())) | {"name"}
+
+
+class _LazyNames:
+    """The attribute names every Keras layer has (read once, when first needed: Keras is not
+    imported with this module)."""
+
+    def __contains__(self, key: str) -> bool:
+        if not hasattr(self, "_names"):
+            self._names = _bare_layer_attributes()
+        return key in self._names
+
+
+_BARE_LAYER_ATTRIBUTES = _LazyNames()
+
+
 def _layer_settings_of(layer: Any) -> list:
     """One layer's class and settings, without its own name (Keras numbers it per process:
     ``conv2d_3``), settings such as its dtype policy kept whole."""
@@ -326,15 +344,10 @@ def _layer_settings_of(layer: Any) -> list:
         # class alone did), and this process's token if it holds anything else
         h = hashlib.sha256()
         for key, value in sorted(vars(layer).items()):
-            if key.startswith("_"):
+            if key.startswith("_") or key in _BARE_LAYER_ATTRIBUTES:  # Keras's own, and the name
                 continue
-            plain = isinstance(value, np.ndarray | np.generic | numbers.Number | str | bytes | bool) \
-                or value is None
             h.update(key.encode())
-            if plain:
-                _digest(value, h)
-            elif isinstance(value, list | tuple | dict) or hasattr(value, "numpy"):
-                h.update(_PROCESS_TOKEN)
+            _digest(value, h)  # arrays by their bytes; what cannot be read, this process's token
         config = {"own values": h.hexdigest()}
     if config is not None:
         config.pop("name", None)

@@ -113,3 +113,19 @@ def test_input_sizes_of_other_types_are_read_or_named():
         for bad in ("64", 64.5, (64,), (64, 64, 3), [64.5, 64], True):
             with pytest.raises(ValueError, match=r"input_size=.* must be a whole number or a \(height, width\)"):
                 size(bad, 224)
+
+
+def test_every_size_reading_is_one(tmp_path):
+    # predict_manifest ran a model at 6×4 for "64", export and predict cut 32.5 to 32, and
+    # check_input_size failed on np.int64(64) and 64.0
+    from keras_species.backbone_catalog import backbone_facts, check_input_size
+    from keras_species.evaluation.evaluate import _image_size
+    from keras_species.predict import _fixed_size
+
+    for size in (np.int64(64), 64.0, (64, 64, 3)):
+        check_input_size(backbone_facts("resnet18"), size)
+    for read in (lambda v: _image_size(None, v), lambda v: _fixed_size((None, None, 3), v, "m")):
+        assert read(32.0) == (32, 32)
+        for bad in ("64", 32.5, [32, 32.5]):
+            with pytest.raises(ValueError, match="must be a whole number or a"):
+                read(bad)
