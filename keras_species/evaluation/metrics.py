@@ -545,7 +545,7 @@ def multilabel_metrics(
             baseline would. Without them, the most frequent test label set.
 
     Returns:
-        A dict with ``task``, ``n``, ``exact_match`` (subset accuracy), ``hamming_loss``,
+        A dict with ``task``, ``n``, ``num_classes``, ``class_names``, ``exact_match`` (subset accuracy), ``hamming_loss``,
         ``f1_micro/macro/samples`` (``macro_classes``: the tags the macro F1 averages over;
         samples F1 scores a tag-free image with no predicted tag 1), ``precision_micro``,
         ``recall_micro``, ``map`` (macro AP over the tags on some test images but not all:

@@ -200,13 +200,19 @@ def score_predictions(y_true: np.ndarray, y_pred: np.ndarray, metric: str = "mic
 
 
 def _check(y_true: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    y_true = np.asarray(y_true).astype(np.int64)
+    """``(N, C)`` 0/1 labels and probabilities, as ``multilabel_metrics`` takes them: logits were
+    tuned to a meaningless threshold (0.06), and 0/2 labels scored, without a word."""
+    from keras_species.evaluation.metrics import _check_probs
+
+    raw = np.asarray(y_true)
     probs = np.asarray(probs, dtype=np.float64)
-    if y_true.ndim != 2 or y_true.shape != probs.shape:
+    if raw.ndim != 2 or raw.shape != probs.shape:
         raise ValueError(
-            f"y_true and probs must both be (N, C); got {y_true.shape} and {probs.shape}"
+            f"y_true and probs must both be (N, C); got {raw.shape} and {probs.shape}"
         )
-    return y_true, probs
+    if raw.size and not np.isin(raw, (0, 1)).all():
+        raise ValueError(f"y_true must hold 0/1 labels (multi-hot); got values {sorted(set(np.unique(raw).tolist()) - {0, 1})[:5]}")
+    return raw.astype(np.int64), _check_probs(probs, len(raw))
 
 
 def _check_grid(grid: Sequence[float] | np.ndarray) -> np.ndarray:

@@ -87,10 +87,10 @@ def run_cli(args: argparse.Namespace) -> int:
     """Print the table; returns 1 when ``--family`` matches no entry."""
     from keras_species.models import list_backbones
 
-    if not list_backbones(args.family):
-        families = sorted({s.family for s in list_backbones()})
-        print(f"keras-species models: no backbone of family {args.family!r}; families: "
-              f"{', '.join(families)}", file=sys.stderr)
+    try:
+        list_backbones(args.family)
+    except KeyError as err:
+        print(f"keras-species models: {err.args[0]}", file=sys.stderr)
         return 2  # a value the user can fix, as every command's
     print(markdown_table(args.family) if args.markdown else text_table(args.family), end="")
     return 0

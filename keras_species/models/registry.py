@@ -79,6 +79,20 @@ def register_backbone(spec: BackboneSpec) -> BackboneSpec:
     A backbone the catalog does not list (one registered by user code) joins
     :data:`keras_species.backbone_catalog.BACKBONES` too, so that the checks that read facts
     there (``recipe.check_weights``, ``training.features.feature_input_size``) know it.
+
+    Args:
+        spec: the backbone's facts and builder.
+
+    Returns:
+        ``spec``.
+
+    Raises:
+        ValueError: a backbone of that name (in any case) is registered already.
+
+    Example:
+        >>> register_backbone(get_backbone("resnet18"))  # doctest: +SKIP
+        Traceback (most recent call last):
+        ValueError: backbone 'resnet18' is already registered
     """
     key = spec.name.lower()
     if key in _REGISTRY:
@@ -103,10 +117,23 @@ def get_backbone(name: str) -> BackboneSpec:
 def list_backbones(family: str | None = None) -> list[BackboneSpec]:
     """All registry entries (optionally of one family), sorted by family then name.
 
+    Args:
+        family: a family as ``keras-species models`` shows it (``"ResNet"``, ``"ResNet
+            (torchvision)"``; any case), or ``None`` for all.
+
+    Returns:
+        The entries.
+
+    Raises:
+        KeyError: an unknown family, with the families there are (it gave ``[]`` without a word).
+
     Example:
         >>> import keras_species.models as m
         >>> "resnet18" in [s.name for s in m.list_backbones()]
         True
     """
     specs = [s for s in _REGISTRY.values() if family is None or s.family.lower() == family.lower()]
+    if family is not None and not specs:
+        families = sorted({s.family for s in _REGISTRY.values()})
+        raise KeyError(f"no backbone family {family!r}; the families: {', '.join(families)}")
     return sorted(specs, key=lambda s: (s.family, s.name))

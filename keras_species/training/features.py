@@ -639,7 +639,8 @@ def extract_features(
             file (identified by path, size and the SHA-256 of its content in the key).
         batch_size: images per forward pass.
         cache_dir: folder of ``<key>.npz`` files; ``None`` turns caching off.
-        pooling: pooling of the backbone's last feature map (``"avg"``, ``"max"``).
+        pooling: pooling of the backbone's last feature map (``"avg"``, ``"max"``, ``"avgmax"``:
+            both, concatenated, or ``"flatten"``).
         extractor: a ready ``keras.Model`` image (0–255) → features, used instead of
             ``backbone``/``weights``; the key then hashes its weight values.
         dataset_fn: ``dataset_fn(manifest, (h, w), batch_size)`` replacing the library's
@@ -659,6 +660,11 @@ def extract_features(
     """
     if extractor is None and backbone is None:
         raise ValueError("pass a registry `backbone` name or a ready `extractor` model")
+    from keras_species.training.verbosity import verbose_problem
+
+    problem = verbose_problem(verbose)  # train's check (verbose=3 ran, unlike train)
+    if problem:
+        raise ValueError(f"verbose={verbose!r}: {problem}")
     if len(manifest) == 0:
         raise ValueError("the manifest has no images: nothing to extract features from")
     if input_size is None and extractor is not None:
@@ -988,8 +994,22 @@ def train_dense_head(
         x, y = _check_single_label(x, y)
     elif len(x) != len(y):
         raise ValueError(f"{len(x)} feature rows but {len(y)} labels")
-    if num_classes is None:
-        num_classes = y.shape[1] if multilabel else int(y.max()) + 1
+    yv_all = None if y_val is None else np.asarray(y_val)
+    if num_classes is None:  # the validation labels count too (a class only they hold crashed)
+        num_classes = y.shape[1] if multilabel else int(max(y.max(), -1 if yv_all is None or not yv_all.size
+                                                             else yv_all.max())) + 1
+        if class_names is not None and not multilabel:
+            num_classes = max(num_classes, len(class_names))
+    for name, labels in (("y_train", y), ("y_val", yv_all)):  # a crash inside TensorFlow before
+        if labels is None or not labels.size:
+            continue
+        if multilabel and labels.shape[1] != num_classes:
+            raise ValueError(f"{name} has {labels.shape[1]} label columns for a head of {num_classes} "
+                             "outputs: give num_classes= the number of classes")
+        if not multilabel and labels.max() >= num_classes:
+            raise ValueError(f"{name} holds class {int(labels.max())}, and the head has {num_classes} "
+                             f"outputs (0 to {num_classes - 1}): give num_classes= the number of classes "
+                             "(manifest.num_classes)")
     model = build_dense_head(
         x.shape[1], num_classes, units=units, dropout=dropout,
         output="sigmoid" if multilabel else "softmax", class_names=class_names,

@@ -88,7 +88,7 @@ class Phase:
         learning_rate: a float (the peak for ``onecycle`` / ``cyclic``), a
             ``keras.optimizers.schedules.LearningRateSchedule`` or a callable (as Keras takes).
         schedule: ``"constant"``, ``"onecycle"`` (``schedules.OneCycle``; params: pct_start,
-            div_factor, final_div_factor, base_momentum, max_momentum, cycle_momentum),
+            div_factor, final_div_factor, base_momentum, max_momentum, cycle_momentum, anneal),
             ``"cyclic"`` (``schedules.CyclicLR``; params: base_lr, step_size, mode, gamma) or
             ``"cosine"`` (``keras.optimizers.schedules.CosineDecay``; params: alpha,
             warmup_epochs). ``schedule_params["steps_per_epoch"]`` is needed only when the

@@ -106,3 +106,12 @@ def test_a_grid_of_arange_that_overshoots_1_by_rounding_is_taken():
     assert 0.1 <= t <= 1.0
     with pytest.raises(ValueError, match=r"got \[1.5\]"):
         tune_global_threshold(y, p, grid=[0.2, 0.5, 1.5])
+
+
+def test_tuning_refuses_logits_and_labels_other_than_0_and_1():
+    # logits were tuned to a meaningless 0.06, and 0/2 labels scored, without a word
+    y = np.array([[1, 0], [0, 1], [1, 1]])
+    with pytest.raises(ValueError, match="Pass probabilities, not logits"):
+        tune_global_threshold(y, np.array([[3.0, -2.0], [-1.0, 4.0], [2.0, 1.0]]))
+    with pytest.raises(ValueError, match=r"y_true must hold 0/1 labels \(multi-hot\); got values \[2\]"):
+        tune_per_class_thresholds(y * 2, np.full((3, 2), 0.5), global_threshold=0.5)

@@ -34,7 +34,7 @@ def test_cli_lists_a_family(capsys):
 def test_cli_unknown_family(capsys):
     assert main(["models", "--family", "NoSuchNet"]) == 2  # a value the user can fix, as elsewhere
     err = capsys.readouterr().err
-    assert err.startswith("keras-species models: no backbone of family 'NoSuchNet'; families: ")
+    assert err.startswith("keras-species models: no backbone family 'NoSuchNet'; the families: ")
 
 
 def test_text_table_is_aligned():

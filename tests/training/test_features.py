@@ -378,3 +378,18 @@ def test_the_cache_key_tells_apart_what_changes_the_features(tmp_path: Path) -> 
         assert feature_cache_key(weights=None, **key) != plain
     finally:
         keras.config.set_dtype_policy("float32")
+
+
+def test_a_dense_head_counts_the_validation_classes_and_names_labels_outside_it():
+    # a class only the validation labels hold crashed inside TensorFlow (SparseSoftmaxCrossEntropy)
+    from keras_species.training.features import extract_features, train_dense_head
+
+    rng = np.random.default_rng(0)
+    x, xv = rng.random((12, 4)).astype("float32"), rng.random((6, 4)).astype("float32")
+    y, yv = np.arange(12) % 2, np.arange(6) % 3
+    head = train_dense_head(x, y, xv, yv, units=(), epochs=1, verbose=0)
+    assert head.output_shape[-1] == 3
+    with pytest.raises(ValueError, match=r"y_val holds class 2, and the head has 2 outputs"):
+        train_dense_head(x, y, xv, yv, num_classes=2, units=(), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"verbose=3"):  # train's check (it ran)
+        extract_features(Manifest(["a.png"], np.array([0]), ["cod"]), "resnet18", verbose=3)
