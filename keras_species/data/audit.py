@@ -67,6 +67,7 @@ from keras_species.data.manifest import (
     ManifestError,
     classes_phrase,
     counted,
+    label_set_codes,
     require_manifest,
 )
 
@@ -501,10 +502,11 @@ def majority_label_set(labels: np.ndarray) -> tuple[np.ndarray, int]:
     labels = np.asarray(labels)
     if labels.ndim != 2 or len(labels) == 0:
         raise ValueError(f"labels must be (N, C) multi-hot with N >= 1; got shape {labels.shape}")
-    sets, first, counts = np.unique(labels.astype(np.uint8), axis=0, return_index=True, return_counts=True)
-    in_order = np.argsort(first)  # max() keeps the first of equals: the set seen first
-    best = max(in_order, key=lambda k: (counts[k], not sets[k].any()))
-    return sets[best], int(counts[best])
+    codes, first = label_set_codes(labels)  # numbered as first seen
+    counts = np.bincount(codes)
+    empty = ~labels.astype(bool)[first].any(axis=1)
+    best = max(range(len(first)), key=lambda k: (counts[k], empty[k]))  # the first of equals: seen first
+    return labels[first[best]].astype(np.uint8), int(counts[best])
 
 
 def _read_through_pil(paths: Sequence[str]) -> int:
@@ -1151,6 +1153,25 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(out)
 
 
+SHOWN_GROUP_PATHS = 5
+"""Files of one duplicate group that ``audit.md`` names (``audit.json`` keeps them all): one
+placeholder image copied 15,000 times made a table cell of 774,454 characters."""
+
+
+def _cell_paths(paths: Sequence[str]) -> str:
+    shown = "<br>".join(f"`{p}`" for p in paths[:SHOWN_GROUP_PATHS])
+    return shown + (f"<br>… and {len(paths) - SHOWN_GROUP_PATHS} more" if len(paths) > SHOWN_GROUP_PATHS else "")
+
+
+def _cell_counts(values: Sequence[str]) -> str:
+    """``cod / eel`` for a few values; ``cod 150, eel 149, ...`` once they repeat."""
+    if len(values) <= SHOWN_GROUP_PATHS:
+        return " / ".join(values)
+    counts = Counter(values).most_common()
+    shown = ", ".join(f"{v} {n}" for v, n in counts[:10])
+    return shown + (f", … {len(counts) - 10} more" if len(counts) > 10 else "")
+
+
 def _capped(items: list, render, headers: Sequence[str], cap: int = _LIST_CAP_MD) -> str:
     text = _table(headers, (render(x) for x in items[:cap]))
     if len(items) > cap:
@@ -1342,15 +1363,15 @@ def _markdown(r: AuditReport) -> str:
         md += [f"### Exact duplicates ({len(r.duplicates)} groups)", ""]
         md += [_capped(
             r.duplicates,
-            lambda g: ("<br>".join(f"`{p}`" for p in g["paths"]), " / ".join(lab or none for lab in g["labels"]),
-                       "yes" if g["conflicting_labels"] else "", " / ".join(g.get("splits", []))),
+            lambda g: (_cell_paths(g["paths"]), _cell_counts([lab or none for lab in g["labels"]]),
+                       "yes" if g["conflicting_labels"] else "", _cell_counts(g.get("splits", []))),
             ["files", "labels", "conflicting", "splits"],
         ), ""]
     if r.cross_split_duplicates:
         md += [f"### Duplicates across splits ({len(r.cross_split_duplicates)}) — leakage", ""]
         md += [_capped(
             r.cross_split_duplicates,
-            lambda g: ("<br>".join(f"`{p}`" for p in g["paths"]), " / ".join(g["splits"])),
+            lambda g: (_cell_paths(g["paths"]), _cell_counts(g["splits"])),
             ["files", "splits"],
         ), ""]
     if not (r.corrupt or r.non_rgb or r.animated or r.extension_mismatch or r.duplicates):

@@ -95,6 +95,29 @@ def joined_path(base: str | os.PathLike, path: str) -> str:
     return os.sep + os.sep.join(parts) if os.path.isabs(full) else os.sep.join(parts)
 
 
+def label_set_codes(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One code a distinct row of a multi-hot matrix, numbered in the order first seen, and the
+    row where each code is first seen. Rows are packed to bytes and looked up in a dict: a
+    row-wise ``np.unique(axis=0)`` sorted 10,000-wide rows, 8 s for 20,000 images of 10,000 tags.
+
+    Args:
+        labels: ``(N, C)`` multi-hot labels.
+
+    Returns:
+        ``(codes (N,), first (number of codes,))``.
+
+    Example:
+        >>> label_set_codes(np.array([[0, 1], [1, 0], [0, 1]]))[0].tolist()
+        [0, 1, 0]
+    """
+    packed = np.packbits(np.asarray(labels).astype(bool), axis=1)
+    index: dict[bytes, int] = {}
+    codes = np.fromiter((index.setdefault(row.tobytes(), len(index)) for row in packed), np.int64, len(packed))
+    first = np.full(len(index), -1, np.int64)
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)  # the last write of each code: its first row
+    return codes, first
+
+
 def same_file_key(path: str, folders: dict[str, str] | None = None) -> str:
     """A key under which two spellings of one file's path meet: its folder resolved on disk
     (links followed, ``..`` after a link as the disk reads it; once a folder, so 100,000 rows of a
@@ -393,10 +416,10 @@ class Manifest:
                       else os.fspath(p) if isinstance(p, os.PathLike) else str(p) for p in self.paths]
         self.class_names = [_text(c) for c in self.class_names]
         labels = _checked_labels(self.labels, self.paths)
-        if labels.ndim == 1:
-            labels = labels.astype(np.int64)
+        if labels.ndim == 1:  # no copy when the dtype is right (a 100k × 10k matrix was copied
+            labels = labels.astype(np.int64, copy=False)  # by every Manifest and subset: 2 GB more)
         elif labels.ndim == 2:
-            labels = labels.astype(np.uint8)
+            labels = labels.astype(np.uint8, copy=False)
         else:
             raise ManifestError(f"labels must be 1-D (class index) or 2-D (multi-hot), got shape {labels.shape}")
         self.labels = labels

@@ -138,8 +138,9 @@ def _label_codes(labels: np.ndarray) -> np.ndarray:
     """One int per distinct label (a multi-hot row becomes one code)."""
     if labels.ndim == 1:
         return labels.astype(np.int64)
-    packed = np.packbits(labels.astype(bool), axis=1)
-    return np.unique(packed, axis=0, return_inverse=True)[1].reshape(-1)
+    from keras_species.data.manifest import label_set_codes
+
+    return label_set_codes(labels)[0]
 
 
 def _purity(values: list[str], codes: np.ndarray) -> tuple[float, int]:

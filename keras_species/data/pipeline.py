@@ -575,11 +575,17 @@ def _report_bad(bad: dict[str, str], on_error: str) -> None:
 
         path, reason = next(iter(bad.items()))
         raise ImageReadError(path, reason, "remove the file or pass on_error='skip'")
-    lines = "\n".join(f"  {p}: {r}" for p, r in bad.items())
+    shown = list(bad.items())[:SHOWN_BAD]  # 20,000 of a dropped mount printed 20,000 lines
+    lines = "\n".join(f"  {p}: {r}" for p, r in shown)
+    more = f"\n  ... and {len(bad) - len(shown)} more" if len(bad) > len(shown) else ""
     warnings.warn(
-        f"skipping {len(bad)} unreadable image(s) (run `keras-species audit` for a full report):\n{lines}",
+        f"skipping {len(bad)} unreadable image(s) (run `keras-species audit` for a full report):\n{lines}{more}",
         stacklevel=3,
     )
+
+
+SHOWN_BAD = 20
+"""Unreadable files a dataset's warning names (the rest are counted; the audit lists all)."""
 
 
 # ---------------------------------------------------------------------------------- labels

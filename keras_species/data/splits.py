@@ -171,10 +171,11 @@ def _warn_absent(m: Manifest, names: Sequence[str]) -> None:
 
 
 def _target_matrix(m: Manifest) -> np.ndarray:
-    """``(N, C+1)`` label matrix with a last column marking rows that carry no label."""
-    y = m.label_matrix().astype(np.float64)
-    none = (y.sum(axis=1) == 0).astype(np.float64)[:, None]
-    return np.concatenate([y, none], axis=1)
+    """``(N, C+1)`` boolean label matrix with a last column marking rows that carry no label
+    (boolean, as iterstrat reads it: a ``float64`` one took 8 times the memory, 1.2 GB for
+    100,000 images of 500 tags)."""
+    y = m.label_matrix().astype(bool)
+    return np.concatenate([y, ~y.any(axis=1)[:, None]], axis=1)
 
 
 def _label_pairs(m: Manifest) -> tuple[np.ndarray, np.ndarray]:

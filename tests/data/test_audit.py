@@ -1168,3 +1168,14 @@ def test_clean_manifest_of_another_format_is_refused(tmp_path, capsys):
     assert cli.main(["audit", str(data), "--out", str(tmp_path / "a"), "--clean-manifest", str(photo)]) == 2
     assert "the cleaned manifest is a CSV, not a .png file" in capsys.readouterr().err
     assert photo.read_bytes() == b"\x89PNG keep"
+
+
+def test_a_large_duplicate_group_is_shortened_in_audit_md():
+    # one placeholder copied 15,000 times made a table cell of 774,454 characters
+    from keras_species.data.audit import _cell_counts, _cell_paths
+
+    paths = [f"c{i % 3}/{i}.png" for i in range(40)]
+    cell = _cell_paths(paths)
+    assert cell.count("<br>") == 5 and cell.endswith("… and 35 more")
+    assert _cell_counts([f"c{i % 3}" for i in range(40)]) == "c0 14, c1 13, c2 13"
+    assert _cell_counts(["cod", "eel"]) == "cod / eel"

@@ -1292,3 +1292,15 @@ def test_batch_mixing_runs_one_call_at_a_time(tmp_path):
                       deterministic=False, cache=False)
     assert sum(1 for _ in ds) == 12
     assert state["most"] == 1
+
+
+def test_a_dataset_names_twenty_unreadable_files_and_counts_the_rest(tmp_path):
+    # 20,000 empty files of a dropped mount made one warning of 20,001 lines
+    from keras_species.data.pipeline import _report_bad
+
+    bad = {f"/data/{i}.png": "empty file (0 bytes)" for i in range(50)}
+    with pytest.warns(UserWarning) as seen:
+        _report_bad(bad, "skip")
+    text = str(seen[0].message)
+    assert text.startswith("skipping 50 unreadable image(s)") and text.count("\n") == 21
+    assert text.endswith("... and 30 more")
