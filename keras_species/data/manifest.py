@@ -382,7 +382,9 @@ class Manifest:
     Args:
         paths: image file paths (absolute after loading through a reader).
         labels: ``(N,)`` int class indices (``-1`` = unlabelled) for single-label data, or an
-            ``(N, C)`` 0/1 matrix for multi-label data.
+            ``(N, C)`` 0/1 matrix for multi-label data. An array already ``int64`` (``uint8``
+            for multi-label) is kept, not copied: change it and the manifest changes (pass
+            ``labels.copy()`` to keep them apart).
         class_names: class names; index ``i`` of a label means ``class_names[i]``.
         groups: optional group id per image (e.g. the fish tracking id); a group never sits on
             two sides of a group-aware split. An image without an id (``None``, or NaN as

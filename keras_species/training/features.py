@@ -1003,6 +1003,10 @@ def train_dense_head(
     for name, labels in (("y_train", y), ("y_val", yv_all)):  # a crash inside TensorFlow before
         if labels is None or not labels.size:
             continue
+        if labels.ndim != (2 if multilabel else 1):
+            raise ValueError(f"{name} has shape {labels.shape}, and y_train holds "
+                             f"{'(N, C) multi-hot labels' if multilabel else '(N,) class indices'}: "
+                             "give both in one form")
         if multilabel and labels.shape[1] != num_classes:
             raise ValueError(f"{name} has {labels.shape[1]} label columns for a head of {num_classes} "
                              "outputs: give num_classes= the number of classes")
