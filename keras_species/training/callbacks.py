@@ -8,6 +8,7 @@ the same key in every other case (and leaves it alone when one of those set it).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -183,6 +184,49 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
 
     def on_train_batch_end(self, batch, logs=None):
         self._atomic(super().on_train_batch_end, batch, logs)
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """``keras.callbacks.BackupAndRestore`` whose files are never left half-written.
+
+    Keras writes ``latest.weights.h5`` in place: a run killed while it was written left a file
+    cut short (96 bytes), which every later resume failed to open (h5py's ``truncated file``,
+    naming no file). Here the weights and then the epoch's metadata are each written beside
+    their target and moved over it (``os.replace``), so a kill leaves the previous backup whole
+    or the new one. A backup that cannot be read (one a version before this left) is named
+    with its fix, not with h5py's words.
+
+    Args:
+        backup_dir: the phase's backup folder.
+        **kwargs: as ``keras.callbacks.BackupAndRestore``.
+
+    Example:
+        >>> AtomicBackupAndRestore("runs/x/backup/phase0")  # doctest: +SKIP
+    """
+
+    def on_train_begin(self, logs=None):
+        for name in ("latest.weights.h5", "training_metadata.json"):
+            remove_stale_temporaries(os.path.join(self.backup_dir, name))
+        try:
+            super().on_train_begin(logs)
+        except OSError as err:
+            weights = os.path.join(self.backup_dir, "latest.weights.h5")
+            raise OSError(
+                f"{weights}, the backup of the interrupted epoch, cannot be read ({err}; cut short "
+                f"by a kill while it was written?): delete the folder {self.backup_dir} and resume "
+                "again (the phase then starts over from its first epoch)"
+            ) from None
+
+    def _save_model(self):
+        weights = getattr(self, "_weights_path", None)
+        metadata = getattr(self, "_training_metadata_path", None)
+        if weights is None or metadata is None or getattr(self, "double_checkpoint", False):
+            return super()._save_model()  # another Keras's layout: its own way
+        os.makedirs(self.backup_dir, exist_ok=True)
+        with atomic_path(weights) as tmp:
+            self.model.save_weights(filepath=str(tmp), overwrite=True)
+        with atomic_path(metadata) as tmp:
+            tmp.write_text(json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen}))
 
 
 def _scalar(value):

@@ -45,6 +45,7 @@ import tensorflow as tf
 from keras_species.atomic import atomic_path
 from keras_species.models.batchnorm import RecalibrateBatchNorm, untrained_batchnorm
 from keras_species.training.callbacks import (
+    AtomicBackupAndRestore,
     AtomicModelCheckpoint,
     HistoryWriter,
     LearningRateLogger,
@@ -1032,7 +1033,7 @@ def train(
                 keras.callbacks.TensorBoard(str(run.tensorboard_dir), write_graph=False, profile_batch=0)
             )
         callbacks.append(_PhaseEnd(run, index, phases, history))
-        callbacks.append(keras.callbacks.BackupAndRestore(str(run.backup_dir(index))))
+        callbacks.append(AtomicBackupAndRestore(str(run.backup_dir(index))))  # never half-written
         # BackupAndRestore stores the restored epoch on the model and fit() prefers it to
         # ``initial_epoch``; clear what an earlier phase's restore left there.
         model._initial_epoch = None

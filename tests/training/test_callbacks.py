@@ -171,3 +171,26 @@ def test_read_history_of_a_file_that_is_not_text(tmp_path):
     path.write_bytes(b"epoch,phase\n1,\xff\n")
     with pytest.raises(ValueError, match=rf"^{path} is not text \(byte 0xff at offset 14\)"):
         read_history(path)
+
+
+def test_the_epoch_backup_is_never_half_written_and_a_damaged_one_is_named(tmp_path):
+    # Keras wrote latest.weights.h5 in place: a kill during the write left 96 bytes, and every
+    # later resume failed with h5py's "truncated file", naming no file
+    import json
+
+    import keras
+
+    from keras_species.training.callbacks import AtomicBackupAndRestore
+
+    inp = keras.Input((3,))
+    model = keras.Model(inp, keras.layers.Dense(2)(inp))
+    model.compile(optimizer="adam", loss="mse")
+    backup = tmp_path / "backup" / "phase0"
+    callback = AtomicBackupAndRestore(str(backup))
+    callback.set_model(model)
+    callback.on_epoch_end(0)
+    assert sorted(p.name for p in backup.iterdir()) == ["latest.weights.h5", "training_metadata.json"]
+    assert json.loads((backup / "training_metadata.json").read_text())["epoch"] == 1
+    (backup / "latest.weights.h5").write_bytes((backup / "latest.weights.h5").read_bytes()[:96])
+    with pytest.raises(OSError, match=r"latest.weights.h5, the backup of the interrupted epoch, cannot be read"):
+        callback.on_train_begin()
