@@ -1155,7 +1155,7 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 
 SHOWN_GROUP_PATHS = 5
 """Files of one duplicate group that ``audit.md`` names (``audit.json`` keeps them all): one
-placeholder image copied 15,000 times made a table cell of 774,454 characters."""
+"image not available" picture copied 15,000 times made a table cell of 774,454 characters."""
 
 
 def _cell_paths(paths: Sequence[str]) -> str:

@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -242,10 +243,7 @@ def _digest(value: Any, h: Any, depth: int = 0) -> None:
                    if not isinstance(layer, keras.Model)])
         h.update(json.dumps([_layer_settings_of(layer) for layer in layers], sort_keys=True,
                             default=repr).encode())
-        for weight in value.weights:
-            arr = np.asarray(weight.numpy() if hasattr(weight, "numpy") else weight)
-            h.update(f"{arr.dtype.str}{arr.shape}".encode())
-            h.update(np.ascontiguousarray(arr).tobytes())
+        _digest_weights(value.weights, h)
     elif isinstance(value, functools.partial):
         _digest(value.func, h, depth + 1)
         _digest(value.args, h, depth + 1)
@@ -289,10 +287,7 @@ def model_identity(model: keras.Model) -> dict[str, Any]:
         ['config_sha256', 'input_shape', 'name', 'output_shape', 'weights_sha256']
     """
     h = hashlib.sha256()
-    for v in model.weights:
-        arr = np.asarray(v.numpy() if hasattr(v, "numpy") else v)
-        h.update(str(arr.shape).encode())
-        h.update(np.ascontiguousarray(arr).tobytes())
+    _digest_weights(model.weights, h)
     # the layers and their settings too: two models of one name and the same weights, one with
     # average and one with max pooling (or another activation, a Rescaling), shared a key
     config = json.dumps(_layer_settings(model), sort_keys=True, default=repr)
@@ -315,23 +310,21 @@ def _layer_settings(model: keras.Model) -> list:
             if not isinstance(layer, keras.Model)]  # a nested model's layers are listed themselves
 
 
+def _digest_weights(weights: Sequence[Any], h: Any) -> None:
+    """Feed each weight's dtype, shape and bytes to the hash ``h``."""
+    for weight in weights:
+        arr = np.asarray(weight.numpy() if hasattr(weight, "numpy") else weight)
+        h.update(f"{arr.dtype.str}{arr.shape}".encode())
+        h.update(np.ascontiguousarray(arr).tobytes())
+
+
+@functools.cache
 def _bare_layer_attributes() -> frozenset[str]:
+    """The attribute names every Keras layer has, and ``name`` (read once, when first needed:
+    Keras is not imported with this module)."""
     import keras
 
     return frozenset(vars(keras.layers.Layer())) | {"name"}
-
-
-class _LazyNames:
-    """The attribute names every Keras layer has (read once, when first needed: Keras is not
-    imported with this module)."""
-
-    def __contains__(self, key: str) -> bool:
-        if not hasattr(self, "_names"):
-            self._names = _bare_layer_attributes()
-        return key in self._names
-
-
-_BARE_LAYER_ATTRIBUTES = _LazyNames()
 
 
 def _layer_settings_of(layer: Any) -> list:
@@ -344,7 +337,7 @@ def _layer_settings_of(layer: Any) -> list:
         # class alone did), and this process's token if it holds anything else
         h = hashlib.sha256()
         for key, value in sorted(vars(layer).items()):
-            if key.startswith("_") or key in _BARE_LAYER_ATTRIBUTES:  # Keras's own, and the name
+            if key.startswith("_") or key in _bare_layer_attributes():  # Keras's own, and the name
                 continue
             h.update(key.encode())
             _digest(value, h)  # arrays by their bytes; what cannot be read, this process's token
