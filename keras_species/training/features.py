@@ -655,6 +655,8 @@ def extract_features(
         raise ValueError("pass a registry `backbone` name or a ready `extractor` model")
     from keras_species.training.verbosity import verbose_problem
 
+    if isinstance(verbose, bool):  # verbose=False, as a recipe passes it: Keras's 0
+        verbose = int(verbose)
     problem = verbose_problem(verbose)  # train's check (verbose=3 ran, unlike train)
     if problem:
         raise ValueError(f"verbose={verbose!r}: {problem}")

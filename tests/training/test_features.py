@@ -393,5 +393,5 @@ def test_a_dense_head_counts_the_validation_classes_and_names_labels_outside_it(
         train_dense_head(x, y, xv, yv, num_classes=2, units=(), epochs=1, verbose=0)
     with pytest.raises(ValueError, match=r"y_val has shape \(6,\), and y_train holds \(N, C\) multi-hot"):
         train_dense_head(x, np.eye(2, dtype="uint8")[y], xv, yv, units=(), epochs=1, verbose=0)
-    with pytest.raises(ValueError, match=r"verbose=3"):  # train's check (it ran)
+    with pytest.raises(ValueError, match=r"verbose=3"):  # train's check (it ran); False is 0
         extract_features(Manifest(["a.png"], np.array([0]), ["cod"]), "resnet18", verbose=3)
