@@ -192,9 +192,11 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     Keras writes ``latest.weights.h5`` in place: a run killed while it was written left a file
     cut short (96 bytes), which every later resume failed to open (h5py's ``truncated file``,
     naming no file). Here the weights and then the epoch's metadata are each written beside
-    their target and moved over it (``os.replace``), so a kill leaves the previous backup whole
-    or the new one. A backup that cannot be read (one a version before this left) is named
-    with its fix, not with h5py's words.
+    their target and moved over it (``os.replace``), so a kill leaves each file whole, the
+    previous or the new. (A kill in the instant between the two moves leaves the new weights
+    with the previous epoch's number: that epoch is trained once more, as plain Keras does.) A
+    backup that cannot be read (one a version before this left) is named with its fix, not with
+    h5py's words.
 
     Args:
         backup_dir: the phase's backup folder.

@@ -984,12 +984,16 @@ def train_dense_head(
 
     x = np.asarray(features_train, np.float32)
     y = np.asarray(y_train)
+    if y.ndim not in (1, 2):  # the scikit-learn path's message sent one back to this function
+        raise ValueError(f"y_train has shape {y.shape}: give (N,) class indices or (N, C) multi-hot labels")
     multilabel = y.ndim == 2
     if not multilabel:
         x, y = _check_single_label(x, y)
     elif len(x) != len(y):
         raise ValueError(f"{len(x)} feature rows but {len(y)} labels")
     yv_all = None if y_val is None else np.asarray(y_val)
+    if features_val is not None and yv_all is not None and len(features_val) != len(yv_all):
+        raise ValueError(f"{len(features_val)} validation feature rows but {len(yv_all)} labels in y_val")
     if num_classes is None:  # the validation labels count too (a class only they hold crashed)
         num_classes = y.shape[1] if multilabel else int(max(y.max(), -1 if yv_all is None or not yv_all.size
                                                              else yv_all.max())) + 1

@@ -42,7 +42,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from keras_species.atomic import atomic_path
+from keras_species.atomic import atomic_path, remove_stale_temporaries
 from keras_species.models.batchnorm import RecalibrateBatchNorm, untrained_batchnorm
 from keras_species.training.callbacks import (
     AtomicBackupAndRestore,
@@ -697,6 +697,7 @@ def _untrained_batchnorm_to_recalibrate(model: keras.Model) -> list[keras.layers
 
 
 def _atomic_save_weights(model: keras.Model, path: Path) -> None:
+    remove_stale_temporaries(path)  # a killed run's half-written copy stayed beside it for good
     with atomic_path(path) as tmp:
         model.save_weights(tmp, overwrite=True)
 

@@ -395,3 +395,15 @@ def test_a_dense_head_counts_the_validation_classes_and_names_labels_outside_it(
         train_dense_head(x, np.eye(2, dtype="uint8")[y], xv, yv, units=(), epochs=1, verbose=0)
     with pytest.raises(ValueError, match=r"verbose=3"):  # train's check (it ran); False is 0
         extract_features(Manifest(["a.png"], np.array([0]), ["cod"]), "resnet18", verbose=3)
+
+
+def test_a_dense_head_names_labels_of_other_shapes():
+    # 3-D labels got the scikit-learn path's advice to use train_dense_head; an empty y_val a
+    # Keras "cardinality is ambiguous"
+    from keras_species.training.features import train_dense_head
+
+    x = np.random.default_rng(1).random((6, 4)).astype("float32")
+    with pytest.raises(ValueError, match=r"y_train has shape \(6, 2, 1\): give \(N,\) class indices or"):
+        train_dense_head(x, np.zeros((6, 2, 1)), units=(), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"6 validation feature rows but 0 labels in y_val"):
+        train_dense_head(x, np.eye(2, dtype="uint8")[np.arange(6) % 2], x, np.array([]), units=(), epochs=1, verbose=0)

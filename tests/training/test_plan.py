@@ -683,3 +683,19 @@ def test_the_end_of_phase_line_says_stopped_early_only_before_the_last_epoch(cap
     cb.stopped_epoch, cb.wait = 4, 1
     cb.on_train_end()
     assert "stopped early after epoch 5, val_loss not improved for 1 epoch(s)" in capsys.readouterr().out
+
+
+def test_a_killed_writers_half_written_weights_are_removed_when_saved_again(tmp_path):
+    # a SIGKILL during a phase's weights save left .phase0.tmp-<pid>.weights.h5 beside the good
+    # file for good (the resume never removed it)
+    import os
+
+    from keras_species.atomic import temporary_path
+    from keras_species.training.plan import _atomic_save_weights
+
+    target = tmp_path / "checkpoints" / "phase0.weights.h5"
+    target.parent.mkdir()
+    stale = temporary_path(target).with_name(temporary_path(target).name.replace(f"tmp-{os.getpid()}", "tmp-999999"))
+    stale.write_bytes(b"cut short")
+    _atomic_save_weights(tiny_model(), target)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["phase0.weights.h5"]
