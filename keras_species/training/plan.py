@@ -763,6 +763,8 @@ class _RunEarlyStopping(keras.callbacks.EarlyStopping):
         self.mode = kwargs.get("mode", "auto")  # "min"/"max" here; Keras before 3.11 did not keep it
 
     def on_train_end(self, logs=None):
+        if not self._seeded:  # a resume with no epoch left (killed while the phase's end was saved):
+            self._seed()      # the phase still ends on its best epoch's weights (it ended on its last)
         super().on_train_end(logs)
         if not self.say:
             return
@@ -788,8 +790,11 @@ class _RunEarlyStopping(keras.callbacks.EarlyStopping):
 
     def on_epoch_begin(self, epoch, logs=None):
         super().on_epoch_begin(epoch, logs)
-        if self._seeded:  # once per fit, after HistoryWriter dropped an interrupted epoch's rows
-            return
+        if not self._seeded:  # once per fit, after HistoryWriter dropped an interrupted epoch's rows
+            self._seed()
+
+    def _seed(self) -> None:
+        """The best value, patience count and best weights of the phase's finished epochs."""
         self._seeded = True
         done = [r for r in self.history.rows
                 if r.get("phase") == self.phase and isinstance(r.get(self.monitor), (int, float))]

@@ -699,3 +699,25 @@ def test_a_killed_writers_half_written_weights_are_removed_when_saved_again(tmp_
     stale.write_bytes(b"cut short")
     _atomic_save_weights(tiny_model(), target)
     assert sorted(p.name for p in target.parent.iterdir()) == ["phase0.weights.h5"]
+
+
+def test_a_resume_with_no_epoch_left_ends_the_phase_on_its_best_weights(tmp_path):
+    # killed while the phase's end weights were saved, the resume's fit had no epoch to run: the
+    # best weights were never loaded, and the next phase started from the last epoch's weights
+    from keras_species.training.callbacks import HistoryWriter
+    from keras_species.training.plan import _RunEarlyStopping
+
+    model = tiny_model()
+    best = [w + 1.0 for w in model.get_weights()]
+    model.set_weights(best)
+    model.save_weights(tmp_path / "best.weights.h5")
+    model.set_weights([w - 1.0 for w in best])  # the last epoch's weights
+    rows = [{"epoch": e, "phase": "head", "val_loss": v} for e, v in ((1, 0.5), (2, 0.7), (3, 0.9))]
+    history = HistoryWriter(tmp_path / "history.csv", "head", rows=rows, keep=("val_loss",))
+    stopping = _RunEarlyStopping(history, "head", tmp_path / "best.weights.h5", end_epoch=3,
+                                 monitor="val_loss", mode="min", patience=5, restore_best_weights=True)
+    stopping.set_model(model)
+    stopping.on_train_begin()
+    stopping.on_train_end()  # no epoch ran
+    for got, want in zip(model.get_weights(), best):
+        np.testing.assert_allclose(got, want)
