@@ -694,7 +694,7 @@ def _group_report(manifest: Manifest) -> tuple[dict[str, Any] | None, list[str]]
     notes: list[str] = []
     names = manifest.class_names
     ids = np.asarray(manifest.groups, dtype=object)
-    has_id = ids != ""
+    has_id = ids != ""  # always true since stop 33 (a manifest makes an empty id its own path)
     rows = np.flatnonzero(has_id)
     uniq, first, inv, sizes = np.unique(ids[rows].astype(str), return_index=True, return_inverse=True,
                                         return_counts=True)
@@ -713,11 +713,6 @@ def _group_report(manifest: Manifest) -> tuple[dict[str, Any] | None, list[str]]
     }
     if manifest.splits is not None:
         out["n_cross_split_groups"], out["cross_split_groups"] = 0, []
-    if out["n_without_id"]:
-        notes.append(
-            f"{out['n_without_id']} image(s) have an empty group id: a group-aware split keeps all "
-            "of them together as one group; give them ids (e.g. --group-regex) or drop the column"
-        )
     if not n_groups:
         return out, notes
     out["images_per_group"] = {"min": int(sizes.min()), "median": float(np.median(sizes)),
@@ -1202,7 +1197,7 @@ def _groups_line(g: dict[str, Any], multilabel: bool) -> str:
     if sizes:
         text += f" (images per group min {sizes['min']}, median {sizes['median']:g}, max {sizes['max']})"
     mixed = "with different label sets" if multilabel else "with more than one class"
-    text += f", {mixed}: {g['n_mixed_label_groups']}, images without id: {g['n_without_id'] + g['n_own_group']}"
+    text += f", {mixed}: {g['n_mixed_label_groups']}, images without id: {g['n_own_group']}"
     if "n_cross_split_groups" in g:
         text += f", across splits: {g['n_cross_split_groups']}"
     return text + f", classes with < {MIN_GROUPS_PER_CLASS} groups: {len(g['few_group_classes'])}"
@@ -1219,7 +1214,6 @@ def _groups_markdown(g: dict[str, Any], multilabel: bool) -> list[str]:
         ("images per group (min / median / max)", spread),
         ("groups with different label sets" if multilabel else "groups with more than one class",
          g["n_mixed_label_groups"]),
-        ("images with an empty group id (one group for a split)", g["n_without_id"]),
         ("images that are their own group (no id in the name or the column)", g["n_own_group"]),
         (f"classes with fewer than {MIN_GROUPS_PER_CLASS} groups", len(g["few_group_classes"])),
     ]

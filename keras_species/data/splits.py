@@ -831,14 +831,22 @@ def load_split(path: str | os.PathLike) -> Manifest:
     return m
 
 
-def split_table(m: Manifest) -> str:
+#: Class rows ``keras-species split`` prints (the split CSV holds every image).
+SPLIT_TABLE_CLASSES = 40
+
+
+def split_table(m: Manifest, max_classes: int | None = None) -> str:
     """A per-class, per-split count table (plain text) of a split manifest.
 
     Args:
         m: a manifest with ``splits``.
+        max_classes: at most this many class rows (``None``: all). With more classes, the rows
+            kept are those with the fewest images on their smallest split (the classes a split
+            may starve), in class order, and one row sums the others, so the columns still add
+            up (``keras-species split`` prints 40: 10,000 classes printed 10,000 lines).
 
     Returns:
-        The table, one row per class plus a total row.
+        The table, one row per class (or as capped) plus a total row.
 
     Example:
         >>> print(split_table(stratified_split(sources.load("demo"))))   # doctest: +SKIP
@@ -849,8 +857,16 @@ def split_table(m: Manifest) -> str:
     cols = sorted(set(m.splits), key=lambda s: (order.get(s, 3), len(s), s))
     per = {s: m.split(s) for s in cols}
     counts = {s: per[s].class_counts() for s in cols}
-    rows = [[name] + [str(int(counts[s][j])) for s in cols] + [str(int(sum(counts[s][j] for s in cols)))]
-            for j, name in enumerate(m.class_names)]
+    table = np.array([[int(counts[s][j]) for s in cols] for j in range(len(m.class_names))],
+                     dtype=np.int64).reshape(len(m.class_names), len(cols))
+    shown = np.arange(len(m.class_names))
+    if max_classes is not None and len(shown) > max_classes:
+        shown = np.sort(np.argsort(table.min(axis=1), kind="stable")[:max_classes])
+    rows = [[m.class_names[j]] + [str(v) for v in table[j]] + [str(int(table[j].sum()))] for j in shown]
+    if len(shown) < len(m.class_names):
+        rest = np.delete(table, shown, axis=0).sum(axis=0)
+        rows.append([f"({len(m.class_names) - len(shown)} other classes)"] + [str(int(v)) for v in rest]
+                    + [str(int(rest.sum()))])
     if not m.multilabel and (m.labels == UNLABELLED).any():
         un = [int((per[s].labels == UNLABELLED).sum()) for s in cols]
         rows.append(["(unlabelled)"] + [str(u) for u in un] + [str(sum(un))])
@@ -1116,7 +1132,7 @@ def run_cli(args: argparse.Namespace) -> int:
         print(f"keras-species split: {e}", file=sys.stderr)
         return 2
     print(f"{out.summary()} ({how})")
-    print(split_table(out))
+    print(split_table(out, max_classes=SPLIT_TABLE_CLASSES))
     leaks = leakage(out)
     if out.groups is not None:
         print(f"groups on two sides: {len(leaks['groups'])}")

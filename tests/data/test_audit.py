@@ -256,6 +256,9 @@ def test_multilabel_group_report_counts_label_sets_and_empty_ids(image_folder):
     assert "more than one class" not in notes  # different tags in one group: for information only
     md = r.to_markdown()
     assert "| groups with different label sets | 1 |" in md and "| `a` | 3 | cod 2, cod;eel 1 |" in md
+    # before: a row "images with an empty group id (one group for a split) | 0", a rule gone since
+    # stop 33 (such images are their own groups, the row below)
+    assert "empty group id" not in md and "| images that are their own group" in md
     assert "images without id: 2" in r.summary()
 
 

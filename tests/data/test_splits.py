@@ -536,6 +536,28 @@ def test_the_split_table_lines_up_class_names_in_wide_and_decomposed_characters(
     assert lines[3] == "日本 鯛         1    1     1      3"
 
 
+def test_the_split_table_keeps_the_classes_a_split_starves_and_sums_the_others() -> None:
+    # before: one row a class, whatever their number (10,000 classes printed 10,000 lines)
+    names = [f"c{k:02d}" for k in range(50)]
+    per = [6] * 50
+    per[7], per[30] = 3, 2  # the two classes with the fewest images on a side
+    paths = [f"{k}_{i}.png" for k in range(50) for i in range(per[k])]
+    labels = np.repeat(np.arange(50), per)
+    sides = [["train", "val", "test"][i % 3] for k in range(50) for i in range(per[k])]
+    m = Manifest(paths, labels, names, splits=sides)
+    assert len(splits.split_table(m).splitlines()) == 2 + 50 + 1
+    lines = splits.split_table(m, max_classes=4).splitlines()
+    assert len(lines) == 2 + 4 + 1 + 1
+    # c30 (1/1/0) and c07 (1/1/1) first, then the first classes of the smallest-split tie (2)
+    assert [line.split()[0] for line in lines[2:6]] == ["c00", "c01", "c07", "c30"]
+    other = lines[6].split()
+    assert other == ["(46", "other", "classes)", "92", "92", "92", "276"]
+    shown = [[int(v) for v in line.split()[1:]] for line in lines[2:6]]
+    rest = [int(v) for v in other[3:]]
+    total = [int(v) for v in lines[7].split()[1:]]
+    assert [sum(col) for col in zip(*shown, rest)] == total and total[-1] == len(m)
+
+
 def test_cli_split_bad_ratios_are_a_flag_error_before_the_data_is_read(tmp_path: Path, capsys) -> None:
     # before: `keras-species split: ratios must sum to 1, ...` once the data had been listed and
     # checked, with no `error:` and no `see --help` (a data error's form)
