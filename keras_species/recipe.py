@@ -789,9 +789,10 @@ def training_finished(run: RunFolder) -> bool:
 
 def run_finished(run: RunFolder) -> bool:
     """Whether ``run`` finished: its ``metrics.json`` is there and its state says its training
-    is done (what ``keras-species runs`` shows as ``done`` for a recipe that keeps a
-    ``state.json``). A state that cannot be read counts as not finished (the resume rebuilds it
-    from the folder).
+    is done (what ``keras-species runs`` shows as ``done``). A state that cannot be read counts
+    as not finished (the resume rebuilds it from the folder). A run folder without a
+    ``state.json`` of its own (``inaturalist_vgg16`` trains its models in subfolders) finished
+    when every model folder's training did (:meth:`RunFolder.model_folders`).
 
     Args:
         run: a run folder.
@@ -803,7 +804,15 @@ def run_finished(run: RunFolder) -> bool:
         >>> run_finished(RunFolder("runs/quickstart/no_such_run"))
         False
     """
-    return run.metrics_path.is_file() and training_finished(run)
+    if not run.metrics_path.is_file():
+        return False
+    if run.state_path.exists() or run.state_path.is_symlink():
+        return training_finished(run)
+    # a recipe that trains every model in a subfolder and keeps no state.json of its own
+    # (inaturalist_vgg16): finished when every model folder is, as `keras-species runs` reads it
+    # (a finished run's resume re-evaluated it without saying so)
+    models = run.model_folders()
+    return bool(models) and all(m["status"] == "trained" for m in models)
 
 
 # --------------------------------------------------------------------------- config.json paths

@@ -78,6 +78,9 @@ class INaturalistVGG16Config(SourceSettings, RunSettings):
     NEED_SPLITS = ("train", "val", "test")
     """The splits it needs (:func:`~keras_species.recipe.recipe_need_splits`): val checkpoints
     and compares every stage and scratch CNN, test scores them."""
+    RESUME_FINISHED = "re-evaluating its models (best.keras chosen again)"
+    """What ``--resume`` does with a finished run (:func:`~keras_species.recipe.start_run`): every
+    stage and scratch CNN is scored again, nothing trains."""
 
     # data
     data: str | None = field(default=None, metadata=_h("an iNaturalist/COCO JSON, a folder of class folders, a CSV or a saved manifest"))

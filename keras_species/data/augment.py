@@ -46,7 +46,7 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
-from keras_species.data.augment_presets import PRESETS, preset_fields
+from keras_species.data.augment_presets import PRESETS, _pair, preset_fields
 from keras_species.data.pipeline import check_seed
 
 __all__ = ["PRESETS", "preset_fields", "PerImageRandAugment", "RandomResizedCrop", "augmentation",
@@ -93,6 +93,11 @@ class RandomResizedCrop(keras.layers.Layer):
         super().__init__(**kwargs)
         if (height is None) != (width is None):
             raise ValueError("give both height and width, or neither")
+        for name, value in (("scale", scale), ("ratio", ratio)):  # an IndexError/TypeError before
+            if not _pair(value):
+                raise ValueError(f"{name}={value!r} must be a (min, max) pair of numbers")
+        if interpolation not in ("bilinear", "nearest"):  # refused at the first training call before
+            raise ValueError(f"interpolation={interpolation!r}: give 'bilinear' or 'nearest'")
         lo, hi = float(scale[0]), float(scale[1])
         if not 0.0 < lo <= hi <= 1.0:
             raise ValueError(f"scale={tuple(scale)} must satisfy 0 < min <= max <= 1")

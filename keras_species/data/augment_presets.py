@@ -111,12 +111,25 @@ def _value_problem(key: str, value: object) -> str:
     if key in ("crop_area", "crop_ratio"):
         return "" if _pair(value) else "give a (min, max) pair of numbers, e.g. (0.08, 1.0)"
     if key == "rotation":
-        return "" if _number(value) or _pair(value) else "give degrees: a number (±) or a (min, max) pair"
+        if not (_number(value) or _pair(value)):
+            return "give degrees: a number (±) or a (min, max) pair"
+        # Keras' RandomRotation takes a share of a turn in [-1, 1] and named that (`factor`)
+        degrees = [value] if _number(value) else [value[0], value[1]]
+        return "" if all(abs(float(d)) <= 360 for d in degrees) else "give degrees, at most 360 either way"
     if key == "randaugment_ops":
         whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)
         return "" if whole and value >= 0 else "give a whole number of ops, at least 0"
     if key in ("translation", "zoom", "contrast", "randaugment_magnitude"):
-        return "" if _number(value) and value >= 0 else "give one number, at least 0 (the same for both axes)"
+        if not (_number(value) and value >= 0):
+            return "give one number, at least 0 (the same for both axes)"
+        # the bounds of the Keras layers they set, which named their own arguments instead
+        # (`factor`, `height_factor`) and read zoom=1 as -1
+        if key == "zoom" and value >= 1:
+            return "give a share of the side below 1 (0.2: zoom in or out by up to 20%)"
+        if value > 1:
+            return {"translation": "give a share of the side, at most 1 (0.1: up to 10%)",
+                    "contrast": "give a share, at most 1 (0.2: contrast 0.8 to 1.2)",
+                    "randaugment_magnitude": "give a strength from 0 to 1"}[key]
     return ""
 
 

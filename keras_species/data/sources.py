@@ -2508,19 +2508,20 @@ _OPTION_FLAGS = {"group_regex": "--group-regex", "group_col": "--group-col", "pa
 """The commands' flag of each reader option that has one."""
 
 _PYTHON_ONLY = {"extensions": "extensions=[...] (Python only)"}
-"""Reader options that no command has a flag for, as messages name them (a command-line user
-would look for ``--extensions`` in vain)."""
+"""How messages name reader options that no command has a flag for, where the keyword alone
+would not do (every other one is ``name= (Python only)``: a command-line user would look for
+``--extensions`` or ``--multilabel`` in vain)."""
 
 
 def _option_names(names: Iterable[str]) -> str:
     """Reader options as messages name them, the flag first as everywhere: ``--root (root=)``;
     an option without a flag as its Python keyword: ``extensions=[...] (Python only)``,
-    ``label_col=``."""
+    ``label_col= (Python only)``."""
     names = list(names)
     if "root" in names:  # an iNat/COCO JSON's image_root is --root as well: name it once
         names = [n for n in names if n != "image_root"]
     return ", ".join(f"{_OPTION_FLAGS[n]} ({n}=)" if n in _OPTION_FLAGS
-                     else _PYTHON_ONLY.get(n, f"{n}=") for n in names)
+                     else _PYTHON_ONLY.get(n, f"{n}= (Python only)") for n in names)
 
 
 def source_name(source: str | os.PathLike | Manifest) -> str:

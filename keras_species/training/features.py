@@ -2,7 +2,7 @@
 
 A frozen backbone is run over a manifest's images once; its pooled features are saved to
 ``<cache_dir>/<key>.npz``. The key hashes everything the features depend on: the backbone name,
-the weights' identity (``None``, ``"imagenet"``, or a file's path + size + mtime), the input size,
+the weights' identity (``None``, ``"imagenet"``, or a file's path + size + SHA-256), the input size,
 the pooling, the dataset function, the pipeline's resizing rule and the ordered file list with
 each file's size and mtime. Any change recomputes; the same input loads from the cache. Then
 train a dense head (:func:`train_dense_head`, R5's feature-extraction classifier) or a
@@ -989,6 +989,8 @@ def train_dense_head(
     multilabel = y.ndim == 2
     if not multilabel:
         x, y = _check_single_label(x, y)
+    elif x.ndim != 2:  # a bare IndexError before
+        raise ValueError(f"features must be (N, D), got shape {x.shape}")
     elif len(x) != len(y):
         raise ValueError(f"{len(x)} feature rows but {len(y)} labels")
     yv_all = None if y_val is None else np.asarray(y_val)
@@ -1006,6 +1008,11 @@ def train_dense_head(
             raise ValueError(f"{name} has shape {labels.shape}, and y_train holds "
                              f"{'(N, C) multi-hot labels' if multilabel else '(N,) class indices'}: "
                              "give both in one form")
+        if multilabel and not np.isin(labels, (0, 1)).all():  # trained a sigmoid head on 0..2 before
+            column = "; a column of class indices is y.ravel()" if labels.shape[1] == 1 else ""
+            raise ValueError(f"{name} has shape {labels.shape} and values other than 0 and 1 "
+                             f"(e.g. {labels[~np.isin(labels, (0, 1))].flat[0].item()!r}): (N, C) labels are "
+                             f"multi-hot, a 1 for each class an image shows{column}")
         if multilabel and labels.shape[1] != num_classes:
             raise ValueError(f"{name} has {labels.shape[1]} label columns for a head of {num_classes} "
                              "outputs: give num_classes= the number of classes")

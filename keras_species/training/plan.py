@@ -824,6 +824,38 @@ class _RunEarlyStopping(keras.callbacks.EarlyStopping):
             _atomic_save_weights(self.model, self.best_weights_path)
 
 
+class _SkipStoppedPhase(keras.callbacks.Callback):
+    """Runs no epoch of a resumed phase that had already stopped early.
+
+    Killed while such a phase's end was saved, a resume restores its last epoch from the backup,
+    which lies before the phase's ``epochs``: ``fit`` went on training, since Keras' early
+    stopping checks its patience only at an epoch's end (and an improving epoch reset it), so the
+    phase trained more epochs than an uninterrupted run and ended on other weights. Put it after
+    the backup callback, whose ``on_train_begin`` sets the epoch ``fit`` starts from; the
+    early-stopping callback then ends the phase on its best weights, as it does when no epoch is
+    left.
+    """
+
+    def __init__(self, stopping: _RunEarlyStopping):
+        super().__init__()
+        self.stopping = stopping
+
+    def on_train_begin(self, logs=None):
+        start = getattr(self.model, "_initial_epoch", None)  # set by BackupAndRestore's restore
+        if not start:
+            return
+        stop = self.stopping
+        rows = [r for r in stop.history.rows if r.get("phase") == stop.phase
+                and int(r["epoch"]) <= start and isinstance(r.get(stop.monitor), (int, float))]
+        wait, best = 0, None
+        for row in rows:  # Keras' count, as _RunEarlyStopping._seed replays it
+            wait += 1
+            if stop._improves(row[stop.monitor], best):
+                best, wait = row[stop.monitor], 0
+        if rows and wait >= stop.patience and start > 1:
+            self.model._initial_epoch = max(start, int((self.params or {}).get("epochs") or start))
+
+
 class _PhaseEnd(keras.callbacks.Callback):
     """Saves the weights and ``state.json`` when a phase's fit ends (after EarlyStopping has
     restored the best weights and before BackupAndRestore deletes its backup)."""
@@ -834,7 +866,6 @@ class _PhaseEnd(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         _atomic_save_weights(self.model, self.run.phase_weights_path(self.index))
-        self.run.phase_best_weights_path(self.index).unlink(missing_ok=True)
         epoch = max((int(r["epoch"]) for r in self.history.rows), default=0)
         self.run.write_state(
             {
@@ -844,6 +875,10 @@ class _PhaseEnd(keras.callbacks.Callback):
                 "finished": self.index + 1 == len(self.phases),
             }
         )
+        # last: until the state says the phase ended, a resume redoes its end from these best
+        # weights (removed before the state was written, a kill between the two ended the
+        # resumed phase on its last epoch's weights, and saved those over the right ones)
+        self.run.phase_best_weights_path(self.index).unlink(missing_ok=True)
 
 
 def phase_line(phase: Phase, index: int, count: int, first_epoch: int = 1) -> str:
@@ -1018,28 +1053,30 @@ def train(
             history,
             _RunCheckpoint(history, run.best_model_path, monitor=monitor, mode=mode, save_best_only=True),
         ]
+        stopping = None
         if phase.early_stopping_patience is not None or phase.restore_best:
-            callbacks.append(
-                _RunEarlyStopping(
-                    history,
-                    phase.name,
-                    run.phase_best_weights_path(index),
-                    end_epoch=epoch + phase.epochs,
-                    monitor=monitor,
-                    mode=mode,
-                    patience=phase.early_stopping_patience
-                    if phase.early_stopping_patience is not None
-                    else phase.epochs + 1,
-                    restore_best_weights=phase.restore_best,
-                    verbose=1 if verbose else 0,
-                )
+            stopping = _RunEarlyStopping(
+                history,
+                phase.name,
+                run.phase_best_weights_path(index),
+                end_epoch=epoch + phase.epochs,
+                monitor=monitor,
+                mode=mode,
+                patience=phase.early_stopping_patience
+                if phase.early_stopping_patience is not None
+                else phase.epochs + 1,
+                restore_best_weights=phase.restore_best,
+                verbose=1 if verbose else 0,
             )
+            callbacks.append(stopping)
         if tensorboard:
             callbacks.append(
                 keras.callbacks.TensorBoard(str(run.tensorboard_dir), write_graph=False, profile_batch=0)
             )
         callbacks.append(_PhaseEnd(run, index, phases, history))
         callbacks.append(AtomicBackupAndRestore(str(run.backup_dir(index))))  # never half-written
+        if stopping is not None:  # after the backup's restore: a phase that stopped early stays so
+            callbacks.append(_SkipStoppedPhase(stopping))
         # BackupAndRestore stores the restored epoch on the model and fit() prefers it to
         # ``initial_epoch``; clear what an earlier phase's restore left there.
         model._initial_epoch = None

@@ -265,3 +265,39 @@ def test_none_is_refused_where_a_setting_has_no_off(setting):
     # None passed the check and failed inside Keras ("'NoneType' object is not subscriptable")
     with pytest.raises(ValueError, match=rf"augmentation setting {setting}=None: give a value"):
         augmentation("r4", **{setting: None})
+
+
+@pytest.mark.parametrize("preset, setting, value, says", [
+    ("r1", "rotation", 400, "give degrees, at most 360 either way"),
+    ("r1", "rotation", (-10, 361.0), "give degrees, at most 360 either way"),
+    ("r5", "zoom", 1.0, "give a share of the side below 1"),
+    ("r5", "translation", 1.5, "give a share of the side, at most 1"),
+    ("r3", "contrast", 1.5, "give a share, at most 1"),
+    ("randaugment", "randaugment_magnitude", 1.5, "give a strength from 0 to 1"),
+])
+def test_settings_beyond_their_layers_range_are_named_in_their_own_units(preset, setting, value, says):
+    # before: Keras' words about `factor`, `height_factor` or `input_number`: rotation=400 was
+    # told a range of [-1, 1] (degrees read as turns), zoom=1.0 that it received -1.0
+    with pytest.raises(ValueError, match=rf"augmentation setting {setting}=.*: {says}"):
+        augmentation(preset, **{setting: value})
+
+
+def test_settings_at_their_layers_bounds_still_build():
+    for preset, kw in (("r1", dict(rotation=360)), ("r5", dict(zoom=0.99, translation=1.0)),
+                       ("r3", dict(contrast=1.0)), ("randaugment", dict(randaugment_magnitude=1.0))):
+        aug = augmentation(preset, seed=0, **kw)
+        assert tuple(aug(keras.ops.ones((2, 32, 32, 3)) * 100, training=True).shape) == (2, 32, 32, 3)
+
+
+@pytest.mark.parametrize("kwargs, says", [
+    (dict(scale=(0.5,)), r"scale=\(0\.5,\) must be a \(min, max\) pair of numbers"),
+    (dict(scale=0.5), r"scale=0\.5 must be a \(min, max\) pair"),
+    (dict(ratio=1.0), r"ratio=1\.0 must be a \(min, max\) pair"),
+    (dict(interpolation="bicubicx"), r"interpolation='bicubicx': give 'bilinear' or 'nearest'"),
+])
+def test_random_resized_crop_names_bad_arguments_when_made(kwargs, says):
+    # before: an IndexError or a TypeError, and a bad interpolation only at the first training call
+    from keras_species.data.augment import RandomResizedCrop
+
+    with pytest.raises(ValueError, match=says):
+        RandomResizedCrop(**kwargs)

@@ -971,8 +971,13 @@ def test_reader_options_are_named_flag_first() -> None:
     # where every other message puts the flag first: `--path-format '{class}/{file}' (path_format=)`
     kind = sources.SourceKind("a CSV", ("on_missing", "root"))
     assert kind.problem("l.csv", ["extensions", "label_col"]) == (
-        "l.csv is read as a CSV, to which extensions=[...] (Python only), label_col= do not apply: "
-        "leave them out (the options for a CSV: --on-missing (on_missing=), --root (root=))")
+        "l.csv is read as a CSV, to which extensions=[...] (Python only), label_col= (Python only) "
+        "do not apply: leave them out (the options for a CSV: --on-missing (on_missing=), --root (root=))")
+    # before: `multilabel=` among an iNat JSON's options, read as a flag (`--multilabel` is none)
+    coco = sources.SourceKind("an iNat/COCO JSON", ("group_regex", "multilabel", "image_root"))
+    assert coco.problem("t.json", ["path_format"]).endswith(
+        "(the options for an iNat/COCO JSON: --group-regex (group_regex=), multilabel= (Python only), "
+        "--root (image_root=))")
     listed = sources.source_kind("demo")
     assert listed.problem("demo", ["image_root"]).startswith(
         "demo is read as the embedded demo set, to which --root (image_root=) does not apply: "

@@ -122,7 +122,7 @@ def test_a_bare_resume_continues_the_runs_own_data_and_stages(tmp_path, monkeypa
     assert derived == (["b", "c"], ["deep"], None)
 
 
-def test_a_resume_loads_stage_a_and_runs_count_its_epochs(tmp_path, monkeypatch):
+def test_a_resume_loads_stage_a_and_runs_count_its_epochs(tmp_path, monkeypatch, capsys):
     # before: stage (a) was trained again on every resume, and `runs` showed it with 0 epochs
     from keras_species.training.runs import RunFolder
     from recipes import inaturalist_vgg16
@@ -144,8 +144,13 @@ def test_a_resume_loads_stage_a_and_runs_count_its_epochs(tmp_path, monkeypatch)
         raise AssertionError("stage (a) was trained again on resume")
 
     monkeypatch.setattr(inaturalist_vgg16, "_features_stage", train_again)
+    capsys.readouterr()
     again = run(INaturalistVGG16Config(out=tmp_path / "runs", name="t", resume=True))
     assert again.metrics["test"]["accuracy"] == first.metrics["test"]["accuracy"]
+    # before: the run folder keeps no state.json of its own, so the resume of this finished run
+    # re-evaluated it without the README's line (`keras-species runs` said `done`)
+    assert f"{first.run_dir} finished already: re-evaluating its models (best.keras chosen again) and " \
+        "rewriting metrics.json and report.md" in capsys.readouterr().out
     assert folder.model_folders()[0]["epochs"] == 2
 
 

@@ -407,3 +407,21 @@ def test_a_dense_head_names_labels_of_other_shapes():
         train_dense_head(x, np.zeros((6, 2, 1)), units=(), epochs=1, verbose=0)
     with pytest.raises(ValueError, match=r"6 validation feature rows but 0 labels in y_val"):
         train_dense_head(x, np.eye(2, dtype="uint8")[np.arange(6) % 2], x, np.array([]), units=(), epochs=1, verbose=0)
+
+
+def test_a_dense_head_refuses_2d_labels_that_are_not_multi_hot_and_1d_features():
+    # before: a column of class indices trained a one-output sigmoid head on targets 0..2 without
+    # a word, and multi-hot labels with 1-D features failed with a bare IndexError
+    from keras_species.training.features import train_dense_head
+
+    x = np.random.default_rng(1).random((12, 4)).astype("float32")
+    y = np.arange(12) % 3
+    with pytest.raises(ValueError, match=r"y_train has shape \(12, 1\) and values other than 0 and 1 "
+                                         r"\(e\.g\. 2\).*a column of class indices is y\.ravel\(\)"):
+        train_dense_head(x, y[:, None], units=(), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"y_val has shape \(12, 3\) and values other than 0 and 1"):
+        train_dense_head(x, np.eye(3)[y], x, 2 * np.eye(3)[y], units=(), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"features must be \(N, D\), got shape \(12,\)"):
+        train_dense_head(x[:, 0], np.eye(3)[y], units=(), epochs=1, verbose=0)
+    head = train_dense_head(x, np.eye(3, dtype=bool)[y], units=(), epochs=1, verbose=0)  # booleans are 0/1
+    assert head.output_shape == (None, 3)

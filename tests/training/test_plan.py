@@ -721,3 +721,92 @@ def test_a_resume_with_no_epoch_left_ends_the_phase_on_its_best_weights(tmp_path
     stopping.on_train_end()  # no epoch ran
     for got, want in zip(model.get_weights(), best):
         np.testing.assert_allclose(got, want)
+
+
+class _ScriptedLoss(keras.callbacks.Callback):
+    """Sets ``val_loss`` of each epoch (run epoch i: ``values[i - 1]``)."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values = values
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_loss"] = self.values[epoch]
+
+
+class _Kernels(keras.callbacks.Callback):
+    """The output layer's kernel after each epoch (run epoch -> array)."""
+
+    def __init__(self, seen: dict):
+        super().__init__()
+        self.seen = seen
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seen[epoch + 1] = self.model.get_layer("label").kernel.numpy().copy()
+
+
+def _phase_end_killed(monkeypatch, index: int, after_save: bool) -> None:
+    """A kill in phase ``index``'s end: before its weights are saved, or after them, as its
+    ``state.json`` is about to be written."""
+    from keras_species.training import plan
+    from keras_species.training.runs import RunFolder
+
+    if after_save:
+        write_state = RunFolder.write_state
+
+        def killed_writing(self, state):
+            if state.get("phase_index") == index + 1:
+                raise KeyboardInterrupt
+            return write_state(self, state)
+
+        monkeypatch.setattr(RunFolder, "write_state", killed_writing)
+        return
+    original = plan._PhaseEnd.on_train_end
+
+    def on_train_end(self, logs=None):
+        if self.index == index:
+            raise KeyboardInterrupt
+        return original(self, logs)
+
+    monkeypatch.setattr(plan._PhaseEnd, "on_train_end", on_train_end)
+
+
+@pytest.mark.parametrize("case", ["stopped early, killed before the save",
+                                  "ran its epochs, killed after the save"])
+def test_a_phase_killed_at_its_end_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch, case):
+    # before: a phase that had stopped early trained more epochs on resume (Keras checks its
+    # patience at an epoch's end only), and a kill after the best weights' removal ended the
+    # resumed phase on its last epoch's weights, saved over the right ones
+    early = case.startswith("stopped")
+    losses = [0.5, 0.3, 0.9, 0.1, 0.7, 0.8, 0.9, 0.95] if early else [0.5, 0.3, 0.9, 0.2, 0.7, 0.95, 0.8, 0.99]
+    x, y = tiny_data(24)
+
+    def run(folder, seen, resume=False):
+        keras.utils.set_random_seed(99 if resume else 1)
+        pre = [] if early else [Phase("pre", 2, learning_rate=0.05, monitor="val_loss",
+                                      callbacks=[_ScriptedLoss(losses), _Kernels(seen)])]
+        phases = pre + [
+            Phase("p0", 6 if early else 5, learning_rate=0.05, monitor="val_loss",
+                  early_stopping_patience=1 if early else 99, callbacks=[_ScriptedLoss(losses), _Kernels(seen)]),
+            Phase("p1", 1, learning_rate=0.0, monitor="val_loss", callbacks=[_ScriptedLoss(losses), _Kernels(seen)]),
+        ]
+        return train(tiny_model(), phases, dataset(x, y, 8), dataset(x, y, 8), folder, resume=resume, verbose=0)
+
+    plain_seen: dict = {}
+    plain = run(tmp_path / "plain", plain_seen)
+    best_epoch = 2 if early else 4  # p0 stops after epoch 3 (patience 1), or ends at 7
+    p0_rows = [r["epoch"] for r in plain.history if r["phase"] == "p0"]
+    assert p0_rows == ([1, 2, 3] if early else [3, 4, 5, 6, 7])
+    np.testing.assert_allclose(plain.model.get_layer("label").kernel.numpy(), plain_seen[best_epoch])
+
+    killed_seen: dict = {}
+    with monkeypatch.context() as m:
+        _phase_end_killed(m, index=0 if early else 1, after_save=not early)
+        with pytest.raises(KeyboardInterrupt):
+            run(tmp_path / "killed", killed_seen)
+    resumed = run(tmp_path / "killed", killed_seen, resume=True)
+    assert [(r["epoch"], r["phase"]) for r in resumed.history] == [(r["epoch"], r["phase"]) for r in plain.history]
+    np.testing.assert_allclose(resumed.model.get_layer("label").kernel.numpy(), killed_seen[best_epoch])
+    saved = tiny_model()
+    saved.load_weights(tmp_path / "killed" / "checkpoints" / f"phase{0 if early else 1}.weights.h5")
+    np.testing.assert_allclose(saved.get_layer("label").kernel.numpy(), killed_seen[best_epoch])

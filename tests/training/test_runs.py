@@ -1386,3 +1386,25 @@ def test_starting_over_removes_the_last_model_too(tmp_path):
         (run.path / name).write_text("x")
     run.start_over()
     assert not (run.path / "last.keras").exists() and not (run.path / "best.keras").exists()
+
+
+def test_run_finished_reads_the_model_folders_of_a_run_without_its_own_state(tmp_path):
+    # before: inaturalist_vgg16 keeps no state.json in the run folder, so a resume of its finished
+    # run did not say it was finished (and `runs`, which reads its model folders, said done)
+    from keras_species.recipe import run_finished
+
+    root = tmp_path / "runs"
+    run = _multi_run(root, "inaturalist_vgg16", "i")
+    _model_folder(run.path / "b_frozen", phases=(("frozen", 2),))
+    _model_folder(run.path / "c_fine_tune", phases=(("fine_tune", 2),))
+    assert not run_finished(run)  # not evaluated
+    run.write_metrics({"test": {"accuracy": 0.9}})
+    assert run_finished(run) and list_runs(root)[0]["status"] == "done"
+    _model_folder(run.path / "c_fine_tune", phases=(("fine_tune", 2),), epochs=1)  # stopped
+    assert not run_finished(run)
+    run.write_state({"finished": False})  # a state of its own decides
+    _model_folder(run.path / "c_fine_tune", phases=(("fine_tune", 2),))
+    assert not run_finished(run)
+    run.write_state({"finished": True})
+    assert run_finished(run)
+    assert not run_finished(RunFolder(tmp_path / "runs" / "inaturalist_vgg16" / "empty").mkdir())
