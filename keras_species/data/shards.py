@@ -82,7 +82,7 @@ from keras_species.data.manifest import (
     counted,
     require_manifest,
 )
-from keras_species.data.pipeline import whole_at_least
+from keras_species.data.pipeline import SHOWN_BAD, whole_at_least
 from keras_species.jsonfile import kind_problem, parse_json, read_json_file
 
 SIDECAR = "shards.json"
@@ -403,7 +403,9 @@ def write_shards(
         drafts[i] = plain_jpeg_size(data) is not None if turned is None else turned[1] is not None
     n_good = len(results)
     if n_good == 0:
-        raise ManifestError(f"none of the {len(rows)} images could be read; nothing written")
+        hint = max_pixels_hint(skipped.values())  # said only after a write before, and no reason
+        raise ManifestError(f"none of the {len(rows)} images could be read; nothing written:\n"
+                            f"{_skipped_lines(skipped)}" + (f"\n{hint}" if hint else ""))
     # the manifest's order is sorted by class: shuffled, each shard (and so each worker reading
     # some of them) holds every class; `index` keeps the manifest's row
     results = [results[k] for k in np.random.default_rng(int(seed)).permutation(n_good)]
@@ -432,7 +434,7 @@ def write_shards(
                             split_sets.setdefault(in_split, Counter())[key] += 1
                         example = _example(data, labels, group, manifest.paths[i], i, in_split, drafts[i],
                                            orientations[i])
-                        writer.write(example.SerializeToString())
+                        writer.write(example.SerializeToString(deterministic=True))
                 files.append(base + "/" + name)
                 entry = {"file": name, "n": len(chunk), "bytes": tf.io.gfile.stat(tmp).length}
                 if manifest.splits is not None:
@@ -481,8 +483,8 @@ def write_shards(
     if stale:
         warnings.warn(f"removed {len(stale)} shard file(s) of an earlier write from {out_dir}", stacklevel=2)
     if skipped:
-        lines = "\n".join(f"  {p}: {r}" for p, r in skipped.items())
-        warnings.warn(f"left {len(skipped)} unreadable image(s) out of the shards:\n{lines}", stacklevel=2)
+        warnings.warn(f"left {len(skipped)} unreadable image(s) out of the shards:\n{_skipped_lines(skipped)}",
+                      stacklevel=2)
         emptied = _classes_left_empty(manifest, rows, skipped)
         if emptied:
             warnings.warn(
@@ -492,6 +494,14 @@ def write_shards(
                 "never learn: fix or replace those files, or take the class out of the data",
                 stacklevel=2)
     return files
+
+
+def _skipped_lines(skipped: dict[str, str]) -> str:
+    """The files left out and their reasons, one line each, the first :data:`SHOWN_BAD` of them
+    (the sidecar's ``skipped`` holds all: a dropped mount of 20,000 files printed 20,000 lines)."""
+    shown = list(skipped.items())[:SHOWN_BAD]
+    more = f"\n  ... and {len(skipped) - len(shown)} more (all in {SIDECAR}'s 'skipped')" if len(skipped) > len(shown) else ""
+    return "\n".join(f"  {p}: {r}" for p, r in shown) + more
 
 
 def _classes_left_empty(manifest: Manifest, rows: list[int], skipped: dict[str, str]) -> list[str]:

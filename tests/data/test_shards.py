@@ -885,3 +885,36 @@ def test_patterns_skip_temporary_files_and_name_a_wildcard_folder(image_folder, 
         shard_dataset(str(tmp_path / "s*" / "*.tfrecord"), 8)
     with pytest.raises(FileNotFoundError, match="matches the folder"):
         shard_dataset(str(tmp_path / "[s]"), 8)
+
+
+def test_the_same_data_and_seed_give_the_same_shard_bytes_in_two_processes(image_folder, tmp_path):
+    # before: protobuf's upb backend serialised the features map in an order of its own in each
+    # process, so the files differed from run to run (the records parsed equal)
+    import subprocess
+    import sys
+
+    code = ("import sys; from keras_species.data import sources; from keras_species.data.shards import write_shards; "
+            "write_shards(sources.from_folder(sys.argv[1]), sys.argv[2], shard_size=7)")
+    for out in ("a", "b"):
+        subprocess.run([sys.executable, "-c", code, str(image_folder), str(tmp_path / out)], check=True,
+                       env={**os.environ, "PYTHONHASHSEED": out == "a" and "1" or "2", "TF_CPP_MIN_LOG_LEVEL": "3"})
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "b").iterdir()) and len(names) == 4
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_shards_of_no_readable_image_name_the_reasons_and_the_limit(image_folder, tmp_path, monkeypatch):
+    # before: "none of the 18 images could be read; nothing written", without a reason or the
+    # --max-pixels that reads images over the decompression-bomb limit
+    from keras_species.data import images
+
+    m = folder_manifest(image_folder)
+    with images.max_pixels_flag(10), pytest.raises(ManifestError) as err:
+        write_shards(m, tmp_path / "s")
+    text = str(err.value)
+    assert text.startswith("none of the 18 images could be read; nothing written:\n  ")
+    assert "decompression-bomb" in text and "--max-pixels" in text
+    monkeypatch.setattr("keras_species.data.shards.SHOWN_BAD", 5)
+    with images.max_pixels_flag(10), pytest.raises(ManifestError, match=r"\.\.\. and 13 more \(all in shards\.json's 'skipped'\)"):
+        write_shards(m, tmp_path / "s")
