@@ -843,7 +843,8 @@ def split_table(m: Manifest, max_classes: int | None = None) -> str:
         max_classes: at most this many class rows (``None``: all). With more classes, the rows
             kept are those with the fewest images on their smallest split (the classes a split
             may starve), in class order, and one row sums the others, so the columns still add
-            up (``keras-species split`` prints 40: 10,000 classes printed 10,000 lines).
+            up (``keras-species split`` prints 40: 10,000 classes printed 10,000 lines). One class
+            more than ``max_classes`` is shown whole (its row would take the sum's place).
 
     Returns:
         The table, one row per class (or as capped) plus a total row.
@@ -860,12 +861,12 @@ def split_table(m: Manifest, max_classes: int | None = None) -> str:
     table = np.array([[int(counts[s][j]) for s in cols] for j in range(len(m.class_names))],
                      dtype=np.int64).reshape(len(m.class_names), len(cols))
     shown = np.arange(len(m.class_names))
-    if max_classes is not None and len(shown) > max_classes:
+    if max_classes is not None and len(shown) > max_classes + 1:  # a row for one class is its own
         shown = np.sort(np.argsort(table.min(axis=1), kind="stable")[:max_classes])
     rows = [[m.class_names[j]] + [str(v) for v in table[j]] + [str(int(table[j].sum()))] for j in shown]
     if len(shown) < len(m.class_names):
         rest = np.delete(table, shown, axis=0).sum(axis=0)
-        rows.append([f"({len(m.class_names) - len(shown)} other classes)"] + [str(int(v)) for v in rest]
+        rows.append([f"({counted(len(m.class_names) - len(shown), 'other class', 'other classes')})"] + [str(int(v)) for v in rest]
                     + [str(int(rest.sum()))])
     if not m.multilabel and (m.labels == UNLABELLED).any():
         un = [int((per[s].labels == UNLABELLED).sum()) for s in cols]

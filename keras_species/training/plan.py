@@ -847,12 +847,15 @@ class _SkipStoppedPhase(keras.callbacks.Callback):
         stop = self.stopping
         rows = [r for r in stop.history.rows if r.get("phase") == stop.phase
                 and int(r["epoch"]) <= start and isinstance(r.get(stop.monitor), (int, float))]
-        wait, best = 0, None
+        wait, best, improved = 0, None, False
         for row in rows:  # Keras' count, as _RunEarlyStopping._seed replays it
             wait += 1
-            if stop._improves(row[stop.monitor], best):
+            improved = stop._improves(row[stop.monitor], best)
+            if improved:
                 best, wait = row[stop.monitor], 0
-        if rows and wait >= stop.patience and start > 1:
+        # Keras stops after an epoch that did not improve only (an improving one returns before
+        # the patience check: with patience 0, a phase still improving went on)
+        if rows and not improved and wait >= stop.patience and start > 1:
             self.model._initial_epoch = max(start, int((self.params or {}).get("epochs") or start))
 
 

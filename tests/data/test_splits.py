@@ -552,6 +552,9 @@ def test_the_split_table_keeps_the_classes_a_split_starves_and_sums_the_others()
     assert [line.split()[0] for line in lines[2:6]] == ["c00", "c01", "c07", "c30"]
     other = lines[6].split()
     assert other == ["(46", "other", "classes)", "92", "92", "92", "276"]
+    # one class more than the cap is shown whole; two more are summed in a row of their own
+    assert len(splits.split_table(m, max_classes=49).splitlines()) == 2 + 50 + 1
+    assert splits.split_table(m, max_classes=48).splitlines()[-2].split()[:3] == ["(2", "other", "classes)"]
     shown = [[int(v) for v in line.split()[1:]] for line in lines[2:6]]
     rest = [int(v) for v in other[3:]]
     total = [int(v) for v in lines[7].split()[1:]]

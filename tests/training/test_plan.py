@@ -810,3 +810,21 @@ def test_a_phase_killed_at_its_end_resumes_to_the_weights_of_an_uninterrupted_ru
     saved = tiny_model()
     saved.load_weights(tmp_path / "killed" / "checkpoints" / f"phase{0 if early else 1}.weights.h5")
     np.testing.assert_allclose(saved.get_layer("label").kernel.numpy(), killed_seen[best_epoch])
+
+
+def test_a_resumed_phase_with_patience_0_that_still_improves_goes_on(tmp_path):
+    # a regression of the first _SkipStoppedPhase: patience 0 read an improving last epoch as a
+    # stop (Keras checks patience after epochs that do not improve only), and the resumed phase
+    # ended at once, 3 epochs short
+    x, y = tiny_data(24)
+    losses = [5.0, 4.0, 3.0, 2.0, 1.0]
+
+    def phases(crash=None):
+        extra = [] if crash is None else [_Crash(crash)]
+        return [Phase("p0", 5, learning_rate=0.0, monitor="val_loss", early_stopping_patience=0,
+                      callbacks=[_ScriptedLoss(losses), *extra])]
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_model(), phases(crash=2), dataset(x, y, 8), dataset(x, y, 8), tmp_path, verbose=0)
+    resumed = train(tiny_model(), phases(), dataset(x, y, 8), dataset(x, y, 8), tmp_path, resume=True, verbose=0)
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4, 5]
