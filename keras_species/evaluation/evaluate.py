@@ -223,6 +223,66 @@ def predict_manifest(
     return Predictions(manifest, probs)
 
 
+def in_class_order(manifest: Manifest, names: Sequence[str]) -> tuple[Manifest, np.ndarray]:
+    """``manifest`` with its labels indexing ``names`` (a model's output columns), matched by name.
+
+    A labelled set's class list need not be the model's: a folder holding some of its classes, or
+    a CSV whose classes sort otherwise. Its labels index its own list, so scoring them against
+    the model's columns scored one class's images against another's output (a helper saw 0.475
+    where 0.975 was right, without a word). Classes of ``names`` that the manifest lacks have no
+    images; a labelled class that ``names`` lacks cannot be scored and is refused.
+
+    Args:
+        manifest: the labelled images.
+        names: the output columns' class names, in order.
+
+    Returns:
+        ``(manifest, where)``: the manifest with ``class_names == names`` (itself when they are
+        already), and ``where[j]``, the column of its old class ``j``.
+
+    Raises:
+        ManifestError: images of classes ``names`` does not have.
+
+    Example:
+        >>> m = Manifest(["a.png", "b.png"], np.array([0, 1]), ["eel", "cod"])
+        >>> moved, where = in_class_order(m, ["cod", "eel", "ray"])
+        >>> moved.labels.tolist(), where.tolist()
+        ([1, 0], [1, 0])
+    """
+    names = [str(n) for n in names]
+    if list(manifest.class_names) == names:
+        return manifest, np.arange(len(names))
+    column = {n: i for i, n in enumerate(names)}
+    where = np.array([column.get(c, -1) for c in manifest.class_names], dtype=np.int64)
+    counts = manifest.class_counts()
+    alien = [c for c, w, k in zip(manifest.class_names, where, counts) if w < 0 and k > 0]
+    if alien:
+        shown = ", ".join(repr(c) for c in alien[:10]) + (" ..." if len(alien) > 10 else "")
+        raise ManifestError(
+            f"the labelled images hold {len(alien)} class(es) the model has no output for: {shown} "
+            f"(its classes: {', '.join(names[:10])}{' ...' if len(names) > 10 else ''}); score them "
+            "with a model trained on those classes, or leave their images out "
+            "(manifest.select_classes)")
+    moved = manifest.subset(np.arange(len(manifest)))
+    if manifest.multilabel:
+        labels = np.zeros((len(manifest), len(names)), dtype=manifest.labels.dtype)
+        kept = where >= 0
+        labels[:, where[kept]] = manifest.labels[:, kept]
+    else:
+        lookup = np.append(where, -1)  # UNLABELLED (-1) indexes the appended -1
+        labels = lookup[manifest.labels]
+    moved.labels, moved.class_names = labels, names
+    return moved, where
+
+
+def _model_classes(model) -> list[str] | None:
+    """The class names the model's output layer carries, or ``None``."""
+    from keras_species.models.labels import find_output_layer
+
+    layer = find_output_layer(model)
+    return None if layer is None else [str(n) for n in layer.class_names]
+
+
 def score(
     pred: Predictions,
     class_names: Sequence[str] | None = None,
@@ -235,8 +295,10 @@ def score(
 
     Args:
         pred: predictions of :func:`predict_manifest`.
-        class_names: output names (default: the manifest's classes).
-        train_counts: training class counts for the majority baseline (single-label).
+        class_names: output names (default: the manifest's classes); the manifest's labels are
+            matched to them by name (:func:`in_class_order`).
+        train_counts: training class counts for the majority baseline (single-label), in the
+            order of ``class_names``.
         thresholds: multi-label decision threshold(s).
         train_labels: ``(M, C)`` training multi-hot labels for the majority label-set baseline
             (multi-label).
@@ -250,6 +312,7 @@ def score(
     """
     m = pred.manifest
     names = list(class_names or m.class_names)
+    m = in_class_order(m, names)[0]  # labels that index another class list scored the wrong columns
     mask = pred.labelled
     if not mask.any():
         raise ManifestError("no labelled images to score in this split")
@@ -361,9 +424,13 @@ def evaluate_and_report(
         split: the split to evaluate.
         image_size: input size; the model's input shape when None.
         batch_size: prediction batch size.
-        class_names: output names (default: the manifest's classes).
-        train_counts: training class counts, so the majority baseline predicts the most
-            frequent *training* class (default: the manifest's ``train`` split when present).
+        class_names: output names (default: the model's own label map, else the manifest's
+            classes). The manifest's labels are matched to them by name
+            (:func:`in_class_order`): a labelled set may hold some of the model's classes, in
+            another order; images of a class the model lacks are refused.
+        train_counts: training class counts (in the manifest's class order), so the majority
+            baseline predicts the most frequent *training* class (default: the manifest's
+            ``train`` split when present).
         train_labels: multi-label: ``(M, C)`` training labels, so the baseline predicts the most
             frequent *training* label set (default: the manifest's ``train`` split when present;
             without either, the most frequent test label set).
@@ -397,6 +464,23 @@ def evaluate_and_report(
     from keras_species.config import config_to_dict
 
     run_dir = Path(os.fspath(run_folder))
+    own = _model_classes(model)
+    if own is not None and class_names is not None and [str(n) for n in class_names] != own:
+        raise ValueError(
+            f"class_names={list(class_names)[:10]} differ from the class names the model carries "
+            f"({own[:10]}): leave class_names out, and the images' labels are matched to the "
+            "model's outputs by name")
+    names = own if own is not None else list(class_names or manifest.class_names)
+    manifest, where = in_class_order(manifest, names)  # before its train counts are read
+    if train_counts is not None and not manifest.multilabel and len(train_counts) == len(where):
+        counts = np.zeros(len(names), dtype=np.int64)
+        counts[where[where >= 0]] = np.asarray(train_counts)[where >= 0]
+        train_counts = counts
+    if train_labels is not None and manifest.multilabel and np.ndim(train_labels) == 2 \
+            and np.shape(train_labels)[1] == len(where):
+        given = np.asarray(train_labels)
+        train_labels = np.zeros((len(given), len(names)), dtype=given.dtype)
+        train_labels[:, where[where >= 0]] = given[:, where >= 0]
     run_dir.mkdir(parents=True, exist_ok=True)
     has_splits = manifest.splits is not None
     if has_splits:
@@ -413,7 +497,6 @@ def evaluate_and_report(
                 train_labels = train.labels
     else:
         test_m = manifest
-    names = list(class_names or manifest.class_names)
     if isinstance(history, (str, os.PathLike)) and not Path(history).is_file():
         history = None  # no epoch was run (e.g. evaluating a loaded model)
     history_note = None
@@ -514,4 +597,5 @@ __all__ = [
     "predict_manifest",
     "score",
     "evaluate_and_report",
+    "in_class_order",
 ]

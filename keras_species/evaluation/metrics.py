@@ -96,8 +96,9 @@ def _check_names(class_names: Sequence[str] | None, num_classes: int) -> list[st
     names = [str(n) for n in class_names]
     if len(names) != num_classes:
         raise ValueError(
-            f"class_names has {len(names)} names but probs has {num_classes} columns; "
-            "pass one name per output column, in the model's output order"
+            f"class_names has {len(names)} names but probs has {num_classes} columns; pass one "
+            "name per output column, in the model's output order, with labels that index them "
+            "(evaluate.in_class_order matches a manifest's labels to the model's classes by name)"
         )
     return names
 

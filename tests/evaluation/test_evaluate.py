@@ -268,3 +268,52 @@ def test_predict_manifest_refuses_a_resize_mode_before_reading_any_file(tmp_path
         with pytest.raises(ValueError, match="resize='letterbox'"):
             predict_manifest(model, Manifest([str(tmp_path / "empty.png")], np.array([0]), ["a", "b"]),
                              resize="letterbox")
+
+
+def test_labels_are_matched_to_the_models_classes_by_name(split_manifest, tmp_path):
+    # before: a labelled set whose class list was not the model's (another order, a subset) had
+    # its labels scored against the model's columns by position (0.117 where 0.733 was right),
+    # and the error for a subset advised passing the model's names, which did the same
+    from keras_species.evaluation.evaluate import in_class_order, score
+    from keras_species.models.labels import classification_output
+
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((SIZE, SIZE, 3), name="image")
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255.0)(inp))
+    model = keras.Model(inp, classification_output(x, 3, "softmax", class_names=split_manifest.class_names))
+    names = split_manifest.class_names  # cod, eel, ray
+    plain = evaluate_and_report(model, split_manifest, tmp_path / "a", batch_size=4, plots=False).test
+
+    order = [names[2], names[0], names[1]]
+    reordered, where = in_class_order(split_manifest, order)
+    assert where.tolist() == [1, 2, 0] and reordered.class_names == order
+    moved = evaluate_and_report(model, reordered, tmp_path / "b", batch_size=4, plots=False).test
+    for key in ("accuracy", "log_loss", "f1_macro", "confusion_matrix", "majority_baseline"):
+        assert moved[key] == plain[key], key
+
+    no_eel = split_manifest.select_classes([names[2], names[0]])  # ray, cod: two of its classes
+    ev = evaluate_and_report(model, no_eel, tmp_path / "c", batch_size=4, plots=False)
+    pred = predict_manifest(model, no_eel.split("test"), batch_size=4)
+    by_name = [names.index(no_eel.class_names[k]) for k in pred.manifest.labels]
+    assert ev.test["accuracy"] == pytest.approx(np.mean(pred.probs.argmax(1) == by_name))
+    assert [r["support"] for r in ev.test["per_class"]] == [2, 0, 2]
+    assert score(pred, names)["accuracy"] == ev.test["accuracy"]  # score matches by name too
+
+    alien = Manifest(split_manifest.paths, split_manifest.labels, ["cod", "eel", "koi"], splits=split_manifest.splits)
+    with pytest.raises(ManifestError, match=r"1 class\(es\) the model has no output for: 'koi'"):
+        evaluate_and_report(model, alien, tmp_path / "d", batch_size=4, plots=False)
+    with pytest.raises(ValueError, match=r"differ from the class names the model carries"):
+        evaluate_and_report(model, split_manifest, tmp_path / "e", class_names=order, batch_size=4, plots=False)
+
+
+def test_multi_hot_labels_are_moved_to_the_models_columns():
+    from keras_species.evaluation.evaluate import in_class_order
+
+    m = Manifest(["a.png", "b.png", "c.png"], np.array([[1, 0], [0, 1], [1, 1]], np.uint8), ["eel", "cod"])
+    moved, where = in_class_order(m, ["cod", "ray", "eel"])
+    assert moved.labels.tolist() == [[0, 0, 1], [1, 0, 0], [1, 0, 1]] and where.tolist() == [2, 0]
+    assert moved.labels.dtype == np.uint8 and m.class_names == ["eel", "cod"]  # the original stays
+    with pytest.raises(ManifestError, match="'eel'"):
+        in_class_order(m, ["cod"])
+    empty_tag = Manifest(["a.png"], np.array([[0, 1]], np.uint8), ["koi", "cod"])
+    assert in_class_order(empty_tag, ["cod"])[0].labels.tolist() == [[1]]  # a tag no image carries
