@@ -249,7 +249,10 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if value is None:
         if optional or tp is Any:
             return None
-        raise ValueError(f"{where}: null is not allowed (type {tp})")
+        # it printed the Python type (`<class 'str'>`) and no fix
+        wanted = {str: 'a string in quotes, as the flag takes it (e.g. "none" for --weights none)',
+                  int: "a whole number", float: "a number", bool: "true or false"}.get(tp)
+        raise ValueError(f"{where}: null is not allowed here: give {wanted or 'a value'}")
     tp = inner
     sub = _dataclass_type(tp)
     if sub is not None:
@@ -297,8 +300,10 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         return Path(value)
     if tp is float and not isinstance(value, tp):  # "0.001" in a JSON file: a string
         raise ValueError(f"{where}: expected a number, got {value!r} (write it without quotes)")
+    if tp is int and isinstance(value, str):  # "64": the hint floats get
+        raise ValueError(f"{where}: expected a whole number, got {value!r} (write it without quotes)")
     if tp in (int, str) and not isinstance(value, tp):
-        raise ValueError(f"{where}: expected {tp.__name__}, got {value!r}")
+        raise ValueError(f"{where}: expected {'a whole number' if tp is int else 'a string'}, got {value!r}")
     return value
 
 

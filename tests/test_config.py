@@ -336,6 +336,11 @@ def test_a_run_folders_config_repeats_the_run_without_how_it_was_invoked(tmp_pat
     ({"learning_rate": True}, "learning_rate: expected a number, got True"),
     ({"epochs": True}, "epochs: expected a number, got True"),
     ({"out": 5}, "out: expected a path, got 5"),
+    # since stop 34: an int in quotes gets the hint a float does ("expected int, got '64'"), and
+    # null the value to give (it printed "(type <class 'str'>)")
+    ({"epochs": "64"}, "epochs: expected a whole number, got '64' (write it without quotes)"),
+    ({"epochs": None}, "epochs: null is not allowed here: give a whole number"),
+    ({"learning_rate": None}, "learning_rate: null is not allowed here: give a number"),
 ])
 def test_config_file_values_of_the_wrong_type_are_named(tmp_path, capsys, setting, shown):
     # before: "0.001" stayed a string (then "--learning-rate 0.001: must be a number above 0"),
@@ -345,6 +350,19 @@ def test_config_file_values_of_the_wrong_type_are_named(tmp_path, capsys, settin
     with pytest.raises(SystemExit):
         parse_config(_RunConfig, ["--config", str(path)])
     assert f"{path}: {shown}" in capsys.readouterr().err
+
+
+def test_null_for_a_string_setting_says_to_write_the_flags_word(tmp_path, capsys):
+    @dataclass
+    class Weighted:
+        weights: str = "imagenet"
+
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"weights": None}))
+    with pytest.raises(SystemExit):
+        parse_config(Weighted, ["--config", str(path)])
+    assert ('weights: null is not allowed here: give a string in quotes, as the flag takes it (e.g. "none" '
+            "for --weights none)") in capsys.readouterr().err
 
 
 def test_a_settings_file_takes_none_where_the_flag_does(tmp_path):

@@ -548,10 +548,21 @@ def _check_schedule_params(phase: Phase) -> None:
             span = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
             raise ValueError(f"{where}: {key} must lie in {span}, got {value!r}")
 
+    def choice(key: str, allowed: tuple) -> None:  # refused only when the phase started before
+        if key in params and not (isinstance(params[key], str | bool) and params[key] in allowed
+                                  and type(params[key]) is type(allowed[0])):
+            raise ValueError(f"{where}: {key} must be one of {', '.join(map(repr, allowed))}, "
+                             f"got {params[key]!r}")
+
     if phase.schedule == "onecycle":
         number("pct_start", 0, 1, low_open=True, high_open=True)
         number("div_factor", 0, low_open=True)
         number("final_div_factor", 0, low_open=True)
+        # a momentum of 1 or more trained without a word (Phase(momentum=1.5) is refused)
+        number("base_momentum", 0, 1, high_open=True)
+        number("max_momentum", 0, 1, high_open=True)
+        choice("anneal", ("cos", "linear"))
+        choice("cycle_momentum", (True, False))
         cycles = params.get("cycle_momentum", True)
         if isinstance(phase.optimizer, str):
             name = phase.optimizer.lower()
@@ -567,6 +578,7 @@ def _check_schedule_params(phase: Phase) -> None:
                 f"{where} cycles the momentum, and {name}'s is 0 here: give the phase a momentum "
                 "(Phase(momentum=0.9)) or turn the cycle off (schedule_params={'cycle_momentum': False})")
     elif phase.schedule == "cyclic":
+        choice("mode", ("triangular", "triangular2", "exp_range"))
         number("step_size", 1)
         number("gamma", 0, low_open=True)
         number("base_lr", 0, float(phase.learning_rate))  # the cycle's low end: at most its peak
@@ -1089,15 +1101,20 @@ def train(
         # batch, or a validation split smaller than the global batch, failed inside Keras)
         replicas = model_replicas(model)
         try:
-            model.fit(
-                even_batches(train_ds, replicas, role="fit"),
-                validation_data=None if val_ds is None else even_batches(val_ds, replicas, role="fit"),
-                epochs=epoch + phase.epochs,
-                initial_epoch=epoch,
-                callbacks=callbacks,
-                verbose=verbose,
-                shuffle=False,  # tf.data datasets are shuffled by the pipeline
-            )
+            with warnings.catch_warnings():
+                # fit gets no steps_per_epoch: this warning only means a dataset of unknown
+                # length (the pipeline skips unreadable files; several replicas carry images
+                # over) ended its first pass, and its advice (`.repeat()`) is wrong here
+                warnings.filterwarnings("ignore", message="Your input ran out of data")
+                model.fit(
+                    even_batches(train_ds, replicas, role="fit"),
+                    validation_data=None if val_ds is None else even_batches(val_ds, replicas, role="fit"),
+                    epochs=epoch + phase.epochs,
+                    initial_epoch=epoch,
+                    callbacks=callbacks,
+                    verbose=verbose,
+                    shuffle=False,  # tf.data datasets are shuffled by the pipeline
+                )
         except StopIteration as err:  # every batch cut away: a bare StopIteration from Keras
             if replicas <= 1:
                 raise

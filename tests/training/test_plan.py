@@ -630,6 +630,15 @@ def test_an_optimizer_on_its_own_schedule_takes_a_one_cycle_phase():
     (dict(schedule="onecycle", schedule_params={"pct_strat": 0.25}), r"takes no schedule_params \['pct_strat'\]"),
     (dict(schedule="onecycle", schedule_params={"div_factor": 0}), r"div_factor must lie in \(0, inf\]"),
     (dict(schedule="constant", schedule_params={"alpha": 0.1}), r"schedule 'constant' takes no schedule_params"),
+    # since stop 34 (refused when the phase started, after the phases before it had trained;
+    # a momentum of 1.5 trained without a word)
+    (dict(schedule="cyclic", schedule_params={"mode": "triangle"}),
+     r"mode must be one of 'triangular', 'triangular2', 'exp_range', got 'triangle'"),
+    (dict(schedule="onecycle", schedule_params={"anneal": "cosine"}), r"anneal must be one of 'cos', 'linear'"),
+    (dict(schedule="onecycle", optimizer="sgd", momentum=0.9, schedule_params={"base_momentum": 1.5}),
+     r"base_momentum must lie in \[0, 1\)"),
+    (dict(schedule="onecycle", schedule_params={"max_momentum": -0.1}), r"max_momentum must lie in \[0, 1\)"),
+    (dict(schedule="onecycle", schedule_params={"cycle_momentum": "no"}), r"cycle_momentum must be one of True, False"),
     (dict(schedule="onecycle", optimizer="rmsprop"), r"cycles the momentum, and rmsprop's is 0 here: give "
                                                      r"the phase a momentum \(Phase\(momentum=0.9\)\)"),
 ])
@@ -828,3 +837,15 @@ def test_a_resumed_phase_with_patience_0_that_still_improves_goes_on(tmp_path):
         train(tiny_model(), phases(crash=2), dataset(x, y, 8), dataset(x, y, 8), tmp_path, verbose=0)
     resumed = train(tiny_model(), phases(), dataset(x, y, 8), dataset(x, y, 8), tmp_path, resume=True, verbose=0)
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4, 5]
+
+
+def test_train_does_not_pass_on_keras_advice_to_repeat_a_dataset_of_unknown_length(tmp_path):
+    # before: every first pass over a make_dataset dataset (unknown length: unreadable files are
+    # skipped) warned "Your input ran out of data ... use the `.repeat()` function" from train()
+    x, y = tiny_data(16)
+    ds = dataset(x, y, 8).filter(lambda *_: True)  # a length tf.data cannot know
+    assert int(ds.cardinality()) < 0
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        train(tiny_model(), [Phase("p", 2, learning_rate=0.01)], ds, ds, tmp_path, verbose=0)
+    assert not [w for w in seen if "ran out of data" in str(w.message)]
