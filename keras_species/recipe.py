@@ -1689,6 +1689,8 @@ SETTING_CHECKS: dict[str, Check] = {
                                           "pseudo-label; R1: 0.8; 0 keeps them all)"),
     "combined_val_fraction": _number(0, 1, low_in=False, high_in=False,
                                      fix=" (the validation share of the combined set; R1: 0.25)"),
+    "ae_val_fraction": _number(0, 1, high_in=False,
+                               fix=" (the pool's share model 2 is validated on; R1: 0.2; 0: none)"),
     "ae_filters": _each(_whole(1), " (conv filters of the encoder's three blocks)"),
     "ae_dense_units": _whole(1),
     **{name: _whole(1, fix="; to skip a model leave it out of --stages") for name in (

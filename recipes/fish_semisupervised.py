@@ -74,6 +74,7 @@ from keras_species.recipe import (
 )
 
 if TYPE_CHECKING:
+    from keras_species.data.manifest import Manifest
     from keras_species.data.sources import SourceKind
     from keras_species.training.semi_supervised import Pool
 
@@ -120,6 +121,9 @@ class FishSemiSupervisedConfig(SourceSettings, RunSettings):
     ae_learning_rate: float = field(default=1e-4, metadata=_h("model 2 Adam learning rate"))
     ae_batch_size: int = field(default=128, metadata=_h("model 2 batch size"))
     ae_label_weight: float = field(default=1.0, metadata=_h("weight of the cross-entropy term (MSE has 1)"))
+    ae_val_fraction: float = field(default=0.2, metadata=_h(
+        "share of the unlabelled pool held out of model 2's training, to score its reconstruction "
+        "on (R1: a random 80/20; 0 trains on the whole pool)"))
     # models 3 and 4
     pseudo_threshold: float = field(default=0.8, metadata=_h("keep pseudo-labels of at least this confidence"))
     combined_val_fraction: float = field(default=0.25, metadata=_h("validation share of the combined set (random split)"))
@@ -176,6 +180,35 @@ def stage_list(stages: str | int | Sequence[int | str]) -> list[int]:
     if out & {3, 4}:
         out.add(2)
     return sorted(out)
+
+
+def split_pool(pool: Manifest, fraction: float, seed: int | None) -> tuple[Manifest, Manifest | None]:
+    """R1's random 80/20 of the unlabelled images for model 2: the part it trains its
+    reconstruction on, and the part its validation scores the reconstruction on (their labels
+    weigh 0 there, so the label accuracy the best epoch is kept on is the labelled val split's).
+    Before stop 34 the whole pool trained and no unlabelled image was held out.
+
+    Args:
+        pool: the unlabelled images.
+        fraction: the held-out share (0: none).
+        seed: the run's seed (None: 0), so a resume holds out the same images.
+
+    Returns:
+        ``(train part, held-out part or None)``; at least one image trains.
+
+    Example:
+        >>> import numpy as np; from keras_species.data.manifest import Manifest
+        >>> pool = Manifest([f"{i}.png" for i in range(10)], np.full(10, -1), ["cod"])
+        >>> [len(p) for p in split_pool(pool, 0.2, 0)]
+        [8, 2]
+    """
+    import numpy as np
+
+    held = min(int(round(fraction * len(pool))), len(pool) - 1)
+    if held <= 0:
+        return pool, None
+    order = np.random.default_rng(0 if seed is None else seed).permutation(len(pool))
+    return pool.subset(np.sort(order[held:])), pool.subset(np.sort(order[:held]))
 
 
 def hide_fraction(hide_labels: float | None, *, unlabelled: str | None, without_label: int) -> float:
@@ -501,9 +534,10 @@ def run(config: FishSemiSupervisedConfig | None = None) -> FishSemiSupervisedRes
         ae = build_autoencoder(m.num_classes, size, filters=config.ae_filters,
                                dense_units=config.ae_dense_units, pooling=config.ae_pooling,
                                class_names=names)
-        joint_train = joint_dataset(m.split("train"), pool, size, config.ae_batch_size,
+        ae_pool, ae_val_pool = split_pool(pool, config.ae_val_fraction, config.seed)
+        joint_train = joint_dataset(m.split("train"), ae_pool, size, config.ae_batch_size,
                                     augment=config.augment, cache=cache, seed=config.seed)
-        joint_val = joint_dataset(m.split("val"), None, size, config.ae_batch_size, training=False)
+        joint_val = joint_dataset(m.split("val"), ae_val_pool, size, config.ae_batch_size, training=False)
         trained = train_joint(ae, joint_train, joint_val, root / "model2", epochs=config.ae_epochs,
                               learning_rate=config.ae_learning_rate,
                               label_weight=config.ae_label_weight, resume=config.resume,

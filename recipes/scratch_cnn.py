@@ -87,7 +87,9 @@ class ScratchCNNConfig(SourceSettings, RunSettings):
         "r2_cnn: conv blocks (4; the regularised variant 3); none = the arch's default"))
     arch_flags: dict = field(default_factory=dict, metadata=_help(
         "other flags of the arch as JSON, e.g. '{\"dense_units\": 512}'"))
-    image_size: int = field(default=224, metadata=_help("input side in pixels (R2: 224)"))
+    image_size: int | None = field(default=None, metadata=_help(
+        "input side in pixels; none = the arch's report size (r2_cnn, r3_cnn: 224; r4_vgg: 128; "
+        "r5_*: 200)"))
     batch_size: int = field(default=32, metadata=_help("batch size per replica"))
     epochs: int = field(default=10, metadata=_help("epochs per fold"))
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = field(
@@ -214,7 +216,7 @@ def checked_settings(config: ScratchCNNConfig) -> dict[str, dict[str, Any]]:
     """
     from keras_species.backbone_catalog import SCRATCH_MIN_INPUT_SIZE
 
-    if config.image_size < SCRATCH_MIN_INPUT_SIZE:  # the builder refused it once the run had begun
+    if config.image_size is not None and config.image_size < SCRATCH_MIN_INPUT_SIZE:  # refused once the run had begun
         raise SettingError(f"--image-size {config.image_size}: the scratch CNNs need at least "
                            f"{SCRATCH_MIN_INPUT_SIZE} px (R2 used 224)")
     for folder in config.add_class:
@@ -282,6 +284,21 @@ def tta_headline(headline: str, metrics: dict) -> str:
     named = transforms if isinstance(transforms, str) else ", ".join(map(str, transforms or []))
     return f"{headline}, with TTA ({named}) {tta['accuracy']:.3f}" if named else (
         f"{headline}, with TTA {tta['accuracy']:.3f}")
+
+
+def input_size(config: ScratchCNNConfig) -> int:
+    """The input side a run trains at: ``--image-size``, else the arch's report size (before
+    stop 34, 224 whatever the arch: ``r5_deep`` had 6.5M parameters where R5's has about 5M).
+
+    Example:
+        >>> input_size(ScratchCNNConfig(arch="r5_deep")), input_size(ScratchCNNConfig(image_size=64))
+        (200, 64)
+    """
+    from keras_species.backbone_catalog import SCRATCH_ARCH_FACTS
+
+    if config.image_size is not None:
+        return int(config.image_size)
+    return SCRATCH_ARCH_FACTS[config.arch.lower().replace("-", "_")].default_size
 
 
 def run(config: ScratchCNNConfig) -> ScratchCNNResult:
@@ -357,6 +374,7 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
     strategy = get_strategy(config.strategy)
     batch = scale_batch(config.batch_size, strategy)
     arch = config.arch.lower().replace("-", "_")
+    size = input_size(config)
     tta = None if config.tta.lower() == "none" else config.tta
     phases = [Phase(
         "train", epochs=config.epochs, optimizer=config.optimizer,
@@ -368,7 +386,7 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
         def build():
             with precision_policy(config.mixed_precision), strategy.scope():
                 return build_scratch(
-                    arch, m.num_classes, config.image_size, class_names=m.class_names, **flags
+                    arch, m.num_classes, size, class_names=m.class_names, **flags
                 )
         return build
 
@@ -379,7 +397,7 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
             print(f"variant {number}/{len(grid)}: {name} ({params[name]:,} parameters)", flush=True)
         results[name] = cross_validate(
             builder(flags), trainval, test, k=config.k, seed=config.seed, group_aware=group_aware,
-            phases=phases, image_size=config.image_size, batch_size=batch,
+            phases=phases, image_size=size, batch_size=batch,
             augment=None if config.augment == "none" else config.augment,
             sample_weights=class_weight_setting(config.class_weight),
             cache=config.cache == "memory", tta=tta, run_dir=run_folder.path / name,
@@ -438,7 +456,7 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
     write_history(run_folder.history_path, history)
     evaluated = m.with_splits(["train" if t else s for t, s in zip(in_trainval, m.splits)])
     ev = evaluate_and_report(
-        ensemble, evaluated, run_folder, image_size=config.image_size, batch_size=batch,
+        ensemble, evaluated, run_folder, image_size=size, batch_size=batch,
         history=run_folder.history_path, config=config, tta=tta,
         monitor=monitor_setting(config.monitor) or "val_accuracy",  # each fold's kept epoch
         title=f"scratch_cnn — {arch}{'' if chosen == arch else f' ({chosen})'}, "

@@ -199,3 +199,31 @@ def test_a_class_left_without_a_training_image_is_warned_about_for_the_stages_ru
         _check_training_images(few, config, [1, 2])
     with pytest.warns(UserWarning, match=r"model 4 learns them from pseudo-labels only, the other"):
         _check_training_images(few, config, [1, 2, 4])
+
+
+@pytest.mark.parametrize("fraction", [0.2, 0.0])
+def test_model_2_holds_out_a_fifth_of_the_pool_for_validation(tmp_path, monkeypatch, fraction):
+    # before: the whole pool trained the reconstruction and none was held out, where R1 splits
+    # the unlabelled loaders 80/20
+    from keras_species.training import semi_supervised
+    from recipes import fish_semisupervised
+
+    seen = []
+    real = semi_supervised.joint_dataset
+
+    def spy(labelled, unlabelled, *args, **kwargs):
+        seen.append(None if unlabelled is None else list(unlabelled.paths))
+        if len(seen) == 2:
+            raise StopRun
+        return real(labelled, unlabelled, *args, **kwargs)
+
+    monkeypatch.setattr(fish_semisupervised, "joint_dataset", spy, raising=False)
+    monkeypatch.setattr(semi_supervised, "joint_dataset", spy)
+    with pytest.raises(StopRun):
+        run(_config(tmp_path, stages="2", ae_val_fraction=fraction))
+    trained, held = seen
+    if fraction == 0.0:
+        assert held is None
+        return
+    assert held and not set(trained) & set(held)
+    assert len(held) == round(0.2 * (len(trained) + len(held)))

@@ -267,3 +267,25 @@ def test_k_above_the_largest_class_of_train_val_is_a_flag_error(tmp_path, capsys
     assert code == 2 and "Traceback" not in err
     assert "error: --k 5: the largest class, " in err and "images in train+val (2 more are held out for test)" in err
     assert "give --k 4 or less" in err
+
+
+@pytest.mark.parametrize("arch, size", [("r5_shallow", 200), ("r4_vgg", 128), ("r2_cnn", 224)])
+def test_without_image_size_each_arch_is_built_at_its_reports_size(tmp_path, monkeypatch, arch, size):
+    # before: 224 whatever the arch, where R5 resized to 200 (r5_deep had 6.5M parameters where
+    # R5's has about 5M) and R4's VGG-like net took 128
+    from keras_species.models import scratch
+    from tests.recipes.conftest import StopRun
+
+    seen = []
+
+    def stop(name, classes, input_size, **kwargs):
+        seen.append(input_size)
+        raise StopRun
+
+    monkeypatch.setattr(scratch, "build_scratch", stop)
+    config = _tiny(tmp_path, arch=arch)
+    config = type(config)(**{**vars(config), "image_size": None})
+    with pytest.raises(StopRun):
+        run(config)
+    assert seen == [size]
+    assert scratch_cnn.input_size(type(config)(**{**vars(config), "image_size": 48})) == 48
