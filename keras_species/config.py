@@ -183,6 +183,17 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
+def _json_value(text: str):
+    """A flag's JSON value, or argparse's error saying so with an example (it said ``invalid
+    loads value``, which names a Python function, and the shell's lost quotes went unsaid)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not JSON ({err.msg}, character {err.pos + 1}): give an object in single "
+            """quotes, with its names in double quotes, e.g. '{"svc": {"C": 10}}'""") from None
+
+
 def _json_or_str(text: str):
     try:
         return json.loads(text)
@@ -241,6 +252,27 @@ def _dataclass_type(tp: Any) -> type | None:
     return tp if isinstance(tp, type) and dataclasses.is_dataclass(tp) else None
 
 
+def _reads_as_number(text: str) -> bool:
+    """Whether ``text`` is a number in quotes (``"0.001"``, ``"64"``), not another word."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _what_to_give(tp: Any) -> str:
+    """What a settings file gives for a field of type ``tp`` (the message for a ``null``)."""
+    if get_origin(tp) is Literal:
+        return "one of " + ", ".join(json.dumps(c) for c in get_args(tp))
+    seq = _sequence_item(tp)
+    if seq is not None:
+        nargs = seq[1]
+        return f"a list of {nargs} values" if isinstance(nargs, int) else 'a list ([] or "none" for none)'
+    return {str: 'a string in quotes, as the flag takes it (e.g. "none" for --weights none)',
+            int: "a whole number", float: "a number", bool: "true or false"}.get(tp, "a value")
+
+
 def _coerce(tp: Any, value: Any, where: str) -> Any:
     """Convert a JSON value (from a config file) to the field type ``tp``."""
     optional, inner = _is_optional(tp)
@@ -250,9 +282,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         if optional or tp is Any:
             return None
         # it printed the Python type (`<class 'str'>`) and no fix
-        wanted = {str: 'a string in quotes, as the flag takes it (e.g. "none" for --weights none)',
-                  int: "a whole number", float: "a number", bool: "true or false"}.get(tp)
-        raise ValueError(f"{where}: null is not allowed here: give {wanted or 'a value'}")
+        raise ValueError(f"{where}: null is not allowed here: give {_what_to_give(tp)}")
     tp = inner
     sub = _dataclass_type(tp)
     if sub is not None:
@@ -289,7 +319,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         except argparse.ArgumentTypeError as err:  # a config file's value: named with its key
             raise ValueError(f"{where}: {err}") from None
     if tp in (int, float) and isinstance(value, bool):  # JSON true is no learning rate of 1.0
-        raise ValueError(f"{where}: expected a number, got {value!r}")
+        raise ValueError(f"{where}: expected {'a whole number' if tp is int else 'a number'}, got {value!r}")
     if tp is float and isinstance(value, (int, float)):
         return float(value)
     if tp is int and isinstance(value, float) and value.is_integer():
@@ -298,12 +328,12 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         if not isinstance(value, str | PurePath):
             raise ValueError(f"{where}: expected a path, got {value!r}")
         return Path(value)
-    if tp is float and not isinstance(value, tp):  # "0.001" in a JSON file: a string
-        raise ValueError(f"{where}: expected a number, got {value!r} (write it without quotes)")
-    if tp is int and isinstance(value, str):  # "64": the hint floats get
-        raise ValueError(f"{where}: expected a whole number, got {value!r} (write it without quotes)")
-    if tp in (int, str) and not isinstance(value, tp):
-        raise ValueError(f"{where}: expected {'a whole number' if tp is int else 'a string'}, got {value!r}")
+    if tp in (int, float) and not isinstance(value, tp):  # "0.001" in a JSON file: a string
+        quoted = isinstance(value, str) and _reads_as_number(value)
+        raise ValueError(f"{where}: expected {'a whole number' if tp is int else 'a number'}, got "
+                         f"{value!r}" + (" (write it without quotes)" if quoted else ""))
+    if tp is str and not isinstance(value, tp):
+        raise ValueError(f"{where}: expected a string, got {value!r}")
     return value
 
 
@@ -488,7 +518,7 @@ def config_parser(
             if get_origin(inner) is Literal:
                 kwargs["metavar"] = "{" + ",".join(str(v) for v in get_args(inner)) + "}"
         else:  # nested dataclass, dict, list of dataclasses: a JSON value
-            kwargs["type"] = _optional(json.loads) if optional else json.loads
+            kwargs["type"] = _optional(_json_value) if optional else _json_value
             kwargs["metavar"] = "JSON"
         parser.add_argument(flag, **kwargs)
     return parser

@@ -2522,8 +2522,12 @@ def _resume_hint() -> str:
     run folder this process opened, or ``""`` before one was opened."""
     if not _opened:
         return ""
+    from keras_species.training.runs import NO_EPOCH_RECIPES
+
     path = _opened[0].path  # <out>/<recipe>/<name>; a resume takes every other setting from the run
-    return (f"; {path} keeps every finished epoch: continue with --resume --out "
+    # a recipe that trains no epochs (feature_classifiers) keeps its split and cached features
+    kept = "its split and cached features" if path.parent.name in NO_EPOCH_RECIPES else "every finished epoch"
+    return (f"; {path} keeps {kept}: continue with --resume --out "
             f"{shlex.quote(str(path.parent.parent))} --name {shlex.quote(path.name)}")
 
 

@@ -97,7 +97,7 @@ def check_weights_file(path: str | os.PathLike, backbone: str = "") -> Path:
     target = Path(text).expanduser()
     what = f" for {backbone}" if backbone else ""
     torch_too = backbone.startswith("efficientnet_lite")
-    if torch_too and target.suffix in TORCH_SUFFIXES:
+    if torch_too and target.suffix.lower() in TORCH_SUFFIXES:
         if not target.is_file() or target.stat().st_size == 0:
             why = "does not exist" if not target.is_file() else "is empty"
             raise WeightsUnavailableError(

@@ -112,10 +112,6 @@ class FeatureClassifiersConfig(SourceSettings, RunSettings):
             >>> FeatureClassifiersConfig(classifier_params={"svc": {"C": 10}}).check()
         """
         super().check()
-        if self.mixed_precision in ("float16", "bfloat16"):  # recorded, never applied (stop 30)
-            warnings.warn(f"--mixed-precision {self.mixed_precision} has no effect in "
-                          "feature_classifiers: its features are computed in float32 (and cached "
-                          "as such); leave the flag out", UserWarning, stacklevel=2)
         if not self.resume:  # a resumed run keeps its stored settings
             check_classifier_params(classifier_names(self.classifiers), self.classifier_params,
                                     seed=self.seed)
@@ -175,6 +171,11 @@ def classifier_names(classifiers: Sequence[str]) -> list[str]:
     return names
 
 
+_PARAMS_PASSED: set[str] = set()
+"""``--classifier-params`` that :func:`check_classifier_params` passed in this process (each toy
+fit ran three times a run, one of 5,000 trees 5 s each time)."""
+
+
 def check_classifier_params(names: Sequence[str], params: Any, *, seed: int = 0) -> None:
     """Refuse ``--classifier-params`` that the classifiers would refuse, before any feature is
     extracted (they used to fail with a scikit-learn ``TypeError`` after the extraction).
@@ -206,6 +207,9 @@ def check_classifier_params(names: Sequence[str], params: Any, *, seed: int = 0)
 
     from keras_species.training.features import train_sklearn
 
+    passed = json.dumps([list(names), params, seed], sort_keys=True, default=str)
+    if passed in _PARAMS_PASSED:  # the command line, start_run and checked_classifiers check alike
+        return
     example = '\'{"svc": {"C": 10}, "rf": {"n_estimators": 500}}\''
     if not isinstance(params, Mapping):
         raise SettingError(f"--classifier-params {params!r}: give a JSON object of each "
@@ -231,7 +235,9 @@ def check_classifier_params(names: Sequence[str], params: Any, *, seed: int = 0)
         if key == "xgb" and importlib.util.find_spec("xgboost") is None:
             continue  # skipped when the run comes to it
         try:
-            estimator = train_sklearn(x, y, key, **{"random_state": seed, **args})
+            with warnings.catch_warnings():  # about the toy rows, not the user's data
+                warnings.simplefilter("ignore")
+                estimator = train_sklearn(x, y, key, **{"random_state": seed, **args})
         except TypeError as err:  # an unknown argument; scikit-learn's InvalidParameterError too
             raise SettingError(f"--classifier-params {key}: {err}") from None
         except ValueError:
@@ -242,6 +248,49 @@ def check_classifier_params(names: Sequence[str], params: Any, *, seed: int = 0)
             raise SettingError(f"--classifier-params {key}: {err}; this recipe scores each "
                                "classifier's probabilities (log loss, AUC, top-k): leave out the "
                                "argument that turns them off") from None
+    _PARAMS_PASSED.add(passed)
+
+
+def with_class_indices(args: Mapping[str, Any], class_names: Sequence[str], name: str) -> dict[str, Any]:
+    """A classifier's arguments with a ``class_weight`` dict keyed by class index.
+
+    ``--classifier-params`` is JSON, whose keys are strings, and the classifiers are fitted on
+    class indices, so no dict could match (``The classes, [0, 1, 2, 3], are not in
+    class_weight``, after the features were extracted). Keys may be class names or indices
+    (``"0"``); any other key is refused, naming the classes.
+
+    Args:
+        args: the classifier's ``--classifier-params`` object.
+        class_names: the data's classes, in index order.
+        name: the classifier key, for the message.
+
+    Returns:
+        ``args`` with ``class_weight`` keyed by ``int`` (other arguments as given).
+
+    Raises:
+        SettingError: a key that is neither a class name nor an index.
+
+    Example:
+        >>> with_class_indices({"class_weight": {"eel": 5, "0": 1}, "C": 2}, ["cod", "eel"], "svc")
+        {'class_weight': {1: 5, 0: 1}, 'C': 2}
+    """
+    weights = args.get("class_weight")
+    if not isinstance(weights, Mapping):
+        return dict(args)
+    index = {n: i for i, n in enumerate(class_names)}
+    mapped = {}
+    for key, value in weights.items():
+        text = str(key)
+        if text in index:
+            mapped[index[text]] = value
+        elif text.isdigit() and int(text) < len(class_names):
+            mapped[int(text)] = value
+        else:
+            shown = ", ".join(class_names[:10]) + (" ..." if len(class_names) > 10 else "")
+            raise SettingError(f"--classifier-params {name}: class_weight key {key!r} is neither a "
+                               f"class name nor a class index (0 to {len(class_names) - 1}); the "
+                               f"classes: {shown}")
+    return {**args, "class_weight": mapped}
 
 
 def checked_classifiers(config: FeatureClassifiersConfig) -> tuple[list[str], str | None]:
@@ -269,6 +318,11 @@ def checked_classifiers(config: FeatureClassifiersConfig) -> tuple[list[str], st
         (['logreg', 'svc'], None)
     """
     config.check()  # a resumed run: its run-control settings (the stored ones were checked)
+    if config.mixed_precision in ("float16", "bfloat16"):  # recorded, never applied (stop 30)
+        # said here, once a run: check() runs three times (it said it three times, stop 34)
+        warnings.warn(f"--mixed-precision {config.mixed_precision} has no effect in "
+                      "feature_classifiers: its features are computed in float32 (and cached "
+                      "as such); leave the flag out", UserWarning, stacklevel=2)
     names = classifier_names(config.classifiers)
     if names == ["xgb"] and importlib.util.find_spec("xgboost") is None:  # nothing could run
         raise SettingError("--classifiers xgb: xgboost is not installed (pip install xgboost), and "
@@ -363,6 +417,10 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
     )
     print(prepared.summary(), flush=True)  # the data and its split, as every recipe says first
     m = prepared.manifest
+    # class weights by class name or index, before the features: JSON keys are strings, and
+    # scikit-learn fits the indices (every such dict failed after the extraction)
+    classifier_params = {name: with_class_indices(args, list(m.class_names), name)
+                         for name, args in config.classifier_params.items()}
     cache = None if config.feature_cache.lower() == "none" else config.feature_cache
     # what the progress line below is (whatever --verbose, as the data summary)
     print(f"features: {config.backbone} (weights {config.weights}, "
@@ -399,7 +457,7 @@ def run(config: FeatureClassifiersConfig) -> FeatureClassifiersResult:
             skipped[name] = "xgboost is not installed (`pip install xgboost`)"
             print(f"{said} skipped: xgboost is not installed (pip install xgboost)", flush=True)
             continue
-        given = config.classifier_params.get(name, {})
+        given = classifier_params.get(name, {})
         params = {"random_state": config.seed, **given}
         t0 = time.perf_counter()
         try:

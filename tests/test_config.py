@@ -334,7 +334,9 @@ def test_a_run_folders_config_repeats_the_run_without_how_it_was_invoked(tmp_pat
 @pytest.mark.parametrize("setting, shown", [
     ({"learning_rate": "0.001"}, "learning_rate: expected a number, got '0.001' (write it without quotes)"),
     ({"learning_rate": True}, "learning_rate: expected a number, got True"),
-    ({"epochs": True}, "epochs: expected a number, got True"),
+    ({"epochs": True}, "epochs: expected a whole number, got True"),
+    ({"epochs": "abc"}, "epochs: expected a whole number, got 'abc'; see"),  # no "without quotes" for a word
+    ({"learning_rate": "fast"}, "learning_rate: expected a number, got 'fast'; see"),
     ({"out": 5}, "out: expected a path, got 5"),
     # since stop 34: an int in quotes gets the hint a float does ("expected int, got '64'"), and
     # null the value to give (it printed "(type <class 'str'>)")
@@ -356,6 +358,17 @@ def test_null_for_a_string_setting_says_to_write_the_flags_word(tmp_path, capsys
     @dataclass
     class Weighted:
         weights: str = "imagenet"
+        units: tuple[int, ...] = (8,)
+        ratios: tuple[float, float] = (0.8, 0.2)
+        mode: Literal["on", "off"] = "on"
+
+    for key, says in (("units", 'a list ([] or "none" for none)'), ("ratios", "a list of 2 values"),
+                      ("mode", 'one of "on", "off"')):
+        path = tmp_path / f"{key}.json"
+        path.write_text(json.dumps({key: None}))
+        with pytest.raises(SystemExit):
+            parse_config(Weighted, ["--config", str(path)])
+        assert f"{key}: null is not allowed here: give {says}" in capsys.readouterr().err
 
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"weights": None}))
@@ -395,3 +408,17 @@ def test_seed_everything_takes_a_numpy_integer_and_refuses_what_is_no_seed():
     for wrong in (True, 3.5, -1):
         with pytest.raises(ValueError, match="seed"):
             seed_everything(wrong)
+
+
+def test_a_json_flag_that_is_not_json_says_what_to_give(capsys):
+    # before: "argument --params: invalid loads value: 'notjson'" (the shell's lost quotes too)
+    @dataclass
+    class WithParams:
+        params: dict = field(default_factory=dict)
+
+    for text in ("notjson", "{svc:{C:-1}}"):
+        with pytest.raises(SystemExit):
+            parse_config(WithParams, ["--params", text])
+        err = capsys.readouterr().err
+        assert f"argument --params: {text!r} is not JSON (" in err and """e.g. '{"svc": {"C": 10}}'""" in err
+    assert parse_config(WithParams, ["--params", '{"svc": {"C": 10}}']).params == {"svc": {"C": 10}}

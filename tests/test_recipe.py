@@ -214,6 +214,15 @@ def test_ctrl_c_prints_how_to_continue_instead_of_a_traceback(tmp_path, capsys, 
                    f"with --resume --out {tmp_path} --name t\n")
     assert not (tmp_path / "toy" / "t" / "failed.json").exists()  # stopped, not failed
 
+    def no_epochs(config):  # before: "keeps every finished epoch" of a recipe that trains none
+        start_run("feature_classifiers", config)
+        raise KeyboardInterrupt
+
+    assert recipe_main(ToyConfig, no_epochs, ["--out", str(tmp_path), "--name", "f"], prog="fc") == 130
+    err = capsys.readouterr().err
+    assert err.startswith(f"fc: interrupted; {tmp_path / 'feature_classifiers' / 'f'} keeps its split and "
+                          "cached features: continue with --resume")
+
     def ctrl_c(args):
         raise KeyboardInterrupt
 

@@ -404,8 +404,9 @@ def write_shards(
     n_good = len(results)
     if n_good == 0:
         hint = max_pixels_hint(skipped.values())  # said only after a write before, and no reason
+        rest = "`keras-species audit` on the data lists them all"  # no shards.json is written
         raise ManifestError(f"none of the {len(rows)} images could be read; nothing written:\n"
-                            f"{_skipped_lines(skipped)}" + (f"\n{hint}" if hint else ""))
+                            f"{_skipped_lines(skipped, rest)}" + (f"\n{hint}" if hint else ""))
     # the manifest's order is sorted by class: shuffled, each shard (and so each worker reading
     # some of them) holds every class; `index` keeps the manifest's row
     results = [results[k] for k in np.random.default_rng(int(seed)).permutation(n_good)]
@@ -496,11 +497,12 @@ def write_shards(
     return files
 
 
-def _skipped_lines(skipped: dict[str, str]) -> str:
+def _skipped_lines(skipped: dict[str, str], rest: str = f"all in {SIDECAR}'s 'skipped'") -> str:
     """The files left out and their reasons, one line each, the first :data:`SHOWN_BAD` of them
-    (the sidecar's ``skipped`` holds all: a dropped mount of 20,000 files printed 20,000 lines)."""
+    (the sidecar's ``skipped`` holds all: a dropped mount of 20,000 files printed 20,000 lines);
+    ``rest`` says where the others are named."""
     shown = list(skipped.items())[:SHOWN_BAD]
-    more = f"\n  ... and {len(skipped) - len(shown)} more (all in {SIDECAR}'s 'skipped')" if len(skipped) > len(shown) else ""
+    more = f"\n  ... and {len(skipped) - len(shown)} more ({rest})" if len(skipped) > len(shown) else ""
     return "\n".join(f"  {p}: {r}" for p, r in shown) + more
 
 

@@ -265,6 +265,14 @@ def in_class_order(manifest: Manifest, names: Sequence[str]) -> tuple[Manifest, 
             "(manifest.select_classes)")
     moved = manifest.subset(np.arange(len(manifest)))
     if manifest.multilabel:
+        absent = [n for n in names if n not in manifest.class_names]
+        if absent:  # a label-set CSV lacks a tag no image carries; a 0/1 column CSV, one not annotated
+            shown = ", ".join(repr(n) for n in absent[:10]) + (" ..." if len(absent) > 10 else "")
+            warnings.warn(
+                f"the labelled images have no column for {len(absent)} of the model's tags ({shown}): "
+                "they are scored as absent from every image, so each prediction of them counts as a "
+                "false positive; if those tags were not annotated, these scores understate the model",
+                stacklevel=3)
         labels = np.zeros((len(manifest), len(names)), dtype=manifest.labels.dtype)
         kept = where >= 0
         labels[:, where[kept]] = manifest.labels[:, kept]

@@ -44,7 +44,7 @@ from keras_species.models.preprocessing import preprocessing_layer
 from keras_species.models.registry import backbone_spec, register_backbone
 from keras_species.models.torch_state_dict import load_state_dict
 from keras_species.models.weights import WeightsUnavailableError, load_weights_file
-from keras_species.weights_files import check_weights_file, lite_wheel_weights_file
+from keras_species.weights_files import TORCH_SUFFIXES, check_weights_file, lite_wheel_weights_file
 
 __all__ = [
     "LITE_VARIANTS",
@@ -389,7 +389,7 @@ def _load_weights(
             f"weights file {str(path)!r} for {model.name} does not exist; pass None, 'imagenet' "
             "or an existing .weights.h5/.h5 file (or a reference PyTorch .pth state dict)"
         )
-    if path.suffix in (".pth", ".pt", ".bin"):
+    if path.suffix.lower() in TORCH_SUFFIXES:
         convert_torch_weights(model, load_state_dict(path), str(path))
     else:  # the checks the other backbones' files get (an empty or non-HDF5 file named)
         load_weights_file(model, check_weights_file(path, model.name))

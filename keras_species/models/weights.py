@@ -148,7 +148,15 @@ def _check_cached_hash(cached, file) -> None:
     """Refuse the ImageNet file in Keras's cache when its hash is not Keras's (a partial
     download, or another file copied under its name ran as "imagenet" on random weights)."""
     expected = (file.file_hash or "").lower()
-    if not expected:
+    if not expected:  # Keras checks none (MobileNetV2's): the checks of a local file, as much as can be
+        with open(cached, "rb") as f:
+            head = f.read(len(weights_files.HDF5_SIGNATURE))
+        if head != weights_files.HDF5_SIGNATURE:  # h5py's "file signature not found" in a failed run
+            why = "is empty" if not head else "is not an HDF5 file"
+            raise WeightsUnavailableError(
+                f"{cached}, Keras's cached ImageNet weights file, {why} (a partial download, or "
+                f"another file copied under this name). Delete it (online, it is downloaded again) "
+                f"or copy the file from {file.origin} over it")
         return
     algorithm = "sha256" if len(expected) == 64 else "md5"  # Keras's "auto" rule
     found = file_digest(cached, algorithm)

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_species.atomic import atomic_path, remove_stale_temporaries
@@ -549,8 +550,11 @@ def _check_schedule_params(phase: Phase) -> None:
             raise ValueError(f"{where}: {key} must lie in {span}, got {value!r}")
 
     def choice(key: str, allowed: tuple) -> None:  # refused only when the phase started before
-        if key in params and not (isinstance(params[key], str | bool) and params[key] in allowed
-                                  and type(params[key]) is type(allowed[0])):
+        if key not in params:
+            return
+        value = params[key]
+        value = value.item() if isinstance(value, np.generic) else value  # np.str_, np.bool_: sweeps
+        if not (isinstance(value, str | bool) and value in allowed and type(value) is type(allowed[0])):
             raise ValueError(f"{where}: {key} must be one of {', '.join(map(repr, allowed))}, "
                              f"got {params[key]!r}")
 

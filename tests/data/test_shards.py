@@ -916,5 +916,5 @@ def test_shards_of_no_readable_image_name_the_reasons_and_the_limit(image_folder
     assert text.startswith("none of the 18 images could be read; nothing written:\n  ")
     assert "decompression-bomb" in text and "--max-pixels" in text
     monkeypatch.setattr("keras_species.data.shards.SHOWN_BAD", 5)
-    with images.max_pixels_flag(10), pytest.raises(ManifestError, match=r"\.\.\. and 13 more \(all in shards\.json's 'skipped'\)"):
+    with images.max_pixels_flag(10), pytest.raises(ManifestError, match=r"\.\.\. and 13 more \(`keras-species audit` on the data lists them all\)"):
         write_shards(m, tmp_path / "s")

@@ -310,10 +310,13 @@ def test_multi_hot_labels_are_moved_to_the_models_columns():
     from keras_species.evaluation.evaluate import in_class_order
 
     m = Manifest(["a.png", "b.png", "c.png"], np.array([[1, 0], [0, 1], [1, 1]], np.uint8), ["eel", "cod"])
-    moved, where = in_class_order(m, ["cod", "ray", "eel"])
+    with pytest.warns(UserWarning, match=r"no column for 1 of the model's tags \('ray'\): they are scored as absent"):
+        moved, where = in_class_order(m, ["cod", "ray", "eel"])
     assert moved.labels.tolist() == [[0, 0, 1], [1, 0, 0], [1, 0, 1]] and where.tolist() == [2, 0]
     assert moved.labels.dtype == np.uint8 and m.class_names == ["eel", "cod"]  # the original stays
     with pytest.raises(ManifestError, match="'eel'"):
         in_class_order(m, ["cod"])
     empty_tag = Manifest(["a.png"], np.array([[0, 1]], np.uint8), ["koi", "cod"])
     assert in_class_order(empty_tag, ["cod"])[0].labels.tolist() == [[1]]  # a tag no image carries
+    same = in_class_order(m, ["cod", "eel"])[0]  # every tag there: no warning (pytest errors on one)
+    assert same.labels.tolist() == [[0, 1], [1, 0], [1, 1]]

@@ -409,3 +409,24 @@ def test_a_lite_backbone_takes_a_pytorch_state_dict_on_the_command_line_too(tmp_
         check_weights("efficientnet_lite0", str(empty), 224)
     with pytest.raises(W.WeightsUnavailableError, match=r"or a PyTorch \.pth state dict\)"):
         check_weights("efficientnet_lite0", str(tmp_path / "w.npz"), 224)
+
+
+def test_a_cached_file_keras_has_no_hash_for_is_checked_as_a_local_file(offline):
+    # before: an empty MobileNetV2 file in the cache (Keras checks no hash for it) failed with
+    # h5py's "file signature not found" in a run folder marked failed
+    offline.mkdir(parents=True)
+    name = W.keras_weights_file("mobilenet_v2", 96).file_name
+    assert W.keras_weights_file("mobilenet_v2", 96).file_hash is None
+    (offline / name).write_bytes(b"")
+    with pytest.raises(W.WeightsUnavailableError, match=r"Keras's cached ImageNet weights file, is empty"):
+        W.resolve_weights("mobilenet_v2", "imagenet", 96)
+    (offline / name).write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 8)
+    assert W.resolve_weights("mobilenet_v2", "imagenet", 96) == str(offline / name)
+
+
+def test_a_pytorch_state_dict_is_read_whatever_the_case_of_its_suffix(tmp_path):
+    from keras_species.recipe import check_weights
+
+    upper = tmp_path / "LITE0.PTH"
+    upper.write_bytes(b"PK state dict")
+    check_weights("efficientnet_lite0", str(upper), 224)  # it was refused, naming .pth as taken

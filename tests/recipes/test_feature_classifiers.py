@@ -100,7 +100,8 @@ def test_classifiers_on_cached_features(tmp_path, capsys):
 def test_mixed_precision_is_said_to_have_no_effect():
     # stop 30: recorded in the report, never applied, and left out of the feature cache's key
     with pytest.warns(UserWarning, match="--mixed-precision bfloat16 has no effect in feature_classifiers"):
-        FeatureClassifiersConfig(mixed_precision="bfloat16").check()
+        feature_classifiers.checked_classifiers(FeatureClassifiersConfig(mixed_precision="bfloat16",
+                                                                         backbone="resnet18", weights="none"))
 
 
 def test_fit_on_train_and_val_chooses_and_scores_on_val_with_a_fit_on_train(tmp_path, capsys):
@@ -323,3 +324,59 @@ def test_a_dump_that_fails_leaves_no_cut_classifier_joblib(tmp_path, monkeypatch
     run_dir = tmp_path / "runs" / "feature_classifiers" / "cut"
     assert not (run_dir / "classifier.joblib").exists()
     assert not [p.name for p in run_dir.iterdir() if "tmp" in p.name]
+
+
+def test_class_weights_by_class_name_or_index_reach_the_fit(tmp_path, monkeypatch, capsys):
+    # before: JSON keys are strings and the fit takes class indices, so every class_weight dict
+    # failed ("The classes, [0, 1, 2], are not in class_weight"), after the features
+    from keras_species.training import features
+
+    data = write_image_folder(tmp_path / "data", classes=CLASSES, per_class=6, size=(24, 24))
+    seen = []
+    real = features.train_sklearn
+
+    def spy(x, y, name, **kwargs):
+        seen.append(kwargs.get("class_weight"))
+        return real(x, y, name, **kwargs)
+
+    monkeypatch.setattr(features, "train_sklearn", spy)
+    weights = {CLASSES[1]: 5, "2": 3}
+    result = run(FeatureClassifiersConfig(
+        data=str(data), out=tmp_path / "runs", name="cw", backbone="resnet18", weights="none",
+        image_size=32, batch_size=16, audit=False, verbose=0, mixed_precision="off",
+        ratios=(0.5, 0.17, 0.33), feature_cache="none", classifiers=("logreg",),
+        classifier_params={"logreg": {"class_weight": weights}}))
+    assert [row["model"] for row in result.comparison] == ["logreg"]
+    assert seen[-1] == {1: 5, 2: 3}
+    with pytest.raises(feature_classifiers.SettingError, match=r"class_weight key 'pike' is neither a class "
+                                                              r"name nor a class index \(0 to 5\)"):
+        feature_classifiers.with_class_indices({"class_weight": {"pike": 2}}, list(CLASSES), "logreg")
+    with pytest.raises(feature_classifiers.SettingError, match=r"class_weight key '6' is neither"):
+        feature_classifiers.with_class_indices({"class_weight": {"6": 2}}, list(CLASSES), "logreg")
+
+
+def test_settings_are_checked_once_a_run_and_the_toy_fit_says_nothing(tmp_path, monkeypatch, stop_at):
+    # before: three checks (command line, start_run, checked_classifiers): the mixed-precision
+    # warning three times, three toy fits, and the toy fit's own warnings about its 12 rows
+    import warnings
+
+    from keras_species.data import prepare
+    from keras_species.training import features
+
+    calls = []
+    real = features.train_sklearn
+    monkeypatch.setattr(features, "train_sklearn", lambda x, *a, **k: (calls.append(len(x)), real(x, *a, **k))[1])
+    feature_classifiers._PARAMS_PASSED.clear()
+    stop_at(prepare, "prepare_data")
+    data = write_image_folder(tmp_path / "data", classes=CLASSES, per_class=6, size=(24, 24))
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        with pytest.raises(StopRun):
+            run(FeatureClassifiersConfig(
+                data=str(data), out=tmp_path / "runs", name="once", backbone="resnet18", weights="none",
+                image_size=32, mixed_precision="bfloat16", classifiers=("hgb",),
+                classifier_params={"hgb": {"early_stopping": True, "max_iter": 5}}))
+    assert calls == [12]  # one toy fit of its 12 rows (check() runs more than once)
+    texts = [str(w.message) for w in said]
+    assert sum("has no effect in feature_classifiers" in t for t in texts) == 1
+    assert not [t for t in texts if "early stopping is off" in t]

@@ -849,3 +849,12 @@ def test_train_does_not_pass_on_keras_advice_to_repeat_a_dataset_of_unknown_leng
         warnings.simplefilter("always")
         train(tiny_model(), [Phase("p", 2, learning_rate=0.01)], ds, ds, tmp_path, verbose=0)
     assert not [w for w in seen if "ran out of data" in str(w.message)]
+
+
+def test_schedule_choices_drawn_by_numpy_are_taken():
+    # the first check of these settings refused np.str_ and np.bool_ (a sweep's rng.choice)
+    Phase("p", epochs=1, learning_rate=0.01, schedule="cyclic", schedule_params={"mode": np.str_("triangular")})
+    Phase("p", epochs=1, learning_rate=0.01, optimizer="sgd", momentum=0.9, schedule="onecycle",
+          schedule_params={"cycle_momentum": np.True_, "anneal": np.str_("linear")})
+    with pytest.raises(ValueError, match="mode must be one of"):
+        Phase("p", epochs=1, learning_rate=0.01, schedule="cyclic", schedule_params={"mode": np.str_("x")})
