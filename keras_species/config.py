@@ -190,8 +190,8 @@ def _json_value(text: str):
         return json.loads(text)
     except json.JSONDecodeError as err:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not JSON ({err.msg}, character {err.pos + 1}): give an object in single "
-            """quotes, with its names in double quotes, e.g. '{"svc": {"C": 10}}'""") from None
+            f"{text!r} is not JSON ({err.msg}, character {err.pos + 1}): give it in single quotes, "
+            "with its names in double quotes, as the flag's --help shows") from None
 
 
 def _json_or_str(text: str):
@@ -252,13 +252,14 @@ def _dataclass_type(tp: Any) -> type | None:
     return tp if isinstance(tp, type) and dataclasses.is_dataclass(tp) else None
 
 
-def _reads_as_number(text: str) -> bool:
-    """Whether ``text`` is a number in quotes (``"0.001"``, ``"64"``), not another word."""
+def _reads_as_number(text: str, whole: bool = False) -> bool:
+    """Whether ``text`` is a number in quotes (``"0.001"``, ``"64"``; a whole one with ``whole``),
+    not another word."""
     try:
-        float(text)
+        number = float(text)
     except ValueError:
         return False
-    return True
+    return not whole or number.is_integer()
 
 
 def _what_to_give(tp: Any) -> str:
@@ -329,7 +330,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             raise ValueError(f"{where}: expected a path, got {value!r}")
         return Path(value)
     if tp in (int, float) and not isinstance(value, tp):  # "0.001" in a JSON file: a string
-        quoted = isinstance(value, str) and _reads_as_number(value)
+        quoted = isinstance(value, str) and _reads_as_number(value, whole=tp is int)
         raise ValueError(f"{where}: expected {'a whole number' if tp is int else 'a number'}, got "
                          f"{value!r}" + (" (write it without quotes)" if quoted else ""))
     if tp is str and not isinstance(value, tp):

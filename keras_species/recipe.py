@@ -298,6 +298,22 @@ def _latest_run(root: Path, recipe: str) -> Path | None:
     return Path(rows[-1]["path"]) if rows else None
 
 
+def _with_earlier_behaviour(stored: Any, run: RunFolder) -> Any:
+    """``stored`` with each setting that its ``config.json`` lacks and that the config class
+    lists in ``SINCE`` (``{field: value before the field existed}``) set to that value: a run
+    resumed after a setting was added goes on as it began (fish_semisupervised's model 2
+    started holding out a fifth of its pool in stop 34, and a resumed run switched to it)."""
+    earlier = getattr(type(stored), "SINCE", {})
+    if not earlier:
+        return stored
+    from keras_species.jsonfile import read_json_object
+
+    kept = read_json_object(run.config_path)[0].get("config")
+    kept = kept if isinstance(kept, dict) else {}
+    missing = {name: value for name, value in earlier.items() if name not in kept}
+    return dataclasses.replace(stored, **missing) if missing else stored
+
+
 def _stored_config(config_cls: type, run: RunFolder):
     """The config stored in ``run/config.json`` as a ``config_cls``; what does not fit it is
     said in the one error line (the parser's own message is caught: it named the recipe's
@@ -574,7 +590,7 @@ def start_run(
                 )
         _check_not_running(RunFolder(path), "--resume")
         run = RunFolder(path).mkdir()
-        stored = _stored_config(type(config), run)
+        stored = _with_earlier_behaviour(_stored_config(type(config), run), run)
         changed = ignored_on_resume(config, stored)
         if changed:
             warnings.warn(
@@ -2525,8 +2541,9 @@ def _resume_hint() -> str:
     from keras_species.training.runs import NO_EPOCH_RECIPES
 
     path = _opened[0].path  # <out>/<recipe>/<name>; a resume takes every other setting from the run
-    # a recipe that trains no epochs (feature_classifiers) keeps its split and cached features
-    kept = "its split and cached features" if path.parent.name in NO_EPOCH_RECIPES else "every finished epoch"
+    # a recipe that trains no epochs (feature_classifiers) keeps its split (its features are
+    # cached, if at all, elsewhere and only once extracted)
+    kept = "its split" if path.parent.name in NO_EPOCH_RECIPES else "every finished epoch"
     return (f"; {path} keeps {kept}: continue with --resume --out "
             f"{shlex.quote(str(path.parent.parent))} --name {shlex.quote(path.name)}")
 

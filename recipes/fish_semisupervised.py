@@ -121,6 +121,10 @@ class FishSemiSupervisedConfig(SourceSettings, RunSettings):
     ae_learning_rate: float = field(default=1e-4, metadata=_h("model 2 Adam learning rate"))
     ae_batch_size: int = field(default=128, metadata=_h("model 2 batch size"))
     ae_label_weight: float = field(default=1.0, metadata=_h("weight of the cross-entropy term (MSE has 1)"))
+    SINCE = {"ae_val_fraction": 0.0}
+    """Settings added after runs were made, with the value that gives such a run's behaviour on
+    ``--resume`` (:func:`keras_species.recipe.open_run`): model 2 trained on the whole pool."""
+
     ae_val_fraction: float = field(default=0.2, metadata=_h(
         "share of the unlabelled pool held out of model 2's training, to score its reconstruction "
         "on (R1: a random 80/20; 0 trains on the whole pool)"))
@@ -537,7 +541,8 @@ def run(config: FishSemiSupervisedConfig | None = None) -> FishSemiSupervisedRes
         ae_pool, ae_val_pool = split_pool(pool, config.ae_val_fraction, config.seed)
         joint_train = joint_dataset(m.split("train"), ae_pool, size, config.ae_batch_size,
                                     augment=config.augment, cache=cache, seed=config.seed)
-        joint_val = joint_dataset(m.split("val"), ae_val_pool, size, config.ae_batch_size, training=False)
+        joint_val = joint_dataset(m.split("val"), ae_val_pool, size, config.ae_batch_size, training=False,
+                                  cache=cache)
         trained = train_joint(ae, joint_train, joint_val, root / "model2", epochs=config.ae_epochs,
                               learning_rate=config.ae_learning_rate,
                               label_weight=config.ae_label_weight, resume=config.resume,

@@ -24,6 +24,7 @@ Run::
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import sys
@@ -320,6 +321,12 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
         >>> print(result.headline)  # doctest: +SKIP
     """
     started = time.perf_counter()
+    from keras_species.backbone_catalog import SCRATCH_ARCH_FACTS
+
+    arch_known = config.arch.lower().replace("-", "_") in SCRATCH_ARCH_FACTS  # else refused below
+    if config.image_size is None and not config.resume and arch_known:
+        # the size it trains at, in config.json, the report and `runs` (they said null)
+        config = dataclasses.replace(config, image_size=input_size(config))
     # a bad --arch or flag fails before any data is read; of the settings in force (a resumed
     # run's stored ones)
     run_folder, config, grid = open_run(RECIPE, config, checked_settings)

@@ -336,6 +336,7 @@ def test_a_run_folders_config_repeats_the_run_without_how_it_was_invoked(tmp_pat
     ({"learning_rate": True}, "learning_rate: expected a number, got True"),
     ({"epochs": True}, "epochs: expected a whole number, got True"),
     ({"epochs": "abc"}, "epochs: expected a whole number, got 'abc'; see"),  # no "without quotes" for a word
+    ({"epochs": "5.5"}, "epochs: expected a whole number, got '5.5'; see"),  # nor for 5.5, refused unquoted
     ({"learning_rate": "fast"}, "learning_rate: expected a number, got 'fast'; see"),
     ({"out": 5}, "out: expected a path, got 5"),
     # since stop 34: an int in quotes gets the hint a float does ("expected int, got '64'"), and
@@ -420,5 +421,5 @@ def test_a_json_flag_that_is_not_json_says_what_to_give(capsys):
         with pytest.raises(SystemExit):
             parse_config(WithParams, ["--params", text])
         err = capsys.readouterr().err
-        assert f"argument --params: {text!r} is not JSON (" in err and """e.g. '{"svc": {"C": 10}}'""" in err
+        assert f"argument --params: {text!r} is not JSON (" in err and "as the flag's --help shows" in err
     assert parse_config(WithParams, ["--params", '{"svc": {"C": 10}}']).params == {"svc": {"C": 10}}

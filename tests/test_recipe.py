@@ -220,8 +220,8 @@ def test_ctrl_c_prints_how_to_continue_instead_of_a_traceback(tmp_path, capsys, 
 
     assert recipe_main(ToyConfig, no_epochs, ["--out", str(tmp_path), "--name", "f"], prog="fc") == 130
     err = capsys.readouterr().err
-    assert err.startswith(f"fc: interrupted; {tmp_path / 'feature_classifiers' / 'f'} keeps its split and "
-                          "cached features: continue with --resume")
+    assert err.startswith(f"fc: interrupted; {tmp_path / 'feature_classifiers' / 'f'} keeps its split: continue "
+                          "with --resume")
 
     def ctrl_c(args):
         raise KeyboardInterrupt

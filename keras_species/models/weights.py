@@ -149,10 +149,18 @@ def _check_cached_hash(cached, file) -> None:
     download, or another file copied under its name ran as "imagenet" on random weights)."""
     expected = (file.file_hash or "").lower()
     if not expected:  # Keras checks none (MobileNetV2's): the checks of a local file, as much as can be
+        import h5py
+
         with open(cached, "rb") as f:
             head = f.read(len(weights_files.HDF5_SIGNATURE))
-        if head != weights_files.HDF5_SIGNATURE:  # h5py's "file signature not found" in a failed run
-            why = "is empty" if not head else "is not an HDF5 file"
+        why = "is empty" if not head else "is not an HDF5 file"  # h5py's "file signature not found"
+        if head == weights_files.HDF5_SIGNATURE:
+            try:  # a cut download keeps its signature: h5py's "truncated file", naming no file
+                with h5py.File(cached, "r"):
+                    why = ""
+            except OSError as err:
+                why = f"cannot be read ({' '.join(str(err).split())[:120]})"
+        if why:
             raise WeightsUnavailableError(
                 f"{cached}, Keras's cached ImageNet weights file, {why} (a partial download, or "
                 f"another file copied under this name). Delete it (online, it is downloaded again) "

@@ -420,7 +420,15 @@ def test_a_cached_file_keras_has_no_hash_for_is_checked_as_a_local_file(offline)
     (offline / name).write_bytes(b"")
     with pytest.raises(W.WeightsUnavailableError, match=r"Keras's cached ImageNet weights file, is empty"):
         W.resolve_weights("mobilenet_v2", "imagenet", 96)
-    (offline / name).write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 8)
+    (offline / name).write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 8)  # a signature and nothing more
+    with pytest.raises(W.WeightsUnavailableError, match=r"weights file, cannot be read \("):
+        W.resolve_weights("mobilenet_v2", "imagenet", 96)
+    build_backbone("resnet18", 32).save_weights(offline / "whole.weights.h5")  # a readable HDF5 file
+    data = (offline / "whole.weights.h5").read_bytes()
+    (offline / name).write_bytes(data[: len(data) // 2])  # a download cut in half
+    with pytest.raises(W.WeightsUnavailableError, match=r"cannot be read \(.*truncated"):
+        W.resolve_weights("mobilenet_v2", "imagenet", 96)
+    (offline / name).write_bytes(data)
     assert W.resolve_weights("mobilenet_v2", "imagenet", 96) == str(offline / name)
 
 

@@ -380,3 +380,12 @@ def test_settings_are_checked_once_a_run_and_the_toy_fit_says_nothing(tmp_path, 
     texts = [str(w.message) for w in said]
     assert sum("has no effect in feature_classifiers" in t for t in texts) == 1
     assert not [t for t in texts if "early stopping is off" in t]
+
+
+def test_class_weight_keys_json_cannot_order_are_still_checked():
+    # a regression of the toy-fit memo: its key was json.dumps(..., sort_keys=True), a TypeError
+    # for np.int64 keys or 0 beside "cod" (dicts made from np.unique(y))
+    import numpy as np
+
+    FeatureClassifiersConfig(classifier_params={"svc": {"class_weight": dict(zip(np.arange(3), [1.0, 2.0, 3.0]))}}).check()
+    FeatureClassifiersConfig(classifier_params={"svc": {"class_weight": {0: 2, "cod": 5}}}).check()

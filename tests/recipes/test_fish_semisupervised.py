@@ -211,8 +211,11 @@ def test_model_2_holds_out_a_fifth_of_the_pool_for_validation(tmp_path, monkeypa
     seen = []
     real = semi_supervised.joint_dataset
 
+    caches = []
+
     def spy(labelled, unlabelled, *args, **kwargs):
         seen.append(None if unlabelled is None else list(unlabelled.paths))
+        caches.append(kwargs.get("cache", "default (True)"))
         if len(seen) == 2:
             raise StopRun
         return real(labelled, unlabelled, *args, **kwargs)
@@ -220,10 +223,29 @@ def test_model_2_holds_out_a_fifth_of_the_pool_for_validation(tmp_path, monkeypa
     monkeypatch.setattr(fish_semisupervised, "joint_dataset", spy, raising=False)
     monkeypatch.setattr(semi_supervised, "joint_dataset", spy)
     with pytest.raises(StopRun):
-        run(_config(tmp_path, stages="2", ae_val_fraction=fraction))
+        run(_config(tmp_path, stages="2", ae_val_fraction=fraction, cache="none"))
     trained, held = seen
+    assert caches == [False, False]  # --cache none: the validation set, now with pool images, too
     if fraction == 0.0:
         assert held is None
         return
     assert held and not set(trained) & set(held)
     assert len(held) == round(0.2 * (len(trained) + len(held)))
+
+
+def test_a_run_from_before_the_held_out_pool_resumes_as_it_began(tmp_path):
+    # a config.json without ae_val_fraction (a run made before stop 34) resumed with the new
+    # default, 0.2: model 2 went on training on 80% of its pool, without a word
+    from keras_species.recipe import _stored_config, _with_earlier_behaviour
+    from keras_species.training.runs import RunFolder
+
+    run_dir = tmp_path / "runs" / "fish_semisupervised" / "old"
+    run_dir.mkdir(parents=True)
+    settings = {"labelled": "demo", "stages": "2"}
+    (run_dir / "config.json").write_text(json.dumps({"recipe": "fish_semisupervised", "config": settings}))
+    run = RunFolder(run_dir)
+    assert _stored_config(FishSemiSupervisedConfig, run).ae_val_fraction == 0.2
+    assert _with_earlier_behaviour(_stored_config(FishSemiSupervisedConfig, run), run).ae_val_fraction == 0.0
+    settings["ae_val_fraction"] = 0.3  # a run that stored it keeps it
+    (run_dir / "config.json").write_text(json.dumps({"recipe": "fish_semisupervised", "config": settings}))
+    assert _with_earlier_behaviour(_stored_config(FishSemiSupervisedConfig, run), run).ae_val_fraction == 0.3
