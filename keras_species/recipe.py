@@ -308,8 +308,9 @@ def _with_earlier_behaviour(stored: Any, run: RunFolder) -> Any:
         return stored
     from keras_species.jsonfile import read_json_object
 
-    kept = read_json_object(run.config_path)[0].get("config")
-    kept = kept if isinstance(kept, dict) else {}
+    doc = read_json_object(run.config_path)[0]
+    # as parse_config reads it: a run's {"recipe", "config"} or a flat settings object
+    kept = doc["config"] if isinstance(doc.get("config"), dict) and "recipe" in doc else doc
     missing = {name: value for name, value in earlier.items() if name not in kept}
     return dataclasses.replace(stored, **missing) if missing else stored
 

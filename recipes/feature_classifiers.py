@@ -209,9 +209,9 @@ def check_classifier_params(names: Sequence[str], params: Any, *, seed: int = 0)
 
     try:
         passed = json.dumps([list(names), params, seed], sort_keys=True, default=str)
-    except TypeError:  # keys json cannot write or order (np.int64, 0 beside "cod"): no memo
-        passed = None
-    if passed is not None and passed in _PARAMS_PASSED:  # the command line, start_run and checked_classifiers check alike
+    except TypeError:  # keys json cannot write or order (np.int64, 0 beside "cod")
+        passed = repr((list(names), params, seed))
+    if passed in _PARAMS_PASSED:  # the command line, start_run and checked_classifiers check alike
         return
     example = '\'{"svc": {"C": 10}, "rf": {"n_estimators": 500}}\''
     if not isinstance(params, Mapping):
@@ -251,8 +251,7 @@ def check_classifier_params(names: Sequence[str], params: Any, *, seed: int = 0)
             raise SettingError(f"--classifier-params {key}: {err}; this recipe scores each "
                                "classifier's probabilities (log loss, AUC, top-k): leave out the "
                                "argument that turns them off") from None
-    if passed is not None:
-        _PARAMS_PASSED.add(passed)
+    _PARAMS_PASSED.add(passed)
 
 
 def with_class_indices(args: Mapping[str, Any], class_names: Sequence[str], name: str) -> dict[str, Any]:

@@ -321,12 +321,6 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
         >>> print(result.headline)  # doctest: +SKIP
     """
     started = time.perf_counter()
-    from keras_species.backbone_catalog import SCRATCH_ARCH_FACTS
-
-    arch_known = config.arch.lower().replace("-", "_") in SCRATCH_ARCH_FACTS  # else refused below
-    if config.image_size is None and not config.resume and arch_known:
-        # the size it trains at, in config.json, the report and `runs` (they said null)
-        config = dataclasses.replace(config, image_size=input_size(config))
     # a bad --arch or flag fails before any data is read; of the settings in force (a resumed
     # run's stored ones)
     run_folder, config, grid = open_run(RECIPE, config, checked_settings)
@@ -464,7 +458,9 @@ def run(config: ScratchCNNConfig) -> ScratchCNNResult:
     evaluated = m.with_splits(["train" if t else s for t, s in zip(in_trainval, m.splits)])
     ev = evaluate_and_report(
         ensemble, evaluated, run_folder, image_size=size, batch_size=batch,
-        history=run_folder.history_path, config=config, tta=tta,
+        # the report's settings show the size trained at; config.json keeps the setting as given
+        # (null: the arch's size, so --config of it with another --arch takes that arch's)
+        history=run_folder.history_path, config=dataclasses.replace(config, image_size=size), tta=tta,
         monitor=monitor_setting(config.monitor) or "val_accuracy",  # each fold's kept epoch
         title=f"scratch_cnn — {arch}{'' if chosen == arch else f' ({chosen})'}, "
               f"{cv.k}-fold ensemble",

@@ -159,7 +159,10 @@ def _check_cached_hash(cached, file) -> None:
                 with h5py.File(cached, "r"):
                     why = ""
             except OSError as err:
-                why = f"cannot be read ({' '.join(str(err).split())[:120]})"
+                text = " ".join(str(err).split())
+                if "unable to lock file" in text.lower():  # in use elsewhere (or no locks here): not damaged
+                    return
+                why = f"cannot be read ({text if len(text) <= 160 else text[:160].rsplit(' ', 1)[0] + ' ...'})"
         if why:
             raise WeightsUnavailableError(
                 f"{cached}, Keras's cached ImageNet weights file, {why} (a partial download, or "

@@ -438,3 +438,19 @@ def test_a_pytorch_state_dict_is_read_whatever_the_case_of_its_suffix(tmp_path):
     upper = tmp_path / "LITE0.PTH"
     upper.write_bytes(b"PK state dict")
     check_weights("efficientnet_lite0", str(upper), 224)  # it was refused, naming .pth as taken
+
+
+def test_a_cached_file_locked_by_another_process_is_not_called_damaged(offline, monkeypatch):
+    # the first h5py check called a file held open elsewhere damaged, and advised deleting it
+    import h5py
+
+    offline.mkdir(parents=True)
+    name = W.keras_weights_file("mobilenet_v2", 96).file_name
+    (offline / name).write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 8)
+
+    def locked(*args, **kwargs):
+        raise OSError("Unable to synchronously open file (unable to lock file, errno = 11, error message = "
+                      "'Resource temporarily unavailable')")
+
+    monkeypatch.setattr(h5py, "File", locked)
+    assert W.resolve_weights("mobilenet_v2", "imagenet", 96) == str(offline / name)

@@ -249,3 +249,5 @@ def test_a_run_from_before_the_held_out_pool_resumes_as_it_began(tmp_path):
     settings["ae_val_fraction"] = 0.3  # a run that stored it keeps it
     (run_dir / "config.json").write_text(json.dumps({"recipe": "fish_semisupervised", "config": settings}))
     assert _with_earlier_behaviour(_stored_config(FishSemiSupervisedConfig, run), run).ae_val_fraction == 0.3
+    (run_dir / "config.json").write_text(json.dumps(settings))  # a flat settings file, as --config takes
+    assert _with_earlier_behaviour(_stored_config(FishSemiSupervisedConfig, run), run).ae_val_fraction == 0.3
