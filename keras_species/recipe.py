@@ -2325,12 +2325,14 @@ def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunRe
         from keras_species.training.callbacks import atomic_save_model
 
         atomic_save_model(evaluated, run.path / LAST_MODEL)
+    from keras_species.data.manifest import counted
+
     model_lines = [
         f"Backbone `{config.backbone}`, weights `{weights_setting(config.weights)}`, input "
         f"{config.image_size} px, head {list(config.head_units) or 'linear'} "
         f"(dropout {config.head_dropout}), {model.count_params():,} parameters.",
         "Phases: " + "; ".join(
-            f"{p.name}: {p.epochs} epochs max, trainable `{p.trainable}`, {p.optimizer} "
+            f"{p.name}: {counted(p.epochs, 'epoch')} max, trainable `{p.trainable}`, {p.optimizer} "
             f"lr {p.learning_rate:g}" for p in phases
         ) + ". " + describe_batchnorm(config.train_batchnorm, weights_setting(config.weights) is not None),
         _evaluated_line(trained, phases[0].monitor or ("val_micro_f1" if multilabel else "val_accuracy"),

@@ -207,7 +207,9 @@ def counted(count: int, noun: str, plural: str | None = None) -> str:
     if count == 1:
         return f"{count} {noun}"
     if plural is None:
-        plural = noun + ("es" if noun.endswith(("s", "x", "ch", "sh")) else "s")
+        # "-ch" is "-ches" (a batch) but not "epoch": it said "3 epoches"
+        plural = noun + ("es" if noun.endswith(("s", "x", "sh")) or (noun.endswith("ch") and noun != "epoch")
+                         else "s")
     return f"{count} {plural}"
 
 

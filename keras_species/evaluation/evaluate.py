@@ -374,10 +374,12 @@ def _plots(
     jobs.append(("per_class_f1", lambda p: plots_mod.plot_per_class_f1(names, f1, p, support=support)))
     if m.get("task") == "multilabel":
         jobs.append(("pr_curves", lambda p: plots_mod.plot_pr_curves(y, probs, names, p)))
-        ref = val if val is not None and val.labelled.any() else pred
+        on_val = val is not None and val.labelled.any()
+        ref = val if on_val else pred
         chosen = float(thresholds) if np.ndim(thresholds) == 0 else None
         jobs.append(("threshold_curve", lambda p: plots_mod.plot_threshold_curve(
-            ref.manifest.labels, ref.probs, p, chosen=chosen)))
+            ref.manifest.labels, ref.probs, p, chosen=chosen,
+            split="val images, where the thresholds are tuned" if on_val else "test images")))
     else:
         jobs.append(("confusion_matrix", lambda p: plots_mod.plot_confusion_matrix(m["confusion_matrix"], names, p)))
         jobs.append(("confident_mistakes", lambda p: plots_mod.plot_confident_mistakes(paths, y, probs, names, p)))

@@ -340,6 +340,20 @@ def _sample_classes(valid: np.ndarray, n_sample: int, seed: int) -> np.ndarray:
     return idx
 
 
+def _step_precision(grid: np.ndarray, recall: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    """Precision at each recall of ``grid`` as average precision counts it: that of the first
+    operating point whose recall reaches it (``recall``/``precision`` as
+    ``precision_recall_curve`` returns them, recall falling). Linear interpolation between the
+    points drew precisions no threshold reaches.
+
+    Example:
+        >>> _step_precision(np.array([0.0, 0.5, 1.0]), np.array([1.0, 0.5, 0.0]), np.array([0.5, 1.0, 1.0]))
+        array([1. , 1. , 0.5])
+    """
+    rec, prec = recall[::-1], precision[::-1]  # recall rising
+    return prec[np.minimum(np.searchsorted(rec, grid, side="left"), len(rec) - 1)]
+
+
 def _curves(kind: str, y_true, probs, class_names, path, n_sample, seed, title) -> Path:
     probs = np.asarray(probs, dtype=float)
     c = probs.shape[1]
@@ -353,7 +367,7 @@ def _curves(kind: str, y_true, probs, class_names, path, n_sample, seed, title) 
     for j in np.flatnonzero(valid):
         if kind == "pr":
             prec, rec, _ = skm.precision_recall_curve(y[:, j], probs[:, j])
-            interp.append(np.interp(grid, rec[::-1], prec[::-1]))
+            interp.append(_step_precision(grid, rec, prec))
         else:
             fpr, tpr, _ = skm.roc_curve(y[:, j], probs[:, j])
             interp.append(np.interp(grid, fpr, tpr))
@@ -365,7 +379,9 @@ def _curves(kind: str, y_true, probs, class_names, path, n_sample, seed, title) 
         micro_score = skm.average_precision_score(yv, pv)
         # the metrics' own number (average_precision_macro / map), from the same function
         macro_score = float(np.nanmean(per_class_average_precision(y, probs)))
-        ax_avg.plot(rec, prec, label=f"micro-average (AP {micro_score:.3f})")
+        # steps, as sklearn's PrecisionRecallDisplay: straight lines between operating points drew
+        # precisions no threshold reaches (a constant model's diagonal from precision 1)
+        ax_avg.plot(rec, prec, drawstyle="steps-post", label=f"micro-average (AP {micro_score:.3f})")
         ax_avg.plot(grid, macro, label=f"macro-average (mAP {macro_score:.3f}{over})")
         ax_avg.axhline(yv.mean(), color="grey", ls=":", lw=1, label="chance (micro)")
         xl, yl = "recall", "precision"
@@ -381,7 +397,7 @@ def _curves(kind: str, y_true, probs, class_names, path, n_sample, seed, title) 
         if kind == "pr":
             prec, rec, _ = skm.precision_recall_curve(y[:, j], probs[:, j])
             s = skm.average_precision_score(y[:, j], probs[:, j])
-            ax_cls.plot(rec, prec, lw=1.2, label=f"{class_names[j]} (AP {s:.2f})")
+            ax_cls.plot(rec, prec, lw=1.2, drawstyle="steps-post", label=f"{class_names[j]} (AP {s:.2f})")
         else:
             fpr, tpr, _ = skm.roc_curve(y[:, j], probs[:, j])
             s = skm.roc_auc_score(y[:, j], probs[:, j])
@@ -703,6 +719,7 @@ def plot_threshold_curve(
     grid: Sequence[float] | np.ndarray = DEFAULT_GRID,
     chosen: float | None = None,
     metrics: Sequence[str] = ("micro_f1", "macro_f1", "exact_match"),
+    split: str | None = None,
 ) -> Path:
     """Multi-label scores vs one global threshold, the chosen threshold marked (R4).
 
@@ -713,6 +730,8 @@ def plot_threshold_curve(
         grid: thresholds to evaluate.
         chosen: threshold to mark with a vertical line.
         metrics: scorer names from :data:`keras_species.evaluation.thresholds.SCORERS`.
+        split: which images, named in the title (a report's curve is of the val images the
+            thresholds were tuned on, where every other figure is of test: it said neither).
 
     Returns:
         The PNG path.
@@ -731,7 +750,7 @@ def plot_threshold_curve(
     ax.set_xlabel("threshold")
     ax.set_ylabel("score")
     ax.set_ylim(0, 1.02)
-    ax.set_title("Scores vs global threshold")
+    ax.set_title("Scores vs global threshold" + (f" ({split})" if split else ""))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

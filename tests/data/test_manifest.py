@@ -450,3 +450,9 @@ def test_labels_of_the_right_dtype_are_not_copied_and_label_sets_are_coded_as_un
     pairs = set(zip(codes.tolist(), inverse.reshape(-1).tolist()))
     assert len(pairs) == len(set(codes.tolist())) == len(set(inverse.reshape(-1).tolist()))  # one partition
     assert (codes[first] == np.arange(len(first))).all() and list(first) == sorted(first)
+
+
+def test_counted_says_epochs_and_batches():
+    from keras_species.data.manifest import counted
+
+    assert (counted(3, "epoch"), counted(2, "batch"), counted(1, "epoch")) == ("3 epochs", "2 batches", "1 epoch")

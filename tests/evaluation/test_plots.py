@@ -147,3 +147,37 @@ def test_a_class_without_test_samples_is_blank_not_zero(tmp_path: Path, monkeypa
     _png(plots.plot_per_class_f1(["cod", "eel", "pike"], [0.8, 0.9, None], tmp_path / "f1.png",
                                  support=[4, 4, 0]))
     assert texts == ["–", "0.90", "0.80"]  # bottom to top: unscored, best, worst
+
+
+def test_pr_curves_are_drawn_as_steps_whose_area_is_the_ap_shown():
+    # before: straight lines between operating points: a constant model (one point, recall 1 and
+    # precision 0.5) drew a diagonal from precision 1, an area of 0.75 beside "AP 0.50"
+    import sklearn.metrics as skm
+
+    from keras_species.evaluation.plots import _step_precision
+
+    y = np.array([0, 1, 0, 1, 1, 0, 1, 0])
+    p = np.array([0.1, 0.9, 0.35, 0.8, 0.3, 0.6, 0.7, 0.2])
+    prec, rec, _ = skm.precision_recall_curve(y, p)
+    grid = np.linspace(0, 1, 100001)
+    area = np.trapezoid(_step_precision(grid, rec, prec), grid) if hasattr(np, "trapezoid") else \
+        np.trapz(_step_precision(grid, rec, prec), grid)
+    assert area == pytest.approx(skm.average_precision_score(y, p), abs=1e-3)
+    prec, rec, _ = skm.precision_recall_curve([0, 0, 0, 1, 1, 1], [0.4] * 6)
+    assert set(_step_precision(np.linspace(0.01, 1, 50), rec, prec)) == {0.5}
+
+
+def test_the_threshold_curve_names_its_split(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from keras_species.evaluation.plots import plot_threshold_curve
+
+    y = np.array([[1, 0], [0, 1], [1, 1]])
+    seen = []
+    real = plt.Axes.set_title
+    try:
+        plt.Axes.set_title = lambda self, text, *a, **k: (seen.append(text), real(self, text, *a, **k))[1]
+        plot_threshold_curve(y, y * 0.8, tmp_path / "t.png", split="val images, where the thresholds are tuned")
+    finally:
+        plt.Axes.set_title = real
+    assert seen == ["Scores vs global threshold (val images, where the thresholds are tuned)"]
