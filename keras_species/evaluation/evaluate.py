@@ -357,8 +357,10 @@ def _plots(
     history,
     val: Predictions | None,
     thresholds,
+    tuned: bool = False,
 ) -> tuple[dict[str, Path], list[str]]:
-    """Draw every figure; one that fails is noted, never fatal."""
+    """Draw every figure; one that fails is noted, never fatal. ``tuned``: the multi-label
+    thresholds were tuned on ``val`` (the threshold figure says so only then)."""
     out: dict[str, Path] = {}
     notes: list[str] = []
     mask = pred.labelled
@@ -379,7 +381,8 @@ def _plots(
         chosen = float(thresholds) if np.ndim(thresholds) == 0 else None
         jobs.append(("threshold_curve", lambda p: plots_mod.plot_threshold_curve(
             ref.manifest.labels, ref.probs, p, chosen=chosen,
-            split="val images, where the thresholds are tuned" if on_val else "test images")))
+            split=("val images, where the thresholds are tuned" if on_val and tuned
+                   else "val images" if on_val else "test images"))))
     else:
         jobs.append(("confusion_matrix", lambda p: plots_mod.plot_confusion_matrix(m["confusion_matrix"], names, p)))
         jobs.append(("confident_mistakes", lambda p: plots_mod.plot_confident_mistakes(paths, y, probs, names, p)))
@@ -564,7 +567,8 @@ def evaluate_and_report(
     )
     figures: dict[str, Path] = {}
     if plots:
-        figures, plot_notes = _plots(run_dir / "plots", pred, test, names, history, val_pred, thr)
+        tuned = manifest.multilabel and (isinstance(thresholds, str) or thresholds_tuned_on_val)
+        figures, plot_notes = _plots(run_dir / "plots", pred, test, names, history, val_pred, thr, tuned)
         notes += plot_notes
     sections = list(extra_sections)
     if tta_m is not None:  # the plain and the TTA scores side by side, in place of a table of TTA's

@@ -376,7 +376,7 @@ _PLOT_SECTIONS = (
     ("uncertain_predictions", "Uncertain predictions"),
     ("pr_curves", "Precision–recall curves"),
     ("roc_curves", "ROC curves"),
-    ("threshold_curve", "Scores vs threshold (on the val images the thresholds are tuned on, when there are)"),
+    ("threshold_curve", "Scores vs threshold"),  # the figure's title names its images
 )
 
 

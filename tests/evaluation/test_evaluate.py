@@ -320,3 +320,25 @@ def test_multi_hot_labels_are_moved_to_the_models_columns():
     assert in_class_order(empty_tag, ["cod"])[0].labels.tolist() == [[1]]  # a tag no image carries
     same = in_class_order(m, ["cod", "eel"])[0]  # every tag there: no warning (pytest errors on one)
     assert same.labels.tolist() == [[0, 1], [1, 0], [1, 1]]
+
+
+def test_the_threshold_figure_says_tuned_only_when_the_thresholds_were(tmp_path, monkeypatch):
+    # its first title said "val images, where the thresholds are tuned" of a fixed 0.5 too
+    from keras_species.evaluation import plots as plots_mod
+
+    root = write_image_folder(tmp_path / "fish", per_class=6, size=(SIZE, SIZE))
+    single = from_folder(root)
+    hot = np.zeros((len(single), 3), np.uint8)
+    hot[np.arange(len(single)), single.labels] = 1
+    m = Manifest(single.paths, hot, single.class_names).with_splits(["train", "val", "test"] * 6)
+    said = []
+    real = plots_mod.plot_threshold_curve
+    monkeypatch.setattr(plots_mod, "plot_threshold_curve",
+                        lambda *a, **k: (said.append(k.get("split")), real(*a, **k))[1])
+    model = colour_model(activation="sigmoid")
+    for thresholds, tuned_on_val in (("global", False), (0.5, False), (0.4, True)):
+        evaluate_and_report(model, m, tmp_path / f"run{len(said)}", thresholds=thresholds,
+                            thresholds_tuned_on_val=tuned_on_val)
+    evaluate_and_report(model, m.split("test"), tmp_path / "no_val", thresholds=0.5)
+    tuned = "val images, where the thresholds are tuned"
+    assert said == [tuned, "val images", tuned, "test images"]
