@@ -2488,6 +2488,7 @@ def recipe_main(
         print(f"{prog or 'recipe'}: error: {problem}", file=sys.stderr)
         return 2
     quiet_tensorflow_start()  # TensorFlow's first import, when it comes: without its start-up lines
+    interrupts = _InterruptCount()
     try:
         if hasattr(config, "check"):
             config.check()  # a bad value stops here, before the recipe does anything
@@ -2496,6 +2497,9 @@ def recipe_main(
         print(f"{prog or 'recipe'}: interrupted{_resume_hint()}", file=sys.stderr)
         return 130
     except Exception as err:
+        if interrupts():  # TensorFlow's C++ layer turned the Ctrl-C into another error
+            print(f"{prog or 'recipe'}: interrupted{_resume_hint()}", file=sys.stderr)
+            return 130
         if output_closed(err):
             # `... | head`: the run stops as on Ctrl-C, and says so on stderr (a broken pipe or
             # socket of the run's own, a logger's, is an error as any other)
@@ -2523,6 +2527,7 @@ def recipe_main(
             raise
         return 2
     finally:  # finished, failed or interrupted: keras-species runs no longer lists it as running
+        interrupts.restore()
         end_runs()
     try:
         print()
@@ -2534,6 +2539,42 @@ def recipe_main(
             raise
         return PIPE_CLOSED
     return 0
+
+
+class _InterruptCount:
+    """Counts the Ctrl-Cs (SIGINT) a run receives, each still raised as ``KeyboardInterrupt``.
+
+    A Ctrl-C while TensorFlow's C++ layer set up a step came out as another exception
+    (pybind11's ``RuntimeError ... REPLACED BY KeyboardInterrupt``, a ``SystemError``): the run
+    was marked failed with a traceback, and its advice (the same command, which starts it over)
+    threw away its finished folds. Calling the object gives the count; :meth:`restore` puts the
+    earlier handler back. Outside the main thread (no handler can be set) it counts nothing.
+    """
+
+    def __init__(self) -> None:
+        import signal
+        import threading
+
+        self.count, self._previous = 0, None
+        main = threading.current_thread() is threading.main_thread()
+        if main and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # a job told to ignore it
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        import signal
+
+        self.count += 1
+        signal.default_int_handler(signum, frame)
+
+    def __call__(self) -> int:
+        return self.count
+
+    def restore(self) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 def _resume_hint() -> str:

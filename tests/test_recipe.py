@@ -1896,3 +1896,34 @@ def test_an_out_on_a_read_only_file_system_is_said_so(tmp_path, monkeypatch):
     monkeypatch.setattr(recipe.os, "statvfs", lambda path: ReadOnly())
     assert recipe._folder_problem(str(tmp_path / "runs")) == (
         f"cannot be written: {tmp_path} (the folder it would be made in) is on a read-only file system")
+
+
+def test_a_ctrl_c_that_tensorflow_turned_into_another_error_is_an_interruption(tmp_path, capsys):
+    # before: pybind11's "RuntimeError ... REPLACED BY KeyboardInterrupt" (or a SystemError) marked
+    # the run failed with a traceback, and its advice (the same command) started it over
+    import os
+    import signal
+
+    def swallowed(config):
+        start_run("toy", config)
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except KeyboardInterrupt:
+            raise RuntimeError("pybind11::error_already_set: MISMATCH ... REPLACED BY KeyboardInterrupt") from None
+
+    before = signal.getsignal(signal.SIGINT)
+    assert recipe_main(ToyConfig, swallowed, ["--out", str(tmp_path), "--name", "t"], prog="toy") == 130
+    assert capsys.readouterr().err.startswith(f"toy: interrupted; {tmp_path / 'toy' / 't'} keeps every "
+                                              "finished epoch: continue with --resume")
+    assert not (tmp_path / "toy" / "t" / "failed.json").exists()
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
+
+    def plain_error(config):
+        from keras_species.data.manifest import ManifestError
+
+        start_run("toy", config)
+        raise ManifestError("bad data")
+
+    assert recipe_main(ToyConfig, plain_error, ["--out", str(tmp_path), "--name", "u"], prog="toy") == 2
+    assert (tmp_path / "toy" / "u" / "failed.json").exists()  # an error without a Ctrl-C still fails

@@ -932,7 +932,8 @@ class RunFolder:
         - ``unreadable``: a problem above;
         - ``done``: evaluated (``metrics.json``) after its training finished (``state.json``),
           or evaluated by a recipe that keeps no ``state.json`` in the run folder itself
-          (``inaturalist_vgg16`` trains its models in subfolders);
+          (``inaturalist_vgg16`` trains its models in subfolders), and no ``failed.json`` since
+          (a ``--resume`` of a finished run that failed showed ``done``);
         - ``running``: the process that opened the run (``running.json``,
           :meth:`live_process`) is alive on this machine: it is training or evaluating it now;
           ``running?``: that process ran on another machine, which cannot be checked from
@@ -1026,8 +1027,10 @@ class RunFolder:
         # over loses its old one); here it reads and holds scores, as no problem was found
         evaluated = self.metrics_path.is_file()
         trained = state.get("finished") is True
-        # done: no state.json is a recipe that keeps none (inaturalist_vgg16)
-        done = not problems and evaluated and (trained or not state)
+        # done: no state.json is a recipe that keeps none (inaturalist_vgg16); a failed.json left
+        # by a later attempt (a --resume that failed) is not done, whatever scores remain
+        failed_since = bool(failure) or self.failure_path.exists()
+        done = not problems and evaluated and (trained or not state) and not failed_since
         # every status: a finished multi-model run's epochs are its models' too (its own
         # history.csv is a copy of one model's, or absent); a folder of models saved whole
         # alone (a user's export/ of a single-model run) does not stand for its training

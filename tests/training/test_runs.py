@@ -1408,3 +1408,14 @@ def test_run_finished_reads_the_model_folders_of_a_run_without_its_own_state(tmp
     run.write_state({"finished": True})
     assert run_finished(run)
     assert not run_finished(RunFolder(tmp_path / "runs" / "inaturalist_vgg16" / "empty").mkdir())
+
+
+def test_a_finished_run_whose_resume_failed_is_failed_not_done(tmp_path):
+    # before: metrics.json and a finished state.json made it `done`, its failed.json unsaid
+    root = tmp_path / "runs"
+    run = _fake_run(root, "quickstart", "r", "2025-01-01T09:00:00", {"accuracy": 0.5})
+    assert list_runs(root)[0]["status"] == "done"
+    run.write_failure("none of the 30 images can be read", "Traceback ...")
+    (row,) = list_runs(root)
+    assert row["status"] == "failed" and row["test_accuracy"] == 0.5  # the old scores stay
+    assert "failed runs" in format_runs([row]) and "none of the 30 images can be read" in format_runs([row])
