@@ -809,15 +809,32 @@ class _RunEarlyStopping(keras.callbacks.EarlyStopping):
         if not self._seeded:  # once per fit, after HistoryWriter dropped an interrupted epoch's rows
             self._seed()
 
+    def phase_rows(self) -> list[dict]:
+        """The phase's rows of ``history.csv`` that hold the monitored value."""
+        return [r for r in self.history.rows
+                if r.get("phase") == self.phase and isinstance(r.get(self.monitor), (int, float))]
+
+    def replay(self, rows: list[dict], best: float | None) -> tuple[float | None, int | None, int, bool]:
+        """Keras' count over logged epochs, from ``best``: ``(best value, its epoch index or
+        None when no row improved, the patience count after the last row, whether that row
+        improved)``."""
+        wait, at, improved = 0, None, False
+        for row in rows:
+            wait += 1
+            improved = self._improves(row[self.monitor], best)
+            if improved:
+                best, at, wait = row[self.monitor], int(row["epoch"]) - 1, 0
+        return best, at, wait, improved
+
     def _seed(self) -> None:
         """The best value, patience count and best weights of the phase's finished epochs."""
         self._seeded = True
-        done = [r for r in self.history.rows
-                if r.get("phase") == self.phase and isinstance(r.get(self.monitor), (int, float))]
-        for row in done:
-            self.wait += 1
-            if self._improves(row[self.monitor], self.best):
-                self.best, self.best_epoch, self.wait = row[self.monitor], int(row["epoch"]) - 1, 0
+        done = self.phase_rows()
+        best, at, wait, _ = self.replay(done, self.best)
+        if at is None:  # no logged epoch improved: the count goes on from where it was
+            self.wait += wait
+        else:
+            self.best, self.best_epoch, self.wait = best, at, wait
         if done and self.restore_best_weights and self.best_weights_path.is_file():
             # the file holds the optimizer's variables too (Keras' .weights.h5): put back the
             # state BackupAndRestore restored, or the resumed phase went on with the best
@@ -861,14 +878,8 @@ class _SkipStoppedPhase(keras.callbacks.Callback):
         if not start:
             return
         stop = self.stopping
-        rows = [r for r in stop.history.rows if r.get("phase") == stop.phase
-                and int(r["epoch"]) <= start and isinstance(r.get(stop.monitor), (int, float))]
-        wait, best, improved = 0, None, False
-        for row in rows:  # Keras' count, as _RunEarlyStopping._seed replays it
-            wait += 1
-            improved = stop._improves(row[stop.monitor], best)
-            if improved:
-                best, wait = row[stop.monitor], 0
+        rows = [r for r in stop.phase_rows() if int(r["epoch"]) <= start]
+        _, _, wait, improved = stop.replay(rows, None)
         # Keras stops after an epoch that did not improve only (an improving one returns before
         # the patience check: with patience 0, a phase still improving went on)
         if rows and not improved and wait >= stop.patience and start > 1:
