@@ -2497,7 +2497,7 @@ def recipe_main(
         print(f"{prog or 'recipe'}: interrupted{_resume_hint()}", file=sys.stderr)
         return 130
     except Exception as err:
-        if interrupts():  # TensorFlow's C++ layer turned the Ctrl-C into another error
+        if interrupts.caused(err):  # TensorFlow's C++ layer turned the Ctrl-C into another error
             print(f"{prog or 'recipe'}: interrupted{_resume_hint()}", file=sys.stderr)
             return 130
         if output_closed(err):
@@ -2541,6 +2541,10 @@ def recipe_main(
     return 0
 
 
+INTERRUPT_WINDOW_S = 2.0
+"""How soon after a Ctrl-C an error that names none is taken for it (:class:`_InterruptCount`)."""
+
+
 class _InterruptCount:
     """Counts the Ctrl-Cs (SIGINT) a run receives, each still raised as ``KeyboardInterrupt``.
 
@@ -2555,7 +2559,7 @@ class _InterruptCount:
         import signal
         import threading
 
-        self.count, self._previous = 0, None
+        self.count, self.last, self._previous = 0, 0.0, None
         main = threading.current_thread() is threading.main_thread()
         if main and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # a job told to ignore it
             self._previous = signal.signal(signal.SIGINT, self._handle)
@@ -2564,10 +2568,27 @@ class _InterruptCount:
         import signal
 
         self.count += 1
+        self.last = time.monotonic()
         signal.default_int_handler(signum, frame)
 
     def __call__(self) -> int:
         return self.count
+
+    def caused(self, err: BaseException) -> bool:
+        """Whether ``err`` is a Ctrl-C in another form: a ``KeyboardInterrupt`` in its chain or
+        its text (pybind11's ``... REPLACED BY KeyboardInterrupt``), or an error raised within
+        :data:`INTERRUPT_WINDOW_S` of one (a ``SystemError`` from inside TensorFlow). A Ctrl-C
+        that Python swallowed earlier (one landing in a finalizer) leaves later errors as they are.
+        """
+        if not self.count:
+            return False
+        seen, link = set(), err
+        while link is not None and id(link) not in seen:
+            if isinstance(link, KeyboardInterrupt) or "KeyboardInterrupt" in str(link):
+                return True
+            seen.add(id(link))
+            link = link.__cause__ or link.__context__
+        return time.monotonic() - self.last < INTERRUPT_WINDOW_S
 
     def restore(self) -> None:
         import signal

@@ -1927,3 +1927,28 @@ def test_a_ctrl_c_that_tensorflow_turned_into_another_error_is_an_interruption(t
 
     assert recipe_main(ToyConfig, plain_error, ["--out", str(tmp_path), "--name", "u"], prog="toy") == 2
     assert (tmp_path / "toy" / "u" / "failed.json").exists()  # an error without a Ctrl-C still fails
+
+
+def test_an_error_after_a_swallowed_ctrl_c_is_still_an_error(tmp_path, capsys, monkeypatch):
+    # the first version took any error after any Ctrl-C for an interruption: a Ctrl-C that
+    # Python swallowed (in a finalizer) turned a later bug into "interrupted", its error lost
+    import os
+    import signal
+
+    from keras_species import recipe as recipe_module
+    from keras_species.data.manifest import ManifestError
+
+    monkeypatch.setattr(recipe_module, "INTERRUPT_WINDOW_S", 0.0)
+
+    def swallowed_then_error(config):
+        start_run("toy", config)
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except KeyboardInterrupt:
+            pass  # swallowed
+        raise ManifestError("a real problem, later")
+
+    assert recipe_main(ToyConfig, swallowed_then_error, ["--out", str(tmp_path), "--name", "s"], prog="toy") == 2
+    assert "a real problem, later" in capsys.readouterr().err
+    assert (tmp_path / "toy" / "s" / "failed.json").exists()

@@ -559,7 +559,6 @@ def evaluate_and_report(
             raise ValueError(f"extra_metrics key {key!r} would replace the {key!r} metrics")
         results[key] = block
 
-    metrics_path = report_mod.write_metrics_json(run_dir / "metrics.json", results)
     predictions_path = report_mod.write_predictions_csv(
         run_dir / "predictions.csv", pred.manifest.paths,
         pred.manifest.labels, pred.probs, names, multilabel=manifest.multilabel,
@@ -592,6 +591,9 @@ def evaluate_and_report(
         run_dir, title=title, config=cfg, metrics={k: v for k, v in results.items() if k != "test_tta"},
         history=history, plots=figures, extra_sections=sections, monitor=monitor,
     )
+    # last: `keras-species runs` reads a metrics.json as an evaluated run (written first, a
+    # Ctrl-C during the figures left a run listed `done` without its report)
+    metrics_path = report_mod.write_metrics_json(run_dir / "metrics.json", results)
     return Evaluation(
         metrics=results,
         predictions=pred,

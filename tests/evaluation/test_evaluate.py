@@ -342,3 +342,17 @@ def test_the_threshold_figure_says_tuned_only_when_the_thresholds_were(tmp_path,
     evaluate_and_report(model, m.split("test"), tmp_path / "no_val", thresholds=0.5)
     tuned = "val images, where the thresholds are tuned"
     assert said == [tuned, "val images", tuned, "test images"]
+
+
+def test_metrics_json_is_written_after_the_report(split_manifest, tmp_path, monkeypatch):
+    # `keras-species runs` reads metrics.json as an evaluated run: written first, a Ctrl-C while
+    # the figures or the report were drawn left a run listed `done` without its report
+    from keras_species.evaluation import report as report_mod
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report_mod, "render_report", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_and_report(colour_model(), split_manifest, tmp_path / "r", batch_size=4, plots=False)
+    assert (tmp_path / "r" / "predictions.csv").is_file() and not (tmp_path / "r" / "metrics.json").exists()
