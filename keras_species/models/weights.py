@@ -189,7 +189,7 @@ def load_error_summary(error: BaseException | str) -> str:
         error: the exception ``load_weights`` raised, or its text.
 
     Returns:
-        ``"58 variables could not be loaded (the first: stage1_block3_conv1/kernel, (3, 3, 64, 64)
+        ``"58 layers could not be loaded (the first: stage1_block3_conv1/kernel, (3, 3, 64, 64)
         in the model, (3, 3, 64, 128) in the file)"``, or the text's first line, cut to 300
         characters, when it is not in that form.
 
