@@ -72,6 +72,40 @@ TORCH_SUFFIXES = (".pth", ".pt", ".bin")
 """PyTorch state dicts that EfficientNet-Lite backbones read (converted on the fly)."""
 
 
+_DIGEST_MEMO: dict[tuple, str] = {}
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's content (``"sha256"``, or ``"md5"`` as Keras checks some
+    weights files), read 1 MiB at a time and again only when its size, times or inode change
+    (the ``ctime`` in the memo's key cannot be set back by a user).
+
+    Args:
+        path: a local file.
+        algorithm: a :mod:`hashlib` name.
+
+    Returns:
+        The hex digest.
+
+    Example:
+        >>> import tempfile; p = tempfile.mktemp(); open(p, "wb").close()
+        >>> file_digest(p, "md5")
+        'd41d8cd98f00b204e9800998ecf8427e'
+    """
+    import hashlib
+
+    path = os.path.abspath(os.fspath(path))
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, algorithm)
+    if key not in _DIGEST_MEMO:
+        digest = hashlib.new(algorithm)
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _DIGEST_MEMO[key] = digest.hexdigest()
+    return _DIGEST_MEMO[key]
+
+
 def check_weights_file(path: str | os.PathLike, backbone: str = "") -> Path:
     """Check that a local weights file exists and is an HDF5 file, before anything reads it.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -1898,17 +1899,24 @@ def test_an_out_on_a_read_only_file_system_is_said_so(tmp_path, monkeypatch):
         f"cannot be written: {tmp_path} (the folder it would be made in) is on a read-only file system")
 
 
+def _ctrl_c_to_self() -> None:
+    """A Ctrl-C (SIGINT) to this process, waited for: its handler raises KeyboardInterrupt."""
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(1)
+
+
 def test_a_ctrl_c_that_tensorflow_turned_into_another_error_is_an_interruption(tmp_path, capsys):
     # before: pybind11's "RuntimeError ... REPLACED BY KeyboardInterrupt" (or a SystemError) marked
     # the run failed with a traceback, and its advice (the same command) started it over
-    import os
     import signal
 
     def swallowed(config):
         start_run("toy", config)
         try:
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(1)
+            _ctrl_c_to_self()
         except KeyboardInterrupt:
             raise RuntimeError("pybind11::error_already_set: MISMATCH ... REPLACED BY KeyboardInterrupt") from None
 
@@ -1932,9 +1940,6 @@ def test_a_ctrl_c_that_tensorflow_turned_into_another_error_is_an_interruption(t
 def test_an_error_after_a_swallowed_ctrl_c_is_still_an_error(tmp_path, capsys, monkeypatch):
     # the first version took any error after any Ctrl-C for an interruption: a Ctrl-C that
     # Python swallowed (in a finalizer) turned a later bug into "interrupted", its error lost
-    import os
-    import signal
-
     from keras_species import recipe as recipe_module
     from keras_species.data.manifest import ManifestError
 
@@ -1942,11 +1947,8 @@ def test_an_error_after_a_swallowed_ctrl_c_is_still_an_error(tmp_path, capsys, m
 
     def swallowed_then_error(config):
         start_run("toy", config)
-        try:
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(1)
-        except KeyboardInterrupt:
-            pass  # swallowed
+        with contextlib.suppress(KeyboardInterrupt):  # swallowed
+            _ctrl_c_to_self()
         raise ManifestError("a real problem, later")
 
     assert recipe_main(ToyConfig, swallowed_then_error, ["--out", str(tmp_path), "--name", "s"], prog="toy") == 2

@@ -127,23 +127,6 @@ def _unchanged_layers(model: keras.Model, before: list[list[np.ndarray]]) -> lis
     return kept
 
 
-def file_digest(path: str | os.PathLike, algorithm: str) -> str:
-    """The hex digest of a file (``"md5"`` or ``"sha256"``), read 1 MiB at a time.
-
-    Example:
-        >>> import tempfile; p = tempfile.mktemp(); open(p, "wb").close()
-        >>> file_digest(p, "md5")
-        'd41d8cd98f00b204e9800998ecf8427e'
-    """
-    import hashlib
-
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _check_cached_hash(cached, file) -> None:
     """Refuse the ImageNet file in Keras's cache when its hash is not Keras's (a partial
     download, or another file copied under its name ran as "imagenet" on random weights)."""
@@ -170,7 +153,7 @@ def _check_cached_hash(cached, file) -> None:
                 f"or copy the file from {file.origin} over it")
         return
     algorithm = "sha256" if len(expected) == 64 else "md5"  # Keras's "auto" rule
-    found = file_digest(cached, algorithm)
+    found = weights_files.file_digest(cached, algorithm)  # once a process for an unchanged file
     if found != expected:
         raise WeightsUnavailableError(
             f"{cached} is not the ImageNet weights file Keras publishes for it: its {algorithm} is "

@@ -140,9 +140,6 @@ def weights_identity(weights: str | os.PathLike | None) -> Any:
     return w
 
 
-_SHA256_MEMO: dict[tuple, str] = {}
-
-
 def weights_file_sha256(path: str | os.PathLike) -> str:
     """The SHA-256 of a weights file's content, read again only when its size, times or inode
     change. A path with its size and mtime did not tell two files apart: weights of one
@@ -160,16 +157,9 @@ def weights_file_sha256(path: str | os.PathLike) -> str:
         >>> len(weights_file_sha256(__file__))
         64
     """
-    path = os.path.abspath(os.fspath(path))
-    st = os.stat(path)
-    key = (path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-    if key not in _SHA256_MEMO:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _SHA256_MEMO[key] = h.hexdigest()
-    return _SHA256_MEMO[key]
+    from keras_species.weights_files import file_digest
+
+    return file_digest(path, "sha256")  # memoized there, for the ImageNet files' check too
 
 
 def callable_identity(fn: Callable) -> str:
