@@ -529,6 +529,37 @@ class ScratchFacts:
     description: str
 
 
+ABLATION_VARIANTS = ("1conv", "1conv_bn", "2conv", "2conv_bn")
+"""``scratch_cnn --ablation``'s grid (R2's: one or two convs per block × batch norm off/on), in
+the order it trains them; each is the name of its run subfolder."""
+
+REGULARISED_VARIANT = "2conv_bn_regularised"
+"""The variant ``--ablation`` adds with ``--ablation-regularised`` (R2's: two convs, batch norm,
+dropout after each block, three blocks)."""
+
+
+def scratch_variants(arch: str, ablation: bool = False, regularised: bool = True) -> list[str]:
+    """The variants a ``scratch_cnn`` run cross-validates, by name (its subfolders), in order.
+
+    Args:
+        arch: ``--arch`` (any case, ``-`` for ``_``).
+        ablation: ``--ablation``: R2's grid (:data:`ABLATION_VARIANTS`) instead of the arch.
+        regularised: with ``ablation``, the :data:`REGULARISED_VARIANT` as well.
+
+    Returns:
+        The variant names.
+
+    Example:
+        >>> scratch_variants("R4-VGG")
+        ['r4_vgg']
+        >>> scratch_variants("r2_cnn", ablation=True, regularised=False)
+        ['1conv', '1conv_bn', '2conv', '2conv_bn']
+    """
+    if not ablation:
+        return [backbone_key(arch)]
+    return list(ABLATION_VARIANTS) + ([REGULARISED_VARIANT] if regularised else [])
+
+
 SCRATCH_ARCH_FACTS: dict[str, ScratchFacts] = {
     a.name: a
     for a in (

@@ -412,11 +412,29 @@ def ignored_on_resume(config: Any, stored: Any) -> list[str]:
         if f.name in RUN_CONTROL_FIELDS:
             continue
         given = config_to_dict(getattr(config, f.name))
-        if _absolute(f.name, config_to_dict(getattr(stored, f.name))) == _absolute(f.name, given):
+        if _as_read(f.name, config_to_dict(getattr(stored, f.name))) == _as_read(f.name, given):
             continue
         if f.name in typed or given != config_to_dict(_default(type(config), f.name)):
             names.append(f.name)
     return names
+
+
+def _as_read(name: str, value: Any) -> Any:
+    """The setting ``name``'s ``value`` as the recipes read it, for :func:`ignored_on_resume`:
+    paths made absolute (:func:`_absolute`); backbone and arch names in any case and with ``-``
+    for ``_`` (``--arch r4-vgg`` is ``r4_vgg``: a resume was warned that it ignored the arch it
+    was running); any spelling of ``--weights none`` or ``imagenet`` (``weights_setting``)."""
+    from keras_species.backbone_catalog import backbone_key, backbone_names
+    from keras_species.weights_files import weights_setting
+
+    if isinstance(value, str) and (name in ("arch", "backbone") or name.endswith("_backbone")):
+        return backbone_key(value)
+    if name == "backbones" and value:
+        with contextlib.suppress(ValueError, TypeError):
+            return [backbone_key(n) for n in backbone_names(value)]
+    if name == "weights" and (value is None or isinstance(value, str)):
+        value = weights_setting(value)
+    return _absolute(name, value)
 
 
 _opened: list[RunFolder] = []

@@ -157,9 +157,14 @@ def variants(config: ScratchCNNConfig) -> dict[str, dict[str, Any]]:
         >>> list(variants(ScratchCNNConfig(ablation=True)))
         ['1conv', '1conv_bn', '2conv', '2conv_bn', '2conv_bn_regularised']
     """
-    from keras_species.backbone_catalog import SCRATCH_ARCH_FACTS
+    from keras_species.backbone_catalog import (
+        REGULARISED_VARIANT,
+        SCRATCH_ARCH_FACTS,
+        backbone_key,
+        scratch_variants,
+    )
 
-    arch = config.arch.lower().replace("-", "_")
+    arch = backbone_key(config.arch)
     if arch not in SCRATCH_ARCH_FACTS:  # told without importing Keras
         raise ValueError(f"--arch {config.arch!r}: choose one of {sorted(SCRATCH_ARCH_FACTS)}")
 
@@ -186,13 +191,13 @@ def variants(config: ScratchCNNConfig) -> dict[str, dict[str, Any]]:
     if not {"batch_norm", "extra_conv"} <= set(known):
         raise ValueError(f"--ablation varies batch norm and extra conv: use --arch r2_cnn, not {arch}")
     grid: dict[str, dict[str, Any]] = {}
-    for extra in (False, True):
-        for bn in (False, True):
-            name = ("2conv" if extra else "1conv") + ("_bn" if bn else "")
-            grid[name] = {**flags, "batch_norm": bn, "extra_conv": extra}
-    if config.ablation_regularised:
-        grid["2conv_bn_regularised"] = {**flags, "batch_norm": True, "extra_conv": True,
-                                        "dropout": config.regularised_dropout, "blocks": 3}
+    for name in scratch_variants(arch, ablation=True, regularised=config.ablation_regularised):
+        if name == REGULARISED_VARIANT:
+            grid[name] = {**flags, "batch_norm": True, "extra_conv": True,
+                          "dropout": config.regularised_dropout, "blocks": 3}
+        else:  # "1conv", "2conv_bn"...
+            grid[name] = {**flags, "batch_norm": name.endswith("_bn"),
+                          "extra_conv": name.startswith("2conv")}
     return grid
 
 

@@ -1195,6 +1195,28 @@ def test_resume_warns_about_a_flag_typed_with_its_default_value(tmp_path):
         start_run("toy", config)
 
 
+def test_resume_takes_another_spelling_of_a_backbone_or_weights_as_the_same_setting():
+    # `--resume --arch r4-vgg` of an r4_vgg run was warned as ignored: the same arch
+    from keras_species.recipe import ignored_on_resume
+
+    @dataclasses.dataclass
+    class Spelled(RunSettings):
+        arch: str = "r2_cnn"
+        backbone: str = "resnet18"
+        model3_backbone: str = "resnet50"
+        backbones: tuple[str, ...] = ("mobilenet_v2",)
+        weights: str | None = "imagenet"
+
+    stored = Spelled(arch="r4_vgg", backbone="efficientnet_lite0", backbones=("mobilenet-v2,vgg16",),
+                     weights=None)
+    same = Spelled(resume=True, arch="R4-VGG", backbone="EfficientNet-Lite0", model3_backbone="ResNet50",
+                   backbones=("mobilenet_v2", "VGG16"), weights="none")
+    assert ignored_on_resume(same, stored) == []
+    other = Spelled(resume=True, arch="r4_vgg_x", backbone="efficientnet_lite1",
+                    backbones=("vgg16", "mobilenet_v2"), weights="/x/w.weights.h5")  # another order
+    assert ignored_on_resume(other, stored) == ["arch", "backbone", "backbones", "weights"]
+
+
 def test_recipe_main_records_the_flags_typed(tmp_path):
     from keras_species.recipe import flags_given
 

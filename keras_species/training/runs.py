@@ -27,7 +27,6 @@ No TensorFlow import at module level: ``keras-species runs`` only reads JSON and
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import datetime as _dt
 import difflib
@@ -219,6 +218,40 @@ def epochs_over(recipe: str, models: Sequence[dict] | None) -> str | None:
         if len(variants) > 1:
             text += f" of {count(len(variants), 'variant')}"
     return text
+
+
+def planned_models(recipe: str, conf: dict) -> list[str]:
+    """The model folders a run of ``recipe`` with the settings ``conf`` trains, in order, as far
+    as its settings tell: ``backbone_comparison``'s backbones, ``scratch_cnn``'s
+    ``<variant>/fold<i>`` (:func:`~keras_species.backbone_catalog.scratch_variants`, ``k``
+    folds each); none for the other recipes or settings that cannot be read.
+
+    Args:
+        recipe: the run's recipe.
+        conf: its stored settings (``config.json``'s ``config``).
+
+    Returns:
+        Folder names relative to the run folder.
+
+    Example:
+        >>> planned_models("scratch_cnn", {"arch": "r2_cnn", "k": 2})
+        ['r2_cnn/fold0', 'r2_cnn/fold1']
+        >>> planned_models("backbone_comparison", {"backbones": ["resnet18,vgg16"]})
+        ['resnet18', 'vgg16']
+    """
+    from keras_species.backbone_catalog import scratch_variants
+
+    try:
+        if recipe == "backbone_comparison":
+            return backbone_names(conf.get("backbones") or [])
+        k, arch = conf.get("k"), conf.get("arch")
+        if recipe == "scratch_cnn" and isinstance(k, int) and k > 0 and isinstance(arch, str):
+            names = scratch_variants(arch, bool(conf.get("ablation")),
+                                     conf.get("ablation_regularised", True) is not False)
+            return [f"{name}/fold{i}" for name in names for i in range(k)]
+    except (ValueError, TypeError):  # a hand-edited config.json: list what the folder holds
+        pass
+    return []
 
 
 def fitted_classifiers(state: dict, metrics: dict) -> list[str] | None:
@@ -1063,14 +1096,13 @@ class RunFolder:
         recipe = cfg.get("recipe")
         recipe = recipe if isinstance(recipe, str) and recipe else self.path.parent.name
         classifiers = fitted_classifiers(state, metrics)
-        if recipe == "backbone_comparison" and models and status != "done":
-            # the backbones it has not begun: a stopped comparison of 3 read "1 trained, 1
-            # stopped" without a word of the third
+        if models and status != "done":
+            # the models it has not begun: a stopped comparison of 3 read "1 trained, 1
+            # stopped" without a word of the third, a scratch_cnn killed in its 1st of 5 folds
+            # "1 fold"
             begun = {backbone_key(m["folder"]) for m in models}
-            with contextlib.suppress(ValueError):
-                models = models + [{"folder": name, "status": "not started", "epochs": 0}
-                                   for name in backbone_names(conf.get("backbones") or [])
-                                   if backbone_key(name) not in begun]
+            models = models + [{"folder": name, "status": "not started", "epochs": 0}
+                               for name in planned_models(recipe, conf) if backbone_key(name) not in begun]
         over = None  # what the epochs are summed over: a multi-model run's models
         if any(m["epochs"] for m in models):
             epochs: int | None = sum(m["epochs"] for m in models)
@@ -1100,6 +1132,7 @@ class RunFolder:
             "epochs_over": over,
             "models": models or None,
             "classifiers": classifiers,
+            "split_kept": (self.path / "split.csv").is_file(),
             "test_accuracy": test.get(accuracy_metric) if accuracy_metric else None,
             "test_accuracy_metric": accuracy_metric,
             "test_micro_f1": test.get("f1_micro", test.get("micro_f1")),
@@ -1463,6 +1496,13 @@ def format_runs(rows: list[dict]) -> str:
         for r in multi:
             lines.append(f"  {_row_id(r)}: {_models_line(r['models'])}")
             lines.append(f"    continue: {_resume_hint(r)}")
+    fresh = [r for r in rows if r.get("status") == "new" and r.get("split_kept")]
+    if fresh:  # the Ctrl-C line said so, the table did not
+        lines += ["", "new runs that keep their split (stopped before an epoch or a feature "
+                  "extraction ended; --resume starts them on that split with their stored "
+                  "settings):"]
+        for r in fresh:
+            lines.append(f"  {_row_id(r)}: {_resume_hint(r)}")
     not_evaluated = [r for r in rows if r.get("status") == "not evaluated"]
     if not_evaluated:
         lines += ["", "not evaluated runs (training finished, but the run stopped before its "

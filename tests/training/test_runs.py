@@ -800,10 +800,34 @@ def test_a_killed_scratch_cnn_counts_its_folds(tmp_path):
 
     (row,) = list_runs(root)
     assert row["status"] == "stopped" and row["epochs"] == 3 and row["backbone"] == "r2_cnn"
-    assert [(m["folder"], m["status"]) for m in row["models"]] == [
-        ("r2_cnn/fold0", "trained"), ("r2_cnn/fold1", "stopped")]
-    assert "  scratch_cnn/cv: 1 trained (r2_cnn/fold0); stopped: r2_cnn/fold1 after 1 epoch" in (
-        format_runs([row]).splitlines())
+    assert [(m["folder"], m["status"]) for m in row["models"]] == [  # the fold it had not begun
+        ("r2_cnn/fold0", "trained"), ("r2_cnn/fold1", "stopped"), ("r2_cnn/fold2", "not started")]
+    table = format_runs([row])
+    assert "  stopped  3 (3 folds)  1 trained, 1 stopped, 1 not started  -" in table
+    assert ("  scratch_cnn/cv: 1 trained (r2_cnn/fold0); stopped: r2_cnn/fold1 after 1 epoch; "
+            "not started: r2_cnn/fold2") in table.splitlines()
+
+
+def test_a_scratch_cnn_killed_in_its_first_fold_lists_all_it_has_to_train(tmp_path):
+    # killed before its 2nd fold, a 5-fold run read "epochs 2 (1 fold)", "1 trained"; an
+    # ablation's variants not begun were not named either; an arch spelled r2-cnn is r2_cnn
+    root = tmp_path / "runs"
+    run = _multi_run(root, "scratch_cnn", "cv", arch="R2-CNN", k=5)
+    _model_folder(run.path / "r2_cnn" / "fold0", phases=(("train", 2),))
+    (row,) = list_runs(root)
+    assert [m["status"] for m in row["models"]] == ["trained"] + ["not started"] * 4
+    assert "  stopped  2 (5 folds)  1 trained, 4 not started  -" in format_runs([row])
+
+    ab = _multi_run(root, "scratch_cnn", "ab", created="2025-04-02T09:00:00", arch="r2_cnn", k=2,
+                    ablation=True, ablation_regularised=False)
+    _model_folder(ab.path / "1conv" / "fold0", phases=(("train", 2),), epochs=1)
+    rows = {r["run"]: r for r in list_runs(root)}
+    assert [m["folder"] for m in rows["scratch_cnn/ab"]["models"]] == [
+        "1conv/fold0", "1conv/fold1", "1conv_bn/fold0", "1conv_bn/fold1", "2conv/fold0",
+        "2conv/fold1", "2conv_bn/fold0", "2conv_bn/fold1"]
+    assert ("not started: 1conv/fold1, 1conv_bn/fold0, 1conv_bn/fold1 and 4 more"
+            in format_runs([rows["scratch_cnn/ab"]]))
+    assert rows["scratch_cnn/ab"]["epochs_over"] == "8 folds of 4 variants"
 
 
 def test_a_killed_fish_semisupervised_counts_each_training(tmp_path):
@@ -1162,6 +1186,24 @@ def _classifier_run(root, name="f1", created="2025-01-01T09:00:00", state=True):
     if state:
         run.write_state({"finished": True, "classifiers": ["svc", "logreg"]})
     return run
+
+
+def test_a_new_run_that_keeps_its_split_gets_its_resume_command(tmp_path, capsys):
+    # a feature_classifiers run interrupted during its extraction was listed `new` with no
+    # word of --resume, which its Ctrl-C line offered (it keeps its split)
+    root = tmp_path / "runs"
+    run = RunFolder.create("feature_classifiers", name="f1", root=root)
+    write_json(run.config_path, {"recipe": "feature_classifiers", "name": "f1",
+                                 "created": "2025-01-01T09:00:00", "config": {"image_size": 64}})
+    (run.path / "split.csv").write_text("path,label,split\n")
+    bare = RunFolder.create("quickstart", name="q", root=root)  # no split kept: no line
+    write_json(bare.config_path, {"recipe": "quickstart", "name": "q",
+                                  "created": "2025-01-02T09:00:00", "config": {}})
+    rows = {r["run"]: r for r in list_runs(root)}
+    assert rows["feature_classifiers/f1"]["status"] == rows["quickstart/q"]["status"] == "new"
+    table = format_runs(list(rows.values()))
+    assert table.split("new runs that keep their split")[1].splitlines()[1:] == [
+        f"  feature_classifiers/f1: python -m recipes.feature_classifiers --resume --out {root} --name f1"]
 
 
 def test_a_feature_classifiers_run_counts_its_classifiers_not_epochs(tmp_path, capsys):
