@@ -1451,10 +1451,20 @@ def export_model(
     out = check_export_out(out, format, overwrite=overwrite)
     model = load_keras_model(model_or_path)  # the first heavy work: the checks above load nothing
     if format == "keras":
+        # the other formats' checks: a model without class names wrote a file predict refused,
+        # and --image-size was ignored without a word
+        lmap = _label_map_for(model, labels)
+        if image_size is not None:
+            if None in tuple(model.input_shape)[1:3]:
+                raise ExportError(
+                    f"{_option('image_size', image_size)}: a .keras file keeps no image size, and "
+                    f"model {model.name!r} takes images of any size; give the size to predict "
+                    f"({_option('image_size', metavar='PX')} there) or export a SavedModel or a "
+                    ".tflite file, which keep it")
+            model_image_size(model, image_size)  # refused unless it is the model's own
         if labels is not None:
             from keras_species.models.labels import attach_label_map
 
-            lmap = _label_map_for(model, labels)
             model = attach_label_map(
                 model, lmap.class_names, multilabel=lmap.multilabel, thresholds=lmap.thresholds,
                 logits=lmap.logits,

@@ -694,13 +694,34 @@ class _KerasPredictor(_Predictor):
         return self.model
 
 
+def _load_saved_model(path: Path):
+    """``tf.saved_model.load`` of ``path``, a damaged or incomplete folder named in one line: an
+    emptied variables file gave a 37-line traceback ending ``IndexError: Read less bytes than
+    requested``, a missing ``variables/`` TensorFlow's advice to load on another device."""
+    import tensorflow as tf
+    from google.protobuf.message import DecodeError
+
+    from keras_species.export import ExportError
+
+    variables = path / "variables"
+    if not (variables / "variables.index").is_file() or not any(
+            f.stat().st_size for f in variables.glob("variables.data-*")):
+        raise ExportError(f"SavedModel {path} is incomplete: it has no variables/variables.index "
+                          "and data files (a copy cut short?); copy or export it again")
+    try:
+        return tf.saved_model.load(os.fspath(path))
+    except (OSError, IndexError, ValueError, DecodeError, tf.errors.OpError) as err:
+        reason = " ".join(str(err).split())[:200]  # a cut saved_model.pb: OSError "Cannot parse"
+        raise ExportError(f"SavedModel {path} is damaged and cannot be loaded ({type(err).__name__}: "
+                          f"{reason}); copy or export it again") from None
+
+
 class _SavedModelPredictor(_Predictor):
     def __init__(self, path: Path, labels, image_size=None) -> None:
-        import tensorflow as tf
 
         from keras_species.models.labels import LabelMap, LabelMapError
 
-        self.loaded = tf.saved_model.load(os.fspath(path))
+        self.loaded = _load_saved_model(path)
         sigs = self.loaded.signatures
         if "metadata" in sigs and "serve" in sigs:  # written by keras_species.export
             meta = {k: v.numpy() for k, v in sigs["metadata"]().items()}

@@ -2267,7 +2267,11 @@ def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunRe
 
     from keras_species.data.prepare import build_datasets, prepare_data
     from keras_species.evaluation.evaluate import evaluate_and_report
-    from keras_species.models.freezing import describe_batchnorm
+    from keras_species.models.freezing import (
+        batchnorm_count,
+        describe_batchnorm,
+        warn_frozen_random_backbone,
+    )
     from keras_species.training.distribute import get_strategy, scale_batch
     from keras_species.training.plan import train
     from keras_species.training.transfer import build_transfer_model
@@ -2313,6 +2317,8 @@ def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunRe
         class_names=prepared.manifest.class_names,
     )
     phases = _transfer_plan(config, monitor)
+    pretrained = weights_setting(config.weights) is not None
+    warn_frozen_random_backbone(model, config.head_epochs, pretrained)
     print(
         f"{config.backbone} (weights={weights_setting(config.weights)}), {config.image_size} px, "
         f"{model.count_params():,} parameters, policy {policy}, "
@@ -2352,7 +2358,7 @@ def run_transfer(recipe: str, config: Any, *, title: str | None = None) -> RunRe
         "Phases: " + "; ".join(
             f"{p.name}: {counted(p.epochs, 'epoch')} max, trainable `{p.trainable}`, {p.optimizer} "
             f"lr {p.learning_rate:g}" for p in phases
-        ) + ". " + describe_batchnorm(config.train_batchnorm, weights_setting(config.weights) is not None),
+        ) + ". " + describe_batchnorm(config.train_batchnorm, pretrained, batchnorm_count(model)),
         _evaluated_line(trained, phases[0].monitor or ("val_micro_f1" if multilabel else "val_accuracy"),
                         best=config.evaluate_model == "best" and trained.best_path is not None),
     ]

@@ -11,7 +11,8 @@ model reached 0.9475 test accuracy. Method (the defaults):
   512 → 256 → 128 (ReLU) → softmax.
 - Training: R3's augmentation (rotation over the full circle with reflect fill: photos taken from
   above; horizontal and vertical flips; contrast ±20 %), balanced class weights for the rare
-  species (per-sample weights; ``--class-weight FILE.json`` tilts them further, as R3 did).
+  species (per-sample weights; ``--class-weight FILE.json`` gives each class's weight instead,
+  classes not listed weighing 1, as R3 set its own).
   Phase 1: backbone frozen, Adam 1e-3. Phase 2: the whole backbone unfrozen (``--unfreeze
   last_n --unfreeze-n K`` for the last K blocks), Adam 1e-4; pretrained BatchNorm layers stay frozen in
   inference mode, untrained ones (``--weights none``) train (ConvNeXt normalises with LayerNorm, which has no running statistics and trains

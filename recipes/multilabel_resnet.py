@@ -233,7 +233,7 @@ def run(config: MultilabelResNetConfig | None = None) -> MultilabelResult:
     from keras_species.evaluation.evaluate import evaluate_and_report, predict_manifest
     from keras_species.evaluation.metrics import multilabel_metrics
     from keras_species.evaluation.report import label_set_text
-    from keras_species.models.freezing import describe_batchnorm
+    from keras_species.models.freezing import batchnorm_count, describe_batchnorm
     from keras_species.models.labels import set_thresholds
     from keras_species.training.callbacks import atomic_save_model
     from keras_species.training.distribute import get_strategy, scale_batch
@@ -354,7 +354,7 @@ def run(config: MultilabelResNetConfig | None = None) -> MultilabelResult:
                   f"{config.learning_rate / config.div_factor:.2g} → {config.learning_rate:g} → "
                   f"{config.final_learning_rate:g}, momentum {config.max_momentum} → "
                   f"{config.base_momentum} → {config.max_momentum}; augmentation `{config.augment}`. "
-                  + describe_batchnorm(config.train_batchnorm, weights is not None)),
+                  + describe_batchnorm(config.train_batchnorm, weights is not None, batchnorm_count(model))),
         ("Threshold tuning", (
             "Thresholds chosen on the validation split (the global one for micro-F1, each tag's for "
             f"that tag's own F1) and applied to the test split. The model is saved with the **{config.thresholds}** setting "

@@ -487,6 +487,46 @@ def test_an_image_size_the_model_does_not_take_is_named_as_given(model, tmp_path
     with pytest.raises(ExportError, match=r"takes images of any size .*: pass image_size=, the size"):
         export_model(free, out)
     assert not out.exists()
+    # a .keras export checks the size too (it was ignored without a word): the model's own
+    # size passes, another is refused, and a model of any size keeps none in a .keras file
+    assert cli.main(["export", str(run), "--out", str(tmp_path / "m.keras"), "--image-size", "24"]) == 2
+    assert capsys.readouterr().err.endswith(f"takes ({SIZE}, {SIZE}): leave --image-size out\n")
+    assert export_model(model, tmp_path / "same.keras", image_size=SIZE).is_file()
+    assert cli.main(["export", str(tmp_path / "free.keras"), "--out", str(tmp_path / "f.keras"),
+                     "--image-size", "24"]) == 2
+    assert "a .keras file keeps no image size" in capsys.readouterr().err
+    assert not (tmp_path / "m.keras").exists() and not (tmp_path / "f.keras").exists()
+
+
+def test_a_damaged_saved_model_is_named_in_one_line(saved_model, tmp_path, capsys):
+    # an emptied variables file gave a 37-line traceback (IndexError: Read less bytes than
+    # requested), a missing variables/ folder TensorFlow's advice to load on another device
+    import shutil
+
+    from keras_species.predict import open_predictor
+
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((SIZE, SIZE, 3), np.uint8)).save(image)
+    cases = {}
+    for name in ("emptied", "no_variables", "cut_pb", "cut_data"):
+        copy = tmp_path / name
+        shutil.copytree(saved_model, copy)
+        cases[name] = copy
+    data = next((cases["emptied"] / "variables").glob("variables.data-*"))
+    data.write_bytes(b"")
+    shutil.rmtree(cases["no_variables"] / "variables")
+    pb = cases["cut_pb"] / "saved_model.pb"
+    pb.write_bytes(pb.read_bytes()[: pb.stat().st_size // 2])
+    data = next((cases["cut_data"] / "variables").glob("variables.data-*"))
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    for name, copy in cases.items():
+        with pytest.raises(ExportError, match=rf"SavedModel {re.escape(str(copy))} is "
+                                              r"(incomplete|damaged).*copy or export it again"):
+            open_predictor(copy)
+        assert cli.main(["predict", str(copy), str(image), "--out", str(tmp_path / "p.csv")]) == 2, name
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err and "device" not in err, (name, err)
+    assert open_predictor(saved_model).label_map.class_names == NAMES  # the whole one loads
 
 
 def test_model_without_label_map_needs_labels(tmp_path, images):
@@ -498,6 +538,10 @@ def test_model_without_label_map_needs_labels(tmp_path, images):
     # export's own advice (it gave predict's: "put a labels.json next to the model", which
     # export does not read)
     assert "next to the model" not in str(refused.value) and "labels=" in str(refused.value)
+    # a .keras export too: it wrote the file without a word, and predict refused it
+    with pytest.raises(LabelMapError, match="labels="):
+        export_model(plain, tmp_path / "p.keras", format="keras")
+    assert not (tmp_path / "p.keras").exists()
     path = export_model(plain, tmp_path / "p.keras", format="keras", labels=NAMES)
     reloaded = keras.saving.load_model(path)
     assert reloaded.get_layer("label").class_names == NAMES
@@ -535,7 +579,8 @@ def test_a_compiled_model_of_named_outputs_keeps_them_in_its_keras_file(tmp_path
 def test_a_compiled_sequential_model_without_an_input_layer_exports(tmp_path):
     # the named-outputs fix read model.input, which a Sequential model built without an Input
     # has not: AttributeError
-    seq = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    seq = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(3),
+                            ClassifierOutput("softmax", NAMES, name="label")])  # its class names
     seq.build((None, SIZE, SIZE, 3))
     seq.compile(optimizer="adam", loss="categorical_crossentropy")
     path = export_model(seq, tmp_path / "seq.keras", format="keras")

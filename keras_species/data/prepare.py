@@ -785,8 +785,9 @@ def build_datasets(
         batch_size: global batch size (``distribute.scale_batch`` for several replicas).
         augment: preset name of ``augment.augmentation`` (``r1``, ``r3``...) or a Keras layer.
         batch_augment: ``"mixup"``/``"cutmix"`` or None.
-        class_weight: ``"balanced"``, ``"none"``, a dict or a JSON file (R3 tilted the weights
-            further toward its rarest class with such a file).
+        class_weight: ``"balanced"``, ``"none"``, a dict or a JSON file of ``{class: weight}``
+            (R3 set its rare classes' weights by hand), which replaces the balanced weights
+            (classes not listed weigh 1) rather than multiplying them.
         label_smoothing: label smoothing *in the pipeline* (one-hot float labels). Recipes
             leave this at 0 and smooth in the loss (``Phase.label_smoothing``); use only one.
         cache: ``"memory"``, ``"none"``, or a folder for ``tf.data`` file caches (one per split).

@@ -227,6 +227,31 @@ def set_trainable(
     }
 
 
+def warn_frozen_random_backbone(model: keras.layers.Layer, head_epochs: int, pretrained: bool) -> None:
+    """Warn that a head phase trains on a frozen random backbone (``weights=None`` with
+    ``head_epochs`` above 0) when the backbone has no BatchNorm layer: one with them is warned
+    about by :func:`set_trainable` when the phase freezes it (its features are near-constant);
+    without them the features are random, and the phase trains a head on noise that the
+    fine-tuning phase then has to unlearn.
+
+    Args:
+        model: the transfer model.
+        head_epochs: epochs of the head phase.
+        pretrained: the backbone has pretrained weights.
+
+    Example:
+        >>> warn_frozen_random_backbone(keras.Sequential([keras.Input((3,))]), 0, False)
+    """
+    if pretrained or head_epochs <= 0 or batchnorm_count(model):
+        return
+    warnings.warn(
+        f"the head phase ({head_epochs} epoch{'' if head_epochs == 1 else 's'}) trains the head on a "
+        "frozen backbone built without pretrained weights (weights=None): its features are random. "
+        "Give --head-epochs 0 to train the backbone whole from the start (with a higher "
+        "--fine-tune-learning-rate such as 1e-3), or pretrained weights (--weights imagenet or a "
+        "weights file).", UserWarning, stacklevel=2)
+
+
 def _explain_untrained(
     mode: str, untrained: list[keras.layers.BatchNormalization], train_batchnorm: bool
 ) -> None:
@@ -259,12 +284,25 @@ def _explain_untrained(
         )
 
 
-def describe_batchnorm(train_batchnorm: bool, pretrained: bool) -> str:
+def batchnorm_count(model: keras.layers.Layer) -> int:
+    """The ``BatchNormalization`` layers in ``model`` (nested models included).
+
+    Example:
+        >>> import keras
+        >>> batchnorm_count(keras.Sequential([keras.Input((3,)), keras.layers.BatchNormalization()]))
+        1
+    """
+    return sum(isinstance(layer, keras.layers.BatchNormalization) for layer in flat_layers(model))
+
+
+def describe_batchnorm(train_batchnorm: bool, pretrained: bool, batchnorm_layers: int | None = None) -> str:
     """What a transfer run's BatchNorm layers do, as one sentence for the run report.
 
     Args:
         train_batchnorm: the run let the backbone's BatchNorm layers train.
         pretrained: the backbone was built with pretrained weights (not ``weights=None``).
+        batchnorm_layers: how many the model has (:func:`batchnorm_count`); 0 says so (a
+            ConvNeXt's report described BatchNorm layers it does not have). None: not counted.
 
     Returns:
         The sentence.
@@ -272,7 +310,12 @@ def describe_batchnorm(train_batchnorm: bool, pretrained: bool) -> str:
     Example:
         >>> describe_batchnorm(False, pretrained=False)[:40]
         'The backbone has no pretrained weights: '
+        >>> describe_batchnorm(False, pretrained=True, batchnorm_layers=0)[:38]
+        'The backbone has no BatchNorm layers: '
     """
+    if batchnorm_layers == 0:
+        return ("The backbone has no BatchNorm layers: its normalisation (LayerNorm in ConvNeXt) "
+                "keeps no running statistics, so none are frozen or re-estimated.")
     if not pretrained:
         return ("The backbone has no pretrained weights: its BatchNorm layers train from scratch "
                 "wherever it trains, their moving statistics re-estimated on training batches "

@@ -283,3 +283,43 @@ def test_last_n_refuses_a_negative_n_and_warns_when_nothing_trains():
         set_trainable(m, "last_n", n=-1)
     with pytest.warns(UserWarning, match=r"trains no layer of the backbone"):
         set_trainable(m, "last_n", n=1, unit="blocks", blocks=["b1_", "b2_"])
+
+
+# ------------------------------------------------------------------ backbones without BatchNorm
+def _layernorm_model():
+    """A backbone normalised as ConvNeXt's is (LayerNorm: no running statistics) and its head."""
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3)(inputs)
+    x = keras.layers.LayerNormalization()(x)
+    return keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x)))
+
+
+def test_a_report_does_not_describe_batchnorm_layers_a_backbone_lacks():
+    # a ConvNeXt run's report said its BatchNorm layers trained from scratch: it has none
+    from keras_species.models.freezing import batchnorm_count, describe_batchnorm
+
+    model = _layernorm_model()
+    assert batchnorm_count(model) == 0
+    for pretrained in (False, True):
+        text = describe_batchnorm(False, pretrained, batchnorm_count(model))
+        assert text.startswith("The backbone has no BatchNorm layers") and "re-estimated on" not in text
+    with_bn = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization()])
+    assert batchnorm_count(keras.Sequential([keras.Input((4,)), with_bn])) == 1  # nested too
+    assert "frozen (inference mode)" in describe_batchnorm(False, True, 1)
+    assert "from scratch" in describe_batchnorm(False, False, 3)
+
+
+def test_a_head_phase_on_a_random_backbone_without_batchnorm_is_warned_about():
+    # README: "phase 1 would train the head on a frozen random backbone; it warns" - it did only
+    # for BatchNorm backbones (set_trainable's untrained-statistics warning), not for ConvNeXt
+    from keras_species.models.freezing import warn_frozen_random_backbone
+
+    with pytest.warns(UserWarning, match=r"head phase \(2 epochs\) trains the head on a frozen "
+                                         r"backbone built without pretrained weights.*--head-epochs 0"):
+        warn_frozen_random_backbone(_layernorm_model(), 2, pretrained=False)
+    with_bn = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization()])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_frozen_random_backbone(_layernorm_model(), 0, pretrained=False)  # no head phase
+        warn_frozen_random_backbone(_layernorm_model(), 2, pretrained=True)
+        warn_frozen_random_backbone(with_bn, 2, pretrained=False)  # set_trainable says it
