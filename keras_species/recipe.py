@@ -1489,13 +1489,17 @@ def _cache(value: Any, config: Any) -> str | None:
 
     if not isinstance(value, str) or value.strip().lower() in PATH_SETTINGS["cache"]:
         return None
-    if "/" in value or os.sep in value or value.startswith(("~", ".")) or Path(value).is_dir():
-        return None
-    close = difflib.get_close_matches(value.strip().lower(), ["memory", "none"], n=1, cutoff=0.6)
-    if not close:
-        return None  # a new folder's name (cache_dir)
-    return (f"is not memory or none (did you mean {close[0]}?): give memory, none, or the folder "
-            f"of a tf.data file cache (a new one of that name: ./{value})")
+    close = None
+    if not ("/" in value or os.sep in value or value.startswith(("~", ".")) or Path(value).is_dir()):
+        close = difflib.get_close_matches(value.strip().lower(), ["memory", "none"], n=1, cutoff=0.6)
+    if close:
+        return (f"is not memory or none (did you mean {close[0]}?): give memory, none, or the folder "
+                f"of a tf.data file cache (a new one of that name: ./{value})")
+    # a folder the caches are written in: an unwritable one failed at the first training step
+    # with TensorFlow's traceback (the lock file), one inside a file once the run had begun
+    problem = _folder_problem(value)
+    return None if problem is None else (
+        f"{problem}: give a folder you can write (it is made when absent), memory or none")
 
 
 def _learning_rate(phase: Callable[[Any], str | None]) -> Check:

@@ -345,6 +345,30 @@ def test_a_bad_setting_is_refused_in_one_line_before_the_run_folder(flags, messa
     assert not (tmp_path / "runs").exists()  # no run folder, no data read
 
 
+def test_a_cache_folder_that_cannot_be_written_is_refused_before_the_run_folder(tmp_path, capsys):
+    # an unwritable --cache folder failed at the first training step with TensorFlow's
+    # traceback about its lock file, one inside a file with "[Errno 20] Not a directory" once
+    # the run folder was made
+    from recipes import quickstart
+
+    (tmp_path / "notes.txt").write_text("mine")
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    cases = {str(tmp_path / "notes.txt" / "cache"): f"lies inside {tmp_path / 'notes.txt'}, which is a file, not a folder"}
+    if not os.access(read_only, os.W_OK):  # root writes anywhere
+        cases[str(read_only / "cache")] = f"cannot be written: {read_only} (the folder it would be made in) is not writable by you"
+    try:
+        for cache, why in cases.items():
+            code = quickstart.main(["--out", str(tmp_path / "runs"), "--cache", cache])
+            err = capsys.readouterr().err
+            assert code == 2 and err == (f"python -m recipes.quickstart: error: --cache {cache}: {why}: "
+                                         "give a folder you can write (it is made when absent), memory or none; see --help\n"), err
+    finally:
+        read_only.chmod(0o755)
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize("name", ["backbone_comparison", "convnext_transfer", "feature_classifiers",
                                   "fish_semisupervised", "inaturalist_vgg16", "multilabel_resnet",
                                   "quickstart", "scratch_cnn"])

@@ -33,7 +33,7 @@ import re
 import socket
 import time
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from keras_species.atomic import atomic_path, process_running
@@ -46,24 +46,31 @@ __all__ = [
 
 
 def file_identity(path: str) -> list[Any]:
-    """What identifies a local file's content in a cache key: ``[path, size, mtime_ns]``.
+    """What identifies a local file's content in a cache key: ``[path, size, mtime_ns, inode,
+    ctime_ns]``.
+
+    The inode and the change time are there because size and modification time can be the
+    same for other content: two images of one size swapped by name (files unpacked from one
+    archive share their times), or a file rewritten and its time set back (``os.utime``,
+    ``touch -d``, ``cp -p``), were read back from the caches stale. A rename or a ``chmod``
+    changes the change time too, and costs one recomputation.
 
     Args:
         path: the file.
 
     Returns:
-        ``[path, size, mtime_ns]``, or ``[path, -1, -1]`` when it cannot be stat'ed (a missing
-        file is part of the key too).
+        The five values, or ``[path, -1, -1, -1, -1]`` when it cannot be stat'ed (a missing file
+        is part of the key too).
 
     Example:
         >>> file_identity("/no/such/file")
-        ['/no/such/file', -1, -1]
+        ['/no/such/file', -1, -1, -1, -1]
     """
     try:
         st = os.stat(path)
     except OSError:
-        return [path, -1, -1]
-    return [path, st.st_size, st.st_mtime_ns]
+        return [path, -1, -1, -1, -1]
+    return [path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
 
 
 def file_fingerprint(paths: Iterable[str]) -> str:
@@ -166,17 +173,47 @@ def keyed_cache_path(prefix: str | os.PathLike, content: Mapping[str, Any]) -> s
         content = {**content, "worker": worker}
     text = json.dumps(content, sort_keys=True, default=str)
     path = f"{os.fspath(prefix)}-{hashlib.sha1(text.encode()).hexdigest()[:16]}"
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:  # a bare "FileExistsError: File exists: 'afile'" named no cache
+        raise OSError(err.errno, f"the file cache {os.fspath(prefix)!r} cannot be made in {folder} "
+                                 f"({err.strerror}: {err.filename}): give a folder you can write, "
+                                 "or cache=True for memory") from None
     release_stale_lock(path)
     if not os.path.exists(f"{path}.index"):  # a new cache is about to be written
         _warn_other_caches(os.fspath(prefix), path)
-    if not _locks(path) and cache_writer(path) is None:  # nobody writes it now (or is about to):
-        # this process may, so it owns the lock to come
-        owner = {"pid": os.getpid(), "host": socket.gethostname()}
-        with contextlib.suppress(OSError), atomic_path(f"{path}.owner") as tmp:
-            tmp.write_text(json.dumps(owner), encoding="utf-8")
-        _claimed.add(path)
+    with _one_claim_at_a_time(folder):  # two runs started together both claimed it, and both died
+        if not _locks(path) and cache_writer(path) is None:  # nobody writes it now (or is about
+            # to): this process may, so it owns the lock to come
+            owner = {"pid": os.getpid(), "host": socket.gethostname()}
+            with contextlib.suppress(OSError), atomic_path(f"{path}.owner") as tmp:
+                tmp.write_text(json.dumps(owner), encoding="utf-8")
+            _claimed.add(path)
     return path
+
+
+@contextlib.contextmanager
+def _one_claim_at_a_time(folder: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the cache folder while a process decides whether it may
+    write a cache and records itself as its owner, so that of two runs starting at once the
+    second sees the first's owner file (the check and the write were two steps, and both runs
+    went on to write). Written by hand because neither tf.data nor the standard library has an
+    interprocess claim. The kernel drops the lock if the process dies; where the file system has
+    no ``flock`` (Windows, some network mounts) it goes on without one, as before."""
+    try:
+        import fcntl
+
+        fd = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 _claimed: set[str] = set()

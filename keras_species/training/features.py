@@ -369,11 +369,14 @@ def feature_cache_key(
     """
     import keras
 
+    from keras_species.data.images import get_max_pixels
     from keras_species.data.pipeline import RESIZE_RULE
 
     parts: dict[str, Any] = {
         "version": FEATURE_CACHE_VERSION,
         "resize_rule": RESIZE_RULE,
+        # which images are kept: one skipped as too large stayed skipped once the limit was raised
+        "max_pixels": get_max_pixels(),
         "input_size": [int(input_size[0]), int(input_size[1])],
         "pooling": pooling,
         "dataset_fn": None if dataset_fn is None else callable_identity(dataset_fn),

@@ -245,3 +245,67 @@ def test_a_cache_never_read_leaves_no_owner_file_at_exit(manifest, tmp_path):
     # a cache begun keeps its owner: were it cut short, the next run would need the owner file
     # to release the dead writer's lock
     assert len(list(cache.glob("val-*.owner"))) == 1
+
+
+def test_files_swapped_or_rewritten_at_the_same_size_and_time_are_not_read_back_stale(tmp_path):
+    # images unpacked from one archive share their times: two of one size swapped by name, or one
+    # rewritten and its time set back, were served from the cache as they were before
+    from PIL import Image
+
+    folder = tmp_path / "data"
+    for name, value in (("cat", 40), ("dog", 200)):
+        (folder / name).mkdir(parents=True)
+        Image.fromarray(np.full((12, 12, 3), value, np.uint8)).save(folder / name / "0.bmp")
+    cat, dog = folder / "cat" / "0.bmp", folder / "dog" / "0.bmp"
+    for p in (cat, dog):
+        os.utime(p, ns=(1_700_000_000_000_000_000,) * 2)
+    m = Manifest([str(cat), str(dog)], np.array([0, 1]), ["cat", "dog"])
+    prefix = str(tmp_path / "cache" / "c")
+
+    def means(ds) -> list[float]:
+        return [float(x.numpy().mean()) for x, _ in ds.unbatch()]
+
+    assert means(make_dataset(m, 8, 2, cache=prefix)) == [40.0, 200.0]
+    moved = tmp_path / "t.bmp"
+    cat.rename(moved)
+    dog.rename(cat)
+    moved.rename(dog)  # same sizes, same modification times, other pixels
+    assert means(make_dataset(m, 8, 2, cache=prefix)) == [200.0, 40.0]
+    data = cat.read_bytes()  # rewritten in place (same inode), its time set back
+    Image.fromarray(np.full((12, 12, 3), 90, np.uint8)).save(cat)
+    assert cat.read_bytes() != data and cat.stat().st_size == len(data)
+    os.utime(cat, ns=(1_700_000_000_000_000_000,) * 2)
+    assert means(make_dataset(m, 8, 2, cache=prefix)) == [90.0, 40.0]
+
+
+_CLAIM_RACE = """
+import sys, time
+from keras_species.data import file_cache
+checked = file_cache.cache_writer
+
+def slow(path):  # the two runs' checks fall in the same window
+    found = checked(path)
+    time.sleep(0.5)
+    return found
+
+file_cache.cache_writer = slow
+path = file_cache.keyed_cache_path(sys.argv[1], {"data": 1})
+print("claimed" if path in file_cache._claimed else "left", flush=True)
+time.sleep(1.5)  # alive while the other decides
+"""
+
+
+def test_of_two_runs_claiming_a_cache_at_once_one_writes(tmp_path):
+    # both decided to write (check, then write the owner file), and both died in tf.data's lock
+    prefix = str(tmp_path / "cache" / "train")
+    runs = [subprocess.Popen([sys.executable, "-c", _CLAIM_RACE, prefix], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, cwd=os.getcwd()) for _ in range(2)]
+    said = sorted(run.communicate(timeout=120)[0].strip() for run in runs)
+    assert said == ["claimed", "left"], said
+
+
+def test_a_cache_prefix_inside_a_file_is_named(manifest, tmp_path):
+    (tmp_path / "afile").write_text("notes")
+    with pytest.raises(OSError, match=r"the file cache '.*afile/p' cannot be made in .*afile "
+                                      r"\(.*\): give a folder you can write"):
+        make_dataset(manifest, 16, 2, cache=str(tmp_path / "afile" / "p"))

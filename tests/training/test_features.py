@@ -425,3 +425,13 @@ def test_a_dense_head_refuses_2d_labels_that_are_not_multi_hot_and_1d_features()
         train_dense_head(x[:, 0], np.eye(3)[y], units=(), epochs=1, verbose=0)
     head = train_dense_head(x, np.eye(3, dtype=bool)[y], units=(), epochs=1, verbose=0)  # booleans are 0/1
     assert head.output_shape == (None, 3)
+
+
+def test_the_decompression_bomb_limit_is_in_the_key(manifest: Manifest) -> None:
+    # an image skipped as too large stayed skipped, from the cache, once the limit was raised
+    from keras_species.data.images import using_max_pixels
+
+    args = {"backbone": "resnet18", "weights": None, "input_size": (SIZE, SIZE), "pooling": "avg"}
+    with using_max_pixels(1000):
+        small = feature_cache_key(manifest.paths, **args)
+    assert feature_cache_key(manifest.paths, **args) != small
