@@ -203,12 +203,14 @@ def counted(count: int, noun: str, plural: str | None = None) -> str:
     Example:
         >>> counted(1, "class"), counted(3, "class"), counted(1, "epoch"), counted(0, "image")
         ('1 class', '3 classes', '1 epoch', '0 images')
+        >>> counted(2, "head epoch"), counted(2, "batch")
+        ('2 head epochs', '2 batches')
     """
     if count == 1:
         return f"{count} {noun}"
     if plural is None:
-        # "-ch" is "-ches" (a batch) but not "epoch": it said "3 epoches"
-        plural = noun + ("es" if noun.endswith(("s", "x", "sh")) or (noun.endswith("ch") and noun != "epoch")
+        # "-ch" is "-ches" (a batch) but not "epoch" ("3 epoches"), nor "head epoch"
+        plural = noun + ("es" if noun.endswith(("s", "x", "sh")) or (noun.endswith("ch") and not noun.endswith("epoch"))
                          else "s")
     return f"{count} {plural}"
 
