@@ -852,6 +852,26 @@ def _read_labels_option(labels: LabelMap | Sequence[str] | PathLike | None):
     return load_labels_json(labels)
 
 
+def _warn_keras_export_labels(model: keras.Model, labels: object) -> None:
+    """What a ``.keras`` export of ``model`` leaves out, said when it writes the file: a model
+    without a label map (an encoder, a model of another library) is written as it is, but
+    ``predict`` needs its class names (it was written without a word, and ``predict`` refused it);
+    ``labels`` on a model of several outputs keeps its label output alone."""
+    from keras_species.models.labels import find_output_layer
+
+    if labels is None and find_output_layer(model) is None:
+        warnings.warn(
+            f"model {model.name!r} carries no label map (no ClassifierOutput layer): the .keras "
+            f"file is written as it is, and predict will need its class names "
+            f"({_option('labels', metavar='LABELS_JSON')} there); give them here to store them "
+            "in the file", UserWarning, stacklevel=3)
+    elif labels is not None and len(model.outputs) > 1:
+        warnings.warn(
+            f"model {model.name!r} has {len(model.outputs)} outputs: with its class names the "
+            ".keras file keeps the classifier output alone, which predict reads; export without "
+            f"{_option('labels')} to keep them all", UserWarning, stacklevel=3)
+
+
 def _label_map_for(model: keras.Model, labels: LabelMap | Sequence[str] | PathLike | None):
     """The label map to export with: the model's own, or ``labels`` for a model that carries none
     (given with a model that carries one, ``labels`` is refused, as ``predict`` refuses it: it
@@ -1451,9 +1471,7 @@ def export_model(
     out = check_export_out(out, format, overwrite=overwrite)
     model = load_keras_model(model_or_path)  # the first heavy work: the checks above load nothing
     if format == "keras":
-        # the other formats' checks: a model without class names wrote a file predict refused,
-        # and --image-size was ignored without a word
-        lmap = _label_map_for(model, labels)
+        # --image-size is checked as the other formats check it (it was ignored without a word)
         if image_size is not None:
             if None in tuple(model.input_shape)[1:3]:
                 raise ExportError(
@@ -1462,9 +1480,11 @@ def export_model(
                     f"({_option('image_size', metavar='PX')} there) or export a SavedModel or a "
                     ".tflite file, which keep it")
             model_image_size(model, image_size)  # refused unless it is the model's own
+        _warn_keras_export_labels(model, labels)
         if labels is not None:
             from keras_species.models.labels import attach_label_map
 
+            lmap = _label_map_for(model, labels)
             model = attach_label_map(
                 model, lmap.class_names, multilabel=lmap.multilabel, thresholds=lmap.thresholds,
                 logits=lmap.logits,

@@ -703,14 +703,14 @@ def _load_saved_model(path: Path):
 
     from keras_species.export import ExportError
 
-    variables = path / "variables"
-    if not (variables / "variables.index").is_file() or not any(
-            f.stat().st_size for f in variables.glob("variables.data-*")):
-        raise ExportError(f"SavedModel {path} is incomplete: it has no variables/variables.index "
-                          "and data files (a copy cut short?); copy or export it again")
-    try:
+    try:  # first: a SavedModel without variables (a TF1 graph, a tf.Module) is whole
         return tf.saved_model.load(os.fspath(path))
     except (OSError, IndexError, ValueError, DecodeError, tf.errors.OpError) as err:
+        variables = path / "variables"
+        if not (variables / "variables.index").is_file() or not any(
+                f.stat().st_size for f in variables.glob("variables.data-*")):
+            raise ExportError(f"SavedModel {path} is incomplete: it has no variables/variables.index "
+                              "and data files (a copy cut short?); copy or export it again") from None
         reason = " ".join(str(err).split())[:200]  # a cut saved_model.pb: OSError "Cannot parse"
         raise ExportError(f"SavedModel {path} is damaged and cannot be loaded ({type(err).__name__}: "
                           f"{reason}); copy or export it again") from None

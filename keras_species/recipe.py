@@ -1496,7 +1496,11 @@ def _cache(value: Any, config: Any) -> str | None:
         return (f"is not memory or none (did you mean {close[0]}?): give memory, none, or the folder "
                 f"of a tf.data file cache (a new one of that name: ./{value})")
     # a folder the caches are written in: an unwritable one failed at the first training step
-    # with TensorFlow's traceback (the lock file), one inside a file once the run had begun
+    # with TensorFlow's traceback (the lock file), one inside a file once the run had begun; one
+    # that holds caches already is read (a cache not written yet is read without: make_dataset)
+    folder = Path(value).expanduser()
+    if folder.is_dir() and any(folder.glob("*.index")):
+        return None
     problem = _folder_problem(value)
     return None if problem is None else (
         f"{problem}: give a folder you can write (it is made when absent), memory or none")

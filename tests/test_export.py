@@ -527,6 +527,18 @@ def test_a_damaged_saved_model_is_named_in_one_line(saved_model, tmp_path, capsy
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "Traceback" not in err and "device" not in err, (name, err)
     assert open_predictor(saved_model).label_map.class_names == NAMES  # the whole one loads
+    # a SavedModel without variables (a TF1 graph: variables/ is empty) is whole: it loads
+    tf1 = tmp_path / "tf1"
+    with tf.Graph().as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, SIZE, SIZE, 3], name="x")
+        y = tf.nn.softmax(tf.reduce_mean(x, axis=[1, 2]))
+        with tf.compat.v1.Session() as sess:
+            builder = tf.compat.v1.saved_model.Builder(str(tf1))
+            signature = tf.compat.v1.saved_model.predict_signature_def({"x": x}, {"probabilities": y})
+            builder.add_meta_graph_and_variables(sess, ["serve"], {"serving_default": signature})
+            builder.save()
+    assert not any((tf1 / "variables").glob("variables.data-*"))
+    assert open_predictor(tf1, labels=NAMES).label_map.class_names == NAMES
 
 
 def test_model_without_label_map_needs_labels(tmp_path, images):
@@ -538,10 +550,15 @@ def test_model_without_label_map_needs_labels(tmp_path, images):
     # export's own advice (it gave predict's: "put a labels.json next to the model", which
     # export does not read)
     assert "next to the model" not in str(refused.value) and "labels=" in str(refused.value)
-    # a .keras export too: it wrote the file without a word, and predict refused it
-    with pytest.raises(LabelMapError, match="labels="):
-        export_model(plain, tmp_path / "p.keras", format="keras")
-    assert not (tmp_path / "p.keras").exists()
+    # a .keras export writes it as it is (an encoder, a model of another library), saying that
+    # predict will need its class names: it said nothing, and predict refused the file
+    with pytest.warns(UserWarning, match=r"carries no label map .*predict will need its class "
+                                         r"names \(labels= there\)"):
+        assert export_model(plain, tmp_path / "p0.keras", format="keras").is_file()
+    two = keras.Model(inp, {"aux": keras.layers.Dense(4)(x), "label": plain.output})
+    with pytest.warns(UserWarning, match="has 2 outputs: with its class names the .keras file "
+                                         "keeps the classifier output alone"):
+        export_model(two, tmp_path / "two.keras", format="keras", labels=NAMES)
     path = export_model(plain, tmp_path / "p.keras", format="keras", labels=NAMES)
     reloaded = keras.saving.load_model(path)
     assert reloaded.get_layer("label").class_names == NAMES

@@ -369,6 +369,21 @@ def test_a_cache_folder_that_cannot_be_written_is_refused_before_the_run_folder(
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_read_only_cache_folder_that_holds_caches_is_taken(tmp_path, monkeypatch):
+    # caches written once and the folder made read-only: they are read back, so the folder is
+    # not refused (make_dataset reads without a cache what it cannot write)
+    from keras_species.recipe import _cache
+
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: (not mode & os.W_OK and real_access(p, mode))
+                        if Path(p) == folder else real_access(p, mode, **kw))
+    assert "is not writable by you" in _cache(str(folder), None)
+    (folder / "train-0123456789abcdef.index").write_bytes(b"")
+    assert _cache(str(folder), None) is None
+
+
 @pytest.mark.parametrize("name", ["backbone_comparison", "convnext_transfer", "feature_classifiers",
                                   "fish_semisupervised", "inaturalist_vgg16", "multilabel_resnet",
                                   "quickstart", "scratch_cnn"])

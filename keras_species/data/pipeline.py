@@ -1465,6 +1465,16 @@ def _resolve_cache(cache: bool | str | os.PathLike, content: dict | None) -> str
     from keras_species.data.file_cache import cache_writer, keyed_cache_path
 
     path = keyed_cache_path(cache, content)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.exists(f"{path}.index") and not os.access(folder, os.W_OK | os.X_OK):
+        # a read-only folder of caches written earlier: this content's is not among them, and
+        # tf.data would fail at the first element on its lock file
+        warnings.warn(
+            f"cache {path} cannot be written ({folder} is not writable): this dataset reads without "
+            "a cache; give a folder you can write to cache it",
+            stacklevel=4,
+        )
+        return None
     writer = cache_writer(path)
     if writer is not None:  # tf.data would refuse this run, and delete the writer's files
         warnings.warn(

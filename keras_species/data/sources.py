@@ -1688,7 +1688,7 @@ def from_csv(
                     labels[i, index[t]] = 1
                 else:
                     bad.append((line_of[i], t))
-        _warn_tag_columns_disagree(path, lcol, header, rows, line_of, names, labels)
+        _warn_tag_columns_disagree(path, lcol, header, rows, line_of, names, labels, used)
     else:
         if isinstance(class_columns, str):
             if class_columns != "auto":
@@ -1698,7 +1698,9 @@ def from_csv(
             _refuse_stray_class_values(path, header, rows, line_of, used | set(cols))
             if not cols:
                 others = [h for h in header if h not in used]
-                rename = f" (e.g. rename {others[0]!r} to 'label')" if len(others) == 1 else ""
+                # a column of ';'-joined tag sets is 'labels' (renamed 'label', each set was a class)
+                to = "labels" if len(others) == 1 and any(";" in r[others[0]] for r in rows) else "label"
+                rename = f" (e.g. rename {others[0]!r} to {to!r})" if len(others) == 1 else ""
                 raise ManifestError(
                     f"{path}: found no label column and no 0/1 class columns among {header}: name "
                     f"the column of labels 'label' (or class, species, category; labels or tags for "
@@ -1813,14 +1815,25 @@ def from_csv(
 
 
 def _warn_tag_columns_disagree(path: str, lcol: str, header: Sequence[str], rows: Sequence[dict],
-                               line_of: Sequence[int], names: Sequence[str], labels: np.ndarray) -> None:
+                               line_of: Sequence[int], names: Sequence[str], labels: np.ndarray,
+                               used: set[str] = frozenset()) -> None:
     """Warn when a CSV holds both a tag-set column and 0/1 columns named for the same tags (as the
     aquarium set's labels.csv does) and they disagree: the tag-set column is read, the 0/1 columns
-    are not, and a disagreement is a data error the user should see."""
+    are not, and a disagreement is a data error the user should see. Beside such columns, a 0/1
+    column of a tag the tag-set column never names (``used``: the path, split and group columns,
+    never tags) is named too: its 1s were dropped without a word."""
     cols = [(k, name) for k, name in enumerate(names)
             if name in header and name != lcol and all(_binary(r[name]) is not None for r in rows)]
     if not cols:
         return
+    stray = [h for h in header if h not in names and h != lcol and h not in used
+             and all(_binary(r[h]) is not None for r in rows) and any(_binary(r[h]) for r in rows)]
+    if stray:
+        warnings.warn(
+            f"{path}: the 0/1 column{'s' if len(stray) > 1 else ''} {', '.join(map(repr, stray[:5]))} "
+            f"hold{'' if len(stray) > 1 else 's'} 1s for tags the tag-set column {lcol!r} never "
+            f"names, and {'are' if len(stray) > 1 else 'is'} not read: add the tags to {lcol!r}, "
+            "or leave that column out to read the 0/1 columns", stacklevel=3)
     other = np.array([[_binary(r[name]) or 0 for _, name in cols] for r in rows], np.uint8)
     differ = np.flatnonzero((other != labels[:, [k for k, _ in cols]]).any(axis=1))
     if differ.size:

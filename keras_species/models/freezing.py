@@ -310,12 +310,12 @@ def describe_batchnorm(train_batchnorm: bool, pretrained: bool, batchnorm_layers
     Example:
         >>> describe_batchnorm(False, pretrained=False)[:40]
         'The backbone has no pretrained weights: '
-        >>> describe_batchnorm(False, pretrained=True, batchnorm_layers=0)[:38]
-        'The backbone has no BatchNorm layers: '
+        >>> describe_batchnorm(False, pretrained=True, batchnorm_layers=0)[:36]
+        'The backbone has no BatchNorm layers'
     """
     if batchnorm_layers == 0:
-        return ("The backbone has no BatchNorm layers: its normalisation (LayerNorm in ConvNeXt) "
-                "keeps no running statistics, so none are frozen or re-estimated.")
+        return ("The backbone has no BatchNorm layers (ConvNeXt normalises with LayerNorm, VGG16 "
+                "not at all), so no running statistics are frozen or re-estimated.")
     if not pretrained:
         return ("The backbone has no pretrained weights: its BatchNorm layers train from scratch "
                 "wherever it trains, their moving statistics re-estimated on training batches "

@@ -309,3 +309,26 @@ def test_a_cache_prefix_inside_a_file_is_named(manifest, tmp_path):
     with pytest.raises(OSError, match=r"the file cache '.*afile/p' cannot be made in .*afile "
                                       r"\(.*\): give a folder you can write"):
         make_dataset(manifest, 16, 2, cache=str(tmp_path / "afile" / "p"))
+
+
+def test_a_read_only_cache_folder_is_read_and_never_written(manifest, tmp_path, monkeypatch):
+    # caches written once, then the folder made read-only (a shared volume): a complete cache
+    # is read back; one of other content cannot be written, so the dataset reads without one
+    # (tf.data failed at the first element on its lock file)
+    prefix = str(tmp_path / "cache" / "train")
+    reference = [x.numpy() for x, _ in make_dataset(manifest, 16, 2, cache=prefix)]
+    real_access = os.access
+    folder = str(tmp_path / "cache")
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: (not mode & os.W_OK and real_access(p, mode))
+                        if os.path.abspath(p) == folder else real_access(p, mode, **kw))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = [x.numpy() for x, _ in make_dataset(manifest, 16, 2, cache=prefix)]
+    assert all((a == b).all() for a, b in zip(reference, again))
+    before = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    with pytest.warns(UserWarning, match=r"cache .*train-[0-9a-f]{16} cannot be written \(.*cache is "
+                                         r"not writable\): this dataset reads without a cache"):
+        other = make_dataset(manifest, 20, 2, cache=prefix)  # another size: another key
+    assert [x.shape[1] for x, _ in other] == [20] * 4
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".owner")) == [
+        n for n in before if not n.endswith(".owner")]

@@ -383,6 +383,10 @@ def test_a_csv_without_a_label_column_says_what_to_name_it(image_folder: Path) -
                                             r"\['path', 'kind'\]: name the column of labels 'label' .*"
                                             r"\(e\.g\. rename 'kind' to 'label'\)"):
         sources.from_csv(csv_path)
+    # a column of ';'-joined tag sets is to be named labels: renamed label, each set was a class
+    csv_path.write_text("path,tagset\ncod/fish_0_0.png,cod;eel\neel/fish_100_0.png,eel\n")
+    with pytest.raises(ManifestError, match=r"\(e\.g\. rename 'tagset' to 'labels'\)"):
+        sources.from_csv(csv_path)
 
 
 def test_files_in_class_folders_suggest_the_path_format(image_folder: Path) -> None:
@@ -1272,6 +1276,18 @@ def test_a_tag_set_column_and_0_1_columns_that_disagree_are_warned_about(tmp_pat
     with pytest.warns(UserWarning, match=r"disagree on 2 rows \(line 3, line 4\); the tag-set column is read"):
         m = sources.from_csv(tmp_path / "l.csv")
     assert m.labels.tolist() == [[1, 0], [0, 1], [1, 1]]
+
+
+def test_a_0_1_column_of_a_tag_the_tag_set_column_never_names_is_warned_about(tmp_path: Path) -> None:
+    # its 1s were dropped without a word (only tags the tag-set column names were compared)
+    rows = ["path,labels,fish,ray,group", "0.png,fish,1,1,7", "1.png,,0,0,8", "2.png,fish,1,0,7"]
+    for i in range(3):
+        _png(tmp_path / f"{i}.png")
+    (tmp_path / "l.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    with pytest.warns(UserWarning, match=r"the 0/1 column 'ray' holds 1s for tags the tag-set column "
+                                         r"'labels' never names, and is not read"):
+        m = sources.from_csv(tmp_path / "l.csv")
+    assert m.class_names == ["fish"]
 
 
 @pytest.mark.shared_data
