@@ -117,11 +117,16 @@ def _encode(path: str, kind: int, image_size: int | None, quality: int) -> tuple
                 size = (max(1, round(width * s)), max(1, round(height * s)))
         if size is None and kind in (KIND_FAST, KIND_GIF_BMP):
             with open(path, "rb") as f:  # read as they are by decode_8bit
-                return f.read(), ""
+                data = f.read()
+            # decoded once, since the file check reads a file's ends only: a PNG damaged inside
+            # was stored as it was, and the reader, which skips nothing, stopped mid-epoch on it
+            read_image(path)
+            return data, ""
         if size is None and kind == KIND_PIL and _is_jpeg(path):
             with open(path, "rb") as f:
                 data = f.read()
             if turned_jpeg(data) is not None:  # turned by EXIF only: the reader turns it
+                read_image(path)  # (decoded once, as above)
                 return data, ""
         # a big JPEG decodes at a reduced scale that keeps both sides at least their stored size
         im = Image.fromarray(read_image(path, draft=None if size is None else size[::-1]))

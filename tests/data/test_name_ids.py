@@ -83,6 +83,15 @@ def test_names_without_an_individual_id_are_left_alone(name: str) -> None:
     assert name_ids.name_id_leak(m) is None
 
 
+def test_the_class_name_in_file_names_beside_a_few_odd_names_is_no_id() -> None:
+    # cat.0.jpg ... dog.14.jpg with an IMG_1234.jpg and a DSC_0042.jpg: the class name was taken
+    # for an id, and its --group-regex made each class one group (a 30/1/1 split)
+    paths = [f"d/{c}/{c}.{i}.jpg" for c in ("cat", "dog") for i in range(15)]
+    paths += ["d/cat/IMG_1234.jpg", "d/dog/DSC_0042.jpg"]
+    labels = np.array([0] * 15 + [1] * 15 + [0, 1])
+    assert name_ids.find_name_id(paths, labels, 2) is None
+
+
 def test_a_word_id_and_multi_label_rows_are_handled() -> None:
     paths, rows = [], []
     for t in range(30):

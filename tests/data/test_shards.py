@@ -144,6 +144,21 @@ def test_bad_file_left_out(image_folder, tmp_path):
     assert doc["n_images"] == 18 and any("broken.png" in p for p in doc["skipped"])
 
 
+def test_a_file_damaged_inside_is_left_out_not_stored_as_it_is(image_folder, tmp_path):
+    # one byte flipped in a PNG's pixel data: its two ends pass the file check, it was stored byte
+    # for byte, and the reader (which skips nothing) stopped mid-epoch on "Invalid PNG data"
+    good = (image_folder / "cod").glob("*.png").__next__().read_bytes()
+    bad = bytearray(good)
+    bad[bad.find(b"IDAT") + 20] ^= 0xFF
+    (image_folder / "cod" / "fish_9_flipped.png").write_bytes(bytes(bad))
+    m = folder_manifest(image_folder)
+    with pytest.warns(UserWarning, match="flipped.png"):
+        write_shards(m, tmp_path / "s")
+    doc = json.loads((tmp_path / "s" / "shards.json").read_text())
+    assert doc["n_images"] == 18 and any("flipped.png" in p for p in doc["skipped"])
+    assert sum(len(b[0]) for b in batches(shard_dataset(tmp_path / "s", 8, 6))) == 18
+
+
 @pytest.mark.parametrize("option, match", [({"image_size": 0}, "--image-size"), ({"quality": 0}, "--quality"),
                                            ({"quality": 101}, "from 1 to 100"), ({"workers": 0}, "--workers"),
                                            ({"image_size": True}, "--image-size"),  # stored 1x1 images
