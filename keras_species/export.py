@@ -787,7 +787,8 @@ def label_output_model(model: keras.Model) -> keras.Model:
         out = model.get_layer("label").output
     except ValueError:
         names = list(getattr(model, "output_names", []) or [])
-        raise ExportError(f"model {model.name!r} has outputs {names} and none named 'label'") from None
+        raise ExportError(f"model {model.name!r} has outputs {names} and none named 'label': name "
+                          "the layer of its class output 'label' (the one predict and export read)") from None
     return keras.Model(model.inputs, out, name=f"{model.name}_label")
 
 
@@ -860,6 +861,15 @@ def _warn_keras_export_labels(model: keras.Model, labels: object) -> None:
     from keras_species.models.labels import find_output_layer
 
     if labels is None and find_output_layer(model) is None:
+        try:
+            label_output_model(model)
+        except ExportError:  # several outputs, none named 'label': no --labels can help predict
+            warnings.warn(
+                f"model {model.name!r} carries no label map and none of its outputs "
+                f"{list(getattr(model, 'output_names', []) or [])} is named 'label': the .keras file "
+                "is written as it is, but predict cannot read it (name the layer of its class "
+                "output 'label')", UserWarning, stacklevel=3)
+            return
         warnings.warn(
             f"model {model.name!r} carries no label map (no ClassifierOutput layer): the .keras "
             f"file is written as it is, and predict will need its class names "
@@ -1480,10 +1490,12 @@ def export_model(
                     f"({_option('image_size', metavar='PX')} there) or export a SavedModel or a "
                     ".tflite file, which keep it")
             model_image_size(model, image_size)  # refused unless it is the model's own
-        _warn_keras_export_labels(model, labels)
+        given = model
         if labels is not None:
             from keras_species.models.labels import attach_label_map
 
+            if len(model.outputs) > 1:
+                label_output_model(model)  # refused unless one output is named 'label'
             lmap = _label_map_for(model, labels)
             model = attach_label_map(
                 model, lmap.class_names, multilabel=lmap.multilabel, thresholds=lmap.thresholds,
@@ -1500,6 +1512,7 @@ def export_model(
                 model = keras.Model(model.inputs, model.outputs, name=model.name)
         with atomic_path(out, _out_flag()) as tmp:
             model.save(tmp)
+        _warn_keras_export_labels(given, labels)  # once written (a refusal came after it)
         return out
     lmap = _label_map_for(model, labels)
     model = label_output_model(model)

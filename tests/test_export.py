@@ -559,6 +559,17 @@ def test_model_without_label_map_needs_labels(tmp_path, images):
     with pytest.warns(UserWarning, match="has 2 outputs: with its class names the .keras file "
                                          "keeps the classifier output alone"):
         export_model(two, tmp_path / "two.keras", format="keras", labels=NAMES)
+    # two outputs, none named label: with class names refused with what to do (no warning
+    # promising a file first), without them written with a warning that predict cannot read it
+    cls = keras.layers.Dense(3, activation="softmax", name="cls")(x)
+    unnamed = keras.Model(inp, {"aux": keras.layers.Dense(4, name="aux")(x), "cls": cls})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ExportError, match="none named 'label': name the layer of its class output 'label'"):
+            export_model(unnamed, tmp_path / "u.keras", format="keras", labels=NAMES)
+    assert not (tmp_path / "u.keras").exists()
+    with pytest.warns(UserWarning, match="none of its outputs .* is named 'label'.*predict cannot read it"):
+        export_model(unnamed, tmp_path / "u.keras", format="keras")
     path = export_model(plain, tmp_path / "p.keras", format="keras", labels=NAMES)
     reloaded = keras.saving.load_model(path)
     assert reloaded.get_layer("label").class_names == NAMES

@@ -790,7 +790,8 @@ def build_datasets(
             (classes not listed weigh 1) rather than multiplying them.
         label_smoothing: label smoothing *in the pipeline* (one-hot float labels). Recipes
             leave this at 0 and smooth in the loss (``Phase.label_smoothing``); use only one.
-        cache: ``"memory"``, ``"none"``, or a folder for ``tf.data`` file caches (one per split).
+        cache: ``"memory"``, ``"none"``, or a folder for ``tf.data`` file caches (of train and
+            val; the test split, read once, is not file-cached).
         seed: seeds the shuffle and the augmentation.
         deterministic: the same order and augmentation on every run with the same seed.
         resize: ``"stretch"``, ``"pad"`` or ``"crop"``.
@@ -827,9 +828,15 @@ def build_datasets(
     def plain(name: str):
         if name not in present:
             return None
+        # the test split is read once (the recipes' evaluation reads its images itself): a file
+        # cache of it only took disk, and on a read-only folder of caches it was warned about
+        # though never read
+        from keras_species.data.pipeline import is_file_cache
+
+        once = name == "test" and is_file_cache(cache)
         return make_dataset(
             manifest.split(name), size, batch_size, training=False, label_mode=label_mode,
-            resize=resize, cache=_cache_for(cache, name), seed=seed,
+            resize=resize, cache=False if once else _cache_for(cache, name), seed=seed,
         )
 
     per_class = None

@@ -1826,14 +1826,18 @@ def _warn_tag_columns_disagree(path: str, lcol: str, header: Sequence[str], rows
             if name in header and name != lcol and all(_binary(r[name]) is not None for r in rows)]
     if not cols:
         return
-    stray = [h for h in header if h not in names and h != lcol and h not in used
+    # within the block of tag columns only (first to last): a 0/1 column beside it may be data
+    # of another kind (verified, fold, is_test), which the tag-set column rightly leaves out
+    at = [header.index(name) for _, name in cols]
+    stray = [h for h in header[min(at):max(at) + 1] if h not in names and h != lcol and h not in used
              and all(_binary(r[h]) is not None for r in rows) and any(_binary(r[h]) for r in rows)]
     if stray:
         warnings.warn(
             f"{path}: the 0/1 column{'s' if len(stray) > 1 else ''} {', '.join(map(repr, stray[:5]))} "
-            f"hold{'' if len(stray) > 1 else 's'} 1s for tags the tag-set column {lcol!r} never "
-            f"names, and {'are' if len(stray) > 1 else 'is'} not read: add the tags to {lcol!r}, "
-            "or leave that column out to read the 0/1 columns", stacklevel=3)
+            f"among the tag columns hold{'' if len(stray) > 1 else 's'} 1s for tags the tag-set "
+            f"column {lcol!r} never names, and {'are' if len(stray) > 1 else 'is'} not read: if "
+            f"{'they are tags' if len(stray) > 1 else 'it is a tag'}, add it to {lcol!r}",
+            stacklevel=3)
     other = np.array([[_binary(r[name]) or 0 for _, name in cols] for r in rows], np.uint8)
     differ = np.flatnonzero((other != labels[:, [k for k, _ in cols]]).any(axis=1))
     if differ.size:

@@ -212,12 +212,36 @@ def epochs_over(recipe: str, models: Sequence[dict] | None) -> str | None:
     def count(n: int, unit: str) -> str:
         return f"{n} {unit}{'' if n == 1 else 's'}"
 
-    text = count(len(models), MODEL_UNITS.get(recipe, "model"))
+    text = count(len(by_model(models)), MODEL_UNITS.get(recipe, "model"))
     if recipe == "scratch_cnn":
         variants = {Path(m["folder"]).parts[0] for m in models}
         if len(variants) > 1:
             text += f" of {count(len(variants), 'variant')}"
     return text
+
+
+def by_model(models: Sequence[dict]) -> dict[str, list[dict]]:
+    """Model folders grouped by the model they train: the phases of one model
+    (``fish_semisupervised``'s ``model3/phase1`` and ``model3/phase2``) are one model, which was
+    counted twice; any other folder is a model of its own (a fold, a backbone).
+
+    Args:
+        models: :meth:`RunFolder.model_folders` rows.
+
+    Returns:
+        ``{model: its rows}`` in order.
+
+    Example:
+        >>> list(by_model([{"folder": "model1"}, {"folder": "model3/phase1"},
+        ...                {"folder": "model3/phase2"}]))
+        ['model1', 'model3']
+    """
+    grouped: dict[str, list[dict]] = {}
+    for m in models:
+        folder = Path(m["folder"])
+        model = folder.parent if re.fullmatch(r"phase\d+", folder.name) and folder.parent.parts else folder
+        grouped.setdefault(model.as_posix(), []).append(m)
+    return grouped
 
 
 def planned_models(recipe: str, conf: dict) -> list[str]:
@@ -1325,7 +1349,13 @@ def _models_cell(models: list[dict] | None, classifiers: list[str] | None = None
     fitted (None without either)."""
     if not models:
         return f"{len(classifiers)} fitted" if classifiers else None
-    counts = {s: sum(m["status"] == s for m in models) for s in ("trained", "stopped", "not started")}
+
+    def status(rows: list[dict]) -> str:  # a model's, from its phases' folders
+        states = {m["status"] for m in rows}
+        return states.pop() if len(states) == 1 else "stopped"
+
+    statuses = [status(rows) for rows in by_model(models).values()]
+    counts = {s: statuses.count(s) for s in ("trained", "stopped", "not started")}
     unfinished = "in progress" if running else "stopped"
     return ", ".join(f"{n} {unfinished if s == 'stopped' else s}" for s, n in counts.items() if n)
 

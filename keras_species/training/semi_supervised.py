@@ -178,17 +178,25 @@ def load_unlabelled(
     truth: np.ndarray | None = None
     if root.is_dir():
         subdirs = [d.name for d in root.iterdir() if d.is_dir() and not sources.is_hidden(d.name)]
-        if subdirs and set(subdirs) <= set(names):
+        if set(subdirs) & set(names):  # class folders: their images' true labels are known
             with warnings.catch_warnings():  # one class folder is a fine pool
                 warnings.simplefilter("ignore")
                 m = sources.from_folder(root)
             index = {c: i for i, c in enumerate(names)}
+            others = sorted(set(m.class_names) - set(names))
+            if others:  # one such folder threw every true label of the pool away without a word
+                warnings.warn(
+                    f"{source}: the subfolder{'s' if len(others) > 1 else ''} "
+                    f"{', '.join(map(repr, others[:5]))}{' ...' if len(others) > 5 else ''} "
+                    f"{'are not classes' if len(others) > 1 else 'is not a class'} of the labelled "
+                    "set: their images are pool images of no known class, left out of the "
+                    "pseudo-labels' measured accuracy", stacklevel=2)
             # images beside the class folders are pool images too, of no known class (the
             # class-folder reader leaves them out: they were dropped without a word)
             known = {os.path.realpath(p) for p in m.paths}
             loose = [p for p in sources.image_files(root) if os.path.realpath(p) not in known]
-            truth = np.array([index[m.class_names[k]] for k in m.labels] + [UNLABELLED] * len(loose),
-                             np.int64)
+            truth = np.array([index.get(m.class_names[k], UNLABELLED) for k in m.labels]
+                             + [UNLABELLED] * len(loose), np.int64)
             paths = [*m.paths, *loose]
         else:
             paths = sources.image_files(root)  # the folder readers' rules and warnings

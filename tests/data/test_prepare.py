@@ -239,6 +239,14 @@ def test_build_datasets_shapes_weights_and_splits(folder, tmp_path):
     assert plain.image_size == (16, 12)
     two = p.manifest.with_splits(["train" if s == "train" else "val" for s in p.manifest.splits])
     assert build_datasets(two, 16, 4).test is None
+    # a cache folder caches train and val; the test split, read once, is not file-cached (on a
+    # read-only folder of caches its cache, never read, was warned about in every run)
+    cached = build_datasets(p.manifest, 16, 4, cache=str(tmp_path / "cache"))
+    for ds in (cached.train, cached.val, cached.test):
+        for _ in ds:
+            pass
+    written = {f.name.split("-")[0] for f in (tmp_path / "cache").glob("*.index")}
+    assert written == {"train", "val"}
     with pytest.raises(ManifestError, match="split"):
         build_datasets(p.manifest.with_splits(["val"] * len(p.manifest)), 16, 4)
 

@@ -741,9 +741,21 @@ def test_pngs_are_sized_from_their_header_and_stored_upright(tmp_path, monkeypat
     assert reason == "" and Image.open(io.BytesIO(data)).size == (10, 30)
     upright = np.asarray(Image.open(io.BytesIO(data)).resize((20, 60), Image.Resampling.BILINEAR), np.float32)
     assert np.abs(upright - read_image(sideways)).mean() < 12  # upright, not stored sideways
-    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", lambda self: pytest.fail("pixels decoded"))
-    data, reason = _encode(plain, classify_file(plain)[0], 100, 95)  # small enough: kept as it is
+    loads = []
+    real_load = PngImagePlugin.PngImageFile.load
+
+    def counted_load(self):
+        if self.tile:  # pixels still to decode (load is called again once they are)
+            loads.append(1)
+        return real_load(self)
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", counted_load)
+    data, reason = _encode(plain, classify_file(plain)[0], 30, 95)  # shrunk: decoded once, to shrink
+    assert reason == "" and len(loads) == 1  # (its size came from the header: getexif decoded too)
+    loads.clear()
+    data, reason = _encode(plain, classify_file(plain)[0], 100, 95)  # small enough: kept as it is,
     assert reason == "" and data == (tmp_path / "plain.png").read_bytes()
+    assert len(loads) == 1  # decoded once since stop 35, to check it (the file check reads its ends)
 
 
 def test_big_jpegs_read_from_shards_as_training_reads_their_files(tmp_path):

@@ -1280,14 +1280,20 @@ def test_a_tag_set_column_and_0_1_columns_that_disagree_are_warned_about(tmp_pat
 
 def test_a_0_1_column_of_a_tag_the_tag_set_column_never_names_is_warned_about(tmp_path: Path) -> None:
     # its 1s were dropped without a word (only tags the tag-set column names were compared)
-    rows = ["path,labels,fish,ray,group", "0.png,fish,1,1,7", "1.png,,0,0,8", "2.png,fish,1,0,7"]
+    rows = ["path,labels,fish,ray,shark,verified,fold", "0.png,fish,1,1,0,yes,1", "1.png,shark,0,0,1,no,0",
+            "2.png,fish,1,0,0,yes,1"]
     for i in range(3):
         _png(tmp_path / f"{i}.png")
     (tmp_path / "l.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    with pytest.warns(UserWarning, match=r"the 0/1 column 'ray' holds 1s for tags the tag-set column "
-                                         r"'labels' never names, and is not read"):
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
         m = sources.from_csv(tmp_path / "l.csv")
-    assert m.class_names == ["fish"]
+    said = [str(w.message) for w in seen if "never names" in str(w.message)]
+    # the column among the tag columns, not the 0/1 data beside them (verified, fold)
+    assert said == [f"{tmp_path / 'l.csv'}: the 0/1 column 'ray' among the tag columns holds 1s for "
+                    "tags the tag-set column 'labels' never names, and is not read: if it is a tag, "
+                    "add it to 'labels'"], said
+    assert m.class_names == ["fish", "shark"]
 
 
 @pytest.mark.shared_data

@@ -843,14 +843,15 @@ def test_a_killed_fish_semisupervised_counts_each_training(tmp_path):
     assert row["status"] == "stopped" and row["epochs"] == 4
     assert [m["folder"] for m in row["models"]] == ["model1", "model2", "model4/phase1",
                                                     "model4/phase2"]
-    assert "3 trained, 1 stopped" in format_runs([row])
+    # model4's two phases are one model (counted as two: "3 trained, 1 stopped", "4 models")
+    assert "  4 (3 models)  2 trained, 1 stopped  " in format_runs([row])
     # both phases ended: model4/history.csv joins their rows; model4 is not a model of its own
     _model_folder(run.path / "model4" / "phase2", phases=(("phase2", 3),))
     write_history(run.path / "model4" / "history.csv", [{"epoch": 1, "phase": "phase1"}])
     (row,) = list_runs(root)
     assert row["status"] == "stopped" and len(row["models"]) == 4
     assert {m["status"] for m in row["models"]} == {"trained"}
-    assert "4 trained  " in format_runs([row]) and "stopped:" not in format_runs([row])
+    assert "3 trained  " in format_runs([row]) and "stopped:" not in format_runs([row])
 
 
 def test_inaturalist_models_saved_whole_count_as_trained(tmp_path):
@@ -1010,7 +1011,8 @@ def test_a_finished_multi_model_run_counts_its_models_epochs(tmp_path):
     assert [m["folder"] for m in fish["models"]] == ["model1", "model2", "model4/phase1",
                                                      "model4/phase2"]
     table = format_runs([fish, vgg])
-    assert "  done    5 (4 models)  4 trained  " in table and "  done    6 (4 models)  4 trained  " in table
+    # the fish run trained 3 models (model4 in two phases): it read "5 (4 models)  4 trained"
+    assert "  done    5 (3 models)  3 trained  " in table and "  done    6 (4 models)  4 trained  " in table
     assert "subfolders" not in table  # the continue lines are for stopped runs
     # the same in every status: failed (its error) and unreadable (a damaged file) too
     (root / "fish_semisupervised" / "fs1" / "failed.json").write_text(DAMAGED["truncated"].decode())

@@ -79,6 +79,14 @@ def test_load_unlabelled_flat_folder_and_class_folders(tmp_path):
     _solid_images(folder, [40, 50])  # loose beside the class folders: pool images of no known class
     pool, truth = load_unlabelled(folder, ["cod", "eel"])
     assert len(pool) == 4 and truth.tolist() == [1, 1, -1, -1]  # before: dropped without a word
+    # a subfolder that is no class of the labelled set: its images are of no known class, the
+    # class folders' keep theirs (one such folder threw every true label away without a word)
+    (folder / "ray").mkdir()
+    _solid_images(folder / "ray", [60])
+    with pytest.warns(UserWarning, match=r"the subfolder 'ray' is not a class of the labelled set"):
+        pool, truth = load_unlabelled(folder, ["cod", "eel"])
+    assert sorted(truth.tolist()) == [-1, -1, -1, 1, 1]
+    assert next(t for p, t in zip(pool.paths, truth.tolist()) if "/ray/" in p) == -1
     (tmp_path / "empty").mkdir()
     with pytest.raises(ManifestError, match="no images"):
         load_unlabelled(tmp_path / "empty", ["cod"])
