@@ -224,9 +224,10 @@ def find_name_id(paths: Sequence[str], labels: np.ndarray, num_classes: int) -> 
     for place in range(0, common_len, 2):
         values = [split[i][place] for i in family]
         counts = Counter(values)
-        # one value for all, or the class again: counted over the values two files share (a few
-        # odd names, IMG_1234.jpg beside cat.0.jpg, lifted the class name over the bar)
-        if sum(c > 1 for c in counts.values()) < max(2, 2 * num_classes):
+        # one value for all, or the class again (at most one shared value a class): counted over
+        # the values two files share (a few odd names, IMG_1234.jpg beside cat.0.jpg, lifted
+        # the class name over a bar of 2 x classes distinct values)
+        if sum(c > 1 for c in counts.values()) < max(2, num_classes + 1):
             continue
         if sum(c for c in counts.values() if c > 1) < MIN_SHARED * len(family):
             continue

@@ -1676,6 +1676,7 @@ def finish_dataset(
                 y = tf.concat([y, tf.cast(t[2], tf.float32)[:, None]], axis=-1)
             out = mixer({"images": img, "labels": y}, training=True)
             img2, y2 = tf.cast(out["images"], tf.float32), tf.cast(out["labels"], tf.float32)
+            img2 = tf.clip_by_value(img2, 0.0, 255.0)  # two 255s mixed in float32 gave 255.000015
             if has_weights:
                 return img2, y2[:, :-1], y2[:, -1]
             return img2, y2

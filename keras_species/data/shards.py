@@ -118,16 +118,12 @@ def _encode(path: str, kind: int, image_size: int | None, quality: int) -> tuple
         if size is None and kind in (KIND_FAST, KIND_GIF_BMP):
             with open(path, "rb") as f:  # read as they are by decode_8bit
                 data = f.read()
-            # decoded once, since the file check reads a file's ends only: a PNG damaged inside
-            # was stored as it was, and the reader, which skips nothing, stopped mid-epoch on it
-            read_image(path)
-            return data, ""
+            return _decodable(data)
         if size is None and kind == KIND_PIL and _is_jpeg(path):
             with open(path, "rb") as f:
                 data = f.read()
             if turned_jpeg(data) is not None:  # turned by EXIF only: the reader turns it
-                read_image(path)  # (decoded once, as above)
-                return data, ""
+                return _decodable(data)
         # a big JPEG decodes at a reduced scale that keeps both sides at least their stored size
         im = Image.fromarray(read_image(path, draft=None if size is None else size[::-1]))
         if size is not None and (im.width > im.height) != (size[0] > size[1]) and im.width != im.height:
@@ -144,6 +140,22 @@ def _encode(path: str, kind: int, image_size: int | None, quality: int) -> tuple
         return None, e.reason
     except OSError as e:
         return None, f"cannot read the file ({e})"
+
+
+def _decodable(data: bytes) -> tuple[bytes | None, str]:
+    """``(data, "")`` when the reader's decoder (TensorFlow's, ``shard_dataset``) decodes the bytes
+    of a file stored as it is, else ``(None, reason)``. The file check reads a file's two ends
+    only: a PNG damaged inside was stored, and the reader, which skips nothing, stopped mid-epoch
+    on it (``Invalid PNG data``, naming no file). TensorFlow's decoder, not PIL's: PIL passes a
+    bad checksum on the pixels, and refuses one on a text chunk that TensorFlow reads."""
+    import tensorflow as tf
+
+    try:
+        tf.io.decode_image(data, channels=3, expand_animations=False)
+    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as err:
+        reason = " ".join(str(getattr(err, "message", err)).split())[:160]
+        return None, f"damaged image: TensorFlow cannot decode it ({reason})"
+    return data, ""
 
 
 def _is_jpeg(path: str) -> bool:

@@ -1826,17 +1826,26 @@ def _warn_tag_columns_disagree(path: str, lcol: str, header: Sequence[str], rows
             if name in header and name != lcol and all(_binary(r[name]) is not None for r in rows)]
     if not cols:
         return
-    # within the block of tag columns only (first to last): a 0/1 column beside it may be data
-    # of another kind (verified, fold, is_test), which the tag-set column rightly leaves out
+    # within the block of tag columns only: from the first to the last named tag, and on
+    # past either end over columns of 0 and 1 alone; a column beside it of other values
+    # (verified: yes/no) ends the block, so 0/1 data of another kind is not taken for tags
+    def zero_one(h: str) -> bool:
+        return h not in used and h != lcol and all(r[h].strip() in ("0", "1") for r in rows)
+
     at = [header.index(name) for _, name in cols]
-    stray = [h for h in header[min(at):max(at) + 1] if h not in names and h != lcol and h not in used
+    first, last = min(at), max(at)
+    while first > 0 and zero_one(header[first - 1]):
+        first -= 1
+    while last + 1 < len(header) and zero_one(header[last + 1]):
+        last += 1
+    stray = [h for h in header[first:last + 1] if h not in names and h != lcol and h not in used
              and all(_binary(r[h]) is not None for r in rows) and any(_binary(r[h]) for r in rows)]
     if stray:
         warnings.warn(
             f"{path}: the 0/1 column{'s' if len(stray) > 1 else ''} {', '.join(map(repr, stray[:5]))} "
             f"among the tag columns hold{'' if len(stray) > 1 else 's'} 1s for tags the tag-set "
             f"column {lcol!r} never names, and {'are' if len(stray) > 1 else 'is'} not read: if "
-            f"{'they are tags' if len(stray) > 1 else 'it is a tag'}, add it to {lcol!r}",
+            f"{'they are tags, add them' if len(stray) > 1 else 'it is a tag, add it'} to {lcol!r}",
             stacklevel=3)
     other = np.array([[_binary(r[name]) or 0 for _, name in cols] for r in rows], np.uint8)
     differ = np.flatnonzero((other != labels[:, [k for k, _ in cols]]).any(axis=1))

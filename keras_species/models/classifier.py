@@ -119,10 +119,12 @@ def backbone_of(model: keras.Model) -> keras.Model:
         >>> backbone_of(build_classifier("resnet18", 2, input_size=32)).name
         'backbone'
     """
-    try:
-        return model.get_layer("backbone")
-    except ValueError as err:
-        raise ValueError(f"model {model.name!r} has no nested model named 'backbone'") from err
+    from keras_species.models.freezing import find_backbone
+
+    backbone = find_backbone(model)  # at any depth: augment_in_model wraps the classifier
+    if backbone is None:
+        raise ValueError(f"model {model.name!r} has no nested model named 'backbone'")
+    return backbone
 
 
 def feature_extractor(

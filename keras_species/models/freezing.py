@@ -57,6 +57,30 @@ def flat_layers(model: keras.layers.Layer) -> list[keras.layers.Layer]:
     return out
 
 
+def find_backbone(model: keras.layers.Layer) -> keras.layers.Layer | None:
+    """The nested model named ``backbone`` in ``model``, at any depth (breadth first), or None.
+
+    ``augment_in_model`` wraps a classifier whole (``image -> augment -> classifier``), so its
+    backbone is two levels down: looked up at the top only, the wrapped model could not be
+    frozen ("has no nested 'backbone'") and ``last_n`` trained its frozen BatchNorm layers.
+
+    Example:
+        >>> import keras
+        >>> inner = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)], name="backbone")
+        >>> outer = keras.Sequential([keras.Input((3,)), keras.Sequential([keras.Input((3,)), inner])])
+        >>> find_backbone(outer).name
+        'backbone'
+    """
+    level = [model]
+    while level:
+        nested = [layer for m in level for layer in getattr(m, "layers", []) if isinstance(layer, keras.Model)]
+        for layer in nested:
+            if layer.name == "backbone":
+                return layer
+        level = nested
+    return None
+
+
 def _nested_models(model: keras.layers.Layer) -> list[keras.Model]:
     """The models nested in ``model``, at any depth (``flat_layers`` gives their leaves)."""
     out: list[keras.Model] = []
@@ -175,10 +199,7 @@ def set_trainable(
         raise ValueError(f"n={n!r}: give the number of backbone units to train, a whole number >= 0")
     if unit not in UNITS:
         raise ValueError(f"unit={unit!r}; choose one of {', '.join(UNITS)}")
-    try:
-        backbone = model.get_layer("backbone")
-    except ValueError:
-        backbone = None
+    backbone = find_backbone(model)
     if backbone is None and mode == "frozen":
         raise ValueError(f"model {model.name!r} has no nested 'backbone' to freeze")
     # Nested models first: on TensorFlow, `x.trainable = v` is skipped when x.trainable is v

@@ -705,9 +705,10 @@ def _untrained_batchnorm_to_recalibrate(model: keras.Model) -> list[keras.layers
     those of the nested ``backbone`` (built with ``weights=None``), or, in a model without one
     (a scratch CNN, ``build_scratch(..., batch_norm=True)``), all of the model's. A transfer
     model's head keeps Keras' moving averages: recalibrating it would run the backbone too."""
-    try:
-        backbone = model.get_layer("backbone")
-    except ValueError:  # no nested backbone: a scratch CNN, every layer trains from scratch
+    from keras_species.models.freezing import find_backbone
+
+    backbone = find_backbone(model)
+    if backbone is None:  # no nested backbone: a scratch CNN, every layer trains from scratch
         return untrained_batchnorm(model)
     return untrained_batchnorm(backbone)
 

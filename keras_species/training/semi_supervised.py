@@ -144,9 +144,10 @@ def load_unlabelled(
 ) -> tuple[Manifest, np.ndarray | None]:
     """Read a pool of unlabelled images for a labelled set with ``class_names``.
 
-    A folder whose subfolders are all class names of the labelled set is read as a labelled
-    folder whose labels are *hidden* (returned as the true labels); any other folder is searched
-    recursively for images, which are unlabelled. A CSV, ``.txt``/``.lst`` list of paths,
+    A folder with subfolders named for classes of the labelled set is read as a labelled folder
+    whose labels are *hidden* (returned as the true labels); the images of its other subfolders
+    (named with a warning) and those beside them are of no known class (``-1``). A folder with
+    no such subfolder is searched recursively for images, which are unlabelled. A CSV, ``.txt``/``.lst`` list of paths,
     iNat/COCO JSON or saved manifest goes through ``sources.load`` with ``options`` (say ``root``
     when its relative paths start in another folder), and its labels, if any, become the true
     labels.

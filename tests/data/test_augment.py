@@ -103,6 +103,34 @@ def test_augment_in_model_is_identity_at_inference():
     assert not np.allclose(np.asarray(wrapped(x, training=True)), np.asarray(base(x)))
 
 
+def test_a_classifier_wrapped_with_augmentation_freezes_as_the_classifier_does():
+    # augment_in_model puts the classifier one level down: "frozen" failed ("has no nested
+    # 'backbone' to freeze") and last_n trained the backbone's frozen BatchNorm layers
+    from keras_species.models.classifier import backbone_of, build_classifier
+    from keras_species.models.freezing import set_trainable
+
+    def trainable_bn(model):
+        return sum(layer.trainable for layer in backbone_of(model)._flatten_layers()
+                   if isinstance(layer, keras.layers.BatchNormalization))
+
+    plain = build_classifier("resnet18", 3, input_size=32, weights=None)
+    wrapped = augment_in_model(build_classifier("resnet18", 3, input_size=32, weights=None), "r1", seed=0)
+    assert backbone_of(wrapped).name == "backbone"
+    for model in (plain, wrapped):
+        with pytest.warns(UserWarning):  # random BatchNorm statistics: said, as for the classifier
+            info = set_trainable(model, "frozen")
+        assert info["first_trainable_backbone_layer"] is None
+        assert not backbone_of(model).trainable_weights and model.trainable_weights  # the head trains
+    counts = []
+    for model in (plain, wrapped):
+        for layer in backbone_of(model)._flatten_layers():  # as if pretrained: statistics set
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.moving_variance.assign(np.full(layer.moving_variance.shape, 2.0, np.float32))
+        set_trainable(model, "last_n", n=2, unit="blocks")
+        counts.append(trainable_bn(model))
+    assert counts == [0, 0]
+
+
 def _crop_boxes(h: int, w: int, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Area fraction and aspect (w / h) of ``n`` crops of an ``h`` x ``w`` image, read back from
     an input whose pixels hold their own coordinates."""

@@ -92,6 +92,19 @@ def test_the_class_name_in_file_names_beside_a_few_odd_names_is_no_id() -> None:
     assert name_ids.find_name_id(paths, labels, 2) is None
 
 
+def test_a_few_individuals_seen_often_among_single_shots_are_an_id() -> None:
+    # 6 fish of 10 frames each among 40 seen once, 4 classes: fewer shared ids than 2 x classes,
+    # which the shared-values bar of 2 x classes missed (the class alone shares at most 4)
+    paths, labels = [], []
+    for t in range(6):
+        paths += [f"{CLASSES[t % 4]}/fish_{1000 + t}_{f:03d}.png" for f in range(10)]
+        labels += [t % 4] * 10
+    paths += [f"{CLASSES[t % 4]}/fish_{5000 + t}_000.png" for t in range(40)]
+    labels += [t % 4 for t in range(40)]
+    found = name_ids.find_name_id(paths, np.array(labels), 4)
+    assert found is not None and found.regex == "fish_(\\d+)"
+
+
 def test_a_word_id_and_multi_label_rows_are_handled() -> None:
     paths, rows = [], []
     for t in range(30):

@@ -674,6 +674,26 @@ def test_augment_and_mixup(image_folder):
     assert not np.allclose(np.sort(x.ravel()), np.sort(plain.ravel()))
 
 
+def test_mixup_of_white_images_stays_within_255(tmp_path):
+    # lam * 255 + (1 - lam) * 255 in float32 came out 255.000015: above the 0-255 promised
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in ("cod", "eel"):
+        (tmp_path / c).mkdir()
+        for i in range(16):
+            a = rng.integers(200, 256, (8, 8, 3)).astype(np.uint8)
+            a[:4] = 255  # white on top: many pixels mix 255 with 255
+            Image.fromarray(a).save(tmp_path / c / f"{i}.png")
+    m = folder_manifest(tmp_path)
+    top = 0.0
+    for seed in range(10):
+        for x, _ in make_dataset(m, 8, 16, training=True, batch_augment="mixup", seed=seed,
+                                 deterministic=True, cache=False):
+            top = max(top, float(x.numpy().max()))
+    assert top == 255.0
+
+
 def test_shared_fish_first_batch(shared_data):
     root = shared_data / "fish4knowledge23"
     if not root.is_dir():

@@ -157,6 +157,29 @@ def test_a_file_damaged_inside_is_left_out_not_stored_as_it_is(image_folder, tmp
     doc = json.loads((tmp_path / "s" / "shards.json").read_text())
     assert doc["n_images"] == 18 and any("flipped.png" in p for p in doc["skipped"])
     assert sum(len(b[0]) for b in batches(shard_dataset(tmp_path / "s", 8, 6))) == 18
+    # judged by the reader's decoder (TensorFlow's), not PIL's: a bad checksum on the pixels
+    # (which PIL passes) is left out, one on a text chunk (which PIL refuses) is stored and read
+    import zlib
+
+    def chunk(kind: bytes, body: bytes, crc_ok: bool = True) -> bytes:
+        crc = zlib.crc32(kind + body) ^ (0 if crc_ok else 1)
+        return len(body).to_bytes(4, "big") + kind + body + crc.to_bytes(4, "big")
+
+    end = good.rfind(b"IEND") - 4
+    text_bad = good[:end] + chunk(b"tEXt", b"note\x00hi", crc_ok=False) + good[end:]
+    at = good.find(b"IDAT") - 4
+    size = int.from_bytes(good[at:at + 4], "big")
+    crc_bad = bytearray(good)
+    crc_bad[at + 8 + size] ^= 0xFF  # the first IDAT's checksum
+    folder = tmp_path / "crc"
+    for name, data in (("text_bad", text_bad), ("crc_bad", bytes(crc_bad))):
+        (folder / "cod").mkdir(parents=True, exist_ok=True)
+        (folder / "cod" / f"fish_1_{name}.png").write_bytes(data)
+    (folder / "cod" / "fish_2_ok.png").write_bytes(good)
+    with pytest.warns(UserWarning, match="crc_bad.png"):
+        write_shards(folder_manifest(folder), tmp_path / "s2")
+    doc = json.loads((tmp_path / "s2" / "shards.json").read_text())
+    assert doc["n_images"] == 2 and [Path(p).name for p in doc["skipped"]] == ["fish_1_crc_bad.png"]
 
 
 @pytest.mark.parametrize("option, match", [({"image_size": 0}, "--image-size"), ({"quality": 0}, "--quality"),
@@ -755,7 +778,7 @@ def test_pngs_are_sized_from_their_header_and_stored_upright(tmp_path, monkeypat
     loads.clear()
     data, reason = _encode(plain, classify_file(plain)[0], 100, 95)  # small enough: kept as it is,
     assert reason == "" and data == (tmp_path / "plain.png").read_bytes()
-    assert len(loads) == 1  # decoded once since stop 35, to check it (the file check reads its ends)
+    assert not loads  # not by PIL (since stop 35 TensorFlow decodes it once, to check it)
 
 
 def test_big_jpegs_read_from_shards_as_training_reads_their_files(tmp_path):

@@ -1280,8 +1280,8 @@ def test_a_tag_set_column_and_0_1_columns_that_disagree_are_warned_about(tmp_pat
 
 def test_a_0_1_column_of_a_tag_the_tag_set_column_never_names_is_warned_about(tmp_path: Path) -> None:
     # its 1s were dropped without a word (only tags the tag-set column names were compared)
-    rows = ["path,labels,fish,ray,shark,verified,fold", "0.png,fish,1,1,0,yes,1", "1.png,shark,0,0,1,no,0",
-            "2.png,fish,1,0,0,yes,1"]
+    rows = ["path,labels,fish,ray,shark,eel,verified,fold", "0.png,fish,1,1,0,0,yes,1",
+            "1.png,shark,0,0,1,1,no,0", "2.png,fish,1,0,0,0,yes,1"]
     for i in range(3):
         _png(tmp_path / f"{i}.png")
     (tmp_path / "l.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
@@ -1290,9 +1290,9 @@ def test_a_0_1_column_of_a_tag_the_tag_set_column_never_names_is_warned_about(tm
         m = sources.from_csv(tmp_path / "l.csv")
     said = [str(w.message) for w in seen if "never names" in str(w.message)]
     # the column among the tag columns, not the 0/1 data beside them (verified, fold)
-    assert said == [f"{tmp_path / 'l.csv'}: the 0/1 column 'ray' among the tag columns holds 1s for "
-                    "tags the tag-set column 'labels' never names, and is not read: if it is a tag, "
-                    "add it to 'labels'"], said
+    assert said == [f"{tmp_path / 'l.csv'}: the 0/1 columns 'ray', 'eel' among the tag columns hold 1s "
+                    "for tags the tag-set column 'labels' never names, and are not read: if they are "
+                    "tags, add them to 'labels'"], said  # 'eel' at the block's end too
     assert m.class_names == ["fish", "shark"]
 
 
