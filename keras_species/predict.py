@@ -1118,6 +1118,7 @@ def open_predictor(
         ExportError,
         is_feature_run,
         is_saved_model,
+        label_output_model,
         load_keras_model,
         resolve_model_path,
     )
@@ -1137,6 +1138,8 @@ def open_predictor(
             return _FeatureRunPredictor(path, image_size)
     model = load_keras_model(path if path is not None else model_or_path)
     what = f"model {path}" if path is not None else f"model {model.name!r}"
+    if len(model.outputs) > 1:  # several outputs, none named 'label': said first, as no --labels
+        label_output_model(model)  # can help (it asked for --labels, then refused them)
     try:
         own = label_map(model)
     except LabelMapError:

@@ -570,6 +570,11 @@ def test_model_without_label_map_needs_labels(tmp_path, images):
     assert not (tmp_path / "u.keras").exists()
     with pytest.warns(UserWarning, match="none of its outputs .* is named 'label'.*predict cannot read it"):
         export_model(unnamed, tmp_path / "u.keras", format="keras")
+    from keras_species.predict import open_predictor
+
+    for labels in (None, NAMES):  # it asked for --labels, then refused them
+        with pytest.raises(ExportError, match="none named 'label': name the layer of its class output"):
+            open_predictor(tmp_path / "u.keras", labels=labels)
     path = export_model(plain, tmp_path / "p.keras", format="keras", labels=NAMES)
     reloaded = keras.saving.load_model(path)
     assert reloaded.get_layer("label").class_names == NAMES
