@@ -454,6 +454,7 @@ def run(config: FishSemiSupervisedConfig | None = None) -> FishSemiSupervisedRes
     started = time.perf_counter()
     # of the settings in force: a resumed run's stored ones make the same models and pool again
     run_folder, config, plan = open_run(RECIPE, config, checked_plan)
+    run_folder.write_plan([f"model{s}" for s in plan.stages])  # for keras-species runs
 
     # Keras comes with the modules below: a setting refused above is told without it
     import numpy as np

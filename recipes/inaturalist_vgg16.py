@@ -297,6 +297,8 @@ def run(config: INaturalistVGG16Config | None = None) -> INaturalistResult:
     started = time.perf_counter()
     # of the settings in force: a resumed run's stored ones (its data, stages and weights)
     run_folder, config, (stages, scratch, weights) = open_run(RECIPE, config, checked_models)
+    run_folder.write_plan([{"a": "a_features", "b": "b_frozen", "c": "c_fine_tune"}[s] for s in stages]
+                          + [f"scratch_{name}" for name in scratch])  # for keras-species runs
 
     # Keras comes with the modules below: a setting refused above is told without it
     from keras_species.data.prepare import build_datasets, prepare_data

@@ -75,9 +75,13 @@ AUDIT = "audit"
 TRAIN_SECONDS = "train_seconds.json"
 RUNNING = "running.json"
 
+PLAN = "plan.json"
+"""The model folders a multi-model run will train, in order (:meth:`RunFolder.write_plan`), for
+``keras-species runs`` to name those not begun."""
+
 RUN_RESULT_FILES = (
     "split.csv", "split.prepared.json", METRICS, PREDICTIONS, REPORT, "comparison.csv",
-    "pseudo_labels.csv", "classifier.joblib", TRAIN_SECONDS,
+    "pseudo_labels.csv", "classifier.joblib", TRAIN_SECONDS, PLAN,
 )
 """The files of a run folder that hold its split and results (besides its training files and
 model subfolders), removed when a run is started over in it (:meth:`RunFolder.start_over`):
@@ -244,15 +248,18 @@ def by_model(models: Sequence[dict]) -> dict[str, list[dict]]:
     return grouped
 
 
-def planned_models(recipe: str, conf: dict) -> list[str]:
+def planned_models(recipe: str, conf: dict, written: Sequence[str] | None = None) -> list[str]:
     """The model folders a run of ``recipe`` with the settings ``conf`` trains, in order, as far
-    as its settings tell: ``backbone_comparison``'s backbones, ``scratch_cnn``'s
-    ``<variant>/fold<i>`` (:func:`~keras_species.backbone_catalog.scratch_variants`, ``k``
-    folds each); none for the other recipes or settings that cannot be read.
+    as its settings tell: the run's own ``plan.json`` when it wrote one (``written``:
+    ``inaturalist_vgg16``, ``fish_semisupervised``), else ``backbone_comparison``'s backbones,
+    ``scratch_cnn``'s ``<variant>/fold<i>``
+    (:func:`~keras_species.backbone_catalog.scratch_variants`, ``k`` folds each); none for the
+    other recipes or settings that cannot be read.
 
     Args:
         recipe: the run's recipe.
         conf: its stored settings (``config.json``'s ``config``).
+        written: :meth:`RunFolder.planned`.
 
     Returns:
         Folder names relative to the run folder.
@@ -265,6 +272,8 @@ def planned_models(recipe: str, conf: dict) -> list[str]:
     """
     from keras_species.backbone_catalog import scratch_variants
 
+    if written is not None:
+        return list(written)
     try:
         if recipe == "backbone_comparison":
             return backbone_names(conf.get("backbones") or [])
@@ -759,6 +768,30 @@ class RunFolder:
         """Write ``state.json`` atomically."""
         return write_json(self.state_path, state)
 
+    def write_plan(self, models: Sequence[str]) -> Path:
+        """Write ``plan.json``: the model folders this run trains, in order, as the recipe
+        resolved them from its settings (``inaturalist_vgg16``'s stages, ``fish_semisupervised``'s
+        models), for :func:`planned_models`.
+
+        Args:
+            models: folder names relative to the run folder (``b_frozen``, ``model3``).
+
+        Returns:
+            The file's path.
+
+        Example:
+            >>> RunFolder("runs/inaturalist_vgg16/i1").write_plan(["a_features"])  # doctest: +SKIP
+        """
+        return write_json(self.path / PLAN, {"models": [str(m) for m in models]})
+
+    def planned(self) -> list[str] | None:
+        """The model folders of ``plan.json`` (None without a readable one: an older run)."""
+        if not (self.path / PLAN).is_file():
+            return None
+        doc, reason = read_json_object(self.path / PLAN)
+        models = None if reason else doc.get("models")
+        return [str(m) for m in models] if isinstance(models, list) else None
+
     def write_failure(self, message: str, trace: str | None = None) -> Path:
         """Write ``failed.json``: why the run stopped with an error (``keras-species runs`` then
         shows it as ``failed``; starting or resuming the run removes it).
@@ -1124,9 +1157,10 @@ class RunFolder:
             # the models it has not begun: a stopped comparison of 3 read "1 trained, 1
             # stopped" without a word of the third, a scratch_cnn killed in its 1st of 5 folds
             # "1 fold"
-            begun = {backbone_key(m["folder"]) for m in models}
+            begun = {backbone_key(name) for name in by_model(models)}  # model3, not model3/phase1
             models = models + [{"folder": name, "status": "not started", "epochs": 0}
-                               for name in planned_models(recipe, conf) if backbone_key(name) not in begun]
+                               for name in planned_models(recipe, conf, self.planned())
+                               if backbone_key(name) not in begun]
         over = None  # what the epochs are summed over: a multi-model run's models
         if any(m["epochs"] for m in models):
             epochs: int | None = sum(m["epochs"] for m in models)

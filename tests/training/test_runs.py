@@ -1463,3 +1463,29 @@ def test_a_finished_run_whose_resume_failed_is_failed_not_done(tmp_path):
     (row,) = list_runs(root)
     assert row["status"] == "failed" and row["test_accuracy"] == 0.5  # the old scores stay
     assert "failed runs" in format_runs([row]) and "none of the 30 images can be read" in format_runs([row])
+
+
+def test_a_stopped_run_names_the_models_of_its_plan_it_has_not_begun(tmp_path):
+    # an inaturalist_vgg16 run stopped in b_frozen read "3 (2 models)  1 trained, 1 stopped",
+    # not a word of c_fine_tune and scratch_shallow; the recipes now write plan.json
+    root = tmp_path / "runs"
+    inat = _multi_run(root, "inaturalist_vgg16", "i3", stages="c", scratch="shallow")
+    inat.write_plan(["a_features", "b_frozen", "c_fine_tune", "scratch_shallow"])
+    (inat.path / "a_features").mkdir()
+    (inat.path / "a_features" / "model.keras").write_bytes(b"model")
+    _model_folder(inat.path / "b_frozen", phases=(("frozen_base", 3),), epochs=1)
+    fish = _multi_run(root, "fish_semisupervised", "f", created="2025-04-02T09:00:00", stages="1,2,4")
+    fish.write_plan(["model1", "model2", "model4"])
+    _model_folder(fish.path / "model1", phases=(("train", 1),), evaluated=True)
+    _model_folder(fish.path / "model2", phases=(("train", 1),), epochs=0)
+    rows = {r["run"]: r for r in list_runs(root)}
+    table = format_runs(list(rows.values()))
+    assert "  stopped  1 (4 models)  1 trained, 1 stopped, 2 not started" in table
+    assert "not started: c_fine_tune, scratch_shallow" in table
+    assert [m["folder"] for m in rows["fish_semisupervised/f"]["models"]] == ["model1", "model2", "model4"]
+    _model_folder(fish.path / "model4" / "phase1", phases=(("phase1", 1),))  # begun: its phases
+    rows = {r["run"]: r for r in list_runs(root)}
+    listed = {m["folder"]: m["status"] for m in rows["fish_semisupervised/f"]["models"]}
+    assert listed == {"model1": "trained", "model4/phase1": "trained", "model2": "not started"}
+    inat.start_over()  # plan.json is the run's: an --overwrite removes it with the rest
+    assert not (inat.path / "plan.json").exists()
