@@ -1154,7 +1154,8 @@ def open_predictor(
         lmap = label_map(model)  # raises: the model carries none and no labels were given
     else:
         lmap = _external_labels(None, path)
-    return _KerasPredictor(model, _check_label_width(lmap, model.outputs[0].shape[-1], what), image_size)
+    width = label_output_model(model).outputs[0].shape[-1]  # the 'label' output's (not the first's)
+    return _KerasPredictor(model, _check_label_width(lmap, width, what), image_size)
 
 
 # ------------------------------------------------------------------------------------ prediction

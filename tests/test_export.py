@@ -575,6 +575,12 @@ def test_model_without_label_map_needs_labels(tmp_path, images):
     for labels in (None, NAMES):  # it asked for --labels, then refused them
         with pytest.raises(ExportError, match="none named 'label': name the layer of its class output"):
             open_predictor(tmp_path / "u.keras", labels=labels)
+    # two outputs, the class one named label but not first: the label map is checked against it
+    # (it was checked against the first: "has 5 outputs but the label map 3 class names")
+    aux_first = keras.Model(inp, [keras.layers.Dense(5, name="aux5")(x),
+                                  keras.layers.Dense(3, activation="softmax", name="label")(x)])
+    aux_first.save(tmp_path / "list.keras")
+    assert open_predictor(tmp_path / "list.keras", labels=NAMES).label_map.class_names == NAMES
     path = export_model(plain, tmp_path / "p.keras", format="keras", labels=NAMES)
     reloaded = keras.saving.load_model(path)
     assert reloaded.get_layer("label").class_names == NAMES

@@ -224,10 +224,15 @@ def find_name_id(paths: Sequence[str], labels: np.ndarray, num_classes: int) -> 
     for place in range(0, common_len, 2):
         values = [split[i][place] for i in family]
         counts = Counter(values)
-        # one value for all, or the class again (at most one shared value a class): counted over
-        # the values two files share (a few odd names, IMG_1234.jpg beside cat.0.jpg, lifted
-        # the class name over a bar of 2 x classes distinct values)
-        if sum(c > 1 for c in counts.values()) < max(2, num_classes + 1):
+        # one value for all, or the class again: the values two files share, leaving out each
+        # class's most common one, must be 2 or more (a bar of 2 x classes distinct values let a
+        # few odd names, IMG_1234.jpg beside cat.0.jpg, lift the class name over it, and one of
+        # classes + 1 shared values a pair of them, IMG_1234 and IMG_1235)
+        by_class: dict[int, Counter] = {}
+        for value, code in zip(values, codes):
+            by_class.setdefault(code, Counter())[value] += 1
+        own = {c.most_common(1)[0][0] for c in by_class.values()}
+        if len({v for v, c in counts.items() if c > 1} - own) < 2:
             continue
         if sum(c for c in counts.values() if c > 1) < MIN_SHARED * len(family):
             continue

@@ -153,7 +153,8 @@ def _decodable(data: bytes) -> tuple[bytes | None, str]:
     try:
         tf.io.decode_image(data, channels=3, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as err:
-        reason = " ".join(str(getattr(err, "message", err)).split())[:160]
+        text = " ".join(str(getattr(err, "message", err)).split())
+        reason = text.split("}} ", 1)[-1][:160]  # without TensorFlow's {{function_node ...}} prefix
         return None, f"damaged image: TensorFlow cannot decode it ({reason})"
     return data, ""
 

@@ -64,6 +64,9 @@ def find_backbone(model: keras.layers.Layer) -> keras.layers.Layer | None:
     backbone is two levels down: looked up at the top only, the wrapped model could not be
     frozen ("has no nested 'backbone'") and ``last_n`` trained its frozen BatchNorm layers.
 
+    Several at the first depth where any is (a fold ensemble of classifiers) give None: freezing
+    the first alone left the others training.
+
     Example:
         >>> import keras
         >>> inner = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)], name="backbone")
@@ -74,9 +77,9 @@ def find_backbone(model: keras.layers.Layer) -> keras.layers.Layer | None:
     level = [model]
     while level:
         nested = [layer for m in level for layer in getattr(m, "layers", []) if isinstance(layer, keras.Model)]
-        for layer in nested:
-            if layer.name == "backbone":
-                return layer
+        found = [layer for layer in nested if layer.name == "backbone"]
+        if found:  # several at one depth (a fold ensemble's): none is the model's backbone
+            return found[0] if len(found) == 1 else None
         level = nested
     return None
 

@@ -160,6 +160,13 @@ KEY_SETTINGS = (
     "learning_rate",
     "head_learning_rate",
     "fine_tune_learning_rate",
+    "stages",
+    "scratch",
+    "features_epochs",
+    "frozen_epochs",
+    "scratch_epochs",
+    "top_classes",
+    "top_classes_count",
     "schedule",
     "unfreeze",
     "augment",
@@ -171,7 +178,8 @@ KEY_SETTINGS = (
 """Config keys shown (when present) in the ``settings`` column of ``keras-species runs``. The
 epoch settings (``epochs``, ``head_epochs``, ``fine_tune_epochs``) are each model's: a fold's
 (``scratch_cnn``, with ``k`` folds), a backbone's (``backbone_comparison``), the run's one model
-elsewhere."""
+elsewhere; ``inaturalist_vgg16`` has its own (``stages``, ``features_epochs``...: its runs
+differing only in them looked alike since stop 35)."""
 
 TEST_SCORES = ("accuracy", "exact_match", "f1_micro", "micro_f1", "top5_accuracy")
 """Keys of ``metrics.json``'s ``test`` object that ``keras-species runs`` shows (one at least is

@@ -129,6 +129,15 @@ def test_a_classifier_wrapped_with_augmentation_freezes_as_the_classifier_does()
         set_trainable(model, "last_n", n=2, unit="blocks")
         counts.append(trainable_bn(model))
     assert counts == [0, 0]
+    # two backbones at one depth (a fold ensemble) are no model's backbone: refused as before,
+    # where the first alone was frozen and the other trained on
+    from keras_species.models.freezing import find_backbone
+    from keras_species.training.crossval import fold_ensemble
+
+    ens = fold_ensemble([build_classifier("resnet18", 3, input_size=32, weights=None) for _ in range(2)])
+    assert find_backbone(ens) is None
+    with pytest.raises(ValueError, match="has no nested 'backbone' to freeze"):
+        set_trainable(ens, "frozen")
 
 
 def _crop_boxes(h: int, w: int, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

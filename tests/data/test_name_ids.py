@@ -90,6 +90,10 @@ def test_the_class_name_in_file_names_beside_a_few_odd_names_is_no_id() -> None:
     paths += ["d/cat/IMG_1234.jpg", "d/dog/DSC_0042.jpg"]
     labels = np.array([0] * 15 + [1] * 15 + [0, 1])
     assert name_ids.find_name_id(paths, labels, 2) is None
+    # nor beside a pair of phone photos, whose IMG is shared too (a bar of classes + 1 shared
+    # values took it)
+    paths[-2:] = ["d/cat/IMG_1234.jpg", "d/cat/IMG_1235.jpg"]
+    assert name_ids.find_name_id(paths, np.array([0] * 15 + [1] * 15 + [0, 0]), 2) is None
 
 
 def test_a_few_individuals_seen_often_among_single_shots_are_an_id() -> None:

@@ -1489,3 +1489,17 @@ def test_a_stopped_run_names_the_models_of_its_plan_it_has_not_begun(tmp_path):
     assert listed == {"model1": "trained", "model4/phase1": "trained", "model2": "not started"}
     inat.start_over()  # plan.json is the run's: an --overwrite removes it with the rest
     assert not (inat.path / "plan.json").exists()
+
+
+def test_inaturalist_runs_that_differ_in_their_own_settings_do_not_look_alike(tmp_path):
+    # two runs with other stages and epochs of their stages showed empty settings cells
+    root = tmp_path / "runs"
+    a = _multi_run(root, "inaturalist_vgg16", "i1", stages="a", features_epochs=1, top_classes=0.6)
+    b = _multi_run(root, "inaturalist_vgg16", "i2", created="2025-04-02T09:00:00", stages="a,b,c",
+                   features_epochs=2, top_classes=0.1)
+    for run in (a, b):
+        _model_folder(run.path / "b_frozen", phases=(("frozen_base", 1),))
+    cells = {r["run"]: r["key_settings"] for r in list_runs(root)}
+    assert cells["inaturalist_vgg16/i1"]["stages"] == "a" and cells["inaturalist_vgg16/i2"]["stages"] == "a,b,c"
+    table = format_runs(list_runs(root))
+    assert "features_epochs=1" in table and "features_epochs=2" in table and "top_classes=0.6" in table
