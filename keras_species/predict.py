@@ -718,7 +718,6 @@ def _load_saved_model(path: Path):
 
 class _SavedModelPredictor(_Predictor):
     def __init__(self, path: Path, labels, image_size=None) -> None:
-
         from keras_species.models.labels import LabelMap, LabelMapError
 
         self.loaded = _load_saved_model(path)
@@ -1138,8 +1137,9 @@ def open_predictor(
             return _FeatureRunPredictor(path, image_size)
     model = load_keras_model(path if path is not None else model_or_path)
     what = f"model {path}" if path is not None else f"model {model.name!r}"
-    if len(model.outputs) > 1:  # several outputs, none named 'label': said first, as no --labels
-        label_output_model(model)  # can help (it asked for --labels, then refused them)
+    # the class output, checked first (several outputs and none named 'label': no --labels can
+    # help, where it asked for them, then refused them); the labels' width is its own
+    width = label_output_model(model).outputs[0].shape[-1]
     try:
         own = label_map(model)
     except LabelMapError:
@@ -1154,7 +1154,6 @@ def open_predictor(
         lmap = label_map(model)  # raises: the model carries none and no labels were given
     else:
         lmap = _external_labels(None, path)
-    width = label_output_model(model).outputs[0].shape[-1]  # the 'label' output's (not the first's)
     return _KerasPredictor(model, _check_label_width(lmap, width, what), image_size)
 
 
