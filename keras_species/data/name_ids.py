@@ -196,6 +196,19 @@ def _pattern(parts: list[list[str]], place: int) -> str:
     return "".join(shown)
 
 
+def _values_by_class(values: list[str], rows: np.ndarray, codes: np.ndarray) -> list[Counter]:
+    """The values of each class (single-label) or each tag (multi-label rows): the tag, not the
+    label set, since clips that each carry a set of their own made every id its set's most
+    common value, and the ids went unseen."""
+    if rows.ndim == 2:
+        return [Counter(v for v, on in zip(values, rows[:, j]) if on) for j in range(rows.shape[1])
+                if rows[:, j].any()]
+    by_class: dict[int, Counter] = {}
+    for value, code in zip(values, codes):
+        by_class.setdefault(int(code), Counter())[value] += 1
+    return list(by_class.values())
+
+
 def find_name_id(paths: Sequence[str], labels: np.ndarray, num_classes: int) -> NameId | None:
     """The id in the file names that groups images of one label, if there is one.
 
@@ -219,7 +232,8 @@ def find_name_id(paths: Sequence[str], labels: np.ndarray, num_classes: int) -> 
     family = [i for i, p in enumerate(split) if len(p) == common_len]
     if len(family) < MIN_FILES or common_len < 3:  # one part: nothing besides it to group by
         return None
-    codes = _label_codes(np.asarray(labels)[family])
+    rows = np.asarray(labels)[family]
+    codes = _label_codes(rows)
     best: tuple[float, int, int] | None = None
     for place in range(0, common_len, 2):
         values = [split[i][place] for i in family]
@@ -228,10 +242,7 @@ def find_name_id(paths: Sequence[str], labels: np.ndarray, num_classes: int) -> 
         # class's most common one, must be 2 or more (a bar of 2 x classes distinct values let a
         # few odd names, IMG_1234.jpg beside cat.0.jpg, lift the class name over it, and one of
         # classes + 1 shared values a pair of them, IMG_1234 and IMG_1235)
-        by_class: dict[int, Counter] = {}
-        for value, code in zip(values, codes):
-            by_class.setdefault(code, Counter())[value] += 1
-        own = {c.most_common(1)[0][0] for c in by_class.values()}
+        own = {c.most_common(1)[0][0] for c in _values_by_class(values, rows, codes)}
         if len({v for v, c in counts.items() if c > 1} - own) < 2:
             continue
         if sum(c for c in counts.values() if c > 1) < MIN_SHARED * len(family):

@@ -1826,19 +1826,11 @@ def _warn_tag_columns_disagree(path: str, lcol: str, header: Sequence[str], rows
             if name in header and name != lcol and all(_binary(r[name]) is not None for r in rows)]
     if not cols:
         return
-    # within the block of tag columns only: from the first to the last named tag, and on
-    # past either end over columns of 0 and 1 alone; a column beside it of other values
-    # (verified: yes/no) ends the block, so 0/1 data of another kind is not taken for tags
-    def zero_one(h: str) -> bool:
-        return h not in used and h != lcol and all(r[h].strip() in ("0", "1") for r in rows)
-
+    # between the first and the last named tag only: a 0/1 column beside them may be data of
+    # another kind (verified, fold, is_test), which the tag-set column rightly leaves out (so a
+    # stray tag at either end of the block is not seen)
     at = [header.index(name) for _, name in cols]
-    first, last = min(at), max(at)
-    while first > 0 and zero_one(header[first - 1]):
-        first -= 1
-    while last + 1 < len(header) and zero_one(header[last + 1]):
-        last += 1
-    stray = [h for h in header[first:last + 1] if h not in names and h != lcol and h not in used
+    stray = [h for h in header[min(at):max(at) + 1] if h not in names and h != lcol and h not in used
              and all(_binary(r[h]) is not None for r in rows) and any(_binary(r[h]) for r in rows)]
     if stray:
         warnings.warn(

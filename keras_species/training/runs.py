@@ -1156,7 +1156,10 @@ class RunFolder:
         for key in KEY_SETTINGS:
             if key in conf and conf[key] is not None:
                 value = conf[key]
-                settings[key] = "x".join(map(str, value)) if isinstance(value, list) else str(value)
+                if isinstance(value, list):  # a size is HxW; stages and names a list
+                    settings[key] = ("x" if key.endswith("_size") else ",").join(map(str, value))
+                else:
+                    settings[key] = str(value)
         data = conf.get("data") or conf.get("labelled")
         recipe = cfg.get("recipe")
         recipe = recipe if isinstance(recipe, str) and recipe else self.path.parent.name

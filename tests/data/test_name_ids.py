@@ -109,6 +109,17 @@ def test_a_few_individuals_seen_often_among_single_shots_are_an_id() -> None:
     assert found is not None and found.regex == "fish_(\\d+)"
 
 
+def test_clips_of_their_own_tag_sets_are_an_id() -> None:
+    # 30 clips of 3 frames, each clip its own set of 3 of 8 tags: each id was its label set's
+    # most common value, left out as "the class again", and the ids went unseen
+    import itertools
+
+    sets = list(itertools.combinations(range(8), 3))[:30]
+    rows = np.repeat([np.isin(range(8), c).astype(int) for c in sets], 3, axis=0)
+    found = name_ids.find_name_id([f"img_{t}_{f}.jpg" for t in range(30) for f in range(3)], rows, 8)
+    assert found is not None and found.regex == "img_(\\d+)"
+
+
 def test_a_word_id_and_multi_label_rows_are_handled() -> None:
     paths, rows = [], []
     for t in range(30):

@@ -1290,9 +1290,9 @@ def test_a_0_1_column_of_a_tag_the_tag_set_column_never_names_is_warned_about(tm
         m = sources.from_csv(tmp_path / "l.csv")
     said = [str(w.message) for w in seen if "never names" in str(w.message)]
     # the column among the tag columns, not the 0/1 data beside them (verified, fold)
-    assert said == [f"{tmp_path / 'l.csv'}: the 0/1 columns 'ray', 'eel' among the tag columns hold 1s "
-                    "for tags the tag-set column 'labels' never names, and are not read: if they are "
-                    "tags, add them to 'labels'"], said  # 'eel' at the block's end too
+    assert said == [f"{tmp_path / 'l.csv'}: the 0/1 column 'ray' among the tag columns holds 1s for "
+                    "tags the tag-set column 'labels' never names, and is not read: if it is a tag, "
+                    "add it to 'labels'"], said  # 'eel' beside the block is not taken for a tag
     assert m.class_names == ["fish", "shark"]
 
 

@@ -1501,5 +1501,11 @@ def test_inaturalist_runs_that_differ_in_their_own_settings_do_not_look_alike(tm
         _model_folder(run.path / "b_frozen", phases=(("frozen_base", 1),))
     cells = {r["run"]: r["key_settings"] for r in list_runs(root)}
     assert cells["inaturalist_vgg16/i1"]["stages"] == "a" and cells["inaturalist_vgg16/i2"]["stages"] == "a,b,c"
+    listed = _multi_run(root, "inaturalist_vgg16", "i3", created="2025-04-03T09:00:00",
+                        stages=["a", "b"], scratch=["shallow", "deep"], image_size=[32, 24])
+    _model_folder(listed.path / "b_frozen", phases=(("frozen_base", 1),))
+    cells = {r["run"]: r["key_settings"] for r in list_runs(root)}  # lists as a list: "a,b", not "axb"
+    assert (cells["inaturalist_vgg16/i3"]["stages"], cells["inaturalist_vgg16/i3"]["scratch"],
+            cells["inaturalist_vgg16/i3"]["image_size"]) == ("a,b", "shallow,deep", "32x24")
     table = format_runs(list_runs(root))
     assert "features_epochs=1" in table and "features_epochs=2" in table and "top_classes=0.6" in table
