@@ -196,13 +196,8 @@ def _pattern(parts: list[list[str]], place: int) -> str:
     return "".join(shown)
 
 
-def _values_by_class(values: list[str], rows: np.ndarray, codes: np.ndarray) -> list[Counter]:
-    """The values of each class (single-label) or each tag (multi-label rows): the tag, not the
-    label set, since clips that each carry a set of their own made every id its set's most
-    common value, and the ids went unseen."""
-    if rows.ndim == 2:
-        return [Counter(v for v, on in zip(values, rows[:, j]) if on) for j in range(rows.shape[1])
-                if rows[:, j].any()]
+def _class_values(values: list[str], codes: np.ndarray) -> list[Counter]:
+    """The values of each class (one int code a class)."""
     by_class: dict[int, Counter] = {}
     for value, code in zip(values, codes):
         by_class.setdefault(int(code), Counter())[value] += 1
@@ -238,13 +233,17 @@ def find_name_id(paths: Sequence[str], labels: np.ndarray, num_classes: int) -> 
     for place in range(0, common_len, 2):
         values = [split[i][place] for i in family]
         counts = Counter(values)
-        # one value for all, or the class again: the values two files share, leaving out each
-        # class's most common one, must be 2 or more (a bar of 2 x classes distinct values let a
-        # few odd names, IMG_1234.jpg beside cat.0.jpg, lift the class name over it, and one of
-        # classes + 1 shared values a pair of them, IMG_1234 and IMG_1235)
-        own = {c.most_common(1)[0][0] for c in _values_by_class(values, rows, codes)}
-        if len({v for v, c in counts.items() if c > 1} - own) < 2:
-            continue
+        if rows.ndim == 2:  # multi-label: one value for all, or the label set again
+            if len(counts) < max(2, 2 * num_classes):
+                continue
+        else:
+            # one value for all, or the class again: the values two files share, leaving out
+            # each class's most common one, must be 2 or more (a bar of 2 x classes distinct
+            # values let a few odd names, IMG_1234.jpg beside cat.0.jpg, lift the class name
+            # over it, and one of classes + 1 shared values a pair of them)
+            own = {c.most_common(1)[0][0] for c in _class_values(values, codes)}
+            if len({v for v, c in counts.items() if c > 1} - own) < 2:
+                continue
         if sum(c for c in counts.values() if c > 1) < MIN_SHARED * len(family):
             continue
         purity, shared = _purity(values, codes)

@@ -1819,9 +1819,9 @@ def _warn_tag_columns_disagree(path: str, lcol: str, header: Sequence[str], rows
                                used: set[str] = frozenset()) -> None:
     """Warn when a CSV holds both a tag-set column and 0/1 columns named for the same tags (as the
     aquarium set's labels.csv does) and they disagree: the tag-set column is read, the 0/1 columns
-    are not, and a disagreement is a data error the user should see. Beside such columns, a 0/1
-    column of a tag the tag-set column never names (``used``: the path, split and group columns,
-    never tags) is named too: its 1s were dropped without a word."""
+    are not, and a disagreement is a data error the user should see. Between the first and the
+    last such column, a 0/1 column of a tag the tag-set column never names (``used``: the path,
+    split and group columns, never tags) is named too: its 1s were dropped without a word."""
     cols = [(k, name) for k, name in enumerate(names)
             if name in header and name != lcol and all(_binary(r[name]) is not None for r in rows)]
     if not cols:
