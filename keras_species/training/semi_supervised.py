@@ -147,8 +147,8 @@ def load_unlabelled(
     A folder with subfolders named for classes of the labelled set is read as a labelled folder
     whose labels are *hidden* (returned as the true labels); the images of its other subfolders
     (named with a warning) and those beside them are of no known class (``-1``). A folder with
-    no such subfolder is searched recursively for images, which are unlabelled. A CSV, ``.txt``/``.lst`` list of paths,
-    iNat/COCO JSON or saved manifest goes through ``sources.load`` with ``options`` (say ``root``
+    no such subfolder is searched recursively for images, which are unlabelled. A CSV,
+    ``.txt``/``.lst`` list of paths, iNat/COCO JSON or saved manifest goes through ``sources.load`` with ``options`` (say ``root``
     when its relative paths start in another folder), and its labels, if any, become the true
     labels.
 
